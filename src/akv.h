@@ -1,0 +1,157 @@
+/* The model layer: module state, slots, sessions, objects and operations. Shared contract between
+ * the model/surface helper (module, slot, session, object, attrs, cache, rv, src/p11/ except
+ * crypto.c) and the crypto helper (mech, op_*, outbuf, src/p11/crypto.c).
+ * Locking: the module lock guards the session table and slot list only, and is never held across
+ * I/O. A session is used through akv_session_acquire/release, which serialises calls on the same
+ * session (its own mutex, which may be held across I/O) and keeps it alive. Objects are refcounted
+ * and immutable once published (except lazily fetched secret values, under the object's lock). */
+#ifndef AKV_MODEL_H
+#define AKV_MODEL_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <openssl/evp.h>
+#include <p11-kit/pkcs11.h>
+
+#include "kv/kv.h"
+#include "util/config.h"
+
+/* Vendor attributes (also in include/akv-pkcs11.h for consumers). */
+#define CKA_AKV_KID (CKA_VENDOR_DEFINED | 0x414B5601UL)     /* full kid URL (UTF-8) */
+#define CKA_AKV_VERSION (CKA_VENDOR_DEFINED | 0x414B5602UL) /* object version (UTF-8) */
+#define CKA_AKV_HSM (CKA_VENDOR_DEFINED | 0x414B5603UL)     /* CK_BBOOL: HSM-protected */
+
+struct akv_cache;
+struct akv_op;
+
+/* ---- module -------------------------------------------------------------------------------- */
+
+/* CKR_OK when initialised in this process; CKR_CRYPTOKI_NOT_INITIALIZED otherwise, including in a
+ * forked child that has not called C_Initialize itself. Every C_* but C_Initialize/
+ * C_GetFunctionList/C_GetInterface* calls it first. */
+CK_RV akv_module_check(void);
+
+/* The module's private OpenSSL library context: all local crypto (hashing, local verify/encrypt,
+ * JWK to EVP_PKEY) uses it, so a host that loaded pkcs11-provider is never re-entered. */
+OSSL_LIB_CTX *akv_libctx(void);
+
+/* The loaded configuration (valid between C_Initialize and C_Finalize). */
+const struct akv_config *akv_config(void);
+
+/* Seconds since the epoch; tests inject a clock with akv_set_clock. */
+int64_t akv_now(void);
+void akv_set_clock(int64_t (*fn)(void));
+
+/* The one translation from backend errors to CK_RV (src/rv.c). */
+CK_RV akv_rv(kv_rc rc);
+const char *akv_rv_name(CK_RV rv);
+
+/* ---- slots --------------------------------------------------------------------------------- */
+
+struct akv_slot {
+  CK_SLOT_ID id;                       /* 0-based index in config order */
+  const struct akv_slot_config *cfg;   /* points into the module's config */
+  struct kv_client *client;            /* the vault */
+  struct kv_cred *own_cred;            /* per-slot credential, NULL when using the default */
+  char serial[17];                     /* first 16 hex digits of SHA-256(url) */
+  char label[33];                      /* blank-padded token label source (NUL-terminated) */
+  struct akv_cache *cache;
+};
+
+/* Slot by id, or NULL. Valid until C_Finalize. */
+struct akv_slot *akv_slot_get(CK_SLOT_ID id);
+
+/* ---- objects ------------------------------------------------------------------------------- */
+
+struct akv_object {
+  int refs;                            /* atomic */
+  CK_OBJECT_HANDLE handle;
+  CK_OBJECT_CLASS cls;                 /* CKO_PRIVATE_KEY, CKO_PUBLIC_KEY, CKO_SECRET_KEY, CKO_CERTIFICATE, CKO_DATA */
+  CK_KEY_TYPE key_type;                /* CKK_RSA, CKK_EC, CKK_AES, CKK_GENERIC_SECRET; (CK_KEY_TYPE)-1 if none */
+  struct akv_slot *slot;
+  CK_SESSION_HANDLE session;           /* owning session for session objects, 0 for token objects */
+
+  /* Keys in the vault: public parts of the exact version this object was listed with. The version
+   * is pinned here: crypto always addresses key->name + key->version. */
+  struct kv_key *key;
+  EVP_PKEY *pkey;                      /* public key (RSA/EC) in akv_libctx(), else NULL */
+  CK_ULONG modulus_bits;               /* RSA */
+  CK_BBOOL can_sign, can_verify, can_encrypt, can_decrypt, can_wrap, can_unwrap; /* from key_ops */
+
+  /* Session secret keys (C_UnwrapKey / C_GenerateKey): raw value, wiped on free. */
+  unsigned char *secret;
+  size_t secret_len;
+
+  /* Attributes, built once when the object is created (CKA_VALUE of data objects excepted). */
+  CK_ATTRIBUTE *attrs;
+  size_t n_attrs;
+
+  /* Secrets (CKO_DATA): value fetched lazily, guarded by lock. */
+  pthread_mutex_t lock;
+  char *secret_name;
+  unsigned char *value;
+  size_t value_len;
+  int64_t value_fetched_at;
+};
+
+struct akv_object *akv_object_ref(struct akv_object *obj);
+void akv_object_unref(struct akv_object *obj); /* NULL ok; wipes secrets on last unref */
+
+/* Finds an attribute in obj->attrs (not CKA_VALUE of data objects), or NULL. */
+const CK_ATTRIBUTE *akv_object_attr(const struct akv_object *obj, CK_ATTRIBUTE_TYPE type);
+
+/* ---- sessions ------------------------------------------------------------------------------ */
+
+enum akv_op_kind {
+  AKV_OP_SIGN = 0,
+  AKV_OP_VERIFY,
+  AKV_OP_ENCRYPT,
+  AKV_OP_DECRYPT,
+  AKV_OP_DIGEST,
+  AKV_OP_FIND,
+  AKV_OP_COUNT
+};
+
+struct akv_session {
+  int refs;                            /* atomic; table holds one */
+  pthread_mutex_t lock;                /* held by acquire..release */
+  CK_SESSION_HANDLE handle;
+  struct akv_slot *slot;
+  CK_FLAGS flags;                      /* CKF_SERIAL_SESSION | CKF_RW_SESSION */
+  int closed;                          /* set by C_CloseSession; acquire fails afterwards */
+  CK_ULONG device_error;               /* last HTTP status of a failed call (ulDeviceError) */
+  struct akv_op *ops[AKV_OP_COUNT];    /* active operations, owned by the session */
+  struct akv_object **objects;         /* session objects */
+  size_t n_objects;
+};
+
+/* Looks up and locks a session: CKR_SESSION_HANDLE_INVALID if unknown/closed,
+ * CKR_CRYPTOKI_NOT_INITIALIZED (via akv_module_check) if the module is not initialised. */
+CK_RV akv_session_acquire(CK_SESSION_HANDLE h, struct akv_session **out);
+void akv_session_release(struct akv_session *s);
+
+/* An object visible to the session (token objects of its slot, or its own session objects),
+ * referenced; CKR_OBJECT_HANDLE_INVALID otherwise. Call with the session acquired. */
+CK_RV akv_session_object(struct akv_session *s, CK_OBJECT_HANDLE h, struct akv_object **out);
+
+/* Adds a session object (takes the caller's reference) and assigns its handle. */
+CK_RV akv_session_add_object(struct akv_session *s, struct akv_object *obj, CK_OBJECT_HANDLE *h);
+
+/* Records the last backend failure on the session (ulDeviceError) and maps it. */
+CK_RV akv_session_fail(struct akv_session *s, kv_rc rc);
+
+/* ---- operations (crypto helper) ------------------------------------------------------------ */
+
+/* Frees an operation's state (wiping buffers); called by the session on C_CloseSession,
+ * C_Finalize, and when an operation ends. NULL ok. */
+void akv_op_free(struct akv_op *op);
+
+/* The length-query protocol, written once: if out is NULL, sets *out_len = len and returns CKR_OK
+ * (operation kept); if *out_len < len, sets *out_len = len and returns CKR_BUFFER_TOO_SMALL
+ * (operation kept); else copies, sets *out_len and returns CKR_OK. */
+CK_RV akv_copy_out(const void *src, CK_ULONG len, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
+
+#endif

@@ -1,0 +1,242 @@
+/* Key Vault backend: HTTP transport, credentials and the REST client. Shared contract between the
+ * backend (src/kv, src/util) and the model (src/*.c). Never includes pkcs11.h; errors are kv_rc,
+ * translated to CK_RV in exactly one place (src/rv.c). All functions are thread-safe unless noted.
+ * Every returned object is owned by the caller and released with the matching _free. */
+#ifndef AKV_KV_H
+#define AKV_KV_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <openssl/evp.h>
+
+#include "util/config.h"
+
+typedef enum {
+  KV_OK = 0,
+  KV_E_NOMEM,        /* allocation failed */
+  KV_E_INVALID,      /* bad argument from our side (caller bug, bad name, bad config) */
+  KV_E_NOT_FOUND,    /* 404 */
+  KV_E_FORBIDDEN,    /* 403: missing permission, key_ops, disabled key, firewall */
+  KV_E_UNAUTHORIZED, /* 401 after one token refresh */
+  KV_E_AUTH,         /* no credential could produce a token */
+  KV_E_BAD_REQUEST,  /* 400 from the service (bad alg, bad length...) */
+  KV_E_CONFLICT,     /* 409 */
+  KV_E_THROTTLED,    /* 429 after retries and deadline */
+  KV_E_SERVER,       /* 5xx after retries and deadline */
+  KV_E_NETWORK,      /* connection/TLS failure after retries */
+  KV_E_TIMEOUT,      /* deadline exceeded */
+  KV_E_PROTOCOL,     /* malformed, oversized or inconsistent response */
+  KV_E_UNSUPPORTED,  /* operation the vault kind cannot do */
+} kv_rc;
+
+const char *kv_rc_str(kv_rc rc);
+
+/* Last HTTP status seen by this thread's most recent backend call (0 = none): feeds
+ * C_GetSessionInfo.ulDeviceError. */
+long kv_last_http_status(void);
+
+/* ---- transport ---------------------------------------------------------------------------- */
+
+struct kv_http;
+
+struct kv_http_opts {
+  const char *ca_file;       /* NULL = system store */
+  const char *proxy;         /* NULL = libcurl's environment handling */
+  long connect_timeout_ms;
+  long request_timeout_ms;
+  long deadline_ms;          /* per logical operation incl. retries */
+  unsigned max_retries;
+  long retry_base_ms;
+  long retry_cap_ms;
+  unsigned pool_size;
+  size_t max_response_bytes;
+  const char *const *allowed_hosts; /* extra hosts allowed besides Azure's vault domains */
+  size_t n_allowed_hosts;
+};
+
+/* One per process (per C_Initialize): connection pool, share handle, TLS session cache. */
+kv_rc kv_http_new(const struct kv_http_opts *opts, struct kv_http **out);
+void kv_http_free(struct kv_http *http);
+
+/* ---- credentials -------------------------------------------------------------------------- */
+
+struct kv_cred;
+
+/* Builds a credential (chain for AKV_CRED_AUTO) from config; no network I/O here. */
+kv_rc kv_cred_new(struct kv_http *http, const struct akv_cred_config *cfg, struct kv_cred **out);
+void kv_cred_free(struct kv_cred *cred);
+
+/* Returns a bearer token for resource ("https://vault.azure.net" or "https://managedhsm.azure.net"),
+ * from the cache unless force_refresh or it is within the refresh-ahead window. Single flight: one
+ * caller refreshes, others wait. *token is a copy the caller wipes and frees (kv_secure_free). */
+kv_rc kv_cred_token(struct kv_cred *cred, const char *resource, const char *tenant_hint,
+                    int force_refresh, char **token);
+
+/* Human-readable description of the credential that last produced a token (for logs/doctor). */
+const char *kv_cred_describe(const struct kv_cred *cred);
+
+void kv_secure_free(void *p, size_t len); /* OPENSSL_cleanse + free; len 0 = strlen */
+
+/* ---- vault client --------------------------------------------------------------------------- */
+
+struct kv_client;
+
+struct kv_client_opts {
+  const char *url;           /* vault base URL, no trailing slash */
+  const char *api_version;
+  enum akv_vault_kind kind;
+};
+
+kv_rc kv_client_new(struct kv_http *http, struct kv_cred *cred, const struct kv_client_opts *opts,
+                    struct kv_client **out);
+void kv_client_free(struct kv_client *cl);
+
+enum kv_kty { KV_KTY_RSA = 1, KV_KTY_EC, KV_KTY_OCT };
+enum kv_crv { KV_CRV_NONE = 0, KV_CRV_P256, KV_CRV_P384, KV_CRV_P521, KV_CRV_P256K };
+
+enum kv_key_op {
+  KV_OP_ENCRYPT = 1u << 0,
+  KV_OP_DECRYPT = 1u << 1,
+  KV_OP_SIGN = 1u << 2,
+  KV_OP_VERIFY = 1u << 3,
+  KV_OP_WRAP = 1u << 4,
+  KV_OP_UNWRAP = 1u << 5,
+  KV_OP_IMPORT = 1u << 6,
+  KV_OP_EXPORT = 1u << 7,
+};
+
+struct kv_tag {
+  char *name;
+  char *value;
+};
+
+/* Attributes common to keys, secrets and certificates. Times are Unix seconds, 0 = absent. */
+struct kv_attrs {
+  int enabled;
+  int64_t nbf, exp, created, updated;
+  int managed;               /* backs a certificate */
+  struct kv_tag *tags;
+  size_t n_tags;
+};
+
+/* One version of a key, public parts only (from GET key / create / import). */
+struct kv_key {
+  char *kid;                 /* full versioned id, as the service returned it */
+  char *name;
+  char *version;
+  enum kv_kty kty;
+  int hsm;                   /* -HSM kty */
+  enum kv_crv crv;
+  unsigned char *n, *e, *x, *y; /* big-endian, as decoded from base64url */
+  size_t n_len, e_len, x_len, y_len;
+  unsigned key_ops;          /* enum kv_key_op bits */
+  struct kv_attrs attrs;
+};
+
+/* A list entry (keys, secrets, certificates, or their versions). */
+struct kv_item {
+  char *id;                  /* as returned (base id, or versioned id for /versions) */
+  char *name;
+  char *version;             /* NULL for base ids */
+  char *content_type;        /* secrets only */
+  char *x5t;                 /* certificates only */
+  struct kv_attrs attrs;
+};
+
+struct kv_item_list {
+  struct kv_item *items;
+  size_t n;
+};
+
+struct kv_cert {
+  char *id, *kid, *sid, *name, *version;
+  unsigned char *der;        /* the `cer` member */
+  size_t der_len;
+  struct kv_attrs attrs;
+};
+
+struct kv_secret {
+  char *id, *name, *version, *content_type, *kid;
+  unsigned char *value;      /* raw value bytes (UTF-8 as stored); wiped on free */
+  size_t value_len;
+  struct kv_attrs attrs;
+};
+
+void kv_key_free(struct kv_key *k);
+void kv_cert_free(struct kv_cert *c);
+void kv_secret_free(struct kv_secret *s);
+void kv_item_list_free(struct kv_item_list *l); /* frees contents, not l itself */
+
+/* Lists follow nextLink until done; a page cap protects against loops. */
+kv_rc kv_list_keys(struct kv_client *cl, struct kv_item_list *out);
+kv_rc kv_list_key_versions(struct kv_client *cl, const char *name, struct kv_item_list *out);
+kv_rc kv_list_certificates(struct kv_client *cl, struct kv_item_list *out);
+kv_rc kv_list_secrets(struct kv_client *cl, struct kv_item_list *out);
+
+/* version NULL = latest. */
+kv_rc kv_get_key(struct kv_client *cl, const char *name, const char *version, struct kv_key **out);
+kv_rc kv_get_certificate(struct kv_client *cl, const char *name, const char *version,
+                         struct kv_cert **out);
+kv_rc kv_get_secret(struct kv_client *cl, const char *name, const char *version,
+                    struct kv_secret **out);
+
+/* Fetches several keys concurrently (bounded parallelism); out[i] is NULL where rcs[i] != KV_OK. */
+kv_rc kv_get_keys(struct kv_client *cl, const char *const *names, const char *const *versions,
+                  size_t n, struct kv_key **out, kv_rc *rcs);
+
+/* ---- cryptography (Key Vault calls). name+version address the key; alg is the JWA name. ---- */
+
+struct kv_bytes {
+  unsigned char *data;
+  size_t len;
+};
+void kv_bytes_free(struct kv_bytes *b); /* wipes and frees data; b itself is not freed */
+
+/* AES parameters (Managed HSM); NULL members/zero lengths are omitted from the request. */
+struct kv_aes_params {
+  const unsigned char *iv;
+  size_t iv_len;
+  const unsigned char *aad;
+  size_t aad_len;
+  const unsigned char *tag;
+  size_t tag_len;
+};
+
+/* Result of encrypt: value plus what AES-GCM/CBC return. */
+struct kv_crypt_result {
+  struct kv_bytes value, iv, tag;
+};
+void kv_crypt_result_free(struct kv_crypt_result *r);
+
+kv_rc kv_sign(struct kv_client *cl, const char *name, const char *version, const char *alg,
+              const unsigned char *digest, size_t digest_len, struct kv_bytes *sig);
+kv_rc kv_verify(struct kv_client *cl, const char *name, const char *version, const char *alg,
+                const unsigned char *digest, size_t digest_len, const unsigned char *sig,
+                size_t sig_len, int *valid);
+
+enum kv_cipher_op { KV_ENCRYPT, KV_DECRYPT, KV_WRAP, KV_UNWRAP };
+kv_rc kv_cipher(struct kv_client *cl, enum kv_cipher_op op, const char *name, const char *version,
+                const char *alg, const unsigned char *in, size_t in_len,
+                const struct kv_aes_params *aes, struct kv_crypt_result *out);
+
+/* Managed HSM POST /rng, count 1..128 per call (the client loops for more). */
+kv_rc kv_random(struct kv_client *cl, unsigned char *out, size_t count);
+
+/* ---- JWK helpers (no network) --------------------------------------------------------------- */
+
+/* Public key of a JWK as an EVP_PKEY in libctx (the module's private OSSL_LIB_CTX). */
+kv_rc kv_key_to_pkey(const struct kv_key *k, OSSL_LIB_CTX *libctx, EVP_PKEY **out);
+
+/* DER SubjectPublicKeyInfo of an RSA/EC key. */
+kv_rc kv_key_spki_der(const struct kv_key *k, OSSL_LIB_CTX *libctx, unsigned char **der,
+                      size_t *der_len);
+
+/* Curve facts: DER of the named-curve OID (for CKA_EC_PARAMS), field size in bytes. */
+const unsigned char *kv_crv_oid_der(enum kv_crv crv, size_t *len);
+size_t kv_crv_bytes(enum kv_crv crv);
+const char *kv_crv_name(enum kv_crv crv);  /* "P-256" ... */
+
+/* Parses a JSON KeyBundle / JsonWebKey (for tests and the cache file). */
+kv_rc kv_key_from_json(const char *json, size_t len, struct kv_key **out);
+
+#endif

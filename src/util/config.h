@@ -1,0 +1,104 @@
+/* Module configuration (DESIGN.md §7). Shared contract: src/util/config.c implements it (backend
+ * helper); the model reads the structs. All strings are owned by the config and freed (secrets
+ * wiped) by akv_config_free. */
+#ifndef AKV_UTIL_CONFIG_H
+#define AKV_UTIL_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum akv_cred_kind {
+  AKV_CRED_AUTO = 0,     /* DefaultAzureCredential order: env secret/cert, workload, managed, cli */
+  AKV_CRED_SECRET,       /* "client_secret" */
+  AKV_CRED_CERTIFICATE,  /* "client_certificate" */
+  AKV_CRED_WORKLOAD,     /* "workload_identity" */
+  AKV_CRED_MANAGED,      /* "managed_identity" */
+  AKV_CRED_CLI,          /* "azure_cli" */
+};
+
+struct akv_cred_config {
+  enum akv_cred_kind kind;
+  char *tenant_id;
+  char *client_id;
+  char *client_secret;          /* wiped on free */
+  char *certificate_path;       /* PEM with certificate and private key */
+  char *certificate_password;   /* wiped on free (reserved: PEM only today) */
+  char *federated_token_file;
+  char *authority_host;         /* default AZURE_AUTHORITY_HOST or https://login.microsoftonline.com */
+  char *imds_endpoint;          /* override of http://169.254.169.254 (AZURE_POD_IDENTITY_AUTHORITY_HOST/IMDS_ENDPOINT) */
+  char *identity_endpoint;      /* App Service IDENTITY_ENDPOINT */
+  char *identity_header;        /* App Service IDENTITY_HEADER, wiped on free */
+  char *az_path;                /* path of the az CLI, default "az" from PATH */
+};
+
+enum akv_objects {
+  AKV_OBJ_KEYS = 1u << 0,
+  AKV_OBJ_CERTIFICATES = 1u << 1,
+  AKV_OBJ_SECRETS = 1u << 2,
+};
+
+enum akv_vault_kind {
+  AKV_VAULT_KEYVAULT = 0,
+  AKV_VAULT_MHSM = 1,
+};
+
+struct akv_slot_config {
+  char *url;                 /* https://NAME.vault.azure.net (normalised: no trailing slash) */
+  char *label;               /* token label; default: vault name (first DNS label) */
+  enum akv_vault_kind kind;  /* from the host (managedhsm.*) or "kind" field */
+  unsigned objects;          /* enum akv_objects bits; default keys|certificates */
+  char **key_names;          /* lazy least-privilege mode when non-NULL: only these keys, no list call */
+  size_t n_key_names;
+  char *key_filter;          /* fnmatch(3) pattern on key names, NULL = all */
+  int versions_all;          /* versions: "all" exposes older enabled versions */
+  int show_disabled;         /* expose disabled/expired keys (default 0) */
+  int read_only;
+  int allow_destroy;
+  int64_t ttl_s;             /* object list TTL, default 300 */
+  int64_t secret_ttl_s;      /* secret value TTL, default 3600 */
+  int64_t stale_if_error_s;  /* default 3600 */
+  int public_ops_local;      /* public_ops: "local" (default "remote") */
+  int verify_remote;         /* verify: "remote" (default "local") */
+  int has_cred;              /* per-slot credential override present */
+  struct akv_cred_config cred;
+};
+
+struct akv_config {
+  char *path;                /* file it came from, or NULL (environment only) */
+  int log_level;             /* enum akv_log_level, default WARN */
+  char *log_file;
+  char *audit_file;
+  char *ca_file;
+  char *proxy;
+  char *api_version;         /* default "7.6" */
+  char **allowed_hosts;      /* extra hosts besides the Azure vault domains */
+  size_t n_allowed_hosts;
+  long connect_timeout_ms;   /* default 10000 */
+  long request_timeout_ms;   /* default 30000 */
+  long deadline_ms;          /* per operation incl. retries, default 30000 */
+  unsigned max_retries;      /* default 4 */
+  long retry_base_ms;        /* default 250 */
+  long retry_cap_ms;         /* default 8000 */
+  unsigned pool_size;        /* max connections per host, default 16 */
+  size_t max_response_bytes; /* default 4 MiB */
+  char *cache_file;          /* cross-process cache; NULL = default path, "" = off */
+  struct akv_cred_config cred; /* default credential for slots without their own */
+  struct akv_slot_config *slots;
+  size_t n_slots;
+};
+
+/* Finds and loads the configuration: reserved (C_Initialize pReserved, may be NULL: a path to a
+ * JSON file, or inline JSON starting with '{'), then AKV_PKCS11_CONFIG, then
+ * $XDG_CONFIG_HOME/akv-pkcs11/config.json (or ~/.config/...), then /etc/akv-pkcs11/config.json,
+ * then environment only (AKV_PKCS11_VAULT_URL ...). Environment variables (AZURE_*, AKV_PKCS11_*)
+ * fill what the file leaves unset. On error returns -1 and writes a message naming the file, the
+ * field and what is expected into err. No network I/O. */
+int akv_config_load(const char *reserved, struct akv_config **out, char *err, size_t errlen);
+
+/* Parses a JSON document (for tests and for akv_config_load). path is used in messages only. */
+int akv_config_parse(const char *json, const char *path, struct akv_config **out, char *err,
+                     size_t errlen);
+
+void akv_config_free(struct akv_config *cfg);
+
+#endif
