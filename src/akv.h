@@ -100,6 +100,15 @@ struct akv_object {
 struct akv_object *akv_object_ref(struct akv_object *obj);
 void akv_object_unref(struct akv_object *obj); /* NULL ok; wipes secrets on last unref */
 
+/* A new session secret key (CKK_AES or CKK_GENERIC_SECRET) holding a copy of value, with the
+ * standard secret-key attributes plus those of the caller's template (CKA_LABEL, CKA_ID,
+ * CKA_ENCRYPT/DECRYPT/WRAP/UNWRAP/SIGN/VERIFY, CKA_EXTRACTABLE, CKA_SENSITIVE...). Returns NULL with
+ * *rv set (CKR_TEMPLATE_INCONSISTENT, CKR_ATTRIBUTE_VALUE_INVALID, CKR_HOST_MEMORY ...). Implemented
+ * by the model (object.c); used by C_GenerateKey / C_UnwrapKey. */
+struct akv_object *akv_object_new_session_secret(struct akv_slot *slot, CK_KEY_TYPE type,
+                                                 const unsigned char *value, size_t len,
+                                                 const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_RV *rv);
+
 /* Finds an attribute in obj->attrs (not CKA_VALUE of data objects), or NULL. */
 const CK_ATTRIBUTE *akv_object_attr(const struct akv_object *obj, CK_ATTRIBUTE_TYPE type);
 
