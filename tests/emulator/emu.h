@@ -114,6 +114,13 @@ int emu_resp_bad_param(struct emu_resp *resp, const char *fmt, ...) __attribute_
 int emu_resp_method_not_allowed(struct emu_resp *resp); /* 405 for a known path, wrong method */
 
 /* ---- handlers implemented by EMU-OBJ (secrets.c, certs.c) ------------------------ */
+/* Build rule (tests/emulator/meson.build): secrets.c must define emu_secrets_handle,
+ * emu_objs_seed and emu_objs_vault_free; certs.c must define emu_certs_handle. Each file
+ * is compiled when it exists; while one is missing the core links a fallback answering
+ * 404 NotImplemented for its routes (objs_absent_secrets.c / objs_absent_certs.c).
+ * Both files are compiled with the same flags and link with OpenSSL, cJSON, pthreads.
+ * Helpers they need only between themselves can be `static` or declared in emu.h by
+ * asking EMU-CORE. */
 
 /* Called for collections "secrets"/"deletedsecrets" (emu_secrets_handle) and
  * "certificates"/"deletedcertificates" (emu_certs_handle) on a Key Vault (never MHSM,
