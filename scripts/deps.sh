@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what building and testing akv-pkcs11 needs on Debian 12, when it is missing.
+# As root it runs apt-get itself; otherwise it prints the command to run.
+set -euo pipefail
+
+pkgs=(build-essential meson ninja-build pkg-config clang
+      libssl-dev libcurl4-openssl-dev libcjson-dev libp11-kit-dev libcmocka-dev libmicrohttpd-dev
+      openssl curl jq valgrind python3
+      opensc p11-kit p11-kit-modules gnutls-bin libengine-pkcs11-openssl
+      openssh-client openssh-server nodejs npm)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+# node/npm may come from another source than Debian's packages: accept working binaries.
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+  missing=("${missing[@]/nodejs}"); missing=("${missing[@]/npm}")
+fi
+read -r -a missing <<<"${missing[*]}"
+
+if ((${#missing[@]})); then
+  echo "deps: installing ${missing[*]}" >&2
+  if [ "$(id -u)" -eq 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "deps: run as root: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+# The SDK interop tour's npm packages (pinned by package-lock.json).
+top=$(cd "$(dirname "$0")/.." && pwd)
+for d in tests/interop tests/bench; do
+  if [ -f "$top/$d/package-lock.json" ] && [ ! -d "$top/$d/node_modules" ]; then
+    echo "deps: npm ci in $d" >&2
+    (cd "$top/$d" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+done
