@@ -1,0 +1,48 @@
+/* objects.h - internal API between secrets.c and certs.c (owner: EMU-OBJ).
+ * Functions ending in _inlock expect vault->lock held by the caller. */
+#ifndef EMU_OBJECTS_H
+#define EMU_OBJECTS_H
+
+#include "emu.h"
+
+#define EMU_SECRET_VALUE_MAX (25 * 1024) /* service limit on a secret value */
+
+struct emu_secret_params {
+  const char *value;        /* copied, wiped on free */
+  const char *content_type; /* NULL = none */
+  const cJSON *tags;        /* object or NULL (copied) */
+  struct emu_attrs attrs;   /* enabled/nbf/exp used; created/updated set by the store */
+  int managed;              /* certificate-backed */
+  const char *kid;          /* backing key id (managed secrets) or NULL */
+  const char *version;      /* NULL = generate */
+};
+
+/* Live / deleted state of secret `name`: EMU_OK (live), EMU_E_NOT_FOUND (absent),
+ * EMU_E_BEING_DELETED or EMU_E_DELETED_RECOVERABLE. */
+enum emu_rc secrets_state_inlock(struct emu_vault *vault, const char *name);
+/* Add a version (creating the secret). Fails with the state codes above when deleted. */
+enum emu_rc secrets_add_inlock(struct emu_vault *vault, const char *name,
+                               const struct emu_secret_params *p,
+                               char version_out[EMU_VERSION_LEN + 1]);
+/* Soft delete / recover / purge the whole secret. */
+enum emu_rc secrets_delete_inlock(struct emu_vault *vault, const char *name);
+enum emu_rc secrets_recover_inlock(struct emu_vault *vault, const char *name);
+enum emu_rc secrets_purge_inlock(struct emu_vault *vault, const char *name);
+/* Apply enabled/nbf/exp and tags of a certificate update to the backing secret version. */
+enum emu_rc secrets_update_inlock(struct emu_vault *vault, const char *name, const char *version,
+                                  const struct emu_attrs *attrs, const cJSON *tags);
+
+void secrets_store_free(void *store);
+void certs_store_free(void *store);
+int secrets_seed(struct emu_vault *vault, const cJSON *item);
+int certs_seed(struct emu_vault *vault, const cJSON *item);
+
+/* Small JSON helpers shared by both handlers. */
+/* String member or NULL; *bad set to 1 when present with another type (null counts as absent). */
+const char *objs_json_str(const cJSON *obj, const char *name, int *bad);
+/* Deep copy of a JSON tags object into `bundle` under "tags" (nothing when tags is NULL). */
+int objs_json_add_tags(cJSON *bundle, const cJSON *tags);
+/* Case-insensitive string equality. */
+int objs_ieq(const char *a, const char *b);
+
+#endif
