@@ -1,0 +1,210 @@
+// CertificateClient on the vault (AZURE-API.md §5.2, §6): create with the self-signed default policy
+// (poller), get, versions, list, policy get/update, import of PEM and PKCS#12, the managed key and secret
+// of the same name, soft-delete poller, recover, purge.
+import { X509Certificate, createPrivateKey, createPublicKey, sign, verify } from "node:crypto";
+import { CertificateClient, DefaultCertificatePolicy } from "@azure/keyvault-certificates";
+import { KeyClient } from "@azure/keyvault-keys";
+import { SecretClient } from "@azure/keyvault-secrets";
+import { assert, check, expectRestError, need } from "../lib/harness.mjs";
+import {
+  collect, collectPages, digest, makeSelfSigned, parsePkcs12, publicKeyFromSdkJwk, spkiDer, splitPem,
+} from "../lib/util.mjs";
+
+const VERSION_RE = /^[0-9a-f]{32}$/;
+const POLL = { intervalInMs: 250 };
+
+function pemToDer(pem) {
+  return new X509Certificate(pem).raw;
+}
+
+// The private key belongs to the certificate: sign with one, verify with the other.
+function assertKeyPair(privatePem, cert) {
+  const msg = Buffer.from("pair check");
+  const sig = sign("sha256", msg, createPrivateKey(privatePem));
+  assert.ok(verify("sha256", msg, cert.publicKey, sig), "private key does not match the certificate");
+}
+
+function assertCertShape(c, { vaultUrl, name }) {
+  assert.equal(c.name, name);
+  const v = c.properties.version;
+  assert.match(v, VERSION_RE);
+  assert.equal(c.id, `${vaultUrl}/certificates/${name}/${v}`);
+  assert.equal(c.keyId, `${vaultUrl}/keys/${name}/${v}`, "kid does not share the certificate version");
+  assert.equal(c.secretId, `${vaultUrl}/secrets/${name}/${v}`, "sid does not share the certificate version");
+  assert.ok(c.cer && c.cer.length > 100, "no cer");
+  const x = new X509Certificate(Buffer.from(c.cer));
+  assert.deepEqual(Buffer.from(c.properties.x509Thumbprint), digest("sha1", Buffer.from(c.cer)), "x5t is not SHA-1 of cer");
+  assert.equal(c.properties.notBefore.getTime(), new Date(x.validFrom).getTime(), "nbf differs from the X.509 validity");
+  assert.equal(c.properties.expiresOn.getTime(), new Date(x.validTo).getTime(), "exp differs from the X.509 validity");
+  return x;
+}
+
+export async function runCertificates(ctx) {
+  const cc = new CertificateClient(ctx.vaultUrl, ctx.credential, ctx.clientOpts);
+  const kc = new KeyClient(ctx.vaultUrl, ctx.credential, ctx.clientOpts);
+  const sc = new SecretClient(ctx.vaultUrl, ctx.credential, ctx.clientOpts);
+  const s = ctx.suffix;
+  const vaultUrl = ctx.vaultUrl;
+  const name = `cert-${s}`;
+
+  const created = await check("beginCreateCertificate (default self-signed policy) poller completes", async () => {
+    const poller = await cc.beginCreateCertificate(name, DefaultCertificatePolicy, POLL);
+    const op = poller.getOperationState();
+    assert.ok(op, "no operation state");
+    const c = await poller.pollUntilDone();
+    const x = assertCertShape(c, { vaultUrl, name });
+    assert.match(x.subject, /^CN=MyCert$/i);
+    assert.equal(x.issuer, x.subject, "not self-signed");
+    assert.ok(x.verify(x.publicKey), "self-signature does not verify");
+    return c;
+  });
+  await check("getCertificateOperation reports completed", async () => {
+    const poller = await cc.getCertificateOperation(name);
+    const op = poller.getOperationState().certificateOperation;
+    assert.equal(op.status, "completed");
+    assert.equal(op.issuerName, "Self");
+  });
+  await check("getCertificate returns the certificate with its policy", async () => {
+    const c = await cc.getCertificate(name);
+    assertCertShape(c, { vaultUrl, name });
+    assert.deepEqual(Buffer.from(c.cer), Buffer.from(need(created, "created").cer));
+    assert.equal(c.policy.issuerName, "Self");
+    assert.match(c.policy.subject, /^cn=MyCert$/i);
+  });
+  const second = await check("a second create makes a new version", async () => {
+    const c = await (await cc.beginCreateCertificate(name, DefaultCertificatePolicy, POLL)).pollUntilDone();
+    assert.notEqual(c.properties.version, need(created, "created").properties.version);
+    return c;
+  });
+  await check("getCertificateVersion returns the older version", async () => {
+    const v1 = need(created, "created");
+    const c = await cc.getCertificateVersion(name, v1.properties.version);
+    assert.equal(c.id, v1.id);
+    assert.deepEqual(Buffer.from(c.cer), Buffer.from(v1.cer));
+  });
+  await check("listPropertiesOfCertificateVersions (pages of 1)", async () => {
+    const pages = await collectPages(cc.listPropertiesOfCertificateVersions(name), { maxPageSize: 1 });
+    assert.ok(pages.length >= 2, `expected >= 2 pages, got ${pages.length}`);
+    const versions = pages.flat().map((p) => p.version).sort();
+    assert.deepEqual(versions, [created, second].map((c) => need(c, "version").properties.version).sort());
+  });
+  await check("listPropertiesOfCertificates includes it with thumbprint", async () => {
+    const items = await collect(cc.listPropertiesOfCertificates());
+    const item = items.find((i) => i.name === name);
+    assert.ok(item, `${name} not listed`);
+    assert.equal(item.id, `${vaultUrl}/certificates/${name}`);
+    assert.deepEqual(Buffer.from(item.x509Thumbprint), Buffer.from(need(second, "second").properties.x509Thumbprint));
+  });
+  await check("getCertificatePolicy", async () => {
+    const p = await cc.getCertificatePolicy(name);
+    assert.equal(p.issuerName, "Self");
+    assert.match(p.subject, /^cn=MyCert$/i);
+    assert.equal(p.contentType, "application/x-pkcs12");
+    assert.ok(p.keyType === "RSA" || p.keyType === "RSA-HSM", `keyType ${p.keyType}`);
+  });
+  await check("updateCertificatePolicy changes subject and validity", async () => {
+    const cur = await cc.getCertificatePolicy(name);
+    const p = await cc.updateCertificatePolicy(name, { ...cur, subject: "CN=updated-interop", validityInMonths: 6 });
+    assert.match(p.subject, /^CN=updated-interop$/i);
+    assert.equal(p.validityInMonths, 6);
+    const back = await cc.getCertificatePolicy(name);
+    assert.match(back.subject, /^CN=updated-interop$/i);
+    assert.equal(back.validityInMonths, 6);
+  });
+
+  // The managed key and secret behind the certificate.
+  await check("KeyClient reads the managed key: same version, public key of the certificate", async () => {
+    const c = need(second, "second");
+    const k = await kc.getKey(name);
+    assert.equal(k.properties.version, c.properties.version);
+    assert.equal(k.properties.managed, true, "key not marked managed");
+    const x = new X509Certificate(Buffer.from(c.cer));
+    assert.deepEqual(spkiDer(publicKeyFromSdkJwk(k.key)), spkiDer(x.publicKey));
+  });
+  await check("SecretClient reads the managed secret: password-less PKCS#12 with key and certificate", async () => {
+    const c = need(second, "second");
+    const sec = await sc.getSecret(name);
+    assert.equal(sec.properties.version, c.properties.version);
+    assert.equal(sec.properties.managed, true, "secret not marked managed");
+    assert.equal(sec.properties.contentType, "application/x-pkcs12");
+    assert.equal(sec.properties.certificateKeyId, `${vaultUrl}/keys/${name}/${c.properties.version}`);
+    assert.match(sec.value, /^[A-Za-z0-9+/]+=*$/, "PKCS#12 secret is not standard base64");
+    const { keyPem, certPems } = parsePkcs12(Buffer.from(sec.value, "base64"));
+    assert.ok(keyPem, "no private key in the PKCS#12");
+    assert.ok(certPems.length >= 1, "no certificate in the PKCS#12");
+    assert.deepEqual(pemToDer(certPems[0]), Buffer.from(c.cer));
+    assertKeyPair(keyPem, new X509Certificate(Buffer.from(c.cer)));
+  });
+  await check("an EC certificate (P-256) gets an EC managed key", async () => {
+    const ecName = `cert-ec-${s}`;
+    const policy = { issuerName: "Self", subject: "CN=ec-interop", keyType: "EC", keyCurveName: "P-256" };
+    const c = await (await cc.beginCreateCertificate(ecName, policy, POLL)).pollUntilDone();
+    const x = assertCertShape(c, { vaultUrl, name: ecName });
+    assert.equal(x.publicKey.asymmetricKeyType, "ec");
+    const k = await kc.getKey(ecName);
+    assert.equal(k.key.crv, "P-256");
+    assert.deepEqual(spkiDer(publicKeyFromSdkJwk(k.key)), spkiDer(x.publicKey));
+  });
+
+  // Import.
+  await check("importCertificate PEM (key + certificate)", async () => {
+    const m = makeSelfSigned("interop-pem");
+    const pemName = `import-pem-${s}`;
+    const c = await cc.importCertificate(pemName, Buffer.from(m.pem), { policy: { contentType: "application/x-pem-file" } });
+    assertCertShape(c, { vaultUrl, name: pemName });
+    assert.deepEqual(Buffer.from(c.cer), pemToDer(m.certPem));
+    const sec = await sc.getSecret(pemName);
+    assert.equal(sec.properties.contentType, "application/x-pem-file");
+    const parts = splitPem(sec.value);
+    assert.ok(parts.keyPem, "PEM secret has no private key");
+    assert.deepEqual(pemToDer(parts.certPems[0]), Buffer.from(c.cer));
+    assert.deepEqual(spkiDer(createPublicKey(parts.keyPem)), spkiDer(createPublicKey(m.keyPem)));
+    const k = await kc.getKey(pemName);
+    assert.deepEqual(spkiDer(publicKeyFromSdkJwk(k.key)), spkiDer(createPublicKey(m.keyPem)));
+  });
+  await check("importCertificate PKCS#12", async () => {
+    const m = makeSelfSigned("interop-pfx", { keySpec: "ec:P-256" });
+    const pfxName = `import-pfx-${s}`;
+    const c = await cc.importCertificate(pfxName, new Uint8Array(m.pfx));
+    assertCertShape(c, { vaultUrl, name: pfxName });
+    assert.deepEqual(Buffer.from(c.cer), pemToDer(m.certPem));
+    const sec = await sc.getSecret(pfxName);
+    assert.equal(sec.properties.contentType, "application/x-pkcs12");
+    const { keyPem } = parsePkcs12(Buffer.from(sec.value, "base64"));
+    assert.deepEqual(spkiDer(createPublicKey(need(keyPem, "key in PKCS#12"))), spkiDer(createPublicKey(m.keyPem)));
+    const k = await kc.getKey(pfxName);
+    assert.equal(k.key.crv, "P-256");
+  });
+
+  // Delete, recover, purge.
+  await check("beginDeleteCertificate poller completes with a DeletedCertificate", async () => {
+    const del = await (await cc.beginDeleteCertificate(name, POLL)).pollUntilDone();
+    assert.equal(del.name, name);
+    assert.equal(del.recoveryId, `${vaultUrl}/deletedcertificates/${name}`);
+    assert.ok(del.deletedOn instanceof Date);
+    assert.ok(del.scheduledPurgeDate > del.deletedOn);
+  });
+  await check("the deleted certificate, its key and secret are gone (404)", async () => {
+    await expectRestError(() => cc.getCertificate(name), 404, "CertificateNotFound");
+    await expectRestError(() => kc.getKey(name), 404, "KeyNotFound");
+    await expectRestError(() => sc.getSecret(name), 404, "SecretNotFound");
+  });
+  await check("getDeletedCertificate and listDeletedCertificates", async () => {
+    const d = await cc.getDeletedCertificate(name);
+    assert.equal(d.name, name);
+    const items = await collect(cc.listDeletedCertificates());
+    assert.ok(items.some((i) => i.name === name), `${name} not listed`);
+  });
+  await check("beginRecoverDeletedCertificate brings back certificate, key and secret", async () => {
+    await (await cc.beginRecoverDeletedCertificate(name, POLL)).pollUntilDone();
+    const c = await cc.getCertificate(name);
+    assert.equal(c.properties.version, need(second, "second").properties.version);
+    assert.equal((await kc.getKey(name)).properties.version, c.properties.version);
+    assert.equal((await sc.getSecret(name)).properties.version, c.properties.version);
+  });
+  await check("delete again and purgeDeletedCertificate", async () => {
+    await (await cc.beginDeleteCertificate(name, POLL)).pollUntilDone();
+    await cc.purgeDeletedCertificate(name);
+    await expectRestError(() => cc.getDeletedCertificate(name), 404, "CertificateNotFound");
+  });
+}
