@@ -101,4 +101,13 @@ int akv_config_parse(const char *json, const char *path, struct akv_config **out
 
 void akv_config_free(struct akv_config *cfg);
 
+/* Azure vault domains of the public and sovereign clouds. Returns 1 when host (no port) is a name
+ * under one of them, setting *resource to the token resource of that cloud and service
+ * ("https://vault.azure.net", "https://managedhsm.azure.net", ...) and *kind; 0 otherwise. */
+int akv_azure_vault_host(const char *host, const char **resource, enum akv_vault_kind *kind);
+
+/* 1 when resource (trailing '/' ignored) is a known Key Vault / Managed HSM token resource; sets
+ * *domain to the DNS suffix a vault host of that resource ends with (".vault.azure.net"). */
+int akv_known_vault_resource(const char *resource, const char **domain);
+
 #endif

@@ -1,0 +1,1346 @@
+/* Configuration loader (DESIGN §7): JSON file found by search order, strict schema, environment
+ * quick start, secrets only from files that group/other cannot read. Every error names the file,
+ * the field path (e.g. `slots[1].ttl`) and the fix. */
+#include "util/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+
+#include "util/log.h"
+
+#define CONFIG_MAX_BYTES (1024 * 1024)
+#ifndef AKV_API_VERSION
+#define AKV_API_VERSION "7.6"
+#endif
+#define SECRET_FILE_MAX (64 * 1024)
+#define MAX_SLOTS 64
+#define MAX_LIST 1024
+
+/* ---- Azure domains --------------------------------------------------------------------------- */
+
+static const struct {
+  const char *suffix;   /* DNS suffix of vault hosts */
+  const char *resource; /* token resource */
+  enum akv_vault_kind kind;
+} azure_domains[] = {
+    {".vault.azure.net", "https://vault.azure.net", AKV_VAULT_KEYVAULT},
+    {".managedhsm.azure.net", "https://managedhsm.azure.net", AKV_VAULT_MHSM},
+    {".vault.azure.cn", "https://vault.azure.cn", AKV_VAULT_KEYVAULT},
+    {".vault.usgovcloudapi.net", "https://vault.usgovcloudapi.net", AKV_VAULT_KEYVAULT},
+    {".managedhsm.usgovcloudapi.net", "https://managedhsm.usgovcloudapi.net", AKV_VAULT_MHSM},
+    {".vault.microsoftazure.de", "https://vault.microsoftazure.de", AKV_VAULT_KEYVAULT},
+};
+#define N_DOMAINS (sizeof(azure_domains) / sizeof(azure_domains[0]))
+
+int akv_azure_vault_host(const char *host, const char **resource, enum akv_vault_kind *kind)
+{
+  size_t hl;
+  if (!host)
+    return 0;
+  hl = strlen(host);
+  for (size_t i = 0; i < N_DOMAINS; i++) {
+    size_t sl = strlen(azure_domains[i].suffix);
+    /* A label must precede the suffix: "vault.azure.net" alone is not a vault. */
+    if (hl > sl && strcasecmp(host + hl - sl, azure_domains[i].suffix) == 0 &&
+        host[hl - sl - 1] != '.') {
+      if (resource)
+        *resource = azure_domains[i].resource;
+      if (kind)
+        *kind = azure_domains[i].kind;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+int akv_known_vault_resource(const char *resource, const char **domain)
+{
+  size_t rl;
+  if (!resource)
+    return 0;
+  rl = strlen(resource);
+  while (rl > 0 && resource[rl - 1] == '/')
+    rl--;
+  for (size_t i = 0; i < N_DOMAINS; i++) {
+    if (strlen(azure_domains[i].resource) == rl &&
+        strncasecmp(resource, azure_domains[i].resource, rl) == 0) {
+      if (domain)
+        *domain = azure_domains[i].suffix;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* ---- error reporting ------------------------------------------------------------------------- */
+
+struct cfg_ctx {
+  const char *file; /* for messages */
+  char *err;
+  size_t errlen;
+  int failed;
+  int inline_secret;      /* the document itself holds a secret */
+  const char *secret_field;
+};
+
+static int cfg_fail(struct cfg_ctx *c, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int cfg_fail(struct cfg_ctx *c, const char *field, const char *fmt, ...)
+{
+  va_list ap;
+  int n;
+  if (c->failed) /* first error wins: it is the one the user should fix first */
+    return -1;
+  c->failed = 1;
+  if (!c->err || !c->errlen)
+    return -1;
+  if (field && *field)
+    n = snprintf(c->err, c->errlen, "%s: field `%s`: ", c->file, field);
+  else
+    n = snprintf(c->err, c->errlen, "%s: ", c->file);
+  if (n < 0 || (size_t)n >= c->errlen)
+    return -1;
+  va_start(ap, fmt);
+  vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+static const char *json_type_name(const cJSON *v)
+{
+  if (cJSON_IsString(v))
+    return "a string";
+  if (cJSON_IsNumber(v))
+    return "a number";
+  if (cJSON_IsBool(v))
+    return "a boolean";
+  if (cJSON_IsNull(v))
+    return "null";
+  if (cJSON_IsArray(v))
+    return "an array";
+  if (cJSON_IsObject(v))
+    return "an object";
+  return "an invalid value";
+}
+
+/* ---- small helpers --------------------------------------------------------------------------- */
+
+static void secret_free(char *s)
+{
+  if (s) {
+    OPENSSL_cleanse(s, strlen(s));
+    free(s);
+  }
+}
+
+static void strv_free(char **v, size_t n)
+{
+  for (size_t i = 0; v && i < n; i++)
+    free(v[i]);
+  free(v);
+}
+
+static void cred_free(struct akv_cred_config *c)
+{
+  free(c->tenant_id);
+  free(c->client_id);
+  secret_free(c->client_secret);
+  free(c->certificate_path);
+  secret_free(c->certificate_password);
+  free(c->federated_token_file);
+  free(c->authority_host);
+  free(c->imds_endpoint);
+  free(c->identity_endpoint);
+  secret_free(c->identity_header);
+  free(c->az_path);
+  memset(c, 0, sizeof(*c));
+}
+
+void akv_config_free(struct akv_config *cfg)
+{
+  if (!cfg)
+    return;
+  free(cfg->path);
+  free(cfg->log_file);
+  free(cfg->audit_file);
+  free(cfg->ca_file);
+  free(cfg->proxy);
+  free(cfg->api_version);
+  strv_free(cfg->allowed_hosts, cfg->n_allowed_hosts);
+  free(cfg->cache_file);
+  cred_free(&cfg->cred);
+  for (size_t i = 0; i < cfg->n_slots; i++) {
+    struct akv_slot_config *s = &cfg->slots[i];
+    free(s->url);
+    free(s->label);
+    strv_free(s->key_names, s->n_key_names);
+    free(s->key_filter);
+    cred_free(&s->cred);
+  }
+  free(cfg->slots);
+  free(cfg);
+}
+
+static int set_str(char **dst, const char *src)
+{
+  char *d = strdup(src);
+  if (!d)
+    return -1;
+  free(*dst);
+  *dst = d;
+  return 0;
+}
+
+/* Reads a whole small file (cap bytes) into a NUL-terminated buffer. */
+static int read_file_capped(const char *path, size_t cap, char **out, size_t *out_len,
+                            struct stat *st_out, int *err_no)
+{
+  int fd = -1, rc = -1;
+  struct stat st;
+  char *buf = NULL;
+  size_t len = 0;
+  *err_no = 0;
+  fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
+    *err_no = errno;
+    goto out;
+  }
+  if (fstat(fd, &st) != 0) {
+    *err_no = errno;
+    goto out;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    *err_no = EINVAL;
+    goto out;
+  }
+  if ((size_t)st.st_size > cap) {
+    *err_no = EFBIG;
+    goto out;
+  }
+  buf = malloc(cap + 1);
+  if (!buf) {
+    *err_no = ENOMEM;
+    goto out;
+  }
+  for (;;) {
+    ssize_t r = read(fd, buf + len, cap + 1 - len);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0) {
+      *err_no = errno;
+      goto out;
+    }
+    if (r == 0)
+      break;
+    len += (size_t)r;
+    if (len > cap) {
+      *err_no = EFBIG;
+      goto out;
+    }
+  }
+  buf[len] = '\0';
+  if (st_out)
+    *st_out = st;
+  *out = buf;
+  *out_len = len;
+  buf = NULL;
+  rc = 0;
+out:
+  if (buf) {
+    OPENSSL_cleanse(buf, cap + 1);
+    free(buf);
+  }
+  if (fd >= 0)
+    close(fd);
+  return rc;
+}
+
+/* A file holding a secret must not be readable by group or other. */
+static int check_secret_perms(struct cfg_ctx *c, const char *field, const char *path,
+                              const struct stat *st)
+{
+  if (st->st_mode & (S_IRWXG | S_IRWXO))
+    return cfg_fail(c, field,
+                    "%s holds a secret but group/other can access it (mode %03o); "
+                    "fix: chmod 600 %s",
+                    path, (unsigned)(st->st_mode & 0777), path);
+  return 0;
+}
+
+/* ---- schema ---------------------------------------------------------------------------------- */
+
+enum ftype { F_STR, F_SECRET, F_LONG, F_UINT, F_SIZE, F_I64, F_BOOL, F_STRLIST, F_CUSTOM };
+
+struct field;
+typedef int (*custom_fn)(struct cfg_ctx *c, const cJSON *v, void *obj, const char *path);
+
+struct field {
+  const char *name;
+  enum ftype type;
+  size_t off;      /* offset of the member in obj */
+  size_t count_off; /* F_STRLIST: offset of the size_t count */
+  long long min, max;
+  custom_fn fn;
+  const char *example; /* shown in the fix text */
+};
+
+static int parse_object(struct cfg_ctx *c, const cJSON *obj, const struct field *fields,
+                        size_t n_fields, void *dst, const char *path);
+
+static int check_type(struct cfg_ctx *c, const cJSON *v, int ok, const char *want,
+                      const char *path, const char *example)
+{
+  if (ok)
+    return 0;
+  return cfg_fail(c, path, "expected %s, got %s; fix: write it like %s", want, json_type_name(v),
+                  example ? example : "the documentation in docs/config.md shows");
+}
+
+static int get_integer(struct cfg_ctx *c, const cJSON *v, const struct field *f, const char *path,
+                       long long *out)
+{
+  double d;
+  if (check_type(c, v, cJSON_IsNumber(v), "an integer", path, f->example))
+    return -1;
+  d = v->valuedouble;
+  if (d != (double)(long long)d || d < (double)f->min || d > (double)f->max)
+    return cfg_fail(c, path, "expected an integer from %lld to %lld, got %g; fix: write it like %s",
+                    f->min, f->max, d, f->example ? f->example : "");
+  *out = (long long)d;
+  return 0;
+}
+
+static int parse_strlist(struct cfg_ctx *c, const cJSON *v, const struct field *f, const char *path,
+                         char ***out, size_t *n_out)
+{
+  size_t n, i = 0;
+  char **list = NULL;
+  const cJSON *it;
+  char ipath[256];
+  if (check_type(c, v, cJSON_IsArray(v), "an array of strings", path, f->example))
+    return -1;
+  n = (size_t)cJSON_GetArraySize(v);
+  if (n > MAX_LIST)
+    return cfg_fail(c, path, "too many entries (%zu, at most %d)", n, MAX_LIST);
+  list = calloc(n ? n : 1, sizeof(*list));
+  if (!list)
+    return cfg_fail(c, path, "out of memory");
+  cJSON_ArrayForEach(it, v)
+  {
+    snprintf(ipath, sizeof(ipath), "%s[%zu]", path, i);
+    if (check_type(c, it, cJSON_IsString(it), "a string", ipath, f->example) ||
+        !(list[i] = strdup(it->valuestring))) {
+      if (!c->failed)
+        cfg_fail(c, ipath, "out of memory");
+      strv_free(list, i);
+      return -1;
+    }
+    i++;
+  }
+  strv_free(*out, *n_out);
+  *out = list;
+  *n_out = n;
+  return 0;
+}
+
+static int parse_field(struct cfg_ctx *c, const cJSON *v, const struct field *f, void *dst,
+                       const char *path)
+{
+  char *base = (char *)dst;
+  long long ll;
+  switch (f->type) {
+  case F_STR:
+  case F_SECRET:
+    if (check_type(c, v, cJSON_IsString(v), "a string", path, f->example))
+      return -1;
+    if (f->type == F_SECRET && *v->valuestring) {
+      c->inline_secret = 1;
+      c->secret_field = f->name;
+    }
+    if (f->type == F_SECRET) {
+      char **slot = (char **)(base + f->off);
+      secret_free(*slot);
+      *slot = strdup(v->valuestring);
+      if (!*slot)
+        return cfg_fail(c, path, "out of memory");
+      return 0;
+    }
+    if (set_str((char **)(base + f->off), v->valuestring))
+      return cfg_fail(c, path, "out of memory");
+    return 0;
+  case F_LONG:
+    if (get_integer(c, v, f, path, &ll))
+      return -1;
+    *(long *)(base + f->off) = (long)ll;
+    return 0;
+  case F_UINT:
+    if (get_integer(c, v, f, path, &ll))
+      return -1;
+    *(unsigned *)(base + f->off) = (unsigned)ll;
+    return 0;
+  case F_SIZE:
+    if (get_integer(c, v, f, path, &ll))
+      return -1;
+    *(size_t *)(base + f->off) = (size_t)ll;
+    return 0;
+  case F_I64:
+    if (get_integer(c, v, f, path, &ll))
+      return -1;
+    *(int64_t *)(base + f->off) = (int64_t)ll;
+    return 0;
+  case F_BOOL:
+    if (check_type(c, v, cJSON_IsBool(v), "true or false", path, f->example))
+      return -1;
+    *(int *)(base + f->off) = cJSON_IsTrue(v) ? 1 : 0;
+    return 0;
+  case F_STRLIST:
+    return parse_strlist(c, v, f, path, (char ***)(base + f->off),
+                         (size_t *)(base + f->count_off));
+  case F_CUSTOM:
+    return f->fn(c, v, dst, path);
+  }
+  return cfg_fail(c, path, "internal error: unknown field type");
+}
+
+static int parse_object(struct cfg_ctx *c, const cJSON *obj, const struct field *fields,
+                        size_t n_fields, void *dst, const char *path)
+{
+  const cJSON *it;
+  char fpath[256];
+  if (check_type(c, obj, cJSON_IsObject(obj), "an object", path, "{ ... }"))
+    return -1;
+  cJSON_ArrayForEach(it, obj)
+  {
+    const struct field *f = NULL;
+    const cJSON *other;
+    snprintf(fpath, sizeof(fpath), "%s%s%s", path, *path ? "." : "", it->string);
+    for (size_t i = 0; i < n_fields; i++)
+      if (strcmp(fields[i].name, it->string) == 0)
+        f = &fields[i];
+    if (!f) {
+      char known[512];
+      size_t off = 0;
+      known[0] = '\0';
+      for (size_t i = 0; i < n_fields && off < sizeof(known); i++) {
+        int n = snprintf(known + off, sizeof(known) - off, "%s%s", i ? ", " : "", fields[i].name);
+        if (n < 0)
+          break;
+        off += (size_t)n;
+      }
+      return cfg_fail(c, fpath, "unknown field; fix: remove it or use one of: %s", known);
+    }
+    /* cJSON keeps duplicate members; a second value silently winning would hide mistakes. */
+    for (other = obj->child; other != it; other = other->next)
+      if (strcmp(other->string, it->string) == 0)
+        return cfg_fail(c, fpath, "appears twice; fix: keep one");
+    if (parse_field(c, it, f, dst, fpath))
+      return -1;
+  }
+  return 0;
+}
+
+/* ---- enums ----------------------------------------------------------------------------------- */
+
+static int parse_enum(struct cfg_ctx *c, const cJSON *v, const char *path, const char *const *names,
+                      const int *values, size_t n, int *out)
+{
+  char list[256];
+  size_t off = 0;
+  list[0] = '\0';
+  for (size_t i = 0; i < n; i++) {
+    if (cJSON_IsString(v) && strcasecmp(v->valuestring, names[i]) == 0) {
+      *out = values[i];
+      return 0;
+    }
+    int k = snprintf(list + off, sizeof(list) - off, "%s\"%s\"", i ? ", " : "", names[i]);
+    if (k > 0 && (size_t)k < sizeof(list) - off)
+      off += (size_t)k;
+  }
+  if (!cJSON_IsString(v))
+    return cfg_fail(c, path, "expected a string (one of %s), got %s", list, json_type_name(v));
+  return cfg_fail(c, path, "unknown value \"%s\"; fix: use one of %s", v->valuestring, list);
+}
+
+static const char *const cred_names[] = {"auto",       "client_secret",     "client_certificate",
+                                         "certificate", "workload_identity", "managed_identity",
+                                         "azure_cli"};
+static const int cred_values[] = {AKV_CRED_AUTO,        AKV_CRED_SECRET,   AKV_CRED_CERTIFICATE,
+                                  AKV_CRED_CERTIFICATE, AKV_CRED_WORKLOAD, AKV_CRED_MANAGED,
+                                  AKV_CRED_CLI};
+
+static int cred_type_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const char *path)
+{
+  int k;
+  if (parse_enum(c, v, path, cred_names, cred_values, 7, &k))
+    return -1;
+  ((struct akv_cred_config *)obj)->kind = (enum akv_cred_kind)k;
+  return 0;
+}
+
+static int log_level_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const char *path)
+{
+  static const char *const names[] = {"error", "warn", "warning", "info", "debug"};
+  static const int values[] = {0, 1, 1, 2, 3};
+  return parse_enum(c, v, path, names, values, 5, &((struct akv_config *)obj)->log_level);
+}
+
+/* client_secret_file: the secret is read now so a later permission change cannot matter. */
+static int secret_file_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const char *path)
+{
+  struct akv_cred_config *cred = obj;
+  char *data = NULL;
+  size_t len = 0;
+  struct stat st;
+  int e;
+  if (check_type(c, v, cJSON_IsString(v), "a string (path of a file holding the client secret)",
+                 path, "\"/etc/akv-pkcs11/secret\""))
+    return -1;
+  if (read_file_capped(v->valuestring, SECRET_FILE_MAX, &data, &len, &st, &e))
+    return cfg_fail(c, path, "cannot read %s: %s; fix: point it to a readable file of at most %d bytes",
+                    v->valuestring, strerror(e), SECRET_FILE_MAX);
+  if (check_secret_perms(c, path, v->valuestring, &st)) {
+    secret_free(data);
+    return -1;
+  }
+  while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r' || data[len - 1] == ' '))
+    data[--len] = '\0';
+  if (len == 0) {
+    secret_free(data);
+    return cfg_fail(c, path, "%s is empty; fix: write the client secret into it",
+                    v->valuestring);
+  }
+  secret_free(cred->client_secret);
+  cred->client_secret = data;
+  return 0;
+}
+
+#define CRED_FIELD(n, t) {#n, t, offsetof(struct akv_cred_config, n), 0, 0, 0, NULL, NULL}
+static const struct field cred_fields[] = {
+    {"type", F_CUSTOM, 0, 0, 0, 0, cred_type_fn, NULL},
+    CRED_FIELD(tenant_id, F_STR),
+    CRED_FIELD(client_id, F_STR),
+    CRED_FIELD(client_secret, F_SECRET),
+    {"client_secret_file", F_CUSTOM, 0, 0, 0, 0, secret_file_fn, NULL},
+    CRED_FIELD(certificate_path, F_STR),
+    CRED_FIELD(certificate_password, F_SECRET),
+    CRED_FIELD(federated_token_file, F_STR),
+    CRED_FIELD(authority_host, F_STR),
+    CRED_FIELD(imds_endpoint, F_STR),
+    CRED_FIELD(identity_endpoint, F_STR),
+    CRED_FIELD(identity_header, F_SECRET),
+    CRED_FIELD(az_path, F_STR),
+};
+#define N_CRED_FIELDS (sizeof(cred_fields) / sizeof(cred_fields[0]))
+
+static int slot_cred_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const char *path)
+{
+  struct akv_slot_config *s = obj;
+  s->has_cred = 1;
+  return parse_object(c, v, cred_fields, N_CRED_FIELDS, &s->cred, path);
+}
+
+static int global_cred_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const char *path)
+{
+  return parse_object(c, v, cred_fields, N_CRED_FIELDS, &((struct akv_config *)obj)->cred, path);
+}
+
+/* Slot fields that have no direct struct member are collected here during parsing. */
+struct slot_extra {
+  struct akv_slot_config *s;
+  int kind_set;
+  int objects_set;
+};
+
+static int parse_objects_value(struct cfg_ctx *c, const cJSON *v, const char *path, unsigned *out)
+{
+  static const char *const names[] = {"keys", "certificates", "secrets"};
+  static const int values[] = {AKV_OBJ_KEYS, AKV_OBJ_CERTIFICATES, AKV_OBJ_SECRETS};
+  const cJSON *it;
+  unsigned mask = 0;
+  size_t i = 0;
+  char ipath[256];
+  if (check_type(c, v, cJSON_IsArray(v), "an array of strings", path,
+                 "[\"keys\", \"certificates\", \"secrets\"]"))
+    return -1;
+  cJSON_ArrayForEach(it, v)
+  {
+    int bit;
+    snprintf(ipath, sizeof(ipath), "%s[%zu]", path, i++);
+    if (parse_enum(c, it, ipath, names, values, 3, &bit))
+      return -1;
+    mask |= (unsigned)bit;
+  }
+  *out = mask;
+  return 0;
+}
+
+static int slot_objects_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const char *path)
+{
+  struct slot_extra *x = obj;
+  x->objects_set = 1;
+  return parse_objects_value(c, v, path, &x->s->objects);
+}
+
+static int slot_kind_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const char *path)
+{
+  static const char *const names[] = {"vault", "keyvault", "mhsm", "managedhsm"};
+  static const int values[] = {AKV_VAULT_KEYVAULT, AKV_VAULT_KEYVAULT, AKV_VAULT_MHSM,
+                               AKV_VAULT_MHSM};
+  struct slot_extra *x = obj;
+  int k;
+  if (parse_enum(c, v, path, names, values, 4, &k))
+    return -1;
+  x->s->kind = (enum akv_vault_kind)k;
+  x->kind_set = 1;
+  return 0;
+}
+
+static int slot_versions_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const char *path)
+{
+  static const char *const names[] = {"latest", "all"};
+  static const int values[] = {0, 1};
+  return parse_enum(c, v, path, names, values, 2, &((struct slot_extra *)obj)->s->versions_all);
+}
+
+static int slot_public_ops_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const char *path)
+{
+  static const char *const names[] = {"remote", "local"};
+  static const int values[] = {0, 1};
+  return parse_enum(c, v, path, names, values, 2,
+                    &((struct slot_extra *)obj)->s->public_ops_local);
+}
+
+static int slot_verify_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const char *path)
+{
+  static const char *const names[] = {"local", "remote"};
+  static const int values[] = {0, 1};
+  return parse_enum(c, v, path, names, values, 2, &((struct slot_extra *)obj)->s->verify_remote);
+}
+
+/* Slot fields address struct akv_slot_config through slot_extra.s: plain members use these
+ * trampolines so the table stays declarative. */
+#define SLOT_PLAIN(n, t, lo, hi, ex)                                                               \
+  {#n, t, offsetof(struct akv_slot_config, n), 0, lo, hi, NULL, ex}
+static const struct field slot_plain_fields[] = {
+    SLOT_PLAIN(url, F_STR, 0, 0, "\"https://NAME.vault.azure.net\""),
+    SLOT_PLAIN(label, F_STR, 0, 0, "\"my-vault\""),
+    {"keys", F_STRLIST, offsetof(struct akv_slot_config, key_names),
+     offsetof(struct akv_slot_config, n_key_names), 0, 0, NULL, "[\"key1\", \"key2\"]"},
+    SLOT_PLAIN(key_filter, F_STR, 0, 0, "\"tls-*\""),
+    SLOT_PLAIN(show_disabled, F_BOOL, 0, 0, "false"),
+    SLOT_PLAIN(read_only, F_BOOL, 0, 0, "true"),
+    SLOT_PLAIN(allow_destroy, F_BOOL, 0, 0, "false"),
+    {"ttl", F_I64, offsetof(struct akv_slot_config, ttl_s), 0, 0, 86400, NULL, "300"},
+    {"secret_ttl", F_I64, offsetof(struct akv_slot_config, secret_ttl_s), 0, 0, 86400, NULL,
+     "3600"},
+    {"stale_if_error", F_I64, offsetof(struct akv_slot_config, stale_if_error_s), 0, 0, 604800,
+     NULL, "3600"},
+};
+#define N_SLOT_PLAIN (sizeof(slot_plain_fields) / sizeof(slot_plain_fields[0]))
+
+static int slot_plain_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const char *path)
+{
+  struct slot_extra *x = obj;
+  for (size_t i = 0; i < N_SLOT_PLAIN; i++)
+    if (strcmp(slot_plain_fields[i].name, v->string) == 0)
+      return parse_field(c, v, &slot_plain_fields[i], x->s, path);
+  return cfg_fail(c, path, "internal error: no handler");
+}
+
+static int slot_credential_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const char *path)
+{
+  return slot_cred_fn(c, v, ((struct slot_extra *)obj)->s, path);
+}
+
+static const struct field slot_fields[] = {
+    {"url", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
+    {"label", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
+    {"kind", F_CUSTOM, 0, 0, 0, 0, slot_kind_fn, NULL},
+    {"objects", F_CUSTOM, 0, 0, 0, 0, slot_objects_fn, NULL},
+    {"keys", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
+    {"key_filter", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
+    {"versions", F_CUSTOM, 0, 0, 0, 0, slot_versions_fn, NULL},
+    {"show_disabled", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
+    {"read_only", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
+    {"allow_destroy", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
+    {"ttl", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
+    {"secret_ttl", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
+    {"stale_if_error", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
+    {"public_ops", F_CUSTOM, 0, 0, 0, 0, slot_public_ops_fn, NULL},
+    {"verify", F_CUSTOM, 0, 0, 0, 0, slot_verify_fn, NULL},
+    {"credential", F_CUSTOM, 0, 0, 0, 0, slot_credential_fn, NULL},
+};
+#define N_SLOT_FIELDS (sizeof(slot_fields) / sizeof(slot_fields[0]))
+
+/* Per-slot parse state kept until validation (kind/objects given explicitly or not). */
+struct slot_state {
+  int kind_set;
+  int objects_set;
+};
+
+struct parse_state {
+  struct slot_state *slots;
+};
+
+static void slot_defaults(struct akv_slot_config *s)
+{
+  memset(s, 0, sizeof(*s));
+  s->objects = AKV_OBJ_KEYS | AKV_OBJ_CERTIFICATES;
+  s->ttl_s = 300;
+  s->secret_ttl_s = 3600;
+  s->stale_if_error_s = 3600;
+}
+
+/* The global "slots" handler needs the parse state; it is passed through a file-local pointer
+ * set only for the duration of one parse (akv_config_parse is not re-entrant per thread). */
+static __thread struct parse_state *cur_state;
+
+static int slots_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const char *path)
+{
+  struct akv_config *cfg = obj;
+  size_t n;
+  const cJSON *it;
+  char spath[256];
+  if (check_type(c, v, cJSON_IsArray(v), "an array of slot objects", path,
+                 "[{\"url\": \"https://NAME.vault.azure.net\"}]"))
+    return -1;
+  n = (size_t)cJSON_GetArraySize(v);
+  if (n > MAX_SLOTS)
+    return cfg_fail(c, path, "too many slots (%zu, at most %d)", n, MAX_SLOTS);
+  cfg->slots = calloc(n ? n : 1, sizeof(*cfg->slots));
+  cur_state->slots = calloc(n ? n : 1, sizeof(*cur_state->slots));
+  if (!cfg->slots || !cur_state->slots)
+    return cfg_fail(c, path, "out of memory");
+  cJSON_ArrayForEach(it, v)
+  {
+    struct slot_extra x;
+    size_t i = cfg->n_slots;
+    slot_defaults(&cfg->slots[i]);
+    cfg->n_slots++;
+    x.s = &cfg->slots[i];
+    x.kind_set = 0;
+    x.objects_set = 0;
+    snprintf(spath, sizeof(spath), "%s[%zu]", path, i);
+    if (parse_object(c, it, slot_fields, N_SLOT_FIELDS, &x, spath))
+      return -1;
+    cur_state->slots[i].kind_set = x.kind_set;
+    cur_state->slots[i].objects_set = x.objects_set;
+  }
+  return 0;
+}
+
+#define CFG_FIELD(n, t, lo, hi, ex) {#n, t, offsetof(struct akv_config, n), 0, lo, hi, NULL, ex}
+static const struct field top_fields[] = {
+    {"log_level", F_CUSTOM, 0, 0, 0, 0, log_level_fn, NULL},
+    CFG_FIELD(log_file, F_STR, 0, 0, "\"/var/log/akv-pkcs11.log\" or \"syslog\""),
+    CFG_FIELD(audit_file, F_STR, 0, 0, "\"/var/log/akv-pkcs11-audit.jsonl\""),
+    CFG_FIELD(ca_file, F_STR, 0, 0, "\"/etc/ssl/certs/my-ca.pem\""),
+    CFG_FIELD(proxy, F_STR, 0, 0, "\"http://proxy.example:3128\""),
+    CFG_FIELD(api_version, F_STR, 0, 0, "\"7.6\""),
+    {"allowed_hosts", F_STRLIST, offsetof(struct akv_config, allowed_hosts),
+     offsetof(struct akv_config, n_allowed_hosts), 0, 0, NULL, "[\"localhost\"]"},
+    CFG_FIELD(connect_timeout_ms, F_LONG, 1, 600000, "10000"),
+    CFG_FIELD(request_timeout_ms, F_LONG, 1, 600000, "30000"),
+    CFG_FIELD(deadline_ms, F_LONG, 1, 3600000, "30000"),
+    CFG_FIELD(max_retries, F_UINT, 0, 20, "4"),
+    CFG_FIELD(retry_base_ms, F_LONG, 1, 60000, "250"),
+    CFG_FIELD(retry_cap_ms, F_LONG, 1, 600000, "8000"),
+    CFG_FIELD(pool_size, F_UINT, 1, 256, "16"),
+    CFG_FIELD(max_response_bytes, F_SIZE, 4096, 256LL * 1024 * 1024, "4194304"),
+    CFG_FIELD(cache_file, F_STR, 0, 0, "\"\" (off) or \"/run/user/1000/akv-pkcs11.cache\""),
+    {"credential", F_CUSTOM, 0, 0, 0, 0, global_cred_fn, NULL},
+    {"slots", F_CUSTOM, 0, 0, 0, 0, slots_fn, NULL},
+};
+#define N_TOP_FIELDS (sizeof(top_fields) / sizeof(top_fields[0]))
+
+static void config_defaults(struct akv_config *cfg)
+{
+  cfg->log_level = AKV_LOG_WARN;
+  cfg->connect_timeout_ms = 10000;
+  cfg->request_timeout_ms = 30000;
+  cfg->deadline_ms = 30000;
+  cfg->max_retries = 4;
+  cfg->retry_base_ms = 250;
+  cfg->retry_cap_ms = 8000;
+  cfg->pool_size = 16;
+  cfg->max_response_bytes = 4 * 1024 * 1024;
+}
+
+/* ---- environment ----------------------------------------------------------------------------- */
+
+static const char *env_nonempty(const char *name)
+{
+  const char *v = getenv(name);
+  return v && *v ? v : NULL;
+}
+
+static int fill_env_str(char **dst, const char *name)
+{
+  const char *v = env_nonempty(name);
+  if (*dst || !v)
+    return 0;
+  return set_str(dst, v);
+}
+
+static int fill_cred_env(struct cfg_ctx *c, struct akv_cred_config *cred)
+{
+  const char *kind = env_nonempty("AKV_PKCS11_CREDENTIAL");
+  if (fill_env_str(&cred->tenant_id, "AZURE_TENANT_ID") ||
+      fill_env_str(&cred->client_id, "AZURE_CLIENT_ID") ||
+      fill_env_str(&cred->client_secret, "AZURE_CLIENT_SECRET") ||
+      fill_env_str(&cred->certificate_path, "AZURE_CLIENT_CERTIFICATE_PATH") ||
+      fill_env_str(&cred->certificate_password, "AZURE_CLIENT_CERTIFICATE_PASSWORD") ||
+      fill_env_str(&cred->federated_token_file, "AZURE_FEDERATED_TOKEN_FILE") ||
+      fill_env_str(&cred->authority_host, "AZURE_AUTHORITY_HOST") ||
+      fill_env_str(&cred->imds_endpoint, "AKV_PKCS11_IMDS_ENDPOINT") ||
+      fill_env_str(&cred->imds_endpoint, "AZURE_POD_IDENTITY_AUTHORITY_HOST") ||
+      fill_env_str(&cred->identity_endpoint, "IDENTITY_ENDPOINT") ||
+      fill_env_str(&cred->identity_header, "IDENTITY_HEADER") ||
+      fill_env_str(&cred->az_path, "AKV_PKCS11_AZ_PATH"))
+    return cfg_fail(c, "credential", "out of memory");
+  if (kind && cred->kind == AKV_CRED_AUTO) {
+    cJSON *v = cJSON_CreateString(kind);
+    int k = 0, rc;
+    if (!v)
+      return cfg_fail(c, "credential", "out of memory");
+    rc = parse_enum(c, v, "AKV_PKCS11_CREDENTIAL (environment)", cred_names, cred_values, 7, &k);
+    cJSON_Delete(v);
+    if (rc)
+      return -1;
+    cred->kind = (enum akv_cred_kind)k;
+  }
+  return 0;
+}
+
+/* Splits a comma-separated list; empty items are skipped. */
+static int split_list(const char *s, char ***out, size_t *n_out)
+{
+  size_t n = 0, cap = 0;
+  char **v = NULL;
+  while (s && *s) {
+    size_t len = strcspn(s, ",");
+    const char *b = s, *e = s + len;
+    while (b < e && isspace((unsigned char)*b))
+      b++;
+    while (e > b && isspace((unsigned char)e[-1]))
+      e--;
+    if (e > b) {
+      if (n == cap) {
+        size_t ncap = cap ? cap * 2 : 4;
+        char **nv;
+        if (ncap > MAX_LIST)
+          goto fail;
+        nv = realloc(v, ncap * sizeof(*v));
+        if (!nv)
+          goto fail;
+        v = nv;
+        cap = ncap;
+      }
+      v[n] = strndup(b, (size_t)(e - b));
+      if (!v[n])
+        goto fail;
+      n++;
+    }
+    s += len;
+    if (*s)
+      s++;
+  }
+  *out = v;
+  *n_out = n;
+  return 0;
+fail:
+  strv_free(v, n);
+  return -1;
+}
+
+static int objects_from_env(struct cfg_ctx *c, unsigned *mask)
+{
+  const char *v = env_nonempty("AKV_PKCS11_OBJECTS");
+  char **items = NULL;
+  size_t n = 0;
+  unsigned m = 0;
+  int rc = 0;
+  if (!v)
+    return 1; /* not set */
+  if (split_list(v, &items, &n))
+    return cfg_fail(c, "AKV_PKCS11_OBJECTS", "out of memory");
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    if (strcasecmp(items[i], "keys") == 0)
+      m |= AKV_OBJ_KEYS;
+    else if (strcasecmp(items[i], "certificates") == 0)
+      m |= AKV_OBJ_CERTIFICATES;
+    else if (strcasecmp(items[i], "secrets") == 0)
+      m |= AKV_OBJ_SECRETS;
+    else
+      rc = cfg_fail(c, "AKV_PKCS11_OBJECTS (environment)",
+                    "unknown object kind \"%s\"; fix: a comma-separated list of keys, "
+                    "certificates, secrets",
+                    items[i]);
+  }
+  strv_free(items, n);
+  if (rc == 0)
+    *mask = m;
+  return rc;
+}
+
+static int slots_from_env(struct cfg_ctx *c, struct akv_config *cfg, struct parse_state *ps)
+{
+  const char *v = env_nonempty("AKV_PKCS11_VAULT_URL");
+  char **urls = NULL;
+  size_t n = 0;
+  int rc = -1;
+  if (!v)
+    return 0;
+  if (split_list(v, &urls, &n))
+    return cfg_fail(c, "AKV_PKCS11_VAULT_URL", "out of memory");
+  if (n > MAX_SLOTS) {
+    cfg_fail(c, "AKV_PKCS11_VAULT_URL", "too many vaults (%zu, at most %d)", n, MAX_SLOTS);
+    goto out;
+  }
+  free(cfg->slots);
+  free(ps->slots);
+  cfg->slots = calloc(n ? n : 1, sizeof(*cfg->slots));
+  ps->slots = calloc(n ? n : 1, sizeof(*ps->slots));
+  if (!cfg->slots || !ps->slots) {
+    cfg_fail(c, "AKV_PKCS11_VAULT_URL", "out of memory");
+    goto out;
+  }
+  for (size_t i = 0; i < n; i++) {
+    struct akv_slot_config *s = &cfg->slots[i];
+    char *hash = strchr(urls[i], '#');
+    slot_defaults(s);
+    cfg->n_slots++;
+    /* "URL#mhsm" marks a Managed HSM on a custom host (the emulator); Azure hosts need no mark. */
+    if (hash) {
+      *hash = '\0';
+      if (strcasecmp(hash + 1, "mhsm") == 0 || strcasecmp(hash + 1, "managedhsm") == 0)
+        s->kind = AKV_VAULT_MHSM;
+      else if (strcasecmp(hash + 1, "vault") == 0 || strcasecmp(hash + 1, "keyvault") == 0)
+        s->kind = AKV_VAULT_KEYVAULT;
+      else {
+        cfg_fail(c, "AKV_PKCS11_VAULT_URL (environment)",
+                 "unknown kind \"#%s\"; fix: use URL#mhsm or URL#vault", hash + 1);
+        goto out;
+      }
+      ps->slots[i].kind_set = 1;
+    }
+    s->url = strdup(urls[i]);
+    if (!s->url) {
+      cfg_fail(c, "AKV_PKCS11_VAULT_URL", "out of memory");
+      goto out;
+    }
+  }
+  rc = 0;
+out:
+  strv_free(urls, n);
+  return rc;
+}
+
+/* ---- validation ------------------------------------------------------------------------------ */
+
+static int host_allowed(const struct akv_config *cfg, const char *host)
+{
+  for (size_t i = 0; i < cfg->n_allowed_hosts; i++)
+    if (strcasecmp(cfg->allowed_hosts[i], host) == 0)
+      return 1;
+  return 0;
+}
+
+/* Validates and normalises a vault URL to "https://host[:port]". */
+static int validate_url(struct cfg_ctx *c, struct akv_config *cfg, struct akv_slot_config *s,
+                        int kind_set, const char *path)
+{
+  CURLU *u = curl_url();
+  char *scheme = NULL, *host = NULL, *port = NULL, *upath = NULL, *query = NULL, *user = NULL,
+       *frag = NULL;
+  char *norm = NULL;
+  enum akv_vault_kind kind = AKV_VAULT_KEYVAULT;
+  int rc = -1, azure;
+  size_t nlen;
+  if (!u)
+    return cfg_fail(c, path, "out of memory");
+  if (!s->url || !*s->url) {
+    cfg_fail(c, path, "missing; fix: add \"url\": \"https://NAME.vault.azure.net\"");
+    goto out;
+  }
+  if (curl_url_set(u, CURLUPART_URL, s->url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
+      curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+      curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+    cfg_fail(c, path, "\"%s\" is not a valid URL; fix: write it like https://NAME.vault.azure.net",
+             s->url);
+    goto out;
+  }
+  if (strcasecmp(scheme, "https") != 0) {
+    cfg_fail(c, path, "\"%s\" must use https (bearer tokens are never sent in clear); fix: "
+             "https://NAME.vault.azure.net", s->url);
+    goto out;
+  }
+  curl_url_get(u, CURLUPART_PORT, &port, 0);
+  curl_url_get(u, CURLUPART_PATH, &upath, 0);
+  curl_url_get(u, CURLUPART_QUERY, &query, 0);
+  curl_url_get(u, CURLUPART_USER, &user, 0);
+  curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0);
+  if (user || query || frag || (upath && strcmp(upath, "/") != 0 && *upath)) {
+    cfg_fail(c, path, "\"%s\" must be the vault's base URL only (no path, query or user); fix: "
+             "https://NAME.vault.azure.net", s->url);
+    goto out;
+  }
+  azure = akv_azure_vault_host(host, NULL, &kind);
+  if (!azure && !host_allowed(cfg, host)) {
+    cfg_fail(c, path,
+             "host \"%s\" is not an Azure Key Vault or Managed HSM host (*.vault.azure.net, "
+             "*.managedhsm.azure.net, *.vault.azure.cn, *.vault.usgovcloudapi.net, "
+             "*.managedhsm.usgovcloudapi.net, *.vault.microsoftazure.de); fix: correct the URL, "
+             "or add \"%s\" to allowed_hosts (AKV_PKCS11_ALLOWED_HOSTS) for a private endpoint "
+             "or the emulator",
+             host, host);
+    goto out;
+  }
+  if (!kind_set)
+    s->kind = azure ? kind : AKV_VAULT_KEYVAULT;
+  for (char *p = host; *p; p++)
+    *p = (char)tolower((unsigned char)*p);
+  nlen = strlen(host) + (port ? strlen(port) : 0) + 16;
+  norm = malloc(nlen);
+  if (!norm) {
+    cfg_fail(c, path, "out of memory");
+    goto out;
+  }
+  if (port && strcmp(port, "443") != 0)
+    snprintf(norm, nlen, "https://%s:%s", host, port);
+  else
+    snprintf(norm, nlen, "https://%s", host);
+  free(s->url);
+  s->url = norm;
+  if (!s->label) {
+    size_t dot = strcspn(host, ".");
+    s->label = strndup(host, dot);
+    if (!s->label) {
+      cfg_fail(c, path, "out of memory");
+      goto out;
+    }
+  }
+  rc = 0;
+out:
+  curl_free(scheme);
+  curl_free(host);
+  curl_free(port);
+  curl_free(upath);
+  curl_free(query);
+  curl_free(user);
+  curl_free(frag);
+  curl_url_cleanup(u);
+  return rc;
+}
+
+static int valid_key_name(const char *n)
+{
+  size_t len = strlen(n);
+  if (len == 0 || len > 127)
+    return 0;
+  for (size_t i = 0; i < len; i++)
+    if (!isalnum((unsigned char)n[i]) && n[i] != '-')
+      return 0;
+  return 1;
+}
+
+static int starts_with_scheme(const char *s, int allow_http)
+{
+  return strncasecmp(s, "https://", 8) == 0 || (allow_http && strncasecmp(s, "http://", 7) == 0);
+}
+
+static int validate_cred(struct cfg_ctx *c, struct akv_cred_config *cred, const char *path)
+{
+  char fpath[256];
+  struct stat st;
+  if (cred->authority_host && !starts_with_scheme(cred->authority_host, 0)) {
+    snprintf(fpath, sizeof(fpath), "%s.authority_host", path);
+    return cfg_fail(c, fpath, "\"%s\" must be an https URL; fix: https://login.microsoftonline.com",
+                    cred->authority_host);
+  }
+  if (cred->imds_endpoint && !starts_with_scheme(cred->imds_endpoint, 1)) {
+    snprintf(fpath, sizeof(fpath), "%s.imds_endpoint", path);
+    return cfg_fail(c, fpath, "\"%s\" must be an http(s) URL; fix: http://169.254.169.254",
+                    cred->imds_endpoint);
+  }
+  if (cred->identity_endpoint && !starts_with_scheme(cred->identity_endpoint, 1)) {
+    snprintf(fpath, sizeof(fpath), "%s.identity_endpoint", path);
+    return cfg_fail(c, fpath, "\"%s\" must be an http(s) URL", cred->identity_endpoint);
+  }
+  /* The certificate file holds the private key: same rule as any secret file. */
+  if (cred->certificate_path && stat(cred->certificate_path, &st) == 0) {
+    snprintf(fpath, sizeof(fpath), "%s.certificate_path", path);
+    if (check_secret_perms(c, fpath, cred->certificate_path, &st))
+      return -1;
+  }
+  switch (cred->kind) {
+  case AKV_CRED_SECRET:
+  case AKV_CRED_CERTIFICATE:
+  case AKV_CRED_WORKLOAD: {
+    const char *need = NULL, *fix = NULL;
+    if (!cred->tenant_id) {
+      need = "tenant_id";
+      fix = "set \"tenant_id\" or AZURE_TENANT_ID";
+    } else if (!cred->client_id) {
+      need = "client_id";
+      fix = "set \"client_id\" or AZURE_CLIENT_ID";
+    } else if (cred->kind == AKV_CRED_SECRET && !cred->client_secret) {
+      need = "client_secret";
+      fix = "set \"client_secret_file\" (a chmod 600 file) or AZURE_CLIENT_SECRET";
+    } else if (cred->kind == AKV_CRED_CERTIFICATE && !cred->certificate_path) {
+      need = "certificate_path";
+      fix = "set \"certificate_path\" (PEM with certificate and key) or "
+            "AZURE_CLIENT_CERTIFICATE_PATH";
+    } else if (cred->kind == AKV_CRED_CERTIFICATE && stat(cred->certificate_path, &st) != 0) {
+      snprintf(fpath, sizeof(fpath), "%s.certificate_path", path);
+      return cfg_fail(c, fpath, "cannot access %s: %s; fix: point it to the PEM file",
+                      cred->certificate_path, strerror(errno));
+    } else if (cred->kind == AKV_CRED_WORKLOAD && !cred->federated_token_file) {
+      need = "federated_token_file";
+      fix = "set \"federated_token_file\" or AZURE_FEDERATED_TOKEN_FILE";
+    }
+    if (need) {
+      snprintf(fpath, sizeof(fpath), "%s.%s", path, need);
+      return cfg_fail(c, fpath, "required by credential type \"%s\" but missing; fix: %s",
+                      cred_names[cred->kind == AKV_CRED_SECRET        ? 1
+                                 : cred->kind == AKV_CRED_CERTIFICATE ? 2
+                                                                      : 4],
+                      fix);
+    }
+    break;
+  }
+  default:
+    break;
+  }
+  return 0;
+}
+
+static int inherit_str(char **dst, const char *src)
+{
+  if (*dst || !src)
+    return 0;
+  return set_str(dst, src);
+}
+
+static int finish(struct cfg_ctx *c, struct akv_config *cfg, struct parse_state *ps)
+{
+  unsigned env_objects = 0;
+  int have_env_objects;
+  char slot_path[64];
+  const char *hosts = env_nonempty("AKV_PKCS11_ALLOWED_HOSTS");
+
+  if (!cfg->n_allowed_hosts && hosts) {
+    strv_free(cfg->allowed_hosts, 0);
+    cfg->allowed_hosts = NULL;
+    if (split_list(hosts, &cfg->allowed_hosts, &cfg->n_allowed_hosts))
+      return cfg_fail(c, "AKV_PKCS11_ALLOWED_HOSTS", "out of memory");
+  }
+  if (fill_env_str(&cfg->ca_file, "AKV_PKCS11_CA_FILE") ||
+      fill_env_str(&cfg->log_file, "AKV_PKCS11_LOG_FILE") ||
+      fill_env_str(&cfg->audit_file, "AKV_PKCS11_AUDIT_FILE") ||
+      fill_env_str(&cfg->proxy, "AKV_PKCS11_PROXY"))
+    return cfg_fail(c, NULL, "out of memory");
+  if (!cfg->api_version && set_str(&cfg->api_version, AKV_API_VERSION))
+    return cfg_fail(c, NULL, "out of memory");
+  for (const char *p = cfg->api_version; *p; p++)
+    if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-')
+      return cfg_fail(c, "api_version", "\"%s\" is not an api-version; fix: \"7.6\"",
+                      cfg->api_version);
+  if (cfg->retry_cap_ms < cfg->retry_base_ms)
+    return cfg_fail(c, "retry_cap_ms", "must not be smaller than retry_base_ms (%ld); fix: "
+                    "raise it", cfg->retry_base_ms);
+  if (fill_cred_env(c, &cfg->cred))
+    return -1;
+  if (validate_cred(c, &cfg->cred, "credential"))
+    return -1;
+  if (cfg->n_slots == 0 && slots_from_env(c, cfg, ps))
+    return -1;
+  if (cfg->n_slots == 0)
+    return cfg_fail(c, "slots",
+                    "no vault configured; fix: add \"slots\": [{\"url\": "
+                    "\"https://NAME.vault.azure.net\"}] or set AKV_PKCS11_VAULT_URL");
+  have_env_objects = objects_from_env(c, &env_objects);
+  if (have_env_objects < 0)
+    return -1;
+  for (size_t i = 0; i < cfg->n_slots; i++) {
+    struct akv_slot_config *s = &cfg->slots[i];
+    snprintf(slot_path, sizeof(slot_path), "slots[%zu].url", i);
+    if (validate_url(c, cfg, s, ps->slots[i].kind_set, slot_path))
+      return -1;
+    if (!ps->slots[i].objects_set && have_env_objects == 0)
+      s->objects = env_objects;
+    if (s->kind == AKV_VAULT_MHSM && (s->objects & (AKV_OBJ_CERTIFICATES | AKV_OBJ_SECRETS))) {
+      /* Managed HSM holds keys only; asking it for certificates would fail every refresh. */
+      if (ps->slots[i].objects_set) {
+        snprintf(slot_path, sizeof(slot_path), "slots[%zu].objects", i);
+        return cfg_fail(c, slot_path, "a Managed HSM holds keys only; fix: [\"keys\"]");
+      }
+      s->objects = AKV_OBJ_KEYS;
+    }
+    for (size_t k = 0; k < s->n_key_names; k++) {
+      if (!valid_key_name(s->key_names[k])) {
+        snprintf(slot_path, sizeof(slot_path), "slots[%zu].keys[%zu]", i, k);
+        return cfg_fail(c, slot_path,
+                        "\"%s\" is not a key name (1-127 of 0-9, a-z, A-Z, -); fix: the name "
+                        "only, not a URL",
+                        s->key_names[k]);
+      }
+    }
+    for (size_t j = 0; j < i; j++)
+      if (strcasecmp(cfg->slots[j].url, s->url) == 0) {
+        snprintf(slot_path, sizeof(slot_path), "slots[%zu].url", i);
+        return cfg_fail(c, slot_path, "%s is already slots[%zu]; fix: list each vault once",
+                        s->url, j);
+      }
+    if (s->has_cred) {
+      snprintf(slot_path, sizeof(slot_path), "slots[%zu].credential", i);
+      if (inherit_str(&s->cred.authority_host, cfg->cred.authority_host) ||
+          inherit_str(&s->cred.imds_endpoint, cfg->cred.imds_endpoint) ||
+          inherit_str(&s->cred.az_path, cfg->cred.az_path))
+        return cfg_fail(c, slot_path, "out of memory");
+      if (validate_cred(c, &s->cred, slot_path))
+        return -1;
+    }
+  }
+  return 0;
+}
+
+static int parse_doc(const char *json, size_t len, const char *path, int check_inline_perm,
+                     const struct stat *st, struct akv_config **out, char *err, size_t errlen)
+{
+  struct cfg_ctx c = {path ? path : "(inline configuration)", err, errlen, 0, 0, NULL};
+  struct parse_state ps = {NULL};
+  struct akv_config *cfg = calloc(1, sizeof(*cfg));
+  cJSON *doc = NULL;
+  const char *end = NULL;
+  int rc = -1;
+  if (err && errlen)
+    err[0] = '\0';
+  if (!cfg) {
+    cfg_fail(&c, NULL, "out of memory");
+    goto out;
+  }
+  config_defaults(cfg);
+  if (json) {
+    doc = cJSON_ParseWithLengthOpts(json, len, &end, 0);
+    if (!doc) {
+      size_t off = end && end >= json ? (size_t)(end - json) : 0;
+      size_t line = 1;
+      for (size_t i = 0; i < off && i < len; i++)
+        if (json[i] == '\n')
+          line++;
+      cfg_fail(&c, NULL, "invalid JSON near line %zu (byte %zu); fix: check commas, quotes and "
+               "braces (jq . FILE shows the error)", line, off);
+      goto out;
+    }
+    cur_state = &ps;
+    rc = parse_object(&c, doc, top_fields, N_TOP_FIELDS, cfg, "");
+    cur_state = NULL;
+    if (rc)
+      goto out;
+    rc = -1;
+    if (c.inline_secret && check_inline_perm && st &&
+        check_secret_perms(&c, c.secret_field, path, st))
+      goto out;
+  }
+  if (path && json && !(cfg->path = strdup(path))) {
+    cfg_fail(&c, NULL, "out of memory");
+    goto out;
+  }
+  if (finish(&c, cfg, &ps))
+    goto out;
+  *out = cfg;
+  cfg = NULL;
+  rc = 0;
+out:
+  cJSON_Delete(doc);
+  free(ps.slots);
+  akv_config_free(cfg);
+  if (rc)
+    akv_warn(AKV_LOGC_CONF, "configuration rejected: %s", err ? err : "");
+  return rc;
+}
+
+int akv_config_parse(const char *json, const char *path, struct akv_config **out, char *err,
+                     size_t errlen)
+{
+  if (!json || !out)
+    return -1;
+  return parse_doc(json, strlen(json), path, 0, NULL, out, err, errlen);
+}
+
+static int load_file(const char *path, struct akv_config **out, char *err, size_t errlen)
+{
+  char *data = NULL;
+  size_t len = 0;
+  struct stat st;
+  int e, rc;
+  if (read_file_capped(path, CONFIG_MAX_BYTES, &data, &len, &st, &e)) {
+    snprintf(err, errlen, "%s: cannot read the configuration: %s; fix: check the path and that "
+             "it is a regular file of at most %d bytes", path, strerror(e), CONFIG_MAX_BYTES);
+    return -1;
+  }
+  rc = parse_doc(data, len, path, 1, &st, out, err, errlen);
+  OPENSSL_cleanse(data, len);
+  free(data);
+  return rc;
+}
+
+int akv_config_load(const char *reserved, struct akv_config **out, char *err, size_t errlen)
+{
+  char path[4096];
+  const char *env;
+  struct stat st;
+  char dummy[1];
+  if (!err || !errlen) {
+    err = dummy;
+    errlen = sizeof(dummy);
+  }
+  err[0] = '\0';
+  if (!out)
+    return -1;
+  if (reserved && *reserved) {
+    const char *p = reserved;
+    while (isspace((unsigned char)*p))
+      p++;
+    if (*p == '{')
+      return parse_doc(p, strlen(p), "(C_Initialize pReserved JSON)", 0, NULL, out, err, errlen);
+    return load_file(reserved, out, err, errlen);
+  }
+  env = env_nonempty("AKV_PKCS11_CONFIG");
+  if (env)
+    return load_file(env, out, err, errlen);
+  if ((env = env_nonempty("XDG_CONFIG_HOME")))
+    snprintf(path, sizeof(path), "%s/akv-pkcs11/config.json", env);
+  else if ((env = env_nonempty("HOME")))
+    snprintf(path, sizeof(path), "%s/.config/akv-pkcs11/config.json", env);
+  else
+    path[0] = '\0';
+  if (path[0] && stat(path, &st) == 0)
+    return load_file(path, out, err, errlen);
+  if (stat("/etc/akv-pkcs11/config.json", &st) == 0)
+    return load_file("/etc/akv-pkcs11/config.json", out, err, errlen);
+  if (!env_nonempty("AKV_PKCS11_VAULT_URL")) {
+    snprintf(err, errlen,
+             "no configuration found (looked at AKV_PKCS11_CONFIG, %s, "
+             "/etc/akv-pkcs11/config.json); fix: set AKV_PKCS11_VAULT_URL=https://NAME.vault.azure.net "
+             "or AKV_PKCS11_CONFIG=/path/to/config.json",
+             path[0] ? path : "~/.config/akv-pkcs11/config.json");
+    akv_warn(AKV_LOGC_CONF, "%s", err);
+    return -1;
+  }
+  return parse_doc(NULL, 0, "(environment)", 0, NULL, out, err, errlen);
+}

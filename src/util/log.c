@@ -1,0 +1,234 @@
+/* Logging by category to stderr, a file or syslog; never stdout (it belongs to the host program).
+ * One preformatted line per write(2) so concurrent lines do not interleave; the sink lock is
+ * re-armed around fork so a child never inherits it held. */
+#include "util/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOG_LINE_MAX 2048
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t log_once = PTHREAD_ONCE_INIT;
+/* Read without the lock on the hot path (akv_log_enabled); written under it. */
+static volatile int log_level = AKV_LOG_WARN;
+static volatile unsigned log_debug_cats;
+static int log_fd = -1;      /* -1 = stderr */
+static int log_syslog;       /* 1 = syslog(3) */
+static int log_fd_owned;
+
+static void log_atfork_prepare(void)
+{
+  pthread_mutex_lock(&log_lock);
+}
+
+static void log_atfork_release(void)
+{
+  pthread_mutex_unlock(&log_lock);
+}
+
+static int parse_level(const char *s, int *out)
+{
+  static const char *const names[] = {"error", "warn", "info", "debug"};
+  if (!s || !*s)
+    return -1;
+  for (int i = 0; i < 4; i++) {
+    if (strcasecmp(s, names[i]) == 0) {
+      *out = i;
+      return 0;
+    }
+  }
+  if (strcasecmp(s, "warning") == 0) {
+    *out = AKV_LOG_WARN;
+    return 0;
+  }
+  if (s[0] >= '0' && s[0] <= '3' && s[1] == '\0') {
+    *out = s[0] - '0';
+    return 0;
+  }
+  return -1;
+}
+
+static unsigned parse_cats(const char *s)
+{
+  static const struct {
+    const char *name;
+    unsigned bit;
+  } cats[] = {
+      {"gen", AKV_LOGC_GEN},     {"http", AKV_LOGC_HTTP}, {"auth", AKV_LOGC_AUTH},
+      {"cache", AKV_LOGC_CACHE}, {"p11", AKV_LOGC_P11},   {"kv", AKV_LOGC_KV},
+      {"conf", AKV_LOGC_CONF},
+  };
+  unsigned mask = 0;
+  while (s && *s) {
+    size_t n = strcspn(s, ",: ");
+    if (n == 3 && strncasecmp(s, "all", 3) == 0)
+      mask = ~0u;
+    else if (n == 1 && s[0] == '1')
+      mask = ~0u;
+    for (size_t i = 0; i < sizeof(cats) / sizeof(cats[0]); i++)
+      if (strlen(cats[i].name) == n && strncasecmp(s, cats[i].name, n) == 0)
+        mask |= cats[i].bit;
+    s += n;
+    if (*s)
+      s++;
+  }
+  return mask;
+}
+
+static void log_once_init(void)
+{
+  int lvl;
+  pthread_atfork(log_atfork_prepare, log_atfork_release, log_atfork_release);
+  if (parse_level(getenv("AKV_PKCS11_LOG_LEVEL"), &lvl) == 0)
+    log_level = lvl;
+  log_debug_cats = parse_cats(getenv("AKV_PKCS11_DEBUG"));
+}
+
+static void close_sink_inlock(void)
+{
+  if (log_fd_owned && log_fd >= 0)
+    close(log_fd);
+  if (log_syslog)
+    closelog();
+  log_fd = -1;
+  log_fd_owned = 0;
+  log_syslog = 0;
+}
+
+void akv_log_init(int level, const char *file)
+{
+  int lvl;
+  int fd = -1;
+  pthread_once(&log_once, log_once_init);
+  if (level < AKV_LOG_ERROR)
+    level = AKV_LOG_ERROR;
+  if (level > AKV_LOG_DEBUG)
+    level = AKV_LOG_DEBUG;
+  /* The environment overrides the configuration so an operator can debug without editing it. */
+  if (parse_level(getenv("AKV_PKCS11_LOG_LEVEL"), &lvl) == 0)
+    level = lvl;
+  if (file && *file && strcmp(file, "syslog") != 0 && strcmp(file, "stderr") != 0) {
+    fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+    if (fd < 0)
+      fprintf(stderr, "akv-pkcs11: cannot open log file %s: %s; logging to stderr\n", file,
+              strerror(errno));
+  }
+  pthread_mutex_lock(&log_lock);
+  close_sink_inlock();
+  log_level = level;
+  log_debug_cats = parse_cats(getenv("AKV_PKCS11_DEBUG"));
+  if (fd >= 0) {
+    log_fd = fd;
+    log_fd_owned = 1;
+  } else if (file && strcmp(file, "syslog") == 0) {
+    openlog("akv-pkcs11", LOG_PID, LOG_USER);
+    log_syslog = 1;
+  }
+  pthread_mutex_unlock(&log_lock);
+}
+
+void akv_log_close(void)
+{
+  pthread_once(&log_once, log_once_init);
+  pthread_mutex_lock(&log_lock);
+  close_sink_inlock();
+  pthread_mutex_unlock(&log_lock);
+}
+
+int akv_log_enabled(int level, unsigned cat)
+{
+  pthread_once(&log_once, log_once_init);
+  if (level <= log_level)
+    return 1;
+  return level == AKV_LOG_DEBUG && (log_debug_cats & cat) != 0;
+}
+
+static const char *cat_name(unsigned cat)
+{
+  switch (cat) {
+  case AKV_LOGC_HTTP:
+    return "http";
+  case AKV_LOGC_AUTH:
+    return "auth";
+  case AKV_LOGC_CACHE:
+    return "cache";
+  case AKV_LOGC_P11:
+    return "p11";
+  case AKV_LOGC_KV:
+    return "kv";
+  case AKV_LOGC_CONF:
+    return "conf";
+  default:
+    return "gen";
+  }
+}
+
+void akv_log(int level, unsigned cat, const char *fmt, ...)
+{
+  static const char *const lvl_names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
+  static const int sys_prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+  char line[LOG_LINE_MAX];
+  size_t off = 0;
+  int n;
+  va_list ap;
+  struct timespec ts;
+  struct tm tm;
+
+  if (!akv_log_enabled(level, cat))
+    return;
+  if (level < AKV_LOG_ERROR)
+    level = AKV_LOG_ERROR;
+  if (level > AKV_LOG_DEBUG)
+    level = AKV_LOG_DEBUG;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  gmtime_r(&ts.tv_sec, &tm);
+  n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ akv-pkcs11[%ld] %s %s: ",
+               tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+               ts.tv_nsec / 1000000, (long)getpid(), lvl_names[level], cat_name(cat));
+  if (n < 0)
+    return;
+  off = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
+  va_start(ap, fmt);
+  n = vsnprintf(line + off, sizeof(line) - off, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return;
+  off += (size_t)n;
+  if (off > sizeof(line) - 2)
+    off = sizeof(line) - 2; /* truncated */
+  /* Control characters from remote data must not forge extra log lines. */
+  for (size_t i = 0; i < off; i++)
+    if ((unsigned char)line[i] < 0x20 && line[i] != '\t')
+      line[i] = ' ';
+  line[off++] = '\n';
+  line[off] = '\0';
+
+  pthread_mutex_lock(&log_lock);
+  if (log_syslog) {
+    line[off - 1] = '\0';
+    syslog(sys_prio[level], "%s", line);
+  } else {
+    int fd = log_fd >= 0 ? log_fd : STDERR_FILENO;
+    size_t done = 0;
+    while (done < off) {
+      ssize_t w = write(fd, line + done, off - done);
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w <= 0)
+        break;
+      done += (size_t)w;
+    }
+  }
+  pthread_mutex_unlock(&log_lock);
+}
