@@ -1,6 +1,6 @@
 /* Key Vault backend: HTTP transport, credentials and the REST client. Shared contract between the
- * backend (src/kv, src/util) and the model (src/*.c). Never includes pkcs11.h; errors are kv_rc,
- * translated to CK_RV in exactly one place (src/rv.c). All functions are thread-safe unless noted.
+ * backend (src/kv, src/util) and the model (the .c files at the top of src/). Never includes
+ * pkcs11.h; errors are kv_rc, translated to CK_RV in exactly one place (src/rv.c). All functions are thread-safe unless noted.
  * Every returned object is owned by the caller and released with the matching _free. */
 #ifndef AKV_KV_H
 #define AKV_KV_H

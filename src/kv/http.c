@@ -1,0 +1,705 @@
+/* libcurl transport: one process-wide share handle (DNS, TLS sessions, connections) with a pool
+ * of reusable easy handles, strict TLS, caps on everything that comes from the network, and the
+ * retry/backoff/deadline policy on top of a replaceable transport. */
+#include "kv/http.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "util/log.h"
+
+#define HEADER_VALUE_MAX 4096
+#define USER_AGENT "akv-pkcs11/0.1"
+
+struct kv_http {
+  struct kv_http_opts opts; /* strings below are owned copies */
+  char *ca_file;
+  char *proxy;
+  char **allowed_hosts;
+  CURLSH *share;
+  pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+  pthread_mutex_t pool_lock;
+  CURL **pool;
+  size_t n_pool;
+  struct kv_http_transport transport;
+};
+
+static __thread long last_status;
+
+long kv_last_http_status(void)
+{
+  return last_status;
+}
+
+void kv_set_last_http_status(long status)
+{
+  last_status = status;
+}
+
+void kv_uuid4(char out[37])
+{
+  unsigned char b[16];
+  if (RAND_bytes(b, sizeof(b)) != 1) {
+    /* RAND failure is exotic; a time-based value still gives a usable correlation id. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    memcpy(b, &ts, sizeof(ts) < sizeof(b) ? sizeof(ts) : sizeof(b));
+  }
+  b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+  b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+  snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+           b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+           b[15]);
+}
+
+void kv_http_response_init(struct kv_http_response *r)
+{
+  memset(r, 0, sizeof(*r));
+  akv_buf_init(&r->body, 0);
+}
+
+static void response_clear(struct kv_http_response *r)
+{
+  r->status = 0;
+  akv_buf_reset(&r->body);
+  free(r->www_authenticate);
+  free(r->retry_after);
+  r->www_authenticate = NULL;
+  r->retry_after = NULL;
+  r->request_id[0] = '\0';
+}
+
+void kv_http_response_free(struct kv_http_response *r)
+{
+  if (!r)
+    return;
+  response_clear(r);
+  akv_buf_free(&r->body);
+}
+
+/* ---- retry policy ------------------------------------------------------------------------------ */
+
+long kv_http_backoff_ms(long base_ms, long cap_ms, unsigned attempt)
+{
+  long ceiling = base_ms;
+  uint32_t r = 0;
+  for (unsigned i = 0; i < attempt && ceiling < cap_ms; i++)
+    ceiling = ceiling > cap_ms / 2 ? cap_ms : ceiling * 2;
+  if (ceiling > cap_ms)
+    ceiling = cap_ms;
+  if (ceiling <= 0)
+    return 0;
+  if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
+    return ceiling / 2;
+  return (long)(r % ((uint32_t)ceiling + 1u));
+}
+
+long kv_http_retry_after_ms(const char *value, int64_t now_s)
+{
+  char *end = NULL;
+  long long v;
+  time_t when;
+  if (!value)
+    return -1;
+  while (*value == ' ' || *value == '\t')
+    value++;
+  if (*value >= '0' && *value <= '9') {
+    errno = 0;
+    v = strtoll(value, &end, 10);
+    if (errno || v < 0)
+      return -1;
+    if (strcmp(end, "ms") == 0)
+      return v > 86400000LL ? 86400000L : (long)v;
+    while (*end == ' ' || *end == '\t')
+      end++;
+    if (*end)
+      return -1;
+    return v > 86400 ? 86400000L : (long)v * 1000;
+  }
+  /* HTTP-date (RFC 7231): curl_getdate understands the three historic formats. */
+  when = curl_getdate(value, NULL);
+  if (when == (time_t)-1)
+    return -1;
+  if ((int64_t)when <= now_s)
+    return 0;
+  if ((int64_t)when - now_s > 86400)
+    return 86400000L;
+  return (long)(((int64_t)when - now_s) * 1000);
+}
+
+static int status_retryable(long status, int idempotent)
+{
+  if (status == 429)
+    return 1; /* throttled requests were not processed: safe even for creates */
+  if (status == 503)
+    return 1; /* service unavailable: not processed */
+  if (status == 500 || status == 502 || status == 504)
+    return idempotent;
+  return 0;
+}
+
+kv_rc kv_http_do(struct kv_http *http, const struct kv_http_request *req,
+                 struct kv_http_response *resp)
+{
+  const struct kv_http_opts *o = &http->opts;
+  struct kv_http_transport *t = &http->transport;
+  int64_t start = t->now_ms(t->ctx);
+  int64_t deadline = start + (o->deadline_ms > 0 ? o->deadline_ms : 30000);
+  unsigned max_retries = req->no_retry ? 0 : o->max_retries;
+  kv_rc rc = KV_E_TIMEOUT;
+  char crid[37];
+
+  kv_uuid4(crid);
+  /* One client request id per logical operation: retries are the same operation to the service. */
+  snprintf(resp->client_request_id, sizeof(resp->client_request_id), "%s", crid);
+  resp->attempts = 0;
+  for (unsigned attempt = 0;; attempt++) {
+    struct kv_http_attempt a;
+    int64_t now = t->now_ms(t->ctx);
+    int retry = 0;
+    long delay;
+    if (now >= deadline) {
+      if (attempt == 0 || resp->status == 0)
+        rc = KV_E_TIMEOUT;
+      break;
+    }
+    memset(&a, 0, sizeof(a));
+    a.req = req;
+    a.client_request_id = crid;
+    a.timeout_ms = o->request_timeout_ms > 0 ? o->request_timeout_ms : 30000;
+    if (a.timeout_ms > deadline - now)
+      a.timeout_ms = (long)(deadline - now);
+    a.connect_timeout_ms = req->connect_timeout_ms ? req->connect_timeout_ms : o->connect_timeout_ms;
+    if (a.connect_timeout_ms <= 0 || a.connect_timeout_ms > a.timeout_ms)
+      a.connect_timeout_ms = a.timeout_ms;
+    a.max_response_bytes = o->max_response_bytes ? o->max_response_bytes : 4u * 1024 * 1024;
+    response_clear(resp);
+    resp->body.max = a.max_response_bytes;
+    resp->attempts++;
+    rc = t->perform(t->ctx, &a, resp);
+    if (rc == KV_OK) {
+      retry = status_retryable(resp->status, req->idempotent);
+    } else if (rc == KV_E_NETWORK || rc == KV_E_TIMEOUT) {
+      resp->status = 0;
+      retry = a.transient && (req->idempotent || !a.maybe_sent);
+    }
+    if (!retry || attempt >= max_retries)
+      break;
+    delay = kv_http_backoff_ms(o->retry_base_ms > 0 ? o->retry_base_ms : 250,
+                               o->retry_cap_ms > 0 ? o->retry_cap_ms : 8000, attempt);
+    if (rc == KV_OK && resp->retry_after) {
+      long ra = kv_http_retry_after_ms(resp->retry_after, (int64_t)time(NULL));
+      if (ra >= 0)
+        delay = ra; /* the service knows best when it will take the request again */
+    }
+    now = t->now_ms(t->ctx);
+    if (now + delay >= deadline) {
+      akv_dbg(AKV_LOGC_HTTP, "%s %s: no retry, %ld ms wait would pass the %ld ms deadline",
+              req->method, req->url, delay, o->deadline_ms);
+      break;
+    }
+    akv_info(AKV_LOGC_HTTP, "%s %s: %s%ld, retry %u/%u in %ld ms (x-ms-client-request-id %s)",
+             req->method, req->url, rc == KV_OK ? "HTTP " : "", rc == KV_OK ? resp->status : (long)rc,
+             attempt + 1, max_retries, delay, crid);
+    t->sleep_ms(t->ctx, delay);
+  }
+  if (rc == KV_OK && resp->status >= 300 && resp->status < 400) {
+    akv_err(AKV_LOGC_HTTP, "%s %s: HTTP %ld redirect refused (a vault never redirects)",
+            req->method, req->url, resp->status);
+    rc = KV_E_PROTOCOL;
+  }
+  resp->latency_ms = (long)(t->now_ms(t->ctx) - start);
+  kv_set_last_http_status(resp->status);
+  return rc;
+}
+
+/* ---- libcurl transport ------------------------------------------------------------------------- */
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+
+static void curl_global(void)
+{
+  curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *userp)
+{
+  struct kv_http *http = userp;
+  if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
+    pthread_mutex_lock(&http->share_locks[data]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data data, void *userp)
+{
+  struct kv_http *http = userp;
+  if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
+    pthread_mutex_unlock(&http->share_locks[data]);
+}
+
+static int64_t real_now_ms(void *ctx)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void real_sleep_ms(void *ctx, long ms)
+{
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+    ;
+}
+
+struct xfer {
+  struct kv_http_response *resp;
+  int too_big;
+};
+
+static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userp)
+{
+  struct xfer *x = userp;
+  size_t n = size * nmemb;
+  int rc = akv_buf_append(&x->resp->body, ptr, n);
+  if (rc == AKV_BUF_TOO_BIG) {
+    x->too_big = 1;
+    return 0; /* aborts the transfer: no point reading a body we will reject */
+  }
+  return rc == AKV_BUF_OK ? n : 0;
+}
+
+static char *header_value_dup(const char *v, size_t len)
+{
+  while (len && (*v == ' ' || *v == '\t')) {
+    v++;
+    len--;
+  }
+  while (len && (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' '))
+    len--;
+  if (len > HEADER_VALUE_MAX)
+    len = HEADER_VALUE_MAX;
+  return strndup(v, len);
+}
+
+static int header_is(const char *line, size_t len, const char *name, const char **value,
+                     size_t *vlen)
+{
+  size_t nl = strlen(name);
+  if (len <= nl || line[nl] != ':' || strncasecmp(line, name, nl) != 0)
+    return 0;
+  *value = line + nl + 1;
+  *vlen = len - nl - 1;
+  return 1;
+}
+
+static size_t header_cb(char *line, size_t size, size_t nitems, void *userp)
+{
+  struct xfer *x = userp;
+  struct kv_http_response *r = x->resp;
+  size_t len = size * nitems;
+  const char *v;
+  size_t vl;
+  if (len >= 5 && strncmp(line, "HTTP/", 5) == 0) {
+    /* A new response block (after 100 Continue or a proxy CONNECT): forget earlier headers. */
+    free(r->www_authenticate);
+    free(r->retry_after);
+    r->www_authenticate = NULL;
+    r->retry_after = NULL;
+    r->request_id[0] = '\0';
+  } else if (header_is(line, len, "www-authenticate", &v, &vl)) {
+    char *val = header_value_dup(v, vl);
+    /* Several challenges may come; keep the Bearer one. */
+    if (val && (!r->www_authenticate || strncasecmp(val, "Bearer", 6) == 0)) {
+      free(r->www_authenticate);
+      r->www_authenticate = val;
+    } else {
+      free(val);
+    }
+  } else if (header_is(line, len, "retry-after", &v, &vl)) {
+    free(r->retry_after);
+    r->retry_after = header_value_dup(v, vl);
+  } else if (header_is(line, len, "retry-after-ms", &v, &vl) ||
+             header_is(line, len, "x-ms-retry-after-ms", &v, &vl)) {
+    char *val = header_value_dup(v, vl);
+    if (val) {
+      size_t n = strlen(val) + 3;
+      char *ms = malloc(n);
+      if (ms) {
+        snprintf(ms, n, "%sms", val);
+        free(r->retry_after);
+        r->retry_after = ms;
+      }
+      free(val);
+    }
+  } else if (header_is(line, len, "x-ms-request-id", &v, &vl)) {
+    char *val = header_value_dup(v, vl);
+    if (val) {
+      snprintf(r->request_id, sizeof(r->request_id), "%s", val);
+      free(val);
+    }
+  }
+  return len;
+}
+
+static int is_secret_header(const char *line, size_t len)
+{
+  static const char *const names[] = {"authorization", "x-identity-header", "secret",
+                                      "proxy-authorization", "cookie", "set-cookie"};
+  for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+    size_t nl = strlen(names[i]);
+    if (len > nl && line[nl] == ':' && strncasecmp(line, names[i], nl) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+/* Headers only, never bodies (token responses and client secrets travel in bodies), and the
+ * value of credential headers is blanked. */
+static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *userp)
+{
+  const char *dir;
+  size_t off = 0;
+  if (type == CURLINFO_TEXT)
+    dir = "*";
+  else if (type == CURLINFO_HEADER_IN)
+    dir = "<";
+  else if (type == CURLINFO_HEADER_OUT)
+    dir = ">";
+  else
+    return 0;
+  while (off < size) {
+    size_t n = 0;
+    while (off + n < size && data[off + n] != '\n')
+      n++;
+    size_t ln = n;
+    while (ln && data[off + ln - 1] == '\r')
+      ln--;
+    if (ln) {
+      if (type != CURLINFO_TEXT && is_secret_header(data + off, ln)) {
+        size_t nl = strcspn(data + off, ":");
+        akv_dbg(AKV_LOGC_HTTP, "%s %.*s: [redacted]", dir, (int)nl, data + off);
+      } else {
+        akv_dbg(AKV_LOGC_HTTP, "%s %.*s", dir, (int)(ln > 512 ? 512 : ln), data + off);
+      }
+    }
+    off += n + 1;
+  }
+  return 0;
+}
+
+static void slist_free_wiped(struct curl_slist *l)
+{
+  for (struct curl_slist *p = l; p; p = p->next)
+    if (p->data)
+      OPENSSL_cleanse(p->data, strlen(p->data));
+  curl_slist_free_all(l);
+}
+
+static CURL *pool_get(struct kv_http *http)
+{
+  CURL *h = NULL;
+  pthread_mutex_lock(&http->pool_lock);
+  if (http->n_pool)
+    h = http->pool[--http->n_pool];
+  pthread_mutex_unlock(&http->pool_lock);
+  if (h)
+    curl_easy_reset(h); /* keeps live connections and caches, drops per-request options */
+  else
+    h = curl_easy_init();
+  return h;
+}
+
+static void pool_put(struct kv_http *http, CURL *h)
+{
+  pthread_mutex_lock(&http->pool_lock);
+  if (http->n_pool < http->opts.pool_size) {
+    http->pool[http->n_pool++] = h;
+    h = NULL;
+  }
+  pthread_mutex_unlock(&http->pool_lock);
+  if (h)
+    curl_easy_cleanup(h);
+}
+
+static kv_rc map_curl_error(CURLcode cc, struct kv_http_attempt *a, const struct xfer *x,
+                            CURL *h)
+{
+  long sent = 0;
+  curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &sent);
+  a->maybe_sent = sent > 0;
+  switch (cc) {
+  case CURLE_WRITE_ERROR:
+    if (x->too_big)
+      return KV_E_PROTOCOL;
+    return KV_E_NOMEM;
+  case CURLE_OUT_OF_MEMORY:
+    return KV_E_NOMEM;
+  case CURLE_OPERATION_TIMEDOUT:
+    a->transient = 1;
+    return KV_E_TIMEOUT;
+  case CURLE_COULDNT_RESOLVE_HOST:
+  case CURLE_COULDNT_RESOLVE_PROXY:
+  case CURLE_COULDNT_CONNECT:
+    a->transient = 1;
+    a->maybe_sent = 0;
+    return KV_E_NETWORK;
+  case CURLE_SEND_ERROR:
+  case CURLE_RECV_ERROR:
+  case CURLE_GOT_NOTHING:
+  case CURLE_PARTIAL_FILE:
+  case CURLE_HTTP2:
+  case CURLE_HTTP2_STREAM:
+    a->transient = 1;
+    return KV_E_NETWORK;
+  case CURLE_UNSUPPORTED_PROTOCOL:
+  case CURLE_URL_MALFORMAT:
+    return KV_E_INVALID;
+  default:
+    /* TLS verification failures and the like: retrying cannot help. */
+    return KV_E_NETWORK;
+  }
+}
+
+static kv_rc curl_perform(void *ctx, struct kv_http_attempt *a, struct kv_http_response *resp)
+{
+  struct kv_http *http = ctx;
+  const struct kv_http_request *req = a->req;
+  CURL *h = NULL;
+  struct curl_slist *hdrs = NULL, *tmp;
+  struct xfer x = {resp, 0};
+  char line[128];
+  char errbuf[CURL_ERROR_SIZE];
+  char *auth = NULL;
+  CURLcode cc;
+  kv_rc rc = KV_E_NOMEM;
+  long low_time;
+
+  h = pool_get(http);
+  if (!h)
+    goto out;
+  errbuf[0] = '\0';
+#define SETOPT(o, v)                                                                               \
+  do {                                                                                             \
+    if (curl_easy_setopt(h, o, v) != CURLE_OK) {                                                   \
+      rc = KV_E_INVALID;                                                                           \
+      akv_err(AKV_LOGC_HTTP, "libcurl rejected option %s", #o);                                    \
+      goto out;                                                                                    \
+    }                                                                                              \
+  } while (0)
+  SETOPT(CURLOPT_SHARE, http->share);
+  SETOPT(CURLOPT_URL, req->url);
+  SETOPT(CURLOPT_PROTOCOLS_STR, req->allow_http ? "http,https" : "https");
+  SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, "https");
+  SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+  SETOPT(CURLOPT_NOSIGNAL, 1L);
+  SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
+  SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
+  SETOPT(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+  SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
+  SETOPT(CURLOPT_MAXCONNECTS, (long)http->opts.pool_size);
+  SETOPT(CURLOPT_USERAGENT, USER_AGENT);
+  SETOPT(CURLOPT_ACCEPT_ENCODING, "");
+  SETOPT(CURLOPT_ERRORBUFFER, errbuf);
+  SETOPT(CURLOPT_TIMEOUT_MS, a->timeout_ms);
+  SETOPT(CURLOPT_CONNECTTIMEOUT_MS, a->connect_timeout_ms);
+  /* A server that drips bytes (or stalls mid-body) is cut off long before the request timeout. */
+  low_time = a->timeout_ms / 3000;
+  SETOPT(CURLOPT_LOW_SPEED_LIMIT, 64L);
+  SETOPT(CURLOPT_LOW_SPEED_TIME, low_time < 5 ? 5L : low_time);
+  SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)a->max_response_bytes);
+  SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
+  SETOPT(CURLOPT_WRITEDATA, &x);
+  SETOPT(CURLOPT_HEADERFUNCTION, header_cb);
+  SETOPT(CURLOPT_HEADERDATA, &x);
+  if (http->ca_file)
+    SETOPT(CURLOPT_CAINFO, http->ca_file);
+  if (req->allow_http)
+    SETOPT(CURLOPT_NOPROXY, "*"); /* identity endpoints are local; never send them to a proxy */
+  else if (http->proxy)
+    SETOPT(CURLOPT_PROXY, http->proxy);
+  if (akv_log_enabled(AKV_LOG_DEBUG, AKV_LOGC_HTTP)) {
+    SETOPT(CURLOPT_DEBUGFUNCTION, debug_cb);
+    SETOPT(CURLOPT_VERBOSE, 1L);
+  }
+  if (strcmp(req->method, "GET") == 0) {
+    SETOPT(CURLOPT_HTTPGET, 1L);
+  } else {
+    if (strcmp(req->method, "POST") == 0)
+      SETOPT(CURLOPT_POST, 1L);
+    else
+      SETOPT(CURLOPT_CUSTOMREQUEST, req->method);
+    if (req->body || strcmp(req->method, "DELETE") != 0) {
+      SETOPT(CURLOPT_POSTFIELDS, req->body ? req->body : "");
+      SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(req->body ? req->body_len : 0));
+    }
+  }
+  rc = KV_E_NOMEM;
+#define ADDHDR(s)                                                                                  \
+  do {                                                                                             \
+    tmp = curl_slist_append(hdrs, (s));                                                            \
+    if (!tmp)                                                                                      \
+      goto out;                                                                                    \
+    hdrs = tmp;                                                                                    \
+  } while (0)
+  ADDHDR("Accept: application/json");
+  ADDHDR("Expect:");
+  if (req->body) {
+    snprintf(line, sizeof(line), "Content-Type: %s",
+             req->content_type ? req->content_type : "application/json");
+    ADDHDR(line);
+  }
+  snprintf(line, sizeof(line), "x-ms-client-request-id: %s", a->client_request_id);
+  ADDHDR(line);
+  for (size_t i = 0; i < req->n_headers; i++)
+    ADDHDR(req->headers[i]);
+  if (req->bearer) {
+    size_t n = strlen(req->bearer) + sizeof("Authorization: Bearer ");
+    auth = malloc(n);
+    if (!auth)
+      goto out;
+    snprintf(auth, n, "Authorization: Bearer %s", req->bearer);
+    ADDHDR(auth);
+  }
+  SETOPT(CURLOPT_HTTPHEADER, hdrs);
+
+  cc = curl_easy_perform(h);
+  if (cc != CURLE_OK) {
+    rc = map_curl_error(cc, a, &x, h);
+    if (rc == KV_E_PROTOCOL)
+      akv_err(AKV_LOGC_HTTP, "%s %s: response larger than %zu bytes, transfer aborted",
+              req->method, req->url, a->max_response_bytes);
+    else
+      akv_warn(AKV_LOGC_HTTP, "%s %s: %s (%s)", req->method, req->url, curl_easy_strerror(cc),
+               errbuf[0] ? errbuf : "no detail");
+    goto out;
+  }
+  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
+  rc = KV_OK;
+out:
+  if (auth) {
+    OPENSSL_cleanse(auth, strlen(auth));
+    free(auth);
+  }
+  if (h) {
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+    pool_put(http, h);
+  }
+  slist_free_wiped(hdrs);
+  return rc;
+#undef SETOPT
+#undef ADDHDR
+}
+
+/* ---- lifecycle --------------------------------------------------------------------------------- */
+
+void kv_http_set_transport(struct kv_http *http, const struct kv_http_transport *t)
+{
+  if (t) {
+    http->transport = *t;
+  } else {
+    http->transport.perform = curl_perform;
+    http->transport.now_ms = real_now_ms;
+    http->transport.sleep_ms = real_sleep_ms;
+    http->transport.ctx = http;
+  }
+}
+
+const struct kv_http_opts *kv_http_opts_peek(const struct kv_http *http)
+{
+  return &http->opts;
+}
+
+int kv_http_host_allowed(const struct kv_http *http, const char *host)
+{
+  for (size_t i = 0; host && i < http->opts.n_allowed_hosts; i++)
+    if (strcasecmp(http->allowed_hosts[i], host) == 0)
+      return 1;
+  return 0;
+}
+
+kv_rc kv_http_new(const struct kv_http_opts *opts, struct kv_http **out)
+{
+  struct kv_http *http = NULL;
+  kv_rc rc = KV_E_NOMEM;
+  size_t i;
+  if (!opts || !out)
+    return KV_E_INVALID;
+  pthread_once(&curl_once, curl_global);
+  if (curl_init_rc != CURLE_OK) {
+    akv_err(AKV_LOGC_HTTP, "curl_global_init failed: %s", curl_easy_strerror(curl_init_rc));
+    return KV_E_NETWORK;
+  }
+  http = calloc(1, sizeof(*http));
+  if (!http)
+    return KV_E_NOMEM;
+  http->opts = *opts;
+  if (!http->opts.pool_size)
+    http->opts.pool_size = 16;
+  for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
+    pthread_mutex_init(&http->share_locks[i], NULL);
+  pthread_mutex_init(&http->pool_lock, NULL);
+  if ((opts->ca_file && !(http->ca_file = strdup(opts->ca_file))) ||
+      (opts->proxy && !(http->proxy = strdup(opts->proxy))))
+    goto out;
+  http->opts.ca_file = http->ca_file;
+  http->opts.proxy = http->proxy;
+  http->allowed_hosts = calloc(opts->n_allowed_hosts + 1, sizeof(char *));
+  if (!http->allowed_hosts)
+    goto out;
+  for (i = 0; i < opts->n_allowed_hosts; i++)
+    if (!(http->allowed_hosts[i] = strdup(opts->allowed_hosts[i])))
+      goto out;
+  http->opts.allowed_hosts = (const char *const *)http->allowed_hosts;
+  http->pool = calloc(http->opts.pool_size, sizeof(CURL *));
+  if (!http->pool)
+    goto out;
+  http->share = curl_share_init();
+  if (!http->share)
+    goto out;
+  rc = KV_E_NETWORK;
+  if (curl_share_setopt(http->share, CURLSHOPT_LOCKFUNC, share_lock) != CURLSHE_OK ||
+      curl_share_setopt(http->share, CURLSHOPT_UNLOCKFUNC, share_unlock) != CURLSHE_OK ||
+      curl_share_setopt(http->share, CURLSHOPT_USERDATA, http) != CURLSHE_OK ||
+      curl_share_setopt(http->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK ||
+      curl_share_setopt(http->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK ||
+      curl_share_setopt(http->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK) {
+    akv_err(AKV_LOGC_HTTP, "libcurl share handle setup failed");
+    goto out;
+  }
+  kv_http_set_transport(http, NULL);
+  *out = http;
+  http = NULL;
+  rc = KV_OK;
+out:
+  kv_http_free(http);
+  return rc;
+}
+
+void kv_http_free(struct kv_http *http)
+{
+  if (!http)
+    return;
+  for (size_t i = 0; i < http->n_pool; i++)
+    curl_easy_cleanup(http->pool[i]);
+  free(http->pool);
+  if (http->share)
+    curl_share_cleanup(http->share);
+  for (size_t i = 0; i < CURL_LOCK_DATA_LAST; i++)
+    pthread_mutex_destroy(&http->share_locks[i]);
+  pthread_mutex_destroy(&http->pool_lock);
+  for (size_t i = 0; http->allowed_hosts && i < http->opts.n_allowed_hosts; i++)
+    free(http->allowed_hosts[i]);
+  free(http->allowed_hosts);
+  free(http->ca_file);
+  free(http->proxy);
+  free(http);
+}

@@ -1,0 +1,90 @@
+/* Internal HTTP layer of the backend: one request with retries, backoff and a deadline over a
+ * replaceable transport (libcurl in production, a fake in unit tests). */
+#ifndef AKV_KV_HTTP_H
+#define AKV_KV_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kv/kv.h"
+#include "util/buf.h"
+
+struct kv_http_request {
+  const char *method;         /* "GET", "POST", "PUT", "PATCH", "DELETE" */
+  const char *url;
+  const char *const *headers; /* extra "Name: value" lines (may hold secrets: never logged) */
+  size_t n_headers;
+  const char *body;           /* NULL = no body */
+  size_t body_len;
+  const char *content_type;   /* for body; default "application/json" */
+  const char *bearer;         /* access token for Authorization, NULL = none */
+  int idempotent;             /* safe to resend after it may have reached the server */
+  int allow_http;             /* plain http allowed (managed identity endpoints only) */
+  long connect_timeout_ms;    /* 0 = transport default */
+  int no_retry;               /* one attempt only (IMDS probe) */
+};
+
+struct kv_http_response {
+  long status;                /* 0 when no response was received */
+  struct akv_buf body;        /* capped at max_response_bytes */
+  char *www_authenticate;
+  char *retry_after;          /* Retry-After, or retry-after-ms as "<n>ms" */
+  char request_id[80];        /* x-ms-request-id */
+  char client_request_id[40]; /* the x-ms-client-request-id we sent */
+  unsigned attempts;
+  long latency_ms;
+};
+
+void kv_http_response_init(struct kv_http_response *r);
+void kv_http_response_free(struct kv_http_response *r); /* wipes the body */
+
+/* Performs req with retries (429, 500/502/503/504, connection failures) within the deadline.
+ * Returns KV_OK when a response was received (any status except redirects: check resp->status),
+ * KV_E_TIMEOUT/KV_E_NETWORK when none was, KV_E_PROTOCOL for a redirect or an oversized body.
+ * Records the final status as this thread's kv_last_http_status(). */
+kv_rc kv_http_do(struct kv_http *http, const struct kv_http_request *req,
+                 struct kv_http_response *resp);
+
+/* ---- transport (tests replace it) ---------------------------------------------------------- */
+
+struct kv_http_attempt {
+  const struct kv_http_request *req;
+  const char *client_request_id;
+  long timeout_ms;            /* whole attempt */
+  long connect_timeout_ms;
+  size_t max_response_bytes;
+  /* outputs when perform fails: */
+  int maybe_sent;             /* the request may have reached the server */
+  int transient;              /* worth retrying (reset, timeout, refused) */
+};
+
+struct kv_http_transport {
+  /* One attempt: KV_OK with resp->status/body/headers filled, or an error (KV_E_NETWORK,
+   * KV_E_TIMEOUT, KV_E_PROTOCOL for an oversized body, KV_E_NOMEM, KV_E_INVALID). */
+  kv_rc (*perform)(void *ctx, struct kv_http_attempt *a, struct kv_http_response *resp);
+  int64_t (*now_ms)(void *ctx);       /* monotonic */
+  void (*sleep_ms)(void *ctx, long ms);
+  void *ctx;
+};
+
+/* Replaces the transport (NULL restores libcurl). Not thread-safe: call before use. */
+void kv_http_set_transport(struct kv_http *http, const struct kv_http_transport *t);
+
+const struct kv_http_opts *kv_http_opts_peek(const struct kv_http *http);
+
+/* 1 when host is listed in the options' allowed_hosts (case-insensitive). */
+int kv_http_host_allowed(const struct kv_http *http, const char *host);
+
+/* Retry-After value (delta seconds, HTTP-date, or "<n>ms") to milliseconds from now_s; -1 if
+ * unparsable. */
+long kv_http_retry_after_ms(const char *value, int64_t now_s);
+
+/* Backoff before retry number attempt (0-based): uniform in [0, min(cap, base * 2^attempt)]. */
+long kv_http_backoff_ms(long base_ms, long cap_ms, unsigned attempt);
+
+/* Random RFC 4122 version 4 UUID into out (37 bytes). */
+void kv_uuid4(char out[37]);
+
+void kv_set_last_http_status(long status);
+
+#endif
