@@ -1,7 +1,8 @@
 /* Key Vault backend: HTTP transport, credentials and the REST client. Shared contract between the
  * backend (src/kv, src/util) and the model (the .c files at the top of src/). Never includes
- * pkcs11.h; errors are kv_rc, translated to CK_RV in exactly one place (src/rv.c). All functions are thread-safe unless noted.
- * Every returned object is owned by the caller and released with the matching _free. */
+ * pkcs11.h; errors are kv_rc, translated to CK_RV in exactly one place (src/rv.c). All functions
+ * are thread-safe unless noted. Every returned object is owned by the caller and released with
+ * the matching _free. */
 #ifndef AKV_KV_H
 #define AKV_KV_H
 
@@ -227,7 +228,7 @@ kv_rc kv_random(struct kv_client *cl, unsigned char *out, size_t count);
 /* Public key of a JWK as an EVP_PKEY in libctx (the module's private OSSL_LIB_CTX). */
 kv_rc kv_key_to_pkey(const struct kv_key *k, OSSL_LIB_CTX *libctx, EVP_PKEY **out);
 
-/* DER SubjectPublicKeyInfo of an RSA/EC key. */
+/* DER SubjectPublicKeyInfo of an RSA/EC key; *der is malloc'd (free()). */
 kv_rc kv_key_spki_der(const struct kv_key *k, OSSL_LIB_CTX *libctx, unsigned char **der,
                       size_t *der_len);
 

@@ -1,0 +1,372 @@
+/* JSON Web Keys: strict parsing of the public parts Key Vault returns, and their conversion to
+ * OpenSSL keys (EVP_PKEY_fromdata in the caller's library context) and SubjectPublicKeyInfo. */
+#include "kv/jwk.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/x509.h>
+
+#include "kv/json.h"
+#include "util/log.h"
+
+#define RSA_MIN_BITS 2048
+#define RSA_MAX_BITS 16384
+
+static const struct {
+  enum kv_crv crv;
+  const char *name;    /* JWK */
+  const char *group;   /* OpenSSL */
+  size_t bytes;
+  unsigned char oid[12];
+  size_t oid_len;
+} curves[] = {
+    {KV_CRV_P256, "P-256", "prime256v1", 32,
+     {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}, 10},
+    {KV_CRV_P384, "P-384", "secp384r1", 48, {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22}, 7},
+    {KV_CRV_P521, "P-521", "secp521r1", 66, {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23}, 7},
+    {KV_CRV_P256K, "P-256K", "secp256k1", 32, {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a}, 7},
+};
+#define N_CURVES (sizeof(curves) / sizeof(curves[0]))
+
+static int curve_index(enum kv_crv crv)
+{
+  for (size_t i = 0; i < N_CURVES; i++)
+    if (curves[i].crv == crv)
+      return (int)i;
+  return -1;
+}
+
+const unsigned char *kv_crv_oid_der(enum kv_crv crv, size_t *len)
+{
+  int i = curve_index(crv);
+  if (i < 0)
+    return NULL;
+  if (len)
+    *len = curves[i].oid_len;
+  return curves[i].oid;
+}
+
+size_t kv_crv_bytes(enum kv_crv crv)
+{
+  int i = curve_index(crv);
+  return i < 0 ? 0 : curves[i].bytes;
+}
+
+const char *kv_crv_name(enum kv_crv crv)
+{
+  int i = curve_index(crv);
+  return i < 0 ? NULL : curves[i].name;
+}
+
+void kv_key_free(struct kv_key *k)
+{
+  if (!k)
+    return;
+  free(k->kid);
+  free(k->name);
+  free(k->version);
+  free(k->n);
+  free(k->e);
+  free(k->x);
+  free(k->y);
+  kv_attrs_clear(&k->attrs);
+  free(k);
+}
+
+static unsigned parse_key_ops(const cJSON *ops, kv_rc *rc)
+{
+  static const struct {
+    const char *name;
+    unsigned bit;
+  } names[] = {
+      {"encrypt", KV_OP_ENCRYPT}, {"decrypt", KV_OP_DECRYPT}, {"sign", KV_OP_SIGN},
+      {"verify", KV_OP_VERIFY},   {"wrapKey", KV_OP_WRAP},    {"unwrapKey", KV_OP_UNWRAP},
+      {"import", KV_OP_IMPORT},   {"export", KV_OP_EXPORT},
+  };
+  const cJSON *it;
+  unsigned mask = 0;
+  *rc = KV_OK;
+  if (!ops || cJSON_IsNull(ops))
+    return 0;
+  if (!cJSON_IsArray(ops) || cJSON_GetArraySize(ops) > 64) {
+    akv_err(AKV_LOGC_KV, "JWK: \"key_ops\" must be an array of strings");
+    *rc = KV_E_PROTOCOL;
+    return 0;
+  }
+  cJSON_ArrayForEach(it, ops)
+  {
+    if (!cJSON_IsString(it)) {
+      akv_err(AKV_LOGC_KV, "JWK: \"key_ops\" must be an array of strings");
+      *rc = KV_E_PROTOCOL;
+      return 0;
+    }
+    /* Case-insensitive: services have sent "wrapkey"; unknown operations (deriveKey) are
+     * tolerated and ignored. */
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+      if (strcasecmp(it->valuestring, names[i].name) == 0)
+        mask |= names[i].bit;
+  }
+  return mask;
+}
+
+/* Strips leading zero bytes in place (a JWK integer should be minimal, tolerate it anyway). */
+static void strip_zeros(unsigned char *p, size_t *len)
+{
+  size_t z = 0;
+  while (z + 1 < *len && p[z] == 0)
+    z++;
+  if (z) {
+    memmove(p, p + z, *len - z);
+    *len -= z;
+  }
+}
+
+kv_rc kv_key_from_jwk(const cJSON *jwk, struct kv_key **out)
+{
+  struct kv_key *k = NULL;
+  const char *kty = NULL, *crv = NULL;
+  kv_rc rc = KV_E_NOMEM;
+  *out = NULL;
+  if (!cJSON_IsObject(jwk)) {
+    akv_err(AKV_LOGC_KV, "JWK: \"key\" must be an object");
+    return KV_E_PROTOCOL;
+  }
+  k = calloc(1, sizeof(*k));
+  if (!k)
+    return KV_E_NOMEM;
+  k->attrs.enabled = 1;
+  if ((rc = kv_json_dup(jwk, "kid", 1, 2048, &k->kid)) != KV_OK ||
+      (rc = kv_parse_id(k->kid, "keys", &k->name, &k->version)) != KV_OK ||
+      (rc = kv_json_str(jwk, "kty", 1, 16, &kty)) != KV_OK)
+    goto out;
+  if (!k->version) {
+    akv_err(AKV_LOGC_KV, "JWK: kid %.200s has no version", k->kid);
+    rc = KV_E_PROTOCOL;
+    goto out;
+  }
+  rc = KV_E_PROTOCOL;
+  if (strcmp(kty, "RSA") == 0 || strcmp(kty, "RSA-HSM") == 0) {
+    k->kty = KV_KTY_RSA;
+  } else if (strcmp(kty, "EC") == 0 || strcmp(kty, "EC-HSM") == 0) {
+    k->kty = KV_KTY_EC;
+  } else if (strcmp(kty, "oct") == 0 || strcmp(kty, "oct-HSM") == 0) {
+    k->kty = KV_KTY_OCT;
+  } else {
+    akv_err(AKV_LOGC_KV, "JWK %s: unknown kty \"%.32s\"", k->name, kty);
+    goto out;
+  }
+  k->hsm = strstr(kty, "-HSM") != NULL;
+  k->key_ops = parse_key_ops(cJSON_GetObjectItemCaseSensitive(jwk, "key_ops"), &rc);
+  if (rc != KV_OK)
+    goto out;
+  if (k->kty == KV_KTY_RSA) {
+    BIGNUM *bn;
+    int bits;
+    if ((rc = kv_json_b64url(jwk, "n", 1, RSA_MAX_BITS / 8 + 1, &k->n, &k->n_len)) != KV_OK ||
+        (rc = kv_json_b64url(jwk, "e", 1, 8, &k->e, &k->e_len)) != KV_OK)
+      goto out;
+    rc = KV_E_PROTOCOL;
+    strip_zeros(k->n, &k->n_len);
+    strip_zeros(k->e, &k->e_len);
+    bn = BN_bin2bn(k->n, (int)k->n_len, NULL);
+    if (!bn) {
+      rc = KV_E_NOMEM;
+      goto out;
+    }
+    bits = BN_num_bits(bn);
+    BN_free(bn);
+    if (bits < RSA_MIN_BITS || bits > RSA_MAX_BITS || !(k->n[k->n_len - 1] & 1)) {
+      akv_err(AKV_LOGC_KV, "JWK %s: RSA modulus of %d bits (expected an odd modulus of %d..%d)",
+              k->name, bits, RSA_MIN_BITS, RSA_MAX_BITS);
+      goto out;
+    }
+    if (!(k->e[k->e_len - 1] & 1) || (k->e_len == 1 && k->e[0] < 3)) {
+      akv_err(AKV_LOGC_KV, "JWK %s: invalid RSA public exponent", k->name);
+      goto out;
+    }
+  } else if (k->kty == KV_KTY_EC) {
+    size_t fb;
+    if ((rc = kv_json_str(jwk, "crv", 1, 16, &crv)) != KV_OK)
+      goto out;
+    rc = KV_E_PROTOCOL;
+    for (size_t i = 0; i < N_CURVES; i++)
+      if (strcmp(crv, curves[i].name) == 0)
+        k->crv = curves[i].crv;
+    if (k->crv == KV_CRV_NONE) {
+      akv_err(AKV_LOGC_KV, "JWK %s: unknown curve \"%.32s\"", k->name, crv);
+      goto out;
+    }
+    fb = kv_crv_bytes(k->crv);
+    if ((rc = kv_json_b64url(jwk, "x", 1, 132, &k->x, &k->x_len)) != KV_OK ||
+        (rc = kv_json_b64url(jwk, "y", 1, 132, &k->y, &k->y_len)) != KV_OK)
+      goto out;
+    rc = KV_E_PROTOCOL;
+    if (k->x_len != fb || k->y_len != fb) {
+      akv_err(AKV_LOGC_KV, "JWK %s: EC coordinates of %zu/%zu bytes, %s needs %zu", k->name,
+              k->x_len, k->y_len, crv, fb);
+      goto out;
+    }
+  }
+  *out = k;
+  k = NULL;
+  rc = KV_OK;
+out:
+  kv_key_free(k);
+  return rc;
+}
+
+kv_rc kv_key_from_bundle(const cJSON *bundle, struct kv_key **out)
+{
+  struct kv_key *k = NULL;
+  kv_rc rc;
+  *out = NULL;
+  rc = kv_key_from_jwk(cJSON_GetObjectItemCaseSensitive(bundle, "key"), &k);
+  if (rc != KV_OK)
+    return rc;
+  kv_attrs_clear(&k->attrs);
+  rc = kv_json_attrs(bundle, &k->attrs);
+  if (rc != KV_OK) {
+    kv_key_free(k);
+    return rc;
+  }
+  *out = k;
+  return KV_OK;
+}
+
+kv_rc kv_key_from_json(const char *json, size_t len, struct kv_key **out)
+{
+  cJSON *doc;
+  kv_rc rc;
+  if (!json || !out)
+    return KV_E_INVALID;
+  *out = NULL;
+  doc = kv_json_parse(json, len, "key JSON");
+  if (!doc)
+    return KV_E_PROTOCOL;
+  if (cJSON_GetObjectItemCaseSensitive(doc, "key"))
+    rc = kv_key_from_bundle(doc, out);
+  else
+    rc = kv_key_from_jwk(doc, out);
+  cJSON_Delete(doc);
+  return rc;
+}
+
+static kv_rc pkey_fromdata(OSSL_LIB_CTX *libctx, const char *type, OSSL_PARAM_BLD *bld,
+                           EVP_PKEY **out)
+{
+  OSSL_PARAM *params = NULL;
+  EVP_PKEY_CTX *ctx = NULL, *chk = NULL;
+  EVP_PKEY *pkey = NULL;
+  kv_rc rc = KV_E_NOMEM;
+  params = OSSL_PARAM_BLD_to_param(bld);
+  ctx = EVP_PKEY_CTX_new_from_name(libctx, type, NULL);
+  if (!params || !ctx)
+    goto out;
+  rc = KV_E_PROTOCOL;
+  if (EVP_PKEY_fromdata_init(ctx) != 1 ||
+      EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1) {
+    akv_err(AKV_LOGC_KV, "JWK: OpenSSL rejected the %s public key", type);
+    goto out;
+  }
+  /* An EC point not on the curve (hostile or corrupt JWK) must not become a usable key. */
+  chk = EVP_PKEY_CTX_new_from_pkey(libctx, pkey, NULL);
+  if (!chk || EVP_PKEY_public_check(chk) != 1) {
+    akv_err(AKV_LOGC_KV, "JWK: the %s public key fails validation", type);
+    goto out;
+  }
+  *out = pkey;
+  pkey = NULL;
+  rc = KV_OK;
+out:
+  EVP_PKEY_free(pkey);
+  EVP_PKEY_CTX_free(chk);
+  EVP_PKEY_CTX_free(ctx);
+  OSSL_PARAM_free(params);
+  return rc;
+}
+
+kv_rc kv_key_to_pkey(const struct kv_key *k, OSSL_LIB_CTX *libctx, EVP_PKEY **out)
+{
+  OSSL_PARAM_BLD *bld = NULL;
+  BIGNUM *n = NULL, *e = NULL;
+  unsigned char *pub = NULL;
+  kv_rc rc = KV_E_NOMEM;
+  int ci;
+  if (!k || !out)
+    return KV_E_INVALID;
+  *out = NULL;
+  bld = OSSL_PARAM_BLD_new();
+  if (!bld)
+    goto out;
+  if (k->kty == KV_KTY_RSA) {
+    if (!k->n || !k->e) {
+      rc = KV_E_INVALID;
+      goto out;
+    }
+    n = BN_bin2bn(k->n, (int)k->n_len, NULL);
+    e = BN_bin2bn(k->e, (int)k->e_len, NULL);
+    if (!n || !e || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
+        !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e))
+      goto out;
+    rc = pkey_fromdata(libctx, "RSA", bld, out);
+  } else if (k->kty == KV_KTY_EC) {
+    size_t fb = kv_crv_bytes(k->crv);
+    ci = curve_index(k->crv);
+    if (ci < 0 || k->x_len != fb || k->y_len != fb) {
+      rc = KV_E_INVALID;
+      goto out;
+    }
+    pub = malloc(1 + 2 * fb);
+    if (!pub)
+      goto out;
+    pub[0] = 0x04; /* uncompressed point */
+    memcpy(pub + 1, k->x, fb);
+    memcpy(pub + 1 + fb, k->y, fb);
+    if (!OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, curves[ci].group, 0) ||
+        !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pub, 1 + 2 * fb))
+      goto out;
+    rc = pkey_fromdata(libctx, "EC", bld, out);
+  } else {
+    rc = KV_E_UNSUPPORTED; /* symmetric keys have no public part */
+  }
+out:
+  BN_free(n);
+  BN_free(e);
+  free(pub);
+  OSSL_PARAM_BLD_free(bld);
+  return rc;
+}
+
+kv_rc kv_key_spki_der(const struct kv_key *k, OSSL_LIB_CTX *libctx, unsigned char **der,
+                      size_t *der_len)
+{
+  EVP_PKEY *pkey = NULL;
+  unsigned char *buf = NULL;
+  int len;
+  kv_rc rc;
+  if (!der || !der_len)
+    return KV_E_INVALID;
+  rc = kv_key_to_pkey(k, libctx, &pkey);
+  if (rc != KV_OK)
+    return rc;
+  len = i2d_PUBKEY(pkey, &buf);
+  EVP_PKEY_free(pkey);
+  if (len <= 0)
+    return KV_E_NOMEM;
+  /* Hand out plain malloc memory so callers free() it like everything else from the backend. */
+  *der = malloc((size_t)len);
+  if (!*der) {
+    OPENSSL_free(buf);
+    return KV_E_NOMEM;
+  }
+  memcpy(*der, buf, (size_t)len);
+  OPENSSL_free(buf);
+  *der_len = (size_t)len;
+  return KV_OK;
+}
