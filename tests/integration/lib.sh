@@ -1,0 +1,579 @@
+# shellcheck shell=bash
+# lib.sh - sourced by every integration test (tests/integration/*.sh).
+#
+# Gives each test: strict mode, a private work directory removed on exit, the Key Vault emulator
+# ($AKV_EMULATOR) on 127.0.0.1 with the module's environment pointing at it, REST helpers that seed
+# the vault the way a real client would, the emulator's request counters, and assertion helpers
+# that count and print every check. Every wait is bounded; meson's timeout kills the rest.
+#
+# Inputs (set by meson, or by hand): AKV_EMULATOR (akv-emulator binary), AKV_MODULE (akv-pkcs11.so).
+# Exit codes: 0 all checks passed, 1 a check failed or setup broke, 77 a required tool is absent.
+
+set -Eeuo pipefail
+umask 077
+
+T_NAME=$(basename "${0%.sh}")
+T_CHECKS=0
+T_FAILED=0
+T_FAILED_NAMES=()
+EMU_PID=""
+BG_PIDS=()
+CLEANUP_FILES=()
+CLEANUP_DIRS=()
+
+# The work dir also becomes HOME and XDG_*: the module's per-user cache file, ssh's and p11-kit's
+# user files never touch the real home, and no user config is picked up by accident.
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/akv-integ-${T_NAME}.XXXXXX")
+export HOME="$WORK/home" XDG_CONFIG_HOME="$WORK/home/.config" XDG_CACHE_HOME="$WORK/home/.cache"
+mkdir -p "$HOME" "$XDG_CONFIG_HOME" "$XDG_CACHE_HOME"
+unset AKV_PKCS11_CONFIG AKV_PKCS11_VAULT_URL AZURE_CLIENT_CERTIFICATE_PATH AZURE_FEDERATED_TOKEN_FILE \
+  IDENTITY_ENDPOINT IDENTITY_HEADER IMDS_ENDPOINT MSI_ENDPOINT MSI_SECRET AZURE_POD_IDENTITY_AUTHORITY_HOST \
+  AZURE_TOKEN_CREDENTIALS PKCS11_MODULE_PATH OPENSSL_CONF 2>/dev/null || true
+
+log() { printf '# %s\n' "$*"; }
+section() { printf '\n## %s\n' "$*"; }
+
+fail() {
+  printf 'FATAL (%s): %s\n' "$T_NAME" "$*" >&2
+  exit 1
+}
+
+# skip MSG: only for a tool that is truly absent on this machine.
+skip() {
+  printf 'SKIP (%s): %s\n' "$T_NAME" "$*"
+  exit 77
+}
+
+need_tool() {
+  local t
+  for t in "$@"; do
+    command -v "$t" >/dev/null 2>&1 || skip "tool '$t' is not installed"
+  done
+}
+
+need_file() {
+  local f
+  for f in "$@"; do
+    [ -e "$f" ] || skip "'$f' is not installed"
+  done
+}
+
+_cleanup() {
+  local rc=$? p f
+  set +e
+  for p in "${BG_PIDS[@]}"; do
+    _stop_pid "$p"
+  done
+  emu_stop
+  for f in "${CLEANUP_FILES[@]}"; do
+    rm -f -- "$f"
+  done
+  for f in "${CLEANUP_DIRS[@]}"; do
+    rmdir -- "$f" 2>/dev/null
+  done
+  if [ -n "${KEEP_WORK:-}" ]; then
+    printf '# work dir kept: %s\n' "$WORK" >&2
+  else
+    rm -rf -- "$WORK"
+  fi
+  exit "$rc"
+}
+trap _cleanup EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
+
+# SIGTERM, wait up to 5 s, then SIGKILL.
+_stop_pid() {
+  local pid=$1 i
+  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+  kill -TERM "$pid" 2>/dev/null
+  for i in $(seq 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  return 0
+}
+
+bg_register() { BG_PIDS+=("$1"); }
+cleanup_register() { CLEANUP_FILES+=("$1"); }
+
+# ---- assertions -------------------------------------------------------------------------------
+
+_check_result() {
+  local ok=$1 desc=$2
+  T_CHECKS=$((T_CHECKS + 1))
+  if [ "$ok" = 0 ]; then
+    printf 'ok %d - %s\n' "$T_CHECKS" "$desc"
+  else
+    T_FAILED=$((T_FAILED + 1))
+    T_FAILED_NAMES+=("$desc")
+    printf 'not ok %d - %s\n' "$T_CHECKS" "$desc"
+  fi
+}
+
+# check DESC CMD...: passes when CMD exits 0. Output of CMD goes to $WORK/check.out (shown on failure).
+check() {
+  local desc=$1 rc=0
+  shift
+  "$@" >"$WORK/check.out" 2>&1 || rc=$?
+  if [ "$rc" != 0 ]; then
+    printf '#   command: %s\n#   exit status %d; output (last 25 lines):\n' "$*" "$rc"
+    tail -n 25 "$WORK/check.out" | sed 's/^/#   | /'
+  fi
+  _check_result "$rc" "$desc"
+  return 0
+}
+
+# check_fails DESC CMD...: passes when CMD exits non-zero (a refusal we expect).
+check_fails() {
+  local desc=$1 rc=0
+  shift
+  "$@" >"$WORK/check.out" 2>&1 || rc=$?
+  if [ "$rc" = 0 ]; then
+    printf '#   command unexpectedly succeeded: %s\n' "$*"
+    tail -n 10 "$WORK/check.out" | sed 's/^/#   | /'
+    _check_result 1 "$desc"
+  else
+    _check_result 0 "$desc"
+  fi
+  return 0
+}
+
+# check_eq DESC EXPECTED ACTUAL
+check_eq() {
+  if [ "$2" = "$3" ]; then
+    _check_result 0 "$1"
+  else
+    printf '#   expected: %s\n#   got:      %s\n' "$2" "$3"
+    _check_result 1 "$1"
+  fi
+  return 0
+}
+
+# check_grep DESC REGEX FILE: FILE has a line matching the extended REGEX.
+check_grep() {
+  if grep -Eq -- "$2" "$3"; then
+    _check_result 0 "$1"
+  else
+    printf '#   no line matches /%s/ in %s:\n' "$2" "$3"
+    head -n 40 "$3" | sed 's/^/#   | /'
+    _check_result 1 "$1"
+  fi
+  return 0
+}
+
+check_nogrep() {
+  if grep -Eq -- "$2" "$3"; then
+    printf '#   unexpected line matching /%s/ in %s:\n' "$2" "$3"
+    grep -E -- "$2" "$3" | head -n 5 | sed 's/^/#   | /'
+    _check_result 1 "$1"
+  else
+    _check_result 0 "$1"
+  fi
+  return 0
+}
+
+# check_same_file DESC FILE1 FILE2 (byte equality)
+check_same_file() {
+  if [ -s "$2" ] && cmp -s -- "$2" "$3"; then
+    _check_result 0 "$1"
+  else
+    printf '#   %s (%s bytes) and %s (%s bytes) differ or are empty\n' "$2" "$(wc -c <"$2" 2>/dev/null || echo -)" \
+      "$3" "$(wc -c <"$3" 2>/dev/null || echo -)"
+    _check_result 1 "$1"
+  fi
+  return 0
+}
+
+# finish: prints the summary and sets the exit status. Call at the end of every test.
+finish() {
+  local n
+  printf '\n# %s: %d checks, %d failed\n' "$T_NAME" "$T_CHECKS" "$T_FAILED"
+  for n in "${T_FAILED_NAMES[@]}"; do
+    printf '#   FAILED: %s\n' "$n"
+  done
+  [ "$T_CHECKS" -gt 0 ] || fail "no checks ran"
+  [ "$T_FAILED" = 0 ] || exit 1
+  exit 0
+}
+
+# ---- emulator ---------------------------------------------------------------------------------
+
+# emu_start [emulator args...]: starts $AKV_EMULATOR on 127.0.0.1 (ephemeral ports), waits for the
+# ready file (20 s), exports what the module and the helpers below need.
+emu_start() {
+  local ready="$WORK/emu-ready.json" i n
+  [ -n "${AKV_EMULATOR:-}" ] || fail "AKV_EMULATOR is not set"
+  [ -x "$AKV_EMULATOR" ] || fail "AKV_EMULATOR '$AKV_EMULATOR' is not an executable"
+  mkdir -p "$WORK/emu-state"
+  rm -f "$ready"
+  "$AKV_EMULATOR" --ready-file "$ready" --port-base 0 --state "$WORK/emu-state" "$@" \
+    >"$WORK/emu.log" 2>&1 </dev/null &
+  EMU_PID=$!
+  for i in $(seq 200); do
+    if [ -s "$ready" ] && jq -e '.vaults | length > 0' "$ready" >/dev/null 2>&1; then
+      break
+    fi
+    if ! kill -0 "$EMU_PID" 2>/dev/null; then
+      sed 's/^/#   emu| /' "$WORK/emu.log" >&2
+      EMU_PID=""
+      fail "the emulator exited before writing its ready file"
+    fi
+    sleep 0.1
+  done
+  if ! [ -s "$ready" ] || ! jq -e '.vaults | length > 0' "$ready" >/dev/null 2>&1; then
+    sed 's/^/#   emu| /' "$WORK/emu.log" >&2
+    fail "the emulator wrote no valid ready file within 20 s"
+  fi
+  EMU_READY=$ready
+  export EMU_READY
+  EMU_CA=$(jq -r '.ca_file' "$ready")
+  EMU_AUTHORITY=$(jq -r '.authority_host' "$ready")
+  EMU_TENANT=$(jq -r '.tenant_id' "$ready")
+  EMU_CLIENT_ID=$(jq -r '.client_id' "$ready")
+  EMU_CLIENT_SECRET=$(jq -r '.client_secret' "$ready")
+  EMU_STATS=$(jq -r '.stats_url' "$ready")
+  EMU_CONTROL=$(jq -r '.control_url // empty' "$ready")
+  EMU_VAULT_URLS=$(jq -r '[.vaults[].url] | join(",")' "$ready")
+  EMU_VAULT_URL=$(jq -r '.vaults[0].url' "$ready")
+  EMU_VAULT_NAME=$(jq -r '.vaults[0].name' "$ready")
+  n=$(jq -r '.vaults | length' "$ready")
+  for ((i = 0; i < n; i++)); do
+    export "EMU_VAULT_URL_$i=$(jq -r ".vaults[$i].url" "$ready")"
+    export "EMU_VAULT_NAME_$i=$(jq -r ".vaults[$i].name" "$ready")"
+  done
+  export EMU_CA EMU_AUTHORITY EMU_TENANT EMU_CLIENT_ID EMU_CLIENT_SECRET EMU_STATS EMU_CONTROL \
+    EMU_VAULT_URLS EMU_VAULT_URL EMU_VAULT_NAME
+  export AKV_PKCS11_CA_FILE="$EMU_CA" AKV_PKCS11_ALLOWED_HOSTS=localhost \
+    AKV_PKCS11_VAULT_URL="$EMU_VAULT_URLS" AZURE_TENANT_ID="$EMU_TENANT" AZURE_CLIENT_ID="$EMU_CLIENT_ID" \
+    AZURE_CLIENT_SECRET="$EMU_CLIENT_SECRET" AZURE_AUTHORITY_HOST="$EMU_AUTHORITY"
+  log "emulator pid $EMU_PID, vaults: $EMU_VAULT_URLS"
+}
+
+emu_stop() {
+  [ -n "${EMU_PID:-}" ] || return 0
+  _stop_pid "$EMU_PID"
+  EMU_PID=""
+}
+
+emu_field() { jq -r "$1" "$EMU_READY"; }
+
+# ---- Key Vault REST (what a real client does) -------------------------------------------------
+
+KV_API=7.6
+
+# kv_token: a vault access token from the emulator's Entra endpoint, cached for this test in a
+# 0600 header file ($WORK/kv-auth.hdr) so it never appears on a command line or in a log.
+kv_token() {
+  local resp tok
+  [ -s "$WORK/kv-auth.hdr" ] && return 0
+  resp=$(curl -sS --fail-with-body --max-time 20 --cacert "$EMU_CA" \
+    --data-urlencode grant_type=client_credentials --data-urlencode "client_id=$EMU_CLIENT_ID" \
+    --data-urlencode "client_secret=$EMU_CLIENT_SECRET" \
+    --data-urlencode scope=https://vault.azure.net/.default \
+    "$EMU_AUTHORITY/$EMU_TENANT/oauth2/v2.0/token") || fail "token request failed: $resp"
+  tok=$(jq -r '.access_token // empty' <<<"$resp")
+  [ -n "$tok" ] || fail "token response carries no access_token"
+  printf 'Authorization: Bearer %s\n' "$tok" >"$WORK/kv-auth.hdr"
+}
+
+# kv_call METHOD PATH [JSON]: the response body on stdout; HTTP errors fail loudly (status and
+# body on stderr, exit status 1). KV_URL overrides the vault (default: the first one).
+kv_call() {
+  local method=$1 path=$2 body=${3:-} url sep code out
+  kv_token
+  url="${KV_URL:-$EMU_VAULT_URL}$path"
+  sep='?'
+  [[ "$path" == *\?* ]] && sep='&'
+  url="$url${sep}api-version=$KV_API"
+  out="$WORK/kv-call.out"
+  if [ -n "$body" ]; then
+    code=$(curl -sS --max-time 60 --cacert "$EMU_CA" -H @"$WORK/kv-auth.hdr" \
+      -H 'Content-Type: application/json' -X "$method" --data-binary "$body" -o "$out" \
+      -w '%{http_code}' "$url") || { echo "kv_call: curl failed: $method $path" >&2; return 1; }
+  else
+    code=$(curl -sS --max-time 60 --cacert "$EMU_CA" -H @"$WORK/kv-auth.hdr" -X "$method" \
+      -o "$out" -w '%{http_code}' "$url") || { echo "kv_call: curl failed: $method $path" >&2; return 1; }
+  fi
+  if [ "${code:0:1}" != 2 ]; then
+    printf 'kv_call: %s %s -> HTTP %s: %s\n' "$method" "$path" "$code" "$(head -c 600 "$out")" >&2
+    return 1
+  fi
+  cat "$out"
+}
+
+kv_create_rsa() { kv_call POST "/keys/$1/create" "{\"kty\":\"RSA\",\"key_size\":$2}" >/dev/null; }
+kv_create_ec() { kv_call POST "/keys/$1/create" "{\"kty\":\"EC\",\"crv\":\"$2\"}" >/dev/null; }
+kv_create_disabled() {
+  kv_call POST "/keys/$1/create" '{"kty":"EC","crv":"P-256","attributes":{"enabled":false}}' >/dev/null
+}
+kv_rotate() { kv_call POST "/keys/$1/rotate" >/dev/null; }
+kv_set_secret() { kv_call PUT "/secrets/$1" "$(jq -cn --arg v "$2" '{value:$v}')" >/dev/null; }
+
+# kv_create_cert NAME SUBJECT [KTY [SIZE_OR_CRV]]: self-signed certificate with its key; polls the
+# pending operation (bounded, 30 s) until completed.
+kv_create_cert() {
+  local name=$1 subject=$2 kty=${3:-RSA} arg=${4:-2048} keyprops status i
+  if [ "$kty" = EC ]; then
+    keyprops=$(jq -cn --arg c "$arg" '{exportable:true,kty:"EC",crv:$c,reuse_key:false}')
+  else
+    keyprops=$(jq -cn --argjson s "$arg" '{exportable:true,kty:"RSA",key_size:$s,reuse_key:false}')
+  fi
+  kv_call POST "/certificates/$name/create" "$(jq -cn --arg s "$subject" --argjson k "$keyprops" \
+    '{policy:{key_props:$k,secret_props:{contentType:"application/x-pem-file"},
+      x509_props:{subject:$s,validity_months:12,key_usage:["digitalSignature","keyEncipherment"]},
+      issuer:{name:"Self"}}}')" >/dev/null || return 1
+  for i in $(seq 150); do
+    status=$(kv_call GET "/certificates/$name/pending" | jq -r '.status') || return 1
+    case "$status" in
+    completed) return 0 ;;
+    inProgress) sleep 0.2 ;;
+    *) echo "kv_create_cert: $name pending status '$status'" >&2; return 1 ;;
+    esac
+  done
+  echo "kv_create_cert: $name still pending after 30 s" >&2
+  return 1
+}
+
+# kv_cert_der NAME OUT: the certificate's `cer` (standard base64) as DER.
+kv_cert_der() { kv_call GET "/certificates/$1" | jq -r '.cer' | base64 -d >"$2"; }
+kv_secret_value() { kv_call GET "/secrets/$1" | jq -j '.value'; }
+
+# ---- JWK -> public key ------------------------------------------------------------------------
+
+_b64url_hex() {
+  local s=$1
+  s=${s//-/+}
+  s=${s//_//}
+  case $((${#s} % 4)) in
+  2) s="$s==" ;;
+  3) s="$s=" ;;
+  esac
+  printf '%s' "$s" | base64 -d | od -An -v -tx1 | tr -d ' \n'
+}
+
+# jwk_to_der JWK_JSON OUT_DER: DER SubjectPublicKeyInfo of an RSA or EC JWK (openssl asn1parse
+# -genconf, so the encoding is openssl's, independent of the module).
+jwk_to_der() {
+  local jwk=$1 out=$2 kty conf="$WORK/jwk.cnf" curve
+  kty=$(jq -r '.kty' <<<"$jwk")
+  case "$kty" in
+  RSA | RSA-HSM)
+    cat >"$conf" <<EOF
+asn1=SEQUENCE:spki
+[spki]
+alg=SEQUENCE:alg
+key=BITWRAP,SEQUENCE:rsakey
+[alg]
+oid=OID:rsaEncryption
+null=NULL
+[rsakey]
+n=INTEGER:0x00$(_b64url_hex "$(jq -r .n <<<"$jwk")")
+e=INTEGER:0x$(_b64url_hex "$(jq -r .e <<<"$jwk")")
+EOF
+    ;;
+  EC | EC-HSM)
+    case "$(jq -r .crv <<<"$jwk")" in
+    P-256) curve=prime256v1 ;;
+    P-384) curve=secp384r1 ;;
+    P-521) curve=secp521r1 ;;
+    P-256K | SECP256K1) curve=secp256k1 ;;
+    *) echo "jwk_to_der: unknown curve" >&2; return 1 ;;
+    esac
+    cat >"$conf" <<EOF
+asn1=SEQUENCE:spki
+[spki]
+alg=SEQUENCE:alg
+key=FORMAT:HEX,BITSTRING:04$(_b64url_hex "$(jq -r .x <<<"$jwk")")$(_b64url_hex "$(jq -r .y <<<"$jwk")")
+[alg]
+oid=OID:id-ecPublicKey
+curve=OID:$curve
+EOF
+    ;;
+  *) echo "jwk_to_der: unsupported kty $kty" >&2; return 1 ;;
+  esac
+  openssl asn1parse -genconf "$conf" -noout -out "$out.raw" >/dev/null || return 1
+  # Re-encode through openssl pkey: canonical DER (e.g. no superfluous leading zero of n).
+  openssl pkey -pubin -inform DER -in "$out.raw" -outform DER -out "$out" || return 1
+  rm -f "$out.raw"
+}
+
+# kv_key_der NAME OUT_DER [VERSION]: the vault's current public key as DER SPKI.
+kv_key_der() { jwk_to_der "$(kv_call GET "/keys/$1/${3:-}" | jq -c '.key')" "$2"; }
+kv_key_pem() {
+  kv_key_der "$1" "$2.der" "${3:-}" && openssl pkey -pubin -inform DER -in "$2.der" -out "$2" && rm -f "$2.der"
+}
+
+# der_id FILE: hex SHA-1 of a DER SPKI, which DESIGN.md §2 makes the CKA_ID of the key pair.
+der_id() { openssl dgst -sha1 -binary "$1" | od -An -v -tx1 | tr -d ' \n'; }
+# kv_key_id NAME: CKA_ID the module must give to key NAME.
+kv_key_id() { kv_key_der "$1" "$WORK/kid.der" && der_id "$WORK/kid.der"; }
+# token serial per DESIGN §2: first 16 hex digits of SHA-256 of the vault URL.
+vault_serial() { printf '%s' "${1%/}" | sha256sum | cut -c1-16; }
+
+# ---- emulator statistics ----------------------------------------------------------------------
+
+stats_json() { curl -sS --fail --max-time 10 --cacert "$EMU_CA" "$EMU_STATS"; }
+stats_get() { stats_json | jq -r --arg op "$1" '.by_operation[$op] // 0'; }
+stats_total() { stats_json | jq -r '.requests_total'; }
+stats_reset() {
+  [ -n "$EMU_CONTROL" ] || fail "the ready file has no control_url (stats reset impossible)"
+  curl -sS --fail --max-time 10 --cacert "$EMU_CA" -X POST "$EMU_CONTROL/stats/reset" >/dev/null
+}
+# stats_ops: compact view of the counters for messages.
+stats_ops() { stats_json | jq -c '.by_operation'; }
+
+# ---- module helpers ---------------------------------------------------------------------------
+
+need_module() {
+  [ -n "${AKV_MODULE:-}" ] || fail "AKV_MODULE is not set"
+  [ -f "$AKV_MODULE" ] || fail "AKV_MODULE '$AKV_MODULE' does not exist"
+}
+
+p11tool_m() { pkcs11-tool --module "$AKV_MODULE" "$@"; }
+
+# module_config FILE [SLOT_EXTRA_JSON [GLOBAL_EXTRA_JSON]]: a module config file (0600) with one
+# slot per emulator vault, labelled with the vault's name, objects keys+certificates+secrets, the
+# emulator CA and credentials, and no cross-process cache file. SLOT_EXTRA_JSON (an object) is
+# merged into every slot, GLOBAL_EXTRA_JSON into the top level. Field names: docs/config.md.
+module_config() {
+  local file=$1 slot_extra=${2:-'{}'} global_extra=${3:-'{}'}
+  jq -n --slurpfile r "$EMU_READY" --argjson se "$slot_extra" --argjson ge "$global_extra" '
+    ($r[0]) as $r |
+    {
+      ca_file: $r.ca_file,
+      allowed_hosts: ["localhost"],
+      cache_file: "",
+      credential: {
+        kind: "client_secret",
+        tenant_id: $r.tenant_id,
+        client_id: $r.client_id,
+        client_secret: $r.client_secret,
+        authority_host: $r.authority_host
+      },
+      slots: [ $r.vaults[] | ({url: .url, label: .name, objects: ["keys", "certificates", "secrets"]} + $se) ]
+    } + $ge' >"$file"
+  chmod 600 "$file"
+}
+
+# ---- misc -------------------------------------------------------------------------------------
+
+# free_port: a TCP port on 127.0.0.1 nobody listens on right now.
+free_port() {
+  local p i
+  for i in $(seq 50); do
+    p=$((20000 + RANDOM % 40000))
+    if ! ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
+      echo "$p"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# wait_port PORT [TENTHS]: until something listens on 127.0.0.1:PORT (default 10 s).
+wait_port() {
+  local i
+  for i in $(seq "${2:-100}"); do
+    ss -Htln "sport = :$1" 2>/dev/null | grep -q . && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# pubkey_pem_from_token ID OUT_PEM: pkcs11-tool --read-object --type pubkey, DER -> PEM.
+token_pubkey_pem() {
+  p11tool_m --read-object --type pubkey --id "$1" -o "$2.der" >/dev/null 2>"$2.err" || {
+    cat "$2.err" >&2
+    return 1
+  }
+  openssl pkey -pubin -inform DER -in "$2.der" -out "$2"
+}
+
+hex_of() { od -An -v -tx1 "$1" | tr -d ' \n'; }
+
+# ---- standard seed and pkcs11-tool -O parsing -------------------------------------------------
+
+# The keys every issue-3/issue-8 test seeds: name -> "kty arg".
+STD_RSA_KEYS=(rsa2048 rsa3072 rsa4096)
+STD_EC_KEYS=(ec-p256 ec-p384 ec-p521 ec-p256k)
+declare -A STD_KEY_ARG=([rsa2048]=2048 [rsa3072]=3072 [rsa4096]=4096 [ec-p256]=P-256 [ec-p384]=P-384
+  [ec-p521]=P-521 [ec-p256k]=P-256K)
+STD_CERT=tlscert
+STD_SECRET=db-password
+STD_SECRET_VALUE='s3cr3t value with spaces & symbols: <>"'"'"
+STD_DISABLED=off-key
+
+# seed_standard: RSA 2048/3072/4096, EC P-256/P-384/P-521/P-256K keys, a disabled key, an RSA
+# certificate with its key and a secret in the first vault (via REST).
+seed_standard() {
+  local k
+  for k in "${STD_RSA_KEYS[@]}"; do kv_create_rsa "$k" "${STD_KEY_ARG[$k]}" || fail "seeding key $k"; done
+  for k in "${STD_EC_KEYS[@]}"; do kv_create_ec "$k" "${STD_KEY_ARG[$k]}" || fail "seeding key $k"; done
+  kv_create_disabled "$STD_DISABLED" || fail "seeding the disabled key"
+  kv_create_cert "$STD_CERT" "CN=integration.test" RSA 2048 || fail "seeding the certificate"
+  kv_set_secret "$STD_SECRET" "$STD_SECRET_VALUE" || fail "seeding the secret"
+}
+
+# obj_table FILE: pkcs11-tool -O output as sorted "class|label|id" lines
+# (class: priv, pub, secret, cert, data).
+obj_table() {
+  awk '
+    function flush() { if (cls != "") print cls "|" label "|" id; cls = ""; label = ""; id = "" }
+    /^Private Key Object/ { flush(); cls = "priv"; next }
+    /^Public Key Object/ { flush(); cls = "pub"; next }
+    /^Secret Key Object/ { flush(); cls = "secret"; next }
+    /^Certificate Object/ { flush(); cls = "cert"; next }
+    /^Data object/ { flush(); cls = "data"; next }
+    /^[^ \t]/ { flush(); next }
+    /^[ \t]+label:/ { sub(/^[ \t]+label:[ \t]*/, ""); gsub(/^'"'"'|'"'"'$/, ""); label = $0; next }
+    /^[ \t]+ID:/ { sub(/^[ \t]+ID:[ \t]*/, ""); id = $0; next }
+    END { flush() }' "$1" | LC_ALL=C sort
+}
+
+# pubkey_matches_vault NAME ID: the public key pkcs11-tool exports for ID equals the vault's JWK.
+pubkey_matches_vault() {
+  local name=$1 id=$2 d="$WORK/pk-$1"
+  p11tool_m --read-object --type pubkey --id "$id" -o "$d.tok.der" || return 1
+  openssl pkey -pubin -inform DER -in "$d.tok.der" -outform DER -out "$d.tok.norm.der" || return 1
+  kv_key_der "$name" "$d.kv.der" || return 1
+  cmp "$d.tok.norm.der" "$d.kv.der"
+}
+
+# ---- p11-kit module registration --------------------------------------------------------------
+
+# p11kit_install_module CONFIG_FILE: registers the module with p11-kit as "akv-pkcs11-test"
+# (/etc/pkcs11/modules as root, where p11-kit ignores the user's files; ~/.config/pkcs11/modules,
+# i.e. inside the work dir, otherwise), handing CONFIG_FILE to C_Initialize via x-init-reserved.
+# The file is removed on exit. Prints the path of the .module file.
+P11KIT_MODULE_NAME=akv-pkcs11-test
+p11kit_install_module() {
+  local dir f
+  if [ "$(id -u)" = 0 ]; then
+    dir=/etc/pkcs11/modules
+    [ -d /etc/pkcs11 ] || CLEANUP_DIRS+=(/etc/pkcs11/modules /etc/pkcs11)
+    [ -d /etc/pkcs11 ] && [ ! -d "$dir" ] && CLEANUP_DIRS+=("$dir")
+  else
+    dir="$XDG_CONFIG_HOME/pkcs11/modules"
+  fi
+  mkdir -p "$dir"
+  f="$dir/$P11KIT_MODULE_NAME.module"
+  cleanup_register "$f"
+  umask 022
+  printf 'module: %s\nx-init-reserved: %s\ncritical: no\n' "$AKV_MODULE" "$1" >"$f"
+  umask 077
+  echo "$f"
+}
+
+# check_nofixed DESC STRING FILE: FILE does not contain the literal STRING (secrets, tokens).
+check_nofixed() {
+  if [ -n "$2" ] && grep -qF -- "$2" "$3"; then
+    printf '#   %s contains a string it must not contain\n' "$3"
+    _check_result 1 "$1"
+  else
+    _check_result 0 "$1"
+  fi
+  return 0
+}

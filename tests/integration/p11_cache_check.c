@@ -1,0 +1,173 @@
+/* p11_cache_check - proves the module's object cache from inside ONE process (each pkcs11-tool
+ * run is a new process, so it cannot show this).
+ *
+ * usage: p11_cache_check MODULE KEY_LABEL -- ROTATE_COMMAND [ARGS...]
+ * env:   EMU_STATS, EMU_CA (emulator counters); the module's own config (a short ttl, e.g. 4 s,
+ *        so the soft TTL is 3 s) through AKV_PKCS11_CONFIG.
+ *
+ * 1. lists every object (class, label, id, as pkcs11-tool -O reads them) and remembers the public
+ *    key of KEY_LABEL;
+ * 2. lists again at once: the emulator must have seen 0 vault requests;
+ * 3. runs ROTATE_COMMAND (rotates KEY_LABEL in the vault through REST);
+ * 4. right after it, the cached (old) key is still served, still without a request;
+ * 5. lists again, bounded (20 s), until the new public key shows up: rotation seen without a
+ *    restart once the soft TTL passed; then one more listing costs 0 requests again.
+ * Prints "KEY before <hex>" and "KEY after <hex>" (CKA_MODULUS or CKA_EC_POINT) so the shell can
+ * compare them with the vault's JWKs. */
+#include "p11_common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_s(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* One full listing; returns the hex public value of `label`'s public key (malloc'd) or NULL.
+ * *nobj receives the number of objects seen. */
+static char *list_all(struct t_p11 *p, const char *label, long *nobj)
+{
+  CK_OBJECT_HANDLE *h = NULL;
+  char *found = NULL;
+  long n = t_find_all(p, &h);
+
+  *nobj = n;
+  for(long i = 0; i < n; i++) {
+    CK_ULONG clen = 0, llen = 0, ilen = 0, vlen = 0;
+    unsigned char *cls = t_attr_new(p, h[i], CKA_CLASS, &clen);
+    unsigned char *lab = t_attr_new(p, h[i], CKA_LABEL, &llen);
+    unsigned char *id = t_attr_new(p, h[i], CKA_ID, &ilen);
+    CK_OBJECT_CLASS c = CKO_VENDOR_DEFINED;
+
+    if(cls && clen == sizeof(c))
+      memcpy(&c, cls, sizeof(c));
+    if(c == CKO_PUBLIC_KEY && lab && llen == strlen(label) && memcmp(lab, label, llen) == 0 &&
+       !found) {
+      unsigned char *v = t_attr_new(p, h[i], CKA_MODULUS, &vlen);
+      if(!v)
+        v = t_attr_new(p, h[i], CKA_EC_POINT, &vlen);
+      if(v)
+        found = t_hex_new(v, vlen);
+      free(v);
+    }
+    free(cls);
+    free(lab);
+    free(id);
+  }
+  free(h);
+  return found;
+}
+
+static int run_command(char **argv)
+{
+  int status = 0;
+  pid_t pid = fork();
+  if(pid < 0)
+    return -1;
+  if(pid == 0) {
+    execvp(argv[0], argv);
+    perror("execvp");
+    _exit(127);
+  }
+  if(waitpid(pid, &status, 0) < 0)
+    return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int main(int argc, char **argv)
+{
+  struct t_p11 p;
+  const char *module, *label;
+  char *before = NULL, *again = NULL, *after = NULL;
+  int64_t t0 = 0, t1 = 0, unused = 0;
+  long n1 = 0, n2 = 0, n3 = 0;
+  double start, waited;
+  int rc;
+
+  if(argc < 5 || strcmp(argv[3], "--") != 0) {
+    fprintf(stderr, "usage: %s MODULE KEY_LABEL -- ROTATE_COMMAND [ARGS...]\n", argv[0]);
+    return 2;
+  }
+  module = argv[1];
+  label = argv[2];
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  t_p11_open(&p, module);
+
+  before = list_all(&p, label, &n1);
+  t_check(n1 > 0, "first listing finds objects (%ld)", n1);
+  t_check(before != NULL, "first listing has the public key '%s'", label);
+  printf("KEY before %s\n", before ? before : "-");
+
+  if(t_stats(NULL, &t0, &unused) != 0)
+    return 1;
+  again = list_all(&p, label, &n2);
+  if(t_stats(NULL, &t1, &unused) != 0)
+    return 1;
+  t_check(t1 - t0 == 0, "second listing within the TTL costs 0 vault requests (got %lld)",
+          (long long)(t1 - t0));
+  t_check(n2 == n1, "second listing sees the same %ld objects (got %ld)", n1, n2);
+  t_check(again && before && strcmp(again, before) == 0, "second listing: same public key");
+  free(again);
+  again = NULL;
+
+  start = now_s();
+  rc = run_command(argv + 4);
+  t_check(rc == 0, "rotate command succeeded (exit %d)", rc);
+
+  /* Still inside the soft TTL (3 s after the first listing, rotation takes well under that for
+   * an EC key): the snapshot is served as is. */
+  if(t_stats(NULL, &t0, &unused) != 0)
+    return 1;
+  again = list_all(&p, label, &n3);
+  if(t_stats(NULL, &t1, &unused) != 0)
+    return 1;
+  if(now_s() - start < 2.0) {
+    t_check(t1 - t0 == 0, "listing right after the rotation is served from the cache (%lld requests)",
+            (long long)(t1 - t0));
+    t_check(again && before && strcmp(again, before) == 0,
+            "listing right after the rotation still shows the cached version");
+  } else {
+    t_note("rotation took %.1f s: the within-soft-TTL check is not meaningful", now_s() - start);
+  }
+  free(again);
+  again = NULL;
+
+  /* After the soft TTL: the next lookups refresh (in the background, or synchronously after the
+   * hard TTL); poll, bounded. */
+  for(;;) {
+    free(after);
+    after = list_all(&p, label, &n3);
+    if(after && before && strcmp(after, before) != 0)
+      break;
+    if(now_s() - start > 20.0)
+      break;
+    usleep(250 * 1000);
+  }
+  waited = now_s() - start;
+  t_check(after && before && strcmp(after, before) != 0,
+          "the rotated key's new public key is listed without a restart (after %.1f s)", waited);
+  printf("KEY after %s\n", after ? after : "-");
+
+  /* A fresh snapshot is cached again. */
+  free(again);
+  if(t_stats(NULL, &t0, &unused) != 0)
+    return 1;
+  again = list_all(&p, label, &n3);
+  if(t_stats(NULL, &t1, &unused) != 0)
+    return 1;
+  t_check(t1 - t0 == 0, "listing after the refresh is served from the cache again (%lld requests)",
+          (long long)(t1 - t0));
+
+  free(before);
+  free(again);
+  free(after);
+  t_p11_close(&p);
+  return t_finish("p11_cache_check");
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Issue 3: the object cache, proven with the emulator's request counters.
+# In one process (p11_cache_check): a second listing within the TTL costs 0 requests; a key
+# rotated through REST shows its new public key after the soft TTL without a restart.
+# Across processes (DESIGN §5 cache file): a second pkcs11-tool -O within the TTL costs 0 requests.
+. "$(dirname "$0")/lib.sh"
+need_tool pkcs11-tool openssl jq curl
+need_module
+[ -x "${P11_CACHE_CHECK:-}" ] || fail "P11_CACHE_CHECK (the built p11_cache_check) is not set"
+
+emu_start --vault cache1
+kv_create_rsa rsa2048 2048 || fail "seeding"
+kv_create_ec ec-p256 P-256 || fail "seeding"
+kv_create_ec rotating P-256 || fail "seeding"
+kv_create_cert "$STD_CERT" "CN=cache.test" RSA 2048 || fail "seeding"
+
+section "one process: cache hit, rotation seen after the soft TTL (ttl 4 s -> soft 3 s)"
+module_config "$WORK/ttl4.json" '{"ttl":4}'
+old_jwk=$(kv_call GET /keys/rotating | jq -c .key) || fail "GET key"
+old_point="04$(_b64url_hex "$(jq -r .x <<<"$old_jwk")")$(_b64url_hex "$(jq -r .y <<<"$old_jwk")")"
+kv_token
+rc=0
+AKV_PKCS11_CONFIG="$WORK/ttl4.json" timeout 60 "$P11_CACHE_CHECK" "$AKV_MODULE" rotating -- \
+  curl -sS --fail --max-time 30 --cacert "$EMU_CA" -H @"$WORK/kv-auth.hdr" -X POST \
+  -o "$WORK/rotated.json" "$EMU_VAULT_URL/keys/rotating/rotate?api-version=$KV_API" \
+  >"$WORK/cache.out" 2>"$WORK/cache.err" || rc=$?
+cat "$WORK/cache.out"
+sed 's/^/#   stderr| /' "$WORK/cache.err" | tail -n 20
+check_eq "p11_cache_check passed all its checks" 0 "$rc"
+# Count the helper's own checks in this test's total, so the summary shows them.
+T_CHECKS=$((T_CHECKS + $(grep -c '^ok ' "$WORK/cache.out" || true)))
+new_jwk=$(jq -c .key "$WORK/rotated.json" 2>/dev/null || true)
+new_point="04$(_b64url_hex "$(jq -r .x <<<"$new_jwk")")$(_b64url_hex "$(jq -r .y <<<"$new_jwk")")"
+before=$(sed -n 's/^KEY before //p' "$WORK/cache.out")
+after=$(sed -n 's/^KEY after //p' "$WORK/cache.out")
+check "the cached key before rotation is the vault's first version" \
+  bash -c '[[ "$1" == *"$2" ]]' _ "$before" "$old_point"
+check "the key listed after the soft TTL is the vault's new version" \
+  bash -c '[[ "$1" == *"$2" ]]' _ "$after" "$new_point"
+check "the vault really has a new version" test "$old_point" != "$new_point"
+
+section "across processes: a second pkcs11-tool -O within the TTL costs 0 requests"
+module_config "$WORK/filecache.json" '{}' "{\"cache_file\":\"$WORK/p11-cache\"}"
+export AKV_PKCS11_CONFIG="$WORK/filecache.json"
+stats_reset
+check "first pkcs11-tool -O" p11tool_m -O
+cp "$WORK/check.out" "$WORK/O1.out"
+first=$(stats_total)
+log "first listing cost $first requests: $(stats_ops)"
+check "first listing reached the vault (requests > 0)" test "$first" -gt 0
+stats_reset
+check "second pkcs11-tool -O" p11tool_m -O
+cp "$WORK/check.out" "$WORK/O2.out"
+check_eq "second listing within the TTL costs 0 vault requests (ops: $(stats_ops))" 0 "$(stats_total)"
+check_eq "both listings show the same objects" "$(obj_table "$WORK/O1.out" | md5sum)" "$(obj_table "$WORK/O2.out" | md5sum)"
+check "the cache file is private (0600)" bash -c '[ "$(stat -c %a "$1")" = 600 ]' _ "$WORK/p11-cache"
+
+finish

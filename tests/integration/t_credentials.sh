@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Issue 3: every credential kind gets a token from the emulator and pkcs11-tool -O lists the keys;
+# a wrong secret fails at the first network use (not at C_Initialize) with a log line naming the
+# credential and the HTTP error; secrets and tokens never reach the log.
+. "$(dirname "$0")/lib.sh"
+need_tool pkcs11-tool jq curl
+need_module
+
+emu_start --vault cred1
+kv_create_rsa rsa2048 2048 || fail "seeding"
+kv_create_ec ec-p256 P-256 || fail "seeding"
+export AKV_PKCS11_OBJECTS=keys
+
+# Environment with no credential at all; each case adds exactly one.
+CRED_VARS=(AZURE_TENANT_ID AZURE_CLIENT_ID AZURE_CLIENT_SECRET AZURE_CLIENT_CERTIFICATE_PATH
+  AZURE_FEDERATED_TOKEN_FILE IDENTITY_ENDPOINT IDENTITY_HEADER AZURE_POD_IDENTITY_AUTHORITY_HOST
+  IMDS_ENDPOINT MSI_ENDPOINT MSI_SECRET)
+# An empty PATH directory in front, so no real `az` can be found except the fake one.
+mkdir -p "$WORK/nobin" "$WORK/azbin"
+
+# lists_keys DESC ENV...: pkcs11-tool -O under `env -u <all credential vars> ENV...` lists both keys.
+lists_keys() {
+  local desc=$1 unset_args=() v
+  shift
+  for v in "${CRED_VARS[@]}"; do unset_args+=(-u "$v"); done
+  stats_reset
+  check "$desc: pkcs11-tool -O succeeds" \
+    env "${unset_args[@]}" PATH="$WORK/nobin:$PATH" "$@" timeout 60 pkcs11-tool --module "$AKV_MODULE" -O
+  cp "$WORK/check.out" "$WORK/last-O.out"
+  check_grep "$desc: rsa2048 listed" "label: +rsa2048\$" "$WORK/last-O.out"
+  check_grep "$desc: ec-p256 listed" "label: +ec-p256\$" "$WORK/last-O.out"
+  log "$desc: emulator ops $(stats_ops)"
+}
+
+section "client secret (AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET)"
+lists_keys "client secret" AZURE_TENANT_ID="$EMU_TENANT" AZURE_CLIENT_ID="$EMU_CLIENT_ID" \
+  AZURE_CLIENT_SECRET="$EMU_CLIENT_SECRET" AZURE_AUTHORITY_HOST="$EMU_AUTHORITY"
+
+section "client certificate (AZURE_CLIENT_CERTIFICATE_PATH, signed client assertion)"
+cert_file=$(emu_field '.client_certificate_file // empty')
+if [ -n "$cert_file" ] && [ -f "$cert_file" ]; then
+  lists_keys "client certificate" AZURE_TENANT_ID="$EMU_TENANT" AZURE_CLIENT_ID="$EMU_CLIENT_ID" \
+    AZURE_CLIENT_CERTIFICATE_PATH="$cert_file" AZURE_AUTHORITY_HOST="$EMU_AUTHORITY"
+else
+  check "ready file names an existing client_certificate_file" false
+fi
+
+section "workload identity (AZURE_FEDERATED_TOKEN_FILE)"
+fed_file=$(emu_field '.federated_token_file // empty')
+if [ -n "$fed_file" ] && [ -f "$fed_file" ]; then
+  lists_keys "workload identity" AZURE_TENANT_ID="$EMU_TENANT" AZURE_CLIENT_ID="$EMU_CLIENT_ID" \
+    AZURE_FEDERATED_TOKEN_FILE="$fed_file" AZURE_AUTHORITY_HOST="$EMU_AUTHORITY"
+else
+  check "ready file names an existing federated_token_file" false
+fi
+
+section "managed identity: IMDS (endpoint overridden by AZURE_POD_IDENTITY_AUTHORITY_HOST)"
+imds=$(emu_field '.imds_endpoint // empty')
+if [ -n "$imds" ]; then
+  lists_keys "managed identity (IMDS)" AZURE_POD_IDENTITY_AUTHORITY_HOST="$imds"
+else
+  check "ready file has imds_endpoint" false
+fi
+
+section "managed identity: App Service (IDENTITY_ENDPOINT, IDENTITY_HEADER)"
+id_ep=$(emu_field '.identity_endpoint // empty')
+id_hdr=$(emu_field '.identity_header // empty')
+if [ -n "$id_ep" ] && [ -n "$id_hdr" ]; then
+  lists_keys "managed identity (App Service)" IDENTITY_ENDPOINT="$id_ep" IDENTITY_HEADER="$id_hdr"
+else
+  check "ready file has identity_endpoint and identity_header" false
+fi
+
+section "Azure CLI (a fake az first in PATH that fetches its token from the emulator)"
+# The fake az answers `az account get-access-token ... --output json` like the real one, getting
+# the token with the emulator's client secret (which the module itself never sees here).
+cat >"$WORK/azbin/az" <<EOF
+#!/usr/bin/env bash
+set -euo pipefail
+echo "az \$*" >>"$WORK/az.calls"
+[ "\${1:-}" = account ] && [ "\${2:-}" = get-access-token ] || { echo "ERROR: fake az: unsupported" >&2; exit 2; }
+resp=\$(curl -sS --fail --max-time 20 --cacert "$EMU_CA" \\
+  --data-urlencode grant_type=client_credentials --data-urlencode client_id="$EMU_CLIENT_ID" \\
+  --data-urlencode client_secret="$EMU_CLIENT_SECRET" \\
+  --data-urlencode scope=https://vault.azure.net/.default \\
+  "$EMU_AUTHORITY/$EMU_TENANT/oauth2/v2.0/token")
+exp=\$((\$(date +%s) + \$(jq -r '.expires_in' <<<"\$resp")))
+jq -n --arg t "\$(jq -r .access_token <<<"\$resp")" --argjson e "\$exp" \\
+  --arg eo "\$(date -d @\$exp '+%Y-%m-%d %H:%M:%S.000000')" --arg ten "$EMU_TENANT" \\
+  '{accessToken:\$t, expiresOn:\$eo, expires_on:\$e, subscription:"00000000-0000-0000-0000-000000000000", tenant:\$ten, tokenType:"Bearer"}'
+EOF
+chmod 700 "$WORK/azbin/az"
+lists_keys "Azure CLI" PATH="$WORK/azbin:$WORK/nobin:$PATH"
+check_grep "the module ran 'az account get-access-token'" "^az account get-access-token" "$WORK/az.calls"
+
+section "wrong client secret: C_Initialize works offline, the first network use fails clearly"
+unset_args=()
+for v in "${CRED_VARS[@]}"; do unset_args+=(-u "$v"); done
+WRONG='wrong-secret-for-the-test-0123456789'
+wrong_env=(env "${unset_args[@]}" AZURE_TENANT_ID="$EMU_TENANT" AZURE_CLIENT_ID="$EMU_CLIENT_ID"
+  AZURE_CLIENT_SECRET="$WRONG" AZURE_AUTHORITY_HOST="$EMU_AUTHORITY" PATH="$WORK/nobin:$PATH")
+stats_reset
+check "pkcs11-tool -L (C_Initialize, slot and token info) succeeds with a wrong secret" \
+  "${wrong_env[@]}" timeout 60 pkcs11-tool --module "$AKV_MODULE" -L
+check_eq "-L made no vault request" 0 "$(stats_total)"
+check_eq "-L asked for no token" '{}' "$(stats_ops)"
+rc=0
+"${wrong_env[@]}" timeout 60 pkcs11-tool --module "$AKV_MODULE" -O >"$WORK/wrong.out" 2>"$WORK/wrong.err" || rc=$?
+sed 's/^/#   | /' "$WORK/wrong.out" "$WORK/wrong.err" | tail -n 20
+check "pkcs11-tool -O fails with a wrong secret (exit $rc)" test "$rc" -ne 0 -a "$rc" -ne 124
+cat "$WORK/wrong.out" "$WORK/wrong.err" >"$WORK/wrong.all"
+check_grep "pkcs11-tool reports CKR_DEVICE_ERROR" "CKR_DEVICE_ERROR" "$WORK/wrong.all"
+check_grep "the module's log names the credential (client secret)" "[Cc]lient[ _-]?[Ss]ecret" "$WORK/wrong.err"
+check_grep "the module's log gives the HTTP error" "(HTTP|status)[^0-9]*(400|401)|invalid_client" "$WORK/wrong.err"
+check_nofixed "the wrong secret itself is not logged" "$WRONG" "$WORK/wrong.all"
+
+section "debug logging never shows the secret or the access token"
+stats_reset
+rc=0
+env AKV_PKCS11_DEBUG=all timeout 60 pkcs11-tool --module "$AKV_MODULE" -O >"$WORK/debug.out" 2>"$WORK/debug.err" || rc=$?
+check_eq "pkcs11-tool -O with AKV_PKCS11_DEBUG=all succeeds" 0 "$rc"
+check "debug log is not empty" test -s "$WORK/debug.err"
+check_nofixed "debug log does not contain the client secret" "$EMU_CLIENT_SECRET" "$WORK/debug.err"
+# Access tokens are JWTs: "eyJ<header>.eyJ<claims>"; none may appear.
+check_nogrep "debug log contains no bearer token" "Bearer +ey|eyJ[A-Za-z0-9_-]{10,}\\.eyJ" "$WORK/debug.err"
+
+finish
