@@ -1,0 +1,941 @@
+/* Credentials (AZURE-API.md §8): client secret, client certificate (RS256 client assertion),
+ * workload identity, managed identity (App Service 2019, IMDS) and the Azure CLI, alone or as the
+ * DefaultAzureCredential chain. Tokens come through the per-credential cache (token.c). Secrets
+ * and tokens are wiped after use and never logged. */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "kv/auth.h"
+#include "kv/error.h"
+#include "kv/http.h"
+#include "kv/json.h"
+#include "kv/token.h"
+#include "util/b64.h"
+#include "util/buf.h"
+#include "util/log.h"
+
+extern char **environ;
+
+#define DEFAULT_AUTHORITY "https://login.microsoftonline.com"
+#define DEFAULT_IMDS "http://169.254.169.254"
+#define FILE_MAX (64 * 1024)
+#define CERT_FILE_MAX (1024 * 1024)
+#define CLI_OUT_MAX (64 * 1024)
+#define CLI_ERR_MAX 4096
+#define CLI_TIMEOUT_MS 30000
+#define IMDS_PROBE_CONNECT_MS 1000
+#define WHY_LEN 320
+
+enum src_kind { SRC_SECRET, SRC_CERT, SRC_WORKLOAD, SRC_APPSERVICE, SRC_IMDS, SRC_CLI, SRC_N };
+
+static const char *const src_names[SRC_N] = {
+    "client secret (EnvironmentCredential)", "client certificate (EnvironmentCredential)",
+    "workload identity",                      "managed identity (App Service)",
+    "managed identity (IMDS)",                "Azure CLI",
+};
+
+struct kv_cred {
+  struct kv_http *http;
+  struct akv_cred_config cfg; /* owned copies */
+  enum src_kind srcs[SRC_N];
+  size_t n_srcs;
+  int chained;                /* AKV_CRED_AUTO */
+  pthread_mutex_t lock;       /* chosen, probed, certificate material */
+  int chosen;                 /* index into srcs of the source that worked, -1 = none yet */
+  int imds_probed;
+  char desc[SRC_N][160];
+  struct kv_token_cache *cache;
+  OSSL_LIB_CTX *libctx;       /* private: never re-enter a provider the host loaded */
+  EVP_PKEY *cert_key;
+  char *cert_x5t;
+};
+
+/* ---- small helpers ------------------------------------------------------------------------------ */
+
+static void cred_cfg_free(struct akv_cred_config *c)
+{
+  free(c->tenant_id);
+  free(c->client_id);
+  kv_secure_free(c->client_secret, 0);
+  free(c->certificate_path);
+  kv_secure_free(c->certificate_password, 0);
+  free(c->federated_token_file);
+  free(c->authority_host);
+  free(c->imds_endpoint);
+  free(c->identity_endpoint);
+  kv_secure_free(c->identity_header, 0);
+  free(c->az_path);
+  memset(c, 0, sizeof(*c));
+}
+
+static int dup_opt(char **dst, const char *src)
+{
+  *dst = NULL;
+  if (!src)
+    return 0;
+  *dst = strdup(src);
+  return *dst ? 0 : -1;
+}
+
+static int cred_cfg_copy(struct akv_cred_config *d, const struct akv_cred_config *s)
+{
+  memset(d, 0, sizeof(*d));
+  d->kind = s->kind;
+  if (dup_opt(&d->tenant_id, s->tenant_id) || dup_opt(&d->client_id, s->client_id) ||
+      dup_opt(&d->client_secret, s->client_secret) ||
+      dup_opt(&d->certificate_path, s->certificate_path) ||
+      dup_opt(&d->certificate_password, s->certificate_password) ||
+      dup_opt(&d->federated_token_file, s->federated_token_file) ||
+      dup_opt(&d->authority_host, s->authority_host) ||
+      dup_opt(&d->imds_endpoint, s->imds_endpoint) ||
+      dup_opt(&d->identity_endpoint, s->identity_endpoint) ||
+      dup_opt(&d->identity_header, s->identity_header) || dup_opt(&d->az_path, s->az_path)) {
+    cred_cfg_free(d);
+    return -1;
+  }
+  return 0;
+}
+
+/* application/x-www-form-urlencoded / query component escaping (RFC 3986 unreserved kept). */
+static int append_escaped(struct akv_buf *b, const char *s)
+{
+  static const char hex[] = "0123456789ABCDEF";
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    char enc[3];
+    int rc;
+    if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      rc = akv_buf_append(b, s, 1);
+    } else {
+      enc[0] = '%';
+      enc[1] = hex[c >> 4];
+      enc[2] = hex[c & 15];
+      rc = akv_buf_append(b, enc, 3);
+    }
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
+
+static int valid_tenant(const char *t)
+{
+  size_t n = t ? strlen(t) : 0;
+  if (n == 0 || n > 128)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!isalnum((unsigned char)t[i]) && t[i] != '-' && t[i] != '.' && t[i] != '_')
+      return 0;
+  return 1;
+}
+
+static size_t trim_len(const char *s, size_t len)
+{
+  while (len && isspace((unsigned char)s[len - 1]))
+    len--;
+  return len;
+}
+
+static int read_small_file(const char *path, size_t cap, char **out, size_t *len, char *why,
+                           size_t whylen)
+{
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  struct akv_buf b;
+  char chunk[4096];
+  int rc = -1;
+  akv_buf_init(&b, cap);
+  if (fd < 0) {
+    snprintf(why, whylen, "cannot open %s: %s", path, strerror(errno));
+    return -1;
+  }
+  for (;;) {
+    ssize_t r = read(fd, chunk, sizeof(chunk));
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0) {
+      snprintf(why, whylen, "cannot read %s: %s", path, strerror(errno));
+      goto out;
+    }
+    if (r == 0)
+      break;
+    if (akv_buf_append(&b, chunk, (size_t)r)) {
+      snprintf(why, whylen, "%s is larger than %zu bytes", path, cap);
+      goto out;
+    }
+  }
+  *len = b.len;
+  *out = akv_buf_take(&b);
+  rc = *out ? 0 : -1;
+out:
+  OPENSSL_cleanse(chunk, sizeof(chunk));
+  akv_buf_free(&b);
+  close(fd);
+  return rc;
+}
+
+/* Performs a token request and parses the reply; why gets a one-line reason on failure. */
+static kv_rc token_request(struct kv_cred *cred, const struct kv_http_request *req,
+                           const char *token_field, struct kv_token *out, char *why,
+                           size_t whylen)
+{
+  struct kv_http_response resp;
+  kv_rc rc;
+  kv_http_response_init(&resp);
+  rc = kv_http_do(cred->http, req, &resp);
+  if (rc != KV_OK) {
+    snprintf(why, whylen, "no response from %s: %s", req->url, kv_rc_str(rc));
+    rc = rc == KV_E_NOMEM ? rc : KV_E_AUTH;
+    goto out;
+  }
+  if (resp.status != 200) {
+    const char *code = NULL, *desc = NULL;
+    cJSON *doc = cJSON_ParseWithLength((const char *)resp.body.data, resp.body.len);
+    const cJSON *e = doc ? cJSON_GetObjectItemCaseSensitive(doc, "error") : NULL;
+    const cJSON *d = doc ? cJSON_GetObjectItemCaseSensitive(doc, "error_description") : NULL;
+    if (cJSON_IsObject(e)) { /* some endpoints nest {"error":{"code","message"}} */
+      d = cJSON_GetObjectItemCaseSensitive(e, "message");
+      e = cJSON_GetObjectItemCaseSensitive(e, "code");
+    }
+    code = cJSON_IsString(e) ? e->valuestring : NULL;
+    desc = cJSON_IsString(d) ? d->valuestring : NULL;
+    snprintf(why, whylen, "HTTP %ld from %s%s%s%s%.200s", resp.status, req->url,
+             code ? ": " : "", code ? code : "", desc ? " - " : "", desc ? desc : "");
+    cJSON_Delete(doc);
+    rc = KV_E_AUTH;
+    goto out;
+  }
+  rc = kv_token_parse((const char *)resp.body.data, resp.body.len, token_field, kv_token_now(),
+                      out);
+  if (rc != KV_OK) {
+    snprintf(why, whylen, "unusable token response from %s", req->url);
+    rc = rc == KV_E_NOMEM ? rc : KV_E_AUTH;
+  }
+out:
+  kv_http_response_free(&resp);
+  return rc;
+}
+
+static const char *authority(const struct kv_cred *cred, size_t *len)
+{
+  const char *a = cred->cfg.authority_host ? cred->cfg.authority_host : DEFAULT_AUTHORITY;
+  *len = strlen(a);
+  while (*len && a[*len - 1] == '/')
+    (*len)--;
+  return a;
+}
+
+/* client_credentials grant against Entra ID with a secret or a client assertion. */
+static kv_rc entra_token(struct kv_cred *cred, const char *tenant, const char *resource,
+                         const char *assertion, struct kv_token *out, char *why, size_t whylen)
+{
+  struct akv_buf url, body;
+  struct kv_http_request req;
+  size_t alen;
+  const char *auth = authority(cred, &alen);
+  kv_rc rc = KV_E_NOMEM;
+  akv_buf_init(&url, 4096);
+  akv_buf_init(&body, 256 * 1024);
+  if (!valid_tenant(tenant)) {
+    snprintf(why, whylen, "tenant id \"%.64s\" is missing or invalid", tenant ? tenant : "");
+    rc = KV_E_AUTH;
+    goto out;
+  }
+  if (akv_buf_printf(&url, "%.*s/%s/oauth2/v2.0/token", (int)alen, auth, tenant) ||
+      akv_buf_append_str(&body, "grant_type=client_credentials&client_id=") ||
+      append_escaped(&body, cred->cfg.client_id) || akv_buf_append_str(&body, "&scope=") ||
+      append_escaped(&body, resource) || append_escaped(&body, "/.default"))
+    goto out;
+  if (assertion) {
+    if (akv_buf_append_str(&body, "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-"
+                                  "assertion-type%3Ajwt-bearer&client_assertion=") ||
+        append_escaped(&body, assertion))
+      goto out;
+  } else {
+    if (akv_buf_append_str(&body, "&client_secret=") ||
+        append_escaped(&body, cred->cfg.client_secret))
+      goto out;
+  }
+  memset(&req, 0, sizeof(req));
+  req.method = "POST";
+  req.url = (const char *)url.data;
+  req.body = (const char *)body.data;
+  req.body_len = body.len;
+  req.content_type = "application/x-www-form-urlencoded";
+  req.idempotent = 1; /* a token request has no side effect */
+  rc = token_request(cred, &req, "access_token", out, why, whylen);
+out:
+  if (rc == KV_E_NOMEM)
+    snprintf(why, whylen, "out of memory");
+  akv_buf_free(&url);
+  akv_buf_free(&body); /* wiped: it held the secret or the assertion */
+  return rc;
+}
+
+/* ---- client certificate: RS256 client assertion ------------------------------------------------ */
+
+static int akv_pem_pass_cb(char *buf, int size, int rwflag, void *u)
+{
+  const char *pw = u;
+  size_t n;
+  if (!pw)
+    return 0;
+  n = strlen(pw);
+  if (n > (size_t)size)
+    return -1;
+  memcpy(buf, pw, n);
+  return (int)n;
+}
+
+static kv_rc load_certificate_inlock(struct kv_cred *cred, char *why, size_t whylen)
+{
+  char *pem = NULL;
+  size_t len = 0;
+  BIO *bio = NULL;
+  X509 *x509 = NULL;
+  EVP_PKEY *key = NULL;
+  unsigned char *der = NULL, md[EVP_MAX_MD_SIZE];
+  unsigned int mdlen = 0;
+  int derlen;
+  EVP_MD *sha1 = NULL;
+  kv_rc rc = KV_E_AUTH;
+  if (cred->cert_key)
+    return KV_OK;
+  if (read_small_file(cred->cfg.certificate_path, CERT_FILE_MAX, &pem, &len, why, whylen))
+    goto out;
+  bio = BIO_new_mem_buf(pem, (int)len);
+  if (!bio || !(x509 = PEM_read_bio_X509(bio, NULL, NULL, NULL))) {
+    snprintf(why, whylen, "%s holds no PEM certificate", cred->cfg.certificate_path);
+    goto out;
+  }
+  BIO_free(bio);
+  bio = BIO_new_mem_buf(pem, (int)len);
+  if (!bio || !(key = PEM_read_bio_PrivateKey_ex(bio, NULL, akv_pem_pass_cb,
+                                                 cred->cfg.certificate_password, cred->libctx,
+                                                 NULL))) {
+    snprintf(why, whylen, "%s holds no readable PEM private key (wrong password?)",
+             cred->cfg.certificate_path);
+    goto out;
+  }
+  if (!EVP_PKEY_is_a(key, "RSA")) {
+    snprintf(why, whylen, "%s: the client assertion needs an RSA key (RS256)",
+             cred->cfg.certificate_path);
+    goto out;
+  }
+  if (X509_check_private_key(x509, key) != 1) {
+    snprintf(why, whylen, "%s: the private key does not match the certificate",
+             cred->cfg.certificate_path);
+    goto out;
+  }
+  derlen = i2d_X509(x509, &der);
+  sha1 = EVP_MD_fetch(cred->libctx, "SHA1", NULL);
+  if (derlen <= 0 || !sha1 || EVP_Digest(der, (size_t)derlen, md, &mdlen, sha1, NULL) != 1) {
+    snprintf(why, whylen, "cannot compute the certificate thumbprint");
+    goto out;
+  }
+  cred->cert_x5t = akv_b64url_encode(md, mdlen);
+  if (!cred->cert_x5t) {
+    rc = KV_E_NOMEM;
+    goto out;
+  }
+  cred->cert_key = key;
+  key = NULL;
+  rc = KV_OK;
+out:
+  EVP_MD_free(sha1);
+  OPENSSL_free(der);
+  EVP_PKEY_free(key);
+  X509_free(x509);
+  BIO_free(bio);
+  kv_secure_free(pem, len ? len : 1);
+  return rc;
+}
+
+static char *b64url_json(cJSON *obj)
+{
+  char *txt = cJSON_PrintUnformatted(obj);
+  char *enc;
+  if (!txt)
+    return NULL;
+  enc = akv_b64url_encode((unsigned char *)txt, strlen(txt));
+  cJSON_free(txt);
+  return enc;
+}
+
+kv_rc kv_client_assertion(EVP_PKEY *key, OSSL_LIB_CTX *libctx, const char *x5t,
+                          const char *audience, const char *client_id, int64_t now, char **out)
+{
+  cJSON *hdr = cJSON_CreateObject(), *claims = cJSON_CreateObject();
+  char *h64 = NULL, *c64 = NULL, *s64 = NULL, *signing = NULL, *jwt = NULL;
+  unsigned char *sig = NULL;
+  size_t siglen = 0, n;
+  EVP_MD_CTX *md = NULL;
+  char jti[37];
+  kv_rc rc = KV_E_NOMEM;
+  *out = NULL;
+  kv_uuid4(jti);
+  if (!hdr || !claims || !cJSON_AddStringToObject(hdr, "alg", "RS256") ||
+      !cJSON_AddStringToObject(hdr, "typ", "JWT") || !cJSON_AddStringToObject(hdr, "x5t", x5t) ||
+      !cJSON_AddStringToObject(claims, "aud", audience) ||
+      !cJSON_AddStringToObject(claims, "iss", client_id) ||
+      !cJSON_AddStringToObject(claims, "sub", client_id) ||
+      !cJSON_AddStringToObject(claims, "jti", jti) ||
+      !cJSON_AddNumberToObject(claims, "nbf", (double)now) ||
+      !cJSON_AddNumberToObject(claims, "iat", (double)now) ||
+      !cJSON_AddNumberToObject(claims, "exp", (double)(now + 600)))
+    goto out;
+  h64 = b64url_json(hdr);
+  c64 = b64url_json(claims);
+  if (!h64 || !c64)
+    goto out;
+  n = strlen(h64) + strlen(c64) + 2;
+  signing = malloc(n);
+  if (!signing)
+    goto out;
+  snprintf(signing, n, "%s.%s", h64, c64);
+  md = EVP_MD_CTX_new();
+  rc = KV_E_AUTH;
+  if (!md || EVP_DigestSignInit_ex(md, NULL, "SHA256", libctx, NULL, key, NULL) != 1 ||
+      EVP_DigestSign(md, NULL, &siglen, (unsigned char *)signing, strlen(signing)) != 1 ||
+      !(sig = malloc(siglen)) ||
+      EVP_DigestSign(md, sig, &siglen, (unsigned char *)signing, strlen(signing)) != 1) {
+    akv_err(AKV_LOGC_AUTH, "client assertion: RS256 signing failed");
+    goto out;
+  }
+  rc = KV_E_NOMEM;
+  s64 = akv_b64url_encode(sig, siglen);
+  if (!s64)
+    goto out;
+  n = strlen(signing) + strlen(s64) + 2;
+  jwt = malloc(n);
+  if (!jwt)
+    goto out;
+  snprintf(jwt, n, "%s.%s", signing, s64);
+  *out = jwt;
+  rc = KV_OK;
+out:
+  EVP_MD_CTX_free(md);
+  free(sig);
+  free(s64);
+  free(signing);
+  free(h64);
+  free(c64);
+  cJSON_Delete(hdr);
+  cJSON_Delete(claims);
+  return rc;
+}
+
+static kv_rc fetch_cert(struct kv_cred *cred, const char *tenant, const char *resource,
+                        struct kv_token *out, char *why, size_t whylen)
+{
+  char aud[1024];
+  char *jwt = NULL;
+  size_t alen;
+  const char *auth = authority(cred, &alen);
+  kv_rc rc;
+  pthread_mutex_lock(&cred->lock);
+  rc = load_certificate_inlock(cred, why, whylen);
+  pthread_mutex_unlock(&cred->lock);
+  if (rc != KV_OK)
+    return rc;
+  if (!valid_tenant(tenant)) {
+    snprintf(why, whylen, "tenant id is missing or invalid");
+    return KV_E_AUTH;
+  }
+  snprintf(aud, sizeof(aud), "%.*s/%s/oauth2/v2.0/token", (int)alen, auth, tenant);
+  /* cert_key/x5t never change once loaded, so they are read without the lock. */
+  rc = kv_client_assertion(cred->cert_key, cred->libctx, cred->cert_x5t, aud,
+                           cred->cfg.client_id, kv_token_now(), &jwt);
+  if (rc != KV_OK) {
+    snprintf(why, whylen, "cannot build the client assertion");
+    return rc;
+  }
+  rc = entra_token(cred, tenant, resource, jwt, out, why, whylen);
+  kv_secure_free(jwt, 0);
+  return rc;
+}
+
+static kv_rc fetch_workload(struct kv_cred *cred, const char *tenant, const char *resource,
+                            struct kv_token *out, char *why, size_t whylen)
+{
+  char *assertion = NULL;
+  size_t len = 0;
+  kv_rc rc;
+  /* Re-read on every request: the kubelet rotates the projected token file. */
+  if (read_small_file(cred->cfg.federated_token_file, FILE_MAX, &assertion, &len, why, whylen))
+    return KV_E_AUTH;
+  len = trim_len(assertion, len);
+  assertion[len] = '\0';
+  if (!len) {
+    snprintf(why, whylen, "%s is empty", cred->cfg.federated_token_file);
+    kv_secure_free(assertion, 1);
+    return KV_E_AUTH;
+  }
+  rc = entra_token(cred, tenant, resource, assertion, out, why, whylen);
+  kv_secure_free(assertion, 0);
+  return rc;
+}
+
+/* ---- managed identity ----------------------------------------------------------------------------- */
+
+static kv_rc fetch_managed(struct kv_cred *cred, enum src_kind kind, const char *resource,
+                           struct kv_token *out, char *why, size_t whylen)
+{
+  struct akv_buf url, hdr;
+  struct kv_http_request req;
+  const char *base;
+  const char *headers[1];
+  int probe = 0;
+  kv_rc rc = KV_E_NOMEM;
+  akv_buf_init(&url, 4096);
+  akv_buf_init(&hdr, 8192);
+  memset(&req, 0, sizeof(req));
+  if (kind == SRC_APPSERVICE) {
+    base = cred->cfg.identity_endpoint;
+    if (akv_buf_append_str(&url, base) ||
+        akv_buf_append_str(&url, strchr(base, '?') ? "&" : "?") ||
+        akv_buf_append_str(&url, "api-version=2019-08-01&resource=") ||
+        append_escaped(&url, resource) ||
+        akv_buf_printf(&hdr, "X-IDENTITY-HEADER: %s", cred->cfg.identity_header))
+      goto out;
+  } else {
+    size_t bl;
+    base = cred->cfg.imds_endpoint ? cred->cfg.imds_endpoint : DEFAULT_IMDS;
+    bl = strlen(base);
+    while (bl && base[bl - 1] == '/')
+      bl--;
+    if (akv_buf_append(&url, base, bl))
+      goto out;
+    /* An endpoint given with its path is used as is. */
+    if (!strstr(base, "/metadata/identity/oauth2/token") &&
+        akv_buf_append_str(&url, "/metadata/identity/oauth2/token"))
+      goto out;
+    if (akv_buf_append_str(&url, strchr(base, '?') ? "&" : "?") ||
+        akv_buf_append_str(&url, "api-version=2018-02-01&resource=") ||
+        append_escaped(&url, resource) || akv_buf_append_str(&hdr, "Metadata: true"))
+      goto out;
+    pthread_mutex_lock(&cred->lock);
+    probe = cred->chained && !cred->imds_probed;
+    pthread_mutex_unlock(&cred->lock);
+  }
+  if (cred->cfg.client_id &&
+      (akv_buf_append_str(&url, "&client_id=") || append_escaped(&url, cred->cfg.client_id)))
+    goto out;
+  headers[0] = (const char *)hdr.data;
+  req.method = "GET";
+  req.url = (const char *)url.data;
+  req.headers = headers;
+  req.n_headers = 1;
+  req.idempotent = 1;
+  req.allow_http = 1;
+  if (probe) {
+    /* In the chain, IMDS is first probed quickly: off Azure nothing answers at that address. */
+    req.connect_timeout_ms = IMDS_PROBE_CONNECT_MS;
+    req.no_retry = 1;
+  }
+  rc = token_request(cred, &req, "access_token", out, why, whylen);
+  if (probe) {
+    pthread_mutex_lock(&cred->lock);
+    cred->imds_probed = rc == KV_OK;
+    pthread_mutex_unlock(&cred->lock);
+  }
+out:
+  if (rc == KV_E_NOMEM)
+    snprintf(why, whylen, "out of memory");
+  akv_buf_free(&url);
+  akv_buf_free(&hdr);
+  return rc;
+}
+
+/* ---- Azure CLI --------------------------------------------------------------------------------- */
+
+static int64_t mono_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Runs argv without a shell, capturing stdout (cap) and stderr (first bytes) within timeout. */
+static int run_capture(char *const argv[], long timeout_ms, struct akv_buf *out,
+                       struct akv_buf *err, int *exit_status, char *why, size_t whylen)
+{
+  int op[2] = {-1, -1}, ep[2] = {-1, -1};
+  posix_spawn_file_actions_t fa;
+  int fa_init = 0, rc = -1, status = 0;
+  pid_t pid = -1;
+  int64_t deadline = mono_ms() + timeout_ms;
+  char chunk[4096];
+  int open_fds = 2;
+  if (pipe2(op, O_CLOEXEC) || pipe2(ep, O_CLOEXEC)) {
+    snprintf(why, whylen, "pipe: %s", strerror(errno));
+    goto out;
+  }
+  if (posix_spawn_file_actions_init(&fa)) {
+    snprintf(why, whylen, "out of memory");
+    goto out;
+  }
+  fa_init = 1;
+  if (posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0) ||
+      posix_spawn_file_actions_adddup2(&fa, op[1], 1) ||
+      posix_spawn_file_actions_adddup2(&fa, ep[1], 2)) {
+    snprintf(why, whylen, "out of memory");
+    goto out;
+  }
+  errno = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+  if (errno) {
+    snprintf(why, whylen, "cannot run %s: %s", argv[0], strerror(errno));
+    pid = -1;
+    goto out;
+  }
+  close(op[1]);
+  close(ep[1]);
+  op[1] = ep[1] = -1;
+  while (open_fds > 0) {
+    struct pollfd pf[2] = {{op[0], POLLIN, 0}, {ep[0], POLLIN, 0}};
+    int64_t left = deadline - mono_ms();
+    int n;
+    if (left <= 0) {
+      snprintf(why, whylen, "%s did not finish within %ld ms", argv[0], timeout_ms);
+      goto out;
+    }
+    n = poll(pf, 2, (int)left);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      snprintf(why, whylen, "poll: %s", strerror(errno));
+      goto out;
+    }
+    for (int i = 0; i < 2; i++) {
+      if (pf[i].fd < 0 || !(pf[i].revents & (POLLIN | POLLHUP | POLLERR)))
+        continue;
+      ssize_t r = read(pf[i].fd, chunk, sizeof(chunk));
+      if (r < 0 && errno == EINTR)
+        continue;
+      if (r <= 0) {
+        close(i == 0 ? op[0] : ep[0]);
+        if (i == 0)
+          op[0] = -1;
+        else
+          ep[0] = -1;
+        open_fds--;
+        continue;
+      }
+      if (i == 0 && akv_buf_append(out, chunk, (size_t)r)) {
+        snprintf(why, whylen, "%s printed more than %zu bytes", argv[0], out->max);
+        goto out;
+      }
+      if (i == 1 && err->len < err->max)
+        akv_buf_append(err, chunk, (size_t)r > err->max - err->len ? err->max - err->len
+                                                                    : (size_t)r);
+    }
+  }
+  for (;;) {
+    pid_t w = waitpid(pid, &status, WNOHANG);
+    if (w == pid)
+      break;
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0) { /* SIGCHLD ignored by the host: the status is gone, judge by the output */
+      status = 0;
+      break;
+    }
+    if (mono_ms() >= deadline) {
+      snprintf(why, whylen, "%s did not exit within %ld ms", argv[0], timeout_ms);
+      goto out;
+    }
+    struct timespec ts = {0, 10 * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  pid = -1;
+  *exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+  rc = 0;
+out:
+  if (pid > 0) {
+    kill(pid, SIGKILL);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+      ;
+  }
+  OPENSSL_cleanse(chunk, sizeof(chunk));
+  if (fa_init)
+    posix_spawn_file_actions_destroy(&fa);
+  for (int i = 0; i < 2; i++) {
+    if (op[i] >= 0)
+      close(op[i]);
+    if (ep[i] >= 0)
+      close(ep[i]);
+  }
+  return rc;
+}
+
+static kv_rc fetch_cli(struct kv_cred *cred, const char *tenant, const char *resource,
+                       struct kv_token *out, char *why, size_t whylen)
+{
+  char *argv[12];
+  int argc = 0, status = 0;
+  struct akv_buf o, e;
+  kv_rc rc = KV_E_AUTH;
+  akv_buf_init(&o, CLI_OUT_MAX);
+  akv_buf_init(&e, CLI_ERR_MAX);
+  argv[argc++] = cred->cfg.az_path ? cred->cfg.az_path : (char *)"az";
+  argv[argc++] = (char *)"account";
+  argv[argc++] = (char *)"get-access-token";
+  argv[argc++] = (char *)"--output";
+  argv[argc++] = (char *)"json";
+  argv[argc++] = (char *)"--resource";
+  argv[argc++] = (char *)resource;
+  if (tenant && valid_tenant(tenant)) {
+    argv[argc++] = (char *)"--tenant";
+    argv[argc++] = (char *)tenant;
+  }
+  argv[argc] = NULL;
+  if (run_capture(argv, CLI_TIMEOUT_MS, &o, &e, &status, why, whylen))
+    goto out;
+  if (status != 0) {
+    const char *msg = e.data ? (const char *)e.data : "";
+    size_t ml = strcspn(msg, "\r\n");
+    snprintf(why, whylen, "az exited with status %d%s%.*s", status, ml ? ": " : "",
+             (int)(ml > 200 ? 200 : ml), msg);
+    goto out;
+  }
+  rc = kv_token_parse((const char *)o.data, o.len, "accessToken", kv_token_now(), out);
+  if (rc != KV_OK) {
+    snprintf(why, whylen, "az printed no usable token");
+    rc = rc == KV_E_NOMEM ? rc : KV_E_AUTH;
+  }
+out:
+  akv_buf_free(&o);
+  akv_buf_free(&e);
+  return rc;
+}
+
+/* ---- the chain ------------------------------------------------------------------------------------ */
+
+static kv_rc fetch_source(struct kv_cred *cred, enum src_kind k, const char *resource,
+                          const char *tenant, struct kv_token *out, char *why, size_t whylen)
+{
+  switch (k) {
+  case SRC_SECRET:
+    return entra_token(cred, tenant, resource, NULL, out, why, whylen);
+  case SRC_CERT:
+    return fetch_cert(cred, tenant, resource, out, why, whylen);
+  case SRC_WORKLOAD:
+    return fetch_workload(cred, tenant, resource, out, why, whylen);
+  case SRC_APPSERVICE:
+  case SRC_IMDS:
+    return fetch_managed(cred, k, resource, out, why, whylen);
+  case SRC_CLI:
+    return fetch_cli(cred, tenant, resource, out, why, whylen);
+  default:
+    snprintf(why, whylen, "unknown source");
+    return KV_E_INVALID;
+  }
+}
+
+static kv_rc chain_fetch(void *ctx, const char *resource, const char *tenant,
+                         struct kv_token *out)
+{
+  struct kv_cred *cred = ctx;
+  char why[SRC_N][WHY_LEN];
+  int tried[SRC_N] = {0};
+  int chosen;
+  kv_rc rc = KV_E_AUTH, last = KV_E_AUTH;
+  pthread_mutex_lock(&cred->lock);
+  chosen = cred->chosen;
+  pthread_mutex_unlock(&cred->lock);
+  for (int pass = 0; pass < 2; pass++) {
+    for (size_t i = 0; i < cred->n_srcs; i++) {
+      /* First the source that worked before (DefaultAzureCredential sticks to it), then all. */
+      if ((pass == 0 && (int)i != chosen) || (pass == 1 && tried[i]))
+        continue;
+      tried[i] = 1;
+      why[i][0] = '\0';
+      rc = fetch_source(cred, cred->srcs[i], resource, tenant, out, why[i], WHY_LEN);
+      if (rc == KV_OK) {
+        pthread_mutex_lock(&cred->lock);
+        if (cred->chosen != (int)i)
+          akv_info(AKV_LOGC_AUTH, "credential: using %s", cred->desc[i]);
+        cred->chosen = (int)i;
+        pthread_mutex_unlock(&cred->lock);
+        return KV_OK;
+      }
+      if (rc == KV_E_NOMEM)
+        return rc;
+      last = rc;
+      if (cred->chained)
+        akv_dbg(AKV_LOGC_AUTH, "credential chain: %s failed: %s", src_names[cred->srcs[i]],
+                why[i]);
+    }
+  }
+  /* One line per source, so an operator sees at once why each way of authenticating failed. */
+  for (size_t i = 0; i < cred->n_srcs; i++)
+    akv_err(AKV_LOGC_AUTH, "%s%s: %s", cred->chained ? "credential chain: " : "credential: ",
+            cred->desc[i], why[i][0] ? why[i] : "failed");
+  return last == KV_E_NOMEM ? last : KV_E_AUTH;
+}
+
+static void describe_sources(struct kv_cred *cred)
+{
+  const struct akv_cred_config *c = &cred->cfg;
+  for (size_t i = 0; i < cred->n_srcs; i++) {
+    enum src_kind k = cred->srcs[i];
+    switch (k) {
+    case SRC_SECRET:
+    case SRC_CERT:
+    case SRC_WORKLOAD:
+      snprintf(cred->desc[i], sizeof(cred->desc[i]), "%s, tenant %.40s, client %.40s",
+               src_names[k], c->tenant_id ? c->tenant_id : "?", c->client_id ? c->client_id : "?");
+      break;
+    case SRC_IMDS:
+      snprintf(cred->desc[i], sizeof(cred->desc[i]), "%s at %.60s%s%.40s", src_names[k],
+               c->imds_endpoint ? c->imds_endpoint : DEFAULT_IMDS,
+               c->client_id ? ", client " : "", c->client_id ? c->client_id : "");
+      break;
+    case SRC_APPSERVICE:
+      snprintf(cred->desc[i], sizeof(cred->desc[i]), "%s at %.80s", src_names[k],
+               c->identity_endpoint);
+      break;
+    default:
+      snprintf(cred->desc[i], sizeof(cred->desc[i]), "%s (%s)", src_names[k],
+               c->az_path ? c->az_path : "az");
+      break;
+    }
+  }
+}
+
+kv_rc kv_cred_new(struct kv_http *http, const struct akv_cred_config *cfg, struct kv_cred **out)
+{
+  struct kv_cred *cred = NULL;
+  const struct akv_cred_config *c = cfg;
+  int env_ok;
+  kv_rc rc = KV_E_NOMEM;
+  if (!http || !cfg || !out)
+    return KV_E_INVALID;
+  *out = NULL;
+  cred = calloc(1, sizeof(*cred));
+  if (!cred)
+    return KV_E_NOMEM;
+  pthread_mutex_init(&cred->lock, NULL);
+  cred->http = http;
+  cred->chosen = -1;
+  if (cred_cfg_copy(&cred->cfg, cfg))
+    goto out;
+  cred->cache = kv_token_cache_new();
+  cred->libctx = OSSL_LIB_CTX_new();
+  if (!cred->cache || !cred->libctx)
+    goto out;
+  rc = KV_E_INVALID;
+  env_ok = c->tenant_id && c->client_id;
+  switch (c->kind) {
+  case AKV_CRED_AUTO:
+    cred->chained = 1;
+    if (env_ok && c->client_secret)
+      cred->srcs[cred->n_srcs++] = SRC_SECRET;
+    else if (env_ok && c->certificate_path)
+      cred->srcs[cred->n_srcs++] = SRC_CERT;
+    if (env_ok && c->federated_token_file)
+      cred->srcs[cred->n_srcs++] = SRC_WORKLOAD;
+    if (c->identity_endpoint && c->identity_header)
+      cred->srcs[cred->n_srcs++] = SRC_APPSERVICE;
+    else
+      cred->srcs[cred->n_srcs++] = SRC_IMDS;
+    cred->srcs[cred->n_srcs++] = SRC_CLI;
+    break;
+  case AKV_CRED_SECRET:
+    if (!env_ok || !c->client_secret) {
+      akv_err(AKV_LOGC_AUTH, "client_secret credential needs tenant_id, client_id and a secret");
+      goto out;
+    }
+    cred->srcs[cred->n_srcs++] = SRC_SECRET;
+    break;
+  case AKV_CRED_CERTIFICATE:
+    if (!env_ok || !c->certificate_path) {
+      akv_err(AKV_LOGC_AUTH,
+              "client_certificate credential needs tenant_id, client_id and certificate_path");
+      goto out;
+    }
+    cred->srcs[cred->n_srcs++] = SRC_CERT;
+    break;
+  case AKV_CRED_WORKLOAD:
+    if (!env_ok || !c->federated_token_file) {
+      akv_err(AKV_LOGC_AUTH, "workload_identity credential needs tenant_id, client_id and "
+              "federated_token_file");
+      goto out;
+    }
+    cred->srcs[cred->n_srcs++] = SRC_WORKLOAD;
+    break;
+  case AKV_CRED_MANAGED:
+    cred->srcs[cred->n_srcs++] =
+        c->identity_endpoint && c->identity_header ? SRC_APPSERVICE : SRC_IMDS;
+    break;
+  case AKV_CRED_CLI:
+    cred->srcs[cred->n_srcs++] = SRC_CLI;
+    break;
+  default:
+    akv_err(AKV_LOGC_AUTH, "unknown credential kind %d", (int)c->kind);
+    goto out;
+  }
+  describe_sources(cred);
+  *out = cred;
+  cred = NULL;
+  rc = KV_OK;
+out:
+  kv_cred_free(cred);
+  return rc;
+}
+
+void kv_cred_free(struct kv_cred *cred)
+{
+  if (!cred)
+    return;
+  kv_token_cache_free(cred->cache);
+  EVP_PKEY_free(cred->cert_key);
+  free(cred->cert_x5t);
+  OSSL_LIB_CTX_free(cred->libctx);
+  cred_cfg_free(&cred->cfg);
+  pthread_mutex_destroy(&cred->lock);
+  free(cred);
+}
+
+kv_rc kv_cred_token(struct kv_cred *cred, const char *resource, const char *tenant_hint,
+                    int force_refresh, char **token)
+{
+  const char *tenant;
+  if (!cred || !resource || !token)
+    return KV_E_INVALID;
+  /* A configured tenant wins; the challenge's tenant only fills in when none is configured. */
+  tenant = cred->cfg.tenant_id ? cred->cfg.tenant_id : tenant_hint;
+  return kv_token_cache_get(cred->cache, resource, tenant, force_refresh, chain_fetch, cred,
+                            token);
+}
+
+const char *kv_cred_describe(const struct kv_cred *cred)
+{
+  int chosen;
+  if (!cred)
+    return "(none)";
+  pthread_mutex_lock((pthread_mutex_t *)&cred->lock);
+  chosen = cred->chosen;
+  pthread_mutex_unlock((pthread_mutex_t *)&cred->lock);
+  if (chosen >= 0)
+    return cred->desc[chosen];
+  return cred->chained ? "DefaultAzureCredential chain (no source has worked yet)" : cred->desc[0];
+}

@@ -1,0 +1,376 @@
+/* Token reply parsing and the refresh-ahead, single-flight token cache. */
+#include "kv/token.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+
+#include "kv/json.h"
+#include "util/log.h"
+
+#define TOKEN_MAX_LEN (16 * 1024)
+#define REFRESH_AHEAD_MAX_S 300 /* refresh five minutes before expiry... */
+#define EXPIRY_SKEW_S 10        /* ...and never use a token in its last seconds */
+#define WAIT_MAX_S 120          /* bound on waiting for another thread's fetch */
+
+static int64_t (*token_clock)(void);
+
+void kv_token_set_clock(int64_t (*now)(void))
+{
+  token_clock = now;
+}
+
+int64_t kv_token_now(void)
+{
+  return token_clock ? token_clock() : (int64_t)time(NULL);
+}
+
+void kv_token_clear(struct kv_token *t)
+{
+  if (!t)
+    return;
+  kv_secure_free(t->value, 0);
+  memset(t, 0, sizeof(*t));
+}
+
+void kv_secure_free(void *p, size_t len)
+{
+  if (!p)
+    return;
+  OPENSSL_cleanse(p, len ? len : strlen(p));
+  free(p);
+}
+
+/* Number or numeric string member; 1 = found. */
+static int num_member(const cJSON *doc, const char *name, int64_t *out)
+{
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(doc, name);
+  char *end;
+  long long ll;
+  if (cJSON_IsNumber(v) && v->valuedouble > -1e15 && v->valuedouble < 1e15) {
+    *out = (int64_t)v->valuedouble;
+    return 1;
+  }
+  if (cJSON_IsString(v) && v->valuestring[0]) {
+    errno = 0;
+    ll = strtoll(v->valuestring, &end, 10);
+    if (!errno && *end == '\0') {
+      *out = ll;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* RFC 3339 "2024-01-02T03:04:05(.fff)(Z|+hh:mm)". */
+static int parse_rfc3339(const char *s, int64_t *out)
+{
+  struct tm tm;
+  int y, mo, d, h, mi, sec, n = 0;
+  long off = 0;
+  const char *p;
+  if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || !n)
+    return 0;
+  p = s + n;
+  if (*p == '.')
+    for (p++; isdigit((unsigned char)*p); p++)
+      ;
+  if (*p == 'Z' || *p == 'z') {
+    p++;
+  } else if (*p == '+' || *p == '-') {
+    int oh, om;
+    if (sscanf(p + 1, "%2d:%2d", &oh, &om) != 2)
+      return 0;
+    off = (oh * 3600L + om * 60L) * (*p == '+' ? 1 : -1);
+    p += 6;
+  } else {
+    return 0;
+  }
+  if (*p)
+    return 0;
+  memset(&tm, 0, sizeof(tm));
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = sec;
+  *out = (int64_t)timegm(&tm) - off;
+  return 1;
+}
+
+/* az CLI "expiresOn": "2022-08-24 00:43:08.000000", local time without a zone. */
+static int parse_local_time(const char *s, int64_t *out)
+{
+  struct tm tm;
+  int y, mo, d, h, mi, sec, n = 0;
+  time_t t;
+  if (sscanf(s, "%4d-%2d-%2d %2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || !n)
+    return 0;
+  memset(&tm, 0, sizeof(tm));
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = sec;
+  tm.tm_isdst = -1;
+  t = mktime(&tm);
+  if (t == (time_t)-1)
+    return 0;
+  *out = (int64_t)t;
+  return 1;
+}
+
+static int date_member(const cJSON *doc, const char *name, int64_t *out)
+{
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(doc, name);
+  time_t t;
+  if (num_member(doc, name, out))
+    return 1;
+  if (!cJSON_IsString(v))
+    return 0;
+  if (parse_rfc3339(v->valuestring, out) || parse_local_time(v->valuestring, out))
+    return 1;
+  t = curl_getdate(v->valuestring, NULL); /* RFC 1123 and friends */
+  if (t != (time_t)-1) {
+    *out = (int64_t)t;
+    return 1;
+  }
+  return 0;
+}
+
+static int token_chars_ok(const char *t)
+{
+  /* The token goes into an HTTP header: anything outside visible ASCII could inject headers. */
+  for (; *t; t++)
+    if ((unsigned char)*t <= 0x20 || (unsigned char)*t >= 0x7f)
+      return 0;
+  return 1;
+}
+
+kv_rc kv_token_parse(const char *json, size_t len, const char *token_field, int64_t now,
+                     struct kv_token *out)
+{
+  cJSON *doc = NULL;
+  const cJSON *tok, *type;
+  int64_t v = 0, expires_on = 0, refresh_on = 0, lifetime;
+  kv_rc rc = KV_E_PROTOCOL;
+  memset(out, 0, sizeof(*out));
+  doc = kv_json_parse(json, len, "token response");
+  if (!doc)
+    goto out;
+  tok = cJSON_GetObjectItemCaseSensitive(doc, token_field);
+  if (!cJSON_IsString(tok) || !tok->valuestring[0] || strlen(tok->valuestring) > TOKEN_MAX_LEN ||
+      !token_chars_ok(tok->valuestring)) {
+    akv_err(AKV_LOGC_AUTH, "token response: \"%s\" missing or not a usable token", token_field);
+    goto out;
+  }
+  type = cJSON_GetObjectItemCaseSensitive(doc, "token_type");
+  if (!type)
+    type = cJSON_GetObjectItemCaseSensitive(doc, "tokenType");
+  if (type && (!cJSON_IsString(type) || strcasecmp(type->valuestring, "Bearer") != 0)) {
+    akv_err(AKV_LOGC_AUTH, "token response: token_type is not Bearer");
+    goto out;
+  }
+  if (num_member(doc, "expires_in", &v) && v > 0)
+    expires_on = now + v;
+  else if (date_member(doc, "expires_on", &v) && v > 0)
+    expires_on = v;
+  else if (date_member(doc, "expiresOn", &v) && v > 0)
+    expires_on = v;
+  if (expires_on <= now) {
+    akv_err(AKV_LOGC_AUTH, "token response: no usable expiry (expires_in/expires_on)");
+    goto out;
+  }
+  lifetime = expires_on - now;
+  if (num_member(doc, "refresh_in", &v) && v > 0 && v < lifetime)
+    refresh_on = now + v;
+  else
+    refresh_on = expires_on - (lifetime / 2 < REFRESH_AHEAD_MAX_S ? lifetime / 2 : REFRESH_AHEAD_MAX_S);
+  out->value = strdup(tok->valuestring);
+  if (!out->value) {
+    rc = KV_E_NOMEM;
+    goto out;
+  }
+  out->expires_on = expires_on;
+  out->refresh_on = refresh_on;
+  rc = KV_OK;
+out:
+  if (doc) {
+    /* The token is also inside the parsed tree: wipe it there before freeing. */
+    tok = cJSON_GetObjectItemCaseSensitive(doc, token_field);
+    if (cJSON_IsString(tok))
+      OPENSSL_cleanse(tok->valuestring, strlen(tok->valuestring));
+    cJSON_Delete(doc);
+  }
+  return rc;
+}
+
+/* ---- cache --------------------------------------------------------------------------------------- */
+
+struct entry {
+  struct entry *next;
+  char *key;              /* resource "|" tenant */
+  struct kv_token tok;
+  int refreshing;
+  unsigned generation;    /* bumped on every completed fetch */
+  kv_rc last_rc;
+};
+
+struct kv_token_cache {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  struct entry *entries;
+};
+
+struct kv_token_cache *kv_token_cache_new(void)
+{
+  struct kv_token_cache *c = calloc(1, sizeof(*c));
+  pthread_condattr_t ca;
+  if (!c)
+    return NULL;
+  pthread_mutex_init(&c->lock, NULL);
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&c->cond, &ca);
+  pthread_condattr_destroy(&ca);
+  return c;
+}
+
+void kv_token_cache_free(struct kv_token_cache *c)
+{
+  struct entry *e, *n;
+  if (!c)
+    return;
+  for (e = c->entries; e; e = n) {
+    n = e->next;
+    kv_token_clear(&e->tok);
+    free(e->key);
+    free(e);
+  }
+  pthread_cond_destroy(&c->cond);
+  pthread_mutex_destroy(&c->lock);
+  free(c);
+}
+
+static struct entry *entry_get_inlock(struct kv_token_cache *c, const char *key)
+{
+  struct entry *e;
+  for (e = c->entries; e; e = e->next)
+    if (strcmp(e->key, key) == 0)
+      return e;
+  e = calloc(1, sizeof(*e));
+  if (!e)
+    return NULL;
+  e->key = strdup(key);
+  if (!e->key) {
+    free(e);
+    return NULL;
+  }
+  e->next = c->entries;
+  c->entries = e;
+  return e;
+}
+
+static int usable(const struct kv_token *t, int64_t now)
+{
+  return t->value && now < t->expires_on - EXPIRY_SKEW_S;
+}
+
+kv_rc kv_token_cache_get(struct kv_token_cache *c, const char *resource, const char *tenant,
+                         int force, kv_token_fetch_fn fetch, void *ctx, char **token)
+{
+  char key[1024];
+  struct entry *e;
+  struct kv_token fresh = {NULL, 0, 0};
+  unsigned start_gen;
+  int64_t now;
+  kv_rc rc = KV_E_NOMEM;
+  *token = NULL;
+  snprintf(key, sizeof(key), "%s|%s", resource, tenant ? tenant : "");
+  pthread_mutex_lock(&c->lock);
+  e = entry_get_inlock(c, key);
+  if (!e)
+    goto unlock;
+  start_gen = e->generation;
+  for (;;) {
+    now = kv_token_now();
+    /* A forced refresh is satisfied by any fetch that completed after the caller asked. */
+    if (usable(&e->tok, now) &&
+        ((!force && now < e->tok.refresh_on) || (force && e->generation != start_gen))) {
+      *token = strdup(e->tok.value);
+      rc = *token ? KV_OK : KV_E_NOMEM;
+      goto unlock;
+    }
+    if (!e->refreshing)
+      break;
+    if (force && e->generation != start_gen) {
+      rc = e->last_rc != KV_OK ? e->last_rc : KV_E_AUTH;
+      goto unlock;
+    }
+    /* Someone else is fetching: keep using a still-valid token rather than queueing. */
+    if (!force && usable(&e->tok, now)) {
+      *token = strdup(e->tok.value);
+      rc = *token ? KV_OK : KV_E_NOMEM;
+      goto unlock;
+    }
+    {
+      struct timespec ts;
+      clock_gettime(CLOCK_MONOTONIC, &ts);
+      ts.tv_sec += WAIT_MAX_S;
+      unsigned gen = e->generation;
+      while (e->refreshing && e->generation == gen)
+        if (pthread_cond_timedwait(&c->cond, &c->lock, &ts) == ETIMEDOUT) {
+          rc = KV_E_TIMEOUT;
+          goto unlock;
+        }
+      if (!force && !usable(&e->tok, kv_token_now())) {
+        rc = e->last_rc != KV_OK ? e->last_rc : KV_E_AUTH;
+        goto unlock;
+      }
+    }
+  }
+  e->refreshing = 1;
+  pthread_mutex_unlock(&c->lock);
+
+  memset(&fresh, 0, sizeof(fresh));
+  rc = fetch(ctx, resource, tenant, &fresh);
+
+  pthread_mutex_lock(&c->lock);
+  e->refreshing = 0;
+  e->generation++;
+  e->last_rc = rc;
+  if (rc == KV_OK) {
+    kv_token_clear(&e->tok);
+    e->tok = fresh;
+    memset(&fresh, 0, sizeof(fresh));
+    akv_dbg(AKV_LOGC_AUTH, "token for %s cached, expires in %lld s, refresh in %lld s", resource,
+            (long long)(e->tok.expires_on - kv_token_now()),
+            (long long)(e->tok.refresh_on - kv_token_now()));
+  } else if (!force && usable(&e->tok, kv_token_now())) {
+    /* Refresh ahead failed but the old token still works: use it, try again next time. */
+    akv_warn(AKV_LOGC_AUTH, "token refresh for %s failed (%s); using the cached token until it "
+             "expires", resource, kv_rc_str(rc));
+    rc = KV_OK;
+  }
+  if (rc == KV_OK) {
+    *token = strdup(e->tok.value);
+    if (!*token)
+      rc = KV_E_NOMEM;
+  }
+  pthread_cond_broadcast(&c->cond);
+unlock:
+  pthread_mutex_unlock(&c->lock);
+  kv_token_clear(&fresh);
+  return rc;
+}

@@ -1,0 +1,41 @@
+/* Access tokens: parsing of token endpoint replies with robust expiry handling, and a cache per
+ * (resource, tenant) with refresh ahead of expiry and single flight. */
+#ifndef AKV_KV_TOKEN_H
+#define AKV_KV_TOKEN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kv/kv.h"
+
+struct kv_token {
+  char *value;          /* wiped on clear */
+  int64_t expires_on;   /* Unix seconds */
+  int64_t refresh_on;   /* when to refresh proactively */
+};
+
+void kv_token_clear(struct kv_token *t);
+
+/* Parses a token reply: the token member (token_field: "access_token" or "accessToken"), expiry
+ * from refresh_in, expires_in (number or numeric string), expires_on (number, numeric string,
+ * RFC 3339, RFC 1123) or expiresOn (az CLI local time). KV_E_PROTOCOL when unusable. */
+kv_rc kv_token_parse(const char *json, size_t len, const char *token_field, int64_t now,
+                     struct kv_token *out);
+
+/* Clock in Unix seconds; tests inject one (NULL restores time()). */
+void kv_token_set_clock(int64_t (*now)(void));
+int64_t kv_token_now(void);
+
+typedef kv_rc (*kv_token_fetch_fn)(void *ctx, const char *resource, const char *tenant,
+                                   struct kv_token *out);
+
+struct kv_token_cache;
+struct kv_token_cache *kv_token_cache_new(void);
+void kv_token_cache_free(struct kv_token_cache *c);
+
+/* A copy of a valid token for (resource, tenant): cached unless force or past refresh_on; one
+ * caller fetches while others keep using a still-valid token or wait for the fetch. */
+kv_rc kv_token_cache_get(struct kv_token_cache *c, const char *resource, const char *tenant,
+                         int force, kv_token_fetch_fn fetch, void *ctx, char **token);
+
+#endif
