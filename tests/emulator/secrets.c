@@ -1,0 +1,934 @@
+/* secrets.c - Key Vault secrets of the emulator (owner: EMU-OBJ).
+ *
+ * Routes (vault kind only; the core answers Managed HSM itself):
+ *   PUT    /secrets/{n}                     set (new version)            secrets.set
+ *   GET    /secrets                         list (no values, paged)      secrets.list
+ *   GET    /secrets/{n}/versions            list versions                secrets.versions
+ *   GET    /secrets/{n}[/{v}]               get (latest when no v)       secrets.get
+ *   PATCH  /secrets/{n}[/{v}]               update (no value returned)   secrets.update
+ *   DELETE /secrets/{n}                     soft delete                  secrets.delete
+ *   GET    /deletedsecrets                  list deleted                 secrets.deleted_list
+ *   GET    /deletedsecrets/{n}              get deleted                  secrets.deleted_get
+ *   DELETE /deletedsecrets/{n}              purge (204)                  secrets.purge
+ *   POST   /deletedsecrets/{n}/recover      recover                      secrets.recover
+ * The store lives in vault->secrets and is protected by vault->lock. */
+#include "objects.h"
+#include "x509.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+
+#define SECRETS_MAX 10000         /* secrets per vault */
+#define SECRET_VERSIONS_MAX 1000  /* versions per secret */
+#define SECRET_CTYPE_MAX 255
+#define CT_PKCS12 "application/x-pkcs12"
+#define CT_PEM "application/x-pem-file"
+
+struct sversion {
+  char version[EMU_VERSION_LEN + 1];
+  char *value;
+  char *content_type;
+  cJSON *tags;
+  struct emu_attrs attrs;
+  int managed;
+  char *kid;
+};
+
+struct secret {
+  char *name;
+  struct sversion **v; /* creation order: the last one is the latest */
+  size_t nv;
+  int deleted;
+  struct emu_deleted del;
+};
+
+struct sstore {
+  struct secret **s; /* creation order (stable listing) */
+  size_t n;
+};
+
+/* ---- shared helpers (declared in objects.h) ------------------------------------------ */
+
+int objs_ieq(const char *a, const char *b)
+{
+  return a && b && !strcasecmp(a, b);
+}
+
+const char *objs_json_str(const cJSON *obj, const char *name, int *bad)
+{
+  const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+
+  if (!it || cJSON_IsNull(it))
+    return NULL;
+  if (!cJSON_IsString(it)) {
+    *bad = 1;
+    return NULL;
+  }
+  return it->valuestring;
+}
+
+int objs_json_add_tags(cJSON *bundle, const cJSON *tags)
+{
+  cJSON *dup;
+
+  if (!tags)
+    return 0;
+  dup = cJSON_Duplicate(tags, 1);
+  if (!dup || !cJSON_AddItemToObject(bundle, "tags", dup)) {
+    cJSON_Delete(dup);
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- store ---------------------------------------------------------------------------- */
+
+static void sversion_free(struct sversion *sv)
+{
+  if (!sv)
+    return;
+  if (sv->value) {
+    OPENSSL_cleanse(sv->value, strlen(sv->value));
+    free(sv->value);
+  }
+  free(sv->content_type);
+  cJSON_Delete(sv->tags);
+  free(sv->kid);
+  free(sv);
+}
+
+static void secret_free(struct secret *s)
+{
+  size_t i;
+
+  if (!s)
+    return;
+  for (i = 0; i < s->nv; i++)
+    sversion_free(s->v[i]);
+  free(s->v);
+  free(s->name);
+  free(s);
+}
+
+void secrets_store_free(void *store)
+{
+  struct sstore *st = store;
+  size_t i;
+
+  if (!st)
+    return;
+  for (i = 0; i < st->n; i++)
+    secret_free(st->s[i]);
+  free(st->s);
+  free(st);
+}
+
+static struct sstore *store_get_inlock(struct emu_vault *vault)
+{
+  if (!vault->secrets)
+    vault->secrets = calloc(1, sizeof(struct sstore));
+  return vault->secrets;
+}
+
+static struct secret *secret_find_inlock(struct emu_vault *vault, const char *name, size_t *idx)
+{
+  struct sstore *st = vault->secrets;
+  size_t i;
+
+  if (!st)
+    return NULL;
+  for (i = 0; i < st->n; i++) {
+    if (objs_ieq(st->s[i]->name, name)) {
+      if (idx)
+        *idx = i;
+      return st->s[i];
+    }
+  }
+  return NULL;
+}
+
+static struct sversion *secret_version_find(struct secret *s, const char *version)
+{
+  size_t i;
+
+  if (!s->nv)
+    return NULL;
+  if (!version || !*version)
+    return s->v[s->nv - 1];
+  for (i = 0; i < s->nv; i++) {
+    if (objs_ieq(s->v[i]->version, version))
+      return s->v[i];
+  }
+  return NULL;
+}
+
+enum emu_rc secrets_state_inlock(struct emu_vault *vault, const char *name)
+{
+  struct secret *s = secret_find_inlock(vault, name, NULL);
+
+  if (!s)
+    return EMU_E_NOT_FOUND;
+  if (s->deleted)
+    return emu_deleted_visible(&s->del) ? EMU_E_DELETED_RECOVERABLE : EMU_E_BEING_DELETED;
+  return EMU_OK;
+}
+
+enum emu_rc secrets_add_inlock(struct emu_vault *vault, const char *name,
+                               const struct emu_secret_params *p,
+                               char version_out[EMU_VERSION_LEN + 1])
+{
+  struct sstore *st = store_get_inlock(vault);
+  struct secret *s, *fresh = NULL;
+  struct sversion *sv = NULL, **nv;
+  enum emu_rc rc = EMU_E_NOMEM;
+
+  if (!st)
+    goto out;
+  s = secret_find_inlock(vault, name, NULL);
+  if (s && s->deleted) {
+    rc = emu_deleted_visible(&s->del) ? EMU_E_DELETED_RECOVERABLE : EMU_E_BEING_DELETED;
+    goto out;
+  }
+  if ((!s && st->n >= SECRETS_MAX) || (s && s->nv >= SECRET_VERSIONS_MAX)) {
+    rc = EMU_E_FULL;
+    goto out;
+  }
+  sv = calloc(1, sizeof(*sv));
+  if (!sv)
+    goto out;
+  sv->value = strdup(p->value);
+  sv->content_type = p->content_type ? strdup(p->content_type) : NULL;
+  sv->tags = p->tags ? cJSON_Duplicate(p->tags, 1) : NULL;
+  sv->kid = p->kid ? strdup(p->kid) : NULL;
+  if (!sv->value || (p->content_type && !sv->content_type) || (p->tags && !sv->tags) ||
+      (p->kid && !sv->kid))
+    goto out;
+  sv->managed = p->managed;
+  sv->attrs = p->attrs;
+  sv->attrs.created = sv->attrs.updated = emu_now();
+  sv->attrs.exportable = 0;
+  if (p->version)
+    snprintf(sv->version, sizeof(sv->version), "%s", p->version);
+  else
+    emu_version_new(sv->version);
+  if (!s) {
+    struct secret **ns = realloc(st->s, (st->n + 1) * sizeof(*ns));
+
+    if (!ns)
+      goto out;
+    st->s = ns;
+    fresh = calloc(1, sizeof(*fresh));
+    if (!fresh || !(fresh->name = strdup(name)))
+      goto out;
+    s = fresh;
+  }
+  nv = realloc(s->v, (s->nv + 1) * sizeof(*nv));
+  if (!nv)
+    goto out;
+  s->v = nv;
+  s->v[s->nv++] = sv;
+  if (fresh)
+    st->s[st->n++] = fresh;
+  fresh = NULL;
+  if (version_out)
+    memcpy(version_out, sv->version, EMU_VERSION_LEN + 1);
+  sv = NULL;
+  rc = EMU_OK;
+out:
+  sversion_free(sv);
+  secret_free(fresh);
+  return rc;
+}
+
+enum emu_rc secrets_delete_inlock(struct emu_vault *vault, const char *name)
+{
+  struct secret *s = secret_find_inlock(vault, name, NULL);
+
+  if (!s || s->deleted)
+    return EMU_E_NOT_FOUND;
+  s->deleted = 1;
+  emu_deleted_init(&s->del);
+  return EMU_OK;
+}
+
+enum emu_rc secrets_recover_inlock(struct emu_vault *vault, const char *name)
+{
+  struct secret *s = secret_find_inlock(vault, name, NULL);
+
+  if (!s || !s->deleted || !emu_deleted_visible(&s->del))
+    return EMU_E_NOT_FOUND;
+  s->deleted = 0;
+  return EMU_OK;
+}
+
+enum emu_rc secrets_purge_inlock(struct emu_vault *vault, const char *name)
+{
+  struct sstore *st = vault->secrets;
+  struct secret *s;
+  size_t idx = 0;
+
+  s = secret_find_inlock(vault, name, &idx);
+  if (!s || !s->deleted || !emu_deleted_visible(&s->del))
+    return EMU_E_NOT_FOUND;
+  memmove(&st->s[idx], &st->s[idx + 1], (st->n - idx - 1) * sizeof(st->s[0]));
+  st->n--;
+  secret_free(s);
+  return EMU_OK;
+}
+
+enum emu_rc secrets_update_inlock(struct emu_vault *vault, const char *name, const char *version,
+                                  const struct emu_attrs *attrs, const cJSON *tags)
+{
+  struct secret *s = secret_find_inlock(vault, name, NULL);
+  struct sversion *sv;
+  cJSON *dup = NULL;
+
+  if (!s || s->deleted || !(sv = secret_version_find(s, version)))
+    return EMU_E_NOT_FOUND;
+  if (tags && !(dup = cJSON_Duplicate(tags, 1)))
+    return EMU_E_NOMEM;
+  if (dup) {
+    cJSON_Delete(sv->tags);
+    sv->tags = dup;
+  }
+  sv->attrs.enabled = attrs->enabled;
+  sv->attrs.nbf = attrs->nbf;
+  sv->attrs.exp = attrs->exp;
+  sv->attrs.updated = emu_now();
+  return EMU_OK;
+}
+
+/* ---- JSON shapes ------------------------------------------------------------------------ */
+
+/* SecretBundle: value, contentType, id, managed, attributes, tags, kid (recorded order). */
+static cJSON *bundle_new(struct emu_vault *vault, const struct secret *s,
+                         const struct sversion *sv, int with_value)
+{
+  cJSON *b = cJSON_CreateObject(), *attrs = NULL, *ret = NULL;
+  char *id = emu_obj_id_new(vault, "secrets", s->name, sv->version);
+
+  if (!b || !id)
+    goto out;
+  if (with_value && !cJSON_AddStringToObject(b, "value", sv->value))
+    goto out;
+  if (sv->content_type && !cJSON_AddStringToObject(b, "contentType", sv->content_type))
+    goto out;
+  if (!cJSON_AddStringToObject(b, "id", id))
+    goto out;
+  if (sv->managed && !cJSON_AddTrueToObject(b, "managed"))
+    goto out;
+  attrs = emu_attrs_json_new(&sv->attrs);
+  if (!attrs || !cJSON_AddItemToObject(b, "attributes", attrs))
+    goto out;
+  attrs = NULL;
+  if (objs_json_add_tags(b, sv->tags))
+    goto out;
+  if (sv->kid && !cJSON_AddStringToObject(b, "kid", sv->kid))
+    goto out;
+  ret = b;
+  b = NULL;
+out:
+  cJSON_Delete(attrs);
+  cJSON_Delete(b);
+  free(id);
+  return ret;
+}
+
+/* SecretItem: id (base id, or versioned for /versions), attributes, tags, contentType, managed. */
+static cJSON *item_new(struct emu_vault *vault, const struct secret *s, const struct sversion *sv,
+                       int versioned)
+{
+  cJSON *b = cJSON_CreateObject(), *attrs = NULL, *ret = NULL;
+  char *id = emu_obj_id_new(vault, "secrets", s->name, versioned ? sv->version : NULL);
+
+  if (!b || !id || !cJSON_AddStringToObject(b, "id", id))
+    goto out;
+  attrs = emu_attrs_json_new(&sv->attrs);
+  if (!attrs || !cJSON_AddItemToObject(b, "attributes", attrs))
+    goto out;
+  attrs = NULL;
+  if (objs_json_add_tags(b, sv->tags))
+    goto out;
+  if (sv->content_type && !cJSON_AddStringToObject(b, "contentType", sv->content_type))
+    goto out;
+  if (sv->managed && !cJSON_AddTrueToObject(b, "managed"))
+    goto out;
+  ret = b;
+  b = NULL;
+out:
+  cJSON_Delete(attrs);
+  cJSON_Delete(b);
+  free(id);
+  return ret;
+}
+
+/* ---- request helpers --------------------------------------------------------------------- */
+
+static int reply_conflict(struct emu_resp *resp, enum emu_rc rc, const char *name)
+{
+  if (rc == EMU_E_BEING_DELETED)
+    return emu_resp_error(resp, 409, "Conflict", "ObjectIsBeingDeleted",
+                          "Secret %s is currently being deleted and cannot be re-created; retry "
+                          "later.",
+                          name);
+  return emu_resp_error(resp, 409, "Conflict", "ObjectIsDeletedButRecoverable",
+                        "Secret %s is currently in a deleted but recoverable state, and its name "
+                        "cannot be reused; in this state, the secret can only be recovered or "
+                        "purged.",
+                        name);
+}
+
+static int reply_managed(struct emu_resp *resp, const char *name)
+{
+  return emu_resp_error(resp, 403, "Forbidden", NULL,
+                        "Secret %s is managed by certificate %s and can only be changed through "
+                        "the certificate.",
+                        name, name);
+}
+
+static int reply_not_found(struct emu_resp *resp, const char *name, const char *version)
+{
+  char buf[EMU_NAME_MAX + 48];
+
+  if (version && *version) {
+    snprintf(buf, sizeof(buf), "%.127s/%.40s", name, version);
+    return emu_resp_not_found(resp, "Secret", buf);
+  }
+  return emu_resp_not_found(resp, "Secret", name);
+}
+
+static int reply_rc(struct emu_resp *resp, enum emu_rc rc, const char *name)
+{
+  switch (rc) {
+  case EMU_E_BEING_DELETED:
+  case EMU_E_DELETED_RECOVERABLE:
+    return reply_conflict(resp, rc, name);
+  case EMU_E_FULL:
+    return emu_resp_error(resp, 400, "BadParameter", NULL,
+                          "The emulator's secret store is full (%d secrets, %d versions each).",
+                          SECRETS_MAX, SECRET_VERSIONS_MAX);
+  case EMU_E_NOT_FOUND:
+    return emu_resp_not_found(resp, "Secret", name);
+  default:
+    return -1;
+  }
+}
+
+/* Parse contentType/tags/attributes of a set or update body onto the outputs. */
+static int parse_common(const cJSON *body, const char **ctype, const cJSON **tags,
+                        struct emu_attrs *attrs, const char **err)
+{
+  int bad = 0;
+
+  *ctype = objs_json_str(body, "contentType", &bad);
+  if (bad || (*ctype && strlen(*ctype) > SECRET_CTYPE_MAX)) {
+    *err = "contentType must be a string of at most 255 characters.";
+    return -1;
+  }
+  *tags = cJSON_GetObjectItemCaseSensitive(body, "tags");
+  if (*tags && cJSON_IsNull(*tags))
+    *tags = NULL;
+  if (*tags && emu_tags_valid(*tags, err))
+    return -1;
+  if (emu_attrs_apply(cJSON_GetObjectItemCaseSensitive(body, "attributes"), attrs, 0, err))
+    return -1;
+  return 0;
+}
+
+/* ---- operations ---------------------------------------------------------------------------- */
+
+static int op_set(struct emu_req *req, struct emu_resp *resp, const char *name)
+{
+  struct emu_vault *vault = req->vault;
+  struct emu_secret_params p;
+  struct secret *s;
+  const cJSON *value;
+  const char *err = NULL;
+  char version[EMU_VERSION_LEN + 1];
+  enum emu_rc rc;
+  cJSON *bundle = NULL;
+  int ret;
+
+  memset(&p, 0, sizeof(p));
+  p.attrs.enabled = 1;
+  if (!emu_name_valid(name))
+    return emu_resp_bad_param(resp, "The secret name '%.200s' is invalid: use 1-127 characters "
+                                    "of 0-9, a-z, A-Z and '-'.",
+                              name);
+  if (!cJSON_IsObject(req->body))
+    return emu_resp_bad_param(resp, "The request body must be a JSON object with a 'value'.");
+  value = cJSON_GetObjectItemCaseSensitive(req->body, "value");
+  if (!cJSON_IsString(value))
+    return emu_resp_bad_param(resp, "Property 'value' is required and must be a string.");
+  if (strlen(value->valuestring) > EMU_SECRET_VALUE_MAX)
+    return emu_resp_bad_param(resp, "The secret value exceeds the maximum size of %d bytes.",
+                              EMU_SECRET_VALUE_MAX);
+  if (parse_common(req->body, &p.content_type, &p.tags, &p.attrs, &err))
+    return emu_resp_bad_param(resp, "%s", err);
+  p.value = value->valuestring;
+
+  pthread_mutex_lock(&vault->lock);
+  s = secret_find_inlock(vault, name, NULL);
+  if (s && !s->deleted && s->nv && s->v[s->nv - 1]->managed) {
+    pthread_mutex_unlock(&vault->lock);
+    return reply_managed(resp, s->name);
+  }
+  rc = secrets_add_inlock(vault, name, &p, version);
+  if (rc == EMU_OK) {
+    s = secret_find_inlock(vault, name, NULL);
+    bundle = bundle_new(vault, s, secret_version_find(s, version), 1);
+  }
+  pthread_mutex_unlock(&vault->lock);
+  if (rc != EMU_OK)
+    return reply_rc(resp, rc, name);
+  if (!bundle)
+    return -1;
+  ret = emu_resp_json(resp, 200, bundle);
+  return ret;
+}
+
+/* Convert a certificate secret value between PKCS#12 (base64) and PEM (2025-07-01
+ * outContentType). Returns a malloc'd value (wipe before free) or NULL with *err. */
+static char *convert_value(const char *value, const char *from, const char *to, const char **err)
+{
+  EVP_PKEY *pkey = NULL;
+  X509 *leaf = NULL;
+  STACK_OF(X509) *chain = NULL;
+  char *out = NULL;
+
+  if (x509_parse_import(value, "", objs_ieq(from, CT_PEM), &pkey, &leaf, &chain, err))
+    goto out;
+  out = objs_ieq(to, CT_PEM) ? x509_pem_new(pkey, leaf, chain)
+                             : x509_pkcs12_b64_new(pkey, leaf, chain);
+  if (!out)
+    *err = "The secret value could not be converted.";
+out:
+  EVP_PKEY_free(pkey);
+  X509_free(leaf);
+  sk_X509_pop_free(chain, X509_free);
+  return out;
+}
+
+static int op_get(struct emu_req *req, struct emu_resp *resp, const char *name,
+                  const char *version)
+{
+  struct emu_vault *vault = req->vault;
+  struct secret *s;
+  struct sversion *sv;
+  cJSON *bundle = NULL, *val;
+  const char *out_ct = emu_req_query(req, "outContentType"), *err = NULL;
+  char *ctype = NULL, *converted = NULL;
+  int ret = -1, disabled = 0, found = 0;
+
+  if (out_ct && !objs_ieq(out_ct, CT_PEM) && !objs_ieq(out_ct, CT_PKCS12))
+    return emu_resp_bad_param(resp, "outContentType must be '%s' or '%s'.", CT_PEM, CT_PKCS12);
+  pthread_mutex_lock(&vault->lock);
+  s = secret_find_inlock(vault, name, NULL);
+  if (s && !s->deleted && (sv = secret_version_find(s, version))) {
+    found = 1;
+    disabled = !sv->attrs.enabled;
+    if (!disabled) {
+      bundle = bundle_new(vault, s, sv, 1);
+      if (out_ct && sv->content_type)
+        ctype = strdup(sv->content_type);
+    }
+  }
+  pthread_mutex_unlock(&vault->lock);
+  if (!found)
+    return reply_not_found(resp, name, version);
+  if (disabled)
+    return emu_resp_error(resp, 403, "Forbidden", "SecretDisabled",
+                          "Operation get is not allowed on a disabled secret.");
+  if (!bundle)
+    return -1;
+  if (out_ct && !objs_ieq(ctype, out_ct)) {
+    if (!objs_ieq(ctype, CT_PEM) && !objs_ieq(ctype, CT_PKCS12)) {
+      ret = emu_resp_bad_param(resp, "outContentType is only supported for certificate secrets "
+                                     "(contentType %s or %s).",
+                               CT_PKCS12, CT_PEM);
+      goto out;
+    }
+    val = cJSON_GetObjectItemCaseSensitive(bundle, "value");
+    converted = convert_value(val->valuestring, ctype, out_ct, &err);
+    if (!converted) {
+      ret = emu_resp_bad_param(resp, "%s", err);
+      goto out;
+    }
+    OPENSSL_cleanse(val->valuestring, strlen(val->valuestring));
+    if (!cJSON_ReplaceItemInObjectCaseSensitive(bundle, "value",
+                                                cJSON_CreateString(converted)) ||
+        !cJSON_ReplaceItemInObjectCaseSensitive(bundle, "contentType",
+                                                cJSON_CreateString(out_ct)))
+      goto out;
+  }
+  ret = emu_resp_json(resp, 200, bundle);
+  bundle = NULL;
+out:
+  free(ctype);
+  if (converted) {
+    OPENSSL_cleanse(converted, strlen(converted));
+    free(converted);
+  }
+  if (bundle) {
+    val = cJSON_GetObjectItemCaseSensitive(bundle, "value");
+    if (cJSON_IsString(val))
+      OPENSSL_cleanse(val->valuestring, strlen(val->valuestring));
+    cJSON_Delete(bundle);
+  }
+  return ret;
+}
+
+static int op_update(struct emu_req *req, struct emu_resp *resp, const char *name,
+                     const char *version)
+{
+  struct emu_vault *vault = req->vault;
+  struct secret *s;
+  struct sversion *sv = NULL;
+  struct emu_attrs attrs;
+  const char *ctype, *err = NULL;
+  const cJSON *tags;
+  cJSON *bundle = NULL, *tags_dup = NULL;
+  char *ct_dup = NULL;
+  int managed = 0;
+
+  if (!cJSON_IsObject(req->body))
+    return emu_resp_bad_param(resp, "The request body must be a JSON object.");
+  pthread_mutex_lock(&vault->lock);
+  s = secret_find_inlock(vault, name, NULL);
+  if (s && !s->deleted)
+    sv = secret_version_find(s, version);
+  if (sv) {
+    attrs = sv->attrs;
+    managed = sv->managed;
+  }
+  pthread_mutex_unlock(&vault->lock);
+  if (!sv)
+    return reply_not_found(resp, name, version);
+  if (managed)
+    return reply_managed(resp, name);
+  if (parse_common(req->body, &ctype, &tags, &attrs, &err))
+    return emu_resp_bad_param(resp, "%s", err);
+  if ((ctype && !(ct_dup = strdup(ctype))) || (tags && !(tags_dup = cJSON_Duplicate(tags, 1)))) {
+    free(ct_dup);
+    cJSON_Delete(tags_dup);
+    return -1;
+  }
+
+  /* Look the version up again: it may have been purged while the lock was released. */
+  pthread_mutex_lock(&vault->lock);
+  s = secret_find_inlock(vault, name, NULL);
+  sv = (s && !s->deleted) ? secret_version_find(s, version) : NULL;
+  if (sv) {
+    if (ct_dup) {
+      free(sv->content_type);
+      sv->content_type = ct_dup;
+      ct_dup = NULL;
+    }
+    if (tags_dup) {
+      cJSON_Delete(sv->tags);
+      sv->tags = tags_dup;
+      tags_dup = NULL;
+    }
+    sv->attrs.enabled = attrs.enabled;
+    sv->attrs.nbf = attrs.nbf;
+    sv->attrs.exp = attrs.exp;
+    sv->attrs.updated = emu_now();
+    bundle = bundle_new(vault, s, sv, 0);
+  }
+  pthread_mutex_unlock(&vault->lock);
+  free(ct_dup);
+  cJSON_Delete(tags_dup);
+  if (!sv)
+    return reply_not_found(resp, name, version);
+  if (!bundle)
+    return -1;
+  return emu_resp_json(resp, 200, bundle);
+}
+
+static int op_delete(struct emu_req *req, struct emu_resp *resp, const char *name)
+{
+  struct emu_vault *vault = req->vault;
+  struct secret *s;
+  cJSON *bundle = NULL;
+  int found = 0, managed = 0;
+
+  pthread_mutex_lock(&vault->lock);
+  s = secret_find_inlock(vault, name, NULL);
+  if (s && !s->deleted && s->nv) {
+    found = 1;
+    managed = s->v[s->nv - 1]->managed;
+    if (!managed) {
+      secrets_delete_inlock(vault, name);
+      bundle = bundle_new(vault, s, s->v[s->nv - 1], 0);
+      if (bundle && emu_deleted_json_add(bundle, vault, "deletedsecrets", s->name, &s->del)) {
+        cJSON_Delete(bundle);
+        bundle = NULL;
+      }
+    }
+  }
+  pthread_mutex_unlock(&vault->lock);
+  if (!found)
+    return emu_resp_not_found(resp, "Secret", name);
+  if (managed)
+    return reply_managed(resp, name);
+  if (!bundle)
+    return -1;
+  return emu_resp_json(resp, 200, bundle);
+}
+
+static int op_list(struct emu_req *req, struct emu_resp *resp, int deleted)
+{
+  struct emu_vault *vault = req->vault;
+  struct sstore *st;
+  cJSON *items = cJSON_CreateArray(), *it;
+  size_t i;
+  int ok = items != NULL;
+
+  pthread_mutex_lock(&vault->lock);
+  st = vault->secrets;
+  for (i = 0; ok && st && i < st->n; i++) {
+    struct secret *s = st->s[i];
+
+    if (!s->nv || s->deleted != deleted || (deleted && !emu_deleted_visible(&s->del)))
+      continue;
+    it = item_new(vault, s, s->v[s->nv - 1], 0);
+    if (it && deleted && emu_deleted_json_add(it, vault, "deletedsecrets", s->name, &s->del)) {
+      cJSON_Delete(it);
+      it = NULL;
+    }
+    if (!it || !cJSON_AddItemToArray(items, it)) {
+      cJSON_Delete(it);
+      ok = 0;
+    }
+  }
+  pthread_mutex_unlock(&vault->lock);
+  if (!ok) {
+    cJSON_Delete(items);
+    return -1;
+  }
+  return emu_page(req, resp, items);
+}
+
+static int op_versions(struct emu_req *req, struct emu_resp *resp, const char *name)
+{
+  struct emu_vault *vault = req->vault;
+  struct secret *s;
+  cJSON *items = cJSON_CreateArray(), *it;
+  size_t i;
+  int ok = items != NULL, found = 0;
+
+  pthread_mutex_lock(&vault->lock);
+  s = secret_find_inlock(vault, name, NULL);
+  if (s && !s->deleted) {
+    found = 1;
+    for (i = 0; ok && i < s->nv; i++) {
+      it = item_new(vault, s, s->v[i], 1);
+      if (!it || !cJSON_AddItemToArray(items, it)) {
+        cJSON_Delete(it);
+        ok = 0;
+      }
+    }
+  }
+  pthread_mutex_unlock(&vault->lock);
+  if (!ok || !found) {
+    cJSON_Delete(items);
+    return ok ? emu_resp_not_found(resp, "Secret", name) : -1;
+  }
+  return emu_page(req, resp, items);
+}
+
+/* GET /deletedsecrets/{n}, DELETE /deletedsecrets/{n}, POST /deletedsecrets/{n}/recover.
+ * Secrets backing a certificate go with their certificate. */
+static int op_deleted(struct emu_req *req, struct emu_resp *resp, const char *name, int action)
+{
+  struct emu_vault *vault = req->vault;
+  struct secret *s;
+  cJSON *bundle = NULL;
+  int found = 0, managed = 0;
+  enum { GET, PURGE, RECOVER };
+
+  pthread_mutex_lock(&vault->lock);
+  s = secret_find_inlock(vault, name, NULL);
+  if (s && s->deleted && emu_deleted_visible(&s->del) && s->nv) {
+    found = 1;
+    managed = s->v[s->nv - 1]->managed;
+    if (action == GET) {
+      bundle = bundle_new(vault, s, s->v[s->nv - 1], 0);
+      if (bundle && emu_deleted_json_add(bundle, vault, "deletedsecrets", s->name, &s->del)) {
+        cJSON_Delete(bundle);
+        bundle = NULL;
+      }
+    } else if (!managed && action == RECOVER) {
+      secrets_recover_inlock(vault, name);
+      bundle = bundle_new(vault, s, s->v[s->nv - 1], 0);
+    } else if (!managed && action == PURGE) {
+      secrets_purge_inlock(vault, name);
+    }
+  }
+  pthread_mutex_unlock(&vault->lock);
+  if (!found)
+    return emu_resp_deleted_not_found(resp, "Secret", name);
+  if (managed && action != GET)
+    return reply_managed(resp, name);
+  if (action == PURGE)
+    return emu_resp_empty(resp, 204);
+  if (!bundle)
+    return -1;
+  return emu_resp_json(resp, 200, bundle);
+}
+
+static int route_unknown(struct emu_resp *resp, const char *path)
+{
+  return emu_resp_error(resp, 404, "NotFound", NULL, "The requested path %.300s is not served.",
+                        path);
+}
+
+int emu_secrets_handle(struct emu_req *req, struct emu_resp *resp)
+{
+  const char *m = req->method;
+  const char *name = req->nseg > 0 ? req->seg[0] : NULL;
+
+  if (!strcmp(req->collection, "deletedsecrets")) {
+    if (req->nseg == 0) {
+      if (strcmp(m, "GET"))
+        return emu_resp_method_not_allowed(resp);
+      emu_stats_count("secrets.deleted_list");
+      return op_list(req, resp, 1);
+    }
+    if (req->nseg == 1) {
+      if (!strcmp(m, "GET")) {
+        emu_stats_count("secrets.deleted_get");
+        return op_deleted(req, resp, name, 0);
+      }
+      if (!strcmp(m, "DELETE")) {
+        emu_stats_count("secrets.purge");
+        return op_deleted(req, resp, name, 1);
+      }
+      return emu_resp_method_not_allowed(resp);
+    }
+    if (req->nseg == 2 && objs_ieq(req->seg[1], "recover")) {
+      if (strcmp(m, "POST"))
+        return emu_resp_method_not_allowed(resp);
+      emu_stats_count("secrets.recover");
+      return op_deleted(req, resp, name, 2);
+    }
+    return route_unknown(resp, req->path);
+  }
+
+  if (req->nseg == 0) {
+    if (strcmp(m, "GET"))
+      return emu_resp_method_not_allowed(resp);
+    emu_stats_count("secrets.list");
+    return op_list(req, resp, 0);
+  }
+  if (req->nseg == 1) {
+    if (!strcmp(m, "PUT")) {
+      emu_stats_count("secrets.set");
+      return op_set(req, resp, name);
+    }
+    if (!strcmp(m, "GET")) {
+      emu_stats_count("secrets.get");
+      return op_get(req, resp, name, NULL);
+    }
+    if (!strcmp(m, "PATCH")) {
+      emu_stats_count("secrets.update");
+      return op_update(req, resp, name, NULL);
+    }
+    if (!strcmp(m, "DELETE")) {
+      emu_stats_count("secrets.delete");
+      return op_delete(req, resp, name);
+    }
+    return emu_resp_method_not_allowed(resp);
+  }
+  if (req->nseg == 2) {
+    if (objs_ieq(req->seg[1], "versions")) {
+      if (strcmp(m, "GET"))
+        return emu_resp_method_not_allowed(resp);
+      emu_stats_count("secrets.versions");
+      return op_versions(req, resp, name);
+    }
+    if (!strcmp(m, "GET")) {
+      emu_stats_count("secrets.get");
+      return op_get(req, resp, name, req->seg[1]);
+    }
+    if (!strcmp(m, "PATCH")) {
+      emu_stats_count("secrets.update");
+      return op_update(req, resp, name, req->seg[1]);
+    }
+    return emu_resp_method_not_allowed(resp);
+  }
+  return route_unknown(resp, req->path);
+}
+
+/* ---- seeding and teardown ------------------------------------------------------------------ */
+
+/* {"vault":"demo","name":"db-password","value":"...","contentType"?,"tags"?,"enabled"?} */
+int secrets_seed(struct emu_vault *vault, const cJSON *item)
+{
+  struct emu_secret_params p;
+  const cJSON *value = cJSON_GetObjectItemCaseSensitive(item, "value");
+  const cJSON *enabled = cJSON_GetObjectItemCaseSensitive(item, "enabled");
+  const char *name, *err = NULL;
+  int bad = 0;
+  enum emu_rc rc;
+
+  memset(&p, 0, sizeof(p));
+  p.attrs.enabled = 1;
+  name = objs_json_str(item, "name", &bad);
+  p.content_type = objs_json_str(item, "contentType", &bad);
+  p.tags = cJSON_GetObjectItemCaseSensitive(item, "tags");
+  if (bad || !name || !emu_name_valid(name) || !cJSON_IsString(value) ||
+      strlen(value->valuestring) > EMU_SECRET_VALUE_MAX || (enabled && !cJSON_IsBool(enabled))) {
+    fprintf(stderr, "akv-emulator: seed secret: need a valid \"name\", a string \"value\" (<= %d "
+                    "bytes), optional string \"contentType\", boolean \"enabled\", tags object\n",
+            EMU_SECRET_VALUE_MAX);
+    return -1;
+  }
+  if (p.tags && emu_tags_valid(p.tags, &err)) {
+    fprintf(stderr, "akv-emulator: seed secret %s: %s\n", name, err);
+    return -1;
+  }
+  if (enabled)
+    p.attrs.enabled = cJSON_IsTrue(enabled);
+  p.value = value->valuestring;
+  pthread_mutex_lock(&vault->lock);
+  rc = secrets_add_inlock(vault, name, &p, NULL);
+  pthread_mutex_unlock(&vault->lock);
+  if (rc != EMU_OK) {
+    fprintf(stderr, "akv-emulator: seed secret %s: cannot store it (%d)\n", name, (int)rc);
+    return -1;
+  }
+  return 0;
+}
+
+int emu_objs_seed(struct emu_vault *vault, const char *collection, const cJSON *item)
+{
+  if (vault->kind != EMU_KIND_VAULT) {
+    fprintf(stderr, "akv-emulator: seed: %s can only be seeded into a Key Vault, not the Managed "
+                    "HSM %s\n",
+            collection, vault->name);
+    return -1;
+  }
+  if (!cJSON_IsObject(item)) {
+    fprintf(stderr, "akv-emulator: seed: each %s element must be an object\n", collection);
+    return -1;
+  }
+  if (!strcmp(collection, "secrets"))
+    return secrets_seed(vault, item);
+  if (!strcmp(collection, "certificates"))
+    return certs_seed(vault, item);
+  fprintf(stderr, "akv-emulator: seed: unknown collection %s\n", collection);
+  return -1;
+}
+
+void emu_objs_vault_free(struct emu_vault *vault)
+{
+  secrets_store_free(vault->secrets);
+  vault->secrets = NULL;
+  certs_store_free(vault->certs);
+  vault->certs = NULL;
+}
