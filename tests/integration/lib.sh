@@ -577,3 +577,12 @@ check_nofixed() {
   fi
   return 0
 }
+
+# hex2bin HEX OUT: bytes of a hex string (no xxd needed).
+hex2bin() { printf '%b' "$(printf '%s' "$1" | sed 's/../\\x&/g')" >"$2"; }
+
+# DigestInfo prefixes (RFC 8017 §9.2 note 1).
+declare -A DIGESTINFO_PREFIX=([sha1]=3021300906052b0e03021a05000414
+  [sha256]=3031300d060960864801650304020105000420 [sha384]=3041300d060960864801650304020205000430
+  [sha512]=3051300d060960864801650304020305000440)
+declare -A HASH_LEN=([sha1]=20 [sha256]=32 [sha384]=48 [sha512]=64)
