@@ -52,21 +52,21 @@ function parseArgs(argv) {
 function waitForGo() {
   return new Promise((resolve, reject) => {
     const rl = createInterface({ input: process.stdin });
-    const timer = setTimeout(() => {
-      rl.close();
-      reject(new Error(`no "go" from akv-bench within ${GO_TIMEOUT_MS} ms`));
-    }, GO_TIMEOUT_MS);
-    rl.on("line", (line) => {
-      if (line.trim() === "go") {
-        clearTimeout(timer);
-        rl.close();
-        resolve();
-      }
-    });
-    rl.on("close", () => {
+    let settled = false;
+    // rl.close() emits "close" synchronously: settle first, so closing after "go" is not an error.
+    const settle = (err) => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
-      reject(new Error("stdin closed before go"));
+      rl.close();
+      if (err) reject(err);
+      else resolve();
+    };
+    const timer = setTimeout(() => settle(new Error(`no "go" from akv-bench within ${GO_TIMEOUT_MS} ms`)), GO_TIMEOUT_MS);
+    rl.on("line", (line) => {
+      if (line.trim() === "go") settle();
     });
+    rl.on("close", () => settle(new Error("stdin closed before go")));
   });
 }
 
