@@ -447,7 +447,7 @@ module_config() {
       allowed_hosts: ["localhost"],
       cache_file: "",
       credential: {
-        kind: "client_secret",
+        type: "client_secret",
         tenant_id: $r.tenant_id,
         client_id: $r.client_id,
         client_secret: $r.client_secret,
