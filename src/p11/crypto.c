@@ -1,207 +1,327 @@
 /* PKCS#11 surface of the crypto group: mechanism queries, encrypt/decrypt, digest, sign/verify,
- * key generation, wrapping and random. Entry points check arguments, acquire the session and call
- * one model function (src/op_*.c). */
+ * key generation, wrapping and random. Entry points check arguments, acquire the session, call
+ * one model function (src/mech.c, src/op_*.c) and trace the result. */
 #include "akv.h"
+#include "mech.h"
+#include "op.h"
+#include "util/log.h"
 
-/* Acquires the session or returns its error; every function below starts with it. */
-static CK_RV session_begin(CK_SESSION_HANDLE h, struct akv_session **s)
+static CK_RV trace(const char *fn, CK_RV rv)
 {
-  CK_RV rv = akv_module_check();
-  if (rv != CKR_OK)
-    return rv;
-  return akv_session_acquire(h, s);
+  akv_dbg(AKV_LOGC_P11, "%s -> %s", fn, akv_rv_name(rv));
+  return rv;
 }
 
-/* Temporary body until the operation is wired to its model function. */
-static CK_RV pending(CK_SESSION_HANDLE h)
-{
-  struct akv_session *s = NULL;
-  CK_RV rv = session_begin(h, &s);
-  if (rv != CKR_OK)
-    return rv;
-  akv_session_release(s);
-  return CKR_FUNCTION_NOT_SUPPORTED;
-}
+/* Module check, then argument check, then the session: the order PKCS#11 callers expect. */
+#define BEGIN(h, args_ok)                                                                          \
+  struct akv_session *s = NULL;                                                                    \
+  CK_RV rv = akv_module_check();                                                                   \
+  if (rv != CKR_OK)                                                                                \
+    return trace(__func__, rv);                                                                    \
+  if (!(args_ok))                                                                                  \
+    return trace(__func__, CKR_ARGUMENTS_BAD);                                                     \
+  rv = akv_session_acquire((h), &s);                                                               \
+  if (rv != CKR_OK)                                                                                \
+    return trace(__func__, rv)
+
+#define END()                                                                                      \
+  akv_session_release(s);                                                                          \
+  return trace(__func__, rv)
 
 CK_RV C_GetMechanismList(CK_SLOT_ID slot_id, CK_MECHANISM_TYPE_PTR list, CK_ULONG_PTR count)
 {
+  struct akv_slot *slot;
   CK_RV rv = akv_module_check();
   if (rv != CKR_OK)
-    return rv;
+    return trace(__func__, rv);
   if (!count)
-    return CKR_ARGUMENTS_BAD;
-  if (!akv_slot_get(slot_id))
-    return CKR_SLOT_ID_INVALID;
-  (void)list;
-  return CKR_FUNCTION_NOT_SUPPORTED;
+    return trace(__func__, CKR_ARGUMENTS_BAD);
+  slot = akv_slot_get(slot_id);
+  if (!slot)
+    return trace(__func__, CKR_SLOT_ID_INVALID);
+  return trace(__func__, akv_mech_list(slot->cfg->kind, list, count));
 }
 
 CK_RV C_GetMechanismInfo(CK_SLOT_ID slot_id, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR info)
 {
+  struct akv_slot *slot;
   CK_RV rv = akv_module_check();
   if (rv != CKR_OK)
-    return rv;
+    return trace(__func__, rv);
   if (!info)
-    return CKR_ARGUMENTS_BAD;
-  if (!akv_slot_get(slot_id))
-    return CKR_SLOT_ID_INVALID;
-  (void)type;
-  return CKR_MECHANISM_INVALID;
+    return trace(__func__, CKR_ARGUMENTS_BAD);
+  slot = akv_slot_get(slot_id);
+  if (!slot)
+    return trace(__func__, CKR_SLOT_ID_INVALID);
+  return trace(__func__, akv_mech_info(slot->cfg->kind, type, info));
 }
 
-#define INIT_FN(name)                                                                              \
-  CK_RV name(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)                    \
-  {                                                                                                \
-    (void)key;                                                                                     \
-    if (!mech)                                                                                     \
-      return akv_module_check() != CKR_OK ? akv_module_check() : CKR_ARGUMENTS_BAD;                \
-    return pending(h);                                                                             \
-  }
+/* ---- encrypt / decrypt ---- */
 
-INIT_FN(C_EncryptInit)
-INIT_FN(C_DecryptInit)
-INIT_FN(C_SignInit)
-INIT_FN(C_SignRecoverInit)
-INIT_FN(C_VerifyInit)
-INIT_FN(C_VerifyRecoverInit)
+CK_RV C_EncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
+{
+  BEGIN(h, mech);
+  rv = akv_encrypt_init(s, mech, key);
+  END();
+}
+
+CK_RV C_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG data_len, CK_BYTE_PTR out,
+                CK_ULONG_PTR out_len)
+{
+  BEGIN(h, out_len && (data || !data_len));
+  rv = akv_encrypt(s, data, data_len, out, out_len);
+  END();
+}
+
+CK_RV C_EncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG part_len, CK_BYTE_PTR out,
+                      CK_ULONG_PTR out_len)
+{
+  BEGIN(h, out_len && (part || !part_len));
+  rv = akv_encrypt_update(s, part, part_len, out, out_len);
+  END();
+}
+
+CK_RV C_EncryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
+{
+  BEGIN(h, out_len);
+  rv = akv_encrypt_final(s, out, out_len);
+  END();
+}
+
+CK_RV C_DecryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
+{
+  BEGIN(h, mech);
+  rv = akv_decrypt_init(s, mech, key);
+  END();
+}
+
+CK_RV C_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG data_len, CK_BYTE_PTR out,
+                CK_ULONG_PTR out_len)
+{
+  BEGIN(h, out_len && (data || !data_len));
+  rv = akv_decrypt(s, data, data_len, out, out_len);
+  END();
+}
+
+CK_RV C_DecryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG part_len, CK_BYTE_PTR out,
+                      CK_ULONG_PTR out_len)
+{
+  BEGIN(h, out_len && (part || !part_len));
+  rv = akv_decrypt_update(s, part, part_len, out, out_len);
+  END();
+}
+
+CK_RV C_DecryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
+{
+  BEGIN(h, out_len);
+  rv = akv_decrypt_final(s, out, out_len);
+  END();
+}
+
+/* ---- digest ---- */
 
 CK_RV C_DigestInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech)
 {
-  if (!mech)
-    return akv_module_check() != CKR_OK ? akv_module_check() : CKR_ARGUMENTS_BAD;
-  return pending(h);
+  BEGIN(h, mech);
+  rv = akv_digest_init(s, mech);
+  END();
 }
 
-/* one-shot / update shaped: (in, in_len, out, out_len) */
-#define INOUT_FN(name)                                                                             \
-  CK_RV name(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,              \
-             CK_ULONG_PTR out_len)                                                                 \
-  {                                                                                                \
-    (void)in;                                                                                      \
-    (void)in_len;                                                                                  \
-    (void)out;                                                                                     \
-    if (!out_len)                                                                                  \
-      return akv_module_check() != CKR_OK ? akv_module_check() : CKR_ARGUMENTS_BAD;              \
-    return pending(h);                                                                             \
-  }
+CK_RV C_Digest(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG data_len, CK_BYTE_PTR out,
+               CK_ULONG_PTR out_len)
+{
+  BEGIN(h, out_len && (data || !data_len));
+  rv = akv_digest(s, data, data_len, out, out_len);
+  END();
+}
 
-INOUT_FN(C_Encrypt)
-INOUT_FN(C_EncryptUpdate)
-INOUT_FN(C_Decrypt)
-INOUT_FN(C_DecryptUpdate)
-INOUT_FN(C_Digest)
-INOUT_FN(C_Sign)
-INOUT_FN(C_SignRecover)
-INOUT_FN(C_VerifyRecover)
-INOUT_FN(C_DigestEncryptUpdate)
-INOUT_FN(C_DecryptDigestUpdate)
-INOUT_FN(C_SignEncryptUpdate)
-INOUT_FN(C_DecryptVerifyUpdate)
-
-#define FINAL_FN(name)                                                                             \
-  CK_RV name(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len)                          \
-  {                                                                                                \
-    (void)out;                                                                                     \
-    if (!out_len)                                                                                  \
-      return akv_module_check() != CKR_OK ? akv_module_check() : CKR_ARGUMENTS_BAD;              \
-    return pending(h);                                                                             \
-  }
-
-FINAL_FN(C_EncryptFinal)
-FINAL_FN(C_DecryptFinal)
-FINAL_FN(C_DigestFinal)
-FINAL_FN(C_SignFinal)
-
-#define UPDATE_FN(name)                                                                            \
-  CK_RV name(CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG part_len)                            \
-  {                                                                                                \
-    if (!part && part_len)                                                                         \
-      return akv_module_check() != CKR_OK ? akv_module_check() : CKR_ARGUMENTS_BAD;              \
-    return pending(h);                                                                             \
-  }
-
-UPDATE_FN(C_DigestUpdate)
-UPDATE_FN(C_SignUpdate)
-UPDATE_FN(C_VerifyUpdate)
-UPDATE_FN(C_VerifyFinal)
+CK_RV C_DigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG part_len)
+{
+  BEGIN(h, part || !part_len);
+  rv = akv_digest_update(s, part, part_len);
+  END();
+}
 
 CK_RV C_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key)
 {
-  (void)key;
-  return pending(h);
+  BEGIN(h, 1);
+  rv = akv_digest_key(s, key);
+  END();
+}
+
+CK_RV C_DigestFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
+{
+  BEGIN(h, out_len);
+  rv = akv_digest_final(s, out, out_len);
+  END();
+}
+
+/* ---- sign / verify ---- */
+
+CK_RV C_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
+{
+  BEGIN(h, mech);
+  rv = akv_sign_init(s, mech, key);
+  END();
+}
+
+CK_RV C_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG data_len, CK_BYTE_PTR sig,
+             CK_ULONG_PTR sig_len)
+{
+  BEGIN(h, sig_len && (data || !data_len));
+  rv = akv_sign(s, data, data_len, sig, sig_len);
+  END();
+}
+
+CK_RV C_SignUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG part_len)
+{
+  BEGIN(h, part || !part_len);
+  rv = akv_sign_update(s, part, part_len);
+  END();
+}
+
+CK_RV C_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len)
+{
+  BEGIN(h, sig_len);
+  rv = akv_sign_final(s, sig, sig_len);
+  END();
+}
+
+/* No mechanism offers signatures with message recovery (CKF_SIGN_RECOVER / CKF_VERIFY_RECOVER):
+ * Key Vault has no such operation. */
+CK_RV C_SignRecoverInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
+{
+  BEGIN(h, mech);
+  rv = CKR_MECHANISM_INVALID;
+  END();
+}
+
+CK_RV C_SignRecover(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG data_len, CK_BYTE_PTR sig,
+                    CK_ULONG_PTR sig_len)
+{
+  BEGIN(h, sig_len && (data || !data_len));
+  rv = CKR_OPERATION_NOT_INITIALIZED;
+  END();
+}
+
+CK_RV C_VerifyInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
+{
+  BEGIN(h, mech);
+  rv = akv_verify_init(s, mech, key);
+  END();
 }
 
 CK_RV C_Verify(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG data_len, CK_BYTE_PTR sig,
                CK_ULONG sig_len)
 {
-  if ((!data && data_len) || (!sig && sig_len))
-    return akv_module_check() != CKR_OK ? akv_module_check() : CKR_ARGUMENTS_BAD;
-  return pending(h);
+  BEGIN(h, (data || !data_len) && (sig || !sig_len));
+  rv = akv_verify(s, data, data_len, sig, sig_len);
+  END();
 }
+
+CK_RV C_VerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG part_len)
+{
+  BEGIN(h, part || !part_len);
+  rv = akv_verify_update(s, part, part_len);
+  END();
+}
+
+CK_RV C_VerifyFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sig_len)
+{
+  BEGIN(h, sig || !sig_len);
+  rv = akv_verify_final(s, sig, sig_len);
+  END();
+}
+
+CK_RV C_VerifyRecoverInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
+{
+  BEGIN(h, mech);
+  rv = CKR_MECHANISM_INVALID;
+  END();
+}
+
+CK_RV C_VerifyRecover(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sig_len, CK_BYTE_PTR data,
+                      CK_ULONG_PTR data_len)
+{
+  BEGIN(h, data_len && (sig || !sig_len));
+  rv = CKR_OPERATION_NOT_INITIALIZED;
+  END();
+}
+
+/* ---- dual-function operations: not offered (each would need two vault round trips per part) ---- */
+
+#define DUAL_FN(name)                                                                              \
+  CK_RV name(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,              \
+             CK_ULONG_PTR out_len)                                                                 \
+  {                                                                                                \
+    BEGIN(h, out_len && (in || !in_len));                                                          \
+    rv = CKR_FUNCTION_NOT_SUPPORTED;                                                               \
+    END();                                                                                         \
+  }
+
+DUAL_FN(C_DigestEncryptUpdate)
+DUAL_FN(C_DecryptDigestUpdate)
+DUAL_FN(C_SignEncryptUpdate)
+DUAL_FN(C_DecryptVerifyUpdate)
+
+/* ---- keys ---- */
 
 CK_RV C_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR tmpl,
                     CK_ULONG count, CK_OBJECT_HANDLE_PTR key)
 {
-  if (!mech || !key || (!tmpl && count))
-    return akv_module_check() != CKR_OK ? akv_module_check() : CKR_ARGUMENTS_BAD;
-  return pending(h);
+  BEGIN(h, mech && key && (tmpl || !count));
+  rv = akv_generate_key(s, mech, tmpl, count, key);
+  END();
 }
 
+/* Key pairs are created in the vault, which this version does not do yet. */
 CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR pub_tmpl,
                         CK_ULONG pub_count, CK_ATTRIBUTE_PTR priv_tmpl, CK_ULONG priv_count,
                         CK_OBJECT_HANDLE_PTR pub, CK_OBJECT_HANDLE_PTR priv)
 {
-  if (!mech || !pub || !priv || (!pub_tmpl && pub_count) || (!priv_tmpl && priv_count))
-    return akv_module_check() != CKR_OK ? akv_module_check() : CKR_ARGUMENTS_BAD;
-  return pending(h);
+  BEGIN(h, mech && pub && priv && (pub_tmpl || !pub_count) && (priv_tmpl || !priv_count));
+  rv = CKR_FUNCTION_NOT_SUPPORTED;
+  END();
 }
 
 CK_RV C_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE wrapping_key,
                 CK_OBJECT_HANDLE key, CK_BYTE_PTR wrapped, CK_ULONG_PTR wrapped_len)
 {
-  (void)wrapping_key;
-  (void)key;
-  (void)wrapped;
-  if (!mech || !wrapped_len)
-    return akv_module_check() != CKR_OK ? akv_module_check() : CKR_ARGUMENTS_BAD;
-  return pending(h);
+  BEGIN(h, mech && wrapped_len);
+  rv = akv_wrap_key(s, mech, wrapping_key, key, wrapped, wrapped_len);
+  END();
 }
 
 CK_RV C_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE unwrapping_key,
                   CK_BYTE_PTR wrapped, CK_ULONG wrapped_len, CK_ATTRIBUTE_PTR tmpl,
                   CK_ULONG count, CK_OBJECT_HANDLE_PTR key)
 {
-  (void)unwrapping_key;
-  if (!mech || !wrapped || !key || (!tmpl && count))
-    return akv_module_check() != CKR_OK ? akv_module_check() : CKR_ARGUMENTS_BAD;
-  (void)wrapped_len;
-  return pending(h);
+  BEGIN(h, mech && wrapped && key && (tmpl || !count));
+  rv = akv_unwrap_key(s, mech, unwrapping_key, wrapped, wrapped_len, tmpl, count, key);
+  END();
 }
 
+/* No mechanism offers CKF_DERIVE. */
 CK_RV C_DeriveKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE base_key,
                   CK_ATTRIBUTE_PTR tmpl, CK_ULONG count, CK_OBJECT_HANDLE_PTR key)
 {
-  (void)base_key;
-  if (!mech || !key || (!tmpl && count))
-    return akv_module_check() != CKR_OK ? akv_module_check() : CKR_ARGUMENTS_BAD;
-  return pending(h);
+  BEGIN(h, mech && key && (tmpl || !count));
+  rv = CKR_MECHANISM_INVALID;
+  END();
 }
+
+/* ---- random ---- */
 
 CK_RV C_SeedRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR seed, CK_ULONG seed_len)
 {
-  struct akv_session *s = NULL;
-  CK_RV rv = session_begin(h, &s);
-  if (rv != CKR_OK)
-    return rv;
-  akv_session_release(s);
-  if (!seed && seed_len)
-    return CKR_ARGUMENTS_BAD;
-  return CKR_RANDOM_SEED_NOT_SUPPORTED;
+  BEGIN(h, seed || !seed_len);
+  rv = CKR_RANDOM_SEED_NOT_SUPPORTED;
+  END();
 }
 
 CK_RV C_GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG len)
 {
-  if (!out && len)
-    return akv_module_check() != CKR_OK ? akv_module_check() : CKR_ARGUMENTS_BAD;
-  return pending(h);
+  BEGIN(h, out || !len);
+  rv = akv_generate_random(s, out, len);
+  END();
 }
