@@ -1106,10 +1106,14 @@ static int parse_attrs_tags(const cJSON *body, struct emu_attrs *attrs, const cJ
   return emu_attrs_apply(cJSON_GetObjectItemCaseSensitive(body, "attributes"), attrs, 0, err);
 }
 
+enum { PENDING_GET, PENDING_CANCEL, PENDING_DELETE };
+enum { DELETED_GET, DELETED_PURGE, DELETED_RECOVER };
+
 /* ---- operations -------------------------------------------------------------------------------- */
 
-static int op_create(struct emu_req *req, struct emu_resp *resp, const char *name)
+static int op_create(struct emu_req *req, struct emu_resp *resp, int arg)
 {
+  const char *name = req->seg[0];
   struct emu_vault *vault = req->vault;
   struct emu_attrs attrs = {.enabled = 1};
   const cJSON *tags = NULL;
@@ -1288,8 +1292,9 @@ out:
   return ret;
 }
 
-static int op_import(struct emu_req *req, struct emu_resp *resp, const char *name)
+static int op_import(struct emu_req *req, struct emu_resp *resp, int arg)
 {
+  const char *name = req->seg[0];
   struct emu_vault *vault = req->vault;
   struct emu_attrs attrs = {.enabled = 1};
   const cJSON *tags = NULL, *in_policy, *sp;
@@ -1364,9 +1369,10 @@ out:
   return ret;
 }
 
-static int op_get(struct emu_req *req, struct emu_resp *resp, const char *name,
-                  const char *version)
+static int op_get(struct emu_req *req, struct emu_resp *resp, int arg)
 {
+  const char *name = req->seg[0];
+  const char *version = objs_req_version(req);
   struct emu_vault *vault = req->vault;
   struct cert *c;
   struct cversion *cv;
@@ -1389,9 +1395,10 @@ static int op_get(struct emu_req *req, struct emu_resp *resp, const char *name,
   return emu_resp_json(resp, 200, bundle);
 }
 
-static int op_update(struct emu_req *req, struct emu_resp *resp, const char *name,
-                     const char *version)
+static int op_update(struct emu_req *req, struct emu_resp *resp, int arg)
 {
+  const char *name = req->seg[0];
+  const char *version = objs_req_version(req);
   struct emu_vault *vault = req->vault;
   struct cert *c;
   struct cversion *cv;
@@ -1493,8 +1500,9 @@ fail:
   return NULL;
 }
 
-static int op_policy(struct emu_req *req, struct emu_resp *resp, const char *name, int update)
+static int op_policy(struct emu_req *req, struct emu_resp *resp, int update)
 {
+  const char *name = req->seg[0];
   struct emu_vault *vault = req->vault;
   struct cert *c;
   cJSON *merged = NULL, *policy = NULL, *out = NULL;
@@ -1529,22 +1537,23 @@ static int op_policy(struct emu_req *req, struct emu_resp *resp, const char *nam
   return emu_resp_json(resp, 200, out);
 }
 
-/* GET (0), PATCH cancel (1), DELETE (2) of /certificates/{n}/pending. */
-static int op_pending(struct emu_req *req, struct emu_resp *resp, const char *name, int action)
+/* GET, PATCH (cancel) or DELETE of /certificates/{n}/pending (PENDING_*). */
+static int op_pending(struct emu_req *req, struct emu_resp *resp, int action)
 {
+  const char *name = req->seg[0];
   struct emu_vault *vault = req->vault;
   struct cert *c;
   cJSON *out = NULL;
   const cJSON *cancel = NULL;
   int found = 0;
 
-  if (action == 1) {
+  if (action == PENDING_CANCEL) {
     if (!cJSON_IsObject(req->body) ||
         !cJSON_IsBool(cancel = cJSON_GetObjectItemCaseSensitive(req->body, "cancellation_requested")))
       return emu_resp_bad_param(resp, "The request body must be {\"cancellation_requested\": "
                                       "true|false}.");
   }
-  if (action == 0) {
+  if (action == PENDING_GET) {
     pthread_mutex_lock(&vault->lock);
     c = cert_live_inlock(vault, name);
     if (c && c->op)
@@ -1556,13 +1565,13 @@ static int op_pending(struct emu_req *req, struct emu_resp *resp, const char *na
   c = cert_live_inlock(vault, name);
   if (c && c->op) {
     found = 1;
-    if (action == 1 && cJSON_IsTrue(cancel) && c->op->status == COP_IN_PROGRESS &&
+    if (action == PENDING_CANCEL && cJSON_IsTrue(cancel) && c->op->status == COP_IN_PROGRESS &&
         !c->op->completing) {
       c->op->cancellation_requested = 1;
       c->op->status = COP_CANCELLED;
     }
     out = op_json_new(vault, c, c->op);
-    if (action == 2) {
+    if (action == PENDING_DELETE) {
       cop_free(c->op);
       c->op = NULL;
     }
@@ -1575,8 +1584,9 @@ static int op_pending(struct emu_req *req, struct emu_resp *resp, const char *na
   return emu_resp_json(resp, 200, out);
 }
 
-static int op_merge(struct emu_req *req, struct emu_resp *resp, const char *name)
+static int op_merge(struct emu_req *req, struct emu_resp *resp, int arg)
 {
+  const char *name = req->seg[0];
   struct emu_vault *vault = req->vault;
   const cJSON *x5c, *e;
   X509 *leaf = NULL, *cert;
@@ -1646,8 +1656,9 @@ static int has_issued(const struct cert *c)
   return 0;
 }
 
-static int op_delete(struct emu_req *req, struct emu_resp *resp, const char *name)
+static int op_delete(struct emu_req *req, struct emu_resp *resp, int arg)
 {
+  const char *name = req->seg[0];
   struct emu_vault *vault = req->vault;
   struct cert *c;
   cJSON *bundle = NULL;
@@ -1718,8 +1729,9 @@ static int op_list(struct emu_req *req, struct emu_resp *resp, int deleted)
   return emu_page(req, resp, items);
 }
 
-static int op_versions(struct emu_req *req, struct emu_resp *resp, const char *name)
+static int op_versions(struct emu_req *req, struct emu_resp *resp, int arg)
 {
+  const char *name = req->seg[0];
   struct emu_vault *vault = req->vault;
   struct cert *c;
   cJSON *items = cJSON_CreateArray(), *it;
@@ -1749,9 +1761,10 @@ static int op_versions(struct emu_req *req, struct emu_resp *resp, const char *n
   return emu_page(req, resp, items);
 }
 
-/* GET (0) / purge (1) / recover (2) a deleted certificate, with its managed key and secret. */
-static int op_deleted(struct emu_req *req, struct emu_resp *resp, const char *name, int action)
+/* Get, purge or recover (DELETED_*) a deleted certificate, with its managed key and secret. */
+static int op_deleted(struct emu_req *req, struct emu_resp *resp, int action)
 {
+  const char *name = req->seg[0];
   struct emu_vault *vault = req->vault;
   struct cstore *st;
   struct cert *c;
@@ -1765,9 +1778,9 @@ static int op_deleted(struct emu_req *req, struct emu_resp *resp, const char *na
   if (c && c->deleted && emu_deleted_visible(&c->del)) {
     found = 1;
     issued = has_issued(c);
-    if (action == 0) {
+    if (action == DELETED_GET) {
       bundle = deleted_bundle_new(vault, c);
-    } else if (action == 2) {
+    } else if (action == DELETED_RECOVER) {
       c->deleted = 0;
       if (issued)
         secrets_recover_inlock(vault, c->name);
@@ -1783,143 +1796,52 @@ static int op_deleted(struct emu_req *req, struct emu_resp *resp, const char *na
   pthread_mutex_unlock(&vault->lock);
   if (!found)
     return emu_resp_deleted_not_found(resp, "Certificate", name);
-  if (issued && action == 2)
+  if (issued && action == DELETED_RECOVER)
     (void)emu_keys_recover(vault, name, NULL);
-  if (issued && action == 1)
+  if (issued && action == DELETED_PURGE)
     (void)emu_keys_purge(vault, name);
-  if (action == 1)
+  if (action == DELETED_PURGE)
     return emu_resp_empty(resp, 204);
   if (!bundle)
     return -1;
   return emu_resp_json(resp, 200, bundle);
 }
 
-static int route_unknown(struct emu_resp *resp, const char *path)
-{
-  return emu_resp_error(resp, 404, "NotFound", NULL, "The requested path %.300s is not served.",
-                        path);
-}
+static const struct objs_route cert_routes[] = {
+    {"GET", 0, NULL, NULL, "certificates.list", op_list, 0},
+    {"GET", 1, NULL, NULL, "certificates.get", op_get, 0},
+    {"PATCH", 1, NULL, NULL, "certificates.update", op_update, 0},
+    {"DELETE", 1, NULL, NULL, "certificates.delete", op_delete, 0},
+    {"POST", 2, "create", NULL, "certificates.create", op_create, 0},
+    {"POST", 2, "import", NULL, "certificates.import", op_import, 0},
+    {"GET", 2, "versions", NULL, "certificates.versions", op_versions, 0},
+    {"GET", 2, "policy", NULL, "certificates.policy_get", op_policy, 0},
+    {"PATCH", 2, "policy", NULL, "certificates.policy_update", op_policy, 1},
+    {"GET", 2, "pending", NULL, "certificates.pending", op_pending, PENDING_GET},
+    {"PATCH", 2, "pending", NULL, "certificates.pending_update", op_pending, PENDING_CANCEL},
+    {"DELETE", 2, "pending", NULL, "certificates.pending_delete", op_pending, PENDING_DELETE},
+    {"GET", 2, NULL, NULL, "certificates.get", op_get, 0},
+    {"PATCH", 2, NULL, NULL, "certificates.update", op_update, 0},
+    {"POST", 3, "pending", "merge", "certificates.merge", op_merge, 0},
+};
+
+static const struct objs_route deleted_cert_routes[] = {
+    {"GET", 0, NULL, NULL, "certificates.deleted_list", op_list, 1},
+    {"GET", 1, NULL, NULL, "certificates.deleted_get", op_deleted, DELETED_GET},
+    {"DELETE", 1, NULL, NULL, "certificates.purge", op_deleted, DELETED_PURGE},
+    {"POST", 2, "recover", NULL, "certificates.recover", op_deleted, DELETED_RECOVER},
+};
 
 int emu_certs_handle(struct emu_req *req, struct emu_resp *resp)
 {
-  const char *m = req->method;
-  const char *name = req->nseg > 0 ? req->seg[0] : NULL;
-  const char *sub = req->nseg > 1 ? req->seg[1] : NULL;
-
-  if (!strcmp(req->collection, "deletedcertificates")) {
-    if (req->nseg == 0) {
-      if (strcmp(m, "GET"))
-        return emu_resp_method_not_allowed(resp);
-      emu_stats_count("certificates.deleted_list");
-      return op_list(req, resp, 1);
-    }
-    if (req->nseg == 1) {
-      if (!strcmp(m, "GET")) {
-        emu_stats_count("certificates.deleted_get");
-        return op_deleted(req, resp, name, 0);
-      }
-      if (!strcmp(m, "DELETE")) {
-        emu_stats_count("certificates.purge");
-        return op_deleted(req, resp, name, 1);
-      }
-      return emu_resp_method_not_allowed(resp);
-    }
-    if (req->nseg == 2 && objs_ieq(sub, "recover")) {
-      if (strcmp(m, "POST"))
-        return emu_resp_method_not_allowed(resp);
-      emu_stats_count("certificates.recover");
-      return op_deleted(req, resp, name, 2);
-    }
-    return route_unknown(resp, req->path);
-  }
-
-  if (req->nseg == 0) {
-    if (strcmp(m, "GET"))
-      return emu_resp_method_not_allowed(resp);
-    emu_stats_count("certificates.list");
-    return op_list(req, resp, 0);
-  }
-  if (objs_ieq(name, "issuers") || objs_ieq(name, "contacts")) {
+  if (!strcmp(req->collection, "deletedcertificates"))
+    return objs_dispatch(req, resp, deleted_cert_routes,
+                         sizeof(deleted_cert_routes) / sizeof(deleted_cert_routes[0]));
+  /* Issuers and contacts share the collection; the emulator has neither. */
+  if (req->nseg > 0 && (objs_ieq(req->seg[0], "issuers") || objs_ieq(req->seg[0], "contacts")))
     return emu_resp_error(resp, 404, "NotFound", NULL,
-                          "Certificate %s are not implemented by the emulator.", name);
-  }
-  if (req->nseg == 1) {
-    if (!strcmp(m, "GET")) {
-      emu_stats_count("certificates.get");
-      return op_get(req, resp, name, NULL);
-    }
-    if (!strcmp(m, "PATCH")) {
-      emu_stats_count("certificates.update");
-      return op_update(req, resp, name, NULL);
-    }
-    if (!strcmp(m, "DELETE")) {
-      emu_stats_count("certificates.delete");
-      return op_delete(req, resp, name);
-    }
-    return emu_resp_method_not_allowed(resp);
-  }
-  if (req->nseg == 2) {
-    if (objs_ieq(sub, "create")) {
-      if (strcmp(m, "POST"))
-        return emu_resp_method_not_allowed(resp);
-      emu_stats_count("certificates.create");
-      return op_create(req, resp, name);
-    }
-    if (objs_ieq(sub, "import")) {
-      if (strcmp(m, "POST"))
-        return emu_resp_method_not_allowed(resp);
-      emu_stats_count("certificates.import");
-      return op_import(req, resp, name);
-    }
-    if (objs_ieq(sub, "versions")) {
-      if (strcmp(m, "GET"))
-        return emu_resp_method_not_allowed(resp);
-      emu_stats_count("certificates.versions");
-      return op_versions(req, resp, name);
-    }
-    if (objs_ieq(sub, "policy")) {
-      if (!strcmp(m, "GET")) {
-        emu_stats_count("certificates.policy_get");
-        return op_policy(req, resp, name, 0);
-      }
-      if (!strcmp(m, "PATCH")) {
-        emu_stats_count("certificates.policy_update");
-        return op_policy(req, resp, name, 1);
-      }
-      return emu_resp_method_not_allowed(resp);
-    }
-    if (objs_ieq(sub, "pending")) {
-      if (!strcmp(m, "GET")) {
-        emu_stats_count("certificates.pending");
-        return op_pending(req, resp, name, 0);
-      }
-      if (!strcmp(m, "PATCH")) {
-        emu_stats_count("certificates.pending_update");
-        return op_pending(req, resp, name, 1);
-      }
-      if (!strcmp(m, "DELETE")) {
-        emu_stats_count("certificates.pending_delete");
-        return op_pending(req, resp, name, 2);
-      }
-      return emu_resp_method_not_allowed(resp);
-    }
-    if (!strcmp(m, "GET")) {
-      emu_stats_count("certificates.get");
-      return op_get(req, resp, name, sub);
-    }
-    if (!strcmp(m, "PATCH")) {
-      emu_stats_count("certificates.update");
-      return op_update(req, resp, name, sub);
-    }
-    return emu_resp_method_not_allowed(resp);
-  }
-  if (req->nseg == 3 && objs_ieq(sub, "pending") && objs_ieq(req->seg[2], "merge")) {
-    if (strcmp(m, "POST"))
-      return emu_resp_method_not_allowed(resp);
-    emu_stats_count("certificates.merge");
-    return op_merge(req, resp, name);
-  }
-  return route_unknown(resp, req->path);
+                          "Certificate %s are not implemented by the emulator.", req->seg[0]);
+  return objs_dispatch(req, resp, cert_routes, sizeof(cert_routes) / sizeof(cert_routes[0]));
 }
 
 /* ---- seeding ------------------------------------------------------------------------------------ */

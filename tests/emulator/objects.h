@@ -37,6 +37,24 @@ void certs_store_free(void *store);
 int secrets_seed(struct emu_vault *vault, const cJSON *item);
 int certs_seed(struct emu_vault *vault, const cJSON *item);
 
+/* Routing table of a collection: method, number of segments after the collection, literal
+ * second/third segment (case-insensitive; NULL = any value), stats name, handler and its arg.
+ * Literal routes must precede wildcard routes of the same length. */
+struct objs_route {
+  const char *method;
+  size_t nseg;
+  const char *seg1;
+  const char *seg2;
+  const char *stat;
+  int (*fn)(struct emu_req *req, struct emu_resp *resp, int arg);
+  int arg;
+};
+/* Count and run the matching route; 404 NotFound for an unknown path, 405 for a wrong method. */
+int objs_dispatch(struct emu_req *req, struct emu_resp *resp, const struct objs_route *routes,
+                  size_t n);
+/* The version segment of /{collection}/{name}/{version}, NULL for /{collection}/{name}. */
+const char *objs_req_version(const struct emu_req *req);
+
 /* Small JSON helpers shared by both handlers. */
 /* String member or NULL; *bad set to 1 when present with another type (null counts as absent). */
 const char *objs_json_str(const cJSON *obj, const char *name, int *bad);

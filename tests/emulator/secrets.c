@@ -439,10 +439,13 @@ static int parse_common(const cJSON *body, const char **ctype, const cJSON **tag
   return 0;
 }
 
+enum { DELETED_GET, DELETED_PURGE, DELETED_RECOVER };
+
 /* ---- operations ---------------------------------------------------------------------------- */
 
-static int op_set(struct emu_req *req, struct emu_resp *resp, const char *name)
+static int op_set(struct emu_req *req, struct emu_resp *resp, int arg)
 {
+  const char *name = req->seg[0];
   struct emu_vault *vault = req->vault;
   struct emu_secret_params p;
   struct secret *s;
@@ -513,9 +516,10 @@ out:
   return out;
 }
 
-static int op_get(struct emu_req *req, struct emu_resp *resp, const char *name,
-                  const char *version)
+static int op_get(struct emu_req *req, struct emu_resp *resp, int arg)
 {
+  const char *name = req->seg[0];
+  const char *version = objs_req_version(req);
   struct emu_vault *vault = req->vault;
   struct secret *s;
   struct sversion *sv;
@@ -582,9 +586,10 @@ out:
   return ret;
 }
 
-static int op_update(struct emu_req *req, struct emu_resp *resp, const char *name,
-                     const char *version)
+static int op_update(struct emu_req *req, struct emu_resp *resp, int arg)
 {
+  const char *name = req->seg[0];
+  const char *version = objs_req_version(req);
   struct emu_vault *vault = req->vault;
   struct secret *s;
   struct sversion *sv = NULL;
@@ -649,8 +654,9 @@ static int op_update(struct emu_req *req, struct emu_resp *resp, const char *nam
   return emu_resp_json(resp, 200, bundle);
 }
 
-static int op_delete(struct emu_req *req, struct emu_resp *resp, const char *name)
+static int op_delete(struct emu_req *req, struct emu_resp *resp, int arg)
 {
+  const char *name = req->seg[0];
   struct emu_vault *vault = req->vault;
   struct secret *s;
   cJSON *bundle = NULL;
@@ -713,8 +719,9 @@ static int op_list(struct emu_req *req, struct emu_resp *resp, int deleted)
   return emu_page(req, resp, items);
 }
 
-static int op_versions(struct emu_req *req, struct emu_resp *resp, const char *name)
+static int op_versions(struct emu_req *req, struct emu_resp *resp, int arg)
 {
+  const char *name = req->seg[0];
   struct emu_vault *vault = req->vault;
   struct secret *s;
   cJSON *items = cJSON_CreateArray(), *it;
@@ -743,125 +750,111 @@ static int op_versions(struct emu_req *req, struct emu_resp *resp, const char *n
 
 /* GET /deletedsecrets/{n}, DELETE /deletedsecrets/{n}, POST /deletedsecrets/{n}/recover.
  * Secrets backing a certificate go with their certificate. */
-static int op_deleted(struct emu_req *req, struct emu_resp *resp, const char *name, int action)
+static int op_deleted(struct emu_req *req, struct emu_resp *resp, int action)
 {
+  const char *name = req->seg[0];
   struct emu_vault *vault = req->vault;
   struct secret *s;
   cJSON *bundle = NULL;
   int found = 0, managed = 0;
-  enum { GET, PURGE, RECOVER };
 
   pthread_mutex_lock(&vault->lock);
   s = secret_find_inlock(vault, name, NULL);
   if (s && s->deleted && emu_deleted_visible(&s->del) && s->nv) {
     found = 1;
     managed = s->v[s->nv - 1]->managed;
-    if (action == GET) {
+    if (action == DELETED_GET) {
       bundle = bundle_new(vault, s, s->v[s->nv - 1], 0);
       if (bundle && emu_deleted_json_add(bundle, vault, "deletedsecrets", s->name, &s->del)) {
         cJSON_Delete(bundle);
         bundle = NULL;
       }
-    } else if (!managed && action == RECOVER) {
+    } else if (!managed && action == DELETED_RECOVER) {
       secrets_recover_inlock(vault, name);
       bundle = bundle_new(vault, s, s->v[s->nv - 1], 0);
-    } else if (!managed && action == PURGE) {
+    } else if (!managed && action == DELETED_PURGE) {
       secrets_purge_inlock(vault, name);
     }
   }
   pthread_mutex_unlock(&vault->lock);
   if (!found)
     return emu_resp_deleted_not_found(resp, "Secret", name);
-  if (managed && action != GET)
+  if (managed && action != DELETED_GET)
     return reply_managed(resp, name);
-  if (action == PURGE)
+  if (action == DELETED_PURGE)
     return emu_resp_empty(resp, 204);
   if (!bundle)
     return -1;
   return emu_resp_json(resp, 200, bundle);
 }
 
-static int route_unknown(struct emu_resp *resp, const char *path)
+const char *objs_req_version(const struct emu_req *req)
 {
-  return emu_resp_error(resp, 404, "NotFound", NULL, "The requested path %.300s is not served.",
-                        path);
+  return req->nseg == 2 ? req->seg[1] : NULL;
 }
+
+static int route_matches(const struct emu_req *req, const struct objs_route *r)
+{
+  return r->nseg == req->nseg && (!r->seg1 || objs_ieq(req->seg[1], r->seg1)) &&
+         (!r->seg2 || objs_ieq(req->seg[2], r->seg2));
+}
+
+static int same_pattern(const char *a, const char *b)
+{
+  return a == b || (a && b && !strcmp(a, b));
+}
+
+int objs_dispatch(struct emu_req *req, struct emu_resp *resp, const struct objs_route *routes,
+                  size_t n)
+{
+  const struct objs_route *path = NULL;
+  size_t i;
+
+  /* The first route whose segments match fixes the path (literal segments are listed before
+   * wildcards); among the routes of that path the method picks the handler, else 405. */
+  for (i = 0; i < n && !path; i++) {
+    if (route_matches(req, &routes[i]))
+      path = &routes[i];
+  }
+  if (!path)
+    return emu_resp_error(resp, 404, "NotFound", NULL, "The requested path %.300s is not served.",
+                          req->path);
+  for (i = 0; i < n; i++) {
+    const struct objs_route *r = &routes[i];
+
+    if (r->nseg == path->nseg && same_pattern(r->seg1, path->seg1) &&
+        same_pattern(r->seg2, path->seg2) && !strcmp(r->method, req->method)) {
+      emu_stats_count(r->stat);
+      return r->fn(req, resp, r->arg);
+    }
+  }
+  return emu_resp_method_not_allowed(resp);
+}
+
+static const struct objs_route secret_routes[] = {
+    {"GET", 0, NULL, NULL, "secrets.list", op_list, 0},
+    {"PUT", 1, NULL, NULL, "secrets.set", op_set, 0},
+    {"GET", 1, NULL, NULL, "secrets.get", op_get, 0},
+    {"PATCH", 1, NULL, NULL, "secrets.update", op_update, 0},
+    {"DELETE", 1, NULL, NULL, "secrets.delete", op_delete, 0},
+    {"GET", 2, "versions", NULL, "secrets.versions", op_versions, 0},
+    {"GET", 2, NULL, NULL, "secrets.get", op_get, 0},
+    {"PATCH", 2, NULL, NULL, "secrets.update", op_update, 0},
+};
+
+static const struct objs_route deleted_secret_routes[] = {
+    {"GET", 0, NULL, NULL, "secrets.deleted_list", op_list, 1},
+    {"GET", 1, NULL, NULL, "secrets.deleted_get", op_deleted, DELETED_GET},
+    {"DELETE", 1, NULL, NULL, "secrets.purge", op_deleted, DELETED_PURGE},
+    {"POST", 2, "recover", NULL, "secrets.recover", op_deleted, DELETED_RECOVER},
+};
 
 int emu_secrets_handle(struct emu_req *req, struct emu_resp *resp)
 {
-  const char *m = req->method;
-  const char *name = req->nseg > 0 ? req->seg[0] : NULL;
-
-  if (!strcmp(req->collection, "deletedsecrets")) {
-    if (req->nseg == 0) {
-      if (strcmp(m, "GET"))
-        return emu_resp_method_not_allowed(resp);
-      emu_stats_count("secrets.deleted_list");
-      return op_list(req, resp, 1);
-    }
-    if (req->nseg == 1) {
-      if (!strcmp(m, "GET")) {
-        emu_stats_count("secrets.deleted_get");
-        return op_deleted(req, resp, name, 0);
-      }
-      if (!strcmp(m, "DELETE")) {
-        emu_stats_count("secrets.purge");
-        return op_deleted(req, resp, name, 1);
-      }
-      return emu_resp_method_not_allowed(resp);
-    }
-    if (req->nseg == 2 && objs_ieq(req->seg[1], "recover")) {
-      if (strcmp(m, "POST"))
-        return emu_resp_method_not_allowed(resp);
-      emu_stats_count("secrets.recover");
-      return op_deleted(req, resp, name, 2);
-    }
-    return route_unknown(resp, req->path);
-  }
-
-  if (req->nseg == 0) {
-    if (strcmp(m, "GET"))
-      return emu_resp_method_not_allowed(resp);
-    emu_stats_count("secrets.list");
-    return op_list(req, resp, 0);
-  }
-  if (req->nseg == 1) {
-    if (!strcmp(m, "PUT")) {
-      emu_stats_count("secrets.set");
-      return op_set(req, resp, name);
-    }
-    if (!strcmp(m, "GET")) {
-      emu_stats_count("secrets.get");
-      return op_get(req, resp, name, NULL);
-    }
-    if (!strcmp(m, "PATCH")) {
-      emu_stats_count("secrets.update");
-      return op_update(req, resp, name, NULL);
-    }
-    if (!strcmp(m, "DELETE")) {
-      emu_stats_count("secrets.delete");
-      return op_delete(req, resp, name);
-    }
-    return emu_resp_method_not_allowed(resp);
-  }
-  if (req->nseg == 2) {
-    if (objs_ieq(req->seg[1], "versions")) {
-      if (strcmp(m, "GET"))
-        return emu_resp_method_not_allowed(resp);
-      emu_stats_count("secrets.versions");
-      return op_versions(req, resp, name);
-    }
-    if (!strcmp(m, "GET")) {
-      emu_stats_count("secrets.get");
-      return op_get(req, resp, name, req->seg[1]);
-    }
-    if (!strcmp(m, "PATCH")) {
-      emu_stats_count("secrets.update");
-      return op_update(req, resp, name, req->seg[1]);
-    }
-    return emu_resp_method_not_allowed(resp);
-  }
-  return route_unknown(resp, req->path);
+  if (!strcmp(req->collection, "deletedsecrets"))
+    return objs_dispatch(req, resp, deleted_secret_routes,
+                         sizeof(deleted_secret_routes) / sizeof(deleted_secret_routes[0]));
+  return objs_dispatch(req, resp, secret_routes, sizeof(secret_routes) / sizeof(secret_routes[0]));
 }
 
 /* ---- seeding and teardown ------------------------------------------------------------------ */
