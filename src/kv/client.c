@@ -1,0 +1,826 @@
+/* Key Vault REST client: authenticated calls with challenge handling, paging, object getters. */
+#include "kv/client.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+
+#include "kv/error.h"
+#include "kv/http.h"
+#include "kv/json.h"
+#include "kv/jwk.h"
+#include "util/audit.h"
+#include "util/b64.h"
+#include "util/log.h"
+
+#define MAX_PAGES 1000
+#define MAX_ITEMS 100000
+#define MAX_ID_LEN 2048
+#define MAX_CERT_DER (256 * 1024)
+#define MAX_SECRET (256 * 1024)
+#define GET_KEYS_THREADS 8
+#ifndef AKV_API_VERSION
+#define AKV_API_VERSION "7.6"
+#endif
+
+struct kv_client {
+  struct kv_http *http;
+  struct kv_cred *cred;
+  char *url;          /* https://host[:port] */
+  char *host;
+  char *port;         /* explicit or "443" */
+  char *api_version;
+  enum akv_vault_kind kind;
+  int custom_host;    /* from allowed_hosts rather than an Azure domain */
+  pthread_mutex_t lock; /* resource, tenant */
+  char *resource;     /* token resource, updated from a verified challenge */
+  char *tenant;       /* tenant hint from the challenge */
+};
+
+enum akv_vault_kind kv_client_kind(const struct kv_client *cl)
+{
+  return cl->kind;
+}
+
+const char *kv_client_vault(const struct kv_client *cl)
+{
+  return cl->url;
+}
+
+kv_rc kv_check_name(const char *name, const char *version)
+{
+  if (!kv_valid_name(name)) {
+    akv_err(AKV_LOGC_KV, "\"%.130s\" is not a Key Vault object name (1-127 of 0-9a-zA-Z-)",
+            name ? name : "(null)");
+    return KV_E_INVALID;
+  }
+  if (version && !kv_valid_version(version)) {
+    akv_err(AKV_LOGC_KV, "\"%.70s\" is not a Key Vault object version", version);
+    return KV_E_INVALID;
+  }
+  return KV_OK;
+}
+
+char *kv_client_url(const struct kv_client *cl, const char *fmt, ...)
+{
+  struct akv_buf b;
+  va_list ap;
+  int n;
+  char *path;
+  akv_buf_init(&b, 8192);
+  va_start(ap, fmt);
+  n = vasprintf(&path, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return NULL;
+  if (akv_buf_printf(&b, "%s/%s%sapi-version=%s", cl->url, path, strchr(path, '?') ? "&" : "?",
+                     cl->api_version)) {
+    free(path);
+    akv_buf_free(&b);
+    return NULL;
+  }
+  free(path);
+  return akv_buf_take(&b);
+}
+
+/* ---- challenge ------------------------------------------------------------------------------------ */
+
+/* Extracts the value of param from a Bearer challenge (quoted or token); malloc'd or NULL. */
+static char *challenge_param(const char *hdr, const char *param)
+{
+  const char *p = hdr;
+  size_t pl = strlen(param);
+  if (strncasecmp(p, "Bearer", 6) != 0)
+    return NULL;
+  p += 6;
+  while (*p) {
+    const char *k, *v;
+    size_t kl, vl;
+    while (*p == ' ' || *p == ',' || *p == '\t')
+      p++;
+    k = p;
+    while (*p && *p != '=' && *p != ' ' && *p != ',')
+      p++;
+    kl = (size_t)(p - k);
+    if (*p != '=')
+      continue;
+    p++;
+    if (*p == '"') {
+      v = ++p;
+      while (*p && *p != '"')
+        p++;
+      vl = (size_t)(p - v);
+      if (*p)
+        p++;
+    } else {
+      v = p;
+      while (*p && *p != ',' && *p != ' ')
+        p++;
+      vl = (size_t)(p - v);
+    }
+    if (kl == pl && strncasecmp(k, param, pl) == 0 && vl < 1024)
+      return strndup(v, vl);
+  }
+  return NULL;
+}
+
+/* Parses and verifies a 401 challenge, updating the resource/tenant used for tokens. */
+static kv_rc handle_challenge(struct kv_client *cl, const char *hdr)
+{
+  char *auth = NULL, *resource = NULL, *scope = NULL, *tenant = NULL;
+  const char *domain = NULL;
+  size_t hl, dl;
+  kv_rc rc = KV_E_PROTOCOL;
+  if (!hdr) {
+    akv_warn(AKV_LOGC_AUTH, "%s: 401 without a Bearer challenge; refreshing the token", cl->url);
+    return KV_OK;
+  }
+  auth = challenge_param(hdr, "authorization");
+  if (!auth)
+    auth = challenge_param(hdr, "authorization_uri");
+  resource = challenge_param(hdr, "resource");
+  scope = challenge_param(hdr, "scope");
+  if (!resource && scope) {
+    size_t sl = strlen(scope);
+    if (sl > 9 && strcmp(scope + sl - 9, "/.default") == 0)
+      scope[sl - 9] = '\0';
+    resource = scope;
+    scope = NULL;
+  }
+  if (resource) {
+    size_t rl = strlen(resource);
+    while (rl && resource[rl - 1] == '/')
+      resource[--rl] = '\0';
+    /* Never send a token for something else: the resource must be a vault service, and a vault
+     * under an Azure domain must belong to that resource's domain. */
+    if (!akv_known_vault_resource(resource, &domain)) {
+      akv_err(AKV_LOGC_AUTH, "%s: the challenge resource '%.200s' is not a Key Vault resource; "
+              "refusing", cl->url, resource);
+      goto out;
+    }
+    hl = strlen(cl->host);
+    dl = strlen(domain);
+    if (!cl->custom_host && (hl <= dl || strcasecmp(cl->host + hl - dl, domain) != 0)) {
+      akv_err(AKV_LOGC_AUTH, "%s: the challenge resource '%s' does not match the requested "
+              "domain; refusing", cl->url, resource);
+      goto out;
+    }
+  }
+  if (auth) {
+    /* The tenant is the first path segment of the authorization URL. */
+    CURLU *u = curl_url();
+    char *path = NULL;
+    if (u && curl_url_set(u, CURLUPART_URL, auth, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK && path[0] == '/' && path[1]) {
+      size_t tl = strcspn(path + 1, "/");
+      tenant = strndup(path + 1, tl);
+    }
+    curl_free(path);
+    curl_url_cleanup(u);
+  }
+  pthread_mutex_lock(&cl->lock);
+  if (resource) {
+    free(cl->resource);
+    cl->resource = resource;
+    resource = NULL;
+  }
+  if (tenant) {
+    free(cl->tenant);
+    cl->tenant = tenant;
+    tenant = NULL;
+  }
+  pthread_mutex_unlock(&cl->lock);
+  rc = KV_OK;
+out:
+  free(auth);
+  free(resource);
+  free(scope);
+  free(tenant);
+  return rc;
+}
+
+static kv_rc get_token(struct kv_client *cl, int force, char **token)
+{
+  char *resource, *tenant = NULL;
+  kv_rc rc;
+  pthread_mutex_lock(&cl->lock);
+  resource = strdup(cl->resource);
+  if (cl->tenant)
+    tenant = strdup(cl->tenant);
+  pthread_mutex_unlock(&cl->lock);
+  if (!resource) {
+    free(tenant);
+    return KV_E_NOMEM;
+  }
+  rc = kv_cred_token(cl->cred, resource, tenant, force, token);
+  free(resource);
+  free(tenant);
+  if (rc != KV_OK && rc != KV_E_NOMEM) {
+    akv_err(AKV_LOGC_AUTH, "%s: no access token (%s) from %s", cl->url, kv_rc_str(rc),
+            kv_cred_describe(cl->cred));
+    rc = KV_E_AUTH;
+  }
+  return rc;
+}
+
+kv_rc kv_client_call(struct kv_client *cl, const struct kv_call *call, cJSON **doc)
+{
+  struct kv_http_request req;
+  struct kv_http_response resp;
+  char *token = NULL;
+  char what[256];
+  long latency = 0;
+  kv_rc rc;
+  *doc = NULL;
+  kv_http_response_init(&resp);
+  memset(&req, 0, sizeof(req));
+  req.method = call->method;
+  req.url = call->url;
+  req.body = call->body;
+  req.body_len = call->body_len;
+  req.idempotent = call->idempotent;
+  snprintf(what, sizeof(what), "%s %s%s%s", call->op, call->name ? call->name : cl->url,
+           call->version ? "/" : "", call->version ? call->version : "");
+  for (int attempt = 0; attempt < 2; attempt++) {
+    rc = get_token(cl, attempt > 0, &token);
+    if (rc != KV_OK)
+      goto out;
+    req.bearer = token;
+    rc = kv_http_do(cl->http, &req, &resp);
+    latency += resp.latency_ms;
+    kv_secure_free(token, 0);
+    token = NULL;
+    if (rc != KV_OK) {
+      akv_err(AKV_LOGC_KV, "%s: %s after %u attempt(s) (x-ms-client-request-id %s)", what,
+              kv_rc_str(rc), resp.attempts, resp.client_request_id);
+      goto out;
+    }
+    if (resp.status != 401 || attempt > 0)
+      break;
+    rc = handle_challenge(cl, resp.www_authenticate);
+    if (rc != KV_OK)
+      goto out;
+  }
+  if (resp.status < 200 || resp.status >= 300) {
+    rc = kv_error_from_response(resp.status, (const char *)resp.body.data, resp.body.len, what);
+    if (rc == KV_E_UNAUTHORIZED)
+      akv_err(AKV_LOGC_AUTH, "%s: still 401 after a token refresh; the token of %s is not "
+              "accepted by this vault", what, kv_cred_describe(cl->cred));
+    goto out;
+  }
+  if (resp.body.len) {
+    *doc = kv_json_parse((const char *)resp.body.data, resp.body.len, what);
+    if (!*doc) {
+      rc = KV_E_PROTOCOL;
+      goto out;
+    }
+  }
+  rc = KV_OK;
+out:
+  kv_secure_free(token, 0);
+  if (akv_audit_enabled()) {
+    struct akv_audit_event ev = {cl->url, call->op, call->name, call->version, call->alg,
+                                 kv_rc_str(rc), resp.status, latency, resp.client_request_id,
+                                 resp.request_id};
+    akv_audit_record(&ev);
+  }
+  akv_dbg(AKV_LOGC_KV, "%s: %s, HTTP %ld, %ld ms, x-ms-client-request-id %s, x-ms-request-id %s",
+          what, kv_rc_str(rc), resp.status, latency, resp.client_request_id,
+          resp.request_id[0] ? resp.request_id : "-");
+  kv_set_last_http_status(resp.status);
+  kv_http_response_free(&resp);
+  return rc;
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------------ */
+
+kv_rc kv_client_new(struct kv_http *http, struct kv_cred *cred, const struct kv_client_opts *opts,
+                    struct kv_client **out)
+{
+  struct kv_client *cl = NULL;
+  CURLU *u = NULL;
+  char *scheme = NULL, *host = NULL, *port = NULL;
+  const char *resource = NULL;
+  enum akv_vault_kind kind;
+  kv_rc rc = KV_E_INVALID;
+  size_t ul;
+  if (!http || !cred || !opts || !opts->url || !out)
+    return KV_E_INVALID;
+  *out = NULL;
+  u = curl_url();
+  if (!u)
+    return KV_E_NOMEM;
+  if (curl_url_set(u, CURLUPART_URL, opts->url, 0) != CURLUE_OK ||
+      curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+      curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+      curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK ||
+      strcasecmp(scheme, "https") != 0) {
+    akv_err(AKV_LOGC_KV, "vault URL %s is not an https URL", opts->url);
+    goto out;
+  }
+  rc = KV_E_NOMEM;
+  cl = calloc(1, sizeof(*cl));
+  if (!cl)
+    goto out;
+  pthread_mutex_init(&cl->lock, NULL);
+  cl->http = http;
+  cl->cred = cred;
+  cl->kind = opts->kind;
+  if (akv_azure_vault_host(host, &resource, &kind)) {
+    cl->custom_host = 0;
+  } else if (kv_http_host_allowed(http, host)) {
+    cl->custom_host = 1;
+    resource = opts->kind == AKV_VAULT_MHSM ? "https://managedhsm.azure.net"
+                                            : "https://vault.azure.net";
+  } else {
+    akv_err(AKV_LOGC_KV, "vault host %s is neither an Azure vault domain nor in allowed_hosts",
+            host);
+    rc = KV_E_INVALID;
+    goto out;
+  }
+  cl->url = strdup(opts->url);
+  cl->host = strdup(host);
+  cl->port = strdup(port);
+  cl->api_version = strdup(opts->api_version ? opts->api_version : AKV_API_VERSION);
+  cl->resource = strdup(resource);
+  if (!cl->url || !cl->host || !cl->port || !cl->api_version || !cl->resource)
+    goto out;
+  ul = strlen(cl->url);
+  while (ul && cl->url[ul - 1] == '/')
+    cl->url[--ul] = '\0';
+  *out = cl;
+  cl = NULL;
+  rc = KV_OK;
+out:
+  kv_client_free(cl);
+  curl_free(scheme);
+  curl_free(host);
+  curl_free(port);
+  curl_url_cleanup(u);
+  return rc;
+}
+
+void kv_client_free(struct kv_client *cl)
+{
+  if (!cl)
+    return;
+  free(cl->url);
+  free(cl->host);
+  free(cl->port);
+  free(cl->api_version);
+  free(cl->resource);
+  free(cl->tenant);
+  pthread_mutex_destroy(&cl->lock);
+  free(cl);
+}
+
+/* ---- lists ---------------------------------------------------------------------------------------- */
+
+void kv_item_list_free(struct kv_item_list *l)
+{
+  if (!l)
+    return;
+  for (size_t i = 0; i < l->n; i++) {
+    free(l->items[i].id);
+    free(l->items[i].name);
+    free(l->items[i].version);
+    free(l->items[i].content_type);
+    free(l->items[i].x5t);
+    kv_attrs_clear(&l->items[i].attrs);
+  }
+  free(l->items);
+  l->items = NULL;
+  l->n = 0;
+}
+
+/* nextLink is followed only to the vault itself (same scheme, host and port). */
+static kv_rc check_next_link(const struct kv_client *cl, const char *link)
+{
+  CURLU *u = curl_url();
+  char *scheme = NULL, *host = NULL, *port = NULL;
+  kv_rc rc = KV_E_PROTOCOL;
+  if (!u)
+    return KV_E_NOMEM;
+  if (strlen(link) > 8192 || curl_url_set(u, CURLUPART_URL, link, 0) != CURLUE_OK ||
+      curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+      curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+      curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK) {
+    akv_err(AKV_LOGC_KV, "%s: nextLink is not an absolute URL; refusing", cl->url);
+    goto out;
+  }
+  if (strcasecmp(scheme, "https") != 0 || strcasecmp(host, cl->host) != 0 ||
+      strcmp(port, cl->port) != 0) {
+    akv_err(AKV_LOGC_KV, "%s: nextLink points to %s://%s:%s, not to the vault; refusing",
+            cl->url, scheme, host, port);
+    goto out;
+  }
+  rc = KV_OK;
+out:
+  curl_free(scheme);
+  curl_free(host);
+  curl_free(port);
+  curl_url_cleanup(u);
+  return rc;
+}
+
+static kv_rc parse_item(const cJSON *it, const char *collection, const char *id_field,
+                        struct kv_item *item)
+{
+  kv_rc rc;
+  memset(item, 0, sizeof(*item));
+  if (!cJSON_IsObject(it)) {
+    akv_err(AKV_LOGC_KV, "list: an item is not an object");
+    return KV_E_PROTOCOL;
+  }
+  if ((rc = kv_json_dup(it, id_field, 1, MAX_ID_LEN, &item->id)) != KV_OK ||
+      (rc = kv_parse_id(item->id, collection, &item->name, &item->version)) != KV_OK ||
+      (rc = kv_json_attrs(it, &item->attrs)) != KV_OK ||
+      (rc = kv_json_dup(it, "contentType", 0, 256, &item->content_type)) != KV_OK ||
+      (rc = kv_json_dup(it, "x5t", 0, 128, &item->x5t)) != KV_OK)
+    return rc;
+  return KV_OK;
+}
+
+static kv_rc list_all(struct kv_client *cl, const char *op, const char *collection,
+                      const char *id_field, const char *name, struct kv_item_list *out)
+{
+  char *url = NULL;
+  cJSON *doc = NULL;
+  struct kv_item_list l = {NULL, 0};
+  size_t cap = 0;
+  kv_rc rc;
+  out->items = NULL;
+  out->n = 0;
+  if (name && (rc = kv_check_name(name, NULL)) != KV_OK)
+    return rc;
+  url = name ? kv_client_url(cl, "%s/%s/versions?maxresults=25", collection, name)
+             : kv_client_url(cl, "%s?maxresults=25", collection);
+  if (!url)
+    return KV_E_NOMEM;
+  for (unsigned page = 0;; page++) {
+    struct kv_call call = {op, "GET", url, NULL, 0, 1, name, NULL, NULL};
+    const cJSON *value, *next, *it;
+    if (page >= MAX_PAGES) {
+      akv_err(AKV_LOGC_KV, "%s: more than %d pages; giving up (nextLink loop?)", op, MAX_PAGES);
+      rc = KV_E_PROTOCOL;
+      goto out;
+    }
+    rc = kv_client_call(cl, &call, &doc);
+    if (rc != KV_OK)
+      goto out;
+    rc = KV_E_PROTOCOL;
+    if (!doc) {
+      akv_err(AKV_LOGC_KV, "%s: empty list response", op);
+      goto out;
+    }
+    value = cJSON_GetObjectItemCaseSensitive(doc, "value");
+    if (!cJSON_IsArray(value)) {
+      akv_err(AKV_LOGC_KV, "%s: list response without a \"value\" array", op);
+      goto out;
+    }
+    cJSON_ArrayForEach(it, value)
+    {
+      if (l.n == cap) {
+        size_t ncap = cap ? cap * 2 : 32;
+        struct kv_item *ni;
+        if (ncap > MAX_ITEMS) {
+          akv_err(AKV_LOGC_KV, "%s: more than %d items", op, MAX_ITEMS);
+          goto out;
+        }
+        ni = realloc(l.items, ncap * sizeof(*ni));
+        if (!ni) {
+          rc = KV_E_NOMEM;
+          goto out;
+        }
+        l.items = ni;
+        cap = ncap;
+      }
+      rc = parse_item(it, collection, id_field, &l.items[l.n]);
+      l.n++; /* counted even on failure so kv_item_list_free releases partial members */
+      if (rc != KV_OK)
+        goto out;
+    }
+    rc = KV_E_PROTOCOL;
+    next = cJSON_GetObjectItemCaseSensitive(doc, "nextLink");
+    if (!next || cJSON_IsNull(next) || (cJSON_IsString(next) && !next->valuestring[0]))
+      break;
+    if (!cJSON_IsString(next)) {
+      akv_err(AKV_LOGC_KV, "%s: nextLink must be a string", op);
+      goto out;
+    }
+    if ((rc = check_next_link(cl, next->valuestring)) != KV_OK)
+      goto out;
+    free(url);
+    url = strdup(next->valuestring);
+    if (!url) {
+      rc = KV_E_NOMEM;
+      goto out;
+    }
+    cJSON_Delete(doc);
+    doc = NULL;
+  }
+  *out = l;
+  l.items = NULL;
+  l.n = 0;
+  rc = KV_OK;
+out:
+  kv_item_list_free(&l);
+  cJSON_Delete(doc);
+  free(url);
+  return rc;
+}
+
+kv_rc kv_list_keys(struct kv_client *cl, struct kv_item_list *out)
+{
+  return list_all(cl, "keys.list", "keys", "kid", NULL, out);
+}
+
+kv_rc kv_list_key_versions(struct kv_client *cl, const char *name, struct kv_item_list *out)
+{
+  return list_all(cl, "keys.versions", "keys", "kid", name, out);
+}
+
+kv_rc kv_list_certificates(struct kv_client *cl, struct kv_item_list *out)
+{
+  if (cl->kind == AKV_VAULT_MHSM)
+    return KV_E_UNSUPPORTED;
+  return list_all(cl, "certificates.list", "certificates", "id", NULL, out);
+}
+
+kv_rc kv_list_secrets(struct kv_client *cl, struct kv_item_list *out)
+{
+  if (cl->kind == AKV_VAULT_MHSM)
+    return KV_E_UNSUPPORTED;
+  return list_all(cl, "secrets.list", "secrets", "id", NULL, out);
+}
+
+/* ---- getters -------------------------------------------------------------------------------------- */
+
+static char *object_url(struct kv_client *cl, const char *collection, const char *name,
+                        const char *version)
+{
+  if (version)
+    return kv_client_url(cl, "%s/%s/%s", collection, name, version);
+  return kv_client_url(cl, "%s/%s/", collection, name);
+}
+
+/* The service must answer about the object we asked for. */
+static kv_rc check_same_object(const char *what, const char *name, const char *version,
+                               const char *got_name, const char *got_version)
+{
+  if (strcasecmp(name, got_name) != 0 ||
+      (version && (!got_version || strcasecmp(version, got_version) != 0))) {
+    akv_err(AKV_LOGC_KV, "%s %s: the response describes another object (%s)", what, name,
+            got_name);
+    return KV_E_PROTOCOL;
+  }
+  return KV_OK;
+}
+
+kv_rc kv_get_key(struct kv_client *cl, const char *name, const char *version, struct kv_key **out)
+{
+  char *url = NULL;
+  cJSON *doc = NULL;
+  struct kv_key *k = NULL;
+  kv_rc rc;
+  if (!out)
+    return KV_E_INVALID;
+  *out = NULL;
+  if ((rc = kv_check_name(name, version)) != KV_OK)
+    return rc;
+  url = object_url(cl, "keys", name, version);
+  if (!url)
+    return KV_E_NOMEM;
+  {
+    struct kv_call call = {"keys.get", "GET", url, NULL, 0, 1, name, version, NULL};
+    rc = kv_client_call(cl, &call, &doc);
+  }
+  if (rc != KV_OK)
+    goto out;
+  rc = KV_E_PROTOCOL;
+  if (!doc) {
+    akv_err(AKV_LOGC_KV, "keys.get %s: empty response", name);
+    goto out;
+  }
+  if ((rc = kv_key_from_bundle(doc, &k)) != KV_OK ||
+      (rc = check_same_object("keys.get", name, version, k->name, k->version)) != KV_OK)
+    goto out;
+  *out = k;
+  k = NULL;
+out:
+  kv_key_free(k);
+  cJSON_Delete(doc);
+  free(url);
+  return rc;
+}
+
+void kv_cert_free(struct kv_cert *c)
+{
+  if (!c)
+    return;
+  free(c->id);
+  free(c->kid);
+  free(c->sid);
+  free(c->name);
+  free(c->version);
+  free(c->der);
+  kv_attrs_clear(&c->attrs);
+  free(c);
+}
+
+kv_rc kv_get_certificate(struct kv_client *cl, const char *name, const char *version,
+                         struct kv_cert **out)
+{
+  char *url = NULL;
+  cJSON *doc = NULL;
+  struct kv_cert *c = NULL;
+  const char *cer;
+  kv_rc rc;
+  if (!out)
+    return KV_E_INVALID;
+  *out = NULL;
+  if (cl->kind == AKV_VAULT_MHSM)
+    return KV_E_UNSUPPORTED;
+  if ((rc = kv_check_name(name, version)) != KV_OK)
+    return rc;
+  url = object_url(cl, "certificates", name, version);
+  if (!url)
+    return KV_E_NOMEM;
+  {
+    struct kv_call call = {"certificates.get", "GET", url, NULL, 0, 1, name, version, NULL};
+    rc = kv_client_call(cl, &call, &doc);
+  }
+  if (rc != KV_OK)
+    goto out;
+  rc = KV_E_NOMEM;
+  if (!(c = calloc(1, sizeof(*c))))
+    goto out;
+  rc = KV_E_PROTOCOL;
+  if (!doc) {
+    akv_err(AKV_LOGC_KV, "certificates.get %s: empty response", name);
+    goto out;
+  }
+  if ((rc = kv_json_dup(doc, "id", 1, MAX_ID_LEN, &c->id)) != KV_OK ||
+      (rc = kv_parse_id(c->id, "certificates", &c->name, &c->version)) != KV_OK ||
+      (rc = check_same_object("certificates.get", name, version, c->name, c->version)) !=
+          KV_OK ||
+      (rc = kv_json_dup(doc, "kid", 0, MAX_ID_LEN, &c->kid)) != KV_OK ||
+      (rc = kv_json_dup(doc, "sid", 0, MAX_ID_LEN, &c->sid)) != KV_OK ||
+      (rc = kv_json_attrs(doc, &c->attrs)) != KV_OK ||
+      (rc = kv_json_str(doc, "cer", 1, MAX_CERT_DER / 3 * 4 + 4, &cer)) != KV_OK)
+    goto out;
+  rc = KV_E_PROTOCOL;
+  if (akv_b64_decode(cer, (size_t)-1, &c->der, &c->der_len) != 0 || c->der_len == 0) {
+    akv_err(AKV_LOGC_KV, "certificates.get %s: \"cer\" is not valid base64", name);
+    goto out;
+  }
+  *out = c;
+  c = NULL;
+  rc = KV_OK;
+out:
+  kv_cert_free(c);
+  cJSON_Delete(doc);
+  free(url);
+  return rc;
+}
+
+void kv_secret_free(struct kv_secret *s)
+{
+  if (!s)
+    return;
+  free(s->id);
+  free(s->name);
+  free(s->version);
+  free(s->content_type);
+  free(s->kid);
+  if (s->value)
+    kv_secure_free(s->value, s->value_len ? s->value_len : 1);
+  kv_attrs_clear(&s->attrs);
+  free(s);
+}
+
+kv_rc kv_get_secret(struct kv_client *cl, const char *name, const char *version,
+                    struct kv_secret **out)
+{
+  char *url = NULL;
+  cJSON *doc = NULL;
+  struct kv_secret *s = NULL;
+  const char *value;
+  kv_rc rc;
+  if (!out)
+    return KV_E_INVALID;
+  *out = NULL;
+  if (cl->kind == AKV_VAULT_MHSM)
+    return KV_E_UNSUPPORTED;
+  if ((rc = kv_check_name(name, version)) != KV_OK)
+    return rc;
+  url = object_url(cl, "secrets", name, version);
+  if (!url)
+    return KV_E_NOMEM;
+  {
+    struct kv_call call = {"secrets.get", "GET", url, NULL, 0, 1, name, version, NULL};
+    rc = kv_client_call(cl, &call, &doc);
+  }
+  if (rc != KV_OK)
+    goto out;
+  rc = KV_E_NOMEM;
+  if (!(s = calloc(1, sizeof(*s))))
+    goto out;
+  rc = KV_E_PROTOCOL;
+  if (!doc) {
+    akv_err(AKV_LOGC_KV, "secrets.get %s: empty response", name);
+    goto out;
+  }
+  if ((rc = kv_json_dup(doc, "id", 1, MAX_ID_LEN, &s->id)) != KV_OK ||
+      (rc = kv_parse_id(s->id, "secrets", &s->name, &s->version)) != KV_OK ||
+      (rc = check_same_object("secrets.get", name, version, s->name, s->version)) != KV_OK ||
+      (rc = kv_json_dup(doc, "contentType", 0, 256, &s->content_type)) != KV_OK ||
+      (rc = kv_json_dup(doc, "kid", 0, MAX_ID_LEN, &s->kid)) != KV_OK ||
+      (rc = kv_json_attrs(doc, &s->attrs)) != KV_OK ||
+      (rc = kv_json_str(doc, "value", 1, MAX_SECRET, &value)) != KV_OK)
+    goto out;
+  rc = KV_E_NOMEM;
+  s->value_len = strlen(value);
+  s->value = malloc(s->value_len + 1);
+  if (!s->value)
+    goto out;
+  memcpy(s->value, value, s->value_len + 1);
+  *out = s;
+  s = NULL;
+  rc = KV_OK;
+out:
+  if (doc) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(doc, "value");
+    if (cJSON_IsString(v))
+      OPENSSL_cleanse(v->valuestring, strlen(v->valuestring));
+  }
+  kv_secret_free(s);
+  cJSON_Delete(doc);
+  free(url);
+  return rc;
+}
+
+/* ---- concurrent key fetch --------------------------------------------------------------------------- */
+
+struct get_keys_job {
+  struct kv_client *cl;
+  const char *const *names;
+  const char *const *versions;
+  size_t n;
+  struct kv_key **out;
+  kv_rc *rcs;
+  pthread_mutex_t lock;
+  size_t next;
+};
+
+static void *get_keys_worker(void *arg)
+{
+  struct get_keys_job *j = arg;
+  for (;;) {
+    size_t i;
+    pthread_mutex_lock(&j->lock);
+    i = j->next++;
+    pthread_mutex_unlock(&j->lock);
+    if (i >= j->n)
+      break;
+    j->rcs[i] = kv_get_key(j->cl, j->names[i], j->versions ? j->versions[i] : NULL, &j->out[i]);
+  }
+  return NULL;
+}
+
+kv_rc kv_get_keys(struct kv_client *cl, const char *const *names, const char *const *versions,
+                  size_t n, struct kv_key **out, kv_rc *rcs)
+{
+  pthread_t th[GET_KEYS_THREADS];
+  size_t nth = n < GET_KEYS_THREADS ? n : GET_KEYS_THREADS, started = 0;
+  struct get_keys_job job = {cl, names, versions, n, out, rcs, PTHREAD_MUTEX_INITIALIZER, 0};
+  kv_rc rc = KV_OK;
+  if (!cl || (!names && n) || (!out && n) || (!rcs && n))
+    return KV_E_INVALID;
+  for (size_t i = 0; i < n; i++) {
+    out[i] = NULL;
+    rcs[i] = KV_E_NOMEM;
+  }
+  /* Threads over the shared connection pool; with fewer threads started (resource limits) the
+   * ones running still drain the whole queue, and the caller works too. */
+  for (size_t t = 1; t < nth; t++) {
+    if (pthread_create(&th[started], NULL, get_keys_worker, &job) != 0)
+      break;
+    started++;
+  }
+  get_keys_worker(&job);
+  for (size_t t = 0; t < started; t++)
+    pthread_join(th[t], NULL);
+  pthread_mutex_destroy(&job.lock);
+  for (size_t i = 0; i < n; i++)
+    if (rcs[i] != KV_OK && rc == KV_OK)
+      rc = rcs[i];
+  return rc;
+}

@@ -1,0 +1,34 @@
+/* Vault client internals shared by client.c (objects) and crypto.c (operations). */
+#ifndef AKV_KV_CLIENT_H
+#define AKV_KV_CLIENT_H
+
+#include <cjson/cJSON.h>
+
+#include "kv/kv.h"
+
+struct kv_call {
+  const char *op;      /* audit operation name, e.g. "keys.sign" */
+  const char *method;
+  const char *url;     /* absolute (built with kv_client_url or a validated nextLink) */
+  const char *body;    /* JSON or NULL */
+  size_t body_len;
+  int idempotent;
+  const char *name, *version, *alg; /* for the audit line */
+};
+
+/* Sends an authenticated request (token, one challenge-driven refresh and retry on 401), maps
+ * errors to kv_rc, writes the audit line. On KV_OK *doc is the parsed JSON object of a 2xx
+ * reply (NULL for an empty body, e.g. 204). */
+kv_rc kv_client_call(struct kv_client *cl, const struct kv_call *call, cJSON **doc);
+
+/* "<vault>/<path>?api-version=V" with path printf-formatted; names must be validated first. */
+char *kv_client_url(const struct kv_client *cl, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+enum akv_vault_kind kv_client_kind(const struct kv_client *cl);
+const char *kv_client_vault(const struct kv_client *cl);
+
+/* Checks name (and version when not NULL) against the Key Vault alphabets; logs on failure. */
+kv_rc kv_check_name(const char *name, const char *version);
+
+#endif

@@ -1,0 +1,343 @@
+/* Cryptographic operations as Key Vault calls: sign, verify, encrypt/decrypt/wrap/unwrap, rng.
+ * Requests carry base64url values; results are checked for plausible sizes before use. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <openssl/crypto.h>
+
+#include "kv/client.h"
+#include "kv/json.h"
+#include "util/b64.h"
+#include "util/log.h"
+
+#define MAX_RESULT (4 * 1024 * 1024)
+#define RSA_MIN_BYTES 256
+#define RSA_MAX_BYTES 2048
+#define RNG_MAX_PER_CALL 128
+
+void kv_bytes_free(struct kv_bytes *b)
+{
+  if (!b)
+    return;
+  if (b->data) {
+    OPENSSL_cleanse(b->data, b->len);
+    free(b->data);
+  }
+  b->data = NULL;
+  b->len = 0;
+}
+
+void kv_crypt_result_free(struct kv_crypt_result *r)
+{
+  if (!r)
+    return;
+  kv_bytes_free(&r->value);
+  kv_bytes_free(&r->iv);
+  kv_bytes_free(&r->tag);
+}
+
+/* Expected signature size for alg: exact, or a range for RSA (modulus not known here). */
+static void sig_len_bounds(const char *alg, size_t *lo, size_t *hi)
+{
+  *lo = 1;
+  *hi = RSA_MAX_BYTES;
+  if (strcmp(alg, "ES256") == 0 || strcmp(alg, "ES256K") == 0)
+    *lo = *hi = 64;
+  else if (strcmp(alg, "ES384") == 0)
+    *lo = *hi = 96;
+  else if (strcmp(alg, "ES512") == 0)
+    *lo = *hi = 132;
+  else if (strcmp(alg, "HS256") == 0)
+    *lo = *hi = 32;
+  else if (strcmp(alg, "HS384") == 0)
+    *lo = *hi = 48;
+  else if (strcmp(alg, "HS512") == 0)
+    *lo = *hi = 64;
+  else if (alg[0] == 'R' || alg[0] == 'P')
+    *lo = RSA_MIN_BYTES;
+}
+
+/* Digest length the algorithm needs (0 = not checked here). */
+static size_t digest_len_for(const char *alg)
+{
+  if (strcmp(alg, "RSNULL") == 0 || alg[0] == 'H')
+    return 0;
+  if (strlen(alg) >= 5 && (alg[0] == 'R' || alg[0] == 'P' || alg[0] == 'E')) {
+    if (strncmp(alg + 2, "256", 3) == 0)
+      return 32;
+    if (strncmp(alg + 2, "384", 3) == 0)
+      return 48;
+    if (strncmp(alg + 2, "512", 3) == 0)
+      return 64;
+  }
+  return 0;
+}
+
+static int alg_ok(const char *alg)
+{
+  size_t n = alg ? strlen(alg) : 0;
+  if (n == 0 || n > 32)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!((alg[i] >= 'A' && alg[i] <= 'Z') || (alg[i] >= 'a' && alg[i] <= 'z') ||
+          (alg[i] >= '0' && alg[i] <= '9') || alg[i] == '-' || alg[i] == '_'))
+      return 0;
+  return 1;
+}
+
+static char *op_url(struct kv_client *cl, const char *name, const char *version, const char *op)
+{
+  if (version)
+    return kv_client_url(cl, "keys/%s/%s/%s", name, version, op);
+  return kv_client_url(cl, "keys/%s/%s", name, op);
+}
+
+static int add_b64(cJSON *o, const char *k, const unsigned char *p, size_t n)
+{
+  char *s = akv_b64url_encode(p, n);
+  int ok;
+  if (!s)
+    return 0;
+  ok = cJSON_AddStringToObject(o, k, s) != NULL;
+  OPENSSL_cleanse(s, strlen(s));
+  free(s);
+  return ok;
+}
+
+/* Serialises body, performs the call, wipes the serialised request (it may hold plaintext). */
+static kv_rc post_json(struct kv_client *cl, const char *op, const char *url, cJSON *body,
+                       const char *name, const char *version, const char *alg, cJSON **doc)
+{
+  char *txt = cJSON_PrintUnformatted(body);
+  kv_rc rc;
+  if (!txt)
+    return KV_E_NOMEM;
+  {
+    /* Crypto operations have no side effect on the vault: retrying them is safe. */
+    struct kv_call call = {op, "POST", url, txt, strlen(txt), 1, name, version, alg};
+    rc = kv_client_call(cl, &call, doc);
+  }
+  OPENSSL_cleanse(txt, strlen(txt));
+  free(txt);
+  if (rc == KV_OK && !*doc) {
+    akv_err(AKV_LOGC_KV, "%s %s: empty response", op, name ? name : "");
+    rc = KV_E_PROTOCOL;
+  }
+  return rc;
+}
+
+static void wipe_tree(cJSON *doc)
+{
+  cJSON *it;
+  if (!doc)
+    return;
+  cJSON_ArrayForEach(it, doc)
+  {
+    if (cJSON_IsString(it) && it->valuestring)
+      OPENSSL_cleanse(it->valuestring, strlen(it->valuestring));
+  }
+}
+
+kv_rc kv_sign(struct kv_client *cl, const char *name, const char *version, const char *alg,
+              const unsigned char *digest, size_t digest_len, struct kv_bytes *sig)
+{
+  cJSON *body = NULL, *doc = NULL;
+  char *url = NULL;
+  size_t lo, hi, want;
+  kv_rc rc;
+  if (!cl || !sig || !digest || !alg_ok(alg))
+    return KV_E_INVALID;
+  sig->data = NULL;
+  sig->len = 0;
+  if ((rc = kv_check_name(name, version)) != KV_OK)
+    return rc;
+  want = digest_len_for(alg);
+  if ((want && digest_len != want) || digest_len == 0 || digest_len > 1024) {
+    akv_err(AKV_LOGC_KV, "keys.sign %s: %zu-byte input does not fit %s", name, digest_len, alg);
+    return KV_E_INVALID;
+  }
+  rc = KV_E_NOMEM;
+  body = cJSON_CreateObject();
+  url = op_url(cl, name, version, "sign");
+  if (!body || !url || !cJSON_AddStringToObject(body, "alg", alg) ||
+      !add_b64(body, "value", digest, digest_len))
+    goto out;
+  rc = post_json(cl, "keys.sign", url, body, name, version, alg, &doc);
+  if (rc != KV_OK)
+    goto out;
+  rc = kv_json_b64url(doc, "value", 1, RSA_MAX_BYTES, &sig->data, &sig->len);
+  if (rc != KV_OK)
+    goto out;
+  sig_len_bounds(alg, &lo, &hi);
+  if (sig->len < lo || sig->len > hi) {
+    akv_err(AKV_LOGC_KV, "keys.sign %s: %zu-byte signature is not a %s signature", name,
+            sig->len, alg);
+    kv_bytes_free(sig);
+    rc = KV_E_PROTOCOL;
+  }
+out:
+  cJSON_Delete(body);
+  cJSON_Delete(doc);
+  free(url);
+  return rc;
+}
+
+kv_rc kv_verify(struct kv_client *cl, const char *name, const char *version, const char *alg,
+                const unsigned char *digest, size_t digest_len, const unsigned char *sig,
+                size_t sig_len, int *valid)
+{
+  cJSON *body = NULL, *doc = NULL;
+  char *url = NULL;
+  int v = -1;
+  kv_rc rc;
+  if (!cl || !digest || !sig || !valid || !alg_ok(alg) || !digest_len || !sig_len)
+    return KV_E_INVALID;
+  *valid = 0;
+  if ((rc = kv_check_name(name, version)) != KV_OK)
+    return rc;
+  rc = KV_E_NOMEM;
+  body = cJSON_CreateObject();
+  url = op_url(cl, name, version, "verify");
+  if (!body || !url || !cJSON_AddStringToObject(body, "alg", alg) ||
+      !add_b64(body, "digest", digest, digest_len) || !add_b64(body, "value", sig, sig_len))
+    goto out;
+  rc = post_json(cl, "keys.verify", url, body, name, version, alg, &doc);
+  if (rc != KV_OK)
+    goto out;
+  if ((rc = kv_json_bool(doc, "value", &v)) != KV_OK)
+    goto out;
+  if (v < 0) {
+    akv_err(AKV_LOGC_KV, "keys.verify %s: response without a boolean \"value\"", name);
+    rc = KV_E_PROTOCOL;
+    goto out;
+  }
+  *valid = v;
+out:
+  cJSON_Delete(body);
+  cJSON_Delete(doc);
+  free(url);
+  return rc;
+}
+
+static const char *cipher_op_name(enum kv_cipher_op op, const char **path)
+{
+  switch (op) {
+  case KV_ENCRYPT:
+    *path = "encrypt";
+    return "keys.encrypt";
+  case KV_DECRYPT:
+    *path = "decrypt";
+    return "keys.decrypt";
+  case KV_WRAP:
+    *path = "wrapkey";
+    return "keys.wrapkey";
+  case KV_UNWRAP:
+    *path = "unwrapkey";
+    return "keys.unwrapkey";
+  }
+  return NULL;
+}
+
+kv_rc kv_cipher(struct kv_client *cl, enum kv_cipher_op op, const char *name, const char *version,
+                const char *alg, const unsigned char *in, size_t in_len,
+                const struct kv_aes_params *aes, struct kv_crypt_result *out)
+{
+  cJSON *body = NULL, *doc = NULL;
+  char *url = NULL;
+  const char *path = NULL, *opname = cipher_op_name(op, &path);
+  int rsa = alg && strncmp(alg, "RSA", 3) == 0;
+  int gcm = alg && strstr(alg, "GCM") != NULL;
+  kv_rc rc;
+  if (!cl || !out || !opname || !alg_ok(alg) || (!in && in_len) || in_len > MAX_RESULT / 2)
+    return KV_E_INVALID;
+  memset(out, 0, sizeof(*out));
+  if ((rc = kv_check_name(name, version)) != KV_OK)
+    return rc;
+  rc = KV_E_NOMEM;
+  body = cJSON_CreateObject();
+  url = op_url(cl, name, version, path);
+  if (!body || !url || !cJSON_AddStringToObject(body, "alg", alg) ||
+      !add_b64(body, "value", in ? in : (const unsigned char *)"", in_len))
+    goto out;
+  if (aes && ((aes->iv_len && !add_b64(body, "iv", aes->iv, aes->iv_len)) ||
+              (aes->aad_len && !add_b64(body, "aad", aes->aad, aes->aad_len)) ||
+              (aes->tag_len && !add_b64(body, "tag", aes->tag, aes->tag_len))))
+    goto out;
+  rc = post_json(cl, opname, url, body, name, version, alg, &doc);
+  if (rc != KV_OK)
+    goto out;
+  if ((rc = kv_json_b64url(doc, "value", 1, MAX_RESULT, &out->value.data, &out->value.len)) !=
+          KV_OK ||
+      (rc = kv_json_b64url(doc, "iv", 0, 32, &out->iv.data, &out->iv.len)) != KV_OK ||
+      (rc = kv_json_b64url(doc, "tag", 0, 32, &out->tag.data, &out->tag.len)) != KV_OK)
+    goto out;
+  rc = KV_E_PROTOCOL;
+  if (rsa && (op == KV_ENCRYPT || op == KV_WRAP) &&
+      (out->value.len < RSA_MIN_BYTES || out->value.len > RSA_MAX_BYTES)) {
+    akv_err(AKV_LOGC_KV, "%s %s: %zu-byte result is not an RSA ciphertext", opname, name,
+            out->value.len);
+    goto out;
+  }
+  if (rsa && (op == KV_DECRYPT || op == KV_UNWRAP) && out->value.len > RSA_MAX_BYTES) {
+    akv_err(AKV_LOGC_KV, "%s %s: %zu-byte result is too long for RSA", opname, name,
+            out->value.len);
+    goto out;
+  }
+  if (gcm && op == KV_ENCRYPT && (out->tag.len < 12 || out->iv.len == 0)) {
+    akv_err(AKV_LOGC_KV, "%s %s: AES-GCM result without iv and tag", opname, name);
+    goto out;
+  }
+  rc = KV_OK;
+out:
+  if (rc != KV_OK)
+    kv_crypt_result_free(out);
+  wipe_tree(doc);
+  cJSON_Delete(body);
+  cJSON_Delete(doc);
+  free(url);
+  return rc;
+}
+
+kv_rc kv_random(struct kv_client *cl, unsigned char *out, size_t count)
+{
+  char *url = NULL;
+  size_t done = 0;
+  kv_rc rc = KV_OK;
+  if (!cl || (!out && count))
+    return KV_E_INVALID;
+  if (kv_client_kind(cl) != AKV_VAULT_MHSM)
+    return KV_E_UNSUPPORTED;
+  url = kv_client_url(cl, "rng");
+  if (!url)
+    return KV_E_NOMEM;
+  while (done < count) {
+    size_t n = count - done > RNG_MAX_PER_CALL ? RNG_MAX_PER_CALL : count - done;
+    cJSON *body = cJSON_CreateObject(), *doc = NULL;
+    struct kv_bytes b = {NULL, 0};
+    rc = KV_E_NOMEM;
+    if (body && cJSON_AddNumberToObject(body, "count", (double)n))
+      rc = post_json(cl, "rng", url, body, NULL, NULL, NULL, &doc);
+    if (rc == KV_OK)
+      rc = kv_json_b64url(doc, "value", 1, RNG_MAX_PER_CALL, &b.data, &b.len);
+    if (rc == KV_OK && b.len != n) {
+      akv_err(AKV_LOGC_KV, "rng: asked for %zu bytes, got %zu", n, b.len);
+      rc = KV_E_PROTOCOL;
+    }
+    if (rc == KV_OK) {
+      memcpy(out + done, b.data, n);
+      done += n;
+    }
+    kv_bytes_free(&b);
+    wipe_tree(doc);
+    cJSON_Delete(doc);
+    cJSON_Delete(body);
+    if (rc != KV_OK)
+      break;
+  }
+  if (rc != KV_OK && out)
+    OPENSSL_cleanse(out, count);
+  free(url);
+  return rc;
+}
