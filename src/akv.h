@@ -26,6 +26,7 @@
 
 struct akv_cache;
 struct akv_op;
+struct akv_keyent;
 
 /* ---- module -------------------------------------------------------------------------------- */
 
@@ -47,6 +48,8 @@ void akv_set_clock(int64_t (*fn)(void));
 
 /* The one translation from backend errors to CK_RV (src/rv.c). */
 CK_RV akv_rv(kv_rc rc);
+/* As akv_rv, for object (not key) calls: KV_E_NOT_FOUND -> CKR_OBJECT_HANDLE_INVALID. */
+CK_RV akv_rv_object(kv_rc rc);
 const char *akv_rv_name(CK_RV rv);
 
 /* ---- slots --------------------------------------------------------------------------------- */
@@ -59,10 +62,17 @@ struct akv_slot {
   char serial[17];                     /* first 16 hex digits of SHA-256(url) */
   char label[33];                      /* blank-padded token label source (NUL-terminated) */
   struct akv_cache *cache;
+  /* Login state and session counts of the token, guarded by the module lock (model-private). */
+  int logged_in;
+  CK_ULONG n_sessions, n_rw_sessions;
 };
 
 /* Slot by id, or NULL. Valid until C_Finalize. */
 struct akv_slot *akv_slot_get(CK_SLOT_ID id);
+
+/* Forces the slot's object list to be refreshed at the next lookup (a key the cache knew answered
+ * 404). No I/O. */
+void akv_slot_invalidate(struct akv_slot *slot);
 
 /* ---- objects ------------------------------------------------------------------------------- */
 
@@ -95,6 +105,14 @@ struct akv_object {
   unsigned char *value;
   size_t value_len;
   int64_t value_fetched_at;
+
+  /* Model-private: shared public key material (owner of key and pkey), the identity the handle is
+   * registered under, and the source record the object was built from (reused across refreshes
+   * while the source's created/updated times are unchanged). */
+  struct akv_keyent *keyent;
+  char *src;
+  int64_t src_created, src_updated;
+  CK_BBOOL is_private;                 /* CKA_PRIVATE: visible only when logged in */
 };
 
 struct akv_object *akv_object_ref(struct akv_object *obj);
@@ -135,6 +153,10 @@ struct akv_session {
   struct akv_op *ops[AKV_OP_COUNT];    /* active operations, owned by the session */
   struct akv_object **objects;         /* session objects */
   size_t n_objects;
+  /* Active C_FindObjects search (model-private): matching handles collected at Init. */
+  int find_active;
+  CK_OBJECT_HANDLE *find_handles;
+  size_t find_n, find_pos;
 };
 
 /* Looks up and locks a session: CKR_SESSION_HANDLE_INVALID if unknown/closed,

@@ -1,0 +1,809 @@
+/* The per-slot object cache (DESIGN §5): an immutable, refcounted snapshot of the slot's objects,
+ * built off-lock and swapped in; soft TTL (75 %) refreshes in the background, hard TTL refreshes
+ * synchronously, a failed refresh keeps serving the old snapshot within stale_if_error. Objects
+ * whose source (key, version, certificate, secret) has unchanged created/updated times are carried
+ * over to the next snapshot, so their public key material and fetched values survive refreshes.
+ * Also the process-wide handle registry (handles stable per identity). */
+#include <fnmatch.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache.h"
+#include "module.h"
+#include "object.h"
+#include "util/log.h"
+
+#define MAX_CACHED_SECRETS 256
+/* A failed refresh is not retried for this long while the stale snapshot is served. */
+#define RETRY_AFTER_FAILURE_S 30
+
+struct akv_cache {
+  struct akv_slot *slot;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  struct akv_snapshot *snap;
+  int refreshing;      /* a build is in flight (foreground or background) */
+  int invalid;         /* refresh at the next lookup */
+  int64_t retry_after; /* no new attempt before this time after a failure */
+  unsigned gen;        /* builds finished */
+  CK_RV last_rv;       /* result of the last build */
+  pthread_t bg;
+  int bg_joinable;
+};
+
+/* ---- handle registry ------------------------------------------------------------------------ */
+
+struct reg_entry {
+  char *ident;
+  CK_OBJECT_HANDLE handle;
+};
+
+static struct {
+  pthread_mutex_t lock;
+  struct reg_entry *v; /* open addressing, power-of-two capacity */
+  size_t n, cap;
+} reg = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static atomic_int secrets_cached;
+
+static uint64_t hash_str(const char *s)
+{
+  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+  while (*s) {
+    h ^= (unsigned char)*s++;
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+static int reg_grow_inlock(void)
+{
+  size_t cap = reg.cap ? reg.cap * 2 : 256, i, j;
+  struct reg_entry *v = calloc(cap, sizeof(*v));
+  if (!v)
+    return -1;
+  for (i = 0; i < reg.cap; i++) {
+    if (!reg.v[i].ident)
+      continue;
+    for (j = hash_str(reg.v[i].ident) & (cap - 1); v[j].ident; j = (j + 1) & (cap - 1))
+      ;
+    v[j] = reg.v[i];
+  }
+  free(reg.v);
+  reg.v = v;
+  reg.cap = cap;
+  return 0;
+}
+
+CK_OBJECT_HANDLE akv_handle_for(const char *ident)
+{
+  CK_OBJECT_HANDLE h = 0;
+  size_t i;
+
+  pthread_mutex_lock(&reg.lock);
+  if ((reg.n + 1) * 2 > reg.cap && reg_grow_inlock() != 0)
+    goto out;
+  for (i = hash_str(ident) & (reg.cap - 1); reg.v[i].ident; i = (i + 1) & (reg.cap - 1)) {
+    if (strcmp(reg.v[i].ident, ident) == 0) {
+      h = reg.v[i].handle;
+      goto out;
+    }
+  }
+  reg.v[i].ident = strdup(ident);
+  if (!reg.v[i].ident)
+    goto out;
+  reg.v[i].handle = h = akv_handle_next();
+  reg.n++;
+out:
+  pthread_mutex_unlock(&reg.lock);
+  return h;
+}
+
+CK_RV akv_cache_global_init(void)
+{
+  atomic_store(&secrets_cached, 0);
+  return CKR_OK;
+}
+
+void akv_cache_global_free(void)
+{
+  size_t i;
+  pthread_mutex_lock(&reg.lock);
+  for (i = 0; i < reg.cap; i++)
+    free(reg.v[i].ident);
+  free(reg.v);
+  reg.v = NULL;
+  reg.n = reg.cap = 0;
+  pthread_mutex_unlock(&reg.lock);
+}
+
+void akv_cache_global_abandon(void)
+{
+  pthread_mutex_init(&reg.lock, NULL);
+  reg.v = NULL;
+  reg.n = reg.cap = 0;
+  atomic_store(&secrets_cached, 0);
+}
+
+int akv_secret_slot_take(void)
+{
+  int n = atomic_fetch_add(&secrets_cached, 1);
+  if (n >= MAX_CACHED_SECRETS) {
+    atomic_fetch_sub(&secrets_cached, 1);
+    return 0;
+  }
+  return 1;
+}
+
+void akv_secret_slot_give(void)
+{
+  atomic_fetch_sub(&secrets_cached, 1);
+}
+
+/* ---- snapshots --------------------------------------------------------------------------------
+ */
+
+static struct akv_snapshot *snapshot_ref(struct akv_snapshot *snap)
+{
+  if (snap)
+    __atomic_add_fetch(&snap->refs, 1, __ATOMIC_ACQ_REL);
+  return snap;
+}
+
+void akv_snapshot_unref(struct akv_snapshot *snap)
+{
+  size_t i;
+  if (!snap || __atomic_sub_fetch(&snap->refs, 1, __ATOMIC_ACQ_REL) != 0)
+    return;
+  for (i = 0; i < snap->n; i++)
+    akv_object_unref(snap->objs[i]);
+  free(snap->objs);
+  free(snap);
+}
+
+struct akv_object *akv_snapshot_find(const struct akv_snapshot *snap, CK_OBJECT_HANDLE h)
+{
+  size_t lo = 0, hi;
+  if (!snap)
+    return NULL;
+  hi = snap->n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (snap->objs[mid]->handle < h)
+      lo = mid + 1;
+    else if (snap->objs[mid]->handle > h)
+      hi = mid;
+    else
+      return snap->objs[mid];
+  }
+  return NULL;
+}
+
+/* ---- building a snapshot (no lock held: network I/O) ------------------------------------------
+ */
+
+struct build {
+  struct akv_slot *slot;
+  const struct akv_slot_config *sc;
+  int64_t now;
+  struct akv_object **prev; /* previous snapshot's objects sorted by src */
+  size_t n_prev;
+  struct akv_object **objs;
+  size_t n, cap;
+};
+
+static int cmp_src(const void *a, const void *b)
+{
+  const struct akv_object *x = *(struct akv_object *const *)a, *y = *(struct akv_object *const *)b;
+  return strcmp(x->src ? x->src : "", y->src ? y->src : "");
+}
+
+static int cmp_handle(const void *a, const void *b)
+{
+  const struct akv_object *x = *(struct akv_object *const *)a, *y = *(struct akv_object *const *)b;
+  return x->handle < y->handle ? -1 : x->handle > y->handle;
+}
+
+static CK_RV push(struct build *b, struct akv_object *obj)
+{
+  if (b->n == b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 64;
+    struct akv_object **v = realloc(b->objs, cap * sizeof(*v));
+    if (!v) {
+      akv_object_unref(obj);
+      return CKR_HOST_MEMORY;
+    }
+    b->objs = v;
+    b->cap = cap;
+  }
+  b->objs[b->n++] = obj;
+  return CKR_OK;
+}
+
+/* Carries over the previous snapshot's objects of src when its times did not change. */
+static int reuse(struct build *b, const char *src, int64_t created, int64_t updated, CK_RV *rv)
+{
+  size_t lo = 0, hi = b->n_prev, i;
+
+  *rv = CKR_OK;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (strcmp(b->prev[mid]->src, src) < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (lo >= b->n_prev || strcmp(b->prev[lo]->src, src) != 0)
+    return 0;
+  for (i = lo; i < b->n_prev && strcmp(b->prev[i]->src, src) == 0; i++) {
+    if (b->prev[i]->src_created != created || b->prev[i]->src_updated != updated)
+      return 0;
+  }
+  for (i = lo; i < b->n_prev && strcmp(b->prev[i]->src, src) == 0 && *rv == CKR_OK; i++)
+    *rv = push(b, akv_object_ref(b->prev[i]));
+  return 1;
+}
+
+static int visible(const struct build *b, const struct kv_attrs *a)
+{
+  if (b->sc->show_disabled)
+    return 1;
+  if (!a->enabled)
+    return 0;
+  if (a->nbf && b->now < a->nbf)
+    return 0;
+  if (a->exp && b->now >= a->exp)
+    return 0;
+  return 1;
+}
+
+static int name_wanted(const struct build *b, const char *name)
+{
+  return !b->sc->key_filter || fnmatch(b->sc->key_filter, name, 0) == 0;
+}
+
+/* Errors that leave one object out instead of failing the refresh: the object went away between
+ * list and get, or this identity may not read it. */
+static int skippable(kv_rc rc)
+{
+  return rc == KV_E_NOT_FOUND || rc == KV_E_FORBIDDEN;
+}
+
+static CK_RV add_key(struct build *b, struct kv_key *key, const char *label, const char *src)
+{
+  struct akv_keyent *ke = NULL;
+  struct akv_object *objs[2];
+  size_t n = 0, i;
+  CK_RV rv;
+
+  rv = akv_keyent_new(key, &ke);
+  if (rv == CKR_DEVICE_ERROR)
+    return CKR_OK; /* logged: a key we cannot represent is left out */
+  if (rv != CKR_OK)
+    return rv;
+  rv = akv_objects_from_key(b->slot, ke, label, src, objs, &n);
+  akv_keyent_unref(ke);
+  if (rv == CKR_DEVICE_ERROR) {
+    akv_warn(AKV_LOGC_CACHE, "key %s: left out (malformed public key)", label);
+    return CKR_OK;
+  }
+  for (i = 0; i < n && rv == CKR_OK; i++)
+    rv = push(b, objs[i]);
+  for (; i < n; i++)
+    akv_object_unref(objs[i]);
+  return rv;
+}
+
+/* Fetches keys concurrently and turns each into objects. versions may be NULL (latest). */
+static CK_RV fetch_keys(struct build *b, const char **names, const char **versions, size_t n)
+{
+  struct kv_key **keys = NULL;
+  kv_rc *rcs = NULL, rc;
+  char src[1024], label[1024];
+  size_t i;
+  CK_RV rv = CKR_HOST_MEMORY;
+
+  if (n == 0)
+    return CKR_OK;
+  keys = calloc(n, sizeof(*keys));
+  rcs = calloc(n, sizeof(*rcs));
+  if (!keys || !rcs)
+    goto out;
+  rc = kv_get_keys(b->slot->client, names, versions, n, keys, rcs);
+  if (rc != KV_OK && rc != KV_E_NOT_FOUND && rc != KV_E_FORBIDDEN) {
+    /* Per-key codes say more; fall through to them when they are set. */
+    akv_dbg(AKV_LOGC_CACHE, "kv_get_keys: %s", kv_rc_str(rc));
+  }
+  rv = CKR_OK;
+  for (i = 0; i < n; i++) {
+    if (rcs[i] != KV_OK || !keys[i]) {
+      rc = rcs[i] != KV_OK ? rcs[i] : rc;
+      if (rc == KV_OK)
+        rc = KV_E_PROTOCOL;
+      if (skippable(rc)) {
+        akv_warn(AKV_LOGC_CACHE, "key %s%s%s: %s, left out", names[i], versions ? "/" : "",
+                 versions ? versions[i] : "", kv_rc_str(rc));
+        continue;
+      }
+      akv_warn(AKV_LOGC_CACHE, "key %s: %s", names[i], kv_rc_str(rc));
+      if (rv == CKR_OK)
+        rv = akv_rv(rc);
+      continue;
+    }
+    if (rv != CKR_OK)
+      continue;
+    if (versions) {
+      snprintf(src, sizeof(src), "v|%s|%s", names[i], versions[i]);
+      snprintf(label, sizeof(label), "%s/%s", names[i], versions[i]);
+    } else {
+      snprintf(src, sizeof(src), "k|%s", names[i]);
+      snprintf(label, sizeof(label), "%s", names[i]);
+      /* Lazy mode learns the times only now: still carry over unchanged objects. */
+      if (!visible(b, &keys[i]->attrs))
+        continue;
+      if (reuse(b, src, keys[i]->attrs.created, keys[i]->attrs.updated, &rv))
+        continue;
+    }
+    rv = add_key(b, keys[i], label, src);
+    keys[i] = NULL;
+  }
+out:
+  if (keys) {
+    for (i = 0; i < n; i++)
+      kv_key_free(keys[i]);
+  }
+  free(keys);
+  free(rcs);
+  return rv;
+}
+
+/* The latest version of a key already in the build, or NULL. */
+static const char *latest_version(const struct build *b, const char *name)
+{
+  size_t i;
+  for (i = 0; i < b->n; i++) {
+    const struct kv_key *k = b->objs[i]->key;
+    if (k && strncmp(b->objs[i]->src, "k|", 2) == 0 && strcmp(k->name, name) == 0)
+      return k->version;
+  }
+  return NULL;
+}
+
+static CK_RV build_versions(struct build *b, const struct kv_item_list *keys)
+{
+  struct kv_item_list vl;
+  const char **names = NULL, **vers = NULL;
+  size_t n = 0, cap = 0, i, j;
+  char src[1024];
+  kv_rc rc;
+  CK_RV rv = CKR_OK;
+
+  for (i = 0; i < keys->n && rv == CKR_OK; i++) {
+    const struct kv_item *it = &keys->items[i];
+    const char *latest;
+    if (!it->name || !visible(b, &it->attrs) || !name_wanted(b, it->name))
+      continue;
+    latest = latest_version(b, it->name);
+    memset(&vl, 0, sizeof(vl));
+    rc = kv_list_key_versions(b->slot->client, it->name, &vl);
+    if (rc != KV_OK) {
+      kv_item_list_free(&vl);
+      if (skippable(rc))
+        continue;
+      rv = akv_rv(rc);
+      break;
+    }
+    for (j = 0; j < vl.n && rv == CKR_OK; j++) {
+      const struct kv_item *v = &vl.items[j];
+      if (!v->version || (latest && strcmp(v->version, latest) == 0) || !visible(b, &v->attrs))
+        continue;
+      snprintf(src, sizeof(src), "v|%s|%s", it->name, v->version);
+      if (reuse(b, src, v->attrs.created, v->attrs.updated, &rv))
+        continue;
+      if (n == cap) {
+        size_t ncap = cap ? cap * 2 : 16;
+        const char **nn = realloc(names, ncap * sizeof(*nn));
+        const char **nv;
+        if (!nn) {
+          rv = CKR_HOST_MEMORY;
+          break;
+        }
+        names = nn;
+        nv = realloc(vers, ncap * sizeof(*nv));
+        if (!nv) {
+          rv = CKR_HOST_MEMORY;
+          break;
+        }
+        vers = nv;
+        cap = ncap;
+      }
+      names[n] = strdup(it->name);
+      vers[n] = strdup(v->version);
+      if (!names[n] || !vers[n]) {
+        free((void *)names[n]);
+        free((void *)vers[n]);
+        rv = CKR_HOST_MEMORY;
+        break;
+      }
+      n++;
+    }
+    kv_item_list_free(&vl);
+  }
+  if (rv == CKR_OK)
+    rv = fetch_keys(b, names, vers, n);
+  for (i = 0; i < n; i++) {
+    free((void *)names[i]);
+    free((void *)vers[i]);
+  }
+  free(names);
+  free(vers);
+  return rv;
+}
+
+static CK_RV build_keys(struct build *b)
+{
+  struct kv_item_list items;
+  const char **names = NULL;
+  char src[1024];
+  size_t n = 0, i;
+  kv_rc rc;
+  CK_RV rv = CKR_OK;
+
+  memset(&items, 0, sizeof(items));
+  if (b->sc->key_names) {
+    /* Least privilege: keys/get on the configured names only, never a list call. */
+    return fetch_keys(b, (const char **)b->sc->key_names, NULL, b->sc->n_key_names);
+  }
+  rc = kv_list_keys(b->slot->client, &items);
+  if (rc != KV_OK) {
+    akv_warn(AKV_LOGC_CACHE, "%s: listing keys: %s", b->sc->url, kv_rc_str(rc));
+    rv = akv_rv(rc);
+    goto out;
+  }
+  names = calloc(items.n ? items.n : 1, sizeof(*names));
+  if (!names) {
+    rv = CKR_HOST_MEMORY;
+    goto out;
+  }
+  for (i = 0; i < items.n && rv == CKR_OK; i++) {
+    const struct kv_item *it = &items.items[i];
+    if (!it->name || !visible(b, &it->attrs) || !name_wanted(b, it->name))
+      continue;
+    snprintf(src, sizeof(src), "k|%s", it->name);
+    if (reuse(b, src, it->attrs.created, it->attrs.updated, &rv))
+      continue;
+    names[n++] = it->name;
+  }
+  if (rv == CKR_OK)
+    rv = fetch_keys(b, names, NULL, n);
+  if (rv == CKR_OK && b->sc->versions_all)
+    rv = build_versions(b, &items);
+out:
+  free(names);
+  kv_item_list_free(&items);
+  return rv;
+}
+
+static CK_RV add_cert(struct build *b, const char *name)
+{
+  struct kv_cert *cert = NULL;
+  struct akv_object *obj = NULL;
+  char src[1024];
+  kv_rc rc;
+  CK_RV rv = CKR_OK;
+
+  rc = kv_get_certificate(b->slot->client, name, NULL, &cert);
+  if (rc != KV_OK) {
+    if (skippable(rc)) {
+      akv_dbg(AKV_LOGC_CACHE, "certificate %s: %s, left out", name, kv_rc_str(rc));
+      return CKR_OK;
+    }
+    return akv_rv(rc);
+  }
+  snprintf(src, sizeof(src), "c|%s", name);
+  if (!visible(b, &cert->attrs))
+    goto out;
+  if (reuse(b, src, cert->attrs.created, cert->attrs.updated, &rv))
+    goto out;
+  rv = akv_object_from_cert(b->slot, cert, src, &obj);
+  if (rv == CKR_DEVICE_ERROR) {
+    rv = CKR_OK; /* logged: malformed certificate left out */
+    goto out;
+  }
+  if (rv == CKR_OK)
+    rv = push(b, obj);
+out:
+  kv_cert_free(cert);
+  return rv;
+}
+
+static CK_RV build_certs(struct build *b)
+{
+  struct kv_item_list items;
+  char src[1024];
+  size_t i;
+  kv_rc rc;
+  CK_RV rv = CKR_OK;
+
+  if (b->sc->key_names) {
+    /* Lazy mode: the certificate of a key has the key's name. */
+    for (i = 0; i < b->sc->n_key_names && rv == CKR_OK; i++)
+      rv = add_cert(b, b->sc->key_names[i]);
+    return rv;
+  }
+  memset(&items, 0, sizeof(items));
+  rc = kv_list_certificates(b->slot->client, &items);
+  if (rc != KV_OK) {
+    akv_warn(AKV_LOGC_CACHE, "%s: listing certificates: %s", b->sc->url, kv_rc_str(rc));
+    kv_item_list_free(&items);
+    return akv_rv(rc);
+  }
+  for (i = 0; i < items.n && rv == CKR_OK; i++) {
+    const struct kv_item *it = &items.items[i];
+    if (!it->name || !visible(b, &it->attrs))
+      continue;
+    snprintf(src, sizeof(src), "c|%s", it->name);
+    if (reuse(b, src, it->attrs.created, it->attrs.updated, &rv))
+      continue;
+    rv = add_cert(b, it->name);
+  }
+  kv_item_list_free(&items);
+  return rv;
+}
+
+static CK_RV build_secrets(struct build *b)
+{
+  struct kv_item_list items;
+  struct akv_object *obj;
+  char src[1024];
+  size_t i;
+  kv_rc rc;
+  CK_RV rv = CKR_OK;
+
+  if (b->sc->key_names)
+    return CKR_OK; /* lazy mode lists nothing, and secrets are only known by listing */
+  memset(&items, 0, sizeof(items));
+  rc = kv_list_secrets(b->slot->client, &items);
+  if (rc != KV_OK) {
+    akv_warn(AKV_LOGC_CACHE, "%s: listing secrets: %s", b->sc->url, kv_rc_str(rc));
+    kv_item_list_free(&items);
+    return akv_rv(rc);
+  }
+  for (i = 0; i < items.n && rv == CKR_OK; i++) {
+    const struct kv_item *it = &items.items[i];
+    /* Secrets backing certificates are the certificates' business, not data objects. */
+    if (!it->name || it->attrs.managed || !visible(b, &it->attrs))
+      continue;
+    snprintf(src, sizeof(src), "s|%s", it->name);
+    if (reuse(b, src, it->attrs.created, it->attrs.updated, &rv))
+      continue;
+    rv = akv_object_from_secret(b->slot, it, src, &obj);
+    if (rv == CKR_OK)
+      rv = push(b, obj);
+  }
+  kv_item_list_free(&items);
+  return rv;
+}
+
+static CK_RV build_snapshot(struct akv_slot *slot, struct akv_snapshot *prev,
+                            struct akv_snapshot **out)
+{
+  struct build b;
+  struct akv_snapshot *snap = NULL;
+  size_t i;
+  CK_RV rv = CKR_HOST_MEMORY;
+
+  memset(&b, 0, sizeof(b));
+  b.slot = slot;
+  b.sc = slot->cfg;
+  b.now = akv_now();
+  if (prev && prev->n) {
+    b.prev = malloc(prev->n * sizeof(*b.prev));
+    if (!b.prev)
+      goto out;
+    memcpy(b.prev, prev->objs, prev->n * sizeof(*b.prev));
+    b.n_prev = prev->n;
+    qsort(b.prev, b.n_prev, sizeof(*b.prev), cmp_src);
+  }
+  rv = CKR_OK;
+  if (b.sc->objects & AKV_OBJ_KEYS)
+    rv = build_keys(&b);
+  if (rv == CKR_OK && (b.sc->objects & AKV_OBJ_CERTIFICATES))
+    rv = build_certs(&b);
+  if (rv == CKR_OK && (b.sc->objects & AKV_OBJ_SECRETS))
+    rv = build_secrets(&b);
+  if (rv != CKR_OK)
+    goto out;
+  snap = calloc(1, sizeof(*snap));
+  if (!snap) {
+    rv = CKR_HOST_MEMORY;
+    goto out;
+  }
+  qsort(b.objs, b.n, sizeof(*b.objs), cmp_handle);
+  snap->refs = 1;
+  snap->built_at = b.now;
+  snap->objs = b.objs;
+  snap->n = b.n;
+  b.objs = NULL;
+  b.n = 0;
+  akv_dbg(AKV_LOGC_CACHE, "%s: %zu object(s)", b.sc->url, snap->n);
+out:
+  for (i = 0; i < b.n; i++)
+    akv_object_unref(b.objs[i]);
+  free(b.objs);
+  free(b.prev);
+  *out = snap;
+  return rv;
+}
+
+/* ---- refresh policy ---------------------------------------------------------------------------
+ */
+
+struct akv_cache *akv_cache_new(struct akv_slot *slot)
+{
+  struct akv_cache *c = calloc(1, sizeof(*c));
+  if (!c)
+    return NULL;
+  if (pthread_mutex_init(&c->lock, NULL) != 0) {
+    free(c);
+    return NULL;
+  }
+  if (pthread_cond_init(&c->cond, NULL) != 0) {
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+    return NULL;
+  }
+  c->slot = slot;
+  return c;
+}
+
+void akv_cache_free(struct akv_cache *c)
+{
+  if (!c)
+    return;
+  /* A background refresh holds the slot's client: let it finish (bounded by the backend's
+   * deadline) before the client goes away. */
+  if (c->bg_joinable)
+    pthread_join(c->bg, NULL);
+  akv_snapshot_unref(c->snap);
+  pthread_cond_destroy(&c->cond);
+  pthread_mutex_destroy(&c->lock);
+  free(c);
+}
+
+struct akv_snapshot *akv_cache_peek(struct akv_cache *c)
+{
+  struct akv_snapshot *snap;
+  pthread_mutex_lock(&c->lock);
+  snap = snapshot_ref(c->snap);
+  pthread_mutex_unlock(&c->lock);
+  return snap;
+}
+
+void akv_cache_invalidate(struct akv_cache *c)
+{
+  pthread_mutex_lock(&c->lock);
+  c->invalid = 1;
+  c->retry_after = 0;
+  pthread_mutex_unlock(&c->lock);
+}
+
+/* Publishes the result of a build. Call with c->lock held; takes built. */
+static CK_RV publish_inlock(struct akv_cache *c, CK_RV rv, struct akv_snapshot *built,
+                            int64_t started)
+{
+  const struct akv_slot_config *sc = c->slot->cfg;
+
+  c->refreshing = 0;
+  c->gen++;
+  c->last_rv = rv;
+  pthread_cond_broadcast(&c->cond);
+  if (rv == CKR_OK) {
+    akv_snapshot_unref(c->snap);
+    c->snap = built;
+    c->invalid = 0;
+    c->retry_after = 0;
+    return CKR_OK;
+  }
+  if (c->snap && started - c->snap->built_at < sc->ttl_s + sc->stale_if_error_s) {
+    akv_warn(AKV_LOGC_CACHE, "%s: refresh failed (%s); serving the list from %lld s ago", sc->url,
+             akv_rv_name(rv), (long long)(started - c->snap->built_at));
+    c->retry_after = started + RETRY_AFTER_FAILURE_S;
+    return CKR_OK;
+  }
+  return rv;
+}
+
+static void *bg_main(void *arg)
+{
+  struct akv_cache *c = arg;
+  struct akv_snapshot *prev, *built = NULL;
+  int64_t started = akv_now();
+  CK_RV rv;
+
+  pthread_mutex_lock(&c->lock);
+  prev = snapshot_ref(c->snap);
+  pthread_mutex_unlock(&c->lock);
+  rv = build_snapshot(c->slot, prev, &built);
+  akv_snapshot_unref(prev);
+  pthread_mutex_lock(&c->lock);
+  publish_inlock(c, rv, built, started);
+  pthread_mutex_unlock(&c->lock);
+  return NULL;
+}
+
+/* Starts the one background refresh. Call with c->lock held and no refresh in flight. */
+static void start_bg_inlock(struct akv_cache *c)
+{
+  if (!akv_threads_allowed())
+    return;
+  if (c->bg_joinable) {
+    pthread_join(c->bg, NULL); /* the previous one has finished: refreshing is 0 */
+    c->bg_joinable = 0;
+  }
+  c->refreshing = 1;
+  if (pthread_create(&c->bg, NULL, bg_main, c) != 0) {
+    c->refreshing = 0;
+    akv_warn(AKV_LOGC_CACHE, "cannot start a background refresh; refreshing at the TTL");
+    return;
+  }
+  c->bg_joinable = 1;
+}
+
+CK_RV akv_cache_get(struct akv_cache *c, struct akv_snapshot **out)
+{
+  const struct akv_slot_config *sc = c->slot->cfg;
+  struct akv_snapshot *prev, *built = NULL;
+  int64_t now, age, soft = sc->ttl_s * 3 / 4, started;
+  unsigned gen;
+  CK_RV rv;
+
+  pthread_mutex_lock(&c->lock);
+  for (;;) {
+    now = akv_now();
+    if (c->snap && !c->invalid) {
+      age = now - c->snap->built_at;
+      if (age < soft)
+        goto serve;
+      if (age < sc->ttl_s) {
+        if (!c->refreshing)
+          start_bg_inlock(c);
+        goto serve;
+      }
+    }
+    if (c->snap && now < c->retry_after)
+      goto serve;
+    if (!c->refreshing)
+      break;
+    /* Single flight: another thread (or the background refresh) is building; wait for it and
+     * share its failure rather than repeating it when there is nothing to serve. */
+    gen = c->gen;
+    while (c->refreshing && c->gen == gen)
+      pthread_cond_wait(&c->cond, &c->lock);
+    if (!c->snap && c->gen != gen && c->last_rv != CKR_OK) {
+      rv = c->last_rv;
+      pthread_mutex_unlock(&c->lock);
+      return rv;
+    }
+  }
+  c->refreshing = 1;
+  prev = snapshot_ref(c->snap);
+  pthread_mutex_unlock(&c->lock);
+
+  started = now;
+  rv = build_snapshot(c->slot, prev, &built);
+  akv_snapshot_unref(prev);
+
+  pthread_mutex_lock(&c->lock);
+  rv = publish_inlock(c, rv, built, started);
+  if (rv != CKR_OK) {
+    pthread_mutex_unlock(&c->lock);
+    return rv;
+  }
+serve:
+  *out = snapshot_ref(c->snap);
+  pthread_mutex_unlock(&c->lock);
+  return CKR_OK;
+}

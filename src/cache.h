@@ -1,0 +1,44 @@
+/* The per-slot object cache (DESIGN §5), model-internal. A snapshot is an immutable, refcounted
+ * list of objects sorted by handle, built off-lock and swapped in. */
+#ifndef AKV_CACHE_H
+#define AKV_CACHE_H
+
+#include "akv.h"
+
+struct akv_snapshot {
+  int refs;                 /* atomic */
+  int64_t built_at;         /* akv_now() when the listing started */
+  struct akv_object **objs; /* sorted by handle */
+  size_t n;
+};
+
+struct akv_cache *akv_cache_new(struct akv_slot *slot);
+/* Waits for a background refresh in flight, then frees. NULL ok. */
+void akv_cache_free(struct akv_cache *c);
+
+/* The current snapshot, refreshed first when missing or past its TTL (synchronously) and in the
+ * background past 75 % of it; a failed refresh serves the old snapshot within stale_if_error.
+ * Never called with the module lock held. */
+CK_RV akv_cache_get(struct akv_cache *c, struct akv_snapshot **out);
+/* The current snapshot without any I/O (may be NULL). */
+struct akv_snapshot *akv_cache_peek(struct akv_cache *c);
+void akv_cache_invalidate(struct akv_cache *c);
+
+void akv_snapshot_unref(struct akv_snapshot *snap); /* NULL ok */
+/* Borrowed object by handle, or NULL. snap may be NULL. */
+struct akv_object *akv_snapshot_find(const struct akv_snapshot *snap, CK_OBJECT_HANDLE h);
+
+/* The handle of an object identity ("slot|class|id"): the same for the same identity as long as
+ * the module stays initialised, a new one otherwise. 0 on allocation failure. */
+CK_OBJECT_HANDLE akv_handle_for(const char *ident);
+
+/* Process-wide state of the cache layer (handle registry, secret value accounting). */
+CK_RV akv_cache_global_init(void);
+void akv_cache_global_free(void);
+void akv_cache_global_abandon(void);
+
+/* Secret values cached at once are bounded: a value is kept only when a slot is available. */
+int akv_secret_slot_take(void);
+void akv_secret_slot_give(void);
+
+#endif

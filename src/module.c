@@ -1,0 +1,343 @@
+/* Module-wide state: initialisation and finalisation, the module lock, the fork check, the
+ * private OpenSSL library context, the clock and the handle counter. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/provider.h>
+
+#include "cache.h"
+#include "module.h"
+#include "session.h"
+#include "slot.h"
+#include "util/log.h"
+
+#define AKV_LIB_VERSION_MAJOR 0
+#define AKV_LIB_VERSION_MINOR 1
+
+static struct {
+  atomic_int initialized;
+  atomic_int pid; /* process that called C_Initialize */
+  int threads_ok;
+  /* Application locking (CK_C_INITIALIZE_ARGS callbacks without CKF_OS_LOCKING_OK). */
+  CK_C_INITIALIZE_ARGS args;
+  void *app_mutex;
+  pthread_mutex_t lock;
+  struct akv_config *cfg;
+  OSSL_LIB_CTX *libctx;
+  OSSL_PROVIDER *provider;
+  struct kv_http *http;
+  struct kv_cred *cred;
+  struct akv_slot *slots;
+  size_t n_slots;
+  atomic_ulong next_handle;
+} g = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* Serialises C_Initialize/C_Finalize. Reset in a forked child, where another thread of the parent
+ * may have held it at fork time. */
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static int64_t (*clock_fn)(void);
+
+static void atfork_child(void)
+{
+  pthread_mutex_init(&init_lock, NULL);
+}
+
+/* The module is linked with -z nodelete, so the handler stays valid after dlclose. */
+static void atfork_register(void)
+{
+  pthread_atfork(NULL, NULL, atfork_child);
+}
+
+CK_RV akv_module_check(void)
+{
+  if (!atomic_load(&g.initialized) || atomic_load(&g.pid) != (int)getpid())
+    return CKR_CRYPTOKI_NOT_INITIALIZED;
+  return CKR_OK;
+}
+
+OSSL_LIB_CTX *akv_libctx(void)
+{
+  return g.libctx;
+}
+
+const struct akv_config *akv_config(void)
+{
+  return g.cfg;
+}
+
+int64_t akv_now(void)
+{
+  if (clock_fn)
+    return clock_fn();
+  return (int64_t)time(NULL);
+}
+
+void akv_set_clock(int64_t (*fn)(void))
+{
+  clock_fn = fn;
+}
+
+void akv_lock(void)
+{
+  if (g.app_mutex)
+    g.args.LockMutex(g.app_mutex);
+  else
+    pthread_mutex_lock(&g.lock);
+}
+
+void akv_unlock(void)
+{
+  if (g.app_mutex)
+    g.args.UnlockMutex(g.app_mutex);
+  else
+    pthread_mutex_unlock(&g.lock);
+}
+
+size_t akv_slot_count(void)
+{
+  return g.n_slots;
+}
+
+struct akv_slot *akv_slot_get(CK_SLOT_ID id)
+{
+  if (akv_module_check() != CKR_OK || id >= g.n_slots)
+    return NULL;
+  return &g.slots[id];
+}
+
+CK_OBJECT_HANDLE akv_handle_next(void)
+{
+  return (CK_OBJECT_HANDLE)atomic_fetch_add(&g.next_handle, 1);
+}
+
+int akv_threads_allowed(void)
+{
+  return g.threads_ok;
+}
+
+void akv_pad(unsigned char *dst, size_t size, const char *src)
+{
+  size_t len = src ? strlen(src) : 0;
+  if (len > size) {
+    len = size;
+    /* Do not cut a UTF-8 sequence: drop continuation bytes and the lead byte they belong to. */
+    while (len > 0 && ((unsigned char)src[len] & 0xC0) == 0x80)
+      len--;
+  }
+  memset(dst, ' ', size);
+  if (len)
+    memcpy(dst, src, len);
+}
+
+void akv_module_info(CK_INFO *info)
+{
+  memset(info, 0, sizeof(*info));
+  info->cryptokiVersion.major = CRYPTOKI_VERSION_MAJOR;
+  info->cryptokiVersion.minor = CRYPTOKI_VERSION_MINOR;
+  akv_pad(info->manufacturerID, sizeof(info->manufacturerID), "akv-pkcs11");
+  info->flags = 0;
+  akv_pad(info->libraryDescription, sizeof(info->libraryDescription),
+          "Azure Key Vault PKCS#11 module");
+  info->libraryVersion.major = AKV_LIB_VERSION_MAJOR;
+  info->libraryVersion.minor = AKV_LIB_VERSION_MINOR;
+}
+
+/* CK_C_INITIALIZE_ARGS rules: the four mutex callbacks are all set or all NULL. */
+static CK_RV check_args(const CK_C_INITIALIZE_ARGS *a)
+{
+  int n = (a->CreateMutex != NULL) + (a->DestroyMutex != NULL) + (a->LockMutex != NULL) +
+          (a->UnlockMutex != NULL);
+  if (n != 0 && n != 4)
+    return CKR_ARGUMENTS_BAD;
+  return CKR_OK;
+}
+
+/* Frees everything built by C_Initialize, in reverse order. */
+static void teardown(void)
+{
+  akv_slots_free(g.slots, g.n_slots);
+  g.slots = NULL;
+  g.n_slots = 0;
+  akv_cache_global_free();
+  kv_cred_free(g.cred);
+  g.cred = NULL;
+  kv_http_free(g.http);
+  g.http = NULL;
+  akv_config_free(g.cfg);
+  g.cfg = NULL;
+  if (g.provider)
+    OSSL_PROVIDER_unload(g.provider);
+  g.provider = NULL;
+  OSSL_LIB_CTX_free(g.libctx);
+  g.libctx = NULL;
+  if (g.app_mutex)
+    g.args.DestroyMutex(g.app_mutex);
+  g.app_mutex = NULL;
+}
+
+/* In a forked child the parent's state is dropped without being freed: its curl handles share
+ * sockets and TLS sessions with the parent, and freeing them could send close_notify on a
+ * connection the parent still uses. Locks another parent thread held at fork time are reset. */
+static void abandon_parent_state(void)
+{
+  akv_info(AKV_LOGC_GEN, "C_Initialize in a forked child: abandoning the parent's state");
+  akv_sessions_abandon();
+  akv_cache_global_abandon();
+  g.slots = NULL;
+  g.n_slots = 0;
+  g.cred = NULL;
+  g.http = NULL;
+  g.cfg = NULL;
+  g.provider = NULL;
+  g.libctx = NULL;
+  g.app_mutex = NULL;
+  pthread_mutex_init(&g.lock, NULL);
+  atomic_store(&g.initialized, 0);
+}
+
+static CK_RV build_network(void)
+{
+  struct kv_http_opts ho;
+  kv_rc rc;
+  CK_RV rv;
+
+  memset(&ho, 0, sizeof(ho));
+  ho.ca_file = g.cfg->ca_file;
+  ho.proxy = g.cfg->proxy;
+  ho.connect_timeout_ms = g.cfg->connect_timeout_ms;
+  ho.request_timeout_ms = g.cfg->request_timeout_ms;
+  ho.deadline_ms = g.cfg->deadline_ms;
+  ho.max_retries = g.cfg->max_retries;
+  ho.retry_base_ms = g.cfg->retry_base_ms;
+  ho.retry_cap_ms = g.cfg->retry_cap_ms;
+  ho.pool_size = g.cfg->pool_size;
+  ho.max_response_bytes = g.cfg->max_response_bytes;
+  ho.allowed_hosts = (const char *const *)g.cfg->allowed_hosts;
+  ho.n_allowed_hosts = g.cfg->n_allowed_hosts;
+  rc = kv_http_new(&ho, &g.http);
+  if (rc != KV_OK) {
+    akv_err(AKV_LOGC_GEN, "C_Initialize: HTTP transport: %s", kv_rc_str(rc));
+    return rc == KV_E_NOMEM ? CKR_HOST_MEMORY : CKR_GENERAL_ERROR;
+  }
+  rc = kv_cred_new(g.http, &g.cfg->cred, &g.cred);
+  if (rc != KV_OK) {
+    akv_err(AKV_LOGC_GEN, "C_Initialize: credential: %s", kv_rc_str(rc));
+    return rc == KV_E_NOMEM ? CKR_HOST_MEMORY : CKR_GENERAL_ERROR;
+  }
+  rv = akv_slots_new(g.cfg, g.http, g.cred, &g.slots, &g.n_slots);
+  return rv;
+}
+
+CK_RV akv_module_initialize(CK_VOID_PTR init_args)
+{
+  CK_C_INITIALIZE_ARGS *a = init_args;
+  const char *reserved = NULL;
+  char err[512];
+  CK_RV rv = CKR_OK;
+
+  pthread_once(&atfork_once, atfork_register);
+  pthread_mutex_lock(&init_lock);
+  if (atomic_load(&g.initialized)) {
+    if (atomic_load(&g.pid) == (int)getpid()) {
+      rv = CKR_CRYPTOKI_ALREADY_INITIALIZED;
+      goto out;
+    }
+    abandon_parent_state();
+  }
+  memset(&g.args, 0, sizeof(g.args));
+  g.threads_ok = 1;
+  if (a) {
+    rv = check_args(a);
+    if (rv != CKR_OK)
+      goto out;
+    g.args = *a;
+    g.threads_ok = !(a->flags & CKF_LIBRARY_CANT_CREATE_OS_THREADS);
+    /* PKCS#11 wants pReserved NULL; libp11 and p11-kit's x-init-reserved pass a string there,
+     * which is our configuration (a path or inline JSON). */
+    reserved = a->pReserved;
+  }
+
+  akv_log_init(AKV_LOG_WARN, NULL);
+  if (akv_config_load(reserved, &g.cfg, err, sizeof(err)) != 0) {
+    /* A configuration error is not a bad argument: C_Initialize fails with CKR_GENERAL_ERROR and
+     * the message (file, field, expectation) goes to the log, which defaults to stderr. */
+    akv_err(AKV_LOGC_CONF, "configuration: %s", err);
+    g.cfg = NULL;
+    rv = CKR_GENERAL_ERROR;
+    goto fail;
+  }
+  akv_log_init(g.cfg->log_level, g.cfg->log_file);
+
+  /* Mutex callbacks without CKF_OS_LOCKING_OK: the module lock must be the application's. */
+  if (a && a->CreateMutex && !(a->flags & CKF_OS_LOCKING_OK)) {
+    rv = a->CreateMutex(&g.app_mutex);
+    if (rv != CKR_OK) {
+      g.app_mutex = NULL;
+      goto fail;
+    }
+  }
+
+  g.libctx = OSSL_LIB_CTX_new();
+  if (!g.libctx) {
+    rv = CKR_HOST_MEMORY;
+    goto fail;
+  }
+  g.provider = OSSL_PROVIDER_load(g.libctx, "default");
+  if (!g.provider) {
+    akv_err(AKV_LOGC_GEN, "C_Initialize: cannot load OpenSSL's default provider");
+    rv = CKR_GENERAL_ERROR;
+    goto fail;
+  }
+  rv = akv_cache_global_init();
+  if (rv != CKR_OK)
+    goto fail;
+  rv = akv_sessions_init();
+  if (rv != CKR_OK)
+    goto fail;
+  rv = build_network();
+  if (rv != CKR_OK)
+    goto fail;
+
+  if (atomic_load(&g.next_handle) == 0)
+    atomic_store(&g.next_handle, 1);
+  atomic_store(&g.pid, (int)getpid());
+  atomic_store(&g.initialized, 1);
+  akv_info(AKV_LOGC_GEN, "initialised: %zu slot(s)", g.n_slots);
+  goto out;
+
+fail:
+  akv_sessions_shutdown();
+  teardown();
+out:
+  pthread_mutex_unlock(&init_lock);
+  return rv;
+}
+
+CK_RV akv_module_finalize(CK_VOID_PTR reserved)
+{
+  CK_RV rv;
+
+  pthread_mutex_lock(&init_lock);
+  rv = akv_module_check();
+  if (rv != CKR_OK)
+    goto out;
+  if (reserved) {
+    rv = CKR_ARGUMENTS_BAD;
+    goto out;
+  }
+  /* Refuse new calls first, then close sessions (waiting for calls in flight on them), stop the
+   * background refreshes and wipe cached secrets. */
+  atomic_store(&g.initialized, 0);
+  akv_sessions_shutdown();
+  teardown();
+  akv_info(AKV_LOGC_GEN, "finalised");
+out:
+  pthread_mutex_unlock(&init_lock);
+  return rv;
+}

@@ -1,0 +1,416 @@
+/* Sessions: the table (handle -> session), login state per token, session objects. The module
+ * lock guards the table and the slots' counters; each session's own mutex serialises the calls
+ * made on it and may be held across I/O. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache.h"
+#include "module.h"
+#include "object.h"
+#include "session.h"
+#include "util/log.h"
+
+static struct {
+  struct akv_session **v; /* sorted by handle (handles only grow) */
+  size_t n, cap;
+  CK_SESSION_HANDLE next;
+} tab;
+
+static void session_unref(struct akv_session *s)
+{
+  size_t i;
+
+  if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0)
+    return;
+  for (i = 0; i < AKV_OP_COUNT; i++)
+    akv_op_free(s->ops[i]);
+  for (i = 0; i < s->n_objects; i++)
+    akv_object_unref(s->objects[i]);
+  free(s->objects);
+  free(s->find_handles);
+  pthread_mutex_destroy(&s->lock);
+  free(s);
+}
+
+/* Ends everything the session holds; the struct stays until the last reference goes. Call with
+ * s->lock held. */
+static void session_end(struct akv_session *s)
+{
+  size_t i;
+
+  s->closed = 1;
+  for (i = 0; i < AKV_OP_COUNT; i++) {
+    akv_op_free(s->ops[i]);
+    s->ops[i] = NULL;
+  }
+  for (i = 0; i < s->n_objects; i++)
+    akv_object_unref(s->objects[i]);
+  free(s->objects);
+  s->objects = NULL;
+  s->n_objects = 0;
+  free(s->find_handles);
+  s->find_handles = NULL;
+  s->find_active = 0;
+  s->find_n = s->find_pos = 0;
+}
+
+static size_t find_index_inlock(CK_SESSION_HANDLE h, int *found)
+{
+  size_t lo = 0, hi = tab.n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (tab.v[mid]->handle < h)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  *found = lo < tab.n && tab.v[lo]->handle == h;
+  return lo;
+}
+
+CK_RV akv_sessions_init(void)
+{
+  memset(&tab, 0, sizeof(tab));
+  tab.next = 1;
+  return CKR_OK;
+}
+
+void akv_sessions_abandon(void)
+{
+  memset(&tab, 0, sizeof(tab));
+  tab.next = 1;
+}
+
+/* Detaches a session from the table and the slot counters. Call with the module lock held. */
+static void detach_inlock(size_t idx)
+{
+  struct akv_session *s = tab.v[idx];
+
+  memmove(&tab.v[idx], &tab.v[idx + 1], (tab.n - idx - 1) * sizeof(tab.v[0]));
+  tab.n--;
+  s->slot->n_sessions--;
+  if (s->flags & CKF_RW_SESSION)
+    s->slot->n_rw_sessions--;
+  /* Closing the token's last session logs the user out (PKCS#11 2.40 §5.6). */
+  if (s->slot->n_sessions == 0)
+    s->slot->logged_in = 0;
+}
+
+static void close_detached(struct akv_session *s)
+{
+  pthread_mutex_lock(&s->lock);
+  session_end(s);
+  pthread_mutex_unlock(&s->lock);
+  session_unref(s);
+}
+
+void akv_sessions_shutdown(void)
+{
+  struct akv_session **all;
+  size_t n, i;
+
+  akv_lock();
+  all = tab.v;
+  n = tab.n;
+  for (i = 0; i < n; i++) {
+    struct akv_slot *slot = all[i]->slot;
+    slot->n_sessions = 0;
+    slot->n_rw_sessions = 0;
+    slot->logged_in = 0;
+  }
+  memset(&tab, 0, sizeof(tab));
+  tab.next = 1;
+  akv_unlock();
+  for (i = 0; i < n; i++)
+    close_detached(all[i]);
+  free(all);
+}
+
+CK_RV akv_session_open(CK_SLOT_ID slot_id, CK_FLAGS flags, CK_SESSION_HANDLE *out)
+{
+  struct akv_slot *slot = akv_slot_get(slot_id);
+  struct akv_session *s = NULL;
+  CK_RV rv = CKR_OK;
+
+  if (!slot)
+    return CKR_SLOT_ID_INVALID;
+  /* Legacy parallel sessions were removed from PKCS#11: the flag is mandatory. */
+  if (!(flags & CKF_SERIAL_SESSION))
+    return CKR_SESSION_PARALLEL_NOT_SUPPORTED;
+  if ((flags & CKF_RW_SESSION) && slot->cfg->read_only)
+    return CKR_TOKEN_WRITE_PROTECTED;
+
+  s = calloc(1, sizeof(*s));
+  if (!s)
+    return CKR_HOST_MEMORY;
+  if (pthread_mutex_init(&s->lock, NULL) != 0) {
+    free(s);
+    return CKR_HOST_MEMORY;
+  }
+  s->refs = 1;
+  s->slot = slot;
+  s->flags = flags & (CKF_SERIAL_SESSION | CKF_RW_SESSION);
+
+  akv_lock();
+  if (tab.n == tab.cap) {
+    size_t cap = tab.cap ? tab.cap * 2 : 16;
+    struct akv_session **v = realloc(tab.v, cap * sizeof(*v));
+    if (!v) {
+      rv = CKR_HOST_MEMORY;
+      goto unlock;
+    }
+    tab.v = v;
+    tab.cap = cap;
+  }
+  s->handle = tab.next++;
+  tab.v[tab.n++] = s;
+  slot->n_sessions++;
+  if (s->flags & CKF_RW_SESSION)
+    slot->n_rw_sessions++;
+  *out = s->handle;
+unlock:
+  akv_unlock();
+  if (rv != CKR_OK)
+    session_unref(s);
+  return rv;
+}
+
+CK_RV akv_session_close(CK_SESSION_HANDLE h)
+{
+  struct akv_session *s = NULL;
+  size_t idx;
+  int found;
+
+  akv_lock();
+  idx = find_index_inlock(h, &found);
+  if (found) {
+    s = tab.v[idx];
+    detach_inlock(idx);
+  }
+  akv_unlock();
+  if (!s)
+    return CKR_SESSION_HANDLE_INVALID;
+  close_detached(s);
+  return CKR_OK;
+}
+
+CK_RV akv_session_close_all(CK_SLOT_ID slot_id)
+{
+  struct akv_session **mine = NULL;
+  size_t n = 0, i = 0;
+  CK_RV rv = CKR_OK;
+
+  akv_lock();
+  if (tab.n) {
+    mine = malloc(tab.n * sizeof(*mine));
+    if (!mine) {
+      rv = CKR_HOST_MEMORY;
+      goto unlock;
+    }
+  }
+  while (i < tab.n) {
+    if (tab.v[i]->slot->id == slot_id) {
+      mine[n++] = tab.v[i];
+      detach_inlock(i);
+    } else {
+      i++;
+    }
+  }
+unlock:
+  akv_unlock();
+  for (i = 0; i < n; i++)
+    close_detached(mine[i]);
+  free(mine);
+  return rv;
+}
+
+CK_RV akv_session_acquire(CK_SESSION_HANDLE h, struct akv_session **out)
+{
+  struct akv_session *s = NULL;
+  size_t idx;
+  int found;
+  CK_RV rv = akv_module_check();
+
+  if (rv != CKR_OK)
+    return rv;
+  akv_lock();
+  idx = find_index_inlock(h, &found);
+  if (found) {
+    s = tab.v[idx];
+    __atomic_add_fetch(&s->refs, 1, __ATOMIC_ACQ_REL);
+  }
+  akv_unlock();
+  if (!s)
+    return CKR_SESSION_HANDLE_INVALID;
+  pthread_mutex_lock(&s->lock);
+  /* Closed by another thread while this one waited for the session. */
+  if (s->closed) {
+    pthread_mutex_unlock(&s->lock);
+    session_unref(s);
+    return CKR_SESSION_CLOSED;
+  }
+  *out = s;
+  return CKR_OK;
+}
+
+void akv_session_release(struct akv_session *s)
+{
+  if (!s)
+    return;
+  pthread_mutex_unlock(&s->lock);
+  session_unref(s);
+}
+
+static int slot_logged_in(struct akv_slot *slot)
+{
+  int v;
+  akv_lock();
+  v = slot->logged_in;
+  akv_unlock();
+  return v;
+}
+
+int akv_session_can_see(struct akv_session *s, const struct akv_object *obj)
+{
+  return !obj->is_private || slot_logged_in(s->slot);
+}
+
+CK_RV akv_session_object(struct akv_session *s, CK_OBJECT_HANDLE h, struct akv_object **out)
+{
+  struct akv_snapshot *snap;
+  struct akv_object *obj = NULL;
+  size_t i;
+
+  for (i = 0; i < s->n_objects; i++) {
+    if (s->objects[i]->handle == h) {
+      obj = akv_object_ref(s->objects[i]);
+      break;
+    }
+  }
+  if (!obj) {
+    /* Handles stay valid while their object is in the current snapshot: no I/O here. */
+    snap = akv_cache_peek(s->slot->cache);
+    obj = akv_snapshot_find(snap, h);
+    if (obj)
+      akv_object_ref(obj);
+    akv_snapshot_unref(snap);
+  }
+  if (!obj)
+    return CKR_OBJECT_HANDLE_INVALID;
+  if (!akv_session_can_see(s, obj)) {
+    akv_object_unref(obj);
+    return CKR_OBJECT_HANDLE_INVALID;
+  }
+  *out = obj;
+  return CKR_OK;
+}
+
+CK_RV akv_session_add_object(struct akv_session *s, struct akv_object *obj, CK_OBJECT_HANDLE *h)
+{
+  struct akv_object **v;
+
+  v = realloc(s->objects, (s->n_objects + 1) * sizeof(*v));
+  if (!v) {
+    akv_object_unref(obj);
+    return CKR_HOST_MEMORY;
+  }
+  s->objects = v;
+  obj->handle = akv_handle_next();
+  obj->session = s->handle;
+  s->objects[s->n_objects++] = obj;
+  if (h)
+    *h = obj->handle;
+  return CKR_OK;
+}
+
+CK_RV akv_session_remove_object(struct akv_session *s, CK_OBJECT_HANDLE h)
+{
+  size_t i;
+
+  for (i = 0; i < s->n_objects; i++) {
+    if (s->objects[i]->handle == h) {
+      akv_object_unref(s->objects[i]);
+      memmove(&s->objects[i], &s->objects[i + 1], (s->n_objects - i - 1) * sizeof(s->objects[0]));
+      s->n_objects--;
+      return CKR_OK;
+    }
+  }
+  return CKR_OBJECT_HANDLE_INVALID;
+}
+
+CK_RV akv_session_fail(struct akv_session *s, kv_rc rc)
+{
+  long status = kv_last_http_status();
+
+  if (status > 0)
+    s->device_error = (CK_ULONG)status;
+  /* A key the cache knew answered 404: drop the listing so the next lookup refreshes it. */
+  if (rc == KV_E_NOT_FOUND)
+    akv_slot_invalidate(s->slot);
+  return akv_rv(rc);
+}
+
+void akv_session_info(struct akv_session *s, CK_SESSION_INFO *info)
+{
+  int rw = (s->flags & CKF_RW_SESSION) != 0;
+  int user = slot_logged_in(s->slot);
+
+  memset(info, 0, sizeof(*info));
+  info->slotID = s->slot->id;
+  info->flags = s->flags;
+  info->ulDeviceError = s->device_error;
+  if (user)
+    info->state = rw ? CKS_RW_USER_FUNCTIONS : CKS_RO_USER_FUNCTIONS;
+  else
+    info->state = rw ? CKS_RW_PUBLIC_SESSION : CKS_RO_PUBLIC_SESSION;
+}
+
+/* Azure credentials authorize, so any PIN is accepted for CKU_USER (applications that always log
+ * in keep working); the state is shared by all sessions of the token, as PKCS#11 requires. The
+ * token has no security officer: CKU_SO is refused with CKR_PIN_INCORRECT (no SO PIN can match),
+ * after the read-only-session rule. */
+CK_RV akv_session_login(struct akv_session *s, CK_USER_TYPE user, CK_ULONG pin_len)
+{
+  CK_RV rv = CKR_OK;
+
+  (void)pin_len;
+  akv_lock();
+  switch (user) {
+  case CKU_USER:
+    if (s->slot->logged_in)
+      rv = CKR_USER_ALREADY_LOGGED_IN;
+    else
+      s->slot->logged_in = 1;
+    break;
+  case CKU_SO:
+    if (s->slot->logged_in)
+      rv = CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
+    else if (s->slot->n_sessions > s->slot->n_rw_sessions)
+      rv = CKR_SESSION_READ_ONLY_EXISTS;
+    else
+      rv = CKR_PIN_INCORRECT;
+    break;
+  case CKU_CONTEXT_SPECIFIC:
+    /* No key has CKA_ALWAYS_AUTHENTICATE, so no operation ever waits for this login. */
+    rv = CKR_OPERATION_NOT_INITIALIZED;
+    break;
+  default:
+    rv = CKR_USER_TYPE_INVALID;
+    break;
+  }
+  akv_unlock();
+  return rv;
+}
+
+CK_RV akv_session_logout(struct akv_session *s)
+{
+  CK_RV rv = CKR_OK;
+
+  akv_lock();
+  if (!s->slot->logged_in)
+    rv = CKR_USER_NOT_LOGGED_IN;
+  else
+    s->slot->logged_in = 0;
+  akv_unlock();
+  return rv;
+}

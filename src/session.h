@@ -1,0 +1,25 @@
+/* Sessions (model-internal): the session table, login state, C_* bodies of the session group. */
+#ifndef AKV_SESSION_H
+#define AKV_SESSION_H
+
+#include "akv.h"
+
+CK_RV akv_sessions_init(void);
+/* C_Finalize: closes every session, waiting for calls in flight on them. */
+void akv_sessions_shutdown(void);
+/* Forked child: forgets the parent's sessions without touching them. */
+void akv_sessions_abandon(void);
+
+CK_RV akv_session_open(CK_SLOT_ID slot_id, CK_FLAGS flags, CK_SESSION_HANDLE *out);
+CK_RV akv_session_close(CK_SESSION_HANDLE h);
+CK_RV akv_session_close_all(CK_SLOT_ID slot_id);
+/* Call with the session acquired. */
+void akv_session_info(struct akv_session *s, CK_SESSION_INFO *info);
+CK_RV akv_session_login(struct akv_session *s, CK_USER_TYPE user, CK_ULONG pin_len);
+CK_RV akv_session_logout(struct akv_session *s);
+/* Removes a session object (C_DestroyObject); CKR_OBJECT_HANDLE_INVALID if not one. */
+CK_RV akv_session_remove_object(struct akv_session *s, CK_OBJECT_HANDLE h);
+/* True when the session may see obj (CKA_PRIVATE objects need a logged-in token). */
+int akv_session_can_see(struct akv_session *s, const struct akv_object *obj);
+
+#endif

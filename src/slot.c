@@ -1,0 +1,179 @@
+/* Slots and tokens: one per configured vault, in config order. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "cache.h"
+#include "module.h"
+#include "slot.h"
+#include "util/log.h"
+
+/* First 16 hex digits of SHA-256(url): unique and stable, so `serial=` URIs keep working. */
+static CK_RV make_serial(const char *url, char serial[17])
+{
+  unsigned char md[32];
+  size_t mdlen = 0;
+  size_t i;
+
+  if (!EVP_Q_digest(akv_libctx(), "SHA256", NULL, url, strlen(url), md, &mdlen) || mdlen < 8)
+    return CKR_GENERAL_ERROR;
+  for (i = 0; i < 8; i++)
+    snprintf(serial + 2 * i, 3, "%02x", md[i]);
+  serial[16] = '\0';
+  return CKR_OK;
+}
+
+static void slot_clear(struct akv_slot *slot)
+{
+  akv_cache_free(slot->cache);
+  slot->cache = NULL;
+  kv_client_free(slot->client);
+  slot->client = NULL;
+  kv_cred_free(slot->own_cred);
+  slot->own_cred = NULL;
+}
+
+static CK_RV slot_init(struct akv_slot *slot, CK_SLOT_ID id, const struct akv_slot_config *sc,
+                       const struct akv_config *cfg, struct kv_http *http, struct kv_cred *def_cred)
+{
+  struct kv_client_opts co;
+  kv_rc rc;
+  CK_RV rv;
+
+  memset(slot, 0, sizeof(*slot));
+  slot->id = id;
+  slot->cfg = sc;
+  rv = make_serial(sc->url, slot->serial);
+  if (rv != CKR_OK)
+    goto out;
+  akv_pad((unsigned char *)slot->label, sizeof(slot->label) - 1, sc->label ? sc->label : sc->url);
+  slot->label[sizeof(slot->label) - 1] = '\0';
+  if (sc->has_cred) {
+    rc = kv_cred_new(http, &sc->cred, &slot->own_cred);
+    if (rc != KV_OK) {
+      akv_err(AKV_LOGC_GEN, "slot %lu (%s): credential: %s", (unsigned long)id, sc->url,
+              kv_rc_str(rc));
+      rv = rc == KV_E_NOMEM ? CKR_HOST_MEMORY : CKR_GENERAL_ERROR;
+      goto out;
+    }
+  }
+  memset(&co, 0, sizeof(co));
+  co.url = sc->url;
+  co.api_version = cfg->api_version;
+  co.kind = sc->kind;
+  rc = kv_client_new(http, slot->own_cred ? slot->own_cred : def_cred, &co, &slot->client);
+  if (rc != KV_OK) {
+    akv_err(AKV_LOGC_GEN, "slot %lu (%s): client: %s", (unsigned long)id, sc->url, kv_rc_str(rc));
+    rv = rc == KV_E_NOMEM ? CKR_HOST_MEMORY : CKR_GENERAL_ERROR;
+    goto out;
+  }
+  slot->cache = akv_cache_new(slot);
+  if (!slot->cache)
+    rv = CKR_HOST_MEMORY;
+out:
+  if (rv != CKR_OK)
+    slot_clear(slot);
+  return rv;
+}
+
+CK_RV akv_slots_new(const struct akv_config *cfg, struct kv_http *http, struct kv_cred *def_cred,
+                    struct akv_slot **out, size_t *n)
+{
+  struct akv_slot *slots = NULL;
+  size_t i;
+  CK_RV rv = CKR_OK;
+
+  *out = NULL;
+  *n = 0;
+  if (cfg->n_slots == 0) {
+    /* Installed system-wide through p11-kit, the module is loaded by every program: no vault
+     * configured is not an error, just an empty slot list. */
+    akv_info(AKV_LOGC_GEN, "no vault configured: no slots");
+    goto out;
+  }
+  slots = calloc(cfg->n_slots, sizeof(*slots));
+  if (!slots) {
+    rv = CKR_HOST_MEMORY;
+    goto out;
+  }
+  for (i = 0; i < cfg->n_slots; i++) {
+    rv = slot_init(&slots[i], (CK_SLOT_ID)i, &cfg->slots[i], cfg, http, def_cred);
+    if (rv != CKR_OK) {
+      akv_slots_free(slots, i);
+      slots = NULL;
+      goto out;
+    }
+  }
+  *out = slots;
+  *n = cfg->n_slots;
+out:
+  return rv;
+}
+
+void akv_slots_free(struct akv_slot *slots, size_t n)
+{
+  size_t i;
+  if (!slots)
+    return;
+  for (i = 0; i < n; i++)
+    slot_clear(&slots[i]);
+  free(slots);
+}
+
+void akv_slot_invalidate(struct akv_slot *slot)
+{
+  if (slot && slot->cache)
+    akv_cache_invalidate(slot->cache);
+}
+
+void akv_slot_info(const struct akv_slot *slot, CK_SLOT_INFO *info)
+{
+  char desc[128];
+
+  memset(info, 0, sizeof(*info));
+  snprintf(desc, sizeof(desc), "%s %s",
+           slot->cfg->kind == AKV_VAULT_MHSM ? "Azure Managed HSM" : "Azure Key Vault",
+           slot->cfg->url);
+  akv_pad(info->slotDescription, sizeof(info->slotDescription), desc);
+  akv_pad(info->manufacturerID, sizeof(info->manufacturerID), "akv-pkcs11");
+  /* The token is always present; it is neither removable nor a hardware slot. */
+  info->flags = CKF_TOKEN_PRESENT;
+  info->hardwareVersion.major = 0;
+  info->hardwareVersion.minor = 0;
+  info->firmwareVersion.major = 0;
+  info->firmwareVersion.minor = 1;
+}
+
+void akv_slot_token_info(const struct akv_slot *slot, CK_TOKEN_INFO *info)
+{
+  memset(info, 0, sizeof(*info));
+  akv_pad(info->label, sizeof(info->label), slot->label);
+  akv_pad(info->manufacturerID, sizeof(info->manufacturerID), "akv-pkcs11");
+  akv_pad(info->model, sizeof(info->model),
+          slot->cfg->kind == AKV_VAULT_MHSM ? "Managed HSM" : "Key Vault");
+  akv_pad(info->serialNumber, sizeof(info->serialNumber), slot->serial);
+  /* Azure credentials authorize, not a PIN: no CKF_LOGIN_REQUIRED (C_Login still works). */
+  info->flags = CKF_TOKEN_INITIALIZED | CKF_USER_PIN_INITIALIZED;
+  if (slot->cfg->kind == AKV_VAULT_MHSM)
+    info->flags |= CKF_RNG;
+  if (slot->cfg->read_only)
+    info->flags |= CKF_WRITE_PROTECTED;
+  info->ulMaxSessionCount = CK_EFFECTIVELY_INFINITE;
+  info->ulSessionCount = slot->n_sessions;
+  info->ulMaxRwSessionCount = slot->cfg->read_only ? 0 : CK_EFFECTIVELY_INFINITE;
+  info->ulRwSessionCount = slot->n_rw_sessions;
+  info->ulMaxPinLen = 256;
+  info->ulMinPinLen = 0;
+  info->ulTotalPublicMemory = CK_UNAVAILABLE_INFORMATION;
+  info->ulFreePublicMemory = CK_UNAVAILABLE_INFORMATION;
+  info->ulTotalPrivateMemory = CK_UNAVAILABLE_INFORMATION;
+  info->ulFreePrivateMemory = CK_UNAVAILABLE_INFORMATION;
+  info->hardwareVersion.major = 0;
+  info->hardwareVersion.minor = 0;
+  info->firmwareVersion.major = 0;
+  info->firmwareVersion.minor = 1;
+  /* No CKF_CLOCK_ON_TOKEN: utcTime is not meaningful and stays blank. */
+  memset(info->utcTime, ' ', sizeof(info->utcTime));
+}

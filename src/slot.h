@@ -1,0 +1,17 @@
+/* Slots and tokens (model-internal). */
+#ifndef AKV_SLOT_H
+#define AKV_SLOT_H
+
+#include "akv.h"
+
+/* Builds one slot per configured vault (clients and credentials, no network I/O). */
+CK_RV akv_slots_new(const struct akv_config *cfg, struct kv_http *http, struct kv_cred *def_cred,
+                    struct akv_slot **out, size_t *n);
+/* Stops background work and frees the slots (wiping cached secrets). NULL ok. */
+void akv_slots_free(struct akv_slot *slots, size_t n);
+
+void akv_slot_info(const struct akv_slot *slot, CK_SLOT_INFO *info);
+/* Session counts are read under the module lock. */
+void akv_slot_token_info(const struct akv_slot *slot, CK_TOKEN_INFO *info);
+
+#endif
