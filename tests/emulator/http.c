@@ -432,6 +432,9 @@ static enum MHD_Result aux_request(struct MHD_Connection *conn, struct listener 
   memset(&resp, 0, sizeof(resp));
   if(!path)
     return MHD_NO;
+  /* msal-node asks for ".../oauth2/token/?..."; trailing slashes do not matter here */
+  for(size_t n = strlen(path); n > 1 && path[n - 1] == '/'; n--)
+    path[n - 1] = '\0';
   if(ctx->too_big) {
     out.status = 413;
     out.json = cJSON_CreateObject();
