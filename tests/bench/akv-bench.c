@@ -393,6 +393,7 @@ struct module {
   CK_FUNCTION_LIST_PTR f;
   CK_SLOT_ID slot;
   bool initialized;
+  bool init_failed; /* do not retry: the first error stands */
   char err[512];
 };
 
@@ -1003,8 +1004,11 @@ static int module_init(struct module *m)
   CK_SLOT_ID slots[16];
   CK_ULONG n = 16;
   CK_RV rv;
+  if (m->init_failed)
+    return -1;
   if (m->initialized)
     return 0;
+  m->init_failed = true;
   memset(&args, 0, sizeof(args));
   args.flags = CKF_OS_LOCKING_OK;
   rv = m->f->C_Initialize(&args);
@@ -1020,6 +1024,7 @@ static int module_init(struct module *m)
     return -1;
   }
   m->slot = slots[0];
+  m->init_failed = false;
   return 0;
 }
 
@@ -1117,6 +1122,9 @@ struct result {
   double elapsed_s, ops_s, p50_ms, p99_ms, cpu_us_op, req_op;
   struct stats st;
   unsigned verified, sampled;
+  double cpu_total;  /* µs, summed over the rounds */
+  uint64_t *lat;     /* ns, all rounds; sorted by result_finish */
+  size_t nlat;
 };
 
 static void sample_store(struct worker *w, const unsigned char digest[32], const unsigned char *sig,
@@ -1351,22 +1359,62 @@ static void result_rates(struct result *r, double cpu)
   r->req_op = r->ops ? r->st.total / (double)r->ops : 0;
 }
 
-/* Runs one threaded phase: warm-up, stats reset, D seconds of operations, stats read. */
+/* Rates and percentiles of a result measured in rounds by phase_run. */
+static void result_finish(struct result *r)
+{
+  qsort(r->lat, r->nlat, sizeof(*r->lat), cmp_u64);
+  r->p50_ms = percentile_ms(r->lat, r->nlat, 50);
+  r->p99_ms = percentile_ms(r->lat, r->nlat, 99);
+  result_rates(r, r->cpu_total);
+}
+
+/* Adds the counters of one round to the result's. */
+static void stats_add(struct stats *dst, const struct stats *src)
+{
+  const cJSON *it;
+  dst->total += src->total;
+  dst->sign += src->sign;
+  dst->token += src->token;
+  dst->list += src->list;
+  dst->get += src->get;
+  if (!dst->by_op) {
+    dst->by_op = src->by_op ? cJSON_Duplicate(src->by_op, 1) : NULL;
+    return;
+  }
+  cJSON_ArrayForEach(it, src->by_op)
+  {
+    cJSON *have = cJSON_GetObjectItemCaseSensitive(dst->by_op, it->string);
+    if (!cJSON_IsNumber(it))
+      continue;
+    if (have && cJSON_IsNumber(have))
+      cJSON_SetNumberValue(have, have->valuedouble + it->valuedouble);
+    else
+      cJSON_AddNumberToObject(dst->by_op, it->string, it->valuedouble);
+  }
+}
+
+/* Runs one round of a threaded phase into `r` (accumulating over rounds): warm-up, stats reset,
+ * `seconds` of operations, stats read. A failed round marks the whole result failed. */
 static void phase_run(struct bench *b, enum phase_kind kind, struct key *key, unsigned nthreads,
-                      struct result *r)
+                      double seconds, struct result *r)
 {
   struct phase ph;
   struct worker *ws = xcalloc(nthreads, sizeof(*ws));
   pthread_condattr_t ca;
   struct rusage ru0, ru1;
-  uint64_t t0, t1, *all = NULL;
-  size_t nall = 0, total_lat = 0;
+  struct stats st;
+  uint64_t t0, t1;
+  size_t total_lat = 0;
   unsigned started = 0;
   char err[512] = "";
 
   r->impl = phase_names[kind];
   r->threads = nthreads;
+  if (r->failed)
+    return; /* an earlier round failed: its note stands */
   r->failed = true;
+  r->ran = false;
+  memset(&st, 0, sizeof(st));
   memset(&ph, 0, sizeof(ph));
   ph.b = b;
   ph.kind = kind;
@@ -1418,7 +1466,7 @@ static void phase_run(struct bench *b, enum phase_kind kind, struct key *key, un
   }
   getrusage(RUSAGE_SELF, &ru0);
   t0 = now_ns();
-  ph.deadline = t0 + (uint64_t)(b->o.duration * 1e9);
+  ph.deadline = t0 + (uint64_t)(seconds * 1e9);
   ph.go = true;
   pthread_cond_broadcast(&ph.cv);
   pthread_mutex_unlock(&ph.mu);
@@ -1430,13 +1478,15 @@ static void phase_run(struct bench *b, enum phase_kind kind, struct key *key, un
   getrusage(RUSAGE_SELF, &ru1);
 
   if (!ph.abort) {
-    if (stats_read(b, &r->st, err, sizeof(err)) != 0) {
+    if (stats_read(b, &st, err, sizeof(err)) != 0) {
       seterr(r->note, sizeof(r->note), "%s", err);
     } else {
+      stats_add(&r->st, &st);
       r->ran = true;
       r->failed = false;
     }
   }
+  stats_clear(&st);
   for (unsigned i = 0; i < nthreads; i++) {
     r->ops += ws[i].ops;
     r->errors += ws[i].errors;
@@ -1444,21 +1494,25 @@ static void phase_run(struct bench *b, enum phase_kind kind, struct key *key, un
     if (ws[i].errors && !r->note[0])
       seterr(r->note, sizeof(r->note), "first error: %s", ws[i].err);
   }
-  r->elapsed_s = (double)(t1 - t0) / 1e9;
-  all = xcalloc(total_lat ? total_lat : 1, sizeof(*all));
+  r->elapsed_s += (double)(t1 - t0) / 1e9;
+  r->cpu_total += cpu_us(&ru1) - cpu_us(&ru0);
+  if (total_lat) {
+    uint64_t *nl = realloc(r->lat, (r->nlat + total_lat) * sizeof(*nl));
+    if (!nl) {
+      fprintf(stderr, "akv-bench: out of memory\n");
+      exit(2);
+    }
+    r->lat = nl;
+  }
   for (unsigned i = 0; i < nthreads; i++) {
-    memcpy(all + nall, ws[i].lat, ws[i].nlat * sizeof(*all));
-    nall += ws[i].nlat;
-    for (size_t s = 0; kind != PH_LOOKUP && s < ws[i].nsmp; s++) {
+    memcpy(r->lat + r->nlat, ws[i].lat, ws[i].nlat * sizeof(*r->lat));
+    r->nlat += ws[i].nlat;
+    for (size_t k = 0; kind != PH_LOOKUP && k < ws[i].nsmp; k++) {
       r->sampled++;
-      if (sig_verify(key, ws[i].smp[s].digest, ws[i].smp[s].sig, ws[i].smp[s].siglen))
+      if (sig_verify(key, ws[i].smp[k].digest, ws[i].smp[k].sig, ws[i].smp[k].siglen))
         r->verified++;
     }
   }
-  qsort(all, nall, sizeof(*all), cmp_u64);
-  r->p50_ms = percentile_ms(all, nall, 50);
-  r->p99_ms = percentile_ms(all, nall, 99);
-  result_rates(r, cpu_us(&ru1) - cpu_us(&ru0));
 
   for (unsigned i = 0; i < nthreads; i++) {
     if (ws[i].sess_open)
@@ -1467,7 +1521,6 @@ static void phase_run(struct bench *b, enum phase_kind kind, struct key *key, un
     free(ws[i].sign_url);
     free(ws[i].lat);
   }
-  free(all);
   free(ws);
   pthread_cond_destroy(&ph.cv);
   pthread_mutex_destroy(&ph.mu);
@@ -2593,6 +2646,22 @@ static void module_env(struct bench *b, const char *cache_dir)
   setenv("XDG_CACHE_HOME", cache_dir, 1);
 }
 
+/* A module phase round; initializes the module on first use, notes why when it cannot. */
+static void module_phase(struct bench *b, enum phase_kind kind, struct key *key, unsigned n,
+                         double seconds, struct result *r, bool *ready)
+{
+  if (!*ready && b->mod_loaded && module_init(&b->mod) == 0)
+    *ready = true;
+  if (*ready) {
+    phase_run(b, kind, key, n, seconds, r);
+    return;
+  }
+  r->impl = phase_names[kind];
+  r->threads = n;
+  r->failed = true;
+  seterr(r->note, sizeof(r->note), "module unusable: %s", b->mod.err);
+}
+
 static void run_all(struct bench *b, struct report *rep)
 {
   struct key *keys[2] = {&b->rsa, &b->ec};
@@ -2613,28 +2682,23 @@ static void run_all(struct bench *b, struct report *rep)
   for (size_t k = 0; k < 2; k++) {
     for (size_t t = 0; t < b->o.nthreads; t++) {
       unsigned n = b->o.threads[t];
-      struct result *r;
-      fprintf(stderr, "akv-bench: %s, %u thread(s): raw", keynames[k], n);
-      r = &rep->sign[rep->nsign++];
-      r->key = keynames[k];
-      phase_run(b, PH_RAW, keys[k], n, r);
-      fprintf(stderr, ", sdk");
-      r = &rep->sign[rep->nsign++];
-      r->key = keynames[k];
-      sdk_run(b, keys[k], n, r);
-      fprintf(stderr, ", module\n");
-      r = &rep->sign[rep->nsign++];
-      r->key = keynames[k];
-      if (!module_ready && b->mod_loaded && module_init(&b->mod) == 0)
-        module_ready = true;
-      if (module_ready) {
-        phase_run(b, PH_MODULE, keys[k], n, r);
-      } else {
-        r->impl = "module";
-        r->threads = n;
-        r->failed = true;
-        seterr(r->note, sizeof(r->note), "module unusable: %s", b->mod.err);
-      }
+      struct result *raw = &rep->sign[rep->nsign++];
+      struct result *sdk = &rep->sign[rep->nsign++];
+      struct result *mod = &rep->sign[rep->nsign++];
+      double half = b->o.duration / 2;
+      raw->key = sdk->key = mod->key = keynames[k];
+      /* raw and module each run twice for half the time, in the order raw, module, sdk, module,
+       * raw: a drift of the machine's speed during the run (other load on the cores) then
+       * weighs on both alike instead of on whichever ran second */
+      fprintf(stderr, "akv-bench: %s, %u thread(s): raw, module, sdk, module, raw\n", keynames[k],
+              n);
+      phase_run(b, PH_RAW, keys[k], n, half, raw);
+      module_phase(b, PH_MODULE, keys[k], n, half, mod, &module_ready);
+      sdk_run(b, keys[k], n, sdk);
+      module_phase(b, PH_MODULE, keys[k], n, half, mod, &module_ready);
+      phase_run(b, PH_RAW, keys[k], n, half, raw);
+      result_finish(raw);
+      result_finish(mod);
     }
   }
   rep->lookup = xcalloc(b->o.nthreads, sizeof(*rep->lookup));
@@ -2642,14 +2706,8 @@ static void run_all(struct bench *b, struct report *rep)
     struct result *r = &rep->lookup[rep->nlookup++];
     r->key = "RSA-2048";
     fprintf(stderr, "akv-bench: cached lookup, %u thread(s)\n", b->o.threads[t]);
-    if (module_ready) {
-      phase_run(b, PH_LOOKUP, &b->rsa, b->o.threads[t], r);
-    } else {
-      r->impl = "lookup";
-      r->threads = b->o.threads[t];
-      r->failed = true;
-      seterr(r->note, sizeof(r->note), "module unusable: %s", b->mod.err);
-    }
+    module_phase(b, PH_LOOKUP, &b->rsa, b->o.threads[t], b->o.duration, r, &module_ready);
+    result_finish(r);
   }
   if (b->mod_loaded)
     module_finalize(&b->mod);
@@ -2674,10 +2732,14 @@ static void run_all(struct bench *b, struct report *rep)
 
 static void bench_free(struct bench *b, struct report *rep)
 {
-  for (size_t i = 0; i < rep->nsign; i++)
+  for (size_t i = 0; i < rep->nsign; i++) {
     stats_clear(&rep->sign[i].st);
-  for (size_t i = 0; i < rep->nlookup; i++)
+    free(rep->sign[i].lat);
+  }
+  for (size_t i = 0; i < rep->nlookup; i++) {
     stats_clear(&rep->lookup[i].st);
+    free(rep->lookup[i].lat);
+  }
   stats_clear(&rep->cold.raw_st);
   stats_clear(&rep->cold.rawget_st);
   stats_clear(&rep->cold.mod[0].st);

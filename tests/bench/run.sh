@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The benchmark in one command: installs what is missing (Debian packages, the pinned npm packages of
+# tests/bench), builds into ${BUILD_DIR:-build}, then runs akv-bench against a fresh emulator and writes
+# the JSON results next to the build. Extra arguments go to akv-bench (e.g. --smoke, --duration 10).
+set -euo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+build=${BUILD_DIR:-$top/build}
+bash "$top/scripts/deps.sh"
+BUILD_DIR=$build bash "$top/scripts/build.sh"
+for f in "$build/tests/bench/akv-bench" "$build/tests/emulator/akv-emulator" "$build/src/akv-pkcs11.so"; do
+  if [ ! -x "$f" ] && [ ! -f "$f" ]; then
+    echo "bench: $f was not built" >&2
+    exit 2
+  fi
+done
+exec "$build/tests/bench/akv-bench" \
+  --emulator "$build/tests/emulator/akv-emulator" \
+  --module "$build/src/akv-pkcs11.so" \
+  --json "$build/bench.json" "$@"
