@@ -1,0 +1,197 @@
+/* Fake HTTP transport for backend unit tests: scripted replies or a handler, a recorded request
+ * log and a virtual clock (sleeps advance it), installed with kv_http_set_transport. */
+#ifndef AKV_TEST_FAKE_HTTP_H
+#define AKV_TEST_FAKE_HTTP_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kv/http.h"
+
+#define FAKE_MAX 128
+
+struct fake_reply {
+  long status;
+  const char *body;
+  const char *www_auth;
+  const char *retry_after;
+  const char *request_id;
+  kv_rc fail;      /* != KV_OK: the attempt fails without a response */
+  int transient;
+  int maybe_sent;
+  long delay_ms;   /* virtual time the attempt takes */
+};
+
+struct fake_req {
+  char *method, *url, *body, *bearer, *headers, *client_request_id;
+  int allow_http, no_retry;
+  long connect_timeout_ms, timeout_ms;
+};
+
+struct fake_http;
+typedef void (*fake_handler)(struct fake_http *f, const struct fake_req *req,
+                             struct fake_reply *reply);
+
+struct fake_http {
+  struct fake_reply replies[FAKE_MAX];
+  size_t n_replies, next_reply;
+  fake_handler handler;
+  void *user;
+  struct fake_req reqs[FAKE_MAX];
+  size_t n_reqs;
+  int64_t now_ms;
+  long sleeps[FAKE_MAX];
+  size_t n_sleeps;
+};
+
+static inline char *fake_dup(const char *s, size_t n)
+{
+  char *d;
+  if (!s)
+    return NULL;
+  d = malloc(n + 1);
+  if (d) {
+    memcpy(d, s, n);
+    d[n] = '\0';
+  }
+  return d;
+}
+
+static kv_rc fake_perform(void *ctx, struct kv_http_attempt *a, struct kv_http_response *resp)
+{
+  struct fake_http *f = ctx;
+  struct fake_reply r;
+  const struct kv_http_request *q = a->req;
+  struct fake_req *rec = NULL;
+  memset(&r, 0, sizeof(r));
+  if (f->n_reqs < FAKE_MAX) {
+    size_t hl = 0;
+    rec = &f->reqs[f->n_reqs++];
+    rec->method = fake_dup(q->method, strlen(q->method));
+    rec->url = fake_dup(q->url, strlen(q->url));
+    rec->body = q->body ? fake_dup(q->body, q->body_len) : NULL;
+    rec->bearer = q->bearer ? fake_dup(q->bearer, strlen(q->bearer)) : NULL;
+    rec->client_request_id = fake_dup(a->client_request_id, strlen(a->client_request_id));
+    for (size_t i = 0; i < q->n_headers; i++)
+      hl += strlen(q->headers[i]) + 1;
+    rec->headers = calloc(1, hl + 1);
+    for (size_t i = 0; rec->headers && i < q->n_headers; i++) {
+      strcat(rec->headers, q->headers[i]);
+      strcat(rec->headers, "\n");
+    }
+    rec->allow_http = q->allow_http;
+    rec->no_retry = q->no_retry;
+    rec->connect_timeout_ms = a->connect_timeout_ms;
+    rec->timeout_ms = a->timeout_ms;
+  }
+  if (f->handler && rec) {
+    r.status = 200;
+    f->handler(f, rec, &r);
+  } else if (f->next_reply < f->n_replies) {
+    r = f->replies[f->next_reply++];
+  } else {
+    fprintf(stderr, "fake_http: no reply scripted for %s %s\n", q->method, q->url);
+    r.fail = KV_E_NETWORK;
+  }
+  f->now_ms += r.delay_ms;
+  if (r.fail != KV_OK) {
+    a->transient = r.transient;
+    a->maybe_sent = r.maybe_sent;
+    return r.fail;
+  }
+  resp->status = r.status;
+  if (r.body) {
+    /* Same cap rule as the libcurl transport: the transfer is aborted past the cap. */
+    int brc = akv_buf_append(&resp->body, r.body, strlen(r.body));
+    if (brc == AKV_BUF_TOO_BIG)
+      return KV_E_PROTOCOL;
+    if (brc)
+      return KV_E_NOMEM;
+  }
+  if (r.www_auth)
+    resp->www_authenticate = strdup(r.www_auth);
+  if (r.retry_after)
+    resp->retry_after = strdup(r.retry_after);
+  if (r.request_id)
+    snprintf(resp->request_id, sizeof(resp->request_id), "%s", r.request_id);
+  return KV_OK;
+}
+
+static int64_t fake_now(void *ctx)
+{
+  return ((struct fake_http *)ctx)->now_ms;
+}
+
+static void fake_sleep(void *ctx, long ms)
+{
+  struct fake_http *f = ctx;
+  if (f->n_sleeps < FAKE_MAX)
+    f->sleeps[f->n_sleeps++] = ms;
+  f->now_ms += ms;
+}
+
+static inline void fake_install(struct fake_http *f, struct kv_http *http)
+{
+  struct kv_http_transport t = {fake_perform, fake_now, fake_sleep, f};
+  memset(f, 0, sizeof(*f));
+  f->now_ms = 1000000;
+  kv_http_set_transport(http, &t);
+}
+
+static inline void fake_push(struct fake_http *f, long status, const char *body)
+{
+  struct fake_reply r;
+  memset(&r, 0, sizeof(r));
+  r.status = status;
+  r.body = body;
+  if (f->n_replies < FAKE_MAX)
+    f->replies[f->n_replies++] = r;
+}
+
+static inline struct fake_reply *fake_push_r(struct fake_http *f, long status, const char *body)
+{
+  fake_push(f, status, body);
+  return &f->replies[f->n_replies - 1];
+}
+
+static inline void fake_reset(struct fake_http *f)
+{
+  for (size_t i = 0; i < f->n_reqs; i++) {
+    free(f->reqs[i].method);
+    free(f->reqs[i].url);
+    free(f->reqs[i].body);
+    free(f->reqs[i].bearer);
+    free(f->reqs[i].headers);
+    free(f->reqs[i].client_request_id);
+  }
+  memset(f->reqs, 0, sizeof(f->reqs));
+  f->n_reqs = 0;
+  f->n_replies = f->next_reply = 0;
+  f->n_sleeps = 0;
+}
+
+/* A kv_http with default-ish options and the fake installed. */
+static inline struct kv_http *fake_http_new(struct fake_http *f, const char *const *allowed,
+                                            size_t n_allowed)
+{
+  struct kv_http_opts o;
+  struct kv_http *http = NULL;
+  memset(&o, 0, sizeof(o));
+  o.connect_timeout_ms = 5000;
+  o.request_timeout_ms = 10000;
+  o.deadline_ms = 30000;
+  o.max_retries = 4;
+  o.retry_base_ms = 100;
+  o.retry_cap_ms = 2000;
+  o.pool_size = 4;
+  o.max_response_bytes = 64 * 1024;
+  o.allowed_hosts = allowed;
+  o.n_allowed_hosts = n_allowed;
+  if (kv_http_new(&o, &http) != KV_OK)
+    return NULL;
+  fake_install(f, http);
+  return http;
+}
+
+#endif
