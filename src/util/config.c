@@ -92,7 +92,7 @@ struct cfg_ctx {
   size_t errlen;
   int failed;
   int inline_secret;      /* the document itself holds a secret */
-  const char *secret_field;
+  char secret_field[256];
 };
 
 static int cfg_fail(struct cfg_ctx *c, const char *field, const char *fmt, ...)
@@ -368,7 +368,7 @@ static int parse_field(struct cfg_ctx *c, const cJSON *v, const struct field *f,
       return -1;
     if (f->type == F_SECRET && *v->valuestring) {
       c->inline_secret = 1;
-      c->secret_field = f->name;
+      snprintf(c->secret_field, sizeof(c->secret_field), "%s", path);
     }
     if (f->type == F_SECRET) {
       char **slot = (char **)(base + f->off);
@@ -1221,7 +1221,7 @@ static int finish(struct cfg_ctx *c, struct akv_config *cfg, struct parse_state 
 static int parse_doc(const char *json, size_t len, const char *path, int check_inline_perm,
                      const struct stat *st, struct akv_config **out, char *err, size_t errlen)
 {
-  struct cfg_ctx c = {path ? path : "(inline configuration)", err, errlen, 0, 0, NULL};
+  struct cfg_ctx c = {path ? path : "(inline configuration)", err, errlen, 0, 0, ""};
   struct parse_state ps = {NULL};
   struct akv_config *cfg = calloc(1, sizeof(*cfg));
   cJSON *doc = NULL;

@@ -1,0 +1,419 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "util/config.h"
+
+static char dir[256];
+
+static const char *const env_names[] = {
+    "AKV_PKCS11_CONFIG", "AKV_PKCS11_VAULT_URL", "AKV_PKCS11_CA_FILE",
+    "AKV_PKCS11_ALLOWED_HOSTS", "AKV_PKCS11_OBJECTS", "AKV_PKCS11_LOG_LEVEL",
+    "AKV_PKCS11_IMDS_ENDPOINT", "AKV_PKCS11_CREDENTIAL", "AZURE_TENANT_ID", "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_AUTHORITY_HOST", "IDENTITY_ENDPOINT", "IDENTITY_HEADER",
+    "AZURE_POD_IDENTITY_AUTHORITY_HOST", "XDG_CONFIG_HOME", "HOME",
+};
+
+static int setup(void **state)
+{
+  (void)state;
+  for (size_t i = 0; i < sizeof(env_names) / sizeof(env_names[0]); i++)
+    unsetenv(env_names[i]);
+  snprintf(dir, sizeof(dir), "/tmp/akv-test-config-XXXXXX");
+  assert_non_null(mkdtemp(dir));
+  setenv("HOME", dir, 1); /* no ~/.config file is found */
+  return 0;
+}
+
+static int teardown(void **state)
+{
+  char cmd[300];
+  (void)state;
+  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+  assert_int_equal(system(cmd), 0);
+  return 0;
+}
+
+static const char *write_file(const char *name, const char *content, mode_t mode)
+{
+  static char path[512];
+  FILE *f;
+  snprintf(path, sizeof(path), "%s/%s", dir, name);
+  f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(content, f);
+  fclose(f);
+  assert_int_equal(chmod(path, mode), 0);
+  return path;
+}
+
+/* Parses json and expects failure whose message contains every needle. */
+static void expect_error(const char *json, const char *const *needles, size_t n)
+{
+  struct akv_config *cfg = NULL;
+  char err[1024];
+  int rc = akv_config_parse(json, "test.json", &cfg, err, sizeof(err));
+  if (rc == 0)
+    fail_msg("accepted: %s", json);
+  assert_null(cfg);
+  for (size_t i = 0; i < n; i++)
+    if (!strstr(err, needles[i]))
+      fail_msg("message \"%s\" lacks \"%s\"", err, needles[i]);
+}
+
+#define EXPECT_ERROR(json, ...)                                                                    \
+  do {                                                                                             \
+    const char *const nd[] = {__VA_ARGS__};                                                        \
+    expect_error(json, nd, sizeof(nd) / sizeof(nd[0]));                                            \
+  } while (0)
+
+static void test_valid_full(void **state)
+{
+  struct akv_config *cfg = NULL;
+  char err[512];
+  const char *json =
+      "{\"log_level\":\"info\",\"log_file\":\"/tmp/x.log\",\"audit_file\":\"/tmp/a.jsonl\","
+      "\"ca_file\":\"/etc/ca.pem\",\"api_version\":\"7.5\",\"allowed_hosts\":[\"localhost\"],"
+      "\"connect_timeout_ms\":2000,\"request_timeout_ms\":5000,\"deadline_ms\":9000,"
+      "\"max_retries\":2,\"retry_base_ms\":10,\"retry_cap_ms\":100,\"pool_size\":4,"
+      "\"max_response_bytes\":65536,\"cache_file\":\"\","
+      "\"credential\":{\"type\":\"managed_identity\",\"client_id\":\"cid\"},"
+      "\"slots\":[{\"url\":\"https://MyVault.vault.azure.net/\",\"objects\":[\"keys\",\"secrets\"],"
+      "\"ttl\":60,\"secret_ttl\":30,\"read_only\":true,\"versions\":\"all\",\"public_ops\":"
+      "\"local\",\"verify\":\"remote\",\"keys\":[\"k1\",\"k-2\"],\"key_filter\":\"k*\"},"
+      "{\"url\":\"https://hsm1.managedhsm.azure.net\",\"label\":\"H\"},"
+      "{\"url\":\"https://localhost:8443\",\"kind\":\"mhsm\"}]}";
+  (void)state;
+  assert_int_equal(akv_config_parse(json, "test.json", &cfg, err, sizeof(err)), 0);
+  assert_int_equal(cfg->log_level, 2);
+  assert_string_equal(cfg->api_version, "7.5");
+  assert_int_equal(cfg->connect_timeout_ms, 2000);
+  assert_int_equal(cfg->max_retries, 2);
+  assert_int_equal(cfg->max_response_bytes, 65536);
+  assert_string_equal(cfg->cache_file, "");
+  assert_int_equal(cfg->cred.kind, AKV_CRED_MANAGED);
+  assert_string_equal(cfg->cred.client_id, "cid");
+  assert_int_equal(cfg->n_slots, 3);
+  assert_string_equal(cfg->slots[0].url, "https://myvault.vault.azure.net");
+  assert_string_equal(cfg->slots[0].label, "myvault");
+  assert_int_equal(cfg->slots[0].kind, AKV_VAULT_KEYVAULT);
+  assert_int_equal(cfg->slots[0].objects, AKV_OBJ_KEYS | AKV_OBJ_SECRETS);
+  assert_int_equal(cfg->slots[0].ttl_s, 60);
+  assert_int_equal(cfg->slots[0].secret_ttl_s, 30);
+  assert_int_equal(cfg->slots[0].stale_if_error_s, 3600);
+  assert_true(cfg->slots[0].read_only);
+  assert_true(cfg->slots[0].versions_all);
+  assert_true(cfg->slots[0].public_ops_local);
+  assert_true(cfg->slots[0].verify_remote);
+  assert_int_equal(cfg->slots[0].n_key_names, 2);
+  assert_string_equal(cfg->slots[0].key_names[1], "k-2");
+  assert_string_equal(cfg->slots[0].key_filter, "k*");
+  assert_int_equal(cfg->slots[1].kind, AKV_VAULT_MHSM);
+  assert_int_equal(cfg->slots[1].objects, AKV_OBJ_KEYS);
+  assert_string_equal(cfg->slots[1].label, "H");
+  assert_int_equal(cfg->slots[2].kind, AKV_VAULT_MHSM);
+  assert_string_equal(cfg->slots[2].url, "https://localhost:8443");
+  akv_config_free(cfg);
+}
+
+static void test_defaults(void **state)
+{
+  struct akv_config *cfg = NULL;
+  char err[512];
+  (void)state;
+  assert_int_equal(
+      akv_config_parse("{\"slots\":[{\"url\":\"https://v1.vault.azure.net\"}]}", "t.json", &cfg,
+                       err, sizeof(err)),
+      0);
+  assert_int_equal(cfg->log_level, 1);
+  assert_string_equal(cfg->api_version, "7.6");
+  assert_int_equal(cfg->connect_timeout_ms, 10000);
+  assert_int_equal(cfg->request_timeout_ms, 30000);
+  assert_int_equal(cfg->deadline_ms, 30000);
+  assert_int_equal(cfg->max_retries, 4);
+  assert_int_equal(cfg->retry_base_ms, 250);
+  assert_int_equal(cfg->retry_cap_ms, 8000);
+  assert_int_equal(cfg->pool_size, 16);
+  assert_int_equal(cfg->max_response_bytes, 4 * 1024 * 1024);
+  assert_null(cfg->cache_file);
+  assert_int_equal(cfg->cred.kind, AKV_CRED_AUTO);
+  assert_int_equal(cfg->slots[0].objects, AKV_OBJ_KEYS | AKV_OBJ_CERTIFICATES);
+  assert_int_equal(cfg->slots[0].ttl_s, 300);
+  assert_int_equal(cfg->slots[0].secret_ttl_s, 3600);
+  assert_false(cfg->slots[0].has_cred);
+  akv_config_free(cfg);
+}
+
+static void test_errors_name_field(void **state)
+{
+  (void)state;
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net\"}],\"colour\":1}", "test.json",
+               "`colour`", "unknown field", "slots");
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net\"},{\"url\":\"https://b.vault.az"
+               "ure.net\",\"ttl\":\"300\"}]}",
+               "test.json", "`slots[1].ttl`", "expected an integer", "a string");
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net\",\"ttl\":-1}]}",
+               "`slots[0].ttl`", "from 0 to");
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net\",\"read_only\":\"yes\"}]}",
+               "`slots[0].read_only`", "true or false");
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net\",\"objects\":[\"keys\",\"blobs"
+               "\"]}]}",
+               "`slots[0].objects[1]`", "blobs", "\"certificates\"");
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net\",\"credential\":{\"tenant\":"
+               "\"x\"}}]}",
+               "`slots[0].credential.tenant`", "unknown field", "tenant_id");
+  EXPECT_ERROR("{\"slots\":{}}", "`slots`", "an array");
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net\"}],\"log_level\":\"loud\"}",
+               "`log_level`", "\"debug\"");
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net\"}],\"pool_size\":1.5}",
+               "`pool_size`", "integer");
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net\"}],\"credential\":{\"type\":"
+               "\"client_secret\",\"tenant_id\":\"t\"}}",
+               "`credential.client_id`", "AZURE_CLIENT_ID");
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net\",\"keys\":[\"https://x\"]}]}",
+               "`slots[0].keys[0]`", "not a key name");
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net\"}],\"slots\":[]}", "`slots`",
+               "twice");
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net\"},{\"url\":\"https://A.vault."
+               "azure.net/\"}]}",
+               "`slots[1].url`", "already slots[0]");
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://h.managedhsm.azure.net\",\"objects\":"
+               "[\"secrets\"]}]}",
+               "`slots[0].objects`", "keys only");
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net\"}],\"retry_base_ms\":500,"
+               "\"retry_cap_ms\":100}",
+               "`retry_cap_ms`");
+  EXPECT_ERROR("{\"slots\": [", "test.json", "invalid JSON", "line 1");
+  EXPECT_ERROR("{}", "`slots`", "no vault configured", "AKV_PKCS11_VAULT_URL");
+}
+
+static void test_url_rules(void **state)
+{
+  struct akv_config *cfg = NULL;
+  char err[512];
+  (void)state;
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"http://a.vault.azure.net\"}]}", "`slots[0].url`", "https");
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://evil.example.com\"}]}", "`slots[0].url`",
+               "not an Azure", "allowed_hosts");
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://vault.azure.net\"}]}", "`slots[0].url`");
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net.evil.com\"}]}",
+               "`slots[0].url`");
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net/keys/x\"}]}", "`slots[0].url`",
+               "base URL");
+  EXPECT_ERROR("{\"slots\":[{\"label\":\"x\"}]}", "`slots[0].url`", "missing");
+  static const char *const ok[] = {
+      "https://a.vault.azure.cn", "https://a.vault.usgovcloudapi.net",
+      "https://a.managedhsm.usgovcloudapi.net", "https://a.vault.microsoftazure.de",
+      "https://a-b.vault.azure.net:443"};
+  for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+    char json[256];
+    snprintf(json, sizeof(json), "{\"slots\":[{\"url\":\"%s\"}]}", ok[i]);
+    assert_int_equal(akv_config_parse(json, "t.json", &cfg, err, sizeof(err)), 0);
+    if (i == 2)
+      assert_int_equal(cfg->slots[0].kind, AKV_VAULT_MHSM);
+    if (i == 4)
+      assert_string_equal(cfg->slots[0].url, "https://a-b.vault.azure.net");
+    akv_config_free(cfg);
+  }
+}
+
+static void test_secret_file_permissions(void **state)
+{
+  struct akv_config *cfg = NULL;
+  char err[1024], json[1024];
+  const char *secret;
+  char secret_path[512];
+  (void)state;
+  secret = write_file("secret", "s3cret\n", 0644);
+  snprintf(secret_path, sizeof(secret_path), "%s", secret);
+  snprintf(json, sizeof(json),
+           "{\"slots\":[{\"url\":\"https://a.vault.azure.net\"}],\"credential\":{\"type\":"
+           "\"client_secret\",\"tenant_id\":\"t\",\"client_id\":\"c\",\"client_secret_file\":"
+           "\"%s\"}}",
+           secret_path);
+  assert_int_equal(akv_config_parse(json, "t.json", &cfg, err, sizeof(err)), -1);
+  assert_non_null(strstr(err, "chmod 600"));
+  assert_non_null(strstr(err, secret_path));
+  assert_non_null(strstr(err, "`credential.client_secret_file`"));
+  assert_int_equal(chmod(secret_path, 0600), 0);
+  assert_int_equal(akv_config_parse(json, "t.json", &cfg, err, sizeof(err)), 0);
+  assert_string_equal(cfg->cred.client_secret, "s3cret");
+  akv_config_free(cfg);
+
+  /* A config file with an inline secret must be private too. */
+  {
+    const char *p = write_file("inline.json",
+                               "{\"slots\":[{\"url\":\"https://a.vault.azure.net\"}],"
+                               "\"credential\":{\"client_secret\":\"x\",\"tenant_id\":\"t\","
+                               "\"client_id\":\"c\"}}",
+                               0644);
+    char path[512];
+    snprintf(path, sizeof(path), "%s", p);
+    setenv("AKV_PKCS11_CONFIG", path, 1);
+    assert_int_equal(akv_config_load(NULL, &cfg, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "chmod 600"));
+    assert_non_null(strstr(err, path));
+    assert_non_null(strstr(err, "`credential.client_secret`"));
+    chmod(path, 0600);
+    assert_int_equal(akv_config_load(NULL, &cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg->path, path);
+    akv_config_free(cfg);
+    unsetenv("AKV_PKCS11_CONFIG");
+  }
+  /* The certificate file carries the private key. */
+  {
+    const char *p = write_file("cert.pem", "-----BEGIN CERTIFICATE-----\n", 0640);
+    char path[512];
+    snprintf(path, sizeof(path), "%s", p);
+    snprintf(json, sizeof(json),
+             "{\"slots\":[{\"url\":\"https://a.vault.azure.net\"}],\"credential\":{\"type\":"
+             "\"client_certificate\",\"tenant_id\":\"t\",\"client_id\":\"c\",\"certificate_path\":"
+             "\"%s\"}}",
+             path);
+    assert_int_equal(akv_config_parse(json, "t.json", &cfg, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "chmod 600"));
+  }
+}
+
+static void test_env_quick_start(void **state)
+{
+  struct akv_config *cfg = NULL;
+  char err[1024];
+  (void)state;
+  assert_int_equal(akv_config_load(NULL, &cfg, err, sizeof(err)), -1);
+  assert_non_null(strstr(err, "AKV_PKCS11_VAULT_URL"));
+  setenv("AKV_PKCS11_VAULT_URL", "https://v1.vault.azure.net, https://localhost:8444#mhsm", 1);
+  setenv("AKV_PKCS11_ALLOWED_HOSTS", "localhost,127.0.0.1", 1);
+  setenv("AKV_PKCS11_CA_FILE", "/tmp/ca.pem", 1);
+  setenv("AKV_PKCS11_OBJECTS", "keys,secrets", 1);
+  setenv("AZURE_TENANT_ID", "tid", 1);
+  setenv("AZURE_CLIENT_ID", "cid", 1);
+  setenv("AZURE_CLIENT_SECRET", "csecret", 1);
+  setenv("AZURE_AUTHORITY_HOST", "https://localhost:9000", 1);
+  setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", "http://127.0.0.1:9001", 1);
+  setenv("IDENTITY_ENDPOINT", "http://127.0.0.1:9002/msi/token", 1);
+  setenv("IDENTITY_HEADER", "hdr", 1);
+  assert_int_equal(akv_config_load(NULL, &cfg, err, sizeof(err)), 0);
+  assert_null(cfg->path);
+  assert_int_equal(cfg->n_slots, 2);
+  assert_string_equal(cfg->slots[0].url, "https://v1.vault.azure.net");
+  assert_int_equal(cfg->slots[0].objects, AKV_OBJ_KEYS | AKV_OBJ_SECRETS);
+  assert_string_equal(cfg->slots[1].url, "https://localhost:8444");
+  assert_int_equal(cfg->slots[1].kind, AKV_VAULT_MHSM);
+  assert_int_equal(cfg->slots[1].objects, AKV_OBJ_KEYS);
+  assert_string_equal(cfg->slots[1].label, "localhost");
+  assert_int_equal(cfg->n_allowed_hosts, 2);
+  assert_string_equal(cfg->allowed_hosts[1], "127.0.0.1");
+  assert_string_equal(cfg->ca_file, "/tmp/ca.pem");
+  assert_string_equal(cfg->cred.tenant_id, "tid");
+  assert_string_equal(cfg->cred.client_secret, "csecret");
+  assert_string_equal(cfg->cred.authority_host, "https://localhost:9000");
+  assert_string_equal(cfg->cred.imds_endpoint, "http://127.0.0.1:9001");
+  assert_string_equal(cfg->cred.identity_endpoint, "http://127.0.0.1:9002/msi/token");
+  assert_string_equal(cfg->cred.identity_header, "hdr");
+  akv_config_free(cfg);
+
+  /* The file wins, the environment fills the rest. */
+  {
+    const char *p = write_file("c.json",
+                               "{\"slots\":[{\"url\":\"https://file.vault.azure.net\"}],"
+                               "\"ca_file\":\"/file/ca.pem\"}",
+                               0644);
+    assert_int_equal(akv_config_load(p, &cfg, err, sizeof(err)), 0);
+    assert_int_equal(cfg->n_slots, 1);
+    assert_string_equal(cfg->slots[0].url, "https://file.vault.azure.net");
+    assert_string_equal(cfg->ca_file, "/file/ca.pem");
+    assert_string_equal(cfg->cred.client_id, "cid");
+    akv_config_free(cfg);
+  }
+  setenv("AKV_PKCS11_OBJECTS", "keys,blobs", 1);
+  assert_int_equal(akv_config_load(NULL, &cfg, err, sizeof(err)), -1);
+  assert_non_null(strstr(err, "AKV_PKCS11_OBJECTS"));
+  setenv("AKV_PKCS11_OBJECTS", "keys", 1);
+  setenv("AKV_PKCS11_VAULT_URL", "https://other.example.org", 1);
+  assert_int_equal(akv_config_load(NULL, &cfg, err, sizeof(err)), -1);
+  assert_non_null(strstr(err, "AKV_PKCS11_ALLOWED_HOSTS"));
+}
+
+static void test_search_order(void **state)
+{
+  struct akv_config *cfg = NULL;
+  char err[1024], xdg[512];
+  (void)state;
+  snprintf(xdg, sizeof(xdg), "%s/xdg", dir);
+  mkdir(xdg, 0700);
+  snprintf(xdg, sizeof(xdg), "%s/xdg/akv-pkcs11", dir);
+  mkdir(xdg, 0700);
+  write_file("xdg/akv-pkcs11/config.json", "{\"slots\":[{\"url\":\"https://xdg.vault.azure.net\"}]}",
+             0644);
+  snprintf(xdg, sizeof(xdg), "%s/xdg", dir);
+  setenv("XDG_CONFIG_HOME", xdg, 1);
+  assert_int_equal(akv_config_load(NULL, &cfg, err, sizeof(err)), 0);
+  assert_string_equal(cfg->slots[0].url, "https://xdg.vault.azure.net");
+  akv_config_free(cfg);
+  {
+    const char *p = write_file("env.json", "{\"slots\":[{\"url\":\"https://env.vault.azure.net\"}]}",
+                               0644);
+    char path[512];
+    snprintf(path, sizeof(path), "%s", p);
+    setenv("AKV_PKCS11_CONFIG", path, 1);
+    assert_int_equal(akv_config_load(NULL, &cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg->slots[0].url, "https://env.vault.azure.net");
+    akv_config_free(cfg);
+    /* pReserved wins over everything, as inline JSON or as a path. */
+    assert_int_equal(akv_config_load("  {\"slots\":[{\"url\":\"https://res.vault.azure.net\"}]}",
+                                     &cfg, err, sizeof(err)),
+                     0);
+    assert_string_equal(cfg->slots[0].url, "https://res.vault.azure.net");
+    akv_config_free(cfg);
+    assert_int_equal(akv_config_load("/nonexistent/akv.json", &cfg, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "/nonexistent/akv.json"));
+    unsetenv("AKV_PKCS11_CONFIG");
+  }
+  unsetenv("XDG_CONFIG_HOME");
+}
+
+static void test_azure_domains(void **state)
+{
+  const char *res = NULL, *dom = NULL;
+  enum akv_vault_kind k;
+  (void)state;
+  assert_true(akv_azure_vault_host("x.vault.azure.net", &res, &k));
+  assert_string_equal(res, "https://vault.azure.net");
+  assert_int_equal(k, AKV_VAULT_KEYVAULT);
+  assert_true(akv_azure_vault_host("X.MANAGEDHSM.AZURE.NET", &res, &k));
+  assert_string_equal(res, "https://managedhsm.azure.net");
+  assert_int_equal(k, AKV_VAULT_MHSM);
+  assert_false(akv_azure_vault_host("vault.azure.net", &res, &k));
+  assert_false(akv_azure_vault_host("x.vault.azure.net.evil", &res, &k));
+  assert_false(akv_azure_vault_host("localhost", &res, &k));
+  assert_true(akv_known_vault_resource("https://vault.azure.net/", &dom));
+  assert_string_equal(dom, ".vault.azure.net");
+  assert_true(akv_known_vault_resource("https://managedhsm.azure.net", &dom));
+  assert_false(akv_known_vault_resource("https://management.azure.com", &dom));
+  assert_false(akv_known_vault_resource("https://vault.azure.net.evil.com", &dom));
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_valid_full, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_errors_name_field, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_url_rules, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_secret_file_permissions, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_env_quick_start, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_search_order, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_azure_domains, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
