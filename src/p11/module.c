@@ -1,0 +1,175 @@
+/* Module entry: the 2.40 function list, C_GetFunctionList, the 3.0 interface calls
+ * (C_GetInterfaceList / C_GetInterface: interface "PKCS 11" returning the same 2.40 list), and
+ * C_Initialize / C_Finalize / C_GetInfo. Only the three C_Get* symbols are exported
+ * (src/akv-pkcs11.map); the other C_* are reached through the list. */
+#include <string.h>
+
+#include "module.h"
+#include "p11/p11.h"
+#include "p11/pkcs11_3.h"
+
+static CK_FUNCTION_LIST function_list = {
+    .version = {CRYPTOKI_VERSION_MAJOR, CRYPTOKI_VERSION_MINOR},
+    .C_Initialize = C_Initialize,
+    .C_Finalize = C_Finalize,
+    .C_GetInfo = C_GetInfo,
+    .C_GetFunctionList = C_GetFunctionList,
+    .C_GetSlotList = C_GetSlotList,
+    .C_GetSlotInfo = C_GetSlotInfo,
+    .C_GetTokenInfo = C_GetTokenInfo,
+    .C_GetMechanismList = C_GetMechanismList,
+    .C_GetMechanismInfo = C_GetMechanismInfo,
+    .C_InitToken = C_InitToken,
+    .C_InitPIN = C_InitPIN,
+    .C_SetPIN = C_SetPIN,
+    .C_OpenSession = C_OpenSession,
+    .C_CloseSession = C_CloseSession,
+    .C_CloseAllSessions = C_CloseAllSessions,
+    .C_GetSessionInfo = C_GetSessionInfo,
+    .C_GetOperationState = C_GetOperationState,
+    .C_SetOperationState = C_SetOperationState,
+    .C_Login = C_Login,
+    .C_Logout = C_Logout,
+    .C_CreateObject = C_CreateObject,
+    .C_CopyObject = C_CopyObject,
+    .C_DestroyObject = C_DestroyObject,
+    .C_GetObjectSize = C_GetObjectSize,
+    .C_GetAttributeValue = C_GetAttributeValue,
+    .C_SetAttributeValue = C_SetAttributeValue,
+    .C_FindObjectsInit = C_FindObjectsInit,
+    .C_FindObjects = C_FindObjects,
+    .C_FindObjectsFinal = C_FindObjectsFinal,
+    .C_EncryptInit = C_EncryptInit,
+    .C_Encrypt = C_Encrypt,
+    .C_EncryptUpdate = C_EncryptUpdate,
+    .C_EncryptFinal = C_EncryptFinal,
+    .C_DecryptInit = C_DecryptInit,
+    .C_Decrypt = C_Decrypt,
+    .C_DecryptUpdate = C_DecryptUpdate,
+    .C_DecryptFinal = C_DecryptFinal,
+    .C_DigestInit = C_DigestInit,
+    .C_Digest = C_Digest,
+    .C_DigestUpdate = C_DigestUpdate,
+    .C_DigestKey = C_DigestKey,
+    .C_DigestFinal = C_DigestFinal,
+    .C_SignInit = C_SignInit,
+    .C_Sign = C_Sign,
+    .C_SignUpdate = C_SignUpdate,
+    .C_SignFinal = C_SignFinal,
+    .C_SignRecoverInit = C_SignRecoverInit,
+    .C_SignRecover = C_SignRecover,
+    .C_VerifyInit = C_VerifyInit,
+    .C_Verify = C_Verify,
+    .C_VerifyUpdate = C_VerifyUpdate,
+    .C_VerifyFinal = C_VerifyFinal,
+    .C_VerifyRecoverInit = C_VerifyRecoverInit,
+    .C_VerifyRecover = C_VerifyRecover,
+    .C_DigestEncryptUpdate = C_DigestEncryptUpdate,
+    .C_DecryptDigestUpdate = C_DecryptDigestUpdate,
+    .C_SignEncryptUpdate = C_SignEncryptUpdate,
+    .C_DecryptVerifyUpdate = C_DecryptVerifyUpdate,
+    .C_GenerateKey = C_GenerateKey,
+    .C_GenerateKeyPair = C_GenerateKeyPair,
+    .C_WrapKey = C_WrapKey,
+    .C_UnwrapKey = C_UnwrapKey,
+    .C_DeriveKey = C_DeriveKey,
+    .C_SeedRandom = C_SeedRandom,
+    .C_GenerateRandom = C_GenerateRandom,
+    .C_GetFunctionStatus = C_GetFunctionStatus,
+    .C_CancelFunction = C_CancelFunction,
+    .C_WaitForSlotEvent = C_WaitForSlotEvent,
+};
+
+static CK_UTF8CHAR interface_name[] = "PKCS 11";
+
+/* Not CKF_INTERFACE_FORK_SAFE: a forked child must call C_Initialize again (DESIGN §6). */
+static CK_INTERFACE interfaces[] = {
+    {interface_name, &function_list, 0},
+};
+
+CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR ppFunctionList)
+{
+  CK_RV rv = CKR_OK;
+  AKV_P11_IN();
+  if (!ppFunctionList)
+    rv = CKR_ARGUMENTS_BAD;
+  else
+    *ppFunctionList = &function_list;
+  return AKV_P11_OUT(rv);
+}
+
+CK_RV C_GetInterfaceList(CK_INTERFACE_PTR pInterfacesList, CK_ULONG_PTR pulCount)
+{
+  const CK_ULONG n = sizeof(interfaces) / sizeof(interfaces[0]);
+  CK_RV rv = CKR_OK;
+
+  AKV_P11_IN();
+  if (!pulCount) {
+    rv = CKR_ARGUMENTS_BAD;
+  } else if (!pInterfacesList) {
+    *pulCount = n;
+  } else if (*pulCount < n) {
+    *pulCount = n;
+    rv = CKR_BUFFER_TOO_SMALL;
+  } else {
+    memcpy(pInterfacesList, interfaces, sizeof(interfaces));
+    *pulCount = n;
+  }
+  return AKV_P11_OUT(rv);
+}
+
+CK_RV C_GetInterface(CK_UTF8CHAR_PTR pInterfaceName, CK_VERSION_PTR pVersion,
+                     CK_INTERFACE_PTR_PTR ppInterface, CK_FLAGS flags)
+{
+  CK_RV rv = CKR_ARGUMENTS_BAD;
+  size_t i;
+
+  AKV_P11_IN();
+  if (!ppInterface)
+    goto out;
+  *ppInterface = NULL;
+  for (i = 0; i < sizeof(interfaces) / sizeof(interfaces[0]); i++) {
+    const CK_VERSION *v = interfaces[i].pFunctionList;
+    if (pInterfaceName &&
+        strcmp((const char *)pInterfaceName, (const char *)interfaces[i].pInterfaceName) != 0)
+      continue;
+    if (pVersion && (pVersion->major != v->major || pVersion->minor != v->minor))
+      continue;
+    if ((interfaces[i].flags & flags) != flags)
+      continue;
+    *ppInterface = &interfaces[i];
+    rv = CKR_OK;
+    break;
+  }
+out:
+  return AKV_P11_OUT(rv);
+}
+
+CK_RV C_Initialize(CK_VOID_PTR pInitArgs)
+{
+  AKV_P11_IN();
+  return AKV_P11_OUT(akv_module_initialize(pInitArgs));
+}
+
+CK_RV C_Finalize(CK_VOID_PTR pReserved)
+{
+  AKV_P11_IN();
+  return AKV_P11_OUT(akv_module_finalize(pReserved));
+}
+
+CK_RV C_GetInfo(CK_INFO_PTR pInfo)
+{
+  CK_RV rv;
+
+  AKV_P11_IN();
+  rv = akv_module_check();
+  if (rv != CKR_OK)
+    goto out;
+  if (!pInfo) {
+    rv = CKR_ARGUMENTS_BAD;
+    goto out;
+  }
+  akv_module_info(pInfo);
+out:
+  return AKV_P11_OUT(rv);
+}

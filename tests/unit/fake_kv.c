@@ -1,0 +1,756 @@
+/* Fake Key Vault backend (see fake_kv.h). Test code: in-memory, single vault, no network. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/ec.h>
+#include <openssl/param_build.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+
+#include "fake_kv.h"
+
+#define MAX_ITEMS 64
+#define MAX_PAIRS 4
+
+struct fake_key {
+  char name[64], version[64];
+  enum kv_kty kty;
+  int pair;
+  unsigned ops;
+  struct kv_attrs attrs;
+};
+struct fake_cert {
+  char name[64];
+  enum kv_kty kty;
+  int pair;
+  struct kv_attrs attrs;
+};
+struct fake_secret {
+  char name[64];
+  char value[256];
+  struct kv_attrs attrs;
+};
+
+static struct {
+  struct fake_key keys[MAX_ITEMS];
+  size_t n_keys;
+  struct fake_cert certs[MAX_ITEMS];
+  size_t n_certs;
+  struct fake_secret secrets[MAX_ITEMS];
+  size_t n_secrets;
+  kv_rc fail;
+  int64_t stamp;
+} V;
+
+struct fake_kv_calls fake_kv_calls;
+
+static EVP_PKEY *rsa_pairs[MAX_PAIRS], *ec_pairs[MAX_PAIRS];
+
+struct kv_http {
+  int dummy;
+};
+struct kv_cred {
+  int dummy;
+};
+struct kv_client {
+  char url[256];
+};
+
+static void *xcalloc(size_t n, size_t s)
+{
+  void *p = calloc(n ? n : 1, s ? s : 1);
+  if (!p)
+    abort();
+  return p;
+}
+
+static char *xstrdup(const char *s)
+{
+  char *p = s ? strdup(s) : NULL;
+  if (s && !p)
+    abort();
+  return p;
+}
+
+EVP_PKEY *fake_kv_pair(enum kv_kty kty, int pair)
+{
+  EVP_PKEY **slot = kty == KV_KTY_RSA ? &rsa_pairs[pair] : &ec_pairs[pair];
+  if (!*slot)
+    *slot = kty == KV_KTY_RSA ? EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048)
+                              : EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+  if (!*slot)
+    abort();
+  return *slot;
+}
+
+void fake_kv_reset(void)
+{
+  memset(&V, 0, sizeof(V));
+  V.stamp = 1700000000;
+  memset(&fake_kv_calls, 0, sizeof(fake_kv_calls));
+}
+
+static struct kv_attrs fresh_attrs(void)
+{
+  struct kv_attrs a;
+  memset(&a, 0, sizeof(a));
+  a.enabled = 1;
+  a.created = a.updated = ++V.stamp;
+  return a;
+}
+
+struct kv_attrs *fake_kv_add_key(const char *name, const char *version, enum kv_kty kty, int pair,
+                                 unsigned key_ops)
+{
+  struct fake_key *k = &V.keys[V.n_keys++];
+  snprintf(k->name, sizeof(k->name), "%s", name);
+  snprintf(k->version, sizeof(k->version), "%s", version);
+  k->kty = kty;
+  k->pair = pair;
+  k->ops = key_ops;
+  k->attrs = fresh_attrs();
+  if (kty != KV_KTY_OCT)
+    fake_kv_pair(kty, pair);
+  return &k->attrs;
+}
+
+struct kv_attrs *fake_kv_add_cert(const char *name, enum kv_kty kty, int pair)
+{
+  struct fake_cert *c = &V.certs[V.n_certs++];
+  snprintf(c->name, sizeof(c->name), "%s", name);
+  c->kty = kty;
+  c->pair = pair;
+  c->attrs = fresh_attrs();
+  fake_kv_pair(kty, pair);
+  return &c->attrs;
+}
+
+struct kv_attrs *fake_kv_add_secret(const char *name, const char *value, int managed)
+{
+  struct fake_secret *s = &V.secrets[V.n_secrets++];
+  snprintf(s->name, sizeof(s->name), "%s", name);
+  snprintf(s->value, sizeof(s->value), "%s", value);
+  s->attrs = fresh_attrs();
+  s->attrs.managed = managed;
+  return &s->attrs;
+}
+
+void fake_kv_set_secret(const char *name, const char *value)
+{
+  size_t i;
+  for (i = 0; i < V.n_secrets; i++) {
+    if (strcmp(V.secrets[i].name, name) == 0) {
+      snprintf(V.secrets[i].value, sizeof(V.secrets[i].value), "%s", value);
+      V.secrets[i].attrs.updated = ++V.stamp;
+    }
+  }
+}
+
+void fake_kv_remove_key(const char *name)
+{
+  size_t i = 0;
+  while (i < V.n_keys) {
+    if (strcmp(V.keys[i].name, name) == 0) {
+      memmove(&V.keys[i], &V.keys[i + 1], (V.n_keys - i - 1) * sizeof(V.keys[0]));
+      V.n_keys--;
+    } else {
+      i++;
+    }
+  }
+}
+
+void fake_kv_fail(kv_rc rc)
+{
+  V.fail = rc;
+}
+
+/* ---- kv.h: plumbing ------------------------------------------------------------------------- */
+
+const char *kv_rc_str(kv_rc rc)
+{
+  static const char *const names[] = {"ok",        "nomem",        "invalid",    "not found",
+                                      "forbidden", "unauthorized", "auth",       "bad request",
+                                      "conflict",  "throttled",    "server",     "network",
+                                      "timeout",   "protocol",     "unsupported"};
+  return (unsigned)rc < sizeof(names) / sizeof(names[0]) ? names[rc] : "?";
+}
+
+static long last_status;
+long kv_last_http_status(void)
+{
+  return last_status;
+}
+
+kv_rc kv_http_new(const struct kv_http_opts *opts, struct kv_http **out)
+{
+  (void)opts;
+  fake_kv_calls.http_new++;
+  *out = xcalloc(1, sizeof(**out));
+  return KV_OK;
+}
+
+void kv_http_free(struct kv_http *http)
+{
+  if (http)
+    fake_kv_calls.http_free++;
+  free(http);
+}
+
+kv_rc kv_cred_new(struct kv_http *http, const struct akv_cred_config *cfg, struct kv_cred **out)
+{
+  (void)http;
+  (void)cfg;
+  fake_kv_calls.cred_new++;
+  *out = xcalloc(1, sizeof(**out));
+  return KV_OK;
+}
+
+void kv_cred_free(struct kv_cred *cred)
+{
+  if (cred)
+    fake_kv_calls.cred_free++;
+  free(cred);
+}
+
+kv_rc kv_cred_token(struct kv_cred *cred, const char *resource, const char *tenant_hint,
+                    int force_refresh, char **token)
+{
+  (void)cred;
+  (void)resource;
+  (void)tenant_hint;
+  (void)force_refresh;
+  *token = xstrdup("fake-token");
+  return KV_OK;
+}
+
+const char *kv_cred_describe(const struct kv_cred *cred)
+{
+  (void)cred;
+  return "fake credential";
+}
+
+void kv_secure_free(void *p, size_t len)
+{
+  if (!p)
+    return;
+  OPENSSL_cleanse(p, len ? len : strlen(p));
+  free(p);
+}
+
+kv_rc kv_client_new(struct kv_http *http, struct kv_cred *cred, const struct kv_client_opts *opts,
+                    struct kv_client **out)
+{
+  (void)http;
+  (void)cred;
+  fake_kv_calls.client_new++;
+  *out = xcalloc(1, sizeof(**out));
+  snprintf((*out)->url, sizeof((*out)->url), "%s", opts->url);
+  return KV_OK;
+}
+
+void kv_client_free(struct kv_client *cl)
+{
+  if (cl)
+    fake_kv_calls.client_free++;
+  free(cl);
+}
+
+static void attrs_free(struct kv_attrs *a)
+{
+  size_t i;
+  for (i = 0; i < a->n_tags; i++) {
+    free(a->tags[i].name);
+    free(a->tags[i].value);
+  }
+  free(a->tags);
+}
+
+void kv_key_free(struct kv_key *k)
+{
+  if (!k)
+    return;
+  free(k->kid);
+  free(k->name);
+  free(k->version);
+  free(k->n);
+  free(k->e);
+  free(k->x);
+  free(k->y);
+  attrs_free(&k->attrs);
+  free(k);
+}
+
+void kv_cert_free(struct kv_cert *c)
+{
+  if (!c)
+    return;
+  free(c->id);
+  free(c->kid);
+  free(c->sid);
+  free(c->name);
+  free(c->version);
+  free(c->der);
+  attrs_free(&c->attrs);
+  free(c);
+}
+
+void kv_secret_free(struct kv_secret *s)
+{
+  if (!s)
+    return;
+  free(s->id);
+  free(s->name);
+  free(s->version);
+  free(s->content_type);
+  free(s->kid);
+  if (s->value)
+    OPENSSL_cleanse(s->value, s->value_len);
+  free(s->value);
+  attrs_free(&s->attrs);
+  free(s);
+}
+
+void kv_item_list_free(struct kv_item_list *l)
+{
+  size_t i;
+  if (!l)
+    return;
+  for (i = 0; i < l->n; i++) {
+    free(l->items[i].id);
+    free(l->items[i].name);
+    free(l->items[i].version);
+    free(l->items[i].content_type);
+    free(l->items[i].x5t);
+  }
+  free(l->items);
+  l->items = NULL;
+  l->n = 0;
+}
+
+/* ---- kv.h: vault reads ----------------------------------------------------------------------- */
+
+static kv_rc failing(void)
+{
+  last_status = V.fail == KV_OK ? 200 : V.fail == KV_E_NOT_FOUND ? 404 : 503;
+  return V.fail;
+}
+
+static struct kv_item *list_add(struct kv_item_list *l, const char *coll, const char *name,
+                                const char *version, const struct kv_attrs *a)
+{
+  struct kv_item *it;
+  char id[512];
+  if (!l->items)
+    l->items = xcalloc(MAX_ITEMS, sizeof(*l->items));
+  it = &l->items[l->n++];
+  if (version)
+    snprintf(id, sizeof(id), "%s/%s/%s/%s", FAKE_VAULT_URL, coll, name, version);
+  else
+    snprintf(id, sizeof(id), "%s/%s/%s", FAKE_VAULT_URL, coll, name);
+  it->id = xstrdup(id);
+  it->name = xstrdup(name);
+  it->version = xstrdup(version);
+  it->attrs = *a;
+  it->attrs.tags = NULL;
+  it->attrs.n_tags = 0;
+  return it;
+}
+
+static const struct fake_key *latest_key(const char *name)
+{
+  const struct fake_key *k = NULL;
+  size_t i;
+  for (i = 0; i < V.n_keys; i++) {
+    if (strcmp(V.keys[i].name, name) == 0)
+      k = &V.keys[i];
+  }
+  return k;
+}
+
+kv_rc kv_list_keys(struct kv_client *cl, struct kv_item_list *out)
+{
+  size_t i;
+  (void)cl;
+  fake_kv_calls.list_keys++;
+  memset(out, 0, sizeof(*out));
+  if (failing() != KV_OK)
+    return V.fail;
+  for (i = 0; i < V.n_keys; i++) {
+    if (latest_key(V.keys[i].name) == &V.keys[i])
+      list_add(out, "keys", V.keys[i].name, NULL, &V.keys[i].attrs);
+  }
+  return KV_OK;
+}
+
+kv_rc kv_list_key_versions(struct kv_client *cl, const char *name, struct kv_item_list *out)
+{
+  size_t i;
+  (void)cl;
+  fake_kv_calls.list_versions++;
+  memset(out, 0, sizeof(*out));
+  if (failing() != KV_OK)
+    return V.fail;
+  for (i = 0; i < V.n_keys; i++) {
+    if (strcmp(V.keys[i].name, name) == 0)
+      list_add(out, "keys", name, V.keys[i].version, &V.keys[i].attrs);
+  }
+  return out->n ? KV_OK : KV_E_NOT_FOUND;
+}
+
+static void bn_out(const BIGNUM *bn, size_t pad, unsigned char **p, size_t *len)
+{
+  size_t n = pad ? pad : (size_t)BN_num_bytes(bn);
+  *p = xcalloc(1, n);
+  if (BN_bn2binpad(bn, *p, (int)n) < 0)
+    abort();
+  *len = n;
+}
+
+static struct kv_key *make_key(const struct fake_key *fk)
+{
+  struct kv_key *k = xcalloc(1, sizeof(*k));
+  char kid[512];
+  BIGNUM *a = NULL, *b = NULL;
+  EVP_PKEY *pk;
+
+  snprintf(kid, sizeof(kid), "%s/keys/%s/%s", FAKE_VAULT_URL, fk->name, fk->version);
+  k->kid = xstrdup(kid);
+  k->name = xstrdup(fk->name);
+  k->version = xstrdup(fk->version);
+  k->kty = fk->kty;
+  k->key_ops = fk->ops;
+  k->attrs = fk->attrs;
+  if (fk->kty == KV_KTY_RSA) {
+    pk = fake_kv_pair(KV_KTY_RSA, fk->pair);
+    if (!EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_N, &a) ||
+        !EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_E, &b))
+      abort();
+    /* A leading zero, as some JWK encoders send: the model must strip it. */
+    bn_out(a, (size_t)BN_num_bytes(a) + 1, &k->n, &k->n_len);
+    bn_out(b, 0, &k->e, &k->e_len);
+  } else if (fk->kty == KV_KTY_EC) {
+    pk = fake_kv_pair(KV_KTY_EC, fk->pair);
+    k->crv = KV_CRV_P256;
+    if (!EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_EC_PUB_X, &a) ||
+        !EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_EC_PUB_Y, &b))
+      abort();
+    bn_out(a, 32, &k->x, &k->x_len);
+    bn_out(b, 32, &k->y, &k->y_len);
+  } else {
+    k->hsm = 1;
+  }
+  BN_free(a);
+  BN_free(b);
+  return k;
+}
+
+kv_rc kv_get_key(struct kv_client *cl, const char *name, const char *version, struct kv_key **out)
+{
+  const struct fake_key *fk = NULL;
+  size_t i;
+  (void)cl;
+  fake_kv_calls.get_key++;
+  *out = NULL;
+  if (failing() != KV_OK)
+    return V.fail;
+  if (!version) {
+    fk = latest_key(name);
+  } else {
+    for (i = 0; i < V.n_keys; i++) {
+      if (strcmp(V.keys[i].name, name) == 0 && strcmp(V.keys[i].version, version) == 0)
+        fk = &V.keys[i];
+    }
+  }
+  if (!fk) {
+    last_status = 404;
+    return KV_E_NOT_FOUND;
+  }
+  *out = make_key(fk);
+  return KV_OK;
+}
+
+kv_rc kv_get_keys(struct kv_client *cl, const char *const *names, const char *const *versions,
+                  size_t n, struct kv_key **out, kv_rc *rcs)
+{
+  size_t i;
+  kv_rc rc = KV_OK;
+  for (i = 0; i < n; i++) {
+    rcs[i] = kv_get_key(cl, names[i], versions ? versions[i] : NULL, &out[i]);
+    if (rcs[i] != KV_OK && rc == KV_OK)
+      rc = rcs[i];
+  }
+  return rc;
+}
+
+kv_rc kv_list_certificates(struct kv_client *cl, struct kv_item_list *out)
+{
+  size_t i;
+  (void)cl;
+  fake_kv_calls.list_certs++;
+  memset(out, 0, sizeof(*out));
+  if (failing() != KV_OK)
+    return V.fail;
+  for (i = 0; i < V.n_certs; i++)
+    list_add(out, "certificates", V.certs[i].name, NULL, &V.certs[i].attrs);
+  return KV_OK;
+}
+
+static unsigned char *self_signed(const struct fake_cert *fc, size_t *len)
+{
+  EVP_PKEY *pk = fake_kv_pair(fc->kty, fc->pair);
+  X509 *x = X509_new();
+  X509_NAME *nm = X509_NAME_new();
+  unsigned char *der = NULL, *copy;
+  int n;
+
+  if (!x || !nm)
+    abort();
+  X509_set_version(x, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x), 0x1234);
+  X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)fc->name, -1, -1, 0);
+  X509_set_subject_name(x, nm);
+  X509_set_issuer_name(x, nm);
+  X509_gmtime_adj(X509_getm_notBefore(x), 0);
+  X509_gmtime_adj(X509_getm_notAfter(x), 86400L * 365);
+  X509_set_pubkey(x, pk);
+  if (!X509_sign(x, pk, EVP_sha256()))
+    abort();
+  n = i2d_X509(x, &der);
+  if (n <= 0)
+    abort();
+  copy = xcalloc(1, (size_t)n);
+  memcpy(copy, der, (size_t)n);
+  OPENSSL_free(der);
+  X509_NAME_free(nm);
+  X509_free(x);
+  *len = (size_t)n;
+  return copy;
+}
+
+kv_rc kv_get_certificate(struct kv_client *cl, const char *name, const char *version,
+                         struct kv_cert **out)
+{
+  struct kv_cert *c;
+  char buf[512];
+  size_t i;
+  (void)cl;
+  (void)version;
+  fake_kv_calls.get_cert++;
+  *out = NULL;
+  if (failing() != KV_OK)
+    return V.fail;
+  for (i = 0; i < V.n_certs; i++) {
+    if (strcmp(V.certs[i].name, name) != 0)
+      continue;
+    c = xcalloc(1, sizeof(*c));
+    snprintf(buf, sizeof(buf), "%s/certificates/%s/v1", FAKE_VAULT_URL, name);
+    c->id = xstrdup(buf);
+    snprintf(buf, sizeof(buf), "%s/keys/%s/v1", FAKE_VAULT_URL, name);
+    c->kid = xstrdup(buf);
+    c->name = xstrdup(name);
+    c->version = xstrdup("v1");
+    c->der = self_signed(&V.certs[i], &c->der_len);
+    c->attrs = V.certs[i].attrs;
+    *out = c;
+    return KV_OK;
+  }
+  last_status = 404;
+  return KV_E_NOT_FOUND;
+}
+
+kv_rc kv_list_secrets(struct kv_client *cl, struct kv_item_list *out)
+{
+  size_t i;
+  (void)cl;
+  fake_kv_calls.list_secrets++;
+  memset(out, 0, sizeof(*out));
+  if (failing() != KV_OK)
+    return V.fail;
+  for (i = 0; i < V.n_secrets; i++)
+    list_add(out, "secrets", V.secrets[i].name, NULL, &V.secrets[i].attrs);
+  return KV_OK;
+}
+
+kv_rc kv_get_secret(struct kv_client *cl, const char *name, const char *version,
+                    struct kv_secret **out)
+{
+  struct kv_secret *s;
+  size_t i;
+  (void)cl;
+  (void)version;
+  fake_kv_calls.get_secret++;
+  *out = NULL;
+  if (failing() != KV_OK)
+    return V.fail;
+  for (i = 0; i < V.n_secrets; i++) {
+    if (strcmp(V.secrets[i].name, name) != 0)
+      continue;
+    s = xcalloc(1, sizeof(*s));
+    s->name = xstrdup(name);
+    s->value_len = strlen(V.secrets[i].value);
+    s->value = xcalloc(1, s->value_len);
+    memcpy(s->value, V.secrets[i].value, s->value_len);
+    s->attrs = V.secrets[i].attrs;
+    *out = s;
+    return KV_OK;
+  }
+  last_status = 404;
+  return KV_E_NOT_FOUND;
+}
+
+/* ---- kv.h: remote cryptography is not part of the model's tests ---------------------------- */
+
+void kv_bytes_free(struct kv_bytes *b)
+{
+  if (!b)
+    return;
+  if (b->data)
+    OPENSSL_cleanse(b->data, b->len);
+  free(b->data);
+  b->data = NULL;
+  b->len = 0;
+}
+
+void kv_crypt_result_free(struct kv_crypt_result *r)
+{
+  if (!r)
+    return;
+  kv_bytes_free(&r->value);
+  kv_bytes_free(&r->iv);
+  kv_bytes_free(&r->tag);
+}
+
+kv_rc kv_sign(struct kv_client *cl, const char *name, const char *version, const char *alg,
+              const unsigned char *digest, size_t digest_len, struct kv_bytes *sig)
+{
+  (void)cl, (void)name, (void)version, (void)alg, (void)digest, (void)digest_len, (void)sig;
+  return KV_E_UNSUPPORTED;
+}
+
+kv_rc kv_verify(struct kv_client *cl, const char *name, const char *version, const char *alg,
+                const unsigned char *digest, size_t digest_len, const unsigned char *sig,
+                size_t sig_len, int *valid)
+{
+  (void)cl, (void)name, (void)version, (void)alg, (void)digest, (void)digest_len;
+  (void)sig, (void)sig_len, (void)valid;
+  return KV_E_UNSUPPORTED;
+}
+
+kv_rc kv_cipher(struct kv_client *cl, enum kv_cipher_op op, const char *name, const char *version,
+                const char *alg, const unsigned char *in, size_t in_len,
+                const struct kv_aes_params *aes, struct kv_crypt_result *out)
+{
+  (void)cl, (void)op, (void)name, (void)version, (void)alg, (void)in, (void)in_len, (void)aes;
+  (void)out;
+  return KV_E_UNSUPPORTED;
+}
+
+kv_rc kv_random(struct kv_client *cl, unsigned char *out, size_t count)
+{
+  (void)cl;
+  return RAND_bytes(out, (int)count) == 1 ? KV_OK : KV_E_PROTOCOL;
+}
+
+/* ---- kv.h: JWK helpers ----------------------------------------------------------------------- */
+
+static const unsigned char oid_p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
+                                         0xce, 0x3d, 0x03, 0x01, 0x07};
+
+const unsigned char *kv_crv_oid_der(enum kv_crv crv, size_t *len)
+{
+  if (crv != KV_CRV_P256)
+    return NULL;
+  *len = sizeof(oid_p256);
+  return oid_p256;
+}
+
+size_t kv_crv_bytes(enum kv_crv crv)
+{
+  return crv == KV_CRV_P256 ? 32 : 0;
+}
+
+const char *kv_crv_name(enum kv_crv crv)
+{
+  return crv == KV_CRV_P256 ? "P-256" : NULL;
+}
+
+kv_rc kv_key_to_pkey(const struct kv_key *k, OSSL_LIB_CTX *libctx, EVP_PKEY **out)
+{
+  OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+  OSSL_PARAM *params = NULL;
+  EVP_PKEY_CTX *ctx = NULL;
+  BIGNUM *n = NULL, *e = NULL;
+  unsigned char pt[65];
+  kv_rc rc = KV_E_PROTOCOL;
+
+  *out = NULL;
+  if (!bld)
+    return KV_E_NOMEM;
+  if (k->kty == KV_KTY_RSA) {
+    n = BN_bin2bn(k->n, (int)k->n_len, NULL);
+    e = BN_bin2bn(k->e, (int)k->e_len, NULL);
+    if (!n || !e || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
+        !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e))
+      goto out;
+    ctx = EVP_PKEY_CTX_new_from_name(libctx, "RSA", NULL);
+  } else if (k->kty == KV_KTY_EC && k->crv == KV_CRV_P256 && k->x_len == 32 && k->y_len == 32) {
+    pt[0] = 4;
+    memcpy(pt + 1, k->x, 32);
+    memcpy(pt + 33, k->y, 32);
+    if (!OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) ||
+        !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt)))
+      goto out;
+    ctx = EVP_PKEY_CTX_new_from_name(libctx, "EC", NULL);
+  } else {
+    rc = KV_E_UNSUPPORTED;
+    goto out;
+  }
+  params = OSSL_PARAM_BLD_to_param(bld);
+  if (!ctx || !params || EVP_PKEY_fromdata_init(ctx) <= 0 ||
+      EVP_PKEY_fromdata(ctx, out, EVP_PKEY_PUBLIC_KEY, params) <= 0)
+    goto out;
+  rc = KV_OK;
+out:
+  BN_free(n);
+  BN_free(e);
+  OSSL_PARAM_free(params);
+  OSSL_PARAM_BLD_free(bld);
+  EVP_PKEY_CTX_free(ctx);
+  return rc;
+}
+
+kv_rc kv_key_spki_der(const struct kv_key *k, OSSL_LIB_CTX *libctx, unsigned char **der,
+                      size_t *der_len)
+{
+  EVP_PKEY *pk = NULL;
+  unsigned char *p = NULL;
+  int n;
+  kv_rc rc = kv_key_to_pkey(k, libctx, &pk);
+  if (rc != KV_OK)
+    return rc;
+  n = i2d_PUBKEY(pk, &p);
+  EVP_PKEY_free(pk);
+  if (n <= 0)
+    return KV_E_PROTOCOL;
+  *der = malloc((size_t)n);
+  if (!*der) {
+    OPENSSL_free(p);
+    return KV_E_NOMEM;
+  }
+  memcpy(*der, p, (size_t)n);
+  OPENSSL_free(p);
+  *der_len = (size_t)n;
+  return KV_OK;
+}
+
+kv_rc kv_key_from_json(const char *json, size_t len, struct kv_key **out)
+{
+  (void)json;
+  (void)len;
+  *out = NULL;
+  return KV_E_UNSUPPORTED;
+}
