@@ -123,3 +123,19 @@ export function splitPem(text) {
 export function spkiDer(keyObject) {
   return keyObject.export({ type: "spki", format: "der" });
 }
+
+// RSA private-key decryption with the openssl CLI. node:crypto refuses PKCS#1 v1.5 private decryption
+// (CVE-2023-46809 hardening), so RSA1_5 ciphertexts are checked with openssl pkeyutl for every padding.
+export function opensslRsaDecrypt(privateKeyObject, ciphertext, { padding, oaepHash }) {
+  const dir = mkdtempSync(join(tmpdir(), "akv-interop-"));
+  try {
+    const keyFile = join(dir, "key.pem");
+    writeFileSync(keyFile, privateKeyObject.export({ type: "pkcs8", format: "pem" }), { mode: 0o600 });
+    const opts = padding === "pkcs1"
+      ? ["-pkeyopt", "rsa_padding_mode:pkcs1"]
+      : ["-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", `rsa_oaep_md:${oaepHash}`, "-pkeyopt", `rsa_mgf1_md:${oaepHash}`];
+    return openssl(["pkeyutl", "-decrypt", "-inkey", keyFile, ...opts], ciphertext);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

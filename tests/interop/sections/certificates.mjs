@@ -7,7 +7,7 @@ import { KeyClient } from "@azure/keyvault-keys";
 import { SecretClient } from "@azure/keyvault-secrets";
 import { assert, check, expectRestError, need } from "../lib/harness.mjs";
 import {
-  collect, collectPages, digest, makeSelfSigned, parsePkcs12, publicKeyFromSdkJwk, spkiDer, splitPem,
+  collect, digest, makeSelfSigned, parsePkcs12, publicKeyFromSdkJwk, spkiDer, splitPem,
 } from "../lib/util.mjs";
 
 const VERSION_RE = /^[0-9a-f]{32}$/;
@@ -28,7 +28,7 @@ function assertCertShape(c, { vaultUrl, name }) {
   assert.equal(c.name, name);
   const v = c.properties.version;
   assert.match(v, VERSION_RE);
-  assert.equal(c.id, `${vaultUrl}/certificates/${name}/${v}`);
+  assert.equal(c.properties.id, `${vaultUrl}/certificates/${name}/${v}`);
   assert.equal(c.keyId, `${vaultUrl}/keys/${name}/${v}`, "kid does not share the certificate version");
   assert.equal(c.secretId, `${vaultUrl}/secrets/${name}/${v}`, "sid does not share the certificate version");
   assert.ok(c.cer && c.cer.length > 100, "no cer");
@@ -79,14 +79,16 @@ export async function runCertificates(ctx) {
   await check("getCertificateVersion returns the older version", async () => {
     const v1 = need(created, "created");
     const c = await cc.getCertificateVersion(name, v1.properties.version);
-    assert.equal(c.id, v1.id);
+    assert.equal(c.properties.id, v1.properties.id);
     assert.deepEqual(Buffer.from(c.cer), Buffer.from(v1.cer));
   });
-  await check("listPropertiesOfCertificateVersions (pages of 1)", async () => {
-    const pages = await collectPages(cc.listPropertiesOfCertificateVersions(name), { maxPageSize: 1 });
-    assert.ok(pages.length >= 2, `expected >= 2 pages, got ${pages.length}`);
-    const versions = pages.flat().map((p) => p.version).sort();
+  // @azure/keyvault-certificates 4.10.3 does not pass byPage's maxPageSize on as maxresults (unlike the keys
+  // and secrets SDKs), so paging of certificate lists is left to the keys and secrets sections.
+  await check("listPropertiesOfCertificateVersions lists both versions", async () => {
+    const items = await collect(cc.listPropertiesOfCertificateVersions(name));
+    const versions = items.map((p) => p.version).sort();
     assert.deepEqual(versions, [created, second].map((c) => need(c, "version").properties.version).sort());
+    for (const i of items) assert.equal(i.id, `${vaultUrl}/certificates/${name}/${i.version}`);
   });
   await check("listPropertiesOfCertificates includes it with thumbprint", async () => {
     const items = await collect(cc.listPropertiesOfCertificates());
@@ -104,9 +106,9 @@ export async function runCertificates(ctx) {
   });
   await check("updateCertificatePolicy changes subject and validity", async () => {
     const cur = await cc.getCertificatePolicy(name);
-    const p = await cc.updateCertificatePolicy(name, { ...cur, subject: "CN=updated-interop", validityInMonths: 6 });
-    assert.match(p.subject, /^CN=updated-interop$/i);
-    assert.equal(p.validityInMonths, 6);
+    // 4.10.3 resolves updateCertificatePolicy with an empty policy (its parsedBody is never assigned), so the
+    // service's answer is checked with a fresh GET.
+    await cc.updateCertificatePolicy(name, { ...cur, subject: "CN=updated-interop", validityInMonths: 6 });
     const back = await cc.getCertificatePolicy(name);
     assert.match(back.subject, /^CN=updated-interop$/i);
     assert.equal(back.validityInMonths, 6);
