@@ -349,13 +349,13 @@ static CK_RV params_pss(struct akv_op *op, const CK_MECHANISM *m)
   if (!p || m->ulParameterLen != sizeof(*p))
     return CKR_MECHANISM_PARAM_INVALID;
   if (!akv_jwa_ps(p->hashAlg) || (op->mech->hash && p->hashAlg != op->mech->hash)) {
-    akv_warn(AKV_LOGC_P11, "%s: hash 0x%lx not available (PS256/384/512 only)", op->mech->name,
-             (unsigned long)p->hashAlg);
+    akv_info(AKV_LOGC_P11, "%s: hash 0x%lx refused (PS256/384/512 only, and the mechanism's own)",
+             op->mech->name, (unsigned long)p->hashAlg);
     return CKR_MECHANISM_PARAM_INVALID;
   }
   /* Key Vault's PS* use MGF1 with the same hash and a salt as long as the hash (RFC 7518). */
   if (p->mgf != akv_hash_mgf(p->hashAlg) || p->sLen != akv_hash_len(p->hashAlg)) {
-    akv_warn(AKV_LOGC_P11, "%s: Key Vault requires MGF1 with the same hash and salt length %zu",
+    akv_info(AKV_LOGC_P11, "%s: Key Vault requires MGF1 with the same hash and salt length %zu",
              op->mech->name, akv_hash_len(p->hashAlg));
     return CKR_MECHANISM_PARAM_INVALID;
   }
@@ -370,13 +370,13 @@ static CK_RV params_oaep(struct akv_op *op, const CK_MECHANISM *m)
   if (!p || m->ulParameterLen != sizeof(*p))
     return CKR_MECHANISM_PARAM_INVALID;
   if (!akv_jwa_oaep(p->hashAlg) || p->mgf != akv_hash_mgf(p->hashAlg)) {
-    akv_warn(AKV_LOGC_P11, "CKM_RSA_PKCS_OAEP: Key Vault supports SHA-1 or SHA-256 with the same "
+    akv_info(AKV_LOGC_P11, "CKM_RSA_PKCS_OAEP: Key Vault supports SHA-1 or SHA-256 with the same "
                            "MGF1 hash only");
     return CKR_MECHANISM_PARAM_INVALID;
   }
   if ((p->source != 0 && p->source != CKZ_DATA_SPECIFIED) ||
       (p->pSourceData && p->ulSourceDataLen)) {
-    akv_warn(AKV_LOGC_P11, "CKM_RSA_PKCS_OAEP: Key Vault does not support an OAEP label");
+    akv_info(AKV_LOGC_P11, "CKM_RSA_PKCS_OAEP: Key Vault does not support an OAEP label");
     return CKR_MECHANISM_PARAM_INVALID;
   }
   op->hash = p->hashAlg;
@@ -398,7 +398,7 @@ static CK_RV params_gcm(struct akv_op *op, const CK_MECHANISM *m)
     /* The HSM always picks a 12-byte IV and makes a 16-byte tag; on encrypt it ignores a caller
      * IV, so the caller's 12-byte pIv buffer receives the IV the HSM chose. */
     if (p->ulTagBits != 128 || p->ulIvLen != 12 || !p->pIv) {
-      akv_warn(AKV_LOGC_P11, "CKM_AES_GCM on Managed HSM: a 12-byte IV buffer and a 128-bit tag "
+      akv_info(AKV_LOGC_P11, "CKM_AES_GCM on Managed HSM: a 12-byte IV buffer and a 128-bit tag "
                              "are required");
       return CKR_MECHANISM_PARAM_INVALID;
     }
