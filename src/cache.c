@@ -383,7 +383,8 @@ static CK_RV build_versions(struct build *b, const struct kv_item_list *keys)
   for (i = 0; i < keys->n && rv == CKR_OK; i++) {
     const struct kv_item *it = &keys->items[i];
     const char *latest;
-    if (!it->name || !visible(b, &it->attrs) || !name_wanted(b, it->name))
+    /* Older versions stay visible when the latest one is disabled or expired. */
+    if (!it->name || !name_wanted(b, it->name))
       continue;
     latest = latest_version(b, it->name);
     memset(&vl, 0, sizeof(vl));

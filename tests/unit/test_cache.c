@@ -1,0 +1,230 @@
+/* src/cache.c: TTL, soft refresh in the background, stale-if-error, rotation, stable handles and
+ * lazy mode, with the injected clock and the fake backend. */
+#include <time.h>
+
+#include "model_helpers.h"
+
+#define OPS (KV_OP_SIGN | KV_OP_VERIFY)
+#define CFG_TTL T_CFG(",\"ttl\":100,\"stale_if_error\":1000")
+
+static CK_SESSION_HANDLE sess;
+
+static void sleep_ms(long ms)
+{
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static CK_ULONG count_all(void)
+{
+  CK_OBJECT_HANDLE h[64];
+  return t_find(sess, NULL, 0, h, 64);
+}
+
+/* Waits (bounded) for the background refresh to have listed, then for it to publish. */
+static void wait_list_calls(int n)
+{
+  int i;
+  for (i = 0; i < 500 && fake_kv_calls.list_keys < n; i++)
+    sleep_ms(10);
+  assert_int_equal(fake_kv_calls.list_keys, n);
+  sleep_ms(50);
+}
+
+static int setup(void **state)
+{
+  (void)state;
+  fake_kv_reset();
+  t_clock_now = 1800000000;
+  fake_kv_add_key("rsa1", "v1", KV_KTY_RSA, 0, OPS);
+  fake_kv_add_key("ec1", "e1", KV_KTY_EC, 0, OPS);
+  return 0;
+}
+
+static int teardown(void **state)
+{
+  (void)state;
+  fake_kv_fail(KV_OK);
+  assert_int_equal(C_Finalize(NULL), CKR_OK);
+  return 0;
+}
+
+static void test_first_use_lists(void **state)
+{
+  (void)state;
+  assert_int_equal(t_init(CFG_TTL), CKR_OK);
+  /* No network I/O in C_Initialize or C_OpenSession. */
+  sess = t_open(0);
+  assert_int_equal(fake_kv_calls.list_keys, 0);
+  assert_int_equal(count_all(), 4);
+  assert_int_equal(fake_kv_calls.list_keys, 1);
+  assert_int_equal(fake_kv_calls.get_key, 2);
+  assert_int_equal(fake_kv_calls.list_certs, 1);
+  assert_int_equal(fake_kv_calls.list_secrets, 0); /* secrets are opt-in */
+}
+
+static void test_ttl_soft_and_hard(void **state)
+{
+  CK_OBJECT_HANDLE before, after;
+  (void)state;
+  assert_int_equal(t_init(CFG_TTL), CKR_OK);
+  sess = t_open(0);
+  before = t_find_one(sess, CKO_PRIVATE_KEY, "rsa1");
+  assert_int_equal(fake_kv_calls.list_keys, 1);
+  /* Within the soft TTL: served from the snapshot. */
+  t_clock_now += 74;
+  assert_int_equal(count_all(), 4);
+  assert_int_equal(fake_kv_calls.list_keys, 1);
+  /* Past 75 %: served at once, one background refresh. */
+  t_clock_now += 2;
+  assert_int_equal(count_all(), 4);
+  wait_list_calls(2);
+  assert_int_equal(count_all(), 4);
+  assert_int_equal(fake_kv_calls.list_keys, 2);
+  /* Unchanged keys are carried over: no keys/get on refresh, same handles. */
+  assert_int_equal(fake_kv_calls.get_key, 2);
+  after = t_find_one(sess, CKO_PRIVATE_KEY, "rsa1");
+  assert_int_equal(before, after);
+  /* Past the hard TTL of the new snapshot: synchronous refresh. */
+  t_clock_now += 100;
+  assert_int_equal(count_all(), 4);
+  assert_int_equal(fake_kv_calls.list_keys, 3);
+}
+
+static void test_stale_if_error(void **state)
+{
+  CK_OBJECT_HANDLE h;
+  (void)state;
+  assert_int_equal(t_init(CFG_TTL), CKR_OK);
+  sess = t_open(0);
+  h = t_find_one(sess, CKO_PUBLIC_KEY, "ec1");
+  fake_kv_fail(KV_E_SERVER);
+  t_clock_now += 150;
+  /* The refresh fails; the old snapshot is served (with a warning). */
+  assert_int_equal(t_find_one(sess, CKO_PUBLIC_KEY, "ec1"), h);
+  assert_int_equal(fake_kv_calls.list_keys, 2);
+  /* Not retried at every call right after a failure. */
+  assert_int_equal(count_all(), 4);
+  assert_int_equal(fake_kv_calls.list_keys, 2);
+  t_clock_now += 31;
+  assert_int_equal(count_all(), 4);
+  assert_int_equal(fake_kv_calls.list_keys, 3);
+  /* Beyond TTL + stale_if_error the error reaches the caller. */
+  t_clock_now += 1100;
+  assert_int_equal(C_FindObjectsInit(sess, NULL, 0), CKR_DEVICE_ERROR);
+  /* Recovery. */
+  fake_kv_fail(KV_OK);
+  assert_int_equal(count_all(), 4);
+  assert_int_equal(t_find_one(sess, CKO_PUBLIC_KEY, "ec1"), h);
+}
+
+static void test_error_without_snapshot(void **state)
+{
+  (void)state;
+  assert_int_equal(t_init(CFG_TTL), CKR_OK);
+  sess = t_open(0);
+  fake_kv_fail(KV_E_FORBIDDEN);
+  assert_int_equal(C_FindObjectsInit(sess, NULL, 0), CKR_DEVICE_ERROR);
+  fake_kv_fail(KV_OK);
+  assert_int_equal(count_all(), 4);
+}
+
+static void test_rotation(void **state)
+{
+  CK_OBJECT_HANDLE old_priv, new_priv, ec_before;
+  char ver[8];
+  CK_ATTRIBUTE a = {CKA_AKV_VERSION, ver, sizeof(ver)};
+  (void)state;
+  assert_int_equal(t_init(CFG_TTL), CKR_OK);
+  sess = t_open(0);
+  old_priv = t_find_one(sess, CKO_PRIVATE_KEY, "rsa1");
+  ec_before = t_find_one(sess, CKO_PRIVATE_KEY, "ec1");
+  fake_kv_add_key("rsa1", "v2", KV_KTY_RSA, 1, OPS);
+  /* Attribute change without a new version: rebuilt, same kid, same handle. */
+  fake_kv_add_key("ec1", "e1", KV_KTY_EC, 0, OPS);
+  t_clock_now += 100;
+  new_priv = t_find_one(sess, CKO_PRIVATE_KEY, "rsa1");
+  assert_true(new_priv != old_priv);
+  assert_int_equal(C_GetAttributeValue(sess, new_priv, &a, 1), CKR_OK);
+  assert_int_equal(a.ulValueLen, 2);
+  assert_memory_equal(ver, "v2", 2);
+  assert_int_equal(C_GetAttributeValue(sess, old_priv, &a, 1), CKR_OBJECT_HANDLE_INVALID);
+  assert_int_equal(t_find_one(sess, CKO_PRIVATE_KEY, "ec1"), ec_before);
+  assert_int_equal(count_all(), 4);
+}
+
+static void test_versions_all(void **state)
+{
+  CK_OBJECT_HANDLE h[64];
+  (void)state;
+  fake_kv_add_key("rsa1", "v2", KV_KTY_RSA, 1, OPS);
+  fake_kv_add_key("rsa1", "v3", KV_KTY_RSA, 2, OPS)->enabled = 0; /* latest, disabled */
+  assert_int_equal(t_init(T_CFG(",\"versions\":\"all\",\"show_disabled\":false")), CKR_OK);
+  sess = t_open(0);
+  /* rsa1 latest (v3) disabled: hidden with its name; v1 and v2 listed as rsa1/vN; ec1. */
+  assert_int_equal(t_find(sess, NULL, 0, h, 64), 6);
+  t_find_one(sess, CKO_PRIVATE_KEY, "rsa1/v1");
+  t_find_one(sess, CKO_PUBLIC_KEY, "rsa1/v2");
+}
+
+static void test_lazy_mode(void **state)
+{
+  (void)state;
+  fake_kv_add_cert("rsa1", KV_KTY_RSA, 0);
+  assert_int_equal(t_init(T_CFG(",\"keys\":[\"rsa1\",\"missing\"]")), CKR_OK);
+  sess = t_open(0);
+  assert_int_equal(count_all(), 3); /* rsa1 pair and its certificate */
+  assert_int_equal(fake_kv_calls.list_keys, 0);
+  assert_int_equal(fake_kv_calls.list_certs, 0);
+  assert_int_equal(fake_kv_calls.get_key, 2);
+  assert_int_equal(fake_kv_calls.get_cert, 2);
+}
+
+static void test_filter_and_invalidate(void **state)
+{
+  (void)state;
+  assert_int_equal(t_init(T_CFG(",\"key_filter\":\"ec*\"")), CKR_OK);
+  sess = t_open(0);
+  assert_int_equal(count_all(), 2);
+  fake_kv_add_key("ec2", "x", KV_KTY_EC, 1, OPS);
+  assert_int_equal(count_all(), 2);
+  /* A 404 on a known key invalidates the listing: the next search relists. */
+  akv_slot_invalidate(akv_slot_get(0));
+  assert_int_equal(count_all(), 4);
+  assert_int_equal(fake_kv_calls.list_keys, 2);
+}
+
+static void test_no_threads(void **state)
+{
+  CK_C_INITIALIZE_ARGS a;
+  (void)state;
+  memset(&a, 0, sizeof(a));
+  a.flags = CKF_LIBRARY_CANT_CREATE_OS_THREADS;
+  a.pReserved = (void *)CFG_TTL;
+  assert_int_equal(C_Initialize(&a), CKR_OK);
+  sess = t_open(0);
+  assert_int_equal(count_all(), 4);
+  t_clock_now += 80;
+  assert_int_equal(count_all(), 4);
+  sleep_ms(100);
+  assert_int_equal(fake_kv_calls.list_keys, 1); /* no background thread */
+  t_clock_now += 30;
+  assert_int_equal(count_all(), 4);
+  assert_int_equal(fake_kv_calls.list_keys, 2);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_first_use_lists, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_ttl_soft_and_hard, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_stale_if_error, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_error_without_snapshot, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_versions_all, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_lazy_mode, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_filter_and_invalidate, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_no_threads, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
