@@ -483,13 +483,52 @@ wait_port() {
   return 1
 }
 
-# pubkey_pem_from_token ID OUT_PEM: pkcs11-tool --read-object --type pubkey, DER -> PEM.
-token_pubkey_pem() {
-  p11tool_m --read-object --type pubkey --id "$1" -o "$2.der" >/dev/null 2>"$2.err" || {
-    cat "$2.err" >&2
+# token_pubkey_der ID OUT_DER: the public key with CKA_ID ID as the token exports it
+# (pkcs11-tool --read-object --type pubkey), normalised by openssl to DER SPKI.
+# pkcs11-tool 0.23 with OpenSSL 3.0 fails to build some EC keys ("cannot create EVP_PKEY", OpenSC
+# issue #3200, a consumer bug): then the SPKI is built from the token's own CKA_EC_PARAMS and
+# CKA_EC_POINT as pkcs11-tool -O prints them, so the key still comes from the token.
+token_pubkey_der() {
+  local id=$1 out=$2 point params curve raw
+  if p11tool_m --read-object --type pubkey --id "$id" -o "$out.raw" >"$out.log" 2>&1; then
+    openssl pkey -pubin -inform DER -in "$out.raw" -outform DER -out "$out"
+    return
+  fi
+  if ! grep -q "cannot create EVP_PKEY" "$out.log"; then
+    cat "$out.log" >&2
     return 1
-  }
-  openssl pkey -pubin -inform DER -in "$2.der" -out "$2"
+  fi
+  echo "note: pkcs11-tool 0.23 cannot export this EC key (OpenSC #3200); using CKA_EC_PARAMS/CKA_EC_POINT from -O" >&2
+  p11tool_m -O >"$out.O" 2>&1 || { cat "$out.O" >&2; return 1; }
+  point=$(awk -v id="$id" '/^Public Key Object/{blk=1; p=""; q=""; next} /^[^ \t]/{blk=0}
+    blk && /EC_POINT:/{p=$2} blk && /EC_PARAMS:/{q=$2} blk && /ID:/ && $2==id {print p; exit}' "$out.O")
+  params=$(awk -v id="$id" '/^Public Key Object/{blk=1; p=""; q=""; next} /^[^ \t]/{blk=0}
+    blk && /EC_POINT:/{p=$2} blk && /EC_PARAMS:/{q=$2} blk && /ID:/ && $2==id {print q; exit}' "$out.O")
+  case "$params" in
+  06082a8648ce3d030107) curve=prime256v1 ;;
+  06052b81040022) curve=secp384r1 ;;
+  06052b81040023) curve=secp521r1 ;;
+  06052b8104000a) curve=secp256k1 ;;
+  *) echo "token_pubkey_der: no EC public key with ID $id in -O output (params '$params')" >&2; return 1 ;;
+  esac
+  # CKA_EC_POINT is a DER OCTET STRING: 04 LEN or 04 81 LEN, then the point.
+  case "${point:2:2}" in 81) raw=${point:6} ;; *) raw=${point:4} ;; esac
+  cat >"$out.cnf" <<EOF2
+asn1=SEQUENCE:spki
+[spki]
+alg=SEQUENCE:alg
+key=FORMAT:HEX,BITSTRING:$raw
+[alg]
+oid=OID:id-ecPublicKey
+curve=OID:$curve
+EOF2
+  openssl asn1parse -genconf "$out.cnf" -noout -out "$out.raw" >/dev/null &&
+    openssl pkey -pubin -inform DER -in "$out.raw" -outform DER -out "$out"
+}
+
+# token_pubkey_pem ID OUT_PEM
+token_pubkey_pem() {
+  token_pubkey_der "$1" "$2.der" && openssl pkey -pubin -inform DER -in "$2.der" -out "$2"
 }
 
 hex_of() { od -An -v -tx1 "$1" | tr -d ' \n'; }
@@ -536,10 +575,9 @@ obj_table() {
 # pubkey_matches_vault NAME ID: the public key pkcs11-tool exports for ID equals the vault's JWK.
 pubkey_matches_vault() {
   local name=$1 id=$2 d="$WORK/pk-$1"
-  p11tool_m --read-object --type pubkey --id "$id" -o "$d.tok.der" || return 1
-  openssl pkey -pubin -inform DER -in "$d.tok.der" -outform DER -out "$d.tok.norm.der" || return 1
+  token_pubkey_der "$id" "$d.tok.der" || return 1
   kv_key_der "$name" "$d.kv.der" || return 1
-  cmp "$d.tok.norm.der" "$d.kv.der"
+  cmp "$d.tok.der" "$d.kv.der"
 }
 
 # ---- p11-kit module registration --------------------------------------------------------------

@@ -59,7 +59,8 @@ for k in ssh-rsa-key ssh-ec-key; do
   check "$k: ssh logs in and runs a command" ssh_run "echo akv-ssh-ok-\$((6*7))"
   check_grep "$k: the command ran on the server" "^akv-ssh-ok-42\$" "$WORK/check.out"
   fp=$(ssh-keygen -l -f <(echo "${SSHPUB[$k]}") | awk '{print $2}')
-  check_grep "$k: sshd accepted exactly that key" "Accepted publickey .* $fp" "$WORK/sshd.log"
+  check "$k: sshd accepted exactly that key ($fp)" \
+    bash -c 'grep "Accepted publickey for" "$1" | tail -n 1 | grep -qF -- " $2"' _ "$WORK/sshd.log" "$fp"
 done
 
 section "a key that is not in the vault"
