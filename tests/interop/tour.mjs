@@ -12,6 +12,7 @@ import { runHsm } from "./sections/hsm.mjs";
 import { runSecrets } from "./sections/secrets.mjs";
 import { runCertificates } from "./sections/certificates.mjs";
 import { runErrors } from "./sections/errors.mjs";
+import { runResilience } from "./sections/resilience.mjs";
 import { runStats } from "./sections/stats.mjs";
 
 const SECTIONS = {
@@ -22,6 +23,7 @@ const SECTIONS = {
   secrets: runSecrets,
   certificates: runCertificates,
   errors: runErrors,
+  resilience: runResilience,
   stats: runStats,
 };
 
