@@ -63,6 +63,7 @@ extern char **environ;
 #define MAX_THREADS 64
 #define MAX_THREAD_COUNTS 8
 #define MAX_KEYS 5000             /* the emulator's per-vault cap */
+#define MAX_PROCS 200
 #define RESP_MAX (4 * 1024 * 1024) /* cap on any HTTP response body */
 #define LINE_MAX_BYTES (1024 * 1024)
 #define LAT_MAX_PER_THREAD (1u << 21)
@@ -403,6 +404,7 @@ struct opts {
   size_t nthreads;
   double duration;
   unsigned long keys;
+  unsigned long procs;
   unsigned long max_time;
   bool smoke;
 };
@@ -1714,11 +1716,14 @@ struct cold {
   bool rawget_ok;
   /* module, fresh process, empty cache dir; then a second process with the same cache dir */
   struct cold_module {
-    bool ok, sig_ok;
-    double load_ms, init_ms, total_ms;
+    unsigned nprocs, n_ok, n_verified;
+    bool ok, sig_ok; /* every process signed / every signature verifies */
+    double load_ms, init_ms; /* of the first process that reported */
+    double total_ms;         /* C_Initialize to first signature (median over processes) */
+    double max_ms, wall_ms;  /* slowest process; first spawn to last result */
     struct stats st;
     char note[512];
-  } mod[2];
+  } mod[2], par; /* fresh and second process (cold vault); `procs` parallel ones (sign vault) */
 };
 
 struct seed_job {
@@ -2027,81 +2032,119 @@ fail:
   return 1;
 }
 
-static void cold_module(struct bench *b, struct key *coldkey, const char *cache_dir,
-                        struct cold_module *cm)
+static int cmp_double(const void *a, const void *b)
+{
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Parses one child's result line into cm (accumulating over children). */
+static void child_result(struct key *key, const char *line, struct cold_module *cm, double *total)
+{
+  cJSON *root = cJSON_Parse(line);
+  const cJSON *lm = cJSON_GetObjectItemCaseSensitive(root, "load_ms");
+  const cJSON *im = cJSON_GetObjectItemCaseSensitive(root, "init_ms");
+  const cJSON *tm = cJSON_GetObjectItemCaseSensitive(root, "total_ms");
+  const char *ds = json_str(root, "digest"), *ss = json_str(root, "signature");
+  unsigned char digest[64], sig[SIG_MAX];
+  size_t dl, sl;
+  if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "ok")) || !cJSON_IsNumber(lm) ||
+      !cJSON_IsNumber(im) || !cJSON_IsNumber(tm)) {
+    if (!cm->note[0])
+      seterr(cm->note, sizeof(cm->note), "module cold start failed: %.400s",
+             json_str(root, "error") ? json_str(root, "error") : line);
+    goto out;
+  }
+  if (cm->n_ok == 0) {
+    cm->load_ms = lm->valuedouble;
+    cm->init_ms = im->valuedouble;
+  }
+  *total = tm->valuedouble;
+  cm->n_ok++;
+  if (ds && ss && b64url_decode(ds, digest, sizeof(digest), &dl) == 0 && dl == 32 &&
+      b64url_decode(ss, sig, sizeof(sig), &sl) == 0 && sig_verify(key, digest, sig, sl))
+    cm->n_verified++;
+out:
+  cJSON_Delete(root);
+}
+
+/* Starts `n` fresh processes at once (`akv-bench --cold-child`), all with the module configured
+ * for `vault_url` and the cache directory `cache_dir`; each times C_Initialize to its first
+ * signature with `key`. The emulator's counters cover exactly these processes. */
+static void module_procs(struct bench *b, const char *vault_url, struct key *key,
+                         const char *cache_dir, unsigned n, struct cold_module *cm)
 {
   const char *envn[] = {"AKV_PKCS11_VAULT_URL", "XDG_CACHE_HOME"};
-  const char *envv[] = {b->cold_url, cache_dir};
-  char *argv[] = {b->self_exe, "--cold-child", (char *)b->o.module, (char *)coldkey->name, NULL};
+  const char *envv[] = {vault_url, cache_dir};
+  char *argv[] = {b->self_exe, "--cold-child", (char *)b->o.module, (char *)key->name, NULL};
   char **env = env_with(envn, envv, 2);
-  char err[512] = "", *line = NULL;
-  struct linebuf lb = {NULL, 0};
-  posix_spawn_file_actions_t fa;
-  int out[2] = {-1, -1}, st;
-  pid_t pid = 0;
-  cJSON *root = NULL;
+  char err[512] = "";
+  pid_t *pids = xcalloc(n, sizeof(*pids));
+  int *fds = xcalloc(n, sizeof(*fds));
+  double *totals = xcalloc(n, sizeof(*totals));
+  unsigned started = 0;
+  uint64_t t0, deadline;
 
+  cm->nprocs = n;
   if (stats_reset(b, err, sizeof(err)) != 0) {
     seterr(cm->note, sizeof(cm->note), "%s", err);
     goto out;
   }
-  if (pipe2(out, O_CLOEXEC) != 0) {
-    seterr(cm->note, sizeof(cm->note), "pipe: %s", strerror(errno));
-    goto out;
+  t0 = now_ns();
+  deadline = t0 + 180ull * 1000000000u;
+  for (unsigned i = 0; i < n; i++) {
+    posix_spawn_file_actions_t fa;
+    int out[2], st;
+    if (pipe2(out, O_CLOEXEC) != 0) {
+      seterr(cm->note, sizeof(cm->note), "pipe: %s", strerror(errno));
+      break;
+    }
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    st = posix_spawn(&pids[i], b->self_exe, &fa, NULL, argv, env);
+    posix_spawn_file_actions_destroy(&fa);
+    close(out[1]);
+    if (st != 0) {
+      close(out[0]);
+      seterr(cm->note, sizeof(cm->note), "cannot start %s: %s", b->self_exe, strerror(st));
+      break;
+    }
+    fds[started++] = out[0];
   }
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-  st = posix_spawn(&pid, b->self_exe, &fa, NULL, argv, env);
-  posix_spawn_file_actions_destroy(&fa);
-  close(out[1]);
-  out[1] = -1;
-  if (st != 0) {
-    seterr(cm->note, sizeof(cm->note), "cannot start %s: %s", b->self_exe, strerror(st));
-    pid = 0;
-    goto out;
+  for (unsigned i = 0; i < started; i++) {
+    struct linebuf lb = {NULL, 0};
+    char *line = NULL;
+    uint64_t now = now_ns();
+    long left = now < deadline ? (long)((deadline - now) / 1000000u) : 0;
+    if (read_line(fds[i], &lb, left, &line) == 1)
+      child_result(key, line, cm, &totals[cm->n_ok]);
+    else if (!cm->note[0])
+      seterr(cm->note, sizeof(cm->note), "a cold-start process gave no result");
+    free(line);
+    free(lb.buf);
   }
-  if (read_line(out[0], &lb, 180000, &line) != 1) {
-    seterr(cm->note, sizeof(cm->note), "cold-start child gave no result");
-    goto out;
+  cm->wall_ms = (double)(now_ns() - t0) / 1e6;
+  for (unsigned i = 0; i < started; i++) {
+    int st;
+    if (proc_wait(pids[i], 30000, &st) != 0 && !cm->note[0])
+      seterr(cm->note, sizeof(cm->note), "a cold-start process did not exit within 30 s");
+    close(fds[i]);
   }
-  if (proc_wait(pid, 30000, &st) != 0)
-    seterr(cm->note, sizeof(cm->note), "cold-start child did not exit within 30 s");
-  pid = 0;
   if (stats_read(b, &cm->st, err, sizeof(err)) != 0) {
     seterr(cm->note, sizeof(cm->note), "%s", err);
     goto out;
   }
-  root = cJSON_Parse(line);
-  if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "ok"))) {
-    const cJSON *lm = cJSON_GetObjectItemCaseSensitive(root, "load_ms");
-    const cJSON *im = cJSON_GetObjectItemCaseSensitive(root, "init_ms");
-    const cJSON *tm = cJSON_GetObjectItemCaseSensitive(root, "total_ms");
-    const char *ds = json_str(root, "digest"), *ss = json_str(root, "signature");
-    unsigned char digest[64], sig[SIG_MAX];
-    size_t dl, sl;
-    cm->ok = cJSON_IsNumber(lm) && cJSON_IsNumber(im) && cJSON_IsNumber(tm);
-    if (cm->ok) {
-      cm->load_ms = lm->valuedouble;
-      cm->init_ms = im->valuedouble;
-      cm->total_ms = tm->valuedouble;
-    }
-    cm->sig_ok = ds && ss && b64url_decode(ds, digest, sizeof(digest), &dl) == 0 && dl == 32 &&
-                 b64url_decode(ss, sig, sizeof(sig), &sl) == 0 &&
-                 sig_verify(coldkey, digest, sig, sl);
-  } else {
-    seterr(cm->note, sizeof(cm->note), "module cold start failed: %s",
-           json_str(root, "error") ? json_str(root, "error") : line);
+  qsort(totals, cm->n_ok, sizeof(*totals), cmp_double);
+  if (cm->n_ok) {
+    cm->total_ms = totals[(cm->n_ok - 1) / 2];
+    cm->max_ms = totals[cm->n_ok - 1];
   }
+  cm->ok = started == n && cm->n_ok == n;
+  cm->sig_ok = cm->n_verified == n;
 out:
-  if (pid > 0)
-    proc_wait(pid, 1000, &st);
-  if (out[0] >= 0)
-    close(out[0]);
-  if (out[1] >= 0)
-    close(out[1]);
-  cJSON_Delete(root);
-  free(line);
-  free(lb.buf);
+  free(totals);
+  free(fds);
+  free(pids);
   env_free(env);
 }
 
@@ -2262,6 +2305,13 @@ static void run_checks(struct bench *b, struct report *rep)
                   cm->ok ? "C_Initialize to first signature done" : cm->note,
                   cm->sig_ok ? "verifies" : "DOES NOT verify", cm->st.sign, cm->st.total);
       }
+      {
+        const struct cold_module *cm = &c->par;
+        snprintf(name, sizeof(name), "%u processes at once", cm->nprocs);
+        check_add(rep, cm->ok && cm->sig_ok && cm->st.sign == (double)cm->nprocs, name,
+                  "%u of %u signed%s%s; %u signatures verify; %.0f keys.sign requests", cm->n_ok,
+                  cm->nprocs, cm->note[0] ? ": " : "", cm->note, cm->n_verified, cm->st.sign);
+      }
     }
   }
 }
@@ -2360,6 +2410,20 @@ static void print_report(const struct bench *b, const struct report *rep)
              ratio(c->mod[0].total_ms, c->raw_ms),
              c->rawget_ok ? ratio(c->mod[0].total_ms, c->rawget_ms) : 0);
   }
+  {
+    const struct cold_module *cm = &c->par;
+    printf("\n%u processes at once, each C_Initialize -> one signature (vault \"%s\", 2 keys, one"
+           " empty cache dir)\n",
+           cm->nprocs, VAULT_SIGN);
+    if (cm->n_ok == 0)
+      printf("  not run: %s\n", cm->note);
+    else
+      printf("  %u of %u signed; wall %.1f ms, per process median %.1f ms, max %.1f ms;"
+             " %.0f vault requests: %.0f list, %.0f get, %.0f sign; %.0f token%s%s\n",
+             cm->n_ok, cm->nprocs, cm->wall_ms, cm->total_ms, cm->max_ms, cm->st.total,
+             cm->st.list, cm->st.get, cm->st.sign, cm->st.token, cm->note[0] ? "; " : "",
+             cm->note);
+  }
   printf("\nChecks (correctness of the numbers, never speed):\n");
   for (size_t i = 0; i < rep->nchecks; i++)
     printf("  %-4s %s: %s\n", rep->checks[i].ok ? "ok" : "FAIL", rep->checks[i].name,
@@ -2404,9 +2468,14 @@ static cJSON *cold_module_json(const struct cold_module *cm)
   cJSON_AddBoolToObject(o, "ok", cm->ok);
   if (cm->note[0])
     cJSON_AddStringToObject(o, "note", cm->note);
+  cJSON_AddNumberToObject(o, "processes", cm->nprocs);
+  cJSON_AddNumberToObject(o, "processes_signed", cm->n_ok);
+  cJSON_AddNumberToObject(o, "signatures_verified", cm->n_verified);
+  cJSON_AddNumberToObject(o, "wall_ms", cm->wall_ms);
+  cJSON_AddNumberToObject(o, "max_ms", cm->max_ms);
   cJSON_AddNumberToObject(o, "dlopen_ms", cm->load_ms);
   cJSON_AddNumberToObject(o, "c_initialize_ms", cm->init_ms);
-  cJSON_AddNumberToObject(o, "initialize_to_first_signature_ms", cm->total_ms);
+  cJSON_AddNumberToObject(o, "initialize_to_first_signature_ms", cm->total_ms); /* median */
   cJSON_AddBoolToObject(o, "signature_verified", cm->sig_ok);
   cJSON_AddNumberToObject(o, "requests_total", cm->st.total);
   if (cm->st.by_op)
@@ -2484,6 +2553,7 @@ static int write_json(const struct bench *b, const struct report *rep, const cha
     cJSON_AddNumberToObject(rg, "requests_total", c->rawget_st.total);
     cJSON_AddItemToObject(o, "module_fresh_process", cold_module_json(&c->mod[0]));
     cJSON_AddItemToObject(o, "module_second_process", cold_module_json(&c->mod[1]));
+    cJSON_AddItemToObject(root, "parallel_processes", cold_module_json(&c->par));
     if (c->raw_ok && c->mod[0].ok)
       cJSON_AddNumberToObject(o, "module_raw_list_ratio", ratio(c->mod[0].total_ms, c->raw_ms));
     if (c->rawget_ok && c->mod[0].ok)
@@ -2525,11 +2595,12 @@ static void usage(FILE *f)
           "  --threads LIST      thread counts, default 1,4,16\n"
           "  --duration S        seconds per measured phase, default 5\n"
           "  --keys N            keys in the vault for cold start, default 1000\n"
+          "  --procs N           processes signing at once from an empty cache, default 50\n"
           "  --json FILE         also write the results as JSON\n"
           "  --sdk-dir DIR       where sdk-sign.mjs and its node_modules are (default: source dir)\n"
           "  --node PATH         node binary (default: node from PATH)\n"
           "  --max-time S        abort the whole run after S seconds (default 900, smoke 280)\n"
-          "  --smoke             1 s phases, threads 1,4, 50 keys: checks the numbers quickly\n");
+          "  --smoke             1 s phases, threads 1,4, 50 keys, 10 processes: checks the numbers\n");
 }
 
 static int parse_threads(const char *s, struct opts *o)
@@ -2549,6 +2620,7 @@ static int parse_threads(const char *s, struct opts *o)
 static int parse_args(int argc, char **argv, struct opts *o)
 {
   bool threads_set = false, duration_set = false, keys_set = false, max_set = false;
+  bool procs_set = false;
   o->sdk_dir = AKV_BENCH_SRCDIR;
   o->node = "node";
   for (int i = 1; i < argc; i++) {
@@ -2602,6 +2674,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
       }
       o->keys = n;
       keys_set = true;
+    } else if (strcmp(a, "--procs") == 0) {
+      if (parse_uint(v, 1, MAX_PROCS, &n) != 0) {
+        fprintf(stderr, "akv-bench: --procs wants 1..%d\n", MAX_PROCS);
+        return -1;
+      }
+      o->procs = n;
+      procs_set = true;
     } else if (strcmp(a, "--max-time") == 0) {
       if (parse_uint(v, 10, 86400, &n) != 0) {
         fprintf(stderr, "akv-bench: --max-time wants 10..86400 seconds\n");
@@ -2624,6 +2703,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
     o->duration = o->smoke ? 1 : 5;
   if (!keys_set)
     o->keys = o->smoke ? 50 : 1000;
+  if (!procs_set)
+    o->procs = o->smoke ? 10 : 50;
   if (!max_set)
     o->max_time = o->smoke ? 280 : 900;
   if (!!o->emulator == !!o->ready_file) {
@@ -2674,11 +2755,13 @@ static void run_all(struct bench *b, struct report *rep)
   struct key coldkey;
   char *cache_main = xasprintf("%s/cache-main", b->tmpdir);
   char *cache_cold = xasprintf("%s/cache-cold", b->tmpdir);
+  char *cache_par = xasprintf("%s/cache-parallel", b->tmpdir);
   bool module_ready = false;
   char coldname[32];
 
   mkdir(cache_main, 0700);
   mkdir(cache_cold, 0700);
+  mkdir(cache_par, 0700);
   module_env(b, cache_main);
   if (module_load(&b->mod, b->o.module) == 0)
     b->mod_loaded = true;
@@ -2726,13 +2809,16 @@ static void run_all(struct bench *b, struct report *rep)
     fprintf(stderr, "akv-bench: cold start: raw listing, module (fresh, second process)\n");
     cold_raw(b, &coldkey, &rep->cold);
     cold_raw_getall(b, &rep->cold);
-    cold_module(b, &coldkey, cache_cold, &rep->cold.mod[0]);
-    cold_module(b, &coldkey, cache_cold, &rep->cold.mod[1]);
+    module_procs(b, b->cold_url, &coldkey, cache_cold, 1, &rep->cold.mod[0]);
+    module_procs(b, b->cold_url, &coldkey, cache_cold, 1, &rep->cold.mod[1]);
+    fprintf(stderr, "akv-bench: %lu processes signing at once from an empty cache\n", b->o.procs);
+    module_procs(b, b->vault_url, &b->ec, cache_par, (unsigned)b->o.procs, &rep->cold.par);
   }
   EVP_PKEY_free(coldkey.pub);
   free(coldkey.kid);
   free(cache_main);
   free(cache_cold);
+  free(cache_par);
 }
 
 static void bench_free(struct bench *b, struct report *rep)
@@ -2749,6 +2835,7 @@ static void bench_free(struct bench *b, struct report *rep)
   stats_clear(&rep->cold.rawget_st);
   stats_clear(&rep->cold.mod[0].st);
   stats_clear(&rep->cold.mod[1].st);
+  stats_clear(&rep->cold.par.st);
   free(rep->sign);
   free(rep->lookup);
   http_close(&b->stats_http);
