@@ -50,6 +50,8 @@ void akv_set_clock(int64_t (*fn)(void));
 CK_RV akv_rv(kv_rc rc);
 /* As akv_rv, for object (not key) calls: KV_E_NOT_FOUND -> CKR_OBJECT_HANDLE_INVALID. */
 CK_RV akv_rv_object(kv_rc rc);
+/* As akv_rv, for listings (object searches): KV_E_NOT_FOUND -> CKR_DEVICE_ERROR. */
+CK_RV akv_rv_listing(kv_rc rc);
 const char *akv_rv_name(CK_RV rv);
 
 /* ---- slots --------------------------------------------------------------------------------- */

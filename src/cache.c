@@ -329,7 +329,7 @@ static CK_RV fetch_keys(struct build *b, const char **names, const char **versio
       }
       akv_warn(AKV_LOGC_CACHE, "key %s: %s", names[i], kv_rc_str(rc));
       if (rv == CKR_OK)
-        rv = akv_rv(rc);
+        rv = akv_rv_listing(rc);
       continue;
     }
     if (rv != CKR_OK)
@@ -393,7 +393,7 @@ static CK_RV build_versions(struct build *b, const struct kv_item_list *keys)
       kv_item_list_free(&vl);
       if (skippable(rc))
         continue;
-      rv = akv_rv(rc);
+      rv = akv_rv_listing(rc);
       break;
     }
     for (j = 0; j < vl.n && rv == CKR_OK; j++) {
@@ -460,7 +460,7 @@ static CK_RV build_keys(struct build *b)
   rc = kv_list_keys(b->slot->client, &items);
   if (rc != KV_OK) {
     akv_warn(AKV_LOGC_CACHE, "%s: listing keys: %s", b->sc->url, kv_rc_str(rc));
-    rv = akv_rv(rc);
+    rv = akv_rv_listing(rc);
     goto out;
   }
   names = calloc(items.n ? items.n : 1, sizeof(*names));
@@ -501,7 +501,7 @@ static CK_RV add_cert(struct build *b, const char *name)
       akv_dbg(AKV_LOGC_CACHE, "certificate %s: %s, left out", name, kv_rc_str(rc));
       return CKR_OK;
     }
-    return akv_rv(rc);
+    return akv_rv_listing(rc);
   }
   snprintf(src, sizeof(src), "c|%s", name);
   if (!visible(b, &cert->attrs))
@@ -539,7 +539,7 @@ static CK_RV build_certs(struct build *b)
   if (rc != KV_OK) {
     akv_warn(AKV_LOGC_CACHE, "%s: listing certificates: %s", b->sc->url, kv_rc_str(rc));
     kv_item_list_free(&items);
-    return akv_rv(rc);
+    return akv_rv_listing(rc);
   }
   for (i = 0; i < items.n && rv == CKR_OK; i++) {
     const struct kv_item *it = &items.items[i];
@@ -570,7 +570,7 @@ static CK_RV build_secrets(struct build *b)
   if (rc != KV_OK) {
     akv_warn(AKV_LOGC_CACHE, "%s: listing secrets: %s", b->sc->url, kv_rc_str(rc));
     kv_item_list_free(&items);
-    return akv_rv(rc);
+    return akv_rv_listing(rc);
   }
   for (i = 0; i < items.n && rv == CKR_OK; i++) {
     const struct kv_item *it = &items.items[i];

@@ -886,8 +886,12 @@ CK_RV akv_find_init(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n)
       return CKR_ARGUMENTS_BAD;
   }
   rv = akv_cache_get(s->slot->cache, &snap);
-  if (rv != CKR_OK)
+  if (rv != CKR_OK) {
+    /* The listing ran in this thread: its last HTTP status is the session's device error. */
+    if (rv == CKR_DEVICE_ERROR && kv_last_http_status() > 0)
+      s->device_error = (CK_ULONG)kv_last_http_status();
     return rv;
+  }
   free(s->find_handles);
   s->find_handles = NULL;
   s->find_n = s->find_pos = 0;

@@ -38,6 +38,12 @@ CK_RV akv_rv_object(kv_rc rc)
   return rc == KV_E_NOT_FOUND ? CKR_OBJECT_HANDLE_INVALID : akv_rv(rc);
 }
 
+CK_RV akv_rv_listing(kv_rc rc)
+{
+  /* A 404 on a list call means the vault URL is wrong: the object it would name is the token. */
+  return rc == KV_E_NOT_FOUND ? CKR_DEVICE_ERROR : akv_rv(rc);
+}
+
 #define RV_NAME(x)                                                                                 \
   {                                                                                                \
     x, #x                                                                                          \

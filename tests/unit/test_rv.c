@@ -9,6 +9,8 @@ static void test_map(void **state)
   assert_int_equal(akv_rv(KV_E_NOT_FOUND), CKR_KEY_HANDLE_INVALID);
   assert_int_equal(akv_rv_object(KV_E_NOT_FOUND), CKR_OBJECT_HANDLE_INVALID);
   assert_int_equal(akv_rv_object(KV_E_THROTTLED), CKR_DEVICE_ERROR);
+  assert_int_equal(akv_rv_listing(KV_E_NOT_FOUND), CKR_DEVICE_ERROR);
+  assert_int_equal(akv_rv_listing(KV_E_NOMEM), CKR_HOST_MEMORY);
   assert_int_equal(akv_rv(KV_E_UNSUPPORTED), CKR_FUNCTION_NOT_SUPPORTED);
   assert_int_equal(akv_rv(KV_E_BAD_REQUEST), CKR_FUNCTION_FAILED);
   assert_int_equal(akv_rv(KV_E_INVALID), CKR_FUNCTION_FAILED);
