@@ -230,7 +230,25 @@ static kv_rc get_token(struct kv_client *cl, int force, char **token)
   return rc;
 }
 
-kv_rc kv_client_call(struct kv_client *cl, const struct kv_call *call, cJSON **doc)
+void kv_client_audit(const struct kv_client *cl, const struct kv_call *call, kv_rc rc)
+{
+  struct akv_audit_event ev;
+  if (!akv_audit_enabled())
+    return;
+  ev.vault = cl->url;
+  ev.operation = call->op;
+  ev.name = call->name;
+  ev.version = call->version;
+  ev.alg = call->alg;
+  ev.outcome = kv_rc_str(rc);
+  ev.http_status = call->status;
+  ev.latency_ms = call->latency_ms;
+  ev.client_request_id = call->client_request_id[0] ? call->client_request_id : NULL;
+  ev.request_id = call->request_id;
+  akv_audit_record(&ev);
+}
+
+kv_rc kv_client_call(struct kv_client *cl, struct kv_call *call, cJSON **doc)
 {
   struct kv_http_request req;
   struct kv_http_response resp;
@@ -285,12 +303,13 @@ kv_rc kv_client_call(struct kv_client *cl, const struct kv_call *call, cJSON **d
   rc = KV_OK;
 out:
   kv_secure_free(token, 0);
-  if (akv_audit_enabled()) {
-    struct akv_audit_event ev = {cl->url, call->op, call->name, call->version, call->alg,
-                                 kv_rc_str(rc), resp.status, latency, resp.client_request_id,
-                                 resp.request_id};
-    akv_audit_record(&ev);
-  }
+  call->status = resp.status;
+  call->latency_ms = latency;
+  snprintf(call->client_request_id, sizeof(call->client_request_id), "%s",
+           resp.client_request_id);
+  snprintf(call->request_id, sizeof(call->request_id), "%s", resp.request_id);
+  if (!call->defer_audit)
+    kv_client_audit(cl, call, rc);
   akv_dbg(AKV_LOGC_KV, "%s: %s, HTTP %ld, %ld ms, x-ms-client-request-id %s, x-ms-request-id %s",
           what, kv_rc_str(rc), resp.status, latency, resp.client_request_id,
           resp.request_id[0] ? resp.request_id : "-");
@@ -465,7 +484,7 @@ static kv_rc list_all(struct kv_client *cl, const char *op, const char *collecti
   if (!url)
     return KV_E_NOMEM;
   for (unsigned page = 0;; page++) {
-    struct kv_call call = {op, "GET", url, NULL, 0, 1, name, NULL, NULL};
+    struct kv_call call = {op, "GET", url, NULL, 0, 1, name, NULL, NULL, 0, 0, 0, "", ""};
     const cJSON *value, *next, *it;
     if (page >= MAX_PAGES) {
       akv_err(AKV_LOGC_KV, "%s: more than %d pages; giving up (nextLink loop?)", op, MAX_PAGES);
@@ -589,6 +608,7 @@ kv_rc kv_get_key(struct kv_client *cl, const char *name, const char *version, st
   char *url = NULL;
   cJSON *doc = NULL;
   struct kv_key *k = NULL;
+  struct kv_call call;
   kv_rc rc;
   if (!out)
     return KV_E_INVALID;
@@ -598,10 +618,15 @@ kv_rc kv_get_key(struct kv_client *cl, const char *name, const char *version, st
   url = object_url(cl, "keys", name, version);
   if (!url)
     return KV_E_NOMEM;
-  {
-    struct kv_call call = {"keys.get", "GET", url, NULL, 0, 1, name, version, NULL};
-    rc = kv_client_call(cl, &call, &doc);
-  }
+  memset(&call, 0, sizeof(call));
+  call.op = "keys.get";
+  call.method = "GET";
+  call.url = url;
+  call.idempotent = 1;
+  call.name = name;
+  call.version = version;
+  call.defer_audit = 1;
+  rc = kv_client_call(cl, &call, &doc);
   if (rc != KV_OK)
     goto out;
   rc = KV_E_PROTOCOL;
@@ -615,6 +640,7 @@ kv_rc kv_get_key(struct kv_client *cl, const char *name, const char *version, st
   *out = k;
   k = NULL;
 out:
+  kv_client_audit(cl, &call, rc);
   kv_key_free(k);
   cJSON_Delete(doc);
   free(url);
@@ -641,6 +667,7 @@ kv_rc kv_get_certificate(struct kv_client *cl, const char *name, const char *ver
   char *url = NULL;
   cJSON *doc = NULL;
   struct kv_cert *c = NULL;
+  struct kv_call call;
   const char *cer;
   kv_rc rc;
   if (!out)
@@ -653,10 +680,15 @@ kv_rc kv_get_certificate(struct kv_client *cl, const char *name, const char *ver
   url = object_url(cl, "certificates", name, version);
   if (!url)
     return KV_E_NOMEM;
-  {
-    struct kv_call call = {"certificates.get", "GET", url, NULL, 0, 1, name, version, NULL};
-    rc = kv_client_call(cl, &call, &doc);
-  }
+  memset(&call, 0, sizeof(call));
+  call.op = "certificates.get";
+  call.method = "GET";
+  call.url = url;
+  call.idempotent = 1;
+  call.name = name;
+  call.version = version;
+  call.defer_audit = 1;
+  rc = kv_client_call(cl, &call, &doc);
   if (rc != KV_OK)
     goto out;
   rc = KV_E_NOMEM;
@@ -685,6 +717,7 @@ kv_rc kv_get_certificate(struct kv_client *cl, const char *name, const char *ver
   c = NULL;
   rc = KV_OK;
 out:
+  kv_client_audit(cl, &call, rc);
   kv_cert_free(c);
   cJSON_Delete(doc);
   free(url);
@@ -712,6 +745,7 @@ kv_rc kv_get_secret(struct kv_client *cl, const char *name, const char *version,
   char *url = NULL;
   cJSON *doc = NULL;
   struct kv_secret *s = NULL;
+  struct kv_call call;
   const char *value;
   kv_rc rc;
   if (!out)
@@ -724,10 +758,15 @@ kv_rc kv_get_secret(struct kv_client *cl, const char *name, const char *version,
   url = object_url(cl, "secrets", name, version);
   if (!url)
     return KV_E_NOMEM;
-  {
-    struct kv_call call = {"secrets.get", "GET", url, NULL, 0, 1, name, version, NULL};
-    rc = kv_client_call(cl, &call, &doc);
-  }
+  memset(&call, 0, sizeof(call));
+  call.op = "secrets.get";
+  call.method = "GET";
+  call.url = url;
+  call.idempotent = 1;
+  call.name = name;
+  call.version = version;
+  call.defer_audit = 1;
+  rc = kv_client_call(cl, &call, &doc);
   if (rc != KV_OK)
     goto out;
   rc = KV_E_NOMEM;
@@ -756,6 +795,7 @@ kv_rc kv_get_secret(struct kv_client *cl, const char *name, const char *version,
   s = NULL;
   rc = KV_OK;
 out:
+  kv_client_audit(cl, &call, rc);
   if (doc) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(doc, "value");
     if (cJSON_IsString(v))

@@ -14,14 +14,23 @@ struct kv_call {
   size_t body_len;
   int idempotent;
   const char *name, *version, *alg; /* for the audit line */
+  int defer_audit;     /* the caller validates the result and calls kv_client_audit itself */
+  /* outputs of kv_client_call, for the audit line */
+  long status;
+  long latency_ms;
+  char client_request_id[40];
+  char request_id[80];
 };
 
 /* Sends an authenticated request (token, one challenge-driven refresh and retry on 401), maps
  * errors to kv_rc, writes the audit line. On KV_OK *doc is the parsed JSON object of a 2xx
  * reply (NULL for an empty body, e.g. 204). */
-kv_rc kv_client_call(struct kv_client *cl, const struct kv_call *call, cJSON **doc);
+kv_rc kv_client_call(struct kv_client *cl, struct kv_call *call, cJSON **doc);
 
 /* "<vault>/<path>?api-version=V" with path printf-formatted; names must be validated first. */
+/* Writes the audit line of call with the operation's final outcome. */
+void kv_client_audit(const struct kv_client *cl, const struct kv_call *call, kv_rc rc);
+
 char *kv_client_url(const struct kv_client *cl, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -106,21 +106,32 @@ static int add_b64(cJSON *o, const char *k, const unsigned char *p, size_t n)
   return ok;
 }
 
-/* Serialises body, performs the call, wipes the serialised request (it may hold plaintext). */
-static kv_rc post_json(struct kv_client *cl, const char *op, const char *url, cJSON *body,
-                       const char *name, const char *version, const char *alg, cJSON **doc)
+/* Serialises body, performs the call, wipes the serialised request (it may hold plaintext). The
+ * caller writes the audit line (kv_client_audit) once it has judged the result. */
+static kv_rc post_json(struct kv_client *cl, struct kv_call *call, const char *op,
+                       const char *url, cJSON *body, const char *name, const char *version,
+                       const char *alg, cJSON **doc)
 {
-  char *txt = cJSON_PrintUnformatted(body);
+  char *txt;
   kv_rc rc;
+  memset(call, 0, sizeof(*call));
+  call->op = op;
+  call->method = "POST";
+  call->url = url;
+  call->idempotent = 1; /* crypto operations change nothing in the vault: safe to retry */
+  call->name = name;
+  call->version = version;
+  call->alg = alg;
+  call->defer_audit = 1;
+  txt = cJSON_PrintUnformatted(body);
   if (!txt)
     return KV_E_NOMEM;
-  {
-    /* Crypto operations have no side effect on the vault: retrying them is safe. */
-    struct kv_call call = {op, "POST", url, txt, strlen(txt), 1, name, version, alg};
-    rc = kv_client_call(cl, &call, doc);
-  }
+  call->body = txt;
+  call->body_len = strlen(txt);
+  rc = kv_client_call(cl, call, doc);
   OPENSSL_cleanse(txt, strlen(txt));
   free(txt);
+  call->body = NULL;
   if (rc == KV_OK && !*doc) {
     akv_err(AKV_LOGC_KV, "%s %s: empty response", op, name ? name : "");
     rc = KV_E_PROTOCOL;
@@ -146,6 +157,8 @@ kv_rc kv_sign(struct kv_client *cl, const char *name, const char *version, const
   cJSON *body = NULL, *doc = NULL;
   char *url = NULL;
   size_t lo, hi, want;
+  struct kv_call call;
+  int audit = 0;
   kv_rc rc;
   if (!cl || !sig || !digest || !alg_ok(alg))
     return KV_E_INVALID;
@@ -164,7 +177,8 @@ kv_rc kv_sign(struct kv_client *cl, const char *name, const char *version, const
   if (!body || !url || !cJSON_AddStringToObject(body, "alg", alg) ||
       !add_b64(body, "value", digest, digest_len))
     goto out;
-  rc = post_json(cl, "keys.sign", url, body, name, version, alg, &doc);
+  rc = post_json(cl, &call, "keys.sign", url, body, name, version, alg, &doc);
+  audit = 1;
   if (rc != KV_OK)
     goto out;
   rc = kv_json_b64url(doc, "value", 1, RSA_MAX_BYTES, &sig->data, &sig->len);
@@ -178,6 +192,8 @@ kv_rc kv_sign(struct kv_client *cl, const char *name, const char *version, const
     rc = KV_E_PROTOCOL;
   }
 out:
+  if (audit)
+    kv_client_audit(cl, &call, rc);
   cJSON_Delete(body);
   cJSON_Delete(doc);
   free(url);
@@ -191,6 +207,8 @@ kv_rc kv_verify(struct kv_client *cl, const char *name, const char *version, con
   cJSON *body = NULL, *doc = NULL;
   char *url = NULL;
   int v = -1;
+  struct kv_call call;
+  int audit = 0;
   kv_rc rc;
   if (!cl || !digest || !sig || !valid || !alg_ok(alg) || !digest_len || !sig_len)
     return KV_E_INVALID;
@@ -203,7 +221,8 @@ kv_rc kv_verify(struct kv_client *cl, const char *name, const char *version, con
   if (!body || !url || !cJSON_AddStringToObject(body, "alg", alg) ||
       !add_b64(body, "digest", digest, digest_len) || !add_b64(body, "value", sig, sig_len))
     goto out;
-  rc = post_json(cl, "keys.verify", url, body, name, version, alg, &doc);
+  rc = post_json(cl, &call, "keys.verify", url, body, name, version, alg, &doc);
+  audit = 1;
   if (rc != KV_OK)
     goto out;
   if ((rc = kv_json_bool(doc, "value", &v)) != KV_OK)
@@ -215,6 +234,8 @@ kv_rc kv_verify(struct kv_client *cl, const char *name, const char *version, con
   }
   *valid = v;
 out:
+  if (audit)
+    kv_client_audit(cl, &call, rc);
   cJSON_Delete(body);
   cJSON_Delete(doc);
   free(url);
@@ -249,6 +270,8 @@ kv_rc kv_cipher(struct kv_client *cl, enum kv_cipher_op op, const char *name, co
   const char *path = NULL, *opname = cipher_op_name(op, &path);
   int rsa = alg && strncmp(alg, "RSA", 3) == 0;
   int gcm = alg && strstr(alg, "GCM") != NULL;
+  struct kv_call call;
+  int audit = 0;
   kv_rc rc;
   if (!cl || !out || !opname || !alg_ok(alg) || (!in && in_len) || in_len > MAX_RESULT / 2)
     return KV_E_INVALID;
@@ -265,7 +288,8 @@ kv_rc kv_cipher(struct kv_client *cl, enum kv_cipher_op op, const char *name, co
               (aes->aad_len && !add_b64(body, "aad", aes->aad, aes->aad_len)) ||
               (aes->tag_len && !add_b64(body, "tag", aes->tag, aes->tag_len))))
     goto out;
-  rc = post_json(cl, opname, url, body, name, version, alg, &doc);
+  rc = post_json(cl, &call, opname, url, body, name, version, alg, &doc);
+  audit = 1;
   if (rc != KV_OK)
     goto out;
   if ((rc = kv_json_b64url(doc, "value", 1, MAX_RESULT, &out->value.data, &out->value.len)) !=
@@ -291,6 +315,8 @@ kv_rc kv_cipher(struct kv_client *cl, enum kv_cipher_op op, const char *name, co
   }
   rc = KV_OK;
 out:
+  if (audit)
+    kv_client_audit(cl, &call, rc);
   if (rc != KV_OK)
     kv_crypt_result_free(out);
   wipe_tree(doc);
@@ -316,9 +342,11 @@ kv_rc kv_random(struct kv_client *cl, unsigned char *out, size_t count)
     size_t n = count - done > RNG_MAX_PER_CALL ? RNG_MAX_PER_CALL : count - done;
     cJSON *body = cJSON_CreateObject(), *doc = NULL;
     struct kv_bytes b = {NULL, 0};
+    struct kv_call call;
+    call.op = NULL;
     rc = KV_E_NOMEM;
     if (body && cJSON_AddNumberToObject(body, "count", (double)n))
-      rc = post_json(cl, "rng", url, body, NULL, NULL, NULL, &doc);
+      rc = post_json(cl, &call, "rng", url, body, NULL, NULL, NULL, &doc);
     if (rc == KV_OK)
       rc = kv_json_b64url(doc, "value", 1, RNG_MAX_PER_CALL, &b.data, &b.len);
     if (rc == KV_OK && b.len != n) {
@@ -329,6 +357,8 @@ kv_rc kv_random(struct kv_client *cl, unsigned char *out, size_t count)
       memcpy(out + done, b.data, n);
       done += n;
     }
+    if (call.op)
+      kv_client_audit(cl, &call, rc);
     kv_bytes_free(&b);
     wipe_tree(doc);
     cJSON_Delete(doc);

@@ -19,6 +19,8 @@
 #include "op.h"
 
 #define FK_WEAK __attribute__((weak))
+/* Each test uses some of the fixtures. */
+#define FK_UNUSED __attribute__((unused))
 
 struct fk_key {
   char name[64];
@@ -36,7 +38,7 @@ static size_t fk_last_len;
 static kv_rc fk_force_rc;
 static int fk_next_handle = 100;
 
-static struct fk_key *fk_find(const char *name)
+FK_UNUSED static struct fk_key *fk_find(const char *name)
 {
   for (size_t i = 0; i < fk_n; i++)
     if (strcmp(fk_keys[i].name, name) == 0)
@@ -59,7 +61,7 @@ static void fk_reset_counters(void)
   fk_force_rc = KV_OK;
 }
 
-static const EVP_MD *fk_md_for(const char *alg)
+FK_UNUSED static const EVP_MD *fk_md_for(const char *alg)
 {
   if (strstr(alg, "256"))
     return EVP_sha256();
@@ -100,7 +102,7 @@ FK_WEAK void kv_crypt_result_free(struct kv_crypt_result *r)
   kv_bytes_free(&r->tag);
 }
 
-static const char *fk_es_for(enum kv_crv crv)
+FK_UNUSED static const char *fk_es_for(enum kv_crv crv)
 {
   switch (crv) {
   case KV_CRV_P256:
@@ -392,7 +394,7 @@ static void fk_session_done(struct akv_session *s)
   pthread_mutex_destroy(&s->lock);
 }
 
-static struct akv_object *fk_obj_new(CK_OBJECT_CLASS cls, CK_KEY_TYPE kt)
+FK_UNUSED static struct akv_object *fk_obj_new(CK_OBJECT_CLASS cls, CK_KEY_TYPE kt)
 {
   struct akv_object *obj = calloc(1, sizeof(*obj));
   obj->refs = 1;
@@ -406,7 +408,7 @@ static struct akv_object *fk_obj_new(CK_OBJECT_CLASS cls, CK_KEY_TYPE kt)
   return obj;
 }
 
-static struct kv_key *fk_kv_key(const char *name, enum kv_kty kty, enum kv_crv crv)
+FK_UNUSED static struct kv_key *fk_kv_key(const char *name, enum kv_kty kty, enum kv_crv crv)
 {
   struct kv_key *k = calloc(1, sizeof(*k));
   char kid[256];
@@ -420,7 +422,7 @@ static struct kv_key *fk_kv_key(const char *name, enum kv_kty kty, enum kv_crv c
   return k;
 }
 
-static struct fk_key *fk_register(const char *name)
+FK_UNUSED static struct fk_key *fk_register(const char *name)
 {
   struct fk_key *k = fk_find(name);
   if (!k) {
@@ -432,7 +434,7 @@ static struct fk_key *fk_register(const char *name)
 }
 
 /* Vault RSA key (one key pair per name, generated once). */
-static struct akv_object *fk_rsa(const char *name, CK_OBJECT_CLASS cls, unsigned bits)
+FK_UNUSED static struct akv_object *fk_rsa(const char *name, CK_OBJECT_CLASS cls, unsigned bits)
 {
   struct fk_key *k = fk_register(name);
   struct akv_object *obj = fk_obj_new(cls, CKK_RSA);
@@ -445,7 +447,7 @@ static struct akv_object *fk_rsa(const char *name, CK_OBJECT_CLASS cls, unsigned
   return obj;
 }
 
-static struct akv_object *fk_ec(const char *name, CK_OBJECT_CLASS cls, enum kv_crv crv)
+FK_UNUSED static struct akv_object *fk_ec(const char *name, CK_OBJECT_CLASS cls, enum kv_crv crv)
 {
   static const char *const groups[] = {"", "P-256", "P-384", "P-521", "secp256k1"};
   struct fk_key *k = fk_register(name);
@@ -460,7 +462,7 @@ static struct akv_object *fk_ec(const char *name, CK_OBJECT_CLASS cls, enum kv_c
 }
 
 /* Managed HSM oct-HSM key: no public part, size unknown to the module unless a test says so. */
-static struct akv_object *fk_oct(const char *name, size_t bytes)
+FK_UNUSED static struct akv_object *fk_oct(const char *name, size_t bytes)
 {
   struct fk_key *k = fk_register(name);
   struct akv_object *obj = fk_obj_new(CKO_SECRET_KEY, CKK_AES);
@@ -475,7 +477,7 @@ static struct akv_object *fk_oct(const char *name, size_t bytes)
 }
 
 /* Session secret key with a known value. */
-static struct akv_object *fk_secret(CK_KEY_TYPE kt, const unsigned char *value, size_t len)
+FK_UNUSED static struct akv_object *fk_secret(CK_KEY_TYPE kt, const unsigned char *value, size_t len)
 {
   struct akv_object *obj = fk_obj_new(CKO_SECRET_KEY, kt);
   obj->session = 1;

@@ -3,6 +3,7 @@
 #ifndef AKV_TEST_FAKE_HTTP_H
 #define AKV_TEST_FAKE_HTTP_H
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +59,23 @@ static inline char *fake_dup(const char *s, size_t n)
   return d;
 }
 
+static pthread_mutex_t fake_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static kv_rc fake_perform_inlock(void *ctx, struct kv_http_attempt *a,
+                                 struct kv_http_response *resp);
+
+/* Serialised so tests of concurrent callers (kv_get_keys) can share one fake. */
 static kv_rc fake_perform(void *ctx, struct kv_http_attempt *a, struct kv_http_response *resp)
+{
+  kv_rc rc;
+  pthread_mutex_lock(&fake_lock);
+  rc = fake_perform_inlock(ctx, a, resp);
+  pthread_mutex_unlock(&fake_lock);
+  return rc;
+}
+
+static kv_rc fake_perform_inlock(void *ctx, struct kv_http_attempt *a,
+                                 struct kv_http_response *resp)
 {
   struct fake_http *f = ctx;
   struct fake_reply r;
