@@ -170,6 +170,19 @@ static void expect_list_rc(const char *body, kv_rc want)
   assert_int_equal(l.n, 0);
 }
 
+static int loop_pages;
+
+static void loop_handler(struct fake_http *f, const struct fake_req *req, struct fake_reply *reply)
+{
+  if (strstr(req->url, "/oauth2/")) {
+    handler(f, req, reply);
+    return;
+  }
+  loop_pages++;
+  reply->status = 200;
+  reply->body = "{\"value\":[],\"nextLink\":\"" VAULT "/keys?loop\"}";
+}
+
 static void test_list_hostile(void **state)
 {
   (void)state;
@@ -195,13 +208,9 @@ static void test_list_hostile(void **state)
   /* An endless chain of pages stops at the page cap. */
   {
     struct kv_item_list l = {NULL, 0};
-    n_queue = next_queue = 0;
-    fake.handler = NULL;
-    fake_reset(&fake);
-    for (int i = 0; i < FAKE_MAX; i++)
-      fake_push(&fake, 200, "{\"value\":[],\"nextLink\":\"" VAULT "/keys?loop\"}");
-    /* tokens are cached from earlier calls, so every request is a page */
-    assert_int_not_equal(kv_list_keys(cl, &l), KV_OK);
+    fake.handler = loop_handler;
+    assert_int_equal(kv_list_keys(cl, &l), KV_E_PROTOCOL);
+    assert_int_equal(loop_pages, 1000);
     fake.handler = handler;
   }
 }
