@@ -132,7 +132,9 @@ void emu_req_clear(struct emu_req *req);
 /* percent-decoding; '+' kept. NULL on bad escape / NUL byte / ENOMEM. */
 char *emu_pct_decode_new(const char *s, size_t len);
 int emu_api_version_ok(const char *v);
-void emu_json_sort(cJSON *item); /* alphabetical member order, recursive */
+void emu_json_sort(cJSON *item);
+/* Parse exactly one JSON value (trailing non-whitespace is an error); NULL if invalid. */
+cJSON *emu_json_parse(const char *text, size_t len); /* alphabetical member order, recursive */
 /* malloc'd printf */
 char *emu_strdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

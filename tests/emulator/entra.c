@@ -462,8 +462,12 @@ static void control(const char *method, const char *path, const char *body, size
     return;
   }
   if(strcmp(path, "/control/faults") == 0 && strcmp(method, "POST") == 0) {
-    cJSON *j = body_len ? cJSON_ParseWithLength(body, body_len) : NULL;
+    cJSON *j = body_len ? emu_json_parse(body, body_len) : NULL;
     int rc;
+    if(j && !cJSON_IsString(j) && !cJSON_IsObject(j) && !cJSON_IsArray(j)) {
+      cJSON_Delete(j); /* "500" is a spec, not a JSON number */
+      j = NULL;
+    }
     if(j)
       rc = faults_set_json(j, err, sizeof(err));
     else {
@@ -479,7 +483,7 @@ static void control(const char *method, const char *path, const char *body, size
     return;
   }
   if(strcmp(path, "/control/config") == 0 && strcmp(method, "POST") == 0) {
-    cJSON *j = cJSON_ParseWithLength(body ? body : "", body_len);
+    cJSON *j = emu_json_parse(body ? body : "", body_len);
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "delete_delay_ms");
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "token_ttl");
     bool ok = cJSON_IsObject(j) && (!d || (cJSON_IsNumber(d) && d->valuedouble >= 0 &&

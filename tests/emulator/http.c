@@ -396,7 +396,7 @@ static enum MHD_Result vault_request(struct MHD_Connection *conn, struct listene
     goto send;
   }
   if(ctx->len) {
-    body = cJSON_ParseWithLength(ctx->body, ctx->len);
+    body = emu_json_parse(ctx->body, ctx->len);
     if(!body) {
       emu_resp_bad_param(&resp, "The request body is not valid JSON.");
       goto send;

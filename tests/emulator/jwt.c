@@ -65,7 +65,7 @@ static cJSON *decode_part(const char *start, size_t len)
   size_t rawlen = 0;
   cJSON *j = NULL;
   if(tmp && emu_b64url_decode(tmp, &raw, &rawlen) == 0)
-    j = cJSON_ParseWithLength((const char *)raw, rawlen);
+    j = emu_json_parse((const char *)raw, rawlen);
   free(tmp);
   free(raw);
   if(j && !cJSON_IsObject(j)) {

@@ -165,7 +165,7 @@ static int seed(struct emu_server *srv, const char *file)
     fprintf(stderr, "akv-emulator: seed file %s is larger than 4 MiB\n", file);
     goto out;
   }
-  root = cJSON_ParseWithLength(buf, len);
+  root = emu_json_parse(buf, len);
   if(!cJSON_IsObject(root)) {
     fprintf(stderr, "akv-emulator: seed file %s is not a JSON object\n", file);
     goto out;

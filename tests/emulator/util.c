@@ -471,6 +471,25 @@ int emu_api_version_ok(const char *v)
   return 0;
 }
 
+cJSON *emu_json_parse(const char *text, size_t len)
+{
+  const char *end = NULL;
+  cJSON *j;
+  if(!text)
+    return NULL;
+  /* cJSON stops after the first value; insist the rest is whitespace */
+  j = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+  if(!j)
+    return NULL;
+  for(; end && end < text + len; end++) {
+    if(*end != ' ' && *end != '\t' && *end != '\r' && *end != '\n') {
+      cJSON_Delete(j);
+      return NULL;
+    }
+  }
+  return j;
+}
+
 void emu_json_sort(cJSON *item)
 {
   if(!item)
@@ -548,7 +567,7 @@ static int skiptoken_parse(const char *tok, size_t *offset)
   int rc = -1;
   if(strlen(tok) > 512 || emu_b64url_decode(tok, &raw, &rawlen) != 0)
     return -1;
-  j = cJSON_ParseWithLength((const char *)raw, rawlen);
+  j = emu_json_parse((const char *)raw, rawlen);
   const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "NextMarker");
   if(cJSON_IsString(m) && strncmp(m->valuestring, "2!", 2) == 0) {
     char *end = NULL;
