@@ -233,7 +233,7 @@ static kv_rc get_token(struct kv_client *cl, int force, char **token)
 void kv_client_audit(const struct kv_client *cl, const struct kv_call *call, kv_rc rc)
 {
   struct akv_audit_event ev;
-  if (!akv_audit_enabled())
+  if (!call->op || !akv_audit_enabled())
     return;
   ev.vault = cl->url;
   ev.operation = call->op;
@@ -603,37 +603,49 @@ static kv_rc check_same_object(const char *what, const char *name, const char *v
   return KV_OK;
 }
 
+/* GET of one object into *doc; call is set up for the caller's kv_client_audit (call->op stays
+ * NULL when no request was made). */
+static kv_rc get_object(struct kv_client *cl, const char *op, const char *collection,
+                        const char *name, const char *version, struct kv_call *call, cJSON **doc)
+{
+  char *url;
+  kv_rc rc;
+  memset(call, 0, sizeof(*call));
+  *doc = NULL;
+  if ((rc = kv_check_name(name, version)) != KV_OK)
+    return rc;
+  url = object_url(cl, collection, name, version);
+  if (!url)
+    return KV_E_NOMEM;
+  call->op = op;
+  call->method = "GET";
+  call->url = url;
+  call->idempotent = 1;
+  call->name = name;
+  call->version = version;
+  call->defer_audit = 1;
+  rc = kv_client_call(cl, call, doc);
+  call->url = NULL;
+  free(url);
+  if (rc == KV_OK && !*doc) {
+    akv_err(AKV_LOGC_KV, "%s %s: empty response", op, name);
+    rc = KV_E_PROTOCOL;
+  }
+  return rc;
+}
+
 kv_rc kv_get_key(struct kv_client *cl, const char *name, const char *version, struct kv_key **out)
 {
-  char *url = NULL;
   cJSON *doc = NULL;
   struct kv_key *k = NULL;
   struct kv_call call;
   kv_rc rc;
-  if (!out)
+  if (!cl || !out)
     return KV_E_INVALID;
   *out = NULL;
-  if ((rc = kv_check_name(name, version)) != KV_OK)
-    return rc;
-  url = object_url(cl, "keys", name, version);
-  if (!url)
-    return KV_E_NOMEM;
-  memset(&call, 0, sizeof(call));
-  call.op = "keys.get";
-  call.method = "GET";
-  call.url = url;
-  call.idempotent = 1;
-  call.name = name;
-  call.version = version;
-  call.defer_audit = 1;
-  rc = kv_client_call(cl, &call, &doc);
+  rc = get_object(cl, "keys.get", "keys", name, version, &call, &doc);
   if (rc != KV_OK)
     goto out;
-  rc = KV_E_PROTOCOL;
-  if (!doc) {
-    akv_err(AKV_LOGC_KV, "keys.get %s: empty response", name);
-    goto out;
-  }
   if ((rc = kv_key_from_bundle(doc, &k)) != KV_OK ||
       (rc = check_same_object("keys.get", name, version, k->name, k->version)) != KV_OK)
     goto out;
@@ -643,7 +655,6 @@ out:
   kv_client_audit(cl, &call, rc);
   kv_key_free(k);
   cJSON_Delete(doc);
-  free(url);
   return rc;
 }
 
@@ -664,41 +675,22 @@ void kv_cert_free(struct kv_cert *c)
 kv_rc kv_get_certificate(struct kv_client *cl, const char *name, const char *version,
                          struct kv_cert **out)
 {
-  char *url = NULL;
   cJSON *doc = NULL;
   struct kv_cert *c = NULL;
   struct kv_call call;
   const char *cer;
   kv_rc rc;
-  if (!out)
+  if (!cl || !out)
     return KV_E_INVALID;
   *out = NULL;
   if (cl->kind == AKV_VAULT_MHSM)
     return KV_E_UNSUPPORTED;
-  if ((rc = kv_check_name(name, version)) != KV_OK)
-    return rc;
-  url = object_url(cl, "certificates", name, version);
-  if (!url)
-    return KV_E_NOMEM;
-  memset(&call, 0, sizeof(call));
-  call.op = "certificates.get";
-  call.method = "GET";
-  call.url = url;
-  call.idempotent = 1;
-  call.name = name;
-  call.version = version;
-  call.defer_audit = 1;
-  rc = kv_client_call(cl, &call, &doc);
+  rc = get_object(cl, "certificates.get", "certificates", name, version, &call, &doc);
   if (rc != KV_OK)
     goto out;
   rc = KV_E_NOMEM;
   if (!(c = calloc(1, sizeof(*c))))
     goto out;
-  rc = KV_E_PROTOCOL;
-  if (!doc) {
-    akv_err(AKV_LOGC_KV, "certificates.get %s: empty response", name);
-    goto out;
-  }
   if ((rc = kv_json_dup(doc, "id", 1, MAX_ID_LEN, &c->id)) != KV_OK ||
       (rc = kv_parse_id(c->id, "certificates", &c->name, &c->version)) != KV_OK ||
       (rc = check_same_object("certificates.get", name, version, c->name, c->version)) !=
@@ -720,7 +712,6 @@ out:
   kv_client_audit(cl, &call, rc);
   kv_cert_free(c);
   cJSON_Delete(doc);
-  free(url);
   return rc;
 }
 
@@ -742,41 +733,22 @@ void kv_secret_free(struct kv_secret *s)
 kv_rc kv_get_secret(struct kv_client *cl, const char *name, const char *version,
                     struct kv_secret **out)
 {
-  char *url = NULL;
   cJSON *doc = NULL;
   struct kv_secret *s = NULL;
   struct kv_call call;
   const char *value;
   kv_rc rc;
-  if (!out)
+  if (!cl || !out)
     return KV_E_INVALID;
   *out = NULL;
   if (cl->kind == AKV_VAULT_MHSM)
     return KV_E_UNSUPPORTED;
-  if ((rc = kv_check_name(name, version)) != KV_OK)
-    return rc;
-  url = object_url(cl, "secrets", name, version);
-  if (!url)
-    return KV_E_NOMEM;
-  memset(&call, 0, sizeof(call));
-  call.op = "secrets.get";
-  call.method = "GET";
-  call.url = url;
-  call.idempotent = 1;
-  call.name = name;
-  call.version = version;
-  call.defer_audit = 1;
-  rc = kv_client_call(cl, &call, &doc);
+  rc = get_object(cl, "secrets.get", "secrets", name, version, &call, &doc);
   if (rc != KV_OK)
     goto out;
   rc = KV_E_NOMEM;
   if (!(s = calloc(1, sizeof(*s))))
     goto out;
-  rc = KV_E_PROTOCOL;
-  if (!doc) {
-    akv_err(AKV_LOGC_KV, "secrets.get %s: empty response", name);
-    goto out;
-  }
   if ((rc = kv_json_dup(doc, "id", 1, MAX_ID_LEN, &s->id)) != KV_OK ||
       (rc = kv_parse_id(s->id, "secrets", &s->name, &s->version)) != KV_OK ||
       (rc = check_same_object("secrets.get", name, version, s->name, s->version)) != KV_OK ||
@@ -797,13 +769,13 @@ kv_rc kv_get_secret(struct kv_client *cl, const char *name, const char *version,
 out:
   kv_client_audit(cl, &call, rc);
   if (doc) {
+    /* The secret value also sits in the parsed tree: wipe it there. */
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(doc, "value");
     if (cJSON_IsString(v))
       OPENSSL_cleanse(v->valuestring, strlen(v->valuestring));
   }
   kv_secret_free(s);
   cJSON_Delete(doc);
-  free(url);
   return rc;
 }
 
