@@ -26,9 +26,9 @@ AKV_PKCS11_CONFIG="$WORK/ttl4.json" timeout 60 "$P11_CACHE_CHECK" "$AKV_MODULE" 
   >"$WORK/cache.out" 2>"$WORK/cache.err" || rc=$?
 cat "$WORK/cache.out"
 sed 's/^/#   stderr| /' "$WORK/cache.err" | tail -n 20
-check_eq "p11_cache_check passed all its checks" 0 "$rc"
 # Count the helper's own checks in this test's total, so the summary shows them.
 T_CHECKS=$((T_CHECKS + $(grep -c '^ok ' "$WORK/cache.out" || true)))
+check_eq "p11_cache_check passed all its checks" 0 "$rc"
 new_jwk=$(jq -c .key "$WORK/rotated.json" 2>/dev/null || true)
 new_point="04$(_b64url_hex "$(jq -r .x <<<"$new_jwk")")$(_b64url_hex "$(jq -r .y <<<"$new_jwk")")"
 before=$(sed -n 's/^KEY before //p' "$WORK/cache.out")

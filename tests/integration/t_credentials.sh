@@ -18,10 +18,12 @@ CRED_VARS=(AZURE_TENANT_ID AZURE_CLIENT_ID AZURE_CLIENT_SECRET AZURE_CLIENT_CERT
 # An empty PATH directory in front, so no real `az` can be found except the fake one.
 mkdir -p "$WORK/nobin" "$WORK/azbin"
 
-# lists_keys DESC ENV...: pkcs11-tool -O under `env -u <all credential vars> ENV...` lists both keys.
+# lists_keys DESC OP ENV...: pkcs11-tool -O under `env -u <all credential vars> ENV...` lists both
+# keys, and the emulator saw its token requested at endpoint OP ("token": Entra, "imds",
+# "appservice").
 lists_keys() {
-  local desc=$1 unset_args=() v
-  shift
+  local desc=$1 op=$2 unset_args=() v
+  shift 2
   for v in "${CRED_VARS[@]}"; do unset_args+=(-u "$v"); done
   stats_reset
   check "$desc: pkcs11-tool -O succeeds" \
@@ -29,17 +31,17 @@ lists_keys() {
   cp "$WORK/check.out" "$WORK/last-O.out"
   check_grep "$desc: rsa2048 listed" "label: +rsa2048\$" "$WORK/last-O.out"
   check_grep "$desc: ec-p256 listed" "label: +ec-p256\$" "$WORK/last-O.out"
-  log "$desc: emulator ops $(stats_ops)"
+  check "$desc: the token came from the '$op' endpoint (ops: $(stats_ops))" test "$(stats_get "$op")" -ge 1
 }
 
 section "client secret (AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET)"
-lists_keys "client secret" AZURE_TENANT_ID="$EMU_TENANT" AZURE_CLIENT_ID="$EMU_CLIENT_ID" \
+lists_keys "client secret" token AZURE_TENANT_ID="$EMU_TENANT" AZURE_CLIENT_ID="$EMU_CLIENT_ID" \
   AZURE_CLIENT_SECRET="$EMU_CLIENT_SECRET" AZURE_AUTHORITY_HOST="$EMU_AUTHORITY"
 
 section "client certificate (AZURE_CLIENT_CERTIFICATE_PATH, signed client assertion)"
 cert_file=$(emu_field '.client_certificate_file // empty')
 if [ -n "$cert_file" ] && [ -f "$cert_file" ]; then
-  lists_keys "client certificate" AZURE_TENANT_ID="$EMU_TENANT" AZURE_CLIENT_ID="$EMU_CLIENT_ID" \
+  lists_keys "client certificate" token AZURE_TENANT_ID="$EMU_TENANT" AZURE_CLIENT_ID="$EMU_CLIENT_ID" \
     AZURE_CLIENT_CERTIFICATE_PATH="$cert_file" AZURE_AUTHORITY_HOST="$EMU_AUTHORITY"
 else
   check "ready file names an existing client_certificate_file" false
@@ -48,7 +50,7 @@ fi
 section "workload identity (AZURE_FEDERATED_TOKEN_FILE)"
 fed_file=$(emu_field '.federated_token_file // empty')
 if [ -n "$fed_file" ] && [ -f "$fed_file" ]; then
-  lists_keys "workload identity" AZURE_TENANT_ID="$EMU_TENANT" AZURE_CLIENT_ID="$EMU_CLIENT_ID" \
+  lists_keys "workload identity" token AZURE_TENANT_ID="$EMU_TENANT" AZURE_CLIENT_ID="$EMU_CLIENT_ID" \
     AZURE_FEDERATED_TOKEN_FILE="$fed_file" AZURE_AUTHORITY_HOST="$EMU_AUTHORITY"
 else
   check "ready file names an existing federated_token_file" false
@@ -57,7 +59,7 @@ fi
 section "managed identity: IMDS (endpoint overridden by AZURE_POD_IDENTITY_AUTHORITY_HOST)"
 imds=$(emu_field '.imds_endpoint // empty')
 if [ -n "$imds" ]; then
-  lists_keys "managed identity (IMDS)" AZURE_POD_IDENTITY_AUTHORITY_HOST="$imds"
+  lists_keys "managed identity (IMDS)" imds AZURE_POD_IDENTITY_AUTHORITY_HOST="$imds"
 else
   check "ready file has imds_endpoint" false
 fi
@@ -66,7 +68,7 @@ section "managed identity: App Service (IDENTITY_ENDPOINT, IDENTITY_HEADER)"
 id_ep=$(emu_field '.identity_endpoint // empty')
 id_hdr=$(emu_field '.identity_header // empty')
 if [ -n "$id_ep" ] && [ -n "$id_hdr" ]; then
-  lists_keys "managed identity (App Service)" IDENTITY_ENDPOINT="$id_ep" IDENTITY_HEADER="$id_hdr"
+  lists_keys "managed identity (App Service)" appservice IDENTITY_ENDPOINT="$id_ep" IDENTITY_HEADER="$id_hdr"
 else
   check "ready file has identity_endpoint and identity_header" false
 fi
@@ -90,8 +92,16 @@ jq -n --arg t "\$(jq -r .access_token <<<"\$resp")" --argjson e "\$exp" \\
   '{accessToken:\$t, expiresOn:\$eo, expires_on:\$e, subscription:"00000000-0000-0000-0000-000000000000", tenant:\$ten, tokenType:"Bearer"}'
 EOF
 chmod 700 "$WORK/azbin/az"
-lists_keys "Azure CLI" PATH="$WORK/azbin:$WORK/nobin:$PATH"
+lists_keys "Azure CLI" token PATH="$WORK/azbin:$WORK/nobin:$PATH"
 check_grep "the module ran 'az account get-access-token'" "^az account get-access-token" "$WORK/az.calls"
+
+section "explicit selection: AKV_PKCS11_CREDENTIAL=managed_identity wins over a client secret"
+if [ -n "$imds" ]; then
+  lists_keys "explicit managed identity" imds AKV_PKCS11_CREDENTIAL=managed_identity \
+    AZURE_TENANT_ID="$EMU_TENANT" AZURE_CLIENT_ID="$EMU_CLIENT_ID" AZURE_CLIENT_SECRET="$EMU_CLIENT_SECRET" \
+    AZURE_AUTHORITY_HOST="$EMU_AUTHORITY" AZURE_POD_IDENTITY_AUTHORITY_HOST="$imds"
+  check_eq "explicit managed identity: no client-credentials token was requested" 0 "$(stats_get token)"
+fi
 
 section "wrong client secret: C_Initialize works offline, the first network use fails clearly"
 unset_args=()
