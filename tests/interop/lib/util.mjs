@@ -139,3 +139,20 @@ export function opensslRsaDecrypt(privateKeyObject, ciphertext, { padding, oaepH
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+// Signs a DER certificate signing request with a CA made by makeSelfSigned; returns the certificate (DER).
+export function signCsr(csrDer, ca, days = 30) {
+  const dir = mkdtempSync(join(tmpdir(), "akv-interop-"));
+  try {
+    const f = (n) => join(dir, n);
+    writeFileSync(f("csr.der"), csrDer);
+    writeFileSync(f("ca.pem"), ca.certPem);
+    writeFileSync(f("ca.key"), ca.keyPem, { mode: 0o600 });
+    openssl(["req", "-inform", "DER", "-in", f("csr.der"), "-out", f("csr.pem")]);
+    openssl(["x509", "-req", "-in", f("csr.pem"), "-CA", f("ca.pem"), "-CAkey", f("ca.key"),
+      "-set_serial", "4242", "-days", String(days), "-sha256", "-outform", "DER", "-out", f("leaf.der")]);
+    return readFileSync(f("leaf.der"));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

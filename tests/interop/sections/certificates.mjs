@@ -7,7 +7,7 @@ import { KeyClient } from "@azure/keyvault-keys";
 import { SecretClient } from "@azure/keyvault-secrets";
 import { assert, check, expectRestError, need } from "../lib/harness.mjs";
 import {
-  collect, digest, makeSelfSigned, parsePkcs12, publicKeyFromSdkJwk, spkiDer, splitPem,
+  collect, digest, makeSelfSigned, parsePkcs12, publicKeyFromSdkJwk, signCsr, spkiDer, splitPem,
 } from "../lib/util.mjs";
 
 const VERSION_RE = /^[0-9a-f]{32}$/;
@@ -176,6 +176,51 @@ export async function runCertificates(ctx) {
     assert.deepEqual(spkiDer(createPublicKey(need(keyPem, "key in PKCS#12"))), spkiDer(createPublicKey(m.keyPem)));
     const k = await kc.getKey(pfxName);
     assert.equal(k.key.crv, "P-256");
+  });
+
+  await check("updateCertificateProperties: tags and enabled", async () => {
+    const c = await cc.updateCertificateProperties(name, "", { tags: { team: "interop" } });
+    assert.deepEqual(c.properties.tags, { team: "interop" });
+    const back = await cc.getCertificate(name);
+    assert.deepEqual(back.properties.tags, { team: "interop" });
+    assert.equal(back.properties.enabled, true);
+  });
+
+  // Issuer "Unknown": the vault keeps the key, hands out a CSR, and takes the signed certificate by merge.
+  const mname = `merge-${s}`;
+  const csr = await check("beginCreateCertificate with issuer Unknown stays pending with a CSR", async () => {
+    const poller = await cc.beginCreateCertificate(mname,
+      { issuerName: "Unknown", subject: "CN=merge-interop", keyType: "RSA", keySize: 2048 }, POLL);
+    poller.stopPolling();
+    const op = (await cc.getCertificateOperation(mname)).getOperationState().certificateOperation;
+    assert.equal(op.status, "inProgress");
+    assert.equal(op.issuerName, "Unknown");
+    assert.ok(op.csr && op.csr.length > 100, "no CSR");
+    return Buffer.from(op.csr);
+  });
+  await check("mergeCertificate with the CSR signed by a local CA completes the certificate", async () => {
+    const ca = makeSelfSigned("interop-ca");
+    const leaf = signCsr(need(csr, "CSR"), ca);
+    const c = await cc.mergeCertificate(mname, [new Uint8Array(leaf)]);
+    assertCertShape(c, { vaultUrl, name: mname });
+    assert.deepEqual(Buffer.from(c.cer), leaf);
+    const x = new X509Certificate(leaf);
+    assert.ok(x.verify(new X509Certificate(ca.certPem).publicKey), "merged leaf is not the CA-signed one");
+    const k = await kc.getKey(mname);
+    assert.deepEqual(spkiDer(publicKeyFromSdkJwk(k.key)), spkiDer(x.publicKey), "managed key is not the CSR's key");
+    const op = (await cc.getCertificateOperation(mname)).getOperationState().certificateOperation;
+    assert.equal(op.status, "completed");
+  });
+  await check("cancel (poller.cancelOperation) and deleteCertificateOperation on a pending certificate", async () => {
+    const pname = `pending-${s}`;
+    const poller = await cc.beginCreateCertificate(pname, { issuerName: "Unknown", subject: "CN=pending" }, POLL);
+    poller.stopPolling();
+    await poller.cancelOperation();
+    const op = (await cc.getCertificateOperation(pname)).getOperationState().certificateOperation;
+    assert.equal(op.cancellationRequested, true);
+    const deleted = await cc.deleteCertificateOperation(pname);
+    assert.equal(deleted.name, pname);
+    await expectRestError(() => cc.getCertificateOperation(pname), 404);
   });
 
   // Delete, recover, purge.

@@ -1,7 +1,7 @@
 // CryptographyClient against vault keys (AZURE-API.md §4): sign/verify with every RSA and EC algorithm,
 // each signature also verified with node:crypto from the JWK that getKey returned; encrypt/decrypt and
 // wrap/unwrap round trips for RSA1_5, RSA-OAEP and RSA-OAEP-256, cross-checked with node:crypto.
-import { constants, generateKeyPairSync, publicEncrypt, randomBytes, verify } from "node:crypto";
+import { constants, generateKeyPairSync, publicDecrypt, publicEncrypt, randomBytes, verify } from "node:crypto";
 import { CryptographyClient, KeyClient } from "@azure/keyvault-keys";
 import { assert, check, need } from "../lib/harness.mjs";
 import { digest, opensslRsaDecrypt, publicKeyFromSdkJwk, sdkJwkFromNodeJwk, spkiDer } from "../lib/util.mjs";
@@ -107,6 +107,21 @@ export async function runCrypto(ctx) {
       assert.ok(nodeVerify(alg, "sha256", publicKeyFromSdkJwk(key.key), data, Buffer.from(r.result)), `${alg} signData`);
       assert.equal((await cc.verifyData(alg, data, r.result)).result, true);
     }
+  });
+
+  // RSNULL (§4.4): PKCS#1 v1.5 over caller-supplied bytes, no DigestInfo added. Over a SHA-256 DigestInfo it
+  // must equal the (deterministic) RS256 signature of the same digest.
+  await check("RSNULL over a DigestInfo equals RS256; node:crypto recovers the DigestInfo", async () => {
+    const key = await kc.getKey(rsaName);
+    const cc = new CryptographyClient(key, ctx.credential, ctx.clientOpts);
+    const md = digest("sha256", Buffer.from(`rsnull ${s}`));
+    const digestInfo = Buffer.concat([Buffer.from("3031300d060960864801650304020105000420", "hex"), md]);
+    const raw = Buffer.from((await cc.sign("RSNULL", digestInfo)).result);
+    const rs256 = Buffer.from((await cc.sign("RS256", md)).result);
+    assert.deepEqual(raw, rs256, "RSNULL(DigestInfo) differs from RS256");
+    const recovered = publicDecrypt({ key: publicKeyFromSdkJwk(key.key), padding: constants.RSA_PKCS1_PADDING }, raw);
+    assert.deepEqual(recovered, digestInfo);
+    assert.equal((await cc.verify("RSNULL", digestInfo, raw)).result, true);
   });
 
   // Encryption and key wrapping.

@@ -81,4 +81,13 @@ export async function runErrors(ctx) {
     await expectRestError(() => ecc.sign("ES256", md), 403, "Forbidden");
     assert.equal((await ecc.verify("ES256", md, sig)).result, true);
   });
+  await check("sign with a not-yet-valid key (nbf in the future): 403 Forbidden; verify still works", async () => {
+    const nname = `notyet-${s}`;
+    const k = await kc.createEcKey(nname, { curve: "P-256" });
+    const ecc = new CryptographyClient(k, ctx.credential, ctx.clientOpts);
+    const sig = (await ecc.sign("ES256", md)).result;
+    await kc.updateKeyProperties(nname, k.properties.version, { notBefore: new Date(Date.now() + 3600_000) });
+    await expectRestError(() => ecc.sign("ES256", md), 403, "Forbidden");
+    assert.equal((await ecc.verify("ES256", md, sig)).result, true);
+  });
 }

@@ -1,7 +1,7 @@
 // Managed HSM (AZURE-API.md §4.5, §9): oct-HSM AES keys, AES-GCM/CBC/CBCPAD encrypt/decrypt, A*KW
 // wrap/unwrap, random bytes, and HSM-backed RSA/EC keys. An imported AES key of known value lets
 // node:crypto check the emulator's ciphertexts independently.
-import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from "node:crypto";
 import { CryptographyClient, KeyClient } from "@azure/keyvault-keys";
 import { assert, check, expectRestError, need } from "../lib/harness.mjs";
 import { digest, publicKeyFromSdkJwk } from "../lib/util.mjs";
@@ -134,6 +134,36 @@ export async function runHsm(ctx) {
     const u = await kc.unwrapKey("A256KW", expected);
     assert.deepEqual(Buffer.from(u.result), cek);
   });
+
+  await check("CKM_AES_KEY_WRAP equals RFC 3394, CKM_AES_KEY_WRAP_PAD equals RFC 5649 (node:crypto)", async () => {
+    const cek = randomBytes(32);
+    const w = await need(kc, "client").wrapKey("CKM_AES_KEY_WRAP", cek);
+    const c = createCipheriv("id-aes256-wrap", k, KW_IV);
+    assert.deepEqual(Buffer.from(w.result), Buffer.concat([c.update(cek), c.final()]));
+    assert.deepEqual(Buffer.from((await kc.unwrapKey("CKM_AES_KEY_WRAP", w.result)).result), cek);
+    const odd = randomBytes(20);
+    const wp = await kc.wrapKey("CKM_AES_KEY_WRAP_PAD", odd);
+    assert.equal(wp.result.length, 32, "RFC 5649 output of 20 bytes is 32 bytes");
+    const cp = createCipheriv("id-aes256-wrap-pad", k, Buffer.from("A65959A6", "hex"));
+    assert.deepEqual(Buffer.from(wp.result), Buffer.concat([cp.update(odd), cp.final()]));
+    assert.deepEqual(Buffer.from((await kc.unwrapKey("CKM_AES_KEY_WRAP_PAD", wp.result)).result), odd);
+  });
+
+  // HS256/384/512 on oct-HSM keys: in the swagger, service semantics unconfirmed (AZURE-API.md §1, §11).
+  // Checked: the service verifies its own MAC and rejects a tampered one, and the MAC is HMAC(k, value).
+  for (const [alg, hash] of [["HS256", "sha256"], ["HS384", "sha384"], ["HS512", "sha512"]]) {
+    await check(`${alg} on the imported oct-HSM key: sign/verify, equals node HMAC`, async () => {
+      const name = `hmac-${alg.toLowerCase()}-${s}`;
+      const key = await hc.importKey(name, { kty: "oct-HSM", k: new Uint8Array(k), keyOps: ["sign", "verify"] });
+      const mc = new CryptographyClient(key, ctx.credential, ctx.clientOpts);
+      const md = digest(hash, Buffer.from(`hmac ${alg}`));
+      const mac = Buffer.from((await mc.sign(alg, md)).result);
+      assert.deepEqual(mac, createHmac(hash, k).update(md).digest());
+      assert.equal((await mc.verify(alg, md, mac)).result, true);
+      mac[0] ^= 1;
+      assert.equal((await mc.verify(alg, md, mac)).result, false);
+    });
+  }
 
   await check("getRandomBytes returns the requested count, fresh each time", async () => {
     const a = await hc.getRandomBytes(32);

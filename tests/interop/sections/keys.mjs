@@ -188,6 +188,21 @@ export async function runKeys(ctx) {
     assert.ok(items.length > 25, `expected more than 25 keys across default pages, got ${items.length}`);
   });
 
+  // api-versions the SDK can be pinned to and the emulator must accept (AZURE-API.md §1, §13).
+  for (const serviceVersion of ["7.4", "7.5", "7.6"]) {
+    await check(`KeyClient with serviceVersion ${serviceVersion}: create, get`, async () => {
+      const c = new KeyClient(vaultUrl, ctx.credential, { ...ctx.clientOpts, serviceVersion });
+      const name = `apiv-${serviceVersion.replace(".", "")}-${s}`;
+      const k = await c.createEcKey(name, { curve: "P-256" });
+      assert.equal((await c.getKey(name)).properties.version, k.properties.version);
+    });
+  }
+  // Identifiers are case-insensitive (§2.2).
+  await check("getKey with the name in another case finds the same key", async () => {
+    const k = await kc.getKey(vname.toUpperCase());
+    assert.equal(k.properties.version, need(rotated, "rotated version").properties.version);
+  });
+
   // Soft-delete, recover, purge.
   const dname = pageNames[0] || `page-0-${s}`;
   let deletedVersion;
