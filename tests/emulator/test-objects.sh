@@ -594,6 +594,68 @@ expect_err "unknown operation" 404 PendingCertificateNotFound
 req PATCH /certificates/u1/pending '{"cancellation_requested":"yes"}'
 expect_err "cancel with a non-boolean" 400 BadParameter
 
+section "concurrency: parallel clients"
+# worker N: its own certificate (create + poll + get), versions of a shared secret, listings and a
+# delete/purge cycle of its own secret; every request's status goes to $WORK/par-N.log.
+par_worker() {
+  local n=$1 i code st
+  local c=(curl -sS --max-time 60 --cacert "$EMU_CA" -H @"$WORK/kv-auth.hdr" -o "$WORK/par-$n.json"
+    -w '%{http_code}' -H 'Content-Type: application/json')
+  : >"$WORK/par-$n.log"
+  code=$("${c[@]}" -X POST --data-binary '{"policy":{"key_props":{"kty":"EC","crv":"P-256"},"x509_props":{"subject":"CN=par"}}}' \
+    "$VAULT/certificates/par$n/create?api-version=$API")
+  echo "create $code" >>"$WORK/par-$n.log"
+  for i in $(seq 50); do
+    code=$("${c[@]}" "$VAULT/certificates/par$n/pending?api-version=$API")
+    st=$(jq -r .status "$WORK/par-$n.json" 2>/dev/null)
+    [ "$st" = completed ] && break
+    sleep 0.1
+  done
+  echo "pending $code $st" >>"$WORK/par-$n.log"
+  code=$("${c[@]}" "$VAULT/certificates/par$n?api-version=$API")
+  echo "getcert $code $(jq -r 'has("cer")' "$WORK/par-$n.json" 2>/dev/null)" >>"$WORK/par-$n.log"
+  for i in $(seq 10); do
+    code=$("${c[@]}" -X PUT --data-binary "{\"value\":\"w$n-$i\"}" "$VAULT/secrets/shared?api-version=$API")
+    echo "setshared $code" >>"$WORK/par-$n.log"
+    code=$("${c[@]}" "$VAULT/secrets/shared?api-version=$API")
+    echo "getshared $code" >>"$WORK/par-$n.log"
+    code=$("${c[@]}" "$VAULT/certificates?api-version=$API&includePending=true")
+    echo "listcerts $code" >>"$WORK/par-$n.log"
+    code=$("${c[@]}" -X PUT --data-binary '{"value":"own"}' "$VAULT/secrets/own$n?api-version=$API")
+    echo "setown $code" >>"$WORK/par-$n.log"
+    code=$("${c[@]}" -X DELETE "$VAULT/secrets/own$n?api-version=$API")
+    echo "delown $code" >>"$WORK/par-$n.log"
+    code=$("${c[@]}" -X DELETE "$VAULT/deletedsecrets/own$n?api-version=$API")
+    echo "purgeown $code" >>"$WORK/par-$n.log"
+  done
+}
+PAR=6
+pids=()
+for n in $(seq $PAR); do
+  par_worker "$n" &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || true; done
+cat "$WORK"/par-*.log >"$WORK/par.log"
+check_eq "parallel creates accepted" "$PAR" "$(grep -c '^create 202$' "$WORK/par.log")"
+check_eq "parallel operations completed" "$PAR" "$(grep -c '^pending 200 completed$' "$WORK/par.log")"
+check_eq "parallel certificates readable with cer" "$PAR" "$(grep -c '^getcert 200 true$' "$WORK/par.log")"
+check_eq "parallel sets of one secret all succeed" $((PAR * 10)) "$(grep -c '^setshared 200$' "$WORK/par.log")"
+check_eq "parallel gets all succeed" $((PAR * 10)) "$(grep -c '^getshared 200$' "$WORK/par.log")"
+check_eq "parallel listings all succeed" $((PAR * 10)) "$(grep -c '^listcerts 200$' "$WORK/par.log")"
+check_eq "parallel set/delete/purge cycles all succeed" $((PAR * 30)) \
+  "$(grep -cE '^(setown 200|delown 200|purgeown 204)$' "$WORK/par.log")"
+req GET "/secrets/shared/versions?maxresults=25"
+n=$(j '.value | length')
+NEXT=$(j .nextLink)
+while [ "$NEXT" != null ]; do
+  curl -sS --max-time 30 --cacert "$EMU_CA" -H @"$WORK/kv-auth.hdr" -o "$WORK/r.json" "$NEXT"
+  n=$((n + $(j '.value | length')))
+  NEXT=$(j .nextLink)
+done
+check_eq "the shared secret has one version per set" $((PAR * 10)) "$n"
+check "emulator still running" kill -0 "$EMU_PID"
+
 section "stats"
 S=$(stats_json)
 for op in secrets.set secrets.get secrets.list secrets.versions secrets.update secrets.delete \
