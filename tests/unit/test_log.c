@@ -1,0 +1,138 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "util/log.h"
+
+static char path[128];
+
+static int setup(void **state)
+{
+  (void)state;
+  snprintf(path, sizeof(path), "/tmp/akv-test-log-%ld.log", (long)getpid());
+  unlink(path);
+  unsetenv("AKV_PKCS11_DEBUG");
+  unsetenv("AKV_PKCS11_LOG_LEVEL");
+  return 0;
+}
+
+static int teardown(void **state)
+{
+  (void)state;
+  akv_log_close();
+  unlink(path);
+  return 0;
+}
+
+static const char *contents(void)
+{
+  static char buf[8192];
+  FILE *f = fopen(path, "r");
+  size_t n = 0;
+  if (f) {
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+  }
+  buf[n] = '\0';
+  return buf;
+}
+
+static void test_levels_and_file(void **state)
+{
+  struct stat st;
+  (void)state;
+  akv_log_init(AKV_LOG_WARN, path);
+  akv_err(AKV_LOGC_KV, "error %d", 1);
+  akv_warn(AKV_LOGC_HTTP, "warning %s", "two");
+  akv_info(AKV_LOGC_KV, "info hidden");
+  akv_dbg(AKV_LOGC_HTTP, "debug hidden");
+  assert_true(akv_log_enabled(AKV_LOG_ERROR, AKV_LOGC_GEN));
+  assert_false(akv_log_enabled(AKV_LOG_INFO, AKV_LOGC_GEN));
+  assert_non_null(strstr(contents(), "ERROR kv: error 1\n"));
+  assert_non_null(strstr(contents(), "WARN http: warning two\n"));
+  assert_null(strstr(contents(), "hidden"));
+  assert_int_equal(stat(path, &st), 0);
+  assert_int_equal(st.st_mode & 077, 0); /* log files are private */
+}
+
+static void test_debug_categories(void **state)
+{
+  (void)state;
+  setenv("AKV_PKCS11_DEBUG", "http,auth", 1);
+  akv_log_init(AKV_LOG_ERROR, path);
+  assert_true(akv_log_enabled(AKV_LOG_DEBUG, AKV_LOGC_HTTP));
+  assert_true(akv_log_enabled(AKV_LOG_DEBUG, AKV_LOGC_AUTH));
+  assert_false(akv_log_enabled(AKV_LOG_DEBUG, AKV_LOGC_CACHE));
+  assert_false(akv_log_enabled(AKV_LOG_INFO, AKV_LOGC_HTTP));
+  akv_dbg(AKV_LOGC_HTTP, "http detail");
+  akv_dbg(AKV_LOGC_CACHE, "cache detail");
+  assert_non_null(strstr(contents(), "DEBUG http: http detail"));
+  assert_null(strstr(contents(), "cache detail"));
+  setenv("AKV_PKCS11_DEBUG", "all", 1);
+  akv_log_init(AKV_LOG_ERROR, path);
+  assert_true(akv_log_enabled(AKV_LOG_DEBUG, AKV_LOGC_CACHE));
+  /* The environment level overrides the configured one. */
+  unsetenv("AKV_PKCS11_DEBUG");
+  setenv("AKV_PKCS11_LOG_LEVEL", "info", 1);
+  akv_log_init(AKV_LOG_ERROR, path);
+  assert_true(akv_log_enabled(AKV_LOG_INFO, AKV_LOGC_GEN));
+  assert_false(akv_log_enabled(AKV_LOG_DEBUG, AKV_LOGC_GEN));
+}
+
+static void test_no_line_forgery(void **state)
+{
+  (void)state;
+  akv_log_init(AKV_LOG_INFO, path);
+  akv_err(AKV_LOGC_KV, "service said: %s", "bad\nERROR fake line\r");
+  assert_non_null(strstr(contents(), "service said: bad ERROR fake line \n"));
+  {
+    char big[5000];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    akv_err(AKV_LOGC_KV, "%s", big); /* truncated, still one line */
+    const char *c = contents();
+    const char *last = strrchr(c, 'x');
+    assert_non_null(last);
+    assert_int_equal(last[1], '\n');
+  }
+}
+
+static void test_fork_safe(void **state)
+{
+  pid_t pid;
+  int status;
+  (void)state;
+  akv_log_init(AKV_LOG_INFO, path);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    akv_info(AKV_LOGC_GEN, "from child");
+    akv_log_init(AKV_LOG_INFO, path);
+    akv_info(AKV_LOGC_GEN, "child reinit");
+    _exit(0);
+  }
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  assert_non_null(strstr(contents(), "from child"));
+  assert_non_null(strstr(contents(), "child reinit"));
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_levels_and_file, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_debug_categories, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_no_line_forgery, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_fork_safe, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
