@@ -3,9 +3,9 @@
  *
  * Against the Key Vault emulator (started here, or an already running one given by its ready file)
  * it measures, for each key (RSA-2048, EC P-256) and each thread count:
- *   raw     the same REST sign requests made directly with libcurl: same TLS trust, one token fetched
- *           once, keep-alive, one easy handle per thread (the practical limit on this machine);
- *   sdk     @azure/keyvault-keys CryptographyClient.sign from Node at the same concurrency
+ *   raw     the same REST sign requests made directly with libcurl: same TLS trust, one token
+ * fetched once, keep-alive, one easy handle per thread (the practical limit on this machine); sdk
+ * @azure/keyvault-keys CryptographyClient.sign from Node at the same concurrency
  *           (tests/bench/sdk-sign.mjs; skipped with a note when node or its packages are absent);
  *   module  the PKCS#11 module through dlopen: one session per thread, C_SignInit + C_Sign.
  * Plus cached lookups (C_FindObjects + C_GetAttributeValue, which must cost 0 vault requests) and
@@ -62,14 +62,23 @@ extern char **environ;
 #define API_VERSION "7.6"
 #define MAX_THREADS 64
 #define MAX_THREAD_COUNTS 8
-#define MAX_KEYS 5000             /* the emulator's per-vault cap */
+#define MAX_KEYS 5000 /* the emulator's per-vault cap */
 #define MAX_PROCS 200
+
+/* --only: which parts run (default all) */
+#define SEL_RAW 0x01u
+#define SEL_SDK 0x02u
+#define SEL_MODULE 0x04u
+#define SEL_LOOKUP 0x08u
+#define SEL_COLD 0x10u
+#define SEL_PROCS 0x20u
+#define SEL_ALL 0x3fu
 #define RESP_MAX (4 * 1024 * 1024) /* cap on any HTTP response body */
 #define LINE_MAX_BYTES (1024 * 1024)
 #define LAT_MAX_PER_THREAD (1u << 21)
-#define NSAMPLES 4        /* per thread: the first three signatures and the latest one */
+#define NSAMPLES 4 /* per thread: the first three signatures and the latest one */
 #define SIG_MAX 512
-#define SEED_THREADS 16   /* concurrency of cold-vault seeding and of the raw GET-all listing */
+#define SEED_THREADS 16 /* concurrency of cold-vault seeding and of the raw GET-all listing */
 #define HTTP_TIMEOUT_MS 30000L
 #define MAX_CONSECUTIVE_ERRORS 200
 #define SIGN_KEY_RSA "bench-rsa"
@@ -165,31 +174,56 @@ static int parse_uint(const char *s, unsigned long min, unsigned long max, unsig
 static const char *rv_name(CK_RV rv)
 {
   switch (rv) {
-  case CKR_OK: return "CKR_OK";
-  case CKR_HOST_MEMORY: return "CKR_HOST_MEMORY";
-  case CKR_GENERAL_ERROR: return "CKR_GENERAL_ERROR";
-  case CKR_FUNCTION_FAILED: return "CKR_FUNCTION_FAILED";
-  case CKR_ARGUMENTS_BAD: return "CKR_ARGUMENTS_BAD";
-  case CKR_ATTRIBUTE_TYPE_INVALID: return "CKR_ATTRIBUTE_TYPE_INVALID";
-  case CKR_DEVICE_ERROR: return "CKR_DEVICE_ERROR";
-  case CKR_FUNCTION_NOT_SUPPORTED: return "CKR_FUNCTION_NOT_SUPPORTED";
-  case CKR_KEY_HANDLE_INVALID: return "CKR_KEY_HANDLE_INVALID";
-  case CKR_KEY_TYPE_INCONSISTENT: return "CKR_KEY_TYPE_INCONSISTENT";
-  case CKR_KEY_FUNCTION_NOT_PERMITTED: return "CKR_KEY_FUNCTION_NOT_PERMITTED";
-  case CKR_MECHANISM_INVALID: return "CKR_MECHANISM_INVALID";
-  case CKR_MECHANISM_PARAM_INVALID: return "CKR_MECHANISM_PARAM_INVALID";
-  case CKR_OBJECT_HANDLE_INVALID: return "CKR_OBJECT_HANDLE_INVALID";
-  case CKR_OPERATION_ACTIVE: return "CKR_OPERATION_ACTIVE";
-  case CKR_OPERATION_NOT_INITIALIZED: return "CKR_OPERATION_NOT_INITIALIZED";
-  case CKR_SESSION_HANDLE_INVALID: return "CKR_SESSION_HANDLE_INVALID";
-  case CKR_SLOT_ID_INVALID: return "CKR_SLOT_ID_INVALID";
-  case CKR_TOKEN_NOT_PRESENT: return "CKR_TOKEN_NOT_PRESENT";
-  case CKR_BUFFER_TOO_SMALL: return "CKR_BUFFER_TOO_SMALL";
-  case CKR_DATA_LEN_RANGE: return "CKR_DATA_LEN_RANGE";
-  case CKR_CRYPTOKI_NOT_INITIALIZED: return "CKR_CRYPTOKI_NOT_INITIALIZED";
-  case CKR_CRYPTOKI_ALREADY_INITIALIZED: return "CKR_CRYPTOKI_ALREADY_INITIALIZED";
-  case CKR_TEMPLATE_INCONSISTENT: return "CKR_TEMPLATE_INCONSISTENT";
-  default: return "CKR_(other)";
+  case CKR_OK:
+    return "CKR_OK";
+  case CKR_HOST_MEMORY:
+    return "CKR_HOST_MEMORY";
+  case CKR_GENERAL_ERROR:
+    return "CKR_GENERAL_ERROR";
+  case CKR_FUNCTION_FAILED:
+    return "CKR_FUNCTION_FAILED";
+  case CKR_ARGUMENTS_BAD:
+    return "CKR_ARGUMENTS_BAD";
+  case CKR_ATTRIBUTE_TYPE_INVALID:
+    return "CKR_ATTRIBUTE_TYPE_INVALID";
+  case CKR_DEVICE_ERROR:
+    return "CKR_DEVICE_ERROR";
+  case CKR_FUNCTION_NOT_SUPPORTED:
+    return "CKR_FUNCTION_NOT_SUPPORTED";
+  case CKR_KEY_HANDLE_INVALID:
+    return "CKR_KEY_HANDLE_INVALID";
+  case CKR_KEY_TYPE_INCONSISTENT:
+    return "CKR_KEY_TYPE_INCONSISTENT";
+  case CKR_KEY_FUNCTION_NOT_PERMITTED:
+    return "CKR_KEY_FUNCTION_NOT_PERMITTED";
+  case CKR_MECHANISM_INVALID:
+    return "CKR_MECHANISM_INVALID";
+  case CKR_MECHANISM_PARAM_INVALID:
+    return "CKR_MECHANISM_PARAM_INVALID";
+  case CKR_OBJECT_HANDLE_INVALID:
+    return "CKR_OBJECT_HANDLE_INVALID";
+  case CKR_OPERATION_ACTIVE:
+    return "CKR_OPERATION_ACTIVE";
+  case CKR_OPERATION_NOT_INITIALIZED:
+    return "CKR_OPERATION_NOT_INITIALIZED";
+  case CKR_SESSION_HANDLE_INVALID:
+    return "CKR_SESSION_HANDLE_INVALID";
+  case CKR_SLOT_ID_INVALID:
+    return "CKR_SLOT_ID_INVALID";
+  case CKR_TOKEN_NOT_PRESENT:
+    return "CKR_TOKEN_NOT_PRESENT";
+  case CKR_BUFFER_TOO_SMALL:
+    return "CKR_BUFFER_TOO_SMALL";
+  case CKR_DATA_LEN_RANGE:
+    return "CKR_DATA_LEN_RANGE";
+  case CKR_CRYPTOKI_NOT_INITIALIZED:
+    return "CKR_CRYPTOKI_NOT_INITIALIZED";
+  case CKR_CRYPTOKI_ALREADY_INITIALIZED:
+    return "CKR_CRYPTOKI_ALREADY_INITIALIZED";
+  case CKR_TEMPLATE_INCONSISTENT:
+    return "CKR_TEMPLATE_INCONSISTENT";
+  default:
+    return "CKR_(other)";
   }
 }
 
@@ -383,7 +417,7 @@ static void http_describe(const struct http *h, long status, char *err, size_t e
 struct key {
   const char *name;
   bool rsa;
-  char *kid;    /* versioned key id from GET key */
+  char *kid;     /* versioned key id from GET key */
   EVP_PKEY *pub; /* public key from the JWK */
   unsigned char modulus[512];
   size_t modulus_len;
@@ -406,6 +440,7 @@ struct opts {
   unsigned long keys;
   unsigned long procs;
   unsigned long max_time;
+  unsigned only; /* SEL_* */
   bool smoke;
 };
 
@@ -579,8 +614,8 @@ static int ready_parse(struct bench *b, char *err, size_t errlen)
 {
   char *text = read_file_capped(b->ready_path, 1024 * 1024);
   cJSON *root = NULL, *vaults;
-  const char *need[] = {"ca_file", "authority_host", "tenant_id", "client_id", "client_secret",
-                        "stats_url"};
+  const char *need[] = {"ca_file",   "authority_host", "tenant_id",
+                        "client_id", "client_secret",  "stats_url"};
   int rc = -1;
   const cJSON *v;
   if (!text) {
@@ -648,8 +683,18 @@ static int emulator_start(struct bench *b)
   posix_spawn_file_actions_t fa;
   char *log = xasprintf("%s/emulator.log", b->tmpdir);
   char *state = xasprintf("%s/emu-state", b->tmpdir);
-  char *argv[] = {(char *)b->o.emulator, "--ready-file", b->ready_path, "--port-base", "0",
-                  "--vault", VAULT_SIGN, "--vault", VAULT_COLD, "--state", state, NULL};
+  char *argv[] = {(char *)b->o.emulator,
+                  "--ready-file",
+                  b->ready_path,
+                  "--port-base",
+                  "0",
+                  "--vault",
+                  VAULT_SIGN,
+                  "--vault",
+                  VAULT_COLD,
+                  "--state",
+                  state,
+                  NULL};
   char err[512] = "";
   uint64_t end;
   int rc = -1, st;
@@ -908,8 +953,9 @@ static int key_seed(struct bench *b, struct key *k, char *err, size_t errlen)
 {
   struct http h;
   char *url = NULL;
-  const char *body = k->rsa ? "{\"kty\":\"RSA\",\"key_size\":2048,\"key_ops\":[\"sign\",\"verify\"]}"
-                            : "{\"kty\":\"EC\",\"crv\":\"P-256\",\"key_ops\":[\"sign\",\"verify\"]}";
+  const char *body = k->rsa
+                         ? "{\"kty\":\"RSA\",\"key_size\":2048,\"key_ops\":[\"sign\",\"verify\"]}"
+                         : "{\"kty\":\"EC\",\"crv\":\"P-256\",\"key_ops\":[\"sign\",\"verify\"]}";
   long status;
   int rc = -1;
   if (http_open(&h, b->ca_file, b->auth_header, "application/json") != 0) {
@@ -937,8 +983,8 @@ out:
 }
 
 /* RS256: PKCS#1 v1.5 with SHA-256 over `digest`; ES256: r||s (64 bytes) over `digest`. */
-static bool sig_verify(const struct key *k, const unsigned char digest[32], const unsigned char *sig,
-                       size_t siglen)
+static bool sig_verify(const struct key *k, const unsigned char digest[32],
+                       const unsigned char *sig, size_t siglen)
 {
   EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(k->pub, NULL);
   unsigned char *der = NULL;
@@ -976,7 +1022,8 @@ out:
   return ok;
 }
 
-/* ---- the PKCS#11 module ------------------------------------------------------------------------ */
+/* ---- the PKCS#11 module ------------------------------------------------------------------------
+ */
 
 static int module_load(struct module *m, const char *path)
 {
@@ -1066,7 +1113,8 @@ static int module_find_key(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, const ch
   return 0;
 }
 
-/* ---- measured phases: raw, module sign, module lookup ------------------------------------------- */
+/* ---- measured phases: raw, module sign, module lookup -------------------------------------------
+ */
 
 enum phase_kind { PH_RAW, PH_MODULE, PH_LOOKUP };
 static const char *const phase_names[] = {"raw", "module", "lookup"};
@@ -1124,8 +1172,8 @@ struct result {
   double elapsed_s, ops_s, p50_ms, p99_ms, cpu_us_op, req_op;
   struct stats st;
   unsigned verified, sampled;
-  double cpu_total;  /* µs, summed over the rounds */
-  uint64_t *lat;     /* ns, all rounds; sorted by result_finish */
+  double cpu_total; /* µs, summed over the rounds */
+  uint64_t *lat;    /* ns, all rounds; sorted by result_finish */
   size_t nlat;
 };
 
@@ -1166,7 +1214,8 @@ static int raw_op(struct worker *w, uint64_t counter)
     memcpy(digest, w->msg, 32);
   }
   b64url_encode(digest, 32, b64, sizeof(b64));
-  snprintf(body, sizeof(body), "{\"alg\":\"%s\",\"value\":\"%s\"}", k->rsa ? "RS256" : "ES256", b64);
+  snprintf(body, sizeof(body), "{\"alg\":\"%s\",\"value\":\"%s\"}", k->rsa ? "RS256" : "ES256",
+           b64);
   status = http_do(&w->http, "POST", w->sign_url, body);
   if (status != 200) {
     http_describe(&w->http, status, w->err, sizeof(w->err), "raw sign");
@@ -1243,8 +1292,9 @@ static int lookup_op(struct worker *w, uint64_t counter)
   }
   if (kt != CKK_RSA || attrs[1].ulValueLen == 0 || attrs[2].ulValueLen != k->modulus_len ||
       memcmp(modulus, k->modulus, k->modulus_len) != 0) {
-    seterr(w->err, sizeof(w->err), "C_GetAttributeValue: key type/CKA_ID/CKA_MODULUS do not match"
-                                   " the vault's key");
+    seterr(w->err, sizeof(w->err),
+           "C_GetAttributeValue: key type/CKA_ID/CKA_MODULUS do not match"
+           " the vault's key");
     return -1;
   }
   return 0;
@@ -1253,9 +1303,12 @@ static int lookup_op(struct worker *w, uint64_t counter)
 static int worker_op(struct worker *w, uint64_t counter)
 {
   switch (w->ph->kind) {
-  case PH_RAW: return raw_op(w, counter);
-  case PH_MODULE: return module_sign_op(w, counter);
-  case PH_LOOKUP: return lookup_op(w, counter);
+  case PH_RAW:
+    return raw_op(w, counter);
+  case PH_MODULE:
+    return module_sign_op(w, counter);
+  case PH_LOOKUP:
+    return lookup_op(w, counter);
   }
   return -1;
 }
@@ -1528,7 +1581,8 @@ static void phase_run(struct bench *b, enum phase_kind kind, struct key *key, un
   pthread_mutex_destroy(&ph.mu);
 }
 
-/* ---- the official SDK (Node) ------------------------------------------------------------------- */
+/* ---- the official SDK (Node) -------------------------------------------------------------------
+ */
 
 static bool file_exists(const char *path)
 {
@@ -1602,10 +1656,10 @@ static void sdk_run(struct bench *b, struct key *key, unsigned conc, struct resu
   snprintf(cbuf, sizeof(cbuf), "%u", conc);
   snprintf(dbuf, sizeof(dbuf), "%g", b->o.duration);
   {
-    char *argv[] = {(char *)b->o.node, script,     "--ready", b->ready_path, "--vault",
-                    b->vault_url,      "--key",    (char *)key->name,        "--alg",
-                    key->rsa ? "RS256" : "ES256",  "--concurrency",          cbuf,
-                    "--duration",      dbuf,       NULL};
+    char *argv[] = {
+        (char *)b->o.node, script,  "--ready",         b->ready_path, "--vault",
+        b->vault_url,      "--key", (char *)key->name, "--alg",       key->rsa ? "RS256" : "ES256",
+        "--concurrency",   cbuf,    "--duration",      dbuf,          NULL};
     if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) {
       seterr(r->note, sizeof(r->note), "pipe: %s", strerror(errno));
       r->failed = true;
@@ -1697,7 +1751,8 @@ out:
   free(script);
 }
 
-/* ---- cold start ---------------------------------------------------------------------------------- */
+/* ---- cold start
+ * ---------------------------------------------------------------------------------- */
 
 struct cold {
   bool ran;
@@ -1717,7 +1772,7 @@ struct cold {
   /* module, fresh process, empty cache dir; then a second process with the same cache dir */
   struct cold_module {
     unsigned nprocs, n_ok, n_verified;
-    bool ok, sig_ok; /* every process signed / every signature verifies */
+    bool ok, sig_ok;         /* every process signed / every signature verifies */
     double load_ms, init_ms; /* of the first process that reported */
     double total_ms;         /* C_Initialize to first signature (median over processes) */
     double max_ms, wall_ms;  /* slowest process; first spawn to last result */
@@ -1961,7 +2016,8 @@ out:
   http_close(&h);
 }
 
-/* Child mode (`--cold-child MODULE LABEL`): one process doing what a short-lived signing tool does. */
+/* Child mode (`--cold-child MODULE LABEL`): one process doing what a short-lived signing tool does.
+ */
 static int cold_child(const char *module_path, const char *label)
 {
   struct module m;
@@ -2016,18 +2072,17 @@ static int cold_child(const char *module_path, const char *label)
   fflush(stdout);
   module_finalize(&m);
   return 0;
-fail:
-  {
-    cJSON *o = cJSON_CreateObject();
-    char *txt;
-    cJSON_AddFalseToObject(o, "ok");
-    cJSON_AddStringToObject(o, "error", err);
-    txt = cJSON_PrintUnformatted(o);
-    printf("%s\n", txt ? txt : "{\"ok\":false}");
-    fflush(stdout);
-    free(txt);
-    cJSON_Delete(o);
-  }
+fail : {
+  cJSON *o = cJSON_CreateObject();
+  char *txt;
+  cJSON_AddFalseToObject(o, "ok");
+  cJSON_AddStringToObject(o, "error", err);
+  txt = cJSON_PrintUnformatted(o);
+  printf("%s\n", txt ? txt : "{\"ok\":false}");
+  fflush(stdout);
+  free(txt);
+  cJSON_Delete(o);
+}
   module_finalize(&m);
   return 1;
 }
@@ -2184,7 +2239,8 @@ static int cold_seed(struct bench *b, struct key *coldkey, struct cold *c)
   return rc;
 }
 
-/* ---- report --------------------------------------------------------------------------------------- */
+/* ---- report
+ * --------------------------------------------------------------------------------------- */
 
 struct check {
   char name[160];
@@ -2245,7 +2301,8 @@ static void run_checks(struct bench *b, struct report *rep)
     const struct result *r = &rep->sign[i];
     snprintf(name, sizeof(name), "%s %s %u thr", r->key, r->impl, r->threads);
     if (!r->ran) {
-      /* a skipped SDK (no node / packages) is a note, anything else that did not run is a failure */
+      /* a skipped SDK (no node / packages) is a note, anything else that did not run is a failure
+       */
       if (!r->failed)
         continue;
       check_add(rep, false, name, "did not run: %s", r->note);
@@ -2261,7 +2318,8 @@ static void run_checks(struct bench *b, struct report *rep)
       double other = r->st.total - r->st.sign;
       double tol = (double)r->ops / 100 > 2 ? (double)r->ops / 100 : 2;
       check_add(rep, r->st.sign == (double)r->ops && other <= tol, name,
-                "vault requests: %.0f keys.sign for %" PRIu64 " C_Sign, %.0f other (tolerance %.0f),"
+                "vault requests: %.0f keys.sign for %" PRIu64
+                " C_Sign, %.0f other (tolerance %.0f),"
                 " %.0f token",
                 r->st.sign, r->ops, other, tol, r->st.token);
     } else {
@@ -2282,18 +2340,20 @@ static void run_checks(struct bench *b, struct report *rep)
     check_add(rep, r->st.total == 0, name, "%.0f vault requests during cached lookups (must be 0)",
               r->st.total);
   }
-  {
+  if (b->o.only & SEL_COLD) {
     const struct cold *c = &rep->cold;
     if (!c->ran) {
       check_add(rep, false, "cold start", "did not run: %s", c->note);
     } else {
       check_add(rep, c->raw_ok && c->raw_sig_ok && c->raw_keys >= b->o.keys,
-                "cold start raw listing", "%lu keys listed in %lu pages (vault seeded with %lu), "
+                "cold start raw listing",
+                "%lu keys listed in %lu pages (vault seeded with %lu), "
                 "signature %s%s%s",
-                c->raw_keys, c->raw_pages, b->o.keys, c->raw_sig_ok ? "verifies" : "DOES NOT verify",
-                c->note[0] ? "; " : "", c->note);
-      check_add(rep, c->rawget_ok && c->rawget_keys == c->raw_keys &&
-                         c->rawget_st.get == (double)c->rawget_keys,
+                c->raw_keys, c->raw_pages, b->o.keys,
+                c->raw_sig_ok ? "verifies" : "DOES NOT verify", c->note[0] ? "; " : "", c->note);
+      check_add(rep,
+                c->rawget_ok && c->rawget_keys == c->raw_keys &&
+                    c->rawget_st.get == (double)c->rawget_keys,
                 "cold start raw list+get", "%lu keys fetched, %.0f keys.get requests",
                 c->rawget_keys, c->rawget_st.get);
       for (int i = 0; i < 2; i++) {
@@ -2305,14 +2365,14 @@ static void run_checks(struct bench *b, struct report *rep)
                   cm->ok ? "C_Initialize to first signature done" : cm->note,
                   cm->sig_ok ? "verifies" : "DOES NOT verify", cm->st.sign, cm->st.total);
       }
-      {
-        const struct cold_module *cm = &c->par;
-        snprintf(name, sizeof(name), "%u processes at once", cm->nprocs);
-        check_add(rep, cm->ok && cm->sig_ok && cm->st.sign == (double)cm->nprocs, name,
-                  "%u of %u signed%s%s; %u signatures verify; %.0f keys.sign requests", cm->n_ok,
-                  cm->nprocs, cm->note[0] ? ": " : "", cm->note, cm->n_verified, cm->st.sign);
-      }
     }
+  }
+  if (b->o.only & SEL_PROCS) {
+    const struct cold_module *cm = &rep->cold.par;
+    snprintf(name, sizeof(name), "%u processes at once", cm->nprocs);
+    check_add(rep, cm->ok && cm->sig_ok && cm->st.sign == (double)cm->nprocs, name,
+              "%u of %u signed%s%s; %u signatures verify; %.0f keys.sign requests", cm->n_ok,
+              cm->nprocs, cm->note[0] ? ": " : "", cm->note, cm->n_verified, cm->st.sign);
   }
 }
 
@@ -2367,21 +2427,27 @@ static void print_report(const struct bench *b, const struct report *rep)
                    "their SHA-256");
   print_sign_table(b, rep, "EC P-256",
                    "Sign EC P-256: module CKM_ECDSA over a 32-byte digest; raw/sdk ES256");
-  printf("\nCached lookup: C_FindObjects(class+label) + C_GetAttributeValue(KEY_TYPE, ID, MODULUS)\n");
-  printf("%4s %10s %9s %9s %10s %9s %14s\n", "thr", "ops/s", "p50 ms", "p99 ms", "cpu us/op",
-         "ops", "vault requests");
-  for (size_t i = 0; i < rep->nlookup; i++) {
-    const struct result *r = &rep->lookup[i];
-    if (!r->ran) {
-      printf("%4u  %s\n", r->threads, r->note);
-      continue;
+  if (b->o.only & SEL_LOOKUP) {
+    printf("\nCached lookup: C_FindObjects(class+label) + C_GetAttributeValue(KEY_TYPE, ID, "
+           "MODULUS)\n");
+    printf("%4s %10s %9s %9s %10s %9s %14s\n", "thr", "ops/s", "p50 ms", "p99 ms", "cpu us/op",
+           "ops", "vault requests");
+    for (size_t i = 0; i < rep->nlookup; i++) {
+      const struct result *r = &rep->lookup[i];
+      if (!r->ran) {
+        printf("%4u  %s\n", r->threads, r->note);
+        continue;
+      }
+      printf("%4u %10.1f %9.4f %9.4f %10.2f %9" PRIu64 " %14.0f\n", r->threads, r->ops_s, r->p50_ms,
+             r->p99_ms, r->cpu_us_op, r->ops, r->st.total);
     }
-    printf("%4u %10.1f %9.4f %9.4f %10.2f %9" PRIu64 " %14.0f\n", r->threads, r->ops_s, r->p50_ms,
-           r->p99_ms, r->cpu_us_op, r->ops, r->st.total);
   }
-  printf("\nCold start: %lu EC P-256 keys in vault \"%s\" (seeded in %.0f ms, %d connections)\n",
-         b->o.keys, VAULT_COLD, c->seed_ms, SEED_THREADS);
-  if (!c->ran) {
+  if (b->o.only & SEL_COLD)
+    printf("\nCold start: %lu EC P-256 keys in vault \"%s\" (seeded in %.0f ms, %d connections)\n",
+           b->o.keys, VAULT_COLD, c->seed_ms, SEED_THREADS);
+  if (!(b->o.only & SEL_COLD)) {
+    /* not selected */
+  } else if (!c->ran) {
     printf("  not run: %s\n", c->note);
   } else {
     if (c->raw_ok)
@@ -2410,7 +2476,7 @@ static void print_report(const struct bench *b, const struct report *rep)
              ratio(c->mod[0].total_ms, c->raw_ms),
              c->rawget_ok ? ratio(c->mod[0].total_ms, c->rawget_ms) : 0);
   }
-  {
+  if (b->o.only & SEL_PROCS) {
     const struct cold_module *cm = &c->par;
     printf("\n%u processes at once, each C_Initialize -> one signature (vault \"%s\", 2 keys, one"
            " empty cache dir)\n",
@@ -2420,9 +2486,8 @@ static void print_report(const struct bench *b, const struct report *rep)
     else
       printf("  %u of %u signed; wall %.1f ms, per process median %.1f ms, max %.1f ms;"
              " %.0f vault requests: %.0f list, %.0f get, %.0f sign; %.0f token%s%s\n",
-             cm->n_ok, cm->nprocs, cm->wall_ms, cm->total_ms, cm->max_ms, cm->st.total,
-             cm->st.list, cm->st.get, cm->st.sign, cm->st.token, cm->note[0] ? "; " : "",
-             cm->note);
+             cm->n_ok, cm->nprocs, cm->wall_ms, cm->total_ms, cm->max_ms, cm->st.total, cm->st.list,
+             cm->st.get, cm->st.sign, cm->st.token, cm->note[0] ? "; " : "", cm->note);
   }
   printf("\nChecks (correctness of the numbers, never speed):\n");
   for (size_t i = 0; i < rep->nchecks; i++)
@@ -2430,8 +2495,8 @@ static void print_report(const struct bench *b, const struct report *rep)
            rep->checks[i].detail);
   for (size_t i = 0; i < rep->nsign; i++)
     if (!rep->sign[i].ran && !rep->sign[i].failed)
-      printf("  note %s %s %u thr: %s\n", rep->sign[i].key, rep->sign[i].impl,
-             rep->sign[i].threads, rep->sign[i].note);
+      printf("  note %s %s %u thr: %s\n", rep->sign[i].key, rep->sign[i].impl, rep->sign[i].threads,
+             rep->sign[i].note);
   printf("akv-bench: %s\n", rep->all_ok ? "all checks passed" : "SOME CHECKS FAILED");
 }
 
@@ -2582,25 +2647,28 @@ static int write_json(const struct bench *b, const struct report *rep, const cha
   return rc;
 }
 
-/* ---- main ------------------------------------------------------------------------------------------- */
+/* ---- main
+ * ------------------------------------------------------------------------------------------- */
 
 static void usage(FILE *f)
 {
-  fprintf(f,
-          "usage: akv-bench (--emulator PATH | --ready-file FILE) --module PATH [options]\n"
-          "  --emulator PATH     start this akv-emulator (vaults \"" VAULT_SIGN "\" and \"" VAULT_COLD
-          "\") and stop it at the end\n"
-          "  --ready-file FILE   use an emulator that is already running (its ready file)\n"
-          "  --module PATH       the PKCS#11 module (akv-pkcs11.so)\n"
-          "  --threads LIST      thread counts, default 1,4,16\n"
-          "  --duration S        seconds per measured phase, default 5\n"
-          "  --keys N            keys in the vault for cold start, default 1000\n"
-          "  --procs N           processes signing at once from an empty cache, default 50\n"
-          "  --json FILE         also write the results as JSON\n"
-          "  --sdk-dir DIR       where sdk-sign.mjs and its node_modules are (default: source dir)\n"
-          "  --node PATH         node binary (default: node from PATH)\n"
-          "  --max-time S        abort the whole run after S seconds (default 900, smoke 280)\n"
-          "  --smoke             1 s phases, threads 1,4, 50 keys, 10 processes: checks the numbers\n");
+  fprintf(
+      f,
+      "usage: akv-bench (--emulator PATH | --ready-file FILE) --module PATH [options]\n"
+      "  --emulator PATH     start this akv-emulator (vaults \"" VAULT_SIGN "\" and \"" VAULT_COLD
+      "\") and stop it at the end\n"
+      "  --ready-file FILE   use an emulator that is already running (its ready file)\n"
+      "  --module PATH       the PKCS#11 module (akv-pkcs11.so)\n"
+      "  --threads LIST      thread counts, default 1,4,16\n"
+      "  --duration S        seconds per measured phase, default 5\n"
+      "  --keys N            keys in the vault for cold start, default 1000\n"
+      "  --procs N           processes signing at once from an empty cache, default 50\n"
+      "  --only LIST         run only these parts: raw,sdk,module,lookup,cold,procs\n"
+      "  --json FILE         also write the results as JSON\n"
+      "  --sdk-dir DIR       where sdk-sign.mjs and its node_modules are (default: source dir)\n"
+      "  --node PATH         node binary (default: node from PATH)\n"
+      "  --max-time S        abort the whole run after S seconds (default 900, smoke 280)\n"
+      "  --smoke             1 s phases, threads 1,4, 50 keys, 10 processes: checks the numbers\n");
 }
 
 static int parse_threads(const char *s, struct opts *o)
@@ -2617,12 +2685,35 @@ static int parse_threads(const char *s, struct opts *o)
   return o->nthreads ? 0 : -1;
 }
 
+static int parse_only(const char *s, unsigned *out)
+{
+  static const struct {
+    const char *name;
+    unsigned bit;
+  } parts[] = {{"raw", SEL_RAW},       {"sdk", SEL_SDK},   {"module", SEL_MODULE},
+               {"lookup", SEL_LOOKUP}, {"cold", SEL_COLD}, {"procs", SEL_PROCS}};
+  char buf[128], *save = NULL, *tok;
+  snprintf(buf, sizeof(buf), "%s", s);
+  *out = 0;
+  for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    size_t i;
+    for (i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+      if (strcmp(tok, parts[i].name) == 0)
+        break;
+    if (i == sizeof(parts) / sizeof(parts[0]))
+      return -1;
+    *out |= parts[i].bit;
+  }
+  return *out ? 0 : -1;
+}
+
 static int parse_args(int argc, char **argv, struct opts *o)
 {
   bool threads_set = false, duration_set = false, keys_set = false, max_set = false;
   bool procs_set = false;
   o->sdk_dir = AKV_BENCH_SRCDIR;
   o->node = "node";
+  o->only = SEL_ALL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     unsigned long n;
@@ -2674,6 +2765,11 @@ static int parse_args(int argc, char **argv, struct opts *o)
       }
       o->keys = n;
       keys_set = true;
+    } else if (strcmp(a, "--only") == 0) {
+      if (parse_only(v, &o->only) != 0) {
+        fprintf(stderr, "akv-bench: --only wants a list of raw,sdk,module,lookup,cold,procs\n");
+        return -1;
+      }
     } else if (strcmp(a, "--procs") == 0) {
       if (parse_uint(v, 1, MAX_PROCS, &n) != 0) {
         fprintf(stderr, "akv-bench: --procs wants 1..%d\n", MAX_PROCS);
@@ -2732,6 +2828,16 @@ static void module_env(struct bench *b, const char *cache_dir)
   setenv("XDG_CACHE_HOME", cache_dir, 1);
 }
 
+/* Marks a row of a part that --only left out (a note, not a failure). */
+static void not_selected(struct result *r, const char *impl, unsigned n, unsigned selected)
+{
+  if (selected)
+    return;
+  r->impl = impl;
+  r->threads = n;
+  seterr(r->note, sizeof(r->note), "not selected (--only)");
+}
+
 /* A module phase round; initializes the module on first use, notes why when it cannot. */
 static void module_phase(struct bench *b, enum phase_kind kind, struct key *key, unsigned n,
                          double seconds, struct result *r, bool *ready)
@@ -2780,17 +2886,25 @@ static void run_all(struct bench *b, struct report *rep)
        * weighs on both alike instead of on whichever ran second */
       fprintf(stderr, "akv-bench: %s, %u thread(s): raw, module, sdk, module, raw\n", keynames[k],
               n);
-      phase_run(b, PH_RAW, keys[k], n, half, raw);
-      module_phase(b, PH_MODULE, keys[k], n, half, mod, &module_ready);
-      sdk_run(b, keys[k], n, sdk);
-      module_phase(b, PH_MODULE, keys[k], n, half, mod, &module_ready);
-      phase_run(b, PH_RAW, keys[k], n, half, raw);
+      if (b->o.only & SEL_RAW)
+        phase_run(b, PH_RAW, keys[k], n, half, raw);
+      if (b->o.only & SEL_MODULE)
+        module_phase(b, PH_MODULE, keys[k], n, half, mod, &module_ready);
+      if (b->o.only & SEL_SDK)
+        sdk_run(b, keys[k], n, sdk);
+      if (b->o.only & SEL_MODULE)
+        module_phase(b, PH_MODULE, keys[k], n, half, mod, &module_ready);
+      if (b->o.only & SEL_RAW)
+        phase_run(b, PH_RAW, keys[k], n, half, raw);
+      not_selected(raw, "raw", n, b->o.only & SEL_RAW);
+      not_selected(sdk, "sdk", n, b->o.only & SEL_SDK);
+      not_selected(mod, "module", n, b->o.only & SEL_MODULE);
       result_finish(raw);
       result_finish(mod);
     }
   }
   rep->lookup = xcalloc(b->o.nthreads, sizeof(*rep->lookup));
-  for (size_t t = 0; t < b->o.nthreads; t++) {
+  for (size_t t = 0; (b->o.only & SEL_LOOKUP) && t < b->o.nthreads; t++) {
     struct result *r = &rep->lookup[rep->nlookup++];
     r->key = "RSA-2048";
     fprintf(stderr, "akv-bench: cached lookup, %u thread(s)\n", b->o.threads[t]);
@@ -2800,17 +2914,21 @@ static void run_all(struct bench *b, struct report *rep)
   if (b->mod_loaded)
     module_finalize(&b->mod);
 
-  fprintf(stderr, "akv-bench: cold start: seeding %lu keys\n", b->o.keys);
   memset(&coldkey, 0, sizeof(coldkey));
   snprintf(coldname, sizeof(coldname), "cold-%05lu", b->o.keys - 1);
   coldkey.name = coldname;
-  if (cold_seed(b, &coldkey, &rep->cold) == 0) {
-    rep->cold.ran = true;
-    fprintf(stderr, "akv-bench: cold start: raw listing, module (fresh, second process)\n");
-    cold_raw(b, &coldkey, &rep->cold);
-    cold_raw_getall(b, &rep->cold);
-    module_procs(b, b->cold_url, &coldkey, cache_cold, 1, &rep->cold.mod[0]);
-    module_procs(b, b->cold_url, &coldkey, cache_cold, 1, &rep->cold.mod[1]);
+  if (b->o.only & SEL_COLD) {
+    fprintf(stderr, "akv-bench: cold start: seeding %lu keys\n", b->o.keys);
+    if (cold_seed(b, &coldkey, &rep->cold) == 0) {
+      rep->cold.ran = true;
+      fprintf(stderr, "akv-bench: cold start: raw listing, module (fresh, second process)\n");
+      cold_raw(b, &coldkey, &rep->cold);
+      cold_raw_getall(b, &rep->cold);
+      module_procs(b, b->cold_url, &coldkey, cache_cold, 1, &rep->cold.mod[0]);
+      module_procs(b, b->cold_url, &coldkey, cache_cold, 1, &rep->cold.mod[1]);
+    }
+  }
+  if (b->o.only & SEL_PROCS) {
     fprintf(stderr, "akv-bench: %lu processes signing at once from an empty cache\n", b->o.procs);
     module_procs(b, b->vault_url, &b->ec, cache_par, (unsigned)b->o.procs, &rep->cold.par);
   }
