@@ -91,6 +91,9 @@ int emu_resp_header(struct emu_resp *resp, const char *name, const char *value)
 }
 
 static int resp_verror(struct emu_resp *resp, unsigned status, const char *code, const char *inner,
+                       const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+
+static int resp_verror(struct emu_resp *resp, unsigned status, const char *code, const char *inner,
                        const char *fmt, va_list ap)
 {
   char msg[1024];
