@@ -133,6 +133,29 @@ static bool expect(struct client *cl, long got, long want, const char *what, cJS
   return false;
 }
 
+/* Sign `digest` with key/alg, verify the signature on the service; counts errors. */
+static void sign_verify(struct client *cl, CURL *c, const char *key, const char *alg,
+                        const char *digest)
+{
+  char url[512], body[1024];
+  cJSON *j = NULL, *j2 = NULL;
+  snprintf(url, sizeof(url), "%s/keys/%s/sign?api-version=7.6", vault, key);
+  snprintf(body, sizeof(body), "{\"alg\":\"%s\",\"value\":\"%s\"}", alg, digest);
+  long st = request(c, "POST", url, body, &j);
+  if(expect(cl, st, 200, "sign", j) && jstr(j, "value", NULL)) {
+    snprintf(url, sizeof(url), "%s/keys/%s/verify?api-version=7.6", vault, key);
+    snprintf(body, sizeof(body), "{\"alg\":\"%s\",\"digest\":\"%s\",\"value\":\"%s\"}", alg,
+             digest, jstr(j, "value", NULL));
+    st = request(c, "POST", url, body, &j2);
+    if(expect(cl, st, 200, "verify", j2) && !cJSON_IsTrue(cJSON_GetObjectItem(j2, "value"))) {
+      cl->errors++;
+      fprintf(stderr, "stress: client %d: %s signature did not verify\n", cl->id, alg);
+    }
+  }
+  cJSON_Delete(j);
+  cJSON_Delete(j2);
+}
+
 static void *client_main(void *arg)
 {
   struct client *cl = arg;
@@ -174,42 +197,9 @@ static void *client_main(void *arg)
     }
     cJSON_Delete(j);
 
-    /* own EC key: sign + verify */
-    snprintf(url, sizeof(url), "%s/keys/%s/sign?api-version=7.6", vault, name);
-    snprintf(body, sizeof(body), "{\"alg\":\"ES256\",\"value\":\"%s\"}", digest);
-    st = request(c, "POST", url, body, &j);
-    if(expect(cl, st, 200, "sign ES256", j) && jstr(j, "value", NULL)) {
-      cJSON *j2 = NULL;
-      snprintf(url, sizeof(url), "%s/keys/%s/verify?api-version=7.6", vault, name);
-      snprintf(body, sizeof(body), "{\"alg\":\"ES256\",\"digest\":\"%s\",\"value\":\"%s\"}", digest,
-               jstr(j, "value", NULL));
-      st = request(c, "POST", url, body, &j2);
-      if(expect(cl, st, 200, "verify ES256", j2) && !cJSON_IsTrue(cJSON_GetObjectItem(j2, "value"))) {
-        cl->errors++;
-        fprintf(stderr, "stress: client %d: ES256 signature did not verify\n", cl->id);
-      }
-      cJSON_Delete(j2);
-    }
-    cJSON_Delete(j);
-
-    /* shared RSA key: sign + verify, encrypt + decrypt */
-    snprintf(url, sizeof(url), "%s/keys/stress-rsa/sign?api-version=7.6", vault);
-    snprintf(body, sizeof(body), "{\"alg\":\"PS256\",\"value\":\"%s\"}", digest);
-    st = request(c, "POST", url, body, &j);
-    if(expect(cl, st, 200, "sign PS256", j) && jstr(j, "value", NULL)) {
-      cJSON *j2 = NULL;
-      char vb[1024];
-      snprintf(url, sizeof(url), "%s/keys/stress-rsa/verify?api-version=7.6", vault);
-      snprintf(vb, sizeof(vb), "{\"alg\":\"PS256\",\"digest\":\"%s\",\"value\":\"%s\"}", digest,
-               jstr(j, "value", NULL));
-      st = request(c, "POST", url, vb, &j2);
-      if(expect(cl, st, 200, "verify PS256", j2) && !cJSON_IsTrue(cJSON_GetObjectItem(j2, "value"))) {
-        cl->errors++;
-        fprintf(stderr, "stress: client %d: PS256 signature did not verify\n", cl->id);
-      }
-      cJSON_Delete(j2);
-    }
-    cJSON_Delete(j);
+    /* own EC key and the shared RSA key: sign, then verify on the service */
+    sign_verify(cl, c, name, "ES256", digest);
+    sign_verify(cl, c, "stress-rsa", "PS256", digest);
     snprintf(url, sizeof(url), "%s/keys/stress-rsa/encrypt?api-version=7.6", vault);
     snprintf(body, sizeof(body), "{\"alg\":\"RSA-OAEP-256\",\"value\":\"%s\"}", plain);
     st = request(c, "POST", url, body, &j);
