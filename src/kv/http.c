@@ -207,9 +207,12 @@ kv_rc kv_http_do(struct kv_http *http, const struct kv_http_request *req,
               req->method, req->url, delay, o->deadline_ms);
       break;
     }
-    akv_info(AKV_LOGC_HTTP, "%s %s: %s%ld, retry %u/%u in %ld ms (x-ms-client-request-id %s)",
-             req->method, req->url, rc == KV_OK ? "HTTP " : "", rc == KV_OK ? resp->status : (long)rc,
-             attempt + 1, max_retries, delay, crid);
+    if (rc == KV_OK)
+      akv_info(AKV_LOGC_HTTP, "%s %s: HTTP %ld, retry %u/%u in %ld ms (x-ms-client-request-id %s)",
+               req->method, req->url, resp->status, attempt + 1, max_retries, delay, crid);
+    else
+      akv_info(AKV_LOGC_HTTP, "%s %s: %s, retry %u/%u in %ld ms (x-ms-client-request-id %s)",
+               req->method, req->url, kv_rc_str(rc), attempt + 1, max_retries, delay, crid);
     t->sleep_ms(t->ctx, delay);
   }
   if (rc == KV_OK && resp->status >= 300 && resp->status < 400) {
