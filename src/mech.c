@@ -233,14 +233,14 @@ CK_RV akv_digestinfo_parse(const unsigned char *der, size_t len, CK_MECHANISM_TY
     goto out;
   sig = d2i_X509_SIG(NULL, &p, (long)len);
   if (!sig || (size_t)(p - der) != len) {
-    akv_warn(AKV_LOGC_P11, "CKM_RSA_PKCS sign: input is not a DER DigestInfo (%zu bytes)", len);
+    akv_dbg(AKV_LOGC_P11, "CKM_RSA_PKCS: input is not a DER DigestInfo (%zu bytes)", len);
     goto out;
   }
   /* Only the exact DER the service will rebuild (NULL parameters, minimal lengths) is accepted:
    * anything else would yield a signature over different bytes than the caller asked for. */
   re_len = i2d_X509_SIG(sig, &re);
   if (re_len < 0 || (size_t)re_len != len || memcmp(re, der, len) != 0) {
-    akv_warn(AKV_LOGC_P11, "CKM_RSA_PKCS sign: DigestInfo is not in canonical DER");
+    akv_dbg(AKV_LOGC_P11, "CKM_RSA_PKCS: DigestInfo is not in canonical DER");
     goto out;
   }
   X509_SIG_get0(sig, &alg, &octets);
@@ -250,18 +250,16 @@ CK_RV akv_digestinfo_parse(const unsigned char *der, size_t len, CK_MECHANISM_TY
     if (hash_table[i].nid == nid)
       h = hash_table[i].hash;
   if (!akv_jwa_rs(h)) {
-    akv_warn(AKV_LOGC_P11,
-             "CKM_RSA_PKCS sign: DigestInfo hash %s is not signable by Key Vault (RS256/384/512 "
-             "only; SHA-1 is refused)",
-             nid == NID_undef ? "(unknown)" : OBJ_nid2sn(nid));
+    akv_dbg(AKV_LOGC_P11, "CKM_RSA_PKCS: DigestInfo of %s has no RS* algorithm",
+            nid == NID_undef ? "(unknown)" : OBJ_nid2sn(nid));
     goto out;
   }
   if (ptype != V_ASN1_NULL) {
-    akv_warn(AKV_LOGC_P11, "CKM_RSA_PKCS sign: DigestInfo without NULL parameters");
+    akv_dbg(AKV_LOGC_P11, "CKM_RSA_PKCS: DigestInfo without NULL parameters");
     goto out;
   }
   if ((size_t)ASN1_STRING_length(octets) != akv_hash_len(h)) {
-    akv_warn(AKV_LOGC_P11, "CKM_RSA_PKCS sign: DigestInfo digest has the wrong length");
+    akv_dbg(AKV_LOGC_P11, "CKM_RSA_PKCS: DigestInfo digest has the wrong length");
     goto out;
   }
   *hash = h;

@@ -70,10 +70,10 @@ size_t akv_ec_digest_len(enum kv_crv crv);
 size_t akv_ec_field_len(enum kv_crv crv);
 size_t akv_ec_order_bits(enum kv_crv crv);
 
-/* Parses a DER DigestInfo as CKM_RSA_PKCS sign input. Accepts only the canonical DER encoding
- * (AlgorithmIdentifier with NULL parameters, no trailing bytes) of SHA-256/384/512, because the
- * service rebuilds exactly that encoding; sets *hash and *digest (points into der). SHA-1, other
- * hashes and anything malformed give CKR_DATA_INVALID. */
+/* Recognises CKM_RSA_PKCS sign input that an RS* algorithm can sign: only the canonical DER
+ * DigestInfo (NULL parameters, minimal lengths, no trailing bytes) of SHA-256/384/512, because the
+ * service rebuilds exactly that encoding; sets *hash and *digest (points into der). Anything else
+ * (SHA-1, other hashes, other bytes) gives CKR_DATA_INVALID: the caller signs it with RSNULL. */
 CK_RV akv_digestinfo_parse(const unsigned char *der, size_t len, CK_MECHANISM_TYPE *hash,
                            const unsigned char **digest);
 

@@ -167,9 +167,10 @@ static CK_RV sv_feed(struct akv_op *op, const CK_BYTE *data, CK_ULONG len)
   return akv_outbuf_append(&op->in, data, len, op->in_limit);
 }
 
-/* What goes to the vault (or to the local verifier): the digest in the form the JWA algorithm
- * takes, and that algorithm. Remote HMAC is handled by the callers (the message itself). */
-static CK_RV sv_digest(struct akv_op *op, unsigned char *out, size_t *out_len, const char **alg)
+/* What goes to the vault: the bytes the JWA algorithm takes (*tbs, pointing into buf or the
+ * accumulated input) and that algorithm. For remote HMAC that is the message itself. */
+static CK_RV sv_tbs(struct akv_op *op, unsigned char *buf, const unsigned char **tbs,
+                    size_t *tbs_len, const char **alg)
 {
   unsigned char tmp[EVP_MAX_MD_SIZE];
   unsigned int tmp_len = 0;
@@ -177,24 +178,38 @@ static CK_RV sv_digest(struct akv_op *op, unsigned char *out, size_t *out_len, c
   size_t in_len = op->in.len;
   CK_MECHANISM_TYPE hash;
   const unsigned char *digest;
-  CK_RV rv;
+  CK_RV rv = CKR_OK;
 
+  *alg = op->alg;
   if (op->md) {
     if (!EVP_DigestFinal_ex(op->md, tmp, &tmp_len))
       return CKR_FUNCTION_FAILED;
     in = tmp;
     in_len = tmp_len;
   }
-  *alg = op->alg;
   switch (op->mech->fam) {
+  case AKV_MF_HMAC:
+    *tbs = in;
+    *tbs_len = in_len;
+    return CKR_OK;
   case AKV_MF_RSA_PKCS:
     if (!op->md) {
-      rv = akv_digestinfo_parse(in, in_len, &hash, &digest);
-      if (rv != CKR_OK)
-        return rv;
-      *alg = akv_jwa_rs(hash);
-      in = digest;
-      in_len = akv_hash_len(hash);
+      if (in_len == 0)
+        return CKR_DATA_LEN_RANGE;
+      if (akv_digestinfo_parse(in, in_len, &hash, &digest) == CKR_OK) {
+        *alg = akv_jwa_rs(hash);
+        in = digest;
+        in_len = akv_hash_len(hash);
+      } else {
+        /* Any other input (a SHA-1 DigestInfo, the TLS 1.0 MD5+SHA-1 pair...) is signed as is
+         * with RSNULL, PKCS#1 v1.5 over the caller's bytes: exactly CKM_RSA_PKCS. */
+        akv_dbg(AKV_LOGC_P11, "CKM_RSA_PKCS: %zu bytes that are no SHA-2 DigestInfo: RSNULL",
+                in_len);
+        *alg = "RSNULL";
+        *tbs = in;
+        *tbs_len = in_len;
+        return CKR_OK;
+      }
     }
     break;
   case AKV_MF_RSA_PSS:
@@ -202,12 +217,16 @@ static CK_RV sv_digest(struct akv_op *op, unsigned char *out, size_t *out_len, c
       return CKR_DATA_LEN_RANGE;
     break;
   case AKV_MF_ECDSA:
-    return akv_ecdsa_digest(op->obj->key->crv, in, in_len, out, out_len);
+    rv = akv_ecdsa_digest(op->obj->key->crv, in, in_len, buf, tbs_len);
+    *tbs = buf;
+    OPENSSL_cleanse(tmp, sizeof(tmp));
+    return rv;
   default:
     return CKR_GENERAL_ERROR;
   }
-  memcpy(out, in, in_len);
-  *out_len = in_len;
+  memcpy(buf, in, in_len);
+  *tbs = buf;
+  *tbs_len = in_len;
   OPENSSL_cleanse(tmp, sizeof(tmp));
   return CKR_OK;
 }
@@ -217,23 +236,15 @@ static CK_RV sv_digest(struct akv_op *op, unsigned char *out, size_t *out_len, c
 static CK_RV sign_remote(struct akv_session *s, struct akv_op *op, struct kv_bytes *sig)
 {
   unsigned char digest[AKV_MAX_DIGEST];
-  size_t digest_len = 0;
-  const unsigned char *tbs = digest;
-  size_t tbs_len;
-  const char *alg = op->alg;
+  const unsigned char *tbs = NULL;
+  size_t tbs_len = 0;
+  const char *alg = NULL;
   const struct kv_key *key = op->obj->key;
   kv_rc rc;
-  CK_RV rv;
+  CK_RV rv = sv_tbs(op, digest, &tbs, &tbs_len, &alg);
 
-  if (op->mech->fam == AKV_MF_HMAC) {
-    tbs = op->in.data;
-    tbs_len = op->in.len;
-  } else {
-    rv = sv_digest(op, digest, &digest_len, &alg);
-    if (rv != CKR_OK)
-      return rv;
-    tbs_len = digest_len;
-  }
+  if (rv != CKR_OK)
+    return rv;
   /* The version pinned when the object was listed, never "latest". */
   rc = kv_sign(op->obj->slot->client, key->name, key->version, alg, tbs, tbs_len, sig);
   if (rc != KV_OK)
@@ -443,24 +454,16 @@ static CK_RV verify_remote(struct akv_session *s, struct akv_op *op, const unsig
                            size_t sig_len)
 {
   unsigned char digest[AKV_MAX_DIGEST];
-  size_t digest_len = 0;
-  const unsigned char *tbs = digest;
-  size_t tbs_len;
-  const char *alg = op->alg;
+  const unsigned char *tbs = NULL;
+  size_t tbs_len = 0;
+  const char *alg = NULL;
   const struct kv_key *key = op->obj->key;
   int valid = 0;
   kv_rc rc;
-  CK_RV rv;
+  CK_RV rv = sv_tbs(op, digest, &tbs, &tbs_len, &alg);
 
-  if (op->mech->fam == AKV_MF_HMAC) {
-    tbs = op->in.data;
-    tbs_len = op->in.len;
-  } else {
-    rv = sv_digest(op, digest, &digest_len, &alg);
-    if (rv != CKR_OK)
-      return rv;
-    tbs_len = digest_len;
-  }
+  if (rv != CKR_OK)
+    return rv;
   rc = kv_verify(op->obj->slot->client, key->name, key->version, alg, tbs, tbs_len, sig, sig_len,
                  &valid);
   if (rc != KV_OK)

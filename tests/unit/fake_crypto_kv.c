@@ -144,7 +144,15 @@ FK_WEAK kv_rc kv_sign(struct kv_client *cl, const char *name, const char *versio
   ctx = EVP_PKEY_CTX_new(k->priv, NULL);
   if (!ctx || EVP_PKEY_sign_init(ctx) <= 0)
     goto out;
-  if (alg[0] == 'R' || alg[0] == 'P') {
+  if (strcmp(alg, "RSNULL") == 0) {
+    /* PKCS#1 v1.5 over the caller's bytes, at most k-11 of them. */
+    if (digest_len == 0 || digest_len > (size_t)EVP_PKEY_get_size(k->priv) - 11)
+      goto out;
+    EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING);
+    if (EVP_PKEY_sign(ctx, buf, &n, digest, digest_len) <= 0)
+      goto out;
+    rc = fk_bytes_set(sig, buf, n) ? KV_OK : KV_E_NOMEM;
+  } else if (alg[0] == 'R' || alg[0] == 'P') {
     const EVP_MD *md = fk_md_for(alg);
     if (!md || (size_t)EVP_MD_get_size(md) != digest_len)
       goto out;
@@ -204,7 +212,10 @@ FK_WEAK kv_rc kv_verify(struct kv_client *cl, const char *name, const char *vers
   ctx = EVP_PKEY_CTX_new(k->priv, NULL);
   if (!ctx || EVP_PKEY_verify_init(ctx) <= 0)
     goto out;
-  if (alg[0] == 'R' || alg[0] == 'P') {
+  if (strcmp(alg, "RSNULL") == 0) {
+    EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING);
+    *valid = EVP_PKEY_verify(ctx, sig, sig_len, digest, digest_len) == 1;
+  } else if (alg[0] == 'R' || alg[0] == 'P') {
     const EVP_MD *md = fk_md_for(alg);
     EVP_PKEY_CTX_set_rsa_padding(ctx, alg[0] == 'P' ? RSA_PKCS1_PSS_PADDING : RSA_PKCS1_PADDING);
     EVP_PKEY_CTX_set_signature_md(ctx, md);

@@ -156,7 +156,7 @@ static void test_digestinfo_rejected(void **state)
   const unsigned char *digest = NULL;
   size_t n;
   (void)state;
-  /* SHA-1: Key Vault has no RS1. */
+  /* SHA-1: Key Vault has no RS1 (signed with RSNULL instead). */
   n = build_di(buf, di_sha1, sizeof(di_sha1), 20);
   assert_int_equal(akv_digestinfo_parse(buf, n, &hash, &digest), CKR_DATA_INVALID);
   /* Trailing byte. */
@@ -165,7 +165,7 @@ static void test_digestinfo_rejected(void **state)
   assert_int_equal(akv_digestinfo_parse(buf, n + 1, &hash, &digest), CKR_DATA_INVALID);
   /* Truncated. */
   assert_int_equal(akv_digestinfo_parse(buf, n - 1, &hash, &digest), CKR_DATA_INVALID);
-  /* Absent NULL parameters: valid DER, but not what the service would sign. */
+  /* Absent NULL parameters: valid DER, but not what RS256 would sign. */
   n = build_di(buf, di_sha256_noparam, sizeof(di_sha256_noparam), 32);
   assert_int_equal(akv_digestinfo_parse(buf, n, &hash, &digest), CKR_DATA_INVALID);
   /* Digest length not matching the OID. */

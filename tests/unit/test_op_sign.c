@@ -135,25 +135,67 @@ static void test_rsa_pkcs_digestinfo(void **state)
   }
 }
 
-static void test_rsa_pkcs_sha1_rejected(void **state)
+/* OpenSSL's raw PKCS#1 v1.5 verification of a signature over exactly these bytes. */
+static int ossl_verify_raw(const unsigned char *tbs, size_t len, const unsigned char *sig,
+                           size_t sig_len)
 {
-  unsigned char di[64], sig[256];
+  EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(priv_of("rsa1"), NULL);
+  int ok = EVP_PKEY_verify_init(ctx) == 1 &&
+           EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1 &&
+           EVP_PKEY_verify(ctx, sig, sig_len, tbs, len) == 1;
+  EVP_PKEY_CTX_free(ctx);
+  return ok;
+}
+
+/* Inputs no RS* algorithm covers are signed as they are with RSNULL. */
+static void test_rsa_pkcs_rsnull(void **state)
+{
+  unsigned char di[64], sig[256], tls[36];
   CK_ULONG sig_len = sizeof(sig);
   CK_MECHANISM m = {CKM_RSA_PKCS, NULL, 0};
   size_t n = digestinfo(EVP_sha1(), "hello", di);
   (void)state;
+  /* SHA-1 DigestInfo (what pkcs11-tool --test signs). */
   assert_int_equal(akv_sign_init_obj(&sess, &m, rsa_priv), CKR_OK);
-  assert_int_equal(akv_sign(&sess, di, n, sig, &sig_len), CKR_DATA_INVALID);
-  assert_int_equal(fk_sign_calls, 0);
-  /* The error ended the operation. */
-  assert_int_equal(akv_sign(&sess, di, n, sig, &sig_len), CKR_OPERATION_NOT_INITIALIZED);
-  /* Longer than k-11 cannot be PKCS#1-padded. */
+  assert_int_equal(akv_sign(&sess, di, n, sig, &sig_len), CKR_OK);
+  assert_int_equal(fk_sign_calls, 1);
+  assert_string_equal(fk_last_alg, "RSNULL");
+  assert_int_equal(fk_last_len, n);
+  assert_true(ossl_verify_rsa(EVP_sha1(), 0, "hello", 5, sig, sig_len));
+  /* Multi-part accumulation of the same, and local verify. */
+  assert_int_equal(akv_verify_init_obj(&sess, &m, rsa_pub), CKR_OK);
+  assert_int_equal(akv_verify_update(&sess, di, 10), CKR_OK);
+  assert_int_equal(akv_verify_update(&sess, di + 10, n - 10), CKR_OK);
+  assert_int_equal(akv_verify_final(&sess, sig, sig_len), CKR_OK);
+  /* ... and remote verify. */
+  fk_slot_cfg.verify_remote = 1;
+  assert_int_equal(akv_verify_init_obj(&sess, &m, rsa_pub), CKR_OK);
+  assert_int_equal(akv_verify(&sess, di, n, sig, sig_len), CKR_OK);
+  assert_int_equal(fk_verify_calls, 1);
+  assert_string_equal(fk_last_alg, "RSNULL");
+  fk_slot_cfg.verify_remote = 0;
+
+  /* TLS 1.0-style MD5+SHA-1 concatenation: raw bytes. */
+  memset(tls, 0x3c, sizeof(tls));
+  sig_len = sizeof(sig);
+  assert_int_equal(akv_sign_init_obj(&sess, &m, rsa_priv), CKR_OK);
+  assert_int_equal(akv_sign_update(&sess, tls, 20), CKR_OK);
+  assert_int_equal(akv_sign_update(&sess, tls + 20, 16), CKR_OK);
+  assert_int_equal(akv_sign_final(&sess, sig, &sig_len), CKR_OK);
+  assert_string_equal(fk_last_alg, "RSNULL");
+  assert_true(ossl_verify_raw(tls, sizeof(tls), sig, sig_len));
+
+  /* Empty, and longer than k-11 (cannot be PKCS#1-padded). */
+  assert_int_equal(akv_sign_init_obj(&sess, &m, rsa_priv), CKR_OK);
+  assert_int_equal(akv_sign(&sess, di, 0, sig, &sig_len), CKR_DATA_LEN_RANGE);
+  assert_null(sess.ops[AKV_OP_SIGN]);
   {
     unsigned char big[246] = {0};
     assert_int_equal(akv_sign_init_obj(&sess, &m, rsa_priv), CKR_OK);
     assert_int_equal(akv_sign(&sess, big, sizeof(big), sig, &sig_len), CKR_DATA_LEN_RANGE);
     assert_null(sess.ops[AKV_OP_SIGN]);
   }
+  assert_int_equal(fk_sign_calls, 2);
 }
 
 static void test_sign_length_query(void **state)
@@ -527,7 +569,7 @@ int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(test_rsa_pkcs_digestinfo, each_setup),
-    cmocka_unit_test_setup(test_rsa_pkcs_sha1_rejected, each_setup),
+    cmocka_unit_test_setup(test_rsa_pkcs_rsnull, each_setup),
     cmocka_unit_test_setup(test_sign_length_query, each_setup),
     cmocka_unit_test_setup(test_hash_and_sign_multipart, each_setup),
     cmocka_unit_test_setup(test_pss, each_setup),
