@@ -14,6 +14,8 @@ import { runCertificates } from "./sections/certificates.mjs";
 import { runErrors } from "./sections/errors.mjs";
 import { runResilience } from "./sections/resilience.mjs";
 import { runStats } from "./sections/stats.mjs";
+import { runWire } from "./sections/wire.mjs";
+import { wirePolicy } from "./lib/wire.mjs";
 
 const SECTIONS = {
   identity: runIdentity,
@@ -25,13 +27,16 @@ const SECTIONS = {
   errors: runErrors,
   resilience: runResilience,
   stats: runStats,
+  wire: runWire,
 };
 
-// INTEROP_TRACE=errors|all prints each failed (or every) data-plane exchange, for writing FINDINGS.md.
-// A passive pipeline policy: it changes nothing on the wire. Authorization headers are never printed.
-function traceOptions() {
+// Passive pipeline policies (they change nothing on the wire): the recorder behind the wire section, and
+// with INTEROP_TRACE=errors|all a printer of each failed (or every) exchange, for writing FINDINGS.md.
+// Authorization headers are never recorded or printed.
+function observerOptions() {
   const mode = process.env.INTEROP_TRACE;
-  if (!mode) return {};
+  const recorder = { policy: wirePolicy, position: "perRetry" };
+  if (!mode) return { additionalPolicies: [recorder] };
   const cut = (t) => (t === undefined || t === null ? "" : String(t).slice(0, 1500));
   const policy = {
     name: "interopTrace",
@@ -46,7 +51,7 @@ function traceOptions() {
       return response;
     },
   };
-  return { additionalPolicies: [{ policy, position: "perRetry" }] };
+  return { additionalPolicies: [recorder, { policy, position: "perRetry" }] };
 }
 
 async function main() {
@@ -60,7 +65,7 @@ async function main() {
     vaultUrl: vault ? vault.url.replace(/\/+$/, "") : undefined,
     hsmUrl: hsm ? hsm.url.replace(/\/+$/, "") : undefined,
     // The only concession to the emulator: its vault hosts are not *.vault.azure.net (AZURE-API.md §8.1 step 4).
-    clientOpts: { disableChallengeResourceVerification: true, ...traceOptions() },
+    clientOpts: { disableChallengeResourceVerification: true, ...observerOptions() },
     credential: new ClientSecretCredential(ready.tenant_id, ready.client_id, ready.client_secret, authOpts),
     suffix: uniqueSuffix(),
   };
