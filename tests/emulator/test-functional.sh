@@ -320,4 +320,54 @@ check "stats reset" test "$(jq -r .requests_total <<<"$s")" = 0
 
 emu_stop
 check "SIGTERM: clean exit 0" test $? = 0
+
+# ---- second instance: --seed, --port-base, --tenant-id -----------------------------------------
+cat >"$W/seed.json" <<'EOF'
+{"keys": [{"name": "seed-rsa", "kty": "RSA", "key_size": 3072, "tags": {"team": "a"}},
+          {"vault": "seedhsm", "name": "seed-aes", "kty": "oct-HSM", "key_size": 128},
+          {"vault": "seedvault", "name": "seed-ec", "kty": "EC", "crv": "P-384", "key_ops": ["sign"]}]}
+EOF
+started=0
+for attempt in 1 2 3; do
+  base=$((20000 + RANDOM % 40000))
+  rm -f "$W/ready.json"
+  "$EXE" --ready-file "$W/ready.json" --state "$W/state2" --port-base $base --vault seedvault \
+    --vault seedhsm:mhsm --seed "$W/seed.json" --tenant-id my-tenant-1 >"$W/emu2.log" 2>&1 &
+  EMU_PID=$!
+  for i in $(seq 1 100); do
+    if [ -s "$W/ready.json" ] || ! kill -0 $EMU_PID 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  if [ -s "$W/ready.json" ]; then started=1; break; fi
+  wait $EMU_PID 2>/dev/null
+done
+check "second instance starts with --port-base/--seed/--tenant-id" test $started = 1
+if [ $started = 1 ]; then
+  check "--port-base: authority N, identity N+1, vaults N+2.." test "$(jq -r '[.authority_host, .imds_endpoint, .vaults[0].url, .vaults[1].url] | join(" ")' "$W/ready.json")" = \
+    "https://localhost:$base http://127.0.0.1:$((base + 1)) https://localhost:$((base + 2)) https://localhost:$((base + 3))"
+  check "--tenant-id used" test "$(jq -r .tenant_id "$W/ready.json")" = my-tenant-1
+  check "stdout names the listeners" grep -q "vault seedvault at https://localhost:$((base + 2))" "$W/emu2.log"
+  CA=$(jq -r .ca_file "$W/ready.json"); AUTH=$(jq -r .authority_host "$W/ready.json"); TENANT=my-tenant-1
+  CLIENT_ID=$(jq -r .client_id "$W/ready.json"); CLIENT_SECRET=$(jq -r .client_secret "$W/ready.json")
+  TOKEN=$(token https://vault.azure.net/.default)
+  req GET "https://localhost:$((base + 2))/keys/seed-rsa?api-version=7.6"
+  check "seeded RSA 3072 key with tags in the first vault" \
+    test "$(jq -r '(.key.n | length | tostring) + " " + .tags.team' <<<"$body")" = "512 a"
+  req GET "https://localhost:$((base + 2))/keys/seed-ec?api-version=7.6"
+  check "seeded EC P-384 key with key_ops" test "$(jq -r '.key.crv + " " + (.key.key_ops | join(","))' <<<"$body")" = "P-384 sign"
+  TOKEN=$(token https://managedhsm.azure.net/.default)
+  req GET "https://localhost:$((base + 3))/keys/seed-aes?api-version=7.6"
+  check "seeded oct-HSM key in the managed HSM" test "$(jq -r .key.kty <<<"$body")" = oct-HSM
+  emu_stop
+  check "second instance: clean exit" test $? = 0
+fi
+echo '{"keys":[{"name":"bad","kty":"RSA","key_size":1}]}' >"$W/badseed.json"
+"$EXE" --ready-file "$W/ready3.json" --state "$W/state3" --seed "$W/badseed.json" >"$W/emu3.log" 2>&1
+rc=$?
+check "invalid seed entry: exit 2, message, no ready file" \
+  sh -c '[ "$0" = 2 ] && [ ! -e "$1" ] && grep -q "seed: key bad" "$2"' $rc "$W/ready3.json" "$W/emu3.log"
+"$EXE" --ready-file "$W/ready4.json" --vault x >/dev/null 2>&1
+check "bad --vault name: exit 2" test $? = 2
+"$EXE" --ready-file "$W/ready4.json" --faults 'nonsense' >/dev/null 2>&1
+check "bad --faults: exit 2" test $? = 2
 finish
