@@ -155,6 +155,26 @@ export async function runIdentity(ctx) {
     ...appEnv, AZURE_CLIENT_CERTIFICATE_PATH: need(ready.client_certificate_file, "ready file client_certificate_file"),
   }), false);
 
+  // Bearer validation on the data plane: the audience must match the service (vault vs Managed HSM).
+  const bearerStatus = async (url, token) => (await fetch(`${url}/keys?api-version=7.6`, {
+    headers: { authorization: `Bearer ${token}` } })).status;
+  await check("vault token accepted by the vault, refused by the Managed HSM (audience)", async () => {
+    const t = (await ctx.credential.getToken(VAULT_SCOPE)).token;
+    assert.equal(await bearerStatus(ctx.vaultUrl, t), 200);
+    assert.equal(await bearerStatus(ctx.hsmUrl, t), 401);
+  });
+  await check("Managed HSM token accepted by the Managed HSM, refused by the vault (audience)", async () => {
+    const t = (await ctx.credential.getToken(HSM_SCOPE)).token;
+    assert.equal(await bearerStatus(ctx.hsmUrl, t), 200);
+    assert.equal(await bearerStatus(ctx.vaultUrl, t), 401);
+  });
+  await check("a bearer token with a forged signature is refused (401)", async () => {
+    const t = (await ctx.credential.getToken(VAULT_SCOPE)).token.split(".");
+    const sig = Buffer.from(t[2], "base64url");
+    sig[0] ^= 1;
+    assert.equal(await bearerStatus(ctx.vaultUrl, `${t[0]}.${t[1]}.${sig.toString("base64url")}`), 401);
+  });
+
   // Negative paths: the emulator must reject bad credentials the way Entra does (HTTP 401 invalid_client
   // for a wrong secret) and the SDK must surface that as a credential error, not as a vault RestError.
   await check("token endpoint answers 401 invalid_client to a wrong client secret", async () => {
