@@ -55,6 +55,13 @@ int objs_dispatch(struct emu_req *req, struct emu_resp *resp, const struct objs_
 /* The version segment of /{collection}/{name}/{version}, NULL for /{collection}/{name}. */
 const char *objs_req_version(const struct emu_req *req);
 
+/* Opaque backup blobs: base64url of AES-256-GCM under a per-process key (restorable into the same
+ * emulator run only). seal: NULL when too large or on failure; open: plaintext or NULL when the
+ * blob is not one of ours. Free both results with objs_text_free (wipes). */
+char *objs_blob_seal_new(const char *plain);
+char *objs_blob_open_new(const char *blob);
+void objs_text_free(char *text);
+
 /* Small JSON helpers shared by both handlers. */
 /* String member or NULL; *bad set to 1 when present with another type (null counts as absent). */
 const char *objs_json_str(const cJSON *obj, const char *name, int *bad);

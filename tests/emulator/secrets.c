@@ -21,6 +21,8 @@
 #include <strings.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #define SECRETS_MAX 10000         /* secrets per vault */
 #define SECRET_VERSIONS_MAX 1000  /* versions per secret */
@@ -265,18 +267,28 @@ enum emu_rc secrets_recover_inlock(struct emu_vault *vault, const char *name)
   return EMU_OK;
 }
 
-enum emu_rc secrets_purge_inlock(struct emu_vault *vault, const char *name)
+/* Remove a secret whatever its state (undo of a failed restore). */
+static void secrets_purge_hard_inlock(struct emu_vault *vault, const char *name)
 {
   struct sstore *st = vault->secrets;
   struct secret *s;
   size_t idx = 0;
 
   s = secret_find_inlock(vault, name, &idx);
-  if (!s || !s->deleted || !emu_deleted_visible(&s->del))
-    return EMU_E_NOT_FOUND;
+  if (!s)
+    return;
   memmove(&st->s[idx], &st->s[idx + 1], (st->n - idx - 1) * sizeof(st->s[0]));
   st->n--;
   secret_free(s);
+}
+
+enum emu_rc secrets_purge_inlock(struct emu_vault *vault, const char *name)
+{
+  struct secret *s = secret_find_inlock(vault, name, NULL);
+
+  if (!s || !s->deleted || !emu_deleted_visible(&s->del))
+    return EMU_E_NOT_FOUND;
+  secrets_purge_hard_inlock(vault, name);
   return EMU_OK;
 }
 
@@ -454,7 +466,6 @@ static int op_set(struct emu_req *req, struct emu_resp *resp, int arg)
   char version[EMU_VERSION_LEN + 1];
   enum emu_rc rc;
   cJSON *bundle = NULL;
-  int ret;
 
   memset(&p, 0, sizeof(p));
   p.attrs.enabled = 1;
@@ -490,8 +501,7 @@ static int op_set(struct emu_req *req, struct emu_resp *resp, int arg)
     return reply_rc(resp, rc, name);
   if (!bundle)
     return -1;
-  ret = emu_resp_json(resp, 200, bundle);
-  return ret;
+  return emu_resp_json(resp, 200, bundle);
 }
 
 /* Convert a certificate secret value between PKCS#12 (base64) and PEM (2025-07-01
@@ -788,6 +798,263 @@ static int op_deleted(struct emu_req *req, struct emu_resp *resp, int action)
   return emu_resp_json(resp, 200, bundle);
 }
 
+/* ---- backup / restore ------------------------------------------------------------------------ */
+
+/* Backup blobs are opaque to clients, as the service's are: AES-256-GCM under a key drawn at
+ * start-up, so a blob restores into this emulator process only (the service restores within the
+ * same subscription and geography). Layout: base64url(magic-bound IV 12 | ciphertext | tag 16). */
+#define BLOB_AAD "akv-emulator-backup-1"
+#define BLOB_MAX (EMU_BODY_MAX / 2)
+
+static unsigned char blob_key[32];
+static int blob_key_ok;
+static pthread_once_t blob_once = PTHREAD_ONCE_INIT;
+
+static void blob_key_init(void)
+{
+  blob_key_ok = RAND_bytes(blob_key, sizeof(blob_key)) == 1;
+}
+
+static int blob_crypt(int enc, const unsigned char *iv, const unsigned char *in, size_t inlen,
+                      unsigned char *out, unsigned char *tag)
+{
+  EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+  int n = 0, fin = 0, ok;
+
+  ok = ctx && EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, blob_key, iv, enc) &&
+       EVP_CipherUpdate(ctx, NULL, &n, (const unsigned char *)BLOB_AAD, sizeof(BLOB_AAD) - 1) &&
+       EVP_CipherUpdate(ctx, out, &n, in, (int)inlen) &&
+       (enc || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, tag)) &&
+       EVP_CipherFinal_ex(ctx, out + n, &fin) &&
+       (!enc || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag));
+  EVP_CIPHER_CTX_free(ctx);
+  return ok ? 0 : -1;
+}
+
+char *objs_blob_seal_new(const char *plain)
+{
+  size_t len = strlen(plain);
+  unsigned char *buf = NULL;
+  char *ret = NULL;
+
+  pthread_once(&blob_once, blob_key_init);
+  if (!blob_key_ok || len > BLOB_MAX)
+    return NULL;
+  buf = malloc(12 + len + 16);
+  if (!buf || RAND_bytes(buf, 12) != 1 ||
+      blob_crypt(1, buf, (const unsigned char *)plain, len, buf + 12, buf + 12 + len))
+    goto out;
+  ret = emu_b64url_encode(buf, 12 + len + 16);
+out:
+  free(buf);
+  return ret;
+}
+
+char *objs_blob_open_new(const char *blob)
+{
+  unsigned char *raw = NULL;
+  char *plain = NULL;
+  size_t len = 0;
+
+  pthread_once(&blob_once, blob_key_init);
+  if (!blob_key_ok || strlen(blob) > BLOB_MAX * 2 || emu_b64url_decode(blob, &raw, &len) ||
+      len < 12 + 16)
+    goto out;
+  plain = malloc(len - 28 + 1);
+  if (!plain || blob_crypt(0, raw, raw + 12, len - 28, (unsigned char *)plain, raw + len - 16)) {
+    if (plain)
+      OPENSSL_cleanse(plain, len - 28);
+    free(plain);
+    plain = NULL;
+    goto out;
+  }
+  plain[len - 28] = '\0';
+out:
+  free(raw);
+  return plain;
+}
+
+void objs_text_free(char *text)
+{
+  if (!text)
+    return;
+  OPENSSL_cleanse(text, strlen(text));
+  free(text);
+}
+
+static cJSON *sversion_backup_new(const struct sversion *sv)
+{
+  cJSON *o = cJSON_CreateObject();
+
+  if (!o || !cJSON_AddStringToObject(o, "version", sv->version) ||
+      !cJSON_AddStringToObject(o, "value", sv->value) ||
+      (sv->content_type && !cJSON_AddStringToObject(o, "contentType", sv->content_type)) ||
+      objs_json_add_tags(o, sv->tags) ||
+      !cJSON_AddBoolToObject(o, "enabled", sv->attrs.enabled) ||
+      !cJSON_AddNumberToObject(o, "nbf", (double)sv->attrs.nbf) ||
+      !cJSON_AddNumberToObject(o, "exp", (double)sv->attrs.exp) ||
+      !cJSON_AddNumberToObject(o, "created", (double)sv->attrs.created) ||
+      !cJSON_AddNumberToObject(o, "updated", (double)sv->attrs.updated)) {
+    cJSON_Delete(o);
+    return NULL;
+  }
+  return o;
+}
+
+/* Wipe every "value" string of a backup document before it is freed. */
+static void backup_doc_free(cJSON *doc)
+{
+  const cJSON *versions = cJSON_GetObjectItemCaseSensitive(doc, "versions"), *v, *val;
+
+  cJSON_ArrayForEach(v, versions)
+  {
+    val = cJSON_GetObjectItemCaseSensitive(v, "value");
+    if (cJSON_IsString(val))
+      OPENSSL_cleanse(val->valuestring, strlen(val->valuestring));
+  }
+  cJSON_Delete(doc);
+}
+
+static int op_backup(struct emu_req *req, struct emu_resp *resp, int arg)
+{
+  const char *name = req->seg[0];
+  struct emu_vault *vault = req->vault;
+  struct secret *s;
+  cJSON *doc = NULL, *arr = NULL, *out = NULL;
+  char *plain = NULL, *blob = NULL;
+  int found = 0, managed = 0, ok = 0;
+  size_t i;
+
+  pthread_mutex_lock(&vault->lock);
+  s = secret_find_inlock(vault, name, NULL);
+  if (s && !s->deleted && s->nv) {
+    found = 1;
+    managed = s->v[s->nv - 1]->managed;
+    doc = cJSON_CreateObject();
+    arr = doc ? cJSON_AddArrayToObject(doc, "versions") : NULL;
+    ok = arr && cJSON_AddStringToObject(doc, "name", s->name);
+    for (i = 0; ok && !managed && i < s->nv; i++) {
+      cJSON *v = sversion_backup_new(s->v[i]);
+
+      ok = v && cJSON_AddItemToArray(arr, v);
+      if (!ok)
+        cJSON_Delete(v);
+    }
+  }
+  pthread_mutex_unlock(&vault->lock);
+  if (!found) {
+    backup_doc_free(doc);
+    return emu_resp_not_found(resp, "Secret", name);
+  }
+  if (managed) {
+    backup_doc_free(doc);
+    return reply_managed(resp, name);
+  }
+  plain = ok ? cJSON_PrintUnformatted(doc) : NULL;
+  backup_doc_free(doc);
+  if (!plain)
+    return -1;
+  blob = objs_blob_seal_new(plain);
+  objs_text_free(plain);
+  if (!blob)
+    return emu_resp_bad_param(resp, "Secret %s is too large to back up in the emulator.", name);
+  out = cJSON_CreateObject();
+  if (!out || !cJSON_AddStringToObject(out, "value", blob)) {
+    cJSON_Delete(out);
+    objs_text_free(blob);
+    return -1;
+  }
+  objs_text_free(blob);
+  return emu_resp_json(resp, 200, out);
+}
+
+/* Re-create a secret with its versions, ids and times from a backup document. */
+static enum emu_rc restore_inlock(struct emu_vault *vault, const cJSON *doc, const char *name)
+{
+  const cJSON *versions = cJSON_GetObjectItemCaseSensitive(doc, "versions"), *v;
+  struct emu_secret_params p;
+  struct secret *s;
+  struct sversion *sv;
+  enum emu_rc rc = EMU_E_INVALID;
+  int bad = 0;
+
+  cJSON_ArrayForEach(v, versions)
+  {
+    memset(&p, 0, sizeof(p));
+    p.version = objs_json_str(v, "version", &bad);
+    p.value = objs_json_str(v, "value", &bad);
+    p.content_type = objs_json_str(v, "contentType", &bad);
+    p.tags = cJSON_GetObjectItemCaseSensitive(v, "tags");
+    if (bad || !p.version || !p.value)
+      return EMU_E_INVALID;
+    p.attrs.enabled = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "enabled"));
+    p.attrs.nbf = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(v, "nbf"));
+    p.attrs.exp = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(v, "exp"));
+    rc = secrets_add_inlock(vault, name, &p, NULL);
+    if (rc != EMU_OK)
+      return rc;
+    s = secret_find_inlock(vault, name, NULL);
+    sv = secret_version_find(s, p.version);
+    sv->attrs.created = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(v, "created"));
+    sv->attrs.updated = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(v, "updated"));
+  }
+  return rc;
+}
+
+static int op_restore(struct emu_req *req, struct emu_resp *resp, int arg)
+{
+  struct emu_vault *vault = req->vault;
+  const char *blob, *doc_name, *err = NULL;
+  char *plain = NULL, name[EMU_NAME_MAX + 1];
+  cJSON *doc = NULL, *bundle = NULL;
+  struct secret *s;
+  enum emu_rc rc = EMU_E_INVALID;
+  int bad = 0;
+
+  if (!objs_ieq(req->seg[0], "restore"))
+    return emu_resp_method_not_allowed(resp);
+  blob = cJSON_IsObject(req->body) ? objs_json_str(req->body, "value", &bad) : NULL;
+  if (bad || !blob)
+    return emu_resp_bad_param(resp, "Property 'value' (the backup blob) is required.");
+  plain = objs_blob_open_new(blob);
+  doc = plain ? cJSON_Parse(plain) : NULL;
+  objs_text_free(plain);
+  doc_name = doc ? objs_json_str(doc, "name", &bad) : NULL;
+  if (!doc || bad || !doc_name || !emu_name_valid(doc_name) ||
+      cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(doc, "versions")) < 1) {
+    backup_doc_free(doc);
+    return emu_resp_bad_param(resp, "The backup blob is malformed or was not made by this "
+                                    "emulator instance.");
+  }
+  /* The document is freed before the answer is built: keep the name. */
+  snprintf(name, sizeof(name), "%s", doc_name);
+  pthread_mutex_lock(&vault->lock);
+  rc = secrets_state_inlock(vault, name);
+  if (rc == EMU_E_NOT_FOUND) {
+    rc = restore_inlock(vault, doc, name);
+    s = secret_find_inlock(vault, name, NULL);
+    if (rc == EMU_OK)
+      bundle = bundle_new(vault, s, s->v[s->nv - 1], 0);
+    else if (s && !s->deleted)
+      secrets_purge_hard_inlock(vault, name);
+  } else if (rc == EMU_OK) {
+    err = "exists";
+  }
+  pthread_mutex_unlock(&vault->lock);
+  backup_doc_free(doc);
+  if (err)
+    return emu_resp_error(resp, 409, "Conflict", NULL,
+                          "Secret %s already exists; a backup restores only an absent name.",
+                          name);
+  if (rc == EMU_E_INVALID)
+    return emu_resp_bad_param(resp, "The backup blob holds an invalid secret version.");
+  if (rc != EMU_OK)
+    return reply_rc(resp, rc, name);
+  if (!bundle)
+    return -1;
+  return emu_resp_json(resp, 200, bundle);
+}
+
 const char *objs_req_version(const struct emu_req *req)
 {
   return req->nseg == 2 ? req->seg[1] : NULL;
@@ -837,7 +1104,9 @@ static const struct objs_route secret_routes[] = {
     {"GET", 1, NULL, NULL, "secrets.get", op_get, 0},
     {"PATCH", 1, NULL, NULL, "secrets.update", op_update, 0},
     {"DELETE", 1, NULL, NULL, "secrets.delete", op_delete, 0},
+    {"POST", 1, NULL, NULL, "secrets.restore", op_restore, 0},
     {"GET", 2, "versions", NULL, "secrets.versions", op_versions, 0},
+    {"POST", 2, "backup", NULL, "secrets.backup", op_backup, 0},
     {"GET", 2, NULL, NULL, "secrets.get", op_get, 0},
     {"PATCH", 2, NULL, NULL, "secrets.update", op_update, 0},
 };
