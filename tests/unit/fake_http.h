@@ -96,9 +96,11 @@ static kv_rc fake_perform_inlock(void *ctx, struct kv_http_attempt *a,
     for (size_t i = 0; i < q->n_headers; i++)
       hl += strlen(q->headers[i]) + 1;
     rec->headers = calloc(1, hl + 1);
-    for (size_t i = 0; rec->headers && i < q->n_headers; i++) {
-      strcat(rec->headers, q->headers[i]);
-      strcat(rec->headers, "\n");
+    for (size_t i = 0, off = 0; rec->headers && i < q->n_headers; i++) {
+      size_t n = strlen(q->headers[i]);
+      memcpy(rec->headers + off, q->headers[i], n);
+      rec->headers[off + n] = '\n';
+      off += n + 1;
     }
     rec->allow_http = q->allow_http;
     rec->no_retry = q->no_retry;

@@ -55,8 +55,10 @@ static char *slurp(const char *path)
   FILE *f = fopen(path, "r");
   static char buf[65536];
   size_t n;
-  if (!f)
-    return strcpy(buf, "");
+  if (!f) {
+    buf[0] = '\0';
+    return buf;
+  }
   n = fread(buf, 1, sizeof(buf) - 1, f);
   buf[n] = '\0';
   fclose(f);
