@@ -39,6 +39,29 @@ check "the key listed after the soft TTL is the vault's new version" \
   bash -c '[[ "$1" == *"$2" ]]' _ "$after" "$new_point"
 check "the vault really has a new version" test "$old_point" != "$new_point"
 
+section "versions: all — the rotated key's older version is an extra object labelled name/version"
+module_config "$WORK/versions.json" '{"versions":"all","objects":["keys"]}'
+old_version=$(jq -r '.kid' <<<"$old_jwk" | awk -F/ '{print $NF}')
+check "pkcs11-tool -O with versions: all" env AKV_PKCS11_CONFIG="$WORK/versions.json" \
+  pkcs11-tool --module "$AKV_MODULE" -O
+check_grep "the first version of 'rotating' is listed as rotating/<version>" \
+  "label: +rotating/$old_version\$" "$WORK/check.out"
+check_grep "the current version is listed as 'rotating'" "label: +rotating\$" "$WORK/check.out"
+module_config "$WORK/latest.json" '{"objects":["keys"]}'
+check "pkcs11-tool -O with the default (latest versions only)" env AKV_PKCS11_CONFIG="$WORK/latest.json" \
+  pkcs11-tool --module "$AKV_MODULE" -O
+check_nogrep "without versions: all, no name/version objects" "label: +rotating/" "$WORK/check.out"
+
+section "lazy least-privilege mode: named keys, no list call"
+module_config "$WORK/lazy.json" '{"keys":["ec-p256"],"objects":["keys"]}'
+stats_reset
+check "pkcs11-tool -O with keys: [ec-p256]" env AKV_PKCS11_CONFIG="$WORK/lazy.json" \
+  pkcs11-tool --module "$AKV_MODULE" -O
+check_grep "the named key is listed" "label: +ec-p256\$" "$WORK/check.out"
+check_nogrep "no other key is listed" "label: +(rsa2048|rotating)\$" "$WORK/check.out"
+check_eq "no keys.list request (ops: $(stats_ops))" 0 "$(stats_get keys.list)"
+check "the named key was fetched with keys.get" test "$(stats_get keys.get)" -ge 1
+
 section "across processes: a second pkcs11-tool -O within the TTL costs 0 requests"
 module_config "$WORK/filecache.json" '{}' "{\"cache_file\":\"$WORK/p11-cache\"}"
 export AKV_PKCS11_CONFIG="$WORK/filecache.json"

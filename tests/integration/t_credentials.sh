@@ -6,9 +6,10 @@
 need_tool pkcs11-tool jq curl
 need_module
 
-emu_start --vault cred1
+emu_start --vault cred1 --vault cred2
 kv_create_rsa rsa2048 2048 || fail "seeding"
 kv_create_ec ec-p256 P-256 || fail "seeding"
+KV_URL=$EMU_VAULT_URL_1 kv_create_ec other-ec P-256 || fail "seeding"
 export AKV_PKCS11_OBJECTS=keys
 
 # Environment with no credential at all; each case adds exactly one.
@@ -101,6 +102,29 @@ if [ -n "$imds" ]; then
     AZURE_TENANT_ID="$EMU_TENANT" AZURE_CLIENT_ID="$EMU_CLIENT_ID" AZURE_CLIENT_SECRET="$EMU_CLIENT_SECRET" \
     AZURE_AUTHORITY_HOST="$EMU_AUTHORITY" AZURE_POD_IDENTITY_AUTHORITY_HOST="$imds"
   check_eq "explicit managed identity: no client-credentials token was requested" 0 "$(stats_get token)"
+fi
+
+section "per-slot credential: vault 2 uses managed identity, vault 1 the global client secret"
+if [ -n "$imds" ]; then
+  jq -n --slurpfile r "$EMU_READY" --arg imds "$imds" '($r[0]) as $r | {
+    ca_file: $r.ca_file, allowed_hosts: ["localhost"], cache_file: "",
+    credential: {type: "client_secret", tenant_id: $r.tenant_id, client_id: $r.client_id,
+                 client_secret: $r.client_secret, authority_host: $r.authority_host},
+    slots: [{url: $r.vaults[0].url, label: "cred1", objects: ["keys"]},
+            {url: $r.vaults[1].url, label: "cred2", objects: ["keys"],
+             credential: {type: "managed_identity", imds_endpoint: $imds}}]}' >"$WORK/perslot.json"
+  chmod 600 "$WORK/perslot.json"
+  stats_reset
+  check "per-slot: pkcs11-tool --token-label cred2 -O" env AKV_PKCS11_CONFIG="$WORK/perslot.json" \
+    timeout 60 pkcs11-tool --module "$AKV_MODULE" --token-label cred2 -O
+  check_grep "per-slot: vault 2's key listed" "label: +other-ec\$" "$WORK/check.out"
+  check "per-slot: vault 2's token came from IMDS (ops: $(stats_ops))" test "$(stats_get imds)" -ge 1
+  check_eq "per-slot: no client-secret token for vault 2" 0 "$(stats_get token)"
+  stats_reset
+  check "per-slot: pkcs11-tool --token-label cred1 -O" env AKV_PKCS11_CONFIG="$WORK/perslot.json" \
+    timeout 60 pkcs11-tool --module "$AKV_MODULE" --token-label cred1 -O
+  check_grep "per-slot: vault 1's key listed" "label: +rsa2048\$" "$WORK/check.out"
+  check "per-slot: vault 1's token came from the client secret (ops: $(stats_ops))" test "$(stats_get token)" -ge 1
 fi
 
 section "wrong client secret: C_Initialize works offline, the first network use fails clearly"
