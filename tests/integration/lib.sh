@@ -624,3 +624,8 @@ declare -A DIGESTINFO_PREFIX=([sha1]=3021300906052b0e03021a05000414
   [sha256]=3031300d060960864801650304020105000420 [sha384]=3041300d060960864801650304020205000430
   [sha512]=3051300d060960864801650304020305000440)
 declare -A HASH_LEN=([sha1]=20 [sha256]=32 [sha384]=48 [sha512]=64)
+
+# emu_faults SPEC: replace the emulator's fault injection ("" clears); see docs/emulator.md.
+emu_faults() {
+  curl -sS --fail --max-time 10 --cacert "$EMU_CA" -X POST --data-binary "$1" "$EMU_CONTROL/faults" >/dev/null
+}
