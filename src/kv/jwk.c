@@ -8,7 +8,9 @@
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/objects.h>
 #include <openssl/param_build.h>
 #include <openssl/x509.h>
 
@@ -257,11 +259,41 @@ kv_rc kv_key_from_json(const char *json, size_t len, struct kv_key **out)
   return rc;
 }
 
+/* Key types are named by OID, not "RSA"/"EC": OpenSSL 3.0 maps those names to legacy NIDs and asks
+ * ENGINE_get_pkey_meth_engine first, so in a host that set an engine as default for all methods
+ * (openssl -engine pkcs11, libp11) EVP_PKEY_fromdata would reach the engine and fail. An OID is not
+ * mapped, so the provider keymgmt of libctx is fetched. */
+#define OID_RSA "1.2.840.113549.1.1.1"
+#define OID_EC "1.2.840.10045.2.1"
+
+/* The point must lie on the curve; checked with EC_POINT so that no EVP_PKEY_CTX (which an engine
+ * may capture) is involved. */
+static kv_rc ec_point_check(OSSL_LIB_CTX *libctx, const char *group, const unsigned char *pub,
+                            size_t len)
+{
+  EC_GROUP *g = EC_GROUP_new_by_curve_name_ex(libctx, NULL, OBJ_sn2nid(group));
+  EC_POINT *pt = g ? EC_POINT_new(g) : NULL;
+  kv_rc rc = KV_E_NOMEM;
+  if (!g || !pt)
+    goto out;
+  rc = KV_E_PROTOCOL;
+  if (EC_POINT_oct2point(g, pt, pub, len, NULL) != 1 || EC_POINT_is_on_curve(g, pt, NULL) != 1 ||
+      EC_POINT_is_at_infinity(g, pt)) {
+    akv_err(AKV_LOGC_KV, "JWK: the EC point is not on curve %s", group);
+    goto out;
+  }
+  rc = KV_OK;
+out:
+  EC_POINT_free(pt);
+  EC_GROUP_free(g);
+  return rc;
+}
+
 static kv_rc pkey_fromdata(OSSL_LIB_CTX *libctx, const char *type, OSSL_PARAM_BLD *bld,
                            EVP_PKEY **out)
 {
   OSSL_PARAM *params = NULL;
-  EVP_PKEY_CTX *ctx = NULL, *chk = NULL;
+  EVP_PKEY_CTX *ctx = NULL;
   EVP_PKEY *pkey = NULL;
   kv_rc rc = KV_E_NOMEM;
   params = OSSL_PARAM_BLD_to_param(bld);
@@ -271,13 +303,8 @@ static kv_rc pkey_fromdata(OSSL_LIB_CTX *libctx, const char *type, OSSL_PARAM_BL
   rc = KV_E_PROTOCOL;
   if (EVP_PKEY_fromdata_init(ctx) != 1 ||
       EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1) {
-    akv_err(AKV_LOGC_KV, "JWK: OpenSSL rejected the %s public key", type);
-    goto out;
-  }
-  /* An EC point not on the curve (hostile or corrupt JWK) must not become a usable key. */
-  chk = EVP_PKEY_CTX_new_from_pkey(libctx, pkey, NULL);
-  if (!chk || EVP_PKEY_public_check(chk) != 1) {
-    akv_err(AKV_LOGC_KV, "JWK: the %s public key fails validation", type);
+    akv_err(AKV_LOGC_KV, "JWK: OpenSSL rejected the %s public key",
+            strcmp(type, OID_RSA) == 0 ? "RSA" : "EC");
     goto out;
   }
   *out = pkey;
@@ -285,7 +312,6 @@ static kv_rc pkey_fromdata(OSSL_LIB_CTX *libctx, const char *type, OSSL_PARAM_BL
   rc = KV_OK;
 out:
   EVP_PKEY_free(pkey);
-  EVP_PKEY_CTX_free(chk);
   EVP_PKEY_CTX_free(ctx);
   OSSL_PARAM_free(params);
   return rc;
@@ -314,7 +340,7 @@ kv_rc kv_key_to_pkey(const struct kv_key *k, OSSL_LIB_CTX *libctx, EVP_PKEY **ou
     if (!n || !e || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
         !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e))
       goto out;
-    rc = pkey_fromdata(libctx, "RSA", bld, out);
+    rc = pkey_fromdata(libctx, OID_RSA, bld, out);
   } else if (k->kty == KV_KTY_EC) {
     size_t fb = kv_crv_bytes(k->crv);
     ci = curve_index(k->crv);
@@ -331,7 +357,9 @@ kv_rc kv_key_to_pkey(const struct kv_key *k, OSSL_LIB_CTX *libctx, EVP_PKEY **ou
     if (!OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, curves[ci].group, 0) ||
         !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pub, 1 + 2 * fb))
       goto out;
-    rc = pkey_fromdata(libctx, "EC", bld, out);
+    rc = ec_point_check(libctx, curves[ci].group, pub, 1 + 2 * fb);
+    if (rc == KV_OK)
+      rc = pkey_fromdata(libctx, OID_EC, bld, out);
   } else {
     rc = KV_E_UNSUPPORTED; /* symmetric keys have no public part */
   }

@@ -1,3 +1,5 @@
+/* ENGINE is deprecated in OpenSSL 3 but is what hosts like `openssl -engine pkcs11` still use. */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +11,7 @@
 #include <cmocka.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/engine.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -195,6 +198,62 @@ static void test_bad_inputs(void **state)
   assert_int_equal(kv_crv_bytes(KV_CRV_NONE), 0);
 }
 
+/* F1: in a host where the libp11 engine is the default for all methods, JWK conversion must still
+ * use the providers of the module's libctx. Keys are generated before the engine is enabled. */
+static void test_engine_host(void **state)
+{
+  EVP_PKEY *rsa = EVP_PKEY_Q_keygen(libctx, NULL, "RSA", (size_t)2048);
+  EVP_PKEY *ec = EVP_PKEY_Q_keygen(libctx, NULL, "EC", "P-256");
+  char *n = bn_b64(rsa, OSSL_PKEY_PARAM_RSA_N, 0), *e = bn_b64(rsa, OSSL_PKEY_PARAM_RSA_E, 0);
+  char *x = bn_b64(ec, OSSL_PKEY_PARAM_EC_PUB_X, 32), *y = bn_b64(ec, OSSL_PKEY_PARAM_EC_PUB_Y, 32);
+  char json[2048];
+  struct kv_key *k = NULL;
+  EVP_PKEY *got = NULL;
+  ENGINE *eng;
+  (void)state;
+  setenv("PKCS11_MODULE_PATH", "/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so", 0);
+  ENGINE_load_builtin_engines();
+  eng = ENGINE_by_id("pkcs11");
+  if (!eng || !ENGINE_init(eng)) {
+    if (eng)
+      ENGINE_free(eng);
+    free(n);
+    free(e);
+    free(x);
+    free(y);
+    EVP_PKEY_free(rsa);
+    EVP_PKEY_free(ec);
+    skip(); /* libengine-pkcs11-openssl not installed */
+  }
+  assert_int_equal(ENGINE_set_default(eng, ENGINE_METHOD_ALL), 1);
+  snprintf(json, sizeof(json),
+           "{\"kid\":\"https://v.vault.azure.net/keys/r/0123456789abcdef0123456789abcdef\","
+           "\"kty\":\"RSA\",\"n\":\"%s\",\"e\":\"%s\"}",
+           n, e);
+  assert_int_equal(kv_key_from_json(json, strlen(json), &k), KV_OK);
+  assert_int_equal(kv_key_to_pkey(k, libctx, &got), KV_OK);
+  spki_matches(k, rsa);
+  EVP_PKEY_free(got);
+  kv_key_free(k);
+  snprintf(json, sizeof(json),
+           "{\"kid\":\"https://v.vault.azure.net/keys/e/0123456789abcdef0123456789abcdef\","
+           "\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\"}",
+           x, y);
+  assert_int_equal(kv_key_from_json(json, strlen(json), &k), KV_OK);
+  assert_int_equal(kv_key_to_pkey(k, libctx, &got), KV_OK);
+  spki_matches(k, ec);
+  EVP_PKEY_free(got);
+  kv_key_free(k);
+  ENGINE_finish(eng);
+  ENGINE_free(eng);
+  free(n);
+  free(e);
+  free(x);
+  free(y);
+  EVP_PKEY_free(rsa);
+  EVP_PKEY_free(ec);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -202,6 +261,7 @@ int main(void)
       cmocka_unit_test(test_ec),
       cmocka_unit_test(test_oct),
       cmocka_unit_test(test_bad_inputs),
+      cmocka_unit_test(test_engine_host), /* last: it changes process-wide defaults */
   };
   int rc;
   libctx = OSSL_LIB_CTX_new();
