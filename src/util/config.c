@@ -1162,6 +1162,24 @@ static int finish(struct cfg_ctx *c, struct akv_config *cfg, struct parse_state 
   if (cfg->retry_cap_ms < cfg->retry_base_ms)
     return cfg_fail(c, "retry_cap_ms", "must not be smaller than retry_base_ms (%ld); fix: "
                     "raise it", cfg->retry_base_ms);
+  {
+    /* Like log.c, the environment overrides the file here: it is how one debugs on the spot. */
+    const char *lvl = env_nonempty("AKV_PKCS11_LOG_LEVEL");
+    if (lvl) {
+      static const char *const names[] = {"error", "warn", "warning", "info", "debug",
+                                          "0",     "1",    "2",       "3"};
+      static const int values[] = {0, 1, 1, 2, 3, 0, 1, 2, 3};
+      cJSON *v = cJSON_CreateString(lvl);
+      int rc;
+      if (!v)
+        return cfg_fail(c, NULL, "out of memory");
+      rc = parse_enum(c, v, "AKV_PKCS11_LOG_LEVEL (environment)", names, values, 9,
+                      &cfg->log_level);
+      cJSON_Delete(v);
+      if (rc)
+        return -1;
+    }
+  }
   if (fill_cred_env(c, &cfg->cred))
     return -1;
   if (validate_cred(c, &cfg->cred, "credential"))

@@ -321,6 +321,14 @@ static void test_env_quick_start(void **state)
   assert_string_equal(cfg->cred.identity_endpoint, "http://127.0.0.1:9002/msi/token");
   assert_string_equal(cfg->cred.identity_header, "hdr");
   akv_config_free(cfg);
+  setenv("AKV_PKCS11_LOG_LEVEL", "debug", 1);
+  assert_int_equal(akv_config_load(NULL, &cfg, err, sizeof(err)), 0);
+  assert_int_equal(cfg->log_level, 3);
+  akv_config_free(cfg);
+  setenv("AKV_PKCS11_LOG_LEVEL", "chatty", 1);
+  assert_int_equal(akv_config_load(NULL, &cfg, err, sizeof(err)), -1);
+  assert_non_null(strstr(err, "AKV_PKCS11_LOG_LEVEL"));
+  unsetenv("AKV_PKCS11_LOG_LEVEL");
 
   /* The file wins, the environment fills the rest. */
   {
