@@ -148,6 +148,42 @@ export async function runCertificates(ctx) {
     assert.deepEqual(spkiDer(publicKeyFromSdkJwk(k.key)), spkiDer(x.publicKey));
   });
 
+  await check("the certificate-managed key cannot be updated directly (403)", () =>
+    expectRestError(() => kc.updateKeyProperties(name, { tags: { not: "allowed" } }), 403));
+  await check("getSecret with outContentType=application/x-pem-file converts the PKCS#12 to PEM", async () => {
+    const c = need(second, "second");
+    const sec = await sc.getSecret(name, { version: c.properties.version, outContentType: "application/x-pem-file" });
+    const parts = splitPem(sec.value);
+    assert.ok(parts.keyPem, "no private key in the PEM");
+    assert.deepEqual(pemToDer(parts.certPems[0]), Buffer.from(c.cer));
+    assertKeyPair(parts.keyPem, new X509Certificate(Buffer.from(c.cer)));
+  });
+  await check("policy with PEM content type, SANs, non-exportable key: secret is PEM without key", async () => {
+    const pname = `cert-pem-${s}`;
+    const policy = {
+      issuerName: "Self", subject: "CN=pem-interop", contentType: "application/x-pem-file", exportable: false,
+      subjectAlternativeNames: { dnsNames: ["pem.interop.test"], emails: ["pem@interop.test"] },
+    };
+    const c = await (await cc.beginCreateCertificate(pname, policy, POLL)).pollUntilDone();
+    const x = assertCertShape(c, { vaultUrl, name: pname });
+    assert.match(x.subjectAltName || "", /DNS:pem\.interop\.test/);
+    assert.match(x.subjectAltName || "", /email:pem@interop\.test/);
+    const sec = await sc.getSecret(pname);
+    assert.equal(sec.properties.contentType, "application/x-pem-file");
+    const parts = splitPem(sec.value);
+    assert.equal(parts.keyPem, undefined, "a non-exportable certificate's secret holds the private key");
+    assert.deepEqual(pemToDer(parts.certPems[0]), Buffer.from(c.cer));
+  });
+  await check("reuseKey: a new version keeps the key pair", async () => {
+    const rname = `cert-reuse-${s}`;
+    const policy = { issuerName: "Self", subject: "CN=reuse-interop", reuseKey: true };
+    const c1 = await (await cc.beginCreateCertificate(rname, policy, POLL)).pollUntilDone();
+    const c2 = await (await cc.beginCreateCertificate(rname, policy, POLL)).pollUntilDone();
+    assert.notEqual(c1.properties.version, c2.properties.version);
+    const pub = (c) => spkiDer(new X509Certificate(Buffer.from(c.cer)).publicKey);
+    assert.deepEqual(pub(c2), pub(c1));
+  });
+
   // Import.
   await check("importCertificate PEM (key + certificate)", async () => {
     const m = makeSelfSigned("interop-pem");
@@ -194,6 +230,8 @@ export async function runCertificates(ctx) {
     poller.stopPolling();
     const op = (await cc.getCertificateOperation(mname)).getOperationState().certificateOperation;
     assert.equal(op.status, "inProgress");
+    const listed = await collect(cc.listPropertiesOfCertificates({ includePending: true }));
+    assert.ok(listed.some((i) => i.name === mname), "pending certificate not listed with includePending");
     assert.equal(op.issuerName, "Unknown");
     assert.ok(op.csr && op.csr.length > 100, "no CSR");
     return Buffer.from(op.csr);

@@ -41,6 +41,11 @@ export async function runErrors(ctx) {
     expectRestError(() => need(client, "client").sign("RS999", md), 400, "BadParameter"));
   await check("sign with an EC algorithm on an RSA key: 400", () =>
     expectRestError(() => need(client, "client").sign("ES256", md), 400));
+  await check("ES384 on a P-256 key (curve mismatch): 400 BadParameter", async () => {
+    const k = await kc.createEcKey(`mismatch-${s}`, { curve: "P-256" });
+    const ecc = new CryptographyClient(k, ctx.credential, ctx.clientOpts);
+    await expectRestError(() => ecc.sign("ES384", digest("sha384", Buffer.from("x"))), 400, "BadParameter");
+  });
   await check("sign RS256 with a 20-byte digest: 400", () =>
     expectRestError(() => need(client, "client").sign("RS256", randomBytes(20)), 400));
   await check("encrypt with an AES algorithm on an RSA key: 400", () =>

@@ -93,6 +93,17 @@ export async function runKeys(ctx) {
     assert.deepEqual(spkiDer(publicKeyFromSdkJwk(key.key)), spkiDer(publicKey));
   });
 
+  await check("importKey with hardwareProtected gives RSA-HSM", async () => {
+    const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    const name = `imported-hsm-${s}`;
+    const key = await kc.importKey(name, sdkJwkFromNodeJwk(privateKey.export({ format: "jwk" })), { hardwareProtected: true });
+    assertKeyShape(key, { vaultUrl, name, kty: "RSA-HSM" });
+  });
+  await check("more than 15 tags are refused (400)", () => {
+    const tags = Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`t${i}`, "v"]));
+    return expectRestError(() => kc.createEcKey(`tags-${s}`, { curve: "P-256", tags }), 400);
+  });
+
   // Versions, get, get version, rotate.
   const vname = `versioned-${s}`;
   const first = await check("create first version of a key", () => kc.createEcKey(vname, { curve: "P-256" }));

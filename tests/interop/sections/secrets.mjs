@@ -98,6 +98,33 @@ export async function runSecrets(ctx) {
     for (const n of pageNames) assert.ok(names.includes(n), `${n} missing`);
   });
 
+  await check("a value over 25 KiB is refused (400)", () => expectRestError(() => sc.setSecret(`big-${s}`, "y".repeat(25 * 1024 + 1)), 400));
+  await check("more than 15 tags are refused (400)", () => {
+    const tags = Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`t${i}`, "v"]));
+    return expectRestError(() => sc.setSecret(`tags-${s}`, "v", { tags }), 400);
+  });
+  await check("backupSecret / purge / restoreSecretBackup brings back every version", async () => {
+    const bname = `backup-${s}`;
+    const a = await sc.setSecret(bname, "one");
+    const b = await sc.setSecret(bname, "two", { contentType: "text/x-two" });
+    const blob = await sc.backupSecret(bname);
+    assert.ok(blob && blob.length > 16, "empty backup blob");
+    await (await sc.beginDeleteSecret(bname, POLL)).pollUntilDone();
+    await sc.purgeDeletedSecret(bname);
+    await expectRestError(() => sc.getSecret(bname), 404, "SecretNotFound");
+    const restored = await sc.restoreSecretBackup(blob);
+    assert.equal(restored.name, bname);
+    assert.equal(restored.version, b.properties.version);
+    const latest = await sc.getSecret(bname);
+    assert.equal(latest.value, "two");
+    assert.equal(latest.properties.contentType, "text/x-two");
+    assert.equal((await sc.getSecret(bname, { version: a.properties.version })).value, "one");
+  });
+  await check("a Managed HSM has no secrets (404)", async () => {
+    const hs = new SecretClient(ctx.hsmUrl, ctx.credential, ctx.clientOpts);
+    await expectRestError(() => hs.getSecret(`any-${s}`), 404);
+  });
+
   // Soft-delete, recover, purge.
   let deletedVersion;
   await check("beginDeleteSecret poller completes with a DeletedSecret", async () => {
