@@ -1,17 +1,19 @@
 /* p11_cache_check - proves the module's object cache from inside ONE process (each pkcs11-tool
  * run is a new process, so it cannot show this).
  *
- * usage: p11_cache_check MODULE KEY_LABEL -- ROTATE_COMMAND [ARGS...]
+ * usage: p11_cache_check MODULE KEY_LABEL ROTATE_SCRIPT [FAULT_SCRIPT]
  * env:   EMU_STATS, EMU_CA (emulator counters); the module's own config (a short ttl, e.g. 4 s,
  *        so the soft TTL is 3 s) through AKV_PKCS11_CONFIG.
  *
  * 1. lists every object (class, label, id, as pkcs11-tool -O reads them) and remembers the public
  *    key of KEY_LABEL;
  * 2. lists again at once: the emulator must have seen 0 vault requests;
- * 3. runs ROTATE_COMMAND (rotates KEY_LABEL in the vault through REST);
+ * 3. runs ROTATE_SCRIPT with /bin/sh (rotates KEY_LABEL in the vault through REST);
  * 4. right after it, the cached (old) key is still served, still without a request;
  * 5. lists again, bounded (20 s), until the new public key shows up: rotation seen without a
- *    restart once the soft TTL passed; then one more listing costs 0 requests again.
+ *    restart once the soft TTL passed; then one more listing costs 0 requests again;
+ * 6. with FAULT_SCRIPT: runs it (the vault answers 500 from then on), waits past the hard TTL and
+ *    lists again: the refresh fails, the old snapshot is still served (stale-if-error).
  * Prints "KEY before <hex>" and "KEY after <hex>" (CKA_MODULUS or CKA_EC_POINT) so the shell can
  * compare them with the vault's JWKs. */
 #include "p11_common.h"
@@ -65,15 +67,15 @@ static char *list_all(struct t_p11 *p, const char *label, long *nobj)
   return found;
 }
 
-static int run_command(char **argv)
+static int run_script(const char *path)
 {
   int status = 0;
   pid_t pid = fork();
   if(pid < 0)
     return -1;
   if(pid == 0) {
-    execvp(argv[0], argv);
-    perror("execvp");
+    execl("/bin/sh", "sh", path, (char *)NULL);
+    perror("execl /bin/sh");
     _exit(127);
   }
   if(waitpid(pid, &status, 0) < 0)
@@ -91,8 +93,8 @@ int main(int argc, char **argv)
   double start, waited;
   int rc;
 
-  if(argc < 5 || strcmp(argv[3], "--") != 0) {
-    fprintf(stderr, "usage: %s MODULE KEY_LABEL -- ROTATE_COMMAND [ARGS...]\n", argv[0]);
+  if(argc != 4 && argc != 5) {
+    fprintf(stderr, "usage: %s MODULE KEY_LABEL ROTATE_SCRIPT [FAULT_SCRIPT]\n", argv[0]);
     return 2;
   }
   module = argv[1];
@@ -118,7 +120,7 @@ int main(int argc, char **argv)
   again = NULL;
 
   start = now_s();
-  rc = run_command(argv + 4);
+  rc = run_script(argv[3]);
   t_check(rc == 0, "rotate command succeeded (exit %d)", rc);
 
   /* Still inside the soft TTL (3 s after the first listing, rotation takes well under that for
@@ -164,6 +166,28 @@ int main(int argc, char **argv)
     return 1;
   t_check(t1 - t0 == 0, "listing after the refresh is served from the cache again (%lld requests)",
           (long long)(t1 - t0));
+
+  if(argc == 5) {
+    char *stale;
+    long n4 = 0;
+    rc = run_script(argv[4]);
+    t_check(rc == 0, "fault script succeeded (exit %d)", rc);
+    /* Past the hard TTL (4 s) of the snapshot made above, so a refresh must be attempted. */
+    sleep(6);
+    if(t_stats(NULL, &t0, &unused) != 0)
+      return 1;
+    stale = list_all(&p, label, &n4);
+    usleep(500 * 1000); /* a background refresh may still be failing */
+    if(t_stats(NULL, &t1, &unused) != 0)
+      return 1;
+    t_check(t1 - t0 > 0, "after the hard TTL a refresh was attempted (%lld requests)",
+            (long long)(t1 - t0));
+    t_check(n4 == n1, "with the vault failing, the old snapshot is still served (%ld of %ld objects)",
+            n4, n1);
+    t_check(stale && after && strcmp(stale, after) == 0,
+            "stale-if-error keeps the last known public key");
+    free(stale);
+  }
 
   free(before);
   free(again);

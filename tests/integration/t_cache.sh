@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 3: the object cache, proven with the emulator's request counters.
 # In one process (p11_cache_check): a second listing within the TTL costs 0 requests; a key
-# rotated through REST shows its new public key after the soft TTL without a restart.
+# rotated through REST shows its new public key after the soft TTL without a restart; when the
+# vault then fails, the old snapshot is still served after the hard TTL (stale-if-error).
 # Across processes (DESIGN §5 cache file): a second pkcs11-tool -O within the TTL costs 0 requests.
 . "$(dirname "$0")/lib.sh"
 need_tool pkcs11-tool openssl jq curl
@@ -19,11 +20,17 @@ module_config "$WORK/ttl4.json" '{"ttl":4}'
 old_jwk=$(kv_call GET /keys/rotating | jq -c .key) || fail "GET key"
 old_point="04$(_b64url_hex "$(jq -r .x <<<"$old_jwk")")$(_b64url_hex "$(jq -r .y <<<"$old_jwk")")"
 kv_token
+cat >"$WORK/rotate.sh" <<EOF
+exec curl -sS --fail --max-time 30 --cacert "$EMU_CA" -H @"$WORK/kv-auth.hdr" -X POST \\
+  -o "$WORK/rotated.json" "$EMU_VAULT_URL/keys/rotating/rotate?api-version=$KV_API"
+EOF
+cat >"$WORK/faults.sh" <<EOF
+exec curl -sS --fail --max-time 10 --cacert "$EMU_CA" -o /dev/null -X POST --data-binary 500 "$EMU_CONTROL/faults"
+EOF
 rc=0
-AKV_PKCS11_CONFIG="$WORK/ttl4.json" timeout 60 "$P11_CACHE_CHECK" "$AKV_MODULE" rotating -- \
-  curl -sS --fail --max-time 30 --cacert "$EMU_CA" -H @"$WORK/kv-auth.hdr" -X POST \
-  -o "$WORK/rotated.json" "$EMU_VAULT_URL/keys/rotating/rotate?api-version=$KV_API" \
-  >"$WORK/cache.out" 2>"$WORK/cache.err" || rc=$?
+AKV_PKCS11_CONFIG="$WORK/ttl4.json" timeout 90 "$P11_CACHE_CHECK" "$AKV_MODULE" rotating \
+  "$WORK/rotate.sh" "$WORK/faults.sh" >"$WORK/cache.out" 2>"$WORK/cache.err" || rc=$?
+emu_faults "" || fail "clearing faults"
 cat "$WORK/cache.out"
 sed 's/^/#   stderr| /' "$WORK/cache.err" | tail -n 20
 # Count the helper's own checks in this test's total, so the summary shows them.
@@ -38,6 +45,7 @@ check "the cached key before rotation is the vault's first version" \
 check "the key listed after the soft TTL is the vault's new version" \
   bash -c '[[ "$1" == *"$2" ]]' _ "$after" "$new_point"
 check "the vault really has a new version" test "$old_point" != "$new_point"
+check_grep "the failed refresh was logged as a warning" "WARN" "$WORK/cache.err"
 
 section "versions: all — the rotated key's older version is an extra object labelled name/version"
 module_config "$WORK/versions.json" '{"versions":"all","objects":["keys"]}'
