@@ -217,4 +217,90 @@ export async function runWire(ctx) {
     atLeast(n, 20, "error responses");
     p.assertNone("malformed error bodies");
   });
+
+  await check("status codes: certificate create 202, purges 204, everything else that succeeded 200 (§3.1, §5.1, §6.1)", () => {
+    const p = problems();
+    let creates = 0, purges = 0;
+    for (const x of dataPlane) {
+      if (x.status >= 300) continue;
+      const path = pathOf(x.url);
+      if (x.method === "POST" && /^\/certificates\/[^/]+\/create$/i.test(path)) {
+        creates++;
+        if (x.status !== 202) p.add(`${opOf(x)} -> ${x.status}`);
+      } else if (x.method === "DELETE" && /^\/deleted(keys|secrets|certificates)\/[^/]+$/i.test(path)) {
+        purges++;
+        if (x.status !== 204) p.add(`${opOf(x)} -> ${x.status}`);
+      } else if (/\/pending\/merge$/i.test(path)) {
+        if (x.status !== 201 && x.status !== 200) p.add(`${opOf(x)} -> ${x.status}`);
+      } else if (x.status !== 200) {
+        p.add(`${opOf(x)} -> ${x.status}`);
+      }
+    }
+    atLeast(creates, 5, "certificate creates");
+    atLeast(purges, 5, "purges");
+    p.assertNone("unexpected success statuses");
+  });
+
+  await check("secret values only where they belong: not in PATCH, DELETE, list or recover answers (§5.1)", () => {
+    const p = problems();
+    let n = 0;
+    for (const x of dataPlane) {
+      const path = pathOf(x.url);
+      if (x.status !== 200 || !/^\/(deleted)?secrets(\/|$)/i.test(path)) continue;
+      const b = parseBody(x);
+      if (!b) continue;
+      const isList = Array.isArray(b.value);
+      const valueless = x.method === "PATCH" || x.method === "DELETE" || isList || /\/recover$/i.test(path) ||
+        (x.method === "GET" && /^\/deletedsecrets\//i.test(path));
+      if (!valueless) continue;
+      n++;
+      if (isList) {
+        for (const item of b.value) if ("value" in item) p.add(`${opOf(x)}: list item with value`);
+      } else if ("value" in b) {
+        p.add(`${opOf(x)}: answer carries the secret value`);
+      }
+    }
+    atLeast(n, 10, "value-less secret answers");
+    p.assertNone("secret answers leaking values");
+  });
+
+  await check("key lists carry no key material; vault keys report hsmPlatform, Managed HSM keys do not (§3.3, §3.4, §9)", () => {
+    const p = problems();
+    for (const x of dataPlane) {
+      if (x.status !== 200 || x.method === "DELETE") continue;
+      const path = pathOf(x.url);
+      if (!/^\/(deleted)?keys(\/|$)/i.test(path)) continue;
+      const b = parseBody(x);
+      if (!b) continue;
+      const mhsm = new URL(x.url).origin === hsmOrigin;
+      if (Array.isArray(b.value)) {
+        for (const item of b.value) {
+          if ("key" in item) p.add(`${opOf(x)}: list item with key material`);
+          if (typeof item.kid !== "string") p.add(`${opOf(x)}: list item without kid`);
+        }
+        continue;
+      }
+      if (!b.key || !b.attributes) continue;
+      const hp = b.attributes.hsmPlatform;
+      if (mhsm && hp !== undefined) p.add(`${opOf(x)}: Managed HSM key with hsmPlatform`);
+      if (!mhsm) {
+        const want = /-HSM$/.test(b.key.kty) ? "2" : "0";
+        if (hp !== want) p.add(`${opOf(x)}: ${b.key.kty} with hsmPlatform ${JSON.stringify(hp)}`);
+      }
+    }
+    p.assertNone("key answers off the recorded shape");
+  });
+
+  await check("Managed HSM challenges have an empty body, vault challenges the Unauthorized error (§8.1, §9)", () => {
+    const p = problems();
+    for (const x of dataPlane.filter((e) => !e.hadAuth && e.status === 401)) {
+      const mhsm = new URL(x.url).origin === hsmOrigin;
+      if (mhsm && x.body) p.add(`${opOf(x)}: Managed HSM 401 with body ${x.body.slice(0, 80)}`);
+      if (!mhsm) {
+        const b = parseBody(x);
+        if (!b || !b.error || b.error.code !== "Unauthorized") p.add(`${opOf(x)}: vault 401 body ${String(x.body).slice(0, 80)}`);
+      }
+    }
+    p.assertNone("challenge bodies off the recorded shape");
+  });
 }
