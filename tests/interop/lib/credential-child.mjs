@@ -1,10 +1,10 @@
 // Runs one credential in a fresh process, because the environment-driven credentials (managed identity,
 // EnvironmentCredential) read process.env and msal-node caches the managed identity source per process.
 // Usage: node credential-child.mjs MODE VAULT_URL SECRET_NAME
-//   MODE: mi-imds | mi-appservice | env-secret | env-certificate
+//   MODE: mi-imds | mi-appservice | env-secret | env-certificate | default (DefaultAzureCredential, no options)
 // Gets a token for the vault scope, then writes and reads back a secret with it. Prints one JSON line
 // {"ok":true,...} or {"ok":false,"error":...}; never prints the token.
-import { EnvironmentCredential, ManagedIdentityCredential } from "@azure/identity";
+import { DefaultAzureCredential, EnvironmentCredential, ManagedIdentityCredential } from "@azure/identity";
 import { SecretClient } from "@azure/keyvault-secrets";
 
 const [mode, vaultUrl, secretName] = process.argv.slice(2);
@@ -17,6 +17,10 @@ function credentialFor(m) {
     case "env-secret":
     case "env-certificate":
       return new EnvironmentCredential({ disableInstanceDiscovery: true });
+    case "default":
+      // No options at all, as applications use it: the chain picks its source from the environment (without
+      // disableInstanceDiscovery, which the emulator's discovery endpoint makes unnecessary).
+      return new DefaultAzureCredential();
     default:
       throw new Error(`unknown mode ${m}`);
   }

@@ -134,8 +134,9 @@ export async function runIdentity(ctx) {
   });
 
   // Environment-driven credentials run in child processes (see lib/credential-child.mjs).
+  let childNo = 0;
   const childCheck = (title, mode, env, expectLifetime) => check(title, async () => {
-    const r = await runChild(mode, ctx.vaultUrl, `cred-${mode}-${ctx.suffix}`, { ...baseEnv(), ...env() });
+    const r = await runChild(mode, ctx.vaultUrl, `cred-${mode}-${++childNo}-${ctx.suffix}`, { ...baseEnv(), ...env() });
     assert.ok(r.ok, r.error);
     assert.ok(r.roundTrip, "secret round trip with the credential's token failed");
     if (expectLifetime) assert.ok(r.expiresInS > 60, `token lifetime ${r.expiresInS}s`);
@@ -174,6 +175,18 @@ export async function runIdentity(ctx) {
     sig[0] ^= 1;
     assert.equal(await bearerStatus(ctx.vaultUrl, `${t[0]}.${t[1]}.${sig.toString("base64url")}`), 401);
   });
+
+  await childCheck("DefaultAzureCredential picks WorkloadIdentityCredential from AZURE_FEDERATED_TOKEN_FILE", "default", () => ({
+    ...appEnv, AZURE_FEDERATED_TOKEN_FILE: need(ready.federated_token_file, "ready file federated_token_file"),
+  }), true);
+  await childCheck("DefaultAzureCredential picks the IMDS managed identity", "default", () => ({
+    AZURE_POD_IDENTITY_AUTHORITY_HOST: imdsHost(need(ready.imds_endpoint, "ready file imds_endpoint")),
+  }), true);
+  await childCheck("DefaultAzureCredential with AZURE_TOKEN_CREDENTIALS=ManagedIdentityCredential (App Service)", "default", () => ({
+    AZURE_TOKEN_CREDENTIALS: "ManagedIdentityCredential",
+    IDENTITY_ENDPOINT: need(ready.identity_endpoint, "ready file identity_endpoint"),
+    IDENTITY_HEADER: need(ready.identity_header, "ready file identity_header"),
+  }), true);
 
   // Negative paths: the emulator must reject bad credentials the way Entra does (HTTP 401 invalid_client
   // for a wrong secret) and the SDK must surface that as a credential error, not as a vault RestError.
