@@ -162,14 +162,8 @@ CK_RV C_GetInfo(CK_INFO_PTR pInfo)
   CK_RV rv;
 
   AKV_P11_IN();
-  rv = akv_module_check();
-  if (rv != CKR_OK)
-    goto out;
-  if (!pInfo) {
-    rv = CKR_ARGUMENTS_BAD;
-    goto out;
-  }
-  akv_module_info(pInfo);
-out:
+  rv = akv_p11_begin(pInfo != NULL);
+  if (rv == CKR_OK)
+    akv_module_info(pInfo);
   return AKV_P11_OUT(rv);
 }

@@ -3,17 +3,6 @@
 #include "p11/p11.h"
 #include "session.h"
 
-/* Init check, argument check, session acquire: the common prologue. */
-static CK_RV begin(CK_SESSION_HANDLE h, int args_ok, struct akv_session **s)
-{
-  CK_RV rv = akv_module_check();
-  if (rv != CKR_OK)
-    return rv;
-  if (!args_ok)
-    return CKR_ARGUMENTS_BAD;
-  return akv_session_acquire(h, s);
-}
-
 CK_RV C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount,
                      CK_OBJECT_HANDLE_PTR phObject)
 {
@@ -21,7 +10,7 @@ CK_RV C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate, CK_
   CK_RV rv;
 
   AKV_P11_IN();
-  rv = begin(hSession, (pTemplate || !ulCount) && phObject, &s);
+  rv = akv_p11_session(hSession, (pTemplate || !ulCount) && phObject, &s);
   if (rv != CKR_OK)
     goto out;
   rv = akv_object_create(s, pTemplate, ulCount, phObject);
@@ -37,7 +26,7 @@ CK_RV C_CopyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject, CK_ATTR
   CK_RV rv;
 
   AKV_P11_IN();
-  rv = begin(hSession, (pTemplate || !ulCount) && phNewObject, &s);
+  rv = akv_p11_session(hSession, (pTemplate || !ulCount) && phNewObject, &s);
   if (rv != CKR_OK)
     goto out;
   rv = akv_object_copy(s, hObject, pTemplate, ulCount, phNewObject);
@@ -52,7 +41,7 @@ CK_RV C_DestroyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject)
   CK_RV rv;
 
   AKV_P11_IN();
-  rv = begin(hSession, 1, &s);
+  rv = akv_p11_session(hSession, 1, &s);
   if (rv != CKR_OK)
     goto out;
   rv = akv_object_destroy(s, hObject);
@@ -68,7 +57,7 @@ CK_RV C_GetObjectSize(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject, CK_U
   CK_RV rv;
 
   AKV_P11_IN();
-  rv = begin(hSession, pulSize != NULL, &s);
+  rv = akv_p11_session(hSession, pulSize != NULL, &s);
   if (rv != CKR_OK)
     goto out;
   rv = akv_session_object(s, hObject, &obj);
@@ -88,7 +77,7 @@ CK_RV C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
   CK_RV rv;
 
   AKV_P11_IN();
-  rv = begin(hSession, pTemplate || !ulCount, &s);
+  rv = akv_p11_session(hSession, pTemplate || !ulCount, &s);
   if (rv != CKR_OK)
     goto out;
   rv = akv_session_object(s, hObject, &obj);
@@ -107,7 +96,7 @@ CK_RV C_SetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
   CK_RV rv;
 
   AKV_P11_IN();
-  rv = begin(hSession, pTemplate || !ulCount, &s);
+  rv = akv_p11_session(hSession, pTemplate || !ulCount, &s);
   if (rv != CKR_OK)
     goto out;
   rv = akv_object_set_attrs(s, hObject, pTemplate, ulCount);
@@ -122,7 +111,7 @@ CK_RV C_FindObjectsInit(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate, 
   CK_RV rv;
 
   AKV_P11_IN();
-  rv = begin(hSession, pTemplate || !ulCount, &s);
+  rv = akv_p11_session(hSession, pTemplate || !ulCount, &s);
   if (rv != CKR_OK)
     goto out;
   rv = akv_find_init(s, pTemplate, ulCount);
@@ -138,7 +127,7 @@ CK_RV C_FindObjects(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE_PTR phObject,
   CK_RV rv;
 
   AKV_P11_IN();
-  rv = begin(hSession, (phObject || !ulMaxObjectCount) && pulObjectCount, &s);
+  rv = akv_p11_session(hSession, (phObject || !ulMaxObjectCount) && pulObjectCount, &s);
   if (rv != CKR_OK)
     goto out;
   rv = akv_find_next(s, phObject, ulMaxObjectCount, pulObjectCount);
@@ -153,7 +142,7 @@ CK_RV C_FindObjectsFinal(CK_SESSION_HANDLE hSession)
   CK_RV rv;
 
   AKV_P11_IN();
-  rv = begin(hSession, 1, &s);
+  rv = akv_p11_session(hSession, 1, &s);
   if (rv != CKR_OK)
     goto out;
   rv = akv_find_final(s);

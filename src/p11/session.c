@@ -11,15 +11,9 @@ CK_RV C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pApplication,
   AKV_P11_IN();
   (void)pApplication; /* no callbacks: the module never surrenders */
   (void)Notify;
-  rv = akv_module_check();
-  if (rv != CKR_OK)
-    goto out;
-  if (!phSession) {
-    rv = CKR_ARGUMENTS_BAD;
-    goto out;
-  }
-  rv = akv_session_open(slotID, flags, phSession);
-out:
+  rv = akv_p11_begin(phSession != NULL);
+  if (rv == CKR_OK)
+    rv = akv_session_open(slotID, flags, phSession);
   return AKV_P11_OUT(rv);
 }
 
@@ -28,7 +22,7 @@ CK_RV C_CloseSession(CK_SESSION_HANDLE hSession)
   CK_RV rv;
 
   AKV_P11_IN();
-  rv = akv_module_check();
+  rv = akv_p11_begin(1);
   if (rv == CKR_OK)
     rv = akv_session_close(hSession);
   return AKV_P11_OUT(rv);
@@ -39,15 +33,9 @@ CK_RV C_CloseAllSessions(CK_SLOT_ID slotID)
   CK_RV rv;
 
   AKV_P11_IN();
-  rv = akv_module_check();
-  if (rv != CKR_OK)
-    goto out;
-  if (!akv_slot_get(slotID)) {
-    rv = CKR_SLOT_ID_INVALID;
-    goto out;
-  }
-  rv = akv_session_close_all(slotID);
-out:
+  rv = akv_p11_begin(1);
+  if (rv == CKR_OK)
+    rv = akv_slot_get(slotID) ? akv_session_close_all(slotID) : CKR_SLOT_ID_INVALID;
   return AKV_P11_OUT(rv);
 }
 
@@ -57,19 +45,11 @@ CK_RV C_GetSessionInfo(CK_SESSION_HANDLE hSession, CK_SESSION_INFO_PTR pInfo)
   CK_RV rv;
 
   AKV_P11_IN();
-  rv = akv_module_check();
-  if (rv != CKR_OK)
-    goto out;
-  if (!pInfo) {
-    rv = CKR_ARGUMENTS_BAD;
-    goto out;
+  rv = akv_p11_session(hSession, pInfo != NULL, &s);
+  if (rv == CKR_OK) {
+    akv_session_info(s, pInfo);
+    akv_session_release(s);
   }
-  rv = akv_session_acquire(hSession, &s);
-  if (rv != CKR_OK)
-    goto out;
-  akv_session_info(s, pInfo);
-  akv_session_release(s);
-out:
   return AKV_P11_OUT(rv);
 }
 
@@ -82,19 +62,11 @@ CK_RV C_GetOperationState(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pOperationStat
 
   AKV_P11_IN();
   (void)pOperationState;
-  rv = akv_module_check();
-  if (rv != CKR_OK)
-    goto out;
-  if (!pulOperationStateLen) {
-    rv = CKR_ARGUMENTS_BAD;
-    goto out;
+  rv = akv_p11_session(hSession, pulOperationStateLen != NULL, &s);
+  if (rv == CKR_OK) {
+    rv = CKR_FUNCTION_NOT_SUPPORTED;
+    akv_session_release(s);
   }
-  rv = akv_session_acquire(hSession, &s);
-  if (rv != CKR_OK)
-    goto out;
-  rv = CKR_FUNCTION_NOT_SUPPORTED;
-  akv_session_release(s);
-out:
   return AKV_P11_OUT(rv);
 }
 
@@ -108,22 +80,15 @@ CK_RV C_SetOperationState(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pOperationStat
   AKV_P11_IN();
   (void)hEncryptionKey;
   (void)hAuthenticationKey;
-  rv = akv_module_check();
-  if (rv != CKR_OK)
-    goto out;
-  if (!pOperationState || !ulOperationStateLen) {
-    rv = CKR_ARGUMENTS_BAD;
-    goto out;
+  rv = akv_p11_session(hSession, pOperationState && ulOperationStateLen, &s);
+  if (rv == CKR_OK) {
+    rv = CKR_FUNCTION_NOT_SUPPORTED;
+    akv_session_release(s);
   }
-  rv = akv_session_acquire(hSession, &s);
-  if (rv != CKR_OK)
-    goto out;
-  rv = CKR_FUNCTION_NOT_SUPPORTED;
-  akv_session_release(s);
-out:
   return AKV_P11_OUT(rv);
 }
 
+/* A NULL PIN with length 0 is the protected-authentication-path form; accepted like any PIN. */
 CK_RV C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
               CK_ULONG ulPinLen)
 {
@@ -131,20 +96,11 @@ CK_RV C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR
   CK_RV rv;
 
   AKV_P11_IN();
-  rv = akv_module_check();
-  if (rv != CKR_OK)
-    goto out;
-  /* A NULL PIN with length 0 is the protected-authentication-path form; accepted like any PIN. */
-  if (!pPin && ulPinLen) {
-    rv = CKR_ARGUMENTS_BAD;
-    goto out;
+  rv = akv_p11_session(hSession, pPin || !ulPinLen, &s);
+  if (rv == CKR_OK) {
+    rv = akv_session_login(s, userType, ulPinLen);
+    akv_session_release(s);
   }
-  rv = akv_session_acquire(hSession, &s);
-  if (rv != CKR_OK)
-    goto out;
-  rv = akv_session_login(s, userType, ulPinLen);
-  akv_session_release(s);
-out:
   return AKV_P11_OUT(rv);
 }
 
@@ -154,41 +110,50 @@ CK_RV C_Logout(CK_SESSION_HANDLE hSession)
   CK_RV rv;
 
   AKV_P11_IN();
-  rv = akv_module_check();
-  if (rv != CKR_OK)
-    goto out;
-  rv = akv_session_acquire(hSession, &s);
-  if (rv != CKR_OK)
-    goto out;
-  rv = akv_session_logout(s);
-  akv_session_release(s);
-out:
+  rv = akv_p11_session(hSession, 1, &s);
+  if (rv == CKR_OK) {
+    rv = akv_session_logout(s);
+    akv_session_release(s);
+  }
   return AKV_P11_OUT(rv);
 }
 
-/* Legacy parallel-function calls (PKCS#11 2.40 §5.16). */
-static CK_RV not_parallel(CK_SESSION_HANDLE hSession)
+/* Legacy parallel-function calls (PKCS#11 2.40 §5.16), and the PIN calls of a token whose
+ * authorization is an Azure credential: checked, then refused with `refusal`. */
+static CK_RV refuse_on_session(CK_SESSION_HANDLE hSession, int args_ok, CK_RV refusal)
 {
   struct akv_session *s = NULL;
-  CK_RV rv = akv_module_check();
+  CK_RV rv = akv_p11_session(hSession, args_ok, &s);
 
-  if (rv != CKR_OK)
-    return rv;
-  rv = akv_session_acquire(hSession, &s);
-  if (rv != CKR_OK)
-    return rv;
-  akv_session_release(s);
-  return CKR_FUNCTION_NOT_PARALLEL;
+  if (rv == CKR_OK) {
+    rv = refusal;
+    akv_session_release(s);
+  }
+  return rv;
 }
 
 CK_RV C_GetFunctionStatus(CK_SESSION_HANDLE hSession)
 {
   AKV_P11_IN();
-  return AKV_P11_OUT(not_parallel(hSession));
+  return AKV_P11_OUT(refuse_on_session(hSession, 1, CKR_FUNCTION_NOT_PARALLEL));
 }
 
 CK_RV C_CancelFunction(CK_SESSION_HANDLE hSession)
 {
   AKV_P11_IN();
-  return AKV_P11_OUT(not_parallel(hSession));
+  return AKV_P11_OUT(refuse_on_session(hSession, 1, CKR_FUNCTION_NOT_PARALLEL));
+}
+
+CK_RV C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
+{
+  AKV_P11_IN();
+  return AKV_P11_OUT(refuse_on_session(hSession, pPin || !ulPinLen, CKR_FUNCTION_NOT_SUPPORTED));
+}
+
+CK_RV C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ulOldLen,
+               CK_UTF8CHAR_PTR pNewPin, CK_ULONG ulNewLen)
+{
+  AKV_P11_IN();
+  return AKV_P11_OUT(refuse_on_session(hSession, (pOldPin || !ulOldLen) && (pNewPin || !ulNewLen),
+                                       CKR_FUNCTION_NOT_SUPPORTED));
 }

@@ -10,13 +10,9 @@ CK_RV C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList, CK_ULONG_PT
 
   AKV_P11_IN();
   (void)tokenPresent; /* the token is always present: both lists are the same */
-  rv = akv_module_check();
+  rv = akv_p11_begin(pulCount != NULL);
   if (rv != CKR_OK)
     goto out;
-  if (!pulCount) {
-    rv = CKR_ARGUMENTS_BAD;
-    goto out;
-  }
   n = (CK_ULONG)akv_slot_count();
   if (pSlotList) {
     if (*pulCount < n) {
@@ -31,51 +27,42 @@ out:
   return AKV_P11_OUT(rv);
 }
 
+/* The prologue of the calls on a slot: initialised, arguments, a known slot. */
+static CK_RV slot_begin(CK_SLOT_ID id, int args_ok, struct akv_slot **slot)
+{
+  CK_RV rv = akv_p11_begin(args_ok);
+  if (rv == CKR_OK) {
+    *slot = akv_slot_get(id);
+    if (!*slot)
+      rv = CKR_SLOT_ID_INVALID;
+  }
+  return rv;
+}
+
 CK_RV C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo)
 {
-  struct akv_slot *slot;
+  struct akv_slot *slot = NULL;
   CK_RV rv;
 
   AKV_P11_IN();
-  rv = akv_module_check();
-  if (rv != CKR_OK)
-    goto out;
-  if (!pInfo) {
-    rv = CKR_ARGUMENTS_BAD;
-    goto out;
-  }
-  slot = akv_slot_get(slotID);
-  if (!slot) {
-    rv = CKR_SLOT_ID_INVALID;
-    goto out;
-  }
-  akv_slot_info(slot, pInfo);
-out:
+  rv = slot_begin(slotID, pInfo != NULL, &slot);
+  if (rv == CKR_OK)
+    akv_slot_info(slot, pInfo);
   return AKV_P11_OUT(rv);
 }
 
 CK_RV C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo)
 {
-  struct akv_slot *slot;
+  struct akv_slot *slot = NULL;
   CK_RV rv;
 
   AKV_P11_IN();
-  rv = akv_module_check();
-  if (rv != CKR_OK)
-    goto out;
-  if (!pInfo) {
-    rv = CKR_ARGUMENTS_BAD;
-    goto out;
+  rv = slot_begin(slotID, pInfo != NULL, &slot);
+  if (rv == CKR_OK) {
+    akv_lock(); /* session counts */
+    akv_slot_token_info(slot, pInfo);
+    akv_unlock();
   }
-  slot = akv_slot_get(slotID);
-  if (!slot) {
-    rv = CKR_SLOT_ID_INVALID;
-    goto out;
-  }
-  akv_lock(); /* session counts */
-  akv_slot_token_info(slot, pInfo);
-  akv_unlock();
-out:
   return AKV_P11_OUT(rv);
 }
 
@@ -85,84 +72,24 @@ CK_RV C_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR pSlot, CK_VOID_PTR pRese
   CK_RV rv;
 
   AKV_P11_IN();
-  rv = akv_module_check();
-  if (rv != CKR_OK)
-    goto out;
-  if (!pSlot || pReserved) {
-    rv = CKR_ARGUMENTS_BAD;
-    goto out;
-  }
-  rv = (flags & CKF_DONT_BLOCK) ? CKR_NO_EVENT : CKR_FUNCTION_NOT_SUPPORTED;
-out:
+  rv = akv_p11_begin(pSlot && !pReserved);
+  if (rv == CKR_OK)
+    rv = (flags & CKF_DONT_BLOCK) ? CKR_NO_EVENT : CKR_FUNCTION_NOT_SUPPORTED;
   return AKV_P11_OUT(rv);
 }
 
 /* A vault is provisioned in Azure, not initialised through PKCS#11, and Azure credentials (not
- * PINs) authorize: C_InitToken, C_InitPIN and C_SetPIN are not supported (after their argument,
- * slot and session checks). */
+ * PINs) authorize: C_InitToken (and C_InitPIN / C_SetPIN, src/p11/session.c) are not supported,
+ * after their argument, slot and session checks. */
 CK_RV C_InitToken(CK_SLOT_ID slotID, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen,
                   CK_UTF8CHAR_PTR pLabel)
 {
+  struct akv_slot *slot = NULL;
   CK_RV rv;
 
   AKV_P11_IN();
-  rv = akv_module_check();
-  if (rv != CKR_OK)
-    goto out;
-  if (!pLabel || (!pPin && ulPinLen)) {
-    rv = CKR_ARGUMENTS_BAD;
-    goto out;
-  }
-  if (!akv_slot_get(slotID)) {
-    rv = CKR_SLOT_ID_INVALID;
-    goto out;
-  }
-  rv = CKR_FUNCTION_NOT_SUPPORTED;
-out:
-  return AKV_P11_OUT(rv);
-}
-
-CK_RV C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
-{
-  struct akv_session *s = NULL;
-  CK_RV rv;
-
-  AKV_P11_IN();
-  rv = akv_module_check();
-  if (rv != CKR_OK)
-    goto out;
-  if (!pPin && ulPinLen) {
-    rv = CKR_ARGUMENTS_BAD;
-    goto out;
-  }
-  rv = akv_session_acquire(hSession, &s);
-  if (rv != CKR_OK)
-    goto out;
-  rv = CKR_FUNCTION_NOT_SUPPORTED;
-  akv_session_release(s);
-out:
-  return AKV_P11_OUT(rv);
-}
-
-CK_RV C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ulOldLen,
-               CK_UTF8CHAR_PTR pNewPin, CK_ULONG ulNewLen)
-{
-  struct akv_session *s = NULL;
-  CK_RV rv;
-
-  AKV_P11_IN();
-  rv = akv_module_check();
-  if (rv != CKR_OK)
-    goto out;
-  if ((!pOldPin && ulOldLen) || (!pNewPin && ulNewLen)) {
-    rv = CKR_ARGUMENTS_BAD;
-    goto out;
-  }
-  rv = akv_session_acquire(hSession, &s);
-  if (rv != CKR_OK)
-    goto out;
-  rv = CKR_FUNCTION_NOT_SUPPORTED;
-  akv_session_release(s);
-out:
+  rv = slot_begin(slotID, pLabel && (pPin || !ulPinLen), &slot);
+  if (rv == CKR_OK)
+    rv = CKR_FUNCTION_NOT_SUPPORTED;
   return AKV_P11_OUT(rv);
 }
