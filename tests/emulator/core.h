@@ -58,6 +58,7 @@ struct emu_server {
   X509 *client_cert;        /* registered for the client assertion flow */
   unsigned char client_x5t[20], client_x5t256[32];
   char *server_key_pem, *server_cert_pem;
+  unsigned char backup_key[32]; /* AES-256-GCM key sealing key backups (per run) */
 };
 
 extern struct emu_server *emu_srv;

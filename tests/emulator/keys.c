@@ -547,6 +547,16 @@ enum emu_rc emu_keys_recover(struct emu_vault *vault, const char *name, cJSON **
   return rc;
 }
 
+/* Remove a key whatever its state (undoing a partial restore). */
+static void keys_purge_now(struct emu_vault *vault, const char *name)
+{
+  pthread_mutex_lock(&vault->lock);
+  struct emu_key *key = find_inlock(vault->keys, name);
+  if(key)
+    remove_inlock(vault->keys, key);
+  pthread_mutex_unlock(&vault->lock);
+}
+
 enum emu_rc emu_keys_purge(struct emu_vault *vault, const char *name)
 {
   enum emu_rc rc = EMU_E_NOT_FOUND;
@@ -1310,6 +1320,283 @@ static int rng(struct emu_req *req, struct emu_resp *resp)
   return emu_resp_json(resp, 200, o);
 }
 
+
+/* ---- backup / restore ------------------------------------------------------------------ */
+/* A backup blob is base64url(iv[12] || tag[16] || AES-256-GCM(JSON)) under a key that lives
+ * only for this emulator run: it restores into any vault of the same run, like the service's
+ * blobs restore within the same geography, and never exposes key material in the clear. */
+
+#define BACKUP_MAGIC "akv-emulator-key-backup-1"
+
+static cJSON *version_backup_json_inlock(const struct emu_key_version *kv)
+{
+  cJSON *o = cJSON_CreateObject(), *a;
+  unsigned char *der = NULL;
+  char *mat = NULL;
+  int n = 0;
+  if(!o)
+    return NULL;
+  if(kv->pkey) {
+    n = i2d_PrivateKey(kv->pkey, &der);
+    if(n <= 0)
+      goto fail;
+    mat = emu_b64url_encode(der, (size_t)n);
+  } else {
+    mat = emu_b64url_encode(kv->k, kv->klen);
+  }
+  if(!mat || !cJSON_AddStringToObject(o, "version", kv->version) ||
+     !cJSON_AddStringToObject(o, "kty", kv->kty) || !cJSON_AddStringToObject(o, "crv", kv->crv) ||
+     !cJSON_AddNumberToObject(o, "pubexp", (double)kv->pubexp) ||
+     !cJSON_AddBoolToObject(o, "managed", kv->managed) ||
+     !cJSON_AddStringToObject(o, kv->pkey ? "der" : "k", mat) || !(a = cJSON_AddObjectToObject(o, "attrs")))
+    goto fail;
+  cJSON_AddBoolToObject(a, "enabled", kv->attrs.enabled);
+  cJSON_AddNumberToObject(a, "nbf", (double)kv->attrs.nbf);
+  cJSON_AddNumberToObject(a, "exp", (double)kv->attrs.exp);
+  cJSON_AddNumberToObject(a, "created", (double)kv->attrs.created);
+  cJSON_AddNumberToObject(a, "updated", (double)kv->attrs.updated);
+  cJSON_AddBoolToObject(a, "exportable", kv->attrs.exportable);
+  cJSON_AddItemToObject(o, "key_ops", cJSON_Duplicate(kv->key_ops, 1));
+  if(kv->tags)
+    cJSON_AddItemToObject(o, "tags", cJSON_Duplicate(kv->tags, 1));
+  goto out;
+fail:
+  cJSON_Delete(o);
+  o = NULL;
+out:
+  if(der) {
+    OPENSSL_cleanse(der, (size_t)n);
+    OPENSSL_free(der);
+  }
+  if(mat) {
+    OPENSSL_cleanse(mat, strlen(mat));
+    free(mat);
+  }
+  return o;
+}
+
+/* AES-256-GCM seal/open with the run's backup key. */
+static int backup_crypt(bool seal, const unsigned char *in, size_t inlen, unsigned char **out,
+                        size_t *outlen)
+{
+  EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+  unsigned char *buf = NULL;
+  int l1 = 0, l2 = 0, rc = -1;
+  size_t cap = inlen + 28;
+  if(!ctx || inlen > INT32_MAX / 2 || (!seal && inlen < 28))
+    goto out;
+  buf = malloc(cap);
+  if(!buf)
+    goto out;
+  if(seal) {
+    if(RAND_bytes(buf, 12) != 1 ||
+       EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, emu_srv->backup_key, buf) != 1 ||
+       EVP_EncryptUpdate(ctx, buf + 28, &l1, in, (int)inlen) != 1 ||
+       EVP_EncryptFinal_ex(ctx, buf + 28 + l1, &l2) != 1 ||
+       EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, buf + 12) != 1)
+      goto out;
+    *outlen = 28 + (size_t)l1 + (size_t)l2;
+  } else {
+    if(EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, emu_srv->backup_key, in) != 1 ||
+       EVP_DecryptUpdate(ctx, buf, &l1, in + 28, (int)(inlen - 28)) != 1 ||
+       EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, (void *)(in + 12)) != 1 ||
+       EVP_DecryptFinal_ex(ctx, buf + l1, &l2) != 1)
+      goto out;
+    *outlen = (size_t)l1 + (size_t)l2;
+  }
+  *out = buf;
+  buf = NULL;
+  rc = 0;
+out:
+  if(buf) {
+    OPENSSL_cleanse(buf, cap);
+    free(buf);
+  }
+  EVP_CIPHER_CTX_free(ctx);
+  ERR_clear_error();
+  return rc;
+}
+
+static int backup_key(struct emu_req *req, struct emu_resp *resp, const char *name)
+{
+  struct emu_vault *vault = req->vault;
+  cJSON *root = NULL, *arr;
+  char *text = NULL, *blob64 = NULL;
+  unsigned char *blob = NULL;
+  size_t bloblen = 0;
+  int rc = -1;
+  bool found = false;
+  emu_stats_count("keys.backup");
+  pthread_mutex_lock(&vault->lock);
+  struct emu_key *key = find_inlock(vault->keys, name);
+  if(key && !key->deleted) {
+    found = true;
+    root = cJSON_CreateObject();
+    if(root && cJSON_AddStringToObject(root, "magic", BACKUP_MAGIC) &&
+       cJSON_AddStringToObject(root, "name", key->name) &&
+       (arr = cJSON_AddArrayToObject(root, "versions"))) {
+      for(size_t i = 0; i < key->nv; i++) {
+        cJSON *v = version_backup_json_inlock(key->v[i]);
+        if(!v) {
+          cJSON_Delete(root);
+          root = NULL;
+          break;
+        }
+        cJSON_AddItemToArray(arr, v);
+      }
+    } else {
+      cJSON_Delete(root);
+      root = NULL;
+    }
+  }
+  pthread_mutex_unlock(&vault->lock);
+  if(!found)
+    return emu_resp_not_found(resp, "Key", name);
+  if(!root || !(text = cJSON_PrintUnformatted(root)))
+    goto out;
+  if(strlen(text) > EMU_BODY_MAX / 2) {
+    rc = emu_resp_bad_param(resp, "Key %s has too many versions to back up.", name);
+    goto out;
+  }
+  if(backup_crypt(true, (unsigned char *)text, strlen(text), &blob, &bloblen) != 0 ||
+     !(blob64 = emu_b64url_encode(blob, bloblen)))
+    goto out;
+  cJSON *o = cJSON_CreateObject();
+  if(!o || !cJSON_AddStringToObject(o, "value", blob64)) {
+    cJSON_Delete(o);
+    goto out;
+  }
+  rc = emu_resp_json(resp, 200, o);
+out:
+  cJSON_Delete(root);
+  if(text) {
+    OPENSSL_cleanse(text, strlen(text));
+    free(text);
+  }
+  free(blob);
+  free(blob64);
+  return rc;
+}
+
+static bool version_ok(const char *v)
+{
+  if(!v || strlen(v) != EMU_VERSION_LEN)
+    return false;
+  for(const char *p = v; *p; p++)
+    if(!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+      return false;
+  return true;
+}
+
+/* One version from its backup JSON (validated), or NULL. */
+static struct emu_key_version *version_from_backup(const cJSON *v)
+{
+  const char *ver = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(v, "version"));
+  const char *kty = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(v, "kty"));
+  const char *crv = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(v, "crv"));
+  const char *der64 = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(v, "der"));
+  const char *k64 = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(v, "k"));
+  const cJSON *a = cJSON_GetObjectItemCaseSensitive(v, "attrs");
+  struct emu_key_params p;
+  struct emu_key_version *kv = NULL;
+  unsigned char *mat = NULL;
+  size_t len = 0;
+  EVP_PKEY *pkey = NULL;
+  memset(&p, 0, sizeof(p));
+  if(!version_ok(ver) || !kty || !crv || !cJSON_IsObject(a) || (!der64 && !k64) ||
+     emu_b64url_decode(der64 ? der64 : k64, &mat, &len) != 0)
+    goto out;
+  if(der64) {
+    const unsigned char *q = mat;
+    pkey = d2i_AutoPrivateKey(NULL, &q, (long)len);
+    if(!pkey)
+      goto out;
+  } else if(len != 16 && len != 24 && len != 32) {
+    goto out;
+  }
+  p.attrs.enabled = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "enabled"));
+  p.attrs.nbf = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(a, "nbf"));
+  p.attrs.exp = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(a, "exp"));
+  p.attrs.exportable = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "exportable"));
+  p.key_ops = cJSON_GetObjectItemCaseSensitive(v, "key_ops");
+  p.tags = cJSON_GetObjectItemCaseSensitive(v, "tags");
+  p.managed = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "managed"));
+  kv = kv_new(kty, crv, pkey, mat, len, &p, ver);
+  if(kv) {
+    kv->attrs.created = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(a, "created"));
+    kv->attrs.updated = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(a, "updated"));
+    kv->pubexp = (unsigned long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(v, "pubexp"));
+  }
+out:
+  EVP_PKEY_free(pkey);
+  if(mat) {
+    OPENSSL_cleanse(mat, len);
+    free(mat);
+  }
+  return kv;
+}
+
+static int restore_key(struct emu_req *req, struct emu_resp *resp)
+{
+  struct emu_vault *vault = req->vault;
+  const char *b64 = req->body ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(req->body, "value")) : NULL;
+  unsigned char *blob = NULL, *plain = NULL;
+  size_t bloblen = 0, plainlen = 0;
+  cJSON *root = NULL;
+  struct emu_key_version *latest = NULL;
+  int rc = -1;
+  emu_stats_count("keys.restore");
+  if(!b64)
+    return emu_resp_bad_param(resp, "The parameter 'value' (the backup blob) is required.");
+  if(emu_b64url_decode(b64, &blob, &bloblen) != 0 ||
+     backup_crypt(false, blob, bloblen, &plain, &plainlen) != 0 ||
+     !(root = emu_json_parse((const char *)plain, plainlen)) ||
+     strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(root, "magic")) ?: "", BACKUP_MAGIC) != 0) {
+    rc = emu_resp_bad_param(resp, "The backup blob is invalid or was not made by this emulator run.");
+    goto out;
+  }
+  const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(root, "name"));
+  const cJSON *vers = cJSON_GetObjectItemCaseSensitive(root, "versions"), *v;
+  if(!emu_name_valid(name) || !cJSON_IsArray(vers) || cJSON_GetArraySize(vers) < 1) {
+    rc = emu_resp_bad_param(resp, "The backup blob is invalid.");
+    goto out;
+  }
+  pthread_mutex_lock(&vault->lock);
+  bool exists = find_inlock(vault->keys, name) != NULL;
+  pthread_mutex_unlock(&vault->lock);
+  if(exists) {
+    rc = emu_resp_error(resp, 409, "Conflict", NULL,
+                        "Key %s already exists (or is deleted); restore needs an unused name.", name);
+    goto out;
+  }
+  cJSON_ArrayForEach(v, vers) {
+    struct emu_key_version *kv = version_from_backup(v);
+    if(!kv) {
+      rc = emu_resp_bad_param(resp, "The backup blob is invalid.");
+      keys_purge_now(vault, name);
+      goto out;
+    }
+    emu_key_version_unref(latest);
+    latest = emu_key_version_ref(kv);
+    enum emu_rc r = add_version(vault, name, kv);
+    if(r != EMU_OK) {
+      rc = rc_resp(resp, r, name);
+      keys_purge_now(vault, name);
+      goto out;
+    }
+  }
+  rc = respond_bundle(vault, resp, latest);
+out:
+  emu_key_version_unref(latest);
+  cJSON_Delete(root);
+  free(blob);
+  if(plain) {
+    OPENSSL_cleanse(plain, plainlen);
+    free(plain);
+  }
+  return rc;
+}
+
 /* ---- routing ---------------------------------------------------------------------------- */
 
 static bool is_method(const struct emu_req *req, const char *m)
@@ -1356,6 +1643,8 @@ int keys_handle(struct emu_req *req, struct emu_resp *resp)
   case 0:
     return is_method(req, "GET") ? list_keys(req, resp, false) : emu_resp_method_not_allowed(resp);
   case 1:
+    if(!strcasecmp(name, "restore") && is_method(req, "POST"))
+      return restore_key(req, resp);
     if(is_method(req, "GET"))
       return get_key(req, resp, name, NULL);
     if(is_method(req, "PUT")) {
@@ -1375,6 +1664,8 @@ int keys_handle(struct emu_req *req, struct emu_resp *resp)
       emu_stats_count("keys.create");
       return create_key(req->vault, name, req->body, resp);
     }
+    if(!strcasecmp(s, "backup"))
+      return is_method(req, "POST") ? backup_key(req, resp, name) : emu_resp_method_not_allowed(resp);
     if(!strcasecmp(s, "rotate"))
       return is_method(req, "POST") ? rotate_key(req, resp, name) : emu_resp_method_not_allowed(resp);
     if(!strcasecmp(s, "versions"))

@@ -291,6 +291,7 @@ static void server_free(struct emu_server *srv, bool remove_state)
   EVP_PKEY_free(srv->token_key);
   X509_free(srv->client_cert);
   secret_free(srv->server_key_pem);
+  OPENSSL_cleanse(srv->backup_key, sizeof(srv->backup_key));
   free(srv->server_cert_pem);
   free(srv);
 }
@@ -424,7 +425,7 @@ int main(int argc, char **argv)
   srv->identity_header = random_secret_new(32);
   if(!srv->tenant_id || !srv->client_id || !srv->client_secret || !srv->identity_header)
     goto out;
-  if(tls_setup(srv) != 0)
+  if(tls_setup(srv) != 0 || RAND_bytes(srv->backup_key, sizeof(srv->backup_key)) != 1)
     goto out;
   if(http_start(srv, (unsigned)port_base) != 0)
     goto stop;

@@ -246,6 +246,29 @@ for c in P-256:ES256:sha256:32 P-384:ES384:sha384:48 P-521:ES512:sha512:66 P-256
   check "sign $alg ($crv, r||s $((2 * fl)) bytes) verified by openssl" sign_check "sig-$alg" "$alg" "$dg" "$fl"
 done
 
+
+# ---- backup / restore ---------------------------------------------------------------------------
+req POST "$VAULT/keys/sig-rsa/rotate?api-version=7.6"
+rot_kid=$(jq -r .key.kid <<<"$body")
+check "rotate: new version, same type and size" \
+  test "$status" = 200 -a "$(jq -r '.key.kty + " " + (.key.n | length | tostring)' <<<"$body")" = "RSA 342"
+req POST "$VAULT/keys/sig-rsa/backup?api-version=7.6"
+blob=$(jq -r .value <<<"$body")
+check "backup: opaque base64url blob" test "$status" = 200 -a ${#blob} -gt 100
+req DELETE "$VAULT/keys/sig-rsa?api-version=7.6"
+req DELETE "$VAULT/deletedkeys/sig-rsa?api-version=7.6"
+req POST "$VAULT/keys/restore?api-version=7.6" "{\"value\":\"$blob\"}"
+check "restore after purge: latest version back with the same kid" test "$status" = 200 -a "$(jq -r .key.kid <<<"$body")" = "$rot_kid"
+req GET "$VAULT/keys/sig-rsa/versions?api-version=7.6"
+check "restore brings back both versions" test "$(jq '.value | length' <<<"$body")" = 2
+req GET "$VAULT/keys/sig-rsa?api-version=7.6"
+pubkey_pem "$body" "$W/sig-rsa.pem"
+check "restored key signs (RS256 verified by openssl)" sign_check sig-rsa RS256 sha256
+req POST "$VAULT/keys/restore?api-version=7.6" "{\"value\":\"$blob\"}"
+check "restore over an existing name: 409" expect_error 409 Conflict
+req POST "$VAULT/keys/restore?api-version=7.6" '{"value":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}'
+check "restore of a forged blob: 400" expect_error 400 BadParameter
+
 # RSA encryption: openssl encrypts with the public key, the emulator decrypts
 printf 'secret data for rsa' >"$W/pt"
 for a in RSA1_5:pkcs1:sha1 RSA-OAEP:oaep:sha1 RSA-OAEP-256:oaep:sha256; do
