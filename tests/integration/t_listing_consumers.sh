@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Issue 3: the same vault seen through GnuTLS' p11tool, OpenSSH's ssh-keygen -D and p11-kit
-# (list-modules with a registered .module file). Touches /etc/pkcs11/modules (removed on exit).
+# Issue 3: the same vault seen through GnuTLS' p11tool (listing, and --test-sign), OpenSSH's
+# ssh-keygen -D and p11-kit (list-modules with a registered .module file). Touches /etc/pkcs11/modules (removed on exit).
 . "$(dirname "$0")/lib.sh"
 need_tool pkcs11-tool p11tool ssh-keygen p11-kit openssl jq curl
 need_module
@@ -37,6 +37,14 @@ check "p11tool --list-all pkcs11:token=integ2" \
   p11tool --provider "$AKV_MODULE" --list-all "pkcs11:token=integ2"
 check_grep "p11tool: token integ2 holds other-rsa" "object=other-rsa;type=private" "$WORK/check.out"
 check_nogrep "p11tool: token integ2 holds nothing of integ1" "object=rsa2048" "$WORK/check.out"
+
+section "GnuTLS signs with vault keys: p11tool --test-sign"
+for k in rsa2048 rsa4096 ec-p256 ec-p384 ec-p521; do
+  check "p11tool --test-sign with $k" timeout 60 \
+    p11tool --provider "$AKV_MODULE" --test-sign "pkcs11:token=integ1;object=$k;type=private"
+  check_grep "$k: GnuTLS verified the signature with the token's public key" \
+    "Verifying against public key in the token\.\.\. ok" "$WORK/check.out"
+done
 
 section "ssh-keygen -D: exactly the RSA and EC (P-256/384/521) public keys of the vault"
 check "ssh-keygen -D M" ssh-keygen -D "$AKV_MODULE"
