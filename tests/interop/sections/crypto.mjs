@@ -182,4 +182,29 @@ export async function runCrypto(ctx) {
     const dec = await cc.decrypt({ algorithm: "RSA-OAEP-256", ciphertext: enc.result });
     assert.deepEqual(Buffer.from(dec.result), pt);
   });
+
+  // Many requests in flight on the SDK's keep-alive connections (the emulator serves one thread per connection).
+  await check("32 concurrent signs (ES256, PS256) all verify with node:crypto", async () => {
+    const ek = await kc.getKey(`crypto-es256-${s}`);
+    const rk = await kc.getKey(rsaName);
+    const jobs = [];
+    for (let i = 0; i < 16; i++) {
+      for (const [key, alg] of [[ek, "ES256"], [rk, "PS256"]]) {
+        jobs.push((async () => {
+          const msg = Buffer.from(`concurrent ${alg} ${i}`);
+          const c = new CryptographyClient(key, ctx.credential, ctx.clientOpts);
+          const r = await c.sign(alg, digest("sha256", msg));
+          return nodeVerify(alg, "sha256", publicKeyFromSdkJwk(key.key), msg, Buffer.from(r.result));
+        })());
+      }
+    }
+    const results = await Promise.all(jobs);
+    assert.equal(results.filter(Boolean).length, 32, "some concurrent signatures did not verify");
+  });
+  await check("20 concurrent key creations get distinct names and versions", async () => {
+    const keys = await Promise.all(Array.from({ length: 20 }, (_, i) =>
+      kc.createEcKey(`concurrent-${i}-${s}`, { curve: "P-256" })));
+    assert.equal(new Set(keys.map((k) => k.id)).size, 20);
+    assert.equal(new Set(keys.map((k) => k.properties.version)).size, 20);
+  });
 }
