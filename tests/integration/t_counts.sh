@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue 8: the emulator's counters show exactly one vault request per C_Sign, C_Encrypt,
 # C_Decrypt, C_WrapKey and C_UnwrapKey after warm-up, none for C_Verify, none for C_Encrypt and
-# C_WrapKey with public_ops "local"; plus an AES key wrap/unwrap round trip (a session AES key
-# wrapped and unwrapped, and an AES key wrapped by openssl unwrapped by the vault key).
+# C_WrapKey with public_ops "local", one per C_Verify with verify "remote"; plus an AES key
+# wrap/unwrap round trip (a session AES key wrapped and unwrapped, and an AES key wrapped by
+# openssl unwrapped by the vault key).
 . "$(dirname "$0")/lib.sh"
 need_tool openssl jq curl
 need_module
@@ -35,5 +36,9 @@ run_helper remote env
 section "public_ops local"
 module_config "$WORK/local.json" '{"public_ops":"local","objects":["keys"]}'
 run_helper local env AKV_PKCS11_CONFIG="$WORK/local.json"
+
+section "verify remote"
+module_config "$WORK/vremote.json" '{"verify":"remote","objects":["keys"]}'
+run_helper verify-remote env AKV_PKCS11_CONFIG="$WORK/vremote.json"
 
 finish
