@@ -41,6 +41,7 @@ struct emu_key {
   size_t nv, capv;
   bool deleted;
   struct emu_deleted del;
+  cJSON *rotation_policy; /* as last PUT (validated), NULL = service default */
 };
 
 struct emu_keystore {
@@ -98,6 +99,7 @@ static void key_free(struct emu_key *key)
     emu_key_version_unref(key->v[i]);
   free(key->v);
   free(key->name);
+  cJSON_Delete(key->rotation_policy);
   free(key);
 }
 
@@ -1597,12 +1599,151 @@ out:
   return rc;
 }
 
-/* ---- routing ---------------------------------------------------------------------------- */
 
 static bool is_method(const struct emu_req *req, const char *m)
 {
   return strcmp(req->method, m) == 0;
 }
+
+/* ---- rotation policy (stored and returned; the emulator never rotates on its own) ------ */
+
+/* ISO 8601 duration as used by rotation policies: P[nY][nM][nW][nD]. */
+static bool duration_ok(const char *d)
+{
+  bool digits = false, unit = false;
+  if(!d || d[0] != 'P' || strlen(d) > 32)
+    return false;
+  for(const char *p = d + 1; *p; p++) {
+    if(*p >= '0' && *p <= '9') {
+      digits = true;
+    } else if(strchr("YMWD", *p) && digits) {
+      digits = false;
+      unit = true;
+    } else {
+      return false;
+    }
+  }
+  return unit && !digits;
+}
+
+/* Validated copy of a KeyRotationPolicy body, or NULL with *err. */
+static cJSON *policy_parse(const cJSON *body, const char **err)
+{
+  const cJSON *la = cJSON_GetObjectItemCaseSensitive(body, "lifetimeActions");
+  const cJSON *at = cJSON_GetObjectItemCaseSensitive(body, "attributes"), *it;
+  cJSON *out = cJSON_CreateObject(), *arr;
+  *err = "lifetimeActions must be an array of {trigger:{timeAfterCreate|timeBeforeExpiry}, "
+         "action:{type:Rotate|Notify}} with ISO 8601 durations";
+  if(!out || !(arr = cJSON_AddArrayToObject(out, "lifetimeActions")))
+    goto fail;
+  if(la && !cJSON_IsNull(la)) {
+    if(!cJSON_IsArray(la) || cJSON_GetArraySize(la) > 2)
+      goto fail;
+    cJSON_ArrayForEach(it, la) {
+      const cJSON *tr = cJSON_GetObjectItemCaseSensitive(it, "trigger");
+      const cJSON *ac = cJSON_GetObjectItemCaseSensitive(it, "action");
+      const char *tac = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tr, "timeAfterCreate"));
+      const char *tbe = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tr, "timeBeforeExpiry"));
+      const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ac, "type"));
+      if((!tac == !tbe) || !duration_ok(tac ? tac : tbe) || !type ||
+         (strcasecmp(type, "Rotate") && strcasecmp(type, "Notify")))
+        goto fail;
+      cJSON *o = cJSON_CreateObject(), *t, *a;
+      if(!o)
+        goto fail;
+      cJSON_AddItemToArray(arr, o);
+      if(!(t = cJSON_AddObjectToObject(o, "trigger")) ||
+         !cJSON_AddStringToObject(t, tac ? "timeAfterCreate" : "timeBeforeExpiry", tac ? tac : tbe) ||
+         !(a = cJSON_AddObjectToObject(o, "action")) ||
+         !cJSON_AddStringToObject(a, "type", strcasecmp(type, "Rotate") ? "Notify" : "Rotate"))
+        goto fail;
+    }
+  }
+  cJSON *attrs = cJSON_AddObjectToObject(out, "attributes");
+  if(!attrs)
+    goto fail;
+  if(at && !cJSON_IsNull(at)) {
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(at, "expiryTime");
+    if(!cJSON_IsObject(at) || (e && !cJSON_IsNull(e) && !duration_ok(cJSON_GetStringValue(e)))) {
+      *err = "attributes.expiryTime must be an ISO 8601 duration such as P2Y";
+      goto fail;
+    }
+    if(e && !cJSON_IsNull(e) && !cJSON_AddStringToObject(attrs, "expiryTime", e->valuestring))
+      goto fail;
+  }
+  return out;
+fail:
+  cJSON_Delete(out);
+  return NULL;
+}
+
+static int rotation_policy(struct emu_req *req, struct emu_resp *resp, const char *name)
+{
+  struct emu_vault *vault = req->vault;
+  bool put = is_method(req, "PUT"), found = false;
+  const char *err = NULL;
+  cJSON *newp = NULL, *out = NULL;
+  int64_t now = emu_now();
+  emu_stats_count(put ? "keys.update_rotation_policy" : "keys.get_rotation_policy");
+  if(put) {
+    if(!req->body)
+      return emu_resp_bad_param(resp, "The request body is required.");
+    if(!(newp = policy_parse(req->body, &err)))
+      return emu_resp_bad_param(resp, "%s", err);
+    cJSON *a = cJSON_GetObjectItemCaseSensitive(newp, "attributes");
+    cJSON_AddNumberToObject(a, "created", (double)now);
+    cJSON_AddNumberToObject(a, "updated", (double)now);
+  }
+  pthread_mutex_lock(&vault->lock);
+  struct emu_key *key = find_inlock(vault->keys, name);
+  if(key && !key->deleted) {
+    found = true;
+    if(newp) {
+      cJSON *old = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(key->rotation_policy, "attributes"), "created");
+      if(cJSON_IsNumber(old))
+        cJSON_SetNumberValue(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(newp, "attributes"), "created"), old->valuedouble);
+      cJSON_Delete(key->rotation_policy);
+      key->rotation_policy = newp;
+      newp = NULL;
+    }
+    out = key->rotation_policy ? cJSON_Duplicate(key->rotation_policy, 1) : NULL;
+    if(!key->rotation_policy) {
+      /* the service's default policy: notify 30 days before expiry */
+      const char *err2;
+      cJSON *def = cJSON_Parse("{\"lifetimeActions\":[{\"trigger\":{\"timeBeforeExpiry\":\"P30D\"},"
+                               "\"action\":{\"type\":\"Notify\"}}],\"attributes\":{}}");
+      out = def ? policy_parse(def, &err2) : NULL;
+      cJSON_Delete(def);
+    }
+  }
+  pthread_mutex_unlock(&vault->lock);
+  cJSON_Delete(newp);
+  if(!found) {
+    cJSON_Delete(out);
+    return emu_resp_not_found(resp, "Key", name);
+  }
+  char *id = emu_strdup_printf("%s/keys/%s/rotationpolicy", vault->base_url, name);
+  if(!out || !id) {
+    free(id);
+    cJSON_Delete(out);
+    return -1;
+  }
+  cJSON *res = cJSON_CreateObject();
+  if(!res || !cJSON_AddStringToObject(res, "id", id)) {
+    free(id);
+    cJSON_Delete(res);
+    cJSON_Delete(out);
+    return -1;
+  }
+  free(id);
+  cJSON_AddItemToObject(res, "lifetimeActions", cJSON_DetachItemFromObject(out, "lifetimeActions"));
+  cJSON_AddItemToObject(res, "attributes", cJSON_DetachItemFromObject(out, "attributes"));
+  cJSON_Delete(out);
+  return emu_resp_json(resp, 200, res);
+}
+
+/* ---- routing ---------------------------------------------------------------------------- */
+
 
 static int bad_name(struct emu_resp *resp, const char *name)
 {
@@ -1664,6 +1805,9 @@ int keys_handle(struct emu_req *req, struct emu_resp *resp)
       emu_stats_count("keys.create");
       return create_key(req->vault, name, req->body, resp);
     }
+    if(!strcasecmp(s, "rotationpolicy"))
+      return is_method(req, "GET") || is_method(req, "PUT") ? rotation_policy(req, resp, name)
+                                                           : emu_resp_method_not_allowed(resp);
     if(!strcasecmp(s, "backup"))
       return is_method(req, "POST") ? backup_key(req, resp, name) : emu_resp_method_not_allowed(resp);
     if(!strcasecmp(s, "rotate"))

@@ -247,6 +247,14 @@ for c in P-256:ES256:sha256:32 P-384:ES384:sha384:48 P-521:ES512:sha512:66 P-256
 done
 
 
+req GET "$VAULT/keys/sig-rsa/rotationpolicy?api-version=7.6"
+check "rotation policy default: notify 30 days before expiry" \
+  test "$status" = 200 -a "$(jq -r '.id + " " + .lifetimeActions[0].trigger.timeBeforeExpiry + " " + .lifetimeActions[0].action.type' <<<"$body")" = "$VAULT/keys/sig-rsa/rotationpolicy P30D Notify"
+req PUT "$VAULT/keys/sig-rsa/rotationpolicy?api-version=7.6" '{"lifetimeActions":[{"trigger":{"timeAfterCreate":"P90D"},"action":{"type":"rotate"}}],"attributes":{"expiryTime":"P2Y"}}'
+check "rotation policy PUT stored and returned" \
+  test "$(jq -r '.lifetimeActions[0].trigger.timeAfterCreate + " " + .lifetimeActions[0].action.type + " " + .attributes.expiryTime' <<<"$body")" = "P90D Rotate P2Y"
+req PUT "$VAULT/keys/sig-rsa/rotationpolicy?api-version=7.6" '{"lifetimeActions":[{"trigger":{"timeAfterCreate":"90 days"},"action":{"type":"Rotate"}}]}'
+check "rotation policy with a bad duration: 400" expect_error 400 BadParameter
 # ---- backup / restore ---------------------------------------------------------------------------
 req POST "$VAULT/keys/sig-rsa/rotate?api-version=7.6"
 rot_kid=$(jq -r .key.kid <<<"$body")
