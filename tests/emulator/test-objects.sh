@@ -645,6 +645,45 @@ expect_err "unknown operation" 404 PendingCertificateNotFound
 req PATCH /certificates/u1/pending '{"cancellation_requested":"yes"}'
 expect_err "cancel with a non-boolean" 400 BadParameter
 
+section "robustness: every member of valid bodies replaced by wrong types"
+# For each leaf or container path of a valid body, send the body with that value replaced by each
+# of several wrong-typed values; every answer must be a clean 2xx/4xx with a JSON body.
+mutate_route() {
+  local method=$1 path=$2 body=$3 p v bad=0 n=0 mbody
+  while IFS= read -r p; do
+    for v in 'null' '-1e308' '""' 'true' '[{"a":null}]' '{"b":[]}'; do
+      mbody=$(jq -c --argjson p "$p" --argjson v "$v" 'setpath($p; $v)' <<<"$body")
+      req "$method" "$path" "$mbody"
+      n=$((n + 1))
+      case "$ST" in
+      2?? | 400 | 403 | 404 | 409) jq -e 'type == "object"' "$WORK/r.json" >/dev/null 2>&1 || [ "$ST" = 204 ] || {
+        printf '#   %s %s %s -> %s with a non-JSON body\n' "$method" "$path" "$mbody" "$ST"
+        bad=$((bad + 1))
+      } ;;
+      *)
+        printf '#   %s %s %s -> HTTP %s\n' "$method" "$path" "$mbody" "$ST"
+        bad=$((bad + 1))
+        ;;
+      esac
+    done
+  done < <(jq -c 'paths' <<<"$body")
+  check_eq "$method $path: $n mutated bodies answered cleanly" 0 "$bad"
+}
+mutate_route PUT /secrets/mut '{"value":"v","contentType":"t","tags":{"a":"b"},"attributes":{"enabled":true,"nbf":1,"exp":4102444800}}'
+mutate_route PATCH /secrets/mut '{"contentType":"t","tags":{"a":"b"},"attributes":{"enabled":true}}'
+mutate_route POST /certificates/mut/create '{"policy":{"key_props":{"exportable":true,"kty":"EC","crv":"P-256","reuse_key":true},
+ "secret_props":{"contentType":"application/x-pem-file"},"x509_props":{"subject":"CN=m","sans":{"dns_names":["m"],"emails":["e@m"],"upns":["u@m"]},
+ "ekus":["1.3.6.1.5.5.7.3.1"],"key_usage":["digitalSignature"],"validity_months":1},"lifetime_actions":[{"trigger":{"lifetime_percentage":80},"action":{"action_type":"AutoRenew"}}],
+ "issuer":{"name":"Self","cty":"x","cert_transparency":false},"attributes":{"enabled":true}},"attributes":{"enabled":true},"tags":{"a":"b"}}'
+req DELETE /certificates/mut/pending
+mutate_route PATCH /certificates/web/policy '{"key_props":{"kty":"RSA","key_size":2048},"x509_props":{"subject":"CN=p","validity_months":3},"issuer":{"name":"Self"}}'
+mutate_route PATCH /certificates/imp1 '{"attributes":{"enabled":true},"tags":{"a":"b"}}'
+mutate_route POST /certificates/mut2/import "$(jq -cn --rawfile v "$WORK/imp.pem" '{value:$v,pwd:"",policy:{secret_props:{contentType:"application/x-pem-file"},key_props:{exportable:true}},attributes:{enabled:true},tags:{a:"b"}}')"
+mutate_route PATCH /certificates/u1/pending '{"cancellation_requested":false}'
+mutate_route POST /certificates/u1/pending/merge '{"x5c":["AAAA"]}'
+mutate_route POST /secrets/restore '{"value":"AAAA"}'
+check "emulator alive after the mutations" kill -0 "$EMU_PID"
+
 section "concurrency: parallel clients"
 # worker N: its own certificate (create + poll + get), versions of a shared secret, listings and a
 # delete/purge cycle of its own secret; every request's status goes to $WORK/par-N.log.
