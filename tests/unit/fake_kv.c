@@ -188,7 +188,7 @@ long kv_last_http_status(void)
 kv_rc kv_http_new(const struct kv_http_opts *opts, struct kv_http **out)
 {
   (void)opts;
-  fake_kv_calls.http_new++;
+  __atomic_add_fetch(&fake_kv_calls.http_new, 1, __ATOMIC_SEQ_CST);
   *out = xcalloc(1, sizeof(**out));
   return KV_OK;
 }
@@ -196,7 +196,7 @@ kv_rc kv_http_new(const struct kv_http_opts *opts, struct kv_http **out)
 void kv_http_free(struct kv_http *http)
 {
   if (http)
-    fake_kv_calls.http_free++;
+    __atomic_add_fetch(&fake_kv_calls.http_free, 1, __ATOMIC_SEQ_CST);
   free(http);
 }
 
@@ -204,7 +204,7 @@ kv_rc kv_cred_new(struct kv_http *http, const struct akv_cred_config *cfg, struc
 {
   (void)http;
   (void)cfg;
-  fake_kv_calls.cred_new++;
+  __atomic_add_fetch(&fake_kv_calls.cred_new, 1, __ATOMIC_SEQ_CST);
   *out = xcalloc(1, sizeof(**out));
   return KV_OK;
 }
@@ -212,7 +212,7 @@ kv_rc kv_cred_new(struct kv_http *http, const struct akv_cred_config *cfg, struc
 void kv_cred_free(struct kv_cred *cred)
 {
   if (cred)
-    fake_kv_calls.cred_free++;
+    __atomic_add_fetch(&fake_kv_calls.cred_free, 1, __ATOMIC_SEQ_CST);
   free(cred);
 }
 
@@ -246,7 +246,7 @@ kv_rc kv_client_new(struct kv_http *http, struct kv_cred *cred, const struct kv_
 {
   (void)http;
   (void)cred;
-  fake_kv_calls.client_new++;
+  __atomic_add_fetch(&fake_kv_calls.client_new, 1, __ATOMIC_SEQ_CST);
   *out = xcalloc(1, sizeof(**out));
   snprintf((*out)->url, sizeof((*out)->url), "%s", opts->url);
   return KV_OK;
@@ -255,7 +255,7 @@ kv_rc kv_client_new(struct kv_http *http, struct kv_cred *cred, const struct kv_
 void kv_client_free(struct kv_client *cl)
 {
   if (cl)
-    fake_kv_calls.client_free++;
+    __atomic_add_fetch(&fake_kv_calls.client_free, 1, __ATOMIC_SEQ_CST);
   free(cl);
 }
 
@@ -375,7 +375,7 @@ kv_rc kv_list_keys(struct kv_client *cl, struct kv_item_list *out)
 {
   size_t i;
   (void)cl;
-  fake_kv_calls.list_keys++;
+  __atomic_add_fetch(&fake_kv_calls.list_keys, 1, __ATOMIC_SEQ_CST);
   memset(out, 0, sizeof(*out));
   if (failing() != KV_OK)
     return V.fail;
@@ -390,7 +390,7 @@ kv_rc kv_list_key_versions(struct kv_client *cl, const char *name, struct kv_ite
 {
   size_t i;
   (void)cl;
-  fake_kv_calls.list_versions++;
+  __atomic_add_fetch(&fake_kv_calls.list_versions, 1, __ATOMIC_SEQ_CST);
   memset(out, 0, sizeof(*out));
   if (failing() != KV_OK)
     return V.fail;
@@ -453,7 +453,7 @@ kv_rc kv_get_key(struct kv_client *cl, const char *name, const char *version, st
   const struct fake_key *fk = NULL;
   size_t i;
   (void)cl;
-  fake_kv_calls.get_key++;
+  __atomic_add_fetch(&fake_kv_calls.get_key, 1, __ATOMIC_SEQ_CST);
   *out = NULL;
   if (failing() != KV_OK)
     return V.fail;
@@ -490,7 +490,7 @@ kv_rc kv_list_certificates(struct kv_client *cl, struct kv_item_list *out)
 {
   size_t i;
   (void)cl;
-  fake_kv_calls.list_certs++;
+  __atomic_add_fetch(&fake_kv_calls.list_certs, 1, __ATOMIC_SEQ_CST);
   memset(out, 0, sizeof(*out));
   if (failing() != KV_OK)
     return V.fail;
@@ -539,7 +539,7 @@ kv_rc kv_get_certificate(struct kv_client *cl, const char *name, const char *ver
   size_t i;
   (void)cl;
   (void)version;
-  fake_kv_calls.get_cert++;
+  __atomic_add_fetch(&fake_kv_calls.get_cert, 1, __ATOMIC_SEQ_CST);
   *out = NULL;
   if (failing() != KV_OK)
     return V.fail;
@@ -566,7 +566,7 @@ kv_rc kv_list_secrets(struct kv_client *cl, struct kv_item_list *out)
 {
   size_t i;
   (void)cl;
-  fake_kv_calls.list_secrets++;
+  __atomic_add_fetch(&fake_kv_calls.list_secrets, 1, __ATOMIC_SEQ_CST);
   memset(out, 0, sizeof(*out));
   if (failing() != KV_OK)
     return V.fail;
@@ -582,7 +582,7 @@ kv_rc kv_get_secret(struct kv_client *cl, const char *name, const char *version,
   size_t i;
   (void)cl;
   (void)version;
-  fake_kv_calls.get_secret++;
+  __atomic_add_fetch(&fake_kv_calls.get_secret, 1, __ATOMIC_SEQ_CST);
   *out = NULL;
   if (failing() != KV_OK)
     return V.fail;

@@ -25,7 +25,7 @@ static CK_ULONG count_all(void)
 static void wait_list_calls(int n)
 {
   int i;
-  for (i = 0; i < 500 && fake_kv_calls.list_keys < n; i++)
+  for (i = 0; i < 500 && __atomic_load_n(&fake_kv_calls.list_keys, __ATOMIC_SEQ_CST) < n; i++)
     sleep_ms(10);
   assert_int_equal(fake_kv_calls.list_keys, n);
   sleep_ms(50);

@@ -1,4 +1,6 @@
 /* src/session.c and src/p11/session.c: sessions, login state machine, session info. */
+#include <pthread.h>
+
 #include "model_helpers.h"
 
 static int setup(void **state)
@@ -191,6 +193,58 @@ static void test_read_only_slot(void **state)
   }
 }
 
+/* Sessions opened, searched, read and closed from several threads at once, while another thread
+ * logs in and out and closes everything: no crash, no deadlock, consistent counts. */
+static void *worker(void *arg)
+{
+  CK_OBJECT_HANDLE h[8];
+  CK_ULONG n, cls;
+  CK_SESSION_HANDLE s;
+  int i, *errors = arg;
+  for (i = 0; i < 200; i++) {
+    if (C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &s) != CKR_OK) {
+      (*errors)++;
+      continue;
+    }
+    /* The session may be closed under us by C_CloseAllSessions: only that error is allowed. */
+    if (C_FindObjectsInit(s, NULL, 0) == CKR_OK && C_FindObjects(s, h, 8, &n) == CKR_OK && n == 2 &&
+        C_FindObjectsFinal(s) == CKR_OK) {
+      CK_RV rv = C_GetAttributeValue(s, h[0], &(CK_ATTRIBUTE){CKA_CLASS, &cls, sizeof(cls)}, 1);
+      if (rv != CKR_OK && rv != CKR_SESSION_HANDLE_INVALID && rv != CKR_SESSION_CLOSED)
+        (*errors)++;
+    }
+    (void)C_CloseSession(s);
+  }
+  return NULL;
+}
+
+static void test_threads(void **state)
+{
+  pthread_t th[4];
+  int errors[4] = {0}, i;
+  CK_SESSION_HANDLE s;
+  CK_ULONG rw;
+  (void)state;
+  for (i = 0; i < 4; i++)
+    assert_int_equal(pthread_create(&th[i], NULL, worker, &errors[i]), 0);
+  for (i = 0; i < 100; i++) {
+    s = t_open(0);
+    (void)C_Login(s, CKU_USER, NULL, 0);
+    (void)C_Logout(s);
+    if (i % 10 == 0)
+      assert_int_equal(C_CloseAllSessions(0), CKR_OK);
+    else
+      (void)C_CloseSession(s);
+  }
+  for (i = 0; i < 4; i++) {
+    assert_int_equal(pthread_join(th[i], NULL), 0);
+    assert_int_equal(errors[i], 0);
+  }
+  assert_int_equal(C_CloseAllSessions(0), CKR_OK);
+  assert_int_equal(token_sessions(&rw), 0);
+  assert_int_equal(rw, 0);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -200,6 +254,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_device_error, setup, teardown),
       cmocka_unit_test_setup_teardown(test_not_supported_state, setup, teardown),
       cmocka_unit_test_setup_teardown(test_read_only_slot, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
