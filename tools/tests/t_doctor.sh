@@ -1,0 +1,237 @@
+#!/bin/bash
+# akv-p11 against the emulator (issue 6): doctor's diagnosis of a healthy slot, a slot with a wrong
+# client secret (per-slot credential in a 0600 config file) and a key whose key_ops lack sign, as
+# JSON compared field by field and as text; doctor makes no crypto request unless --probe-sign;
+# configuration errors exit 2 with the loader's message; `list --json` lists exactly the seeded
+# objects; `uri` output is a working key URI for openssl's pkcs11 engine and for p11tool; usage.
+# Inputs: AKV_EMULATOR, AKV_MODULE, AKV_P11, INTEG_LIB (tests/integration/lib.sh).
+# shellcheck source=../../tests/integration/lib.sh
+source "${INTEG_LIB:?INTEG_LIB is not set}"
+
+need_tool jq curl openssl p11tool
+need_module
+[ -x "${AKV_P11:-}" ] || fail "AKV_P11 '${AKV_P11:-}' is not an executable"
+ENGINE_SO=$(find /usr/lib -name pkcs11.so -path '*engines-3*' 2>/dev/null | head -n1)
+[ -n "$ENGINE_SO" ] || skip "the OpenSSL pkcs11 engine (libengine-pkcs11-openssl) is not installed"
+
+p11() { "$AKV_P11" --module "$AKV_MODULE" "$@"; }
+
+section "seed two vaults through REST"
+emu_start --vault good --vault second
+kv_create_rsa rsa2048 2048 || fail "seeding rsa2048"
+kv_create_ec ec-p256 P-256 || fail "seeding ec-p256"
+kv_call POST /keys/verify-only/create '{"kty":"EC","crv":"P-256","key_ops":["verify"]}' >/dev/null ||
+  fail "seeding verify-only"
+kv_create_cert tlscert "CN=doctor.test" RSA 2048 || fail "seeding the certificate"
+kv_create_ec dup P-256 || fail "seeding dup"
+KV_URL=$EMU_VAULT_URL_1 kv_create_ec dup P-256 || fail "seeding dup in the second vault"
+KV_URL=$EMU_VAULT_URL_1 kv_create_rsa other 2048 || fail "seeding other"
+
+# Configuration files: no credential may come from the environment.
+unset AZURE_TENANT_ID AZURE_CLIENT_ID AZURE_CLIENT_SECRET AZURE_AUTHORITY_HOST AKV_PKCS11_VAULT_URL
+WRONG_SECRET="wrong-secret-$RANDOM$RANDOM"
+module_config "$WORK/healthy2.json"
+jq --arg s "$WRONG_SECRET" '.slots[1].credential = {type: "client_secret",
+    tenant_id: .credential.tenant_id, client_id: .credential.client_id, client_secret: $s}' \
+  "$WORK/healthy2.json" >"$WORK/doctor.json"
+chmod 600 "$WORK/doctor.json"
+# Healthy: the first vault only, without the verify-only key (key_filter, as the module applies it).
+jq '.slots = [.slots[0] + {key_filter: "[!v]*"}]' "$WORK/healthy2.json" >"$WORK/healthy.json"
+chmod 600 "$WORK/healthy.json"
+check_eq "the config with the per-slot secret is mode 600" 600 "$(stat -c %a "$WORK/doctor.json")"
+
+section "doctor --json: one healthy slot, one wrong secret, one key without sign"
+stats_reset
+rc=0
+p11 --config "$WORK/doctor.json" doctor --json >"$WORK/doctor.out" 2>"$WORK/doctor.err" || rc=$?
+check_eq "doctor exits 1 when it finds problems" 1 "$rc"
+check "doctor --json prints valid JSON" jq -e . "$WORK/doctor.out"
+D="$WORK/doctor.out"
+check_eq "exactly the two expected problems" \
+  "CREDENTIAL_FAILED|second|
+SIGN_NOT_PERMITTED|good|verify-only" \
+  "$(jq -r '.problems[] | "\(.code)|\(.slot)|\(.key // "")"' "$D" | LC_ALL=C sort)"
+check_eq "problem_count and healthy" "2 false" "$(jq -r '"\(.problem_count) \(.healthy)"' "$D")"
+check_eq "slot good: credential ok" ok "$(jq -r '.slots[0].credential.result' "$D")"
+check_eq "slot good: credential scope global" global "$(jq -r '.slots[0].credential.scope' "$D")"
+check_grep "slot good: the source names the client secret credential and client id" \
+  "client secret.*client $EMU_CLIENT_ID" <(jq -r '.slots[0].credential.source' "$D")
+check_eq "slot good: identity tenant from the token claims" "$EMU_TENANT" \
+  "$(jq -r '.slots[0].credential.identity.tenant_id' "$D")"
+check_eq "slot good: identity app id from the token claims" "$EMU_CLIENT_ID" \
+  "$(jq -r '.slots[0].credential.identity.app_id' "$D")"
+check "slot good: identity object id present" \
+  jq -e '.slots[0].credential.identity.object_id | length > 0' "$D"
+check_eq "slot good: list keys ok, 5 keys (tlscert has one)" "ok 5" \
+  "$(jq -r '.slots[0].list_keys | "\(.result) \(.count)"' "$D")"
+check_eq "slot good: list certificates ok, 1" "ok 1" \
+  "$(jq -r '.slots[0].list_certificates | "\(.result) \(.count)"' "$D")"
+check_eq "slot good: permissions per key (get sign decrypt wrap)" \
+  "dup ok allowed not-applicable not-applicable
+ec-p256 ok allowed not-applicable not-applicable
+rsa2048 ok allowed allowed allowed
+tlscert ok allowed allowed allowed
+verify-only ok not-allowed not-applicable not-applicable" \
+  "$(jq -r '.slots[0].keys[] | "\(.name) \(.permissions.get.result) \(.permissions.sign) \(.permissions.decrypt) \(.permissions.wrap)"' "$D" | LC_ALL=C sort)"
+check_eq "slot good: verify-only key_ops as the vault has them" '["verify"]' \
+  "$(jq -c '.slots[0].keys[] | select(.name == "verify-only") | .key_ops' "$D")"
+check_grep "the SIGN_NOT_PERMITTED message names the key_ops and the PKCS#11 consequence" \
+  'key_ops \[verify\] do not permit sign.*CKR_KEY_FUNCTION_NOT_PERMITTED' \
+  <(jq -r '.problems[] | select(.code == "SIGN_NOT_PERMITTED") | .message' "$D")
+check_eq "slot good: the module token has the vault's serial" "$(vault_serial "$EMU_VAULT_URL_0")" \
+  "$(jq -r '.slots[0].module.serial' "$D")"
+check_eq "slot good: the module lists the objects" ok "$(jq -r '.slots[0].module.result' "$D")"
+# Every key's URIs: private and public, object=NAME, id = SHA-1 of the vault key's SPKI.
+for k in rsa2048 ec-p256 verify-only; do
+  id=$(kv_key_id "$k" | tr a-f A-F | sed 's/../%&/g')
+  check_eq "slot good: $k has the private and public key URIs with its CKA_ID" \
+    "pkcs11:model=Key%20Vault;manufacturer=akv-pkcs11;serial=$(vault_serial "$EMU_VAULT_URL_0");token=good;id=$id;object=$k;type=private
+pkcs11:model=Key%20Vault;manufacturer=akv-pkcs11;serial=$(vault_serial "$EMU_VAULT_URL_0");token=good;id=$id;object=$k;type=public" \
+    "$(jq -r --arg k "$k" '.slots[0].keys[] | select(.name == $k) | .uris[]' "$D" | LC_ALL=C sort)"
+done
+check "slot good: the certificate's URI is reported" \
+  jq -e '[.slots[0].module.objects[] | select(.class == "cert" and .label == "tlscert") |
+    .uri | test(";object=tlscert;type=cert$")] == [true]' "$D"
+check_eq "slot second: credential failed" failed "$(jq -r '.slots[1].credential.result' "$D")"
+check_eq "slot second: the per-slot credential was used" slot "$(jq -r '.slots[1].credential.scope' "$D")"
+check_grep "slot second: the log line names the client secret credential and the 401" \
+  'client secret.*HTTP 401.*invalid_client' <(jq -r '.slots[1].credential.log[]' "$D")
+check_grep "slot second: the problem quotes the reason (invalid client secret)" \
+  'no token for https://vault.azure.net.*Invalid client secret' \
+  <(jq -r '.problems[] | select(.code == "CREDENTIAL_FAILED") | .message' "$D")
+check_eq "slot second: the module pass is skipped with the reason" skipped \
+  "$(jq -r '.slots[1].module.result' "$D")"
+check_nofixed "the output never contains the wrong secret" "$WRONG_SECRET" "$D"
+check_nofixed "the output never contains the real secret" "$EMU_CLIENT_SECRET" "$D"
+check_nogrep "the output never contains a bearer token (JWT)" 'eyJ[A-Za-z0-9_-]{10,}\.' "$D"
+check_nogrep "stderr has no stray module log lines" 'akv-pkcs11\[' "$WORK/doctor.err"
+check_eq "doctor without --probe-sign made no sign request" 0 "$(stats_get keys.sign)"
+check_eq "doctor without --probe-sign made no decrypt/wrap/unwrap request" "0 0 0" \
+  "$(stats_get keys.decrypt) $(stats_get keys.wrapkey) $(stats_get keys.unwrapkey)"
+
+section "doctor (text)"
+rc=0
+p11 --config "$WORK/doctor.json" doctor >"$WORK/doctor.txt" 2>&1 || rc=$?
+check_eq "text doctor exits 1" 1 "$rc"
+check_grep "text: the healthy slot's credential line" "^  credential \(global\): client secret.*: ok$" "$WORK/doctor.txt"
+check_grep "text: identity line" "identity: +tenant $EMU_TENANT, app $EMU_CLIENT_ID" "$WORK/doctor.txt"
+check_grep "text: verify-only line" "key verify-only \(EC P-256\):.*sign not-allowed" "$WORK/doctor.txt"
+check_grep "text: the wrong secret problem" '^PROBLEM \[CREDENTIAL_FAILED\] slot second:' "$WORK/doctor.txt"
+check_grep "text: the key without sign problem" '^PROBLEM \[SIGN_NOT_PERMITTED\] key verify-only' "$WORK/doctor.txt"
+check_grep "text: summary" '^2 problems found$' "$WORK/doctor.txt"
+
+section "doctor on a healthy configuration, with and without --probe-sign"
+rc=0
+p11 --config "$WORK/healthy.json" doctor >"$WORK/healthy.txt" 2>&1 || rc=$?
+check_eq "healthy doctor exits 0" 0 "$rc"
+check_grep "healthy doctor says so" '^healthy: no problems found$' "$WORK/healthy.txt"
+stats_reset
+rc=0
+p11 --config "$WORK/healthy.json" doctor --json --probe-sign >"$WORK/probe.json" 2>&1 || rc=$?
+check_eq "doctor --probe-sign exits 0" 0 "$rc"
+check_eq "--probe-sign: sign verified on every sign-capable key" \
+  "dup verified ES256
+ec-p256 verified ES256
+rsa2048 verified RS256
+tlscert verified RS256" \
+  "$(jq -r '.slots[0].keys[] | "\(.name) \(.permissions.sign) \(.sign_probe.alg)"' "$WORK/probe.json" | LC_ALL=C sort)"
+check_eq "--probe-sign made exactly one sign request per key" 4 "$(stats_get keys.sign)"
+
+section "configuration errors exit 2 with the loader's message"
+jq '.colour = "blue"' "$WORK/healthy.json" >"$WORK/bad.json"
+chmod 600 "$WORK/bad.json"
+rc=0
+p11 --config "$WORK/bad.json" doctor >"$WORK/bad.out" 2>&1 || rc=$?
+check_eq "unknown field: exit 2" 2 "$rc"
+check_grep "unknown field: the message names the field" 'configuration error: .*colour.*unknown field' "$WORK/bad.out"
+cp "$WORK/doctor.json" "$WORK/open.json"
+chmod 644 "$WORK/open.json"
+rc=0
+p11 --config "$WORK/open.json" doctor --json >"$WORK/open.out" 2>"$WORK/open.err" || rc=$?
+check_eq "a readable secret file: exit 2" 2 "$rc"
+check_grep "a readable secret file: the fix is chmod 600" 'chmod 600' "$WORK/open.err"
+check "a readable secret file: --json still reports the error as JSON" \
+  jq -e '.config.ok == false and (.config.error | test("chmod 600"))' "$WORK/open.out"
+
+section "list"
+check "list --json (healthy two-vault config)" p11 --config "$WORK/healthy2.json" list --json
+cp "$WORK/check.out" "$WORK/list.json"
+expected=$(for k in rsa2048 ec-p256 verify-only dup tlscert; do
+  printf 'good|private|%s\ngood|public|%s\n' "$k" "$k"
+done
+printf 'good|cert|tlscert\nsecond|private|dup\nsecond|public|dup\nsecond|private|other\nsecond|public|other\n')
+check_eq "list --json lists exactly the seeded objects" "$(LC_ALL=C sort <<<"$expected")" \
+  "$(jq -r '.tokens[] | .label as $t | .objects[] | "\($t)|\(.class)|\(.label)"' "$WORK/list.json" | LC_ALL=C sort)"
+check_eq "list --json: the RSA private key can sign and decrypt, 2048 bits" "true true 2048 RSA" \
+  "$(jq -r '.tokens[0].objects[] | select(.label == "rsa2048" and .class == "private") |
+    "\(.sign) \(.decrypt) \(.bits) \(.key_type)"' "$WORK/list.json")"
+check_eq "list --json: the verify-only private key cannot sign" false \
+  "$(jq -r '.tokens[0].objects[] | select(.label == "verify-only" and .class == "private") | .sign' "$WORK/list.json")"
+check_eq "list --json: ids are the SHA-1 of the vault key's SPKI" "$(kv_key_id ec-p256)" \
+  "$(jq -r '.tokens[0].objects[] | select(.label == "ec-p256" and .class == "public") | .id' "$WORK/list.json")"
+check "list --token second (table)" p11 --config "$WORK/healthy2.json" list --token second
+check_grep "the table shows the second vault's key" '^second +private +RSA-2048 +other ' "$WORK/check.out"
+check_nogrep "the table shows only that token" '^good ' "$WORK/check.out"
+rc=0
+p11 --config "$WORK/doctor.json" list >"$WORK/list-bad.out" 2>&1 || rc=$?
+check_eq "list exits 1 when a token cannot be listed" 1 "$rc"
+check_grep "list names the failing token" 'token second: .*CKR_DEVICE_ERROR' "$WORK/list-bad.out"
+check_grep "list still shows the healthy token" '^good +private' "$WORK/list-bad.out"
+
+section "uri: openssl pkcs11 engine and p11tool"
+export AKV_PKCS11_CONFIG="$WORK/healthy2.json" PKCS11_MODULE_PATH="$AKV_MODULE"
+for k in rsa2048 ec-p256; do
+  check "uri $k" p11 uri "$k"
+  uri=$(cat "$WORK/check.out")
+  check_grep "uri $k is its private key URI" "^pkcs11:.*;token=good;id=.*;object=$k;type=private$" "$WORK/check.out"
+  kv_key_pem "$k" "$WORK/$k.pem"
+  printf 'signed through a URI from akv-p11 (%s)\n' "$k" | openssl dgst -sha256 -binary >"$WORK/$k.dgst"
+  check "$k: openssl pkeyutl -engine pkcs11 -sign with the uri output" \
+    timeout 60 openssl pkeyutl -engine pkcs11 -keyform engine -inkey "$uri" -sign \
+    -in "$WORK/$k.dgst" -pkeyopt digest:sha256 -out "$WORK/$k.sig"
+  check "$k: the signature verifies with the vault's public key" \
+    openssl pkeyutl -verify -pubin -inkey "$WORK/$k.pem" -in "$WORK/$k.dgst" \
+    -sigfile "$WORK/$k.sig" -pkeyopt digest:sha256
+  check "$k: p11tool --list-all with the uri output" p11tool --provider "$AKV_MODULE" --list-all "$uri"
+  check_eq "$k: p11tool finds exactly that object" "$uri" \
+    "$(grep -Eo 'URL: pkcs11:[^ ]+' "$WORK/check.out" | sed 's/^URL: //')"
+done
+check "p11tool --list-all pkcs11:token=good" p11tool --provider "$AKV_MODULE" --list-all "pkcs11:token=good"
+check_eq "p11tool prints the same object URIs as akv-p11 list" \
+  "$(jq -r '.tokens[] | select(.label == "good") | .objects[].uri' "$WORK/list.json" | LC_ALL=C sort)" \
+  "$(grep -Eo 'URL: pkcs11:[^ ]+' "$WORK/check.out" | sed 's/^URL: //' | LC_ALL=C sort)"
+check "uri --type cert tlscert" p11 uri --type cert tlscert
+check_grep "the certificate URI" ';object=tlscert;type=cert$' "$WORK/check.out"
+check "uri --type public rsa2048" p11 uri --type public rsa2048
+check_grep "the public key URI" ';object=rsa2048;type=public$' "$WORK/check.out"
+rc=0
+p11 uri dup >"$WORK/dup.out" 2>&1 || rc=$?
+check_eq "uri of a name on two tokens exits 1" 1 "$rc"
+check_grep "it asks for --token" "exists on tokens 'good' and 'second'; choose one with --token" "$WORK/dup.out"
+check "uri --token second dup" p11 uri --token second dup
+check_grep "the second token's dup" ';token=second;.*;object=dup;type=private$' "$WORK/check.out"
+rc=0
+p11 uri no-such-key >"$WORK/none.out" 2>&1 || rc=$?
+check_eq "uri of an unknown name exits 1" 1 "$rc"
+check_grep "it says so" "no object labelled 'no-such-key'" "$WORK/none.out"
+unset AKV_PKCS11_CONFIG PKCS11_MODULE_PATH
+
+section "usage"
+check "--help exits 0" "$AKV_P11" --help
+check_grep "--help lists the commands" '^  doctor ' "$WORK/check.out"
+for args in "" "bogus" "uri" "--type nonsense uri x" "list extra"; do
+  rc=0
+  # shellcheck disable=SC2086
+  "$AKV_P11" $args >/dev/null 2>&1 || rc=$?
+  check_eq "usage error '$args' exits 2" 2 "$rc"
+done
+rc=0
+"$AKV_P11" --module /nonexistent/akv-pkcs11.so --config "$WORK/healthy.json" list >"$WORK/nomod.out" 2>&1 || rc=$?
+check_eq "list with a missing module exits 2" 2 "$rc"
+check_grep "it names the module" 'cannot load /nonexistent/akv-pkcs11.so' "$WORK/nomod.out"
+rc=0
+"$AKV_P11" --module /nonexistent/akv-pkcs11.so --config "$WORK/healthy.json" doctor --json >"$WORK/nomod.json" 2>&1 || rc=$?
+check_eq "doctor with a missing module exits 1" 1 "$rc"
+check "doctor reports MODULE_LOAD_FAILED" jq -e '[.problems[].code] == ["MODULE_LOAD_FAILED"]' "$WORK/nomod.json"
+
+finish
