@@ -31,12 +31,12 @@ struct fk_key {
 };
 
 static struct fk_key fk_keys[32];
-static size_t fk_n;
-static unsigned fk_sign_calls, fk_verify_calls, fk_cipher_calls, fk_random_calls;
+FK_UNUSED static size_t fk_n;
+FK_UNUSED static unsigned fk_sign_calls, fk_verify_calls, fk_cipher_calls, fk_random_calls;
 static char fk_last_alg[32], fk_last_version[64];
-static size_t fk_last_len;
+FK_UNUSED static size_t fk_last_len;
 static kv_rc fk_force_rc;
-static int fk_next_handle = 100;
+FK_UNUSED static int fk_next_handle = 100;
 
 FK_UNUSED static struct fk_key *fk_find(const char *name)
 {
@@ -46,7 +46,7 @@ FK_UNUSED static struct fk_key *fk_find(const char *name)
   return NULL;
 }
 
-static void fk_record(unsigned *counter, const char *alg, const char *version, size_t len)
+FK_UNUSED static void fk_record(unsigned *counter, const char *alg, const char *version, size_t len)
 {
   (*counter)++;
   snprintf(fk_last_alg, sizeof(fk_last_alg), "%s", alg ? alg : "");
@@ -54,7 +54,7 @@ static void fk_record(unsigned *counter, const char *alg, const char *version, s
   fk_last_len = len;
 }
 
-static void fk_reset_counters(void)
+FK_UNUSED static void fk_reset_counters(void)
 {
   fk_sign_calls = fk_verify_calls = fk_cipher_calls = fk_random_calls = 0;
   fk_last_alg[0] = fk_last_version[0] = '\0';
@@ -72,7 +72,7 @@ FK_UNUSED static const EVP_MD *fk_md_for(const char *alg)
   return NULL;
 }
 
-static int fk_bytes_set(struct kv_bytes *b, const unsigned char *p, size_t n)
+FK_UNUSED static int fk_bytes_set(struct kv_bytes *b, const unsigned char *p, size_t n)
 {
   b->data = malloc(n ? n : 1);
   if (!b->data)
@@ -377,7 +377,7 @@ FK_WEAK kv_rc kv_random(struct kv_client *cl, unsigned char *out, size_t count)
 static struct akv_slot_config fk_slot_cfg;
 static struct akv_slot fk_slot;
 
-static void fk_session_init(struct akv_session *s, enum akv_vault_kind kind)
+FK_UNUSED static void fk_session_init(struct akv_session *s, enum akv_vault_kind kind)
 {
   memset(s, 0, sizeof(*s));
   memset(&fk_slot_cfg, 0, sizeof(fk_slot_cfg));
@@ -391,7 +391,7 @@ static void fk_session_init(struct akv_session *s, enum akv_vault_kind kind)
   pthread_mutex_init(&s->lock, NULL);
 }
 
-static void fk_session_done(struct akv_session *s)
+FK_UNUSED static void fk_session_done(struct akv_session *s)
 {
   for (int k = 0; k < AKV_OP_COUNT; k++) {
     akv_op_free(s->ops[k]);
@@ -419,9 +419,23 @@ FK_UNUSED static struct akv_object *fk_obj_new(CK_OBJECT_CLASS cls, CK_KEY_TYPE 
   return obj;
 }
 
+/* The model's objects do not own key and pkey (its shared key entries do), so the fixtures keep
+ * them here and fk_keys_free releases them after the objects are gone. */
+static struct kv_key *fk_owned_keys[256];
+static EVP_PKEY *fk_owned_pkeys[256];
+static size_t fk_n_owned_keys, fk_n_owned_pkeys;
+
+FK_UNUSED static EVP_PKEY *fk_own_pkey(EVP_PKEY *p)
+{
+  EVP_PKEY_up_ref(p);
+  fk_owned_pkeys[fk_n_owned_pkeys++] = p;
+  return p;
+}
+
 FK_UNUSED static struct kv_key *fk_kv_key(const char *name, enum kv_kty kty, enum kv_crv crv)
 {
   struct kv_key *k = calloc(1, sizeof(*k));
+  fk_owned_keys[fk_n_owned_keys++] = k;
   char kid[256];
   snprintf(kid, sizeof(kid), "https://fake.vault.azure.net/keys/%s/v1", name);
   k->kid = strdup(kid);
@@ -452,8 +466,7 @@ FK_UNUSED static struct akv_object *fk_rsa(const char *name, CK_OBJECT_CLASS cls
   if (!k->priv)
     k->priv = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)bits);
   obj->key = fk_kv_key(name, KV_KTY_RSA, KV_CRV_NONE);
-  EVP_PKEY_up_ref(k->priv);
-  obj->pkey = k->priv;
+  obj->pkey = fk_own_pkey(k->priv);
   obj->modulus_bits = bits;
   return obj;
 }
@@ -467,8 +480,7 @@ FK_UNUSED static struct akv_object *fk_ec(const char *name, CK_OBJECT_CLASS cls,
     k->priv = EVP_PKEY_Q_keygen(NULL, NULL, "EC", groups[crv]);
   k->crv = crv;
   obj->key = fk_kv_key(name, KV_KTY_EC, crv);
-  EVP_PKEY_up_ref(k->priv);
-  obj->pkey = k->priv;
+  obj->pkey = fk_own_pkey(k->priv);
   return obj;
 }
 
@@ -499,9 +511,14 @@ FK_UNUSED static struct akv_object *fk_secret(CK_KEY_TYPE kt, const unsigned cha
   return obj;
 }
 
-static void fk_keys_free(void)
+FK_UNUSED static void fk_keys_free(void)
 {
   for (size_t i = 0; i < fk_n; i++)
     EVP_PKEY_free(fk_keys[i].priv);
   fk_n = 0;
+  for (size_t i = 0; i < fk_n_owned_keys; i++)
+    kv_key_free(fk_owned_keys[i]);
+  for (size_t i = 0; i < fk_n_owned_pkeys; i++)
+    EVP_PKEY_free(fk_owned_pkeys[i]);
+  fk_n_owned_keys = fk_n_owned_pkeys = 0;
 }
