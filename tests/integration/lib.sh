@@ -165,9 +165,9 @@ check_grep() {
 }
 
 check_nogrep() {
-  if grep -Eq -- "$2" "$3"; then
+  if grep -rEq -- "$2" "$3"; then
     printf '#   unexpected line matching /%s/ in %s:\n' "$2" "$3"
-    grep -E -- "$2" "$3" | head -n 5 | sed 's/^/#   | /'
+    grep -rE -- "$2" "$3" | head -n 5 | sed 's/^/#   | /'
     _check_result 1 "$1"
   else
     _check_result 0 "$1"
@@ -607,7 +607,7 @@ p11kit_install_module() {
 
 # check_nofixed DESC STRING FILE: FILE does not contain the literal STRING (secrets, tokens).
 check_nofixed() {
-  if [ -n "$2" ] && grep -qF -- "$2" "$3"; then
+  if [ -n "$2" ] && grep -rqF -- "$2" "$3"; then
     printf '#   %s contains a string it must not contain\n' "$3"
     _check_result 1 "$1"
   else

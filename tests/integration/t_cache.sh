@@ -3,7 +3,7 @@
 # In one process (p11_cache_check): a second listing within the TTL costs 0 requests; a key
 # rotated through REST shows its new public key after the soft TTL without a restart; when the
 # vault then fails, the old snapshot is still served after the hard TTL (stale-if-error).
-# Across processes (DESIGN §5 cache file): a second pkcs11-tool -O within the TTL costs 0 requests.
+# (The cross-process cache file is t_cache_file.sh.)
 . "$(dirname "$0")/lib.sh"
 need_tool pkcs11-tool openssl jq curl
 need_module
@@ -69,21 +69,5 @@ check_grep "the named key is listed" "label: +ec-p256\$" "$WORK/check.out"
 check_nogrep "no other key is listed" "label: +(rsa2048|rotating)\$" "$WORK/check.out"
 check_eq "no keys.list request (ops: $(stats_ops))" 0 "$(stats_get keys.list)"
 check "the named key was fetched with keys.get" test "$(stats_get keys.get)" -ge 1
-
-section "across processes: a second pkcs11-tool -O within the TTL costs 0 requests"
-module_config "$WORK/filecache.json" '{}' "{\"cache_file\":\"$WORK/p11-cache\"}"
-export AKV_PKCS11_CONFIG="$WORK/filecache.json"
-stats_reset
-check "first pkcs11-tool -O" p11tool_m -O
-cp "$WORK/check.out" "$WORK/O1.out"
-first=$(stats_total)
-log "first listing cost $first requests: $(stats_ops)"
-check "first listing reached the vault (requests > 0)" test "$first" -gt 0
-stats_reset
-check "second pkcs11-tool -O" p11tool_m -O
-cp "$WORK/check.out" "$WORK/O2.out"
-check_eq "second listing within the TTL costs 0 vault requests (ops: $(stats_ops))" 0 "$(stats_total)"
-check_eq "both listings show the same objects" "$(obj_table "$WORK/O1.out" | md5sum)" "$(obj_table "$WORK/O2.out" | md5sum)"
-check "the cache file is private (0600)" bash -c '[ "$(stat -c %a "$1")" = 600 ]' _ "$WORK/p11-cache"
 
 finish
