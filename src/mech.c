@@ -477,6 +477,20 @@ CK_RV akv_mech_params(struct akv_op *op, const CK_MECHANISM *m)
   return CKR_MECHANISM_INVALID;
 }
 
+/* CKA_ALLOWED_MECHANISMS, when the object has it, restricts the mechanisms used with the key. */
+static int mechanism_allowed(const struct akv_object *obj, CK_MECHANISM_TYPE type)
+{
+  const CK_ATTRIBUTE *a = akv_object_attr(obj, CKA_ALLOWED_MECHANISMS);
+  const CK_MECHANISM_TYPE *list;
+  if (!a || !a->pValue)
+    return 1;
+  list = a->pValue;
+  for (CK_ULONG i = 0; i < a->ulValueLen / sizeof(CK_MECHANISM_TYPE); i++)
+    if (list[i] == type)
+      return 1;
+  return 0;
+}
+
 static CK_BBOOL permitted(const struct akv_object *obj, CK_FLAGS need)
 {
   switch (need) {
@@ -569,6 +583,10 @@ CK_RV akv_op_new(struct akv_session *s, enum akv_op_kind kind, CK_FLAGS need,
     }
     if (!key_type_fits(row, obj)) {
       rv = CKR_KEY_TYPE_INCONSISTENT;
+      goto out;
+    }
+    if (!mechanism_allowed(obj, row->type)) {
+      rv = CKR_MECHANISM_INVALID;
       goto out;
     }
     if (!permitted(obj, need)) {

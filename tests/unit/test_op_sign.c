@@ -484,8 +484,23 @@ static void test_key_checks(void **state)
   other->can_sign = CK_FALSE;
   m.mechanism = CKM_RSA_PKCS;
   assert_int_equal(akv_sign_init_obj(&sess, &m, other), CKR_KEY_FUNCTION_NOT_PERMITTED);
-  /* A key of another slot. */
+  /* CKA_ALLOWED_MECHANISMS restricts the mechanisms. */
   other->can_sign = CK_TRUE;
+  {
+    CK_MECHANISM_TYPE allowed[1] = {CKM_ECDSA};
+    other->attrs = calloc(1, sizeof(CK_ATTRIBUTE));
+    other->attrs[0].type = CKA_ALLOWED_MECHANISMS;
+    other->attrs[0].pValue = malloc(sizeof(allowed));
+    memcpy(other->attrs[0].pValue, allowed, sizeof(allowed));
+    other->attrs[0].ulValueLen = sizeof(allowed);
+    other->n_attrs = 1;
+    assert_int_equal(akv_sign_init_obj(&sess, &m, other), CKR_MECHANISM_INVALID);
+    allowed[0] = CKM_RSA_PKCS;
+    memcpy(other->attrs[0].pValue, allowed, sizeof(allowed));
+    assert_int_equal(akv_sign_init_obj(&sess, &m, other), CKR_OK);
+    akv_op_end(&sess, AKV_OP_SIGN);
+  }
+  /* A key of another slot. */
   other->slot = NULL;
   assert_int_equal(akv_sign_init_obj(&sess, &m, other), CKR_KEY_HANDLE_INVALID);
   akv_object_unref(other);
