@@ -33,7 +33,7 @@ struct buf {
 };
 
 static char ca_file[512], vault[256], token[4096];
-static volatile int stop_flag;
+static int stop_flag; /* __atomic accessed */
 static long total_ops, total_errors;
 
 static size_t on_body(char *p, size_t sz, size_t n, void *ud)
@@ -172,7 +172,7 @@ static void *client_main(void *arg)
     return NULL;
   }
   snprintf(name, sizeof(name), "stress-client-%d", cl->id);
-  while(!stop_flag) {
+  while(!__atomic_load_n(&stop_flag, __ATOMIC_ACQUIRE)) {
     iter++;
     snprintf(url, sizeof(url), "%s/keys/%s/create?api-version=7.6", vault, name);
     st = request(c, "POST", url, "{\"kty\":\"EC\",\"crv\":\"P-256\"}", &j);
@@ -375,7 +375,7 @@ int main(int argc, char **argv)
     cl[i].ops = cl[i].errors = 0;
     if(pthread_create(&th[i], NULL, client_main, &cl[i]) != 0) {
       fprintf(stderr, "stress: pthread_create failed\n");
-      stop_flag = 1;
+      __atomic_store_n(&stop_flag, 1, __ATOMIC_RELEASE);
       nclients = i;
       break;
     }
@@ -386,7 +386,7 @@ int main(int argc, char **argv)
     if(rss_warm < 0 && now_s() - t0 >= warm)
       rss_warm = rss_kb(pid);
   }
-  stop_flag = 1;
+  __atomic_store_n(&stop_flag, 1, __ATOMIC_RELEASE);
   for(long i = 0; i < nclients; i++) {
     pthread_join(th[i], NULL);
     total_ops += cl[i].ops;
