@@ -270,37 +270,50 @@ emu_field() { jq -r "$1" "$EMU_READY"; }
 
 KV_API=7.6
 
-# kv_token: a vault access token from the emulator's Entra endpoint, cached for this test in a
-# 0600 header file ($WORK/kv-auth.hdr) so it never appears on a command line or in a log.
+# kv_token: an access token from the emulator's Entra endpoint for $KV_SCOPE (default the Key
+# Vault scope; https://managedhsm.azure.net/.default for a Managed HSM), cached for this test in a
+# 0600 header file (kv_hdr prints its path) so it never appears on a command line or in a log.
+KV_SCOPE_VAULT=https://vault.azure.net/.default
+KV_SCOPE_MHSM=https://managedhsm.azure.net/.default
+kv_hdr() {
+  if [ "${KV_SCOPE:-$KV_SCOPE_VAULT}" = "$KV_SCOPE_VAULT" ]; then
+    echo "$WORK/kv-auth.hdr"
+  else
+    echo "$WORK/kv-auth-mhsm.hdr"
+  fi
+}
 kv_token() {
-  local resp tok
-  [ -s "$WORK/kv-auth.hdr" ] && return 0
+  local resp tok hdr
+  hdr=$(kv_hdr)
+  [ -s "$hdr" ] && return 0
   resp=$(curl -sS --fail-with-body --max-time 20 --cacert "$EMU_CA" \
     --data-urlencode grant_type=client_credentials --data-urlencode "client_id=$EMU_CLIENT_ID" \
     --data-urlencode "client_secret=$EMU_CLIENT_SECRET" \
-    --data-urlencode scope=https://vault.azure.net/.default \
+    --data-urlencode "scope=${KV_SCOPE:-$KV_SCOPE_VAULT}" \
     "$EMU_AUTHORITY/$EMU_TENANT/oauth2/v2.0/token") || fail "token request failed: $resp"
   tok=$(jq -r '.access_token // empty' <<<"$resp")
   [ -n "$tok" ] || fail "token response carries no access_token"
-  printf 'Authorization: Bearer %s\n' "$tok" >"$WORK/kv-auth.hdr"
+  printf 'Authorization: Bearer %s\n' "$tok" >"$hdr"
 }
 
 # kv_call METHOD PATH [JSON]: the response body on stdout; HTTP errors fail loudly (status and
-# body on stderr, exit status 1). KV_URL overrides the vault (default: the first one).
+# body on stderr, exit status 1). KV_URL overrides the vault (default: the first one), KV_SCOPE
+# the token's scope.
 kv_call() {
-  local method=$1 path=$2 body=${3:-} url sep code out
+  local method=$1 path=$2 body=${3:-} url sep code out hdr
   kv_token
+  hdr=$(kv_hdr)
   url="${KV_URL:-$EMU_VAULT_URL}$path"
   sep='?'
   [[ "$path" == *\?* ]] && sep='&'
   url="$url${sep}api-version=$KV_API"
   out="$WORK/kv-call.out"
   if [ -n "$body" ]; then
-    code=$(curl -sS --max-time 60 --cacert "$EMU_CA" -H @"$WORK/kv-auth.hdr" \
+    code=$(curl -sS --max-time 60 --cacert "$EMU_CA" -H @"$hdr" \
       -H 'Content-Type: application/json' -X "$method" --data-binary "$body" -o "$out" \
       -w '%{http_code}' "$url") || { echo "kv_call: curl failed: $method $path" >&2; return 1; }
   else
-    code=$(curl -sS --max-time 60 --cacert "$EMU_CA" -H @"$WORK/kv-auth.hdr" -X "$method" \
+    code=$(curl -sS --max-time 60 --cacert "$EMU_CA" -H @"$hdr" -X "$method" \
       -o "$out" -w '%{http_code}' "$url") || { echo "kv_call: curl failed: $method $path" >&2; return 1; }
   fi
   if [ "${code:0:1}" != 2 ]; then
@@ -538,6 +551,8 @@ token_pubkey_pem() {
 }
 
 hex_of() { od -An -v -tx1 "$1" | tr -d ' \n'; }
+# b64url_of FILE: base64url without padding of a file's bytes (JWK encoding).
+b64url_of() { base64 -w0 "$1" | tr '+/' '-_' | tr -d '='; }
 
 # ---- standard seed and pkcs11-tool -O parsing -------------------------------------------------
 
