@@ -904,7 +904,9 @@ static int issue_key_and_secret(struct emu_vault *vault, const char *name, const
   kp.attrs.enabled = attrs->enabled;
   kp.attrs.nbf = x509_not_before(leaf);
   kp.attrs.exp = x509_not_after(leaf);
-  kp.attrs.exportable = f.exportable;
+  /* The key attribute "exportable" belongs to secure key release (it needs a release policy);
+   * key_props.exportable only decides whether the secret carries the private key. */
+  kp.attrs.exportable = 0;
   kp.version = version;
   rc = emu_keys_add_pkey(vault, name, pkey, &kp, NULL);
   if (rc != EMU_OK) {
@@ -1807,12 +1809,306 @@ static int op_deleted(struct emu_req *req, struct emu_resp *resp, int action)
   return emu_resp_json(resp, 200, bundle);
 }
 
+/* ---- backup / restore ------------------------------------------------------------------------ */
+
+/* Backup document (sealed by objs_blob_seal_new): name, policy and each issued version with its
+ * certificate, private key (DER), secret value and content type, enabled flag and tags. */
+static cJSON *backup_doc_new_inlock(struct emu_vault *vault, const struct cert *c)
+{
+  cJSON *doc = cJSON_CreateObject(), *arr, *v;
+  const char *value, *ctype;
+  size_t i;
+
+  if (!doc || !cJSON_AddStringToObject(doc, "name", c->name) || add_dup(doc, "policy", c->policy))
+    goto fail;
+  arr = cJSON_AddArrayToObject(doc, "versions");
+  if (!arr)
+    goto fail;
+  for (i = 0; i < c->nv; i++) {
+    const struct cversion *cv = c->v[i];
+
+    if (!cv->cert)
+      continue;
+    if (secrets_peek_inlock(vault, c->name, cv->version, &value, &ctype) != EMU_OK)
+      goto fail;
+    v = cJSON_CreateObject();
+    if (!v || !cJSON_AddItemToArray(arr, v)) {
+      cJSON_Delete(v);
+      goto fail;
+    }
+    if (!cJSON_AddStringToObject(v, "version", cv->version) ||
+        !cJSON_AddStringToObject(v, "cer", cv->cer_b64) ||
+        !cJSON_AddBoolToObject(v, "enabled", cv->attrs.enabled) ||
+        objs_json_add_tags(v, cv->tags) || !cJSON_AddStringToObject(v, "value", value) ||
+        !cJSON_AddStringToObject(v, "contentType", ctype ? ctype : CT_PKCS12))
+      goto fail;
+  }
+  return doc;
+fail:
+  cJSON_Delete(doc);
+  return NULL;
+}
+
+/* Wipe the secret values and keys of a backup document, then free it. */
+static void backup_doc_free(cJSON *doc)
+{
+  const cJSON *v, *m;
+
+  cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(doc, "versions"))
+  {
+    cJSON_ArrayForEach(m, v)
+    {
+      if (cJSON_IsString(m) && (!strcmp(m->string, "value") || !strcmp(m->string, "key")))
+        OPENSSL_cleanse(m->valuestring, strlen(m->valuestring));
+    }
+  }
+  cJSON_Delete(doc);
+}
+
+/* Add "key" (base64 DER private key from the key store) to each version of the document. */
+static int backup_add_keys(struct emu_vault *vault, const char *name, cJSON *doc)
+{
+  cJSON *v;
+  const cJSON *ver;
+  struct emu_key_version *kv;
+  unsigned char *der = NULL;
+  char *b64 = NULL;
+  int len, rc = 0;
+
+  cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(doc, "versions"))
+  {
+    ver = cJSON_GetObjectItemCaseSensitive(v, "version");
+    kv = emu_keys_get(vault, name, ver->valuestring);
+    len = kv && emu_key_version_pkey_peek(kv) ? i2d_PrivateKey(emu_key_version_pkey_peek(kv), &der)
+                                              : -1;
+    emu_key_version_unref(kv);
+    b64 = len > 0 ? emu_b64_encode(der, (size_t)len) : NULL;
+    if (der)
+      OPENSSL_cleanse(der, (size_t)len);
+    OPENSSL_free(der);
+    der = NULL;
+    if (!b64 || !cJSON_AddStringToObject(v, "key", b64))
+      rc = -1;
+    objs_text_free(b64);
+    if (rc)
+      break;
+  }
+  return rc;
+}
+
+static int op_backup(struct emu_req *req, struct emu_resp *resp, int arg)
+{
+  const char *name = req->seg[0];
+  struct emu_vault *vault = req->vault;
+  struct cert *c;
+  cJSON *doc = NULL, *out;
+  char *plain = NULL, *blob = NULL;
+  int found = 0;
+
+  op_complete(vault, name, NULL, NULL, NULL);
+  pthread_mutex_lock(&vault->lock);
+  c = cert_live_inlock(vault, name);
+  if (c && has_issued(c)) {
+    found = 1;
+    doc = backup_doc_new_inlock(vault, c);
+  }
+  pthread_mutex_unlock(&vault->lock);
+  if (!found)
+    return emu_resp_not_found(resp, "Certificate", name);
+  if (doc && !backup_add_keys(vault, name, doc))
+    plain = cJSON_PrintUnformatted(doc);
+  backup_doc_free(doc);
+  if (!plain)
+    return emu_resp_error(resp, 500, "InternalError", NULL,
+                          "Certificate %s could not be backed up (key or secret missing).", name);
+  blob = objs_blob_seal_new(plain);
+  objs_text_free(plain);
+  if (!blob)
+    return emu_resp_bad_param(resp, "Certificate %s is too large to back up in the emulator.",
+                              name);
+  out = cJSON_CreateObject();
+  if (!out || !cJSON_AddStringToObject(out, "value", blob)) {
+    cJSON_Delete(out);
+    objs_text_free(blob);
+    return -1;
+  }
+  objs_text_free(blob);
+  return emu_resp_json(resp, 200, out);
+}
+
+/* Decoded material of one backed-up version. */
+struct restored {
+  const char *version, *value, *ctype;
+  const cJSON *tags;
+  int enabled;
+  EVP_PKEY *pkey;
+  X509 *cert;
+};
+
+static int restore_decode(const cJSON *v, struct restored *r)
+{
+  const char *key, *err = NULL;
+  unsigned char *der = NULL;
+  const unsigned char *p;
+  size_t len = 0;
+  int bad = 0;
+
+  r->version = objs_json_str(v, "version", &bad);
+  r->value = objs_json_str(v, "value", &bad);
+  r->ctype = objs_json_str(v, "contentType", &bad);
+  key = objs_json_str(v, "key", &bad);
+  r->tags = cJSON_GetObjectItemCaseSensitive(v, "tags");
+  r->enabled = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "enabled"));
+  if (bad || !r->version || !r->value || !r->ctype || !key ||
+      !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(v, "cer")))
+    return -1;
+  r->cert = x509_from_b64_der(cJSON_GetObjectItemCaseSensitive(v, "cer")->valuestring, &err);
+  if (!r->cert || emu_b64_decode(key, &der, &len))
+    return -1;
+  p = der;
+  r->pkey = d2i_AutoPrivateKey(NULL, &p, (long)len);
+  OPENSSL_cleanse(der, len);
+  free(der);
+  return r->pkey && x509_matches_key(r->cert, r->pkey) ? 0 : -1;
+}
+
+static int op_restore(struct emu_req *req, struct emu_resp *resp, int arg)
+{
+  struct emu_vault *vault = req->vault;
+  const cJSON *versions, *v, *policy;
+  const char *blob, *doc_name;
+  char name[EMU_NAME_MAX + 1], *plain, *kid = NULL;
+  cJSON *doc = NULL, *bundle = NULL, *pol = NULL;
+  struct restored *rs = NULL;
+  struct issue_err e;
+  struct emu_key_params kp;
+  struct emu_secret_params sp;
+  struct cert *c;
+  struct cversion *cv;
+  size_t n = 0, i;
+  int bad = 0, ret = -1, exists;
+  enum emu_rc rc;
+
+  if (!objs_ieq(req->seg[0], "restore"))
+    return emu_resp_method_not_allowed(resp);
+  blob = cJSON_IsObject(req->body) ? objs_json_str(req->body, "value", &bad) : NULL;
+  if (bad || !blob)
+    return emu_resp_bad_param(resp, "Property 'value' (the backup blob) is required.");
+  plain = objs_blob_open_new(blob);
+  doc = plain ? cJSON_Parse(plain) : NULL;
+  objs_text_free(plain);
+  doc_name = doc ? objs_json_str(doc, "name", &bad) : NULL;
+  versions = doc ? cJSON_GetObjectItemCaseSensitive(doc, "versions") : NULL;
+  policy = doc ? cJSON_GetObjectItemCaseSensitive(doc, "policy") : NULL;
+  if (!doc || bad || !doc_name || !emu_name_valid(doc_name) || !cJSON_IsObject(policy) ||
+      cJSON_GetArraySize(versions) < 1) {
+    ret = emu_resp_bad_param(resp, "The backup blob is malformed or was not made by this "
+                                   "emulator instance.");
+    goto out;
+  }
+  snprintf(name, sizeof(name), "%s", doc_name);
+  rs = calloc((size_t)cJSON_GetArraySize(versions), sizeof(*rs));
+  if (!rs)
+    goto out;
+  /* Decode everything before storing anything. */
+  cJSON_ArrayForEach(v, versions)
+  {
+    if (restore_decode(v, &rs[n++])) {
+      ret = emu_resp_bad_param(resp, "The backup blob holds an invalid certificate version.");
+      goto out;
+    }
+  }
+  pthread_mutex_lock(&vault->lock);
+  c = cert_find_inlock(vault, name, NULL);
+  exists = c != NULL;
+  if (c)
+    ret = c->deleted ? reply_state_conflict(resp, c)
+                     : emu_resp_error(resp, 409, "Conflict", NULL,
+                                      "Certificate %s already exists; a backup restores only an "
+                                      "absent name.",
+                                      name);
+  pthread_mutex_unlock(&vault->lock);
+  if (exists)
+    goto out;
+  for (i = 0; i < n; i++) {
+    memset(&kp, 0, sizeof(kp));
+    kp.managed = 1;
+    kp.tags = rs[i].tags;
+    kp.attrs.enabled = rs[i].enabled;
+    kp.attrs.nbf = x509_not_before(rs[i].cert);
+    kp.attrs.exp = x509_not_after(rs[i].cert);
+    kp.version = rs[i].version;
+    rc = emu_keys_add_pkey(vault, name, rs[i].pkey, &kp, NULL);
+    kid = rc == EMU_OK ? emu_obj_id_new(vault, "keys", name, rs[i].version) : NULL;
+    if (rc != EMU_OK || !kid) {
+      issue_err_rc(&e, rc, "Key", name);
+      ret = reply_issue_err(resp, &e);
+      goto out;
+    }
+    memset(&sp, 0, sizeof(sp));
+    sp.value = rs[i].value;
+    sp.content_type = rs[i].ctype;
+    sp.tags = rs[i].tags;
+    sp.attrs = kp.attrs;
+    sp.managed = 1;
+    sp.kid = kid;
+    sp.version = rs[i].version;
+    pthread_mutex_lock(&vault->lock);
+    rc = secrets_add_inlock(vault, name, &sp, NULL);
+    c = rc == EMU_OK ? cert_get_or_add_inlock(vault, name) : NULL;
+    cv = c ? cversion_add_inlock(c, rs[i].version) : NULL;
+    if (cv) {
+      struct emu_attrs attrs = {.enabled = rs[i].enabled};
+
+      cv->tags = rs[i].tags ? cJSON_Duplicate(rs[i].tags, 1) : NULL;
+      if (cversion_issue(cv, rs[i].cert, &attrs))
+        cv = NULL;
+      rs[i].cert = NULL;
+    }
+    pthread_mutex_unlock(&vault->lock);
+    free(kid);
+    kid = NULL;
+    if (!cv) {
+      issue_err_rc(&e, rc == EMU_OK ? EMU_E_NOMEM : rc, "Secret", name);
+      ret = reply_issue_err(resp, &e);
+      goto out;
+    }
+  }
+  pol = cJSON_Duplicate(policy, 1);
+  pthread_mutex_lock(&vault->lock);
+  c = cert_live_inlock(vault, name);
+  if (c && pol) {
+    cJSON_Delete(c->policy);
+    c->policy = pol;
+    pol = NULL;
+    bundle = bundle_new(vault, c, cert_latest(c));
+  }
+  pthread_mutex_unlock(&vault->lock);
+  if (bundle) {
+    ret = emu_resp_json(resp, 200, bundle);
+    bundle = NULL;
+  }
+out:
+  for (i = 0; i < n; i++) {
+    EVP_PKEY_free(rs[i].pkey);
+    X509_free(rs[i].cert);
+  }
+  free(rs);
+  free(kid);
+  cJSON_Delete(pol);
+  cJSON_Delete(bundle);
+  backup_doc_free(doc);
+  return ret;
+}
+
 static const struct objs_route cert_routes[] = {
     {"GET", 0, NULL, NULL, "certificates.list", op_list, 0},
     {"GET", 1, NULL, NULL, "certificates.get", op_get, 0},
     {"PATCH", 1, NULL, NULL, "certificates.update", op_update, 0},
     {"DELETE", 1, NULL, NULL, "certificates.delete", op_delete, 0},
+    {"POST", 1, NULL, NULL, "certificates.restore", op_restore, 0},
     {"POST", 2, "create", NULL, "certificates.create", op_create, 0},
+    {"POST", 2, "backup", NULL, "certificates.backup", op_backup, 0},
     {"POST", 2, "import", NULL, "certificates.import", op_import, 0},
     {"GET", 2, "versions", NULL, "certificates.versions", op_versions, 0},
     {"GET", 2, "policy", NULL, "certificates.policy_get", op_policy, 0},

@@ -32,6 +32,11 @@ enum emu_rc secrets_purge_inlock(struct emu_vault *vault, const char *name);
 enum emu_rc secrets_update_inlock(struct emu_vault *vault, const char *name, const char *version,
                                   const struct emu_attrs *attrs, const cJSON *tags);
 
+/* Borrowed value and content type (may be NULL) of a live secret version; valid while the lock is
+ * held. EMU_E_NOT_FOUND when absent. */
+enum emu_rc secrets_peek_inlock(struct emu_vault *vault, const char *name, const char *version,
+                                const char **value, const char **content_type);
+
 void secrets_store_free(void *store);
 void certs_store_free(void *store);
 int secrets_seed(struct emu_vault *vault, const cJSON *item);

@@ -314,6 +314,19 @@ enum emu_rc secrets_update_inlock(struct emu_vault *vault, const char *name, con
   return EMU_OK;
 }
 
+enum emu_rc secrets_peek_inlock(struct emu_vault *vault, const char *name, const char *version,
+                                const char **value, const char **content_type)
+{
+  struct secret *s = secret_find_inlock(vault, name, NULL);
+  struct sversion *sv;
+
+  if (!s || s->deleted || !(sv = secret_version_find(s, version)))
+    return EMU_E_NOT_FOUND;
+  *value = sv->value;
+  *content_type = sv->content_type;
+  return EMU_OK;
+}
+
 /* ---- JSON shapes ------------------------------------------------------------------------ */
 
 /* SecretBundle: value, contentType, id, managed, attributes, tags, kid (recorded order). */

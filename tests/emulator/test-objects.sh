@@ -541,6 +541,41 @@ expect_err "import PEM whose certificate does not match the key" 400 BadParamete
 req POST /certificates/imp3/import '{"pwd":"x"}'
 expect_err "import without value" 400 BadParameter
 
+section "certificates: backup and restore"
+req GET /certificates/imp1
+IMP_CER=$(j .cer)
+IMP_ID=$(j .id)
+req GET /keys/imp1
+IMP_N=$(j .key.n)
+req GET /secrets/imp1
+IMP_VAL=$(j .value)
+req POST /certificates/imp1/backup
+expect "certificate backup" 200
+CBLOB=$(j .value)
+check "certificate backup blob is base64url" sh -c "printf '%s' '$CBLOB' | grep -Eq '^[A-Za-z0-9_-]+\$'"
+req POST /certificates/restore "{\"value\":\"$CBLOB\"}"
+expect_err "certificate restore over a live certificate" 409 Conflict
+req DELETE /certificates/imp1
+req DELETE /deletedcertificates/imp1
+expect "purge before restore" 204
+req GET /keys/imp1
+expect "key purged with the certificate" 404
+req POST /certificates/restore "{\"value\":\"$CBLOB\"}"
+expect "certificate restore" 200
+check_eq "restored certificate id (same version)" "$IMP_ID" "$(j .id)"
+check_eq "restored cer" "$IMP_CER" "$(j .cer)"
+check_eq "restored policy issuer" Unknown "$(j .policy.issuer.name)"
+req GET /keys/imp1
+check_eq "restored key (same public key)" "$IMP_N" "$(j .key.n)"
+check_eq "restored key is managed" true "$(j .managed)"
+req GET /secrets/imp1
+check_eq "restored secret value" "$IMP_VAL" "$(j .value)"
+check_eq "restored secret kid" "$VAULT/keys/imp1/$(ver_of "$IMP_ID")" "$(j .kid)"
+req POST /certificates/restore "{\"value\":\"$BLOB\"}"
+expect_err "a secret backup is not a certificate backup" 400 BadParameter
+req POST /certificates/nope/backup
+expect_err "backup of an unknown certificate" 404 CertificateNotFound
+
 section "certificates: policy and update"
 req GET /certificates/c1/policy
 expect "get policy" 200
@@ -754,7 +789,7 @@ for op in secrets.set secrets.get secrets.list secrets.versions secrets.update s
   certificates.pending_update certificates.pending_delete certificates.merge certificates.import \
   certificates.policy_get certificates.policy_update certificates.update certificates.delete \
   certificates.deleted_get certificates.deleted_list certificates.recover certificates.purge \
-  secrets.backup secrets.restore; do
+  secrets.backup secrets.restore certificates.backup certificates.restore; do
   check "stats count $op" test "$(jq -r --arg op "$op" '.by_operation[$op] // 0' <<<"$S")" -gt 0
 done
 
