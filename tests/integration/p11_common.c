@@ -48,7 +48,7 @@ int t_finish(const char *name)
 
 const char *t_rv_name(CK_RV rv)
 {
-  /* The codes these tests can meet; others print as hex by the caller. */
+  /* The codes these tests can meet by name; others as hex. */
   static const struct {
     CK_RV rv;
     const char *name;
@@ -73,14 +73,22 @@ const char *t_rv_name(CK_RV rv)
     {CKR_TEMPLATE_INCONSISTENT, "CKR_TEMPLATE_INCONSISTENT"},
     {CKR_TEMPLATE_INCOMPLETE, "CKR_TEMPLATE_INCOMPLETE"},
     {CKR_WRAPPED_KEY_INVALID, "CKR_WRAPPED_KEY_INVALID"},
+    {CKR_ENCRYPTED_DATA_INVALID, "CKR_ENCRYPTED_DATA_INVALID"},
+    {CKR_ENCRYPTED_DATA_LEN_RANGE, "CKR_ENCRYPTED_DATA_LEN_RANGE"},
+    {CKR_DATA_INVALID, "CKR_DATA_INVALID"},
+    {CKR_DATA_LEN_RANGE, "CKR_DATA_LEN_RANGE"},
+    {CKR_SESSION_HANDLE_INVALID, "CKR_SESSION_HANDLE_INVALID"},
+    {CKR_OPERATION_ACTIVE, "CKR_OPERATION_ACTIVE"},
     {CKR_BUFFER_TOO_SMALL, "CKR_BUFFER_TOO_SMALL"},
     {CKR_FUNCTION_NOT_SUPPORTED, "CKR_FUNCTION_NOT_SUPPORTED"},
     {CKR_CRYPTOKI_NOT_INITIALIZED, "CKR_CRYPTOKI_NOT_INITIALIZED"},
   };
+  static __thread char other[32];
   for(size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
     if(names[i].rv == rv)
       return names[i].name;
-  return "CKR_(other)";
+  snprintf(other, sizeof(other), "CKR_0x%lx", (unsigned long)rv);
+  return other;
 }
 
 static void t_die(const char *what, CK_RV rv)

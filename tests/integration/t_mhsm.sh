@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 8, Managed HSM: a slot of kind "mhsm" (model "Managed HSM", CKF_RNG); AES-CBC and
 # AES-CBC-PAD encryption/decryption with imported oct-HSM keys checked against `openssl enc` with
-# the same key bytes; SHA256/384/512-HMAC checked against `openssl dgst -mac HMAC`;
+# the same key bytes; AES-GCM and AES key wrap (p11_aes_check, checked with OpenSSL's EVP);
+# SHA256/384/512-HMAC checked against `openssl dgst -mac HMAC`;
 # C_GenerateRandom from the HSM's RNG (one `rng` request); RSA-HSM and EC-HSM signatures verified
 # by openssl.
 . "$(dirname "$0")/lib.sh"
@@ -68,6 +69,20 @@ for k in aes256 aes128; do
     bash -c 'openssl enc -aes-'"$bits"'-cbc -nopad -K "$1" -iv "$2" -in "$3" | cmp - "$4"' _ "$keyhex" "$iv" \
     "$WORK/pt64" "$WORK/$k.ct64"
 done
+
+section "AES-GCM and AES key wrap (RFC 3394/5649) through the HSM, checked with OpenSSL (p11_aes_check)"
+if [ -x "${P11_AES_CHECK:-}" ]; then
+  for k in aes256 aes128; do
+    rc=0
+    timeout 60 "$P11_AES_CHECK" "$AKV_MODULE" "$k" "$WORK/$k.key" >"$WORK/aes-$k.out" 2>"$WORK/aes-$k.err" || rc=$?
+    sed 's/^/#   /' "$WORK/aes-$k.out"
+    sed 's/^/#   stderr| /' "$WORK/aes-$k.err" | tail -n 10
+    T_CHECKS=$((T_CHECKS + $(grep -c '^ok ' "$WORK/aes-$k.out" || true)))
+    check_eq "p11_aes_check $k passed all its checks" 0 "$rc"
+  done
+else
+  check "P11_AES_CHECK (the built p11_aes_check) is set" false
+fi
 
 section "HMAC through the HSM, checked with openssl dgst -mac HMAC"
 keyhex=$(hex_of "$WORK/aes256.key")
