@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cache.h"
+#include "cache_file.h"
 #include "module.h"
 #include "object.h"
 #include "util/log.h"
@@ -729,6 +730,8 @@ static void *bg_main(void *arg)
   pthread_mutex_unlock(&c->lock);
   rv = build_snapshot(c->slot, prev, &built);
   akv_snapshot_unref(prev);
+  if (rv == CKR_OK)
+    akv_cache_file_save(c->slot, built, 0);
   pthread_mutex_lock(&c->lock);
   publish_inlock(c, rv, built, started);
   pthread_mutex_unlock(&c->lock);
@@ -753,12 +756,38 @@ static void start_bg_inlock(struct akv_cache *c)
   c->bg_joinable = 1;
 }
 
+/* A synchronous refresh: under the cross-process lock, adopt what another process listed within
+ * the TTL (newer than ours), else list and share the result through the file. */
+static CK_RV refresh_sync(struct akv_slot *slot, struct akv_snapshot *prev, int use_file,
+                          struct akv_snapshot **out)
+{
+  int lock = akv_cache_file_lock();
+  CK_RV rv = CKR_FUNCTION_FAILED;
+
+  *out = NULL;
+  if (use_file && akv_cache_file_load(slot, out) == CKR_OK) {
+    if (!prev || (*out)->built_at > prev->built_at) {
+      rv = CKR_OK;
+      goto out;
+    }
+    akv_snapshot_unref(*out);
+    *out = NULL;
+  }
+  rv = build_snapshot(slot, prev, out);
+  if (rv == CKR_OK)
+    akv_cache_file_save(slot, *out, lock >= 0);
+out:
+  akv_cache_file_unlock(lock);
+  return rv;
+}
+
 CK_RV akv_cache_get(struct akv_cache *c, struct akv_snapshot **out)
 {
   const struct akv_slot_config *sc = c->slot->cfg;
   struct akv_snapshot *prev, *built = NULL;
   int64_t now, age, soft = sc->ttl_s * 3 / 4, started;
   unsigned gen;
+  int use_file;
   CK_RV rv;
 
   pthread_mutex_lock(&c->lock);
@@ -791,10 +820,11 @@ CK_RV akv_cache_get(struct akv_cache *c, struct akv_snapshot **out)
   }
   c->refreshing = 1;
   prev = snapshot_ref(c->snap);
+  use_file = !c->invalid;
   pthread_mutex_unlock(&c->lock);
 
   started = now;
-  rv = build_snapshot(c->slot, prev, &built);
+  rv = refresh_sync(c->slot, prev, use_file, &built);
   akv_snapshot_unref(prev);
 
   pthread_mutex_lock(&c->lock);

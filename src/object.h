@@ -31,6 +31,13 @@ CK_RV akv_object_from_cert(struct akv_slot *slot, const struct kv_cert *cert, co
 CK_RV akv_object_from_secret(struct akv_slot *slot, const struct kv_item *item, const char *src,
                              struct akv_object **out);
 
+/* A certificate or data object rebuilt from its saved attributes (the cache file): finishes b
+ * into the object (sorted), registers its handle under its CKA_AKV_KID. */
+struct akv_ab;
+CK_RV akv_object_restore(struct akv_slot *slot, CK_OBJECT_CLASS cls, struct akv_ab *b,
+                         const char *src, int64_t created, int64_t updated,
+                         struct akv_object **out);
+
 /* C_GetAttributeValue on an object (session acquired). */
 CK_RV akv_object_get_attrs(struct akv_session *s, struct akv_object *obj, CK_ATTRIBUTE *t,
                            CK_ULONG n);

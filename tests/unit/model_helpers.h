@@ -14,7 +14,7 @@
 #include "fake_kv.h"
 
 /* A one-slot configuration on the fake vault; extra is more JSON members of the slot. */
-#define T_CFG(extra) "{\"slots\":[{\"url\":\"" FAKE_VAULT_URL "\"" extra "}]}"
+#define T_CFG(extra) "{\"cache_file\":\"\",\"slots\":[{\"url\":\"" FAKE_VAULT_URL "\"" extra "}]}"
 
 static int64_t t_clock_now = 1800000000;
 static inline int64_t t_clock(void)

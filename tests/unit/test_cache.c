@@ -1,6 +1,9 @@
 /* src/cache.c: TTL, soft refresh in the background, stale-if-error, rotation, stable handles and
  * lazy mode, with the injected clock and the fake backend. */
+#include <stdio.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "model_helpers.h"
 
@@ -213,6 +216,90 @@ static void test_no_threads(void **state)
   assert_int_equal(fake_kv_calls.list_keys, 2);
 }
 
+/* The cross-process cache file: a second "process" (here: a second C_Initialize) within the TTL
+ * lists nothing; the file is private; a foreign-permission or corrupt file is ignored. */
+static void test_cache_file(void **state)
+{
+  char dir[] = "/tmp/akv-cache-test-XXXXXX", path[256], cfg[512], lockp[300];
+  unsigned char mod1[512], mod2[512];
+  CK_OBJECT_HANDLE h;
+  CK_ULONG l1, l2;
+  struct stat st;
+  FILE *f;
+  (void)state;
+
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof(path), "%s/p11-cache", dir);
+  snprintf(cfg, sizeof(cfg),
+           "{\"cache_file\":\"%s\",\"slots\":[{\"url\":\"" FAKE_VAULT_URL
+           "\",\"ttl\":100,\"objects\":[\"keys\",\"certificates\",\"secrets\"]}]}",
+           path);
+  fake_kv_add_cert("ec1", KV_KTY_EC, 0);
+  fake_kv_add_secret("pw", "value", 0);
+  assert_int_equal(t_init(cfg), CKR_OK);
+  sess = t_open(0);
+  assert_int_equal(count_all(), 6);
+  h = t_find_one(sess, CKO_PUBLIC_KEY, "rsa1");
+  l1 = t_attr(sess, h, CKA_MODULUS, mod1, sizeof(mod1));
+  assert_int_equal(fake_kv_calls.list_keys, 1);
+  assert_int_equal(stat(path, &st), 0);
+  assert_int_equal(st.st_mode & 0777, 0600);
+  assert_int_equal(C_Finalize(NULL), CKR_OK);
+
+  /* Within the TTL: everything from the file, no request at all. */
+  memset(&fake_kv_calls, 0, sizeof(fake_kv_calls));
+  t_clock_now += 50;
+  assert_int_equal(t_init(cfg), CKR_OK);
+  sess = t_open(0);
+  assert_int_equal(count_all(), 6);
+  assert_int_equal(fake_kv_calls.list_keys + fake_kv_calls.get_key + fake_kv_calls.list_certs +
+                       fake_kv_calls.get_cert + fake_kv_calls.list_secrets,
+                   0);
+  h = t_find_one(sess, CKO_PUBLIC_KEY, "rsa1");
+  l2 = t_attr(sess, h, CKA_MODULUS, mod2, sizeof(mod2));
+  assert_int_equal(l1, l2);
+  assert_memory_equal(mod1, mod2, l1);
+  t_find_one(sess, CKO_CERTIFICATE, "ec1");
+  /* Secret values are never in the file: fetched on read. */
+  assert_int_equal(t_attr(sess, t_find_one(sess, CKO_DATA, "pw"), CKA_VALUE, mod2, sizeof(mod2)),
+                   5);
+  assert_int_equal(fake_kv_calls.get_secret, 1);
+  assert_int_equal(C_Finalize(NULL), CKR_OK);
+
+  /* A file others could write is not trusted. */
+  memset(&fake_kv_calls, 0, sizeof(fake_kv_calls));
+  assert_int_equal(chmod(path, 0622), 0);
+  assert_int_equal(t_init(cfg), CKR_OK);
+  sess = t_open(0);
+  assert_int_equal(count_all(), 6);
+  assert_int_equal(fake_kv_calls.list_keys, 1);
+  assert_int_equal(C_Finalize(NULL), CKR_OK);
+  /* Rewritten private by that listing; now corrupt it: ignored, listed again. */
+  assert_int_equal(stat(path, &st), 0);
+  assert_int_equal(st.st_mode & 0777, 0600);
+  f = fopen(path, "w");
+  assert_non_null(f);
+  fputs("{\"format\":1,\"slots\":[{\"fp\":", f);
+  fclose(f);
+  memset(&fake_kv_calls, 0, sizeof(fake_kv_calls));
+  assert_int_equal(t_init(cfg), CKR_OK);
+  sess = t_open(0);
+  assert_int_equal(count_all(), 6);
+  assert_int_equal(fake_kv_calls.list_keys, 1);
+  /* Past the TTL the file is stale: listed again. */
+  assert_int_equal(C_Finalize(NULL), CKR_OK);
+  memset(&fake_kv_calls, 0, sizeof(fake_kv_calls));
+  t_clock_now += 200;
+  assert_int_equal(t_init(cfg), CKR_OK);
+  sess = t_open(0);
+  assert_int_equal(count_all(), 6);
+  assert_int_equal(fake_kv_calls.list_keys, 1);
+  unlink(path);
+  snprintf(lockp, sizeof(lockp), "%s.lock", path);
+  unlink(lockp);
+  rmdir(dir);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -225,6 +312,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_lazy_mode, setup, teardown),
       cmocka_unit_test_setup_teardown(test_filter_and_invalidate, setup, teardown),
       cmocka_unit_test_setup_teardown(test_no_threads, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cache_file, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,22 @@
+/* The cross-process cache file (DESIGN §5), model-internal: public parts of each slot's snapshot
+ * (key lists and public keys, certificates, secret names; never secret values or tokens) in one
+ * per-user JSON file (0600, atomic replace), so short-lived processes within the TTL cost no
+ * listing. A lock file serialises refreshes between processes. */
+#ifndef AKV_CACHE_FILE_H
+#define AKV_CACHE_FILE_H
+
+#include "cache.h"
+
+/* The slot's snapshot from the file when one younger than the TTL is there (CKR_OK), else an
+ * error and *out NULL. No-op (error) when the cache file is off. */
+CK_RV akv_cache_file_load(struct akv_slot *slot, struct akv_snapshot **out);
+/* Writes the slot's snapshot into the file (other slots' entries kept); have_lock says the caller
+ * holds akv_cache_file_lock already. Failures are logged. */
+void akv_cache_file_save(struct akv_slot *slot, const struct akv_snapshot *snap, int have_lock);
+
+/* Cross-process lock held while this process refreshes the listing (bounded wait); -1 when the
+ * cache file is off or the lock cannot be had in time (the refresh then goes ahead unlocked). */
+int akv_cache_file_lock(void);
+void akv_cache_file_unlock(int fd);
+
+#endif
