@@ -71,6 +71,8 @@ static void ensure_dir(const char *path)
 /* SHA-256 (hex) of what makes the slot's object list. */
 static int fingerprint(const struct akv_slot_config *sc, char out[65])
 {
+  /* In the module's own library context: a host's ENGINE or provider never sees this. */
+  EVP_MD *sha = EVP_MD_fetch(akv_libctx(), "SHA256", NULL);
   EVP_MD_CTX *md = EVP_MD_CTX_new();
   unsigned char h[32];
   unsigned hl = 0, i;
@@ -78,17 +80,21 @@ static int fingerprint(const struct akv_slot_config *sc, char out[65])
   size_t k;
   int ok;
 
-  if (!md)
+  if (!md || !sha) {
+    EVP_MD_CTX_free(md);
+    EVP_MD_free(sha);
     return 0;
+  }
   snprintf(num, sizeof(num), "%d|%u|%d|%d|%d|%d|%zu|", CACHE_FORMAT, sc->objects, sc->versions_all,
            sc->show_disabled, sc->read_only, sc->allow_destroy, sc->n_key_names);
-  ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) &&
-       EVP_DigestUpdate(md, sc->url, strlen(sc->url)) && EVP_DigestUpdate(md, num, strlen(num)) &&
+  ok = EVP_DigestInit_ex(md, sha, NULL) && EVP_DigestUpdate(md, sc->url, strlen(sc->url)) &&
+       EVP_DigestUpdate(md, num, strlen(num)) &&
        (!sc->key_filter || EVP_DigestUpdate(md, sc->key_filter, strlen(sc->key_filter) + 1));
   for (k = 0; ok && k < sc->n_key_names; k++)
     ok = EVP_DigestUpdate(md, sc->key_names[k], strlen(sc->key_names[k]) + 1);
   ok = ok && EVP_DigestFinal_ex(md, h, &hl) && hl == 32;
   EVP_MD_CTX_free(md);
+  EVP_MD_free(sha);
   for (i = 0; ok && i < 32; i++)
     snprintf(out + 2 * i, 3, "%02x", h[i]);
   return ok;
