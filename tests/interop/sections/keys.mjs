@@ -1,9 +1,9 @@
 // KeyClient lifecycle on the vault: create (RSA sizes, EC curves), import, get, versions, paging, update,
 // rotate, soft-delete with the poller, deleted-key listing, recover, purge (AZURE-API.md §3).
-import { generateKeyPairSync } from "node:crypto";
-import { KeyClient } from "@azure/keyvault-keys";
+import { generateKeyPairSync, verify } from "node:crypto";
+import { CryptographyClient, KeyClient } from "@azure/keyvault-keys";
 import { assert, check, expectRestError, need } from "../lib/harness.mjs";
-import { collect, collectPages, publicKeyFromSdkJwk, sdkJwkFromNodeJwk, spkiDer } from "../lib/util.mjs";
+import { collect, collectPages, digest, publicKeyFromSdkJwk, sdkJwkFromNodeJwk, spkiDer } from "../lib/util.mjs";
 
 const VERSION_RE = /^[0-9a-f]{32}$/;
 const ALL_RSA_OPS = ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"];
@@ -213,6 +213,51 @@ export async function runKeys(ctx) {
     const k = await kc.getKey(vname.toUpperCase());
     assert.equal(k.properties.version, need(rotated, "rotated version").properties.version);
   });
+
+  // Rotation policy (stored and validated; AZURE-API.md §3.1) and backup/restore of every version.
+  await check("getKeyRotationPolicy returns the service default for a key without one", async () => {
+    const p = await kc.getKeyRotationPolicy(vname);
+    assert.equal(p.id, `${vaultUrl}/keys/${vname}/rotationpolicy`);
+    assert.ok(Array.isArray(p.lifetimeActions) && p.lifetimeActions.length >= 1, "no default lifetime action");
+    assert.equal(p.lifetimeActions[0].action, "Notify");
+    assert.equal(p.lifetimeActions[0].timeBeforeExpiry, "P30D");
+  });
+  await check("updateKeyRotationPolicy stores expiry and actions; GET returns them", async () => {
+    const policy = { expiresIn: "P90D", lifetimeActions: [
+      { action: "Rotate", timeAfterCreate: "P60D" }, { action: "Notify", timeBeforeExpiry: "P7D" }] };
+    const p = await kc.updateKeyRotationPolicy(vname, policy);
+    assert.equal(p.expiresIn, "P90D");
+    const back = await kc.getKeyRotationPolicy(vname);
+    assert.equal(back.expiresIn, "P90D");
+    const acts = back.lifetimeActions.map((a) => `${a.action}:${a.timeAfterCreate || ""}:${a.timeBeforeExpiry || ""}`).sort();
+    assert.deepEqual(acts, ["Notify::P7D", "Rotate:P60D:"]);
+    assert.ok(back.updatedOn instanceof Date, "no updated time");
+  });
+  await check("updateKeyRotationPolicy with a malformed duration is refused (400)", () =>
+    expectRestError(() => kc.updateKeyRotationPolicy(vname, { lifetimeActions: [{ action: "Rotate", timeAfterCreate: "sixty days" }] }), 400));
+  await check("backupKey / purge / restoreKeyBackup brings back every version with its material", async () => {
+    const bname = `backup-key-${s}`;
+    const a = await kc.createEcKey(bname, { curve: "P-256", tags: { v: "1" } });
+    const b = await kc.rotateKey(bname);
+    const blob = await kc.backupKey(bname);
+    assert.ok(blob && blob.length > 32, "empty backup blob");
+    await expectRestError(() => kc.restoreKeyBackup(blob), 409, "Conflict");
+    await (await kc.beginDeleteKey(bname, POLL)).pollUntilDone();
+    await kc.purgeDeletedKey(bname);
+    const restored = await kc.restoreKeyBackup(blob);
+    assert.equal(restored.name, bname);
+    assert.equal(restored.properties.version, b.properties.version);
+    assert.deepEqual(Buffer.from(restored.key.x), Buffer.from(b.key.x));
+    const old = await kc.getKey(bname, { version: a.properties.version });
+    assert.deepEqual(Buffer.from(old.key.x), Buffer.from(a.key.x));
+    assert.deepEqual(old.properties.tags, { v: "1" });
+    // The private half came back too: the restored latest version signs, node:crypto verifies.
+    const msg = Buffer.from("restored");
+    const sig = (await new CryptographyClient(restored, ctx.credential, ctx.clientOpts).sign("ES256", digest("sha256", msg))).result;
+    assert.ok(verify("sha256", msg, { key: publicKeyFromSdkJwk(restored.key), dsaEncoding: "ieee-p1363" }, Buffer.from(sig)));
+  });
+  await check("restoreKeyBackup of a forged blob is refused (400)", () =>
+    expectRestError(() => kc.restoreKeyBackup(new Uint8Array(Buffer.from("not a backup blob at all, just text"))), 400));
 
   // Soft-delete, recover, purge.
   const dname = pageNames[0] || `page-0-${s}`;
