@@ -601,6 +601,7 @@ static int session_attr_known(CK_ATTRIBUTE_TYPE t)
   case CKA_WRAP_WITH_TRUSTED:
   case CKA_TRUSTED:
   case CKA_APPLICATION:
+  case CKA_ALLOWED_MECHANISMS:
     return 1;
   default:
     return 0;
@@ -718,6 +719,14 @@ struct akv_object *akv_object_new_session_secret(struct akv_slot *slot, CK_KEY_T
     akv_ab_set(&b, CKA_LABEL, a->pValue, a->ulValueLen);
   if ((a = akv_tmpl_find(tmpl, n, CKA_ID)) && (a->pValue || !a->ulValueLen))
     akv_ab_set(&b, CKA_ID, a->pValue, a->ulValueLen);
+  /* The mechanisms the caller allows (mech.c enforces them at *Init). */
+  if ((a = akv_tmpl_find(tmpl, n, CKA_ALLOWED_MECHANISMS))) {
+    if ((!a->pValue && a->ulValueLen) || a->ulValueLen % sizeof(CK_MECHANISM_TYPE)) {
+      r = CKR_ATTRIBUTE_VALUE_INVALID;
+      goto out;
+    }
+    akv_ab_set(&b, CKA_ALLOWED_MECHANISMS, a->pValue, a->ulValueLen);
+  }
   if ((a = akv_tmpl_find(tmpl, n, CKA_START_DATE)) && a->pValue && a->ulValueLen == sizeof(CK_DATE))
     akv_ab_set(&b, CKA_START_DATE, a->pValue, a->ulValueLen);
   if ((a = akv_tmpl_find(tmpl, n, CKA_END_DATE)) && a->pValue && a->ulValueLen == sizeof(CK_DATE))

@@ -343,6 +343,19 @@ static void test_session_objects(void **state)
   assert_int_equal(C_CreateObject(sess, t, 5, &h), CKR_OK);
   t[2].pValue = buf, t[2].ulValueLen = sizeof(buf);
   assert_int_equal(C_GetAttributeValue(sess, h, &t[2], 1), CKR_ATTRIBUTE_SENSITIVE);
+  /* CKA_ALLOWED_MECHANISMS is kept (and must be a list of mechanism types). */
+  {
+    CK_MECHANISM_TYPE allowed[1] = {CKM_AES_GCM};
+    CK_ATTRIBUTE t2[4] = {t[0], t[1], t[2], {CKA_ALLOWED_MECHANISMS, allowed, sizeof(allowed)}};
+    CK_MECHANISM_TYPE got[4];
+    assert_int_equal(C_CreateObject(sess, t2, 4, &h), CKR_OK);
+    assert_int_equal(t_attr(sess, h, CKA_ALLOWED_MECHANISMS, got, sizeof(got)), sizeof(allowed));
+    assert_int_equal(got[0], CKM_AES_GCM);
+    t2[3].ulValueLen = 3;
+    assert_int_equal(C_CreateObject(sess, t2, 4, &h), CKR_ATTRIBUTE_VALUE_INVALID);
+    t2[3].type = CKA_MODULUS; /* not a secret key attribute */
+    assert_int_equal(C_CreateObject(sess, t2, 4, &h), CKR_ATTRIBUTE_TYPE_INVALID);
+  }
   /* Template checks. */
   t[2].pValue = key, t[2].ulValueLen = 15;
   assert_int_equal(C_CreateObject(sess, t, 5, &h), CKR_ATTRIBUTE_VALUE_INVALID);
