@@ -346,7 +346,10 @@ static void test_session_objects(void **state)
   /* CKA_ALLOWED_MECHANISMS is kept (and must be a list of mechanism types). */
   {
     CK_MECHANISM_TYPE allowed[1] = {CKM_AES_GCM};
-    CK_ATTRIBUTE t2[4] = {t[0], t[1], t[2], {CKA_ALLOWED_MECHANISMS, allowed, sizeof(allowed)}};
+    CK_ATTRIBUTE t2[4] = {t[0],
+                          t[1],
+                          {CKA_VALUE, key, sizeof(key)},
+                          {CKA_ALLOWED_MECHANISMS, allowed, sizeof(allowed)}};
     CK_MECHANISM_TYPE got[4];
     assert_int_equal(C_CreateObject(sess, t2, 4, &h), CKR_OK);
     assert_int_equal(t_attr(sess, h, CKA_ALLOWED_MECHANISMS, got, sizeof(got)), sizeof(allowed));
