@@ -173,7 +173,7 @@ check_grep() {
 check_nogrep() {
   if grep -rEq -- "$2" "$3"; then
     printf '#   unexpected line matching /%s/ in %s:\n' "$2" "$3"
-    grep -rE -- "$2" "$3" | head -n 5 | sed 's/^/#   | /'
+    grep -rE -m 5 -- "$2" "$3" | sed 's/^/#   | /'
     _check_result 1 "$1"
   else
     _check_result 0 "$1"
@@ -476,6 +476,10 @@ module_config() {
     } + $ge' >"$file"
   chmod 600 "$file"
 }
+
+# fresh_cache: removes the module's default cross-process cache file (DESIGN §5; it lives under
+# $XDG_CACHE_HOME, i.e. in the work dir), so the next process must talk to the vault again.
+fresh_cache() { rm -rf -- "$XDG_CACHE_HOME/akv-pkcs11"; }
 
 # ---- misc -------------------------------------------------------------------------------------
 

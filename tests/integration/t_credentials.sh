@@ -26,6 +26,7 @@ lists_keys() {
   local desc=$1 op=$2 unset_args=() v
   shift 2
   for v in "${CRED_VARS[@]}"; do unset_args+=(-u "$v"); done
+  fresh_cache # a listing served from the cross-process cache would need no token at all
   stats_reset
   check "$desc: pkcs11-tool -O succeeds" \
     env "${unset_args[@]}" PATH="$WORK/nobin:$PATH" "$@" timeout 60 pkcs11-tool --module "$AKV_MODULE" -O
@@ -114,12 +115,14 @@ if [ -n "$imds" ]; then
             {url: $r.vaults[1].url, label: "cred2", objects: ["keys"],
              credential: {type: "managed_identity", imds_endpoint: $imds}}]}' >"$WORK/perslot.json"
   chmod 600 "$WORK/perslot.json"
+  fresh_cache
   stats_reset
   check "per-slot: pkcs11-tool --token-label cred2 -O" env AKV_PKCS11_CONFIG="$WORK/perslot.json" \
     timeout 60 pkcs11-tool --module "$AKV_MODULE" --token-label cred2 -O
   check_grep "per-slot: vault 2's key listed" "label: +other-ec\$" "$WORK/check.out"
   check "per-slot: vault 2's token came from IMDS (ops: $(stats_ops))" test "$(stats_get imds)" -ge 1
   check_eq "per-slot: no client-secret token for vault 2" 0 "$(stats_get token)"
+  fresh_cache
   stats_reset
   check "per-slot: pkcs11-tool --token-label cred1 -O" env AKV_PKCS11_CONFIG="$WORK/perslot.json" \
     timeout 60 pkcs11-tool --module "$AKV_MODULE" --token-label cred1 -O
@@ -130,6 +133,7 @@ fi
 section "wrong client secret: C_Initialize works offline, the first network use fails clearly"
 unset_args=()
 for v in "${CRED_VARS[@]}"; do unset_args+=(-u "$v"); done
+fresh_cache
 WRONG='wrong-secret-for-the-test-0123456789'
 wrong_env=(env "${unset_args[@]}" AZURE_TENANT_ID="$EMU_TENANT" AZURE_CLIENT_ID="$EMU_CLIENT_ID"
   AZURE_CLIENT_SECRET="$WRONG" AZURE_AUTHORITY_HOST="$EMU_AUTHORITY" PATH="$WORK/nobin:$PATH")
@@ -149,6 +153,7 @@ check_grep "the module's log gives the HTTP error" "(HTTP|status)[^0-9]*(400|401
 check_nofixed "the wrong secret itself is not logged" "$WRONG" "$WORK/wrong.all"
 
 section "debug logging never shows the secret or the access token"
+fresh_cache
 stats_reset
 rc=0
 env AKV_PKCS11_DEBUG=all timeout 60 pkcs11-tool --module "$AKV_MODULE" -O >"$WORK/debug.out" 2>"$WORK/debug.err" || rc=$?

@@ -54,7 +54,7 @@ handshake() {
     -CAfile "$WORK/$k.crt" -verify_return_error -brief -ign_eof "-tls${ver/./_}" "${extra[@]}" \
     >"$WORK/cli-$k-$ver.out" 2>&1 || rc=$?
   wait "$spid" 2>/dev/null || true
-  sed 's/^/#   client| /' "$WORK/cli-$k-$ver.out" | head -n 12
+  head -n 12 "$WORK/cli-$k-$ver.out" | sed 's/^/#   client| /'
   check_eq "$k TLS $ver: s_client completes the handshake (exit status)" 0 "$rc"
   check_grep "$k TLS $ver: negotiated TLSv$ver" "Protocol version: TLSv$ver" "$WORK/cli-$k-$ver.out"
   check_grep "$k TLS $ver: server certificate verified" "Verification: OK" "$WORK/cli-$k-$ver.out"
