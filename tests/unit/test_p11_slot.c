@@ -108,6 +108,17 @@ static void test_events_and_management(void **state)
                    CKR_FUNCTION_NOT_SUPPORTED);
 }
 
+/* A label whose 32nd byte is inside a UTF-8 character is cut before that character. */
+static void test_label_utf8_cut(void **state)
+{
+  CK_TOKEN_INFO ti;
+  (void)state;
+  assert_int_equal(C_Finalize(NULL), CKR_OK);
+  assert_int_equal(t_init(T_CFG(",\"label\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\u00e9z\"")), CKR_OK);
+  assert_int_equal(C_GetTokenInfo(0, &ti), CKR_OK);
+  assert_memory_equal(ti.label, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa ", 32);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -115,6 +126,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_slot_info, setup, teardown),
       cmocka_unit_test_setup_teardown(test_token_info, setup, teardown),
       cmocka_unit_test_setup_teardown(test_events_and_management, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_label_utf8_cut, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
