@@ -255,9 +255,12 @@ kv_rc kv_client_call(struct kv_client *cl, struct kv_call *call, cJSON **doc)
   char *token = NULL;
   char what[256];
   long latency = 0;
+  int64_t saved_deadline;
   kv_rc rc;
   *doc = NULL;
   kv_http_response_init(&resp);
+  /* The deadline covers the token fetch, the request, its retries and the 401 retry. */
+  saved_deadline = kv_http_op_begin(cl->http);
   memset(&req, 0, sizeof(req));
   req.method = call->method;
   req.url = call->url;
@@ -315,6 +318,7 @@ out:
           resp.request_id[0] ? resp.request_id : "-");
   kv_set_last_http_status(resp.status);
   kv_http_response_free(&resp);
+  kv_http_op_end(saved_deadline);
   return rc;
 }
 

@@ -34,6 +34,7 @@ struct kv_http {
 };
 
 static __thread long last_status;
+static __thread int64_t op_deadline; /* transport clock ms; 0 = no operation running */
 
 long kv_last_http_status(void)
 {
@@ -147,17 +148,38 @@ static int status_retryable(long status, int idempotent)
   return 0;
 }
 
+static long deadline_ms(const struct kv_http_opts *o)
+{
+  return o->deadline_ms > 0 ? o->deadline_ms : 30000;
+}
+
+int64_t kv_http_op_begin(struct kv_http *http)
+{
+  int64_t saved = op_deadline;
+  if (!saved)
+    op_deadline = http->transport.now_ms(http->transport.ctx) + deadline_ms(&http->opts);
+  return saved;
+}
+
+void kv_http_op_end(int64_t saved)
+{
+  op_deadline = saved;
+}
+
 kv_rc kv_http_do(struct kv_http *http, const struct kv_http_request *req,
                  struct kv_http_response *resp)
 {
   const struct kv_http_opts *o = &http->opts;
   struct kv_http_transport *t = &http->transport;
   int64_t start = t->now_ms(t->ctx);
-  int64_t deadline = start + (o->deadline_ms > 0 ? o->deadline_ms : 30000);
+  int64_t deadline = start + deadline_ms(o);
   unsigned max_retries = req->no_retry ? 0 : o->max_retries;
   kv_rc rc = KV_E_TIMEOUT;
   char crid[37];
 
+  if (op_deadline && op_deadline < deadline)
+    deadline = op_deadline; /* what is left of the logical operation's deadline */
+  response_clear(resp);
   kv_uuid4(crid);
   /* One client request id per logical operation: retries are the same operation to the service. */
   snprintf(resp->client_request_id, sizeof(resp->client_request_id), "%s", crid);
@@ -204,7 +226,7 @@ kv_rc kv_http_do(struct kv_http *http, const struct kv_http_request *req,
     now = t->now_ms(t->ctx);
     if (now + delay >= deadline) {
       akv_dbg(AKV_LOGC_HTTP, "%s %s: no retry, %ld ms wait would pass the %ld ms deadline",
-              req->method, req->url, delay, o->deadline_ms);
+              req->method, req->url, delay, deadline_ms(o));
       break;
     }
     if (rc == KV_OK)

@@ -45,6 +45,12 @@ void kv_http_response_free(struct kv_http_response *r); /* wipes the body */
 kv_rc kv_http_do(struct kv_http *http, const struct kv_http_request *req,
                  struct kv_http_response *resp);
 
+/* A logical operation (a vault call with its token fetch and its one 401 retry) shares one
+ * deadline: kv_http_op_begin starts it on this thread unless one is already running and returns
+ * what kv_http_op_end must restore. Every kv_http_do on the thread stops at that deadline. */
+int64_t kv_http_op_begin(struct kv_http *http);
+void kv_http_op_end(int64_t saved);
+
 /* ---- transport (tests replace it) ---------------------------------------------------------- */
 
 struct kv_http_attempt {

@@ -282,9 +282,16 @@ static struct entry *entry_get_inlock(struct kv_token_cache *c, const char *key)
   return e;
 }
 
+/* A token is not used in its last seconds (clock skew, time in flight); for a token that lives
+ * less than that margin (a managed identity endpoint may hand out one close to its expiry, or a
+ * short-lived test token) the margin shrinks to half of its refresh-ahead window, so a token that
+ * was just fetched is always usable and short tokens do not cost a fetch per call. */
 static int usable(const struct kv_token *t, int64_t now)
 {
-  return t->value && now < t->expires_on - EXPIRY_SKEW_S;
+  int64_t skew = EXPIRY_SKEW_S, window = t->expires_on - t->refresh_on;
+  if (window / 2 < skew)
+    skew = window > 0 ? window / 2 : 0;
+  return t->value && now < t->expires_on - skew;
 }
 
 kv_rc kv_token_cache_get(struct kv_token_cache *c, const char *resource, const char *tenant,
@@ -334,8 +341,10 @@ kv_rc kv_token_cache_get(struct kv_token_cache *c, const char *resource, const c
           rc = KV_E_TIMEOUT;
           goto unlock;
         }
-      if (!force && !usable(&e->tok, kv_token_now())) {
-        rc = e->last_rc != KV_OK ? e->last_rc : KV_E_AUTH;
+      /* The fetch we waited for failed: report it. When it succeeded but the token is
+       * already unusable, the loop fetches again. */
+      if (!force && !usable(&e->tok, kv_token_now()) && e->last_rc != KV_OK) {
+        rc = e->last_rc;
         goto unlock;
       }
     }

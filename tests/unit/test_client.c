@@ -451,6 +451,33 @@ static void test_challenge(void **state)
   assert_null(strstr(log, "tok-")); /* tokens never logged */
 }
 
+/* One deadline (30 s in fake_http_new) covers the whole call: a 401 that took 29.9 s leaves the
+ * retry with the token refresh only the remaining 100 ms, not a fresh 30 s. */
+static void test_operation_deadline(void **state)
+{
+  struct kv_key *k = NULL;
+  int64_t t0 = fake.now_ms;
+  struct fake_reply *r;
+  (void)state;
+  r = q(401, NULL);
+  r->www_auth = "Bearer authorization=\"https://login.microsoftonline.com/t\", "
+                "resource=\"https://vault.azure.net\"";
+  r->delay_ms = 29900;
+  for (int i = 0; i < 8; i++)
+    q(503, "{\"error\":{\"code\":\"ServiceUnavailable\",\"message\":\"x\"}}")->delay_ms = 40;
+  assert_int_not_equal(kv_get_key(cl, "eckey", NULL, &k), KV_OK);
+  assert_null(k);
+  assert_true(fake.now_ms - t0 <= 30000);
+  /* The next call gets a whole deadline again. */
+  next_queue = n_queue;
+  t0 = fake.now_ms;
+  q(503, "{}")->delay_ms = 20000;
+  q(200, EC_KEY_JSON("eckey", GX))->delay_ms = 5000;
+  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k), KV_OK);
+  kv_key_free(k);
+  assert_true(fake.now_ms - t0 > 25000);
+}
+
 static void test_custom_host_challenge(void **state)
 {
   struct kv_client *lc = client_for("https://localhost:8443", AKV_VAULT_MHSM);
@@ -585,6 +612,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_sign_verify, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cipher, setup, teardown),
       cmocka_unit_test_setup_teardown(test_challenge, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_operation_deadline, setup, teardown),
       cmocka_unit_test_setup_teardown(test_custom_host_challenge, setup, teardown),
       cmocka_unit_test_setup_teardown(test_random, setup, teardown),
       cmocka_unit_test_setup_teardown(test_get_keys_concurrent, setup, teardown),

@@ -103,6 +103,7 @@ struct fetcher {
   kv_rc rc;
   int lifetime;
   int sleep_us;
+  int refresh_ahead; /* seconds before expiry; 0 = 300 */
 };
 
 static kv_rc fetch(void *ctx, const char *resource, const char *tenant, struct kv_token *out)
@@ -117,14 +118,14 @@ static kv_rc fetch(void *ctx, const char *resource, const char *tenant, struct k
   snprintf(buf, sizeof(buf), "tok%d-%s-%s", n, resource, tenant ? tenant : "");
   out->value = strdup(buf);
   out->expires_on = clock_fn() + f->lifetime;
-  out->refresh_on = out->expires_on - 300;
+  out->refresh_on = out->expires_on - (f->refresh_ahead ? f->refresh_ahead : 300);
   return KV_OK;
 }
 
 static void test_cache_refresh_ahead(void **state)
 {
   struct kv_token_cache *c = kv_token_cache_new();
-  struct fetcher f = {0, KV_OK, 3600, 0};
+  struct fetcher f = {0, KV_OK, 3600, 0, 0};
   char *t = NULL;
   (void)state;
   kv_token_set_clock(clock_fn);
@@ -191,39 +192,67 @@ static void *getter(void *arg)
   return NULL;
 }
 
+/* 8 threads get a token at once; all succeed (with token `want` when not NULL). */
+static void run_getters(struct kv_token_cache *c, struct fetcher *f, const char *want)
+{
+  pthread_t th[8];
+  struct thr a[8];
+  for (int i = 0; i < 8; i++) {
+    a[i].c = c;
+    a[i].f = f;
+    a[i].tok = NULL;
+    assert_int_equal(pthread_create(&th[i], NULL, getter, &a[i]), 0);
+  }
+  for (int i = 0; i < 8; i++) {
+    pthread_join(th[i], NULL);
+    assert_int_equal(a[i].rc, KV_OK);
+    if (want)
+      assert_string_equal(a[i].tok, want);
+    free(a[i].tok);
+  }
+}
+
 static void test_single_flight(void **state)
 {
   struct kv_token_cache *c = kv_token_cache_new();
-  struct fetcher f = {0, KV_OK, 3600, 100000};
-  pthread_t th[8];
-  struct thr a[8];
+  struct fetcher f = {0, KV_OK, 3600, 100000, 0};
   (void)state;
   kv_token_set_clock(clock_fn);
   fake_clock = 1700000000;
-  for (int i = 0; i < 8; i++) {
-    a[i].c = c;
-    a[i].f = &f;
-    a[i].tok = NULL;
-    assert_int_equal(pthread_create(&th[i], NULL, getter, &a[i]), 0);
-  }
-  for (int i = 0; i < 8; i++) {
-    pthread_join(th[i], NULL);
-    assert_int_equal(a[i].rc, KV_OK);
-    assert_string_equal(a[i].tok, "tok1-https://vault.azure.net-");
-    free(a[i].tok);
-  }
+  run_getters(c, &f, "tok1-https://vault.azure.net-");
   assert_int_equal(f.calls, 1);
   /* In the refresh window, while one thread refreshes the others keep the valid token. */
   fake_clock += 3400;
-  for (int i = 0; i < 8; i++) {
-    a[i].tok = NULL;
-    assert_int_equal(pthread_create(&th[i], NULL, getter, &a[i]), 0);
-  }
-  for (int i = 0; i < 8; i++) {
-    pthread_join(th[i], NULL);
-    assert_int_equal(a[i].rc, KV_OK);
-    free(a[i].tok);
-  }
+  run_getters(c, &f, NULL);
+  assert_int_equal(f.calls, 2);
+  kv_token_cache_free(c);
+  kv_token_set_clock(NULL);
+}
+
+/* Tokens that live less than the expiry margin (a managed identity endpoint may hand out one
+ * near its end; the emulator's token-ttl fault): a fresh one is usable, cached until its refresh
+ * time, and threads that waited for the fetch get it instead of an error. */
+static void test_short_lived_tokens(void **state)
+{
+  struct kv_token_cache *c = kv_token_cache_new();
+  struct fetcher f = {0, KV_OK, 4, 50000, 2};
+  char *t = NULL;
+  (void)state;
+  kv_token_set_clock(clock_fn);
+  fake_clock = 1700000000;
+  run_getters(c, &f, "tok1-https://vault.azure.net-");
+  assert_int_equal(f.calls, 1);
+  fake_clock += 1; /* before refresh_on: still cached */
+  assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", NULL, 0, fetch, &f, &t),
+                   KV_OK);
+  assert_string_equal(t, "tok1-https://vault.azure.net-");
+  free(t);
+  assert_int_equal(f.calls, 1);
+  fake_clock += 2; /* past refresh_on: fetched again */
+  assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", NULL, 0, fetch, &f, &t),
+                   KV_OK);
+  assert_string_equal(t, "tok2-https://vault.azure.net-");
+  free(t);
   assert_int_equal(f.calls, 2);
   kv_token_cache_free(c);
   kv_token_set_clock(NULL);
@@ -236,6 +265,7 @@ int main(void)
       cmocka_unit_test(test_parse_rejects),
       cmocka_unit_test(test_cache_refresh_ahead),
       cmocka_unit_test(test_single_flight),
+      cmocka_unit_test(test_short_lived_tokens),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
