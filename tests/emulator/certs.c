@@ -1849,22 +1849,6 @@ fail:
   return NULL;
 }
 
-/* Wipe the secret values and keys of a backup document, then free it. */
-static void backup_doc_free(cJSON *doc)
-{
-  const cJSON *v, *m;
-
-  cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(doc, "versions"))
-  {
-    cJSON_ArrayForEach(m, v)
-    {
-      if (cJSON_IsString(m) && (!strcmp(m->string, "value") || !strcmp(m->string, "key")))
-        OPENSSL_cleanse(m->valuestring, strlen(m->valuestring));
-    }
-  }
-  cJSON_Delete(doc);
-}
-
 /* Add "key" (base64 DER private key from the key store) to each version of the document. */
 static int backup_add_keys(struct emu_vault *vault, const char *name, cJSON *doc)
 {
@@ -1901,8 +1885,7 @@ static int op_backup(struct emu_req *req, struct emu_resp *resp, int arg)
   const char *name = req->seg[0];
   struct emu_vault *vault = req->vault;
   struct cert *c;
-  cJSON *doc = NULL, *out;
-  char *plain = NULL, *blob = NULL;
+  cJSON *doc = NULL;
   int found = 0;
 
   op_complete(vault, name, NULL, NULL, NULL);
@@ -1915,25 +1898,12 @@ static int op_backup(struct emu_req *req, struct emu_resp *resp, int arg)
   pthread_mutex_unlock(&vault->lock);
   if (!found)
     return emu_resp_not_found(resp, "Certificate", name);
-  if (doc && !backup_add_keys(vault, name, doc))
-    plain = cJSON_PrintUnformatted(doc);
-  backup_doc_free(doc);
-  if (!plain)
+  if (!doc || backup_add_keys(vault, name, doc)) {
+    objs_backup_doc_free(doc);
     return emu_resp_error(resp, 500, "InternalError", NULL,
                           "Certificate %s could not be backed up (key or secret missing).", name);
-  blob = objs_blob_seal_new(plain);
-  objs_text_free(plain);
-  if (!blob)
-    return emu_resp_bad_param(resp, "Certificate %s is too large to back up in the emulator.",
-                              name);
-  out = cJSON_CreateObject();
-  if (!out || !cJSON_AddStringToObject(out, "value", blob)) {
-    cJSON_Delete(out);
-    objs_text_free(blob);
-    return -1;
   }
-  objs_text_free(blob);
-  return emu_resp_json(resp, 200, out);
+  return objs_backup_reply(resp, doc, "Certificate", name);
 }
 
 /* Decoded material of one backed-up version. */
@@ -1976,9 +1946,8 @@ static int op_restore(struct emu_req *req, struct emu_resp *resp, int arg)
 {
   struct emu_vault *vault = req->vault;
   const cJSON *versions, *v, *policy;
-  const char *blob, *doc_name;
-  char name[EMU_NAME_MAX + 1], *plain, *kid = NULL;
-  cJSON *doc = NULL, *bundle = NULL, *pol = NULL;
+  char name[EMU_NAME_MAX + 1], *kid = NULL;
+  cJSON *doc, *bundle = NULL, *pol = NULL;
   struct restored *rs = NULL;
   struct issue_err e;
   struct emu_key_params kp;
@@ -1986,27 +1955,19 @@ static int op_restore(struct emu_req *req, struct emu_resp *resp, int arg)
   struct cert *c;
   struct cversion *cv;
   size_t n = 0, i;
-  int bad = 0, ret = -1, exists;
+  int ret = -1, exists;
   enum emu_rc rc;
 
-  if (!objs_ieq(req->seg[0], "restore"))
-    return emu_resp_method_not_allowed(resp);
-  blob = cJSON_IsObject(req->body) ? objs_json_str(req->body, "value", &bad) : NULL;
-  if (bad || !blob)
-    return emu_resp_bad_param(resp, "Property 'value' (the backup blob) is required.");
-  plain = objs_blob_open_new(blob);
-  doc = plain ? cJSON_Parse(plain) : NULL;
-  objs_text_free(plain);
-  doc_name = doc ? objs_json_str(doc, "name", &bad) : NULL;
-  versions = doc ? cJSON_GetObjectItemCaseSensitive(doc, "versions") : NULL;
-  policy = doc ? cJSON_GetObjectItemCaseSensitive(doc, "policy") : NULL;
-  if (!doc || bad || !doc_name || !emu_name_valid(doc_name) || !cJSON_IsObject(policy) ||
-      cJSON_GetArraySize(versions) < 1) {
-    ret = emu_resp_bad_param(resp, "The backup blob is malformed or was not made by this "
-                                   "emulator instance.");
+  doc = objs_restore_doc_new(req, resp, name, &ret);
+  if (!doc)
+    return ret;
+  ret = -1;
+  versions = cJSON_GetObjectItemCaseSensitive(doc, "versions");
+  policy = cJSON_GetObjectItemCaseSensitive(doc, "policy");
+  if (!cJSON_IsObject(policy)) {
+    ret = emu_resp_bad_param(resp, "The backup blob does not hold a certificate.");
     goto out;
   }
-  snprintf(name, sizeof(name), "%s", doc_name);
   rs = calloc((size_t)cJSON_GetArraySize(versions), sizeof(*rs));
   if (!rs)
     goto out;
@@ -2097,7 +2058,7 @@ out:
   free(kid);
   cJSON_Delete(pol);
   cJSON_Delete(bundle);
-  backup_doc_free(doc);
+  objs_backup_doc_free(doc);
   return ret;
 }
 

@@ -66,6 +66,14 @@ const char *objs_req_version(const struct emu_req *req);
 char *objs_blob_seal_new(const char *plain);
 char *objs_blob_open_new(const char *blob);
 void objs_text_free(char *text);
+/* Backup documents: {"name", "versions":[{..., "value", "key"}], ...}. free wipes value/key
+ * strings; reply seals the document (taken) and answers {"value": blob}; restore_doc_new checks
+ * the POST .../restore request, opens and parses its blob and copies its name (NULL: resp is
+ * answered, *ret is the handler result). */
+void objs_backup_doc_free(cJSON *doc);
+int objs_backup_reply(struct emu_resp *resp, cJSON *doc, const char *what, const char *name);
+cJSON *objs_restore_doc_new(struct emu_req *req, struct emu_resp *resp, char name[EMU_NAME_MAX + 1],
+                            int *ret);
 
 /* Small JSON helpers shared by both handlers. */
 /* String member or NULL; *bad set to 1 when present with another type (null counts as absent). */

@@ -914,18 +914,74 @@ static cJSON *sversion_backup_new(const struct sversion *sv)
   return o;
 }
 
-/* Wipe every "value" string of a backup document before it is freed. */
-static void backup_doc_free(cJSON *doc)
+void objs_backup_doc_free(cJSON *doc)
 {
-  const cJSON *versions = cJSON_GetObjectItemCaseSensitive(doc, "versions"), *v, *val;
+  const cJSON *v, *m;
 
-  cJSON_ArrayForEach(v, versions)
+  cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(doc, "versions"))
   {
-    val = cJSON_GetObjectItemCaseSensitive(v, "value");
-    if (cJSON_IsString(val))
-      OPENSSL_cleanse(val->valuestring, strlen(val->valuestring));
+    cJSON_ArrayForEach(m, v)
+    {
+      if (cJSON_IsString(m) && (!strcmp(m->string, "value") || !strcmp(m->string, "key")))
+        OPENSSL_cleanse(m->valuestring, strlen(m->valuestring));
+    }
   }
   cJSON_Delete(doc);
+}
+
+int objs_backup_reply(struct emu_resp *resp, cJSON *doc, const char *what, const char *name)
+{
+  char *plain = doc ? cJSON_PrintUnformatted(doc) : NULL, *blob;
+  cJSON *out;
+
+  objs_backup_doc_free(doc);
+  if (!plain)
+    return -1;
+  blob = objs_blob_seal_new(plain);
+  objs_text_free(plain);
+  if (!blob)
+    return emu_resp_bad_param(resp, "%s %s is too large to back up in the emulator.", what, name);
+  out = cJSON_CreateObject();
+  if (!out || !cJSON_AddStringToObject(out, "value", blob)) {
+    cJSON_Delete(out);
+    objs_text_free(blob);
+    return -1;
+  }
+  objs_text_free(blob);
+  return emu_resp_json(resp, 200, out);
+}
+
+cJSON *objs_restore_doc_new(struct emu_req *req, struct emu_resp *resp, char name[EMU_NAME_MAX + 1],
+                            int *ret)
+{
+  const char *blob, *doc_name;
+  char *plain;
+  cJSON *doc;
+  int bad = 0;
+
+  *ret = 0;
+  if (!objs_ieq(req->seg[0], "restore")) {
+    *ret = emu_resp_method_not_allowed(resp);
+    return NULL;
+  }
+  blob = cJSON_IsObject(req->body) ? objs_json_str(req->body, "value", &bad) : NULL;
+  if (bad || !blob) {
+    *ret = emu_resp_bad_param(resp, "Property 'value' (the backup blob) is required.");
+    return NULL;
+  }
+  plain = objs_blob_open_new(blob);
+  doc = plain ? cJSON_Parse(plain) : NULL;
+  objs_text_free(plain);
+  doc_name = doc ? objs_json_str(doc, "name", &bad) : NULL;
+  if (!doc || bad || !doc_name || !emu_name_valid(doc_name) ||
+      cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(doc, "versions")) < 1) {
+    objs_backup_doc_free(doc);
+    *ret = emu_resp_bad_param(resp, "The backup blob is malformed or was not made by this "
+                                    "emulator instance.");
+    return NULL;
+  }
+  snprintf(name, EMU_NAME_MAX + 1, "%s", doc_name);
+  return doc;
 }
 
 static int op_backup(struct emu_req *req, struct emu_resp *resp, int arg)
@@ -933,8 +989,7 @@ static int op_backup(struct emu_req *req, struct emu_resp *resp, int arg)
   const char *name = req->seg[0];
   struct emu_vault *vault = req->vault;
   struct secret *s;
-  cJSON *doc = NULL, *arr = NULL, *out = NULL;
-  char *plain = NULL, *blob = NULL;
+  cJSON *doc = NULL, *arr = NULL;
   int found = 0, managed = 0, ok = 0;
   size_t i;
 
@@ -955,30 +1010,12 @@ static int op_backup(struct emu_req *req, struct emu_resp *resp, int arg)
     }
   }
   pthread_mutex_unlock(&vault->lock);
-  if (!found) {
-    backup_doc_free(doc);
-    return emu_resp_not_found(resp, "Secret", name);
+  if (!found || managed || !ok) {
+    objs_backup_doc_free(doc);
+    return !found ? emu_resp_not_found(resp, "Secret", name)
+                  : managed ? reply_managed(resp, name) : -1;
   }
-  if (managed) {
-    backup_doc_free(doc);
-    return reply_managed(resp, name);
-  }
-  plain = ok ? cJSON_PrintUnformatted(doc) : NULL;
-  backup_doc_free(doc);
-  if (!plain)
-    return -1;
-  blob = objs_blob_seal_new(plain);
-  objs_text_free(plain);
-  if (!blob)
-    return emu_resp_bad_param(resp, "Secret %s is too large to back up in the emulator.", name);
-  out = cJSON_CreateObject();
-  if (!out || !cJSON_AddStringToObject(out, "value", blob)) {
-    cJSON_Delete(out);
-    objs_text_free(blob);
-    return -1;
-  }
-  objs_text_free(blob);
-  return emu_resp_json(resp, 200, out);
+  return objs_backup_reply(resp, doc, "Secret", name);
 }
 
 /* Re-create a secret with its versions, ids and times from a backup document. */
@@ -1017,30 +1054,16 @@ static enum emu_rc restore_inlock(struct emu_vault *vault, const cJSON *doc, con
 static int op_restore(struct emu_req *req, struct emu_resp *resp, int arg)
 {
   struct emu_vault *vault = req->vault;
-  const char *blob, *doc_name, *err = NULL;
-  char *plain = NULL, name[EMU_NAME_MAX + 1];
-  cJSON *doc = NULL, *bundle = NULL;
+  const char *err = NULL;
+  char name[EMU_NAME_MAX + 1];
+  cJSON *doc, *bundle = NULL;
   struct secret *s;
   enum emu_rc rc = EMU_E_INVALID;
-  int bad = 0;
+  int ret;
 
-  if (!objs_ieq(req->seg[0], "restore"))
-    return emu_resp_method_not_allowed(resp);
-  blob = cJSON_IsObject(req->body) ? objs_json_str(req->body, "value", &bad) : NULL;
-  if (bad || !blob)
-    return emu_resp_bad_param(resp, "Property 'value' (the backup blob) is required.");
-  plain = objs_blob_open_new(blob);
-  doc = plain ? cJSON_Parse(plain) : NULL;
-  objs_text_free(plain);
-  doc_name = doc ? objs_json_str(doc, "name", &bad) : NULL;
-  if (!doc || bad || !doc_name || !emu_name_valid(doc_name) ||
-      cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(doc, "versions")) < 1) {
-    backup_doc_free(doc);
-    return emu_resp_bad_param(resp, "The backup blob is malformed or was not made by this "
-                                    "emulator instance.");
-  }
-  /* The document is freed before the answer is built: keep the name. */
-  snprintf(name, sizeof(name), "%s", doc_name);
+  doc = objs_restore_doc_new(req, resp, name, &ret);
+  if (!doc)
+    return ret;
   pthread_mutex_lock(&vault->lock);
   rc = secrets_state_inlock(vault, name);
   if (rc == EMU_E_NOT_FOUND) {
@@ -1054,7 +1077,7 @@ static int op_restore(struct emu_req *req, struct emu_resp *resp, int arg)
     err = "exists";
   }
   pthread_mutex_unlock(&vault->lock);
-  backup_doc_free(doc);
+  objs_backup_doc_free(doc);
   if (err)
     return emu_resp_error(resp, 409, "Conflict", NULL,
                           "Secret %s already exists; a backup restores only an absent name.",
