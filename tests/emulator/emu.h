@@ -253,4 +253,11 @@ enum emu_rc emu_keys_delete(struct emu_vault *vault, const char *name, cJSON **b
 enum emu_rc emu_keys_recover(struct emu_vault *vault, const char *name, cJSON **bundle);
 enum emu_rc emu_keys_purge(struct emu_vault *vault, const char *name);
 
+/* CHANGED: added (REQUESTS.md R6). Set enabled/nbf/exp (from *attrs; exportable, created,
+ * updated ignored) and, when tags is not NULL, replace the tags of one version (version NULL
+ * or "" = latest) of a live key, certificate-managed or not; `updated` becomes now. Takes the
+ * vault lock itself. EMU_OK, EMU_E_NOT_FOUND or EMU_E_NOMEM. */
+enum emu_rc emu_keys_update_attrs(struct emu_vault *vault, const char *name, const char *version,
+                                  const struct emu_attrs *attrs, const cJSON *tags);
+
 #endif

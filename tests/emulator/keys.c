@@ -549,6 +549,33 @@ enum emu_rc emu_keys_recover(struct emu_vault *vault, const char *name, cJSON **
   return rc;
 }
 
+enum emu_rc emu_keys_update_attrs(struct emu_vault *vault, const char *name, const char *version,
+                                  const struct emu_attrs *attrs, const cJSON *tags)
+{
+  enum emu_rc rc = EMU_E_NOT_FOUND;
+  cJSON *t = NULL;
+  if(tags && !cJSON_IsNull(tags) && !(t = cJSON_Duplicate(tags, 1)))
+    return EMU_E_NOMEM;
+  pthread_mutex_lock(&vault->lock);
+  struct emu_key *key = find_inlock(vault->keys, name);
+  struct emu_key_version *kv = key && !key->deleted ? version_inlock(key, version) : NULL;
+  if(kv) {
+    kv->attrs.enabled = attrs->enabled;
+    kv->attrs.nbf = attrs->nbf;
+    kv->attrs.exp = attrs->exp;
+    kv->attrs.updated = emu_now();
+    if(tags) {
+      cJSON_Delete(kv->tags);
+      kv->tags = t;
+      t = NULL;
+    }
+    rc = EMU_OK;
+  }
+  pthread_mutex_unlock(&vault->lock);
+  cJSON_Delete(t);
+  return rc;
+}
+
 /* Remove a key whatever its state (undoing a partial restore). */
 static void keys_purge_now(struct emu_vault *vault, const char *name)
 {
