@@ -91,6 +91,14 @@ done
 check "openssl reads the exported P-256K public key as secp256k1" \
   bash -c "openssl pkey -pubin -inform DER -in '$WORK/pk-ec-p256k.tok.der' -text -noout | grep -q secp256k1"
 
+section "fork and threads (pkcs11-tool --test-fork, --test-threads)"
+check "pkcs11-tool --test-fork: a forked child can C_Initialize again, then -O works" \
+  timeout 60 pkcs11-tool --module "$AKV_MODULE" --test-fork -O
+check_grep "... the listing after the fork test is complete" "label: +rsa4096\$" "$WORK/check.out"
+check "pkcs11-tool --use-locking --test-threads (C_Initialize, C_GetInfo, C_GetSlotList from threads)" \
+  timeout 60 pkcs11-tool --module "$AKV_MODULE" --use-locking --test-threads IN --test-threads GI \
+  --test-threads SL -L
+
 section "secrets off: no data objects"
 AKV_PKCS11_OBJECTS=keys,certificates check "pkcs11-tool -O with AKV_PKCS11_OBJECTS=keys,certificates" p11tool_m -O
 check_nogrep "no data object without secrets in AKV_PKCS11_OBJECTS" "^Data object" "$WORK/check.out"
