@@ -77,13 +77,14 @@ else
 fi
 check "the copy has debian/ and meson.build" test -f "$TREE/debian/control" -a -f "$TREE/meson.build"
 rc=0
-(cd "$TREE" && DEB_BUILD_OPTIONS="parallel=$(nproc)" timeout 1500 dpkg-buildpackage -us -uc -b) \
+# nocheck: the unit suite runs in the main test run already (debian/rules runs it otherwise); here
+# a unit failure must not hide what the package test checks.
+(cd "$TREE" && DEB_BUILD_OPTIONS="nocheck parallel=$(nproc)" timeout 1500 dpkg-buildpackage -us -uc -b) \
   >"$WORK/dpkg-buildpackage.log" 2>&1 || rc=$?
 if [ "$rc" != 0 ]; then
   tail -n 40 "$WORK/dpkg-buildpackage.log" | sed 's/^/#   | /'
 fi
 check_eq "dpkg-buildpackage -us -uc -b succeeds" 0 "$rc"
-check_grep "the unit suite ran during the build" '^Fail: +0' "$WORK/dpkg-buildpackage.log"
 DEB=$(find "$PKGDIR" -maxdepth 1 -name 'akv-pkcs11_*_amd64.deb' | head -n1)
 DEVDEB=$(find "$PKGDIR" -maxdepth 1 -name 'akv-pkcs11-dev_*_all.deb' | head -n1)
 check "the module package was built" test -f "$DEB"
@@ -121,13 +122,17 @@ check_eq "-O lists exactly two private and two public keys" "2 2" \
   "$(grep -c '^Private Key Object' "$WORK/O.out") $(grep -c '^Public Key Object' "$WORK/O.out")"
 check "p11-kit list-modules" p11-kit list-modules
 cp "$WORK/check.out" "$WORK/list-modules.out"
-check_grep "list-modules shows the installed module file" '^module: akv-pkcs11$' "$WORK/list-modules.out"
-check_grep "list-modules shows the installed module's path" "path: $INSTALLED_MODULE" "$WORK/list-modules.out"
-check_grep "list-modules shows the vault's token" '^ *token: debvault$' "$WORK/list-modules.out"
+# p11-kit 0.24 prints "NAME: MODULE-PATH-AS-CONFIGURED", then the module's tokens indented.
+SERIAL=$(vault_serial "$EMU_VAULT_URL")
+check_grep "list-modules shows the installed module file (relative module path)" \
+  '^akv-pkcs11: akv-pkcs11\.so$' "$WORK/list-modules.out"
+check "list-modules shows the vault's token under it" \
+  awk -v s="$SERIAL" '/^akv-pkcs11: /{m=1; next} /^[^ \t]/{m=0} m && $1 == "serial-number:" && $2 == s {f=1}
+    END{exit !f}' "$WORK/list-modules.out"
 check "the installed akv-p11 finds the installed module by default: doctor" akv-p11 doctor
 check_grep "doctor: healthy" '^healthy: no problems found$' "$WORK/check.out"
 check "the installed akv-p11: uri debkey" akv-p11 uri debkey
-check_grep "uri: the key's URI" ';token=debvault;.*;object=debkey;type=private$' "$WORK/check.out"
+check_grep "uri: the key's URI" ";serial=$SERIAL;.*;object=debkey;type=private\$" "$WORK/check.out"
 check "man akv-p11 is found" man -w akv-p11
 
 section "x-init-reserved in a module file of our own, and the p11-kit proxy"
@@ -142,9 +147,10 @@ module_config "$WORK/config.json"
   pkcs11-tool --module /usr/lib/x86_64-linux-gnu/p11-kit-proxy.so -L >"$WORK/proxy.out" 2>&1 || true
 )
 [ -e "$WORK/made-dir" ] && MADE_MODULES_DIR=1
-check_grep "list-modules shows our module file" '^module: akv-deb-test$' "$WORK/xinit.out"
+check_grep "list-modules shows our module file" '^akv-deb-test: akv-pkcs11\.so$' "$WORK/xinit.out"
+# The configuration file labels the token with the vault's name; the environment would say localhost.
 check "its token comes from the x-init-reserved configuration" \
-  awk '/^module: akv-deb-test$/{m=1; next} /^module:/{m=0} m && /token: debvault$/{f=1} END{exit !f}' "$WORK/xinit.out"
+  awk '/^akv-deb-test: /{m=1; next} /^[^ \t]/{m=0} m && /^ *token: debvault$/{f=1} END{exit !f}' "$WORK/xinit.out"
 check_grep "the p11-kit proxy shows the token" 'token label +: debvault' "$WORK/proxy.out"
 
 section "dpkg -r"
