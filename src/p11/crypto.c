@@ -1,59 +1,49 @@
 /* PKCS#11 surface of the crypto group: mechanism queries, encrypt/decrypt, digest, sign/verify,
  * key generation, wrapping and random. Entry points check arguments, acquire the session, call
  * one model function (src/mech.c, src/op_*.c) and trace the result. */
-#include "akv.h"
 #include "mech.h"
 #include "op.h"
-#include "util/log.h"
+#include "p11/p11.h"
 
-static CK_RV trace(const char *fn, CK_RV rv)
-{
-  akv_dbg(AKV_LOGC_P11, "%s -> %s", fn, akv_rv_name(rv));
-  return rv;
-}
-
-/* Module check, then argument check, then the session: the order PKCS#11 callers expect. */
+/* Module check, argument check, then the session (the order PKCS#11 callers expect). */
 #define BEGIN(h, args_ok)                                                                          \
   struct akv_session *s = NULL;                                                                    \
-  CK_RV rv = akv_module_check();                                                                   \
+  CK_RV rv;                                                                                        \
+  AKV_P11_IN();                                                                                    \
+  rv = akv_p11_session((h), (args_ok) ? 1 : 0, &s);                                               \
   if (rv != CKR_OK)                                                                                \
-    return trace(__func__, rv);                                                                    \
-  if (!(args_ok))                                                                                  \
-    return trace(__func__, CKR_ARGUMENTS_BAD);                                                     \
-  rv = akv_session_acquire((h), &s);                                                               \
-  if (rv != CKR_OK)                                                                                \
-    return trace(__func__, rv)
+    return AKV_P11_OUT(rv)
 
 #define END()                                                                                      \
   akv_session_release(s);                                                                          \
-  return trace(__func__, rv)
+  return AKV_P11_OUT(rv)
 
 CK_RV C_GetMechanismList(CK_SLOT_ID slot_id, CK_MECHANISM_TYPE_PTR list, CK_ULONG_PTR count)
 {
   struct akv_slot *slot;
-  CK_RV rv = akv_module_check();
+  CK_RV rv;
+  AKV_P11_IN();
+  rv = akv_p11_begin(count != NULL);
   if (rv != CKR_OK)
-    return trace(__func__, rv);
-  if (!count)
-    return trace(__func__, CKR_ARGUMENTS_BAD);
+    return AKV_P11_OUT(rv);
   slot = akv_slot_get(slot_id);
   if (!slot)
-    return trace(__func__, CKR_SLOT_ID_INVALID);
-  return trace(__func__, akv_mech_list(slot->cfg->kind, list, count));
+    return AKV_P11_OUT(CKR_SLOT_ID_INVALID);
+  return AKV_P11_OUT(akv_mech_list(slot->cfg->kind, list, count));
 }
 
 CK_RV C_GetMechanismInfo(CK_SLOT_ID slot_id, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR info)
 {
   struct akv_slot *slot;
-  CK_RV rv = akv_module_check();
+  CK_RV rv;
+  AKV_P11_IN();
+  rv = akv_p11_begin(info != NULL);
   if (rv != CKR_OK)
-    return trace(__func__, rv);
-  if (!info)
-    return trace(__func__, CKR_ARGUMENTS_BAD);
+    return AKV_P11_OUT(rv);
   slot = akv_slot_get(slot_id);
   if (!slot)
-    return trace(__func__, CKR_SLOT_ID_INVALID);
-  return trace(__func__, akv_mech_info(slot->cfg->kind, type, info));
+    return AKV_P11_OUT(CKR_SLOT_ID_INVALID);
+  return AKV_P11_OUT(akv_mech_info(slot->cfg->kind, type, info));
 }
 
 /* ---- encrypt / decrypt ---- */
