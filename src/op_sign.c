@@ -271,13 +271,18 @@ static CK_RV sign_finish(struct akv_session *s, struct akv_op *op, CK_BYTE_PTR s
   rv = sign_remote(s, op, &res);
   if (rv != CKR_OK)
     goto out;
-  if (res.len != n) {
+  if (res.len > n || res.len == 0 || (res.len < n && op->mech->fam != AKV_MF_RSA_PKCS &&
+                                      op->mech->fam != AKV_MF_RSA_PSS)) {
     akv_err(AKV_LOGC_P11, "%s: the vault returned a %zu-byte signature, expected %zu",
             op->mech->name, res.len, n);
     rv = CKR_DEVICE_ERROR;
     goto out;
   }
-  rv = akv_copy_out(res.data, n, sig, sig_len);
+  /* An RSA signature is an integer: one that came without its leading zero bytes is padded back
+   * to the modulus size PKCS#1 (I2OSP) prescribes. */
+  memset(sig, 0, n - res.len);
+  memcpy(sig + (n - res.len), res.data, res.len);
+  *sig_len = n;
 out:
   kv_bytes_free(&res);
   return rv;

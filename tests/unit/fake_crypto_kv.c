@@ -36,6 +36,8 @@ FK_UNUSED static unsigned fk_sign_calls, fk_verify_calls, fk_cipher_calls, fk_ra
 static char fk_last_alg[32], fk_last_version[64];
 FK_UNUSED static size_t fk_last_len;
 static kv_rc fk_force_rc;
+/* When set, RSA signatures come back without leading zero bytes (fk_trimmed counts them). */
+FK_UNUSED static int fk_trim_rsa_sig, fk_trimmed;
 FK_UNUSED static int fk_next_handle = 100;
 
 FK_UNUSED static struct fk_key *fk_find(const char *name)
@@ -59,6 +61,7 @@ FK_UNUSED static void fk_reset_counters(void)
   fk_sign_calls = fk_verify_calls = fk_cipher_calls = fk_random_calls = 0;
   fk_last_alg[0] = fk_last_version[0] = '\0';
   fk_force_rc = KV_OK;
+  fk_trim_rsa_sig = fk_trimmed = 0;
 }
 
 FK_UNUSED static const EVP_MD *fk_md_for(const char *alg)
@@ -164,7 +167,13 @@ FK_WEAK kv_rc kv_sign(struct kv_client *cl, const char *name, const char *versio
     }
     if (EVP_PKEY_sign(ctx, buf, &n, digest, digest_len) <= 0)
       goto out;
-    rc = fk_bytes_set(sig, buf, n) ? KV_OK : KV_E_NOMEM;
+    {
+      size_t skip = 0;
+      while (fk_trim_rsa_sig && skip < n && buf[skip] == 0)
+        skip++;
+      fk_trimmed += skip > 0;
+      rc = fk_bytes_set(sig, buf + skip, n - skip) ? KV_OK : KV_E_NOMEM;
+    }
   } else if (alg[0] == 'E') {
     size_t field = akv_ec_field_len(k->crv);
     const unsigned char *p = buf;

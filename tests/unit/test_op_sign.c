@@ -374,6 +374,29 @@ static void test_ecdsa_digest_sizes(void **state)
   assert_int_equal(akv_sign(&sess, d256, 0, sig, &sig_len), CKR_DATA_LEN_RANGE);
 }
 
+/* A signature the service sent without its leading zero byte is padded back to k bytes. */
+static void test_short_rsa_signature(void **state)
+{
+  CK_MECHANISM m = {CKM_SHA256_RSA_PKCS, NULL, 0};
+  unsigned char sig[256];
+  CK_ULONG sig_len = sizeof(sig);
+  unsigned counter = 0;
+  (void)state;
+  fk_trim_rsa_sig = 1;
+  /* About one signature in 256 starts with a zero byte. */
+  for (counter = 0; counter < 5000 && !fk_trimmed; counter++) {
+    sig_len = sizeof(sig);
+    assert_int_equal(akv_sign_init_obj(&sess, &m, rsa_priv), CKR_OK);
+    assert_int_equal(akv_sign(&sess, (const CK_BYTE *)&counter, sizeof(counter), sig, &sig_len),
+                     CKR_OK);
+    assert_int_equal(sig_len, 256);
+  }
+  assert_int_equal(fk_trimmed, 1);
+  assert_int_equal(sig[0], 0);
+  counter--;
+  assert_true(ossl_verify_rsa(EVP_sha256(), 0, &counter, sizeof(counter), sig, sig_len));
+}
+
 static void test_verify_local_results(void **state)
 {
   unsigned char sig[256];
@@ -590,6 +613,7 @@ int main(void)
     cmocka_unit_test_setup(test_pss, each_setup),
     cmocka_unit_test_setup(test_ecdsa_curves, each_setup),
     cmocka_unit_test_setup(test_ecdsa_digest_sizes, each_setup),
+    cmocka_unit_test_setup(test_short_rsa_signature, each_setup),
     cmocka_unit_test_setup(test_verify_local_results, each_setup),
     cmocka_unit_test_setup(test_verify_remote_option, each_setup),
     cmocka_unit_test_setup(test_state_errors, each_setup),
