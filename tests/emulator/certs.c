@@ -1408,6 +1408,8 @@ static int op_update(struct emu_req *req, struct emu_resp *resp, int arg)
   const cJSON *tags = NULL, *in_policy;
   cJSON *bundle = NULL, *policy = NULL, *tags_dup = NULL;
   const char *err = NULL;
+  char key_version[EMU_VERSION_LEN + 1] = "";
+  struct emu_attrs key_attrs;
   int found = 0, ret = -1;
 
   if (!cJSON_IsObject(req->body))
@@ -1448,8 +1450,11 @@ static int op_update(struct emu_req *req, struct emu_resp *resp, int arg)
       c->policy = policy;
       policy = NULL;
     }
-    if (cv->cert)
+    if (cv->cert) {
       secrets_update_inlock(vault, c->name, cv->version, &cv->attrs, cv->tags);
+      memcpy(key_version, cv->version, sizeof(key_version));
+      key_attrs = cv->attrs;
+    }
     bundle = bundle_new(vault, c, cv);
     ret = bundle ? 0 : -1;
   }
@@ -1459,6 +1464,9 @@ unlock:
   cJSON_Delete(tags_dup);
   if (!found)
     return reply_not_found(resp, name, version);
+  /* The managed key follows its certificate (the key store takes the lock itself). */
+  if (!ret && key_version[0])
+    (void)emu_keys_update_attrs(vault, name, key_version, &key_attrs, tags);
   if (ret || !bundle) {
     cJSON_Delete(bundle);
     return ret;

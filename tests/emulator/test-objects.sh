@@ -593,8 +593,13 @@ check_eq "certificate disabled" false "$(j .attributes.enabled)"
 check_eq "certificate tags" 2 "$(j .tags.u)"
 req GET /secrets/c1
 expect_err "secret of a disabled certificate" 403 Forbidden SecretDisabled
+req GET /keys/c1
+check_eq "key of a disabled certificate is disabled" false "$(j .attributes.enabled)"
+check_eq "key of the certificate carries its tags" 2 "$(j .tags.u)"
 req PATCH /certificates/c1 '{"attributes":{"enabled":true}}'
 expect "re-enable" 200
+req GET /keys/c1
+check_eq "key re-enabled with its certificate" true "$(j .attributes.enabled)"
 
 section "certificates: list, seeds"
 req GET "/certificates?maxresults=1"
