@@ -153,7 +153,7 @@ struct akv_session {
   int closed;                          /* set by C_CloseSession; acquire fails afterwards */
   CK_ULONG device_error;               /* last HTTP status of a failed call (ulDeviceError) */
   struct akv_op *ops[AKV_OP_COUNT];    /* active operations, owned by the session */
-  struct akv_object **objects;         /* session objects */
+  struct akv_object **objects;         /* session objects it created (guarded by the model) */
   size_t n_objects;
   /* Active C_FindObjects search (model-private): matching handles collected at Init. */
   int find_active;
@@ -166,8 +166,9 @@ struct akv_session {
 CK_RV akv_session_acquire(CK_SESSION_HANDLE h, struct akv_session **out);
 void akv_session_release(struct akv_session *s);
 
-/* An object visible to the session (token objects of its slot, or its own session objects),
- * referenced; CKR_OBJECT_HANDLE_INVALID otherwise. Call with the session acquired. */
+/* An object visible to the session (token objects of its slot, or session objects created by any
+ * session on that token), referenced; CKR_OBJECT_HANDLE_INVALID otherwise. Call with the session
+ * acquired. */
 CK_RV akv_session_object(struct akv_session *s, CK_OBJECT_HANDLE h, struct akv_object **out);
 
 /* Adds a session object (takes the caller's reference) and assigns its handle. */

@@ -929,7 +929,8 @@ static CK_RV push_handle(struct akv_session *s, size_t *cap, CK_OBJECT_HANDLE h)
 CK_RV akv_find_init(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n)
 {
   struct akv_snapshot *snap = NULL;
-  size_t cap = 0, i;
+  struct akv_object **sobjs = NULL;
+  size_t cap = 0, i, n_sobjs;
   CK_ULONG j;
   CK_RV rv;
 
@@ -953,10 +954,13 @@ CK_RV akv_find_init(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n)
     if (akv_session_can_see(s, snap->objs[i]) && object_match(s, snap->objs[i], t, n))
       rv = push_handle(s, &cap, snap->objs[i]->handle);
   }
-  for (i = 0; i < s->n_objects && rv == CKR_OK; i++) {
-    if (akv_session_can_see(s, s->objects[i]) && object_match(s, s->objects[i], t, n))
-      rv = push_handle(s, &cap, s->objects[i]->handle);
+  n_sobjs = akv_session_objects(s, &sobjs);
+  for (i = 0; i < n_sobjs; i++) {
+    if (rv == CKR_OK && akv_session_can_see(s, sobjs[i]) && object_match(s, sobjs[i], t, n))
+      rv = push_handle(s, &cap, sobjs[i]->handle);
+    akv_object_unref(sobjs[i]);
   }
+  free(sobjs);
   akv_snapshot_unref(snap);
   if (rv != CKR_OK) {
     free(s->find_handles);

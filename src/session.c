@@ -1,4 +1,8 @@
-/* Sessions: the table (handle -> session), login state per token, session objects. The module
+/* Sessions: the table (handle -> session), login state per token, session objects. A session
+ * object belongs to (and dies with) the session that created it, and is visible to every session
+ * of the application on the same token (PKCS#11 §4.4: Java's SunPKCS11, for one, creates a key in
+ * one pooled session and uses it in another); all sessions' object arrays are guarded by sobj_lock,
+ * taken after the module lock when both are needed. The module
  * lock guards the table and the slots' counters; each session's own mutex serialises the calls
  * made on it and may be held across I/O. */
 #include <stdlib.h>
@@ -16,6 +20,25 @@ static struct {
   CK_SESSION_HANDLE next;
 } tab;
 
+static pthread_mutex_t sobj_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Takes the session's objects out (under sobj_lock) and releases them. */
+static void drop_objects(struct akv_session *s)
+{
+  struct akv_object **v;
+  size_t n, i;
+
+  pthread_mutex_lock(&sobj_lock);
+  v = s->objects;
+  n = s->n_objects;
+  s->objects = NULL;
+  s->n_objects = 0;
+  pthread_mutex_unlock(&sobj_lock);
+  for (i = 0; i < n; i++)
+    akv_object_unref(v[i]);
+  free(v);
+}
+
 static void session_unref(struct akv_session *s)
 {
   size_t i;
@@ -24,9 +47,7 @@ static void session_unref(struct akv_session *s)
     return;
   for (i = 0; i < AKV_OP_COUNT; i++)
     akv_op_free(s->ops[i]);
-  for (i = 0; i < s->n_objects; i++)
-    akv_object_unref(s->objects[i]);
-  free(s->objects);
+  drop_objects(s);
   free(s->find_handles);
   pthread_mutex_destroy(&s->lock);
   free(s);
@@ -43,11 +64,7 @@ static void session_end(struct akv_session *s)
     akv_op_free(s->ops[i]);
     s->ops[i] = NULL;
   }
-  for (i = 0; i < s->n_objects; i++)
-    akv_object_unref(s->objects[i]);
-  free(s->objects);
-  s->objects = NULL;
-  s->n_objects = 0;
+  drop_objects(s);
   free(s->find_handles);
   s->find_handles = NULL;
   s->find_active = 0;
@@ -79,6 +96,7 @@ void akv_sessions_abandon(void)
 {
   memset(&tab, 0, sizeof(tab));
   tab.next = 1;
+  pthread_mutex_init(&sobj_lock, NULL);
 }
 
 /* Detaches a session from the table and the slot counters. Call with the module lock held. */
@@ -275,18 +293,53 @@ int akv_session_can_see(struct akv_session *s, const struct akv_object *obj)
   return !obj->is_private || slot_logged_in(s->slot);
 }
 
+/* Looks in one session's objects; with take, removes the object and hands over its reference.
+ * Call with sobj_lock held. */
+static struct akv_object *search_inlock(struct akv_session *o, CK_OBJECT_HANDLE h, int take)
+{
+  struct akv_object *obj;
+  size_t i;
+
+  for (i = 0; i < o->n_objects; i++) {
+    if (o->objects[i]->handle != h)
+      continue;
+    obj = o->objects[i];
+    if (!take)
+      return akv_object_ref(obj);
+    memmove(&o->objects[i], &o->objects[i + 1], (o->n_objects - i - 1) * sizeof(o->objects[0]));
+    o->n_objects--;
+    return obj;
+  }
+  return NULL;
+}
+
+/* A session object of s's token: s's own first, then those of the other sessions on the token. */
+static struct akv_object *find_session_object(struct akv_session *s, CK_OBJECT_HANDLE h, int take)
+{
+  struct akv_object *obj;
+  size_t i;
+
+  pthread_mutex_lock(&sobj_lock);
+  obj = search_inlock(s, h, take);
+  pthread_mutex_unlock(&sobj_lock);
+  if (obj)
+    return obj;
+  akv_lock();
+  pthread_mutex_lock(&sobj_lock);
+  for (i = 0; i < tab.n && !obj; i++) {
+    if (tab.v[i] != s && tab.v[i]->slot == s->slot)
+      obj = search_inlock(tab.v[i], h, take);
+  }
+  pthread_mutex_unlock(&sobj_lock);
+  akv_unlock();
+  return obj;
+}
+
 CK_RV akv_session_object(struct akv_session *s, CK_OBJECT_HANDLE h, struct akv_object **out)
 {
   struct akv_snapshot *snap;
-  struct akv_object *obj = NULL;
-  size_t i;
+  struct akv_object *obj = find_session_object(s, h, 0);
 
-  for (i = 0; i < s->n_objects; i++) {
-    if (s->objects[i]->handle == h) {
-      obj = akv_object_ref(s->objects[i]);
-      break;
-    }
-  }
   if (!obj) {
     /* Handles stay valid while their object is in the current snapshot: no I/O here. */
     snap = akv_cache_peek(s->slot->cache);
@@ -308,34 +361,63 @@ CK_RV akv_session_object(struct akv_session *s, CK_OBJECT_HANDLE h, struct akv_o
 CK_RV akv_session_add_object(struct akv_session *s, struct akv_object *obj, CK_OBJECT_HANDLE *h)
 {
   struct akv_object **v;
+  CK_RV rv = CKR_OK;
 
+  pthread_mutex_lock(&sobj_lock);
   v = realloc(s->objects, (s->n_objects + 1) * sizeof(*v));
   if (!v) {
-    akv_object_unref(obj);
-    return CKR_HOST_MEMORY;
+    rv = CKR_HOST_MEMORY;
+  } else {
+    s->objects = v;
+    obj->handle = akv_handle_next();
+    obj->session = s->handle;
+    s->objects[s->n_objects++] = obj;
+    if (h)
+      *h = obj->handle;
   }
-  s->objects = v;
-  obj->handle = akv_handle_next();
-  obj->session = s->handle;
-  s->objects[s->n_objects++] = obj;
-  if (h)
-    *h = obj->handle;
-  return CKR_OK;
+  pthread_mutex_unlock(&sobj_lock);
+  if (rv != CKR_OK)
+    akv_object_unref(obj);
+  return rv;
 }
 
 CK_RV akv_session_remove_object(struct akv_session *s, CK_OBJECT_HANDLE h)
 {
-  size_t i;
+  struct akv_object *obj = find_session_object(s, h, 1);
+  if (!obj)
+    return CKR_OBJECT_HANDLE_INVALID;
+  akv_object_unref(obj);
+  return CKR_OK;
+}
 
-  for (i = 0; i < s->n_objects; i++) {
-    if (s->objects[i]->handle == h) {
-      akv_object_unref(s->objects[i]);
-      memmove(&s->objects[i], &s->objects[i + 1], (s->n_objects - i - 1) * sizeof(s->objects[0]));
-      s->n_objects--;
-      return CKR_OK;
-    }
+size_t akv_session_objects(struct akv_session *s, struct akv_object ***out)
+{
+  struct akv_object **v = NULL;
+  size_t n = 0, cap = 0, i, j;
+  int self_listed = 0;
+
+  *out = NULL;
+  akv_lock();
+  pthread_mutex_lock(&sobj_lock);
+  for (i = 0; i < tab.n; i++) {
+    if (tab.v[i]->slot == s->slot)
+      cap += tab.v[i]->n_objects;
+    self_listed |= tab.v[i] == s;
   }
-  return CKR_OBJECT_HANDLE_INVALID;
+  if (!self_listed)
+    cap += s->n_objects;
+  v = cap ? malloc(cap * sizeof(*v)) : NULL;
+  for (i = 0; v && i <= tab.n; i++) {
+    struct akv_session *o = i < tab.n ? tab.v[i] : (self_listed ? NULL : s);
+    if (!o || o->slot != s->slot)
+      continue;
+    for (j = 0; j < o->n_objects; j++)
+      v[n++] = akv_object_ref(o->objects[j]);
+  }
+  pthread_mutex_unlock(&sobj_lock);
+  akv_unlock();
+  *out = v;
+  return n;
 }
 
 CK_RV akv_session_fail(struct akv_session *s, kv_rc rc)

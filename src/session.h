@@ -17,7 +17,10 @@ CK_RV akv_session_close_all(CK_SLOT_ID slot_id);
 void akv_session_info(struct akv_session *s, CK_SESSION_INFO *info);
 CK_RV akv_session_login(struct akv_session *s, CK_USER_TYPE user, CK_ULONG pin_len);
 CK_RV akv_session_logout(struct akv_session *s);
-/* Removes a session object (C_DestroyObject); CKR_OBJECT_HANDLE_INVALID if not one. */
+/* The session objects of the session's token (its own and other sessions'), referenced: the
+ * caller unrefs each and frees *out. */
+size_t akv_session_objects(struct akv_session *s, struct akv_object ***out);
+/* Removes a session object of the token (C_DestroyObject); CKR_OBJECT_HANDLE_INVALID if none. */
 CK_RV akv_session_remove_object(struct akv_session *s, CK_OBJECT_HANDLE h);
 /* True when the session may see obj (CKA_PRIVATE objects need a logged-in token). */
 int akv_session_can_see(struct akv_session *s, const struct akv_object *obj);

@@ -317,6 +317,7 @@ static void test_session_objects(void **state)
   };
   CK_OBJECT_HANDLE h = 0, copy = 0, all[32];
   CK_SESSION_HANDLE other;
+  CK_ULONG size;
   (void)state;
 
   assert_int_equal(C_CreateObject(sess, t, 5, &h), CKR_OK);
@@ -329,12 +330,18 @@ static void test_session_objects(void **state)
   /* Immutable and not copyable. */
   assert_int_equal(C_SetAttributeValue(sess, h, &t[4], 1), CKR_ACTION_PROHIBITED);
   assert_int_equal(C_CopyObject(sess, h, NULL, 0, &copy), CKR_ACTION_PROHIBITED);
-  /* Session objects belong to their session. */
+  /* Session objects are visible to the token's other sessions, which may destroy them, and go
+   * away with the session that created them. */
   other = t_open(0);
-  t[0].pValue = NULL;
-  assert_int_equal(C_GetAttributeValue(other, h, t, 1), CKR_OBJECT_HANDLE_INVALID);
-  t[0].pValue = &cls;
+  assert_int_equal(t_attr_ulong(other, h, CKA_CLASS), CKO_SECRET_KEY);
+  assert_int_equal(t_find_one(other, CKO_SECRET_KEY, "tmp"), h);
+  assert_int_equal(C_DestroyObject(other, h), CKR_OK);
+  assert_int_equal(C_GetObjectSize(sess, h, &size), CKR_OBJECT_HANDLE_INVALID);
+  assert_int_equal(C_CreateObject(other, t, 5, &h), CKR_OK);
+  assert_int_equal(t_find_one(sess, CKO_SECRET_KEY, "tmp"), h);
   assert_int_equal(C_CloseSession(other), CKR_OK);
+  assert_int_equal(C_GetObjectSize(sess, h, &size), CKR_OBJECT_HANDLE_INVALID);
+  assert_int_equal(C_CreateObject(sess, t, 5, &h), CKR_OK);
   assert_int_equal(C_DestroyObject(sess, h), CKR_OK);
   assert_int_equal(C_DestroyObject(sess, h), CKR_OBJECT_HANDLE_INVALID);
   assert_int_equal(t_find(sess, NULL, 0, all, 32), 8);
