@@ -161,7 +161,7 @@ static CK_RV remote_fail(struct akv_session *s, enum kv_cipher_op vop, kv_rc rc)
   return rv;
 }
 
-static CK_RV aes_remote_result(struct akv_op *op, enum kv_cipher_op vop,
+static CK_RV remote_result(struct akv_op *op, enum kv_cipher_op vop,
                                const struct kv_crypt_result *r, size_t in_len,
                                struct akv_outbuf *res)
 {
@@ -177,6 +177,18 @@ static CK_RV aes_remote_result(struct akv_op *op, enum kv_cipher_op vop,
     if (rv == CKR_OK && op->iv_out)
       memcpy(op->iv_out, r->iv.data, r->iv.len);
     return rv;
+  }
+  if (encrypting(vop) && (op->mech->fam == AKV_MF_RSA_PKCS || op->mech->fam == AKV_MF_RSA_OAEP) &&
+      r->value.len && r->value.len < rsa_bytes(op)) {
+    /* An RSA ciphertext is an integer: put back leading zero bytes the service left out. */
+    static const unsigned char zeros[64];
+    size_t pad = rsa_bytes(op) - r->value.len, chunk;
+    rv = akv_outbuf_set(res, NULL, 0);
+    for (; rv == CKR_OK && pad; pad -= chunk) {
+      chunk = pad < sizeof(zeros) ? pad : sizeof(zeros);
+      rv = akv_outbuf_append(res, zeros, chunk, SIZE_MAX);
+    }
+    return rv == CKR_OK ? akv_outbuf_append(res, r->value.data, r->value.len, SIZE_MAX) : rv;
   }
   if (encrypting(vop) && r->value.len != akv_cipher_out_len(op, vop, in_len)) {
     akv_err(AKV_LOGC_P11, "%s: the vault returned %zu bytes, expected %zu", op->mech->name,
@@ -241,7 +253,7 @@ static CK_RV run_remote(struct akv_session *s, struct akv_op *op, enum kv_cipher
       if (!alg)
         memo_put(key->kid, sizes[i]);
       akv_dbg(AKV_LOGC_P11, "%s: %s/%s (%s)", op->mech->name, key->name, key->version, try_alg);
-      rv = aes_remote_result(op, vop, &r, data_len, res);
+      rv = remote_result(op, vop, &r, data_len, res);
       kv_crypt_result_free(&r);
       return rv;
     }

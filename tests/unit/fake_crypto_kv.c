@@ -265,7 +265,13 @@ static kv_rc fk_rsa_cipher(struct fk_key *k, enum kv_cipher_op op, const char *a
   }
   if ((enc ? EVP_PKEY_encrypt(ctx, buf, &n, in, len) : EVP_PKEY_decrypt(ctx, buf, &n, in, len)) <= 0)
     goto out;
-  rc = fk_bytes_set(&out->value, buf, n) ? KV_OK : KV_E_NOMEM;
+  {
+    size_t skip = 0;
+    while (enc && fk_trim_rsa_sig && skip < n && buf[skip] == 0)
+      skip++;
+    fk_trimmed += skip > 0;
+    rc = fk_bytes_set(&out->value, buf + skip, n - skip) ? KV_OK : KV_E_NOMEM;
+  }
 out:
   EVP_PKEY_CTX_free(ctx);
   return rc;

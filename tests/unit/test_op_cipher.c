@@ -124,6 +124,29 @@ static void test_rsa_local_public_ops(void **state)
   assert_memory_equal(pt, "v15", 3);
 }
 
+/* A ciphertext the service sent without its leading zero byte is padded back to k bytes. */
+static void test_short_rsa_ciphertext(void **state)
+{
+  CK_MECHANISM m = {CKM_RSA_PKCS, NULL, 0};
+  unsigned char ct[256], pt[256];
+  CK_ULONG ct_len = 0, pt_len = 0;
+  unsigned counter;
+  (void)state;
+  fk_trim_rsa_sig = 1;
+  for (counter = 0; counter < 5000 && !fk_trimmed; counter++) {
+    ct_len = sizeof(ct);
+    assert_int_equal(encrypt_all(&m, rsa_pub, &counter, sizeof(counter), ct, &ct_len), CKR_OK);
+    assert_int_equal(ct_len, 256);
+  }
+  assert_int_equal(fk_trimmed, 1);
+  assert_int_equal(ct[0], 0);
+  pt_len = sizeof(pt);
+  assert_int_equal(decrypt_all(&m, rsa_priv, ct, ct_len, pt, &pt_len), CKR_OK);
+  counter--;
+  assert_int_equal(pt_len, sizeof(counter));
+  assert_memory_equal(pt, &counter, sizeof(counter));
+}
+
 static void test_rsa_errors(void **state)
 {
   CK_RSA_PKCS_OAEP_PARAMS p = {CKM_SHA256, CKG_MGF1_SHA256, 0, NULL, 0};
@@ -313,6 +336,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(test_rsa_oaep_roundtrip, each_setup),
     cmocka_unit_test_setup(test_rsa_local_public_ops, each_setup),
+    cmocka_unit_test_setup(test_short_rsa_ciphertext, each_setup),
     cmocka_unit_test_setup(test_rsa_errors, each_setup),
     cmocka_unit_test_setup(test_hsm_gcm, each_setup),
     cmocka_unit_test_setup(test_hsm_cbc_multipart, each_setup),
