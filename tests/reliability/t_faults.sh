@@ -35,7 +35,7 @@ rel_run_counted "fault_test ok: every fault kind" "$FT" ok "$WORK/ok.json" "$THR
   "truncated-bodies=truncate@4" \
   "latency-spikes=latency:400@5" \
   "latency-spikes-past-the-request-timeout=latency:3000@10" \
-  "token-expiry=token-expired@7,token-ttl:2"
+  "token-expiry=token-expired@100#2,token-ttl:2"
 
 section "persistent faults: every call CKR_DEVICE_ERROR within deadline (3 s) + 1 s"
 rel_run_counted "fault_test fail: every persistent fault" "$FT" fail "$WORK/fail.json" "$THREADS" 2 3000 \
