@@ -214,12 +214,19 @@ export async function runCertificates(ctx) {
     assert.equal(k.key.crv, "P-256");
   });
 
-  await check("updateCertificateProperties: tags and enabled", async () => {
+  await check("updateCertificateProperties: tags and enabled also reach the managed key and secret", async () => {
     const c = await cc.updateCertificateProperties(name, "", { tags: { team: "interop" } });
     assert.deepEqual(c.properties.tags, { team: "interop" });
     const back = await cc.getCertificate(name);
     assert.deepEqual(back.properties.tags, { team: "interop" });
     assert.equal(back.properties.enabled, true);
+    const off = await cc.updateCertificateProperties(name, "", { enabled: false });
+    assert.equal(off.properties.enabled, false);
+    assert.equal((await kc.getKey(name)).properties.enabled, false, "managed key still enabled");
+    await expectRestError(() => sc.getSecret(name), 403, "Forbidden");
+    await cc.updateCertificateProperties(name, "", { enabled: true });
+    assert.equal((await kc.getKey(name)).properties.enabled, true);
+    assert.equal((await sc.getSecret(name)).properties.enabled, true);
   });
 
   // Issuer "Unknown": the vault keeps the key, hands out a CSR, and takes the signed certificate by merge.
@@ -259,6 +266,24 @@ export async function runCertificates(ctx) {
     const deleted = await cc.deleteCertificateOperation(pname);
     assert.equal(deleted.name, pname);
     await expectRestError(() => cc.getCertificateOperation(pname), 404);
+  });
+
+  await check("backupCertificate / purge / restoreCertificateBackup brings back certificate, key and secret", async () => {
+    const bname = `cert-backup-${s}`;
+    const c = await (await cc.beginCreateCertificate(bname, DefaultCertificatePolicy, POLL)).pollUntilDone();
+    const blob = await cc.backupCertificate(bname);
+    assert.ok(blob && blob.length > 100, "empty backup blob");
+    await (await cc.beginDeleteCertificate(bname, POLL)).pollUntilDone();
+    await cc.purgeDeletedCertificate(bname);
+    await expectRestError(() => cc.getCertificate(bname), 404, "CertificateNotFound");
+    const r = await cc.restoreCertificateBackup(blob);
+    assert.equal(r.name, bname);
+    assert.equal(r.properties.version, c.properties.version);
+    assert.deepEqual(Buffer.from(r.cer), Buffer.from(c.cer));
+    const k = await kc.getKey(bname);
+    assert.equal(k.properties.version, c.properties.version);
+    const { keyPem } = parsePkcs12(Buffer.from((await sc.getSecret(bname)).value, "base64"));
+    assertKeyPair(need(keyPem, "key in the restored PKCS#12"), new X509Certificate(Buffer.from(c.cer)));
   });
 
   // Delete, recover, purge.
