@@ -279,6 +279,43 @@ check "update with bad key_ops: 400" expect_error 400 BadParameter
 req PATCH "$K/rsa?$Q" '{"attributes":{"exp":"never"}}'
 check "update with bad exp: 400" expect_error 400 BadParameter
 
+# ---- mutated bodies: every member of valid bodies replaced by each JSON type ------------------
+mutate_all() { # METHOD URL VALID_BODY -> counts answers that are not 200/400/403/409
+  local method=$1 url=$2 valid=$3 m v bad=0 n=0
+  for m in $(jq -r 'paths | map(tostring) | join(".")' <<<"$valid"); do
+    for v in null 0 -1 1e308 '"x"' '""' true '[]' '{}' '[1,"a",null]' '{"a":{"b":[]}}'; do
+      req "$method" "$url" "$(jq -c --argjson v "$v" --arg p "$m" 'setpath($p | split(".") | map(tonumber? // .); $v)' <<<"$valid")"
+      n=$((n + 1))
+      case $status in 200 | 204 | 400 | 403 | 404 | 409) ;; *) bad=$((bad + 1)); echo "#   $m=$v -> $status $body" ;; esac
+    done
+  done
+  [ $n -gt 0 ] && [ $bad = 0 ]
+}
+check "mutated create bodies answered cleanly" mutate_all POST "$K/mut/create?$Q" \
+  '{"kty":"EC","crv":"P-256","key_ops":["sign","verify"],"attributes":{"enabled":true,"nbf":1,"exp":4102444800,"exportable":false},"tags":{"a":"b"}}'
+check "mutated import bodies answered cleanly" mutate_all PUT "$K/mutimp?$Q" \
+  "{\"key\":{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AQAB\",\"y\":\"AQAB\",\"d\":\"AQAB\",\"key_ops\":[\"sign\"]},\"Hsm\":false,\"attributes\":{\"enabled\":true},\"tags\":{}}"
+check "mutated update bodies answered cleanly" mutate_all PATCH "$K/rsa?$Q" \
+  '{"key_ops":["sign","verify","encrypt","decrypt"],"attributes":{"enabled":true,"exp":4102444800},"tags":{"t":"v"}}'
+check "mutated sign bodies answered cleanly" mutate_all POST "$K/rsa/sign?$Q" "{\"alg\":\"RS256\",\"value\":\"$D32\"}"
+check "mutated verify bodies answered cleanly" mutate_all POST "$K/rsa/verify?$Q" "{\"alg\":\"RS256\",\"digest\":\"$D32\",\"value\":\"$D32\"}"
+check "mutated decrypt bodies answered cleanly" mutate_all POST "$K/rsa/decrypt?$Q" "{\"alg\":\"RSA-OAEP\",\"value\":\"$D32\"}"
+check "mutated rotation policy bodies answered cleanly" mutate_all PUT "$K/rsa/rotationpolicy?$Q" \
+  '{"lifetimeActions":[{"trigger":{"timeAfterCreate":"P90D"},"action":{"type":"Rotate"}}],"attributes":{"expiryTime":"P2Y"}}'
+check "mutated restore bodies answered cleanly" mutate_all POST "$K/restore?$Q" '{"value":"AAAA"}'
+TOKEN=$HSM_TOKEN
+check "mutated MHSM GCM decrypt bodies answered cleanly" mutate_all POST "$HSM/keys/aes/decrypt?$Q" \
+  "{\"alg\":\"A128GCM\",\"value\":\"$D32\",\"iv\":\"$(head -c 12 /dev/zero | b64url)\",\"tag\":\"$(head -c 16 /dev/zero | b64url)\",\"aad\":\"AQAB\"}"
+check "mutated rng bodies answered cleanly" mutate_all POST "$HSM/rng?$Q" '{"count":16}'
+TOKEN=$(token https://vault.azure.net/.default)
+printf 'GARBAGE / HTTP/9.9\r\nHost: x\r\n\r\n' | timeout 10 openssl s_client -quiet -connect "127.0.0.1:${VAULT##*:}" >/dev/null 2>&1
+printf 'GET /keys HTTP/1.1\r\nHost: localhost\r\nContent-Length: -5\r\n\r\n' | timeout 10 openssl s_client -quiet -connect "127.0.0.1:${VAULT##*:}" >/dev/null 2>&1
+head -c 5000 /dev/urandom | timeout 10 openssl s_client -quiet -connect "127.0.0.1:${VAULT##*:}" >/dev/null 2>&1
+head -c 5000 /dev/urandom | timeout 5 bash -c "cat > /dev/tcp/127.0.0.1/${VAULT##*:}" 2>/dev/null
+head -c 5000 /dev/urandom | timeout 5 bash -c "cat > /dev/tcp/127.0.0.1/${IMDS##*:}" 2>/dev/null
+req GET "$K?$Q"
+check "garbage HTTP and raw bytes on the listeners: emulator still serves" test "$status" = 200
+
 # ---- faults ------------------------------------------------------------------------------------
 fault() { curl -sS --max-time 10 --cacert "$CA" -X POST "$CONTROL/faults" --data-binary "$1" -o "$W/fbody" -w '%{http_code}'; }
 check "bad fault spec: 400" test "$(fault 'explode@2')" = 400
