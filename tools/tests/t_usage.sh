@@ -1,5 +1,5 @@
 #!/bin/bash
-# docs/usage.md stays true: every ```sh block of it runs, in order and in one shell, against the
+# docs/usage.md and docs/troubleshooting.md stay true: every ```sh block of them runs, in order and in one shell, against the
 # emulator (vault "myvault" with RSA key "mykey", EC key "myeckey", certificate "mycert"). Only the
 # module path, the configuration path and the ports 8443/8444 are replaced. Each block is one
 # check; the blocks verify their own results (openssl -verify, cmp, grep).
@@ -12,8 +12,8 @@ need_module
 [ -x "${AKV_P11:-}" ] || fail "AKV_P11 '${AKV_P11:-}' is not an executable"
 find /usr/lib -name pkcs11.so -path '*engines-3*' 2>/dev/null | grep -q . ||
   skip "the OpenSSL pkcs11 engine (libengine-pkcs11-openssl) is not installed"
-DOC="${AKV_SOURCE_ROOT:?}/docs/usage.md"
-[ -f "$DOC" ] || fail "$DOC is missing"
+DOCS=("${AKV_SOURCE_ROOT:?}/docs/usage.md" "$AKV_SOURCE_ROOT/docs/troubleshooting.md")
+for d in "${DOCS[@]}"; do [ -f "$d" ] || fail "$d is missing"; done
 
 section "vault myvault, seeded through REST"
 emu_start --vault myvault
@@ -31,14 +31,20 @@ P1=$(free_port) || fail "no free port"
 P2=$(free_port) || fail "no free port"
 [ "$P1" != "$P2" ] || P2=$(free_port)
 
-section "extract the sh blocks of docs/usage.md"
-# One file per block, named by its first line number in the document.
-awk -v dir="$WORK/blocks" 'BEGIN { system("mkdir -p " dir) }
-  /^```sh$/ { inb = 1; n++; f = sprintf("%s/%03d-L%d.sh", dir, n, NR); next }
-  /^```/ && inb { inb = 0; close(f); next }
-  inb { print > f }' "$DOC"
+section "extract the sh blocks of docs/usage.md, then docs/troubleshooting.md"
+# One file per block, named by document order, document and first line number.
+mkdir -p "$WORK/blocks"
+di=0
+for d in "${DOCS[@]}"; do
+  di=$((di + 1))
+  awk -v dir="$WORK/blocks" -v di="$di" -v doc="$(basename "$d" .md)" '
+    /^```sh$/ { inb = 1; n++; f = sprintf("%s/%d%03d-%s-L%d.sh", dir, di, n, doc, NR); next }
+    /^```/ && inb { inb = 0; close(f); next }
+    inb { print > f }' "$d"
+done
 mapfile -t BLOCKS < <(find "$WORK/blocks" -name '*.sh' | LC_ALL=C sort)
-check "docs/usage.md has sh blocks" test "${#BLOCKS[@]}" -ge 10
+check "docs/usage.md has sh blocks" test "$(find "$WORK/blocks" -name '1*-usage-*.sh' | wc -l)" -ge 10
+check "docs/troubleshooting.md has sh blocks" test "$(find "$WORK/blocks" -name '2*-troubleshooting-*.sh' | wc -l)" -ge 2
 for b in "${BLOCKS[@]}"; do
   sed -i -e "s#/usr/lib/x86_64-linux-gnu/pkcs11/akv-pkcs11.so#$AKV_MODULE#g" \
     -e "s#/etc/akv-pkcs11/config.json#$WORK/config.json#g" \
@@ -63,11 +69,11 @@ rc=0
 for b in "${BLOCKS[@]}"; do
   name=$(basename "$b" .sh)
   if [ -e "$b.done" ]; then
-    _check_result 0 "docs/usage.md block $name: $(head -n1 "$b" | cut -c1-70)"
+    _check_result 0 "block $name: $(head -n1 "$b" | cut -c1-70)"
   else
     printf '#   block %s failed or was not reached (exit status %s); end of the log:\n' "$name" "$rc"
     tail -n 30 "$WORK/usage.log" | sed 's/^/#   | /'
-    _check_result 1 "docs/usage.md block $name: $(head -n1 "$b" | cut -c1-70)"
+    _check_result 1 "block $name: $(head -n1 "$b" | cut -c1-70)"
     break
   fi
 done
