@@ -413,6 +413,10 @@ static void check_key(struct report *r, struct logcap *lc, struct kv_client *cl,
               "so the module leaves it out; fix: grant keys/get (role Key Vault Crypto User or "
               "Key Vault Reader, or the access policy's Get key permission)",
               name);
+    else if (rc == KV_E_NOT_FOUND)
+      problem(r, s->label, name, "KEY_NOT_FOUND",
+              "key %s: not found in the vault (HTTP 404)%s", name,
+              s->key_names ? ": fix the name in the slot's \"keys\" list" : " (deleted meanwhile?)");
     else
       problem(r, s->label, name, "GET_FAILED", "key %s: get failed (%s): %s", name,
               kv_rc_str(rc), last_line(log));

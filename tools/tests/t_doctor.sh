@@ -137,6 +137,25 @@ tlscert verified RS256" \
   "$(jq -r '.slots[0].keys[] | "\(.name) \(.permissions.sign) \(.sign_probe.alg)"' "$WORK/probe.json" | LC_ALL=C sort)"
 check_eq "--probe-sign made exactly one sign request per key" 4 "$(stats_get keys.sign)"
 
+section "least-privilege mode: named keys, one of them misspelt, and a disabled key"
+kv_create_disabled off-key || fail "seeding off-key"
+jq '.slots = [.slots[0] + {keys: ["rsa2048", "rsa2084", "off-key"]}]' "$WORK/healthy.json" >"$WORK/named.json"
+chmod 600 "$WORK/named.json"
+stats_reset
+rc=0
+p11 --config "$WORK/named.json" doctor --json >"$WORK/named.out" 2>&1 || rc=$?
+check_eq "named keys with a typo: exit 1" 1 "$rc"
+check_eq "named keys: no list call, the reason is given" "skipped 0" \
+  "$(jq -r '.slots[0].list_keys.result' "$WORK/named.out") $(stats_get keys.list)"
+check_eq "named keys: the misspelt key is the one problem" "KEY_NOT_FOUND|rsa2084" \
+  "$(jq -r '.problems[] | "\(.code)|\(.key)"' "$WORK/named.out")"
+check_grep "named keys: the message says where to fix it" 'fix the name in the slot.s "keys" list' \
+  <(jq -r '.problems[0].message' "$WORK/named.out")
+check_eq "named keys: the disabled key is a note, not a problem" 1 \
+  "$(jq '[.notes[] | select(.message | test("off-key is disabled"))] | length' "$WORK/named.out")"
+check_eq "named keys: rsa2048 is checked and has its URIs" "ok 2" \
+  "$(jq -r '.slots[0].keys[] | select(.name == "rsa2048") | "\(.permissions.get.result) \(.uris | length)"' "$WORK/named.out")"
+
 section "configuration errors exit 2 with the loader's message"
 jq '.colour = "blue"' "$WORK/healthy.json" >"$WORK/bad.json"
 chmod 600 "$WORK/bad.json"
