@@ -624,6 +624,10 @@ static CK_RV build_snapshot(struct akv_slot *slot, struct akv_snapshot *prev,
     goto out;
   }
   qsort(b.objs, b.n, sizeof(*b.objs), cmp_handle);
+  /* Secret values carried over with their objects are wiped at every refresh once past their
+   * TTL, not only when read again. */
+  for (i = 0; i < b.n; i++)
+    akv_object_expire_value(b.objs[i], b.now);
   snap->refs = 1;
   snap->built_at = b.now;
   snap->objs = b.objs;

@@ -801,6 +801,16 @@ out:
   return rv;
 }
 
+void akv_object_expire_value(struct akv_object *obj, int64_t now)
+{
+  if (obj->cls != CKO_DATA || !obj->secret_name)
+    return;
+  pthread_mutex_lock(&obj->lock);
+  if (obj->value && now - obj->value_fetched_at >= obj->slot->cfg->secret_ttl_s)
+    value_drop_inlock(obj);
+  pthread_mutex_unlock(&obj->lock);
+}
+
 static int is_lazy_value(const struct akv_object *obj, CK_ATTRIBUTE_TYPE type)
 {
   return obj->cls == CKO_DATA && obj->secret_name && type == CKA_VALUE;

@@ -38,6 +38,9 @@ CK_RV akv_object_restore(struct akv_slot *slot, CK_OBJECT_CLASS cls, struct akv_
                          const char *src, int64_t created, int64_t updated,
                          struct akv_object **out);
 
+/* Wipes a secret's cached value once it is older than the slot's secret TTL (also done on read). */
+void akv_object_expire_value(struct akv_object *obj, int64_t now);
+
 /* C_GetAttributeValue on an object (session acquired). */
 CK_RV akv_object_get_attrs(struct akv_session *s, struct akv_object *obj, CK_ATTRIBUTE *t,
                            CK_ULONG n);

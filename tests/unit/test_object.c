@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "cache.h"
 #include "model_helpers.h"
 
 #define ALL_OPS                                                                                    \
@@ -268,6 +269,22 @@ static void test_data_object(void **state)
   assert_int_equal(fake_kv_calls.get_secret, gets + 1);
   assert_int_equal(t_attr(sess, d, CKA_VALUE, NULL, 0), 6);
   assert_int_equal(fake_kv_calls.get_secret, gets + 1);
+  /* Past the secret TTL the value is wiped even without a read (here: at a refresh). */
+  {
+    struct akv_snapshot *snap = akv_cache_peek(akv_slot_get(0)->cache);
+    struct akv_object *o = akv_snapshot_find(snap, d);
+    assert_non_null(o);
+    assert_non_null(o->value);
+    akv_snapshot_unref(snap);
+    t_clock_now += 3600;
+    akv_slot_invalidate(akv_slot_get(0));
+    assert_int_equal(t_find_one(sess, CKO_DATA, "db-password"), d); /* carried over */
+    snap = akv_cache_peek(akv_slot_get(0)->cache);
+    o = akv_snapshot_find(snap, d);
+    assert_non_null(o);
+    assert_null(o->value);
+    akv_snapshot_unref(snap);
+  }
   fake_kv_set_secret("db-password", "rotated");
   t_clock_now += 3600; /* secret TTL (default 1 h) */
   assert_int_equal(t_attr(sess, d, CKA_VALUE, buf, sizeof(buf)), 7);
