@@ -46,17 +46,21 @@ struct logcap {
   int rd;
 };
 
+/* A mkstemp template in $TMPDIR (or /tmp). */
+static void temp_template(char *buf, size_t len, const char *stem)
+{
+  const char *tmp = getenv("TMPDIR");
+  if (!tmp || !*tmp || strlen(tmp) + strlen(stem) + 16 > len)
+    tmp = "/tmp";
+  snprintf(buf, len, "%s/%s.XXXXXX", tmp, stem);
+}
+
 static int logcap_open(struct logcap *lc)
 {
-  char path[] = "/tmp/akv-p11-log.XXXXXX";
-  const char *tmp = getenv("TMPDIR");
   char buf[4096];
   int fd, had_debug = getenv("AKV_PKCS11_DEBUG") != NULL;
   lc->rd = -1;
-  if (tmp && *tmp && strlen(tmp) < sizeof(buf) - 32)
-    snprintf(buf, sizeof(buf), "%s/akv-p11-log.XXXXXX", tmp);
-  else
-    snprintf(buf, sizeof(buf), "%s", path);
+  temp_template(buf, sizeof(buf), "akv-p11-log");
   fd = mkstemp(buf);
   if (fd < 0)
     return -1;
@@ -124,7 +128,8 @@ struct errcap {
 
 static void errcap_begin(struct errcap *ec)
 {
-  char path[] = "/tmp/akv-p11-err.XXXXXX";
+  char path[4096];
+  temp_template(path, sizeof(path), "akv-p11-err");
   ec->saved = -1;
   ec->file = mkstemp(path);
   if (ec->file < 0)
@@ -845,9 +850,11 @@ int tool_doctor(const struct tool_opts *o)
   r.problems = cJSON_AddArrayToObject(r.root, "problems");
   r.notes = cJSON_AddArrayToObject(r.root, "notes");
   slots = cJSON_AddArrayToObject(r.root, "slots");
-  if (logcap_open(&lc) != 0)
+  if (logcap_open(&lc) != 0) {
     note(&r, NULL, "cannot capture the backend's log lines (%s); they go to stderr",
          strerror(errno));
+    akv_log_init(AKV_LOG_INFO, NULL);
+  }
 
   memset(&ho, 0, sizeof(ho));
   ho.ca_file = cfg->ca_file;
