@@ -117,7 +117,7 @@ module_config "$WORK/config.json"
 (
   unset AKV_PKCS11_VAULT_URL AKV_PKCS11_CA_FILE AKV_PKCS11_ALLOWED_HOSTS AZURE_TENANT_ID AZURE_CLIENT_ID \
     AZURE_CLIENT_SECRET AZURE_AUTHORITY_HOST
-  [ -d /etc/pkcs11/modules ] || { mkdir -p /etc/pkcs11/modules && echo made >"$WORK/made-dir"; }
+  [ -d /etc/pkcs11/modules ] || { install -d -m 755 /etc/pkcs11 /etc/pkcs11/modules && echo made >"$WORK/made-dir"; }
   printf 'module: akv-pkcs11.so\nx-init-reserved: %s\n' "$WORK/config.json" >"$XINIT_MODULE_FILE"
   p11-kit list-modules >"$WORK/xinit.out" 2>&1 || true
   pkcs11-tool --module /usr/lib/x86_64-linux-gnu/p11-kit-proxy.so -L >"$WORK/proxy.out" 2>&1 || true
