@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 8: OpenSSL 3 with the libp11 engine (libengine-pkcs11-openssl): a self-signed certificate
-# made by `openssl req -x509` with a vault key, pkeyutl signing, and `openssl s_server` serving
-# TLS 1.2 and TLS 1.3 with a vault RSA key and with a vault EC key, completed by s_client.
+# made by `openssl req -x509` with a vault key, pkeyutl signing, `openssl s_server` serving
+# TLS 1.2 and TLS 1.3 with a vault RSA key and with a vault EC key, completed by s_client, and
+# curl authenticating as a TLS client with a vault key.
 . "$(dirname "$0")/lib.sh"
 need_tool openssl jq curl ss
 need_file /usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so
@@ -72,5 +73,31 @@ for k in tls-rsa tls-ec; do
     handshake "$k" "$ver"
   done
 done
+
+# TLS client authentication: curl (OpenSSL backend) signs with the vault key through the engine;
+# the server (a local software key) requires and verifies the client certificate.
+if command -v curl >/dev/null && curl --version | grep -q OpenSSL; then
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/srv.key" -x509 -days 1 \
+    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -out "$WORK/srv.crt" 2>/dev/null ||
+    fail "making the server certificate"
+  for k in tls-rsa tls-ec; do
+    section "TLS client authentication: curl --engine pkcs11 with $k"
+    port=$(free_port) || fail "no free port"
+    timeout 60 openssl s_server -key "$WORK/srv.key" -cert "$WORK/srv.crt" -accept "127.0.0.1:$port" \
+      -naccept 1 -Verify 1 -verify_return_error -CAfile "$WORK/$k.crt" -www </dev/null >"$WORK/csrv-$k.out" 2>&1 &
+    spid=$!
+    bg_register "$spid"
+    wait_port "$port" 150 || { check "client-auth server for $k listens" false; continue; }
+    check "$k: curl --engine pkcs11 --key-type ENG authenticates with the vault key" \
+      timeout 60 curl -sS --engine pkcs11 --key-type ENG --key "$(uri "$k")" --cert "$WORK/$k.crt" \
+      --cacert "$WORK/srv.crt" "https://127.0.0.1:$port/"
+    check_grep "$k: the server saw the client certificate" "Client certificate" "$WORK/check.out"
+    wait "$spid" 2>/dev/null || true
+    check_grep "$k: the server verified it (depth=0 CN = $k.integration.test)" \
+      "depth=0 CN = $k\.integration\.test" "$WORK/csrv-$k.out"
+  done
+else
+  log "curl is not built with OpenSSL: client authentication through the engine not tested"
+fi
 
 finish
