@@ -1093,8 +1093,10 @@ static int update_key(struct emu_req *req, struct emu_resp *resp, const char *na
     return emu_resp_bad_param(resp, "The request body is required.");
   const cJSON *tagsj = cJSON_GetObjectItemCaseSensitive(body, "tags");
   if(ops_parse(cJSON_GetObjectItemCaseSensitive(body, "key_ops"), &ops, &err) != 0 ||
-     emu_tags_valid(tagsj, &err) != 0)
+     emu_tags_valid(tagsj, &err) != 0) {
+    cJSON_Delete(ops);
     return emu_resp_bad_param(resp, "%s", err);
+  }
   if(tagsj && !cJSON_IsNull(tagsj) && !(tags = cJSON_Duplicate(tagsj, 1))) {
     cJSON_Delete(ops);
     return -1;
