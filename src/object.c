@@ -17,6 +17,7 @@
 #include "object.h"
 #include "session.h"
 #include "util/log.h"
+#include "write.h" /* LIFECYCLE */
 
 #define SECRET_APPLICATION "Azure Key Vault secret"
 
@@ -93,6 +94,17 @@ void akv_object_unref(struct akv_object *obj)
 const CK_ATTRIBUTE *akv_object_attr(const struct akv_object *obj, CK_ATTRIBUTE_TYPE type)
 {
   return akv_attrs_find(obj->attrs, obj->n_attrs, type);
+}
+
+/* Hands a newly built object over on success, drops it on failure. */
+static CK_RV hand_over(struct akv_object *obj, CK_RV rv, struct akv_object **out)
+{
+  if (rv != CKR_OK) {
+    akv_object_unref(obj);
+    obj = NULL;
+  }
+  *out = obj;
+  return rv;
 }
 
 /* ---- key material ---------------------------------------------------------------------------- */
@@ -248,6 +260,8 @@ static void key_common_attrs(struct akv_ab *b, struct akv_object *obj, const cha
   common_storage_attrs(b, obj, label);
   akv_ab_ulong(b, CKA_KEY_TYPE, obj->key_type);
   akv_ab_bytes(b, CKA_ID, ke->id, sizeof(ke->id));
+  /* LIFECYCLE: a CKA_ID given when the key was generated is kept in a tag (src/write.c). */
+  akv_write_apply_tag_id(b, &k->attrs);
   akv_ab_date(b, CKA_START_DATE, k->attrs.nbf);
   akv_ab_date(b, CKA_END_DATE, k->attrs.exp);
   akv_ab_bool(b, CKA_DERIVE, CK_FALSE);
@@ -384,12 +398,7 @@ static CK_RV key_object(struct akv_slot *slot, struct akv_keyent *ke, CK_OBJECT_
   rv = finish_object(obj, &b, src, k->kid, k->attrs.created, k->attrs.updated);
 out:
   akv_attrs_free(b.v, b.n);
-  if (rv != CKR_OK) {
-    akv_object_unref(obj);
-    obj = NULL;
-  }
-  *out = obj;
-  return rv;
+  return hand_over(obj, rv, out);
 }
 
 CK_RV akv_objects_from_key(struct akv_slot *slot, struct akv_keyent *ke, const char *label,
@@ -468,6 +477,8 @@ CK_RV akv_object_from_cert(struct akv_slot *slot, const struct kv_cert *cert, co
   /* A vault certificate always has its key in the vault: a token user certificate. */
   akv_ab_ulong(&b, CKA_CERTIFICATE_CATEGORY, cert->kid ? 1 : 0);
   akv_ab_bytes(&b, CKA_ID, md, sizeof(md));
+  /* LIFECYCLE: a certificate tagged with its key's CKA_ID keeps pairing with it. */
+  akv_write_apply_tag_id(&b, &cert->attrs);
   akv_ab_bytes(&b, CKA_VALUE, cert->der, cert->der_len);
   akv_ab_bytes(&b, CKA_PUBLIC_KEY_INFO, spki, (size_t)spki_len);
   AB_I2D(&b, CKA_SUBJECT, i2d_X509_NAME, X509_get_subject_name(x));
@@ -489,12 +500,7 @@ out:
   OPENSSL_free(spki);
   X509_free(x);
   akv_attrs_free(b.v, b.n);
-  if (rv != CKR_OK) {
-    akv_object_unref(obj);
-    obj = NULL;
-  }
-  *out = obj;
-  return rv;
+  return hand_over(obj, rv, out);
 }
 
 CK_RV akv_object_from_secret(struct akv_slot *slot, const struct kv_item *item, const char *src,
@@ -518,12 +524,7 @@ CK_RV akv_object_from_secret(struct akv_slot *slot, const struct kv_item *item, 
   rv = finish_object(obj, &b, src, item->id, item->attrs.created, item->attrs.updated);
 out:
   akv_attrs_free(b.v, b.n);
-  if (rv != CKR_OK) {
-    akv_object_unref(obj);
-    obj = NULL;
-  }
-  *out = obj;
-  return rv;
+  return hand_over(obj, rv, out);
 }
 
 CK_RV akv_object_restore(struct akv_slot *slot, CK_OBJECT_CLASS cls, struct akv_ab *b,
@@ -563,12 +564,7 @@ out:
   akv_attrs_free(b->v, b->n);
   memset(b, 0, sizeof(*b));
   free(ident);
-  if (rv != CKR_OK) {
-    akv_object_unref(obj);
-    obj = NULL;
-  }
-  *out = obj;
-  return rv;
+  return hand_over(obj, rv, out);
 }
 
 /* ---- session secret keys --------------------------------------------------------------------- */
