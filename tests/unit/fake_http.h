@@ -124,7 +124,14 @@ static kv_rc fake_perform_inlock(void *ctx, struct kv_http_attempt *a,
     free(scratch.headers);
     free(scratch.client_request_id);
   }
-  f->now_ms += r.delay_ms;
+  /* Like a real transport, an attempt ends at its timeout. */
+  if (r.delay_ms > a->timeout_ms) {
+    __atomic_add_fetch(&f->now_ms, (int64_t)a->timeout_ms, __ATOMIC_SEQ_CST);
+    a->transient = 1;
+    a->maybe_sent = 1;
+    return KV_E_TIMEOUT;
+  }
+  __atomic_add_fetch(&f->now_ms, (int64_t)r.delay_ms, __ATOMIC_SEQ_CST);
   if (r.fail != KV_OK) {
     a->transient = r.transient;
     a->maybe_sent = r.maybe_sent;
@@ -150,15 +157,19 @@ static kv_rc fake_perform_inlock(void *ctx, struct kv_http_attempt *a,
 
 static int64_t fake_now(void *ctx)
 {
-  return ((struct fake_http *)ctx)->now_ms;
+  /* Atomic: the clock is read outside the fake's lock (deadline bookkeeping) while another
+   * thread's attempt advances it. */
+  return __atomic_load_n(&((struct fake_http *)ctx)->now_ms, __ATOMIC_SEQ_CST);
 }
 
 static void fake_sleep(void *ctx, long ms)
 {
   struct fake_http *f = ctx;
+  pthread_mutex_lock(&fake_lock);
   if (f->n_sleeps < FAKE_MAX)
     f->sleeps[f->n_sleeps++] = ms;
-  f->now_ms += ms;
+  pthread_mutex_unlock(&fake_lock);
+  __atomic_add_fetch(&f->now_ms, (int64_t)ms, __ATOMIC_SEQ_CST);
 }
 
 static inline void fake_install(struct fake_http *f, struct kv_http *http)

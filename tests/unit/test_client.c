@@ -471,8 +471,9 @@ static void test_operation_deadline(void **state)
   /* The next call gets a whole deadline again. */
   next_queue = n_queue;
   t0 = fake.now_ms;
-  q(503, "{}")->delay_ms = 20000;
-  q(200, EC_KEY_JSON("eckey", GX))->delay_ms = 5000;
+  q(503, "{}")->delay_ms = 9000;
+  q(503, "{}")->delay_ms = 9000;
+  q(200, EC_KEY_JSON("eckey", GX))->delay_ms = 9000;
   assert_int_equal(kv_get_key(cl, "eckey", NULL, &k), KV_OK);
   kv_key_free(k);
   assert_true(fake.now_ms - t0 > 25000);
