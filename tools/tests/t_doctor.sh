@@ -137,6 +137,22 @@ tlscert verified RS256" \
   "$(jq -r '.slots[0].keys[] | "\(.name) \(.permissions.sign) \(.sign_probe.alg)"' "$WORK/probe.json" | LC_ALL=C sort)"
 check_eq "--probe-sign made exactly one sign request per key" 4 "$(stats_get keys.sign)"
 
+section "credential chain (type auto): the client secret fails, managed identity (IMDS) works"
+jq --arg i "$(jq -r .imds_endpoint "$EMU_READY")" --arg s "$WRONG_SECRET" \
+  '.credential = (.credential + {type: "auto", client_secret: $s, imds_endpoint: $i})' \
+  "$WORK/healthy.json" >"$WORK/chain.json"
+chmod 600 "$WORK/chain.json"
+rc=0
+p11 --config "$WORK/chain.json" doctor --json >"$WORK/chain.out" 2>&1 || rc=$?
+check_eq "a chain where a later source works is healthy" 0 "$rc"
+check_grep "the source that worked is named" '^managed identity \(IMDS\) at http://127\.0\.0\.1:' \
+  <(jq -r '.slots[0].credential.source' "$WORK/chain.out")
+check_grep "the source tried before it and why it failed are shown" \
+  'credential chain: client secret.* failed: HTTP 401 .*invalid_client' <(jq -r '.slots[0].credential.log[]' "$WORK/chain.out")
+check_eq "the managed identity's token claims" "$EMU_TENANT $EMU_CLIENT_ID" \
+  "$(jq -r '.slots[0].credential.identity | "\(.tenant_id) \(.app_id)"' "$WORK/chain.out")"
+check_nofixed "the chain output never contains the wrong secret" "$WRONG_SECRET" "$WORK/chain.out"
+
 section "least-privilege mode: named keys, one of them misspelt, and a disabled key"
 kv_create_disabled off-key || fail "seeding off-key"
 jq '.slots = [.slots[0] + {keys: ["rsa2048", "rsa2084", "off-key"]}]' "$WORK/healthy.json" >"$WORK/named.json"
