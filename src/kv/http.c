@@ -466,6 +466,8 @@ static kv_rc map_curl_error(CURLcode cc, struct kv_http_attempt *a, const struct
     if (x->too_big)
       return KV_E_PROTOCOL;
     return KV_E_NOMEM;
+  case CURLE_FILESIZE_EXCEEDED:
+    return KV_E_PROTOCOL; /* Content-Length announced more than the cap: not worth a retry */
   case CURLE_OUT_OF_MEMORY:
     return KV_E_NOMEM;
   case CURLE_OPERATION_TIMEDOUT:
