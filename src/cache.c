@@ -842,3 +842,48 @@ serve:
   pthread_mutex_unlock(&c->lock);
   return CKR_OK;
 }
+
+/* ---- LIFECYCLE: writes change the snapshot at once ------------------------------------------- */
+
+CK_RV akv_cache_apply(struct akv_cache *c, int (*drop)(const struct akv_object *, const void *),
+                      const void *arg, struct akv_object *const *add, size_t n_add)
+{
+  struct akv_snapshot *old, *snap = NULL;
+  size_t i, n = 0;
+  CK_RV rv = CKR_HOST_MEMORY;
+
+  pthread_mutex_lock(&c->lock);
+  old = c->snap;
+  if (!old) {
+    pthread_mutex_unlock(&c->lock);
+    return CKR_OK;
+  }
+  snap = calloc(1, sizeof(*snap));
+  if (!snap || !(snap->objs = calloc(old->n + n_add + 1, sizeof(*snap->objs)))) {
+    free(snap);
+    snap = NULL;
+    c->invalid = 1;
+    goto out;
+  }
+  for (i = 0; i < old->n; i++) {
+    if (!drop || !drop(old->objs[i], arg))
+      snap->objs[n++] = akv_object_ref(old->objs[i]);
+  }
+  for (i = 0; i < n_add; i++)
+    snap->objs[n++] = akv_object_ref(add[i]);
+  qsort(snap->objs, n, sizeof(*snap->objs), cmp_handle);
+  snap->n = n;
+  snap->refs = 2; /* the cache's and ours, for the file below */
+  /* The vault's state is newer than the listing, not older: the snapshot keeps its age. */
+  snap->built_at = old->built_at;
+  c->snap = snap;
+  rv = CKR_OK;
+out:
+  pthread_mutex_unlock(&c->lock);
+  if (rv == CKR_OK) {
+    akv_snapshot_unref(old);
+    akv_cache_file_save(c->slot, snap, 0);
+    akv_snapshot_unref(snap);
+  }
+  return rv;
+}

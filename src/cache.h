@@ -41,4 +41,12 @@ void akv_cache_global_abandon(void);
 int akv_secret_slot_take(void);
 void akv_secret_slot_give(void);
 
+/* LIFECYCLE: a write to the vault changes the slot's snapshot at once (src/write.c): objects for
+ * which drop(obj, arg) is true leave it, the add objects (referenced here) join it, and the
+ * cross-process cache file gets the result. Without a snapshot yet nothing changes: the first
+ * listing sees the vault as it is. CKR_HOST_MEMORY leaves the snapshot as it was and marks it for
+ * a refresh. */
+CK_RV akv_cache_apply(struct akv_cache *c, int (*drop)(const struct akv_object *, const void *),
+                      const void *arg, struct akv_object *const *add, size_t n_add);
+
 #endif

@@ -23,7 +23,8 @@
 #include "util/b64.h"
 #include "util/log.h"
 
-#define CACHE_FORMAT 1
+/* LIFECYCLE: 2 adds key tags (CKA_ID kept in a tag must survive the file). */
+#define CACHE_FORMAT 2
 #define CACHE_MAX_BYTES (32u << 20)
 #define LOCK_WAIT_MS 30000
 
@@ -171,6 +172,45 @@ static char *dup_str(const cJSON *o, const char *name, int *ok)
   return d;
 }
 
+/* LIFECYCLE: key tags as a {"name":"value"} object; absent means none. */
+static int load_tags(const cJSON *j, struct kv_attrs *a)
+{
+  const cJSON *tags = cJSON_GetObjectItemCaseSensitive(j, "tags"), *t;
+  int n;
+  if (!tags)
+    return 1;
+  if (!cJSON_IsObject(tags) || (n = cJSON_GetArraySize(tags)) > 64)
+    return 0;
+  a->tags = calloc((size_t)n + 1, sizeof(*a->tags));
+  if (!a->tags)
+    return 0;
+  cJSON_ArrayForEach(t, tags)
+  {
+    if (!cJSON_IsString(t) || !t->string)
+      return 0;
+    a->tags[a->n_tags].name = strdup(t->string);
+    a->tags[a->n_tags].value = strdup(t->valuestring);
+    a->n_tags++;
+    if (!a->tags[a->n_tags - 1].name || !a->tags[a->n_tags - 1].value)
+      return 0;
+  }
+  return 1;
+}
+
+static int add_tags(cJSON *j, const struct kv_attrs *a)
+{
+  cJSON *o;
+  size_t i;
+  if (!a->n_tags)
+    return 1;
+  o = cJSON_AddObjectToObject(j, "tags");
+  for (i = 0; o && i < a->n_tags; i++) {
+    if (!cJSON_AddStringToObject(o, a->tags[i].name, a->tags[i].value))
+      return 0;
+  }
+  return o != NULL;
+}
+
 static CK_RV load_key(struct akv_slot *slot, const cJSON *j, struct akv_object **objs,
                       size_t *n_objs)
 {
@@ -200,6 +240,9 @@ static CK_RV load_key(struct akv_slot *slot, const cJSON *j, struct akv_object *
   k->crv = (enum kv_crv)v[2];
   k->key_ops = (unsigned)v[3];
   k->attrs.enabled = v[4] != 0;
+  /* LIFECYCLE: tags (the pkcs11-id tag gives CKA_ID). */
+  if (!load_tags(j, &k->attrs))
+    goto out;
   /* The key material is checked again (kv_key_to_pkey), as if it came from the vault. */
   rv = akv_keyent_new(k, &ke);
   k = NULL;
@@ -375,7 +418,8 @@ static cJSON *key_json(const struct akv_object *obj)
            add_num(j, "nbf", k->attrs.nbf) && add_num(j, "exp", k->attrs.exp) &&
            add_num(j, "created", k->attrs.created) && add_num(j, "updated", k->attrs.updated) &&
            add_b64(j, "n", k->n, k->n_len) && add_b64(j, "e", k->e, k->e_len) &&
-           add_b64(j, "x", k->x, k->x_len) && add_b64(j, "y", k->y, k->y_len);
+           add_b64(j, "x", k->x, k->x_len) && add_b64(j, "y", k->y, k->y_len) &&
+           add_tags(j, &k->attrs); /* LIFECYCLE */
   free(l);
   if (!ok) {
     cJSON_Delete(j);

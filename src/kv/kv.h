@@ -240,4 +240,47 @@ const char *kv_crv_name(enum kv_crv crv);  /* "P-256" ... */
 /* Parses a JSON KeyBundle / JsonWebKey (for tests and the cache file). */
 kv_rc kv_key_from_json(const char *json, size_t len, struct kv_key **out);
 
+/* ---- writes (LIFECYCLE helper: src/kv/write.c) ------------------------------------------------ */
+
+/* What to create (POST /keys/{name}/create). Zero members are left to the service's defaults. */
+struct kv_key_spec {
+  enum kv_kty kty;
+  int hsm;                   /* -HSM kty (always on a Managed HSM) */
+  unsigned key_size;         /* RSA modulus bits, oct bits */
+  enum kv_crv crv;           /* EC */
+  unsigned key_ops;          /* enum kv_key_op bits, 0 = service default */
+  int64_t nbf, exp;          /* 0 = absent */
+  const struct kv_tag *tags;
+  size_t n_tags;
+};
+
+/* Attribute changes (PATCH): only members whose set_ flag is on are sent. A time of 0 clears it
+ * (JSON null). Tags replace the whole tag set, as the service does. */
+struct kv_update {
+  int set_enabled, enabled;
+  int set_nbf, set_exp;
+  int64_t nbf, exp;
+  int set_tags;
+  const struct kv_tag *tags;
+  size_t n_tags;
+};
+
+/* Creates a key (or a new version of it); *out is the new version's public parts. Never retried
+ * blindly (not idempotent). */
+kv_rc kv_create_key(struct kv_client *cl, const char *name, const struct kv_key_spec *spec,
+                    struct kv_key **out);
+/* PATCH /keys/{name}/{version}; *out (may be NULL) the updated bundle. */
+kv_rc kv_update_key(struct kv_client *cl, const char *name, const char *version,
+                    const struct kv_update *u, struct kv_key **out);
+/* DELETE /keys/{name} (soft delete: every version). */
+kv_rc kv_delete_key(struct kv_client *cl, const char *name);
+/* PUT /secrets/{name}: value must be UTF-8 text without NUL (the service stores a JSON string),
+ * else KV_E_INVALID. *out (may be NULL) describes the new version, without its value. */
+kv_rc kv_set_secret(struct kv_client *cl, const char *name, const unsigned char *value,
+                    size_t len, const char *content_type, const struct kv_tag *tags,
+                    size_t n_tags, struct kv_secret **out);
+kv_rc kv_delete_secret(struct kv_client *cl, const char *name);
+/* DELETE /certificates/{name} (with its managed key and secret). */
+kv_rc kv_delete_certificate(struct kv_client *cl, const char *name);
+
 #endif

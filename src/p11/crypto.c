@@ -4,6 +4,7 @@
 #include "mech.h"
 #include "op.h"
 #include "p11/p11.h"
+#include "write.h"
 
 /* Module check, argument check, then the session (the order PKCS#11 callers expect). */
 #define BEGIN(h, args_ok)                                                                          \
@@ -260,17 +261,17 @@ CK_RV C_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR
                     CK_ULONG count, CK_OBJECT_HANDLE_PTR key)
 {
   BEGIN(h, mech && key && (tmpl || !count));
-  rv = akv_generate_key(s, mech, tmpl, count, key);
+  rv = akv_write_generate_key(s, mech, tmpl, count, key);
   END();
 }
 
-/* Key pairs are created in the vault, which this version does not do yet. */
+/* Key pairs are created in the vault (src/write.c). */
 CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR pub_tmpl,
                         CK_ULONG pub_count, CK_ATTRIBUTE_PTR priv_tmpl, CK_ULONG priv_count,
                         CK_OBJECT_HANDLE_PTR pub, CK_OBJECT_HANDLE_PTR priv)
 {
   BEGIN(h, mech && pub && priv && (pub_tmpl || !pub_count) && (priv_tmpl || !priv_count));
-  rv = CKR_FUNCTION_NOT_SUPPORTED;
+  rv = akv_write_generate_key_pair(s, mech, pub_tmpl, pub_count, priv_tmpl, priv_count, pub, priv);
   END();
 }
 

@@ -2,6 +2,7 @@
 #include "object.h"
 #include "p11/p11.h"
 #include "session.h"
+#include "write.h"
 
 CK_RV C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount,
                      CK_OBJECT_HANDLE_PTR phObject)
@@ -13,7 +14,7 @@ CK_RV C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate, CK_
   rv = akv_p11_session(hSession, (pTemplate || !ulCount) && phObject, &s);
   if (rv != CKR_OK)
     goto out;
-  rv = akv_object_create(s, pTemplate, ulCount, phObject);
+  rv = akv_write_create_object(s, pTemplate, ulCount, phObject);
   akv_session_release(s);
 out:
   return AKV_P11_OUT(rv);
@@ -44,7 +45,7 @@ CK_RV C_DestroyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject)
   rv = akv_p11_session(hSession, 1, &s);
   if (rv != CKR_OK)
     goto out;
-  rv = akv_object_destroy(s, hObject);
+  rv = akv_write_destroy_object(s, hObject);
   akv_session_release(s);
 out:
   return AKV_P11_OUT(rv);
@@ -99,7 +100,7 @@ CK_RV C_SetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
   rv = akv_p11_session(hSession, pTemplate || !ulCount, &s);
   if (rv != CKR_OK)
     goto out;
-  rv = akv_object_set_attrs(s, hObject, pTemplate, ulCount);
+  rv = akv_write_set_attrs(s, hObject, pTemplate, ulCount);
   akv_session_release(s);
 out:
   return AKV_P11_OUT(rv);

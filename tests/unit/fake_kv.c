@@ -754,3 +754,131 @@ kv_rc kv_key_from_json(const char *json, size_t len, struct kv_key **out)
   *out = NULL;
   return KV_E_UNSUPPORTED;
 }
+
+/* ---- LIFECYCLE: kv.h writes (src/kv/write.c) over the same in-memory vault ------------------ */
+
+kv_rc kv_create_key(struct kv_client *cl, const char *name, const struct kv_key_spec *spec,
+                    struct kv_key **out)
+{
+  char version[64];
+  (void)cl;
+  *out = NULL;
+  if (failing() != KV_OK)
+    return V.fail;
+  if (V.n_keys >= MAX_ITEMS)
+    return KV_E_SERVER;
+  snprintf(version, sizeof(version), "%032llx", (unsigned long long)++V.stamp);
+  fake_kv_add_key(name, version, spec->kty, MAX_PAIRS - 1, spec->key_ops);
+  V.keys[V.n_keys - 1].attrs.nbf = spec->nbf;
+  V.keys[V.n_keys - 1].attrs.exp = spec->exp;
+  *out = make_key(&V.keys[V.n_keys - 1]);
+  return KV_OK;
+}
+
+kv_rc kv_update_key(struct kv_client *cl, const char *name, const char *version,
+                    const struct kv_update *u, struct kv_key **out)
+{
+  size_t i;
+  (void)cl;
+  if (out)
+    *out = NULL;
+  if (failing() != KV_OK)
+    return V.fail;
+  for (i = 0; i < V.n_keys; i++) {
+    struct fake_key *k = &V.keys[i];
+    if (strcmp(k->name, name) != 0 || strcmp(k->version, version) != 0)
+      continue;
+    if (u->set_enabled)
+      k->attrs.enabled = u->enabled;
+    if (u->set_nbf)
+      k->attrs.nbf = u->nbf;
+    if (u->set_exp)
+      k->attrs.exp = u->exp;
+    k->attrs.updated = ++V.stamp;
+    if (out)
+      *out = make_key(k);
+    return KV_OK;
+  }
+  last_status = 404;
+  return KV_E_NOT_FOUND;
+}
+
+kv_rc kv_delete_key(struct kv_client *cl, const char *name)
+{
+  (void)cl;
+  if (failing() != KV_OK)
+    return V.fail;
+  if (!latest_key(name)) {
+    last_status = 404;
+    return KV_E_NOT_FOUND;
+  }
+  fake_kv_remove_key(name);
+  return KV_OK;
+}
+
+kv_rc kv_set_secret(struct kv_client *cl, const char *name, const unsigned char *value,
+                    size_t len, const char *content_type, const struct kv_tag *tags,
+                    size_t n_tags, struct kv_secret **out)
+{
+  char v[256], id[512];
+  struct kv_secret *s;
+  (void)cl;
+  (void)content_type;
+  (void)tags;
+  (void)n_tags;
+  if (out)
+    *out = NULL;
+  if (failing() != KV_OK)
+    return V.fail;
+  if (len >= sizeof(v) || memchr(value, 0, len) || V.n_secrets >= MAX_ITEMS)
+    return KV_E_INVALID;
+  memcpy(v, value, len);
+  v[len] = '\0';
+  fake_kv_add_secret(name, v, 0);
+  if (out) {
+    s = xcalloc(1, sizeof(*s));
+    snprintf(id, sizeof(id), "%s/secrets/%s/%032llx", FAKE_VAULT_URL, name,
+             (unsigned long long)V.stamp);
+    s->id = xstrdup(id);
+    s->name = xstrdup(name);
+    s->version = xstrdup(strrchr(id, '/') + 1);
+    s->attrs = V.secrets[V.n_secrets - 1].attrs;
+    *out = s;
+  }
+  return KV_OK;
+}
+
+kv_rc kv_delete_secret(struct kv_client *cl, const char *name)
+{
+  size_t i;
+  (void)cl;
+  if (failing() != KV_OK)
+    return V.fail;
+  for (i = 0; i < V.n_secrets; i++) {
+    if (strcmp(V.secrets[i].name, name) == 0) {
+      memmove(&V.secrets[i], &V.secrets[i + 1], (V.n_secrets - i - 1) * sizeof(V.secrets[0]));
+      V.n_secrets--;
+      return KV_OK;
+    }
+  }
+  last_status = 404;
+  return KV_E_NOT_FOUND;
+}
+
+kv_rc kv_delete_certificate(struct kv_client *cl, const char *name)
+{
+  size_t i;
+  (void)cl;
+  if (failing() != KV_OK)
+    return V.fail;
+  for (i = 0; i < V.n_certs; i++) {
+    if (strcmp(V.certs[i].name, name) == 0) {
+      memmove(&V.certs[i], &V.certs[i + 1], (V.n_certs - i - 1) * sizeof(V.certs[0]));
+      V.n_certs--;
+      fake_kv_remove_key(name);
+      return KV_OK;
+    }
+  }
+  last_status = 404;
+  return KV_E_NOT_FOUND;
+}
