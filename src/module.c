@@ -13,6 +13,7 @@
 #include "module.h"
 #include "session.h"
 #include "slot.h"
+#include "util/audit.h"
 #include "util/log.h"
 
 #define AKV_LIB_VERSION_MAJOR 0
@@ -161,6 +162,7 @@ static CK_RV check_args(const CK_C_INITIALIZE_ARGS *a)
 /* Frees everything built by C_Initialize, in reverse order. */
 static void teardown(void)
 {
+  akv_audit_close();
   akv_slots_free(g.slots, g.n_slots);
   g.slots = NULL;
   g.n_slots = 0;
@@ -273,6 +275,12 @@ CK_RV akv_module_initialize(CK_VOID_PTR init_args)
     goto fail;
   }
   akv_log_init(g.cfg->log_level, g.cfg->log_file);
+  /* An audit trail that was asked for and cannot be written is a configuration error: running
+   * without it would silently drop what the operator relies on. */
+  if (akv_audit_open(g.cfg->audit_file) != 0) {
+    rv = CKR_GENERAL_ERROR;
+    goto fail;
+  }
 
   /* Mutex callbacks without CKF_OS_LOCKING_OK: the module lock must be the application's. */
   if (a && a->CreateMutex && !(a->flags & CKF_OS_LOCKING_OK)) {
