@@ -255,7 +255,13 @@ req POST "$K/ec/create?$Q" '{"kty":"EC"}'
 check "within the window: create 409 ObjectIsBeingDeleted" \
   test "$status" = 409 -a "$(jq -r .error.innererror.code <<<"$body")" = ObjectIsBeingDeleted
 curl -sS --max-time 10 --cacert "$CA" -X POST "$CONTROL/config" -d '{"delete_delay_ms":0}' -o /dev/null
-sleep 3.2
+# the window of that delete still runs: poll (bounded) until the deleted key shows up
+for i in $(seq 1 60); do
+  req GET "$VAULT/deletedkeys/ec?$Q"
+  [ "$status" = 200 ] && break
+  sleep 0.5
+done
+check "after the window: /deletedkeys shows it" test "$status" = 200
 req DELETE "$VAULT/deletedkeys/ec?$Q"
 check "purge after the window: 204" test "$status" = 204 -a -z "$body"
 req POST "$K/ec/create?$Q" '{"kty":"EC"}'
