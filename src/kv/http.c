@@ -4,6 +4,7 @@
 #include "kv/http.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -455,6 +456,16 @@ static void pool_put(struct kv_http *http, CURL *h)
     curl_easy_cleanup(h);
 }
 
+/* Sockets are close-on-exec: a host that forks and execs must not leak vault connections into
+ * the new program (a forked child that does not exec never uses them either, see module.c). */
+static int sockopt_cb(void *clientp, curl_socket_t fd, curlsocktype purpose)
+{
+  int flags = fcntl(fd, F_GETFD);
+  if (flags >= 0)
+    fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+  return CURL_SOCKOPT_OK;
+}
+
 static kv_rc map_curl_error(CURLcode cc, struct kv_http_attempt *a, const struct xfer *x,
                             CURL *h)
 {
@@ -547,6 +558,7 @@ static kv_rc curl_perform(void *ctx, struct kv_http_attempt *a, struct kv_http_r
   SETOPT(CURLOPT_WRITEDATA, &x);
   SETOPT(CURLOPT_HEADERFUNCTION, header_cb);
   SETOPT(CURLOPT_HEADERDATA, &x);
+  SETOPT(CURLOPT_SOCKOPTFUNCTION, sockopt_cb);
   if (http->ca_file)
     SETOPT(CURLOPT_CAINFO, http->ca_file);
   if (req->allow_http)

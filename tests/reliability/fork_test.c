@@ -8,7 +8,8 @@
  * vault's public key). While the child signs the first time the parent is paused, so that the
  * child's use of sockets can be observed alone: every socket the child inherited has sent exactly
  * as many bytes after the child's signing as before it (TCP_INFO tcpi_bytes_sent), and the child
- * owns at least one new socket connected to the vault's port (/proc/self/fd and /proc/net/tcp).
+ * owns at least one new socket connected to the vault's port (/proc/self/fd and /proc/net/tcp);
+ * the inherited connections are close-on-exec.
  * Then parent and child sign at the same time, and the parent signs again after the child exited.
  * Every signature is verified.
  *
@@ -16,6 +17,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -36,6 +38,7 @@
 
 struct sock {
   int fd;
+  int cloexec;
   unsigned long inode;
   unsigned long long sent; /* tcpi_bytes_sent */
   int have_sent;
@@ -46,7 +49,7 @@ struct child_report {
   int phase;
   CK_RV rv_slots, rv_open, rv_sign, rv_init, rv_old_session;
   long signed_ok, sign_fail, bad_sig;
-  int n_inherited, n_inherited_tcp, n_inherited_used, n_new_to_vault;
+  int n_inherited, n_inherited_tcp, n_inherited_used, n_new_to_vault, n_inherited_no_cloexec;
 };
 
 static unsigned long socket_inode(int fd)
@@ -85,6 +88,7 @@ static int list_sockets(struct sock *out, int max)
     memset(&out[n], 0, sizeof(out[n]));
     out[n].fd = fd;
     out[n].inode = ino;
+    out[n].cloexec = (fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0;
     memset(&ti, 0, sizeof(ti));
     if(getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
        len >= offsetof(struct tcp_info, tcpi_bytes_sent) + sizeof(ti.tcpi_bytes_sent)) {
@@ -234,6 +238,8 @@ static void child_main(int to_parent, int from_parent, CK_SESSION_HANDLE parent_
     if(!before[i].have_sent)
       continue;
     rep.n_inherited_tcp++;
+    if(!before[i].cloexec)
+      rep.n_inherited_no_cloexec++;
     for(int j = 0; j < na; j++)
       if(after[j].inode == before[i].inode && (!after[j].have_sent || after[j].sent != before[i].sent))
         rep.n_inherited_used++;
@@ -367,6 +373,8 @@ int main(int argc, char **argv)
           "the next check means something", rep.n_inherited_tcp);
   t_check(rep.n_inherited_used == 0, "no inherited socket sent a byte while the child signed "
           "(%d did)", rep.n_inherited_used);
+  t_check(rep.n_inherited_no_cloexec == 0, "every inherited connection is close-on-exec (%d are "
+          "not)", rep.n_inherited_no_cloexec);
   t_check(rep.n_new_to_vault > 0, "the child signed over its own new connection(s) to the vault "
           "(%d)", rep.n_new_to_vault);
 
