@@ -246,10 +246,14 @@ static CK_RV parse_common(enum akv_vault_kind kind, CK_KEY_TYPE kt, const struct
     }
     token_seen = CK_TRUE;
     if (cls != CKO_PUBLIC_KEY) {
+      /* Tools send CKA_SENSITIVE=FALSE by default (pkcs11-tool --keygen does): the key is made
+       * sensitive all the same, as its value never leaves the vault; asking for an extractable
+       * key is a capability the vault cannot give, and is refused. */
       if ((rv = tbool(t, n, CKA_SENSITIVE, CK_TRUE, &v)) != CKR_OK)
         return rv;
       if (!v)
-        goto never_leaves;
+        akv_warn(AKV_LOGC_P11, "key generation: the key is sensitive (CKA_SENSITIVE=FALSE ignored: "
+                 "vault keys never leave the vault)");
       if ((rv = tbool(t, n, CKA_EXTRACTABLE, CK_FALSE, &v)) != CKR_OK)
         return rv;
       if (v)

@@ -7,8 +7,10 @@
 need_tool pkcs11-tool openssl jq curl
 need_module
 
-emu_start --vault gen1
+emu_start --vault gen1 --vault genh:mhsm
 module_config "$WORK/cfg.json"
+jq '.slots[1].kind = "mhsm" | .slots[1].objects = ["keys"]' "$WORK/cfg.json" >"$WORK/cfg.tmp" &&
+  mv "$WORK/cfg.tmp" "$WORK/cfg.json" && chmod 600 "$WORK/cfg.json" || fail "config"
 export AKV_PKCS11_CONFIG="$WORK/cfg.json"
 printf 'lifecycle test data %s\n' "$RANDOM" >"$WORK/data"
 
@@ -90,6 +92,32 @@ check_fails "RSA 1024 is refused" p11tool_m --keypairgen --key-type rsa:1024 --l
 check_grep "CKR_ATTRIBUTE_VALUE_INVALID for the size" "CKR_ATTRIBUTE_VALUE_INVALID" "$WORK/check.out"
 check_fails "an unknown curve is refused" p11tool_m --keypairgen --key-type EC:prime192v1 --label lk-192
 kv_call GET /keys/lk-small >/dev/null 2>&1 && _check_result 1 "no lk-small in the vault" || _check_result 0 "no lk-small in the vault"
+
+section "Managed HSM: token AES keys and HSM key pairs"
+hsm_call() { KV_URL=$EMU_VAULT_URL_1 KV_SCOPE=$KV_SCOPE_MHSM kv_call "$@"; }
+check "pkcs11-tool --keygen --key-type AES:32 on the Managed HSM slot" \
+  p11tool_m --slot-index 1 --keygen --key-type AES:32 --label hsm-aes --id 0f
+check_grep "the new AES key is readable at once" "label: +hsm-aes" "$WORK/check.out"
+hsm_call GET /keys/hsm-aes >"$WORK/hsm-aes.json" || fail "GET hsm-aes"
+check_eq "REST: kty oct-HSM" oct-HSM "$(jq -r '.key.kty' "$WORK/hsm-aes.json")"
+check_eq "REST: key_ops" '["decrypt","encrypt","unwrapKey","wrapKey"]' "$(jq -c '.key.key_ops | sort' "$WORK/hsm-aes.json")"
+check_eq "REST: pkcs11-id tag" 0f "$(jq -r '.tags["pkcs11-id"]' "$WORK/hsm-aes.json")"
+head -c 48 /dev/urandom >"$WORK/pt"
+check "a new process encrypts with it (AES-CBC-PAD in the HSM)" \
+  p11tool_m --slot-index 1 --encrypt --id 0f -m AES-CBC-PAD --iv 000102030405060708090a0b0c0d0e0f \
+  -i "$WORK/pt" -o "$WORK/ct"
+check "and decrypts" \
+  p11tool_m --slot-index 1 --decrypt --id 0f -m AES-CBC-PAD --iv 000102030405060708090a0b0c0d0e0f \
+  -i "$WORK/ct" -o "$WORK/pt.out"
+check_same_file "round trip through the HSM key" "$WORK/pt" "$WORK/pt.out"
+check "keypairgen EC P-384 on the Managed HSM" \
+  p11tool_m --slot-index 1 --keypairgen --key-type EC:secp384r1 --label hsm-ec --id 10
+check_eq "REST: kty EC-HSM (a Managed HSM only holds HSM keys)" EC-HSM "$(hsm_call GET /keys/hsm-ec | jq -r '.key.kty')"
+check_fails "a token AES key on a Key Vault slot is refused" \
+  p11tool_m --slot-index 0 --keygen --key-type AES:32 --label kv-aes
+check_grep "CKR_TEMPLATE_INCONSISTENT, the log says why" "exist only in a Managed HSM" "$WORK/check.out"
+vault_has_key() { kv_call GET "/keys/$1" >/dev/null 2>&1; }
+vault_has_key kv-aes && _check_result 1 "no kv-aes in the vault" || _check_result 0 "no kv-aes in the vault"
 
 section "read-only slot"
 module_config "$WORK/cfg-ro.json" '{"read_only":true}'
