@@ -49,4 +49,48 @@ rel_run_counted "fault_test fail: every persistent fault" "$FT" fail "$WORK/fail
   "invalid-json=badjson" \
   "token-always-rejected=token-expired=401"
 
+section "key creation (not idempotent) under faults"
+# C_GenerateKeyPair first checks the name (keys.get), lists, fetches every listed key, then creates:
+# the create is its last request. A clean probe run measures that position; the next run (one key
+# more in the vault, so one request more) gets the fault exactly on its create.
+module_config "$WORK/gen.json" '{"objects":["keys"]}' \
+  '{"log_level":"info","max_retries":4,"retry_base_ms":50,"retry_cap_ms":200}'
+GEN_N=0
+# gen LABEL: sets RC and TOTAL (vault requests; a faulted request counts in the total only).
+gen() {
+  stats_reset
+  RC=0
+  AKV_PKCS11_CONFIG="$WORK/gen.json" timeout 60 pkcs11-tool --module "$AKV_MODULE" --keypairgen \
+    --key-type EC:prime256v1 --label "$1" >"$WORK/gen.out" 2>&1 || RC=$?
+  TOTAL=$(stats_total)
+}
+# gen_with_fault KIND: a fault of KIND on the create request of a new key pair.
+gen_with_fault() {
+  GEN_N=$((GEN_N + 1))
+  gen "probe-$GEN_N"
+  [ "$RC" = 0 ] || fail "probe key generation failed: $(tail -n 3 "$WORK/gen.out")"
+  PROBE_TOTAL=$TOTAL
+  emu_faults "$1@$((TOTAL + 1))#1" || fail "setting faults"
+  gen "gen-$1"
+  emu_faults "" || fail "clearing faults"
+  grep -Eq "keys\.create gen-$1: HTTP $1|/keys/gen-$1/create.*HTTP $1" "$WORK/gen.out"
+}
+if gen_with_fault 500; then
+  check "500 on the create: C_GenerateKeyPair fails (exit $RC)" test "$RC" = 1
+  check_grep "... with CKR_DEVICE_ERROR" "C_GenerateKeyPair.*CKR_DEVICE_ERROR" "$WORK/gen.out"
+  # the probe's requests + the one key more to fetch, and no second create
+  check_eq "... and the create was sent once, not retried (it may have been processed)" \
+    "$((PROBE_TOTAL + 1))" "$TOTAL"
+else
+  sed 's/^/#   | /' "$WORK/gen.out" | tail -n 8
+  check "the 500 fault reached the create request" false
+fi
+if gen_with_fault 503; then
+  check "503 on the create (not processed): retried, the key pair is generated (exit $RC)" test "$RC" = 0
+  check_eq "... with exactly one retry" "$((PROBE_TOTAL + 2))" "$TOTAL"
+else
+  sed 's/^/#   | /' "$WORK/gen.out" | tail -n 8
+  check "the 503 fault reached the create request" false
+fi
+
 finish
