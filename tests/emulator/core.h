@@ -20,6 +20,7 @@
 struct fault_decision {
   unsigned status;      /* 0 = none */
   int retry_after;      /* seconds, -1 = no header */
+  bool retry_after_date; /* send Retry-After as an HTTP-date */
   unsigned latency_ms;
   bool drop, truncate, badjson, token_expired;
 };
@@ -28,6 +29,7 @@ int faults_set(const char *spec, char *err, size_t errlen); /* "" clears */
 int faults_set_json(const cJSON *json, char *err, size_t errlen);
 void faults_decide(struct fault_decision *d);   /* one data-plane request */
 bool faults_token_expired(void);                /* consumes a token-expired firing */
+bool faults_token_revoke(void);                 /* consumes a token-revoke firing */
 cJSON *faults_json_new(void);
 int faults_token_ttl(void);                     /* -1 = not overridden */
 void faults_free(void);
@@ -36,6 +38,8 @@ void faults_free(void);
 
 void stats_init(void);
 void stats_request(void);      /* one data-plane request */
+/* connection accounting per listener (name: "entra", "identity" or the vault name) */
+void stats_connection(const char *listener, bool opened);
 void stats_reset(void);
 cJSON *stats_json_new(void);
 void stats_free(void);

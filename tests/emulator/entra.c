@@ -19,6 +19,10 @@
 #define MAX_FORM_FIELDS 24
 #define CLOCK_SKEW 300
 
+/* Issue serial of access tokens; token-revoke refuses every serial <= revoked_seq. */
+static int64_t token_seq;
+static int64_t revoked_seq;
+
 struct form {
   char *name[MAX_FORM_FIELDS];
   char *value[MAX_FORM_FIELDS];
@@ -161,7 +165,9 @@ static char *access_token_new(const char *resource, const char *appid, const cha
      !cJSON_AddStringToObject(c, "appid", appid) || !cJSON_AddStringToObject(c, "oid", oid) ||
      !cJSON_AddStringToObject(c, "sub", oid) ||
      !cJSON_AddStringToObject(c, "tid", emu_srv->tenant_id) ||
-     !cJSON_AddStringToObject(c, "idtyp", "app") || !cJSON_AddStringToObject(c, "ver", "1.0"))
+     !cJSON_AddStringToObject(c, "idtyp", "app") || !cJSON_AddStringToObject(c, "ver", "1.0") ||
+     !cJSON_AddNumberToObject(c, "emu_seq",
+                              (double)__atomic_add_fetch(&token_seq, 1, __ATOMIC_ACQ_REL)))
     goto out;
   tok = jwt_sign_new(emu_srv->token_key, c, "akv-emulator-token-key");
   *exp_out = exp;
@@ -730,6 +736,13 @@ int entra_check_bearer(const struct emu_vault *vault, const char *authz, const c
   }
   const cJSON *exp = cJSON_GetObjectItemCaseSensitive(claims, "exp");
   if(!cJSON_IsNumber(exp) || exp->valuedouble <= (double)emu_now() || faults_token_expired()) {
+    *why = "AKV10013: Invalid token: the token is expired.";
+    goto out;
+  }
+  if(faults_token_revoke())
+    __atomic_store_n(&revoked_seq, __atomic_load_n(&token_seq, __ATOMIC_ACQUIRE), __ATOMIC_RELEASE);
+  const cJSON *seq = cJSON_GetObjectItemCaseSensitive(claims, "emu_seq");
+  if(!cJSON_IsNumber(seq) || seq->valuedouble <= (double)__atomic_load_n(&revoked_seq, __ATOMIC_ACQUIRE)) {
     *why = "AKV10013: Invalid token: the token is expired.";
     goto out;
   }

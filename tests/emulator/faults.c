@@ -5,9 +5,11 @@
  * ITEM  := KIND [':' ARG] ['@' N] ['#' MAX]
  *   N   = fire on every Nth counted request (default 1 = every request)
  *   MAX = fire at most MAX times (default unlimited)
- * KIND  := 429 (ARG = Retry-After seconds, default 1) | 429-noretry | 500 | 502 | 503 | 504
+ * KIND  := 429 (ARG = Retry-After seconds, default 1) | 429-noretry
+ *        | 429-date (ARG = seconds, default 1; Retry-After as an HTTP-date) | 500 | 502 | 503 | 504
  *        | latency (ARG = ms, required) | drop | truncate | badjson
  *        | token-expired (counts bearer checks) | token-ttl (ARG = seconds; not counted)
+ *        | token-revoke (counts bearer checks; revokes every token issued so far)
  * Counters count authenticated data-plane requests since the spec was set.
  */
 #include "core.h"
@@ -18,7 +20,10 @@
 
 #define FAULTS_MAX 16
 
-enum fkind { FK_STATUS, FK_LATENCY, FK_DROP, FK_TRUNCATE, FK_BADJSON, FK_TOKEN_EXPIRED, FK_TOKEN_TTL };
+enum fkind {
+  FK_STATUS, FK_LATENCY, FK_DROP, FK_TRUNCATE, FK_BADJSON, FK_TOKEN_EXPIRED, FK_TOKEN_TTL,
+  FK_TOKEN_REVOKE,
+};
 
 struct fault {
   enum fkind kind;
@@ -28,6 +33,7 @@ struct fault {
   unsigned long max;    /* 0 = unlimited */
   unsigned long count;  /* requests seen */
   unsigned long fired;
+  bool date;      /* 429-date: Retry-After as an HTTP-date */
   char text[48];
 };
 
@@ -75,6 +81,11 @@ static int parse_item(const char *s, size_t len, struct fault *f, char *err, siz
     f->kind = FK_STATUS;
     f->status = 429;
     f->arg = 1;
+  } else if(KIS("429-date")) {
+    f->kind = FK_STATUS;
+    f->status = 429;
+    f->arg = 1;
+    f->date = true;
   } else if(KIS("429-noretry")) {
     f->kind = FK_STATUS;
     f->status = 429;
@@ -93,6 +104,8 @@ static int parse_item(const char *s, size_t len, struct fault *f, char *err, siz
     f->kind = FK_TOKEN_EXPIRED;
   } else if(KIS("token-ttl")) {
     f->kind = FK_TOKEN_TTL;
+  } else if(KIS("token-revoke")) {
+    f->kind = FK_TOKEN_REVOKE;
   } else {
     snprintf(err, errlen, "unknown fault kind '%.*s'", (int)klen, s);
     return -1;
@@ -226,7 +239,7 @@ void faults_decide(struct fault_decision *d)
   pthread_mutex_lock(&faults_lock);
   for(size_t i = 0; i < nfaults; i++) {
     struct fault *f = &faults[i];
-    if(f->kind == FK_TOKEN_EXPIRED || f->kind == FK_TOKEN_TTL)
+    if(f->kind == FK_TOKEN_EXPIRED || f->kind == FK_TOKEN_TTL || f->kind == FK_TOKEN_REVOKE)
       continue;
     if(!fires_inlock(f))
       continue;
@@ -235,6 +248,7 @@ void faults_decide(struct fault_decision *d)
       if(!d->status) {
         d->status = f->status;
         d->retry_after = (int)f->arg;
+        d->retry_after_date = f->date;
       }
       break;
     case FK_LATENCY:
@@ -262,6 +276,17 @@ bool faults_token_expired(void)
   pthread_mutex_lock(&faults_lock);
   for(size_t i = 0; i < nfaults; i++)
     if(faults[i].kind == FK_TOKEN_EXPIRED && fires_inlock(&faults[i]))
+      out = true;
+  pthread_mutex_unlock(&faults_lock);
+  return out;
+}
+
+bool faults_token_revoke(void)
+{
+  bool out = false;
+  pthread_mutex_lock(&faults_lock);
+  for(size_t i = 0; i < nfaults; i++)
+    if(faults[i].kind == FK_TOKEN_REVOKE && fires_inlock(&faults[i]))
       out = true;
   pthread_mutex_unlock(&faults_lock);
   return out;

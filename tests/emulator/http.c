@@ -53,6 +53,19 @@ unsigned http_identity_port(void)
   return listeners[1].port;
 }
 
+static const char *listener_name(const struct listener *l)
+{
+  return l->type == L_VAULT ? l->vault->name : l->type == L_ENTRA ? "entra" : "identity";
+}
+
+static void conn_cb(void *cls, struct MHD_Connection *con, void **socket_context,
+                    enum MHD_ConnectionNotificationCode toe)
+{
+  (void)con;
+  (void)socket_context;
+  stats_connection(listener_name(cls), toe == MHD_CONNECTION_NOTIFY_STARTED);
+}
+
 static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *con)
 {
   (void)cls;
@@ -357,8 +370,16 @@ static enum MHD_Result vault_request(struct MHD_Connection *conn, struct listene
                      "Request was not processed because too many requests were received. "
                      "Reason: VaultRequestTypeLimitReached");
       if(fd.retry_after >= 0) {
-        char ra[16];
-        snprintf(ra, sizeof(ra), "%d", fd.retry_after);
+        char ra[64];
+        if(fd.retry_after_date) {
+          /* RFC 9110 IMF-fixdate; the C locale gives English day/month names */
+          time_t when = time(NULL) + fd.retry_after;
+          struct tm tm;
+          gmtime_r(&when, &tm);
+          strftime(ra, sizeof(ra), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        } else {
+          snprintf(ra, sizeof(ra), "%d", fd.retry_after);
+        }
         emu_resp_header(&resp, "Retry-After", ra);
       }
     } else {
@@ -512,6 +533,7 @@ static int start_one(struct listener *l, unsigned port, bool tls)
     {MHD_OPTION_SOCK_ADDR, 0, &sa},
     {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)uri_cb, l},
     {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)done_cb, l},
+    {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)conn_cb, l},
     {MHD_OPTION_CONNECTION_TIMEOUT, 120, NULL},
     {MHD_OPTION_CONNECTION_LIMIT, 512, NULL},
     {MHD_OPTION_CONNECTION_MEMORY_LIMIT, 256 * 1024, NULL},

@@ -338,6 +338,13 @@ check "429 fired at most once (#1)" test "$status" = 200
 fault '429-noretry' >/dev/null
 req GET "$K?$Q"
 check "429 without Retry-After" sh -c '[ "$0" = 429 ] && ! grep -qi "^Retry-After" "$1"' "$status" "$W/headers"
+fault '429-date:30' >/dev/null
+req GET "$K?$Q"
+check "429-date: Retry-After as an IMF-fixdate about 30 s ahead" sh -c '
+  [ "$0" = 429 ] || exit 1
+  d=$(grep -i "^Retry-After:" "$1" | cut -d" " -f2- | tr -d "\r")
+  printf "%s" "$d" | grep -Eq "^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} [A-Z][a-z]{2} [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT$" || exit 1
+  t=$(date -d "$d" +%s) && n=$(date +%s) && [ $((t - n)) -ge 25 ] && [ $((t - n)) -le 35 ]' "$status" "$W/headers"
 for s in 500 502 503 504; do
   fault "$s" >/dev/null
   req GET "$K?$Q"
@@ -360,6 +367,19 @@ req GET "$K?$Q"
 check "token-expired: 401 challenge once" expect_error 401 Unauthorized
 req GET "$K?$Q"
 check "token accepted again after the bounded fault" test "$status" = 200
+fault 'token-revoke@2#1' >/dev/null
+OLD_TOKEN=$TOKEN
+req GET "$K?$Q"
+check "token-revoke: 1st check passes" test "$status" = 200
+req GET "$K?$Q"
+check "token-revoke: 2nd check revokes the token (401)" expect_error 401 Unauthorized
+req GET "$K?$Q"
+check "token-revoke: the revoked token stays refused" expect_error 401 Unauthorized
+TOKEN=$(token https://vault.azure.net/.default)
+req GET "$K?$Q"
+check "token-revoke: a token issued afterwards is accepted" test "$status" = 200
+TOKEN=$OLD_TOKEN req GET "$K?$Q"
+check "token-revoke: the old token is still refused" expect_error 401 Unauthorized
 fault 'token-ttl:5' >/dev/null
 check "token-ttl shortens expires_in" test "$(curl -sS --max-time 10 --cacert "$CA" "$AUTH/$TENANT/oauth2/v2.0/token" \
   -d grant_type=client_credentials -d client_id=$CLIENT_ID --data-urlencode client_secret=$CLIENT_SECRET \
@@ -370,6 +390,8 @@ check "normal service after clearing" test "$status" = 200
 
 s=$(curl -sS --max-time 10 --cacert "$CA" "$STATS")
 check "stats still served, requests counted" test "$(jq -r '.requests_total > 100' <<<"$s")" = true
+check "stats count connections per listener" \
+  test "$(jq -r '[.connections_total > 10, .connections_open >= 0, .connections_by_listener.demo.total > 0, .connections_by_listener.entra.total > 0, .connections_by_listener.identity.total > 0] | all' <<<"$s")" = true
 check "emulator survived everything" kill -0 "$EMU_PID"
 emu_stop
 rc=$?
