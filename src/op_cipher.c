@@ -12,6 +12,7 @@
 #include <openssl/rsa.h>
 
 #include "op.h"
+#include "write.h"
 #include "util/log.h"
 
 #define AKV_MAX_AES_LOCAL (1u << 24)  /* 16 MiB accumulated by local AES */
@@ -150,9 +151,10 @@ static void memo_put(const char *kid, size_t bytes)
 
 /* ---- remote ---------------------------------------------------------------------------------- */
 
-static CK_RV remote_fail(struct akv_session *s, enum kv_cipher_op vop, kv_rc rc)
+static CK_RV remote_fail(struct akv_session *s, struct akv_op *op, enum kv_cipher_op vop, kv_rc rc)
 {
-  CK_RV rv = akv_session_fail(s, rc);
+  /* A version deleted or disabled meanwhile: CKR_KEY_HANDLE_INVALID, dropped (LIFECYCLE). */
+  CK_RV rv = akv_write_key_failed(s, op->obj, rc);
   /* A ciphertext the vault refuses (bad padding, failed GCM tag) is the caller's data. */
   if (rc == KV_E_BAD_REQUEST && vop == KV_DECRYPT)
     return CKR_ENCRYPTED_DATA_INVALID;
@@ -261,7 +263,7 @@ static CK_RV run_remote(struct akv_session *s, struct akv_op *op, enum kv_cipher
     if (rc != KV_E_BAD_REQUEST)
       break;
   }
-  return remote_fail(s, vop, rc);
+  return remote_fail(s, op, vop, rc);
 }
 
 /* ---- local ----------------------------------------------------------------------------------- */

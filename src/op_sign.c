@@ -11,6 +11,7 @@
 #include <openssl/rsa.h>
 
 #include "op.h"
+#include "write.h"
 #include "util/log.h"
 
 #define AKV_MAX_DIGEST 64
@@ -248,7 +249,7 @@ static CK_RV sign_remote(struct akv_session *s, struct akv_op *op, struct kv_byt
   /* The version pinned when the object was listed, never "latest". */
   rc = kv_sign(op->obj->slot->client, key->name, key->version, alg, tbs, tbs_len, sig);
   if (rc != KV_OK)
-    return akv_session_fail(s, rc);
+    return akv_write_key_failed(s, op->obj, rc); /* LIFECYCLE: deleted/disabled version */
   akv_dbg(AKV_LOGC_P11, "%s: signed with %s/%s (%s)", op->mech->name, key->name, key->version,
           alg);
   return CKR_OK;
@@ -472,7 +473,7 @@ static CK_RV verify_remote(struct akv_session *s, struct akv_op *op, const unsig
   rc = kv_verify(op->obj->slot->client, key->name, key->version, alg, tbs, tbs_len, sig, sig_len,
                  &valid);
   if (rc != KV_OK)
-    return akv_session_fail(s, rc);
+    return akv_write_key_failed(s, op->obj, rc); /* LIFECYCLE: deleted/disabled version */
   return valid ? CKR_OK : CKR_SIGNATURE_INVALID;
 }
 

@@ -654,6 +654,35 @@ static CK_RV create_fail(struct akv_session *s, const char *name, kv_rc rc)
   return akv_session_fail(s, rc == KV_E_NOT_FOUND ? KV_E_PROTOCOL : rc);
 }
 
+/* ---- versions that went away ------------------------------------------------------------ */
+
+CK_RV akv_write_key_failed(struct akv_session *s, struct akv_object *obj, kv_rc rc)
+{
+  CK_RV rv = akv_session_fail(s, rc);
+  struct kv_key *k = NULL;
+  struct drop_spec drop;
+  int gone = rc == KV_E_NOT_FOUND;
+
+  if (!obj || !obj->key || obj->session || !obj->src)
+    return rv;
+  /* 403 also means a missing permission or a key outside nbf/exp: only a version that reads
+   * disabled is gone. One GET on the error path tells them apart. */
+  if (rc == KV_E_FORBIDDEN) {
+    kv_rc r2 = kv_get_key(obj->slot->client, obj->key->name, obj->key->version, &k);
+    gone = r2 == KV_E_NOT_FOUND || (r2 == KV_OK && !k->attrs.enabled);
+    kv_key_free(k);
+  }
+  if (!gone)
+    return rv;
+  akv_warn(AKV_LOGC_CACHE, "key %s/%s was %s in the vault: its objects are dropped",
+           obj->key->name, obj->key->version, rc == KV_E_NOT_FOUND ? "deleted" : "disabled");
+  memset(&drop, 0, sizeof(drop));
+  drop.src = obj->src;
+  (void)akv_cache_apply(s->slot->cache, drop_match, &drop, NULL, 0);
+  akv_slot_invalidate(s->slot);
+  return CKR_KEY_HANDLE_INVALID;
+}
+
 /* ---- key generation ----------------------------------------------------------------------- */
 
 static CK_RV generate(struct akv_session *s, struct akv_keygen *g, struct akv_object **objs,

@@ -50,6 +50,11 @@ CK_RV akv_write_date(const CK_ATTRIBUTE *a, int64_t *t);
 /* The CKA_ID kept in the AKV_TAG_ID tag of a, if any: replaces CKA_ID in b (object.c hook). */
 void akv_write_apply_tag_id(struct akv_ab *b, const struct kv_attrs *a);
 
+/* The result of a failed vault operation on obj's pinned version: a version deleted (404) or
+ * disabled (403, confirmed by reading the version) meanwhile gives CKR_KEY_HANDLE_INVALID and
+ * leaves the slot's snapshot at once; other failures map as akv_session_fail does. */
+CK_RV akv_write_key_failed(struct akv_session *s, struct akv_object *obj, kv_rc rc);
+
 /* Entry-point bodies. */
 CK_RV akv_write_generate_key_pair(struct akv_session *s, const CK_MECHANISM *m,
                                   const CK_ATTRIBUTE *pub, CK_ULONG npub, const CK_ATTRIBUTE *priv,
