@@ -7,6 +7,7 @@
  * and a vault with one EC P-256 key "k1" (a real key generated at startup; its public key is
  * written next to the ready file as READY_FILE.pub.pem). MODE selects the misbehaviour:
  *   normal        everything correct (the harness check: a signature verifies)
+ *   throttle-date the first sign request gets 429 with Retry-After as an HTTP-date 2 s ahead
  *   oversize      the sign reply is a 2 MiB JSON document
  *   badjson       the sign reply is not JSON
  *   wrongtype     the sign reply's "value" is a number
@@ -29,6 +30,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/bn.h>
@@ -148,8 +150,15 @@ static void handle_sign(SSL *ssl, const char *body)
   size_t dl = request_digest(body, dg);
   char sig[128], doc[512];
   const char *m = g.mode;
-  atomic_fetch_add(&g.sign_requests, 1);
-  if(strcmp(m, "oversize") == 0) {
+  long nth = atomic_fetch_add(&g.sign_requests, 1) + 1;
+  if(strcmp(m, "throttle-date") == 0 && nth == 1) {
+    char hdr[128];
+    time_t when = time(NULL) + 2;
+    struct tm tm;
+    gmtime_r(&when, &tm);
+    strftime(hdr, sizeof(hdr), "Retry-After: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    reply(ssl, 429, hdr, "{\"error\":{\"code\":\"Throttled\",\"message\":\"slow down\"}}");
+  } else if(strcmp(m, "oversize") == 0) {
     size_t n = 2u * 1024 * 1024;
     char *big = malloc(n + 1);
     if(!big)

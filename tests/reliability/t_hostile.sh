@@ -17,8 +17,9 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -su
 head -c 32 /dev/urandom >"$WORK/digest.bin"
 
 HS_PID=""
+# hs_start MODE [MAX_RETRIES]
 hs_start() {
-  local mode=$1 i
+  local mode=$1 retries=${2:-0} i
   rm -f "$WORK/hs.ready"
   "$HS" "$mode" "$WORK/hs.pem" "$WORK/hs.key" "$WORK/hs.ready" >"$WORK/hs.log" 2>&1 &
   HS_PID=$!
@@ -28,9 +29,9 @@ hs_start() {
   HS_URL="https://localhost:$(cat "$WORK/hs.ready")"
   # deadline 16 s, request timeout 15 s (low-speed cut-off after 5 s of < 64 B/s), no retries:
   # each case is one exchange, and none may take longer than the deadline.
-  jq -n --arg u "$HS_URL" --arg ca "$WORK/hs.pem" --arg log "$WORK/module.log" '{
+  jq -n --arg u "$HS_URL" --arg ca "$WORK/hs.pem" --arg log "$WORK/module.log" --argjson r "$retries" '{
     ca_file: $ca, allowed_hosts: ["localhost"], cache_file: "", log_file: $log, log_level: "info",
-    max_response_bytes: 65536, deadline_ms: 16000, request_timeout_ms: 15000, max_retries: 0,
+    max_response_bytes: 65536, deadline_ms: 16000, request_timeout_ms: 15000, max_retries: $r,
     credential: {type: "client_secret", tenant_id: "tid", client_id: "cid",
                  client_secret: "hostile-test-secret", authority_host: $u},
     slots: [{url: $u, label: "hostile", objects: ["keys"]}]}' >"$WORK/module.json"
@@ -69,6 +70,21 @@ sig_der() {
 sig_der
 check "normal: the signature verifies with the server's key" \
   openssl pkeyutl -verify -pubin -inkey "$WORK/pub.pem" -in "$WORK/digest.bin" -sigfile "$WORK/sig.der"
+hs_stop
+
+section "throttle-date: 429 with Retry-After as an HTTP-date is honoured"
+hs_start throttle-date 2
+sign
+check_eq "throttle-date: pkcs11-tool --sign exits 0 after the retry" 0 "$RC"
+openssl pkey -pubin -in "$WORK/hs.ready.pub.pem" -out "$WORK/pub.pem" 2>/dev/null # this run's key
+sig_der
+check "throttle-date: the signature verifies" \
+  openssl pkeyutl -verify -pubin -inkey "$WORK/pub.pem" -in "$WORK/digest.bin" -sigfile "$WORK/sig.der"
+check_eq "throttle-date: two sign requests (the 429, then the retry)" 2 "$(hs_stat sign_requests)"
+check_grep "throttle-date: the retry was logged" "HTTP 429, retry 1/2 in [0-9]+ ms" "$WORK/module.log"
+# The date has 1 s resolution: the wait is 1-2 s, never the jittered backoff (50-250 ms here).
+ms=$(grep -Eo "HTTP 429, retry 1/2 in [0-9]+ ms" "$WORK/module.log" | grep -Eo "[0-9]+ ms" | cut -d' ' -f1)
+check "throttle-date: the wait came from the date (${ms} ms, 1000..2000)" test "${ms:-0}" -ge 1000 -a "${ms:-0}" -le 2000
 hs_stop
 
 # hostile MODE LOG_REGEX DESCRIPTION
