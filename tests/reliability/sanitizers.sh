@@ -23,6 +23,11 @@ if [ -z "$EMU" ] || [ ! -x "$EMU" ]; then
   exit 1
 fi
 
+# Two runs at once (two build dirs running the suite) would share the sanitizer build dirs.
+mkdir -p "$ROOT"
+exec 9>"$ROOT/.lock"
+flock -w 600 9 || { echo "FATAL: $ROOT is locked by another run for 10 minutes" >&2; exit 1; }
+
 failed=0
 targets=(tests/reliability/stress_test_linked)
 for t in "${UNIT_TESTS[@]}"; do targets+=("tests/unit/test_$t"); done
