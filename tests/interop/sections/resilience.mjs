@@ -55,6 +55,12 @@ export async function runResilience(ctx) {
     assert.equal(r.fired, 1);
     assert.ok(r.elapsed >= 1900, `retried after ${r.elapsed} ms, Retry-After asked for 2 s`);
   });
+  await check("429 with Retry-After as an HTTP-date is honoured and the call succeeds", async () => {
+    const r = await withFault(ctx, "429-date:2#1", readBack);
+    assert.equal(r.fired, 1);
+    // An IMF-fixdate has one-second resolution: "2 s ahead" means a wait of 1 to 2 s.
+    assert.ok(r.elapsed >= 900, `retried after ${r.elapsed} ms`);
+  });
   // core-rest-pipeline retries 429 only when Retry-After (or retry-after-ms) is present; its exponential
   // strategy covers 408 and 5xx. Key Vault's 429 usually has no Retry-After (§7.2), so the JS SDK surfaces it.
   await check("429 without Retry-After (Key Vault's usual form) surfaces as RestError 429 Throttled", async () => {
@@ -137,4 +143,21 @@ export async function runResilience(ctx) {
       await control(ctx, "/config", { token_ttl: initial ? initial.token_ttl : 3599 });
     }
   });
+
+  // Last, because revocation kills every token issued so far, including the tour's shared credential's cached
+  // one: the later sections use the fresh credential.
+  const fresh = new ClientSecretCredential(ctx.ready.tenant_id, ctx.ready.client_id, ctx.ready.client_secret, ctx.authOpts);
+  await check("revoked tokens: the client holding one is refused (401), a fresh credential works", async () => {
+    const r = await withFault(ctx, "token-revoke#1", async () => {
+      // The SDK answers the 401 by asking its credential again, which returns the same cached (revoked) token.
+      const err = await sc.getSecret(name).then(() => undefined, (e) => e);
+      const value = (await new SecretClient(ctx.vaultUrl, fresh, ctx.clientOpts).getSecret(name)).value;
+      return { err, value };
+    });
+    assert.equal(r.fired, 1);
+    assert.ok(r.value.err, "a revoked token was still accepted");
+    assert.equal(r.value.err.statusCode, 401, `got ${r.value.err.name} ${r.value.err.statusCode}: ${r.value.err.message}`);
+    assert.equal(r.value.value, "steady");
+  });
+  ctx.credential = fresh;
 }
