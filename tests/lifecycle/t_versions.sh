@@ -2,13 +2,14 @@
 # Issue 4 (lifecycle): versions under change. A process that knows a key from the cross-process
 # cache file (listed before the change) keeps signing with its pinned version after a rotation
 # through REST, until a refresh shows the new version; a version disabled or deleted meanwhile
-# gives CKR_KEY_HANDLE_INVALID on use and leaves the object list at once.
+# gives CKR_KEY_HANDLE_INVALID on use and leaves the object list at once. The slot's TTL is long
+# enough for the changes to happen within it even on a loaded machine; the test then waits it out.
 . "$(dirname "$0")/../integration/lib.sh"
 need_tool pkcs11-tool openssl jq curl
 need_module
 
 emu_start --vault ver1
-TTL=10
+TTL=30
 module_config "$WORK/cfg.json" "{\"ttl\":$TTL}" "{\"cache_file\":\"$WORK/akv-cache.json\"}"
 START=$(date +%s)
 export AKV_PKCS11_CONFIG="$WORK/cfg.json"
