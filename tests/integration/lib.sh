@@ -610,10 +610,12 @@ pubkey_matches_vault() {
 # p11kit_install_module CONFIG_FILE: registers the module with p11-kit as "akv-pkcs11-test"
 # (/etc/pkcs11/modules as root, where p11-kit ignores the user's files; ~/.config/pkcs11/modules,
 # i.e. inside the work dir, otherwise), handing CONFIG_FILE to C_Initialize via x-init-reserved.
-# The file is removed on exit. Prints the path of the .module file.
+# Sets P11KIT_MODULE_FILE. The file (and any directory this created) is removed on exit. Call it
+# directly, not in $(...): the cleanup registration must happen in the test's own shell.
 P11KIT_MODULE_NAME=akv-pkcs11-test
+P11KIT_MODULE_FILE=""
 p11kit_install_module() {
-  local dir f
+  local dir
   if [ "$(id -u)" = 0 ]; then
     dir=/etc/pkcs11/modules
     [ -d /etc/pkcs11 ] || CLEANUP_DIRS+=(/etc/pkcs11/modules /etc/pkcs11)
@@ -621,13 +623,12 @@ p11kit_install_module() {
   else
     dir="$XDG_CONFIG_HOME/pkcs11/modules"
   fi
-  mkdir -p "$dir"
-  f="$dir/$P11KIT_MODULE_NAME.module"
-  cleanup_register "$f"
-  umask 022
-  printf 'module: %s\nx-init-reserved: %s\ncritical: no\n' "$AKV_MODULE" "$1" >"$f"
-  umask 077
-  echo "$f"
+  # System directories get the usual 0755 whatever this test's umask is.
+  (umask 022 && mkdir -p "$dir")
+  P11KIT_MODULE_FILE="$dir/$P11KIT_MODULE_NAME.module"
+  cleanup_register "$P11KIT_MODULE_FILE"
+  printf 'module: %s\nx-init-reserved: %s\ncritical: no\n' "$AKV_MODULE" "$1" >"$P11KIT_MODULE_FILE"
+  chmod 644 "$P11KIT_MODULE_FILE"
 }
 
 # check_nofixed DESC STRING FILE: FILE does not contain the literal STRING (secrets, tokens).

@@ -34,8 +34,8 @@ sign_both() {
 }
 
 section "p11-kit-proxy.so with the .module file (config via x-init-reserved)"
-modfile=$(p11kit_install_module "$WORK/module.json")
-log "registered $modfile"
+p11kit_install_module "$WORK/module.json"
+log "registered $P11KIT_MODULE_FILE"
 # No AKV_PKCS11_* in the environment: the configuration reaches the module only through p11-kit.
 sign_both proxy "$PROXY" -u AKV_PKCS11_CONFIG -u AKV_PKCS11_VAULT_URL
 
