@@ -26,6 +26,17 @@ export async function runStats(ctx) {
     const ops = Object.keys(st.by_operation);
     assert.ok(ops.length > 3, `only ${ops.length} operations counted`);
     assert.ok((st.by_operation.token || 0) >= 1, "no token requests counted");
+    // Connection counters: every listener was used, and keep-alive (the SDK's agent reuses connections)
+    // keeps the number of vault connections well below the number of vault requests.
+    console.log(`# stats: ${st.requests_total} vault requests, connections ${JSON.stringify(st.connections_by_listener)}`);
+    const by = st.connections_by_listener || {};
+    for (const l of ["entra", "identity", ...ctx.ready.vaults.map((v) => v.name)]) {
+      assert.ok(by[l] && by[l].total >= 1, `no connections counted on listener ${l}`);
+    }
+    const vaultConns = ctx.ready.vaults.reduce((a, v) => a + by[v.name].total, 0);
+    if (!process.env.INTEROP_SECTIONS) {
+      assert.ok(vaultConns * 2 < st.requests_total, `${vaultConns} vault connections for ${st.requests_total} requests`);
+    }
   });
   const key = await check("prepare a secret and a key (token already cached)", async () => {
     await sc.setSecret(name, "counted");
