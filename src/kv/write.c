@@ -96,7 +96,8 @@ static kv_rc add_attrs(cJSON *body, const struct kv_update *u)
   return KV_OK;
 }
 
-/* One write call: body (may be NULL) serialised, sent, the reply's document in *doc. */
+/* One write call: body (may be NULL) serialised, sent, the reply's document in *doc. Takes url
+ * (freed here; NULL means the URL could not be built). */
 static kv_rc write_call(struct kv_client *cl, const char *op, const char *method, char *url,
                         cJSON *body, int idempotent, const char *name, const char *version,
                         cJSON **doc)
@@ -109,8 +110,10 @@ static kv_rc write_call(struct kv_client *cl, const char *op, const char *method
     return KV_E_NOMEM;
   if (body) {
     text = cJSON_PrintUnformatted(body);
-    if (!text)
+    if (!text) {
+      free(url);
       return KV_E_NOMEM;
+    }
   }
   memset(&call, 0, sizeof(call));
   call.op = op;
@@ -122,6 +125,7 @@ static kv_rc write_call(struct kv_client *cl, const char *op, const char *method
   call.name = name;
   call.version = version;
   rc = kv_client_call(cl, &call, doc);
+  free(url);
   if (text) {
     /* A secret's value travels in the body: wipe the serialised copy. */
     OPENSSL_cleanse(text, strlen(text));
