@@ -270,26 +270,26 @@ void faults_decide(struct fault_decision *d)
   pthread_mutex_unlock(&faults_lock);
 }
 
-bool faults_token_expired(void)
+/* Count one bearer check for every fault of `kind`; true when one fires. */
+static bool token_fault_fires(enum fkind kind)
 {
   bool out = false;
   pthread_mutex_lock(&faults_lock);
   for(size_t i = 0; i < nfaults; i++)
-    if(faults[i].kind == FK_TOKEN_EXPIRED && fires_inlock(&faults[i]))
+    if(faults[i].kind == kind && fires_inlock(&faults[i]))
       out = true;
   pthread_mutex_unlock(&faults_lock);
   return out;
 }
 
+bool faults_token_expired(void)
+{
+  return token_fault_fires(FK_TOKEN_EXPIRED);
+}
+
 bool faults_token_revoke(void)
 {
-  bool out = false;
-  pthread_mutex_lock(&faults_lock);
-  for(size_t i = 0; i < nfaults; i++)
-    if(faults[i].kind == FK_TOKEN_REVOKE && fires_inlock(&faults[i]))
-      out = true;
-  pthread_mutex_unlock(&faults_lock);
-  return out;
+  return token_fault_fires(FK_TOKEN_REVOKE);
 }
 
 int faults_token_ttl(void)
