@@ -794,6 +794,7 @@ struct get_keys_job {
   kv_rc *rcs;
   pthread_mutex_t lock;
   size_t next;
+  long fail_status; /* HTTP status of the first failed fetch (statuses are per thread) */
 };
 
 static void *get_keys_worker(void *arg)
@@ -807,6 +808,13 @@ static void *get_keys_worker(void *arg)
     if (i >= j->n)
       break;
     j->rcs[i] = kv_get_key(j->cl, j->names[i], j->versions ? j->versions[i] : NULL, &j->out[i]);
+    if (j->rcs[i] != KV_OK) {
+      long st = kv_last_http_status();
+      pthread_mutex_lock(&j->lock);
+      if (!j->fail_status)
+        j->fail_status = st;
+      pthread_mutex_unlock(&j->lock);
+    }
   }
   return NULL;
 }
@@ -816,7 +824,7 @@ kv_rc kv_get_keys(struct kv_client *cl, const char *const *names, const char *co
 {
   pthread_t th[GET_KEYS_THREADS];
   size_t nth = n < GET_KEYS_THREADS ? n : GET_KEYS_THREADS, started = 0;
-  struct get_keys_job job = {cl, names, versions, n, out, rcs, PTHREAD_MUTEX_INITIALIZER, 0};
+  struct get_keys_job job = {cl, names, versions, n, out, rcs, PTHREAD_MUTEX_INITIALIZER, 0, 0};
   kv_rc rc = KV_OK;
   if (!cl || (!names && n) || (!out && n) || (!rcs && n))
     return KV_E_INVALID;
@@ -838,5 +846,8 @@ kv_rc kv_get_keys(struct kv_client *cl, const char *const *names, const char *co
   for (size_t i = 0; i < n; i++)
     if (rcs[i] != KV_OK && rc == KV_OK)
       rc = rcs[i];
+  /* The caller's ulDeviceError must reflect a failure seen by a worker thread. */
+  if (rc != KV_OK)
+    kv_set_last_http_status(job.fail_status);
   return rc;
 }

@@ -552,6 +552,8 @@ static void test_get_keys_concurrent(void **state)
   (void)state;
   fake.handler = keys_handler;
   assert_int_equal(kv_get_keys(cl, names, NULL, 5, out, rcs), KV_E_NOT_FOUND);
+  /* Whichever thread fetched "missing", the caller sees its status. */
+  assert_int_equal(kv_last_http_status(), 404);
   for (int i = 0; i < 5; i++) {
     if (i == 2) {
       assert_int_equal(rcs[i], KV_E_NOT_FOUND);
