@@ -13,7 +13,10 @@
  * Then parent and child sign at the same time, and the parent signs again after the child exited.
  * Every signature is verified.
  *
- * Environment: AKV_MODULE, EMU_VAULT_URL, REL_EC_LABEL, REL_EC_PUB. */
+ * The emulator's connection counter for the vault grows during that phase too.
+ *
+ * Environment: AKV_MODULE, EMU_VAULT_URL, EMU_VAULT_NAME, EMU_STATS, EMU_CA, REL_EC_LABEL,
+ * REL_EC_PUB. */
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
@@ -306,6 +309,7 @@ int main(int argc, char **argv)
   struct child_report rep;
   struct parent_signer ps;
   int64_t t_end;
+  long conns_before, conns_after;
 
   if(argc != 3) {
     fprintf(stderr, "usage: fork_test CONFIG ROUNDS\n");
@@ -331,6 +335,7 @@ int main(int argc, char **argv)
   t_check(ok == g.rounds, "parent before fork: %ld/%ld signatures verified (%ld failed, %ld bad)",
           ok, g.rounds, fail, bad);
 
+  conns_before = rel_emu_connections(rel_env("EMU_VAULT_NAME"));
   if(pipe(up) != 0 || pipe(down) != 0)
     return 1;
   fflush(stdout);
@@ -377,6 +382,10 @@ int main(int argc, char **argv)
           "not)", rep.n_inherited_no_cloexec);
   t_check(rep.n_new_to_vault > 0, "the child signed over its own new connection(s) to the vault "
           "(%d)", rep.n_new_to_vault);
+  conns_after = rel_emu_connections(rel_env("EMU_VAULT_NAME"));
+  t_check(conns_before >= 0 && conns_after > conns_before, "the vault (emulator stats) accepted "
+          "new connections while only the child was active (%ld -> %ld)", conns_before,
+          conns_after);
 
   /* Phase 2: both sign at the same time. */
   memset(&ps, 0, sizeof(ps));

@@ -148,21 +148,17 @@ static size_t grow_cb(char *p, size_t size, size_t n, void *u)
   return len;
 }
 
-int rel_emu_faults_fired(long *fired, size_t n)
+/* GET url (TLS verified against $EMU_CA) parsed as JSON; NULL with a note on error. */
+static cJSON *get_json(const char *url)
 {
-  const char *control = rel_env("EMU_CONTROL");
   const char *ca = getenv("EMU_CA");
-  char url[1024];
   long code = 0;
   struct grow *g = calloc(1, sizeof(*g));
   cJSON *doc = NULL;
-  const cJSON *arr, *it;
   CURLcode cc = CURLE_FAILED_INIT;
   CURL *h = curl_easy_init();
-  int count = -1;
   if(!h || !g)
     goto out;
-  snprintf(url, sizeof(url), "%s/faults", control);
   curl_easy_setopt(h, CURLOPT_URL, url);
   curl_easy_setopt(h, CURLOPT_TIMEOUT, 10L);
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -178,6 +174,23 @@ int rel_emu_faults_fired(long *fired, size_t n)
     goto out;
   }
   doc = cJSON_Parse(g->buf);
+  if(!doc)
+    t_note("GET %s: not JSON", url);
+out:
+  free(g);
+  if(h)
+    curl_easy_cleanup(h);
+  return doc;
+}
+
+int rel_emu_faults_fired(long *fired, size_t n)
+{
+  char url[1024];
+  cJSON *doc;
+  const cJSON *arr, *it;
+  int count = -1;
+  snprintf(url, sizeof(url), "%s/faults", rel_env("EMU_CONTROL"));
+  doc = get_json(url);
   arr = cJSON_GetObjectItemCaseSensitive(doc, "faults");
   if(!cJSON_IsArray(arr)) {
     t_note("GET %s: no \"faults\" array", url);
@@ -193,10 +206,20 @@ int rel_emu_faults_fired(long *fired, size_t n)
   }
 out:
   cJSON_Delete(doc);
-  free(g);
-  if(h)
-    curl_easy_cleanup(h);
   return count;
+}
+
+long rel_emu_connections(const char *listener)
+{
+  cJSON *doc = get_json(rel_env("EMU_STATS"));
+  const cJSON *by = cJSON_GetObjectItemCaseSensitive(doc, "connections_by_listener");
+  const cJSON *l = cJSON_GetObjectItemCaseSensitive(by, listener);
+  const cJSON *t = cJSON_GetObjectItemCaseSensitive(l, "total");
+  long v = cJSON_IsNumber(t) ? (long)t->valuedouble : -1;
+  if(v < 0)
+    t_note("the emulator's stats have no connections_by_listener.%s.total", listener);
+  cJSON_Delete(doc);
+  return v;
 }
 
 EVP_PKEY *rel_pubkey_load(const char *path)

@@ -35,6 +35,9 @@ int rel_emu_faults(const char *spec);
  * returns the number of items, or -1 with a note. */
 int rel_emu_faults_fired(long *fired, size_t n);
 
+/* connections_by_listener[listener].total from the emulator's $EMU_STATS (-1 with a note). */
+long rel_emu_connections(const char *listener);
+
 /* Public key from a DER SubjectPublicKeyInfo file (NULL with a note). */
 EVP_PKEY *rel_pubkey_load(const char *path);
 

@@ -3,6 +3,10 @@
 # the module complete with 0 failures and every signature verifies; with a fault on every request,
 # every call returns CKR_DEVICE_ERROR within the deadline + 1 s. `--long` = 8 x 200 per kind
 # (the CI default is 8 x 50). See docs/reliability.md.
+# Token expiry: the first request of the phase revokes every token issued so far (the module's
+# cached one dies: 401, one refresh, one retry), and tokens issued afterwards live 2 s, so they
+# really expire during the phase (60 ms latency per request stretches it past 2 s). Both are
+# deterministic: a fresh token is never refused.
 . "$(dirname "$0")/../integration/lib.sh"
 . "$(dirname "$0")/rel_lib.sh"
 need_tool jq curl openssl
@@ -28,6 +32,7 @@ FT=$(rel_prog fault_test)
 section "transient faults: $THREADS threads x $COUNT signatures each, 0 failures, all verified"
 rel_run_counted "fault_test ok: every fault kind" "$FT" ok "$WORK/ok.json" "$THREADS" "$COUNT" \
   "429-retry-after=429:1@5" \
+  "429-retry-after-http-date=429-date:1@5" \
   "429-without-retry-after=429-noretry@5" \
   "503=503@3" \
   "500-502-504=500@4,502@5,504@6" \
@@ -35,7 +40,7 @@ rel_run_counted "fault_test ok: every fault kind" "$FT" ok "$WORK/ok.json" "$THR
   "truncated-bodies=truncate@4" \
   "latency-spikes=latency:400@5" \
   "latency-spikes-past-the-request-timeout=latency:3000@10" \
-  "token-expiry=token-expired@100#2,token-ttl:2"
+  "token-expiry=token-revoke@1#1,token-ttl:2,latency:60"
 
 section "persistent faults: every call CKR_DEVICE_ERROR within deadline (3 s) + 1 s"
 rel_run_counted "fault_test fail: every persistent fault" "$FT" fail "$WORK/fail.json" "$THREADS" 2 3000 \
