@@ -5,6 +5,7 @@
  * over to the next snapshot, so their public key material and fetched values survive refreshes.
  * Also the process-wide handle registry (handles stable per identity). */
 #include <fnmatch.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +15,15 @@
 #include "cache_file.h"
 #include "module.h"
 #include "object.h"
+#include "util/b64.h" /* LIFECYCLE: chains */
 #include "util/log.h"
+
+#include <limits.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/pkcs12.h>
+#include <openssl/x509.h>
 
 #define MAX_CACHED_SECRETS 256
 /* A failed refresh is not retried for this long while the stale snapshot is served. */
@@ -488,6 +497,9 @@ out:
   return rv;
 }
 
+/* LIFECYCLE: chain certificates from the certificate's secret (defined at the end). */
+static CK_RV add_chain(struct build *b, const struct kv_cert *cert, const char *src);
+
 static CK_RV add_cert(struct build *b, const char *name)
 {
   struct kv_cert *cert = NULL;
@@ -516,6 +528,9 @@ static CK_RV add_cert(struct build *b, const char *name)
   }
   if (rv == CKR_OK)
     rv = push(b, obj);
+  /* LIFECYCLE: intermediates carried in the certificate's secret, when the slot reads secrets. */
+  if (rv == CKR_OK && (b->sc->objects & AKV_OBJ_SECRETS))
+    rv = add_chain(b, cert, src);
 out:
   kv_cert_free(cert);
   return rv;
@@ -887,3 +902,119 @@ out:
   }
   return rv;
 }
+
+/* LIFECYCLE: certificate chains. The certificate's secret (same name and version) holds the leaf,
+ * the chain and, for exportable certificates, the private key, as PEM or as base64 PKCS#12 without
+ * a password. Reading it needs secrets/get, so it happens only on slots that show secrets. The
+ * certificates other than the leaf become CKO_CERTIFICATE objects labelled NAME-chain-N, with the
+ * leaf's source and times (they are carried over and dropped with it). Any failure leaves the
+ * chain out with a warning: it never fails the listing. */
+static STACK_OF(X509) *chain_certs(const struct kv_secret *sec)
+{
+  STACK_OF(X509) *out = sk_X509_new_null();
+  BIO *bio = NULL;
+  X509 *x = NULL;
+  PKCS12 *p12 = NULL;
+  EVP_PKEY *pkey = NULL;
+  unsigned char *der = NULL;
+  const unsigned char *p;
+  size_t der_len = 0;
+
+  if (!out || !sec->value || sec->value_len > INT_MAX)
+    goto fail;
+  if (sec->content_type && strcmp(sec->content_type, "application/x-pkcs12") == 0) {
+    if (akv_b64_decode((const char *)sec->value, sec->value_len, &der, &der_len) != 0 ||
+        der_len > LONG_MAX)
+      goto fail;
+    p = der;
+    p12 = d2i_PKCS12(NULL, &p, (long)der_len);
+    /* The vault's PFX has no password (AZURE-API §5.2); the private key is freed at once. */
+    if (!p12 || (!PKCS12_parse(p12, "", &pkey, &x, &out) && !PKCS12_parse(p12, NULL, &pkey, &x, &out)))
+      goto fail;
+  } else {
+    bio = BIO_new_mem_buf(sec->value, (int)sec->value_len);
+    if (!bio)
+      goto fail;
+    /* Every CERTIFICATE block in order; the key block is skipped by the reader. */
+    while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+      if (!sk_X509_push(out, x))
+        goto fail;
+      x = NULL;
+    }
+    ERR_clear_error();
+  }
+  goto done;
+fail:
+  sk_X509_pop_free(out, X509_free);
+  out = NULL;
+done:
+  X509_free(x);
+  EVP_PKEY_free(pkey);
+  PKCS12_free(p12);
+  BIO_free(bio);
+  if (der) {
+    OPENSSL_cleanse(der, der_len);
+    free(der);
+  }
+  return out;
+}
+
+static CK_RV add_chain(struct build *b, const struct kv_cert *cert, const char *src)
+{
+  struct kv_secret *sec = NULL;
+  STACK_OF(X509) *chain = NULL;
+  struct kv_cert c;
+  char id[2200], label[200];
+  unsigned char *der = NULL;
+  struct akv_object *obj = NULL;
+  int i, n = 0, len;
+  kv_rc rc;
+  CK_RV rv = CKR_OK;
+
+  rc = kv_get_secret(b->slot->client, cert->name, cert->version, &sec);
+  if (rc != KV_OK) {
+    akv_warn(AKV_LOGC_CACHE, "certificate %s: its secret is not readable (%s): no chain",
+             cert->name, kv_rc_str(rc));
+    return rc == KV_E_NOMEM ? CKR_HOST_MEMORY : CKR_OK;
+  }
+  chain = chain_certs(sec);
+  kv_secret_free(sec); /* wipes the value, which may hold the private key */
+  if (!chain) {
+    akv_warn(AKV_LOGC_CACHE, "certificate %s: its secret is neither PEM nor a PKCS#12 without "
+             "password: no chain", cert->name);
+    return CKR_OK;
+  }
+  for (i = 0; i < sk_X509_num(chain) && rv == CKR_OK; i++) {
+    len = i2d_X509(sk_X509_value(chain, i), &der);
+    if (len <= 0)
+      continue;
+    if ((size_t)len == cert->der_len && memcmp(der, cert->der, cert->der_len) == 0) {
+      OPENSSL_free(der);
+      der = NULL;
+      continue; /* the leaf */
+    }
+    n++;
+    snprintf(id, sizeof(id), "%s#chain-%d", cert->id, n);
+    snprintf(label, sizeof(label), "%s-chain-%d", cert->name, n);
+    memset(&c, 0, sizeof(c));
+    c.id = id;
+    c.name = label;
+    c.version = cert->version;
+    c.der = der;
+    c.der_len = (size_t)len;
+    c.attrs.created = cert->attrs.created;
+    c.attrs.updated = cert->attrs.updated;
+    rv = akv_object_from_cert(b->slot, &c, src, &obj);
+    OPENSSL_free(der);
+    der = NULL;
+    if (rv == CKR_DEVICE_ERROR) {
+      rv = CKR_OK;
+      continue;
+    }
+    if (rv == CKR_OK)
+      rv = push(b, obj);
+  }
+  sk_X509_pop_free(chain, X509_free);
+  return rv;
+}
+
