@@ -424,8 +424,9 @@ CK_RV akv_session_fail(struct akv_session *s, kv_rc rc)
 {
   long status = kv_last_http_status();
 
-  if (status > 0)
-    s->device_error = (CK_ULONG)status;
+  /* The status of this failure, 0 when no HTTP response arrived (network, timeout): a stale status
+   * of an earlier failure would tell the operator the wrong story (DESIGN §4). */
+  s->device_error = status > 0 ? (CK_ULONG)status : 0;
   /* A key the cache knew answered 404: drop the listing so the next lookup refreshes it. */
   if (rc == KV_E_NOT_FOUND)
     akv_slot_invalidate(s->slot);
