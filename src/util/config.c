@@ -93,6 +93,7 @@ struct cfg_ctx {
   int failed;
   int inline_secret;      /* the document itself holds a secret */
   char secret_field[256];
+  int allow_no_slots;     /* no configuration anywhere: a module with zero slots */
 };
 
 static int cfg_fail(struct cfg_ctx *c, const char *field, const char *fmt, ...)
@@ -1186,7 +1187,7 @@ static int finish(struct cfg_ctx *c, struct akv_config *cfg, struct parse_state 
     return -1;
   if (cfg->n_slots == 0 && slots_from_env(c, cfg, ps))
     return -1;
-  if (cfg->n_slots == 0)
+  if (cfg->n_slots == 0 && !c->allow_no_slots)
     return cfg_fail(c, "slots",
                     "no vault configured; fix: add \"slots\": [{\"url\": "
                     "\"https://NAME.vault.azure.net\"}] or set AKV_PKCS11_VAULT_URL");
@@ -1236,10 +1237,14 @@ static int finish(struct cfg_ctx *c, struct akv_config *cfg, struct parse_state 
   return 0;
 }
 
+/* The "file" of a module that found no configuration anywhere. */
+static const char no_config_path[] = "(no configuration found)";
+
 static int parse_doc(const char *json, size_t len, const char *path, int check_inline_perm,
                      const struct stat *st, struct akv_config **out, char *err, size_t errlen)
 {
-  struct cfg_ctx c = {path ? path : "(inline configuration)", err, errlen, 0, 0, ""};
+  struct cfg_ctx c = {path ? path : "(inline configuration)", err, errlen, 0, 0, "",
+                      path == no_config_path};
   struct parse_state ps = {NULL};
   struct akv_config *cfg = calloc(1, sizeof(*cfg));
   cJSON *doc = NULL;
@@ -1352,13 +1357,15 @@ int akv_config_load(const char *reserved, struct akv_config **out, char *err, si
   if (stat("/etc/akv-pkcs11/config.json", &st) == 0)
     return load_file("/etc/akv-pkcs11/config.json", out, err, errlen);
   if (!env_nonempty("AKV_PKCS11_VAULT_URL")) {
-    snprintf(err, errlen,
-             "no configuration found (looked at AKV_PKCS11_CONFIG, %s, "
-             "/etc/akv-pkcs11/config.json); fix: set AKV_PKCS11_VAULT_URL=https://NAME.vault.azure.net "
+    /* A module installed system-wide is loaded by p11-kit into every program: with no
+     * configuration anywhere it offers zero slots instead of failing them all. Said at INFO, as
+     * most of those programs never meant to use it. */
+    akv_info(AKV_LOGC_CONF,
+             "no configuration found (looked at AKV_PKCS11_CONFIG, %s, /etc/akv-pkcs11/config.json, "
+             "AKV_PKCS11_VAULT_URL): no slots; fix: set AKV_PKCS11_VAULT_URL=https://NAME.vault.azure.net "
              "or AKV_PKCS11_CONFIG=/path/to/config.json",
              path[0] ? path : "~/.config/akv-pkcs11/config.json");
-    akv_warn(AKV_LOGC_CONF, "%s", err);
-    return -1;
+    return parse_doc(NULL, 0, no_config_path, 0, NULL, out, err, errlen);
   }
   return parse_doc(NULL, 0, "(environment)", 0, NULL, out, err, errlen);
 }
