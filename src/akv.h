@@ -53,6 +53,9 @@ CK_RV akv_rv_object(kv_rc rc);
 /* As akv_rv, for listings (object searches): KV_E_NOT_FOUND -> CKR_DEVICE_ERROR. */
 CK_RV akv_rv_listing(kv_rc rc);
 const char *akv_rv_name(CK_RV rv);
+/* The CK_RV name of a kv_rc name ("KV_E_FORBIDDEN" -> "CKR_DEVICE_ERROR"), NULL if unknown;
+ * registered with the audit trail. */
+const char *akv_rv_outcome_name(const char *outcome);
 
 /* ---- slots --------------------------------------------------------------------------------- */
 

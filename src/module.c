@@ -281,6 +281,7 @@ CK_RV akv_module_initialize(CK_VOID_PTR init_args)
     rv = CKR_GENERAL_ERROR;
     goto fail;
   }
+  akv_audit_set_outcome_mapper(akv_rv_outcome_name);
 
   /* Mutex callbacks without CKF_OS_LOCKING_OK: the module lock must be the application's. */
   if (a && a->CreateMutex && !(a->flags & CKF_OS_LOCKING_OK)) {

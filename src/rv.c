@@ -1,4 +1,5 @@
 /* The one translation from backend errors (kv_rc) to CK_RV, and CKR names for traces. */
+#include <string.h>
 #include "akv.h"
 
 CK_RV akv_rv(kv_rc rc)
@@ -156,4 +157,13 @@ const char *akv_rv_name(CK_RV rv)
       return rv_names[i].name;
   }
   return (rv & CKR_VENDOR_DEFINED) ? "CKR_VENDOR_DEFINED" : "CKR_(unknown)";
+}
+
+/* For the audit trail: the CK_RV name the generic mapping gives to an outcome (a kv_rc name). */
+const char *akv_rv_outcome_name(const char *outcome)
+{
+  for (int rc = KV_OK; rc <= KV_E_UNSUPPORTED; rc++)
+    if (strcmp(kv_rc_str((kv_rc)rc), outcome) == 0)
+      return akv_rv_name(akv_rv((kv_rc)rc));
+  return NULL;
 }

@@ -57,8 +57,33 @@ static int add_opt(cJSON *o, const char *k, const char *v)
   return cJSON_AddStringToObject(o, k, v) != NULL;
 }
 
+static const char *(*outcome_mapper)(const char *outcome);
+
+void akv_audit_set_outcome_mapper(const char *(*fn)(const char *outcome))
+{
+  pthread_mutex_lock(&audit_lock);
+  outcome_mapper = fn;
+  pthread_mutex_unlock(&audit_lock);
+}
+
+/* The object's identifier as the service writes it: {vault}/{keys|secrets|certificates}/{name}[/{version}]. */
+static int add_kid(cJSON *o, const struct akv_audit_event *ev)
+{
+  char kid[1024];
+  const char *dot = ev->operation ? strchr(ev->operation, '.') : NULL;
+  int n;
+  if (!ev->vault || !ev->name || !dot)
+    return cJSON_AddNullToObject(o, "kid") != NULL;
+  n = snprintf(kid, sizeof(kid), "%s/%.*s/%s%s%s", ev->vault, (int)(dot - ev->operation),
+               ev->operation, ev->name, ev->version ? "/" : "", ev->version ? ev->version : "");
+  if (n < 0 || (size_t)n >= sizeof(kid))
+    return cJSON_AddNullToObject(o, "kid") != NULL;
+  return cJSON_AddStringToObject(o, "kid", kid) != NULL;
+}
+
 void akv_audit_record(const struct akv_audit_event *ev)
 {
+  const char *(*mapper)(const char *);
   cJSON *o = NULL;
   char *line = NULL;
   char ts[96];
@@ -67,16 +92,21 @@ void akv_audit_record(const struct akv_audit_event *ev)
   size_t len;
   if (!ev || !akv_audit_enabled())
     return;
+  pthread_mutex_lock(&audit_lock);
+  mapper = outcome_mapper;
+  pthread_mutex_unlock(&audit_lock);
   clock_gettime(CLOCK_REALTIME, &now);
   gmtime_r(&now.tv_sec, &tm);
   snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
            tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000);
   o = cJSON_CreateObject();
   if (!o || !cJSON_AddStringToObject(o, "time", ts) ||
-      !cJSON_AddNumberToObject(o, "pid", (double)getpid()) || !add_opt(o, "vault", ev->vault) ||
-      !add_opt(o, "operation", ev->operation) || !add_opt(o, "name", ev->name) ||
+      !cJSON_AddNumberToObject(o, "pid", (double)getpid()) ||
+      !add_opt(o, "process", program_invocation_short_name) || !add_opt(o, "vault", ev->vault) ||
+      !add_opt(o, "operation", ev->operation) || !add_kid(o, ev) || !add_opt(o, "name", ev->name) ||
       !add_opt(o, "version", ev->version) || !add_opt(o, "alg", ev->alg) ||
       !add_opt(o, "outcome", ev->outcome) ||
+      !add_opt(o, "ck_rv", mapper && ev->outcome ? mapper(ev->outcome) : NULL) ||
       !cJSON_AddNumberToObject(o, "http_status", (double)ev->http_status) ||
       !cJSON_AddNumberToObject(o, "latency_ms", (double)ev->latency_ms) ||
       !add_opt(o, "client_request_id", ev->client_request_id) ||

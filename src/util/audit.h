@@ -22,6 +22,9 @@ struct akv_audit_event {
 int akv_audit_open(const char *path);
 void akv_audit_close(void);
 int akv_audit_enabled(void);
+/* The layer that owns CK_RV registers how an outcome (a kv_rc name) reads as a CK_RV name; the
+ * backend itself knows no CK_RV. NULL unregisters. */
+void akv_audit_set_outcome_mapper(const char *(*fn)(const char *outcome));
 /* Writes one line; a no-op when no audit file is open. */
 void akv_audit_record(const struct akv_audit_event *ev);
 

@@ -26,15 +26,18 @@ check "read the secret value" p11tool_m --read-object --type data --label dbpass
 check "audit file exists" test -s "$AUDIT"
 check_eq "audit file mode is 0600" "$(stat -c %a "$AUDIT")" 600
 check "every line is one JSON object" jq -e -s 'length > 0 and all(type == "object")' "$AUDIT"
-check "every line has the schema's fields" jq -e -s 'all(has("time") and has("pid") and has("vault")
+check "every line has the schema's fields" jq -e -s 'all(has("time") and has("pid") and has("process")
+  and has("kid") and has("ck_rv") and has("vault")
   and has("operation") and has("name") and has("version") and has("alg") and has("outcome")
   and has("http_status") and has("latency_ms") and has("client_request_id") and has("request_id"))' "$AUDIT"
 check "the sign is recorded with its key, version, alg and request ids" jq -e -s --arg v "$EMU_VAULT_URL" '
   [.[] | select(.operation == "keys.sign")] | length == 1 and
   (.[0] | .name == "signer" and (.version | test("^[0-9a-f]{32}$")) and .alg == "RS256" and
-   .outcome == "KV_OK" and .http_status == 200 and .vault == $v and
+   .outcome == "KV_OK" and .ck_rv == "CKR_OK" and .http_status == 200 and .vault == $v and
+   .process == "pkcs11-tool" and .kid == ($v + "/keys/signer/" + .version) and
    (.client_request_id | test("^[0-9a-f-]{36}$")) and (.request_id | length > 0))' "$AUDIT"
-check "the listing is recorded" jq -e -s '[.[] | select(.operation == "keys.list")] | length >= 1' "$AUDIT"
+check "the listing is recorded without a kid" jq -e -s \
+  '[.[] | select(.operation == "keys.list")] | length >= 1 and all(.kid == null)' "$AUDIT"
 check "the secret read is recorded by name" jq -e -s \
   '[.[] | select(.operation == "secrets.get" and .name == "dbpass" and .outcome == "KV_OK")] | length == 1' "$AUDIT"
 check "pids are this run's consumers" jq -e -s 'all(.pid > 1)' "$AUDIT"
@@ -55,7 +58,8 @@ check_fails "signing fails while the vault answers 503" \
 emu_faults "" || fail "clearing faults"
 check "every failed sign is audited with its outcome and status" jq -e -s --argjson n "$before" '
   .[$n:] | [.[] | select(.operation == "keys.sign")] | length >= 1 and
-  all(.outcome == "KV_E_SERVER" and .http_status == 503 and .name == "signer")' "$AUDIT"
+  all(.outcome == "KV_E_SERVER" and .ck_rv == "CKR_DEVICE_ERROR" and .http_status == 503 and
+      .name == "signer")' "$AUDIT"
 
 section "an audit file that cannot be opened fails C_Initialize"
 module_config "$WORK/bad.json" '{}' '{"audit_file": "/nonexistent-dir/audit.jsonl"}'

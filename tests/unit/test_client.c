@@ -597,8 +597,11 @@ static void test_audit_lines(void **state)
   assert_non_null(strstr(buf, "\"request_id\":\"srv-req-1\""));
   assert_non_null(strstr(buf, "\"client_request_id\":\""));
   assert_non_null(strstr(buf, "\"vault\":\"" VAULT "\""));
-  assert_non_null(strstr(buf, "\"operation\":\"keys.get\",\"name\":\"gone\""));
-  assert_non_null(strstr(buf, "\"outcome\":\"KV_E_NOT_FOUND\",\"http_status\":404"));
+  assert_non_null(
+      strstr(buf, "\"operation\":\"keys.get\",\"kid\":\"" VAULT "/keys/gone\",\"name\":\"gone\""));
+  /* No CK_RV without the module's mapper registered. */
+  assert_non_null(strstr(buf, "\"outcome\":\"KV_E_NOT_FOUND\",\"ck_rv\":null,\"http_status\":404"));
+  assert_non_null(strstr(buf, "\"process\":\"test_client\""));
   assert_null(strstr(buf, "tok-"));
   assert_null(strstr(buf, "AAAA"));
   assert_int_equal(strchr(strchr(buf, '\n') + 1, '\n') - buf, (long)n - 1); /* two lines */
