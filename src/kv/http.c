@@ -29,7 +29,7 @@ struct kv_http {
   CURLSH *share;
   pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
   pthread_mutex_t pool_lock;
-  CURL **pool;
+  struct slot **pool;
   size_t n_pool;
   struct kv_http_transport transport;
 };
@@ -291,6 +291,21 @@ struct xfer {
   int too_big;
 };
 
+/* A pooled easy handle. The options that never change for a given profile (TLS, callbacks,
+ * proxy, share, verbosity) are set once; a request only sets what is its own (URL, method, body,
+ * headers, timeouts). curl_easy_reset plus the full option set on every request cost more client
+ * CPU than the rest of the module's sign path. */
+struct slot {
+  CURL *h;
+  unsigned profile; /* PROFILE_* bits the handle is configured for; 0 = needs a full setup */
+  struct xfer x;
+  char errbuf[CURL_ERROR_SIZE];
+};
+
+#define PROFILE_SET 1u
+#define PROFILE_HTTP 2u  /* plain http allowed (identity endpoints), never proxied */
+#define PROFILE_DEBUG 4u /* header tracing on */
+
 static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userp)
 {
   struct xfer *x = userp;
@@ -422,38 +437,41 @@ static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *
   return 0;
 }
 
-static void slist_free_wiped(struct curl_slist *l)
+static void slot_free(struct slot *sl)
 {
-  for (struct curl_slist *p = l; p; p = p->next)
-    if (p->data)
-      OPENSSL_cleanse(p->data, strlen(p->data));
-  curl_slist_free_all(l);
+  if (!sl)
+    return;
+  if (sl->h)
+    curl_easy_cleanup(sl->h);
+  free(sl);
 }
 
-static CURL *pool_get(struct kv_http *http)
+static struct slot *pool_get(struct kv_http *http)
 {
-  CURL *h = NULL;
+  struct slot *sl = NULL;
   pthread_mutex_lock(&http->pool_lock);
   if (http->n_pool)
-    h = http->pool[--http->n_pool];
+    sl = http->pool[--http->n_pool];
   pthread_mutex_unlock(&http->pool_lock);
-  if (h)
-    curl_easy_reset(h); /* keeps live connections and caches, drops per-request options */
-  else
-    h = curl_easy_init();
-  return h;
+  if (sl)
+    return sl; /* keeps live connections, caches and the options of its profile */
+  sl = calloc(1, sizeof(*sl));
+  if (sl && !(sl->h = curl_easy_init())) {
+    free(sl);
+    sl = NULL;
+  }
+  return sl;
 }
 
-static void pool_put(struct kv_http *http, CURL *h)
+static void pool_put(struct kv_http *http, struct slot *sl)
 {
   pthread_mutex_lock(&http->pool_lock);
   if (http->n_pool < http->opts.pool_size) {
-    http->pool[http->n_pool++] = h;
-    h = NULL;
+    http->pool[http->n_pool++] = sl;
+    sl = NULL;
   }
   pthread_mutex_unlock(&http->pool_lock);
-  if (h)
-    curl_easy_cleanup(h);
+  slot_free(sl);
 }
 
 /* Sockets are close-on-exec: a host that forks and execs must not leak vault connections into
@@ -507,24 +525,6 @@ static kv_rc map_curl_error(CURLcode cc, struct kv_http_attempt *a, const struct
   }
 }
 
-static kv_rc curl_perform(void *ctx, struct kv_http_attempt *a, struct kv_http_response *resp)
-{
-  struct kv_http *http = ctx;
-  const struct kv_http_request *req = a->req;
-  CURL *h = NULL;
-  struct curl_slist *hdrs = NULL, *tmp;
-  struct xfer x = {resp, 0};
-  char line[128];
-  char errbuf[CURL_ERROR_SIZE];
-  char *auth = NULL;
-  CURLcode cc;
-  kv_rc rc = KV_E_NOMEM;
-  long low_time;
-
-  h = pool_get(http);
-  if (!h)
-    goto out;
-  errbuf[0] = '\0';
 #define SETOPT(o, v)                                                                               \
   do {                                                                                             \
     if (curl_easy_setopt(h, o, v) != CURLE_OK) {                                                   \
@@ -533,9 +533,18 @@ static kv_rc curl_perform(void *ctx, struct kv_http_attempt *a, struct kv_http_r
       goto out;                                                                                    \
     }                                                                                              \
   } while (0)
+
+/* The options a handle keeps from one request to the next (see struct slot). */
+static kv_rc slot_configure(struct kv_http *http, struct slot *sl, unsigned profile)
+{
+  CURL *h = sl->h;
+  kv_rc rc = KV_E_INVALID;
+  if (sl->profile == profile)
+    return KV_OK;
+  sl->profile = 0;
+  curl_easy_reset(h); /* keeps live connections and caches, drops every option */
   SETOPT(CURLOPT_SHARE, http->share);
-  SETOPT(CURLOPT_URL, req->url);
-  SETOPT(CURLOPT_PROTOCOLS_STR, req->allow_http ? "http,https" : "https");
+  SETOPT(CURLOPT_PROTOCOLS_STR, (profile & PROFILE_HTTP) ? "http,https" : "https");
   SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, "https");
   SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
   SETOPT(CURLOPT_NOSIGNAL, 1L);
@@ -545,80 +554,125 @@ static kv_rc curl_perform(void *ctx, struct kv_http_attempt *a, struct kv_http_r
   SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
   SETOPT(CURLOPT_MAXCONNECTS, (long)http->opts.pool_size);
   SETOPT(CURLOPT_USERAGENT, USER_AGENT);
-  SETOPT(CURLOPT_ACCEPT_ENCODING, "");
-  SETOPT(CURLOPT_ERRORBUFFER, errbuf);
+  SETOPT(CURLOPT_ERRORBUFFER, sl->errbuf);
+  SETOPT(CURLOPT_LOW_SPEED_LIMIT, 64L);
+  SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
+  SETOPT(CURLOPT_WRITEDATA, &sl->x);
+  SETOPT(CURLOPT_HEADERFUNCTION, header_cb);
+  SETOPT(CURLOPT_HEADERDATA, &sl->x);
+  SETOPT(CURLOPT_SOCKOPTFUNCTION, sockopt_cb);
+  if (http->ca_file)
+    SETOPT(CURLOPT_CAINFO, http->ca_file);
+  if (profile & PROFILE_HTTP)
+    SETOPT(CURLOPT_NOPROXY, "*"); /* identity endpoints are local; never send them to a proxy */
+  else if (http->proxy)
+    SETOPT(CURLOPT_PROXY, http->proxy);
+  if (profile & PROFILE_DEBUG) {
+    SETOPT(CURLOPT_DEBUGFUNCTION, debug_cb);
+    SETOPT(CURLOPT_VERBOSE, 1L);
+  }
+  sl->profile = profile;
+  rc = KV_OK;
+out:
+  return rc;
+}
+
+/* Header list without allocations: curl only reads it during the transfer. */
+#define MAX_REQ_HEADERS 16
+
+static kv_rc curl_perform(void *ctx, struct kv_http_attempt *a, struct kv_http_response *resp)
+{
+  struct kv_http *http = ctx;
+  const struct kv_http_request *req = a->req;
+  struct slot *sl = NULL;
+  CURL *h = NULL;
+  struct curl_slist hdrs[MAX_REQ_HEADERS + 4];
+  size_t n_hdrs = 0;
+  char ctype[128], crid[128];
+  char *auth = NULL;
+  unsigned profile = PROFILE_SET;
+  CURLcode cc = CURLE_OK;
+  kv_rc rc = KV_E_NOMEM;
+  long low_time;
+  int is_get = strcmp(req->method, "GET") == 0;
+
+  if (req->n_headers > MAX_REQ_HEADERS) {
+    akv_err(AKV_LOGC_HTTP, "%s %s: %zu extra headers, at most %d", req->method, req->url,
+            req->n_headers, MAX_REQ_HEADERS);
+    return KV_E_INVALID;
+  }
+  sl = pool_get(http);
+  if (!sl)
+    goto out;
+  h = sl->h;
+  if (req->allow_http)
+    profile |= PROFILE_HTTP;
+  if (akv_log_enabled(AKV_LOG_DEBUG, AKV_LOGC_HTTP))
+    profile |= PROFILE_DEBUG;
+  if ((rc = slot_configure(http, sl, profile)) != KV_OK)
+    goto out;
+  sl->errbuf[0] = '\0';
+  sl->x.resp = resp;
+  sl->x.too_big = 0;
+  SETOPT(CURLOPT_URL, req->url);
+  /* Compression only where a response can be large (listings, GETs); sign/crypto replies are a
+   * few hundred bytes and content negotiation would only cost CPU. */
+  SETOPT(CURLOPT_ACCEPT_ENCODING, is_get ? "" : NULL);
   SETOPT(CURLOPT_TIMEOUT_MS, a->timeout_ms);
   SETOPT(CURLOPT_CONNECTTIMEOUT_MS, a->connect_timeout_ms);
   /* A server that drips bytes (or stalls mid-body) is cut off long before the request timeout. */
   low_time = a->timeout_ms / 3000;
-  SETOPT(CURLOPT_LOW_SPEED_LIMIT, 64L);
   SETOPT(CURLOPT_LOW_SPEED_TIME, low_time < 5 ? 5L : low_time);
   SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)a->max_response_bytes);
-  SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
-  SETOPT(CURLOPT_WRITEDATA, &x);
-  SETOPT(CURLOPT_HEADERFUNCTION, header_cb);
-  SETOPT(CURLOPT_HEADERDATA, &x);
-  SETOPT(CURLOPT_SOCKOPTFUNCTION, sockopt_cb);
-  if (http->ca_file)
-    SETOPT(CURLOPT_CAINFO, http->ca_file);
-  if (req->allow_http)
-    SETOPT(CURLOPT_NOPROXY, "*"); /* identity endpoints are local; never send them to a proxy */
-  else if (http->proxy)
-    SETOPT(CURLOPT_PROXY, http->proxy);
-  if (akv_log_enabled(AKV_LOG_DEBUG, AKV_LOGC_HTTP)) {
-    SETOPT(CURLOPT_DEBUGFUNCTION, debug_cb);
-    SETOPT(CURLOPT_VERBOSE, 1L);
-  }
-  if (strcmp(req->method, "GET") == 0) {
+  /* The handle keeps the previous request's method and body: set all of them every time. */
+  if (strcmp(req->method, "POST") == 0) {
+    SETOPT(CURLOPT_CUSTOMREQUEST, (char *)NULL);
+    SETOPT(CURLOPT_POST, 1L);
+    SETOPT(CURLOPT_POSTFIELDS, req->body ? req->body : "");
+    SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(req->body ? req->body_len : 0));
+  } else if (is_get || (!req->body && strcmp(req->method, "DELETE") == 0)) {
+    SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
+    SETOPT(CURLOPT_POSTFIELDS, (char *)NULL);
     SETOPT(CURLOPT_HTTPGET, 1L);
+    SETOPT(CURLOPT_CUSTOMREQUEST, is_get ? NULL : req->method);
   } else {
-    if (strcmp(req->method, "POST") == 0)
-      SETOPT(CURLOPT_POST, 1L);
-    else
-      SETOPT(CURLOPT_CUSTOMREQUEST, req->method);
-    if (req->body || strcmp(req->method, "DELETE") != 0) {
-      SETOPT(CURLOPT_POSTFIELDS, req->body ? req->body : "");
-      SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(req->body ? req->body_len : 0));
-    }
+    SETOPT(CURLOPT_CUSTOMREQUEST, req->method);
+    SETOPT(CURLOPT_POSTFIELDS, req->body ? req->body : "");
+    SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(req->body ? req->body_len : 0));
   }
   rc = KV_E_NOMEM;
-#define ADDHDR(s)                                                                                  \
-  do {                                                                                             \
-    tmp = curl_slist_append(hdrs, (s));                                                            \
-    if (!tmp)                                                                                      \
-      goto out;                                                                                    \
-    hdrs = tmp;                                                                                    \
-  } while (0)
-  ADDHDR("Accept: application/json");
-  ADDHDR("Expect:");
+  hdrs[n_hdrs++].data = "Accept: application/json";
+  hdrs[n_hdrs++].data = "Expect:";
   if (req->body) {
-    snprintf(line, sizeof(line), "Content-Type: %s",
+    snprintf(ctype, sizeof(ctype), "Content-Type: %s",
              req->content_type ? req->content_type : "application/json");
-    ADDHDR(line);
+    hdrs[n_hdrs++].data = ctype;
   }
-  snprintf(line, sizeof(line), "x-ms-client-request-id: %s", a->client_request_id);
-  ADDHDR(line);
+  snprintf(crid, sizeof(crid), "x-ms-client-request-id: %s", a->client_request_id);
+  hdrs[n_hdrs++].data = crid;
   for (size_t i = 0; i < req->n_headers; i++)
-    ADDHDR(req->headers[i]);
+    hdrs[n_hdrs++].data = (char *)req->headers[i];
   if (req->bearer) {
     size_t n = strlen(req->bearer) + sizeof("Authorization: Bearer ");
     auth = malloc(n);
     if (!auth)
       goto out;
     snprintf(auth, n, "Authorization: Bearer %s", req->bearer);
-    ADDHDR(auth);
+    hdrs[n_hdrs++].data = auth;
   }
+  for (size_t i = 0; i < n_hdrs; i++)
+    hdrs[i].next = i + 1 < n_hdrs ? &hdrs[i + 1] : NULL;
   SETOPT(CURLOPT_HTTPHEADER, hdrs);
 
   cc = curl_easy_perform(h);
   if (cc != CURLE_OK) {
-    rc = map_curl_error(cc, a, &x, h);
+    rc = map_curl_error(cc, a, &sl->x, h);
     if (rc == KV_E_PROTOCOL)
       akv_err(AKV_LOGC_HTTP, "%s %s: response larger than %zu bytes, transfer aborted",
               req->method, req->url, a->max_response_bytes);
     else
       akv_warn(AKV_LOGC_HTTP, "%s %s: %s (%s)", req->method, req->url, curl_easy_strerror(cc),
-               errbuf[0] ? errbuf : "no detail");
+               sl->errbuf[0] ? sl->errbuf : "no detail");
     goto out;
   }
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
@@ -628,15 +682,17 @@ out:
     OPENSSL_cleanse(auth, strlen(auth));
     free(auth);
   }
-  if (h) {
+  if (sl) {
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-    pool_put(http, h);
+    sl->x.resp = NULL;
+    if (rc != KV_OK && cc == CURLE_OK)
+      sl->profile = 0; /* an option failed: start from a clean handle next time */
+    pool_put(http, sl);
   }
-  slist_free_wiped(hdrs);
+  OPENSSL_cleanse(crid, sizeof(crid));
   return rc;
-#undef SETOPT
-#undef ADDHDR
 }
+#undef SETOPT
 
 /* ---- lifecycle --------------------------------------------------------------------------------- */
 
@@ -698,7 +754,7 @@ kv_rc kv_http_new(const struct kv_http_opts *opts, struct kv_http **out)
     if (!(http->allowed_hosts[i] = strdup(opts->allowed_hosts[i])))
       goto out;
   http->opts.allowed_hosts = (const char *const *)http->allowed_hosts;
-  http->pool = calloc(http->opts.pool_size, sizeof(CURL *));
+  http->pool = calloc(http->opts.pool_size, sizeof(*http->pool));
   if (!http->pool)
     goto out;
   http->share = curl_share_init();
@@ -728,7 +784,7 @@ void kv_http_free(struct kv_http *http)
   if (!http)
     return;
   for (size_t i = 0; i < http->n_pool; i++)
-    curl_easy_cleanup(http->pool[i]);
+    slot_free(http->pool[i]);
   free(http->pool);
   if (http->share)
     curl_share_cleanup(http->share);
