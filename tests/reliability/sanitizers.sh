@@ -3,8 +3,9 @@
 # stress suite and the backend unit tests there:
 #   ThreadSanitizer           -Db_sanitize=thread
 #   AddressSanitizer + UBSan  -Db_sanitize=address,undefined
-# Build dirs: $SAN_BUILD_ROOT/build-{tsan,asan} (default /tmp/akv-pkcs11-san, reused between runs
-# so a second run only rebuilds what changed). Only the needed targets are built (the model and
+# Build dirs: $SAN_BUILD_ROOT/build-{tsan,asan} (default /tmp/akv-pkcs11-san-<hash of SOURCE_ROOT>,
+# reused between runs of the same tree so a second run only rebuilds what changed; a meson build
+# dir belongs to one source tree, so two checkouts never share one). Only the needed targets are built (the model and
 # backend libraries, the linked stress test, the backend unit tests) to stay within a few minutes
 # on 2 cores. EMULATOR (the normal build's akv-emulator) serves the stress test: the emulator is
 # not what is under test. Any sanitizer report fails the run (halt_on_error / exitcode).
@@ -12,7 +13,8 @@
 set -Eeuo pipefail
 SRC=${1:?usage: sanitizers.sh SOURCE_ROOT [EMULATOR]}
 EMU=${2:-}
-ROOT=${SAN_BUILD_ROOT:-/tmp/akv-pkcs11-san}
+SRC=$(cd "$SRC" && pwd -P)
+ROOT=${SAN_BUILD_ROOT:-/tmp/akv-pkcs11-san-$(printf '%s' "$SRC" | sha256sum | cut -c1-12)}
 SUPP="$SRC/tests/reliability/lsan.supp"
 UNIT_TESTS=(b64 buf log config json jwk http token auth client error audit)
 
