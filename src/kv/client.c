@@ -92,8 +92,9 @@ char *kv_client_url(const struct kv_client *cl, const char *fmt, ...)
 
 /* ---- challenge ------------------------------------------------------------------------------------ */
 
-/* Extracts the value of param from a Bearer challenge (quoted or token); malloc'd or NULL. */
-static char *challenge_param(const char *hdr, const char *param)
+/* Extracts the value of param from a Bearer challenge (quoted or token); malloc'd or NULL.
+ * Declared in client.h for the fuzz target. */
+char *kv_challenge_param(const char *hdr, const char *param)
 {
   const char *p = hdr;
   size_t pl = strlen(param);
@@ -142,11 +143,11 @@ static kv_rc handle_challenge(struct kv_client *cl, const char *hdr)
     akv_warn(AKV_LOGC_AUTH, "%s: 401 without a Bearer challenge; refreshing the token", cl->url);
     return KV_OK;
   }
-  auth = challenge_param(hdr, "authorization");
+  auth = kv_challenge_param(hdr, "authorization");
   if (!auth)
-    auth = challenge_param(hdr, "authorization_uri");
-  resource = challenge_param(hdr, "resource");
-  scope = challenge_param(hdr, "scope");
+    auth = kv_challenge_param(hdr, "authorization_uri");
+  resource = kv_challenge_param(hdr, "resource");
+  scope = kv_challenge_param(hdr, "scope");
   if (!resource && scope) {
     size_t sl = strlen(scope);
     if (sl > 9 && strcmp(scope + sl - 9, "/.default") == 0)

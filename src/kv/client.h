@@ -40,4 +40,8 @@ const char *kv_client_vault(const struct kv_client *cl);
 /* Checks name (and version when not NULL) against the Key Vault alphabets; logs on failure. */
 kv_rc kv_check_name(const char *name, const char *version);
 
+/* Value of param (case-insensitive) in a WWW-Authenticate Bearer challenge, quoted or token;
+ * malloc'd, NULL when absent or 1024 bytes or longer. Internal (client.c), public for the fuzzer. */
+char *kv_challenge_param(const char *hdr, const char *param);
+
 #endif

@@ -174,6 +174,12 @@ kv_rc kv_key_from_jwk(const cJSON *jwk, struct kv_key **out)
         (rc = kv_json_b64url(jwk, "e", 1, 8, &k->e, &k->e_len)) != KV_OK)
       goto out;
     rc = KV_E_PROTOCOL;
+    /* A present but empty member ("e":"") decodes to 0 bytes; the checks below index the last
+     * byte (found by tests/fuzz). */
+    if (k->n_len == 0 || k->e_len == 0) {
+      akv_err(AKV_LOGC_KV, "JWK %s: empty RSA modulus or public exponent", k->name);
+      goto out;
+    }
     strip_zeros(k->n, &k->n_len);
     strip_zeros(k->e, &k->e_len);
     bn = BN_bin2bn(k->n, (int)k->n_len, NULL);

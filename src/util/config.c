@@ -317,7 +317,11 @@ static int get_integer(struct cfg_ctx *c, const cJSON *v, const struct field *f,
   if (check_type(c, v, cJSON_IsNumber(v), "an integer", path, f->example))
     return -1;
   d = v->valuedouble;
-  if (d != (double)(long long)d || d < (double)f->min || d > (double)f->max)
+  /* Range first (NaN fails it): converting a double outside long long's range is undefined
+   * (found by tests/fuzz). 2^63 bounds it since (double)LLONG_MAX rounds up to 2^63. */
+  if (!(d >= (double)f->min && d <= (double)f->max && d > -9223372036854775808.0 &&
+        d < 9223372036854775808.0) ||
+      d != (double)(long long)d)
     return cfg_fail(c, path, "expected an integer from %lld to %lld, got %g; fix: write it like %s",
                     f->min, f->max, d, f->example ? f->example : "");
   *out = (long long)d;
