@@ -15,6 +15,24 @@
   if (rv != CKR_OK)                                                                                \
     return AKV_P11_OUT(rv)
 
+/* BEGIN for the calls of an active operation: PKCS#11 2.40 §5.2 — a call that fails (other than
+ * CKR_BUFFER_TOO_SMALL) ends the operation, bad arguments included; the return values stay as
+ * BEGIN's. */
+#define BEGIN_OP(h, args_ok, kind)                                                                 \
+  struct akv_session *s = NULL;                                                                    \
+  CK_RV rv;                                                                                        \
+  AKV_P11_IN();                                                                                    \
+  rv = akv_p11_session((h), 1, &s);                                                                \
+  if (rv == CKR_OK && !(args_ok)) {                                                                \
+    akv_op_end(s, (kind));                                                                         \
+    akv_session_release(s);                                                                        \
+    rv = CKR_ARGUMENTS_BAD;                                                                        \
+  } else if (rv != CKR_OK && rv != CKR_CRYPTOKI_NOT_INITIALIZED && !(args_ok)) {                   \
+    rv = CKR_ARGUMENTS_BAD;                                                                        \
+  }                                                                                                \
+  if (rv != CKR_OK)                                                                                \
+    return AKV_P11_OUT(rv)
+
 #define END()                                                                                      \
   akv_session_release(s);                                                                          \
   return AKV_P11_OUT(rv)
@@ -59,7 +77,7 @@ CK_RV C_EncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE
 CK_RV C_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG data_len, CK_BYTE_PTR out,
                 CK_ULONG_PTR out_len)
 {
-  BEGIN(h, out_len && (data || !data_len));
+  BEGIN_OP(h, out_len && (data || !data_len), AKV_OP_ENCRYPT);
   rv = akv_encrypt(s, data, data_len, out, out_len);
   END();
 }
@@ -67,14 +85,14 @@ CK_RV C_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG data_len, CK_BYT
 CK_RV C_EncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG part_len, CK_BYTE_PTR out,
                       CK_ULONG_PTR out_len)
 {
-  BEGIN(h, out_len && (part || !part_len));
+  BEGIN_OP(h, out_len && (part || !part_len), AKV_OP_ENCRYPT);
   rv = akv_encrypt_update(s, part, part_len, out, out_len);
   END();
 }
 
 CK_RV C_EncryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
 {
-  BEGIN(h, out_len);
+  BEGIN_OP(h, out_len, AKV_OP_ENCRYPT);
   rv = akv_encrypt_final(s, out, out_len);
   END();
 }
@@ -89,7 +107,7 @@ CK_RV C_DecryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE
 CK_RV C_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG data_len, CK_BYTE_PTR out,
                 CK_ULONG_PTR out_len)
 {
-  BEGIN(h, out_len && (data || !data_len));
+  BEGIN_OP(h, out_len && (data || !data_len), AKV_OP_DECRYPT);
   rv = akv_decrypt(s, data, data_len, out, out_len);
   END();
 }
@@ -97,14 +115,14 @@ CK_RV C_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG data_len, CK_BYT
 CK_RV C_DecryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG part_len, CK_BYTE_PTR out,
                       CK_ULONG_PTR out_len)
 {
-  BEGIN(h, out_len && (part || !part_len));
+  BEGIN_OP(h, out_len && (part || !part_len), AKV_OP_DECRYPT);
   rv = akv_decrypt_update(s, part, part_len, out, out_len);
   END();
 }
 
 CK_RV C_DecryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
 {
-  BEGIN(h, out_len);
+  BEGIN_OP(h, out_len, AKV_OP_DECRYPT);
   rv = akv_decrypt_final(s, out, out_len);
   END();
 }
@@ -121,14 +139,14 @@ CK_RV C_DigestInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech)
 CK_RV C_Digest(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG data_len, CK_BYTE_PTR out,
                CK_ULONG_PTR out_len)
 {
-  BEGIN(h, out_len && (data || !data_len));
+  BEGIN_OP(h, out_len && (data || !data_len), AKV_OP_DIGEST);
   rv = akv_digest(s, data, data_len, out, out_len);
   END();
 }
 
 CK_RV C_DigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG part_len)
 {
-  BEGIN(h, part || !part_len);
+  BEGIN_OP(h, part || !part_len, AKV_OP_DIGEST);
   rv = akv_digest_update(s, part, part_len);
   END();
 }
@@ -142,7 +160,7 @@ CK_RV C_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key)
 
 CK_RV C_DigestFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
 {
-  BEGIN(h, out_len);
+  BEGIN_OP(h, out_len, AKV_OP_DIGEST);
   rv = akv_digest_final(s, out, out_len);
   END();
 }
@@ -159,21 +177,21 @@ CK_RV C_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE ke
 CK_RV C_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG data_len, CK_BYTE_PTR sig,
              CK_ULONG_PTR sig_len)
 {
-  BEGIN(h, sig_len && (data || !data_len));
+  BEGIN_OP(h, sig_len && (data || !data_len), AKV_OP_SIGN);
   rv = akv_sign(s, data, data_len, sig, sig_len);
   END();
 }
 
 CK_RV C_SignUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG part_len)
 {
-  BEGIN(h, part || !part_len);
+  BEGIN_OP(h, part || !part_len, AKV_OP_SIGN);
   rv = akv_sign_update(s, part, part_len);
   END();
 }
 
 CK_RV C_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len)
 {
-  BEGIN(h, sig_len);
+  BEGIN_OP(h, sig_len, AKV_OP_SIGN);
   rv = akv_sign_final(s, sig, sig_len);
   END();
 }
@@ -205,21 +223,21 @@ CK_RV C_VerifyInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE 
 CK_RV C_Verify(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG data_len, CK_BYTE_PTR sig,
                CK_ULONG sig_len)
 {
-  BEGIN(h, (data || !data_len) && (sig || !sig_len));
+  BEGIN_OP(h, (data || !data_len) && (sig || !sig_len), AKV_OP_VERIFY);
   rv = akv_verify(s, data, data_len, sig, sig_len);
   END();
 }
 
 CK_RV C_VerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG part_len)
 {
-  BEGIN(h, part || !part_len);
+  BEGIN_OP(h, part || !part_len, AKV_OP_VERIFY);
   rv = akv_verify_update(s, part, part_len);
   END();
 }
 
 CK_RV C_VerifyFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sig_len)
 {
-  BEGIN(h, sig || !sig_len);
+  BEGIN_OP(h, sig || !sig_len, AKV_OP_VERIFY);
   rv = akv_verify_final(s, sig, sig_len);
   END();
 }
