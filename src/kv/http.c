@@ -58,9 +58,15 @@ void kv_uuid4(char out[37])
   }
   b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
   b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-  snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-           b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-           b[15]);
+  /* Hex by hand: a 16-argument snprintf cost as much as the rest of the request set-up. */
+  for (size_t i = 0, o = 0; i < sizeof(b); i++) {
+    static const char hex[] = "0123456789abcdef";
+    if (i == 4 || i == 6 || i == 8 || i == 10)
+      out[o++] = '-';
+    out[o++] = hex[b[i] >> 4];
+    out[o++] = hex[b[i] & 15];
+    out[o] = '\0';
+  }
 }
 
 void kv_http_response_init(struct kv_http_response *r)
