@@ -5,12 +5,13 @@
 # (tests/fuzz/corpus/<target>), so the repository stays clean. Any crash, sanitizer report, leak,
 # timeout (>10 s per input) or out-of-memory fails the run; its reproducer is kept under
 # $FUZZ_BUILD_ROOT/artifacts/<target>/ and named in the output.
-# Build dir: $FUZZ_BUILD_ROOT/build (default /tmp/akv-pkcs11-fuzz), reused between runs.
+# Build dir: $FUZZ_BUILD_ROOT/build (default /tmp/akv-pkcs11-fuzz-<hash of SOURCE_ROOT>), reused
+# between runs of the same checkout (a meson build dir belongs to one source tree).
 # Exit: 0 clean, 1 a failure, 77 clang or libFuzzer is missing.
 set -Eeuo pipefail
-SRC=$(cd "${1:?usage: run-fuzz.sh SOURCE_ROOT [SECONDS]}" && pwd)
+SRC=$(cd "${1:?usage: run-fuzz.sh SOURCE_ROOT [SECONDS]}" && pwd -P)
 SECS=${2:-10}
-ROOT=${FUZZ_BUILD_ROOT:-/tmp/akv-pkcs11-fuzz}
+ROOT=${FUZZ_BUILD_ROOT:-/tmp/akv-pkcs11-fuzz-$(printf '%s' "$SRC" | sha256sum | cut -c1-12)}
 DIR="$ROOT/build"
 TARGETS=(jwk error config challenge)
 
