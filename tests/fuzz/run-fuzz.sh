@@ -32,6 +32,7 @@ exec 9>"$ROOT/.lock"
 flock -w 600 9 || { echo "FATAL: $ROOT is locked by another run for 10 minutes" >&2; exit 1; }
 
 start=$(date +%s)
+echo "# fuzz build dir: $DIR"
 if [ ! -f "$DIR/build.ninja" ]; then
   CC=clang meson setup "$DIR" "$SRC" -Db_sanitize=address,undefined -Db_lundef=false \
     -Dc_args=-fsanitize=fuzzer-no-link -Dinterop_tests=false >"$ROOT/setup.log" 2>&1 ||
