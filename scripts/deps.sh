@@ -3,7 +3,7 @@
 # As root it runs apt-get itself; otherwise it prints the command to run.
 set -euo pipefail
 
-pkgs=(build-essential meson ninja-build pkg-config clang debhelper dpkg-dev
+pkgs=(build-essential meson ninja-build pkg-config clang libclang-rt-14-dev debhelper dpkg-dev
       libssl-dev libcurl4-openssl-dev libcjson-dev libp11-kit-dev libcmocka-dev libmicrohttpd-dev
       openssl curl jq valgrind python3 iproute2 procps
       opensc p11-kit p11-kit-modules gnutls-bin libengine-pkcs11-openssl
