@@ -117,6 +117,7 @@ struct akv_object {
   struct akv_keyent *keyent;
   char *src;
   int64_t src_created, src_updated;
+  int64_t src_fetched_at;              /* akv_now() when the source was read (see cache.c reuse) */
   CK_BBOOL is_private;                 /* CKA_PRIVATE: visible only when logged in */
 };
 

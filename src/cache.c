@@ -250,6 +250,10 @@ static int reuse(struct build *b, const char *src, int64_t created, int64_t upda
   for (i = lo; i < b->n_prev && strcmp(b->prev[i]->src, src) == 0; i++) {
     if (b->prev[i]->src_created != created || b->prev[i]->src_updated != updated)
       return 0;
+    /* The service's times have one-second resolution: a change (a rotation, say) made in the
+     * same second the source was read leaves them equal, so such an object is read again. */
+    if (b->prev[i]->src_updated >= b->prev[i]->src_fetched_at)
+      return 0;
   }
   for (i = lo; i < b->n_prev && strcmp(b->prev[i]->src, src) == 0 && *rv == CKR_OK; i++)
     *rv = push(b, akv_object_ref(b->prev[i]));

@@ -331,6 +331,7 @@ static CK_RV finish_object(struct akv_object *obj, struct akv_ab *b, const char 
     return CKR_HOST_MEMORY;
   obj->src_created = created;
   obj->src_updated = updated;
+  obj->src_fetched_at = akv_now();
   return assign_handle(obj, id);
 }
 
@@ -559,6 +560,7 @@ CK_RV akv_object_restore(struct akv_slot *slot, CK_OBJECT_CLASS cls, struct akv_
     goto out;
   obj->src_created = created;
   obj->src_updated = updated;
+  obj->src_fetched_at = akv_now();
   rv = assign_handle(obj, ident);
 out:
   akv_attrs_free(b->v, b->n);
