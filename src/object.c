@@ -320,19 +320,25 @@ static CK_RV public_material_attrs(struct akv_ab *b, struct akv_object *obj,
   return rv;
 }
 
-static CK_RV finish_object(struct akv_object *obj, struct akv_ab *b, const char *src,
-                           const char *id, int64_t created, int64_t updated)
+/* Records the source the object was built from, for the cache's carry-over rule (cache.c reuse). */
+static CK_RV set_source(struct akv_object *obj, const char *src, int64_t created, int64_t updated)
 {
-  CK_RV rv = akv_ab_finish(b, &obj->attrs, &obj->n_attrs);
-  if (rv != CKR_OK)
-    return rv;
   obj->src = strdup(src);
   if (!obj->src)
     return CKR_HOST_MEMORY;
   obj->src_created = created;
   obj->src_updated = updated;
   obj->src_fetched_at = akv_now();
-  return assign_handle(obj, id);
+  return CKR_OK;
+}
+
+static CK_RV finish_object(struct akv_object *obj, struct akv_ab *b, const char *src,
+                           const char *id, int64_t created, int64_t updated)
+{
+  CK_RV rv = akv_ab_finish(b, &obj->attrs, &obj->n_attrs);
+  if (rv == CKR_OK)
+    rv = set_source(obj, src, created, updated);
+  return rv == CKR_OK ? assign_handle(obj, id) : rv;
 }
 
 static CK_RV key_object(struct akv_slot *slot, struct akv_keyent *ke, CK_OBJECT_CLASS cls,
@@ -555,12 +561,8 @@ CK_RV akv_object_restore(struct akv_slot *slot, CK_OBJECT_CLASS cls, struct akv_
     if (!obj->secret_name)
       goto out;
   }
-  obj->src = strdup(src);
-  if (!obj->src)
+  if (set_source(obj, src, created, updated) != CKR_OK)
     goto out;
-  obj->src_created = created;
-  obj->src_updated = updated;
-  obj->src_fetched_at = akv_now();
   rv = assign_handle(obj, ident);
 out:
   akv_attrs_free(b->v, b->n);
