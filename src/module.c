@@ -159,6 +159,82 @@ static CK_RV check_args(const CK_C_INITIALIZE_ARGS *a)
   return CKR_OK;
 }
 
+/* pReserved is read as a C string (libp11, p11-kit x-init-reserved): PKCS#11 says it should be
+ * NULL, so nothing tells us how long it is or whether it is a string at all. The read stops at
+ * RESERVED_MAX bytes, so a pointer to something that is not a string costs at most that much
+ * reading instead of running on until a NUL or a fault; bytes that are not printable text mean it
+ * is not our configuration (a path or inline JSON) and are refused before anything parses them. */
+#define RESERVED_MAX (64 * 1024)
+
+/* Length of the UTF-8 sequence starting at s (1..4), 0 when it is not well-formed (overlong,
+ * surrogate, beyond U+10FFFF, truncated) or encodes a C1 control character (U+0080..U+009F). */
+static size_t utf8_seq_len(const unsigned char *s)
+{
+  size_t n;
+  unsigned cp;
+  if (s[0] < 0x80)
+    return 1;
+  if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+    n = 2;
+    cp = s[0] & 0x1fu;
+  } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+    n = 3;
+    cp = s[0] & 0x0fu;
+  } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+    n = 4;
+    cp = s[0] & 0x07u;
+  } else {
+    return 0;
+  }
+  /* A continuation byte is never NUL, so this stops at the terminator. */
+  for (size_t i = 1; i < n; i++) {
+    if ((s[i] & 0xc0) != 0x80)
+      return 0;
+    cp = (cp << 6) | (s[i] & 0x3fu);
+  }
+  if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+      (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f))
+    return 0;
+  return n;
+}
+
+/* CKR_OK when reserved is NULL or a NUL-terminated string of at most RESERVED_MAX bytes of UTF-8
+ * text without control characters other than whitespace; else CKR_ARGUMENTS_BAD, logged with
+ * what is wrong and where (never the content: inline JSON may hold a client secret). */
+static CK_RV check_reserved(const char *reserved)
+{
+  const unsigned char *s = (const unsigned char *)reserved;
+  size_t len, i, n;
+  if (!reserved)
+    return CKR_OK;
+  len = strnlen(reserved, RESERVED_MAX + 1);
+  if (len > RESERVED_MAX) {
+    akv_err(AKV_LOGC_CONF,
+            "C_Initialize: pReserved has no NUL within %d bytes (not a string, or a configuration "
+            "too long to pass inline); fix: pass NULL, a path or inline JSON as a NUL-terminated "
+            "string, or put a long configuration in a file and pass its path",
+            RESERVED_MAX);
+    return CKR_ARGUMENTS_BAD;
+  }
+  for (i = 0; i < len; i += n) {
+    n = 1;
+    if (s[i] == 0x7f || (s[i] < 0x20 && !strchr("\t\n\v\f\r", s[i])))
+      n = 0;
+    else if (s[i] >= 0x80)
+      n = utf8_seq_len(s + i);
+    if (n == 0) {
+      akv_err(AKV_LOGC_CONF,
+              "C_Initialize: pReserved is not text (byte %zu of %zu is 0x%02x: a control character "
+              "or invalid UTF-8), so it is not a configuration path or inline JSON; fix: pass NULL "
+              "or a NUL-terminated UTF-8 string (the caller may be handing over a pointer to "
+              "something else)",
+              i, len, s[i]);
+      return CKR_ARGUMENTS_BAD;
+    }
+  }
+  return CKR_OK;
+}
+
 /* Frees everything built by C_Initialize, in reverse order. */
 static void teardown(void)
 {
@@ -266,6 +342,9 @@ CK_RV akv_module_initialize(CK_VOID_PTR init_args)
   }
 
   akv_log_init(AKV_LOG_WARN, NULL);
+  rv = check_reserved(reserved);
+  if (rv != CKR_OK)
+    goto fail;
   if (akv_config_load(reserved, &g.cfg, err, sizeof(err)) != 0) {
     /* A configuration error is not a bad argument: C_Initialize fails with CKR_GENERAL_ERROR and
      * the message (file, field, expectation) goes to the log, which defaults to stderr. */
