@@ -155,22 +155,70 @@ void akv_secret_slot_give(void)
 /* ---- snapshots --------------------------------------------------------------------------------
  */
 
+/* Reference counts of snapshots and pending keys: +1, and -1 telling whether it was the last. */
+static void ref_take(int *refs)
+{
+  __atomic_add_fetch(refs, 1, __ATOMIC_ACQ_REL);
+}
+
+static int ref_drop_last(int *refs)
+{
+  return __atomic_sub_fetch(refs, 1, __ATOMIC_ACQ_REL) == 0;
+}
+
 static struct akv_snapshot *snapshot_ref(struct akv_snapshot *snap)
 {
   if (snap)
-    __atomic_add_fetch(&snap->refs, 1, __ATOMIC_ACQ_REL);
+    ref_take(&snap->refs);
   return snap;
 }
 
 void akv_snapshot_unref(struct akv_snapshot *snap)
 {
   size_t i;
-  if (!snap || __atomic_sub_fetch(&snap->refs, 1, __ATOMIC_ACQ_REL) != 0)
+  if (!snap || !ref_drop_last(&snap->refs))
     return;
   for (i = 0; i < snap->n; i++)
     akv_object_unref(snap->objs[i]);
+  for (i = 0; i < snap->n_lazy; i++)
+    akv_lazykey_unref(snap->lazy[i]);
   free(snap->objs);
+  free(snap->lazy);
   free(snap);
+}
+
+struct akv_lazykey *akv_lazykey_new(const char *name, int64_t created, int64_t updated)
+{
+  struct akv_lazykey *lz = calloc(1, sizeof(*lz));
+  if (!lz)
+    return NULL;
+  lz->name = strdup(name);
+  if (!lz->name) {
+    free(lz);
+    return NULL;
+  }
+  lz->refs = 1;
+  lz->created = created;
+  lz->updated = updated;
+  return lz;
+}
+
+struct akv_lazykey *akv_lazykey_ref(struct akv_lazykey *lz)
+{
+  if (lz)
+    ref_take(&lz->refs);
+  return lz;
+}
+
+void akv_lazykey_unref(struct akv_lazykey *lz)
+{
+  size_t i;
+  if (!lz || !ref_drop_last(&lz->refs))
+    return;
+  for (i = 0; i < lz->n; i++)
+    akv_object_unref(lz->objs[i]);
+  free(lz->name);
+  free(lz);
 }
 
 struct akv_object *akv_snapshot_find(const struct akv_snapshot *snap, CK_OBJECT_HANDLE h)
@@ -200,9 +248,39 @@ struct build {
   int64_t now;
   struct akv_object **prev; /* previous snapshot's objects sorted by src */
   size_t n_prev;
+  struct akv_lazykey **prev_lazy; /* previous snapshot's pending keys sorted by name */
+  size_t n_prev_lazy;
   struct akv_object **objs;
   size_t n, cap;
+  struct akv_lazykey **lazy;
+  size_t n_lazy, cap_lazy;
 };
+
+static int cmp_lazy_name(const void *a, const void *b)
+{
+  const struct akv_lazykey *x = *(struct akv_lazykey *const *)a;
+  const struct akv_lazykey *y = *(struct akv_lazykey *const *)b;
+  return strcmp(x->name, y->name);
+}
+
+/* Takes the caller's reference. */
+static CK_RV push_lazy(struct build *b, struct akv_lazykey *lz)
+{
+  if (!lz)
+    return CKR_HOST_MEMORY;
+  if (b->n_lazy == b->cap_lazy) {
+    size_t cap = b->cap_lazy ? b->cap_lazy * 2 : 64;
+    struct akv_lazykey **v = realloc(b->lazy, cap * sizeof(*v));
+    if (!v) {
+      akv_lazykey_unref(lz);
+      return CKR_HOST_MEMORY;
+    }
+    b->lazy = v;
+    b->cap_lazy = cap;
+  }
+  b->lazy[b->n_lazy++] = lz;
+  return CKR_OK;
+}
 
 static int cmp_src(const void *a, const void *b)
 {
@@ -260,17 +338,22 @@ static int reuse(struct build *b, const char *src, int64_t created, int64_t upda
   return 1;
 }
 
-static int visible(const struct build *b, const struct kv_attrs *a)
+static int visible_at(const struct akv_slot_config *sc, int64_t now, const struct kv_attrs *a)
 {
-  if (b->sc->show_disabled)
+  if (sc->show_disabled)
     return 1;
   if (!a->enabled)
     return 0;
-  if (a->nbf && b->now < a->nbf)
+  if (a->nbf && now < a->nbf)
     return 0;
-  if (a->exp && b->now >= a->exp)
+  if (a->exp && now >= a->exp)
     return 0;
   return 1;
+}
+
+static int visible(const struct build *b, const struct kv_attrs *a)
+{
+  return visible_at(b->sc, b->now, a);
 }
 
 static int name_wanted(const struct build *b, const char *name)
@@ -285,24 +368,35 @@ static int skippable(kv_rc rc)
   return rc == KV_E_NOT_FOUND || rc == KV_E_FORBIDDEN;
 }
 
-static CK_RV add_key(struct build *b, struct kv_key *key, const char *label, const char *src)
+/* The objects of one fetched key (takes key); none when the key cannot be represented (logged). */
+static CK_RV objects_of_key(struct akv_slot *slot, struct kv_key *key, const char *label,
+                            const char *src, struct akv_object **objs, size_t *n)
 {
   struct akv_keyent *ke = NULL;
-  struct akv_object *objs[2];
-  size_t n = 0, i;
   CK_RV rv;
 
+  *n = 0;
   rv = akv_keyent_new(key, &ke);
   if (rv == CKR_DEVICE_ERROR)
     return CKR_OK; /* logged: a key we cannot represent is left out */
   if (rv != CKR_OK)
     return rv;
-  rv = akv_objects_from_key(b->slot, ke, label, src, objs, &n);
+  rv = akv_objects_from_key(slot, ke, label, src, objs, n);
   akv_keyent_unref(ke);
   if (rv == CKR_DEVICE_ERROR) {
     akv_warn(AKV_LOGC_CACHE, "key %s: left out (malformed public key)", label);
+    *n = 0;
     return CKR_OK;
   }
+  return rv;
+}
+
+static CK_RV add_key(struct build *b, struct kv_key *key, const char *label, const char *src)
+{
+  struct akv_object *objs[2];
+  size_t n = 0, i;
+  CK_RV rv = objects_of_key(b->slot, key, label, src, objs, &n);
+
   for (i = 0; i < n && rv == CKR_OK; i++)
     rv = push(b, objs[i]);
   for (; i < n; i++)
@@ -457,9 +551,54 @@ static CK_RV build_versions(struct build *b, const struct kv_item_list *keys)
   return rv;
 }
 
+/* The previous snapshot's pending entry for a key, or NULL. */
+static struct akv_lazykey *prev_lazy(const struct build *b, const char *name)
+{
+  size_t lo = 0, hi = b->n_prev_lazy;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int c = strcmp(b->prev_lazy[mid]->name, name);
+    if (c == 0)
+      return b->prev_lazy[mid];
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return NULL;
+}
+
+/* Carries over a pending key the previous snapshot had with the same times: still pending, or its
+ * objects when a search resolved it meanwhile. 1 when carried (or known gone), 0 otherwise. */
+static int reuse_lazy(struct build *b, const struct kv_item *it, CK_RV *rv)
+{
+  struct akv_lazykey *lz = prev_lazy(b, it->name);
+  struct akv_cache *c = b->slot->cache;
+  size_t i;
+
+  *rv = CKR_OK;
+  if (!lz || lz->created != it->attrs.created || lz->updated != it->attrs.updated)
+    return 0;
+  pthread_mutex_lock(&c->lock);
+  switch (lz->state) {
+  case AKV_LAZY_RESOLVED:
+    for (i = 0; i < lz->n && *rv == CKR_OK; i++)
+      *rv = push(b, akv_object_ref(lz->objs[i]));
+    break;
+  case AKV_LAZY_GONE:
+    break;
+  default:
+    *rv = push_lazy(b, akv_lazykey_ref(lz));
+    break;
+  }
+  pthread_mutex_unlock(&c->lock);
+  return 1;
+}
+
 static CK_RV build_keys(struct build *b)
 {
   struct kv_item_list items;
+  const struct kv_item **todo = NULL;
   const char **names = NULL;
   char src[1024];
   size_t n = 0, i;
@@ -478,7 +617,8 @@ static CK_RV build_keys(struct build *b)
     goto out;
   }
   names = calloc(items.n ? items.n : 1, sizeof(*names));
-  if (!names) {
+  todo = calloc(items.n ? items.n : 1, sizeof(*todo));
+  if (!names || !todo) {
     rv = CKR_HOST_MEMORY;
     goto out;
   }
@@ -487,16 +627,29 @@ static CK_RV build_keys(struct build *b)
     if (!it->name || !visible(b, &it->attrs) || !name_wanted(b, it->name))
       continue;
     snprintf(src, sizeof(src), "k|%s", it->name);
-    if (reuse(b, src, it->attrs.created, it->attrs.updated, &rv))
+    if (reuse(b, src, it->attrs.created, it->attrs.updated, &rv) || rv != CKR_OK)
       continue;
+    if (reuse_lazy(b, it, &rv) || rv != CKR_OK)
+      continue;
+    todo[n] = it;
     names[n++] = it->name;
   }
-  if (rv == CKR_OK)
+  /* Many new or changed keys (a large vault, first listing): read each only when a search may
+   * match it. versions "all" needs every latest version to know which older ones to show. */
+  if (rv == CKR_OK && (int64_t)n > b->sc->prefetch_keys && !b->sc->versions_all) {
+    for (i = 0; i < n && rv == CKR_OK; i++)
+      rv = push_lazy(b, akv_lazykey_new(todo[i]->name, todo[i]->attrs.created,
+                                        todo[i]->attrs.updated));
+    akv_dbg(AKV_LOGC_CACHE, "%s: %zu key(s) read on demand (more than prefetch_keys %lld)",
+            b->sc->url, n, (long long)b->sc->prefetch_keys);
+  } else if (rv == CKR_OK) {
     rv = fetch_keys(b, names, NULL, n);
+  }
   if (rv == CKR_OK && b->sc->versions_all)
     rv = build_versions(b, &items);
 out:
   free(names);
+  free(todo);
   kv_item_list_free(&items);
   return rv;
 }
@@ -628,6 +781,14 @@ static CK_RV build_snapshot(struct akv_slot *slot, struct akv_snapshot *prev,
     b.n_prev = prev->n;
     qsort(b.prev, b.n_prev, sizeof(*b.prev), cmp_src);
   }
+  if (prev && prev->n_lazy) {
+    b.prev_lazy = malloc(prev->n_lazy * sizeof(*b.prev_lazy));
+    if (!b.prev_lazy)
+      goto out;
+    memcpy(b.prev_lazy, prev->lazy, prev->n_lazy * sizeof(*b.prev_lazy));
+    b.n_prev_lazy = prev->n_lazy;
+    qsort(b.prev_lazy, b.n_prev_lazy, sizeof(*b.prev_lazy), cmp_lazy_name);
+  }
   rv = CKR_OK;
   if (b.sc->objects & AKV_OBJ_KEYS)
     rv = build_keys(&b);
@@ -651,14 +812,23 @@ static CK_RV build_snapshot(struct akv_slot *slot, struct akv_snapshot *prev,
   snap->built_at = b.now;
   snap->objs = b.objs;
   snap->n = b.n;
+  snap->lazy = b.lazy;
+  snap->n_lazy = b.n_lazy;
   b.objs = NULL;
   b.n = 0;
-  akv_dbg(AKV_LOGC_CACHE, "%s: %zu object(s)", b.sc->url, snap->n);
+  b.lazy = NULL;
+  b.n_lazy = 0;
+  akv_dbg(AKV_LOGC_CACHE, "%s: %zu object(s), %zu key(s) pending", b.sc->url, snap->n,
+          snap->n_lazy);
 out:
   for (i = 0; i < b.n; i++)
     akv_object_unref(b.objs[i]);
+  for (i = 0; i < b.n_lazy; i++)
+    akv_lazykey_unref(b.lazy[i]);
   free(b.objs);
+  free(b.lazy);
   free(b.prev);
+  free(b.prev_lazy);
   *out = snap;
   return rv;
 }
@@ -715,6 +885,53 @@ void akv_cache_invalidate(struct akv_cache *c)
   pthread_mutex_unlock(&c->lock);
 }
 
+/* Folds the resolved pending keys of the current snapshot into its objects (a new snapshot of the
+ * same age), so that handle lookups find them by binary search. Call with c->lock held. 1 when the
+ * snapshot changed; on allocation failure the resolved keys stay where they are (a search still
+ * sees them) and the next call tries again. */
+static int promote_inlock(struct akv_cache *c)
+{
+  struct akv_snapshot *old = c->snap, *snap;
+  size_t i, j, extra = 0, left = 0, n = 0;
+
+  if (!old)
+    return 0;
+  for (i = 0; i < old->n_lazy; i++) {
+    if (old->lazy[i]->state == AKV_LAZY_RESOLVED)
+      extra += old->lazy[i]->n;
+    else if (old->lazy[i]->state != AKV_LAZY_GONE)
+      left++;
+  }
+  if (left == old->n_lazy)
+    return 0;
+  snap = calloc(1, sizeof(*snap));
+  if (!snap || !(snap->objs = calloc(old->n + extra + 1, sizeof(*snap->objs))) ||
+      !(snap->lazy = calloc(left + 1, sizeof(*snap->lazy)))) {
+    if (snap)
+      free(snap->objs);
+    free(snap);
+    return 0;
+  }
+  for (i = 0; i < old->n; i++)
+    snap->objs[n++] = akv_object_ref(old->objs[i]);
+  for (i = 0; i < old->n_lazy; i++) {
+    struct akv_lazykey *lz = old->lazy[i];
+    if (lz->state == AKV_LAZY_RESOLVED) {
+      for (j = 0; j < lz->n; j++)
+        snap->objs[n++] = akv_object_ref(lz->objs[j]);
+    } else if (lz->state != AKV_LAZY_GONE) {
+      snap->lazy[snap->n_lazy++] = akv_lazykey_ref(lz);
+    }
+  }
+  qsort(snap->objs, n, sizeof(*snap->objs), cmp_handle);
+  snap->n = n;
+  snap->refs = 1;
+  snap->built_at = old->built_at;
+  c->snap = snap;
+  akv_snapshot_unref(old);
+  return 1;
+}
+
 /* Publishes the result of a build. Call with c->lock held; takes built. */
 static CK_RV publish_inlock(struct akv_cache *c, CK_RV rv, struct akv_snapshot *built,
                             int64_t started)
@@ -730,6 +947,8 @@ static CK_RV publish_inlock(struct akv_cache *c, CK_RV rv, struct akv_snapshot *
     c->snap = built;
     c->invalid = 0;
     c->retry_after = 0;
+    /* A search may have resolved pending keys the build carried over while it ran. */
+    promote_inlock(c);
     return CKR_OK;
   }
   if (c->snap && started - c->snap->built_at < sc->ttl_s + sc->stale_if_error_s) {
@@ -864,6 +1083,19 @@ serve:
 
 /* ---- LIFECYCLE: writes change the snapshot at once ------------------------------------------- */
 
+/* A pending key that an added object replaces (same source: the key was just generated or
+ * rotated through the module). */
+static int lazy_replaced(const struct akv_lazykey *lz, struct akv_object *const *add, size_t n_add)
+{
+  size_t i;
+  for (i = 0; i < n_add; i++) {
+    const char *src = add[i]->src;
+    if (src && strncmp(src, "k|", 2) == 0 && strcmp(src + 2, lz->name) == 0)
+      return 1;
+  }
+  return 0;
+}
+
 CK_RV akv_cache_apply(struct akv_cache *c, int (*drop)(const struct akv_object *, const void *),
                       const void *arg, struct akv_object *const *add, size_t n_add)
 {
@@ -878,7 +1110,10 @@ CK_RV akv_cache_apply(struct akv_cache *c, int (*drop)(const struct akv_object *
     return CKR_OK;
   }
   snap = calloc(1, sizeof(*snap));
-  if (!snap || !(snap->objs = calloc(old->n + n_add + 1, sizeof(*snap->objs)))) {
+  if (!snap || !(snap->objs = calloc(old->n + n_add + 1, sizeof(*snap->objs))) ||
+      !(snap->lazy = calloc(old->n_lazy + 1, sizeof(*snap->lazy)))) {
+    if (snap)
+      free(snap->objs);
     free(snap);
     snap = NULL;
     c->invalid = 1;
@@ -890,20 +1125,162 @@ CK_RV akv_cache_apply(struct akv_cache *c, int (*drop)(const struct akv_object *
   }
   for (i = 0; i < n_add; i++)
     snap->objs[n++] = akv_object_ref(add[i]);
+  for (i = 0; i < old->n_lazy; i++) {
+    if (!lazy_replaced(old->lazy[i], add, n_add))
+      snap->lazy[snap->n_lazy++] = akv_lazykey_ref(old->lazy[i]);
+  }
   qsort(snap->objs, n, sizeof(*snap->objs), cmp_handle);
   snap->n = n;
-  snap->refs = 2; /* the cache's and ours, for the file below */
+  snap->refs = 1;
   /* The vault's state is newer than the listing, not older: the snapshot keeps its age. */
   snap->built_at = old->built_at;
   c->snap = snap;
+  akv_snapshot_unref(old);
+  promote_inlock(c);
+  snap = snapshot_ref(c->snap); /* for the file below */
   rv = CKR_OK;
 out:
   pthread_mutex_unlock(&c->lock);
   if (rv == CKR_OK) {
-    akv_snapshot_unref(old);
     akv_cache_file_save(c->slot, snap, 0);
     akv_snapshot_unref(snap);
   }
+  return rv;
+}
+
+/* ---- pending keys ----------------------------------------------------------------------------- */
+
+struct resolving {
+  struct akv_lazykey **lz; /* the entries this thread reads (state RESOLVING, referenced) */
+  const char **names;
+  size_t n;
+};
+
+/* Reads the claimed keys concurrently and records each result. Called without the lock. */
+static CK_RV resolve_fetch(struct akv_cache *c, struct resolving *r)
+{
+  struct akv_slot *slot = c->slot;
+  struct kv_key **keys = calloc(r->n, sizeof(*keys));
+  kv_rc *rcs = calloc(r->n, sizeof(*rcs)), rc;
+  struct akv_object *objs[2];
+  int64_t now = akv_now();
+  char src[1024];
+  size_t i, k, n;
+  CK_RV rv = CKR_HOST_MEMORY, r1;
+
+  if (!keys || !rcs) {
+    pthread_mutex_lock(&c->lock);
+    for (i = 0; i < r->n; i++)
+      r->lz[i]->state = AKV_LAZY_PENDING;
+    goto out;
+  }
+  rc = kv_get_keys(slot->client, r->names, NULL, r->n, keys, rcs);
+  if (rc != KV_OK)
+    akv_dbg(AKV_LOGC_CACHE, "kv_get_keys: %s", kv_rc_str(rc));
+  rv = CKR_OK;
+  for (i = 0; i < r->n; i++) {
+    n = 0;
+    r1 = CKR_OK;
+    rc = rcs[i] != KV_OK ? rcs[i] : keys[i] ? KV_OK : rc != KV_OK ? rc : KV_E_PROTOCOL;
+    if (rc == KV_OK && visible_at(slot->cfg, now, &keys[i]->attrs)) {
+      snprintf(src, sizeof(src), "k|%s", r->names[i]);
+      r1 = objects_of_key(slot, keys[i], r->names[i], src, objs, &n);
+      keys[i] = NULL;
+    } else if (rc != KV_OK && !skippable(rc)) {
+      akv_warn(AKV_LOGC_CACHE, "key %s: %s", r->names[i], kv_rc_str(rc));
+      r1 = akv_rv_listing(rc);
+    } else if (rc != KV_OK) {
+      akv_warn(AKV_LOGC_CACHE, "key %s: %s, left out", r->names[i], kv_rc_str(rc));
+    }
+    pthread_mutex_lock(&c->lock);
+    if (r1 != CKR_OK) {
+      r->lz[i]->state = AKV_LAZY_PENDING; /* tried again by the next search that needs it */
+      if (rv == CKR_OK)
+        rv = r1;
+    } else {
+      for (k = 0; k < n; k++)
+        r->lz[i]->objs[k] = objs[k];
+      r->lz[i]->n = n;
+      r->lz[i]->state = n ? AKV_LAZY_RESOLVED : AKV_LAZY_GONE;
+    }
+    pthread_mutex_unlock(&c->lock);
+  }
+  pthread_mutex_lock(&c->lock);
+out:
+  pthread_cond_broadcast(&c->cond);
+  pthread_mutex_unlock(&c->lock);
+  if (keys) {
+    for (i = 0; i < r->n; i++)
+      kv_key_free(keys[i]);
+  }
+  free(keys);
+  free(rcs);
+  return rv;
+}
+
+CK_RV akv_cache_resolve(struct akv_cache *c, int (*want)(const struct akv_lazykey *, const void *),
+                        const void *arg)
+{
+  struct akv_snapshot *snap, *saved = NULL;
+  struct resolving r;
+  size_t i;
+  int busy;
+  CK_RV rv = CKR_OK;
+
+  memset(&r, 0, sizeof(r));
+  pthread_mutex_lock(&c->lock);
+  snap = snapshot_ref(c->snap);
+  if (!snap || !snap->n_lazy)
+    goto unlock;
+  r.lz = calloc(snap->n_lazy, sizeof(*r.lz));
+  r.names = calloc(snap->n_lazy, sizeof(*r.names));
+  if (!r.lz || !r.names) {
+    rv = CKR_HOST_MEMORY;
+    goto unlock;
+  }
+  for (i = 0; i < snap->n_lazy; i++) {
+    struct akv_lazykey *lz = snap->lazy[i];
+    if (lz->state == AKV_LAZY_PENDING && want(lz, arg)) {
+      lz->state = AKV_LAZY_RESOLVING;
+      r.lz[r.n] = akv_lazykey_ref(lz);
+      r.names[r.n++] = lz->name;
+    }
+  }
+  pthread_mutex_unlock(&c->lock);
+
+  if (r.n) {
+    akv_dbg(AKV_LOGC_CACHE, "%s: reading %zu pending key(s)", c->slot->cfg->url, r.n);
+    rv = resolve_fetch(c, &r);
+  }
+
+  pthread_mutex_lock(&c->lock);
+  /* Keys another thread is reading: wait for its result (bounded by the backend's deadline). */
+  do {
+    busy = 0;
+    for (i = 0; i < snap->n_lazy && !busy; i++)
+      busy = snap->lazy[i]->state == AKV_LAZY_RESOLVING && want(snap->lazy[i], arg);
+    if (busy)
+      pthread_cond_wait(&c->cond, &c->lock);
+  } while (busy);
+  /* A key this search may match and nobody could read (another thread's failure): the search
+   * cannot be complete. */
+  for (i = 0; i < snap->n_lazy && rv == CKR_OK; i++) {
+    if (snap->lazy[i]->state == AKV_LAZY_PENDING && want(snap->lazy[i], arg))
+      rv = CKR_DEVICE_ERROR;
+  }
+  if (promote_inlock(c))
+    saved = snapshot_ref(c->snap);
+unlock:
+  pthread_mutex_unlock(&c->lock);
+  if (saved) {
+    akv_cache_file_save(c->slot, saved, 0);
+    akv_snapshot_unref(saved);
+  }
+  for (i = 0; i < r.n; i++)
+    akv_lazykey_unref(r.lz[i]);
+  free(r.lz);
+  free(r.names);
+  akv_snapshot_unref(snap);
   return rv;
 }
 

@@ -1,7 +1,9 @@
 /* The cross-process cache file (see cache_file.h). Format (JSON, one file for all slots):
- *   {"format":1,"slots":[{"fp":SLOT-FINGERPRINT,"built_at":T,"keys":[KEY...],"objects":[OBJ...]}]}
+ *   {"format":3,"slots":[{"fp":SLOT-FINGERPRINT,"built_at":T,"keys":[KEY...],"objects":[OBJ...],
+ *                         "pending":[{"name":N,"created":T,"updated":T}...]}]}
  * KEY is the public JWK part of one key version (+ label and source tag); OBJ is a certificate or
- * data object as its attribute list. The fingerprint covers everything in the slot's config that
+ * data object as its attribute list; pending keys are listed keys whose public part no process has
+ * read yet (cache.h). The fingerprint covers everything in the slot's config that
  * changes the object list, so a changed config never reuses an old entry. The file is only trusted
  * when it belongs to this user and nobody else can write it; anything malformed is ignored. */
 #include <errno.h>
@@ -23,8 +25,8 @@
 #include "util/b64.h"
 #include "util/log.h"
 
-/* LIFECYCLE: 2 adds key tags (CKA_ID kept in a tag must survive the file). */
-#define CACHE_FORMAT 2
+/* LIFECYCLE: 2 adds key tags (CKA_ID kept in a tag must survive the file); 3 adds pending keys. */
+#define CACHE_FORMAT 3
 #define CACHE_MAX_BYTES (32u << 20)
 #define LOCK_WAIT_MS 30000
 
@@ -318,6 +320,36 @@ static CK_RV push(struct akv_snapshot *s, size_t *cap, struct akv_object *obj)
   return CKR_OK;
 }
 
+/* The entry's pending keys (absent: none). */
+static CK_RV load_pending(const cJSON *e, struct akv_snapshot *snap)
+{
+  const cJSON *pending = cJSON_GetObjectItemCaseSensitive(e, "pending"), *it;
+  int64_t created, updated;
+  const char *name;
+  int n;
+
+  if (!pending)
+    return CKR_OK;
+  if (!cJSON_IsArray(pending))
+    return CKR_FUNCTION_FAILED;
+  n = cJSON_GetArraySize(pending);
+  snap->lazy = calloc((size_t)n + 1, sizeof(*snap->lazy));
+  if (!snap->lazy)
+    return CKR_HOST_MEMORY;
+  cJSON_ArrayForEach(it, pending)
+  {
+    name = get_str(it, "name");
+    if (!name || !name[0] || strlen(name) > 127 || !get_i64(it, "created", &created) ||
+        !get_i64(it, "updated", &updated) || snap->n_lazy >= (size_t)n)
+      return CKR_FUNCTION_FAILED;
+    snap->lazy[snap->n_lazy] = akv_lazykey_new(name, created, updated);
+    if (!snap->lazy[snap->n_lazy])
+      return CKR_HOST_MEMORY;
+    snap->n_lazy++;
+  }
+  return CKR_OK;
+}
+
 CK_RV akv_cache_file_load(struct akv_slot *slot, struct akv_snapshot **out)
 {
   char path[4096], fp[65];
@@ -367,9 +399,12 @@ CK_RV akv_cache_file_load(struct akv_slot *slot, struct akv_snapshot **out)
     if (rv != CKR_OK)
       goto out;
   }
+  rv = load_pending(e, snap);
+  if (rv != CKR_OK)
+    goto out;
   qsort(snap->objs, snap->n, sizeof(*snap->objs), cmp_handle);
-  akv_dbg(AKV_LOGC_CACHE, "%s: %zu object(s) from the cache file (%lld s old)", slot->cfg->url,
-          snap->n, (long long)(now - built_at));
+  akv_dbg(AKV_LOGC_CACHE, "%s: %zu object(s), %zu pending key(s) from the cache file (%lld s old)",
+          slot->cfg->url, snap->n, snap->n_lazy, (long long)(now - built_at));
 out:
   if (rv != CKR_OK) {
     if (e)
@@ -450,11 +485,12 @@ static cJSON *object_json(const struct akv_object *obj)
 static cJSON *entry_json(const struct akv_slot *slot, const struct akv_snapshot *snap,
                          const char *fp)
 {
-  cJSON *e = cJSON_CreateObject(), *keys, *objs, *it;
+  cJSON *e = cJSON_CreateObject(), *keys, *objs, *pending, *it;
   size_t i, k;
   int ok = e && cJSON_AddStringToObject(e, "fp", fp) && add_num(e, "built_at", snap->built_at) &&
            (keys = cJSON_AddArrayToObject(e, "keys")) != NULL &&
-           (objs = cJSON_AddArrayToObject(e, "objects")) != NULL;
+           (objs = cJSON_AddArrayToObject(e, "objects")) != NULL &&
+           (pending = cJSON_AddArrayToObject(e, "pending")) != NULL;
   (void)slot;
   for (i = 0; ok && i < snap->n; i++) {
     const struct akv_object *o = snap->objs[i];
@@ -470,6 +506,19 @@ static cJSON *entry_json(const struct akv_slot *slot, const struct akv_snapshot 
       it = object_json(o);
       ok = it && cJSON_AddItemToArray(objs, it);
     }
+  }
+  /* Every pending entry is written as pending: one a search resolved since is read once more by
+   * the next process, which is cheaper than taking the cache's lock here. */
+  for (i = 0; ok && i < snap->n_lazy; i++) {
+    const struct akv_lazykey *lz = snap->lazy[i];
+    it = cJSON_CreateObject();
+    if (!it || !cJSON_AddItemToArray(pending, it)) {
+      cJSON_Delete(it);
+      ok = 0;
+      break;
+    }
+    ok = cJSON_AddStringToObject(it, "name", lz->name) && add_num(it, "created", lz->created) &&
+         add_num(it, "updated", lz->updated);
   }
   if (!ok) {
     cJSON_Delete(e);

@@ -936,6 +936,75 @@ static CK_RV push_handle(struct akv_session *s, size_t *cap, CK_OBJECT_HANDLE h)
   return CKR_OK;
 }
 
+struct lazy_match {
+  const struct akv_slot_config *sc;
+  const CK_ATTRIBUTE *t;
+  CK_ULONG n;
+};
+
+static int ulong_in(const CK_ATTRIBUTE *a, const CK_ULONG *set, size_t n)
+{
+  CK_ULONG v;
+  size_t i;
+  if (a->ulValueLen != sizeof(CK_ULONG))
+    return 0;
+  memcpy(&v, a->pValue, sizeof(v));
+  for (i = 0; i < n; i++) {
+    if (set[i] == v)
+      return 1;
+  }
+  return 0;
+}
+
+static int bool_is(const CK_ATTRIBUTE *a, CK_BBOOL want)
+{
+  return a->ulValueLen == sizeof(CK_BBOOL) && (*(const CK_BBOOL *)a->pValue != 0) == (want != 0);
+}
+
+/* Whether an object of a pending key (cache.h) could match the template, judged by what the listing
+ * tells: the key's name is the label of its objects, which are token objects, not private, of
+ * the classes and types the vault kind can hold. Anything else can only be known by reading the
+ * key, so it counts as a possible match. */
+static int lazy_may_match(const struct akv_lazykey *lz, const void *arg)
+{
+  static const CK_ULONG kv_classes[] = {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY};
+  static const CK_ULONG hsm_classes[] = {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY, CKO_SECRET_KEY};
+  static const CK_ULONG kv_types[] = {CKK_RSA, CKK_EC};
+  static const CK_ULONG hsm_types[] = {CKK_RSA, CKK_EC, CKK_AES};
+  const struct lazy_match *m = arg;
+  int hsm = m->sc->kind == AKV_VAULT_MHSM;
+  CK_ULONG i;
+
+  for (i = 0; i < m->n; i++) {
+    const CK_ATTRIBUTE *a = &m->t[i];
+    switch (a->type) {
+    case CKA_CLASS:
+      if (!ulong_in(a, hsm ? hsm_classes : kv_classes, hsm ? 3 : 2))
+        return 0;
+      break;
+    case CKA_KEY_TYPE:
+      if (!ulong_in(a, hsm ? hsm_types : kv_types, hsm ? 3 : 2))
+        return 0;
+      break;
+    case CKA_LABEL:
+      if (a->ulValueLen != strlen(lz->name) || memcmp(a->pValue, lz->name, a->ulValueLen) != 0)
+        return 0;
+      break;
+    case CKA_TOKEN:
+      if (!bool_is(a, CK_TRUE))
+        return 0;
+      break;
+    case CKA_PRIVATE:
+      if (!bool_is(a, CK_FALSE))
+        return 0;
+      break;
+    default:
+      break;
+    }
+  }
+  return 1;
+}
+
 CK_RV akv_find_init(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n)
 {
   struct akv_snapshot *snap = NULL;
@@ -951,6 +1020,16 @@ CK_RV akv_find_init(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n)
       return CKR_ARGUMENTS_BAD;
   }
   rv = akv_cache_get(s->slot->cache, &snap);
+  if (rv == CKR_OK && snap->n_lazy) {
+    /* Keys the listing named but nobody has read yet: read those the search may match, then
+     * search the snapshot they were published in. */
+    struct lazy_match m = {s->slot->cfg, t, n};
+    akv_snapshot_unref(snap);
+    snap = NULL;
+    rv = akv_cache_resolve(s->slot->cache, lazy_may_match, &m);
+    if (rv == CKR_OK && !(snap = akv_cache_peek(s->slot->cache)))
+      rv = CKR_DEVICE_ERROR;
+  }
   if (rv != CKR_OK) {
     /* The listing ran in this thread: its last HTTP status is the session's device error. */
     if (rv == CKR_DEVICE_ERROR && kv_last_http_status() > 0)

@@ -653,6 +653,8 @@ static const struct field slot_plain_fields[] = {
      "3600"},
     {"stale_if_error", F_I64, offsetof(struct akv_slot_config, stale_if_error_s), 0, 0, 604800,
      NULL, "3600"},
+    {"prefetch_keys", F_I64, offsetof(struct akv_slot_config, prefetch_keys), 0, 0, 1000000, NULL,
+     "100"},
 };
 #define N_SLOT_PLAIN (sizeof(slot_plain_fields) / sizeof(slot_plain_fields[0]))
 
@@ -684,6 +686,7 @@ static const struct field slot_fields[] = {
     {"ttl", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
     {"secret_ttl", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
     {"stale_if_error", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
+    {"prefetch_keys", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
     {"public_ops", F_CUSTOM, 0, 0, 0, 0, slot_public_ops_fn, NULL},
     {"verify", F_CUSTOM, 0, 0, 0, 0, slot_verify_fn, NULL},
     {"credential", F_CUSTOM, 0, 0, 0, 0, slot_credential_fn, NULL},
@@ -707,6 +710,7 @@ static void slot_defaults(struct akv_slot_config *s)
   s->ttl_s = 300;
   s->secret_ttl_s = 3600;
   s->stale_if_error_s = 3600;
+  s->prefetch_keys = 100;
 }
 
 /* The global "slots" handler needs the parse state; it is passed through a file-local pointer

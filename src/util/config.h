@@ -57,6 +57,7 @@ struct akv_slot_config {
   int64_t ttl_s;             /* object list TTL, default 300 */
   int64_t secret_ttl_s;      /* secret value TTL, default 3600 */
   int64_t stale_if_error_s;  /* default 3600 */
+  int64_t prefetch_keys;     /* more new keys than this in a listing: read on demand; default 100 */
   int public_ops_local;      /* public_ops: "local" (default "remote") */
   int verify_remote;         /* verify: "remote" (default "local") */
   int has_cred;              /* per-slot credential override present */

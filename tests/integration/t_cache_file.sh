@@ -36,4 +36,43 @@ if [ -e "$WORK/p11-cache" ]; then
   check_nogrep "the cache file contains no bearer token" "eyJ[A-Za-z0-9_-]{10,}\\.eyJ" "$WORK/p11-cache"
 fi
 
+section "keys read on demand (prefetch_keys 0): a search reads only the keys it may match"
+# With more new keys in a listing than prefetch_keys, the module does not GET every key: a search by
+# label reads that key only, the cache file keeps the others pending for the next process, and a
+# search that may match any key (by CKA_ID, as pkcs11-tool --sign does, or -O) reads the rest.
+module_config "$WORK/lazy.json" '{"prefetch_keys":0}' "{\"cache_file\":\"$WORK/lazy-cache\"}"
+export AKV_PKCS11_CONFIG="$WORK/lazy.json"
+printf 'on-demand keys' >"$WORK/lazy.msg"
+kv_key_der ec-p256 "$WORK/ec-vault.der" || fail "ec-p256 public key"
+kv_key_pem rsa2048 "$WORK/rsa.pem" || fail "rsa2048 public key"
+rsa_id=$(kv_key_id rsa2048) || fail "rsa2048 id"
+stats_reset
+check "process 1: read the public key found by label" p11tool_m --read-object --type pubkey \
+  --label ec-p256 -o "$WORK/ec-token.der"
+log "process 1 cost: $(stats_ops)"
+check_eq "process 1: one keys.get (the key it asked for, not every key)" 1 "$(stats_get keys.get)"
+check_same_file "process 1: the public key is the vault's" "$WORK/ec-vault.der" "$WORK/ec-token.der"
+check_grep "the cache file keeps the unread keys pending" '"pending":\[\{"name":' "$WORK/lazy-cache"
+check_nogrep "the key that was read is not pending any more" '"name":"ec-p256","created"' "$WORK/lazy-cache"
+stats_reset
+check "process 2: sign by CKA_ID" p11tool_m --sign -m SHA256-RSA-PKCS --id "$rsa_id" \
+  -i "$WORK/lazy.msg" -o "$WORK/lazy-rsa.sig"
+log "process 2 cost: $(stats_ops)"
+check_eq "process 2: no listing (the cache file has it)" 0 "$(stats_get keys.list)"
+check_eq "process 2: the two pending keys read (CKA_ID needs the public key)" 2 "$(stats_get keys.get)"
+check_eq "process 2: one keys.sign" 1 "$(stats_get keys.sign)"
+check "process 2: the signature verifies" openssl dgst -sha256 -verify "$WORK/rsa.pem" \
+  -signature "$WORK/lazy-rsa.sig" "$WORK/lazy.msg"
+stats_reset
+check "process 3: pkcs11-tool -O" p11tool_m -O
+check_eq "process 3: every key was read by processes 1 and 2: 0 requests (ops: $(stats_ops))" 0 "$(stats_total)"
+check_eq "process 3 shows the same objects as an eager listing" \
+  "$(obj_table "$WORK/O1.out" | md5sum)" "$(obj_table "$WORK/check.out" | md5sum)"
+rm -f "$WORK/lazy-cache"
+stats_reset
+check "fresh cache: pkcs11-tool -O reads every pending key" p11tool_m -O
+check_eq "fresh cache: one keys.get per key (ops: $(stats_ops))" 3 "$(stats_get keys.get)"
+check_eq "fresh cache: the same objects" \
+  "$(obj_table "$WORK/O1.out" | md5sum)" "$(obj_table "$WORK/check.out" | md5sum)"
+
 finish

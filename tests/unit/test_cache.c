@@ -1,5 +1,6 @@
 /* src/cache.c: TTL, soft refresh in the background, stale-if-error, rotation, stable handles and
  * lazy mode, with the injected clock and the fake backend. */
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -300,6 +301,139 @@ static void test_cache_file(void **state)
   rmdir(dir);
 }
 
+#define CFG_PENDING T_CFG(",\"ttl\":100,\"prefetch_keys\":0")
+
+/* prefetch_keys 0: the listing reads no key; a search reads only the keys it may match. */
+static void test_pending_keys(void **state)
+{
+  CK_OBJECT_CLASS cert = CKO_CERTIFICATE, priv = CKO_PRIVATE_KEY;
+  CK_KEY_TYPE aes = CKK_AES;
+  CK_ATTRIBUTE t[2] = {{CKA_CLASS, &priv, sizeof(priv)}, {CKA_KEY_TYPE, &aes, sizeof(aes)}};
+  CK_ATTRIBUTE tc = {CKA_CLASS, &cert, sizeof(cert)};
+  CK_OBJECT_HANDLE h[64], ec1;
+  (void)state;
+  fake_kv_add_key("ec2", "x2", KV_KTY_EC, 1, OPS);
+  fake_kv_add_key("ec3", "x3", KV_KTY_EC, 1, OPS);
+  assert_int_equal(t_init(CFG_PENDING), CKR_OK);
+  sess = t_open(0);
+  /* By label: the listing, then that key only. */
+  ec1 = t_find_one(sess, CKO_PRIVATE_KEY, "ec1");
+  assert_int_equal(fake_kv_calls.list_keys, 1);
+  assert_int_equal(fake_kv_calls.get_key, 1);
+  assert_int_equal(t_find_one(sess, CKO_PUBLIC_KEY, "ec1") != 0, 1);
+  assert_int_equal(fake_kv_calls.get_key, 1);
+  /* Templates no key can match read nothing: certificates, AES keys in a Key Vault. */
+  assert_int_equal(t_find(sess, &tc, 1, h, 64), 0);
+  assert_int_equal(t_find(sess, t, 2, h, 64), 0);
+  assert_int_equal(fake_kv_calls.get_key, 1);
+  /* A failed read fails the search and is tried again by the next one. */
+  fake_kv_fail(KV_E_SERVER);
+  t[1].type = CKA_LABEL;
+  t[1].pValue = (void *)"rsa1";
+  t[1].ulValueLen = 4;
+  assert_int_equal(C_FindObjectsInit(sess, t, 2), CKR_DEVICE_ERROR);
+  fake_kv_fail(KV_OK);
+  assert_int_equal(t_find(sess, t, 2, h, 64), 1);
+  assert_int_equal(fake_kv_calls.get_key, 3);
+  /* A key deleted since the listing is left out; a search of everything reads the rest. */
+  fake_kv_remove_key("ec2");
+  assert_int_equal(count_all(), 6);
+  assert_int_equal(fake_kv_calls.get_key, 5);
+  assert_int_equal(count_all(), 6);
+  assert_int_equal(fake_kv_calls.get_key, 5);
+  /* A refresh carries every read key over: no new read, the same handles. */
+  t_clock_now += 100;
+  assert_int_equal(count_all(), 6);
+  assert_int_equal(fake_kv_calls.list_keys, 2);
+  assert_int_equal(fake_kv_calls.get_key, 5);
+  assert_int_equal(t_find_one(sess, CKO_PRIVATE_KEY, "ec1"), ec1);
+}
+
+struct finder {
+  CK_SESSION_HANDLE s;
+  CK_RV rv;
+  CK_ULONG found;
+};
+
+static void *find_ec3(void *arg)
+{
+  struct finder *f = arg;
+  CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+  CK_ATTRIBUTE t[2] = {{CKA_CLASS, &cls, sizeof(cls)}, {CKA_LABEL, (void *)"ec3", 3}};
+  CK_OBJECT_HANDLE h[4];
+  f->rv = C_FindObjectsInit(f->s, t, 2);
+  if (f->rv == CKR_OK)
+    f->rv = C_FindObjects(f->s, h, 4, &f->found);
+  if (f->rv == CKR_OK)
+    f->rv = C_FindObjectsFinal(f->s);
+  return NULL;
+}
+
+/* Threads searching for the same pending key at once: one read, every search finds it. */
+static void test_pending_single_flight(void **state)
+{
+  struct finder f[8];
+  pthread_t th[8];
+  int i;
+  (void)state;
+  fake_kv_add_key("ec3", "x3", KV_KTY_EC, 1, OPS);
+  assert_int_equal(t_init(CFG_PENDING), CKR_OK);
+  sess = t_open(0);
+  for (i = 0; i < 8; i++) {
+    f[i].s = t_open(0);
+    f[i].rv = CKR_GENERAL_ERROR;
+    f[i].found = 0;
+    assert_int_equal(pthread_create(&th[i], NULL, find_ec3, &f[i]), 0);
+  }
+  for (i = 0; i < 8; i++) {
+    assert_int_equal(pthread_join(th[i], NULL), 0);
+    assert_int_equal(f[i].rv, CKR_OK);
+    assert_int_equal(f[i].found, 1);
+  }
+  assert_int_equal(fake_kv_calls.list_keys, 1);
+  assert_int_equal(fake_kv_calls.get_key, 1);
+}
+
+/* Pending keys survive in the cache file: the next process lists nothing and reads only what its
+ * search needs; what one process read, the next does not read again. */
+static void test_pending_cache_file(void **state)
+{
+  char dir[] = "/tmp/akv-cache-test-XXXXXX", path[256], cfg[512], lockp[300];
+  (void)state;
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof(path), "%s/p11-cache", dir);
+  snprintf(cfg, sizeof(cfg),
+           "{\"cache_file\":\"%s\",\"slots\":[{\"url\":\"" FAKE_VAULT_URL
+           "\",\"ttl\":100,\"prefetch_keys\":0}]}",
+           path);
+  assert_int_equal(t_init(cfg), CKR_OK);
+  sess = t_open(0);
+  t_find_one(sess, CKO_PRIVATE_KEY, "rsa1");
+  assert_int_equal(fake_kv_calls.get_key, 1);
+  assert_int_equal(C_Finalize(NULL), CKR_OK);
+
+  memset(&fake_kv_calls, 0, sizeof(fake_kv_calls));
+  t_clock_now += 10;
+  assert_int_equal(t_init(cfg), CKR_OK);
+  sess = t_open(0);
+  t_find_one(sess, CKO_PUBLIC_KEY, "rsa1");
+  assert_int_equal(fake_kv_calls.list_keys + fake_kv_calls.get_key, 0);
+  assert_int_equal(count_all(), 4); /* reads ec1, still pending in the file */
+  assert_int_equal(fake_kv_calls.list_keys, 0);
+  assert_int_equal(fake_kv_calls.get_key, 1);
+  assert_int_equal(C_Finalize(NULL), CKR_OK);
+
+  memset(&fake_kv_calls, 0, sizeof(fake_kv_calls));
+  assert_int_equal(t_init(cfg), CKR_OK);
+  sess = t_open(0);
+  assert_int_equal(count_all(), 4);
+  assert_int_equal(fake_kv_calls.list_keys + fake_kv_calls.get_key, 0);
+  unlink(path);
+  snprintf(lockp, sizeof(lockp), "%s.lock", path);
+  unlink(lockp);
+  rmdir(dir);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -313,6 +447,9 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_filter_and_invalidate, setup, teardown),
       cmocka_unit_test_setup_teardown(test_no_threads, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cache_file, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_pending_keys, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_pending_single_flight, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_pending_cache_file, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
