@@ -7,125 +7,129 @@
 #include "write.h"
 
 /* Module check, argument check, then the session (the order PKCS#11 callers expect). */
-#define BEGIN(h, args_ok)                                                                          \
-  struct akv_session *s = NULL;                                                                    \
-  CK_RV rv;                                                                                        \
-  AKV_P11_IN();                                                                                    \
-  rv = akv_p11_session((h), (args_ok) ? 1 : 0, &s);                                               \
-  if (rv != CKR_OK)                                                                                \
-    return AKV_P11_OUT(rv)
+#define BEGIN(h, args_ok) AKV_P11_SESSION_BEGIN(h, args_ok)
 
-/* BEGIN for the calls of an active operation: PKCS#11 2.40 §5.2 — a call that fails (other than
- * CKR_BUFFER_TOO_SMALL) ends the operation, bad arguments included; the return values stay as
- * BEGIN's. */
+/* The prologue of the calls of an active operation: PKCS#11 2.40 §5.2 — a call that fails (other
+ * than CKR_BUFFER_TOO_SMALL) ends the operation, bad arguments included; the return values stay
+ * as BEGIN's. */
+static CK_RV op_session(CK_SESSION_HANDLE h, int args_ok, enum akv_op_kind kind,
+                        struct akv_session **s)
+{
+  CK_RV rv = akv_p11_session(h, 1, s);
+
+  if (rv == CKR_OK && !args_ok) {
+    akv_op_end(*s, kind);
+    akv_session_release(*s);
+    *s = NULL;
+    rv = CKR_ARGUMENTS_BAD;
+  } else if (rv != CKR_OK && rv != CKR_CRYPTOKI_NOT_INITIALIZED && !args_ok) {
+    rv = CKR_ARGUMENTS_BAD;
+  }
+  return rv;
+}
+
+/* BEGIN for the calls of an active operation. */
 #define BEGIN_OP(h, args_ok, kind)                                                                 \
-  struct akv_session *s = NULL;                                                                    \
-  CK_RV rv;                                                                                        \
-  AKV_P11_IN();                                                                                    \
-  rv = akv_p11_session((h), 1, &s);                                                                \
-  if (rv == CKR_OK && !(args_ok)) {                                                                \
-    akv_op_end(s, (kind));                                                                         \
-    akv_session_release(s);                                                                        \
-    rv = CKR_ARGUMENTS_BAD;                                                                        \
-  } else if (rv != CKR_OK && rv != CKR_CRYPTOKI_NOT_INITIALIZED && !(args_ok)) {                   \
-    rv = CKR_ARGUMENTS_BAD;                                                                        \
-  }                                                                                                \
-  if (rv != CKR_OK)                                                                                \
-    return AKV_P11_OUT(rv)
+  AKV_P11_SESSION_BEGIN_BY(op_session((h), (args_ok) ? 1 : 0, (kind), &s))
 
-#define END()                                                                                      \
-  akv_session_release(s);                                                                          \
-  return AKV_P11_OUT(rv)
+#define END() AKV_P11_SESSION_END()
 
 CK_RV C_GetMechanismList(CK_SLOT_ID slot_id, CK_MECHANISM_TYPE_PTR list, CK_ULONG_PTR count)
 {
-  struct akv_slot *slot;
+  struct akv_slot *slot = NULL;
   CK_RV rv;
+
   AKV_P11_IN();
-  rv = akv_p11_begin(count != NULL);
-  if (rv != CKR_OK)
-    return AKV_P11_OUT(rv);
-  slot = akv_slot_get(slot_id);
-  if (!slot)
-    return AKV_P11_OUT(CKR_SLOT_ID_INVALID);
-  return AKV_P11_OUT(akv_mech_list(slot->cfg->kind, list, count));
+  rv = akv_p11_slot(slot_id, count != NULL, &slot);
+  if (rv == CKR_OK)
+    rv = akv_mech_list(slot->cfg->kind, list, count);
+  return AKV_P11_OUT(rv);
 }
 
 CK_RV C_GetMechanismInfo(CK_SLOT_ID slot_id, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR info)
 {
-  struct akv_slot *slot;
+  struct akv_slot *slot = NULL;
   CK_RV rv;
+
   AKV_P11_IN();
-  rv = akv_p11_begin(info != NULL);
-  if (rv != CKR_OK)
-    return AKV_P11_OUT(rv);
-  slot = akv_slot_get(slot_id);
-  if (!slot)
-    return AKV_P11_OUT(CKR_SLOT_ID_INVALID);
-  return AKV_P11_OUT(akv_mech_info(slot->cfg->kind, type, info));
+  rv = akv_p11_slot(slot_id, info != NULL, &slot);
+  if (rv == CKR_OK)
+    rv = akv_mech_info(slot->cfg->kind, type, info);
+  return AKV_P11_OUT(rv);
 }
+
+/* ---- the calls of the operations, as rows ---- */
+
+/* Each shape writes one entry point with the standard parameter list of its kind of call and fixes
+ * the argument check; a row names the entry point, the model function and the operation a bad call
+ * ends. */
+
+/* C_xInit(session, mechanism, key) */
+#define INIT_CALL(name, model)                                                                     \
+  CK_RV name(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)                     \
+  {                                                                                                \
+    BEGIN(h, mech);                                                                                \
+    rv = model(s, mech, key);                                                                      \
+    END();                                                                                         \
+  }
+
+/* Input and output with its length: single-part calls and cipher updates. */
+#define IN_OUT_CALL(name, model, kind)                                                             \
+  CK_RV name(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,                \
+             CK_ULONG_PTR out_len)                                                                 \
+  {                                                                                                \
+    BEGIN_OP(h, out_len && (in || !in_len), kind);                                                 \
+    rv = model(s, in, in_len, out, out_len);                                                       \
+    END();                                                                                         \
+  }
+
+/* Input only: updates of digests and signatures, C_VerifyFinal. */
+#define IN_CALL(name, model, kind)                                                                 \
+  CK_RV name(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len)                                 \
+  {                                                                                                \
+    BEGIN_OP(h, in || !in_len, kind);                                                              \
+    rv = model(s, in, in_len);                                                                     \
+    END();                                                                                         \
+  }
+
+/* Output only: the finals that produce something. */
+#define OUT_CALL(name, model, kind)                                                                \
+  CK_RV name(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len)                           \
+  {                                                                                                \
+    BEGIN_OP(h, out_len, kind);                                                                    \
+    rv = model(s, out, out_len);                                                                   \
+    END();                                                                                         \
+  }
+
+/* Calls the module does not offer: the checks of their shape, then `refusal` (no operation of
+ * theirs can be active, so a bad call has nothing to end). */
+#define REFUSED_INIT(name, refusal)                                                                \
+  CK_RV name(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)                     \
+  {                                                                                                \
+    AKV_P11_IN();                                                                                  \
+    (void)key;                                                                                     \
+    return AKV_P11_OUT(akv_p11_refuse(h, mech != NULL, (refusal)));                                \
+  }
+
+#define REFUSED_IN_OUT(name, refusal)                                                              \
+  CK_RV name(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,                \
+             CK_ULONG_PTR out_len)                                                                 \
+  {                                                                                                \
+    AKV_P11_IN();                                                                                  \
+    return AKV_P11_OUT(akv_p11_refuse(h, out_len && (in || !in_len), (refusal)));                  \
+  }
 
 /* ---- encrypt / decrypt ---- */
 
-CK_RV C_EncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
-{
-  BEGIN(h, mech);
-  rv = akv_encrypt_init(s, mech, key);
-  END();
-}
+INIT_CALL(C_EncryptInit, akv_encrypt_init)
+IN_OUT_CALL(C_Encrypt, akv_encrypt, AKV_OP_ENCRYPT)
+IN_OUT_CALL(C_EncryptUpdate, akv_encrypt_update, AKV_OP_ENCRYPT)
+OUT_CALL(C_EncryptFinal, akv_encrypt_final, AKV_OP_ENCRYPT)
 
-CK_RV C_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG data_len, CK_BYTE_PTR out,
-                CK_ULONG_PTR out_len)
-{
-  BEGIN_OP(h, out_len && (data || !data_len), AKV_OP_ENCRYPT);
-  rv = akv_encrypt(s, data, data_len, out, out_len);
-  END();
-}
-
-CK_RV C_EncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG part_len, CK_BYTE_PTR out,
-                      CK_ULONG_PTR out_len)
-{
-  BEGIN_OP(h, out_len && (part || !part_len), AKV_OP_ENCRYPT);
-  rv = akv_encrypt_update(s, part, part_len, out, out_len);
-  END();
-}
-
-CK_RV C_EncryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
-{
-  BEGIN_OP(h, out_len, AKV_OP_ENCRYPT);
-  rv = akv_encrypt_final(s, out, out_len);
-  END();
-}
-
-CK_RV C_DecryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
-{
-  BEGIN(h, mech);
-  rv = akv_decrypt_init(s, mech, key);
-  END();
-}
-
-CK_RV C_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG data_len, CK_BYTE_PTR out,
-                CK_ULONG_PTR out_len)
-{
-  BEGIN_OP(h, out_len && (data || !data_len), AKV_OP_DECRYPT);
-  rv = akv_decrypt(s, data, data_len, out, out_len);
-  END();
-}
-
-CK_RV C_DecryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG part_len, CK_BYTE_PTR out,
-                      CK_ULONG_PTR out_len)
-{
-  BEGIN_OP(h, out_len && (part || !part_len), AKV_OP_DECRYPT);
-  rv = akv_decrypt_update(s, part, part_len, out, out_len);
-  END();
-}
-
-CK_RV C_DecryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
-{
-  BEGIN_OP(h, out_len, AKV_OP_DECRYPT);
-  rv = akv_decrypt_final(s, out, out_len);
-  END();
-}
+INIT_CALL(C_DecryptInit, akv_decrypt_init)
+IN_OUT_CALL(C_Decrypt, akv_decrypt, AKV_OP_DECRYPT)
+IN_OUT_CALL(C_DecryptUpdate, akv_decrypt_update, AKV_OP_DECRYPT)
+OUT_CALL(C_DecryptFinal, akv_decrypt_final, AKV_OP_DECRYPT)
 
 /* ---- digest ---- */
 
@@ -136,20 +140,9 @@ CK_RV C_DigestInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech)
   END();
 }
 
-CK_RV C_Digest(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG data_len, CK_BYTE_PTR out,
-               CK_ULONG_PTR out_len)
-{
-  BEGIN_OP(h, out_len && (data || !data_len), AKV_OP_DIGEST);
-  rv = akv_digest(s, data, data_len, out, out_len);
-  END();
-}
-
-CK_RV C_DigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG part_len)
-{
-  BEGIN_OP(h, part || !part_len, AKV_OP_DIGEST);
-  rv = akv_digest_update(s, part, part_len);
-  END();
-}
+IN_OUT_CALL(C_Digest, akv_digest, AKV_OP_DIGEST)
+IN_CALL(C_DigestUpdate, akv_digest_update, AKV_OP_DIGEST)
+OUT_CALL(C_DigestFinal, akv_digest_final, AKV_OP_DIGEST)
 
 CK_RV C_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key)
 {
@@ -158,68 +151,16 @@ CK_RV C_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key)
   END();
 }
 
-CK_RV C_DigestFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
-{
-  BEGIN_OP(h, out_len, AKV_OP_DIGEST);
-  rv = akv_digest_final(s, out, out_len);
-  END();
-}
-
 /* ---- sign / verify ---- */
 
-CK_RV C_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
-{
-  BEGIN(h, mech);
-  rv = akv_sign_init(s, mech, key);
-  END();
-}
+INIT_CALL(C_SignInit, akv_sign_init)
+IN_OUT_CALL(C_Sign, akv_sign, AKV_OP_SIGN)
+IN_CALL(C_SignUpdate, akv_sign_update, AKV_OP_SIGN)
+OUT_CALL(C_SignFinal, akv_sign_final, AKV_OP_SIGN)
 
-CK_RV C_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG data_len, CK_BYTE_PTR sig,
-             CK_ULONG_PTR sig_len)
-{
-  BEGIN_OP(h, sig_len && (data || !data_len), AKV_OP_SIGN);
-  rv = akv_sign(s, data, data_len, sig, sig_len);
-  END();
-}
+INIT_CALL(C_VerifyInit, akv_verify_init)
 
-CK_RV C_SignUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG part_len)
-{
-  BEGIN_OP(h, part || !part_len, AKV_OP_SIGN);
-  rv = akv_sign_update(s, part, part_len);
-  END();
-}
-
-CK_RV C_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len)
-{
-  BEGIN_OP(h, sig_len, AKV_OP_SIGN);
-  rv = akv_sign_final(s, sig, sig_len);
-  END();
-}
-
-/* No mechanism offers signatures with message recovery (CKF_SIGN_RECOVER / CKF_VERIFY_RECOVER):
- * Key Vault has no such operation. */
-CK_RV C_SignRecoverInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
-{
-  BEGIN(h, mech);
-  rv = CKR_MECHANISM_INVALID;
-  END();
-}
-
-CK_RV C_SignRecover(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG data_len, CK_BYTE_PTR sig,
-                    CK_ULONG_PTR sig_len)
-{
-  BEGIN(h, sig_len && (data || !data_len));
-  rv = CKR_OPERATION_NOT_INITIALIZED;
-  END();
-}
-
-CK_RV C_VerifyInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
-{
-  BEGIN(h, mech);
-  rv = akv_verify_init(s, mech, key);
-  END();
-}
-
+/* Two inputs: its own shape. */
 CK_RV C_Verify(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG data_len, CK_BYTE_PTR sig,
                CK_ULONG sig_len)
 {
@@ -228,50 +169,22 @@ CK_RV C_Verify(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG data_len, CK_BYTE
   END();
 }
 
-CK_RV C_VerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG part_len)
-{
-  BEGIN_OP(h, part || !part_len, AKV_OP_VERIFY);
-  rv = akv_verify_update(s, part, part_len);
-  END();
-}
+IN_CALL(C_VerifyUpdate, akv_verify_update, AKV_OP_VERIFY)
+IN_CALL(C_VerifyFinal, akv_verify_final, AKV_OP_VERIFY)
 
-CK_RV C_VerifyFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sig_len)
-{
-  BEGIN_OP(h, sig || !sig_len, AKV_OP_VERIFY);
-  rv = akv_verify_final(s, sig, sig_len);
-  END();
-}
+/* No mechanism offers signatures with message recovery (CKF_SIGN_RECOVER / CKF_VERIFY_RECOVER):
+ * Key Vault has no such operation. */
+REFUSED_INIT(C_SignRecoverInit, CKR_MECHANISM_INVALID)
+REFUSED_IN_OUT(C_SignRecover, CKR_OPERATION_NOT_INITIALIZED)
+REFUSED_INIT(C_VerifyRecoverInit, CKR_MECHANISM_INVALID)
+REFUSED_IN_OUT(C_VerifyRecover, CKR_OPERATION_NOT_INITIALIZED)
 
-CK_RV C_VerifyRecoverInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
-{
-  BEGIN(h, mech);
-  rv = CKR_MECHANISM_INVALID;
-  END();
-}
+/* ---- dual-function operations: not offered (two vault round trips per part) ---- */
 
-CK_RV C_VerifyRecover(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sig_len, CK_BYTE_PTR data,
-                      CK_ULONG_PTR data_len)
-{
-  BEGIN(h, data_len && (sig || !sig_len));
-  rv = CKR_OPERATION_NOT_INITIALIZED;
-  END();
-}
-
-/* ---- dual-function operations: not offered (each would need two vault round trips per part) ---- */
-
-#define DUAL_FN(name)                                                                              \
-  CK_RV name(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,              \
-             CK_ULONG_PTR out_len)                                                                 \
-  {                                                                                                \
-    BEGIN(h, out_len && (in || !in_len));                                                          \
-    rv = CKR_FUNCTION_NOT_SUPPORTED;                                                               \
-    END();                                                                                         \
-  }
-
-DUAL_FN(C_DigestEncryptUpdate)
-DUAL_FN(C_DecryptDigestUpdate)
-DUAL_FN(C_SignEncryptUpdate)
-DUAL_FN(C_DecryptVerifyUpdate)
+REFUSED_IN_OUT(C_DigestEncryptUpdate, CKR_FUNCTION_NOT_SUPPORTED)
+REFUSED_IN_OUT(C_DecryptDigestUpdate, CKR_FUNCTION_NOT_SUPPORTED)
+REFUSED_IN_OUT(C_SignEncryptUpdate, CKR_FUNCTION_NOT_SUPPORTED)
+REFUSED_IN_OUT(C_DecryptVerifyUpdate, CKR_FUNCTION_NOT_SUPPORTED)
 
 /* ---- keys ---- */
 
@@ -302,8 +215,8 @@ CK_RV C_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE wra
 }
 
 CK_RV C_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE unwrapping_key,
-                  CK_BYTE_PTR wrapped, CK_ULONG wrapped_len, CK_ATTRIBUTE_PTR tmpl,
-                  CK_ULONG count, CK_OBJECT_HANDLE_PTR key)
+                  CK_BYTE_PTR wrapped, CK_ULONG wrapped_len, CK_ATTRIBUTE_PTR tmpl, CK_ULONG count,
+                  CK_OBJECT_HANDLE_PTR key)
 {
   BEGIN(h, mech && wrapped && key && (tmpl || !count));
   rv = akv_unwrap_key(s, mech, unwrapping_key, wrapped, wrapped_len, tmpl, count, key);

@@ -33,4 +33,51 @@ static inline CK_RV akv_p11_session(CK_SESSION_HANDLE h, int args_ok, struct akv
   return rv;
 }
 
+/* The prologue of calls on a slot: as akv_p11_begin, then a known slot (or CKR_SLOT_ID_INVALID). */
+static inline CK_RV akv_p11_slot(CK_SLOT_ID id, int args_ok, struct akv_slot **slot)
+{
+  CK_RV rv = akv_p11_begin(args_ok);
+  if (rv == CKR_OK) {
+    *slot = akv_slot_get(id);
+    if (!*slot)
+      rv = CKR_SLOT_ID_INVALID;
+  }
+  return rv;
+}
+
+/* The calls the module does not offer on a session (operation state, legacy parallel functions,
+ * PINs, signatures with recovery, dual-function updates): the prologue's checks, then `refusal`. */
+static inline CK_RV akv_p11_refuse(CK_SESSION_HANDLE h, int args_ok, CK_RV refusal)
+{
+  struct akv_session *s = NULL;
+  CK_RV rv = akv_p11_session(h, args_ok, &s);
+
+  if (rv == CKR_OK) {
+    rv = refusal;
+    akv_session_release(s);
+  }
+  return rv;
+}
+
+/* The body of an entry point on a session, between these two: AKV_P11_SESSION_BEGIN traces in,
+ * declares `s` (the acquired session) and `rv`, and returns the prologue's error; the body sets
+ * rv; AKV_P11_SESSION_END releases the session and returns rv traced. _BY takes the prologue: an
+ * expression that acquires `s` and gives a CK_RV. */
+#define AKV_P11_SESSION_BEGIN_BY(prologue)                                                         \
+  struct akv_session *s = NULL;                                                                    \
+  CK_RV rv;                                                                                        \
+  AKV_P11_IN();                                                                                    \
+  rv = (prologue);                                                                                 \
+  do {                                                                                             \
+    if (rv != CKR_OK)                                                                              \
+      return AKV_P11_OUT(rv);                                                                      \
+  } while (0)
+
+#define AKV_P11_SESSION_BEGIN(h, args_ok)                                                          \
+  AKV_P11_SESSION_BEGIN_BY(akv_p11_session((h), (args_ok) ? 1 : 0, &s))
+
+#define AKV_P11_SESSION_END()                                                                      \
+  akv_session_release(s);                                                                          \
+  return AKV_P11_OUT(rv)
+
 #endif

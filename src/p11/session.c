@@ -41,119 +41,70 @@ CK_RV C_CloseAllSessions(CK_SLOT_ID slotID)
 
 CK_RV C_GetSessionInfo(CK_SESSION_HANDLE hSession, CK_SESSION_INFO_PTR pInfo)
 {
-  struct akv_session *s = NULL;
-  CK_RV rv;
-
-  AKV_P11_IN();
-  rv = akv_p11_session(hSession, pInfo != NULL, &s);
-  if (rv == CKR_OK) {
-    akv_session_info(s, pInfo);
-    akv_session_release(s);
-  }
-  return AKV_P11_OUT(rv);
+  AKV_P11_SESSION_BEGIN(hSession, pInfo != NULL);
+  akv_session_info(s, pInfo);
+  AKV_P11_SESSION_END();
 }
 
 /* Operation state lives partly in the vault (remote operations): it cannot be saved. */
 CK_RV C_GetOperationState(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pOperationState,
                           CK_ULONG_PTR pulOperationStateLen)
 {
-  struct akv_session *s = NULL;
-  CK_RV rv;
-
   AKV_P11_IN();
   (void)pOperationState;
-  rv = akv_p11_session(hSession, pulOperationStateLen != NULL, &s);
-  if (rv == CKR_OK) {
-    rv = CKR_FUNCTION_NOT_SUPPORTED;
-    akv_session_release(s);
-  }
-  return AKV_P11_OUT(rv);
+  return AKV_P11_OUT(
+      akv_p11_refuse(hSession, pulOperationStateLen != NULL, CKR_FUNCTION_NOT_SUPPORTED));
 }
 
 CK_RV C_SetOperationState(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pOperationState,
                           CK_ULONG ulOperationStateLen, CK_OBJECT_HANDLE hEncryptionKey,
                           CK_OBJECT_HANDLE hAuthenticationKey)
 {
-  struct akv_session *s = NULL;
-  CK_RV rv;
-
   AKV_P11_IN();
   (void)hEncryptionKey;
   (void)hAuthenticationKey;
-  rv = akv_p11_session(hSession, pOperationState && ulOperationStateLen, &s);
-  if (rv == CKR_OK) {
-    rv = CKR_FUNCTION_NOT_SUPPORTED;
-    akv_session_release(s);
-  }
-  return AKV_P11_OUT(rv);
+  return AKV_P11_OUT(
+      akv_p11_refuse(hSession, pOperationState && ulOperationStateLen, CKR_FUNCTION_NOT_SUPPORTED));
 }
 
 /* A NULL PIN with length 0 is the protected-authentication-path form; accepted like any PIN. */
 CK_RV C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
               CK_ULONG ulPinLen)
 {
-  struct akv_session *s = NULL;
-  CK_RV rv;
-
-  AKV_P11_IN();
-  rv = akv_p11_session(hSession, pPin || !ulPinLen, &s);
-  if (rv == CKR_OK) {
-    rv = akv_session_login(s, userType, ulPinLen);
-    akv_session_release(s);
-  }
-  return AKV_P11_OUT(rv);
+  AKV_P11_SESSION_BEGIN(hSession, pPin || !ulPinLen);
+  rv = akv_session_login(s, userType, ulPinLen);
+  AKV_P11_SESSION_END();
 }
 
 CK_RV C_Logout(CK_SESSION_HANDLE hSession)
 {
-  struct akv_session *s = NULL;
-  CK_RV rv;
-
-  AKV_P11_IN();
-  rv = akv_p11_session(hSession, 1, &s);
-  if (rv == CKR_OK) {
-    rv = akv_session_logout(s);
-    akv_session_release(s);
-  }
-  return AKV_P11_OUT(rv);
-}
-
-/* Legacy parallel-function calls (PKCS#11 2.40 §5.16), and the PIN calls of a token whose
- * authorization is an Azure credential: checked, then refused with `refusal`. */
-static CK_RV refuse_on_session(CK_SESSION_HANDLE hSession, int args_ok, CK_RV refusal)
-{
-  struct akv_session *s = NULL;
-  CK_RV rv = akv_p11_session(hSession, args_ok, &s);
-
-  if (rv == CKR_OK) {
-    rv = refusal;
-    akv_session_release(s);
-  }
-  return rv;
+  AKV_P11_SESSION_BEGIN(hSession, 1);
+  rv = akv_session_logout(s);
+  AKV_P11_SESSION_END();
 }
 
 CK_RV C_GetFunctionStatus(CK_SESSION_HANDLE hSession)
 {
   AKV_P11_IN();
-  return AKV_P11_OUT(refuse_on_session(hSession, 1, CKR_FUNCTION_NOT_PARALLEL));
+  return AKV_P11_OUT(akv_p11_refuse(hSession, 1, CKR_FUNCTION_NOT_PARALLEL));
 }
 
 CK_RV C_CancelFunction(CK_SESSION_HANDLE hSession)
 {
   AKV_P11_IN();
-  return AKV_P11_OUT(refuse_on_session(hSession, 1, CKR_FUNCTION_NOT_PARALLEL));
+  return AKV_P11_OUT(akv_p11_refuse(hSession, 1, CKR_FUNCTION_NOT_PARALLEL));
 }
 
 CK_RV C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
 {
   AKV_P11_IN();
-  return AKV_P11_OUT(refuse_on_session(hSession, pPin || !ulPinLen, CKR_FUNCTION_NOT_SUPPORTED));
+  return AKV_P11_OUT(akv_p11_refuse(hSession, pPin || !ulPinLen, CKR_FUNCTION_NOT_SUPPORTED));
 }
 
 CK_RV C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ulOldLen,
                CK_UTF8CHAR_PTR pNewPin, CK_ULONG ulNewLen)
 {
   AKV_P11_IN();
-  return AKV_P11_OUT(refuse_on_session(hSession, (pOldPin || !ulOldLen) && (pNewPin || !ulNewLen),
-                                       CKR_FUNCTION_NOT_SUPPORTED));
+  return AKV_P11_OUT(akv_p11_refuse(hSession, (pOldPin || !ulOldLen) && (pNewPin || !ulNewLen),
+                                    CKR_FUNCTION_NOT_SUPPORTED));
 }

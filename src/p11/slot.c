@@ -27,25 +27,13 @@ out:
   return AKV_P11_OUT(rv);
 }
 
-/* The prologue of the calls on a slot: initialised, arguments, a known slot. */
-static CK_RV slot_begin(CK_SLOT_ID id, int args_ok, struct akv_slot **slot)
-{
-  CK_RV rv = akv_p11_begin(args_ok);
-  if (rv == CKR_OK) {
-    *slot = akv_slot_get(id);
-    if (!*slot)
-      rv = CKR_SLOT_ID_INVALID;
-  }
-  return rv;
-}
-
 CK_RV C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo)
 {
   struct akv_slot *slot = NULL;
   CK_RV rv;
 
   AKV_P11_IN();
-  rv = slot_begin(slotID, pInfo != NULL, &slot);
+  rv = akv_p11_slot(slotID, pInfo != NULL, &slot);
   if (rv == CKR_OK)
     akv_slot_info(slot, pInfo);
   return AKV_P11_OUT(rv);
@@ -57,7 +45,7 @@ CK_RV C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo)
   CK_RV rv;
 
   AKV_P11_IN();
-  rv = slot_begin(slotID, pInfo != NULL, &slot);
+  rv = akv_p11_slot(slotID, pInfo != NULL, &slot);
   if (rv == CKR_OK) {
     akv_lock(); /* session counts */
     akv_slot_token_info(slot, pInfo);
@@ -88,7 +76,7 @@ CK_RV C_InitToken(CK_SLOT_ID slotID, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen,
   CK_RV rv;
 
   AKV_P11_IN();
-  rv = slot_begin(slotID, pLabel && (pPin || !ulPinLen), &slot);
+  rv = akv_p11_slot(slotID, pLabel && (pPin || !ulPinLen), &slot);
   if (rv == CKR_OK)
     rv = CKR_FUNCTION_NOT_SUPPORTED;
   return AKV_P11_OUT(rv);
