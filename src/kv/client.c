@@ -34,6 +34,7 @@ struct kv_client {
   struct kv_http *http;
   struct kv_cred *cred;
   char *url;          /* https://host[:port] */
+  size_t url_len;
   char *host;
   char *port;         /* explicit or "443" */
   char *api_version;
@@ -88,6 +89,32 @@ char *kv_client_url(const struct kv_client *cl, const char *fmt, ...)
   }
   free(path);
   return akv_buf_take(&b);
+}
+
+/* Appends s (len bytes) at *o in buf (cap bytes); 0 when it does not fit with a NUL after it. */
+static int put(char *buf, size_t cap, size_t *o, const char *s, size_t len)
+{
+  if (len >= cap - *o)
+    return 0;
+  memcpy(buf + *o, s, len);
+  *o += len;
+  buf[*o] = '\0';
+  return 1;
+}
+
+const char *kv_client_path_url(const struct kv_client *cl, char *buf, size_t cap,
+                               const char *const *segs, size_t n)
+{
+  size_t o = 0;
+  if (!cap || !put(buf, cap, &o, cl->url, cl->url_len))
+    return NULL;
+  for (size_t i = 0; i < n; i++)
+    if (segs[i] && (!put(buf, cap, &o, "/", 1) || !put(buf, cap, &o, segs[i], strlen(segs[i]))))
+      return NULL;
+  if (!put(buf, cap, &o, "?api-version=", 13) ||
+      !put(buf, cap, &o, cl->api_version, strlen(cl->api_version)))
+    return NULL;
+  return buf;
 }
 
 /* ---- challenge ------------------------------------------------------------------------------------ */
@@ -207,27 +234,45 @@ out:
   return rc;
 }
 
+/* A copy of s in buf when it fits (the usual case: challenge values are under 1024 bytes), else
+ * on the heap in *heap; NULL only when out of memory. */
+static const char *copy_in(const char *s, char *buf, size_t cap, char **heap)
+{
+  size_t n = strlen(s);
+  if (n < cap) {
+    memcpy(buf, s, n + 1);
+    return buf;
+  }
+  *heap = strdup(s);
+  return *heap;
+}
+
 static kv_rc get_token(struct kv_client *cl, int force, char **token)
 {
-  char *resource, *tenant = NULL;
-  kv_rc rc;
+  /* resource and tenant change only on a challenge: copied out under the lock (on the stack,
+   * this runs once per request), never held over the token fetch. */
+  char rbuf[1024], tbuf[256];
+  char *rheap = NULL, *theap = NULL;
+  const char *resource, *tenant = NULL;
+  int has_tenant;
+  kv_rc rc = KV_E_NOMEM;
   pthread_mutex_lock(&cl->lock);
-  resource = strdup(cl->resource);
-  if (cl->tenant)
-    tenant = strdup(cl->tenant);
+  resource = copy_in(cl->resource, rbuf, sizeof(rbuf), &rheap);
+  has_tenant = cl->tenant != NULL;
+  if (has_tenant)
+    tenant = copy_in(cl->tenant, tbuf, sizeof(tbuf), &theap);
   pthread_mutex_unlock(&cl->lock);
-  if (!resource) {
-    free(tenant);
-    return KV_E_NOMEM;
-  }
+  if (!resource || (has_tenant && !tenant))
+    goto out;
   rc = kv_cred_token(cl->cred, resource, tenant, force, token);
-  free(resource);
-  free(tenant);
   if (rc != KV_OK && rc != KV_E_NOMEM) {
     akv_err(AKV_LOGC_AUTH, "%s: no access token (%s) from %s", cl->url, kv_rc_str(rc),
             kv_cred_describe(cl->cred));
     rc = KV_E_AUTH;
   }
+out:
+  free(rheap);
+  free(theap);
   return rc;
 }
 
@@ -249,6 +294,39 @@ void kv_client_audit(const struct kv_client *cl, const struct kv_call *call, kv_
   akv_audit_record(&ev);
 }
 
+/* Truncating copy of src into dst (cap > 0 bytes): snprintf("%s") without the format engine,
+ * which costs more than the whole copy on the per-request path. */
+static void str_copy(char *dst, size_t cap, const char *src)
+{
+  size_t n = strlen(src);
+  if (n >= cap)
+    n = cap - 1;
+  memcpy(dst, src, n);
+  dst[n] = '\0';
+}
+
+/* Appends src at *o, truncating at cap - 1; buf stays NUL-terminated. */
+static void str_append(char *buf, size_t cap, size_t *o, const char *src)
+{
+  str_copy(buf + *o, cap - *o, src);
+  *o += strlen(buf + *o);
+}
+
+/* "<op> <name>[/<version>]" (or the vault URL for calls without an object) for messages. */
+static void what_build(const struct kv_client *cl, const struct kv_call *call, char *buf,
+                       size_t cap)
+{
+  size_t o = 0;
+  buf[0] = '\0';
+  str_append(buf, cap, &o, call->op ? call->op : "");
+  str_append(buf, cap, &o, " ");
+  str_append(buf, cap, &o, call->name ? call->name : cl->url);
+  if (call->version) {
+    str_append(buf, cap, &o, "/");
+    str_append(buf, cap, &o, call->version);
+  }
+}
+
 kv_rc kv_client_call(struct kv_client *cl, struct kv_call *call, cJSON **doc)
 {
   struct kv_http_request req;
@@ -268,8 +346,7 @@ kv_rc kv_client_call(struct kv_client *cl, struct kv_call *call, cJSON **doc)
   req.body = call->body;
   req.body_len = call->body_len;
   req.idempotent = call->idempotent;
-  snprintf(what, sizeof(what), "%s %s%s%s", call->op, call->name ? call->name : cl->url,
-           call->version ? "/" : "", call->version ? call->version : "");
+  what_build(cl, call, what, sizeof(what));
   for (int attempt = 0; attempt < 2; attempt++) {
     rc = get_token(cl, attempt > 0, &token);
     if (rc != KV_OK)
@@ -309,9 +386,8 @@ out:
   kv_secure_free(token, 0);
   call->status = resp.status;
   call->latency_ms = latency;
-  snprintf(call->client_request_id, sizeof(call->client_request_id), "%s",
-           resp.client_request_id);
-  snprintf(call->request_id, sizeof(call->request_id), "%s", resp.request_id);
+  str_copy(call->client_request_id, sizeof(call->client_request_id), resp.client_request_id);
+  str_copy(call->request_id, sizeof(call->request_id), resp.request_id);
   if (!call->defer_audit)
     kv_client_audit(cl, call, rc);
   akv_dbg(AKV_LOGC_KV, "%s: %s, HTTP %ld, %ld ms, x-ms-client-request-id %s, x-ms-request-id %s",
@@ -379,6 +455,7 @@ kv_rc kv_client_new(struct kv_http *http, struct kv_cred *cred, const struct kv_
   ul = strlen(cl->url);
   while (ul && cl->url[ul - 1] == '/')
     cl->url[--ul] = '\0';
+  cl->url_len = ul;
   *out = cl;
   cl = NULL;
   rc = KV_OK;

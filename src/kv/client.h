@@ -27,12 +27,18 @@ struct kv_call {
  * reply (NULL for an empty body, e.g. 204). */
 kv_rc kv_client_call(struct kv_client *cl, struct kv_call *call, cJSON **doc);
 
-/* "<vault>/<path>?api-version=V" with path printf-formatted; names must be validated first. */
 /* Writes the audit line of call with the operation's final outcome. */
 void kv_client_audit(const struct kv_client *cl, const struct kv_call *call, kv_rc rc);
 
+/* "<vault>/<path>?api-version=V" with path printf-formatted (malloc'd); names must be validated
+ * first. */
 char *kv_client_url(const struct kv_client *cl, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* The same URL with path = the non-NULL segments joined by '/', built in buf (cap bytes) without
+ * allocating or formatting (per-operation path). Returns buf, or NULL when it does not fit. */
+const char *kv_client_path_url(const struct kv_client *cl, char *buf, size_t cap,
+                               const char *const *segs, size_t n);
 
 enum akv_vault_kind kv_client_kind(const struct kv_client *cl);
 const char *kv_client_vault(const struct kv_client *cl);

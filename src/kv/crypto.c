@@ -87,11 +87,22 @@ static int alg_ok(const char *alg)
   return 1;
 }
 
-static char *op_url(struct kv_client *cl, const char *name, const char *version, const char *op)
+#define URL_BUF 512
+
+/* keys/<name>[/<version>]/<op> in buf, or (a vault URL too long for it) in *heap. */
+static const char *op_url(struct kv_client *cl, const char *name, const char *version,
+                          const char *op, char buf[URL_BUF], char **heap)
 {
+  const char *const segs[] = {"keys", name, version, op};
+  const char *url = kv_client_path_url(cl, buf, URL_BUF, segs, 4);
+  *heap = NULL;
+  if (url)
+    return url;
   if (version)
-    return kv_client_url(cl, "keys/%s/%s/%s", name, version, op);
-  return kv_client_url(cl, "keys/%s/%s", name, op);
+    *heap = kv_client_url(cl, "keys/%s/%s/%s", name, version, op);
+  else
+    *heap = kv_client_url(cl, "keys/%s/%s", name, op);
+  return *heap;
 }
 
 static int add_b64(cJSON *o, const char *k, const unsigned char *p, size_t n)
@@ -109,8 +120,8 @@ static int add_b64(cJSON *o, const char *k, const unsigned char *p, size_t n)
 /* Performs the call with the serialised body txt. The caller writes the audit line
  * (kv_client_audit) once it has judged the result. */
 static kv_rc post_text(struct kv_client *cl, struct kv_call *call, const char *op,
-                       const char *url, const char *txt, const char *name, const char *version,
-                       const char *alg, cJSON **doc)
+                       const char *url, const char *txt, size_t txt_len, const char *name,
+                       const char *version, const char *alg, cJSON **doc)
 {
   kv_rc rc;
   memset(call, 0, sizeof(*call));
@@ -123,7 +134,7 @@ static kv_rc post_text(struct kv_client *cl, struct kv_call *call, const char *o
   call->alg = alg;
   call->defer_audit = 1;
   call->body = txt;
-  call->body_len = strlen(txt);
+  call->body_len = txt_len;
   rc = kv_client_call(cl, call, doc);
   call->body = NULL;
   if (rc == KV_OK && !*doc) {
@@ -144,7 +155,7 @@ static kv_rc post_json(struct kv_client *cl, struct kv_call *call, const char *o
     memset(call, 0, sizeof(*call));
     return KV_E_NOMEM;
   }
-  rc = post_text(cl, call, op, url, txt, name, version, alg, doc);
+  rc = post_text(cl, call, op, url, txt, strlen(txt), name, version, alg, doc);
   OPENSSL_cleanse(txt, strlen(txt));
   free(txt);
   return rc;
@@ -165,13 +176,16 @@ static void wipe_tree(cJSON *doc)
 kv_rc kv_sign(struct kv_client *cl, const char *name, const char *version, const char *alg,
               const unsigned char *digest, size_t digest_len, struct kv_bytes *sig)
 {
+  static const char k_alg[] = "{\"alg\":\"", k_value[] = "\",\"value\":\"", k_end[] = "\"}";
   cJSON *doc = NULL;
-  char *url = NULL, *b64 = NULL;
+  char *url_heap = NULL, urlbuf[URL_BUF];
+  const char *url;
   /* {"alg":"<=32","value":"<=1366"}: alg_ok allows no character that JSON escapes, nor does
-   * base64url, so the body is printed directly (cJSON building and printing it cost more than
-   * the rest of this function). The result is byte for byte what cJSON_PrintUnformatted gives. */
+   * base64url, so the body is put together directly (cJSON building and printing it, or even
+   * snprintf, cost more than the rest of this function). The bytes are those
+   * cJSON_PrintUnformatted gives. */
   char body[1500];
-  size_t lo, hi, want;
+  size_t lo, hi, want, o = 0, alg_len, b64_len;
   struct kv_call call;
   int audit = 0;
   kv_rc rc;
@@ -186,17 +200,26 @@ kv_rc kv_sign(struct kv_client *cl, const char *name, const char *version, const
     akv_err(AKV_LOGC_KV, "keys.sign %s: %zu-byte input does not fit %s", name, digest_len, alg);
     return KV_E_INVALID;
   }
-  rc = KV_E_NOMEM;
-  url = op_url(cl, name, version, "sign");
-  b64 = akv_b64url_encode(digest, digest_len);
-  if (!url || !b64)
-    goto out;
-  if ((size_t)snprintf(body, sizeof(body), "{\"alg\":\"%s\",\"value\":\"%s\"}", alg, b64) >=
-      sizeof(body)) {
+  url = op_url(cl, name, version, "sign", urlbuf, &url_heap);
+  if (!url)
+    return KV_E_NOMEM;
+  alg_len = strlen(alg); /* at most 32 (alg_ok) */
+  memcpy(body, k_alg, sizeof(k_alg) - 1);
+  o = sizeof(k_alg) - 1;
+  memcpy(body + o, alg, alg_len);
+  o += alg_len;
+  memcpy(body + o, k_value, sizeof(k_value) - 1);
+  o += sizeof(k_value) - 1;
+  /* 1024 bytes encode to 1366 characters: with the 55 above and 2 below it always fits. */
+  b64_len = akv_b64url_encode_to(digest, digest_len, body + o, sizeof(body) - o - sizeof(k_end));
+  if (!b64_len) {
     rc = KV_E_INVALID; /* cannot happen with the checks above; never send a cut body */
     goto out;
   }
-  rc = post_text(cl, &call, "keys.sign", url, body, name, version, alg, &doc);
+  o += b64_len;
+  memcpy(body + o, k_end, sizeof(k_end)); /* with its NUL */
+  rc = post_text(cl, &call, "keys.sign", url, body, o + sizeof(k_end) - 1, name, version, alg,
+                 &doc);
   audit = 1;
   if (rc != KV_OK)
     goto out;
@@ -213,13 +236,9 @@ kv_rc kv_sign(struct kv_client *cl, const char *name, const char *version, const
 out:
   if (audit)
     kv_client_audit(cl, &call, rc);
-  OPENSSL_cleanse(body, sizeof(body));
-  if (b64) {
-    OPENSSL_cleanse(b64, strlen(b64));
-    free(b64);
-  }
+  OPENSSL_cleanse(body, o); /* what was written of it: the digest */
   cJSON_Delete(doc);
-  free(url);
+  free(url_heap);
   return rc;
 }
 
@@ -228,7 +247,8 @@ kv_rc kv_verify(struct kv_client *cl, const char *name, const char *version, con
                 size_t sig_len, int *valid)
 {
   cJSON *body = NULL, *doc = NULL;
-  char *url = NULL;
+  char *url_heap = NULL, urlbuf[URL_BUF];
+  const char *url;
   int v = -1;
   struct kv_call call;
   int audit = 0;
@@ -240,7 +260,7 @@ kv_rc kv_verify(struct kv_client *cl, const char *name, const char *version, con
     return rc;
   rc = KV_E_NOMEM;
   body = cJSON_CreateObject();
-  url = op_url(cl, name, version, "verify");
+  url = op_url(cl, name, version, "verify", urlbuf, &url_heap);
   if (!body || !url || !cJSON_AddStringToObject(body, "alg", alg) ||
       !add_b64(body, "digest", digest, digest_len) || !add_b64(body, "value", sig, sig_len))
     goto out;
@@ -261,7 +281,7 @@ out:
     kv_client_audit(cl, &call, rc);
   cJSON_Delete(body);
   cJSON_Delete(doc);
-  free(url);
+  free(url_heap);
   return rc;
 }
 
@@ -289,7 +309,8 @@ kv_rc kv_cipher(struct kv_client *cl, enum kv_cipher_op op, const char *name, co
                 const struct kv_aes_params *aes, struct kv_crypt_result *out)
 {
   cJSON *body = NULL, *doc = NULL;
-  char *url = NULL;
+  char *url_heap = NULL, urlbuf[URL_BUF];
+  const char *url;
   const char *path = NULL, *opname = cipher_op_name(op, &path);
   int rsa = alg && strncmp(alg, "RSA", 3) == 0;
   int gcm = alg && strstr(alg, "GCM") != NULL;
@@ -303,7 +324,7 @@ kv_rc kv_cipher(struct kv_client *cl, enum kv_cipher_op op, const char *name, co
     return rc;
   rc = KV_E_NOMEM;
   body = cJSON_CreateObject();
-  url = op_url(cl, name, version, path);
+  url = op_url(cl, name, version, path, urlbuf, &url_heap);
   if (!body || !url || !cJSON_AddStringToObject(body, "alg", alg) ||
       !add_b64(body, "value", in ? in : (const unsigned char *)"", in_len))
     goto out;
@@ -345,7 +366,7 @@ out:
   wipe_tree(doc);
   cJSON_Delete(body);
   cJSON_Delete(doc);
-  free(url);
+  free(url_heap);
   return rc;
 }
 

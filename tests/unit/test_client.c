@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "fake_http.h"
+#include "kv/client.h"
 #include "kv/kv.h"
 #include "util/audit.h"
 #include "util/b64.h"
@@ -364,6 +365,67 @@ static void test_sign_verify(void **state)
   free(sig64);
 }
 
+/* The sign request is put together by hand: exactly the body cJSON would print, the URL of the
+ * pinned version, and the heap fallback for a vault URL too long for the stack buffer. */
+static void test_sign_request_bytes(void **state)
+{
+  struct kv_bytes sig = {NULL, 0};
+  unsigned char digest[32], raw[64];
+  char body[256], *sig64, *d64, want[256], longurl[700];
+  struct kv_client *lc;
+  (void)state;
+  for (size_t i = 0; i < sizeof(digest); i++)
+    digest[i] = (unsigned char)(0xf0 + i);
+  memset(raw, 0x33, sizeof(raw));
+  sig64 = akv_b64url_encode(raw, 64);
+  d64 = akv_b64url_encode(digest, 32);
+  snprintf(body, sizeof(body), "{\"value\":\"%s\"}", sig64);
+  q(200, body);
+  assert_int_equal(kv_sign(cl, "key-1", V1, "ES256", digest, 32, &sig), KV_OK);
+  kv_bytes_free(&sig);
+  assert_string_equal(vault_req(0)->url, VAULT "/keys/key-1/" V1 "/sign?api-version=7.6");
+  snprintf(want, sizeof(want), "{\"alg\":\"ES256\",\"value\":\"%s\"}", d64);
+  assert_string_equal(vault_req(0)->body, want);
+
+  /* 1,024 bytes (the largest input) fit the body buffer. */
+  {
+    unsigned char big[1024];
+    memset(big, 0xab, sizeof(big));
+    q(200, body);
+    assert_int_equal(kv_sign(cl, "key-1", V1, "RSNULL", big, sizeof(big), &sig), KV_E_PROTOCOL);
+    assert_int_equal(strlen(vault_req(1)->body), strlen("{\"alg\":\"RSNULL\",\"value\":\"\"}") + 1366);
+  }
+
+  memset(longurl, 0, sizeof(longurl));
+  memcpy(longurl, "https://localhost/", 18);
+  memset(longurl + 18, 'p', 600);
+  lc = client_for(longurl, AKV_VAULT_KEYVAULT);
+  q(200, body);
+  assert_int_equal(kv_sign(lc, "key-1", NULL, "ES256", digest, 32, &sig), KV_OK);
+  kv_bytes_free(&sig);
+  snprintf(want, sizeof(want), "/keys/key-1/sign?api-version=7.6");
+  assert_int_equal(strncmp(vault_req(2)->url, longurl, strlen(longurl)), 0);
+  assert_string_equal(vault_req(2)->url + strlen(longurl), want);
+  kv_client_free(lc);
+  free(sig64);
+  free(d64);
+}
+
+static void test_path_url(void **state)
+{
+  const char *const segs[] = {"keys", "k", NULL, "sign"};
+  char buf[128];
+  size_t need = strlen(VAULT "/keys/k/sign?api-version=7.6");
+  (void)state;
+  assert_ptr_equal(kv_client_path_url(cl, buf, sizeof(buf), segs, 4), buf);
+  assert_string_equal(buf, VAULT "/keys/k/sign?api-version=7.6");
+  /* Exactly the length plus its NUL fits; one byte less does not. */
+  assert_ptr_equal(kv_client_path_url(cl, buf, need + 1, segs, 4), buf);
+  assert_null(kv_client_path_url(cl, buf, need, segs, 4));
+  assert_null(kv_client_path_url(cl, buf, 10, segs, 4));
+  assert_null(kv_client_path_url(cl, buf, 0, segs, 4));
+}
+
 static void test_cipher(void **state)
 {
   struct kv_crypt_result r;
@@ -616,6 +678,8 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_get_key, setup, teardown),
       cmocka_unit_test_setup_teardown(test_get_cert_and_secret, setup, teardown),
       cmocka_unit_test_setup_teardown(test_sign_verify, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_sign_request_bytes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_path_url, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cipher, setup, teardown),
       cmocka_unit_test_setup_teardown(test_challenge, setup, teardown),
       cmocka_unit_test_setup_teardown(test_operation_deadline, setup, teardown),
