@@ -7,13 +7,22 @@
 # $FUZZ_BUILD_ROOT/artifacts/<target>/ and named in the output.
 # Build dir: $FUZZ_BUILD_ROOT/build (default /tmp/akv-pkcs11-fuzz-<hash of SOURCE_ROOT>), reused
 # between runs of the same checkout (a meson build dir belongs to one source tree).
+# FUZZ_TARGETS (space-separated names, default all) picks the targets.
 # Exit: 0 clean, 1 a failure, 77 clang or libFuzzer is missing.
 set -Eeuo pipefail
 SRC=$(cd "${1:?usage: run-fuzz.sh SOURCE_ROOT [SECONDS]}" && pwd -P)
 SECS=${2:-10}
 ROOT=${FUZZ_BUILD_ROOT:-/tmp/akv-pkcs11-fuzz-$(printf '%s' "$SRC" | sha256sum | cut -c1-12)}
 DIR="$ROOT/build"
-TARGETS=(jwk error config challenge)
+ALL_TARGETS=(jwk error config challenge token id json b64 retry_after)
+# FUZZ_TARGETS="token id" runs only those (e.g. to re-run one target after a fix).
+read -r -a TARGETS <<<"${FUZZ_TARGETS:-${ALL_TARGETS[*]}}"
+for t in "${TARGETS[@]}"; do
+  case " ${ALL_TARGETS[*]} " in *" $t "*) ;; *)
+    echo "FATAL: unknown fuzz target '$t' (known: ${ALL_TARGETS[*]})" >&2; exit 1 ;;
+  esac
+done
+[ "${#TARGETS[@]}" -gt 0 ] || { echo "FATAL: FUZZ_TARGETS names no target" >&2; exit 1; }
 
 case $SECS in '' | *[!0-9]*) echo "FATAL: SECONDS must be a number, got '$SECS'" >&2; exit 1 ;; esac
 command -v clang >/dev/null || { echo "SKIP: clang is not installed"; exit 77; }
