@@ -37,6 +37,7 @@ struct akv_cache {
   int refreshing;      /* a build is in flight (foreground or background) */
   int invalid;         /* refresh at the next lookup */
   int64_t retry_after; /* no new attempt before this time after a failure */
+  int file_dirty;      /* pending keys were read since the cache file was written */
   unsigned gen;        /* builds finished */
   CK_RV last_rv;       /* result of the last build */
   pthread_t bg;
@@ -862,6 +863,8 @@ void akv_cache_free(struct akv_cache *c)
    * deadline) before the client goes away. */
   if (c->bg_joinable)
     pthread_join(c->bg, NULL);
+  if (c->file_dirty)
+    akv_cache_file_save(c->slot, c->snap, AKV_CF_IF_NOT_OLDER);
   akv_snapshot_unref(c->snap);
   pthread_cond_destroy(&c->cond);
   pthread_mutex_destroy(&c->lock);
@@ -1017,7 +1020,7 @@ static CK_RV refresh_sync(struct akv_slot *slot, struct akv_snapshot *prev, int 
   }
   rv = build_snapshot(slot, prev, out);
   if (rv == CKR_OK)
-    akv_cache_file_save(slot, *out, lock >= 0);
+    akv_cache_file_save(slot, *out, lock >= 0 ? AKV_CF_HAVE_LOCK : 0);
 out:
   akv_cache_file_unlock(lock);
   return rv;
@@ -1221,7 +1224,7 @@ out:
 CK_RV akv_cache_resolve(struct akv_cache *c, int (*want)(const struct akv_lazykey *, const void *),
                         const void *arg)
 {
-  struct akv_snapshot *snap, *saved = NULL;
+  struct akv_snapshot *snap;
   struct resolving r;
   size_t i;
   int busy;
@@ -1268,14 +1271,12 @@ CK_RV akv_cache_resolve(struct akv_cache *c, int (*want)(const struct akv_lazyke
     if (snap->lazy[i]->state == AKV_LAZY_PENDING && want(snap->lazy[i], arg))
       rv = CKR_DEVICE_ERROR;
   }
+  /* The file learns what was read when the cache is next written or freed (C_Finalize): not in the
+   * caller's way, and a process reading several keys writes the file once. */
   if (promote_inlock(c))
-    saved = snapshot_ref(c->snap);
+    c->file_dirty = 1;
 unlock:
   pthread_mutex_unlock(&c->lock);
-  if (saved) {
-    akv_cache_file_save(c->slot, saved, 0);
-    akv_snapshot_unref(saved);
-  }
   for (i = 0; i < r.n; i++)
     akv_lazykey_unref(r.lz[i]);
   free(r.lz);

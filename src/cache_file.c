@@ -556,7 +556,7 @@ static int write_atomic(const char *path, const char *text)
   return ok;
 }
 
-void akv_cache_file_save(struct akv_slot *slot, const struct akv_snapshot *snap, int have_lock)
+void akv_cache_file_save(struct akv_slot *slot, const struct akv_snapshot *snap, unsigned flags)
 {
   char path[4096], fp[65];
   cJSON *doc = NULL, *slots, *entry = NULL;
@@ -567,7 +567,7 @@ void akv_cache_file_save(struct akv_slot *slot, const struct akv_snapshot *snap,
   if (!snap || !cache_path(path, sizeof(path)) || !fingerprint(slot->cfg, fp))
     return;
   ensure_dir(path);
-  if (!have_lock)
+  if (!(flags & AKV_CF_HAVE_LOCK))
     lock = akv_cache_file_lock();
   /* Read-modify-write under the lock: other slots' (and other configs') entries are kept. */
   doc = read_file(path);
@@ -581,7 +581,12 @@ void akv_cache_file_save(struct akv_slot *slot, const struct akv_snapshot *snap,
       goto out;
   }
   for (i = cJSON_GetArraySize(slots) - 1; i >= 0; i--) {
-    const char *f = get_str(cJSON_GetArrayItem(slots, i), "fp");
+    const cJSON *old = cJSON_GetArrayItem(slots, i);
+    const char *f = get_str(old, "fp");
+    int64_t built_at = 0;
+    if (f && strcmp(f, fp) == 0 && (flags & AKV_CF_IF_NOT_OLDER) &&
+        get_i64(old, "built_at", &built_at) && built_at > snap->built_at)
+      goto out; /* another process listed since: its entry is the better one */
     if (!f || strcmp(f, fp) == 0)
       cJSON_DeleteItemFromArray(slots, i);
   }

@@ -10,9 +10,12 @@
 /* The slot's snapshot from the file when one younger than the TTL is there (CKR_OK), else an
  * error and *out NULL. No-op (error) when the cache file is off. */
 CK_RV akv_cache_file_load(struct akv_slot *slot, struct akv_snapshot **out);
-/* Writes the slot's snapshot into the file (other slots' entries kept); have_lock says the caller
- * holds akv_cache_file_lock already. Failures are logged. */
-void akv_cache_file_save(struct akv_slot *slot, const struct akv_snapshot *snap, int have_lock);
+/* Writes the slot's snapshot into the file (other slots' entries kept). Flags: AKV_CF_HAVE_LOCK,
+ * the caller holds akv_cache_file_lock already; AKV_CF_IF_NOT_OLDER, keep the file's entry when it
+ * comes from a newer listing than snap (another process listed since). Failures are logged. */
+#define AKV_CF_HAVE_LOCK 1u
+#define AKV_CF_IF_NOT_OLDER 2u
+void akv_cache_file_save(struct akv_slot *slot, const struct akv_snapshot *snap, unsigned flags);
 
 /* Cross-process lock held while this process refreshes the listing (bounded wait); -1 when the
  * cache file is off or the lock cannot be had in time (the refresh then goes ahead unlocked). */
