@@ -47,6 +47,23 @@ void kv_set_last_http_status(long status)
   last_status = status;
 }
 
+/* RFC 4122 text of a version 4 UUID from 16 random bytes. Hex by hand: a 16-argument snprintf
+ * cost as much as the rest of the request set-up. */
+static void uuid_format(unsigned char b[16], char out[37])
+{
+  static const char hex[] = "0123456789abcdef";
+  size_t o = 0;
+  b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+  b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+  for (size_t i = 0; i < 16; i++) {
+    if (i == 4 || i == 6 || i == 8 || i == 10)
+      out[o++] = '-';
+    out[o++] = hex[b[i] >> 4];
+    out[o++] = hex[b[i] & 15];
+  }
+  out[o] = '\0';
+}
+
 void kv_uuid4(char out[37])
 {
   unsigned char b[16];
@@ -54,19 +71,70 @@ void kv_uuid4(char out[37])
     /* RAND failure is exotic; a time-based value still gives a usable correlation id. */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
+    memset(b, 0, sizeof(b));
     memcpy(b, &ts, sizeof(ts) < sizeof(b) ? sizeof(ts) : sizeof(b));
   }
-  b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-  b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-  /* Hex by hand: a 16-argument snprintf cost as much as the rest of the request set-up. */
-  for (size_t i = 0, o = 0; i < sizeof(b); i++) {
-    static const char hex[] = "0123456789abcdef";
-    if (i == 4 || i == 6 || i == 8 || i == 10)
-      out[o++] = '-';
-    out[o++] = hex[b[i] >> 4];
-    out[o++] = hex[b[i] & 15];
-    out[o] = '\0';
+  uuid_format(b, out);
+}
+
+/* Client request ids only correlate a request with the service's logs: they must be unique, not
+ * secret. RAND_bytes (a locked DRBG call, 6.6k instructions) on every request cost more than the
+ * rest of the module's request set-up, so each thread draws a 128-bit key from RAND_bytes once
+ * and derives ids from a counter through splitmix64 (a bijection: no repeat within a thread;
+ * across threads the random keys make a collision as unlikely as for random UUIDs). A forked
+ * child draws a new key (its copy of the parent's thread state would repeat the parent's ids). */
+static unsigned rid_fork_gen;
+static pthread_once_t rid_once = PTHREAD_ONCE_INIT;
+static __thread struct {
+  uint64_t k0, k1, ctr;
+  unsigned gen;
+  int seeded;
+} rid;
+
+static void rid_child(void)
+{
+  __atomic_add_fetch(&rid_fork_gen, 1, __ATOMIC_RELAXED);
+}
+
+static void rid_register(void)
+{
+  pthread_atfork(NULL, NULL, rid_child);
+}
+
+static uint64_t splitmix64(uint64_t x)
+{
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+void kv_request_id(char out[37])
+{
+  unsigned gen;
+  uint64_t a, b;
+  unsigned char bytes[16];
+  pthread_once(&rid_once, rid_register);
+  gen = __atomic_load_n(&rid_fork_gen, __ATOMIC_RELAXED);
+  if (!rid.seeded || rid.gen != gen) {
+    unsigned char seed[16];
+    if (RAND_bytes(seed, sizeof(seed)) != 1) {
+      kv_uuid4(out); /* its own fallback; try seeding again next time */
+      return;
+    }
+    memcpy(&rid.k0, seed, 8);
+    memcpy(&rid.k1, seed + 8, 8);
+    OPENSSL_cleanse(seed, sizeof(seed));
+    rid.ctr = 0;
+    rid.gen = gen;
+    rid.seeded = 1;
   }
+  rid.ctr++;
+  a = splitmix64(rid.k0 ^ rid.ctr);
+  b = splitmix64(rid.k1 + a);
+  memcpy(bytes, &a, 8);
+  memcpy(bytes + 8, &b, 8);
+  uuid_format(bytes, out);
 }
 
 void kv_http_response_init(struct kv_http_response *r)
@@ -187,9 +255,9 @@ kv_rc kv_http_do(struct kv_http *http, const struct kv_http_request *req,
   if (op_deadline && op_deadline < deadline)
     deadline = op_deadline; /* what is left of the logical operation's deadline */
   response_clear(resp);
-  kv_uuid4(crid);
+  kv_request_id(crid);
   /* One client request id per logical operation: retries are the same operation to the service. */
-  snprintf(resp->client_request_id, sizeof(resp->client_request_id), "%s", crid);
+  memcpy(resp->client_request_id, crid, sizeof(crid)); /* both 37 bytes and up: the id fits */
   resp->attempts = 0;
   for (unsigned attempt = 0;; attempt++) {
     struct kv_http_attempt a;
@@ -326,77 +394,64 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userp)
   return rc == AKV_BUF_OK ? n : 0;
 }
 
-static char *header_value_dup(const char *v, size_t len)
+/* Copy of a header value (curl has trimmed the blanks around it), capped. */
+static char *header_value_dup(const char *v)
 {
-  while (len && (*v == ' ' || *v == '\t')) {
-    v++;
-    len--;
-  }
-  while (len && (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' '))
-    len--;
-  if (len > HEADER_VALUE_MAX)
-    len = HEADER_VALUE_MAX;
-  return strndup(v, len);
+  return strndup(v, HEADER_VALUE_MAX);
 }
 
-static int header_is(const char *line, size_t len, const char *name, const char **value,
-                     size_t *vlen)
+/* The last response's header name (final response only: not 1xx, not a proxy CONNECT), or NULL.
+ * index counts repeated headers. */
+static const char *header_get(CURL *h, const char *name, size_t index, size_t *amount)
 {
-  size_t nl = strlen(name);
-  if (len <= nl || line[nl] != ':' || strncasecmp(line, name, nl) != 0)
-    return 0;
-  *value = line + nl + 1;
-  *vlen = len - nl - 1;
-  return 1;
+  struct curl_header *hh = NULL;
+  if (curl_easy_header(h, name, index, CURLH_HEADER, -1, &hh) != CURLHE_OK || !hh)
+    return NULL;
+  if (amount)
+    *amount = hh->amount;
+  return hh->value;
 }
 
-static size_t header_cb(char *line, size_t size, size_t nitems, void *userp)
+/* Reads the response headers the client uses from curl's header store once the transfer is
+ * done: a header callback costs a call and a few compares for every header line of every
+ * response, while only x-ms-request-id is needed on success. */
+static kv_rc response_headers(CURL *h, struct kv_http_response *r)
 {
-  struct xfer *x = userp;
-  struct kv_http_response *r = x->resp;
-  size_t len = size * nitems;
   const char *v;
-  size_t vl;
-  if (len >= 5 && strncmp(line, "HTTP/", 5) == 0) {
-    /* A new response block (after 100 Continue or a proxy CONNECT): forget earlier headers. */
-    free(r->www_authenticate);
-    free(r->retry_after);
-    r->www_authenticate = NULL;
-    r->retry_after = NULL;
-    r->request_id[0] = '\0';
-  } else if (header_is(line, len, "www-authenticate", &v, &vl)) {
-    char *val = header_value_dup(v, vl);
-    /* Several challenges may come; keep the Bearer one. */
-    if (val && (!r->www_authenticate || strncasecmp(val, "Bearer", 6) == 0)) {
-      free(r->www_authenticate);
-      r->www_authenticate = val;
-    } else {
-      free(val);
-    }
-  } else if (header_is(line, len, "retry-after", &v, &vl)) {
-    free(r->retry_after);
-    r->retry_after = header_value_dup(v, vl);
-  } else if (header_is(line, len, "retry-after-ms", &v, &vl) ||
-             header_is(line, len, "x-ms-retry-after-ms", &v, &vl)) {
-    char *val = header_value_dup(v, vl);
-    if (val) {
-      size_t n = strlen(val) + 3;
-      char *ms = malloc(n);
-      if (ms) {
-        snprintf(ms, n, "%sms", val);
-        free(r->retry_after);
-        r->retry_after = ms;
-      }
-      free(val);
-    }
-  } else if (header_is(line, len, "x-ms-request-id", &v, &vl)) {
-    char *val = header_value_dup(v, vl);
-    if (val) {
-      snprintf(r->request_id, sizeof(r->request_id), "%s", val);
-      free(val);
-    }
+  size_t n = 0;
+  if ((v = header_get(h, "x-ms-request-id", 0, NULL)) != NULL) {
+    size_t l = strnlen(v, sizeof(r->request_id) - 1);
+    memcpy(r->request_id, v, l);
+    r->request_id[l] = '\0';
   }
-  return len;
+  if (r->status < 400)
+    return KV_OK;
+  if (r->status == 401 && (v = header_get(h, "www-authenticate", 0, &n)) != NULL) {
+    /* Several challenges may come; keep the Bearer one (else the first). */
+    const char *pick = v;
+    for (size_t i = 0; i < n && i < 16; i++) {
+      const char *w = i ? header_get(h, "www-authenticate", i, NULL) : v;
+      if (w && strncasecmp(w, "Bearer", 6) == 0) {
+        pick = w;
+        break;
+      }
+    }
+    if (!(r->www_authenticate = header_value_dup(pick)))
+      return KV_E_NOMEM;
+  }
+  /* The millisecond forms are the more precise when a service sends both. */
+  if ((v = header_get(h, "retry-after-ms", 0, NULL)) != NULL ||
+      (v = header_get(h, "x-ms-retry-after-ms", 0, NULL)) != NULL) {
+    size_t l = strnlen(v, HEADER_VALUE_MAX);
+    if (!(r->retry_after = malloc(l + 3)))
+      return KV_E_NOMEM;
+    memcpy(r->retry_after, v, l);
+    memcpy(r->retry_after + l, "ms", 3);
+  } else if ((v = header_get(h, "retry-after", 0, NULL)) != NULL) {
+    if (!(r->retry_after = header_value_dup(v)))
+      return KV_E_NOMEM;
+  }
+  return KV_OK;
 }
 
 static int is_secret_header(const char *line, size_t len)
@@ -583,8 +638,6 @@ static kv_rc slot_configure(struct kv_http *http, struct slot *sl, unsigned prof
   SETOPT(CURLOPT_LOW_SPEED_LIMIT, 64L);
   SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
   SETOPT(CURLOPT_WRITEDATA, &sl->x);
-  SETOPT(CURLOPT_HEADERFUNCTION, header_cb);
-  SETOPT(CURLOPT_HEADERDATA, &sl->x);
   SETOPT(CURLOPT_SOCKOPTFUNCTION, sockopt_cb);
   if (http->ca_file)
     SETOPT(CURLOPT_CAINFO, http->ca_file);
@@ -602,6 +655,17 @@ out:
   return rc;
 }
 
+/* "<prefix><value>" into buf (cap bytes); 0 when it does not fit. */
+static int header_line(char *buf, size_t cap, const char *prefix, const char *value)
+{
+  size_t pl = strlen(prefix), vl = strlen(value);
+  if (pl + vl >= cap)
+    return 0;
+  memcpy(buf, prefix, pl);
+  memcpy(buf + pl, value, vl + 1);
+  return 1;
+}
+
 /* Header list without allocations: curl only reads it during the transfer. */
 #define MAX_REQ_HEADERS 16
 
@@ -613,8 +677,9 @@ static kv_rc curl_perform(void *ctx, struct kv_http_attempt *a, struct kv_http_r
   CURL *h = NULL;
   struct curl_slist hdrs[MAX_REQ_HEADERS + 4];
   size_t n_hdrs = 0;
-  char ctype[128], crid[128];
-  char *auth = NULL;
+  char ctype[128], crid[64];
+  char auth_stack[8192], *auth = NULL, *auth_heap = NULL;
+  size_t auth_len = 0;
   unsigned profile = PROFILE_SET;
   CURLcode cc = CURLE_OK;
   kv_rc rc = KV_E_NOMEM;
@@ -669,20 +734,31 @@ static kv_rc curl_perform(void *ctx, struct kv_http_attempt *a, struct kv_http_r
   hdrs[n_hdrs++].data = "Accept: application/json";
   hdrs[n_hdrs++].data = "Expect:";
   if (req->body) {
-    snprintf(ctype, sizeof(ctype), "Content-Type: %s",
-             req->content_type ? req->content_type : "application/json");
-    hdrs[n_hdrs++].data = ctype;
+    if (!req->content_type) {
+      hdrs[n_hdrs++].data = "Content-Type: application/json";
+    } else if (header_line(ctype, sizeof(ctype), "Content-Type: ", req->content_type)) {
+      hdrs[n_hdrs++].data = ctype;
+    } else {
+      rc = KV_E_INVALID;
+      akv_err(AKV_LOGC_HTTP, "%s %s: content type too long", req->method, req->url);
+      goto out;
+    }
   }
-  snprintf(crid, sizeof(crid), "x-ms-client-request-id: %s", a->client_request_id);
+  /* A request id is 36 characters: it always fits. */
+  header_line(crid, sizeof(crid), "x-ms-client-request-id: ", a->client_request_id);
   hdrs[n_hdrs++].data = crid;
   for (size_t i = 0; i < req->n_headers; i++)
     hdrs[n_hdrs++].data = (char *)req->headers[i];
   if (req->bearer) {
+    /* On the stack for the usual token size (1.5-4 KB); wiped below either way. */
     size_t n = strlen(req->bearer) + sizeof("Authorization: Bearer ");
-    auth = malloc(n);
-    if (!auth)
+    if (n <= sizeof(auth_stack)) {
+      auth = auth_stack;
+    } else if (!(auth = auth_heap = malloc(n))) {
       goto out;
-    snprintf(auth, n, "Authorization: Bearer %s", req->bearer);
+    }
+    header_line(auth, n, "Authorization: Bearer ", req->bearer);
+    auth_len = n - 1;
     hdrs[n_hdrs++].data = auth;
   }
   for (size_t i = 0; i < n_hdrs; i++)
@@ -701,12 +777,11 @@ static kv_rc curl_perform(void *ctx, struct kv_http_attempt *a, struct kv_http_r
     goto out;
   }
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
-  rc = KV_OK;
+  rc = response_headers(h, resp);
 out:
-  if (auth) {
-    OPENSSL_cleanse(auth, strlen(auth));
-    free(auth);
-  }
+  if (auth)
+    OPENSSL_cleanse(auth, auth_len);
+  free(auth_heap);
   if (sl) {
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
     sl->x.resp = NULL;
@@ -714,7 +789,6 @@ out:
       sl->profile = 0; /* an option failed: start from a clean handle next time */
     pool_put(http, sl);
   }
-  OPENSSL_cleanse(crid, sizeof(crid));
   return rc;
 }
 #undef SETOPT

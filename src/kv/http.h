@@ -88,8 +88,12 @@ long kv_http_retry_after_ms(const char *value, int64_t now_s);
 /* Backoff before retry number attempt (0-based): uniform in [0, min(cap, base * 2^attempt)]. */
 long kv_http_backoff_ms(long base_ms, long cap_ms, unsigned attempt);
 
-/* Random RFC 4122 version 4 UUID into out (37 bytes). */
+/* Random RFC 4122 version 4 UUID into out (37 bytes), from RAND_bytes (nonces such as a
+ * client assertion's jti). */
 void kv_uuid4(char out[37]);
+/* Unique RFC 4122 version 4 UUID for x-ms-client-request-id: derived from a per-thread random
+ * key and a counter (cheap; unique, not unpredictable). */
+void kv_request_id(char out[37]);
 
 void kv_set_last_http_status(long status);
 

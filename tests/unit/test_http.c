@@ -4,7 +4,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <curl/curl.h>
@@ -250,9 +253,77 @@ static void test_uuid(void **state)
   assert_true(strchr("89ab", a[19]) != NULL);
 }
 
+static void check_uuid_shape(const char *id)
+{
+  assert_int_equal(strlen(id), 36);
+  for (int i = 0; i < 36; i++) {
+    if (i == 8 || i == 13 || i == 18 || i == 23)
+      assert_int_equal(id[i], '-');
+    else
+      assert_non_null(strchr("0123456789abcdef", id[i]));
+  }
+  assert_int_equal(id[14], '4');
+  assert_non_null(strchr("89ab", id[19]));
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+  return strcmp((const char *)a, (const char *)b);
+}
+
+#define RID_N 4096
+static char rid_ids[4][RID_N][37];
+
+static void *rid_thread(void *arg)
+{
+  char (*ids)[37] = arg;
+  for (int i = 0; i < RID_N; i++)
+    kv_request_id(ids[i]);
+  return NULL;
+}
+
+/* Request ids: v4 UUID text, no repeat within a thread, across threads, or between a forked
+ * child and its parent (the child must not replay the parent's sequence). */
+static void test_request_id(void **state)
+{
+  pthread_t th[3];
+  char child_id[37], parent_id[37];
+  int fds[2], st;
+  pid_t pid;
+  (void)state;
+  rid_thread(rid_ids[0]);
+  for (int t = 0; t < 3; t++)
+    assert_int_equal(pthread_create(&th[t], NULL, rid_thread, rid_ids[t + 1]), 0);
+  for (int t = 0; t < 3; t++)
+    pthread_join(th[t], NULL);
+  for (int t = 0; t < 4; t++)
+    for (int i = 0; i < RID_N; i++)
+      check_uuid_shape(rid_ids[t][i]);
+  qsort(rid_ids, 4 * RID_N, 37, cmp_id);
+  for (int i = 1; i < 4 * RID_N; i++)
+    assert_string_not_equal(((char (*)[37])rid_ids)[i - 1], ((char (*)[37])rid_ids)[i]);
+
+  assert_int_equal(pipe(fds), 0);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    kv_request_id(child_id);
+    _exit(write(fds[1], child_id, 37) == 37 ? 0 : 1);
+  }
+  kv_request_id(parent_id);
+  assert_int_equal(read(fds[0], child_id, 37), 37);
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  check_uuid_shape(child_id);
+  assert_string_not_equal(child_id, parent_id);
+  close(fds[0]);
+  close(fds[1]);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_request_id),
       cmocka_unit_test_setup_teardown(test_retry_after_seconds, setup, teardown),
       cmocka_unit_test_setup_teardown(test_backoff_jitter_on_5xx, setup, teardown),
       cmocka_unit_test_setup_teardown(test_max_retries_then_status, setup, teardown),
