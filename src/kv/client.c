@@ -346,6 +346,9 @@ kv_rc kv_client_call(struct kv_client *cl, struct kv_call *call, cJSON **doc)
   req.body = call->body;
   req.body_len = call->body_len;
   req.idempotent = call->idempotent;
+  /* The service's request id only goes to the audit line and the debug log. */
+  req.want_request_id = (call->op && akv_audit_enabled()) ||
+                        akv_log_enabled(AKV_LOG_DEBUG, AKV_LOGC_KV);
   what_build(cl, call, what, sizeof(what));
   for (int attempt = 0; attempt < 2; attempt++) {
     rc = get_token(cl, attempt > 0, &token);

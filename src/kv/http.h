@@ -22,6 +22,7 @@ struct kv_http_request {
   int allow_http;             /* plain http allowed (managed identity endpoints only) */
   long connect_timeout_ms;    /* 0 = transport default */
   int no_retry;               /* one attempt only (IMDS probe) */
+  int want_request_id;        /* fill response request_id on success (always on errors) */
 };
 
 struct kv_http_response {
