@@ -71,6 +71,9 @@ _cleanup() {
     _stop_pid "$p"
   done
   emu_stop
+  if [ -n "${AKV_MEMCHECK:-}" ] && [ "${AKV_MEMCHECK}" != 0 ]; then
+    memcheck_report || { [ "$rc" = 0 ] || [ "$rc" = 77 ] && rc=1; }
+  fi
   for f in "${CLEANUP_FILES[@]}"; do
     rm -f -- "$f"
   done
@@ -655,3 +658,51 @@ declare -A HASH_LEN=([sha1]=20 [sha256]=32 [sha384]=48 [sha512]=64)
 emu_faults() {
   curl -sS --fail --max-time 10 --cacert "$EMU_CA" -X POST --data-binary "$1" "$EMU_CONTROL/faults" >/dev/null
 }
+
+# ---- valgrind memcheck hook -------------------------------------------------------------------
+
+# AKV_MEMCHECK=1 runs every process of the test that loads the module under valgrind memcheck
+# (tests/reliability/memcheck_wrap.sh decides per invocation; docs/reliability.md, "Memcheck"):
+# shims for the consumers go first in PATH, the C drivers (P11_*_CHECK) and OpenSSH's
+# ssh-pkcs11-helper (SSH_PKCS11_HELPER, used by ssh-agent) point at shims too. One log per process
+# in $AKV_MEMCHECK_LOG_DIR (default $WORK/memcheck); at exit the test prints one line per process
+# and fails when any memcheck error or definite leak was reported. Suppressions:
+# $AKV_MEMCHECK_SUPP (default tests/reliability/memcheck.supp). Unset: nothing changes.
+MEMCHECK_TOOLS=$(cd "$(dirname "${BASH_SOURCE[0]}")/../reliability" 2>/dev/null && pwd || true)
+memcheck_setup() {
+  local bin="$WORK/memcheck-bin" name real var
+  [ -f "$MEMCHECK_TOOLS/memcheck_wrap.sh" ] || fail "AKV_MEMCHECK: $MEMCHECK_TOOLS/memcheck_wrap.sh is missing"
+  command -v "${AKV_MEMCHECK_VALGRIND:-valgrind}" >/dev/null || fail "AKV_MEMCHECK: valgrind is not installed"
+  export AKV_MEMCHECK_LOG_DIR=${AKV_MEMCHECK_LOG_DIR:-$WORK/memcheck}
+  export AKV_MEMCHECK_SUPP=${AKV_MEMCHECK_SUPP:-$MEMCHECK_TOOLS/memcheck.supp}
+  mkdir -p "$bin" "$AKV_MEMCHECK_LOG_DIR"
+  _memcheck_shim() {
+    printf '#!/bin/sh\nexec bash %s %s %s "$@"\n' "$(printf '%q' "$MEMCHECK_TOOLS/memcheck_wrap.sh")" \
+      "$(printf '%q' "$1")" "$(printf '%q' "$2")" >"$bin/$3"
+    chmod 755 "$bin/$3"
+  }
+  for name in pkcs11-tool p11tool p11-kit ssh-keygen ssh openssl curl; do
+    real=$(command -v "$name") || continue
+    _memcheck_shim "$name" "$real" "$name"
+  done
+  for var in P11_CACHE_CHECK P11_COUNT_CHECK P11_AES_CHECK; do
+    real=${!var:-}
+    [ -n "$real" ] || continue
+    _memcheck_shim "$(basename "$real")" "$real" "$(basename "$real")"
+    export "$var=$bin/$(basename "$real")"
+  done
+  if [ -x /usr/lib/openssh/ssh-pkcs11-helper ]; then
+    _memcheck_shim ssh-pkcs11-helper /usr/lib/openssh/ssh-pkcs11-helper ssh-pkcs11-helper
+    export SSH_PKCS11_HELPER="$bin/ssh-pkcs11-helper"
+  fi
+  export PATH="$bin:$PATH"
+  log "memcheck: processes that load the module run under valgrind, logs in $AKV_MEMCHECK_LOG_DIR"
+}
+# memcheck_report: the per-process summary of this test's logs; non-zero on any error or leak.
+memcheck_report() {
+  printf '\n# memcheck (%s):\n' "$T_NAME"
+  bash "$MEMCHECK_TOOLS/memcheck_report.sh" "$AKV_MEMCHECK_LOG_DIR"
+}
+if [ -n "${AKV_MEMCHECK:-}" ] && [ "${AKV_MEMCHECK}" != 0 ]; then
+  memcheck_setup
+fi
