@@ -337,6 +337,7 @@ kv_rc kv_client_call(struct kv_client *cl, struct kv_call *call, cJSON **doc)
   int64_t saved_deadline;
   kv_rc rc;
   *doc = NULL;
+  call->fast_taken = 0;
   kv_http_response_init(&resp);
   /* The deadline covers the token fetch, the request, its retries and the 401 retry. */
   saved_deadline = kv_http_op_begin(cl->http);
@@ -375,6 +376,12 @@ kv_rc kv_client_call(struct kv_client *cl, struct kv_call *call, cJSON **doc)
     if (rc == KV_E_UNAUTHORIZED)
       akv_err(AKV_LOGC_AUTH, "%s: still 401 after a token refresh; the token of %s is not "
               "accepted by this vault", what, kv_cred_describe(cl->cred));
+    goto out;
+  }
+  if (resp.body.len && call->fast_body &&
+      call->fast_body(call->fast_ctx, (const char *)resp.body.data, resp.body.len)) {
+    call->fast_taken = 1;
+    rc = KV_OK;
     goto out;
   }
   if (resp.body.len) {
@@ -569,7 +576,7 @@ static kv_rc list_all(struct kv_client *cl, const char *op, const char *collecti
   if (!url)
     return KV_E_NOMEM;
   for (unsigned page = 0;; page++) {
-    struct kv_call call = {op, "GET", url, NULL, 0, 1, name, NULL, NULL, 0, 0, 0, "", ""};
+    struct kv_call call = {.op = op, .method = "GET", .url = url, .idempotent = 1, .name = name};
     const cJSON *value, *next, *it;
     if (page >= MAX_PAGES) {
       akv_err(AKV_LOGC_KV, "%s: more than %d pages; giving up (nextLink loop?)", op, MAX_PAGES);

@@ -15,16 +15,21 @@ struct kv_call {
   int idempotent;
   const char *name, *version, *alg; /* for the audit line */
   int defer_audit;     /* the caller validates the result and calls kv_client_audit itself */
+  /* Optional fast path for a 2xx body, tried before building a cJSON tree: returns 1 when it took
+   * the result (kv_client_call then gives *doc NULL), 0 to let the body be parsed as usual. */
+  int (*fast_body)(void *ctx, const char *data, size_t len);
+  void *fast_ctx;
   /* outputs of kv_client_call, for the audit line */
   long status;
   long latency_ms;
   char client_request_id[40];
   char request_id[80];
+  int fast_taken;      /* fast_body took the reply */
 };
 
 /* Sends an authenticated request (token, one challenge-driven refresh and retry on 401), maps
  * errors to kv_rc, writes the audit line. On KV_OK *doc is the parsed JSON object of a 2xx
- * reply (NULL for an empty body, e.g. 204). */
+ * reply (NULL for an empty body, e.g. 204, or when call->fast_body took it). */
 kv_rc kv_client_call(struct kv_client *cl, struct kv_call *call, cJSON **doc);
 
 /* Writes the audit line of call with the operation's final outcome. */

@@ -285,3 +285,263 @@ out:
   curl_url_cleanup(u);
   return rc;
 }
+
+/* ---- fast path for small replies ----------------------------------------------------------- */
+
+/* A strict RFC 8259 scanner used only to decide whether a reply can skip the cJSON tree. Every
+ * doubt answers "no" and the caller parses with cJSON, so this never accepts what cJSON would
+ * reject: RFC whitespace only, no raw control characters in strings, no lone surrogates, numbers
+ * in RFC form and at most 63 characters (cJSON reads numbers through a 64-byte buffer), nesting
+ * at most FAST_MAX_DEPTH. */
+#define FAST_MAX_DEPTH 32
+
+struct fast_scan {
+  const unsigned char *p, *end;
+};
+
+static void fast_ws(struct fast_scan *s)
+{
+  while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+    s->p++;
+}
+
+static int fast_hex4(const unsigned char *p, unsigned *v)
+{
+  *v = 0;
+  for (int i = 0; i < 4; i++) {
+    unsigned c = p[i], d;
+    if (c >= '0' && c <= '9')
+      d = c - '0';
+    else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+      d = (c | 0x20) - 'a' + 10;
+    else
+      return 0;
+    *v = *v << 4 | d;
+  }
+  return 1;
+}
+
+/* A string at s->p (which is '"'): 1 with its raw contents in [*start, *start + *len) and
+ * *escaped set when it holds a backslash, 0 when malformed. */
+/* Bytes that end a run of plain string characters: '"', '\\' and control characters. */
+static const unsigned char fast_special[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, ['"'] = 1, ['\\'] = 1};
+
+static int fast_string(struct fast_scan *s, const unsigned char **start, size_t *len,
+                       int *escaped)
+{
+  const unsigned char *p = s->p + 1;
+  *escaped = 0;
+  *start = p;
+  while (p < s->end && *p != '"') {
+    /* A base64 value is one long plain run: one table lookup per byte. */
+    while (p < s->end && !fast_special[*p])
+      p++;
+    if (p >= s->end || *p == '"')
+      break;
+    if (*p < 0x20)
+      return 0;
+    if (*p == '\\') {
+      *escaped = 1;
+      if (p + 1 >= s->end)
+        return 0;
+      if (p[1] == 'u') {
+        unsigned cp, lo;
+        if (s->end - p < 6 || !fast_hex4(p + 2, &cp))
+          return 0;
+        p += 6;
+        if (cp >= 0xdc00 && cp <= 0xdfff)
+          return 0; /* low surrogate first */
+        if (cp >= 0xd800 && cp <= 0xdbff) {
+          if (s->end - p < 6 || p[0] != '\\' || p[1] != 'u' || !fast_hex4(p + 2, &lo) ||
+              lo < 0xdc00 || lo > 0xdfff)
+            return 0;
+          p += 6;
+        }
+        continue;
+      }
+      if (!strchr("\"\\/bfnrt", p[1]) || !p[1])
+        return 0;
+      p += 2;
+      continue;
+    }
+    p++;
+  }
+  if (p >= s->end)
+    return 0;
+  *len = (size_t)(p - *start);
+  s->p = p + 1;
+  return 1;
+}
+
+static int fast_digits(struct fast_scan *s)
+{
+  const unsigned char *b = s->p;
+  while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+    s->p++;
+  return s->p > b;
+}
+
+static int fast_number(struct fast_scan *s)
+{
+  const unsigned char *b = s->p;
+  if (s->p < s->end && *s->p == '-')
+    s->p++;
+  if (s->p < s->end && *s->p == '0')
+    s->p++;
+  else if (!fast_digits(s))
+    return 0;
+  if (s->p < s->end && *s->p == '.') {
+    s->p++;
+    if (!fast_digits(s))
+      return 0;
+  }
+  if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+    s->p++;
+    if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
+      s->p++;
+    if (!fast_digits(s))
+      return 0;
+  }
+  return s->p - b <= 63;
+}
+
+static int fast_value(struct fast_scan *s, int depth);
+
+/* Object or array at s->p, whose members are skipped. */
+static int fast_container(struct fast_scan *s, int depth)
+{
+  int obj = *s->p == '{';
+  unsigned char close = obj ? '}' : ']';
+  const unsigned char *k;
+  size_t kl;
+  int esc;
+  if (depth >= FAST_MAX_DEPTH)
+    return 0;
+  s->p++;
+  fast_ws(s);
+  if (s->p < s->end && *s->p == close) {
+    s->p++;
+    return 1;
+  }
+  for (;;) {
+    if (obj) {
+      if (s->p >= s->end || *s->p != '"' || !fast_string(s, &k, &kl, &esc))
+        return 0;
+      fast_ws(s);
+      if (s->p >= s->end || *s->p != ':')
+        return 0;
+      s->p++;
+      fast_ws(s);
+    }
+    if (!fast_value(s, depth + 1))
+      return 0;
+    fast_ws(s);
+    if (s->p >= s->end)
+      return 0;
+    if (*s->p == close) {
+      s->p++;
+      return 1;
+    }
+    if (*s->p != ',')
+      return 0;
+    s->p++;
+    fast_ws(s);
+  }
+}
+
+static int fast_literal(struct fast_scan *s, const char *lit, size_t n)
+{
+  if ((size_t)(s->end - s->p) < n || memcmp(s->p, lit, n) != 0)
+    return 0;
+  s->p += n;
+  return 1;
+}
+
+static int fast_value(struct fast_scan *s, int depth)
+{
+  const unsigned char *k;
+  size_t kl;
+  int esc;
+  if (s->p >= s->end)
+    return 0;
+  switch (*s->p) {
+  case '{':
+  case '[':
+    return fast_container(s, depth);
+  case '"':
+    return fast_string(s, &k, &kl, &esc);
+  case 't':
+    return fast_literal(s, "true", 4);
+  case 'f':
+    return fast_literal(s, "false", 5);
+  case 'n':
+    return fast_literal(s, "null", 4);
+  default:
+    return (*s->p == '-' || (*s->p >= '0' && *s->p <= '9')) && fast_number(s);
+  }
+}
+
+int kv_json_fast_str(const char *data, size_t len, const char *name, const char **val,
+                     size_t *val_len)
+{
+  struct fast_scan s = {(const unsigned char *)data, (const unsigned char *)data + len};
+  size_t nl = strlen(name);
+  const unsigned char *k, *v;
+  size_t kl, vl;
+  int esc, found = 0;
+  *val = NULL;
+  *val_len = 0;
+  if (!data)
+    return 0;
+  fast_ws(&s);
+  if (s.p >= s.end || *s.p != '{')
+    return 0;
+  s.p++;
+  fast_ws(&s);
+  if (s.p < s.end && *s.p == '}')
+    return 0; /* no members: the caller's full path reports the missing one */
+  for (;;) {
+    int is_name;
+    if (s.p >= s.end || *s.p != '"' || !fast_string(&s, &k, &kl, &esc))
+      return 0;
+    /* An escaped key might decode to name: only cJSON can tell. */
+    if (esc)
+      return 0;
+    is_name = !found && kl == nl && memcmp(k, name, nl) == 0;
+    fast_ws(&s);
+    if (s.p >= s.end || *s.p != ':')
+      return 0;
+    s.p++;
+    fast_ws(&s);
+    if (is_name) {
+      /* The first member of that name is the one cJSON_GetObjectItemCaseSensitive gives. */
+      if (s.p >= s.end || *s.p != '"' || !fast_string(&s, &v, &vl, &esc) || esc)
+        return 0;
+      found = 1;
+      *val = (const char *)v;
+      *val_len = vl;
+    } else if (!fast_value(&s, 1)) {
+      return 0;
+    }
+    fast_ws(&s);
+    if (s.p >= s.end)
+      return 0;
+    if (*s.p == '}') {
+      s.p++;
+      break;
+    }
+    if (*s.p != ',')
+      return 0;
+    s.p++;
+    fast_ws(&s);
+  }
+  fast_ws(&s);
+  if (s.p != s.end || !found) {
+    *val = NULL;
+    *val_len = 0;
+    return 0;
+  }
+  return 1;
+}

@@ -13,6 +13,14 @@
 /* Whole-document parse: NULL on invalid JSON or trailing garbage (logged with ctx). */
 cJSON *kv_json_parse(const char *data, size_t len, const char *ctx);
 
+/* Fast path for small replies read on every operation (a sign reply): 1 when data is a JSON
+ * object, by a strict RFC 8259 scan, whose first top-level member called name is a string
+ * without escapes; *val then points at its characters in data (*val_len of them). 0 means "not
+ * decided here": parse with kv_json_parse, which gives the verdict and its message. It accepts
+ * only what kv_json_parse accepts, with the string kv_json_str would give. Logs nothing. */
+int kv_json_fast_str(const char *data, size_t len, const char *name, const char **val,
+                     size_t *val_len);
+
 /* Borrowed string member (NULL when absent and !required). KV_E_PROTOCOL on wrong type, missing
  * when required, or longer than max_len. */
 kv_rc kv_json_str(const cJSON *obj, const char *name, int required, size_t max_len,

@@ -123,6 +123,134 @@ static void test_attrs(void **state)
   cJSON_Delete(d);
 }
 
+/* kv_json_fast_str only ever accepts what kv_json_parse + kv_json_str accept, with the same
+ * string: checked on fixed cases and on many mutations of sign-like replies. */
+static int fast_agrees(const char *data, size_t len)
+{
+  const char *v = NULL, *cv = NULL;
+  size_t vl = 0;
+  cJSON *doc;
+  if (!kv_json_fast_str(data, len, "value", &v, &vl))
+    return 0;
+  doc = kv_json_parse(data, len, "test");
+  assert_non_null(doc);
+  assert_int_equal(kv_json_str(doc, "value", 1, (size_t)-1, &cv), KV_OK);
+  assert_int_equal(strlen(cv), vl);
+  assert_memory_equal(cv, v, vl);
+  cJSON_Delete(doc);
+  return 1;
+}
+
+static int fast_says(const char *s)
+{
+  return fast_agrees(s, strlen(s));
+}
+
+static void test_fast_str_cases(void **state)
+{
+  char longnum[200];
+  (void)state;
+  assert_true(fast_says("{\"kid\":\"https://v/keys/k/1\",\"value\":\"AQID\"}"));
+  assert_true(fast_says(" {\n\t\"value\" : \"AQID\" ,\"x\":[1,-2.5e+3,true,false,null,{\"a\":[]}]}\r\n"));
+  assert_true(fast_says("{\"a\":\"\\u00e9\\ud83d\\ude00\\n\\\"\",\"value\":\"\"}"));
+  /* The first of duplicates, as cJSON_GetObjectItemCaseSensitive. */
+  assert_true(fast_says("{\"value\":\"first\",\"value\":\"second\"}"));
+  /* Not decided here (escapes that only cJSON interprets, non-strings, odd syntax). */
+  assert_false(fast_says("{\"\\u0076alue\":\"AQID\"}"));
+  assert_false(fast_says("{\"value\":\"AQ\\u0049D\"}"));
+  assert_false(fast_says("{\"value\":null}"));
+  assert_false(fast_says("{\"value\":1}"));
+  assert_false(fast_says("{\"Value\":\"AQID\"}"));
+  assert_false(fast_says("{}"));
+  assert_false(fast_says("[\"value\",\"AQID\"]"));
+  assert_false(fast_says("{\"value\":\"AQID\"}x"));
+  assert_false(fast_says("{\"value\":\"AQID\"}{}"));
+  assert_false(fast_says("{\"value\":\"AQID\",}"));
+  assert_false(fast_says("{\"value\":\"AQID\",\"a\":01}"));
+  assert_false(fast_says("{\"value\":\"AQID\",\"a\":+1}"));
+  assert_false(fast_says("{\"value\":\"AQID\",\"a\":1.}"));
+  assert_false(fast_says("{\"value\":\"AQID\",\"a\":\"\\udc00\"}"));
+  assert_false(fast_says("{\"value\":\"AQID\",\"a\":\"\\ud800x\"}"));
+  assert_false(fast_says("{\"value\":\"AQID\",\"a\":\"\\x\"}"));
+  assert_false(fast_says("{\"value\":\"A\x01QID\"}"));
+  assert_false(fast_says("{\"value\":\"AQID\",\"a\":tru}"));
+  assert_false(fast_says("{\"value\":\"AQID\""));
+  assert_false(fast_says("{\"value\":\"AQID\",\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]"
+                         "]]]]]]]]]]]]]]]]]]]]]]]]}"));
+  assert_false(fast_agrees("{\"value\":\"AQID\"}\0", 17));
+  assert_false(fast_agrees("{\"value\":\"AQ\0D\"}", 16));
+  memset(longnum, '1', sizeof(longnum));
+  memcpy(longnum, "{\"value\":\"A\",\"n\":", 17);
+  memcpy(longnum + 17 + 64, "}", 2);
+  assert_false(fast_says(longnum)); /* 64-digit number: beyond the scanner's cap */
+  longnum[17 + 63] = '}';
+  longnum[17 + 64] = '\0';
+  assert_true(fast_says(longnum));
+}
+
+static uint64_t rng_state = 0x243f6a8885a308d3ULL;
+static uint64_t rng(void)
+{
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return rng_state;
+}
+
+static void test_fast_str_mutations(void **state)
+{
+  static const char *const seeds[] = {
+      "{\"kid\":\"https://v.vault.azure.net/keys/k/0123456789abcdef\",\"value\":\"AQIDBA\"}",
+      "{\"value\":\"AQIDBA\",\"n\":[1,2.5,-0,3e-7,{\"a\":null,\"b\":true,\"c\":false}]}",
+      "{ \"x\" : \"\\u00e9\\ud83d\\ude00\\t\" , \"value\" : \"zz\" }\n",
+      "{\"a\":{\"value\":\"inner\"},\"value\":\"outer\",\"value\":\"dup\"}",
+  };
+  static const char alphabet[] = "{}[]\":,\\u0123456789abcdefABCDEF-+.eE \t\r\n\x01\x7f\xc3\xa9"
+                                 "tfnrlsvx/";
+  size_t accepted = 0, total = 0;
+  char buf[256];
+  (void)state;
+  for (int round = 0; round < 200000; round++) {
+    const char *seed = seeds[rng() % (sizeof(seeds) / sizeof(seeds[0]))];
+    size_t len = strlen(seed), edits = 1 + rng() % 3;
+    memcpy(buf, seed, len);
+    for (size_t e = 0; e < edits && len > 1; e++) {
+      size_t at = rng() % len;
+      char c = alphabet[rng() % (sizeof(alphabet) - 1)];
+      switch (rng() % 4) {
+      case 0: /* replace */
+        buf[at] = c;
+        break;
+      case 1: /* insert */
+        if (len + 1 < sizeof(buf)) {
+          memmove(buf + at + 1, buf + at, len - at);
+          buf[at] = c;
+          len++;
+        }
+        break;
+      case 2: /* delete */
+        memmove(buf + at, buf + at + 1, len - at - 1);
+        len--;
+        break;
+      default: /* duplicate a slice */
+      {
+        size_t n = 1 + rng() % 8;
+        if (at + n <= len && len + n < sizeof(buf)) {
+          memmove(buf + at + n, buf + at, len - at);
+          len += n;
+        }
+        break;
+      }
+      }
+    }
+    total++;
+    accepted += (size_t)fast_agrees(buf, len);
+  }
+  /* The mutations must exercise both answers. */
+  assert_true(accepted > total / 50);
+  assert_true(accepted < total / 2 + total / 4);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -130,6 +258,8 @@ int main(void)
       cmocka_unit_test(test_getters),
       cmocka_unit_test(test_ids),
       cmocka_unit_test(test_attrs),
+      cmocka_unit_test(test_fast_str_cases),
+      cmocka_unit_test(test_fast_str_mutations),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
