@@ -169,14 +169,14 @@ static CK_RV sv_feed(struct akv_op *op, const CK_BYTE *data, CK_ULONG len)
 }
 
 /* What goes to the vault: the bytes the JWA algorithm takes (*tbs, pointing into buf or the
- * accumulated input) and that algorithm. For remote HMAC that is the message itself. */
-static CK_RV sv_tbs(struct akv_op *op, unsigned char *buf, const unsigned char **tbs,
-                    size_t *tbs_len, const char **alg)
+ * input in/in_len: the accumulated input, or a single-part call's data) and that algorithm. For
+ * remote HMAC that is the message itself. Hash-and-sign mechanisms take the digest of op->md. */
+static CK_RV sv_tbs(struct akv_op *op, const unsigned char *in, size_t in_len,
+                    unsigned char *buf, const unsigned char **tbs, size_t *tbs_len,
+                    const char **alg)
 {
   unsigned char tmp[EVP_MAX_MD_SIZE];
   unsigned int tmp_len = 0;
-  const unsigned char *in = op->in.data;
-  size_t in_len = op->in.len;
   CK_MECHANISM_TYPE hash;
   const unsigned char *digest;
   CK_RV rv = CKR_OK;
@@ -234,7 +234,8 @@ static CK_RV sv_tbs(struct akv_op *op, unsigned char *buf, const unsigned char *
 
 /* ---- sign ------------------------------------------------------------------------------------ */
 
-static CK_RV sign_remote(struct akv_session *s, struct akv_op *op, struct kv_bytes *sig)
+static CK_RV sign_remote(struct akv_session *s, struct akv_op *op, const unsigned char *in,
+                         size_t in_len, struct kv_bytes *sig)
 {
   unsigned char digest[AKV_MAX_DIGEST];
   const unsigned char *tbs = NULL;
@@ -242,7 +243,7 @@ static CK_RV sign_remote(struct akv_session *s, struct akv_op *op, struct kv_byt
   const char *alg = NULL;
   const struct kv_key *key = op->obj->key;
   kv_rc rc;
-  CK_RV rv = sv_tbs(op, digest, &tbs, &tbs_len, &alg);
+  CK_RV rv = sv_tbs(op, in, in_len, digest, &tbs, &tbs_len, &alg);
 
   if (rv != CKR_OK)
     return rv;
@@ -256,8 +257,8 @@ static CK_RV sign_remote(struct akv_session *s, struct akv_op *op, struct kv_byt
 }
 
 /* Produces the signature once the caller's buffer is known to be large enough. */
-static CK_RV sign_finish(struct akv_session *s, struct akv_op *op, CK_BYTE_PTR sig,
-                         CK_ULONG_PTR sig_len)
+static CK_RV sign_finish(struct akv_session *s, struct akv_op *op, const unsigned char *in,
+                         size_t in_len, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len)
 {
   struct kv_bytes res = {NULL, 0};
   size_t n = akv_sign_len(op), mac_len = 0;
@@ -269,7 +270,7 @@ static CK_RV sign_finish(struct akv_session *s, struct akv_op *op, CK_BYTE_PTR s
     *sig_len = mac_len;
     return CKR_OK;
   }
-  rv = sign_remote(s, op, &res);
+  rv = sign_remote(s, op, in, in_len, &res);
   if (rv != CKR_OK)
     goto out;
   if (res.len > n || res.len == 0 || (res.len < n && op->mech->fam != AKV_MF_RSA_PKCS &&
@@ -348,9 +349,15 @@ CK_RV akv_sign(struct akv_session *s, const CK_BYTE *data, CK_ULONG len, CK_BYTE
   }
   if (!sign_needed(op, sig, sig_len, &rv))
     goto out;
+  if (!op->md && !op->mac) {
+    /* Raw input in one part: signed from the caller's buffer, not copied into op->in (an
+     * allocation, a copy and a wipe per C_Sign), within the same limit sv_feed applies. */
+    rv = len > op->in_limit ? CKR_DATA_LEN_RANGE : sign_finish(s, op, data, len, sig, sig_len);
+    goto out;
+  }
   rv = sv_feed(op, data, len);
   if (rv == CKR_OK)
-    rv = sign_finish(s, op, sig, sig_len);
+    rv = sign_finish(s, op, op->in.data, op->in.len, sig, sig_len);
 out:
   return akv_op_settle(s, AKV_OP_SIGN, rv, sig);
 }
@@ -375,7 +382,7 @@ CK_RV akv_sign_final(struct akv_session *s, CK_BYTE_PTR sig, CK_ULONG_PTR sig_le
   if (!op)
     return CKR_OPERATION_NOT_INITIALIZED;
   if (sign_needed(op, sig, sig_len, &rv))
-    rv = sign_finish(s, op, sig, sig_len);
+    rv = sign_finish(s, op, op->in.data, op->in.len, sig, sig_len);
   return akv_op_settle(s, AKV_OP_SIGN, rv, sig);
 }
 
@@ -466,7 +473,7 @@ static CK_RV verify_remote(struct akv_session *s, struct akv_op *op, const unsig
   const struct kv_key *key = op->obj->key;
   int valid = 0;
   kv_rc rc;
-  CK_RV rv = sv_tbs(op, digest, &tbs, &tbs_len, &alg);
+  CK_RV rv = sv_tbs(op, op->in.data, op->in.len, digest, &tbs, &tbs_len, &alg);
 
   if (rv != CKR_OK)
     return rv;
