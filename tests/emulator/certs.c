@@ -73,18 +73,11 @@ struct cversion {
 };
 
 struct cert {
-  char *name;
+  struct objs_entry e; /* first: name, soft-delete state */
   struct cversion **v; /* creation order */
   size_t nv;
   cJSON *policy; /* stored policy without "id" */
   struct cop *op;
-  int deleted;
-  struct emu_deleted del;
-};
-
-struct cstore {
-  struct cert **c;
-  size_t n;
 };
 
 /* ---- store ------------------------------------------------------------------------------ */
@@ -112,8 +105,9 @@ static void cversion_free(struct cversion *cv)
   free(cv);
 }
 
-static void cert_free(struct cert *c)
+static void cert_free(struct objs_entry *e)
 {
+  struct cert *c = (struct cert *)e;
   size_t i;
 
   if (!c)
@@ -121,7 +115,7 @@ static void cert_free(struct cert *c)
   for (i = 0; i < c->nv; i++)
     cversion_free(c->v[i]);
   free(c->v);
-  free(c->name);
+  free(c->e.name);
   cJSON_Delete(c->policy);
   cop_free(c->op);
   free(c);
@@ -129,65 +123,27 @@ static void cert_free(struct cert *c)
 
 void certs_store_free(void *store)
 {
-  struct cstore *st = store;
-  size_t i;
-
-  if (!st)
-    return;
-  for (i = 0; i < st->n; i++)
-    cert_free(st->c[i]);
-  free(st->c);
-  free(st);
+  objs_store_free(store, cert_free);
 }
 
 static struct cert *cert_find_inlock(struct emu_vault *vault, const char *name, size_t *idx)
 {
-  struct cstore *st = vault->certs;
-  size_t i;
-
-  if (!st)
-    return NULL;
-  for (i = 0; i < st->n; i++) {
-    if (objs_ieq(st->c[i]->name, name)) {
-      if (idx)
-        *idx = i;
-      return st->c[i];
-    }
-  }
-  return NULL;
+  return (struct cert *)objs_find_inlock(vault->certs, name, idx);
 }
 
 static struct cert *cert_live_inlock(struct emu_vault *vault, const char *name)
 {
   struct cert *c = cert_find_inlock(vault, name, NULL);
 
-  return c && !c->deleted ? c : NULL;
+  return c && !c->e.deleted ? c : NULL;
 }
 
-/* Create the certificate entry when absent (policy taken on success). */
+/* Create the certificate entry when absent. */
 static struct cert *cert_get_or_add_inlock(struct emu_vault *vault, const char *name)
 {
-  struct cstore *st;
-  struct cert *c = cert_find_inlock(vault, name, NULL), **nc;
+  struct cert *c = cert_find_inlock(vault, name, NULL);
 
-  if (c)
-    return c;
-  if (!vault->certs)
-    vault->certs = calloc(1, sizeof(struct cstore));
-  st = vault->certs;
-  if (!st || st->n >= CERTS_MAX)
-    return NULL;
-  nc = realloc(st->c, (st->n + 1) * sizeof(*nc));
-  if (!nc)
-    return NULL;
-  st->c = nc;
-  c = calloc(1, sizeof(*c));
-  if (!c || !(c->name = strdup(name))) {
-    free(c);
-    return NULL;
-  }
-  st->c[st->n++] = c;
-  return c;
+  return c ? c : (struct cert *)objs_add_inlock(&vault->certs, name, sizeof(*c), CERTS_MAX);
 }
 
 /* Latest version: the newest issued one; a placeholder only when nothing was issued yet. */
@@ -285,7 +241,7 @@ static cJSON *policy_json_new(struct emu_vault *vault, const struct cert *c)
   cJSON *p = cJSON_CreateObject(), *m;
   const cJSON *e;
 
-  if (!p || add_sub_id(p, "id", vault, c->name, "policy"))
+  if (!p || add_sub_id(p, "id", vault, c->e.name, "policy"))
     goto fail;
   cJSON_ArrayForEach(e, c->policy)
   {
@@ -306,20 +262,16 @@ static cJSON *bundle_new(struct emu_vault *vault, const struct cert *c, const st
 {
   cJSON *b = cJSON_CreateObject(), *m = NULL;
 
-  if (!b || add_id(b, "id", vault, "certificates", c->name, cv->version))
+  if (!b || add_id(b, "id", vault, "certificates", c->e.name, cv->version))
     goto fail;
   if (cv->cert) {
-    if (add_id(b, "kid", vault, "keys", c->name, cv->version) ||
-        add_id(b, "sid", vault, "secrets", c->name, cv->version) ||
+    if (add_id(b, "kid", vault, "keys", c->e.name, cv->version) ||
+        add_id(b, "sid", vault, "secrets", c->e.name, cv->version) ||
         !cJSON_AddStringToObject(b, "x5t", cv->x5t) ||
         !cJSON_AddStringToObject(b, "cer", cv->cer_b64))
       goto fail;
   }
-  m = emu_attrs_json_new(&cv->attrs);
-  if (!m || !cJSON_AddItemToObject(b, "attributes", m))
-    goto fail;
-  m = NULL;
-  if (objs_json_add_tags(b, cv->tags))
+  if (objs_json_add_attrs_tags(b, &cv->attrs, cv->tags))
     goto fail;
   m = policy_json_new(vault, c);
   if (!m || !cJSON_AddItemToObject(b, "policy", m))
@@ -327,7 +279,7 @@ static cJSON *bundle_new(struct emu_vault *vault, const struct cert *c, const st
   m = NULL;
   if (c->op) {
     m = cJSON_CreateObject();
-    if (!m || add_sub_id(m, "id", vault, c->name, "pending") ||
+    if (!m || add_sub_id(m, "id", vault, c->e.name, "pending") ||
         !cJSON_AddItemToObject(b, "pending", m))
       goto fail;
     m = NULL;
@@ -342,29 +294,20 @@ fail:
 static cJSON *deleted_bundle_new(struct emu_vault *vault, const struct cert *c)
 {
   const struct cversion *cv = cert_latest(c);
-  cJSON *b = cv ? bundle_new(vault, c, cv) : NULL;
 
-  if (b && emu_deleted_json_add(b, vault, "deletedcertificates", c->name, &c->del)) {
-    cJSON_Delete(b);
-    b = NULL;
-  }
-  return b;
+  return objs_json_deleted(cv ? bundle_new(vault, c, cv) : NULL, vault, "deletedcertificates",
+                           &c->e);
 }
 
 /* CertificateItem: id, attributes, tags, x5t. */
 static cJSON *item_new(struct emu_vault *vault, const struct cert *c, const struct cversion *cv,
                        int versioned)
 {
-  cJSON *b = cJSON_CreateObject(), *m;
+  cJSON *b = cJSON_CreateObject();
 
-  if (!b || add_id(b, "id", vault, "certificates", c->name, versioned ? cv->version : NULL))
+  if (!b || add_id(b, "id", vault, "certificates", c->e.name, versioned ? cv->version : NULL))
     goto fail;
-  m = emu_attrs_json_new(&cv->attrs);
-  if (!m || !cJSON_AddItemToObject(b, "attributes", m)) {
-    cJSON_Delete(m);
-    goto fail;
-  }
-  if (objs_json_add_tags(b, cv->tags))
+  if (objs_json_add_attrs_tags(b, &cv->attrs, cv->tags))
     goto fail;
   if (cv->cert && !cJSON_AddStringToObject(b, "x5t", cv->x5t))
     goto fail;
@@ -394,7 +337,7 @@ static cJSON *op_json_new(struct emu_vault *vault, const struct cert *c, const s
 {
   cJSON *o = cJSON_CreateObject(), *iss = NULL, *err = NULL;
 
-  if (!o || add_sub_id(o, "id", vault, c->name, "pending"))
+  if (!o || add_sub_id(o, "id", vault, c->e.name, "pending"))
     goto fail;
   iss = cJSON_AddObjectToObject(o, "issuer");
   if (!iss || !cJSON_AddStringToObject(iss, "name", op->issuer))
@@ -410,7 +353,7 @@ static cJSON *op_json_new(struct emu_vault *vault, const struct cert *c, const s
                                "This may take some time based on the issuer provider. Please "
                                "check again later."))
     goto fail;
-  if (op->status == COP_COMPLETED && add_id(o, "target", vault, "certificates", c->name, NULL))
+  if (op->status == COP_COMPLETED && add_id(o, "target", vault, "certificates", c->e.name, NULL))
     goto fail;
   if (!cJSON_AddStringToObject(o, "request_id", op->request_id))
     goto fail;
@@ -1040,7 +983,7 @@ out:
 /* Complete every due Self operation of the vault (before listings). */
 static void complete_due_all(struct emu_vault *vault)
 {
-  struct cstore *st;
+  const struct objs_store *st;
   char **names = NULL;
   size_t i, n = 0;
 
@@ -1049,10 +992,11 @@ static void complete_due_all(struct emu_vault *vault)
   if (st && st->n)
     names = calloc(st->n, sizeof(*names));
   for (i = 0; names && i < st->n; i++) {
-    struct cop *op = st->c[i]->op;
+    const struct cert *c = (const struct cert *)st->e[i];
+    const struct cop *op = c->op;
 
-    if (!st->c[i]->deleted && op && op->status == COP_IN_PROGRESS && objs_ieq(op->issuer, "Self"))
-      names[n++] = strdup(st->c[i]->name);
+    if (!c->e.deleted && op && op->status == COP_IN_PROGRESS && objs_ieq(op->issuer, "Self"))
+      names[n++] = strdup(c->e.name);
   }
   pthread_mutex_unlock(&vault->lock);
   for (i = 0; i < n; i++) {
@@ -1074,38 +1018,14 @@ static int reply_state_conflict(struct emu_resp *resp, const struct cert *c)
 {
   struct issue_err e;
 
-  issue_err_rc(&e, emu_deleted_visible(&c->del) ? EMU_E_DELETED_RECOVERABLE : EMU_E_BEING_DELETED,
-               "Certificate", c->name);
+  issue_err_rc(&e, objs_deleted_state(&c->e), "Certificate", c->e.name);
   return reply_issue_err(resp, &e);
-}
-
-static int reply_not_found(struct emu_resp *resp, const char *name, const char *version)
-{
-  char buf[EMU_NAME_MAX + 48];
-
-  if (version && *version) {
-    snprintf(buf, sizeof(buf), "%.127s/%.40s", name, version);
-    return emu_resp_not_found(resp, "Certificate", buf);
-  }
-  return emu_resp_not_found(resp, "Certificate", name);
 }
 
 static int reply_pending_not_found(struct emu_resp *resp, const char *name)
 {
   return emu_resp_error(resp, 404, "PendingCertificateNotFound", NULL,
                         "Pending certificate not found: %s", name);
-}
-
-/* Common body members of create/import/update: attributes onto *attrs, tags (NULL if absent). */
-static int parse_attrs_tags(const cJSON *body, struct emu_attrs *attrs, const cJSON **tags,
-                            const char **err)
-{
-  *tags = cJSON_GetObjectItemCaseSensitive(body, "tags");
-  if (*tags && cJSON_IsNull(*tags))
-    *tags = NULL;
-  if (*tags && emu_tags_valid(*tags, err))
-    return -1;
-  return emu_attrs_apply(cJSON_GetObjectItemCaseSensitive(body, "attributes"), attrs, 0, err);
 }
 
 enum { PENDING_GET, PENDING_CANCEL, PENDING_DELETE };
@@ -1138,14 +1058,14 @@ static int op_create(struct emu_req *req, struct emu_resp *resp, int arg)
                               name);
   if (!cJSON_IsObject(req->body))
     return emu_resp_bad_param(resp, "The request body must be a JSON object with a 'policy'.");
-  if (parse_attrs_tags(req->body, &attrs, &tags, &err))
+  if (objs_parse_attrs_tags(req->body, &attrs, &tags, &err))
     return emu_resp_bad_param(resp, "%s", err);
   if (!cJSON_GetObjectItemCaseSensitive(req->body, "policy"))
     return emu_resp_bad_param(resp, "Property 'policy' is required.");
 
   pthread_mutex_lock(&vault->lock);
   c = cert_find_inlock(vault, name, NULL);
-  if (c && c->deleted) {
+  if (c && c->e.deleted) {
     conflict = 1;
     ret = reply_state_conflict(resp, c);
   } else if (c && c->op && c->op->status == COP_IN_PROGRESS) {
@@ -1153,7 +1073,7 @@ static int op_create(struct emu_req *req, struct emu_resp *resp, int arg)
     ret = emu_resp_error(resp, 409, "Conflict", NULL,
                          "Certificate %s has a pending operation in progress; complete, cancel "
                          "or delete it first.",
-                         c->name);
+                         c->e.name);
   } else {
     policy = policy_normalize(cJSON_GetObjectItemCaseSensitive(req->body, "policy"), NULL, NULL,
                               c ? c->policy : NULL, &err);
@@ -1207,11 +1127,11 @@ static int op_create(struct emu_req *req, struct emu_resp *resp, int arg)
 
   pthread_mutex_lock(&vault->lock);
   c = cert_find_inlock(vault, name, NULL);
-  if (c && (c->deleted || (c->op && c->op->status == COP_IN_PROGRESS))) {
-    ret = c->deleted ? reply_state_conflict(resp, c)
+  if (c && (c->e.deleted || (c->op && c->op->status == COP_IN_PROGRESS))) {
+    ret = c->e.deleted ? reply_state_conflict(resp, c)
                      : emu_resp_error(resp, 409, "Conflict", NULL,
                                       "Certificate %s has a pending operation in progress.",
-                                      c->name);
+                                      c->e.name);
   } else if ((c = cert_get_or_add_inlock(vault, name)) != NULL &&
              (prev = cversion_add_inlock(c, op->version)) != NULL) {
     prev->attrs.enabled = 0;
@@ -1224,7 +1144,7 @@ static int op_create(struct emu_req *req, struct emu_resp *resp, int arg)
     op = NULL;
     body = op_json_new(vault, c, c->op);
     snprintf(loc, sizeof(loc), "%s/certificates/%s/pending?api-version=%s&request_id=%s",
-             vault->base_url, c->name, req->api_version, c->op->request_id);
+             vault->base_url, c->e.name, req->api_version, c->op->request_id);
     ret = 0;
   } else {
     ret = emu_resp_bad_param(resp, "The emulator's certificate store is full.");
@@ -1260,10 +1180,8 @@ static int add_issued(struct emu_vault *vault, const char *name, cJSON **policy,
 
   pthread_mutex_lock(&vault->lock);
   c = cert_find_inlock(vault, name, NULL);
-  if (c && c->deleted) {
-    issue_err_rc(e, emu_deleted_visible(&c->del) ? EMU_E_DELETED_RECOVERABLE
-                                                  : EMU_E_BEING_DELETED,
-                 "Certificate", c->name);
+  if (c && c->e.deleted) {
+    issue_err_rc(e, objs_deleted_state(&c->e), "Certificate", c->e.name);
     pthread_mutex_unlock(&vault->lock);
     goto out;
   }
@@ -1273,7 +1191,7 @@ static int add_issued(struct emu_vault *vault, const char *name, cJSON **policy,
     goto out;
   pthread_mutex_lock(&vault->lock);
   c = cert_get_or_add_inlock(vault, name);
-  cv = c && !c->deleted ? cversion_add_inlock(c, version) : NULL;
+  cv = c && !c->e.deleted ? cversion_add_inlock(c, version) : NULL;
   if (cv) {
     cv->tags = tags ? cJSON_Duplicate(tags, 1) : NULL;
     if (!cversion_issue(cv, leaf, attrs)) {
@@ -1319,7 +1237,7 @@ static int op_import(struct emu_req *req, struct emu_resp *resp, int arg)
   if (bad || !value)
     return emu_resp_bad_param(resp, "Property 'value' is required and 'value'/'pwd' must be "
                                     "strings.");
-  if (parse_attrs_tags(req->body, &attrs, &tags, &err))
+  if (objs_parse_attrs_tags(req->body, &attrs, &tags, &err))
     return emu_resp_bad_param(resp, "%s", err);
   in_policy = cJSON_GetObjectItemCaseSensitive(req->body, "policy");
   if (in_policy && cJSON_IsNull(in_policy))
@@ -1391,10 +1309,8 @@ static int op_get(struct emu_req *req, struct emu_resp *resp, int arg)
   }
   pthread_mutex_unlock(&vault->lock);
   if (!found)
-    return reply_not_found(resp, name, version);
-  if (!bundle)
-    return -1;
-  return emu_resp_json(resp, 200, bundle);
+    return objs_reply_not_found(resp, "Certificate", name, version);
+  return objs_reply_json(resp, 200, bundle);
 }
 
 static int op_update(struct emu_req *req, struct emu_resp *resp, int arg)
@@ -1424,7 +1340,7 @@ static int op_update(struct emu_req *req, struct emu_resp *resp, int arg)
   if (cv) {
     found = 1;
     attrs = cv->attrs;
-    if (parse_attrs_tags(req->body, &attrs, &tags, &err)) {
+    if (objs_parse_attrs_tags(req->body, &attrs, &tags, &err)) {
       ret = emu_resp_bad_param(resp, "%s", err);
       goto unlock;
     }
@@ -1451,7 +1367,7 @@ static int op_update(struct emu_req *req, struct emu_resp *resp, int arg)
       policy = NULL;
     }
     if (cv->cert) {
-      secrets_update_inlock(vault, c->name, cv->version, &cv->attrs, cv->tags);
+      secrets_update_inlock(vault, c->e.name, cv->version, &cv->attrs, cv->tags);
       memcpy(key_version, cv->version, sizeof(key_version));
       key_attrs = cv->attrs;
     }
@@ -1463,7 +1379,7 @@ unlock:
   cJSON_Delete(policy);
   cJSON_Delete(tags_dup);
   if (!found)
-    return reply_not_found(resp, name, version);
+    return objs_reply_not_found(resp, "Certificate", name, version);
   /* The managed key follows its certificate (the key store takes the lock itself). */
   if (!ret && key_version[0])
     (void)emu_keys_update_attrs(vault, name, key_version, &key_attrs, tags);
@@ -1542,9 +1458,7 @@ static int op_policy(struct emu_req *req, struct emu_resp *resp, int update)
     return emu_resp_not_found(resp, "Certificate", name);
   if (update && !policy && err)
     return emu_resp_bad_param(resp, "%s", err);
-  if (!out)
-    return -1;
-  return emu_resp_json(resp, 200, out);
+  return objs_reply_json(resp, 200, out);
 }
 
 /* GET, PATCH (cancel) or DELETE of /certificates/{n}/pending (PENDING_*). */
@@ -1589,9 +1503,7 @@ static int op_pending(struct emu_req *req, struct emu_resp *resp, int action)
   pthread_mutex_unlock(&vault->lock);
   if (!found)
     return reply_pending_not_found(resp, name);
-  if (!out)
-    return -1;
-  return emu_resp_json(resp, 200, out);
+  return objs_reply_json(resp, 200, out);
 }
 
 static int op_merge(struct emu_req *req, struct emu_resp *resp, int arg)
@@ -1647,7 +1559,7 @@ static int op_merge(struct emu_req *req, struct emu_resp *resp, int arg)
     if (c && c->op)
       bundle = bundle_new(vault, c, cert_version_find(c, c->op->version));
     pthread_mutex_unlock(&vault->lock);
-    ret = bundle ? emu_resp_json(resp, 201, bundle) : -1;
+    ret = objs_reply_json(resp, 201, bundle);
   }
 out:
   X509_free(leaf);
@@ -1679,10 +1591,10 @@ static int op_delete(struct emu_req *req, struct emu_resp *resp, int arg)
   if (c) {
     found = 1;
     issued = has_issued(c);
-    c->deleted = 1;
-    emu_deleted_init(&c->del);
+    c->e.deleted = 1;
+    emu_deleted_init(&c->e.del);
     if (issued)
-      secrets_delete_inlock(vault, c->name);
+      secrets_delete_inlock(vault, c->e.name);
     bundle = deleted_bundle_new(vault, c);
   }
   pthread_mutex_unlock(&vault->lock);
@@ -1691,84 +1603,53 @@ static int op_delete(struct emu_req *req, struct emu_resp *resp, int arg)
   /* The managed key goes with its certificate; absent only when nothing was issued. */
   if (issued)
     (void)emu_keys_delete(vault, name, NULL);
-  if (!bundle)
-    return -1;
-  return emu_resp_json(resp, 200, bundle);
+  return objs_reply_json(resp, 200, bundle);
+}
+
+/* The latest version of a certificate in the listings; a pending one only with includePending. */
+static int list_item(struct emu_vault *vault, const struct objs_entry *e, const void *ctx,
+                     cJSON **item)
+{
+  const struct cert *c = (const struct cert *)e;
+  const struct cversion *cv = cert_latest(c);
+  const int *pending = ctx;
+
+  if (!cv || (!cv->cert && !*pending))
+    return 0;
+  *item = item_new(vault, c, cv, 0);
+  return *item ? 0 : -1;
 }
 
 static int op_list(struct emu_req *req, struct emu_resp *resp, int deleted)
 {
-  struct emu_vault *vault = req->vault;
-  struct cstore *st;
   const char *ip = emu_req_query(req, "includePending");
-  int pending = ip && objs_ieq(ip, "true"), ok;
-  cJSON *items = cJSON_CreateArray(), *it;
+  int pending = ip && objs_ieq(ip, "true");
+
+  if (ip && !objs_ieq(ip, "true") && !objs_ieq(ip, "false"))
+    return emu_resp_bad_param(resp, "includePending must be true or false.");
+  if (!deleted)
+    complete_due_all(req->vault);
+  return objs_list_reply(req, resp, &req->vault->certs, deleted, "deletedcertificates", list_item,
+                         &pending);
+}
+
+/* The issued versions (placeholders of pending operations are not listed). */
+static int versions_add(struct emu_vault *vault, const struct objs_entry *e, cJSON *items)
+{
+  const struct cert *c = (const struct cert *)e;
   size_t i;
 
-  if (ip && !objs_ieq(ip, "true") && !objs_ieq(ip, "false")) {
-    cJSON_Delete(items);
-    return emu_resp_bad_param(resp, "includePending must be true or false.");
+  for (i = 0; i < c->nv; i++) {
+    if (c->v[i]->cert && objs_items_add(items, item_new(vault, c, c->v[i], 1)))
+      return -1;
   }
-  if (!deleted)
-    complete_due_all(vault);
-  ok = items != NULL;
-  pthread_mutex_lock(&vault->lock);
-  st = vault->certs;
-  for (i = 0; ok && st && i < st->n; i++) {
-    struct cert *c = st->c[i];
-    struct cversion *cv = cert_latest(c);
-
-    if (!cv || c->deleted != deleted || (deleted && !emu_deleted_visible(&c->del)) ||
-        (!cv->cert && !pending))
-      continue;
-    it = item_new(vault, c, cv, 0);
-    if (it && deleted && emu_deleted_json_add(it, vault, "deletedcertificates", c->name, &c->del)) {
-      cJSON_Delete(it);
-      it = NULL;
-    }
-    if (!it || !cJSON_AddItemToArray(items, it)) {
-      cJSON_Delete(it);
-      ok = 0;
-    }
-  }
-  pthread_mutex_unlock(&vault->lock);
-  if (!ok) {
-    cJSON_Delete(items);
-    return -1;
-  }
-  return emu_page(req, resp, items);
+  return 0;
 }
 
 static int op_versions(struct emu_req *req, struct emu_resp *resp, int arg)
 {
-  const char *name = req->seg[0];
-  struct emu_vault *vault = req->vault;
-  struct cert *c;
-  cJSON *items = cJSON_CreateArray(), *it;
-  size_t i;
-  int ok = items != NULL, found = 0;
-
-  op_complete(vault, name, NULL, NULL, NULL);
-  pthread_mutex_lock(&vault->lock);
-  c = cert_live_inlock(vault, name);
-  if (c) {
-    found = 1;
-    for (i = 0; ok && i < c->nv; i++) {
-      if (!c->v[i]->cert)
-        continue;
-      it = item_new(vault, c, c->v[i], 1);
-      if (!it || !cJSON_AddItemToArray(items, it)) {
-        cJSON_Delete(it);
-        ok = 0;
-      }
-    }
-  }
-  pthread_mutex_unlock(&vault->lock);
-  if (!ok || !found) {
-    cJSON_Delete(items);
-    return ok ? emu_resp_not_found(resp, "Certificate", name) : -1;
-  }
-  return emu_page(req, resp, items);
+  op_complete(req->vault, req->seg[0], NULL, NULL, NULL);
+  return objs_versions_reply(req, resp, &req->vault->certs, "Certificate", versions_add);
 }
 
 /* Get, purge or recover (DELETED_*) a deleted certificate, with its managed key and secret. */
@@ -1776,31 +1657,28 @@ static int op_deleted(struct emu_req *req, struct emu_resp *resp, int action)
 {
   const char *name = req->seg[0];
   struct emu_vault *vault = req->vault;
-  struct cstore *st;
   struct cert *c;
   cJSON *bundle = NULL;
   size_t idx = 0;
   int found = 0, issued = 0;
 
   pthread_mutex_lock(&vault->lock);
-  st = vault->certs;
   c = cert_find_inlock(vault, name, &idx);
-  if (c && c->deleted && emu_deleted_visible(&c->del)) {
+  if (c && c->e.deleted && emu_deleted_visible(&c->e.del)) {
     found = 1;
     issued = has_issued(c);
     if (action == DELETED_GET) {
       bundle = deleted_bundle_new(vault, c);
     } else if (action == DELETED_RECOVER) {
-      c->deleted = 0;
+      c->e.deleted = 0;
       if (issued)
-        secrets_recover_inlock(vault, c->name);
+        secrets_recover_inlock(vault, c->e.name);
       bundle = bundle_new(vault, c, cert_latest(c));
     } else {
       if (issued)
-        secrets_purge_inlock(vault, c->name);
-      memmove(&st->c[idx], &st->c[idx + 1], (st->n - idx - 1) * sizeof(st->c[0]));
-      st->n--;
-      cert_free(c);
+        secrets_purge_inlock(vault, c->e.name);
+      objs_remove_inlock(vault->certs, idx);
+      cert_free(&c->e);
     }
   }
   pthread_mutex_unlock(&vault->lock);
@@ -1812,9 +1690,7 @@ static int op_deleted(struct emu_req *req, struct emu_resp *resp, int action)
     (void)emu_keys_purge(vault, name);
   if (action == DELETED_PURGE)
     return emu_resp_empty(resp, 204);
-  if (!bundle)
-    return -1;
-  return emu_resp_json(resp, 200, bundle);
+  return objs_reply_json(resp, 200, bundle);
 }
 
 /* ---- backup / restore ------------------------------------------------------------------------ */
@@ -1827,7 +1703,7 @@ static cJSON *backup_doc_new_inlock(struct emu_vault *vault, const struct cert *
   const char *value, *ctype;
   size_t i;
 
-  if (!doc || !cJSON_AddStringToObject(doc, "name", c->name) || add_dup(doc, "policy", c->policy))
+  if (!doc || !cJSON_AddStringToObject(doc, "name", c->e.name) || add_dup(doc, "policy", c->policy))
     goto fail;
   arr = cJSON_AddArrayToObject(doc, "versions");
   if (!arr)
@@ -1837,7 +1713,7 @@ static cJSON *backup_doc_new_inlock(struct emu_vault *vault, const struct cert *
 
     if (!cv->cert)
       continue;
-    if (secrets_peek_inlock(vault, c->name, cv->version, &value, &ctype) != EMU_OK)
+    if (secrets_peek_inlock(vault, c->e.name, cv->version, &value, &ctype) != EMU_OK)
       goto fail;
     v = cJSON_CreateObject();
     if (!v || !cJSON_AddItemToArray(arr, v)) {
@@ -1991,7 +1867,7 @@ static int op_restore(struct emu_req *req, struct emu_resp *resp, int arg)
   c = cert_find_inlock(vault, name, NULL);
   exists = c != NULL;
   if (c)
-    ret = c->deleted ? reply_state_conflict(resp, c)
+    ret = c->e.deleted ? reply_state_conflict(resp, c)
                      : emu_resp_error(resp, 409, "Conflict", NULL,
                                       "Certificate %s already exists; a backup restores only an "
                                       "absent name.",

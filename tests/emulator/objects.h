@@ -17,6 +17,66 @@ struct emu_secret_params {
   const char *version;      /* NULL = generate */
 };
 
+/* What a secret and a certificate have in common, as the first member of each (so that a pointer
+ * to one converts to a pointer to the other): the name and the soft-delete state. */
+struct objs_entry {
+  char *name;
+  int deleted;
+  struct emu_deleted del;
+};
+
+/* A collection of entries in creation order (stable listing): vault->secrets and vault->certs,
+ * NULL until the first entry. Functions ending in _inlock expect vault->lock held. */
+struct objs_store {
+  struct objs_entry **e;
+  size_t n;
+};
+
+/* The entry named `name` (case-insensitive) and its index, or NULL. */
+struct objs_entry *objs_find_inlock(void *store, const char *name, size_t *idx);
+/* Append a zeroed entry of `size` bytes named `name` (the store created when absent); NULL when the
+ * store holds `max` entries or out of memory. */
+struct objs_entry *objs_add_inlock(void **store, const char *name, size_t size, size_t max);
+/* Take entry `idx` out of the store (the caller frees it). */
+void objs_remove_inlock(void *store, size_t idx);
+/* Free the store and each entry with entry_free. */
+void objs_store_free(void *store, void (*entry_free)(struct objs_entry *e));
+/* State of a deleted entry: EMU_E_DELETED_RECOVERABLE, or EMU_E_BEING_DELETED while the delete
+ * is not visible yet. */
+enum emu_rc objs_deleted_state(const struct objs_entry *e);
+
+/* "attributes" then "tags" (when not NULL) added to obj; 0 or -1. */
+int objs_json_add_attrs_tags(cJSON *obj, const struct emu_attrs *attrs, const cJSON *tags);
+/* obj (taken) with the deleted-object members (recoveryId, dates) of entry e, or NULL (obj freed)
+ * when obj is NULL or on out of memory. */
+cJSON *objs_json_deleted(cJSON *obj, struct emu_vault *vault, const char *deleted_coll,
+                         const struct objs_entry *e);
+/* Append item (taken; NULL counts as out of memory) to the array; 0 or -1. */
+int objs_items_add(cJSON *items, cJSON *item);
+/* Answer json (taken) with status; -1 (out of memory) when json is NULL. */
+int objs_reply_json(struct emu_resp *resp, unsigned status, cJSON *json);
+/* 404 for `what` (Secret, Certificate) name, or name/version when a version is given. */
+int objs_reply_not_found(struct emu_resp *resp, const char *what, const char *name,
+                         const char *version);
+/* "tags" (NULL when absent or null) and "attributes" of a request body, applied onto *attrs;
+ * -1 with *err on a bad value. */
+int objs_parse_attrs_tags(const cJSON *body, struct emu_attrs *attrs, const cJSON **tags,
+                          const char **err);
+
+/* The list item of a live or deleted entry, or *item NULL when the entry is not listed; -1 on out
+ * of memory. */
+typedef int objs_item_fn(struct emu_vault *vault, const struct objs_entry *e, const void *ctx,
+                         cJSON **item);
+/* GET /{collection} (deleted 0) or /deleted{collection} (deleted 1, visible deletes only, with
+ * their deleted members under deleted_coll): the items of item_fn, paged. */
+int objs_list_reply(struct emu_req *req, struct emu_resp *resp, void *const *store, int deleted,
+                    const char *deleted_coll, objs_item_fn *item_fn, const void *ctx);
+/* Append the version items of a live entry to items; -1 on out of memory. */
+typedef int objs_versions_fn(struct emu_vault *vault, const struct objs_entry *e, cJSON *items);
+/* GET /{collection}/{name}/versions: 404 (what) unless live, else versions_fn's items, paged. */
+int objs_versions_reply(struct emu_req *req, struct emu_resp *resp, void *const *store,
+                        const char *what, objs_versions_fn *versions_fn);
+
 /* Live / deleted state of secret `name`: EMU_OK (live), EMU_E_NOT_FOUND (absent),
  * EMU_E_BEING_DELETED or EMU_E_DELETED_RECOVERABLE. */
 enum emu_rc secrets_state_inlock(struct emu_vault *vault, const char *name);

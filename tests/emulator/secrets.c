@@ -18,11 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 
 #define SECRETS_MAX 10000         /* secrets per vault */
 #define SECRET_VERSIONS_MAX 1000  /* versions per secret */
@@ -41,51 +39,10 @@ struct sversion {
 };
 
 struct secret {
-  char *name;
+  struct objs_entry e; /* first: name, soft-delete state */
   struct sversion **v; /* creation order: the last one is the latest */
   size_t nv;
-  int deleted;
-  struct emu_deleted del;
 };
-
-struct sstore {
-  struct secret **s; /* creation order (stable listing) */
-  size_t n;
-};
-
-/* ---- shared helpers (declared in objects.h) ------------------------------------------ */
-
-int objs_ieq(const char *a, const char *b)
-{
-  return a && b && !strcasecmp(a, b);
-}
-
-const char *objs_json_str(const cJSON *obj, const char *name, int *bad)
-{
-  const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
-
-  if (!it || cJSON_IsNull(it))
-    return NULL;
-  if (!cJSON_IsString(it)) {
-    *bad = 1;
-    return NULL;
-  }
-  return it->valuestring;
-}
-
-int objs_json_add_tags(cJSON *bundle, const cJSON *tags)
-{
-  cJSON *dup;
-
-  if (!tags)
-    return 0;
-  dup = cJSON_Duplicate(tags, 1);
-  if (!dup || !cJSON_AddItemToObject(bundle, "tags", dup)) {
-    cJSON_Delete(dup);
-    return -1;
-  }
-  return 0;
-}
 
 /* ---- store ---------------------------------------------------------------------------- */
 
@@ -103,8 +60,9 @@ static void sversion_free(struct sversion *sv)
   free(sv);
 }
 
-static void secret_free(struct secret *s)
+static void secret_free(struct objs_entry *e)
 {
+  struct secret *s = (struct secret *)e;
   size_t i;
 
   if (!s)
@@ -112,45 +70,18 @@ static void secret_free(struct secret *s)
   for (i = 0; i < s->nv; i++)
     sversion_free(s->v[i]);
   free(s->v);
-  free(s->name);
+  free(s->e.name);
   free(s);
 }
 
 void secrets_store_free(void *store)
 {
-  struct sstore *st = store;
-  size_t i;
-
-  if (!st)
-    return;
-  for (i = 0; i < st->n; i++)
-    secret_free(st->s[i]);
-  free(st->s);
-  free(st);
-}
-
-static struct sstore *store_get_inlock(struct emu_vault *vault)
-{
-  if (!vault->secrets)
-    vault->secrets = calloc(1, sizeof(struct sstore));
-  return vault->secrets;
+  objs_store_free(store, secret_free);
 }
 
 static struct secret *secret_find_inlock(struct emu_vault *vault, const char *name, size_t *idx)
 {
-  struct sstore *st = vault->secrets;
-  size_t i;
-
-  if (!st)
-    return NULL;
-  for (i = 0; i < st->n; i++) {
-    if (objs_ieq(st->s[i]->name, name)) {
-      if (idx)
-        *idx = i;
-      return st->s[i];
-    }
-  }
-  return NULL;
+  return (struct secret *)objs_find_inlock(vault->secrets, name, idx);
 }
 
 static struct sversion *secret_version_find(struct secret *s, const char *version)
@@ -174,28 +105,25 @@ enum emu_rc secrets_state_inlock(struct emu_vault *vault, const char *name)
 
   if (!s)
     return EMU_E_NOT_FOUND;
-  if (s->deleted)
-    return emu_deleted_visible(&s->del) ? EMU_E_DELETED_RECOVERABLE : EMU_E_BEING_DELETED;
-  return EMU_OK;
+  return s->e.deleted ? objs_deleted_state(&s->e) : EMU_OK;
 }
 
 enum emu_rc secrets_add_inlock(struct emu_vault *vault, const char *name,
                                const struct emu_secret_params *p,
                                char version_out[EMU_VERSION_LEN + 1])
 {
-  struct sstore *st = store_get_inlock(vault);
+  const struct objs_store *st = vault->secrets;
   struct secret *s, *fresh = NULL;
   struct sversion *sv = NULL, **nv;
   enum emu_rc rc = EMU_E_NOMEM;
+  size_t idx = 0;
 
-  if (!st)
-    goto out;
   s = secret_find_inlock(vault, name, NULL);
-  if (s && s->deleted) {
-    rc = emu_deleted_visible(&s->del) ? EMU_E_DELETED_RECOVERABLE : EMU_E_BEING_DELETED;
+  if (s && s->e.deleted) {
+    rc = objs_deleted_state(&s->e);
     goto out;
   }
-  if ((!s && st->n >= SECRETS_MAX) || (s && s->nv >= SECRET_VERSIONS_MAX)) {
+  if ((!s && st && st->n >= SECRETS_MAX) || (s && s->nv >= SECRET_VERSIONS_MAX)) {
     rc = EMU_E_FULL;
     goto out;
   }
@@ -218,13 +146,8 @@ enum emu_rc secrets_add_inlock(struct emu_vault *vault, const char *name,
   else
     emu_version_new(sv->version);
   if (!s) {
-    struct secret **ns = realloc(st->s, (st->n + 1) * sizeof(*ns));
-
-    if (!ns)
-      goto out;
-    st->s = ns;
-    fresh = calloc(1, sizeof(*fresh));
-    if (!fresh || !(fresh->name = strdup(name)))
+    fresh = (struct secret *)objs_add_inlock(&vault->secrets, name, sizeof(*fresh), SECRETS_MAX);
+    if (!fresh)
       goto out;
     s = fresh;
   }
@@ -233,8 +156,6 @@ enum emu_rc secrets_add_inlock(struct emu_vault *vault, const char *name,
     goto out;
   s->v = nv;
   s->v[s->nv++] = sv;
-  if (fresh)
-    st->s[st->n++] = fresh;
   fresh = NULL;
   if (version_out)
     memcpy(version_out, sv->version, EMU_VERSION_LEN + 1);
@@ -242,7 +163,11 @@ enum emu_rc secrets_add_inlock(struct emu_vault *vault, const char *name,
   rc = EMU_OK;
 out:
   sversion_free(sv);
-  secret_free(fresh);
+  /* A secret appended for this version but left without it goes again. */
+  if (fresh && objs_find_inlock(vault->secrets, name, &idx)) {
+    objs_remove_inlock(vault->secrets, idx);
+    secret_free(&fresh->e);
+  }
   return rc;
 }
 
@@ -250,10 +175,10 @@ enum emu_rc secrets_delete_inlock(struct emu_vault *vault, const char *name)
 {
   struct secret *s = secret_find_inlock(vault, name, NULL);
 
-  if (!s || s->deleted)
+  if (!s || s->e.deleted)
     return EMU_E_NOT_FOUND;
-  s->deleted = 1;
-  emu_deleted_init(&s->del);
+  s->e.deleted = 1;
+  emu_deleted_init(&s->e.del);
   return EMU_OK;
 }
 
@@ -261,32 +186,30 @@ enum emu_rc secrets_recover_inlock(struct emu_vault *vault, const char *name)
 {
   struct secret *s = secret_find_inlock(vault, name, NULL);
 
-  if (!s || !s->deleted || !emu_deleted_visible(&s->del))
+  if (!s || !s->e.deleted || !emu_deleted_visible(&s->e.del))
     return EMU_E_NOT_FOUND;
-  s->deleted = 0;
+  s->e.deleted = 0;
   return EMU_OK;
 }
 
 /* Remove a secret whatever its state (undo of a failed restore). */
 static void secrets_purge_hard_inlock(struct emu_vault *vault, const char *name)
 {
-  struct sstore *st = vault->secrets;
   struct secret *s;
   size_t idx = 0;
 
   s = secret_find_inlock(vault, name, &idx);
   if (!s)
     return;
-  memmove(&st->s[idx], &st->s[idx + 1], (st->n - idx - 1) * sizeof(st->s[0]));
-  st->n--;
-  secret_free(s);
+  objs_remove_inlock(vault->secrets, idx);
+  secret_free(&s->e);
 }
 
 enum emu_rc secrets_purge_inlock(struct emu_vault *vault, const char *name)
 {
   struct secret *s = secret_find_inlock(vault, name, NULL);
 
-  if (!s || !s->deleted || !emu_deleted_visible(&s->del))
+  if (!s || !s->e.deleted || !emu_deleted_visible(&s->e.del))
     return EMU_E_NOT_FOUND;
   secrets_purge_hard_inlock(vault, name);
   return EMU_OK;
@@ -299,7 +222,7 @@ enum emu_rc secrets_update_inlock(struct emu_vault *vault, const char *name, con
   struct sversion *sv;
   cJSON *dup = NULL;
 
-  if (!s || s->deleted || !(sv = secret_version_find(s, version)))
+  if (!s || s->e.deleted || !(sv = secret_version_find(s, version)))
     return EMU_E_NOT_FOUND;
   if (tags && !(dup = cJSON_Duplicate(tags, 1)))
     return EMU_E_NOMEM;
@@ -320,7 +243,7 @@ enum emu_rc secrets_peek_inlock(struct emu_vault *vault, const char *name, const
   struct secret *s = secret_find_inlock(vault, name, NULL);
   struct sversion *sv;
 
-  if (!s || s->deleted || !(sv = secret_version_find(s, version)))
+  if (!s || s->e.deleted || !(sv = secret_version_find(s, version)))
     return EMU_E_NOT_FOUND;
   *value = sv->value;
   *content_type = sv->content_type;
@@ -333,8 +256,8 @@ enum emu_rc secrets_peek_inlock(struct emu_vault *vault, const char *name, const
 static cJSON *bundle_new(struct emu_vault *vault, const struct secret *s,
                          const struct sversion *sv, int with_value)
 {
-  cJSON *b = cJSON_CreateObject(), *attrs = NULL, *ret = NULL;
-  char *id = emu_obj_id_new(vault, "secrets", s->name, sv->version);
+  cJSON *b = cJSON_CreateObject(), *ret = NULL;
+  char *id = emu_obj_id_new(vault, "secrets", s->e.name, sv->version);
 
   if (!b || !id)
     goto out;
@@ -346,18 +269,13 @@ static cJSON *bundle_new(struct emu_vault *vault, const struct secret *s,
     goto out;
   if (sv->managed && !cJSON_AddTrueToObject(b, "managed"))
     goto out;
-  attrs = emu_attrs_json_new(&sv->attrs);
-  if (!attrs || !cJSON_AddItemToObject(b, "attributes", attrs))
-    goto out;
-  attrs = NULL;
-  if (objs_json_add_tags(b, sv->tags))
+  if (objs_json_add_attrs_tags(b, &sv->attrs, sv->tags))
     goto out;
   if (sv->kid && !cJSON_AddStringToObject(b, "kid", sv->kid))
     goto out;
   ret = b;
   b = NULL;
 out:
-  cJSON_Delete(attrs);
   cJSON_Delete(b);
   free(id);
   return ret;
@@ -367,16 +285,12 @@ out:
 static cJSON *item_new(struct emu_vault *vault, const struct secret *s, const struct sversion *sv,
                        int versioned)
 {
-  cJSON *b = cJSON_CreateObject(), *attrs = NULL, *ret = NULL;
-  char *id = emu_obj_id_new(vault, "secrets", s->name, versioned ? sv->version : NULL);
+  cJSON *b = cJSON_CreateObject(), *ret = NULL;
+  char *id = emu_obj_id_new(vault, "secrets", s->e.name, versioned ? sv->version : NULL);
 
   if (!b || !id || !cJSON_AddStringToObject(b, "id", id))
     goto out;
-  attrs = emu_attrs_json_new(&sv->attrs);
-  if (!attrs || !cJSON_AddItemToObject(b, "attributes", attrs))
-    goto out;
-  attrs = NULL;
-  if (objs_json_add_tags(b, sv->tags))
+  if (objs_json_add_attrs_tags(b, &sv->attrs, sv->tags))
     goto out;
   if (sv->content_type && !cJSON_AddStringToObject(b, "contentType", sv->content_type))
     goto out;
@@ -385,7 +299,6 @@ static cJSON *item_new(struct emu_vault *vault, const struct secret *s, const st
   ret = b;
   b = NULL;
 out:
-  cJSON_Delete(attrs);
   cJSON_Delete(b);
   free(id);
   return ret;
@@ -413,17 +326,6 @@ static int reply_managed(struct emu_resp *resp, const char *name)
                         "Secret %s is managed by certificate %s and can only be changed through "
                         "the certificate.",
                         name, name);
-}
-
-static int reply_not_found(struct emu_resp *resp, const char *name, const char *version)
-{
-  char buf[EMU_NAME_MAX + 48];
-
-  if (version && *version) {
-    snprintf(buf, sizeof(buf), "%.127s/%.40s", name, version);
-    return emu_resp_not_found(resp, "Secret", buf);
-  }
-  return emu_resp_not_found(resp, "Secret", name);
 }
 
 static int reply_rc(struct emu_resp *resp, enum emu_rc rc, const char *name)
@@ -454,14 +356,7 @@ static int parse_common(const cJSON *body, const char **ctype, const cJSON **tag
     *err = "contentType must be a string of at most 255 characters.";
     return -1;
   }
-  *tags = cJSON_GetObjectItemCaseSensitive(body, "tags");
-  if (*tags && cJSON_IsNull(*tags))
-    *tags = NULL;
-  if (*tags && emu_tags_valid(*tags, err))
-    return -1;
-  if (emu_attrs_apply(cJSON_GetObjectItemCaseSensitive(body, "attributes"), attrs, 0, err))
-    return -1;
-  return 0;
+  return objs_parse_attrs_tags(body, attrs, tags, err) ? -1 : 0;
 }
 
 enum { DELETED_GET, DELETED_PURGE, DELETED_RECOVER };
@@ -500,9 +395,9 @@ static int op_set(struct emu_req *req, struct emu_resp *resp, int arg)
 
   pthread_mutex_lock(&vault->lock);
   s = secret_find_inlock(vault, name, NULL);
-  if (s && !s->deleted && s->nv && s->v[s->nv - 1]->managed) {
+  if (s && !s->e.deleted && s->nv && s->v[s->nv - 1]->managed) {
     pthread_mutex_unlock(&vault->lock);
-    return reply_managed(resp, s->name);
+    return reply_managed(resp, s->e.name);
   }
   rc = secrets_add_inlock(vault, name, &p, version);
   if (rc == EMU_OK) {
@@ -512,9 +407,7 @@ static int op_set(struct emu_req *req, struct emu_resp *resp, int arg)
   pthread_mutex_unlock(&vault->lock);
   if (rc != EMU_OK)
     return reply_rc(resp, rc, name);
-  if (!bundle)
-    return -1;
-  return emu_resp_json(resp, 200, bundle);
+  return objs_reply_json(resp, 200, bundle);
 }
 
 /* Convert a certificate secret value between PKCS#12 (base64) and PEM (2025-07-01
@@ -555,7 +448,7 @@ static int op_get(struct emu_req *req, struct emu_resp *resp, int arg)
     return emu_resp_bad_param(resp, "outContentType must be '%s' or '%s'.", CT_PEM, CT_PKCS12);
   pthread_mutex_lock(&vault->lock);
   s = secret_find_inlock(vault, name, NULL);
-  if (s && !s->deleted && (sv = secret_version_find(s, version))) {
+  if (s && !s->e.deleted && (sv = secret_version_find(s, version))) {
     found = 1;
     disabled = !sv->attrs.enabled;
     if (!disabled) {
@@ -566,7 +459,7 @@ static int op_get(struct emu_req *req, struct emu_resp *resp, int arg)
   }
   pthread_mutex_unlock(&vault->lock);
   if (!found)
-    return reply_not_found(resp, name, version);
+    return objs_reply_not_found(resp, "Secret", name, version);
   if (disabled)
     return emu_resp_error(resp, 403, "Forbidden", "SecretDisabled",
                           "Operation get is not allowed on a disabled secret.");
@@ -627,7 +520,7 @@ static int op_update(struct emu_req *req, struct emu_resp *resp, int arg)
     return emu_resp_bad_param(resp, "The request body must be a JSON object.");
   pthread_mutex_lock(&vault->lock);
   s = secret_find_inlock(vault, name, NULL);
-  if (s && !s->deleted)
+  if (s && !s->e.deleted)
     sv = secret_version_find(s, version);
   if (sv) {
     attrs = sv->attrs;
@@ -635,7 +528,7 @@ static int op_update(struct emu_req *req, struct emu_resp *resp, int arg)
   }
   pthread_mutex_unlock(&vault->lock);
   if (!sv)
-    return reply_not_found(resp, name, version);
+    return objs_reply_not_found(resp, "Secret", name, version);
   if (managed)
     return reply_managed(resp, name);
   if (parse_common(req->body, &ctype, &tags, &attrs, &err))
@@ -649,7 +542,7 @@ static int op_update(struct emu_req *req, struct emu_resp *resp, int arg)
   /* Look the version up again: it may have been purged while the lock was released. */
   pthread_mutex_lock(&vault->lock);
   s = secret_find_inlock(vault, name, NULL);
-  sv = (s && !s->deleted) ? secret_version_find(s, version) : NULL;
+  sv = (s && !s->e.deleted) ? secret_version_find(s, version) : NULL;
   if (sv) {
     if (ct_dup) {
       free(sv->content_type);
@@ -671,10 +564,8 @@ static int op_update(struct emu_req *req, struct emu_resp *resp, int arg)
   free(ct_dup);
   cJSON_Delete(tags_dup);
   if (!sv)
-    return reply_not_found(resp, name, version);
-  if (!bundle)
-    return -1;
-  return emu_resp_json(resp, 200, bundle);
+    return objs_reply_not_found(resp, "Secret", name, version);
+  return objs_reply_json(resp, 200, bundle);
 }
 
 static int op_delete(struct emu_req *req, struct emu_resp *resp, int arg)
@@ -687,16 +578,13 @@ static int op_delete(struct emu_req *req, struct emu_resp *resp, int arg)
 
   pthread_mutex_lock(&vault->lock);
   s = secret_find_inlock(vault, name, NULL);
-  if (s && !s->deleted && s->nv) {
+  if (s && !s->e.deleted && s->nv) {
     found = 1;
     managed = s->v[s->nv - 1]->managed;
     if (!managed) {
       secrets_delete_inlock(vault, name);
-      bundle = bundle_new(vault, s, s->v[s->nv - 1], 0);
-      if (bundle && emu_deleted_json_add(bundle, vault, "deletedsecrets", s->name, &s->del)) {
-        cJSON_Delete(bundle);
-        bundle = NULL;
-      }
+      bundle = objs_json_deleted(bundle_new(vault, s, s->v[s->nv - 1], 0), vault, "deletedsecrets",
+                                 &s->e);
     }
   }
   pthread_mutex_unlock(&vault->lock);
@@ -704,71 +592,43 @@ static int op_delete(struct emu_req *req, struct emu_resp *resp, int arg)
     return emu_resp_not_found(resp, "Secret", name);
   if (managed)
     return reply_managed(resp, name);
-  if (!bundle)
-    return -1;
-  return emu_resp_json(resp, 200, bundle);
+  return objs_reply_json(resp, 200, bundle);
+}
+
+/* The latest version of a secret in the listings. */
+static int list_item(struct emu_vault *vault, const struct objs_entry *e, const void *ctx,
+                     cJSON **item)
+{
+  const struct secret *s = (const struct secret *)e;
+
+  (void)ctx;
+  if (!s->nv)
+    return 0;
+  *item = item_new(vault, s, s->v[s->nv - 1], 0);
+  return *item ? 0 : -1;
 }
 
 static int op_list(struct emu_req *req, struct emu_resp *resp, int deleted)
 {
-  struct emu_vault *vault = req->vault;
-  struct sstore *st;
-  cJSON *items = cJSON_CreateArray(), *it;
+  return objs_list_reply(req, resp, &req->vault->secrets, deleted, "deletedsecrets", list_item,
+                         NULL);
+}
+
+static int versions_add(struct emu_vault *vault, const struct objs_entry *e, cJSON *items)
+{
+  const struct secret *s = (const struct secret *)e;
   size_t i;
-  int ok = items != NULL;
 
-  pthread_mutex_lock(&vault->lock);
-  st = vault->secrets;
-  for (i = 0; ok && st && i < st->n; i++) {
-    struct secret *s = st->s[i];
-
-    if (!s->nv || s->deleted != deleted || (deleted && !emu_deleted_visible(&s->del)))
-      continue;
-    it = item_new(vault, s, s->v[s->nv - 1], 0);
-    if (it && deleted && emu_deleted_json_add(it, vault, "deletedsecrets", s->name, &s->del)) {
-      cJSON_Delete(it);
-      it = NULL;
-    }
-    if (!it || !cJSON_AddItemToArray(items, it)) {
-      cJSON_Delete(it);
-      ok = 0;
-    }
+  for (i = 0; i < s->nv; i++) {
+    if (objs_items_add(items, item_new(vault, s, s->v[i], 1)))
+      return -1;
   }
-  pthread_mutex_unlock(&vault->lock);
-  if (!ok) {
-    cJSON_Delete(items);
-    return -1;
-  }
-  return emu_page(req, resp, items);
+  return 0;
 }
 
 static int op_versions(struct emu_req *req, struct emu_resp *resp, int arg)
 {
-  const char *name = req->seg[0];
-  struct emu_vault *vault = req->vault;
-  struct secret *s;
-  cJSON *items = cJSON_CreateArray(), *it;
-  size_t i;
-  int ok = items != NULL, found = 0;
-
-  pthread_mutex_lock(&vault->lock);
-  s = secret_find_inlock(vault, name, NULL);
-  if (s && !s->deleted) {
-    found = 1;
-    for (i = 0; ok && i < s->nv; i++) {
-      it = item_new(vault, s, s->v[i], 1);
-      if (!it || !cJSON_AddItemToArray(items, it)) {
-        cJSON_Delete(it);
-        ok = 0;
-      }
-    }
-  }
-  pthread_mutex_unlock(&vault->lock);
-  if (!ok || !found) {
-    cJSON_Delete(items);
-    return ok ? emu_resp_not_found(resp, "Secret", name) : -1;
-  }
-  return emu_page(req, resp, items);
+  return objs_versions_reply(req, resp, &req->vault->secrets, "Secret", versions_add);
 }
 
 /* GET /deletedsecrets/{n}, DELETE /deletedsecrets/{n}, POST /deletedsecrets/{n}/recover.
@@ -783,15 +643,12 @@ static int op_deleted(struct emu_req *req, struct emu_resp *resp, int action)
 
   pthread_mutex_lock(&vault->lock);
   s = secret_find_inlock(vault, name, NULL);
-  if (s && s->deleted && emu_deleted_visible(&s->del) && s->nv) {
+  if (s && s->e.deleted && emu_deleted_visible(&s->e.del) && s->nv) {
     found = 1;
     managed = s->v[s->nv - 1]->managed;
     if (action == DELETED_GET) {
-      bundle = bundle_new(vault, s, s->v[s->nv - 1], 0);
-      if (bundle && emu_deleted_json_add(bundle, vault, "deletedsecrets", s->name, &s->del)) {
-        cJSON_Delete(bundle);
-        bundle = NULL;
-      }
+      bundle = objs_json_deleted(bundle_new(vault, s, s->v[s->nv - 1], 0), vault, "deletedsecrets",
+                                 &s->e);
     } else if (!managed && action == DELETED_RECOVER) {
       secrets_recover_inlock(vault, name);
       bundle = bundle_new(vault, s, s->v[s->nv - 1], 0);
@@ -806,94 +663,10 @@ static int op_deleted(struct emu_req *req, struct emu_resp *resp, int action)
     return reply_managed(resp, name);
   if (action == DELETED_PURGE)
     return emu_resp_empty(resp, 204);
-  if (!bundle)
-    return -1;
-  return emu_resp_json(resp, 200, bundle);
+  return objs_reply_json(resp, 200, bundle);
 }
 
 /* ---- backup / restore ------------------------------------------------------------------------ */
-
-/* Backup blobs are opaque to clients, as the service's are: AES-256-GCM under a key drawn at
- * start-up, so a blob restores into this emulator process only (the service restores within the
- * same subscription and geography). Layout: base64url(magic-bound IV 12 | ciphertext | tag 16). */
-#define BLOB_AAD "akv-emulator-backup-1"
-#define BLOB_MAX (EMU_BODY_MAX / 2)
-
-static unsigned char blob_key[32];
-static int blob_key_ok;
-static pthread_once_t blob_once = PTHREAD_ONCE_INIT;
-
-static void blob_key_init(void)
-{
-  blob_key_ok = RAND_bytes(blob_key, sizeof(blob_key)) == 1;
-}
-
-static int blob_crypt(int enc, const unsigned char *iv, const unsigned char *in, size_t inlen,
-                      unsigned char *out, unsigned char *tag)
-{
-  EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-  int n = 0, fin = 0, ok;
-
-  ok = ctx && EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, blob_key, iv, enc) &&
-       EVP_CipherUpdate(ctx, NULL, &n, (const unsigned char *)BLOB_AAD, sizeof(BLOB_AAD) - 1) &&
-       EVP_CipherUpdate(ctx, out, &n, in, (int)inlen) &&
-       (enc || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, tag)) &&
-       EVP_CipherFinal_ex(ctx, out + n, &fin) &&
-       (!enc || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag));
-  EVP_CIPHER_CTX_free(ctx);
-  return ok ? 0 : -1;
-}
-
-char *objs_blob_seal_new(const char *plain)
-{
-  size_t len = strlen(plain);
-  unsigned char *buf = NULL;
-  char *ret = NULL;
-
-  pthread_once(&blob_once, blob_key_init);
-  if (!blob_key_ok || len > BLOB_MAX)
-    return NULL;
-  buf = malloc(12 + len + 16);
-  if (!buf || RAND_bytes(buf, 12) != 1 ||
-      blob_crypt(1, buf, (const unsigned char *)plain, len, buf + 12, buf + 12 + len))
-    goto out;
-  ret = emu_b64url_encode(buf, 12 + len + 16);
-out:
-  free(buf);
-  return ret;
-}
-
-char *objs_blob_open_new(const char *blob)
-{
-  unsigned char *raw = NULL;
-  char *plain = NULL;
-  size_t len = 0;
-
-  pthread_once(&blob_once, blob_key_init);
-  if (!blob_key_ok || strlen(blob) > BLOB_MAX * 2 || emu_b64url_decode(blob, &raw, &len) ||
-      len < 12 + 16)
-    goto out;
-  plain = malloc(len - 28 + 1);
-  if (!plain || blob_crypt(0, raw, raw + 12, len - 28, (unsigned char *)plain, raw + len - 16)) {
-    if (plain)
-      OPENSSL_cleanse(plain, len - 28);
-    free(plain);
-    plain = NULL;
-    goto out;
-  }
-  plain[len - 28] = '\0';
-out:
-  free(raw);
-  return plain;
-}
-
-void objs_text_free(char *text)
-{
-  if (!text)
-    return;
-  OPENSSL_cleanse(text, strlen(text));
-  free(text);
-}
 
 static cJSON *sversion_backup_new(const struct sversion *sv)
 {
@@ -914,76 +687,6 @@ static cJSON *sversion_backup_new(const struct sversion *sv)
   return o;
 }
 
-void objs_backup_doc_free(cJSON *doc)
-{
-  const cJSON *v, *m;
-
-  cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(doc, "versions"))
-  {
-    cJSON_ArrayForEach(m, v)
-    {
-      if (cJSON_IsString(m) && (!strcmp(m->string, "value") || !strcmp(m->string, "key")))
-        OPENSSL_cleanse(m->valuestring, strlen(m->valuestring));
-    }
-  }
-  cJSON_Delete(doc);
-}
-
-int objs_backup_reply(struct emu_resp *resp, cJSON *doc, const char *what, const char *name)
-{
-  char *plain = doc ? cJSON_PrintUnformatted(doc) : NULL, *blob;
-  cJSON *out;
-
-  objs_backup_doc_free(doc);
-  if (!plain)
-    return -1;
-  blob = objs_blob_seal_new(plain);
-  objs_text_free(plain);
-  if (!blob)
-    return emu_resp_bad_param(resp, "%s %s is too large to back up in the emulator.", what, name);
-  out = cJSON_CreateObject();
-  if (!out || !cJSON_AddStringToObject(out, "value", blob)) {
-    cJSON_Delete(out);
-    objs_text_free(blob);
-    return -1;
-  }
-  objs_text_free(blob);
-  return emu_resp_json(resp, 200, out);
-}
-
-cJSON *objs_restore_doc_new(struct emu_req *req, struct emu_resp *resp, char name[EMU_NAME_MAX + 1],
-                            int *ret)
-{
-  const char *blob, *doc_name;
-  char *plain;
-  cJSON *doc;
-  int bad = 0;
-
-  *ret = 0;
-  if (!objs_ieq(req->seg[0], "restore")) {
-    *ret = emu_resp_method_not_allowed(resp);
-    return NULL;
-  }
-  blob = cJSON_IsObject(req->body) ? objs_json_str(req->body, "value", &bad) : NULL;
-  if (bad || !blob) {
-    *ret = emu_resp_bad_param(resp, "Property 'value' (the backup blob) is required.");
-    return NULL;
-  }
-  plain = objs_blob_open_new(blob);
-  doc = plain ? cJSON_Parse(plain) : NULL;
-  objs_text_free(plain);
-  doc_name = doc ? objs_json_str(doc, "name", &bad) : NULL;
-  if (!doc || bad || !doc_name || !emu_name_valid(doc_name) ||
-      cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(doc, "versions")) < 1) {
-    objs_backup_doc_free(doc);
-    *ret = emu_resp_bad_param(resp, "The backup blob is malformed or was not made by this "
-                                    "emulator instance.");
-    return NULL;
-  }
-  snprintf(name, EMU_NAME_MAX + 1, "%s", doc_name);
-  return doc;
-}
-
 static int op_backup(struct emu_req *req, struct emu_resp *resp, int arg)
 {
   const char *name = req->seg[0];
@@ -995,12 +698,12 @@ static int op_backup(struct emu_req *req, struct emu_resp *resp, int arg)
 
   pthread_mutex_lock(&vault->lock);
   s = secret_find_inlock(vault, name, NULL);
-  if (s && !s->deleted && s->nv) {
+  if (s && !s->e.deleted && s->nv) {
     found = 1;
     managed = s->v[s->nv - 1]->managed;
     doc = cJSON_CreateObject();
     arr = doc ? cJSON_AddArrayToObject(doc, "versions") : NULL;
-    ok = arr && cJSON_AddStringToObject(doc, "name", s->name);
+    ok = arr && cJSON_AddStringToObject(doc, "name", s->e.name);
     for (i = 0; ok && !managed && i < s->nv; i++) {
       cJSON *v = sversion_backup_new(s->v[i]);
 
@@ -1071,7 +774,7 @@ static int op_restore(struct emu_req *req, struct emu_resp *resp, int arg)
     s = secret_find_inlock(vault, name, NULL);
     if (rc == EMU_OK)
       bundle = bundle_new(vault, s, s->v[s->nv - 1], 0);
-    else if (s && !s->deleted)
+    else if (s && !s->e.deleted)
       secrets_purge_hard_inlock(vault, name);
   } else if (rc == EMU_OK) {
     err = "exists";
@@ -1086,52 +789,7 @@ static int op_restore(struct emu_req *req, struct emu_resp *resp, int arg)
     return emu_resp_bad_param(resp, "The backup blob holds an invalid secret version.");
   if (rc != EMU_OK)
     return reply_rc(resp, rc, name);
-  if (!bundle)
-    return -1;
-  return emu_resp_json(resp, 200, bundle);
-}
-
-const char *objs_req_version(const struct emu_req *req)
-{
-  return req->nseg == 2 ? req->seg[1] : NULL;
-}
-
-static int route_matches(const struct emu_req *req, const struct objs_route *r)
-{
-  return r->nseg == req->nseg && (!r->seg1 || objs_ieq(req->seg[1], r->seg1)) &&
-         (!r->seg2 || objs_ieq(req->seg[2], r->seg2));
-}
-
-static int same_pattern(const char *a, const char *b)
-{
-  return a == b || (a && b && !strcmp(a, b));
-}
-
-int objs_dispatch(struct emu_req *req, struct emu_resp *resp, const struct objs_route *routes,
-                  size_t n)
-{
-  const struct objs_route *path = NULL;
-  size_t i;
-
-  /* The first route whose segments match fixes the path (literal segments are listed before
-   * wildcards); among the routes of that path the method picks the handler, else 405. */
-  for (i = 0; i < n && !path; i++) {
-    if (route_matches(req, &routes[i]))
-      path = &routes[i];
-  }
-  if (!path)
-    return emu_resp_error(resp, 404, "NotFound", NULL, "The requested path %.300s is not served.",
-                          req->path);
-  for (i = 0; i < n; i++) {
-    const struct objs_route *r = &routes[i];
-
-    if (r->nseg == path->nseg && same_pattern(r->seg1, path->seg1) &&
-        same_pattern(r->seg2, path->seg2) && !strcmp(r->method, req->method)) {
-      emu_stats_count(r->stat);
-      return r->fn(req, resp, r->arg);
-    }
-  }
-  return emu_resp_method_not_allowed(resp);
+  return objs_reply_json(resp, 200, bundle);
 }
 
 static const struct objs_route secret_routes[] = {
