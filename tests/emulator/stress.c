@@ -133,6 +133,16 @@ static bool expect(struct client *cl, long got, long want, const char *what, cJS
   return false;
 }
 
+/* A request whose reply only has to carry status `want`. */
+static void call_expect(struct client *cl, CURL *c, const char *method, const char *url,
+                        const char *body, long want, const char *what)
+{
+  cJSON *j = NULL;
+  long st = request(c, method, url, body, &j);
+  expect(cl, st, want, what, j);
+  cJSON_Delete(j);
+}
+
 /* Sign `digest` with key/alg, verify the signature on the service; counts errors. */
 static void sign_verify(struct client *cl, CURL *c, const char *key, const char *alg,
                         const char *digest)
@@ -175,25 +185,16 @@ static void *client_main(void *arg)
   while(!__atomic_load_n(&stop_flag, __ATOMIC_ACQUIRE)) {
     iter++;
     snprintf(url, sizeof(url), "%s/keys/%s/create?api-version=7.6", vault, name);
-    st = request(c, "POST", url, "{\"kty\":\"EC\",\"crv\":\"P-256\"}", &j);
-    expect(cl, st, 200, "create", j);
-    cJSON_Delete(j);
-
+    call_expect(cl, c, "POST", url, "{\"kty\":\"EC\",\"crv\":\"P-256\"}", 200, "create");
     snprintf(url, sizeof(url), "%s/keys/%s/?api-version=7.6", vault, name);
-    st = request(c, "GET", url, NULL, &j);
-    expect(cl, st, 200, "get", j);
-    cJSON_Delete(j);
+    call_expect(cl, c, "GET", url, NULL, 200, "get");
 
     snprintf(url, sizeof(url), "%s/keys?api-version=2025-07-01&maxresults=5", vault);
     st = request(c, "GET", url, NULL, &j);
     if(expect(cl, st, 200, "list", j)) {
       const char *next = jstr(j, "nextLink", NULL);
-      if(next) {
-        cJSON *j2 = NULL;
-        st = request(c, "GET", next, NULL, &j2);
-        expect(cl, st, 200, "list page 2", j2);
-        cJSON_Delete(j2);
-      }
+      if(next)
+        call_expect(cl, c, "GET", next, NULL, 200, "list page 2");
     }
     cJSON_Delete(j);
 
@@ -223,13 +224,9 @@ static void *client_main(void *arg)
     /* every 4th round: delete and purge so the store stays bounded */
     if(iter % 4 == 0) {
       snprintf(url, sizeof(url), "%s/keys/%s?api-version=7.6", vault, name);
-      st = request(c, "DELETE", url, NULL, &j);
-      expect(cl, st, 200, "delete", j);
-      cJSON_Delete(j);
+      call_expect(cl, c, "DELETE", url, NULL, 200, "delete");
       snprintf(url, sizeof(url), "%s/deletedkeys/%s?api-version=7.6", vault, name);
-      st = request(c, "DELETE", url, NULL, &j);
-      expect(cl, st, 204, "purge", j);
-      cJSON_Delete(j);
+      call_expect(cl, c, "DELETE", url, NULL, 204, "purge");
     }
   }
   curl_easy_cleanup(c);
