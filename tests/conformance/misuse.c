@@ -91,6 +91,38 @@ static CK_OBJECT_HANDLE aes_key(struct ctx *c)
 #define ROW(name) static CK_RV name(struct ctx *c)
 #define UNUSED_C (void)c
 
+/* The call shapes many rows share, so that such a row names only the call and its arguments. */
+typedef CK_RV (*init_fn)(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE);
+typedef CK_RV (*in_out_fn)(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR);
+typedef CK_RV (*out_fn)(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG_PTR);
+
+static const CK_BYTE zeros[256];
+
+/* fn(in) into a 512-byte output (single-part calls, cipher updates). */
+static CK_RV in_out(struct ctx *c, in_out_fn fn, const CK_BYTE *in, CK_ULONG in_len)
+{
+  CK_BYTE out[512];
+  CK_ULONG len = sizeof(out);
+  return fn(c->s, (CK_BYTE_PTR)in, in_len, out, &len);
+}
+
+/* A final into a 512-byte output. */
+static CK_RV out_only(struct ctx *c, out_fn fn)
+{
+  CK_BYTE out[512];
+  CK_ULONG len = sizeof(out);
+  return fn(c->s, out, &len);
+}
+
+/* An init called twice: the second finds the operation active. */
+static CK_RV init_twice(struct ctx *c, init_fn fn, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
+{
+  CK_RV rv = fn(c->s, m, key);
+  if(rv != CKR_OK)
+    return rv;
+  return fn(c->s, m, key);
+}
+
 /* ---- before C_Initialize / after C_Finalize ---------------------------------------------- */
 ROW(r_getinfo) { CK_INFO i; return c->f->C_GetInfo(&i); }
 ROW(r_slotlist) { CK_ULONG n = 0; return c->f->C_GetSlotList(CK_FALSE, NULL, &n); }
@@ -327,70 +359,20 @@ ROW(o_unwrap)
 }
 
 /* ---- wrong session state ------------------------------------------------------------------ */
-ROW(w_sign)
-{
-  CK_BYTE sig[512];
-  CK_ULONG len = sizeof(sig);
-  return c->f->C_Sign(c->s, (CK_BYTE_PTR)msg, 4, sig, &len);
-}
+ROW(w_sign) { return in_out(c, c->f->C_Sign, msg, 4); }
 ROW(w_signupdate) { return c->f->C_SignUpdate(c->s, (CK_BYTE_PTR)msg, 4); }
-ROW(w_signfinal)
-{
-  CK_BYTE sig[512];
-  CK_ULONG len = sizeof(sig);
-  return c->f->C_SignFinal(c->s, sig, &len);
-}
-ROW(w_verify) { CK_BYTE sig[256] = {0}; return c->f->C_Verify(c->s, (CK_BYTE_PTR)msg, 4, sig, sizeof(sig)); }
-ROW(w_verifyfinal) { CK_BYTE sig[256] = {0}; return c->f->C_VerifyFinal(c->s, sig, sizeof(sig)); }
-ROW(w_encrypt)
-{
-  CK_BYTE out[512];
-  CK_ULONG len = sizeof(out);
-  return c->f->C_Encrypt(c->s, (CK_BYTE_PTR)msg, 4, out, &len);
-}
-ROW(w_encryptupdate)
-{
-  CK_BYTE out[512];
-  CK_ULONG len = sizeof(out);
-  return c->f->C_EncryptUpdate(c->s, (CK_BYTE_PTR)msg, 4, out, &len);
-}
-ROW(w_encryptfinal)
-{
-  CK_BYTE out[512];
-  CK_ULONG len = sizeof(out);
-  return c->f->C_EncryptFinal(c->s, out, &len);
-}
-ROW(w_decrypt)
-{
-  CK_BYTE in[256] = {0}, out[512];
-  CK_ULONG len = sizeof(out);
-  return c->f->C_Decrypt(c->s, in, sizeof(in), out, &len);
-}
-ROW(w_decryptupdate)
-{
-  CK_BYTE in[16] = {0}, out[512];
-  CK_ULONG len = sizeof(out);
-  return c->f->C_DecryptUpdate(c->s, in, sizeof(in), out, &len);
-}
-ROW(w_decryptfinal)
-{
-  CK_BYTE out[512];
-  CK_ULONG len = sizeof(out);
-  return c->f->C_DecryptFinal(c->s, out, &len);
-}
-ROW(w_digest)
-{
-  CK_BYTE out[64];
-  CK_ULONG len = sizeof(out);
-  return c->f->C_Digest(c->s, (CK_BYTE_PTR)msg, 4, out, &len);
-}
+ROW(w_signfinal) { return out_only(c, c->f->C_SignFinal); }
+ROW(w_verify) { return c->f->C_Verify(c->s, (CK_BYTE_PTR)msg, 4, (CK_BYTE_PTR)zeros, sizeof(zeros)); }
+ROW(w_verifyfinal) { return c->f->C_VerifyFinal(c->s, (CK_BYTE_PTR)zeros, sizeof(zeros)); }
+ROW(w_encrypt) { return in_out(c, c->f->C_Encrypt, msg, 4); }
+ROW(w_encryptupdate) { return in_out(c, c->f->C_EncryptUpdate, msg, 4); }
+ROW(w_encryptfinal) { return out_only(c, c->f->C_EncryptFinal); }
+ROW(w_decrypt) { return in_out(c, c->f->C_Decrypt, zeros, 256); }
+ROW(w_decryptupdate) { return in_out(c, c->f->C_DecryptUpdate, zeros, 16); }
+ROW(w_decryptfinal) { return out_only(c, c->f->C_DecryptFinal); }
+ROW(w_digest) { return in_out(c, c->f->C_Digest, msg, 4); }
 ROW(w_digestupdate) { return c->f->C_DigestUpdate(c->s, (CK_BYTE_PTR)msg, 4); }
-ROW(w_digestfinal)
-{
-  CK_BYTE out[64];
-  CK_ULONG len = sizeof(out);
-  return c->f->C_DigestFinal(c->s, out, &len);
-}
+ROW(w_digestfinal) { return out_only(c, c->f->C_DigestFinal); }
 ROW(w_find)
 {
   CK_OBJECT_HANDLE h;
@@ -398,34 +380,10 @@ ROW(w_find)
   return c->f->C_FindObjects(c->s, &h, 1, &n);
 }
 ROW(w_findfinal) { return c->f->C_FindObjectsFinal(c->s); }
-ROW(w_signinit_twice)
-{
-  CK_RV rv = c->f->C_SignInit(c->s, &m_sha256_rsa, c->rsa_priv);
-  if(rv != CKR_OK)
-    return rv;
-  return c->f->C_SignInit(c->s, &m_sha256_rsa, c->rsa_priv);
-}
-ROW(w_verifyinit_twice)
-{
-  CK_RV rv = c->f->C_VerifyInit(c->s, &m_sha256_rsa, c->rsa_pub);
-  if(rv != CKR_OK)
-    return rv;
-  return c->f->C_VerifyInit(c->s, &m_sha256_rsa, c->rsa_pub);
-}
-ROW(w_decryptinit_twice)
-{
-  CK_RV rv = c->f->C_DecryptInit(c->s, &m_rsa_pkcs, c->rsa_priv);
-  if(rv != CKR_OK)
-    return rv;
-  return c->f->C_DecryptInit(c->s, &m_rsa_pkcs, c->rsa_priv);
-}
-ROW(w_encryptinit_twice)
-{
-  CK_RV rv = c->f->C_EncryptInit(c->s, &m_rsa_pkcs, c->rsa_pub);
-  if(rv != CKR_OK)
-    return rv;
-  return c->f->C_EncryptInit(c->s, &m_rsa_pkcs, c->rsa_pub);
-}
+ROW(w_signinit_twice) { return init_twice(c, c->f->C_SignInit, &m_sha256_rsa, c->rsa_priv); }
+ROW(w_verifyinit_twice) { return init_twice(c, c->f->C_VerifyInit, &m_sha256_rsa, c->rsa_pub); }
+ROW(w_decryptinit_twice) { return init_twice(c, c->f->C_DecryptInit, &m_rsa_pkcs, c->rsa_priv); }
+ROW(w_encryptinit_twice) { return init_twice(c, c->f->C_EncryptInit, &m_rsa_pkcs, c->rsa_pub); }
 ROW(w_digestinit_twice)
 {
   CK_RV rv = c->f->C_DigestInit(c->s, &m_sha256);
