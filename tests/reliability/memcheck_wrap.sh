@@ -35,8 +35,10 @@ p11-kit) use=1 trace=yes ;;
 esac
 [ "$use" = 1 ] || exec "$real" "$@"
 
+# --keep-debuginfo: a program that unloads a library (openssl its engine, p11-kit-proxy the module)
+# still gets that library's frames named in leak reports printed at exit, instead of "???".
 args=(--tool=memcheck --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite
-  "--error-exitcode=${AKV_MEMCHECK_EXITCODE:-97}" --num-callers=40 --trace-children="$trace" --child-silent-after-fork=no
+  "--error-exitcode=${AKV_MEMCHECK_EXITCODE:-97}" --num-callers=40 --keep-debuginfo=yes --trace-children="$trace" --child-silent-after-fork=no
   "--log-file=$AKV_MEMCHECK_LOG_DIR/$name.%p.log")
 [ -n "${AKV_MEMCHECK_SUPP:-}" ] && args+=("--suppressions=$AKV_MEMCHECK_SUPP")
 [ "${AKV_MEMCHECK_GENSUPP:-0}" = 1 ] && args+=(--gen-suppressions=all)
