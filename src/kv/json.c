@@ -488,9 +488,10 @@ int kv_json_fast_str(const char *data, size_t len, const char *name, const char 
 {
   struct fast_scan s = {(const unsigned char *)data, (const unsigned char *)data + len};
   size_t nl = strlen(name);
-  const unsigned char *k, *v;
-  size_t kl, vl;
+  const unsigned char *k, *v = NULL, *fv = NULL;
+  size_t kl, vl, fvl = 0;
   int esc, found = 0;
+  /* Outputs are set only on acceptance: a declined reply hands out nothing. */
   *val = NULL;
   *val_len = 0;
   if (!data)
@@ -520,8 +521,8 @@ int kv_json_fast_str(const char *data, size_t len, const char *name, const char 
       if (s.p >= s.end || *s.p != '"' || !fast_string(&s, &v, &vl, &esc) || esc)
         return 0;
       found = 1;
-      *val = (const char *)v;
-      *val_len = vl;
+      fv = v;
+      fvl = vl;
     } else if (!fast_value(&s, 1)) {
       return 0;
     }
@@ -538,10 +539,9 @@ int kv_json_fast_str(const char *data, size_t len, const char *name, const char 
     fast_ws(&s);
   }
   fast_ws(&s);
-  if (s.p != s.end || !found) {
-    *val = NULL;
-    *val_len = 0;
+  if (s.p != s.end || !found)
     return 0;
-  }
+  *val = (const char *)fv;
+  *val_len = fvl;
   return 1;
 }

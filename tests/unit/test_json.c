@@ -186,6 +186,15 @@ static void test_fast_str_cases(void **state)
   longnum[17 + 63] = '}';
   longnum[17 + 64] = '\0';
   assert_true(fast_says(longnum));
+  /* Declining after the member was seen hands out nothing (found by fuzz_json_fast). */
+  {
+    static const char late[] = "{\"value\":\"first\",\"\x1e\":\"x\"}";
+    const char *v = late;
+    size_t vl = 1;
+    assert_int_equal(kv_json_fast_str(late, sizeof(late) - 1, "value", &v, &vl), 0);
+    assert_null(v);
+    assert_int_equal(vl, 0);
+  }
 }
 
 static uint64_t rng_state = 0x243f6a8885a308d3ULL;
