@@ -21,7 +21,8 @@
 
 static struct {
   atomic_int initialized;
-  atomic_int pid; /* process that called C_Initialize */
+  atomic_int pid;      /* process that called C_Initialize */
+  atomic_uint gen;     /* fork_gen when C_Initialize ran */
   int threads_ok;
   /* Application locking (CK_C_INITIALIZE_ARGS callbacks without CKF_OS_LOCKING_OK). */
   CK_C_INITIALIZE_ARGS args;
@@ -42,22 +43,45 @@ static struct {
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
+/* Fork generation: bumped in every forked child by the atfork handler, never in the parent. A
+ * process is the one that called C_Initialize when the generation it recorded is still current:
+ * the same answer as comparing getpid() with the recorded pid, without a system call on every
+ * entry point (glibc does not cache the pid; a signature used to cost four getpid calls). */
+static atomic_uint fork_gen;
+/* 0 when pthread_atfork failed: the generation would then miss forks, and the check falls back to
+ * getpid(). */
+static atomic_int atfork_ok;
+
 static int64_t (*clock_fn)(void);
 
 static void atfork_child(void)
 {
+  atomic_fetch_add_explicit(&fork_gen, 1, memory_order_relaxed);
   pthread_mutex_init(&init_lock, NULL);
 }
 
-/* The module is linked with -z nodelete, so the handler stays valid after dlclose. */
+/* The module is linked with -z nodelete, so the handler stays valid after dlclose. Registered at
+ * the first C_Initialize: before it no process state exists that a child could inherit. */
 static void atfork_register(void)
 {
-  pthread_atfork(NULL, NULL, atfork_child);
+  atomic_store(&atfork_ok, pthread_atfork(NULL, NULL, atfork_child) == 0);
+}
+
+/* True in the process whose C_Initialize set up g (not in a fork of it), initialised or not. A
+ * child created without the atfork handlers (a raw clone system call) is not detected; such a
+ * child cannot safely call into libc's locks either. */
+static int initialized_here(void)
+{
+  if (atomic_load_explicit(&g.gen, memory_order_relaxed) !=
+      atomic_load_explicit(&fork_gen, memory_order_relaxed))
+    return 0;
+  return atomic_load_explicit(&atfork_ok, memory_order_relaxed) ||
+         atomic_load(&g.pid) == (int)getpid();
 }
 
 CK_RV akv_module_check(void)
 {
-  if (!atomic_load(&g.initialized) || atomic_load(&g.pid) != (int)getpid())
+  if (!atomic_load(&g.initialized) || !initialized_here())
     return CKR_CRYPTOKI_NOT_INITIALIZED;
   return CKR_OK;
 }
@@ -322,7 +346,7 @@ CK_RV akv_module_initialize(CK_VOID_PTR init_args)
   pthread_once(&atfork_once, atfork_register);
   pthread_mutex_lock(&init_lock);
   if (atomic_load(&g.initialized)) {
-    if (atomic_load(&g.pid) == (int)getpid()) {
+    if (initialized_here()) {
       rv = CKR_CRYPTOKI_ALREADY_INITIALIZED;
       goto out;
     }
@@ -395,6 +419,7 @@ CK_RV akv_module_initialize(CK_VOID_PTR init_args)
   if (atomic_load(&g.next_handle) == 0)
     atomic_store(&g.next_handle, 1);
   atomic_store(&g.pid, (int)getpid());
+  atomic_store(&g.gen, atomic_load(&fork_gen));
   atomic_store(&g.initialized, 1);
   akv_info(AKV_LOGC_GEN, "initialised: %zu slot(s)", g.n_slots);
   goto out;

@@ -211,12 +211,78 @@ static int child_checks(void)
   return 0;
 }
 
+/* Waits (bounded) for a child; its exit code, or -1 when it did not finish or did not exit. */
+static int wait_child(pid_t pid)
+{
+  int status = -1, i;
+  for (i = 0; i < 3000; i++) {
+    if (waitpid(pid, &status, WNOHANG) == pid)
+      break;
+    usleep(10000);
+  }
+  if (i == 3000) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* A child that initialised is itself a parent: its own child (a second fork generation) is not
+ * initialised, and the re-initialised child keeps working while and after that grandchild runs. */
+static int child_forks_again(void)
+{
+  CK_OBJECT_HANDLE h[8];
+  CK_ULONG n = 0;
+  CK_SESSION_HANDLE s = 0;
+  pid_t pid;
+  int rc;
+
+  if (t_init(T_CFG("")) != CKR_OK)
+    return 20;
+  if (C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &s) != CKR_OK)
+    return 21;
+  pid = fork();
+  if (pid < 0)
+    return 22;
+  if (pid == 0)
+    _exit(child_checks());
+  rc = wait_child(pid);
+  if (rc != 0)
+    return rc > 0 ? rc : 23;
+  if (C_FindObjectsInit(s, NULL, 0) != CKR_OK || C_FindObjects(s, h, 8, &n) != CKR_OK || n != 2 ||
+      C_FindObjectsFinal(s) != CKR_OK)
+    return 24;
+  if (t_init(T_CFG("")) != CKR_CRYPTOKI_ALREADY_INITIALIZED)
+    return 25;
+  if (C_Finalize(NULL) != CKR_OK)
+    return 26;
+  return 0;
+}
+
+static void test_fork_twice(void **state)
+{
+  pid_t pid;
+  (void)state;
+
+  assert_int_equal(t_init(T_CFG("")), CKR_OK);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0)
+    _exit(child_forks_again());
+  assert_int_equal(wait_child(pid), 0);
+  /* The parent is still initialised (its generation did not move) and can re-initialise. */
+  assert_int_equal(t_init(T_CFG("")), CKR_CRYPTOKI_ALREADY_INITIALIZED);
+  assert_int_equal(C_Finalize(NULL), CKR_OK);
+  assert_int_equal(t_init(T_CFG("")), CKR_OK);
+  assert_int_equal(C_Finalize(NULL), CKR_OK);
+}
+
 static void test_fork(void **state)
 {
   CK_SESSION_HANDLE s;
   CK_OBJECT_HANDLE h[8];
   pid_t pid;
-  int status = -1, i;
   (void)state;
 
   assert_int_equal(t_init(T_CFG("")), CKR_OK);
@@ -226,18 +292,7 @@ static void test_fork(void **state)
   assert_true(pid >= 0);
   if (pid == 0)
     _exit(child_checks());
-  for (i = 0; i < 3000; i++) {
-    if (waitpid(pid, &status, WNOHANG) == pid)
-      break;
-    usleep(10000);
-  }
-  if (i == 3000) {
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    fail_msg("forked child did not finish");
-  }
-  assert_true(WIFEXITED(status));
-  assert_int_equal(WEXITSTATUS(status), 0);
+  assert_int_equal(wait_child(pid), 0);
   /* The parent is unaffected. */
   assert_int_equal(t_find(s, NULL, 0, h, 8), 2);
   assert_int_equal(C_Finalize(NULL), CKR_OK);
@@ -252,6 +307,7 @@ int main(void)
       cmocka_unit_test_setup(test_config_sources, setup),
       cmocka_unit_test_setup(test_finalize_with_sessions, setup),
       cmocka_unit_test_setup(test_fork, setup),
+      cmocka_unit_test_setup(test_fork_twice, setup),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
