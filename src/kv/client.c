@@ -494,23 +494,6 @@ void kv_client_free(struct kv_client *cl)
 
 /* ---- lists ---------------------------------------------------------------------------------------- */
 
-void kv_item_list_free(struct kv_item_list *l)
-{
-  if (!l)
-    return;
-  for (size_t i = 0; i < l->n; i++) {
-    free(l->items[i].id);
-    free(l->items[i].name);
-    free(l->items[i].version);
-    free(l->items[i].content_type);
-    free(l->items[i].x5t);
-    kv_attrs_clear(&l->items[i].attrs);
-  }
-  free(l->items);
-  l->items = NULL;
-  l->n = 0;
-}
-
 /* nextLink is followed only to the vault itself (same scheme, host and port). */
 static kv_rc check_next_link(const struct kv_client *cl, const char *link)
 {
@@ -750,20 +733,6 @@ out:
   return rc;
 }
 
-void kv_cert_free(struct kv_cert *c)
-{
-  if (!c)
-    return;
-  free(c->id);
-  free(c->kid);
-  free(c->sid);
-  free(c->name);
-  free(c->version);
-  free(c->der);
-  kv_attrs_clear(&c->attrs);
-  free(c);
-}
-
 kv_rc kv_get_certificate(struct kv_client *cl, const char *name, const char *version,
                          struct kv_cert **out)
 {
@@ -805,21 +774,6 @@ out:
   kv_cert_free(c);
   cJSON_Delete(doc);
   return rc;
-}
-
-void kv_secret_free(struct kv_secret *s)
-{
-  if (!s)
-    return;
-  free(s->id);
-  free(s->name);
-  free(s->version);
-  free(s->content_type);
-  free(s->kid);
-  if (s->value)
-    kv_secure_free(s->value, s->value_len ? s->value_len : 1);
-  kv_attrs_clear(&s->attrs);
-  free(s);
 }
 
 kv_rc kv_get_secret(struct kv_client *cl, const char *name, const char *version,

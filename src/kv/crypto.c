@@ -17,27 +17,6 @@
 #define RSA_MAX_BYTES 2048
 #define RNG_MAX_PER_CALL 128
 
-void kv_bytes_free(struct kv_bytes *b)
-{
-  if (!b)
-    return;
-  if (b->data) {
-    OPENSSL_cleanse(b->data, b->len);
-    free(b->data);
-  }
-  b->data = NULL;
-  b->len = 0;
-}
-
-void kv_crypt_result_free(struct kv_crypt_result *r)
-{
-  if (!r)
-    return;
-  kv_bytes_free(&r->value);
-  kv_bytes_free(&r->iv);
-  kv_bytes_free(&r->tag);
-}
-
 /* Expected signature size for alg: exact, or a range for RSA (modulus not known here). */
 static void sig_len_bounds(const char *alg, size_t *lo, size_t *hi)
 {

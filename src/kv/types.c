@@ -1,0 +1,76 @@
+/* Freeing the backend's value types (kv.h): kept apart from the code that talks to the vault, so
+ * that the model's unit tests, whose fake vault replaces that code, free them with the same
+ * functions. */
+#include <stdlib.h>
+
+#include <openssl/crypto.h>
+
+#include "kv/json.h"
+#include "kv/kv.h"
+
+void kv_item_list_free(struct kv_item_list *l)
+{
+  if (!l)
+    return;
+  for (size_t i = 0; i < l->n; i++) {
+    free(l->items[i].id);
+    free(l->items[i].name);
+    free(l->items[i].version);
+    free(l->items[i].content_type);
+    free(l->items[i].x5t);
+    kv_attrs_clear(&l->items[i].attrs);
+  }
+  free(l->items);
+  l->items = NULL;
+  l->n = 0;
+}
+
+void kv_cert_free(struct kv_cert *c)
+{
+  if (!c)
+    return;
+  free(c->id);
+  free(c->kid);
+  free(c->sid);
+  free(c->name);
+  free(c->version);
+  free(c->der);
+  kv_attrs_clear(&c->attrs);
+  free(c);
+}
+
+void kv_secret_free(struct kv_secret *s)
+{
+  if (!s)
+    return;
+  free(s->id);
+  free(s->name);
+  free(s->version);
+  free(s->content_type);
+  free(s->kid);
+  if (s->value)
+    kv_secure_free(s->value, s->value_len ? s->value_len : 1);
+  kv_attrs_clear(&s->attrs);
+  free(s);
+}
+
+void kv_bytes_free(struct kv_bytes *b)
+{
+  if (!b)
+    return;
+  if (b->data) {
+    OPENSSL_cleanse(b->data, b->len);
+    free(b->data);
+  }
+  b->data = NULL;
+  b->len = 0;
+}
+
+void kv_crypt_result_free(struct kv_crypt_result *r)
+{
+  if (!r)
+    return;
+  kv_bytes_free(&r->value);
+  kv_bytes_free(&r->iv);
+  kv_bytes_free(&r->tag);
+}
