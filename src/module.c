@@ -11,6 +11,7 @@
 
 #include "cache.h"
 #include "module.h"
+#include "op.h"
 #include "session.h"
 #include "slot.h"
 #include "util/audit.h"
@@ -273,6 +274,7 @@ static void teardown(void)
   g.http = NULL;
   akv_config_free(g.cfg);
   g.cfg = NULL;
+  akv_md_cache_free();
   if (g.provider)
     OSSL_PROVIDER_unload(g.provider);
   g.provider = NULL;
@@ -291,6 +293,7 @@ static void abandon_parent_state(void)
   akv_info(AKV_LOGC_GEN, "C_Initialize in a forked child: abandoning the parent's state");
   akv_sessions_abandon();
   akv_cache_global_abandon();
+  akv_md_cache_abandon();
   g.slots = NULL;
   g.n_slots = 0;
   g.cred = NULL;
@@ -406,6 +409,7 @@ CK_RV akv_module_initialize(CK_VOID_PTR init_args)
     rv = CKR_GENERAL_ERROR;
     goto fail;
   }
+  akv_md_cache_init();
   rv = akv_cache_global_init();
   if (rv != CKR_OK)
     goto fail;

@@ -145,8 +145,16 @@ CK_RV akv_digest_key(struct akv_session *s, CK_OBJECT_HANDLE hkey);
 CK_RV akv_digest_final(struct akv_session *s, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
 CK_RV akv_generate_random(struct akv_session *s, CK_BYTE_PTR out, CK_ULONG len);
 
-/* A fetched digest in akv_libctx() for CKM_SHA_1..CKM_SHA512 (caller frees), NULL if unknown. */
+/* A fetched digest in akv_libctx() for CKM_SHA_1..CKM_SHA512 (caller frees), NULL if unknown.
+ * Served from the per-initialisation cache below (a counted reference, no method-store lookup). */
 EVP_MD *akv_md_fetch(CK_MECHANISM_TYPE hash);
+
+/* The digest cache's life follows the library context: filled by C_Initialize once akv_libctx()
+ * has its provider, freed by C_Finalize before the context, forgotten (not freed: it belongs to the
+ * parent's abandoned context) by a forked child's C_Initialize. */
+void akv_md_cache_init(void);
+void akv_md_cache_free(void);
+void akv_md_cache_abandon(void);
 
 /* ---- keys: wrap, unwrap, generate (op_wrap.c) ---- */
 /* The _obj variants take the objects themselves (borrowed); the others look the handles up. */

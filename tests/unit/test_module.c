@@ -178,6 +178,22 @@ static void test_finalize_with_sessions(void **state)
   assert_int_equal(C_Finalize(NULL), CKR_OK);
 }
 
+/* SHA-256("abc") through C_Digest: the digests are fetched per C_Initialize in the module's
+ * library context, so this checks they exist (and belong to the live context) after every
+ * (re-)initialisation. 1 when the digest is right. */
+static int sha256_abc_ok(CK_SESSION_HANDLE s)
+{
+  static const unsigned char want[32] = {
+      0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae, 0x22, 0x23,
+      0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad};
+  CK_MECHANISM m = {CKM_SHA256, NULL, 0};
+  unsigned char out[64];
+  CK_ULONG n = sizeof(out);
+  if (C_DigestInit(s, &m) != CKR_OK || C_Digest(s, (CK_BYTE_PTR) "abc", 3, out, &n) != CKR_OK)
+    return 0;
+  return n == sizeof(want) && memcmp(out, want, n) == 0;
+}
+
 /* The fork rule: a child sees CKR_CRYPTOKI_NOT_INITIALIZED until its own C_Initialize, which
  * rebuilds network state without freeing the parent's handles. Results go through the exit code
  * (cmocka's asserts do not cross fork). */
@@ -206,6 +222,8 @@ static int child_checks(void)
     return 16;
   if (C_FindObjectsInit(s, NULL, 0) != CKR_OK || C_FindObjects(s, h, 8, &n) != CKR_OK || n != 2)
     return 17;
+  if (!sha256_abc_ok(s))
+    return 19;
   if (C_Finalize(NULL) != CKR_OK)
     return 18;
   return 0;
@@ -273,8 +291,10 @@ static void test_fork_twice(void **state)
   assert_int_equal(wait_child(pid), 0);
   /* The parent is still initialised (its generation did not move) and can re-initialise. */
   assert_int_equal(t_init(T_CFG("")), CKR_CRYPTOKI_ALREADY_INITIALIZED);
+  assert_true(sha256_abc_ok(t_open(0)));
   assert_int_equal(C_Finalize(NULL), CKR_OK);
   assert_int_equal(t_init(T_CFG("")), CKR_OK);
+  assert_true(sha256_abc_ok(t_open(0)));
   assert_int_equal(C_Finalize(NULL), CKR_OK);
 }
 
