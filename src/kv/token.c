@@ -50,20 +50,26 @@ void kv_secure_free(void *p, size_t len)
   free(p);
 }
 
-/* Number or numeric string member; 1 = found. */
+/* Numbers beyond this many seconds (31 million years) are not an expiry: bounding them keeps
+ * now + expires_in and the refresh arithmetic far from int64_t overflow. */
+#define NUM_MAX 1e15
+
+/* Number or numeric string member within +-NUM_MAX; 1 = found. */
 static int num_member(const cJSON *doc, const char *name, int64_t *out)
 {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(doc, name);
   char *end;
   long long ll;
-  if (cJSON_IsNumber(v) && v->valuedouble > -1e15 && v->valuedouble < 1e15) {
+  if (cJSON_IsNumber(v) && v->valuedouble > -NUM_MAX && v->valuedouble < NUM_MAX) {
     *out = (int64_t)v->valuedouble;
     return 1;
   }
   if (cJSON_IsString(v) && v->valuestring[0]) {
     errno = 0;
     ll = strtoll(v->valuestring, &end, 10);
-    if (!errno && *end == '\0') {
+    /* The same bound as for JSON numbers: "9223372036854775807" is a valid long long, and
+     * now + expires_in would overflow. */
+    if (!errno && *end == '\0' && ll > -(long long)NUM_MAX && ll < (long long)NUM_MAX) {
       *out = ll;
       return 1;
     }
@@ -71,31 +77,60 @@ static int num_member(const cJSON *doc, const char *name, int64_t *out)
   return 0;
 }
 
-/* RFC 3339 "2024-01-02T03:04:05(.fff)(Z|+hh:mm)". */
+/* s starts with layout, where '9' stands for one ASCII digit and any other character for itself.
+ * Compares one character at a time and stops at the first mismatch, so it never reads past the
+ * string's NUL (which matches nothing in a layout). */
+static int layout_ok(const char *s, const char *layout)
+{
+  for (; *layout; s++, layout++) {
+    if (*layout == '9' ? (*s < '0' || *s > '9') : *s != *layout)
+      return 0;
+  }
+  return 1;
+}
+
+/* The value of n digits already checked by layout_ok. */
+static int digits_value(const char *s, int n)
+{
+  int v = 0;
+  for (int i = 0; i < n; i++)
+    v = v * 10 + (s[i] - '0');
+  return v;
+}
+
+/* RFC 3339 "2024-01-02T03:04:05(.fff)(Z|+hh:mm|-hh:mm)": fixed-width fields of digits (no signs
+ * or spaces inside them, which sscanf's %d would take), and a zone offset of exactly "hh:mm". */
 static int parse_rfc3339(const char *s, int64_t *out)
 {
   struct tm tm;
-  int y, mo, d, h, mi, sec, n = 0;
+  int y, mo, d, h, mi, sec, oh = 0, om = 0;
   long off = 0;
   const char *p;
-  if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || !n)
+  if (!layout_ok(s, "9999-99-99") || (s[10] != 'T' && s[10] != 't') ||
+      !layout_ok(s + 11, "99:99:99"))
     return 0;
-  p = s + n;
+  y = digits_value(s, 4);
+  mo = digits_value(s + 5, 2);
+  d = digits_value(s + 8, 2);
+  h = digits_value(s + 11, 2);
+  mi = digits_value(s + 14, 2);
+  sec = digits_value(s + 17, 2);
+  p = s + 19;
   if (*p == '.')
     for (p++; isdigit((unsigned char)*p); p++)
       ;
   if (*p == 'Z' || *p == 'z') {
     p++;
-  } else if (*p == '+' || *p == '-') {
-    int oh, om;
-    if (sscanf(p + 1, "%2d:%2d", &oh, &om) != 2)
-      return 0;
+  } else if ((*p == '+' || *p == '-') && layout_ok(p + 1, "99:99")) {
+    oh = digits_value(p + 1, 2);
+    om = digits_value(p + 4, 2);
     off = (oh * 3600L + om * 60L) * (*p == '+' ? 1 : -1);
-    p += 6;
+    p += 6; /* the sign and "hh:mm", all checked above */
   } else {
     return 0;
   }
-  if (*p)
+  if (*p || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || oh > 23 ||
+      om > 59)
     return 0;
   memset(&tm, 0, sizeof(tm));
   tm.tm_year = y - 1900;

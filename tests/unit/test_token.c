@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -96,6 +97,90 @@ static void test_parse_rejects(void **state)
       fail_msg("accepted %s", bad[i]);
     assert_null(t.value);
   }
+}
+
+/* Fuzz finding (seed crash-rfc3339-short-offset): a zone offset that is not exactly "hh:mm"
+ * ("+1:2") was matched by sscanf and the parser then skipped six characters, past the end of
+ * the string (a heap over-read under ASan, run by the sanitizers test); "+ 1:-2" was accepted as
+ * an offset of 58 minutes. Offsets are now exactly two digits, a colon and two digits. */
+static void test_parse_rfc3339_offsets(void **state)
+{
+  static const struct {
+    const char *date;
+    int64_t expires_on; /* 0 = rejected */
+  } cases[] = {
+      {"2023-11-15T00:13:19Z", 1700007199},
+      {"2023-11-15T00:13:19.123456z", 1700007199},
+      {"2023-11-15T01:13:19+01:00", 1700007199},
+      {"2023-11-14T18:43:19-05:30", 1700007199},
+      {"2023-11-15T00:13:19+1:2", 0},
+      {"2023-11-15T00:13:19+01:0", 0},
+      {"2023-11-15T00:13:19+ 1:-2", 0},
+      {"2023-11-15T00:13:19+0100", 0},
+      {"2023-11-15T00:13:19+01:00x", 0},
+      {"2023-11-15T00:13:19+01:60", 0},
+      {"2023-11-15T00:13:19+", 0},
+      {"2023-11-15T00:13:1", 0},
+      {"2023-13-15T00:13:19Z", 0},
+      {"2023-1-15T00:13:19Z", 0},
+      {"+023-11-15T00:13:19Z", 0},
+  };
+  struct kv_token t;
+  char j[160];
+  (void)state;
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    kv_rc rc;
+    /* Exact-size heap copy of the reply, so that ASan sees any read past it. */
+    int n = snprintf(j, sizeof(j), "{\"access_token\":\"x\",\"expires_on\":\"%s\"}", cases[i].date);
+    char *body = malloc((size_t)n);
+    assert_non_null(body);
+    memcpy(body, j, (size_t)n);
+    rc = kv_token_parse(body, (size_t)n, "access_token", 1700000000, &t);
+    free(body);
+    if (cases[i].expires_on) {
+      if (rc != KV_OK || t.expires_on != cases[i].expires_on)
+        fail_msg("%s: rc %d, expires_on %lld", cases[i].date, rc, (long long)t.expires_on);
+    } else if (rc != KV_E_PROTOCOL || t.value) {
+      fail_msg("accepted %s (expires_on %lld)", cases[i].date, (long long)t.expires_on);
+    }
+    kv_token_clear(&t);
+  }
+}
+
+/* Fuzz finding (seed crash-expires-in-overflow): a numeric string expires_in such as
+ * "9223372036854775807" fit in a long long, and now + expires_in overflowed (undefined
+ * behaviour, reported by UBSan). Numeric strings now have the bound of JSON numbers (1e15 s):
+ * beyond it the member counts as absent and the next source of the expiry is used. */
+static void test_parse_huge_numeric_strings(void **state)
+{
+  static const char *const bad[] = {
+      "{\"access_token\":\"x\",\"expires_in\":\"9223372036854775807\"}",
+      "{\"access_token\":\"x\",\"expires_in\":\"2000000000000000\"}",
+      "{\"access_token\":\"x\",\"expires_in\":2000000000000000}",
+      "{\"access_token\":\"x\",\"expires_on\":\"9223372036854775807\"}",
+      "{\"access_token\":\"x\",\"expires_on\":\"-9223372036854775808\"}",
+  };
+  struct kv_token t;
+  const char *j;
+  (void)state;
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    kv_rc rc = kv_token_parse(bad[i], strlen(bad[i]), "access_token", 1700000000, &t);
+    if (rc != KV_E_PROTOCOL || t.value)
+      fail_msg("accepted %s (expires_on %lld)", bad[i], (long long)t.expires_on);
+  }
+  /* Out of range expires_in: expires_on decides. */
+  j = "{\"access_token\":\"x\",\"expires_in\":\"9223372036854775807\","
+      "\"expires_on\":\"1700003600\"}";
+  assert_int_equal(kv_token_parse(j, strlen(j), "access_token", 1700000000, &t), KV_OK);
+  assert_int_equal(t.expires_on, 1700003600);
+  kv_token_clear(&t);
+  /* The largest accepted value still leaves the refresh arithmetic in range. */
+  j = "{\"access_token\":\"x\",\"expires_in\":\"999999999999999\","
+      "\"refresh_in\":\"999999999999998\"}";
+  assert_int_equal(kv_token_parse(j, strlen(j), "access_token", 1700000000, &t), KV_OK);
+  assert_int_equal(t.expires_on, INT64_C(1700000000) + INT64_C(999999999999999));
+  assert_int_equal(t.refresh_on, INT64_C(1700000000) + INT64_C(999999999999998));
+  kv_token_clear(&t);
 }
 
 struct fetcher {
@@ -263,6 +348,8 @@ int main(void)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_parse_variants),
       cmocka_unit_test(test_parse_rejects),
+      cmocka_unit_test(test_parse_rfc3339_offsets),
+      cmocka_unit_test(test_parse_huge_numeric_strings),
       cmocka_unit_test(test_cache_refresh_ahead),
       cmocka_unit_test(test_single_flight),
       cmocka_unit_test(test_short_lived_tokens),
