@@ -915,8 +915,8 @@ void kv_cred_free(struct kv_cred *cred)
   free(cred);
 }
 
-kv_rc kv_cred_token(struct kv_cred *cred, const char *resource, const char *tenant_hint,
-                    int force_refresh, char **token)
+kv_rc kv_cred_token_ref(struct kv_cred *cred, const char *resource, const char *tenant_hint,
+                        int force_refresh, struct kv_token_ref **token)
 {
   const char *tenant;
   if (!cred || !resource || !token)
@@ -925,6 +925,21 @@ kv_rc kv_cred_token(struct kv_cred *cred, const char *resource, const char *tena
   tenant = cred->cfg.tenant_id ? cred->cfg.tenant_id : tenant_hint;
   return kv_token_cache_get(cred->cache, resource, tenant, force_refresh, chain_fetch, cred,
                             token);
+}
+
+kv_rc kv_cred_token(struct kv_cred *cred, const char *resource, const char *tenant_hint,
+                    int force_refresh, char **token)
+{
+  struct kv_token_ref *ref = NULL;
+  kv_rc rc;
+  if (!token)
+    return KV_E_INVALID;
+  *token = NULL;
+  rc = kv_cred_token_ref(cred, resource, tenant_hint, force_refresh, &ref);
+  if (rc == KV_OK && !(*token = strdup(kv_token_ref_str(ref))))
+    rc = KV_E_NOMEM;
+  kv_token_ref_unref(ref);
+  return rc;
 }
 
 const char *kv_cred_describe(const struct kv_cred *cred)

@@ -16,6 +16,7 @@
 #include "kv/http.h"
 #include "kv/json.h"
 #include "kv/jwk.h"
+#include "kv/token.h"
 #include "util/audit.h"
 #include "util/b64.h"
 #include "util/log.h"
@@ -247,7 +248,7 @@ static const char *copy_in(const char *s, char *buf, size_t cap, char **heap)
   return *heap;
 }
 
-static kv_rc get_token(struct kv_client *cl, int force, char **token)
+static kv_rc get_token(struct kv_client *cl, int force, struct kv_token_ref **token)
 {
   /* resource and tenant change only on a challenge: copied out under the lock (on the stack,
    * this runs once per request), never held over the token fetch. */
@@ -264,7 +265,7 @@ static kv_rc get_token(struct kv_client *cl, int force, char **token)
   pthread_mutex_unlock(&cl->lock);
   if (!resource || (has_tenant && !tenant))
     goto out;
-  rc = kv_cred_token(cl->cred, resource, tenant, force, token);
+  rc = kv_cred_token_ref(cl->cred, resource, tenant, force, token);
   if (rc != KV_OK && rc != KV_E_NOMEM) {
     akv_err(AKV_LOGC_AUTH, "%s: no access token (%s) from %s", cl->url, kv_rc_str(rc),
             kv_cred_describe(cl->cred));
@@ -331,7 +332,7 @@ kv_rc kv_client_call(struct kv_client *cl, struct kv_call *call, cJSON **doc)
 {
   struct kv_http_request req;
   struct kv_http_response resp;
-  char *token = NULL;
+  struct kv_token_ref *token = NULL;
   char what[256];
   long latency = 0;
   int64_t saved_deadline;
@@ -355,10 +356,11 @@ kv_rc kv_client_call(struct kv_client *cl, struct kv_call *call, cJSON **doc)
     rc = get_token(cl, attempt > 0, &token);
     if (rc != KV_OK)
       goto out;
-    req.bearer = token;
+    req.bearer = kv_token_ref_str(token);
     rc = kv_http_do(cl->http, &req, &resp);
     latency += resp.latency_ms;
-    kv_secure_free(token, 0);
+    req.bearer = NULL;
+    kv_token_ref_unref(token);
     token = NULL;
     if (rc != KV_OK) {
       akv_err(AKV_LOGC_KV, "%s: %s after %u attempt(s) (x-ms-client-request-id %s)", what,
@@ -393,7 +395,7 @@ kv_rc kv_client_call(struct kv_client *cl, struct kv_call *call, cJSON **doc)
   }
   rc = KV_OK;
 out:
-  kv_secure_free(token, 0);
+  kv_token_ref_unref(token);
   call->status = resp.status;
   call->latency_ms = latency;
   str_copy(call->client_request_id, sizeof(call->client_request_id), resp.client_request_id);

@@ -73,6 +73,13 @@ void kv_cred_free(struct kv_cred *cred);
 kv_rc kv_cred_token(struct kv_cred *cred, const char *resource, const char *tenant_hint,
                     int force_refresh, char **token);
 
+/* The same token without a copy: a counted reference to the cached token (kv/token.h:
+ * kv_token_ref_str to read it, kv_token_ref_unref to drop it; wiped when the last one goes). For
+ * the per-request path. */
+struct kv_token_ref;
+kv_rc kv_cred_token_ref(struct kv_cred *cred, const char *resource, const char *tenant_hint,
+                        int force_refresh, struct kv_token_ref **token);
+
 /* Human-readable description of the credential that last produced a token (for logs/doctor). */
 const char *kv_cred_describe(const struct kv_cred *cred);
 

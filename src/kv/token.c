@@ -251,15 +251,61 @@ out:
   return rc;
 }
 
+/* ---- handed-out tokens ------------------------------------------------------------------------- */
+
+/* One allocation per fetched token: the counter, then the NUL-terminated value. The cache holds a
+ * reference while the token is current; each request holds one while it builds its header. */
+struct kv_token_ref {
+  unsigned refs; /* atomic */
+  size_t len;
+  char value[];
+};
+
+/* A reference to a copy of t->value; t->value is wiped and freed either way. */
+static struct kv_token_ref *token_ref_take(struct kv_token *t)
+{
+  size_t len = strlen(t->value);
+  struct kv_token_ref *r = malloc(sizeof(*r) + len + 1);
+  if (r) {
+    r->refs = 1;
+    r->len = len;
+    memcpy(r->value, t->value, len + 1);
+  }
+  kv_secure_free(t->value, len);
+  t->value = NULL;
+  return r;
+}
+
+const char *kv_token_ref_str(const struct kv_token_ref *r)
+{
+  return r->value;
+}
+
+static struct kv_token_ref *token_ref_ref(struct kv_token_ref *r)
+{
+  __atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
+  return r;
+}
+
+void kv_token_ref_unref(struct kv_token_ref *r)
+{
+  if (!r || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) != 0)
+    return;
+  OPENSSL_cleanse(r->value, r->len);
+  free(r);
+}
+
 /* ---- cache --------------------------------------------------------------------------------------- */
 
 struct entry {
   struct entry *next;
-  char *key;              /* resource "|" tenant */
-  struct kv_token tok;
+  const char *resource, *tenant; /* in names; tenant "" when none */
+  struct kv_token_ref *tok;      /* current token, NULL before the first fetch */
+  int64_t expires_on, refresh_on;
   int refreshing;
-  unsigned generation;    /* bumped on every completed fetch */
+  unsigned generation; /* bumped on every completed fetch */
   kv_rc last_rc;
+  char names[];        /* resource NUL tenant NUL */
 };
 
 struct kv_token_cache {
@@ -289,8 +335,7 @@ void kv_token_cache_free(struct kv_token_cache *c)
     return;
   for (e = c->entries; e; e = n) {
     n = e->next;
-    kv_token_clear(&e->tok);
-    free(e->key);
+    kv_token_ref_unref(e->tok);
     free(e);
   }
   pthread_cond_destroy(&c->cond);
@@ -298,20 +343,25 @@ void kv_token_cache_free(struct kv_token_cache *c)
   free(c);
 }
 
-static struct entry *entry_get_inlock(struct kv_token_cache *c, const char *key)
+/* The entry for (resource, tenant), created empty when missing. Compared field by field: no key
+ * is formatted per request. */
+static struct entry *entry_get_inlock(struct kv_token_cache *c, const char *resource,
+                                      const char *tenant)
 {
   struct entry *e;
+  size_t rl, tl;
   for (e = c->entries; e; e = e->next)
-    if (strcmp(e->key, key) == 0)
+    if (strcmp(e->resource, resource) == 0 && strcmp(e->tenant, tenant) == 0)
       return e;
-  e = calloc(1, sizeof(*e));
+  rl = strlen(resource);
+  tl = strlen(tenant);
+  e = calloc(1, sizeof(*e) + rl + tl + 2);
   if (!e)
     return NULL;
-  e->key = strdup(key);
-  if (!e->key) {
-    free(e);
-    return NULL;
-  }
+  memcpy(e->names, resource, rl + 1);
+  memcpy(e->names + rl + 1, tenant, tl + 1);
+  e->resource = e->names;
+  e->tenant = e->names + rl + 1;
   e->next = c->entries;
   c->entries = e;
   return e;
@@ -321,37 +371,37 @@ static struct entry *entry_get_inlock(struct kv_token_cache *c, const char *key)
  * less than that margin (a managed identity endpoint may hand out one close to its expiry, or a
  * short-lived test token) the margin shrinks to half of its refresh-ahead window, so a token that
  * was just fetched is always usable and short tokens do not cost a fetch per call. */
-static int usable(const struct kv_token *t, int64_t now)
+static int usable(const struct entry *e, int64_t now)
 {
-  int64_t skew = EXPIRY_SKEW_S, window = t->expires_on - t->refresh_on;
+  int64_t skew = EXPIRY_SKEW_S, window = e->expires_on - e->refresh_on;
   if (window / 2 < skew)
     skew = window > 0 ? window / 2 : 0;
-  return t->value && now < t->expires_on - skew;
+  return e->tok && now < e->expires_on - skew;
 }
 
 kv_rc kv_token_cache_get(struct kv_token_cache *c, const char *resource, const char *tenant,
-                         int force, kv_token_fetch_fn fetch, void *ctx, char **token)
+                         int force, kv_token_fetch_fn fetch, void *ctx,
+                         struct kv_token_ref **token)
 {
-  char key[1024];
   struct entry *e;
   struct kv_token fresh = {NULL, 0, 0};
+  struct kv_token_ref *ref = NULL;
   unsigned start_gen;
   int64_t now;
   kv_rc rc = KV_E_NOMEM;
   *token = NULL;
-  snprintf(key, sizeof(key), "%s|%s", resource, tenant ? tenant : "");
   pthread_mutex_lock(&c->lock);
-  e = entry_get_inlock(c, key);
+  e = entry_get_inlock(c, resource, tenant ? tenant : "");
   if (!e)
     goto unlock;
   start_gen = e->generation;
   for (;;) {
     now = kv_token_now();
     /* A forced refresh is satisfied by any fetch that completed after the caller asked. */
-    if (usable(&e->tok, now) &&
-        ((!force && now < e->tok.refresh_on) || (force && e->generation != start_gen))) {
-      *token = strdup(e->tok.value);
-      rc = *token ? KV_OK : KV_E_NOMEM;
+    if (usable(e, now) &&
+        ((!force && now < e->refresh_on) || (force && e->generation != start_gen))) {
+      *token = token_ref_ref(e->tok);
+      rc = KV_OK;
       goto unlock;
     }
     if (!e->refreshing)
@@ -361,9 +411,9 @@ kv_rc kv_token_cache_get(struct kv_token_cache *c, const char *resource, const c
       goto unlock;
     }
     /* Someone else is fetching: keep using a still-valid token rather than queueing. */
-    if (!force && usable(&e->tok, now)) {
-      *token = strdup(e->tok.value);
-      rc = *token ? KV_OK : KV_E_NOMEM;
+    if (!force && usable(e, now)) {
+      *token = token_ref_ref(e->tok);
+      rc = KV_OK;
       goto unlock;
     }
     {
@@ -378,7 +428,7 @@ kv_rc kv_token_cache_get(struct kv_token_cache *c, const char *resource, const c
         }
       /* The fetch we waited for failed: report it. When it succeeded but the token is
        * already unusable, the loop fetches again. */
-      if (!force && !usable(&e->tok, kv_token_now()) && e->last_rc != KV_OK) {
+      if (!force && !usable(e, kv_token_now()) && e->last_rc != KV_OK) {
         rc = e->last_rc;
         goto unlock;
       }
@@ -389,29 +439,32 @@ kv_rc kv_token_cache_get(struct kv_token_cache *c, const char *resource, const c
 
   memset(&fresh, 0, sizeof(fresh));
   rc = fetch(ctx, resource, tenant, &fresh);
+  /* Copied into its counted form outside the lock; the fetched string is wiped here. */
+  if (rc == KV_OK && !fresh.value)
+    rc = KV_E_PROTOCOL; /* a source that reports success without a token */
+  else if (rc == KV_OK && !(ref = token_ref_take(&fresh)))
+    rc = KV_E_NOMEM;
 
   pthread_mutex_lock(&c->lock);
   e->refreshing = 0;
   e->generation++;
   e->last_rc = rc;
   if (rc == KV_OK) {
-    kv_token_clear(&e->tok);
-    e->tok = fresh;
-    memset(&fresh, 0, sizeof(fresh));
+    kv_token_ref_unref(e->tok); /* wiped now unless a request still holds it */
+    e->tok = ref;
+    e->expires_on = fresh.expires_on;
+    e->refresh_on = fresh.refresh_on;
     akv_dbg(AKV_LOGC_AUTH, "token for %s cached, expires in %lld s, refresh in %lld s", resource,
-            (long long)(e->tok.expires_on - kv_token_now()),
-            (long long)(e->tok.refresh_on - kv_token_now()));
-  } else if (!force && usable(&e->tok, kv_token_now())) {
+            (long long)(e->expires_on - kv_token_now()),
+            (long long)(e->refresh_on - kv_token_now()));
+  } else if (!force && usable(e, kv_token_now())) {
     /* Refresh ahead failed but the old token still works: use it, try again next time. */
     akv_warn(AKV_LOGC_AUTH, "token refresh for %s failed (%s); using the cached token until it "
              "expires", resource, kv_rc_str(rc));
     rc = KV_OK;
   }
-  if (rc == KV_OK) {
-    *token = strdup(e->tok.value);
-    if (!*token)
-      rc = KV_E_NOMEM;
-  }
+  if (rc == KV_OK)
+    *token = token_ref_ref(e->tok);
   pthread_cond_broadcast(&c->cond);
 unlock:
   pthread_mutex_unlock(&c->lock);

@@ -29,13 +29,22 @@ int64_t kv_token_now(void);
 typedef kv_rc (*kv_token_fetch_fn)(void *ctx, const char *resource, const char *tenant,
                                    struct kv_token *out);
 
+/* A token handed out by the cache: immutable and counted, so a request borrows it without a copy.
+ * The value is wiped when the last reference goes: the cache's own when a newer token replaces it
+ * or the cache is freed, a request's when it has built its header. */
+struct kv_token_ref;
+const char *kv_token_ref_str(const struct kv_token_ref *r);
+void kv_token_ref_unref(struct kv_token_ref *r); /* NULL ok */
+
 struct kv_token_cache;
 struct kv_token_cache *kv_token_cache_new(void);
 void kv_token_cache_free(struct kv_token_cache *c);
 
-/* A copy of a valid token for (resource, tenant): cached unless force or past refresh_on; one
- * caller fetches while others keep using a still-valid token or wait for the fetch. */
+/* A reference to a valid token for (resource, tenant; NULL tenant = ""): cached unless force or
+ * past refresh_on; one caller fetches while others keep using a still-valid token or wait for the
+ * fetch. The caller drops *token with kv_token_ref_unref. */
 kv_rc kv_token_cache_get(struct kv_token_cache *c, const char *resource, const char *tenant,
-                         int force, kv_token_fetch_fn fetch, void *ctx, char **token);
+                         int force, kv_token_fetch_fn fetch, void *ctx,
+                         struct kv_token_ref **token);
 
 #endif

@@ -211,39 +211,39 @@ static void test_cache_refresh_ahead(void **state)
 {
   struct kv_token_cache *c = kv_token_cache_new();
   struct fetcher f = {0, KV_OK, 3600, 0, 0};
-  char *t = NULL;
+  struct kv_token_ref *t = NULL;
   (void)state;
   kv_token_set_clock(clock_fn);
   fake_clock = 1700000000;
   assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", "t1", 0, fetch, &f, &t),
                    KV_OK);
-  assert_string_equal(t, "tok1-https://vault.azure.net-t1");
-  free(t);
+  assert_string_equal(kv_token_ref_str(t), "tok1-https://vault.azure.net-t1");
+  kv_token_ref_unref(t);
   /* Within the lifetime and before refresh_on: cached. */
   fake_clock += 3000;
   assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", "t1", 0, fetch, &f, &t),
                    KV_OK);
   assert_int_equal(f.calls, 1);
-  free(t);
+  kv_token_ref_unref(t);
   /* Other resource or tenant: separate entries. */
   assert_int_equal(kv_token_cache_get(c, "https://managedhsm.azure.net", "t1", 0, fetch, &f, &t),
                    KV_OK);
   assert_int_equal(f.calls, 2);
-  free(t);
+  kv_token_ref_unref(t);
   /* Past refresh_on (expires - 300): refreshed ahead of expiry. */
   fake_clock += 301;
   assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", "t1", 0, fetch, &f, &t),
                    KV_OK);
   assert_int_equal(f.calls, 3);
-  assert_string_equal(t, "tok3-https://vault.azure.net-t1");
-  free(t);
+  assert_string_equal(kv_token_ref_str(t), "tok3-https://vault.azure.net-t1");
+  kv_token_ref_unref(t);
   /* A refresh that fails while the old token is still valid keeps the old one. */
   fake_clock += 3400;
   f.rc = KV_E_AUTH;
   assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", "t1", 0, fetch, &f, &t),
                    KV_OK);
-  assert_string_equal(t, "tok3-https://vault.azure.net-t1");
-  free(t);
+  assert_string_equal(kv_token_ref_str(t), "tok3-https://vault.azure.net-t1");
+  kv_token_ref_unref(t);
   /* ...but not once it expired. */
   fake_clock += 600;
   assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", "t1", 0, fetch, &f, &t),
@@ -253,13 +253,46 @@ static void test_cache_refresh_ahead(void **state)
   f.rc = KV_OK;
   assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", "t1", 0, fetch, &f, &t),
                    KV_OK);
-  free(t);
+  kv_token_ref_unref(t);
   int before = f.calls;
   assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", "t1", 1, fetch, &f, &t),
                    KV_OK);
   assert_int_equal(f.calls, before + 1);
-  free(t);
+  kv_token_ref_unref(t);
   kv_token_cache_free(c);
+  kv_token_set_clock(NULL);
+}
+
+/* A token a request still holds stays intact while the cache moves on to a newer one (the cache
+ * drops its reference, the holder's keeps the old value readable until it lets go), and a NULL
+ * tenant names the same entry as "". Run under ASan by the sanitizers test. */
+static void test_held_token_survives_refresh(void **state)
+{
+  struct kv_token_cache *c = kv_token_cache_new();
+  struct fetcher f = {0, KV_OK, 3600, 0, 0};
+  struct kv_token_ref *old = NULL, *cur = NULL, *again = NULL;
+  (void)state;
+  kv_token_set_clock(clock_fn);
+  fake_clock = 1700000000;
+  assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", NULL, 0, fetch, &f, &old),
+                   KV_OK);
+  assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", "", 0, fetch, &f, &again),
+                   KV_OK);
+  assert_ptr_equal(again, old); /* the same cached token, not a copy */
+  assert_int_equal(f.calls, 1);
+  kv_token_ref_unref(again);
+  fake_clock += 3400; /* past refresh_on */
+  assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", NULL, 0, fetch, &f, &cur),
+                   KV_OK);
+  assert_int_equal(f.calls, 2);
+  assert_string_equal(kv_token_ref_str(cur), "tok2-https://vault.azure.net-");
+  assert_string_equal(kv_token_ref_str(old), "tok1-https://vault.azure.net-");
+  kv_token_ref_unref(old);
+  /* Freeing the cache leaves a holder's reference valid. */
+  kv_token_cache_free(c);
+  assert_string_equal(kv_token_ref_str(cur), "tok2-https://vault.azure.net-");
+  kv_token_ref_unref(cur);
+  kv_token_ref_unref(NULL);
   kv_token_set_clock(NULL);
 }
 
@@ -267,7 +300,7 @@ struct thr {
   struct kv_token_cache *c;
   struct fetcher *f;
   kv_rc rc;
-  char *tok;
+  struct kv_token_ref *tok;
 };
 
 static void *getter(void *arg)
@@ -292,8 +325,8 @@ static void run_getters(struct kv_token_cache *c, struct fetcher *f, const char 
     pthread_join(th[i], NULL);
     assert_int_equal(a[i].rc, KV_OK);
     if (want)
-      assert_string_equal(a[i].tok, want);
-    free(a[i].tok);
+      assert_string_equal(kv_token_ref_str(a[i].tok), want);
+    kv_token_ref_unref(a[i].tok);
   }
 }
 
@@ -321,7 +354,7 @@ static void test_short_lived_tokens(void **state)
 {
   struct kv_token_cache *c = kv_token_cache_new();
   struct fetcher f = {0, KV_OK, 4, 50000, 2};
-  char *t = NULL;
+  struct kv_token_ref *t = NULL;
   (void)state;
   kv_token_set_clock(clock_fn);
   fake_clock = 1700000000;
@@ -330,14 +363,14 @@ static void test_short_lived_tokens(void **state)
   fake_clock += 1; /* before refresh_on: still cached */
   assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", NULL, 0, fetch, &f, &t),
                    KV_OK);
-  assert_string_equal(t, "tok1-https://vault.azure.net-");
-  free(t);
+  assert_string_equal(kv_token_ref_str(t), "tok1-https://vault.azure.net-");
+  kv_token_ref_unref(t);
   assert_int_equal(f.calls, 1);
   fake_clock += 2; /* past refresh_on: fetched again */
   assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", NULL, 0, fetch, &f, &t),
                    KV_OK);
-  assert_string_equal(t, "tok2-https://vault.azure.net-");
-  free(t);
+  assert_string_equal(kv_token_ref_str(t), "tok2-https://vault.azure.net-");
+  kv_token_ref_unref(t);
   assert_int_equal(f.calls, 2);
   kv_token_cache_free(c);
   kv_token_set_clock(NULL);
@@ -352,6 +385,7 @@ int main(void)
       cmocka_unit_test(test_parse_huge_numeric_strings),
       cmocka_unit_test(test_cache_refresh_ahead),
       cmocka_unit_test(test_single_flight),
+      cmocka_unit_test(test_held_token_survives_refresh),
       cmocka_unit_test(test_short_lived_tokens),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
