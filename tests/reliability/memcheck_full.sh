@@ -6,7 +6,7 @@
 # test's result and time, then the per-process summary of every log and the totals; exit status 1
 # when a test failed, or when any process reported a memcheck error or a definite leak.
 #
-#   bash tests/reliability/memcheck_full.sh build            # everything (~1 h on 2 busy cores)
+#   bash tests/reliability/memcheck_full.sh build            # everything (~20 min on 2 busy cores)
 #   bash tests/reliability/memcheck_full.sh build sign ssh   # two tests
 #
 # Environment: AKV_MEMCHECK_EXITCODE=0 lets every check run to its end despite memcheck reports (to
@@ -56,7 +56,7 @@ for f in "${tests[@]}"; do
   AKV_MEMCHECK=1 AKV_MEMCHECK_LOG_DIR="$out/$name" timeout 3600 bash "$f" "${args[@]}" >"$out/$name.out" 2>&1
   rc=$?
   dt=$(($(date +%s) - t0))
-  summary=$(grep -E '^# (t_[a-z_]+|demo): [0-9]+ checks' "$out/$name.out" | tail -n 1)
+  summary=$(grep -E '^# (t_[a-z0-9_]+|demo): [0-9]+ checks' "$out/$name.out" | tail -n 1)
   mc=$(grep -E '^# memcheck: [0-9]+ processes' "$out/$name.out" | tail -n 1)
   if [ "$rc" = 0 ]; then
     echo "ok - $name (${dt}s) ${summary#\# } ${mc#\# }"
