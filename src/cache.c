@@ -130,8 +130,22 @@ void akv_cache_global_free(void)
   pthread_mutex_unlock(&reg.lock);
 }
 
+/* Handle registries a forked child abandoned (akv_cache_global_abandon), kept reachable and never
+ * used, like the rest of the parent's state (module.c, abandon_parent_state). */
+static struct abandoned_reg {
+  struct abandoned_reg *prev;
+  struct reg_entry *v;
+} *abandoned_regs;
+
 void akv_cache_global_abandon(void)
 {
+  struct abandoned_reg *a = malloc(sizeof(*a));
+
+  if (a) { /* out of memory: the registry is only dropped, as the child never uses it */
+    a->prev = abandoned_regs;
+    a->v = reg.v;
+    abandoned_regs = a;
+  }
   pthread_mutex_init(&reg.lock, NULL);
   reg.v = NULL;
   reg.n = reg.cap = 0;

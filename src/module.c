@@ -285,6 +285,38 @@ static void teardown(void)
   g.app_mutex = NULL;
 }
 
+/* What forked children abandoned (abandon_parent_state), one entry per fork generation: kept
+ * reachable, never used nor freed, so the memory stays accounted for (a leak checker sees it as
+ * reachable, not as lost) and a child that forks again does not lose its own parent's state. */
+struct abandoned_state {
+  struct abandoned_state *prev;
+  struct akv_config *cfg;
+  OSSL_LIB_CTX *libctx;
+  OSSL_PROVIDER *provider;
+  struct kv_http *http;
+  struct kv_cred *cred;
+  struct akv_slot *slots;
+  void *app_mutex;
+};
+static struct abandoned_state *abandoned;
+
+static void keep_abandoned(void)
+{
+  struct abandoned_state *a = calloc(1, sizeof(*a));
+
+  if (!a)
+    return; /* out of memory: the state is only dropped, as the child never uses it */
+  a->prev = abandoned;
+  a->cfg = g.cfg;
+  a->libctx = g.libctx;
+  a->provider = g.provider;
+  a->http = g.http;
+  a->cred = g.cred;
+  a->slots = g.slots;
+  a->app_mutex = g.app_mutex;
+  abandoned = a;
+}
+
 /* In a forked child the parent's state is dropped without being freed: its curl handles share
  * sockets and TLS sessions with the parent, and freeing them could send close_notify on a
  * connection the parent still uses. Locks another parent thread held at fork time are reset. */
@@ -294,6 +326,7 @@ static void abandon_parent_state(void)
   akv_sessions_abandon();
   akv_cache_global_abandon();
   akv_md_cache_abandon();
+  keep_abandoned();
   g.slots = NULL;
   g.n_slots = 0;
   g.cred = NULL;
