@@ -213,7 +213,7 @@ finish() {
 # emu_start [emulator args...]: starts $AKV_EMULATOR on 127.0.0.1 (ephemeral ports), waits for the
 # ready file (20 s), exports what the module and the helpers below need.
 emu_start() {
-  local ready="$WORK/emu-ready.json" i n
+  local ready="$WORK/emu-ready.json" i n wait_s=${EMU_START_TIMEOUT:-20}
   [ -n "${AKV_EMULATOR:-}" ] || fail "AKV_EMULATOR is not set"
   [ -x "$AKV_EMULATOR" ] || fail "AKV_EMULATOR '$AKV_EMULATOR' is not an executable"
   mkdir -p "$WORK/emu-state"
@@ -221,7 +221,8 @@ emu_start() {
   "$AKV_EMULATOR" --ready-file "$ready" --port-base 0 --state "$WORK/emu-state" "$@" \
     >"$WORK/emu.log" 2>&1 </dev/null &
   EMU_PID=$!
-  for i in $(seq 200); do
+  # EMU_START_TIMEOUT (seconds, default 20): longer when the emulator runs under valgrind.
+  for i in $(seq $((wait_s * 10))); do
     if [ -s "$ready" ] && jq -e '.vaults | length > 0' "$ready" >/dev/null 2>&1; then
       break
     fi
@@ -234,7 +235,7 @@ emu_start() {
   done
   if ! [ -s "$ready" ] || ! jq -e '.vaults | length > 0' "$ready" >/dev/null 2>&1; then
     sed 's/^/#   emu| /' "$WORK/emu.log" >&2
-    fail "the emulator wrote no valid ready file within 20 s"
+    fail "the emulator wrote no valid ready file within $wait_s s"
   fi
   EMU_READY=$ready
   export EMU_READY

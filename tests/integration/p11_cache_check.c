@@ -3,7 +3,8 @@
  *
  * usage: p11_cache_check MODULE KEY_LABEL ROTATE_SCRIPT [FAULT_SCRIPT]
  * env:   EMU_STATS, EMU_CA (emulator counters); the module's own config (a short ttl, e.g. 4 s,
- *        so the soft TTL is 3 s) through AKV_PKCS11_CONFIG.
+ *        so the soft TTL is 3 s) through AKV_PKCS11_CONFIG; CACHE_TTL, that ttl in seconds
+ *        (default 4), which sets how long to wait for the refreshes.
  *
  * 1. lists every object (class, label, id, as pkcs11-tool -O reads them) and remembers the public
  *    key of KEY_LABEL;
@@ -90,9 +91,16 @@ int main(int argc, char **argv)
   char *before = NULL, *again = NULL, *after = NULL;
   int64_t t0 = 0, t1 = 0, unused = 0;
   long n1 = 0, n2 = 0, n3 = 0;
-  double start, waited;
+  double start, waited, ttl = 4;
+  const char *ttl_env = getenv("CACHE_TTL");
   int rc;
 
+  if(ttl_env) {
+    char *end;
+    long v = strtol(ttl_env, &end, 10);
+    if(*ttl_env && !*end && v > 0 && v <= 3600)
+      ttl = (double)v;
+  }
   if(argc != 4 && argc != 5) {
     fprintf(stderr, "usage: %s MODULE KEY_LABEL ROTATE_SCRIPT [FAULT_SCRIPT]\n", argv[0]);
     return 2;
@@ -148,7 +156,7 @@ int main(int argc, char **argv)
     after = list_all(&p, label, &n3);
     if(after && before && strcmp(after, before) != 0)
       break;
-    if(now_s() - start > 20.0)
+    if(now_s() - start > 5.0 * ttl)
       break;
     usleep(250 * 1000);
   }
@@ -172,8 +180,8 @@ int main(int argc, char **argv)
     long n4 = 0;
     rc = run_script(argv[4]);
     t_check(rc == 0, "fault script succeeded (exit %d)", rc);
-    /* Past the hard TTL (4 s) of the snapshot made above, so a refresh must be attempted. */
-    sleep(6);
+    /* Past the hard TTL of the snapshot made above, so a refresh must be attempted. */
+    sleep((unsigned)ttl + 2);
     if(t_stats(NULL, &t0, &unused) != 0)
       return 1;
     stale = list_all(&p, label, &n4);
