@@ -157,6 +157,7 @@ struct akv_session {
   int closed;                          /* set by C_CloseSession; acquire fails afterwards */
   CK_ULONG device_error;               /* last HTTP status of a failed call (ulDeviceError) */
   struct akv_op *ops[AKV_OP_COUNT];    /* active operations, owned by the session */
+  struct akv_op *spare_op;             /* an ended operation's zeroed storage, reused (mech.c) */
   struct akv_object **objects;         /* session objects it created (guarded by the model) */
   size_t n_objects;
   /* Active C_FindObjects search (model-private): matching handles collected at Init. */

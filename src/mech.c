@@ -554,6 +554,21 @@ CK_RV akv_op_key(struct akv_session *s, CK_OBJECT_HANDLE h, struct akv_object **
   return CKR_OK;
 }
 
+/* Frees what an operation holds, wiping secrets; the struct itself stays. */
+static void op_release(struct akv_op *op)
+{
+  EVP_MD_CTX_free(op->md);
+  EVP_MAC_CTX_free(op->mac);
+  akv_outbuf_clear(&op->in);
+  akv_outbuf_clear(&op->out);
+  if (op->aad) {
+    OPENSSL_cleanse(op->aad, op->aad_len);
+    free(op->aad);
+  }
+  OPENSSL_cleanse(op->iv, sizeof(op->iv));
+  akv_object_unref(op->obj);
+}
+
 CK_RV akv_op_new(struct akv_session *s, enum akv_op_kind kind, CK_FLAGS need,
                  const CK_MECHANISM *m, struct akv_object *obj, struct akv_op **out)
 {
@@ -565,8 +580,11 @@ CK_RV akv_op_new(struct akv_session *s, enum akv_op_kind kind, CK_FLAGS need,
     rv = CKR_MECHANISM_INVALID;
     goto out;
   }
-  op = calloc(1, sizeof(*op));
-  if (!op) {
+  /* The storage of the session's last ended operation (already zeroed) saves a calloc/free pair
+   * per C_SignInit + C_Sign. */
+  op = s->spare_op;
+  s->spare_op = NULL;
+  if (!op && !(op = calloc(1, sizeof(*op)))) {
     rv = CKR_HOST_MEMORY;
     goto out;
   }
@@ -647,8 +665,19 @@ struct akv_op *akv_op_peek(struct akv_session *s, enum akv_op_kind kind)
 
 void akv_op_end(struct akv_session *s, enum akv_op_kind kind)
 {
-  akv_op_free(s->ops[kind]);
+  struct akv_op *op = s->ops[kind];
   s->ops[kind] = NULL;
+  if (!op)
+    return;
+  if (s->spare_op) {
+    akv_op_free(op);
+    return;
+  }
+  /* Kept for the session's next operation with nothing in it: buffers wiped and freed, the key
+   * released, every field zero. The session frees it when it ends. */
+  op_release(op);
+  memset(op, 0, sizeof(*op));
+  s->spare_op = op;
 }
 
 CK_RV akv_op_settle(struct akv_session *s, enum akv_op_kind kind, CK_RV rv, const void *out)
@@ -663,15 +692,6 @@ void akv_op_free(struct akv_op *op)
 {
   if (!op)
     return;
-  EVP_MD_CTX_free(op->md);
-  EVP_MAC_CTX_free(op->mac);
-  akv_outbuf_clear(&op->in);
-  akv_outbuf_clear(&op->out);
-  if (op->aad) {
-    OPENSSL_cleanse(op->aad, op->aad_len);
-    free(op->aad);
-  }
-  OPENSSL_cleanse(op->iv, sizeof(op->iv));
-  akv_object_unref(op->obj);
+  op_release(op);
   free(op);
 }

@@ -47,6 +47,7 @@ static void session_unref(struct akv_session *s)
     return;
   for (i = 0; i < AKV_OP_COUNT; i++)
     akv_op_free(s->ops[i]);
+  akv_op_free(s->spare_op);
   drop_objects(s);
   free(s->find_handles);
   pthread_mutex_destroy(&s->lock);
@@ -64,6 +65,8 @@ static void session_end(struct akv_session *s)
     akv_op_free(s->ops[i]);
     s->ops[i] = NULL;
   }
+  akv_op_free(s->spare_op);
+  s->spare_op = NULL;
   drop_objects(s);
   free(s->find_handles);
   s->find_handles = NULL;
@@ -337,17 +340,20 @@ static struct akv_object *find_session_object(struct akv_session *s, CK_OBJECT_H
 
 CK_RV akv_session_object(struct akv_session *s, CK_OBJECT_HANDLE h, struct akv_object **out)
 {
-  struct akv_snapshot *snap;
-  struct akv_object *obj = find_session_object(s, h, 0);
+  /* Token objects first: they are what every C_SignInit names, and their lookup takes only the
+   * cache's lock, while the session objects' takes sobj_lock and, for other sessions' objects, the
+   * module lock. Token and session objects draw handles from the same counter, so the order never
+   * changes which object a handle names. Handles stay valid while their object is in the current
+   * snapshot: no I/O here. A slot without a cache (being torn down, or a test's bare slot) has
+   * session objects only. */
+  struct akv_snapshot *snap = s->slot->cache ? akv_cache_peek(s->slot->cache) : NULL;
+  struct akv_object *obj = akv_snapshot_find(snap, h);
 
-  if (!obj) {
-    /* Handles stay valid while their object is in the current snapshot: no I/O here. */
-    snap = akv_cache_peek(s->slot->cache);
-    obj = akv_snapshot_find(snap, h);
-    if (obj)
-      akv_object_ref(obj);
-    akv_snapshot_unref(snap);
-  }
+  if (obj)
+    akv_object_ref(obj);
+  akv_snapshot_unref(snap);
+  if (!obj)
+    obj = find_session_object(s, h, 0);
   if (!obj)
     return CKR_OBJECT_HANDLE_INVALID;
   if (!akv_session_can_see(s, obj)) {
