@@ -321,12 +321,13 @@ static int fast_hex4(const unsigned char *p, unsigned *v)
   return 1;
 }
 
-/* A string at s->p (which is '"'): 1 with its raw contents in [*start, *start + *len) and
- * *escaped set when it holds a backslash, 0 when malformed. */
 /* Bytes that end a run of plain string characters: '"', '\\' and control characters. */
 static const unsigned char fast_special[256] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, ['"'] = 1, ['\\'] = 1};
+
+/* A string at s->p (which is '"'): 1 with its raw contents in [*start, *start + *len) and
+ * *escaped set when it holds a backslash, 0 when malformed. */
 
 static int fast_string(struct fast_scan *s, const unsigned char **start, size_t *len,
                        int *escaped)
