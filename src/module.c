@@ -20,7 +20,7 @@
 #define AKV_LIB_VERSION_MAJOR 0
 #define AKV_LIB_VERSION_MINOR 1
 
-static struct {
+static struct module_state {
   atomic_int initialized;
   atomic_int pid;      /* process that called C_Initialize */
   atomic_uint gen;     /* fork_gen when C_Initialize ran */
@@ -290,13 +290,7 @@ static void teardown(void)
  * reachable, not as lost) and a child that forks again does not lose its own parent's state. */
 struct abandoned_state {
   struct abandoned_state *prev;
-  struct akv_config *cfg;
-  OSSL_LIB_CTX *libctx;
-  OSSL_PROVIDER *provider;
-  struct kv_http *http;
-  struct kv_cred *cred;
-  struct akv_slot *slots;
-  void *app_mutex;
+  struct module_state st; /* a copy of g as the parent left it (its pointers are what counts) */
 };
 static struct abandoned_state *abandoned;
 
@@ -307,13 +301,7 @@ static void keep_abandoned(void)
   if (!a)
     return; /* out of memory: the state is only dropped, as the child never uses it */
   a->prev = abandoned;
-  a->cfg = g.cfg;
-  a->libctx = g.libctx;
-  a->provider = g.provider;
-  a->http = g.http;
-  a->cred = g.cred;
-  a->slots = g.slots;
-  a->app_mutex = g.app_mutex;
+  memcpy(&a->st, &g, sizeof(g));
   abandoned = a;
 }
 
