@@ -17,9 +17,6 @@
 #include "util/audit.h"
 #include "util/log.h"
 
-#define AKV_LIB_VERSION_MAJOR 0
-#define AKV_LIB_VERSION_MINOR 1
-
 static struct module_state {
   atomic_int initialized;
   atomic_int pid;      /* process that called C_Initialize */
@@ -170,8 +167,8 @@ void akv_module_info(CK_INFO *info)
   info->flags = 0;
   akv_pad(info->libraryDescription, sizeof(info->libraryDescription),
           "Azure Key Vault PKCS#11 module");
-  info->libraryVersion.major = AKV_LIB_VERSION_MAJOR;
-  info->libraryVersion.minor = AKV_LIB_VERSION_MINOR;
+  info->libraryVersion.major = AKV_VERSION_MAJOR; /* meson.build's project version */
+  info->libraryVersion.minor = AKV_VERSION_MINOR;
 }
 
 /* CK_C_INITIALIZE_ARGS rules: the four mutex callbacks are all set or all NULL. */

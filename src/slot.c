@@ -142,8 +142,8 @@ void akv_slot_info(const struct akv_slot *slot, CK_SLOT_INFO *info)
   info->flags = CKF_TOKEN_PRESENT;
   info->hardwareVersion.major = 0;
   info->hardwareVersion.minor = 0;
-  info->firmwareVersion.major = 0;
-  info->firmwareVersion.minor = 1;
+  info->firmwareVersion.major = AKV_VERSION_MAJOR; /* the module's version (meson.build) */
+  info->firmwareVersion.minor = AKV_VERSION_MINOR;
 }
 
 void akv_slot_token_info(const struct akv_slot *slot, CK_TOKEN_INFO *info)
@@ -172,8 +172,8 @@ void akv_slot_token_info(const struct akv_slot *slot, CK_TOKEN_INFO *info)
   info->ulFreePrivateMemory = CK_UNAVAILABLE_INFORMATION;
   info->hardwareVersion.major = 0;
   info->hardwareVersion.minor = 0;
-  info->firmwareVersion.major = 0;
-  info->firmwareVersion.minor = 1;
+  info->firmwareVersion.major = AKV_VERSION_MAJOR; /* the module's version (meson.build) */
+  info->firmwareVersion.minor = AKV_VERSION_MINOR;
   /* No CKF_CLOCK_ON_TOKEN: utcTime is not meaningful and stays blank. */
   memset(info->utcTime, ' ', sizeof(info->utcTime));
 }

@@ -12,9 +12,6 @@
 #include "util/config.h"
 #include "util/log.h"
 
-#ifndef AKV_P11_VERSION
-#define AKV_P11_VERSION "unknown"
-#endif
 #ifndef AKV_DEFAULT_MODULE
 #define AKV_DEFAULT_MODULE "akv-pkcs11.so"
 #endif
@@ -293,7 +290,7 @@ int main(int argc, char **argv)
       usage(stdout);
       return TOOL_OK;
     case 'V':
-      printf("akv-p11 %s\n", AKV_P11_VERSION);
+      printf("akv-p11 %s\n", AKV_VERSION);
       return TOOL_OK;
     default:
       usage(stderr);

@@ -19,7 +19,7 @@
 #include "util/log.h"
 
 #define HEADER_VALUE_MAX 4096
-#define USER_AGENT "akv-pkcs11/0.1"
+#define USER_AGENT "akv-pkcs11/" AKV_VERSION
 
 struct kv_http {
   struct kv_http_opts opts; /* strings below are owned copies */

@@ -102,7 +102,8 @@ void akv_audit_record(const struct akv_audit_event *ev)
   o = cJSON_CreateObject();
   if (!o || !cJSON_AddStringToObject(o, "time", ts) ||
       !cJSON_AddNumberToObject(o, "pid", (double)getpid()) ||
-      !add_opt(o, "process", program_invocation_short_name) || !add_opt(o, "vault", ev->vault) ||
+      !add_opt(o, "process", program_invocation_short_name) ||
+      !add_opt(o, "producer", "akv-pkcs11/" AKV_VERSION) || !add_opt(o, "vault", ev->vault) ||
       !add_opt(o, "operation", ev->operation) || !add_kid(o, ev) || !add_opt(o, "name", ev->name) ||
       !add_opt(o, "version", ev->version) || !add_opt(o, "alg", ev->alg) ||
       !add_opt(o, "outcome", ev->outcome) ||

@@ -26,7 +26,7 @@ check "read the secret value" p11tool_m --read-object --type data --label dbpass
 check "audit file exists" test -s "$AUDIT"
 check_eq "audit file mode is 0600" "$(stat -c %a "$AUDIT")" 600
 check "every line is one JSON object" jq -e -s 'length > 0 and all(type == "object")' "$AUDIT"
-check "every line has the schema's fields" jq -e -s 'all(has("time") and has("pid") and has("process")
+check "every line has the schema's fields" jq -e -s 'all(has("time") and has("pid") and has("process") and has("producer")
   and has("kid") and has("ck_rv") and has("vault")
   and has("operation") and has("name") and has("version") and has("alg") and has("outcome")
   and has("http_status") and has("latency_ms") and has("client_request_id") and has("request_id"))' "$AUDIT"
@@ -40,6 +40,8 @@ check "the listing is recorded without a kid" jq -e -s \
   '[.[] | select(.operation == "keys.list")] | length >= 1 and all(.kid == null)' "$AUDIT"
 check "the secret read is recorded by name" jq -e -s \
   '[.[] | select(.operation == "secrets.get" and .name == "dbpass" and .outcome == "KV_OK")] | length == 1' "$AUDIT"
+check "every line names its producer and the project version" jq -e -s --arg v "${AKV_VERSION:?}" \
+  'all(.producer == "akv-pkcs11/" + $v)' "$AUDIT"
 check "pids are this run's consumers" jq -e -s 'all(.pid > 1)' "$AUDIT"
 check_nogrep "the secret value is never written" "$SECRET_VALUE" "$AUDIT"
 check_nogrep "no token is written" "eyJ" "$AUDIT"

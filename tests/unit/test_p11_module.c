@@ -87,8 +87,8 @@ static void test_get_info(void **state)
   assert_memory_equal(info.manufacturerID, "akv-pkcs11                      ", 32);
   assert_memory_equal(info.libraryDescription, "Azure Key Vault PKCS#11 module  ", 32);
   assert_int_equal(info.flags, 0);
-  assert_int_equal(info.libraryVersion.major, 0);
-  assert_int_equal(info.libraryVersion.minor, 1);
+  assert_int_equal(info.libraryVersion.major, AKV_VERSION_MAJOR);
+  assert_int_equal(info.libraryVersion.minor, AKV_VERSION_MINOR);
   assert_int_equal(C_Finalize(NULL), CKR_OK);
 }
 
