@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* akv-pkcs11: vendor-defined attributes for applications (same values as the module uses).
  * Include after a PKCS#11 header (pkcs11.h) that defines CKA_VENDOR_DEFINED. */
 #ifndef AKV_PKCS11_PUBLIC_H

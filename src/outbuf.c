@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The PKCS#11 output convention (length query, CKR_BUFFER_TOO_SMALL), written once, and the
  * bounded buffers operations accumulate input and keep results in. */
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The one translation from backend errors (kv_rc) to CK_RV, and CKR names for traces. */
 #include <string.h>
 #include "akv.h"

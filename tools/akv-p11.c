@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* akv-p11: the command-line companion of akv-pkcs11 (doctor, list, uri). See akv-p11.1. */
 #include <getopt.h>
 #include <stdio.h>

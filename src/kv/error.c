@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_rc names and the mapping of service error responses to kv_rc. */
 #include "kv/error.h"
 

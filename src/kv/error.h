@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Service error responses to kv_rc (the one mapping in the backend). */
 #ifndef AKV_KV_ERROR_H
 #define AKV_KV_ERROR_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Strict, capped access to service JSON. */
 #include "kv/json.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Strict JSON access for service responses: every getter checks the type, the presence and a
  * size cap, and logs what was wrong (never the value: it may be secret). */
 #ifndef AKV_KV_JSON_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Token reply parsing and the refresh-ahead, single-flight token cache. */
 #include "kv/token.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Access tokens: parsing of token endpoint replies with robust expiry handling, and a cache per
  * (resource, tenant) with refresh ahead of expiry and single flight. */
 #ifndef AKV_KV_TOKEN_H

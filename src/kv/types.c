@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Freeing the backend's value types (kv.h): kept apart from the code that talks to the vault, so
  * that the model's unit tests, whose fake vault replaces that code, free them with the same
  * functions. */

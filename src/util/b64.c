@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Base64 / base64url with strict decoding, table-driven. The decoder checks canonical form
  * directly (alphabet, padding, the stray low bits of the last character) instead of re-encoding:
  * a sign reply's signature is decoded on every C_Sign and OpenSSL's EVP block coders plus a

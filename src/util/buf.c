@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Growable buffer with a hard cap and overflow-checked sizes. */
 #include "util/buf.h"
 

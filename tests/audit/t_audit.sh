@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The audit trail (docs/audit.md) written by the module through real consumers: one JSON line per
 # remote operation with identifiers and outcomes, mode 0600, and never a secret, token or data.
 source "$(dirname "$0")/../integration/lib.sh"

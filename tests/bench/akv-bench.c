@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * akv-bench - the module against the practical limit and against the official SDK, in one run.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Turns the JSON written by `akv-bench --json FILE` into the Markdown tables of docs/performance.md.
 
 usage: python3 tests/bench/json2md.py build/bench.json > /tmp/results.md

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The benchmark in one command: installs what is missing (Debian packages, the pinned npm packages of
 # tests/bench), builds into ${BUILD_DIR:-build}, then runs akv-bench against a fresh emulator and writes
 # the JSON results next to the build. Extra arguments go to akv-bench (e.g. --smoke, --duration 10).

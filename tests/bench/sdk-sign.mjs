@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The official-SDK baseline of akv-bench: @azure/keyvault-keys CryptographyClient.sign against the emulator,
 // with `--concurrency N` signs in flight at once (N async loops on one event loop, the way a Node service
 // uses the SDK), for `--duration S` seconds.

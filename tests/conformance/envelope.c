@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* envelope - envelope encryption round trip (issue 4): a session AES-256 data key encrypts data
  * locally with AES-GCM, a vault key wraps it, the session ends (and the data key with it); a new
  * session unwraps the key with the vault key and decrypts.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* misuse - a table-driven PKCS#11 misuse test (issue 5): each row makes one wrong call and names
  * the return value PKCS#11 2.40 (base specification, section 5) prescribes for it; the program
  * prints one line per row and a summary, and fails on any mismatch (a crash fails it too).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* certs.c - Key Vault certificates of the emulator (owner: EMU-OBJ).
  *
  * Routes (vault kind only):

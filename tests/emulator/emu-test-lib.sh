@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Shared helpers of the emulator's shell tests (sourced by bash scripts).
 # emu_start EMULATOR [extra args...]   starts an instance (EMU_WRAPPER may prefix a command,
 #                                       e.g. valgrind), waits for its ready file (bounded)

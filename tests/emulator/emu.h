@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * emu.h - internal contract of the Key Vault emulator (tests/emulator).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * entra.c - the Entra ID token endpoint (client secret, certificate assertion,
  * federated assertion), OpenID discovery, managed identity (IMDS and App Service

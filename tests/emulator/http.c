@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * http.c - libmicrohttpd listeners: one HTTPS listener per vault, one HTTPS
  * listener for Entra ID (+ stats/control), one plain-HTTP listener for managed

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * jwt.c - compact JWS (RS256/PS256) signing and verification with OpenSSL EVP,
  * for access tokens, the federated token and client assertions.

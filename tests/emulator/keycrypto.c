@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * keycrypto.c - the cryptographic operations of Key Vault keys with OpenSSL:
  * sign/verify (RS*, PS*, RSNULL, ES*, HS*), encrypt/decrypt/wrap/unwrap (RSA1_5,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * keys.c - the key store of a vault and the /keys, /deletedkeys and /rng REST
  * operations (create, import, get, list, versions, update, rotate, soft delete,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * main.c - akv-emulator: command line, startup (TLS material, listeners, seed,
  * ready file) and clean shutdown on SIGTERM/SIGINT.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * objs_absent_certs.c - linked only while tests/emulator/certs.c (helper EMU-OBJ) does
  * not exist: answers 404 NotImplemented for /certificates and /deletedcertificates.

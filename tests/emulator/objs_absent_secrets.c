@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * objs_absent_secrets.c - linked only while tests/emulator/secrets.c (helper EMU-OBJ)
  * does not exist: answers 404 NotImplemented for /secrets and /deletedsecrets and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* secrets.c - Key Vault secrets of the emulator (owner: EMU-OBJ).
  *
  * Routes (vault kind only; the core answers Managed HSM itself):

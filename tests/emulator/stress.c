@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * stress.c - N concurrent keep-alive clients run a mix of key operations (create,
  * get, list, sign, verify, encrypt/decrypt, delete+purge) against one akv-emulator

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # Bad input never crashes akv-emulator and gets the service's error responses:
 # malformed/oversized/mistyped bodies, bad base64url, unknown algorithms, wrong key
 # types, wrong digest lengths, bad tokens, bad paths and queries, soft-delete conflicts,

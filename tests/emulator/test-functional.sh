@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # Functional check of akv-emulator: ready file, challenge, token flows (secret, assertion,
 # federated, IMDS, App Service), api-version handling, paging, and every signature
 # algorithm verified independently with openssl on the public key from GET key.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # test-objects.sh - functional test of the emulator's secrets and certificates (owner: EMU-OBJ).
 #
 # Usage: test-objects.sh /path/to/akv-emulator   (or AKV_EMULATOR=... test-objects.sh)

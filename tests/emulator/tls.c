@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tls.c - key material generated at startup: a private CA, the HTTPS server
  * certificate (localhost, 127.0.0.1), the client certificate registered for

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * util.c - shared helpers of the emulator: responses, encoding, identifiers,
  * attributes, soft delete, paging.

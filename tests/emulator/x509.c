@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* X.509, CSR and PKCS#12/PEM helpers for the emulator's certificates (owner: EMU-OBJ).
  * Everything here is built with OpenSSL objects, never by string surgery on ASN.1; request
  * members are validated before they reach OpenSSL so that no config-string parsing happens. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* X.509, CSR and PKCS#12/PEM helpers of the emulator's certificate support (owner: EMU-OBJ).
  * Pure OpenSSL; no HTTP or JSON store knowledge beyond reading policy members. */
 #ifndef EMU_X509_H

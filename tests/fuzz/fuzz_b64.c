@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Fuzz target: the strict base64 / base64url decoders (akv_b64_decode, akv_b64url_decode) that
  * read every signature, ciphertext, JWK member and certificate a vault returns. Oracle: a decoder
  * that only accepts the canonical form (docs in b64.h) must give back exactly its input when the

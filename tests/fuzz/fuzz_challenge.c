@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Fuzz target: the WWW-Authenticate Bearer challenge parser (kv_challenge_param), driven the way
  * the client's 401 handling uses it: authorization / authorization_uri, resource, scope (with
  * "/.default" stripped), then the resource check that decides whether a token may be sent. */

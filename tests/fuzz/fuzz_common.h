@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Shared setup of the fuzz targets: logging goes to /dev/null at debug level, so every log
  * statement (and its format arguments) on the parsers' error paths is exercised without
  * flooding the fuzzer's output. */

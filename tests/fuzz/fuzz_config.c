@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Fuzz target: akv_config_parse (the JSON configuration: slots, credentials, URLs, hosts,
  * numbers and their ranges). Environment variables that fill unset fields are cleared so that
  * only the input decides the result. */

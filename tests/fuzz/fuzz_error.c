@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Fuzz target: kv_error_from_response (Key Vault {"error":{code,message,innererror}} and Entra
  * {"error":"...","error_description":"..."} bodies) for a spread of HTTP statuses. */
 #include "fuzz_common.h"

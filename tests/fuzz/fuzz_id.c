@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Fuzz target: kv_parse_id, which splits the object ids a vault returns ("kid", "id" of list
  * items and bundles, "sid", nextLink-free ids) into name and version. The first input byte picks
  * the collection; the rest is the id. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Fuzz target: the strict JSON getters every vault reply goes through (src/kv/json.c): the
  * whole-document parse (exact length, trailing data), and, on a list item / bundle / secret /
  * certificate, kv_json_str/dup/b64url/int64/bool, kv_json_attrs (attributes and tags) and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Fuzz target: kv_json_fast_str (src/kv/json.c), the strict scan that reads a sign reply's
  * "value" without building a cJSON tree. Differential oracle, its documented contract: whenever
  * the scan accepts, kv_json_parse must accept the same bytes and kv_json_str must give the same

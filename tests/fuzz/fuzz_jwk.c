@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Fuzz target: kv_key_from_json (KeyBundle or bare JWK: JSON parsing, base64url of n/e/x/y/d,
  * key type vs. parameter checks, EC point validation, building the public key). */
 #include "fuzz_common.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Fuzz target: kv_http_retry_after_ms, the Retry-After header of a 429/503 (delta seconds,
  * HTTP-date, or the "<n>ms" form of retry-after-ms), which decides how long a call sleeps. */
 #include "fuzz_common.h"

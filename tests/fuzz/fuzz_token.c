@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Fuzz target: kv_token_parse, the reply of every token source (Entra's token endpoint, IMDS,
  * App Service, the az CLI's JSON): the token member, token_type, and the expiry from refresh_in,
  * expires_in, expires_on or expiresOn as numbers, numeric strings, RFC 3339, RFC 1123 or local

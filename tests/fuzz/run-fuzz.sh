@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # run-fuzz.sh SOURCE_ROOT [SECONDS]: builds the libFuzzer targets of tests/fuzz with clang
 # (-fsanitize=fuzzer + AddressSanitizer + UBSan, the backend compiled with fuzzer-no-link for
 # coverage) and runs each for SECONDS (default 10) from a temporary copy of its seed corpus

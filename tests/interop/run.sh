@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Runs the Azure SDK fidelity tour (tour.mjs) against a fresh akv-emulator.
 # Usage: run.sh EMULATOR_PATH
 # Exit: the tour's status (0 pass, 1 failures), 77 (skipped) only when node or tests/interop/node_modules

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // SDK fidelity tour: drives the akv-emulator with Microsoft's official Azure SDKs for JavaScript
 // (@azure/identity, @azure/keyvault-keys, -secrets, -certificates) and checks every answer, verifying
 // cryptographic results independently with node:crypto. Run through run.sh, which starts the emulator and

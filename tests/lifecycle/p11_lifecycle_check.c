@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* p11_lifecycle_check MODULE NAME: in one process, generates an RSA key pair NAME in the vault
  * (with CKA_ID, CKA_START_DATE and CKA_END_DATE), signs and verifies with the returned handles at
  * once, changes CKA_END_DATE (C_SetAttributeValue), checks that CKA_LABEL

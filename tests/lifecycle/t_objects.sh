@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Issue 4 (lifecycle): token objects written and deleted through pkcs11-tool: data objects become
 # vault secrets (read back by a fresh process and by REST), certificates alone are refused,
 # deletion follows allow_destroy (soft delete, objects gone at once), CKA_ID changes update the

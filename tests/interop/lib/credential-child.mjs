@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Runs one credential in a fresh process, because the environment-driven credentials (managed identity,
 // EnvironmentCredential) read process.env and msal-node caches the managed identity source per process.
 // Usage: node credential-child.mjs MODE VAULT_URL SECRET_NAME

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Check counter for the SDK tour: every check is named, counted and reported in TAP-like lines, and a summary
 // is printed at the end. A check that throws (assertion, SDK error, timeout) is a failure; nothing is skipped
 // silently: a check whose prerequisite failed fails with the reason.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Helpers shared by the tour sections: reading the emulator's ready file, converting the SDK's JsonWebKey
 // (Uint8Array members) to a node:crypto KeyObject, digests, PKCS#12/PEM material via the openssl CLI.
 import { createHash, createPublicKey, randomBytes } from "node:crypto";

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // CryptographyClient against vault keys (AZURE-API.md §4): sign/verify with every RSA and EC algorithm,
 // each signature also verified with node:crypto from the JWK that getKey returned; encrypt/decrypt and
 // wrap/unwrap round trips for RSA1_5, RSA-OAEP and RSA-OAEP-256, cross-checked with node:crypto.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Service errors as the SDK surfaces them (AZURE-API.md §7): RestError with the HTTP status and the
 // service's error.code.
 import { randomBytes } from "node:crypto";

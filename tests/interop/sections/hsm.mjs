@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Managed HSM (AZURE-API.md §4.5, §9): oct-HSM AES keys, AES-GCM/CBC/CBCPAD encrypt/decrypt, A*KW
 // wrap/unwrap, random bytes, and HSM-backed RSA/EC keys. An imported AES key of known value lets
 // node:crypto check the emulator's ciphertexts independently.

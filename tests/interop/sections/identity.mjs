@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Credentials of @azure/identity against the emulator's Entra ID and managed identity endpoints
 // (AZURE-API.md §8.2, §8.3, §12, §13), plus the raw protocol facts the SDK relies on.
 import { execFile } from "node:child_process";

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // KeyClient lifecycle on the vault: create (RSA sizes, EC curves), import, get, versions, paging, update,
 // rotate, soft-delete with the poller, deleted-key listing, recover, purge (AZURE-API.md §3).
 import { generateKeyPairSync, verify } from "node:crypto";

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The emulator's fault injection and timing knobs (control endpoint, DESIGN.md §8) as the official SDK
 // experiences them: throttling with and without Retry-After (AZURE-API.md §7.2, §7.3), 5xx, dropped
 // connections, latency, a rejected (expired) bearer token, broken bodies, the "being deleted" window of

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // SecretClient on the vault (AZURE-API.md §5): set, get, get version, paging (default page size and
 // maxresults), versions, update, disabled secrets, soft-delete poller, recover, purge.
 import { SecretClient } from "@azure/keyvault-secrets";

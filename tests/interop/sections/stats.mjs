@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The emulator's statistics (DESIGN.md §8): cumulative counts after the tour, then exact counts of what
 // SDK calls cost after a reset through the control endpoint.
 import { CryptographyClient, KeyClient } from "@azure/keyvault-keys";

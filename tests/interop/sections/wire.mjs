@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Wire facts over every data-plane exchange the SDK made during the tour (recorded by lib/wire.mjs).
 import { assert, check } from "../lib/harness.mjs";
 import { exchanges } from "../lib/wire.mjs";
