@@ -1,14 +1,28 @@
 #!/usr/bin/env bash
 # Installs what building and testing akv-pkcs11 needs on Debian 12, when it is missing.
 # As root it runs apt-get itself; otherwise it prints the command to run.
+# usage: deps.sh          everything the tests need (packages, then the SDK tour's npm packages)
+#        deps.sh --demo   only what scripts/demo.sh and README's "Try it yourself" use: the build,
+#                         the emulator, pkcs11-tool, openssl with the libp11 engine, ssh-keygen
+#                         (no npm, no network when nothing is missing)
 set -euo pipefail
 
 pkgs=(build-essential meson ninja-build pkg-config clang libclang-rt-14-dev debhelper dpkg-dev
       libssl-dev libcurl4-openssl-dev libcjson-dev libp11-kit-dev libcmocka-dev libmicrohttpd-dev
       openssl curl jq valgrind strace python3 iproute2 procps xxd
       opensc p11-kit p11-kit-modules gnutls-bin libengine-pkcs11-openssl
-      openssh-client openssh-server nodejs npm)
+      openssh-client openssh-server nodejs npm
+      nginx)
 
+demo_pkgs=(build-essential meson ninja-build pkg-config libssl-dev libcurl4-openssl-dev libcjson-dev
+           libp11-kit-dev libcmocka-dev libmicrohttpd-dev openssl curl jq iproute2
+           opensc libengine-pkcs11-openssl openssh-client)
+demo=0
+case "${1:-}" in
+  "") ;;
+  --demo) demo=1; pkgs=("${demo_pkgs[@]}") ;;
+  *) echo "usage: $0 [--demo]" >&2; exit 2 ;;
+esac
 missing=()
 for p in "${pkgs[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -33,7 +47,8 @@ if ((${#missing[@]})); then
   fi
 fi
 
-# The SDK interop tour's npm packages (pinned by package-lock.json).
+# The SDK interop tour's npm packages (pinned by package-lock.json); the demo needs none.
+[ "$demo" = 0 ] || exit 0
 top=$(cd "$(dirname "$0")/.." && pwd)
 for d in tests/interop tests/bench; do
   if [ -f "$top/$d/package-lock.json" ] && [ ! -d "$top/$d/node_modules" ]; then
