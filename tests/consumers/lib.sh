@@ -69,15 +69,42 @@ need_pkg() {
 # pkg_version PKG: the installed Debian version.
 pkg_version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null; }
 
-# consumer_vault NAME: emulator with vault "myvault" holding the documented objects (RSA key mykey,
-# EC P-256 key myeckey, certificate mycert), a configuration file for it in $WORK/config.json
+# kv_create_codesign_cert NAME SUBJECT KTY SIZE_OR_CRV: a self-signed vault certificate for code
+# signing (key usage digitalSignature, extended key usage codeSigning, as jarsigner -strict and
+# Authenticode want); polls the pending operation (bounded, 30 s).
+kv_create_codesign_cert() {
+  local name=$1 subject=$2 kty=$3 arg=$4 keyprops status i
+  if [ "$kty" = EC ]; then
+    keyprops=$(jq -cn --arg c "$arg" '{exportable:true,kty:"EC",crv:$c,reuse_key:false}')
+  else
+    keyprops=$(jq -cn --argjson s "$arg" '{exportable:true,kty:"RSA",key_size:$s,reuse_key:false}')
+  fi
+  kv_call POST "/certificates/$name/create" "$(jq -cn --arg s "$subject" --argjson k "$keyprops" \
+    '{policy:{key_props:$k,secret_props:{contentType:"application/x-pem-file"},
+      x509_props:{subject:$s,validity_months:12,key_usage:["digitalSignature"],
+        ekus:["1.3.6.1.5.5.7.3.3"]},
+      issuer:{name:"Self"}}}')" >/dev/null || return 1
+  for i in $(seq 150); do
+    status=$(kv_call GET "/certificates/$name/pending" | jq -r '.status') || return 1
+    case "$status" in
+    completed) return 0 ;;
+    inProgress) sleep 0.2 ;;
+    *) echo "kv_create_codesign_cert: $name pending status '$status'" >&2; return 1 ;;
+    esac
+  done
+  echo "kv_create_codesign_cert: $name still pending after 30 s" >&2
+  return 1
+}
+
+# consumer_vault: emulator with vault "myvault" holding the documented objects (RSA key mykey,
+# EC P-256 key myeckey, RSA certificate mycert, here a code-signing one), a configuration file for it in $WORK/config.json
 # whose CA file every user can read (servers drop to their worker user) and which keeps the default
 # per-user cache file, and RECIPE_CONFIG pointing at it.
 consumer_vault() {
   emu_start --vault myvault
   kv_create_rsa mykey 2048 || fail "seeding mykey"
   kv_create_ec myeckey P-256 || fail "seeding myeckey"
-  kv_create_cert mycert "CN=mycert" RSA 2048 || fail "seeding mycert"
+  kv_create_codesign_cert mycert "CN=mycert" RSA 2048 || fail "seeding mycert"
   mkdir -p "$WORK/pub"
   chmod 755 "$WORK/pub"
   chmod 711 "$WORK"
