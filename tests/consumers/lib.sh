@@ -2,7 +2,7 @@
 # lib.sh - sourced by the consumer tests (tests/consumers/t_*.sh): the integration library
 # (emulator, vault seeding, checks; tests/integration/lib.sh) plus the recipe runner.
 #
-# The recipes are the ```sh recipe=NAME blocks of docs/usage.md: a test cuts its block out of the
+# The recipes are the ```sh recipe=NAME blocks of docs/usage.md (and docs/troubleshooting.md): a test cuts its block out of the
 # document, replaces the paths a reader would use (module, configuration, /etc and /run paths,
 # ports) with the test's own, and runs it with bash -euo pipefail. So the documentation is the
 # command the test runs; the test then checks the result with an independent verifier.
@@ -11,7 +11,9 @@
 # shellcheck source=../integration/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../integration/lib.sh"
 
-USAGE_MD="${AKV_SOURCE_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/docs/usage.md"
+DOCS_DIR="${AKV_SOURCE_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/docs"
+# The documents holding recipes: the usage recipes, and the workarounds in troubleshooting.md.
+RECIPE_DOCS=("$DOCS_DIR/usage.md" "$DOCS_DIR/troubleshooting.md")
 DOC_MODULE=/usr/lib/x86_64-linux-gnu/pkcs11/akv-pkcs11.so
 DOC_CONFIG=/etc/akv-pkcs11/config.json
 ENGINE_SO=/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so
@@ -19,15 +21,16 @@ P11KIT_CLIENT=/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so
 # Paths the recipes use, replaced with the test's own by recipe (RECIPE_SUBST: FROM TO ...).
 RECIPE_SUBST=()
 
-# recipe NAME OUT: the block ```sh recipe=NAME of docs/usage.md as the script OUT, with the module
-# path, the configuration path and every RECIPE_SUBST pair replaced (literal strings).
+# recipe NAME OUT: the block ```sh recipe=NAME of docs/usage.md or docs/troubleshooting.md as the
+# script OUT, with the module path, the configuration path and every RECIPE_SUBST pair replaced
+# (literal strings).
 recipe() {
   local name=$1 out=$2 text i n
-  n=$(grep -c -x -F -- '```sh recipe='"$name" "$USAGE_MD" || true)
-  [ "$n" = 1 ] || fail "docs/usage.md must have exactly one \`\`\`sh recipe=$name block (has $n)"
-  text=$(awk -v open='```sh recipe='"$name" '$0 == open { inb = 1; next } /^```/ && inb { exit } inb { print }' \
-    "$USAGE_MD")
-  [ -n "$text" ] || fail "docs/usage.md: the recipe $name is empty"
+  n=$(cat "${RECIPE_DOCS[@]}" | grep -c -x -F -- '```sh recipe='"$name" || true)
+  [ "$n" = 1 ] || fail "docs/usage.md and troubleshooting.md must have one \`\`\`sh recipe=$name block (have $n)"
+  text=$(cat "${RECIPE_DOCS[@]}" |
+    awk -v open='```sh recipe='"$name" '$0 == open { inb = 1; next } /^```/ && inb { exit } inb { print }')
+  [ -n "$text" ] || fail "docs: the recipe $name is empty"
   text=${text//"$DOC_MODULE"/"$AKV_MODULE"}
   [ -z "${RECIPE_CONFIG:-}" ] || text=${text//"$DOC_CONFIG"/"$RECIPE_CONFIG"}
   for ((i = 0; i + 1 < ${#RECIPE_SUBST[@]}; i += 2)); do
