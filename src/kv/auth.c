@@ -1,7 +1,7 @@
-/* Credentials (AZURE-API.md §8): client secret, client certificate (RS256 client assertion),
- * workload identity, managed identity (App Service 2019, IMDS) and the Azure CLI, alone or as the
- * DefaultAzureCredential chain. Tokens come through the per-credential cache (token.c). Secrets
- * and tokens are wiped after use and never logged. */
+/* Credentials (docs/config.md, "Credential"): client secret, client certificate (RS256 client
+ * assertion), workload identity, managed identity (App Service 2019, IMDS) and the Azure CLI,
+ * alone or as the DefaultAzureCredential chain with one identity per slot. Tokens come through
+ * the per-credential cache (token.c). Secrets and tokens are wiped after use and never logged. */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/auxv.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -44,6 +45,7 @@ extern char **environ;
 #define CLI_TIMEOUT_MS 30000
 #define IMDS_PROBE_CONNECT_MS 1000
 #define WHY_LEN 320
+#define FIX_LEN 512
 
 enum src_kind { SRC_SECRET, SRC_CERT, SRC_WORKLOAD, SRC_APPSERVICE, SRC_IMDS, SRC_CLI, SRC_N };
 
@@ -53,15 +55,25 @@ static const char *const src_names[SRC_N] = {
     "managed identity (IMDS)",                "Azure CLI",
 };
 
+/* Why one attempt at a source failed: the reason and what to do about it (one log line). */
+struct src_err {
+  char why[WHY_LEN];
+  char fix[FIX_LEN];
+  long status; /* HTTP status of a refusal, 0 when none came */
+  int absent;  /* the source turned out not to be configured (IMDS probe: nothing there) */
+};
+
 struct kv_cred {
   struct kv_http *http;
   struct akv_cred_config cfg; /* owned copies */
   enum src_kind srcs[SRC_N];
   size_t n_srcs;
   int chained;                /* AKV_CRED_AUTO */
-  pthread_mutex_t lock;       /* chosen, probed, certificate material */
+  pthread_mutex_t lock;       /* chosen, state, note, certificate material */
+  pthread_mutex_t choose;     /* one walk down the chain at a time until a source has worked */
   int chosen;                 /* index into srcs of the source that worked, -1 = none yet */
-  int imds_probed;
+  enum kv_src_state state[SRC_N];
+  char note[SRC_N][WHY_LEN];  /* why a source was skipped or failed, for doctor */
   char desc[SRC_N][160];
   struct kv_token_cache *cache;
   OSSL_LIB_CTX *libctx;       /* private: never re-enter a provider the host loaded */
@@ -155,8 +167,33 @@ static size_t trim_len(const char *s, size_t len)
   return len;
 }
 
-static int read_small_file(const char *path, size_t cap, char **out, size_t *len, char *why,
-                           size_t whylen)
+/* A file the process cannot open or read: the reason with the file's owner and mode and the
+ * uid the process runs as (the usual cause: a worker that dropped privileges), and the fix. */
+static void file_problem(struct src_err *e, const char *what, const char *verb, const char *path,
+                         int err)
+{
+  struct stat st;
+  unsigned uid = (unsigned)geteuid(), gid = (unsigned)getegid();
+  if (stat(path, &st) == 0)
+    snprintf(e->why, sizeof(e->why),
+             "cannot %s %s %s: %s (owner uid %u gid %u, mode %04o; this process runs as uid %u "
+             "gid %u)",
+             verb, what, path, strerror(err), (unsigned)st.st_uid, (unsigned)st.st_gid,
+             (unsigned)(st.st_mode & 07777), uid, gid);
+  else
+    snprintf(e->why, sizeof(e->why), "cannot %s %s %s: %s (stat: %s; this process runs as uid %u "
+             "gid %u)", verb, what, path, strerror(err), strerror(errno), uid, gid);
+  if (err == ENOENT || err == ENOTDIR)
+    snprintf(e->fix, sizeof(e->fix), "point the configuration at the right file");
+  else
+    snprintf(e->fix, sizeof(e->fix),
+             "let uid %u read %s and search its directories (a group it belongs to and chmod "
+             "g+r), or give it its own copy",
+             uid, path);
+}
+
+static int read_small_file(const char *what, const char *path, size_t cap, char **out,
+                           size_t *len, struct src_err *e)
 {
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
   struct akv_buf b;
@@ -164,7 +201,7 @@ static int read_small_file(const char *path, size_t cap, char **out, size_t *len
   int rc = -1;
   akv_buf_init(&b, cap);
   if (fd < 0) {
-    snprintf(why, whylen, "cannot open %s: %s", path, strerror(errno));
+    file_problem(e, what, "open", path, errno);
     return -1;
   }
   for (;;) {
@@ -172,13 +209,13 @@ static int read_small_file(const char *path, size_t cap, char **out, size_t *len
     if (r < 0 && errno == EINTR)
       continue;
     if (r < 0) {
-      snprintf(why, whylen, "cannot read %s: %s", path, strerror(errno));
+      file_problem(e, what, "read", path, errno);
       goto out;
     }
     if (r == 0)
       break;
     if (akv_buf_append(&b, chunk, (size_t)r)) {
-      snprintf(why, whylen, "%s is larger than %zu bytes", path, cap);
+      snprintf(e->why, sizeof(e->why), "%s is larger than %zu bytes", path, cap);
       goto out;
     }
   }
@@ -194,30 +231,43 @@ out:
 
 /* Performs a token request and parses the reply; why gets a one-line reason on failure. */
 static kv_rc token_request(struct kv_cred *cred, const struct kv_http_request *req,
-                           const char *token_field, struct kv_token *out, char *why,
-                           size_t whylen)
+                           const char *token_field, struct kv_token *out, struct src_err *e)
 {
   struct kv_http_response resp;
   kv_rc rc;
   kv_http_response_init(&resp);
   rc = kv_http_do(cred->http, req, &resp);
   if (rc != KV_OK) {
-    snprintf(why, whylen, "no response from %s: %s", req->url, kv_rc_str(rc));
-    rc = rc == KV_E_NOMEM ? rc : KV_E_AUTH;
+    const struct kv_http_opts *o = kv_http_opts_peek(cred->http);
+    int fd = -1;
+    snprintf(e->why, sizeof(e->why), "%s from %s: %s",
+             rc == KV_E_NETWORK || rc == KV_E_TIMEOUT ? "no response" : "unusable response",
+             req->url, kv_rc_str(rc));
+    /* The usual cause of a TLS failure after a privilege drop: a CA file the process cannot
+     * read. Name it, with its owner and mode. */
+    if (o && o->ca_file && strncmp(req->url, "https:", 6) == 0 &&
+        (fd = open(o->ca_file, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0)
+      file_problem(e, "the CA file (ca_file)", "open", o->ca_file, errno);
+    if (fd >= 0)
+      close(fd);
+    /* No answer at all (KV_E_NETWORK, KV_E_TIMEOUT) stays distinct: the IMDS probe needs it. */
+    if (rc != KV_E_NOMEM && rc != KV_E_NETWORK && rc != KV_E_TIMEOUT)
+      rc = KV_E_AUTH;
     goto out;
   }
   if (resp.status != 200) {
     const char *code = NULL, *desc = NULL;
     cJSON *doc = cJSON_ParseWithLength((const char *)resp.body.data, resp.body.len);
-    const cJSON *e = doc ? cJSON_GetObjectItemCaseSensitive(doc, "error") : NULL;
+    const cJSON *ec = doc ? cJSON_GetObjectItemCaseSensitive(doc, "error") : NULL;
     const cJSON *d = doc ? cJSON_GetObjectItemCaseSensitive(doc, "error_description") : NULL;
-    if (cJSON_IsObject(e)) { /* some endpoints nest {"error":{"code","message"}} */
-      d = cJSON_GetObjectItemCaseSensitive(e, "message");
-      e = cJSON_GetObjectItemCaseSensitive(e, "code");
+    if (cJSON_IsObject(ec)) { /* some endpoints nest {"error":{"code","message"}} */
+      d = cJSON_GetObjectItemCaseSensitive(ec, "message");
+      ec = cJSON_GetObjectItemCaseSensitive(ec, "code");
     }
-    code = cJSON_IsString(e) ? e->valuestring : NULL;
+    e->status = resp.status;
+    code = cJSON_IsString(ec) ? ec->valuestring : NULL;
     desc = cJSON_IsString(d) ? d->valuestring : NULL;
-    snprintf(why, whylen, "HTTP %ld from %s%s%s%s%.200s", resp.status, req->url,
+    snprintf(e->why, sizeof(e->why), "HTTP %ld from %s%s%s%s%.200s", resp.status, req->url,
              code ? ": " : "", code ? code : "", desc ? " - " : "", desc ? desc : "");
     cJSON_Delete(doc);
     rc = KV_E_AUTH;
@@ -226,7 +276,7 @@ static kv_rc token_request(struct kv_cred *cred, const struct kv_http_request *r
   rc = kv_token_parse((const char *)resp.body.data, resp.body.len, token_field, kv_token_now(),
                       out);
   if (rc != KV_OK) {
-    snprintf(why, whylen, "unusable token response from %s", req->url);
+    snprintf(e->why, sizeof(e->why), "unusable token response from %s", req->url);
     rc = rc == KV_E_NOMEM ? rc : KV_E_AUTH;
   }
 out:
@@ -245,7 +295,7 @@ static const char *authority(const struct kv_cred *cred, size_t *len)
 
 /* client_credentials grant against Entra ID with a secret or a client assertion. */
 static kv_rc entra_token(struct kv_cred *cred, const char *tenant, const char *resource,
-                         const char *assertion, struct kv_token *out, char *why, size_t whylen)
+                         const char *assertion, struct kv_token *out, struct src_err *e)
 {
   struct akv_buf url, body;
   struct kv_http_request req;
@@ -255,7 +305,9 @@ static kv_rc entra_token(struct kv_cred *cred, const char *tenant, const char *r
   akv_buf_init(&url, 4096);
   akv_buf_init(&body, 256 * 1024);
   if (!valid_tenant(tenant)) {
-    snprintf(why, whylen, "tenant id \"%.64s\" is missing or invalid", tenant ? tenant : "");
+    snprintf(e->why, sizeof(e->why), "tenant id \"%.64s\" is missing or invalid", tenant ? tenant : "");
+    snprintf(e->fix, sizeof(e->fix), "set tenant_id (AZURE_TENANT_ID) to the tenant's GUID or "
+             "domain name");
     rc = KV_E_AUTH;
     goto out;
   }
@@ -281,10 +333,10 @@ static kv_rc entra_token(struct kv_cred *cred, const char *tenant, const char *r
   req.body_len = body.len;
   req.content_type = "application/x-www-form-urlencoded";
   req.idempotent = 1; /* a token request has no side effect */
-  rc = token_request(cred, &req, "access_token", out, why, whylen);
+  rc = token_request(cred, &req, "access_token", out, e);
 out:
   if (rc == KV_E_NOMEM)
-    snprintf(why, whylen, "out of memory");
+    snprintf(e->why, sizeof(e->why), "out of memory");
   akv_buf_free(&url);
   akv_buf_free(&body); /* wiped: it held the secret or the assertion */
   return rc;
@@ -305,7 +357,7 @@ static int akv_pem_pass_cb(char *buf, int size, int rwflag, void *u)
   return (int)n;
 }
 
-static kv_rc load_certificate_inlock(struct kv_cred *cred, char *why, size_t whylen)
+static kv_rc load_certificate_inlock(struct kv_cred *cred, struct src_err *e)
 {
   char *pem = NULL;
   size_t len = 0;
@@ -319,11 +371,11 @@ static kv_rc load_certificate_inlock(struct kv_cred *cred, char *why, size_t why
   kv_rc rc = KV_E_AUTH;
   if (cred->cert_key)
     return KV_OK;
-  if (read_small_file(cred->cfg.certificate_path, CERT_FILE_MAX, &pem, &len, why, whylen))
+  if (read_small_file("the certificate file", cred->cfg.certificate_path, CERT_FILE_MAX, &pem, &len, e))
     goto out;
   bio = BIO_new_mem_buf(pem, (int)len);
   if (!bio || !(x509 = PEM_read_bio_X509(bio, NULL, NULL, NULL))) {
-    snprintf(why, whylen, "%s holds no PEM certificate", cred->cfg.certificate_path);
+    snprintf(e->why, sizeof(e->why), "%s holds no PEM certificate", cred->cfg.certificate_path);
     goto out;
   }
   BIO_free(bio);
@@ -331,24 +383,24 @@ static kv_rc load_certificate_inlock(struct kv_cred *cred, char *why, size_t why
   if (!bio || !(key = PEM_read_bio_PrivateKey_ex(bio, NULL, akv_pem_pass_cb,
                                                  cred->cfg.certificate_password, cred->libctx,
                                                  NULL))) {
-    snprintf(why, whylen, "%s holds no readable PEM private key (wrong password?)",
+    snprintf(e->why, sizeof(e->why), "%s holds no readable PEM private key (wrong password?)",
              cred->cfg.certificate_path);
     goto out;
   }
   if (!EVP_PKEY_is_a(key, "RSA")) {
-    snprintf(why, whylen, "%s: the client assertion needs an RSA key (RS256)",
+    snprintf(e->why, sizeof(e->why), "%s: the client assertion needs an RSA key (RS256)",
              cred->cfg.certificate_path);
     goto out;
   }
   if (X509_check_private_key(x509, key) != 1) {
-    snprintf(why, whylen, "%s: the private key does not match the certificate",
+    snprintf(e->why, sizeof(e->why), "%s: the private key does not match the certificate",
              cred->cfg.certificate_path);
     goto out;
   }
   derlen = i2d_X509(x509, &der);
   sha1 = EVP_MD_fetch(cred->libctx, "SHA1", NULL);
   if (derlen <= 0 || !sha1 || EVP_Digest(der, (size_t)derlen, md, &mdlen, sha1, NULL) != 1) {
-    snprintf(why, whylen, "cannot compute the certificate thumbprint");
+    snprintf(e->why, sizeof(e->why), "cannot compute the certificate thumbprint");
     goto out;
   }
   cred->cert_x5t = akv_b64url_encode(md, mdlen);
@@ -444,7 +496,7 @@ out:
 }
 
 static kv_rc fetch_cert(struct kv_cred *cred, const char *tenant, const char *resource,
-                        struct kv_token *out, char *why, size_t whylen)
+                        struct kv_token *out, struct src_err *e)
 {
   char aud[1024];
   char *jwt = NULL;
@@ -452,12 +504,14 @@ static kv_rc fetch_cert(struct kv_cred *cred, const char *tenant, const char *re
   const char *auth = authority(cred, &alen);
   kv_rc rc;
   pthread_mutex_lock(&cred->lock);
-  rc = load_certificate_inlock(cred, why, whylen);
+  rc = load_certificate_inlock(cred, e);
   pthread_mutex_unlock(&cred->lock);
   if (rc != KV_OK)
     return rc;
   if (!valid_tenant(tenant)) {
-    snprintf(why, whylen, "tenant id is missing or invalid");
+    snprintf(e->why, sizeof(e->why), "tenant id is missing or invalid");
+    snprintf(e->fix, sizeof(e->fix), "set tenant_id (AZURE_TENANT_ID) to the tenant's GUID or "
+             "domain name");
     return KV_E_AUTH;
   }
   snprintf(aud, sizeof(aud), "%.*s/%s/oauth2/v2.0/token", (int)alen, auth, tenant);
@@ -465,45 +519,48 @@ static kv_rc fetch_cert(struct kv_cred *cred, const char *tenant, const char *re
   rc = kv_client_assertion(cred->cert_key, cred->libctx, cred->cert_x5t, aud,
                            cred->cfg.client_id, kv_token_now(), &jwt);
   if (rc != KV_OK) {
-    snprintf(why, whylen, "cannot build the client assertion");
+    snprintf(e->why, sizeof(e->why), "cannot build the client assertion");
     return rc;
   }
-  rc = entra_token(cred, tenant, resource, jwt, out, why, whylen);
+  rc = entra_token(cred, tenant, resource, jwt, out, e);
   kv_secure_free(jwt, 0);
   return rc;
 }
 
 static kv_rc fetch_workload(struct kv_cred *cred, const char *tenant, const char *resource,
-                            struct kv_token *out, char *why, size_t whylen)
+                            struct kv_token *out, struct src_err *e)
 {
   char *assertion = NULL;
   size_t len = 0;
   kv_rc rc;
   /* Re-read on every request: the kubelet rotates the projected token file. */
-  if (read_small_file(cred->cfg.federated_token_file, FILE_MAX, &assertion, &len, why, whylen))
+  if (read_small_file("the federated token file", cred->cfg.federated_token_file, FILE_MAX, &assertion, &len, e))
     return KV_E_AUTH;
   len = trim_len(assertion, len);
   assertion[len] = '\0';
   if (!len) {
-    snprintf(why, whylen, "%s is empty", cred->cfg.federated_token_file);
+    snprintf(e->why, sizeof(e->why), "%s is empty", cred->cfg.federated_token_file);
     kv_secure_free(assertion, 1);
     return KV_E_AUTH;
   }
-  rc = entra_token(cred, tenant, resource, assertion, out, why, whylen);
+  rc = entra_token(cred, tenant, resource, assertion, out, e);
   kv_secure_free(assertion, 0);
   return rc;
 }
 
 /* ---- managed identity ----------------------------------------------------------------------------- */
 
+/* probe: the chain asks IMDS before it has answered once: a short connect timeout and one
+ * attempt (nothing listens off Azure); no answer, or "no identity here" (HTTP 400), makes the
+ * source absent rather than failed. A probe that did reach IMDS and got a transient error is
+ * repeated with the normal retries. */
 static kv_rc fetch_managed(struct kv_cred *cred, enum src_kind kind, const char *resource,
-                           struct kv_token *out, char *why, size_t whylen)
+                           int probe, struct kv_token *out, struct src_err *e)
 {
   struct akv_buf url, hdr;
   struct kv_http_request req;
   const char *base;
   const char *headers[1];
-  int probe = 0;
   kv_rc rc = KV_E_NOMEM;
   akv_buf_init(&url, 4096);
   akv_buf_init(&hdr, 8192);
@@ -532,9 +589,6 @@ static kv_rc fetch_managed(struct kv_cred *cred, enum src_kind kind, const char 
         akv_buf_append_str(&url, "api-version=2018-02-01&resource=") ||
         append_escaped(&url, resource) || akv_buf_append_str(&hdr, "Metadata: true"))
       goto out;
-    pthread_mutex_lock(&cred->lock);
-    probe = cred->chained && !cred->imds_probed;
-    pthread_mutex_unlock(&cred->lock);
   }
   if (cred->cfg.client_id &&
       (akv_buf_append_str(&url, "&client_id=") || append_escaped(&url, cred->cfg.client_id)))
@@ -546,20 +600,27 @@ static kv_rc fetch_managed(struct kv_cred *cred, enum src_kind kind, const char 
   req.n_headers = 1;
   req.idempotent = 1;
   req.allow_http = 1;
+  probe = probe && kind == SRC_IMDS;
   if (probe) {
-    /* In the chain, IMDS is first probed quickly: off Azure nothing answers at that address. */
     req.connect_timeout_ms = IMDS_PROBE_CONNECT_MS;
     req.no_retry = 1;
   }
-  rc = token_request(cred, &req, "access_token", out, why, whylen);
-  if (probe) {
-    pthread_mutex_lock(&cred->lock);
-    cred->imds_probed = rc == KV_OK;
-    pthread_mutex_unlock(&cred->lock);
+  rc = token_request(cred, &req, "access_token", out, e);
+  if (probe && (rc == KV_E_NETWORK || rc == KV_E_TIMEOUT)) {
+    snprintf(e->why, sizeof(e->why), "no answer from %.200s (connect timeout %d ms)", req.url,
+             IMDS_PROBE_CONNECT_MS);
+    e->absent = 1;
+  } else if (probe && e->status == 400) {
+    e->absent = 1; /* IMDS answers 400 "Identity not found" on a VM without a managed identity */
+  } else if (probe && (e->status == 429 || e->status >= 500)) {
+    req.connect_timeout_ms = 0;
+    req.no_retry = 0;
+    memset(e, 0, sizeof(*e));
+    rc = token_request(cred, &req, "access_token", out, e);
   }
 out:
   if (rc == KV_E_NOMEM)
-    snprintf(why, whylen, "out of memory");
+    snprintf(e->why, sizeof(e->why), "out of memory");
   akv_buf_free(&url);
   akv_buf_free(&hdr);
   return rc;
@@ -686,16 +747,61 @@ out:
   return rc;
 }
 
-static kv_rc fetch_cli(struct kv_cred *cred, const char *tenant, const char *resource,
-                       struct kv_token *out, char *why, size_t whylen)
+static int is_executable(const char *path)
 {
-  char *argv[12];
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
+}
+
+/* The Azure CLI this credential runs: az_path, else `az`, looked up on PATH (absolute entries
+ * only). Never in a privileged (AT_SECURE) process: PATH and the az login belong to whoever
+ * started it (docs/security.md). -1 with the reason in why when there is none. */
+static int find_az(const struct kv_cred *cred, char *path, size_t len, char *why, size_t whylen)
+{
+  const char *name = cred->cfg.az_path ? cred->cfg.az_path : "az";
+  const char *p, *end;
+  if (getauxval(AT_SECURE)) {
+    snprintf(why, whylen, "privileged process (AT_SECURE): the Azure CLI is never run");
+    return -1;
+  }
+  if (strchr(name, '/')) {
+    if (!is_executable(name)) {
+      snprintf(why, whylen, "az_path %.200s is not an executable file", name);
+      return -1;
+    }
+    snprintf(path, len, "%s", name);
+    return 0;
+  }
+  p = secure_getenv("PATH");
+  for (p = p && *p ? p : "/usr/local/bin:/usr/bin:/bin"; *p; p = *end ? end + 1 : end) {
+    size_t n;
+    end = strchrnul(p, ':');
+    n = (size_t)(end - p);
+    if (n == 0 || *p != '/' || n + strlen(name) + 2 > len)
+      continue;
+    snprintf(path, len, "%.*s/%s", (int)n, p, name);
+    if (is_executable(path))
+      return 0;
+  }
+  snprintf(why, whylen, "no %.100s on PATH", name);
+  return -1;
+}
+
+static kv_rc fetch_cli(struct kv_cred *cred, const char *tenant, const char *resource,
+                       struct kv_token *out, struct src_err *e)
+{
+  char *argv[12], az[4096];
   int argc = 0, status = 0;
-  struct akv_buf o, e;
+  struct akv_buf o, eb;
   kv_rc rc = KV_E_AUTH;
   akv_buf_init(&o, CLI_OUT_MAX);
-  akv_buf_init(&e, CLI_ERR_MAX);
-  argv[argc++] = cred->cfg.az_path ? cred->cfg.az_path : (char *)"az";
+  akv_buf_init(&eb, CLI_ERR_MAX);
+  if (find_az(cred, az, sizeof(az), e->why, sizeof(e->why))) {
+    snprintf(e->fix, sizeof(e->fix), "install the Azure CLI, set az_path (AKV_PKCS11_AZ_PATH), "
+             "or configure another credential");
+    goto out;
+  }
+  argv[argc++] = az;
   argv[argc++] = (char *)"account";
   argv[argc++] = (char *)"get-access-token";
   argv[argc++] = (char *)"--output";
@@ -707,89 +813,255 @@ static kv_rc fetch_cli(struct kv_cred *cred, const char *tenant, const char *res
     argv[argc++] = (char *)tenant;
   }
   argv[argc] = NULL;
-  if (run_capture(argv, CLI_TIMEOUT_MS, &o, &e, &status, why, whylen))
+  if (run_capture(argv, CLI_TIMEOUT_MS, &o, &eb, &status, e->why, sizeof(e->why)))
     goto out;
   if (status != 0) {
-    const char *msg = e.data ? (const char *)e.data : "";
+    const char *msg = eb.data ? (const char *)eb.data : "";
     size_t ml = strcspn(msg, "\r\n");
-    snprintf(why, whylen, "az exited with status %d%s%.*s", status, ml ? ": " : "",
+    snprintf(e->why, sizeof(e->why), "az exited with status %d%s%.*s", status, ml ? ": " : "",
              (int)(ml > 200 ? 200 : ml), msg);
+    snprintf(e->fix, sizeof(e->fix), "run `az login` as uid %u (the user this process runs as), "
+             "or configure another credential", (unsigned)geteuid());
     goto out;
   }
   rc = kv_token_parse((const char *)o.data, o.len, "accessToken", kv_token_now(), out);
   if (rc != KV_OK) {
-    snprintf(why, whylen, "az printed no usable token");
+    snprintf(e->why, sizeof(e->why), "az printed no usable token");
     rc = rc == KV_E_NOMEM ? rc : KV_E_AUTH;
   }
 out:
   akv_buf_free(&o);
-  akv_buf_free(&e);
+  akv_buf_free(&eb);
   return rc;
 }
 
 /* ---- the chain ------------------------------------------------------------------------------------ */
 
-static kv_rc fetch_source(struct kv_cred *cred, enum src_kind k, const char *resource,
-                          const char *tenant, struct kv_token *out, char *why, size_t whylen)
+/* One identity per slot (docs/config.md, "Credential chain"): in `auto`, a source whose inputs
+ * are absent is skipped; the first configured source is the one that answers for the slot: its
+ * failure ends the chain, and once it has produced a token it is the slot's only source for the
+ * life of the process. */
+
+static int entra_kind(enum src_kind k)
 {
+  return k == SRC_SECRET || k == SRC_CERT || k == SRC_WORKLOAD;
+}
+
+static kv_rc fetch_source(struct kv_cred *cred, enum src_kind k, const char *resource,
+                          const char *tenant, int probe, struct kv_token *out, struct src_err *e)
+{
+  if (entra_kind(k) && !cred->cfg.client_id) {
+    snprintf(e->why, sizeof(e->why), "the application (client) id is missing");
+    snprintf(e->fix, sizeof(e->fix), "set client_id (AZURE_CLIENT_ID)");
+    return KV_E_AUTH;
+  }
   switch (k) {
   case SRC_SECRET:
-    return entra_token(cred, tenant, resource, NULL, out, why, whylen);
+    return entra_token(cred, tenant, resource, NULL, out, e);
   case SRC_CERT:
-    return fetch_cert(cred, tenant, resource, out, why, whylen);
+    return fetch_cert(cred, tenant, resource, out, e);
   case SRC_WORKLOAD:
-    return fetch_workload(cred, tenant, resource, out, why, whylen);
+    return fetch_workload(cred, tenant, resource, out, e);
   case SRC_APPSERVICE:
+    if (!cred->cfg.identity_header) {
+      snprintf(e->why, sizeof(e->why), "IDENTITY_ENDPOINT is set without IDENTITY_HEADER");
+      snprintf(e->fix, sizeof(e->fix), "set identity_header (IDENTITY_HEADER) as the platform "
+               "gives it, or unset IDENTITY_ENDPOINT");
+      return KV_E_AUTH;
+    }
+    return fetch_managed(cred, k, resource, probe, out, e);
   case SRC_IMDS:
-    return fetch_managed(cred, k, resource, out, why, whylen);
+    return fetch_managed(cred, k, resource, probe, out, e);
   case SRC_CLI:
-    return fetch_cli(cred, tenant, resource, out, why, whylen);
+    return fetch_cli(cred, tenant, resource, out, e);
   default:
-    snprintf(why, whylen, "unknown source");
+    snprintf(e->why, sizeof(e->why), "unknown source");
     return KV_E_INVALID;
   }
+}
+
+/* 1 when the inputs of source k are present (IMDS: always, the probe decides; the CLI: an az
+ * that can be run), else 0 with the reason in why. No I/O, no process. */
+static int source_configured(const struct kv_cred *cred, enum src_kind k, char *why, size_t wl)
+{
+  const struct akv_cred_config *c = &cred->cfg;
+  char az[4096];
+  switch (k) {
+  case SRC_SECRET:
+    if (c->client_secret)
+      return 1;
+    snprintf(why, wl, "no client secret (AZURE_CLIENT_SECRET, client_secret)");
+    return 0;
+  case SRC_CERT:
+    if (c->certificate_path && !c->client_secret)
+      return 1;
+    snprintf(why, wl, c->certificate_path ? "the client secret takes precedence"
+                                          : "no certificate (AZURE_CLIENT_CERTIFICATE_PATH, "
+                                            "certificate_path)");
+    return 0;
+  case SRC_WORKLOAD:
+    if (c->federated_token_file)
+      return 1;
+    snprintf(why, wl, "no federated token file (AZURE_FEDERATED_TOKEN_FILE)");
+    return 0;
+  case SRC_APPSERVICE:
+    if (c->identity_endpoint)
+      return 1;
+    snprintf(why, wl, "no IDENTITY_ENDPOINT");
+    return 0;
+  case SRC_IMDS:
+    return 1;
+  case SRC_CLI:
+    return find_az(cred, az, sizeof(az), why, wl) == 0;
+  default:
+    snprintf(why, wl, "unknown source");
+    return 0;
+  }
+}
+
+/* What to do about a failure the fetcher gave no specific fix for. */
+static void default_fix(const struct kv_cred *cred, enum src_kind k, kv_rc rc, struct src_err *e)
+{
+  const struct akv_cred_config *c = &cred->cfg;
+  const char *tid = c->tenant_id ? c->tenant_id : "(from the vault)";
+  const char *cid = c->client_id ? c->client_id : "?";
+  size_t alen;
+  const char *auth = authority(cred, &alen);
+  if (e->fix[0])
+    return;
+  if (rc == KV_E_NETWORK || rc == KV_E_TIMEOUT) {
+    if (entra_kind(k))
+      snprintf(e->fix, sizeof(e->fix), "check the network path to %.*s (DNS, proxy, firewall) "
+               "and that ca_file holds the CA that signs it (see the warning before)",
+               (int)(alen > 120 ? 120 : alen), auth);
+    else if (k == SRC_APPSERVICE)
+      snprintf(e->fix, sizeof(e->fix), "check IDENTITY_ENDPOINT: the platform sets it for the "
+               "app and it must answer");
+    else
+      snprintf(e->fix, sizeof(e->fix), "check that this host is an Azure VM with a managed "
+               "identity and reaches the IMDS endpoint");
+    return;
+  }
+  switch (k) {
+  case SRC_SECRET:
+    snprintf(e->fix, sizeof(e->fix), "check tenant %.64s and client %.64s, and replace the "
+             "client secret (AZURE_CLIENT_SECRET, client_secret) if it was rotated, expired or "
+             "revoked", tid, cid);
+    break;
+  case SRC_CERT:
+    snprintf(e->fix, sizeof(e->fix), "check that the certificate in %.120s is registered on app "
+             "%.64s in tenant %.64s and still valid", c->certificate_path, cid, tid);
+    break;
+  case SRC_WORKLOAD:
+    snprintf(e->fix, sizeof(e->fix), "check the federated credential of app %.64s in tenant "
+             "%.64s against the token in %.120s", cid, tid, c->federated_token_file);
+    break;
+  case SRC_APPSERVICE:
+  case SRC_IMDS:
+    snprintf(e->fix, sizeof(e->fix), "assign a managed identity to this resource (client_id "
+             "selects a user-assigned one) and grant it access to the vault");
+    break;
+  default:
+    snprintf(e->fix, sizeof(e->fix), "update the Azure CLI, or configure another credential");
+    break;
+  }
+}
+
+static void set_state(struct kv_cred *cred, size_t i, enum kv_src_state st, const char *note)
+{
+  pthread_mutex_lock(&cred->lock);
+  cred->state[i] = st;
+  snprintf(cred->note[i], sizeof(cred->note[i]), "%s", note ? note : "");
+  pthread_mutex_unlock(&cred->lock);
+}
+
+/* Runs source i; on failure one error line with the source, the reason and the fix. */
+static kv_rc run_source(struct kv_cred *cred, size_t i, const char *resource, const char *tenant,
+                        int first_walk, struct kv_token *out, int *absent)
+{
+  struct src_err e;
+  enum src_kind k = cred->srcs[i];
+  kv_rc rc;
+  memset(&e, 0, sizeof(e));
+  rc = fetch_source(cred, k, resource, tenant, first_walk && cred->chained, out, &e);
+  if (rc == KV_OK) {
+    int was;
+    pthread_mutex_lock(&cred->lock);
+    was = cred->chosen;
+    cred->chosen = (int)i;
+    cred->state[i] = KV_SRC_IN_USE;
+    cred->note[i][0] = '\0';
+    pthread_mutex_unlock(&cred->lock);
+    if (was != (int)i)
+      akv_info(AKV_LOGC_AUTH, "credential: using %s", cred->desc[i]);
+    return KV_OK;
+  }
+  if (rc == KV_E_NOMEM) {
+    akv_err(AKV_LOGC_AUTH, "credential: %s: out of memory", cred->desc[i]);
+    return rc;
+  }
+  if (e.absent && first_walk && cred->chained) {
+    *absent = 1;
+    set_state(cred, i, KV_SRC_UNCONFIGURED, e.why);
+    akv_dbg(AKV_LOGC_AUTH, "credential chain: %s not configured: %s", cred->desc[i], e.why);
+    return KV_E_AUTH;
+  }
+  default_fix(cred, k, rc, &e);
+  set_state(cred, i, KV_SRC_FAILED, e.why);
+  akv_err(AKV_LOGC_AUTH, "credential: %s failed: %s; fix: %s%s", cred->desc[i], e.why, e.fix,
+          !cred->chained ? ""
+          : first_walk   ? " (no other source is tried: one identity per slot, docs/config.md)"
+                         : " (the slot's identity since its first token: no other source is "
+                           "tried)");
+  return KV_E_AUTH;
 }
 
 static kv_rc chain_fetch(void *ctx, const char *resource, const char *tenant,
                          struct kv_token *out)
 {
   struct kv_cred *cred = ctx;
-  char why[SRC_N][WHY_LEN];
-  int tried[SRC_N] = {0};
+  char skipped[1536] = "", why[WHY_LEN];
+  size_t sl = 0;
   int chosen;
-  kv_rc rc = KV_E_AUTH, last = KV_E_AUTH;
+  kv_rc rc = KV_E_AUTH;
   pthread_mutex_lock(&cred->lock);
   chosen = cred->chosen;
   pthread_mutex_unlock(&cred->lock);
-  for (int pass = 0; pass < 2; pass++) {
-    for (size_t i = 0; i < cred->n_srcs; i++) {
-      /* First the source that worked before (DefaultAzureCredential sticks to it), then all. */
-      if ((pass == 0 && (int)i != chosen) || (pass == 1 && tried[i]))
-        continue;
-      tried[i] = 1;
-      why[i][0] = '\0';
-      rc = fetch_source(cred, cred->srcs[i], resource, tenant, out, why[i], WHY_LEN);
-      if (rc == KV_OK) {
-        pthread_mutex_lock(&cred->lock);
-        if (cred->chosen != (int)i)
-          akv_info(AKV_LOGC_AUTH, "credential: using %s", cred->desc[i]);
-        cred->chosen = (int)i;
-        pthread_mutex_unlock(&cred->lock);
-        return KV_OK;
-      }
-      if (rc == KV_E_NOMEM)
-        return rc;
-      last = rc;
-      if (cred->chained)
-        akv_dbg(AKV_LOGC_AUTH, "credential chain: %s failed: %s", src_names[cred->srcs[i]],
-                why[i]);
-    }
+  if (chosen >= 0)
+    return run_source(cred, (size_t)chosen, resource, tenant, 0, out, &(int){0});
+  /* Until a source has worked, one thread at a time decides which one answers for the slot. */
+  pthread_mutex_lock(&cred->choose);
+  pthread_mutex_lock(&cred->lock);
+  chosen = cred->chosen;
+  pthread_mutex_unlock(&cred->lock);
+  if (chosen >= 0) {
+    pthread_mutex_unlock(&cred->choose);
+    return run_source(cred, (size_t)chosen, resource, tenant, 0, out, &(int){0});
   }
-  /* One line per source, so an operator sees at once why each way of authenticating failed. */
-  for (size_t i = 0; i < cred->n_srcs; i++)
-    akv_err(AKV_LOGC_AUTH, "%s%s: %s", cred->chained ? "credential chain: " : "credential: ",
-            cred->desc[i], why[i][0] ? why[i] : "failed");
-  return last == KV_E_NOMEM ? last : KV_E_AUTH;
+  for (size_t i = 0; i < cred->n_srcs; i++) {
+    int absent = 0;
+    if (cred->chained && !source_configured(cred, cred->srcs[i], why, sizeof(why))) {
+      set_state(cred, i, KV_SRC_UNCONFIGURED, why);
+      akv_dbg(AKV_LOGC_AUTH, "credential chain: %s not configured: %s", cred->desc[i], why);
+      absent = 1;
+    } else {
+      rc = run_source(cred, i, resource, tenant, 1, out, &absent);
+      if (!absent) {
+        pthread_mutex_unlock(&cred->choose);
+        return rc;
+      }
+      pthread_mutex_lock(&cred->lock);
+      snprintf(why, sizeof(why), "%s", cred->note[i]);
+      pthread_mutex_unlock(&cred->lock);
+    }
+    if (sl < sizeof(skipped))
+      sl += (size_t)snprintf(skipped + sl, sizeof(skipped) - sl, "%s%s: %s", sl ? "; " : "",
+                             src_names[cred->srcs[i]], why);
+  }
+  pthread_mutex_unlock(&cred->choose);
+  akv_err(AKV_LOGC_AUTH, "credential chain: no source is configured: %s; fix: configure one "
+          "(docs/config.md)", skipped);
+  return KV_E_AUTH;
 }
 
 static void describe_sources(struct kv_cred *cred)
@@ -811,7 +1083,7 @@ static void describe_sources(struct kv_cred *cred)
       break;
     case SRC_APPSERVICE:
       snprintf(cred->desc[i], sizeof(cred->desc[i]), "%s at %.80s", src_names[k],
-               c->identity_endpoint);
+               c->identity_endpoint ? c->identity_endpoint : "(IDENTITY_ENDPOINT)");
       break;
     default:
       snprintf(cred->desc[i], sizeof(cred->desc[i]), "%s (%s)", src_names[k],
@@ -819,6 +1091,36 @@ static void describe_sources(struct kv_cred *cred)
       break;
     }
   }
+}
+
+size_t kv_cred_sources(struct kv_cred *cred, struct kv_src_info *out, size_t max)
+{
+  size_t n = 0;
+  if (!cred || !out)
+    return 0;
+  for (size_t i = 0; i < cred->n_srcs && n < max; i++, n++) {
+    struct kv_src_info *s = &out[n];
+    enum src_kind k = cred->srcs[i];
+    char why[WHY_LEN] = "", az[4096];
+    memset(s, 0, sizeof(*s));
+    s->desc = cred->desc[i];
+    pthread_mutex_lock(&cred->lock);
+    s->state = cred->state[i];
+    snprintf(s->note, sizeof(s->note), "%s", cred->note[i]);
+    pthread_mutex_unlock(&cred->lock);
+    if (!cred->chained)
+      s->configured = 1;
+    else if (k == SRC_IMDS)
+      s->configured = s->state == KV_SRC_UNCONFIGURED ? 0 : s->state == KV_SRC_NOT_TRIED ? -1 : 1;
+    else
+      s->configured = source_configured(cred, k, why, sizeof(why));
+    if (s->state == KV_SRC_NOT_TRIED && !s->configured)
+      snprintf(s->note, sizeof(s->note), "%s", why);
+    else if (s->state == KV_SRC_NOT_TRIED && k == SRC_CLI && cred->chained &&
+             find_az(cred, az, sizeof(az), why, sizeof(why)) == 0)
+      snprintf(s->note, sizeof(s->note), "az at %.280s", az);
+  }
+  return n;
 }
 
 kv_rc kv_cred_new(struct kv_http *http, const struct akv_cred_config *cfg, struct kv_cred **out)
@@ -834,6 +1136,7 @@ kv_rc kv_cred_new(struct kv_http *http, const struct akv_cred_config *cfg, struc
   if (!cred)
     return KV_E_NOMEM;
   pthread_mutex_init(&cred->lock, NULL);
+  pthread_mutex_init(&cred->choose, NULL);
   cred->http = http;
   cred->chosen = -1;
   if (cred_cfg_copy(&cred->cfg, cfg))
@@ -846,18 +1149,11 @@ kv_rc kv_cred_new(struct kv_http *http, const struct akv_cred_config *cfg, struc
   env_ok = c->tenant_id && c->client_id;
   switch (c->kind) {
   case AKV_CRED_AUTO:
+    /* Every source, in DefaultAzureCredential's order; which are configured is decided when a
+     * token is first asked for (chain_fetch). */
     cred->chained = 1;
-    if (env_ok && c->client_secret)
-      cred->srcs[cred->n_srcs++] = SRC_SECRET;
-    else if (env_ok && c->certificate_path)
-      cred->srcs[cred->n_srcs++] = SRC_CERT;
-    if (env_ok && c->federated_token_file)
-      cred->srcs[cred->n_srcs++] = SRC_WORKLOAD;
-    if (c->identity_endpoint && c->identity_header)
-      cred->srcs[cred->n_srcs++] = SRC_APPSERVICE;
-    else
-      cred->srcs[cred->n_srcs++] = SRC_IMDS;
-    cred->srcs[cred->n_srcs++] = SRC_CLI;
+    for (int k = 0; k < SRC_N; k++)
+      cred->srcs[cred->n_srcs++] = (enum src_kind)k;
     break;
   case AKV_CRED_SECRET:
     if (!env_ok || !c->client_secret) {
@@ -912,6 +1208,7 @@ void kv_cred_free(struct kv_cred *cred)
   OSSL_LIB_CTX_free(cred->libctx);
   cred_cfg_free(&cred->cfg);
   pthread_mutex_destroy(&cred->lock);
+  pthread_mutex_destroy(&cred->choose);
   free(cred);
 }
 

@@ -155,35 +155,69 @@ static const char *write_script(const char *name, const char *body)
   return write_file(name, body, 0700);
 }
 
-static void test_auto_falls_through(void **state)
+/* type auto with a tenant and client id, IMDS at a closed loopback port and az at az_path. */
+static void auto_cfg(struct akv_cred_config *cfg, char *az_path)
+{
+  memset(cfg, 0, sizeof(*cfg));
+  cfg->kind = AKV_CRED_AUTO;
+  cfg->tenant_id = "tid";
+  cfg->client_id = "cid";
+  cfg->imds_endpoint = "http://127.0.0.1:9";
+  cfg->az_path = az_path;
+}
+
+/* A fake az that records each call in DIR/NAME.calls and prints a token (ok) or fails. */
+static const char *fake_az(const char *name, int ok)
+{
+  char script[768];
+  if (ok)
+    snprintf(script, sizeof(script),
+             "#!/bin/sh\necho \"$@\" >> %s/%s.calls\necho '{\"accessToken\":\"tok-cli\","
+             "\"expires_on\":%lld,\"tokenType\":\"Bearer\"}'\n",
+             dir, name, (long long)time(NULL) + 3600);
+  else
+    snprintf(script, sizeof(script),
+             "#!/bin/sh\necho \"$@\" >> %s/%s.calls\necho \"ERROR: Please run 'az login' to "
+             "setup account.\" >&2\nexit 1\n", dir, name);
+  return write_script(name, script);
+}
+
+static const char *az_calls(const char *name)
+{
+  char path[256];
+  snprintf(path, sizeof(path), "%s/%s.calls", dir, name);
+  return slurp(path);
+}
+
+static size_t count_lines_with(const char *text, const char *needle)
+{
+  size_t n = 0;
+  for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+    n++;
+  return n;
+}
+
+/* No input for the Entra sources or App Service, IMDS does not answer the probe: the chain
+ * reaches the Azure CLI, which is then the slot's source for good. */
+static void test_chain_skips_unconfigured(void **state)
 {
   struct akv_cred_config cfg;
   struct kv_cred *cred = NULL;
-  char *tok = NULL, script[512], argsfile[256], az[256];
-  const char *log;
+  struct kv_src_info info[8];
+  char *tok = NULL, az[256];
   struct fake_reply *r;
   (void)state;
-  snprintf(argsfile, sizeof(argsfile), "%s/args", dir);
-  snprintf(script, sizeof(script),
-           "#!/bin/sh\necho \"$@\" > %s\necho '{\"accessToken\":\"tok-cli\",\"expires_on\":%lld,"
-           "\"tokenType\":\"Bearer\"}'\n",
-           argsfile, (long long)time(NULL) + 3600);
-  snprintf(az, sizeof(az), "%s", write_script("az-ok", script));
-  memset(&cfg, 0, sizeof(cfg));
-  cfg.kind = AKV_CRED_AUTO;
-  cfg.tenant_id = "tid";
-  cfg.client_id = "cid";
-  cfg.federated_token_file = "/nonexistent/token";
-  cfg.imds_endpoint = "http://127.0.0.1:9";
-  cfg.az_path = az;
+  snprintf(az, sizeof(az), "%s", fake_az("az-ok", 1));
+  auto_cfg(&cfg, az);
   assert_int_equal(kv_cred_new(http, &cfg, &cred), KV_OK);
+  assert_int_equal(fake.n_reqs, 0);
   r = fake_push_r(&fake, 0, NULL); /* IMDS: nothing listens */
   r->fail = KV_E_NETWORK;
   r->transient = 1;
   assert_int_equal(kv_cred_token(cred, "https://managedhsm.azure.net", NULL, 0, &tok), KV_OK);
   assert_string_equal(tok, "tok-cli");
   kv_secure_free(tok, 0);
-  /* Workload identity failed on the file (no request); IMDS was probed once, quickly. */
+  /* IMDS was probed once, quickly, without retries. */
   assert_int_equal(fake.n_reqs, 1);
   assert_non_null(strstr(fake.reqs[0].url, "http://127.0.0.1:9/metadata/identity/oauth2/token?"
                                            "api-version=2018-02-01&resource=https%3A%2F%2Fmanag"
@@ -192,34 +226,214 @@ static void test_auto_falls_through(void **state)
   assert_true(fake.reqs[0].allow_http);
   assert_true(fake.reqs[0].no_retry);
   assert_int_equal(fake.reqs[0].connect_timeout_ms, 1000);
-  assert_string_equal(slurp(argsfile),
-                      "account get-access-token --output json --resource "
-                      "https://managedhsm.azure.net --tenant tid\n");
+  assert_string_equal(az_calls("az-ok"), "account get-access-token --output json --resource "
+                                         "https://managedhsm.azure.net --tenant tid\n");
   assert_non_null(strstr(kv_cred_describe(cred), "Azure CLI"));
-  /* The source that worked is remembered: a forced refresh goes straight to it. */
+  assert_int_equal(kv_cred_sources(cred, info, 8), 6);
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(info[i].state, KV_SRC_UNCONFIGURED);
+    assert_int_equal(info[i].configured, 0);
+  }
+  assert_non_null(strstr(info[0].note, "no client secret"));
+  assert_non_null(strstr(info[3].note, "no IDENTITY_ENDPOINT"));
+  assert_int_equal(info[4].state, KV_SRC_UNCONFIGURED);
+  assert_non_null(strstr(info[4].note, "no answer from http://127.0.0.1:9/"));
+  assert_int_equal(info[5].state, KV_SRC_IN_USE);
+  /* The source that worked is kept: a forced refresh goes straight to it, IMDS is not asked. */
   assert_int_equal(kv_cred_token(cred, "https://managedhsm.azure.net", NULL, 1, &tok), KV_OK);
   kv_secure_free(tok, 0);
   assert_int_equal(fake.n_reqs, 1);
+  assert_int_equal(count_lines_with(az_calls("az-ok"), "get-access-token"), 2);
+  kv_cred_free(cred);
+}
+
+/* A wrong client secret with managed identity and az available: the secret's error, one line,
+ * no IMDS request, no az run. */
+static void test_configured_failure_ends_chain(void **state)
+{
+  struct akv_cred_config cfg;
+  struct kv_cred *cred = NULL;
+  struct kv_src_info info[8];
+  char *tok = NULL, az[256];
+  const char *log;
+  (void)state;
+  snprintf(az, sizeof(az), "%s", fake_az("az-ok", 1));
+  auto_cfg(&cfg, az);
+  cfg.client_secret = "WRONGSECRETVALUE";
+  assert_int_equal(kv_cred_new(http, &cfg, &cred), KV_OK);
+  fake_push(&fake, 401, "{\"error\":\"invalid_client\",\"error_description\":\"AADSTS7000215: "
+                        "Invalid client secret provided.\"}");
+  fake_push(&fake, 401, "{\"error\":\"invalid_client\"}");
+  assert_int_equal(kv_cred_token(cred, "https://vault.azure.net", NULL, 0, &tok), KV_E_AUTH);
+  assert_null(tok);
+  assert_int_equal(fake.n_reqs, 1);
+  assert_non_null(strstr(fake.reqs[0].url, "/tid/oauth2/v2.0/token"));
+  assert_string_equal(az_calls("az-ok"), "");
+  log = slurp(logpath);
+  assert_int_equal(count_lines_with(log, "credential"), 1);
+  assert_non_null(strstr(log, "credential: client secret (EnvironmentCredential), tenant tid, "
+                              "client cid failed: HTTP 401 from "));
+  assert_non_null(strstr(log, "invalid_client - AADSTS7000215"));
+  assert_non_null(strstr(log, "; fix: check tenant tid and client cid, and replace the client "
+                              "secret"));
+  assert_non_null(strstr(log, "no other source is tried"));
+  assert_null(strstr(log, "WRONGSECRETVALUE"));
+  assert_null(strstr(log, "managed identity"));
+  assert_non_null(strstr(kv_cred_describe(cred), "no source has worked"));
+  /* doctor's view: the secret failed, the later sources were not reached; az would be found. */
+  assert_int_equal(kv_cred_sources(cred, info, 8), 6);
+  assert_int_equal(info[0].state, KV_SRC_FAILED);
+  assert_int_equal(info[0].configured, 1);
+  assert_non_null(strstr(info[0].note, "HTTP 401"));
+  assert_int_equal(info[4].state, KV_SRC_NOT_TRIED);
+  assert_int_equal(info[4].configured, -1);
+  assert_int_equal(info[5].state, KV_SRC_NOT_TRIED);
+  assert_int_equal(info[5].configured, 1);
+  assert_non_null(strstr(info[5].note, "az at "));
+  /* Asked again: the same source, the same end. */
+  assert_int_equal(kv_cred_token(cred, "https://vault.azure.net", NULL, 0, &tok), KV_E_AUTH);
+  assert_int_equal(fake.n_reqs, 2);
+  assert_non_null(strstr(fake.reqs[1].url, "/tid/oauth2/v2.0/token"));
+  kv_cred_free(cred);
+}
+
+/* A configured source whose file cannot be read fails with the path, owner, mode and uid; so does
+ * a CA file the process cannot open. */
+static void test_file_errors_end_chain(void **state)
+{
+  struct akv_cred_config cfg;
+  struct kv_cred *cred = NULL;
+  struct kv_http *h2 = NULL;
+  struct kv_http_opts o;
+  struct fake_http f2;
+  struct fake_reply *r;
+  char *tok = NULL, az[256], expect[128];
+  const char *log;
+  (void)state;
+  snprintf(az, sizeof(az), "%s", fake_az("az-ok", 1));
+  auto_cfg(&cfg, az);
+  cfg.federated_token_file = "/nonexistent/token";
+  assert_int_equal(kv_cred_new(http, &cfg, &cred), KV_OK);
+  assert_int_equal(kv_cred_token(cred, "https://vault.azure.net", NULL, 0, &tok), KV_E_AUTH);
+  assert_int_equal(fake.n_reqs, 0);
+  assert_string_equal(az_calls("az-ok"), "");
+  log = slurp(logpath);
+  assert_non_null(strstr(log, "credential: workload identity, tenant tid, client cid failed: "
+                              "cannot open the federated token file /nonexistent/token: No such "
+                              "file or directory"));
+  snprintf(expect, sizeof(expect), "this process runs as uid %u", (unsigned)geteuid());
+  assert_non_null(strstr(log, expect));
+  assert_non_null(strstr(log, "; fix: point the configuration at the right file"));
   kv_cred_free(cred);
 
-  /* All fail: one log line per source with its reason. */
-  snprintf(az, sizeof(az), "%s",
-           write_script("az-bad", "#!/bin/sh\necho \"ERROR: Please run 'az login' to setup "
-                                  "account.\" >&2\nexit 1\n"));
+  /* The CA file: the token request gets no answer and the module names the file. */
+  memset(&f2, 0, sizeof(f2));
+  memset(&o, 0, sizeof(o));
+  o.ca_file = "/nonexistent/ca.pem";
+  o.connect_timeout_ms = 5000;
+  o.request_timeout_ms = 10000;
+  o.deadline_ms = 30000;
+  o.pool_size = 1;
+  o.max_response_bytes = 64 * 1024;
+  assert_int_equal(kv_http_new(&o, &h2), KV_OK);
+  fake_install(&f2, h2);
+  cfg.federated_token_file = NULL;
+  cfg.client_secret = "s";
+  assert_int_equal(kv_cred_new(h2, &cfg, &cred), KV_OK);
+  r = fake_push_r(&f2, 0, NULL);
+  r->fail = KV_E_NETWORK; /* what libcurl reports when it cannot load the CA file */
+  assert_int_equal(kv_cred_token(cred, "https://vault.azure.net", NULL, 0, &tok), KV_E_AUTH);
+  assert_int_equal(f2.n_reqs, 1);
+  log = slurp(logpath);
+  assert_non_null(strstr(log, "credential: client secret (EnvironmentCredential), tenant tid, "
+                              "client cid failed: cannot open the CA file (ca_file) "
+                              "/nonexistent/ca.pem: No such file or directory"));
+  assert_string_equal(az_calls("az-ok"), "");
+  kv_cred_free(cred);
+  fake_reset(&f2);
+  kv_http_free(h2);
+}
+
+/* Once the secret has produced a token, a later failure is the secret's: no switch to IMDS. */
+static void test_sticky_after_first_token(void **state)
+{
+  struct akv_cred_config cfg;
+  struct kv_cred *cred = NULL;
+  char *tok = NULL;
+  const char *log;
+  (void)state;
+  auto_cfg(&cfg, "/nonexistent/az");
+  cfg.client_secret = "s";
+  assert_int_equal(kv_cred_new(http, &cfg, &cred), KV_OK);
+  fake_push(&fake, 200, token_json("tok-1"));
+  fake_push(&fake, 401, "{\"error\":\"invalid_client\",\"error_description\":\"AADSTS7000222: "
+                        "The provided client secret keys are expired.\"}");
+  assert_int_equal(kv_cred_token(cred, "https://vault.azure.net", NULL, 0, &tok), KV_OK);
+  assert_string_equal(tok, "tok-1");
+  kv_secure_free(tok, 0);
+  /* The vault refused the token (revoked): the forced refresh fails with the secret's error. */
+  assert_int_equal(kv_cred_token(cred, "https://vault.azure.net", NULL, 1, &tok), KV_E_AUTH);
+  assert_int_equal(fake.n_reqs, 2);
+  assert_non_null(strstr(fake.reqs[1].url, "/tid/oauth2/v2.0/token"));
+  log = slurp(logpath);
+  assert_non_null(strstr(log, "credential: client secret (EnvironmentCredential), tenant tid, "
+                              "client cid failed: HTTP 401"));
+  assert_non_null(strstr(log, "AADSTS7000222"));
+  assert_non_null(strstr(log, "the slot's identity since its first token"));
+  assert_non_null(strstr(kv_cred_describe(cred), "client secret"));
+  kv_cred_free(cred);
+}
+
+/* IMDS answering 400 (no identity on this VM) is "not configured"; a transient error of the
+ * probe is retried normally; nothing configured at all gives one line listing why. */
+static void test_imds_probe_outcomes(void **state)
+{
+  struct akv_cred_config cfg;
+  struct kv_cred *cred = NULL;
+  char *tok = NULL, az[256];
+  struct fake_reply *r;
+  const char *log;
+  (void)state;
+  snprintf(az, sizeof(az), "%s", fake_az("az-bad", 0));
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.kind = AKV_CRED_AUTO;
+  cfg.imds_endpoint = "http://127.0.0.1:9";
   cfg.az_path = az;
   assert_int_equal(kv_cred_new(http, &cfg, &cred), KV_OK);
-  fake_reset(&fake);
   fake_push(&fake, 400, "{\"error\":\"invalid_request\",\"error_description\":\"Identity not "
                         "found\"}");
   assert_int_equal(kv_cred_token(cred, "https://vault.azure.net", NULL, 0, &tok), KV_E_AUTH);
+  assert_int_equal(count_lines_with(az_calls("az-bad"), "get-access-token"), 1);
   log = slurp(logpath);
-  assert_non_null(strstr(log, "credential chain: workload identity, tenant tid, client cid: "
-                              "cannot open /nonexistent/token"));
-  assert_non_null(strstr(log, "credential chain: managed identity (IMDS) at http://127.0.0.1:9"));
-  assert_non_null(strstr(log, "Identity not found"));
-  assert_non_null(strstr(log, "credential chain: Azure CLI"));
-  assert_non_null(strstr(log, "Please run 'az login'"));
-  assert_non_null(strstr(kv_cred_describe(cred), "no source has worked"));
+  assert_non_null(strstr(log, "credential: Azure CLI ("));
+  assert_non_null(strstr(log, "az exited with status 1: ERROR: Please run 'az login'"));
+  assert_non_null(strstr(log, "; fix: run `az login` as uid "));
+  kv_cred_free(cred);
+
+  fake_reset(&fake);
+  assert_int_equal(kv_cred_new(http, &cfg, &cred), KV_OK);
+  fake_push(&fake, 503, "{}");
+  fake_push(&fake, 200, token_json("tok-imds"));
+  assert_int_equal(kv_cred_token(cred, "https://vault.azure.net", NULL, 0, &tok), KV_OK);
+  assert_string_equal(tok, "tok-imds");
+  kv_secure_free(tok, 0);
+  assert_int_equal(fake.n_reqs, 2);
+  assert_true(fake.reqs[0].no_retry);
+  assert_false(fake.reqs[1].no_retry);
+  assert_non_null(strstr(kv_cred_describe(cred), "managed identity (IMDS)"));
+  kv_cred_free(cred);
+
+  fake_reset(&fake);
+  cfg.az_path = "/nonexistent/az";
+  assert_int_equal(kv_cred_new(http, &cfg, &cred), KV_OK);
+  r = fake_push_r(&fake, 0, NULL);
+  r->fail = KV_E_TIMEOUT;
+  assert_int_equal(kv_cred_token(cred, "https://vault.azure.net", NULL, 0, &tok), KV_E_AUTH);
+  log = slurp(logpath);
+  assert_non_null(strstr(log, "credential chain: no source is configured: client secret "
+                              "(EnvironmentCredential): no client secret"));
+  assert_non_null(strstr(log, "managed identity (IMDS): no answer from http://127.0.0.1:9/"));
+  assert_non_null(strstr(log, "Azure CLI: az_path /nonexistent/az is not an executable file; fix: "));
   kv_cred_free(cred);
 }
 
@@ -400,13 +614,16 @@ static void test_tenant_hint(void **state)
   cfg.client_secret = "s";
   cfg.az_path = "/nonexistent/az";
   cfg.imds_endpoint = "http://127.0.0.1:9";
-  /* Without a tenant the environment secret source is not in the chain. */
+  /* A secret without a tenant is still the configured source: the vault's challenge names the
+   * tenant. */
   assert_int_equal(kv_cred_new(http, &cfg, &cred), KV_OK);
-  fake_push(&fake, 200, token_json("tok-imds"));
+  fake_push(&fake, 200, token_json("tok-secret"));
   assert_int_equal(kv_cred_token(cred, "https://vault.azure.net", "challenge-tenant", 0, &tok),
                    KV_OK);
-  assert_string_equal(tok, "tok-imds");
+  assert_string_equal(tok, "tok-secret");
   kv_secure_free(tok, 0);
+  assert_int_equal(fake.n_reqs, 1);
+  assert_non_null(strstr(fake.reqs[0].url, "/challenge-tenant/oauth2/v2.0/token"));
   kv_cred_free(cred);
   /* A challenge tenant with path characters is never put into the token URL. */
   cfg.kind = AKV_CRED_SECRET;
@@ -420,7 +637,11 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_secret_wins_over_cert, setup, teardown),
       cmocka_unit_test_setup_teardown(test_token_endpoint_error_logged_without_secret, setup,
                                       teardown),
-      cmocka_unit_test_setup_teardown(test_auto_falls_through, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_chain_skips_unconfigured, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_configured_failure_ends_chain, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_file_errors_end_chain, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_sticky_after_first_token, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_imds_probe_outcomes, setup, teardown),
       cmocka_unit_test_setup_teardown(test_certificate_assertion, setup, teardown),
       cmocka_unit_test_setup_teardown(test_workload_rereads_file, setup, teardown),
       cmocka_unit_test_setup_teardown(test_managed_app_service, setup, teardown),
