@@ -9,8 +9,8 @@
 #             each file it changed (content only: mode and inode stay)
 #
 # Without FILE arguments the files are those of the tree: `git ls-files` (tracked and new, not
-# ignored) in a git checkout, otherwise every file under the top directory except build*/,
-# node_modules/ and .git/ (a `meson dist` tarball). FILE arguments that are not source files are
+# ignored) in a git checkout, otherwise every file under the top directory except build*/, other
+# meson build directories, node_modules/ and .git/ (an unpacked `meson dist` tarball). FILE arguments that are not source files are
 # ignored, so `--fix $(git diff --name-only)` is safe.
 #
 # Source files and their line (it must be line 1, or line 2 under a `#!` line):
@@ -94,8 +94,9 @@ list_tree() {
   if git -C "$top" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
     git -C "$top" ls-files --cached --others --exclude-standard
   else
-    (cd "$top" && find . \( -name .git -o -name node_modules -o -path './build*' \) -prune -o \
-      -type f -print | sed 's#^\./##')
+    # Meson build directories (any name: they hold meson-private/) are left out too.
+    (cd "$top" && find . \( -name .git -o -name node_modules -o -path './build*' \
+      -o -type d -exec test -d '{}/meson-private' \; \) -prune -o -type f -print | sed 's#^\./##')
   fi
 }
 
