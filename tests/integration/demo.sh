@@ -1,19 +1,65 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The akv-pkcs11 demo: a Key Vault emulator with a demo vault (an RSA key, an EC key and a
 # certificate), the module configured by a file, and real programs using the vault's keys:
 # pkcs11-tool lists and signs, openssl verifies, openssl s_server serves a TLS handshake with the
-# vault's certificate key. Ends by itself and cleans up everything it started.
+# vault's certificate key. Ends by itself and cleans up everything it started, unless --keep:
+# then the emulator and the configuration stay up for README.md's "Try it yourself", and the
+# demo ends with the three lines that use them (the configuration, a pkcs11-tool command, the
+# command that stops the emulator: demo.sh --stop DIR).
 #
-# usage: tests/integration/demo.sh BUILD_DIR
+# usage: tests/integration/demo.sh [--keep] BUILD_DIR
+#        tests/integration/demo.sh --stop DIR
 #   (AKV_EMULATOR and AKV_MODULE, when set, override BUILD_DIR's emulator and module)
-if [ -z "${1:-}" ] && { [ -z "${AKV_EMULATOR:-}" ] || [ -z "${AKV_MODULE:-}" ]; }; then
-  echo "usage: $0 BUILD_DIR" >&2
+usage() {
+  echo "usage: $0 [--keep] BUILD_DIR | $0 --stop DIR" >&2
   exit 2
+}
+KEEP_MARK=.akv-pkcs11-demo-keep
+
+# --stop DIR: stops the emulator a --keep run left in DIR (the process is checked to be that
+# emulator before it is signalled) and removes DIR (only a directory carrying the keep mark).
+if [ "${1:-}" = --stop ]; then
+  dir=${2:-}
+  [ -n "$dir" ] && [ $# = 2 ] || usage
+  if [ ! -f "$dir/$KEEP_MARK" ]; then
+    echo "demo: $dir is not a directory left by demo.sh --keep (no $KEEP_MARK in it)" >&2
+    exit 1
+  fi
+  pid=$(cat "$dir/emulator.pid" 2>/dev/null || true)
+  if [[ "$pid" =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null |
+      grep -qF -- "--ready-file $dir/emu-ready.json"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    echo "demo: emulator $pid stopped"
+  else
+    echo "demo: the emulator of $dir is not running any more"
+  fi
+  rm -rf -- "$dir"
+  echo "demo: removed $dir"
+  exit 0
+fi
+
+keep=0
+if [ "${1:-}" = --keep ]; then
+  keep=1
+  shift
+fi
+[ $# -le 1 ] || usage
+if [ -z "${1:-}" ] && { [ -z "${AKV_EMULATOR:-}" ] || [ -z "${AKV_MODULE:-}" ]; }; then
+  usage
 fi
 if [ -n "${1:-}" ]; then
   build=$(cd "$1" && pwd) || exit 2
   : "${AKV_EMULATOR:=$build/tests/emulator/akv-emulator}" "${AKV_MODULE:=$build/src/akv-pkcs11.so}"
+  [ -x "$build/tools/akv-p11" ] && : "${AKV_P11:=$build/tools/akv-p11}"
 fi
+AKV_MODULE=$(realpath "$AKV_MODULE")
+top=$(cd "$(dirname "$0")/../.." && pwd)
 export AKV_EMULATOR AKV_MODULE
 . "$(dirname "$0")/lib.sh"
 need_tool pkcs11-tool openssl jq curl ss
@@ -102,4 +148,21 @@ fi
 banner "9. What it cost: requests the vault saw from the programs above (seeding not counted)"
 stats_json | jq .
 
-banner "Done: every key operation above ran in the (emulated) vault; cleaning up"
+if [ "$keep" = 0 ]; then
+  banner "Done: every key operation above ran in the (emulated) vault; cleaning up"
+  exit 0
+fi
+
+# --keep: the work dir (emulator state, CA, configuration) and the emulator outlive this script.
+printf '%s\n' "$EMU_PID" >"$WORK/emulator.pid"
+: >"$WORK/$KEEP_MARK"
+EMU_PID=""
+KEEP_WORK=1
+path_part=""
+[ -n "${AKV_P11:-}" ] && path_part=" PATH=$(dirname "$(realpath "$AKV_P11")"):\$PATH"
+banner "Done. The emulator and the configuration stay up: try it yourself (README.md)"
+echo "Run these in your shell (the first sets the configuration, the module and akv-p11 on PATH):"
+echo
+printf 'export AKV_PKCS11_CONFIG=%s AKV_PKCS11_MODULE=%s%s\n' "$conf" "$AKV_MODULE" "$path_part"
+printf 'pkcs11-tool --module "$AKV_PKCS11_MODULE" -O\n'
+printf 'bash %s/scripts/demo.sh --stop %s\n' "$top" "$WORK"
