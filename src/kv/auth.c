@@ -1241,13 +1241,17 @@ kv_rc kv_cred_token(struct kv_cred *cred, const char *resource, const char *tena
 
 const char *kv_cred_describe(const struct kv_cred *cred)
 {
-  int chosen;
+  int idx;
   if (!cred)
     return "(none)";
   pthread_mutex_lock((pthread_mutex_t *)&cred->lock);
-  chosen = cred->chosen;
+  idx = cred->chosen;
+  /* Before any token: the configured source that failed, as it answers for the slot. */
+  for (size_t i = 0; idx < 0 && cred->chained && i < cred->n_srcs; i++)
+    if (cred->state[i] == KV_SRC_FAILED)
+      idx = (int)i;
   pthread_mutex_unlock((pthread_mutex_t *)&cred->lock);
-  if (chosen >= 0)
-    return cred->desc[chosen];
+  if (idx >= 0)
+    return cred->desc[idx];
   return cred->chained ? "DefaultAzureCredential chain (no source has worked yet)" : cred->desc[0];
 }

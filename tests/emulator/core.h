@@ -59,6 +59,7 @@ struct emu_server {
   char *imds_endpoint;      /* http://127.0.0.1:PORT */
   int token_ttl;            /* seconds */
   int64_t delete_delay_ms;  /* "being deleted" window */
+  int client_secret_revoked; /* control: the client secret was deleted from the app */
   EVP_PKEY *token_key;      /* signs access tokens and the federated token */
   X509 *client_cert;        /* registered for the client assertion flow */
   unsigned char client_x5t[20], client_x5t256[32];

@@ -351,7 +351,8 @@ static void token_endpoint(const char *body, size_t body_len, const char *query,
   }
   if(secret) {
     size_t a = strlen(secret), b = strlen(emu_srv->client_secret);
-    if(a != b || CRYPTO_memcmp(secret, emu_srv->client_secret, a) != 0) {
+    if(__atomic_load_n(&emu_srv->client_secret_revoked, __ATOMIC_RELAXED) ||
+       a != b || CRYPTO_memcmp(secret, emu_srv->client_secret, a) != 0) {
       oauth_error(out, 401, "invalid_client", 7000215,
                   "Invalid client secret provided. Ensure the secret being sent in the request is "
                   "the client secret value, not the client secret ID, for a secret added to app.");
@@ -493,15 +494,19 @@ static void control(const char *method, const char *path, const char *body, size
     cJSON *j = emu_json_parse(body ? body : "", body_len);
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "delete_delay_ms");
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "token_ttl");
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "client_secret_revoked");
     bool ok = cJSON_IsObject(j) && (!d || (cJSON_IsNumber(d) && d->valuedouble >= 0 &&
                                           d->valuedouble <= 600000)) &&
-              (!t || (cJSON_IsNumber(t) && t->valuedouble >= 1 && t->valuedouble <= 86400));
+              (!t || (cJSON_IsNumber(t) && t->valuedouble >= 1 && t->valuedouble <= 86400)) &&
+              (!r || cJSON_IsBool(r));
     if(ok) {
       /* single aligned stores; readers tolerate either value */
       if(d)
         __atomic_store_n(&emu_srv->delete_delay_ms, (int64_t)d->valuedouble, __ATOMIC_RELAXED);
       if(t)
         __atomic_store_n(&emu_srv->token_ttl, (int)t->valuedouble, __ATOMIC_RELAXED);
+      if(r)
+        __atomic_store_n(&emu_srv->client_secret_revoked, cJSON_IsTrue(r), __ATOMIC_RELAXED);
     }
     cJSON_Delete(j);
     out->status = ok ? 200 : 400;
@@ -509,9 +514,12 @@ static void control(const char *method, const char *path, const char *body, size
     if(out->json) {
       cJSON_AddNumberToObject(out->json, "delete_delay_ms", (double)emu_srv->delete_delay_ms);
       cJSON_AddNumberToObject(out->json, "token_ttl", emu_srv->token_ttl);
+      cJSON_AddBoolToObject(out->json, "client_secret_revoked",
+                            __atomic_load_n(&emu_srv->client_secret_revoked, __ATOMIC_RELAXED));
       if(!ok)
         cJSON_AddStringToObject(out->json, "error",
-                                "expected {\"delete_delay_ms\":0..600000,\"token_ttl\":1..86400}");
+                                "expected {\"delete_delay_ms\":0..600000,\"token_ttl\":1..86400,"
+                                "\"client_secret_revoked\":true|false}");
     }
     return;
   }

@@ -35,6 +35,10 @@ unset AKV_PKCS11_CONFIG AKV_PKCS11_VAULT_URL AKV_PKCS11_CA_FILE AKV_PKCS11_ALLOW
   IDENTITY_ENDPOINT IDENTITY_HEADER IMDS_ENDPOINT MSI_ENDPOINT MSI_SECRET AZURE_POD_IDENTITY_AUTHORITY_HOST \
   AZURE_TOKEN_CREDENTIALS PKCS11_MODULE_PATH OPENSSL_CONF P11_KIT_SERVER_ADDRESS http_proxy https_proxy \
   HTTP_PROXY HTTPS_PROXY ALL_PROXY all_proxy 2>/dev/null || true
+# Every credential source a test can reach stays on loopback (docs/testing.md): managed identity
+# (IMDS) at a closed loopback port and no Azure CLI, unless a test points them at the emulator or
+# a fake az of its own.
+export AZURE_POD_IDENTITY_AUTHORITY_HOST=http://127.0.0.1:9 AKV_PKCS11_AZ_PATH=/nonexistent/az
 
 log() { printf '# %s\n' "$*"; }
 section() { printf '\n## %s\n' "$*"; }

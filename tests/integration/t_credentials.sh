@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 3: every credential kind gets a token from the emulator and pkcs11-tool -O lists the keys;
 # a wrong secret fails at the first network use (not at C_Initialize) with a log line naming the
-# credential and the HTTP error; secrets and tokens never reach the log.
+# credential and the HTTP error, without falling through to managed identity or az (issue 17: one
+# identity per slot); secrets and tokens never reach the log. Every source stays on loopback.
 . "$(dirname "$0")/lib.sh"
 need_tool pkcs11-tool jq curl
 need_module
@@ -12,10 +13,13 @@ kv_create_ec ec-p256 P-256 || fail "seeding"
 KV_URL=$EMU_VAULT_URL_1 kv_create_ec other-ec P-256 || fail "seeding"
 export AKV_PKCS11_OBJECTS=keys
 
-# Environment with no credential at all; each case adds exactly one.
+# Environment with no credential at all; each case adds exactly one. Every source stays on
+# loopback: IMDS at a closed port and az at a path that does not exist unless the case sets them
+# (the last assignment given to env wins).
 CRED_VARS=(AZURE_TENANT_ID AZURE_CLIENT_ID AZURE_CLIENT_SECRET AZURE_CLIENT_CERTIFICATE_PATH
   AZURE_FEDERATED_TOKEN_FILE IDENTITY_ENDPOINT IDENTITY_HEADER AZURE_POD_IDENTITY_AUTHORITY_HOST
-  IMDS_ENDPOINT MSI_ENDPOINT MSI_SECRET)
+  IMDS_ENDPOINT MSI_ENDPOINT MSI_SECRET AKV_PKCS11_IMDS_ENDPOINT AKV_PKCS11_AZ_PATH)
+NO_SOURCES=(AZURE_POD_IDENTITY_AUTHORITY_HOST=http://127.0.0.1:9 AKV_PKCS11_AZ_PATH=/nonexistent/az)
 # An empty PATH directory in front, so no real `az` can be found except the fake one.
 mkdir -p "$WORK/nobin" "$WORK/azbin"
 
@@ -29,7 +33,7 @@ lists_keys() {
   fresh_cache # a listing served from the cross-process cache would need no token at all
   stats_reset
   check "$desc: pkcs11-tool -O succeeds" \
-    env "${unset_args[@]}" PATH="$WORK/nobin:$PATH" "$@" timeout 60 pkcs11-tool --module "$AKV_MODULE" -O
+    env "${unset_args[@]}" PATH="$WORK/nobin:$PATH" "${NO_SOURCES[@]}" "$@" timeout 60 pkcs11-tool --module "$AKV_MODULE" -O
   cp "$WORK/check.out" "$WORK/last-O.out"
   check_grep "$desc: rsa2048 listed" "label: +rsa2048\$" "$WORK/last-O.out"
   check_grep "$desc: ec-p256 listed" "label: +ec-p256\$" "$WORK/last-O.out"
@@ -94,8 +98,10 @@ jq -n --arg t "\$(jq -r .access_token <<<"\$resp")" --argjson e "\$exp" \\
   '{accessToken:\$t, expiresOn:\$eo, expires_on:\$e, subscription:"00000000-0000-0000-0000-000000000000", tenant:\$ten, tokenType:"Bearer"}'
 EOF
 chmod 700 "$WORK/azbin/az"
-lists_keys "Azure CLI" token PATH="$WORK/azbin:$WORK/nobin:$PATH"
+lists_keys "Azure CLI" token PATH="$WORK/azbin:$WORK/nobin:$PATH" AKV_PKCS11_AZ_PATH=az
 check_grep "the module ran 'az account get-access-token'" "^az account get-access-token" "$WORK/az.calls"
+check "Azure CLI: IMDS was probed (a closed loopback port) and cost the emulator nothing ($(stats_ops))" \
+  test "$(stats_get imds)" = 0
 
 section "explicit selection: AKV_PKCS11_CREDENTIAL=managed_identity wins over a client secret"
 if [ -n "$imds" ]; then
@@ -130,13 +136,17 @@ if [ -n "$imds" ]; then
   check "per-slot: vault 1's token came from the client secret (ops: $(stats_ops))" test "$(stats_get token)" -ge 1
 fi
 
-section "wrong client secret: C_Initialize works offline, the first network use fails clearly"
+section "wrong client secret, managed identity and az available: C_Initialize works offline, the first network use fails with the secret's error"
+# Issue 17: IMDS (the emulator's) and az (the fake, which would work) are there too; the module
+# must not fall through to them: one identity per slot (docs/config.md).
 unset_args=()
 for v in "${CRED_VARS[@]}"; do unset_args+=(-u "$v"); done
 fresh_cache
 WRONG='wrong-secret-for-the-test-0123456789'
 wrong_env=(env "${unset_args[@]}" AZURE_TENANT_ID="$EMU_TENANT" AZURE_CLIENT_ID="$EMU_CLIENT_ID"
-  AZURE_CLIENT_SECRET="$WRONG" AZURE_AUTHORITY_HOST="$EMU_AUTHORITY" PATH="$WORK/nobin:$PATH")
+  AZURE_CLIENT_SECRET="$WRONG" AZURE_AUTHORITY_HOST="$EMU_AUTHORITY" PATH="$WORK/azbin:$WORK/nobin:$PATH"
+  AZURE_POD_IDENTITY_AUTHORITY_HOST="${imds:-http://127.0.0.1:9}" AKV_PKCS11_AZ_PATH="$WORK/azbin/az")
+: >"$WORK/az.calls"
 stats_reset
 check "pkcs11-tool -L (C_Initialize, slot and token info) succeeds with a wrong secret" \
   "${wrong_env[@]}" timeout 60 pkcs11-tool --module "$AKV_MODULE" -L
@@ -151,6 +161,12 @@ check_grep "pkcs11-tool reports CKR_DEVICE_ERROR" "CKR_DEVICE_ERROR" "$WORK/wron
 check_grep "the module's log names the credential (client secret)" "[Cc]lient[ _-]?[Ss]ecret" "$WORK/wrong.err"
 check_grep "the module's log gives the HTTP error" "(HTTP|status)[^0-9]*(400|401)|invalid_client" "$WORK/wrong.err"
 check_nofixed "the wrong secret itself is not logged" "$WRONG" "$WORK/wrong.all"
+check_eq "one credential error line, the secret's" 1 "$(grep -c 'credential' "$WORK/wrong.err")"
+check_grep "it names the fix and says no other source is tried" \
+  "credential: client secret .* failed: HTTP 401 .*; fix: .*no other source is tried" "$WORK/wrong.err"
+check_eq "no IMDS request ($(stats_ops))" 0 "$(stats_get imds)"
+check_eq "az was not run" 0 "$(wc -l <"$WORK/az.calls")"
+check_nogrep "the log mentions no managed identity" "managed identity|Azure CLI" "$WORK/wrong.err"
 
 section "debug logging never shows the secret or the access token"
 fresh_cache
