@@ -15,7 +15,7 @@ pkgs=(build-essential meson ninja-build pkg-config clang libclang-rt-14-dev debh
       nginx openjdk-17-jdk-headless unzip git xz-utils osslsigncode sbsigntool systemd-boot-efi)
 
 demo_pkgs=(build-essential meson ninja-build pkg-config libssl-dev libcurl4-openssl-dev libcjson-dev
-           libp11-kit-dev libcmocka-dev libmicrohttpd-dev openssl curl jq iproute2
+           libcrypt-dev libp11-kit-dev libcmocka-dev libmicrohttpd-dev openssl curl jq iproute2
            opensc libengine-pkcs11-openssl openssh-client)
 demo=0
 case "${1:-}" in
