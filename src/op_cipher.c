@@ -118,7 +118,8 @@ static CK_RV check_input(const struct akv_op *op, enum kv_cipher_op vop, size_t 
  * refuses a mismatching algorithm with 400) and remembered per key version. */
 #define SIZE_MEMO_N 64
 #define SIZE_MEMO_KID 512
-static pthread_mutex_t memo_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Fork-safe (docs/reliability.md "Fork"): a child never finds it held, nor an entry half written. */
+static struct akv_fork_lock memo_lock = AKV_FORK_LOCK_INIT;
 static struct {
   char kid[SIZE_MEMO_KID];
   size_t bytes;
@@ -130,11 +131,11 @@ static size_t memo_get(const char *kid)
   size_t bytes = 0;
   if (!kid || strlen(kid) >= SIZE_MEMO_KID)
     return 0;
-  pthread_mutex_lock(&memo_lock);
+  akv_fork_lock_take(&memo_lock);
   for (unsigned i = 0; i < SIZE_MEMO_N; i++)
     if (size_memo[i].bytes && strcmp(size_memo[i].kid, kid) == 0)
       bytes = size_memo[i].bytes;
-  pthread_mutex_unlock(&memo_lock);
+  akv_fork_lock_give(&memo_lock);
   return bytes;
 }
 
@@ -142,11 +143,11 @@ static void memo_put(const char *kid, size_t bytes)
 {
   if (!kid || strlen(kid) >= SIZE_MEMO_KID || memo_get(kid) == bytes)
     return;
-  pthread_mutex_lock(&memo_lock);
+  akv_fork_lock_take(&memo_lock);
   snprintf(size_memo[memo_next].kid, SIZE_MEMO_KID, "%s", kid);
   size_memo[memo_next].bytes = bytes;
   memo_next = (memo_next + 1) % SIZE_MEMO_N;
-  pthread_mutex_unlock(&memo_lock);
+  akv_fork_lock_give(&memo_lock);
 }
 
 /* ---- remote ---------------------------------------------------------------------------------- */

@@ -1,5 +1,7 @@
 /* Audit lines: JSON built with cJSON (so names are escaped), one write(2) per line on an O_APPEND
- * descriptor so lines from several threads or processes never interleave. */
+ * descriptor so lines from several threads or processes never interleave. The lock is fork-safe
+ * (akv_fork_lock): a child never inherits it held by a thread that does not exist there; nothing
+ * else is locked or logged while it is held. */
 #include "util/audit.h"
 
 #include <errno.h>
@@ -15,24 +17,25 @@
 
 #include "util/log.h"
 
-static pthread_mutex_t audit_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct akv_fork_lock audit_lock = AKV_FORK_LOCK_INIT;
 static int audit_fd = -1;
 
 int akv_audit_open(const char *path)
 {
   int fd = -1;
   if (path && *path) {
-    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+    char why[512];
+    fd = akv_open_own_file(path, why, sizeof(why));
     if (fd < 0) {
-      akv_err(AKV_LOGC_GEN, "cannot open audit file %s: %s", path, strerror(errno));
+      akv_err(AKV_LOGC_GEN, "cannot open audit file %s: %s", path, why);
       return -1;
     }
   }
-  pthread_mutex_lock(&audit_lock);
+  akv_fork_lock_take(&audit_lock);
   if (audit_fd >= 0)
     close(audit_fd);
   audit_fd = fd;
-  pthread_mutex_unlock(&audit_lock);
+  akv_fork_lock_give(&audit_lock);
   return 0;
 }
 
@@ -44,9 +47,9 @@ void akv_audit_close(void)
 int akv_audit_enabled(void)
 {
   int on;
-  pthread_mutex_lock(&audit_lock);
+  akv_fork_lock_take(&audit_lock);
   on = audit_fd >= 0;
-  pthread_mutex_unlock(&audit_lock);
+  akv_fork_lock_give(&audit_lock);
   return on;
 }
 
@@ -61,9 +64,9 @@ static const char *(*outcome_mapper)(const char *outcome);
 
 void akv_audit_set_outcome_mapper(const char *(*fn)(const char *outcome))
 {
-  pthread_mutex_lock(&audit_lock);
+  akv_fork_lock_take(&audit_lock);
   outcome_mapper = fn;
-  pthread_mutex_unlock(&audit_lock);
+  akv_fork_lock_give(&audit_lock);
 }
 
 /* The object's identifier as the service writes it: {vault}/{keys|secrets|certificates}/{name}[/{version}]. */
@@ -92,9 +95,9 @@ void akv_audit_record(const struct akv_audit_event *ev)
   size_t len;
   if (!ev || !akv_audit_enabled())
     return;
-  pthread_mutex_lock(&audit_lock);
+  akv_fork_lock_take(&audit_lock);
   mapper = outcome_mapper;
-  pthread_mutex_unlock(&audit_lock);
+  akv_fork_lock_give(&audit_lock);
   clock_gettime(CLOCK_REALTIME, &now);
   gmtime_r(&now.tv_sec, &tm);
   snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
@@ -125,17 +128,20 @@ void akv_audit_record(const struct akv_audit_event *ev)
   }
   line[len++] = '\n';
   line[len] = '\0';
-  pthread_mutex_lock(&audit_lock);
-  if (audit_fd >= 0) {
-    ssize_t w;
-    do
-      w = write(audit_fd, line, len);
-    while (w < 0 && errno == EINTR);
+  {
+    ssize_t w = (ssize_t)len;
+    int e = 0;
+    akv_fork_lock_take(&audit_lock);
+    if (audit_fd >= 0) {
+      do
+        w = write(audit_fd, line, len);
+      while (w < 0 && errno == EINTR);
+      e = errno;
+    }
+    akv_fork_lock_give(&audit_lock);
     if (w != (ssize_t)len)
-      akv_warn(AKV_LOGC_GEN, "audit line not fully written: %s",
-               w < 0 ? strerror(errno) : "short write");
+      akv_warn(AKV_LOGC_GEN, "audit line not fully written: %s", w < 0 ? strerror(e) : "short write");
   }
-  pthread_mutex_unlock(&audit_lock);
 out:
   free(line);
   cJSON_Delete(o);

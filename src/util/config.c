@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/auxv.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -790,9 +791,18 @@ static void config_defaults(struct akv_config *cfg)
 
 /* ---- environment ----------------------------------------------------------------------------- */
 
+/* True in a privileged process (setuid/setgid, file capabilities): the environment and user
+ * configuration files are then not used (docs/security.md "Privileged processes"). */
+static int privileged(void)
+{
+  return getauxval(AT_SECURE) != 0;
+}
+
+/* secure_getenv: NULL for every name in a privileged process, whose environment was set by a less
+ * trusted user. */
 static const char *env_nonempty(const char *name)
 {
-  const char *v = getenv(name);
+  const char *v = secure_getenv(name);
   return v && *v ? v : NULL;
 }
 
@@ -1313,6 +1323,31 @@ int akv_config_parse(const char *json, const char *path, struct akv_config **out
   return parse_doc(json, strlen(json), path, 0, NULL, out, err, errlen);
 }
 
+/* sshd's rule for its own files: a configuration another user can change is not the user's
+ * configuration, whatever it holds. The owner must be root or this process's effective user, and
+ * neither group nor other may write it. Checked on the opened file (fstat), not the path. */
+static int check_config_owner_mode(const char *path, const struct stat *st, char *err,
+                                   size_t errlen)
+{
+  uid_t me = geteuid();
+  if (st->st_uid != 0 && st->st_uid != me) {
+    snprintf(err, errlen,
+             "%s: refused: the configuration file is owned by uid %u, neither root nor this "
+             "process's user (uid %u), so another user can change it; fix: chown %u %s (or use "
+             "a file you own)",
+             path, (unsigned)st->st_uid, (unsigned)me, (unsigned)me, path);
+    return -1;
+  }
+  if (st->st_mode & (S_IWGRP | S_IWOTH)) {
+    snprintf(err, errlen,
+             "%s: refused: group or other can write the configuration file (mode %03o), so "
+             "another user can change it; fix: chmod go-w %s",
+             path, (unsigned)(st->st_mode & 0777), path);
+    return -1;
+  }
+  return 0;
+}
+
 static int load_file(const char *path, struct akv_config **out, char *err, size_t errlen)
 {
   char *data = NULL;
@@ -1322,6 +1357,11 @@ static int load_file(const char *path, struct akv_config **out, char *err, size_
   if (read_file_capped(path, CONFIG_MAX_BYTES, &data, &len, &st, &e)) {
     snprintf(err, errlen, "%s: cannot read the configuration: %s; fix: check the path and that "
              "it is a regular file of at most %d bytes", path, strerror(e), CONFIG_MAX_BYTES);
+    return -1;
+  }
+  if (check_config_owner_mode(path, &st, err, errlen)) {
+    OPENSSL_cleanse(data, len);
+    free(data);
     return -1;
   }
   rc = parse_doc(data, len, path, 1, &st, out, err, errlen);
@@ -1351,6 +1391,10 @@ int akv_config_load(const char *reserved, struct akv_config **out, char *err, si
       return parse_doc(p, strlen(p), "(C_Initialize pReserved JSON)", 0, NULL, out, err, errlen);
     return load_file(reserved, out, err, errlen);
   }
+  if (privileged())
+    akv_info(AKV_LOGC_CONF,
+             "privileged process (AT_SECURE): the environment and user configuration files are "
+             "not used; only pReserved or /etc/akv-pkcs11/config.json");
   env = env_nonempty("AKV_PKCS11_CONFIG");
   if (env)
     return load_file(env, out, err, errlen);

@@ -37,6 +37,53 @@ static void log_atfork_release(void)
   pthread_mutex_unlock(&log_lock);
 }
 
+/* The registered fork-safe locks (akv_fork_lock_take); the registry lock is taken first around
+ * fork so no registration runs while the handlers walk the list. */
+#define FORK_LOCKS_MAX 16
+static pthread_mutex_t fork_reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t fork_reg_once = PTHREAD_ONCE_INIT;
+static struct akv_fork_lock *fork_locks[FORK_LOCKS_MAX];
+static int n_fork_locks;
+
+static void fork_locks_prepare(void)
+{
+  pthread_mutex_lock(&fork_reg_lock);
+  for (int i = 0; i < n_fork_locks; i++)
+    pthread_mutex_lock(&fork_locks[i]->m);
+}
+
+static void fork_locks_release(void)
+{
+  for (int i = n_fork_locks - 1; i >= 0; i--)
+    pthread_mutex_unlock(&fork_locks[i]->m);
+  pthread_mutex_unlock(&fork_reg_lock);
+}
+
+static void fork_reg_init(void)
+{
+  pthread_atfork(fork_locks_prepare, fork_locks_release, fork_locks_release);
+}
+
+void akv_fork_lock_take(struct akv_fork_lock *l)
+{
+  if (!atomic_load_explicit(&l->registered, memory_order_acquire)) {
+    pthread_once(&fork_reg_once, fork_reg_init);
+    pthread_mutex_lock(&fork_reg_lock);
+    /* A full registry (a programming error: there are a handful of such locks) leaves the lock
+     * working, only not fork-safe. */
+    if (!atomic_load(&l->registered) && n_fork_locks < FORK_LOCKS_MAX)
+      fork_locks[n_fork_locks++] = l;
+    atomic_store_explicit(&l->registered, 1, memory_order_release);
+    pthread_mutex_unlock(&fork_reg_lock);
+  }
+  pthread_mutex_lock(&l->m);
+}
+
+void akv_fork_lock_give(struct akv_fork_lock *l)
+{
+  pthread_mutex_unlock(&l->m);
+}
+
 static int parse_level(const char *s, int *out)
 {
   static const char *const names[] = {"error", "warn", "info", "debug"};
@@ -90,9 +137,9 @@ static void log_once_init(void)
 {
   int lvl;
   pthread_atfork(log_atfork_prepare, log_atfork_release, log_atfork_release);
-  if (parse_level(getenv("AKV_PKCS11_LOG_LEVEL"), &lvl) == 0)
+  if (parse_level(secure_getenv("AKV_PKCS11_LOG_LEVEL"), &lvl) == 0)
     log_level = lvl;
-  log_debug_cats = parse_cats(getenv("AKV_PKCS11_DEBUG"));
+  log_debug_cats = parse_cats(secure_getenv("AKV_PKCS11_DEBUG"));
 }
 
 static void close_sink_inlock(void)
@@ -106,6 +153,38 @@ static void close_sink_inlock(void)
   log_syslog = 0;
 }
 
+int akv_open_own_file(const char *path, char *why, size_t whylen)
+{
+  struct stat st;
+  uid_t me = geteuid();
+  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0600);
+  if (fd < 0) {
+    if (errno == ELOOP)
+      snprintf(why, whylen, "it is a symbolic link, which is not followed; fix: name the file "
+               "itself");
+    else
+      snprintf(why, whylen, "%s", strerror(errno));
+    return -1;
+  }
+  if (fstat(fd, &st) != 0) {
+    snprintf(why, whylen, "%s", strerror(errno));
+  } else if (st.st_uid != 0 && st.st_uid != me) {
+    snprintf(why, whylen,
+             "it is owned by uid %u, neither root nor this process's user (uid %u); fix: chown "
+             "%u %s, or choose a path in a directory you own",
+             (unsigned)st.st_uid, (unsigned)me, (unsigned)me, path);
+  } else if (S_ISREG(st.st_mode) && (st.st_mode & (S_IWGRP | S_IWOTH))) {
+    snprintf(why, whylen,
+             "group or other can write it (mode %03o), so its lines could be forged; fix: chmod "
+             "go-w %s",
+             (unsigned)(st.st_mode & 0777), path);
+  } else {
+    return fd;
+  }
+  close(fd);
+  return -1;
+}
+
 void akv_log_init(int level, const char *file)
 {
   int lvl;
@@ -116,18 +195,18 @@ void akv_log_init(int level, const char *file)
   if (level > AKV_LOG_DEBUG)
     level = AKV_LOG_DEBUG;
   /* The environment overrides the configuration so an operator can debug without editing it. */
-  if (parse_level(getenv("AKV_PKCS11_LOG_LEVEL"), &lvl) == 0)
+  if (parse_level(secure_getenv("AKV_PKCS11_LOG_LEVEL"), &lvl) == 0)
     level = lvl;
   if (file && *file && strcmp(file, "syslog") != 0 && strcmp(file, "stderr") != 0) {
-    fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+    char why[512];
+    fd = akv_open_own_file(file, why, sizeof(why));
     if (fd < 0)
-      fprintf(stderr, "akv-pkcs11: cannot open log file %s: %s; logging to stderr\n", file,
-              strerror(errno));
+      fprintf(stderr, "akv-pkcs11: cannot open log file %s: %s; logging to stderr\n", file, why);
   }
   pthread_mutex_lock(&log_lock);
   close_sink_inlock();
   log_level = level;
-  log_debug_cats = parse_cats(getenv("AKV_PKCS11_DEBUG"));
+  log_debug_cats = parse_cats(secure_getenv("AKV_PKCS11_DEBUG"));
   if (fd >= 0) {
     log_fd = fd;
     log_fd_owned = 1;

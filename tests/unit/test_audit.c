@@ -1,3 +1,4 @@
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -66,10 +67,47 @@ static void test_lines(void **state)
   unlink(path);
 }
 
+/* An audit file that is a symbolic link, writable by group/other, or owned by another user is
+ * refused (docs/security.md "Configuration, log and audit files"). */
+static void test_unsafe_file_refused(void **state)
+{
+  char target[128], link[128];
+  int fd;
+  (void)state;
+  snprintf(target, sizeof(target), "/tmp/akv-test-audit-%ld.target", (long)getpid());
+  snprintf(link, sizeof(link), "/tmp/akv-test-audit-%ld.link", (long)getpid());
+  unlink(target);
+  unlink(link);
+  fd = open(target, O_WRONLY | O_CREAT, 0600);
+  assert_true(fd >= 0);
+  close(fd);
+  assert_int_equal(symlink(target, link), 0);
+  assert_int_equal(akv_audit_open(link), -1);
+  assert_false(akv_audit_enabled());
+  unlink(link);
+  assert_int_equal(chmod(target, 0620), 0);
+  assert_int_equal(akv_audit_open(target), -1);
+  assert_int_equal(chmod(target, 0606), 0);
+  assert_int_equal(akv_audit_open(target), -1);
+  assert_false(akv_audit_enabled());
+  if (geteuid() == 0) {
+    assert_int_equal(chmod(target, 0600), 0);
+    assert_int_equal(chown(target, 4242, (gid_t)-1), 0);
+    assert_int_equal(akv_audit_open(target), -1);
+    assert_int_equal(chown(target, 0, (gid_t)-1), 0);
+  }
+  assert_int_equal(chmod(target, 0644), 0);
+  assert_int_equal(akv_audit_open(target), 0);
+  assert_true(akv_audit_enabled());
+  akv_audit_close();
+  unlink(target);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_lines),
+      cmocka_unit_test(test_unsafe_file_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -398,6 +398,49 @@ static void test_search_order(void **state)
   unsetenv("XDG_CONFIG_HOME");
 }
 
+/* A configuration file another user can change is refused whatever it holds (no secret here),
+ * with the file, the mode or owner and the fix (docs/config.md "Where the configuration comes
+ * from"); 0644 and 0600 owned by the caller are accepted. */
+static void test_config_file_owner_mode(void **state)
+{
+  static const mode_t refused[] = {0664, 0646, 0666, 0620, 0602};
+  struct akv_config *cfg = NULL;
+  char err[1024], path[512], mode[8];
+  (void)state;
+  snprintf(path, sizeof(path), "%s",
+           write_file("plain.json", "{\"slots\":[{\"url\":\"https://p.vault.azure.net\"}]}", 0644));
+  for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+    assert_int_equal(chmod(path, refused[i]), 0);
+    snprintf(mode, sizeof(mode), "%03o", (unsigned)refused[i]);
+    assert_int_equal(akv_config_load(path, &cfg, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, path));
+    assert_non_null(strstr(err, mode));
+    assert_non_null(strstr(err, "chmod go-w"));
+    /* The same through AKV_PKCS11_CONFIG. */
+    setenv("AKV_PKCS11_CONFIG", path, 1);
+    assert_int_equal(akv_config_load(NULL, &cfg, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "chmod go-w"));
+    unsetenv("AKV_PKCS11_CONFIG");
+  }
+  assert_int_equal(chmod(path, 0644), 0);
+  assert_int_equal(akv_config_load(path, &cfg, err, sizeof(err)), 0);
+  akv_config_free(cfg);
+  assert_int_equal(chmod(path, 0600), 0);
+  assert_int_equal(akv_config_load(path, &cfg, err, sizeof(err)), 0);
+  akv_config_free(cfg);
+  /* Owned by another user (only root can give a file away): refused, mode 0644 or not. */
+  if (geteuid() == 0) {
+    assert_int_equal(chown(path, 4242, (gid_t)-1), 0);
+    assert_int_equal(akv_config_load(path, &cfg, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, path));
+    assert_non_null(strstr(err, "uid 4242"));
+    assert_non_null(strstr(err, "chown"));
+    assert_int_equal(chown(path, 0, (gid_t)-1), 0);
+    assert_int_equal(akv_config_load(path, &cfg, err, sizeof(err)), 0);
+    akv_config_free(cfg);
+  }
+}
+
 static void test_azure_domains(void **state)
 {
   const char *res = NULL, *dom = NULL;
@@ -430,6 +473,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_env_quick_start, setup, teardown),
       cmocka_unit_test_setup_teardown(test_search_order, setup, teardown),
       cmocka_unit_test_setup_teardown(test_azure_domains, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_file_owner_mode, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,3 +1,4 @@
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -126,6 +127,55 @@ static void test_fork_safe(void **state)
   assert_non_null(strstr(contents(), "child reinit"));
 }
 
+/* A log file that is a symbolic link, writable by group/other, or owned by another user is not
+ * written to: lines go to stderr instead (docs/security.md "Configuration, log and audit files"). */
+static void test_unsafe_file_refused(void **state)
+{
+  char target[160], link[160];
+  struct stat st;
+  (void)state;
+  snprintf(target, sizeof(target), "%s.target", path);
+  snprintf(link, sizeof(link), "%s.link", path);
+  unlink(target);
+  unlink(link);
+  assert_int_equal(close(open(target, O_WRONLY | O_CREAT, 0600)), 0);
+  assert_int_equal(symlink(target, link), 0);
+  akv_log_init(AKV_LOG_WARN, link);
+  akv_err(AKV_LOGC_GEN, "through the link");
+  akv_log_close();
+  assert_int_equal(stat(target, &st), 0);
+  assert_int_equal(st.st_size, 0);
+  unlink(link);
+
+  for (int i = 0; i < 2; i++) { /* group-writable, other-writable */
+    assert_int_equal(chmod(target, i ? 0602 : 0620), 0);
+    akv_log_init(AKV_LOG_WARN, target);
+    akv_err(AKV_LOGC_GEN, "writable by others");
+    akv_log_close();
+    assert_int_equal(stat(target, &st), 0);
+    assert_int_equal(st.st_size, 0);
+  }
+
+  if (geteuid() == 0) {
+    assert_int_equal(chmod(target, 0600), 0);
+    assert_int_equal(chown(target, 4242, (gid_t)-1), 0);
+    akv_log_init(AKV_LOG_WARN, target);
+    akv_err(AKV_LOGC_GEN, "foreign owner");
+    akv_log_close();
+    assert_int_equal(stat(target, &st), 0);
+    assert_int_equal(st.st_size, 0);
+  }
+  /* The same file, private and ours: written. */
+  assert_int_equal(chown(target, geteuid(), (gid_t)-1), 0);
+  assert_int_equal(chmod(target, 0644), 0);
+  akv_log_init(AKV_LOG_WARN, target);
+  akv_err(AKV_LOGC_GEN, "accepted");
+  akv_log_close();
+  assert_int_equal(stat(target, &st), 0);
+  assert_true(st.st_size > 0);
+  unlink(target);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -133,6 +183,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_debug_categories, setup, teardown),
       cmocka_unit_test_setup_teardown(test_no_line_forgery, setup, teardown),
       cmocka_unit_test_setup_teardown(test_fork_safe, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_unsafe_file_refused, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
