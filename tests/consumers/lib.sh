@@ -26,10 +26,10 @@ RECIPE_SUBST=()
 # (literal strings).
 recipe() {
   local name=$1 out=$2 text i n
-  n=$(cat "${RECIPE_DOCS[@]}" | grep -c -x -F -- '```sh recipe='"$name" || true)
+  n=$(cat "${RECIPE_DOCS[@]}" | grep -x -F -c -- '```sh recipe='"$name" || true)
   [ "$n" = 1 ] || fail "docs/usage.md and troubleshooting.md must have one \`\`\`sh recipe=$name block (have $n)"
-  text=$(cat "${RECIPE_DOCS[@]}" |
-    awk -v open='```sh recipe='"$name" '$0 == open { inb = 1; next } /^```/ && inb { exit } inb { print }')
+  text=$(awk -v open='```sh recipe='"$name" '$0 == open { inb = 1; next } /^```/ { inb = 0 } inb { print }' \
+    "${RECIPE_DOCS[@]}")
   [ -n "$text" ] || fail "docs: the recipe $name is empty"
   text=${text//"$DOC_MODULE"/"$AKV_MODULE"}
   [ -z "${RECIPE_CONFIG:-}" ] || text=${text//"$DOC_CONFIG"/"$RECIPE_CONFIG"}
