@@ -72,8 +72,8 @@ for f in "$INSTALLED_MODULE" /usr/share/p11-kit/modules/akv-pkcs11.module /usr/b
   /usr/share/man/man1/akv-p11.1.gz /usr/share/doc/akv-pkcs11/copyright; do
   check_grep "the .deb holds $f" "^$f\$" "$WORK/deb.list"
 done
-for d in usage troubleshooting config mechanisms; do
-  check_grep "the .deb holds docs/$d.md" "^/usr/share/doc/akv-pkcs11/$d\.md(\.gz)?\$" "$WORK/deb.list"
+for d in usage troubleshooting config mechanisms README; do
+  check_grep "the .deb holds docs/$d.md" "^/usr/share/doc/akv-pkcs11/$d\.md\$" "$WORK/deb.list"
 done
 check_grep "the -dev package holds the header" '^\./usr/include/akv-pkcs11\.h$' \
   <(dpkg-deb -c "$DEVDEB" | awk '{print $6}')

@@ -3,7 +3,8 @@
 # `meson install --destdir` (issue 6): every file meson plans to install lands under DESTDIR, the
 # module in p11-kit's module directory with only the three PKCS#11 entry points exported, the
 # module file (relative module path) in p11-kit's module config directory, akv-p11 in bindir, its
-# man page in man1, the vendor header in includedir. Needs no root.
+# man page in man1 and the documents it cites in DATADIR/doc/akv-pkcs11, the vendor header in
+# includedir. Needs no root.
 # Inputs: AKV_BUILD_ROOT, INTEG_LIB.
 # shellcheck source=../../tests/integration/lib.sh
 source "${INTEG_LIB:?INTEG_LIB is not set}"
@@ -32,6 +33,14 @@ P11_BIN=$(grep '/bin/akv-p11$' "$WORK/installed.list" | head -n1)
 check "the installed akv-p11 runs" "$DEST$P11_BIN" --version
 check_grep "and reports the project version" "^akv-p11 $(meson introspect "$BUILD" --projectinfo | jq -r .version)\$" "$WORK/check.out"
 check_grep "the man page is installed to man1" '/share/man/man1/akv-p11\.1$' "$WORK/installed.list"
+# akv-p11(1) cites the docs as /usr/share/doc/akv-pkcs11/NAME (PREFIX/share/doc/... elsewhere).
+DOCDIR=$(meson introspect "$BUILD" --buildoptions |
+  jq -r '(map({(.name): .value}) | add) as $o | "\($o.prefix)/\($o.datadir)/doc/akv-pkcs11"')
+grep -o '/usr/share/doc/akv-pkcs11/[A-Za-z_.-]*\.md' "$(dirname "$0")/../akv-p11.1" | sort -u >"$WORK/cited.list"
+check "the man page cites documents in /usr/share/doc/akv-pkcs11" test "$(wc -l <"$WORK/cited.list")" -ge 3
+while read -r d; do
+  check "the cited $(basename "$d") is installed ($DOCDIR)" test -s "$DEST$DOCDIR/$(basename "$d")"
+done <"$WORK/cited.list"
 check_grep "the vendor header is installed" '/include/akv-pkcs11\.h$' "$WORK/installed.list"
 check "the installed module exports only the three PKCS#11 entry points" \
   bash -c "test \"\$(nm -D --defined-only '$DEST$P11_MODULE_PATH/akv-pkcs11.so' | awk '{print \$3}' | grep -v '^_' | LC_ALL=C sort | tr '\n' ' ')\" = 'C_GetFunctionList C_GetInterface C_GetInterfaceList '"
