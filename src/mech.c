@@ -541,7 +541,7 @@ static int decide_remote(const struct akv_session *s, const struct akv_object *o
 CK_RV akv_op_key(struct akv_session *s, CK_OBJECT_HANDLE h, struct akv_object **out)
 {
   struct akv_object *obj = NULL;
-  CK_RV rv = akv_session_object(s, h, &obj);
+  CK_RV rv = akv_session_key(s, h, &obj);
   if (rv == CKR_OBJECT_HANDLE_INVALID)
     return CKR_KEY_HANDLE_INVALID;
   if (rv != CKR_OK)

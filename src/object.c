@@ -241,12 +241,65 @@ static CK_RV assign_handle(struct akv_object *obj, const char *id)
   return obj->handle ? CKR_OK : CKR_HOST_MEMORY;
 }
 
+/* CKA_PRIVATE of the token objects of class cls on slot (docs/security.md "Login"): with login
+ * required, private keys, secret keys and secrets (data objects) are private; public keys and
+ * certificates never are; without login nothing is. */
+static CK_BBOOL class_private(const struct akv_slot *slot, CK_OBJECT_CLASS cls)
+{
+  return slot->cfg->login_required &&
+         (cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY || cls == CKO_DATA);
+}
+
+static const char *class_name(CK_OBJECT_CLASS cls)
+{
+  switch (cls) {
+  case CKO_PRIVATE_KEY:
+    return "private key";
+  case CKO_PUBLIC_KEY:
+    return "public key";
+  case CKO_SECRET_KEY:
+    return "secret key";
+  case CKO_CERTIFICATE:
+    return "certificate";
+  case CKO_DATA:
+    return "data object";
+  default:
+    return "object";
+  }
+}
+
+CK_RV akv_object_check_private(const struct akv_slot *slot, CK_OBJECT_CLASS cls,
+                               const CK_ATTRIBUTE *t, CK_ULONG n)
+{
+  CK_BBOOL priv = class_private(slot, cls), want = priv;
+  CK_RV rv = akv_tmpl_bool(t, n, CKA_PRIVATE, &want);
+
+  if (rv != CKR_OK || want == priv)
+    return rv;
+  if (want && !slot->cfg->login_required)
+    akv_err(AKV_LOGC_P11, "slot %lu: CKA_PRIVATE=TRUE asked for a %s, but the slot's login is "
+            "\"none\", so nothing on it can be private; fix: set \"login\": \"required\" and a "
+            "pin_hash for the slot (docs/config.md), or ask for CKA_PRIVATE=FALSE",
+            (unsigned long)slot->id, class_name(cls));
+  else if (want)
+    akv_err(AKV_LOGC_P11, "slot %lu: CKA_PRIVATE=TRUE asked for a %s, which is always public; "
+            "fix: ask for CKA_PRIVATE=FALSE or leave it out", (unsigned long)slot->id,
+            class_name(cls));
+  else
+    akv_err(AKV_LOGC_P11, "slot %lu: CKA_PRIVATE=FALSE asked for a %s, but with login required "
+            "private keys, secret keys and data objects are always private; fix: ask for "
+            "CKA_PRIVATE=TRUE (pkcs11-tool --private) or leave it out",
+            (unsigned long)slot->id, class_name(cls));
+  return CKR_ATTRIBUTE_VALUE_INVALID;
+}
+
 static void common_storage_attrs(struct akv_ab *b, struct akv_object *obj, const char *label)
 {
   const struct akv_slot_config *sc = obj->slot->cfg;
+  obj->is_private = class_private(obj->slot, obj->cls);
   akv_ab_ulong(b, CKA_CLASS, obj->cls);
   akv_ab_bool(b, CKA_TOKEN, CK_TRUE);
-  akv_ab_bool(b, CKA_PRIVATE, CK_FALSE);
+  akv_ab_bool(b, CKA_PRIVATE, obj->is_private);
   akv_ab_bool(b, CKA_MODIFIABLE, CK_FALSE);
   akv_ab_bool(b, CKA_COPYABLE, CK_FALSE);
   akv_ab_bool(b, CKA_DESTROYABLE, sc->allow_destroy && !sc->read_only);
@@ -544,6 +597,9 @@ CK_RV akv_object_restore(struct akv_slot *slot, CK_OBJECT_CLASS cls, struct akv_
 
   if (!obj)
     goto out;
+  /* Privacy follows this process's configuration, not the one that wrote the file. */
+  obj->is_private = class_private(slot, cls);
+  akv_ab_bool(b, CKA_PRIVATE, obj->is_private);
   rv = akv_ab_finish(b, &obj->attrs, &obj->n_attrs);
   if (rv != CKR_OK)
     goto out;
@@ -615,7 +671,7 @@ struct akv_object *akv_object_new_session_secret(struct akv_slot *slot, CK_KEY_T
   struct akv_object *obj = NULL;
   struct akv_ab b;
   CK_ULONG cls = CKO_SECRET_KEY, kt = type, vlen = len;
-  CK_BBOOL token = CK_FALSE, priv = CK_FALSE, sensitive = CK_FALSE, extractable = CK_TRUE;
+  CK_BBOOL token = CK_FALSE, priv, sensitive = CK_FALSE, extractable = CK_TRUE;
   CK_BBOOL enc = CK_TRUE, dec = CK_TRUE, wrap = CK_TRUE, unwrap = CK_TRUE, sign = CK_TRUE,
            verify = CK_TRUE, derive = CK_FALSE, destroyable = CK_TRUE;
   const CK_ATTRIBUTE *a;
@@ -627,6 +683,9 @@ struct akv_object *akv_object_new_session_secret(struct akv_slot *slot, CK_KEY_T
     r = CKR_ARGUMENTS_BAD;
     goto out;
   }
+  /* Session secret keys are private by default where there is a login (the caller may ask for a
+   * public one); a token without login cannot make one private (docs/security.md "Login"). */
+  priv = slot->cfg->login_required ? CK_TRUE : CK_FALSE;
   if ((type == CKK_AES && len != 16 && len != 24 && len != 32) ||
       (type == CKK_GENERIC_SECRET && len == 0) || (type != CKK_AES && type != CKK_GENERIC_SECRET)) {
     r = type == CKK_AES || type == CKK_GENERIC_SECRET ? CKR_ATTRIBUTE_VALUE_INVALID
@@ -658,6 +717,10 @@ struct akv_object *akv_object_new_session_secret(struct akv_slot *slot, CK_KEY_T
   /* Session keys live in memory only: a token key, a derive key or another class cannot be. */
   if (cls != CKO_SECRET_KEY || kt != type || vlen != len || token || derive) {
     r = CKR_TEMPLATE_INCONSISTENT;
+    goto out;
+  }
+  if (priv && !slot->cfg->login_required) {
+    r = akv_object_check_private(slot, CKO_SECRET_KEY, tmpl, n);
     goto out;
   }
   if (priv) {
@@ -962,9 +1025,9 @@ static int bool_is(const CK_ATTRIBUTE *a, CK_BBOOL want)
 }
 
 /* Whether an object of a pending key (cache.h) could match the template, judged by what the listing
- * tells: the key's name is the label of its objects, which are token objects, not private, of
- * the classes and types the vault kind can hold. Anything else can only be known by reading the
- * key, so it counts as a possible match. */
+ * tells: the key's name is the label of its objects, which are token objects, private only with
+ * login required (class_private), of the classes and types the vault kind can hold. Anything
+ * else can only be known by reading the key, so it counts as a possible match. */
 static int lazy_may_match(const struct akv_lazykey *lz, const void *arg)
 {
   static const CK_ULONG kv_classes[] = {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY};
@@ -995,7 +1058,7 @@ static int lazy_may_match(const struct akv_lazykey *lz, const void *arg)
         return 0;
       break;
     case CKA_PRIVATE:
-      if (!bool_is(a, CK_FALSE))
+      if (!bool_is(a, CK_FALSE) && !m->sc->login_required)
         return 0;
       break;
     default:

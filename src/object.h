@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Objects (model-internal): building token objects from vault keys, certificates and secrets,
  * reading attributes, searching. */
 #ifndef AKV_OBJECT_H
@@ -37,6 +38,14 @@ struct akv_ab;
 CK_RV akv_object_restore(struct akv_slot *slot, CK_OBJECT_CLASS cls, struct akv_ab *b,
                          const char *src, int64_t created, int64_t updated,
                          struct akv_object **out);
+
+/* Checks a template's CKA_PRIVATE for a token object of class cls to be made on slot: it must be
+ * what the module gives such objects (with login required: TRUE for private keys, secret keys and
+ * data objects, FALSE for public keys and certificates; without login: FALSE). CKR_OK when absent
+ * or equal; CKR_ATTRIBUTE_VALUE_INVALID (logged) otherwise, never a silently dropped request.
+ * docs/security.md "Login". */
+CK_RV akv_object_check_private(const struct akv_slot *slot, CK_OBJECT_CLASS cls,
+                               const CK_ATTRIBUTE *t, CK_ULONG n);
 
 /* Wipes a secret's cached value once it is older than the slot's secret TTL (also done on read). */
 void akv_object_expire_value(struct akv_object *obj, int64_t now);

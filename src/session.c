@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Sessions: the table (handle -> session), login state per token, session objects. A session
  * object belongs to (and dies with) the session that created it, and is visible to every session
  * of the application on the same token (PKCS#11 §4.4: Java's SunPKCS11, for one, creates a key in
@@ -5,10 +6,13 @@
  * taken after the module lock when both are needed. The module
  * lock guards the table and the slots' counters; each session's own mutex serialises the calls
  * made on it and may be held across I/O. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cache.h"
+#include "login.h"
 #include "module.h"
 #include "object.h"
 #include "session.h"
@@ -21,6 +25,10 @@ static struct {
 } tab;
 
 static pthread_mutex_t sobj_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Serialises PIN checks (and the delay after a wrong one) across the process, so that guesses
+ * from many threads or sessions wait in line. Taken after the session's lock, before the module
+ * lock. */
+static pthread_mutex_t login_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Takes the session's objects out (under sobj_lock) and releases them. */
 static void drop_objects(struct akv_session *s)
@@ -115,6 +123,7 @@ void akv_sessions_abandon(void)
   memset(&tab, 0, sizeof(tab));
   tab.next = 1;
   pthread_mutex_init(&sobj_lock, NULL);
+  pthread_mutex_init(&login_lock, NULL);
 }
 
 /* Detaches a session from the table and the slot counters. Call with the module lock held. */
@@ -306,6 +315,11 @@ static int slot_logged_in(struct akv_slot *slot)
   return v;
 }
 
+int akv_session_logged_in(struct akv_session *s)
+{
+  return slot_logged_in(s->slot);
+}
+
 int akv_session_can_see(struct akv_session *s, const struct akv_object *obj)
 {
   return !obj->is_private || slot_logged_in(s->slot);
@@ -353,7 +367,8 @@ static struct akv_object *find_session_object(struct akv_session *s, CK_OBJECT_H
   return obj;
 }
 
-CK_RV akv_session_object(struct akv_session *s, CK_OBJECT_HANDLE h, struct akv_object **out)
+/* The object, and whether the session may see it (returned as CKR_USER_NOT_LOGGED_IN). */
+static CK_RV session_object(struct akv_session *s, CK_OBJECT_HANDLE h, struct akv_object **out)
 {
   /* Token objects first: they are what every C_SignInit names, and their lookup takes only the
    * cache's lock, while the session objects' takes sobj_lock and, for other sessions' objects, the
@@ -373,10 +388,23 @@ CK_RV akv_session_object(struct akv_session *s, CK_OBJECT_HANDLE h, struct akv_o
     return CKR_OBJECT_HANDLE_INVALID;
   if (!akv_session_can_see(s, obj)) {
     akv_object_unref(obj);
-    return CKR_OBJECT_HANDLE_INVALID;
+    return CKR_USER_NOT_LOGGED_IN;
   }
   *out = obj;
   return CKR_OK;
+}
+
+/* A private object does not exist for a session that is not logged in (PKCS#11 §4.4: C_GetAttri-
+ * buteValue and the object calls have no "not logged in" answer). */
+CK_RV akv_session_object(struct akv_session *s, CK_OBJECT_HANDLE h, struct akv_object **out)
+{
+  CK_RV rv = session_object(s, h, out);
+  return rv == CKR_USER_NOT_LOGGED_IN ? CKR_OBJECT_HANDLE_INVALID : rv;
+}
+
+CK_RV akv_session_key(struct akv_session *s, CK_OBJECT_HANDLE h, struct akv_object **out)
+{
+  return session_object(s, h, out);
 }
 
 CK_RV akv_session_add_object(struct akv_session *s, struct akv_object *obj, CK_OBJECT_HANDLE *h)
@@ -469,15 +497,69 @@ void akv_session_info(struct akv_session *s, CK_SESSION_INFO *info)
     info->state = rw ? CKS_RW_PUBLIC_SESSION : CKS_RO_PUBLIC_SESSION;
 }
 
-/* Azure credentials authorize, so any PIN is accepted for CKU_USER (applications that always log
- * in keep working); the state is shared by all sessions of the token, as PKCS#11 requires. The
- * token has no security officer: CKU_SO is refused with CKR_PIN_INCORRECT (no SO PIN can match),
- * after the read-only-session rule. */
-CK_RV akv_session_login(struct akv_session *s, CK_USER_TYPE user, CK_ULONG pin_len)
+/* Sleeps ms milliseconds (restarted after signals, bounded by the clock). */
+static void sleep_ms(long ms)
+{
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+    ;
+}
+
+/* CKU_USER on a slot with login required: the PIN against pin_hash, serialised with every other
+ * check; a wrong PIN is answered after akv_pin_delay_ms(consecutive failures). */
+static CK_RV login_user(struct akv_slot *slot, const unsigned char *pin, CK_ULONG pin_len)
+{
+  unsigned failures = 0;
+  CK_RV rv = CKR_OK;
+  int match;
+
+  pthread_mutex_lock(&login_lock);
+  akv_lock();
+  if (slot->logged_in)
+    rv = CKR_USER_ALREADY_LOGGED_IN;
+  akv_unlock();
+  if (rv != CKR_OK)
+    goto out;
+  match = akv_pin_check(slot->cfg->pin_hash, pin, (size_t)pin_len);
+  if (match < 0) {
+    rv = CKR_FUNCTION_FAILED;
+    goto out;
+  }
+  akv_lock();
+  if (match) {
+    slot->logged_in = 1;
+    slot->pin_failures = 0;
+  } else if (slot->pin_failures < 64) {
+    failures = ++slot->pin_failures;
+  } else {
+    failures = slot->pin_failures;
+  }
+  akv_unlock();
+  if (match) {
+    akv_info(AKV_LOGC_P11, "slot %lu: user logged in", (unsigned long)slot->id);
+    goto out;
+  }
+  akv_warn(AKV_LOGC_P11, "slot %lu: wrong user PIN (%u in a row); answering after %ld ms",
+           (unsigned long)slot->id, failures, akv_pin_delay_ms(failures));
+  sleep_ms(akv_pin_delay_ms(failures));
+  rv = CKR_PIN_INCORRECT;
+out:
+  pthread_mutex_unlock(&login_lock);
+  return rv;
+}
+
+/* docs/security.md "Login". A slot with login "none" accepts any PIN for CKU_USER (applications
+ * that always log in keep working; nothing on it is private). With "required" the PIN is checked
+ * against pin_hash. Either way the state is shared by all sessions of the token, as PKCS#11
+ * requires. The token has no security officer: CKU_SO is refused with CKR_PIN_INCORRECT (no SO
+ * PIN can match), after the read-only-session rule. */
+CK_RV akv_session_login(struct akv_session *s, CK_USER_TYPE user, const unsigned char *pin,
+                        CK_ULONG pin_len)
 {
   CK_RV rv = CKR_OK;
 
-  (void)pin_len;
+  if (user == CKU_USER && s->slot->cfg->login_required)
+    return login_user(s->slot, pin, pin_len);
   akv_lock();
   switch (user) {
   case CKU_USER:
@@ -506,15 +588,58 @@ CK_RV akv_session_login(struct akv_session *s, CK_USER_TYPE user, CK_ULONG pin_l
   return rv;
 }
 
+/* Takes the private session objects of every session on slot out of their sessions. Call with
+ * the module lock and sobj_lock held; the caller unrefs them (outside the locks). */
+static size_t take_private_inlock(struct akv_slot *slot, struct akv_object **v, size_t cap)
+{
+  size_t i, j, n = 0;
+
+  for (i = 0; i < tab.n; i++) {
+    struct akv_session *o = tab.v[i];
+    if (o->slot != slot)
+      continue;
+    for (j = 0; j < o->n_objects;) {
+      if (!o->objects[j]->is_private || n == cap) {
+        j++;
+        continue;
+      }
+      v[n++] = o->objects[j];
+      memmove(&o->objects[j], &o->objects[j + 1], (o->n_objects - j - 1) * sizeof(o->objects[0]));
+      o->n_objects--;
+    }
+  }
+  return n;
+}
+
+/* Ends the login for every session of the application on the token and destroys its private
+ * session objects (PKCS#11 C_Logout). Handles of private token objects answer
+ * CKR_OBJECT_HANDLE_INVALID (CKR_USER_NOT_LOGGED_IN at a *Init) until the next login. */
 CK_RV akv_session_logout(struct akv_session *s)
 {
+  struct akv_object **dead = NULL;
+  size_t cap = 0, n = 0, i;
   CK_RV rv = CKR_OK;
 
   akv_lock();
-  if (!s->slot->logged_in)
+  pthread_mutex_lock(&sobj_lock);
+  if (!s->slot->logged_in) {
     rv = CKR_USER_NOT_LOGGED_IN;
-  else
-    s->slot->logged_in = 0;
+    goto unlock;
+  }
+  for (i = 0; i < tab.n; i++)
+    if (tab.v[i]->slot == s->slot)
+      cap += tab.v[i]->n_objects;
+  if (cap && !(dead = malloc(cap * sizeof(*dead)))) {
+    rv = CKR_HOST_MEMORY; /* still logged in: nothing private was left behind */
+    goto unlock;
+  }
+  n = take_private_inlock(s->slot, dead, cap);
+  s->slot->logged_in = 0;
+unlock:
+  pthread_mutex_unlock(&sobj_lock);
   akv_unlock();
+  for (i = 0; i < n; i++)
+    akv_object_unref(dead[i]);
+  free(dead);
   return rv;
 }

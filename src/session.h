@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Sessions (model-internal): the session table, login state, C_* bodies of the session group. */
 #ifndef AKV_SESSION_H
 #define AKV_SESSION_H
@@ -15,13 +16,17 @@ CK_RV akv_session_close(CK_SESSION_HANDLE h);
 CK_RV akv_session_close_all(CK_SLOT_ID slot_id);
 /* Call with the session acquired. */
 void akv_session_info(struct akv_session *s, CK_SESSION_INFO *info);
-CK_RV akv_session_login(struct akv_session *s, CK_USER_TYPE user, CK_ULONG pin_len);
+/* C_Login / C_Logout bodies (docs/security.md "Login"). pin may be NULL when pin_len is 0. */
+CK_RV akv_session_login(struct akv_session *s, CK_USER_TYPE user, const unsigned char *pin,
+                        CK_ULONG pin_len);
 CK_RV akv_session_logout(struct akv_session *s);
 /* The session objects of the session's token (its own and other sessions'), referenced: the
  * caller unrefs each and frees *out. */
 size_t akv_session_objects(struct akv_session *s, struct akv_object ***out);
 /* Removes a session object of the token (C_DestroyObject); CKR_OBJECT_HANDLE_INVALID if none. */
 CK_RV akv_session_remove_object(struct akv_session *s, CK_OBJECT_HANDLE h);
+/* True when the user is logged in to the session's token. */
+int akv_session_logged_in(struct akv_session *s);
 /* True when the session may see obj (CKA_PRIVATE objects need a logged-in token). */
 int akv_session_can_see(struct akv_session *s, const struct akv_object *obj);
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Slots and tokens: one per configured vault, in config order. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,6 +7,7 @@
 #include <openssl/evp.h>
 
 #include "cache.h"
+#include "login.h"
 #include "module.h"
 #include "slot.h"
 #include "util/log.h"
@@ -154,8 +156,14 @@ void akv_slot_token_info(const struct akv_slot *slot, CK_TOKEN_INFO *info)
   akv_pad(info->model, sizeof(info->model),
           slot->cfg->kind == AKV_VAULT_MHSM ? "Managed HSM" : "Key Vault");
   akv_pad(info->serialNumber, sizeof(info->serialNumber), slot->serial);
-  /* Azure credentials authorize, not a PIN: no CKF_LOGIN_REQUIRED (C_Login still works). */
+  /* Azure credentials authorize; with "login": "required" the user PIN guards the private keys
+   * and secrets too (docs/security.md "Login"). A wrong PIN sets CKF_USER_PIN_COUNT_LOW until the
+   * next right one; there is no lockout, so never CKF_USER_PIN_FINAL_TRY or CKF_USER_PIN_LOCKED. */
   info->flags = CKF_TOKEN_INITIALIZED | CKF_USER_PIN_INITIALIZED;
+  if (slot->cfg->login_required)
+    info->flags |= CKF_LOGIN_REQUIRED;
+  if (slot->pin_failures)
+    info->flags |= CKF_USER_PIN_COUNT_LOW;
   if (slot->cfg->kind == AKV_VAULT_MHSM)
     info->flags |= CKF_RNG;
   if (slot->cfg->read_only)
@@ -164,7 +172,7 @@ void akv_slot_token_info(const struct akv_slot *slot, CK_TOKEN_INFO *info)
   info->ulSessionCount = slot->n_sessions;
   info->ulMaxRwSessionCount = slot->cfg->read_only ? 0 : CK_EFFECTIVELY_INFINITE;
   info->ulRwSessionCount = slot->n_rw_sessions;
-  info->ulMaxPinLen = 256;
+  info->ulMaxPinLen = AKV_PIN_MAX;
   info->ulMinPinLen = 0;
   info->ulTotalPublicMemory = CK_UNAVAILABLE_INFORMATION;
   info->ulFreePublicMemory = CK_UNAVAILABLE_INFORMATION;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Slots and tokens (model-internal). */
 #ifndef AKV_SLOT_H
 #define AKV_SLOT_H
@@ -11,7 +12,7 @@ CK_RV akv_slots_new(const struct akv_config *cfg, struct kv_http *http, struct k
 void akv_slots_free(struct akv_slot *slots, size_t n);
 
 void akv_slot_info(const struct akv_slot *slot, CK_SLOT_INFO *info);
-/* Session counts are read under the module lock. */
+/* Session counts and the login state are read under the module lock. */
 void akv_slot_token_info(const struct akv_slot *slot, CK_TOKEN_INFO *info);
 
 #endif

@@ -17,6 +17,7 @@
 #include "cache.h"
 #include "object.h"
 #include "op.h"
+#include "session.h"
 #include "util/log.h"
 
 #define NAME_RULE "^[0-9a-zA-Z-]{1,127}$"
@@ -540,6 +541,12 @@ static CK_RV token_writable(struct akv_session *s)
   }
   if (!(s->flags & CKF_RW_SESSION))
     return CKR_SESSION_READ_ONLY;
+  /* With login required, nothing in the vault changes before C_Login (docs/security.md "Login"). */
+  if (s->slot->cfg->login_required && !akv_session_logged_in(s)) {
+    akv_err(AKV_LOGC_P11, "slot %lu: writing to the vault needs the user logged in (login: "
+            "required); fix: C_Login first (pkcs11-tool --login)", (unsigned long)s->slot->id);
+    return CKR_USER_NOT_LOGGED_IN;
+  }
   return CKR_OK;
 }
 
@@ -725,6 +732,8 @@ CK_RV akv_write_generate_key_pair(struct akv_session *s, const CK_MECHANISM *m,
   if ((rv = token_writable(s)) != CKR_OK)
     return rv;
   rv = akv_write_parse_keypair(s->slot->cfg->kind, m->mechanism, pub, npub, priv, npriv, &g);
+  if (rv == CKR_OK && (rv = akv_object_check_private(s->slot, CKO_PUBLIC_KEY, pub, npub)) == CKR_OK)
+    rv = akv_object_check_private(s->slot, CKO_PRIVATE_KEY, priv, npriv);
   if (rv == CKR_OK && m->ulParameterLen)
     rv = CKR_MECHANISM_PARAM_INVALID;
   if (rv == CKR_OK)
@@ -754,6 +763,8 @@ CK_RV akv_write_generate_key(struct akv_session *s, const CK_MECHANISM *m, const
   if ((rv = token_writable(s)) != CKR_OK)
     return rv;
   rv = akv_write_parse_secret_key(s->slot->cfg->kind, m->mechanism, t, n, &g);
+  if (rv == CKR_OK)
+    rv = akv_object_check_private(s->slot, CKO_SECRET_KEY, t, n);
   if (rv == CKR_OK && m->ulParameterLen)
     rv = CKR_MECHANISM_PARAM_INVALID;
   if (rv == CKR_OK)
@@ -821,6 +832,8 @@ static CK_RV create_data(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG 
       return CKR_ATTRIBUTE_TYPE_INVALID;
     }
   }
+  if ((rv = akv_object_check_private(s->slot, CKO_DATA, t, n)) != CKR_OK)
+    return rv;
   if ((rv = akv_write_name(akv_tmpl_find(t, n, CKA_LABEL), name)) != CKR_OK)
     return rv;
   if (!(s->slot->cfg->objects & AKV_OBJ_SECRETS)) {

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Session and login entry points. */
 #include "module.h"
 #include "p11/p11.h"
@@ -67,12 +68,13 @@ CK_RV C_SetOperationState(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pOperationStat
       akv_p11_refuse(hSession, pOperationState && ulOperationStateLen, CKR_FUNCTION_NOT_SUPPORTED));
 }
 
-/* A NULL PIN with length 0 is the protected-authentication-path form; accepted like any PIN. */
+/* A NULL PIN with length 0 (the protected-authentication-path form) is the empty PIN: the token
+ * has no protected path (docs/security.md "Login"). */
 CK_RV C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
               CK_ULONG ulPinLen)
 {
   AKV_P11_SESSION_BEGIN(hSession, pPin || !ulPinLen);
-  rv = akv_session_login(s, userType, ulPinLen);
+  rv = akv_session_login(s, userType, pPin, ulPinLen);
   AKV_P11_SESSION_END();
 }
 

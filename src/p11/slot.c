@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Slot and token entry points. */
 #include "module.h"
 #include "p11/p11.h"

@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <crypt.h>
+
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <openssl/crypto.h>
@@ -183,6 +185,7 @@ void akv_config_free(struct akv_config *cfg)
   free(cfg->api_version);
   strv_free(cfg->allowed_hosts, cfg->n_allowed_hosts);
   free(cfg->cache_file);
+  secret_free(cfg->pin_hash);
   cred_free(&cfg->cred);
   for (size_t i = 0; i < cfg->n_slots; i++) {
     struct akv_slot_config *s = &cfg->slots[i];
@@ -190,6 +193,7 @@ void akv_config_free(struct akv_config *cfg)
     free(s->label);
     strv_free(s->key_names, s->n_key_names);
     free(s->key_filter);
+    secret_free(s->pin_hash);
     cred_free(&s->cred);
   }
   free(cfg->slots);
@@ -568,6 +572,7 @@ struct slot_extra {
   struct akv_slot_config *s;
   int kind_set;
   int objects_set;
+  int login_set;
 };
 
 static int parse_objects_value(struct cfg_ctx *c, const cJSON *v, const char *path, unsigned *out)
@@ -673,6 +678,78 @@ static int slot_credential_fn(struct cfg_ctx *c, const cJSON *v, void *obj, cons
   return slot_cred_fn(c, v, ((struct slot_extra *)obj)->s, path);
 }
 
+/* ---- login (docs/security.md "Login") ------------------------------------------------------- */
+
+int akv_pin_hash_valid(const char *s)
+{
+  static const char *const methods[] = {"$y$", "$gy$", "$7$", "$2b$", "$6$", "$5$"};
+  const char *last;
+  size_t i, n = sizeof(methods) / sizeof(methods[0]);
+  if (!s)
+    return 0;
+  for (i = 0; i < n && strncmp(s, methods[i], strlen(methods[i])) != 0; i++)
+    ;
+  if (i == n || strlen(s) >= CRYPT_OUTPUT_SIZE)
+    return 0;
+  /* The alphabet of crypt(3) strings: a pasted line with a user name or a newline is not one. */
+  for (const char *p = s; *p; p++)
+    if (!isalnum((unsigned char)*p) && !strchr("$./=,", *p))
+      return 0;
+  /* A setting without its hash ("$6$salt") would never match any PIN. */
+  last = strrchr(s, '$');
+  if (!last || strlen(last + 1) < 16)
+    return 0;
+  return crypt_checksalt(s) == CRYPT_SALT_OK;
+}
+
+static int parse_login(struct cfg_ctx *c, const cJSON *v, const char *path, int *out)
+{
+  static const char *const names[] = {"none", "required"};
+  static const int values[] = {0, 1};
+  return parse_enum(c, v, path, names, values, 2, out);
+}
+
+/* A pin_hash is kept like a secret (wiped on free, only in files group/other cannot read): it is
+ * what an offline guess of the PIN would start from. Its value is never echoed: a clear PIN
+ * written there by mistake must not reach a log. */
+static int parse_pin_hash(struct cfg_ctx *c, const cJSON *v, const char *path, char **out)
+{
+  if (check_type(c, v, cJSON_IsString(v), "a string", path, "the output of mkpasswd -m yescrypt"))
+    return -1;
+  if (!akv_pin_hash_valid(v->valuestring))
+    return cfg_fail(c, path,
+                    "is not a crypt(3) string of a supported method (yescrypt $y$, sha512crypt "
+                    "$6$, scrypt $7$, bcrypt $2b$, sha256crypt $5$); fix: write the output of "
+                    "`mkpasswd -m yescrypt` (package whois), never the PIN itself");
+  c->inline_secret = 1;
+  snprintf(c->secret_field, sizeof(c->secret_field), "%s", path);
+  secret_free(*out);
+  *out = strdup(v->valuestring);
+  return *out ? 0 : cfg_fail(c, path, "out of memory");
+}
+
+static int slot_login_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const char *path)
+{
+  struct slot_extra *x = obj;
+  x->login_set = 1;
+  return parse_login(c, v, path, &x->s->login_required);
+}
+
+static int slot_pin_hash_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const char *path)
+{
+  return parse_pin_hash(c, v, path, &((struct slot_extra *)obj)->s->pin_hash);
+}
+
+static int top_login_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const char *path)
+{
+  return parse_login(c, v, path, &((struct akv_config *)obj)->login_required);
+}
+
+static int top_pin_hash_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const char *path)
+{
+  return parse_pin_hash(c, v, path, &((struct akv_config *)obj)->pin_hash);
+}
+
 static const struct field slot_fields[] = {
     {"url", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
     {"label", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
@@ -691,6 +768,8 @@ static const struct field slot_fields[] = {
     {"public_ops", F_CUSTOM, 0, 0, 0, 0, slot_public_ops_fn, NULL},
     {"verify", F_CUSTOM, 0, 0, 0, 0, slot_verify_fn, NULL},
     {"credential", F_CUSTOM, 0, 0, 0, 0, slot_credential_fn, NULL},
+    {"login", F_CUSTOM, 0, 0, 0, 0, slot_login_fn, NULL},
+    {"pin_hash", F_CUSTOM, 0, 0, 0, 0, slot_pin_hash_fn, NULL},
 };
 #define N_SLOT_FIELDS (sizeof(slot_fields) / sizeof(slot_fields[0]))
 
@@ -698,6 +777,7 @@ static const struct field slot_fields[] = {
 struct slot_state {
   int kind_set;
   int objects_set;
+  int login_set;
 };
 
 struct parse_state {
@@ -743,11 +823,13 @@ static int slots_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const char *pa
     x.s = &cfg->slots[i];
     x.kind_set = 0;
     x.objects_set = 0;
+    x.login_set = 0;
     snprintf(spath, sizeof(spath), "%s[%zu]", path, i);
     if (parse_object(c, it, slot_fields, N_SLOT_FIELDS, &x, spath))
       return -1;
     cur_state->slots[i].kind_set = x.kind_set;
     cur_state->slots[i].objects_set = x.objects_set;
+    cur_state->slots[i].login_set = x.login_set;
   }
   return 0;
 }
@@ -773,6 +855,8 @@ static const struct field top_fields[] = {
     CFG_FIELD(cache_file, F_STR, 0, 0, "\"\" (off) or \"/run/user/1000/akv-pkcs11.cache\""),
     {"credential", F_CUSTOM, 0, 0, 0, 0, global_cred_fn, NULL},
     {"slots", F_CUSTOM, 0, 0, 0, 0, slots_fn, NULL},
+    {"login", F_CUSTOM, 0, 0, 0, 0, top_login_fn, NULL},
+    {"pin_hash", F_CUSTOM, 0, 0, 0, 0, top_pin_hash_fn, NULL},
 };
 #define N_TOP_FIELDS (sizeof(top_fields) / sizeof(top_fields[0]))
 
@@ -1154,6 +1238,40 @@ static int inherit_str(char **dst, const char *src)
   return set_str(dst, src);
 }
 
+/* Each slot's login: its own fields, else the top-level ones. */
+static int finish_login(struct cfg_ctx *c, struct akv_config *cfg, struct parse_state *ps)
+{
+  char fpath[64];
+  int any_required = 0;
+  for (size_t i = 0; i < cfg->n_slots; i++) {
+    struct akv_slot_config *s = &cfg->slots[i];
+    if (!ps->slots[i].login_set)
+      s->login_required = cfg->login_required;
+    if (!s->login_required && s->pin_hash) {
+      snprintf(fpath, sizeof(fpath), "slots[%zu].pin_hash", i);
+      return cfg_fail(c, fpath, "is set but the slot's login is \"none\", so no PIN is ever "
+                      "asked; fix: add \"login\": \"required\" or remove pin_hash");
+    }
+    if (s->login_required && !s->pin_hash && cfg->pin_hash &&
+        !(s->pin_hash = strdup(cfg->pin_hash)))
+      return cfg_fail(c, NULL, "out of memory");
+    if (s->login_required && !s->pin_hash) {
+      if (ps->slots[i].login_set)
+        snprintf(fpath, sizeof(fpath), "slots[%zu].login", i);
+      else
+        snprintf(fpath, sizeof(fpath), "login");
+      return cfg_fail(c, fpath, "is \"required\" but slots[%zu] has no pin_hash; fix: add "
+                      "\"pin_hash\": the output of `mkpasswd -m yescrypt` (package whois), never "
+                      "the PIN itself", i);
+    }
+    any_required |= s->login_required;
+  }
+  if (cfg->pin_hash && !any_required)
+    return cfg_fail(c, "pin_hash", "is set but no slot has \"login\": \"required\", so no PIN "
+                    "is ever asked; fix: add \"login\": \"required\" or remove pin_hash");
+  return 0;
+}
+
 static int finish(struct cfg_ctx *c, struct akv_config *cfg, struct parse_state *ps)
 {
   unsigned env_objects = 0;
@@ -1252,7 +1370,7 @@ static int finish(struct cfg_ctx *c, struct akv_config *cfg, struct parse_state 
         return -1;
     }
   }
-  return 0;
+  return finish_login(c, cfg, ps);
 }
 
 /* The "file" of a module that found no configuration anywhere. */

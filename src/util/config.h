@@ -62,6 +62,8 @@ struct akv_slot_config {
   int verify_remote;         /* verify: "remote" (default "local") */
   int has_cred;              /* per-slot credential override present */
   struct akv_cred_config cred;
+  int login_required;        /* login: "required" (default "none"); docs/security.md "Login" */
+  char *pin_hash;            /* crypt(3) string of the user PIN, set when login_required */
 };
 
 struct akv_config {
@@ -83,6 +85,8 @@ struct akv_config {
   unsigned pool_size;        /* max connections per host, default 16 */
   size_t max_response_bytes; /* default 4 MiB */
   char *cache_file;          /* cross-process cache; NULL = default path, "" = off */
+  int login_required;        /* top-level login/pin_hash: the default of every slot */
+  char *pin_hash;
   struct akv_cred_config cred; /* default credential for slots without their own */
   struct akv_slot_config *slots;
   size_t n_slots;
@@ -101,6 +105,11 @@ int akv_config_parse(const char *json, const char *path, struct akv_config **out
                      size_t errlen);
 
 void akv_config_free(struct akv_config *cfg);
+
+/* 1 when s is a crypt(3) string of a method accepted for pin_hash (yescrypt "$y$", gost-yescrypt
+ * "$gy$", scrypt "$7$", bcrypt "$2b$", sha512crypt "$6$", sha256crypt "$5$") that libxcrypt can
+ * check; 0 otherwise. */
+int akv_pin_hash_valid(const char *s);
 
 /* Azure vault domains of the public and sovereign clouds. Returns 1 when host (no port) is a name
  * under one of them, setting *resource to the token resource of that cloud and service

@@ -461,6 +461,23 @@ need_module() {
 
 p11tool_m() { pkcs11-tool --module "$AKV_MODULE" "$@"; }
 
+# pkcs11-tool marks every private key it generates CKA_PRIVATE=TRUE, which a slot without login
+# refuses (docs/security.md "Login"): key generation runs on a copy of the configuration whose
+# slots require a login with the PIN $GEN_PIN. login_config SRC DST writes that copy (0600);
+# p11tool_gen ARGS... runs pkcs11-tool --login --pin on a copy of $AKV_PKCS11_CONFIG.
+GEN_PIN=keygen-pin-4711
+login_config() {
+  local hash
+  hash=$(printf '%s' "$GEN_PIN" | mkpasswd -m sha512crypt -s) || fail "mkpasswd (package whois)"
+  jq --arg h "$hash" '.slots[] += {login: "required", pin_hash: $h}' "$1" >"$2.tmp" &&
+    mv "$2.tmp" "$2" && chmod 600 "$2" || fail "login_config $1"
+}
+p11tool_gen() {
+  [ -n "${AKV_PKCS11_CONFIG:-}" ] || fail "p11tool_gen: AKV_PKCS11_CONFIG is not set"
+  login_config "$AKV_PKCS11_CONFIG" "$WORK/gen-login.json"
+  AKV_PKCS11_CONFIG="$WORK/gen-login.json" pkcs11-tool --module "$AKV_MODULE" --login --pin "$GEN_PIN" "$@"
+}
+
 # module_config FILE [SLOT_EXTRA_JSON [GLOBAL_EXTRA_JSON]]: a module config file (0600) with one
 # slot per emulator vault, labelled with the vault's name, objects keys+certificates+secrets, the
 # emulator CA and credentials, and no cross-process cache file. SLOT_EXTRA_JSON (an object) is

@@ -39,7 +39,7 @@ for row in "${KEYS[@]}"; do
   read -r name kt kty arg id mech <<<"$row"
   section "$kt as $name (CKA_ID $id)"
   check "pkcs11-tool --keypairgen --key-type $kt --label $name --id $id" \
-    p11tool_m --keypairgen --key-type "$kt" --label "$name" --id "$id"
+    p11tool_gen --keypairgen --key-type "$kt" --label "$name" --id "$id"
   cp "$WORK/check.out" "$WORK/$name.gen"
   # pkcs11-tool prints both new objects through the returned handles: usable at once.
   check_grep "$name: the new private key is readable at once with its label" "label: +$name" "$WORK/$name.gen"
@@ -76,22 +76,22 @@ AKV_PKCS11_CONFIG="$WORK/cfg-file.json" p11tool_m -O >"$WORK/list2.out" 2>&1 || 
 check_eq "lk-p256 keeps CKA_ID 02b1 when loaded from the cache file" 2 \
   "$(awk '/label:/{l=$2} /ID:/{if (l=="lk-p256" && $2=="02b1") c++} END{print c+0}' "$WORK/list2.out")"
 AKV_PKCS11_CONFIG="$WORK/cfg-file.json" check "a key generated now is in the cache file at once" \
-  p11tool_m --keypairgen --key-type EC:prime256v1 --label lk-late --id 0c
+  p11tool_gen --keypairgen --key-type EC:prime256v1 --label lk-late --id 0c
 AKV_PKCS11_CONFIG="$WORK/cfg-file.json" p11tool_m -O >"$WORK/list3.out" 2>&1 || fail "third listing"
 check_grep "the next process (within the TTL, no listing) sees it" "label: +lk-late" "$WORK/list3.out"
 
 section "refusals"
 check_fails "an invalid key name is refused" \
-  p11tool_m --keypairgen --key-type EC:prime256v1 --label bad_name
+  p11tool_gen --keypairgen --key-type EC:prime256v1 --label bad_name
 check_grep "the log names the rule" 'must match \^\[0-9a-zA-Z-\]\{1,127\}\$' "$WORK/check.out"
 check_grep "CKR_ATTRIBUTE_VALUE_INVALID" "CKR_ATTRIBUTE_VALUE_INVALID" "$WORK/check.out"
 check_fails "an existing name is never turned into a new version" \
-  p11tool_m --keypairgen --key-type EC:prime256v1 --label lk-p256
+  p11tool_gen --keypairgen --key-type EC:prime256v1 --label lk-p256
 check_grep "the log says the key exists" "exists in the vault" "$WORK/check.out"
 check_eq "lk-p256 still has one version" 1 "$(kv_call GET /keys/lk-p256/versions | jq '.value | length')"
-check_fails "RSA 1024 is refused" p11tool_m --keypairgen --key-type rsa:1024 --label lk-small
+check_fails "RSA 1024 is refused" p11tool_gen --keypairgen --key-type rsa:1024 --label lk-small
 check_grep "CKR_ATTRIBUTE_VALUE_INVALID for the size" "CKR_ATTRIBUTE_VALUE_INVALID" "$WORK/check.out"
-check_fails "an unknown curve is refused" p11tool_m --keypairgen --key-type EC:prime192v1 --label lk-192
+check_fails "an unknown curve is refused" p11tool_gen --keypairgen --key-type EC:prime192v1 --label lk-192
 kv_call GET /keys/lk-small >/dev/null 2>&1 && _check_result 1 "no lk-small in the vault" || _check_result 0 "no lk-small in the vault"
 
 section "Managed HSM: token AES keys and HSM key pairs"
@@ -112,7 +112,7 @@ check "and decrypts" \
   -i "$WORK/ct" -o "$WORK/pt.out"
 check_same_file "round trip through the HSM key" "$WORK/pt" "$WORK/pt.out"
 check "keypairgen EC P-384 on the Managed HSM" \
-  p11tool_m --slot-index 1 --keypairgen --key-type EC:secp384r1 --label hsm-ec --id 10
+  p11tool_gen --slot-index 1 --keypairgen --key-type EC:secp384r1 --label hsm-ec --id 10
 check_eq "REST: kty EC-HSM (a Managed HSM only holds HSM keys)" EC-HSM "$(hsm_call GET /keys/hsm-ec | jq -r '.key.kty')"
 check_fails "a token AES key on a Key Vault slot is refused" \
   p11tool_m --slot-index 0 --keygen --key-type AES:32 --label kv-aes
@@ -123,7 +123,7 @@ vault_has_key kv-aes && _check_result 1 "no kv-aes in the vault" || _check_resul
 section "read-only slot"
 module_config "$WORK/cfg-ro.json" '{"read_only":true}'
 AKV_PKCS11_CONFIG="$WORK/cfg-ro.json" check_fails "keypairgen on a read-only slot fails" \
-  p11tool_m --keypairgen --key-type EC:prime256v1 --label lk-ro
+  p11tool_gen --keypairgen --key-type EC:prime256v1 --label lk-ro
 check_grep "CKR_TOKEN_WRITE_PROTECTED (or the read-only session the tool gets)" \
   "CKR_TOKEN_WRITE_PROTECTED|CKR_SESSION_READ_ONLY|CKR_TOKEN_WRITE_PROTECTED" "$WORK/check.out"
 kv_call GET /keys/lk-ro >/dev/null 2>&1 && _check_result 1 "no lk-ro in the vault" || _check_result 0 "no lk-ro in the vault"

@@ -50,7 +50,7 @@ check_grep "the log says how to import it" "with its private key" "$WORK/check.o
 vault_has /certificates/lone-cert && _check_result 1 "no certificate in the vault" || _check_result 0 "no certificate in the vault"
 
 section "CKA_ID updates the tag"
-check "keypairgen lk-upd" p11tool_m --keypairgen --key-type EC:prime256v1 --label lk-upd --id 0a0a
+check "keypairgen lk-upd" p11tool_gen --keypairgen --key-type EC:prime256v1 --label lk-upd --id 0a0a
 check "pkcs11-tool --set-id 0b0b on the private key" \
   p11tool_m --set-id 0b0b --id 0a0a --type privkey
 check_eq "REST: the pkcs11-id tag is 0b0b" 0b0b "$(kv_call GET /keys/lk-upd | jq -r '.tags["pkcs11-id"]')"
@@ -60,7 +60,7 @@ check_eq "a new process sees both halves with CKA_ID 0b0b" 2 \
 check "and signs with it" p11tool_m --sign --id 0b0b -m ECDSA-SHA256 -i "$WORK/data.txt" -o "$WORK/upd.sig"
 
 section "deletion needs allow_destroy"
-check "keypairgen lk-del" p11tool_m --keypairgen --key-type rsa:2048 --label lk-del --id 0d
+check "keypairgen lk-del" p11tool_gen --keypairgen --key-type rsa:2048 --label lk-del --id 0d
 check_fails "allow_destroy off: --delete-object privkey is refused" \
   p11tool_m --delete-object --type privkey --label lk-del
 # pkcs11-tool 0.23 has no name for CKR_ACTION_PROHIBITED (0x1b).

@@ -60,12 +60,14 @@ section "key creation (not idempotent) under faults"
 # more in the vault, so one request more) gets the fault exactly on its create.
 module_config "$WORK/gen.json" '{"objects":["keys"]}' \
   '{"log_level":"info","max_retries":4,"retry_base_ms":50,"retry_cap_ms":200}'
+login_config "$WORK/gen.json" "$WORK/gen.json" # generated private keys are CKA_PRIVATE
 GEN_N=0
 # gen LABEL: sets RC and TOTAL (vault requests; a faulted request counts in the total only).
 gen() {
   stats_reset
   RC=0
-  AKV_PKCS11_CONFIG="$WORK/gen.json" timeout 60 pkcs11-tool --module "$AKV_MODULE" --keypairgen \
+  AKV_PKCS11_CONFIG="$WORK/gen.json" timeout 60 pkcs11-tool --module "$AKV_MODULE" \
+    --login --pin "$GEN_PIN" --keypairgen \
     --key-type EC:prime256v1 --label "$1" >"$WORK/gen.out" 2>&1 || RC=$?
   TOTAL=$(stats_total)
 }

@@ -1,7 +1,22 @@
 /* src/session.c and src/p11/session.c: sessions, login state machine, session info. */
 #include <pthread.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "login.h"
 #include "model_helpers.h"
+#include "util/config.h"
+
+/* mkpasswd -m sha512crypt 1234 and mkpasswd -m yescrypt 1234. */
+#define PIN_SHA512                                                                                 \
+  "$6$DxvxumH2nyRvmnil$XjngemQt8/.nhsQpuMPrKZ7N6FLP7CMQyNpWpRJLeL0Nvq1RQf0dZeytrdYdZIQph2SYqV8hL" \
+  "k0VMKIcl3Cl11"
+#define PIN_YESCRYPT "$y$j9T$IBeDPPZ8GLXQlEiyyeqJm/$AQ0vtvnHpTLJIVArxm9pCRHnl1uqUxtXvQKLxYKuz/9"
+#define T_LOGIN_CFG                                                                                \
+  T_CFG(",\"objects\":[\"keys\",\"secrets\"],\"login\":\"required\","                              \
+        "\"pin_hash\":\"" PIN_SHA512 "\"")
 
 static int setup(void **state)
 {
@@ -116,16 +131,257 @@ static void test_private_session_objects(void **state)
   CK_OBJECT_HANDLE h, all[8];
   (void)state;
 
-  /* CKA_PRIVATE objects need a logged-in user, and are hidden after logout. */
-  assert_int_equal(C_CreateObject(s, t, 4, &h), CKR_USER_NOT_LOGGED_IN);
+  /* A token without login cannot keep anything private: the template is refused, logged in or
+   * not (docs/security.md "Login"). */
+  assert_int_equal(C_CreateObject(s, t, 4, &h), CKR_ATTRIBUTE_VALUE_INVALID);
   assert_int_equal(C_Login(s, CKU_USER, NULL, 0), CKR_OK);
+  assert_int_equal(C_CreateObject(s, t, 4, &h), CKR_ATTRIBUTE_VALUE_INVALID);
+  assert_int_equal(C_CreateObject(s, t, 3, &h), CKR_OK); /* public by default */
+  assert_int_equal(C_Logout(s), CKR_OK);
+  assert_int_equal(t_find(s, t, 1, all, 8), 1);
+
+  /* With login required: CKA_PRIVATE needs the user, and private objects die at logout. */
+  assert_int_equal(C_Finalize(NULL), CKR_OK);
+  assert_int_equal(t_init(T_LOGIN_CFG), CKR_OK);
+  s = t_open(0);
+  assert_int_equal(C_CreateObject(s, t, 4, &h), CKR_USER_NOT_LOGGED_IN);
+  assert_int_equal(C_CreateObject(s, t, 3, &h), CKR_USER_NOT_LOGGED_IN); /* private by default */
+  assert_int_equal(C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4), CKR_OK);
   assert_int_equal(C_CreateObject(s, t, 4, &h), CKR_OK);
   assert_int_equal(t_find(s, t, 1, all, 8), 1);
   assert_int_equal(C_Logout(s), CKR_OK);
   assert_int_equal(t_find(s, t, 1, all, 8), 0);
   assert_int_equal(C_DestroyObject(s, h), CKR_OBJECT_HANDLE_INVALID);
+  /* Logged in again, the object is gone (destroyed at logout, not hidden). */
+  assert_int_equal(C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4), CKR_OK);
+  assert_int_equal(t_find(s, t, 1, all, 8), 0);
+  assert_int_equal(C_DestroyObject(s, h), CKR_OBJECT_HANDLE_INVALID);
 }
 
+static CK_FLAGS token_flags(void)
+{
+  CK_TOKEN_INFO ti;
+  assert_int_equal(C_GetTokenInfo(0, &ti), CKR_OK);
+  return ti.flags;
+}
+
+static CK_BBOOL attr_bool(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type)
+{
+  CK_BBOOL b = 0xAA;
+  assert_int_equal(t_attr(s, o, type, &b, sizeof(b)), sizeof(b));
+  return b;
+}
+
+static CK_ULONG count_class(CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls)
+{
+  CK_OBJECT_HANDLE h[16];
+  CK_ATTRIBUTE t = {CKA_CLASS, &cls, sizeof(cls)};
+  return t_find(s, &t, 1, h, 16);
+}
+
+static void test_pin_check(void **state)
+{
+  (void)state;
+  assert_int_equal(akv_pin_check(PIN_SHA512, (const unsigned char *)"1234", 4), 1);
+  assert_int_equal(akv_pin_check(PIN_SHA512, (const unsigned char *)"1235", 4), 0);
+  assert_int_equal(akv_pin_check(PIN_SHA512, (const unsigned char *)"12345", 5), 0);
+  assert_int_equal(akv_pin_check(PIN_SHA512, (const unsigned char *)"123", 3), 0);
+  assert_int_equal(akv_pin_check(PIN_SHA512, NULL, 0), 0);
+  assert_int_equal(akv_pin_check(PIN_YESCRYPT, (const unsigned char *)"1234", 4), 1);
+  assert_int_equal(akv_pin_check(PIN_YESCRYPT, (const unsigned char *)"4321", 4), 0);
+  /* A PIN with a NUL inside is not the PIN before the NUL. */
+  assert_int_equal(akv_pin_check(PIN_SHA512, (const unsigned char *)"1234\0x", 6), 0);
+  /* Longer than any token PIN (ulMaxPinLen). */
+  {
+    unsigned char big[300];
+    memset(big, '1', sizeof(big));
+    assert_int_equal(akv_pin_check(PIN_SHA512, big, sizeof(big)), 0);
+  }
+  /* A hash that crypt cannot use is an error, never a match. */
+  assert_int_equal(akv_pin_check("$6$", (const unsigned char *)"1234", 4), -1);
+  assert_int_equal(akv_pin_check("not-a-hash", (const unsigned char *)"1234", 4), -1);
+  assert_int_equal(akv_pin_check(NULL, (const unsigned char *)"1234", 4), -1);
+}
+
+static void test_pin_delay(void **state)
+{
+  (void)state;
+  assert_int_equal(akv_pin_delay_ms(0), 0);
+  assert_int_equal(akv_pin_delay_ms(1), 250);
+  assert_int_equal(akv_pin_delay_ms(2), 500);
+  assert_int_equal(akv_pin_delay_ms(3), 1000);
+  assert_int_equal(akv_pin_delay_ms(4), 2000);
+  assert_int_equal(akv_pin_delay_ms(5), 4000);
+  assert_int_equal(akv_pin_delay_ms(6), 4000);
+  assert_int_equal(akv_pin_delay_ms(64), 4000);
+  assert_int_equal(akv_pin_delay_ms(~0u), 4000);
+}
+
+/* The configuration error for json, or "" when it loads. */
+static const char *cfg_error(const char *json)
+{
+  static char err[1024];
+  struct akv_config *cfg = NULL;
+  err[0] = '\0';
+  if (akv_config_parse(json, "/etc/test.json", &cfg, err, sizeof(err)) == 0) {
+    akv_config_free(cfg);
+    return "";
+  }
+  return err;
+}
+
+#define SLOT_URL "{\"url\":\"" FAKE_VAULT_URL "\""
+
+static void test_login_config(void **state)
+{
+  struct akv_config *cfg = NULL;
+  char err[512];
+  const char *e;
+  (void)state;
+
+  e = cfg_error("{\"slots\":[" SLOT_URL ",\"login\":\"required\"}]}");
+  assert_non_null(strstr(e, "/etc/test.json"));
+  assert_non_null(strstr(e, "slots[0].login"));
+  assert_non_null(strstr(e, "pin_hash"));
+  assert_non_null(strstr(e, "mkpasswd"));
+  e = cfg_error("{\"slots\":[" SLOT_URL ",\"login\":\"required\",\"pin_hash\":"
+                "\"$1$o82DpeOk$AW1IDz5fCzXNW9tlgGyg30\"}]}");
+  assert_non_null(strstr(e, "slots[0].pin_hash"));
+  assert_non_null(strstr(e, "mkpasswd -m yescrypt"));
+  e = cfg_error("{\"slots\":[" SLOT_URL ",\"login\":\"required\",\"pin_hash\":\"1234\"}]}");
+  assert_non_null(strstr(e, "slots[0].pin_hash"));
+  assert_null(strstr(e, "1234")); /* a clear PIN written there is never echoed */
+  e = cfg_error("{\"slots\":[" SLOT_URL ",\"pin_hash\":\"" PIN_SHA512 "\"}]}");
+  assert_non_null(strstr(e, "slots[0].pin_hash"));
+  assert_non_null(strstr(e, "\"login\": \"required\""));
+  e = cfg_error("{\"slots\":[" SLOT_URL ",\"login\":\"maybe\"}]}");
+  assert_non_null(strstr(e, "slots[0].login"));
+  assert_non_null(strstr(e, "\"required\""));
+  e = cfg_error("{\"login\":\"required\",\"slots\":[" SLOT_URL "}]}");
+  assert_non_null(strstr(e, "login"));
+  assert_non_null(strstr(e, "pin_hash"));
+
+  /* Top-level fields are every slot's default; a slot may override them. */
+  assert_int_equal(akv_config_parse("{\"login\":\"required\",\"pin_hash\":\"" PIN_YESCRYPT "\","
+                                    "\"slots\":[" SLOT_URL "},{\"login\":\"none\","
+                                    "\"url\":\"https://two.vault.azure.net\"}]}",
+                                    "/etc/test.json", &cfg, err, sizeof(err)),
+                   0);
+  assert_int_equal(cfg->slots[0].login_required, 1);
+  assert_string_equal(cfg->slots[0].pin_hash, PIN_YESCRYPT);
+  assert_int_equal(cfg->slots[1].login_required, 0);
+  akv_config_free(cfg);
+  /* Default: no login, as before. */
+  assert_int_equal(akv_config_parse("{\"slots\":[" SLOT_URL "}]}", "/etc/test.json", &cfg, err,
+                                    sizeof(err)),
+                   0);
+  assert_int_equal(cfg->slots[0].login_required, 0);
+  assert_null(cfg->slots[0].pin_hash);
+  akv_config_free(cfg);
+}
+
+static int64_t ms_since(const struct timespec *t0)
+{
+  struct timespec t1;
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  return (int64_t)(t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+static void test_login_required(void **state)
+{
+  CK_SESSION_HANDLE ro, rw;
+  CK_OBJECT_HANDLE priv, pub, data, h[16];
+  CK_MECHANISM m = {CKM_SHA256_RSA_PKCS, NULL, 0};
+  CK_BYTE buf[64];
+  CK_ATTRIBUTE val = {CKA_VALUE, buf, sizeof(buf)};
+  struct timespec t0;
+  int64_t took;
+  (void)state;
+
+  fake_kv_add_secret("db-password", "s3cret", 0);
+  assert_int_equal(C_Finalize(NULL), CKR_OK);
+  assert_int_equal(t_init(T_LOGIN_CFG), CKR_OK);
+  assert_int_equal(token_flags() & (CKF_LOGIN_REQUIRED | CKF_USER_PIN_INITIALIZED |
+                                    CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_LOCKED),
+                   CKF_LOGIN_REQUIRED | CKF_USER_PIN_INITIALIZED);
+  ro = t_open(0);
+  rw = t_open(CKF_RW_SESSION);
+
+  /* Before login: the public key only; no private key, no secret. */
+  assert_int_equal(count_class(ro, CKO_PRIVATE_KEY), 0);
+  assert_int_equal(count_class(ro, CKO_DATA), 0);
+  assert_int_equal(t_find(ro, NULL, 0, h, 16), 1);
+  pub = t_find_one(ro, CKO_PUBLIC_KEY, "rsa1");
+  assert_int_equal(attr_bool(ro, pub, CKA_PRIVATE), CK_FALSE);
+  assert_int_equal(C_Logout(ro), CKR_USER_NOT_LOGGED_IN);
+
+  /* A wrong PIN: refused after the delay, and the token says so; the right one logs every session
+   * in. */
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  assert_int_equal(C_Login(ro, CKU_USER, (CK_UTF8CHAR_PTR) "0000", 4), CKR_PIN_INCORRECT);
+  took = ms_since(&t0);
+  assert_true(took >= 240);
+  assert_int_equal(state_of(ro), CKS_RO_PUBLIC_SESSION);
+  assert_true(token_flags() & CKF_USER_PIN_COUNT_LOW);
+  assert_false(token_flags() & (CKF_USER_PIN_FINAL_TRY | CKF_USER_PIN_LOCKED));
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  assert_int_equal(C_Login(rw, CKU_USER, NULL, 0), CKR_PIN_INCORRECT);
+  assert_true(ms_since(&t0) >= 490); /* the second failure in a row waits twice as long */
+  assert_int_equal(C_Login(rw, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4), CKR_OK);
+  assert_false(token_flags() & CKF_USER_PIN_COUNT_LOW);
+  assert_int_equal(state_of(ro), CKS_RO_USER_FUNCTIONS);
+  assert_int_equal(state_of(rw), CKS_RW_USER_FUNCTIONS);
+  assert_int_equal(C_Login(ro, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4), CKR_USER_ALREADY_LOGGED_IN);
+  assert_int_equal(C_Login(ro, CKU_CONTEXT_SPECIFIC, (CK_UTF8CHAR_PTR) "1234", 4),
+                   CKR_OPERATION_NOT_INITIALIZED);
+
+  /* Logged in: private key and secret visible, private, usable. */
+  priv = t_find_one(ro, CKO_PRIVATE_KEY, "rsa1");
+  data = t_find_one(ro, CKO_DATA, "db-password");
+  assert_int_equal(attr_bool(ro, priv, CKA_PRIVATE), CK_TRUE);
+  assert_int_equal(attr_bool(ro, data, CKA_PRIVATE), CK_TRUE);
+  assert_int_equal(C_GetAttributeValue(ro, data, &val, 1), CKR_OK);
+  assert_int_equal(val.ulValueLen, 6);
+  assert_memory_equal(buf, "s3cret", 6);
+  assert_int_equal(C_SignInit(ro, &m, priv), CKR_OK);
+
+  /* Logout from any session ends it for all; held handles stop working. */
+  assert_int_equal(C_Logout(rw), CKR_OK);
+  assert_int_equal(state_of(ro), CKS_RO_PUBLIC_SESSION);
+  assert_int_equal(C_Logout(ro), CKR_USER_NOT_LOGGED_IN);
+  val.ulValueLen = sizeof(buf);
+  assert_int_equal(C_GetAttributeValue(ro, data, &val, 1), CKR_OBJECT_HANDLE_INVALID);
+  assert_int_equal(C_GetAttributeValue(ro, priv, &val, 1), CKR_OBJECT_HANDLE_INVALID);
+  assert_int_equal(C_SignInit(rw, &m, priv), CKR_USER_NOT_LOGGED_IN);
+  assert_int_equal(count_class(ro, CKO_PRIVATE_KEY), 0);
+
+  /* C_Finalize forgets the login. */
+  assert_int_equal(C_Login(ro, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4), CKR_OK);
+  assert_int_equal(C_Finalize(NULL), CKR_OK);
+  assert_int_equal(t_init(T_LOGIN_CFG), CKR_OK);
+  ro = t_open(0);
+  assert_int_equal(state_of(ro), CKS_RO_PUBLIC_SESSION);
+  assert_int_equal(count_class(ro, CKO_PRIVATE_KEY), 0);
+
+  /* And so does a forked child, which must initialise the module again. */
+  assert_int_equal(C_Login(ro, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4), CKR_OK);
+  {
+    pid_t pid = fork();
+    int st = 0;
+    assert_true(pid >= 0);
+    if (pid == 0) {
+      CK_SESSION_HANDLE c = 0;
+      CK_SESSION_INFO info;
+      int ok = t_init(T_LOGIN_CFG) == CKR_OK &&
+               C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &c) == CKR_OK &&
+               C_GetSessionInfo(c, &info) == CKR_OK && info.state == CKS_RO_PUBLIC_SESSION;
+      _exit(ok ? 0 : 1);
+    }
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  }
+  assert_int_equal(state_of(ro), CKS_RO_USER_FUNCTIONS);
+}
 static void test_device_error(void **state)
 {
   CK_SESSION_HANDLE s = t_open(0);
@@ -251,6 +507,10 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_open_close, setup, teardown),
       cmocka_unit_test_setup_teardown(test_login_state_machine, setup, teardown),
       cmocka_unit_test_setup_teardown(test_private_session_objects, setup, teardown),
+      cmocka_unit_test(test_pin_check),
+      cmocka_unit_test(test_pin_delay),
+      cmocka_unit_test(test_login_config),
+      cmocka_unit_test_setup_teardown(test_login_required, setup, teardown),
       cmocka_unit_test_setup_teardown(test_device_error, setup, teardown),
       cmocka_unit_test_setup_teardown(test_not_supported_state, setup, teardown),
       cmocka_unit_test_setup_teardown(test_read_only_slot, setup, teardown),

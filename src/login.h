@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The user PIN of a slot with "login": "required": checking it against the configured crypt(3)
+ * string and the delay before answering a wrong one (docs/security.md "Login"). */
+#ifndef AKV_LOGIN_H
+#define AKV_LOGIN_H
+
+#include <stddef.h>
+
+/* The longest PIN the token takes (CK_TOKEN_INFO.ulMaxPinLen); a longer one never matches. */
+#define AKV_PIN_MAX 256
+
+/* Checks pin (len bytes, not NUL-terminated, NULL when len is 0) against hash with libxcrypt's
+ * crypt_rn, comparing in constant time. Returns 1 on a match, 0 on a mismatch (also for a PIN with
+ * a NUL byte or longer than AKV_PIN_MAX), -1 when hash cannot be used (logged). Copies of the PIN
+ * and crypt's work area are wiped. */
+int akv_pin_check(const char *hash, const unsigned char *pin, size_t len);
+
+/* Milliseconds to wait before answering the failures-th consecutive wrong PIN: 0 for none, then
+ * 250 doubling up to 4000. */
+long akv_pin_delay_ms(unsigned failures);
+
+#endif
