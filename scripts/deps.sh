@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs what building and testing akv-pkcs11 needs on Debian 12, when it is missing.
 # As root it runs apt-get itself; otherwise it prints the command to run.
 # usage: deps.sh          everything the tests need (packages, then the SDK tour's npm packages)
