@@ -28,6 +28,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "kv/auth.h"
 #include "kv/kv.h"
 #include "modview.h"
 #include "tool.h"
@@ -527,6 +528,44 @@ static kv_rc check_list(struct report *r, struct logcap *lc, struct kv_client *c
   return rc;
 }
 
+/* The credential's sources after the token request: which are configured, which one answers for
+ * the slot (in use, or failed), and why each other one was skipped (docs/config.md, "Credential
+ * chain"). */
+static void add_sources(cJSON *cj, struct kv_cred *cred)
+{
+  static const char *const states[] = {"not_tried", "not_configured", "failed", "in_use"};
+  struct kv_src_info src[8];
+  size_t n = kv_cred_sources(cred, src, 8);
+  const char *answering = NULL;
+  cJSON *arr = cJSON_AddArrayToObject(cj, "sources");
+  char buf[512];
+  for (size_t i = 0; i < n; i++)
+    if (src[i].state == KV_SRC_IN_USE || src[i].state == KV_SRC_FAILED)
+      answering = src[i].desc;
+  for (size_t i = 0; i < n; i++) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "source", src[i].desc);
+    if (src[i].configured < 0)
+      cJSON_AddNullToObject(o, "configured");
+    else
+      cJSON_AddBoolToObject(o, "configured", src[i].configured);
+    cJSON_AddStringToObject(o, "state", states[src[i].state]);
+    if (src[i].state != KV_SRC_NOT_TRIED)
+      snprintf(buf, sizeof(buf), "%s", src[i].note);
+    else if (src[i].configured < 0)
+      snprintf(buf, sizeof(buf), "not probed: %s answers for this slot",
+               answering ? answering : "an earlier source");
+    else if (src[i].configured)
+      snprintf(buf, sizeof(buf), "configured%s%s%s, but %s answers for this slot",
+               src[i].note[0] ? " (" : "", src[i].note, src[i].note[0] ? ")" : "",
+               answering ? answering : "an earlier source");
+    else
+      snprintf(buf, sizeof(buf), "not configured: %s", src[i].note);
+    cJSON_AddStringToObject(o, "detail", buf);
+    cJSON_AddItemToArray(arr, o);
+  }
+}
+
 /* Backend pass of one slot; returns 1 when the credential worked (the module pass then reads it). */
 static int check_slot(struct report *r, struct logcap *lc, struct kv_http *http,
                       const struct akv_config *cfg, const struct akv_slot_config *s, int probe,
@@ -558,6 +597,7 @@ static int check_slot(struct report *r, struct logcap *lc, struct kv_http *http,
   rc = kv_cred_token(cred, resource, NULL, 0, &tok);
   logcap_collect(lc, log);
   cJSON_AddStringToObject(cj, "source", kv_cred_describe(cred));
+  add_sources(cj, cred);
   if (log && cJSON_GetArraySize(log) > 0)
     cJSON_AddItemToObject(cj, "log", cJSON_Duplicate(log, 1));
   if (rc != KV_OK) {
@@ -756,6 +796,9 @@ static void print_text(const cJSON *root)
     printf("\nslot %d: %s  %s (%s)\n", cJSON_GetObjectItemCaseSensitive(slot, "index")->valueint,
            jstr(slot, "label"), jstr(slot, "url"), jstr(slot, "kind"));
     printf("  credential (%s): %s: %s\n", jstr(c, "scope"), jstr(c, "source"), jstr(c, "result"));
+    cJSON_ArrayForEach(u, cJSON_GetObjectItemCaseSensitive(c, "sources"))
+      printf("      source %s: %s%s%s\n", jstr(u, "source"), jstr(u, "state"),
+             *jstr(u, "detail") ? ": " : "", jstr(u, "detail"));
     print_log(c, "      ");
     if (id) {
       printf("  identity:          tenant %s, app %s, object %s", jstr(id, "tenant_id"),

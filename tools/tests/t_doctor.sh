@@ -1,7 +1,9 @@
 #!/bin/bash
 # akv-p11 against the emulator (issue 6): doctor's diagnosis of a healthy slot, a slot with a wrong
 # client secret (per-slot credential in a 0600 config file) and a key whose key_ops lack sign, as
-# JSON compared field by field and as text; doctor makes no crypto request unless --probe-sign;
+# JSON compared field by field and as text; the credential chain (type auto): a wrong secret ends
+# it with IMDS not asked, and doctor lists every source (configured, in use, why skipped); doctor
+# makes no crypto request unless --probe-sign;
 # configuration errors exit 2 with the loader's message; `list --json` lists exactly the seeded
 # objects; `uri` output is a working key URI for openssl's pkcs11 engine and for p11tool; usage.
 # Inputs: AKV_EMULATOR, AKV_MODULE, AKV_P11, INTEG_LIB (tests/integration/lib.sh).
@@ -137,21 +139,45 @@ tlscert verified RS256" \
   "$(jq -r '.slots[0].keys[] | "\(.name) \(.permissions.sign) \(.sign_probe.alg)"' "$WORK/probe.json" | LC_ALL=C sort)"
 check_eq "--probe-sign made exactly one sign request per key" 4 "$(stats_get keys.sign)"
 
-section "credential chain (type auto): the client secret fails, managed identity (IMDS) works"
+section "credential chain (type auto): a wrong client secret ends the chain, IMDS is not asked"
+# One identity per slot (docs/config.md, "Credential chain"): the emulator's IMDS would answer, but
+# the configured client secret answers for the slot.
 jq --arg i "$(jq -r .imds_endpoint "$EMU_READY")" --arg s "$WRONG_SECRET" \
   '.credential = (.credential + {type: "auto", client_secret: $s, imds_endpoint: $i})' \
   "$WORK/healthy.json" >"$WORK/chain.json"
 chmod 600 "$WORK/chain.json"
+stats_reset
 rc=0
 p11 --config "$WORK/chain.json" doctor --json >"$WORK/chain.out" 2>&1 || rc=$?
-check_eq "a chain where a later source works is healthy" 0 "$rc"
-check_grep "the source that worked is named" '^managed identity \(IMDS\) at http://127\.0\.0\.1:' \
+check_eq "a failing configured source is a problem: exit 1" 1 "$rc"
+check_eq "the problem is CREDENTIAL_FAILED" CREDENTIAL_FAILED "$(jq -r '.problems[0].code' "$WORK/chain.out")"
+check_grep "the source that answers for the slot is the client secret" '^client secret ' \
   <(jq -r '.slots[0].credential.source' "$WORK/chain.out")
-check_grep "the source tried before it and why it failed are shown" \
-  'credential chain: client secret.* failed: HTTP 401 .*invalid_client' <(jq -r '.slots[0].credential.log[]' "$WORK/chain.out")
-check_eq "the managed identity's token claims" "$EMU_TENANT $EMU_CLIENT_ID" \
-  "$(jq -r '.slots[0].credential.identity | "\(.tenant_id) \(.app_id)"' "$WORK/chain.out")"
+check_eq "sources: the secret failed, the later ones were not tried (configured: no, IMDS unknown)" \
+  "failed true|not_tried false|not_tried false|not_tried false|not_tried null|not_tried false" \
+  "$(jq -r '[.slots[0].credential.sources[] | "\(.state) \(.configured)"] | join("|")' "$WORK/chain.out")"
+check_grep "the secret's failure is the Entra error" 'HTTP 401 .*invalid_client' \
+  <(jq -r '.slots[0].credential.sources[0].detail' "$WORK/chain.out")
+check_grep "IMDS: not probed, and why" '^not probed: client secret .* answers for this slot' \
+  <(jq -r '.slots[0].credential.sources[4].detail' "$WORK/chain.out")
+check_grep "the module's line names the source, the error, the fix and the rule" \
+  'credential: client secret.* failed: HTTP 401 .*invalid_client.*; fix: .*no other source is tried' \
+  <(jq -r '.slots[0].credential.log[]' "$WORK/chain.out")
+check_eq "no IMDS request ($(stats_ops))" 0 "$(stats_get imds)"
 check_nofixed "the chain output never contains the wrong secret" "$WRONG_SECRET" "$WORK/chain.out"
+
+section "credential chain (type auto) with no secret: managed identity (IMDS) is the slot's source"
+jq --arg i "$(jq -r .imds_endpoint "$EMU_READY")" \
+  '.credential = {type: "auto", imds_endpoint: $i}' "$WORK/healthy.json" >"$WORK/mi.json"
+chmod 600 "$WORK/mi.json"
+rc=0
+p11 --config "$WORK/mi.json" doctor >"$WORK/mi.txt" 2>&1 || rc=$?
+check_eq "doctor exits 0" 0 "$rc"
+check_grep "text: IMDS is in use" '^      source managed identity \(IMDS\) at http://127\.0\.0\.1:[0-9]+: in_use$' "$WORK/mi.txt"
+check_grep "text: the client secret was skipped, and why" \
+  '^      source client secret \(EnvironmentCredential\), .*: not_configured: no client secret' "$WORK/mi.txt"
+check_grep "text: the Azure CLI comes after it and is not configured here" \
+  '^      source Azure CLI .*: not_tried: not configured: (az_path .* is not an executable file|no az on PATH)' "$WORK/mi.txt"
 
 section "least-privilege mode: named keys, one of them misspelt, and a disabled key"
 kv_create_disabled off-key || fail "seeding off-key"
