@@ -5,7 +5,7 @@
 # HOME), the first two and then every sh block of README's "Try it yourself" section run as a
 # reader would type them (a signature made in the vault, verified by openssl; ssh-keygen -D lists
 # the keys); the third line stops the emulator and removes its directory. `--stop` refuses a
-# directory that --keep did not leave.
+# directory that --keep did not leave. README's build-dependency line is deps.sh --demo's list.
 # Inputs: AKV_EMULATOR, AKV_MODULE, AKV_P11, AKV_SOURCE_ROOT, AKV_BUILD_ROOT, INTEG_LIB.
 # shellcheck source=../../tests/integration/lib.sh
 source "${INTEG_LIB:?INTEG_LIB is not set}"
@@ -72,6 +72,15 @@ check "the stop line runs" env -i PATH=/usr/local/bin:/usr/bin:/bin timeout 30 b
 check_grep "it stopped the emulator" "emulator $EMU stopped" "$WORK/check.out"
 check_fails "the emulator is gone" kill -0 "$EMU"
 check_fails "its directory is gone" test -e "$KEPT"
+
+section "README's apt-get line is what deps.sh --demo installs"
+# shellcheck disable=SC1090
+DEMO_PKGS=$(source <(sed -n '/^demo_pkgs=(/,/)/p' "$SRC/scripts/deps.sh") && printf '%s\n' "${demo_pkgs[@]}" | sort)
+README_PKGS=$(awk '/^## Quick start with a real vault/ { s = 1 } s && /apt-get install/ { a = 1 }
+  a { print; if (!/\\$/) exit }' "$README" | tr -d '\\' | tr ' ' '\n' |
+  grep -vE '^(sudo|apt-get|install|-y|--no-install-recommends|)$' | sort)
+check "deps.sh has a demo package list" test -n "$DEMO_PKGS"
+check_eq "README's quick start installs exactly deps.sh --demo's packages" "$DEMO_PKGS" "$README_PKGS"
 
 section "--stop refuses a directory --keep did not leave"
 mkdir -p "$WORK/notkept"
