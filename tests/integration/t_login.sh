@@ -130,6 +130,36 @@ check "the engine's signature verifies with openssl and the vault's key" \
   openssl pkeyutl -verify -pubin -inkey "$WORK/rsa.pem" -pkeyopt digest:sha256 \
   -in "$WORK/data.sha256" -sigfile "$WORK/eng.sig"
 
+section "key generation and writes"
+check_fails "--keypairgen without login on the login slot is refused" p11tool_m --keypairgen \
+  --key-type EC:prime256v1 --label login-gen0
+check_grep "with CKR_USER_NOT_LOGGED_IN" "CKR_USER_NOT_LOGGED_IN" "$WORK/check.out"
+check "--login --keypairgen on the login slot" p11tool_m --login --pin "$PIN" --keypairgen \
+  --key-type EC:prime256v1 --label login-gen1 --id 4711
+check "the new key signs after login" p11tool_m --login --pin "$PIN" --sign -m ECDSA \
+  --signature-format openssl --id 4711 -i "$WORK/data.sha256" -o "$WORK/gen1.sig"
+kv_key_pem login-gen1 "$WORK/gen1.pem" || fail "vault key login-gen1"
+check "and openssl verifies it with the vault's key" openssl pkeyutl -verify -pubin \
+  -inkey "$WORK/gen1.pem" -in "$WORK/data.sha256" -sigfile "$WORK/gen1.sig"
+check_fails "--keypairgen on a login-none slot is refused (pkcs11-tool asks CKA_PRIVATE=TRUE)" \
+  env AKV_PKCS11_CONFIG="$WORK/open.json" pkcs11-tool --module "$AKV_MODULE" --keypairgen \
+  --key-type EC:prime256v1 --label login-gen2
+check_grep "with CKR_ATTRIBUTE_VALUE_INVALID" "CKR_ATTRIBUTE_VALUE_INVALID" "$WORK/check.out"
+kv_call GET /keys/login-gen2 >/dev/null 2>&1 && _check_result 1 "no login-gen2 in the vault" ||
+  _check_result 0 "no login-gen2 in the vault"
+
+section "the log names wrong PINs, never the PIN"
+module_config "$WORK/logged.json" "$(jq -cn --arg h "$HASH" '{login: "required", pin_hash: $h}')" \
+  "$(jq -cn --arg l "$WORK/module.log" '{log_file: $l, log_level: "debug"}')"
+check_fails "a wrong PIN" env AKV_PKCS11_CONFIG="$WORK/logged.json" AKV_PKCS11_DEBUG=all \
+  pkcs11-tool --module "$AKV_MODULE" --login --pin "wrong-$PIN" -O
+check "the right PIN" env AKV_PKCS11_CONFIG="$WORK/logged.json" AKV_PKCS11_DEBUG=all \
+  pkcs11-tool --module "$AKV_MODULE" --login --pin "$PIN" -O
+check_grep "the wrong PIN is logged" "wrong user PIN \(1 in a row\); answering after 250 ms" \
+  "$WORK/module.log"
+check_grep "the login is logged" "slot 0: user logged in" "$WORK/module.log"
+check "no PIN in the log" bash -c '! grep -qF -- "$1" "$2"' _ "$PIN" "$WORK/module.log"
+
 section "a slot without login refuses CKA_PRIVATE=TRUE"
 printf 'x' >"$WORK/obj.txt"
 check_fails "--write-object --private on a login-none slot is refused" \

@@ -280,6 +280,72 @@ static void test_login_config(void **state)
   akv_config_free(cfg);
 }
 
+/* CKA_PRIVATE in templates is honoured or refused, never dropped (docs/security.md "Login"). */
+static void test_login_templates(void **state)
+{
+  static CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+  static CK_BYTE oid_p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+  CK_OBJECT_CLASS data = CKO_DATA;
+  CK_ULONG len32 = 32;
+  CK_MECHANISM kp = {CKM_EC_KEY_PAIR_GEN, NULL, 0}, aes = {CKM_AES_KEY_GEN, NULL, 0};
+  CK_ATTRIBUTE pub[] = {{CKA_TOKEN, &yes, 1}, {CKA_EC_PARAMS, oid_p256, sizeof(oid_p256)},
+                        {CKA_LABEL, "tk-ec", 5}, {CKA_PRIVATE, &no, 1}};
+  CK_ATTRIBUTE priv[] = {{CKA_TOKEN, &yes, 1}, {CKA_LABEL, "tk-ec", 5}, {CKA_PRIVATE, &yes, 1}};
+  CK_ATTRIBUTE dt[] = {{CKA_CLASS, &data, sizeof(data)}, {CKA_TOKEN, &yes, 1},
+                       {CKA_LABEL, "tk-data", 7}, {CKA_VALUE, "v", 1}, {CKA_PRIVATE, &yes, 1}};
+  CK_ATTRIBUTE st[] = {{CKA_VALUE_LEN, &len32, sizeof(len32)}, {CKA_TOKEN, &no, 1},
+                       {CKA_PRIVATE, &yes, 1}};
+  CK_OBJECT_HANDLE hpub, hpriv, h;
+  CK_SESSION_HANDLE rw;
+  (void)state;
+
+  /* No login: every CKA_PRIVATE=TRUE is refused, and nothing reaches the vault. */
+  assert_int_equal(C_Finalize(NULL), CKR_OK);
+  assert_int_equal(t_init(T_CFG(",\"objects\":[\"keys\",\"secrets\"]")), CKR_OK);
+  rw = t_open(CKF_RW_SESSION);
+  assert_int_equal(C_GenerateKeyPair(rw, &kp, pub, 4, priv, 3, &hpub, &hpriv),
+                   CKR_ATTRIBUTE_VALUE_INVALID);
+  assert_int_equal(C_CreateObject(rw, dt, 5, &h), CKR_ATTRIBUTE_VALUE_INVALID);
+  assert_int_equal(C_GenerateKey(rw, &aes, st, 3, &h), CKR_ATTRIBUTE_VALUE_INVALID);
+  assert_int_equal(count_class(rw, CKO_DATA), 0);
+  assert_int_equal(count_class(rw, CKO_PRIVATE_KEY), 1); /* rsa1 only */
+  priv[2].pValue = &no;
+  assert_int_equal(C_GenerateKeyPair(rw, &kp, pub, 4, priv, 3, &hpub, &hpriv), CKR_OK);
+  assert_int_equal(attr_bool(rw, hpriv, CKA_PRIVATE), CK_FALSE);
+
+  /* Login required: writes need the user; templates must match what the slot makes. */
+  assert_int_equal(C_Finalize(NULL), CKR_OK);
+  assert_int_equal(t_init(T_LOGIN_CFG), CKR_OK);
+  rw = t_open(CKF_RW_SESSION);
+  pub[2].pValue = priv[1].pValue = "tk-ec2";
+  pub[2].ulValueLen = priv[1].ulValueLen = 6;
+  priv[2].pValue = &yes;
+  assert_int_equal(C_GenerateKeyPair(rw, &kp, pub, 4, priv, 3, &hpub, &hpriv),
+                   CKR_USER_NOT_LOGGED_IN);
+  assert_int_equal(C_CreateObject(rw, dt, 5, &h), CKR_USER_NOT_LOGGED_IN);
+  assert_int_equal(C_Login(rw, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4), CKR_OK);
+  priv[2].pValue = &no;
+  assert_int_equal(C_GenerateKeyPair(rw, &kp, pub, 4, priv, 3, &hpub, &hpriv),
+                   CKR_ATTRIBUTE_VALUE_INVALID);
+  priv[2].pValue = &yes;
+  pub[3].pValue = &yes;
+  assert_int_equal(C_GenerateKeyPair(rw, &kp, pub, 4, priv, 3, &hpub, &hpriv),
+                   CKR_ATTRIBUTE_VALUE_INVALID);
+  pub[3].pValue = &no; /* what pkcs11-tool --keypairgen sends */
+  assert_int_equal(C_GenerateKeyPair(rw, &kp, pub, 4, priv, 3, &hpub, &hpriv), CKR_OK);
+  assert_int_equal(attr_bool(rw, hpriv, CKA_PRIVATE), CK_TRUE);
+  assert_int_equal(attr_bool(rw, hpub, CKA_PRIVATE), CK_FALSE);
+  dt[4].pValue = &no;
+  assert_int_equal(C_CreateObject(rw, dt, 5, &h), CKR_ATTRIBUTE_VALUE_INVALID);
+  dt[4].pValue = &yes;
+  assert_int_equal(C_CreateObject(rw, dt, 5, &h), CKR_OK);
+  assert_int_equal(attr_bool(rw, h, CKA_PRIVATE), CK_TRUE);
+  assert_int_equal(C_Logout(rw), CKR_OK);
+  assert_int_equal(t_find_one(rw, CKO_PUBLIC_KEY, "tk-ec2"), hpub);
+  assert_int_equal(count_class(rw, CKO_PRIVATE_KEY), 0);
+  assert_int_equal(count_class(rw, CKO_DATA), 0);
+}
+
 static int64_t ms_since(const struct timespec *t0)
 {
   struct timespec t1;
@@ -511,6 +577,7 @@ int main(void)
       cmocka_unit_test(test_pin_delay),
       cmocka_unit_test(test_login_config),
       cmocka_unit_test_setup_teardown(test_login_required, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_login_templates, setup, teardown),
       cmocka_unit_test_setup_teardown(test_device_error, setup, teardown),
       cmocka_unit_test_setup_teardown(test_not_supported_state, setup, teardown),
       cmocka_unit_test_setup_teardown(test_read_only_slot, setup, teardown),
