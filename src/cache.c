@@ -2,7 +2,11 @@
  * built off-lock and swapped in; soft TTL (75 %) refreshes in the background, hard TTL refreshes
  * synchronously, a failed refresh keeps serving the old snapshot within stale_if_error. Objects
  * whose source (key, version, certificate, secret) has unchanged created/updated times are carried
- * over to the next snapshot, so their public key material and fetched values survive refreshes.
+ * over to the next snapshot, so their public key material and fetched values survive refreshes;
+ * objects restored from the cache file never count as read (src_fetched_at 0) and are read from the
+ * vault again instead, so the vault's material always wins over the file's. With
+ * CKF_LIBRARY_CANT_CREATE_OS_THREADS no thread is started: no background refresh, and keys are
+ * read one after another in the caller's thread.
  * Also the process-wide handle registry (handles stable per identity). */
 #include <fnmatch.h>
 #include <limits.h>
@@ -434,7 +438,7 @@ static CK_RV fetch_keys(struct build *b, const char **names, const char **versio
   rcs = calloc(n, sizeof(*rcs));
   if (!keys || !rcs)
     goto out;
-  rc = kv_get_keys(b->slot->client, names, versions, n, keys, rcs);
+  rc = kv_get_keys(b->slot->client, names, versions, n, akv_threads_allowed(), keys, rcs);
   if (rc != KV_OK && rc != KV_E_NOT_FOUND && rc != KV_E_FORBIDDEN) {
     /* Per-key codes say more; fall through to them when they are set. */
     akv_dbg(AKV_LOGC_CACHE, "kv_get_keys: %s", kv_rc_str(rc));
@@ -1191,7 +1195,7 @@ static CK_RV resolve_fetch(struct akv_cache *c, struct resolving *r)
       r->lz[i]->state = AKV_LAZY_PENDING;
     goto out;
   }
-  rc = kv_get_keys(slot->client, r->names, NULL, r->n, keys, rcs);
+  rc = kv_get_keys(slot->client, r->names, NULL, r->n, akv_threads_allowed(), keys, rcs);
   if (rc != KV_OK)
     akv_dbg(AKV_LOGC_CACHE, "kv_get_keys: %s", kv_rc_str(rc));
   rv = CKR_OK;

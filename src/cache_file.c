@@ -1,36 +1,94 @@
-/* The cross-process cache file (see cache_file.h). Format (JSON, one file for all slots):
- *   {"format":3,"slots":[{"fp":SLOT-FINGERPRINT,"built_at":T,"keys":[KEY...],"objects":[OBJ...],
- *                         "pending":[{"name":N,"created":T,"updated":T}...]}]}
- * KEY is the public JWK part of one key version (+ label and source tag); OBJ is a certificate or
- * data object as its attribute list; pending keys are listed keys whose public part no process has
- * read yet (cache.h). The fingerprint covers everything in the slot's config that
- * changes the object list, so a changed config never reuses an old entry. The file is only trusted
- * when it belongs to this user and nobody else can write it; anything malformed is ignored. */
+/* The cross-process cache file (see cache_file.h, docs/design.md "Cache file" and docs/security.md
+ * "The cache file"). Layout: one header line, then JSON:
+ *   akv-pkcs11-cache 4 MAC
+ *   {"format":4,"slots":[{"fp":SLOT-FINGERPRINT,"built_at":T,"keys":[KEY...],"certs":[CERT...],
+ *                         "secrets":[SECRET...],"pending":[{"name":N,"created":T,"updated":T}...]}]}
+ * MAC is the hex HMAC-SHA256, under the user's key file (config directory, never the cache
+ * directory), of "akv-pkcs11-cache 4\n" followed by the JSON bytes. KEY is {"src":S,"bundle":B}
+ * with B a KeyBundle as the vault sends it (public JWK, attributes, tags, managed); CERT is
+ * {"src":S,"bundle":CertificateBundle} (+ "chain":N for the Nth chain certificate of that bundle);
+ * SECRET is {"src":S,"item":list item}. Restoring parses them with the vault reply parsers
+ * (kv/jwk.c) and builds the objects with the listing's constructors (object.c): the file holds no
+ * attribute of its own, and nothing in it is checked less strictly than a vault reply. Objects
+ * from the file never count as fetched (src_fetched_at 0), so the next refresh reads them from the
+ * vault again. The fingerprint covers everything in the slot's config that changes the object
+ * list, so a changed config never reuses an old entry. */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/auxv.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include "attrs.h"
 #include "cache_file.h"
+#include "kv/json.h"
+#include "kv/jwk.h"
 #include "object.h"
 #include "util/b64.h"
 #include "util/log.h"
 
-/* LIFECYCLE: 2 adds key tags (CKA_ID kept in a tag must survive the file); 3 adds pending keys. */
-#define CACHE_FORMAT 3
+/* LIFECYCLE: 2 adds key tags; 3 adds pending keys; 4 is authenticated and stores vault JSON. */
+#define CACHE_FORMAT 4
+#define MAGIC "akv-pkcs11-cache 4"
+#define HDR_LEN (sizeof(MAGIC) + 64 + 1) /* MAGIC, ' ', 64 hex digits, '\n' */
 #define CACHE_MAX_BYTES (32u << 20)
 #define LOCK_WAIT_MS 30000
+#define KEY_BYTES 32
+#define KEY_FILE "cache.key"
+/* built_at may be this far in the future (another process's clock read a moment later). */
+#define MAX_SKEW_S 60
+#define MAX_TIME 253402300799.0 /* 9999-12-31T23:59:59Z */
+#define MAX_CHAIN 64
 
-/* The file's path, or 0 when off ("" in the config). */
+/* ---- warnings: one per cause and process, one per bad file version ----------------------------- */
+
+enum { W_DIR = 1u, W_LOCK = 2u, W_KEY = 4u, W_PRIV = 8u };
+static atomic_uint warned;
+static atomic_uint_fast64_t bad_file_seen;
+
+static int first_time(unsigned bit)
+{
+  return !(atomic_fetch_or(&warned, bit) & bit);
+}
+
+/* A file that was ignored: warned about once per version of it (device, inode, size, mtime). */
+static void bad_file(const char *path, const struct stat *st, const char *why)
+{
+  uint64_t id = 1469598103934665603ULL, parts[5] = {(uint64_t)st->st_dev, (uint64_t)st->st_ino,
+                                                    (uint64_t)st->st_size,
+                                                    (uint64_t)st->st_mtim.tv_sec,
+                                                    (uint64_t)st->st_mtim.tv_nsec};
+  for (size_t i = 0; i < 5; i++)
+    id = (id ^ parts[i]) * 1099511628211ULL;
+  id |= 1;
+  if (atomic_exchange(&bad_file_seen, id) != id)
+    akv_warn(AKV_LOGC_CACHE, "cache file %s ignored: %s; the next listing rewrites it", path, why);
+}
+
+/* ---- where the file is, and whether it may be used ----------------------------------------------- */
+
+struct cf {
+  char path[4096]; /* the file, for messages */
+  char lock[4200]; /* the lock file, for messages */
+  const char *base, *lockbase; /* their names in dirfd */
+  int dirfd;
+};
+
+/* The file's path, or 0 when off ("" in the config) or unknown. */
 static int cache_path(char *buf, size_t len)
 {
   const struct akv_config *cfg = akv_config();
@@ -41,34 +99,265 @@ static int cache_path(char *buf, size_t len)
     return 0;
   if (cfg->cache_file)
     n = snprintf(buf, len, "%s", cfg->cache_file);
-  else if ((env = getenv("XDG_CACHE_HOME")) && env[0] == '/')
+  else if ((env = secure_getenv("XDG_CACHE_HOME")) && env[0] == '/')
     n = snprintf(buf, len, "%s/akv-pkcs11/cache.json", env);
-  else if ((env = getenv("HOME")) && env[0] == '/')
+  else if ((env = secure_getenv("HOME")) && env[0] == '/')
     n = snprintf(buf, len, "%s/.cache/akv-pkcs11/cache.json", env);
   else
     return 0;
   return n > 0 && (size_t)n < len;
 }
 
-/* Creates the default directory (0700) when the path is ours to choose. */
-static void ensure_dir(const char *path)
+/* mkdir -m 0700 of dir and of its parent (~/.cache, ~/.config) when missing. */
+static void make_private_dirs(const char *dir)
 {
-  char dir[4096];
+  char parent[4096];
   char *slash;
-  if (akv_config()->cache_file)
-    return; /* an explicit path: its directory is the administrator's business */
-  snprintf(dir, sizeof(dir), "%s", path);
-  slash = strrchr(dir, '/');
-  if (!slash)
-    return;
-  *slash = '\0';
-  slash = strrchr(dir, '/');
-  if (slash) {
+  snprintf(parent, sizeof(parent), "%s", dir);
+  slash = strrchr(parent, '/');
+  if (slash && slash != parent) {
     *slash = '\0';
-    (void)mkdir(dir, 0700); /* ~/.cache */
-    *slash = '/';
+    (void)mkdir(parent, 0700);
   }
   (void)mkdir(dir, 0700);
+}
+
+/* Who may write a directory or file: only this user (root owns nothing we trust less). */
+static const char *not_private(const struct stat *st, mode_t forbidden, int root_ok)
+{
+  if (st->st_uid != geteuid() && !(root_ok && st->st_uid == 0))
+    return "owned by another user";
+  if (st->st_mode & forbidden & 022)
+    return "writable by group or others";
+  if (st->st_mode & forbidden)
+    return "readable by group or others";
+  return NULL;
+}
+
+/* Opens the file's directory when the cache file is on and may be used here: not in a privileged
+ * process, a directory only this user (or root) can write, a lock file that is not a link and only
+ * this user can write. 0 (cache off, warned once per cause) otherwise. */
+static int cf_open(struct cf *cf)
+{
+  char dir[4096];
+  struct stat st;
+  const char *why;
+  char *slash;
+  size_t dl;
+
+  cf->dirfd = -1;
+  if (!cache_path(cf->path, sizeof(cf->path)))
+    return 0;
+  if (getauxval(AT_SECURE)) {
+    if (first_time(W_PRIV))
+      akv_info(AKV_LOGC_CACHE, "cache file off: the process is privileged (setuid, setgid or "
+                               "capabilities)");
+    return 0;
+  }
+  if (snprintf(cf->lock, sizeof(cf->lock), "%s.lock", cf->path) >= (int)sizeof(cf->lock))
+    return 0;
+  snprintf(dir, sizeof(dir), "%s", cf->path);
+  slash = strrchr(dir, '/');
+  if (!slash) {
+    snprintf(dir, sizeof(dir), ".");
+    dl = 0;
+  } else {
+    dl = (size_t)(slash - dir) + 1;
+    slash[slash == dir ? 1 : 0] = '\0';
+  }
+  cf->base = cf->path + dl;
+  cf->lockbase = cf->lock + dl;
+  if (!cf->base[0])
+    return 0;
+  if (!akv_config()->cache_file)
+    make_private_dirs(dir); /* the default path: ours to create */
+  cf->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (cf->dirfd < 0 || fstat(cf->dirfd, &st) != 0) {
+    if (first_time(W_DIR))
+      akv_warn(AKV_LOGC_CACHE, "cache directory %s unusable (%s); the cache file is off", dir,
+               strerror(errno));
+    goto off;
+  }
+  if ((why = not_private(&st, 022, 1)) != NULL) {
+    if (first_time(W_DIR))
+      akv_warn(AKV_LOGC_CACHE,
+               "cache directory %s refused: %s (mode %03o, uid %u); the cache file is off. "
+               "Fix: chmod go-w %s, or set cache_file to a private directory",
+               dir, why, (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid, dir);
+    goto off;
+  }
+  if (fstatat(cf->dirfd, cf->lockbase, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+      (!S_ISREG(st.st_mode) || (why = not_private(&st, 022, 0)) != NULL)) {
+    if (first_time(W_LOCK))
+      akv_warn(AKV_LOGC_CACHE,
+               "cache file lock %s refused: %s (mode %03o, uid %u); the cache file is off. "
+               "Fix: remove it",
+               cf->lock, S_ISREG(st.st_mode) ? why : "not a regular file",
+               (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid);
+    goto off;
+  }
+  return 1;
+off:
+  if (cf->dirfd >= 0)
+    close(cf->dirfd);
+  cf->dirfd = -1;
+  return 0;
+}
+
+static void cf_close(struct cf *cf)
+{
+  if (cf->dirfd >= 0)
+    close(cf->dirfd);
+  cf->dirfd = -1;
+}
+
+/* ---- the MAC key ----------------------------------------------------------------------------- */
+
+/* $XDG_CONFIG_HOME/akv-pkcs11 or ~/.config/akv-pkcs11: the user's configuration, which whoever
+ * writes the cache directory cannot read. */
+static int key_dir(char *buf, size_t len)
+{
+  const char *env;
+  int n;
+  if ((env = secure_getenv("XDG_CONFIG_HOME")) && env[0] == '/')
+    n = snprintf(buf, len, "%s/akv-pkcs11", env);
+  else if ((env = secure_getenv("HOME")) && env[0] == '/')
+    n = snprintf(buf, len, "%s/.config/akv-pkcs11", env);
+  else
+    return 0;
+  return n > 0 && (size_t)n < len;
+}
+
+static int write_all(int fd, const void *p, size_t len)
+{
+  const char *c = p;
+  ssize_t w;
+  while (len) {
+    w = write(fd, c, len);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return 0;
+    c += w;
+    len -= (size_t)w;
+  }
+  return 1;
+}
+
+/* A new random key, published atomically (link: never replaces a key another process made). */
+static int create_key(int dfd)
+{
+  unsigned char k[KEY_BYTES];
+  char tmp[64];
+  int fd, ok;
+
+  if (RAND_priv_bytes_ex(akv_libctx(), k, sizeof(k), 0) != 1)
+    return -1;
+  snprintf(tmp, sizeof(tmp), KEY_FILE ".%ld.tmp", (long)getpid());
+  (void)unlinkat(dfd, tmp, 0);
+  fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  ok = fd >= 0 && write_all(fd, k, sizeof(k)) && fsync(fd) == 0;
+  OPENSSL_cleanse(k, sizeof(k));
+  if (fd >= 0)
+    ok = close(fd) == 0 && ok;
+  ok = ok && (linkat(dfd, tmp, dfd, KEY_FILE, 0) == 0 || errno == EEXIST);
+  (void)unlinkat(dfd, tmp, 0);
+  return ok ? openat(dfd, KEY_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) : -1;
+}
+
+/* The user's MAC key (created on first use); 0 with one warning when there is none to be had. */
+static int mac_key(unsigned char key[KEY_BYTES])
+{
+  char dir[4096];
+  const char *why = NULL;
+  struct stat st;
+  int dfd = -1, fd = -1, ok = 0;
+  ssize_t got;
+
+  if (!key_dir(dir, sizeof(dir))) {
+    snprintf(dir, sizeof(dir), "$XDG_CONFIG_HOME or ~/.config");
+    why = "neither XDG_CONFIG_HOME nor HOME is an absolute path";
+    goto out;
+  }
+  make_private_dirs(dir);
+  dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dfd < 0 || fstat(dfd, &st) != 0) {
+    why = strerror(errno);
+    goto out;
+  }
+  if ((why = not_private(&st, 022, 0)) != NULL)
+    goto out;
+  fd = openat(dfd, KEY_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT)
+    fd = create_key(dfd);
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    why = strerror(errno);
+    goto out;
+  }
+  if (!S_ISREG(st.st_mode) || st.st_size != KEY_BYTES) {
+    why = "not a regular file of 32 bytes";
+    goto out;
+  }
+  if ((why = not_private(&st, 077, 0)) != NULL)
+    goto out;
+  got = read(fd, key, KEY_BYTES);
+  ok = got == KEY_BYTES;
+  if (!ok)
+    why = "short read";
+out:
+  if (fd >= 0)
+    close(fd);
+  if (dfd >= 0)
+    close(dfd);
+  if (!ok) {
+    OPENSSL_cleanse(key, KEY_BYTES);
+    if (first_time(W_KEY))
+      akv_warn(AKV_LOGC_CACHE,
+               "cache file off: no usable key to authenticate it (%s/" KEY_FILE ": %s). Fix: make "
+               "that directory 0700 and the file 0600, owned by you, or remove the file",
+               dir, why ? why : "unknown");
+  }
+  return ok;
+}
+
+/* HMAC-SHA256 over MAGIC "\n" || json, in the module's library context. */
+static int compute_mac(const unsigned char key[KEY_BYTES], const char *json, size_t len,
+                       unsigned char out[32])
+{
+  EVP_MAC *mac = EVP_MAC_fetch(akv_libctx(), "HMAC", NULL);
+  EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
+                         OSSL_PARAM_construct_end()};
+  size_t outl = 0;
+  int ok = ctx && EVP_MAC_init(ctx, key, KEY_BYTES, params) &&
+           EVP_MAC_update(ctx, (const unsigned char *)MAGIC "\n", sizeof(MAGIC)) &&
+           EVP_MAC_update(ctx, (const unsigned char *)json, len) &&
+           EVP_MAC_final(ctx, out, &outl, 32) && outl == 32;
+  EVP_MAC_CTX_free(ctx);
+  EVP_MAC_free(mac);
+  return ok;
+}
+
+/* ---- numbers and strings from the file --------------------------------------------------------- */
+
+/* An integral number within [lo, hi]; 0 when absent, not a number, not finite or out of range. */
+static int get_num(const cJSON *o, const char *name, double lo, double hi, int64_t *v)
+{
+  const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, name);
+  double d;
+  if (!cJSON_IsNumber(it))
+    return 0;
+  d = it->valuedouble;
+  if (!isfinite(d) || d < lo || d > hi || d != floor(d))
+    return 0;
+  *v = (int64_t)d;
+  return 1;
+}
+
+static const char *get_str(const cJSON *o, const char *name)
+{
+  const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, name);
+  return cJSON_IsString(it) ? it->valuestring : NULL;
 }
 
 /* SHA-256 (hex) of what makes the slot's object list. */
@@ -105,191 +394,202 @@ static int fingerprint(const struct akv_slot_config *sc, char out[65])
 
 /* ---- reading ------------------------------------------------------------------------------ */
 
-/* The file's JSON when it is ours and private; NULL otherwise (missing, foreign, malformed). */
-static cJSON *read_file(const char *path)
+static int hexval(int c)
 {
-  struct stat st;
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  return -1;
+}
+
+/* The file's JSON when it is ours, private, authentic under key and of this format; NULL
+ * otherwise (missing: silently; anything else: one warning). *st is the file's identity. */
+static cJSON *read_doc(const struct cf *cf, const unsigned char key[KEY_BYTES], struct stat *st)
+{
+  unsigned char want[32], got[32];
+  const char *why = NULL;
   char *text = NULL;
   cJSON *doc = NULL;
-  ssize_t got;
-  size_t off = 0;
-  int fd;
+  int64_t format = 0;
+  ssize_t n;
+  size_t off = 0, i;
+  int fd, ok = 1;
 
-  fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0)
+  memset(st, 0, sizeof(*st));
+  fd = openat(cf->dirfd, cf->base, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno != ENOENT && fstatat(cf->dirfd, cf->base, st, AT_SYMLINK_NOFOLLOW) == 0)
+      bad_file(cf->path, st, errno == ELOOP ? "a symbolic link" : strerror(errno));
     return NULL;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077) ||
-      (size_t)st.st_size > CACHE_MAX_BYTES) {
-    akv_warn(AKV_LOGC_CACHE, "cache file %s ignored: not a private file of this user", path);
+  }
+  if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode) || not_private(st, 077, 0) ||
+      (size_t)st->st_size > CACHE_MAX_BYTES) {
+    why = "not a private file of this user";
     goto out;
   }
-  text = malloc((size_t)st.st_size + 1);
+  text = malloc((size_t)st->st_size + 1);
   if (!text)
     goto out;
-  while (off < (size_t)st.st_size) {
-    got = read(fd, text + off, (size_t)st.st_size - off);
-    if (got <= 0)
-      goto out;
-    off += (size_t)got;
+  while (off < (size_t)st->st_size) {
+    n = read(fd, text + off, (size_t)st->st_size - off);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break;
+    off += (size_t)n;
   }
   text[off] = '\0';
-  doc = cJSON_ParseWithLength(text, off);
-  if (!doc)
-    akv_warn(AKV_LOGC_CACHE, "cache file %s ignored: not JSON", path);
+  if (off < HDR_LEN || memcmp(text, MAGIC " ", sizeof(MAGIC)) != 0 || text[HDR_LEN - 1] != '\n') {
+    why = "not an authenticated cache file of format 4 (truncated, or an older format)";
+    goto out;
+  }
+  for (i = 0; i < 32; i++) {
+    int hi = hexval(text[sizeof(MAGIC) + 2 * i]), lo = hexval(text[sizeof(MAGIC) + 2 * i + 1]);
+    ok = ok && hi >= 0 && lo >= 0;
+    got[i] = (unsigned char)((hi & 15) << 4 | (lo & 15));
+  }
+  if (!ok || !compute_mac(key, text + HDR_LEN, off - HDR_LEN, want) ||
+      CRYPTO_memcmp(want, got, sizeof(want)) != 0) {
+    why = "its MAC does not match (altered, truncated, or written under another key)";
+    goto out;
+  }
+  doc = cJSON_ParseWithLength(text + HDR_LEN, off - HDR_LEN);
+  if (!doc || !get_num(doc, "format", 0, 1000, &format) || format != CACHE_FORMAT ||
+      !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(doc, "slots"))) {
+    why = "authentic but not of format 4";
+    cJSON_Delete(doc);
+    doc = NULL;
+  }
 out:
+  if (why)
+    bad_file(cf->path, st, why);
+  OPENSSL_cleanse(want, sizeof(want));
   free(text);
   close(fd);
   return doc;
 }
 
-static int get_i64(const cJSON *o, const char *name, int64_t *v)
+/* The objects restored from the file never count as read from the vault now (cache.c reuse): the
+ * next refresh reads their source again, and its answer wins. */
+static void not_fetched(struct akv_object **objs, size_t n)
 {
-  const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, name);
-  if (!cJSON_IsNumber(it))
-    return 0;
-  *v = (int64_t)it->valuedouble;
-  return 1;
+  for (size_t i = 0; i < n; i++)
+    objs[i]->src_fetched_at = 0;
 }
 
-static const char *get_str(const cJSON *o, const char *name)
-{
-  const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, name);
-  return cJSON_IsString(it) ? it->valuestring : NULL;
-}
-
-static int get_b64(const cJSON *o, const char *name, unsigned char **p, size_t *len)
-{
-  const char *s = get_str(o, name);
-  if (!s)
-    return 1; /* absent is fine: not every key has every member */
-  return akv_b64_decode(s, (size_t)-1, p, len) == 0;
-}
-
-static char *dup_str(const cJSON *o, const char *name, int *ok)
-{
-  const char *s = get_str(o, name);
-  char *d = s ? strdup(s) : NULL;
-  if (!d)
-    *ok = 0;
-  return d;
-}
-
-/* LIFECYCLE: key tags as a {"name":"value"} object; absent means none. */
-static int load_tags(const cJSON *j, struct kv_attrs *a)
-{
-  const cJSON *tags = cJSON_GetObjectItemCaseSensitive(j, "tags"), *t;
-  int n;
-  if (!tags)
-    return 1;
-  if (!cJSON_IsObject(tags) || (n = cJSON_GetArraySize(tags)) > 64)
-    return 0;
-  a->tags = calloc((size_t)n + 1, sizeof(*a->tags));
-  if (!a->tags)
-    return 0;
-  cJSON_ArrayForEach(t, tags)
-  {
-    if (!cJSON_IsString(t) || !t->string)
-      return 0;
-    a->tags[a->n_tags].name = strdup(t->string);
-    a->tags[a->n_tags].value = strdup(t->valuestring);
-    a->n_tags++;
-    if (!a->tags[a->n_tags - 1].name || !a->tags[a->n_tags - 1].value)
-      return 0;
-  }
-  return 1;
-}
-
-static int add_tags(cJSON *j, const struct kv_attrs *a)
-{
-  cJSON *o;
-  size_t i;
-  if (!a->n_tags)
-    return 1;
-  o = cJSON_AddObjectToObject(j, "tags");
-  for (i = 0; o && i < a->n_tags; i++) {
-    if (!cJSON_AddStringToObject(o, a->tags[i].name, a->tags[i].value))
-      return 0;
-  }
-  return o != NULL;
-}
-
+/* A key version: its KeyBundle through the vault reply parser, its objects through the listing's
+ * constructor; src names the key ("k|NAME", label NAME) or the version ("v|NAME|VER", label
+ * NAME/VER) and must agree with the bundle's kid. */
 static CK_RV load_key(struct akv_slot *slot, const cJSON *j, struct akv_object **objs,
                       size_t *n_objs)
 {
-  struct kv_key *k = calloc(1, sizeof(*k));
+  const char *src = get_str(j, "src"), *bar;
+  struct kv_key *k = NULL;
   struct akv_keyent *ke = NULL;
-  const char *label = get_str(j, "label"), *src = get_str(j, "src");
-  int64_t v[8] = {0};
-  int ok = k != NULL;
+  char label[300];
+  size_t nl;
   CK_RV rv = CKR_FUNCTION_FAILED;
 
   *n_objs = 0;
-  if (!ok || !label || !src)
+  if (!src || strlen(src) > 260 || (src[0] != 'k' && src[0] != 'v') || src[1] != '|' ||
+      kv_key_from_bundle(cJSON_GetObjectItemCaseSensitive(j, "bundle"), &k) != KV_OK)
     goto out;
-  k->kid = dup_str(j, "kid", &ok);
-  k->name = dup_str(j, "name", &ok);
-  k->version = dup_str(j, "version", &ok);
-  ok = ok && get_i64(j, "kty", &v[0]) && get_i64(j, "hsm", &v[1]) && get_i64(j, "crv", &v[2]) &&
-       get_i64(j, "ops", &v[3]) && get_i64(j, "enabled", &v[4]) &&
-       get_i64(j, "nbf", &k->attrs.nbf) && get_i64(j, "exp", &k->attrs.exp) &&
-       get_i64(j, "created", &k->attrs.created) && get_i64(j, "updated", &k->attrs.updated) &&
-       get_b64(j, "n", &k->n, &k->n_len) && get_b64(j, "e", &k->e, &k->e_len) &&
-       get_b64(j, "x", &k->x, &k->x_len) && get_b64(j, "y", &k->y, &k->y_len);
-  if (!ok || v[0] < KV_KTY_RSA || v[0] > KV_KTY_OCT || v[2] < 0 || v[2] > KV_CRV_P256K)
+  bar = strchr(src + 2, '|');
+  nl = bar ? (size_t)(bar - src - 2) : strlen(src + 2);
+  if (nl != strlen(k->name) || strncasecmp(src + 2, k->name, nl) != 0 ||
+      (src[0] == 'k' && bar) || (src[0] == 'v' && (!bar || strcasecmp(bar + 1, k->version) != 0)))
     goto out;
-  k->kty = (enum kv_kty)v[0];
-  k->hsm = v[1] != 0;
-  k->crv = (enum kv_crv)v[2];
-  k->key_ops = (unsigned)v[3];
-  k->attrs.enabled = v[4] != 0;
-  /* LIFECYCLE: tags (the pkcs11-id tag gives CKA_ID). */
-  if (!load_tags(j, &k->attrs))
-    goto out;
-  /* The key material is checked again (kv_key_to_pkey), as if it came from the vault. */
-  rv = akv_keyent_new(k, &ke);
+  if (src[0] == 'k')
+    snprintf(label, sizeof(label), "%s", src + 2);
+  else
+    snprintf(label, sizeof(label), "%.*s/%s", (int)nl, src + 2, bar + 1);
+  rv = akv_keyent_new(k, &ke); /* checks the material as a listing does (kv_key_to_pkey) */
   k = NULL;
   if (rv == CKR_OK)
     rv = akv_objects_from_key(slot, ke, label, src, objs, n_objs);
+  if (rv == CKR_OK)
+    not_fetched(objs, *n_objs);
 out:
   kv_key_free(k);
   akv_keyent_unref(ke);
-  return rv;
+  return rv == CKR_OK ? rv : rv == CKR_HOST_MEMORY ? rv : CKR_FUNCTION_FAILED;
 }
 
-static CK_RV load_object(struct akv_slot *slot, const cJSON *j, struct akv_object **out)
+/* A certificate (or the Nth certificate of its chain, named as cache.c add_chain names it). */
+static CK_RV load_cert(struct akv_slot *slot, const cJSON *j, struct akv_object **out)
 {
-  const cJSON *attrs = cJSON_GetObjectItemCaseSensitive(j, "attrs"), *a;
   const char *src = get_str(j, "src");
-  int64_t cls = 0, created = 0, updated = 0, type;
-  unsigned char *val;
-  size_t len;
-  struct akv_ab b;
+  struct kv_cert *c = NULL;
+  char id[2200], name[200];
+  int64_t chain = 0, created, updated;
+  CK_RV rv = CKR_FUNCTION_FAILED;
 
-  memset(&b, 0, sizeof(b));
-  if (!src || !cJSON_IsArray(attrs) || !get_i64(j, "cls", &cls) ||
-      !get_i64(j, "created", &created) || !get_i64(j, "updated", &updated) ||
-      (cls != CKO_CERTIFICATE && cls != CKO_DATA))
-    return CKR_FUNCTION_FAILED;
-  cJSON_ArrayForEach(a, attrs)
-  {
-    val = NULL;
-    if (!get_i64(a, "t", &type) || type < 0 || !get_str(a, "v") || !get_b64(a, "v", &val, &len)) {
-      akv_attrs_free(b.v, b.n);
-      return CKR_FUNCTION_FAILED;
+  *out = NULL;
+  if (!src || strncmp(src, "c|", 2) != 0 ||
+      (cJSON_GetObjectItemCaseSensitive(j, "chain") &&
+       !get_num(j, "chain", 1, MAX_CHAIN, &chain)) ||
+      kv_cert_from_bundle(cJSON_GetObjectItemCaseSensitive(j, "bundle"), "cache file", &c) !=
+          KV_OK ||
+      strcasecmp(src + 2, c->name) != 0)
+    goto out;
+  if (chain) {
+    snprintf(id, sizeof(id), "%s#chain-%d", c->id, (int)chain);
+    snprintf(name, sizeof(name), "%s-chain-%d", c->name, (int)chain);
+    free(c->id);
+    free(c->name);
+    free(c->kid);
+    c->kid = NULL;
+    c->id = strdup(id);
+    c->name = strdup(name);
+    /* A chain certificate has only the leaf's times (cache.c add_chain). */
+    created = c->attrs.created;
+    updated = c->attrs.updated;
+    kv_attrs_clear(&c->attrs);
+    c->attrs.created = created;
+    c->attrs.updated = updated;
+    if (!c->id || !c->name) {
+      rv = CKR_HOST_MEMORY;
+      goto out;
     }
-    akv_ab_set(&b, (CK_ATTRIBUTE_TYPE)type, val, len);
-    free(val);
   }
-  return akv_object_restore(slot, (CK_OBJECT_CLASS)cls, &b, src, created, updated, out);
+  rv = akv_object_from_cert(slot, c, src, out); /* parses the DER as a listing does */
+  if (rv == CKR_OK)
+    not_fetched(out, 1);
+out:
+  kv_cert_free(c);
+  return rv == CKR_OK ? rv : rv == CKR_HOST_MEMORY ? rv : CKR_FUNCTION_FAILED;
+}
+
+/* A secret's data object (its value is never in the file). */
+static CK_RV load_secret(struct akv_slot *slot, const cJSON *j, struct akv_object **out)
+{
+  const char *src = get_str(j, "src");
+  struct kv_item it;
+  CK_RV rv = CKR_FUNCTION_FAILED;
+
+  *out = NULL;
+  memset(&it, 0, sizeof(it));
+  if (src && strncmp(src, "s|", 2) == 0 &&
+      kv_item_from_json(cJSON_GetObjectItemCaseSensitive(j, "item"), "secrets", "id", &it) ==
+          KV_OK &&
+      strcasecmp(src + 2, it.name) == 0)
+    rv = akv_object_from_secret(slot, &it, src, out);
+  if (rv == CKR_OK)
+    not_fetched(out, 1);
+  free(it.id);
+  free(it.name);
+  free(it.version);
+  free(it.content_type);
+  free(it.x5t);
+  kv_attrs_clear(&it.attrs);
+  return rv == CKR_OK ? rv : rv == CKR_HOST_MEMORY ? rv : CKR_FUNCTION_FAILED;
 }
 
 static const cJSON *find_entry(const cJSON *doc, const char *fp)
 {
-  const cJSON *slots = cJSON_GetObjectItemCaseSensitive(doc, "slots"), *e;
-  int64_t format = 0;
-  if (!get_i64(doc, "format", &format) || format != CACHE_FORMAT || !cJSON_IsArray(slots))
-    return NULL;
-  cJSON_ArrayForEach(e, slots)
+  const cJSON *e;
+  cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(doc, "slots"))
   {
     const char *f = get_str(e, "fp");
     if (f && strcmp(f, fp) == 0)
@@ -339,8 +639,8 @@ static CK_RV load_pending(const cJSON *e, struct akv_snapshot *snap)
   cJSON_ArrayForEach(it, pending)
   {
     name = get_str(it, "name");
-    if (!name || !name[0] || strlen(name) > 127 || !get_i64(it, "created", &created) ||
-        !get_i64(it, "updated", &updated) || snap->n_lazy >= (size_t)n)
+    if (!kv_valid_name(name) || !get_num(it, "created", 0, MAX_TIME, &created) ||
+        !get_num(it, "updated", 0, MAX_TIME, &updated) || snap->n_lazy >= (size_t)n)
       return CKR_FUNCTION_FAILED;
     snap->lazy[snap->n_lazy] = akv_lazykey_new(name, created, updated);
     if (!snap->lazy[snap->n_lazy])
@@ -350,27 +650,69 @@ static CK_RV load_pending(const cJSON *e, struct akv_snapshot *snap)
   return CKR_OK;
 }
 
+/* Every object of the entry (keys, certificates, secrets) into snap. */
+static CK_RV load_objects(struct akv_slot *slot, const cJSON *e, struct akv_snapshot *snap)
+{
+  struct akv_object *objs[2];
+  const cJSON *it;
+  size_t cap = 0, n, i;
+  CK_RV rv = CKR_OK;
+
+  cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(e, "keys"))
+  {
+    rv = load_key(slot, it, objs, &n);
+    for (i = 0; i < n && rv == CKR_OK; i++)
+      rv = push(snap, &cap, objs[i]);
+    for (; i < n; i++)
+      akv_object_unref(objs[i]);
+    if (rv != CKR_OK)
+      return rv;
+  }
+  cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(e, "certs"))
+  {
+    if ((rv = load_cert(slot, it, &objs[0])) != CKR_OK || (rv = push(snap, &cap, objs[0])) != CKR_OK)
+      return rv;
+  }
+  cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(e, "secrets"))
+  {
+    if ((rv = load_secret(slot, it, &objs[0])) != CKR_OK ||
+        (rv = push(snap, &cap, objs[0])) != CKR_OK)
+      return rv;
+  }
+  return load_pending(e, snap);
+}
+
 CK_RV akv_cache_file_load(struct akv_slot *slot, struct akv_snapshot **out)
 {
-  char path[4096], fp[65];
+  unsigned char key[KEY_BYTES];
+  char fp[65];
+  struct cf cf;
+  struct stat st;
   cJSON *doc = NULL;
-  const cJSON *e, *it;
+  const cJSON *e;
   struct akv_snapshot *snap = NULL;
-  struct akv_object *objs[2];
-  size_t cap = 0, n, i;
   int64_t built_at = 0, now = akv_now();
   CK_RV rv = CKR_FUNCTION_FAILED;
 
   *out = NULL;
-  if (!cache_path(path, sizeof(path)) || !fingerprint(slot->cfg, fp))
+  if (!fingerprint(slot->cfg, fp) || !cf_open(&cf))
     return rv;
-  doc = read_file(path);
+  if (mac_key(key))
+    doc = read_doc(&cf, key, &st);
+  OPENSSL_cleanse(key, sizeof(key));
   e = doc ? find_entry(doc, fp) : NULL;
-  if (!e || !get_i64(e, "built_at", &built_at) || built_at > now ||
-      now - built_at >= slot->cfg->ttl_s) {
-    e = NULL; /* none, or stale: listing is expected, nothing to warn about */
+  if (!e)
+    goto out; /* none: listing is expected, nothing to warn about */
+  /* Bounded before any arithmetic: a built_at near INT64_MIN (or 1e300) must not make
+   * now - built_at overflow into "fresh forever". */
+  if (!get_num(e, "built_at", 1, (double)now + MAX_SKEW_S, &built_at)) {
+    bad_file(cf.path, &st, "built_at is not a time between 1970 and now");
     goto out;
   }
+  if (built_at > now)
+    built_at = now;
+  if (now - built_at >= slot->cfg->ttl_s)
+    goto out; /* stale: listing is expected */
   snap = calloc(1, sizeof(*snap));
   if (!snap) {
     rv = CKR_HOST_MEMORY;
@@ -378,103 +720,175 @@ CK_RV akv_cache_file_load(struct akv_slot *slot, struct akv_snapshot **out)
   }
   snap->refs = 1;
   snap->built_at = built_at;
-  rv = CKR_OK;
-  cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(e, "keys"))
-  {
-    rv = load_key(slot, it, objs, &n);
-    for (i = 0; i < n; i++) {
-      if (rv == CKR_OK)
-        rv = push(snap, &cap, objs[i]);
-      else
-        akv_object_unref(objs[i]);
-    }
-    if (rv != CKR_OK)
-      goto out;
-  }
-  cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(e, "objects"))
-  {
-    rv = load_object(slot, it, &objs[0]);
-    if (rv == CKR_OK)
-      rv = push(snap, &cap, objs[0]);
-    if (rv != CKR_OK)
-      goto out;
-  }
-  rv = load_pending(e, snap);
-  if (rv != CKR_OK)
+  rv = load_objects(slot, e, snap);
+  if (rv != CKR_OK) {
+    bad_file(cf.path, &st, "an entry fails the checks a vault reply must pass");
     goto out;
+  }
   qsort(snap->objs, snap->n, sizeof(*snap->objs), cmp_handle);
   akv_dbg(AKV_LOGC_CACHE, "%s: %zu object(s), %zu pending key(s) from the cache file (%lld s old)",
           slot->cfg->url, snap->n, snap->n_lazy, (long long)(now - built_at));
 out:
   if (rv != CKR_OK) {
-    if (e)
-      akv_warn(AKV_LOGC_CACHE, "cache file %s: unusable entry for %s, listing instead", path,
-               slot->cfg->url);
     akv_snapshot_unref(snap);
     snap = NULL;
   }
   cJSON_Delete(doc);
+  cf_close(&cf);
   *out = snap;
   return snap ? CKR_OK : CKR_FUNCTION_FAILED;
 }
 
 /* ---- writing ------------------------------------------------------------------------------ */
 
-static int add_b64(cJSON *o, const char *name, const unsigned char *p, size_t len)
-{
-  char *s;
-  cJSON *it;
-  if (!p)
-    return 1;
-  s = akv_b64_encode(p, len);
-  it = s ? cJSON_AddStringToObject(o, name, s) : NULL;
-  free(s);
-  return it != NULL;
-}
-
 static int add_num(cJSON *o, const char *name, int64_t v)
 {
   return cJSON_AddNumberToObject(o, name, (double)v) != NULL;
 }
 
-static cJSON *key_json(const struct akv_object *obj)
+static int add_b64url(cJSON *o, const char *name, const unsigned char *p, size_t len)
 {
-  const struct kv_key *k = obj->key;
-  const CK_ATTRIBUTE *label = akv_object_attr(obj, CKA_LABEL);
-  cJSON *j = cJSON_CreateObject();
-  char *l = label ? strndup(label->pValue, label->ulValueLen) : NULL;
-  int ok = j && l && cJSON_AddStringToObject(j, "label", l) &&
-           cJSON_AddStringToObject(j, "src", obj->src) &&
-           cJSON_AddStringToObject(j, "kid", k->kid) &&
-           cJSON_AddStringToObject(j, "name", k->name) &&
-           cJSON_AddStringToObject(j, "version", k->version) && add_num(j, "kty", k->kty) &&
-           add_num(j, "hsm", k->hsm) && add_num(j, "crv", k->crv) &&
-           add_num(j, "ops", k->key_ops) && add_num(j, "enabled", k->attrs.enabled) &&
-           add_num(j, "nbf", k->attrs.nbf) && add_num(j, "exp", k->attrs.exp) &&
-           add_num(j, "created", k->attrs.created) && add_num(j, "updated", k->attrs.updated) &&
-           add_b64(j, "n", k->n, k->n_len) && add_b64(j, "e", k->e, k->e_len) &&
-           add_b64(j, "x", k->x, k->x_len) && add_b64(j, "y", k->y, k->y_len) &&
-           add_tags(j, &k->attrs); /* LIFECYCLE */
-  free(l);
-  if (!ok) {
-    cJSON_Delete(j);
-    j = NULL;
-  }
-  return j;
+  char buf[2200];
+  if (!p)
+    return 1;
+  return akv_b64url_encode_to(p, len, buf, sizeof(buf)) > 0 &&
+         cJSON_AddStringToObject(o, name, buf) != NULL;
 }
 
-static cJSON *object_json(const struct akv_object *obj)
+/* attributes (times that are set, enabled) and tags, as the vault writes them. */
+static int add_attrs(cJSON *j, const struct kv_attrs *a, int with_enabled)
 {
-  cJSON *j = cJSON_CreateObject(), *attrs = NULL, *a;
+  cJSON *at = cJSON_AddObjectToObject(j, "attributes"), *tags;
   size_t i;
-  int ok = j && cJSON_AddStringToObject(j, "src", obj->src) && add_num(j, "cls", obj->cls) &&
-           add_num(j, "created", obj->src_created) && add_num(j, "updated", obj->src_updated) &&
-           (attrs = cJSON_AddArrayToObject(j, "attrs")) != NULL;
-  for (i = 0; ok && i < obj->n_attrs; i++) {
-    a = cJSON_CreateObject();
-    ok = a && cJSON_AddItemToArray(attrs, a) && add_num(a, "t", (int64_t)obj->attrs[i].type) &&
-         add_b64(a, "v", obj->attrs[i].pValue, obj->attrs[i].ulValueLen);
+  int ok = at && (!with_enabled || cJSON_AddBoolToObject(at, "enabled", a->enabled) != NULL) &&
+           (!a->nbf || add_num(at, "nbf", a->nbf)) && (!a->exp || add_num(at, "exp", a->exp)) &&
+           (!a->created || add_num(at, "created", a->created)) &&
+           (!a->updated || add_num(at, "updated", a->updated));
+  if (ok && a->managed)
+    ok = cJSON_AddBoolToObject(j, "managed", 1) != NULL;
+  if (!ok || !a->n_tags)
+    return ok;
+  tags = cJSON_AddObjectToObject(j, "tags");
+  for (i = 0; tags && i < a->n_tags; i++) {
+    if (!cJSON_AddStringToObject(tags, a->tags[i].name, a->tags[i].value))
+      return 0;
   }
+  return tags != NULL;
+}
+
+/* The KeyBundle the vault sent for this key version (its public part). */
+static cJSON *key_bundle(const struct kv_key *k)
+{
+  static const char *const op_names[] = {"encrypt", "decrypt", "sign",      "verify",
+                                         "wrapKey", "unwrapKey", "import", "export"};
+  cJSON *b = cJSON_CreateObject(), *jwk = NULL, *ops = NULL;
+  char kty[16];
+  size_t i;
+  int ok;
+
+  snprintf(kty, sizeof(kty), "%s%s",
+           k->kty == KV_KTY_RSA  ? "RSA"
+           : k->kty == KV_KTY_EC ? "EC"
+                                 : "oct",
+           k->hsm ? "-HSM" : "");
+  ok = b && (jwk = cJSON_AddObjectToObject(b, "key")) != NULL &&
+       cJSON_AddStringToObject(jwk, "kid", k->kid) && cJSON_AddStringToObject(jwk, "kty", kty) &&
+       (ops = cJSON_AddArrayToObject(jwk, "key_ops")) != NULL;
+  for (i = 0; ok && i < sizeof(op_names) / sizeof(op_names[0]); i++) {
+    if (k->key_ops & (1u << i))
+      ok = cJSON_AddItemToArray(ops, cJSON_CreateString(op_names[i]));
+  }
+  ok = ok && add_b64url(jwk, "n", k->n, k->n_len) && add_b64url(jwk, "e", k->e, k->e_len) &&
+       (k->kty != KV_KTY_EC || cJSON_AddStringToObject(jwk, "crv", kv_crv_name(k->crv))) &&
+       add_b64url(jwk, "x", k->x, k->x_len) && add_b64url(jwk, "y", k->y, k->y_len) &&
+       add_attrs(b, &k->attrs, 1);
+  if (!ok) {
+    cJSON_Delete(b);
+    b = NULL;
+  }
+  return b;
+}
+
+/* A borrowed attribute as a NUL-terminated copy in buf ("" when absent or too long). */
+static const char *attr_str(const struct akv_object *obj, CK_ATTRIBUTE_TYPE t, char *buf,
+                            size_t len)
+{
+  const CK_ATTRIBUTE *a = akv_object_attr(obj, t);
+  buf[0] = '\0';
+  if (a && a->pValue && a->ulValueLen < len) {
+    memcpy(buf, a->pValue, a->ulValueLen);
+    buf[a->ulValueLen] = '\0';
+  }
+  return buf;
+}
+
+/* CK_DATE back to a time (midnight UTC of that day: the same CK_DATE again); 0 when empty. */
+static int64_t date_time(const struct akv_object *obj, CK_ATTRIBUTE_TYPE t)
+{
+  const CK_ATTRIBUTE *a = akv_object_attr(obj, t);
+  char buf[9];
+  struct tm tm;
+  if (!a || a->ulValueLen != 8)
+    return 0;
+  memcpy(buf, a->pValue, 8);
+  buf[8] = '\0';
+  memset(&tm, 0, sizeof(tm));
+  if (sscanf(buf, "%4d%2d%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday) != 3)
+    return 0;
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return (int64_t)timegm(&tm);
+}
+
+/* A certificate object as the CertificateBundle it was built from. */
+static cJSON *cert_json(const struct akv_object *obj)
+{
+  const CK_ATTRIBUTE *der = akv_object_attr(obj, CKA_VALUE), *cat, *id;
+  cJSON *j = cJSON_CreateObject(), *b = NULL, *tags;
+  char kid[2200], ver[200], hex[2 * 64 + 1], *chain, *certs;
+  struct kv_attrs a;
+  char *cer = NULL;
+  CK_ULONG category = 0;
+  int n = 0, ok;
+  size_t i;
+
+  memset(&a, 0, sizeof(a));
+  attr_str(obj, CKA_AKV_KID, kid, sizeof(kid));
+  attr_str(obj, CKA_AKV_VERSION, ver, sizeof(ver));
+  cat = akv_object_attr(obj, CKA_CERTIFICATE_CATEGORY);
+  if (cat && cat->ulValueLen == sizeof(category))
+    memcpy(&category, cat->pValue, sizeof(category));
+  chain = strstr(kid, "#chain-");
+  if (chain) {
+    n = atoi(chain + 7);
+    *chain = '\0';
+  }
+  cer = der ? akv_b64_encode(der->pValue, der->ulValueLen) : NULL;
+  ok = j && cer && kid[0] && cJSON_AddStringToObject(j, "src", obj->src) &&
+       (!chain || add_num(j, "chain", n)) && (b = cJSON_AddObjectToObject(j, "bundle")) != NULL &&
+       cJSON_AddStringToObject(b, "id", kid) && cJSON_AddStringToObject(b, "cer", cer);
+  if (ok && !chain) {
+    /* The certificate's key has the same name and version under /keys/. */
+    certs = strstr(kid, "/certificates/");
+    if (category == 1 && certs) {
+      char k2[2200];
+      snprintf(k2, sizeof(k2), "%.*s/keys/%s", (int)(certs - kid), kid, certs + 14);
+      ok = cJSON_AddStringToObject(b, "kid", k2) != NULL;
+    }
+    a.nbf = date_time(obj, CKA_START_DATE);
+    a.exp = date_time(obj, CKA_END_DATE);
+    id = akv_object_attr(obj, CKA_ID);
+    if (ok && id && id->ulValueLen && id->ulValueLen <= 64) {
+      for (i = 0; i < id->ulValueLen; i++)
+        snprintf(hex + 2 * i, 3, "%02x", ((const unsigned char *)id->pValue)[i]);
+      tags = cJSON_AddObjectToObject(b, "tags");
+      ok = tags && cJSON_AddStringToObject(tags, "pkcs11-id", hex);
+    }
+  }
+  a.created = obj->src_created;
+  a.updated = obj->src_updated;
+  ok = ok && add_attrs(b, &a, 0);
+  free(cer);
   if (!ok) {
     cJSON_Delete(j);
     j = NULL;
@@ -482,29 +896,67 @@ static cJSON *object_json(const struct akv_object *obj)
   return j;
 }
 
-static cJSON *entry_json(const struct akv_slot *slot, const struct akv_snapshot *snap,
-                         const char *fp)
+/* A secret's data object as the list item it was built from. */
+static cJSON *secret_json(const struct akv_object *obj)
 {
-  cJSON *e = cJSON_CreateObject(), *keys, *objs, *pending, *it;
+  cJSON *j = cJSON_CreateObject(), *item = NULL;
+  char id[2200];
+  struct kv_attrs a;
+  int ok;
+
+  memset(&a, 0, sizeof(a));
+  a.created = obj->src_created;
+  a.updated = obj->src_updated;
+  ok = j && attr_str(obj, CKA_AKV_KID, id, sizeof(id))[0] &&
+       cJSON_AddStringToObject(j, "src", obj->src) &&
+       (item = cJSON_AddObjectToObject(j, "item")) != NULL &&
+       cJSON_AddStringToObject(item, "id", id) && add_attrs(item, &a, 0);
+  if (!ok) {
+    cJSON_Delete(j);
+    j = NULL;
+  }
+  return j;
+}
+
+static int add_to(cJSON *arr, cJSON *it)
+{
+  if (it && cJSON_AddItemToArray(arr, it))
+    return 1;
+  cJSON_Delete(it);
+  return 0;
+}
+
+static cJSON *entry_json(const struct akv_snapshot *snap, const char *fp)
+{
+  cJSON *e = cJSON_CreateObject(), *keys, *certs, *secrets, *pending, *it, *b;
   size_t i, k;
   int ok = e && cJSON_AddStringToObject(e, "fp", fp) && add_num(e, "built_at", snap->built_at) &&
            (keys = cJSON_AddArrayToObject(e, "keys")) != NULL &&
-           (objs = cJSON_AddArrayToObject(e, "objects")) != NULL &&
+           (certs = cJSON_AddArrayToObject(e, "certs")) != NULL &&
+           (secrets = cJSON_AddArrayToObject(e, "secrets")) != NULL &&
            (pending = cJSON_AddArrayToObject(e, "pending")) != NULL;
-  (void)slot;
+
   for (i = 0; ok && i < snap->n; i++) {
     const struct akv_object *o = snap->objs[i];
+    if (!o->src)
+      continue;
     if (o->keyent) {
       /* One entry per key version: the private and public objects share it. */
       for (k = 0; k < i && snap->objs[k]->keyent != o->keyent; k++)
         ;
       if (k < i)
         continue;
-      it = key_json(o);
-      ok = it && cJSON_AddItemToArray(keys, it);
-    } else if (o->cls == CKO_CERTIFICATE || o->cls == CKO_DATA) {
-      it = object_json(o);
-      ok = it && cJSON_AddItemToArray(objs, it);
+      it = cJSON_CreateObject();
+      b = key_bundle(o->key);
+      ok = it && b && cJSON_AddStringToObject(it, "src", o->src) &&
+           cJSON_AddItemToObject(it, "bundle", b);
+      if (!ok)
+        cJSON_Delete(b);
+      ok = add_to(keys, ok ? it : (cJSON_Delete(it), NULL));
+    } else if (o->cls == CKO_CERTIFICATE && o->src[0] == 'c') {
+      ok = add_to(certs, cert_json(o));
+    } else if (o->cls == CKO_DATA && o->src[0] == 's') {
+      ok = add_to(secrets, secret_json(o));
     }
   }
   /* Every pending entry is written as pending: one a search resolved since is read once more by
@@ -512,13 +964,9 @@ static cJSON *entry_json(const struct akv_slot *slot, const struct akv_snapshot 
   for (i = 0; ok && i < snap->n_lazy; i++) {
     const struct akv_lazykey *lz = snap->lazy[i];
     it = cJSON_CreateObject();
-    if (!it || !cJSON_AddItemToArray(pending, it)) {
-      cJSON_Delete(it);
-      ok = 0;
-      break;
-    }
-    ok = cJSON_AddStringToObject(it, "name", lz->name) && add_num(it, "created", lz->created) &&
-         add_num(it, "updated", lz->updated);
+    ok = it && cJSON_AddStringToObject(it, "name", lz->name) &&
+         add_num(it, "created", lz->created) && add_num(it, "updated", lz->updated);
+    ok = add_to(pending, ok ? it : (cJSON_Delete(it), NULL));
   }
   if (!ok) {
     cJSON_Delete(e);
@@ -527,52 +975,58 @@ static cJSON *entry_json(const struct akv_slot *slot, const struct akv_snapshot 
   return e;
 }
 
-static int write_atomic(const char *path, const char *text)
+/* Header (with the MAC of json) and json into a temporary file, renamed over the file. */
+static int write_atomic(const struct cf *cf, const unsigned char key[KEY_BYTES], const char *json)
 {
-  char tmp[4200];
-  size_t len = strlen(text), off = 0;
-  ssize_t w;
-  int fd, ok = 1;
+  char tmp[4200], hdr[HDR_LEN + 1];
+  unsigned char mac[32];
+  size_t len = strlen(json), i;
+  int fd, ok;
 
-  if (snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid()) >= (int)sizeof(tmp))
+  if (!compute_mac(key, json, len, mac))
     return 0;
-  (void)unlink(tmp);
-  fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  memcpy(hdr, MAGIC " ", sizeof(MAGIC));
+  for (i = 0; i < 32; i++)
+    snprintf(hdr + sizeof(MAGIC) + 2 * i, 3, "%02x", mac[i]);
+  hdr[HDR_LEN - 1] = '\n';
+  hdr[HDR_LEN] = '\0';
+  if (snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", cf->base, (long)getpid()) >= (int)sizeof(tmp))
+    return 0;
+  (void)unlinkat(cf->dirfd, tmp, 0);
+  fd = openat(cf->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0)
     return 0;
-  while (ok && off < len) {
-    w = write(fd, text + off, len - off);
-    if (w < 0 && errno == EINTR)
-      continue;
-    ok = w > 0;
-    if (ok)
-      off += (size_t)w;
-  }
+  ok = write_all(fd, hdr, HDR_LEN) && write_all(fd, json, len);
   ok = close(fd) == 0 && ok;
   if (ok)
-    ok = rename(tmp, path) == 0;
+    ok = renameat(cf->dirfd, tmp, cf->dirfd, cf->base) == 0;
   if (!ok)
-    (void)unlink(tmp);
+    (void)unlinkat(cf->dirfd, tmp, 0);
   return ok;
 }
 
 void akv_cache_file_save(struct akv_slot *slot, const struct akv_snapshot *snap, unsigned flags)
 {
-  char path[4096], fp[65];
-  cJSON *doc = NULL, *slots, *entry = NULL;
+  unsigned char key[KEY_BYTES];
+  char fp[65];
+  struct cf cf;
+  struct stat st;
+  cJSON *doc = NULL, *slots = NULL, *entry = NULL;
   char *text = NULL;
-  int64_t format = 0;
-  int lock = -1, i;
+  int lock = -1, i, have_key;
 
-  if (!snap || !cache_path(path, sizeof(path)) || !fingerprint(slot->cfg, fp))
+  if (!snap || !fingerprint(slot->cfg, fp) || !cf_open(&cf))
     return;
-  ensure_dir(path);
+  have_key = mac_key(key);
+  if (!have_key)
+    goto out;
   if (!(flags & AKV_CF_HAVE_LOCK))
     lock = akv_cache_file_lock();
-  /* Read-modify-write under the lock: other slots' (and other configs') entries are kept. */
-  doc = read_file(path);
+  /* Read-modify-write under the lock: other slots' (and other configs') entries are kept, when
+   * the file is authentic; anything else is replaced. */
+  doc = read_doc(&cf, key, &st);
   slots = doc ? cJSON_GetObjectItemCaseSensitive(doc, "slots") : NULL;
-  if (!doc || !cJSON_IsArray(slots) || !get_i64(doc, "format", &format) || format != CACHE_FORMAT) {
+  if (!slots) {
     cJSON_Delete(doc);
     doc = cJSON_CreateObject();
     slots =
@@ -585,41 +1039,57 @@ void akv_cache_file_save(struct akv_slot *slot, const struct akv_snapshot *snap,
     const char *f = get_str(old, "fp");
     int64_t built_at = 0;
     if (f && strcmp(f, fp) == 0 && (flags & AKV_CF_IF_NOT_OLDER) &&
-        get_i64(old, "built_at", &built_at) && built_at > snap->built_at)
+        get_num(old, "built_at", 1, (double)akv_now() + MAX_SKEW_S, &built_at) &&
+        built_at > snap->built_at)
       goto out; /* another process listed since: its entry is the better one */
     if (!f || strcmp(f, fp) == 0)
       cJSON_DeleteItemFromArray(slots, i);
   }
-  entry = entry_json(slot, snap, fp);
+  entry = entry_json(snap, fp);
   if (!entry || !cJSON_AddItemToArray(slots, entry)) {
     cJSON_Delete(entry);
     goto out;
   }
   text = cJSON_PrintUnformatted(doc);
-  if (!text || !write_atomic(path, text))
-    akv_warn(AKV_LOGC_CACHE, "cache file %s: cannot write it: %s", path, strerror(errno));
+  if (!text || !write_atomic(&cf, key, text))
+    akv_warn(AKV_LOGC_CACHE, "cache file %s: cannot write it: %s", cf.path, strerror(errno));
 out:
+  OPENSSL_cleanse(key, sizeof(key));
   free(text);
   cJSON_Delete(doc);
   akv_cache_file_unlock(lock);
+  cf_close(&cf);
 }
 
 /* ---- locking ------------------------------------------------------------------------------ */
 
 int akv_cache_file_lock(void)
 {
-  char path[4096], lock[4200];
   struct timespec ts = {0, 50 * 1000000L};
+  struct stat st;
+  struct cf cf;
+  const char *why = NULL;
   int fd, waited;
 
-  if (!cache_path(path, sizeof(path)))
+  if (!cf_open(&cf))
     return -1;
-  ensure_dir(path);
-  if (snprintf(lock, sizeof(lock), "%s.lock", path) >= (int)sizeof(lock))
-    return -1;
-  fd = open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  fd = openat(cf.dirfd, cf.lockbase, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0)
+    why = errno == ELOOP ? "a symbolic link" : strerror(errno);
+  else if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+    why = "not a regular file";
+  else
+    why = not_private(&st, 022, 0);
+  if (why) {
+    if (first_time(W_LOCK))
+      akv_warn(AKV_LOGC_CACHE, "cache file lock %s refused: %s; the cache file is off. Fix: "
+                               "remove it", cf.lock, why);
+    if (fd >= 0)
+      close(fd);
+    cf_close(&cf);
     return -1;
+  }
+  cf_close(&cf);
   for (waited = 0; waited < LOCK_WAIT_MS; waited += 50) {
     if (flock(fd, LOCK_EX | LOCK_NB) == 0)
       return fd;
@@ -627,7 +1097,7 @@ int akv_cache_file_lock(void)
       break;
     nanosleep(&ts, NULL);
   }
-  akv_warn(AKV_LOGC_CACHE, "cache file lock %s: not acquired, refreshing without it", lock);
+  akv_warn(AKV_LOGC_CACHE, "cache file lock %s: not acquired, refreshing without it", cf.lock);
   close(fd);
   return -1;
 }

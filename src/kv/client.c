@@ -24,7 +24,6 @@
 #define MAX_PAGES 1000
 #define MAX_ITEMS 100000
 #define MAX_ID_LEN 2048
-#define MAX_CERT_DER (256 * 1024)
 #define MAX_SECRET (256 * 1024)
 #define GET_KEYS_THREADS 8
 #ifndef AKV_API_VERSION
@@ -526,24 +525,6 @@ out:
   return rc;
 }
 
-static kv_rc parse_item(const cJSON *it, const char *collection, const char *id_field,
-                        struct kv_item *item)
-{
-  kv_rc rc;
-  memset(item, 0, sizeof(*item));
-  if (!cJSON_IsObject(it)) {
-    akv_err(AKV_LOGC_KV, "list: an item is not an object");
-    return KV_E_PROTOCOL;
-  }
-  if ((rc = kv_json_dup(it, id_field, 1, MAX_ID_LEN, &item->id)) != KV_OK ||
-      (rc = kv_parse_id(item->id, collection, &item->name, &item->version)) != KV_OK ||
-      (rc = kv_json_attrs(it, &item->attrs)) != KV_OK ||
-      (rc = kv_json_dup(it, "contentType", 0, 256, &item->content_type)) != KV_OK ||
-      (rc = kv_json_dup(it, "x5t", 0, 128, &item->x5t)) != KV_OK)
-    return rc;
-  return KV_OK;
-}
-
 static kv_rc list_all(struct kv_client *cl, const char *op, const char *collection,
                       const char *id_field, const char *name, struct kv_item_list *out)
 {
@@ -598,7 +579,7 @@ static kv_rc list_all(struct kv_client *cl, const char *op, const char *collecti
         l.items = ni;
         cap = ncap;
       }
-      rc = parse_item(it, collection, id_field, &l.items[l.n]);
+      rc = kv_item_from_json(it, collection, id_field, &l.items[l.n]);
       l.n++; /* counted even on failure so kv_item_list_free releases partial members */
       if (rc != KV_OK)
         goto out;
@@ -741,7 +722,6 @@ kv_rc kv_get_certificate(struct kv_client *cl, const char *name, const char *ver
   cJSON *doc = NULL;
   struct kv_cert *c = NULL;
   struct kv_call call;
-  const char *cer;
   kv_rc rc;
   if (!cl || !out)
     return KV_E_INVALID;
@@ -751,23 +731,9 @@ kv_rc kv_get_certificate(struct kv_client *cl, const char *name, const char *ver
   rc = get_object(cl, "certificates.get", "certificates", name, version, &call, &doc);
   if (rc != KV_OK)
     goto out;
-  rc = KV_E_NOMEM;
-  if (!(c = calloc(1, sizeof(*c))))
+  if ((rc = kv_cert_from_bundle(doc, "certificates.get", &c)) != KV_OK ||
+      (rc = check_same_object("certificates.get", name, version, c->name, c->version)) != KV_OK)
     goto out;
-  if ((rc = kv_json_dup(doc, "id", 1, MAX_ID_LEN, &c->id)) != KV_OK ||
-      (rc = kv_parse_id(c->id, "certificates", &c->name, &c->version)) != KV_OK ||
-      (rc = check_same_object("certificates.get", name, version, c->name, c->version)) !=
-          KV_OK ||
-      (rc = kv_json_dup(doc, "kid", 0, MAX_ID_LEN, &c->kid)) != KV_OK ||
-      (rc = kv_json_dup(doc, "sid", 0, MAX_ID_LEN, &c->sid)) != KV_OK ||
-      (rc = kv_json_attrs(doc, &c->attrs)) != KV_OK ||
-      (rc = kv_json_str(doc, "cer", 1, MAX_CERT_DER / 3 * 4 + 4, &cer)) != KV_OK)
-    goto out;
-  rc = KV_E_PROTOCOL;
-  if (akv_b64_decode(cer, (size_t)-1, &c->der, &c->der_len) != 0 || c->der_len == 0) {
-    akv_err(AKV_LOGC_KV, "certificates.get %s: \"cer\" is not valid base64", name);
-    goto out;
-  }
   *out = c;
   c = NULL;
   rc = KV_OK;
@@ -864,10 +830,10 @@ static void *get_keys_worker(void *arg)
 }
 
 kv_rc kv_get_keys(struct kv_client *cl, const char *const *names, const char *const *versions,
-                  size_t n, struct kv_key **out, kv_rc *rcs)
+                  size_t n, int threads, struct kv_key **out, kv_rc *rcs)
 {
   pthread_t th[GET_KEYS_THREADS];
-  size_t nth = n < GET_KEYS_THREADS ? n : GET_KEYS_THREADS, started = 0;
+  size_t nth = !threads ? 1 : n < GET_KEYS_THREADS ? n : GET_KEYS_THREADS, started = 0;
   struct get_keys_job job = {cl, names, versions, n, out, rcs, PTHREAD_MUTEX_INITIALIZER, 0, 0};
   kv_rc rc = KV_OK;
   if (!cl || (!names && n) || (!out && n) || (!rcs && n))
@@ -876,8 +842,9 @@ kv_rc kv_get_keys(struct kv_client *cl, const char *const *names, const char *co
     out[i] = NULL;
     rcs[i] = KV_E_NOMEM;
   }
-  /* Threads over the shared connection pool; with fewer threads started (resource limits) the
-   * ones running still drain the whole queue, and the caller works too. */
+  /* Threads over the shared connection pool; with fewer threads started (resource limits, or none
+   * at all when threads is 0) the ones running still drain the whole queue, and the caller works
+   * too. */
   for (size_t t = 1; t < nth; t++) {
     if (pthread_create(&th[started], NULL, get_keys_worker, &job) != 0)
       break;

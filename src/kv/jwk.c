@@ -1,5 +1,8 @@
 /* JSON Web Keys: strict parsing of the public parts Key Vault returns, and their conversion to
- * OpenSSL keys (EVP_PKEY_fromdata in the caller's library context) and SubjectPublicKeyInfo. */
+ * OpenSSL keys (EVP_PKEY_fromdata in the caller's library context) and SubjectPublicKeyInfo. Also
+ * the strict parsing of certificate bundles and list items. Every parser here serves both the
+ * vault's replies (client.c) and the cross-process cache file (cache_file.c): what the file restores
+ * is checked exactly as a reply is. */
 #include "kv/jwk.h"
 
 #include <stdlib.h>
@@ -15,6 +18,7 @@
 #include <openssl/x509.h>
 
 #include "kv/json.h"
+#include "util/b64.h"
 #include "util/log.h"
 
 #define RSA_MIN_BITS 2048
@@ -402,5 +406,57 @@ kv_rc kv_key_spki_der(const struct kv_key *k, OSSL_LIB_CTX *libctx, unsigned cha
   memcpy(*der, buf, (size_t)len);
   OPENSSL_free(buf);
   *der_len = (size_t)len;
+  return KV_OK;
+}
+
+/* ---- certificate bundles and list items -------------------------------------------------------- */
+
+#define MAX_ID_LEN 2048
+#define MAX_CERT_DER (256 * 1024)
+
+kv_rc kv_cert_from_bundle(const cJSON *doc, const char *what, struct kv_cert **out)
+{
+  struct kv_cert *c = NULL;
+  const char *cer;
+  kv_rc rc = KV_E_NOMEM;
+
+  *out = NULL;
+  if (!(c = calloc(1, sizeof(*c))))
+    goto out;
+  if ((rc = kv_json_dup(doc, "id", 1, MAX_ID_LEN, &c->id)) != KV_OK ||
+      (rc = kv_parse_id(c->id, "certificates", &c->name, &c->version)) != KV_OK ||
+      (rc = kv_json_dup(doc, "kid", 0, MAX_ID_LEN, &c->kid)) != KV_OK ||
+      (rc = kv_json_dup(doc, "sid", 0, MAX_ID_LEN, &c->sid)) != KV_OK ||
+      (rc = kv_json_attrs(doc, &c->attrs)) != KV_OK ||
+      (rc = kv_json_str(doc, "cer", 1, MAX_CERT_DER / 3 * 4 + 4, &cer)) != KV_OK)
+    goto out;
+  rc = KV_E_PROTOCOL;
+  if (akv_b64_decode(cer, (size_t)-1, &c->der, &c->der_len) != 0 || c->der_len == 0) {
+    akv_err(AKV_LOGC_KV, "%s %s: \"cer\" is not valid base64", what, c->name);
+    goto out;
+  }
+  *out = c;
+  c = NULL;
+  rc = KV_OK;
+out:
+  kv_cert_free(c);
+  return rc;
+}
+
+kv_rc kv_item_from_json(const cJSON *it, const char *collection, const char *id_field,
+                        struct kv_item *item)
+{
+  kv_rc rc;
+  memset(item, 0, sizeof(*item));
+  if (!cJSON_IsObject(it)) {
+    akv_err(AKV_LOGC_KV, "list: an item is not an object");
+    return KV_E_PROTOCOL;
+  }
+  if ((rc = kv_json_dup(it, id_field, 1, MAX_ID_LEN, &item->id)) != KV_OK ||
+      (rc = kv_parse_id(item->id, collection, &item->name, &item->version)) != KV_OK ||
+      (rc = kv_json_attrs(it, &item->attrs)) != KV_OK ||
+      (rc = kv_json_dup(it, "contentType", 0, 256, &item->content_type)) != KV_OK ||
+      (rc = kv_json_dup(it, "x5t", 0, 128, &item->x5t)) != KV_OK)
+    return rc;
   return KV_OK;
 }

@@ -188,9 +188,11 @@ kv_rc kv_get_certificate(struct kv_client *cl, const char *name, const char *ver
 kv_rc kv_get_secret(struct kv_client *cl, const char *name, const char *version,
                     struct kv_secret **out);
 
-/* Fetches several keys concurrently (bounded parallelism); out[i] is NULL where rcs[i] != KV_OK. */
+/* Fetches several keys concurrently (bounded parallelism), or one after another in the caller's
+ * thread when threads is 0 (CKF_LIBRARY_CANT_CREATE_OS_THREADS); out[i] is NULL where
+ * rcs[i] != KV_OK. */
 kv_rc kv_get_keys(struct kv_client *cl, const char *const *names, const char *const *versions,
-                  size_t n, struct kv_key **out, kv_rc *rcs);
+                  size_t n, int threads, struct kv_key **out, kv_rc *rcs);
 
 /* ---- cryptography (Key Vault calls). name+version address the key; alg is the JWA name. ---- */
 

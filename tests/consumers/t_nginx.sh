@@ -15,7 +15,7 @@ P2=$(free_port) || fail "no free port"
 [ "$P1" != "$P2" ] || P2=$(free_port)
 N="$WORK/pub/nginx"
 PIDFILE="$WORK/pub/nginx.pid"
-RECIPE_SUBST=(/etc/nginx/akv "$N" /var/cache/akv-pkcs11-nginx "$WORK/pub/nginx-cache"
+RECIPE_SUBST=(/etc/nginx/akv "$N" /var/lib/akv-pkcs11-nginx "$WORK/pub/nginx-home"
   /run/nginx-akv.pid "$PIDFILE" 8443 "$P1" 8444 "$P2")
 # Without root nginx cannot switch users: the workers then run as this user.
 WUSER=www-data
@@ -79,7 +79,7 @@ fetch_all after
 # 2 certificates + 2 x 8 handshakes, each a signature by the vault (the emulator counts them).
 check "the vault made every signature (keys.sign: $(stats_get keys.sign))" test "$(stats_get keys.sign)" -ge 18
 check "the workers' cache file is private to $WUSER" \
-  bash -c '[ "$(stat -c %U:%a "$1")" = "$2:600" ]' _ "$WORK/pub/nginx-cache/akv-pkcs11/cache.json" "$WUSER"
+  bash -c '[ "$(stat -c %U:%a "$1")" = "$2:600" ]' _ "$WORK/pub/nginx-home/.cache/akv-pkcs11/cache.json" "$WUSER"
 
 section "error log and stop"
 check_nogrep "no emergency, alert or error in nginx's log" '\[(emerg|alert|crit|error)\]' "$N/error.log"

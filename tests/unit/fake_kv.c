@@ -402,9 +402,10 @@ kv_rc kv_get_key(struct kv_client *cl, const char *name, const char *version, st
 }
 
 kv_rc kv_get_keys(struct kv_client *cl, const char *const *names, const char *const *versions,
-                  size_t n, struct kv_key **out, kv_rc *rcs)
+                  size_t n, int threads, struct kv_key **out, kv_rc *rcs)
 {
   size_t i;
+  (void)threads;
   kv_rc rc = KV_OK;
   for (i = 0; i < n; i++) {
     rcs[i] = kv_get_key(cl, names[i], versions ? versions[i] : NULL, &out[i]);

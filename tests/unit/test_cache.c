@@ -1,17 +1,38 @@
 /* src/cache.c: TTL, soft refresh in the background, stale-if-error, rotation, stable handles and
  * lazy mode, with the injected clock and the fake backend. */
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+#include <openssl/evp.h>
+
 #include "model_helpers.h"
+
+#include "cache.h"
+#include "cache_file.h"
+#include "object.h"
+#include "util/b64.h"
 
 #define OPS (KV_OP_SIGN | KV_OP_VERIFY)
 #define CFG_TTL T_CFG(",\"ttl\":100,\"stale_if_error\":1000")
 
 static CK_SESSION_HANDLE sess;
+
+/* Every thread the module starts goes through here (the model is linked into this program). */
+static int threads_created;
+int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+  int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *) =
+      (int (*)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *))dlsym(
+          RTLD_NEXT, "pthread_create");
+  __atomic_add_fetch(&threads_created, 1, __ATOMIC_SEQ_CST);
+  return real(t, attr, fn, arg);
+}
 
 static void sleep_ms(long ms)
 {
@@ -50,6 +71,15 @@ static int teardown(void **state)
   (void)state;
   fake_kv_fail(KV_OK);
   assert_int_equal(C_Finalize(NULL), CKR_OK);
+  return 0;
+}
+
+/* For tests that end with the module finalized (one whole process after another). */
+static int teardown_finalized(void **state)
+{
+  (void)state;
+  fake_kv_fail(KV_OK);
+  (void)C_Finalize(NULL);
   return 0;
 }
 
@@ -205,6 +235,7 @@ static void test_no_threads(void **state)
   memset(&a, 0, sizeof(a));
   a.flags = CKF_LIBRARY_CANT_CREATE_OS_THREADS;
   a.pReserved = (void *)CFG_TTL;
+  threads_created = 0;
   assert_int_equal(C_Initialize(&a), CKR_OK);
   sess = t_open(0);
   assert_int_equal(count_all(), 4);
@@ -214,7 +245,28 @@ static void test_no_threads(void **state)
   assert_int_equal(fake_kv_calls.list_keys, 1); /* no background thread */
   t_clock_now += 30;
   assert_int_equal(count_all(), 4);
-  assert_int_equal(fake_kv_calls.list_keys, 2);
+  assert_int_equal(fake_kv_calls.list_keys, 2); /* refreshed inline at the TTL instead */
+  /* Pending keys (prefetch_keys 0) are read in this thread too. */
+  assert_int_equal(C_Finalize(NULL), CKR_OK);
+  a.pReserved = (void *)T_CFG(",\"ttl\":100,\"prefetch_keys\":0");
+  assert_int_equal(C_Initialize(&a), CKR_OK);
+  sess = t_open(0);
+  assert_int_equal(count_all(), 4);
+  assert_int_equal(threads_created, 0);
+}
+
+/* The positive control of the test above: without the flag, past the soft TTL, one thread. */
+static void test_threads_by_default(void **state)
+{
+  (void)state;
+  threads_created = 0;
+  assert_int_equal(t_init(CFG_TTL), CKR_OK);
+  sess = t_open(0);
+  assert_int_equal(count_all(), 4);
+  t_clock_now += 80;
+  assert_int_equal(count_all(), 4);
+  wait_list_calls(2);
+  assert_int_equal(threads_created, 1);
 }
 
 /* The cross-process cache file: a second "process" (here: a second C_Initialize) within the TTL
@@ -434,6 +486,403 @@ static void test_pending_cache_file(void **state)
   rmdir(dir);
 }
 
+/* ---- the cache file's content (docs/design.md "Cache file"): what a process may find in it ---- */
+
+struct cfile {
+  char dir[40], path[128], cfg[600];
+};
+
+static void cfile_setup(struct cfile *f)
+{
+  snprintf(f->dir, sizeof(f->dir), "/tmp/akv-cache-test-XXXXXX");
+  assert_non_null(mkdtemp(f->dir));
+  snprintf(f->path, sizeof(f->path), "%s/p11-cache", f->dir);
+  snprintf(f->cfg, sizeof(f->cfg),
+           "{\"cache_file\":\"%s\",\"slots\":[{\"url\":\"" FAKE_VAULT_URL
+           "\",\"ttl\":100,\"objects\":[\"keys\",\"certificates\",\"secrets\"]}]}",
+           f->path);
+}
+
+static void cfile_cleanup(struct cfile *f)
+{
+  char lock[160];
+  snprintf(lock, sizeof(lock), "%s.lock", f->path);
+  unlink(f->path);
+  unlink(lock);
+  rmdir(f->dir);
+}
+
+/* One process: C_Initialize, a search of everything, C_Finalize; returns the listing calls. */
+static int one_process(const struct cfile *f, CK_ULONG expect_objects)
+{
+  int before = fake_kv_calls.list_keys;
+  assert_int_equal(t_init(f->cfg), CKR_OK);
+  sess = t_open(0);
+  assert_int_equal(count_all(), expect_objects);
+  assert_int_equal(C_Finalize(NULL), CKR_OK);
+  return fake_kv_calls.list_keys - before;
+}
+
+#define MAGIC_LINE "akv-pkcs11-cache 4 "
+
+/* The file's JSON (after its MAC line). */
+static cJSON *cfile_read(const char *path)
+{
+  static char buf[1 << 20];
+  FILE *fp = fopen(path, "rb");
+  size_t n;
+  assert_non_null(fp);
+  n = fread(buf, 1, sizeof(buf) - 1, fp);
+  fclose(fp);
+  buf[n] = '\0';
+  assert_true(n > 84);
+  assert_memory_equal(buf, MAGIC_LINE, strlen(MAGIC_LINE));
+  assert_int_equal(buf[83], '\n');
+  return cJSON_Parse(buf + 84);
+}
+
+/* Writes doc as the module would: the MAC line under the user's key, then the JSON. */
+static void cfile_write(const char *path, cJSON *doc)
+{
+  char kpath[512], *text = cJSON_PrintUnformatted(doc), *data;
+  unsigned char key[32], mac[32];
+  size_t mlen = 0, len, i;
+  FILE *fp;
+
+  snprintf(kpath, sizeof(kpath), "%s/akv-pkcs11/cache.key", getenv("XDG_CONFIG_HOME"));
+  fp = fopen(kpath, "rb");
+  assert_non_null(fp);
+  assert_int_equal(fread(key, 1, 32, fp), 32);
+  fclose(fp);
+  assert_non_null(text);
+  len = strlen("akv-pkcs11-cache 4\n") + strlen(text);
+  data = malloc(len + 1);
+  assert_non_null(data);
+  snprintf(data, len + 1, "akv-pkcs11-cache 4\n%s", text);
+  assert_non_null(EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key, 32, (unsigned char *)data,
+                            len, mac, sizeof(mac), &mlen));
+  fp = fopen(path, "wb");
+  assert_non_null(fp);
+  fputs(MAGIC_LINE, fp);
+  for (i = 0; i < 32; i++)
+    fprintf(fp, "%02x", mac[i]);
+  fprintf(fp, "\n%s", text);
+  fclose(fp);
+  free(data);
+  free(text);
+}
+
+/* The entry of the only slot, and in it the array member arr's element whose "src" is src. */
+static cJSON *entry_of(cJSON *doc)
+{
+  cJSON *e = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "slots"), 0);
+  assert_non_null(e);
+  return e;
+}
+
+static cJSON *item_by_src(cJSON *doc, const char *arr, const char *src)
+{
+  cJSON *it;
+  cJSON_ArrayForEach(it, cJSON_GetObjectItem(entry_of(doc), arr))
+  {
+    if (strcmp(cJSON_GetObjectItem(it, "src")->valuestring, src) == 0)
+      return it;
+  }
+  fail_msg("no %s entry %s in the cache file", arr, src);
+  return NULL;
+}
+
+static void set_member(cJSON *o, const char *name, cJSON *v)
+{
+  assert_non_null(o);
+  if (cJSON_GetObjectItem(o, name))
+    cJSON_ReplaceItemInObject(o, name, v);
+  else
+    cJSON_AddItemToObject(o, name, v);
+}
+
+static char *b64url_fill(unsigned char byte, size_t n)
+{
+  unsigned char buf[512];
+  static char out[1024];
+  memset(buf, byte, n);
+  assert_true(akv_b64url_encode_to(buf, n, out, sizeof(out)) > 0);
+  return out;
+}
+
+/* Numbers out of range in an authentic file (a bug, or a file from a broken clock): ignored,
+ * listed, and the listing repairs the file. A built_at near INT64_MIN or of 1e300 once overflowed
+ * the freshness test into "fresh forever". */
+static void test_file_bounds(void **state)
+{
+  static const char *const bad[] = {"-9223372036854775808", "1e300", "-1", "0", "1800003600",
+                                    "1800000000.5", "\"1800000000\"", "null"};
+  struct cfile f;
+  cJSON *doc;
+  size_t i;
+  (void)state;
+  cfile_setup(&f);
+  assert_int_equal(one_process(&f, 4), 1);
+  assert_int_equal(one_process(&f, 4), 0); /* the file serves the next process */
+  for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    print_message("built_at %s\n", bad[i]);
+    doc = cfile_read(f.path);
+    set_member(entry_of(doc), "built_at", cJSON_CreateRaw(bad[i]));
+    cfile_write(f.path, doc);
+    cJSON_Delete(doc);
+    assert_int_equal(one_process(&f, 4), 1); /* ignored: listed */
+    assert_int_equal(one_process(&f, 4), 0); /* repaired by that listing */
+  }
+  /* A pending key's times too. */
+  doc = cfile_read(f.path);
+  cJSON_AddItemToArray(cJSON_GetObjectItem(entry_of(doc), "pending"),
+                       cJSON_Parse("{\"name\":\"p1\",\"created\":1e300,\"updated\":1}"));
+  cfile_write(f.path, doc);
+  cJSON_Delete(doc);
+  assert_int_equal(one_process(&f, 4), 1);
+  assert_int_equal(one_process(&f, 4), 0);
+  cfile_cleanup(&f);
+}
+
+/* Key material and certificates in an authentic file are checked as strictly as a vault reply: a
+ * file that breaks any rule is ignored and the vault listed. */
+static void test_file_material_checked(void **state)
+{
+  struct cfile f;
+  cJSON *doc, *key;
+  int i;
+  (void)state;
+  fake_kv_add_cert("ec1", KV_KTY_EC, 0);
+  cfile_setup(&f);
+  assert_int_equal(one_process(&f, 5), 1);
+  for (i = 0; i < 9; i++) {
+    doc = cfile_read(f.path);
+    key = cJSON_GetObjectItem(cJSON_GetObjectItem(item_by_src(doc, "keys", "k|rsa1"), "bundle"),
+                              "key");
+    switch (i) {
+    case 0: /* an even modulus */
+      set_member(key, "n", cJSON_CreateString(b64url_fill(0xfe, 256)));
+      break;
+    case 1: /* 1024 bits */
+      set_member(key, "n", cJSON_CreateString(b64url_fill(0xff, 128)));
+      break;
+    case 2: /* an even exponent */
+      set_member(key, "e", cJSON_CreateString("AQAA"));
+      break;
+    case 3: /* an unknown key type */
+      set_member(key, "kty", cJSON_CreateString("DSA"));
+      break;
+    case 4: /* an EC point not on the curve */
+      key = cJSON_GetObjectItem(cJSON_GetObjectItem(item_by_src(doc, "keys", "k|ec1"), "bundle"),
+                                "key");
+      set_member(key, "x", cJSON_CreateString(b64url_fill(0x01, 32)));
+      break;
+    case 5: /* a certificate that is not DER */
+      set_member(cJSON_GetObjectItem(item_by_src(doc, "certs", "c|ec1"), "bundle"), "cer",
+                 cJSON_CreateString("MIIBAA=="));
+      break;
+    case 6: /* an entry filed under another key's name (the label comes from src) */
+      set_member(item_by_src(doc, "keys", "k|rsa1"), "src", cJSON_CreateString("k|ec1"));
+      break;
+    case 7: /* a kid of another collection */
+      set_member(key, "kid", cJSON_CreateString(FAKE_VAULT_URL "/secrets/rsa1/v1"));
+      break;
+    default: /* key_ops of the wrong type */
+      set_member(key, "key_ops", cJSON_CreateString("sign"));
+      break;
+    }
+    cfile_write(f.path, doc);
+    cJSON_Delete(doc);
+    print_message("mutation %d\n", i);
+    assert_int_equal(one_process(&f, 5), 1);
+  }
+  assert_int_equal(one_process(&f, 5), 0);
+  cfile_cleanup(&f);
+}
+
+/* The file restores nothing but what the listing builds: attributes of the module's own choosing
+ * cannot be slipped in. */
+static void test_file_no_foreign_attributes(void **state)
+{
+  struct cfile f;
+  cJSON *doc;
+  CK_OBJECT_HANDLE h;
+  (void)state;
+  fake_kv_add_cert("ec1", KV_KTY_EC, 0);
+  cfile_setup(&f);
+  assert_int_equal(one_process(&f, 5), 1);
+  doc = cfile_read(f.path);
+  /* Format 3 kept attribute lists: CKA_TRUSTED (0x86) TRUE would make a trust anchor. */
+  cJSON_AddItemToObject(item_by_src(doc, "certs", "c|ec1"), "attrs",
+                        cJSON_Parse("[{\"t\":134,\"v\":\"AQ==\"}]"));
+  cJSON_AddItemToObject(item_by_src(doc, "keys", "k|rsa1"), "attrs",
+                        cJSON_Parse("[{\"t\":2,\"v\":\"AQ==\"}]"));
+  cfile_write(f.path, doc);
+  cJSON_Delete(doc);
+  assert_int_equal(t_init(f.cfg), CKR_OK);
+  sess = t_open(0);
+  assert_int_equal(count_all(), 5);
+  assert_int_equal(fake_kv_calls.list_keys, 1); /* served from the file */
+  h = t_find_one(sess, CKO_CERTIFICATE, "ec1");
+  assert_int_equal(t_attr_bool(sess, h, CKA_TRUSTED), CK_FALSE);
+  assert_int_equal(C_Finalize(NULL), CKR_OK);
+  cfile_cleanup(&f);
+}
+
+/* What the vault says wins over what the file says: objects from the file never count as read
+ * now, so the next refresh reads them again even when the listing's times are unchanged. */
+static void test_file_vault_wins(void **state)
+{
+  struct cfile f;
+  cJSON *doc, *k1, *k2;
+  unsigned char mod1[600], mod2[600], modf[600];
+  CK_ULONG l1, l2, lf;
+  int i;
+  (void)state;
+  fake_kv_add_key("rsa2", "w1", KV_KTY_RSA, 1, OPS);
+  cfile_setup(&f);
+  assert_int_equal(t_init(f.cfg), CKR_OK);
+  sess = t_open(0);
+  l1 = t_attr(sess, t_find_one(sess, CKO_PUBLIC_KEY, "rsa1"), CKA_MODULUS, mod1, sizeof(mod1));
+  lf = t_attr(sess, t_find_one(sess, CKO_PUBLIC_KEY, "rsa2"), CKA_MODULUS, modf, sizeof(modf));
+  assert_int_equal(C_Finalize(NULL), CKR_OK);
+  /* An authentic file whose rsa1 has other material (rsa2's) than the vault's. */
+  doc = cfile_read(f.path);
+  k1 = cJSON_GetObjectItem(cJSON_GetObjectItem(item_by_src(doc, "keys", "k|rsa1"), "bundle"),
+                           "key");
+  k2 = cJSON_GetObjectItem(cJSON_GetObjectItem(item_by_src(doc, "keys", "k|rsa2"), "bundle"),
+                           "key");
+  set_member(k1, "n", cJSON_Duplicate(cJSON_GetObjectItem(k2, "n"), 1));
+  cfile_write(f.path, doc);
+  cJSON_Delete(doc);
+  memset(&fake_kv_calls, 0, sizeof(fake_kv_calls));
+  assert_int_equal(t_init(f.cfg), CKR_OK);
+  sess = t_open(0);
+  l2 = t_attr(sess, t_find_one(sess, CKO_PUBLIC_KEY, "rsa1"), CKA_MODULUS, mod2, sizeof(mod2));
+  assert_int_equal(fake_kv_calls.list_keys, 0); /* within the TTL the file is believed */
+  assert_int_equal(l2, lf);
+  assert_memory_equal(mod2, modf, lf);
+  /* The next refresh (background, past 75 % of the TTL): same times in the listing, yet every key
+   * is read again, and the vault's material replaces the file's. */
+  t_clock_now += 80;
+  assert_int_equal(count_all(), 6);
+  wait_list_calls(1);
+  /* Published after the file is written: wait for it (bounded). */
+  for (i = 0; i < 500; i++) {
+    l2 = t_attr(sess, t_find_one(sess, CKO_PUBLIC_KEY, "rsa1"), CKA_MODULUS, mod2, sizeof(mod2));
+    if (l2 == l1 && memcmp(mod2, mod1, l1) == 0)
+      break;
+    sleep_ms(10);
+  }
+  assert_int_equal(fake_kv_calls.get_key, 3);
+  assert_int_equal(l2, l1);
+  assert_memory_equal(mod2, mod1, l1);
+  assert_int_equal(C_Finalize(NULL), CKR_OK);
+  cfile_cleanup(&f);
+}
+
+/* A digest of every attribute of an object, to compare objects across processes. */
+static void obj_digest(const struct akv_object *o, unsigned char md[32])
+{
+  EVP_MD_CTX *c = EVP_MD_CTX_new();
+  size_t i;
+  assert_non_null(c);
+  assert_true(EVP_DigestInit_ex(c, EVP_sha256(), NULL));
+  for (i = 0; i < o->n_attrs; i++) {
+    assert_true(EVP_DigestUpdate(c, &o->attrs[i].type, sizeof(o->attrs[i].type)));
+    assert_true(EVP_DigestUpdate(c, &o->attrs[i].ulValueLen, sizeof(o->attrs[i].ulValueLen)));
+    if (o->attrs[i].ulValueLen)
+      assert_true(EVP_DigestUpdate(c, o->attrs[i].pValue, o->attrs[i].ulValueLen));
+  }
+  assert_true(EVP_DigestFinal_ex(c, md, NULL));
+  EVP_MD_CTX_free(c);
+}
+
+/* The round trip: every object restored from the file has exactly the attributes the listing gave
+ * it (certificates and their CKA_ID tag, secrets' data objects, HSM keys), and a certificate's key
+ * keeps `managed`. */
+static void test_file_round_trip(void **state)
+{
+  struct cfile f;
+  struct akv_snapshot *snap;
+  unsigned char md[16][32];
+  char src[16][64];
+  CK_OBJECT_CLASS cls[16];
+  size_t n, i, j, found;
+  int pass, managed = 0;
+  (void)state;
+  fake_kv_add_key("crt1", "c1", KV_KTY_RSA, 1, OPS)->managed = 1;
+  fake_kv_add_cert("crt1", KV_KTY_RSA, 1);
+  fake_kv_add_key("aes1", "a1", KV_KTY_OCT, 0, KV_OP_ENCRYPT | KV_OP_DECRYPT);
+  fake_kv_add_secret("pw", "value", 0);
+  cfile_setup(&f);
+  for (pass = 0; pass < 2; pass++) {
+    memset(&fake_kv_calls, 0, sizeof(fake_kv_calls));
+    assert_int_equal(t_init(f.cfg), CKR_OK);
+    sess = t_open(0);
+    assert_int_equal(count_all(), 9);
+    assert_int_equal(fake_kv_calls.list_keys, pass == 0 ? 1 : 0);
+    snap = akv_cache_peek(akv_slot_get(0)->cache);
+    assert_non_null(snap);
+    assert_int_equal(snap->n, 9);
+    for (i = 0; i < snap->n; i++) {
+      const struct akv_object *o = snap->objs[i];
+      unsigned char d[32];
+      obj_digest(o, d);
+      if (pass == 0) {
+        assert_true(i < 16);
+        memcpy(md[i], d, 32);
+        snprintf(src[i], sizeof(src[i]), "%s", o->src);
+        cls[i] = o->cls;
+        continue;
+      }
+      for (j = 0, found = 0; j < snap->n; j++)
+        found += cls[j] == o->cls && strcmp(src[j], o->src) == 0 && memcmp(md[j], d, 32) == 0;
+      if (found != 1)
+        fail_msg("object %s (class %lu) differs after the round trip", o->src, (unsigned long)o->cls);
+      assert_int_equal(o->src_fetched_at, 0); /* never counted as read now */
+      if (o->key && strcmp(o->key->name, "crt1") == 0)
+        managed += o->key->attrs.managed;
+    }
+    n = snap->n;
+    akv_snapshot_unref(snap);
+    assert_int_equal(C_Finalize(NULL), CKR_OK);
+  }
+  assert_int_equal(n, 9);
+  assert_int_equal(managed, 2); /* its private and public key objects */
+  cfile_cleanup(&f);
+}
+
+/* The key that authenticates the file: created once, private, in the config directory; a key file
+ * another user could read or write turns the cache file off. */
+static void test_file_key(void **state)
+{
+  struct cfile f;
+  char kpath[512];
+  struct stat st;
+  (void)state;
+  snprintf(kpath, sizeof(kpath), "%s/akv-pkcs11/cache.key", getenv("XDG_CONFIG_HOME"));
+  cfile_setup(&f);
+  assert_int_equal(one_process(&f, 4), 1);
+  assert_int_equal(lstat(kpath, &st), 0);
+  assert_true(S_ISREG(st.st_mode));
+  assert_int_equal(st.st_mode & 0777, 0600);
+  assert_int_equal(st.st_size, 32);
+  assert_int_equal(one_process(&f, 4), 0);
+  /* Readable by others: refused, the cache file is off (nothing read, nothing written). */
+  assert_int_equal(chmod(kpath, 0644), 0);
+  assert_int_equal(one_process(&f, 4), 1);
+  assert_int_equal(one_process(&f, 4), 1);
+  assert_int_equal(chmod(kpath, 0600), 0);
+  assert_int_equal(one_process(&f, 4), 0);
+  /* Another key (a file written under someone else's key): the MAC fails, the file is rebuilt. */
+  assert_int_equal(unlink(kpath), 0);
+  assert_int_equal(one_process(&f, 4), 1);
+  assert_int_equal(lstat(kpath, &st), 0);
+  assert_int_equal(one_process(&f, 4), 0);
+  cfile_cleanup(&f);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -450,6 +899,24 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_pending_keys, setup, teardown),
       cmocka_unit_test_setup_teardown(test_pending_single_flight, setup, teardown),
       cmocka_unit_test_setup_teardown(test_pending_cache_file, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_threads_by_default, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_file_bounds, setup, teardown_finalized),
+      cmocka_unit_test_setup_teardown(test_file_material_checked, setup, teardown_finalized),
+      cmocka_unit_test_setup_teardown(test_file_no_foreign_attributes, setup, teardown_finalized),
+      cmocka_unit_test_setup_teardown(test_file_vault_wins, setup, teardown_finalized),
+      cmocka_unit_test_setup_teardown(test_file_round_trip, setup, teardown_finalized),
+      cmocka_unit_test_setup_teardown(test_file_key, setup, teardown_finalized),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  /* The cache file's key lives in the config directory: a private one for this run. */
+  char cfg_home[] = "/tmp/akv-cfg-test-XXXXXX", kpath[128];
+  int rc;
+  if (!mkdtemp(cfg_home) || setenv("XDG_CONFIG_HOME", cfg_home, 1) != 0)
+    return 1;
+  rc = cmocka_run_group_tests(tests, NULL, NULL);
+  snprintf(kpath, sizeof(kpath), "%s/akv-pkcs11/cache.key", cfg_home);
+  unlink(kpath);
+  snprintf(kpath, sizeof(kpath), "%s/akv-pkcs11", cfg_home);
+  rmdir(kpath);
+  rmdir(cfg_home);
+  return rc;
 }

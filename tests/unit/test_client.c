@@ -613,7 +613,7 @@ static void test_get_keys_concurrent(void **state)
   kv_rc rcs[5];
   (void)state;
   fake.handler = keys_handler;
-  assert_int_equal(kv_get_keys(cl, names, NULL, 5, out, rcs), KV_E_NOT_FOUND);
+  assert_int_equal(kv_get_keys(cl, names, NULL, 5, 1, out, rcs), KV_E_NOT_FOUND);
   /* Whichever thread fetched "missing", the caller sees its status. */
   assert_int_equal(kv_last_http_status(), 404);
   for (int i = 0; i < 5; i++) {
@@ -627,6 +627,45 @@ static void test_get_keys_concurrent(void **state)
     kv_key_free(out[i]);
   }
   assert_int_equal(token_requests, 1); /* single flight across the threads */
+  fake.handler = handler;
+}
+
+/* The thread of every request the fake served, for the sequential mode below. */
+static pthread_t served_on[32];
+static int n_served;
+
+static void keys_handler_threads(struct fake_http *f, const struct fake_req *req,
+                                 struct fake_reply *reply)
+{
+  if (n_served < 32)
+    served_on[n_served++] = pthread_self();
+  keys_handler(f, req, reply);
+}
+
+/* CKF_LIBRARY_CANT_CREATE_OS_THREADS: threads 0 reads the keys one after another in the caller's
+ * thread; the default reads them on worker threads too. */
+static void test_get_keys_sequential(void **state)
+{
+  const char *names[] = {"a1", "a2", "missing", "a4", "a5"};
+  struct kv_key *out[5];
+  kv_rc rcs[5];
+  int i, others, pass;
+  (void)state;
+  fake.handler = keys_handler_threads;
+  for (pass = 0; pass < 2; pass++) {
+    n_served = 0;
+    assert_int_equal(kv_get_keys(cl, names, NULL, 5, pass, out, rcs), KV_E_NOT_FOUND);
+    assert_int_equal(kv_last_http_status(), 404);
+    for (i = 0; i < 5; i++) {
+      assert_int_equal(rcs[i], i == 2 ? KV_E_NOT_FOUND : KV_OK);
+      kv_key_free(out[i]);
+    }
+    assert_true(n_served >= 5);
+    for (i = 0, others = 0; i < n_served; i++)
+      others += !pthread_equal(served_on[i], pthread_self());
+    if (pass == 0)
+      assert_int_equal(others, 0);
+  }
   fake.handler = handler;
 }
 
@@ -686,6 +725,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_custom_host_challenge, setup, teardown),
       cmocka_unit_test_setup_teardown(test_random, setup, teardown),
       cmocka_unit_test_setup_teardown(test_get_keys_concurrent, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_get_keys_sequential, setup, teardown),
       cmocka_unit_test_setup_teardown(test_audit_lines, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
