@@ -1075,6 +1075,7 @@ CK_RV akv_find_init(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n)
   size_t cap = 0, i, n_sobjs;
   CK_ULONG j;
   CK_RV rv;
+  int user;
 
   if (s->find_active)
     return CKR_OPERATION_ACTIVE;
@@ -1102,13 +1103,15 @@ CK_RV akv_find_init(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n)
   free(s->find_handles);
   s->find_handles = NULL;
   s->find_n = s->find_pos = 0;
+  /* The login state once for the whole search (akv_session_can_see takes the module lock). */
+  user = akv_session_logged_in(s);
   for (i = 0; i < snap->n && rv == CKR_OK; i++) {
-    if (akv_session_can_see(s, snap->objs[i]) && object_match(s, snap->objs[i], t, n))
+    if ((user || !snap->objs[i]->is_private) && object_match(s, snap->objs[i], t, n))
       rv = push_handle(s, &cap, snap->objs[i]->handle);
   }
   n_sobjs = akv_session_objects(s, &sobjs);
   for (i = 0; i < n_sobjs; i++) {
-    if (rv == CKR_OK && akv_session_can_see(s, sobjs[i]) && object_match(s, sobjs[i], t, n))
+    if (rv == CKR_OK && (user || !sobjs[i]->is_private) && object_match(s, sobjs[i], t, n))
       rv = push_handle(s, &cap, sobjs[i]->handle);
     akv_object_unref(sobjs[i]);
   }
