@@ -5,6 +5,7 @@
 . "$(dirname "$0")/lib.sh"
 need_tool pkcs11-tool openssl jq curl
 need_module
+[ -x "${P11_THREAD_CHECK:-}" ] || fail "P11_THREAD_CHECK is not set (meson sets it)"
 
 emu_start --vault cachef1
 kv_create_rsa rsa2048 2048 || fail "seeding"
@@ -74,5 +75,21 @@ check "fresh cache: pkcs11-tool -O reads every pending key" p11tool_m -O
 check_eq "fresh cache: one keys.get per key (ops: $(stats_ops))" 3 "$(stats_get keys.get)"
 check_eq "fresh cache: the same objects" \
   "$(obj_table "$WORK/O1.out" | md5sum)" "$(obj_table "$WORK/check.out" | md5sum)"
+
+section "CKF_LIBRARY_CANT_CREATE_OS_THREADS: the module starts no thread, and everything works"
+# p11_thread_check counts every pthread_create in its process (the module's and any library's) and
+# the threads in /proc/self/task, around a listing, keys read on demand (several at once), a
+# signature, its verification, and lookups past the soft and the hard TTL (2 s).
+module_config "$WORK/threads.json" '{"ttl":2,"prefetch_keys":0}' '{"cache_file":""}'
+AKV_PKCS11_CONFIG="$WORK/threads.json" "$P11_THREAD_CHECK" "$AKV_MODULE" none rsa2048 2 \
+  >"$WORK/threads-none.out" 2>&1 || true
+sed 's/^/#   /' "$WORK/threads-none.out"
+check_grep "with the flag: no pthread_create, one thread, all calls work" \
+  "^# p11_thread_check: [0-9]+ checks, 0 failed" "$WORK/threads-none.out"
+AKV_PKCS11_CONFIG="$WORK/threads.json" "$P11_THREAD_CHECK" "$AKV_MODULE" default rsa2048 2 \
+  >"$WORK/threads-default.out" 2>&1 || true
+sed 's/^/#   /' "$WORK/threads-default.out"
+check_grep "control, without the flag: the same calls start threads" \
+  "^# p11_thread_check: [0-9]+ checks, 0 failed" "$WORK/threads-default.out"
 
 finish
