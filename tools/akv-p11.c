@@ -32,7 +32,8 @@ static void usage(FILE *f)
           "  -c, --config FILE   configuration file or inline JSON (default: the module's search:\n"
           "                      AKV_PKCS11_CONFIG, ~/.config/akv-pkcs11/config.json,\n"
           "                      /etc/akv-pkcs11/config.json, then the environment)\n"
-          "  -m, --module PATH   the module to load (default: $AKV_PKCS11_MODULE or\n"
+          "  -m, --module PATH   the module to load (default: $AKV_PKCS11_MODULE, else run from\n"
+          "                      a build tree BUILD/src/akv-pkcs11.so, else\n"
           "                      " AKV_DEFAULT_MODULE ")\n"
           "  -j, --json          machine-readable output (doctor, list)\n"
           "      --probe-sign    doctor: also sign an all-zero digest with every sign-capable key\n"
@@ -258,7 +259,7 @@ int main(int argc, char **argv)
   memset(&o, 0, sizeof(o));
   o.module = getenv("AKV_PKCS11_MODULE");
   if (!o.module || !*o.module)
-    o.module = AKV_DEFAULT_MODULE;
+    o.module = mv_default_module(AKV_DEFAULT_MODULE);
   while ((c = getopt_long(argc, argv, "c:m:jt:hV", longopts, NULL)) != -1) {
     switch (c) {
     case 'c':

@@ -6,9 +6,41 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <p11-kit/uri.h>
+
+/* Which module mv_default_module chose and what it looked at, for mv_open's error message. */
+static char mv_default_path[4096];
+static char mv_default_note[4200];
+
+const char *mv_default_module(const char *installed)
+{
+  char exe[4096];
+  char *slash;
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  mv_default_note[0] = '\0';
+  if (n > 0) {
+    exe[n] = '\0';
+    slash = strrchr(exe, '/');
+    if (slash) {
+      *slash = '\0'; /* the directory of the program: BUILD/tools in a meson build tree */
+      slash = strrchr(exe, '/');
+      if (slash && strcmp(slash + 1, "tools") == 0) {
+        *slash = '\0';
+        if ((size_t)snprintf(mv_default_path, sizeof(mv_default_path), "%s/src/akv-pkcs11.so",
+                             exe) < sizeof(mv_default_path) &&
+            access(mv_default_path, R_OK) == 0)
+          return mv_default_path;
+        snprintf(mv_default_note, sizeof(mv_default_note), "%s (the build tree's) is not there, ",
+                 mv_default_path);
+      }
+    }
+  }
+  snprintf(mv_default_path, sizeof(mv_default_path), "%s", installed);
+  return mv_default_path;
+}
 
 /* A token never holds more objects than this in one listing: a cap, not a realloc loop. */
 #define MV_MAX_OBJECTS 100000
@@ -382,7 +414,16 @@ int mv_open(const char *module_path, const char *reserved, struct mv_view **out,
   }
   v->dl = dlopen(module_path, RTLD_NOW | RTLD_LOCAL);
   if (!v->dl) {
-    snprintf(err, errlen, "cannot load %s: %s", module_path, dlerror());
+    if (module_path == mv_default_path)
+      snprintf(err, errlen,
+               "cannot load %s: %s (no -m and no AKV_PKCS11_MODULE: %sthe installed module was "
+               "tried); fix: install the module, or name it with -m PATH or AKV_PKCS11_MODULE=PATH",
+               module_path, dlerror(), mv_default_note);
+    else
+      snprintf(err, errlen,
+               "cannot load %s: %s; fix: check the path given with -m or "
+               "AKV_PKCS11_MODULE",
+               module_path, dlerror());
     goto out;
   }
   get_list = (CK_C_GetFunctionList)dlsym(v->dl, "C_GetFunctionList");

@@ -36,6 +36,12 @@ struct mv_view {
   size_t n_toks;
 };
 
+/* The module to load when neither -m nor AKV_PKCS11_MODULE names one: run from a meson build
+ * tree (this program is BUILD/tools/akv-p11), the build's BUILD/src/akv-pkcs11.so when it exists,
+ * so that akv-p11 works right after the build; otherwise `installed`. mv_open's error then says
+ * which paths were tried and how to choose. */
+const char *mv_default_module(const char *installed);
+
 /* Loads the module, C_Initialize (pReserved = reserved: the config path, or NULL for the module's
  * own search) and reads the slot list and token infos; no Key Vault request. 0, or -1 with a
  * message in err. */
