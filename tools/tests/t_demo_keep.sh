@@ -74,7 +74,7 @@ check_fails "the emulator is gone" kill -0 "$EMU"
 check_fails "its directory is gone" test -e "$KEPT"
 
 section "README's apt-get line is what deps.sh --demo installs"
-# shellcheck disable=SC1090
+# shellcheck disable=SC1090,SC1091,SC2154 # demo_pkgs comes from the sourced list
 DEMO_PKGS=$(source <(sed -n '/^demo_pkgs=(/,/)/p' "$SRC/scripts/deps.sh") && printf '%s\n' "${demo_pkgs[@]}" | sort)
 README_PKGS=$(awk '/^## Quick start with a real vault/ { s = 1 } s && /apt-get install/ { a = 1 }
   a { print; if (!/\\$/) exit }' "$README" | tr -d '\\' | tr ' ' '\n' |
