@@ -157,6 +157,7 @@ fi
 printf '%s\n' "$EMU_PID" >"$WORK/emulator.pid"
 : >"$WORK/$KEEP_MARK"
 EMU_PID=""
+# shellcheck disable=SC2034 # KEEP_WORK is read by lib.sh's exit trap: the work dir stays
 KEEP_WORK=1
 path_part=""
 [ -n "${AKV_P11:-}" ] && path_part=" PATH=$(dirname "$(realpath "$AKV_P11")"):\$PATH"
