@@ -52,10 +52,22 @@ static atomic_int atfork_ok;
 
 static int64_t (*clock_fn)(void);
 
+/* Entry points in progress that hold the module state (akv_module_enter .. akv_module_leave):
+ * C_Finalize waits for zero before it frees anything (docs/reliability.md "C_Finalize racing
+ * calls"). The thread's own hold is recorded with the fork generation it was taken in, so a child
+ * that forked inside an entry point does not give back a count it never had. */
+static atomic_long calls_in;
+static _Thread_local struct {
+  int held;
+  unsigned gen;
+} call_hold;
+
 static void atfork_child(void)
 {
   atomic_fetch_add_explicit(&fork_gen, 1, memory_order_relaxed);
   pthread_mutex_init(&init_lock, NULL);
+  /* The parent's threads that held the state do not exist here. */
+  atomic_store(&calls_in, 0);
 }
 
 /* The module is linked with -z nodelete, so the handler stays valid after dlclose. Registered at
@@ -82,6 +94,46 @@ CK_RV akv_module_check(void)
   if (!atomic_load(&g.initialized) || !initialized_here())
     return CKR_CRYPTOKI_NOT_INITIALIZED;
   return CKR_OK;
+}
+
+CK_RV akv_module_enter(void)
+{
+  CK_RV rv;
+  if (call_hold.held)
+    return akv_module_check(); /* an entry point called from one: already held */
+  /* Not initialised: refused without touching the count, so that callers looping on a finalised
+   * module cannot keep it above zero and starve C_Finalize's wait. */
+  if (!atomic_load(&g.initialized))
+    return CKR_CRYPTOKI_NOT_INITIALIZED;
+  /* Counted before the real check, with sequentially consistent atomics on both sides: either
+   * C_Finalize's wait sees this count, or this check sees initialized cleared. */
+  atomic_fetch_add(&calls_in, 1);
+  rv = akv_module_check();
+  if (rv != CKR_OK) {
+    atomic_fetch_sub(&calls_in, 1);
+    return rv;
+  }
+  call_hold.held = 1;
+  call_hold.gen = atomic_load_explicit(&fork_gen, memory_order_relaxed);
+  return CKR_OK;
+}
+
+void akv_module_leave(void)
+{
+  if (!call_hold.held)
+    return;
+  call_hold.held = 0;
+  if (call_hold.gen == atomic_load_explicit(&fork_gen, memory_order_relaxed))
+    atomic_fetch_sub(&calls_in, 1);
+}
+
+/* Waits until no entry point holds the module state. Calls in flight end within their request
+ * deadlines; new ones are refused as soon as initialized is cleared. */
+static void wait_calls_out(void)
+{
+  struct timespec ts = {0, 200 * 1000};
+  while (atomic_load(&calls_in) > 0)
+    nanosleep(&ts, NULL);
 }
 
 OSSL_LIB_CTX *akv_libctx(void)
@@ -466,9 +518,10 @@ CK_RV akv_module_finalize(CK_VOID_PTR reserved)
     rv = CKR_ARGUMENTS_BAD;
     goto out;
   }
-  /* Refuse new calls first, then close sessions (waiting for calls in flight on them), stop the
+  /* Refuse new calls first, wait for the calls in flight to end, then close sessions, stop the
    * background refreshes and wipe cached secrets. */
   atomic_store(&g.initialized, 0);
+  wait_calls_out();
   akv_sessions_shutdown();
   teardown();
   akv_info(AKV_LOGC_GEN, "finalised");

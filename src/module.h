@@ -9,6 +9,13 @@
 CK_RV akv_module_initialize(CK_VOID_PTR init_args);
 CK_RV akv_module_finalize(CK_VOID_PTR reserved);
 
+/* Every entry point holds the module state for its duration: akv_module_enter (through
+ * akv_p11_begin) is akv_module_check plus a hold that C_Finalize waits for before it frees
+ * anything; akv_module_leave (through AKV_P11_OUT, at every return) gives it back. A thread holds
+ * at most one; nested calls share it. */
+CK_RV akv_module_enter(void);
+void akv_module_leave(void);
+
 /* The module lock: application mutex callbacks when the application supplied them without
  * CKF_OS_LOCKING_OK, a pthread mutex otherwise. Guards the session table and slot counters. */
 void akv_lock(void);

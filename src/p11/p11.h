@@ -4,21 +4,25 @@
 #define AKV_P11_H
 
 #include "akv.h"
+#include "module.h"
 #include "util/log.h"
 
 #define AKV_P11_IN() akv_dbg(AKV_LOGC_P11, "%s: in", __func__)
 
+/* Every entry point returns through here: it gives back the module state akv_p11_begin took. */
 static inline CK_RV akv_p11_out(const char *fn, CK_RV rv)
 {
   akv_dbg(AKV_LOGC_P11, "%s: out %s", fn, akv_rv_name(rv));
+  akv_module_leave();
   return rv;
 }
 #define AKV_P11_OUT(rv) akv_p11_out(__func__, (rv))
 
-/* The common prologue: initialised, then arguments (args_ok false -> CKR_ARGUMENTS_BAD). */
+/* The common prologue: initialised (and the module state held until AKV_P11_OUT, so C_Finalize
+ * cannot free it under the call), then arguments (args_ok false -> CKR_ARGUMENTS_BAD). */
 static inline CK_RV akv_p11_begin(int args_ok)
 {
-  CK_RV rv = akv_module_check();
+  CK_RV rv = akv_module_enter();
   if (rv == CKR_OK && !args_ok)
     rv = CKR_ARGUMENTS_BAD;
   return rv;

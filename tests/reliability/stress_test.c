@@ -11,6 +11,11 @@
  * Phase 2: C_Initialize again, the same loop in all threads, and C_Finalize from the main thread
  * while the calls are in flight: every call returns CKR_OK or a "module/session is gone" code, no
  * crash, no hang, and the module can be initialised once more afterwards.
+ * Phase 3: the threads loop on calls that take no session (C_GetInfo, C_GetSlotList,
+ * C_GetSlotInfo, C_GetTokenInfo, C_GetMechanismList, C_GetMechanismInfo, C_OpenSession then
+ * C_CloseSession) while the main thread finalises and re-initialises FINALIZE_CYCLES times: every
+ * call holds the module state for its duration (docs/reliability.md "C_Finalize racing calls"), so
+ * the sanitizer builds see no use of freed state and every call returns CKR_OK or a "gone" code.
  *
  * Built twice: stress_test dlopens $AKV_MODULE (how hosts use it); stress_test_linked (REL_LINKED)
  * has the module's code linked in, which is what the clang sanitizer builds run.
@@ -231,6 +236,61 @@ struct worker {
   struct stats st;
 };
 
+#define FINALIZE_CYCLES 30
+
+/* Phase 3 rounds whose C_GetTokenInfo and C_OpenSession both found the module initialised. */
+static atomic_long live_rounds;
+
+/* One round of phase 3's calls on the first slot; 0, or 1 with an unexpected code counted. */
+static int slot_calls(struct stats *st)
+{
+  CK_SLOT_ID slots[8];
+  CK_ULONG n = 8, nm = 64;
+  CK_MECHANISM_TYPE mechs[64];
+  CK_MECHANISM_INFO mi;
+  CK_SLOT_INFO si;
+  CK_TOKEN_INFO ti;
+  CK_INFO info;
+  CK_SESSION_HANDLE s;
+  CK_RV rv;
+  int live;
+#define SLOT_CALL(name, call)                                                                      \
+  do {                                                                                             \
+    rv = (call);                                                                                   \
+    if(rv != CKR_OK && !gone_rv(rv)) {                                                             \
+      fail_at(st, name, rv);                                                                       \
+      return 1;                                                                                    \
+    }                                                                                              \
+  } while(0)
+  SLOT_CALL("C_GetInfo", g.f->C_GetInfo(&info));
+  SLOT_CALL("C_GetSlotList", g.f->C_GetSlotList(CK_TRUE, slots, &n));
+  SLOT_CALL("C_GetSlotInfo", g.f->C_GetSlotInfo(0, &si));
+  SLOT_CALL("C_GetTokenInfo", g.f->C_GetTokenInfo(0, &ti));
+  live = rv == CKR_OK;
+  SLOT_CALL("C_GetMechanismList", g.f->C_GetMechanismList(0, mechs, &nm));
+  SLOT_CALL("C_GetMechanismInfo", g.f->C_GetMechanismInfo(0, CKM_ECDSA, &mi));
+  rv = g.f->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &s);
+  if(rv == CKR_OK && live)
+    atomic_fetch_add(&live_rounds, 1);
+  if(rv == CKR_OK)
+    SLOT_CALL("C_CloseSession", g.f->C_CloseSession(s));
+  else
+    SLOT_CALL("C_OpenSession", rv);
+#undef SLOT_CALL
+  return 0;
+}
+
+static void *run_slot_calls(void *arg)
+{
+  struct worker *w = arg;
+  while(!atomic_load(&g.stop)) {
+    w->st.iterations++;
+    if(slot_calls(&w->st))
+      break;
+  }
+  return NULL;
+}
+
 static void *run(void *arg)
 {
   struct worker *w = arg;
@@ -345,8 +405,53 @@ int main(int argc, char **argv)
   rv = g.f->C_GetSlotList(CK_TRUE, NULL, &(CK_ULONG){0});
   t_check(rv == CKR_CRYPTOKI_NOT_INITIALIZED, "after C_Finalize: C_GetSlotList -> %s",
           t_rv_name(rv));
-  rv = rel_initialize(g.f, argv[1]);
-  t_check(rv == CKR_OK, "C_Initialize a third time: %s", t_rv_name(rv));
+
+  /* Phase 3 */
+  {
+    long cycles_ok = 0;
+    atomic_store(&g.stop, 0);
+    rv = rel_initialize(g.f, argv[1]);
+    t_check(rv == CKR_OK, "C_Initialize a third time: %s", t_rv_name(rv));
+    for(unsigned i = 0; i < n; i++) {
+      memset(&w[i], 0, sizeof(w[i]));
+      if(pthread_create(&w[i].th, NULL, run_slot_calls, &w[i]) != 0) {
+        fprintf(stderr, "FATAL: pthread_create\n");
+        exit(1);
+      }
+    }
+    t0 = rel_now_ms();
+    for(int c = 0; c < FINALIZE_CYCLES; c++) {
+      CK_RV rf, ri;
+      usleep(20 * 1000);
+      rf = g.f->C_Finalize(NULL);
+      usleep(2 * 1000);
+      ri = rel_initialize(g.f, argv[1]);
+      if(rf == CKR_OK && ri == CKR_OK)
+        cycles_ok++;
+    }
+    atomic_store(&g.stop, 1);
+    its = errs = 0;
+    first = CKR_OK;
+    where = "";
+    for(unsigned i = 0; i < n; i++) {
+      pthread_join(w[i].th, NULL);
+      its += w[i].st.iterations;
+      errs += w[i].st.errors;
+      if(w[i].st.errors && first == CKR_OK) {
+        first = w[i].st.first_error;
+        where = w[i].st.where;
+      }
+    }
+    t_check(cycles_ok == FINALIZE_CYCLES, "phase 3: %ld/%d C_Finalize + C_Initialize cycles "
+            "returned CKR_OK while %u threads called slot functions (%lld ms)", cycles_ok,
+            FINALIZE_CYCLES, n, (long long)(rel_now_ms() - t0));
+    t_check(errs == 0 && atomic_load(&live_rounds) > 0,
+            "phase 3: %ld rounds (%ld on an initialised module) of C_GetInfo, C_GetSlotList, "
+            "C_GetSlotInfo, C_GetTokenInfo, C_GetMechanismList, C_GetMechanismInfo, "
+            "C_OpenSession/C_CloseSession returned CKR_OK or a 'module gone' code (%ld others, "
+            "first 0x%lx at %s)", its, atomic_load(&live_rounds), errs, (unsigned long)first,
+            where);
+  }
   rv = g.f->C_Finalize(NULL);
   t_check(rv == CKR_OK, "final C_Finalize: %s", t_rv_name(rv));
   EVP_PKEY_free(g.pub[0]);
