@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The test command: installs missing dependencies, builds, runs every meson test (unit, emulator,
 # SDK interop, integration with pkcs11-tool/openssl/ssh/p11-kit) and prints "N passed, M failed".
 # The tests run in a private network namespace that has only loopback (docs/testing.md), so a test

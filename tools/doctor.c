@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* akv-p11 doctor: explains, per slot, why keys do or do not show up.
  *
  * Two passes. The backend pass uses the Key Vault client the module is built on (src/kv) with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Credentials (docs/config.md, "Credential"): client secret, client certificate (RS256 client
  * assertion), workload identity, managed identity (App Service 2019, IMDS) and the Azure CLI,
  * alone or as the DefaultAzureCredential chain with one identity per slot. Tokens come through

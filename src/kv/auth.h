@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Credential internals shared with tests and `akv-p11 doctor`. */
 #ifndef AKV_KV_AUTH_H
 #define AKV_KV_AUTH_H

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Issue 3: every credential kind gets a token from the emulator and pkcs11-tool -O lists the keys;
 # a wrong secret fails at the first network use (not at C_Initialize) with a log line naming the
 # credential and the HTTP error, without falling through to managed identity or az (issue 17: one

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cred_secure_test - does a listing need a token, and can it get one (issue 12/17, docs/config.md
  * "Credential chain", docs/security.md "One identity per slot").
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # No Azure CLI in a privileged process (issue 12 "Privileged hosts", docs/config.md "Credential
 # chain"): the az login and PATH belong to whoever started a setuid/setgid program. The driver
 # (cred_secure_test.c) lists the objects of a slot whose credential (type auto, from pReserved)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # rel-loopback (meson suite `reliability`): tests never leave loopback (docs/testing.md). Runs
 # integration tests with every process they start (the emulator, curl, pkcs11-tool, ssh-agent and
 # its helper, the module inside each) under `strace -f -e trace=connect`, and fails on any connect

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # akv-p11 against the emulator (issue 6): doctor's diagnosis of a healthy slot, a slot with a wrong
 # client secret (per-slot credential in a 0600 config file) and a key whose key_ops lack sign, as
 # JSON compared field by field and as text; the credential chain (type auto): a wrong secret ends
