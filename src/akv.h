@@ -70,6 +70,7 @@ struct akv_slot {
   /* Login state and session counts of the token, guarded by the module lock (model-private). */
   int logged_in;
   unsigned pin_failures; /* consecutive wrong user PINs (CKF_USER_PIN_COUNT_LOW, the delay) */
+  struct kv_http *http;  /* the module's transport, for a credential opened at login */
   CK_ULONG n_sessions, n_rw_sessions;
 };
 

@@ -5,8 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/bio.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
 
+#include "akv.h"
 #include "login.h"
 #include "util/config.h"
 #include "util/log.h"
@@ -63,6 +67,98 @@ out:
     OPENSSL_cleanse(work, sizeof(*work));
     free(work);
   }
+  if (phrase) {
+    OPENSSL_cleanse(phrase, len + 1);
+    free(phrase);
+  }
+  return rc;
+}
+
+#define KEY_FILE_MAX (1024 * 1024)
+
+/* OpenSSL's password callback: the NUL-terminated PIN copy in u. */
+static int pin_pass_cb(char *buf, int size, int rwflag, void *u)
+{
+  size_t n = strlen(u);
+  (void)rwflag;
+  if (n > (size_t)size)
+    return -1;
+  memcpy(buf, u, n);
+  return (int)n;
+}
+
+/* The PEM file whole, in *pem (KEY_FILE_MAX + 1 bytes, the caller wipes and frees it), when its
+ * private key is encrypted: an open key would take any PIN, so the PIN would be no second factor.
+ * Returns its length, or -1 (logged). */
+static long read_encrypted_pem(const char *path, char **pem)
+{
+  BIO *bio = path ? BIO_new_file(path, "r") : NULL;
+  long n = -1;
+
+  *pem = malloc(KEY_FILE_MAX + 1);
+  if (!bio || !*pem || (n = BIO_read(bio, *pem, KEY_FILE_MAX)) <= 0) {
+    akv_err(AKV_LOGC_GEN, "login: cannot read the certificate file %s for the PIN check; fix: "
+            "check certificate_path", path ? path : "(none)");
+    n = -1;
+    goto out;
+  }
+  (*pem)[n] = '\0';
+  if (!strstr(*pem, "-----BEGIN ENCRYPTED PRIVATE KEY-----") &&
+      !strstr(*pem, "Proc-Type: 4,ENCRYPTED")) {
+    akv_err(AKV_LOGC_GEN, "login: the private key in %s is not encrypted, so a PIN cannot be its "
+            "password (pin: certificate_password); fix: encrypt it (openssl pkey -in KEY -aes256 "
+            "-out KEY.enc) or use \"pin\": \"pin_hash\"", path);
+    n = -1;
+  }
+out:
+  BIO_free(bio);
+  return n;
+}
+
+static void pem_free(char *pem)
+{
+  if (pem) {
+    OPENSSL_cleanse(pem, KEY_FILE_MAX + 1);
+    free(pem);
+  }
+}
+
+int akv_key_file_encrypted(const char *path)
+{
+  char *pem = NULL;
+  long n = read_encrypted_pem(path, &pem);
+  pem_free(pem);
+  return n > 0;
+}
+
+int akv_pin_opens_key(const char *path, const unsigned char *pin, size_t len)
+{
+  BIO *bio = NULL;
+  EVP_PKEY *key = NULL;
+  char *pem = NULL, *phrase = NULL;
+  long n;
+  int rc = -1;
+
+  if (len > AKV_PIN_MAX || (len && (!pin || memchr(pin, '\0', len))))
+    return 0;
+  if ((n = read_encrypted_pem(path, &pem)) < 0)
+    goto out;
+  bio = BIO_new_mem_buf(pem, (int)n);
+  phrase = malloc(len + 1);
+  if (!bio || !phrase) {
+    akv_err(AKV_LOGC_GEN, "login: out of memory checking the PIN");
+    goto out;
+  }
+  if (len)
+    memcpy(phrase, pin, len);
+  phrase[len] = '\0';
+  key = PEM_read_bio_PrivateKey_ex(bio, NULL, pin_pass_cb, phrase, akv_libctx(), NULL);
+  ERR_clear_error(); /* a wrong password is an answer, not an error to leave queued */
+  rc = key != NULL;
+out:
+  EVP_PKEY_free(key);
+  BIO_free(bio);
+  pem_free(pem);
   if (phrase) {
     OPENSSL_cleanse(phrase, len + 1);
     free(phrase);

@@ -15,6 +15,14 @@
  * and crypt's work area are wiped. */
 int akv_pin_check(const char *hash, const unsigned char *pin, size_t len);
 
+/* For "pin": "certificate_password": 1 when pin (as akv_pin_check takes it) opens the encrypted
+ * private key of the PEM file at path, 0 when it does not, -1 when the file cannot be read or holds
+ * no encrypted private key (logged). The key itself is not kept. */
+int akv_pin_opens_key(const char *path, const unsigned char *pin, size_t len);
+
+/* 1 when the PEM file at path holds an encrypted private key; 0 otherwise (logged). */
+int akv_key_file_encrypted(const char *path);
+
 /* Milliseconds to wait before answering the failures-th consecutive wrong PIN: 0 for none, then
  * 250 doubling up to 4000. */
 long akv_pin_delay_ms(unsigned failures);

@@ -1068,6 +1068,15 @@ static int lazy_may_match(const struct akv_lazykey *lz, const void *arg)
   return 1;
 }
 
+static int slot_has_client(struct akv_slot *slot)
+{
+  int v;
+  akv_lock();
+  v = slot->client != NULL;
+  akv_unlock();
+  return v;
+}
+
 CK_RV akv_find_init(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n)
 {
   struct akv_snapshot *snap = NULL;
@@ -1082,6 +1091,15 @@ CK_RV akv_find_init(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n)
   for (j = 0; j < n; j++) {
     if (!t[j].pValue && t[j].ulValueLen)
       return CKR_ARGUMENTS_BAD;
+  }
+  /* "pin": "certificate_password" before the first login: no credential, so no object at all
+   * (docs/security.md "Login"). */
+  if (s->slot->cfg->pin_certificate && !akv_session_logged_in(s) && !slot_has_client(s->slot)) {
+    free(s->find_handles);
+    s->find_handles = NULL;
+    s->find_n = s->find_pos = 0;
+    s->find_active = 1;
+    return CKR_OK;
   }
   rv = akv_cache_get(s->slot->cache, &snap);
   if (rv == CKR_OK && snap->n_lazy) {

@@ -16,6 +16,7 @@
 #include "module.h"
 #include "object.h"
 #include "session.h"
+#include "slot.h"
 #include "util/log.h"
 
 static struct {
@@ -505,8 +506,27 @@ static void sleep_ms(long ms)
     ;
 }
 
-/* CKU_USER on a slot with login required: the PIN against pin_hash, serialised with every other
- * check; a wrong PIN is answered after akv_pin_delay_ms(consecutive failures). */
+/* The PIN against the slot's pin_hash, or ("pin": "certificate_password") as the password of the
+ * credential's certificate key, which the first right PIN opens for the slot. 1 match, 0 wrong,
+ * -1 error (logged). */
+static int pin_matches(struct akv_slot *slot, const unsigned char *pin, CK_ULONG pin_len,
+                       CK_RV *rv)
+{
+  const struct akv_config *cfg = akv_config();
+  const struct akv_slot_config *sc = slot->cfg;
+  int match;
+
+  if (!sc->pin_certificate)
+    return akv_pin_check(sc->pin_hash, pin, (size_t)pin_len);
+  match = akv_pin_opens_key((sc->has_cred ? &sc->cred : &cfg->cred)->certificate_path, pin,
+                            (size_t)pin_len);
+  if (match == 1 && (*rv = akv_slot_open_credential(slot, pin, (size_t)pin_len)) != CKR_OK)
+    return -1;
+  return match;
+}
+
+/* CKU_USER on a slot with login required: the PIN checked (pin_matches), serialised with every
+ * other check; a wrong PIN is answered after akv_pin_delay_ms(consecutive failures). */
 static CK_RV login_user(struct akv_slot *slot, const unsigned char *pin, CK_ULONG pin_len)
 {
   unsigned failures = 0;
@@ -520,11 +540,11 @@ static CK_RV login_user(struct akv_slot *slot, const unsigned char *pin, CK_ULON
   akv_unlock();
   if (rv != CKR_OK)
     goto out;
-  match = akv_pin_check(slot->cfg->pin_hash, pin, (size_t)pin_len);
-  if (match < 0) {
-    rv = CKR_FUNCTION_FAILED;
+  rv = CKR_FUNCTION_FAILED;
+  match = pin_matches(slot, pin, pin_len, &rv);
+  if (match < 0)
     goto out;
-  }
+  rv = CKR_OK;
   akv_lock();
   if (match) {
     slot->logged_in = 1;

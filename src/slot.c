@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "cache.h"
@@ -47,11 +48,21 @@ static CK_RV slot_init(struct akv_slot *slot, CK_SLOT_ID id, const struct akv_sl
   memset(slot, 0, sizeof(*slot));
   slot->id = id;
   slot->cfg = sc;
+  slot->http = http;
   rv = make_serial(sc->url, slot->serial);
   if (rv != CKR_OK)
     goto out;
   akv_pad((unsigned char *)slot->label, sizeof(slot->label) - 1, sc->label ? sc->label : sc->url);
   slot->label[sizeof(slot->label) - 1] = '\0';
+  /* No PIN, no token: the credential is built at the first login (akv_slot_open_credential),
+   * from a key only the PIN opens. */
+  if (sc->pin_certificate) {
+    if (!akv_key_file_encrypted((sc->has_cred ? &sc->cred : &cfg->cred)->certificate_path)) {
+      rv = CKR_GENERAL_ERROR;
+      goto out;
+    }
+    goto cache;
+  }
   if (sc->has_cred) {
     rc = kv_cred_new(http, &sc->cred, &slot->own_cred);
     if (rc != KV_OK) {
@@ -71,6 +82,7 @@ static CK_RV slot_init(struct akv_slot *slot, CK_SLOT_ID id, const struct akv_sl
     rv = rc == KV_E_NOMEM ? CKR_HOST_MEMORY : CKR_GENERAL_ERROR;
     goto out;
   }
+cache:
   slot->cache = akv_cache_new(slot);
   if (!slot->cache)
     rv = CKR_HOST_MEMORY;
@@ -122,6 +134,59 @@ void akv_slots_free(struct akv_slot *slots, size_t n)
   for (i = 0; i < n; i++)
     slot_clear(&slots[i]);
   free(slots);
+}
+
+CK_RV akv_slot_open_credential(struct akv_slot *slot, const unsigned char *pin, size_t len)
+{
+  const struct akv_config *cfg = akv_config();
+  const struct akv_slot_config *sc = slot->cfg;
+  struct akv_cred_config cc;
+  struct kv_client_opts co;
+  struct kv_cred *cred = NULL;
+  struct kv_client *client = NULL;
+  char *password = NULL;
+  kv_rc rc = KV_E_NOMEM;
+
+  if (slot->client)
+    return CKR_OK;
+  password = malloc(len + 1);
+  if (!password)
+    goto out;
+  if (len)
+    memcpy(password, pin, len);
+  password[len] = '\0';
+  /* A copy of the configured credential with the PIN as the key's password (kv_cred_new copies
+   * it; this one is wiped below). */
+  cc = sc->has_cred ? sc->cred : cfg->cred;
+  cc.certificate_password = password;
+  rc = kv_cred_new(slot->http, &cc, &cred);
+  if (rc != KV_OK)
+    goto out;
+  memset(&co, 0, sizeof(co));
+  co.url = sc->url;
+  co.api_version = cfg->api_version;
+  co.kind = sc->kind;
+  rc = kv_client_new(slot->http, cred, &co, &client);
+  if (rc != KV_OK)
+    goto out;
+  /* Published once; nothing reads them before (searches find nothing until then). */
+  akv_lock();
+  slot->own_cred = cred;
+  slot->client = client;
+  akv_unlock();
+  cred = NULL;
+  client = NULL;
+out:
+  if (rc != KV_OK)
+    akv_err(AKV_LOGC_GEN, "slot %lu (%s): credential opened with the PIN: %s",
+            (unsigned long)slot->id, sc->url, kv_rc_str(rc));
+  kv_client_free(client);
+  kv_cred_free(cred);
+  if (password) {
+    OPENSSL_cleanse(password, len + 1);
+    free(password);
+  }
+  return rc == KV_OK ? CKR_OK : rc == KV_E_NOMEM ? CKR_HOST_MEMORY : CKR_FUNCTION_FAILED;
 }
 
 void akv_slot_invalidate(struct akv_slot *slot)

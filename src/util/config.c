@@ -573,6 +573,7 @@ struct slot_extra {
   int kind_set;
   int objects_set;
   int login_set;
+  int pin_set;
 };
 
 static int parse_objects_value(struct cfg_ctx *c, const cJSON *v, const char *path, unsigned *out)
@@ -728,6 +729,27 @@ static int parse_pin_hash(struct cfg_ctx *c, const cJSON *v, const char *path, c
   return *out ? 0 : cfg_fail(c, path, "out of memory");
 }
 
+/* "pin": where the PIN is checked: against pin_hash, or as the password of the credential's
+ * encrypted certificate key. */
+static int parse_pin(struct cfg_ctx *c, const cJSON *v, const char *path, int *out)
+{
+  static const char *const names[] = {"pin_hash", "certificate_password"};
+  static const int values[] = {0, 1};
+  return parse_enum(c, v, path, names, values, 2, out);
+}
+
+static int slot_pin_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const char *path)
+{
+  struct slot_extra *x = obj;
+  x->pin_set = 1;
+  return parse_pin(c, v, path, &x->s->pin_certificate);
+}
+
+static int top_pin_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const char *path)
+{
+  return parse_pin(c, v, path, &((struct akv_config *)obj)->pin_certificate);
+}
+
 static int slot_login_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const char *path)
 {
   struct slot_extra *x = obj;
@@ -770,6 +792,7 @@ static const struct field slot_fields[] = {
     {"credential", F_CUSTOM, 0, 0, 0, 0, slot_credential_fn, NULL},
     {"login", F_CUSTOM, 0, 0, 0, 0, slot_login_fn, NULL},
     {"pin_hash", F_CUSTOM, 0, 0, 0, 0, slot_pin_hash_fn, NULL},
+    {"pin", F_CUSTOM, 0, 0, 0, 0, slot_pin_fn, NULL},
 };
 #define N_SLOT_FIELDS (sizeof(slot_fields) / sizeof(slot_fields[0]))
 
@@ -778,6 +801,7 @@ struct slot_state {
   int kind_set;
   int objects_set;
   int login_set;
+  int pin_set;
 };
 
 struct parse_state {
@@ -824,12 +848,14 @@ static int slots_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const char *pa
     x.kind_set = 0;
     x.objects_set = 0;
     x.login_set = 0;
+    x.pin_set = 0;
     snprintf(spath, sizeof(spath), "%s[%zu]", path, i);
     if (parse_object(c, it, slot_fields, N_SLOT_FIELDS, &x, spath))
       return -1;
     cur_state->slots[i].kind_set = x.kind_set;
     cur_state->slots[i].objects_set = x.objects_set;
     cur_state->slots[i].login_set = x.login_set;
+    cur_state->slots[i].pin_set = x.pin_set;
   }
   return 0;
 }
@@ -857,6 +883,7 @@ static const struct field top_fields[] = {
     {"slots", F_CUSTOM, 0, 0, 0, 0, slots_fn, NULL},
     {"login", F_CUSTOM, 0, 0, 0, 0, top_login_fn, NULL},
     {"pin_hash", F_CUSTOM, 0, 0, 0, 0, top_pin_hash_fn, NULL},
+    {"pin", F_CUSTOM, 0, 0, 0, 0, top_pin_fn, NULL},
 };
 #define N_TOP_FIELDS (sizeof(top_fields) / sizeof(top_fields[0]))
 
@@ -1238,6 +1265,27 @@ static int inherit_str(char **dst, const char *src)
   return set_str(dst, src);
 }
 
+/* pin: "certificate_password" on slot i: the credential the slot uses must be a client certificate
+ * whose key has no configured password, or the PIN would add nothing. */
+static int check_pin_certificate(struct cfg_ctx *c, const struct akv_config *cfg,
+                                 const struct akv_slot_config *s, size_t i, const char *fpath)
+{
+  const struct akv_cred_config *cred = s->has_cred ? &s->cred : &cfg->cred;
+  if (s->pin_hash)
+    return cfg_fail(c, fpath, "is \"certificate_password\", so slots[%zu].pin_hash is never used; "
+                    "fix: remove pin_hash", i);
+  if (cred->kind != AKV_CRED_CERTIFICATE)
+    return cfg_fail(c, fpath, "is \"certificate_password\" but the slot's credential is not a "
+                    "client certificate; fix: set the credential's \"type\": "
+                    "\"client_certificate\" with a certificate_path whose key is encrypted, or use "
+                    "\"pin\": \"pin_hash\"");
+  if (cred->certificate_password)
+    return cfg_fail(c, fpath, "is \"certificate_password\" but a certificate password is "
+                    "configured (certificate_password or AZURE_CLIENT_CERTIFICATE_PASSWORD), so the "
+                    "PIN would add nothing; fix: remove the configured password");
+  return 0;
+}
+
 /* Each slot's login: its own fields, else the top-level ones. */
 static int finish_login(struct cfg_ctx *c, struct akv_config *cfg, struct parse_state *ps)
 {
@@ -1247,6 +1295,23 @@ static int finish_login(struct cfg_ctx *c, struct akv_config *cfg, struct parse_
     struct akv_slot_config *s = &cfg->slots[i];
     if (!ps->slots[i].login_set)
       s->login_required = cfg->login_required;
+    if (!ps->slots[i].pin_set)
+      s->pin_certificate = cfg->pin_certificate;
+    if (s->pin_certificate) {
+      if (ps->slots[i].pin_set)
+        snprintf(fpath, sizeof(fpath), "slots[%zu].pin", i);
+      else
+        snprintf(fpath, sizeof(fpath), "pin");
+      /* The PIN opens the credential: there is no token without it, so there is a login. */
+      if (ps->slots[i].login_set && !s->login_required)
+        return cfg_fail(c, fpath, "is \"certificate_password\" but slots[%zu].login is \"none\"; "
+                        "fix: remove \"login\": \"none\" (the PIN is then always asked)", i);
+      s->login_required = 1;
+      if (check_pin_certificate(c, cfg, s, i, fpath))
+        return -1;
+      any_required = 1;
+      continue;
+    }
     if (!s->login_required && s->pin_hash) {
       snprintf(fpath, sizeof(fpath), "slots[%zu].pin_hash", i);
       return cfg_fail(c, fpath, "is set but the slot's login is \"none\", so no PIN is ever "
@@ -1262,7 +1327,7 @@ static int finish_login(struct cfg_ctx *c, struct akv_config *cfg, struct parse_
         snprintf(fpath, sizeof(fpath), "login");
       return cfg_fail(c, fpath, "is \"required\" but slots[%zu] has no pin_hash; fix: add "
                       "\"pin_hash\": the output of `mkpasswd -m yescrypt` (package whois), never "
-                      "the PIN itself", i);
+                      "the PIN itself, or \"pin\": \"certificate_password\"", i);
     }
     any_required |= s->login_required;
   }

@@ -64,6 +64,8 @@ struct akv_slot_config {
   struct akv_cred_config cred;
   int login_required;        /* login: "required" (default "none"); docs/security.md "Login" */
   char *pin_hash;            /* crypt(3) string of the user PIN, set when login_required */
+  int pin_certificate;       /* pin: "certificate_password": the PIN is the password of the
+                                credential's encrypted certificate key (implies login_required) */
 };
 
 struct akv_config {
@@ -85,8 +87,9 @@ struct akv_config {
   unsigned pool_size;        /* max connections per host, default 16 */
   size_t max_response_bytes; /* default 4 MiB */
   char *cache_file;          /* cross-process cache; NULL = default path, "" = off */
-  int login_required;        /* top-level login/pin_hash: the default of every slot */
+  int login_required;        /* top-level login/pin_hash/pin: the default of every slot */
   char *pin_hash;
+  int pin_certificate;
   struct akv_cred_config cred; /* default credential for slots without their own */
   struct akv_slot_config *slots;
   size_t n_slots;

@@ -160,6 +160,33 @@ check_grep "the wrong PIN is logged" "wrong user PIN \(1 in a row\); answering a
 check_grep "the login is logged" "slot 0: user logged in" "$WORK/module.log"
 check "no PIN in the log" bash -c '! grep -qF -- "$1" "$2"' _ "$PIN" "$WORK/module.log"
 
+section "pin: certificate_password: the PIN is the password of the client certificate's key"
+cert_file=$(emu_field '.client_certificate_file // empty')
+[ -n "$cert_file" ] && [ -f "$cert_file" ] || fail "the emulator names no client_certificate_file"
+CPIN="cert-pin-$$"
+{ openssl x509 -in "$cert_file" && openssl pkey -in "$cert_file" -aes256 -passout "pass:$CPIN"; } \
+  >"$WORK/cred.pem" || fail "encrypting the certificate key"
+chmod 600 "$WORK/cred.pem"
+module_config "$WORK/certpin.json" '{"pin": "certificate_password"}' "$(jq -cn --arg p "$WORK/cred.pem" \
+  --arg t "$EMU_TENANT" --arg c "$EMU_CLIENT_ID" --arg a "$EMU_AUTHORITY" \
+  '{credential: {type: "client_certificate", tenant_id: $t, client_id: $c, certificate_path: $p,
+                 authority_host: $a}}')"
+certpin() { env AKV_PKCS11_CONFIG="$WORK/certpin.json" pkcs11-tool --module "$AKV_MODULE" "$@"; }
+stats_reset
+check "pkcs11-tool -O without the PIN" certpin -O
+check_nogrep "no object at all without the PIN" "Object" "$WORK/check.out"
+check_fails "a wrong PIN" certpin --login --pin "not-$CPIN" -O
+check_grep "is CKR_PIN_INCORRECT" "CKR_PIN_INCORRECT" "$WORK/check.out"
+check_eq "no token was asked for without the right PIN" 0 "$(stats_get token)"
+check "--login with the key's password lists the keys" certpin --login --pin "$CPIN" -O
+check_grep "the private key is listed" "^Private Key Object" "$WORK/check.out"
+check "and signs" certpin --login --pin "$CPIN" --sign -m SHA256-RSA-PKCS --id "$rsa_id" \
+  -i "$WORK/data" -o "$WORK/certpin.sig"
+check "the signature verifies with openssl and the vault's key" \
+  openssl dgst -sha256 -verify "$WORK/rsa.pem" -signature "$WORK/certpin.sig" "$WORK/data"
+check "the token came from the client assertion ($(stats_get token) token requests)" \
+  test "$(stats_get token)" -ge 1
+
 section "a slot without login refuses CKA_PRIVATE=TRUE"
 printf 'x' >"$WORK/obj.txt"
 check_fails "--write-object --private on a login-none slot is refused" \

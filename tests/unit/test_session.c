@@ -1,9 +1,12 @@
 /* src/session.c and src/p11/session.c: sessions, login state machine, session info. */
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/pem.h>
 
 #include "login.h"
 #include "model_helpers.h"
@@ -346,6 +349,156 @@ static void test_login_templates(void **state)
   assert_int_equal(count_class(rw, CKO_DATA), 0);
 }
 
+/* A PEM file with a self-signed certificate and its RSA key, the key encrypted with password (or
+ * not, when password is NULL); returns its path (static buffer, mode 0600). */
+static const char *cert_file(const char *name, const char *password)
+{
+  static char path[256];
+  EVP_PKEY *key = EVP_RSA_gen(2048);
+  X509 *x = X509_new();
+  FILE *f;
+  assert_non_null(key);
+  assert_non_null(x);
+  X509_set_version(x, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+  X509_gmtime_adj(X509_getm_notBefore(x), 0);
+  X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+  X509_set_pubkey(x, key);
+  X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                             (const unsigned char *)"unit", -1, -1, 0);
+  X509_set_issuer_name(x, X509_get_subject_name(x));
+  assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+  snprintf(path, sizeof(path), "/tmp/akv-unit-%s-%d.pem", name, (int)getpid());
+  f = fopen(path, "w");
+  assert_non_null(f);
+  assert_int_equal(chmod(path, 0600), 0);
+  assert_true(PEM_write_X509(f, x));
+  if (password)
+    assert_true(PEM_write_PKCS8PrivateKey(f, key, EVP_aes_256_cbc(), NULL, 0, NULL,
+                                          (void *)password));
+  else
+    assert_true(PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL));
+  fclose(f);
+  X509_free(x);
+  EVP_PKEY_free(key);
+  return path;
+}
+
+static void test_pin_opens_key(void **state)
+{
+  char enc[256], open_key[256];
+  (void)state;
+  snprintf(enc, sizeof(enc), "%s", cert_file("enc", "pass-4711"));
+  snprintf(open_key, sizeof(open_key), "%s", cert_file("open", NULL));
+  assert_int_equal(akv_pin_opens_key(enc, (const unsigned char *)"pass-4711", 9), 1);
+  assert_int_equal(akv_pin_opens_key(enc, (const unsigned char *)"pass-4712", 9), 0);
+  assert_int_equal(akv_pin_opens_key(enc, (const unsigned char *)"pass-471", 8), 0);
+  assert_int_equal(akv_pin_opens_key(enc, NULL, 0), 0);
+  assert_int_equal(akv_pin_opens_key(enc, (const unsigned char *)"pass-4711\0", 10), 0);
+  /* An open key would take any PIN: refused as a configuration problem. */
+  assert_int_equal(akv_pin_opens_key(open_key, (const unsigned char *)"x", 1), -1);
+  assert_int_equal(akv_pin_opens_key("/nonexistent/akv.pem", (const unsigned char *)"x", 1), -1);
+  unlink(enc);
+  unlink(open_key);
+}
+
+#define CERT_CRED(path)                                                                            \
+  "\"credential\":{\"type\":\"client_certificate\",\"tenant_id\":\"t\",\"client_id\":\"c\","      \
+  "\"certificate_path\":\"" path "\"}"
+
+static void test_pin_certificate_config(void **state)
+{
+  char json[1024];
+  const char *path = cert_file("cfg", "pw");
+  const char *e;
+  struct akv_config *cfg = NULL;
+  char err[512];
+  (void)state;
+#define CFG(fmt, ...) (snprintf(json, sizeof(json), fmt, __VA_ARGS__), cfg_error(json))
+  /* Accepted: the slot's PIN is the key's password, which implies login required. */
+  snprintf(json, sizeof(json), "{\"slots\":[" SLOT_URL ",\"pin\":\"certificate_password\","
+           "\"credential\":{\"type\":\"client_certificate\",\"tenant_id\":\"t\","
+           "\"client_id\":\"c\",\"certificate_path\":\"%s\"}}]}", path);
+  assert_int_equal(akv_config_parse(json, "/etc/test.json", &cfg, err, sizeof(err)), 0);
+  assert_int_equal(cfg->slots[0].pin_certificate, 1);
+  assert_int_equal(cfg->slots[0].login_required, 1);
+  akv_config_free(cfg);
+  e = CFG("{\"slots\":[" SLOT_URL ",\"pin\":\"certificate_password\",\"login\":\"none\","
+          "\"credential\":{\"type\":\"client_certificate\",\"tenant_id\":\"t\","
+          "\"client_id\":\"c\",\"certificate_path\":\"%s\"}}]}", path);
+  assert_non_null(strstr(e, "slots[0].pin"));
+  assert_non_null(strstr(e, "\"none\""));
+  e = CFG("{\"slots\":[" SLOT_URL ",\"pin\":\"certificate_password\",\"pin_hash\":\"%s\","
+          "\"credential\":{\"type\":\"client_certificate\",\"tenant_id\":\"t\","
+          "\"client_id\":\"c\",\"certificate_path\":\"%s\"}}]}", PIN_SHA512, path);
+  assert_non_null(strstr(e, "slots[0].pin"));
+  assert_non_null(strstr(e, "remove pin_hash"));
+  e = CFG("{\"slots\":[" SLOT_URL ",\"pin\":\"certificate_password\","
+          "\"credential\":{\"type\":\"client_certificate\",\"tenant_id\":\"t\","
+          "\"client_id\":\"c\",\"certificate_path\":\"%s\",\"certificate_password\":\"pw\"}}]}",
+          path);
+  assert_non_null(strstr(e, "slots[0].pin"));
+  assert_non_null(strstr(e, "remove the configured password"));
+  assert_null(strstr(e, "\"pw\""));
+  e = CFG("{\"pin\":\"certificate_password\",\"credential\":{\"type\":\"client_secret\","
+          "\"tenant_id\":\"t\",\"client_id\":\"c\",\"client_secret\":\"s\"},\"slots\":[%s}]}",
+          SLOT_URL);
+  assert_non_null(strstr(e, "field `pin`"));
+  assert_non_null(strstr(e, "client_certificate"));
+  e = CFG("{\"slots\":[" SLOT_URL ",\"pin\":\"passphrase\"%s}]}", "");
+  assert_non_null(strstr(e, "\"certificate_password\""));
+#undef CFG
+  unlink(path);
+}
+
+/* "pin": "certificate_password": no object and no vault call before the first login; the PIN is
+ * the key's password. */
+static void test_pin_certificate_login(void **state)
+{
+  char json[1024], path[256];
+  CK_SESSION_HANDLE s;
+  CK_OBJECT_HANDLE h[16];
+  int creds;
+  (void)state;
+
+  snprintf(path, sizeof(path), "%s", cert_file("login", "pass-4711"));
+  snprintf(json, sizeof(json), "{\"cache_file\":\"\",\"slots\":[" SLOT_URL ","
+           "\"pin\":\"certificate_password\",\"credential\":{\"type\":\"client_certificate\","
+           "\"tenant_id\":\"t\",\"client_id\":\"c\",\"certificate_path\":\"%s\"}}]}", path);
+  assert_int_equal(C_Finalize(NULL), CKR_OK);
+  creds = fake_kv_calls.cred_new;
+  assert_int_equal(t_init(json), CKR_OK);
+  assert_int_equal(fake_kv_calls.cred_new, creds + 1); /* the top-level one only */
+  assert_int_equal(token_flags() & CKF_LOGIN_REQUIRED, CKF_LOGIN_REQUIRED);
+  s = t_open(0);
+  fake_kv_calls.list_keys = 0;
+  assert_int_equal(t_find(s, NULL, 0, h, 16), 0);
+  assert_int_equal(fake_kv_calls.list_keys, 0);
+  assert_int_equal(C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "pass-4712", 9), CKR_PIN_INCORRECT);
+  assert_int_equal(fake_kv_calls.cred_new, creds + 1);
+  assert_int_equal(t_find(s, NULL, 0, h, 16), 0);
+  assert_int_equal(C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "pass-4711", 9), CKR_OK);
+  assert_int_equal(fake_kv_calls.cred_new, creds + 2);
+  assert_int_equal(t_find(s, NULL, 0, h, 16), 2);
+  assert_int_equal(C_Logout(s), CKR_OK);
+  assert_int_equal(t_find(s, NULL, 0, h, 16), 1); /* the public key */
+  assert_int_equal(C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "wrong", 5), CKR_PIN_INCORRECT);
+  assert_int_equal(C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "pass-4711", 9), CKR_OK);
+  assert_int_equal(fake_kv_calls.cred_new, creds + 2); /* opened once */
+  assert_int_equal(t_find(s, NULL, 0, h, 16), 2);
+  unlink(path);
+
+  /* A key without a password would take any PIN: the module does not start. */
+  assert_int_equal(C_Finalize(NULL), CKR_OK);
+  snprintf(path, sizeof(path), "%s", cert_file("login-open", NULL));
+  snprintf(json, sizeof(json), "{\"cache_file\":\"\",\"slots\":[" SLOT_URL ","
+           "\"pin\":\"certificate_password\",\"credential\":{\"type\":\"client_certificate\","
+           "\"tenant_id\":\"t\",\"client_id\":\"c\",\"certificate_path\":\"%s\"}}]}", path);
+  assert_int_equal(t_init(json), CKR_GENERAL_ERROR);
+  assert_int_equal(t_init(T_CFG("")), CKR_OK); /* for the teardown */
+  unlink(path);
+}
+
 static int64_t ms_since(const struct timespec *t0)
 {
   struct timespec t1;
@@ -578,6 +731,9 @@ int main(void)
       cmocka_unit_test(test_login_config),
       cmocka_unit_test_setup_teardown(test_login_required, setup, teardown),
       cmocka_unit_test_setup_teardown(test_login_templates, setup, teardown),
+      cmocka_unit_test(test_pin_opens_key),
+      cmocka_unit_test(test_pin_certificate_config),
+      cmocka_unit_test_setup_teardown(test_pin_certificate_login, setup, teardown),
       cmocka_unit_test_setup_teardown(test_device_error, setup, teardown),
       cmocka_unit_test_setup_teardown(test_not_supported_state, setup, teardown),
       cmocka_unit_test_setup_teardown(test_read_only_slot, setup, teardown),
