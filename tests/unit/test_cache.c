@@ -858,7 +858,7 @@ static void test_file_round_trip(void **state)
 static void test_file_key(void **state)
 {
   struct cfile f;
-  char kpath[512];
+  char kpath[512], other[600], saved_cfg[512], *saved_home;
   struct stat st;
   (void)state;
   snprintf(kpath, sizeof(kpath), "%s/akv-pkcs11/cache.key", getenv("XDG_CONFIG_HOME"));
@@ -879,6 +879,30 @@ static void test_file_key(void **state)
   assert_int_equal(unlink(kpath), 0);
   assert_int_equal(one_process(&f, 4), 1);
   assert_int_equal(lstat(kpath, &st), 0);
+  assert_int_equal(one_process(&f, 4), 0);
+  /* A symbolic link in its place (to a 32-byte private file) is not followed: off. */
+  snprintf(other, sizeof(other), "%s.real", kpath);
+  assert_int_equal(rename(kpath, other), 0);
+  assert_int_equal(symlink(other, kpath), 0);
+  assert_int_equal(one_process(&f, 4), 1);
+  assert_int_equal(one_process(&f, 4), 1);
+  assert_int_equal(unlink(kpath), 0);
+  assert_int_equal(rename(other, kpath), 0);
+  assert_int_equal(one_process(&f, 4), 0);
+  /* No config directory at all (no XDG_CONFIG_HOME, no HOME): off, never unauthenticated. */
+  snprintf(saved_cfg, sizeof(saved_cfg), "%s", getenv("XDG_CONFIG_HOME"));
+  saved_home = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
+  unsetenv("XDG_CONFIG_HOME");
+  unsetenv("HOME");
+  assert_int_equal(unlink(f.path), 0);
+  assert_int_equal(one_process(&f, 4), 1);
+  assert_int_equal(lstat(f.path, &st), -1); /* nothing written */
+  assert_int_equal(one_process(&f, 4), 1);
+  setenv("XDG_CONFIG_HOME", saved_cfg, 1);
+  if (saved_home)
+    setenv("HOME", saved_home, 1);
+  free(saved_home);
+  assert_int_equal(one_process(&f, 4), 1);
   assert_int_equal(one_process(&f, 4), 0);
   cfile_cleanup(&f);
 }
