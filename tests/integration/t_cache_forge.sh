@@ -168,6 +168,20 @@ chmod 700 "$CDIR"
 one_process "group-dir-relist" p11tool_m -O
 expect_repaired group-dir
 
+section "a cache directory owned by another user"
+if [ "$(id -u)" = 0 ]; then
+  valid_file
+  forge "$(date +%s)"
+  chown 65534 "$CDIR"
+  expect_rejected other-owner
+  check_grep "other-owner: the warning says who owns it" "owned by another user" "$MLOG"
+  chown 0 "$CDIR"
+  one_process "other-owner-relist" p11tool_m -O
+  expect_repaired other-owner
+else
+  log "not root: cannot give the directory to another user (the unit of this rule is cf_open's owner check)"
+fi
+
 section "a lock file writable by others, and a lock file that is a symbolic link"
 valid_file
 forge "$(date +%s)"
