@@ -76,6 +76,43 @@ check_eq "fresh cache: one keys.get per key (ops: $(stats_ops))" 3 "$(stats_get 
 check_eq "fresh cache: the same objects" \
   "$(obj_table "$WORK/O1.out" | md5sum)" "$(obj_table "$WORK/check.out" | md5sum)"
 
+section "a certificate with its chain survives the file: the next process sees the same objects"
+# The chain certificates (NAME-chain-N, from the certificate's secret) are rebuilt from the file
+# by the listing's own constructor: same objects, same DER, no request.
+(
+  cd "$WORK"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout root.key \
+    -out root.pem -subj /CN=Cache-Root -days 5 -addext basicConstraints=critical,CA:true
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout int.key -out int.csr \
+    -subj /CN=Cache-Intermediate
+  printf 'basicConstraints=critical,CA:true\n' >int.ext
+  openssl x509 -req -in int.csr -CA root.pem -CAkey root.key -CAcreateserial -days 5 \
+    -extfile int.ext -out int.pem
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout leaf.key -out leaf.csr \
+    -subj /CN=cache-leaf
+  openssl x509 -req -in leaf.csr -CA int.pem -CAkey int.key -CAcreateserial -days 5 -out leaf.pem
+  openssl pkcs8 -topk8 -nocrypt -in leaf.key -out leaf.p8
+  cat leaf.p8 leaf.pem int.pem >bundle.pem
+  openssl x509 -in int.pem -outform DER -out int.der
+) >/dev/null 2>&1 || fail "making a chain"
+kv_call POST "/certificates/chained/import" "$(jq -cn --arg v "$(cat "$WORK/bundle.pem")" \
+  '{value:$v, policy:{key_props:{exportable:true,kty:"EC",crv:"P-256",reuse_key:false},
+    secret_props:{contentType:"application/x-pem-file"}}}')" >/dev/null || fail "importing it"
+module_config "$WORK/chain.json" '{}' "{\"cache_file\":\"$WORK/chain-cache\"}"
+export AKV_PKCS11_CONFIG="$WORK/chain.json"
+check "first process lists (and writes the file)" p11tool_m -O
+cp "$WORK/check.out" "$WORK/C1.out"
+check_grep "the chain certificate is an object" "label: +chained-chain-1" "$WORK/C1.out"
+stats_reset
+check "second process" p11tool_m -O
+cp "$WORK/check.out" "$WORK/C2.out"
+check_eq "served from the file: 0 vault requests (ops: $(stats_ops))" 0 "$(stats_total)"
+check_eq "the same objects, chain included" "$(obj_table "$WORK/C1.out" | md5sum)" \
+  "$(obj_table "$WORK/C2.out" | md5sum)"
+check "the chain certificate from the file is the intermediate's DER" \
+  p11tool_m --read-object --type cert --label chained-chain-1 -o "$WORK/int-token.der"
+check_same_file "...byte for byte" "$WORK/int.der" "$WORK/int-token.der"
+
 section "CKF_LIBRARY_CANT_CREATE_OS_THREADS: the module starts no thread, and everything works"
 # p11_thread_check counts every pthread_create in its process (the module's and any library's) and
 # the threads in /proc/self/task, around a listing, keys read on demand (several at once), a
