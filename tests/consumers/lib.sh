@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck shell=bash
 # lib.sh - sourced by the consumer tests (tests/consumers/t_*.sh): the integration library
 # (emulator, vault seeding, checks; tests/integration/lib.sh) plus the recipe runner.
@@ -14,9 +15,12 @@
 DOCS_DIR="${AKV_SOURCE_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/docs"
 # The documents holding recipes: the usage recipes, and the workarounds in troubleshooting.md.
 RECIPE_DOCS=("$DOCS_DIR/usage.md" "$DOCS_DIR/troubleshooting.md")
+# shellcheck disable=SC2034 # (used by the tests that source this file)
 DOC_MODULE=/usr/lib/x86_64-linux-gnu/pkcs11/akv-pkcs11.so
 DOC_CONFIG=/etc/akv-pkcs11/config.json
+# shellcheck disable=SC2034
 ENGINE_SO=/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so
+# shellcheck disable=SC2034
 P11KIT_CLIENT=/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so
 # Paths the recipes use, replaced with the test's own by recipe (RECIPE_SUBST: FROM TO ...).
 RECIPE_SUBST=()

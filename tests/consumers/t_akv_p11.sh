@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # akv-p11 right after the build (docs/usage.md "akv-p11", recipe akv-p11-build): run from the
 # build tree without -m or AKV_PKCS11_MODULE it loads the build's module; a copy in a tree without
 # the module says which paths it tried and how to choose.
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 need_module
 [ -x "${AKV_P11:-}" ] || fail "AKV_P11 '${AKV_P11:-}' is not an executable"
@@ -10,6 +12,7 @@ BUILD=$(cd "$(dirname "$AKV_P11")/.." && pwd)
 unset AKV_PKCS11_MODULE
 
 consumer_vault
+# shellcheck disable=SC2034 # (read by recipe, lib.sh)
 RECIPE_SUBST=(build/ "$BUILD/")
 section "akv-p11 doctor from the build tree (recipe akv-p11-build)"
 run_recipe akv-p11-build "recipe akv-p11-build: build/tools/akv-p11 doctor without -m"

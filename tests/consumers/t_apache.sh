@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Consumer: Apache httpd with mod_ssl (docs/usage.md "Apache httpd", recipes apache, apache-stop).
 # SSLCryptoDevice pkcs11 and a pkcs11: URI as SSLCertificateKeyFile; the children run as www-data
 # (when run as root). curl fetches the page; openssl s_client verifies the handshake against the
 # certificate, whose public key is the vault's (REST).
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 need_pkg apache2 libengine-pkcs11-openssl curl
 need_tool apache2 curl openssl ss jq

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Consumer: code signing (docs/usage.md "Code signing", recipe codesign). osslsigncode signs a PE
 # file with Authenticode through the libp11 engine (-pkcs11engine/-pkcs11module); sbsign signs it
 # for UEFI Secure Boot through the engine. Each signature is checked by both verifiers
 # (osslsigncode verify, sbverify --cert: two implementations), and openssl reads the signer
 # certificate from each signature.
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 need_pkg osslsigncode sbsigntool systemd-boot-efi libengine-pkcs11-openssl gnutls-bin
 need_tool osslsigncode sbsign sbverify p11tool openssl

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Consumer: git commit signing with gpg.format=ssh through ssh-agent (docs/usage.md "git commit
 # signing", recipe git), and the secp256k1 workaround for ssh-add (docs/troubleshooting.md,
 # recipe ssh-secp256k1): the vault holds a secp256k1 key, ssh-add -s fails for the whole token
 # until the slot names its keys. Checks: git verify-commit accepts the commit, the signing key is
 # the vault's (fingerprint of its REST public key), the emulator counted the signature, and a
 # tampered copy of the commit does not verify.
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 need_pkg git openssh-client
 need_tool git ssh-agent ssh-add ssh-keygen jq

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Consumer: GnuPG with gnupg-pkcs11-scd (docs/usage.md "GnuPG", recipe gnupg). gpg-agent runs
 # gnupg-pkcs11-scd with the module; gpg makes an OpenPGP key around the vault key mycert's key
 # (Key-Grip) and signs a file. Checks: the keygrip is the vault key's (SHA-1 of the RSA modulus,
 # computed by openssl from the vault's REST public key), gpg --verify accepts the signature and
 # rejects a changed file, the emulator counted the signature.
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 need_pkg gnupg-pkcs11-scd gnupg
 need_tool gpg gpg-connect-agent gpgconf openssl

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Consumer: GnuTLS (docs/usage.md "GnuTLS: gnutls-serv and gnutls-cli", recipe gnutls). certtool
 # makes self-signed certificates with the vault RSA and EC keys; gnutls-serv serves with both;
 # gnutls-cli verifies TLS 1.3 RSA-PSS, TLS 1.3 ECDSA and TLS 1.2 RSA handshakes. Independent
@@ -19,6 +20,7 @@ if [ -z "${AKV_CONSUMER_NETNS:-}" ]; then
   echo "SKIP (t_gnutls): no network namespace available (unshare --net failed as $(id -un))"
   exit 77
 fi
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 need_pkg gnutls-bin
 need_tool gnutls-serv gnutls-cli certtool openssl ss
@@ -27,6 +29,7 @@ check "only the loopback interface exists here" bash -c '[ "$(ip -o link show | 
 
 consumer_vault
 P1=$(free_port) || fail "no free port"
+# shellcheck disable=SC2034 # (read by recipe, lib.sh)
 RECIPE_SUBST=(8443 "$P1")
 
 section "GnuTLS $(pkg_version gnutls-bin): certtool, gnutls-serv, gnutls-cli (recipe gnutls)"

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Consumer: Java SunPKCS11 (docs/usage.md "Java SunPKCS11", recipes java, java-program).
 # keytool -list shows the vault certificate's entry, jarsigner signs a jar with the vault key and
 # `jarsigner -verify -strict` accepts it, and a Java program signs with SHA256withECDSA. Independent
 # checks: the jar's PKCS#7 signature block verifies with openssl cms, the program's signature with
 # openssl dgst against the vault's public key (REST).
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 need_pkg openjdk-17-jdk-headless
 need_tool java keytool jarsigner jar openssl

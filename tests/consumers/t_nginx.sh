@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Consumer: nginx with the libp11 engine (docs/usage.md "nginx", recipes nginx, nginx-fetch,
 # nginx-reload, nginx-stop). A master and two workers (as www-data when run as root) serve TLS
 # with the vault RSA key and the vault EC key; curl fetches a page over TLS 1.2 and 1.3 with each;
 # nginx is reloaded and serves again from new workers. Independent checks: openssl s_client
 # verifies each handshake against the certificate, whose public key is the vault's (REST).
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 need_pkg nginx libengine-pkcs11-openssl curl
 need_tool nginx curl openssl ss

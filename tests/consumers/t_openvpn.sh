@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Consumer: OpenVPN with pkcs11-helper (docs/usage.md "OpenVPN", recipe openvpn). An OpenVPN
 # server on 127.0.0.1 (--dev null, TLS point-to-point, a software key) trusts only the vault
 # certificate vpncert; the client authenticates with --pkcs11-providers/--pkcs11-id. Checks: the
 # server's log shows the verified client certificate (CN=vpncert) and the completed connection,
 # the emulator counted the signature.
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 need_pkg openvpn
 need_tool openvpn openssl
@@ -25,6 +27,7 @@ timeout 90 openvpn --dev null --proto udp4 --local 127.0.0.1 --lport "$P1" --tls
 bg_register $!
 for _ in $(seq 100); do grep -q 'Initialization Sequence Completed\|UDPv4 link local (bound)' "$WORK/server.log" 2>/dev/null && break; sleep 0.1; done
 
+# shellcheck disable=SC2034 # (read by recipe, lib.sh)
 RECIPE_SUBST=(8443 "$P1")
 before=$(stats_get keys.sign)
 run_recipe openvpn "recipe openvpn: --show-pkcs11-ids, a client with --pkcs11-providers/--pkcs11-id connects"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Consumer: the credential-free sidecar (docs/usage.md "A credential-free sidecar", recipes
 # sidecar, sidecar-client). `p11-kit server` runs the module with the credential; a client in
 # network and mount namespaces of its own (no interface up, the configuration, the emulator's
@@ -6,6 +7,7 @@
 # p11-kit-client.so. Then the same with the shipped systemd user units (p11-kit/), run as systemd
 # would by systemd-socket-activate. Independent check: openssl verifies every signature with the
 # vault's public key (REST).
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 need_pkg p11-kit p11-kit-modules opensc libengine-pkcs11-openssl systemd
 need_tool p11-kit pkcs11-tool openssl unshare systemd-socket-activate curl
@@ -82,7 +84,7 @@ check_eq "the socket unit accepts connections one by one (Accept=yes)" "Accept=y
 check_eq "the service takes the connection as standard input and output" "StandardInput=socket StandardOutput=socket" \
   "$(grep -E '^Standard(Input|Output)=' "$UNITS/akv-pkcs11-server@.service" | tr '\n' ' ' | sed 's/ $//')"
 if command -v systemd-analyze >/dev/null; then
-  mkdir -p -m 700 "$WORK/xdg-runtime"
+  mkdir -m 700 "$WORK/xdg-runtime"
   check "systemd-analyze verify accepts the units" env XDG_RUNTIME_DIR="$WORK/xdg-runtime" \
     systemd-analyze verify --user "$UNITS/akv-pkcs11-server.socket" "$UNITS/akv-pkcs11-server@.service"
 fi
@@ -90,7 +92,7 @@ fi
 rt="$WORK/rt"
 listen=${listen//%t/$rt}
 exec_start=${exec_start//"$DOC_MODULE"/"$AKV_MODULE"}
-mkdir -p -m 700 "$(dirname "$listen")"
+mkdir -p "$rt" && mkdir -m 700 "$(dirname "$listen")"
 read -r -a exec_argv <<<"$exec_start"
 # Like systemd, systemd-socket-activate hands the service only the variables it is given: the
 # user's HOME (the unit finds ~/.config/akv-pkcs11/config.json) or, here, AKV_PKCS11_CONFIG.

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # README.md's "Tested consumers" table cannot drift: every row names a test that exists, every
 # consumer test (tests/consumers/meson.build) has a row, and each installed package is of the
 # version series the row gives (a row whose package is not installed is reported, not checked).
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 ROOT=${AKV_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 README="$ROOT/README.md"
