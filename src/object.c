@@ -587,46 +587,6 @@ out:
   return hand_over(obj, rv, out);
 }
 
-CK_RV akv_object_restore(struct akv_slot *slot, CK_OBJECT_CLASS cls, struct akv_ab *b,
-                         const char *src, int64_t created, int64_t updated, struct akv_object **out)
-{
-  struct akv_object *obj = object_alloc(slot, cls);
-  const CK_ATTRIBUTE *id, *label;
-  char *ident = NULL;
-  CK_RV rv = CKR_HOST_MEMORY;
-
-  if (!obj)
-    goto out;
-  /* Privacy follows this process's configuration, not the one that wrote the file. */
-  obj->is_private = class_private(slot, cls);
-  akv_ab_bool(b, CKA_PRIVATE, obj->is_private);
-  rv = akv_ab_finish(b, &obj->attrs, &obj->n_attrs);
-  if (rv != CKR_OK)
-    goto out;
-  id = akv_object_attr(obj, CKA_AKV_KID);
-  label = akv_object_attr(obj, CKA_LABEL);
-  rv = CKR_FUNCTION_FAILED;
-  if (!id || !label || !akv_object_attr(obj, CKA_CLASS))
-    goto out;
-  rv = CKR_HOST_MEMORY;
-  ident = strndup(id->pValue, id->ulValueLen);
-  if (!ident)
-    goto out;
-  if (cls == CKO_DATA) {
-    obj->secret_name = strndup(label->pValue, label->ulValueLen);
-    if (!obj->secret_name)
-      goto out;
-  }
-  if (set_source(obj, src, created, updated) != CKR_OK)
-    goto out;
-  rv = assign_handle(obj, ident);
-out:
-  akv_attrs_free(b->v, b->n);
-  memset(b, 0, sizeof(*b));
-  free(ident);
-  return hand_over(obj, rv, out);
-}
-
 /* ---- session secret keys --------------------------------------------------------------------- */
 
 static int session_attr_known(CK_ATTRIBUTE_TYPE t)

@@ -32,13 +32,6 @@ CK_RV akv_object_from_cert(struct akv_slot *slot, const struct kv_cert *cert, co
 CK_RV akv_object_from_secret(struct akv_slot *slot, const struct kv_item *item, const char *src,
                              struct akv_object **out);
 
-/* A certificate or data object rebuilt from its saved attributes (the cache file): finishes b
- * into the object (sorted), registers its handle under its CKA_AKV_KID. */
-struct akv_ab;
-CK_RV akv_object_restore(struct akv_slot *slot, CK_OBJECT_CLASS cls, struct akv_ab *b,
-                         const char *src, int64_t created, int64_t updated,
-                         struct akv_object **out);
-
 /* Checks a template's CKA_PRIVATE for a token object of class cls to be made on slot: it must be
  * what the module gives such objects (with login required: TRUE for private keys, secret keys and
  * data objects, FALSE for public keys and certificates; without login: FALSE). CKR_OK when absent
