@@ -476,8 +476,29 @@ static int is_secret_header(const char *line, size_t len)
   return 0;
 }
 
+/* libcurl's informational lines that name a credential: "Proxy auth using Basic with user 'U'"
+ * (and the server's), and any "scheme://user:password@host" a message repeats. Returns the
+ * length of the line to print before " [redacted]", or 0 when the line names none. */
+static size_t text_credential_cut(const char *line, size_t len)
+{
+  static const char with_user[] = "with user";
+  const size_t wl = sizeof(with_user) - 1;
+  for (size_t i = 0; i + wl <= len; i++)
+    if (memcmp(line + i, with_user, wl) == 0)
+      return i + wl;
+  for (size_t i = 0; i + 3 <= len; i++) {
+    if (memcmp(line + i, "://", 3) != 0)
+      continue;
+    for (size_t j = i + 3; j < len && !strchr("/ \t'\"", line[j]); j++)
+      if (line[j] == '@')
+        return i + 3;
+  }
+  return 0;
+}
+
 /* Headers only, never bodies (token responses and client secrets travel in bodies), and the
- * value of credential headers is blanked. */
+ * value of credential headers is blanked, as are proxy and server user names and passwords in
+ * libcurl's informational lines (docs/security.md "Secrets in memory and in logs"). */
 static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *userp)
 {
   const char *dir;
@@ -498,9 +519,12 @@ static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *
     while (ln && data[off + ln - 1] == '\r')
       ln--;
     if (ln) {
+      size_t cut = 0;
       if (type != CURLINFO_TEXT && is_secret_header(data + off, ln)) {
         size_t nl = strcspn(data + off, ":");
         akv_dbg(AKV_LOGC_HTTP, "%s %.*s: [redacted]", dir, (int)nl, data + off);
+      } else if (type == CURLINFO_TEXT && (cut = text_credential_cut(data + off, ln)) != 0) {
+        akv_dbg(AKV_LOGC_HTTP, "%s %.*s [redacted]", dir, (int)(cut > 512 ? 512 : cut), data + off);
       } else {
         akv_dbg(AKV_LOGC_HTTP, "%s %.*s", dir, (int)(ln > 512 ? 512 : ln), data + off);
       }
@@ -650,12 +674,22 @@ static kv_rc slot_configure(struct kv_http *http, struct slot *sl, unsigned prof
   SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
   SETOPT(CURLOPT_WRITEDATA, &sl->x);
   SETOPT(CURLOPT_SOCKOPTFUNCTION, sockopt_cb);
-  if (http->ca_file)
+  /* ca_file replaces the system store (docs/security.md "TLS is always verified"): libcurl's
+   * default CA path (/etc/ssl/certs on Debian) would otherwise still be searched next to it. */
+  if (http->ca_file) {
     SETOPT(CURLOPT_CAINFO, http->ca_file);
-  if (profile & PROFILE_HTTP)
+    SETOPT(CURLOPT_CAPATH, (char *)NULL);
+  }
+  if (profile & PROFILE_HTTP) {
     SETOPT(CURLOPT_NOPROXY, "*"); /* identity endpoints are local; never send them to a proxy */
-  else if (http->proxy)
+  } else if (http->proxy) {
     SETOPT(CURLOPT_PROXY, http->proxy);
+    /* An https:// proxy is verified against the same store as the vault. */
+    if (http->ca_file) {
+      SETOPT(CURLOPT_PROXY_CAINFO, http->ca_file);
+      SETOPT(CURLOPT_PROXY_CAPATH, (char *)NULL);
+    }
+  }
   if (profile & PROFILE_DEBUG) {
     SETOPT(CURLOPT_DEBUGFUNCTION, debug_cb);
     SETOPT(CURLOPT_VERBOSE, 1L);

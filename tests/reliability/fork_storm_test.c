@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fork_storm_test - forks while other threads hold the module's locks (issue 12,
  * docs/reliability.md "Fork").
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* privileged_test - what the module reads in a privileged process (issue 12, docs/security.md
  * "Privileged processes").
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # A privileged process (AT_SECURE) uses no environment variable and no user configuration file,
 # only pReserved and /etc (docs/security.md "Privileged processes"). The driver (privileged_test.c)
 # runs twice with the same environment: a plain copy (the control: the environment is used) and a
