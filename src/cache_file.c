@@ -2,7 +2,7 @@
  * "The cache file"). Layout: one header line, then JSON:
  *   akv-pkcs11-cache 4 MAC
  *   {"format":4,"slots":[{"fp":SLOT-FINGERPRINT,"built_at":T,"keys":[KEY...],"certs":[CERT...],
- *                         "secrets":[SECRET...],"pending":[{"name":N,"created":T,"updated":T}...]}]}
+ *              "secrets":[SECRET...],"pending":[{"name":N,"created":T,"updated":T}...]}]}
  * MAC is the hex HMAC-SHA256, under the user's key file (config directory, never the cache
  * directory), of "akv-pkcs11-cache 4\n" followed by the JSON bytes. KEY is {"src":S,"bundle":B}
  * with B a KeyBundle as the vault sends it (public JWK, attributes, tags, managed); CERT is
@@ -33,7 +33,6 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
-#include "attrs.h"
 #include "cache_file.h"
 #include "kv/json.h"
 #include "kv/jwk.h"
@@ -54,7 +53,7 @@
 #define MAX_TIME 253402300799.0 /* 9999-12-31T23:59:59Z */
 #define MAX_CHAIN 64
 
-/* ---- warnings: one per cause and process, one per bad file version ----------------------------- */
+/* ---- warnings: one per cause and process, one per bad file version --------------------------- */
 
 enum { W_DIR = 1u, W_LOCK = 2u, W_KEY = 4u, W_PRIV = 8u };
 static atomic_uint warned;
@@ -68,10 +67,9 @@ static int first_time(unsigned bit)
 /* A file that was ignored: warned about once per version of it (device, inode, size, mtime). */
 static void bad_file(const char *path, const struct stat *st, const char *why)
 {
-  uint64_t id = 1469598103934665603ULL, parts[5] = {(uint64_t)st->st_dev, (uint64_t)st->st_ino,
-                                                    (uint64_t)st->st_size,
-                                                    (uint64_t)st->st_mtim.tv_sec,
-                                                    (uint64_t)st->st_mtim.tv_nsec};
+  uint64_t id = 1469598103934665603ULL,
+           parts[5] = {(uint64_t)st->st_dev, (uint64_t)st->st_ino, (uint64_t)st->st_size,
+                       (uint64_t)st->st_mtim.tv_sec, (uint64_t)st->st_mtim.tv_nsec};
   for (size_t i = 0; i < 5; i++)
     id = (id ^ parts[i]) * 1099511628211ULL;
   id |= 1;
@@ -79,11 +77,11 @@ static void bad_file(const char *path, const struct stat *st, const char *why)
     akv_warn(AKV_LOGC_CACHE, "cache file %s ignored: %s; the next listing rewrites it", path, why);
 }
 
-/* ---- where the file is, and whether it may be used ----------------------------------------------- */
+/* ---- where the file is, and whether it may be used ------------------------------------------- */
 
 struct cf {
-  char path[4096]; /* the file, for messages */
-  char lock[4200]; /* the lock file, for messages */
+  char path[4096];             /* the file, for messages */
+  char lock[4200];             /* the lock file, for messages */
   const char *base, *lockbase; /* their names in dirfd */
   int dirfd;
 };
@@ -338,7 +336,7 @@ static int compute_mac(const unsigned char key[KEY_BYTES], const char *json, siz
   return ok;
 }
 
-/* ---- numbers and strings from the file --------------------------------------------------------- */
+/* ---- numbers and strings from the file ------------------------------------------------------- */
 
 /* An integral number within [lo, hi]; 0 when absent, not a number, not finite or out of range. */
 static int get_num(const cJSON *o, const char *name, double lo, double hi, int64_t *v)
@@ -392,7 +390,7 @@ static int fingerprint(const struct akv_slot_config *sc, char out[65])
   return ok;
 }
 
-/* ---- reading ------------------------------------------------------------------------------ */
+/* ---- reading --------------------------------------------------------------------------------- */
 
 static int hexval(int c)
 {
@@ -497,8 +495,8 @@ static CK_RV load_key(struct akv_slot *slot, const cJSON *j, struct akv_object *
     goto out;
   bar = strchr(src + 2, '|');
   nl = bar ? (size_t)(bar - src - 2) : strlen(src + 2);
-  if (nl != strlen(k->name) || strncasecmp(src + 2, k->name, nl) != 0 ||
-      (src[0] == 'k' && bar) || (src[0] == 'v' && (!bar || strcasecmp(bar + 1, k->version) != 0)))
+  if (nl != strlen(k->name) || strncasecmp(src + 2, k->name, nl) != 0 || (src[0] == 'k' && bar) ||
+      (src[0] == 'v' && (!bar || strcasecmp(bar + 1, k->version) != 0)))
     goto out;
   if (src[0] == 'k')
     snprintf(label, sizeof(label), "%s", src + 2);
@@ -670,7 +668,8 @@ static CK_RV load_objects(struct akv_slot *slot, const cJSON *e, struct akv_snap
   }
   cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(e, "certs"))
   {
-    if ((rv = load_cert(slot, it, &objs[0])) != CKR_OK || (rv = push(snap, &cap, objs[0])) != CKR_OK)
+    if ((rv = load_cert(slot, it, &objs[0])) != CKR_OK ||
+        (rv = push(snap, &cap, objs[0])) != CKR_OK)
       return rv;
   }
   cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(e, "secrets"))
@@ -739,7 +738,7 @@ out:
   return snap ? CKR_OK : CKR_FUNCTION_FAILED;
 }
 
-/* ---- writing ------------------------------------------------------------------------------ */
+/* ---- writing --------------------------------------------------------------------------------- */
 
 static int add_num(cJSON *o, const char *name, int64_t v)
 {
@@ -779,7 +778,7 @@ static int add_attrs(cJSON *j, const struct kv_attrs *a, int with_enabled)
 /* The KeyBundle the vault sent for this key version (its public part). */
 static cJSON *key_bundle(const struct kv_key *k)
 {
-  static const char *const op_names[] = {"encrypt", "decrypt", "sign",      "verify",
+  static const char *const op_names[] = {"encrypt", "decrypt",   "sign",   "verify",
                                          "wrapKey", "unwrapKey", "import", "export"};
   cJSON *b = cJSON_CreateObject(), *jwk = NULL, *ops = NULL;
   char kty[16];
@@ -1061,7 +1060,7 @@ out:
   cf_close(&cf);
 }
 
-/* ---- locking ------------------------------------------------------------------------------ */
+/* ---- locking --------------------------------------------------------------------------------- */
 
 int akv_cache_file_lock(void)
 {
@@ -1082,8 +1081,10 @@ int akv_cache_file_lock(void)
     why = not_private(&st, 022, 0);
   if (why) {
     if (first_time(W_LOCK))
-      akv_warn(AKV_LOGC_CACHE, "cache file lock %s refused: %s; the cache file is off. Fix: "
-                               "remove it", cf.lock, why);
+      akv_warn(AKV_LOGC_CACHE,
+               "cache file lock %s refused: %s; the cache file is off. Fix: "
+               "remove it",
+               cf.lock, why);
     if (fd >= 0)
       close(fd);
     cf_close(&cf);

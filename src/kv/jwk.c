@@ -1,8 +1,8 @@
 /* JSON Web Keys: strict parsing of the public parts Key Vault returns, and their conversion to
  * OpenSSL keys (EVP_PKEY_fromdata in the caller's library context) and SubjectPublicKeyInfo. Also
  * the strict parsing of certificate bundles and list items. Every parser here serves both the
- * vault's replies (client.c) and the cross-process cache file (cache_file.c): what the file restores
- * is checked exactly as a reply is. */
+ * vault's replies (client.c) and the cross-process cache file (cache_file.c): what the file
+ * restores is checked exactly as a reply is. */
 #include "kv/jwk.h"
 
 #include <stdlib.h>
@@ -409,7 +409,7 @@ kv_rc kv_key_spki_der(const struct kv_key *k, OSSL_LIB_CTX *libctx, unsigned cha
   return KV_OK;
 }
 
-/* ---- certificate bundles and list items -------------------------------------------------------- */
+/* ---- certificate bundles and list items ------------------------------------------------------ */
 
 #define MAX_ID_LEN 2048
 #define MAX_CERT_DER (256 * 1024)

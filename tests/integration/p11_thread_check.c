@@ -8,7 +8,7 @@
  * env: the module's config (AKV_PKCS11_CONFIG), which should set the slot's ttl to TTL_S and
  * prefetch_keys to 0 (so that a search of every key reads several keys at once).
  *
- * Every pthread_create in this process — the module's and that of any library it calls — binds to
+ * Every pthread_create in this process (the module's, and that of any library it calls) binds to
  * the definition below (the program exports it: export_dynamic), which counts and forwards. The
  * thread count in /proc/self/task is checked too. */
 #include "p11_common.h"
@@ -117,8 +117,7 @@ int main(int argc, char **argv)
   /* The listing (keys pending), then a search of every key: several keys read at once. */
   priv = find(f, s, CKO_PRIVATE_KEY, argv[3]);
   n1 = find_all(f, s);
-  t_check(priv != CK_INVALID_HANDLE && n1 > 2, "listing and keys read on demand (%ld objects)",
-          n1);
+  t_check(priv != CK_INVALID_HANDLE && n1 > 2, "listing and keys read on demand (%ld objects)", n1);
   pub = find(f, s, CKO_PUBLIC_KEY, argv[3]);
   sig_len = sizeof(sig);
   rv = f->C_SignInit(s, &mech, priv);

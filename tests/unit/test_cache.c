@@ -486,7 +486,7 @@ static void test_pending_cache_file(void **state)
   rmdir(dir);
 }
 
-/* ---- the cache file's content (docs/design.md "Cache file"): what a process may find in it ---- */
+/* ---- the cache file's content (docs/design.md "Cache file"): what a process may find in it -- */
 
 struct cfile {
   char dir[40], path[128], cfg[600];
@@ -839,7 +839,8 @@ static void test_file_round_trip(void **state)
       for (j = 0, found = 0; j < snap->n; j++)
         found += cls[j] == o->cls && strcmp(src[j], o->src) == 0 && memcmp(md[j], d, 32) == 0;
       if (found != 1)
-        fail_msg("object %s (class %lu) differs after the round trip", o->src, (unsigned long)o->cls);
+        fail_msg("object %s (class %lu) differs after the round trip", o->src,
+                 (unsigned long)o->cls);
       assert_int_equal(o->src_fetched_at, 0); /* never counted as read now */
       if (o->key && strcmp(o->key->name, "crt1") == 0)
         managed += o->key->attrs.managed;
