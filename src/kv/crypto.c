@@ -127,23 +127,6 @@ static kv_rc post_text(struct kv_client *cl, struct kv_call *call, const char *o
   return rc;
 }
 
-/* Serialises body, performs the call, wipes the serialised request (it may hold plaintext). */
-static kv_rc post_json(struct kv_client *cl, struct kv_call *call, const char *op,
-                       const char *url, cJSON *body, const char *name, const char *version,
-                       const char *alg, cJSON **doc)
-{
-  char *txt = cJSON_PrintUnformatted(body);
-  kv_rc rc;
-  if (!txt) {
-    memset(call, 0, sizeof(*call));
-    return KV_E_NOMEM;
-  }
-  rc = post_text(cl, call, op, url, txt, strlen(txt), name, version, alg, NULL, NULL, doc);
-  OPENSSL_cleanse(txt, strlen(txt));
-  free(txt);
-  return rc;
-}
-
 static void wipe_tree(cJSON *doc)
 {
   cJSON *it;
@@ -154,6 +137,41 @@ static void wipe_tree(cJSON *doc)
     if (cJSON_IsString(it) && it->valuestring)
       OPENSSL_cleanse(it->valuestring, strlen(it->valuestring));
   }
+}
+
+/* Serialises body into a buffer of our own (cJSON_PrintPreallocated: cJSON's printer grows its
+ * buffer by realloc, which can leave copies of the plaintext in freed memory), performs the call,
+ * then wipes the serialised request and the strings of body (docs/security.md "Secrets in memory
+ * and in logs"). body is a flat object of short strings and numbers. */
+static kv_rc post_json(struct kv_client *cl, struct kv_call *call, const char *op,
+                       const char *url, cJSON *body, const char *name, const char *version,
+                       const char *alg, cJSON **doc)
+{
+  const cJSON *it;
+  size_t cap = 64, len;
+  char *txt;
+  kv_rc rc;
+  cJSON_ArrayForEach(it, body)
+  {
+    /* Names and values are base64url, algorithm names and numbers: nothing is escaped. */
+    cap += (it->string ? strlen(it->string) : 0) +
+           (cJSON_IsString(it) && it->valuestring ? strlen(it->valuestring) : 32) + 8;
+  }
+  txt = malloc(cap);
+  if (!txt || !cJSON_PrintPreallocated(body, txt, (int)cap, 0)) {
+    if (txt)
+      OPENSSL_cleanse(txt, cap);
+    free(txt);
+    wipe_tree(body);
+    memset(call, 0, sizeof(*call));
+    return KV_E_NOMEM;
+  }
+  len = strlen(txt);
+  rc = post_text(cl, call, op, url, txt, len, name, version, alg, NULL, NULL, doc);
+  OPENSSL_cleanse(txt, cap);
+  free(txt);
+  wipe_tree(body);
+  return rc;
 }
 
 /* A sign reply is {"kid":"...","value":"<base64url>"}: when the strict scan finds a plain
