@@ -23,12 +23,14 @@ strace_connects() {
 
 # foreign_connects LOG: the connect calls in LOG whose destination is anything but loopback or a
 # unix socket. AF_UNSPEC (dissolving a UDP association) and AF_NETLINK (the kernel) name no
-# destination; an address strace could not decode counts as foreign.
+# destination; 0.0.0.0 and :: are this host (glibc's getaddrinfo connects a UDP socket to each
+# passive address a server resolves, to sort them); an address strace could not decode counts as
+# foreign.
 foreign_connects() {
   grep -E '(^|[[:space:]])connect\(' "$1" |
     grep -vE 'sa_family=AF_(UNIX|UNSPEC|NETLINK)[,}]' |
-    grep -vE 'sa_family=AF_INET, sin_port=htons\([0-9]+\), sin_addr=inet_addr\("127\.[0-9]+\.[0-9]+\.[0-9]+"\)' |
-    grep -vE 'sa_family=AF_INET6, .*inet_pton\(AF_INET6, "(::1|::ffff:127\.[0-9]+\.[0-9]+\.[0-9]+)"' || true
+    grep -vE 'sa_family=AF_INET, sin_port=htons\([0-9]+\), sin_addr=inet_addr\("(127\.[0-9]+\.[0-9]+\.[0-9]+|0\.0\.0\.0)"\)' |
+    grep -vE 'sa_family=AF_INET6, .*inet_pton\(AF_INET6, "(::1|::|::ffff:127\.[0-9]+\.[0-9]+\.[0-9]+)"' || true
 }
 n_connects() { grep -cE '(^|[[:space:]])connect\(' "$1" || true; }
 
@@ -42,12 +44,12 @@ try:
 except OSError as e:
     print(e)'
 udp_connect=(python3 -c "$UDP_CONNECT")
-for addr in 169.254.169.254 192.0.2.1 10.0.0.1 2001:db8::1; do
+for addr in 169.254.169.254 192.0.2.1 10.0.0.1 2001:db8::1 ::ffff:10.0.0.1; do
   strace_connects "$WORK/self-$addr.strace" "${udp_connect[@]}" "$addr" >/dev/null 2>&1 || true
   check_eq "a connect to $addr is traced" 1 "$(n_connects "$WORK/self-$addr.strace")"
   check_eq "a connect to $addr is flagged" 1 "$(foreign_connects "$WORK/self-$addr.strace" | wc -l)"
 done
-for addr in 127.0.0.1 127.1.2.3 ::1 ::ffff:127.0.0.1; do
+for addr in 127.0.0.1 127.1.2.3 ::1 ::ffff:127.0.0.1 0.0.0.0 ::; do
   strace_connects "$WORK/self-$addr.strace" "${udp_connect[@]}" "$addr" >/dev/null 2>&1 || true
   check_eq "a connect to $addr is traced" 1 "$(n_connects "$WORK/self-$addr.strace")"
   check_eq "a connect to $addr passes" "" "$(foreign_connects "$WORK/self-$addr.strace")"
