@@ -285,7 +285,7 @@ static int mac_key(unsigned char key[KEY_BYTES])
   }
   if ((why = not_private(&st, 022, 0)) != NULL)
     goto out;
-  fd = openat(dfd, KEY_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  fd = openat(dfd, KEY_FILE, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0 && errno == ENOENT)
     fd = create_key(dfd);
   if (fd < 0 || fstat(fd, &st) != 0) {
@@ -415,7 +415,8 @@ static cJSON *read_doc(const struct cf *cf, const unsigned char key[KEY_BYTES], 
   int fd, ok = 1;
 
   memset(st, 0, sizeof(*st));
-  fd = openat(cf->dirfd, cf->base, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  /* O_NONBLOCK: a FIFO planted in its place must not block the open (it is then refused). */
+  fd = openat(cf->dirfd, cf->base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
     if (errno != ENOENT && fstatat(cf->dirfd, cf->base, st, AT_SYMLINK_NOFOLLOW) == 0)
       bad_file(cf->path, st, errno == ELOOP ? "a symbolic link" : strerror(errno));
@@ -1072,7 +1073,7 @@ int akv_cache_file_lock(void)
 
   if (!cf_open(&cf))
     return -1;
-  fd = openat(cf.dirfd, cf.lockbase, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  fd = openat(cf.dirfd, cf.lockbase, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
   if (fd < 0)
     why = errno == ELOOP ? "a symbolic link" : strerror(errno);
   else if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))

@@ -155,6 +155,18 @@ truncate -s $(($(stat -c %s "$CFILE") / 2)) "$CFILE"
 expect_rejected truncated
 expect_repaired truncated
 
+section "a FIFO in place of the file: no hang"
+# Opening a FIFO for reading waits for a writer: the module must not (bounded by timeout here).
+valid_file
+rm -f "$CFILE"
+mkfifo -m 600 "$CFILE"
+: >"$MLOG"
+check "a listing with a FIFO for a cache file returns (within 10 s)" \
+  timeout 10 pkcs11-tool --module "$AKV_MODULE" -O
+check_grep "fifo: the listing still shows the victim" "label: +victim" "$WORK/check.out"
+check_eq "fifo: exactly one cache warning" 1 "$(grep -c ' WARN cache: ' "$MLOG")"
+rm -f "$CFILE"
+
 section "a cache directory writable by the group"
 valid_file
 forge "$(date +%s)"
