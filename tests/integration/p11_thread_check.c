@@ -2,11 +2,14 @@
  * still works: listing, keys read on demand, signing and verifying, a refresh past the soft TTL
  * (no background refresh) and past the hard TTL (refreshed inline).
  *
- * usage: p11_thread_check MODULE none|default RSA_LABEL TTL_S
+ * usage: p11_thread_check MODULE none|default RSA_LABEL TTL_S [CONFIG]
  *   none:    C_Initialize with CKF_LIBRARY_CANT_CREATE_OS_THREADS: no pthread_create at all;
  *   default: without the flag (the control): the same calls do start threads.
  * env: the module's config (AKV_PKCS11_CONFIG), which should set the slot's ttl to TTL_S and
- * prefetch_keys to 0 (so that a search of every key reads several keys at once).
+ * prefetch_keys to 0 (so that a search of every key reads several keys at once). CONFIG, when
+ * given, is passed in pReserved instead (what a privileged process uses: t_cache_file.sh runs a
+ * setgid copy of this program to see that the cache file is off there). It prints
+ * "at_secure N" first.
  *
  * Every pthread_create in this process (the module's, and that of any library it calls) binds to
  * the definition below (the program exports it: export_dynamic), which counts and forwards. The
@@ -19,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <time.h>
 
 static int threads_created;
@@ -91,10 +95,11 @@ int main(int argc, char **argv)
   CK_RV rv;
   void *dl;
 
-  if (argc != 5) {
-    fprintf(stderr, "usage: %s MODULE none|default RSA_LABEL TTL_S\n", argv[0]);
+  if (argc != 5 && argc != 6) {
+    fprintf(stderr, "usage: %s MODULE none|default RSA_LABEL TTL_S [CONFIG]\n", argv[0]);
     return 2;
   }
+  printf("at_secure %lu\n", getauxval(AT_SECURE));
   none = strcmp(argv[2], "none") == 0;
   ttl_ms = atol(argv[4]) * 1000;
   dl = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
@@ -105,6 +110,7 @@ int main(int argc, char **argv)
   before = tasks();
   memset(&args, 0, sizeof(args));
   args.flags = CKF_OS_LOCKING_OK | (none ? CKF_LIBRARY_CANT_CREATE_OS_THREADS : 0);
+  args.pReserved = argc == 6 ? argv[5] : NULL;
   rv = f->C_Initialize(&args);
   t_check(rv == CKR_OK, "C_Initialize (%s): %s", argv[2], t_rv_name(rv));
   if (rv != CKR_OK)

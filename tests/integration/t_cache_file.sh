@@ -129,4 +129,35 @@ sed 's/^/#   /' "$WORK/threads-default.out"
 check_grep "control, without the flag: the same calls start threads" \
   "^# p11_thread_check: [0-9]+ checks, 0 failed" "$WORK/threads-default.out"
 
+section "a privileged process (AT_SECURE) uses no cache file"
+# A setgid copy of the driver (group nogroup, as root) runs with AT_SECURE; its configuration comes
+# from pReserved. The plain copy (the control) writes the cache file; the setgid copy neither reads
+# nor writes it, and says so once (INFO).
+if [ "$(id -u)" = 0 ]; then
+  mkdir -p "$WORK/bin"
+  cp "$P11_THREAD_CHECK" "$WORK/bin/plain"
+  cp "$P11_THREAD_CHECK" "$WORK/bin/setgid"
+  chmod 755 "$WORK/bin/plain"
+  chgrp 65534 "$WORK/bin/setgid" && chmod 2755 "$WORK/bin/setgid" || fail "chgrp/chmod g+s"
+  module_config "$WORK/priv.json" '{"ttl":2,"prefetch_keys":0}' \
+    "$(jq -cn --arg c "$WORK/priv-cache" --arg l "$WORK/priv.log" \
+      '{cache_file: $c, log_file: $l, log_level: "info"}')"
+  "$WORK/bin/plain" "$AKV_MODULE" none rsa2048 0 "$WORK/priv.json" >"$WORK/plain.out" 2>&1 || true
+  check "control: a plain process writes the cache file" test -s "$WORK/priv-cache"
+  rm -f "$WORK/priv-cache" "$WORK/priv-cache.lock" "$WORK/priv.log"
+  "$WORK/bin/setgid" "$AKV_MODULE" none rsa2048 0 "$WORK/priv.json" >"$WORK/setgid.out" 2>&1 || true
+  if grep -qx "at_secure 1" "$WORK/setgid.out"; then
+    check_grep "privileged: the module works" "^# p11_thread_check: [0-9]+ checks, 0 failed" \
+      "$WORK/setgid.out"
+    check "privileged: no cache file written" test ! -e "$WORK/priv-cache"
+    check_grep "privileged: the log says why, once" "cache file off: the process is privileged" \
+      "$WORK/priv.log"
+    check_eq "...once" 1 "$(grep -c 'cache file off' "$WORK/priv.log")"
+  else
+    log "the setgid copy runs without AT_SECURE (nosuid mount?): privileged case not checked"
+  fi
+else
+  log "not root: no setgid copy to another group here (the privileged case is root-only)"
+fi
+
 finish
