@@ -763,7 +763,8 @@ static int add_attrs(cJSON *j, const struct kv_attrs *a, int with_enabled)
   int ok = at && (!with_enabled || cJSON_AddBoolToObject(at, "enabled", a->enabled) != NULL) &&
            (!a->nbf || add_num(at, "nbf", a->nbf)) && (!a->exp || add_num(at, "exp", a->exp)) &&
            (!a->created || add_num(at, "created", a->created)) &&
-           (!a->updated || add_num(at, "updated", a->updated));
+           (!a->updated || add_num(at, "updated", a->updated)) &&
+           (!a->exportable || cJSON_AddBoolToObject(at, "exportable", 1) != NULL);
   if (ok && a->managed)
     ok = cJSON_AddBoolToObject(j, "managed", 1) != NULL;
   if (!ok || !a->n_tags)

@@ -426,10 +426,15 @@ static CK_RV key_object(struct akv_slot *slot, struct akv_keyent *ke, CK_OBJECT_
 
   key_common_attrs(&b, obj, label, ke);
   if (cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY) {
+    /* Material that is or was exportable (secure key release, "export" in key_ops, a software
+     * key behind a certificate whose policy may export it) has been, or may be, outside the vault
+     * (docs/security.md "Key attributes"). */
+    CK_BBOOL inside =
+        !k->attrs.exportable && !(ops & KV_OP_EXPORT) && !(k->attrs.managed && !k->hsm);
     akv_ab_bool(&b, CKA_SENSITIVE, CK_TRUE);
     akv_ab_bool(&b, CKA_EXTRACTABLE, CK_FALSE);
-    akv_ab_bool(&b, CKA_ALWAYS_SENSITIVE, CK_TRUE);
-    akv_ab_bool(&b, CKA_NEVER_EXTRACTABLE, CK_TRUE);
+    akv_ab_bool(&b, CKA_ALWAYS_SENSITIVE, inside);
+    akv_ab_bool(&b, CKA_NEVER_EXTRACTABLE, inside);
     akv_ab_bool(&b, CKA_WRAP_WITH_TRUSTED, CK_FALSE);
     akv_ab_bool(&b, CKA_ALWAYS_AUTHENTICATE, CK_FALSE);
     akv_ab_bool(&b, CKA_SIGN, obj->can_sign);
@@ -634,6 +639,7 @@ struct akv_object *akv_object_new_session_secret(struct akv_slot *slot, CK_KEY_T
   CK_BBOOL token = CK_FALSE, priv, sensitive = CK_FALSE, extractable = CK_TRUE;
   CK_BBOOL enc = CK_TRUE, dec = CK_TRUE, wrap = CK_TRUE, unwrap = CK_TRUE, sign = CK_TRUE,
            verify = CK_TRUE, derive = CK_FALSE, destroyable = CK_TRUE;
+  CK_BBOOL wrap_trusted = CK_FALSE, trusted = CK_FALSE;
   const CK_ATTRIBUTE *a;
   CK_ULONG i;
   CK_RV r = CKR_OK;
@@ -672,8 +678,15 @@ struct akv_object *akv_object_new_session_secret(struct akv_slot *slot, CK_KEY_T
       (r = akv_tmpl_bool(tmpl, n, CKA_SIGN, &sign)) != CKR_OK ||
       (r = akv_tmpl_bool(tmpl, n, CKA_VERIFY, &verify)) != CKR_OK ||
       (r = akv_tmpl_bool(tmpl, n, CKA_DERIVE, &derive)) != CKR_OK ||
-      (r = akv_tmpl_bool(tmpl, n, CKA_DESTROYABLE, &destroyable)) != CKR_OK)
+      (r = akv_tmpl_bool(tmpl, n, CKA_DESTROYABLE, &destroyable)) != CKR_OK ||
+      (r = akv_tmpl_bool(tmpl, n, CKA_WRAP_WITH_TRUSTED, &wrap_trusted)) != CKR_OK ||
+      (r = akv_tmpl_bool(tmpl, n, CKA_TRUSTED, &trusted)) != CKR_OK)
     goto out;
+  /* Only the security officer may set CKA_TRUSTED, and this token has none. */
+  if (trusted) {
+    r = CKR_ATTRIBUTE_READ_ONLY;
+    goto out;
+  }
   /* Session keys live in memory only: a token key, a derive key or another class cannot be. */
   if (cls != CKO_SECRET_KEY || kt != type || vlen != len || token || derive) {
     r = CKR_TEMPLATE_INCONSISTENT;
@@ -727,15 +740,16 @@ struct akv_object *akv_object_new_session_secret(struct akv_slot *slot, CK_KEY_T
   akv_ab_ulong(&b, CKA_VALUE_LEN, (CK_ULONG)len);
   akv_ab_bool(&b, CKA_SENSITIVE, sensitive);
   akv_ab_bool(&b, CKA_EXTRACTABLE, extractable);
-  akv_ab_bool(&b, CKA_ALWAYS_SENSITIVE, sensitive);
-  akv_ab_bool(&b, CKA_NEVER_EXTRACTABLE, !extractable);
+  /* The value came in as plaintext (C_CreateObject, C_UnwrapKey): it has been outside. */
+  akv_ab_bool(&b, CKA_ALWAYS_SENSITIVE, CK_FALSE);
+  akv_ab_bool(&b, CKA_NEVER_EXTRACTABLE, CK_FALSE);
   akv_ab_bool(&b, CKA_ENCRYPT, enc);
   akv_ab_bool(&b, CKA_DECRYPT, dec);
   akv_ab_bool(&b, CKA_WRAP, wrap);
   akv_ab_bool(&b, CKA_UNWRAP, unwrap);
   akv_ab_bool(&b, CKA_SIGN, sign);
   akv_ab_bool(&b, CKA_VERIFY, verify);
-  akv_ab_bool(&b, CKA_WRAP_WITH_TRUSTED, CK_FALSE);
+  akv_ab_bool(&b, CKA_WRAP_WITH_TRUSTED, wrap_trusted); /* enforced by C_WrapKey (op_wrap.c) */
   akv_ab_bool(&b, CKA_TRUSTED, CK_FALSE);
   /* Free-form attributes the caller chose. */
   if ((a = akv_tmpl_find(tmpl, n, CKA_LABEL)) && (a->pValue || !a->ulValueLen))

@@ -112,6 +112,13 @@ CK_RV akv_wrap_key_obj(struct akv_session *s, const CK_MECHANISM *m, struct akv_
     rv = CKR_KEY_UNEXTRACTABLE;
     goto out;
   }
+  /* CKA_WRAP_WITH_TRUSTED: only a CKA_TRUSTED key may wrap it (docs/security.md "Key
+   * attributes"). */
+  if (tmpl_true(key->attrs, key->n_attrs, CKA_WRAP_WITH_TRUSTED) &&
+      !tmpl_true(wrapping->attrs, wrapping->n_attrs, CKA_TRUSTED)) {
+    rv = CKR_KEY_NOT_WRAPPABLE;
+    goto out;
+  }
   rv = akv_op_new(s, AKV_OP_ENCRYPT, CKF_WRAP, m, wrapping, &op);
   if (rv != CKR_OK) {
     rv = as_wrapping_key_error(rv, 0);

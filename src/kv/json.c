@@ -167,7 +167,8 @@ kv_rc kv_json_attrs(const cJSON *bundle, struct kv_attrs *a)
         (rc = kv_json_int64(attrs, "nbf", &a->nbf)) != KV_OK ||
         (rc = kv_json_int64(attrs, "exp", &a->exp)) != KV_OK ||
         (rc = kv_json_int64(attrs, "created", &a->created)) != KV_OK ||
-        (rc = kv_json_int64(attrs, "updated", &a->updated)) != KV_OK)
+        (rc = kv_json_int64(attrs, "updated", &a->updated)) != KV_OK ||
+        (rc = kv_json_bool(attrs, "exportable", &a->exportable)) != KV_OK)
       return rc;
   }
   if ((rc = kv_json_bool(bundle, "managed", &a->managed)) != KV_OK)

@@ -123,6 +123,7 @@ struct kv_attrs {
   int enabled;
   int64_t nbf, exp, created, updated;
   int managed;               /* backs a certificate */
+  int exportable;            /* attributes.exportable: secure key release may hand the key out */
   struct kv_tag *tags;
   size_t n_tags;
 };

@@ -418,6 +418,59 @@ static void test_object_size(void **state)
   assert_int_equal(C_GetObjectSize(sess, 0x7ffffff, &size), CKR_OBJECT_HANDLE_INVALID);
 }
 
+/* Where the key material has been (docs/security.md "Key attributes"): a vault key that is or was
+ * exportable (attributes.exportable, "export" in key_ops, a certificate-backed software key whose
+ * certificate may export it) and a key created from a plaintext value report CKA_ALWAYS_SENSITIVE
+ * and CKA_NEVER_EXTRACTABLE FALSE; a key generated in the vault and never exportable reports TRUE.
+ * CKA_TRUSTED cannot be set (there is no security officer); CKA_WRAP_WITH_TRUSTED is kept. */
+static int setup_origin(void **state)
+{
+  (void)state;
+  fake_kv_reset();
+  fake_kv_add_key("plain", "p1", KV_KTY_RSA, 0, KV_OP_SIGN | KV_OP_VERIFY);
+  fake_kv_add_key("releasable", "r1", KV_KTY_RSA, 0, KV_OP_SIGN | KV_OP_VERIFY)->exportable = 1;
+  fake_kv_add_key("exportop", "x1", KV_KTY_EC, 0, KV_OP_SIGN | KV_OP_VERIFY | KV_OP_EXPORT);
+  fake_kv_add_key("certkey", "c1", KV_KTY_EC, 1, KV_OP_SIGN | KV_OP_VERIFY)->managed = 1;
+  assert_int_equal(t_init(T_CFG(",\"objects\":[\"keys\"]")), CKR_OK);
+  sess = t_open(0);
+  return 0;
+}
+
+static void test_key_origin(void **state)
+{
+  static const char *const outside[] = {"releasable", "exportop", "certkey"};
+  CK_ULONG cls = CKO_SECRET_KEY, kt = CKK_AES;
+  CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+  unsigned char key[16] = "0123456789abcdef";
+  CK_ATTRIBUTE t[6] = {
+      {CKA_CLASS, &cls, sizeof(cls)},       {CKA_KEY_TYPE, &kt, sizeof(kt)},
+      {CKA_VALUE, key, sizeof(key)},        {CKA_SENSITIVE, &yes, sizeof(yes)},
+      {CKA_EXTRACTABLE, &no, sizeof(no)},   {CKA_WRAP_WITH_TRUSTED, &yes, sizeof(yes)},
+  };
+  CK_OBJECT_HANDLE h = 0, k;
+  (void)state;
+  k = t_find_one(sess, CKO_PRIVATE_KEY, "plain");
+  assert_int_equal(t_attr_bool(sess, k, CKA_ALWAYS_SENSITIVE), CK_TRUE);
+  assert_int_equal(t_attr_bool(sess, k, CKA_NEVER_EXTRACTABLE), CK_TRUE);
+  for (size_t i = 0; i < sizeof(outside) / sizeof(outside[0]); i++) {
+    k = t_find_one(sess, CKO_PRIVATE_KEY, outside[i]);
+    assert_int_equal(t_attr_bool(sess, k, CKA_EXTRACTABLE), CK_FALSE);
+    assert_int_equal(t_attr_bool(sess, k, CKA_ALWAYS_SENSITIVE), CK_FALSE);
+    assert_int_equal(t_attr_bool(sess, k, CKA_NEVER_EXTRACTABLE), CK_FALSE);
+  }
+  /* A key made from a plaintext value, even sensitive and unextractable from now on. */
+  assert_int_equal(C_CreateObject(sess, t, 6, &h), CKR_OK);
+  assert_int_equal(t_attr_bool(sess, h, CKA_SENSITIVE), CK_TRUE);
+  assert_int_equal(t_attr_bool(sess, h, CKA_ALWAYS_SENSITIVE), CK_FALSE);
+  assert_int_equal(t_attr_bool(sess, h, CKA_NEVER_EXTRACTABLE), CK_FALSE);
+  assert_int_equal(t_attr_bool(sess, h, CKA_WRAP_WITH_TRUSTED), CK_TRUE);
+  /* CKA_TRUSTED=TRUE needs a security officer, which this token does not have. */
+  t[5].type = CKA_TRUSTED;
+  assert_int_equal(C_CreateObject(sess, t, 6, &h), CKR_ATTRIBUTE_READ_ONLY);
+  t[5].pValue = &no;
+  assert_int_equal(C_CreateObject(sess, t, 6, &h), CKR_OK);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -432,6 +485,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_session_objects, setup, teardown),
       cmocka_unit_test_setup_teardown(test_token_writes, setup, teardown),
       cmocka_unit_test_setup_teardown(test_object_size, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_key_origin, setup_origin, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -196,6 +196,56 @@ static void test_local_kw_known_answer(void **state)
   akv_object_unref(sk);
 }
 
+static CK_BBOOL obj_bool(const struct akv_object *o, CK_ATTRIBUTE_TYPE type)
+{
+  const CK_ATTRIBUTE *a = akv_object_attr(o, type);
+  assert_non_null(a);
+  assert_int_equal(a->ulValueLen, sizeof(CK_BBOOL));
+  return *(const CK_BBOOL *)a->pValue;
+}
+
+/* An unwrapped key was plaintext outside the token: CKA_ALWAYS_SENSITIVE and
+ * CKA_NEVER_EXTRACTABLE are FALSE whatever the template says. CKA_WRAP_WITH_TRUSTED is honoured:
+ * no key is CKA_TRUSTED (no security officer), so such a key is never wrapped. */
+static void test_unwrapped_origin_and_trusted(void **state)
+{
+  static const unsigned char value[32] = "session-key-session-key-session";
+  struct akv_object *sk = fk_secret(CKK_AES, value, sizeof(value)), *got;
+  CK_RSA_PKCS_OAEP_PARAMS p = {CKM_SHA256, CKG_MGF1_SHA256, 0, NULL, 0};
+  CK_MECHANISM m = {CKM_RSA_PKCS_OAEP, &p, sizeof(p)};
+  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+  CK_KEY_TYPE kt = CKK_AES;
+  CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof(cls)},
+                         {CKA_KEY_TYPE, &kt, sizeof(kt)},
+                         {CKA_SENSITIVE, &ck_true, 1},
+                         {CKA_EXTRACTABLE, &ck_true, 1},
+                         {CKA_WRAP_WITH_TRUSTED, &ck_true, 1}};
+  unsigned char wrapped[256], again[256];
+  CK_ULONG wlen = sizeof(wrapped), n = sizeof(again);
+  CK_OBJECT_HANDLE h = 0;
+  (void)state;
+  assert_int_equal(akv_wrap_key_obj(&sess, &m, rsa_pub, sk, wrapped, &wlen), CKR_OK);
+  assert_int_equal(akv_unwrap_key_obj(&sess, &m, rsa_priv, wrapped, wlen, tmpl, 5, &h), CKR_OK);
+  got = session_obj(h);
+  assert_non_null(got);
+  assert_int_equal(obj_bool(got, CKA_SENSITIVE), CK_TRUE);
+  assert_int_equal(obj_bool(got, CKA_ALWAYS_SENSITIVE), CK_FALSE);
+  assert_int_equal(obj_bool(got, CKA_NEVER_EXTRACTABLE), CK_FALSE);
+  assert_int_equal(obj_bool(got, CKA_WRAP_WITH_TRUSTED), CK_TRUE);
+  assert_int_equal(akv_wrap_key_obj(&sess, &m, rsa_pub, got, again, &n), CKR_KEY_NOT_WRAPPABLE);
+  /* Without it, the same key wraps. */
+  tmpl[4].pValue = &ck_false;
+  assert_int_equal(akv_unwrap_key_obj(&sess, &m, rsa_priv, wrapped, wlen, tmpl, 5, &h), CKR_OK);
+  n = sizeof(again);
+  assert_int_equal(akv_wrap_key_obj(&sess, &m, rsa_pub, session_obj(h), again, &n), CKR_OK);
+  /* CKA_TRUSTED=TRUE cannot be set. */
+  tmpl[4].type = CKA_TRUSTED;
+  tmpl[4].pValue = &ck_true;
+  assert_int_equal(akv_unwrap_key_obj(&sess, &m, rsa_priv, wrapped, wlen, tmpl, 5, &h),
+                   CKR_ATTRIBUTE_READ_ONLY);
+  akv_object_unref(sk);
+}
+
 static void test_unwrap_template(void **state)
 {
   CK_MECHANISM m = {CKM_AES_KEY_WRAP, NULL, 0};
@@ -283,6 +333,7 @@ int main(void)
     cmocka_unit_test_setup(test_hsm_aes_wrap, each_setup),
     cmocka_unit_test_setup(test_local_kw_known_answer, each_setup),
     cmocka_unit_test_setup(test_unwrap_template, each_setup),
+    cmocka_unit_test_setup(test_unwrapped_origin_and_trusted, each_setup),
     cmocka_unit_test_setup(test_generate_key, each_setup),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
