@@ -140,7 +140,8 @@ void akv_audit_record(const struct akv_audit_event *ev)
     }
     akv_fork_lock_give(&audit_lock);
     if (w != (ssize_t)len)
-      akv_warn(AKV_LOGC_GEN, "audit line not fully written: %s", w < 0 ? strerror(e) : "short write");
+      akv_warn(AKV_LOGC_GEN, "audit line not fully written: %s",
+               w < 0 ? strerror(e) : "short write");
   }
 out:
   free(line);

@@ -2,7 +2,7 @@
 /* src/kv/crypto.c: request bodies that carry plaintext (encrypt, wrapkey) are wiped before their
  * memory is freed (docs/security.md "Secrets in memory and in logs"). Every block cJSON frees goes
  * through a hook that looks for the plaintext's base64url form in it before freeing; the fake
- * transport's own copy of the request (tests/unit/fake_http.h) is plain malloc and not looked at. */
+ * transport's own copy of the request (tests/unit/fake_http.h) is plain malloc, not looked at. */
 #include <malloc.h>
 #include <setjmp.h>
 #include <stdarg.h>
