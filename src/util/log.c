@@ -20,9 +20,10 @@
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t log_once = PTHREAD_ONCE_INIT;
-/* Read without the lock on the hot path (akv_log_enabled); written under it. */
-static volatile int log_level = AKV_LOG_WARN;
-static volatile unsigned log_debug_cats;
+/* Read without the lock on the hot path (akv_log_enabled), while C_Initialize may be changing
+ * them: relaxed atomics (a call racing a reconfiguration sees the old or the new setting). */
+static atomic_int log_level = AKV_LOG_WARN;
+static atomic_uint log_debug_cats;
 static int log_fd = -1;      /* -1 = stderr */
 static int log_syslog;       /* 1 = syslog(3) */
 static int log_fd_owned;
@@ -138,8 +139,9 @@ static void log_once_init(void)
   int lvl;
   pthread_atfork(log_atfork_prepare, log_atfork_release, log_atfork_release);
   if (parse_level(secure_getenv("AKV_PKCS11_LOG_LEVEL"), &lvl) == 0)
-    log_level = lvl;
-  log_debug_cats = parse_cats(secure_getenv("AKV_PKCS11_DEBUG"));
+    atomic_store_explicit(&log_level, lvl, memory_order_relaxed);
+  atomic_store_explicit(&log_debug_cats, parse_cats(secure_getenv("AKV_PKCS11_DEBUG")),
+                        memory_order_relaxed);
 }
 
 static void close_sink_inlock(void)
@@ -205,8 +207,9 @@ void akv_log_init(int level, const char *file)
   }
   pthread_mutex_lock(&log_lock);
   close_sink_inlock();
-  log_level = level;
-  log_debug_cats = parse_cats(secure_getenv("AKV_PKCS11_DEBUG"));
+  atomic_store_explicit(&log_level, level, memory_order_relaxed);
+  atomic_store_explicit(&log_debug_cats, parse_cats(secure_getenv("AKV_PKCS11_DEBUG")),
+                        memory_order_relaxed);
   if (fd >= 0) {
     log_fd = fd;
     log_fd_owned = 1;
@@ -228,9 +231,10 @@ void akv_log_close(void)
 int akv_log_enabled(int level, unsigned cat)
 {
   pthread_once(&log_once, log_once_init);
-  if (level <= log_level)
+  if (level <= atomic_load_explicit(&log_level, memory_order_relaxed))
     return 1;
-  return level == AKV_LOG_DEBUG && (log_debug_cats & cat) != 0;
+  return level == AKV_LOG_DEBUG &&
+         (atomic_load_explicit(&log_debug_cats, memory_order_relaxed) & cat) != 0;
 }
 
 static const char *cat_name(unsigned cat)
