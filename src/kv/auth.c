@@ -270,6 +270,9 @@ static kv_rc token_request(struct kv_cred *cred, const struct kv_http_request *r
     desc = cJSON_IsString(d) ? d->valuestring : NULL;
     snprintf(e->why, sizeof(e->why), "HTTP %ld from %s%s%s%s%.200s", resp.status, req->url,
              code ? ": " : "", code ? code : "", desc ? " - " : "", desc ? desc : "");
+    for (char *p = e->why; *p; p++) /* the server's text stays on one line (doctor, logs) */
+      if (iscntrl((unsigned char)*p))
+        *p = ' ';
     cJSON_Delete(doc);
     rc = KV_E_AUTH;
     goto out;

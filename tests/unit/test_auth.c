@@ -263,7 +263,7 @@ static void test_configured_failure_ends_chain(void **state)
   cfg.client_secret = "WRONGSECRETVALUE";
   assert_int_equal(kv_cred_new(http, &cfg, &cred), KV_OK);
   fake_push(&fake, 401, "{\"error\":\"invalid_client\",\"error_description\":\"AADSTS7000215: "
-                        "Invalid client secret provided.\"}");
+                        "Invalid client secret provided.\\r\\nTrace ID: 42\"}");
   fake_push(&fake, 401, "{\"error\":\"invalid_client\"}");
   assert_int_equal(kv_cred_token(cred, "https://vault.azure.net", NULL, 0, &tok), KV_E_AUTH);
   assert_null(tok);
@@ -286,6 +286,7 @@ static void test_configured_failure_ends_chain(void **state)
   assert_int_equal(info[0].state, KV_SRC_FAILED);
   assert_int_equal(info[0].configured, 1);
   assert_non_null(strstr(info[0].note, "HTTP 401"));
+  assert_non_null(strstr(info[0].note, "provided.  Trace ID: 42")); /* Entra's CR LF: spaces */
   assert_int_equal(info[4].state, KV_SRC_NOT_TRIED);
   assert_int_equal(info[4].configured, -1);
   assert_int_equal(info[5].state, KV_SRC_NOT_TRIED);
