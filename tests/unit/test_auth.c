@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -439,6 +440,64 @@ static void test_imds_probe_outcomes(void **state)
   kv_cred_free(cred);
 }
 
+/* Entra refuses the secret, IMDS would answer: whatever the threads ask, only Entra is asked. */
+static void refuse_secret_handler(struct fake_http *f, const struct fake_req *req,
+                                  struct fake_reply *reply)
+{
+  (void)f;
+  if (strstr(req->url, "/oauth2/v2.0/token")) {
+    reply->status = 401;
+    reply->body = "{\"error\":\"invalid_client\"}";
+  } else {
+    reply->status = 200;
+    reply->body = "{\"access_token\":\"tok-imds\",\"expires_in\":3599}";
+  }
+}
+
+struct chain_thread {
+  struct kv_cred *cred;
+  char resource[64];
+  kv_rc rc;
+};
+
+static void *chain_thread_main(void *arg)
+{
+  struct chain_thread *t = arg;
+  char *tok = NULL;
+  t->rc = kv_cred_token(t->cred, t->resource, NULL, 0, &tok);
+  kv_secure_free(tok, 0);
+  return NULL;
+}
+
+/* Eight threads asking for tokens of different resources at once: the configured secret answers
+ * for each of them, none falls through to IMDS. */
+static void test_chain_threads_one_identity(void **state)
+{
+  struct akv_cred_config cfg;
+  struct kv_cred *cred = NULL;
+  struct chain_thread t[8];
+  pthread_t th[8];
+  (void)state;
+  auto_cfg(&cfg, "/nonexistent/az");
+  cfg.client_secret = "s";
+  assert_int_equal(kv_cred_new(http, &cfg, &cred), KV_OK);
+  fake.handler = refuse_secret_handler;
+  for (int i = 0; i < 8; i++) {
+    t[i].cred = cred;
+    snprintf(t[i].resource, sizeof(t[i].resource), "https://r%d.example", i);
+    assert_int_equal(pthread_create(&th[i], NULL, chain_thread_main, &t[i]), 0);
+  }
+  for (int i = 0; i < 8; i++) {
+    assert_int_equal(pthread_join(th[i], NULL), 0);
+    assert_int_equal(t[i].rc, KV_E_AUTH);
+  }
+  assert_int_equal(fake.n_reqs, 8);
+  for (size_t i = 0; i < fake.n_reqs; i++)
+    assert_non_null(strstr(fake.reqs[i].url, "/tid/oauth2/v2.0/token"));
+  fake.handler = NULL;
+  kv_cred_free(cred);
+}
+
 static void make_cert(const char *path, EVP_PKEY **key_out, X509 **cert_out)
 {
   EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
@@ -644,6 +703,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_file_errors_end_chain, setup, teardown),
       cmocka_unit_test_setup_teardown(test_sticky_after_first_token, setup, teardown),
       cmocka_unit_test_setup_teardown(test_imds_probe_outcomes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_chain_threads_one_identity, setup, teardown),
       cmocka_unit_test_setup_teardown(test_certificate_assertion, setup, teardown),
       cmocka_unit_test_setup_teardown(test_workload_rereads_file, setup, teardown),
       cmocka_unit_test_setup_teardown(test_managed_app_service, setup, teardown),
