@@ -10,6 +10,9 @@
 need_tool jq curl openssl pkcs11-tool unshare mount
 need_module
 unshare --mount true 2>/dev/null || skip "unshare --mount is not permitted here (needs root or user namespaces)"
+mkdir -p "$WORK/probe"
+unshare --mount sh -c 'mount --make-rprivate / && mount --bind "$1" /etc/ssl/certs' sh "$WORK/probe" \
+  2>"$WORK/probe.err" || skip "a bind mount in a private mount namespace is not permitted: $(head -n1 "$WORK/probe.err")"
 
 emu_start --vault cafv
 kv_create_ec ca-key P-256 || fail "seeding a key"
