@@ -681,6 +681,31 @@ emu_faults() {
   curl -sS --fail --max-time 10 --cacert "$EMU_CA" -X POST --data-binary "$1" "$EMU_CONTROL/faults" >/dev/null
 }
 
+# fake_az FILE: an executable fake Azure CLI at FILE that answers `az account get-access-token
+# ... --output json` like the real one, with a token it gets from the emulator's Entra endpoint
+# (client secret), and appends each call ("az ARGS") to FILE.calls (created empty, mode 666 so a
+# call by an unprivileged test user is recorded too).
+fake_az() {
+  cat >"$1" <<EOF
+#!/usr/bin/env bash
+set -euo pipefail
+echo "az \$*" >>"$1.calls"
+[ "\${1:-}" = account ] && [ "\${2:-}" = get-access-token ] || { echo "ERROR: fake az: unsupported" >&2; exit 2; }
+resp=\$(curl -sS --fail --max-time 20 --cacert "$EMU_CA" \\
+  --data-urlencode grant_type=client_credentials --data-urlencode client_id="$EMU_CLIENT_ID" \\
+  --data-urlencode client_secret="$EMU_CLIENT_SECRET" \\
+  --data-urlencode scope=https://vault.azure.net/.default \\
+  "$EMU_AUTHORITY/$EMU_TENANT/oauth2/v2.0/token")
+exp=\$((\$(date +%s) + \$(jq -r '.expires_in' <<<"\$resp")))
+jq -n --arg t "\$(jq -r .access_token <<<"\$resp")" --argjson e "\$exp" \\
+  --arg eo "\$(date -d @\$exp '+%Y-%m-%d %H:%M:%S.000000')" --arg ten "$EMU_TENANT" \\
+  '{accessToken:\$t, expiresOn:\$eo, expires_on:\$e, subscription:"00000000-0000-0000-0000-000000000000", tenant:\$ten, tokenType:"Bearer"}'
+EOF
+  chmod 755 "$1"
+  : >"$1.calls"
+  chmod 666 "$1.calls"
+}
+
 # ---- valgrind memcheck hook -------------------------------------------------------------------
 
 # AKV_MEMCHECK=1 runs every process of the test that loads the module under valgrind memcheck

@@ -81,26 +81,11 @@ else
 fi
 
 section "Azure CLI (a fake az first in PATH that fetches its token from the emulator)"
-# The fake az answers `az account get-access-token ... --output json` like the real one, getting
-# the token with the emulator's client secret (which the module itself never sees here).
-cat >"$WORK/azbin/az" <<EOF
-#!/usr/bin/env bash
-set -euo pipefail
-echo "az \$*" >>"$WORK/az.calls"
-[ "\${1:-}" = account ] && [ "\${2:-}" = get-access-token ] || { echo "ERROR: fake az: unsupported" >&2; exit 2; }
-resp=\$(curl -sS --fail --max-time 20 --cacert "$EMU_CA" \\
-  --data-urlencode grant_type=client_credentials --data-urlencode client_id="$EMU_CLIENT_ID" \\
-  --data-urlencode client_secret="$EMU_CLIENT_SECRET" \\
-  --data-urlencode scope=https://vault.azure.net/.default \\
-  "$EMU_AUTHORITY/$EMU_TENANT/oauth2/v2.0/token")
-exp=\$((\$(date +%s) + \$(jq -r '.expires_in' <<<"\$resp")))
-jq -n --arg t "\$(jq -r .access_token <<<"\$resp")" --argjson e "\$exp" \\
-  --arg eo "\$(date -d @\$exp '+%Y-%m-%d %H:%M:%S.000000')" --arg ten "$EMU_TENANT" \\
-  '{accessToken:\$t, expiresOn:\$eo, expires_on:\$e, subscription:"00000000-0000-0000-0000-000000000000", tenant:\$ten, tokenType:"Bearer"}'
-EOF
-chmod 700 "$WORK/azbin/az"
+# The fake az (lib.sh fake_az) gets its token with the emulator's client secret, which the
+# module itself never sees here.
+fake_az "$WORK/azbin/az"
 lists_keys "Azure CLI" token PATH="$WORK/azbin:$WORK/nobin:$PATH" AKV_PKCS11_AZ_PATH=az
-check_grep "the module ran 'az account get-access-token'" "^az account get-access-token" "$WORK/az.calls"
+check_grep "the module ran 'az account get-access-token'" "^az account get-access-token" "$WORK/azbin/az.calls"
 check "Azure CLI: IMDS was probed (a closed loopback port) and cost the emulator nothing ($(stats_ops))" \
   test "$(stats_get imds)" = 0
 
@@ -147,7 +132,7 @@ WRONG='wrong-secret-for-the-test-0123456789'
 wrong_env=(env "${unset_args[@]}" AZURE_TENANT_ID="$EMU_TENANT" AZURE_CLIENT_ID="$EMU_CLIENT_ID"
   AZURE_CLIENT_SECRET="$WRONG" AZURE_AUTHORITY_HOST="$EMU_AUTHORITY" PATH="$WORK/azbin:$WORK/nobin:$PATH"
   AZURE_POD_IDENTITY_AUTHORITY_HOST="${imds:-http://127.0.0.1:9}" AKV_PKCS11_AZ_PATH="$WORK/azbin/az")
-: >"$WORK/az.calls"
+: >"$WORK/azbin/az.calls"
 stats_reset
 check "pkcs11-tool -L (C_Initialize, slot and token info) succeeds with a wrong secret" \
   "${wrong_env[@]}" timeout 60 pkcs11-tool --module "$AKV_MODULE" -L
@@ -166,7 +151,7 @@ check_eq "one credential error line, the secret's" 1 "$(grep -c 'credential' "$W
 check_grep "it names the fix and says no other source is tried" \
   "credential: client secret .* failed: HTTP 401 .*; fix: .*no other source is tried" "$WORK/wrong.err"
 check_eq "no IMDS request ($(stats_ops))" 0 "$(stats_get imds)"
-check_eq "az was not run" 0 "$(wc -l <"$WORK/az.calls")"
+check_eq "az was not run" 0 "$(wc -l <"$WORK/azbin/az.calls")"
 check_nogrep "the log mentions no managed identity" "managed identity|Azure CLI" "$WORK/wrong.err"
 
 section "debug logging never shows the secret or the access token"

@@ -20,17 +20,7 @@ IMDS=$(emu_field '.imds_endpoint')
 
 # A fake az that works (it gets a token from the emulator with the real secret) and records calls.
 mkdir -p "$WORK/azbin"
-cat >"$WORK/azbin/az" <<EOF
-#!/usr/bin/env bash
-echo "az \$*" >>"$WORK/az.calls"
-resp=\$(curl -sS --fail --max-time 20 --cacert "$EMU_CA" --data-urlencode grant_type=client_credentials \\
-  --data-urlencode client_id="$EMU_CLIENT_ID" --data-urlencode client_secret="$EMU_CLIENT_SECRET" \\
-  --data-urlencode scope=https://vault.azure.net/.default "$EMU_AUTHORITY/$EMU_TENANT/oauth2/v2.0/token")
-jq -n --arg t "\$(jq -r .access_token <<<"\$resp")" --argjson e \$((\$(date +%s) + 3600)) \\
-  '{accessToken:\$t, expires_on:\$e, tokenType:"Bearer"}'
-EOF
-chmod 755 "$WORK/azbin/az"
-: >"$WORK/az.calls"
+fake_az "$WORK/azbin/az"
 # Every other source is there and would work: only the configured client secret may answer.
 export AZURE_POD_IDENTITY_AUTHORITY_HOST="$IMDS" AKV_PKCS11_AZ_PATH="$WORK/azbin/az" AKV_PKCS11_OBJECTS=keys
 
@@ -43,7 +33,6 @@ chmod 755 "$NB" "$WORK" "$WORK/azbin"
 install -d -m 700 -o nobody "$NB/home"
 install -m 600 -o root "$EMU_CA" "$NB/ca-root-only.pem"
 install -m 644 "$EMU_CA" "$NB/ca-readable.pem"
-chmod 666 "$WORK/az.calls"
 as_nobody() {
   env HOME="$NB/home" XDG_CACHE_HOME="$NB/home/.cache" XDG_CONFIG_HOME="$NB/home/.config" "$@" \
     timeout 60 setpriv --reuid=nobody --regid=nogroup --clear-groups \
@@ -67,7 +56,7 @@ check_grep "one line names the source, the CA file, its owner and mode and the u
   "$WORK/ca.err"
 check_grep "and the fix" "fix: let uid $NOBODY_UID read $NB/ca-root-only.pem" "$WORK/ca.err"
 check_eq "no IMDS request ($(stats_ops))" 0 "$(stats_get imds)"
-check_eq "az was not run" 0 "$(wc -l <"$WORK/az.calls")"
+check_eq "az was not run" 0 "$(wc -l <"$WORK/azbin/az.calls")"
 
 section "a client secret revoked after the first token: the running process fails clearly, no switch"
 sock="$WORK/agent.sock"
@@ -95,7 +84,7 @@ stats_reset
 check_fails "ssh-add -T fails once the secret is revoked" ag ssh-add -T "$WORK/key.pub"
 check "the module asked Entra again ($(stats_ops))" test "$(stats_get token)" -ge 1
 check_eq "no IMDS request" 0 "$(stats_get imds)"
-check_eq "az was not run" 0 "$(wc -l <"$WORK/az.calls")"
+check_eq "az was not run" 0 "$(wc -l <"$WORK/azbin/az.calls")"
 check_grep "the log says the secret failed, why, and that the slot keeps its identity" \
   "credential: client secret .* failed: HTTP 401 .*invalid_client.*; fix: .*the slot's identity since its first token: no other source is tried" \
   "$AKV_PKCS11_LOG_FILE"

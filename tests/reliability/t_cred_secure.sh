@@ -31,17 +31,7 @@ grep -qx "at_secure 1" "$WORK/probe.out" ||
 
 # A fake az that works: it gets the token from the emulator with the real secret.
 mkdir -p "$WORK/azbin"
-cat >"$WORK/azbin/az" <<AZ
-#!/usr/bin/env bash
-echo "az \$*" >>"$WORK/az.calls"
-resp=\$(curl -sS --fail --max-time 20 --cacert "$EMU_CA" --data-urlencode grant_type=client_credentials \\
-  --data-urlencode client_id="$EMU_CLIENT_ID" --data-urlencode client_secret="$EMU_CLIENT_SECRET" \\
-  --data-urlencode scope=https://vault.azure.net/.default "$EMU_AUTHORITY/$EMU_TENANT/oauth2/v2.0/token")
-jq -n --arg t "\$(jq -r .access_token <<<"\$resp")" --argjson e \$((\$(date +%s) + 3600)) \\
-  '{accessToken:\$t, expires_on:\$e, tokenType:"Bearer"}'
-AZ
-chmod 755 "$WORK/azbin/az"
-: >"$WORK/az.calls"
+fake_az "$WORK/azbin/az"
 module_config "$WORK/az.json" '{"objects":["keys"]}' \
   "{\"credential\":{\"type\":\"auto\",\"imds_endpoint\":\"http://127.0.0.1:9\",\"az_path\":\"$WORK/azbin/az\"}}"
 jq '.slots |= [.[0]]' "$WORK/az.json" >"$WORK/a.json" && mv "$WORK/a.json" "$WORK/az.json" && chmod 600 "$WORK/az.json"
@@ -53,15 +43,15 @@ section "control: a plain process gets its token from az"
 "$WORK/bin/plain" "$WORK/az.json" >"$WORK/plain.out" 2>"$WORK/plain.err" || true
 check "the listing works" grep -qx "find CKR_OK" "$WORK/plain.out"
 check "objects were found" grep -qx "objects 2" "$WORK/plain.out"
-check_eq "az ran once" 1 "$(wc -l <"$WORK/az.calls")"
+check_eq "az ran once" 1 "$(wc -l <"$WORK/azbin/az.calls")"
 
 section "privileged (setgid, AT_SECURE): az is never run"
-: >"$WORK/az.calls"
+: >"$WORK/azbin/az.calls"
 "$WORK/bin/setgid" "$WORK/az.json" >"$WORK/priv.out" 2>"$WORK/priv.err" || true
 sed 's/^/#   | /' "$WORK/priv.err" | tail -n 5
 check "C_Initialize succeeds" grep -qx "init CKR_OK" "$WORK/priv.out"
 check "the listing fails with CKR_DEVICE_ERROR" grep -qx "find CKR_DEVICE_ERROR" "$WORK/priv.out"
-check_eq "az was not run" 0 "$(wc -l <"$WORK/az.calls")"
+check_eq "az was not run" 0 "$(wc -l <"$WORK/azbin/az.calls")"
 check_grep "the log says why" \
   "credential chain: no source is configured: .*Azure CLI: privileged process \\(AT_SECURE\\): the Azure CLI is never run" \
   "$WORK/priv.err"
