@@ -1337,6 +1337,30 @@ static int finish_login(struct cfg_ctx *c, struct akv_config *cfg, struct parse_
   return 0;
 }
 
+/* ca_file chooses which servers are trusted: like the configuration file, it must be owned by
+ * root or this process's user and not writable by group or other (docs/security.md
+ * "Configuration, log and audit files"). A file that does not exist is left to the TLS layer,
+ * which fails the first request with the reason. */
+static int check_ca_file(struct cfg_ctx *c, const char *path)
+{
+  struct stat st;
+  uid_t me = geteuid();
+  if (stat(path, &st) != 0)
+    return 0;
+  if (st.st_uid != 0 && st.st_uid != me)
+    return cfg_fail(c, "ca_file",
+                    "%s is owned by uid %u, neither root nor this process's user (uid %u), and "
+                    "whoever can change it chooses which servers are trusted; fix: chown %u %s, "
+                    "or use a CA file you own",
+                    path, (unsigned)st.st_uid, (unsigned)me, (unsigned)me, path);
+  if (st.st_mode & (S_IWGRP | S_IWOTH))
+    return cfg_fail(c, "ca_file",
+                    "group or other can write %s (mode %03o), and whoever can change it chooses "
+                    "which servers are trusted; fix: chmod go-w %s",
+                    path, (unsigned)(st.st_mode & 0777), path);
+  return 0;
+}
+
 static int finish(struct cfg_ctx *c, struct akv_config *cfg, struct parse_state *ps)
 {
   unsigned env_objects = 0;
@@ -1355,6 +1379,8 @@ static int finish(struct cfg_ctx *c, struct akv_config *cfg, struct parse_state 
       fill_env_str(&cfg->audit_file, "AKV_PKCS11_AUDIT_FILE") ||
       fill_env_str(&cfg->proxy, "AKV_PKCS11_PROXY"))
     return cfg_fail(c, NULL, "out of memory");
+  if (cfg->ca_file && check_ca_file(c, cfg->ca_file))
+    return -1;
   if (!cfg->api_version && set_str(&cfg->api_version, AKV_API_VERSION))
     return cfg_fail(c, NULL, "out of memory");
   for (const char *p = cfg->api_version; *p; p++)

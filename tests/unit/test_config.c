@@ -441,6 +441,40 @@ static void test_config_file_owner_mode(void **state)
   }
 }
 
+/* ca_file chooses which servers are trusted: a file another user can change is refused. */
+static void test_ca_file_owner_mode(void **state)
+{
+  struct akv_config *cfg = NULL;
+  char err[1024], json[1024], ca[512];
+  (void)state;
+  snprintf(ca, sizeof(ca), "%s", write_file("ca.pem", "-----BEGIN CERTIFICATE-----\n", 0664));
+  snprintf(json, sizeof(json),
+           "{\"ca_file\":\"%s\",\"slots\":[{\"url\":\"https://p.vault.azure.net\"}]}", ca);
+  assert_int_equal(akv_config_parse(json, "t.json", &cfg, err, sizeof(err)), -1);
+  assert_non_null(strstr(err, "`ca_file`"));
+  assert_non_null(strstr(err, ca));
+  assert_non_null(strstr(err, "664"));
+  assert_non_null(strstr(err, "chmod go-w"));
+  /* The same through AKV_PKCS11_CA_FILE. */
+  setenv("AKV_PKCS11_CA_FILE", ca, 1);
+  assert_int_equal(
+      akv_config_parse("{\"slots\":[{\"url\":\"https://p.vault.azure.net\"}]}", "t.json", &cfg,
+                       err, sizeof(err)),
+      -1);
+  assert_non_null(strstr(err, "chmod go-w"));
+  unsetenv("AKV_PKCS11_CA_FILE");
+  assert_int_equal(chmod(ca, 0644), 0);
+  assert_int_equal(akv_config_parse(json, "t.json", &cfg, err, sizeof(err)), 0);
+  akv_config_free(cfg);
+  if (geteuid() == 0) {
+    assert_int_equal(chown(ca, 4242, (gid_t)-1), 0);
+    assert_int_equal(akv_config_parse(json, "t.json", &cfg, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "uid 4242"));
+    assert_non_null(strstr(err, "chown"));
+    assert_int_equal(chown(ca, 0, (gid_t)-1), 0);
+  }
+}
+
 static void test_azure_domains(void **state)
 {
   const char *res = NULL, *dom = NULL;
@@ -474,6 +508,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_search_order, setup, teardown),
       cmocka_unit_test_setup_teardown(test_azure_domains, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_file_owner_mode, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_ca_file_owner_mode, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
