@@ -33,3 +33,21 @@ rel_run_counted() {
   "$@" || rc=$?
   _check_result "$rc" "$desc (exit $rc)"
 }
+
+# rel_setgid_pair PROG: copies PROG to $WORK/bin/plain and $WORK/bin/setgid, the second one setgid
+# to a group the caller does not run as (nogroup when root, else a supplementary group), which the
+# kernel starts with AT_SECURE set; skips, saying why, where such a copy cannot be made.
+rel_setgid_pair() {
+  local grp
+  mkdir -p "$WORK/bin"
+  cp "$1" "$WORK/bin/plain" && cp "$1" "$WORK/bin/setgid" || fail "copying $1"
+  if [ "$(id -u)" = 0 ]; then
+    grp=65534
+  else
+    grp=$(id -G | tr ' ' '\n' | grep -vx "$(id -g)" | head -n 1)
+    [ -n "$grp" ] || skip "not root and no supplementary group: cannot make a setgid test program"
+  fi
+  chgrp "$grp" "$WORK/bin/setgid" 2>"$WORK/chgrp.err" && chmod 2755 "$WORK/bin/setgid" ||
+    skip "cannot make a setgid copy (group $grp): $(head -n1 "$WORK/chgrp.err")"
+  chmod 755 "$WORK/bin/plain"
+}

@@ -11,19 +11,7 @@ need_tool jq curl openssl
 need_module
 
 emu_start --vault privv
-PROG=$(rel_prog privileged_test)
-mkdir -p "$WORK/bin"
-cp "$PROG" "$WORK/bin/plain"
-cp "$PROG" "$WORK/bin/setgid"
-if [ "$(id -u)" = 0 ]; then
-  grp=65534
-else
-  grp=$(id -G | tr ' ' '\n' | grep -vx "$(id -g)" | head -n 1)
-  [ -n "$grp" ] || skip "not root and no supplementary group: cannot make a setgid test program"
-fi
-chgrp "$grp" "$WORK/bin/setgid" 2>"$WORK/chgrp.err" && chmod 2755 "$WORK/bin/setgid" ||
-  skip "cannot make a setgid copy (group $grp): $(head -n1 "$WORK/chgrp.err")"
-chmod 755 "$WORK/bin/plain"
+rel_setgid_pair "$(rel_prog privileged_test)"
 # The driver says whether the kernel set AT_SECURE (a nosuid mount does not).
 "$WORK/bin/setgid" /nonexistent >"$WORK/probe.out" 2>&1 || true
 grep -qx "at_secure 1" "$WORK/probe.out" ||
