@@ -78,29 +78,9 @@ pkg_version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null; }
 
 # kv_create_codesign_cert NAME SUBJECT KTY SIZE_OR_CRV: a self-signed vault certificate for code
 # signing (key usage digitalSignature, extended key usage codeSigning, as jarsigner -strict and
-# Authenticode want); polls the pending operation (bounded, 30 s).
+# Authenticode want).
 kv_create_codesign_cert() {
-  local name=$1 subject=$2 kty=$3 arg=$4 keyprops status i
-  if [ "$kty" = EC ]; then
-    keyprops=$(jq -cn --arg c "$arg" '{exportable:true,kty:"EC",crv:$c,reuse_key:false}')
-  else
-    keyprops=$(jq -cn --argjson s "$arg" '{exportable:true,kty:"RSA",key_size:$s,reuse_key:false}')
-  fi
-  kv_call POST "/certificates/$name/create" "$(jq -cn --arg s "$subject" --argjson k "$keyprops" \
-    '{policy:{key_props:$k,secret_props:{contentType:"application/x-pem-file"},
-      x509_props:{subject:$s,validity_months:12,key_usage:["digitalSignature"],
-        ekus:["1.3.6.1.5.5.7.3.3"]},
-      issuer:{name:"Self"}}}')" >/dev/null || return 1
-  for i in $(seq 150); do
-    status=$(kv_call GET "/certificates/$name/pending" | jq -r '.status') || return 1
-    case "$status" in
-    completed) return 0 ;;
-    inProgress) sleep 0.2 ;;
-    *) echo "kv_create_codesign_cert: $name pending status '$status'" >&2; return 1 ;;
-    esac
-  done
-  echo "kv_create_codesign_cert: $name still pending after 30 s" >&2
-  return 1
+  KV_CERT_X509='{"key_usage":["digitalSignature"],"ekus":["1.3.6.1.5.5.7.3.3"]}' kv_create_cert "$@"
 }
 
 # consumer_vault: emulator with vault "myvault" holding the documented objects (RSA key mykey,

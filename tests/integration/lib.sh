@@ -340,7 +340,8 @@ kv_rotate() { kv_call POST "/keys/$1/rotate" >/dev/null; }
 kv_set_secret() { kv_call PUT "/secrets/$1" "$(jq -cn --arg v "$2" '{value:$v}')" >/dev/null; }
 
 # kv_create_cert NAME SUBJECT [KTY [SIZE_OR_CRV]]: self-signed certificate with its key; polls the
-# pending operation (bounded, 30 s) until completed.
+# pending operation (bounded, 30 s) until completed. KV_CERT_X509 (a JSON object) is merged into
+# the policy's x509_props (e.g. other key_usage, ekus).
 kv_create_cert() {
   local name=$1 subject=$2 kty=${3:-RSA} arg=${4:-2048} keyprops status i
   if [ "$kty" = EC ]; then
@@ -349,8 +350,9 @@ kv_create_cert() {
     keyprops=$(jq -cn --argjson s "$arg" '{exportable:true,kty:"RSA",key_size:$s,reuse_key:false}')
   fi
   kv_call POST "/certificates/$name/create" "$(jq -cn --arg s "$subject" --argjson k "$keyprops" \
+    --argjson x "${KV_CERT_X509:-{\}}" \
     '{policy:{key_props:$k,secret_props:{contentType:"application/x-pem-file"},
-      x509_props:{subject:$s,validity_months:12,key_usage:["digitalSignature","keyEncipherment"]},
+      x509_props:({subject:$s,validity_months:12,key_usage:["digitalSignature","keyEncipherment"]} + $x),
       issuer:{name:"Self"}}}')" >/dev/null || return 1
   for i in $(seq 150); do
     status=$(kv_call GET "/certificates/$name/pending" | jq -r '.status') || return 1
