@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/auxv.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -25,6 +26,7 @@ struct kv_http {
   struct kv_http_opts opts; /* strings below are owned copies */
   char *ca_file;
   char *proxy;
+  int privileged; /* AT_SECURE: the environment's proxy variables are not used */
   char **allowed_hosts;
   CURLSH *share;
   pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
@@ -682,6 +684,10 @@ static kv_rc slot_configure(struct kv_http *http, struct slot *sl, unsigned prof
   }
   if (profile & PROFILE_HTTP) {
     SETOPT(CURLOPT_NOPROXY, "*"); /* identity endpoints are local; never send them to a proxy */
+  } else if (!http->proxy && http->privileged) {
+    /* libcurl reads https_proxy/all_proxy with getenv: in a privileged process they were set
+     * by a less trusted user (docs/security.md "Privileged processes"). "" = no proxy. */
+    SETOPT(CURLOPT_PROXY, "");
   } else if (http->proxy) {
     SETOPT(CURLOPT_PROXY, http->proxy);
     /* An https:// proxy is verified against the same store as the vault. */
@@ -917,6 +923,7 @@ kv_rc kv_http_new(const struct kv_http_opts *opts, struct kv_http **out)
     goto out;
   http->opts.ca_file = http->ca_file;
   http->opts.proxy = http->proxy;
+  http->privileged = getauxval(AT_SECURE) != 0;
   http->allowed_hosts = calloc(opts->n_allowed_hosts + 1, sizeof(char *));
   if (!http->allowed_hosts)
     goto out;

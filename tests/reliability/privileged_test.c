@@ -6,7 +6,8 @@
  *
  * Prints "at_secure N" (getauxval(AT_SECURE): 1 when this copy runs setgid/setuid), calls
  * C_Initialize with pReserved = CONFIG (NULL without it) and prints "init CKR_..." and one
- * "slot LABEL" line per slot (the token label, blanks trimmed), then C_Finalize. t_privileged.sh
+ * "slot LABEL" line per slot (the token label, blanks trimmed), "objects N" (or "find CKR_...") for
+ * a listing of the first slot's objects, then C_Finalize. t_privileged.sh
  * runs a setgid copy and a plain copy with the same environment and compares. The module's own
  * log goes to stderr. Environment: AKV_MODULE. */
 #include <dlfcn.h>
@@ -44,6 +45,21 @@ int main(int argc, char **argv)
       len--;
     label[len] = '\0';
     printf("slot %s\n", label);
+  }
+  /* The objects of the first slot: a listing that goes to the vault. */
+  if (rv == CKR_OK && n > 0) {
+    CK_SESSION_HANDLE s;
+    CK_OBJECT_HANDLE objs[64];
+    CK_ULONG found = 0;
+    rv = f->C_OpenSession(slots[0], CKF_SERIAL_SESSION, NULL, NULL, &s);
+    if (rv == CKR_OK && (rv = f->C_FindObjectsInit(s, NULL, 0)) == CKR_OK) {
+      rv = f->C_FindObjects(s, objs, 64, &found);
+      f->C_FindObjectsFinal(s);
+    }
+    if (rv == CKR_OK)
+      printf("objects %lu\n", (unsigned long)found);
+    else
+      printf("find %s\n", t_rv_name(rv));
   }
   f->C_Finalize(NULL);
   dlclose(dl);

@@ -61,4 +61,16 @@ check "control: a plain process logs debug lines with AKV_PKCS11_DEBUG=all" grep
 check "privileged: the configuration in pReserved is used" grep -qx "slot from-preserved" "$WORK/priv-res.out"
 check_fails "privileged: AKV_PKCS11_DEBUG and AKV_PKCS11_LOG_LEVEL are ignored (no DEBUG line)" \
   grep -q " DEBUG " "$WORK/priv-res.err"
+section "proxy environment variables"
+# libcurl reads https_proxy/all_proxy itself; a privileged process must not let them steer it. The
+# proxy named here is a closed loopback port: using it fails the listing.
+kv_create_ec priv-key P-256 || fail "seeding a key"
+px=(env https_proxy=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 all_proxy=http://127.0.0.1:9
+  no_proxy= NO_PROXY=)
+run plain-px "${px[@]}" "$WORK/bin/plain" "$WORK/reserved.json"
+run priv-px "${px[@]}" "$WORK/bin/setgid" "$WORK/reserved.json"
+check "control: a plain process uses https_proxy from the environment (the listing fails)" \
+  grep -q "^find " "$WORK/plain-px.out"
+check "privileged: https_proxy/all_proxy are ignored (the vault is listed directly)" \
+  grep -Eq "^objects [1-9]" "$WORK/priv-px.out"
 finish
