@@ -16,6 +16,7 @@
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <openssl/ssl.h>
 
 #include "util/log.h"
 
@@ -536,6 +537,18 @@ static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *
   return 0;
 }
 
+/* TLS secrets never leave the process: libcurl writes every connection's secrets to the file
+ * named by SSLKEYLOGFILE, and with them a capture of the traffic shows the bearer tokens
+ * (docs/security.md "Secrets in memory and in logs"). Called by libcurl once it has set up each
+ * TLS context (the vault's and an https proxy's), before the handshake. */
+static CURLcode ssl_ctx_cb(CURL *h, void *ssl_ctx, void *userp)
+{
+  (void)h;
+  (void)userp;
+  SSL_CTX_set_keylog_callback((SSL_CTX *)ssl_ctx, NULL);
+  return CURLE_OK;
+}
+
 static void slot_free(struct slot *sl)
 {
   if (!sl)
@@ -676,6 +689,7 @@ static kv_rc slot_configure(struct kv_http *http, struct slot *sl, unsigned prof
   SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
   SETOPT(CURLOPT_WRITEDATA, &sl->x);
   SETOPT(CURLOPT_SOCKOPTFUNCTION, sockopt_cb);
+  SETOPT(CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
   /* ca_file replaces the system store (docs/security.md "TLS is always verified"): libcurl's
    * default CA path (/etc/ssl/certs on Debian) would otherwise still be searched next to it. */
   if (http->ca_file) {

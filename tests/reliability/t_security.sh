@@ -82,6 +82,16 @@ done
 check_nogrep "no code path turns peer or host verification off" \
   "SSL_VERIFYPEER, *0|SSL_VERIFYHOST, *0|SSL_VERIFYSTATUS, *0" "$(dirname "$0")/../../src"
 
+section "TLS secrets never written to \$SSLKEYLOGFILE"
+# libcurl writes every connection's TLS secrets to the file SSLKEYLOGFILE names; with them, a
+# capture of the traffic shows the bearer tokens.
+rm -f "$WORK/keylog.txt"
+SSLKEYLOGFILE="$WORK/keylog.txt" timeout 60 pkcs11-tool --module "$AKV_MODULE" -O >"$WORK/kl.out" 2>&1
+check_grep "the listing with SSLKEYLOGFILE set works (TLS connections were made)" "Private Key Object" \
+  "$WORK/kl.out"
+check "no TLS secret was written to \$SSLKEYLOGFILE (the file is absent or empty)" \
+  test ! -s "$WORK/keylog.txt"
+
 section "vault URLs: https, Azure domains unless allowed_hosts"
 for url in "http://localhost:${EMU_VAULT_URL##*:}" "https://127.0.0.1:${EMU_VAULT_URL##*:}" \
   "https://evil.example.com" "https://myvault.vault.azure.net.evil.example.com"; do
