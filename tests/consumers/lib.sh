@@ -64,6 +64,19 @@ stop_pidfile() {
   return 0
 }
 
+# worker_user: WUSER, the user a server's workers run as: www-data as the recipes say when this
+# test runs as root; otherwise (a server cannot switch users) this test's user and group, which
+# RECIPE_SUBST then puts in the recipe's place.
+worker_user() {
+  WUSER=www-data
+  [ "$(id -u)" = 0 ] && return 0
+  WUSER=$(id -un)
+  local g
+  g=$(id -gn)
+  RECIPE_SUBST+=("-o www-data -g www-data" "-o $WUSER -g $g" "user www-data;" "user $WUSER;"
+    "User www-data" "User $WUSER" "Group www-data" "Group $g")
+}
+
 # need_pkg PKG...: skips only when a Debian package is absent (scripts/deps.sh installs them all).
 need_pkg() {
   local p

@@ -15,8 +15,7 @@ P1=$(free_port) || fail "no free port"
 A="$WORK/pub/apache"
 PIDFILE="$WORK/pub/apache.pid"
 RECIPE_SUBST=(/etc/apache2/akv "$A" /run/apache2-akv.pid "$PIDFILE" 8443 "$P1")
-WUSER=www-data
-[ "$(id -u)" = 0 ] || { WUSER=$(id -un); RECIPE_SUBST+=(www-data "$WUSER"); }
+worker_user
 
 section "Apache $(pkg_version apache2) with mod_ssl (recipe apache)"
 run_recipe apache "recipe apache: certificate, apache2 -t, apache2 -k start, curl"

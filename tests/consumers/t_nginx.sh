@@ -19,9 +19,7 @@ N="$WORK/pub/nginx"
 PIDFILE="$WORK/pub/nginx.pid"
 RECIPE_SUBST=(/etc/nginx/akv "$N" /var/lib/akv-pkcs11-nginx "$WORK/pub/nginx-home"
   /run/nginx-akv.pid "$PIDFILE" 8443 "$P1" 8444 "$P2")
-# Without root nginx cannot switch users: the workers then run as this user.
-WUSER=www-data
-[ "$(id -u)" = 0 ] || { WUSER=$(id -un); RECIPE_SUBST+=(www-data "$WUSER"); }
+worker_user
 
 section "nginx $(pkg_version nginx): master + 2 workers, keys from the vault"
 run_recipe nginx "recipe nginx: certificates made with the vault keys, nginx -t, nginx started"
