@@ -14,6 +14,7 @@ consumer_vault
 P1=$(free_port) || fail "no free port"
 A="$WORK/pub/apache"
 PIDFILE="$WORK/pub/apache.pid"
+# shellcheck disable=SC2034 # (read by recipe, lib.sh)
 RECIPE_SUBST=(/etc/apache2/akv "$A" /run/apache2-akv.pid "$PIDFILE" 8443 "$P1")
 worker_user
 

@@ -17,6 +17,7 @@ P2=$(free_port) || fail "no free port"
 [ "$P1" != "$P2" ] || P2=$(free_port)
 N="$WORK/pub/nginx"
 PIDFILE="$WORK/pub/nginx.pid"
+# shellcheck disable=SC2034 # (read by recipe, lib.sh)
 RECIPE_SUBST=(/etc/nginx/akv "$N" /var/lib/akv-pkcs11-nginx "$WORK/pub/nginx-home"
   /run/nginx-akv.pid "$PIDFILE" 8443 "$P1" 8444 "$P2")
 worker_user
