@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Configures (once) and builds into ${BUILD_DIR:-build}.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The model layer: module state, slots, sessions, objects and operations. Shared contract between
  * the model/surface helper (module, slot, session, object, attrs, cache, rv, src/p11/ except
  * crypto.c) and the crypto helper (mech, op_*, outbuf, src/p11/crypto.c).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Attribute arrays: building, C_GetAttributeValue copy-out rules, template lookups. */
 #include <stdio.h>
 #include <stdlib.h>

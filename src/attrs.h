@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Attribute arrays (model-internal): building them, C_GetAttributeValue copy-out rules and
  * template matching. */
 #ifndef AKV_ATTRS_H

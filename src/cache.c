@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The per-slot object cache (DESIGN §5): an immutable, refcounted snapshot of the slot's objects,
  * built off-lock and swapped in; soft TTL (75 %) refreshes in the background, hard TTL refreshes
  * synchronously, a failed refresh keeps serving the old snapshot within stale_if_error. Objects

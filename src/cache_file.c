@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The cross-process cache file (see cache_file.h, docs/design.md "Cache file" and docs/security.md
  * "The cache file"). Layout: one header line, then JSON:
  *   akv-pkcs11-cache 4 MAC

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The cross-process cache file (docs/design.md "Cache file"), model-internal: public parts of each
  * slot's snapshot (key lists and public keys, certificates, secret names; never secret values or
  * tokens) in one per-user file (0600, atomic replace, authenticated with an HMAC under a per-user

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The mechanism table and everything decided at *Init: which rows a slot offers, key and
  * parameter validation, the JWA algorithm, and the operation lifecycle on the session. */
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Module-wide state: initialisation and finalisation, the module lock, the fork check, the
  * private OpenSSL library context, the clock and the handle counter. */
 #include <pthread.h>

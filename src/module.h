@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Module-wide state (model-internal): initialisation, the module lock, handle counters. */
 #ifndef AKV_MODULE_H
 #define AKV_MODULE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Objects: token objects built from the vault's keys, certificates and secrets (DESIGN §2),
  * session secret keys, attribute reads and searches. Objects are immutable once published, except
  * the lazily fetched value of a secret (under obj->lock). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Operation state and the model functions behind the crypto C_* entry points (src/p11/crypto.c).
  * Internal to the crypto part of the model (mech.c, op_*.c, outbuf.c). Every function here is
  * called with the session acquired (akv_session_acquire) and follows the PKCS#11 operation rules:

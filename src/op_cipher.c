@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Encryption and decryption: RSA (OAEP, PKCS#1 v1.5) with vault keys, AES (GCM, CBC, CBC-PAD, key
  * wrap) with Managed HSM oct-HSM keys or session secret keys. The vault is single-shot, so every
  * operation accumulates its (bounded) input and computes once at C_Encrypt/C_*Final; the result

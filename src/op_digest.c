@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Message digests (always local, incremental) and random numbers (the Managed HSM's RNG on HSM
  * slots, OpenSSL's DRBG in the module's library context elsewhere). */
 #include <string.h>

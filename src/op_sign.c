@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Sign and verify. Signing keys live in the vault: only a digest (or, for HMAC, the message) is
  * sent, hashing happens here incrementally. Verification is local on the cached public key unless
  * the slot asks the vault (verify: remote). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Key management that stays within PKCS#11 session objects: wrapping a session secret key with a
  * vault key (or another session key), unwrapping into a new session secret key, and generating
  * session secret keys locally. Vault keys themselves are never exported. */

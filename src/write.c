@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The writable side of the token (docs/lifecycle.md): key generation in the vault, data objects
  * as vault secrets, deletion and attribute updates. The vault is written first; then the slot's
  * snapshot is changed at once (akv_cache_apply), so the new objects are usable immediately and a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The writable side of the token (model-internal, docs/lifecycle.md): key generation in the
  * vault, token object creation, deletion and attribute updates. Every write goes to the vault
  * first and then changes the slot's cached snapshot at once, so the new state is usable without

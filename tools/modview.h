@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The module as PKCS#11 consumers see it: akv-p11 dlopens akv-pkcs11.so, reads every token and
  * object through the C_* functions and formats their PKCS#11 URIs with libp11-kit, so what it
  * prints is what pkcs11-tool, openssl and p11tool find. Nothing here talks to Key Vault directly. */

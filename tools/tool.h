@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* akv-p11: shared declarations of the CLI's commands (akv-p11.c parses the command line). */
 #ifndef AKV_TOOLS_TOOL_H
 #define AKV_TOOLS_TOOL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Key Vault REST client: authenticated calls with challenge handling, paging, object getters. */
 #include "kv/client.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Vault client internals shared by client.c (objects) and crypto.c (operations). */
 #ifndef AKV_KV_CLIENT_H
 #define AKV_KV_CLIENT_H

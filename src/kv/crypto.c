@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Cryptographic operations as Key Vault calls: sign, verify, encrypt/decrypt/wrap/unwrap, rng.
  * Requests carry base64url values; results are checked for plausible sizes before use. */
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libcurl transport: one process-wide share handle (DNS, TLS sessions) with a pool of reusable
  * easy handles that each keep their own live connections, strict TLS, caps on everything that comes from the network, and the
  * retry/backoff/deadline policy on top of a replaceable transport. */

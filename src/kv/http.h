@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Internal HTTP layer of the backend: one request with retries, backoff and a deadline over a
  * replaceable transport (libcurl in production, a fake in unit tests). */
 #ifndef AKV_KV_HTTP_H

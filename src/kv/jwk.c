@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* JSON Web Keys: strict parsing of the public parts Key Vault returns, and their conversion to
  * OpenSSL keys (EVP_PKEY_fromdata in the caller's library context) and SubjectPublicKeyInfo. Also
  * the strict parsing of certificate bundles and list items. Every parser here serves both the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Parsing of the vault's JSON objects from cJSON (internal; kv.h has the public helpers). Shared
  * by the vault's replies (client.c) and the cross-process cache file (cache_file.c). */
 #ifndef AKV_KV_JWK_H

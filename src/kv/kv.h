@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Key Vault backend: HTTP transport, credentials and the REST client. Shared contract between the
  * backend (src/kv, src/util) and the model (the .c files at the top of src/). Never includes
  * pkcs11.h; errors are kv_rc, translated to CK_RV in exactly one place (src/rv.c). All functions

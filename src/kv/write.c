@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Key Vault writes: create/update/delete keys, set/delete secrets, delete certificates. Request
  * bodies are built with cJSON; responses are parsed with the same strict helpers as the reads. */
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* PKCS#11 surface of the crypto group: mechanism queries, encrypt/decrypt, digest, sign/verify,
  * key generation, wrapping and random. Entry points check arguments, acquire the session, call
  * one model function (src/mech.c, src/op_*.c) and trace the result. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Module entry: the 2.40 function list, C_GetFunctionList, the 3.0 interface calls
  * (C_GetInterfaceList / C_GetInterface: interface "PKCS 11" returning the same 2.40 list), and
  * C_Initialize / C_Finalize / C_GetInfo. Only the three C_Get* symbols are exported

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Object entry points: create/copy/destroy, sizes and attributes, searches. */
 #include "object.h"
 #include "p11/p11.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Helpers shared by the PKCS#11 entry points (the files of src/p11): in/out traces with the CKR
  * name. */
 #ifndef AKV_P11_H

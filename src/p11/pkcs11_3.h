@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The few PKCS#11 3.0 declarations C_GetInterface needs (PKCS#11 3.0 base spec §5.2, §5.4).
  * Debian 12's p11-kit 0.24 ships a 2.40 pkcs11.h; declared here only when it lacks them. */
 #ifndef AKV_PKCS11_3_H

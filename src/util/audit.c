@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Audit lines: JSON built with cJSON (so names are escaped), one write(2) per line on an O_APPEND
  * descriptor so lines from several threads or processes never interleave. The lock is fork-safe
  * (akv_fork_lock): a child never inherits it held by a thread that does not exist there; nothing

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Audit trail: one JSON line per remote operation (docs/audit.md), appended to the configured
  * audit_file. Carries identifiers and outcomes only: never data, tokens or secrets. */
 #ifndef AKV_UTIL_AUDIT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Base64 (standard, padded) and base64url (no padding), table-driven.
  * Decoding is strict: characters outside the alphabet, misplaced padding, whitespace and
  * non-canonical trailing bits are rejected. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Growable byte buffer with a hard cap: network data never grows past what the caller allows. */
 #ifndef AKV_UTIL_BUF_H
 #define AKV_UTIL_BUF_H

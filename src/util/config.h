@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Module configuration (DESIGN.md §7). Shared contract: src/util/config.c implements it (backend
  * helper); the model reads the structs. All strings are owned by the config and freed (secrets
  * wiped) by akv_config_free. */

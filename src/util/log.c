@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Logging by category to stderr, a file or syslog; never stdout (it belongs to the host program).
  * One preformatted line per write(2) so concurrent lines do not interleave; the sink lock is
  * re-armed around fork so a child never inherits it held. */

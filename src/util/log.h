@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Logging by category. Shared contract: src/util/log.c implements it (backend helper).
  * Never logs to stdout (it belongs to the host program). Secrets are never passed here. */
 #ifndef AKV_UTIL_LOG_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* p11_aes_check - AES-GCM and AES key wrap with a Managed HSM oct-HSM key through the module,
  * each result checked independently with OpenSSL and the key's known bytes (the test imported
  * the key into the emulated HSM). pkcs11-tool 0.23 has no options for GCM parameters and wraps

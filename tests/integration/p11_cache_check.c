@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* p11_cache_check - proves the module's object cache from inside ONE process (each pkcs11-tool
  * run is a new process, so it cannot show this).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* p11_common.c - see p11_common.h. */
 #include "p11_common.h"
 

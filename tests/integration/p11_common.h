@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* p11_common.h - shared by the integration test programs (p11_cache_check, p11_count_check):
  * loading a PKCS#11 module with dlopen, finding objects, reading the emulator's request
  * counters, and counting checks the way lib.sh does ("ok N - ..." / "not ok N - ..."). */

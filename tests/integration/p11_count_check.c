@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* p11_count_check - what each crypto call costs in vault requests, measured with the emulator's
  * counters around single PKCS#11 calls in one process, plus an AES key wrap/unwrap round trip.
  *

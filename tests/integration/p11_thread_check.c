@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* p11_thread_check - with CKF_LIBRARY_CANT_CREATE_OS_THREADS the module starts no thread, and
  * still works: listing, keys read on demand, signing and verifying, a refresh past the soft TTL
  * (no background refresh) and past the hard TTL (refreshed inline).

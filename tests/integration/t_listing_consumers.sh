@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Issue 3: the same vault seen through GnuTLS' p11tool (listing, and --test-sign), OpenSSH's
 # ssh-keygen -D and p11-kit (list-modules with a registered .module file). Touches /etc/pkcs11/modules (removed on exit).
 . "$(dirname "$0")/lib.sh"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The module under a misbehaving vault (emulator fault injection): retries on 503 and 429 (with
 # Retry-After) are invisible to pkcs11-tool, a vault that keeps failing gives CKR_DEVICE_ERROR
 # within the configured deadline, and hostile/broken responses never crash or hang a consumer.

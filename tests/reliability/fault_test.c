@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fault_test - signatures from many threads while the emulator injects faults.
  *
  *   fault_test ok   CONFIG THREADS COUNT NAME=SPEC...

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fork_test - fork safety (issue 5, DESIGN §6).
  *
  *   fork_test CONFIG ROUNDS

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* hostile_server - a tiny HTTPS "vault" that misbehaves on purpose (issue 5, hostile-server
  * resistance), for what the emulator's fault modes cannot do.
  *

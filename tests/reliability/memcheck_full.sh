@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # memcheck_full.sh BUILD_DIR [TEST...] - the whole integration suite (tests/integration/t_*.sh and
 # demo.sh, or only the named tests, e.g. `sign engine`) with every process that loads the module
 # under valgrind memcheck (tests/integration/lib.sh's AKV_MEMCHECK hook). One test at a time; the

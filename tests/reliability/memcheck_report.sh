@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # memcheck_report.sh [--quiet] DIR... - summarises the valgrind memcheck logs (NAME.PID.log, as
 # memcheck_wrap.sh writes them) found under each DIR: one line per process (errors, definitely lost
 # bytes/blocks, suppressed errors, command), the full record of every process that reported

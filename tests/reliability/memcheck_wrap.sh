@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # memcheck_wrap.sh NAME REAL [ARGS...] - runs REAL under valgrind memcheck when this invocation
 # loads akv-pkcs11.so, and plainly otherwise (openssl dgst, curl against the REST API, ssh-keygen
 # -i ... stay at full speed). tests/integration/lib.sh installs one shim per consumer in front of

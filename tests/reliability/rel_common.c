@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* rel_common.c - see rel_common.h. */
 #include "rel_common.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* rel_common.h - shared by the reliability test programs (fault_test, fork_test, stress_test,
  * hostile_test): the module loaded with an explicit config, the emulator's fault control, public
  * keys from DER files written by the runner (independent of the module), and a sign+verify step

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck shell=bash
 # rel_lib.sh - sourced by the reliability tests after tests/integration/lib.sh: program paths and
 # the standard seed (an EC P-256 and an RSA 2048 key whose public keys are exported from the

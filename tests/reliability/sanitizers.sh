@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # sanitizers.sh SOURCE_ROOT [EMULATOR]: builds the sanitizer variants with clang and runs the same
 # stress suite and the backend unit tests there:
 #   ThreadSanitizer           -Db_sanitize=thread

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stress_test - 16 threads over one module instance (issue 5), built for the sanitizer runs.
  *
  *   stress_test CONFIG THREADS ITERATIONS

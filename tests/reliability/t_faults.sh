@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Fault-injection suite (issue 5): for each fault kind, THREADS threads x COUNT signatures through
 # the module complete with 0 failures and every signature verifies; with a fault on every request,
 # every call returns CKR_DEVICE_ERROR within the deadline + 1 s. `--long` = 8 x 200 per kind

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Fork safety (issue 5): see fork_test.c for what is checked.
 . "$(dirname "$0")/../integration/lib.sh"
 . "$(dirname "$0")/rel_lib.sh"

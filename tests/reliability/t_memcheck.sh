@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # integration-memcheck (meson suite `memcheck`): the module inside every kind of consumer, each
 # consumer process under valgrind memcheck (tests/integration/lib.sh's AKV_MEMCHECK hook), in a
 # selection small enough for CI that still covers every consumer kind — pkcs11-tool, p11tool

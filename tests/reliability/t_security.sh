@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Security defaults, end to end (issue 5; docs/security.md):
 #  - with every debug category on and a log file, full flows (listing, reading a secret data object,
 #    signing, decrypting, login with a PIN, token refreshes forced by the vault) leave no client

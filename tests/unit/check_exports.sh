@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Checks that the module's dynamic symbol table defines exactly the three PKCS#11 entry points
 # (src/akv-pkcs11.map): any other exported symbol could shadow or be shadowed by a dependency's.
 set -eu

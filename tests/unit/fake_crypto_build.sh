@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Builds and runs the crypto unit tests against fake_crypto_model.c instead of the real model
 # (for the crypto helper while the model is not linkable). Usage: fake_crypto_build.sh BUILDDIR
 set -eu

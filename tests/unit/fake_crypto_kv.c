@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A fake Key Vault crypto backend for the crypto unit tests (#included by test_op_*.c): kv_sign,
  * kv_verify, kv_cipher and kv_random computed with real OpenSSL on keys the test registers, with
  * call counters and the last algorithm/version seen, plus builders for key objects. The kv_*

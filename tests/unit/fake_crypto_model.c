@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Stand-in for the model (module/session/object) used to build the crypto unit tests on their own
  * (tests/unit/fake_crypto_build.sh) while the real model is not linkable. Never compiled by meson:
  * the meson unit tests link the real model. */

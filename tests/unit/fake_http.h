@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Fake HTTP transport for backend unit tests: scripted replies or a handler, a recorded request
  * log and a virtual clock (sleeps advance it), installed with kv_http_set_transport. */
 #ifndef AKV_TEST_FAKE_HTTP_H

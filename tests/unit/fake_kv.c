@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Fake Key Vault backend (see fake_kv.h). Test code: in-memory, single vault, no network. */
 #include <stdio.h>
 #include <stdlib.h>

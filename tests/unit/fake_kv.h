@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A fake Key Vault backend for the model's unit tests: implements kv.h in memory with real RSA/EC
  * keys, self-signed certificates over them and secrets; counts calls and injects failures. */
 #ifndef AKV_TEST_FAKE_KV_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Helpers for the model/surface unit tests (which run against fake_kv.c). */
 #ifndef AKV_TEST_MODEL_HELPERS_H
 #define AKV_TEST_MODEL_HELPERS_H

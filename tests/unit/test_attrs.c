@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* src/attrs.c: attribute arrays, C_GetAttributeValue copy-out rules, template lookups. */
 #include "attrs.h"
 #include "model_helpers.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* src/cache.c: TTL, soft refresh in the background, stale-if-error, rotation, stable handles and
  * lazy mode, with the injected clock and the fake backend. */
 #include <dlfcn.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ENGINE is deprecated in OpenSSL 3 but is what hosts like `openssl -engine pkcs11` still use. */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of src/kv/write.c over the fake HTTP transport: request method, path and JSON body of
  * key create/update/delete and secret set/delete, reply parsing, and the checks made before any
  * request (names, vault kinds, secret values). */

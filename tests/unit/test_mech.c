@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The mechanism table: rows, per-slot lists and info, DigestInfo parsing, parameter validation
  * of every parameterised family, JWA names and the ECDSA digest mapping. */
 #include <setjmp.h>

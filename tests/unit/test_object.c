@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* src/object.c: objects built from the vault (DESIGN §2) through C_FindObjects and
  * C_GetAttributeValue, against the fake backend. */
 #include <openssl/bn.h>

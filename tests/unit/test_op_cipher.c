@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Encrypt and decrypt: RSA in the fake vault (and locally with public_ops local), AES in the fake
  * Managed HSM (GCM with the HSM's IV, CBC, CBC-PAD, key-size discovery) and locally with session
  * keys; the length-query protocol without extra requests. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Local digests (known answers, multi-part, length queries, C_DigestKey) and C_GenerateRandom
  * (HSM RNG on Managed HSM slots, local DRBG elsewhere). */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Sign and verify against the fake vault (fake_crypto_kv.c): JWA choice, DigestInfo handling,
  * ECDSA digest mapping, length queries without requests, local and remote verification,
  * operation state rules. Signatures are checked independently with OpenSSL. */

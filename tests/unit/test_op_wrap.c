@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Wrap/unwrap of session secret keys with vault RSA keys, HSM AES keys and session AES keys
  * (RFC 3394 known answer), and local session key generation. */
 #include <setjmp.h>

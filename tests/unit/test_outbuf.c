@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The length-query protocol (akv_copy_out) and the bounded buffers of operations. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* src/p11/crypto.c: the crypto entry points through the real module (no network: session keys,
  * digests, local random, mechanism queries; the fake vault only answers the HSM RNG). */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* src/p11/module.c: function list, PKCS#11 3.0 interface calls, C_GetInfo. */
 #include "model_helpers.h"
 #include "p11/pkcs11_3.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* src/p11/object.c: argument, session and handle checks of every object entry point, and the
  * search protocol. */
 #include "model_helpers.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* src/rv.c: the one kv_rc -> CK_RV translation (DESIGN §4) and CKR names. */
 #include "model_helpers.h"
 

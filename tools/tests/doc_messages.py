@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """docs/troubleshooting.md documents every error and warning the module logs.
 
 Finds each akv_err/akv_warn call (and akv_log at ERROR/WARN level) in src/, takes the longest

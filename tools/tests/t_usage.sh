@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # docs/usage.md and docs/troubleshooting.md stay true: every ```sh block of them runs, in order and in one shell, against the
 # emulator (vault "myvault" with RSA key "mykey", EC key "myeckey", certificate "mycert"). Only the
 # module path, the configuration path and the ports 8443/8444 are replaced. Each block is one
