@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* certs.c - Key Vault certificates of the emulator (owner: EMU-OBJ).
+/* certs.c - Key Vault certificates of the emulator.
  *
  * Routes (vault kind only):
  *   POST   /certificates/{n}/create              202 CertificateOperation    certificates.create
@@ -8,17 +8,17 @@
  *   GET    /certificates/{n}/versions             list versions              certificates.versions
  *   GET    /certificates/{n}[/{v}]                get                        certificates.get
  *   PATCH  /certificates/{n}[/{v}]                update attributes/tags     certificates.update
- *   GET    /certificates/{n}/policy               get policy                 certificates.policy_get
- *   PATCH  /certificates/{n}/policy               update policy              certificates.policy_update
- *   GET    /certificates/{n}/pending              operation                  certificates.pending
- *   PATCH  /certificates/{n}/pending              cancel                     certificates.pending_update
- *   DELETE /certificates/{n}/pending              delete operation           certificates.pending_delete
- *   POST   /certificates/{n}/pending/merge        merge x5c (issuer Unknown) certificates.merge
- *   DELETE /certificates/{n}                      soft delete (+key, secret) certificates.delete
- *   GET    /deletedcertificates                   list deleted               certificates.deleted_list
- *   GET    /deletedcertificates/{n}               get deleted                certificates.deleted_get
- *   DELETE /deletedcertificates/{n}               purge (204)                certificates.purge
- *   POST   /deletedcertificates/{n}/recover       recover                    certificates.recover
+ *   GET    /certificates/{n}/policy               get policy certificates.policy_get PATCH
+ * /certificates/{n}/policy               update policy              certificates.policy_update GET
+ * /certificates/{n}/pending              operation                  certificates.pending PATCH
+ * /certificates/{n}/pending              cancel                     certificates.pending_update
+ *   DELETE /certificates/{n}/pending              delete operation certificates.pending_delete POST
+ * /certificates/{n}/pending/merge        merge x5c (issuer Unknown) certificates.merge DELETE
+ * /certificates/{n}                      soft delete (+key, secret) certificates.delete GET
+ * /deletedcertificates                   list deleted               certificates.deleted_list GET
+ * /deletedcertificates/{n}               get deleted                certificates.deleted_get DELETE
+ * /deletedcertificates/{n}               purge (204)                certificates.purge POST
+ * /deletedcertificates/{n}/recover       recover                    certificates.recover
  *
  * A create allocates the new version at once: a placeholder (disabled, no cer) that the pending
  * operation fills. Issuer "Self" completes on the first GET of /pending or one second after the
@@ -66,7 +66,7 @@ struct cop {
 
 struct cversion {
   char version[EMU_VERSION_LEN + 1];
-  X509 *cert;   /* NULL while the version is a pending placeholder */
+  X509 *cert; /* NULL while the version is a pending placeholder */
   char *cer_b64;
   char x5t[40];
   struct emu_attrs attrs;
@@ -258,7 +258,7 @@ fail:
   return NULL;
 }
 
-/* CertificateBundle (§6.2): id, kid, sid, x5t, cer, attributes, tags, policy, pending. */
+/* CertificateBundle: id, kid, sid, x5t, cer, attributes, tags, policy, pending. */
 static cJSON *bundle_new(struct emu_vault *vault, const struct cert *c, const struct cversion *cv)
 {
   cJSON *b = cJSON_CreateObject(), *m = NULL;
@@ -402,9 +402,9 @@ static char *subject_text_new(X509 *cert)
 /* x509_props of an imported certificate: subject, sans, ekus, key_usage, validity_months. */
 static cJSON *x509_props_from_cert(X509 *cert)
 {
-  static const char *const ku_names[] = {"digitalSignature", "nonRepudiation",   "keyEncipherment",
-                                         "dataEncipherment", "keyAgreement",     "keyCertSign",
-                                         "cRLSign",          "encipherOnly",     "decipherOnly"};
+  static const char *const ku_names[] = {"digitalSignature", "nonRepudiation", "keyEncipherment",
+                                         "dataEncipherment", "keyAgreement",   "keyCertSign",
+                                         "cRLSign",          "encipherOnly",   "decipherOnly"};
   static const uint32_t ku_bits[] = {KU_DIGITAL_SIGNATURE, KU_NON_REPUDIATION, KU_KEY_ENCIPHERMENT,
                                      KU_DATA_ENCIPHERMENT, KU_KEY_AGREEMENT,   KU_KEY_CERT_SIGN,
                                      KU_CRL_SIGN,          KU_ENCIPHER_ONLY,   KU_DECIPHER_ONLY};
@@ -584,8 +584,9 @@ static cJSON *policy_normalize(const cJSON *in, EVP_PKEY *pkey, X509 *leaf, cons
     ks = cJSON_GetObjectItemCaseSensitive(ikp, "key_size");
     key_size = pkey ? EVP_PKEY_get_bits(pkey) : 2048;
     if (!pkey && ks && !cJSON_IsNull(ks)) {
-      if (!cJSON_IsNumber(ks) || (ks->valueint != 2048 && ks->valueint != 3072 &&
-                                  ks->valueint != 4096) || ks->valuedouble != ks->valueint) {
+      if (!cJSON_IsNumber(ks) ||
+          (ks->valueint != 2048 && ks->valueint != 3072 && ks->valueint != 4096) ||
+          ks->valuedouble != ks->valueint) {
         *err = "policy.key_props.key_size must be 2048, 3072 or 4096 for RSA.";
         goto fail;
       }
@@ -734,8 +735,7 @@ static cJSON *policy_normalize(const cJSON *in, EVP_PKEY *pkey, X509 *leaf, cons
   if (cJSON_IsNumber(e))
     created = (int64_t)e->valuedouble;
   attrs = cJSON_AddObjectToObject(out, "attributes");
-  if (!attrs ||
-      !cJSON_AddBoolToObject(attrs, "enabled", bool_member(iattrs, "enabled", 1, &bad)) ||
+  if (!attrs || !cJSON_AddBoolToObject(attrs, "enabled", bool_member(iattrs, "enabled", 1, &bad)) ||
       !cJSON_AddNumberToObject(attrs, "created", (double)created) ||
       !cJSON_AddNumberToObject(attrs, "updated", (double)now))
     goto nomem;
@@ -785,12 +785,11 @@ struct issue_err {
   char msg[256];
 };
 
-static void issue_err_set(struct issue_err *e, unsigned status, const char *code,
-                          const char *inner, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
+static void issue_err_set(struct issue_err *e, unsigned status, const char *code, const char *inner,
+                          const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-static void issue_err_set(struct issue_err *e, unsigned status, const char *code,
-                          const char *inner, const char *fmt, ...)
+static void issue_err_set(struct issue_err *e, unsigned status, const char *code, const char *inner,
+                          const char *fmt, ...)
 {
   va_list ap;
 
@@ -823,7 +822,7 @@ static void issue_err_rc(struct issue_err *e, enum emu_rc rc, const char *what, 
 /* Store key {name}/{version} (managed) and secret {name}/{version} (managed, kid) for an
  * issued certificate. Called without the vault lock. */
 static int issue_key_and_secret(struct emu_vault *vault, const char *name, const char *version,
-                                EVP_PKEY *pkey, X509 *leaf, STACK_OF(X509) *chain,
+                                EVP_PKEY *pkey, X509 *leaf, STACK_OF(X509) * chain,
                                 const cJSON *policy, const struct emu_attrs *attrs,
                                 const cJSON *tags, struct issue_err *e)
 {
@@ -888,7 +887,7 @@ out:
  * is given (merge: takes force_cert and force_chain). Returns 0, or -1 with *e set when a
  * merge failed. Called without the vault lock. */
 static int op_complete(struct emu_vault *vault, const char *name, X509 *force_cert,
-                       STACK_OF(X509) *force_chain, struct issue_err *e)
+                       STACK_OF(X509) * force_chain, struct issue_err *e)
 {
   struct cert *c;
   struct cop *op;
@@ -1008,7 +1007,8 @@ static void complete_due_all(struct emu_vault *vault)
   free(names);
 }
 
-/* ---- request helpers -------------------------------------------------------------------------- */
+/* ---- request helpers --------------------------------------------------------------------------
+ */
 
 static int reply_issue_err(struct emu_resp *resp, const struct issue_err *e)
 {
@@ -1032,7 +1032,8 @@ static int reply_pending_not_found(struct emu_resp *resp, const char *name)
 enum { PENDING_GET, PENDING_CANCEL, PENDING_DELETE };
 enum { DELETED_GET, DELETED_PURGE, DELETED_RECOVER };
 
-/* ---- operations -------------------------------------------------------------------------------- */
+/* ---- operations --------------------------------------------------------------------------------
+ */
 
 static int op_create(struct emu_req *req, struct emu_resp *resp, int arg)
 {
@@ -1054,8 +1055,9 @@ static int op_create(struct emu_req *req, struct emu_resp *resp, int arg)
   int ret = -1, conflict = 0;
 
   if (!emu_name_valid(name))
-    return emu_resp_bad_param(resp, "The certificate name '%.200s' is invalid: use 1-127 "
-                                    "characters of 0-9, a-z, A-Z and '-'.",
+    return emu_resp_bad_param(resp,
+                              "The certificate name '%.200s' is invalid: use 1-127 "
+                              "characters of 0-9, a-z, A-Z and '-'.",
                               name);
   if (!cJSON_IsObject(req->body))
     return emu_resp_bad_param(resp, "The request body must be a JSON object with a 'policy'.");
@@ -1129,10 +1131,10 @@ static int op_create(struct emu_req *req, struct emu_resp *resp, int arg)
   pthread_mutex_lock(&vault->lock);
   c = cert_find_inlock(vault, name, NULL);
   if (c && (c->e.deleted || (c->op && c->op->status == COP_IN_PROGRESS))) {
-    ret = c->e.deleted ? reply_state_conflict(resp, c)
-                     : emu_resp_error(resp, 409, "Conflict", NULL,
-                                      "Certificate %s has a pending operation in progress.",
-                                      c->e.name);
+    ret = c->e.deleted
+              ? reply_state_conflict(resp, c)
+              : emu_resp_error(resp, 409, "Conflict", NULL,
+                               "Certificate %s has a pending operation in progress.", c->e.name);
   } else if ((c = cert_get_or_add_inlock(vault, name)) != NULL &&
              (prev = cversion_add_inlock(c, op->version)) != NULL) {
     prev->attrs.enabled = 0;
@@ -1171,7 +1173,7 @@ out:
 
 /* Add a fully issued version (import, seed). Takes leaf; chain is borrowed. */
 static int add_issued(struct emu_vault *vault, const char *name, cJSON **policy, EVP_PKEY *pkey,
-                      X509 *leaf, STACK_OF(X509) *chain, const struct emu_attrs *attrs,
+                      X509 *leaf, STACK_OF(X509) * chain, const struct emu_attrs *attrs,
                       const cJSON *tags, cJSON **bundle, struct issue_err *e)
 {
   char version[EMU_VERSION_LEN + 1];
@@ -1228,8 +1230,9 @@ static int op_import(struct emu_req *req, struct emu_resp *resp, int arg)
   int bad = 0, is_pem, ret = -1;
 
   if (!emu_name_valid(name))
-    return emu_resp_bad_param(resp, "The certificate name '%.200s' is invalid: use 1-127 "
-                                    "characters of 0-9, a-z, A-Z and '-'.",
+    return emu_resp_bad_param(resp,
+                              "The certificate name '%.200s' is invalid: use 1-127 "
+                              "characters of 0-9, a-z, A-Z and '-'.",
                               name);
   if (!cJSON_IsObject(req->body))
     return emu_resp_bad_param(resp, "The request body must be a JSON object with a 'value'.");
@@ -1473,8 +1476,8 @@ static int op_pending(struct emu_req *req, struct emu_resp *resp, int action)
   int found = 0;
 
   if (action == PENDING_CANCEL) {
-    if (!cJSON_IsObject(req->body) ||
-        !cJSON_IsBool(cancel = cJSON_GetObjectItemCaseSensitive(req->body, "cancellation_requested")))
+    if (!cJSON_IsObject(req->body) || !cJSON_IsBool(cancel = cJSON_GetObjectItemCaseSensitive(
+                                                        req->body, "cancellation_requested")))
       return emu_resp_bad_param(resp, "The request body must be {\"cancellation_requested\": "
                                       "true|false}.");
   }
@@ -1869,10 +1872,10 @@ static int op_restore(struct emu_req *req, struct emu_resp *resp, int arg)
   exists = c != NULL;
   if (c)
     ret = c->e.deleted ? reply_state_conflict(resp, c)
-                     : emu_resp_error(resp, 409, "Conflict", NULL,
-                                      "Certificate %s already exists; a backup restores only an "
-                                      "absent name.",
-                                      name);
+                       : emu_resp_error(resp, 409, "Conflict", NULL,
+                                        "Certificate %s already exists; a backup restores only an "
+                                        "absent name.",
+                                        name);
   pthread_mutex_unlock(&vault->lock);
   if (exists)
     goto out;
@@ -1986,7 +1989,8 @@ int emu_certs_handle(struct emu_req *req, struct emu_resp *resp)
   return objs_dispatch(req, resp, cert_routes, sizeof(cert_routes) / sizeof(cert_routes[0]));
 }
 
-/* ---- seeding ------------------------------------------------------------------------------------ */
+/* ---- seeding ------------------------------------------------------------------------------------
+ */
 
 /* {"vault":"demo","name":"web","subject":"CN=web","kty":"RSA","key_size":2048,"crv":"P-256",
  *  "dns_names":["web.example"],"validity_months":12,"contentType":"application/x-pem-file",
@@ -2023,8 +2027,7 @@ int certs_seed(struct emu_vault *vault, const cJSON *item)
     if (!kp || !xp || !sp)
       goto nomem;
     e = cJSON_GetObjectItemCaseSensitive(item, "subject");
-    if (e ? add_dup(xp, "subject", e)
-          : !cJSON_AddStringToObject(xp, "subject", "CN=emulator"))
+    if (e ? add_dup(xp, "subject", e) : !cJSON_AddStringToObject(xp, "subject", "CN=emulator"))
       goto nomem;
     if ((e = cJSON_GetObjectItemCaseSensitive(item, "kty")) && add_dup(kp, "kty", e))
       goto nomem;
@@ -2032,8 +2035,7 @@ int certs_seed(struct emu_vault *vault, const cJSON *item)
       goto nomem;
     if ((e = cJSON_GetObjectItemCaseSensitive(item, "crv")) && add_dup(kp, "crv", e))
       goto nomem;
-    if ((e = cJSON_GetObjectItemCaseSensitive(item, "exportable")) &&
-        add_dup(kp, "exportable", e))
+    if ((e = cJSON_GetObjectItemCaseSensitive(item, "exportable")) && add_dup(kp, "exportable", e))
       goto nomem;
     if ((e = cJSON_GetObjectItemCaseSensitive(item, "validity_months")) &&
         add_dup(xp, "validity_months", e))

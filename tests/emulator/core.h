@@ -12,15 +12,15 @@
 #include <stdbool.h>
 
 #define EMU_MAX_VAULTS 16
-#define EMU_KEYS_MAX 5000     /* keys per vault */
-#define EMU_VERSIONS_MAX 500  /* versions per key */
-#define EMU_TOKEN_MAX 8192    /* bearer token / assertion length cap */
+#define EMU_KEYS_MAX 5000    /* keys per vault */
+#define EMU_VERSIONS_MAX 500 /* versions per key */
+#define EMU_TOKEN_MAX 8192   /* bearer token / assertion length cap */
 
 /* ---- faults (faults.c) ----------------------------------------------------------- */
 
 struct fault_decision {
-  unsigned status;      /* 0 = none */
-  int retry_after;      /* seconds, -1 = no header */
+  unsigned status;       /* 0 = none */
+  int retry_after;       /* seconds, -1 = no header */
   bool retry_after_date; /* send Retry-After as an HTTP-date */
   unsigned latency_ms;
   bool drop, truncate, badjson, token_expired;
@@ -28,17 +28,17 @@ struct fault_decision {
 
 int faults_set(const char *spec, char *err, size_t errlen); /* "" clears */
 int faults_set_json(const cJSON *json, char *err, size_t errlen);
-void faults_decide(struct fault_decision *d);   /* one data-plane request */
-bool faults_token_expired(void);                /* consumes a token-expired firing */
-bool faults_token_revoke(void);                 /* consumes a token-revoke firing */
+void faults_decide(struct fault_decision *d); /* one data-plane request */
+bool faults_token_expired(void);              /* consumes a token-expired firing */
+bool faults_token_revoke(void);               /* consumes a token-revoke firing */
 cJSON *faults_json_new(void);
-int faults_token_ttl(void);                     /* -1 = not overridden */
+int faults_token_ttl(void); /* -1 = not overridden */
 void faults_free(void);
 
 /* ---- stats (stats.c) -------------------------------------------------------------- */
 
 void stats_init(void);
-void stats_request(void);      /* one data-plane request */
+void stats_request(void); /* one data-plane request */
 /* connection accounting per listener (name: "entra", "identity" or the vault name) */
 void stats_connection(const char *listener, bool opened);
 void stats_reset(void);
@@ -55,13 +55,13 @@ struct emu_server {
   char *client_id;
   char *client_secret;
   char *identity_header;
-  char *authority_host;     /* https://localhost:PORT */
-  char *imds_endpoint;      /* http://127.0.0.1:PORT */
-  int token_ttl;            /* seconds */
-  int64_t delete_delay_ms;  /* "being deleted" window */
+  char *authority_host;      /* https://localhost:PORT */
+  char *imds_endpoint;       /* http://127.0.0.1:PORT */
+  int token_ttl;             /* seconds */
+  int64_t delete_delay_ms;   /* "being deleted" window */
   int client_secret_revoked; /* control: the client secret was deleted from the app */
-  EVP_PKEY *token_key;      /* signs access tokens and the federated token */
-  X509 *client_cert;        /* registered for the client assertion flow */
+  EVP_PKEY *token_key;       /* signs access tokens and the federated token */
+  X509 *client_cert;         /* registered for the client assertion flow */
   unsigned char client_x5t[20], client_x5t256[32];
   char *server_key_pem, *server_cert_pem;
   unsigned char backup_key[32]; /* AES-256-GCM key sealing key backups (per run) */
@@ -111,10 +111,11 @@ void keystore_free(struct emu_keystore *ks);
 /* ---- key crypto (keycrypto.c) ------------------------------------------------------------ */
 
 struct key_material {
-  const char *kty;  /* RSA, RSA-HSM, EC, EC-HSM, oct-HSM */
-  const char *crv;  /* EC only */
-  EVP_PKEY *pkey;   /* RSA/EC */
-  const unsigned char *k; size_t klen; /* oct */
+  const char *kty; /* RSA, RSA-HSM, EC, EC-HSM, oct-HSM */
+  const char *crv; /* EC only */
+  EVP_PKEY *pkey;  /* RSA/EC */
+  const unsigned char *k;
+  size_t klen; /* oct */
 };
 
 enum key_op { OP_SIGN, OP_VERIFY, OP_ENCRYPT, OP_DECRYPT, OP_WRAP, OP_UNWRAP };
@@ -122,8 +123,8 @@ enum key_op { OP_SIGN, OP_VERIFY, OP_ENCRYPT, OP_DECRYPT, OP_WRAP, OP_UNWRAP };
 /* Perform `op` with the request body; fills resp with the KeyOperationResult
  * ({"kid","value"[,"iv","tag","aad"]}, "alg" on MHSM) / KeyVerifyResult or an error.
  * Returns 0, or -1 on out of memory. */
-int keycrypto_run(const struct key_material *km, enum key_op op, const cJSON *body,
-                  bool mhsm, const char *kid, struct emu_resp *resp);
+int keycrypto_run(const struct key_material *km, enum key_op op, const cJSON *body, bool mhsm,
+                  const char *kid, struct emu_resp *resp);
 
 /* ---- http (http.c) -------------------------------------------------------------------- */
 

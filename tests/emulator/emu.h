@@ -2,9 +2,8 @@
 /*
  * emu.h - internal contract of the Key Vault emulator (tests/emulator).
  *
- * Shared between the emulator core (owner: helper EMU-CORE: main.c, http.c,
- * keys.c, ...) and the object handlers (owner: helper EMU-OBJ: secrets.c,
- * certs.c). Keep changes compatible; mark any change with a "CHANGED:" comment.
+ * Shared between the emulator core (main.c, http.c, keys.c, ...) and the object
+ * handlers (secrets.c, certs.c).
  *
  * Threading: the HTTP server runs one thread per connection, so handlers run
  * concurrently. Every vault has one mutex (emu_vault.lock) protecting all of its
@@ -48,14 +47,14 @@ enum emu_vault_kind {
 struct emu_keystore; /* keys.c */
 
 struct emu_vault {
-  char *name;                /* vault name as given on the command line */
+  char *name; /* vault name as given on the command line */
   enum emu_vault_kind kind;
-  char *base_url;            /* "https://localhost:PORT" (no trailing slash); ids are built from it */
+  char *base_url; /* "https://localhost:PORT" (no trailing slash); ids are built from it */
   unsigned port;
   pthread_mutex_t lock;      /* protects keys, secrets, certs below */
   struct emu_keystore *keys; /* owned by keys.c */
-  void *secrets;             /* owned by secrets.c (EMU-OBJ); NULL until first use */
-  void *certs;               /* owned by certs.c (EMU-OBJ); NULL until first use */
+  void *secrets;             /* owned by secrets.c; NULL until first use */
+  void *certs;               /* owned by certs.c; NULL until first use */
 };
 
 /* ---- requests and responses ---------------------------------------------------- */
@@ -77,9 +76,9 @@ struct emu_req {
   size_t nseg;
   struct emu_query query[EMU_MAX_QUERY];
   size_t nquery;
-  const char *api_version; /* already validated (7.4, 7.5, 7.6, 2025-07-01, 2026-04-01) */
-  const cJSON *body;       /* parsed JSON body; NULL when the request had no body. A body that
-                              is not valid JSON is rejected (400) before handlers run. */
+  const char *api_version;       /* already validated (7.4, 7.5, 7.6, 2025-07-01, 2026-04-01) */
+  const cJSON *body;             /* parsed JSON body; NULL when the request had no body. A body that
+                                    is not valid JSON is rejected (400) before handlers run. */
   const char *client_request_id; /* x-ms-client-request-id or NULL */
 };
 
@@ -89,8 +88,8 @@ struct emu_header {
 };
 
 struct emu_resp {
-  unsigned status;  /* 0 = not set yet */
-  cJSON *json;      /* body (owned) or NULL */
+  unsigned status; /* 0 = not set yet */
+  cJSON *json;     /* body (owned) or NULL */
   struct emu_header hdr[EMU_MAX_HEADERS];
   size_t nhdr;
 };
@@ -111,17 +110,13 @@ int emu_resp_header(struct emu_resp *resp, const char *name, const char *value);
 /* Common errors with the service's texts. `what` is "Key", "Secret" or "Certificate". */
 int emu_resp_not_found(struct emu_resp *resp, const char *what, const char *name);
 int emu_resp_deleted_not_found(struct emu_resp *resp, const char *what, const char *name);
-int emu_resp_bad_param(struct emu_resp *resp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int emu_resp_bad_param(struct emu_resp *resp, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 int emu_resp_method_not_allowed(struct emu_resp *resp); /* 405 for a known path, wrong method */
 
-/* ---- handlers implemented by EMU-OBJ (secrets.c, certs.c) ------------------------ */
-/* Build rule (tests/emulator/meson.build): secrets.c must define emu_secrets_handle,
- * emu_objs_seed and emu_objs_vault_free; certs.c must define emu_certs_handle. Each file
- * is compiled when it exists; while one is missing the core links a fallback answering
- * 404 NotImplemented for its routes (objs_absent_secrets.c / objs_absent_certs.c).
- * Both files are compiled with the same flags and link with OpenSSL, cJSON, pthreads.
- * Helpers they need only between themselves can be `static` or declared in emu.h by
- * asking EMU-CORE. */
+/* ---- handlers of secrets.c and certs.c ------------------------------------------- */
+/* secrets.c defines emu_secrets_handle, emu_objs_seed and emu_objs_vault_free; certs.c
+ * defines emu_certs_handle. */
 
 /* Called for collections "secrets"/"deletedsecrets" (emu_secrets_handle) and
  * "certificates"/"deletedcertificates" (emu_certs_handle) on a Key Vault (never MHSM,
@@ -167,12 +162,12 @@ int64_t emu_now_ms(void); /* monotonic milliseconds */
 /* ---- attributes, tags, soft delete (shared by keys/secrets/certificates) ------------- */
 
 struct emu_attrs {
-  int enabled;     /* default 1 */
-  int64_t nbf;     /* 0 = absent */
-  int64_t exp;     /* 0 = absent */
+  int enabled; /* default 1 */
+  int64_t nbf; /* 0 = absent */
+  int64_t exp; /* 0 = absent */
   int64_t created;
   int64_t updated;
-  int exportable;  /* keys only */
+  int exportable; /* keys only */
 };
 
 /* Apply a request "attributes" object (enabled/nbf/exp, exportable when `keys`) onto
@@ -185,9 +180,9 @@ cJSON *emu_attrs_json_new(const struct emu_attrs *attrs);
 int emu_tags_valid(const cJSON *tags, const char **err);
 
 struct emu_deleted {
-  int64_t deleted_date;        /* Unix seconds */
+  int64_t deleted_date; /* Unix seconds */
   int64_t scheduled_purge_date;
-  int64_t visible_at_ms;       /* emu_now_ms() after which /deleted* shows it */
+  int64_t visible_at_ms; /* emu_now_ms() after which /deleted* shows it */
 };
 /* Fill at delete time (uses the configured "being deleted" window, default 0). */
 void emu_deleted_init(struct emu_deleted *del);
@@ -201,8 +196,9 @@ int emu_deleted_json_add(cJSON *bundle, const struct emu_vault *vault,
 /* ---- paging ---------------------------------------------------------------------- */
 
 /* Respond with one page of `items` (a cJSON array in a stable order; taken):
- * {"value":[...],"nextLink":"https://localhost:PORT/<req path>?api-version=..&$skiptoken=..[&maxresults=N]"|null}.
- * Honours maxresults (1..25, else 400 BadParameter) and $skiptoken (opaque; bad -> 400). */
+ * {"value":[...],"nextLink":"https://localhost:PORT/<req
+ * path>?api-version=..&$skiptoken=..[&maxresults=N]"|null}. Honours maxresults (1..25, else 400
+ * BadParameter) and $skiptoken (opaque; bad -> 400). */
 int emu_page(const struct emu_req *req, struct emu_resp *resp, cJSON *items);
 
 /* ---- stats --------------------------------------------------------------------------- */
@@ -254,7 +250,7 @@ enum emu_rc emu_keys_delete(struct emu_vault *vault, const char *name, cJSON **b
 enum emu_rc emu_keys_recover(struct emu_vault *vault, const char *name, cJSON **bundle);
 enum emu_rc emu_keys_purge(struct emu_vault *vault, const char *name);
 
-/* CHANGED: added (REQUESTS.md R6). Set enabled/nbf/exp (from *attrs; exportable, created,
+/* Set enabled/nbf/exp (from *attrs; exportable, created,
  * updated ignored) and, when tags is not NULL, replace the tags of one version (version NULL
  * or "" = latest) of a live key, certificate-managed or not; `updated` becomes now. Takes the
  * vault lock itself. EMU_OK, EMU_E_NOT_FOUND or EMU_E_NOMEM. */

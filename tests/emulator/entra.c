@@ -32,9 +32,9 @@ struct form {
 
 static void form_free(struct form *f)
 {
-  for(size_t i = 0; i < f->n; i++) {
+  for (size_t i = 0; i < f->n; i++) {
     free(f->name[i]);
-    if(f->value[i]) {
+    if (f->value[i]) {
       OPENSSL_cleanse(f->value[i], strlen(f->value[i]));
       free(f->value[i]);
     }
@@ -47,38 +47,38 @@ static int form_parse(const char *text, size_t len, struct form *f)
 {
   size_t i = 0;
   f->n = 0;
-  while(i < len) {
+  while (i < len) {
     size_t end = i;
-    while(end < len && text[end] != '&')
+    while (end < len && text[end] != '&')
       end++;
-    if(end > i) {
+    if (end > i) {
       const char *eq = memchr(text + i, '=', end - i);
       size_t nlen = eq ? (size_t)(eq - (text + i)) : end - i;
       const char *v = eq ? eq + 1 : text + end;
       size_t vlen = eq ? (size_t)(text + end - v) : 0;
       char *n = NULL, *val = NULL, *tmp;
-      if(f->n == MAX_FORM_FIELDS)
+      if (f->n == MAX_FORM_FIELDS)
         return -1;
       tmp = strndup(text + i, nlen);
-      if(!tmp)
+      if (!tmp)
         return -1;
-      for(char *p = tmp; *p; p++)
-        if(*p == '+')
+      for (char *p = tmp; *p; p++)
+        if (*p == '+')
           *p = ' ';
       n = emu_pct_decode_new(tmp, strlen(tmp));
       free(tmp);
       tmp = strndup(v, vlen);
-      if(!tmp) {
+      if (!tmp) {
         free(n);
         return -1;
       }
-      for(char *p = tmp; *p; p++)
-        if(*p == '+')
+      for (char *p = tmp; *p; p++)
+        if (*p == '+')
           *p = ' ';
       val = emu_pct_decode_new(tmp, strlen(tmp));
       OPENSSL_cleanse(tmp, strlen(tmp));
       free(tmp);
-      if(!n || !val) {
+      if (!n || !val) {
         free(n);
         free(val);
         return -1;
@@ -94,8 +94,8 @@ static int form_parse(const char *text, size_t len, struct form *f)
 
 static const char *form_get(const struct form *f, const char *name)
 {
-  for(size_t i = 0; i < f->n; i++)
-    if(strcmp(f->name[i], name) == 0)
+  for (size_t i = 0; i < f->n; i++)
+    if (strcmp(f->name[i], name) == 0)
       return f->value[i];
   return NULL;
 }
@@ -120,18 +120,19 @@ static void oauth_error(struct entra_out *out, unsigned status, const char *erro
   full = emu_strdup_printf("AADSTS%d: %s\r\nTrace ID: %s\r\nCorrelation ID: %s\r\nTimestamp: %s",
                            code, desc, trace, corr, ts);
   out->status = status;
-  if(!j || !full)
+  if (!j || !full)
     goto fail;
   char uri[80];
   snprintf(uri, sizeof(uri), "https://login.microsoftonline.com/error?code=%d", code);
-  if(!cJSON_AddStringToObject(j, "error", error) ||
-     !cJSON_AddStringToObject(j, "error_description", full) ||
-     !(codes = cJSON_AddArrayToObject(j, "error_codes")))
+  if (!cJSON_AddStringToObject(j, "error", error) ||
+      !cJSON_AddStringToObject(j, "error_description", full) ||
+      !(codes = cJSON_AddArrayToObject(j, "error_codes")))
     goto fail;
   cJSON_AddItemToArray(codes, cJSON_CreateNumber(code));
-  if(!cJSON_AddStringToObject(j, "timestamp", ts) || !cJSON_AddStringToObject(j, "trace_id", trace) ||
-     !cJSON_AddStringToObject(j, "correlation_id", corr) ||
-     !cJSON_AddStringToObject(j, "error_uri", uri))
+  if (!cJSON_AddStringToObject(j, "timestamp", ts) ||
+      !cJSON_AddStringToObject(j, "trace_id", trace) ||
+      !cJSON_AddStringToObject(j, "correlation_id", corr) ||
+      !cJSON_AddStringToObject(j, "error_uri", uri))
     goto fail;
   free(full);
   out->json = j;
@@ -157,18 +158,18 @@ static char *access_token_new(const char *resource, const char *appid, const cha
   char *iss = emu_strdup_printf("https://sts.windows.net/%s/", emu_srv->tenant_id);
   char *tok = NULL;
   int64_t now = emu_now(), exp = now + token_ttl();
-  if(!c || !iss)
+  if (!c || !iss)
     goto out;
-  if(!cJSON_AddStringToObject(c, "aud", resource) || !cJSON_AddStringToObject(c, "iss", iss) ||
-     !cJSON_AddNumberToObject(c, "iat", (double)now) ||
-     !cJSON_AddNumberToObject(c, "nbf", (double)(now - 300)) ||
-     !cJSON_AddNumberToObject(c, "exp", (double)exp) ||
-     !cJSON_AddStringToObject(c, "appid", appid) || !cJSON_AddStringToObject(c, "oid", oid) ||
-     !cJSON_AddStringToObject(c, "sub", oid) ||
-     !cJSON_AddStringToObject(c, "tid", emu_srv->tenant_id) ||
-     !cJSON_AddStringToObject(c, "idtyp", "app") || !cJSON_AddStringToObject(c, "ver", "1.0") ||
-     !cJSON_AddNumberToObject(c, "emu_seq",
-                              (double)__atomic_add_fetch(&token_seq, 1, __ATOMIC_ACQ_REL)))
+  if (!cJSON_AddStringToObject(c, "aud", resource) || !cJSON_AddStringToObject(c, "iss", iss) ||
+      !cJSON_AddNumberToObject(c, "iat", (double)now) ||
+      !cJSON_AddNumberToObject(c, "nbf", (double)(now - 300)) ||
+      !cJSON_AddNumberToObject(c, "exp", (double)exp) ||
+      !cJSON_AddStringToObject(c, "appid", appid) || !cJSON_AddStringToObject(c, "oid", oid) ||
+      !cJSON_AddStringToObject(c, "sub", oid) ||
+      !cJSON_AddStringToObject(c, "tid", emu_srv->tenant_id) ||
+      !cJSON_AddStringToObject(c, "idtyp", "app") || !cJSON_AddStringToObject(c, "ver", "1.0") ||
+      !cJSON_AddNumberToObject(c, "emu_seq",
+                               (double)__atomic_add_fetch(&token_seq, 1, __ATOMIC_ACQ_REL)))
     goto out;
   tok = jwt_sign_new(emu_srv->token_key, c, "akv-emulator-token-key");
   *exp_out = exp;
@@ -181,22 +182,22 @@ out:
 /* "https://vault.azure.net/.default" -> resource, NULL when not a Key Vault scope. */
 static const char *scope_resource(const char *scope)
 {
-  if(!scope)
+  if (!scope)
     return NULL;
-  if(strcmp(scope, VAULT_RESOURCE "/.default") == 0)
+  if (strcmp(scope, VAULT_RESOURCE "/.default") == 0)
     return VAULT_RESOURCE;
-  if(strcmp(scope, MHSM_RESOURCE "/.default") == 0)
+  if (strcmp(scope, MHSM_RESOURCE "/.default") == 0)
     return MHSM_RESOURCE;
   return NULL;
 }
 
 static const char *mi_resource(const char *res)
 {
-  if(!res)
+  if (!res)
     return NULL;
-  if(strcmp(res, VAULT_RESOURCE) == 0 || strcmp(res, VAULT_RESOURCE "/") == 0)
+  if (strcmp(res, VAULT_RESOURCE) == 0 || strcmp(res, VAULT_RESOURCE "/") == 0)
     return VAULT_RESOURCE;
-  if(strcmp(res, MHSM_RESOURCE) == 0 || strcmp(res, MHSM_RESOURCE "/") == 0)
+  if (strcmp(res, MHSM_RESOURCE) == 0 || strcmp(res, MHSM_RESOURCE "/") == 0)
     return MHSM_RESOURCE;
   return NULL;
 }
@@ -206,9 +207,9 @@ static bool claim_time_ok(const cJSON *claims)
   const cJSON *exp = cJSON_GetObjectItemCaseSensitive(claims, "exp");
   const cJSON *nbf = cJSON_GetObjectItemCaseSensitive(claims, "nbf");
   int64_t now = emu_now();
-  if(!cJSON_IsNumber(exp) || exp->valuedouble + CLOCK_SKEW < (double)now)
+  if (!cJSON_IsNumber(exp) || exp->valuedouble + CLOCK_SKEW < (double)now)
     return false;
-  if(nbf && (!cJSON_IsNumber(nbf) || nbf->valuedouble - CLOCK_SKEW > (double)now))
+  if (nbf && (!cJSON_IsNumber(nbf) || nbf->valuedouble - CLOCK_SKEW > (double)now))
     return false;
   return true;
 }
@@ -227,12 +228,13 @@ static bool assertion_aud_ok(const cJSON *claims)
   snprintf(a, sizeof(a), "%s/%s/oauth2/v2.0/token", emu_srv->authority_host, emu_srv->tenant_id);
   snprintf(b, sizeof(b), "https://127.0.0.1:%u/%s/oauth2/v2.0/token", http_entra_port(),
            emu_srv->tenant_id);
-  if(cJSON_IsString(aud))
+  if (cJSON_IsString(aud))
     return strcmp(aud->valuestring, a) == 0 || strcmp(aud->valuestring, b) == 0;
-  if(cJSON_IsArray(aud)) {
+  if (cJSON_IsArray(aud)) {
     const cJSON *x;
-    cJSON_ArrayForEach(x, aud) if(cJSON_IsString(x) && (strcmp(x->valuestring, a) == 0 ||
-                                                        strcmp(x->valuestring, b) == 0)) return true;
+    cJSON_ArrayForEach(
+        x, aud) if (cJSON_IsString(x) &&
+                    (strcmp(x->valuestring, a) == 0 || strcmp(x->valuestring, b) == 0)) return true;
   }
   return false;
 }
@@ -243,23 +245,22 @@ static int check_assertion(const char *assertion, const char *client_id, struct 
   cJSON *hdr = jwt_header_new(assertion), *claims = NULL;
   const char *why = NULL;
   int rc = -1;
-  if(!hdr) {
-    oauth_error(out, 400, "invalid_request", 50027,
-                "JWT token is invalid or malformed.");
+  if (!hdr) {
+    oauth_error(out, 400, "invalid_request", 50027, "JWT token is invalid or malformed.");
     goto out;
   }
   const cJSON *x5t = cJSON_GetObjectItemCaseSensitive(hdr, "x5t");
   const cJSON *x5t256 = cJSON_GetObjectItemCaseSensitive(hdr, "x5t#S256");
-  if(x5t || x5t256) {
+  if (x5t || x5t256) {
     unsigned char *tp = NULL;
     size_t tplen = 0;
     bool match = false;
-    if(cJSON_IsString(x5t256) && emu_b64url_decode(x5t256->valuestring, &tp, &tplen) == 0)
+    if (cJSON_IsString(x5t256) && emu_b64url_decode(x5t256->valuestring, &tp, &tplen) == 0)
       match = tplen == 32 && CRYPTO_memcmp(tp, emu_srv->client_x5t256, 32) == 0;
-    else if(cJSON_IsString(x5t) && emu_b64url_decode(x5t->valuestring, &tp, &tplen) == 0)
+    else if (cJSON_IsString(x5t) && emu_b64url_decode(x5t->valuestring, &tp, &tplen) == 0)
       match = tplen == 20 && CRYPTO_memcmp(tp, emu_srv->client_x5t, 20) == 0;
     free(tp);
-    if(!match) {
+    if (!match) {
       oauth_error(out, 401, "invalid_client", 700027,
                   "The certificate with identifier used to sign the client assertion is not "
                   "registered on application.");
@@ -267,30 +268,30 @@ static int check_assertion(const char *assertion, const char *client_id, struct 
     }
     EVP_PKEY *pub = X509_get0_pubkey(emu_srv->client_cert);
     claims = jwt_verify_new(assertion, pub, true, NULL, &why);
-    if(!claims) {
+    if (!claims) {
       oauth_error(out, 401, "invalid_client", 700027,
                   "Client assertion failed signature validation.");
       goto out;
     }
-    if(!claim_is(claims, "iss", client_id) || !claim_is(claims, "sub", client_id)) {
+    if (!claim_is(claims, "iss", client_id) || !claim_is(claims, "sub", client_id)) {
       oauth_error(out, 400, "invalid_client", 700021,
                   "Client assertion application identifier doesn't match 'client_id' parameter.");
       goto out;
     }
-    if(!assertion_aud_ok(claims)) {
+    if (!assertion_aud_ok(claims)) {
       oauth_error(out, 401, "invalid_client", 700212,
                   "No matching federated identity record found for presented assertion audience.");
       goto out;
     }
   } else {
     claims = jwt_verify_new(assertion, emu_srv->token_key, false, NULL, &why);
-    if(!claims || !claim_is(claims, "aud", FEDERATED_AUD)) {
+    if (!claims || !claim_is(claims, "aud", FEDERATED_AUD)) {
       oauth_error(out, 400, "invalid_client", 70021,
                   "No matching federated identity record found for presented assertion.");
       goto out;
     }
   }
-  if(!claim_time_ok(claims)) {
+  if (!claim_time_ok(claims)) {
     oauth_error(out, 400, "invalid_client", 700024,
                 "Client assertion is not within its valid time range.");
     goto out;
@@ -311,7 +312,7 @@ static void token_endpoint(const char *body, size_t body_len, const char *query,
   int64_t exp = 0;
   (void)query; /* client-request-id and friends are tolerated */
   out->op = "token";
-  if(form_parse(body ? body : "", body_len, &f) != 0) {
+  if (form_parse(body ? body : "", body_len, &f) != 0) {
     oauth_error(out, 400, "invalid_request", 900144, "The request body is not valid form data.");
     goto out;
   }
@@ -321,51 +322,51 @@ static void token_endpoint(const char *body, size_t body_len, const char *query,
   secret = form_get(&f, "client_secret");
   assertion = form_get(&f, "client_assertion");
   atype = form_get(&f, "client_assertion_type");
-  if(!grant) {
+  if (!grant) {
     oauth_error(out, 400, "invalid_request", 900144,
                 "The request body must contain the following parameter: 'grant_type'.");
     goto out;
   }
-  if(strcmp(grant, "client_credentials") != 0) {
+  if (strcmp(grant, "client_credentials") != 0) {
     oauth_error(out, 400, "unsupported_grant_type", 70003,
                 "The app requested an unsupported grant type.");
     goto out;
   }
-  if(!client_id) {
+  if (!client_id) {
     oauth_error(out, 400, "invalid_request", 900144,
                 "The request body must contain the following parameter: 'client_id'.");
     goto out;
   }
-  if(strcmp(client_id, emu_srv->client_id) != 0) {
+  if (strcmp(client_id, emu_srv->client_id) != 0) {
     oauth_error(out, 400, "unauthorized_client", 700016,
                 "Application was not found in the directory. This can happen if the application "
                 "has not been installed by the administrator of the tenant.");
     goto out;
   }
   resource = scope_resource(scope);
-  if(!resource) {
+  if (!resource) {
     oauth_error(out, 400, "invalid_scope", 70011,
                 "The provided request must include a 'scope' input parameter. The provided value "
                 "for the input parameter 'scope' is not valid.");
     goto out;
   }
-  if(secret) {
+  if (secret) {
     size_t a = strlen(secret), b = strlen(emu_srv->client_secret);
-    if(__atomic_load_n(&emu_srv->client_secret_revoked, __ATOMIC_RELAXED) ||
-       a != b || CRYPTO_memcmp(secret, emu_srv->client_secret, a) != 0) {
+    if (__atomic_load_n(&emu_srv->client_secret_revoked, __ATOMIC_RELAXED) || a != b ||
+        CRYPTO_memcmp(secret, emu_srv->client_secret, a) != 0) {
       oauth_error(out, 401, "invalid_client", 7000215,
                   "Invalid client secret provided. Ensure the secret being sent in the request is "
                   "the client secret value, not the client secret ID, for a secret added to app.");
       goto out;
     }
-  } else if(assertion) {
-    if(!atype || strcmp(atype, "urn:ietf:params:oauth:client-assertion-type:jwt-bearer") != 0) {
+  } else if (assertion) {
+    if (!atype || strcmp(atype, "urn:ietf:params:oauth:client-assertion-type:jwt-bearer") != 0) {
       oauth_error(out, 400, "invalid_request", 50027,
                   "Invalid client_assertion_type; expected "
                   "urn:ietf:params:oauth:client-assertion-type:jwt-bearer.");
       goto out;
     }
-    if(check_assertion(assertion, client_id, out) != 0)
+    if (check_assertion(assertion, client_id, out) != 0)
       goto out;
   } else {
     oauth_error(out, 401, "invalid_client", 7000218,
@@ -376,10 +377,10 @@ static void token_endpoint(const char *body, size_t body_len, const char *query,
   tok = access_token_new(resource, emu_srv->client_id, emu_srv->client_id, &exp);
   cJSON *j = cJSON_CreateObject();
   int ttl = (int)(exp - emu_now());
-  if(!tok || !j || !cJSON_AddStringToObject(j, "token_type", "Bearer") ||
-     !cJSON_AddNumberToObject(j, "expires_in", ttl) ||
-     !cJSON_AddNumberToObject(j, "ext_expires_in", ttl) ||
-     !cJSON_AddStringToObject(j, "access_token", tok)) {
+  if (!tok || !j || !cJSON_AddStringToObject(j, "token_type", "Bearer") ||
+      !cJSON_AddNumberToObject(j, "expires_in", ttl) ||
+      !cJSON_AddNumberToObject(j, "ext_expires_in", ttl) ||
+      !cJSON_AddStringToObject(j, "access_token", tok)) {
     cJSON_Delete(j);
     out->status = 500;
     goto out;
@@ -387,7 +388,7 @@ static void token_endpoint(const char *body, size_t body_len, const char *query,
   out->status = 200;
   out->json = j;
 out:
-  if(tok) {
+  if (tok) {
     OPENSSL_cleanse(tok, strlen(tok));
     free(tok);
   }
@@ -404,13 +405,13 @@ static cJSON *openid_config_new(const char *tenant)
   char *jw = emu_strdup_printf("%s/%s/discovery/v2.0/keys", a, tenant);
   char *de = emu_strdup_printf("%s/%s/oauth2/v2.0/devicecode", a, tenant);
   char *eo = emu_strdup_printf("%s/%s/oauth2/v2.0/logout", a, tenant);
-  if(!j || !te || !ae || !iss || !jw || !de || !eo ||
-     !cJSON_AddStringToObject(j, "token_endpoint", te) ||
-     !cJSON_AddStringToObject(j, "authorization_endpoint", ae) ||
-     !cJSON_AddStringToObject(j, "device_authorization_endpoint", de) ||
-     !cJSON_AddStringToObject(j, "end_session_endpoint", eo) ||
-     !cJSON_AddStringToObject(j, "issuer", iss) || !cJSON_AddStringToObject(j, "jwks_uri", jw) ||
-     !cJSON_AddStringToObject(j, "tenant_region_scope", "NA")) {
+  if (!j || !te || !ae || !iss || !jw || !de || !eo ||
+      !cJSON_AddStringToObject(j, "token_endpoint", te) ||
+      !cJSON_AddStringToObject(j, "authorization_endpoint", ae) ||
+      !cJSON_AddStringToObject(j, "device_authorization_endpoint", de) ||
+      !cJSON_AddStringToObject(j, "end_session_endpoint", eo) ||
+      !cJSON_AddStringToObject(j, "issuer", iss) || !cJSON_AddStringToObject(j, "jwks_uri", jw) ||
+      !cJSON_AddStringToObject(j, "tenant_region_scope", "NA")) {
     cJSON_Delete(j);
     j = NULL;
   } else {
@@ -437,9 +438,9 @@ static cJSON *instance_discovery_new(void)
   char *tde = emu_strdup_printf("%s/%s/v2.0/.well-known/openid-configuration",
                                 emu_srv->authority_host, emu_srv->tenant_id);
   cJSON *j = cJSON_CreateObject(), *md, *m, *al;
-  if(!j || !tde || !cJSON_AddStringToObject(j, "tenant_discovery_endpoint", tde) ||
-     !cJSON_AddStringToObject(j, "api-version", "1.1") || !(md = cJSON_AddArrayToObject(j, "metadata")) ||
-     !(m = cJSON_CreateObject())) {
+  if (!j || !tde || !cJSON_AddStringToObject(j, "tenant_discovery_endpoint", tde) ||
+      !cJSON_AddStringToObject(j, "api-version", "1.1") ||
+      !(md = cJSON_AddArrayToObject(j, "metadata")) || !(m = cJSON_CreateObject())) {
     cJSON_Delete(j);
     free(tde);
     return NULL;
@@ -458,25 +459,25 @@ static void control(const char *method, const char *path, const char *body, size
 {
   char err[256] = "";
   out->op = NULL;
-  if(strcmp(path, "/control/stats/reset") == 0 && strcmp(method, "POST") == 0) {
+  if (strcmp(path, "/control/stats/reset") == 0 && strcmp(method, "POST") == 0) {
     stats_reset();
     out->status = 200;
     out->json = cJSON_CreateObject();
     return;
   }
-  if(strcmp(path, "/control/faults") == 0 && strcmp(method, "GET") == 0) {
+  if (strcmp(path, "/control/faults") == 0 && strcmp(method, "GET") == 0) {
     out->status = 200;
     out->json = faults_json_new();
     return;
   }
-  if(strcmp(path, "/control/faults") == 0 && strcmp(method, "POST") == 0) {
+  if (strcmp(path, "/control/faults") == 0 && strcmp(method, "POST") == 0) {
     cJSON *j = body_len ? emu_json_parse(body, body_len) : NULL;
     int rc;
-    if(j && !cJSON_IsString(j) && !cJSON_IsObject(j) && !cJSON_IsArray(j)) {
+    if (j && !cJSON_IsString(j) && !cJSON_IsObject(j) && !cJSON_IsArray(j)) {
       cJSON_Delete(j); /* "500" is a spec, not a JSON number */
       j = NULL;
     }
-    if(j)
+    if (j)
       rc = faults_set_json(j, err, sizeof(err));
     else {
       char *text = strndup(body ? body : "", body_len);
@@ -486,37 +487,37 @@ static void control(const char *method, const char *path, const char *body, size
     cJSON_Delete(j);
     out->status = rc == 0 ? 200 : 400;
     out->json = rc == 0 ? faults_json_new() : cJSON_CreateObject();
-    if(rc != 0 && out->json)
+    if (rc != 0 && out->json)
       cJSON_AddStringToObject(out->json, "error", err[0] ? err : "invalid fault spec");
     return;
   }
-  if(strcmp(path, "/control/config") == 0 && strcmp(method, "POST") == 0) {
+  if (strcmp(path, "/control/config") == 0 && strcmp(method, "POST") == 0) {
     cJSON *j = emu_json_parse(body ? body : "", body_len);
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "delete_delay_ms");
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "token_ttl");
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "client_secret_revoked");
-    bool ok = cJSON_IsObject(j) && (!d || (cJSON_IsNumber(d) && d->valuedouble >= 0 &&
-                                          d->valuedouble <= 600000)) &&
+    bool ok = cJSON_IsObject(j) &&
+              (!d || (cJSON_IsNumber(d) && d->valuedouble >= 0 && d->valuedouble <= 600000)) &&
               (!t || (cJSON_IsNumber(t) && t->valuedouble >= 1 && t->valuedouble <= 86400)) &&
               (!r || cJSON_IsBool(r));
-    if(ok) {
+    if (ok) {
       /* single aligned stores; readers tolerate either value */
-      if(d)
+      if (d)
         __atomic_store_n(&emu_srv->delete_delay_ms, (int64_t)d->valuedouble, __ATOMIC_RELAXED);
-      if(t)
+      if (t)
         __atomic_store_n(&emu_srv->token_ttl, (int)t->valuedouble, __ATOMIC_RELAXED);
-      if(r)
+      if (r)
         __atomic_store_n(&emu_srv->client_secret_revoked, cJSON_IsTrue(r), __ATOMIC_RELAXED);
     }
     cJSON_Delete(j);
     out->status = ok ? 200 : 400;
     out->json = cJSON_CreateObject();
-    if(out->json) {
+    if (out->json) {
       cJSON_AddNumberToObject(out->json, "delete_delay_ms", (double)emu_srv->delete_delay_ms);
       cJSON_AddNumberToObject(out->json, "token_ttl", emu_srv->token_ttl);
       cJSON_AddBoolToObject(out->json, "client_secret_revoked",
                             __atomic_load_n(&emu_srv->client_secret_revoked, __ATOMIC_RELAXED));
-      if(!ok)
+      if (!ok)
         cJSON_AddStringToObject(out->json, "error",
                                 "expected {\"delete_delay_ms\":0..600000,\"token_ttl\":1..86400,"
                                 "\"client_secret_revoked\":true|false}");
@@ -525,7 +526,7 @@ static void control(const char *method, const char *path, const char *body, size
   }
   out->status = 404;
   out->json = cJSON_CreateObject();
-  if(out->json)
+  if (out->json)
     cJSON_AddStringToObject(out->json, "error", "unknown control endpoint");
 }
 
@@ -533,7 +534,7 @@ static void mi_error(struct entra_out *out, unsigned status, const char *error, 
 {
   out->status = status;
   out->json = cJSON_CreateObject();
-  if(out->json) {
+  if (out->json) {
     cJSON_AddStringToObject(out->json, "error", error);
     cJSON_AddStringToObject(out->json, "error_description", desc);
   }
@@ -549,54 +550,56 @@ static void identity(const char *method, const char *path, const char *query,
   int64_t exp = 0;
   bool imds = strcmp(path, "/metadata/identity/oauth2/token") == 0;
   bool appsvc = strcmp(path, "/msi/token") == 0;
-  if(!imds && !appsvc) {
+  if (!imds && !appsvc) {
     mi_error(out, 404, "not_found", "Unknown managed identity endpoint.");
     return;
   }
   out->op = imds ? "imds" : "appservice";
-  if(strcmp(method, "GET") != 0) {
+  if (strcmp(method, "GET") != 0) {
     mi_error(out, 405, "invalid_request", "Only GET is supported.");
     return;
   }
-  if(form_parse(query ? query : "", query ? strlen(query) : 0, &q) != 0) {
+  if (form_parse(query ? query : "", query ? strlen(query) : 0, &q) != 0) {
     mi_error(out, 400, "invalid_request", "Malformed query string.");
     goto out;
   }
   ver = form_get(&q, "api-version");
   res = mi_resource(form_get(&q, "resource"));
-  if(imds) {
-    if(!hdr_metadata || strcasecmp(hdr_metadata, "true") != 0) {
+  if (imds) {
+    if (!hdr_metadata || strcasecmp(hdr_metadata, "true") != 0) {
       mi_error(out, 400, "invalid_request", "Required metadata header not specified");
       goto out;
     }
-    if(!ver || strcmp(ver, "2018-02-01") != 0) {
-      mi_error(out, 400, "invalid_request", "Invalid or missing api-version (expected 2018-02-01).");
+    if (!ver || strcmp(ver, "2018-02-01") != 0) {
+      mi_error(out, 400, "invalid_request",
+               "Invalid or missing api-version (expected 2018-02-01).");
       goto out;
     }
   } else {
     size_t a = hdr_identity ? strlen(hdr_identity) : 0, b = strlen(emu_srv->identity_header);
-    if(!hdr_identity || a != b || CRYPTO_memcmp(hdr_identity, emu_srv->identity_header, a) != 0) {
+    if (!hdr_identity || a != b || CRYPTO_memcmp(hdr_identity, emu_srv->identity_header, a) != 0) {
       mi_error(out, 401, "invalid_request", "Missing or invalid X-IDENTITY-HEADER.");
       goto out;
     }
-    if(!ver || strcmp(ver, "2019-08-01") != 0) {
-      mi_error(out, 400, "invalid_request", "Invalid or missing api-version (expected 2019-08-01).");
+    if (!ver || strcmp(ver, "2019-08-01") != 0) {
+      mi_error(out, 400, "invalid_request",
+               "Invalid or missing api-version (expected 2019-08-01).");
       goto out;
     }
   }
-  if(!res) {
+  if (!res) {
     mi_error(out, 400, "invalid_resource",
              "AADSTS500011: The resource principal was not found in the tenant.");
     goto out;
   }
   tok = access_token_new(res, emu_srv->client_id, emu_srv->client_id, &exp);
   cJSON *j = cJSON_CreateObject();
-  if(!tok || !j || !cJSON_AddStringToObject(j, "access_token", tok)) {
+  if (!tok || !j || !cJSON_AddStringToObject(j, "access_token", tok)) {
     cJSON_Delete(j);
     out->status = 500;
     goto out;
   }
-  if(imds) {
+  if (imds) {
     cJSON_AddStringToObject(j, "refresh_token", "");
     snprintf(num, sizeof(num), "%lld", (long long)(exp - emu_now()));
     cJSON_AddStringToObject(j, "expires_in", num);
@@ -616,7 +619,7 @@ static void identity(const char *method, const char *path, const char *query,
   out->status = 200;
   out->json = j;
 out:
-  if(tok) {
+  if (tok) {
     OPENSSL_cleanse(tok, strlen(tok));
     free(tok);
   }
@@ -630,15 +633,16 @@ static cJSON *jwks_new(void)
   int nl, el;
   cJSON *j = NULL, *keys, *k;
   char *n64 = NULL, *e64 = NULL;
-  if(!EVP_PKEY_get_bn_param(emu_srv->token_key, "n", &n) ||
-     !EVP_PKEY_get_bn_param(emu_srv->token_key, "e", &e))
+  if (!EVP_PKEY_get_bn_param(emu_srv->token_key, "n", &n) ||
+      !EVP_PKEY_get_bn_param(emu_srv->token_key, "e", &e))
     goto out;
   nl = BN_bn2bin(n, nb);
   el = BN_bn2bin(e, eb);
   n64 = emu_b64url_encode(nb, (size_t)nl);
   e64 = emu_b64url_encode(eb, (size_t)el);
   j = cJSON_CreateObject();
-  if(!n64 || !e64 || !j || !(keys = cJSON_AddArrayToObject(j, "keys")) || !(k = cJSON_CreateObject())) {
+  if (!n64 || !e64 || !j || !(keys = cJSON_AddArrayToObject(j, "keys")) ||
+      !(k = cJSON_CreateObject())) {
     cJSON_Delete(j);
     j = NULL;
     goto out;
@@ -666,21 +670,21 @@ void entra_handle(const char *method, const char *path, const char *query, const
   out->status = 404;
   out->json = NULL;
   out->op = NULL;
-  if(identity_listener) {
+  if (identity_listener) {
     identity(method, path, query, hdr_metadata, hdr_identity, out);
     return;
   }
-  if(strcmp(path, "/stats") == 0 && strcmp(method, "GET") == 0) {
+  if (strcmp(path, "/stats") == 0 && strcmp(method, "GET") == 0) {
     out->status = 200;
     out->json = stats_json_new();
     return;
   }
-  if(strncmp(path, "/control/", 9) == 0) {
+  if (strncmp(path, "/control/", 9) == 0) {
     control(method, path, body, body_len, out);
     return;
   }
-  if(strcmp(path, "/common/discovery/instance") == 0 ||
-     strcmp(path, "/organizations/discovery/instance") == 0) {
+  if (strcmp(path, "/common/discovery/instance") == 0 ||
+      strcmp(path, "/organizations/discovery/instance") == 0) {
     out->op = "instance-discovery";
     out->status = 200;
     out->json = instance_discovery_new();
@@ -688,7 +692,7 @@ void entra_handle(const char *method, const char *path, const char *query, const
   }
   /* /{tenant}/... */
   rest = path[0] == '/' ? strchr(path + 1, '/') : NULL;
-  if(!rest || (size_t)(rest - path - 1) >= sizeof(tenant)) {
+  if (!rest || (size_t)(rest - path - 1) >= sizeof(tenant)) {
     oauth_error(out, 404, "invalid_request", 90002, "Unknown endpoint.");
     return;
   }
@@ -696,26 +700,25 @@ void entra_handle(const char *method, const char *path, const char *query, const
   tenant[rest - path - 1] = '\0';
   bool known = strcmp(tenant, emu_srv->tenant_id) == 0;
   bool generic = strcmp(tenant, "common") == 0 || strcmp(tenant, "organizations") == 0;
-  if(strcmp(rest, "/v2.0/.well-known/openid-configuration") == 0 && strcmp(method, "GET") == 0 &&
-     (known || generic)) {
+  if (strcmp(rest, "/v2.0/.well-known/openid-configuration") == 0 && strcmp(method, "GET") == 0 &&
+      (known || generic)) {
     out->op = "openid-configuration";
     out->status = 200;
     out->json = openid_config_new(tenant);
     return;
   }
-  if(strcmp(rest, "/discovery/v2.0/keys") == 0 && strcmp(method, "GET") == 0) {
+  if (strcmp(rest, "/discovery/v2.0/keys") == 0 && strcmp(method, "GET") == 0) {
     out->op = "jwks";
     out->status = 200;
     out->json = jwks_new();
     return;
   }
-  if(strcmp(rest, "/oauth2/v2.0/token") == 0) {
-    if(strcmp(method, "POST") != 0) {
-      oauth_error(out, 405, "invalid_request", 900561,
-                  "The endpoint only accepts POST requests.");
+  if (strcmp(rest, "/oauth2/v2.0/token") == 0) {
+    if (strcmp(method, "POST") != 0) {
+      oauth_error(out, 405, "invalid_request", 900561, "The endpoint only accepts POST requests.");
       return;
     }
-    if(!known) {
+    if (!known) {
       out->op = "token";
       oauth_error(out, 400, "invalid_request", 90002,
                   "Tenant not found. Check to make sure you have the correct tenant ID.");
@@ -734,35 +737,36 @@ int entra_check_bearer(const struct emu_vault *vault, const char *authz, const c
   int rc = -1;
   const char *want = vault->kind == EMU_KIND_MHSM ? MHSM_RESOURCE : VAULT_RESOURCE;
   *why = NULL;
-  if(!authz || strncasecmp(authz, "Bearer ", 7) != 0) {
+  if (!authz || strncasecmp(authz, "Bearer ", 7) != 0) {
     *why = "missing";
     return -1;
   }
   claims = jwt_verify_new(authz + 7, emu_srv->token_key, false, NULL, &err);
-  if(!claims) {
+  if (!claims) {
     *why = "AKV10022: Invalid token: the signature could not be validated.";
     goto out;
   }
   const cJSON *exp = cJSON_GetObjectItemCaseSensitive(claims, "exp");
-  if(!cJSON_IsNumber(exp) || exp->valuedouble <= (double)emu_now() || faults_token_expired()) {
+  if (!cJSON_IsNumber(exp) || exp->valuedouble <= (double)emu_now() || faults_token_expired()) {
     *why = "AKV10013: Invalid token: the token is expired.";
     goto out;
   }
-  if(faults_token_revoke())
+  if (faults_token_revoke())
     __atomic_store_n(&revoked_seq, __atomic_load_n(&token_seq, __ATOMIC_ACQUIRE), __ATOMIC_RELEASE);
   const cJSON *seq = cJSON_GetObjectItemCaseSensitive(claims, "emu_seq");
-  if(!cJSON_IsNumber(seq) || seq->valuedouble <= (double)__atomic_load_n(&revoked_seq, __ATOMIC_ACQUIRE)) {
+  if (!cJSON_IsNumber(seq) ||
+      seq->valuedouble <= (double)__atomic_load_n(&revoked_seq, __ATOMIC_ACQUIRE)) {
     *why = "AKV10013: Invalid token: the token is expired.";
     goto out;
   }
   const cJSON *aud = cJSON_GetObjectItemCaseSensitive(claims, "aud");
-  if(!cJSON_IsString(aud) || (strcmp(aud->valuestring, want) != 0 &&
-                              !(strncmp(aud->valuestring, want, strlen(want)) == 0 &&
-                                strcmp(aud->valuestring + strlen(want), "/") == 0))) {
+  if (!cJSON_IsString(aud) || (strcmp(aud->valuestring, want) != 0 &&
+                               !(strncmp(aud->valuestring, want, strlen(want)) == 0 &&
+                                 strcmp(aud->valuestring + strlen(want), "/") == 0))) {
     *why = "AKV10022: Invalid audience.";
     goto out;
   }
-  if(!claim_is(claims, "tid", emu_srv->tenant_id)) {
+  if (!claim_is(claims, "tid", emu_srv->tenant_id)) {
     *why = "AKV10032: Invalid issuer.";
     goto out;
   }
@@ -778,12 +782,12 @@ char *entra_federated_token_new(void)
   char *tok = NULL;
   int64_t now = emu_now();
   char *iss = emu_strdup_printf("%s/federation", emu_srv->authority_host);
-  if(c && iss && cJSON_AddStringToObject(c, "aud", FEDERATED_AUD) &&
-     cJSON_AddStringToObject(c, "iss", iss) &&
-     cJSON_AddStringToObject(c, "sub", "system:serviceaccount:default:akv-pkcs11") &&
-     cJSON_AddNumberToObject(c, "iat", (double)now) &&
-     cJSON_AddNumberToObject(c, "nbf", (double)now - 60) &&
-     cJSON_AddNumberToObject(c, "exp", (double)(now + 7 * 86400)))
+  if (c && iss && cJSON_AddStringToObject(c, "aud", FEDERATED_AUD) &&
+      cJSON_AddStringToObject(c, "iss", iss) &&
+      cJSON_AddStringToObject(c, "sub", "system:serviceaccount:default:akv-pkcs11") &&
+      cJSON_AddNumberToObject(c, "iat", (double)now) &&
+      cJSON_AddNumberToObject(c, "nbf", (double)now - 60) &&
+      cJSON_AddNumberToObject(c, "exp", (double)(now + 7 * 86400)))
     tok = jwt_sign_new(emu_srv->token_key, c, "akv-emulator-token-key");
   cJSON_Delete(c);
   free(iss);

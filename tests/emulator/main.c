@@ -32,10 +32,10 @@ static int parse_uint(const char *s, unsigned long lo, unsigned long hi, unsigne
 {
   char *end = NULL;
   errno = 0;
-  if(!s || !*s || *s == '-')
+  if (!s || !*s || *s == '-')
     return -1;
   unsigned long v = strtoul(s, &end, 10);
-  if(errno || *end || v < lo || v > hi)
+  if (errno || *end || v < lo || v > hi)
     return -1;
   *out = v;
   return 0;
@@ -44,13 +44,13 @@ static int parse_uint(const char *s, unsigned long lo, unsigned long hi, unsigne
 static bool vault_name_ok(const char *n)
 {
   size_t len = strlen(n);
-  if(len < 3 || len > 24 || n[0] == '-' || n[len - 1] == '-')
+  if (len < 3 || len > 24 || n[0] == '-' || n[len - 1] == '-')
     return false;
-  for(size_t i = 0; i < len; i++) {
+  for (size_t i = 0; i < len; i++) {
     char c = n[i];
-    if(!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-'))
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-'))
       return false;
-    if(c == '-' && n[i + 1] == '-')
+    if (c == '-' && n[i + 1] == '-')
       return false;
   }
   return true;
@@ -62,24 +62,24 @@ static int add_vault(struct emu_server *srv, const char *spec)
   const char *colon = strchr(spec, ':');
   size_t n = colon ? (size_t)(colon - spec) : strlen(spec);
   enum emu_vault_kind kind = EMU_KIND_VAULT;
-  if(n >= sizeof(name))
+  if (n >= sizeof(name))
     goto bad;
   memcpy(name, spec, n);
   name[n] = '\0';
-  if(colon) {
-    if(strcmp(colon + 1, "mhsm") == 0)
+  if (colon) {
+    if (strcmp(colon + 1, "mhsm") == 0)
       kind = EMU_KIND_MHSM;
-    else if(strcmp(colon + 1, "vault") != 0)
+    else if (strcmp(colon + 1, "vault") != 0)
       goto bad;
   }
-  if(!vault_name_ok(name))
+  if (!vault_name_ok(name))
     goto bad;
-  for(size_t i = 0; i < srv->nvaults; i++)
-    if(strcasecmp(srv->vaults[i].name, name) == 0) {
+  for (size_t i = 0; i < srv->nvaults; i++)
+    if (strcasecmp(srv->vaults[i].name, name) == 0) {
       fprintf(stderr, "akv-emulator: vault %s given twice\n", name);
       return -1;
     }
-  if(srv->nvaults == EMU_MAX_VAULTS) {
+  if (srv->nvaults == EMU_MAX_VAULTS) {
     fprintf(stderr, "akv-emulator: at most %d vaults\n", EMU_MAX_VAULTS);
     return -1;
   }
@@ -87,7 +87,7 @@ static int add_vault(struct emu_server *srv, const char *spec)
   v->name = strdup(name);
   v->kind = kind;
   v->keys = keystore_new();
-  if(!v->name || !v->keys) {
+  if (!v->name || !v->keys) {
     free(v->name);
     keystore_free(v->keys);
     return -1;
@@ -102,12 +102,13 @@ bad:
 
 static char *random_secret_new(size_t len)
 {
-  static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789~._-";
+  static const char alphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789~._-";
   unsigned char r[64];
   char *s;
-  if(len > sizeof(r) || RAND_bytes(r, (int)len) != 1 || !(s = malloc(len + 1)))
+  if (len > sizeof(r) || RAND_bytes(r, (int)len) != 1 || !(s = malloc(len + 1)))
     return NULL;
-  for(size_t i = 0; i < len; i++)
+  for (size_t i = 0; i < len; i++)
     s[i] = alphabet[r[i] % (sizeof(alphabet) - 1)];
   s[len] = '\0';
   return s;
@@ -118,29 +119,29 @@ static int write_atomic(const char *path, const char *text, mode_t mode)
   char *tmp = emu_strdup_printf("%s.tmp.%ld", path, (long)getpid());
   FILE *f = NULL;
   int rc = -1;
-  if(!tmp)
+  if (!tmp)
     return -1;
   umask(077);
   f = fopen(tmp, "w");
-  if(!f || fputs(text, f) == EOF || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+  if (!f || fputs(text, f) == EOF || fflush(f) != 0 || fsync(fileno(f)) != 0) {
     fprintf(stderr, "akv-emulator: cannot write %s: %s\n", tmp, strerror(errno));
     goto out;
   }
-  if(fchmod(fileno(f), mode) != 0 || fclose(f) != 0) {
+  if (fchmod(fileno(f), mode) != 0 || fclose(f) != 0) {
     f = NULL;
     fprintf(stderr, "akv-emulator: cannot write %s: %s\n", tmp, strerror(errno));
     goto out;
   }
   f = NULL;
-  if(rename(tmp, path) != 0) {
+  if (rename(tmp, path) != 0) {
     fprintf(stderr, "akv-emulator: cannot rename %s to %s: %s\n", tmp, path, strerror(errno));
     goto out;
   }
   rc = 0;
 out:
-  if(f)
+  if (f)
     fclose(f);
-  if(rc != 0)
+  if (rc != 0)
     unlink(tmp);
   free(tmp);
   return rc;
@@ -154,49 +155,50 @@ static int seed(struct emu_server *srv, const char *file)
   cJSON *root = NULL;
   int rc = -1;
   static const char *const colls[] = {"keys", "secrets", "certificates"};
-  if(!f) {
+  if (!f) {
     fprintf(stderr, "akv-emulator: cannot open seed file %s: %s\n", file, strerror(errno));
     return -1;
   }
   buf = malloc(EMU_BODY_MAX * 4 + 1);
-  if(!buf)
+  if (!buf)
     goto out;
   len = fread(buf, 1, EMU_BODY_MAX * 4 + 1, f);
-  if(len > EMU_BODY_MAX * 4) {
+  if (len > EMU_BODY_MAX * 4) {
     fprintf(stderr, "akv-emulator: seed file %s is larger than 4 MiB\n", file);
     goto out;
   }
   root = emu_json_parse(buf, len);
-  if(!cJSON_IsObject(root)) {
+  if (!cJSON_IsObject(root)) {
     fprintf(stderr, "akv-emulator: seed file %s is not a JSON object\n", file);
     goto out;
   }
-  for(size_t c = 0; c < 3; c++) {
+  for (size_t c = 0; c < 3; c++) {
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, colls[c]), *it;
-    if(!arr)
+    if (!arr)
       continue;
-    if(!cJSON_IsArray(arr)) {
+    if (!cJSON_IsArray(arr)) {
       fprintf(stderr, "akv-emulator: seed: \"%s\" must be an array\n", colls[c]);
       goto out;
     }
-    cJSON_ArrayForEach(it, arr) {
+    cJSON_ArrayForEach(it, arr)
+    {
       const cJSON *vn = cJSON_GetObjectItemCaseSensitive(it, "vault");
       struct emu_vault *v = &srv->vaults[0];
-      if(!cJSON_IsObject(it)) {
+      if (!cJSON_IsObject(it)) {
         fprintf(stderr, "akv-emulator: seed: entries of \"%s\" must be objects\n", colls[c]);
         goto out;
       }
-      if(vn) {
+      if (vn) {
         v = NULL;
-        for(size_t i = 0; cJSON_IsString(vn) && i < srv->nvaults; i++)
-          if(strcasecmp(srv->vaults[i].name, vn->valuestring) == 0)
+        for (size_t i = 0; cJSON_IsString(vn) && i < srv->nvaults; i++)
+          if (strcasecmp(srv->vaults[i].name, vn->valuestring) == 0)
             v = &srv->vaults[i];
-        if(!v) {
+        if (!v) {
           fprintf(stderr, "akv-emulator: seed: unknown vault in \"%s\" entry\n", colls[c]);
           goto out;
         }
       }
-      if(c == 0 ? keys_seed(v, it) != 0 : emu_objs_seed(v, colls[c], it) != 0)
+      if (c == 0 ? keys_seed(v, it) != 0 : emu_objs_seed(v, colls[c], it) != 0)
         goto out;
     }
   }
@@ -217,7 +219,7 @@ static char *ready_json_new(struct emu_server *srv, const char *fedfile)
   char *ide = emu_strdup_printf("%s/msi/token", srv->imds_endpoint);
   char *stats = emu_strdup_printf("%s/stats", srv->authority_host);
   char *ctl = emu_strdup_printf("%s/control", srv->authority_host);
-  if(!j || !ca || !cli || !ide || !stats || !ctl)
+  if (!j || !ca || !cli || !ide || !stats || !ctl)
     goto out;
   cJSON_AddStringToObject(j, "ca_file", ca);
   cJSON_AddStringToObject(j, "authority_host", srv->authority_host);
@@ -230,9 +232,9 @@ static char *ready_json_new(struct emu_server *srv, const char *fedfile)
   cJSON_AddStringToObject(j, "identity_endpoint", ide);
   cJSON_AddStringToObject(j, "identity_header", srv->identity_header);
   arr = cJSON_AddArrayToObject(j, "vaults");
-  for(size_t i = 0; arr && i < srv->nvaults; i++) {
+  for (size_t i = 0; arr && i < srv->nvaults; i++) {
     cJSON *v = cJSON_CreateObject();
-    if(!v)
+    if (!v)
       goto out;
     cJSON_AddItemToArray(arr, v);
     cJSON_AddStringToObject(v, "name", srv->vaults[i].name);
@@ -256,7 +258,7 @@ out:
 
 static void secret_free(char *s)
 {
-  if(s) {
+  if (s) {
     OPENSSL_cleanse(s, strlen(s));
     free(s);
   }
@@ -264,7 +266,7 @@ static void secret_free(char *s)
 
 static void server_free(struct emu_server *srv, bool remove_state)
 {
-  for(size_t i = 0; i < srv->nvaults; i++) {
+  for (size_t i = 0; i < srv->nvaults; i++) {
     struct emu_vault *v = &srv->vaults[i];
     emu_objs_vault_free(v);
     keystore_free(v->keys);
@@ -272,11 +274,11 @@ static void server_free(struct emu_server *srv, bool remove_state)
     free(v->name);
     free(v->base_url);
   }
-  if(remove_state && srv->state_dir) {
+  if (remove_state && srv->state_dir) {
     static const char *const files[] = {"ca.pem", "client.pem", "federated-token.jwt"};
-    for(size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < 3; i++) {
       char *p = emu_strdup_printf("%s/%s", srv->state_dir, files[i]);
-      if(p)
+      if (p)
         unlink(p);
       free(p);
     }
@@ -299,13 +301,17 @@ static void server_free(struct emu_server *srv, bool remove_state)
 
 int main(int argc, char **argv)
 {
-  static const struct option opts[] = {
-    {"ready-file", required_argument, NULL, 'r'}, {"port-base", required_argument, NULL, 'p'},
-    {"vault", required_argument, NULL, 'v'},      {"seed", required_argument, NULL, 's'},
-    {"faults", required_argument, NULL, 'f'},     {"state", required_argument, NULL, 'd'},
-    {"token-ttl", required_argument, NULL, 't'},  {"tenant-id", required_argument, NULL, 'T'},
-    {"delete-delay-ms", required_argument, NULL, 'D'}, {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {{"ready-file", required_argument, NULL, 'r'},
+                                       {"port-base", required_argument, NULL, 'p'},
+                                       {"vault", required_argument, NULL, 'v'},
+                                       {"seed", required_argument, NULL, 's'},
+                                       {"faults", required_argument, NULL, 'f'},
+                                       {"state", required_argument, NULL, 'd'},
+                                       {"token-ttl", required_argument, NULL, 't'},
+                                       {"tenant-id", required_argument, NULL, 'T'},
+                                       {"delete-delay-ms", required_argument, NULL, 'D'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
   const char *ready = NULL, *seed_file = NULL, *faults_spec = NULL, *state = NULL, *tenant = NULL;
   unsigned long port_base = 0, v;
   char fault_err[256];
@@ -314,24 +320,24 @@ int main(int argc, char **argv)
   int rc = 2, c, sig;
   sigset_t set;
   struct emu_server *srv = calloc(1, sizeof(*srv));
-  if(!srv)
+  if (!srv)
     return 2;
   emu_srv = srv;
   srv->token_ttl = 3599;
 
-  while((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    switch(c) {
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    switch (c) {
     case 'r':
       ready = optarg;
       break;
     case 'p':
-      if(parse_uint(optarg, 0, 65000, &port_base) != 0) {
+      if (parse_uint(optarg, 0, 65000, &port_base) != 0) {
         fprintf(stderr, "akv-emulator: bad --port-base '%s'\n", optarg);
         goto out;
       }
       break;
     case 'v':
-      if(add_vault(srv, optarg) != 0)
+      if (add_vault(srv, optarg) != 0)
         goto out;
       break;
     case 's':
@@ -344,7 +350,7 @@ int main(int argc, char **argv)
       state = optarg;
       break;
     case 't':
-      if(parse_uint(optarg, 1, 86400, &v) != 0) {
+      if (parse_uint(optarg, 1, 86400, &v) != 0) {
         fprintf(stderr, "akv-emulator: bad --token-ttl '%s' (1..86400)\n", optarg);
         goto out;
       }
@@ -354,7 +360,7 @@ int main(int argc, char **argv)
       tenant = optarg;
       break;
     case 'D':
-      if(parse_uint(optarg, 0, 600000, &v) != 0) {
+      if (parse_uint(optarg, 0, 600000, &v) != 0) {
         fprintf(stderr, "akv-emulator: bad --delete-delay-ms '%s' (0..600000)\n", optarg);
         goto out;
       }
@@ -369,31 +375,32 @@ int main(int argc, char **argv)
       goto out;
     }
   }
-  if(optind < argc || !ready) {
+  if (optind < argc || !ready) {
     usage(stderr);
     goto out;
   }
-  if(srv->nvaults == 0 && add_vault(srv, "demo") != 0)
+  if (srv->nvaults == 0 && add_vault(srv, "demo") != 0)
     goto out;
-  if(tenant && (strlen(tenant) > 64 || !emu_name_valid(tenant))) {
+  if (tenant && (strlen(tenant) > 64 || !emu_name_valid(tenant))) {
     fprintf(stderr, "akv-emulator: bad --tenant-id '%s'\n", tenant);
     goto out;
   }
   stats_init();
-  if(faults_spec && faults_set(faults_spec, fault_err, sizeof(fault_err)) != 0) {
+  if (faults_spec && faults_set(faults_spec, fault_err, sizeof(fault_err)) != 0) {
     fprintf(stderr, "akv-emulator: bad --faults: %s\n", fault_err);
     goto out;
   }
 
-  /* signals: handled synchronously by sigwait in this thread; all server threads inherit the mask */
+  /* signals: handled synchronously by sigwait in this thread; all server threads inherit the mask
+   */
   signal(SIGPIPE, SIG_IGN);
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
 
-  if(state) {
-    if(mkdir(state, 0700) != 0 && errno != EEXIST) {
+  if (state) {
+    if (mkdir(state, 0700) != 0 && errno != EEXIST) {
       fprintf(stderr, "akv-emulator: cannot create state dir %s: %s\n", state, strerror(errno));
       goto out;
     }
@@ -401,7 +408,7 @@ int main(int argc, char **argv)
   } else {
     const char *tmp = getenv("TMPDIR");
     char *tmpl = emu_strdup_printf("%s/akv-emulator-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if(tmpl && mkdtemp(tmpl)) {
+    if (tmpl && mkdtemp(tmpl)) {
       srv->state_dir = tmpl;
       made_state = true;
     } else {
@@ -410,11 +417,11 @@ int main(int argc, char **argv)
       goto out;
     }
   }
-  if(!srv->state_dir)
+  if (!srv->state_dir)
     goto out;
 
   char id[37];
-  if(tenant) {
+  if (tenant) {
     srv->tenant_id = strdup(tenant);
   } else {
     emu_uuid_new(id);
@@ -424,31 +431,32 @@ int main(int argc, char **argv)
   srv->client_id = strdup(id);
   srv->client_secret = random_secret_new(40);
   srv->identity_header = random_secret_new(32);
-  if(!srv->tenant_id || !srv->client_id || !srv->client_secret || !srv->identity_header)
+  if (!srv->tenant_id || !srv->client_id || !srv->client_secret || !srv->identity_header)
     goto out;
-  if(tls_setup(srv) != 0 || RAND_bytes(srv->backup_key, sizeof(srv->backup_key)) != 1)
+  if (tls_setup(srv) != 0 || RAND_bytes(srv->backup_key, sizeof(srv->backup_key)) != 1)
     goto out;
-  if(http_start(srv, (unsigned)port_base) != 0)
+  if (http_start(srv, (unsigned)port_base) != 0)
     goto stop;
   fedtok = entra_federated_token_new();
   fedfile = emu_strdup_printf("%s/federated-token.jwt", srv->state_dir);
-  if(!fedtok || !fedfile || write_atomic(fedfile, fedtok, 0600) != 0)
+  if (!fedtok || !fedfile || write_atomic(fedfile, fedtok, 0600) != 0)
     goto stop;
-  if(seed_file && seed(srv, seed_file) != 0)
+  if (seed_file && seed(srv, seed_file) != 0)
     goto stop;
   readytext = ready_json_new(srv, fedfile);
-  if(!readytext || write_atomic(ready, readytext, 0600) != 0)
+  if (!readytext || write_atomic(ready, readytext, 0600) != 0)
     goto stop;
 
   printf("akv-emulator: authority %s (tenant %s), managed identity %s\n", srv->authority_host,
          srv->tenant_id, srv->imds_endpoint);
-  for(size_t i = 0; i < srv->nvaults; i++)
-    printf("akv-emulator: %s %s at %s\n", srv->vaults[i].kind == EMU_KIND_MHSM ? "managed HSM" : "vault",
-           srv->vaults[i].name, srv->vaults[i].base_url);
+  for (size_t i = 0; i < srv->nvaults; i++)
+    printf("akv-emulator: %s %s at %s\n",
+           srv->vaults[i].kind == EMU_KIND_MHSM ? "managed HSM" : "vault", srv->vaults[i].name,
+           srv->vaults[i].base_url);
   printf("akv-emulator: ready file %s, state dir %s\n", ready, srv->state_dir);
   fflush(stdout);
 
-  if(sigwait(&set, &sig) != 0)
+  if (sigwait(&set, &sig) != 0)
     goto stop;
   fprintf(stderr, "akv-emulator: signal %d, stopping\n", sig);
   rc = 0;

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* objects.h - internal API between secrets.c, certs.c and what they share (objs.c; owner: EMU-OBJ).
+/* objects.h - internal API between secrets.c, certs.c and what they share (objs.c).
  * Functions ending in _inlock expect vault->lock held by the caller. */
 #ifndef EMU_OBJECTS_H
 #define EMU_OBJECTS_H

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* objs.c - what the secret and certificate handlers share (objects.h; owner: EMU-OBJ): the
+/* objs.c - what the secret and certificate handlers share (objects.h): the
  * named-entry store with its soft-delete state, the JSON pieces and replies the two collections
  * have in common, their listings, opaque backup blobs, and the routing tables' dispatcher. */
 #include "objects.h"

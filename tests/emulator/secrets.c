@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* secrets.c - Key Vault secrets of the emulator (owner: EMU-OBJ).
+/* secrets.c - Key Vault secrets of the emulator.
  *
  * Routes (vault kind only; the core answers Managed HSM itself):
  *   PUT    /secrets/{n}                     set (new version)            secrets.set
@@ -23,8 +23,8 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#define SECRETS_MAX 10000         /* secrets per vault */
-#define SECRET_VERSIONS_MAX 1000  /* versions per secret */
+#define SECRETS_MAX 10000        /* secrets per vault */
+#define SECRET_VERSIONS_MAX 1000 /* versions per secret */
 #define SECRET_CTYPE_MAX 255
 #define CT_PKCS12 "application/x-pkcs12"
 #define CT_PEM "application/x-pem-file"
@@ -254,8 +254,8 @@ enum emu_rc secrets_peek_inlock(struct emu_vault *vault, const char *name, const
 /* ---- JSON shapes ------------------------------------------------------------------------ */
 
 /* SecretBundle: value, contentType, id, managed, attributes, tags, kid (recorded order). */
-static cJSON *bundle_new(struct emu_vault *vault, const struct secret *s,
-                         const struct sversion *sv, int with_value)
+static cJSON *bundle_new(struct emu_vault *vault, const struct secret *s, const struct sversion *sv,
+                         int with_value)
 {
   cJSON *b = cJSON_CreateObject(), *ret = NULL;
   char *id = emu_obj_id_new(vault, "secrets", s->e.name, sv->version);
@@ -379,8 +379,9 @@ static int op_set(struct emu_req *req, struct emu_resp *resp, int arg)
   memset(&p, 0, sizeof(p));
   p.attrs.enabled = 1;
   if (!emu_name_valid(name))
-    return emu_resp_bad_param(resp, "The secret name '%.200s' is invalid: use 1-127 characters "
-                                    "of 0-9, a-z, A-Z and '-'.",
+    return emu_resp_bad_param(resp,
+                              "The secret name '%.200s' is invalid: use 1-127 characters "
+                              "of 0-9, a-z, A-Z and '-'.",
                               name);
   if (!cJSON_IsObject(req->body))
     return emu_resp_bad_param(resp, "The request body must be a JSON object with a 'value'.");
@@ -468,8 +469,9 @@ static int op_get(struct emu_req *req, struct emu_resp *resp, int arg)
     return -1;
   if (out_ct && !objs_ieq(ctype, out_ct)) {
     if (!objs_ieq(ctype, CT_PEM) && !objs_ieq(ctype, CT_PKCS12)) {
-      ret = emu_resp_bad_param(resp, "outContentType is only supported for certificate secrets "
-                                     "(contentType %s or %s).",
+      ret = emu_resp_bad_param(resp,
+                               "outContentType is only supported for certificate secrets "
+                               "(contentType %s or %s).",
                                CT_PKCS12, CT_PEM);
       goto out;
     }
@@ -480,10 +482,8 @@ static int op_get(struct emu_req *req, struct emu_resp *resp, int arg)
       goto out;
     }
     OPENSSL_cleanse(val->valuestring, strlen(val->valuestring));
-    if (!cJSON_ReplaceItemInObjectCaseSensitive(bundle, "value",
-                                                cJSON_CreateString(converted)) ||
-        !cJSON_ReplaceItemInObjectCaseSensitive(bundle, "contentType",
-                                                cJSON_CreateString(out_ct)))
+    if (!cJSON_ReplaceItemInObjectCaseSensitive(bundle, "value", cJSON_CreateString(converted)) ||
+        !cJSON_ReplaceItemInObjectCaseSensitive(bundle, "contentType", cJSON_CreateString(out_ct)))
       goto out;
   }
   ret = emu_resp_json(resp, 200, bundle);
@@ -676,8 +676,7 @@ static cJSON *sversion_backup_new(const struct sversion *sv)
   if (!o || !cJSON_AddStringToObject(o, "version", sv->version) ||
       !cJSON_AddStringToObject(o, "value", sv->value) ||
       (sv->content_type && !cJSON_AddStringToObject(o, "contentType", sv->content_type)) ||
-      objs_json_add_tags(o, sv->tags) ||
-      !cJSON_AddBoolToObject(o, "enabled", sv->attrs.enabled) ||
+      objs_json_add_tags(o, sv->tags) || !cJSON_AddBoolToObject(o, "enabled", sv->attrs.enabled) ||
       !cJSON_AddNumberToObject(o, "nbf", (double)sv->attrs.nbf) ||
       !cJSON_AddNumberToObject(o, "exp", (double)sv->attrs.exp) ||
       !cJSON_AddNumberToObject(o, "created", (double)sv->attrs.created) ||
@@ -716,8 +715,9 @@ static int op_backup(struct emu_req *req, struct emu_resp *resp, int arg)
   pthread_mutex_unlock(&vault->lock);
   if (!found || managed || !ok) {
     objs_backup_doc_free(doc);
-    return !found ? emu_resp_not_found(resp, "Secret", name)
-                  : managed ? reply_managed(resp, name) : -1;
+    return !found    ? emu_resp_not_found(resp, "Secret", name)
+           : managed ? reply_managed(resp, name)
+                     : -1;
   }
   return objs_backup_reply(resp, doc, "Secret", name);
 }
@@ -749,8 +749,10 @@ static enum emu_rc restore_inlock(struct emu_vault *vault, const cJSON *doc, con
       return rc;
     s = secret_find_inlock(vault, name, NULL);
     sv = secret_version_find(s, p.version);
-    sv->attrs.created = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(v, "created"));
-    sv->attrs.updated = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(v, "updated"));
+    sv->attrs.created =
+        (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(v, "created"));
+    sv->attrs.updated =
+        (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(v, "updated"));
   }
   return rc;
 }
@@ -784,8 +786,7 @@ static int op_restore(struct emu_req *req, struct emu_resp *resp, int arg)
   objs_backup_doc_free(doc);
   if (err)
     return emu_resp_error(resp, 409, "Conflict", NULL,
-                          "Secret %s already exists; a backup restores only an absent name.",
-                          name);
+                          "Secret %s already exists; a backup restores only an absent name.", name);
   if (rc == EMU_E_INVALID)
     return emu_resp_bad_param(resp, "The backup blob holds an invalid secret version.");
   if (rc != EMU_OK)
@@ -840,8 +841,9 @@ int secrets_seed(struct emu_vault *vault, const cJSON *item)
   p.tags = cJSON_GetObjectItemCaseSensitive(item, "tags");
   if (bad || !name || !emu_name_valid(name) || !cJSON_IsString(value) ||
       strlen(value->valuestring) > EMU_SECRET_VALUE_MAX || (enabled && !cJSON_IsBool(enabled))) {
-    fprintf(stderr, "akv-emulator: seed secret: need a valid \"name\", a string \"value\" (<= %d "
-                    "bytes), optional string \"contentType\", boolean \"enabled\", tags object\n",
+    fprintf(stderr,
+            "akv-emulator: seed secret: need a valid \"name\", a string \"value\" (<= %d "
+            "bytes), optional string \"contentType\", boolean \"enabled\", tags object\n",
             EMU_SECRET_VALUE_MAX);
     return -1;
   }
@@ -865,8 +867,9 @@ int secrets_seed(struct emu_vault *vault, const cJSON *item)
 int emu_objs_seed(struct emu_vault *vault, const char *collection, const cJSON *item)
 {
   if (vault->kind != EMU_KIND_VAULT) {
-    fprintf(stderr, "akv-emulator: seed: %s can only be seeded into a Key Vault, not the Managed "
-                    "HSM %s\n",
+    fprintf(stderr,
+            "akv-emulator: seed: %s can only be seeded into a Key Vault, not the Managed "
+            "HSM %s\n",
             collection, vault->name);
     return -1;
   }

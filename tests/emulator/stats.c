@@ -33,17 +33,17 @@ void stats_connection(const char *listener, bool opened)
 {
   size_t i;
   pthread_mutex_lock(&stats_lock);
-  for(i = 0; i < nconns; i++)
-    if(strcmp(conns[i].name, listener) == 0)
+  for (i = 0; i < nconns; i++)
+    if (strcmp(conns[i].name, listener) == 0)
       break;
-  if(i == nconns && nconns < STATS_MAX_LISTENERS) {
+  if (i == nconns && nconns < STATS_MAX_LISTENERS) {
     snprintf(conns[i].name, sizeof(conns[i].name), "%s", listener);
     conns[i].total = 0;
     conns[i].open = 0;
     nconns++;
   }
-  if(i < nconns) {
-    if(opened) {
+  if (i < nconns) {
+    if (opened) {
       conns[i].total++;
       conns[i].open++;
     } else {
@@ -68,14 +68,14 @@ void stats_request(void)
 void emu_stats_count(const char *op)
 {
   size_t i;
-  if(!op || strlen(op) >= sizeof(stats_ops[0].name))
+  if (!op || strlen(op) >= sizeof(stats_ops[0].name))
     op = "other";
   pthread_mutex_lock(&stats_lock);
-  for(i = 0; i < stats_nops; i++)
-    if(strcmp(stats_ops[i].name, op) == 0)
+  for (i = 0; i < stats_nops; i++)
+    if (strcmp(stats_ops[i].name, op) == 0)
       break;
-  if(i == stats_nops) {
-    if(stats_nops == STATS_MAX_OPS) {
+  if (i == stats_nops) {
+    if (stats_nops == STATS_MAX_OPS) {
       i = STATS_MAX_OPS - 1; /* the last slot becomes the catch-all */
       memcpy(stats_ops[i].name, "other", sizeof("other"));
     } else {
@@ -94,7 +94,7 @@ void stats_reset(void)
   pthread_mutex_lock(&stats_lock);
   stats_nops = 0;
   stats_total = 0;
-  for(size_t i = 0; i < nconns; i++)
+  for (size_t i = 0; i < nconns; i++)
     conns[i].total = 0;
   pthread_mutex_unlock(&stats_lock);
 }
@@ -102,21 +102,21 @@ void stats_reset(void)
 cJSON *stats_json_new(void)
 {
   cJSON *root = cJSON_CreateObject(), *by;
-  if(!root)
+  if (!root)
     return NULL;
   pthread_mutex_lock(&stats_lock);
   cJSON_AddNumberToObject(root, "requests_total", (double)stats_total);
   by = cJSON_AddObjectToObject(root, "by_operation");
-  for(size_t i = 0; by && i < stats_nops; i++)
+  for (size_t i = 0; by && i < stats_nops; i++)
     cJSON_AddNumberToObject(by, stats_ops[i].name, (double)stats_ops[i].count);
   uint64_t ctotal = 0;
   int64_t copen = 0;
   cJSON *bl = cJSON_AddObjectToObject(root, "connections_by_listener");
-  for(size_t i = 0; i < nconns; i++) {
+  for (size_t i = 0; i < nconns; i++) {
     ctotal += conns[i].total;
     copen += conns[i].open;
     cJSON *o = bl ? cJSON_AddObjectToObject(bl, conns[i].name) : NULL;
-    if(o) {
+    if (o) {
       cJSON_AddNumberToObject(o, "total", (double)conns[i].total);
       cJSON_AddNumberToObject(o, "open", (double)conns[i].open);
     }
@@ -124,7 +124,7 @@ cJSON *stats_json_new(void)
   cJSON_AddNumberToObject(root, "connections_total", (double)ctotal);
   cJSON_AddNumberToObject(root, "connections_open", (double)copen);
   pthread_mutex_unlock(&stats_lock);
-  if(!by) {
+  if (!by) {
     cJSON_Delete(root);
     return NULL;
   }

@@ -41,12 +41,12 @@ static size_t on_body(char *p, size_t sz, size_t n, void *ud)
 {
   struct buf *b = ud;
   size_t add = sz * n;
-  if(b->len + add > BODY_CAP) {
+  if (b->len + add > BODY_CAP) {
     b->over = true;
     return 0;
   }
   char *nd = realloc(b->data, b->len + add + 1);
-  if(!nd)
+  if (!nd)
     return 0;
   b->data = nd;
   memcpy(b->data + b->len, p, add);
@@ -78,12 +78,12 @@ static long request(CURL *c, const char *method, const char *url, const char *bo
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
   curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
   curl_easy_setopt(c, CURLOPT_HTTPGET, body ? 0L : 1L);
-  if(!body)
+  if (!body)
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
   CURLcode rc = curl_easy_perform(c);
-  if(rc == CURLE_OK)
+  if (rc == CURLE_OK)
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
   else
     fprintf(stderr, "stress: %s %s: %s\n", method, url, curl_easy_strerror(rc));
@@ -96,7 +96,7 @@ static long request(CURL *c, const char *method, const char *url, const char *bo
 static CURL *handle_new(void)
 {
   CURL *c = curl_easy_init();
-  if(!c)
+  if (!c)
     return NULL;
   curl_easy_setopt(c, CURLOPT_CAINFO, ca_file);
   curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
@@ -108,7 +108,7 @@ static CURL *handle_new(void)
 static const char *jstr(const cJSON *j, const char *a, const char *b)
 {
   const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, a);
-  if(b)
+  if (b)
     x = cJSON_GetObjectItemCaseSensitive(x, b);
   return cJSON_IsString(x) ? x->valuestring : NULL;
 }
@@ -122,13 +122,13 @@ struct client {
 static bool expect(struct client *cl, long got, long want, const char *what, cJSON *j)
 {
   cl->ops++;
-  if(got == want)
+  if (got == want)
     return true;
   cl->errors++;
-  if(cl->errors <= 3) {
+  if (cl->errors <= 3) {
     char *t = j ? cJSON_PrintUnformatted(j) : NULL;
-    fprintf(stderr, "stress: client %d: %s: status %ld (want %ld) %.300s\n", cl->id, what, got, want,
-            t ? t : "");
+    fprintf(stderr, "stress: client %d: %s: status %ld (want %ld) %.300s\n", cl->id, what, got,
+            want, t ? t : "");
     free(t);
   }
   return false;
@@ -153,12 +153,12 @@ static void sign_verify(struct client *cl, CURL *c, const char *key, const char 
   snprintf(url, sizeof(url), "%s/keys/%s/sign?api-version=7.6", vault, key);
   snprintf(body, sizeof(body), "{\"alg\":\"%s\",\"value\":\"%s\"}", alg, digest);
   long st = request(c, "POST", url, body, &j);
-  if(expect(cl, st, 200, "sign", j) && jstr(j, "value", NULL)) {
+  if (expect(cl, st, 200, "sign", j) && jstr(j, "value", NULL)) {
     snprintf(url, sizeof(url), "%s/keys/%s/verify?api-version=7.6", vault, key);
-    snprintf(body, sizeof(body), "{\"alg\":\"%s\",\"digest\":\"%s\",\"value\":\"%s\"}", alg,
-             digest, jstr(j, "value", NULL));
+    snprintf(body, sizeof(body), "{\"alg\":\"%s\",\"digest\":\"%s\",\"value\":\"%s\"}", alg, digest,
+             jstr(j, "value", NULL));
     st = request(c, "POST", url, body, &j2);
-    if(expect(cl, st, 200, "verify", j2) && !cJSON_IsTrue(cJSON_GetObjectItem(j2, "value"))) {
+    if (expect(cl, st, 200, "verify", j2) && !cJSON_IsTrue(cJSON_GetObjectItem(j2, "value"))) {
       cl->errors++;
       fprintf(stderr, "stress: client %d: %s signature did not verify\n", cl->id, alg);
     }
@@ -178,12 +178,12 @@ static void *client_main(void *arg)
   /* 32-byte digest and a short plaintext, base64url */
   const char *digest = "ltYuKr0-Qt5fUDMPuO_ExVmYNSeAd7IemqCzPB3wehw";
   const char *plain = "cGxhaW50ZXh0IGZvciB0aGUgc3RyZXNzIHRlc3Q";
-  if(!c) {
+  if (!c) {
     cl->errors++;
     return NULL;
   }
   snprintf(name, sizeof(name), "stress-client-%d", cl->id);
-  while(!__atomic_load_n(&stop_flag, __ATOMIC_ACQUIRE)) {
+  while (!__atomic_load_n(&stop_flag, __ATOMIC_ACQUIRE)) {
     iter++;
     snprintf(url, sizeof(url), "%s/keys/%s/create?api-version=7.6", vault, name);
     call_expect(cl, c, "POST", url, "{\"kty\":\"EC\",\"crv\":\"P-256\"}", 200, "create");
@@ -192,9 +192,9 @@ static void *client_main(void *arg)
 
     snprintf(url, sizeof(url), "%s/keys?api-version=2025-07-01&maxresults=5", vault);
     st = request(c, "GET", url, NULL, &j);
-    if(expect(cl, st, 200, "list", j)) {
+    if (expect(cl, st, 200, "list", j)) {
       const char *next = jstr(j, "nextLink", NULL);
-      if(next)
+      if (next)
         call_expect(cl, c, "GET", next, NULL, 200, "list page 2");
     }
     cJSON_Delete(j);
@@ -205,15 +205,16 @@ static void *client_main(void *arg)
     snprintf(url, sizeof(url), "%s/keys/stress-rsa/encrypt?api-version=7.6", vault);
     snprintf(body, sizeof(body), "{\"alg\":\"RSA-OAEP-256\",\"value\":\"%s\"}", plain);
     st = request(c, "POST", url, body, &j);
-    if(expect(cl, st, 200, "encrypt", j) && jstr(j, "value", NULL)) {
+    if (expect(cl, st, 200, "encrypt", j) && jstr(j, "value", NULL)) {
       cJSON *j2 = NULL;
       char db[1024];
       snprintf(url, sizeof(url), "%s/keys/stress-rsa/decrypt?api-version=7.6", vault);
-      snprintf(db, sizeof(db), "{\"alg\":\"RSA-OAEP-256\",\"value\":\"%s\"}", jstr(j, "value", NULL));
+      snprintf(db, sizeof(db), "{\"alg\":\"RSA-OAEP-256\",\"value\":\"%s\"}",
+               jstr(j, "value", NULL));
       st = request(c, "POST", url, db, &j2);
-      if(expect(cl, st, 200, "decrypt", j2)) {
+      if (expect(cl, st, 200, "decrypt", j2)) {
         const char *v = jstr(j2, "value", NULL);
-        if(!v || strcmp(v, plain) != 0) {
+        if (!v || strcmp(v, plain) != 0) {
           cl->errors++;
           fprintf(stderr, "stress: client %d: decrypt returned the wrong plaintext\n", cl->id);
         }
@@ -223,7 +224,7 @@ static void *client_main(void *arg)
     cJSON_Delete(j);
 
     /* every 4th round: delete and purge so the store stays bounded */
-    if(iter % 4 == 0) {
+    if (iter % 4 == 0) {
       snprintf(url, sizeof(url), "%s/keys/%s?api-version=7.6", vault, name);
       call_expect(cl, c, "DELETE", url, NULL, 200, "delete");
       snprintf(url, sizeof(url), "%s/deletedkeys/%s?api-version=7.6", vault, name);
@@ -240,10 +241,10 @@ static long rss_kb(pid_t pid)
   long kb = -1;
   snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
   FILE *f = fopen(path, "r");
-  if(!f)
+  if (!f)
     return -1;
-  while(fgets(line, sizeof(line), f))
-    if(strncmp(line, "VmRSS:", 6) == 0)
+  while (fgets(line, sizeof(line), f))
+    if (strncmp(line, "VmRSS:", 6) == 0)
       kb = strtol(line + 6, NULL, 10);
   fclose(f);
   return kb;
@@ -253,10 +254,10 @@ static char *slurp(const char *path)
 {
   FILE *f = fopen(path, "r");
   char *b = NULL;
-  if(!f)
+  if (!f)
     return NULL;
   b = calloc(1, 65536);
-  if(b && fread(b, 1, 65535, f) == 0) {
+  if (b && fread(b, 1, 65535, f) == 0) {
     free(b);
     b = NULL;
   }
@@ -268,10 +269,10 @@ static long env_long(const char *name, long def, long lo, long hi)
 {
   const char *v = getenv(name);
   char *end = NULL;
-  if(!v || !*v)
+  if (!v || !*v)
     return def;
   long x = strtol(v, &end, 10);
-  if(*end || x < lo || x > hi) {
+  if (*end || x < lo || x > hi) {
     fprintf(stderr, "stress: %s must be %ld..%ld\n", name, lo, hi);
     exit(2);
   }
@@ -291,24 +292,24 @@ int main(int argc, char **argv)
   struct client cl[MAX_CLIENTS];
   CURL *c = NULL;
 
-  if(argc != 2) {
+  if (argc != 2) {
     fprintf(stderr, "usage: stress AKV_EMULATOR\n");
     return 2;
   }
-  if(!mkdtemp(dir))
+  if (!mkdtemp(dir))
     return 99;
   snprintf(ready, sizeof(ready), "%s/ready.json", dir);
   snprintf(state, sizeof(state), "%s/state", dir);
   snprintf(logf, sizeof(logf), "%s/emu.log", dir);
   pid = fork();
-  if(pid == 0) {
-    if(!freopen(logf, "w", stdout) || !freopen(logf, "a", stderr))
+  if (pid == 0) {
+    if (!freopen(logf, "w", stdout) || !freopen(logf, "a", stderr))
       _exit(127);
     execl(argv[1], argv[1], "--ready-file", ready, "--state", state, (char *)NULL);
     _exit(127);
   }
-  for(int i = 0; i < 600 && !(text = slurp(ready)); i++) {
-    if(waitpid(pid, &status, WNOHANG) == pid) {
+  for (int i = 0; i < 600 && !(text = slurp(ready)); i++) {
+    if (waitpid(pid, &status, WNOHANG) == pid) {
       fprintf(stderr, "stress: emulator exited early\n");
       pid = -1;
       rc = 99;
@@ -322,7 +323,7 @@ int main(int argc, char **argv)
   const char *sec = jstr(r, "client_secret", NULL);
   const cJSON *v0 = cJSON_GetArrayItem(cJSON_GetObjectItem(r, "vaults"), 0);
   const char *vu = jstr(v0, "url", NULL);
-  if(!ca || !auth || !ten || !cid || !sec || !vu) {
+  if (!ca || !auth || !ten || !cid || !sec || !vu) {
     fprintf(stderr, "stress: emulator not ready / bad ready file\n");
     rc = 99;
     goto out;
@@ -338,15 +339,17 @@ int main(int argc, char **argv)
     c = handle_new();
     char *es = curl_easy_escape(c, sec, 0);
     snprintf(url, sizeof(url), "%s/%s/oauth2/v2.0/token", auth, ten);
-    snprintf(form, sizeof(form), "grant_type=client_credentials&client_id=%s&client_secret=%s"
-             "&scope=https%%3A%%2F%%2Fvault.azure.net%%2F.default", cid, es);
+    snprintf(form, sizeof(form),
+             "grant_type=client_credentials&client_id=%s&client_secret=%s"
+             "&scope=https%%3A%%2F%%2Fvault.azure.net%%2F.default",
+             cid, es);
     curl_free(es);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, form);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    if(curl_easy_perform(c) != CURLE_OK || !b.data || !(j = cJSON_Parse(b.data)) ||
-       !jstr(j, "access_token", NULL)) {
+    if (curl_easy_perform(c) != CURLE_OK || !b.data || !(j = cJSON_Parse(b.data)) ||
+        !jstr(j, "access_token", NULL)) {
       fprintf(stderr, "stress: token request failed\n");
       free(b.data);
       goto out;
@@ -359,7 +362,7 @@ int main(int argc, char **argv)
     c = handle_new();
     char u2[512];
     snprintf(u2, sizeof(u2), "%s/keys/stress-rsa/create?api-version=7.6", vault);
-    if(request(c, "POST", u2, "{\"kty\":\"RSA\",\"key_size\":2048}", &j) != 200) {
+    if (request(c, "POST", u2, "{\"kty\":\"RSA\",\"key_size\":2048}", &j) != 200) {
       fprintf(stderr, "stress: cannot create the shared RSA key\n");
       goto out;
     }
@@ -368,10 +371,10 @@ int main(int argc, char **argv)
   }
 
   double t0 = now_s(), warm = duration / 6.0 < 2 ? 2 : duration / 6.0;
-  for(long i = 0; i < nclients; i++) {
+  for (long i = 0; i < nclients; i++) {
     cl[i].id = (int)i;
     cl[i].ops = cl[i].errors = 0;
-    if(pthread_create(&th[i], NULL, client_main, &cl[i]) != 0) {
+    if (pthread_create(&th[i], NULL, client_main, &cl[i]) != 0) {
       fprintf(stderr, "stress: pthread_create failed\n");
       __atomic_store_n(&stop_flag, 1, __ATOMIC_RELEASE);
       nclients = i;
@@ -379,13 +382,13 @@ int main(int argc, char **argv)
     }
   }
   long rss_warm = -1, rss_end = -1;
-  while(now_s() - t0 < duration) {
+  while (now_s() - t0 < duration) {
     usleep(200000);
-    if(rss_warm < 0 && now_s() - t0 >= warm)
+    if (rss_warm < 0 && now_s() - t0 >= warm)
       rss_warm = rss_kb(pid);
   }
   __atomic_store_n(&stop_flag, 1, __ATOMIC_RELEASE);
-  for(long i = 0; i < nclients; i++) {
+  for (long i = 0; i < nclients; i++) {
     pthread_join(th[i], NULL);
     total_ops += cl[i].ops;
     total_errors += cl[i].errors;
@@ -398,31 +401,31 @@ int main(int argc, char **argv)
   printf("stress: emulator RSS after warm-up %ld KiB, at the end %ld KiB\n", rss_warm, rss_end);
   /* not growing: allow allocator slack (per-thread arenas) but no steady growth */
   bool rss_ok = rss_warm > 0 && rss_end > 0 && rss_end <= rss_warm + rss_warm / 4 + 16 * 1024;
-  if(!rss_ok)
+  if (!rss_ok)
     fprintf(stderr, "stress: emulator RSS grew from %ld to %ld KiB\n", rss_warm, rss_end);
   rc = (total_errors == 0 && total_ops > 0 && rss_ok) ? 0 : 1;
 out:
-  if(c)
+  if (c)
     curl_easy_cleanup(c);
   cJSON_Delete(j);
   cJSON_Delete(r);
   free(text);
-  if(pid > 0) {
+  if (pid > 0) {
     kill(pid, SIGTERM);
     int waited = 0;
-    for(int i = 0; i < 300; i++) {
-      if(waitpid(pid, &status, WNOHANG) == pid) {
+    for (int i = 0; i < 300; i++) {
+      if (waitpid(pid, &status, WNOHANG) == pid) {
         waited = 1;
         break;
       }
       usleep(100000);
     }
-    if(!waited) {
+    if (!waited) {
       fprintf(stderr, "stress: emulator ignored SIGTERM, killing it\n");
       kill(pid, SIGKILL);
       waitpid(pid, &status, 0);
       rc = 1;
-    } else if(!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
       fprintf(stderr, "stress: emulator exit status %d\n", status);
       rc = 1;
     }
@@ -430,7 +433,7 @@ out:
   /* best-effort cleanup of the temp dir */
   char cmd[700];
   snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-  if(system(cmd) != 0)
+  if (system(cmd) != 0)
     fprintf(stderr, "stress: could not remove %s\n", dir);
   curl_global_cleanup();
   return rc;

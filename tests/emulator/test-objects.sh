@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# test-objects.sh - functional test of the emulator's secrets and certificates (owner: EMU-OBJ).
+# test-objects.sh - functional test of the emulator's secrets and certificates.
 #
 # Usage: test-objects.sh /path/to/akv-emulator   (or AKV_EMULATOR=... test-objects.sh)
 # Starts its own emulator (vault "demo", Managed HSM "hsm1", a seed file), talks REST with curl

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* X.509, CSR and PKCS#12/PEM helpers for the emulator's certificates (owner: EMU-OBJ).
+/* X.509, CSR and PKCS#12/PEM helpers for the emulator's certificates.
  * Everything here is built with OpenSSL objects, never by string surgery on ASN.1; request
  * members are validated before they reach OpenSSL so that no config-string parsing happens. */
 #include "x509.h"
@@ -31,14 +31,22 @@ static const struct {
   const char *alias;
   int nid;
 } subject_aliases[] = {
-    {"CN", NID_commonName},          {"O", NID_organizationName},
-    {"OU", NID_organizationalUnitName}, {"C", NID_countryName},
-    {"L", NID_localityName},         {"ST", NID_stateOrProvinceName},
-    {"S", NID_stateOrProvinceName},  {"E", NID_pkcs9_emailAddress},
-    {"EMAIL", NID_pkcs9_emailAddress}, {"DC", NID_domainComponent},
-    {"STREET", NID_streetAddress},   {"SERIALNUMBER", NID_serialNumber},
-    {"T", NID_title},                {"G", NID_givenName},
-    {"SN", NID_surname},             {"UID", NID_userId},
+    {"CN", NID_commonName},
+    {"O", NID_organizationName},
+    {"OU", NID_organizationalUnitName},
+    {"C", NID_countryName},
+    {"L", NID_localityName},
+    {"ST", NID_stateOrProvinceName},
+    {"S", NID_stateOrProvinceName},
+    {"E", NID_pkcs9_emailAddress},
+    {"EMAIL", NID_pkcs9_emailAddress},
+    {"DC", NID_domainComponent},
+    {"STREET", NID_streetAddress},
+    {"SERIALNUMBER", NID_serialNumber},
+    {"T", NID_title},
+    {"G", NID_givenName},
+    {"SN", NID_surname},
+    {"UID", NID_userId},
 };
 
 /* KeyUsageType names of the service and their X.509 bits. */
@@ -157,8 +165,8 @@ static X509_NAME *subject_parse(const char *text, const char **err)
       *err = "x509_props.subject has an unknown attribute name or an empty value.";
       goto out;
     }
-    if (!X509_NAME_add_entry_by_NID(name, nid, MBSTRING_UTF8, (const unsigned char *)val,
-                                    (int)vlen, -1, 0)) {
+    if (!X509_NAME_add_entry_by_NID(name, nid, MBSTRING_UTF8, (const unsigned char *)val, (int)vlen,
+                                    -1, 0)) {
       *err = "x509_props.subject has a value that does not fit its attribute.";
       goto out;
     }
@@ -351,7 +359,7 @@ static int sans_add(GENERAL_NAMES *names, const cJSON *arr, int type)
 
 /* The extensions of the requested certificate: keyUsage (critical), basicConstraints CA:FALSE,
  * extendedKeyUsage and subjectAltName, as the service puts them into its CSR and certificate. */
-static STACK_OF(X509_EXTENSION) *policy_exts_new(const cJSON *props, EVP_PKEY *pkey)
+static STACK_OF(X509_EXTENSION) * policy_exts_new(const cJSON *props, EVP_PKEY *pkey)
 {
   STACK_OF(X509_EXTENSION) *exts = NULL, *ret = NULL;
   ASN1_BIT_STRING *ku = NULL;
@@ -602,7 +610,7 @@ int64_t x509_not_after(X509 *cert)
   return asn1_time_unix(X509_get0_notAfter(cert));
 }
 
-char *x509_pkcs12_b64_new(EVP_PKEY *pkey, X509 *leaf, STACK_OF(X509) *chain)
+char *x509_pkcs12_b64_new(EVP_PKEY *pkey, X509 *leaf, STACK_OF(X509) * chain)
 {
   PKCS12 *p12 = NULL;
   unsigned char *der = NULL;
@@ -611,8 +619,9 @@ char *x509_pkcs12_b64_new(EVP_PKEY *pkey, X509 *leaf, STACK_OF(X509) *chain)
 
   /* Empty password, 3DES key bag, unencrypted certificates, SHA-1 MAC: opens with an empty
    * password in OpenSSL 3 without the legacy provider and in other stacks alike. */
-  p12 = PKCS12_create("", NULL, pkey, leaf, chain, pkey ? NID_pbe_WithSHA1And3_Key_TripleDES_CBC : -1,
-                      -1, PKCS12_DEFAULT_ITER, 1, 0);
+  p12 =
+      PKCS12_create("", NULL, pkey, leaf, chain, pkey ? NID_pbe_WithSHA1And3_Key_TripleDES_CBC : -1,
+                    -1, PKCS12_DEFAULT_ITER, 1, 0);
   if (!p12)
     goto out;
   n = i2d_PKCS12(p12, &der);
@@ -644,7 +653,7 @@ static char *bio_take_string(BIO *bio)
   return ret;
 }
 
-char *x509_pem_new(EVP_PKEY *pkey, X509 *leaf, STACK_OF(X509) *chain)
+char *x509_pem_new(EVP_PKEY *pkey, X509 *leaf, STACK_OF(X509) * chain)
 {
   BIO *bio = BIO_new(BIO_s_mem());
   char *ret = NULL;
@@ -674,7 +683,7 @@ int x509_matches_key(X509 *cert, EVP_PKEY *pkey)
 }
 
 /* Split certificates into the leaf (matching pkey) and the rest. Takes ownership of certs. */
-static int pick_leaf(EVP_PKEY *pkey, STACK_OF(X509) *certs, X509 **leaf, STACK_OF(X509) **chain,
+static int pick_leaf(EVP_PKEY *pkey, STACK_OF(X509) * certs, X509 **leaf, STACK_OF(X509) * *chain,
                      const char **err)
 {
   int i;
@@ -691,7 +700,7 @@ static int pick_leaf(EVP_PKEY *pkey, STACK_OF(X509) *certs, X509 **leaf, STACK_O
   return -1;
 }
 
-static int parse_pem(const char *value, EVP_PKEY **pkey, X509 **leaf, STACK_OF(X509) **chain,
+static int parse_pem(const char *value, EVP_PKEY **pkey, X509 **leaf, STACK_OF(X509) * *chain,
                      const char **err)
 {
   BIO *bio = NULL;
@@ -738,7 +747,7 @@ out:
 }
 
 static int parse_pkcs12(const char *value, const char *password, EVP_PKEY **pkey, X509 **leaf,
-                        STACK_OF(X509) **chain, const char **err)
+                        STACK_OF(X509) * *chain, const char **err)
 {
   unsigned char *der = NULL;
   const unsigned char *p;
@@ -798,7 +807,7 @@ out:
 }
 
 int x509_parse_import(const char *value, const char *password, int is_pem, EVP_PKEY **pkey,
-                      X509 **leaf, STACK_OF(X509) **chain, const char **err)
+                      X509 **leaf, STACK_OF(X509) * *chain, const char **err)
 {
   if (strlen(value) > X509_MAX_IMPORT) {
     *err = "The certificate value is too large.";

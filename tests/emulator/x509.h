@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* X.509, CSR and PKCS#12/PEM helpers of the emulator's certificate support (owner: EMU-OBJ).
+/* X.509, CSR and PKCS#12/PEM helpers of the emulator's certificate support.
  * Pure OpenSSL; no HTTP or JSON store knowledge beyond reading policy members. */
 #ifndef EMU_X509_H
 #define EMU_X509_H
@@ -41,14 +41,14 @@ int64_t x509_not_after(X509 *cert);
  * x509_pkcs12_b64_new: standard base64 of a PFX that opens with an empty password.
  * x509_pem_new: PKCS#8 key then leaf then chain, '\n' line ends. Both return malloc'd text that
  * holds key material: wipe with OPENSSL_cleanse before free. */
-char *x509_pkcs12_b64_new(EVP_PKEY *pkey, X509 *leaf, STACK_OF(X509) *chain);
-char *x509_pem_new(EVP_PKEY *pkey, X509 *leaf, STACK_OF(X509) *chain);
+char *x509_pkcs12_b64_new(EVP_PKEY *pkey, X509 *leaf, STACK_OF(X509) * chain);
+char *x509_pem_new(EVP_PKEY *pkey, X509 *leaf, STACK_OF(X509) * chain);
 
 /* Parse an import value. PEM text (key + certificates in any order) or standard base64 PKCS#12
  * with an optional password. The leaf is the certificate matching the private key; the other
  * certificates go to *chain (never NULL on success). Returns 0 or -1 with a message in *err. */
 int x509_parse_import(const char *value, const char *password, int is_pem, EVP_PKEY **pkey,
-                      X509 **leaf, STACK_OF(X509) **chain, const char **err);
+                      X509 **leaf, STACK_OF(X509) * *chain, const char **err);
 
 /* Certificate from standard base64 DER (merge x5c entries). */
 X509 *x509_from_b64_der(const char *b64, const char **err);
