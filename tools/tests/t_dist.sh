@@ -5,7 +5,8 @@
 # left out, as in any release, so the test does not depend on them); the tarball holds every file of
 # HEAD and nothing else (no .git, build directory or node_modules), and it is enough on its own: it
 # is extracted in a temporary directory, configured with the default options, built, and its unit
-# suite passes; the akv-p11 it built reports meson.build's version. About 1-2 minutes on 2 cores.
+# suite passes; the akv-p11 it built reports meson.build's version; scripts/spdx.sh, run there
+# without git, finds the same source files (and no build output). About 1 minute on 2 cores.
 # Needs a git checkout (meson dist archives a commit): skipped (77) in an unpacked tarball.
 # Inputs: AKV_BUILD_ROOT, AKV_SOURCE_ROOT, AKV_VERSION, INTEG_LIB.
 # shellcheck source=../../tests/integration/lib.sh
@@ -51,6 +52,13 @@ check "meson test --suite unit" timeout 600 meson test -C "$T/_build" --suite un
 cp "$WORK/check.out" "$WORK/unit.out"
 check_grep "the unit suite ran tests and none failed" '^Ok: +[1-9][0-9]*' "$WORK/unit.out"
 check_grep "no unit test failed" '^Fail: +0 *$' "$WORK/unit.out"
+# Outside git, scripts/spdx.sh finds the source files itself: the same list as from the tarball's
+# file list, with the build directory inside the tree left out.
+(cd "$T" && bash scripts/spdx.sh --list) >"$WORK/spdx-find.list" 2>&1 || true
+(cd "$T" && xargs -d '\n' bash scripts/spdx.sh --list <"$WORK/tar.list") >"$WORK/spdx-args.list" 2>&1 || true
+check "spdx.sh lists a tarball's source files (no git, build dir inside)" \
+  bash -c "test -s '$WORK/spdx-find.list' && diff -u '$WORK/spdx-args.list' '$WORK/spdx-find.list'"
+check "and they all carry the license line" bash -c "cd '$T' && bash scripts/spdx.sh --check"
 check "the tarball's akv-p11 --version" "$T/_build/tools/akv-p11" --version
 check_eq "it reports meson.build's version" "akv-p11 $V" "$(cat "$WORK/check.out")"
 
