@@ -32,7 +32,7 @@ const SECTIONS = {
 };
 
 // Passive pipeline policies (they change nothing on the wire): the recorder behind the wire section, and
-// with INTEROP_TRACE=errors|all a printer of each failed (or every) exchange, for writing FINDINGS.md.
+// with INTEROP_TRACE=errors|all a printer of each failed (or every) exchange, for reporting a failure.
 // Authorization headers are never recorded or printed.
 function observerOptions() {
   const mode = process.env.INTEROP_TRACE;
