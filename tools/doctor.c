@@ -214,6 +214,38 @@ static void note(struct report *r, const char *slot, const char *fmt, ...)
   va_end(ap);
 }
 
+/* Progress: in text mode each check is announced on stderr as it ends, one flushed line each, so
+ * a user sees where doctor is while a slow vault answers (the report on stdout follows at the
+ * end). Off for --json. */
+static int progress_on;
+
+static void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void progress(const char *fmt, ...)
+{
+  va_list ap;
+  if (!progress_on)
+    return;
+  va_start(ap, fmt);
+  fputs("doctor: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  fflush(stderr);
+  va_end(ap);
+}
+
+/* A slot whose vault did not answer within deadline_ms is not asked again: every further check
+ * would wait as long (docs/troubleshooting.md, "akv-p11 doctor"). */
+static void slot_timed_out(struct report *r, const struct akv_slot_config *s, const char *step,
+                           long deadline_ms)
+{
+  problem(r, s->label, NULL, "SLOT_TIMEOUT",
+          "slot %s: %s got no answer from %s within deadline_ms (%ld ms); the slot's remaining "
+          "checks are skipped; fix: check that the URL is the vault's and that this host reaches "
+          "it (firewall, proxy, private endpoint DNS)",
+          s->label, step, s->url, deadline_ms > 0 ? deadline_ms : 30000);
+  progress("slot %s: timed out, skipping its remaining checks", s->label);
+}
+
 /* Last line of a log array (the most specific error), or "" */
 static const char *last_line(const cJSON *arr)
 {
@@ -401,8 +433,8 @@ static const char *perm(const struct kv_key *k, unsigned bit, int applicable)
   return (k->key_ops & bit) ? "allowed" : "not-allowed";
 }
 
-static void check_key(struct report *r, struct logcap *lc, struct kv_client *cl,
-                      const struct akv_slot_config *s, const char *name, int probe, cJSON *out)
+static kv_rc check_key(struct report *r, struct logcap *lc, struct kv_client *cl,
+                       const struct akv_slot_config *s, const char *name, int probe, cJSON *out)
 {
   struct kv_key *k = NULL;
   cJSON *log = cJSON_CreateArray(), *perms, *item;
@@ -411,6 +443,7 @@ static void check_key(struct report *r, struct logcap *lc, struct kv_client *cl,
   int rsa, ec, oct;
   rc = kv_get_key(cl, name, NULL, &k);
   logcap_collect(lc, log);
+  progress("slot %s: key %s: get %s", s->label, name, read_outcome(rc));
   perms = cJSON_AddObjectToObject(out, "permissions");
   cJSON_AddItemToObject(perms, "get", step_result(rc, log));
   if (rc != KV_OK) {
@@ -424,7 +457,7 @@ static void check_key(struct report *r, struct logcap *lc, struct kv_client *cl,
       problem(r, s->label, name, "KEY_NOT_FOUND",
               "key %s: not found in the vault (HTTP 404)%s", name,
               s->key_names ? ": fix the name in the slot's \"keys\" list" : " (deleted meanwhile?)");
-    else
+    else if (rc != KV_E_TIMEOUT)
       problem(r, s->label, name, "GET_FAILED", "key %s: get failed (%s): %s", name,
               kv_rc_str(rc), last_line(log));
     goto out;
@@ -473,6 +506,7 @@ static void check_key(struct report *r, struct logcap *lc, struct kv_client *cl,
     if (alg) {
       rc = kv_sign(cl, name, k->version, alg, digest, dlen, &sig);
       logcap_collect(lc, log);
+      progress("slot %s: key %s: probe signature %s", s->label, name, read_outcome(rc));
       kv_bytes_free(&sig);
       item = step_result(rc, log);
       cJSON_AddStringToObject(item, "alg", alg);
@@ -485,7 +519,7 @@ static void check_key(struct report *r, struct logcap *lc, struct kv_client *cl,
                 "sign: the identity lacks keys/sign; fix: grant Key Vault Crypto User (RBAC) or "
                 "the Sign key permission (access policy)",
                 name);
-      else if (rc != KV_OK)
+      else if (rc != KV_OK && rc != KV_E_TIMEOUT)
         problem(r, s->label, name, "SIGN_FAILED", "key %s: the probe signature failed (%s): %s",
                 name, kv_rc_str(rc), last_line(log));
     }
@@ -493,6 +527,7 @@ static void check_key(struct report *r, struct logcap *lc, struct kv_client *cl,
 out:
   cJSON_Delete(log);
   kv_key_free(k);
+  return rc;
 }
 
 /* A list step (keys, certificates, secrets). Returns the rc; on success *items holds the list. */
@@ -511,6 +546,7 @@ static kv_rc check_list(struct report *r, struct logcap *lc, struct kv_client *c
   else
     rc = kv_list_secrets(cl, items); /* names and attributes only: values are never read */
   logcap_collect(lc, log);
+  progress("slot %s: list %s %s", s->label, what, read_outcome(rc));
   res = step_result(rc, log);
   if (rc == KV_OK)
     cJSON_AddNumberToObject(res, "count", (double)items->n);
@@ -522,7 +558,7 @@ static kv_rc check_list(struct report *r, struct logcap *lc, struct kv_client *c
             "(RBAC role Key Vault Crypto User/Reader, or the access policy's List permission), or "
             "name the keys in the slot's \"keys\" field (least-privilege mode, get only)",
             s->label, what, what, what);
-  else if (rc != KV_OK)
+  else if (rc != KV_OK && rc != KV_E_TIMEOUT)
     problem(r, s->label, NULL, "LIST_FAILED", "slot %s: listing %s failed (%s): %s", s->label,
             what, kv_rc_str(rc), error_lines(log, buf, sizeof(buf)));
   cJSON_Delete(log);
@@ -567,7 +603,8 @@ static void add_sources(cJSON *cj, struct kv_cred *cred)
   }
 }
 
-/* Backend pass of one slot; returns 1 when the credential worked (the module pass then reads it). */
+/* Backend pass of one slot; returns 1 when the credential worked (the module pass then reads it),
+ * 2 when it worked but the vault then timed out (the module pass skips the slot), 0 otherwise. */
 static int check_slot(struct report *r, struct logcap *lc, struct kv_http *http,
                       const struct akv_config *cfg, const struct akv_slot_config *s, int probe,
                       cJSON *slot)
@@ -597,6 +634,7 @@ static int check_slot(struct report *r, struct logcap *lc, struct kv_http *http,
   }
   rc = kv_cred_token(cred, resource, NULL, 0, &tok);
   logcap_collect(lc, log);
+  progress("slot %s: token for %s %s", s->label, resource, rc == KV_OK ? "ok" : kv_rc_str(rc));
   cJSON_AddStringToObject(cj, "source", kv_cred_describe(cred));
   add_sources(cj, cred);
   if (log && cJSON_GetArraySize(log) > 0)
@@ -640,10 +678,13 @@ static int check_slot(struct report *r, struct logcap *lc, struct kv_http *http,
       cJSON_AddStringToObject(l, "reason", "keys named in the configuration: no list call");
       n = s->n_key_names;
     } else {
-      if (check_list(r, lc, cl, s, "keys", slot, &keys) != KV_OK)
-        n = 0;
-      else
-        n = keys.n;
+      rc = check_list(r, lc, cl, s, "keys", slot, &keys);
+      if (rc == KV_E_TIMEOUT) {
+        slot_timed_out(r, s, "listing keys", cfg->deadline_ms);
+        ok = 2;
+        goto out;
+      }
+      n = rc == KV_OK ? keys.n : 0;
     }
     if (n > MAX_KEYS) {
       note(r, s->label, "only the first %d of %zu keys are checked", MAX_KEYS, n);
@@ -658,17 +699,28 @@ static int check_slot(struct report *r, struct logcap *lc, struct kv_http *http,
         continue;
       k = cJSON_CreateObject();
       cJSON_AddStringToObject(k, "name", name);
-      check_key(r, lc, cl, s, name, probe, k);
+      rc = check_key(r, lc, cl, s, name, probe, k);
       cJSON_AddItemToArray(karr, k);
+      if (rc == KV_E_TIMEOUT) {
+        snprintf(buf, sizeof(buf), "reading key %s", name);
+        slot_timed_out(r, s, buf, cfg->deadline_ms);
+        ok = 2;
+        goto out;
+      }
     }
   }
-  if (s->objects & AKV_OBJ_CERTIFICATES) {
-    check_list(r, lc, cl, s, "certificates", slot, &other);
+  for (int w = 0; w < 2; w++) {
+    const char *what = w ? "secrets" : "certificates";
+    if (!(s->objects & (w ? AKV_OBJ_SECRETS : AKV_OBJ_CERTIFICATES)))
+      continue;
+    rc = check_list(r, lc, cl, s, what, slot, &other);
     kv_item_list_free(&other);
-  }
-  if (s->objects & AKV_OBJ_SECRETS) {
-    check_list(r, lc, cl, s, "secrets", slot, &other);
-    kv_item_list_free(&other);
+    if (rc == KV_E_TIMEOUT) {
+      snprintf(buf, sizeof(buf), "listing %s", what);
+      slot_timed_out(r, s, buf, cfg->deadline_ms);
+      ok = 2;
+      goto out;
+    }
   }
 out:
   kv_item_list_free(&keys);
@@ -714,9 +766,15 @@ static void module_slot(struct report *r, struct mv_view *v, const struct akv_sl
     cJSON_AddStringToObject(mj, "reason", "the credential failed: the module cannot list either");
     goto out;
   }
+  if (cred_ok == 2) {
+    cJSON_AddStringToObject(mj, "result", "skipped");
+    cJSON_AddStringToObject(mj, "reason", "the vault timed out: the module would wait as long");
+    goto out;
+  }
   errcap_begin(&ec);
   rc = mv_load_objects(v, ti, err, sizeof(err));
   errcap_end(&ec, mlog);
+  progress("slot %s: module objects %s", s->label, rc == 0 ? "ok" : "failed");
   if (cJSON_GetArraySize(mlog) > 0)
     cJSON_AddItemToObject(mj, "log", cJSON_Duplicate(mlog, 1));
   if (rc != 0) {
@@ -786,7 +844,9 @@ static void print_text(const cJSON *root)
   const cJSON *slot, *p, *cfg = cJSON_GetObjectItemCaseSensitive(root, "config");
   const cJSON *mod = cJSON_GetObjectItemCaseSensitive(root, "module");
   int np = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(root, "problems"));
-  printf("config: %s\n", *jstr(cfg, "path") ? jstr(cfg, "path") : "(environment only)");
+  printf("config: %s\n", *jstr(cfg, "path")       ? jstr(cfg, "path")
+                         : *jstr(cfg, "searched") ? "(none found)"
+                                                  : "(environment only)");
   printf("module: %s: %s%s%s\n", jstr(mod, "path"), jstr(mod, "result"),
          *jstr(mod, "error") ? ": " : "", jstr(mod, "error"));
   print_log(mod, "  ");
@@ -887,12 +947,30 @@ int tool_doctor(const struct tool_opts *o)
     goto out;
   }
   ret = TOOL_PROBLEM;
+  progress_on = !o->json;
   cJSON_AddBoolToObject(cj, "ok", 1);
   if (cfg->path)
     cJSON_AddStringToObject(cj, "path", cfg->path);
   cJSON_AddNumberToObject(cj, "slots", (double)cfg->n_slots);
   r.problems = cJSON_AddArrayToObject(r.root, "problems");
   r.notes = cJSON_AddArrayToObject(r.root, "notes");
+  progress("configuration %s: %zu slot%s", cfg->path ? cfg->path : "(environment only)",
+           cfg->n_slots, cfg->n_slots == 1 ? "" : "s");
+  if (cfg->n_slots == 0) {
+    /* The module accepts this (zero slots: it is loaded into programs that never use it), but
+     * whoever runs doctor means to use it. */
+    char where[4400];
+    akv_config_searched(where, sizeof(where));
+    cJSON_AddStringToObject(cj, "searched", where);
+    problem(&r, NULL, NULL, "NO_CONFIGURATION",
+            "no configuration found (looked at %s): the module offers no slot, so consumers "
+            "see \"No slots\"; fix: the smallest configuration that works is "
+            "{\"slots\": [{\"url\": \"https://NAME.vault.azure.net\"}]} in "
+            "/etc/akv-pkcs11/config.json or ~/.config/akv-pkcs11/config.json (credentials from "
+            "AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, a managed identity or az "
+            "login), or export AKV_PKCS11_VAULT_URL=https://NAME.vault.azure.net",
+            where);
+  }
   slots = cJSON_AddArrayToObject(r.root, "slots");
   if (logcap_open(&lc) != 0) {
     note(&r, NULL, "cannot capture the backend's log lines (%s); they go to stderr",
@@ -946,6 +1024,7 @@ int tool_doctor(const struct tool_opts *o)
   errcap_end(&ec, mlog);
   if (cJSON_GetArraySize(mlog) > 0)
     cJSON_AddItemToObject(mod, "log", cJSON_Duplicate(mlog, 1));
+  progress("module %s %s", o->module, v ? "loaded" : "failed");
   if (!v) {
     cJSON_AddStringToObject(mod, "result", "failed");
     cJSON_AddStringToObject(mod, "error", err);

@@ -240,10 +240,17 @@ static kv_rc token_request(struct kv_cred *cred, const struct kv_http_request *r
   rc = kv_http_do(cred->http, req, &resp);
   if (rc != KV_OK) {
     const struct kv_http_opts *o = kv_http_opts_peek(cred->http);
+    const char *cause = kv_http_fail_str(resp.fail);
     int fd = -1;
-    snprintf(e->why, sizeof(e->why), "%s from %s: %s",
+    snprintf(e->why, sizeof(e->why), "%s from %s: %s%s%s",
              rc == KV_E_NETWORK || rc == KV_E_TIMEOUT ? "no response" : "unusable response",
-             req->url, kv_rc_str(rc));
+             req->url, kv_rc_str(rc), cause ? ": " : "", cause ? cause : "");
+    if (resp.fail == KV_FAIL_DNS)
+      snprintf(e->fix, sizeof(e->fix), "check the host name in %.200s (authority_host, "
+               "imds_endpoint, identity_endpoint) and DNS (see the error before)", req->url);
+    else if (resp.fail == KV_FAIL_TLS_TRUST)
+      snprintf(e->fix, sizeof(e->fix), "set ca_file to the PEM file of the CA that issued the "
+               "server's certificate (see the error before: it names the CA file in use)");
     /* The usual cause of a TLS failure after a privilege drop: a CA file the process cannot
      * read. Name it, with its owner and mode. */
     if (o && o->ca_file && strncmp(req->url, "https:", 6) == 0 &&
@@ -1020,6 +1027,26 @@ static kv_rc run_source(struct kv_cred *cred, size_t i, const char *resource, co
   return KV_E_AUTH;
 }
 
+/* A tenant and a client id with none of the app's credentials is a client secret (or
+ * certificate, or token file) that did not reach the process, more often than a user-assigned
+ * managed identity that happens to have a tenant set: name what is missing. The chain's rules do
+ * not change (docs/config.md, "Credential chain"): the app's sources are not configured, the walk
+ * goes on. */
+static void warn_half_app(const struct kv_cred *cred)
+{
+  const struct akv_cred_config *c = &cred->cfg;
+  if (!c->tenant_id || !c->client_id || c->client_secret || c->certificate_path ||
+      c->federated_token_file)
+    return;
+  akv_warn(AKV_LOGC_AUTH, "credential chain: tenant_id (AZURE_TENANT_ID) and client_id "
+           "(AZURE_CLIENT_ID) are set but AZURE_CLIENT_SECRET is missing (and neither "
+           "AZURE_CLIENT_CERTIFICATE_PATH for a certificate nor AZURE_FEDERATED_TOKEN_FILE for "
+           "workload identity is set), so app %.64s is not used; the chain goes on to managed "
+           "identity (client_id then selects a user-assigned identity) and the Azure CLI; fix: "
+           "set AZURE_CLIENT_SECRET (or client_secret_file in the configuration), or unset "
+           "AZURE_TENANT_ID if a managed identity is meant", c->client_id);
+}
+
 static kv_rc chain_fetch(void *ctx, const char *resource, const char *tenant,
                          struct kv_token *out)
 {
@@ -1047,6 +1074,8 @@ static kv_rc chain_fetch(void *ctx, const char *resource, const char *tenant,
     if (cred->chained && !source_configured(cred, cred->srcs[i], why, sizeof(why))) {
       set_state(cred, i, KV_SRC_UNCONFIGURED, why);
       akv_dbg(AKV_LOGC_AUTH, "credential chain: %s not configured: %s", cred->desc[i], why);
+      if (cred->srcs[i] == SRC_SECRET)
+        warn_half_app(cred);
       absent = 1;
     } else {
       rc = run_source(cred, i, resource, tenant, 1, out, &absent);

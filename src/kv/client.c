@@ -363,8 +363,10 @@ kv_rc kv_client_call(struct kv_client *cl, struct kv_call *call, cJSON **doc)
     kv_token_ref_unref(token);
     token = NULL;
     if (rc != KV_OK) {
-      akv_err(AKV_LOGC_KV, "%s: %s after %u attempt(s) (x-ms-client-request-id %s)", what,
-              kv_rc_str(rc), resp.attempts, resp.client_request_id);
+      const char *cause = kv_http_fail_str(resp.fail);
+      akv_err(AKV_LOGC_KV, "%s: %s after %u attempt(s)%s%s (x-ms-client-request-id %s)", what,
+              kv_rc_str(rc), resp.attempts, cause ? ": " : "", cause ? cause : "",
+              resp.client_request_id);
       goto out;
     }
     if (resp.status != 401 || attempt > 0)
@@ -372,6 +374,17 @@ kv_rc kv_client_call(struct kv_client *cl, struct kv_call *call, cJSON **doc)
     rc = handle_challenge(cl, resp.www_authenticate);
     if (rc != KV_OK)
       goto out;
+  }
+  if (resp.status == 404 && !resp.vault_headers &&
+      !kv_is_vault_error((const char *)resp.body.data, resp.body.len)) {
+    /* Neither Key Vault's headers nor its error body: a web server at a wrong URL, whose 404
+     * must not pass for "this key does not exist" (docs/troubleshooting.md). */
+    akv_err(AKV_LOGC_KV, "%s: HTTP 404 from %s without Key Vault's error body or x-ms-keyvault "
+            "headers: the URL is probably not a vault; fix: check slots[].url "
+            "(https://NAME.vault.azure.net or https://NAME.managedhsm.azure.net, no path)",
+            what, cl->url);
+    rc = KV_E_PROTOCOL;
+    goto out;
   }
   if (resp.status < 200 || resp.status >= 300) {
     rc = kv_error_from_response(resp.status, (const char *)resp.body.data, resp.body.len, what);

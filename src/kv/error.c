@@ -72,6 +72,15 @@ kv_rc kv_status_rc(long status)
   return KV_E_PROTOCOL;
 }
 
+int kv_is_vault_error(const char *body, size_t body_len)
+{
+  cJSON *doc = body && body_len ? cJSON_ParseWithLength(body, body_len) : NULL;
+  const cJSON *err = doc ? cJSON_GetObjectItemCaseSensitive(doc, "error") : NULL;
+  int yes = cJSON_IsObject(err) && cJSON_IsString(cJSON_GetObjectItemCaseSensitive(err, "code"));
+  cJSON_Delete(doc);
+  return yes;
+}
+
 kv_rc kv_error_from_response(long status, const char *body, size_t body_len, const char *what)
 {
   kv_rc rc = kv_status_rc(status);

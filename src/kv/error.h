@@ -14,4 +14,7 @@ kv_rc kv_status_rc(long status);
  * ({"error":{"code","message"}} or Entra's {"error","error_description"}) prefixed by what. */
 kv_rc kv_error_from_response(long status, const char *body, size_t body_len, const char *what);
 
+/* 1 when body is a Key Vault error document ({"error":{"code": "..."}}). */
+int kv_is_vault_error(const char *body, size_t body_len);
+
 #endif

@@ -150,6 +150,8 @@ void kv_http_response_init(struct kv_http_response *r)
 static void response_clear(struct kv_http_response *r)
 {
   r->status = 0;
+  r->fail = KV_FAIL_NONE;
+  r->vault_headers = 0;
   akv_buf_reset(&r->body);
   free(r->www_authenticate);
   free(r->retry_after);
@@ -287,6 +289,7 @@ kv_rc kv_http_do(struct kv_http *http, const struct kv_http_request *req,
     resp->body.max = a.max_response_bytes;
     resp->attempts++;
     rc = t->perform(t->ctx, &a, resp);
+    resp->fail = rc == KV_OK ? KV_FAIL_NONE : a.fail;
     if (rc == KV_OK) {
       retry = status_retryable(resp->status, req->idempotent);
     } else if (rc == KV_E_NETWORK || rc == KV_E_TIMEOUT) {
@@ -440,6 +443,10 @@ static kv_rc response_headers(CURL *h, int want_request_id, struct kv_http_respo
   }
   if (r->status < 400)
     return KV_OK;
+  /* Key Vault and Managed HSM put these on every response (docs/troubleshooting.md "a 404 from
+   * something that is not a vault"); a web server at a mistyped URL does not. */
+  r->vault_headers = header_get(h, "x-ms-keyvault-region", 0, NULL) != NULL ||
+                     header_get(h, "x-ms-keyvault-service-version", 0, NULL) != NULL;
   if (r->status == 401 && (v = header_get(h, "www-authenticate", 0, &n)) != NULL) {
     /* Several challenges may come; keep the Bearer one (else the first). */
     const char *pick = v;
@@ -631,6 +638,16 @@ static kv_rc map_curl_error(CURLcode cc, struct kv_http_attempt *a, const struct
     return KV_E_TIMEOUT;
   case CURLE_COULDNT_RESOLVE_HOST:
   case CURLE_COULDNT_RESOLVE_PROXY:
+    /* A name that does not resolve is a wrong name far more often than a resolver hiccup:
+     * retrying only makes the user wait for the same answer (docs/troubleshooting.md). */
+    a->fail = KV_FAIL_DNS;
+    a->maybe_sent = 0;
+    return KV_E_NETWORK;
+  case CURLE_PEER_FAILED_VERIFICATION: /* also CURLE_SSL_CACERT */
+  case CURLE_SSL_CACERT_BADFILE:
+  case CURLE_SSL_ISSUER_ERROR:
+    a->fail = KV_FAIL_TLS_TRUST;
+    return KV_E_NETWORK;
   case CURLE_COULDNT_CONNECT:
     a->transient = 1;
     a->maybe_sent = 0;
@@ -730,6 +747,61 @@ static int header_line(char *buf, size_t cap, const char *prefix, const char *va
   memcpy(buf, prefix, pl);
   memcpy(buf + pl, value, vl + 1);
   return 1;
+}
+
+/* The host of url into buf ("?" when it has none). */
+static void url_host(const char *url, char *buf, size_t len)
+{
+  CURLU *u = curl_url();
+  char *host = NULL;
+  snprintf(buf, len, "?");
+  if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+      curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
+    snprintf(buf, len, "%s", host);
+  curl_free(host);
+  curl_url_cleanup(u);
+}
+
+/* The CA file the handle verifies with: ca_file, else libcurl's built-in default. */
+static const char *ca_in_use(const struct kv_http *http, CURL *h)
+{
+  char *def = NULL;
+  if (http->ca_file)
+    return http->ca_file;
+  if (curl_easy_getinfo(h, CURLINFO_CAINFO, &def) == CURLE_OK && def)
+    return def;
+  return "the system store";
+}
+
+/* One error line for a failure retrying cannot fix, with its cause and the fix
+ * (docs/troubleshooting.md, "HTTP"). */
+static void log_fail(const struct kv_http *http, CURL *h, CURLcode cc,
+                     const struct kv_http_request *req, const char *errbuf)
+{
+  char host[256];
+  const char *detail = errbuf && errbuf[0] ? errbuf : curl_easy_strerror(cc);
+  url_host(req->url, host, sizeof(host));
+  if (cc == CURLE_COULDNT_RESOLVE_PROXY)
+    akv_err(AKV_LOGC_HTTP, "%s %s: cannot resolve the proxy %s: check the proxy name; not "
+            "retried (%s)", req->method, req->url, http->proxy ? http->proxy : "(from the "
+            "environment)", detail);
+  else if (cc == CURLE_COULDNT_RESOLVE_HOST)
+    akv_err(AKV_LOGC_HTTP, "%s %s: cannot resolve %s: check the vault name (the host of "
+            "slots[].url, or authority_host for a token) and DNS; not retried (%s)",
+            req->method, req->url, host, detail);
+  else if (cc == CURLE_SSL_CACERT_BADFILE)
+    akv_err(AKV_LOGC_HTTP, "%s %s: the CA file %s cannot be used (%s); fix: set ca_file to a "
+            "readable PEM file of CA certificates", req->method, req->url, ca_in_use(http, h),
+            detail);
+  else if (http->ca_file)
+    akv_err(AKV_LOGC_HTTP, "%s %s: the certificate of %s is not trusted: ca_file %s does not hold "
+            "the CA that issued it (%s); fix: set ca_file to that CA's PEM file, or remove "
+            "ca_file to use the system store", req->method, req->url, host, http->ca_file,
+            detail);
+  else
+    akv_err(AKV_LOGC_HTTP, "%s %s: the certificate of %s is not trusted by %s (%s); fix: set "
+            "ca_file to the PEM file of the CA that issued it (a TLS-inspecting proxy's or a "
+            "private endpoint's CA)", req->method, req->url, host, ca_in_use(http, h), detail);
 }
 
 /* Header list without allocations: curl only reads it during the transfer. */
@@ -863,6 +935,8 @@ static kv_rc curl_perform(void *ctx, struct kv_http_attempt *a, struct kv_http_r
     if (rc == KV_E_PROTOCOL)
       akv_err(AKV_LOGC_HTTP, "%s %s: response larger than %zu bytes, transfer aborted",
               req->method, req->url, a->max_response_bytes);
+    else if (a->fail != KV_FAIL_NONE)
+      log_fail(http, h, cc, req, sl->errbuf);
     else
       akv_warn(AKV_LOGC_HTTP, "%s %s: %s (%s)", req->method, req->url, curl_easy_strerror(cc),
                sl->errbuf[0] ? sl->errbuf : "no detail");
@@ -896,6 +970,18 @@ void kv_http_set_transport(struct kv_http *http, const struct kv_http_transport 
     http->transport.now_ms = real_now_ms;
     http->transport.sleep_ms = real_sleep_ms;
     http->transport.ctx = http;
+  }
+}
+
+const char *kv_http_fail_str(int fail)
+{
+  switch (fail) {
+  case KV_FAIL_DNS:
+    return "the host name does not resolve";
+  case KV_FAIL_TLS_TRUST:
+    return "the server's certificate is not trusted";
+  default:
+    return NULL;
   }
 }
 

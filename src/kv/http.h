@@ -26,8 +26,17 @@ struct kv_http_request {
   int want_request_id;        /* fill response request_id on success (always on errors) */
 };
 
+/* Why no response was received (kv_http_response.fail), for messages that name the fix. */
+enum kv_http_fail {
+  KV_FAIL_NONE = 0,  /* a response, or a failure with no more specific cause */
+  KV_FAIL_DNS,       /* the host name does not resolve: never retried */
+  KV_FAIL_TLS_TRUST, /* the server's certificate chain is not trusted by the CA in use */
+};
+
 struct kv_http_response {
   long status;                /* 0 when no response was received */
+  int fail;                   /* enum kv_http_fail of the last attempt when status is 0 */
+  int vault_headers;          /* an error response carried x-ms-keyvault-* or x-ms-request-id */
   struct akv_buf body;        /* capped at max_response_bytes */
   char *www_authenticate;
   char *retry_after;          /* Retry-After, or retry-after-ms as "<n>ms" */
@@ -36,6 +45,9 @@ struct kv_http_response {
   unsigned attempts;
   long latency_ms;
 };
+
+/* A short phrase for enum kv_http_fail ("the host name does not resolve"), NULL for none. */
+const char *kv_http_fail_str(int fail);
 
 void kv_http_response_init(struct kv_http_response *r);
 void kv_http_response_free(struct kv_http_response *r); /* wipes the body */
@@ -64,6 +76,7 @@ struct kv_http_attempt {
   /* outputs when perform fails: */
   int maybe_sent;             /* the request may have reached the server */
   int transient;              /* worth retrying (reset, timeout, refused) */
+  int fail;                   /* enum kv_http_fail */
 };
 
 struct kv_http_transport {

@@ -1520,8 +1520,7 @@ out:
   cJSON_Delete(doc);
   free(ps.slots);
   akv_config_free(cfg);
-  if (rc)
-    akv_warn(AKV_LOGC_CONF, "configuration rejected: %s", err ? err : "");
+  /* Not logged here: the caller reports err once (C_Initialize logs it, the tools print it). */
   return rc;
 }
 
@@ -1580,9 +1579,30 @@ static int load_file(const char *path, struct akv_config **out, char *err, size_
   return rc;
 }
 
-int akv_config_load(const char *reserved, struct akv_config **out, char *err, size_t errlen)
+/* The user's configuration file: $XDG_CONFIG_HOME/akv-pkcs11/config.json, else
+ * $HOME/.config/akv-pkcs11/config.json; "" when neither variable is set. */
+static void user_config_path(char *path, size_t len)
+{
+  const char *env;
+  if ((env = env_nonempty("XDG_CONFIG_HOME")))
+    snprintf(path, len, "%s/akv-pkcs11/config.json", env);
+  else if ((env = env_nonempty("HOME")))
+    snprintf(path, len, "%s/.config/akv-pkcs11/config.json", env);
+  else
+    path[0] = '\0';
+}
+
+void akv_config_searched(char *buf, size_t len)
 {
   char path[4096];
+  user_config_path(path, sizeof(path));
+  snprintf(buf, len, "pReserved, AKV_PKCS11_CONFIG, %s, /etc/akv-pkcs11/config.json, "
+           "AKV_PKCS11_VAULT_URL", path[0] ? path : "~/.config/akv-pkcs11/config.json");
+}
+
+int akv_config_load(const char *reserved, struct akv_config **out, char *err, size_t errlen)
+{
+  char path[4096], searched[4300];
   const char *env;
   struct stat st;
   char dummy[1];
@@ -1608,12 +1628,7 @@ int akv_config_load(const char *reserved, struct akv_config **out, char *err, si
   env = env_nonempty("AKV_PKCS11_CONFIG");
   if (env)
     return load_file(env, out, err, errlen);
-  if ((env = env_nonempty("XDG_CONFIG_HOME")))
-    snprintf(path, sizeof(path), "%s/akv-pkcs11/config.json", env);
-  else if ((env = env_nonempty("HOME")))
-    snprintf(path, sizeof(path), "%s/.config/akv-pkcs11/config.json", env);
-  else
-    path[0] = '\0';
+  user_config_path(path, sizeof(path));
   if (path[0] && stat(path, &st) == 0)
     return load_file(path, out, err, errlen);
   if (stat("/etc/akv-pkcs11/config.json", &st) == 0)
@@ -1622,11 +1637,12 @@ int akv_config_load(const char *reserved, struct akv_config **out, char *err, si
     /* A module installed system-wide is loaded by p11-kit into every program: with no
      * configuration anywhere it offers zero slots instead of failing them all. Said at INFO, as
      * most of those programs never meant to use it. */
+    akv_config_searched(searched, sizeof(searched));
     akv_info(AKV_LOGC_CONF,
-             "no configuration found (looked at AKV_PKCS11_CONFIG, %s, /etc/akv-pkcs11/config.json, "
-             "AKV_PKCS11_VAULT_URL): no slots; fix: set AKV_PKCS11_VAULT_URL=https://NAME.vault.azure.net "
-             "or AKV_PKCS11_CONFIG=/path/to/config.json",
-             path[0] ? path : "~/.config/akv-pkcs11/config.json");
+             "no configuration found (looked at %s): no slots; fix: set "
+             "AKV_PKCS11_VAULT_URL=https://NAME.vault.azure.net or "
+             "AKV_PKCS11_CONFIG=/path/to/config.json",
+             searched);
     return parse_doc(NULL, 0, no_config_path, 0, NULL, out, err, errlen);
   }
   return parse_doc(NULL, 0, "(environment)", 0, NULL, out, err, errlen);

@@ -104,6 +104,11 @@ struct akv_config {
  * field and what is expected into err. No network I/O. */
 int akv_config_load(const char *reserved, struct akv_config **out, char *err, size_t errlen);
 
+/* The places akv_config_load searches when nothing is passed, in order, as one line for messages
+ * ("pReserved, AKV_PKCS11_CONFIG, /home/u/.config/akv-pkcs11/config.json, ..."). A loaded
+ * configuration without a file and without slots (cfg->path NULL, n_slots 0) is "none found". */
+void akv_config_searched(char *buf, size_t len);
+
 /* Parses a JSON document (for tests and for akv_config_load). path is used in messages only. */
 int akv_config_parse(const char *json, const char *path, struct akv_config **out, char *err,
                      size_t errlen);

@@ -22,6 +22,7 @@ struct fake_reply {
   kv_rc fail;      /* != KV_OK: the attempt fails without a response */
   int transient;
   int maybe_sent;
+  int net_fail;    /* enum kv_http_fail of a failed attempt */
   long delay_ms;   /* virtual time the attempt takes */
 };
 
@@ -136,6 +137,7 @@ static kv_rc fake_perform_inlock(void *ctx, struct kv_http_attempt *a,
   if (r.fail != KV_OK) {
     a->transient = r.transient;
     a->maybe_sent = r.maybe_sent;
+    a->fail = r.net_fail;
     return r.fail;
   }
   resp->status = r.status;

@@ -241,6 +241,13 @@ static void test_chain_skips_unconfigured(void **state)
   assert_int_equal(info[4].state, KV_SRC_UNCONFIGURED);
   assert_non_null(strstr(info[4].note, "no answer from http://127.0.0.1:9/"));
   assert_int_equal(info[5].state, KV_SRC_IN_USE);
+  /* A tenant and a client id without the app's secret: the missing variable is named, once, and
+   * what the other app sources would need; the walk went on all the same. */
+  assert_int_equal(count_lines_with(slurp(logpath), "are set but AZURE_CLIENT_SECRET is missing "
+                                                    "(and neither AZURE_CLIENT_CERTIFICATE_PATH"),
+                   1);
+  assert_non_null(strstr(slurp(logpath), "AZURE_FEDERATED_TOKEN_FILE for workload identity is "
+                                         "set), so app cid is not used"));
   /* The source that worked is kept: a forced refresh goes straight to it, IMDS is not asked. */
   assert_int_equal(kv_cred_token(cred, "https://managedhsm.azure.net", NULL, 1, &tok), KV_OK);
   kv_secure_free(tok, 0);

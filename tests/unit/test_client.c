@@ -465,6 +465,80 @@ static void test_cipher(void **state)
   free(b64);
 }
 
+static const char *read_log(const char *path)
+{
+  static char buf[65536];
+  FILE *f = fopen(path, "r");
+  size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+  buf[n] = '\0';
+  if (f)
+    fclose(f);
+  return buf;
+}
+
+/* A 404 with neither Key Vault's error body nor its headers is a web server at a wrong URL: an
+ * error naming the URL, not "this key does not exist" (docs/troubleshooting.md). */
+static void test_not_a_vault(void **state)
+{
+  struct kv_key *k = NULL;
+  struct kv_item_list l;
+  char logpath[256];
+  const char *log;
+  (void)state;
+  snprintf(logpath, sizeof(logpath), "%s/log", dir);
+  akv_log_init(AKV_LOG_INFO, logpath);
+  q(404, "<html><body>Not Found</body></html>");
+  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k), KV_E_PROTOCOL);
+  assert_null(k);
+  q(404, NULL);
+  assert_int_equal(kv_list_keys(cl, &l), KV_E_PROTOCOL);
+  log = read_log(logpath);
+  assert_non_null(strstr(log, "keys.get eckey: HTTP 404 from " VAULT " without Key Vault's error "
+                              "body or x-ms-keyvault headers: the URL is probably not a vault"));
+  assert_non_null(strstr(log, "fix: check slots[].url"));
+  /* The vault's own 404 stays "not found", without that line. */
+  akv_log_init(AKV_LOG_INFO, logpath);
+  assert_int_equal(truncate(logpath, 0), 0);
+  q(404, "{\"error\":{\"code\":\"KeyNotFound\",\"message\":\"A key with (name/id) gone was "
+         "not found in this key vault.\"}}");
+  assert_int_equal(kv_get_key(cl, "gone", NULL, &k), KV_E_NOT_FOUND);
+  log = read_log(logpath);
+  assert_null(strstr(log, "probably not a vault"));
+  assert_non_null(strstr(log, "KeyNotFound"));
+}
+
+/* A name that does not resolve and an untrusted certificate are named in the call's error line;
+ * neither is retried when the transport says so (the libcurl transport does for both). */
+static void test_network_causes(void **state)
+{
+  struct kv_key *k = NULL;
+  struct fake_reply *r;
+  char logpath[256];
+  const char *log;
+  size_t before;
+  (void)state;
+  snprintf(logpath, sizeof(logpath), "%s/log", dir);
+  akv_log_init(AKV_LOG_INFO, logpath);
+  assert_int_equal(kv_get_key(cl, "warm", NULL, &k), KV_E_SERVER); /* the token is fetched */
+  before = fake.n_reqs;
+  r = q(0, NULL);
+  r->fail = KV_E_NETWORK;
+  r->net_fail = KV_FAIL_DNS;
+  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k), KV_E_NETWORK);
+  assert_int_equal(fake.n_reqs - before, 1); /* one attempt, no retry */
+  before = fake.n_reqs;
+  r = q(0, NULL);
+  r->fail = KV_E_NETWORK;
+  r->net_fail = KV_FAIL_TLS_TRUST;
+  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k), KV_E_NETWORK);
+  assert_int_equal(fake.n_reqs - before, 1);
+  log = read_log(logpath);
+  assert_non_null(strstr(log, "keys.get eckey: KV_E_NETWORK after 1 attempt(s): the host name "
+                              "does not resolve"));
+  assert_non_null(strstr(log, "keys.get eckey: KV_E_NETWORK after 1 attempt(s): the server's "
+                              "certificate is not trusted"));
+}
+
 static void test_challenge(void **state)
 {
   struct kv_key *k = NULL;
@@ -728,6 +802,8 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_get_keys_concurrent, setup, teardown),
       cmocka_unit_test_setup_teardown(test_get_keys_sequential, setup, teardown),
       cmocka_unit_test_setup_teardown(test_audit_lines, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_not_a_vault, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_network_causes, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
