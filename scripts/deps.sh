@@ -8,7 +8,7 @@
 #                         (no npm, no network when nothing is missing)
 set -euo pipefail
 
-pkgs=(build-essential meson ninja-build pkg-config clang libclang-rt-14-dev debhelper dpkg-dev
+pkgs=(build-essential meson ninja-build pkg-config clang clang-format libclang-rt-14-dev debhelper dpkg-dev
       libssl-dev libcurl4-openssl-dev libcjson-dev libp11-kit-dev libcmocka-dev libmicrohttpd-dev
       openssl curl jq valgrind strace python3 iproute2 procps xxd libcrypt-dev whois
       opensc p11-kit p11-kit-modules gnutls-bin libengine-pkcs11-openssl
