@@ -5,6 +5,7 @@
  * 2019) and the bearer token check of the vault listeners.
  */
 #include "core.h"
+#include "attest.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -496,10 +497,18 @@ static void control(const char *method, const char *path, const char *body, size
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "delete_delay_ms");
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "token_ttl");
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "client_secret_revoked");
+    const char *at =
+        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "attestation_tamper"));
+    static const char *const tampers[] = {"none", "chain", "blob", "key"};
+    int tamper = -1;
+    for (int i = 0; at && i < 4; i++)
+      if (!strcmp(at, tampers[i]))
+        tamper = i;
     bool ok = cJSON_IsObject(j) &&
               (!d || (cJSON_IsNumber(d) && d->valuedouble >= 0 && d->valuedouble <= 600000)) &&
               (!t || (cJSON_IsNumber(t) && t->valuedouble >= 1 && t->valuedouble <= 86400)) &&
-              (!r || cJSON_IsBool(r));
+              (!r || cJSON_IsBool(r)) &&
+              (!cJSON_GetObjectItemCaseSensitive(j, "attestation_tamper") || tamper >= 0);
     if (ok) {
       /* single aligned stores; readers tolerate either value */
       if (d)
@@ -508,6 +517,8 @@ static void control(const char *method, const char *path, const char *body, size
         __atomic_store_n(&emu_srv->token_ttl, (int)t->valuedouble, __ATOMIC_RELAXED);
       if (r)
         __atomic_store_n(&emu_srv->client_secret_revoked, cJSON_IsTrue(r), __ATOMIC_RELAXED);
+      if (tamper >= 0)
+        emu_attest_set_tamper((enum emu_attest_tamper)tamper);
     }
     cJSON_Delete(j);
     out->status = ok ? 200 : 400;
@@ -517,10 +528,12 @@ static void control(const char *method, const char *path, const char *body, size
       cJSON_AddNumberToObject(out->json, "token_ttl", emu_srv->token_ttl);
       cJSON_AddBoolToObject(out->json, "client_secret_revoked",
                             __atomic_load_n(&emu_srv->client_secret_revoked, __ATOMIC_RELAXED));
+      cJSON_AddStringToObject(out->json, "attestation_tamper", tampers[emu_attest_get_tamper()]);
       if (!ok)
         cJSON_AddStringToObject(out->json, "error",
                                 "expected {\"delete_delay_ms\":0..600000,\"token_ttl\":1..86400,"
-                                "\"client_secret_revoked\":true|false}");
+                                "\"client_secret_revoked\":true|false,"
+                                "\"attestation_tamper\":\"none|chain|blob|key\"}");
     }
     return;
   }

@@ -5,6 +5,7 @@
  * recover, purge, crypto operations).
  */
 #include "core.h"
+#include "attest.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -1896,6 +1897,9 @@ int keys_handle(struct emu_req *req, struct emu_resp *resp)
     if ((idx = crypto_index(s)) >= 0)
       return is_method(req, "POST") ? crypto_op(req, resp, name, NULL, idx)
                                     : emu_resp_method_not_allowed(resp);
+    if (!strcasecmp(s, "attestation")) /* /keys/{n}/attestation: the version is optional */
+      return is_method(req, "GET") ? emu_attest_handle(req, resp, name, NULL)
+                                   : emu_resp_method_not_allowed(resp);
     if (is_method(req, "GET"))
       return get_key(req, resp, name, s);
     if (is_method(req, "PATCH"))
@@ -1903,6 +1907,9 @@ int keys_handle(struct emu_req *req, struct emu_resp *resp)
     return emu_resp_method_not_allowed(resp);
   }
   case 3:
+    if (!strcasecmp(req->seg[2], "attestation"))
+      return is_method(req, "GET") ? emu_attest_handle(req, resp, name, req->seg[1])
+                                   : emu_resp_method_not_allowed(resp);
     if ((idx = crypto_index(req->seg[2])) >= 0)
       return is_method(req, "POST") ? crypto_op(req, resp, name, req->seg[1], idx)
                                     : emu_resp_method_not_allowed(resp);

@@ -343,6 +343,113 @@ hs=$(jq -r .value <<<"$body")
 req POST "$HSM/keys/hm/verify?api-version=7.6" "{\"alg\":\"HS256\",\"digest\":\"$(b64url <"$W/msg")\",\"value\":\"$hs\"}"
 check "HS256 sign/verify on oct-HSM" test "$(jq -r .value <<<"$body")" = true
 
+# ---- Managed HSM key attestation (GET /keys/{n}/{v}/attestation) ---------------------------------
+# attest_files BUNDLE_JSON PREFIX: PREFIX.pem (certificatePemFile), PREFIX-0.pem.. (one per
+# certificate), PREFIX.priv / PREFIX.pub (the blobs)
+attest_files() {
+  local a
+  a=$(jq -c .attributes.attestation <<<"$1")
+  jq -r .certificatePemFile <<<"$a" | unb64url >"$2.pem"
+  jq -r .privateKeyAttestation <<<"$a" | unb64url >"$2.priv"
+  jq -r '.publicKeyAttestation // empty' <<<"$a" | unb64url >"$2.pub"
+  rm -f "$2"-[0-9].pem
+  awk -v p="$2" '/-----BEGIN/{f=sprintf("%s-%d.pem", p, n++)} f{print >f} /-----END/{f=""}' "$2.pem"
+}
+# the blob's signed part (all but the 4-byte length and the signature at the end) and signature
+blob_split() { # BLOB -> BLOB.data BLOB.sig
+  local siglen
+  # walk the attributes: 8 magic, 4 format, 4 class, 4 count, then (4 type, 4 len, value)*
+  local off=20 n i alen
+  n=$((0x$(tail -c +17 "$1" | head -c 4 | hex)))
+  for ((i = 0; i < n; i++)); do
+    alen=$((0x$(tail -c +$((off + 5)) "$1" | head -c 4 | hex)))
+    off=$((off + 8 + alen))
+  done
+  siglen=$((0x$(tail -c +$((off + 1)) "$1" | head -c 4 | hex)))
+  head -c "$off" "$1" >"$1.data"
+  tail -c +$((off + 5)) "$1" >"$1.sig"
+  [ "$(stat -c %s "$1.sig")" = "$siglen" ]
+}
+TOKEN=$HSM_TOKEN
+req POST "$HSM/keys/att-rsa/create?api-version=7.6" '{"kty":"RSA-HSM","key_size":2048}'
+rsa_bundle=$body
+pubkey_pem "$rsa_bundle" "$W/att-rsa.key.pem"
+ver=$(jq -r .key.kid <<<"$rsa_bundle" | cut -d/ -f6)
+req GET "$HSM/keys/att-rsa/$ver/attestation?api-version=7.6"
+check "attestation (7.6): 200, the key's bundle, attributes.attestation version 1.0" \
+  test "$status/$(jq -r '.key.kid + " " + .attributes.attestation.version' <<<"$body")" = "200/$(jq -r .key.kid <<<"$rsa_bundle") 1.0"
+check "attestation members are base64url strings (no padding, no +/)" \
+  bash -c '! jq -r ".attributes.attestation | .certificatePemFile, .privateKeyAttestation, .publicKeyAttestation" <<<"$0" | grep -q "[^A-Za-z0-9_-]"' "$body"
+attest_files "$body" "$W/att-rsa"
+check "certificatePemFile: 3 PEM certificates (key, signer, root)" \
+  test "$(grep -c 'BEGIN CERTIFICATE' "$W/att-rsa.pem")" = 3
+check "openssl verify: key certificate -> signer -> per-run root" \
+  openssl verify -x509_strict -CAfile "$W/att-rsa-2.pem" -untrusted "$W/att-rsa-1.pem" -quiet "$W/att-rsa-0.pem"
+check "the key certificate certifies the key's public key" \
+  cmp -s <(openssl x509 -in "$W/att-rsa-0.pem" -noout -pubkey) "$W/att-rsa.key.pem"
+check "the key certificate names the kid (SAN URI)" \
+  bash -c 'openssl x509 -in "$0" -noout -ext subjectAltName | grep -qF "URI:$1"' "$W/att-rsa-0.pem" "$(jq -r .key.kid <<<"$rsa_bundle")"
+openssl x509 -in "$W/att-rsa-1.pem" -noout -pubkey >"$W/att-signer.pem"
+blob_split "$W/att-rsa.priv" && blob_split "$W/att-rsa.pub"
+check "private key attestation: magic, format 1, class CKO_PRIVATE_KEY, signed by the signer" \
+  bash -c '[ "$(od -An -v -tx1 -N16 "$0" | tr -d " \n")" = "414b56454d554154""00000001""00000003" ] &&
+         openssl dgst -sha256 -verify "$1" -signature "$0.sig" "$0.data" >/dev/null' \
+  "$W/att-rsa.priv" "$W/att-signer.pem"
+check "public key attestation: class CKO_PUBLIC_KEY, signed by the signer, holds the key's SPKI" \
+  bash -c '[ "$(od -An -v -tx1 -N16 "$0" | tr -d " \n")" = "414b56454d554154""00000001""00000002" ] &&
+         openssl dgst -sha256 -verify "$1" -signature "$0.sig" "$0.data" >/dev/null' \
+  "$W/att-rsa.pub" "$W/att-signer.pem"
+spki_hex=$(openssl pkey -pubin -in "$W/att-rsa.key.pem" -outform DER | hex)
+check "both blobs hold the key's SubjectPublicKeyInfo (CKA_PUBLIC_KEY_INFO)" \
+  bash -c 'case "$0" in *"$2"*) ;; *) exit 1 ;; esac; case "$1" in *"$2"*) ;; *) exit 1 ;; esac' \
+  "$(hex <"$W/att-rsa.priv")" "$(hex <"$W/att-rsa.pub")" "$spki_hex"
+req GET "$HSM/keys/att-rsa/attestation?api-version=2025-07-01"
+check "attestation without a version (2025-07-01): the latest version" \
+  test "$status/$(jq -r .key.kid <<<"$body" | cut -d/ -f6)" = "200/$ver"
+req POST "$HSM/keys/att-ec/create?api-version=7.6" '{"kty":"EC-HSM","crv":"P-384"}'
+pubkey_pem "$body" "$W/att-ec.key.pem"
+req GET "$HSM/keys/att-ec/attestation?api-version=7.6"
+attest_files "$body" "$W/att-ec"
+check "EC key: chain verifies, same root as the RSA key's, the key certificate holds the EC key" \
+  bash -c 'openssl verify -CAfile "$0" -untrusted "$1" "$2" >/dev/null && cmp -s "$0" "$3" &&
+         cmp -s <(openssl x509 -in "$2" -noout -pubkey) "$4"' \
+  "$W/att-ec-2.pem" "$W/att-ec-1.pem" "$W/att-ec-0.pem" "$W/att-rsa-2.pem" "$W/att-ec.key.pem"
+req GET "$HSM/keys/aes256/attestation?api-version=7.6"
+attest_files "$body" "$W/att-aes"
+check "oct-HSM key: signer and root only, no publicKeyAttestation, CKO_SECRET_KEY blob" \
+  bash -c '[ "$(grep -c "BEGIN CERTIFICATE" "$0.pem")" = 2 ] && [ ! -s "$0.pub" ] &&
+         [ "$(od -An -v -tx1 -N16 "$0.priv" | tr -d " \n")" = "414b56454d554154""00000001""00000004" ] &&
+         openssl verify -CAfile "$0-1.pem" "$0-0.pem" >/dev/null' "$W/att-aes"
+req GET "$HSM/keys/att-rsa/$ver/attestation?api-version=7.5"
+check "attestation with api-version 7.5: 400 BadParameter" expect_error 400 BadParameter
+req GET "$HSM/keys/att-none/attestation?api-version=7.6"
+check "attestation of an absent key: 404 KeyNotFound" expect_error 404 KeyNotFound
+req POST "$HSM/keys/att-rsa/$ver/attestation?api-version=7.6"
+check "POST attestation: 405" test "$status" = 405
+TOKEN=$(token https://vault.azure.net/.default) req GET "$VAULT/keys/sig-rsa/attestation?api-version=7.6"
+check "attestation on a Key Vault: 400 BadParameter" expect_error 400 BadParameter
+for t in chain blob key; do
+  NO_AUTH=1 req POST "$CONTROL/config" "{\"attestation_tamper\":\"$t\"}"
+  req GET "$HSM/keys/att-rsa/attestation?api-version=7.6"
+  attest_files "$body" "$W/att-t"
+  case $t in
+    chain) check "tamper chain: the key certificate no longer verifies" \
+             bash -c '! openssl verify -CAfile "$0-2.pem" -untrusted "$0-1.pem" "$0-0.pem" >/dev/null 2>&1' "$W/att-t" ;;
+    blob) blob_split "$W/att-t.priv"
+          check "tamper blob: the chain verifies, the blob signature does not" \
+            bash -c 'openssl verify -CAfile "$0-2.pem" -untrusted "$0-1.pem" "$0-0.pem" >/dev/null &&
+                   ! openssl dgst -sha256 -verify "$1" -signature "$0.priv.sig" "$0.priv.data" >/dev/null 2>&1' \
+            "$W/att-t" "$W/att-signer.pem" ;;
+    key) check "tamper key: a valid chain for another public key" \
+           bash -c 'openssl verify -CAfile "$0-2.pem" -untrusted "$0-1.pem" "$0-0.pem" >/dev/null &&
+                  ! cmp -s <(openssl x509 -in "$0-0.pem" -noout -pubkey) "$1"' "$W/att-t" "$W/att-rsa.key.pem" ;;
+  esac
+done
+NO_AUTH=1 req POST "$CONTROL/config" '{"attestation_tamper":"sideways"}'
+check "control: unknown attestation_tamper value: 400" test "$status" = 400
+NO_AUTH=1 req POST "$CONTROL/config" '{"attestation_tamper":"none"}'
+check "control: attestation_tamper back to none" test "$status/$(jq -r .attestation_tamper <<<"$body")" = 200/none
+
 # ---- stats --------------------------------------------------------------------------------------
 s=$(curl -sS --max-time 10 --cacert "$CA" "$STATS")
 check "stats count keys.sign, token, unauthorized, imds" \
