@@ -1,12 +1,18 @@
 #!/bin/bash
 # SPDX-License-Identifier: Apache-2.0
-# akv-p11 against the emulator (issue 6): doctor's diagnosis of a healthy slot, a slot with a wrong
+# akv-p11 against the emulator: doctor's diagnosis of a healthy slot, a slot with a wrong
 # client secret (per-slot credential in a 0600 config file) and a key whose key_ops lack sign, as
 # JSON compared field by field and as text; the credential chain (type auto): a wrong secret ends
 # it with IMDS not asked, and doctor lists every source (configured, in use, why skipped); doctor
 # makes no crypto request unless --probe-sign;
 # configuration errors exit 2 with the loader's message; `list --json` lists exactly the seeded
 # objects; `uri` output is a working key URI for openssl's pkcs11 engine and for p11tool; usage.
+# Speaking up (issue 20): no configuration is a problem naming where doctor looked (and the module
+# logs one line naming the places); a configuration error is logged once; a ca_file without the
+# issuing CA (token endpoint, vault), a 404 from a loopback web server that is not a vault and a
+# vault name that does not resolve (only in a loopback-only network namespace) each name the cause
+# and the fix, without retries; against a loopback listener that never answers, doctor prints its
+# progress while it runs, stops that slot after its first timeout and checks the next slot.
 # Inputs: AKV_EMULATOR, AKV_MODULE, AKV_P11, INTEG_LIB (tests/integration/lib.sh).
 # shellcheck source=../../tests/integration/lib.sh
 source "${INTEG_LIB:?INTEG_LIB is not set}"
@@ -295,5 +301,227 @@ rc=0
 "$AKV_P11" --module /nonexistent/akv-pkcs11.so --config "$WORK/healthy.json" doctor --json >"$WORK/nomod.json" 2>&1 || rc=$?
 check_eq "doctor with a missing module exits 1" 1 "$rc"
 check "doctor reports MODULE_LOAD_FAILED" jq -e '[.problems[].code] == ["MODULE_LOAD_FAILED"]' "$WORK/nomod.json"
+
+
+section "doctor with no configuration at all: a problem, where it looked, the smallest config"
+if [ -e /etc/akv-pkcs11/config.json ]; then
+  log "skipped: /etc/akv-pkcs11/config.json exists on this machine"
+else
+  mkdir -p "$WORK/nohome"
+  rc=0
+  env -u AKV_PKCS11_CONFIG -u AKV_PKCS11_VAULT_URL HOME="$WORK/nohome" \
+    XDG_CONFIG_HOME="$WORK/nohome/.config" "$AKV_P11" --module "$AKV_MODULE" doctor \
+    >"$WORK/noconf.txt" 2>"$WORK/noconf.err" || rc=$?
+  check_eq "no configuration: doctor exits 1" 1 "$rc"
+  check_grep "no configuration: the problem names every place it looked" \
+    "^PROBLEM \[NO_CONFIGURATION\] no configuration found \(looked at pReserved, AKV_PKCS11_CONFIG, $WORK/nohome/.config/akv-pkcs11/config.json, /etc/akv-pkcs11/config.json, AKV_PKCS11_VAULT_URL\)" \
+    "$WORK/noconf.txt"
+  check_grep "no configuration: and the smallest configuration that works" \
+    'the smallest configuration that works is \{"slots": \[\{"url": "https://NAME.vault.azure.net"\}\]\}' \
+    "$WORK/noconf.txt"
+  check_grep "no configuration: the config line says none was found" '^config: \(none found\)$' \
+    "$WORK/noconf.txt"
+  check_nogrep "no configuration: not called healthy" '^healthy' "$WORK/noconf.txt"
+  rc=0
+  env -u AKV_PKCS11_CONFIG -u AKV_PKCS11_VAULT_URL HOME="$WORK/nohome" \
+    XDG_CONFIG_HOME="$WORK/nohome/.config" "$AKV_P11" --module "$AKV_MODULE" doctor --json \
+    >"$WORK/noconf.json" 2>/dev/null || rc=$?
+  check_eq "no configuration --json: exit 1, one problem NO_CONFIGURATION" "1 NO_CONFIGURATION" \
+    "$rc $(jq -r '[.problems[].code] | join(",")' "$WORK/noconf.json")"
+  check_grep "no configuration --json: config.searched" "^pReserved, AKV_PKCS11_CONFIG, " \
+    <(jq -r '.config.searched' "$WORK/noconf.json")
+  # The module itself: zero slots and one INFO line naming the places (p11tool passes no
+  # configuration in pReserved).
+  env -u AKV_PKCS11_CONFIG -u AKV_PKCS11_VAULT_URL HOME="$WORK/nohome" \
+    XDG_CONFIG_HOME="$WORK/nohome/.config" AKV_PKCS11_LOG_LEVEL=info \
+    timeout 60 p11tool --provider "$AKV_MODULE" --list-tokens >"$WORK/noconf-p11.out" \
+    2>"$WORK/noconf-p11.err" || true
+  check_eq "no configuration: the module logs one line naming the places it searched" 1 \
+    "$(grep -c "INFO conf: no configuration found (looked at pReserved, AKV_PKCS11_CONFIG, $WORK/nohome/.config/akv-pkcs11/config.json, /etc/akv-pkcs11/config.json, AKV_PKCS11_VAULT_URL): no slots" "$WORK/noconf-p11.err" || true)"
+fi
+
+section "a configuration error is logged once"
+rc=0
+AKV_PKCS11_CONFIG="$WORK/bad.json" timeout 60 p11tool --provider "$AKV_MODULE" --list-tokens \
+  >"$WORK/bad-p11.out" 2>"$WORK/bad-p11.err" || rc=$?
+check_eq "the module's configuration error appears once" 1 \
+  "$(grep -c 'colour.*unknown field' "$WORK/bad-p11.err" || true)"
+check_grep "as the ERROR line from C_Initialize" 'ERROR conf: configuration: .*colour' "$WORK/bad-p11.err"
+
+# Loopback servers that are not vaults (python3, bounded): "notfound" is an HTTPS web server at
+# the wrong URL (404 for every path, an HTML body, no Key Vault headers); "silent" accepts TCP
+# connections and never answers. Each writes its port to READY and exits after 120 s at most.
+cat >"$WORK/servers.py" <<'EOF'
+import http.server, socket, ssl, sys, threading, time
+mode, ready = sys.argv[1], sys.argv[2]
+deadline = time.time() + 120
+if mode == "notfound":
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"<html><body><h1>404 Not Found</h1></body></html>"
+            self.send_response(404)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        def log_message(self, *a):
+            pass
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    srv.timeout = 1
+    open(ready, "w").write(str(srv.server_address[1]))
+    while time.time() < deadline:
+        srv.handle_request()
+else:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(64)
+    s.settimeout(1)
+    open(ready, "w").write(str(s.getsockname()[1]))
+    held = []
+    while time.time() < deadline:
+        try:
+            held.append(s.accept()[0])
+        except socket.timeout:
+            pass
+        with open(ready + ".accepted", "w") as f:
+            f.write(str(len(held)))
+EOF
+# serve MODE NAME [CERT KEY]: starts one, waits for its port (10 s at most), sets PORT.
+serve() {
+  local mode=$1 name=$2 i
+  timeout 130 python3 "$WORK/servers.py" "$mode" "$WORK/$name.port" "${@:3}" \
+    >"$WORK/$name.log" 2>&1 &
+  bg_register $!
+  for i in $(seq 100); do
+    [ -s "$WORK/$name.port" ] && break
+    sleep 0.1
+  done
+  [ -s "$WORK/$name.port" ] || fail "the $mode server did not start: $(cat "$WORK/$name.log")"
+  PORT=$(cat "$WORK/$name.port")
+}
+
+# A CA of our own and a server certificate for localhost; a bundle that trusts the emulator and it.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=doctor-test-ca \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=keyCertSign -days 2 \
+  -keyout "$WORK/ca2.key" -out "$WORK/ca2.pem" 2>/dev/null || fail "creating the test CA"
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+  -keyout "$WORK/srv2.key" -out "$WORK/srv2.csr" 2>/dev/null || fail "creating the server key"
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$WORK/srv2.ext"
+openssl x509 -req -in "$WORK/srv2.csr" -CA "$WORK/ca2.pem" -CAkey "$WORK/ca2.key" \
+  -CAcreateserial -days 2 -extfile "$WORK/srv2.ext" -out "$WORK/srv2.pem" 2>/dev/null ||
+  fail "signing the server certificate"
+cat "$EMU_CA" "$WORK/ca2.pem" >"$WORK/both-ca.pem"
+
+section "TLS trust: a ca_file without the issuing CA names the file and the fix, not retried"
+jq --arg ca "$WORK/ca2.pem" '.ca_file = $ca' "$WORK/healthy.json" >"$WORK/wrongca.json"
+chmod 600 "$WORK/wrongca.json"
+stats_reset
+rc=0
+p11 --config "$WORK/wrongca.json" doctor --json >"$WORK/wrongca.out" 2>&1 || rc=$?
+check_eq "untrusted token endpoint: exit 1, CREDENTIAL_FAILED" "1 CREDENTIAL_FAILED" \
+  "$rc $(jq -r '[.problems[].code] | join(",")' "$WORK/wrongca.out")"
+check_grep "the transport error names the ca_file in use and the fix" \
+  "the certificate of localhost is not trusted: ca_file $WORK/ca2.pem does not hold the CA that issued it .*; fix: set ca_file to that CA's PEM file" \
+  <(jq -r '.slots[0].credential.log[]' "$WORK/wrongca.out")
+check_grep "the credential's reason says the certificate is not trusted" \
+  "no response from https://localhost:[0-9]+/.*: KV_E_NETWORK: the server's certificate is not trusted; fix: set ca_file" \
+  <(jq -r '.problems[0].message' "$WORK/wrongca.out")
+check_nogrep "no retry of a TLS trust failure" 'retry [0-9]' <(jq -r '.slots[0].credential.log[]' "$WORK/wrongca.out")
+# The vault itself untrusted (token from the emulator, the vault at a server whose CA is not in
+# ca_file).
+serve notfound untrusted "$WORK/srv2.pem" "$WORK/srv2.key"
+jq --arg u "https://localhost:$PORT" '.slots = [{url: $u, label: "untrusted", objects: ["keys"]}]' \
+  "$WORK/healthy.json" >"$WORK/untrusted.json"
+chmod 600 "$WORK/untrusted.json"
+rc=0
+p11 --config "$WORK/untrusted.json" doctor --json >"$WORK/untrusted.out" 2>&1 || rc=$?
+check_eq "untrusted vault: exit 1" 1 "$rc"
+check_grep "untrusted vault: the listing problem says the certificate is not trusted, 1 attempt" \
+  "listing keys failed \(KV_E_NETWORK\): .*the certificate of localhost is not trusted: ca_file $EMU_CA does not hold the CA.*KV_E_NETWORK after 1 attempt\(s\): the server's certificate is not trusted" \
+  <(jq -r '.problems[] | select(.code == "LIST_FAILED") | .message' "$WORK/untrusted.out")
+
+section "a 404 from a web server that is not a vault says the URL is probably not a vault"
+jq --arg ca "$WORK/both-ca.pem" '.ca_file = $ca' "$WORK/untrusted.json" >"$WORK/notvault.json"
+chmod 600 "$WORK/notvault.json"
+rc=0
+p11 --config "$WORK/notvault.json" doctor --json >"$WORK/notvault.out" 2>&1 || rc=$?
+check_eq "not a vault: exit 1, the listing fails in doctor and in the module" \
+  "1 LIST_FAILED,MODULE_OBJECTS_FAILED" "$rc $(jq -r '[.problems[].code] | join(",")' "$WORK/notvault.out")"
+check_grep "not a vault: the message says so and names the URL and the fix" \
+  "keys.list https://localhost:$PORT: HTTP 404 from https://localhost:$PORT without Key Vault's error body or x-ms-keyvault headers: the URL is probably not a vault; fix: check slots\[\].url" \
+  <(jq -r '.problems[0].message' "$WORK/notvault.out")
+check_eq "not a vault: not taken for an empty vault (KV_E_PROTOCOL)" KV_E_PROTOCOL \
+  "$(jq -r '.slots[0].list_keys.rc' "$WORK/notvault.out")"
+check_grep "not a vault: the module logs the same line" 'the URL is probably not a vault' \
+  <(jq -r '.slots[0].module.log[]' "$WORK/notvault.out")
+
+section "a vault name that does not resolve is named and not retried"
+# Only where no DNS packet can leave the machine: inside the loopback-only network namespace that
+# scripts/test.sh sets up (there the resolver fails at once).
+if ip -o link show 2>/dev/null | grep -qv ': lo:'; then
+  log "skipped: this network namespace has interfaces besides loopback (run through scripts/test.sh)"
+else
+  jq '.allowed_hosts += ["nonexistent.invalid"] |
+      .slots = [{url: "https://nonexistent.invalid", label: "nxdomain", objects: ["keys"]}]' \
+    "$WORK/healthy.json" >"$WORK/dns.json"
+  chmod 600 "$WORK/dns.json"
+  rc=0
+  p11 --config "$WORK/dns.json" doctor --json >"$WORK/dns.out" 2>&1 || rc=$?
+  check_eq "DNS: exit 1, the listing fails in doctor and in the module" \
+    "1 LIST_FAILED,MODULE_OBJECTS_FAILED" "$rc $(jq -r '[.problems[].code] | join(",")' "$WORK/dns.out")"
+  check_grep "DNS: the transport names the host and the fix" \
+    'GET https://nonexistent.invalid/keys.*: cannot resolve nonexistent.invalid: check the vault name' \
+    <(jq -r '.slots[0].list_keys.log[]' "$WORK/dns.out")
+  check_grep "DNS: one attempt, the cause named" \
+    'keys.list https://nonexistent.invalid: KV_E_NETWORK after 1 attempt\(s\): the host name does not resolve' \
+    <(jq -r '.slots[0].list_keys.log[]' "$WORK/dns.out")
+  check_nogrep "DNS: no retry line" 'retry [0-9]' <(jq -r '.slots[0].list_keys.log[]' "$WORK/dns.out")
+fi
+
+section "a vault that never answers: doctor shows progress, stops the slot after its first timeout"
+serve silent silent
+# Three slots: a healthy vault, the silent one, and the emulator's second vault after it.
+jq --arg u "https://localhost:$PORT" --arg v2 "$EMU_VAULT_URL_1" \
+  '.deadline_ms = 2000 | .request_timeout_ms = 2000 |
+   .slots = [.slots[0] + {key_filter: "[!v]*"},
+             {url: $u, label: "silent", objects: ["keys", "certificates", "secrets"]},
+             {url: $v2, label: "after", objects: ["keys"]}]' "$WORK/healthy2.json" >"$WORK/silent.json"
+chmod 600 "$WORK/silent.json"
+rm -f "$WORK/silent.err"
+p11 --config "$WORK/silent.json" doctor >"$WORK/silent.txt" 2>"$WORK/silent.err" &
+dpid=$!
+seen_running=no
+for i in $(seq 300); do
+  if grep -q '^doctor: slot good: list keys ok$' "$WORK/silent.err" 2>/dev/null; then
+    kill -0 "$dpid" 2>/dev/null && seen_running=yes
+    break
+  fi
+  sleep 0.1
+done
+rc=0
+wait "$dpid" || rc=$?
+check_eq "the first slot's progress is on stderr while doctor still runs" yes "$seen_running"
+check_eq "doctor exits 1" 1 "$rc"
+check_eq "progress, in order: the silent slot stops after its listing, the next slot is checked" \
+  "doctor: slot silent: token for https://vault.azure.net ok
+doctor: slot silent: list keys failed
+doctor: slot silent: timed out, skipping its remaining checks
+doctor: slot after: token for https://vault.azure.net ok
+doctor: slot after: list keys ok" \
+  "$(grep -E '^doctor: slot (silent|after): (token|list|timed)' "$WORK/silent.err")"
+check_grep "the problem names the slot, the step and the deadline" \
+  "^PROBLEM \[SLOT_TIMEOUT\] slot silent: listing keys got no answer from https://localhost:$PORT within deadline_ms \(2000 ms\); the slot's remaining checks are skipped" \
+  "$WORK/silent.txt"
+check_nogrep "no listing of certificates or secrets after the timeout" \
+  'slot silent: list (certificates|secrets)' "$WORK/silent.err"
+check_grep "the module pass skips the slot, with the reason" \
+  'module token: +skipped .*\(the vault timed out: the module would wait as long\)' "$WORK/silent.txt"
+check_grep "the slot after it is checked by the module too" '^doctor: slot after: module objects ok$' \
+  "$WORK/silent.err"
+check_eq "exactly one problem" "1" "$(grep -c '^PROBLEM' "$WORK/silent.txt")"
+log "connections the silent server accepted: $(cat "$WORK/silent.port.accepted" 2>/dev/null || echo ?)"
 
 finish
