@@ -2,10 +2,11 @@
 /* PKCS#11 surface of the crypto group: mechanism queries, encrypt/decrypt, digest, sign/verify,
  * key generation, wrapping and random. Entry points check arguments, acquire the session, call
  * one model function (src/mech.c, src/op_*.c) and trace the result. */
-#include "mech.h"
-#include "op.h"
+#include "token/mech.h"
+#include "token/op.h"
 #include "p11/p11.h"
-#include "write.h"
+#include "store/attrs.h"
+#include "token/write.h"
 
 /* Module check, argument check, then the session (the order PKCS#11 callers expect). */
 #define BEGIN(h, args_ok) AKV_P11_SESSION_BEGIN(h, args_ok)
@@ -192,12 +193,18 @@ REFUSED_IN_OUT(C_DecryptVerifyUpdate, CKR_FUNCTION_NOT_SUPPORTED)
 CK_RV C_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR tmpl,
                     CK_ULONG count, CK_OBJECT_HANDLE_PTR key)
 {
+  CK_BBOOL token = CK_FALSE;
   BEGIN(h, mech && key && (tmpl || !count));
-  rv = akv_write_generate_key(s, mech, tmpl, count, key);
+  /* CKA_TOKEN=TRUE: a key in the vault (src/token/write.c); otherwise a session key generated
+   * locally (src/crypto/op_wrap.c). */
+  if (akv_tmpl_bool(tmpl, count, CKA_TOKEN, &token) != CKR_OK || !token)
+    rv = akv_generate_key(s, mech, tmpl, count, key);
+  else
+    rv = akv_write_generate_key(s, mech, tmpl, count, key);
   END();
 }
 
-/* Key pairs are created in the vault (src/write.c). */
+/* Key pairs are created in the vault (src/token/write.c). */
 CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR pub_tmpl,
                         CK_ULONG pub_count, CK_ATTRIBUTE_PTR priv_tmpl, CK_ULONG priv_count,
                         CK_OBJECT_HANDLE_PTR pub, CK_OBJECT_HANDLE_PTR priv)

@@ -5,7 +5,7 @@
  * (src/akv-pkcs11.map); the other C_* are reached through the list. */
 #include <string.h>
 
-#include "module.h"
+#include "core/module.h"
 #include "p11/p11.h"
 #include "p11/pkcs11_3.h"
 

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Object entry points: create/copy/destroy, sizes and attributes, searches. */
-#include "object.h"
+#include "store/object.h"
 #include "p11/p11.h"
-#include "session.h"
-#include "write.h"
+#include "token/find.h"
+#include "token/session.h"
+#include "token/write.h"
 
 CK_RV C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount,
                      CK_OBJECT_HANDLE_PTR phObject)
@@ -17,7 +18,7 @@ CK_RV C_CopyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject, CK_ATTR
                    CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phNewObject)
 {
   AKV_P11_SESSION_BEGIN(hSession, (pTemplate || !ulCount) && phNewObject);
-  rv = akv_object_copy(s, hObject, pTemplate, ulCount, phNewObject);
+  rv = akv_write_copy_object(s, hObject, phNewObject);
   AKV_P11_SESSION_END();
 }
 
@@ -44,9 +45,12 @@ CK_RV C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
 {
   struct akv_object *obj = NULL;
   AKV_P11_SESSION_BEGIN(hSession, pTemplate || !ulCount);
+  struct akv_fetch_status failed = {KV_OK, 0};
   rv = akv_session_object(s, hObject, &obj);
   if (rv == CKR_OK)
-    rv = akv_object_get_attrs(s, obj, pTemplate, ulCount);
+    rv = akv_object_get_attrs(obj, pTemplate, ulCount, &failed);
+  if (failed.rc != KV_OK)
+    akv_session_fetch_failed(s, &failed);
   akv_object_unref(obj);
   AKV_P11_SESSION_END();
 }

@@ -4,8 +4,8 @@
 #ifndef AKV_P11_H
 #define AKV_P11_H
 
-#include "akv.h"
-#include "module.h"
+#include "core/akv.h"
+#include "core/module.h"
 #include "util/log.h"
 
 #define AKV_P11_IN() akv_dbg(AKV_LOGC_P11, "%s: in", __func__)

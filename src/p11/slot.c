@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Slot and token entry points. */
-#include "module.h"
+#include "core/module.h"
 #include "p11/p11.h"
-#include "slot.h"
+#include "token/slot.h"
 
 CK_RV C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList, CK_ULONG_PTR pulCount)
 {

@@ -16,8 +16,8 @@
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
 
-#include "akv.h"
-#include "op.h"
+#include "core/akv.h"
+#include "token/op.h"
 
 #define FK_WEAK __attribute__((weak))
 /* Each test uses some of the fixtures. */

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "akv.h"
+#include "core/akv.h"
 #include "fake_kv.h"
 
 /* A one-slot configuration on the fake vault; extra is more JSON members of the slot. */

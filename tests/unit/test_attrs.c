@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* src/attrs.c: attribute arrays, C_GetAttributeValue copy-out rules, template lookups. */
-#include "attrs.h"
+#include "store/attrs.h"
 #include "model_helpers.h"
 
 static void test_builder(void **state)

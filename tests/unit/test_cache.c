@@ -14,9 +14,9 @@
 
 #include "model_helpers.h"
 
-#include "cache.h"
-#include "cache_file.h"
-#include "object.h"
+#include "store/cache.h"
+#include "store/cache_file.h"
+#include "store/object.h"
 #include "util/b64.h"
 
 #define OPS (KV_OP_SIGN | KV_OP_VERIFY)

@@ -10,8 +10,8 @@
 
 #include <cmocka.h>
 
-#include "mech.h"
-#include "op.h"
+#include "token/mech.h"
+#include "token/op.h"
 
 /* ---- table, list, info ---- */
 

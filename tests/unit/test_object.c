@@ -6,7 +6,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
-#include "cache.h"
+#include "store/cache.h"
 #include "model_helpers.h"
 
 #define ALL_OPS                                                                                    \

@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "op.h"
+#include "token/op.h"
 
 static void test_copy_out_length_query(void **state)
 {

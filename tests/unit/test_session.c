@@ -9,7 +9,7 @@
 
 #include <openssl/pem.h>
 
-#include "login.h"
+#include "token/login.h"
 #include "model_helpers.h"
 #include "util/config.h"
 

@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "attrs.h"
-#include "write.h"
+#include "store/attrs.h"
+#include "token/write.h"
 
 static CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
 static CK_ULONG bits2048 = 2048, bits1024 = 1024;
@@ -278,7 +278,7 @@ static void test_tag_id(void **state)
   a.tags = tags;
   a.n_tags = 2;
   akv_ab_bytes(&b, CKA_ID, "\x01\x02\x03", 3);
-  akv_write_apply_tag_id(&b, &a);
+  akv_object_apply_tag_id(&b, &a);
   assert_int_equal(akv_ab_finish(&b, &v, &n), CKR_OK);
   id = akv_attrs_find(v, n, CKA_ID);
   assert_non_null(id);
@@ -289,7 +289,7 @@ static void test_tag_id(void **state)
   tags[1].value = (char *)"0g";
   memset(&b, 0, sizeof(b));
   akv_ab_bytes(&b, CKA_ID, "\x01\x02\x03", 3);
-  akv_write_apply_tag_id(&b, &a);
+  akv_object_apply_tag_id(&b, &a);
   assert_int_equal(akv_ab_finish(&b, &v, &n), CKR_OK);
   assert_int_equal(akv_attrs_find(v, n, CKA_ID)->ulValueLen, 3);
   akv_attrs_free(v, n);

@@ -1,10 +1,25 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Objects (model-internal): building token objects from vault keys, certificates and secrets,
- * reading attributes, searching. */
+/* Objects: building token objects from vault keys, certificates and secrets, reading attributes,
+ * matching templates. Nothing here takes a session: a failed fetch is handed back to the caller
+ * (struct akv_fetch_status), which records it on its session. */
 #ifndef AKV_OBJECT_H
 #define AKV_OBJECT_H
 
-#include "akv.h"
+#include "core/akv.h"
+
+struct akv_ab;
+
+/* The tag that keeps a key's CKA_ID (lowercase hex) in the vault across processes. */
+#define AKV_TAG_ID "pkcs11-id"
+/* Longest CKA_ID kept: its hex form must fit the service's 256-character tag value. */
+#define AKV_MAX_ID 128
+
+/* A fetch that failed while reading or matching attributes (a secret's value): rc KV_OK when none
+ * did; http_status is the failed request's HTTP status, 0 when no response arrived. */
+struct akv_fetch_status {
+  kv_rc rc;
+  long http_status;
+};
 
 /* Public key material of one key version, shared by its private and public key objects. */
 struct akv_keyent {
@@ -43,23 +58,17 @@ CK_RV akv_object_check_private(const struct akv_slot *slot, CK_OBJECT_CLASS cls,
 /* Wipes a secret's cached value once it is older than the slot's secret TTL (also done on read). */
 void akv_object_expire_value(struct akv_object *obj, int64_t now);
 
-/* C_GetAttributeValue on an object (session acquired). */
-CK_RV akv_object_get_attrs(struct akv_session *s, struct akv_object *obj, CK_ATTRIBUTE *t,
-                           CK_ULONG n);
+/* C_GetAttributeValue on an object. A failed fetch of a secret's value is reported in *failed. */
+CK_RV akv_object_get_attrs(struct akv_object *obj, CK_ATTRIBUTE *t, CK_ULONG n,
+                           struct akv_fetch_status *failed);
 CK_ULONG akv_object_size(const struct akv_object *obj);
 
-/* C_FindObjectsInit / C_FindObjects / C_FindObjectsFinal bodies (session acquired). */
-CK_RV akv_find_init(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n);
-CK_RV akv_find_next(struct akv_session *s, CK_OBJECT_HANDLE *out, CK_ULONG max, CK_ULONG *count);
-CK_RV akv_find_final(struct akv_session *s);
+/* 1 when every attribute of the template exists on obj with the same bytes (unknown or sensitive
+ * attributes never match); a failed fetch of a secret's value is no match, reported in *failed. */
+int akv_object_matches(struct akv_object *obj, const CK_ATTRIBUTE *t, CK_ULONG n,
+                       struct akv_fetch_status *failed);
 
-/* C_CreateObject / C_CopyObject / C_SetAttributeValue / C_DestroyObject bodies. */
-CK_RV akv_object_create(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n,
-                        CK_OBJECT_HANDLE *out);
-CK_RV akv_object_copy(struct akv_session *s, CK_OBJECT_HANDLE h, const CK_ATTRIBUTE *t, CK_ULONG n,
-                      CK_OBJECT_HANDLE *out);
-CK_RV akv_object_set_attrs(struct akv_session *s, CK_OBJECT_HANDLE h, const CK_ATTRIBUTE *t,
-                           CK_ULONG n);
-CK_RV akv_object_destroy(struct akv_session *s, CK_OBJECT_HANDLE h);
+/* The CKA_ID kept in the AKV_TAG_ID tag of a, if any: replaces CKA_ID in b. */
+void akv_object_apply_tag_id(struct akv_ab *b, const struct kv_attrs *a);
 
 #endif

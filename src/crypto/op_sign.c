@@ -11,8 +11,8 @@
 #include <openssl/err.h>
 #include <openssl/rsa.h>
 
-#include "op.h"
-#include "write.h"
+#include "token/op.h"
+#include "token/write.h"
 #include "util/log.h"
 
 #define AKV_MAX_DIGEST 64

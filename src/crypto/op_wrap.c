@@ -7,7 +7,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
-#include "op.h"
+#include "token/op.h"
 #include "util/log.h"
 
 #define AKV_MAX_GENERIC_SECRET 64

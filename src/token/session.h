@@ -3,7 +3,8 @@
 #ifndef AKV_SESSION_H
 #define AKV_SESSION_H
 
-#include "akv.h"
+#include "core/akv.h"
+#include "store/object.h"
 
 CK_RV akv_sessions_init(void);
 /* C_Finalize: closes every session, waiting for calls in flight on them. */
@@ -29,5 +30,9 @@ CK_RV akv_session_remove_object(struct akv_session *s, CK_OBJECT_HANDLE h);
 int akv_session_logged_in(struct akv_session *s);
 /* True when the session may see obj (CKA_PRIVATE objects need a logged-in token). */
 int akv_session_can_see(struct akv_session *s, const struct akv_object *obj);
+
+/* Records a failed fetch (akv_object_get_attrs, akv_object_matches) on the session: its HTTP
+ * status becomes ulDeviceError; a 404 drops the slot's listing so the next lookup refreshes it. */
+void akv_session_fetch_failed(struct akv_session *s, const struct akv_fetch_status *f);
 
 #endif

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The per-slot object cache (DESIGN §5): an immutable, refcounted snapshot of the slot's objects,
+/* The per-slot object cache (docs/design.md "Object cache"): an immutable, refcounted snapshot of the slot's objects,
  * built off-lock and swapped in; soft TTL (75 %) refreshes in the background, hard TTL refreshes
  * synchronously, a failed refresh keeps serving the old snapshot within stale_if_error. Objects
  * whose source (key, version, certificate, secret) has unchanged created/updated times are carried
@@ -7,8 +7,7 @@
  * objects restored from the cache file never count as read (src_fetched_at 0) and are read from the
  * vault again instead, so the vault's material always wins over the file's. With
  * CKF_LIBRARY_CANT_CREATE_OS_THREADS no thread is started: no background refresh, and keys are
- * read one after another in the caller's thread.
- * Also the process-wide handle registry (handles stable per identity). */
+ * read one after another in the caller's thread. */
 #include <fnmatch.h>
 #include <limits.h>
 #include <stdatomic.h>
@@ -16,21 +15,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache.h"
-#include "cache_file.h"
-#include "module.h"
-#include "object.h"
-#include "util/b64.h" /* LIFECYCLE: chains */
+#include "core/module.h"
+#include "store/cache.h"
+#include "store/cache_file.h"
+#include "store/handles.h"
+#include "store/object.h"
+#include "util/b64.h"
 #include "util/log.h"
-
-#include <limits.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/pkcs12.h>
 #include <openssl/x509.h>
 
-#define MAX_CACHED_SECRETS 256
 /* A failed refresh is not retried for this long while the stale snapshot is served. */
 #define RETRY_AFTER_FAILURE_S 30
 
@@ -48,129 +45,6 @@ struct akv_cache {
   pthread_t bg;
   int bg_joinable;
 };
-
-/* ---- handle registry ------------------------------------------------------------------------ */
-
-struct reg_entry {
-  char *ident;
-  CK_OBJECT_HANDLE handle;
-};
-
-static struct {
-  pthread_mutex_t lock;
-  struct reg_entry *v; /* open addressing, power-of-two capacity */
-  size_t n, cap;
-} reg = {.lock = PTHREAD_MUTEX_INITIALIZER};
-
-static atomic_int secrets_cached;
-
-static uint64_t hash_str(const char *s)
-{
-  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-  while (*s) {
-    h ^= (unsigned char)*s++;
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
-
-static int reg_grow_inlock(void)
-{
-  size_t cap = reg.cap ? reg.cap * 2 : 256, i, j;
-  struct reg_entry *v = calloc(cap, sizeof(*v));
-  if (!v)
-    return -1;
-  for (i = 0; i < reg.cap; i++) {
-    if (!reg.v[i].ident)
-      continue;
-    for (j = hash_str(reg.v[i].ident) & (cap - 1); v[j].ident; j = (j + 1) & (cap - 1))
-      ;
-    v[j] = reg.v[i];
-  }
-  free(reg.v);
-  reg.v = v;
-  reg.cap = cap;
-  return 0;
-}
-
-CK_OBJECT_HANDLE akv_handle_for(const char *ident)
-{
-  CK_OBJECT_HANDLE h = 0;
-  size_t i;
-
-  pthread_mutex_lock(&reg.lock);
-  if ((reg.n + 1) * 2 > reg.cap && reg_grow_inlock() != 0)
-    goto out;
-  for (i = hash_str(ident) & (reg.cap - 1); reg.v[i].ident; i = (i + 1) & (reg.cap - 1)) {
-    if (strcmp(reg.v[i].ident, ident) == 0) {
-      h = reg.v[i].handle;
-      goto out;
-    }
-  }
-  reg.v[i].ident = strdup(ident);
-  if (!reg.v[i].ident)
-    goto out;
-  reg.v[i].handle = h = akv_handle_next();
-  reg.n++;
-out:
-  pthread_mutex_unlock(&reg.lock);
-  return h;
-}
-
-CK_RV akv_cache_global_init(void)
-{
-  atomic_store(&secrets_cached, 0);
-  return CKR_OK;
-}
-
-void akv_cache_global_free(void)
-{
-  size_t i;
-  pthread_mutex_lock(&reg.lock);
-  for (i = 0; i < reg.cap; i++)
-    free(reg.v[i].ident);
-  free(reg.v);
-  reg.v = NULL;
-  reg.n = reg.cap = 0;
-  pthread_mutex_unlock(&reg.lock);
-}
-
-/* Handle registries a forked child abandoned (akv_cache_global_abandon), kept reachable and never
- * used, like the rest of the parent's state (module.c, abandon_parent_state). */
-static struct abandoned_reg {
-  struct abandoned_reg *prev;
-  struct reg_entry *v;
-} *abandoned_regs;
-
-void akv_cache_global_abandon(void)
-{
-  struct abandoned_reg *a = malloc(sizeof(*a));
-
-  if (a) { /* out of memory: the registry is only dropped, as the child never uses it */
-    a->prev = abandoned_regs;
-    a->v = reg.v;
-    abandoned_regs = a;
-  }
-  pthread_mutex_init(&reg.lock, NULL);
-  reg.v = NULL;
-  reg.n = reg.cap = 0;
-  atomic_store(&secrets_cached, 0);
-}
-
-int akv_secret_slot_take(void)
-{
-  int n = atomic_fetch_add(&secrets_cached, 1);
-  if (n >= MAX_CACHED_SECRETS) {
-    atomic_fetch_sub(&secrets_cached, 1);
-    return 0;
-  }
-  return 1;
-}
-
-void akv_secret_slot_give(void)
-{
-  atomic_fetch_sub(&secrets_cached, 1);
-}
 
 /* ---- snapshots --------------------------------------------------------------------------------
  */

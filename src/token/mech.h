@@ -4,7 +4,7 @@
 #ifndef AKV_MECH_H
 #define AKV_MECH_H
 
-#include "akv.h"
+#include "core/akv.h"
 
 /* What a mechanism does; the operation code dispatches on this, never on CKM_ values. */
 enum akv_mfam {

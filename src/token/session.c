@@ -11,12 +11,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "cache.h"
-#include "login.h"
-#include "module.h"
-#include "object.h"
-#include "session.h"
-#include "slot.h"
+#include "store/cache.h"
+#include "token/login.h"
+#include "core/module.h"
+#include "store/object.h"
+#include "token/session.h"
+#include "token/slot.h"
 #include "util/log.h"
 
 static struct {
@@ -470,16 +470,20 @@ size_t akv_session_objects(struct akv_session *s, struct akv_object ***out)
   return n;
 }
 
+void akv_session_fetch_failed(struct akv_session *s, const struct akv_fetch_status *f)
+{
+  /* The status of this failure, 0 when no HTTP response arrived (network, timeout): a stale status
+   * of an earlier failure would tell the operator the wrong story (docs/design.md). */
+  s->device_error = f->http_status > 0 ? (CK_ULONG)f->http_status : 0;
+  /* A key the cache knew answered 404: drop the listing so the next lookup refreshes it. */
+  if (f->rc == KV_E_NOT_FOUND)
+    akv_slot_invalidate(s->slot);
+}
+
 CK_RV akv_session_fail(struct akv_session *s, kv_rc rc)
 {
-  long status = kv_last_http_status();
-
-  /* The status of this failure, 0 when no HTTP response arrived (network, timeout): a stale status
-   * of an earlier failure would tell the operator the wrong story (DESIGN §4). */
-  s->device_error = status > 0 ? (CK_ULONG)status : 0;
-  /* A key the cache knew answered 404: drop the listing so the next lookup refreshes it. */
-  if (rc == KV_E_NOT_FOUND)
-    akv_slot_invalidate(s->slot);
+  struct akv_fetch_status f = {rc, kv_last_http_status()};
+  akv_session_fetch_failed(s, &f);
   return akv_rv(rc);
 }
 

@@ -5,57 +5,8 @@
 
 #include <openssl/rand.h>
 
-#include "op.h"
+#include "token/op.h"
 #include "util/log.h"
-
-/* The digests of every hash mechanism, fetched once per C_Initialize in the module's library
- * context: EVP_MD_fetch costs a method-store lookup under a lock (about 2.2k instructions) and
- * used to run on every C_SignInit of a hash-and-sign mechanism. Written by C_Initialize before the
- * module is marked initialised and freed by C_Finalize after the sessions (whose operations hold
- * their own references through their EVP_MD_CTX) are closed, so entry points read them without a
- * lock. */
-static const CK_MECHANISM_TYPE md_types[] = {CKM_SHA_1, CKM_SHA224, CKM_SHA256, CKM_SHA384,
-                                             CKM_SHA512};
-#define N_MD (sizeof(md_types) / sizeof(md_types[0]))
-static EVP_MD *md_cache[N_MD];
-
-void akv_md_cache_init(void)
-{
-  for (size_t i = 0; i < N_MD; i++) {
-    const char *name = akv_hash_name(md_types[i]);
-    /* A digest the provider lacks stays NULL: akv_md_fetch then fetches (and fails) per call, as
-     * it did before the cache. */
-    md_cache[i] = name ? EVP_MD_fetch(akv_libctx(), name, NULL) : NULL;
-  }
-}
-
-void akv_md_cache_free(void)
-{
-  for (size_t i = 0; i < N_MD; i++) {
-    EVP_MD_free(md_cache[i]);
-    md_cache[i] = NULL;
-  }
-}
-
-void akv_md_cache_abandon(void)
-{
-  memset(md_cache, 0, sizeof(md_cache));
-}
-
-EVP_MD *akv_md_fetch(CK_MECHANISM_TYPE hash)
-{
-  const char *name;
-  for (size_t i = 0; i < N_MD; i++) {
-    if (md_types[i] != hash)
-      continue;
-    /* A counted reference: callers free what they get, cached or fetched. */
-    if (md_cache[i] && EVP_MD_up_ref(md_cache[i]))
-      return md_cache[i];
-    break;
-  }
-  name = akv_hash_name(hash);
-  return name ? EVP_MD_fetch(akv_libctx(), name, NULL) : NULL;
-}
 
 CK_RV akv_digest_init(struct akv_session *s, const CK_MECHANISM *m)
 {

@@ -3,7 +3,7 @@
 #ifndef AKV_SLOT_H
 #define AKV_SLOT_H
 
-#include "akv.h"
+#include "core/akv.h"
 
 /* Builds one slot per configured vault (clients and credentials, no network I/O). */
 CK_RV akv_slots_new(const struct akv_config *cfg, struct kv_http *http, struct kv_cred *def_cred,

@@ -10,8 +10,8 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
-#include "akv.h"
-#include "login.h"
+#include "core/akv.h"
+#include "token/login.h"
 #include "util/config.h"
 #include "util/log.h"
 

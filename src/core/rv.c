@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The one translation from backend errors (kv_rc) to CK_RV, and CKR names for traces. */
 #include <string.h>
-#include "akv.h"
+#include "core/akv.h"
 
 CK_RV akv_rv(kv_rc rc)
 {

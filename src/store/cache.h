@@ -4,7 +4,7 @@
 #ifndef AKV_CACHE_H
 #define AKV_CACHE_H
 
-#include "akv.h"
+#include "core/akv.h"
 
 /* A key the listing named whose public part has not been read yet. A listing that finds more new
  * or changed keys than the slot's prefetch_keys leaves them pending: a search reads (concurrently)
@@ -59,20 +59,7 @@ CK_RV akv_cache_resolve(struct akv_cache *c, int (*want)(const struct akv_lazyke
 /* Borrowed object by handle, or NULL. snap may be NULL. */
 struct akv_object *akv_snapshot_find(const struct akv_snapshot *snap, CK_OBJECT_HANDLE h);
 
-/* The handle of an object identity ("slot|class|id"): the same for the same identity as long as
- * the module stays initialised, a new one otherwise. 0 on allocation failure. */
-CK_OBJECT_HANDLE akv_handle_for(const char *ident);
-
-/* Process-wide state of the cache layer (handle registry, secret value accounting). */
-CK_RV akv_cache_global_init(void);
-void akv_cache_global_free(void);
-void akv_cache_global_abandon(void);
-
-/* Secret values cached at once are bounded: a value is kept only when a slot is available. */
-int akv_secret_slot_take(void);
-void akv_secret_slot_give(void);
-
-/* LIFECYCLE: a write to the vault changes the slot's snapshot at once (src/write.c): objects for
+/* A write to the vault changes the slot's snapshot at once (src/token/write.c): objects for
  * which drop(obj, arg) is true leave it, the add objects (referenced here) join it, and the
  * cross-process cache file gets the result. Without a snapshot yet nothing changes: the first
  * listing sees the vault as it is. CKR_HOST_MEMORY leaves the snapshot as it was and marks it for

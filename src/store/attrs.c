@@ -7,7 +7,7 @@
 
 #include <openssl/crypto.h>
 
-#include "attrs.h"
+#include "store/attrs.h"
 
 static CK_ATTRIBUTE *ab_slot(struct akv_ab *b, CK_ATTRIBUTE_TYPE type)
 {

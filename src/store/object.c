@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Objects: token objects built from the vault's keys, certificates and secrets (DESIGN §2),
- * session secret keys, attribute reads and searches. Objects are immutable once published, except
+/* Objects: token objects built from the vault's keys, certificates and secrets (docs/design.md),
+ * session secret keys, attribute reads and template matching. Objects are immutable once published, except
  * the lazily fetched value of a secret (under obj->lock). */
 #include <limits.h>
 #include <stdio.h>
@@ -12,13 +12,11 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
-#include "attrs.h"
-#include "cache.h"
-#include "module.h"
-#include "object.h"
-#include "session.h"
+#include "core/module.h"
+#include "store/attrs.h"
+#include "store/handles.h"
+#include "store/object.h"
 #include "util/log.h"
-#include "write.h" /* LIFECYCLE */
 
 #define SECRET_APPLICATION "Azure Key Vault secret"
 
@@ -37,6 +35,44 @@ static const CK_MECHANISM_TYPE aes_mechs[] = {
     CKM_AES_GCM,          CKM_AES_CBC_PAD, CKM_AES_CBC,     CKM_AES_KEY_WRAP,
     CKM_AES_KEY_WRAP_PAD, CKM_SHA256_HMAC, CKM_SHA384_HMAC, CKM_SHA512_HMAC,
 };
+
+/* ---- CKA_ID as a tag ---------------------------------------------------------------------- */
+
+static int hexval(char c)
+{
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+void akv_object_apply_tag_id(struct akv_ab *b, const struct kv_attrs *a)
+{
+  unsigned char id[AKV_MAX_ID];
+  size_t i, len;
+  const char *hex = NULL;
+
+  for (i = 0; i < a->n_tags; i++) {
+    if (a->tags[i].name && strcmp(a->tags[i].name, AKV_TAG_ID) == 0)
+      hex = a->tags[i].value;
+  }
+  if (!hex)
+    return;
+  len = strlen(hex);
+  /* A tag someone else wrote that is not an id is ignored: the SPKI hash stays. */
+  if (len == 0 || len % 2 || len / 2 > AKV_MAX_ID)
+    return;
+  for (i = 0; i < len / 2; i++) {
+    int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0)
+      return;
+    id[i] = (unsigned char)(hi << 4 | lo);
+  }
+  akv_ab_set(b, CKA_ID, id, len / 2);
+}
 
 /* ---- lifetime ------------------------------------------------------------------------------- */
 
@@ -72,7 +108,7 @@ static void value_drop_inlock(struct akv_object *obj)
   obj->value = NULL;
   obj->value_len = 0;
   obj->value_fetched_at = 0;
-  akv_secret_slot_give();
+  akv_handles_secret_give();
 }
 
 void akv_object_unref(struct akv_object *obj)
@@ -315,7 +351,7 @@ static void key_common_attrs(struct akv_ab *b, struct akv_object *obj, const cha
   akv_ab_ulong(b, CKA_KEY_TYPE, obj->key_type);
   akv_ab_bytes(b, CKA_ID, ke->id, sizeof(ke->id));
   /* LIFECYCLE: a CKA_ID given when the key was generated is kept in a tag (src/write.c). */
-  akv_write_apply_tag_id(b, &k->attrs);
+  akv_object_apply_tag_id(b, &k->attrs);
   akv_ab_date(b, CKA_START_DATE, k->attrs.nbf);
   akv_ab_date(b, CKA_END_DATE, k->attrs.exp);
   akv_ab_bool(b, CKA_DERIVE, CK_FALSE);
@@ -544,7 +580,7 @@ CK_RV akv_object_from_cert(struct akv_slot *slot, const struct kv_cert *cert, co
   akv_ab_ulong(&b, CKA_CERTIFICATE_CATEGORY, cert->kid ? 1 : 0);
   akv_ab_bytes(&b, CKA_ID, md, sizeof(md));
   /* LIFECYCLE: a certificate tagged with its key's CKA_ID keeps pairing with it. */
-  akv_write_apply_tag_id(&b, &cert->attrs);
+  akv_object_apply_tag_id(&b, &cert->attrs);
   akv_ab_bytes(&b, CKA_VALUE, cert->der, cert->der_len);
   akv_ab_bytes(&b, CKA_PUBLIC_KEY_INFO, spki, (size_t)spki_len);
   AB_I2D(&b, CKA_SUBJECT, i2d_X509_NAME, X509_get_subject_name(x));
@@ -785,8 +821,8 @@ out:
 
 /* The value of a secret, fetched on first read and kept for the slot's secret TTL. Returns a copy
  * the caller wipes, so the object lock is not held across the copy-out. */
-static CK_RV secret_value(struct akv_session *s, struct akv_object *obj, unsigned char **val,
-                          size_t *len)
+static CK_RV secret_value(struct akv_object *obj, unsigned char **val, size_t *len,
+                          struct akv_fetch_status *failed)
 {
   struct kv_secret *sec = NULL;
   int64_t now = akv_now();
@@ -803,15 +839,15 @@ static CK_RV secret_value(struct akv_session *s, struct akv_object *obj, unsigne
   rc = kv_get_secret(obj->slot->client, obj->secret_name, NULL, &sec);
   if (rc != KV_OK) {
     akv_warn(AKV_LOGC_CACHE, "secret %s: %s", obj->secret_name, kv_rc_str(rc));
-    rv = akv_session_fail(s, rc);
-    if (rc == KV_E_NOT_FOUND)
-      rv = akv_rv_object(rc);
-    return rv;
+    /* The caller records the failure on its session (akv_session_fetch_failed). */
+    failed->rc = rc;
+    failed->http_status = kv_last_http_status();
+    return rc == KV_E_NOT_FOUND ? akv_rv_object(rc) : akv_rv(rc);
   }
   pthread_mutex_lock(&obj->lock);
   /* Another thread may have fetched it meanwhile; keep one value, wipe the other (kv_secret_free).
    */
-  if (!obj->value && akv_secret_slot_take()) {
+  if (!obj->value && akv_handles_secret_take()) {
     obj->value = sec->value;
     obj->value_len = sec->value_len;
     obj->value_fetched_at = now;
@@ -871,8 +907,8 @@ static int attr_hidden(const struct akv_object *obj, CK_ATTRIBUTE_TYPE type)
   return 1;
 }
 
-CK_RV akv_object_get_attrs(struct akv_session *s, struct akv_object *obj, CK_ATTRIBUTE *t,
-                           CK_ULONG n)
+CK_RV akv_object_get_attrs(struct akv_object *obj, CK_ATTRIBUTE *t, CK_ULONG n,
+                           struct akv_fetch_status *failed)
 {
   CK_RV rv = CKR_OK, r;
   CK_ULONG i;
@@ -888,7 +924,7 @@ CK_RV akv_object_get_attrs(struct akv_session *s, struct akv_object *obj, CK_ATT
     } else if (is_lazy_value(obj, t[i].type)) {
       val = NULL;
       len = 0;
-      r = secret_value(s, obj, &val, &len);
+      r = secret_value(obj, &val, &len, failed);
       if (r == CKR_OK)
         r = akv_attr_copy_out(&t[i], val, (CK_ULONG)len);
       else
@@ -916,12 +952,12 @@ CK_ULONG akv_object_size(const struct akv_object *obj)
   return sum + (CK_ULONG)obj->secret_len;
 }
 
-/* ---- search ---------------------------------------------------------------------------------- */
+/* ---- template matching ---------------------------------------------------------------------------------- */
 
 /* A template matches when every attribute exists on the object with the same bytes; unknown or
  * sensitive attributes never match. */
-static int object_match(struct akv_session *s, struct akv_object *obj, const CK_ATTRIBUTE *t,
-                        CK_ULONG n)
+int akv_object_matches(struct akv_object *obj, const CK_ATTRIBUTE *t, CK_ULONG n,
+                       struct akv_fetch_status *failed)
 {
   const CK_ATTRIBUTE *a;
   unsigned char *val;
@@ -941,7 +977,7 @@ static int object_match(struct akv_session *s, struct akv_object *obj, const CK_
     if (is_lazy_value(obj, t[i].type)) {
       val = NULL;
       len = 0;
-      if (secret_value(s, obj, &val, &len) != CKR_OK)
+      if (secret_value(obj, &val, &len, failed) != CKR_OK)
         return 0;
       ok = t[i].ulValueLen == len && (len == 0 || CRYPTO_memcmp(t[i].pValue, val, len) == 0);
       OPENSSL_cleanse(val, len);
@@ -957,289 +993,4 @@ static int object_match(struct akv_session *s, struct akv_object *obj, const CK_
       return 0;
   }
   return 1;
-}
-
-static CK_RV push_handle(struct akv_session *s, size_t *cap, CK_OBJECT_HANDLE h)
-{
-  CK_OBJECT_HANDLE *v;
-  if (s->find_n == *cap) {
-    size_t ncap = *cap ? *cap * 2 : 32;
-    v = realloc(s->find_handles, ncap * sizeof(*v));
-    if (!v)
-      return CKR_HOST_MEMORY;
-    s->find_handles = v;
-    *cap = ncap;
-  }
-  s->find_handles[s->find_n++] = h;
-  return CKR_OK;
-}
-
-struct lazy_match {
-  const struct akv_slot_config *sc;
-  const CK_ATTRIBUTE *t;
-  CK_ULONG n;
-};
-
-static int ulong_in(const CK_ATTRIBUTE *a, const CK_ULONG *set, size_t n)
-{
-  CK_ULONG v;
-  size_t i;
-  if (a->ulValueLen != sizeof(CK_ULONG))
-    return 0;
-  memcpy(&v, a->pValue, sizeof(v));
-  for (i = 0; i < n; i++) {
-    if (set[i] == v)
-      return 1;
-  }
-  return 0;
-}
-
-static int bool_is(const CK_ATTRIBUTE *a, CK_BBOOL want)
-{
-  return a->ulValueLen == sizeof(CK_BBOOL) && (*(const CK_BBOOL *)a->pValue != 0) == (want != 0);
-}
-
-/* Whether an object of a pending key (cache.h) could match the template, judged by what the listing
- * tells: the key's name is the label of its objects, which are token objects, private only with
- * login required (class_private), of the classes and types the vault kind can hold. Anything
- * else can only be known by reading the key, so it counts as a possible match. */
-static int lazy_may_match(const struct akv_lazykey *lz, const void *arg)
-{
-  static const CK_ULONG kv_classes[] = {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY};
-  static const CK_ULONG hsm_classes[] = {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY, CKO_SECRET_KEY};
-  static const CK_ULONG kv_types[] = {CKK_RSA, CKK_EC};
-  static const CK_ULONG hsm_types[] = {CKK_RSA, CKK_EC, CKK_AES};
-  const struct lazy_match *m = arg;
-  int hsm = m->sc->kind == AKV_VAULT_MHSM;
-  CK_ULONG i;
-
-  for (i = 0; i < m->n; i++) {
-    const CK_ATTRIBUTE *a = &m->t[i];
-    switch (a->type) {
-    case CKA_CLASS:
-      if (!ulong_in(a, hsm ? hsm_classes : kv_classes, hsm ? 3 : 2))
-        return 0;
-      break;
-    case CKA_KEY_TYPE:
-      if (!ulong_in(a, hsm ? hsm_types : kv_types, hsm ? 3 : 2))
-        return 0;
-      break;
-    case CKA_LABEL:
-      if (a->ulValueLen != strlen(lz->name) || memcmp(a->pValue, lz->name, a->ulValueLen) != 0)
-        return 0;
-      break;
-    case CKA_TOKEN:
-      if (!bool_is(a, CK_TRUE))
-        return 0;
-      break;
-    case CKA_PRIVATE:
-      if (!bool_is(a, CK_FALSE) && !m->sc->login_required)
-        return 0;
-      break;
-    default:
-      break;
-    }
-  }
-  return 1;
-}
-
-static int slot_has_client(struct akv_slot *slot)
-{
-  int v;
-  akv_lock();
-  v = slot->client != NULL;
-  akv_unlock();
-  return v;
-}
-
-CK_RV akv_find_init(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n)
-{
-  struct akv_snapshot *snap = NULL;
-  struct akv_object **sobjs = NULL;
-  size_t cap = 0, i, n_sobjs;
-  CK_ULONG j;
-  CK_RV rv;
-  int user;
-
-  if (s->find_active)
-    return CKR_OPERATION_ACTIVE;
-  for (j = 0; j < n; j++) {
-    if (!t[j].pValue && t[j].ulValueLen)
-      return CKR_ARGUMENTS_BAD;
-  }
-  /* "pin": "certificate_password" before the first login: no credential, so no object at all
-   * (docs/security.md "Login"). */
-  if (s->slot->cfg->pin_certificate && !akv_session_logged_in(s) && !slot_has_client(s->slot)) {
-    free(s->find_handles);
-    s->find_handles = NULL;
-    s->find_n = s->find_pos = 0;
-    s->find_active = 1;
-    return CKR_OK;
-  }
-  rv = akv_cache_get(s->slot->cache, &snap);
-  if (rv == CKR_OK && snap->n_lazy) {
-    /* Keys the listing named but nobody has read yet: read those the search may match, then
-     * search the snapshot they were published in. */
-    struct lazy_match m = {s->slot->cfg, t, n};
-    akv_snapshot_unref(snap);
-    snap = NULL;
-    rv = akv_cache_resolve(s->slot->cache, lazy_may_match, &m);
-    if (rv == CKR_OK && !(snap = akv_cache_peek(s->slot->cache)))
-      rv = CKR_DEVICE_ERROR;
-  }
-  if (rv != CKR_OK) {
-    /* The listing ran in this thread: its last HTTP status is the session's device error. */
-    if (rv == CKR_DEVICE_ERROR && kv_last_http_status() > 0)
-      s->device_error = (CK_ULONG)kv_last_http_status();
-    return rv;
-  }
-  free(s->find_handles);
-  s->find_handles = NULL;
-  s->find_n = s->find_pos = 0;
-  /* The login state once for the whole search (akv_session_can_see takes the module lock). */
-  user = akv_session_logged_in(s);
-  for (i = 0; i < snap->n && rv == CKR_OK; i++) {
-    if ((user || !snap->objs[i]->is_private) && object_match(s, snap->objs[i], t, n))
-      rv = push_handle(s, &cap, snap->objs[i]->handle);
-  }
-  n_sobjs = akv_session_objects(s, &sobjs);
-  for (i = 0; i < n_sobjs; i++) {
-    if (rv == CKR_OK && (user || !sobjs[i]->is_private) && object_match(s, sobjs[i], t, n))
-      rv = push_handle(s, &cap, sobjs[i]->handle);
-    akv_object_unref(sobjs[i]);
-  }
-  free(sobjs);
-  akv_snapshot_unref(snap);
-  if (rv != CKR_OK) {
-    free(s->find_handles);
-    s->find_handles = NULL;
-    s->find_n = 0;
-    return rv;
-  }
-  s->find_active = 1;
-  return CKR_OK;
-}
-
-CK_RV akv_find_next(struct akv_session *s, CK_OBJECT_HANDLE *out, CK_ULONG max, CK_ULONG *count)
-{
-  CK_ULONG k = 0;
-  if (!s->find_active)
-    return CKR_OPERATION_NOT_INITIALIZED;
-  while (k < max && s->find_pos < s->find_n)
-    out[k++] = s->find_handles[s->find_pos++];
-  *count = k;
-  return CKR_OK;
-}
-
-CK_RV akv_find_final(struct akv_session *s)
-{
-  if (!s->find_active)
-    return CKR_OPERATION_NOT_INITIALIZED;
-  free(s->find_handles);
-  s->find_handles = NULL;
-  s->find_n = s->find_pos = 0;
-  s->find_active = 0;
-  return CKR_OK;
-}
-
-/* ---- object management ----------------------------------------------------------------------- */
-
-/* Token objects are the vault's: writing them is a later feature; a read-only slot says so. */
-static CK_RV token_write_rv(struct akv_session *s)
-{
-  if (s->slot->cfg->read_only)
-    return CKR_TOKEN_WRITE_PROTECTED;
-  if (!(s->flags & CKF_RW_SESSION))
-    return CKR_SESSION_READ_ONLY;
-  return CKR_FUNCTION_NOT_SUPPORTED;
-}
-
-CK_RV akv_object_create(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n,
-                        CK_OBJECT_HANDLE *out)
-{
-  CK_ULONG cls = (CK_ULONG)-1, kt = (CK_ULONG)-1;
-  CK_BBOOL token = CK_FALSE;
-  const CK_ATTRIBUTE *value;
-  struct akv_object *obj;
-  CK_ULONG i;
-  CK_RV rv;
-
-  for (i = 0; i < n; i++) {
-    if (!t[i].pValue && t[i].ulValueLen)
-      return CKR_ARGUMENTS_BAD;
-  }
-  if ((rv = akv_tmpl_ulong(t, n, CKA_CLASS, &cls)) != CKR_OK ||
-      (rv = akv_tmpl_bool(t, n, CKA_TOKEN, &token)) != CKR_OK ||
-      (rv = akv_tmpl_ulong(t, n, CKA_KEY_TYPE, &kt)) != CKR_OK)
-    return rv;
-  if (token)
-    return token_write_rv(s);
-  if (cls == (CK_ULONG)-1)
-    return CKR_TEMPLATE_INCOMPLETE;
-  /* Session objects: secret keys with their value (usable for local AES and to be wrapped). */
-  if (cls != CKO_SECRET_KEY)
-    return CKR_FUNCTION_NOT_SUPPORTED;
-  value = akv_tmpl_find(t, n, CKA_VALUE);
-  if (kt == (CK_ULONG)-1 || !value)
-    return CKR_TEMPLATE_INCOMPLETE;
-  obj = akv_object_new_session_secret(s->slot, kt, value->pValue, value->ulValueLen, t, n, &rv);
-  if (!obj)
-    return rv;
-  return akv_session_add_object(s, obj, out);
-}
-
-CK_RV akv_object_copy(struct akv_session *s, CK_OBJECT_HANDLE h, const CK_ATTRIBUTE *t, CK_ULONG n,
-                      CK_OBJECT_HANDLE *out)
-{
-  struct akv_object *obj = NULL;
-  CK_RV rv = akv_session_object(s, h, &obj);
-
-  (void)t;
-  (void)n;
-  (void)out;
-  if (rv != CKR_OK)
-    return rv;
-  /* Every object says CKA_COPYABLE = FALSE. */
-  rv = CKR_ACTION_PROHIBITED;
-  akv_object_unref(obj);
-  return rv;
-}
-
-CK_RV akv_object_set_attrs(struct akv_session *s, CK_OBJECT_HANDLE h, const CK_ATTRIBUTE *t,
-                           CK_ULONG n)
-{
-  struct akv_object *obj = NULL;
-  CK_RV rv = akv_session_object(s, h, &obj);
-
-  (void)t;
-  (void)n;
-  if (rv != CKR_OK)
-    return rv;
-  /* Session objects are immutable (CKA_MODIFIABLE = FALSE); token objects are the vault's. */
-  rv = obj->session ? CKR_ACTION_PROHIBITED : token_write_rv(s);
-  akv_object_unref(obj);
-  return rv;
-}
-
-CK_RV akv_object_destroy(struct akv_session *s, CK_OBJECT_HANDLE h)
-{
-  struct akv_object *obj = NULL;
-  CK_RV rv = akv_session_object(s, h, &obj);
-
-  if (rv != CKR_OK)
-    return rv;
-  if (obj->session) {
-    const CK_ATTRIBUTE *a = akv_object_attr(obj, CKA_DESTROYABLE);
-    rv = a && !*(CK_BBOOL *)a->pValue ? CKR_ACTION_PROHIBITED : akv_session_remove_object(s, h);
-  } else if (s->slot->cfg->read_only) {
-    rv = CKR_TOKEN_WRITE_PROTECTED;
-  } else if (!(s->flags & CKF_RW_SESSION)) {
-    rv = CKR_SESSION_READ_ONLY;
-  } else if (!s->slot->cfg->allow_destroy) {
-    rv = CKR_ACTION_PROHIBITED;
-  } else {
-    rv = CKR_FUNCTION_NOT_SUPPORTED; /* deleting vault objects: a later feature */
-  }
-  akv_object_unref(obj);
-  return rv;
 }

@@ -3,7 +3,7 @@
 #ifndef AKV_MODULE_H
 #define AKV_MODULE_H
 
-#include "akv.h"
+#include "core/akv.h"
 
 /* C_Initialize / C_Finalize bodies (argument rules of PKCS#11 2.40 §5.4, fork rule of DESIGN §6).
  */

@@ -10,7 +10,7 @@
 #ifndef AKV_CACHE_FILE_H
 #define AKV_CACHE_FILE_H
 
-#include "cache.h"
+#include "store/cache.h"
 
 /* The slot's snapshot from the file when an authentic one younger than the TTL is there (CKR_OK),
  * else an error and *out NULL. Its objects never count as read now (src_fetched_at 0): the next

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Operation state and the model functions behind the crypto C_* entry points (src/p11/crypto.c).
- * Internal to the crypto part of the model (mech.c, op_*.c, outbuf.c). Every function here is
+ * Internal to the crypto part of the model (token/mech.c, crypto/op_*.c). Every function here is
  * called with the session acquired (akv_session_acquire) and follows the PKCS#11 operation rules:
  * an error other than CKR_BUFFER_TOO_SMALL, or a completed call, ends the operation; a length
  * query (NULL output) keeps it. */
@@ -9,21 +9,9 @@
 
 #include <openssl/evp.h>
 
-#include "akv.h"
-#include "mech.h"
-
-/* A growable byte buffer with a hard limit (inputs accumulated by *Update, cached results). */
-struct akv_outbuf {
-  unsigned char *data;
-  size_t len, alloc;
-};
-
-/* Appends; CKR_DATA_LEN_RANGE when the total would pass limit, CKR_HOST_MEMORY. */
-CK_RV akv_outbuf_append(struct akv_outbuf *b, const void *p, size_t n, size_t limit);
-/* Replaces the contents with a copy of p (n may be 0). */
-CK_RV akv_outbuf_set(struct akv_outbuf *b, const void *p, size_t n);
-/* Wipes and frees the contents; the struct is reusable. */
-void akv_outbuf_clear(struct akv_outbuf *b);
+#include "core/akv.h"
+#include "core/outbuf.h"
+#include "token/mech.h"
 
 struct akv_op {
   enum akv_op_kind kind;

@@ -34,10 +34,10 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
-#include "cache_file.h"
+#include "store/cache_file.h"
 #include "kv/json.h"
 #include "kv/jwk.h"
-#include "object.h"
+#include "store/object.h"
 #include "util/b64.h"
 #include "util/log.h"
 

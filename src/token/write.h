@@ -6,14 +6,8 @@
 #ifndef AKV_WRITE_H
 #define AKV_WRITE_H
 
-#include "akv.h"
-
-struct akv_ab;
-
-/* The tag that keeps a key's CKA_ID (lowercase hex) in the vault across processes. */
-#define AKV_TAG_ID "pkcs11-id"
-/* Longest CKA_ID kept: its hex form must fit the service's 256-character tag value. */
-#define AKV_MAX_ID 128
+#include "core/akv.h"
+#include "store/object.h"
 /* Longest vault object name. */
 #define AKV_MAX_NAME 127
 
@@ -48,8 +42,6 @@ CK_RV akv_write_name(const CK_ATTRIBUTE *label, char out[AKV_MAX_NAME + 1]);
 /* CK_DATE <-> Unix time (UTC midnight). An empty value gives 0 (no date). */
 CK_RV akv_write_date(const CK_ATTRIBUTE *a, int64_t *t);
 
-/* The CKA_ID kept in the AKV_TAG_ID tag of a, if any: replaces CKA_ID in b (object.c hook). */
-void akv_write_apply_tag_id(struct akv_ab *b, const struct kv_attrs *a);
 
 /* The result of a failed vault operation on obj's pinned version: a version deleted (404) or
  * disabled (403, confirmed by reading the version) meanwhile gives CKR_KEY_HANDLE_INVALID and
@@ -60,11 +52,14 @@ CK_RV akv_write_key_failed(struct akv_session *s, struct akv_object *obj, kv_rc 
 CK_RV akv_write_generate_key_pair(struct akv_session *s, const CK_MECHANISM *m,
                                   const CK_ATTRIBUTE *pub, CK_ULONG npub, const CK_ATTRIBUTE *priv,
                                   CK_ULONG npriv, CK_OBJECT_HANDLE *hpub, CK_OBJECT_HANDLE *hpriv);
-/* CKA_TOKEN=TRUE: an AES key in the Managed HSM; otherwise the session key of op_wrap.c. */
+/* A CKA_TOKEN=TRUE key: an AES key in the Managed HSM (C_GenerateKey calls akv_generate_key of
+ * src/crypto/op_wrap.c for session keys). */
 CK_RV akv_write_generate_key(struct akv_session *s, const CK_MECHANISM *m, const CK_ATTRIBUTE *t,
                              CK_ULONG n, CK_OBJECT_HANDLE *out);
 CK_RV akv_write_create_object(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n,
                               CK_OBJECT_HANDLE *out);
+/* C_CopyObject: every object says CKA_COPYABLE = FALSE. */
+CK_RV akv_write_copy_object(struct akv_session *s, CK_OBJECT_HANDLE h, CK_OBJECT_HANDLE *out);
 CK_RV akv_write_destroy_object(struct akv_session *s, CK_OBJECT_HANDLE h);
 CK_RV akv_write_set_attrs(struct akv_session *s, CK_OBJECT_HANDLE h, const CK_ATTRIBUTE *t,
                           CK_ULONG n);

@@ -7,10 +7,10 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include "cache.h"
-#include "login.h"
-#include "module.h"
-#include "slot.h"
+#include "store/cache.h"
+#include "token/login.h"
+#include "core/module.h"
+#include "token/slot.h"
 #include "util/log.h"
 
 /* First 16 hex digits of SHA-256(url): unique and stable, so `serial=` URIs keep working. */

@@ -3,7 +3,7 @@
  * as vault secrets, deletion and attribute updates. The vault is written first; then the slot's
  * snapshot is changed at once (akv_cache_apply), so the new objects are usable immediately and a
  * new process sees them through the cache file or its own listing. */
-#include "write.h"
+#include "token/write.h"
 
 #include <fnmatch.h>
 #include <stdio.h>
@@ -14,11 +14,11 @@
 
 #include <openssl/crypto.h>
 
-#include "attrs.h"
-#include "cache.h"
-#include "object.h"
-#include "op.h"
-#include "session.h"
+#include "store/attrs.h"
+#include "store/cache.h"
+#include "store/object.h"
+#include "token/op.h"
+#include "token/session.h"
 #include "util/log.h"
 
 #define NAME_RULE "^[0-9a-zA-Z-]{1,127}$"
@@ -493,44 +493,6 @@ CK_RV akv_write_parse_secret_key(enum akv_vault_kind kind, CK_MECHANISM_TYPE mec
   return CKR_OK;
 }
 
-/* ---- CKA_ID as a tag ---------------------------------------------------------------------- */
-
-static int hexval(char c)
-{
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
-void akv_write_apply_tag_id(struct akv_ab *b, const struct kv_attrs *a)
-{
-  unsigned char id[AKV_MAX_ID];
-  size_t i, len;
-  const char *hex = NULL;
-
-  for (i = 0; i < a->n_tags; i++) {
-    if (a->tags[i].name && strcmp(a->tags[i].name, AKV_TAG_ID) == 0)
-      hex = a->tags[i].value;
-  }
-  if (!hex)
-    return;
-  len = strlen(hex);
-  /* A tag someone else wrote that is not an id is ignored: the SPKI hash stays. */
-  if (len == 0 || len % 2 || len / 2 > AKV_MAX_ID)
-    return;
-  for (i = 0; i < len / 2; i++) {
-    int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0)
-      return;
-    id[i] = (unsigned char)(hi << 4 | lo);
-  }
-  akv_ab_set(b, CKA_ID, id, len / 2);
-}
-
 /* ---- common checks ------------------------------------------------------------------------ */
 
 static CK_RV token_writable(struct akv_session *s)
@@ -755,12 +717,9 @@ CK_RV akv_write_generate_key(struct akv_session *s, const CK_MECHANISM *m, const
 {
   struct akv_keygen g;
   struct akv_object *objs[2] = {NULL, NULL};
-  CK_BBOOL token = CK_FALSE;
   size_t nobj = 0, i;
   CK_RV rv;
 
-  if (akv_tmpl_bool(t, n, CKA_TOKEN, &token) != CKR_OK || !token)
-    return akv_generate_key(s, m, t, n, out);
   if ((rv = token_writable(s)) != CKR_OK)
     return rv;
   rv = akv_write_parse_secret_key(s->slot->cfg->kind, m->mechanism, t, n, &g);
@@ -883,6 +842,47 @@ static CK_RV create_data(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG 
   return rv;
 }
 
+/* ---- session objects ------------------------------------------------------------------------ */
+
+/* C_CreateObject with CKA_TOKEN=FALSE (template already checked for arguments and CKA_TOKEN):
+ * secret keys with their value, usable for local AES and to be wrapped. */
+static CK_RV session_object_create(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n,
+                                   CK_OBJECT_HANDLE *out)
+{
+  CK_ULONG cls = (CK_ULONG)-1, kt = (CK_ULONG)-1;
+  const CK_ATTRIBUTE *value;
+  struct akv_object *obj;
+  CK_RV rv;
+
+  if ((rv = akv_tmpl_ulong(t, n, CKA_CLASS, &cls)) != CKR_OK ||
+      (rv = akv_tmpl_ulong(t, n, CKA_KEY_TYPE, &kt)) != CKR_OK)
+    return rv;
+  if (cls == (CK_ULONG)-1)
+    return CKR_TEMPLATE_INCOMPLETE;
+  if (cls != CKO_SECRET_KEY)
+    return CKR_FUNCTION_NOT_SUPPORTED;
+  value = akv_tmpl_find(t, n, CKA_VALUE);
+  if (kt == (CK_ULONG)-1 || !value)
+    return CKR_TEMPLATE_INCOMPLETE;
+  obj = akv_object_new_session_secret(s->slot, kt, value->pValue, value->ulValueLen, t, n, &rv);
+  if (!obj)
+    return rv;
+  return akv_session_add_object(s, obj, out);
+}
+
+CK_RV akv_write_copy_object(struct akv_session *s, CK_OBJECT_HANDLE h, CK_OBJECT_HANDLE *out)
+{
+  struct akv_object *obj = NULL;
+  CK_RV rv = akv_session_object(s, h, &obj);
+
+  (void)out;
+  if (rv != CKR_OK)
+    return rv;
+  /* Every object says CKA_COPYABLE = FALSE. */
+  akv_object_unref(obj);
+  return CKR_ACTION_PROHIBITED;
+}
+
 CK_RV akv_write_create_object(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n,
                               CK_OBJECT_HANDLE *out)
 {
@@ -898,7 +898,7 @@ CK_RV akv_write_create_object(struct akv_session *s, const CK_ATTRIBUTE *t, CK_U
       (rv = akv_tmpl_ulong(t, n, CKA_CLASS, &cls)) != CKR_OK)
     return rv;
   if (!token)
-    return akv_object_create(s, t, n, out); /* session objects: the model's */
+    return session_object_create(s, t, n, out);
   if ((rv = token_writable(s)) != CKR_OK)
     return rv;
   switch (cls) {
@@ -992,9 +992,10 @@ CK_RV akv_write_destroy_object(struct akv_session *s, CK_OBJECT_HANDLE h)
 
   if (rv != CKR_OK)
     return rv;
-  if (obj->session)
-    rv = akv_object_destroy(s, h); /* session objects: the model's */
-  else
+  if (obj->session) {
+    const CK_ATTRIBUTE *a = akv_object_attr(obj, CKA_DESTROYABLE);
+    rv = a && !*(CK_BBOOL *)a->pValue ? CKR_ACTION_PROHIBITED : akv_session_remove_object(s, h);
+  } else
     rv = destroy_token(s, obj);
   akv_object_unref(obj);
   return rv;
@@ -1022,7 +1023,7 @@ CK_RV akv_write_set_attrs(struct akv_session *s, CK_OBJECT_HANDLE h, const CK_AT
   if (rv != CKR_OK)
     return rv;
   if (obj->session) {
-    rv = akv_object_set_attrs(s, h, t, n); /* session objects: the model's */
+    rv = CKR_ACTION_PROHIBITED; /* session objects are immutable (CKA_MODIFIABLE = FALSE) */
     goto out;
   }
   for (j = 0; j < n; j++) {

@@ -6,7 +6,8 @@
 
 #include <openssl/crypto.h>
 
-#include "op.h"
+#include "core/akv.h"
+#include "core/outbuf.h"
 
 CK_RV akv_copy_out(const void *src, CK_ULONG len, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
 {

@@ -4,7 +4,7 @@
 #ifndef AKV_ATTRS_H
 #define AKV_ATTRS_H
 
-#include "akv.h"
+#include "core/akv.h"
 
 /* Accumulates owned attributes; after the first allocation failure every call is a no-op and
  * akv_ab_finish reports CKR_HOST_MEMORY. */

@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Process-wide object bookkeeping (src/store/handles.c): the handle registry (handles stable per
+ * object identity) and the bound on cached secret values. */
+#ifndef AKV_HANDLES_H
+#define AKV_HANDLES_H
+
+#include "core/akv.h"
+
+/* The handle of an object identity ("slot|class|id"): the same for the same identity as long as
+ * the module stays initialised, a new one otherwise. 0 on allocation failure. */
+CK_OBJECT_HANDLE akv_handle_for(const char *ident);
+
+/* Life of the registry and the budget: C_Initialize, C_Finalize, a forked child's C_Initialize
+ * (which abandons the parent's registry without freeing it). */
+CK_RV akv_handles_init(void);
+void akv_handles_free(void);
+void akv_handles_abandon(void);
+
+/* Secret values cached at once are bounded: a value is kept only when a slot is available. */
+int akv_handles_secret_take(void);
+void akv_handles_secret_give(void);
+
+#endif

@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* C_FindObjectsInit / C_FindObjects / C_FindObjectsFinal: a search over the slot's snapshot
+ * (src/store/cache.c) and the session's own objects, with the template matched by
+ * akv_object_matches (src/store/object.c). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/module.h"
+#include "store/cache.h"
+#include "store/object.h"
+#include "token/find.h"
+#include "token/session.h"
+
+/* akv_object_matches, with a failed fetch of a secret's value recorded on the session. */
+static int matches(struct akv_session *s, struct akv_object *obj, const CK_ATTRIBUTE *t,
+                   CK_ULONG n)
+{
+  struct akv_fetch_status failed = {KV_OK, 0};
+  int m = akv_object_matches(obj, t, n, &failed);
+  if (failed.rc != KV_OK)
+    akv_session_fetch_failed(s, &failed);
+  return m;
+}
+
+static CK_RV push_handle(struct akv_session *s, size_t *cap, CK_OBJECT_HANDLE h)
+{
+  CK_OBJECT_HANDLE *v;
+  if (s->find_n == *cap) {
+    size_t ncap = *cap ? *cap * 2 : 32;
+    v = realloc(s->find_handles, ncap * sizeof(*v));
+    if (!v)
+      return CKR_HOST_MEMORY;
+    s->find_handles = v;
+    *cap = ncap;
+  }
+  s->find_handles[s->find_n++] = h;
+  return CKR_OK;
+}
+
+struct lazy_match {
+  const struct akv_slot_config *sc;
+  const CK_ATTRIBUTE *t;
+  CK_ULONG n;
+};
+
+static int ulong_in(const CK_ATTRIBUTE *a, const CK_ULONG *set, size_t n)
+{
+  CK_ULONG v;
+  size_t i;
+  if (a->ulValueLen != sizeof(CK_ULONG))
+    return 0;
+  memcpy(&v, a->pValue, sizeof(v));
+  for (i = 0; i < n; i++) {
+    if (set[i] == v)
+      return 1;
+  }
+  return 0;
+}
+
+static int bool_is(const CK_ATTRIBUTE *a, CK_BBOOL want)
+{
+  return a->ulValueLen == sizeof(CK_BBOOL) && (*(const CK_BBOOL *)a->pValue != 0) == (want != 0);
+}
+
+/* Whether an object of a pending key (cache.h) could match the template, judged by what the listing
+ * tells: the key's name is the label of its objects, which are token objects, private only with
+ * login required (class_private), of the classes and types the vault kind can hold. Anything
+ * else can only be known by reading the key, so it counts as a possible match. */
+static int lazy_may_match(const struct akv_lazykey *lz, const void *arg)
+{
+  static const CK_ULONG kv_classes[] = {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY};
+  static const CK_ULONG hsm_classes[] = {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY, CKO_SECRET_KEY};
+  static const CK_ULONG kv_types[] = {CKK_RSA, CKK_EC};
+  static const CK_ULONG hsm_types[] = {CKK_RSA, CKK_EC, CKK_AES};
+  const struct lazy_match *m = arg;
+  int hsm = m->sc->kind == AKV_VAULT_MHSM;
+  CK_ULONG i;
+
+  for (i = 0; i < m->n; i++) {
+    const CK_ATTRIBUTE *a = &m->t[i];
+    switch (a->type) {
+    case CKA_CLASS:
+      if (!ulong_in(a, hsm ? hsm_classes : kv_classes, hsm ? 3 : 2))
+        return 0;
+      break;
+    case CKA_KEY_TYPE:
+      if (!ulong_in(a, hsm ? hsm_types : kv_types, hsm ? 3 : 2))
+        return 0;
+      break;
+    case CKA_LABEL:
+      if (a->ulValueLen != strlen(lz->name) || memcmp(a->pValue, lz->name, a->ulValueLen) != 0)
+        return 0;
+      break;
+    case CKA_TOKEN:
+      if (!bool_is(a, CK_TRUE))
+        return 0;
+      break;
+    case CKA_PRIVATE:
+      if (!bool_is(a, CK_FALSE) && !m->sc->login_required)
+        return 0;
+      break;
+    default:
+      break;
+    }
+  }
+  return 1;
+}
+
+static int slot_has_client(struct akv_slot *slot)
+{
+  int v;
+  akv_lock();
+  v = slot->client != NULL;
+  akv_unlock();
+  return v;
+}
+
+CK_RV akv_find_init(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n)
+{
+  struct akv_snapshot *snap = NULL;
+  struct akv_object **sobjs = NULL;
+  size_t cap = 0, i, n_sobjs;
+  CK_ULONG j;
+  CK_RV rv;
+  int user;
+
+  if (s->find_active)
+    return CKR_OPERATION_ACTIVE;
+  for (j = 0; j < n; j++) {
+    if (!t[j].pValue && t[j].ulValueLen)
+      return CKR_ARGUMENTS_BAD;
+  }
+  /* "pin": "certificate_password" before the first login: no credential, so no object at all
+   * (docs/security.md "Login"). */
+  if (s->slot->cfg->pin_certificate && !akv_session_logged_in(s) && !slot_has_client(s->slot)) {
+    free(s->find_handles);
+    s->find_handles = NULL;
+    s->find_n = s->find_pos = 0;
+    s->find_active = 1;
+    return CKR_OK;
+  }
+  rv = akv_cache_get(s->slot->cache, &snap);
+  if (rv == CKR_OK && snap->n_lazy) {
+    /* Keys the listing named but nobody has read yet: read those the search may match, then
+     * search the snapshot they were published in. */
+    struct lazy_match m = {s->slot->cfg, t, n};
+    akv_snapshot_unref(snap);
+    snap = NULL;
+    rv = akv_cache_resolve(s->slot->cache, lazy_may_match, &m);
+    if (rv == CKR_OK && !(snap = akv_cache_peek(s->slot->cache)))
+      rv = CKR_DEVICE_ERROR;
+  }
+  if (rv != CKR_OK) {
+    /* The listing ran in this thread: its last HTTP status is the session's device error. */
+    if (rv == CKR_DEVICE_ERROR && kv_last_http_status() > 0)
+      s->device_error = (CK_ULONG)kv_last_http_status();
+    return rv;
+  }
+  free(s->find_handles);
+  s->find_handles = NULL;
+  s->find_n = s->find_pos = 0;
+  /* The login state once for the whole search (akv_session_can_see takes the module lock). */
+  user = akv_session_logged_in(s);
+  for (i = 0; i < snap->n && rv == CKR_OK; i++) {
+    if ((user || !snap->objs[i]->is_private) && matches(s, snap->objs[i], t, n))
+      rv = push_handle(s, &cap, snap->objs[i]->handle);
+  }
+  n_sobjs = akv_session_objects(s, &sobjs);
+  for (i = 0; i < n_sobjs; i++) {
+    if (rv == CKR_OK && (user || !sobjs[i]->is_private) && matches(s, sobjs[i], t, n))
+      rv = push_handle(s, &cap, sobjs[i]->handle);
+    akv_object_unref(sobjs[i]);
+  }
+  free(sobjs);
+  akv_snapshot_unref(snap);
+  if (rv != CKR_OK) {
+    free(s->find_handles);
+    s->find_handles = NULL;
+    s->find_n = 0;
+    return rv;
+  }
+  s->find_active = 1;
+  return CKR_OK;
+}
+
+CK_RV akv_find_next(struct akv_session *s, CK_OBJECT_HANDLE *out, CK_ULONG max, CK_ULONG *count)
+{
+  CK_ULONG k = 0;
+  if (!s->find_active)
+    return CKR_OPERATION_NOT_INITIALIZED;
+  while (k < max && s->find_pos < s->find_n)
+    out[k++] = s->find_handles[s->find_pos++];
+  *count = k;
+  return CKR_OK;
+}
+
+CK_RV akv_find_final(struct akv_session *s)
+{
+  if (!s->find_active)
+    return CKR_OPERATION_NOT_INITIALIZED;
+  free(s->find_handles);
+  s->find_handles = NULL;
+  s->find_n = s->find_pos = 0;
+  s->find_active = 0;
+  return CKR_OK;
+}
