@@ -27,6 +27,9 @@ static void usage(FILE *f)
           "                slot and print what is wrong and how to fix it\n"
           "  list          list the objects the module exposes (table, or --json)\n"
           "  uri NAME      print the PKCS#11 URI of the object labelled NAME\n"
+          "  audit verify FILE...\n"
+          "                check the hash chain of audit files (oldest first) and report the first\n"
+          "                changed, missing or reordered line (docs/audit.md)\n"
           "\n"
           "Options:\n"
           "  -c, --config FILE   configuration file or inline JSON (default: the module's search:\n"
@@ -310,6 +313,8 @@ int main(int argc, char **argv)
     return tool_list(&o);
   if (strcmp(cmd, "uri") == 0 && optind + 1 == argc)
     return tool_uri(&o, argv[optind]);
+  if (strcmp(cmd, "audit") == 0 && optind + 1 < argc && strcmp(argv[optind], "verify") == 0)
+    return tool_audit_verify(argc - optind - 1, argv + optind + 1);
   if (strcmp(cmd, "help") == 0) {
     usage(stdout);
     return TOOL_OK;

@@ -22,6 +22,8 @@ struct tool_opts {
 int tool_doctor(const struct tool_opts *o);
 int tool_list(const struct tool_opts *o);
 int tool_uri(const struct tool_opts *o, const char *name);
+/* akv-p11 audit verify FILE...: the hash chain of audit files, oldest first (audit_verify.c). */
+int tool_audit_verify(int nfiles, char **files);
 
 /* First 16 hex digits of SHA-256 of the vault URL: the token serial (DESIGN.md §2). */
 void tool_vault_serial(const char *url, char out[17]);
