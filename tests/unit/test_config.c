@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "util/config.h"
+#include "util/log.h"
 
 static char dir[256];
 
@@ -285,6 +286,54 @@ static void test_secret_file_permissions(void **state)
   }
 }
 
+static const char *slurp_log(const char *path)
+{
+  static char buf[16384];
+  FILE *f = fopen(path, "r");
+  size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+  buf[n] = '\0';
+  if (f)
+    fclose(f);
+  return buf;
+}
+
+/* The loader logs nothing about a configuration it rejects: its caller reports err once
+ * (C_Initialize logs it, the tools print it). With nothing configured it logs one INFO line
+ * naming every place it searched, which akv_config_searched gives the tools too. */
+static void test_logged_once(void **state)
+{
+  struct akv_config *cfg = NULL;
+  char err[1024], logpath[512], where[1024], want[1200];
+  const char *log;
+  (void)state;
+  snprintf(logpath, sizeof(logpath), "%s/log", dir);
+  akv_log_init(AKV_LOG_INFO, logpath);
+  assert_int_equal(akv_config_parse("{\"colour\": \"blue\"}", "t.json", &cfg, err, sizeof(err)),
+                   -1);
+  assert_non_null(strstr(err, "colour"));
+  assert_int_equal(akv_config_load(write_file("bad.json", "{\"slots\": 1}", 0600), &cfg, err,
+                                   sizeof(err)),
+                   -1);
+  assert_non_null(strstr(err, "slots"));
+  log = slurp_log(logpath);
+  assert_null(strstr(log, "colour"));
+  assert_null(strstr(log, "slots"));
+  assert_int_equal(akv_config_load(NULL, &cfg, err, sizeof(err)), 0);
+  assert_int_equal(cfg->n_slots, 0);
+  assert_null(cfg->path);
+  akv_config_free(cfg);
+  akv_config_searched(where, sizeof(where));
+  snprintf(want, sizeof(want), "pReserved, AKV_PKCS11_CONFIG, %s/.config/akv-pkcs11/config.json, "
+           "/etc/akv-pkcs11/config.json, AKV_PKCS11_VAULT_URL", dir);
+  assert_string_equal(where, want);
+  snprintf(want, sizeof(want), "INFO conf: no configuration found (looked at %s): no slots", where);
+  log = slurp_log(logpath);
+  assert_non_null(strstr(log, want));
+  /* One line, the first one the loader wrote. */
+  assert_null(strstr(strstr(log, "no configuration found") + 1, "no configuration found"));
+  akv_log_close();
+}
+
 static void test_env_quick_start(void **state)
 {
   struct akv_config *cfg = NULL;
@@ -510,6 +559,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_azure_domains, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_file_owner_mode, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ca_file_owner_mode, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_logged_once, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
