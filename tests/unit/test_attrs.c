@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* src/attrs.c: attribute arrays, C_GetAttributeValue copy-out rules, template lookups. */
+/* src/store/attrs.c: attribute arrays, C_GetAttributeValue copy-out rules, template lookups. */
 #include "store/attrs.h"
 #include "model_helpers.h"
 

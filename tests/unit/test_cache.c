@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* src/cache.c: TTL, soft refresh in the background, stale-if-error, rotation, stable handles and
+/* src/store/cache.c: TTL, soft refresh in the background, stale-if-error, rotation, stable handles and
  * lazy mode, with the injected clock and the fake backend. */
 #include <dlfcn.h>
 #include <pthread.h>

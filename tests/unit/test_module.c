@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* src/module.c and C_Initialize/C_Finalize: argument rules, locking callbacks, configuration
+/* src/token/module.c and C_Initialize/C_Finalize: argument rules, locking callbacks, configuration
  * sources, finalisation with open sessions, the fork rule. */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* src/object.c: objects built from the vault (DESIGN §2) through C_FindObjects and
+/* src/store/object.c: objects built from the vault (DESIGN §2) through C_FindObjects and
  * C_GetAttributeValue, against the fake backend. */
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -402,7 +402,7 @@ static void test_token_writes(void **state)
 
   assert_int_equal(C_DestroyObject(sess, priv), CKR_SESSION_READ_ONLY);
   assert_int_equal(C_DestroyObject(rw, priv), CKR_ACTION_PROHIBITED); /* allow_destroy off */
-  /* LIFECYCLE (src/write.c): only dates and CKA_ID of vault keys change; no class, no object. */
+  /* LIFECYCLE (src/token/write.c): only dates and CKA_ID of vault keys change; no class, no object. */
   assert_int_equal(C_SetAttributeValue(rw, priv, &tok, 1), CKR_ATTRIBUTE_READ_ONLY);
   assert_int_equal(C_CreateObject(sess, &tok, 1, &h), CKR_SESSION_READ_ONLY);
   assert_int_equal(C_CreateObject(rw, &tok, 1, &h), CKR_TEMPLATE_INCOMPLETE);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* src/p11/slot.c and src/slot.c: slot list, slot and token information, unsupported token
+/* src/p11/slot.c and src/token/slot.c: slot list, slot and token information, unsupported token
  * management calls. */
 #include "model_helpers.h"
 

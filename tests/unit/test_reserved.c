@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* C_Initialize's pReserved (src/module.c, docs/config.md): it is read as a C string of at most
+/* C_Initialize's pReserved (src/token/module.c, docs/config.md): it is read as a C string of at most
  * 64 KiB before its NUL, and only printable UTF-8 text (whitespace allowed, no other control
  * characters) is taken as a configuration path or inline JSON; anything else is CKR_ARGUMENTS_BAD
  * with a log line that says what is wrong and never shows the content. */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* src/session.c and src/p11/session.c: sessions, login state machine, session info. */
+/* src/token/session.c and src/p11/session.c: sessions, login state machine, session info. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/stat.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Unit tests of src/write.c: key generation templates (valid and invalid), CKA_EC_PARAMS forms,
+/* Unit tests of src/token/write.c: key generation templates (valid and invalid), CKA_EC_PARAMS forms,
  * vault names, dates, the CKA_ID tag, and the write entry points over the fake vault (generation,
  * attribute updates, data objects, deletion, read-only slots). */
 #include "model_helpers.h"
