@@ -117,10 +117,11 @@ static int verify_file(const char *file, struct vstate *vs)
             printf("%s:1: a new chain whose prev is not 64 zeros\n", file);
             goto out;
           }
-        } else if (strcmp(c, "rotated") == 0) {
+        } else if (strcmp(c, "rotated") == 0 || strcmp(c, "restart") == 0) {
+          /* Its link is to a file (or the lines before a restart) not given. */
           continued = 1;
         } else {
-          printf("%s:1: seq 1 without \"chain\":\"new\" or \"rotated\"\n", file);
+          printf("%s:1: seq 1 without a \"chain\" field\n", file);
           goto out;
         }
       } else if (strcmp(c, "restart") == 0) {
@@ -187,7 +188,7 @@ static int verify_file(const char *file, struct vstate *vs)
   else
     printf("%s: %lu lines, chain valid (seq %llu to %llu)%s; last line's hash %s\n", file, lineno,
            (unsigned long long)first_seq, (unsigned long long)vs->prev_seq,
-           continued ? ", continuing an earlier file" : "", vs->prev_hash);
+           continued ? ", continuing lines not given" : "", vs->prev_hash);
   ret = TOOL_OK;
 out:
   if (f)
