@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The module as PKCS#11 consumers see it: akv-p11 dlopens akv-pkcs11.so, reads every token and
  * object through the C_* functions and formats their PKCS#11 URIs with libp11-kit, so what it
- * prints is what pkcs11-tool, openssl and p11tool find. Nothing here talks to Key Vault directly. */
+ * prints is what pkcs11-tool, openssl and p11tool find. Nothing here talks to Key Vault directly.
+ */
 #ifndef AKV_TOOLS_MODVIEW_H
 #define AKV_TOOLS_MODVIEW_H
 
@@ -10,23 +11,23 @@
 
 struct mv_object {
   CK_OBJECT_CLASS cls;
-  CK_KEY_TYPE key_type;      /* (CK_KEY_TYPE)-1 when not a key */
-  CK_ULONG bits;             /* modulus bits / curve field bits / AES bits, 0 when unknown */
+  CK_KEY_TYPE key_type; /* (CK_KEY_TYPE)-1 when not a key */
+  CK_ULONG bits;        /* modulus bits / curve field bits / AES bits, 0 when unknown */
   char *label;
   unsigned char *id;
   size_t id_len;
   int sign, decrypt, unwrap, encrypt, wrap, verify; /* CKA_SIGN ... (keys only) */
-  char *uri;                 /* pkcs11:...;id=...;object=...;type=... */
+  char *uri;                                        /* pkcs11:...;id=...;object=...;type=... */
 };
 
 struct mv_token {
   CK_SLOT_ID slot;
   CK_TOKEN_INFO info;
   char label[33], model[17], manufacturer[33], serial[17]; /* blank-trimmed copies */
-  char *uri;                 /* pkcs11:model=...;manufacturer=...;serial=...;token=... */
+  char *uri; /* pkcs11:model=...;manufacturer=...;serial=...;token=... */
   struct mv_object *objs;
   size_t n_objs;
-  int loaded;                /* objects were read (mv_load_objects succeeded) */
+  int loaded; /* objects were read (mv_load_objects succeeded) */
 };
 
 struct mv_view {

@@ -5,18 +5,20 @@
 
 /* Exit codes (documented in akv-p11.1). */
 enum {
-  TOOL_OK = 0,       /* healthy / found */
-  TOOL_PROBLEM = 1,  /* problems found / not found */
-  TOOL_USAGE = 2,    /* usage or configuration error */
+  TOOL_OK = 0,      /* healthy / found */
+  TOOL_PROBLEM = 1, /* problems found / not found */
+  TOOL_USAGE = 2,   /* usage or configuration error */
 };
 
 struct tool_opts {
-  const char *config;  /* --config: path or inline JSON, also passed to the module as pReserved */
-  const char *module;  /* --module: the akv-pkcs11.so to load */
-  const char *token;   /* --token LABEL */
-  const char *type;    /* --type private|public|secret-key|cert|data */
-  int json;            /* --json */
-  int probe_sign;      /* --probe-sign */
+  const char *config; /* --config: path or inline JSON, also passed to the module as pReserved */
+  const char *module; /* --module: the akv-pkcs11.so to load */
+  const char *token;  /* --token LABEL */
+  const char *type;   /* --type private|public|secret-key|cert|data */
+  int json;           /* --json */
+  int probe_sign;     /* --probe-sign */
+  long slot;          /* --slot N (attest), -1 = not given */
+  const char *out;    /* --out DIR (attest) */
 };
 
 int tool_doctor(const struct tool_opts *o);
@@ -25,7 +27,11 @@ int tool_uri(const struct tool_opts *o, const char *name);
 /* akv-p11 audit verify FILE...: the hash chain of audit files, oldest first (audit_verify.c). */
 int tool_audit_verify(int nfiles, char **files);
 
-/* First 16 hex digits of SHA-256 of the vault URL: the token serial (DESIGN.md §2). */
+/* akv-p11 attest NAME: Managed HSM key attestation, checked, written into out_dir (attest.c). slot
+ * -1 = the first Managed HSM slot. */
+int tool_attest(const struct tool_opts *o, const char *name, long slot, const char *out_dir);
+
+/* First 16 hex digits of SHA-256 of the vault URL: the token serial (docs/usage.md). */
 void tool_vault_serial(const char *url, char out[17]);
 
 #endif

@@ -2503,10 +2503,11 @@ static void print_report(const struct bench *b, const struct report *rep)
     printf("  (medians of %u alternating runs of raw and module fresh-process cold start)\n",
            c->reps);
     if (c->raw_ok)
-      printf("  raw     new connection + token + list (%lu keys, %lu pages) + sign: %9.1f ms"
-             "  (range %.1f-%.1f; last run: token %.1f, list %.1f, sign %.1f; %.0f vault requests)\n",
-             c->raw_keys, c->raw_pages, c->raw_ms, c->raw_min_ms, c->raw_max_ms, c->raw_token_ms,
-             c->raw_list_ms, c->raw_sign_ms, c->raw_st.total);
+      printf(
+          "  raw     new connection + token + list (%lu keys, %lu pages) + sign: %9.1f ms"
+          "  (range %.1f-%.1f; last run: token %.1f, list %.1f, sign %.1f; %.0f vault requests)\n",
+          c->raw_keys, c->raw_pages, c->raw_ms, c->raw_min_ms, c->raw_max_ms, c->raw_token_ms,
+          c->raw_list_ms, c->raw_sign_ms, c->raw_st.total);
     if (c->rawget_ok)
       printf("  raw     list + GET every key (%d connections):                %9.1f ms"
              "  (%.0f vault requests)\n",
@@ -2520,7 +2521,8 @@ static void print_report(const struct bench *b, const struct report *rep)
       }
       if (i == 0)
         printf("  module  C_Initialize -> first signature, %-30s %9.1f ms  (range %.1f-%.1f;"
-               " C_Initialize %.1f; %.0f vault requests: %.0f list, %.0f get, %.0f sign; %.0f token)\n",
+               " C_Initialize %.1f; %.0f vault requests: %.0f list, %.0f get, %.0f sign; %.0f "
+               "token)\n",
                what, cm->total_ms, c->mod_min_ms, cm->max_ms, cm->init_ms, cm->st.total,
                cm->st.list, cm->st.get, cm->st.sign, cm->st.token);
       else

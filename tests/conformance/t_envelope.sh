@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Issue 4: envelope encryption round trip (envelope.c). A session AES-256 data key encrypts data
+# Envelope encryption round trip (envelope.c). A session AES-256 data key encrypts data
 # with AES-GCM, is wrapped by a vault key, the session ends; a new session unwraps and decrypts.
 # Wrapping keys: an RSA 2048 key in a Key Vault (RSA-OAEP SHA-256) and an oct-HSM AES-256 key in a
 # Managed HSM, imported with known bytes so OpenSSL can check the wrapped blob independently

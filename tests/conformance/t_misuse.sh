@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Issue 5: the PKCS#11 misuse table (misuse.c) against the module and a seeded emulator vault.
+# The PKCS#11 misuse table (misuse.c) against the module and a seeded emulator vault.
 # Keys: rsa2048 (all key_ops), ec-p256, and rsa-signonly whose key_ops are only sign/verify.
 . "$(dirname "$0")/../integration/lib.sh"
 need_tool jq curl

@@ -24,8 +24,8 @@ static void check_value(const char *hdr, const char *v)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-  static const char *const params[] = {"authorization", "authorization_uri", "resource",
-                                       "scope", "claims", "error"};
+  static const char *const params[] = {
+      "authorization", "authorization_uri", "resource", "scope", "claims", "error"};
   char *hdr = fuzz_cstr(data, size);
   char *resource = NULL;
   if (!hdr)

@@ -9,9 +9,17 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
   static const char *const vars[] = {
-      "AKV_PKCS11_CONFIG", "AKV_PKCS11_VAULT_URL", "AZURE_TENANT_ID", "AZURE_CLIENT_ID",
-      "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_FEDERATED_TOKEN_FILE",
-      "AZURE_AUTHORITY_HOST", "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT",
+      "AKV_PKCS11_CONFIG",
+      "AKV_PKCS11_VAULT_URL",
+      "AZURE_TENANT_ID",
+      "AZURE_CLIENT_ID",
+      "AZURE_CLIENT_SECRET",
+      "AZURE_CLIENT_CERTIFICATE_PATH",
+      "AZURE_FEDERATED_TOKEN_FILE",
+      "AZURE_AUTHORITY_HOST",
+      "IDENTITY_ENDPOINT",
+      "IDENTITY_HEADER",
+      "MSI_ENDPOINT",
   };
   for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
     unsetenv(vars[i]);

@@ -20,8 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     return 0;
   /* The first byte picks the status; the rest is the body, passed with its exact length. */
   status = statuses[data[0] % (sizeof statuses / sizeof statuses[0])];
-  rc = kv_error_from_response(status, size > 1 ? (const char *)data + 1 : NULL, size - 1,
-                              "fuzz");
+  rc = kv_error_from_response(status, size > 1 ? (const char *)data + 1 : NULL, size - 1, "fuzz");
   if ((status >= 200 && status < 300) != (rc == KV_OK))
     abort(); /* only a 2xx maps to KV_OK, whatever the body says */
   if (rc != kv_status_rc(status))

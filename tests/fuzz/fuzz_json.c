@@ -84,8 +84,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   if (rc == KV_OK ? (der_len > DER_MAX || (der_len && !der)) : (der || der_len))
     abort();
   free(der);
-  if (kv_json_int64(doc, "value", &i64) == KV_OK && (i64 < -9000000000000000LL ||
-                                                     i64 > 9000000000000000LL))
+  if (kv_json_int64(doc, "value", &i64) == KV_OK &&
+      (i64 < -9000000000000000LL || i64 > 9000000000000000LL))
     abort(); /* in the range a double holds exactly */
   (void)kv_json_bool(doc, "managed", &b);
   if (b != 7 && b != 0 && b != 1)

@@ -436,11 +436,11 @@ kv_key_pem() {
   kv_key_der "$1" "$2.der" "${3:-}" && openssl pkey -pubin -inform DER -in "$2.der" -out "$2" && rm -f "$2.der"
 }
 
-# der_id FILE: hex SHA-1 of a DER SPKI, which DESIGN.md §2 makes the CKA_ID of the key pair.
+# der_id FILE: hex SHA-1 of a DER SPKI, the CKA_ID of the key pair (docs/lifecycle.md "CKA_ID and pairing with certificates").
 der_id() { openssl dgst -sha1 -binary "$1" | od -An -v -tx1 | tr -d ' \n'; }
 # kv_key_id NAME: CKA_ID the module must give to key NAME.
 kv_key_id() { kv_key_der "$1" "$WORK/kid.der" && der_id "$WORK/kid.der"; }
-# token serial per DESIGN §2: first 16 hex digits of SHA-256 of the vault URL.
+# token serial (docs/usage.md): first 16 hex digits of SHA-256 of the vault URL.
 vault_serial() { printf '%s' "${1%/}" | sha256sum | cut -c1-16; }
 
 # ---- emulator statistics ----------------------------------------------------------------------
@@ -505,7 +505,7 @@ module_config() {
   chmod 600 "$file"
 }
 
-# fresh_cache: removes the module's default cross-process cache file (DESIGN §5; it lives under
+# fresh_cache: removes the module's default cross-process cache file (docs/security.md "The cache file"; it lives under
 # $XDG_CACHE_HOME, i.e. in the work dir), so the next process must talk to the vault again.
 fresh_cache() { rm -rf -- "$XDG_CACHE_HOME/akv-pkcs11"; }
 

@@ -28,9 +28,10 @@ static const EVP_CIPHER *gcm_cipher(size_t keylen)
 
 static const EVP_CIPHER *wrap_cipher(size_t keylen, int pad)
 {
-  if(pad)
-    return keylen == 16 ? EVP_aes_128_wrap_pad() : keylen == 24 ? EVP_aes_192_wrap_pad()
-                                                                : EVP_aes_256_wrap_pad();
+  if (pad)
+    return keylen == 16   ? EVP_aes_128_wrap_pad()
+           : keylen == 24 ? EVP_aes_192_wrap_pad()
+                          : EVP_aes_256_wrap_pad();
   return keylen == 16 ? EVP_aes_128_wrap() : keylen == 24 ? EVP_aes_192_wrap() : EVP_aes_256_wrap();
 }
 
@@ -43,25 +44,26 @@ static int ossl_gcm(int enc, const unsigned char *key, size_t keylen, const unsi
   EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
   int len = 0, total = -1, n = enc ? inlen : inlen - GCM_TAG_LEN;
 
-  if(!c || n < 0)
+  if (!c || n < 0)
     goto out;
-  if(EVP_CipherInit_ex(c, gcm_cipher(keylen), NULL, NULL, NULL, enc) != 1 ||
-     EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, GCM_IV_LEN, NULL) != 1 ||
-     EVP_CipherInit_ex(c, NULL, NULL, key, iv, enc) != 1 ||
-     EVP_CipherUpdate(c, NULL, &len, aad, aadlen) != 1 || EVP_CipherUpdate(c, out, &len, in, n) != 1)
+  if (EVP_CipherInit_ex(c, gcm_cipher(keylen), NULL, NULL, NULL, enc) != 1 ||
+      EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, GCM_IV_LEN, NULL) != 1 ||
+      EVP_CipherInit_ex(c, NULL, NULL, key, iv, enc) != 1 ||
+      EVP_CipherUpdate(c, NULL, &len, aad, aadlen) != 1 ||
+      EVP_CipherUpdate(c, out, &len, in, n) != 1)
     goto out;
   total = len;
-  if(!enc && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, GCM_TAG_LEN, (void *)(in + n)) != 1) {
+  if (!enc && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, GCM_TAG_LEN, (void *)(in + n)) != 1) {
     total = -1;
     goto out;
   }
-  if(EVP_CipherFinal_ex(c, out + total, &len) != 1) {
+  if (EVP_CipherFinal_ex(c, out + total, &len) != 1) {
     total = -1;
     goto out;
   }
   total += len;
-  if(enc) {
-    if(EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, GCM_TAG_LEN, out + total) != 1) {
+  if (enc) {
+    if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, GCM_TAG_LEN, out + total) != 1) {
       total = -1;
       goto out;
     }
@@ -79,13 +81,13 @@ static int ossl_wrap(int enc, int pad, const unsigned char *key, size_t keylen,
   EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
   int len = 0, total = -1;
 
-  if(!c)
+  if (!c)
     return -1;
   EVP_CIPHER_CTX_set_flags(c, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
-  if(EVP_CipherInit_ex(c, wrap_cipher(keylen, pad), NULL, key, NULL, enc) == 1 &&
-     EVP_CipherUpdate(c, out, &len, in, inlen) == 1) {
+  if (EVP_CipherInit_ex(c, wrap_cipher(keylen, pad), NULL, key, NULL, enc) == 1 &&
+      EVP_CipherUpdate(c, out, &len, in, inlen) == 1) {
     total = len;
-    if(EVP_CipherFinal_ex(c, out + total, &len) == 1)
+    if (EVP_CipherFinal_ex(c, out + total, &len) == 1)
       total += len;
     else
       total = -1;
@@ -115,23 +117,24 @@ static void test_gcm(struct t_p11 *p, CK_OBJECT_HANDLE k, const unsigned char *k
   gp.ulTagBits = GCM_TAG_LEN * 8;
 
   rv = p->f->C_EncryptInit(p->sess, &m, k);
-  if(rv == CKR_OK)
+  if (rv == CKR_OK)
     rv = p->f->C_Encrypt(p->sess, (CK_BYTE_PTR)pt, sizeof(pt) - 1, ct, &ctlen);
   t_check(rv == CKR_OK && ctlen == sizeof(pt) - 1 + GCM_TAG_LEN,
-          "C_Encrypt AES-GCM: %s, %lu bytes (ciphertext || tag)", t_rv_name(rv), (unsigned long)ctlen);
-  if(rv != CKR_OK)
+          "C_Encrypt AES-GCM: %s, %lu bytes (ciphertext || tag)", t_rv_name(rv),
+          (unsigned long)ctlen);
+  if (rv != CKR_OK)
     return;
   n = ossl_gcm(0, key, keylen, iv, aad, (int)sizeof(aad) - 1, ct, (int)ctlen, out);
   t_check(n == (int)sizeof(pt) - 1 && memcmp(out, pt, (size_t)n) == 0,
           "OpenSSL decrypts the HSM's GCM output with the IV written back into CK_GCM_PARAMS");
 
   /* The other way: OpenSSL encrypts with its own IV, the HSM decrypts. */
-  for(size_t i = 0; i < sizeof(oiv); i++)
+  for (size_t i = 0; i < sizeof(oiv); i++)
     oiv[i] = (unsigned char)(0xa0 + i);
   n = ossl_gcm(1, key, keylen, oiv, aad, (int)sizeof(aad) - 1, pt, (int)sizeof(pt) - 1, ct);
   memcpy(iv, oiv, sizeof(iv));
   rv = p->f->C_DecryptInit(p->sess, &m, k);
-  if(rv == CKR_OK)
+  if (rv == CKR_OK)
     rv = p->f->C_Decrypt(p->sess, ct, (CK_ULONG)n, out, &outlen);
   t_check(rv == CKR_OK && outlen == sizeof(pt) - 1 && memcmp(out, pt, outlen) == 0,
           "C_Decrypt AES-GCM of OpenSSL's ciphertext returns the plaintext: %s", t_rv_name(rv));
@@ -139,10 +142,11 @@ static void test_gcm(struct t_p11 *p, CK_OBJECT_HANDLE k, const unsigned char *k
   ct[0] ^= 1;
   outlen = sizeof(out);
   rv = p->f->C_DecryptInit(p->sess, &m, k);
-  if(rv == CKR_OK)
+  if (rv == CKR_OK)
     rv = p->f->C_Decrypt(p->sess, ct, (CK_ULONG)n, out, &outlen);
   t_check(rv == CKR_ENCRYPTED_DATA_INVALID,
-          "C_Decrypt AES-GCM of a modified ciphertext: CKR_ENCRYPTED_DATA_INVALID (%s)", t_rv_name(rv));
+          "C_Decrypt AES-GCM of a modified ciphertext: CKR_ENCRYPTED_DATA_INVALID (%s)",
+          t_rv_name(rv));
 }
 
 static CK_OBJECT_HANDLE session_aes(struct t_p11 *p, const unsigned char *value, CK_ULONG len,
@@ -152,9 +156,9 @@ static CK_OBJECT_HANDLE session_aes(struct t_p11 *p, const unsigned char *value,
   CK_KEY_TYPE kt = CKK_AES;
   CK_BBOOL f = CK_FALSE, t = CK_TRUE;
   CK_ATTRIBUTE tmpl[] = {
-    {CKA_CLASS, &cls, sizeof(cls)},   {CKA_KEY_TYPE, &kt, sizeof(kt)},
-    {CKA_TOKEN, &f, sizeof(f)},       {CKA_SENSITIVE, &f, sizeof(f)},
-    {CKA_EXTRACTABLE, &t, sizeof(t)}, {CKA_VALUE, (void *)value, len},
+      {CKA_CLASS, &cls, sizeof(cls)},   {CKA_KEY_TYPE, &kt, sizeof(kt)},
+      {CKA_TOKEN, &f, sizeof(f)},       {CKA_SENSITIVE, &f, sizeof(f)},
+      {CKA_EXTRACTABLE, &t, sizeof(t)}, {CKA_VALUE, (void *)value, len},
   };
   CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
   *rv = p->f->C_CreateObject(p->sess, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), &h);
@@ -171,24 +175,24 @@ static void test_wrap(struct t_p11 *p, CK_OBJECT_HANDLE k, const unsigned char *
   CK_KEY_TYPE kt = CKK_AES;
   CK_BBOOL f = CK_FALSE, t = CK_TRUE;
   CK_ATTRIBUTE utmpl[] = {
-    {CKA_CLASS, &cls, sizeof(cls)}, {CKA_KEY_TYPE, &kt, sizeof(kt)},     {CKA_TOKEN, &f, sizeof(f)},
-    {CKA_SENSITIVE, &f, sizeof(f)}, {CKA_EXTRACTABLE, &t, sizeof(t)},
+      {CKA_CLASS, &cls, sizeof(cls)}, {CKA_KEY_TYPE, &kt, sizeof(kt)},  {CKA_TOKEN, &f, sizeof(f)},
+      {CKA_SENSITIVE, &f, sizeof(f)}, {CKA_EXTRACTABLE, &t, sizeof(t)},
   };
   CK_OBJECT_HANDLE sk, uk = CK_INVALID_HANDLE;
   CK_ULONG wlen = sizeof(wrapped), vlen = 0;
   CK_RV rv;
   int n;
 
-  for(size_t i = 0; i < sizeof(secret); i++)
+  for (size_t i = 0; i < sizeof(secret); i++)
     secret[i] = (unsigned char)(0x11 * (i + 1));
   sk = session_aes(p, secret, sizeof(secret), &rv);
   t_check(rv == CKR_OK, "%s: session AES key with known bytes (C_CreateObject): %s", name,
           t_rv_name(rv));
-  if(rv != CKR_OK)
+  if (rv != CKR_OK)
     return;
   rv = p->f->C_WrapKey(p->sess, &m, k, sk, wrapped, &wlen);
   t_check(rv == CKR_OK, "%s: C_WrapKey with the HSM key: %s", name, t_rv_name(rv));
-  if(rv == CKR_OK) {
+  if (rv == CKR_OK) {
     n = ossl_wrap(0, pad, key, keylen, wrapped, (int)wlen, out);
     t_check(n == (int)sizeof(secret) && memcmp(out, secret, sizeof(secret)) == 0,
             "%s: OpenSSL unwraps the HSM's output to the session key's bytes", name);
@@ -197,7 +201,7 @@ static void test_wrap(struct t_p11 *p, CK_OBJECT_HANDLE k, const unsigned char *
   rv = p->f->C_UnwrapKey(p->sess, &m, k, wrapped, (CK_ULONG)n, utmpl,
                          sizeof(utmpl) / sizeof(utmpl[0]), &uk);
   t_check(rv == CKR_OK, "%s: C_UnwrapKey of OpenSSL's wrapping: %s", name, t_rv_name(rv));
-  if(rv == CKR_OK) {
+  if (rv == CKR_OK) {
     val = t_attr_new(p, uk, CKA_VALUE, &vlen);
     t_check(val && vlen == sizeof(secret) && memcmp(val, secret, vlen) == 0,
             "%s: the unwrapped key has the wrapped bytes", name);
@@ -212,20 +216,20 @@ int main(int argc, char **argv)
   unsigned char *key;
   size_t keylen = 0;
 
-  if(argc != 4) {
+  if (argc != 4) {
     fprintf(stderr, "usage: %s MODULE KEY_LABEL KEY_FILE\n", argv[0]);
     return 2;
   }
   setvbuf(stdout, NULL, _IOLBF, 0);
   key = t_read_file_new(argv[3], &keylen);
-  if(!key || (keylen != 16 && keylen != 24 && keylen != 32)) {
+  if (!key || (keylen != 16 && keylen != 24 && keylen != 32)) {
     fprintf(stderr, "%s: need 16, 24 or 32 key bytes\n", argv[3]);
     return 2;
   }
   t_p11_open(&p, argv[1]);
   k = t_find(&p, CKO_SECRET_KEY, argv[2]);
   t_check(k != CK_INVALID_HANDLE, "secret key '%s' found", argv[2]);
-  if(k != CK_INVALID_HANDLE) {
+  if (k != CK_INVALID_HANDLE) {
     test_gcm(&p, k, key, keylen);
     test_wrap(&p, k, key, keylen, 0);
     test_wrap(&p, k, key, keylen, 1);

@@ -43,21 +43,21 @@ static char *list_all(struct t_p11 *p, const char *label, long *nobj)
   long n = t_find_all(p, &h);
 
   *nobj = n;
-  for(long i = 0; i < n; i++) {
+  for (long i = 0; i < n; i++) {
     CK_ULONG clen = 0, llen = 0, ilen = 0, vlen = 0;
     unsigned char *cls = t_attr_new(p, h[i], CKA_CLASS, &clen);
     unsigned char *lab = t_attr_new(p, h[i], CKA_LABEL, &llen);
     unsigned char *id = t_attr_new(p, h[i], CKA_ID, &ilen);
     CK_OBJECT_CLASS c = CKO_VENDOR_DEFINED;
 
-    if(cls && clen == sizeof(c))
+    if (cls && clen == sizeof(c))
       memcpy(&c, cls, sizeof(c));
-    if(c == CKO_PUBLIC_KEY && lab && llen == strlen(label) && memcmp(lab, label, llen) == 0 &&
-       !found) {
+    if (c == CKO_PUBLIC_KEY && lab && llen == strlen(label) && memcmp(lab, label, llen) == 0 &&
+        !found) {
       unsigned char *v = t_attr_new(p, h[i], CKA_MODULUS, &vlen);
-      if(!v)
+      if (!v)
         v = t_attr_new(p, h[i], CKA_EC_POINT, &vlen);
-      if(v)
+      if (v)
         found = t_hex_new(v, vlen);
       free(v);
     }
@@ -73,14 +73,14 @@ static int run_script(const char *path)
 {
   int status = 0;
   pid_t pid = fork();
-  if(pid < 0)
+  if (pid < 0)
     return -1;
-  if(pid == 0) {
+  if (pid == 0) {
     execl("/bin/sh", "sh", path, (char *)NULL);
     perror("execl /bin/sh");
     _exit(127);
   }
-  if(waitpid(pid, &status, 0) < 0)
+  if (waitpid(pid, &status, 0) < 0)
     return -1;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
@@ -96,13 +96,13 @@ int main(int argc, char **argv)
   const char *ttl_env = getenv("CACHE_TTL");
   int rc;
 
-  if(ttl_env) {
+  if (ttl_env) {
     char *end;
     long v = strtol(ttl_env, &end, 10);
-    if(*ttl_env && !*end && v > 0 && v <= 3600)
+    if (*ttl_env && !*end && v > 0 && v <= 3600)
       ttl = (double)v;
   }
-  if(argc != 4 && argc != 5) {
+  if (argc != 4 && argc != 5) {
     fprintf(stderr, "usage: %s MODULE KEY_LABEL ROTATE_SCRIPT [FAULT_SCRIPT]\n", argv[0]);
     return 2;
   }
@@ -116,10 +116,10 @@ int main(int argc, char **argv)
   t_check(before != NULL, "first listing has the public key '%s'", label);
   printf("KEY before %s\n", before ? before : "-");
 
-  if(t_stats(NULL, &t0, &unused) != 0)
+  if (t_stats(NULL, &t0, &unused) != 0)
     return 1;
   again = list_all(&p, label, &n2);
-  if(t_stats(NULL, &t1, &unused) != 0)
+  if (t_stats(NULL, &t1, &unused) != 0)
     return 1;
   t_check(t1 - t0 == 0, "second listing within the TTL costs 0 vault requests (got %lld)",
           (long long)(t1 - t0));
@@ -134,13 +134,14 @@ int main(int argc, char **argv)
 
   /* Still inside the soft TTL (3 s after the first listing, rotation takes well under that for
    * an EC key): the snapshot is served as is. */
-  if(t_stats(NULL, &t0, &unused) != 0)
+  if (t_stats(NULL, &t0, &unused) != 0)
     return 1;
   again = list_all(&p, label, &n3);
-  if(t_stats(NULL, &t1, &unused) != 0)
+  if (t_stats(NULL, &t1, &unused) != 0)
     return 1;
-  if(now_s() - start < 2.0) {
-    t_check(t1 - t0 == 0, "listing right after the rotation is served from the cache (%lld requests)",
+  if (now_s() - start < 2.0) {
+    t_check(t1 - t0 == 0,
+            "listing right after the rotation is served from the cache (%lld requests)",
             (long long)(t1 - t0));
     t_check(again && before && strcmp(again, before) == 0,
             "listing right after the rotation still shows the cached version");
@@ -152,12 +153,12 @@ int main(int argc, char **argv)
 
   /* After the soft TTL: the next lookups refresh (in the background, or synchronously after the
    * hard TTL); poll, bounded. */
-  for(;;) {
+  for (;;) {
     free(after);
     after = list_all(&p, label, &n3);
-    if(after && before && strcmp(after, before) != 0)
+    if (after && before && strcmp(after, before) != 0)
       break;
-    if(now_s() - start > 5.0 * ttl)
+    if (now_s() - start > 5.0 * ttl)
       break;
     usleep(250 * 1000);
   }
@@ -168,31 +169,32 @@ int main(int argc, char **argv)
 
   /* A fresh snapshot is cached again. */
   free(again);
-  if(t_stats(NULL, &t0, &unused) != 0)
+  if (t_stats(NULL, &t0, &unused) != 0)
     return 1;
   again = list_all(&p, label, &n3);
-  if(t_stats(NULL, &t1, &unused) != 0)
+  if (t_stats(NULL, &t1, &unused) != 0)
     return 1;
   t_check(t1 - t0 == 0, "listing after the refresh is served from the cache again (%lld requests)",
           (long long)(t1 - t0));
 
-  if(argc == 5) {
+  if (argc == 5) {
     char *stale;
     long n4 = 0;
     rc = run_script(argv[4]);
     t_check(rc == 0, "fault script succeeded (exit %d)", rc);
     /* Past the hard TTL of the snapshot made above, so a refresh must be attempted. */
     sleep((unsigned)ttl + 2);
-    if(t_stats(NULL, &t0, &unused) != 0)
+    if (t_stats(NULL, &t0, &unused) != 0)
       return 1;
     stale = list_all(&p, label, &n4);
     usleep(500 * 1000); /* a background refresh may still be failing */
-    if(t_stats(NULL, &t1, &unused) != 0)
+    if (t_stats(NULL, &t1, &unused) != 0)
       return 1;
     t_check(t1 - t0 > 0, "after the hard TTL a refresh was attempted (%lld requests)",
             (long long)(t1 - t0));
-    t_check(n4 == n1, "with the vault failing, the old snapshot is still served (%ld of %ld objects)",
-            n4, n1);
+    t_check(n4 == n1,
+            "with the vault failing, the old snapshot is still served (%ld of %ld objects)", n4,
+            n1);
     t_check(stale && after && strcmp(stale, after) == 0,
             "stale-if-error keeps the last known public key");
     free(stale);

@@ -2,13 +2,13 @@
 /* p11_count_check - what each crypto call costs in vault requests, measured with the emulator's
  * counters around single PKCS#11 calls in one process, plus an AES key wrap/unwrap round trip.
  *
- * usage: p11_count_check MODULE remote|local|verify-remote RSA_LABEL EC_LABEL [WRAPPED_FILE AESKEY_FILE]
- *   remote: the module's default (public_ops remote): C_Encrypt and C_WrapKey are vault calls;
- *   local:  the module runs with public_ops "local": they cost no request;
- *   verify-remote: the module runs with verify "remote": C_Verify is a vault call too.
- *   WRAPPED_FILE: an AES key encrypted by openssl (RSA-OAEP SHA-256) with RSA_LABEL's public key,
- *   AESKEY_FILE its plaintext: C_UnwrapKey must give a key with exactly that value.
- * env: EMU_STATS, EMU_CA; the module's config (AKV_PKCS11_CONFIG or environment).
+ * usage: p11_count_check MODULE remote|local|verify-remote RSA_LABEL EC_LABEL [WRAPPED_FILE
+ * AESKEY_FILE] remote: the module's default (public_ops remote): C_Encrypt and C_WrapKey are vault
+ * calls; local:  the module runs with public_ops "local": they cost no request; verify-remote: the
+ * module runs with verify "remote": C_Verify is a vault call too. WRAPPED_FILE: an AES key
+ * encrypted by openssl (RSA-OAEP SHA-256) with RSA_LABEL's public key, AESKEY_FILE its plaintext:
+ * C_UnwrapKey must give a key with exactly that value. env: EMU_STATS, EMU_CA; the module's config
+ * (AKV_PKCS11_CONFIG or environment).
  *
  * After one warm-up call of each kind (token, key material, connections), a measured call must
  * cost: C_Sign 1, C_Verify 0, C_Encrypt 1 (0 when local), C_Decrypt 1, C_WrapKey 1 (0 when local),
@@ -33,14 +33,14 @@ static int verify_remote; /* verify: "remote" — C_Verify costs one request */
 static void mark(void)
 {
   int64_t unused = 0;
-  if(t_stats(NULL, &before_total, &unused) != 0)
+  if (t_stats(NULL, &before_total, &unused) != 0)
     exit(1);
 }
 
 static int64_t delta(void)
 {
   int64_t now = 0, unused = 0;
-  if(t_stats(NULL, &now, &unused) != 0)
+  if (t_stats(NULL, &now, &unused) != 0)
     exit(1);
   return now - before_total;
 }
@@ -49,7 +49,7 @@ static CK_RV sign(struct t_p11 *p, CK_MECHANISM *m, CK_OBJECT_HANDLE k, const un
                   CK_ULONG inlen, unsigned char *sig, CK_ULONG *siglen)
 {
   CK_RV rv = p->f->C_SignInit(p->sess, m, k);
-  if(rv != CKR_OK)
+  if (rv != CKR_OK)
     return rv;
   return p->f->C_Sign(p->sess, (CK_BYTE_PTR)in, inlen, sig, siglen);
 }
@@ -58,7 +58,7 @@ static CK_RV verify(struct t_p11 *p, CK_MECHANISM *m, CK_OBJECT_HANDLE k, const 
                     CK_ULONG inlen, unsigned char *sig, CK_ULONG siglen)
 {
   CK_RV rv = p->f->C_VerifyInit(p->sess, m, k);
-  if(rv != CKR_OK)
+  if (rv != CKR_OK)
     return rv;
   return p->f->C_Verify(p->sess, (CK_BYTE_PTR)in, inlen, sig, siglen);
 }
@@ -67,7 +67,7 @@ static CK_RV encrypt(struct t_p11 *p, CK_MECHANISM *m, CK_OBJECT_HANDLE k, const
                      CK_ULONG inlen, unsigned char *out, CK_ULONG *outlen)
 {
   CK_RV rv = p->f->C_EncryptInit(p->sess, m, k);
-  if(rv != CKR_OK)
+  if (rv != CKR_OK)
     return rv;
   return p->f->C_Encrypt(p->sess, (CK_BYTE_PTR)in, inlen, out, outlen);
 }
@@ -76,7 +76,7 @@ static CK_RV decrypt(struct t_p11 *p, CK_MECHANISM *m, CK_OBJECT_HANDLE k, const
                      CK_ULONG inlen, unsigned char *out, CK_ULONG *outlen)
 {
   CK_RV rv = p->f->C_DecryptInit(p->sess, m, k);
-  if(rv != CKR_OK)
+  if (rv != CKR_OK)
     return rv;
   return p->f->C_Decrypt(p->sess, (CK_BYTE_PTR)in, inlen, out, outlen);
 }
@@ -114,8 +114,8 @@ static void test_sign_verify(struct t_p11 *p, const struct keys *k)
   mark();
   rv = verify(p, &rsa, k->rsa_pub, msg, sizeof(msg) - 1, sig, siglen);
   d = delta();
-  t_check(rv == CKR_SIGNATURE_INVALID, "C_Verify of a corrupted signature: CKR_SIGNATURE_INVALID (%s)",
-          t_rv_name(rv));
+  t_check(rv == CKR_SIGNATURE_INVALID,
+          "C_Verify of a corrupted signature: CKR_SIGNATURE_INVALID (%s)", t_rv_name(rv));
   t_check(d == verify_remote, "failed C_Verify costs %d vault request(s) (got %lld)", verify_remote,
           (long long)d);
 
@@ -193,10 +193,10 @@ static CK_OBJECT_HANDLE unwrap_aes(struct t_p11 *p, CK_MECHANISM *m, CK_OBJECT_H
   CK_KEY_TYPE kt = CKK_AES;
   CK_BBOOL f = CK_FALSE, t = CK_TRUE;
   CK_ATTRIBUTE tmpl[] = {
-    {CKA_CLASS, &cls, sizeof(cls)},   {CKA_KEY_TYPE, &kt, sizeof(kt)},
-    {CKA_TOKEN, &f, sizeof(f)},       {CKA_SENSITIVE, &f, sizeof(f)},
-    {CKA_EXTRACTABLE, &t, sizeof(t)}, {CKA_ENCRYPT, &t, sizeof(t)},
-    {CKA_DECRYPT, &t, sizeof(t)},
+      {CKA_CLASS, &cls, sizeof(cls)},   {CKA_KEY_TYPE, &kt, sizeof(kt)},
+      {CKA_TOKEN, &f, sizeof(f)},       {CKA_SENSITIVE, &f, sizeof(f)},
+      {CKA_EXTRACTABLE, &t, sizeof(t)}, {CKA_ENCRYPT, &t, sizeof(t)},
+      {CKA_DECRYPT, &t, sizeof(t)},
   };
   CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
   *rv = p->f->C_UnwrapKey(p->sess, m, k, wrapped, wlen, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), &h);
@@ -214,10 +214,10 @@ static void test_wrap_unwrap(struct t_p11 *p, const struct keys *k, int local, c
   CK_ULONG vlen = 32;
   CK_BBOOL f = CK_FALSE, t = CK_TRUE;
   CK_ATTRIBUTE tmpl[] = {
-    {CKA_CLASS, &cls, sizeof(cls)},   {CKA_KEY_TYPE, &kt, sizeof(kt)},
-    {CKA_TOKEN, &f, sizeof(f)},       {CKA_VALUE_LEN, &vlen, sizeof(vlen)},
-    {CKA_SENSITIVE, &f, sizeof(f)},   {CKA_EXTRACTABLE, &t, sizeof(t)},
-    {CKA_ENCRYPT, &t, sizeof(t)},     {CKA_DECRYPT, &t, sizeof(t)},
+      {CKA_CLASS, &cls, sizeof(cls)}, {CKA_KEY_TYPE, &kt, sizeof(kt)},
+      {CKA_TOKEN, &f, sizeof(f)},     {CKA_VALUE_LEN, &vlen, sizeof(vlen)},
+      {CKA_SENSITIVE, &f, sizeof(f)}, {CKA_EXTRACTABLE, &t, sizeof(t)},
+      {CKA_ENCRYPT, &t, sizeof(t)},   {CKA_DECRYPT, &t, sizeof(t)},
   };
   CK_OBJECT_HANDLE aes = CK_INVALID_HANDLE, un = CK_INVALID_HANDLE;
   unsigned char wrapped[1024], out[1024], *orig = NULL, *val = NULL, *ext = NULL, *extkey = NULL;
@@ -231,13 +231,13 @@ static void test_wrap_unwrap(struct t_p11 *p, const struct keys *k, int local, c
   d = delta();
   t_check(rv == CKR_OK, "C_GenerateKey of a session AES-256 key: %s", t_rv_name(rv));
   t_check(d == 0, "C_GenerateKey of a session key costs 0 vault requests (got %lld)", (long long)d);
-  if(rv == CKR_OK) {
+  if (rv == CKR_OK) {
     orig = t_attr_new(p, aes, CKA_VALUE, &origlen);
     t_check(orig && origlen == 32, "session AES key has a readable 32-byte CKA_VALUE (%lu)",
             (unsigned long)origlen);
   }
 
-  if(rv == CKR_OK) {
+  if (rv == CKR_OK) {
     wlen = sizeof(wrapped); /* warm-up */
     rv = p->f->C_WrapKey(p->sess, &m, k->rsa_pub, aes, wrapped, &wlen);
     t_check(rv == CKR_OK, "warm-up C_WrapKey RSA-PKCS-OAEP: %s", t_rv_name(rv));
@@ -246,10 +246,11 @@ static void test_wrap_unwrap(struct t_p11 *p, const struct keys *k, int local, c
     rv = p->f->C_WrapKey(p->sess, &m, k->rsa_pub, aes, wrapped, &wlen);
     d = delta();
     t_check(rv == CKR_OK, "C_WrapKey of the AES key with the RSA public key: %s", t_rv_name(rv));
-    t_check(d == (local ? 0 : 1), "C_WrapKey costs %d vault request(s) with public_ops %s (got %lld)",
-            local ? 0 : 1, local ? "local" : "remote", (long long)d);
+    t_check(d == (local ? 0 : 1),
+            "C_WrapKey costs %d vault request(s) with public_ops %s (got %lld)", local ? 0 : 1,
+            local ? "local" : "remote", (long long)d);
 
-    if(rv == CKR_OK) {
+    if (rv == CKR_OK) {
       /* The vault's private key opens what was wrapped: independent of the unwrap path. */
       olen = sizeof(out);
       rv = decrypt(p, &m, k->rsa_priv, wrapped, wlen, out, &olen);
@@ -261,7 +262,7 @@ static void test_wrap_unwrap(struct t_p11 *p, const struct keys *k, int local, c
       d = delta();
       t_check(rv == CKR_OK, "C_UnwrapKey with the RSA private key: %s", t_rv_name(rv));
       t_check(d == 1, "C_UnwrapKey costs exactly 1 vault request (got %lld)", (long long)d);
-      if(rv == CKR_OK) {
+      if (rv == CKR_OK) {
         val = t_attr_new(p, un, CKA_VALUE, &vallen);
         t_check(val && orig && vallen == origlen && memcmp(val, orig, vallen) == 0,
                 "unwrapped key equals the wrapped AES key");
@@ -269,16 +270,16 @@ static void test_wrap_unwrap(struct t_p11 *p, const struct keys *k, int local, c
     }
   }
 
-  if(wfile && kfile) {
+  if (wfile && kfile) {
     ext = t_read_file_new(wfile, &extlen);
     extkey = t_read_file_new(kfile, &extkeylen);
-    if(ext && extkey) {
+    if (ext && extkey) {
       free(val);
       val = NULL;
       un = unwrap_aes(p, &m, k->rsa_priv, ext, (CK_ULONG)extlen, &rv);
       t_check(rv == CKR_OK, "C_UnwrapKey of an AES key wrapped by openssl pkeyutl: %s",
               t_rv_name(rv));
-      if(rv == CKR_OK) {
+      if (rv == CKR_OK) {
         val = t_attr_new(p, un, CKA_VALUE, &vallen);
         t_check(val && vallen == extkeylen && memcmp(val, extkey, vallen) == 0,
                 "openssl-wrapped AES key unwraps to its value");
@@ -299,15 +300,16 @@ int main(int argc, char **argv)
   struct keys k;
   int local;
 
-  if(argc != 5 && argc != 7) {
+  if (argc != 5 && argc != 7) {
     fprintf(stderr,
-            "usage: %s MODULE remote|local|verify-remote RSA_LABEL EC_LABEL [WRAPPED_FILE AESKEY_FILE]\n",
+            "usage: %s MODULE remote|local|verify-remote RSA_LABEL EC_LABEL [WRAPPED_FILE "
+            "AESKEY_FILE]\n",
             argv[0]);
     return 2;
   }
   local = strcmp(argv[2], "local") == 0;
   verify_remote = strcmp(argv[2], "verify-remote") == 0;
-  if(!local && !verify_remote && strcmp(argv[2], "remote") != 0) {
+  if (!local && !verify_remote && strcmp(argv[2], "remote") != 0) {
     fprintf(stderr, "unknown mode '%s'\n", argv[2]);
     return 2;
   }
@@ -320,9 +322,9 @@ int main(int argc, char **argv)
   k.ec_pub = t_find(&p, CKO_PUBLIC_KEY, argv[4]);
   t_check(k.rsa_priv != CK_INVALID_HANDLE && k.rsa_pub != CK_INVALID_HANDLE,
           "RSA key pair '%s' found", argv[3]);
-  t_check(k.ec_priv != CK_INVALID_HANDLE && k.ec_pub != CK_INVALID_HANDLE,
-          "EC key pair '%s' found", argv[4]);
-  if(k.rsa_priv == CK_INVALID_HANDLE || k.ec_priv == CK_INVALID_HANDLE)
+  t_check(k.ec_priv != CK_INVALID_HANDLE && k.ec_pub != CK_INVALID_HANDLE, "EC key pair '%s' found",
+          argv[4]);
+  if (k.rsa_priv == CK_INVALID_HANDLE || k.ec_priv == CK_INVALID_HANDLE)
     return t_finish("p11_count_check");
 
   test_sign_verify(&p, &k);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Issue 3: the object cache, proven with the emulator's request counters.
+# The object cache, proven with the emulator's request counters.
 # In one process (p11_cache_check): a second listing within the TTL costs 0 requests; a key
 # rotated through REST shows its new public key after the soft TTL without a restart; when the
 # vault then fails, the old snapshot is still served after the hard TTL (stale-if-error).

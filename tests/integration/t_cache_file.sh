@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Issue 3 / DESIGN §5: the cross-process cache file. Public parts (key lists, public keys,
+# The cross-process cache file (docs/design.md, docs/security.md "The cache file"). Public parts (key lists, public keys,
 # certificates; never secret values or tokens) go to a per-user cache file (0600), so a second
 # short-lived process within the TTL costs no listing: a second pkcs11-tool -O costs 0 requests.
 . "$(dirname "$0")/lib.sh"

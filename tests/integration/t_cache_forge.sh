@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Issue 12: whoever can write the cache directory must not be able to forge a key through the
+# Whoever can write the cache directory must not be able to forge a key through the
 # cross-process cache file (docs/security.md "The cache file"). Each scenario tampers with a valid
 # file the way such a writer could — another P-256 key under the victim's label and CKA_ID with a
 # fresh built_at, a built_at that overflows the freshness test, a wrong MAC, a truncated file, a

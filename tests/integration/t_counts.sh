@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Issue 8: the emulator's counters show exactly one vault request per C_Sign, C_Encrypt,
+# The emulator's counters show exactly one vault request per C_Sign, C_Encrypt,
 # C_Decrypt, C_WrapKey and C_UnwrapKey after warm-up, none for C_Verify, none for C_Encrypt and
 # C_WrapKey with public_ops "local", one per C_Verify with verify "remote"; plus an AES key
 # wrap/unwrap round trip (a session AES key wrapped and unwrapped, and an AES key wrapped by

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Issue 3: every credential kind gets a token from the emulator and pkcs11-tool -O lists the keys;
+# Every credential kind gets a token from the emulator and pkcs11-tool -O lists the keys;
 # a wrong secret fails at the first network use (not at C_Initialize) with a log line naming the
-# credential and the HTTP error, without falling through to managed identity or az (issue 17: one
-# identity per slot); secrets and tokens never reach the log. Every source stays on loopback.
+# credential and the HTTP error, without falling through to managed identity or az (one identity
+# per slot, docs/config.md "Credential chain"); secrets and tokens never reach the log. Every source stays on loopback.
 . "$(dirname "$0")/lib.sh"
 need_tool pkcs11-tool jq curl
 need_module
@@ -123,7 +123,7 @@ if [ -n "$imds" ]; then
 fi
 
 section "wrong client secret, managed identity and az available: C_Initialize works offline, the first network use fails with the secret's error"
-# Issue 17: IMDS (the emulator's) and az (the fake, which would work) are there too; the module
+# IMDS (the emulator's) and az (the fake, which would work) are there too; the module
 # must not fall through to them: one identity per slot (docs/config.md).
 unset_args=()
 for v in "${CRED_VARS[@]}"; do unset_args+=(-u "$v"); done

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Issue 8: pkcs11-tool --decrypt of what openssl pkeyutl -encrypt made with the exported public
+# pkcs11-tool --decrypt of what openssl pkeyutl -encrypt made with the exported public
 # key (PKCS#1 v1.5, OAEP SHA-1, OAEP SHA-256) for every RSA size, and pkcs11-tool --test --allow-sw.
 . "$(dirname "$0")/lib.sh"
 need_tool pkcs11-tool openssl jq curl

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Issue 8: OpenSSL 3 with the libp11 engine (libengine-pkcs11-openssl): a self-signed certificate
+# OpenSSL 3 with the libp11 engine (libengine-pkcs11-openssl): a self-signed certificate
 # made by `openssl req -x509` with a vault key, pkeyutl signing, `openssl s_server` serving
 # TLS 1.2 and TLS 1.3 with a vault RSA key and with a vault EC key, completed by s_client, and
 # curl authenticating as a TLS client with a vault key.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Issue 17, one identity per slot (docs/config.md, "Credential chain"): with type auto and managed
+# One identity per slot (docs/config.md, "Credential chain"): with type auto and managed
 # identity (the emulator's IMDS) and a working az (a fake that records its calls) also available,
 # - a CA file the process cannot read (pkcs11-tool run as nobody) fails with a line naming the
 #   file, its owner and mode and the uid, and costs no IMDS request and no az run;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Issue 3: the same vault seen through GnuTLS' p11tool (listing, and --test-sign), OpenSSH's
+# The same vault seen through GnuTLS' p11tool (listing, and --test-sign), OpenSSH's
 # ssh-keygen -D and p11-kit (list-modules with a registered .module file). Touches /etc/pkcs11/modules (removed on exit).
 . "$(dirname "$0")/lib.sh"
 need_tool pkcs11-tool p11tool ssh-keygen p11-kit openssl jq curl

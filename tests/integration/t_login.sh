@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Issue 12 "Login that means something": a slot with "login": "required" and a pin_hash written by
+# Login (docs/security.md "Login"): a slot with "login": "required" and a pin_hash written by
 # mkpasswd. Before C_Login the private keys and the secrets are invisible and unusable, public keys
 # and certificates are listed; a wrong PIN is CKR_PIN_INCORRECT; the right PIN lets pkcs11-tool,
 # ssh-agent (PIN through SSH_ASKPASS), GnuTLS (p11tool, certtool with GNUTLS_PIN) and the OpenSSL

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Issue 8, Managed HSM: a slot of kind "mhsm" (model "Managed HSM", CKF_RNG); AES-CBC and
+# Managed HSM: a slot of kind "mhsm" (model "Managed HSM", CKF_RNG); AES-CBC and
 # AES-CBC-PAD encryption/decryption with imported oct-HSM keys checked against `openssl enc` with
 # the same key bytes; AES-GCM and AES key wrap (p11_aes_check, checked with OpenSSL's EVP);
 # SHA256/384/512-HMAC checked against `openssl dgst -mac HMAC`;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Issue 3: slots, tokens, mechanisms and objects as pkcs11-tool sees them.
+# Slots, tokens, mechanisms and objects as pkcs11-tool sees them.
 # Two vaults; the first seeded with RSA 2048/3072/4096, EC P-256/P-384/P-521/P-256K keys, a
 # disabled key, a certificate with its key and a secret; the second with one key.
 . "$(dirname "$0")/lib.sh"

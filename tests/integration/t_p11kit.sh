@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Issue 8: pkcs11-tool signing through p11-kit: the p11-kit proxy with the .module installed
+# pkcs11-tool signing through p11-kit: the p11-kit proxy with the .module installed
 # (touches /etc/pkcs11/modules, removed on exit), and `p11-kit server` + p11-kit-client.so.
 . "$(dirname "$0")/lib.sh"
 need_tool pkcs11-tool p11-kit openssl jq curl

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Issue 8: pkcs11-tool --sign with every signature mechanism and every key type/size, each
+# pkcs11-tool --sign with every signature mechanism and every key type/size, each
 # signature verified independently by openssl with the public key pkcs11-tool exports.
 . "$(dirname "$0")/lib.sh"
 need_tool pkcs11-tool openssl jq curl

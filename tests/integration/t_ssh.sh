@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Issue 8: OpenSSH. A throwaway sshd on 127.0.0.1 (own config, host key, port) accepts
+# OpenSSH. A throwaway sshd on 127.0.0.1 (own config, host key, port) accepts
 # `ssh -I akv-pkcs11.so` with a vault RSA key and with a vault EC key (authorized one at a time,
 # from `ssh-keygen -D`), and runs a command; the same through ssh-agent (ssh-add -s); a key that is
 # not in the vault is refused.

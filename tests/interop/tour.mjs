@@ -65,7 +65,7 @@ async function main() {
     authOpts,
     vaultUrl: vault ? vault.url.replace(/\/+$/, "") : undefined,
     hsmUrl: hsm ? hsm.url.replace(/\/+$/, "") : undefined,
-    // The only concession to the emulator: its vault hosts are not *.vault.azure.net (AZURE-API.md §8.1 step 4).
+    // The only concession to the emulator: its vault hosts are not *.vault.azure.net.
     clientOpts: { disableChallengeResourceVerification: true, ...observerOptions() },
     credential: new ClientSecretCredential(ready.tenant_id, ready.client_id, ready.client_secret, authOpts),
     suffix: uniqueSuffix(),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Issue 4 (lifecycle): one process generates a key pair, signs and verifies with the returned
+# Lifecycle (docs/lifecycle.md): one process generates a key pair, signs and verifies with the returned
 # handles at once, changes its dates, tries to rename it, and destroys it (p11_lifecycle_check);
 # the vault's record of the deleted key (REST) shows the dates and the CKA_ID tag it ended with.
 . "$(dirname "$0")/../integration/lib.sh"

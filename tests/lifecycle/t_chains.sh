@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Issue 4 (lifecycle): certificate chains. Intermediate certificates carried in a vault
+# Lifecycle (docs/lifecycle.md): certificate chains. Intermediate certificates carried in a vault
 # certificate's secret (PEM and PKCS#12) appear as CKO_CERTIFICATE objects NAME-chain-N when the
 # slot shows secrets, and not otherwise.
 . "$(dirname "$0")/../integration/lib.sh"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Issue 4 (lifecycle): pkcs11-tool --keypairgen for every key type the vault makes; the key is in
+# Lifecycle (docs/lifecycle.md): pkcs11-tool --keypairgen for every key type the vault makes; the key is in
 # the vault with the expected kty/crv/size/key_ops and the pkcs11-id tag (checked by REST), signs
 # at once and from a new process (verified with openssl on the vault's public key), keeps its
 # CKA_ID across processes (listing and cross-process cache file), and bad templates are refused.

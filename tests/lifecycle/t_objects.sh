@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Issue 4 (lifecycle): token objects written and deleted through pkcs11-tool: data objects become
+# Lifecycle (docs/lifecycle.md): token objects written and deleted through pkcs11-tool: data objects become
 # vault secrets (read back by a fresh process and by REST), certificates alone are refused,
 # deletion follows allow_destroy (soft delete, objects gone at once), CKA_ID changes update the
 # pkcs11-id tag, read-only slots refuse every write, and versions: "all" shows older versions.
@@ -82,7 +82,7 @@ check_fails "the public half alone is not deleted" \
 check "allow_destroy on: --delete-object privkey deletes the vault key" \
   p11tool_m --delete-object --type privkey --label lk-del
 vault_has /keys/lk-del && _check_result 1 "REST: lk-del is gone" || _check_result 0 "REST: lk-del is gone"
-deleted_seen() { # the vault may take a moment before the deleted key is listed (AZURE-API §3.3)
+deleted_seen() { # the vault may take a moment before the deleted key is listed (docs/emulator.md, the "being deleted" window)
   local i
   for i in $(seq 50); do vault_has /deletedkeys/lk-del && return 0; sleep 0.2; done
   return 1

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Issue 4 (lifecycle): versions under change. A process that knows a key from the cross-process
+# Lifecycle (docs/lifecycle.md): versions under change. A process that knows a key from the cross-process
 # cache file (listed before the change) keeps signing with its pinned version after a rotation
 # through REST, until a refresh shows the new version; a version disabled or deleted meanwhile
 # gives CKR_KEY_HANDLE_INVALID on use and leaves the object list at once. The slot's TTL is long

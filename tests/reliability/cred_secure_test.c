@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* cred_secure_test - does a listing need a token, and can it get one (issue 12/17, docs/config.md
+/* cred_secure_test - does a listing need a token, and can it get one (docs/config.md
  * "Credential chain", docs/security.md "One identity per slot").
  *
  *   cred_secure_test CONFIG

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* fork_storm_test - forks while other threads hold the module's locks (issue 12,
- * docs/reliability.md "Fork").
+/* fork_storm_test - forks while other threads hold the module's locks
+ * (docs/reliability.md "Fork").
  *
  *   fork_storm_test CONFIG FORKS
  *
@@ -159,11 +159,15 @@ int main(int argc, char **argv)
 
   t_note("%ld forks in %lld ms while %d threads signed (%ld parent signatures)", forks,
          (long long)(rel_now_ms() - t0), SIGNERS, atomic_load(&g.ok));
-  t_check(hung == 0, "no child hung on a lock held at fork time (%ld of %ld did: killed after "
-          "%d s)", hung, forks, CHILD_SECONDS);
-  t_check(exited_ok == forks, "every child re-initialised, signed, verified and finalised "
+  t_check(hung == 0,
+          "no child hung on a lock held at fork time (%ld of %ld did: killed after "
+          "%d s)",
+          hung, forks, CHILD_SECONDS);
+  t_check(exited_ok == forks,
+          "every child re-initialised, signed, verified and finalised "
           "(%ld/%ld; %ld failed otherwise, last status 0x%x: exit 11 init, 12 session, 13 find, "
-          "14 sign, 15 finalize)", exited_ok, forks, failed, last_failure);
+          "14 sign, 15 finalize)",
+          exited_ok, forks, failed, last_failure);
   t_check(atomic_load(&g.fail) == 0 && atomic_load(&g.bad) == 0 && atomic_load(&g.ok) > 0,
           "parent signers: %ld verified, %ld failed, %ld bad", atomic_load(&g.ok),
           atomic_load(&g.fail), atomic_load(&g.bad));

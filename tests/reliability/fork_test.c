@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* fork_test - fork safety (issue 5, DESIGN §6).
+/* fork_test - fork safety (docs/reliability.md "Fork").
  *
  *   fork_test CONFIG ROUNDS
  *
@@ -63,10 +63,10 @@ static unsigned long socket_inode(int fd)
   unsigned long ino = 0;
   snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
   n = readlink(path, target, sizeof(target) - 1);
-  if(n <= 0)
+  if (n <= 0)
     return 0;
   target[n] = '\0';
-  if(sscanf(target, "socket:[%lu]", &ino) != 1)
+  if (sscanf(target, "socket:[%lu]", &ino) != 1)
     return 0;
   return ino;
 }
@@ -77,25 +77,25 @@ static int list_sockets(struct sock *out, int max)
   DIR *d = opendir("/proc/self/fd");
   struct dirent *e;
   int n = 0;
-  if(!d)
+  if (!d)
     return -1;
-  while((e = readdir(d)) && n < max) {
+  while ((e = readdir(d)) && n < max) {
     int fd = atoi(e->d_name);
     struct tcp_info ti;
     socklen_t len = sizeof(ti);
     unsigned long ino;
-    if(e->d_name[0] < '0' || e->d_name[0] > '9' || fd == dirfd(d))
+    if (e->d_name[0] < '0' || e->d_name[0] > '9' || fd == dirfd(d))
       continue;
     ino = socket_inode(fd);
-    if(!ino)
+    if (!ino)
       continue;
     memset(&out[n], 0, sizeof(out[n]));
     out[n].fd = fd;
     out[n].inode = ino;
     out[n].cloexec = (fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0;
     memset(&ti, 0, sizeof(ti));
-    if(getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
-       len >= offsetof(struct tcp_info, tcpi_bytes_sent) + sizeof(ti.tcpi_bytes_sent)) {
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+        len >= offsetof(struct tcp_info, tcpi_bytes_sent) + sizeof(ti.tcpi_bytes_sent)) {
       out[n].sent = ti.tcpi_bytes_sent;
       out[n].have_sent = 1;
     }
@@ -111,19 +111,19 @@ static int inode_connected_to(unsigned long inode, unsigned port)
   FILE *f = fopen("/proc/net/tcp", "r");
   char line[512];
   int found = 0;
-  if(!f)
+  if (!f)
     return 0;
-  while(!found && fgets(line, sizeof(line), f)) {
+  while (!found && fgets(line, sizeof(line), f)) {
     unsigned rport = 0, st = 0;
     unsigned long ino = 0;
     char rem[64];
     /* sl local rem st tx:rx tr:when retrnsmt uid timeout inode */
-    if(sscanf(line, " %*s %*s %63s %x %*s %*s %*s %*u %*u %lu", rem, &st, &ino) != 3)
+    if (sscanf(line, " %*s %*s %63s %x %*s %*s %*s %*u %*u %lu", rem, &st, &ino) != 3)
       continue;
-    if(ino != inode)
+    if (ino != inode)
       continue;
-    if(sscanf(strchr(rem, ':') ? strchr(rem, ':') + 1 : "", "%x", &rport) == 1 && rport == port &&
-       st == 1 /* ESTABLISHED */)
+    if (sscanf(strchr(rem, ':') ? strchr(rem, ':') + 1 : "", "%x", &rport) == 1 && rport == port &&
+        st == 1 /* ESTABLISHED */)
       found = 1;
   }
   fclose(f);
@@ -150,12 +150,12 @@ static void sign_rounds(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE priv, long rounds,
                         long *fail, long *bad)
 {
   struct rel_key k = {priv, g.key.pub};
-  for(long i = 0; i < rounds; i++) {
+  for (long i = 0; i < rounds; i++) {
     struct rel_sig_result r;
     rel_sign_verify(g.f, s, REL_EC, &k, &r);
-    if(r.rv != CKR_OK)
+    if (r.rv != CKR_OK)
       (*fail)++;
-    else if(!r.verified)
+    else if (!r.verified)
       (*bad)++;
     else
       (*ok)++;
@@ -165,11 +165,11 @@ static void sign_rounds(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE priv, long rounds,
 static int write_all(int fd, const void *p, size_t n)
 {
   const char *c = p;
-  while(n) {
+  while (n) {
     ssize_t w = write(fd, c, n);
-    if(w < 0 && errno == EINTR)
+    if (w < 0 && errno == EINTR)
       continue;
-    if(w <= 0)
+    if (w <= 0)
       return -1;
     c += w;
     n -= (size_t)w;
@@ -182,16 +182,16 @@ static int read_all(int fd, void *p, size_t n, int timeout_ms)
 {
   char *c = p;
   int64_t end = rel_now_ms() + timeout_ms;
-  while(n) {
+  while (n) {
     struct pollfd pfd = {fd, POLLIN, 0};
     int64_t left = end - rel_now_ms();
     ssize_t r;
-    if(left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+    if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
       return -1;
     r = read(fd, c, n);
-    if(r < 0 && errno == EINTR)
+    if (r < 0 && errno == EINTR)
       continue;
-    if(r <= 0)
+    if (r <= 0)
       return -1;
     c += r;
     n -= (size_t)r;
@@ -221,15 +221,15 @@ static void child_main(int to_parent, int from_parent, CK_SESSION_HANDLE parent_
   rep.rv_slots = g.f->C_GetSlotList(CK_TRUE, slots, &n);
   rep.rv_open = g.f->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &s);
   rep.rv_sign = g.f->C_SignInit(parent_sess, &mech, parent_key);
-  if(rep.rv_sign == CKR_OK)
+  if (rep.rv_sign == CKR_OK)
     rep.rv_sign = g.f->C_Sign(parent_sess, dg, sizeof(dg), sig, &sig_len);
 
   nb = list_sockets(before, MAX_SOCKS);
   rep.rv_init = rel_initialize(g.f, g.config);
-  if(rep.rv_init == CKR_OK) {
+  if (rep.rv_init == CKR_OK) {
     rep.rv_old_session = g.f->C_CloseSession(parent_sess);
     s = CK_INVALID_HANDLE;
-    if(g.f->C_OpenSession(rel_first_slot(g.f), CKF_SERIAL_SESSION, NULL, NULL, &s) == CKR_OK) {
+    if (g.f->C_OpenSession(rel_first_slot(g.f), CKF_SERIAL_SESSION, NULL, NULL, &s) == CKR_OK) {
       priv = rel_find(g.f, s, CKO_PRIVATE_KEY, g.label);
       sign_rounds(s, priv, g.rounds, &rep.signed_ok, &rep.sign_fail, &rep.bad_sig);
     } else {
@@ -238,42 +238,43 @@ static void child_main(int to_parent, int from_parent, CK_SESSION_HANDLE parent_
   }
   na = list_sockets(after, MAX_SOCKS);
   rep.n_inherited = nb;
-  for(int i = 0; i < nb; i++) {
-    if(!before[i].have_sent)
+  for (int i = 0; i < nb; i++) {
+    if (!before[i].have_sent)
       continue;
     rep.n_inherited_tcp++;
-    if(!before[i].cloexec)
+    if (!before[i].cloexec)
       rep.n_inherited_no_cloexec++;
-    for(int j = 0; j < na; j++)
-      if(after[j].inode == before[i].inode && (!after[j].have_sent || after[j].sent != before[i].sent))
+    for (int j = 0; j < na; j++)
+      if (after[j].inode == before[i].inode &&
+          (!after[j].have_sent || after[j].sent != before[i].sent))
         rep.n_inherited_used++;
   }
-  for(int j = 0; j < na; j++) {
+  for (int j = 0; j < na; j++) {
     int inherited = 0;
-    for(int i = 0; i < nb; i++)
-      if(before[i].inode == after[j].inode)
+    for (int i = 0; i < nb; i++)
+      if (before[i].inode == after[j].inode)
         inherited = 1;
-    if(!inherited && inode_connected_to(after[j].inode, port))
+    if (!inherited && inode_connected_to(after[j].inode, port))
       rep.n_new_to_vault++;
   }
-  if(write_all(to_parent, &rep, sizeof(rep)) != 0)
+  if (write_all(to_parent, &rep, sizeof(rep)) != 0)
     _exit(3);
 
   /* Phase 2: sign while the parent signs too. */
-  if(read_all(from_parent, &go, 1, 60000) != 0)
+  if (read_all(from_parent, &go, 1, 60000) != 0)
     _exit(4);
   memset(&rep, 0, sizeof(rep));
   rep.phase = 2;
   s = CK_INVALID_HANDLE;
   rep.rv_init = g.f->C_OpenSession(rel_first_slot(g.f), CKF_SERIAL_SESSION, NULL, NULL, &s);
-  if(rep.rv_init == CKR_OK) {
+  if (rep.rv_init == CKR_OK) {
     priv = rel_find(g.f, s, CKO_PRIVATE_KEY, g.label);
     sign_rounds(s, priv, g.rounds, &rep.signed_ok, &rep.sign_fail, &rep.bad_sig);
   } else {
     rep.sign_fail = g.rounds;
   }
   g.f->C_Finalize(NULL);
-  if(write_all(to_parent, &rep, sizeof(rep)) != 0)
+  if (write_all(to_parent, &rep, sizeof(rep)) != 0)
     _exit(3);
   _exit(0);
 }
@@ -289,11 +290,11 @@ static void *parent_sign_loop(void *arg)
 {
   struct parent_signer *ps = arg;
   CK_SESSION_HANDLE s;
-  if(g.f->C_OpenSession(rel_first_slot(g.f), CKF_SERIAL_SESSION, NULL, NULL, &s) != CKR_OK) {
+  if (g.f->C_OpenSession(rel_first_slot(g.f), CKF_SERIAL_SESSION, NULL, NULL, &s) != CKR_OK) {
     ps->fail++;
     return NULL;
   }
-  while(!atomic_load(&ps->stop))
+  while (!atomic_load(&ps->stop))
     sign_rounds(s, ps->priv, 1, &ps->ok, &ps->fail, &ps->bad);
   g.f->C_CloseSession(s);
   return NULL;
@@ -312,7 +313,7 @@ int main(int argc, char **argv)
   int64_t t_end;
   long conns_before, conns_after;
 
-  if(argc != 3) {
+  if (argc != 3) {
     fprintf(stderr, "usage: fork_test CONFIG ROUNDS\n");
     return 2;
   }
@@ -320,11 +321,11 @@ int main(int argc, char **argv)
   g.rounds = strtol(argv[2], NULL, 10);
   g.label = rel_env("REL_EC_LABEL");
   g.key.pub = rel_pubkey_load(rel_env("REL_EC_PUB"));
-  if(!g.key.pub || g.rounds <= 0)
+  if (!g.key.pub || g.rounds <= 0)
     return 2;
   g.f = rel_load(rel_env("AKV_MODULE"), &dl);
   rv = rel_initialize(g.f, g.config);
-  if(rv != CKR_OK) {
+  if (rv != CKR_OK) {
     fprintf(stderr, "FATAL: C_Initialize: %s\n", t_rv_name(rv));
     return 1;
   }
@@ -337,15 +338,15 @@ int main(int argc, char **argv)
           ok, g.rounds, fail, bad);
 
   conns_before = rel_emu_connections(rel_env("EMU_VAULT_NAME"));
-  if(pipe(up) != 0 || pipe(down) != 0)
+  if (pipe(up) != 0 || pipe(down) != 0)
     return 1;
   fflush(stdout);
   pid = fork();
-  if(pid < 0) {
+  if (pid < 0) {
     perror("fork");
     return 1;
   }
-  if(pid == 0) {
+  if (pid == 0) {
     close(up[0]);
     close(down[1]);
     child_main(up[1], down[0], s, g.key.priv);
@@ -354,7 +355,7 @@ int main(int argc, char **argv)
   close(down[0]);
 
   /* Phase 1: the parent is idle while the child initialises and signs alone. */
-  if(read_all(up[0], &rep, sizeof(rep), 60000) != 0 || rep.phase != 1) {
+  if (read_all(up[0], &rep, sizeof(rep), 60000) != 0 || rep.phase != 1) {
     t_check(0, "child phase 1 report received");
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
@@ -375,37 +376,50 @@ int main(int argc, char **argv)
           rep.signed_ok, g.rounds, rep.sign_fail, rep.bad_sig);
   t_note("child inherited %d socket(s), %d of them TCP with a byte counter", rep.n_inherited,
          rep.n_inherited_tcp);
-  t_check(rep.n_inherited_tcp > 0, "the child inherited the parent's live connections (%d), so "
-          "the next check means something", rep.n_inherited_tcp);
-  t_check(rep.n_inherited_used == 0, "no inherited socket sent a byte while the child signed "
-          "(%d did)", rep.n_inherited_used);
-  t_check(rep.n_inherited_no_cloexec == 0, "every inherited connection is close-on-exec (%d are "
-          "not)", rep.n_inherited_no_cloexec);
-  t_check(rep.n_new_to_vault > 0, "the child signed over its own new connection(s) to the vault "
-          "(%d)", rep.n_new_to_vault);
+  t_check(rep.n_inherited_tcp > 0,
+          "the child inherited the parent's live connections (%d), so "
+          "the next check means something",
+          rep.n_inherited_tcp);
+  t_check(rep.n_inherited_used == 0,
+          "no inherited socket sent a byte while the child signed "
+          "(%d did)",
+          rep.n_inherited_used);
+  t_check(rep.n_inherited_no_cloexec == 0,
+          "every inherited connection is close-on-exec (%d are "
+          "not)",
+          rep.n_inherited_no_cloexec);
+  t_check(rep.n_new_to_vault > 0,
+          "the child signed over its own new connection(s) to the vault "
+          "(%d)",
+          rep.n_new_to_vault);
   conns_after = rel_emu_connections(rel_env("EMU_VAULT_NAME"));
-  t_check(conns_before >= 0 && conns_after > conns_before, "the vault (emulator stats) accepted "
-          "new connections while only the child was active (%ld -> %ld)", conns_before,
-          conns_after);
+  t_check(conns_before >= 0 && conns_after > conns_before,
+          "the vault (emulator stats) accepted "
+          "new connections while only the child was active (%ld -> %ld)",
+          conns_before, conns_after);
 
   /* Phase 2: both sign at the same time. */
   memset(&ps, 0, sizeof(ps));
   ps.priv = g.key.priv;
-  if(pthread_create(&ps.th, NULL, parent_sign_loop, &ps) != 0)
+  if (pthread_create(&ps.th, NULL, parent_sign_loop, &ps) != 0)
     return 1;
-  if(write_all(down[1], "g", 1) != 0 || read_all(up[0], &rep, sizeof(rep), 60000) != 0 ||
-     rep.phase != 2) {
+  if (write_all(down[1], "g", 1) != 0 || read_all(up[0], &rep, sizeof(rep), 60000) != 0 ||
+      rep.phase != 2) {
     t_check(0, "child phase 2 report received");
     rep.signed_ok = -1;
   }
   atomic_store(&ps.stop, 1);
   pthread_join(ps.th, NULL);
-  t_check(rep.signed_ok == g.rounds, "child, while the parent signs: %ld/%ld verified (%ld "
-          "failed, %ld bad)", rep.signed_ok, g.rounds, rep.sign_fail, rep.bad_sig);
-  t_check(ps.fail == 0 && ps.bad == 0 && ps.ok > 0, "parent, while the child signs: %ld "
-          "verified, %ld failed, %ld bad", ps.ok, ps.fail, ps.bad);
+  t_check(rep.signed_ok == g.rounds,
+          "child, while the parent signs: %ld/%ld verified (%ld "
+          "failed, %ld bad)",
+          rep.signed_ok, g.rounds, rep.sign_fail, rep.bad_sig);
+  t_check(ps.fail == 0 && ps.bad == 0 && ps.ok > 0,
+          "parent, while the child signs: %ld "
+          "verified, %ld failed, %ld bad",
+          ps.ok, ps.fail, ps.bad);
   t_end = rel_now_ms() + 30000;
-  while(waitpid(pid, &status, WNOHANG) == 0 && rel_now_ms() < t_end)
+  while (waitpid(pid, &status, WNOHANG) == 0 && rel_now_ms() < t_end)
     usleep(20000);
   t_check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child exited cleanly (status 0x%x)",
           status);

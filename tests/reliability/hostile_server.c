@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* hostile_server - a tiny HTTPS "vault" that misbehaves on purpose (issue 5, hostile-server
- * resistance), for what the emulator's fault modes cannot do.
+/* hostile_server - a tiny HTTPS "vault" that misbehaves on purpose (docs/security.md), for what the
+ * emulator's fault modes cannot do.
  *
  *   hostile_server MODE CERT_PEM KEY_PEM READY_FILE
  *
@@ -56,14 +56,14 @@ static void b64url(const unsigned char *in, size_t n, char *out, size_t cap)
 {
   static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
   size_t o = 0;
-  for(size_t i = 0; i < n && o + 4 < cap; i += 3) {
+  for (size_t i = 0; i < n && o + 4 < cap; i += 3) {
     unsigned v = (unsigned)in[i] << 16 | (i + 1 < n ? (unsigned)in[i + 1] << 8 : 0) |
                  (i + 2 < n ? in[i + 2] : 0);
     out[o++] = tab[(v >> 18) & 63];
     out[o++] = tab[(v >> 12) & 63];
-    if(i + 1 < n)
+    if (i + 1 < n)
       out[o++] = tab[(v >> 6) & 63];
-    if(i + 2 < n)
+    if (i + 2 < n)
       out[o++] = tab[v & 63];
   }
   out[o] = '\0';
@@ -71,9 +71,9 @@ static void b64url(const unsigned char *in, size_t n, char *out, size_t cap)
 
 static int send_all(SSL *ssl, const char *p, size_t n)
 {
-  while(n) {
+  while (n) {
     int w = SSL_write(ssl, p, (int)(n > 65536 ? 65536 : n));
-    if(w <= 0)
+    if (w <= 0)
       return -1;
     p += w;
     n -= (size_t)w;
@@ -87,8 +87,9 @@ static int reply(SSL *ssl, int status, const char *extra_headers, const char *bo
   size_t bl = body ? strlen(body) : 0;
   snprintf(head, sizeof(head),
            "HTTP/1.1 %d X\r\nContent-Type: application/json; charset=utf-8\r\n"
-           "Content-Length: %zu\r\n%s\r\n", status, bl, extra_headers ? extra_headers : "");
-  if(send_all(ssl, head, strlen(head)) != 0)
+           "Content-Length: %zu\r\n%s\r\n",
+           status, bl, extra_headers ? extra_headers : "");
+  if (send_all(ssl, head, strlen(head)) != 0)
     return -1;
   return bl ? send_all(ssl, body, bl) : 0;
 }
@@ -102,8 +103,8 @@ static int sign_es256(const unsigned char *digest, size_t dlen, size_t keep, cha
   size_t dl = sizeof(der);
   ECDSA_SIG *es = NULL;
   int ok = 0;
-  if(c && EVP_PKEY_sign_init(c) == 1 && EVP_PKEY_sign(c, der, &dl, digest, dlen) == 1 &&
-     (es = d2i_ECDSA_SIG(NULL, &p, (long)dl)) != NULL) {
+  if (c && EVP_PKEY_sign_init(c) == 1 && EVP_PKEY_sign(c, der, &dl, digest, dlen) == 1 &&
+      (es = d2i_ECDSA_SIG(NULL, &p, (long)dl)) != NULL) {
     BN_bn2binpad(ECDSA_SIG_get0_r(es), raw, 32);
     BN_bn2binpad(ECDSA_SIG_get0_s(es), raw + 32, 32);
     b64url(raw, keep, out, cap);
@@ -122,22 +123,22 @@ static size_t request_digest(const char *body, unsigned char *out)
   size_t n = 0, o = 0;
   unsigned acc = 0;
   int bits = 0;
-  if(!v || !(v = strchr(v + 7, '"')))
+  if (!v || !(v = strchr(v + 7, '"')))
     return 0;
   v++;
-  while(v[n] && v[n] != '"' && n < sizeof(b64) - 1) {
+  while (v[n] && v[n] != '"' && n < sizeof(b64) - 1) {
     b64[n] = v[n];
     n++;
   }
   b64[n] = '\0';
-  for(size_t i = 0; i < n && o < 64; i++) {
+  for (size_t i = 0; i < n && o < 64; i++) {
     const char *tab = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     const char *q = strchr(tab, b64[i]);
-    if(!q)
+    if (!q)
       return 0;
     acc = acc << 6 | (unsigned)(q - tab);
     bits += 6;
-    if(bits >= 8) {
+    if (bits >= 8) {
       bits -= 8;
       out[o++] = (unsigned char)(acc >> bits);
     }
@@ -152,17 +153,17 @@ static void handle_sign(SSL *ssl, const char *body)
   char sig[128], doc[512];
   const char *m = g.mode;
   long nth = atomic_fetch_add(&g.sign_requests, 1) + 1;
-  if(strcmp(m, "throttle-date") == 0 && nth == 1) {
+  if (strcmp(m, "throttle-date") == 0 && nth == 1) {
     char hdr[128];
     time_t when = time(NULL) + 2;
     struct tm tm;
     gmtime_r(&when, &tm);
     strftime(hdr, sizeof(hdr), "Retry-After: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
     reply(ssl, 429, hdr, "{\"error\":{\"code\":\"Throttled\",\"message\":\"slow down\"}}");
-  } else if(strcmp(m, "oversize") == 0) {
+  } else if (strcmp(m, "oversize") == 0) {
     size_t n = 2u * 1024 * 1024;
     char *big = malloc(n + 1);
-    if(!big)
+    if (!big)
       return;
     memset(big, ' ', n);
     memcpy(big, "{\"value\":\"", 10);
@@ -171,28 +172,30 @@ static void handle_sign(SSL *ssl, const char *body)
     big[n] = '\0';
     reply(ssl, 200, NULL, big);
     free(big);
-  } else if(strcmp(m, "badjson") == 0) {
+  } else if (strcmp(m, "badjson") == 0) {
     reply(ssl, 200, NULL, "{\"kid\": \"x\", \"value\": [unterminated");
-  } else if(strcmp(m, "wrongtype") == 0) {
+  } else if (strcmp(m, "wrongtype") == 0) {
     reply(ssl, 200, NULL, "{\"kid\":\"k\",\"value\":12345}");
-  } else if(strcmp(m, "badb64") == 0) {
+  } else if (strcmp(m, "badb64") == 0) {
     reply(ssl, 200, NULL, "{\"kid\":\"k\",\"value\":\"!!not*base64url%%\"}");
-  } else if(strcmp(m, "slowbody") == 0) {
+  } else if (strcmp(m, "slowbody") == 0) {
     const char *head = "HTTP/1.1 200 X\r\nContent-Type: application/json\r\n"
                        "Content-Length: 4096\r\n\r\n{";
-    if(send_all(ssl, head, strlen(head)) != 0)
+    if (send_all(ssl, head, strlen(head)) != 0)
       return;
-    for(int i = 0; i < 60; i++) { /* at most 2 minutes, then give up */
+    for (int i = 0; i < 60; i++) { /* at most 2 minutes, then give up */
       sleep(2);
-      if(send_all(ssl, " ", 1) != 0)
+      if (send_all(ssl, " ", 1) != 0)
         return;
     }
-  } else if(strcmp(m, "redirect") == 0) {
+  } else if (strcmp(m, "redirect") == 0) {
     reply(ssl, 302, "Location: https://evil.example.com/keys/k1/sign\r\n", "");
-  } else if(dl == 32 && sign_es256(dg, dl, strcmp(m, "shortsig") == 0 ? 63 : 64, sig,
-                                   sizeof(sig))) {
-    snprintf(doc, sizeof(doc), "{\"kid\":\"https://localhost:%u/keys/k1/"
-             "0123456789abcdef0123456789abcdef\",\"value\":\"%s\"}", g.port, sig);
+  } else if (dl == 32 &&
+             sign_es256(dg, dl, strcmp(m, "shortsig") == 0 ? 63 : 64, sig, sizeof(sig))) {
+    snprintf(doc, sizeof(doc),
+             "{\"kid\":\"https://localhost:%u/keys/k1/"
+             "0123456789abcdef0123456789abcdef\",\"value\":\"%s\"}",
+             g.port, sig);
     reply(ssl, 200, NULL, doc);
   } else {
     reply(ssl, 400, NULL, "{\"error\":{\"code\":\"BadParameter\",\"message\":\"digest\"}}");
@@ -203,49 +206,59 @@ static void handle(SSL *ssl, const char *method, const char *path, const char *h
                    const char *body)
 {
   char doc[2048];
-  if(strcmp(path, "/stats") == 0) {
-    snprintf(doc, sizeof(doc), "{\"vault_requests\":%ld,\"with_bearer\":%ld,\"token_requests\":%ld,"
-             "\"foreign_scope_tokens\":%ld,\"sign_requests\":%ld}", atomic_load(&g.vault_requests),
-             atomic_load(&g.with_bearer), atomic_load(&g.token_requests),
-             atomic_load(&g.foreign_scope), atomic_load(&g.sign_requests));
+  if (strcmp(path, "/stats") == 0) {
+    snprintf(doc, sizeof(doc),
+             "{\"vault_requests\":%ld,\"with_bearer\":%ld,\"token_requests\":%ld,"
+             "\"foreign_scope_tokens\":%ld,\"sign_requests\":%ld}",
+             atomic_load(&g.vault_requests), atomic_load(&g.with_bearer),
+             atomic_load(&g.token_requests), atomic_load(&g.foreign_scope),
+             atomic_load(&g.sign_requests));
     reply(ssl, 200, NULL, doc);
     return;
   }
-  if(strstr(path, "/oauth2/v2.0/token")) {
+  if (strstr(path, "/oauth2/v2.0/token")) {
     atomic_fetch_add(&g.token_requests, 1);
-    if(!strstr(body, "scope=https%3A%2F%2Fvault.azure.net%2F.default") &&
-       !strstr(body, "scope=https://vault.azure.net/.default"))
+    if (!strstr(body, "scope=https%3A%2F%2Fvault.azure.net%2F.default") &&
+        !strstr(body, "scope=https://vault.azure.net/.default"))
       atomic_fetch_add(&g.foreign_scope, 1);
-    reply(ssl, 200, NULL, "{\"token_type\":\"Bearer\",\"expires_in\":3599,"
-                          "\"access_token\":\"eyJhostile.eyJtoken.c2ln\"}");
+    reply(ssl, 200, NULL,
+          "{\"token_type\":\"Bearer\",\"expires_in\":3599,"
+          "\"access_token\":\"eyJhostile.eyJtoken.c2ln\"}");
     return;
   }
   atomic_fetch_add(&g.vault_requests, 1);
-  if(strcasestr(headers, "\nAuthorization: Bearer "))
+  if (strcasestr(headers, "\nAuthorization: Bearer "))
     atomic_fetch_add(&g.with_bearer, 1);
-  if(strcmp(g.mode, "challenge") == 0) {
-    reply(ssl, 401, "WWW-Authenticate: Bearer authorization=\"https://login.microsoftonline.com/"
-                    "tid\", resource=\"https://management.azure.com\"\r\n",
+  if (strcmp(g.mode, "challenge") == 0) {
+    reply(ssl, 401,
+          "WWW-Authenticate: Bearer authorization=\"https://login.microsoftonline.com/"
+          "tid\", resource=\"https://management.azure.com\"\r\n",
           "{\"error\":{\"code\":\"Unauthorized\",\"message\":\"AKV10000\"}}");
     return;
   }
-  if(strcmp(method, "GET") == 0 && strncmp(path, "/keys?", 6) == 0) {
-    snprintf(doc, sizeof(doc), "{\"value\":[{\"kid\":\"https://localhost:%u/keys/k1\","
-             "\"attributes\":{\"enabled\":true}}],\"nextLink\":null}", g.port);
+  if (strcmp(method, "GET") == 0 && strncmp(path, "/keys?", 6) == 0) {
+    snprintf(doc, sizeof(doc),
+             "{\"value\":[{\"kid\":\"https://localhost:%u/keys/k1\","
+             "\"attributes\":{\"enabled\":true}}],\"nextLink\":null}",
+             g.port);
     reply(ssl, 200, NULL, doc);
-  } else if(strcmp(method, "GET") == 0 && strncmp(path, "/keys/k1", 8) == 0) {
-    if(strcmp(g.mode, "jwkmismatch") == 0)
-      snprintf(doc, sizeof(doc), "{\"key\":{\"kid\":\"https://localhost:%u/keys/k1/"
+  } else if (strcmp(method, "GET") == 0 && strncmp(path, "/keys/k1", 8) == 0) {
+    if (strcmp(g.mode, "jwkmismatch") == 0)
+      snprintf(doc, sizeof(doc),
+               "{\"key\":{\"kid\":\"https://localhost:%u/keys/k1/"
                "0123456789abcdef0123456789abcdef\",\"kty\":\"EC\",\"crv\":\"P-256\","
                "\"n\":\"%s%s\",\"e\":\"AQAB\",\"key_ops\":[\"sign\"]},"
-               "\"attributes\":{\"enabled\":true}}", g.port, g.x, g.y);
+               "\"attributes\":{\"enabled\":true}}",
+               g.port, g.x, g.y);
     else
-      snprintf(doc, sizeof(doc), "{\"key\":{\"kid\":\"https://localhost:%u/keys/k1/"
+      snprintf(doc, sizeof(doc),
+               "{\"key\":{\"kid\":\"https://localhost:%u/keys/k1/"
                "0123456789abcdef0123456789abcdef\",\"kty\":\"EC\",\"crv\":\"P-256\","
                "\"x\":\"%s\",\"y\":\"%s\",\"key_ops\":[\"sign\",\"verify\"]},"
-               "\"attributes\":{\"enabled\":true}}", g.port, g.x, g.y);
+               "\"attributes\":{\"enabled\":true}}",
+               g.port, g.x, g.y);
     reply(ssl, 200, NULL, doc);
-  } else if(strcmp(method, "POST") == 0 && strstr(path, "/sign?")) {
+  } else if (strcmp(method, "POST") == 0 && strstr(path, "/sign?")) {
     handle_sign(ssl, body);
   } else {
     reply(ssl, 404, NULL, "{\"error\":{\"code\":\"NotFound\",\"message\":\"not here\"}}");
@@ -259,35 +272,35 @@ static void *conn_main(void *arg)
   SSL *ssl = SSL_new(g.ctx);
   char *buf = malloc(REQ_MAX + 1);
   size_t len = 0;
-  if(!ssl || !buf || SSL_set_fd(ssl, fd) != 1 || SSL_accept(ssl) != 1)
+  if (!ssl || !buf || SSL_set_fd(ssl, fd) != 1 || SSL_accept(ssl) != 1)
     goto out;
-  for(;;) {
+  for (;;) {
     char *end, *cl, method[16], path[2048];
     size_t hlen, blen = 0;
-    while(!(end = buf ? strstr(buf, "\r\n\r\n") : NULL)) {
+    while (!(end = buf ? strstr(buf, "\r\n\r\n") : NULL)) {
       int r;
-      if(len >= REQ_MAX)
+      if (len >= REQ_MAX)
         goto out;
       r = SSL_read(ssl, buf + len, (int)(REQ_MAX - len));
-      if(r <= 0)
+      if (r <= 0)
         goto out;
       len += (size_t)r;
       buf[len] = '\0';
     }
     hlen = (size_t)(end - buf) + 4;
     cl = strcasestr(buf, "\r\nContent-Length:");
-    if(cl && cl < end)
+    if (cl && cl < end)
       blen = strtoul(cl + 17, NULL, 10);
-    if(blen > REQ_MAX - hlen)
+    if (blen > REQ_MAX - hlen)
       goto out;
-    while(len < hlen + blen) {
+    while (len < hlen + blen) {
       int r = SSL_read(ssl, buf + len, (int)(REQ_MAX - len));
-      if(r <= 0)
+      if (r <= 0)
         goto out;
       len += (size_t)r;
       buf[len] = '\0';
     }
-    if(sscanf(buf, "%15s %2047s", method, path) != 2)
+    if (sscanf(buf, "%15s %2047s", method, path) != 2)
       goto out;
     {
       char saved = buf[hlen + blen];
@@ -301,7 +314,7 @@ static void *conn_main(void *arg)
     buf[len] = '\0';
   }
 out:
-  if(ssl) {
+  if (ssl) {
     SSL_shutdown(ssl);
     SSL_free(ssl);
   }
@@ -320,22 +333,22 @@ int main(int argc, char **argv)
   char tmp[4096];
   FILE *f;
 
-  if(argc != 5) {
+  if (argc != 5) {
     fprintf(stderr, "usage: hostile_server MODE CERT_PEM KEY_PEM READY_FILE\n");
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
   g.mode = argv[1];
   g.ctx = SSL_CTX_new(TLS_server_method());
-  if(!g.ctx || SSL_CTX_use_certificate_chain_file(g.ctx, argv[2]) != 1 ||
-     SSL_CTX_use_PrivateKey_file(g.ctx, argv[3], SSL_FILETYPE_PEM) != 1) {
+  if (!g.ctx || SSL_CTX_use_certificate_chain_file(g.ctx, argv[2]) != 1 ||
+      SSL_CTX_use_PrivateKey_file(g.ctx, argv[3], SSL_FILETYPE_PEM) != 1) {
     ERR_print_errors_fp(stderr);
     return 1;
   }
   g.key = EVP_EC_gen("P-256");
-  if(!g.key || EVP_PKEY_get_bn_param(g.key, OSSL_PKEY_PARAM_EC_PUB_X, &x) != 1 ||
-     EVP_PKEY_get_bn_param(g.key, OSSL_PKEY_PARAM_EC_PUB_Y, &y) != 1 ||
-     BN_bn2binpad(x, xb, 32) != 32 || BN_bn2binpad(y, yb, 32) != 32)
+  if (!g.key || EVP_PKEY_get_bn_param(g.key, OSSL_PKEY_PARAM_EC_PUB_X, &x) != 1 ||
+      EVP_PKEY_get_bn_param(g.key, OSSL_PKEY_PARAM_EC_PUB_Y, &y) != 1 ||
+      BN_bn2binpad(x, xb, 32) != 32 || BN_bn2binpad(y, yb, 32) != 32)
     return 1;
   b64url(xb, 32, g.x, sizeof(g.x));
   b64url(yb, 32, g.y, sizeof(g.y));
@@ -347,34 +360,34 @@ int main(int argc, char **argv)
   sa.sin_family = AF_INET;
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if(ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(ls, 64) != 0 ||
-     getsockname(ls, (struct sockaddr *)&sa, &sl) != 0) {
+  if (ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(ls, 64) != 0 ||
+      getsockname(ls, (struct sockaddr *)&sa, &sl) != 0) {
     perror("listen");
     return 1;
   }
   g.port = ntohs(sa.sin_port);
   snprintf(tmp, sizeof(tmp), "%s.pub.pem", argv[4]);
   f = fopen(tmp, "w");
-  if(!f || PEM_write_PUBKEY(f, g.key) != 1)
+  if (!f || PEM_write_PUBKEY(f, g.key) != 1)
     return 1;
   fclose(f);
   snprintf(tmp, sizeof(tmp), "%s.tmp", argv[4]);
   f = fopen(tmp, "w");
-  if(!f)
+  if (!f)
     return 1;
   fprintf(f, "%u\n", g.port);
   fclose(f);
-  if(rename(tmp, argv[4]) != 0)
+  if (rename(tmp, argv[4]) != 0)
     return 1;
-  for(;;) {
+  for (;;) {
     pthread_t th;
     int fd = accept(ls, NULL, NULL);
-    if(fd < 0) {
-      if(errno == EINTR)
+    if (fd < 0) {
+      if (errno == EINTR)
         continue;
       return 1;
     }
-    if(pthread_create(&th, NULL, conn_main, (void *)(intptr_t)fd) != 0)
+    if (pthread_create(&th, NULL, conn_main, (void *)(intptr_t)fd) != 0)
       close(fd);
     else
       pthread_detach(th);

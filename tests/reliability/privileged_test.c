@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* privileged_test - what the module reads in a privileged process (issue 12, docs/security.md
+/* privileged_test - what the module reads in a privileged process (docs/security.md
  * "Privileged processes").
  *
  *   privileged_test [CONFIG]

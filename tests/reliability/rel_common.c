@@ -25,7 +25,7 @@ int64_t rel_now_ms(void)
 const char *rel_env(const char *name)
 {
   const char *v = getenv(name);
-  if(!v || !*v) {
+  if (!v || !*v) {
     fprintf(stderr, "FATAL: environment variable %s is not set (run through the runner script)\n",
             name);
     exit(1);
@@ -38,12 +38,12 @@ CK_FUNCTION_LIST_PTR rel_load(const char *module_path, void **dl)
   CK_C_GetFunctionList gfl;
   CK_FUNCTION_LIST_PTR f = NULL;
   *dl = dlopen(module_path, RTLD_NOW | RTLD_LOCAL);
-  if(!*dl) {
+  if (!*dl) {
     fprintf(stderr, "FATAL: dlopen %s: %s\n", module_path, dlerror());
     exit(1);
   }
   *(void **)(&gfl) = dlsym(*dl, "C_GetFunctionList");
-  if(!gfl || gfl(&f) != CKR_OK || !f) {
+  if (!gfl || gfl(&f) != CKR_OK || !f) {
     fprintf(stderr, "FATAL: %s: no usable C_GetFunctionList\n", module_path);
     exit(1);
   }
@@ -64,7 +64,7 @@ CK_SLOT_ID rel_first_slot(CK_FUNCTION_LIST_PTR f)
   CK_SLOT_ID slots[16];
   CK_ULONG n = sizeof(slots) / sizeof(slots[0]);
   CK_RV rv = f->C_GetSlotList(CK_TRUE, slots, &n);
-  if(rv != CKR_OK || n == 0) {
+  if (rv != CKR_OK || n == 0) {
     t_note("C_GetSlotList: %s, %lu slot(s)", t_rv_name(rv), (unsigned long)n);
     return (CK_SLOT_ID)-1;
   }
@@ -75,18 +75,18 @@ CK_OBJECT_HANDLE rel_find(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT
                           const char *label)
 {
   CK_ATTRIBUTE tmpl[] = {
-    {CKA_CLASS, &cls, sizeof(cls)},
-    {CKA_LABEL, (void *)label, strlen(label)},
+      {CKA_CLASS, &cls, sizeof(cls)},
+      {CKA_LABEL, (void *)label, strlen(label)},
   };
   CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
   CK_ULONG got = 0;
   CK_RV rv = f->C_FindObjectsInit(s, tmpl, 2);
-  if(rv != CKR_OK) {
+  if (rv != CKR_OK) {
     t_note("C_FindObjectsInit(%s): %s", label, t_rv_name(rv));
     return CK_INVALID_HANDLE;
   }
   rv = f->C_FindObjects(s, &h, 1, &got);
-  if(rv != CKR_OK || got != 1) {
+  if (rv != CKR_OK || got != 1) {
     t_note("C_FindObjects(%s): %s, %lu found", label, t_rv_name(rv), (unsigned long)got);
     h = CK_INVALID_HANDLE;
   }
@@ -109,7 +109,7 @@ int rel_emu_faults(const char *spec)
   long code = 0;
   CURLcode cc = CURLE_FAILED_INIT;
   CURL *h = curl_easy_init();
-  if(!h)
+  if (!h)
     return -1;
   snprintf(url, sizeof(url), "%s/faults", control);
   curl_easy_setopt(h, CURLOPT_URL, url);
@@ -118,15 +118,14 @@ int rel_emu_faults(const char *spec)
   curl_easy_setopt(h, CURLOPT_TIMEOUT, 10L);
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard_cb);
-  if(ca)
+  if (ca)
     curl_easy_setopt(h, CURLOPT_CAINFO, ca);
   cc = curl_easy_perform(h);
-  if(cc == CURLE_OK)
+  if (cc == CURLE_OK)
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
   curl_easy_cleanup(h);
-  if(cc != CURLE_OK || code / 100 != 2) {
-    t_note("setting emulator faults '%s' failed: %s, HTTP %ld", spec, curl_easy_strerror(cc),
-           code);
+  if (cc != CURLE_OK || code / 100 != 2) {
+    t_note("setting emulator faults '%s' failed: %s, HTTP %ld", spec, curl_easy_strerror(cc), code);
     return -1;
   }
   return 0;
@@ -141,7 +140,7 @@ static size_t grow_cb(char *p, size_t size, size_t n, void *u)
 {
   struct grow *g = u;
   size_t len = size * n;
-  if(len > sizeof(g->buf) - 1 - g->len)
+  if (len > sizeof(g->buf) - 1 - g->len)
     return 0; /* the fault listing is tiny: more is an error */
   memcpy(g->buf + g->len, p, len);
   g->len += len;
@@ -158,28 +157,28 @@ static cJSON *get_json(const char *url)
   cJSON *doc = NULL;
   CURLcode cc = CURLE_FAILED_INIT;
   CURL *h = curl_easy_init();
-  if(!h || !g)
+  if (!h || !g)
     goto out;
   curl_easy_setopt(h, CURLOPT_URL, url);
   curl_easy_setopt(h, CURLOPT_TIMEOUT, 10L);
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, grow_cb);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, g);
-  if(ca)
+  if (ca)
     curl_easy_setopt(h, CURLOPT_CAINFO, ca);
   cc = curl_easy_perform(h);
-  if(cc == CURLE_OK)
+  if (cc == CURLE_OK)
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-  if(cc != CURLE_OK || code != 200) {
+  if (cc != CURLE_OK || code != 200) {
     t_note("GET %s failed: %s, HTTP %ld", url, curl_easy_strerror(cc), code);
     goto out;
   }
   doc = cJSON_Parse(g->buf);
-  if(!doc)
+  if (!doc)
     t_note("GET %s: not JSON", url);
 out:
   free(g);
-  if(h)
+  if (h)
     curl_easy_cleanup(h);
   return doc;
 }
@@ -193,7 +192,7 @@ int rel_emu_faults_fired(long *fired, size_t n)
   snprintf(url, sizeof(url), "%s/faults", rel_env("EMU_CONTROL"));
   doc = get_json(url);
   arr = cJSON_GetObjectItemCaseSensitive(doc, "faults");
-  if(!cJSON_IsArray(arr)) {
+  if (!cJSON_IsArray(arr)) {
     t_note("GET %s: no \"faults\" array", url);
     goto out;
   }
@@ -201,7 +200,7 @@ int rel_emu_faults_fired(long *fired, size_t n)
   cJSON_ArrayForEach(it, arr)
   {
     const cJSON *fi = cJSON_GetObjectItemCaseSensitive(it, "fired");
-    if((size_t)count < n)
+    if ((size_t)count < n)
       fired[count] = cJSON_IsNumber(fi) ? (long)fi->valuedouble : -1;
     count++;
   }
@@ -217,7 +216,7 @@ long rel_emu_connections(const char *listener)
   const cJSON *l = cJSON_GetObjectItemCaseSensitive(by, listener);
   const cJSON *t = cJSON_GetObjectItemCaseSensitive(l, "total");
   long v = cJSON_IsNumber(t) ? (long)t->valuedouble : -1;
-  if(v < 0)
+  if (v < 0)
     t_note("the emulator's stats have no connections_by_listener.%s.total", listener);
   cJSON_Delete(doc);
   return v;
@@ -229,10 +228,10 @@ EVP_PKEY *rel_pubkey_load(const char *path)
   unsigned char *der = t_read_file_new(path, &len);
   const unsigned char *p = der;
   EVP_PKEY *k = NULL;
-  if(!der)
+  if (!der)
     return NULL;
   k = d2i_PUBKEY(NULL, &p, (long)len);
-  if(!k)
+  if (!k)
     t_note("%s is not a DER SubjectPublicKeyInfo", path);
   free(der);
   return k;
@@ -246,7 +245,7 @@ static int ecdsa_raw_to_der(const unsigned char *raw, size_t len, unsigned char 
   BIGNUM *s = BN_bin2bn(raw + len / 2, (int)(len / 2), NULL);
   int ok = 0;
   *der = NULL;
-  if(es && r && s && ECDSA_SIG_set0(es, r, s) == 1) {
+  if (es && r && s && ECDSA_SIG_set0(es, r, s) == 1) {
     r = s = NULL; /* owned by es now */
     *der_len = i2d_ECDSA_SIG(es, der);
     ok = *der_len > 0;
@@ -263,11 +262,11 @@ static int verify_ec(EVP_PKEY *pub, const unsigned char *digest, const unsigned 
   EVP_PKEY_CTX *ctx = NULL;
   unsigned char *der = NULL;
   int der_len = 0, ok = 0;
-  if(sig_len != 64 || !ecdsa_raw_to_der(sig, sig_len, &der, &der_len))
+  if (sig_len != 64 || !ecdsa_raw_to_der(sig, sig_len, &der, &der_len))
     goto out;
   ctx = EVP_PKEY_CTX_new(pub, NULL);
-  if(ctx && EVP_PKEY_verify_init(ctx) == 1 &&
-     EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) == 1)
+  if (ctx && EVP_PKEY_verify_init(ctx) == 1 &&
+      EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) == 1)
     ok = EVP_PKEY_verify(ctx, der, (size_t)der_len, digest, 32) == 1;
 out:
   EVP_PKEY_CTX_free(ctx);
@@ -280,7 +279,7 @@ static int verify_rsa(EVP_PKEY *pub, const unsigned char *msg, size_t msg_len,
 {
   EVP_MD_CTX *md = EVP_MD_CTX_new();
   int ok = 0;
-  if(md && EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pub) == 1)
+  if (md && EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pub) == 1)
     ok = EVP_DigestVerify(md, sig, sig_len, msg, msg_len) == 1;
   EVP_MD_CTX_free(md);
   return ok;
@@ -296,22 +295,22 @@ void rel_sign_verify(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, enum rel_kind 
   int64_t t0;
 
   memset(out, 0, sizeof(*out));
-  if(RAND_bytes(msg, sizeof(msg)) != 1 || EVP_Digest(msg, sizeof(msg), digest, NULL,
-                                                      EVP_sha256(), NULL) != 1) {
+  if (RAND_bytes(msg, sizeof(msg)) != 1 ||
+      EVP_Digest(msg, sizeof(msg), digest, NULL, EVP_sha256(), NULL) != 1) {
     out->rv = CKR_GENERAL_ERROR;
     return;
   }
   t0 = rel_now_ms();
   out->rv = f->C_SignInit(s, &mech, key->priv);
-  if(out->rv == CKR_OK) {
-    if(kind == REL_EC)
+  if (out->rv == CKR_OK) {
+    if (kind == REL_EC)
       out->rv = f->C_Sign(s, digest, sizeof(digest), sig, &sig_len);
     else
       out->rv = f->C_Sign(s, msg, sizeof(msg), sig, &sig_len);
   }
   out->ms = rel_now_ms() - t0;
-  if(out->rv != CKR_OK) {
-    if(f->C_GetSessionInfo(s, &info) == CKR_OK)
+  if (out->rv != CKR_OK) {
+    if (f->C_GetSessionInfo(s, &info) == CKR_OK)
       out->device_error = info.ulDeviceError;
     return;
   }

@@ -2,7 +2,8 @@
 /* rel_common.h - shared by the reliability test programs (fault_test, fork_test, stress_test,
  * hostile_test): the module loaded with an explicit config, the emulator's fault control, public
  * keys from DER files written by the runner (independent of the module), and a sign+verify step
- * checked with OpenSSL. Check counting and module loading come from tests/integration/p11_common. */
+ * checked with OpenSSL. Check counting and module loading come from tests/integration/p11_common.
+ */
 #ifndef AKV_REL_COMMON_H
 #define AKV_REL_COMMON_H
 
@@ -53,9 +54,9 @@ struct rel_key {
 
 /* Result of one sign + verify. */
 struct rel_sig_result {
-  CK_RV rv;          /* of the sign sequence (C_SignInit/C_Sign) */
-  int verified;      /* 1: OpenSSL accepted the signature over the message */
-  int64_t ms;        /* wall time of C_SignInit + C_Sign */
+  CK_RV rv;              /* of the sign sequence (C_SignInit/C_Sign) */
+  int verified;          /* 1: OpenSSL accepted the signature over the message */
+  int64_t ms;            /* wall time of C_SignInit + C_Sign */
   CK_ULONG device_error; /* C_GetSessionInfo.ulDeviceError after a failure */
 };
 

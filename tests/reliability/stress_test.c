@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* stress_test - 16 threads over one module instance (issue 5), built for the sanitizer runs.
+/* stress_test - 16 threads over one module instance, built for the sanitizer runs.
  *
  *   stress_test CONFIG THREADS ITERATIONS
  *
@@ -53,7 +53,7 @@ struct stats {
 
 static void fail_at(struct stats *st, const char *where, CK_RV rv)
 {
-  if(!st->errors++) {
+  if (!st->errors++) {
     st->first_error = rv;
     snprintf(st->where, sizeof(st->where), "%s", where);
   }
@@ -75,11 +75,11 @@ static CK_OBJECT_HANDLE find_one(CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls, const
   CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
   CK_ULONG n = 0;
   *rv = g.f->C_FindObjectsInit(s, t, 2);
-  if(*rv != CKR_OK)
+  if (*rv != CKR_OK)
     return h;
   *rv = g.f->C_FindObjects(s, &h, 1, &n);
   g.f->C_FindObjectsFinal(s);
-  if(*rv == CKR_OK && n != 1) {
+  if (*rv == CKR_OK && n != 1) {
     *rv = CKR_GENERAL_ERROR;
     h = CK_INVALID_HANDLE;
   }
@@ -103,9 +103,9 @@ static int iteration(struct stats *st, int finalizing)
   do {                                                                                             \
     where = name;                                                                                  \
     rv = (call);                                                                                   \
-    if(rv != CKR_OK)                                                                               \
+    if (rv != CKR_OK)                                                                              \
       goto out;                                                                                    \
-  } while(0)
+  } while (0)
 
   STEP("C_GetSlotList", g.f->C_GetSlotList(CK_TRUE, slots, &ns));
   STEP("C_OpenSession", g.f->C_OpenSession(slots[0], CKF_SERIAL_SESSION, NULL, NULL, &s));
@@ -113,27 +113,27 @@ static int iteration(struct stats *st, int finalizing)
   rv = g.f->C_FindObjects(s, all, 64, &n);
   g.f->C_FindObjectsFinal(s);
   where = "C_FindObjects(all)";
-  if(rv != CKR_OK)
+  if (rv != CKR_OK)
     goto out;
-  if(n < 4) {
+  if (n < 4) {
     rv = CKR_GENERAL_ERROR;
     goto out;
   }
-  for(int k = 0; k < 2; k++) {
+  for (int k = 0; k < 2; k++) {
     CK_ATTRIBUTE a[2] = {{CKA_LABEL, NULL, 0}, {CKA_KEY_TYPE, NULL, 0}};
     unsigned char label[256], big[1024];
     CK_KEY_TYPE kt;
     CK_ATTRIBUTE pa = {k == REL_EC ? CKA_EC_POINT : CKA_MODULUS, NULL, 0};
     where = "find by label";
     priv[k] = find_one(s, CKO_PRIVATE_KEY, g.labels[k], &rv);
-    if(rv != CKR_OK)
+    if (rv != CKR_OK)
       goto out;
     pub = find_one(s, CKO_PUBLIC_KEY, g.labels[k], &rv);
-    if(rv != CKR_OK)
+    if (rv != CKR_OK)
       goto out;
     STEP("C_GetAttributeValue(length)", g.f->C_GetAttributeValue(s, priv[k], a, 2));
     where = "attribute lengths";
-    if(a[0].ulValueLen != strlen(g.labels[k]) || a[1].ulValueLen != sizeof(kt)) {
+    if (a[0].ulValueLen != strlen(g.labels[k]) || a[1].ulValueLen != sizeof(kt)) {
       rv = CKR_GENERAL_ERROR;
       goto out;
     }
@@ -142,8 +142,8 @@ static int iteration(struct stats *st, int finalizing)
     a[1].pValue = &kt;
     STEP("C_GetAttributeValue", g.f->C_GetAttributeValue(s, priv[k], a, 2));
     where = "attribute values";
-    if(memcmp(label, g.labels[k], strlen(g.labels[k])) != 0 ||
-       kt != (k == REL_EC ? CKK_EC : CKK_RSA)) {
+    if (memcmp(label, g.labels[k], strlen(g.labels[k])) != 0 ||
+        kt != (k == REL_EC ? CKK_EC : CKK_RSA)) {
       rv = CKR_GENERAL_ERROR;
       goto out;
     }
@@ -156,21 +156,21 @@ static int iteration(struct stats *st, int finalizing)
       rel_sign_verify(g.f, s, (enum rel_kind)k, &key, &r);
       where = k == REL_EC ? "C_Sign(ECDSA)" : "C_Sign(SHA256_RSA_PKCS)";
       rv = r.rv;
-      if(rv != CKR_OK)
+      if (rv != CKR_OK)
         goto out;
       where = "OpenSSL verification of the module's signature";
-      if(!r.verified) {
+      if (!r.verified) {
         rv = CKR_GENERAL_ERROR;
         goto out;
       }
     }
-    if(k == REL_EC) {
+    if (k == REL_EC) {
       /* The module verifies its own signature (locally, on the cached public key) and rejects
        * a corrupted one. */
       CK_MECHANISM m = {CKM_ECDSA, NULL, 0};
       unsigned char dg[32], sig[64];
       CK_ULONG sl = sizeof(sig);
-      if(RAND_bytes(dg, sizeof(dg)) != 1)
+      if (RAND_bytes(dg, sizeof(dg)) != 1)
         goto out;
       STEP("C_SignInit", g.f->C_SignInit(s, &m, priv[k]));
       STEP("C_Sign", g.f->C_Sign(s, dg, sizeof(dg), sig, &sl));
@@ -180,8 +180,8 @@ static int iteration(struct stats *st, int finalizing)
       STEP("C_VerifyInit", g.f->C_VerifyInit(s, &m, pub));
       where = "C_Verify(corrupted)";
       rv = g.f->C_Verify(s, dg, sizeof(dg), sig, sl);
-      if(rv != CKR_SIGNATURE_INVALID) {
-        if(rv == CKR_OK)
+      if (rv != CKR_SIGNATURE_INVALID) {
+        if (rv == CKR_OK)
           rv = CKR_GENERAL_ERROR;
         goto out;
       }
@@ -199,14 +199,14 @@ static int iteration(struct stats *st, int finalizing)
                EVP_PKEY_encrypt(c, ct, &ctl, pt, sizeof(pt)) == 1;
       EVP_PKEY_CTX_free(c);
       where = "OpenSSL encryption";
-      if(!ok) {
+      if (!ok) {
         rv = CKR_GENERAL_ERROR;
         goto out;
       }
       STEP("C_DecryptInit", g.f->C_DecryptInit(s, &m, priv[k]));
       STEP("C_Decrypt", g.f->C_Decrypt(s, ct, (CK_ULONG)ctl, out, &ol));
       where = "decrypted plaintext";
-      if(ol != sizeof(pt) || memcmp(out, pt, sizeof(pt)) != 0) {
+      if (ol != sizeof(pt) || memcmp(out, pt, sizeof(pt)) != 0) {
         rv = CKR_GENERAL_ERROR;
         goto out;
       }
@@ -215,14 +215,14 @@ static int iteration(struct stats *st, int finalizing)
   where = "C_CloseSession";
   rv = g.f->C_CloseSession(s);
   s = CK_INVALID_HANDLE;
-  if(rv != CKR_OK)
+  if (rv != CKR_OK)
     goto out;
   rc = 0;
 out:
-  if(s != CK_INVALID_HANDLE)
+  if (s != CK_INVALID_HANDLE)
     g.f->C_CloseSession(s);
-  if(rc != 0) {
-    if(finalizing && gone_rv(rv))
+  if (rc != 0) {
+    if (finalizing && gone_rv(rv))
       return 1; /* the module went away under us: expected in phase 2 */
     fail_at(st, where, rv);
   }
@@ -258,11 +258,11 @@ static int slot_calls(struct stats *st)
 #define SLOT_CALL(name, call)                                                                      \
   do {                                                                                             \
     rv = (call);                                                                                   \
-    if(rv != CKR_OK && !gone_rv(rv)) {                                                             \
+    if (rv != CKR_OK && !gone_rv(rv)) {                                                            \
       fail_at(st, name, rv);                                                                       \
       return 1;                                                                                    \
     }                                                                                              \
-  } while(0)
+  } while (0)
   SLOT_CALL("C_GetInfo", g.f->C_GetInfo(&info));
   SLOT_CALL("C_GetSlotList", g.f->C_GetSlotList(CK_TRUE, slots, &n));
   SLOT_CALL("C_GetSlotInfo", g.f->C_GetSlotInfo(0, &si));
@@ -271,9 +271,9 @@ static int slot_calls(struct stats *st)
   SLOT_CALL("C_GetMechanismList", g.f->C_GetMechanismList(0, mechs, &nm));
   SLOT_CALL("C_GetMechanismInfo", g.f->C_GetMechanismInfo(0, CKM_ECDSA, &mi));
   rv = g.f->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &s);
-  if(rv == CKR_OK && live)
+  if (rv == CKR_OK && live)
     atomic_fetch_add(&live_rounds, 1);
-  if(rv == CKR_OK)
+  if (rv == CKR_OK)
     SLOT_CALL("C_CloseSession", g.f->C_CloseSession(s));
   else
     SLOT_CALL("C_OpenSession", rv);
@@ -284,9 +284,9 @@ static int slot_calls(struct stats *st)
 static void *run_slot_calls(void *arg)
 {
   struct worker *w = arg;
-  while(!atomic_load(&g.stop)) {
+  while (!atomic_load(&g.stop)) {
     w->st.iterations++;
-    if(slot_calls(&w->st))
+    if (slot_calls(&w->st))
       break;
   }
   return NULL;
@@ -295,10 +295,10 @@ static void *run_slot_calls(void *arg)
 static void *run(void *arg)
 {
   struct worker *w = arg;
-  for(long i = 0; w->finalizing ? !atomic_load(&g.stop) : i < g.iterations; i++) {
+  for (long i = 0; w->finalizing ? !atomic_load(&g.stop) : i < g.iterations; i++) {
     int r = iteration(&w->st, w->finalizing);
     w->st.iterations++;
-    if(r == 1)
+    if (r == 1)
       break;
   }
   return NULL;
@@ -306,23 +306,23 @@ static void *run(void *arg)
 
 static void run_threads(struct worker *w, unsigned n, int finalizing)
 {
-  for(unsigned i = 0; i < n; i++) {
+  for (unsigned i = 0; i < n; i++) {
     memset(&w[i], 0, sizeof(w[i]));
     w[i].idx = i;
     w[i].finalizing = finalizing;
-    if(pthread_create(&w[i].th, NULL, run, &w[i]) != 0) {
+    if (pthread_create(&w[i].th, NULL, run, &w[i]) != 0) {
       fprintf(stderr, "FATAL: pthread_create\n");
       exit(1);
     }
   }
-  if(finalizing) {
+  if (finalizing) {
     CK_RV rv;
     usleep(1500 * 1000);
     rv = g.f->C_Finalize(NULL);
     t_check(rv == CKR_OK, "C_Finalize with calls in flight: %s", t_rv_name(rv));
     atomic_store(&g.stop, 1);
   }
-  for(unsigned i = 0; i < n; i++)
+  for (unsigned i = 0; i < n; i++)
     pthread_join(w[i].th, NULL);
 }
 
@@ -336,25 +336,25 @@ int main(int argc, char **argv)
   const char *where = "";
   int64_t t0;
 
-  if(argc != 4) {
+  if (argc != 4) {
     fprintf(stderr, "usage: stress_test CONFIG THREADS ITERATIONS\n");
     return 2;
   }
   n = (unsigned)strtoul(argv[2], NULL, 10);
   g.iterations = strtol(argv[3], NULL, 10);
-  if(n == 0 || n > MAX_THREADS || g.iterations <= 0)
+  if (n == 0 || n > MAX_THREADS || g.iterations <= 0)
     return 2;
   g.labels[REL_EC] = rel_env("REL_EC_LABEL");
   g.labels[REL_RSA] = rel_env("REL_RSA_LABEL");
   g.pub[REL_EC] = rel_pubkey_load(rel_env("REL_EC_PUB"));
   g.pub[REL_RSA] = rel_pubkey_load(rel_env("REL_RSA_PUB"));
-  if(!g.pub[0] || !g.pub[1])
+  if (!g.pub[0] || !g.pub[1])
     return 1;
 #ifdef REL_LINKED
   /* Linked with the module's code (sanitizer builds: a clang-sanitized shared module cannot be
    * linked with -z defs, the executable carries the runtime). */
   dl = NULL;
-  if(C_GetFunctionList(&g.f) != CKR_OK)
+  if (C_GetFunctionList(&g.f) != CKR_OK)
     return 1;
 #else
   g.f = rel_load(rel_env("AKV_MODULE"), &dl);
@@ -363,14 +363,14 @@ int main(int argc, char **argv)
   /* Phase 1 */
   rv = rel_initialize(g.f, argv[1]);
   t_check(rv == CKR_OK, "C_Initialize: %s", t_rv_name(rv));
-  if(rv != CKR_OK)
+  if (rv != CKR_OK)
     return t_finish("stress_test");
   t0 = rel_now_ms();
   run_threads(w, n, 0);
-  for(unsigned i = 0; i < n; i++) {
+  for (unsigned i = 0; i < n; i++) {
     its += w[i].st.iterations;
     errs += w[i].st.errors;
-    if(w[i].st.errors && first == CKR_OK) {
+    if (w[i].st.errors && first == CKR_OK) {
       first = w[i].st.first_error;
       where = w[i].st.where;
     }
@@ -379,30 +379,31 @@ int main(int argc, char **argv)
          (long long)(rel_now_ms() - t0));
   t_check(errs == 0 && its == (long)n * g.iterations,
           "phase 1: %ld iterations (open, find, attributes, 2 signs verified by OpenSSL, verify "
-          "good+bad, decrypt, close), %ld failed (first: %s at %s)", its, errs, t_rv_name(first),
-          where);
+          "good+bad, decrypt, close), %ld failed (first: %s at %s)",
+          its, errs, t_rv_name(first), where);
   rv = g.f->C_Finalize(NULL);
   t_check(rv == CKR_OK, "C_Finalize after the threads: %s", t_rv_name(rv));
 
   /* Phase 2 */
   rv = rel_initialize(g.f, argv[1]);
   t_check(rv == CKR_OK, "C_Initialize again: %s", t_rv_name(rv));
-  if(rv != CKR_OK)
+  if (rv != CKR_OK)
     return t_finish("stress_test");
   run_threads(w, n, 1);
   its = errs = 0;
   first = CKR_OK;
-  for(unsigned i = 0; i < n; i++) {
+  for (unsigned i = 0; i < n; i++) {
     its += w[i].st.iterations;
     errs += w[i].st.errors;
-    if(w[i].st.errors && first == CKR_OK) {
+    if (w[i].st.errors && first == CKR_OK) {
       first = w[i].st.first_error;
       where = w[i].st.where;
     }
   }
-  t_check(errs == 0, "phase 2: %ld iterations with C_Finalize racing them; calls returned CKR_OK "
-          "or a 'module/session gone' code (%ld others, first 0x%lx at %s)", its, errs,
-          (unsigned long)first, where);
+  t_check(errs == 0,
+          "phase 2: %ld iterations with C_Finalize racing them; calls returned CKR_OK "
+          "or a 'module/session gone' code (%ld others, first 0x%lx at %s)",
+          its, errs, (unsigned long)first, where);
   rv = g.f->C_GetSlotList(CK_TRUE, NULL, &(CK_ULONG){0});
   t_check(rv == CKR_CRYPTOKI_NOT_INITIALIZED, "after C_Finalize: C_GetSlotList -> %s",
           t_rv_name(rv));
@@ -413,51 +414,52 @@ int main(int argc, char **argv)
     atomic_store(&g.stop, 0);
     rv = rel_initialize(g.f, argv[1]);
     t_check(rv == CKR_OK, "C_Initialize a third time: %s", t_rv_name(rv));
-    for(unsigned i = 0; i < n; i++) {
+    for (unsigned i = 0; i < n; i++) {
       memset(&w[i], 0, sizeof(w[i]));
-      if(pthread_create(&w[i].th, NULL, run_slot_calls, &w[i]) != 0) {
+      if (pthread_create(&w[i].th, NULL, run_slot_calls, &w[i]) != 0) {
         fprintf(stderr, "FATAL: pthread_create\n");
         exit(1);
       }
     }
     t0 = rel_now_ms();
-    for(int c = 0; c < FINALIZE_CYCLES; c++) {
+    for (int c = 0; c < FINALIZE_CYCLES; c++) {
       CK_RV rf, ri;
       usleep(20 * 1000);
       rf = g.f->C_Finalize(NULL);
       usleep(2 * 1000);
       ri = rel_initialize(g.f, argv[1]);
-      if(rf == CKR_OK && ri == CKR_OK)
+      if (rf == CKR_OK && ri == CKR_OK)
         cycles_ok++;
     }
     atomic_store(&g.stop, 1);
     its = errs = 0;
     first = CKR_OK;
     where = "";
-    for(unsigned i = 0; i < n; i++) {
+    for (unsigned i = 0; i < n; i++) {
       pthread_join(w[i].th, NULL);
       its += w[i].st.iterations;
       errs += w[i].st.errors;
-      if(w[i].st.errors && first == CKR_OK) {
+      if (w[i].st.errors && first == CKR_OK) {
         first = w[i].st.first_error;
         where = w[i].st.where;
       }
     }
-    t_check(cycles_ok == FINALIZE_CYCLES, "phase 3: %ld/%d C_Finalize + C_Initialize cycles "
-            "returned CKR_OK while %u threads called slot functions (%lld ms)", cycles_ok,
-            FINALIZE_CYCLES, n, (long long)(rel_now_ms() - t0));
+    t_check(cycles_ok == FINALIZE_CYCLES,
+            "phase 3: %ld/%d C_Finalize + C_Initialize cycles "
+            "returned CKR_OK while %u threads called slot functions (%lld ms)",
+            cycles_ok, FINALIZE_CYCLES, n, (long long)(rel_now_ms() - t0));
     t_check(errs == 0 && atomic_load(&live_rounds) > 0,
             "phase 3: %ld rounds (%ld on an initialised module) of C_GetInfo, C_GetSlotList, "
             "C_GetSlotInfo, C_GetTokenInfo, C_GetMechanismList, C_GetMechanismInfo, "
             "C_OpenSession/C_CloseSession returned CKR_OK or a 'module gone' code (%ld others, "
-            "first 0x%lx at %s)", its, atomic_load(&live_rounds), errs, (unsigned long)first,
-            where);
+            "first 0x%lx at %s)",
+            its, atomic_load(&live_rounds), errs, (unsigned long)first, where);
   }
   rv = g.f->C_Finalize(NULL);
   t_check(rv == CKR_OK, "final C_Finalize: %s", t_rv_name(rv));
   EVP_PKEY_free(g.pub[0]);
   EVP_PKEY_free(g.pub[1]);
-  if(dl)
+  if (dl)
     dlclose(dl);
   return t_finish("stress_test");
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# No Azure CLI in a privileged process (issue 12 "Privileged hosts", docs/config.md "Credential
-# chain"): the az login and PATH belong to whoever started a setuid/setgid program. The driver
+# No Azure CLI in a privileged process (docs/security.md "Privileged processes", docs/config.md
+# "Credential chain"): the az login and PATH belong to whoever started a setuid/setgid program. The driver
 # (cred_secure_test.c) lists the objects of a slot whose credential (type auto, from pReserved)
 # can only come from az — IMDS is a closed loopback port — with a fake az that works and records
 # its calls: a plain copy (the control) gets its token from az; a setgid copy, which the kernel

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Fault-injection suite (issue 5): for each fault kind, THREADS threads x COUNT signatures through
-# the module complete with 0 failures and every signature verifies; with a fault on every request,
-# every call returns CKR_DEVICE_ERROR within the deadline + 1 s. `--long` = 8 x 200 per kind
+# Fault-injection suite (docs/reliability.md): for each fault kind, THREADS threads x COUNT
+# signatures through the module complete with 0 failures and every signature verifies; with a fault
+# on every request, every call returns CKR_DEVICE_ERROR within the deadline + 1 s. `--long` = 8 x 200 per kind
 # (the CI default is 8 x 50). See docs/reliability.md.
 # Token expiry: the first request of the phase revokes every token issued so far (the module's
 # cached one dies: 401, one refresh, one retry), and tokens issued afterwards live 2 s, so they

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Fork safety (issue 5): see fork_test.c for what is checked.
+# Fork safety (docs/reliability.md "Fork"): see fork_test.c for what is checked.
 . "$(dirname "$0")/../integration/lib.sh"
 . "$(dirname "$0")/rel_lib.sh"
 need_tool jq curl openssl

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Hostile-server resistance, end to end through the module (issue 5): a tiny HTTPS vault
+# Hostile-server resistance, end to end through the module: a tiny HTTPS vault
 # (hostile_server.c) answers the sign request (or the key, or every request) with something
 # hostile. Every case must end in CKR_DEVICE_ERROR (or, for an unusable JWK, the key not being
 # offered), with a log line naming the problem, no crash and no hang (each pkcs11-tool run is

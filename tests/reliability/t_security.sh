@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Security defaults, end to end (issue 5; docs/security.md):
+# Security defaults, end to end (docs/security.md):
 #  - with every debug category on and a log file, full flows (listing, reading a secret data object,
 #    signing, decrypting, login with a PIN, token refreshes forced by the vault) leave no client
 #    secret, no bearer token (JWT "eyJ..." and the actual tokens fetched during the run), no PIN

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# 16-thread stress test (issue 5): see stress_test.c. Argument: the program (stress_test, which
+# 16-thread stress test: see stress_test.c. Argument: the program (stress_test, which
 # dlopens the module, or stress_test_linked). Under a sanitizer build the same test runs
 # (sanitizers.sh); REL_STRESS_ITERATIONS sets the iterations per thread (default 25), and
 # AKV_EMULATOR_OVERRIDE lets the sanitizer builds use the emulator of the normal build.

@@ -565,7 +565,7 @@ kv_rc kv_random(struct kv_client *cl, unsigned char *out, size_t count)
   return RAND_bytes(out, (int)count) == 1 ? KV_OK : KV_E_PROTOCOL;
 }
 
-/* ---- LIFECYCLE: kv.h writes (src/kv/write.c) over the same in-memory vault ------------------ */
+/* ---- kv.h writes (src/kv/write.c) over the same in-memory vault ------------------------------ */
 
 kv_rc kv_create_key(struct kv_client *cl, const char *name, const struct kv_key_spec *spec,
                     struct kv_key **out)

@@ -1,6 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: Apache-2.0
-# Packaging (issue 6): the Debian source package (debian/) builds with `dpkg-buildpackage -us -uc -b` from a
+# Packaging (docs/usage.md): the Debian source package (debian/) builds with `dpkg-buildpackage -us -uc -b` from a
 # copy of the tree in a temporary directory (the repository stays clean); the .deb installs with
 # `dpkg -i`, and through the INSTALLED module pkcs11-tool lists a fresh emulator's objects,
 # `p11-kit list-modules` shows the installed module file and its token, a module file of our own

@@ -1,6 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: Apache-2.0
-# `meson install --destdir` (issue 6): every file meson plans to install lands under DESTDIR, the
+# `meson install --destdir`: every file meson plans to install lands under DESTDIR, the
 # module in p11-kit's module directory with only the three PKCS#11 entry points exported, the
 # module file (relative module path) in p11-kit's module config directory, akv-p11 in bindir, its
 # man page in man1 and the documents it cites in DATADIR/doc/akv-pkcs11, the vendor header in

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Passive recorder of the SDK's data-plane exchanges (a pipeline policy that only reads), so the wire
-// section can check facts the SDK tolerates but real clients rely on (AZURE-API.md §2.4, §3.4, §4, §7).
+// section can check facts the SDK tolerates but real clients rely on.
 // Bodies are kept only for successful JSON responses and capped; Authorization headers are never kept.
 const MAX_BODY = 64 * 1024;
 const MAX_EXCHANGES = 20000;

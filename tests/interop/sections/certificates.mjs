@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// CertificateClient on the vault (AZURE-API.md §5.2, §6): create with the self-signed default policy
+// CertificateClient on the vault: create with the self-signed default policy
 // (poller), get, versions, list, policy get/update, import of PEM and PKCS#12, the managed key and secret
 // of the same name, soft-delete poller, recover, purge.
 import { X509Certificate, createPrivateKey, createPublicKey, sign, verify } from "node:crypto";

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// CryptographyClient against vault keys (AZURE-API.md §4): sign/verify with every RSA and EC algorithm,
+// CryptographyClient against vault keys: sign/verify with every RSA and EC algorithm,
 // each signature also verified with node:crypto from the JWK that getKey returned; encrypt/decrypt and
 // wrap/unwrap round trips for RSA1_5, RSA-OAEP and RSA-OAEP-256, cross-checked with node:crypto.
 import { constants, generateKeyPairSync, publicDecrypt, publicEncrypt, randomBytes, verify } from "node:crypto";
@@ -110,7 +110,7 @@ export async function runCrypto(ctx) {
     }
   });
 
-  // RSNULL (§4.4): PKCS#1 v1.5 over caller-supplied bytes, no DigestInfo added. Over a SHA-256 DigestInfo it
+  // RSNULL: PKCS#1 v1.5 over caller-supplied bytes, no DigestInfo added. Over a SHA-256 DigestInfo it
   // must equal the (deterministic) RS256 signature of the same digest.
   await check("RSNULL over a DigestInfo equals RS256; node:crypto recovers the DigestInfo", async () => {
     const key = await kc.getKey(rsaName);

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Service errors as the SDK surfaces them (AZURE-API.md §7): RestError with the HTTP status and the
+// Service errors as the SDK surfaces them: RestError with the HTTP status and the
 // service's error.code.
 import { randomBytes } from "node:crypto";
 import { CryptographyClient, KeyClient } from "@azure/keyvault-keys";
@@ -77,7 +77,7 @@ export async function runErrors(ctx) {
     const r = await client.sign("RS256", md);
     assert.equal(r.result.length, 256);
   });
-  await check("sign with an expired key: 403 Forbidden; verify still works (§3.2 nbf/exp)", async () => {
+  await check("sign with an expired key: 403 Forbidden; verify still works (nbf/exp)", async () => {
     const ename = `expired-${s}`;
     const k = await kc.createEcKey(ename, { curve: "P-256" });
     const ecc = new CryptographyClient(k, ctx.credential, ctx.clientOpts);

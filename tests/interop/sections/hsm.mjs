@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Managed HSM (AZURE-API.md §4.5, §9): oct-HSM AES keys, AES-GCM/CBC/CBCPAD encrypt/decrypt, A*KW
+// Managed HSM: oct-HSM AES keys, AES-GCM/CBC/CBCPAD encrypt/decrypt, A*KW
 // wrap/unwrap, random bytes, and HSM-backed RSA/EC keys. An imported AES key of known value lets
 // node:crypto check the emulator's ciphertexts independently.
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from "node:crypto";
@@ -107,7 +107,7 @@ export async function runHsm(ctx) {
       authenticationTag: c.getAuthTag(), additionalAuthenticatedData: aad });
     assert.deepEqual(Buffer.from(dec.result), pt);
   });
-  await check("A256CBC: service zero-pads an unaligned plaintext (§4.5), node:crypto agrees", async () => {
+  await check("A256CBC: service zero-pads an unaligned plaintext, node:crypto agrees", async () => {
     const iv = randomBytes(16);
     const enc = await need(kc, "client").encrypt({ algorithm: "A256CBC", plaintext: pt, iv });
     const d = createDecipheriv("aes-256-cbc", k, iv).setAutoPadding(false);
@@ -150,7 +150,7 @@ export async function runHsm(ctx) {
     assert.deepEqual(Buffer.from((await kc.unwrapKey("CKM_AES_KEY_WRAP_PAD", wp.result)).result), odd);
   });
 
-  // HS256/384/512 on oct-HSM keys: in the swagger, service semantics unconfirmed (AZURE-API.md §1, §11).
+  // HS256/384/512 on oct-HSM keys: in the swagger, service semantics unconfirmed.
   // Checked: the service verifies its own MAC and rejects a tampered one, and the MAC is HMAC(k, value).
   for (const [alg, hash] of [["HS256", "sha256"], ["HS384", "sha384"], ["HS512", "sha512"]]) {
     await check(`${alg} on the imported oct-HSM key: sign/verify, equals node HMAC`, async () => {

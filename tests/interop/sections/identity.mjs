@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// Credentials of @azure/identity against the emulator's Entra ID and managed identity endpoints
-// (AZURE-API.md §8.2, §8.3, §12, §13), plus the raw protocol facts the SDK relies on.
+// Credentials of @azure/identity against the emulator's Entra ID and managed identity endpoints,
+// plus the raw protocol facts the SDK relies on.
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -70,7 +70,7 @@ export async function runIdentity(ctx) {
   const { ready, authOpts } = ctx;
   const tokenUrl = `${ready.authority_host.replace(/\/+$/, "")}/${ready.tenant_id}/oauth2/v2.0/token`;
 
-  await check("OpenID configuration document (§12) has the members MSAL requires", async () => {
+  await check("OpenID configuration document has the members MSAL requires", async () => {
     const res = await fetch(`${ready.authority_host.replace(/\/+$/, "")}/${ready.tenant_id}/v2.0/.well-known/openid-configuration`);
     assert.equal(res.status, 200);
     const doc = await res.json();
@@ -80,7 +80,7 @@ export async function runIdentity(ctx) {
     assert.ok(doc.token_endpoint.startsWith("https://"), "token_endpoint is not https");
   });
 
-  await check("unauthenticated vault request gets the 401 Bearer challenge (§8.1)", async () => {
+  await check("unauthenticated vault request gets the 401 Bearer challenge", async () => {
     const res = await fetch(`${ctx.vaultUrl}/secrets?api-version=7.6`);
     assert.equal(res.status, 401);
     const www = res.headers.get("www-authenticate") || "";
@@ -89,7 +89,7 @@ export async function runIdentity(ctx) {
     assert.match(www, /resource="https:\/\/vault\.azure\.net"/, `no vault resource in ${www}`);
   });
 
-  await check("unauthenticated Managed HSM request gets the managedhsm challenge (§9)", async () => {
+  await check("unauthenticated Managed HSM request gets the managedhsm challenge", async () => {
     const res = await fetch(`${ctx.hsmUrl}/keys?api-version=7.6`);
     assert.equal(res.status, 401);
     const www = res.headers.get("www-authenticate") || "";

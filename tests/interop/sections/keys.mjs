@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // KeyClient lifecycle on the vault: create (RSA sizes, EC curves), import, get, versions, paging, update,
-// rotate, soft-delete with the poller, deleted-key listing, recover, purge (AZURE-API.md §3).
+// rotate, soft-delete with the poller, deleted-key listing, recover, purge.
 import { generateKeyPairSync, verify } from "node:crypto";
 import { CryptographyClient, KeyClient } from "@azure/keyvault-keys";
 import { assert, check, expectRestError, need } from "../lib/harness.mjs";
@@ -11,7 +11,7 @@ const ALL_RSA_OPS = ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapK
 const CURVE_BYTES = { "P-256": 32, "P-384": 48, "P-521": 66, "P-256K": 32 };
 const POLL = { intervalInMs: 250 };
 
-// Shape checks every KeyBundle must pass (§3.2).
+// Shape checks every KeyBundle must pass.
 export function assertKeyShape(key, { vaultUrl, name, kty }) {
   assert.equal(key.name, name);
   assert.match(key.properties.version, VERSION_RE, `version ${key.properties.version}`);
@@ -200,7 +200,7 @@ export async function runKeys(ctx) {
     assert.ok(items.length > 25, `expected more than 25 keys across default pages, got ${items.length}`);
   });
 
-  // api-versions the SDK can be pinned to and the emulator must accept (AZURE-API.md §1, §13).
+  // api-versions the SDK can be pinned to and the emulator must accept.
   for (const serviceVersion of ["7.4", "7.5", "7.6"]) {
     await check(`KeyClient with serviceVersion ${serviceVersion}: create, get`, async () => {
       const c = new KeyClient(vaultUrl, ctx.credential, { ...ctx.clientOpts, serviceVersion });
@@ -209,13 +209,13 @@ export async function runKeys(ctx) {
       assert.equal((await c.getKey(name)).properties.version, k.properties.version);
     });
   }
-  // Identifiers are case-insensitive (§2.2).
+  // Identifiers are case-insensitive.
   await check("getKey with the name in another case finds the same key", async () => {
     const k = await kc.getKey(vname.toUpperCase());
     assert.equal(k.properties.version, need(rotated, "rotated version").properties.version);
   });
 
-  // Rotation policy (stored and validated; AZURE-API.md §3.1) and backup/restore of every version.
+  // Rotation policy (stored and validated) and backup/restore of every version.
   await check("getKeyRotationPolicy returns the service default for a key without one", async () => {
     const p = await kc.getKeyRotationPolicy(vname);
     assert.equal(p.id, `${vaultUrl}/keys/${vname}/rotationpolicy`);

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// The emulator's fault injection and timing knobs (control endpoint, DESIGN.md §8) as the official SDK
-// experiences them: throttling with and without Retry-After (AZURE-API.md §7.2, §7.3), 5xx, dropped
+// The emulator's fault injection and timing knobs (control endpoint, docs/emulator.md) as the official SDK
+// experiences them: throttling with and without Retry-After, 5xx, dropped
 // connections, latency, a rejected (expired) bearer token, broken bodies, the "being deleted" window of
-// soft-delete (§3.3) and short-lived tokens.
+// soft-delete and short-lived tokens.
 import { ClientSecretCredential } from "@azure/identity";
 import { KeyClient } from "@azure/keyvault-keys";
 import { SecretClient } from "@azure/keyvault-secrets";
@@ -63,7 +63,7 @@ export async function runResilience(ctx) {
     assert.ok(r.elapsed >= 900, `retried after ${r.elapsed} ms`);
   });
   // core-rest-pipeline retries 429 only when Retry-After (or retry-after-ms) is present; its exponential
-  // strategy covers 408 and 5xx. Key Vault's 429 usually has no Retry-After (§7.2), so the JS SDK surfaces it.
+  // strategy covers 408 and 5xx. Key Vault's 429 usually has no Retry-After, so the JS SDK surfaces it.
   await check("429 without Retry-After (Key Vault's usual form) surfaces as RestError 429 Throttled", async () => {
     const r = await withFault(ctx, "429-noretry#1", async () => {
       await expectRestError(() => sc.getSecret(name), 429, "Throttled");
@@ -102,7 +102,7 @@ export async function runResilience(ctx) {
     if (!(r.value instanceof Error)) assert.equal(r.value.value, "steady");
   });
 
-  // Soft-delete with the "being deleted" window real vaults have (§3.3).
+  // Soft-delete with the "being deleted" window real vaults have.
   await check("delete with a 1.5 s 'being deleted' window: poller waits; re-create is 409 ObjectIsBeingDeleted", async () => {
     const dname = `slowdelete-${s}`;
     await kc.createEcKey(dname, { curve: "P-256" });

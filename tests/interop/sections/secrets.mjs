@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// SecretClient on the vault (AZURE-API.md §5): set, get, get version, paging (default page size and
+// SecretClient on the vault: set, get, get version, paging (default page size and
 // maxresults), versions, update, disabled secrets, soft-delete poller, recover, purge.
 import { SecretClient } from "@azure/keyvault-secrets";
 import { assert, check, expectRestError, need } from "../lib/harness.mjs";

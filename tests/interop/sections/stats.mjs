@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// The emulator's statistics (DESIGN.md §8): cumulative counts after the tour, then exact counts of what
+// The emulator's statistics (docs/emulator.md): cumulative counts after the tour, then exact counts of what
 // SDK calls cost after a reset through the control endpoint.
 import { CryptographyClient, KeyClient } from "@azure/keyvault-keys";
 import { SecretClient } from "@azure/keyvault-secrets";
@@ -43,8 +43,8 @@ export async function runStats(ctx) {
     await sc.setSecret(name, "counted");
     return kc.createEcKey(name, { curve: "P-256" });
   });
-  // The new CryptographyClient has its own pipeline, so its first request is a token-less challenge probe
-  // (AZURE-API.md §8.1, §13): 7 data-plane requests in all, one of them answered 401.
+  // The new CryptographyClient has its own pipeline, so its first request is a token-less challenge probe:
+  // 7 data-plane requests in all, one of them answered 401.
   await check("after a stats reset, 3 getSecret + challenge + 2 sign + 1 getKey are counted exactly", async () => {
     const res = await fetch(`${ctx.ready.control_url}/stats/reset`, { method: "POST" });
     assert.equal(res.status, 200);

@@ -50,7 +50,7 @@ export async function runWire(ctx) {
     atLeast(dataPlane.length, 200, "exchanges");
   });
 
-  await check("every response carries x-ms-request-id and echoes x-ms-client-request-id (§2.4)", () => {
+  await check("every response carries x-ms-request-id and echoes x-ms-client-request-id", () => {
     const p = problems();
     const sent = dataPlane.filter((x) => x.clientRequestId).length;
     atLeast(sent, 100, "requests with x-ms-client-request-id");
@@ -74,7 +74,7 @@ export async function runWire(ctx) {
     p.assertNone("responses with another content type");
   });
 
-  await check("token-less requests get 401 with a Bearer challenge, nothing else (§8.1)", () => {
+  await check("token-less requests get 401 with a Bearer challenge, nothing else", () => {
     const p = problems();
     let n = 0;
     for (const x of dataPlane.filter((e) => !e.hadAuth)) {
@@ -87,7 +87,7 @@ export async function runWire(ctx) {
     p.assertNone("token-less requests not challenged");
   });
 
-  await check("dates are integer Unix seconds in every attributes object (§0)", () => {
+  await check("dates are integer Unix seconds in every attributes object", () => {
     const p = problems();
     const visit = (o, where) => {
       if (!o || typeof o !== "object") return;
@@ -106,7 +106,7 @@ export async function runWire(ctx) {
     p.assertNone("non-integer dates");
   });
 
-  await check("key material and crypto results are base64url without padding (§0, §3.2, §4.1)", () => {
+  await check("key material and crypto results are base64url without padding", () => {
     const p = problems();
     let seen = 0;
     for (const x of dataPlane) {
@@ -134,7 +134,7 @@ export async function runWire(ctx) {
     p.assertNone("binary members not in base64url");
   });
 
-  await check("certificate cer is standard base64 and x5t base64url (§6.2)", () => {
+  await check("certificate cer is standard base64 and x5t base64url", () => {
     const p = problems();
     let seen = 0;
     for (const x of dataPlane) {
@@ -149,7 +149,7 @@ export async function runWire(ctx) {
     p.assertNone("certificate encodings wrong");
   });
 
-  await check("crypto results: kid is the versioned key id; Managed HSM adds alg, vault RSA does not (§4.1, §4.5, §9)", () => {
+  await check("crypto results: kid is the versioned key id; Managed HSM adds alg, vault RSA does not", () => {
     const p = problems();
     for (const x of dataPlane) {
       const path = pathOf(x.url);
@@ -166,7 +166,7 @@ export async function runWire(ctx) {
     p.assertNone("crypto results off the recorded shape");
   });
 
-  await check("list pages: nextLink absolute on the same vault with api-version and $skiptoken, maxresults kept; last page nextLink null (§3.4)", () => {
+  await check("list pages: nextLink absolute on the same vault with api-version and $skiptoken, maxresults kept; last page nextLink null", () => {
     const p = problems();
     let followed = 0, lastPages = 0;
     for (const x of dataPlane) {
@@ -203,12 +203,12 @@ export async function runWire(ctx) {
     p.assertNone("paging problems");
   });
 
-  await check("errors have {error:{code,message}} bodies (§7.1)", () => {
+  await check("errors have {error:{code,message}} bodies", () => {
     const p = problems();
     let n = 0;
     for (const x of dataPlane) {
       if (x.status < 400 || !x.hadAuth) continue;
-      if (x.status === 401 && hsmOrigin === new URL(x.url).origin && !x.body) continue; // MHSM 401: empty body (§9)
+      if (x.status === 401 && hsmOrigin === new URL(x.url).origin && !x.body) continue; // MHSM 401: empty body
       n++;
       const b = parseBody(x);
       if (!b || !b.error || typeof b.error.code !== "string" || typeof b.error.message !== "string") {
@@ -219,7 +219,7 @@ export async function runWire(ctx) {
     p.assertNone("malformed error bodies");
   });
 
-  await check("status codes: certificate create 202, purges 204, everything else that succeeded 200 (§3.1, §5.1, §6.1)", () => {
+  await check("status codes: certificate create 202, purges 204, everything else that succeeded 200", () => {
     const p = problems();
     let creates = 0, purges = 0;
     for (const x of dataPlane) {
@@ -242,7 +242,7 @@ export async function runWire(ctx) {
     p.assertNone("unexpected success statuses");
   });
 
-  await check("secret values only where they belong: not in PATCH, DELETE, list or recover answers (§5.1)", () => {
+  await check("secret values only where they belong: not in PATCH, DELETE, list or recover answers", () => {
     const p = problems();
     let n = 0;
     for (const x of dataPlane) {
@@ -265,7 +265,7 @@ export async function runWire(ctx) {
     p.assertNone("secret answers leaking values");
   });
 
-  await check("key lists carry no key material; vault keys report hsmPlatform, Managed HSM keys do not (§3.3, §3.4, §9)", () => {
+  await check("key lists carry no key material; vault keys report hsmPlatform, Managed HSM keys do not", () => {
     const p = problems();
     for (const x of dataPlane) {
       if (x.status !== 200 || x.method === "DELETE") continue;
@@ -292,7 +292,7 @@ export async function runWire(ctx) {
     p.assertNone("key answers off the recorded shape");
   });
 
-  await check("Managed HSM challenges have an empty body, vault challenges the Unauthorized error (§8.1, §9)", () => {
+  await check("Managed HSM challenges have an empty body, vault challenges the Unauthorized error", () => {
     const p = problems();
     for (const x of dataPlane.filter((e) => !e.hadAuth && e.status === 401)) {
       const mhsm = new URL(x.url).origin === hsmOrigin;
