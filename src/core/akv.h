@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The model layer: module state, slots, sessions, objects and operations. Shared contract between
- * the model/surface helper (module, slot, session, object, attrs, cache, rv, src/p11/ except
- * crypto.c) and the crypto helper (mech, op_*, outbuf, src/p11/crypto.c).
+/* The model's shared types and calls: module state, slots, sessions, objects and operations
+ * (src/core, src/store, src/token, src/crypto; docs/design.md "Layers").
  * Locking: the module lock guards the session table and slot list only, and is never held across
  * I/O. A session is used through akv_session_acquire/release, which serialises calls on the same
  * session (its own mutex, which may be held across I/O) and keeps it alive. Objects are refcounted
@@ -188,7 +187,7 @@ CK_RV akv_session_add_object(struct akv_session *s, struct akv_object *obj, CK_O
 /* Records the last backend failure on the session (ulDeviceError) and maps it. */
 CK_RV akv_session_fail(struct akv_session *s, kv_rc rc);
 
-/* ---- operations (crypto helper) ------------------------------------------------------------ */
+/* ---- operations (src/token/mech.c, src/crypto/) ------------------------------------------- */
 
 /* Frees an operation's state (wiping buffers); called by the session on C_CloseSession,
  * C_Finalize, and when an operation ends. NULL ok. */

@@ -26,7 +26,7 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 /* Fork generation: bumped in every forked child by the atfork handler, never in the parent. A
  * process is the one that called C_Initialize when the generation it recorded is still current:
  * the same answer as comparing getpid() with the recorded pid, without a system call on every
- * entry point (glibc does not cache the pid; a signature used to cost four getpid calls). */
+ * entry point (glibc does not cache the pid). */
 static atomic_uint fork_gen;
 /* 0 when pthread_atfork failed: the generation would then miss forks, and the check falls back to
  * getpid(). */

@@ -155,7 +155,7 @@ static void memo_put(const char *kid, size_t bytes)
 
 static CK_RV remote_fail(struct akv_session *s, struct akv_op *op, enum kv_cipher_op vop, kv_rc rc)
 {
-  /* A version deleted or disabled meanwhile: CKR_KEY_HANDLE_INVALID, dropped (LIFECYCLE). */
+  /* A version deleted or disabled meanwhile: CKR_KEY_HANDLE_INVALID, dropped. */
   CK_RV rv = akv_write_key_failed(s, op->obj, rc);
   /* A ciphertext the vault refuses (bad padding, failed GCM tag) is the caller's data. */
   if (rc == KV_E_BAD_REQUEST && vop == KV_DECRYPT)

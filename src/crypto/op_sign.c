@@ -251,7 +251,7 @@ static CK_RV sign_remote(struct akv_session *s, struct akv_op *op, const unsigne
   /* The version pinned when the object was listed, never "latest". */
   rc = kv_sign(op->obj->slot->client, key->name, key->version, alg, tbs, tbs_len, sig);
   if (rc != KV_OK)
-    return akv_write_key_failed(s, op->obj, rc); /* LIFECYCLE: deleted/disabled version */
+    return akv_write_key_failed(s, op->obj, rc); /* deleted/disabled version */
   akv_dbg(AKV_LOGC_P11, "%s: signed with %s/%s (%s)", op->mech->name, key->name, key->version,
           alg);
   return CKR_OK;
@@ -481,7 +481,7 @@ static CK_RV verify_remote(struct akv_session *s, struct akv_op *op, const unsig
   rc = kv_verify(op->obj->slot->client, key->name, key->version, alg, tbs, tbs_len, sig, sig_len,
                  &valid);
   if (rc != KV_OK)
-    return akv_write_key_failed(s, op->obj, rc); /* LIFECYCLE: deleted/disabled version */
+    return akv_write_key_failed(s, op->obj, rc); /* deleted/disabled version */
   return valid ? CKR_OK : CKR_SIGNATURE_INVALID;
 }
 

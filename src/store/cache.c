@@ -548,7 +548,7 @@ out:
   return rv;
 }
 
-/* LIFECYCLE: chain certificates from the certificate's secret (defined at the end). */
+/* Chain certificates from the certificate's secret (defined at the end). */
 static CK_RV add_chain(struct build *b, const struct kv_cert *cert, const char *src);
 
 static CK_RV add_cert(struct build *b, const char *name)
@@ -579,7 +579,7 @@ static CK_RV add_cert(struct build *b, const char *name)
   }
   if (rv == CKR_OK)
     rv = push(b, obj);
-  /* LIFECYCLE: intermediates carried in the certificate's secret, when the slot reads secrets. */
+  /* Intermediates carried in the certificate's secret, when the slot reads secrets. */
   if (rv == CKR_OK && (b->sc->objects & AKV_OBJ_SECRETS))
     rv = add_chain(b, cert, src);
 out:
@@ -977,7 +977,7 @@ serve:
   return CKR_OK;
 }
 
-/* ---- LIFECYCLE: writes change the snapshot at once ------------------------------------------- */
+/* ---- writes change the snapshot at once ------------------------------------------------------ */
 
 /* A pending key that an added object replaces (same source: the key was just generated or
  * rotated through the module). */
@@ -1178,7 +1178,7 @@ unlock:
   return rv;
 }
 
-/* LIFECYCLE: certificate chains. The certificate's secret (same name and version) holds the leaf,
+/* Certificate chains. The certificate's secret (same name and version) holds the leaf,
  * the chain and, for exportable certificates, the private key, as PEM or as base64 PKCS#12 without
  * a password. Reading it needs secrets/get, so it happens only on slots that show secrets. The
  * certificates other than the leaf become CKO_CERTIFICATE objects labelled NAME-chain-N, with the

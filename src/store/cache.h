@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The per-slot object cache (DESIGN §5), model-internal. A snapshot is an immutable, refcounted
+/* The per-slot object cache (docs/design.md "Cache"). A snapshot is an immutable, refcounted
  * list of objects sorted by handle, built off-lock and swapped in. */
 #ifndef AKV_CACHE_H
 #define AKV_CACHE_H

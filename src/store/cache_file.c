@@ -41,7 +41,8 @@
 #include "util/b64.h"
 #include "util/log.h"
 
-/* LIFECYCLE: 2 adds key tags; 3 adds pending keys; 4 is authenticated and stores vault JSON. */
+/* The file format: authenticated, with key tags, pending keys and the vault's JSON (docs/design.md
+ * "Cache file"). A file of another format is not read. */
 #define CACHE_FORMAT 4
 #define MAGIC "akv-pkcs11-cache 4"
 #define HDR_LEN (sizeof(MAGIC) + 64 + 1) /* MAGIC, ' ', 64 hex digits, '\n' */

@@ -350,7 +350,7 @@ static void key_common_attrs(struct akv_ab *b, struct akv_object *obj, const cha
   common_storage_attrs(b, obj, label);
   akv_ab_ulong(b, CKA_KEY_TYPE, obj->key_type);
   akv_ab_bytes(b, CKA_ID, ke->id, sizeof(ke->id));
-  /* LIFECYCLE: a CKA_ID given when the key was generated is kept in a tag (src/write.c). */
+  /* A CKA_ID given when the key was generated is kept in a tag (src/token/write.c). */
   akv_object_apply_tag_id(b, &k->attrs);
   akv_ab_date(b, CKA_START_DATE, k->attrs.nbf);
   akv_ab_date(b, CKA_END_DATE, k->attrs.exp);
@@ -579,7 +579,7 @@ CK_RV akv_object_from_cert(struct akv_slot *slot, const struct kv_cert *cert, co
   /* A vault certificate always has its key in the vault: a token user certificate. */
   akv_ab_ulong(&b, CKA_CERTIFICATE_CATEGORY, cert->kid ? 1 : 0);
   akv_ab_bytes(&b, CKA_ID, md, sizeof(md));
-  /* LIFECYCLE: a certificate tagged with its key's CKA_ID keeps pairing with it. */
+  /* A certificate tagged with its key's CKA_ID keeps pairing with it. */
   akv_object_apply_tag_id(&b, &cert->attrs);
   akv_ab_bytes(&b, CKA_VALUE, cert->der, cert->der_len);
   akv_ab_bytes(&b, CKA_PUBLIC_KEY_INFO, spki, (size_t)spki_len);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The mechanism table (DESIGN §3): one row per PKCS#11 mechanism drives C_GetMechanismList/Info,
+/* The mechanism table (docs/mechanisms.md): one row per PKCS#11 mechanism drives C_GetMechanismList/Info,
  * *Init validation and the choice of the Key Vault (JWA) algorithm. */
 #ifndef AKV_MECH_H
 #define AKV_MECH_H
