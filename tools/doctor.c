@@ -259,7 +259,8 @@ static const char *error_lines(const cJSON *arr, char *buf, size_t len)
   const cJSON *it;
   size_t off = 0;
   buf[0] = '\0';
-  cJSON_ArrayForEach(it, arr) {
+  cJSON_ArrayForEach(it, arr)
+  {
     if (!cJSON_IsString(it) || strncmp(it->valuestring, "ERROR ", 6) != 0)
       continue;
     int n = snprintf(buf + off, len - off, "%s%s", off ? "; " : "", it->valuestring + 6);
@@ -314,9 +315,9 @@ static cJSON *token_identity(const char *tok)
   static const struct {
     const char *claim, *field;
   } map[] = {
-      {"tid", "tenant_id"}, {"appid", "app_id"},   {"azp", "app_id"},
-      {"oid", "object_id"}, {"idtyp", "identity_type"}, {"upn", "user"},
-      {"unique_name", "user"}, {"aud", "audience"}, {"iss", "issuer"},
+      {"tid", "tenant_id"},    {"appid", "app_id"},        {"azp", "app_id"},
+      {"oid", "object_id"},    {"idtyp", "identity_type"}, {"upn", "user"},
+      {"unique_name", "user"}, {"aud", "audience"},        {"iss", "issuer"},
   };
   if (!p1 || !(p2 = strchr(p1 + 1, '.')))
     goto out;
@@ -454,12 +455,12 @@ static kv_rc check_key(struct report *r, struct logcap *lc, struct kv_client *cl
               "Key Vault Reader, or the access policy's Get key permission)",
               name);
     else if (rc == KV_E_NOT_FOUND)
-      problem(r, s->label, name, "KEY_NOT_FOUND",
-              "key %s: not found in the vault (HTTP 404)%s", name,
-              s->key_names ? ": fix the name in the slot's \"keys\" list" : " (deleted meanwhile?)");
+      problem(
+          r, s->label, name, "KEY_NOT_FOUND", "key %s: not found in the vault (HTTP 404)%s", name,
+          s->key_names ? ": fix the name in the slot's \"keys\" list" : " (deleted meanwhile?)");
     else if (rc != KV_E_TIMEOUT)
-      problem(r, s->label, name, "GET_FAILED", "key %s: get failed (%s): %s", name,
-              kv_rc_str(rc), last_line(log));
+      problem(r, s->label, name, "GET_FAILED", "key %s: get failed (%s): %s", name, kv_rc_str(rc),
+              last_line(log));
     goto out;
   }
   rsa = k->kty == KV_KTY_RSA;
@@ -485,7 +486,8 @@ static kv_rc check_key(struct report *r, struct logcap *lc, struct kv_client *cl
   if ((rsa || ec) && !(k->key_ops & (KV_OP_SIGN | KV_OP_DECRYPT | KV_OP_UNWRAP))) {
     char ops[128] = "";
     cJSON *o;
-    cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(out, "key_ops")) {
+    cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(out, "key_ops"))
+    {
       size_t l = strlen(ops);
       snprintf(ops + l, sizeof(ops) - l, "%s%s", l ? "," : "", o->valuestring);
     }
@@ -510,8 +512,10 @@ static kv_rc check_key(struct report *r, struct logcap *lc, struct kv_client *cl
       kv_bytes_free(&sig);
       item = step_result(rc, log);
       cJSON_AddStringToObject(item, "alg", alg);
-      cJSON_ReplaceItemInObjectCaseSensitive(perms, "sign", cJSON_CreateString(
-          rc == KV_OK ? "verified" : rc == KV_E_FORBIDDEN ? "denied" : "failed"));
+      cJSON_ReplaceItemInObjectCaseSensitive(perms, "sign",
+                                             cJSON_CreateString(rc == KV_OK            ? "verified"
+                                                                : rc == KV_E_FORBIDDEN ? "denied"
+                                                                                       : "failed"));
       cJSON_AddItemToObject(out, "sign_probe", item);
       if (rc == KV_E_FORBIDDEN)
         problem(r, s->label, name, "SIGN_DENIED",
@@ -559,8 +563,8 @@ static kv_rc check_list(struct report *r, struct logcap *lc, struct kv_client *c
             "name the keys in the slot's \"keys\" field (least-privilege mode, get only)",
             s->label, what, what, what);
   else if (rc != KV_OK && rc != KV_E_TIMEOUT)
-    problem(r, s->label, NULL, "LIST_FAILED", "slot %s: listing %s failed (%s): %s", s->label,
-            what, kv_rc_str(rc), error_lines(log, buf, sizeof(buf)));
+    problem(r, s->label, NULL, "LIST_FAILED", "slot %s: listing %s failed (%s): %s", s->label, what,
+            kv_rc_str(rc), error_lines(log, buf, sizeof(buf)));
   cJSON_Delete(log);
   return rc;
 }
@@ -628,8 +632,9 @@ static int check_slot(struct report *r, struct logcap *lc, struct kv_http *http,
   if (rc != KV_OK) {
     cJSON_AddStringToObject(cj, "result", "invalid");
     cJSON_AddItemToObject(cj, "log", cJSON_Duplicate(log, 1));
-    problem(r, s->label, NULL, "CREDENTIAL_INVALID", "slot %s: the credential cannot be built (%s): %s",
-            s->label, kv_rc_str(rc), error_lines(log, buf, sizeof(buf)));
+    problem(r, s->label, NULL, "CREDENTIAL_INVALID",
+            "slot %s: the credential cannot be built (%s): %s", s->label, kv_rc_str(rc),
+            error_lines(log, buf, sizeof(buf)));
     goto out;
   }
   rc = kv_cred_token(cred, resource, NULL, 0, &tok);
@@ -780,8 +785,10 @@ static void module_slot(struct report *r, struct mv_view *v, const struct akv_sl
   if (rc != 0) {
     cJSON_AddStringToObject(mj, "result", "failed");
     cJSON_AddStringToObject(mj, "error", err);
-    problem(r, s->label, NULL, "MODULE_OBJECTS_FAILED", "slot %s: the module cannot list objects "
-            "(%s): %s", s->label, err, last_line(mlog));
+    problem(r, s->label, NULL, "MODULE_OBJECTS_FAILED",
+            "slot %s: the module cannot list objects "
+            "(%s): %s",
+            s->label, err, last_line(mlog));
     goto out;
   }
   cJSON_AddStringToObject(mj, "result", "ok");
@@ -789,7 +796,8 @@ static void module_slot(struct report *r, struct mv_view *v, const struct akv_sl
   for (size_t i = 0; i < t->n_objs; i++)
     cJSON_AddItemToArray(objs, mv_object_json(&t->objs[i]));
   /* Every readable, enabled key must appear; its URIs go next to it in the report. */
-  cJSON_ArrayForEach(k, cJSON_GetObjectItemCaseSensitive(slot, "keys")) {
+  cJSON_ArrayForEach(k, cJSON_GetObjectItemCaseSensitive(slot, "keys"))
+  {
     const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(k, "name"));
     const cJSON *en = cJSON_GetObjectItemCaseSensitive(k, "enabled");
     cJSON *uris = cJSON_AddArrayToObject(k, "uris");
@@ -818,7 +826,7 @@ static void print_log(const cJSON *o, const char *indent)
 {
   const cJSON *l;
   cJSON_ArrayForEach(l, cJSON_GetObjectItemCaseSensitive(o, "log"))
-    printf("%s| %s\n", indent, cJSON_GetStringValue(l));
+      printf("%s| %s\n", indent, cJSON_GetStringValue(l));
 }
 
 static void print_step(const char *what, const cJSON *st)
@@ -850,7 +858,8 @@ static void print_text(const cJSON *root)
   printf("module: %s: %s%s%s\n", jstr(mod, "path"), jstr(mod, "result"),
          *jstr(mod, "error") ? ": " : "", jstr(mod, "error"));
   print_log(mod, "  ");
-  cJSON_ArrayForEach(slot, cJSON_GetObjectItemCaseSensitive(root, "slots")) {
+  cJSON_ArrayForEach(slot, cJSON_GetObjectItemCaseSensitive(root, "slots"))
+  {
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(slot, "credential");
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(c, "identity");
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(slot, "module"), *k, *u;
@@ -858,8 +867,8 @@ static void print_text(const cJSON *root)
            jstr(slot, "label"), jstr(slot, "url"), jstr(slot, "kind"));
     printf("  credential (%s): %s: %s\n", jstr(c, "scope"), jstr(c, "source"), jstr(c, "result"));
     cJSON_ArrayForEach(u, cJSON_GetObjectItemCaseSensitive(c, "sources"))
-      printf("      source %s: %s%s%s\n", jstr(u, "source"), jstr(u, "state"),
-             *jstr(u, "detail") ? ": " : "", jstr(u, "detail"));
+        printf("      source %s: %s%s%s\n", jstr(u, "source"), jstr(u, "state"),
+               *jstr(u, "detail") ? ": " : "", jstr(u, "detail"));
     print_log(c, "      ");
     if (id) {
       printf("  identity:          tenant %s, app %s, object %s", jstr(id, "tenant_id"),
@@ -872,7 +881,8 @@ static void print_text(const cJSON *root)
     print_step("list keys:", cJSON_GetObjectItemCaseSensitive(slot, "list_keys"));
     print_step("list certificates:", cJSON_GetObjectItemCaseSensitive(slot, "list_certificates"));
     print_step("list secrets:", cJSON_GetObjectItemCaseSensitive(slot, "list_secrets"));
-    cJSON_ArrayForEach(k, cJSON_GetObjectItemCaseSensitive(slot, "keys")) {
+    cJSON_ArrayForEach(k, cJSON_GetObjectItemCaseSensitive(slot, "keys"))
+    {
       const cJSON *pm = cJSON_GetObjectItemCaseSensitive(k, "permissions");
       printf("  key %s (%s%s%s):", jstr(k, "name"), jstr(k, "kty"), *jstr(k, "crv") ? " " : "",
              jstr(k, "crv"));
@@ -882,14 +892,15 @@ static void print_text(const cJSON *root)
              jstr(cJSON_GetObjectItemCaseSensitive(pm, "get"), "result"), jstr(pm, "sign"),
              jstr(pm, "decrypt"), jstr(pm, "wrap"));
       cJSON_ArrayForEach(u, cJSON_GetObjectItemCaseSensitive(k, "uris"))
-        printf("      %s\n", cJSON_GetStringValue(u));
+          printf("      %s\n", cJSON_GetStringValue(u));
     }
     if (m && *jstr(m, "result")) {
       printf("  module token:      %s %s", jstr(m, "result"), jstr(m, "uri"));
       if (*jstr(m, "reason") || *jstr(m, "error"))
         printf(" (%s%s)", jstr(m, "reason"), jstr(m, "error"));
       printf("\n");
-      cJSON_ArrayForEach(u, cJSON_GetObjectItemCaseSensitive(m, "objects")) {
+      cJSON_ArrayForEach(u, cJSON_GetObjectItemCaseSensitive(m, "objects"))
+      {
         if (strcmp(jstr(u, "class"), "private") == 0 || strcmp(jstr(u, "class"), "public") == 0)
           continue; /* printed under their key */
         printf("      %s\n", jstr(u, "uri"));
@@ -898,12 +909,12 @@ static void print_text(const cJSON *root)
     }
   }
   cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(root, "notes"))
-    printf("\nnote: %s", jstr(p, "message"));
+      printf("\nnote: %s", jstr(p, "message"));
   if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(root, "notes")))
     printf("\n");
   printf("\n");
   cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(root, "problems"))
-    printf("PROBLEM [%s] %s\n", jstr(p, "code"), jstr(p, "message"));
+      printf("PROBLEM [%s] %s\n", jstr(p, "code"), jstr(p, "message"));
   if (np)
     printf("%d problem%s found\n", np, np == 1 ? "" : "s");
   else
@@ -1028,8 +1039,8 @@ int tool_doctor(const struct tool_opts *o)
   if (!v) {
     cJSON_AddStringToObject(mod, "result", "failed");
     cJSON_AddStringToObject(mod, "error", err);
-    problem(&r, NULL, NULL, "MODULE_LOAD_FAILED", "the module %s cannot be used: %s%s%s",
-            o->module, err, cJSON_GetArraySize(mlog) ? ": " : "", last_line(mlog));
+    problem(&r, NULL, NULL, "MODULE_LOAD_FAILED", "the module %s cannot be used: %s%s%s", o->module,
+            err, cJSON_GetArraySize(mlog) ? ": " : "", last_line(mlog));
   } else {
     cJSON_AddStringToObject(mod, "result", "loaded");
     cJSON_AddNumberToObject(mod, "tokens", (double)v->n_toks);
