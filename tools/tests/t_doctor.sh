@@ -494,7 +494,7 @@ rm -f "$WORK/silent.err"
 p11 --config "$WORK/silent.json" doctor >"$WORK/silent.txt" 2>"$WORK/silent.err" &
 dpid=$!
 seen_running=no
-for i in $(seq 300); do
+for _ in $(seq 300); do
   if grep -q '^doctor: slot good: list keys ok$' "$WORK/silent.err" 2>/dev/null; then
     kill -0 "$dpid" 2>/dev/null && seen_running=yes
     break
