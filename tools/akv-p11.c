@@ -19,35 +19,36 @@
 
 static void usage(FILE *f)
 {
-  fprintf(f,
-          "Usage: akv-p11 [OPTIONS] COMMAND [ARGS]\n"
-          "\n"
-          "Commands:\n"
-          "  doctor        check the configuration, credentials, permissions and objects of every\n"
-          "                slot and print what is wrong and how to fix it\n"
-          "  list          list the objects the module exposes (table, or --json)\n"
-          "  uri NAME      print the PKCS#11 URI of the object labelled NAME\n"
-          "  audit verify FILE...\n"
-          "                check the hash chain of audit files (oldest first) and report the first\n"
-          "                changed, missing or reordered line (docs/audit.md)\n"
-          "\n"
-          "Options:\n"
-          "  -c, --config FILE   configuration file or inline JSON (default: the module's search:\n"
-          "                      AKV_PKCS11_CONFIG, ~/.config/akv-pkcs11/config.json,\n"
-          "                      /etc/akv-pkcs11/config.json, then the environment)\n"
-          "  -m, --module PATH   the module to load (default: $AKV_PKCS11_MODULE, else run from\n"
-          "                      a build tree BUILD/src/akv-pkcs11.so, else\n"
-          "                      " AKV_DEFAULT_MODULE ")\n"
-          "  -j, --json          machine-readable output (doctor, list)\n"
-          "      --probe-sign    doctor: also sign an all-zero digest with every sign-capable key\n"
-          "                      (no state change, but audited by Key Vault as key use)\n"
-          "  -t, --token LABEL   list, uri: only this token\n"
-          "      --type TYPE     uri: private (default for key pairs), public, secret-key, cert, data\n"
-          "  -h, --help          this help\n"
-          "  -V, --version       version\n"
-          "\n"
-          "Exit status: 0 healthy / found, 1 problems found / not found, 2 usage or configuration\n"
-          "error.\n");
+  fprintf(
+      f,
+      "Usage: akv-p11 [OPTIONS] COMMAND [ARGS]\n"
+      "\n"
+      "Commands:\n"
+      "  doctor        check the configuration, credentials, permissions and objects of every\n"
+      "                slot and print what is wrong and how to fix it\n"
+      "  list          list the objects the module exposes (table, or --json)\n"
+      "  uri NAME      print the PKCS#11 URI of the object labelled NAME\n"
+      "  audit verify FILE...\n"
+      "                check the hash chain of audit files (oldest first) and report the first\n"
+      "                changed, missing or reordered line (docs/audit.md)\n"
+      "\n"
+      "Options:\n"
+      "  -c, --config FILE   configuration file or inline JSON (default: the module's search:\n"
+      "                      AKV_PKCS11_CONFIG, ~/.config/akv-pkcs11/config.json,\n"
+      "                      /etc/akv-pkcs11/config.json, then the environment)\n"
+      "  -m, --module PATH   the module to load (default: $AKV_PKCS11_MODULE, else run from\n"
+      "                      a build tree BUILD/src/akv-pkcs11.so, else\n"
+      "                      " AKV_DEFAULT_MODULE ")\n"
+      "  -j, --json          machine-readable output (doctor, list)\n"
+      "      --probe-sign    doctor: also sign an all-zero digest with every sign-capable key\n"
+      "                      (no state change, but audited by Key Vault as key use)\n"
+      "  -t, --token LABEL   list, uri: only this token\n"
+      "      --type TYPE     uri: private (default for key pairs), public, secret-key, cert, data\n"
+      "  -h, --help          this help\n"
+      "  -V, --version       version\n"
+      "\n"
+      "Exit status: 0 healthy / found, 1 problems found / not found, 2 usage or configuration\n"
+      "error.\n");
 }
 
 void tool_vault_serial(const char *url, char out[17])
@@ -225,8 +226,8 @@ int tool_uri(const struct tool_opts *o, const char *name)
     }
   }
   if (other_tok) {
-    fprintf(stderr, "akv-p11: '%s' exists on tokens '%s' and '%s'; choose one with --token\n",
-            name, best_tok->label, other_tok->label);
+    fprintf(stderr, "akv-p11: '%s' exists on tokens '%s' and '%s'; choose one with --token\n", name,
+            best_tok->label, other_tok->label);
     ret = TOOL_PROBLEM;
     goto out;
   }
@@ -249,10 +250,14 @@ int main(int argc, char **argv)
 {
   enum { OPT_PROBE = 256, OPT_TYPE };
   static const struct option longopts[] = {
-      {"config", required_argument, NULL, 'c'}, {"module", required_argument, NULL, 'm'},
-      {"json", no_argument, NULL, 'j'},         {"probe-sign", no_argument, NULL, OPT_PROBE},
-      {"token", required_argument, NULL, 't'},  {"type", required_argument, NULL, OPT_TYPE},
-      {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
+      {"config", required_argument, NULL, 'c'},
+      {"module", required_argument, NULL, 'm'},
+      {"json", no_argument, NULL, 'j'},
+      {"probe-sign", no_argument, NULL, OPT_PROBE},
+      {"token", required_argument, NULL, 't'},
+      {"type", required_argument, NULL, OPT_TYPE},
+      {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0},
   };
   static const char *const types[] = {"private", "public", "secret-key", "cert", "data"};
