@@ -221,8 +221,9 @@ static int read_chain_state(char out[AKV_AUDIT_HASH_HEX + 1])
 
 int akv_audit_open(const char *path)
 {
-  int fd = -1, rfd = -1, sfd = -1;
+  int fd = -1, rfd = -1, sfd = -1, regular = 1;
   char *abs = NULL, *spath = NULL;
+  struct stat st;
   if (path && *path) {
     char why[512], cwd[4096];
     if (path[0] != '/' && getcwd(cwd, sizeof(cwd))) {
@@ -242,11 +243,14 @@ int akv_audit_open(const char *path)
       free(abs);
       return -1;
     }
-    if (asprintf(&spath, "%s.chain", abs) < 0)
+    /* Only a regular file has a chain state: not /dev/null or another device. */
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+      regular = 0;
+    else if (asprintf(&spath, "%s.chain", abs) < 0)
       spath = NULL;
     if (spath)
       sfd = akv_open_own_file(spath, why, sizeof(why));
-    if (sfd < 0)
+    if (regular && sfd < 0)
       akv_warn(AKV_LOGC_GEN,
                "cannot open the audit chain state %s.chain: %s; a new audit file after a "
                "rotation may start a new chain",

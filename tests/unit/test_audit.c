@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -411,6 +412,32 @@ static void test_processes(void **state)
   unlink_all(path);
 }
 
+static void *record_50(void *arg)
+{
+  (void)arg;
+  for (int j = 0; j < 50; j++)
+    akv_audit_record(&sign_ev);
+  return NULL;
+}
+
+/* Four threads of one process appending at once: one valid chain with every line. */
+static void test_threads(void **state)
+{
+  char path[200];
+  pthread_t th[4];
+  (void)state;
+  tmp_path(path, sizeof(path), "threads");
+  unlink_all(path);
+  assert_int_equal(akv_audit_open(path), 0);
+  for (int i = 0; i < 4; i++)
+    assert_int_equal(pthread_create(&th[i], NULL, record_50, NULL), 0);
+  for (int i = 0; i < 4; i++)
+    assert_int_equal(pthread_join(th[i], NULL), 0);
+  akv_audit_close();
+  assert_int_equal(check_chain(path, 1, "new", AKV_AUDIT_ZERO_HASH), 200);
+  unlink_all(path);
+}
+
 /* A line that would exceed the bound leaves its long identifiers out, and the chain goes on. */
 static void test_oversize(void **state)
 {
@@ -445,7 +472,7 @@ int main(void)
       cmocka_unit_test(test_chain),      cmocka_unit_test(test_read_tail),
       cmocka_unit_test(test_parse_link), cmocka_unit_test(test_restart_foreign),
       cmocka_unit_test(test_rotation),   cmocka_unit_test(test_processes),
-      cmocka_unit_test(test_oversize),
+      cmocka_unit_test(test_threads),    cmocka_unit_test(test_oversize),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
