@@ -186,6 +186,24 @@ check_grep "text: the client secret was skipped, and why" \
 check_grep "text: the Azure CLI comes after it and is not configured here" \
   '^      source Azure CLI .*: not_tried: not configured: (az_path .* is not an executable file|no az on PATH)' "$WORK/mi.txt"
 
+section "credential chain (type auto): tenant and client id without a secret name what is missing"
+# AZURE_TENANT_ID and AZURE_CLIENT_ID reach the process, AZURE_CLIENT_SECRET does not: the app's
+# sources are not configured (the rule does not change), IMDS is a closed loopback port and there
+# is no az, so no source answers; the missing variable is named.
+jq '.credential = {type: "auto", authority_host: .credential.authority_host}' "$WORK/healthy.json" \
+  >"$WORK/half.json"
+chmod 600 "$WORK/half.json"
+rc=0
+AZURE_TENANT_ID="$EMU_TENANT" AZURE_CLIENT_ID="$EMU_CLIENT_ID" \
+  p11 --config "$WORK/half.json" doctor --json >"$WORK/half.out" 2>&1 || rc=$?
+check_eq "half an app credential: exit 1, CREDENTIAL_FAILED" "1 CREDENTIAL_FAILED" \
+  "$rc $(jq -r '[.problems[].code] | join(",")' "$WORK/half.out")"
+check_grep "the missing AZURE_CLIENT_SECRET is named, with what the other app sources need" \
+  "WARN auth: credential chain: tenant_id \(AZURE_TENANT_ID\) and client_id \(AZURE_CLIENT_ID\) are set but AZURE_CLIENT_SECRET is missing \(and neither AZURE_CLIENT_CERTIFICATE_PATH for a certificate nor AZURE_FEDERATED_TOKEN_FILE for workload identity is set\), so app $EMU_CLIENT_ID is not used" \
+  <(jq -r '.slots[0].credential.log[]' "$WORK/half.out")
+check_grep "the source list says the same" '^not_configured no client secret \(AZURE_CLIENT_SECRET' \
+  <(jq -r '.slots[0].credential.sources[0] | "\(.state) \(.detail)"' "$WORK/half.out")
+
 section "least-privilege mode: named keys, one of them misspelt, and a disabled key"
 kv_create_disabled off-key || fail "seeding off-key"
 jq '.slots = [.slots[0] + {keys: ["rsa2048", "rsa2084", "off-key"]}]' "$WORK/healthy.json" >"$WORK/named.json"
