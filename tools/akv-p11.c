@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* akv-p11: the command-line companion of akv-pkcs11 (doctor, list, uri). See akv-p11.1. */
+/* akv-p11: the command-line companion of akv-pkcs11 (doctor, list, uri, audit, attest). See
+ * akv-p11.1. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +10,7 @@
 #include <cjson/cJSON.h>
 #include <openssl/evp.h>
 
+#include "kv/kv.h"
 #include "modview.h"
 #include "tool.h"
 #include "util/config.h"
@@ -31,6 +34,8 @@ static void usage(FILE *f)
       "  audit verify FILE...\n"
       "                check the hash chain of audit files (oldest first) and report the first\n"
       "                changed, missing or reordered line (docs/audit.md)\n"
+      "  attest NAME   Managed HSM: fetch the key attestation of key NAME, check it with OpenSSL\n"
+      "                and write it for a certificate authority (--out DIR, docs/usage.md)\n"
       "\n"
       "Options:\n"
       "  -c, --config FILE   configuration file or inline JSON (default: the module's search:\n"
@@ -44,11 +49,31 @@ static void usage(FILE *f)
       "                      (no state change, but audited by Key Vault as key use)\n"
       "  -t, --token LABEL   list, uri: only this token\n"
       "      --type TYPE     uri: private (default for key pairs), public, secret-key, cert, data\n"
+      "      --slot N        attest: the slot (0-based, configuration order; default: the first\n"
+      "                      Managed HSM)\n"
+      "      --out DIR       attest: where the files go (default: the current directory)\n"
       "  -h, --help          this help\n"
       "  -V, --version       version\n"
       "\n"
       "Exit status: 0 healthy / found, 1 problems found / not found, 2 usage or configuration\n"
       "error.\n");
+}
+
+void tool_http_opts(const struct akv_config *cfg, struct kv_http_opts *ho)
+{
+  memset(ho, 0, sizeof(*ho));
+  ho->ca_file = cfg->ca_file;
+  ho->proxy = cfg->proxy;
+  ho->connect_timeout_ms = cfg->connect_timeout_ms;
+  ho->request_timeout_ms = cfg->request_timeout_ms;
+  ho->deadline_ms = cfg->deadline_ms;
+  ho->max_retries = cfg->max_retries;
+  ho->retry_base_ms = cfg->retry_base_ms;
+  ho->retry_cap_ms = cfg->retry_cap_ms;
+  ho->pool_size = cfg->pool_size;
+  ho->max_response_bytes = cfg->max_response_bytes;
+  ho->allowed_hosts = (const char *const *)cfg->allowed_hosts;
+  ho->n_allowed_hosts = cfg->n_allowed_hosts;
 }
 
 void tool_vault_serial(const char *url, char out[17])
@@ -248,7 +273,7 @@ out:
 
 int main(int argc, char **argv)
 {
-  enum { OPT_PROBE = 256, OPT_TYPE };
+  enum { OPT_PROBE = 256, OPT_TYPE, OPT_SLOT, OPT_OUT };
   static const struct option longopts[] = {
       {"config", required_argument, NULL, 'c'},
       {"module", required_argument, NULL, 'm'},
@@ -256,6 +281,8 @@ int main(int argc, char **argv)
       {"probe-sign", no_argument, NULL, OPT_PROBE},
       {"token", required_argument, NULL, 't'},
       {"type", required_argument, NULL, OPT_TYPE},
+      {"slot", required_argument, NULL, OPT_SLOT},
+      {"out", required_argument, NULL, OPT_OUT},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0},
@@ -265,6 +292,7 @@ int main(int argc, char **argv)
   const char *cmd;
   int c, ok;
   memset(&o, 0, sizeof(o));
+  o.slot = -1;
   o.module = getenv("AKV_PKCS11_MODULE");
   if (!o.module || !*o.module)
     o.module = mv_default_module(AKV_DEFAULT_MODULE);
@@ -296,6 +324,19 @@ int main(int argc, char **argv)
       }
       o.type = optarg;
       break;
+    case OPT_SLOT: {
+      char *end = NULL;
+      errno = 0;
+      o.slot = strtol(optarg, &end, 10);
+      if (errno || end == optarg || *end || o.slot < 0 || o.slot > 1023) {
+        fprintf(stderr, "akv-p11: --slot must be a slot number 0..1023\n");
+        return TOOL_USAGE;
+      }
+      break;
+    }
+    case OPT_OUT:
+      o.out = optarg;
+      break;
     case 'h':
       usage(stdout);
       return TOOL_OK;
@@ -320,6 +361,8 @@ int main(int argc, char **argv)
     return tool_uri(&o, argv[optind]);
   if (strcmp(cmd, "audit") == 0 && optind + 1 < argc && strcmp(argv[optind], "verify") == 0)
     return tool_audit_verify(argc - optind - 1, argv + optind + 1);
+  if (strcmp(cmd, "attest") == 0 && optind + 1 == argc)
+    return tool_attest(&o, argv[optind], o.slot, o.out ? o.out : ".");
   if (strcmp(cmd, "help") == 0) {
     usage(stdout);
     return TOOL_OK;

@@ -989,19 +989,7 @@ int tool_doctor(const struct tool_opts *o)
     akv_log_init(AKV_LOG_INFO, NULL);
   }
 
-  memset(&ho, 0, sizeof(ho));
-  ho.ca_file = cfg->ca_file;
-  ho.proxy = cfg->proxy;
-  ho.connect_timeout_ms = cfg->connect_timeout_ms;
-  ho.request_timeout_ms = cfg->request_timeout_ms;
-  ho.deadline_ms = cfg->deadline_ms;
-  ho.max_retries = cfg->max_retries;
-  ho.retry_base_ms = cfg->retry_base_ms;
-  ho.retry_cap_ms = cfg->retry_cap_ms;
-  ho.pool_size = cfg->pool_size;
-  ho.max_response_bytes = cfg->max_response_bytes;
-  ho.allowed_hosts = (const char *const *)cfg->allowed_hosts;
-  ho.n_allowed_hosts = cfg->n_allowed_hosts;
+  tool_http_opts(cfg, &ho);
   rc = kv_http_new(&ho, &http);
   if (rc != KV_OK) {
     cJSON *l = cJSON_CreateArray();

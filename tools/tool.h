@@ -31,6 +31,11 @@ int tool_audit_verify(int nfiles, char **files);
  * -1 = the first Managed HSM slot. */
 int tool_attest(const struct tool_opts *o, const char *name, long slot, const char *out_dir);
 
+/* The transport options of a loaded configuration (doctor, attest). */
+struct akv_config;
+struct kv_http_opts;
+void tool_http_opts(const struct akv_config *cfg, struct kv_http_opts *ho);
+
 /* First 16 hex digits of SHA-256 of the vault URL: the token serial (docs/usage.md). */
 void tool_vault_serial(const char *url, char out[17]);
 

@@ -294,4 +294,41 @@ kv_rc kv_delete_secret(struct kv_client *cl, const char *name);
 /* DELETE /certificates/{name} (with its managed key and secret). */
 kv_rc kv_delete_certificate(struct kv_client *cl, const char *name);
 
+/* ---- key attestation (Managed HSM, api-version 7.6 and later: src/kv/attest.c) ------------- */
+
+/* GET /keys/{name}/{version}/attestation, decoded. */
+struct kv_attestation {
+  struct kv_key *key;          /* the key version the reply describes */
+  char *format_version;        /* attributes.attestation.version (NULL when absent) */
+  char *cert_pem;              /* certificatePemFile decoded: PEM certificates, NUL-terminated */
+  size_t cert_pem_len;
+  unsigned char *priv_blob;    /* privateKeyAttestation */
+  size_t priv_len;
+  unsigned char *pub_blob;     /* publicKeyAttestation: RSA/EC keys only, else NULL */
+  size_t pub_len;
+};
+void kv_attestation_free(struct kv_attestation *a);
+
+/* version NULL = latest. KV_E_UNSUPPORTED on a Key Vault (Managed HSM only); KV_E_PROTOCOL with a
+ * log line when the reply is malformed. No check of the content: kv_attestation_verify. */
+kv_rc kv_get_key_attestation(struct kv_client *cl, const char *name, const char *version,
+                             struct kv_attestation **out);
+
+/* What kv_attestation_verify established (references the caller releases with
+ * kv_attest_result_clear). */
+struct kv_attest_result {
+  X509 *leaf;                  /* key certificate for the key's public key (RSA/EC), else NULL */
+  X509 *signer;                /* attestation signer: signs the blobs, issues the key certificate */
+  X509 *root;                  /* the reply's self-signed root */
+  int extractable, never_extractable; /* from the private key attestation; -1 = not stated */
+};
+void kv_attest_result_clear(struct kv_attest_result *r);
+
+/* Checks with OpenSSL: certificatePemFile is [key certificate,] signer, ..., self-signed root and
+ * verifies to anchor (NULL = its own root); the key certificate and both blobs certify the key's
+ * public key; the blobs carry the signer's signature and name the key (CKA_ID = kid). KV_OK or
+ * KV_E_PROTOCOL with a log line saying which check failed. */
+kv_rc kv_attestation_verify(const struct kv_attestation *a, OSSL_LIB_CTX *libctx, X509 *anchor,
+                            struct kv_attest_result *res);
+
 #endif

@@ -1,0 +1,157 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+# akv-p11 attest against the emulator (a Key Vault slot and a Managed HSM slot): for an RSA-HSM,
+# an EC-HSM and an oct-HSM key the written files verify with `openssl verify -CAfile root.pem
+# -untrusted intermediates.pem attest.pem`, the certified public key equals the vault key's,
+# the blobs carry the signer's signature; a tampered reply (emulator attestation_tamper chain,
+# blob, key) is refused with a message and writes nothing; a key on the Key Vault slot, an
+# absent key and bad arguments give a message and a non-zero exit. The commands of docs/usage.md
+# "Key attestation for a CA".
+# Inputs: AKV_EMULATOR, AKV_P11, AKV_SOURCE_ROOT, INTEG_LIB (tests/integration/lib.sh).
+# shellcheck source=../../tests/integration/lib.sh
+source "${INTEG_LIB:?INTEG_LIB is not set}"
+
+need_tool jq curl openssl
+[ -x "${AKV_P11:-}" ] || fail "AKV_P11 '${AKV_P11:-}' is not an executable"
+
+# fails_with DESC STATUS CMD...: CMD exits with STATUS (output in $WORK/check.out).
+fails_with() {
+  local desc=$1 want=$2 rc=0
+  shift 2
+  "$@" >"$WORK/check.out" 2>&1 || rc=$?
+  [ "$rc" = "$want" ] || tail -n 10 "$WORK/check.out" | sed 's/^/#   | /'
+  check_eq "$desc: exit status $want" "$want" "$rc"
+}
+
+section "a Key Vault and a Managed HSM with keys"
+emu_start --vault plain --vault hsm1:mhsm
+kv_create_rsa plain-rsa 2048 || fail "seeding plain-rsa"
+KV_URL=$EMU_VAULT_URL_1 KV_SCOPE=$KV_SCOPE_MHSM kv_call POST /keys/signer/create \
+  '{"kty":"RSA-HSM","key_size":3072}' >/dev/null || fail "creating signer"
+KV_URL=$EMU_VAULT_URL_1 KV_SCOPE=$KV_SCOPE_MHSM kv_call POST /keys/ec-signer/create \
+  '{"kty":"EC-HSM","crv":"P-256"}' >/dev/null || fail "creating ec-signer"
+KV_URL=$EMU_VAULT_URL_1 KV_SCOPE=$KV_SCOPE_MHSM kv_call POST /keys/aes/create \
+  '{"kty":"oct-HSM","key_size":256}' >/dev/null || fail "creating aes"
+
+# Configuration: slot 0 the Key Vault, slot 1 the Managed HSM (kind from the ready file).
+unset AZURE_TENANT_ID AZURE_CLIENT_ID AZURE_CLIENT_SECRET AZURE_AUTHORITY_HOST AKV_PKCS11_VAULT_URL
+module_config "$WORK/cfg.json"
+jq --slurpfile r "$EMU_READY" \
+  '.slots = [ $r[0].vaults[] | {url, label: .name, kind: (if .kind == "mhsm" then "mhsm" else "keyvault" end), objects: ["keys"]} ]' \
+  "$WORK/cfg.json" >"$WORK/cfg2.json" && mv "$WORK/cfg2.json" "$WORK/cfg.json" && chmod 600 "$WORK/cfg.json"
+export AKV_PKCS11_CONFIG="$WORK/cfg.json"
+
+section "docs/usage.md \"Key attestation for a CA\": its block runs as it stands"
+awk '/^```sh recipe=attest$/ { inb = 1; next } /^```/ && inb { exit } inb' \
+  "${AKV_SOURCE_ROOT:?}/docs/usage.md" >"$WORK/recipe.sh"
+check "the recipe block is there" grep -q "akv-p11 attest signer" "$WORK/recipe.sh"
+mkdir -p "$WORK/bin" "$WORK/recipe"
+ln -sf "$AKV_P11" "$WORK/bin/akv-p11"
+check "the recipe runs (attest, openssl verify, the public key compared)" \
+  env PATH="$WORK/bin:$PATH" bash -euo pipefail -c 'cd "$1" && source "$2"' _ "$WORK/recipe" "$WORK/recipe.sh"
+check_grep "openssl verify said OK" "^attest.pem: OK$" "$WORK/check.out"
+
+section "RSA-HSM key: the files a CA asks for"
+check "akv-p11 attest signer --out DIR" "$AKV_P11" attest signer --out "$WORK/att"
+check_grep "says what it checked" "attestation verified" "$WORK/check.out"
+check_grep "private key never extractable" "not extractable, never extractable" "$WORK/check.out"
+for f in attest.pem intermediates.pem root.pem chain.pem private-key-attestation.bin \
+  public-key-attestation.bin pubkey.pem attestation.json; do
+  check "wrote $f" test -s "$WORK/att/$f"
+done
+check "openssl verify -CAfile root.pem -untrusted intermediates.pem attest.pem" \
+  openssl verify -x509_strict -CAfile "$WORK/att/root.pem" -untrusted "$WORK/att/intermediates.pem" \
+  "$WORK/att/attest.pem"
+check_grep "openssl says OK" "attest.pem: OK" "$WORK/check.out"
+check "root.pem is self-signed" \
+  openssl verify -CAfile "$WORK/att/root.pem" "$WORK/att/root.pem"
+KV_URL=$EMU_VAULT_URL_1 KV_SCOPE=$KV_SCOPE_MHSM kv_key_pem signer "$WORK/signer-vault.pem" ||
+  fail "reading the vault key"
+openssl x509 -in "$WORK/att/attest.pem" -noout -pubkey >"$WORK/signer-attested.pem"
+check_same_file "the certified public key is the vault key's" "$WORK/signer-vault.pem" \
+  "$WORK/signer-attested.pem"
+check_same_file "pubkey.pem is the vault key's" "$WORK/signer-vault.pem" "$WORK/att/pubkey.pem"
+kid=$(KV_URL=$EMU_VAULT_URL_1 KV_SCOPE=$KV_SCOPE_MHSM kv_call GET /keys/signer/ | jq -r .key.kid)
+check_eq "attestation.json names the key's current version" "$kid" \
+  "$(jq -r .key.kid "$WORK/att/attestation.json")"
+check_eq "attestation.json carries the members as the service sends them" \
+  "certificatePemFile,privateKeyAttestation,publicKeyAttestation,version" \
+  "$(jq -r '.attributes.attestation | keys | join(",")' "$WORK/att/attestation.json")"
+check_same_file "chain.pem is certificatePemFile (key certificate, signer, root)" "$WORK/att/chain.pem" \
+  <(cat "$WORK/att/attest.pem" "$WORK/att/intermediates.pem" "$WORK/att/root.pem")
+# Blob: "AKVEMUAT", format, class, count, attributes..., u32 signature length, signature
+# (docs/emulator.md "Key attestation"): the signature is checked with the signer's key.
+blob_check() { # BLOB SIGNER_CERT
+  local n off=20 i alen len
+  len=$(stat -c %s "$1")
+  n=$((0x$(od -An -v -tx1 -j16 -N4 "$1" | tr -d ' \n')))
+  for ((i = 0; i < n; i++)); do
+    alen=$((0x$(od -An -v -tx1 -j$((off + 4)) -N4 "$1" | tr -d ' \n')))
+    off=$((off + 8 + alen))
+  done
+  head -c "$off" "$1" >"$1.data"
+  tail -c +$((off + 5)) "$1" >"$1.sig"
+  [ $((off + 4 + $(stat -c %s "$1.sig"))) = "$len" ] &&
+    openssl x509 -in "$2" -noout -pubkey >"$1.signer.pem" &&
+    openssl dgst -sha256 -verify "$1.signer.pem" -signature "$1.sig" "$1.data"
+}
+check "private-key-attestation.bin: signed by the attestation signer" \
+  blob_check "$WORK/att/private-key-attestation.bin" "$WORK/att/intermediates.pem"
+check "public-key-attestation.bin: signed by the attestation signer" \
+  blob_check "$WORK/att/public-key-attestation.bin" "$WORK/att/intermediates.pem"
+
+section "EC-HSM and oct-HSM keys"
+check "akv-p11 attest ec-signer --slot 1" "$AKV_P11" attest ec-signer --slot 1 --out "$WORK/att-ec"
+check "EC: openssl verify" openssl verify -CAfile "$WORK/att-ec/root.pem" \
+  -untrusted "$WORK/att-ec/intermediates.pem" "$WORK/att-ec/attest.pem"
+KV_URL=$EMU_VAULT_URL_1 KV_SCOPE=$KV_SCOPE_MHSM kv_key_pem ec-signer "$WORK/ec-vault.pem" ||
+  fail "reading the EC key"
+openssl x509 -in "$WORK/att-ec/attest.pem" -noout -pubkey >"$WORK/ec-attested.pem"
+check_same_file "EC: the certified public key is the vault key's" "$WORK/ec-vault.pem" \
+  "$WORK/ec-attested.pem"
+check_same_file "one per-run root for every key" "$WORK/att/root.pem" "$WORK/att-ec/root.pem"
+check "oct-HSM: akv-p11 attest aes" "$AKV_P11" attest aes --out "$WORK/att-aes"
+check "oct-HSM: no key certificate, no public key attestation" \
+  test ! -e "$WORK/att-aes/attest.pem" -a ! -e "$WORK/att-aes/public-key-attestation.bin"
+check "oct-HSM: the signer verifies to the root" \
+  openssl verify -CAfile "$WORK/att-aes/root.pem" "$WORK/att-aes/intermediates.pem"
+check "oct-HSM: the private key attestation is signed by the signer" \
+  blob_check "$WORK/att-aes/private-key-attestation.bin" "$WORK/att-aes/intermediates.pem"
+
+section "tampered replies are refused and nothing is written"
+for t in chain blob key; do
+  curl -sS --fail --max-time 10 --cacert "$EMU_CA" -X POST "$EMU_CONTROL/config" \
+    --data-binary "{\"attestation_tamper\":\"$t\"}" >/dev/null || fail "setting attestation_tamper"
+  fails_with "tamper $t: akv-p11 attest fails" 1 "$AKV_P11" attest signer --out "$WORK/tamper-$t"
+  case $t in
+    chain) check_grep "tamper chain: says the chain does not verify" \
+             "certificate chain does not verify" "$WORK/check.out" ;;
+    blob) check_grep "tamper blob: says the signature does not verify" \
+            "attestation's signature does not verify" "$WORK/check.out" ;;
+    key) check_grep "tamper key: says another public key is certified" \
+           "certifies another public key than the key's" "$WORK/check.out" ;;
+  esac
+  check_grep "tamper $t: the conclusion" "the attestation does not verify; nothing written" \
+    "$WORK/check.out"
+  check "tamper $t: nothing written" test ! -e "$WORK/tamper-$t"
+done
+curl -sS --fail --max-time 10 --cacert "$EMU_CA" -X POST "$EMU_CONTROL/config" \
+  --data-binary '{"attestation_tamper":"none"}' >/dev/null || fail "clearing attestation_tamper"
+
+section "no attestation: a clear message and a non-zero exit"
+fails_with "a key on the Key Vault slot" 1 "$AKV_P11" attest plain-rsa --slot 0 --out "$WORK/x"
+check_grep "Key Vault slot: says why" "is a Key Vault: key attestation is a Managed HSM feature" \
+  "$WORK/check.out"
+fails_with "an absent key" 1 "$AKV_P11" attest no-such-key --out "$WORK/x"
+check_grep "absent key: names it" "key no-such-key in hsm1: KV_E_NOT_FOUND" "$WORK/check.out"
+check "nothing written for them" test ! -e "$WORK/x"
+check_fails "--slot 7 (no such slot)" "$AKV_P11" attest signer --slot 7
+check_grep "no such slot: says so" "no slot 7 \\(the configuration has 2\\)" "$WORK/check.out"
+fails_with "--slot x" 2 "$AKV_P11" attest signer --slot x
+fails_with "attest without NAME" 2 "$AKV_P11" attest
+jq '.slots = [.slots[0]]' "$WORK/cfg.json" >"$WORK/plain.json" && chmod 600 "$WORK/plain.json"
+check_fails "no Managed HSM slot" "$AKV_P11" --config "$WORK/plain.json" attest plain-rsa
+check_grep "no Managed HSM slot: says so" "no Managed HSM slot in the configuration" \
+  "$WORK/check.out"
+
+finish
