@@ -360,25 +360,43 @@ out:
   return s;
 }
 
-/* Takes the record lock on fd, polling up to AUDIT_LOCK_WAIT_MS. 0, or -1 with errno. */
+static long long mono_us(void)
+{
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (long long)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+/* Takes the record lock on fd, polling up to AUDIT_LOCK_WAIT_MS of wall time. The pause between
+ * tries stays short (at most 500 us): a holder that appends many lines in a row (threads of one
+ * busy process) frees the lock only briefly between them, and a long pause would miss those
+ * moments. 0, or -1 with errno. */
 static int file_lock(int fd, int type)
 {
   struct flock fl;
-  long waited_us = 0, step_us = 100;
+  long long start = 0;
+  long step_us = 20;
   memset(&fl, 0, sizeof(fl));
   fl.l_type = (short)type;
   fl.l_whence = SEEK_SET;
   for (;;) {
+    struct timespec ts;
     if (fcntl(fd, F_SETLK, &fl) == 0)
       return 0;
     if (errno == EINTR)
       continue;
-    if ((errno != EAGAIN && errno != EACCES) || waited_us >= AUDIT_LOCK_WAIT_MS * 1000L)
+    if (errno != EAGAIN && errno != EACCES)
       return -1;
-    struct timespec ts = {0, step_us * 1000L};
+    if (!start)
+      start = mono_us();
+    else if (mono_us() - start >= AUDIT_LOCK_WAIT_MS * 1000LL) {
+      errno = ETIMEDOUT;
+      return -1;
+    }
+    ts.tv_sec = 0;
+    ts.tv_nsec = step_us * 1000L;
     nanosleep(&ts, NULL);
-    waited_us += step_us;
-    if (step_us < 5000)
+    if (step_us < 500)
       step_us *= 2;
   }
 }
