@@ -401,6 +401,11 @@ static int file_lock(int fd, int type)
   }
 }
 
+static const char *lock_error(int e)
+{
+  return e == ETIMEDOUT ? "another process held it for 5 s" : strerror(e);
+}
+
 /* What to log once the locks are released. */
 struct audit_notes {
   char warn[3][640];
@@ -453,7 +458,7 @@ static void follow_rotation(char carry[AKV_AUDIT_HASH_HEX + 1], char *tail, size
     }
     if (file_lock(w, F_WRLCK) != 0)
       NOTE_WARN(nt, "cannot lock audit file %s: %s; this line is appended without the lock",
-                audit_path, strerror(errno));
+                audit_path, lock_error(errno));
     close(audit_fd); /* drops the old file's record lock */
     close(audit_rfd);
     audit_fd = w;
@@ -503,7 +508,7 @@ void akv_audit_record(const struct akv_audit_event *ev)
   locked = file_lock(audit_fd, F_WRLCK) == 0;
   if (!locked)
     NOTE_WARN(&nt, "cannot lock audit file %s: %s; this line is appended without the lock",
-              audit_path ? audit_path : "?", strerror(errno));
+              audit_path ? audit_path : "?", lock_error(errno));
   follow_rotation(carry, tail, cap, &nt);
   st = akv_audit_read_tail(audit_rfd, tail, cap, &tlen);
   if (st == 0) {

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -438,6 +439,58 @@ static void test_threads(void **state)
   unlink_all(path);
 }
 
+/* Another process that keeps the record lock does not stop the line: after the bounded wait it is
+ * appended without the lock (and a warning logged). */
+static void test_lock_held(void **state)
+{
+  char path[200], errpath[220], c, *err;
+  int ready[2], errfd, saved;
+  size_t errlen;
+  pid_t pid;
+  (void)state;
+  tmp_path(path, sizeof(path), "locked");
+  unlink_all(path);
+  record_n(path, 1);
+  assert_int_equal(pipe(ready), 0);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    int fd = open(path, O_WRONLY);
+    if (fd < 0 || fcntl(fd, F_SETLKW, &fl) != 0)
+      _exit(1);
+    if (write(ready[1], "x", 1) != 1)
+      _exit(1);
+    alarm(30); /* bounded even if the parent never kills it */
+    pause();
+    _exit(0);
+  }
+  close(ready[1]);
+  assert_int_equal(read(ready[0], &c, 1), 1);
+  close(ready[0]);
+  /* The module logs to stderr: captured in a file for this line. */
+  snprintf(errpath, sizeof(errpath), "%s.err", path);
+  errfd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  saved = dup(2);
+  assert_true(errfd >= 0 && saved >= 0);
+  assert_int_equal(dup2(errfd, 2), 2);
+  assert_int_equal(akv_audit_open(path), 0);
+  akv_audit_record(&sign_ev);
+  akv_audit_close();
+  assert_int_equal(dup2(saved, 2), 2);
+  close(saved);
+  close(errfd);
+  err = slurp(errpath, &errlen);
+  assert_non_null(strstr(err, "another process held it for 5 s; this line is appended without "
+                              "the lock"));
+  free(err);
+  unlink(errpath);
+  kill(pid, SIGKILL);
+  assert_int_equal(waitpid(pid, NULL, 0), pid);
+  assert_int_equal(check_chain(path, 1, "new", AKV_AUDIT_ZERO_HASH), 2);
+  unlink_all(path);
+}
+
 /* A line that would exceed the bound leaves its long identifiers out, and the chain goes on. */
 static void test_oversize(void **state)
 {
@@ -472,7 +525,8 @@ int main(void)
       cmocka_unit_test(test_chain),      cmocka_unit_test(test_read_tail),
       cmocka_unit_test(test_parse_link), cmocka_unit_test(test_restart_foreign),
       cmocka_unit_test(test_rotation),   cmocka_unit_test(test_processes),
-      cmocka_unit_test(test_threads),    cmocka_unit_test(test_oversize),
+      cmocka_unit_test(test_threads),    cmocka_unit_test(test_lock_held),
+      cmocka_unit_test(test_oversize),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
