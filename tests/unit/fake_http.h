@@ -238,4 +238,34 @@ static inline struct kv_http *fake_http_new(struct fake_http *f, const char *con
   return http;
 }
 
+/* The n-th request that went to a vault (token requests skipped), or NULL; how many there were. */
+static inline const struct fake_req *fake_vault_req(const struct fake_http *f, size_t n)
+{
+  for (size_t i = 0; i < f->n_reqs; i++)
+    if (!strstr(f->reqs[i].url, "/oauth2/") && n-- == 0)
+      return &f->reqs[i];
+  return NULL;
+}
+
+static inline size_t fake_vault_reqs(const struct fake_http *f)
+{
+  size_t n = 0;
+  while (fake_vault_req(f, n))
+    n++;
+  return n;
+}
+
+/* A client-secret credential (tenant "tid", client "cid") on http, or NULL. */
+static inline struct kv_cred *fake_secret_cred(struct kv_http *http)
+{
+  struct akv_cred_config cc;
+  struct kv_cred *cred = NULL;
+  memset(&cc, 0, sizeof(cc));
+  cc.kind = AKV_CRED_SECRET;
+  cc.tenant_id = "tid";
+  cc.client_id = "cid";
+  cc.client_secret = "sec";
+  return kv_cred_new(http, &cc, &cred) == KV_OK ? cred : NULL;
+}
+
 #endif
