@@ -82,7 +82,9 @@ check_fails "the public half alone is not deleted" \
 check "allow_destroy on: --delete-object privkey deletes the vault key" \
   p11tool_m --delete-object --type privkey --label lk-del
 vault_has /keys/lk-del && _check_result 1 "REST: lk-del is gone" || _check_result 0 "REST: lk-del is gone"
-deleted_seen() { # the vault may take a moment before the deleted key is listed (docs/emulator.md, the "being deleted" window)
+# The vault may take a moment before the deleted key is listed (docs/emulator.md, the "being
+# deleted" window).
+deleted_seen() {
   local i
   for i in $(seq 50); do vault_has /deletedkeys/lk-del && return 0; sleep 0.2; done
   return 1
