@@ -520,7 +520,7 @@ void akv_audit_record(const struct akv_audit_event *ev)
     memcpy(prev, from[0] ? from : AKV_AUDIT_ZERO_HASH, sizeof(prev));
   } else if (st == 1) {
     struct akv_audit_link l;
-    char why[200];
+    char why[200] = "at the largest seq (2^53)";
     akv_audit_hash(tail, tlen, prev);
     if (akv_audit_parse_link(tail, tlen - 1, &l, why, sizeof(why)) == 0 &&
         l.seq < 9007199254740992ULL) {
@@ -577,8 +577,8 @@ void akv_audit_record(const struct akv_audit_event *ev)
       NOTE_WARN(&nt, "audit file %s: %s; a new chain starts here (\"chain\":\"restart\")",
                 audit_path ? audit_path : "?", reason);
   }
-  if (locked)
-    file_lock(audit_fd, F_UNLCK);
+  /* Also when only the file followed after a rotation was locked. */
+  file_lock(audit_fd, F_UNLCK);
   akv_fork_lock_give(&audit_lock);
   for (int i = 0; i < nt.n; i++)
     akv_warn(AKV_LOGC_GEN, "%s", nt.warn[i]);

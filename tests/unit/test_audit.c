@@ -344,6 +344,18 @@ static void test_restart_foreign(void **state)
   assert_non_null(strstr(b, "\npartial\n{\"seq\":1,"));
   assert_non_null(strstr(b, "no newline at its end"));
   free(b);
+
+  /* The largest seq a JSON number holds exactly: the chain restarts rather than overflow. */
+  {
+    const char top[] = "{\"seq\":9007199254740992,\"prev\":\"" AKV_AUDIT_ZERO_HASH "\"}\n";
+    write_file(path, top, sizeof(top) - 1);
+    record_n(path, 1);
+    sha_hex(top, sizeof(top) - 1, h);
+    assert_int_equal(check_chain(path, 2, "restart", h), 2);
+    b = slurp(path, &len);
+    assert_non_null(strstr(b, "the last line is at the largest seq"));
+    free(b);
+  }
   unlink_all(path);
 }
 
