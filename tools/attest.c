@@ -205,8 +205,8 @@ int tool_attest(const struct tool_opts *o, const char *name, long slot, const ch
 
   memset(&res, 0, sizeof(res));
   memset(files, 0, sizeof(files));
-  /* Backend errors (the reason a check failed) go to stderr. */
-  akv_log_init(AKV_LOG_ERROR, "");
+  /* Backend warnings (the reason a check failed) go to stderr. */
+  akv_log_init(AKV_LOG_WARN, "");
   if (akv_config_load(o->config, &cfg, err, sizeof(err)) != 0) {
     fprintf(stderr, "akv-p11: configuration error: %s\n", err);
     goto out;

@@ -3,7 +3,8 @@
  * into struct kv_attestation, and its checks with OpenSSL: the certificates of certificatePemFile
  * form a chain to its root (or to a root the caller trusts), the key certificate and the blobs
  * certify the key's own public key, and the blobs carry the attestation signer's signature.
- * Formats: docs/usage.md "Key attestation for a CA" and docs/emulator.md "Key attestation". */
+ * Formats: docs/usage.md "Key attestation for a CA" and docs/emulator.md "Key attestation".
+ * A refused attestation is a WARN line (the key itself is unaffected); the caller decides. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,8 +82,8 @@ static kv_rc attestation_from_bundle(const cJSON *doc, const char *name,
   attrs = cJSON_GetObjectItemCaseSensitive(doc, "attributes");
   att = cJSON_GetObjectItemCaseSensitive(attrs, "attestation");
   if (!cJSON_IsObject(att)) {
-    akv_err(AKV_LOGC_KV, "keys.attestation %s: the reply has no attributes.attestation object",
-            name);
+    akv_warn(AKV_LOGC_KV, "keys.attestation %s: the reply has no attributes.attestation object",
+             name);
     rc = KV_E_PROTOCOL;
     goto fail;
   }
@@ -92,12 +93,12 @@ static kv_rc attestation_from_bundle(const cJSON *doc, const char *name,
       (rc = kv_json_b64url(att, "publicKeyAttestation", 0, MAX_BLOB, &a->pub_blob, &a->pub_len)) !=
           KV_OK ||
       (rc = kv_json_dup(att, "version", 0, MAX_VERSION_LEN, &a->format_version)) != KV_OK) {
-    akv_err(AKV_LOGC_KV, "keys.attestation %s: malformed attributes.attestation", name);
+    akv_warn(AKV_LOGC_KV, "keys.attestation %s: malformed attributes.attestation", name);
     goto fail;
   }
   /* PEM is text: no NUL inside, and a terminator for OpenSSL's readers. */
   if (pem_len == 0 || memchr(pem, '\0', pem_len)) {
-    akv_err(AKV_LOGC_KV, "keys.attestation %s: certificatePemFile is empty or not text", name);
+    akv_warn(AKV_LOGC_KV, "keys.attestation %s: certificatePemFile is empty or not text", name);
     rc = KV_E_PROTOCOL;
     goto fail;
   }
@@ -109,13 +110,14 @@ static kv_rc attestation_from_bundle(const cJSON *doc, const char *name,
   a->cert_pem[pem_len] = '\0';
   a->cert_pem_len = pem_len;
   if (a->priv_len == 0) {
-    akv_err(AKV_LOGC_KV, "keys.attestation %s: privateKeyAttestation is empty", name);
+    akv_warn(AKV_LOGC_KV, "keys.attestation %s: privateKeyAttestation is empty", name);
     rc = KV_E_PROTOCOL;
     goto fail;
   }
   if ((a->key->kty == KV_KTY_OCT) != (a->pub_blob == NULL)) {
-    akv_err(AKV_LOGC_KV,
-            "keys.attestation %s: publicKeyAttestation must be present for RSA/EC keys only", name);
+    akv_warn(AKV_LOGC_KV,
+             "keys.attestation %s: publicKeyAttestation must be present for RSA/EC keys only",
+             name);
     rc = KV_E_PROTOCOL;
     goto fail;
   }
@@ -141,7 +143,7 @@ kv_rc kv_get_key_attestation(struct kv_client *cl, const char *name, const char 
   *out = NULL;
   memset(&call, 0, sizeof(call));
   if (kv_client_kind(cl) != AKV_VAULT_MHSM) {
-    akv_err(AKV_LOGC_KV, "keys.attestation %s: key attestation needs a Managed HSM", name);
+    akv_warn(AKV_LOGC_KV, "keys.attestation %s: key attestation needs a Managed HSM", name);
     return KV_E_UNSUPPORTED;
   }
   if ((rc = kv_check_name(name, version)) != KV_OK)
@@ -170,14 +172,14 @@ kv_rc kv_get_key_attestation(struct kv_client *cl, const char *name, const char 
   call.url = NULL;
   free(url);
   if (rc == KV_OK && !doc) {
-    akv_err(AKV_LOGC_KV, "keys.attestation %s: empty response", name);
+    akv_warn(AKV_LOGC_KV, "keys.attestation %s: empty response", name);
     rc = KV_E_PROTOCOL;
   }
   if (rc == KV_OK && (rc = attestation_from_bundle(doc, name, &a)) == KV_OK) {
     if (strcasecmp(a->key->name, name) != 0 ||
         (version && (!a->key->version || strcasecmp(a->key->version, version) != 0))) {
-      akv_err(AKV_LOGC_KV, "keys.attestation %s: the response describes another key (%s)", name,
-              a->key->name);
+      akv_warn(AKV_LOGC_KV, "keys.attestation %s: the response describes another key (%s)", name,
+               a->key->name);
       rc = KV_E_PROTOCOL;
     }
   }
@@ -219,7 +221,7 @@ static kv_rc parse_certs(const struct kv_attestation *a, OSSL_LIB_CTX *libctx, c
       ERR_pop_to_mark();
       if (ERR_GET_REASON(e) == PEM_R_NO_START_LINE && *n > 0)
         break; /* the end (only whitespace may follow: checked below) */
-      akv_err(AKV_LOGC_KV, "keys.attestation %s: certificatePemFile is not valid PEM", name);
+      akv_warn(AKV_LOGC_KV, "keys.attestation %s: certificatePemFile is not valid PEM", name);
       rc = KV_E_PROTOCOL;
       break;
     }
@@ -228,10 +230,10 @@ static kv_rc parse_certs(const struct kv_attestation *a, OSSL_LIB_CTX *libctx, c
     X509 *c = NULL;
     if (strcmp(pname, "CERTIFICATE") != 0 || *n >= MAX_CERTS || !(c = X509_new_ex(libctx, NULL)) ||
         !d2i_X509(&c, &p, len) || p != data + len) {
-      akv_err(AKV_LOGC_KV,
-              "keys.attestation %s: certificatePemFile entry %zu is not an X.509 certificate "
-              "(at most %d certificates)",
-              name, *n + 1, MAX_CERTS);
+      akv_warn(AKV_LOGC_KV,
+               "keys.attestation %s: certificatePemFile entry %zu is not an X.509 certificate "
+               "(at most %d certificates)",
+               name, *n + 1, MAX_CERTS);
       X509_free(c);
       rc = KV_E_PROTOCOL;
     } else {
@@ -253,7 +255,7 @@ static kv_rc parse_certs(const struct kv_attestation *a, OSSL_LIB_CTX *libctx, c
     if (last) {
       for (const char *s = last + strlen("-----END CERTIFICATE-----"); s < t; s++)
         if (*s != '\n' && *s != '\r' && *s != ' ' && *s != '\t') {
-          akv_err(AKV_LOGC_KV, "keys.attestation %s: text after the last certificate", name);
+          akv_warn(AKV_LOGC_KV, "keys.attestation %s: text after the last certificate", name);
           rc = KV_E_PROTOCOL;
           break;
         }
@@ -296,7 +298,7 @@ static kv_rc check_blob(const unsigned char *b, size_t len, EVP_PKEY *signer, OS
   memset(f, 0, sizeof(*f));
   f->sensitive = f->extractable = f->never_extractable = -1;
   if (len < 24 || memcmp(b, BLOB_MAGIC, 8) != 0 || be32(b + 8) != BLOB_FORMAT) {
-    akv_err(AKV_LOGC_KV, "keys.attestation %s: %s attestation has an unknown format", name, which);
+    akv_warn(AKV_LOGC_KV, "keys.attestation %s: %s attestation has an unknown format", name, which);
     return KV_E_PROTOCOL;
   }
   f->cls = be32(b + 12);
@@ -358,16 +360,16 @@ static kv_rc check_blob(const unsigned char *b, size_t len, EVP_PKEY *signer, OS
   EVP_MD_CTX_free(md);
   ERR_clear_error();
   if (!ok) {
-    akv_err(AKV_LOGC_KV,
-            "keys.attestation %s: the %s attestation's signature does not verify with the "
-            "attestation signer's key",
-            name, which);
+    akv_warn(AKV_LOGC_KV,
+             "keys.attestation %s: the %s attestation's signature does not verify with the "
+             "attestation signer's key",
+             name, which);
     return KV_E_PROTOCOL;
   }
   return KV_OK;
 malformed:
-  akv_err(AKV_LOGC_KV, "keys.attestation %s: %s attestation is truncated or malformed", name,
-          which);
+  akv_warn(AKV_LOGC_KV, "keys.attestation %s: %s attestation is truncated or malformed", name,
+           which);
   return KV_E_PROTOCOL;
 }
 
@@ -401,10 +403,10 @@ kv_rc kv_attestation_verify(const struct kv_attestation *a, OSSL_LIB_CTX *libctx
   /* Order, leaf first: [key certificate (RSA/EC keys),] attestation signer, ..., root. */
   need = asym ? 3 : 2;
   if (n < need || !self_signed(certs[n - 1])) {
-    akv_err(AKV_LOGC_KV,
-            "keys.attestation %s: certificatePemFile holds %zu certificate(s); expected %s"
-            "the attestation signer and a self-signed root",
-            name, n, asym ? "the key certificate, " : "");
+    akv_warn(AKV_LOGC_KV,
+             "keys.attestation %s: certificatePemFile holds %zu certificate(s); expected %s"
+             "the attestation signer and a self-signed root",
+             name, n, asym ? "the key certificate, " : "");
     rc = KV_E_PROTOCOL;
     goto out;
   }
@@ -433,17 +435,17 @@ kv_rc kv_attestation_verify(const struct kv_attestation *a, OSSL_LIB_CTX *libctx
   X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_X509_STRICT);
   if (X509_verify_cert(ctx) != 1) {
     int err = X509_STORE_CTX_get_error(ctx);
-    akv_err(AKV_LOGC_KV, "keys.attestation %s: the certificate chain does not verify: %s%s", name,
-            X509_verify_cert_error_string(err), anchor ? " (against the trusted root)" : "");
+    akv_warn(AKV_LOGC_KV, "keys.attestation %s: the certificate chain does not verify: %s%s", name,
+             X509_verify_cert_error_string(err), anchor ? " (against the trusted root)" : "");
     ERR_clear_error();
     rc = KV_E_PROTOCOL;
     goto out;
   }
   if (asym && X509_check_issued(signer, target) != X509_V_OK) {
-    akv_err(AKV_LOGC_KV,
-            "keys.attestation %s: the key certificate is not issued by the "
-            "attestation signer",
-            name);
+    akv_warn(AKV_LOGC_KV,
+             "keys.attestation %s: the key certificate is not issued by the "
+             "attestation signer",
+             name);
     rc = KV_E_PROTOCOL;
     goto out;
   }
@@ -451,8 +453,8 @@ kv_rc kv_attestation_verify(const struct kv_attestation *a, OSSL_LIB_CTX *libctx
   /* The blobs: the signer's signature, the key they describe. */
   EVP_PKEY *skey = X509_get0_pubkey(signer);
   if (!skey) {
-    akv_err(AKV_LOGC_KV, "keys.attestation %s: the attestation signer's key is unusable (%s)", name,
-            ossl_reason());
+    akv_warn(AKV_LOGC_KV, "keys.attestation %s: the attestation signer's key is unusable (%s)",
+             name, ossl_reason());
     rc = KV_E_PROTOCOL;
     goto out;
   }
@@ -460,10 +462,10 @@ kv_rc kv_attestation_verify(const struct kv_attestation *a, OSSL_LIB_CTX *libctx
     goto out;
   if (pf.cls != (asym ? CKO_PRIVATE_KEY_ : CKO_SECRET_KEY_) || pf.sensitive != 1 || !pf.id ||
       pf.id_len != strlen(a->key->kid) || memcmp(pf.id, a->key->kid, pf.id_len) != 0) {
-    akv_err(AKV_LOGC_KV,
-            "keys.attestation %s: the private key attestation describes another object (class, "
-            "CKA_ID or CKA_SENSITIVE differ)",
-            name);
+    akv_warn(AKV_LOGC_KV,
+             "keys.attestation %s: the private key attestation describes another object (class, "
+             "CKA_ID or CKA_SENSITIVE differ)",
+             name);
     rc = KV_E_PROTOCOL;
     goto out;
   }
@@ -477,10 +479,10 @@ kv_rc kv_attestation_verify(const struct kv_attestation *a, OSSL_LIB_CTX *libctx
     int same = cl > 0 && (size_t)cl == spki_len && memcmp(cert_spki, spki, spki_len) == 0;
     OPENSSL_free(cert_spki);
     if (!same) {
-      akv_err(AKV_LOGC_KV,
-              "keys.attestation %s: the key certificate certifies another public key than the "
-              "key's",
-              name);
+      akv_warn(AKV_LOGC_KV,
+               "keys.attestation %s: the key certificate certifies another public key than the "
+               "key's",
+               name);
       rc = KV_E_PROTOCOL;
       goto out;
     }
@@ -488,10 +490,10 @@ kv_rc kv_attestation_verify(const struct kv_attestation *a, OSSL_LIB_CTX *libctx
         uf.spki_len != spki_len || memcmp(pf.spki, spki, spki_len) != 0 ||
         memcmp(uf.spki, spki, spki_len) != 0 || !uf.id || uf.id_len != pf.id_len ||
         memcmp(uf.id, pf.id, pf.id_len) != 0) {
-      akv_err(AKV_LOGC_KV,
-              "keys.attestation %s: the attestation blobs describe another public key than the "
-              "key's",
-              name);
+      akv_warn(AKV_LOGC_KV,
+               "keys.attestation %s: the attestation blobs describe another public key than the "
+               "key's",
+               name);
       rc = KV_E_PROTOCOL;
       goto out;
     }

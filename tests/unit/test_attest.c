@@ -311,7 +311,7 @@ static int setup(void **state)
   struct kv_client_opts ov = {"https://myvault.vault.azure.net", "7.6", AKV_VAULT_KEYVAULT};
   (void)state;
   unlink(log_file);
-  akv_log_init(AKV_LOG_ERROR, log_file);
+  akv_log_init(AKV_LOG_WARN, log_file);
   http = fake_http_new(&fake, NULL, 0);
   assert_non_null(http);
   fake.handler = handler;
