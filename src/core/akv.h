@@ -60,12 +60,12 @@ const char *akv_rv_outcome_name(const char *outcome);
 /* ---- slots --------------------------------------------------------------------------------- */
 
 struct akv_slot {
-  CK_SLOT_ID id;                       /* 0-based index in config order */
-  const struct akv_slot_config *cfg;   /* points into the module's config */
-  struct kv_client *client;            /* the vault */
-  struct kv_cred *own_cred;            /* per-slot credential, NULL when using the default */
-  char serial[17];                     /* first 16 hex digits of SHA-256(url) */
-  char label[33];                      /* blank-padded token label source (NUL-terminated) */
+  CK_SLOT_ID id;                     /* 0-based index in config order */
+  const struct akv_slot_config *cfg; /* points into the module's config */
+  struct kv_client *client;          /* the vault */
+  struct kv_cred *own_cred;          /* per-slot credential, NULL when using the default */
+  char serial[17];                   /* first 16 hex digits of SHA-256(url) */
+  char label[33];                    /* blank-padded token label source (NUL-terminated) */
   struct akv_cache *cache;
   /* Login state and session counts of the token, guarded by the module lock (model-private). */
   int logged_in;
@@ -84,18 +84,19 @@ void akv_slot_invalidate(struct akv_slot *slot);
 /* ---- objects ------------------------------------------------------------------------------- */
 
 struct akv_object {
-  int refs;                            /* atomic */
+  int refs; /* atomic */
   CK_OBJECT_HANDLE handle;
-  CK_OBJECT_CLASS cls;                 /* CKO_PRIVATE_KEY, CKO_PUBLIC_KEY, CKO_SECRET_KEY, CKO_CERTIFICATE, CKO_DATA */
-  CK_KEY_TYPE key_type;                /* CKK_RSA, CKK_EC, CKK_AES, CKK_GENERIC_SECRET; (CK_KEY_TYPE)-1 if none */
+  /* CKO_PRIVATE_KEY, CKO_PUBLIC_KEY, CKO_SECRET_KEY, CKO_CERTIFICATE, CKO_DATA */
+  CK_OBJECT_CLASS cls;
+  CK_KEY_TYPE key_type; /* CKK_RSA, CKK_EC, CKK_AES, CKK_GENERIC_SECRET; (CK_KEY_TYPE)-1 if none */
   struct akv_slot *slot;
-  CK_SESSION_HANDLE session;           /* owning session for session objects, 0 for token objects */
+  CK_SESSION_HANDLE session; /* owning session for session objects, 0 for token objects */
 
   /* Keys in the vault: public parts of the exact version this object was listed with. The version
    * is pinned here: crypto always addresses key->name + key->version. */
   struct kv_key *key;
-  EVP_PKEY *pkey;                      /* public key (RSA/EC) in akv_libctx(), else NULL */
-  CK_ULONG modulus_bits;               /* RSA */
+  EVP_PKEY *pkey;        /* public key (RSA/EC) in akv_libctx(), else NULL */
+  CK_ULONG modulus_bits; /* RSA */
   CK_BBOOL can_sign, can_verify, can_encrypt, can_decrypt, can_wrap, can_unwrap; /* from key_ops */
 
   /* Session secret keys (C_UnwrapKey / C_GenerateKey): raw value, wiped on free. */
@@ -119,8 +120,8 @@ struct akv_object {
   struct akv_keyent *keyent;
   char *src;
   int64_t src_created, src_updated;
-  int64_t src_fetched_at;              /* akv_now() when the source was read (see cache.c reuse) */
-  CK_BBOOL is_private;                 /* CKA_PRIVATE: visible only when logged in */
+  int64_t src_fetched_at; /* akv_now() when the source was read (see cache.c reuse) */
+  CK_BBOOL is_private;    /* CKA_PRIVATE: visible only when logged in */
 };
 
 struct akv_object *akv_object_ref(struct akv_object *obj);
@@ -128,9 +129,9 @@ void akv_object_unref(struct akv_object *obj); /* NULL ok; wipes secrets on last
 
 /* A new session secret key (CKK_AES or CKK_GENERIC_SECRET) holding a copy of value, with the
  * standard secret-key attributes plus those of the caller's template (CKA_LABEL, CKA_ID,
- * CKA_ENCRYPT/DECRYPT/WRAP/UNWRAP/SIGN/VERIFY, CKA_EXTRACTABLE, CKA_SENSITIVE...). Returns NULL with
- * *rv set (CKR_TEMPLATE_INCONSISTENT, CKR_ATTRIBUTE_VALUE_INVALID, CKR_HOST_MEMORY ...). Implemented
- * by the model (object.c); used by C_GenerateKey / C_UnwrapKey. */
+ * CKA_ENCRYPT/DECRYPT/WRAP/UNWRAP/SIGN/VERIFY, CKA_EXTRACTABLE, CKA_SENSITIVE...). Returns NULL
+ * with *rv set (CKR_TEMPLATE_INCONSISTENT, CKR_ATTRIBUTE_VALUE_INVALID, CKR_HOST_MEMORY ...).
+ * Implemented by the model (object.c); used by C_GenerateKey / C_UnwrapKey. */
 struct akv_object *akv_object_new_session_secret(struct akv_slot *slot, CK_KEY_TYPE type,
                                                  const unsigned char *value, size_t len,
                                                  const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_RV *rv);
@@ -151,16 +152,16 @@ enum akv_op_kind {
 };
 
 struct akv_session {
-  int refs;                            /* atomic; table holds one */
-  pthread_mutex_t lock;                /* held by acquire..release */
+  int refs;             /* atomic; table holds one */
+  pthread_mutex_t lock; /* held by acquire..release */
   CK_SESSION_HANDLE handle;
   struct akv_slot *slot;
-  CK_FLAGS flags;                      /* CKF_SERIAL_SESSION | CKF_RW_SESSION */
-  int closed;                          /* set by C_CloseSession; acquire fails afterwards */
-  CK_ULONG device_error;               /* last HTTP status of a failed call (ulDeviceError) */
-  struct akv_op *ops[AKV_OP_COUNT];    /* active operations, owned by the session */
-  struct akv_op *spare_op;             /* an ended operation's zeroed storage, reused (mech.c) */
-  struct akv_object **objects;         /* session objects it created (guarded by the model) */
+  CK_FLAGS flags;                   /* CKF_SERIAL_SESSION | CKF_RW_SESSION */
+  int closed;                       /* set by C_CloseSession; acquire fails afterwards */
+  CK_ULONG device_error;            /* last HTTP status of a failed call (ulDeviceError) */
+  struct akv_op *ops[AKV_OP_COUNT]; /* active operations, owned by the session */
+  struct akv_op *spare_op;          /* an ended operation's zeroed storage, reused (mech.c) */
+  struct akv_object **objects;      /* session objects it created (guarded by the model) */
   size_t n_objects;
   /* Active C_FindObjects search (model-private): matching handles collected at Init. */
   int find_active;

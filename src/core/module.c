@@ -214,4 +214,3 @@ void akv_module_info(CK_INFO *info)
   info->libraryVersion.major = AKV_VERSION_MAJOR; /* meson.build's project version */
   info->libraryVersion.minor = AKV_VERSION_MINOR;
 }
-

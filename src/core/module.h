@@ -5,7 +5,8 @@
 
 #include "core/akv.h"
 
-/* C_Initialize / C_Finalize bodies (argument rules of PKCS#11 2.40 §5.4, fork rule of docs/design.md "Fork").
+/* C_Initialize / C_Finalize bodies (argument rules of PKCS#11 2.40 §5.4, fork rule of
+ * docs/design.md "Fork").
  */
 CK_RV akv_module_initialize(CK_VOID_PTR init_args);
 CK_RV akv_module_finalize(CK_VOID_PTR reserved);

@@ -13,8 +13,8 @@
 
 struct akv_module_state {
   atomic_int initialized;
-  atomic_int pid;      /* process that called C_Initialize */
-  atomic_uint gen;     /* fork_gen when C_Initialize ran */
+  atomic_int pid;  /* process that called C_Initialize */
+  atomic_uint gen; /* fork_gen when C_Initialize ran */
   int threads_ok;
   /* Application locking (CK_C_INITIALIZE_ARGS callbacks without CKF_OS_LOCKING_OK). */
   CK_C_INITIALIZE_ARGS args;

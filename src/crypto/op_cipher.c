@@ -13,7 +13,7 @@
 #include <openssl/rsa.h>
 
 #include "token/op.h"
-#include "token/write.h"
+#include "token/session.h"
 #include "util/log.h"
 
 #define AKV_MAX_AES_LOCAL (1u << 24)  /* 16 MiB accumulated by local AES */
@@ -112,14 +112,16 @@ static CK_RV check_input(const struct akv_op *op, enum kv_cipher_op vop, size_t 
   }
 }
 
-/* ---- AES key sizes of vault keys --------------------------------------------------------------- */
+/* ---- AES key sizes of vault keys ---------------------------------------------------------------
+ */
 
 /* Key Vault does not report the size of an oct-HSM key, and A*GCM/A*CBC name it. When the object
  * has no CKA_VALUE_LEN, the size is found by asking (256, then 128, then 192 bits: the service
  * refuses a mismatching algorithm with 400) and remembered per key version. */
 #define SIZE_MEMO_N 64
 #define SIZE_MEMO_KID 512
-/* Fork-safe (docs/reliability.md "Fork"): a child never finds it held, nor an entry half written. */
+/* Fork-safe (docs/reliability.md "Fork"): a child never finds it held, nor an entry half written.
+ */
 static struct akv_fork_lock memo_lock = AKV_FORK_LOCK_INIT;
 static struct {
   char kid[SIZE_MEMO_KID];
@@ -156,7 +158,7 @@ static void memo_put(const char *kid, size_t bytes)
 static CK_RV remote_fail(struct akv_session *s, struct akv_op *op, enum kv_cipher_op vop, kv_rc rc)
 {
   /* A version deleted or disabled meanwhile: CKR_KEY_HANDLE_INVALID, dropped. */
-  CK_RV rv = akv_write_key_failed(s, op->obj, rc);
+  CK_RV rv = akv_session_key_failed(s, op->obj, rc);
   /* A ciphertext the vault refuses (bad padding, failed GCM tag) is the caller's data. */
   if (rc == KV_E_BAD_REQUEST && vop == KV_DECRYPT)
     return CKR_ENCRYPTED_DATA_INVALID;
@@ -166,8 +168,7 @@ static CK_RV remote_fail(struct akv_session *s, struct akv_op *op, enum kv_ciphe
 }
 
 static CK_RV remote_result(struct akv_op *op, enum kv_cipher_op vop,
-                               const struct kv_crypt_result *r, size_t in_len,
-                               struct akv_outbuf *res)
+                           const struct kv_crypt_result *r, size_t in_len, struct akv_outbuf *res)
 {
   CK_RV rv;
   if (op->mech->fam == AKV_MF_AES_GCM && vop == KV_ENCRYPT) {
@@ -364,20 +365,20 @@ static CK_RV aes_local(struct akv_op *op, enum kv_cipher_op vop, const unsigned 
   if (fam == AKV_MF_AES_GCM) {
     if (op->aad_len && !EVP_CipherUpdate(ctx, NULL, &n, op->aad, (int)op->aad_len))
       goto out;
-    if (!enc && !EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, (int)op->tag_len,
-                                     (void *)(in + data_len)))
+    if (!enc &&
+        !EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, (int)op->tag_len, (void *)(in + data_len)))
       goto out;
   }
   n = 0;
   if (data_len && !EVP_CipherUpdate(ctx, out, &n, in, (int)data_len)) {
-    rv = enc ? CKR_FUNCTION_FAILED : (vop == KV_UNWRAP ? CKR_WRAPPED_KEY_INVALID
-                                                       : CKR_ENCRYPTED_DATA_INVALID);
+    rv = enc ? CKR_FUNCTION_FAILED
+             : (vop == KV_UNWRAP ? CKR_WRAPPED_KEY_INVALID : CKR_ENCRYPTED_DATA_INVALID);
     goto out;
   }
   if (!EVP_CipherFinal_ex(ctx, out + n, &fin)) {
     /* Wrong padding, failed tag or failed unwrap integrity check. */
-    rv = enc ? CKR_FUNCTION_FAILED : (vop == KV_UNWRAP ? CKR_WRAPPED_KEY_INVALID
-                                                       : CKR_ENCRYPTED_DATA_INVALID);
+    rv = enc ? CKR_FUNCTION_FAILED
+             : (vop == KV_UNWRAP ? CKR_WRAPPED_KEY_INVALID : CKR_ENCRYPTED_DATA_INVALID);
     goto out;
   }
   n += fin;
@@ -426,14 +427,14 @@ static CK_RV cipher_init(struct akv_session *s, enum akv_op_kind kind, const CK_
   return CKR_OK;
 }
 
-static CK_RV cipher_init_handle(struct akv_session *s, enum akv_op_kind kind,
-                                const CK_MECHANISM *m, CK_OBJECT_HANDLE hkey)
+static CK_RV cipher_init_handle(struct akv_session *s, enum akv_op_kind kind, const CK_MECHANISM *m,
+                                CK_OBJECT_HANDLE hkey)
 {
   struct akv_object *obj = NULL;
   CK_RV rv;
   if (s->ops[kind])
     return CKR_OPERATION_ACTIVE;
-  rv = akv_op_key(s, hkey, &obj);
+  rv = akv_session_op_key(s, hkey, &obj);
   if (rv == CKR_OK)
     rv = cipher_init(s, kind, m, obj);
   akv_object_unref(obj);
@@ -513,10 +514,9 @@ static CK_RV cipher_final(struct akv_session *s, enum akv_op_kind kind, CK_BYTE_
   struct akv_op *op = akv_op_peek(s, kind);
   if (!op)
     return CKR_OPERATION_NOT_INITIALIZED;
-  return akv_op_settle(s, kind,
-                       cipher_finish(s, op, kind == AKV_OP_ENCRYPT ? KV_ENCRYPT : KV_DECRYPT, out,
-                                     out_len),
-                       out);
+  return akv_op_settle(
+      s, kind, cipher_finish(s, op, kind == AKV_OP_ENCRYPT ? KV_ENCRYPT : KV_DECRYPT, out, out_len),
+      out);
 }
 
 CK_RV akv_encrypt_init_obj(struct akv_session *s, const CK_MECHANISM *m, struct akv_object *obj)

@@ -6,6 +6,7 @@
 #include <openssl/rand.h>
 
 #include "token/op.h"
+#include "token/session.h"
 #include "util/log.h"
 
 CK_RV akv_digest_init(struct akv_session *s, const CK_MECHANISM *m)
@@ -50,8 +51,7 @@ CK_RV akv_digest(struct akv_session *s, const CK_BYTE *data, CK_ULONG len, CK_BY
     return CKR_OPERATION_NOT_INITIALIZED;
   if (op->updated)
     rv = CKR_OPERATION_ACTIVE;
-  else if (out && *out_len >= akv_hash_len(op->hash) && len &&
-           !EVP_DigestUpdate(op->md, data, len))
+  else if (out && *out_len >= akv_hash_len(op->hash) && len && !EVP_DigestUpdate(op->md, data, len))
     rv = CKR_FUNCTION_FAILED;
   else
     rv = digest_finish(op, out, out_len);
@@ -82,7 +82,7 @@ CK_RV akv_digest_key(struct akv_session *s, CK_OBJECT_HANDLE hkey)
   if (!op)
     return CKR_OPERATION_NOT_INITIALIZED;
   op->updated = 1;
-  rv = akv_op_key(s, hkey, &obj);
+  rv = akv_session_op_key(s, hkey, &obj);
   if (rv != CKR_OK)
     goto out;
   sensitive = akv_object_attr(obj, CKA_SENSITIVE);

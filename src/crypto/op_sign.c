@@ -12,12 +12,12 @@
 #include <openssl/rsa.h>
 
 #include "token/op.h"
-#include "token/write.h"
+#include "token/session.h"
 #include "util/log.h"
 
 #define AKV_MAX_DIGEST 64
-#define AKV_MAX_RAW_ECDSA 128     /* longer than any hash: a bigger input is not a digest */
-#define AKV_MAX_HMAC_INPUT 65536  /* remote HMAC sends the message itself */
+#define AKV_MAX_RAW_ECDSA 128    /* longer than any hash: a bigger input is not a digest */
+#define AKV_MAX_HMAC_INPUT 65536 /* remote HMAC sends the message itself */
 #define AKV_MAX_LOCAL_MAC (1u << 30)
 
 size_t akv_sign_len(const struct akv_op *op)
@@ -60,8 +60,7 @@ CK_RV akv_ecdsa_digest(enum kv_crv crv, const unsigned char *in, size_t len, uns
   return CKR_OK;
 }
 
-CK_RV akv_ecdsa_rs_to_der(const unsigned char *rs, size_t len, unsigned char **der,
-                          size_t *der_len)
+CK_RV akv_ecdsa_rs_to_der(const unsigned char *rs, size_t len, unsigned char **der, size_t *der_len)
 {
   CK_RV rv = CKR_HOST_MEMORY;
   ECDSA_SIG *sig = NULL;
@@ -98,8 +97,8 @@ static CK_RV mac_setup(struct akv_op *op)
   EVP_MAC *mac = EVP_MAC_fetch(akv_libctx(), "HMAC", NULL);
   OSSL_PARAM params[2];
 
-  params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
-                                               (char *)akv_hash_name(op->hash), 0);
+  params[0] =
+      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)akv_hash_name(op->hash), 0);
   params[1] = OSSL_PARAM_construct_end();
   if (!mac)
     goto out;
@@ -172,9 +171,8 @@ static CK_RV sv_feed(struct akv_op *op, const CK_BYTE *data, CK_ULONG len)
 /* What goes to the vault: the bytes the JWA algorithm takes (*tbs, pointing into buf or the
  * input in/in_len: the accumulated input, or a single-part call's data) and that algorithm. For
  * remote HMAC that is the message itself. Hash-and-sign mechanisms take the digest of op->md. */
-static CK_RV sv_tbs(struct akv_op *op, const unsigned char *in, size_t in_len,
-                    unsigned char *buf, const unsigned char **tbs, size_t *tbs_len,
-                    const char **alg)
+static CK_RV sv_tbs(struct akv_op *op, const unsigned char *in, size_t in_len, unsigned char *buf,
+                    const unsigned char **tbs, size_t *tbs_len, const char **alg)
 {
   unsigned char tmp[EVP_MAX_MD_SIZE];
   unsigned int tmp_len = 0;
@@ -251,9 +249,8 @@ static CK_RV sign_remote(struct akv_session *s, struct akv_op *op, const unsigne
   /* The version pinned when the object was listed, never "latest". */
   rc = kv_sign(op->obj->slot->client, key->name, key->version, alg, tbs, tbs_len, sig);
   if (rc != KV_OK)
-    return akv_write_key_failed(s, op->obj, rc); /* deleted/disabled version */
-  akv_dbg(AKV_LOGC_P11, "%s: signed with %s/%s (%s)", op->mech->name, key->name, key->version,
-          alg);
+    return akv_session_key_failed(s, op->obj, rc); /* deleted/disabled version */
+  akv_dbg(AKV_LOGC_P11, "%s: signed with %s/%s (%s)", op->mech->name, key->name, key->version, alg);
   return CKR_OK;
 }
 
@@ -274,8 +271,8 @@ static CK_RV sign_finish(struct akv_session *s, struct akv_op *op, const unsigne
   rv = sign_remote(s, op, in, in_len, &res);
   if (rv != CKR_OK)
     goto out;
-  if (res.len > n || res.len == 0 || (res.len < n && op->mech->fam != AKV_MF_RSA_PKCS &&
-                                      op->mech->fam != AKV_MF_RSA_PSS)) {
+  if (res.len > n || res.len == 0 ||
+      (res.len < n && op->mech->fam != AKV_MF_RSA_PKCS && op->mech->fam != AKV_MF_RSA_PSS)) {
     akv_err(AKV_LOGC_P11, "%s: the vault returned a %zu-byte signature, expected %zu",
             op->mech->name, res.len, n);
     rv = CKR_DEVICE_ERROR;
@@ -315,7 +312,7 @@ CK_RV akv_sign_init(struct akv_session *s, const CK_MECHANISM *m, CK_OBJECT_HAND
   CK_RV rv;
   if (s->ops[AKV_OP_SIGN])
     return CKR_OPERATION_ACTIVE;
-  rv = akv_op_key(s, hkey, &obj);
+  rv = akv_session_op_key(s, hkey, &obj);
   if (rv == CKR_OK)
     rv = akv_sign_init_obj(s, m, obj);
   akv_object_unref(obj);
@@ -459,7 +456,7 @@ static CK_RV verify_local_mac(struct akv_op *op, const unsigned char *sig, size_
   if (!EVP_MAC_final(op->mac, mac, &mac_len, sizeof(mac)))
     return CKR_FUNCTION_FAILED;
   rv = (mac_len == sig_len && CRYPTO_memcmp(mac, sig, sig_len) == 0) ? CKR_OK
-                                                                       : CKR_SIGNATURE_INVALID;
+                                                                     : CKR_SIGNATURE_INVALID;
   OPENSSL_cleanse(mac, sizeof(mac));
   return rv;
 }
@@ -481,7 +478,7 @@ static CK_RV verify_remote(struct akv_session *s, struct akv_op *op, const unsig
   rc = kv_verify(op->obj->slot->client, key->name, key->version, alg, tbs, tbs_len, sig, sig_len,
                  &valid);
   if (rc != KV_OK)
-    return akv_write_key_failed(s, op->obj, rc); /* deleted/disabled version */
+    return akv_session_key_failed(s, op->obj, rc); /* deleted/disabled version */
   return valid ? CKR_OK : CKR_SIGNATURE_INVALID;
 }
 
@@ -508,7 +505,7 @@ CK_RV akv_verify_init(struct akv_session *s, const CK_MECHANISM *m, CK_OBJECT_HA
   CK_RV rv;
   if (s->ops[AKV_OP_VERIFY])
     return CKR_OPERATION_ACTIVE;
-  rv = akv_op_key(s, hkey, &obj);
+  rv = akv_session_op_key(s, hkey, &obj);
   if (rv == CKR_OK)
     rv = akv_verify_init_obj(s, m, obj);
   akv_object_unref(obj);

@@ -8,6 +8,7 @@
 #include <openssl/rand.h>
 
 #include "token/op.h"
+#include "token/session.h"
 #include "util/log.h"
 
 #define AKV_MAX_GENERIC_SECRET 64
@@ -46,7 +47,8 @@ static CK_RV tmpl_secret(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_KEY_TYPE expec
 {
   CK_ULONG cls = CKO_SECRET_KEY, kt = expected;
   int has_type;
-  if (tmpl_ulong(tmpl, n, CKA_CLASS, &cls) < 0 || (has_type = tmpl_ulong(tmpl, n, CKA_KEY_TYPE, &kt)) < 0)
+  if (tmpl_ulong(tmpl, n, CKA_CLASS, &cls) < 0 ||
+      (has_type = tmpl_ulong(tmpl, n, CKA_KEY_TYPE, &kt)) < 0)
     return CKR_ATTRIBUTE_VALUE_INVALID;
   if (cls != CKO_SECRET_KEY)
     return CKR_TEMPLATE_INCONSISTENT;
@@ -146,12 +148,12 @@ CK_RV akv_wrap_key(struct akv_session *s, const CK_MECHANISM *m, CK_OBJECT_HANDL
                    CK_OBJECT_HANDLE hkey, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
 {
   struct akv_object *wrapping = NULL, *key = NULL;
-  CK_RV rv = akv_op_key(s, hwrapping, &wrapping);
+  CK_RV rv = akv_session_op_key(s, hwrapping, &wrapping);
   if (rv != CKR_OK) {
     rv = as_wrapping_key_error(rv, 0);
     goto out;
   }
-  rv = akv_op_key(s, hkey, &key);
+  rv = akv_session_op_key(s, hkey, &key);
   if (rv == CKR_OK)
     rv = akv_wrap_key_obj(s, m, wrapping, key, out, out_len);
 out:
@@ -162,9 +164,9 @@ out:
 
 /* ---- unwrap ---------------------------------------------------------------------------------- */
 
-CK_RV akv_unwrap_key_obj(struct akv_session *s, const CK_MECHANISM *m, struct akv_object *unwrapping,
-                         const CK_BYTE *wrapped, CK_ULONG len, const CK_ATTRIBUTE *tmpl,
-                         CK_ULONG n, CK_OBJECT_HANDLE_PTR out)
+CK_RV akv_unwrap_key_obj(struct akv_session *s, const CK_MECHANISM *m,
+                         struct akv_object *unwrapping, const CK_BYTE *wrapped, CK_ULONG len,
+                         const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJECT_HANDLE_PTR out)
 {
   struct akv_op *op = NULL;
   struct akv_outbuf res = {NULL, 0, 0};
@@ -208,7 +210,7 @@ CK_RV akv_unwrap_key(struct akv_session *s, const CK_MECHANISM *m, CK_OBJECT_HAN
                      CK_OBJECT_HANDLE_PTR out)
 {
   struct akv_object *unwrapping = NULL;
-  CK_RV rv = akv_op_key(s, hunwrapping, &unwrapping);
+  CK_RV rv = akv_session_op_key(s, hunwrapping, &unwrapping);
   if (rv != CKR_OK)
     return as_wrapping_key_error(rv, 1);
   rv = akv_unwrap_key_obj(s, m, unwrapping, wrapped, len, tmpl, n, out);
@@ -240,7 +242,8 @@ CK_RV akv_generate_key(struct akv_session *s, const CK_MECHANISM *m, const CK_AT
     return CKR_ATTRIBUTE_VALUE_INVALID;
   if (!has_len)
     return CKR_TEMPLATE_INCOMPLETE;
-  if (len < row->min_size / (type == CKK_AES ? 1 : 8) || len > row->max_size / (type == CKK_AES ? 1 : 8))
+  if (len < row->min_size / (type == CKK_AES ? 1 : 8) ||
+      len > row->max_size / (type == CKK_AES ? 1 : 8))
     return CKR_KEY_SIZE_RANGE;
   if (type == CKK_AES && len != 16 && len != 24 && len != 32)
     return CKR_KEY_SIZE_RANGE;

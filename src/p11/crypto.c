@@ -67,80 +67,84 @@ CK_RV C_GetMechanismInfo(CK_SLOT_ID slot_id, CK_MECHANISM_TYPE type, CK_MECHANIS
 
 /* C_xInit(session, mechanism, key) */
 #define INIT_BODY(model)                                                                           \
-  {                                                                                                \
-    BEGIN(h, mech);                                                                                \
-    rv = model(s, mech, key);                                                                      \
-    END();                                                                                         \
-  }
+  BEGIN(h, mech);                                                                                  \
+  rv = model(s, mech, key);                                                                        \
+  END()
 
 /* Input and output with its length: single-part calls and cipher updates. */
 #define IN_OUT_BODY(model, kind)                                                                   \
-  {                                                                                                \
-    BEGIN_OP(h, out_len && (in || !in_len), kind);                                                 \
-    rv = model(s, in, in_len, out, out_len);                                                       \
-    END();                                                                                         \
-  }
+  BEGIN_OP(h, out_len && (in || !in_len), kind);                                                   \
+  rv = model(s, in, in_len, out, out_len);                                                         \
+  END()
 
 /* Input only: updates of digests and signatures, C_VerifyFinal. */
 #define IN_BODY(model, kind)                                                                       \
-  {                                                                                                \
-    BEGIN_OP(h, in || !in_len, kind);                                                              \
-    rv = model(s, in, in_len);                                                                     \
-    END();                                                                                         \
-  }
+  BEGIN_OP(h, in || !in_len, kind);                                                                \
+  rv = model(s, in, in_len);                                                                       \
+  END()
 
 /* Output only: the finals that produce something. */
 #define OUT_BODY(model, kind)                                                                      \
-  {                                                                                                \
-    BEGIN_OP(h, out_len, kind);                                                                    \
-    rv = model(s, out, out_len);                                                                   \
-    END();                                                                                         \
-  }
+  BEGIN_OP(h, out_len, kind);                                                                      \
+  rv = model(s, out, out_len);                                                                     \
+  END()
 
 /* Calls the module does not offer: the checks of their shape, then `refusal` (no operation of
  * theirs can be active, so a bad call has nothing to end). */
 #define REFUSED_INIT_BODY(refusal)                                                                 \
-  {                                                                                                \
-    AKV_P11_IN();                                                                                  \
-    (void)key;                                                                                     \
-    return AKV_P11_OUT(akv_p11_refuse(h, mech != NULL, (refusal)));                                \
-  }
+  AKV_P11_IN();                                                                                    \
+  (void)key;                                                                                       \
+  return AKV_P11_OUT(akv_p11_refuse(h, mech != NULL, (refusal)))
 
 #define REFUSED_IN_OUT_BODY(refusal)                                                               \
-  {                                                                                                \
-    AKV_P11_IN();                                                                                  \
-    return AKV_P11_OUT(akv_p11_refuse(h, out_len && (in || !in_len), (refusal)));                  \
-  }
+  AKV_P11_IN();                                                                                    \
+  return AKV_P11_OUT(akv_p11_refuse(h, out_len && (in || !in_len), (refusal)))
 
 /* ---- encrypt / decrypt ---- */
 
 CK_RV C_EncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
-INIT_BODY(akv_encrypt_init)
+{
+  INIT_BODY(akv_encrypt_init);
+}
 
 CK_RV C_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
                 CK_ULONG_PTR out_len)
-IN_OUT_BODY(akv_encrypt, AKV_OP_ENCRYPT)
+{
+  IN_OUT_BODY(akv_encrypt, AKV_OP_ENCRYPT);
+}
 
 CK_RV C_EncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
                       CK_ULONG_PTR out_len)
-IN_OUT_BODY(akv_encrypt_update, AKV_OP_ENCRYPT)
+{
+  IN_OUT_BODY(akv_encrypt_update, AKV_OP_ENCRYPT);
+}
 
 CK_RV C_EncryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
-OUT_BODY(akv_encrypt_final, AKV_OP_ENCRYPT)
+{
+  OUT_BODY(akv_encrypt_final, AKV_OP_ENCRYPT);
+}
 
 CK_RV C_DecryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
-INIT_BODY(akv_decrypt_init)
+{
+  INIT_BODY(akv_decrypt_init);
+}
 
 CK_RV C_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
                 CK_ULONG_PTR out_len)
-IN_OUT_BODY(akv_decrypt, AKV_OP_DECRYPT)
+{
+  IN_OUT_BODY(akv_decrypt, AKV_OP_DECRYPT);
+}
 
 CK_RV C_DecryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
                       CK_ULONG_PTR out_len)
-IN_OUT_BODY(akv_decrypt_update, AKV_OP_DECRYPT)
+{
+  IN_OUT_BODY(akv_decrypt_update, AKV_OP_DECRYPT);
+}
 
 CK_RV C_DecryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
-OUT_BODY(akv_decrypt_final, AKV_OP_DECRYPT)
+{
+  OUT_BODY(akv_decrypt_final, AKV_OP_DECRYPT);
+}
 
 /* ---- digest ---- */
 
@@ -153,13 +157,19 @@ CK_RV C_DigestInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech)
 
 CK_RV C_Digest(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
                CK_ULONG_PTR out_len)
-IN_OUT_BODY(akv_digest, AKV_OP_DIGEST)
+{
+  IN_OUT_BODY(akv_digest, AKV_OP_DIGEST);
+}
 
 CK_RV C_DigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len)
-IN_BODY(akv_digest_update, AKV_OP_DIGEST)
+{
+  IN_BODY(akv_digest_update, AKV_OP_DIGEST);
+}
 
 CK_RV C_DigestFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
-OUT_BODY(akv_digest_final, AKV_OP_DIGEST)
+{
+  OUT_BODY(akv_digest_final, AKV_OP_DIGEST);
+}
 
 CK_RV C_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key)
 {
@@ -171,20 +181,30 @@ CK_RV C_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key)
 /* ---- sign / verify ---- */
 
 CK_RV C_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
-INIT_BODY(akv_sign_init)
+{
+  INIT_BODY(akv_sign_init);
+}
 
 CK_RV C_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
              CK_ULONG_PTR out_len)
-IN_OUT_BODY(akv_sign, AKV_OP_SIGN)
+{
+  IN_OUT_BODY(akv_sign, AKV_OP_SIGN);
+}
 
 CK_RV C_SignUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len)
-IN_BODY(akv_sign_update, AKV_OP_SIGN)
+{
+  IN_BODY(akv_sign_update, AKV_OP_SIGN);
+}
 
 CK_RV C_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
-OUT_BODY(akv_sign_final, AKV_OP_SIGN)
+{
+  OUT_BODY(akv_sign_final, AKV_OP_SIGN);
+}
 
 CK_RV C_VerifyInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
-INIT_BODY(akv_verify_init)
+{
+  INIT_BODY(akv_verify_init);
+}
 
 /* Two inputs: its own shape. */
 CK_RV C_Verify(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG data_len, CK_BYTE_PTR sig,
@@ -196,44 +216,64 @@ CK_RV C_Verify(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG data_len, CK_BYTE
 }
 
 CK_RV C_VerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len)
-IN_BODY(akv_verify_update, AKV_OP_VERIFY)
+{
+  IN_BODY(akv_verify_update, AKV_OP_VERIFY);
+}
 
 CK_RV C_VerifyFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len)
-IN_BODY(akv_verify_final, AKV_OP_VERIFY)
+{
+  IN_BODY(akv_verify_final, AKV_OP_VERIFY);
+}
 
 /* No mechanism offers signatures with message recovery (CKF_SIGN_RECOVER / CKF_VERIFY_RECOVER):
  * Key Vault has no such operation. */
 CK_RV C_SignRecoverInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
-REFUSED_INIT_BODY(CKR_MECHANISM_INVALID)
+{
+  REFUSED_INIT_BODY(CKR_MECHANISM_INVALID);
+}
 
 CK_RV C_SignRecover(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
                     CK_ULONG_PTR out_len)
-REFUSED_IN_OUT_BODY(CKR_OPERATION_NOT_INITIALIZED)
+{
+  REFUSED_IN_OUT_BODY(CKR_OPERATION_NOT_INITIALIZED);
+}
 
 CK_RV C_VerifyRecoverInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
-REFUSED_INIT_BODY(CKR_MECHANISM_INVALID)
+{
+  REFUSED_INIT_BODY(CKR_MECHANISM_INVALID);
+}
 
 CK_RV C_VerifyRecover(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
                       CK_ULONG_PTR out_len)
-REFUSED_IN_OUT_BODY(CKR_OPERATION_NOT_INITIALIZED)
+{
+  REFUSED_IN_OUT_BODY(CKR_OPERATION_NOT_INITIALIZED);
+}
 
 /* ---- dual-function operations: not offered (two vault round trips per part) ---- */
 
 CK_RV C_DigestEncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
                             CK_ULONG_PTR out_len)
-REFUSED_IN_OUT_BODY(CKR_FUNCTION_NOT_SUPPORTED)
+{
+  REFUSED_IN_OUT_BODY(CKR_FUNCTION_NOT_SUPPORTED);
+}
 
 CK_RV C_DecryptDigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
                             CK_ULONG_PTR out_len)
-REFUSED_IN_OUT_BODY(CKR_FUNCTION_NOT_SUPPORTED)
+{
+  REFUSED_IN_OUT_BODY(CKR_FUNCTION_NOT_SUPPORTED);
+}
 
 CK_RV C_SignEncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
                           CK_ULONG_PTR out_len)
-REFUSED_IN_OUT_BODY(CKR_FUNCTION_NOT_SUPPORTED)
+{
+  REFUSED_IN_OUT_BODY(CKR_FUNCTION_NOT_SUPPORTED);
+}
 
 CK_RV C_DecryptVerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
                             CK_ULONG_PTR out_len)
-REFUSED_IN_OUT_BODY(CKR_FUNCTION_NOT_SUPPORTED)
+{
+  REFUSED_IN_OUT_BODY(CKR_FUNCTION_NOT_SUPPORTED);
+}
 
 /* ---- keys ---- */
 

@@ -83,7 +83,8 @@ static CK_FUNCTION_LIST function_list = {
 
 static CK_UTF8CHAR interface_name[] = "PKCS 11";
 
-/* Not CKF_INTERFACE_FORK_SAFE: a forked child must call C_Initialize again (docs/design.md "Fork"). */
+/* Not CKF_INTERFACE_FORK_SAFE: a forked child must call C_Initialize again (docs/design.md "Fork").
+ */
 static CK_INTERFACE interfaces[] = {
     {interface_name, &function_list, 0},
 };

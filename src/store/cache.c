@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The per-slot object cache (docs/design.md "Object cache"): an immutable, refcounted snapshot of the slot's objects,
- * built off-lock and swapped in; soft TTL (75 %) refreshes in the background, hard TTL refreshes
- * synchronously, a failed refresh keeps serving the old snapshot within stale_if_error. Objects
- * whose source (key, version, certificate, secret) has unchanged created/updated times are carried
- * over to the next snapshot, so their public key material and fetched values survive refreshes;
- * objects restored from the cache file never count as read (src_fetched_at 0) and are read from the
- * vault again instead, so the vault's material always wins over the file's. With
- * CKF_LIBRARY_CANT_CREATE_OS_THREADS no thread is started: no background refresh, and keys are
- * read one after another in the caller's thread. */
+/* The per-slot object cache (docs/design.md "Object cache"): an immutable, refcounted snapshot of
+ * the slot's objects, built off-lock and swapped in; soft TTL (75 %) refreshes in the background,
+ * hard TTL refreshes synchronously, a failed refresh keeps serving the old snapshot within
+ * stale_if_error. Objects whose source (key, version, certificate, secret) has unchanged
+ * created/updated times are carried over to the next snapshot, so their public key material and
+ * fetched values survive refreshes; objects restored from the cache file never count as read
+ * (src_fetched_at 0) and are read from the vault again instead, so the vault's material always wins
+ * over the file's. With CKF_LIBRARY_CANT_CREATE_OS_THREADS no thread is started: no background
+ * refresh, and keys are read one after another in the caller's thread. */
 #include <fnmatch.h>
 #include <limits.h>
 #include <stdatomic.h>
@@ -45,93 +45,6 @@ struct akv_cache {
   pthread_t bg;
   int bg_joinable;
 };
-
-/* ---- snapshots --------------------------------------------------------------------------------
- */
-
-/* Reference counts of snapshots and pending keys: +1, and -1 telling whether it was the last. */
-static void ref_take(int *refs)
-{
-  __atomic_add_fetch(refs, 1, __ATOMIC_ACQ_REL);
-}
-
-static int ref_drop_last(int *refs)
-{
-  return __atomic_sub_fetch(refs, 1, __ATOMIC_ACQ_REL) == 0;
-}
-
-static struct akv_snapshot *snapshot_ref(struct akv_snapshot *snap)
-{
-  if (snap)
-    ref_take(&snap->refs);
-  return snap;
-}
-
-void akv_snapshot_unref(struct akv_snapshot *snap)
-{
-  size_t i;
-  if (!snap || !ref_drop_last(&snap->refs))
-    return;
-  for (i = 0; i < snap->n; i++)
-    akv_object_unref(snap->objs[i]);
-  for (i = 0; i < snap->n_lazy; i++)
-    akv_lazykey_unref(snap->lazy[i]);
-  free(snap->objs);
-  free(snap->lazy);
-  free(snap);
-}
-
-struct akv_lazykey *akv_lazykey_new(const char *name, int64_t created, int64_t updated)
-{
-  struct akv_lazykey *lz = calloc(1, sizeof(*lz));
-  if (!lz)
-    return NULL;
-  lz->name = strdup(name);
-  if (!lz->name) {
-    free(lz);
-    return NULL;
-  }
-  lz->refs = 1;
-  lz->created = created;
-  lz->updated = updated;
-  return lz;
-}
-
-struct akv_lazykey *akv_lazykey_ref(struct akv_lazykey *lz)
-{
-  if (lz)
-    ref_take(&lz->refs);
-  return lz;
-}
-
-void akv_lazykey_unref(struct akv_lazykey *lz)
-{
-  size_t i;
-  if (!lz || !ref_drop_last(&lz->refs))
-    return;
-  for (i = 0; i < lz->n; i++)
-    akv_object_unref(lz->objs[i]);
-  free(lz->name);
-  free(lz);
-}
-
-struct akv_object *akv_snapshot_find(const struct akv_snapshot *snap, CK_OBJECT_HANDLE h)
-{
-  size_t lo = 0, hi;
-  if (!snap)
-    return NULL;
-  hi = snap->n;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (snap->objs[mid]->handle < h)
-      lo = mid + 1;
-    else if (snap->objs[mid]->handle > h)
-      hi = mid;
-    else
-      return snap->objs[mid];
-  }
-  return NULL;
-}
 
 /* ---- building a snapshot (no lock held: network I/O) ------------------------------------------
  */
@@ -532,8 +445,8 @@ static CK_RV build_keys(struct build *b)
    * match it. versions "all" needs every latest version to know which older ones to show. */
   if (rv == CKR_OK && (int64_t)n > b->sc->prefetch_keys && !b->sc->versions_all) {
     for (i = 0; i < n && rv == CKR_OK; i++)
-      rv = push_lazy(b, akv_lazykey_new(todo[i]->name, todo[i]->attrs.created,
-                                        todo[i]->attrs.updated));
+      rv = push_lazy(
+          b, akv_lazykey_new(todo[i]->name, todo[i]->attrs.created, todo[i]->attrs.updated));
     akv_dbg(AKV_LOGC_CACHE, "%s: %zu key(s) read on demand (more than prefetch_keys %lld)",
             b->sc->url, n, (long long)b->sc->prefetch_keys);
   } else if (rv == CKR_OK) {
@@ -768,7 +681,7 @@ struct akv_snapshot *akv_cache_peek(struct akv_cache *c)
 {
   struct akv_snapshot *snap;
   pthread_mutex_lock(&c->lock);
-  snap = snapshot_ref(c->snap);
+  snap = akv_snapshot_ref(c->snap);
   pthread_mutex_unlock(&c->lock);
   return snap;
 }
@@ -864,7 +777,7 @@ static void *bg_main(void *arg)
   CK_RV rv;
 
   pthread_mutex_lock(&c->lock);
-  prev = snapshot_ref(c->snap);
+  prev = akv_snapshot_ref(c->snap);
   pthread_mutex_unlock(&c->lock);
   rv = build_snapshot(c->slot, prev, &built);
   akv_snapshot_unref(prev);
@@ -957,7 +870,7 @@ CK_RV akv_cache_get(struct akv_cache *c, struct akv_snapshot **out)
     }
   }
   c->refreshing = 1;
-  prev = snapshot_ref(c->snap);
+  prev = akv_snapshot_ref(c->snap);
   use_file = !c->invalid;
   pthread_mutex_unlock(&c->lock);
 
@@ -972,7 +885,7 @@ CK_RV akv_cache_get(struct akv_cache *c, struct akv_snapshot **out)
     return rv;
   }
 serve:
-  *out = snapshot_ref(c->snap);
+  *out = akv_snapshot_ref(c->snap);
   pthread_mutex_unlock(&c->lock);
   return CKR_OK;
 }
@@ -1033,7 +946,7 @@ CK_RV akv_cache_apply(struct akv_cache *c, int (*drop)(const struct akv_object *
   c->snap = snap;
   akv_snapshot_unref(old);
   promote_inlock(c);
-  snap = snapshot_ref(c->snap); /* for the file below */
+  snap = akv_snapshot_ref(c->snap); /* for the file below */
   rv = CKR_OK;
 out:
   pthread_mutex_unlock(&c->lock);
@@ -1044,7 +957,8 @@ out:
   return rv;
 }
 
-/* ---- pending keys ----------------------------------------------------------------------------- */
+/* ---- pending keys -----------------------------------------------------------------------------
+ */
 
 struct resolving {
   struct akv_lazykey **lz; /* the entries this thread reads (state RESOLVING, referenced) */
@@ -1125,7 +1039,7 @@ CK_RV akv_cache_resolve(struct akv_cache *c, int (*want)(const struct akv_lazyke
 
   memset(&r, 0, sizeof(r));
   pthread_mutex_lock(&c->lock);
-  snap = snapshot_ref(c->snap);
+  snap = akv_snapshot_ref(c->snap);
   if (!snap || !snap->n_lazy)
     goto unlock;
   r.lz = calloc(snap->n_lazy, sizeof(*r.lz));
@@ -1184,7 +1098,7 @@ unlock:
  * certificates other than the leaf become CKO_CERTIFICATE objects labelled NAME-chain-N, with the
  * leaf's source and times (they are carried over and dropped with it). Any failure leaves the
  * chain out with a warning: it never fails the listing. */
-static STACK_OF(X509) *chain_certs(const struct kv_secret *sec)
+static STACK_OF(X509) * chain_certs(const struct kv_secret *sec)
 {
   STACK_OF(X509) *out = sk_X509_new_null();
   BIO *bio = NULL;
@@ -1204,7 +1118,8 @@ static STACK_OF(X509) *chain_certs(const struct kv_secret *sec)
     p = der;
     p12 = d2i_PKCS12(NULL, &p, (long)der_len);
     /* The vault's PFX has no password (AZURE-API §5.2); the private key is freed at once. */
-    if (!p12 || (!PKCS12_parse(p12, "", &pkey, &x, &out) && !PKCS12_parse(p12, NULL, &pkey, &x, &out)))
+    if (!p12 ||
+        (!PKCS12_parse(p12, "", &pkey, &x, &out) && !PKCS12_parse(p12, NULL, &pkey, &x, &out)))
       goto fail;
   } else {
     bio = BIO_new_mem_buf(sec->value, (int)sec->value_len);
@@ -1255,8 +1170,10 @@ static CK_RV add_chain(struct build *b, const struct kv_cert *cert, const char *
   chain = chain_certs(sec);
   kv_secret_free(sec); /* wipes the value, which may hold the private key */
   if (!chain) {
-    akv_warn(AKV_LOGC_CACHE, "certificate %s: its secret is neither PEM nor a PKCS#12 without "
-             "password: no chain", cert->name);
+    akv_warn(AKV_LOGC_CACHE,
+             "certificate %s: its secret is neither PEM nor a PKCS#12 without "
+             "password: no chain",
+             cert->name);
     return CKR_OK;
   }
   for (i = 0; i < sk_X509_num(chain) && rv == CKR_OK; i++) {
@@ -1293,3 +1210,12 @@ static CK_RV add_chain(struct build *b, const struct kv_cert *cert, const char *
   return rv;
 }
 
+static int same_source(const struct akv_object *obj, const void *src)
+{
+  return obj->src && strcmp(obj->src, src) == 0;
+}
+
+CK_RV akv_cache_drop_source(struct akv_cache *c, const char *src)
+{
+  return akv_cache_apply(c, same_source, src, NULL, 0);
+}

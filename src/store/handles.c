@@ -102,7 +102,7 @@ void akv_handles_free(void)
 static struct abandoned_reg {
   struct abandoned_reg *prev;
   struct reg_entry *v;
-} *abandoned_regs;
+} * abandoned_regs;
 
 void akv_handles_abandon(void)
 {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Objects: token objects built from the vault's keys, certificates and secrets (docs/design.md),
- * session secret keys, attribute reads and template matching. Objects are immutable once published, except
- * the lazily fetched value of a secret (under obj->lock). */
+ * session secret keys, attribute reads and template matching. Objects are immutable once published,
+ * except the lazily fetched value of a secret (under obj->lock). */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -314,16 +314,19 @@ CK_RV akv_object_check_private(const struct akv_slot *slot, CK_OBJECT_CLASS cls,
   if (rv != CKR_OK || want == priv)
     return rv;
   if (want && !slot->cfg->login_required)
-    akv_err(AKV_LOGC_P11, "slot %lu: CKA_PRIVATE=TRUE asked for a %s, but the slot's login is "
+    akv_err(AKV_LOGC_P11,
+            "slot %lu: CKA_PRIVATE=TRUE asked for a %s, but the slot's login is "
             "\"none\", so nothing on it can be private; fix: set \"login\": \"required\" and a "
             "pin_hash for the slot (docs/config.md), or ask for CKA_PRIVATE=FALSE",
             (unsigned long)slot->id, class_name(cls));
   else if (want)
-    akv_err(AKV_LOGC_P11, "slot %lu: CKA_PRIVATE=TRUE asked for a %s, which is always public; "
-            "fix: ask for CKA_PRIVATE=FALSE or leave it out", (unsigned long)slot->id,
-            class_name(cls));
+    akv_err(AKV_LOGC_P11,
+            "slot %lu: CKA_PRIVATE=TRUE asked for a %s, which is always public; "
+            "fix: ask for CKA_PRIVATE=FALSE or leave it out",
+            (unsigned long)slot->id, class_name(cls));
   else
-    akv_err(AKV_LOGC_P11, "slot %lu: CKA_PRIVATE=FALSE asked for a %s, but with login required "
+    akv_err(AKV_LOGC_P11,
+            "slot %lu: CKA_PRIVATE=FALSE asked for a %s, but with login required "
             "private keys, secret keys and data objects are always private; fix: ask for "
             "CKA_PRIVATE=TRUE (pkcs11-tool --private) or leave it out",
             (unsigned long)slot->id, class_name(cls));
@@ -952,7 +955,8 @@ CK_ULONG akv_object_size(const struct akv_object *obj)
   return sum + (CK_ULONG)obj->secret_len;
 }
 
-/* ---- template matching ---------------------------------------------------------------------------------- */
+/* ---- template matching
+ * ---------------------------------------------------------------------------------- */
 
 /* A template matches when every attribute exists on the object with the same bytes; unknown or
  * sensitive attributes never match. */

@@ -12,8 +12,7 @@
 #include "token/session.h"
 
 /* akv_object_matches, with a failed fetch of a secret's value recorded on the session. */
-static int matches(struct akv_session *s, struct akv_object *obj, const CK_ATTRIBUTE *t,
-                   CK_ULONG n)
+static int matches(struct akv_session *s, struct akv_object *obj, const CK_ATTRIBUTE *t, CK_ULONG n)
 {
   struct akv_fetch_status failed = {KV_OK, 0};
   int m = akv_object_matches(obj, t, n, &failed);

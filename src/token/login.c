@@ -38,7 +38,8 @@ int akv_pin_check(const char *hash, const unsigned char *pin, size_t len)
 
   /* The same test as the configuration's, so a hash that loaded is one crypt can check. */
   if (!akv_pin_hash_valid(hash)) {
-    akv_err(AKV_LOGC_GEN, "login: the slot's pin_hash is not a usable crypt(3) string; fix: "
+    akv_err(AKV_LOGC_GEN,
+            "login: the slot's pin_hash is not a usable crypt(3) string; fix: "
             "write the output of `mkpasswd -m yescrypt` into pin_hash (docs/config.md)");
     return -1;
   }
@@ -57,7 +58,8 @@ int akv_pin_check(const char *hash, const unsigned char *pin, size_t len)
   hlen = strlen(hash);
   /* crypt_rn fails with NULL (or, in some builds, a string starting with '*'). */
   if (!out || out[0] == '*') {
-    akv_err(AKV_LOGC_GEN, "login: crypt(3) cannot check the slot's pin_hash (method disabled in "
+    akv_err(AKV_LOGC_GEN,
+            "login: crypt(3) cannot check the slot's pin_hash (method disabled in "
             "this libxcrypt?); fix: write a yescrypt pin_hash with `mkpasswd -m yescrypt`");
     goto out;
   }
@@ -97,17 +99,21 @@ static long read_encrypted_pem(const char *path, char **pem)
 
   *pem = malloc(KEY_FILE_MAX + 1);
   if (!bio || !*pem || (n = BIO_read(bio, *pem, KEY_FILE_MAX)) <= 0) {
-    akv_err(AKV_LOGC_GEN, "login: cannot read the certificate file %s for the PIN check; fix: "
-            "check certificate_path", path ? path : "(none)");
+    akv_err(AKV_LOGC_GEN,
+            "login: cannot read the certificate file %s for the PIN check; fix: "
+            "check certificate_path",
+            path ? path : "(none)");
     n = -1;
     goto out;
   }
   (*pem)[n] = '\0';
   if (!strstr(*pem, "-----BEGIN ENCRYPTED PRIVATE KEY-----") &&
       !strstr(*pem, "Proc-Type: 4,ENCRYPTED")) {
-    akv_err(AKV_LOGC_GEN, "login: the private key in %s is not encrypted, so a PIN cannot be its "
+    akv_err(AKV_LOGC_GEN,
+            "login: the private key in %s is not encrypted, so a PIN cannot be its "
             "password (pin: certificate_password); fix: encrypt it (openssl pkey -in KEY -aes256 "
-            "-out KEY.enc) or use \"pin\": \"pin_hash\"", path);
+            "-out KEY.enc) or use \"pin\": \"pin_hash\"",
+            path);
     n = -1;
   }
 out:

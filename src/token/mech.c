@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The mechanism table and everything decided at *Init: which rows a slot offers, key and
- * parameter validation, the JWA algorithm, and the operation lifecycle on the session. */
+/* The mechanism table and what it decides: which rows a slot offers, parameter validation, the
+ * JWA algorithm, hash and curve facts, and the digests fetched once per C_Initialize. The
+ * operation lifecycle on the session is in src/token/op.c. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,37 +24,67 @@
  * secret keys make local AES and HMAC available on every slot; the vault computes them (CKF_HW)
  * on Managed HSM only. Digests and session key generation are always local. */
 static const struct akv_mech mech_table[] = {
-  {CKM_RSA_PKCS, "CKM_RSA_PKCS", AKV_MF_RSA_PKCS, CKK_RSA, 0, 2048, 4096, RSA_ALL, AKV_MW_ALL, AKV_MW_ALL},
-  {CKM_SHA256_RSA_PKCS, "CKM_SHA256_RSA_PKCS", AKV_MF_RSA_PKCS, CKK_RSA, CKM_SHA256, 2048, 4096, RSA_SV, AKV_MW_ALL, AKV_MW_ALL},
-  {CKM_SHA384_RSA_PKCS, "CKM_SHA384_RSA_PKCS", AKV_MF_RSA_PKCS, CKK_RSA, CKM_SHA384, 2048, 4096, RSA_SV, AKV_MW_ALL, AKV_MW_ALL},
-  {CKM_SHA512_RSA_PKCS, "CKM_SHA512_RSA_PKCS", AKV_MF_RSA_PKCS, CKK_RSA, CKM_SHA512, 2048, 4096, RSA_SV, AKV_MW_ALL, AKV_MW_ALL},
-  {CKM_RSA_PKCS_PSS, "CKM_RSA_PKCS_PSS", AKV_MF_RSA_PSS, CKK_RSA, 0, 2048, 4096, RSA_SV, AKV_MW_ALL, AKV_MW_ALL},
-  {CKM_SHA256_RSA_PKCS_PSS, "CKM_SHA256_RSA_PKCS_PSS", AKV_MF_RSA_PSS, CKK_RSA, CKM_SHA256, 2048, 4096, RSA_SV, AKV_MW_ALL, AKV_MW_ALL},
-  {CKM_SHA384_RSA_PKCS_PSS, "CKM_SHA384_RSA_PKCS_PSS", AKV_MF_RSA_PSS, CKK_RSA, CKM_SHA384, 2048, 4096, RSA_SV, AKV_MW_ALL, AKV_MW_ALL},
-  {CKM_SHA512_RSA_PKCS_PSS, "CKM_SHA512_RSA_PKCS_PSS", AKV_MF_RSA_PSS, CKK_RSA, CKM_SHA512, 2048, 4096, RSA_SV, AKV_MW_ALL, AKV_MW_ALL},
-  {CKM_RSA_PKCS_OAEP, "CKM_RSA_PKCS_OAEP", AKV_MF_RSA_OAEP, CKK_RSA, 0, 2048, 4096, RSA_ED, AKV_MW_ALL, AKV_MW_ALL},
-  {CKM_ECDSA, "CKM_ECDSA", AKV_MF_ECDSA, CKK_EC, 0, 256, 521, EC_SV, AKV_MW_ALL, AKV_MW_ALL},
-  {CKM_ECDSA_SHA256, "CKM_ECDSA_SHA256", AKV_MF_ECDSA, CKK_EC, CKM_SHA256, 256, 521, EC_SV, AKV_MW_ALL, AKV_MW_ALL},
-  {CKM_ECDSA_SHA384, "CKM_ECDSA_SHA384", AKV_MF_ECDSA, CKK_EC, CKM_SHA384, 256, 521, EC_SV, AKV_MW_ALL, AKV_MW_ALL},
-  {CKM_ECDSA_SHA512, "CKM_ECDSA_SHA512", AKV_MF_ECDSA, CKK_EC, CKM_SHA512, 256, 521, EC_SV, AKV_MW_ALL, AKV_MW_ALL},
-  {CKM_SHA256_HMAC, "CKM_SHA256_HMAC", AKV_MF_HMAC, CKK_GENERIC_SECRET, CKM_SHA256, 16, 64, CKF_SIGN | CKF_VERIFY, AKV_MW_ALL, AKV_MW_MHSM},
-  {CKM_SHA384_HMAC, "CKM_SHA384_HMAC", AKV_MF_HMAC, CKK_GENERIC_SECRET, CKM_SHA384, 16, 64, CKF_SIGN | CKF_VERIFY, AKV_MW_ALL, AKV_MW_MHSM},
-  {CKM_SHA512_HMAC, "CKM_SHA512_HMAC", AKV_MF_HMAC, CKK_GENERIC_SECRET, CKM_SHA512, 16, 64, CKF_SIGN | CKF_VERIFY, AKV_MW_ALL, AKV_MW_MHSM},
-  {CKM_AES_GCM, "CKM_AES_GCM", AKV_MF_AES_GCM, CKK_AES, 0, 16, 32, AES_ED, AKV_MW_ALL, AKV_MW_MHSM},
-  {CKM_AES_CBC, "CKM_AES_CBC", AKV_MF_AES_CBC, CKK_AES, 0, 16, 32, AES_ED, AKV_MW_ALL, AKV_MW_MHSM},
-  {CKM_AES_CBC_PAD, "CKM_AES_CBC_PAD", AKV_MF_AES_CBC_PAD, CKK_AES, 0, 16, 32, AES_ED, AKV_MW_ALL, AKV_MW_MHSM},
-  {CKM_AES_KEY_WRAP, "CKM_AES_KEY_WRAP", AKV_MF_AES_KW, CKK_AES, 0, 16, 32, AES_WU, AKV_MW_ALL, AKV_MW_MHSM},
-  {CKM_AES_KEY_WRAP_PAD, "CKM_AES_KEY_WRAP_PAD", AKV_MF_AES_KWP, CKK_AES, 0, 16, 32, AES_WU, AKV_MW_ALL, AKV_MW_MHSM},
-  /* Key pairs are generated in the vault (src/token/write.c). */
-  {CKM_RSA_PKCS_KEY_PAIR_GEN, "CKM_RSA_PKCS_KEY_PAIR_GEN", AKV_MF_KEYGEN, CKK_RSA, 0, 2048, 4096, CKF_GENERATE_KEY_PAIR, AKV_MW_ALL, AKV_MW_ALL},
-  {CKM_EC_KEY_PAIR_GEN, "CKM_EC_KEY_PAIR_GEN", AKV_MF_KEYGEN, CKK_EC, 0, 256, 521, CKF_GENERATE_KEY_PAIR | CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS, AKV_MW_ALL, AKV_MW_ALL},
-  {CKM_AES_KEY_GEN, "CKM_AES_KEY_GEN", AKV_MF_KEYGEN, CKK_AES, 0, 16, 32, CKF_GENERATE, AKV_MW_ALL, 0},
-  {CKM_GENERIC_SECRET_KEY_GEN, "CKM_GENERIC_SECRET_KEY_GEN", AKV_MF_KEYGEN, CKK_GENERIC_SECRET, 0, 8, 512, CKF_GENERATE, AKV_MW_ALL, 0},
-  {CKM_SHA_1, "CKM_SHA_1", AKV_MF_DIGEST, AKV_NO_KEY_TYPE, CKM_SHA_1, 0, 0, CKF_DIGEST, AKV_MW_ALL, 0},
-  {CKM_SHA224, "CKM_SHA224", AKV_MF_DIGEST, AKV_NO_KEY_TYPE, CKM_SHA224, 0, 0, CKF_DIGEST, AKV_MW_ALL, 0},
-  {CKM_SHA256, "CKM_SHA256", AKV_MF_DIGEST, AKV_NO_KEY_TYPE, CKM_SHA256, 0, 0, CKF_DIGEST, AKV_MW_ALL, 0},
-  {CKM_SHA384, "CKM_SHA384", AKV_MF_DIGEST, AKV_NO_KEY_TYPE, CKM_SHA384, 0, 0, CKF_DIGEST, AKV_MW_ALL, 0},
-  {CKM_SHA512, "CKM_SHA512", AKV_MF_DIGEST, AKV_NO_KEY_TYPE, CKM_SHA512, 0, 0, CKF_DIGEST, AKV_MW_ALL, 0},
+    {CKM_RSA_PKCS, "CKM_RSA_PKCS", AKV_MF_RSA_PKCS, CKK_RSA, 0, 2048, 4096, RSA_ALL, AKV_MW_ALL,
+     AKV_MW_ALL},
+    {CKM_SHA256_RSA_PKCS, "CKM_SHA256_RSA_PKCS", AKV_MF_RSA_PKCS, CKK_RSA, CKM_SHA256, 2048, 4096,
+     RSA_SV, AKV_MW_ALL, AKV_MW_ALL},
+    {CKM_SHA384_RSA_PKCS, "CKM_SHA384_RSA_PKCS", AKV_MF_RSA_PKCS, CKK_RSA, CKM_SHA384, 2048, 4096,
+     RSA_SV, AKV_MW_ALL, AKV_MW_ALL},
+    {CKM_SHA512_RSA_PKCS, "CKM_SHA512_RSA_PKCS", AKV_MF_RSA_PKCS, CKK_RSA, CKM_SHA512, 2048, 4096,
+     RSA_SV, AKV_MW_ALL, AKV_MW_ALL},
+    {CKM_RSA_PKCS_PSS, "CKM_RSA_PKCS_PSS", AKV_MF_RSA_PSS, CKK_RSA, 0, 2048, 4096, RSA_SV,
+     AKV_MW_ALL, AKV_MW_ALL},
+    {CKM_SHA256_RSA_PKCS_PSS, "CKM_SHA256_RSA_PKCS_PSS", AKV_MF_RSA_PSS, CKK_RSA, CKM_SHA256, 2048,
+     4096, RSA_SV, AKV_MW_ALL, AKV_MW_ALL},
+    {CKM_SHA384_RSA_PKCS_PSS, "CKM_SHA384_RSA_PKCS_PSS", AKV_MF_RSA_PSS, CKK_RSA, CKM_SHA384, 2048,
+     4096, RSA_SV, AKV_MW_ALL, AKV_MW_ALL},
+    {CKM_SHA512_RSA_PKCS_PSS, "CKM_SHA512_RSA_PKCS_PSS", AKV_MF_RSA_PSS, CKK_RSA, CKM_SHA512, 2048,
+     4096, RSA_SV, AKV_MW_ALL, AKV_MW_ALL},
+    {CKM_RSA_PKCS_OAEP, "CKM_RSA_PKCS_OAEP", AKV_MF_RSA_OAEP, CKK_RSA, 0, 2048, 4096, RSA_ED,
+     AKV_MW_ALL, AKV_MW_ALL},
+    {CKM_ECDSA, "CKM_ECDSA", AKV_MF_ECDSA, CKK_EC, 0, 256, 521, EC_SV, AKV_MW_ALL, AKV_MW_ALL},
+    {CKM_ECDSA_SHA256, "CKM_ECDSA_SHA256", AKV_MF_ECDSA, CKK_EC, CKM_SHA256, 256, 521, EC_SV,
+     AKV_MW_ALL, AKV_MW_ALL},
+    {CKM_ECDSA_SHA384, "CKM_ECDSA_SHA384", AKV_MF_ECDSA, CKK_EC, CKM_SHA384, 256, 521, EC_SV,
+     AKV_MW_ALL, AKV_MW_ALL},
+    {CKM_ECDSA_SHA512, "CKM_ECDSA_SHA512", AKV_MF_ECDSA, CKK_EC, CKM_SHA512, 256, 521, EC_SV,
+     AKV_MW_ALL, AKV_MW_ALL},
+    {CKM_SHA256_HMAC, "CKM_SHA256_HMAC", AKV_MF_HMAC, CKK_GENERIC_SECRET, CKM_SHA256, 16, 64,
+     CKF_SIGN | CKF_VERIFY, AKV_MW_ALL, AKV_MW_MHSM},
+    {CKM_SHA384_HMAC, "CKM_SHA384_HMAC", AKV_MF_HMAC, CKK_GENERIC_SECRET, CKM_SHA384, 16, 64,
+     CKF_SIGN | CKF_VERIFY, AKV_MW_ALL, AKV_MW_MHSM},
+    {CKM_SHA512_HMAC, "CKM_SHA512_HMAC", AKV_MF_HMAC, CKK_GENERIC_SECRET, CKM_SHA512, 16, 64,
+     CKF_SIGN | CKF_VERIFY, AKV_MW_ALL, AKV_MW_MHSM},
+    {CKM_AES_GCM, "CKM_AES_GCM", AKV_MF_AES_GCM, CKK_AES, 0, 16, 32, AES_ED, AKV_MW_ALL,
+     AKV_MW_MHSM},
+    {CKM_AES_CBC, "CKM_AES_CBC", AKV_MF_AES_CBC, CKK_AES, 0, 16, 32, AES_ED, AKV_MW_ALL,
+     AKV_MW_MHSM},
+    {CKM_AES_CBC_PAD, "CKM_AES_CBC_PAD", AKV_MF_AES_CBC_PAD, CKK_AES, 0, 16, 32, AES_ED, AKV_MW_ALL,
+     AKV_MW_MHSM},
+    {CKM_AES_KEY_WRAP, "CKM_AES_KEY_WRAP", AKV_MF_AES_KW, CKK_AES, 0, 16, 32, AES_WU, AKV_MW_ALL,
+     AKV_MW_MHSM},
+    {CKM_AES_KEY_WRAP_PAD, "CKM_AES_KEY_WRAP_PAD", AKV_MF_AES_KWP, CKK_AES, 0, 16, 32, AES_WU,
+     AKV_MW_ALL, AKV_MW_MHSM},
+    /* Key pairs are generated in the vault (src/token/write.c). */
+    {CKM_RSA_PKCS_KEY_PAIR_GEN, "CKM_RSA_PKCS_KEY_PAIR_GEN", AKV_MF_KEYGEN, CKK_RSA, 0, 2048, 4096,
+     CKF_GENERATE_KEY_PAIR, AKV_MW_ALL, AKV_MW_ALL},
+    {CKM_EC_KEY_PAIR_GEN, "CKM_EC_KEY_PAIR_GEN", AKV_MF_KEYGEN, CKK_EC, 0, 256, 521,
+     CKF_GENERATE_KEY_PAIR | CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS, AKV_MW_ALL,
+     AKV_MW_ALL},
+    {CKM_AES_KEY_GEN, "CKM_AES_KEY_GEN", AKV_MF_KEYGEN, CKK_AES, 0, 16, 32, CKF_GENERATE,
+     AKV_MW_ALL, 0},
+    {CKM_GENERIC_SECRET_KEY_GEN, "CKM_GENERIC_SECRET_KEY_GEN", AKV_MF_KEYGEN, CKK_GENERIC_SECRET, 0,
+     8, 512, CKF_GENERATE, AKV_MW_ALL, 0},
+    {CKM_SHA_1, "CKM_SHA_1", AKV_MF_DIGEST, AKV_NO_KEY_TYPE, CKM_SHA_1, 0, 0, CKF_DIGEST,
+     AKV_MW_ALL, 0},
+    {CKM_SHA224, "CKM_SHA224", AKV_MF_DIGEST, AKV_NO_KEY_TYPE, CKM_SHA224, 0, 0, CKF_DIGEST,
+     AKV_MW_ALL, 0},
+    {CKM_SHA256, "CKM_SHA256", AKV_MF_DIGEST, AKV_NO_KEY_TYPE, CKM_SHA256, 0, 0, CKF_DIGEST,
+     AKV_MW_ALL, 0},
+    {CKM_SHA384, "CKM_SHA384", AKV_MF_DIGEST, AKV_NO_KEY_TYPE, CKM_SHA384, 0, 0, CKF_DIGEST,
+     AKV_MW_ALL, 0},
+    {CKM_SHA512, "CKM_SHA512", AKV_MF_DIGEST, AKV_NO_KEY_TYPE, CKM_SHA512, 0, 0, CKF_DIGEST,
+     AKV_MW_ALL, 0},
 };
 
 #define N_MECH (sizeof(mech_table) / sizeof(mech_table[0]))
@@ -67,11 +98,12 @@ static const struct {
   int nid;
   const char *rs, *ps, *hs, *oaep;
 } hash_table[] = {
-  {CKM_SHA_1, 20, "SHA1", CKG_MGF1_SHA1, NID_sha1, NULL, NULL, NULL, "RSA-OAEP"},
-  {CKM_SHA224, 28, "SHA224", CKG_MGF1_SHA224, NID_sha224, NULL, NULL, NULL, NULL},
-  {CKM_SHA256, 32, "SHA256", CKG_MGF1_SHA256, NID_sha256, "RS256", "PS256", "HS256", "RSA-OAEP-256"},
-  {CKM_SHA384, 48, "SHA384", CKG_MGF1_SHA384, NID_sha384, "RS384", "PS384", "HS384", NULL},
-  {CKM_SHA512, 64, "SHA512", CKG_MGF1_SHA512, NID_sha512, "RS512", "PS512", "HS512", NULL},
+    {CKM_SHA_1, 20, "SHA1", CKG_MGF1_SHA1, NID_sha1, NULL, NULL, NULL, "RSA-OAEP"},
+    {CKM_SHA224, 28, "SHA224", CKG_MGF1_SHA224, NID_sha224, NULL, NULL, NULL, NULL},
+    {CKM_SHA256, 32, "SHA256", CKG_MGF1_SHA256, NID_sha256, "RS256", "PS256", "HS256",
+     "RSA-OAEP-256"},
+    {CKM_SHA384, 48, "SHA384", CKG_MGF1_SHA384, NID_sha384, "RS384", "PS384", "HS384", NULL},
+    {CKM_SHA512, 64, "SHA512", CKG_MGF1_SHA512, NID_sha512, "RS512", "PS512", "HS512", NULL},
 };
 
 #define N_HASH (sizeof(hash_table) / sizeof(hash_table[0]))
@@ -145,10 +177,10 @@ static const struct curve_row {
   const char *es;
   size_t digest_len, field_len, order_bits;
 } curve_table[] = {
-  {KV_CRV_P256, "ES256", 32, 32, 256},
-  {KV_CRV_P384, "ES384", 48, 48, 384},
-  {KV_CRV_P521, "ES512", 64, 66, 521},
-  {KV_CRV_P256K, "ES256K", 32, 32, 256},
+    {KV_CRV_P256, "ES256", 32, 32, 256},
+    {KV_CRV_P384, "ES384", 48, 48, 384},
+    {KV_CRV_P521, "ES512", 64, 66, 521},
+    {KV_CRV_P256K, "ES256K", 32, 32, 256},
 };
 
 static const struct curve_row *curve_find(enum kv_crv crv)
@@ -188,9 +220,9 @@ size_t akv_ec_order_bits(enum kv_crv crv)
 const char *akv_jwa_aes(enum akv_mfam fam, size_t key_bytes)
 {
   static const char *const names[3][3] = {
-    {"A128GCM", "A192GCM", "A256GCM"},
-    {"A128CBC", "A192CBC", "A256CBC"},
-    {"A128CBCPAD", "A192CBCPAD", "A256CBCPAD"},
+      {"A128GCM", "A192GCM", "A256GCM"},
+      {"A128CBC", "A192CBC", "A256CBC"},
+      {"A128CBCPAD", "A192CBCPAD", "A256CBCPAD"},
   };
   int row, col;
   if (fam == AKV_MF_AES_KW)
@@ -216,7 +248,8 @@ const char *akv_jwa_aes(enum akv_mfam fam, size_t key_bytes)
   return names[row][col];
 }
 
-/* ---- DigestInfo -------------------------------------------------------------------------------- */
+/* ---- DigestInfo --------------------------------------------------------------------------------
+ */
 
 CK_RV akv_digestinfo_parse(const unsigned char *der, size_t len, CK_MECHANISM_TYPE *hash,
                            const unsigned char **digest)
@@ -276,7 +309,8 @@ out:
   return rv;
 }
 
-/* ---- table queries ----------------------------------------------------------------------------- */
+/* ---- table queries -----------------------------------------------------------------------------
+ */
 
 const struct akv_mech *akv_mech_find(CK_MECHANISM_TYPE type)
 {
@@ -327,7 +361,8 @@ CK_RV akv_mech_info(enum akv_vault_kind kind, CK_MECHANISM_TYPE type, CK_MECHANI
   return CKR_OK;
 }
 
-/* ---- validation at *Init ----------------------------------------------------------------------- */
+/* ---- validation at *Init -----------------------------------------------------------------------
+ */
 
 size_t akv_aes_key_bytes(const struct akv_object *obj)
 {
@@ -336,7 +371,7 @@ size_t akv_aes_key_bytes(const struct akv_object *obj)
     return obj->secret_len;
   a = akv_object_attr(obj, CKA_VALUE_LEN);
   if (a && a->pValue && a->ulValueLen == sizeof(CK_ULONG))
-    return (size_t)*(const CK_ULONG *)a->pValue;
+    return (size_t) * (const CK_ULONG *)a->pValue;
   return 0;
 }
 
@@ -393,8 +428,8 @@ static CK_RV params_gcm(struct akv_op *op, const CK_MECHANISM *m)
   const CK_GCM_PARAMS *p = m->pParameter;
   if (!p || m->ulParameterLen != sizeof(*p))
     return CKR_MECHANISM_PARAM_INVALID;
-  if (p->ulTagBits % 8 || p->ulTagBits < 96 || p->ulTagBits > 128 ||
-      (p->ulAADLen && !p->pAAD) || p->ulAADLen > AKV_MAX_AAD)
+  if (p->ulTagBits % 8 || p->ulTagBits < 96 || p->ulTagBits > 128 || (p->ulAADLen && !p->pAAD) ||
+      p->ulAADLen > AKV_MAX_AAD)
     return CKR_MECHANISM_PARAM_INVALID;
   if (op->remote) {
     /* The HSM always picks a 12-byte IV and makes a 16-byte tag; on encrypt it ignores a caller
@@ -481,228 +516,12 @@ CK_RV akv_mech_params(struct akv_op *op, const CK_MECHANISM *m)
   return CKR_MECHANISM_INVALID;
 }
 
-/* CKA_ALLOWED_MECHANISMS, when the object has it, restricts the mechanisms used with the key. */
-static int mechanism_allowed(const struct akv_object *obj, CK_MECHANISM_TYPE type)
-{
-  const CK_ATTRIBUTE *a = akv_object_attr(obj, CKA_ALLOWED_MECHANISMS);
-  const CK_MECHANISM_TYPE *list;
-  if (!a || !a->pValue)
-    return 1;
-  list = a->pValue;
-  for (CK_ULONG i = 0; i < a->ulValueLen / sizeof(CK_MECHANISM_TYPE); i++)
-    if (list[i] == type)
-      return 1;
-  return 0;
-}
-
-static CK_BBOOL permitted(const struct akv_object *obj, CK_FLAGS need)
-{
-  switch (need) {
-  case CKF_SIGN:
-    return obj->can_sign;
-  case CKF_VERIFY:
-    return obj->can_verify;
-  case CKF_ENCRYPT:
-    return obj->can_encrypt;
-  case CKF_DECRYPT:
-    return obj->can_decrypt;
-  case CKF_WRAP:
-    return obj->can_wrap;
-  case CKF_UNWRAP:
-    return obj->can_unwrap;
-  default:
-    return CK_FALSE;
-  }
-}
-
-static int key_type_fits(const struct akv_mech *row, const struct akv_object *obj)
-{
-  if (row->fam == AKV_MF_HMAC)
-    return obj->cls == CKO_SECRET_KEY &&
-           (obj->key_type == CKK_GENERIC_SECRET || obj->key_type == CKK_AES);
-  return obj->key_type == row->key_type;
-}
-
-/* Where the computation happens: private-key and secret-key operations of vault keys always in
- * the vault; public-key operations locally on the cached public key when the slot says so. */
-static int decide_remote(const struct akv_session *s, const struct akv_object *obj, CK_FLAGS need)
-{
-  const struct akv_slot_config *cfg = s->slot->cfg;
-  if (!obj->key)
-    return 0;
-  if (!obj->pkey)
-    return 1;
-  if (need == CKF_VERIFY)
-    return cfg->verify_remote;
-  if (need == CKF_ENCRYPT || need == CKF_WRAP)
-    return !cfg->public_ops_local;
-  return 1;
-}
-
-CK_RV akv_op_key(struct akv_session *s, CK_OBJECT_HANDLE h, struct akv_object **out)
-{
-  struct akv_object *obj = NULL;
-  CK_RV rv = akv_session_key(s, h, &obj);
-  if (rv == CKR_OBJECT_HANDLE_INVALID)
-    return CKR_KEY_HANDLE_INVALID;
-  if (rv != CKR_OK)
-    return rv;
-  if (obj->slot != s->slot) {
-    akv_object_unref(obj);
-    return CKR_KEY_HANDLE_INVALID;
-  }
-  *out = obj;
-  return CKR_OK;
-}
-
-/* Frees what an operation holds, wiping secrets; the struct itself stays. */
-static void op_release(struct akv_op *op)
-{
-  EVP_MD_CTX_free(op->md);
-  EVP_MAC_CTX_free(op->mac);
-  akv_outbuf_clear(&op->in);
-  akv_outbuf_clear(&op->out);
-  if (op->aad) {
-    OPENSSL_cleanse(op->aad, op->aad_len);
-    free(op->aad);
-  }
-  OPENSSL_cleanse(op->iv, sizeof(op->iv));
-  akv_object_unref(op->obj);
-}
-
-CK_RV akv_op_new(struct akv_session *s, enum akv_op_kind kind, CK_FLAGS need,
-                 const CK_MECHANISM *m, struct akv_object *obj, struct akv_op **out)
-{
-  CK_RV rv;
-  struct akv_op *op = NULL;
-  const struct akv_mech *row = akv_mech_for_slot(s->slot->cfg->kind, m->mechanism);
-
-  if (!row || !(row->flags & need)) {
-    rv = CKR_MECHANISM_INVALID;
-    goto out;
-  }
-  /* The storage of the session's last ended operation (already zeroed) saves a calloc/free pair
-   * per C_SignInit + C_Sign. */
-  op = s->spare_op;
-  s->spare_op = NULL;
-  if (!op && !(op = calloc(1, sizeof(*op)))) {
-    rv = CKR_HOST_MEMORY;
-    goto out;
-  }
-  op->kind = kind;
-  op->mech = row;
-  if (need != CKF_DIGEST) {
-    if (!obj) {
-      rv = CKR_KEY_HANDLE_INVALID;
-      goto out;
-    }
-    op->obj = akv_object_ref(obj);
-    if (obj->slot != s->slot ||
-        (obj->cls != CKO_PRIVATE_KEY && obj->cls != CKO_PUBLIC_KEY && obj->cls != CKO_SECRET_KEY) ||
-        (!obj->key && !obj->secret)) {
-      rv = CKR_KEY_HANDLE_INVALID;
-      goto out;
-    }
-    if (!key_type_fits(row, obj)) {
-      rv = CKR_KEY_TYPE_INCONSISTENT;
-      goto out;
-    }
-    if (!mechanism_allowed(obj, row->type)) {
-      rv = CKR_MECHANISM_INVALID;
-      goto out;
-    }
-    if (!permitted(obj, need)) {
-      akv_dbg(AKV_LOGC_P11, "%s: key %s does not allow this operation", row->name,
-              obj->key ? obj->key->name : "(session key)");
-      rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
-      goto out;
-    }
-    if (obj->secret && row->key_type == CKK_AES && obj->secret_len != 16 &&
-        obj->secret_len != 24 && obj->secret_len != 32) {
-      rv = CKR_KEY_SIZE_RANGE;
-      goto out;
-    }
-    op->remote = decide_remote(s, obj, need);
-    /* Local verify/encrypt needs the cached public key. */
-    if (!op->remote && !obj->secret && !obj->pkey) {
-      rv = CKR_KEY_HANDLE_INVALID;
-      goto out;
-    }
-  }
-  rv = akv_mech_params(op, m);
-  if (rv != CKR_OK)
-    goto out;
-  *out = op;
-  op = NULL;
-out:
-  akv_op_free(op);
-  return rv;
-}
-
-CK_RV akv_op_begin(struct akv_session *s, enum akv_op_kind kind, const CK_MECHANISM *m,
-                   struct akv_object *obj, struct akv_op **out)
-{
-  static const CK_FLAGS need[AKV_OP_COUNT] = {
-    [AKV_OP_SIGN] = CKF_SIGN,       [AKV_OP_VERIFY] = CKF_VERIFY, [AKV_OP_ENCRYPT] = CKF_ENCRYPT,
-    [AKV_OP_DECRYPT] = CKF_DECRYPT, [AKV_OP_DIGEST] = CKF_DIGEST,
-  };
-  struct akv_op *op = NULL;
-  CK_RV rv;
-
-  if (s->ops[kind])
-    return CKR_OPERATION_ACTIVE;
-  rv = akv_op_new(s, kind, need[kind], m, obj, &op);
-  if (rv != CKR_OK)
-    return rv;
-  s->ops[kind] = op;
-  *out = op;
-  return CKR_OK;
-}
-
-struct akv_op *akv_op_peek(struct akv_session *s, enum akv_op_kind kind)
-{
-  return s->ops[kind];
-}
-
-void akv_op_end(struct akv_session *s, enum akv_op_kind kind)
-{
-  struct akv_op *op = s->ops[kind];
-  s->ops[kind] = NULL;
-  if (!op)
-    return;
-  if (s->spare_op) {
-    akv_op_free(op);
-    return;
-  }
-  /* Kept for the session's next operation with nothing in it: buffers wiped and freed, the key
-   * released, every field zero. The session frees it when it ends. */
-  op_release(op);
-  memset(op, 0, sizeof(*op));
-  s->spare_op = op;
-}
-
-CK_RV akv_op_settle(struct akv_session *s, enum akv_op_kind kind, CK_RV rv, const void *out)
-{
-  if (rv == CKR_BUFFER_TOO_SMALL || (rv == CKR_OK && !out))
-    return rv;
-  akv_op_end(s, kind);
-  return rv;
-}
-
-void akv_op_free(struct akv_op *op)
-{
-  if (!op)
-    return;
-  op_release(op);
-  free(op);
-}
-
 /* The digests of every hash mechanism, fetched once per C_Initialize in the module's library
  * context: EVP_MD_fetch costs a method-store lookup under a lock (about 2.2k instructions), which
- * would otherwise run on every C_SignInit of a hash-and-sign mechanism. Written by C_Initialize before the
- * module is marked initialised and freed by C_Finalize after the sessions (whose operations hold
- * their own references through their EVP_MD_CTX) are closed, so entry points read them without a
- * lock. */
+ * would otherwise run on every C_SignInit of a hash-and-sign mechanism. Written by C_Initialize
+ * before the module is marked initialised and freed by C_Finalize after the sessions (whose
+ * operations hold their own references through their EVP_MD_CTX) are closed, so entry points read
+ * them without a lock. */
 static const CK_MECHANISM_TYPE md_types[] = {CKM_SHA_1, CKM_SHA224, CKM_SHA256, CKM_SHA384,
                                              CKM_SHA512};
 #define N_MD (sizeof(md_types) / sizeof(md_types[0]))

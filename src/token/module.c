@@ -203,7 +203,8 @@ static CK_RV build_network(void)
     akv_err(AKV_LOGC_GEN, "C_Initialize: credential: %s", kv_rc_str(rc));
     return rc == KV_E_NOMEM ? CKR_HOST_MEMORY : CKR_GENERAL_ERROR;
   }
-  rv = akv_slots_new(akv_state.cfg, akv_state.http, akv_state.cred, &akv_state.slots, &akv_state.n_slots);
+  rv = akv_slots_new(akv_state.cfg, akv_state.http, akv_state.cred, &akv_state.slots,
+                     &akv_state.n_slots);
   return rv;
 }
 

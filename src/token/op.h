@@ -16,40 +16,36 @@
 struct akv_op {
   enum akv_op_kind kind;
   const struct akv_mech *mech;
-  struct akv_object *obj;     /* the key (referenced); NULL for digest */
-  int remote;                 /* the vault computes it (obj->key), else local (pkey or secret) */
-  CK_MECHANISM_TYPE hash;     /* PSS/OAEP hash, the hash of hash-and-sign and HMAC mechanisms */
-  const char *alg;            /* JWA chosen at Init; NULL when the data decides (raw RSA/ECDSA) */
-  EVP_MD_CTX *md;             /* incremental local hash */
-  EVP_MAC_CTX *mac;           /* local HMAC with a session key */
-  struct akv_outbuf in;       /* accumulated input of single-shot computations */
-  size_t in_limit;            /* cap on in.len */
-  struct akv_outbuf out;      /* result computed for a call whose buffer was too small */
+  struct akv_object *obj; /* the key (referenced); NULL for digest */
+  int remote;             /* the vault computes it (obj->key), else local (pkey or secret) */
+  CK_MECHANISM_TYPE hash; /* PSS/OAEP hash, the hash of hash-and-sign and HMAC mechanisms */
+  const char *alg;        /* JWA chosen at Init; NULL when the data decides (raw RSA/ECDSA) */
+  EVP_MD_CTX *md;         /* incremental local hash */
+  EVP_MAC_CTX *mac;       /* local HMAC with a session key */
+  struct akv_outbuf in;   /* accumulated input of single-shot computations */
+  size_t in_limit;        /* cap on in.len */
+  struct akv_outbuf out;  /* result computed for a call whose buffer was too small */
   int have_out;
-  int updated;                /* a C_*Update happened: the single-part call is refused */
+  int updated; /* a C_*Update happened: the single-part call is refused */
   /* AES */
-  size_t key_bytes;           /* 16/24/32, 0 = unknown (vault key without CKA_VALUE_LEN) */
+  size_t key_bytes; /* 16/24/32, 0 = unknown (vault key without CKA_VALUE_LEN) */
   unsigned char iv[16];
   size_t iv_len;
   unsigned char *aad;
   size_t aad_len;
-  size_t tag_len;             /* GCM tag bytes */
-  CK_BYTE_PTR iv_out;         /* GCM encrypt in the HSM: the caller's pIv receives the HSM's IV */
+  size_t tag_len;     /* GCM tag bytes */
+  CK_BYTE_PTR iv_out; /* GCM encrypt in the HSM: the caller's pIv receives the HSM's IV */
 };
 
-/* ---- lifecycle (mech.c) ---- */
+/* ---- lifecycle (op.c) ---- */
 
 /* Validates mechanism, key and parameters for a use `need` (one of CKF_SIGN, CKF_VERIFY,
  * CKF_ENCRYPT, CKF_DECRYPT, CKF_DIGEST, CKF_WRAP, CKF_UNWRAP) and returns a new operation (not
  * installed): CKR_MECHANISM_INVALID, CKR_KEY_HANDLE_INVALID, CKR_KEY_TYPE_INCONSISTENT,
- * CKR_KEY_FUNCTION_NOT_PERMITTED, CKR_MECHANISM_PARAM_INVALID... obj (borrowed, NULL for CKF_DIGEST) is
- * referenced by the operation. */
-CK_RV akv_op_new(struct akv_session *s, enum akv_op_kind kind, CK_FLAGS need,
-                 const CK_MECHANISM *m, struct akv_object *obj, struct akv_op **out);
-
-/* The key object for a handle (referenced): CKR_KEY_HANDLE_INVALID when the session cannot see
- * it or it belongs to another slot. */
-CK_RV akv_op_key(struct akv_session *s, CK_OBJECT_HANDLE h, struct akv_object **out);
+ * CKR_KEY_FUNCTION_NOT_PERMITTED, CKR_MECHANISM_PARAM_INVALID... obj (borrowed, NULL for
+ * CKF_DIGEST) is referenced by the operation. */
+CK_RV akv_op_new(struct akv_session *s, enum akv_op_kind kind, CK_FLAGS need, const CK_MECHANISM *m,
+                 struct akv_object *obj, struct akv_op **out);
 
 /* akv_op_new for an operation of `kind`, installed on the session (CKR_OPERATION_ACTIVE if one
  * is already there). obj is borrowed (NULL for digest); *out is owned by the session. */
@@ -154,9 +150,9 @@ CK_RV akv_wrap_key_obj(struct akv_session *s, const CK_MECHANISM *m, struct akv_
 CK_RV akv_unwrap_key(struct akv_session *s, const CK_MECHANISM *m, CK_OBJECT_HANDLE hunwrapping,
                      const CK_BYTE *wrapped, CK_ULONG len, const CK_ATTRIBUTE *tmpl, CK_ULONG n,
                      CK_OBJECT_HANDLE_PTR out);
-CK_RV akv_unwrap_key_obj(struct akv_session *s, const CK_MECHANISM *m, struct akv_object *unwrapping,
-                         const CK_BYTE *wrapped, CK_ULONG len, const CK_ATTRIBUTE *tmpl,
-                         CK_ULONG n, CK_OBJECT_HANDLE_PTR out);
+CK_RV akv_unwrap_key_obj(struct akv_session *s, const CK_MECHANISM *m,
+                         struct akv_object *unwrapping, const CK_BYTE *wrapped, CK_ULONG len,
+                         const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJECT_HANDLE_PTR out);
 CK_RV akv_generate_key(struct akv_session *s, const CK_MECHANISM *m, const CK_ATTRIBUTE *tmpl,
                        CK_ULONG n, CK_OBJECT_HANDLE_PTR out);
 

@@ -110,7 +110,7 @@ CK_RV akv_sessions_init(void)
 static struct abandoned_tab {
   struct abandoned_tab *prev;
   struct akv_session **v;
-} *abandoned_tabs;
+} * abandoned_tabs;
 
 void akv_sessions_abandon(void)
 {
@@ -408,6 +408,22 @@ CK_RV akv_session_key(struct akv_session *s, CK_OBJECT_HANDLE h, struct akv_obje
   return session_object(s, h, out);
 }
 
+CK_RV akv_session_op_key(struct akv_session *s, CK_OBJECT_HANDLE h, struct akv_object **out)
+{
+  struct akv_object *obj = NULL;
+  CK_RV rv = session_object(s, h, &obj);
+  if (rv == CKR_OBJECT_HANDLE_INVALID)
+    return CKR_KEY_HANDLE_INVALID;
+  if (rv != CKR_OK)
+    return rv;
+  if (obj->slot != s->slot) {
+    akv_object_unref(obj);
+    return CKR_KEY_HANDLE_INVALID;
+  }
+  *out = obj;
+  return CKR_OK;
+}
+
 CK_RV akv_session_add_object(struct akv_session *s, struct akv_object *obj, CK_OBJECT_HANDLE *h)
 {
   struct akv_object **v;
@@ -487,6 +503,30 @@ CK_RV akv_session_fail(struct akv_session *s, kv_rc rc)
   return akv_rv(rc);
 }
 
+CK_RV akv_session_key_failed(struct akv_session *s, struct akv_object *obj, kv_rc rc)
+{
+  CK_RV rv = akv_session_fail(s, rc);
+  struct kv_key *k = NULL;
+  int gone = rc == KV_E_NOT_FOUND;
+
+  if (!obj || !obj->key || obj->session || !obj->src)
+    return rv;
+  /* 403 also means a missing permission or a key outside nbf/exp: only a version that reads
+   * disabled is gone. One GET on the error path tells them apart. */
+  if (rc == KV_E_FORBIDDEN) {
+    kv_rc r2 = kv_get_key(obj->slot->client, obj->key->name, obj->key->version, &k);
+    gone = r2 == KV_E_NOT_FOUND || (r2 == KV_OK && !k->attrs.enabled);
+    kv_key_free(k);
+  }
+  if (!gone)
+    return rv;
+  akv_warn(AKV_LOGC_CACHE, "key %s/%s was %s in the vault: its objects are dropped", obj->key->name,
+           obj->key->version, rc == KV_E_NOT_FOUND ? "deleted" : "disabled");
+  (void)akv_cache_drop_source(s->slot->cache, obj->src);
+  akv_slot_invalidate(s->slot);
+  return CKR_KEY_HANDLE_INVALID;
+}
+
 void akv_session_info(struct akv_session *s, CK_SESSION_INFO *info)
 {
   int rw = (s->flags & CKF_RW_SESSION) != 0;
@@ -513,8 +553,7 @@ static void sleep_ms(long ms)
 /* The PIN against the slot's pin_hash, or ("pin": "certificate_password") as the password of the
  * credential's certificate key, which the first right PIN opens for the slot. 1 match, 0 wrong,
  * -1 error (logged). */
-static int pin_matches(struct akv_slot *slot, const unsigned char *pin, CK_ULONG pin_len,
-                       CK_RV *rv)
+static int pin_matches(struct akv_slot *slot, const unsigned char *pin, CK_ULONG pin_len, CK_RV *rv)
 {
   const struct akv_config *cfg = akv_config();
   const struct akv_slot_config *sc = slot->cfg;

@@ -75,8 +75,8 @@ CK_RV akv_write_date(const CK_ATTRIBUTE *a, int64_t *t)
   if (!a->pValue || a->ulValueLen != sizeof(CK_DATE))
     return CKR_ATTRIBUTE_VALUE_INVALID;
   d = a->pValue;
-  if (!digits(d->year, 4, &y) || !digits(d->month, 2, &mo) || !digits(d->day, 2, &da) ||
-      y < 1970 || y > 9999 || mo < 1 || mo > 12 || da < 1 || da > 31)
+  if (!digits(d->year, 4, &y) || !digits(d->month, 2, &mo) || !digits(d->day, 2, &da) || y < 1970 ||
+      y > 9999 || mo < 1 || mo > 12 || da < 1 || da > 31)
     return CKR_ATTRIBUTE_VALUE_INVALID;
   memset(&tm, 0, sizeof(tm));
   tm.tm_year = y - 1900;
@@ -94,8 +94,8 @@ static const struct {
   const char *name;
   enum kv_crv crv;
 } curve_names[] = {
-    {"prime256v1", KV_CRV_P256}, {"secp256r1", KV_CRV_P256}, {"P-256", KV_CRV_P256},
-    {"secp384r1", KV_CRV_P384},  {"P-384", KV_CRV_P384},     {"secp521r1", KV_CRV_P521},
+    {"prime256v1", KV_CRV_P256}, {"secp256r1", KV_CRV_P256},  {"P-256", KV_CRV_P256},
+    {"secp384r1", KV_CRV_P384},  {"P-384", KV_CRV_P384},      {"secp521r1", KV_CRV_P521},
     {"P-521", KV_CRV_P521},      {"secp256k1", KV_CRV_P256K}, {"P-256K", KV_CRV_P256K},
 };
 
@@ -129,7 +129,7 @@ CK_RV akv_write_ec_params(const unsigned char *p, size_t len, enum kv_crv *crv)
   }
 bad:
   akv_err(AKV_LOGC_P11, "CKA_EC_PARAMS: not a curve the vault has (P-256, P-384, P-521, "
-          "secp256k1, as a DER OID or a curve name)");
+                        "secp256k1, as a DER OID or a curve name)");
   return CKR_ATTRIBUTE_VALUE_INVALID;
 }
 
@@ -195,8 +195,9 @@ static CK_RV pair_attr(const CK_ATTRIBUTE *a, const CK_ATTRIBUTE *b, const CK_AT
                        const char *what)
 {
   *out = a ? a : b;
-  if (a && b && (a->ulValueLen != b->ulValueLen ||
-                 (a->ulValueLen && memcmp(a->pValue, b->pValue, a->ulValueLen) != 0))) {
+  if (a && b &&
+      (a->ulValueLen != b->ulValueLen ||
+       (a->ulValueLen && memcmp(a->pValue, b->pValue, a->ulValueLen) != 0))) {
     akv_err(AKV_LOGC_P11, "key generation: the public and private templates give different %s",
             what);
     return CKR_TEMPLATE_INCONSISTENT;
@@ -231,7 +232,8 @@ static CK_RV parse_common(enum akv_vault_kind kind, CK_KEY_TYPE kt, const struct
     const CK_ATTRIBUTE *t = sides[i].t;
     CK_ULONG n = sides[i].n, cls = sides[i].cls, ktype = kt;
     CK_BBOOL token = CK_FALSE, v;
-    if ((rv = check_known(t, n)) != CKR_OK || (rv = akv_tmpl_ulong(t, n, CKA_CLASS, &cls)) != CKR_OK ||
+    if ((rv = check_known(t, n)) != CKR_OK ||
+        (rv = akv_tmpl_ulong(t, n, CKA_CLASS, &cls)) != CKR_OK ||
         (rv = akv_tmpl_ulong(t, n, CKA_KEY_TYPE, &ktype)) != CKR_OK)
       return rv;
     if (cls != sides[i].cls || ktype != kt) {
@@ -243,7 +245,7 @@ static CK_RV parse_common(enum akv_vault_kind kind, CK_KEY_TYPE kt, const struct
     if (!token) {
       /* Private keys never live in this process: a key pair or key is a vault key or nothing. */
       akv_err(AKV_LOGC_P11, "key generation: only token keys (CKA_TOKEN=TRUE) are generated, in "
-              "the vault; this module keeps no private keys in memory");
+                            "the vault; this module keeps no private keys in memory");
       return CKR_TEMPLATE_INCONSISTENT;
     }
     token_seen = CK_TRUE;
@@ -255,7 +257,7 @@ static CK_RV parse_common(enum akv_vault_kind kind, CK_KEY_TYPE kt, const struct
         return rv;
       if (!v)
         akv_warn(AKV_LOGC_P11, "key generation: the key is sensitive (CKA_SENSITIVE=FALSE ignored: "
-                 "vault keys never leave the vault)");
+                               "vault keys never leave the vault)");
       if ((rv = tbool(t, n, CKA_EXTRACTABLE, CK_FALSE, &v)) != CKR_OK)
         return rv;
       if (v)
@@ -344,8 +346,10 @@ static CK_RV usage(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type, CK
   if (rv != CKR_OK)
     return rv;
   if (v && !allowed) {
-    akv_err(AKV_LOGC_P11, "key generation: usage 0x%lx is not available for this key type in "
-            "the vault", (unsigned long)type);
+    akv_err(AKV_LOGC_P11,
+            "key generation: usage 0x%lx is not available for this key type in "
+            "the vault",
+            (unsigned long)type);
     return CKR_TEMPLATE_INCONSISTENT;
   }
   if (v)
@@ -463,7 +467,7 @@ CK_RV akv_write_parse_secret_key(enum akv_vault_kind kind, CK_MECHANISM_TYPE mec
   }
   if (kind != AKV_VAULT_MHSM) {
     akv_err(AKV_LOGC_P11, "token AES keys exist only in a Managed HSM; this slot is a Key Vault "
-            "(use CKA_TOKEN=FALSE for a session key)");
+                          "(use CKA_TOKEN=FALSE for a session key)");
     return CKR_TEMPLATE_INCONSISTENT;
   }
   g->spec.kty = KV_KTY_OCT;
@@ -506,8 +510,10 @@ static CK_RV token_writable(struct akv_session *s)
     return CKR_SESSION_READ_ONLY;
   /* With login required, nothing in the vault changes before C_Login (docs/security.md "Login"). */
   if (s->slot->cfg->login_required && !akv_session_logged_in(s)) {
-    akv_err(AKV_LOGC_P11, "slot %lu: writing to the vault needs the user logged in (login: "
-            "required); fix: C_Login first (pkcs11-tool --login)", (unsigned long)s->slot->id);
+    akv_err(AKV_LOGC_P11,
+            "slot %lu: writing to the vault needs the user logged in (login: "
+            "required); fix: C_Login first (pkcs11-tool --login)",
+            (unsigned long)s->slot->id);
     return CKR_USER_NOT_LOGGED_IN;
   }
   return CKR_OK;
@@ -588,8 +594,8 @@ static CK_RV name_listed(struct akv_session *s, const char *name)
     return CKR_ATTRIBUTE_VALUE_INVALID;
   }
   if (sc->key_filter && fnmatch(sc->key_filter, name, 0) != 0) {
-    akv_err(AKV_LOGC_P11, "slot %lu: %s does not match the key filter %s", (unsigned long)s->slot->id,
-            name, sc->key_filter);
+    akv_err(AKV_LOGC_P11, "slot %lu: %s does not match the key filter %s",
+            (unsigned long)s->slot->id, name, sc->key_filter);
     return CKR_ATTRIBUTE_VALUE_INVALID;
   }
   return CKR_OK;
@@ -605,8 +611,10 @@ static CK_RV name_free(struct akv_session *s, const char *name)
   if (rc == KV_E_NOT_FOUND)
     return CKR_OK;
   if (rc == KV_OK) {
-    akv_err(AKV_LOGC_P11, "a key named %s exists in the vault: choose another CKA_LABEL "
-            "(rotate existing keys in the vault itself)", name);
+    akv_err(AKV_LOGC_P11,
+            "a key named %s exists in the vault: choose another CKA_LABEL "
+            "(rotate existing keys in the vault itself)",
+            name);
     return CKR_ATTRIBUTE_VALUE_INVALID;
   }
   return akv_session_fail(s, rc);
@@ -615,8 +623,10 @@ static CK_RV name_free(struct akv_session *s, const char *name)
 static CK_RV create_fail(struct akv_session *s, const char *name, kv_rc rc)
 {
   if (rc == KV_E_CONFLICT)
-    akv_err(AKV_LOGC_P11, "%s: the vault refuses the name (409: deleted but recoverable, or "
-            "being deleted); purge or recover it, or choose another CKA_LABEL", name);
+    akv_err(AKV_LOGC_P11,
+            "%s: the vault refuses the name (409: deleted but recoverable, or "
+            "being deleted); purge or recover it, or choose another CKA_LABEL",
+            name);
   if (rc == KV_E_INVALID)
     return CKR_ATTRIBUTE_VALUE_INVALID;
   if (rc == KV_E_UNSUPPORTED)
@@ -625,33 +635,6 @@ static CK_RV create_fail(struct akv_session *s, const char *name, kv_rc rc)
 }
 
 /* ---- versions that went away ------------------------------------------------------------ */
-
-CK_RV akv_write_key_failed(struct akv_session *s, struct akv_object *obj, kv_rc rc)
-{
-  CK_RV rv = akv_session_fail(s, rc);
-  struct kv_key *k = NULL;
-  struct drop_spec drop;
-  int gone = rc == KV_E_NOT_FOUND;
-
-  if (!obj || !obj->key || obj->session || !obj->src)
-    return rv;
-  /* 403 also means a missing permission or a key outside nbf/exp: only a version that reads
-   * disabled is gone. One GET on the error path tells them apart. */
-  if (rc == KV_E_FORBIDDEN) {
-    kv_rc r2 = kv_get_key(obj->slot->client, obj->key->name, obj->key->version, &k);
-    gone = r2 == KV_E_NOT_FOUND || (r2 == KV_OK && !k->attrs.enabled);
-    kv_key_free(k);
-  }
-  if (!gone)
-    return rv;
-  akv_warn(AKV_LOGC_CACHE, "key %s/%s was %s in the vault: its objects are dropped",
-           obj->key->name, obj->key->version, rc == KV_E_NOT_FOUND ? "deleted" : "disabled");
-  memset(&drop, 0, sizeof(drop));
-  drop.src = obj->src;
-  (void)akv_cache_apply(s->slot->cache, drop_match, &drop, NULL, 0);
-  akv_slot_invalidate(s->slot);
-  return CKR_KEY_HANDLE_INVALID;
-}
 
 /* ---- key generation ----------------------------------------------------------------------- */
 
@@ -797,8 +780,10 @@ static CK_RV create_data(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG 
   if ((rv = akv_write_name(akv_tmpl_find(t, n, CKA_LABEL), name)) != CKR_OK)
     return rv;
   if (!(s->slot->cfg->objects & AKV_OBJ_SECRETS)) {
-    akv_err(AKV_LOGC_P11, "data objects are vault secrets, and slot %lu does not show secrets "
-            "(add \"secrets\" to its objects)", (unsigned long)s->slot->id);
+    akv_err(AKV_LOGC_P11,
+            "data objects are vault secrets, and slot %lu does not show secrets "
+            "(add \"secrets\" to its objects)",
+            (unsigned long)s->slot->id);
     return CKR_TEMPLATE_INCONSISTENT;
   }
   value = akv_tmpl_find(t, n, CKA_VALUE);
@@ -810,8 +795,7 @@ static CK_RV create_data(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG 
   drop.name = name;
   drop.secrets = 1;
   if (snapshot_has(s, &drop)) {
-    akv_err(AKV_LOGC_P11, "a data object (secret) named %s exists: choose another CKA_LABEL",
-            name);
+    akv_err(AKV_LOGC_P11, "a data object (secret) named %s exists: choose another CKA_LABEL", name);
     return CKR_ATTRIBUTE_VALUE_INVALID;
   }
   rc = kv_set_secret(s->slot->client, name, value->pValue, value->ulValueLen, NULL, NULL, 0, &sec);
@@ -907,13 +891,15 @@ CK_RV akv_write_create_object(struct akv_session *s, const CK_ATTRIBUTE *t, CK_U
   case CKO_CERTIFICATE:
     /* The service imports a certificate only together with its private key (PKCS#12/PEM), and
      * no call attaches one to an existing, non-exportable key. */
-    akv_err(AKV_LOGC_P11, "a certificate cannot be stored alone in the vault: import it with its "
+    akv_err(AKV_LOGC_P11,
+            "a certificate cannot be stored alone in the vault: import it with its "
             "private key (az keyvault certificate import), or create it there from the key's CSR");
     return CKR_TEMPLATE_INCONSISTENT;
   case CKO_PRIVATE_KEY:
   case CKO_PUBLIC_KEY:
   case CKO_SECRET_KEY:
-    akv_err(AKV_LOGC_P11, "token keys are generated in the vault (C_GenerateKeyPair / "
+    akv_err(AKV_LOGC_P11,
+            "token keys are generated in the vault (C_GenerateKeyPair / "
             "C_GenerateKey); importing key material through C_CreateObject is not supported");
     return CKR_TEMPLATE_INCONSISTENT;
   case (CK_ULONG)-1:
@@ -951,8 +937,10 @@ static CK_RV destroy_token(struct akv_session *s, struct akv_object *obj)
   switch (src[0]) {
   case 'k':
     if (obj->cls == CKO_PUBLIC_KEY) {
-      akv_err(AKV_LOGC_P11, "%s: the public key is half of a vault key; destroy the private key "
-              "to delete the key", name);
+      akv_err(AKV_LOGC_P11,
+              "%s: the public key is half of a vault key; destroy the private key "
+              "to delete the key",
+              name);
       return CKR_ACTION_PROHIBITED;
     }
     if (obj->key && obj->key->attrs.managed) {
@@ -971,8 +959,10 @@ static CK_RV destroy_token(struct akv_session *s, struct akv_object *obj)
     drop.secrets = 1;
     break;
   default:
-    akv_err(AKV_LOGC_P11, "%s: an older version cannot be deleted on its own (the vault deletes "
-            "whole keys); disable it in the vault instead", name);
+    akv_err(AKV_LOGC_P11,
+            "%s: an older version cannot be deleted on its own (the vault deletes "
+            "whole keys); disable it in the vault instead",
+            name);
     return CKR_ACTION_PROHIBITED;
   }
   if (rc != KV_OK && rc != KV_E_NOT_FOUND)
@@ -1065,7 +1055,7 @@ CK_RV akv_write_set_attrs(struct akv_session *s, CK_OBJECT_HANDLE h, const CK_AT
         akv_err(AKV_LOGC_P11, "CKA_LABEL is the vault object's name and cannot change");
       else if (obj->key)
         akv_err(AKV_LOGC_P11, "only CKA_START_DATE, CKA_END_DATE and CKA_ID of a vault key "
-                "can change");
+                              "can change");
       rv = akv_object_attr(obj, a->type) ? CKR_ATTRIBUTE_READ_ONLY : CKR_ATTRIBUTE_TYPE_INVALID;
       goto out;
     }

@@ -16,9 +16,9 @@ struct akv_keygen {
   struct kv_key_spec spec;
   char name[AKV_MAX_NAME + 1];
   unsigned char id[AKV_MAX_ID];
-  size_t id_len;                 /* 0 = no CKA_ID given */
+  size_t id_len; /* 0 = no CKA_ID given */
   char id_hex[2 * AKV_MAX_ID + 1];
-  struct kv_tag tag;             /* AKV_TAG_ID -> id_hex when id_len */
+  struct kv_tag tag; /* AKV_TAG_ID -> id_hex when id_len */
 };
 
 /* C_GenerateKeyPair / C_GenerateKey template parsing (exposed for unit tests): the mechanism,
@@ -41,12 +41,6 @@ CK_RV akv_write_name(const CK_ATTRIBUTE *label, char out[AKV_MAX_NAME + 1]);
 
 /* CK_DATE <-> Unix time (UTC midnight). An empty value gives 0 (no date). */
 CK_RV akv_write_date(const CK_ATTRIBUTE *a, int64_t *t);
-
-
-/* The result of a failed vault operation on obj's pinned version: a version deleted (404) or
- * disabled (403, confirmed by reading the version) meanwhile gives CKR_KEY_HANDLE_INVALID and
- * leaves the slot's snapshot at once; other failures map as akv_session_fail does. */
-CK_RV akv_write_key_failed(struct akv_session *s, struct akv_object *obj, kv_rc rc);
 
 /* Entry-point bodies. */
 CK_RV akv_write_generate_key_pair(struct akv_session *s, const CK_MECHANISM *m,

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Snapshots of a slot's objects and pending keys (src/store/snapshot.c): the refcounted values the
+ * cache (src/store/cache.c) publishes and the cache file (src/store/cache_file.c) reads and
+ * writes. */
+#ifndef AKV_SNAPSHOT_H
+#define AKV_SNAPSHOT_H
+
+#include "core/akv.h"
+
+/* A key the listing named whose public part has not been read yet. A listing that finds more new
+ * or changed keys than the slot's prefetch_keys leaves them pending: a search reads (concurrently)
+ * only the pending keys it may match, so the first signature in a large vault costs the listing and
+ * one GET, not a GET per key. Pending keys never have handles: a search resolves them before it
+ * returns any. The same entry is shared by successive snapshots while the key's times are
+ * unchanged; its state and objects are guarded by the cache's lock. */
+enum akv_lazy_state { AKV_LAZY_PENDING = 0, AKV_LAZY_RESOLVING, AKV_LAZY_RESOLVED, AKV_LAZY_GONE };
+
+struct akv_lazykey {
+  int refs; /* atomic */
+  char *name;
+  int64_t created, updated;   /* the listing's times of the latest version */
+  enum akv_lazy_state state;  /* under the cache's lock */
+  struct akv_object *objs[2]; /* RESOLVED: the key's objects (private + public, or secret key) */
+  size_t n;
+};
+
+struct akv_snapshot {
+  int refs;                 /* atomic */
+  int64_t built_at;         /* akv_now() when the listing started */
+  struct akv_object **objs; /* sorted by handle */
+  size_t n;
+  struct akv_lazykey **lazy; /* pending keys (may have been resolved since; see above) */
+  size_t n_lazy;
+};
+
+struct akv_snapshot *akv_snapshot_ref(struct akv_snapshot *snap); /* NULL ok */
+void akv_snapshot_unref(struct akv_snapshot *snap);               /* NULL ok */
+/* Borrowed object by handle, or NULL. snap may be NULL. */
+struct akv_object *akv_snapshot_find(const struct akv_snapshot *snap, CK_OBJECT_HANDLE h);
+
+struct akv_lazykey *akv_lazykey_new(const char *name, int64_t created, int64_t updated);
+struct akv_lazykey *akv_lazykey_ref(struct akv_lazykey *lz);
+void akv_lazykey_unref(struct akv_lazykey *lz); /* NULL ok */
+
+#endif
