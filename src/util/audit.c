@@ -250,6 +250,12 @@ int akv_audit_open(const char *path)
       spath = NULL;
     if (spath)
       sfd = akv_open_own_file(spath, why, sizeof(why));
+    /* Rewritten in place (pwrite at 0), not appended to. */
+    if (sfd >= 0 && fcntl(sfd, F_SETFL, fcntl(sfd, F_GETFL) & ~O_APPEND) != 0) {
+      snprintf(why, sizeof(why), "%s", strerror(errno));
+      close(sfd);
+      sfd = -1;
+    }
     if (regular && sfd < 0)
       akv_warn(AKV_LOGC_GEN,
                "cannot open the audit chain state %s.chain: %s; a new audit file after a "
@@ -564,11 +570,11 @@ void akv_audit_record(const struct akv_audit_event *ev)
     if (w == (ssize_t)len) {
       akv_audit_hash(line + lead_nl, len - (size_t)lead_nl, audit_last);
       if (audit_sfd >= 0) {
-        /* O_APPEND: emptied first, so the file holds this one hash. */
+        /* Always 65 bytes at offset 0: the file holds this one hash. */
         char s[AKV_AUDIT_HASH_HEX + 1];
         memcpy(s, audit_last, AKV_AUDIT_HASH_HEX);
         s[AKV_AUDIT_HASH_HEX] = '\n';
-        if (ftruncate(audit_sfd, 0) != 0 || write(audit_sfd, s, sizeof(s)) != (ssize_t)sizeof(s))
+        if (pwrite(audit_sfd, s, sizeof(s), 0) != (ssize_t)sizeof(s))
           NOTE_WARN(&nt, "cannot write the audit chain state %s: %s", audit_spath, strerror(errno));
       }
     } else
