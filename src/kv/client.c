@@ -51,11 +51,6 @@ enum akv_vault_kind kv_client_kind(const struct kv_client *cl)
   return cl->kind;
 }
 
-const char *kv_client_vault(const struct kv_client *cl)
-{
-  return cl->url;
-}
-
 kv_rc kv_check_name(const char *name, const char *version)
 {
   if (!kv_valid_name(name)) {

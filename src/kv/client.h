@@ -47,7 +47,6 @@ const char *kv_client_path_url(const struct kv_client *cl, char *buf, size_t cap
                                const char *const *segs, size_t n);
 
 enum akv_vault_kind kv_client_kind(const struct kv_client *cl);
-const char *kv_client_vault(const struct kv_client *cl);
 
 /* Checks name (and version when not NULL) against the Key Vault alphabets; logs on failure. */
 kv_rc kv_check_name(const char *name, const char *version);
