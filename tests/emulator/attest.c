@@ -7,6 +7,7 @@
  * A per-run emulated HSM root CA certifies an attestation signer (intermediate); the signer signs
  * each attestation blob and, for RSA/EC keys, an X.509 attestation certificate for the key's
  * public key. certificatePemFile is the PEM chain, leaf first: [key certificate,] signer, root.
+ * Untampered attestations are kept per key version, so repeated requests get the same one.
  * The blob format (emulator-defined, the service's is the HSM vendor's) is in docs/emulator.md
  * "Key attestation".
  */
@@ -54,6 +55,12 @@ static X509 *root_cert, *signer_cert;
 static int ca_ok;
 
 static int tamper_mode; /* enum emu_attest_tamper */
+
+/* Untampered attestations by kid: a key version keeps its attestation (the same key certificate)
+ * for the run, as a client caching it expects. Bounded; beyond the cap they are made afresh. */
+#define CACHE_MAX 4096
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static cJSON *cache; /* object: kid -> attestation */
 
 /* ---- the per-run CA ---------------------------------------------------------------------- */
 
@@ -382,9 +389,31 @@ int emu_attest_handle(struct emu_req *req, struct emu_resp *resp, const char *na
   if (!kv)
     return emu_resp_not_found(resp, "Key", version && *version ? version : name);
   cJSON *b = emu_key_version_bundle_new(vault, kv), *a = NULL, *attrs;
-  if (b && (attrs = cJSON_GetObjectItemCaseSensitive(b, "attributes")) &&
-      (a = attestation_new(b, emu_key_version_pkey_peek(kv), name)))
+  const char *kid = emu_key_version_kid_peek(kv);
+  bool cacheable = emu_attest_get_tamper() == EMU_ATTEST_TAMPER_NONE;
+  if (cacheable) {
+    pthread_mutex_lock(&cache_lock);
+    a = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(cache, kid), 1);
+    pthread_mutex_unlock(&cache_lock);
+  }
+  if (b && !a && (a = attestation_new(b, emu_key_version_pkey_peek(kv), name)) && cacheable) {
+    cJSON *copy = cJSON_Duplicate(a, 1);
+    pthread_mutex_lock(&cache_lock);
+    if (!cache)
+      cache = cJSON_CreateObject();
+    if (copy && cache && cJSON_GetArraySize(cache) < CACHE_MAX &&
+        !cJSON_GetObjectItemCaseSensitive(cache, kid))
+      cJSON_AddItemToObject(cache, kid, copy);
+    else
+      cJSON_Delete(copy);
+    pthread_mutex_unlock(&cache_lock);
+  }
+  if (b && a && (attrs = cJSON_GetObjectItemCaseSensitive(b, "attributes")))
     cJSON_AddItemToObject(attrs, "attestation", a);
+  else {
+    cJSON_Delete(a);
+    a = NULL;
+  }
   emu_key_version_unref(kv);
   if (!a) {
     cJSON_Delete(b);

@@ -376,6 +376,7 @@ rsa_bundle=$body
 pubkey_pem "$rsa_bundle" "$W/att-rsa.key.pem"
 ver=$(jq -r .key.kid <<<"$rsa_bundle" | cut -d/ -f6)
 req GET "$HSM/keys/att-rsa/$ver/attestation?api-version=7.6"
+att_rsa_first=$body
 check "attestation (7.6): 200, the key's bundle, attributes.attestation version 1.0" \
   test "$status/$(jq -r '.key.kid + " " + .attributes.attestation.version' <<<"$body")" = "200/$(jq -r .key.kid <<<"$rsa_bundle") 1.0"
 check "attestation members are base64url strings (no padding, no +/)" \
@@ -406,6 +407,8 @@ check "both blobs hold the key's SubjectPublicKeyInfo (CKA_PUBLIC_KEY_INFO)" \
 req GET "$HSM/keys/att-rsa/attestation?api-version=2025-07-01"
 check "attestation without a version (2025-07-01): the latest version" \
   test "$status/$(jq -r .key.kid <<<"$body" | cut -d/ -f6)" = "200/$ver"
+check "a key version keeps its attestation (the same certificates and blobs again)" \
+  test "$(jq -c .attributes.attestation <<<"$body")" = "$(jq -c .attributes.attestation <<<"$att_rsa_first")"
 req POST "$HSM/keys/att-ec/create?api-version=7.6" '{"kty":"EC-HSM","crv":"P-384"}'
 pubkey_pem "$body" "$W/att-ec.key.pem"
 req GET "$HSM/keys/att-ec/attestation?api-version=7.6"
@@ -449,6 +452,9 @@ NO_AUTH=1 req POST "$CONTROL/config" '{"attestation_tamper":"sideways"}'
 check "control: unknown attestation_tamper value: 400" test "$status" = 400
 NO_AUTH=1 req POST "$CONTROL/config" '{"attestation_tamper":"none"}'
 check "control: attestation_tamper back to none" test "$status/$(jq -r .attestation_tamper <<<"$body")" = 200/none
+req GET "$HSM/keys/att-rsa/attestation?api-version=7.6"
+check "after tampering: the kept attestation again" \
+  test "$(jq -c .attributes.attestation <<<"$body")" = "$(jq -c .attributes.attestation <<<"$att_rsa_first")"
 
 # ---- stats --------------------------------------------------------------------------------------
 s=$(curl -sS --max-time 10 --cacert "$CA" "$STATS")
