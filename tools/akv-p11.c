@@ -52,6 +52,8 @@ static void usage(FILE *f)
       "      --slot N        attest: the slot (0-based, configuration order; default: the first\n"
       "                      Managed HSM)\n"
       "      --out DIR       attest: where the files go (default: the current directory)\n"
+      "      --root FILE     attest: the chain must end in this root certificate (PEM), not\n"
+      "                      just in the root the reply carries\n"
       "  -h, --help          this help\n"
       "  -V, --version       version\n"
       "\n"
@@ -273,7 +275,7 @@ out:
 
 int main(int argc, char **argv)
 {
-  enum { OPT_PROBE = 256, OPT_TYPE, OPT_SLOT, OPT_OUT };
+  enum { OPT_PROBE = 256, OPT_TYPE, OPT_SLOT, OPT_OUT, OPT_ROOT };
   static const struct option longopts[] = {
       {"config", required_argument, NULL, 'c'},
       {"module", required_argument, NULL, 'm'},
@@ -283,6 +285,7 @@ int main(int argc, char **argv)
       {"type", required_argument, NULL, OPT_TYPE},
       {"slot", required_argument, NULL, OPT_SLOT},
       {"out", required_argument, NULL, OPT_OUT},
+      {"root", required_argument, NULL, OPT_ROOT},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0},
@@ -336,6 +339,9 @@ int main(int argc, char **argv)
     }
     case OPT_OUT:
       o.out = optarg;
+      break;
+    case OPT_ROOT:
+      o.root = optarg;
       break;
     case 'h':
       usage(stdout);

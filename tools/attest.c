@@ -164,6 +164,17 @@ static int write_file(const char *dir, const struct out_file *f)
   return 0;
 }
 
+/* The root certificate of --root (PEM, one certificate), or NULL with a message. */
+static X509 *load_root(const char *path)
+{
+  BIO *b = BIO_new_file(path, "r");
+  X509 *c = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+  BIO_free(b);
+  if (!c)
+    fprintf(stderr, "akv-p11: attest: --root %s: not a readable PEM certificate\n", path);
+  return c;
+}
+
 /* The slot: --slot N (0-based, in configuration order, as the module numbers them), else the
  * first Managed HSM slot. */
 static const struct akv_slot_config *pick_slot(const struct akv_config *cfg, long slot)
@@ -199,6 +210,7 @@ int tool_attest(const struct tool_opts *o, const char *name, long slot, const ch
   struct out_file files[OUT_MAX];
   size_t nf = 0;
   EVP_PKEY *pk = NULL;
+  X509 *anchor = NULL;
   char err[1024];
   int ret = TOOL_USAGE;
   kv_rc rc;
@@ -211,6 +223,8 @@ int tool_attest(const struct tool_opts *o, const char *name, long slot, const ch
     fprintf(stderr, "akv-p11: configuration error: %s\n", err);
     goto out;
   }
+  if (o->root && !(anchor = load_root(o->root)))
+    goto out;
   if (!(s = pick_slot(cfg, slot))) {
     ret = TOOL_PROBLEM;
     goto out;
@@ -252,7 +266,7 @@ int tool_attest(const struct tool_opts *o, const char *name, long slot, const ch
             key->kid);
     goto out;
   }
-  if ((rc = kv_attestation_verify(a, NULL, NULL, &res)) != KV_OK) {
+  if ((rc = kv_attestation_verify(a, NULL, anchor, &res)) != KV_OK) {
     fprintf(stderr,
             "akv-p11: attest: key %s: the attestation does not verify; nothing written (the "
             "reason is on the line above)\n",
@@ -296,9 +310,9 @@ int tool_attest(const struct tool_opts *o, const char *name, long slot, const ch
     fprintf(stderr, "akv-p11: attest: cannot create %s: %s\n", out_dir, strerror(errno));
     goto out;
   }
-  printf("%s: attestation verified (chain to its root, the certified public key is the key's, "
+  printf("%s: attestation verified (chain to %s, the certified public key is the key's, "
          "blobs signed by the attestation signer)\n",
-         key->kid);
+         key->kid, anchor ? "the --root certificate" : "its own root");
   if (res.extractable >= 0)
     printf("private key: %s\n", res.extractable ? "exportable (secure key release)"
                                                 : "not extractable, never extractable");
@@ -310,6 +324,7 @@ out:
   for (size_t i = 0; i < nf; i++)
     free(files[i].data);
   EVP_PKEY_free(pk);
+  X509_free(anchor);
   kv_attest_result_clear(&res);
   kv_attestation_free(a);
   kv_key_free(key);

@@ -4,9 +4,9 @@
 # an EC-HSM and an oct-HSM key the written files verify with `openssl verify -CAfile root.pem
 # -untrusted intermediates.pem attest.pem`, the certified public key equals the vault key's,
 # the blobs carry the signer's signature; a tampered reply (emulator attestation_tamper chain,
-# blob, key) is refused with a message and writes nothing; a key on the Key Vault slot, an
-# absent key and bad arguments give a message and a non-zero exit. The commands of docs/usage.md
-# "Key attestation for a CA".
+# blob, key) and a chain that does not end in the --root certificate are refused with a message
+# and write nothing; a key on the Key Vault slot, an absent key and bad arguments give a message
+# and a non-zero exit. Runs the block of docs/usage.md "Key attestation for a CA" as it stands.
 # Inputs: AKV_EMULATOR, AKV_P11, AKV_SOURCE_ROOT, INTEG_LIB (tests/integration/lib.sh).
 # shellcheck source=../../tests/integration/lib.sh
 source "${INTEG_LIB:?INTEG_LIB is not set}"
@@ -117,6 +117,18 @@ check "oct-HSM: the signer verifies to the root" \
   openssl verify -CAfile "$WORK/att-aes/root.pem" "$WORK/att-aes/intermediates.pem"
 check "oct-HSM: the private key attestation is signed by the signer" \
   blob_check "$WORK/att-aes/private-key-attestation.bin" "$WORK/att-aes/intermediates.pem"
+
+section "--root: the chain must end in a root the caller trusts"
+check "--root root.pem (the root of an earlier run of attest)" \
+  "$AKV_P11" attest signer --root "$WORK/att/root.pem" --out "$WORK/att-pinned"
+check_grep "--root: says it checked against that root" "chain to the --root certificate" "$WORK/check.out"
+fails_with "--root another CA (the emulator's TLS CA)" 1 "$AKV_P11" attest signer --root "$EMU_CA" \
+  --out "$WORK/att-wrong-root"
+check_grep "another root: the reason" "the certificate chain does not verify: .*against the trusted root" \
+  "$WORK/check.out"
+check "another root: nothing written" test ! -e "$WORK/att-wrong-root"
+fails_with "--root a file that is no certificate" 2 "$AKV_P11" attest signer --root "$WORK/cfg.json"
+check_grep "not a certificate: says so" "--root .*: not a readable PEM certificate" "$WORK/check.out"
 
 section "tampered replies are refused and nothing is written"
 for t in chain blob key; do
