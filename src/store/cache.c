@@ -20,6 +20,7 @@
 #include "store/cache_file.h"
 #include "store/handles.h"
 #include "store/object.h"
+#include "store/source.h"
 #include "util/b64.h"
 #include "util/log.h"
 
@@ -250,10 +251,10 @@ static CK_RV fetch_keys(struct build *b, const char **names, const char **versio
     if (rv != CKR_OK)
       continue;
     if (versions) {
-      snprintf(src, sizeof(src), "v|%s|%s", names[i], versions[i]);
+      akv_source_id(src, sizeof(src), AKV_SRC_VERSION, names[i], versions[i]);
       snprintf(label, sizeof(label), "%s/%s", names[i], versions[i]);
     } else {
-      snprintf(src, sizeof(src), "k|%s", names[i]);
+      akv_source_id(src, sizeof(src), AKV_SRC_KEY, names[i], NULL);
       snprintf(label, sizeof(label), "%s", names[i]);
       /* Lazy mode learns the times only now: still carry over unchanged objects. */
       if (!visible(b, &keys[i]->attrs))
@@ -280,7 +281,7 @@ static const char *latest_version(const struct build *b, const char *name)
   size_t i;
   for (i = 0; i < b->n; i++) {
     const struct kv_key *k = b->objs[i]->key;
-    if (k && strncmp(b->objs[i]->src, "k|", 2) == 0 && strcmp(k->name, name) == 0)
+    if (k && akv_source_is(b->objs[i]->src, AKV_SRC_KEY) && strcmp(k->name, name) == 0)
       return k->version;
   }
   return NULL;
@@ -315,7 +316,7 @@ static CK_RV build_versions(struct build *b, const struct kv_item_list *keys)
       const struct kv_item *v = &vl.items[j];
       if (!v->version || (latest && strcmp(v->version, latest) == 0) || !visible(b, &v->attrs))
         continue;
-      snprintf(src, sizeof(src), "v|%s|%s", it->name, v->version);
+      akv_source_id(src, sizeof(src), AKV_SRC_VERSION, it->name, v->version);
       if (reuse(b, src, v->attrs.created, v->attrs.updated, &rv))
         continue;
       if (n == cap) {
@@ -433,7 +434,7 @@ static CK_RV build_keys(struct build *b)
     const struct kv_item *it = &items.items[i];
     if (!it->name || !visible(b, &it->attrs) || !name_wanted(b, it->name))
       continue;
-    snprintf(src, sizeof(src), "k|%s", it->name);
+    akv_source_id(src, sizeof(src), AKV_SRC_KEY, it->name, NULL);
     if (reuse(b, src, it->attrs.created, it->attrs.updated, &rv) || rv != CKR_OK)
       continue;
     if (reuse_lazy(b, it, &rv) || rv != CKR_OK)
@@ -480,7 +481,7 @@ static CK_RV add_cert(struct build *b, const char *name)
     }
     return akv_rv_listing(rc);
   }
-  snprintf(src, sizeof(src), "c|%s", name);
+  akv_source_id(src, sizeof(src), AKV_SRC_CERT, name, NULL);
   if (!visible(b, &cert->attrs))
     goto out;
   if (reuse(b, src, cert->attrs.created, cert->attrs.updated, &rv))
@@ -525,7 +526,7 @@ static CK_RV build_certs(struct build *b)
     const struct kv_item *it = &items.items[i];
     if (!it->name || !visible(b, &it->attrs))
       continue;
-    snprintf(src, sizeof(src), "c|%s", it->name);
+    akv_source_id(src, sizeof(src), AKV_SRC_CERT, it->name, NULL);
     if (reuse(b, src, it->attrs.created, it->attrs.updated, &rv))
       continue;
     rv = add_cert(b, it->name);
@@ -557,7 +558,7 @@ static CK_RV build_secrets(struct build *b)
     /* Secrets backing certificates are the certificates' business, not data objects. */
     if (!it->name || it->attrs.managed || !visible(b, &it->attrs))
       continue;
-    snprintf(src, sizeof(src), "s|%s", it->name);
+    akv_source_id(src, sizeof(src), AKV_SRC_SECRET, it->name, NULL);
     if (reuse(b, src, it->attrs.created, it->attrs.updated, &rv))
       continue;
     rv = akv_object_from_secret(b->slot, it, src, &obj);
@@ -899,7 +900,7 @@ static int lazy_replaced(const struct akv_lazykey *lz, struct akv_object *const 
   size_t i;
   for (i = 0; i < n_add; i++) {
     const char *src = add[i]->src;
-    if (src && strncmp(src, "k|", 2) == 0 && strcmp(src + 2, lz->name) == 0)
+    if (akv_source_is(src, AKV_SRC_KEY) && strcmp(akv_source_name(src), lz->name) == 0)
       return 1;
   }
   return 0;
@@ -993,7 +994,7 @@ static CK_RV resolve_fetch(struct akv_cache *c, struct resolving *r)
     r1 = CKR_OK;
     rc = rcs[i] != KV_OK ? rcs[i] : keys[i] ? KV_OK : rc != KV_OK ? rc : KV_E_PROTOCOL;
     if (rc == KV_OK && visible_at(slot->cfg, now, &keys[i]->attrs)) {
-      snprintf(src, sizeof(src), "k|%s", r->names[i]);
+      akv_source_id(src, sizeof(src), AKV_SRC_KEY, r->names[i], NULL);
       r1 = objects_of_key(slot, keys[i], r->names[i], src, objs, &n);
       keys[i] = NULL;
     } else if (rc != KV_OK && !skippable(rc)) {

@@ -38,6 +38,7 @@
 #include "kv/json.h"
 #include "kv/jwk.h"
 #include "store/object.h"
+#include "store/source.h"
 #include "util/b64.h"
 #include "util/log.h"
 
@@ -485,7 +486,8 @@ static void not_fetched(struct akv_object **objs, size_t n)
 static CK_RV load_key(struct akv_slot *slot, const cJSON *j, struct akv_object **objs,
                       size_t *n_objs)
 {
-  const char *src = get_str(j, "src"), *bar;
+  const char *src = get_str(j, "src"), *name, *version;
+  enum akv_source_kind kind;
   struct kv_key *k = NULL;
   struct akv_keyent *ke = NULL;
   char label[300];
@@ -493,18 +495,17 @@ static CK_RV load_key(struct akv_slot *slot, const cJSON *j, struct akv_object *
   CK_RV rv = CKR_FUNCTION_FAILED;
 
   *n_objs = 0;
-  if (!src || strlen(src) > 260 || (src[0] != 'k' && src[0] != 'v') || src[1] != '|' ||
+  if (!src || strlen(src) > 260 || !akv_source_split(src, &kind, &name, &nl, &version) ||
+      (kind != AKV_SRC_KEY && kind != AKV_SRC_VERSION) ||
       kv_key_from_bundle(cJSON_GetObjectItemCaseSensitive(j, "bundle"), &k) != KV_OK)
     goto out;
-  bar = strchr(src + 2, '|');
-  nl = bar ? (size_t)(bar - src - 2) : strlen(src + 2);
-  if (nl != strlen(k->name) || strncasecmp(src + 2, k->name, nl) != 0 || (src[0] == 'k' && bar) ||
-      (src[0] == 'v' && (!bar || strcasecmp(bar + 1, k->version) != 0)))
+  if (nl != strlen(k->name) || strncasecmp(name, k->name, nl) != 0 ||
+      (version && strcasecmp(version, k->version) != 0))
     goto out;
-  if (src[0] == 'k')
-    snprintf(label, sizeof(label), "%s", src + 2);
+  if (kind == AKV_SRC_KEY)
+    snprintf(label, sizeof(label), "%s", name);
   else
-    snprintf(label, sizeof(label), "%.*s/%s", (int)nl, src + 2, bar + 1);
+    snprintf(label, sizeof(label), "%.*s/%s", (int)nl, name, version);
   rv = akv_keyent_new(k, &ke); /* checks the material as a listing does (kv_key_to_pkey) */
   k = NULL;
   if (rv == CKR_OK)
@@ -527,7 +528,7 @@ static CK_RV load_cert(struct akv_slot *slot, const cJSON *j, struct akv_object 
   CK_RV rv = CKR_FUNCTION_FAILED;
 
   *out = NULL;
-  if (!src || strncmp(src, "c|", 2) != 0 ||
+  if (!akv_source_is(src, AKV_SRC_CERT) ||
       (cJSON_GetObjectItemCaseSensitive(j, "chain") &&
        !get_num(j, "chain", 1, MAX_CHAIN, &chain)) ||
       kv_cert_from_bundle(cJSON_GetObjectItemCaseSensitive(j, "bundle"), "cache file", &c) !=
@@ -571,10 +572,10 @@ static CK_RV load_secret(struct akv_slot *slot, const cJSON *j, struct akv_objec
 
   *out = NULL;
   memset(&it, 0, sizeof(it));
-  if (src && strncmp(src, "s|", 2) == 0 &&
+  if (akv_source_is(src, AKV_SRC_SECRET) &&
       kv_item_from_json(cJSON_GetObjectItemCaseSensitive(j, "item"), "secrets", "id", &it) ==
           KV_OK &&
-      strcasecmp(src + 2, it.name) == 0)
+      strcasecmp(akv_source_name(src), it.name) == 0)
     rv = akv_object_from_secret(slot, &it, src, out);
   if (rv == CKR_OK)
     not_fetched(out, 1);
@@ -956,9 +957,9 @@ static cJSON *entry_json(const struct akv_snapshot *snap, const char *fp)
       if (!ok)
         cJSON_Delete(b);
       ok = add_to(keys, ok ? it : (cJSON_Delete(it), NULL));
-    } else if (o->cls == CKO_CERTIFICATE && o->src[0] == 'c') {
+    } else if (o->cls == CKO_CERTIFICATE && akv_source_is(o->src, AKV_SRC_CERT)) {
       ok = add_to(certs, cert_json(o));
-    } else if (o->cls == CKO_DATA && o->src[0] == 's') {
+    } else if (o->cls == CKO_DATA && akv_source_is(o->src, AKV_SRC_SECRET)) {
       ok = add_to(secrets, secret_json(o));
     }
   }

@@ -17,6 +17,7 @@
 #include "store/attrs.h"
 #include "store/cache.h"
 #include "store/object.h"
+#include "store/source.h"
 #include "token/op.h"
 #include "token/session.h"
 #include "util/log.h"
@@ -527,14 +528,6 @@ struct drop_spec {
   const char *src; /* exactly this source instead, when set */
 };
 
-static int src_name_is(const char *src, char kind, const char *name)
-{
-  size_t nl = strlen(name);
-  if (src[0] != kind || src[1] != '|' || strncasecmp(src + 2, name, nl) != 0)
-    return 0;
-  return src[2 + nl] == '\0' || (kind == 'v' && src[2 + nl] == '|');
-}
-
 static int drop_match(const struct akv_object *obj, const void *arg)
 {
   const struct drop_spec *d = arg;
@@ -543,11 +536,12 @@ static int drop_match(const struct akv_object *obj, const void *arg)
     return 0;
   if (d->src)
     return strcmp(src, d->src) == 0;
-  if (d->keys && (src_name_is(src, 'k', d->name) || src_name_is(src, 'v', d->name)))
+  if (d->keys && (akv_source_names(src, AKV_SRC_KEY, d->name) ||
+                  akv_source_names(src, AKV_SRC_VERSION, d->name)))
     return 1;
-  if (d->certs && src_name_is(src, 'c', d->name))
+  if (d->certs && akv_source_names(src, AKV_SRC_CERT, d->name))
     return 1;
-  return d->secrets && src_name_is(src, 's', d->name);
+  return d->secrets && akv_source_names(src, AKV_SRC_SECRET, d->name);
 }
 
 /* The key's objects (new or updated), built as a listing would build them, into the snapshot. */
@@ -659,7 +653,7 @@ static CK_RV generate(struct akv_session *s, struct akv_keygen *g, struct akv_ob
   if (rc != KV_OK)
     return create_fail(s, g->name, rc);
   akv_info(AKV_LOGC_P11, "generated key %s (%s) in %s", g->name, key->kid, s->slot->cfg->url);
-  snprintf(src, sizeof(src), "k|%s", g->name);
+  akv_source_id(src, sizeof(src), AKV_SRC_KEY, g->name, NULL);
   memset(&drop, 0, sizeof(drop));
   drop.src = src;
   return publish_key(s, key, g->name, src, &drop, objs, n);
@@ -812,7 +806,7 @@ static CK_RV create_data(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG 
   item.id = sec->id;
   item.name = sec->name;
   item.attrs = sec->attrs;
-  snprintf(src, sizeof(src), "s|%s", sec->name);
+  akv_source_id(src, sizeof(src), AKV_SRC_SECRET, sec->name, NULL);
   rv = akv_object_from_secret(s->slot, &item, src, &obj);
   if (rv == CKR_OK) {
     memset(&drop, 0, sizeof(drop));

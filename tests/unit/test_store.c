@@ -17,6 +17,7 @@
 #include "store/cache.h"
 #include "store/handles.h"
 #include "store/object.h"
+#include "store/source.h"
 
 static int64_t now_s = 1800000000;
 static int64_t test_clock(void)
@@ -196,6 +197,37 @@ static void test_cache_snapshot(void **state)
   slot.cache = NULL;
 }
 
+/* Source ids: built and read in one place. */
+static void test_source_ids(void **state)
+{
+  char buf[64];
+  enum akv_source_kind kind;
+  const char *name, *version;
+  size_t nl;
+  (void)state;
+  akv_source_id(buf, sizeof(buf), AKV_SRC_VERSION, "signer", "abc");
+  assert_string_equal(buf, "v|signer|abc");
+  assert_true(akv_source_names(buf, AKV_SRC_VERSION, "SIGNER"));
+  assert_false(akv_source_names(buf, AKV_SRC_KEY, "signer"));
+  assert_int_equal(akv_source_split(buf, &kind, &name, &nl, &version), 1);
+  assert_int_equal(kind, AKV_SRC_VERSION);
+  assert_int_equal(nl, 6);
+  assert_string_equal(version, "abc");
+  akv_source_id(buf, sizeof(buf), AKV_SRC_KEY, "signer", NULL);
+  assert_string_equal(buf, "k|signer");
+  assert_true(akv_source_is(buf, AKV_SRC_KEY));
+  assert_string_equal(akv_source_name(buf), "signer");
+  assert_false(akv_source_names(buf, AKV_SRC_KEY, "sign"));
+  assert_int_equal(akv_source_split(buf, &kind, &name, &nl, &version), 1);
+  assert_null(version);
+  /* Not source ids: a key with a version part, a version without one, another kind, NULL. */
+  assert_int_equal(akv_source_split("k|a|b", &kind, &name, &nl, &version), 0);
+  assert_int_equal(akv_source_split("v|a", &kind, &name, &nl, &version), 0);
+  assert_int_equal(akv_source_split("x|a", &kind, &name, &nl, &version), 0);
+  assert_int_equal(akv_source_split("", &kind, &name, &nl, &version), 0);
+  assert_false(akv_source_is(NULL, AKV_SRC_SECRET));
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -204,6 +236,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_matches, setup, teardown),
       cmocka_unit_test_setup_teardown(test_handles, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cache_snapshot, setup, teardown),
+      cmocka_unit_test(test_source_ids),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
