@@ -17,6 +17,7 @@
 
 #include "kv/json.h"
 #include "util/log.h"
+#include "util/utc.h"
 
 #define TOKEN_MAX_LEN (16 * 1024)
 #define REFRESH_AHEAD_MAX_S 300 /* refresh five minutes before expiry... */
@@ -103,7 +104,7 @@ static int digits_value(const char *s, int n)
  * or spaces inside them, which sscanf's %d would take), and a zone offset of exactly "hh:mm". */
 static int parse_rfc3339(const char *s, int64_t *out)
 {
-  struct tm tm;
+  struct akv_utc u;
   int y, mo, d, h, mi, sec, oh = 0, om = 0;
   long off = 0;
   const char *p;
@@ -133,14 +134,13 @@ static int parse_rfc3339(const char *s, int64_t *out)
   if (*p || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || oh > 23 ||
       om > 59)
     return 0;
-  memset(&tm, 0, sizeof(tm));
-  tm.tm_year = y - 1900;
-  tm.tm_mon = mo - 1;
-  tm.tm_mday = d;
-  tm.tm_hour = h;
-  tm.tm_min = mi;
-  tm.tm_sec = sec;
-  *out = (int64_t)timegm(&tm) - off;
+  u.year = (int)y;
+  u.month = (int)mo;
+  u.day = (int)d;
+  u.hour = (int)h;
+  u.min = (int)mi;
+  u.sec = (int)sec;
+  *out = akv_utc_to_epoch(&u) - off; /* no timegm: its lock may be held at a fork */
   return 1;
 }
 

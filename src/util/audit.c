@@ -22,6 +22,7 @@
 #include <openssl/evp.h>
 
 #include "util/log.h"
+#include "util/utc.h"
 
 /* The record lock is polled, not waited for, so a process that holds it forever cannot hang the
  * signing of another: at most this long, then the line is written without it (logged). */
@@ -338,11 +339,11 @@ static char *build_body(const struct akv_audit_event *ev, const char *ck_rv, int
   cJSON *o = cJSON_CreateObject();
   char ts[96], *s = NULL;
   struct timespec now;
-  struct tm tm;
+  struct akv_utc tm;
   clock_gettime(CLOCK_REALTIME, &now);
-  gmtime_r(&now.tv_sec, &tm);
-  snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000);
+  akv_utc_from_epoch(now.tv_sec, &tm); /* no gmtime_r: its lock may be held at a fork */
+  snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.year, tm.month, tm.day,
+           tm.hour, tm.min, tm.sec, now.tv_nsec / 1000000);
   if (!o || !cJSON_AddStringToObject(o, "time", ts) ||
       !cJSON_AddNumberToObject(o, "pid", (double)getpid()) ||
       !add_opt(o, "process", program_invocation_short_name) ||

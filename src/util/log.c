@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/utc.h"
+
 #define LOG_LINE_MAX 2048
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -267,7 +269,7 @@ void akv_log(int level, unsigned cat, const char *fmt, ...)
   int n;
   va_list ap;
   struct timespec ts;
-  struct tm tm;
+  struct akv_utc tm;
 
   if (!akv_log_enabled(level, cat))
     return;
@@ -276,10 +278,9 @@ void akv_log(int level, unsigned cat, const char *fmt, ...)
   if (level > AKV_LOG_DEBUG)
     level = AKV_LOG_DEBUG;
   clock_gettime(CLOCK_REALTIME, &ts);
-  gmtime_r(&ts.tv_sec, &tm);
+  akv_utc_from_epoch(ts.tv_sec, &tm); /* no gmtime_r: its lock may be held at a fork */
   n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ akv-pkcs11[%ld] %s %s: ",
-               tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-               ts.tv_nsec / 1000000, (long)getpid(), lvl_names[level], cat_name(cat));
+               tm.year, tm.month, tm.day, tm.hour, tm.min, tm.sec, ts.tv_nsec / 1000000, (long)getpid(), lvl_names[level], cat_name(cat));
   if (n < 0)
     return;
   off = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;

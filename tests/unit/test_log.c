@@ -9,11 +9,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "util/log.h"
+#include "util/utc.h"
 
 static char path[128];
 
@@ -129,7 +131,36 @@ static void test_fork_safe(void **state)
 }
 
 /* A log file that is a symbolic link, writable by group/other, or owned by another user is not
- * written to: lines go to stderr instead (docs/security.md "Configuration, log and audit files"). */
+ * written to: lines go to stderr instead (docs/security.md "Configuration, log and audit files").
+ */
+/* The log's and the audit's lock-free UTC conversion (util/utc.h) agrees with the C library's
+ * gmtime_r and timegm, second for second, across leap years, centuries and negative times. */
+static void test_utc_matches_libc(void **state)
+{
+  static const int64_t fixed[] = {0,           -1,           59,           86399,
+                                  86400,       951782400,    951868799,    4107542400,
+                                  -2208988800, 253402300799, -62135596800, 1796531293};
+  (void)state;
+  for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]) + 20000; i++) {
+    int64_t t = i < sizeof(fixed) / sizeof(fixed[0])
+                    ? fixed[i]
+                    : (int64_t)(i * 7919u % 20000u) * 1234567 - 12000000000LL;
+    time_t tt = (time_t)t;
+    struct tm tm;
+    struct akv_utc u;
+    assert_non_null(gmtime_r(&tt, &tm));
+    akv_utc_from_epoch(t, &u);
+    assert_int_equal(u.year, tm.tm_year + 1900);
+    assert_int_equal(u.month, tm.tm_mon + 1);
+    assert_int_equal(u.day, tm.tm_mday);
+    assert_int_equal(u.hour, tm.tm_hour);
+    assert_int_equal(u.min, tm.tm_min);
+    assert_int_equal(u.sec, tm.tm_sec);
+    assert_int_equal(akv_utc_to_epoch(&u), t);
+    assert_int_equal(akv_utc_to_epoch(&u), (int64_t)timegm(&tm));
+  }
+}
+
 static void test_unsafe_file_refused(void **state)
 {
   char target[160], link[160];
@@ -185,6 +216,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_no_line_forgery, setup, teardown),
       cmocka_unit_test_setup_teardown(test_fork_safe, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unsafe_file_refused, setup, teardown),
+      cmocka_unit_test(test_utc_matches_libc),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
