@@ -16,13 +16,10 @@
 #include <openssl/evp.h>
 #include <p11-kit/pkcs11.h>
 
+#include "akv-pkcs11.h" /* the vendor attributes CKA_AKV_*, as consumers see them */
+
 #include "kv/kv.h"
 #include "util/config.h"
-
-/* Vendor attributes (also in include/akv-pkcs11.h for consumers). */
-#define CKA_AKV_KID (CKA_VENDOR_DEFINED | 0x414B5601UL)     /* full kid URL (UTF-8) */
-#define CKA_AKV_VERSION (CKA_VENDOR_DEFINED | 0x414B5602UL) /* object version (UTF-8) */
-#define CKA_AKV_HSM (CKA_VENDOR_DEFINED | 0x414B5603UL)     /* CK_BBOOL: HSM-protected */
 
 struct akv_cache;
 struct akv_op;

@@ -7,37 +7,27 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "store/attrs.h"
 #include "token/op.h"
 #include "token/session.h"
 #include "util/log.h"
 
 #define AKV_MAX_GENERIC_SECRET 64
 
-static const CK_ATTRIBUTE *tmpl_find(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_ATTRIBUTE_TYPE t)
-{
-  for (CK_ULONG i = 0; i < n; i++)
-    if (tmpl[i].type == t)
-      return &tmpl[i];
-  return NULL;
-}
-
-/* Reads a CK_ULONG-sized attribute (class, key type, value length) if present: 1 found, 0 absent,
- * -1 malformed. */
+/* Template reads through src/store/attrs.c (the last occurrence of an attribute counts): 1 found,
+ * 0 absent, -1 malformed. */
 static int tmpl_ulong(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_ATTRIBUTE_TYPE t, CK_ULONG *v)
 {
-  const CK_ATTRIBUTE *a = tmpl_find(tmpl, n, t);
-  if (!a)
+  if (!akv_tmpl_find(tmpl, n, t))
     return 0;
-  if (!a->pValue || a->ulValueLen != sizeof(CK_ULONG))
-    return -1;
-  memcpy(v, a->pValue, sizeof(*v));
-  return 1;
+  return akv_tmpl_ulong(tmpl, n, t, v) == CKR_OK ? 1 : -1;
 }
 
+/* A CK_BBOOL attribute present, well-formed and true. */
 static int tmpl_true(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_ATTRIBUTE_TYPE t)
 {
-  const CK_ATTRIBUTE *a = tmpl_find(tmpl, n, t);
-  return a && a->pValue && a->ulValueLen == sizeof(CK_BBOOL) && *(const CK_BBOOL *)a->pValue;
+  CK_BBOOL b = CK_FALSE;
+  return akv_tmpl_bool(tmpl, n, t, &b) == CKR_OK && b;
 }
 
 /* Common template rules for a new session secret key: a secret key class, a supported key type

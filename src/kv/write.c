@@ -13,6 +13,7 @@
 #include "kv/json.h"
 #include "kv/jwk.h"
 #include "util/log.h"
+#include "util/utf8.h"
 
 #define MAX_ID_LEN 2048
 #define MAX_SECRET (25 * 1024) /* the service's secret value limit */
@@ -275,41 +276,14 @@ kv_rc kv_delete_certificate(struct kv_client *cl, const char *name)
   return delete_object(cl, "certificates.delete", "certificates", name);
 }
 
-/* RFC 3629 UTF-8 (no overlongs, no surrogates, at most U+10FFFF), no NUL. */
+/* UTF-8 text without NUL (src/util/utf8.h). */
 static int utf8_text(const unsigned char *p, size_t len)
 {
-  size_t i = 0;
+  size_t i = 0, n;
   while (i < len) {
-    unsigned c = p[i], need, cp;
-    if (c == 0)
+    if (p[i] == 0 || (n = akv_utf8_seq_len(p + i, len - i, NULL)) == 0)
       return 0;
-    if (c < 0x80) {
-      i++;
-      continue;
-    }
-    if (c >= 0xC2 && c <= 0xDF) {
-      need = 1;
-      cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      need = 2;
-      cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      need = 3;
-      cp = c & 0x07;
-    } else {
-      return 0;
-    }
-    if (len - i - 1 < need)
-      return 0;
-    for (unsigned k = 1; k <= need; k++) {
-      if ((p[i + k] & 0xC0) != 0x80)
-        return 0;
-      cp = (cp << 6) | (p[i + k] & 0x3F);
-    }
-    if ((need == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-        (need == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
-      return 0;
-    i += need + 1;
+    i += n;
   }
   return 1;
 }

@@ -20,6 +20,7 @@
 #include "token/slot.h"
 #include "util/audit.h"
 #include "util/log.h"
+#include "util/utf8.h"
 
 /* CK_C_INITIALIZE_ARGS rules: the four mutex callbacks are all set or all NULL. */
 static CK_RV check_args(const CK_C_INITIALIZE_ARGS *a)
@@ -38,38 +39,6 @@ static CK_RV check_args(const CK_C_INITIALIZE_ARGS *a)
  * is not our configuration (a path or inline JSON) and are refused before anything parses them. */
 #define RESERVED_MAX (64 * 1024)
 
-/* Length of the UTF-8 sequence starting at s (1..4), 0 when it is not well-formed (overlong,
- * surrogate, beyond U+10FFFF, truncated) or encodes a C1 control character (U+0080..U+009F). */
-static size_t utf8_seq_len(const unsigned char *s)
-{
-  size_t n;
-  unsigned cp;
-  if (s[0] < 0x80)
-    return 1;
-  if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-    n = 2;
-    cp = s[0] & 0x1fu;
-  } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-    n = 3;
-    cp = s[0] & 0x0fu;
-  } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-    n = 4;
-    cp = s[0] & 0x07u;
-  } else {
-    return 0;
-  }
-  /* A continuation byte is never NUL, so this stops at the terminator. */
-  for (size_t i = 1; i < n; i++) {
-    if ((s[i] & 0xc0) != 0x80)
-      return 0;
-    cp = (cp << 6) | (s[i] & 0x3fu);
-  }
-  if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-      (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f))
-    return 0;
-  return n;
-}
-
 /* CKR_OK when reserved is NULL or a NUL-terminated string of at most RESERVED_MAX bytes of UTF-8
  * text without control characters other than whitespace; else CKR_ARGUMENTS_BAD, logged with
  * what is wrong and where (never the content: inline JSON may hold a client secret). */
@@ -77,6 +46,7 @@ static CK_RV check_reserved(const char *reserved)
 {
   const unsigned char *s = (const unsigned char *)reserved;
   size_t len, i, n;
+  unsigned cp = 0;
   if (!reserved)
     return CKR_OK;
   len = strnlen(reserved, RESERVED_MAX + 1);
@@ -92,8 +62,11 @@ static CK_RV check_reserved(const char *reserved)
     n = 1;
     if (s[i] == 0x7f || (s[i] < 0x20 && !strchr("\t\n\v\f\r", s[i])))
       n = 0;
-    else if (s[i] >= 0x80)
-      n = utf8_seq_len(s + i);
+    else if (s[i] >= 0x80) {
+      n = akv_utf8_seq_len(s + i, len - i, &cp);
+      if (cp >= 0x80 && cp <= 0x9f) /* C1 control characters */
+        n = 0;
+    }
     if (n == 0) {
       akv_err(AKV_LOGC_CONF,
               "C_Initialize: pReserved is not text (byte %zu of %zu is 0x%02x: a control character "
