@@ -175,6 +175,12 @@ static int open_pair(const char *path, int *wfd, int *rfd, char *why, size_t why
     int w = akv_open_own_file(path, why, whylen), r;
     if (w < 0)
       return -1;
+    if (fstat(w, &a) != 0 || !S_ISREG(a.st_mode)) {
+      /* The chain is read back from the file's tail: a FIFO or device has none. */
+      snprintf(why, whylen, "it is not a regular file; fix: name a regular file");
+      close(w);
+      return -1;
+    }
     r = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
     if (r >= 0 && fstat(w, &a) == 0 && fstat(r, &b) == 0 && a.st_dev == b.st_dev &&
         a.st_ino == b.st_ino) {

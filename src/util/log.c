@@ -162,16 +162,22 @@ int akv_open_own_file(const char *path, char *why, size_t whylen)
 {
   struct stat st;
   uid_t me = geteuid();
-  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0600);
+  /* O_NONBLOCK: a FIFO nobody reads would block the open, and so C_Initialize, for ever; it fails
+   * with ENXIO instead. Writes block again once the file is open (cleared below). */
+  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK,
+                0600);
   if (fd < 0) {
     if (errno == ELOOP)
       snprintf(why, whylen, "it is a symbolic link, which is not followed; fix: name the file "
                "itself");
+    else if (errno == ENXIO)
+      snprintf(why, whylen, "it is a FIFO that no process reads; fix: start its reader first, or "
+               "name a regular file");
     else
       snprintf(why, whylen, "%s", strerror(errno));
     return -1;
   }
-  if (fstat(fd, &st) != 0) {
+  if (fstat(fd, &st) != 0 || fcntl(fd, F_SETFL, O_APPEND) != 0) {
     snprintf(why, whylen, "%s", strerror(errno));
   } else if (st.st_uid != 0 && st.st_uid != me) {
     snprintf(why, whylen,

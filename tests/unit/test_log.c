@@ -130,9 +130,6 @@ static void test_fork_safe(void **state)
   assert_non_null(strstr(contents(), "child reinit"));
 }
 
-/* A log file that is a symbolic link, writable by group/other, or owned by another user is not
- * written to: lines go to stderr instead (docs/security.md "Configuration, log and audit files").
- */
 /* The log's and the audit's lock-free UTC conversion (util/utc.h) agrees with the C library's
  * gmtime_r and timegm, second for second, across leap years, centuries and negative times. */
 static void test_utc_matches_libc(void **state)
@@ -161,6 +158,32 @@ static void test_utc_matches_libc(void **state)
   }
 }
 
+/* A FIFO that no process reads is refused at once (ENXIO) instead of blocking the open, and so
+ * C_Initialize, for ever; one with a reader is written to. */
+static void test_fifo_log(void **state)
+{
+  char why[256] = "", fifo[64];
+  int fd, rd;
+  (void)state;
+  snprintf(fifo, sizeof(fifo), "/tmp/akv-test-fifo-%ld", (long)getpid());
+  unlink(fifo);
+  assert_int_equal(mkfifo(fifo, 0600), 0);
+  assert_int_equal(akv_open_own_file(fifo, why, sizeof(why)), -1);
+  assert_non_null(strstr(why, "FIFO that no process reads"));
+  rd = open(fifo, O_RDONLY | O_NONBLOCK);
+  assert_true(rd >= 0);
+  fd = akv_open_own_file(fifo, why, sizeof(why));
+  assert_true(fd >= 0);
+  assert_false(fcntl(fd, F_GETFL) & O_NONBLOCK);
+  assert_int_equal(write(fd, "x\n", 2), 2);
+  close(fd);
+  close(rd);
+  unlink(fifo);
+}
+
+/* A log file that is a symbolic link, writable by group/other, or owned by another user is not
+ * written to: lines go to stderr instead (docs/security.md "Configuration, log and audit files").
+ */
 static void test_unsafe_file_refused(void **state)
 {
   char target[160], link[160];
@@ -217,6 +240,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_fork_safe, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unsafe_file_refused, setup, teardown),
       cmocka_unit_test(test_utc_matches_libc),
+      cmocka_unit_test(test_fifo_log),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
