@@ -130,6 +130,20 @@ fail:
   return rc;
 }
 
+kv_rc kv_attestation_from_json(const char *json, size_t len, struct kv_attestation **out)
+{
+  cJSON *doc;
+  kv_rc rc;
+  if (!json || !out)
+    return KV_E_INVALID;
+  *out = NULL;
+  if (!(doc = kv_json_parse(json, len, "attestation")))
+    return KV_E_PROTOCOL;
+  rc = cJSON_IsObject(doc) ? attestation_from_bundle(doc, "(json)", out) : KV_E_PROTOCOL;
+  cJSON_Delete(doc);
+  return rc;
+}
+
 kv_rc kv_get_key_attestation(struct kv_client *cl, const char *name, const char *version,
                              struct kv_attestation **out)
 {

@@ -314,6 +314,9 @@ void kv_attestation_free(struct kv_attestation *a);
 kv_rc kv_get_key_attestation(struct kv_client *cl, const char *name, const char *version,
                              struct kv_attestation **out);
 
+/* The same from a reply's JSON text (tests, the fuzzer); no name check. */
+kv_rc kv_attestation_from_json(const char *json, size_t len, struct kv_attestation **out);
+
 /* What kv_attestation_verify established (references the caller releases with
  * kv_attest_result_clear). */
 struct kv_attest_result {

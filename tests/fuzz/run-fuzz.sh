@@ -15,7 +15,7 @@ SRC=$(cd "${1:?usage: run-fuzz.sh SOURCE_ROOT [SECONDS]}" && pwd -P)
 SECS=${2:-10}
 ROOT=${FUZZ_BUILD_ROOT:-/tmp/akv-pkcs11-fuzz-$(printf '%s' "$SRC" | sha256sum | cut -c1-12)}
 DIR="$ROOT/build"
-ALL_TARGETS=(jwk error config challenge token id json b64 retry_after json_fast)
+ALL_TARGETS=(jwk error config challenge token id json b64 retry_after json_fast attest)
 # FUZZ_TARGETS="token id" runs only those (e.g. to re-run one target after a fix).
 read -r -a TARGETS <<<"${FUZZ_TARGETS:-${ALL_TARGETS[*]}}"
 for t in "${TARGETS[@]}"; do

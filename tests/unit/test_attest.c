@@ -401,6 +401,24 @@ static void test_valid_rsa(void **state)
   kv_attestation_free(a);
 }
 
+static void test_from_json(void **state)
+{
+  struct kv_attestation *a = NULL;
+  struct kv_attest_result res;
+  char *json = attestation_json(OK, 0);
+  (void)state;
+  assert_int_equal(kv_attestation_from_json(json, strlen(json), &a), KV_OK);
+  assert_int_equal(kv_attestation_verify(a, NULL, NULL, &res), KV_OK);
+  kv_attest_result_clear(&res);
+  kv_attestation_free(a);
+  a = NULL;
+  assert_int_equal(kv_attestation_from_json(json, strlen(json) - 1, &a), KV_E_PROTOCOL);
+  assert_null(a);
+  assert_int_equal(kv_attestation_from_json("[]", 2, &a), KV_E_PROTOCOL);
+  assert_int_equal(kv_attestation_from_json(NULL, 0, &a), KV_E_INVALID);
+  free(json);
+}
+
 static void test_valid_oct(void **state)
 {
   struct kv_attest_result res;
@@ -525,6 +543,7 @@ int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_valid_rsa, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_from_json, setup, teardown),
       cmocka_unit_test_setup_teardown(test_valid_oct, setup, teardown),
       cmocka_unit_test_setup_teardown(test_latest_version, setup, teardown),
       cmocka_unit_test_setup_teardown(test_key_vault_unsupported, setup, teardown),
