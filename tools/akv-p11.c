@@ -15,6 +15,7 @@
 #include "tool.h"
 #include "util/config.h"
 #include "util/log.h"
+#include "util/serial.h"
 
 #ifndef AKV_DEFAULT_MODULE
 #define AKV_DEFAULT_MODULE "akv-pkcs11.so"
@@ -80,21 +81,7 @@ void tool_http_opts(const struct akv_config *cfg, struct kv_http_opts *ho)
 
 void tool_vault_serial(const char *url, char out[17])
 {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  size_t len = strlen(url);
-  static const char digits[] = "0123456789abcdef";
-  while (len && url[len - 1] == '/')
-    len--;
-  if (!EVP_Digest(url, len, md, &n, EVP_sha256(), NULL) || n < 8) {
-    out[0] = '\0';
-    return;
-  }
-  for (int i = 0; i < 8; i++) {
-    out[2 * i] = digits[md[i] >> 4];
-    out[2 * i + 1] = digits[md[i] & 15];
-  }
-  out[16] = '\0';
+  (void)akv_vault_serial(NULL, url, out); /* the module's serial (src/util/serial.c) */
 }
 
 /* The configuration is loaded here only to report its errors verbatim before the module would

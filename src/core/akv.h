@@ -49,6 +49,10 @@ CK_RV akv_rv(kv_rc rc);
 CK_RV akv_rv_object(kv_rc rc);
 /* As akv_rv, for listings (object searches): KV_E_NOT_FOUND -> CKR_DEVICE_ERROR. */
 CK_RV akv_rv_listing(kv_rc rc);
+/* For the module's own work (building the transport, a credential, a client, reading public key
+ * material, optional extras): CKR_OK for KV_OK, CKR_HOST_MEMORY for KV_E_NOMEM, `otherwise` for any
+ * other failure. */
+CK_RV akv_rv_nomem_or(kv_rc rc, CK_RV otherwise);
 const char *akv_rv_name(CK_RV rv);
 /* The CK_RV name of a kv_rc name ("KV_E_FORBIDDEN" -> "CKR_DEVICE_ERROR"), NULL if unknown;
  * registered with the audit trail. */

@@ -40,6 +40,13 @@ CK_RV akv_rv_object(kv_rc rc)
   return rc == KV_E_NOT_FOUND ? CKR_OBJECT_HANDLE_INVALID : akv_rv(rc);
 }
 
+CK_RV akv_rv_nomem_or(kv_rc rc, CK_RV otherwise)
+{
+  if (rc == KV_OK)
+    return CKR_OK;
+  return rc == KV_E_NOMEM ? CKR_HOST_MEMORY : otherwise;
+}
+
 CK_RV akv_rv_listing(kv_rc rc)
 {
   /* A 404 on a list call means the vault URL is wrong: the object it would name is the token. */

@@ -211,8 +211,10 @@ int kv_valid_name(const char *name)
   size_t len = name ? strlen(name) : 0;
   if (len == 0 || len > 127)
     return 0;
+  /* ASCII letters and digits whatever the host's locale (isalnum would follow it). */
   for (size_t i = 0; i < len; i++)
-    if (!isalnum((unsigned char)name[i]) && name[i] != '-')
+    if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'z') ||
+          (name[i] >= 'A' && name[i] <= 'Z') || name[i] == '-'))
       return 0;
   return 1;
 }

@@ -1166,7 +1166,7 @@ static CK_RV add_chain(struct build *b, const struct kv_cert *cert, const char *
   if (rc != KV_OK) {
     akv_warn(AKV_LOGC_CACHE, "certificate %s: its secret is not readable (%s): no chain",
              cert->name, kv_rc_str(rc));
-    return rc == KV_E_NOMEM ? CKR_HOST_MEMORY : CKR_OK;
+    return akv_rv_nomem_or(rc, CKR_OK);
   }
   chain = chain_certs(sec);
   kv_secret_free(sec); /* wipes the value, which may hold the private key */

@@ -172,7 +172,7 @@ CK_RV akv_keyent_new(struct kv_key *key, struct akv_keyent **out)
       rc = kv_key_spki_der(ke->key, akv_libctx(), &ke->spki, &ke->spki_len);
     if (rc != KV_OK) {
       akv_warn(AKV_LOGC_CACHE, "key %s: unusable public key: %s", ke->key->kid, kv_rc_str(rc));
-      rv = rc == KV_E_NOMEM ? CKR_HOST_MEMORY : CKR_DEVICE_ERROR;
+      rv = akv_rv_nomem_or(rc, CKR_DEVICE_ERROR);
       goto out;
     }
     /* SHA-1 of the SPKI: the same on the certificate carrying this key, so consumers pair them. */
@@ -845,7 +845,7 @@ static CK_RV secret_value(struct akv_object *obj, unsigned char **val, size_t *l
     /* The caller records the failure on its session (akv_session_fetch_failed). */
     failed->rc = rc;
     failed->http_status = kv_last_http_status();
-    return rc == KV_E_NOT_FOUND ? akv_rv_object(rc) : akv_rv(rc);
+    return akv_rv_object(rc);
   }
   pthread_mutex_lock(&obj->lock);
   /* Another thread may have fetched it meanwhile; keep one value, wipe the other (kv_secret_free).

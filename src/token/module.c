@@ -169,12 +169,12 @@ static CK_RV build_network(void)
   rc = kv_http_new(&ho, &akv_state.http);
   if (rc != KV_OK) {
     akv_err(AKV_LOGC_GEN, "C_Initialize: HTTP transport: %s", kv_rc_str(rc));
-    return rc == KV_E_NOMEM ? CKR_HOST_MEMORY : CKR_GENERAL_ERROR;
+    return akv_rv_nomem_or(rc, CKR_GENERAL_ERROR);
   }
   rc = kv_cred_new(akv_state.http, &akv_state.cfg->cred, &akv_state.cred);
   if (rc != KV_OK) {
     akv_err(AKV_LOGC_GEN, "C_Initialize: credential: %s", kv_rc_str(rc));
-    return rc == KV_E_NOMEM ? CKR_HOST_MEMORY : CKR_GENERAL_ERROR;
+    return akv_rv_nomem_or(rc, CKR_GENERAL_ERROR);
   }
   rv = akv_slots_new(akv_state.cfg, akv_state.http, akv_state.cred, &akv_state.slots,
                      &akv_state.n_slots);

@@ -12,21 +12,7 @@
 #include "core/module.h"
 #include "token/slot.h"
 #include "util/log.h"
-
-/* First 16 hex digits of SHA-256(url): unique and stable, so `serial=` URIs keep working. */
-static CK_RV make_serial(const char *url, char serial[17])
-{
-  unsigned char md[32];
-  size_t mdlen = 0;
-  size_t i;
-
-  if (!EVP_Q_digest(akv_libctx(), "SHA256", NULL, url, strlen(url), md, &mdlen) || mdlen < 8)
-    return CKR_GENERAL_ERROR;
-  for (i = 0; i < 8; i++)
-    snprintf(serial + 2 * i, 3, "%02x", md[i]);
-  serial[16] = '\0';
-  return CKR_OK;
-}
+#include "util/serial.h"
 
 static void slot_clear(struct akv_slot *slot)
 {
@@ -43,15 +29,16 @@ static CK_RV slot_init(struct akv_slot *slot, CK_SLOT_ID id, const struct akv_sl
 {
   struct kv_client_opts co;
   kv_rc rc;
-  CK_RV rv;
+  CK_RV rv = CKR_OK;
 
   memset(slot, 0, sizeof(*slot));
   slot->id = id;
   slot->cfg = sc;
   slot->http = http;
-  rv = make_serial(sc->url, slot->serial);
-  if (rv != CKR_OK)
+  if (akv_vault_serial(akv_libctx(), sc->url, slot->serial) != 0) {
+    rv = CKR_GENERAL_ERROR;
     goto out;
+  }
   akv_pad((unsigned char *)slot->label, sizeof(slot->label) - 1, sc->label ? sc->label : sc->url);
   slot->label[sizeof(slot->label) - 1] = '\0';
   /* No PIN, no token: the credential is built at the first login (akv_slot_open_credential),
@@ -68,7 +55,7 @@ static CK_RV slot_init(struct akv_slot *slot, CK_SLOT_ID id, const struct akv_sl
     if (rc != KV_OK) {
       akv_err(AKV_LOGC_GEN, "slot %lu (%s): credential: %s", (unsigned long)id, sc->url,
               kv_rc_str(rc));
-      rv = rc == KV_E_NOMEM ? CKR_HOST_MEMORY : CKR_GENERAL_ERROR;
+      rv = akv_rv_nomem_or(rc, CKR_GENERAL_ERROR);
       goto out;
     }
   }
@@ -79,7 +66,7 @@ static CK_RV slot_init(struct akv_slot *slot, CK_SLOT_ID id, const struct akv_sl
   rc = kv_client_new(http, slot->own_cred ? slot->own_cred : def_cred, &co, &slot->client);
   if (rc != KV_OK) {
     akv_err(AKV_LOGC_GEN, "slot %lu (%s): client: %s", (unsigned long)id, sc->url, kv_rc_str(rc));
-    rv = rc == KV_E_NOMEM ? CKR_HOST_MEMORY : CKR_GENERAL_ERROR;
+    rv = akv_rv_nomem_or(rc, CKR_GENERAL_ERROR);
     goto out;
   }
 cache:
@@ -186,7 +173,7 @@ out:
     OPENSSL_cleanse(password, len + 1);
     free(password);
   }
-  return rc == KV_OK ? CKR_OK : rc == KV_E_NOMEM ? CKR_HOST_MEMORY : CKR_FUNCTION_FAILED;
+  return akv_rv_nomem_or(rc, CKR_FUNCTION_FAILED);
 }
 
 void akv_slot_invalidate(struct akv_slot *slot)

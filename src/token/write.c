@@ -14,6 +14,7 @@
 
 #include <openssl/crypto.h>
 
+#include "kv/json.h"
 #include "store/attrs.h"
 #include "store/cache.h"
 #include "store/object.h"
@@ -28,7 +29,6 @@
 
 CK_RV akv_write_name(const CK_ATTRIBUTE *label, char out[AKV_MAX_NAME + 1])
 {
-  CK_ULONG i;
   const char *p;
   if (!label || !label->pValue || label->ulValueLen == 0) {
     akv_err(AKV_LOGC_P11, "CKA_LABEL names the object in the vault: give one matching %s",
@@ -36,20 +36,17 @@ CK_RV akv_write_name(const CK_ATTRIBUTE *label, char out[AKV_MAX_NAME + 1])
     return label ? CKR_ATTRIBUTE_VALUE_INVALID : CKR_TEMPLATE_INCOMPLETE;
   }
   p = label->pValue;
-  for (i = 0; i < label->ulValueLen; i++) {
-    char ch = p[i];
-    if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-          ch == '-'))
-      break;
+  /* The vault's rule (kv_valid_name), on a NUL-terminated copy of a label without NUL bytes. */
+  if (label->ulValueLen <= AKV_MAX_NAME && !memchr(p, '\0', label->ulValueLen)) {
+    memcpy(out, p, label->ulValueLen);
+    out[label->ulValueLen] = '\0';
+    if (kv_valid_name(out))
+      return CKR_OK;
   }
-  if (i != label->ulValueLen || label->ulValueLen > AKV_MAX_NAME) {
-    akv_err(AKV_LOGC_P11, "CKA_LABEL \"%.*s\" is not a vault object name: it must match %s",
-            (int)(label->ulValueLen > 130 ? 130 : label->ulValueLen), p, NAME_RULE);
-    return CKR_ATTRIBUTE_VALUE_INVALID;
-  }
-  memcpy(out, p, label->ulValueLen);
-  out[label->ulValueLen] = '\0';
-  return CKR_OK;
+  out[0] = '\0';
+  akv_err(AKV_LOGC_P11, "CKA_LABEL \"%.*s\" is not a vault object name: it must match %s",
+          (int)(label->ulValueLen > 130 ? 130 : label->ulValueLen), p, NAME_RULE);
+  return CKR_ATTRIBUTE_VALUE_INVALID;
 }
 
 static int digits(const CK_CHAR *p, size_t n, int *v)

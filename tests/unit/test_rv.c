@@ -28,6 +28,17 @@ static void test_map(void **state)
   assert_int_equal(akv_rv((kv_rc)999), CKR_GENERAL_ERROR);
 }
 
+/* The module's own work: out of memory is CKR_HOST_MEMORY, anything else the caller's choice. */
+static void test_nomem_or(void **state)
+{
+  (void)state;
+  assert_int_equal(akv_rv_nomem_or(KV_OK, CKR_GENERAL_ERROR), CKR_OK);
+  assert_int_equal(akv_rv_nomem_or(KV_E_NOMEM, CKR_GENERAL_ERROR), CKR_HOST_MEMORY);
+  assert_int_equal(akv_rv_nomem_or(KV_E_NETWORK, CKR_GENERAL_ERROR), CKR_GENERAL_ERROR);
+  assert_int_equal(akv_rv_nomem_or(KV_E_FORBIDDEN, CKR_FUNCTION_FAILED), CKR_FUNCTION_FAILED);
+  assert_int_equal(akv_rv_nomem_or(KV_E_NOT_FOUND, CKR_OK), CKR_OK);
+}
+
 static void test_names(void **state)
 {
   (void)state;
@@ -44,6 +55,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_map),
       cmocka_unit_test(test_names),
+      cmocka_unit_test(test_nomem_or),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -25,13 +25,15 @@ static void test_names(void **state)
 {
   char out[AKV_MAX_NAME + 1], longname[200];
   CK_ATTRIBUTE ok = AS(CKA_LABEL, "my-Key-01"), bad = AS(CKA_LABEL, "my_key"),
-               dot = AS(CKA_LABEL, "a.b"), empty = {CKA_LABEL, "", 0}, lng;
+               dot = AS(CKA_LABEL, "a.b"), empty = {CKA_LABEL, "", 0}, nul = AS(CKA_LABEL, "ab\0c"),
+               lng;
   (void)state;
   assert_int_equal(akv_write_name(&ok, out), CKR_OK);
   assert_string_equal(out, "my-Key-01");
   assert_int_equal(akv_write_name(&bad, out), CKR_ATTRIBUTE_VALUE_INVALID);
   assert_int_equal(akv_write_name(&dot, out), CKR_ATTRIBUTE_VALUE_INVALID);
   assert_int_equal(akv_write_name(&empty, out), CKR_ATTRIBUTE_VALUE_INVALID);
+  assert_int_equal(akv_write_name(&nul, out), CKR_ATTRIBUTE_VALUE_INVALID); /* a NUL inside */
   assert_int_equal(akv_write_name(NULL, out), CKR_TEMPLATE_INCOMPLETE);
   memset(longname, 'a', sizeof(longname));
   lng.type = CKA_LABEL;
