@@ -76,7 +76,7 @@ struct akv_slot {
 };
 
 /* Slot by id, or NULL. Valid until C_Finalize. */
-struct akv_slot *akv_slot_get(CK_SLOT_ID id);
+struct akv_slot *akv_module_slot(CK_SLOT_ID id);
 
 /* Forces the slot's object list to be refreshed at the next lookup (a key the cache knew answered
  * 404). No I/O. */
@@ -198,6 +198,6 @@ void akv_op_free(struct akv_op *op);
 /* The length-query protocol, written once: if out is NULL, sets *out_len = len and returns CKR_OK
  * (operation kept); if *out_len < len, sets *out_len = len and returns CKR_BUFFER_TOO_SMALL
  * (operation kept); else copies, sets *out_len and returns CKR_OK. */
-CK_RV akv_copy_out(const void *src, CK_ULONG len, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
+CK_RV akv_outbuf_copy_out(const void *src, CK_ULONG len, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
 
 #endif

@@ -166,19 +166,19 @@ void akv_unlock(void)
     pthread_mutex_unlock(&akv_state.lock);
 }
 
-size_t akv_slot_count(void)
+size_t akv_module_slot_count(void)
 {
   return akv_state.n_slots;
 }
 
-struct akv_slot *akv_slot_get(CK_SLOT_ID id)
+struct akv_slot *akv_module_slot(CK_SLOT_ID id)
 {
   if (akv_module_check() != CKR_OK || id >= akv_state.n_slots)
     return NULL;
   return &akv_state.slots[id];
 }
 
-CK_OBJECT_HANDLE akv_handle_next(void)
+CK_OBJECT_HANDLE akv_module_next_handle(void)
 {
   return (CK_OBJECT_HANDLE)atomic_fetch_add(&akv_state.next_handle, 1);
 }

@@ -24,10 +24,10 @@ void akv_lock(void);
 void akv_unlock(void);
 
 /* Slots in config order (valid until C_Finalize). */
-size_t akv_slot_count(void);
+size_t akv_module_slot_count(void);
 
 /* A new object handle: per-process counter, never reused while initialised. */
-CK_OBJECT_HANDLE akv_handle_next(void);
+CK_OBJECT_HANDLE akv_module_next_handle(void);
 
 /* False when the application said CKF_LIBRARY_CANT_CREATE_OS_THREADS: no background refresh. */
 int akv_threads_allowed(void);

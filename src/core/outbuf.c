@@ -9,7 +9,7 @@
 #include "core/akv.h"
 #include "core/outbuf.h"
 
-CK_RV akv_copy_out(const void *src, CK_ULONG len, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
+CK_RV akv_outbuf_copy_out(const void *src, CK_ULONG len, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
 {
   if (!out) {
     *out_len = len;

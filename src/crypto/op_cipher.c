@@ -43,7 +43,7 @@ static size_t in_limit(const struct akv_op *op, enum kv_cipher_op vop)
   case AKV_MF_RSA_OAEP:
     if (!encrypting(vop))
       return k;
-    return k > 2 * akv_hash_len(op->hash) + 2 ? k - 2 * akv_hash_len(op->hash) - 2 : 0;
+    return k > 2 * akv_mech_hash_len(op->hash) + 2 ? k - 2 * akv_mech_hash_len(op->hash) - 2 : 0;
   default:
     return op->remote ? AKV_MAX_AES_REMOTE : AKV_MAX_AES_LOCAL;
   }
@@ -250,7 +250,7 @@ static CK_RV run_remote(struct akv_session *s, struct akv_op *op, enum kv_cipher
     sizes[n_sizes++] = 0;
   }
   for (size_t i = 0; i < n_sizes; i++) {
-    const char *try_alg = alg ? alg : akv_jwa_aes(op->mech->fam, sizes[i]);
+    const char *try_alg = alg ? alg : akv_mech_jwa_aes(op->mech->fam, sizes[i]);
     memset(&r, 0, sizeof(r));
     rc = kv_cipher(op->obj->slot->client, vop, key->name, key->version, try_alg, in, data_len, ap,
                    &r);
@@ -287,7 +287,7 @@ static CK_RV rsa_local_encrypt(struct akv_op *op, const unsigned char *in, size_
   if (EVP_PKEY_encrypt_init(ctx) <= 0)
     goto out;
   if (op->mech->fam == AKV_MF_RSA_OAEP) {
-    md = akv_md_fetch(op->hash);
+    md = akv_mech_md_fetch(op->hash);
     if (!md || EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) <= 0 ||
         EVP_PKEY_CTX_set_rsa_oaep_md(ctx, md) <= 0 || EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, md) <= 0)
       goto out;
@@ -450,14 +450,14 @@ static CK_RV cipher_finish(struct akv_session *s, struct akv_op *op, enum kv_cip
     size_t want = akv_cipher_out_len(op, vop, op->in.len);
     /* No request for a length query, nor for a buffer that is surely too small. */
     if (!out || (*out_len < want && out_len_exact(op, vop)))
-      return akv_copy_out(NULL, want, out, out_len);
+      return akv_outbuf_copy_out(NULL, want, out, out_len);
     rv = akv_cipher_run(s, op, vop, op->in.data, op->in.len, &op->out);
     if (rv != CKR_OK)
       return rv;
     op->have_out = 1;
     akv_outbuf_clear(&op->in);
   }
-  return akv_copy_out(op->out.data, op->out.len, out, out_len);
+  return akv_outbuf_copy_out(op->out.data, op->out.len, out, out_len);
 }
 
 static CK_RV cipher_once(struct akv_session *s, enum akv_op_kind kind, const CK_BYTE *in,

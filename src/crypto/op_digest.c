@@ -17,7 +17,7 @@ CK_RV akv_digest_init(struct akv_session *s, const CK_MECHANISM *m)
   if (rv != CKR_OK)
     return rv;
   rv = CKR_FUNCTION_FAILED;
-  md = akv_md_fetch(op->hash);
+  md = akv_mech_md_fetch(op->hash);
   op->md = EVP_MD_CTX_new();
   if (!op->md)
     rv = CKR_HOST_MEMORY;
@@ -33,13 +33,13 @@ static CK_RV digest_finish(struct akv_op *op, CK_BYTE_PTR out, CK_ULONG_PTR out_
 {
   unsigned char buf[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
-  size_t want = akv_hash_len(op->hash);
+  size_t want = akv_mech_hash_len(op->hash);
   /* Answer length queries before finalising: the hash state must survive them. */
   if (!out || *out_len < want)
-    return akv_copy_out(NULL, want, out, out_len);
+    return akv_outbuf_copy_out(NULL, want, out, out_len);
   if (!EVP_DigestFinal_ex(op->md, buf, &n))
     return CKR_FUNCTION_FAILED;
-  return akv_copy_out(buf, n, out, out_len);
+  return akv_outbuf_copy_out(buf, n, out, out_len);
 }
 
 CK_RV akv_digest(struct akv_session *s, const CK_BYTE *data, CK_ULONG len, CK_BYTE_PTR out,
@@ -51,7 +51,8 @@ CK_RV akv_digest(struct akv_session *s, const CK_BYTE *data, CK_ULONG len, CK_BY
     return CKR_OPERATION_NOT_INITIALIZED;
   if (op->updated)
     rv = CKR_OPERATION_ACTIVE;
-  else if (out && *out_len >= akv_hash_len(op->hash) && len && !EVP_DigestUpdate(op->md, data, len))
+  else if (out && *out_len >= akv_mech_hash_len(op->hash) && len &&
+           !EVP_DigestUpdate(op->md, data, len))
     rv = CKR_FUNCTION_FAILED;
   else
     rv = digest_finish(op, out, out_len);

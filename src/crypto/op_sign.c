@@ -30,9 +30,9 @@ size_t akv_sign_len(const struct akv_op *op)
       return (obj->modulus_bits + 7) / 8;
     return obj->pkey ? (size_t)EVP_PKEY_get_size(obj->pkey) : 0;
   case AKV_MF_ECDSA:
-    return obj->key ? 2 * akv_ec_field_len(obj->key->crv) : 0;
+    return obj->key ? 2 * akv_mech_ec_field_len(obj->key->crv) : 0;
   case AKV_MF_HMAC:
-    return akv_hash_len(op->hash);
+    return akv_mech_hash_len(op->hash);
   default:
     return 0;
   }
@@ -41,7 +41,7 @@ size_t akv_sign_len(const struct akv_op *op)
 CK_RV akv_ecdsa_digest(enum kv_crv crv, const unsigned char *in, size_t len, unsigned char *out,
                        size_t *out_len)
 {
-  size_t want = akv_ec_digest_len(crv);
+  size_t want = akv_mech_ec_digest_len(crv);
   if (!want || len == 0)
     return CKR_DATA_LEN_RANGE;
   if (len <= want) {
@@ -49,7 +49,7 @@ CK_RV akv_ecdsa_digest(enum kv_crv crv, const unsigned char *in, size_t len, uns
      * input is never truncated by the service (its size is at most the order's). */
     memset(out, 0, want - len);
     memcpy(out + want - len, in, len);
-  } else if (akv_ec_order_bits(crv) == 8 * want) {
+  } else if (akv_mech_ec_order_bits(crv) == 8 * want) {
     /* ECDSA keeps the leftmost order-size bits of a longer hash. */
     memcpy(out, in, want);
   } else {
@@ -97,8 +97,8 @@ static CK_RV mac_setup(struct akv_op *op)
   EVP_MAC *mac = EVP_MAC_fetch(akv_libctx(), "HMAC", NULL);
   OSSL_PARAM params[2];
 
-  params[0] =
-      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)akv_hash_name(op->hash), 0);
+  params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+                                               (char *)akv_mech_hash_name(op->hash), 0);
   params[1] = OSSL_PARAM_construct_end();
   if (!mac)
     goto out;
@@ -118,7 +118,7 @@ out:
 static CK_RV md_setup(struct akv_op *op)
 {
   CK_RV rv = CKR_FUNCTION_FAILED;
-  EVP_MD *md = akv_md_fetch(op->hash);
+  EVP_MD *md = akv_mech_md_fetch(op->hash);
   if (!md)
     goto out;
   op->md = EVP_MD_CTX_new();
@@ -150,7 +150,7 @@ static CK_RV sv_setup(struct akv_op *op)
     size_t k = akv_sign_len(op);
     op->in_limit = k > 11 ? k - 11 : 0;
   } else if (row->fam == AKV_MF_RSA_PSS) {
-    op->in_limit = akv_hash_len(op->hash);
+    op->in_limit = akv_mech_hash_len(op->hash);
   } else {
     op->in_limit = AKV_MAX_RAW_ECDSA;
   }
@@ -196,10 +196,10 @@ static CK_RV sv_tbs(struct akv_op *op, const unsigned char *in, size_t in_len, u
     if (!op->md) {
       if (in_len == 0)
         return CKR_DATA_LEN_RANGE;
-      if (akv_digestinfo_parse(in, in_len, &hash, &digest) == CKR_OK) {
-        *alg = akv_jwa_rs(hash);
+      if (akv_mech_digestinfo_parse(in, in_len, &hash, &digest) == CKR_OK) {
+        *alg = akv_mech_jwa_rs(hash);
         in = digest;
-        in_len = akv_hash_len(hash);
+        in_len = akv_mech_hash_len(hash);
       } else {
         /* Any other input (a SHA-1 DigestInfo, the TLS 1.0 MD5+SHA-1 pair...) is signed as is
          * with RSNULL, PKCS#1 v1.5 over the caller's bytes: exactly CKM_RSA_PKCS. */
@@ -213,7 +213,7 @@ static CK_RV sv_tbs(struct akv_op *op, const unsigned char *in, size_t in_len, u
     }
     break;
   case AKV_MF_RSA_PSS:
-    if (in_len != akv_hash_len(op->hash))
+    if (in_len != akv_mech_hash_len(op->hash))
       return CKR_DATA_LEN_RANGE;
     break;
   case AKV_MF_ECDSA:
@@ -330,7 +330,7 @@ static int sign_needed(const struct akv_op *op, CK_BYTE_PTR sig, CK_ULONG_PTR si
   }
   if (sig && *sig_len >= n)
     return 1;
-  *rv = akv_copy_out(NULL, n, sig, sig_len); /* sets *sig_len; BUFFER_TOO_SMALL when sig */
+  *rv = akv_outbuf_copy_out(NULL, n, sig, sig_len); /* sets *sig_len; BUFFER_TOO_SMALL when sig */
   return 0;
 }
 
@@ -405,7 +405,7 @@ static CK_RV verify_local_pkey(struct akv_op *op, const unsigned char *sig, size
     tbs = digest;
     tbs_len = dlen;
   }
-  if (fam == AKV_MF_RSA_PSS && tbs_len != akv_hash_len(op->hash)) {
+  if (fam == AKV_MF_RSA_PSS && tbs_len != akv_mech_hash_len(op->hash)) {
     rv = CKR_DATA_LEN_RANGE;
     goto out;
   }
@@ -430,13 +430,13 @@ static CK_RV verify_local_pkey(struct akv_op *op, const unsigned char *sig, size
       goto out;
     /* Raw CKM_RSA_PKCS verifies the caller's bytes (usually a DigestInfo) as they are. */
     if (op->hash) {
-      md = akv_md_fetch(op->hash);
+      md = akv_mech_md_fetch(op->hash);
       if (!md || EVP_PKEY_CTX_set_signature_md(ctx, md) <= 0)
         goto out;
     }
     if (fam == AKV_MF_RSA_PSS &&
         (EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, md) <= 0 ||
-         EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, (int)akv_hash_len(op->hash)) <= 0))
+         EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, (int)akv_mech_hash_len(op->hash)) <= 0))
       goto out;
   }
   rv = EVP_PKEY_verify(ctx, sig, sig_len, tbs, tbs_len) == 1 ? CKR_OK : CKR_SIGNATURE_INVALID;

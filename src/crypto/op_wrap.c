@@ -120,14 +120,14 @@ CK_RV akv_wrap_key_obj(struct akv_session *s, const CK_MECHANISM *m, struct akv_
   /* The size is known exactly: no request for a length query or a small buffer. */
   want = akv_cipher_out_len(op, KV_WRAP, key->secret_len);
   if (!out || *out_len < want) {
-    rv = akv_copy_out(NULL, want, out, out_len);
+    rv = akv_outbuf_copy_out(NULL, want, out, out_len);
     goto out;
   }
   rv = akv_cipher_run(s, op, KV_WRAP, key->secret, key->secret_len, &res);
   if (rv == CKR_DATA_LEN_RANGE)
     rv = CKR_KEY_SIZE_RANGE;
   if (rv == CKR_OK)
-    rv = akv_copy_out(res.data, res.len, out, out_len);
+    rv = akv_outbuf_copy_out(res.data, res.len, out, out_len);
 out:
   akv_outbuf_clear(&res);
   akv_op_free(op);

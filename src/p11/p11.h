@@ -43,7 +43,7 @@ static inline CK_RV akv_p11_slot(CK_SLOT_ID id, int args_ok, struct akv_slot **s
 {
   CK_RV rv = akv_p11_begin(args_ok);
   if (rv == CKR_OK) {
-    *slot = akv_slot_get(id);
+    *slot = akv_module_slot(id);
     if (!*slot)
       rv = CKR_SLOT_ID_INVALID;
   }

@@ -36,7 +36,7 @@ CK_RV C_CloseAllSessions(CK_SLOT_ID slotID)
   AKV_P11_IN();
   rv = akv_p11_begin(1);
   if (rv == CKR_OK)
-    rv = akv_slot_get(slotID) ? akv_session_close_all(slotID) : CKR_SLOT_ID_INVALID;
+    rv = akv_module_slot(slotID) ? akv_session_close_all(slotID) : CKR_SLOT_ID_INVALID;
   return AKV_P11_OUT(rv);
 }
 

@@ -14,7 +14,7 @@ CK_RV C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList, CK_ULONG_PT
   rv = akv_p11_begin(pulCount != NULL);
   if (rv != CKR_OK)
     goto out;
-  n = (CK_ULONG)akv_slot_count();
+  n = (CK_ULONG)akv_module_slot_count();
   if (pSlotList) {
     if (*pulCount < n) {
       rv = CKR_BUFFER_TOO_SMALL;

@@ -72,7 +72,7 @@ CK_OBJECT_HANDLE akv_handle_for(const char *ident)
   reg.v[i].ident = strdup(ident);
   if (!reg.v[i].ident)
     goto out;
-  reg.v[i].handle = h = akv_handle_next();
+  reg.v[i].handle = h = akv_module_next_handle();
   reg.n++;
 out:
   pthread_mutex_unlock(&reg.lock);

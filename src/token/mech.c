@@ -116,25 +116,25 @@ static int hash_index(CK_MECHANISM_TYPE hash)
   return -1;
 }
 
-size_t akv_hash_len(CK_MECHANISM_TYPE hash)
+size_t akv_mech_hash_len(CK_MECHANISM_TYPE hash)
 {
   int i = hash_index(hash);
   return i < 0 ? 0 : hash_table[i].len;
 }
 
-const char *akv_hash_name(CK_MECHANISM_TYPE hash)
+const char *akv_mech_hash_name(CK_MECHANISM_TYPE hash)
 {
   int i = hash_index(hash);
   return i < 0 ? NULL : hash_table[i].ossl;
 }
 
-CK_RSA_PKCS_MGF_TYPE akv_hash_mgf(CK_MECHANISM_TYPE hash)
+CK_RSA_PKCS_MGF_TYPE akv_mech_hash_mgf(CK_MECHANISM_TYPE hash)
 {
   int i = hash_index(hash);
   return i < 0 ? 0 : hash_table[i].mgf;
 }
 
-CK_MECHANISM_TYPE akv_hash_by_len(size_t len)
+CK_MECHANISM_TYPE akv_mech_hash_by_len(size_t len)
 {
   switch (len) {
   case 32:
@@ -148,25 +148,25 @@ CK_MECHANISM_TYPE akv_hash_by_len(size_t len)
   }
 }
 
-const char *akv_jwa_rs(CK_MECHANISM_TYPE hash)
+const char *akv_mech_jwa_rs(CK_MECHANISM_TYPE hash)
 {
   int i = hash_index(hash);
   return i < 0 ? NULL : hash_table[i].rs;
 }
 
-const char *akv_jwa_ps(CK_MECHANISM_TYPE hash)
+const char *akv_mech_jwa_ps(CK_MECHANISM_TYPE hash)
 {
   int i = hash_index(hash);
   return i < 0 ? NULL : hash_table[i].ps;
 }
 
-const char *akv_jwa_hs(CK_MECHANISM_TYPE hash)
+const char *akv_mech_jwa_hs(CK_MECHANISM_TYPE hash)
 {
   int i = hash_index(hash);
   return i < 0 ? NULL : hash_table[i].hs;
 }
 
-const char *akv_jwa_oaep(CK_MECHANISM_TYPE hash)
+const char *akv_mech_jwa_oaep(CK_MECHANISM_TYPE hash)
 {
   int i = hash_index(hash);
   return i < 0 ? NULL : hash_table[i].oaep;
@@ -191,25 +191,25 @@ static const struct curve_row *curve_find(enum kv_crv crv)
   return NULL;
 }
 
-const char *akv_jwa_es(enum kv_crv crv)
+const char *akv_mech_jwa_es(enum kv_crv crv)
 {
   const struct curve_row *c = curve_find(crv);
   return c ? c->es : NULL;
 }
 
-size_t akv_ec_digest_len(enum kv_crv crv)
+size_t akv_mech_ec_digest_len(enum kv_crv crv)
 {
   const struct curve_row *c = curve_find(crv);
   return c ? c->digest_len : 0;
 }
 
-size_t akv_ec_field_len(enum kv_crv crv)
+size_t akv_mech_ec_field_len(enum kv_crv crv)
 {
   const struct curve_row *c = curve_find(crv);
   return c ? c->field_len : 0;
 }
 
-size_t akv_ec_order_bits(enum kv_crv crv)
+size_t akv_mech_ec_order_bits(enum kv_crv crv)
 {
   const struct curve_row *c = curve_find(crv);
   return c ? c->order_bits : 0;
@@ -217,7 +217,7 @@ size_t akv_ec_order_bits(enum kv_crv crv)
 
 /* A*GCM / A*CBC / A*CBCPAD need the key size; RFC 3394/5649 wrapping uses the service's
  * PKCS#11-named algorithms, which do not. */
-const char *akv_jwa_aes(enum akv_mfam fam, size_t key_bytes)
+const char *akv_mech_jwa_aes(enum akv_mfam fam, size_t key_bytes)
 {
   static const char *const names[3][3] = {
       {"A128GCM", "A192GCM", "A256GCM"},
@@ -251,8 +251,8 @@ const char *akv_jwa_aes(enum akv_mfam fam, size_t key_bytes)
 /* ---- DigestInfo --------------------------------------------------------------------------------
  */
 
-CK_RV akv_digestinfo_parse(const unsigned char *der, size_t len, CK_MECHANISM_TYPE *hash,
-                           const unsigned char **digest)
+CK_RV akv_mech_digestinfo_parse(const unsigned char *der, size_t len, CK_MECHANISM_TYPE *hash,
+                                const unsigned char **digest)
 {
   CK_RV rv = CKR_DATA_INVALID;
   X509_SIG *sig = NULL;
@@ -286,7 +286,7 @@ CK_RV akv_digestinfo_parse(const unsigned char *der, size_t len, CK_MECHANISM_TY
   for (size_t i = 0; i < N_HASH; i++)
     if (hash_table[i].nid == nid)
       h = hash_table[i].hash;
-  if (!akv_jwa_rs(h)) {
+  if (!akv_mech_jwa_rs(h)) {
     akv_dbg(AKV_LOGC_P11, "CKM_RSA_PKCS: DigestInfo of %s has no RS* algorithm",
             nid == NID_undef ? "(unknown)" : OBJ_nid2sn(nid));
     goto out;
@@ -295,13 +295,13 @@ CK_RV akv_digestinfo_parse(const unsigned char *der, size_t len, CK_MECHANISM_TY
     akv_dbg(AKV_LOGC_P11, "CKM_RSA_PKCS: DigestInfo without NULL parameters");
     goto out;
   }
-  if ((size_t)ASN1_STRING_length(octets) != akv_hash_len(h)) {
+  if ((size_t)ASN1_STRING_length(octets) != akv_mech_hash_len(h)) {
     akv_dbg(AKV_LOGC_P11, "CKM_RSA_PKCS: DigestInfo digest has the wrong length");
     goto out;
   }
   *hash = h;
   /* The digest is the tail of the canonical encoding. */
-  *digest = der + len - akv_hash_len(h);
+  *digest = der + len - akv_mech_hash_len(h);
   rv = CKR_OK;
 out:
   OPENSSL_free(re);
@@ -364,7 +364,7 @@ CK_RV akv_mech_info(enum akv_vault_kind kind, CK_MECHANISM_TYPE type, CK_MECHANI
 /* ---- validation at *Init -----------------------------------------------------------------------
  */
 
-size_t akv_aes_key_bytes(const struct akv_object *obj)
+size_t akv_mech_aes_key_bytes(const struct akv_object *obj)
 {
   const CK_ATTRIBUTE *a;
   if (obj->secret)
@@ -385,19 +385,19 @@ static CK_RV params_pss(struct akv_op *op, const CK_MECHANISM *m)
   const CK_RSA_PKCS_PSS_PARAMS *p = m->pParameter;
   if (!p || m->ulParameterLen != sizeof(*p))
     return CKR_MECHANISM_PARAM_INVALID;
-  if (!akv_jwa_ps(p->hashAlg) || (op->mech->hash && p->hashAlg != op->mech->hash)) {
+  if (!akv_mech_jwa_ps(p->hashAlg) || (op->mech->hash && p->hashAlg != op->mech->hash)) {
     akv_info(AKV_LOGC_P11, "%s: hash 0x%lx refused (PS256/384/512 only, and the mechanism's own)",
              op->mech->name, (unsigned long)p->hashAlg);
     return CKR_MECHANISM_PARAM_INVALID;
   }
   /* Key Vault's PS* use MGF1 with the same hash and a salt as long as the hash (RFC 7518). */
-  if (p->mgf != akv_hash_mgf(p->hashAlg) || p->sLen != akv_hash_len(p->hashAlg)) {
+  if (p->mgf != akv_mech_hash_mgf(p->hashAlg) || p->sLen != akv_mech_hash_len(p->hashAlg)) {
     akv_info(AKV_LOGC_P11, "%s: Key Vault requires MGF1 with the same hash and salt length %zu",
-             op->mech->name, akv_hash_len(p->hashAlg));
+             op->mech->name, akv_mech_hash_len(p->hashAlg));
     return CKR_MECHANISM_PARAM_INVALID;
   }
   op->hash = p->hashAlg;
-  op->alg = akv_jwa_ps(p->hashAlg);
+  op->alg = akv_mech_jwa_ps(p->hashAlg);
   return CKR_OK;
 }
 
@@ -406,7 +406,7 @@ static CK_RV params_oaep(struct akv_op *op, const CK_MECHANISM *m)
   const CK_RSA_PKCS_OAEP_PARAMS *p = m->pParameter;
   if (!p || m->ulParameterLen != sizeof(*p))
     return CKR_MECHANISM_PARAM_INVALID;
-  if (!akv_jwa_oaep(p->hashAlg) || p->mgf != akv_hash_mgf(p->hashAlg)) {
+  if (!akv_mech_jwa_oaep(p->hashAlg) || p->mgf != akv_mech_hash_mgf(p->hashAlg)) {
     akv_info(AKV_LOGC_P11, "CKM_RSA_PKCS_OAEP: Key Vault supports SHA-1 or SHA-256 with the same "
                            "MGF1 hash only");
     return CKR_MECHANISM_PARAM_INVALID;
@@ -417,7 +417,7 @@ static CK_RV params_oaep(struct akv_op *op, const CK_MECHANISM *m)
     return CKR_MECHANISM_PARAM_INVALID;
   }
   op->hash = p->hashAlg;
-  op->alg = akv_jwa_oaep(p->hashAlg);
+  op->alg = akv_mech_jwa_oaep(p->hashAlg);
   return CKR_OK;
 }
 
@@ -473,7 +473,7 @@ CK_RV akv_mech_params(struct akv_op *op, const CK_MECHANISM *m)
     if (op->kind == AKV_OP_ENCRYPT || op->kind == AKV_OP_DECRYPT)
       op->alg = "RSA1_5";
     else if (row->hash)
-      op->alg = akv_jwa_rs(row->hash);
+      op->alg = akv_mech_jwa_rs(row->hash);
     return CKR_OK; /* raw sign: the DigestInfo decides */
   case AKV_MF_RSA_PSS:
     return params_pss(op, m);
@@ -482,18 +482,18 @@ CK_RV akv_mech_params(struct akv_op *op, const CK_MECHANISM *m)
   case AKV_MF_ECDSA:
     if (!no_params(m))
       return CKR_MECHANISM_PARAM_INVALID;
-    op->alg = akv_jwa_es(obj->key ? obj->key->crv : KV_CRV_NONE);
+    op->alg = akv_mech_jwa_es(obj->key ? obj->key->crv : KV_CRV_NONE);
     if (!op->alg)
       return CKR_KEY_TYPE_INCONSISTENT; /* a curve Key Vault does not have */
     return CKR_OK;
   case AKV_MF_HMAC:
     if (!no_params(m))
       return CKR_MECHANISM_PARAM_INVALID;
-    op->alg = akv_jwa_hs(row->hash);
+    op->alg = akv_mech_jwa_hs(row->hash);
     return CKR_OK;
   case AKV_MF_AES_GCM:
-    op->key_bytes = akv_aes_key_bytes(obj);
-    op->alg = akv_jwa_aes(row->fam, op->key_bytes);
+    op->key_bytes = akv_mech_aes_key_bytes(obj);
+    op->alg = akv_mech_jwa_aes(row->fam, op->key_bytes);
     return params_gcm(op, m);
   case AKV_MF_AES_CBC:
   case AKV_MF_AES_CBC_PAD:
@@ -501,16 +501,16 @@ CK_RV akv_mech_params(struct akv_op *op, const CK_MECHANISM *m)
       return CKR_MECHANISM_PARAM_INVALID;
     memcpy(op->iv, m->pParameter, 16);
     op->iv_len = 16;
-    op->key_bytes = akv_aes_key_bytes(obj);
-    op->alg = akv_jwa_aes(row->fam, op->key_bytes);
+    op->key_bytes = akv_mech_aes_key_bytes(obj);
+    op->alg = akv_mech_jwa_aes(row->fam, op->key_bytes);
     return CKR_OK;
   case AKV_MF_AES_KW:
   case AKV_MF_AES_KWP:
     /* Only the default RFC 3394/5649 IV is available in the HSM and here. */
     if (!no_params(m))
       return CKR_MECHANISM_PARAM_INVALID;
-    op->key_bytes = akv_aes_key_bytes(obj);
-    op->alg = akv_jwa_aes(row->fam, op->key_bytes);
+    op->key_bytes = akv_mech_aes_key_bytes(obj);
+    op->alg = akv_mech_jwa_aes(row->fam, op->key_bytes);
     return CKR_OK;
   }
   return CKR_MECHANISM_INVALID;
@@ -527,16 +527,17 @@ static const CK_MECHANISM_TYPE md_types[] = {CKM_SHA_1, CKM_SHA224, CKM_SHA256, 
 #define N_MD (sizeof(md_types) / sizeof(md_types[0]))
 static EVP_MD *md_cache[N_MD];
 
-void akv_md_cache_init(void)
+void akv_mech_md_cache_init(void)
 {
   for (size_t i = 0; i < N_MD; i++) {
-    const char *name = akv_hash_name(md_types[i]);
-    /* A digest the provider lacks stays NULL: akv_md_fetch then fetches (and fails) per call. */
+    const char *name = akv_mech_hash_name(md_types[i]);
+    /* A digest the provider lacks stays NULL: akv_mech_md_fetch then fetches (and fails) per call.
+     */
     md_cache[i] = name ? EVP_MD_fetch(akv_libctx(), name, NULL) : NULL;
   }
 }
 
-void akv_md_cache_free(void)
+void akv_mech_md_cache_free(void)
 {
   for (size_t i = 0; i < N_MD; i++) {
     EVP_MD_free(md_cache[i]);
@@ -544,12 +545,12 @@ void akv_md_cache_free(void)
   }
 }
 
-void akv_md_cache_abandon(void)
+void akv_mech_md_cache_abandon(void)
 {
   memset(md_cache, 0, sizeof(md_cache));
 }
 
-EVP_MD *akv_md_fetch(CK_MECHANISM_TYPE hash)
+EVP_MD *akv_mech_md_fetch(CK_MECHANISM_TYPE hash)
 {
   const char *name;
   for (size_t i = 0; i < N_MD; i++) {
@@ -560,6 +561,6 @@ EVP_MD *akv_md_fetch(CK_MECHANISM_TYPE hash)
       return md_cache[i];
     break;
   }
-  name = akv_hash_name(hash);
+  name = akv_mech_hash_name(hash);
   return name ? EVP_MD_fetch(akv_libctx(), name, NULL) : NULL;
 }

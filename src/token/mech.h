@@ -52,30 +52,30 @@ CK_RV akv_mech_list(enum akv_vault_kind kind, CK_MECHANISM_TYPE_PTR list, CK_ULO
 CK_RV akv_mech_info(enum akv_vault_kind kind, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR info);
 
 /* Hash facts for CKM_SHA_1..CKM_SHA512 (0 / NULL when unknown). */
-size_t akv_hash_len(CK_MECHANISM_TYPE hash);
-const char *akv_hash_name(CK_MECHANISM_TYPE hash); /* OpenSSL name: "SHA256" ... */
-CK_RSA_PKCS_MGF_TYPE akv_hash_mgf(CK_MECHANISM_TYPE hash);
-CK_MECHANISM_TYPE akv_hash_by_len(size_t len); /* SHA-256/384/512 by digest length */
+size_t akv_mech_hash_len(CK_MECHANISM_TYPE hash);
+const char *akv_mech_hash_name(CK_MECHANISM_TYPE hash); /* OpenSSL name: "SHA256" ... */
+CK_RSA_PKCS_MGF_TYPE akv_mech_hash_mgf(CK_MECHANISM_TYPE hash);
+CK_MECHANISM_TYPE akv_mech_hash_by_len(size_t len); /* SHA-256/384/512 by digest length */
 
 /* JWA names (NULL when the service has no such algorithm). */
-const char *akv_jwa_rs(CK_MECHANISM_TYPE hash);
-const char *akv_jwa_ps(CK_MECHANISM_TYPE hash);
-const char *akv_jwa_hs(CK_MECHANISM_TYPE hash);
-const char *akv_jwa_es(enum kv_crv crv);
-const char *akv_jwa_oaep(CK_MECHANISM_TYPE hash);
-const char *akv_jwa_aes(enum akv_mfam fam, size_t key_bytes);
+const char *akv_mech_jwa_rs(CK_MECHANISM_TYPE hash);
+const char *akv_mech_jwa_ps(CK_MECHANISM_TYPE hash);
+const char *akv_mech_jwa_hs(CK_MECHANISM_TYPE hash);
+const char *akv_mech_jwa_es(enum kv_crv crv);
+const char *akv_mech_jwa_oaep(CK_MECHANISM_TYPE hash);
+const char *akv_mech_jwa_aes(enum akv_mfam fam, size_t key_bytes);
 
 /* The service's ECDSA digest size for a curve (32/48/64), the size of one of r and s (32/48/66)
  * and the bit length of the group order (256/384/521); 0 if unknown. */
-size_t akv_ec_digest_len(enum kv_crv crv);
-size_t akv_ec_field_len(enum kv_crv crv);
-size_t akv_ec_order_bits(enum kv_crv crv);
+size_t akv_mech_ec_digest_len(enum kv_crv crv);
+size_t akv_mech_ec_field_len(enum kv_crv crv);
+size_t akv_mech_ec_order_bits(enum kv_crv crv);
 
 /* Recognises CKM_RSA_PKCS sign input that an RS* algorithm can sign: only the canonical DER
  * DigestInfo (NULL parameters, minimal lengths, no trailing bytes) of SHA-256/384/512, because the
  * service rebuilds exactly that encoding; sets *hash and *digest (points into der). Anything else
  * (SHA-1, other hashes, other bytes) gives CKR_DATA_INVALID: the caller signs it with RSNULL. */
-CK_RV akv_digestinfo_parse(const unsigned char *der, size_t len, CK_MECHANISM_TYPE *hash,
-                           const unsigned char **digest);
+CK_RV akv_mech_digestinfo_parse(const unsigned char *der, size_t len, CK_MECHANISM_TYPE *hash,
+                                const unsigned char **digest);
 
 #endif

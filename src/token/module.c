@@ -94,7 +94,7 @@ static void teardown(void)
   akv_state.http = NULL;
   akv_config_free(akv_state.cfg);
   akv_state.cfg = NULL;
-  akv_md_cache_free();
+  akv_mech_md_cache_free();
   if (akv_state.provider)
     OSSL_PROVIDER_unload(akv_state.provider);
   akv_state.provider = NULL;
@@ -133,7 +133,7 @@ static void abandon_parent_state(void)
   akv_info(AKV_LOGC_GEN, "C_Initialize in a forked child: abandoning the parent's state");
   akv_sessions_abandon();
   akv_handles_abandon();
-  akv_md_cache_abandon();
+  akv_mech_md_cache_abandon();
   keep_abandoned();
   akv_state.slots = NULL;
   akv_state.n_slots = 0;
@@ -251,7 +251,7 @@ CK_RV akv_module_initialize(CK_VOID_PTR init_args)
     rv = CKR_GENERAL_ERROR;
     goto fail;
   }
-  akv_md_cache_init();
+  akv_mech_md_cache_init();
   rv = akv_handles_init();
   if (rv != CKR_OK)
     goto fail;

@@ -67,7 +67,7 @@ CK_RV akv_op_settle(struct akv_session *s, enum akv_op_kind kind, CK_RV rv, cons
 CK_RV akv_mech_params(struct akv_op *op, const CK_MECHANISM *m);
 
 /* Key size of an AES key object in bytes (session secret length, CKA_VALUE_LEN), 0 if unknown. */
-size_t akv_aes_key_bytes(const struct akv_object *obj);
+size_t akv_mech_aes_key_bytes(const struct akv_object *obj);
 
 /* ---- sign / verify (op_sign.c) ---- */
 CK_RV akv_sign_init(struct akv_session *s, const CK_MECHANISM *m, CK_OBJECT_HANDLE hkey);
@@ -132,14 +132,14 @@ CK_RV akv_generate_random(struct akv_session *s, CK_BYTE_PTR out, CK_ULONG len);
 
 /* A fetched digest in akv_libctx() for CKM_SHA_1..CKM_SHA512 (caller frees), NULL if unknown.
  * Served from the per-initialisation cache below (a counted reference, no method-store lookup). */
-EVP_MD *akv_md_fetch(CK_MECHANISM_TYPE hash);
+EVP_MD *akv_mech_md_fetch(CK_MECHANISM_TYPE hash);
 
 /* The digest cache's life follows the library context: filled by C_Initialize once akv_libctx()
  * has its provider, freed by C_Finalize before the context, forgotten (not freed: it belongs to the
  * parent's abandoned context) by a forked child's C_Initialize. */
-void akv_md_cache_init(void);
-void akv_md_cache_free(void);
-void akv_md_cache_abandon(void);
+void akv_mech_md_cache_init(void);
+void akv_mech_md_cache_free(void);
+void akv_mech_md_cache_abandon(void);
 
 /* ---- keys: wrap, unwrap, generate (op_wrap.c) ---- */
 /* The _obj variants take the objects themselves (borrowed); the others look the handles up. */

@@ -174,7 +174,7 @@ void akv_sessions_shutdown(void)
 
 CK_RV akv_session_open(CK_SLOT_ID slot_id, CK_FLAGS flags, CK_SESSION_HANDLE *out)
 {
-  struct akv_slot *slot = akv_slot_get(slot_id);
+  struct akv_slot *slot = akv_module_slot(slot_id);
   struct akv_session *s = NULL;
   CK_RV rv = CKR_OK;
 
@@ -435,7 +435,7 @@ CK_RV akv_session_add_object(struct akv_session *s, struct akv_object *obj, CK_O
     rv = CKR_HOST_MEMORY;
   } else {
     s->objects = v;
-    obj->handle = akv_handle_next();
+    obj->handle = akv_module_next_handle();
     obj->session = s->handle;
     s->objects[s->n_objects++] = obj;
     if (h)

@@ -176,11 +176,11 @@ FK_WEAK kv_rc kv_sign(struct kv_client *cl, const char *name, const char *versio
       rc = fk_bytes_set(sig, buf + skip, n - skip) ? KV_OK : KV_E_NOMEM;
     }
   } else if (alg[0] == 'E') {
-    size_t field = akv_ec_field_len(k->crv);
+    size_t field = akv_mech_ec_field_len(k->crv);
     const unsigned char *p = buf;
     ECDSA_SIG *es;
     unsigned char rs[132];
-    if (strcmp(alg, fk_es_for(k->crv)) != 0 || digest_len != akv_ec_digest_len(k->crv))
+    if (strcmp(alg, fk_es_for(k->crv)) != 0 || digest_len != akv_mech_ec_digest_len(k->crv))
       goto out;
     if (EVP_PKEY_sign(ctx, buf, &n, digest, digest_len) <= 0)
       goto out;

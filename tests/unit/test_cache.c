@@ -224,7 +224,7 @@ static void test_filter_and_invalidate(void **state)
   fake_kv_add_key("ec2", "x", KV_KTY_EC, 1, OPS);
   assert_int_equal(count_all(), 2);
   /* A 404 on a known key invalidates the listing: the next search relists. */
-  akv_slot_invalidate(akv_slot_get(0));
+  akv_slot_invalidate(akv_module_slot(0));
   assert_int_equal(count_all(), 4);
   assert_int_equal(fake_kv_calls.list_keys, 2);
 }
@@ -823,7 +823,7 @@ static void test_file_round_trip(void **state)
     sess = t_open(0);
     assert_int_equal(count_all(), 9);
     assert_int_equal(fake_kv_calls.list_keys, pass == 0 ? 1 : 0);
-    snap = akv_cache_peek(akv_slot_get(0)->cache);
+    snap = akv_cache_peek(akv_module_slot(0)->cache);
     assert_non_null(snap);
     assert_int_equal(snap->n, 9);
     for (i = 0; i < snap->n; i++) {

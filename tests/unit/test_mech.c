@@ -143,10 +143,10 @@ static void test_digestinfo_valid(void **state)
     size_t n = build_di(buf, cases[i].prefix, cases[i].plen, cases[i].hlen);
     CK_MECHANISM_TYPE hash = 0;
     const unsigned char *digest = NULL;
-    assert_int_equal(akv_digestinfo_parse(buf, n, &hash, &digest), CKR_OK);
+    assert_int_equal(akv_mech_digestinfo_parse(buf, n, &hash, &digest), CKR_OK);
     assert_int_equal(hash, cases[i].hash);
     assert_ptr_equal(digest, buf + cases[i].plen);
-    assert_string_equal(akv_jwa_rs(hash), cases[i].alg);
+    assert_string_equal(akv_mech_jwa_rs(hash), cases[i].alg);
   }
 }
 
@@ -159,27 +159,27 @@ static void test_digestinfo_rejected(void **state)
   (void)state;
   /* SHA-1: Key Vault has no RS1 (signed with RSNULL instead). */
   n = build_di(buf, di_sha1, sizeof(di_sha1), 20);
-  assert_int_equal(akv_digestinfo_parse(buf, n, &hash, &digest), CKR_DATA_INVALID);
+  assert_int_equal(akv_mech_digestinfo_parse(buf, n, &hash, &digest), CKR_DATA_INVALID);
   /* Trailing byte. */
   n = build_di(buf, di_sha256, sizeof(di_sha256), 32);
   buf[n] = 0;
-  assert_int_equal(akv_digestinfo_parse(buf, n + 1, &hash, &digest), CKR_DATA_INVALID);
+  assert_int_equal(akv_mech_digestinfo_parse(buf, n + 1, &hash, &digest), CKR_DATA_INVALID);
   /* Truncated. */
-  assert_int_equal(akv_digestinfo_parse(buf, n - 1, &hash, &digest), CKR_DATA_INVALID);
+  assert_int_equal(akv_mech_digestinfo_parse(buf, n - 1, &hash, &digest), CKR_DATA_INVALID);
   /* Absent NULL parameters: valid DER, but not what RS256 would sign. */
   n = build_di(buf, di_sha256_noparam, sizeof(di_sha256_noparam), 32);
-  assert_int_equal(akv_digestinfo_parse(buf, n, &hash, &digest), CKR_DATA_INVALID);
+  assert_int_equal(akv_mech_digestinfo_parse(buf, n, &hash, &digest), CKR_DATA_INVALID);
   /* Digest length not matching the OID. */
   n = build_di(buf, di_sha384, sizeof(di_sha384), 48);
   buf[1] = 0x31;  /* outer length for 32 bytes */
   buf[18] = 0x20; /* octet string of 32 */
-  assert_int_equal(akv_digestinfo_parse(buf, sizeof(di_sha384) + 32, &hash, &digest),
+  assert_int_equal(akv_mech_digestinfo_parse(buf, sizeof(di_sha384) + 32, &hash, &digest),
                    CKR_DATA_INVALID);
   /* A bare hash, garbage, empty. */
   memset(buf, 0x5a, 32);
-  assert_int_equal(akv_digestinfo_parse(buf, 32, &hash, &digest), CKR_DATA_INVALID);
-  assert_int_equal(akv_digestinfo_parse(buf, 0, &hash, &digest), CKR_DATA_INVALID);
-  assert_int_equal(akv_digestinfo_parse(NULL, 0, &hash, &digest), CKR_DATA_INVALID);
+  assert_int_equal(akv_mech_digestinfo_parse(buf, 32, &hash, &digest), CKR_DATA_INVALID);
+  assert_int_equal(akv_mech_digestinfo_parse(buf, 0, &hash, &digest), CKR_DATA_INVALID);
+  assert_int_equal(akv_mech_digestinfo_parse(NULL, 0, &hash, &digest), CKR_DATA_INVALID);
   /* Non-minimal (BER long-form) length. */
   {
     unsigned char ber[128];
@@ -188,7 +188,7 @@ static void test_digestinfo_rejected(void **state)
     ber[2] = 0x31;
     memcpy(ber + 3, di_sha256 + 2, sizeof(di_sha256) - 2);
     memset(ber + 3 + sizeof(di_sha256) - 2, 1, 32);
-    assert_int_equal(akv_digestinfo_parse(ber, 1 + sizeof(di_sha256) + 32, &hash, &digest),
+    assert_int_equal(akv_mech_digestinfo_parse(ber, 1 + sizeof(di_sha256) + 32, &hash, &digest),
                      CKR_DATA_INVALID);
   }
 }
@@ -425,19 +425,19 @@ static void test_params_aes(void **state)
 static void test_jwa_names(void **state)
 {
   (void)state;
-  assert_string_equal(akv_jwa_aes(AKV_MF_AES_GCM, 16), "A128GCM");
-  assert_string_equal(akv_jwa_aes(AKV_MF_AES_CBC, 24), "A192CBC");
-  assert_string_equal(akv_jwa_aes(AKV_MF_AES_CBC_PAD, 32), "A256CBCPAD");
-  assert_string_equal(akv_jwa_aes(AKV_MF_AES_KW, 0), "CKM_AES_KEY_WRAP");
-  assert_null(akv_jwa_aes(AKV_MF_AES_GCM, 0));
-  assert_null(akv_jwa_aes(AKV_MF_AES_GCM, 20));
-  assert_null(akv_jwa_rs(CKM_SHA_1));
-  assert_null(akv_jwa_ps(CKM_SHA224));
-  assert_string_equal(akv_jwa_es(KV_CRV_P256K), "ES256K");
-  assert_int_equal(akv_hash_len(CKM_SHA224), 28);
-  assert_int_equal(akv_hash_by_len(48), CKM_SHA384);
-  assert_int_equal(akv_hash_by_len(20), 0);
-  assert_int_equal(akv_ec_field_len(KV_CRV_P521), 66);
+  assert_string_equal(akv_mech_jwa_aes(AKV_MF_AES_GCM, 16), "A128GCM");
+  assert_string_equal(akv_mech_jwa_aes(AKV_MF_AES_CBC, 24), "A192CBC");
+  assert_string_equal(akv_mech_jwa_aes(AKV_MF_AES_CBC_PAD, 32), "A256CBCPAD");
+  assert_string_equal(akv_mech_jwa_aes(AKV_MF_AES_KW, 0), "CKM_AES_KEY_WRAP");
+  assert_null(akv_mech_jwa_aes(AKV_MF_AES_GCM, 0));
+  assert_null(akv_mech_jwa_aes(AKV_MF_AES_GCM, 20));
+  assert_null(akv_mech_jwa_rs(CKM_SHA_1));
+  assert_null(akv_mech_jwa_ps(CKM_SHA224));
+  assert_string_equal(akv_mech_jwa_es(KV_CRV_P256K), "ES256K");
+  assert_int_equal(akv_mech_hash_len(CKM_SHA224), 28);
+  assert_int_equal(akv_mech_hash_by_len(48), CKM_SHA384);
+  assert_int_equal(akv_mech_hash_by_len(20), 0);
+  assert_int_equal(akv_mech_ec_field_len(KV_CRV_P521), 66);
 }
 
 static void test_ecdsa_digest(void **state)

@@ -63,7 +63,7 @@ static void test_not_initialized(void **state)
   assert_int_equal(C_CloseSession(1), CKR_CRYPTOKI_NOT_INITIALIZED);
   assert_int_equal(C_Login(1, CKU_USER, NULL, 0), CKR_CRYPTOKI_NOT_INITIALIZED);
   assert_int_equal(C_FindObjectsInit(1, NULL, 0), CKR_CRYPTOKI_NOT_INITIALIZED);
-  assert_null(akv_slot_get(0));
+  assert_null(akv_module_slot(0));
 }
 
 static void test_double_init_and_finalize_args(void **state)

@@ -272,15 +272,15 @@ static void test_data_object(void **state)
   assert_int_equal(fake_kv_calls.get_secret, gets + 1);
   /* Past the secret TTL the value is wiped even without a read (here: at a refresh). */
   {
-    struct akv_snapshot *snap = akv_cache_peek(akv_slot_get(0)->cache);
+    struct akv_snapshot *snap = akv_cache_peek(akv_module_slot(0)->cache);
     struct akv_object *o = akv_snapshot_find(snap, d);
     assert_non_null(o);
     assert_non_null(o->value);
     akv_snapshot_unref(snap);
     t_clock_now += 3600;
-    akv_slot_invalidate(akv_slot_get(0));
+    akv_slot_invalidate(akv_module_slot(0));
     assert_int_equal(t_find_one(sess, CKO_DATA, "db-password"), d); /* carried over */
-    snap = akv_cache_peek(akv_slot_get(0)->cache);
+    snap = akv_cache_peek(akv_module_slot(0)->cache);
     o = akv_snapshot_find(snap, d);
     assert_non_null(o);
     assert_null(o->value);

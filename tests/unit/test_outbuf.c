@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The length-query protocol (akv_copy_out) and the bounded buffers of operations. */
+/* The length-query protocol (akv_outbuf_copy_out) and the bounded buffers of operations. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,7 +15,7 @@ static void test_copy_out_length_query(void **state)
   const unsigned char src[5] = {1, 2, 3, 4, 5};
   CK_ULONG len = 0;
   (void)state;
-  assert_int_equal(akv_copy_out(src, sizeof(src), NULL, &len), CKR_OK);
+  assert_int_equal(akv_outbuf_copy_out(src, sizeof(src), NULL, &len), CKR_OK);
   assert_int_equal(len, 5);
 }
 
@@ -25,7 +25,7 @@ static void test_copy_out_too_small(void **state)
   unsigned char out[4] = {9, 9, 9, 9};
   CK_ULONG len = sizeof(out);
   (void)state;
-  assert_int_equal(akv_copy_out(src, sizeof(src), out, &len), CKR_BUFFER_TOO_SMALL);
+  assert_int_equal(akv_outbuf_copy_out(src, sizeof(src), out, &len), CKR_BUFFER_TOO_SMALL);
   assert_int_equal(len, 5);
   assert_int_equal(out[0], 9); /* untouched */
 }
@@ -36,7 +36,7 @@ static void test_copy_out_fits(void **state)
   unsigned char out[8] = {0};
   CK_ULONG len = sizeof(out);
   (void)state;
-  assert_int_equal(akv_copy_out(src, sizeof(src), out, &len), CKR_OK);
+  assert_int_equal(akv_outbuf_copy_out(src, sizeof(src), out, &len), CKR_OK);
   assert_int_equal(len, 5);
   assert_memory_equal(out, src, 5);
   assert_int_equal(out[5], 0);
@@ -47,7 +47,7 @@ static void test_copy_out_empty(void **state)
   unsigned char out[1] = {7};
   CK_ULONG len = 1;
   (void)state;
-  assert_int_equal(akv_copy_out(NULL, 0, out, &len), CKR_OK);
+  assert_int_equal(akv_outbuf_copy_out(NULL, 0, out, &len), CKR_OK);
   assert_int_equal(len, 0);
   assert_int_equal(out[0], 7);
 }
