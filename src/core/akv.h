@@ -179,9 +179,6 @@ void akv_session_release(struct akv_session *s);
  * session on that token), referenced; CKR_OBJECT_HANDLE_INVALID otherwise. Call with the session
  * acquired. */
 CK_RV akv_session_object(struct akv_session *s, CK_OBJECT_HANDLE h, struct akv_object **out);
-/* As akv_session_object, for a key an operation is to use: a private object the session may not
- * see yet answers CKR_USER_NOT_LOGGED_IN (docs/security.md "Login"). */
-CK_RV akv_session_key(struct akv_session *s, CK_OBJECT_HANDLE h, struct akv_object **out);
 
 /* Adds a session object (takes the caller's reference) and assigns its handle. */
 CK_RV akv_session_add_object(struct akv_session *s, struct akv_object *obj, CK_OBJECT_HANDLE *h);

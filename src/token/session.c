@@ -403,11 +403,6 @@ CK_RV akv_session_object(struct akv_session *s, CK_OBJECT_HANDLE h, struct akv_o
   return rv == CKR_USER_NOT_LOGGED_IN ? CKR_OBJECT_HANDLE_INVALID : rv;
 }
 
-CK_RV akv_session_key(struct akv_session *s, CK_OBJECT_HANDLE h, struct akv_object **out)
-{
-  return session_object(s, h, out);
-}
-
 CK_RV akv_session_op_key(struct akv_session *s, CK_OBJECT_HANDLE h, struct akv_object **out)
 {
   struct akv_object *obj = NULL;

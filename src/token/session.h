@@ -35,8 +35,9 @@ int akv_session_can_see(struct akv_session *s, const struct akv_object *obj);
  * status becomes ulDeviceError; a 404 drops the slot's listing so the next lookup refreshes it. */
 void akv_session_fetch_failed(struct akv_session *s, const struct akv_fetch_status *f);
 
-/* The key object for an operation (referenced): CKR_KEY_HANDLE_INVALID when the session cannot
- * see it or it belongs to another slot. */
+/* The key object for an operation (referenced): CKR_USER_NOT_LOGGED_IN for a private key the
+ * session may not see yet (docs/security.md "Login"); CKR_KEY_HANDLE_INVALID when there is no such
+ * object or it belongs to another slot. */
 CK_RV akv_session_op_key(struct akv_session *s, CK_OBJECT_HANDLE h, struct akv_object **out);
 
 /* The result of a failed vault operation on obj's pinned version: a version deleted (404) or
