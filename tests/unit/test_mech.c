@@ -47,7 +47,7 @@ static void test_list_protocol(void **state)
     assert_int_equal(small, n);
     for (size_t i = 0; i < sizeof(expected_everywhere) / sizeof(expected_everywhere[0]); i++)
       assert_true(in_list(list, n, expected_everywhere[i]));
-    /* Key pairs are generated in the vault (LIFECYCLE, src/token/write.c). */
+    /* Key pairs are generated in the vault (src/token/write.c). */
     assert_true(in_list(list, n, CKM_RSA_PKCS_KEY_PAIR_GEN));
     assert_true(in_list(list, n, CKM_EC_KEY_PAIR_GEN));
     /* Every listed mechanism has info, and a row. */

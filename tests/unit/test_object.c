@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* src/store/object.c: objects built from the vault (DESIGN §2) through C_FindObjects and
+/* src/store/object.c: objects built from the vault (docs/design.md) through C_FindObjects and
  * C_GetAttributeValue, against the fake backend. */
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -116,7 +116,7 @@ static void test_rsa(void **state)
   assert_memory_equal(buf, FAKE_VAULT_URL "/keys/rsa1/v1", len);
   assert_int_equal(t_attr(sess, priv, CKA_AKV_VERSION, buf, sizeof(buf)), 2);
   assert_int_equal(t_attr_bool(sess, priv, CKA_AKV_HSM), CK_FALSE);
-  /* Mechanisms from DESIGN §3 for the key type. */
+  /* Mechanisms of the key type (docs/mechanisms.md). */
   len = t_attr(sess, priv, CKA_ALLOWED_MECHANISMS, buf, sizeof(buf));
   assert_int_equal(len, 9 * sizeof(CK_ULONG));
   assert_int_equal(((CK_ULONG *)buf)[0], CKM_RSA_PKCS);
@@ -402,7 +402,7 @@ static void test_token_writes(void **state)
 
   assert_int_equal(C_DestroyObject(sess, priv), CKR_SESSION_READ_ONLY);
   assert_int_equal(C_DestroyObject(rw, priv), CKR_ACTION_PROHIBITED); /* allow_destroy off */
-  /* LIFECYCLE (src/token/write.c): only dates and CKA_ID of vault keys change; no class, no object. */
+  /* src/token/write.c: only dates and CKA_ID of vault keys change; no class, no object. */
   assert_int_equal(C_SetAttributeValue(rw, priv, &tok, 1), CKR_ATTRIBUTE_READ_ONLY);
   assert_int_equal(C_CreateObject(sess, &tok, 1, &h), CKR_SESSION_READ_ONLY);
   assert_int_equal(C_CreateObject(rw, &tok, 1, &h), CKR_TEMPLATE_INCOMPLETE);

@@ -142,7 +142,7 @@ static void test_arguments_and_sessions(void **state)
   {
     CK_OBJECT_HANDLE pub = 0, priv = 0;
     CK_MECHANISM kp = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0};
-    /* Key pairs are generated in the vault: a read-only session cannot (LIFECYCLE). */
+    /* Key pairs are generated in the vault: a read-only session cannot. */
     assert_int_equal(C_GenerateKeyPair(sess, &kp, NULL, 0, NULL, 0, &pub, &priv),
                      CKR_SESSION_READ_ONLY);
     assert_int_equal(C_GenerateKeyPair(sess, &kp, NULL, 0, NULL, 0, NULL, &priv), CKR_ARGUMENTS_BAD);

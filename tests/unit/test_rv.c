@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* src/core/rv.c: the one kv_rc -> CK_RV translation (DESIGN §4) and CKR names. */
+/* src/core/rv.c: the one kv_rc -> CK_RV translation (docs/design.md "Errors") and CKR names. */
 #include "model_helpers.h"
 
 static void test_map(void **state)
