@@ -251,7 +251,7 @@ const char *kv_crv_name(enum kv_crv crv);  /* "P-256" ... */
 /* Parses a JSON KeyBundle / JsonWebKey (for tests and the cache file). */
 kv_rc kv_key_from_json(const char *json, size_t len, struct kv_key **out);
 
-/* ---- writes (LIFECYCLE helper: src/kv/write.c) ------------------------------------------------ */
+/* ---- writes (src/kv/write.c) ---------------------------------------------------------------- */
 
 /* What to create (POST /keys/{name}/create). Zero members are left to the service's defaults. */
 struct kv_key_spec {

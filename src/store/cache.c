@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The per-slot object cache (docs/design.md "Object cache"): an immutable, refcounted snapshot of
+/* The per-slot object cache (docs/design.md "Cache"): an immutable, refcounted snapshot of
  * the slot's objects, built off-lock and swapped in; soft TTL (75 %) refreshes in the background,
  * hard TTL refreshes synchronously, a failed refresh keeps serving the old snapshot within
  * stale_if_error. Objects whose source (key, version, certificate, secret) has unchanged
