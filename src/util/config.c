@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Configuration loader (docs/config.md): JSON file found by search order, strict schema, environment
- * quick start, secrets only from files that group/other cannot read. Every error names the file,
- * the field path (e.g. `slots[1].ttl`) and the fix. */
+/* Configuration loader (docs/config.md): JSON file found by search order, strict schema,
+ * environment quick start, secrets only from files that group/other cannot read. Every error names
+ * the file, the field path (e.g. `slots[1].ttl`) and the fix. */
 #include "util/config.h"
 
 #include <ctype.h>
