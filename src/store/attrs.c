@@ -8,6 +8,7 @@
 #include <openssl/crypto.h>
 
 #include "store/attrs.h"
+#include "util/utc.h"
 
 static CK_ATTRIBUTE *ab_slot(struct akv_ab *b, CK_ATTRIBUTE_TYPE type)
 {
@@ -86,16 +87,17 @@ void akv_ab_ulongs(struct akv_ab *b, CK_ATTRIBUTE_TYPE type, const CK_ULONG *v, 
 void akv_ab_date(struct akv_ab *b, CK_ATTRIBUTE_TYPE type, int64_t t)
 {
   CK_DATE d;
-  struct tm tm;
-  time_t tt = (time_t)t;
+  struct akv_utc u;
   char buf[32];
 
-  if (t <= 0 || !gmtime_r(&tt, &tm) || tm.tm_year + 1900 > 9999) {
+  /* Up to 9999-12-31T23:59:59Z, the last instant a CK_DATE can spell. */
+  if (t <= 0 || t > INT64_C(253402300799)) {
     akv_ab_set(b, type, "", 0);
     return;
   }
+  akv_utc_from_epoch(t, &u); /* no gmtime_r: its lock may be held at a fork */
   /* CK_DATE is ASCII digits YYYYMMDD without a terminator. */
-  snprintf(buf, sizeof(buf), "%04d%02d%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+  snprintf(buf, sizeof(buf), "%04d%02d%02d", u.year, u.month, u.day);
   memcpy(d.year, buf, 4);
   memcpy(d.month, buf + 4, 2);
   memcpy(d.day, buf + 6, 2);

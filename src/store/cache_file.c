@@ -41,6 +41,7 @@
 #include "store/source.h"
 #include "util/b64.h"
 #include "util/log.h"
+#include "util/utc.h"
 
 /* The file format: authenticated, with key tags, pending keys and the vault's JSON (docs/design.md
  * "Cache file"). A file of another format is not read. */
@@ -831,17 +832,14 @@ static int64_t date_time(const struct akv_object *obj, CK_ATTRIBUTE_TYPE t)
 {
   const CK_ATTRIBUTE *a = akv_object_attr(obj, t);
   char buf[9];
-  struct tm tm;
+  struct akv_utc u = {0};
   if (!a || a->ulValueLen != 8)
     return 0;
   memcpy(buf, a->pValue, 8);
   buf[8] = '\0';
-  memset(&tm, 0, sizeof(tm));
-  if (sscanf(buf, "%4d%2d%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday) != 3)
+  if (sscanf(buf, "%4d%2d%2d", &u.year, &u.month, &u.day) != 3)
     return 0;
-  tm.tm_year -= 1900;
-  tm.tm_mon -= 1;
-  return (int64_t)timegm(&tm);
+  return akv_utc_to_epoch(&u); /* no timegm: its lock may be held at a fork */
 }
 
 /* A certificate object as the CertificateBundle it was built from. */

@@ -22,6 +22,7 @@
 #include "token/op.h"
 #include "token/session.h"
 #include "util/log.h"
+#include "util/utc.h"
 
 #define NAME_RULE "^[0-9a-zA-Z-]{1,127}$"
 
@@ -64,9 +65,8 @@ static int digits(const CK_CHAR *p, size_t n, int *v)
 CK_RV akv_write_date(const CK_ATTRIBUTE *a, int64_t *t)
 {
   const CK_DATE *d;
-  struct tm tm;
+  struct akv_utc u = {0}, back;
   int y, mo, da;
-  time_t r;
   *t = 0;
   if (a->ulValueLen == 0)
     return CKR_OK;
@@ -76,15 +76,15 @@ CK_RV akv_write_date(const CK_ATTRIBUTE *a, int64_t *t)
   if (!digits(d->year, 4, &y) || !digits(d->month, 2, &mo) || !digits(d->day, 2, &da) || y < 1970 ||
       y > 9999 || mo < 1 || mo > 12 || da < 1 || da > 31)
     return CKR_ATTRIBUTE_VALUE_INVALID;
-  memset(&tm, 0, sizeof(tm));
-  tm.tm_year = y - 1900;
-  tm.tm_mon = mo - 1;
-  tm.tm_mday = da;
-  r = timegm(&tm);
-  /* timegm normalises 31 February into March: such a date is not a date. */
-  if (r == (time_t)-1 || tm.tm_mday != da || tm.tm_mon != mo - 1)
+  u.year = y;
+  u.month = mo;
+  u.day = da;
+  /* Lock-free calendar arithmetic (util/utc.h), not timegm. 31 February counts on into March:
+   * such a date is not a date. */
+  akv_utc_from_epoch(akv_utc_to_epoch(&u), &back);
+  if (back.day != da || back.month != mo)
     return CKR_ATTRIBUTE_VALUE_INVALID;
-  *t = (int64_t)r;
+  *t = akv_utc_to_epoch(&u);
   return CKR_OK;
 }
 
