@@ -95,7 +95,13 @@ static void test_dates(void **state)
   memcpy(d.day, "01", 2);
   assert_int_equal(akv_write_date(&a, &t), CKR_OK);
   assert_int_equal(t, 1893456000);
+  memcpy(d.year, "2028", 4); /* a leap year: 29 February is a date */
   memcpy(d.month, "02", 2);
+  memcpy(d.day, "29", 2);
+  assert_int_equal(akv_write_date(&a, &t), CKR_OK);
+  assert_int_equal(t, 1835395200);
+  memcpy(d.year, "2030", 4);
+  assert_int_equal(akv_write_date(&a, &t), CKR_ATTRIBUTE_VALUE_INVALID);
   memcpy(d.day, "31", 2);
   assert_int_equal(akv_write_date(&a, &t), CKR_ATTRIBUTE_VALUE_INVALID);
   memcpy(d.day, "3x", 2);
