@@ -24,6 +24,67 @@ static int mechanism_allowed(const struct akv_object *obj, CK_MECHANISM_TYPE typ
   return 0;
 }
 
+/* The Key Vault operation (JWK key_ops name and bit) behind a PKCS#11 usage flag. */
+static const char *need_op(CK_FLAGS need, unsigned *bit)
+{
+  static const struct {
+    CK_FLAGS need;
+    unsigned bit;
+    const char *name;
+  } ops[] = {
+      {CKF_SIGN, KV_OP_SIGN, "sign"},          {CKF_VERIFY, KV_OP_VERIFY, "verify"},
+      {CKF_ENCRYPT, KV_OP_ENCRYPT, "encrypt"}, {CKF_DECRYPT, KV_OP_DECRYPT, "decrypt"},
+      {CKF_WRAP, KV_OP_WRAP, "wrapKey"},       {CKF_UNWRAP, KV_OP_UNWRAP, "unwrapKey"},
+  };
+  for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+    if (ops[i].need == need) {
+      *bit = ops[i].bit;
+      return ops[i].name;
+    }
+  *bit = 0;
+  return "this operation";
+}
+
+/* A *Init refused because the vault key does not permit the operation names the key, what it
+ * permits and the fix (docs/troubleshooting.md): a bare CKR_KEY_FUNCTION_NOT_PERMITTED leaves a
+ * user guessing. The wrong object of a permitted key (signing with the public key object) and
+ * session keys are the caller's own choice: a debug line. */
+static void refused_log(const char *mech, const struct akv_object *obj, CK_FLAGS need)
+{
+  static const struct {
+    unsigned bit;
+    const char *name;
+  } names[] = {
+      {KV_OP_ENCRYPT, "encrypt"}, {KV_OP_DECRYPT, "decrypt"}, {KV_OP_SIGN, "sign"},
+      {KV_OP_VERIFY, "verify"},   {KV_OP_WRAP, "wrapKey"},    {KV_OP_UNWRAP, "unwrapKey"},
+      {KV_OP_IMPORT, "import"},   {KV_OP_EXPORT, "export"},
+  };
+  char ops[128] = "";
+  size_t n = 0;
+  unsigned bit;
+  const char *op = need_op(need, &bit);
+  if (!obj->key || (obj->key->key_ops & bit)) {
+    akv_dbg(AKV_LOGC_P11, "%s: this %s object does not allow %s", mech,
+            !obj->key                    ? "session key"
+            : obj->cls == CKO_PUBLIC_KEY ? "public key"
+                                         : "private key",
+            op);
+    return;
+  }
+  for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+    if (obj->key->key_ops & names[i].bit) {
+      int w = snprintf(ops + n, sizeof(ops) - n, "%s%s", n ? " " : "", names[i].name);
+      if (w < 0 || (size_t)w >= sizeof(ops) - n)
+        break;
+      n += (size_t)w;
+    }
+  akv_warn(AKV_LOGC_P11,
+           "%s: key %s does not allow %s (its key_ops: %s): CKR_KEY_FUNCTION_NOT_PERMITTED; fix: "
+           "add %s to the key's permitted operations (az keyvault key set-attributes --name %s "
+           "--ops %s%s%s)",
+           mech, obj->key->name, op, n ? ops : "none", op, obj->key->name, ops, n ? " " : "", op);
+}
+
 static CK_BBOOL permitted(const struct akv_object *obj, CK_FLAGS need)
 {
   switch (need) {
@@ -125,8 +186,7 @@ CK_RV akv_op_new(struct akv_session *s, enum akv_op_kind kind, CK_FLAGS need, co
       goto out;
     }
     if (!permitted(obj, need)) {
-      akv_dbg(AKV_LOGC_P11, "%s: key %s does not allow this operation", row->name,
-              obj->key ? obj->key->name : "(session key)");
+      refused_log(row->name, obj, need);
       rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
       goto out;
     }

@@ -88,6 +88,14 @@ check_eq "slot good: verify-only key_ops as the vault has them" '["verify"]' \
 check_grep "the SIGN_NOT_PERMITTED message names the key_ops and the PKCS#11 consequence" \
   'key_ops \[verify\] do not permit sign.*CKR_KEY_FUNCTION_NOT_PERMITTED' \
   <(jq -r '.problems[] | select(.code == "SIGN_NOT_PERMITTED") | .message' "$D")
+# The module itself says the same when a signature with that key is refused.
+AKV_PKCS11_CONFIG=$WORK/healthy2.json pkcs11-tool --module "$AKV_MODULE" --sign \
+  --id "$(kv_key_id verify-only)" -m ECDSA-SHA256 -i "$WORK/doctor.json" -o "$WORK/refused.sig" \
+  >"$WORK/refused.out" 2>&1 || true
+check_grep "C_SignInit with a key without sign answers CKR_KEY_FUNCTION_NOT_PERMITTED" \
+  CKR_KEY_FUNCTION_NOT_PERMITTED "$WORK/refused.out"
+check_grep "... and the module's warning names the key, its key_ops and the fix" \
+  'key verify-only does not allow sign \(its key_ops: verify\).*--ops verify sign' "$WORK/refused.out"
 check_eq "slot good: the module token has the vault's serial" "$(vault_serial "$EMU_VAULT_URL_0")" \
   "$(jq -r '.slots[0].module.serial' "$D")"
 check_eq "slot good: the module lists the objects" ok "$(jq -r '.slots[0].module.result' "$D")"
