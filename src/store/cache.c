@@ -32,6 +32,11 @@
 /* A failed refresh is not retried for this long while the stale snapshot is served. */
 #define RETRY_AFTER_FAILURE_S 30
 
+/* akv_cache_read_key: a name read from the vault is not read again for this long (the negative
+ * lookup memo, docs/design.md "Keys created since the listing"), in at most MEMO_N names. */
+#define MEMO_S 5
+#define MEMO_N 16
+
 struct akv_cache {
   struct akv_slot *slot;
   pthread_mutex_t lock;
@@ -45,6 +50,11 @@ struct akv_cache {
   CK_RV last_rv;       /* result of the last build */
   pthread_t bg;
   int bg_joinable;
+  struct {
+    char name[128]; /* a vault key name has at most 127 characters */
+    int64_t at;     /* when it was read; 0 = free */
+  } memo[MEMO_N];
+  unsigned memo_next; /* the entry replaced next (round robin) */
 };
 
 /* ---- building a snapshot (no lock held: network I/O) ------------------------------------------
@@ -1219,4 +1229,115 @@ static int same_source(const struct akv_object *obj, const void *src)
 CK_RV akv_cache_drop_source(struct akv_cache *c, const char *src)
 {
   return akv_cache_apply(c, same_source, src, NULL, 0);
+}
+
+/* ---- keys created since the listing ------------------------------------------------------------
+ */
+
+/* A name the vault accepts for a key (1..127 of [0-9a-zA-Z-]): anything else cannot exist there and
+ * costs no request. */
+static int vault_name(const char *name)
+{
+  size_t i, n = strlen(name);
+  if (n < 1 || n > 127)
+    return 0;
+  for (i = 0; i < n; i++) {
+    char ch = name[i];
+    if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+          ch == '-'))
+      return 0;
+  }
+  return 1;
+}
+
+/* Whether the slot's configuration would show a key of this name at all. */
+static int name_shown(const struct akv_slot_config *sc, const char *name)
+{
+  size_t i;
+  if (sc->key_filter && fnmatch(sc->key_filter, name, 0) != 0)
+    return 0;
+  if (!sc->key_names)
+    return 1;
+  for (i = 0; i < sc->n_key_names; i++) {
+    if (strcmp(sc->key_names[i], name) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+/* Whether the snapshot already has the key (its objects, or the key pending): then its absence from
+ * a search is the template's doing, not the listing's age. */
+static int known_inlock(const struct akv_snapshot *snap, const char *src, const char *name)
+{
+  size_t i;
+  for (i = 0; i < snap->n; i++) {
+    if (snap->objs[i]->src && strcmp(snap->objs[i]->src, src) == 0)
+      return 1;
+  }
+  for (i = 0; i < snap->n_lazy; i++) {
+    if (strcmp(snap->lazy[i]->name, name) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+/* Claims the name for a read unless it was read within MEMO_S seconds. Under the lock. */
+static int memo_claim_inlock(struct akv_cache *c, const char *name, int64_t now)
+{
+  unsigned i;
+  for (i = 0; i < MEMO_N; i++) {
+    if (c->memo[i].at && now - c->memo[i].at < MEMO_S && now >= c->memo[i].at &&
+        strcmp(c->memo[i].name, name) == 0)
+      return 0;
+  }
+  i = c->memo_next++ % MEMO_N;
+  snprintf(c->memo[i].name, sizeof(c->memo[i].name), "%s", name);
+  c->memo[i].at = now;
+  return 1;
+}
+
+CK_RV akv_cache_read_key(struct akv_cache *c, const char *name, int *published)
+{
+  struct akv_slot *slot = c->slot;
+  struct akv_object *objs[2];
+  struct kv_key *key = NULL;
+  char src[1024];
+  size_t n = 0, i;
+  int64_t now = akv_now();
+  int claimed;
+  kv_rc rc;
+  CK_RV rv;
+
+  *published = 0;
+  if (!vault_name(name) || !name_shown(slot->cfg, name))
+    return CKR_OK;
+  akv_source_id(src, sizeof(src), AKV_SRC_KEY, name, NULL);
+  pthread_mutex_lock(&c->lock);
+  claimed = c->snap && !known_inlock(c->snap, src, name) && memo_claim_inlock(c, name, now);
+  pthread_mutex_unlock(&c->lock);
+  if (!claimed)
+    return CKR_OK;
+  rc = kv_get_key(slot->client, name, NULL, &key);
+  if (rc == KV_E_NOT_FOUND || rc == KV_E_FORBIDDEN) {
+    akv_dbg(AKV_LOGC_CACHE, "key %s: not in the vault either (%s)", name, kv_rc_str(rc));
+    return CKR_OK;
+  }
+  if (rc != KV_OK) {
+    akv_warn(AKV_LOGC_CACHE, "key %s: %s", name, kv_rc_str(rc));
+    return akv_rv_listing(rc);
+  }
+  if (!visible_at(slot->cfg, now, &key->attrs)) {
+    kv_key_free(key);
+    return CKR_OK;
+  }
+  rv = objects_of_key(slot, key, name, src, objs, &n); /* takes key */
+  if (rv == CKR_OK && n) {
+    akv_info(AKV_LOGC_CACHE, "key %s: created since the listing, read from the vault", name);
+    /* The same path as a write through the module: the snapshot and the cache file get it. */
+    rv = akv_cache_apply(c, same_source, src, objs, n);
+    *published = rv == CKR_OK;
+  }
+  for (i = 0; i < n; i++)
+    akv_object_unref(objs[i]);
+  return rv;
 }

@@ -37,4 +37,11 @@ CK_RV akv_cache_apply(struct akv_cache *c, int (*drop)(const struct akv_object *
 /* akv_cache_apply dropping the objects of one source (their obj->src), adding nothing. */
 CK_RV akv_cache_drop_source(struct akv_cache *c, const char *src);
 
+/* A search found nothing labelled name (src/token/find.c): unless name was read within the last
+ * few seconds, reads the key from the vault (one GET) and, when it exists, is shown by the slot's
+ * configuration and is missing from the snapshot's listing, publishes its objects like
+ * akv_cache_apply and sets *published. A key that does not exist (or may not be read) is not an
+ * error. No lock held. */
+CK_RV akv_cache_read_key(struct akv_cache *c, const char *name, int *published);
+
 #endif

@@ -114,14 +114,65 @@ static int slot_has_client(struct akv_slot *slot)
   return v;
 }
 
+/* The handles of the snapshot's and the session's objects matching the template, in s->find_*. */
+static CK_RV collect(struct akv_session *s, struct akv_snapshot *snap, const CK_ATTRIBUTE *t,
+                     CK_ULONG n)
+{
+  struct akv_object **sobjs = NULL;
+  size_t cap = 0, i, n_sobjs;
+  CK_RV rv = CKR_OK;
+  int user;
+
+  free(s->find_handles);
+  s->find_handles = NULL;
+  s->find_n = s->find_pos = 0;
+  /* The login state once for the whole search (akv_session_can_see takes the module lock). */
+  user = akv_session_logged_in(s);
+  for (i = 0; i < snap->n && rv == CKR_OK; i++) {
+    if ((user || !snap->objs[i]->is_private) && matches(s, snap->objs[i], t, n))
+      rv = push_handle(s, &cap, snap->objs[i]->handle);
+  }
+  n_sobjs = akv_session_objects(s, &sobjs);
+  for (i = 0; i < n_sobjs; i++) {
+    if (rv == CKR_OK && (user || !sobjs[i]->is_private) && matches(s, sobjs[i], t, n))
+      rv = push_handle(s, &cap, sobjs[i]->handle);
+    akv_object_unref(sobjs[i]);
+  }
+  free(sobjs);
+  return rv;
+}
+
+/* A search by label that found nothing: a key of that name may have been created in the vault
+ * since the listing (docs/design.md "Keys created since the listing"). When a key of that name
+ * could match the template, asks the cache to read it (one GET, at most once per name per few
+ * seconds); true when it published objects, so the search runs again. A failed read leaves the
+ * answer to the cache (logged by the cache). */
+static int created_since(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n)
+{
+  struct lazy_match m = {s->slot->cfg, t, n};
+  struct akv_lazykey probe;
+  char name[128];
+  int published = 0;
+  CK_ULONG j;
+
+  for (j = 0; j < n && t[j].type != CKA_LABEL; j++)
+    ;
+  if (j == n || t[j].ulValueLen == 0 || t[j].ulValueLen >= sizeof(name))
+    return 0;
+  memcpy(name, t[j].pValue, t[j].ulValueLen);
+  name[t[j].ulValueLen] = 0;
+  memset(&probe, 0, sizeof(probe));
+  probe.name = name;
+  if (!lazy_may_match(&probe, &m))
+    return 0;
+  return akv_cache_read_key(s->slot->cache, name, &published) == CKR_OK && published;
+}
+
 CK_RV akv_find_init(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n)
 {
   struct akv_snapshot *snap = NULL;
-  struct akv_object **sobjs = NULL;
-  size_t cap = 0, i, n_sobjs;
   CK_ULONG j;
   CK_RV rv;
-  int user;
 
   if (s->find_active)
     return CKR_OPERATION_ACTIVE;
@@ -155,23 +206,13 @@ CK_RV akv_find_init(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n)
       s->device_error = (CK_ULONG)kv_last_http_status();
     return rv;
   }
-  free(s->find_handles);
-  s->find_handles = NULL;
-  s->find_n = s->find_pos = 0;
-  /* The login state once for the whole search (akv_session_can_see takes the module lock). */
-  user = akv_session_logged_in(s);
-  for (i = 0; i < snap->n && rv == CKR_OK; i++) {
-    if ((user || !snap->objs[i]->is_private) && matches(s, snap->objs[i], t, n))
-      rv = push_handle(s, &cap, snap->objs[i]->handle);
-  }
-  n_sobjs = akv_session_objects(s, &sobjs);
-  for (i = 0; i < n_sobjs; i++) {
-    if (rv == CKR_OK && (user || !sobjs[i]->is_private) && matches(s, sobjs[i], t, n))
-      rv = push_handle(s, &cap, sobjs[i]->handle);
-    akv_object_unref(sobjs[i]);
-  }
-  free(sobjs);
+  rv = collect(s, snap, t, n);
   akv_snapshot_unref(snap);
+  if (rv == CKR_OK && s->find_n == 0 && created_since(s, t, n) &&
+      (snap = akv_cache_peek(s->slot->cache))) {
+    rv = collect(s, snap, t, n);
+    akv_snapshot_unref(snap);
+  }
   if (rv != CKR_OK) {
     free(s->find_handles);
     s->find_handles = NULL;

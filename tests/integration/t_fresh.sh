@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Fresh when it matters (docs/design.md "Keys created since the listing"): a key created in the
+# vault after a listing is found by label by the next process while the cache file is warm, without
+# waiting for the TTL; a label the vault does not have costs at most one GET, and none again within
+# the few seconds of the negative-lookup memo. Counted with the emulator's request counters.
+. "$(dirname "$0")/lib.sh"
+need_tool pkcs11-tool jq curl
+need_module
+[ -x "${P11_FRESH_CHECK:-}" ] || fail "P11_FRESH_CHECK (the built p11_fresh_check) is not set"
+
+emu_start --vault fresh1
+kv_create_ec listed P-256 || fail "seeding"
+
+section "a key created after the listing is found by label by the next process"
+# The default configuration but a cache file of this test's own (ttl 300 s).
+module_config "$WORK/fresh.json" '{"objects":["keys"]}' "{\"cache_file\":\"$WORK/fresh-cache\"}"
+export AKV_PKCS11_CONFIG="$WORK/fresh.json"
+check "pkcs11-tool -O lists the vault (and writes the cache file)" \
+  pkcs11-tool --module "$AKV_MODULE" -O
+check_grep "the listing has the seeded key" "label: +listed\$" "$WORK/check.out"
+check_nogrep "the listing does not have the key created next" "label: +created-later\$" "$WORK/check.out"
+kv_create_ec created-later P-256 || fail "creating the key after the listing"
+stats_reset
+check "p11_fresh_check searches created-later, listed, created-later" \
+  timeout 60 "$P11_FRESH_CHECK" "$AKV_MODULE" created-later listed created-later
+check_grep "the new key is found by label at once" "^find created-later found get=1 total=1\$" \
+  "$WORK/check.out"
+check_grep "a listed key costs nothing (the cache file is warm)" "^find listed found get=0 total=0\$" \
+  "$WORK/check.out"
+check_grep "the second search for the new key costs nothing" \
+  "^find created-later found get=0 total=0\$" "$WORK/check.out"
+check_eq "no listing: the cache file served the process (ops: $(stats_ops))" 0 "$(stats_get keys.list)"
+stats_reset
+check "the next process searches created-later again" \
+  timeout 60 "$P11_FRESH_CHECK" "$AKV_MODULE" created-later
+check_grep "the cache file learned the new key: no request" "^find created-later found get=0 total=0\$" \
+  "$WORK/check.out"
+
+section "a label the vault does not have: one GET, then none within the memo window"
+stats_reset
+check "p11_fresh_check searches no-such-key twice, then a name the vault cannot have" \
+  timeout 60 "$P11_FRESH_CHECK" "$AKV_MODULE" no-such-key no-such-key 'not a vault name'
+check_grep "the first search asks the vault once" "^find no-such-key missing get=1 total=1\$" \
+  "$WORK/check.out"
+check_grep "the second search within the memo window asks nothing" \
+  "^find no-such-key missing get=0 total=0\$" "$WORK/check.out"
+check_grep "a label that is no vault key name asks nothing" \
+  "^find not a vault name missing get=0 total=0\$" "$WORK/check.out"
+
+finish
