@@ -106,7 +106,7 @@ CK_RV akv_sessions_init(void)
 
 /* Session tables forked children abandoned, one per fork generation: kept reachable and never
  * used nor freed (the parent's sessions may hold operations on its connections), so a leak checker
- * counts them as reachable rather than lost (tests/reliability/FINDINGS.md M2). */
+ * counts them as reachable rather than lost (docs/reliability.md "Fork"). */
 static struct abandoned_tab {
   struct abandoned_tab *prev;
   struct akv_session **v;

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Module configuration (DESIGN.md §7). Shared contract: src/util/config.c implements it (backend
+/* Module configuration (docs/config.md). Shared contract: src/util/config.c implements it (backend
  * helper); the model reads the structs. All strings are owned by the config and freed (secrets
  * wiped) by akv_config_free. */
 #ifndef AKV_UTIL_CONFIG_H
