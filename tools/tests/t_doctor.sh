@@ -7,7 +7,7 @@
 # makes no crypto request unless --probe-sign;
 # configuration errors exit 2 with the loader's message; `list --json` lists exactly the seeded
 # objects; `uri` output is a working key URI for openssl's pkcs11 engine and for p11tool; usage.
-# Speaking up: no configuration is a problem naming where doctor looked (and the module
+# Errors that name their cause: no configuration is a problem naming where doctor looked (and the module
 # logs one line naming the places); a configuration error is logged once; a tenant and client id
 # without a secret name the missing AZURE_CLIENT_SECRET; a ca_file without the
 # issuing CA (token endpoint, vault), a 404 from a loopback web server that is not a vault and a
