@@ -1341,3 +1341,41 @@ CK_RV akv_cache_read_key(struct akv_cache *c, const char *name, int *published)
     akv_object_unref(objs[i]);
   return rv;
 }
+
+/* ---- a refused operation reads its key again ---------------------------------------------------
+ */
+
+CK_RV akv_cache_reread(struct akv_cache *c, const struct akv_object *obj, struct akv_object **fresh)
+{
+  struct akv_slot *slot = c->slot;
+  struct akv_object *objs[2];
+  struct kv_key *key = NULL;
+  const char *name;
+  size_t n = 0, i;
+  kv_rc rc;
+  CK_RV rv;
+
+  *fresh = NULL;
+  if (obj->session || !obj->key || !akv_source_is(obj->src, AKV_SRC_KEY))
+    return CKR_OK;
+  name = akv_source_name(obj->src);
+  rc = kv_get_key(slot->client, name, NULL, &key);
+  if (rc != KV_OK) {
+    akv_warn(AKV_LOGC_CACHE, "key %s: reading it again: %s", name, kv_rc_str(rc));
+    return CKR_OK;
+  }
+  if (!visible_at(slot->cfg, akv_now(), &key->attrs)) {
+    kv_key_free(key);
+    return CKR_OK;
+  }
+  rv = objects_of_key(slot, key, name, obj->src, objs, &n); /* takes key */
+  if (rv == CKR_OK && n)
+    rv = akv_cache_apply(c, same_source, obj->src, objs, n);
+  for (i = 0; i < n; i++) {
+    if (rv == CKR_OK && !*fresh && objs[i]->cls == obj->cls)
+      *fresh = objs[i];
+    else
+      akv_object_unref(objs[i]);
+  }
+  return rv;
+}

@@ -44,4 +44,11 @@ CK_RV akv_cache_drop_source(struct akv_cache *c, const char *src);
  * error. No lock held. */
 CK_RV akv_cache_read_key(struct akv_cache *c, const char *name, int *published);
 
+/* A vault key's object whose cached key_ops refused an operation (src/token/op.c): reads the key
+ * again (one GET of its latest version), publishes its objects like akv_cache_apply, and hands
+ * back (referenced, in *fresh) the new object of obj's class; *fresh stays NULL when obj is not a
+ * listed vault key or the read failed (logged) or found it gone. No lock held. */
+CK_RV akv_cache_reread(struct akv_cache *c, const struct akv_object *obj,
+                       struct akv_object **fresh);
+
 #endif

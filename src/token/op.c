@@ -6,6 +6,7 @@
 
 #include <openssl/crypto.h>
 
+#include "store/cache.h"
 #include "token/mech.h"
 #include "token/op.h"
 #include "util/log.h"
@@ -105,6 +106,31 @@ static CK_BBOOL permitted(const struct akv_object *obj, CK_FLAGS need)
   }
 }
 
+/* The operation's vault key refused by its cached key_ops: the permission may have been granted
+ * since the listing, so the key is read again once (docs/design.md "Permission granted since the
+ * listing"). The refreshed object (now op->obj) when it permits the operation, else NULL. */
+static struct akv_object *reread(struct akv_op *op, const struct akv_object *obj, CK_FLAGS need)
+{
+  struct akv_object *fresh = NULL;
+  unsigned bit;
+
+  need_op(need, &bit);
+  if (!obj->key || (obj->key->key_ops & bit))
+    return NULL; /* the wrong object of a permitted key, or a session key */
+  if (akv_cache_reread(obj->slot->cache, obj, &fresh) != CKR_OK || !fresh)
+    return NULL;
+  if (!permitted(fresh, need)) {
+    akv_object_unref(op->obj);
+    op->obj = fresh; /* the refusal names what the vault says now */
+    return NULL;
+  }
+  akv_info(AKV_LOGC_P11, "key %s: %s is permitted now (the vault's key_ops changed)",
+           fresh->key->name, need_op(need, &bit));
+  akv_object_unref(op->obj);
+  op->obj = fresh;
+  return fresh;
+}
+
 static int key_type_fits(const struct akv_mech *row, const struct akv_object *obj)
 {
   if (row->fam == AKV_MF_HMAC)
@@ -185,8 +211,8 @@ CK_RV akv_op_new(struct akv_session *s, enum akv_op_kind kind, CK_FLAGS need, co
       rv = CKR_MECHANISM_INVALID;
       goto out;
     }
-    if (!permitted(obj, need)) {
-      refused_log(row->name, obj, need);
+    if (!permitted(obj, need) && !(obj = reread(op, obj, need))) {
+      refused_log(row->name, op->obj, need);
       rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
       goto out;
     }

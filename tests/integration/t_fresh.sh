@@ -48,4 +48,30 @@ check_grep "the second search within the memo window asks nothing" \
 check_grep "a label that is no vault key name asks nothing" \
   "^find not a vault name missing get=0 total=0\$" "$WORK/check.out"
 
+section "permission granted after a refusal works on the next C_SignInit"
+kv_call POST /keys/verify-only/create '{"kty":"EC","crv":"P-256","key_ops":["verify"]}' >/dev/null ||
+  fail "seeding verify-only"
+kv_token
+cat >"$WORK/grant.sh" <<EOF2
+exec curl -sS --fail --max-time 30 --cacert "$EMU_CA" -H @"$WORK/kv-auth.hdr" -X PATCH \\
+  -H 'Content-Type: application/json' --data-binary '{"key_ops":["sign","verify"]}' \\
+  -o /dev/null "$EMU_VAULT_URL/keys/verify-only?api-version=$KV_API"
+EOF2
+# Found by label (read from the vault, as above): the cache file now holds its key_ops, "verify".
+check "p11_fresh_check finds verify-only" timeout 60 "$P11_FRESH_CHECK" "$AKV_MODULE" verify-only
+check_grep "verify-only is found (and cached)" "^find verify-only found get=1 total=1\$" "$WORK/check.out"
+stats_reset
+check "p11_fresh_check sign verify-only (sign granted in between)" \
+  timeout 60 "$P11_FRESH_CHECK" "$AKV_MODULE" sign verify-only "bash $WORK/grant.sh"
+check_grep "before the grant: refused after reading the key once" \
+  "^signinit before CKR_KEY_FUNCTION_NOT_PERMITTED get=1\$" "$WORK/check.out"
+check_grep "after the grant: C_SignInit reads the key again and succeeds" \
+  "^signinit after CKR_OK get=1\$" "$WORK/check.out"
+check_grep "the signature is made" "^sign CKR_OK 64\$" "$WORK/check.out"
+stats_reset
+check "the next process signs with verify-only at once" \
+  timeout 60 "$P11_FRESH_CHECK" "$AKV_MODULE" sign verify-only true
+check_grep "the cache file learned the new key_ops: no GET" "^signinit before CKR_OK get=0\$" \
+  "$WORK/check.out"
+
 finish
