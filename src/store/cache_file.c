@@ -13,7 +13,8 @@
  * attribute of its own, and nothing in it is checked less strictly than a vault reply. Objects
  * from the file never count as fetched (src_fetched_at 0), so the next refresh reads them from the
  * vault again. The fingerprint covers everything in the slot's config that changes the object
- * list, so a changed config never reuses an old entry. */
+ * list and the credential identity, so a changed config or another identity never reuses an old
+ * entry. */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -362,7 +363,32 @@ static const char *get_str(const cJSON *o, const char *name)
   return cJSON_IsString(it) ? it->valuestring : NULL;
 }
 
-/* SHA-256 (hex) of what makes the slot's object list. */
+/* Feeds one string of the identity (NULL as an absent field, distinct from ""). */
+static int id_update(EVP_MD_CTX *md, const char *v)
+{
+  return v ? EVP_DigestUpdate(md, v, strlen(v) + 1) : EVP_DigestUpdate(md, "\x01", 2);
+}
+
+/* The credential identity the slot's objects were listed with (docs/design.md "Cache file"): its
+ * source, tenant, client id and where each source gets its token from, never a secret. Another
+ * identity may see other objects (or none), so it never shares an entry. */
+static int identity_update(EVP_MD_CTX *md, const struct akv_slot_config *sc)
+{
+  const struct akv_config *cfg = akv_config();
+  const struct akv_cred_config *cc = sc->has_cred ? &sc->cred : cfg ? &cfg->cred : NULL;
+  char num[32];
+
+  if (!cc)
+    return EVP_DigestUpdate(md, "-", 1);
+  snprintf(num, sizeof(num), "%d|%d|", (int)cc->kind, cc->client_secret != NULL);
+  return EVP_DigestUpdate(md, num, strlen(num)) && id_update(md, cc->tenant_id) &&
+         id_update(md, cc->client_id) && id_update(md, cc->authority_host) &&
+         id_update(md, cc->certificate_path) && id_update(md, cc->federated_token_file) &&
+         id_update(md, cc->imds_endpoint) && id_update(md, cc->identity_endpoint) &&
+         id_update(md, cc->az_path);
+}
+
+/* SHA-256 (hex) of what makes the slot's object list: its config and the credential identity. */
 static int fingerprint(const struct akv_slot_config *sc, char out[65])
 {
   /* In the module's own library context: a host's ENGINE or provider never sees this. */
@@ -386,7 +412,7 @@ static int fingerprint(const struct akv_slot_config *sc, char out[65])
        (!sc->key_filter || EVP_DigestUpdate(md, sc->key_filter, strlen(sc->key_filter) + 1));
   for (k = 0; ok && k < sc->n_key_names; k++)
     ok = EVP_DigestUpdate(md, sc->key_names[k], strlen(sc->key_names[k]) + 1);
-  ok = ok && EVP_DigestFinal_ex(md, h, &hl) && hl == 32;
+  ok = ok && identity_update(md, sc) && EVP_DigestFinal_ex(md, h, &hl) && hl == 32;
   EVP_MD_CTX_free(md);
   EVP_MD_free(sha);
   for (i = 0; ok && i < 32; i++)

@@ -74,4 +74,22 @@ check "the next process signs with verify-only at once" \
 check_grep "the cache file learned the new key_ops: no GET" "^signinit before CKR_OK get=0\$" \
   "$WORK/check.out"
 
+section "a listing cached under one identity is not served to another"
+# The same vault and slot settings and the same cache file; only the credential's client id differs
+# (one the emulator does not know: its token request fails).
+jq '.credential.client_id = "00000000-0000-0000-0000-0000000000ff"' "$WORK/fresh.json" >"$WORK/other.json"
+chmod 600 "$WORK/other.json"
+check "the first identity lists from the warm cache file" pkcs11-tool --module "$AKV_MODULE" -O
+check_grep "the first identity sees the keys" "label: +listed\$" "$WORK/check.out"
+stats_reset
+check_fails "another identity (same cache file) gets no listing: its credential fails" \
+  env AKV_PKCS11_CONFIG="$WORK/other.json" pkcs11-tool --module "$AKV_MODULE" -O
+check_nogrep "the other identity is shown no key of the first" "label: +(listed|created-later)\$" \
+  "$WORK/check.out"
+check "the other identity asked for a token (ops: $(stats_ops))" test "$(stats_get token)" -ge 1
+stats_reset
+check "the first identity is still served by the cache file" pkcs11-tool --module "$AKV_MODULE" -O
+check_grep "the first identity still sees the keys" "label: +listed\$" "$WORK/check.out"
+check_eq "without a listing (ops: $(stats_ops))" 0 "$(stats_get keys.list)"
+
 finish
