@@ -1128,7 +1128,8 @@ static STACK_OF(X509) * chain_certs(const struct kv_secret *sec)
       goto fail;
     p = der;
     p12 = d2i_PKCS12(NULL, &p, (long)der_len);
-    /* The vault's PFX has no password (AZURE-API §5.2); the private key is freed at once. */
+    /* The secret behind a certificate is a PFX without a password, as the service exports it; the
+     * private key is freed at once. */
     if (!p12 ||
         (!PKCS12_parse(p12, "", &pkey, &x, &out) && !PKCS12_parse(p12, NULL, &pkey, &x, &out)))
       goto fail;
