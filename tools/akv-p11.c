@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* akv-p11: the command-line companion of akv-pkcs11 (doctor, list, uri, audit, attest). See
+/* akv-p11: the command-line companion of akv-pkcs11 (doctor, list, uri, cache, audit, attest). See
  * akv-p11.1. */
 #include <errno.h>
 #include <getopt.h>
@@ -32,6 +32,8 @@ static void usage(FILE *f)
       "                slot and print what is wrong and how to fix it\n"
       "  list          list the objects the module exposes (table, or --json)\n"
       "  uri NAME      print the PKCS#11 URI of the object labelled NAME\n"
+      "  cache clear   remove this user's cross-process cache file, so the next listing reads\n"
+      "                the vault (docs/troubleshooting.md)\n"
       "  audit verify FILE...\n"
       "                check the hash chain of audit files (oldest first) and report the first\n"
       "                changed, missing or reordered line (docs/audit.md)\n"
@@ -352,6 +354,8 @@ int main(int argc, char **argv)
     return tool_list(&o);
   if (strcmp(cmd, "uri") == 0 && optind + 1 == argc)
     return tool_uri(&o, argv[optind]);
+  if (strcmp(cmd, "cache") == 0 && optind + 1 == argc && strcmp(argv[optind], "clear") == 0)
+    return tool_cache_clear(&o);
   if (strcmp(cmd, "audit") == 0 && optind + 1 < argc && strcmp(argv[optind], "verify") == 0)
     return tool_audit_verify(argc - optind - 1, argv + optind + 1);
   if (strcmp(cmd, "attest") == 0 && optind + 1 == argc)

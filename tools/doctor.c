@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -847,6 +848,18 @@ static void print_step(const char *what, const cJSON *st)
     print_log(st, "      ");
 }
 
+static void print_cache_file(const cJSON *cf)
+{
+  const cJSON *age = cJSON_GetObjectItemCaseSensitive(cf, "age_s");
+  if (!*jstr(cf, "path"))
+    printf("cache file: off\n");
+  else if (cJSON_IsNumber(age))
+    printf("cache file: %s (written %.0f s ago)\n", jstr(cf, "path"), age->valuedouble);
+  else
+    printf("cache file: %s (none)\n", jstr(cf, "path"));
+  printf("  %s\n", jstr(cf, "note"));
+}
+
 static void print_text(const cJSON *root)
 {
   const cJSON *slot, *p, *cfg = cJSON_GetObjectItemCaseSensitive(root, "config");
@@ -855,6 +868,7 @@ static void print_text(const cJSON *root)
   printf("config: %s\n", *jstr(cfg, "path")       ? jstr(cfg, "path")
                          : *jstr(cfg, "searched") ? "(none found)"
                                                   : "(environment only)");
+  print_cache_file(cJSON_GetObjectItemCaseSensitive(root, "cache_file"));
   printf("module: %s: %s%s%s\n", jstr(mod, "path"), jstr(mod, "result"),
          *jstr(mod, "error") ? ": " : "", jstr(mod, "error"));
   print_log(mod, "  ");
@@ -922,6 +936,33 @@ static void print_text(const cJSON *root)
 }
 
 /* ---- entry ---------------------------------------------------------------------------------- */
+
+/* The cross-process cache file (docs/config.md `cache_file`): its path and age. The backend pass
+ * reads the vault directly; the module pass may answer its listing from this file while it is
+ * younger than the slot's cache TTL, which the note says (docs/troubleshooting.md). */
+static void cache_file_json(const struct akv_config *cfg, cJSON *root)
+{
+  cJSON *cf = cJSON_AddObjectToObject(root, "cache_file");
+  char path[4096];
+  struct stat st;
+  if (!tool_cache_path(cfg, path, sizeof(path))) {
+    cJSON_AddNullToObject(cf, "path");
+    cJSON_AddStringToObject(cf, "note", "off: every process lists the vault itself");
+    return;
+  }
+  cJSON_AddStringToObject(cf, "path", path);
+  if (lstat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+    cJSON_AddBoolToObject(cf, "present", 1);
+    cJSON_AddNumberToObject(cf, "age_s", (double)(time(NULL) - st.st_mtim.tv_sec));
+    cJSON_AddNumberToObject(cf, "bytes", (double)st.st_size);
+  } else {
+    cJSON_AddBoolToObject(cf, "present", 0);
+  }
+  cJSON_AddStringToObject(cf, "note",
+                          "doctor's backend pass reads the vault directly; its module pass may "
+                          "answer listings from this file while it is younger than the slot's ttl; "
+                          "`akv-p11 cache clear` makes the next listing read the vault");
+}
 
 int tool_doctor(const struct tool_opts *o)
 {
@@ -1012,6 +1053,8 @@ int tool_doctor(const struct tool_opts *o)
     cred_ok[i] = check_slot(&r, &lc, http, cfg, s, o->probe_sign, sj);
   }
   logcap_close(&lc);
+
+  cache_file_json(cfg, r.root);
 
   /* Module pass: the same configuration through the module, as a consumer loads it. */
   mod = cJSON_AddObjectToObject(r.root, "module");

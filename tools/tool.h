@@ -32,6 +32,12 @@ int tool_audit_verify(int nfiles, char **files);
  * -1 = the first Managed HSM slot. */
 int tool_attest(const struct tool_opts *o, const char *name, long slot, const char *out_dir);
 
+/* akv-p11 cache clear: removes this user's cross-process cache file (cache_clear.c). */
+int tool_cache_clear(const struct tool_opts *o);
+/* The cache file's path the module uses for cfg (util/cache_path.c); 0 when off or unknown. */
+struct akv_config;
+int tool_cache_path(const struct akv_config *cfg, char *buf, size_t len);
+
 /* The transport options of a loaded configuration (doctor, attest). */
 struct akv_config;
 struct kv_http_opts;

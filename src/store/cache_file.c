@@ -36,6 +36,7 @@
 #include <openssl/rand.h>
 
 #include "store/cache_file.h"
+#include "util/cache_path.h"
 #include "kv/json.h"
 #include "kv/jwk.h"
 #include "store/object.h"
@@ -91,24 +92,11 @@ struct cf {
   int dirfd;
 };
 
-/* The file's path, or 0 when off ("" in the config) or unknown. */
+/* The file's path, or 0 when off ("" in the config) or unknown (util/cache_path.c). */
 static int cache_path(char *buf, size_t len)
 {
   const struct akv_config *cfg = akv_config();
-  const char *env;
-  int n;
-
-  if (!cfg || (cfg->cache_file && !cfg->cache_file[0]))
-    return 0;
-  if (cfg->cache_file)
-    n = snprintf(buf, len, "%s", cfg->cache_file);
-  else if ((env = secure_getenv("XDG_CACHE_HOME")) && env[0] == '/')
-    n = snprintf(buf, len, "%s/akv-pkcs11/cache.json", env);
-  else if ((env = secure_getenv("HOME")) && env[0] == '/')
-    n = snprintf(buf, len, "%s/.cache/akv-pkcs11/cache.json", env);
-  else
-    return 0;
-  return n > 0 && (size_t)n < len;
+  return cfg && akv_cache_file_path(cfg->cache_file, buf, len);
 }
 
 /* mkdir -m 0700 of dir and of its parent (~/.cache, ~/.config) when missing. */
@@ -123,18 +111,6 @@ static void make_private_dirs(const char *dir)
     (void)mkdir(parent, 0700);
   }
   (void)mkdir(dir, 0700);
-}
-
-/* Who may write a directory or file: only this user (root owns nothing we trust less). */
-static const char *not_private(const struct stat *st, mode_t forbidden, int root_ok)
-{
-  if (st->st_uid != geteuid() && !(root_ok && st->st_uid == 0))
-    return "owned by another user";
-  if (st->st_mode & forbidden & 022)
-    return "writable by group or others";
-  if (st->st_mode & forbidden)
-    return "readable by group or others";
-  return NULL;
 }
 
 /* Opens the file's directory when the cache file is on and may be used here: not in a privileged
@@ -181,7 +157,7 @@ static int cf_open(struct cf *cf)
                strerror(errno));
     goto off;
   }
-  if ((why = not_private(&st, 022, 1)) != NULL) {
+  if ((why = akv_cache_not_private(&st, 022, 1)) != NULL) {
     if (first_time(W_DIR))
       akv_warn(AKV_LOGC_CACHE,
                "cache directory %s refused: %s (mode %03o, uid %u); the cache file is off. "
@@ -190,7 +166,7 @@ static int cf_open(struct cf *cf)
     goto off;
   }
   if (fstatat(cf->dirfd, cf->lockbase, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-      (!S_ISREG(st.st_mode) || (why = not_private(&st, 022, 0)) != NULL)) {
+      (!S_ISREG(st.st_mode) || (why = akv_cache_not_private(&st, 022, 0)) != NULL)) {
     if (first_time(W_LOCK))
       akv_warn(AKV_LOGC_CACHE,
                "cache file lock %s refused: %s (mode %03o, uid %u); the cache file is off. "
@@ -288,7 +264,7 @@ static int mac_key(unsigned char key[KEY_BYTES])
     why = strerror(errno);
     goto out;
   }
-  if ((why = not_private(&st, 022, 0)) != NULL)
+  if ((why = akv_cache_not_private(&st, 022, 0)) != NULL)
     goto out;
   fd = openat(dfd, KEY_FILE, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0 && errno == ENOENT)
@@ -301,7 +277,7 @@ static int mac_key(unsigned char key[KEY_BYTES])
     why = "not a regular file of 32 bytes";
     goto out;
   }
-  if ((why = not_private(&st, 077, 0)) != NULL)
+  if ((why = akv_cache_not_private(&st, 077, 0)) != NULL)
     goto out;
   got = read(fd, key, KEY_BYTES);
   ok = got == KEY_BYTES;
@@ -452,7 +428,7 @@ static cJSON *read_doc(const struct cf *cf, const unsigned char key[KEY_BYTES], 
       bad_file(cf->path, st, errno == ELOOP ? "a symbolic link" : strerror(errno));
     return NULL;
   }
-  if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode) || not_private(st, 077, 0) ||
+  if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode) || akv_cache_not_private(st, 077, 0) ||
       (size_t)st->st_size > CACHE_MAX_BYTES) {
     why = "not a private file of this user";
     goto out;
@@ -1107,7 +1083,7 @@ int akv_cache_file_lock(void)
   else if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
     why = "not a regular file";
   else
-    why = not_private(&st, 022, 0);
+    why = akv_cache_not_private(&st, 022, 0);
   if (why) {
     if (first_time(W_LOCK))
       akv_warn(AKV_LOGC_CACHE,
