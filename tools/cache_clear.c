@@ -21,25 +21,19 @@ int tool_cache_path(const struct akv_config *cfg, char *buf, size_t len)
   return akv_cache_file_path(cfg->cache_file, buf, len);
 }
 
-int tool_cache_clear(const struct tool_opts *o)
+int tool_cache_remove(const struct akv_config *cfg, char *msg, size_t len)
 {
-  struct akv_config *cfg = NULL;
-  char path[4096], dir[4096], err[1024];
+  char path[4096], dir[4096];
   const char *base, *why;
   struct stat st;
   char *slash;
-  int dfd = -1, ret = TOOL_USAGE;
+  int dfd = -1, ret = TOOL_PROBLEM;
 
-  akv_log_init(AKV_LOG_ERROR, "/dev/null");
-  if (akv_config_load(o->config, &cfg, err, sizeof(err)) != 0) {
-    fprintf(stderr, "akv-p11: configuration error: %s\n", err);
-    goto out;
-  }
   if (!tool_cache_path(cfg, path, sizeof(path))) {
-    printf("no cache file: it is off (cache_file \"\") or neither XDG_CACHE_HOME nor HOME is an "
-           "absolute path\n");
-    ret = TOOL_OK;
-    goto out;
+    snprintf(msg, len,
+             "no cache file: it is off (cache_file \"\") or neither XDG_CACHE_HOME nor "
+             "HOME is an absolute path");
+    return TOOL_OK;
   }
   snprintf(dir, sizeof(dir), "%s", path);
   slash = strrchr(dir, '/');
@@ -51,59 +45,76 @@ int tool_cache_clear(const struct tool_opts *o)
     slash[slash == dir ? 1 : 0] = '\0';
   }
   if (!*base) {
-    fprintf(stderr, "akv-p11: cache_file %s names a directory, not a file\n", path);
-    goto out;
+    snprintf(msg, len, "cache_file %s names a directory, not a file", path);
+    return TOOL_USAGE;
   }
   dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0) {
-    if (errno == ENOENT) {
-      printf("no cache file at %s (its directory does not exist)\n", path);
+    if (errno != ENOENT)
+      snprintf(msg, len, "cache directory %s: %s", dir, strerror(errno));
+    else {
+      snprintf(msg, len, "no cache file at %s (its directory does not exist)", path);
       ret = TOOL_OK;
-    } else {
-      fprintf(stderr, "akv-p11: cache directory %s: %s\n", dir, strerror(errno));
-      ret = TOOL_PROBLEM;
     }
-    goto out;
+    return ret;
   }
-  ret = TOOL_PROBLEM;
   if (fstat(dfd, &st) != 0) {
-    fprintf(stderr, "akv-p11: cache directory %s: %s\n", dir, strerror(errno));
+    snprintf(msg, len, "cache directory %s: %s", dir, strerror(errno));
     goto out;
   }
   if ((why = akv_cache_not_private(&st, 022, 1)) != NULL) {
-    fprintf(stderr,
-            "akv-p11: cache directory %s refused: %s (mode %03o, uid %u); nothing removed. The "
-            "module does not use a cache file there either\n",
-            dir, why, (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid);
+    snprintf(msg, len,
+             "cache directory %s refused: %s (mode %03o, uid %u); nothing removed. The module "
+             "does not use a cache file there either",
+             dir, why, (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid);
     goto out;
   }
   if (fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-    if (errno == ENOENT) {
-      printf("no cache file at %s: nothing to remove\n", path);
+    if (errno != ENOENT)
+      snprintf(msg, len, "cache file %s: %s", path, strerror(errno));
+    else {
+      snprintf(msg, len, "no cache file at %s: nothing to remove", path);
       ret = TOOL_OK;
-    } else {
-      fprintf(stderr, "akv-p11: cache file %s: %s\n", path, strerror(errno));
     }
     goto out;
   }
   if (S_ISDIR(st.st_mode)) {
-    fprintf(stderr, "akv-p11: %s is a directory, not a cache file; nothing removed\n", path);
+    snprintf(msg, len, "%s is a directory, not a cache file; nothing removed", path);
     goto out;
   }
   if (unlinkat(dfd, base, 0) != 0) {
-    fprintf(stderr, "akv-p11: cannot remove the cache file %s: %s\n", path, strerror(errno));
+    snprintf(msg, len, "cannot remove the cache file %s: %s", path, strerror(errno));
     goto out;
   }
   if (S_ISLNK(st.st_mode))
-    printf("removed %s (a symbolic link, not followed: its target is untouched)\n", path);
+    snprintf(msg, len, "removed %s (a symbolic link, not followed: its target is untouched)", path);
   else
-    printf("removed the cache file %s (%lld bytes, last written %lld s ago); the next listing "
-           "reads the vault\n",
-           path, (long long)st.st_size, (long long)(time(NULL) - st.st_mtim.tv_sec));
+    snprintf(msg, len,
+             "removed the cache file %s (%lld bytes, last written %lld s ago); the next listing "
+             "reads the vault",
+             path, (long long)st.st_size, (long long)(time(NULL) - st.st_mtim.tv_sec));
   ret = TOOL_OK;
 out:
-  if (dfd >= 0)
-    close(dfd);
+  close(dfd);
+  return ret;
+}
+
+int tool_cache_clear(const struct tool_opts *o)
+{
+  struct akv_config *cfg = NULL;
+  char msg[8400], err[1024];
+  int ret = TOOL_USAGE;
+
+  akv_log_init(AKV_LOG_ERROR, "/dev/null");
+  if (akv_config_load(o->config, &cfg, err, sizeof(err)) != 0) {
+    fprintf(stderr, "akv-p11: configuration error: %s\n", err);
+  } else {
+    ret = tool_cache_remove(cfg, msg, sizeof(msg));
+    if (ret == TOOL_OK)
+      printf("%s\n", msg);
+    else
+      fprintf(stderr, "akv-p11: %s\n", msg);
+  }
   akv_config_free(cfg);
   akv_log_close();
   return ret;

@@ -857,6 +857,8 @@ static void print_cache_file(const cJSON *cf)
     printf("cache file: %s (written %.0f s ago)\n", jstr(cf, "path"), age->valuedouble);
   else
     printf("cache file: %s (none)\n", jstr(cf, "path"));
+  if (*jstr(cf, "clear") && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cf, "cleared")))
+    printf("  %s\n", jstr(cf, "clear"));
   printf("  %s\n", jstr(cf, "note"));
 }
 
@@ -937,18 +939,18 @@ static void print_text(const cJSON *root)
 
 /* ---- entry ---------------------------------------------------------------------------------- */
 
-/* The cross-process cache file (docs/config.md `cache_file`): its path and age. The backend pass
- * reads the vault directly; the module pass may answer its listing from this file while it is
- * younger than the slot's cache TTL, which the note says (docs/troubleshooting.md). */
-static void cache_file_json(const struct akv_config *cfg, cJSON *root)
+/* The cross-process cache file (docs/config.md `cache_file`): its path and age, then removed (as
+ * `akv-p11 cache clear` does) so the module pass reads the vault, not the file, and its listing
+ * writes a fresh one (cache_file_after). The backend pass reads the vault directly anyway. */
+static cJSON *cache_file_before(const struct akv_config *cfg, cJSON *root)
 {
   cJSON *cf = cJSON_AddObjectToObject(root, "cache_file");
-  char path[4096];
+  char path[4096], msg[8400];
   struct stat st;
   if (!tool_cache_path(cfg, path, sizeof(path))) {
     cJSON_AddNullToObject(cf, "path");
     cJSON_AddStringToObject(cf, "note", "off: every process lists the vault itself");
-    return;
+    return cf;
   }
   cJSON_AddStringToObject(cf, "path", path);
   if (lstat(path, &st) == 0 && S_ISREG(st.st_mode)) {
@@ -958,10 +960,30 @@ static void cache_file_json(const struct akv_config *cfg, cJSON *root)
   } else {
     cJSON_AddBoolToObject(cf, "present", 0);
   }
-  cJSON_AddStringToObject(cf, "note",
-                          "doctor's backend pass reads the vault directly; its module pass may "
-                          "answer listings from this file while it is younger than the slot's ttl; "
-                          "`akv-p11 cache clear` makes the next listing read the vault");
+  cJSON_AddBoolToObject(cf, "cleared", tool_cache_remove(cfg, msg, sizeof(msg)) == TOOL_OK);
+  cJSON_AddStringToObject(cf, "clear", msg);
+  return cf;
+}
+
+static void cache_file_after(cJSON *cf)
+{
+  const char *path = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(cf, "path"));
+  struct stat st;
+  if (!path)
+    return;
+  int fresh = lstat(path, &st) == 0 && S_ISREG(st.st_mode);
+  cJSON_AddBoolToObject(cf, "refreshed", fresh);
+  if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cf, "cleared")))
+    cJSON_AddStringToObject(cf, "note",
+                            "doctor could not clear the cache file (see clear): its "
+                            "module pass may answer listings from it while it is "
+                            "younger than ttl");
+  else
+    cJSON_AddStringToObject(cf, "note",
+                            fresh ? "doctor reads the vault directly: the cache file was cleared "
+                                    "before its module pass, whose listing wrote it afresh"
+                                  : "doctor reads the vault directly: the cache file was cleared "
+                                    "before its module pass, which wrote none");
 }
 
 int tool_doctor(const struct tool_opts *o)
@@ -973,7 +995,7 @@ int tool_doctor(const struct tool_opts *o)
   struct logcap lc = {-1};
   struct report r = {NULL, NULL, NULL};
   struct errcap ec;
-  cJSON *cj, *slots, *mod, *mlog = NULL;
+  cJSON *cj, *slots, *mod, *mlog = NULL, *cache_cj;
   char err[1024];
   int *cred_ok = NULL, ret = TOOL_USAGE;
   kv_rc rc;
@@ -1054,7 +1076,7 @@ int tool_doctor(const struct tool_opts *o)
   }
   logcap_close(&lc);
 
-  cache_file_json(cfg, r.root);
+  cache_cj = cache_file_before(cfg, r.root);
 
   /* Module pass: the same configuration through the module, as a consumer loads it. */
   mod = cJSON_AddObjectToObject(r.root, "module");
@@ -1078,6 +1100,7 @@ int tool_doctor(const struct tool_opts *o)
   }
   for (size_t i = 0; http && i < cfg->n_slots; i++)
     module_slot(&r, v, &cfg->slots[i], cJSON_GetArrayItem(slots, (int)i), cred_ok[i]);
+  cache_file_after(cache_cj);
 
   cJSON_AddNumberToObject(r.root, "problem_count", cJSON_GetArraySize(r.problems));
   cJSON_AddBoolToObject(r.root, "healthy", cJSON_GetArraySize(r.problems) == 0);

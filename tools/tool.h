@@ -3,6 +3,8 @@
 #ifndef AKV_TOOLS_TOOL_H
 #define AKV_TOOLS_TOOL_H
 
+#include <stddef.h>
+
 /* Exit codes (documented in akv-p11.1). */
 enum {
   TOOL_OK = 0,      /* healthy / found */
@@ -37,6 +39,9 @@ int tool_cache_clear(const struct tool_opts *o);
 /* The cache file's path the module uses for cfg (util/cache_path.c); 0 when off or unknown. */
 struct akv_config;
 int tool_cache_path(const struct akv_config *cfg, char *buf, size_t len);
+/* Removes it (cache_clear.c); msg says what was removed, that there was none, or why not. TOOL_OK
+ * when it is gone or was never there. */
+int tool_cache_remove(const struct akv_config *cfg, char *msg, size_t len);
 
 /* The transport options of a loaded configuration (doctor, attest). */
 struct akv_config;

@@ -4,7 +4,8 @@
 # cache file on (the default path under $XDG_CACHE_HOME), `cache clear` removes the file and names
 # it, a second clear says there is none, a symbolic link in the file's place is removed without
 # touching its target, a directory another user could write is refused; doctor --json and its
-# text name the cache file's path and age. Inputs: AKV_EMULATOR, AKV_MODULE, AKV_P11, INTEG_LIB.
+# text name the cache file's path and age, and doctor clears it before its module pass (which
+# reads the vault and writes it afresh). Inputs: AKV_EMULATOR, AKV_MODULE, AKV_P11, INTEG_LIB.
 # shellcheck source=../../tests/integration/lib.sh
 source "${INTEG_LIB:?INTEG_LIB is not set}"
 
@@ -33,8 +34,15 @@ check_eq "doctor --json: cache_file.path" "$CF" "$(jq -r '.cache_file.path' "$WO
 check_eq "doctor --json: the file is present" true "$(jq -r '.cache_file.present' "$WORK/doctor.out")"
 check "doctor --json: age_s is a number 0..600" \
   jq -e '.cache_file.age_s | type == "number" and . >= 0 and . < 600' "$WORK/doctor.out"
-check_grep "doctor --json: the note says the backend pass reads the vault directly" \
-  "backend pass reads the vault directly" <(jq -r '.cache_file.note' "$WORK/doctor.out")
+check_eq "doctor --json: it cleared the file before its module pass" true \
+  "$(jq -r '.cache_file.cleared' "$WORK/doctor.out")"
+check_grep "doctor --json: clear names the removed file" "^removed the cache file $CF " \
+  <(jq -r '.cache_file.clear' "$WORK/doctor.out")
+check_eq "doctor --json: its module pass wrote the file afresh" true \
+  "$(jq -r '.cache_file.refreshed' "$WORK/doctor.out")"
+check_grep "doctor --json: the note says doctor reads the vault directly" \
+  "^doctor reads the vault directly: .* wrote it afresh" <(jq -r '.cache_file.note' "$WORK/doctor.out")
+check "the refreshed file is there" test -f "$CF"
 p11 --config "$WORK/on.json" doctor >"$WORK/doctor.txt" 2>&1 || true
 check_grep "doctor text: cache file line with path and age" \
   "^cache file: $CF \\(written [0-9]+ s ago\\)" "$WORK/doctor.txt"
