@@ -8,10 +8,10 @@
  * audit and log locks are taken on every signature) and signs on 8 threads without pause. Its main
  * thread forks FORKS children, one after the other, at random points of that traffic. Each child
  * calls C_Initialize (abandoning the parent's state), opens a session, finds the key, signs once,
- * verifies the signature with OpenSSL and calls C_Finalize. A child that hangs on a lock a parent
- * thread held at fork time is stopped by alarm(CHILD_SECONDS) (SIGALRM) and counted as hung; the
- * parent also kills a child that outlives that bound. Every child must exit 0 and every parent
- * signature must verify.
+ * verifies the signature with OpenSSL and calls C_Finalize. A child that outlives CHILD_SECONDS
+ * (hung on a lock a parent thread held at fork time) has its stack printed, where gdb is installed,
+ * then is killed and counted as hung; its own alarm is a later backstop. Every child must exit 0
+ * and every parent signature must verify.
  *
  * Environment: AKV_MODULE, REL_EC_LABEL, REL_EC_PUB. */
 #include <dlfcn.h>
@@ -60,6 +60,20 @@ static void *signer(void *arg)
   return NULL;
 }
 
+/* A child that outlived CHILD_SECONDS: its stack, where gdb is installed, so that a hang names the
+ * lock it waits on (each line prefixed "# " for the test's output). */
+static void show_stack(pid_t pid)
+{
+  char cmd[160];
+  snprintf(cmd, sizeof(cmd),
+           "command -v gdb >/dev/null && timeout 30 gdb -p %d -batch -ex bt 2>/dev/null | "
+           "grep '^#' | sed 's/^/# hung child: /'",
+           (int)pid);
+  fflush(stdout);
+  if (system(cmd) == -1)
+    perror("system");
+}
+
 /* Exit status: 0 signed and verified; 10+n the step that failed. */
 static void child_main(void)
 {
@@ -67,7 +81,7 @@ static void child_main(void)
   CK_RV rv;
   struct rel_key k = {CK_INVALID_HANDLE, g.key.pub};
   struct rel_sig_result r;
-  alarm(CHILD_SECONDS);
+  alarm(CHILD_SECONDS + 15); /* a backstop: the parent looks at a hung child first */
   rv = rel_initialize(g.f, g.config);
   if (rv != CKR_OK)
     _exit(11);
@@ -137,10 +151,11 @@ int main(int argc, char **argv)
     }
     if (pid == 0)
       child_main();
-    t_end = rel_now_ms() + (CHILD_SECONDS + 5) * 1000;
+    t_end = rel_now_ms() + CHILD_SECONDS * 1000;
     while ((w = waitpid(pid, &status, WNOHANG)) == 0 && rel_now_ms() < t_end)
       usleep(2000);
     if (w == 0) {
+      show_stack(pid);
       kill(pid, SIGKILL);
       waitpid(pid, &status, 0);
       hung++;
