@@ -10,7 +10,7 @@ set -euo pipefail
 
 pkgs=(build-essential meson ninja-build pkg-config clang clang-format libclang-rt-14-dev debhelper dpkg-dev
       libssl-dev libcurl4-openssl-dev libcjson-dev libp11-kit-dev libcmocka-dev libmicrohttpd-dev
-      openssl curl jq valgrind strace python3 iproute2 procps xxd libcrypt-dev whois
+      openssl curl jq valgrind strace gdb python3 iproute2 procps xxd libcrypt-dev whois
       opensc p11-kit p11-kit-modules gnutls-bin libengine-pkcs11-openssl
       openssh-client openssh-server nodejs npm
       nginx openjdk-17-jdk-headless unzip git xz-utils osslsigncode sbsigntool systemd-boot-efi apache2 systemd openvpn gnupg gnupg-pkcs11-scd)
