@@ -389,18 +389,10 @@ static const char *kty_name(const struct kv_key *k)
 
 static void add_key_ops(cJSON *o, unsigned ops)
 {
-  static const struct {
-    unsigned bit;
-    const char *name;
-  } names[] = {
-      {KV_OP_ENCRYPT, "encrypt"}, {KV_OP_DECRYPT, "decrypt"}, {KV_OP_SIGN, "sign"},
-      {KV_OP_VERIFY, "verify"},   {KV_OP_WRAP, "wrapKey"},    {KV_OP_UNWRAP, "unwrapKey"},
-      {KV_OP_IMPORT, "import"},   {KV_OP_EXPORT, "export"},
-  };
   cJSON *arr = cJSON_AddArrayToObject(o, "key_ops");
-  for (size_t i = 0; arr && i < sizeof(names) / sizeof(names[0]); i++)
-    if (ops & names[i].bit)
-      cJSON_AddItemToArray(arr, cJSON_CreateString(names[i].name));
+  for (unsigned bit = 1; arr && bit && kv_key_op_name(bit); bit <<= 1)
+    if (ops & bit)
+      cJSON_AddItemToArray(arr, cJSON_CreateString(kv_key_op_name(bit)));
 }
 
 /* JWA algorithm and digest length for a probe signature, NULL when the key cannot sign. */

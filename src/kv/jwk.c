@@ -27,14 +27,18 @@
 
 static const struct {
   enum kv_crv crv;
-  const char *name;    /* JWK */
-  const char *group;   /* OpenSSL */
+  const char *name;  /* JWK */
+  const char *group; /* OpenSSL */
   size_t bytes;
   unsigned char oid[12];
   size_t oid_len;
 } curves[] = {
-    {KV_CRV_P256, "P-256", "prime256v1", 32,
-     {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}, 10},
+    {KV_CRV_P256,
+     "P-256",
+     "prime256v1",
+     32,
+     {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07},
+     10},
     {KV_CRV_P384, "P-384", "secp384r1", 48, {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22}, 7},
     {KV_CRV_P521, "P-521", "secp521r1", 66, {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23}, 7},
     {KV_CRV_P256K, "P-256K", "secp256k1", 32, {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a}, 7},
@@ -86,16 +90,41 @@ void kv_key_free(struct kv_key *k)
   free(k);
 }
 
+/* The JWK key_ops names, in the order of their bits (enum kv_key_op). */
+static const struct {
+  const char *name;
+  unsigned bit;
+} names[] = {
+    {"encrypt", KV_OP_ENCRYPT}, {"decrypt", KV_OP_DECRYPT}, {"sign", KV_OP_SIGN},
+    {"verify", KV_OP_VERIFY},   {"wrapKey", KV_OP_WRAP},    {"unwrapKey", KV_OP_UNWRAP},
+    {"import", KV_OP_IMPORT},   {"export", KV_OP_EXPORT},
+};
+
+const char *kv_key_op_name(unsigned bit)
+{
+  for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+    if (names[i].bit == bit)
+      return names[i].name;
+  return NULL;
+}
+
+size_t kv_key_ops_str(unsigned ops, char *buf, size_t len)
+{
+  size_t n = 0;
+  if (len)
+    buf[0] = '\0';
+  for (size_t i = 0; len && i < sizeof(names) / sizeof(names[0]); i++)
+    if (ops & names[i].bit) {
+      int w = snprintf(buf + n, len - n, "%s%s", n ? " " : "", names[i].name);
+      if (w < 0 || (size_t)w >= len - n)
+        break;
+      n += (size_t)w;
+    }
+  return n;
+}
+
 static unsigned parse_key_ops(const cJSON *ops, kv_rc *rc)
 {
-  static const struct {
-    const char *name;
-    unsigned bit;
-  } names[] = {
-      {"encrypt", KV_OP_ENCRYPT}, {"decrypt", KV_OP_DECRYPT}, {"sign", KV_OP_SIGN},
-      {"verify", KV_OP_VERIFY},   {"wrapKey", KV_OP_WRAP},    {"unwrapKey", KV_OP_UNWRAP},
-      {"import", KV_OP_IMPORT},   {"export", KV_OP_EXPORT},
-  };
   const cJSON *it;
   unsigned mask = 0;
   *rc = KV_OK;

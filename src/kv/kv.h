@@ -236,6 +236,12 @@ kv_rc kv_random(struct kv_client *cl, unsigned char *out, size_t count);
 
 /* ---- JWK helpers (no network) --------------------------------------------------------------- */
 
+/* The JWK key_ops name of one enum kv_key_op bit ("wrapKey"), NULL for another value. */
+const char *kv_key_op_name(unsigned bit);
+/* The names of the bits set in ops, space-separated, into buf (always terminated when len > 0);
+ * returns the length written ("" and 0 for none). */
+size_t kv_key_ops_str(unsigned ops, char *buf, size_t len);
+
 /* Public key of a JWK as an EVP_PKEY in libctx (the module's private OSSL_LIB_CTX). */
 kv_rc kv_key_to_pkey(const struct kv_key *k, OSSL_LIB_CTX *libctx, EVP_PKEY **out);
 

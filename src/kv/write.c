@@ -35,11 +35,8 @@ static const char *kty_name(enum kv_kty kty, int hsm)
 
 static kv_rc add_key_ops(cJSON *body, unsigned ops)
 {
-  static const struct {
-    unsigned bit;
-    const char *name;
-  } names[] = {{KV_OP_ENCRYPT, "encrypt"}, {KV_OP_DECRYPT, "decrypt"}, {KV_OP_SIGN, "sign"},
-               {KV_OP_VERIFY, "verify"},   {KV_OP_WRAP, "wrapKey"},    {KV_OP_UNWRAP, "unwrapKey"}};
+  static const unsigned writable[] = {KV_OP_ENCRYPT, KV_OP_DECRYPT, KV_OP_SIGN,
+                                      KV_OP_VERIFY,  KV_OP_WRAP,    KV_OP_UNWRAP};
   cJSON *arr;
   size_t i;
   if (!ops)
@@ -47,8 +44,9 @@ static kv_rc add_key_ops(cJSON *body, unsigned ops)
   arr = cJSON_AddArrayToObject(body, "key_ops");
   if (!arr)
     return KV_E_NOMEM;
-  for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-    if ((ops & names[i].bit) && !cJSON_AddItemToArray(arr, cJSON_CreateString(names[i].name)))
+  for (i = 0; i < sizeof(writable) / sizeof(writable[0]); i++) {
+    if ((ops & writable[i]) &&
+        !cJSON_AddItemToArray(arr, cJSON_CreateString(kv_key_op_name(writable[i]))))
       return KV_E_NOMEM;
   }
   return KV_OK;
@@ -66,8 +64,8 @@ static kv_rc add_tags(cJSON *body, const struct kv_tag *tags, size_t n)
   if (!o)
     return KV_E_NOMEM;
   for (i = 0; i < n; i++) {
-    if (!tags[i].name || !tags[i].value || !tags[i].name[0] ||
-        strlen(tags[i].name) > MAX_TAG_LEN || strlen(tags[i].value) > MAX_TAG_LEN) {
+    if (!tags[i].name || !tags[i].value || !tags[i].name[0] || strlen(tags[i].name) > MAX_TAG_LEN ||
+        strlen(tags[i].value) > MAX_TAG_LEN) {
       akv_err(AKV_LOGC_KV, "a tag name or value is empty or longer than %d characters",
               MAX_TAG_LEN);
       return KV_E_INVALID;
@@ -230,8 +228,8 @@ kv_rc kv_update_key(struct kv_client *cl, const char *name, const char *version,
   if ((rc = add_attrs(body, u)) != KV_OK ||
       (u->set_tags && (rc = add_tags(body, u->tags, u->n_tags)) != KV_OK))
     goto out;
-  rc = write_call(cl, "keys.update", "PATCH", kv_client_url(cl, "keys/%s/%s", name, version),
-                  body, 1, name, version, &doc);
+  rc = write_call(cl, "keys.update", "PATCH", kv_client_url(cl, "keys/%s/%s", name, version), body,
+                  1, name, version, &doc);
   if (rc == KV_OK)
     rc = key_reply("keys.update", name, doc, out);
 out:
@@ -288,9 +286,9 @@ static int utf8_text(const unsigned char *p, size_t len)
   return 1;
 }
 
-kv_rc kv_set_secret(struct kv_client *cl, const char *name, const unsigned char *value,
-                    size_t len, const char *content_type, const struct kv_tag *tags,
-                    size_t n_tags, struct kv_secret **out)
+kv_rc kv_set_secret(struct kv_client *cl, const char *name, const unsigned char *value, size_t len,
+                    const char *content_type, const struct kv_tag *tags, size_t n_tags,
+                    struct kv_secret **out)
 {
   cJSON *body = NULL, *doc = NULL;
   struct kv_secret *s = NULL;
@@ -306,8 +304,10 @@ kv_rc kv_set_secret(struct kv_client *cl, const char *name, const unsigned char 
   if ((rc = kv_check_name(name, NULL)) != KV_OK)
     return rc;
   if (len > MAX_SECRET || !utf8_text(value, len)) {
-    akv_err(AKV_LOGC_KV, "secrets.set %s: a secret value is UTF-8 text without NUL bytes of at "
-            "most %d bytes", name, MAX_SECRET);
+    akv_err(AKV_LOGC_KV,
+            "secrets.set %s: a secret value is UTF-8 text without NUL bytes of at "
+            "most %d bytes",
+            name, MAX_SECRET);
     return KV_E_INVALID;
   }
   rc = KV_E_NOMEM;

@@ -786,8 +786,6 @@ static int add_attrs(cJSON *j, const struct kv_attrs *a, int with_enabled)
 /* The KeyBundle the vault sent for this key version (its public part). */
 static cJSON *key_bundle(const struct kv_key *k)
 {
-  static const char *const op_names[] = {"encrypt", "decrypt",   "sign",   "verify",
-                                         "wrapKey", "unwrapKey", "import", "export"};
   cJSON *b = cJSON_CreateObject(), *jwk = NULL, *ops = NULL;
   char kty[16];
   size_t i;
@@ -801,9 +799,9 @@ static cJSON *key_bundle(const struct kv_key *k)
   ok = b && (jwk = cJSON_AddObjectToObject(b, "key")) != NULL &&
        cJSON_AddStringToObject(jwk, "kid", k->kid) && cJSON_AddStringToObject(jwk, "kty", kty) &&
        (ops = cJSON_AddArrayToObject(jwk, "key_ops")) != NULL;
-  for (i = 0; ok && i < sizeof(op_names) / sizeof(op_names[0]); i++) {
-    if (k->key_ops & (1u << i))
-      ok = cJSON_AddItemToArray(ops, cJSON_CreateString(op_names[i]));
+  for (i = 0; ok && i < 32; i++) {
+    if ((k->key_ops & (1u << i)) && kv_key_op_name(1u << i))
+      ok = cJSON_AddItemToArray(ops, cJSON_CreateString(kv_key_op_name(1u << i)));
   }
   ok = ok && add_b64url(jwk, "n", k->n, k->n_len) && add_b64url(jwk, "e", k->e, k->e_len) &&
        (k->kty != KV_KTY_EC || cJSON_AddStringToObject(jwk, "crv", kv_crv_name(k->crv))) &&

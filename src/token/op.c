@@ -31,16 +31,14 @@ static const char *need_op(CK_FLAGS need, unsigned *bit)
   static const struct {
     CK_FLAGS need;
     unsigned bit;
-    const char *name;
   } ops[] = {
-      {CKF_SIGN, KV_OP_SIGN, "sign"},          {CKF_VERIFY, KV_OP_VERIFY, "verify"},
-      {CKF_ENCRYPT, KV_OP_ENCRYPT, "encrypt"}, {CKF_DECRYPT, KV_OP_DECRYPT, "decrypt"},
-      {CKF_WRAP, KV_OP_WRAP, "wrapKey"},       {CKF_UNWRAP, KV_OP_UNWRAP, "unwrapKey"},
+      {CKF_SIGN, KV_OP_SIGN},       {CKF_VERIFY, KV_OP_VERIFY}, {CKF_ENCRYPT, KV_OP_ENCRYPT},
+      {CKF_DECRYPT, KV_OP_DECRYPT}, {CKF_WRAP, KV_OP_WRAP},     {CKF_UNWRAP, KV_OP_UNWRAP},
   };
   for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
     if (ops[i].need == need) {
       *bit = ops[i].bit;
-      return ops[i].name;
+      return kv_key_op_name(ops[i].bit);
     }
   *bit = 0;
   return "this operation";
@@ -52,14 +50,6 @@ static const char *need_op(CK_FLAGS need, unsigned *bit)
  * session keys are the caller's own choice: a debug line. */
 static void refused_log(const char *mech, const struct akv_object *obj, CK_FLAGS need)
 {
-  static const struct {
-    unsigned bit;
-    const char *name;
-  } names[] = {
-      {KV_OP_ENCRYPT, "encrypt"}, {KV_OP_DECRYPT, "decrypt"}, {KV_OP_SIGN, "sign"},
-      {KV_OP_VERIFY, "verify"},   {KV_OP_WRAP, "wrapKey"},    {KV_OP_UNWRAP, "unwrapKey"},
-      {KV_OP_IMPORT, "import"},   {KV_OP_EXPORT, "export"},
-  };
   char ops[128] = "";
   size_t n = 0;
   unsigned bit;
@@ -72,13 +62,7 @@ static void refused_log(const char *mech, const struct akv_object *obj, CK_FLAGS
             op);
     return;
   }
-  for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-    if (obj->key->key_ops & names[i].bit) {
-      int w = snprintf(ops + n, sizeof(ops) - n, "%s%s", n ? " " : "", names[i].name);
-      if (w < 0 || (size_t)w >= sizeof(ops) - n)
-        break;
-      n += (size_t)w;
-    }
+  n = kv_key_ops_str(obj->key->key_ops, ops, sizeof(ops));
   akv_warn(AKV_LOGC_P11,
            "%s: key %s does not allow %s (its key_ops: %s): CKR_KEY_FUNCTION_NOT_PERMITTED; fix: "
            "add %s to the key's permitted operations (az keyvault key set-attributes --name %s "
