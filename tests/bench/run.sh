@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # The benchmark in one command: installs what is missing (Debian packages, the pinned npm packages of
 # tests/bench), builds into ${BUILD_DIR:-build}, then runs akv-bench against a fresh emulator and writes
-# the JSON results next to the build. Extra arguments go to akv-bench (e.g. --smoke, --duration 10).
+# the JSON results next to the build, then bench-memory (memory per cached key, bench-memory.json).
+# Extra arguments go to akv-bench (e.g. --smoke, --duration 10); --smoke skips bench-memory.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=${BUILD_DIR:-$top/build}
@@ -14,7 +15,19 @@ for f in "$build/tests/bench/akv-bench" "$build/tests/emulator/akv-emulator" "$b
     exit 2
   fi
 done
-exec "$build/tests/bench/akv-bench" \
+status=0
+"$build/tests/bench/akv-bench" \
   --emulator "$build/tests/emulator/akv-emulator" \
   --module "$build/src/akv-pkcs11.so" \
-  --json "$build/bench.json" "$@"
+  --json "$build/bench.json" "$@" || status=$?
+# Memory per cached key (docs/performance.md), with its own emulator; not part of --smoke.
+case " $* " in
+*" --smoke "*) ;;
+*)
+  "$build/tests/bench/bench-memory" \
+    --emulator "$build/tests/emulator/akv-emulator" \
+    --module "$build/src/akv-pkcs11.so" \
+    --json "$build/bench-memory.json" || status=$?
+  ;;
+esac
+exit $status
