@@ -643,6 +643,74 @@ static int slot_verify_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const ch
   return parse_enum(c, v, path, names, values, 2, &((struct slot_extra *)obj)->s->verify_remote);
 }
 
+/* "N/S": N operations per S seconds (docs/config.md "quota"). */
+static int parse_rate(struct cfg_ctx *c, const cJSON *v, const char *path, uint32_t *n,
+                      uint32_t *w)
+{
+  unsigned long long a, b;
+  int used = 0;
+  if (check_type(c, v, cJSON_IsString(v), "a string", path, "\"2000/10\""))
+    return -1;
+  if (sscanf(v->valuestring, "%llu/%llu%n", &a, &b, &used) != 2 ||
+      (size_t)used != strlen(v->valuestring) || !isdigit((unsigned char)v->valuestring[0]) ||
+      a < 1 || a > 1000000 || b < 1 || b > 3600)
+    return cfg_fail(c, path, "\"%.40s\" is not a rate; fix: write OPERATIONS/SECONDS with 1-1000000 "
+                    "operations per 1-3600 seconds, like \"2000/10\"", v->valuestring);
+  *n = (uint32_t)a;
+  *w = (uint32_t)b;
+  return 0;
+}
+
+static int slot_quota_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const char *path)
+{
+  static const char *const classes[AKV_QUOTA_NCLASS] = {"rsa2048", "rsa3072", "rsa4096", "ec",
+                                                        "oct"};
+  struct akv_quota_config *q = &((struct slot_extra *)obj)->s->quota;
+  const cJSON *it;
+  char ipath[256];
+  uint32_t n, w;
+  if (cJSON_IsString(v) && (strcmp(v->valuestring, "off") == 0 ||
+                            strcmp(v->valuestring, "hsm") == 0 ||
+                            strcmp(v->valuestring, "software") == 0)) {
+    q->off = v->valuestring[0] == 'o';
+    q->software = v->valuestring[0] == 's';
+    return 0;
+  }
+  if (cJSON_IsString(v)) {
+    if (parse_rate(c, v, path, &n, &w))
+      return -1;
+    for (size_t i = 0; i < AKV_QUOTA_NCLASS; i++) {
+      q->count[i] = n;
+      q->window_s[i] = w;
+    }
+    return 0;
+  }
+  if (!cJSON_IsObject(v))
+    return cfg_fail(c, path, "expected \"N/S\", \"off\", \"hsm\", \"software\" or an object of "
+                    "rates by key class; fix: write it like {\"rsa2048\": \"2000/10\"}");
+  cJSON_ArrayForEach(it, v)
+  {
+    size_t i;
+    snprintf(ipath, sizeof(ipath), "%s.%s", path, it->string);
+    for (i = 0; i < AKV_QUOTA_NCLASS && strcmp(classes[i], it->string) != 0; i++)
+      ;
+    if (i == AKV_QUOTA_NCLASS)
+      return cfg_fail(c, ipath, "unknown key class; fix: use one of: rsa2048, rsa3072, rsa4096, "
+                      "ec, oct");
+    if (parse_rate(c, it, ipath, &q->count[i], &q->window_s[i]))
+      return -1;
+  }
+  return 0;
+}
+
+static int slot_pacing_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const char *path)
+{
+  if (check_type(c, v, cJSON_IsBool(v), "true or false", path, "false"))
+    return -1;
+  ((struct slot_extra *)obj)->s->quota.pacing_off = cJSON_IsFalse(v);
+  return 0;
+}
+
 /* Slot fields address struct akv_slot_config through slot_extra.s: plain members use these
  * trampolines so the table stays declarative. */
 #define SLOT_PLAIN(n, t, lo, hi, ex)                                                               \
@@ -794,6 +862,8 @@ static const struct field slot_fields[] = {
     {"login", F_CUSTOM, 0, 0, 0, 0, slot_login_fn, NULL},
     {"pin_hash", F_CUSTOM, 0, 0, 0, 0, slot_pin_hash_fn, NULL},
     {"pin", F_CUSTOM, 0, 0, 0, 0, slot_pin_fn, NULL},
+    {"quota", F_CUSTOM, 0, 0, 0, 0, slot_quota_fn, NULL},
+    {"pacing", F_CUSTOM, 0, 0, 0, 0, slot_pacing_fn, NULL},
 };
 #define N_SLOT_FIELDS (sizeof(slot_fields) / sizeof(slot_fields[0]))
 

@@ -43,6 +43,17 @@ enum akv_vault_kind {
   AKV_VAULT_MHSM = 1,
 };
 
+/* Pacing of a vault's cryptographic operations (docs/config.md "quota", "pacing"). Classes in
+ * the order of enum kv_pace_class: rsa2048, rsa3072, rsa4096, ec, oct. */
+#define AKV_QUOTA_NCLASS 5
+struct akv_quota_config {
+  int pacing_off;                     /* "pacing": false */
+  int off;                            /* "quota": "off" */
+  int software;                       /* "quota": "software": the software-key limits */
+  uint32_t count[AKV_QUOTA_NCLASS];   /* operations per window; 0 = the documented limit */
+  uint32_t window_s[AKV_QUOTA_NCLASS];
+};
+
 struct akv_slot_config {
   char *url;                 /* https://NAME.vault.azure.net (normalised: no trailing slash) */
   char *label;               /* token label; default: vault name (first DNS label) */
@@ -67,6 +78,7 @@ struct akv_slot_config {
   char *pin_hash;            /* crypt(3) string of the user PIN, set when login_required */
   int pin_certificate;       /* pin: "certificate_password": the PIN is the password of the
                                 credential's encrypted certificate key (implies login_required) */
+  struct akv_quota_config quota; /* "quota" and "pacing" */
 };
 
 struct akv_config {
