@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/module.h"
 #include "store/cache.h"
@@ -37,6 +38,17 @@
 #define MEMO_S 5
 #define MEMO_N 16
 
+/* Superseded versions of one name kept at most for handles held (docs/lifecycle.md "Handles held
+ * across a rotation"): the least recently used goes first. */
+#define HELD_VERSIONS_PER_NAME 4
+
+/* An object a caller holds the handle of, whose source a new version replaced. */
+struct held {
+  struct akv_object *obj;         /* referenced */
+  CK_SESSION_HANDLE pinned_below; /* kept while a session with a smaller handle is open */
+  uint64_t used;                  /* least recently used goes first (HELD_VERSIONS_PER_NAME) */
+};
+
 struct akv_cache {
   struct akv_slot *slot;
   pthread_mutex_t lock;
@@ -55,6 +67,12 @@ struct akv_cache {
     int64_t at;     /* when it was read; 0 = free */
   } memo[MEMO_N];
   unsigned memo_next; /* the entry replaced next (round robin) */
+  /* Superseded objects still reachable by their handles, under lock; n_held is also read without
+   * it (atomic) so that a lookup that misses the snapshot costs no lock when there are none. */
+  struct held *held;
+  size_t n_held, cap_held;
+  uint64_t use_clock;
+  CK_SESSION_HANDLE sess_oldest, sess_next; /* akv_cache_sessions */
 };
 
 /* ---- building a snapshot (no lock held: network I/O) ------------------------------------------
@@ -654,6 +672,8 @@ out:
 /* ---- refresh policy ---------------------------------------------------------------------------
  */
 
+static void held_remove_inlock(struct akv_cache *c, size_t i);
+
 struct akv_cache *akv_cache_new(struct akv_slot *slot)
 {
   struct akv_cache *c = calloc(1, sizeof(*c));
@@ -683,6 +703,9 @@ void akv_cache_free(struct akv_cache *c)
   if (c->file_dirty)
     akv_cache_file_save(c->slot, c->snap, AKV_CF_IF_NOT_OLDER);
   akv_snapshot_unref(c->snap);
+  while (c->n_held)
+    held_remove_inlock(c, c->n_held - 1);
+  free(c->held);
   pthread_cond_destroy(&c->cond);
   pthread_mutex_destroy(&c->lock);
   free(c);
@@ -703,6 +726,279 @@ void akv_cache_invalidate(struct akv_cache *c)
   c->invalid = 1;
   c->retry_after = 0;
   pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- handles held across a rotation (docs/lifecycle.md "Handles held across a rotation") ----- */
+
+static int handed_out(const struct akv_object *obj)
+{
+  return __atomic_load_n(&obj->handed_out, __ATOMIC_ACQUIRE);
+}
+
+static void mark_handed_out(struct akv_object *obj)
+{
+  __atomic_store_n(&obj->handed_out, 1, __ATOMIC_RELEASE);
+}
+
+/* The name part of a source id ("k|NAME", "v|NAME|VERSION", "c|NAME") and the object's version
+ * (CKA_AKV_VERSION): a superseded version is counted per name and released whole. */
+static int same_name(const char *a, const char *b)
+{
+  enum akv_source_kind ka, kb;
+  const char *na, *nb, *va, *vb;
+  size_t la, lb;
+  if (!akv_source_split(a, &ka, &na, &la, &va) || !akv_source_split(b, &kb, &nb, &lb, &vb))
+    return 0;
+  return la == lb && strncasecmp(na, nb, la) == 0;
+}
+
+static int same_version(const struct akv_object *x, const struct akv_object *y)
+{
+  const CK_ATTRIBUTE *a = akv_object_attr(x, CKA_AKV_VERSION);
+  const CK_ATTRIBUTE *b = akv_object_attr(y, CKA_AKV_VERSION);
+  return a && b && a->ulValueLen == b->ulValueLen &&
+         memcmp(a->pValue, b->pValue, a->ulValueLen) == 0 && same_name(x->src, y->src);
+}
+
+static void held_remove_inlock(struct akv_cache *c, size_t i)
+{
+  akv_object_unref(c->held[i].obj);
+  c->held[i] = c->held[c->n_held - 1];
+  __atomic_store_n(&c->n_held, c->n_held - 1, __ATOMIC_RELEASE);
+}
+
+static ssize_t held_index_inlock(const struct akv_cache *c, CK_OBJECT_HANDLE h)
+{
+  size_t i;
+  for (i = 0; i < c->n_held; i++) {
+    if (c->held[i].obj->handle == h)
+      return (ssize_t)i;
+  }
+  return -1;
+}
+
+/* Keeps at most HELD_VERSIONS_PER_NAME superseded versions of obj's name: the least recently used
+ * version beyond that is released, with a warning naming it. */
+static void held_bound_inlock(struct akv_cache *c, const struct akv_object *obj)
+{
+  for (;;) {
+    size_t i, j, versions = 0, lru = SIZE_MAX;
+    for (i = 0; i < c->n_held; i++) {
+      const struct akv_object *o = c->held[i].obj;
+      if (!same_name(o->src, obj->src))
+        continue;
+      for (j = 0; j < i && !same_version(c->held[j].obj, o); j++)
+        ;
+      if (j == i)
+        versions++;
+      if (lru == SIZE_MAX || c->held[i].used < c->held[lru].used)
+        lru = i;
+    }
+    if (versions <= HELD_VERSIONS_PER_NAME || lru == SIZE_MAX)
+      return;
+    {
+      struct akv_object *gone = akv_object_ref(c->held[lru].obj);
+      const CK_ATTRIBUTE *v = akv_object_attr(gone, CKA_AKV_VERSION);
+      akv_warn(AKV_LOGC_CACHE,
+               "%s: more than %d superseded versions of %s are held by handles: version %.*s "
+               "(least recently used) is released, its handles answer CKR_OBJECT_HANDLE_INVALID",
+               c->slot->cfg->url, HELD_VERSIONS_PER_NAME, akv_source_name(gone->src),
+               v ? (int)v->ulValueLen : 0, v ? (const char *)v->pValue : "");
+      for (i = 0; i < c->n_held;) {
+        if (same_version(c->held[i].obj, gone))
+          held_remove_inlock(c, i);
+        else
+          i++;
+      }
+      akv_object_unref(gone);
+    }
+  }
+}
+
+/* obj (handed out) lost its place in the snapshot to a new version of its source. */
+static void supersede_inlock(struct akv_cache *c, struct akv_object *obj)
+{
+  if (held_index_inlock(c, obj->handle) >= 0)
+    return;
+  if (c->n_held == c->cap_held) {
+    size_t cap = c->cap_held ? c->cap_held * 2 : 8;
+    struct held *v = realloc(c->held, cap * sizeof(*v));
+    if (!v) {
+      akv_warn(AKV_LOGC_CACHE,
+               "%s: out of memory: handle %lu of %s answers "
+               "CKR_OBJECT_HANDLE_INVALID after the rotation",
+               c->slot->cfg->url, (unsigned long)obj->handle, obj->src);
+      return;
+    }
+    c->held = v;
+    c->cap_held = cap;
+  }
+  c->held[c->n_held].obj = akv_object_ref(obj);
+  c->held[c->n_held].pinned_below = c->sess_next;
+  c->held[c->n_held].used = ++c->use_clock;
+  __atomic_store_n(&c->n_held, c->n_held + 1, __ATOMIC_RELEASE);
+  akv_dbg(AKV_LOGC_CACHE, "%s: handle %lu (%s) superseded by a new version, kept for its holders",
+          c->slot->cfg->url, (unsigned long)obj->handle, obj->src);
+  held_bound_inlock(c, obj);
+}
+
+/* Releases the superseded objects no session can name any more: every session open when they
+ * were superseded or last used has closed, and nothing else (an operation, a call in flight)
+ * references them. */
+static void held_sweep_inlock(struct akv_cache *c)
+{
+  size_t i, before = c->n_held;
+  for (i = 0; i < c->n_held;) {
+    if (c->sess_oldest >= c->held[i].pinned_below &&
+        __atomic_load_n(&c->held[i].obj->refs, __ATOMIC_ACQUIRE) == 1)
+      held_remove_inlock(c, i);
+    else
+      i++;
+  }
+  if (before)
+    akv_dbg(AKV_LOGC_CACHE, "%s: %zu superseded object(s) held, %zu released", c->slot->cfg->url,
+            c->n_held, before - c->n_held);
+}
+
+/* Whether a snapshot has objects of a source (or the key pending), for the swap's rule: its
+ * objects sorted by source, built at the first question. Out of memory it answers no (the object
+ * is then not kept, as before a rotation rule existed). */
+struct src_index {
+  const struct akv_snapshot *snap;
+  struct akv_object **v;
+  size_t n;
+  int built;
+};
+
+static int src_present(struct src_index *ix, const char *src)
+{
+  const struct akv_snapshot *snap = ix->snap;
+  size_t lo = 0, hi, i;
+
+  if (!ix->built && snap->n && (ix->v = malloc(snap->n * sizeof(*ix->v)))) {
+    memcpy(ix->v, snap->objs, snap->n * sizeof(*ix->v));
+    qsort(ix->v, snap->n, sizeof(*ix->v), cmp_src);
+    ix->n = snap->n;
+  }
+  ix->built = 1;
+  hi = ix->n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int d = strcmp(ix->v[mid]->src ? ix->v[mid]->src : "", src);
+    if (d == 0)
+      return 1;
+    if (d < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  /* A key whose new version is pending (not read yet) is still the key. */
+  if (akv_source_is(src, AKV_SRC_KEY)) {
+    for (i = 0; i < snap->n_lazy; i++) {
+      if (strcmp(snap->lazy[i]->name, akv_source_name(src)) == 0)
+        return 1;
+    }
+  }
+  return 0;
+}
+
+/* Publishes snap (takes it) as the current snapshot. A handed-out object passes its mark to the
+ * object of the same handle in snap; one whose handle snap lacks while its source is still there
+ * (a new version replaced it) moves to the superseded table. A superseded object whose handle snap
+ * lists again leaves the table; with release_gone (a write that removed objects: C_DestroyObject),
+ * so do those whose source left snap. */
+static void swap_inlock(struct akv_cache *c, struct akv_snapshot *snap, int release_gone)
+{
+  struct akv_snapshot *old = c->snap;
+  struct src_index ix = {snap, NULL, 0, 0};
+  size_t i, j = 0;
+
+  c->snap = snap;
+  for (i = 0; old && i < old->n; i++) {
+    struct akv_object *o = old->objs[i];
+    while (j < snap->n && snap->objs[j]->handle < o->handle)
+      j++;
+    if (!handed_out(o))
+      continue;
+    if (j < snap->n && snap->objs[j]->handle == o->handle)
+      mark_handed_out(snap->objs[j]);
+    else if (o->src && !o->session && src_present(&ix, o->src))
+      supersede_inlock(c, o);
+  }
+  for (i = 0; i < c->n_held;) {
+    struct akv_object *back = akv_snapshot_find(snap, c->held[i].obj->handle);
+    if (back) /* the version is listed again (versions: "all", or its successor went away) */
+      mark_handed_out(back);
+    if (back || (release_gone && !src_present(&ix, c->held[i].obj->src)))
+      held_remove_inlock(c, i);
+    else
+      i++;
+  }
+  free(ix.v);
+  akv_snapshot_unref(old);
+}
+
+void akv_cache_hand_out(struct akv_cache *c, struct akv_object *obj)
+{
+  struct akv_object *cur;
+
+  if (!c || !obj || handed_out(obj) || obj->session || !obj->src)
+    return;
+  pthread_mutex_lock(&c->lock);
+  mark_handed_out(obj);
+  /* A refresh may have replaced the snapshot obj was found in since: the mark must reach what
+   * stands for obj now, or obj must be kept as superseded (the same rule as swap_inlock). */
+  cur = akv_snapshot_find(c->snap, obj->handle);
+  if (cur) {
+    mark_handed_out(cur);
+  } else if (c->snap && held_index_inlock(c, obj->handle) < 0) {
+    struct src_index ix = {c->snap, NULL, 0, 0};
+    if (src_present(&ix, obj->src))
+      supersede_inlock(c, obj);
+    free(ix.v);
+  }
+  pthread_mutex_unlock(&c->lock);
+}
+
+struct akv_object *akv_cache_held(struct akv_cache *c, CK_OBJECT_HANDLE h)
+{
+  struct akv_object *obj = NULL;
+  ssize_t i;
+
+  if (!c || __atomic_load_n(&c->n_held, __ATOMIC_ACQUIRE) == 0)
+    return NULL;
+  pthread_mutex_lock(&c->lock);
+  i = held_index_inlock(c, h);
+  if (i >= 0) {
+    obj = akv_object_ref(c->held[i].obj);
+    c->held[i].pinned_below = c->sess_next;
+    c->held[i].used = ++c->use_clock;
+  }
+  pthread_mutex_unlock(&c->lock);
+  return obj;
+}
+
+void akv_cache_sessions(struct akv_cache *c, CK_SESSION_HANDLE oldest, CK_SESSION_HANDLE next)
+{
+  if (!c)
+    return;
+  pthread_mutex_lock(&c->lock);
+  if (oldest > c->sess_oldest)
+    c->sess_oldest = oldest;
+  if (next > c->sess_next)
+    c->sess_next = next;
+  if (c->n_held)
+    held_sweep_inlock(c);
+  pthread_mutex_unlock(&c->lock);
+}
+
+size_t akv_cache_superseded_count(struct akv_cache *c)
+{
+  size_t n;
+  pthread_mutex_lock(&c->lock);
+  n = c->n_held;
+  pthread_mutex_unlock(&c->lock);
+  return n;
 }
 
 /* Folds the resolved pending keys of the current snapshot into its objects (a new snapshot of the
@@ -747,8 +1043,7 @@ static int promote_inlock(struct akv_cache *c)
   snap->n = n;
   snap->refs = 1;
   snap->built_at = old->built_at;
-  c->snap = snap;
-  akv_snapshot_unref(old);
+  swap_inlock(c, snap, 0);
   return 1;
 }
 
@@ -763,8 +1058,9 @@ static CK_RV publish_inlock(struct akv_cache *c, CK_RV rv, struct akv_snapshot *
   c->last_rv = rv;
   pthread_cond_broadcast(&c->cond);
   if (rv == CKR_OK) {
-    akv_snapshot_unref(c->snap);
-    c->snap = built;
+    swap_inlock(c, built, 0);
+    if (c->n_held)
+      held_sweep_inlock(c);
     c->invalid = 0;
     c->retry_after = 0;
     /* A search may have resolved pending keys the build carried over while it ran. */
@@ -916,8 +1212,9 @@ static int lazy_replaced(const struct akv_lazykey *lz, struct akv_object *const 
   return 0;
 }
 
-CK_RV akv_cache_apply(struct akv_cache *c, int (*drop)(const struct akv_object *, const void *),
-                      const void *arg, struct akv_object *const *add, size_t n_add)
+/* akv_cache_apply; release_gone as swap_inlock. */
+static CK_RV apply(struct akv_cache *c, int (*drop)(const struct akv_object *, const void *),
+                   const void *arg, struct akv_object *const *add, size_t n_add, int release_gone)
 {
   struct akv_snapshot *old, *snap = NULL;
   size_t i, n = 0;
@@ -943,8 +1240,12 @@ CK_RV akv_cache_apply(struct akv_cache *c, int (*drop)(const struct akv_object *
     if (!drop || !drop(old->objs[i], arg))
       snap->objs[n++] = akv_object_ref(old->objs[i]);
   }
-  for (i = 0; i < n_add; i++)
+  /* Added on a caller's behalf (a key it generated, a key its search or operation read): the call
+   * hands their handles out. */
+  for (i = 0; i < n_add; i++) {
+    mark_handed_out(add[i]);
     snap->objs[n++] = akv_object_ref(add[i]);
+  }
   for (i = 0; i < old->n_lazy; i++) {
     if (!lazy_replaced(old->lazy[i], add, n_add))
       snap->lazy[snap->n_lazy++] = akv_lazykey_ref(old->lazy[i]);
@@ -954,8 +1255,7 @@ CK_RV akv_cache_apply(struct akv_cache *c, int (*drop)(const struct akv_object *
   snap->refs = 1;
   /* The vault's state is newer than the listing, not older: the snapshot keeps its age. */
   snap->built_at = old->built_at;
-  c->snap = snap;
-  akv_snapshot_unref(old);
+  swap_inlock(c, snap, release_gone);
   promote_inlock(c);
   snap = akv_snapshot_ref(c->snap); /* for the file below */
   rv = CKR_OK;
@@ -966,6 +1266,12 @@ out:
     akv_snapshot_unref(snap);
   }
   return rv;
+}
+
+CK_RV akv_cache_apply(struct akv_cache *c, int (*drop)(const struct akv_object *, const void *),
+                      const void *arg, struct akv_object *const *add, size_t n_add)
+{
+  return apply(c, drop, arg, add, n_add, 1);
 }
 
 /* ---- pending keys -----------------------------------------------------------------------------
@@ -1227,9 +1533,25 @@ static int same_source(const struct akv_object *obj, const void *src)
   return obj->src && strcmp(obj->src, src) == 0;
 }
 
-CK_RV akv_cache_drop_source(struct akv_cache *c, const char *src)
+CK_RV akv_cache_drop_version(struct akv_cache *c, const struct akv_object *obj)
 {
-  return akv_cache_apply(c, same_source, src, NULL, 0);
+  struct akv_object *cur;
+  size_t i;
+  int current;
+
+  pthread_mutex_lock(&c->lock);
+  for (i = 0; i < c->n_held;) {
+    if (c->held[i].obj == obj || same_version(c->held[i].obj, obj))
+      held_remove_inlock(c, i);
+    else
+      i++;
+  }
+  cur = akv_snapshot_find(c->snap, obj->handle);
+  current = cur && cur->src && obj->src && strcmp(cur->src, obj->src) == 0;
+  pthread_mutex_unlock(&c->lock);
+  /* Only the version that went away leaves: the other versions held by handles stay (they answer
+   * for themselves when used). */
+  return current ? apply(c, same_source, obj->src, NULL, 0, 0) : CKR_OK;
 }
 
 /* ---- keys created since the listing ------------------------------------------------------------

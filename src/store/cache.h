@@ -34,8 +34,6 @@ CK_RV akv_cache_resolve(struct akv_cache *c, int (*want)(const struct akv_lazyke
 CK_RV akv_cache_apply(struct akv_cache *c, int (*drop)(const struct akv_object *, const void *),
                       const void *arg, struct akv_object *const *add, size_t n_add);
 
-/* akv_cache_apply dropping the objects of one source (their obj->src), adding nothing. */
-CK_RV akv_cache_drop_source(struct akv_cache *c, const char *src);
 
 /* A search found nothing labelled name (src/token/find.c): unless name was read within the last
  * few seconds, reads the key from the vault (one GET) and, when it exists, is shown by the slot's
@@ -50,5 +48,31 @@ CK_RV akv_cache_read_key(struct akv_cache *c, const char *name, int *published);
  * listed vault key or the read failed (logged) or found it gone. No lock held. */
 CK_RV akv_cache_reread(struct akv_cache *c, const struct akv_object *obj,
                        struct akv_object **fresh);
+
+/* ---- handles held across a rotation (docs/lifecycle.md "Handles held across a rotation") ----- */
+
+/* Marks a token object of the slot as handed out (its handle reached a caller: a search matched it,
+ * a call named it). When a refresh, a write or a re-read then replaces its source with a new
+ * version (a new handle), the object moves to the slot's table of superseded objects instead of
+ * going away. Cheap once marked (one atomic load). */
+void akv_cache_hand_out(struct akv_cache *c, struct akv_object *obj);
+
+/* A superseded object by handle (referenced), or NULL. A hit pins it for the sessions open now. */
+struct akv_object *akv_cache_held(struct akv_cache *c, CK_OBJECT_HANDLE h);
+
+/* The session table tells the cache about the slot's sessions (src/token/session.c, at
+ * C_OpenSession and C_CloseSession): the handle of its oldest open session (next when none is open)
+ * and the next handle to be given. Session handles only grow, so both only grow. Superseded objects
+ * that no session open when they were superseded (or last used) can still name, and that nothing
+ * else references, are released here and at each refresh. */
+void akv_cache_sessions(struct akv_cache *c, CK_SESSION_HANDLE oldest, CK_SESSION_HANDLE next);
+
+/* obj's version went away in the vault (deleted, disabled): a superseded obj leaves the table with
+ * every object of its version; an object of the current snapshot leaves it with the objects of
+ * its source (the key's other versions held by handles stay). */
+CK_RV akv_cache_drop_version(struct akv_cache *c, const struct akv_object *obj);
+
+/* The number of superseded objects the slot holds (logged and tested). */
+size_t akv_cache_superseded_count(struct akv_cache *c);
 
 #endif

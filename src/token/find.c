@@ -129,8 +129,11 @@ static CK_RV collect(struct akv_session *s, struct akv_snapshot *snap, const CK_
   /* The login state once for the whole search (akv_session_can_see takes the module lock). */
   user = akv_session_logged_in(s);
   for (i = 0; i < snap->n && rv == CKR_OK; i++) {
-    if ((user || !snap->objs[i]->is_private) && matches(s, snap->objs[i], t, n))
+    if ((user || !snap->objs[i]->is_private) && matches(s, snap->objs[i], t, n)) {
+      /* Its handle goes to the caller: kept across a rotation (docs/lifecycle.md). */
+      akv_cache_hand_out(s->slot->cache, snap->objs[i]);
       rv = push_handle(s, &cap, snap->objs[i]->handle);
+    }
   }
   n_sobjs = akv_session_objects(s, &sobjs);
   for (i = 0; i < n_sobjs; i++) {

@@ -172,6 +172,33 @@ void akv_sessions_shutdown(void)
   free(all);
 }
 
+/* The handle of the slot's oldest open session (tab.next when none is open). Call with the module
+ * lock held. */
+static CK_SESSION_HANDLE oldest_inlock(const struct akv_slot *slot)
+{
+  size_t i;
+  for (i = 0; i < tab.n; i++) {
+    if (tab.v[i]->slot == slot)
+      return tab.v[i]->handle; /* the table is sorted by handle */
+  }
+  return tab.next;
+}
+
+/* Tells the slot's cache which sessions may still hold handles of superseded objects
+ * (docs/lifecycle.md "Handles held across a rotation"); the cache releases those none can name. */
+static void note_sessions(struct akv_slot *slot)
+{
+  CK_SESSION_HANDLE oldest, next;
+
+  if (!slot->cache)
+    return;
+  akv_lock();
+  oldest = oldest_inlock(slot);
+  next = tab.next;
+  akv_unlock();
+  akv_cache_sessions(slot->cache, oldest, next);
+}
+
 CK_RV akv_session_open(CK_SLOT_ID slot_id, CK_FLAGS flags, CK_SESSION_HANDLE *out)
 {
   struct akv_slot *slot = akv_module_slot(slot_id);
@@ -218,12 +245,15 @@ unlock:
   akv_unlock();
   if (rv != CKR_OK)
     session_unref(s);
+  else
+    note_sessions(slot);
   return rv;
 }
 
 CK_RV akv_session_close(CK_SESSION_HANDLE h)
 {
   struct akv_session *s = NULL;
+  struct akv_slot *slot;
   size_t idx;
   int found;
 
@@ -236,7 +266,9 @@ CK_RV akv_session_close(CK_SESSION_HANDLE h)
   akv_unlock();
   if (!s)
     return CKR_SESSION_HANDLE_INVALID;
+  slot = s->slot;
   close_detached(s);
+  note_sessions(slot);
   return CKR_OK;
 }
 
@@ -267,6 +299,8 @@ unlock:
   for (i = 0; i < n; i++)
     close_detached(mine[i]);
   free(mine);
+  if (n)
+    note_sessions(akv_module_slot(slot_id));
   return rv;
 }
 
@@ -383,6 +417,13 @@ static CK_RV session_object(struct akv_session *s, CK_OBJECT_HANDLE h, struct ak
   if (obj)
     akv_object_ref(obj);
   akv_snapshot_unref(snap);
+  /* A call named it: it is handed out, and kept when a new version replaces it (docs/lifecycle.md
+   * "Handles held across a rotation"); a handle whose version was replaced is found among the
+   * superseded objects. */
+  if (obj)
+    akv_cache_hand_out(s->slot->cache, obj);
+  else if (s->slot->cache)
+    obj = akv_cache_held(s->slot->cache, h);
   if (!obj)
     obj = find_session_object(s, h, 0);
   if (!obj)
@@ -517,7 +558,9 @@ CK_RV akv_session_key_failed(struct akv_session *s, struct akv_object *obj, kv_r
     return rv;
   akv_warn(AKV_LOGC_CACHE, "key %s/%s was %s in the vault: its objects are dropped", obj->key->name,
            obj->key->version, rc == KV_E_NOT_FOUND ? "deleted" : "disabled");
-  (void)akv_cache_drop_source(s->slot->cache, obj->src);
+  /* That version only: a superseded one held by handles leaves the superseded table, a current one
+   * the snapshot; the key's other versions stay. */
+  (void)akv_cache_drop_version(s->slot->cache, obj);
   akv_slot_invalidate(s->slot);
   return CKR_KEY_HANDLE_INVALID;
 }

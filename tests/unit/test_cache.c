@@ -183,9 +183,75 @@ static void test_rotation(void **state)
   assert_int_equal(C_GetAttributeValue(sess, new_priv, &a, 1), CKR_OK);
   assert_int_equal(a.ulValueLen, 2);
   assert_memory_equal(ver, "v2", 2);
-  assert_int_equal(C_GetAttributeValue(sess, old_priv, &a, 1), CKR_OBJECT_HANDLE_INVALID);
+  /* The handle held before the rotation keeps its version (docs/lifecycle.md "Handles held across
+   * a rotation"), and no search returns it. */
+  a.ulValueLen = sizeof(ver);
+  assert_int_equal(C_GetAttributeValue(sess, old_priv, &a, 1), CKR_OK);
+  assert_int_equal(a.ulValueLen, 2);
+  assert_memory_equal(ver, "v1", 2);
   assert_int_equal(t_find_one(sess, CKO_PRIVATE_KEY, "ec1"), ec_before);
   assert_int_equal(count_all(), 4);
+  assert_int_equal(akv_cache_superseded_count(akv_module_slot(0)->cache), 1);
+}
+
+/* A superseded object lives while a session open at its rotation (or its last use) is open. */
+static void test_rotation_release(void **state)
+{
+  CK_OBJECT_HANDLE old_priv, old_pub;
+  CK_SESSION_HANDLE later;
+  struct akv_cache *c;
+  CK_ULONG bits = 0;
+  CK_ATTRIBUTE a = {CKA_MODULUS_BITS, &bits, sizeof(bits)};
+  (void)state;
+  assert_int_equal(t_init(CFG_TTL), CKR_OK);
+  c = akv_module_slot(0)->cache;
+  sess = t_open(0);
+  old_priv = t_find_one(sess, CKO_PRIVATE_KEY, "rsa1");
+  (void)t_find_one(sess, CKO_PRIVATE_KEY, "ec1"); /* the whole list is there */
+  old_pub = t_find_one(sess, CKO_PUBLIC_KEY, "rsa1");
+  fake_kv_add_key("rsa1", "v2", KV_KTY_RSA, 1, OPS);
+  t_clock_now += 100;
+  assert_true(t_find_one(sess, CKO_PRIVATE_KEY, "rsa1") != old_priv);
+  assert_int_equal(akv_cache_superseded_count(c), 2);
+  /* A session opened after the rotation reaches the handle while the first one is open... */
+  later = t_open(0);
+  assert_int_equal(C_GetAttributeValue(later, old_pub, &a, 1), CKR_OK);
+  /* ...and that use pins it for `later` too: closing the first session keeps it. */
+  assert_int_equal(C_CloseSession(sess), CKR_OK);
+  assert_int_equal(akv_cache_superseded_count(c), 1); /* old_priv: only `sess` could name it */
+  assert_int_equal(C_GetAttributeValue(later, old_pub, &a, 1), CKR_OK);
+  assert_int_equal(C_GetAttributeValue(later, old_priv, &a, 1), CKR_OBJECT_HANDLE_INVALID);
+  assert_int_equal(C_CloseSession(later), CKR_OK);
+  assert_int_equal(akv_cache_superseded_count(c), 0);
+  sess = t_open(0);
+  assert_int_equal(C_GetAttributeValue(sess, old_pub, &a, 1), CKR_OBJECT_HANDLE_INVALID);
+}
+
+/* At most 4 superseded versions per name are kept, however many rotations one session sees. */
+static void test_rotation_bound(void **state)
+{
+  CK_OBJECT_HANDLE first, h;
+  char ver[8];
+  int i;
+  (void)state;
+  assert_int_equal(t_init(CFG_TTL), CKR_OK);
+  sess = t_open(0);
+  first = t_find_one(sess, CKO_PRIVATE_KEY, "rsa1");
+  for (i = 2; i < 12; i++) {
+    snprintf(ver, sizeof(ver), "v%d", i);
+    fake_kv_add_key("rsa1", ver, KV_KTY_RSA, i % 2, OPS);
+    t_clock_now += 100;
+    h = t_find_one(sess, CKO_PRIVATE_KEY, "rsa1");
+    assert_true(h != CK_INVALID_HANDLE && h != first);
+    assert_true(akv_cache_superseded_count(akv_module_slot(0)->cache) <= 4);
+  }
+  assert_int_equal(akv_cache_superseded_count(akv_module_slot(0)->cache), 4);
+  /* The least recently used went first: the first version is released. */
+  {
+    CK_BBOOL b;
+    CK_ATTRIBUTE a = {CKA_SIGN, &b, sizeof(b)};
+    assert_int_equal(C_GetAttributeValue(sess, first, &a, 1), CKR_OBJECT_HANDLE_INVALID);
+  }
 }
 
 static void test_versions_all(void **state)
@@ -917,6 +983,8 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_stale_if_error, setup, teardown),
       cmocka_unit_test_setup_teardown(test_error_without_snapshot, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_rotation_release, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_rotation_bound, setup, teardown),
       cmocka_unit_test_setup_teardown(test_versions_all, setup, teardown),
       cmocka_unit_test_setup_teardown(test_lazy_mode, setup, teardown),
       cmocka_unit_test_setup_teardown(test_filter_and_invalidate, setup, teardown),
