@@ -35,6 +35,11 @@ cJSON *faults_json_new(void);
 int faults_token_ttl(void); /* -1 = not overridden */
 void faults_free(void);
 
+/* quota.c: --quota N/S (docs/emulator.md "Quota") */
+int quota_set(const char *spec, char *err, size_t errlen);
+bool quota_throttle(const struct emu_req *req, struct emu_resp *resp); /* true: resp is the 429 */
+void quota_free(void);
+
 /* ---- stats (stats.c) -------------------------------------------------------------- */
 
 void stats_init(void);
@@ -42,6 +47,7 @@ void stats_request(void); /* one data-plane request */
 /* connection accounting per listener (name: "entra", "identity" or the vault name) */
 void stats_connection(const char *listener, bool opened);
 void stats_reset(void);
+void stats_throttled(void); /* one 429 of --quota */
 cJSON *stats_json_new(void);
 void stats_free(void);
 

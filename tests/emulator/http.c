@@ -417,6 +417,8 @@ static enum MHD_Result vault_request(struct MHD_Connection *conn, struct listene
                        req.api_version, LATEST_API);
     goto send;
   }
+  if (quota_throttle(&req, &resp))
+    goto send;
   if (ctx->too_big) {
     emu_resp_error(&resp, 413, "RequestEntityTooLarge", NULL,
                    "The request body is larger than %d bytes.", EMU_BODY_MAX);

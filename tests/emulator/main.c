@@ -24,7 +24,7 @@ static void usage(FILE *f)
   fprintf(f,
           "usage: akv-emulator --ready-file FILE [--port-base N] [--vault NAME[:mhsm]]...\n"
           "                    [--seed FILE] [--faults SPEC] [--state DIR] [--token-ttl SECONDS]\n"
-          "                    [--tenant-id ID] [--delete-delay-ms MS]\n"
+          "                    [--tenant-id ID] [--delete-delay-ms MS] [--quota N/S]\n"
           "Key Vault / Managed HSM emulator for tests (see docs/emulator.md).\n");
 }
 
@@ -310,6 +310,7 @@ int main(int argc, char **argv)
                                        {"token-ttl", required_argument, NULL, 't'},
                                        {"tenant-id", required_argument, NULL, 'T'},
                                        {"delete-delay-ms", required_argument, NULL, 'D'},
+                                       {"quota", required_argument, NULL, 'Q'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   const char *ready = NULL, *seed_file = NULL, *faults_spec = NULL, *state = NULL, *tenant = NULL;
@@ -365,6 +366,12 @@ int main(int argc, char **argv)
         goto out;
       }
       srv->delete_delay_ms = (int64_t)v;
+      break;
+    case 'Q':
+      if (quota_set(optarg, fault_err, sizeof(fault_err)) != 0) {
+        fprintf(stderr, "akv-emulator: bad --quota: %s\n", fault_err);
+        goto out;
+      }
       break;
     case 'h':
       usage(stdout);
@@ -467,6 +474,7 @@ out:
   secret_free(fedtok);
   free(fedfile);
   faults_free();
+  quota_free();
   stats_free();
   server_free(srv, made_state);
   emu_srv = NULL;

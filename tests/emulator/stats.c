@@ -19,6 +19,7 @@ static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct stat_entry stats_ops[STATS_MAX_OPS];
 static size_t stats_nops;
 static uint64_t stats_total;
+static uint64_t stats_throttled_total; /* 429s of --quota */
 
 #define STATS_MAX_LISTENERS (EMU_MAX_VAULTS + 2)
 struct conn_entry {
@@ -65,6 +66,13 @@ void stats_request(void)
   pthread_mutex_unlock(&stats_lock);
 }
 
+void stats_throttled(void)
+{
+  pthread_mutex_lock(&stats_lock);
+  stats_throttled_total++;
+  pthread_mutex_unlock(&stats_lock);
+}
+
 void emu_stats_count(const char *op)
 {
   size_t i;
@@ -94,6 +102,7 @@ void stats_reset(void)
   pthread_mutex_lock(&stats_lock);
   stats_nops = 0;
   stats_total = 0;
+  stats_throttled_total = 0;
   for (size_t i = 0; i < nconns; i++)
     conns[i].total = 0;
   pthread_mutex_unlock(&stats_lock);
@@ -106,6 +115,7 @@ cJSON *stats_json_new(void)
     return NULL;
   pthread_mutex_lock(&stats_lock);
   cJSON_AddNumberToObject(root, "requests_total", (double)stats_total);
+  cJSON_AddNumberToObject(root, "throttled_total", (double)stats_throttled_total);
   by = cJSON_AddObjectToObject(root, "by_operation");
   for (size_t i = 0; by && i < stats_nops; i++)
     cJSON_AddNumberToObject(by, stats_ops[i].name, (double)stats_ops[i].count);
