@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Session and login entry points. */
+/* Session and login entry points (C_LoginUser and C_SessionCancel of PKCS#11 3.0 too). */
 #include "core/module.h"
 #include "p11/p11.h"
+#include "token/cancel.h"
 #include "token/session.h"
 
 CK_RV C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pApplication, CK_NOTIFY Notify,
@@ -109,4 +110,27 @@ CK_RV C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ulO
   AKV_P11_IN();
   return AKV_P11_OUT(akv_p11_refuse(hSession, (pOldPin || !ulOldLen) && (pNewPin || !ulNewLen),
                                     CKR_FUNCTION_NOT_SUPPORTED));
+}
+
+/* PKCS#11 3.0: C_Login with a user name. The token has one user (the Azure credential is the
+ * identity; docs/security.md "Login"), so a name (any UTF-8 the caller passes, or none) selects
+ * nothing and is not interpreted; the PIN and the user type are checked as C_Login checks them. */
+CK_RV C_LoginUser(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
+                  CK_ULONG ulPinLen, CK_UTF8CHAR_PTR pUsername, CK_ULONG ulUsernameLen)
+{
+  AKV_P11_SESSION_BEGIN(hSession, (pPin || !ulPinLen) && (pUsername || !ulUsernameLen));
+  rv = akv_session_login(s, userType, pPin, ulPinLen);
+  AKV_P11_SESSION_END();
+}
+
+/* PKCS#11 3.0: ends the session's active operations named by flags (operation flags of
+ * CK_MECHANISM_INFO, CKF_FIND_OBJECTS); a flag whose operation is not active is ignored, 0 changes
+ * nothing. A bit that names no operation is CKR_ARGUMENTS_BAD and cancels nothing (docs/design.md
+ * "Decisions"). */
+CK_RV C_SessionCancel(CK_SESSION_HANDLE hSession, CK_FLAGS flags)
+{
+  AKV_P11_SESSION_BEGIN(hSession, !(flags & ~(CK_FLAGS)AKV_CANCEL_FLAGS));
+  akv_cancel_ops(s, flags);
+  rv = CKR_OK;
+  AKV_P11_SESSION_END();
 }

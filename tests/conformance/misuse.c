@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* misuse - a table-driven PKCS#11 misuse test: each row makes one wrong call and names
- * the return value PKCS#11 2.40 (base specification, section 5) prescribes for it; the program
- * prints one line per row and a summary, and fails on any mismatch (a crash fails it too).
+ * the return value PKCS#11 2.40 (base specification, section 5) prescribes for it, or 3.0 for
+ * the calls only its interface has (C_GetInterface*, C_LoginUser, C_SessionCancel, the message
+ * functions: reached through the "PKCS 11" 3.0 list); the program prints one line per row and a
+ * summary, and fails on any mismatch (a crash fails it too).
  *
  * usage: misuse MODULE RSA_LABEL EC_LABEL SIGNONLY_LABEL
  *   RSA_LABEL: an RSA key with every key_op; EC_LABEL: a P-256 key; SIGNONLY_LABEL: an RSA key
@@ -16,6 +18,7 @@
  * too-small buffers), after C_Finalize. Each initialised row runs in a fresh session, so an
  * operation a row leaves active cannot leak into the next one. */
 #include "p11_common.h"
+#include "pkcs11_3.h"
 
 #include <dlfcn.h>
 #include <stdio.h>
@@ -29,6 +32,9 @@
 
 struct ctx {
   CK_FUNCTION_LIST_PTR f;
+  CK_FUNCTION_LIST_3_0 *f3; /* the 3.0 interface's list */
+  CK_C_GetInterface get_interface;
+  CK_C_GetInterfaceList get_interface_list;
   CK_SLOT_ID slot;
   CK_SESSION_HANDLE s;
   CK_OBJECT_HANDLE rsa_priv, rsa_pub, ec_priv, signonly_priv;
@@ -65,6 +71,10 @@ static const char *rv_name(CK_RV rv)
     return "CKR_WRAPPING_KEY_TYPE_INCONSISTENT";
   case CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT:
     return "CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT";
+  case CKR_USER_TYPE_INVALID:
+    return "CKR_USER_TYPE_INVALID";
+  case CKR_USER_ALREADY_LOGGED_IN:
+    return "CKR_USER_ALREADY_LOGGED_IN";
   default:
     return t_rv_name(rv);
   }
@@ -933,6 +943,275 @@ ROW(b_wrap)
   return rv;
 }
 
+/* ---- PKCS#11 3.0 ------------------------------------------------------------------------ */
+static CK_MECHANISM m_aes_gcm = {CKM_AES_GCM, NULL, 0};
+static CK_BYTE buf16[16];
+static CK_ULONG len16 = sizeof(buf16);
+
+ROW(v3_getinterface_null)
+{
+  return c->get_interface(NULL, NULL, NULL, 0);
+}
+ROW(v3_getinterface_name)
+{
+  CK_INTERFACE_PTR i = NULL;
+  return c->get_interface((CK_UTF8CHAR_PTR) "Vendor X", NULL, &i, 0);
+}
+ROW(v3_getinterface_version)
+{
+  CK_VERSION v = {3, 1};
+  CK_INTERFACE_PTR i = NULL;
+  return c->get_interface((CK_UTF8CHAR_PTR) "PKCS 11", &v, &i, 0);
+}
+ROW(v3_getinterface_forksafe)
+{
+  CK_INTERFACE_PTR i = NULL;
+  return c->get_interface(NULL, NULL, &i, CKF_INTERFACE_FORK_SAFE);
+}
+ROW(v3_getinterfacelist_null)
+{
+  return c->get_interface_list(NULL, NULL);
+}
+ROW(v3_getinterfacelist_small)
+{
+  CK_INTERFACE l[1];
+  CK_ULONG n = 1;
+  CK_RV rv = c->get_interface_list(l, &n);
+  c->extra_ok = n == 2;
+  if (!c->extra_ok)
+    t_note("  count %lu", (unsigned long)n);
+  return rv;
+}
+ROW(v3_getinfo)
+{
+  CK_INFO i;
+  return c->f3->C_GetInfo(&i);
+}
+ROW(v3_getinfo_null)
+{
+  return c->f3->C_GetInfo(NULL);
+}
+ROW(v3_loginuser)
+{
+  return c->f3->C_LoginUser(c->s, CKU_USER, NULL, 0, NULL, 0);
+}
+ROW(v3_loginuser_pin)
+{
+  return c->f3->C_LoginUser(c->s, CKU_USER, NULL, 4, NULL, 0);
+}
+ROW(v3_loginuser_name)
+{
+  return c->f3->C_LoginUser(c->s, CKU_USER, NULL, 0, NULL, 5);
+}
+ROW(v3_loginuser_session)
+{
+  return c->f3->C_LoginUser(BAD_HANDLE, CKU_USER, NULL, 0, (CK_UTF8CHAR_PTR) "u", 1);
+}
+ROW(v3_loginuser_type)
+{
+  return c->f3->C_LoginUser(c->s, 7, NULL, 0, (CK_UTF8CHAR_PTR) "u", 1);
+}
+ROW(v3_loginuser_twice)
+{
+  CK_RV rv = c->f3->C_LoginUser(c->s, CKU_USER, NULL, 0, (CK_UTF8CHAR_PTR) "u", 1);
+  if (rv != CKR_OK)
+    return rv;
+  rv = c->f3->C_LoginUser(c->s, CKU_USER, NULL, 0, NULL, 0);
+  c->f->C_Logout(c->s);
+  return rv;
+}
+ROW(v3_cancel)
+{
+  return c->f3->C_SessionCancel(c->s, CKF_SIGN);
+}
+ROW(v3_cancel_session)
+{
+  return c->f3->C_SessionCancel(BAD_HANDLE, CKF_SIGN);
+}
+ROW(v3_cancel_hw)
+{
+  return c->f3->C_SessionCancel(c->s, CKF_SIGN | CKF_HW);
+}
+ROW(v3_cancel_unknown)
+{
+  return c->f3->C_SessionCancel(c->s, 0x40000000UL);
+}
+ROW(v3_cancel_none_active)
+{
+  return c->f3->C_SessionCancel(c->s, CKF_DECRYPT | CKF_FIND_OBJECTS | CKF_MESSAGE_SIGN);
+}
+/* A refused cancel leaves the operation active: C_SignInit again finds it. */
+ROW(v3_cancel_bad_keeps)
+{
+  CK_RV rv = c->f->C_SignInit(c->s, &m_sha256_rsa, c->rsa_priv);
+  if (rv != CKR_OK) {
+    t_note("  setup: %s", rv_name(rv));
+    return rv;
+  }
+  rv = c->f3->C_SessionCancel(c->s, CKF_SIGN | CKF_EXTENSION);
+  c->extra_ok = c->f->C_SignInit(c->s, &m_sha256_rsa, c->rsa_priv) == CKR_OPERATION_ACTIVE;
+  return rv;
+}
+/* A cancelled operation is gone (C_Sign: not initialised), the others stay, and a new one
+ * starts. */
+ROW(v3_cancel_then_sign)
+{
+  CK_BYTE sig[512];
+  CK_ULONG len = sizeof(sig);
+  CK_RV rv = c->f->C_SignInit(c->s, &m_sha256_rsa, c->rsa_priv), r2, r3, r4;
+  if (rv != CKR_OK || (rv = c->f->C_DigestInit(c->s, &m_sha256)) != CKR_OK) {
+    t_note("  setup: %s", rv_name(rv));
+    return rv;
+  }
+  rv = c->f3->C_SessionCancel(c->s, CKF_SIGN);
+  r2 = c->f->C_Sign(c->s, (CK_BYTE_PTR)msg, 4, sig, &len);
+  r3 = c->f->C_DigestUpdate(c->s, (CK_BYTE_PTR)msg, 4);
+  r4 = c->f->C_SignInit(c->s, &m_ecdsa, c->ec_priv);
+  c->extra_ok = r2 == CKR_OPERATION_NOT_INITIALIZED && r3 == CKR_OK && r4 == CKR_OK;
+  if (!c->extra_ok)
+    t_note("  then C_Sign %s, C_DigestUpdate %s, C_SignInit %s", rv_name(r2), rv_name(r3),
+           rv_name(r4));
+  return rv;
+}
+ROW(v3_cancel_find)
+{
+  CK_OBJECT_HANDLE h;
+  CK_ULONG n = 0;
+  CK_RV rv = c->f->C_FindObjectsInit(c->s, NULL, 0);
+  if (rv != CKR_OK)
+    return rv;
+  rv = c->f3->C_SessionCancel(c->s, CKF_FIND_OBJECTS);
+  c->extra_ok = c->f->C_FindObjects(c->s, &h, 1, &n) == CKR_OPERATION_NOT_INITIALIZED;
+  return rv;
+}
+ROW(v3_msg_encinit_null)
+{
+  return c->f3->C_MessageEncryptInit(c->s, NULL, c->rsa_pub);
+}
+ROW(v3_msg_decinit_null)
+{
+  return c->f3->C_MessageDecryptInit(c->s, NULL, c->rsa_priv);
+}
+ROW(v3_msg_signinit_null)
+{
+  return c->f3->C_MessageSignInit(c->s, NULL, c->rsa_priv);
+}
+ROW(v3_msg_verifyinit_null)
+{
+  return c->f3->C_MessageVerifyInit(c->s, NULL, c->rsa_pub);
+}
+ROW(v3_msg_encrypt_len)
+{
+  return c->f3->C_EncryptMessage(c->s, NULL, 0, NULL, 0, buf16, 16, buf16, NULL);
+}
+ROW(v3_msg_encrypt_param)
+{
+  return c->f3->C_EncryptMessage(c->s, NULL, 12, NULL, 0, buf16, 16, buf16, &len16);
+}
+ROW(v3_msg_encnext_flags)
+{
+  return c->f3->C_EncryptMessageNext(c->s, NULL, 0, buf16, 16, buf16, &len16, 0x80UL);
+}
+ROW(v3_msg_decrypt_len)
+{
+  return c->f3->C_DecryptMessage(c->s, NULL, 0, NULL, 0, buf16, 16, buf16, NULL);
+}
+ROW(v3_msg_decbegin_aad)
+{
+  return c->f3->C_DecryptMessageBegin(c->s, NULL, 0, NULL, 8);
+}
+ROW(v3_msg_decnext_flags)
+{
+  return c->f3->C_DecryptMessageNext(c->s, NULL, 0, buf16, 16, buf16, &len16, 0x80UL);
+}
+ROW(v3_msg_sign_len)
+{
+  return c->f3->C_SignMessage(c->s, NULL, 0, buf16, 16, buf16, NULL);
+}
+ROW(v3_msg_signnext_data)
+{
+  return c->f3->C_SignMessageNext(c->s, NULL, 0, NULL, 16, NULL, NULL);
+}
+ROW(v3_msg_verify_sig)
+{
+  return c->f3->C_VerifyMessage(c->s, NULL, 0, buf16, 16, NULL, 64);
+}
+ROW(v3_msg_verifybegin_param)
+{
+  return c->f3->C_VerifyMessageBegin(c->s, NULL, 4);
+}
+
+/* Every message function, well formed, on a session handle h: the module has no message-based
+ * mechanism, so each answers CKR_FUNCTION_NOT_SUPPORTED once initialised and h is valid. */
+static CK_RV msg_call(struct ctx *c, int which, CK_SESSION_HANDLE h)
+{
+  CK_ULONG n = sizeof(buf16);
+  CK_FUNCTION_LIST_3_0 *f = c->f3;
+  switch (which) {
+  case 0:
+    return f->C_MessageEncryptInit(h, &m_aes_gcm, c->rsa_pub);
+  case 1:
+    return f->C_EncryptMessage(h, NULL, 0, NULL, 0, buf16, 16, buf16, &n);
+  case 2:
+    return f->C_EncryptMessageBegin(h, NULL, 0, NULL, 0);
+  case 3:
+    return f->C_EncryptMessageNext(h, NULL, 0, buf16, 16, buf16, &n, CKF_END_OF_MESSAGE);
+  case 4:
+    return f->C_MessageEncryptFinal(h);
+  case 5:
+    return f->C_MessageDecryptInit(h, &m_aes_gcm, c->rsa_priv);
+  case 6:
+    return f->C_DecryptMessage(h, NULL, 0, NULL, 0, buf16, 16, buf16, &n);
+  case 7:
+    return f->C_DecryptMessageBegin(h, NULL, 0, NULL, 0);
+  case 8:
+    return f->C_DecryptMessageNext(h, NULL, 0, buf16, 16, buf16, &n, 0);
+  case 9:
+    return f->C_MessageDecryptFinal(h);
+  case 10:
+    return f->C_MessageSignInit(h, &m_sha256_rsa, c->rsa_priv);
+  case 11:
+    return f->C_SignMessage(h, NULL, 0, buf16, 16, buf16, &n);
+  case 12:
+    return f->C_SignMessageBegin(h, NULL, 0);
+  case 13:
+    return f->C_SignMessageNext(h, NULL, 0, buf16, 16, NULL, NULL);
+  case 14:
+    return f->C_MessageSignFinal(h);
+  case 15:
+    return f->C_MessageVerifyInit(h, &m_sha256_rsa, c->rsa_pub);
+  case 16:
+    return f->C_VerifyMessage(h, NULL, 0, buf16, 16, buf16, 16);
+  case 17:
+    return f->C_VerifyMessageBegin(h, NULL, 0);
+  case 18:
+    return f->C_VerifyMessageNext(h, NULL, 0, buf16, 16, NULL, 0);
+  default:
+    return f->C_MessageVerifyFinal(h);
+  }
+}
+static const char *const msg_names[] = {
+    "C_MessageEncryptInit",  "C_EncryptMessage",      "C_EncryptMessageBegin",
+    "C_EncryptMessageNext",  "C_MessageEncryptFinal", "C_MessageDecryptInit",
+    "C_DecryptMessage",      "C_DecryptMessageBegin", "C_DecryptMessageNext",
+    "C_MessageDecryptFinal", "C_MessageSignInit",     "C_SignMessage",
+    "C_SignMessageBegin",    "C_SignMessageNext",     "C_MessageSignFinal",
+    "C_MessageVerifyInit",   "C_VerifyMessage",       "C_VerifyMessageBegin",
+    "C_VerifyMessageNext",   "C_MessageVerifyFinal",
+};
+#define N_MSG ((int)(sizeof(msg_names) / sizeof(msg_names[0])))
+
+/* The message functions on h, each expected to answer `expect`. */
+static void msg_rows(struct ctx *c, CK_SESSION_HANDLE h, const char *how, CK_RV expect)
+{
+  for (int i = 0; i < N_MSG; i++) {
+    char what[96];
+    CK_RV rv = msg_call(c, i, h);
+    snprintf(what, sizeof(what), "%s %s", msg_names[i], how);
+    t_check(rv == expect, "%-62s expect %s, got %s", what, rv_name(expect), rv_name(rv));
+  }
+}
+
 #define R(fn, what, exp)                                                                           \
   {                                                                                                \
     what, exp, NO_RV, #exp, fn                                                                     \
@@ -956,6 +1235,17 @@ static const struct row before_init[] = {
     R(r_random, "C_GenerateRandom before C_Initialize", CKR_CRYPTOKI_NOT_INITIALIZED),
     R(r_finalize, "C_Finalize before C_Initialize", CKR_CRYPTOKI_NOT_INITIALIZED),
     R(r_init_partial_mutex, "C_Initialize with only CreateMutex set", CKR_ARGUMENTS_BAD),
+    R(v3_getinfo, "C_GetInfo (3.0 list) before C_Initialize", CKR_CRYPTOKI_NOT_INITIALIZED),
+    R(v3_loginuser, "C_LoginUser before C_Initialize", CKR_CRYPTOKI_NOT_INITIALIZED),
+    R(v3_cancel, "C_SessionCancel before C_Initialize", CKR_CRYPTOKI_NOT_INITIALIZED),
+    /* C_GetInterface* need no initialisation, as C_GetFunctionList. */
+    R(v3_getinterface_null, "C_GetInterface(ppInterface NULL)", CKR_ARGUMENTS_BAD),
+    R(v3_getinterface_name, "C_GetInterface(unknown name)", CKR_ARGUMENTS_BAD),
+    R(v3_getinterface_version, "C_GetInterface(\"PKCS 11\" 3.1)", CKR_ARGUMENTS_BAD),
+    R(v3_getinterface_forksafe, "C_GetInterface(CKF_INTERFACE_FORK_SAFE)", CKR_ARGUMENTS_BAD),
+    R(v3_getinterfacelist_null, "C_GetInterfaceList(pulCount NULL)", CKR_ARGUMENTS_BAD),
+    R(v3_getinterfacelist_small, "C_GetInterfaceList into 1 entry: too small, count 2",
+      CKR_BUFFER_TOO_SMALL),
 };
 
 static const struct row initialised[] = {
@@ -1082,6 +1372,37 @@ static const struct row initialised[] = {
     R(b_slotlist, "C_GetSlotList with count 0 and a buffer: too small, full count",
       CKR_BUFFER_TOO_SMALL),
     R(b_wrap, "C_WrapKey RSA-OAEP into 8 bytes: too small, modulus length", CKR_BUFFER_TOO_SMALL),
+    R(v3_getinfo_null, "C_GetInfo (3.0 list)(NULL)", CKR_ARGUMENTS_BAD),
+    R(v3_loginuser_pin, "C_LoginUser(NULL PIN, length 4)", CKR_ARGUMENTS_BAD),
+    R(v3_loginuser_name, "C_LoginUser(NULL user name, length 5)", CKR_ARGUMENTS_BAD),
+    R(v3_loginuser_session, "C_LoginUser(invalid session)", CKR_SESSION_HANDLE_INVALID),
+    R(v3_loginuser_type, "C_LoginUser(user type 7)", CKR_USER_TYPE_INVALID),
+    R(v3_loginuser_twice, "C_LoginUser twice", CKR_USER_ALREADY_LOGGED_IN),
+    R(v3_cancel_session, "C_SessionCancel(invalid session)", CKR_SESSION_HANDLE_INVALID),
+    R(v3_cancel_hw, "C_SessionCancel(CKF_SIGN | CKF_HW: not an operation)", CKR_ARGUMENTS_BAD),
+    R(v3_cancel_unknown, "C_SessionCancel(undefined flag bit)", CKR_ARGUMENTS_BAD),
+    R(v3_cancel_bad_keeps, "C_SessionCancel refused: the sign operation stays active",
+      CKR_ARGUMENTS_BAD),
+    R(v3_cancel_none_active, "C_SessionCancel of operations not active", CKR_OK),
+    R(v3_cancel_then_sign, "C_SessionCancel(CKF_SIGN): C_Sign not initialised, digest stays",
+      CKR_OK),
+    R(v3_cancel_find, "C_SessionCancel(CKF_FIND_OBJECTS): C_FindObjects not initialised", CKR_OK),
+    R(v3_msg_encinit_null, "C_MessageEncryptInit(NULL mechanism)", CKR_ARGUMENTS_BAD),
+    R(v3_msg_decinit_null, "C_MessageDecryptInit(NULL mechanism)", CKR_ARGUMENTS_BAD),
+    R(v3_msg_signinit_null, "C_MessageSignInit(NULL mechanism)", CKR_ARGUMENTS_BAD),
+    R(v3_msg_verifyinit_null, "C_MessageVerifyInit(NULL mechanism)", CKR_ARGUMENTS_BAD),
+    R(v3_msg_encrypt_len, "C_EncryptMessage(pulCiphertextLen NULL)", CKR_ARGUMENTS_BAD),
+    R(v3_msg_encrypt_param, "C_EncryptMessage(NULL parameter, length 12)", CKR_ARGUMENTS_BAD),
+    R(v3_msg_encnext_flags, "C_EncryptMessageNext(unknown flag)", CKR_ARGUMENTS_BAD),
+    R(v3_msg_decrypt_len, "C_DecryptMessage(pulPlaintextLen NULL)", CKR_ARGUMENTS_BAD),
+    R(v3_msg_decbegin_aad, "C_DecryptMessageBegin(NULL associated data, length 8)",
+      CKR_ARGUMENTS_BAD),
+    R(v3_msg_decnext_flags, "C_DecryptMessageNext(unknown flag)", CKR_ARGUMENTS_BAD),
+    R(v3_msg_sign_len, "C_SignMessage(pulSignatureLen NULL)", CKR_ARGUMENTS_BAD),
+    R(v3_msg_signnext_data, "C_SignMessageNext(NULL data, length 16)", CKR_ARGUMENTS_BAD),
+    R(v3_msg_verify_sig, "C_VerifyMessage(NULL signature, length 64)", CKR_ARGUMENTS_BAD),
+    R(v3_msg_verifybegin_param, "C_VerifyMessageBegin(NULL parameter, length 4)",
+      CKR_ARGUMENTS_BAD),
 };
 
 static const struct row after_finalize[] = {
@@ -1093,6 +1414,9 @@ static const struct row after_finalize[] = {
     R(r_signinit, "C_SignInit (old session) after C_Finalize", CKR_CRYPTOKI_NOT_INITIALIZED),
     R(r_random, "C_GenerateRandom (old session) after C_Finalize", CKR_CRYPTOKI_NOT_INITIALIZED),
     R(r_finalize, "C_Finalize after C_Finalize", CKR_CRYPTOKI_NOT_INITIALIZED),
+    R(v3_getinfo, "C_GetInfo (3.0 list) after C_Finalize", CKR_CRYPTOKI_NOT_INITIALIZED),
+    R(v3_loginuser, "C_LoginUser (old session) after C_Finalize", CKR_CRYPTOKI_NOT_INITIALIZED),
+    R(v3_cancel, "C_SessionCancel (old session) after C_Finalize", CKR_CRYPTOKI_NOT_INITIALIZED),
 };
 
 static void run_row(struct ctx *c, const struct row *r)
@@ -1146,6 +1470,18 @@ int main(int argc, char **argv)
   rv = gfl(NULL);
   t_check(rv == CKR_ARGUMENTS_BAD, "%-62s expect CKR_ARGUMENTS_BAD, got %s",
           "C_GetFunctionList(NULL)", rv_name(rv));
+  *(void **)(&c.get_interface) = dlsym(dl, "C_GetInterface");
+  *(void **)(&c.get_interface_list) = dlsym(dl, "C_GetInterfaceList");
+  {
+    CK_VERSION v30 = {3, 0};
+    CK_INTERFACE_PTR ifc = NULL;
+    if (!c.get_interface || !c.get_interface_list ||
+        c.get_interface((CK_UTF8CHAR_PTR) "PKCS 11", &v30, &ifc, 0) != CKR_OK || !ifc) {
+      fprintf(stderr, "FATAL: C_GetInterface(\"PKCS 11\", 3.0)\n");
+      return 1;
+    }
+    c.f3 = ifc->pFunctionList;
+  }
 
   /* Slot 0 and session 1 are plausible handles a confused caller would pass. */
   c.slot = 0;
@@ -1153,6 +1489,7 @@ int main(int argc, char **argv)
   t_note("phase: before C_Initialize");
   for (i = 0; i < sizeof(before_init) / sizeof(before_init[0]); i++)
     run_row(&c, &before_init[i]);
+  msg_rows(&c, c.s, "before C_Initialize", CKR_CRYPTOKI_NOT_INITIALIZED);
 
   rv = c.f->C_Initialize(NULL);
   if (rv != CKR_OK) {
@@ -1192,6 +1529,11 @@ int main(int argc, char **argv)
     run_row(&c, &initialised[i]);
     c.f->C_CloseSession(s); /* the row may have closed it already: the result does not matter */
   }
+  rv = c.f->C_OpenSession(c.slot, CKF_SERIAL_SESSION, NULL, NULL, &c.s);
+  t_check(rv == CKR_OK, "a session for the message functions: %s", rv_name(rv));
+  msg_rows(&c, BAD_HANDLE, "(invalid session)", CKR_SESSION_HANDLE_INVALID);
+  msg_rows(&c, c.s, "(no message-based mechanism)", CKR_FUNCTION_NOT_SUPPORTED);
+  c.f->C_CloseSession(c.s);
 
   /* The last session stays open on purpose: its handle must be refused after C_Finalize. */
   rv = c.f->C_OpenSession(c.slot, CKF_SERIAL_SESSION, NULL, NULL, &c.s);
@@ -1201,6 +1543,7 @@ int main(int argc, char **argv)
   t_note("phase: after C_Finalize");
   for (i = 0; i < sizeof(after_finalize) / sizeof(after_finalize[0]); i++)
     run_row(&c, &after_finalize[i]);
+  msg_rows(&c, c.s, "(old session) after C_Finalize", CKR_CRYPTOKI_NOT_INITIALIZED);
 
   /* And the module can be initialised again after all this. */
   rv = c.f->C_Initialize(NULL);
