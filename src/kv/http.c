@@ -19,6 +19,7 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
+#include "kv/pace.h"
 #include "util/log.h"
 
 #define HEADER_VALUE_MAX 4096
@@ -36,6 +37,7 @@ struct kv_http {
   struct slot **pool;
   size_t n_pool;
   struct kv_http_transport transport;
+  struct kv_pace_set *paces; /* docs/reliability.md "Pacing" */
 };
 
 static __thread long last_status;
@@ -256,11 +258,13 @@ kv_rc kv_http_do(struct kv_http *http, const struct kv_http_request *req,
   int64_t deadline = start + deadline_ms(o);
   unsigned max_retries = req->no_retry ? 0 : o->max_retries;
   kv_rc rc = KV_E_TIMEOUT;
+  struct kv_pace_req pace;
   char crid[37];
 
   if (op_deadline && op_deadline < deadline)
     deadline = op_deadline; /* what is left of the logical operation's deadline */
   response_clear(resp);
+  kv_pace_request_begin(http, req->method, req->url, req->body, req->body_len, &pace);
   kv_request_id(crid);
   /* One client request id per logical operation: retries are the same operation to the service. */
   memcpy(resp->client_request_id, crid, sizeof(crid)); /* both 37 bytes and up: the id fits */
@@ -274,6 +278,21 @@ kv_rc kv_http_do(struct kv_http *http, const struct kv_http_request *req,
       if (attempt == 0 || resp->status == 0)
         rc = KV_E_TIMEOUT;
       break;
+    }
+    if (pace.pace) {
+      /* Wait for this vault's turn, within what is left of the deadline (every attempt is one
+       * operation to the service's quota). */
+      if (kv_pace_take(pace.pace, pace.cls, kv_pace_now_ms() + (deadline - now)) != KV_OK) {
+        if (attempt == 0 || resp->status == 0)
+          rc = KV_E_THROTTLED;
+        break;
+      }
+      now = t->now_ms(t->ctx);
+      if (now >= deadline) {
+        if (attempt == 0 || resp->status == 0)
+          rc = KV_E_TIMEOUT;
+        break;
+      }
     }
     memset(&a, 0, sizeof(a));
     a.req = req;
@@ -292,6 +311,11 @@ kv_rc kv_http_do(struct kv_http *http, const struct kv_http_request *req,
     resp->fail = rc == KV_OK ? KV_FAIL_NONE : a.fail;
     if (rc == KV_OK) {
       retry = status_retryable(resp->status, req->idempotent);
+      if (pace.pace && resp->status == 429)
+        kv_pace_throttled(pace.pace, resp->retry_after ? kv_http_retry_after_ms(
+                                         resp->retry_after, (int64_t)time(NULL)) : -1);
+      else if (pace.learn && resp->status >= 200 && resp->status < 300)
+        kv_pace_request_done(&pace, (const char *)resp->body.data, resp->body.len);
     } else if (rc == KV_E_NETWORK || rc == KV_E_TIMEOUT) {
       resp->status = 0;
       retry = a.transient && (req->idempotent || !a.maybe_sent);
@@ -985,6 +1009,11 @@ const char *kv_http_fail_str(int fail)
   }
 }
 
+struct kv_pace_set *kv_http_pace_set(struct kv_http *http)
+{
+  return http->paces;
+}
+
 const struct kv_http_opts *kv_http_opts_peek(const struct kv_http *http)
 {
   return &http->opts;
@@ -1047,7 +1076,12 @@ kv_rc kv_http_new(const struct kv_http_opts *opts, struct kv_http **out)
     akv_err(AKV_LOGC_HTTP, "libcurl share handle setup failed");
     goto out;
   }
+  if (!(http->paces = kv_pace_set_new())) {
+    rc = KV_E_NOMEM;
+    goto out;
+  }
   kv_http_set_transport(http, NULL);
+  kv_pace_setup(http, opts->pace_cfg);
   *out = http;
   http = NULL;
   rc = KV_OK;
@@ -1060,6 +1094,7 @@ void kv_http_free(struct kv_http *http)
 {
   if (!http)
     return;
+  kv_pace_set_free(http->paces);
   for (size_t i = 0; i < http->n_pool; i++)
     slot_free(http->pool[i]);
   free(http->pool);

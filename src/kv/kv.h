@@ -54,6 +54,7 @@ struct kv_http_opts {
   size_t max_response_bytes;
   const char *const *allowed_hosts; /* extra hosts allowed besides Azure's vault domains */
   size_t n_allowed_hosts;
+  const struct akv_config *pace_cfg; /* its slots' vaults are paced (kv/pace.h); NULL = none */
 };
 
 /* One per process (per C_Initialize): connection pool, share handle, TLS session cache. */

@@ -25,7 +25,7 @@ enum kv_pace_class {
   KV_PACE_NCLASS
 };
 
-/* Registers the pacers of every slot of cfg with http (C_Initialize, after kv_http_new). A slot
+/* Registers the pacers of every slot of cfg with http (kv_http_new, from opts->pace_cfg). A slot
  * with pacing off (docs/config.md) gets none. Never fails: a vault without a pacer is not paced. */
 void kv_pace_setup(struct kv_http *http, const struct akv_config *cfg);
 

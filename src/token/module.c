@@ -166,6 +166,7 @@ static CK_RV build_network(void)
   ho.max_response_bytes = akv_state.cfg->max_response_bytes;
   ho.allowed_hosts = (const char *const *)akv_state.cfg->allowed_hosts;
   ho.n_allowed_hosts = akv_state.cfg->n_allowed_hosts;
+  ho.pace_cfg = akv_state.cfg; /* docs/reliability.md "Pacing" */
   rc = kv_http_new(&ho, &akv_state.http);
   if (rc != KV_OK) {
     akv_err(AKV_LOGC_GEN, "C_Initialize: HTTP transport: %s", kv_rc_str(rc));
