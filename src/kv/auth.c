@@ -30,6 +30,7 @@
 #include "kv/error.h"
 #include "kv/http.h"
 #include "kv/json.h"
+#include "kv/keyring.h"
 #include "kv/token.h"
 #include "util/b64.h"
 #include "util/buf.h"
@@ -46,6 +47,7 @@ extern char **environ;
 #define CLI_TIMEOUT_MS 30000
 #define IMDS_PROBE_CONNECT_MS 1000
 #define WHY_LEN 320
+#define SHARE_WAIT_MS 40000 /* bound on waiting for another process's token request */
 #define FIX_LEN 512
 
 enum src_kind { SRC_SECRET, SRC_CERT, SRC_WORKLOAD, SRC_APPSERVICE, SRC_IMDS, SRC_CLI, SRC_N };
@@ -113,6 +115,7 @@ static int cred_cfg_copy(struct akv_cred_config *d, const struct akv_cred_config
 {
   memset(d, 0, sizeof(*d));
   d->kind = s->kind;
+  d->share_token = s->share_token;
   if (dup_opt(&d->tenant_id, s->tenant_id) || dup_opt(&d->client_id, s->client_id) ||
       dup_opt(&d->client_secret, s->client_secret) ||
       dup_opt(&d->certificate_path, s->certificate_path) ||
@@ -986,6 +989,21 @@ static void set_state(struct kv_cred *cred, size_t i, enum kv_src_state st, cons
   pthread_mutex_unlock(&cred->lock);
 }
 
+/* Source i produced a token (or another process's token for its identity): the slot's identity
+ * from now on. */
+static void mark_in_use(struct kv_cred *cred, size_t i)
+{
+  int was;
+  pthread_mutex_lock(&cred->lock);
+  was = cred->chosen;
+  cred->chosen = (int)i;
+  cred->state[i] = KV_SRC_IN_USE;
+  cred->note[i][0] = '\0';
+  pthread_mutex_unlock(&cred->lock);
+  if (was != (int)i)
+    akv_info(AKV_LOGC_AUTH, "credential: using %s", cred->desc[i]);
+}
+
 /* Runs source i; on failure one error line with the source, the reason and the fix. */
 static kv_rc run_source(struct kv_cred *cred, size_t i, const char *resource, const char *tenant,
                         int first_walk, struct kv_token *out, int *absent)
@@ -996,15 +1014,7 @@ static kv_rc run_source(struct kv_cred *cred, size_t i, const char *resource, co
   memset(&e, 0, sizeof(e));
   rc = fetch_source(cred, k, resource, tenant, first_walk && cred->chained, out, &e);
   if (rc == KV_OK) {
-    int was;
-    pthread_mutex_lock(&cred->lock);
-    was = cred->chosen;
-    cred->chosen = (int)i;
-    cred->state[i] = KV_SRC_IN_USE;
-    cred->note[i][0] = '\0';
-    pthread_mutex_unlock(&cred->lock);
-    if (was != (int)i)
-      akv_info(AKV_LOGC_AUTH, "credential: using %s", cred->desc[i]);
+    mark_in_use(cred, i);
     return KV_OK;
   }
   if (rc == KV_E_NOMEM) {
@@ -1095,6 +1105,215 @@ static kv_rc chain_fetch(void *ctx, const char *resource, const char *tenant,
   akv_err(AKV_LOGC_AUTH, "credential chain: no source is configured: %s; fix: configure one "
           "(docs/config.md)", skipped);
   return KV_E_AUTH;
+}
+
+/* ---- the token shared between processes (kv/keyring.h, docs/security.md) ------------------- */
+
+/* 1 when s can be a field of a keyring description: set, visible ASCII without blanks. */
+static int desc_field_ok(const char *s)
+{
+  if (!s || !*s)
+    return 0;
+  for (; *s; s++)
+    if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
+      return 0;
+  return 1;
+}
+
+/* 16 hex digits of SHA-256 over label, a NUL and s: names the credential that proves an
+ * identity in a keyring description without showing it. 0 or -1. */
+static int cred_mark(const struct kv_cred *cred, const char *label, const char *s, char out[17])
+{
+  static const char hex[] = "0123456789abcdef";
+  unsigned char dg[EVP_MAX_MD_SIZE];
+  EVP_MD *md = EVP_MD_fetch(cred->libctx, "SHA256", NULL);
+  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+  int ok = md && ctx && EVP_DigestInit_ex(ctx, md, NULL) == 1 &&
+           EVP_DigestUpdate(ctx, label, strlen(label) + 1) == 1 &&
+           EVP_DigestUpdate(ctx, s, strlen(s)) == 1 && EVP_DigestFinal_ex(ctx, dg, NULL) == 1;
+  EVP_MD_CTX_free(ctx);
+  EVP_MD_free(md);
+  if (!ok)
+    return -1;
+  for (int i = 0; i < 8; i++) {
+    out[2 * i] = hex[dg[i] >> 4];
+    out[2 * i + 1] = hex[dg[i] & 15];
+  }
+  out[16] = '\0';
+  OPENSSL_cleanse(dg, sizeof(dg));
+  return 0;
+}
+
+/* The keyring description of the identity source k gets tokens for: who issues them (the
+ * authority, the managed identity endpoint, the CLI's configuration directory), the tenant, the
+ * client, the resource, and a digest of the credential that proves the identity (the client
+ * secret; the certificate's or the federated token's file), so that a process never gets through
+ * the keyring a token its own credential would not get. 0, or -1 when it cannot be named (then
+ * nothing is shared). A client certificate whose key is encrypted is never shared: its password
+ * (or the slot's PIN) is what gates the token, and the keyring would hand it to processes that do
+ * not hold it. */
+static int share_desc(const struct kv_cred *cred, enum src_kind k, const char *resource,
+                      const char *tenant, char *buf, size_t len)
+{
+  const struct akv_cred_config *c = &cred->cfg;
+  const char *issuer, *client = c->client_id ? c->client_id : "-", *kind;
+  char dir[1024], mark[17] = "-";
+  size_t alen = 0;
+  int n;
+  tenant = tenant && *tenant ? tenant : "-";
+  switch (k) {
+  case SRC_SECRET:
+  case SRC_CERT:
+  case SRC_WORKLOAD:
+    if (k == SRC_CERT && c->certificate_password)
+      return -1;
+    if ((k == SRC_SECRET && (!c->client_secret ||
+                             cred_mark(cred, "secret", c->client_secret, mark))) ||
+        (k == SRC_CERT && (!c->certificate_path ||
+                           cred_mark(cred, "certificate", c->certificate_path, mark))) ||
+        (k == SRC_WORKLOAD && (!c->federated_token_file ||
+                               cred_mark(cred, "workload", c->federated_token_file, mark))))
+      return -1;
+    kind = "entra";
+    issuer = authority(cred, &alen);
+    break;
+  case SRC_APPSERVICE:
+    kind = "appservice";
+    issuer = c->identity_endpoint;
+    break;
+  case SRC_IMDS:
+    kind = "imds";
+    issuer = c->imds_endpoint ? c->imds_endpoint : DEFAULT_IMDS;
+    break;
+  case SRC_CLI: {
+    /* The CLI's tokens are those of its login, kept in its configuration directory. */
+    const char *cd = secure_getenv("AZURE_CONFIG_DIR"), *home = secure_getenv("HOME");
+    if (cd && *cd)
+      n = snprintf(dir, sizeof(dir), "%s", cd);
+    else if (home && *home)
+      n = snprintf(dir, sizeof(dir), "%s/.azure", home);
+    else
+      return -1;
+    if (n < 0 || (size_t)n >= sizeof(dir))
+      return -1;
+    kind = "cli";
+    issuer = dir;
+    break;
+  }
+  default:
+    return -1;
+  }
+  if (!alen && issuer)
+    alen = strlen(issuer);
+  if (!desc_field_ok(issuer) || !desc_field_ok(tenant) || !desc_field_ok(client) ||
+      !desc_field_ok(resource))
+    return -1;
+  n = snprintf(buf, len, KV_KEYRING_DESC_PREFIX "%s %.*s %s %s %s %s", kind, (int)alen, issuer,
+               tenant, client, resource, mark);
+  return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/* The sources whose shared token this process would use, in chain order: the one in use, the one
+ * source of an explicit credential, or the chain's first configured source (managed identity
+ * through IMDS, which only a probe confirms, is followed by the Azure CLI). Their number. */
+static size_t share_candidates(struct kv_cred *cred, size_t *idx)
+{
+  char why[WHY_LEN];
+  size_t n = 0;
+  int chosen;
+  pthread_mutex_lock(&cred->lock);
+  chosen = cred->chosen;
+  pthread_mutex_unlock(&cred->lock);
+  if (chosen >= 0 || !cred->chained) {
+    idx[0] = chosen >= 0 ? (size_t)chosen : 0;
+    return 1;
+  }
+  for (size_t i = 0; i < cred->n_srcs && n < 2; i++) {
+    if (!source_configured(cred, cred->srcs[i], why, sizeof(why)))
+      continue;
+    idx[n++] = i;
+    if (cred->srcs[i] != SRC_IMDS)
+      break;
+  }
+  return n;
+}
+
+/* A shared token under one of descs (candidate sources idx) that is not yet due for refresh
+ * (or, when stale_ok, not yet expired): 0 with *out and the source marked in use. */
+static int take_shared(struct kv_cred *cred, const size_t *idx, char (*descs)[KV_KEYRING_DESC_MAX],
+                       size_t n, int stale_ok, struct kv_token *out)
+{
+  for (size_t i = 0; i < n; i++) {
+    if (!descs[i][0] || kv_keyring_get(descs[i], out))
+      continue;
+    if (stale_ok || kv_token_now() < out->refresh_on) {
+      akv_dbg(AKV_LOGC_AUTH, "token sharing: token for %s taken from the kernel keyring, "
+              "expires in %lld s", cred->desc[idx[i]],
+              (long long)(out->expires_on - kv_token_now()));
+      mark_in_use(cred, idx[i]);
+      return 0;
+    }
+    kv_token_clear(out);
+  }
+  return -1;
+}
+
+struct fetch_ctx {
+  struct kv_cred *cred;
+  struct kv_token_ref *refused; /* the token the vault refused (forced refresh), or NULL */
+};
+
+/* The cache's fetch: the token another process left in the kernel keyring when there is a valid
+ * one, else one process at a time fetches (the others wait for it, bounded) and leaves its token
+ * there. A token the vault refused is dropped first. */
+static kv_rc shared_fetch(void *ctx, const char *resource, const char *tenant,
+                          struct kv_token *out)
+{
+  struct fetch_ctx *fc = ctx;
+  struct kv_cred *cred = fc->cred;
+  char descs[2][KV_KEYRING_DESC_MAX];
+  size_t idx[2], n, usable = 0;
+  int lock, chosen;
+  kv_rc rc;
+  if (!cred->cfg.share_token || !kv_keyring_available())
+    return chain_fetch(cred, resource, tenant, out);
+  n = share_candidates(cred, idx);
+  for (size_t i = 0; i < n; i++) {
+    if (share_desc(cred, cred->srcs[idx[i]], resource, tenant, descs[i], sizeof(descs[i])))
+      descs[i][0] = '\0';
+    else
+      usable++;
+  }
+  if (!usable)
+    return chain_fetch(cred, resource, tenant, out);
+  if (fc->refused)
+    for (size_t i = 0; i < n; i++)
+      if (descs[i][0])
+        kv_keyring_drop(descs[i], kv_token_ref_str(fc->refused));
+  if (take_shared(cred, idx, descs, n, 0, out) == 0)
+    return KV_OK;
+  lock = kv_keyring_lock(descs[0][0] ? descs[0] : descs[1], SHARE_WAIT_MS);
+  /* Another process may have fetched while this one waited. */
+  if (take_shared(cred, idx, descs, n, 0, out) == 0) {
+    kv_keyring_unlock(lock);
+    return KV_OK;
+  }
+  rc = chain_fetch(cred, resource, tenant, out);
+  if (rc == KV_OK) {
+    pthread_mutex_lock(&cred->lock);
+    chosen = cred->chosen;
+    pthread_mutex_unlock(&cred->lock);
+    if (chosen >= 0 && share_desc(cred, cred->srcs[chosen], resource, tenant, descs[0],
+                                  sizeof(descs[0])) == 0)
+      kv_keyring_put(descs[0], out);
+  } else if (!fc->refused && take_shared(cred, idx, descs, n, 1, out) == 0) {
+    /* The refresh failed but the shared token still works: as for the process's own. */
+    akv_warn(AKV_LOGC_AUTH, "token refresh for %s failed (%s); using the cached token until it "
+             "expires", resource, kv_rc_str(rc));
+    rc = KV_OK;
+  }
+  kv_keyring_unlock(lock);
+  return rc;
 }
 
 static void describe_sources(struct kv_cred *cred)
@@ -1248,13 +1467,18 @@ void kv_cred_free(struct kv_cred *cred)
 kv_rc kv_cred_token_ref(struct kv_cred *cred, const char *resource, const char *tenant_hint,
                         int force_refresh, struct kv_token_ref **token)
 {
+  struct fetch_ctx fc;
   const char *tenant;
+  kv_rc rc;
   if (!cred || !resource || !token)
     return KV_E_INVALID;
   /* A configured tenant wins; the challenge's tenant only fills in when none is configured. */
   tenant = cred->cfg.tenant_id ? cred->cfg.tenant_id : tenant_hint;
-  return kv_token_cache_get(cred->cache, resource, tenant, force_refresh, chain_fetch, cred,
-                            token);
+  fc.cred = cred;
+  fc.refused = force_refresh ? kv_token_cache_peek(cred->cache, resource, tenant) : NULL;
+  rc = kv_token_cache_get(cred->cache, resource, tenant, force_refresh, shared_fetch, &fc, token);
+  kv_token_ref_unref(fc.refused);
+  return rc;
 }
 
 kv_rc kv_cred_token(struct kv_cred *cred, const char *resource, const char *tenant_hint,

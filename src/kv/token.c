@@ -380,6 +380,22 @@ static int usable(const struct entry *e, int64_t now)
   return e->tok && now < e->expires_on - skew;
 }
 
+struct kv_token_ref *kv_token_cache_peek(struct kv_token_cache *c, const char *resource,
+                                         const char *tenant)
+{
+  struct kv_token_ref *r = NULL;
+  const struct entry *e;
+  pthread_mutex_lock(&c->lock);
+  for (e = c->entries; e; e = e->next)
+    if (strcmp(e->resource, resource) == 0 && strcmp(e->tenant, tenant ? tenant : "") == 0) {
+      if (e->tok)
+        r = token_ref_ref(e->tok);
+      break;
+    }
+  pthread_mutex_unlock(&c->lock);
+  return r;
+}
+
 kv_rc kv_token_cache_get(struct kv_token_cache *c, const char *resource, const char *tenant,
                          int force, kv_token_fetch_fn fetch, void *ctx,
                          struct kv_token_ref **token)

@@ -48,4 +48,9 @@ kv_rc kv_token_cache_get(struct kv_token_cache *c, const char *resource, const c
                          int force, kv_token_fetch_fn fetch, void *ctx,
                          struct kv_token_ref **token);
 
+/* A reference to the token the cache holds now for (resource, tenant), valid or not, or NULL:
+ * the one a forced refresh replaces (the vault refused it), for the shared copy (kv/keyring.h). */
+struct kv_token_ref *kv_token_cache_peek(struct kv_token_cache *c, const char *resource,
+                                         const char *tenant);
+
 #endif

@@ -724,6 +724,7 @@ static const struct field slot_plain_fields[] = {
     SLOT_PLAIN(show_disabled, F_BOOL, 0, 0, "false"),
     SLOT_PLAIN(read_only, F_BOOL, 0, 0, "true"),
     SLOT_PLAIN(allow_destroy, F_BOOL, 0, 0, "false"),
+    SLOT_PLAIN(share_token, F_BOOL, 0, 0, "false"),
     {"ttl", F_I64, offsetof(struct akv_slot_config, ttl_s), 0, 0, 86400, NULL, "300"},
     {"secret_ttl", F_I64, offsetof(struct akv_slot_config, secret_ttl_s), 0, 0, 86400, NULL,
      "3600"},
@@ -852,6 +853,7 @@ static const struct field slot_fields[] = {
     {"show_disabled", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
     {"read_only", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
     {"allow_destroy", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
+    {"share_token", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
     {"ttl", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
     {"secret_ttl", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
     {"stale_if_error", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
@@ -887,6 +889,7 @@ static void slot_defaults(struct akv_slot_config *s)
   s->secret_ttl_s = 3600;
   s->stale_if_error_s = 3600;
   s->prefetch_keys = 100;
+  s->share_token = -1;
 }
 
 /* The global "slots" handler needs the parse state; it is passed through a file-local pointer
@@ -950,6 +953,7 @@ static const struct field top_fields[] = {
     CFG_FIELD(pool_size, F_UINT, 1, 256, "16"),
     CFG_FIELD(max_response_bytes, F_SIZE, 4096, 256LL * 1024 * 1024, "4194304"),
     CFG_FIELD(cache_file, F_STR, 0, 0, "\"\" (off) or \"/run/user/1000/akv-pkcs11.cache\""),
+    CFG_FIELD(share_token, F_BOOL, 0, 0, "false"),
     {"credential", F_CUSTOM, 0, 0, 0, 0, global_cred_fn, NULL},
     {"slots", F_CUSTOM, 0, 0, 0, 0, slots_fn, NULL},
     {"login", F_CUSTOM, 0, 0, 0, 0, top_login_fn, NULL},
@@ -968,6 +972,7 @@ static void config_defaults(struct akv_config *cfg)
   cfg->retry_base_ms = 250;
   cfg->retry_cap_ms = 8000;
   cfg->pool_size = 16;
+  cfg->share_token = 1;
   cfg->max_response_bytes = 4 * 1024 * 1024;
 }
 
@@ -1531,7 +1536,20 @@ static int finish(struct cfg_ctx *c, struct akv_config *cfg, struct parse_state 
       if (validate_cred(c, &s->cred, slot_path))
         return -1;
     }
+    /* share_token (docs/config.md): the slot's own, else the module's. A slot without its own
+     * credential uses the module's, token cache included, so it cannot differ from it. */
+    if (s->share_token < 0) {
+      s->share_token = cfg->share_token;
+    } else if (!s->has_cred && s->share_token != cfg->share_token) {
+      snprintf(slot_path, sizeof(slot_path), "slots[%zu].share_token", i);
+      return cfg_fail(c, slot_path, "is %s but the slot uses the module's credential, whose "
+                      "token is %sshared; fix: set \"share_token\" at the top level, or give "
+                      "the slot its own \"credential\"", s->share_token ? "true" : "false",
+                      cfg->share_token ? "" : "not ");
+    }
+    s->cred.share_token = s->share_token;
   }
+  cfg->cred.share_token = cfg->share_token;
   return finish_login(c, cfg, ps);
 }
 

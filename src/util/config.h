@@ -30,6 +30,8 @@ struct akv_cred_config {
   char *identity_endpoint;      /* App Service IDENTITY_ENDPOINT */
   char *identity_header;        /* App Service IDENTITY_HEADER, wiped on free */
   char *az_path;                /* path of the az CLI, default "az" from PATH */
+  int share_token;              /* 1: tokens shared through the kernel keyring (docs/config.md
+                                   share_token); set by the configuration, 0 in a zeroed struct */
 };
 
 enum akv_objects {
@@ -78,6 +80,7 @@ struct akv_slot_config {
   char *pin_hash;            /* crypt(3) string of the user PIN, set when login_required */
   int pin_certificate;       /* pin: "certificate_password": the PIN is the password of the
                                 credential's encrypted certificate key (implies login_required) */
+  int share_token;          /* share_token: the slot's (-1 while parsing: the module's) */
   struct akv_quota_config quota; /* "quota" and "pacing" */
 };
 
@@ -100,6 +103,7 @@ struct akv_config {
   unsigned pool_size;        /* max connections per host, default 16 */
   size_t max_response_bytes; /* default 4 MiB */
   char *cache_file;          /* cross-process cache; NULL = default path, "" = off */
+  int share_token;           /* share_token: access token in the kernel keyring, default 1 */
   int login_required;        /* top-level login/pin_hash/pin: the default of every slot */
   char *pin_hash;
   int pin_certificate;

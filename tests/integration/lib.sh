@@ -27,6 +27,16 @@ CLEANUP_DIRS=()
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/akv-integ-${T_NAME}.XXXXXX")
 export HOME="$WORK/home" XDG_CONFIG_HOME="$WORK/home/.config" XDG_CACHE_HOME="$WORK/home/.cache"
 mkdir -p "$HOME" "$XDG_CONFIG_HOME" "$XDG_CACHE_HOME"
+# The access token the module shares between processes (docs/security.md "The shared access
+# token") stays within the test: a fresh session keyring for this shell and its children (the
+# module then uses it rather than the user keyring), so a key left by an earlier run or by a test
+# running at the same time is never found; and a private runtime directory for the fetch lock.
+# fresh_keyring again later: the next process finds no token an earlier one left (for checks of
+# which credential source a process asks).
+fresh_keyring() { if command -v keyctl >/dev/null 2>&1; then keyctl new_session >/dev/null 2>&1 || true; fi; }
+export XDG_RUNTIME_DIR="$WORK/run"
+mkdir -p "$XDG_RUNTIME_DIR"
+fresh_keyring
 # Nothing from the caller's environment may steer the module or the consumers.
 unset AKV_PKCS11_CONFIG AKV_PKCS11_VAULT_URL AKV_PKCS11_CA_FILE AKV_PKCS11_ALLOWED_HOSTS \
   AKV_PKCS11_OBJECTS AKV_PKCS11_CREDENTIAL AKV_PKCS11_DEBUG AKV_PKCS11_LOG_LEVEL AKV_PKCS11_LOG_FILE \

@@ -32,6 +32,7 @@ lists_keys() {
   shift 2
   for v in "${CRED_VARS[@]}"; do unset_args+=(-u "$v"); done
   fresh_cache # a listing served from the cross-process cache would need no token at all
+  fresh_keyring # nor would a token an earlier process shared (docs/security.md)
   stats_reset
   check "$desc: pkcs11-tool -O succeeds" \
     env "${unset_args[@]}" PATH="$WORK/nobin:$PATH" "${NO_SOURCES[@]}" "$@" timeout 60 pkcs11-tool --module "$AKV_MODULE" -O
@@ -108,6 +109,7 @@ if [ -n "$imds" ]; then
              credential: {type: "managed_identity", imds_endpoint: $imds}}]}' >"$WORK/perslot.json"
   chmod 600 "$WORK/perslot.json"
   fresh_cache
+  fresh_keyring
   stats_reset
   check "per-slot: pkcs11-tool --token-label cred2 -O" env AKV_PKCS11_CONFIG="$WORK/perslot.json" \
     timeout 60 pkcs11-tool --module "$AKV_MODULE" --token-label cred2 -O
@@ -115,6 +117,7 @@ if [ -n "$imds" ]; then
   check "per-slot: vault 2's token came from IMDS (ops: $(stats_ops))" test "$(stats_get imds)" -ge 1
   check_eq "per-slot: no client-secret token for vault 2" 0 "$(stats_get token)"
   fresh_cache
+  fresh_keyring
   stats_reset
   check "per-slot: pkcs11-tool --token-label cred1 -O" env AKV_PKCS11_CONFIG="$WORK/perslot.json" \
     timeout 60 pkcs11-tool --module "$AKV_MODULE" --token-label cred1 -O
@@ -156,6 +159,7 @@ check_nogrep "the log mentions no managed identity" "managed identity|Azure CLI"
 
 section "debug logging never shows the secret or the access token"
 fresh_cache
+fresh_keyring
 stats_reset
 rc=0
 env AKV_PKCS11_DEBUG=all timeout 60 pkcs11-tool --module "$AKV_MODULE" -O >"$WORK/debug.out" 2>"$WORK/debug.err" || rc=$?

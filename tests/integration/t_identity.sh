@@ -43,6 +43,7 @@ check "control: as nobody with a readable CA file, pkcs11-tool -O works" \
   as_nobody AKV_PKCS11_CA_FILE="$NB/ca-readable.pem"
 check_grep "control: the key is listed" "label: +ec-p256\$" "$WORK/check.out"
 rm -rf -- "$NB/home/.cache" # the listing must come from the vault, not the cache file
+fresh_keyring                # and the token from the token endpoint, not the control run's
 stats_reset
 rc=0
 as_nobody AKV_PKCS11_CA_FILE="$NB/ca-root-only.pem" >"$WORK/ca.out" 2>"$WORK/ca.err" || rc=$?
