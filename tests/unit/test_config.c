@@ -228,6 +228,38 @@ static void test_url_rules(void **state)
   }
 }
 
+/* docs/config.md "share_token": on by default for the module's and each slot's credential; a
+ * slot with its own credential may differ, one that uses the module's may not. */
+static void test_share_token(void **state)
+{
+  struct akv_config *cfg = NULL;
+  char err[512];
+  (void)state;
+  assert_int_equal(akv_config_parse("{\"slots\":[{\"url\":\"https://a.vault.azure.net\"}]}",
+                                    "t.json", &cfg, err, sizeof(err)),
+                   0);
+  assert_int_equal(cfg->share_token, 1);
+  assert_int_equal(cfg->cred.share_token, 1);
+  assert_int_equal(cfg->slots[0].share_token, 1);
+  akv_config_free(cfg);
+  assert_int_equal(akv_config_parse("{\"share_token\":false,\"slots\":[{\"url\":"
+                                    "\"https://a.vault.azure.net\"},{\"url\":"
+                                    "\"https://b.vault.azure.net\",\"share_token\":true,"
+                                    "\"credential\":{\"type\":\"managed_identity\"}}]}",
+                                    "t.json", &cfg, err, sizeof(err)),
+                   0);
+  assert_int_equal(cfg->cred.share_token, 0);
+  assert_int_equal(cfg->slots[0].share_token, 0);
+  assert_int_equal(cfg->slots[1].share_token, 1);
+  assert_int_equal(cfg->slots[1].cred.share_token, 1);
+  akv_config_free(cfg);
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net\",\"share_token\":false}]}",
+               "test.json", "`slots[0].share_token`", "the module's credential",
+               "fix: set \"share_token\" at the top level");
+  EXPECT_ERROR("{\"share_token\":\"no\",\"slots\":[{\"url\":\"https://a.vault.azure.net\"}]}",
+               "`share_token`", "true or false");
+}
+
 static void test_secret_file_permissions(void **state)
 {
   struct akv_config *cfg = NULL;
@@ -553,6 +585,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
       cmocka_unit_test_setup_teardown(test_errors_name_field, setup, teardown),
       cmocka_unit_test_setup_teardown(test_url_rules, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_share_token, setup, teardown),
       cmocka_unit_test_setup_teardown(test_secret_file_permissions, setup, teardown),
       cmocka_unit_test_setup_teardown(test_env_quick_start, setup, teardown),
       cmocka_unit_test_setup_teardown(test_search_order, setup, teardown),
