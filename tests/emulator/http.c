@@ -250,7 +250,9 @@ static int parse_target(const char *uri, struct emu_req *req, char **path_out, c
     } else {
       if (n == 0 && !slash)
         break; /* one trailing slash */
-      if (n == 0 || req->nseg == EMU_MAX_SEGS)
+      /* An empty segment is malformed but in one place: the version of keys/{name}//..., which the
+         SDKs send for "the latest version" (keys.c decides which operations take it). */
+      if ((n == 0 && !(req->nseg == 1 && !strcmp(coll, "keys"))) || req->nseg == EMU_MAX_SEGS)
         goto out;
       req->seg[req->nseg] = strndup(p, n);
       if (!req->seg[req->nseg])

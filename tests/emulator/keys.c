@@ -1856,7 +1856,12 @@ int keys_handle(struct emu_req *req, struct emu_resp *resp)
     return emu_resp_error(resp, 404, "NotFound", NULL, "The requested resource does not exist.");
   }
 
-  /* keys */
+  /* keys. An empty version segment (keys/{name}//attestation, as Microsoft's SDKs build the path
+     when no version is given) is the latest version for the attestation, as the service answers
+     it; anywhere else it stays the malformed URI it was. */
+  if (req->nseg >= 2 && !*req->seg[1] &&
+      !(req->nseg == 3 && !strcasecmp(req->seg[2], "attestation")))
+    return emu_resp_bad_param(resp, "The request URI is malformed.");
   switch (req->nseg) {
   case 0:
     return is_method(req, "GET") ? list_keys(req, resp, false) : emu_resp_method_not_allowed(resp);
@@ -1908,8 +1913,9 @@ int keys_handle(struct emu_req *req, struct emu_resp *resp)
   }
   case 3:
     if (!strcasecmp(req->seg[2], "attestation"))
-      return is_method(req, "GET") ? emu_attest_handle(req, resp, name, req->seg[1])
-                                   : emu_resp_method_not_allowed(resp);
+      return is_method(req, "GET")
+                 ? emu_attest_handle(req, resp, name, *req->seg[1] ? req->seg[1] : NULL)
+                 : emu_resp_method_not_allowed(resp);
     if ((idx = crypto_index(req->seg[2])) >= 0)
       return is_method(req, "POST") ? crypto_op(req, resp, name, req->seg[1], idx)
                                     : emu_resp_method_not_allowed(resp);

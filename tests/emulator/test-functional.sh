@@ -409,6 +409,17 @@ check "attestation without a version (2025-07-01): the latest version" \
   test "$status/$(jq -r .key.kid <<<"$body" | cut -d/ -f6)" = "200/$ver"
 check "a key version keeps its attestation (the same certificates and blobs again)" \
   test "$(jq -c .attributes.attestation <<<"$body")" = "$(jq -c .attributes.attestation <<<"$att_rsa_first")"
+# SDKs generated from the path keys/{key-name}/{key-version}/attestation send an empty version.
+req GET "$HSM/keys/att-rsa//attestation?api-version=2025-07-01"
+check "attestation at keys/{n}//attestation (the SDKs' path without a version): the latest version's" \
+  test "$status/$(jq -r .key.kid <<<"$body" | cut -d/ -f6)/$(jq -c .attributes.attestation <<<"$body")" = \
+  "200/$ver/$(jq -c .attributes.attestation <<<"$att_rsa_first")"
+req GET "$HSM/keys/att-none//attestation?api-version=7.6"
+check "keys/{absent}//attestation: 404 KeyNotFound" expect_error 404 KeyNotFound
+req GET "$HSM/keys/att-rsa//?api-version=7.6"
+check "an empty version anywhere else (keys/{n}//): 400 BadParameter, as before" expect_error 400 BadParameter
+req POST "$HSM/keys/att-rsa//sign?api-version=7.6" '{"alg":"RS256","value":"AAAA"}'
+check "keys/{n}//sign: 400 BadParameter" expect_error 400 BadParameter
 req POST "$HSM/keys/att-ec/create?api-version=7.6" '{"kty":"EC-HSM","crv":"P-384"}'
 pubkey_pem "$body" "$W/att-ec.key.pem"
 req GET "$HSM/keys/att-ec/attestation?api-version=7.6"

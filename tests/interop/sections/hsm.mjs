@@ -196,6 +196,22 @@ export async function runHsm(ctx) {
     });
   }
 
+  // Without a version this SDK (template keys/{key-name}{/key-version}/attestation) asks for
+  // keys/{name}/attestation; SDKs whose template is keys/{key-name}/{key-version}/attestation send
+  // keys/{name}//attestation, which test-functional.sh checks against the emulator directly.
+  await check("getKeyAttestation without a version: the latest version's attestation", async () => {
+    const name = `hsm-rsa-hsm-${s}`;
+    const latest = await hc.getKeyAttestation(name);
+    assert.equal(latest.name, name);
+    assert.equal(latest.properties.version, (await hc.getKey(name)).properties.version);
+    const att = latest.properties.attestation;
+    assert.ok(att && att.certificatePemFile?.length > 0, "no attestation certificates");
+    assert.ok(att.privateKeyAttestation?.length > 0 && att.publicKeyAttestation?.length > 0, "no attestation blobs");
+    const pinned = await hc.getKeyAttestation(name, { version: latest.properties.version });
+    assert.deepEqual(Buffer.from(pinned.properties.attestation.privateKeyAttestation),
+      Buffer.from(att.privateKeyAttestation), "the version's attestation differs from the latest's");
+  });
+
   await check("Managed HSM key delete (poller), getDeletedKey, purge", async () => {
     const name = `aes128-${s}`;
     const poller = await hc.beginDeleteKey(name, POLL);
