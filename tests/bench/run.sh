@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: Apache-2.0
 # The benchmark in one command: installs what is missing (Debian packages, the pinned npm packages of
 # tests/bench), builds into ${BUILD_DIR:-build}, then runs akv-bench against a fresh emulator and writes
-# the JSON results next to the build, then bench-memory (memory per cached key, bench-memory.json).
-# Extra arguments go to akv-bench (e.g. --smoke, --duration 10); --smoke skips bench-memory.
+# the JSON results next to the build, then bench-memory (memory per cached key, bench-memory.json)
+# and pace-bench.sh (pacing under the vault's quota, bench-pace.json).
+# Extra arguments go to akv-bench (e.g. --smoke, --duration 10); --smoke skips the last two.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=${BUILD_DIR:-$top/build}
@@ -28,6 +29,12 @@ case " $* " in
     --emulator "$build/tests/emulator/akv-emulator" \
     --module "$build/src/akv-pkcs11.so" \
     --json "$build/bench-memory.json" || status=$?
+  # Pacing under the vault's quota (docs/performance.md), with its own emulator: about 45 s.
+  if [ -x "$build/tests/integration/p11_pace_check" ]; then
+    bash "$top/tests/bench/pace-bench.sh" --build "$build" --json "$build/bench-pace.json" || status=$?
+  else
+    echo "bench: pacing row skipped: p11_pace_check not built (meson -Dintegration_tests=true)" >&2
+  fi
   ;;
 esac
 exit $status
