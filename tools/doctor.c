@@ -600,6 +600,101 @@ static void add_sources(cJSON *cj, struct kv_cred *cred)
   }
 }
 
+/* Replica vaults (docs/reliability.md "Replica vaults"): whether each answers (a listing of its
+ * keys, skipped in least-privilege mode) and the comparison of each checked key with the
+ * primary's latest version, as the module makes it at a key's first use there. */
+static void check_replicas(struct report *r, struct logcap *lc, struct kv_client *cl,
+                           const struct akv_slot_config *s, const struct kv_item_list *keys,
+                           cJSON *slot)
+{
+  size_t nk = s->key_names ? s->n_key_names : keys->n;
+  cJSON *arr = cJSON_AddArrayToObject(slot, "replicas");
+  char buf[1024];
+  if (nk > MAX_KEYS)
+    nk = MAX_KEYS;
+  for (size_t i = 1; i < kv_client_n_vaults(cl); i++) {
+    const char *url = kv_client_vault_url(cl, i);
+    cJSON *o = cJSON_CreateObject(), *log = cJSON_CreateArray(), *ka;
+    struct kv_item_list rl = {NULL, 0};
+    size_t same = 0, differ = 0, missing = 0;
+    kv_rc rc = KV_OK;
+    cJSON_AddStringToObject(o, "url", url);
+    cJSON_AddItemToArray(arr, o);
+    if (!s->key_names)
+      rc = kv_list_keys(kv_client_vault(cl, i), &rl);
+    logcap_collect(lc, log);
+    if (rc != KV_OK) {
+      cJSON_AddStringToObject(o, "state", "failed");
+      cJSON_AddStringToObject(o, "rc", kv_rc_str(rc));
+      cJSON_AddItemToObject(o, "log", cJSON_Duplicate(log, 1));
+      progress("slot %s: replica %s: list keys %s", s->label, url, read_outcome(rc));
+      problem(r, s->label, NULL, "REPLICA_FAILED",
+              "slot %s: replica %s does not answer a listing of its keys (%s): %s; the module "
+              "serves its keys from the other vaults meanwhile",
+              s->label, url, kv_rc_str(rc), error_lines(log, buf, sizeof(buf)));
+      cJSON_Delete(log);
+      continue;
+    }
+    if (!s->key_names)
+      cJSON_AddNumberToObject(o, "keys_listed", (double)rl.n);
+    kv_item_list_free(&rl);
+    ka = cJSON_AddArrayToObject(o, "keys");
+    for (size_t k = 0; k < nk; k++) {
+      const char *name = s->key_names ? s->key_names[k] : keys->items[k].name;
+      char ver[128], diff[160];
+      cJSON *kj;
+      if (!name || (s->key_filter && fnmatch(s->key_filter, name, 0) != 0))
+        continue;
+      ver[0] = '\0';
+      rc = kv_replica_compare(cl, i, name, NULL, ver, sizeof(ver), diff, sizeof(diff));
+      logcap_collect(lc, log);
+      kj = cJSON_CreateObject();
+      cJSON_AddStringToObject(kj, "name", name);
+      cJSON_AddItemToArray(ka, kj);
+      if (rc == KV_OK) {
+        same++;
+        cJSON_AddStringToObject(kj, "result", "same");
+        cJSON_AddStringToObject(kj, "replica_version", ver);
+      } else if (rc == KV_E_CONFLICT) {
+        differ++;
+        cJSON_AddStringToObject(kj, "result", "different");
+        cJSON_AddStringToObject(kj, "difference", diff);
+        problem(r, s->label, name, "REPLICA_KEY_DIFFERS",
+                "slot %s: replica %s: key %s is not the primary's (%s): the module never uses "
+                "this replica for it; fix: import the primary's key material into the replica "
+                "under the same name",
+                s->label, url, name, diff);
+      } else if (rc == KV_E_UNSUPPORTED) {
+        cJSON_AddStringToObject(kj, "result", "not_compared");
+        cJSON_AddStringToObject(kj, "difference", diff);
+      } else if (rc == KV_E_NOT_FOUND) {
+        missing++;
+        cJSON_AddStringToObject(kj, "result", "missing");
+        problem(r, s->label, name, "REPLICA_KEY_MISSING",
+                "slot %s: replica %s has no key %s (or the primary lost it): the primary serves "
+                "it alone; fix: import the primary's key material into the replica under the "
+                "same name",
+                s->label, url, name);
+      } else {
+        cJSON_AddStringToObject(kj, "result", "error");
+        cJSON_AddStringToObject(kj, "rc", kv_rc_str(rc));
+        problem(r, s->label, name, "REPLICA_FAILED",
+                "slot %s: replica %s: comparing key %s failed (%s): %s", s->label, url, name,
+                kv_rc_str(rc), error_lines(log, buf, sizeof(buf)));
+        if (rc == KV_E_TIMEOUT || rc == KV_E_NETWORK)
+          break; /* every further key would wait as long */
+      }
+    }
+    cJSON_AddStringToObject(o, "state", "reachable");
+    cJSON_AddNumberToObject(o, "keys_same", (double)same);
+    cJSON_AddNumberToObject(o, "keys_different", (double)differ);
+    cJSON_AddNumberToObject(o, "keys_missing", (double)missing);
+    progress("slot %s: replica %s: %zu key(s) the same, %zu different, %zu missing", s->label,
+             url, same, differ, missing);
+    cJSON_Delete(log);
+  }
+}
+
 /* Backend pass of one slot; returns 1 when the credential worked (the module pass then reads it),
  * 2 when it worked but the vault then timed out (the module pass skips the slot), 0 otherwise. */
 static int check_slot(struct report *r, struct logcap *lc, struct kv_http *http,
@@ -657,6 +752,8 @@ static int check_slot(struct report *r, struct logcap *lc, struct kv_http *http,
   co.api_version = cfg->api_version;
   co.kind = s->kind;
   rc = kv_client_new(http, cred, &co, &cl);
+  if (rc == KV_OK)
+    rc = kv_client_add_replicas(cl, (const char *const *)s->replicas, s->n_replicas, NULL);
   if (rc != KV_OK) {
     while (cJSON_GetArraySize(log) > 0)
       cJSON_DeleteItemFromArray(log, 0);
@@ -707,6 +804,8 @@ static int check_slot(struct report *r, struct logcap *lc, struct kv_http *http,
       }
     }
   }
+  if (s->n_replicas && (s->objects & AKV_OBJ_KEYS))
+    check_replicas(r, lc, cl, s, &keys, slot);
   for (int w = 0; w < 2; w++) {
     const char *what = w ? "secrets" : "certificates";
     if (!(s->objects & (w ? AKV_OBJ_SECRETS : AKV_OBJ_CERTIFICATES)))
@@ -901,6 +1000,28 @@ static void print_text(const cJSON *root)
              jstr(pm, "decrypt"), jstr(pm, "wrap"));
       cJSON_ArrayForEach(u, cJSON_GetObjectItemCaseSensitive(k, "uris"))
           printf("      %s\n", cJSON_GetStringValue(u));
+    }
+    cJSON_ArrayForEach(u, cJSON_GetObjectItemCaseSensitive(slot, "replicas"))
+    {
+      const cJSON *rk;
+      printf("  replica %s: %s", jstr(u, "url"), jstr(u, "state"));
+      if (strcmp(jstr(u, "state"), "reachable") == 0)
+        printf(" (keys: %d the same, %d different, %d missing)",
+               cJSON_GetObjectItemCaseSensitive(u, "keys_same")->valueint,
+               cJSON_GetObjectItemCaseSensitive(u, "keys_different")->valueint,
+               cJSON_GetObjectItemCaseSensitive(u, "keys_missing")->valueint);
+      else
+        printf(" [%s]", jstr(u, "rc"));
+      printf("\n");
+      print_log(u, "      ");
+      cJSON_ArrayForEach(rk, cJSON_GetObjectItemCaseSensitive(u, "keys"))
+      {
+        if (strcmp(jstr(rk, "result"), "same") == 0)
+          continue;
+        printf("      key %s: %s%s%s%s\n", jstr(rk, "name"), jstr(rk, "result"),
+               *jstr(rk, "difference") || *jstr(rk, "rc") ? ": " : "", jstr(rk, "difference"),
+               jstr(rk, "rc"));
+      }
     }
     if (m && *jstr(m, "result")) {
       printf("  module token:      %s %s", jstr(m, "result"), jstr(m, "uri"));

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
@@ -44,7 +45,18 @@ struct kv_client {
   pthread_mutex_t lock; /* resource, tenant */
   char *resource;     /* token resource, updated from a verified challenge */
   char *tenant;       /* tenant hint from the challenge */
+  struct kv_replicas *rep; /* replica vaults (kv/replica.c), NULL = none */
 };
+
+struct kv_replicas *kv_client_replicas(const struct kv_client *cl)
+{
+  return cl->rep;
+}
+
+const char *kv_client_base_url(const struct kv_client *cl)
+{
+  return cl->url;
+}
 
 enum akv_vault_kind kv_client_kind(const struct kv_client *cl)
 {
@@ -343,6 +355,12 @@ kv_rc kv_client_call(struct kv_client *cl, struct kv_call *call, cJSON **doc)
   req.body = call->body;
   req.body_len = call->body_len;
   req.idempotent = call->idempotent;
+  req.no_retry = call->attempt != NULL; /* kv_replica_run tries another vault instead */
+  if (call->attempt) {
+    call->attempt->status = 0;
+    call->attempt->retry_after_ms = -1;
+    call->attempt->err[0] = '\0';
+  }
   /* The service's request id only goes to the audit line and the debug log. */
   req.want_request_id = (call->op && akv_audit_enabled()) ||
                         akv_log_enabled(AKV_LOG_DEBUG, AKV_LOGC_KV);
@@ -359,9 +377,12 @@ kv_rc kv_client_call(struct kv_client *cl, struct kv_call *call, cJSON **doc)
     token = NULL;
     if (rc != KV_OK) {
       const char *cause = kv_http_fail_str(resp.fail);
-      akv_err(AKV_LOGC_KV, "%s: %s after %u attempt(s)%s%s (x-ms-client-request-id %s)", what,
-              kv_rc_str(rc), resp.attempts, cause ? ": " : "", cause ? cause : "",
-              resp.client_request_id);
+      akv_log(call->attempt ? AKV_LOG_INFO : AKV_LOG_ERROR, AKV_LOGC_KV,
+              "%s: %s after %u attempt(s)%s%s (x-ms-client-request-id %s)", what, kv_rc_str(rc),
+              resp.attempts, cause ? ": " : "", cause ? cause : "", resp.client_request_id);
+      if (call->attempt)
+        snprintf(call->attempt->err, sizeof(call->attempt->err), "%s%s%s", kv_rc_str(rc),
+                 cause ? ": " : "", cause ? cause : "");
       goto out;
     }
     if (resp.status != 401 || attempt > 0)
@@ -382,6 +403,20 @@ kv_rc kv_client_call(struct kv_client *cl, struct kv_call *call, cJSON **doc)
     goto out;
   }
   if (resp.status < 200 || resp.status >= 300) {
+    if (call->attempt) {
+      struct kv_attempt *at = call->attempt;
+      at->status = resp.status;
+      snprintf(at->err, sizeof(at->err), "HTTP %ld", resp.status);
+      if (resp.retry_after)
+        at->retry_after_ms = kv_http_retry_after_ms(resp.retry_after, (int64_t)time(NULL));
+      if (resp.status == 429 || resp.status >= 500) {
+        /* Another vault may take it: the caller logs the outcome (docs/troubleshooting.md). */
+        rc = kv_status_rc(resp.status);
+        akv_info(AKV_LOGC_KV, "%s: HTTP %ld from %s; trying another vault", what, resp.status,
+                 cl->url);
+        goto out;
+      }
+    }
     rc = kv_error_from_response(resp.status, (const char *)resp.body.data, resp.body.len, what);
     if (rc == KV_E_UNAUTHORIZED)
       akv_err(AKV_LOGC_AUTH, "%s: still 401 after a token refresh; the token of %s is not "
@@ -488,6 +523,21 @@ out:
   return rc;
 }
 
+kv_rc kv_client_add_replicas(struct kv_client *cl, const char *const *urls, size_t n,
+                             const struct akv_quota_config *q)
+{
+  struct kv_client_opts o;
+  if (!cl || (!urls && n) || cl->rep)
+    return KV_E_INVALID;
+  if (!n)
+    return KV_OK;
+  memset(&o, 0, sizeof(o));
+  o.url = cl->url;
+  o.api_version = cl->api_version;
+  o.kind = cl->kind;
+  return kv_replicas_new(cl->http, cl->cred, &o, urls, n, q, &cl->rep);
+}
+
 void kv_client_free(struct kv_client *cl)
 {
   if (!cl)
@@ -498,6 +548,7 @@ void kv_client_free(struct kv_client *cl)
   free(cl->api_version);
   free(cl->resource);
   free(cl->tenant);
+  kv_replicas_free(cl->rep);
   pthread_mutex_destroy(&cl->lock);
   free(cl);
 }
@@ -673,7 +724,8 @@ static kv_rc check_same_object(const char *what, const char *name, const char *v
 /* GET of one object into *doc; call is set up for the caller's kv_client_audit (call->op stays
  * NULL when no request was made). */
 static kv_rc get_object(struct kv_client *cl, const char *op, const char *collection,
-                        const char *name, const char *version, struct kv_call *call, cJSON **doc)
+                        const char *name, const char *version, struct kv_call *call, cJSON **doc,
+                        struct kv_attempt *at)
 {
   char *url;
   kv_rc rc;
@@ -691,6 +743,7 @@ static kv_rc get_object(struct kv_client *cl, const char *op, const char *collec
   call->name = name;
   call->version = version;
   call->defer_audit = 1;
+  call->attempt = at;
   rc = kv_client_call(cl, call, doc);
   call->url = NULL;
   free(url);
@@ -703,6 +756,12 @@ static kv_rc get_object(struct kv_client *cl, const char *op, const char *collec
 
 kv_rc kv_get_key(struct kv_client *cl, const char *name, const char *version, struct kv_key **out)
 {
+  return kv_get_key_at(cl, name, version, NULL, out);
+}
+
+kv_rc kv_get_key_at(struct kv_client *cl, const char *name, const char *version,
+                    struct kv_attempt *at, struct kv_key **out)
+{
   cJSON *doc = NULL;
   struct kv_key *k = NULL;
   struct kv_call call;
@@ -710,12 +769,14 @@ kv_rc kv_get_key(struct kv_client *cl, const char *name, const char *version, st
   if (!cl || !out)
     return KV_E_INVALID;
   *out = NULL;
-  rc = get_object(cl, "keys.get", "keys", name, version, &call, &doc);
+  rc = get_object(cl, "keys.get", "keys", name, version, &call, &doc, at);
   if (rc != KV_OK)
     goto out;
   if ((rc = kv_key_from_bundle(doc, &k)) != KV_OK ||
       (rc = check_same_object("keys.get", name, version, k->name, k->version)) != KV_OK)
     goto out;
+  if (cl->rep)
+    kv_replicas_note_key(cl, version, k);
   *out = k;
   k = NULL;
 out:
@@ -737,7 +798,7 @@ kv_rc kv_get_certificate(struct kv_client *cl, const char *name, const char *ver
   *out = NULL;
   if (cl->kind == AKV_VAULT_MHSM)
     return KV_E_UNSUPPORTED;
-  rc = get_object(cl, "certificates.get", "certificates", name, version, &call, &doc);
+  rc = get_object(cl, "certificates.get", "certificates", name, version, &call, &doc, NULL);
   if (rc != KV_OK)
     goto out;
   if ((rc = kv_cert_from_bundle(doc, "certificates.get", &c)) != KV_OK ||
@@ -766,7 +827,7 @@ kv_rc kv_get_secret(struct kv_client *cl, const char *name, const char *version,
   *out = NULL;
   if (cl->kind == AKV_VAULT_MHSM)
     return KV_E_UNSUPPORTED;
-  rc = get_object(cl, "secrets.get", "secrets", name, version, &call, &doc);
+  rc = get_object(cl, "secrets.get", "secrets", name, version, &call, &doc, NULL);
   if (rc != KV_OK)
     goto out;
   rc = KV_E_NOMEM;

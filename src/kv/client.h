@@ -26,7 +26,47 @@ struct kv_call {
   char client_request_id[40];
   char request_id[80];
   int fast_taken;      /* fast_body took the reply */
+  /* NULL: the usual retries within the deadline. Else one attempt of a key operation spread over
+   * replica vaults (kv/replica.c): no retry here, a 429, 5xx or network failure is logged at info
+   * level only (the caller tries another vault and logs the outcome), and its details are copied
+   * there. */
+  struct kv_attempt *attempt;
 };
+
+/* What one attempt on one vault gave, for kv_replica_run's choice of the next vault. */
+struct kv_attempt {
+  long status;         /* HTTP status, 0 = none received */
+  long retry_after_ms; /* the reply's Retry-After, -1 = none */
+  char err[112];       /* "HTTP 429", "KV_E_NETWORK: connection refused"... ("" on success) */
+};
+
+/* One attempt of a key operation on vault cl (the primary or a replica's client), addressing
+ * version there; at goes into the kv_call it makes (kv_call.attempt). */
+typedef kv_rc (*kv_attempt_fn)(struct kv_client *cl, const char *name, const char *version,
+                               void *ctx, struct kv_attempt *at);
+
+/* Runs a key operation (JWA alg) on the vault with the most budget left and fails over to another on 429,
+ * 5xx, a network error or a replica's error for this key, within the operation's deadline
+ * (docs/reliability.md "Replica vaults"). op names it in messages ("keys.sign"). Called only
+ * when kv_client_n_vaults(cl) > 1. */
+kv_rc kv_replica_run(struct kv_client *cl, const char *op, const char *name, const char *version,
+                     const char *alg, kv_attempt_fn fn, void *ctx);
+
+/* Replica state of a client (kv/replica.c), created with it; NULL when it has no replicas. */
+struct kv_replicas;
+kv_rc kv_replicas_new(struct kv_http *http, struct kv_cred *cred,
+                      const struct kv_client_opts *opts, const char *const *urls, size_t n,
+                      const struct akv_quota_config *q, struct kv_replicas **out);
+void kv_replicas_free(struct kv_replicas *r);
+struct kv_replicas *kv_client_replicas(const struct kv_client *cl);
+/* The primary's public key as kv_get_key read it: kept for the replicas' comparison. */
+void kv_replicas_note_key(struct kv_client *cl, const char *version, const struct kv_key *k);
+
+const char *kv_client_base_url(const struct kv_client *cl);
+
+/* kv_get_key as one attempt of kv_replica_run's (at not NULL: kv_call.attempt). */
+kv_rc kv_get_key_at(struct kv_client *cl, const char *name, const char *version,
+                    struct kv_attempt *at, struct kv_key **out);
 
 /* Sends an authenticated request (token, one challenge-driven refresh and retry on 401), maps
  * errors to kv_rc, writes the audit line. On KV_OK *doc is the parsed JSON object of a 2xx

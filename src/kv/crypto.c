@@ -103,7 +103,7 @@ static kv_rc post_text(struct kv_client *cl, struct kv_call *call, const char *o
                        const char *url, const char *txt, size_t txt_len, const char *name,
                        const char *version, const char *alg,
                        int (*fast)(void *ctx, const char *data, size_t len), void *fast_ctx,
-                       cJSON **doc)
+                       struct kv_attempt *at, cJSON **doc)
 {
   kv_rc rc;
   memset(call, 0, sizeof(*call));
@@ -119,6 +119,7 @@ static kv_rc post_text(struct kv_client *cl, struct kv_call *call, const char *o
   call->body_len = txt_len;
   call->fast_body = fast;
   call->fast_ctx = fast_ctx;
+  call->attempt = at;
   rc = kv_client_call(cl, call, doc);
   call->body = NULL;
   if (rc == KV_OK && !*doc && !call->fast_taken) {
@@ -146,7 +147,7 @@ static void wipe_tree(cJSON *doc)
  * and in logs"). body is a flat object of short strings and numbers. */
 static kv_rc post_json(struct kv_client *cl, struct kv_call *call, const char *op,
                        const char *url, cJSON *body, const char *name, const char *version,
-                       const char *alg, cJSON **doc)
+                       const char *alg, struct kv_attempt *at, cJSON **doc)
 {
   const cJSON *it;
   size_t cap = 64, len;
@@ -168,7 +169,7 @@ static kv_rc post_json(struct kv_client *cl, struct kv_call *call, const char *o
     return KV_E_NOMEM;
   }
   len = strlen(txt);
-  rc = post_text(cl, call, op, url, txt, len, name, version, alg, NULL, NULL, doc);
+  rc = post_text(cl, call, op, url, txt, len, name, version, alg, NULL, NULL, at, doc);
   OPENSSL_cleanse(txt, cap);
   free(txt);
   wipe_tree(body);
@@ -195,21 +196,33 @@ static int sign_fast_body(void *ctx, const char *data, size_t len)
   return 1;
 }
 
+/* A key operation's arguments, for one attempt on one vault (kv_replica_run). */
+struct op_ctx {
+  const char *alg;
+  const unsigned char *in, *sig;
+  size_t in_len, sig_len;
+  struct kv_bytes *out;
+  int *valid;
+  enum kv_cipher_op cop;
+  const struct kv_aes_params *aes;
+  struct kv_crypt_result *res;
+};
+
+/* Symmetric keys (AES, HMAC on a Managed HSM) have no public part to compare with a replica's:
+ * the primary serves them (docs/reliability.md "Replica vaults"). */
+static int spread(struct kv_client *cl, const char *alg)
+{
+  return kv_client_n_vaults(cl) > 1 && alg[0] != 'A' && alg[0] != 'H';
+}
+
+static kv_rc sign_attempt(struct kv_client *cl, const char *name, const char *version, void *vctx,
+                          struct kv_attempt *at);
+
 kv_rc kv_sign(struct kv_client *cl, const char *name, const char *version, const char *alg,
               const unsigned char *digest, size_t digest_len, struct kv_bytes *sig)
 {
-  static const char k_alg[] = "{\"alg\":\"", k_value[] = "\",\"value\":\"", k_end[] = "\"}";
-  cJSON *doc = NULL;
-  char *url_heap = NULL, urlbuf[URL_BUF];
-  const char *url;
-  /* {"alg":"<=32","value":"<=1366"}: alg_ok allows no character that JSON escapes, nor does
-   * base64url, so the body is put together directly (cJSON building and printing it, or even
-   * snprintf, cost more than the rest of this function). The bytes are those
-   * cJSON_PrintUnformatted gives. */
-  char body[1500];
-  size_t lo, hi, want, o = 0, alg_len, b64_len;
-  struct kv_call call;
-  int audit = 0;
+  struct op_ctx c;
+  size_t want;
   kv_rc rc;
   if (!cl || !sig || !digest || !alg_ok(alg))
     return KV_E_INVALID;
@@ -222,6 +235,37 @@ kv_rc kv_sign(struct kv_client *cl, const char *name, const char *version, const
     akv_err(AKV_LOGC_KV, "keys.sign %s: %zu-byte input does not fit %s", name, digest_len, alg);
     return KV_E_INVALID;
   }
+  memset(&c, 0, sizeof(c));
+  c.alg = alg;
+  c.in = digest;
+  c.in_len = digest_len;
+  c.out = sig;
+  if (spread(cl, alg))
+    return kv_replica_run(cl, "keys.sign", name, version, alg, sign_attempt, &c);
+  return sign_attempt(cl, name, version, &c, NULL);
+}
+
+static kv_rc sign_attempt(struct kv_client *cl, const char *name, const char *version, void *vctx,
+                          struct kv_attempt *at)
+{
+  const struct op_ctx *c = vctx;
+  const char *alg = c->alg;
+  const unsigned char *digest = c->in;
+  size_t digest_len = c->in_len;
+  struct kv_bytes *sig = c->out;
+  static const char k_alg[] = "{\"alg\":\"", k_value[] = "\",\"value\":\"", k_end[] = "\"}";
+  cJSON *doc = NULL;
+  char *url_heap = NULL, urlbuf[URL_BUF];
+  const char *url;
+  /* {"alg":"<=32","value":"<=1366"}: alg_ok allows no character that JSON escapes, nor does
+   * base64url, so the body is put together directly (cJSON building and printing it, or even
+   * snprintf, cost more than the rest of this function). The bytes are those
+   * cJSON_PrintUnformatted gives. */
+  char body[1500];
+  size_t lo, hi, o = 0, alg_len, b64_len;
+  struct kv_call call;
+  int audit = 0;
+  kv_rc rc;
   url = op_url(cl, name, version, "sign", urlbuf, &url_heap);
   if (!url)
     return KV_E_NOMEM;
@@ -241,7 +285,7 @@ kv_rc kv_sign(struct kv_client *cl, const char *name, const char *version, const
   o += b64_len;
   memcpy(body + o, k_end, sizeof(k_end)); /* with its NUL */
   rc = post_text(cl, &call, "keys.sign", url, body, o + sizeof(k_end) - 1, name, version, alg,
-                 sign_fast_body, sig, &doc);
+                 sign_fast_body, sig, at, &doc);
   audit = 1;
   if (rc != KV_OK)
     goto out;
@@ -264,29 +308,50 @@ out:
   return rc;
 }
 
+static kv_rc verify_attempt(struct kv_client *cl, const char *name, const char *version,
+                            void *vctx, struct kv_attempt *at);
+
 kv_rc kv_verify(struct kv_client *cl, const char *name, const char *version, const char *alg,
                 const unsigned char *digest, size_t digest_len, const unsigned char *sig,
                 size_t sig_len, int *valid)
 {
-  cJSON *body = NULL, *doc = NULL;
-  char *url_heap = NULL, urlbuf[URL_BUF];
-  const char *url;
-  int v = -1;
-  struct kv_call call;
-  int audit = 0;
+  struct op_ctx c;
   kv_rc rc;
   if (!cl || !digest || !sig || !valid || !alg_ok(alg) || !digest_len || !sig_len)
     return KV_E_INVALID;
   *valid = 0;
   if ((rc = kv_check_name(name, version)) != KV_OK)
     return rc;
-  rc = KV_E_NOMEM;
+  memset(&c, 0, sizeof(c));
+  c.alg = alg;
+  c.in = digest;
+  c.in_len = digest_len;
+  c.sig = sig;
+  c.sig_len = sig_len;
+  c.valid = valid;
+  if (spread(cl, alg))
+    return kv_replica_run(cl, "keys.verify", name, version, alg, verify_attempt, &c);
+  return verify_attempt(cl, name, version, &c, NULL);
+}
+
+static kv_rc verify_attempt(struct kv_client *cl, const char *name, const char *version,
+                            void *vctx, struct kv_attempt *at)
+{
+  const struct op_ctx *c = vctx;
+  const char *alg = c->alg;
+  cJSON *body = NULL, *doc = NULL;
+  char *url_heap = NULL, urlbuf[URL_BUF];
+  const char *url;
+  int v = -1;
+  struct kv_call call;
+  int audit = 0;
+  kv_rc rc = KV_E_NOMEM;
   body = cJSON_CreateObject();
   url = op_url(cl, name, version, "verify", urlbuf, &url_heap);
   if (!body || !url || !cJSON_AddStringToObject(body, "alg", alg) ||
-      !add_b64(body, "digest", digest, digest_len) || !add_b64(body, "value", sig, sig_len))
+      !add_b64(body, "digest", c->in, c->in_len) || !add_b64(body, "value", c->sig, c->sig_len))
     goto out;
-  rc = post_json(cl, &call, "keys.verify", url, body, name, version, alg, &doc);
+  rc = post_json(cl, &call, "keys.verify", url, body, name, version, alg, at, &doc);
   audit = 1;
   if (rc != KV_OK)
     goto out;
@@ -297,7 +362,7 @@ kv_rc kv_verify(struct kv_client *cl, const char *name, const char *version, con
     rc = KV_E_PROTOCOL;
     goto out;
   }
-  *valid = v;
+  *c->valid = v;
 out:
   if (audit)
     kv_client_audit(cl, &call, rc);
@@ -326,25 +391,52 @@ static const char *cipher_op_name(enum kv_cipher_op op, const char **path)
   return NULL;
 }
 
+static kv_rc cipher_attempt(struct kv_client *cl, const char *name, const char *version,
+                            void *vctx, struct kv_attempt *at);
+
 kv_rc kv_cipher(struct kv_client *cl, enum kv_cipher_op op, const char *name, const char *version,
                 const char *alg, const unsigned char *in, size_t in_len,
                 const struct kv_aes_params *aes, struct kv_crypt_result *out)
 {
-  cJSON *body = NULL, *doc = NULL;
-  char *url_heap = NULL, urlbuf[URL_BUF];
-  const char *url;
   const char *path = NULL, *opname = cipher_op_name(op, &path);
-  int rsa = alg && strncmp(alg, "RSA", 3) == 0;
-  int gcm = alg && strstr(alg, "GCM") != NULL;
-  struct kv_call call;
-  int audit = 0;
+  struct op_ctx c;
   kv_rc rc;
   if (!cl || !out || !opname || !alg_ok(alg) || (!in && in_len) || in_len > MAX_RESULT / 2)
     return KV_E_INVALID;
   memset(out, 0, sizeof(*out));
   if ((rc = kv_check_name(name, version)) != KV_OK)
     return rc;
-  rc = KV_E_NOMEM;
+  memset(&c, 0, sizeof(c));
+  c.alg = alg;
+  c.in = in;
+  c.in_len = in_len;
+  c.cop = op;
+  c.aes = aes;
+  c.res = out;
+  if (spread(cl, alg))
+    return kv_replica_run(cl, opname, name, version, alg, cipher_attempt, &c);
+  return cipher_attempt(cl, name, version, &c, NULL);
+}
+
+static kv_rc cipher_attempt(struct kv_client *cl, const char *name, const char *version,
+                            void *vctx, struct kv_attempt *at)
+{
+  const struct op_ctx *c = vctx;
+  enum kv_cipher_op op = c->cop;
+  const char *alg = c->alg;
+  const unsigned char *in = c->in;
+  size_t in_len = c->in_len;
+  const struct kv_aes_params *aes = c->aes;
+  struct kv_crypt_result *out = c->res;
+  cJSON *body = NULL, *doc = NULL;
+  char *url_heap = NULL, urlbuf[URL_BUF];
+  const char *url;
+  const char *path = NULL, *opname = cipher_op_name(op, &path);
+  int rsa = strncmp(alg, "RSA", 3) == 0;
+  int gcm = strstr(alg, "GCM") != NULL;
+  struct kv_call call;
+  int audit = 0;
+  kv_rc rc = KV_E_NOMEM;
   body = cJSON_CreateObject();
   url = op_url(cl, name, version, path, urlbuf, &url_heap);
   if (!body || !url || !cJSON_AddStringToObject(body, "alg", alg) ||
@@ -354,7 +446,7 @@ kv_rc kv_cipher(struct kv_client *cl, enum kv_cipher_op op, const char *name, co
               (aes->aad_len && !add_b64(body, "aad", aes->aad, aes->aad_len)) ||
               (aes->tag_len && !add_b64(body, "tag", aes->tag, aes->tag_len))))
     goto out;
-  rc = post_json(cl, &call, opname, url, body, name, version, alg, &doc);
+  rc = post_json(cl, &call, opname, url, body, name, version, alg, at, &doc);
   audit = 1;
   if (rc != KV_OK)
     goto out;
@@ -412,7 +504,7 @@ kv_rc kv_random(struct kv_client *cl, unsigned char *out, size_t count)
     call.op = NULL;
     rc = KV_E_NOMEM;
     if (body && cJSON_AddNumberToObject(body, "count", (double)n))
-      rc = post_json(cl, &call, "rng", url, body, NULL, NULL, NULL, &doc);
+      rc = post_json(cl, &call, "rng", url, body, NULL, NULL, NULL, NULL, &doc);
     if (rc == KV_OK)
       rc = kv_json_b64url(doc, "value", 1, RNG_MAX_PER_CALL, &b.data, &b.len);
     if (rc == KV_OK && b.len != n) {

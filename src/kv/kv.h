@@ -235,6 +235,40 @@ kv_rc kv_cipher(struct kv_client *cl, enum kv_cipher_op op, const char *name, co
 /* Managed HSM POST /rng, count 1..128 per call (the client loops for more). */
 kv_rc kv_random(struct kv_client *cl, unsigned char *out, size_t count);
 
+/* ---- replica vaults (src/kv/replica.c; docs/reliability.md "Replica vaults") --------------- */
+
+/* Adds replica vaults to a new client (before any use): same keys (names and key material), same
+ * kind, same credential and options; its key operations are then spread over the primary and
+ * these (docs/config.md "replicas"). At most 8. q: the slot's quota, which paces each replica
+ * like the primary (docs/reliability.md "Pacing"); NULL = the vaults' budgets are not consulted
+ * (tools that make no key operations). */
+kv_rc kv_client_add_replicas(struct kv_client *cl, const char *const *urls, size_t n,
+                             const struct akv_quota_config *q);
+
+/* Vault i of a client: 0 = the primary (the client itself), 1..n = its replicas. */
+size_t kv_client_n_vaults(const struct kv_client *cl);
+const char *kv_client_vault_url(const struct kv_client *cl, size_t i);
+struct kv_client *kv_client_vault(struct kv_client *cl, size_t i);
+
+/* Compares key name (version = the primary's version, NULL = latest) on vault i (a replica) with
+ * the primary's public key (RSA n/e, EC crv/x/y): KV_OK when one of the replica's versions holds
+ * the same public key (its version into rep_version, rep_cap bytes, when not NULL);
+ * KV_E_CONFLICT when none does (diff says how the latest differs); KV_E_UNSUPPORTED for a
+ * symmetric key (nothing public to compare); another rc: the primary's or the replica's error.
+ * Makes requests (GET on both vaults, the replica's version list); no state is kept. */
+kv_rc kv_replica_compare(struct kv_client *cl, size_t i, const char *name, const char *version,
+                         char *rep_version, size_t rep_cap, char *diff, size_t diff_len);
+
+/* What this process knows of vault i (counters since kv_client_new). */
+struct kv_vault_state {
+  unsigned long served;      /* key operations it answered */
+  unsigned long failed;      /* attempts that failed there (and went elsewhere or failed) */
+  long cooling_ms;           /* > 0: not chosen for that long (throttled, down) */
+  size_t keys_same, keys_differ, keys_missing; /* replicas: key comparisons so far */
+  char last_error[128];      /* "" when none */
+};
+void kv_client_vault_state(struct kv_client *cl, size_t i, struct kv_vault_state *st);
+
 /* ---- JWK helpers (no network) --------------------------------------------------------------- */
 
 /* The JWK key_ops name of one enum kv_key_op bit ("wrapKey"), NULL for another value. */

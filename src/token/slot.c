@@ -64,6 +64,9 @@ static CK_RV slot_init(struct akv_slot *slot, CK_SLOT_ID id, const struct akv_sl
   co.api_version = cfg->api_version;
   co.kind = sc->kind;
   rc = kv_client_new(http, slot->own_cred ? slot->own_cred : def_cred, &co, &slot->client);
+  if (rc == KV_OK)
+    rc = kv_client_add_replicas(slot->client, (const char *const *)sc->replicas, sc->n_replicas,
+                                &sc->quota);
   if (rc != KV_OK) {
     akv_err(AKV_LOGC_GEN, "slot %lu (%s): client: %s", (unsigned long)id, sc->url, kv_rc_str(rc));
     rv = akv_rv_nomem_or(rc, CKR_GENERAL_ERROR);
@@ -154,6 +157,9 @@ CK_RV akv_slot_open_credential(struct akv_slot *slot, const unsigned char *pin, 
   co.api_version = cfg->api_version;
   co.kind = sc->kind;
   rc = kv_client_new(slot->http, cred, &co, &client);
+  if (rc == KV_OK)
+    rc = kv_client_add_replicas(client, (const char *const *)sc->replicas, sc->n_replicas,
+                                &sc->quota);
   if (rc != KV_OK)
     goto out;
   /* Published once; nothing reads them before (searches find nothing until then). */

@@ -191,6 +191,7 @@ void akv_config_free(struct akv_config *cfg)
   for (size_t i = 0; i < cfg->n_slots; i++) {
     struct akv_slot_config *s = &cfg->slots[i];
     free(s->url);
+    strv_free(s->replicas, s->n_replicas);
     free(s->label);
     strv_free(s->key_names, s->n_key_names);
     free(s->key_filter);
@@ -718,6 +719,9 @@ static int slot_pacing_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const ch
 static const struct field slot_plain_fields[] = {
     SLOT_PLAIN(url, F_STR, 0, 0, "\"https://NAME.vault.azure.net\""),
     SLOT_PLAIN(label, F_STR, 0, 0, "\"my-vault\""),
+    {"replicas", F_STRLIST, offsetof(struct akv_slot_config, replicas),
+     offsetof(struct akv_slot_config, n_replicas), 0, 0, NULL,
+     "[\"https://NAME2.vault.azure.net\"]"},
     {"keys", F_STRLIST, offsetof(struct akv_slot_config, key_names),
      offsetof(struct akv_slot_config, n_key_names), 0, 0, NULL, "[\"key1\", \"key2\"]"},
     SLOT_PLAIN(key_filter, F_STR, 0, 0, "\"tls-*\""),
@@ -845,6 +849,7 @@ static int top_pin_hash_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const c
 static const struct field slot_fields[] = {
     {"url", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
     {"label", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
+    {"replicas", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
     {"kind", F_CUSTOM, 0, 0, 0, 0, slot_kind_fn, NULL},
     {"objects", F_CUSTOM, 0, 0, 0, 0, slot_objects_fn, NULL},
     {"keys", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
@@ -1252,6 +1257,42 @@ out:
   return rc;
 }
 
+/* slots[i].replicas[k] (docs/config.md "replicas"): a vault base URL under the rules of url,
+ * normalised the same way, of the slot's kind, neither the slot's url nor listed twice. */
+static int validate_replica(struct cfg_ctx *c, struct akv_config *cfg, struct akv_slot_config *s,
+                            size_t i, size_t k)
+{
+  struct akv_slot_config tmp;
+  enum akv_vault_kind kind;
+  char path[96], host[256];
+  int rc;
+  snprintf(path, sizeof(path), "slots[%zu].replicas[%zu]", i, k);
+  if (k >= 8)
+    return cfg_fail(c, path, "more than 8 replicas; fix: list at most 8 vaults");
+  memset(&tmp, 0, sizeof(tmp));
+  tmp.url = s->replicas[k];
+  tmp.label = (char *)"-"; /* no label is derived from a replica */
+  rc = validate_url(c, cfg, &tmp, 0, path);
+  s->replicas[k] = tmp.url; /* normalised (the same string on failure) */
+  if (rc)
+    return -1;
+  snprintf(host, sizeof(host), "%s", s->replicas[k] + 8); /* after "https://" */
+  host[strcspn(host, ":")] = '\0';
+  if (akv_azure_vault_host(host, NULL, &kind) && kind != s->kind)
+    return cfg_fail(c, path, "%s is a %s, the slot is a %s; fix: a replica holds the same keys "
+                    "as the slot's vault, so it is of the same kind",
+                    s->replicas[k], kind == AKV_VAULT_MHSM ? "Managed HSM" : "Key Vault",
+                    s->kind == AKV_VAULT_MHSM ? "Managed HSM" : "Key Vault");
+  if (strcasecmp(s->replicas[k], s->url) == 0)
+    return cfg_fail(c, path, "%s is the slot's own url; fix: list only the other vaults",
+                    s->replicas[k]);
+  for (size_t j = 0; j < k; j++)
+    if (strcasecmp(s->replicas[j], s->replicas[k]) == 0)
+      return cfg_fail(c, path, "%s is already replicas[%zu]; fix: list each vault once",
+                      s->replicas[k], j);
+  return 0;
+}
+
 static int valid_key_name(const char *n)
 {
   size_t len = strlen(n);
@@ -1502,6 +1543,9 @@ static int finish(struct cfg_ctx *c, struct akv_config *cfg, struct parse_state 
     snprintf(slot_path, sizeof(slot_path), "slots[%zu].url", i);
     if (validate_url(c, cfg, s, ps->slots[i].kind_set, slot_path))
       return -1;
+    for (size_t k = 0; k < s->n_replicas; k++)
+      if (validate_replica(c, cfg, s, i, k))
+        return -1;
     if (!ps->slots[i].objects_set && have_env_objects == 0)
       s->objects = env_objects;
     if (s->kind == AKV_VAULT_MHSM && (s->objects & (AKV_OBJ_CERTIFICATES | AKV_OBJ_SECRETS))) {

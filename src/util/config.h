@@ -58,6 +58,8 @@ struct akv_quota_config {
 
 struct akv_slot_config {
   char *url;                 /* https://NAME.vault.azure.net (normalised: no trailing slash) */
+  char **replicas;           /* vaults holding the same keys (normalised like url), same kind */
+  size_t n_replicas;
   char *label;               /* token label; default: vault name (first DNS label) */
   enum akv_vault_kind kind;  /* from the host (managedhsm.*) or "kind" field */
   unsigned objects;          /* enum akv_objects bits; default keys|certificates */

@@ -253,6 +253,15 @@ kv_rc kv_client_new(struct kv_http *http, struct kv_cred *cred, const struct kv_
   return KV_OK;
 }
 
+kv_rc kv_client_add_replicas(struct kv_client *cl, const char *const *urls, size_t n,
+                             const struct akv_quota_config *q)
+{
+  (void)cl;
+  (void)urls;
+  (void)q;
+  return n ? KV_E_UNSUPPORTED : KV_OK; /* the fake has no replica vaults */
+}
+
 void kv_client_free(struct kv_client *cl)
 {
   if (cl)

@@ -228,6 +228,45 @@ static void test_url_rules(void **state)
   }
 }
 
+/* docs/config.md "replicas": the rules of url, normalised, of the slot's kind, no repeats. */
+static void test_replicas(void **state)
+{
+  struct akv_config *cfg = NULL;
+  char err[512];
+  (void)state;
+  assert_int_equal(akv_config_parse("{\"slots\":[{\"url\":\"https://a.vault.azure.net\","
+                                    "\"replicas\":[\"https://B.vault.azure.net:443/\","
+                                    "\"https://c.vault.azure.net\"]}]}",
+                                    "t.json", &cfg, err, sizeof(err)),
+                   0);
+  assert_int_equal(cfg->slots[0].n_replicas, 2);
+  assert_string_equal(cfg->slots[0].replicas[0], "https://b.vault.azure.net");
+  assert_string_equal(cfg->slots[0].replicas[1], "https://c.vault.azure.net");
+  assert_string_equal(cfg->slots[0].label, "a");
+  akv_config_free(cfg);
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net\",\"replicas\":"
+               "[\"http://b.vault.azure.net\"]}]}",
+               "test.json", "`slots[0].replicas[0]`", "https", "fix");
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net\",\"replicas\":"
+               "[\"https://evil.example.com\"]}]}",
+               "`slots[0].replicas[0]`", "allowed_hosts");
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net\",\"replicas\":"
+               "[\"https://b.managedhsm.azure.net\"]}]}",
+               "`slots[0].replicas[0]`", "is a Managed HSM, the slot is a Key Vault", "fix");
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.managedhsm.azure.net\",\"replicas\":"
+               "[\"https://b.vault.azure.net\"]}]}",
+               "`slots[0].replicas[0]`", "is a Key Vault, the slot is a Managed HSM");
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net\",\"replicas\":"
+               "[\"https://A.vault.azure.net/\"]}]}",
+               "`slots[0].replicas[0]`", "the slot's own url", "fix");
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net\",\"replicas\":"
+               "[\"https://b.vault.azure.net\",\"https://b.vault.azure.net\"]}]}",
+               "`slots[0].replicas[1]`", "already replicas[0]", "fix");
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net\",\"replicas\":"
+               "\"https://b.vault.azure.net\"}]}",
+               "`slots[0].replicas`", "array");
+}
+
 /* docs/config.md "share_token": on by default for the module's and each slot's credential; a
  * slot with its own credential may differ, one that uses the module's may not. */
 static void test_share_token(void **state)
@@ -585,6 +624,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
       cmocka_unit_test_setup_teardown(test_errors_name_field, setup, teardown),
       cmocka_unit_test_setup_teardown(test_url_rules, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_replicas, setup, teardown),
       cmocka_unit_test_setup_teardown(test_share_token, setup, teardown),
       cmocka_unit_test_setup_teardown(test_secret_file_permissions, setup, teardown),
       cmocka_unit_test_setup_teardown(test_env_quick_start, setup, teardown),
