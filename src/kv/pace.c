@@ -391,11 +391,27 @@ void kv_pace_throttled(struct kv_pace *p, long retry_after_ms)
 /* The documented per-vault limits per 10 s (docs/config.md "quota"), HSM-protected keys. */
 static const uint32_t kv_hsm_limits[KV_PACE_NCLASS] = {2000, 500, 250, 2000, 2000};
 
+/* 1 when url ("https://host[:port]") is at an Azure vault domain: the documented limits are that
+ * service's; a host from allowed_hosts (an emulator, a proxy) is paced only with a quota. */
+static int azure_host(const char *url)
+{
+  char host[256];
+  const char *h = strstr(url, "://");
+  size_t n;
+  h = h ? h + 3 : url;
+  n = strcspn(h, ":/");
+  if (n == 0 || n >= sizeof(host))
+    return 0;
+  memcpy(host, h, n);
+  host[n] = '\0';
+  return akv_azure_vault_host(host, NULL, NULL);
+}
+
 static struct kv_pace *pace_new(const char *url, enum akv_vault_kind kind,
                                 const struct akv_quota_config *q)
 {
   struct kv_pace *p;
-  int any = 0;
+  int any = 0, defaults = kind != AKV_VAULT_MHSM && azure_host(url);
   uint32_t minw = 0;
   char path[PATH_MAX], why[PATH_MAX + 128];
   if (q && (q->pacing_off || q->off))
@@ -410,9 +426,9 @@ static struct kv_pace *pace_new(const char *url, enum akv_vault_kind kind,
   p->url_hash = fnv1a(url, p->url_len, FNV_INIT);
   for (int c = 0; c < KV_PACE_NCLASS; c++) {
     uint32_t n = q ? q->count[c] : 0, w = q ? q->window_s[c] : 0;
-    if (!n && kind != AKV_VAULT_MHSM) {
+    if (!n && defaults) {
       /* Managed HSM documents no throttling of cryptographic operations: paced only with a
-       * configured quota. */
+       * configured quota (docs/config.md "Quota and pacing"). */
       n = kv_hsm_limits[c] * (q && q->software ? 2 : 1);
       w = 10;
     }
@@ -528,7 +544,7 @@ kv_rc kv_pace_open(struct kv_http *http, const char *vault_url, enum akv_vault_k
       return KV_E_NOMEM;
     }
     p->next = s->head;
-    s->head = p;
+    __atomic_store_n(&s->head, p, __ATOMIC_RELEASE);
   }
   p->refs++;
   pthread_mutex_unlock(&s->lock);
@@ -607,13 +623,13 @@ void kv_pace_request_begin(struct kv_http *http, const char *method, const char 
   int i;
   unsigned bits = 0;
   memset(pr, 0, sizeof(*pr));
-  if (!s || !s->head || !url || !method || strcmp(method, "POST") != 0)
+  if (!s || !url || !method || strcmp(method, "POST") != 0)
     return;
-  pthread_mutex_lock(&s->lock); /* entries are only added: the one found stays */
-  for (p = s->head; p; p = p->next)
+  /* Entries are complete before they are published and never removed before kv_http_free: the
+   * per-request path reads the list without the lock. */
+  for (p = __atomic_load_n(&s->head, __ATOMIC_ACQUIRE); p; p = p->next)
     if (strncmp(url, p->url, p->url_len) == 0 && url[p->url_len] == '/')
       break;
-  pthread_mutex_unlock(&s->lock);
   if (!p || !p->tau_us)
     return;
   path = url + p->url_len + 1;

@@ -33,8 +33,8 @@ void kv_pace_setup(struct kv_http *http, const struct akv_config *cfg);
  * URL per module instance, so that every caller in the process spends the same budget. An existing
  * pacer is returned as it is (kind and q are used only by the first open). q NULL = the
  * documented limits of kind. *out (may be NULL: register only) is a counted reference, NULL with
- * KV_OK when pacing is off for the vault ("pacing": false, "quota": "off", a Managed HSM without
- * "quota"). Pacers live until kv_http_free. */
+ * KV_OK when pacing is off for the vault ("pacing": false, "quota": "off", a Managed HSM or a host
+ * outside the Azure vault domains without "quota"). Pacers live until kv_http_free. */
 kv_rc kv_pace_open(struct kv_http *http, const char *vault_url, enum akv_vault_kind kind,
                    const struct akv_quota_config *q, struct kv_pace **out);
 void kv_pace_close(struct kv_pace *p);

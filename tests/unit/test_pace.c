@@ -340,7 +340,10 @@ static void test_defaults_and_off(void **state)
       "{\"url\":\"https://s.vault.azure.net\",\"quota\":\"software\"},"
       "{\"url\":\"https://o.vault.azure.net\",\"quota\":\"off\"},"
       "{\"url\":\"https://m.managedhsm.azure.net\"},"
-      "{\"url\":\"https://n.managedhsm.azure.net\",\"quota\":{\"oct\":\"5000/1\"}}]}",
+      "{\"url\":\"https://n.managedhsm.azure.net\",\"quota\":{\"oct\":\"5000/1\"}},"
+      "{\"url\":\"https://localhost:8443\"},"
+      "{\"url\":\"https://127.0.0.1:8444\",\"quota\":{\"ec\":\"10/1\"}}],"
+      "\"allowed_hosts\":[\"localhost\",\"127.0.0.1\"]}",
       err, sizeof(err));
   struct kv_http *h;
   struct kv_pace *p;
@@ -362,6 +365,13 @@ static void test_defaults_and_off(void **state)
   assert_non_null(p);
   assert_int_equal(kv_pace_available(p, KV_PACE_RSA2048), LONG_MAX);
   assert_true(kv_pace_available(p, KV_PACE_OCT) > 1);
+  /* a host outside the Azure domains (an emulator, a proxy): only with a quota */
+  assert_int_equal(kv_pace_open(h, "https://localhost:8443", 0, NULL, &p), KV_OK);
+  assert_null(p);
+  assert_int_equal(kv_pace_open(h, "https://127.0.0.1:8444", 0, NULL, &p), KV_OK);
+  assert_non_null(p);
+  assert_int_equal(kv_pace_available(p, KV_PACE_RSA2048), LONG_MAX);
+  assert_int_equal(kv_pace_available(p, KV_PACE_EC), 1);
   /* NULL pacer: no pacing */
   assert_int_equal(kv_pace_take(NULL, KV_PACE_EC, 0), KV_OK);
   assert_int_equal(kv_pace_wait_ms(NULL, KV_PACE_EC), 0);
