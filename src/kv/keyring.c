@@ -24,11 +24,13 @@
 #include "util/log.h"
 
 /* <linux/keyctl.h>, spelled out: the module needs no kernel headers to build. */
+#define KEY_SPEC_PROCESS_KEYRING -2
 #define KEY_SPEC_SESSION_KEYRING -3
 #define KEY_SPEC_USER_KEYRING -4
 #define KEY_SPEC_USER_SESSION_KEYRING -5
 #define KEYCTL_GET_KEYRING_ID 0
 #define KEYCTL_DESCRIBE 6
+#define KEYCTL_LINK 8
 #define KEYCTL_UNLINK 9
 #define KEYCTL_SEARCH 10
 #define KEYCTL_READ 11
@@ -283,8 +285,8 @@ int kv_keyring_put(const char *desc, const struct kv_token *t)
   life = (long)(t->expires_on - kv_token_now());
   if (life <= 0)
     return -1;
-  /* An entry this module did not write (another owner, wider permissions) is not updated in
-   * place, which would keep its permissions: its link goes first. */
+  /* An entry this module did not write (another owner, wider permissions) goes first, named
+   * once in the log; the link below displaces the module's own older entry. */
   key = find_key(desc);
   if (key >= 0 && key_is_ours(key, desc))
     sys_keyctl(KEYCTL_UNLINK, (unsigned long)key, (unsigned long)keyring_target, 0, 0);
@@ -293,12 +295,14 @@ int kv_keyring_put(const char *desc, const struct kv_token *t)
     return -1;
   n = kv_keyring_format(t, buf, KV_KEYRING_PAYLOAD_MAX);
   if (n) {
-    /* A new key has no group or other permission to begin with, and the keyring it goes to is
-     * this process's own or its uid's; KEYCTL_SETPERM then removes the possessor's rights. */
-    key = syscall(SYS_add_key, "user", desc, buf, n, keyring_target);
+    /* Made in this process's own keyring, which no other process possesses, and given its
+     * permissions there before it is linked where the others find it: a new key grants its
+     * possessor read, and a process of another uid may possess the shared session keyring. */
+    key = syscall(SYS_add_key, "user", desc, buf, n, KEY_SPEC_PROCESS_KEYRING);
     if (key >= 0) {
       if (sys_keyctl(KEYCTL_SETPERM, (unsigned long)key, KEY_PERM, 0, 0) == 0 &&
-          sys_keyctl(KEYCTL_SET_TIMEOUT, (unsigned long)key, (unsigned long)life, 0, 0) == 0) {
+          sys_keyctl(KEYCTL_SET_TIMEOUT, (unsigned long)key, (unsigned long)life, 0, 0) == 0 &&
+          sys_keyctl(KEYCTL_LINK, (unsigned long)key, (unsigned long)keyring_target, 0, 0) == 0) {
         rc = 0;
         akv_dbg(AKV_LOGC_AUTH,
                 "token sharing: token stored in the kernel keyring as \"%s\", "
@@ -306,12 +310,12 @@ int kv_keyring_put(const char *desc, const struct kv_token *t)
                 desc, life);
       } else {
         int err = errno;
-        sys_keyctl(KEYCTL_UNLINK, (unsigned long)key, (unsigned long)keyring_target, 0, 0);
         akv_dbg(AKV_LOGC_AUTH,
-                "token sharing: cannot set the permissions or the timeout of "
+                "token sharing: cannot set the permissions, the timeout or the link of "
                 "\"%s\" (%s): not shared",
                 desc, strerror(err));
       }
+      sys_keyctl(KEYCTL_UNLINK, (unsigned long)key, (unsigned long)KEY_SPEC_PROCESS_KEYRING, 0, 0);
     } else {
       akv_dbg(AKV_LOGC_AUTH,
               "token sharing: cannot store \"%s\" in the kernel keyring (%s): "
