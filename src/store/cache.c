@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "core/module.h"
 #include "store/cache.h"
@@ -1076,6 +1078,44 @@ static CK_RV publish_inlock(struct akv_cache *c, CK_RV rv, struct akv_snapshot *
   return rv;
 }
 
+/* A process that exits without C_Finalize while a background refresh runs (a short-lived tool past
+ * the soft TTL: `nginx -s reload` with the libp11 engine) would have OpenSSL's exit handler free
+ * what the refresh's TLS connection uses. The first background refresh registers an exit handler,
+ * run before OpenSSL's (registered earlier), that waits for the refreshes of this process to end,
+ * at most BG_EXIT_WAIT_MS (docs/design.md "Cache"). Atomics, not locks: a forked child runs the
+ * handler too, with its parent's counter, and must not wait for threads it does not have. */
+#define BG_EXIT_WAIT_MS 5000
+
+static int bg_running; /* atomic: background refreshes running in process bg_pid */
+static pid_t bg_pid;   /* atomic */
+static pthread_once_t bg_exit_once = PTHREAD_ONCE_INIT;
+
+static void bg_wait_at_exit(void)
+{
+  struct timespec ts = {0, 10 * 1000000L};
+  int i;
+  if (__atomic_load_n(&bg_pid, __ATOMIC_ACQUIRE) != getpid())
+    return;
+  for (i = 0; i < BG_EXIT_WAIT_MS / 10 && __atomic_load_n(&bg_running, __ATOMIC_ACQUIRE) > 0; i++)
+    nanosleep(&ts, NULL);
+}
+
+static void bg_exit_register(void)
+{
+  (void)atexit(bg_wait_at_exit);
+}
+
+/* Counts a background refresh in (+1) or out (-1) of this process. */
+static void bg_count(int d)
+{
+  pid_t me = getpid();
+  if (__atomic_load_n(&bg_pid, __ATOMIC_ACQUIRE) != me) { /* the first in this process */
+    __atomic_store_n(&bg_running, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&bg_pid, me, __ATOMIC_RELEASE);
+  }
+  __atomic_add_fetch(&bg_running, d, __ATOMIC_ACQ_REL);
+}
+
 static void *bg_main(void *arg)
 {
   struct akv_cache *c = arg;
@@ -1093,6 +1133,7 @@ static void *bg_main(void *arg)
   pthread_mutex_lock(&c->lock);
   publish_inlock(c, rv, built, started);
   pthread_mutex_unlock(&c->lock);
+  bg_count(-1);
   return NULL;
 }
 
@@ -1106,7 +1147,10 @@ static void start_bg_inlock(struct akv_cache *c)
     c->bg_joinable = 0;
   }
   c->refreshing = 1;
+  (void)pthread_once(&bg_exit_once, bg_exit_register);
+  bg_count(1);
   if (pthread_create(&c->bg, NULL, bg_main, c) != 0) {
+    bg_count(-1);
     c->refreshing = 0;
     akv_warn(AKV_LOGC_CACHE, "cannot start a background refresh; refreshing at the TTL");
     return;
@@ -1277,6 +1321,9 @@ CK_RV akv_cache_apply(struct akv_cache *c, int (*drop)(const struct akv_object *
 /* ---- pending keys -----------------------------------------------------------------------------
  */
 
+/* Pending keys read at a time by akv_cache_resolve. */
+#define RESOLVE_BATCH 128
+
 struct resolving {
   struct akv_lazykey **lz; /* the entries this thread reads (state RESOLVING, referenced) */
   const char **names;
@@ -1288,7 +1335,7 @@ static CK_RV resolve_fetch(struct akv_cache *c, struct resolving *r)
 {
   struct akv_slot *slot = c->slot;
   struct kv_key **keys = calloc(r->n, sizeof(*keys));
-  kv_rc *rcs = calloc(r->n, sizeof(*rcs)), rc;
+  kv_rc *rcs = calloc(r->n, sizeof(*rcs)), rc = KV_OK;
   struct akv_object *objs[2];
   int64_t now = akv_now();
   char src[1024];
@@ -1301,11 +1348,17 @@ static CK_RV resolve_fetch(struct akv_cache *c, struct resolving *r)
       r->lz[i]->state = AKV_LAZY_PENDING;
     goto out;
   }
-  rc = kv_get_keys(slot->client, r->names, NULL, r->n, akv_threads_allowed(), keys, rcs);
-  if (rc != KV_OK)
-    akv_dbg(AKV_LOGC_CACHE, "kv_get_keys: %s", kv_rc_str(rc));
   rv = CKR_OK;
   for (i = 0; i < r->n; i++) {
+    /* In batches, each turned into objects before the next is read: the reader threads' heaps
+     * then hold at most one batch of replies (docs/performance.md "Memory per cached key"). */
+    if (i % RESOLVE_BATCH == 0) {
+      size_t m = r->n - i < RESOLVE_BATCH ? r->n - i : RESOLVE_BATCH;
+      rc = kv_get_keys(slot->client, r->names + i, NULL, m, akv_threads_allowed(), keys + i,
+                       rcs + i);
+      if (rc != KV_OK)
+        akv_dbg(AKV_LOGC_CACHE, "kv_get_keys: %s", kv_rc_str(rc));
+    }
     n = 0;
     r1 = CKR_OK;
     rc = rcs[i] != KV_OK ? rcs[i] : keys[i] ? KV_OK : rc != KV_OK ? rc : KV_E_PROTOCOL;
