@@ -4,8 +4,9 @@
 # 100 cryptographic operations per 2 s (--quota 100/2). With the slot's quota "100/2" every
 # signature verifies and at most 5 % of the requests are throttled; with pacing off (the same 8
 # processes, informational) the vault throttles far more. A quota set above the vault's real
-# limit still works: the 429s are retried and hold back every process. A corrupt, group-writable
-# or foreign-owned bucket file gives one warning and the process paces alone.
+# limit still works: the 429s are retried and hold back every process. A forked child initialises
+# again and paces with its parent. A corrupt, group-writable or foreign-owned bucket file gives one
+# warning and the process paces alone.
 . "$(dirname "$0")/lib.sh"
 need_tool openssl jq curl
 need_module
@@ -78,6 +79,20 @@ section "a quota above the vault's: the 429s are retried and slow every process"
 fleet over "$WORK/over.json" 4 30
 check_eq "every signature verified" 120 "$VERIFIED"
 check "the vault did throttle ($THROTTLED)" test "$THROTTLED" -gt 0
+
+section "fork: the child initialises again and shares the budget with its parent"
+sleep 2.2 # the emulator's 2 s window forgets the last section's unpaced requests
+stats_reset
+rc=0
+AKV_PKCS11_CONFIG="$WORK/on.json" AKV_PKCS11_LOG_FILE="$WORK/fork.log" PACE_FORK=30 \
+  timeout 120 "$P11_PACE_CHECK" "$AKV_MODULE" pace-ec 30 "$WORK/pub.der" >"$WORK/fork.out" \
+  2>"$WORK/fork.err" || rc=$?
+sed 's/^/#   fork| /' "$WORK/fork.out"
+check_eq "parent and child ended well" 0 "$rc"
+check_grep "the child's 30 signatures verified" '^child signed 30 verified 30 failed 0 ' "$WORK/fork.out"
+check_grep "the parent's 60 signatures verified" '^signed 60 verified 60 failed 0 ' "$WORK/fork.out"
+check_eq "no 429 while parent and child signed at once" 0 "$(stats_json | jq -r .throttled_total)"
+check_eq "no warning" "" "$(grep WARN "$WORK/fork.log" 2>/dev/null || true)"
 
 section "a bad bucket file: one warning, paced alone, file untouched"
 bucket=$(find "$XDG_RUNTIME_DIR/akv-pkcs11" -name 'pace-*' | head -n 1)
