@@ -37,4 +37,12 @@ case " $* " in
   fi
   ;;
 esac
+# Row (1): a fresh signing process with the cache file warm and the token shared (docs/performance.md
+# "A second signing process"), with its own emulator; --smoke makes it 3 runs per mode.
+share_args=()
+case " $* " in *" --smoke "*) share_args=(--smoke) ;; esac
+"$build/tests/bench/bench-share-token" \
+  --emulator "$build/tests/emulator/akv-emulator" \
+  --module "$build/src/akv-pkcs11.so" \
+  --json "$build/bench-share-token.json" "${share_args[@]}" || status=$?
 exit $status
