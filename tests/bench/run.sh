@@ -3,8 +3,10 @@
 # The benchmark in one command: installs what is missing (Debian packages, the pinned npm packages of
 # tests/bench), builds into ${BUILD_DIR:-build}, then runs akv-bench against a fresh emulator and writes
 # the JSON results next to the build, then bench-memory (memory per cached key, bench-memory.json)
-# and pace-bench.sh (pacing under the vault's quota, bench-pace.json).
-# Extra arguments go to akv-bench (e.g. --smoke, --duration 10); --smoke skips the last two.
+# and pace-bench.sh (pacing under the vault's quota, bench-pace.json), replica-bench.sh (a replica
+# vault past one vault's quota, bench-replica.json).
+# Extra arguments go to akv-bench (e.g. --smoke, --duration 10); --smoke skips bench-memory and the
+# pacing and replica rows.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=${BUILD_DIR:-$top/build}
@@ -34,6 +36,12 @@ case " $* " in
     bash "$top/tests/bench/pace-bench.sh" --build "$build" --json "$build/bench-pace.json" || status=$?
   else
     echo "bench: pacing row skipped: p11_pace_check not built (meson -Dintegration_tests=true)" >&2
+  fi
+  # Row (3): a primary and a replica under --quota (docs/performance.md "Replica vaults"): about 45 s.
+  if [ -x "$build/tests/integration/p11_replica_check" ]; then
+    bash "$top/tests/bench/replica-bench.sh" --build "$build" --json "$build/bench-replica.json" || status=$?
+  else
+    echo "bench: replica row skipped: p11_replica_check not built (meson -Dintegration_tests=true)" >&2
   fi
   ;;
 esac
