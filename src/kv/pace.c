@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Pacing of a vault's cryptographic operations under its quota, shared by the user's processes
  * (docs/reliability.md "Pacing"). One budget per vault as a GCRA cell (the "theoretical arrival
- * time" of the next operation) in a 40-byte file under $XDG_RUNTIME_DIR/akv-pkcs11, read and
+ * time" of the next operation) in a 48-byte file under $XDG_RUNTIME_DIR/akv-pkcs11, read and
  * written under flock(2); a process that cannot use the file paces itself alone. */
 #include "kv/pace.h"
 
@@ -26,10 +26,12 @@
 #define PACE_MARGIN_PCT 3
 #define PACE_BURST_PCT 1
 #define PACE_DEFAULT_HOLD_MS 1000 /* a 429 without Retry-After */
+#define PACE_MAX_HOLD_MS 60000    /* the longest a Retry-After holds every process back */
+#define PACE_MAX_AHEAD_US (3600LL * 1000000) /* a cell further ahead is not believed */
 #define PACE_DEFAULT_WAIT_MS 30000
 #define PACE_MEMO 64
 #define PACE_MAGIC 0x45434150564b41ULL /* "AKVPACE" */
-#define PACE_VERSION 1u
+#define PACE_VERSION 2u
 
 /* The bucket file, host byte order (the file never leaves the machine). */
 struct pace_file {
@@ -37,6 +39,7 @@ struct pace_file {
   uint32_t version;
   uint32_t size;
   uint64_t url_hash;
+  uint64_t boot;  /* hash of the kernel's boot_id: the clock below is this boot's */
   int64_t tat_us; /* CLOCK_MONOTONIC µs */
   uint64_t check; /* FNV-1a of the fields above */
 };
@@ -46,6 +49,7 @@ struct kv_pace {
   char *url;
   size_t url_len;
   uint64_t url_hash;
+  uint64_t boot;
   int64_t cost_us[KV_PACE_NCLASS]; /* 0 = not paced */
   int64_t tau_us;
   pthread_mutex_t lock;
@@ -231,10 +235,26 @@ static int file_read(const struct kv_pace *p, struct pace_file *f)
     f->version = PACE_VERSION;
     f->size = sizeof(*f);
     f->url_hash = p->url_hash;
+    f->boot = p->boot;
     return 1;
   }
-  return n == (ssize_t)sizeof(*f) && f->magic == PACE_MAGIC && f->version == PACE_VERSION &&
-         f->size == sizeof(*f) && f->url_hash == p->url_hash && f->check == file_check(f);
+  if (n != (ssize_t)sizeof(*f) || f->magic != PACE_MAGIC || f->version != PACE_VERSION ||
+      f->size != sizeof(*f) || f->url_hash != p->url_hash || f->check != file_check(f))
+    return 0;
+  if (f->boot != p->boot) {
+    /* written before a reboot (a runtime directory that is not a tmpfs): its clock is gone */
+    f->boot = p->boot;
+    f->tat_us = 0;
+  }
+  return 1;
+}
+
+/* A cell more than an hour ahead (a clock that went back, a time namespace) would refuse every
+ * operation until its deadline: it restarts from now. */
+static void cell_sane(int64_t *tat, int64_t now)
+{
+  if (*tat > now + PACE_MAX_AHEAD_US)
+    *tat = now;
 }
 
 static void fall_back(struct kv_pace *p, const char *what)
@@ -264,7 +284,9 @@ static int64_t with_cell(struct kv_pace *p, int64_t (*fn)(int64_t *tat, int64_t 
       flock(p->fd, LOCK_UN);
       fall_back(p, "holds something other than this vault's bucket");
     } else {
-      r = fn(&f.tat_us, now_us(), ctx);
+      int64_t now = now_us();
+      cell_sane(&f.tat_us, now);
+      r = fn(&f.tat_us, now, ctx);
       f.check = file_check(&f);
       if (pwrite(p->fd, &f, sizeof(f), 0) != (ssize_t)sizeof(f)) {
         flock(p->fd, LOCK_UN);
@@ -276,6 +298,19 @@ static int64_t with_cell(struct kv_pace *p, int64_t (*fn)(int64_t *tat, int64_t 
     }
   }
   return fn(&p->tat_us, now_us(), ctx);
+}
+
+/* Hash of /proc/sys/kernel/random/boot_id (0 when unreadable). */
+static uint64_t boot_hash(void)
+{
+  char id[64];
+  ssize_t n = 0;
+  int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    n = read(fd, id, sizeof(id));
+    close(fd);
+  }
+  return n > 0 ? fnv1a(id, (size_t)n, FNV_INIT) : 0;
 }
 
 /* ---- the pacer ------------------------------------------------------------------------------ */
@@ -379,7 +414,11 @@ void kv_pace_throttled(struct kv_pace *p, long retry_after_ms)
   struct hold_ctx h;
   if (!p)
     return;
-  h.hold_us = (int64_t)(retry_after_ms >= 0 ? retry_after_ms : PACE_DEFAULT_HOLD_MS) * 1000;
+  if (retry_after_ms < 0)
+    retry_after_ms = PACE_DEFAULT_HOLD_MS;
+  else if (retry_after_ms > PACE_MAX_HOLD_MS)
+    retry_after_ms = PACE_MAX_HOLD_MS; /* one reply does not stop every process for a day */
+  h.hold_us = (int64_t)retry_after_ms * 1000;
   h.tau_us = p->tau_us;
   pthread_mutex_lock(&p->lock);
   with_cell(p, hold_fn, &h);
@@ -424,6 +463,7 @@ static struct kv_pace *pace_new(const char *url, enum akv_vault_kind kind,
   }
   p->url_len = strlen(url);
   p->url_hash = fnv1a(url, p->url_len, FNV_INIT);
+  p->boot = boot_hash();
   for (int c = 0; c < KV_PACE_NCLASS; c++) {
     uint32_t n = q ? q->count[c] : 0, w = q ? q->window_s[c] : 0;
     if (!n && defaults) {

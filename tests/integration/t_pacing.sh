@@ -108,7 +108,7 @@ bad_bucket() { # TAG: one process of 10 signatures
     "$WORK/$1.1.log"
   check_eq "$1: the file is left as it was" "$before" "$(sha256sum <"$bucket")"
 }
-head -c 40 /dev/urandom >"$bucket"
+head -c 48 /dev/urandom >"$bucket"
 bad_bucket corrupt
 chmod 0620 "$bucket"
 bad_bucket group-writable

@@ -152,13 +152,13 @@ static void test_file_check(void **state)
   (void)state;
   snprintf(path, sizeof(path), "%s/check", rtdir);
   assert_int_equal(check_path(path, 0600, geteuid(), 0, why), 0);
-  assert_int_equal(check_path(path, 0600, geteuid(), 40, why), 0);
-  assert_int_equal(check_path(path, 0620, geteuid(), 40, why), -1);
+  assert_int_equal(check_path(path, 0600, geteuid(), 48, why), 0);
+  assert_int_equal(check_path(path, 0620, geteuid(), 48, why), -1);
   assert_non_null(strstr(why, "writable by group or others (mode 620)"));
-  assert_int_equal(check_path(path, 0602, geteuid(), 40, why), -1);
-  assert_int_equal(check_path(path, 0600, geteuid(), 41, why), -1);
-  assert_non_null(strstr(why, "41 bytes"));
-  r = check_path(path, 0600, 65534, 40, why);
+  assert_int_equal(check_path(path, 0602, geteuid(), 48, why), -1);
+  assert_int_equal(check_path(path, 0600, geteuid(), 40, why), -1);
+  assert_non_null(strstr(why, "has 40 bytes, not 48"));
+  r = check_path(path, 0600, 65534, 48, why);
   if (r != -2) {
     assert_int_equal(r, -1);
     assert_non_null(strstr(why, "owned by uid 65534"));
@@ -204,6 +204,10 @@ static void test_shared_bucket(void **state)
   assert_true(kv_pace_wait_ms(pb, KV_PACE_EC) > 1300);
   /* a turn past the deadline is refused at once */
   assert_int_equal(kv_pace_take(pb, KV_PACE_EC, kv_pace_now_ms() + 100), KV_E_THROTTLED);
+  /* one reply holds every process back for at most 60 s, whatever its Retry-After */
+  kv_pace_throttled(pa, 86400000);
+  assert_true(kv_pace_wait_ms(pb, KV_PACE_EC) > 59000);
+  assert_true(kv_pace_wait_ms(pb, KV_PACE_EC) <= 60000);
   kv_pace_close(pa);
   kv_pace_close(pb);
   kv_http_free(a);
@@ -241,8 +245,8 @@ static void test_bad_bucket_file(void **state)
     snprintf(path, sizeof(path), "%s/%s", dir, buf);
     fd = open(path, O_WRONLY | O_TRUNC);
     assert_true(fd >= 0);
-    memset(buf, 'x', 40);
-    assert_int_equal(write(fd, buf, 40), 40);
+    memset(buf, 'x', 48);
+    assert_int_equal(write(fd, buf, 48), 48);
     if (m == 1)
       assert_int_equal(fchmod(fd, 0660), 0);
     if (m == 2 && fchown(fd, 65534, (gid_t)-1) != 0) {
@@ -259,9 +263,9 @@ static void test_bad_bucket_file(void **state)
     assert_int_equal(kv_pace_available(p, KV_PACE_RSA2048), 0);
     fd = open(path, O_RDONLY);
     assert_true(fd >= 0);
-    assert_int_equal(read(fd, buf, sizeof(buf)), 40);
+    assert_int_equal(read(fd, buf, sizeof(buf)), 48);
     close(fd);
-    for (int i = 0; i < 40; i++)
+    for (int i = 0; i < 48; i++)
       assert_int_equal(buf[i], 'x');
     kv_http_free(h);
     printf("# %s bucket file: paced alone, file untouched\n", modes[m]);
