@@ -5,8 +5,9 @@
 # `pkcs11-tool --sign` process with the cache file warm costs one vault request and no token
 # request; the entry is private (possessor and user only) and expires with the token; processes
 # that start together fetch one token; a token the vault refuses (401) is dropped and replaced; a
-# foreign or garbage entry under the module's description is ignored; `share_token: false` asks
-# for a token in every process. lib.sh gives the test a session keyring of its own.
+# foreign or garbage entry under the module's description is ignored; another client secret for
+# the same app gets no shared token; a managed identity's token is shared too; `share_token: false`
+# asks for a token in every process. lib.sh gives the test a session keyring of its own.
 . "$(dirname "$0")/lib.sh"
 need_tool pkcs11-tool openssl jq curl keyctl
 need_module
@@ -129,6 +130,26 @@ check_fails "a process with a wrong client secret fails" env AKV_PKCS11_CONFIG="
   --label ec-p256 -i "$WORK/digest" -o "$WORK/sig.wrong"
 check "it asked Entra ID itself (ops: $(stats_ops))" test "$(stats_get token)" -ge 1
 check_eq "it signed nothing" 0 "$(stats_get keys.sign)"
+
+section "managed identity (IMDS): the second process asks IMDS nothing"
+IMDS=$(emu_field '.imds_endpoint')
+jq --arg imds "$IMDS" '.credential = {type: "managed_identity", imds_endpoint: $imds}' \
+  "$WORK/share.json" >"$WORK/imds.json"
+chmod 600 "$WORK/imds.json"
+stats_reset
+check "process 9 (managed identity) signs" env AKV_PKCS11_CONFIG="$WORK/imds.json" \
+  timeout 60 pkcs11-tool --module "$AKV_MODULE" --sign -m ECDSA --signature-format openssl \
+  --label ec-p256 -i "$WORK/digest" -o "$WORK/sig.9"
+check_eq "process 9: one IMDS request, no Entra request (ops: $(stats_ops))" "1 0" \
+  "$(stats_get imds) $(stats_get token)"
+check_grep "the keyring holds the managed identity's token" \
+  "akv-pkcs11:token:v1:imds $IMDS [^ ]+ [^ ]+ https://vault.azure.net -\$" <(keyctl show @s 2>&1)
+stats_reset
+check "process 10 (managed identity) signs" env AKV_PKCS11_CONFIG="$WORK/imds.json" \
+  timeout 60 pkcs11-tool --module "$AKV_MODULE" --sign -m ECDSA --signature-format openssl \
+  --label ec-p256 -i "$WORK/digest" -o "$WORK/sig.10"
+check_eq "process 10: no IMDS request, one vault request (ops: $(stats_ops))" "0 1" \
+  "$(stats_get imds) $(stats_total)"
 
 section "share_token false: a token request per process, nothing in the keyring"
 keyctl unlink "$(entry)" @s >/dev/null

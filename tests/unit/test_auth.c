@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -699,6 +700,71 @@ static void test_tenant_hint(void **state)
   assert_int_equal(kv_cred_new(http, &cfg, &cred), KV_E_INVALID);
 }
 
+/* docs/security.md "The shared access token": a second credential for the same identity and
+ * secret (another process, in effect) takes the first one's token from the kernel keyring; a
+ * forced refresh (the vault answered 401) drops the refused token and shares the new one, and a
+ * forced refresh of a token already replaced takes the replacement; another secret for the same
+ * app gets no shared token. Runs in a session keyring of its own, under an authority no other
+ * run uses. */
+static void test_shared_token(void **state)
+{
+  struct akv_cred_config cfg;
+  struct kv_cred *a = NULL, *b = NULL, *c = NULL, *d = NULL;
+  char *tok = NULL, auth[128];
+  const char *vault = "https://vault.azure.net";
+  (void)state;
+  if (syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, NULL) < 0)
+    skip(); /* no kernel keyring here: tokens stay per process (test_share_token.sh says so) */
+  setenv("XDG_RUNTIME_DIR", dir, 1); /* the fetch lock */
+  snprintf(auth, sizeof(auth), "https://login-%d-%ld.example", (int)getpid(), (long)time(NULL));
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.kind = AKV_CRED_SECRET;
+  cfg.tenant_id = "tenant-1";
+  cfg.client_id = "client-1";
+  cfg.client_secret = "the-secret";
+  cfg.authority_host = auth;
+  cfg.share_token = 1;
+  assert_int_equal(kv_cred_new(http, &cfg, &a), KV_OK);
+  assert_int_equal(kv_cred_new(http, &cfg, &b), KV_OK);
+  fake_push(&fake, 200, token_json("tok-one"));
+  assert_int_equal(kv_cred_token(a, vault, NULL, 0, &tok), KV_OK);
+  assert_string_equal(tok, "tok-one");
+  kv_secure_free(tok, 0);
+  assert_int_equal(fake.n_reqs, 1);
+  assert_int_equal(kv_cred_token(b, vault, NULL, 0, &tok), KV_OK);
+  assert_string_equal(tok, "tok-one");
+  kv_secure_free(tok, 0);
+  assert_int_equal(fake.n_reqs, 1); /* shared: no request */
+  /* b's token is refused: dropped, fetched again, shared. */
+  fake_push(&fake, 200, token_json("tok-two"));
+  assert_int_equal(kv_cred_token(b, vault, NULL, 1, &tok), KV_OK);
+  assert_string_equal(tok, "tok-two");
+  kv_secure_free(tok, 0);
+  assert_int_equal(fake.n_reqs, 2);
+  assert_int_equal(kv_cred_new(http, &cfg, &c), KV_OK);
+  assert_int_equal(kv_cred_token(c, vault, NULL, 0, &tok), KV_OK);
+  assert_string_equal(tok, "tok-two");
+  kv_secure_free(tok, 0);
+  /* a still holds tok-one; refused, it finds tok-two already there and asks nothing. */
+  assert_int_equal(kv_cred_token(a, vault, NULL, 1, &tok), KV_OK);
+  assert_string_equal(tok, "tok-two");
+  kv_secure_free(tok, 0);
+  assert_int_equal(fake.n_reqs, 2);
+  /* Another secret for the same app: its own request. */
+  cfg.client_secret = "another-secret";
+  assert_int_equal(kv_cred_new(http, &cfg, &d), KV_OK);
+  fake_push(&fake, 200, token_json("tok-three"));
+  assert_int_equal(kv_cred_token(d, vault, NULL, 0, &tok), KV_OK);
+  assert_string_equal(tok, "tok-three");
+  kv_secure_free(tok, 0);
+  assert_int_equal(fake.n_reqs, 3);
+  kv_cred_free(a);
+  kv_cred_free(b);
+  kv_cred_free(c);
+  kv_cred_free(d);
+  unsetenv("XDG_RUNTIME_DIR");
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -715,6 +781,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_workload_rereads_file, setup, teardown),
       cmocka_unit_test_setup_teardown(test_managed_app_service, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tenant_hint, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_shared_token, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
