@@ -75,10 +75,95 @@ const char *kv_crv_name(enum kv_crv crv)
   return i < 0 ? NULL : curves[i].name;
 }
 
+/* A packed key (kv_key_pack_into right after its struct) is one allocation. */
+static int key_packed(const struct kv_key *k)
+{
+  return (k->attrs.n_tags ? (const void *)k->attrs.tags : (const void *)k->kid) ==
+         (const void *)(k + 1);
+}
+
+static unsigned char *put(unsigned char *data, size_t cap, size_t *at, const void *src, size_t len)
+{
+  unsigned char *d = data && *at + len <= cap ? data + *at : NULL;
+  if (!src)
+    return NULL;
+  if (d && len)
+    memcpy(d, src, len);
+  *at += len;
+  return d;
+}
+
+static char *put_str(unsigned char *data, size_t cap, size_t *at, const char *s)
+{
+  return s ? (char *)put(data, cap, at, s, strlen(s) + 1) : NULL;
+}
+
+size_t kv_key_pack_into(const struct kv_key *k, struct kv_key *dst, unsigned char *data, size_t cap)
+{
+  struct kv_key tmp;
+  struct kv_tag *tags;
+  size_t at = k->attrs.n_tags * sizeof(struct kv_tag), i;
+  const char *v;
+
+  if (!dst)
+    dst = &tmp;
+  tags = data && k->attrs.n_tags && at <= cap ? (struct kv_tag *)(void *)data : NULL;
+  *dst = *k;
+  dst->attrs.tags = tags;
+  for (i = 0; i < k->attrs.n_tags; i++) {
+    char *name = put_str(data, cap, &at, k->attrs.tags[i].name);
+    char *value = put_str(data, cap, &at, k->attrs.tags[i].value);
+    if (tags) {
+      tags[i].name = name;
+      tags[i].value = value;
+    }
+  }
+  dst->kid = put_str(data, cap, &at, k->kid);
+  dst->name = put_str(data, cap, &at, k->name);
+  /* The version is the kid's last segment: kept once. */
+  v = k->kid && k->version ? strrchr(k->kid, '/') : NULL;
+  if (v && strcmp(v + 1, k->version) == 0)
+    dst->version = dst->kid ? dst->kid + (v + 1 - k->kid) : NULL;
+  else
+    dst->version = put_str(data, cap, &at, k->version);
+  dst->n = put(data, cap, &at, k->n, k->n_len);
+  dst->e = put(data, cap, &at, k->e, k->e_len);
+  dst->x = put(data, cap, &at, k->x, k->x_len);
+  dst->y = put(data, cap, &at, k->y, k->y_len);
+  return at;
+}
+
+/* k in one allocation (freed by kv_key_free like any other), or NULL without memory. */
+static struct kv_key *key_pack(const struct kv_key *k)
+{
+  size_t need = kv_key_pack_into(k, NULL, NULL, 0);
+  struct kv_key *p = malloc(sizeof(*p) + need);
+  if (!p)
+    return NULL;
+  kv_key_pack_into(k, p, (unsigned char *)(p + 1), need);
+  return p;
+}
+
+/* Replaces *k by its packed copy: a vault reply's key is read by many threads and cached, so it
+ * is kept in one allocation instead of eight (docs/performance.md "Memory per cached key"). */
+static kv_rc key_repack(struct kv_key **k)
+{
+  struct kv_key *p = key_pack(*k);
+  if (!p)
+    return KV_E_NOMEM;
+  kv_key_free(*k);
+  *k = p;
+  return KV_OK;
+}
+
 void kv_key_free(struct kv_key *k)
 {
   if (!k)
     return;
+  if (key_packed(k)) {
+    free(k);
+    return;
+  }
   free(k->kid);
   free(k->name);
   free(k->version);
@@ -273,6 +358,8 @@ kv_rc kv_key_from_bundle(const cJSON *bundle, struct kv_key **out)
     return rc;
   kv_attrs_clear(&k->attrs);
   rc = kv_json_attrs(bundle, &k->attrs);
+  if (rc == KV_OK)
+    rc = key_repack(&k);
   if (rc != KV_OK) {
     kv_key_free(k);
     return rc;
@@ -293,8 +380,10 @@ kv_rc kv_key_from_json(const char *json, size_t len, struct kv_key **out)
     return KV_E_PROTOCOL;
   if (cJSON_GetObjectItemCaseSensitive(doc, "key"))
     rc = kv_key_from_bundle(doc, out);
-  else
-    rc = kv_key_from_jwk(doc, out);
+  else if ((rc = kv_key_from_jwk(doc, out)) == KV_OK && (rc = key_repack(out)) != KV_OK) {
+    kv_key_free(*out);
+    *out = NULL;
+  }
   cJSON_Delete(doc);
   return rc;
 }

@@ -174,6 +174,12 @@ struct kv_secret {
 };
 
 void kv_key_free(struct kv_key *k);
+/* Copies k's strings, tags and material into data (cap bytes; the tag array first, so data must
+ * be aligned for pointers) and points dst's members at them; dst may be NULL and data NULL to
+ * measure. Returns the bytes needed. A key parsed from a reply (kv_key_from_bundle,
+ * kv_key_from_json) is already packed this way, right after its struct. */
+size_t kv_key_pack_into(const struct kv_key *k, struct kv_key *dst, unsigned char *data,
+                        size_t cap);
 void kv_cert_free(struct kv_cert *c);
 void kv_secret_free(struct kv_secret *s);
 void kv_item_list_free(struct kv_item_list *l); /* frees contents, not l itself */
