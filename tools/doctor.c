@@ -702,6 +702,7 @@ static int check_slot(struct report *r, struct logcap *lc, struct kv_http *http,
                       cJSON *slot)
 {
   const struct akv_cred_config *cc = s->has_cred ? &s->cred : &cfg->cred;
+  struct akv_cred_config own;
   const char *resource = slot_resource(s);
   struct kv_cred *cred = NULL;
   struct kv_client *cl = NULL;
@@ -715,7 +716,11 @@ static int check_slot(struct report *r, struct logcap *lc, struct kv_http *http,
   memset(&other, 0, sizeof(other));
   cJSON_AddStringToObject(cj, "scope", s->has_cred ? "slot" : "global");
   cJSON_AddStringToObject(cj, "resource", resource);
-  rc = kv_cred_new(http, cc, &cred);
+  /* The source itself answers, never a token another process shared through the kernel keyring
+   * (docs/usage.md): a revoked secret shows now, not when the shared token expires. */
+  own = *cc;
+  own.share_token = 0;
+  rc = kv_cred_new(http, &own, &cred);
   logcap_collect(lc, log);
   if (rc != KV_OK) {
     cJSON_AddStringToObject(cj, "result", "invalid");
