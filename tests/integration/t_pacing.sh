@@ -72,8 +72,8 @@ section "pacing off (informational): the same processes each retry on their own"
 fleet off "$WORK/off.json" $PROCS "$COUNT"
 log "pacing off: throttled $THROTTLED of $((SIGNS + THROTTLED)) requests, $VERIFIED of" \
   "$((PROCS * COUNT)) verified, $WALL_MS ms (pacing on: $ON_THROTTLED throttled, $ON_WALL ms)"
-check "pacing off draws more 429s than pacing on ($THROTTLED > $ON_THROTTLED)" \
-  test "$THROTTLED" -gt "$ON_THROTTLED"
+# Informational (issue 14): how many more 429s depends on how fast this machine's processes are.
+log "pacing off drew $THROTTLED 429s, pacing on $ON_THROTTLED"
 
 section "a quota above the vault's: the 429s are retried and slow every process"
 fleet over "$WORK/over.json" 4 30
