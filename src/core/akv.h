@@ -24,6 +24,7 @@
 struct akv_cache;
 struct akv_op;
 struct akv_keyent;
+struct akv_objval;
 
 /* ---- module -------------------------------------------------------------------------------- */
 
@@ -96,28 +97,30 @@ struct akv_object {
   /* Keys in the vault: public parts of the exact version this object was listed with. The version
    * is pinned here: crypto always addresses key->name + key->version. */
   struct kv_key *key;
-  EVP_PKEY *pkey;        /* public key (RSA/EC) in akv_libctx(), else NULL */
-  CK_ULONG modulus_bits; /* RSA */
+  /* A public key owned elsewhere (test fixtures); a vault key's EVP_PKEY is built on demand and
+   * read through akv_object_pkey (src/store/object.h), never here. */
+  EVP_PKEY *pkey;
+  /* RSA: the modulus size in bits. */
+  CK_ULONG modulus_bits;
   CK_BBOOL can_sign, can_verify, can_encrypt, can_decrypt, can_wrap, can_unwrap; /* from key_ops */
 
   /* Session secret keys (C_UnwrapKey / C_GenerateKey): raw value, wiped on free. */
   unsigned char *secret;
   size_t secret_len;
 
-  /* Attributes, built once when the object is created (CKA_VALUE of data objects excepted). */
+  /* Attributes of certificates, data objects and session keys, built once when the object is
+   * created (CKA_VALUE of data objects excepted). NULL for vault keys, whose attributes are built
+   * from their key entry when asked (src/store/object.c, docs/performance.md "Memory per cached
+   * key"): read them with akv_object_attr. */
   CK_ATTRIBUTE *attrs;
   size_t n_attrs;
 
-  /* Secrets (CKO_DATA): value fetched lazily, guarded by lock. */
-  pthread_mutex_t lock;
-  char *secret_name;
-  unsigned char *value;
-  size_t value_len;
-  int64_t value_fetched_at;
+  /* Secrets (CKO_DATA): the value fetched lazily (src/store/object.c), NULL otherwise. */
+  struct akv_objval *val;
 
-  /* Model-private: shared public key material (owner of key and pkey), the identity the handle is
-   * registered under, and the source record the object was built from (reused across refreshes
-   * while the source's created/updated times are unchanged). */
+  /* Model-private: shared public key material (owner of key, src and the label), and the source
+   * record the object was built from (reused across refreshes while the source's created/updated
+   * times are unchanged); a key object's src points into its key entry. */
   struct akv_keyent *keyent;
   char *src;
   int64_t src_created, src_updated;
@@ -138,8 +141,18 @@ struct akv_object *akv_object_new_session_secret(struct akv_slot *slot, CK_KEY_T
                                                  const unsigned char *value, size_t len,
                                                  const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_RV *rv);
 
-/* Finds an attribute in obj->attrs (not CKA_VALUE of data objects), or NULL. */
+/* An attribute of obj (not CKA_VALUE of data objects), or NULL. For a vault key the value is built
+ * when asked, in storage of the calling thread that stays valid for its next three calls; a built
+ * value longer than 256 bytes (an RSA key's CKA_PUBLIC_KEY_INFO) comes back with pValue NULL and
+ * its length (read it with akv_object_get_attrs). */
 const CK_ATTRIBUTE *akv_object_attr(const struct akv_object *obj, CK_ATTRIBUTE_TYPE type);
+
+/* The public key of a vault key (RSA/EC) or fixture object for a local operation, referenced (the
+ * caller frees it with EVP_PKEY_free), or NULL when there is none or on failure. A vault key's
+ * EVP_PKEY is built at its first use and kept in its key entry (src/store/object.c). */
+EVP_PKEY *akv_object_pkey(const struct akv_object *obj);
+/* 1 when akv_object_pkey can give a public key (no EVP_PKEY is built). */
+int akv_object_has_pkey(const struct akv_object *obj);
 
 /* ---- sessions ------------------------------------------------------------------------------ */
 

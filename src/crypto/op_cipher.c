@@ -275,10 +275,13 @@ static CK_RV rsa_local_encrypt(struct akv_op *op, const unsigned char *in, size_
                                struct akv_outbuf *res)
 {
   CK_RV rv = CKR_FUNCTION_FAILED;
-  EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(akv_libctx(), op->obj->pkey, NULL);
+  EVP_PKEY *pk = akv_object_pkey(op->obj); /* the context keeps its own reference */
+  EVP_PKEY_CTX *ctx = pk ? EVP_PKEY_CTX_new_from_pkey(akv_libctx(), pk, NULL) : NULL;
   EVP_MD *md = NULL;
   size_t out_len = rsa_bytes(op);
   unsigned char *out = malloc(out_len ? out_len : 1);
+
+  EVP_PKEY_free(pk);
 
   if (!ctx || !out) {
     rv = CKR_HOST_MEMORY;

@@ -390,6 +390,7 @@ static CK_RV verify_local_pkey(struct akv_op *op, const unsigned char *sig, size
 {
   CK_RV rv = CKR_FUNCTION_FAILED;
   EVP_PKEY_CTX *ctx = NULL;
+  EVP_PKEY *pk;
   EVP_MD *md = NULL;
   unsigned char digest[AKV_MAX_DIGEST];
   unsigned int dlen = 0;
@@ -421,7 +422,9 @@ static CK_RV verify_local_pkey(struct akv_op *op, const unsigned char *sig, size
     sig = der;
     sig_len = der_len;
   }
-  ctx = EVP_PKEY_CTX_new_from_pkey(akv_libctx(), op->obj->pkey, NULL);
+  pk = akv_object_pkey(op->obj); /* the context keeps its own reference */
+  ctx = pk ? EVP_PKEY_CTX_new_from_pkey(akv_libctx(), pk, NULL) : NULL;
+  EVP_PKEY_free(pk);
   if (!ctx || EVP_PKEY_verify_init(ctx) <= 0)
     goto out;
   if (fam == AKV_MF_RSA_PKCS || fam == AKV_MF_RSA_PSS) {

@@ -84,24 +84,28 @@ void akv_ab_ulongs(struct akv_ab *b, CK_ATTRIBUTE_TYPE type, const CK_ULONG *v, 
   akv_ab_set(b, type, v, n * sizeof(*v));
 }
 
-void akv_ab_date(struct akv_ab *b, CK_ATTRIBUTE_TYPE type, int64_t t)
+size_t akv_date_value(int64_t t, CK_DATE *d)
 {
-  CK_DATE d;
   struct akv_utc u;
   char buf[32];
 
   /* Up to 9999-12-31T23:59:59Z, the last instant a CK_DATE can spell. */
-  if (t <= 0 || t > INT64_C(253402300799)) {
-    akv_ab_set(b, type, "", 0);
-    return;
-  }
+  if (t <= 0 || t > INT64_C(253402300799))
+    return 0;
   akv_utc_from_epoch(t, &u); /* no gmtime_r: its lock may be held at a fork */
   /* CK_DATE is ASCII digits YYYYMMDD without a terminator. */
   snprintf(buf, sizeof(buf), "%04d%02d%02d", u.year, u.month, u.day);
-  memcpy(d.year, buf, 4);
-  memcpy(d.month, buf + 4, 2);
-  memcpy(d.day, buf + 6, 2);
-  akv_ab_set(b, type, &d, sizeof(d));
+  memcpy(d->year, buf, 4);
+  memcpy(d->month, buf + 4, 2);
+  memcpy(d->day, buf + 6, 2);
+  return sizeof(*d);
+}
+
+void akv_ab_date(struct akv_ab *b, CK_ATTRIBUTE_TYPE type, int64_t t)
+{
+  CK_DATE d;
+  size_t len = akv_date_value(t, &d);
+  akv_ab_set(b, type, len ? (const void *)&d : "", len);
 }
 
 static int cmp_type(const void *a, const void *b)
@@ -118,6 +122,11 @@ CK_RV akv_ab_finish(struct akv_ab *b, CK_ATTRIBUTE **out, size_t *n)
     return CKR_HOST_MEMORY;
   }
   qsort(b->v, b->n, sizeof(b->v[0]), cmp_type);
+  if (b->n && b->n < b->cap) { /* the builder's spare slots are not kept with the object */
+    CK_ATTRIBUTE *v = realloc(b->v, b->n * sizeof(b->v[0]));
+    if (v)
+      b->v = v;
+  }
   *out = b->v;
   *n = b->n;
   memset(b, 0, sizeof(*b));

@@ -20,6 +20,8 @@ void akv_ab_bool(struct akv_ab *b, CK_ATTRIBUTE_TYPE type, CK_BBOOL v);
 void akv_ab_str(struct akv_ab *b, CK_ATTRIBUTE_TYPE type, const char *s); /* NULL = empty */
 /* CK_DATE of a Unix time; 0 gives the empty value (no date). */
 void akv_ab_date(struct akv_ab *b, CK_ATTRIBUTE_TYPE type, int64_t t);
+/* The same value in *d: its length, sizeof(CK_DATE) or 0 for no date. */
+size_t akv_date_value(int64_t t, CK_DATE *d);
 void akv_ab_ulongs(struct akv_ab *b, CK_ATTRIBUTE_TYPE type, const CK_ULONG *v, size_t n);
 /* Replaces the value of an attribute already added, or adds it. */
 void akv_ab_set(struct akv_ab *b, CK_ATTRIBUTE_TYPE type, const void *p, size_t len);

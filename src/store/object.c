@@ -49,9 +49,9 @@ static int hexval(char c)
   return -1;
 }
 
-void akv_object_apply_tag_id(struct akv_ab *b, const struct kv_attrs *a)
+/* The CKA_ID kept in the AKV_TAG_ID tag of a, decoded into id: its length, 0 when there is none. */
+static size_t tag_id(const struct kv_attrs *a, unsigned char id[AKV_MAX_ID])
 {
-  unsigned char id[AKV_MAX_ID];
   size_t i, len;
   const char *hex = NULL;
 
@@ -60,18 +60,26 @@ void akv_object_apply_tag_id(struct akv_ab *b, const struct kv_attrs *a)
       hex = a->tags[i].value;
   }
   if (!hex)
-    return;
+    return 0;
   len = strlen(hex);
   /* A tag someone else wrote that is not an id is ignored: the SPKI hash stays. */
   if (len == 0 || len % 2 || len / 2 > AKV_MAX_ID)
-    return;
+    return 0;
   for (i = 0; i < len / 2; i++) {
     int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
     if (hi < 0 || lo < 0)
-      return;
+      return 0;
     id[i] = (unsigned char)(hi << 4 | lo);
   }
-  akv_ab_set(b, CKA_ID, id, len / 2);
+  return len / 2;
+}
+
+void akv_object_apply_tag_id(struct akv_ab *b, const struct kv_attrs *a)
+{
+  unsigned char id[AKV_MAX_ID];
+  size_t len = tag_id(a, id);
+  if (len)
+    akv_ab_set(b, CKA_ID, id, len);
 }
 
 /* ---- lifetime ------------------------------------------------------------------------------- */
@@ -81,10 +89,6 @@ static struct akv_object *object_alloc(struct akv_slot *slot, CK_OBJECT_CLASS cl
   struct akv_object *obj = calloc(1, sizeof(*obj));
   if (!obj)
     return NULL;
-  if (pthread_mutex_init(&obj->lock, NULL) != 0) {
-    free(obj);
-    return NULL;
-  }
   obj->refs = 1;
   obj->cls = cls;
   obj->key_type = (CK_KEY_TYPE)-1;
@@ -99,15 +103,15 @@ struct akv_object *akv_object_ref(struct akv_object *obj)
   return obj;
 }
 
-static void value_drop_inlock(struct akv_object *obj)
+static void value_drop_inlock(struct akv_objval *v)
 {
-  if (!obj->value)
+  if (!v->value)
     return;
-  OPENSSL_cleanse(obj->value, obj->value_len);
-  free(obj->value);
-  obj->value = NULL;
-  obj->value_len = 0;
-  obj->value_fetched_at = 0;
+  OPENSSL_cleanse(v->value, v->value_len);
+  free(v->value);
+  v->value = NULL;
+  v->value_len = 0;
+  v->fetched_at = 0;
   akv_handles_secret_give();
 }
 
@@ -116,21 +120,20 @@ void akv_object_unref(struct akv_object *obj)
   if (!obj || __atomic_sub_fetch(&obj->refs, 1, __ATOMIC_ACQ_REL) != 0)
     return;
   akv_attrs_free(obj->attrs, obj->n_attrs);
+  if (!obj->keyent || obj->src != obj->keyent->src)
+    free(obj->src);
   akv_keyent_unref(obj->keyent);
   if (obj->secret) {
     OPENSSL_cleanse(obj->secret, obj->secret_len);
     free(obj->secret);
   }
-  value_drop_inlock(obj);
-  free(obj->secret_name);
-  free(obj->src);
-  pthread_mutex_destroy(&obj->lock);
+  if (obj->val) {
+    value_drop_inlock(obj->val);
+    free(obj->val->secret_name);
+    pthread_mutex_destroy(&obj->val->lock);
+    free(obj->val);
+  }
   free(obj);
-}
-
-const CK_ATTRIBUTE *akv_object_attr(const struct akv_object *obj, CK_ATTRIBUTE_TYPE type)
-{
-  return akv_attrs_find(obj->attrs, obj->n_attrs, type);
 }
 
 /* Hands a newly built object over on success, drops it on failure. */
@@ -152,59 +155,6 @@ static CK_RV sha1(const void *p, size_t len, unsigned char md[20])
   if (!EVP_Q_digest(akv_libctx(), "SHA1", NULL, p, len, md, &mdlen) || mdlen != 20)
     return CKR_GENERAL_ERROR;
   return CKR_OK;
-}
-
-CK_RV akv_keyent_new(struct kv_key *key, struct akv_keyent **out)
-{
-  struct akv_keyent *ke = NULL;
-  kv_rc rc;
-  CK_RV rv = CKR_HOST_MEMORY;
-
-  ke = calloc(1, sizeof(*ke));
-  if (!ke)
-    goto out;
-  ke->refs = 1;
-  ke->key = key;
-  key = NULL;
-  if (ke->key->kty == KV_KTY_RSA || ke->key->kty == KV_KTY_EC) {
-    rc = kv_key_to_pkey(ke->key, akv_libctx(), &ke->pkey);
-    if (rc == KV_OK)
-      rc = kv_key_spki_der(ke->key, akv_libctx(), &ke->spki, &ke->spki_len);
-    if (rc != KV_OK) {
-      akv_warn(AKV_LOGC_CACHE, "key %s: unusable public key: %s", ke->key->kid, kv_rc_str(rc));
-      rv = akv_rv_nomem_or(rc, CKR_DEVICE_ERROR);
-      goto out;
-    }
-    /* SHA-1 of the SPKI: the same on the certificate carrying this key, so consumers pair them. */
-    rv = sha1(ke->spki, ke->spki_len, ke->id);
-  } else {
-    rv = sha1(ke->key->kid, strlen(ke->key->kid), ke->id);
-  }
-out:
-  kv_key_free(key);
-  if (rv != CKR_OK) {
-    akv_keyent_unref(ke);
-    ke = NULL;
-  }
-  *out = ke;
-  return rv;
-}
-
-struct akv_keyent *akv_keyent_ref(struct akv_keyent *ke)
-{
-  if (ke)
-    __atomic_add_fetch(&ke->refs, 1, __ATOMIC_ACQ_REL);
-  return ke;
-}
-
-void akv_keyent_unref(struct akv_keyent *ke)
-{
-  if (!ke || __atomic_sub_fetch(&ke->refs, 1, __ATOMIC_ACQ_REL) != 0)
-    return;
-  kv_key_free(ke->key);
-  EVP_PKEY_free(ke->pkey);
-  free(ke->spki);
-  free(ke);
 }
 
 /* Big-endian integer without leading zero bytes (JWK encoders sometimes keep one). */
@@ -230,50 +180,309 @@ static CK_ULONG bit_length(const unsigned char *p, size_t len)
   return bits;
 }
 
-/* CKA_EC_POINT: DER OCTET STRING of the uncompressed point 04 || x || y. */
-static CK_RV ec_point_der(const struct kv_key *k, unsigned char **der, size_t *der_len)
+/* ---- DER, written by hand: the values i2d_PUBKEY and i2d_ASN1_OCTET_STRING give, without an
+ * OpenSSL object per key. Each writer returns the encoding's length and writes only within cap. */
+
+static size_t der_len_size(size_t len)
+{
+  size_t n = 1;
+  if (len >= 0x80)
+    for (; len; len >>= 8)
+      n++;
+  return n;
+}
+
+/* Tag and length; the content follows. */
+static size_t der_head(unsigned char *buf, size_t cap, size_t at, unsigned char tag, size_t len)
+{
+  size_t n = der_len_size(len), i;
+  if (at + 1 + n <= cap) {
+    buf[at] = tag;
+    if (n == 1) {
+      buf[at + 1] = (unsigned char)len;
+    } else {
+      buf[at + 1] = (unsigned char)(0x80 | (n - 1));
+      for (i = n - 1; i >= 1; i--, len >>= 8)
+        buf[at + 1 + i] = (unsigned char)(len & 0xff);
+    }
+  }
+  return 1 + n;
+}
+
+static size_t der_put(unsigned char *buf, size_t cap, size_t at, const void *p, size_t len)
+{
+  if (len && at + len <= cap)
+    memcpy(buf + at, p, len);
+  return len;
+}
+
+/* A positive INTEGER from big-endian bytes (a leading zero when the top bit is set). */
+static size_t der_uint(unsigned char *buf, size_t cap, size_t at, const unsigned char *p,
+                       size_t len)
+{
+  static const unsigned char zero = 0;
+  int pad;
+  size_t n;
+  p = strip_zeros(p, &len);
+  pad = len && (p[0] & 0x80);
+  n = der_head(buf, cap, at, 0x02, len + (size_t)pad);
+  if (pad)
+    n += der_put(buf, cap, at + n, &zero, 1);
+  return n + der_put(buf, cap, at + n, p, len);
+}
+
+/* The uncompressed point 04 || x || y, x and y left-padded to the field size. */
+static size_t ec_point_raw(const struct kv_key *k, unsigned char *buf, size_t cap, size_t at)
 {
   size_t fb = kv_crv_bytes(k->crv);
-  unsigned char *raw = NULL;
-  ASN1_OCTET_STRING *os = NULL;
-  unsigned char *out = NULL;
-  int len;
-  CK_RV rv = CKR_DEVICE_ERROR;
-
   if (fb == 0 || k->x_len > fb || k->y_len > fb || !k->x || !k->y)
-    goto out;
-  rv = CKR_HOST_MEMORY;
-  raw = calloc(1, 1 + 2 * fb);
-  os = ASN1_OCTET_STRING_new();
-  if (!raw || !os)
-    goto out;
-  raw[0] = 0x04;
-  memcpy(raw + 1 + fb - k->x_len, k->x, k->x_len);
-  memcpy(raw + 1 + 2 * fb - k->y_len, k->y, k->y_len);
-  if (!ASN1_OCTET_STRING_set(os, raw, (int)(1 + 2 * fb)))
-    goto out;
-  len = i2d_ASN1_OCTET_STRING(os, &out);
-  if (len <= 0)
-    goto out;
-  *der = out;
-  *der_len = (size_t)len;
-  rv = CKR_OK;
+    return 0;
+  if (at + 1 + 2 * fb <= cap) {
+    memset(buf + at, 0, 1 + 2 * fb);
+    buf[at] = 0x04;
+    memcpy(buf + at + 1 + fb - k->x_len, k->x, k->x_len);
+    memcpy(buf + at + 1 + 2 * fb - k->y_len, k->y, k->y_len);
+  }
+  return 1 + 2 * fb;
+}
+
+/* CKA_EC_POINT: DER OCTET STRING of the uncompressed point. */
+static size_t ec_point_der(const struct kv_key *k, unsigned char *buf, size_t cap)
+{
+  size_t raw = ec_point_raw(k, NULL, 0, 0), n;
+  if (!raw)
+    return 0;
+  n = der_head(buf, cap, 0, 0x04, raw);
+  return n + ec_point_raw(k, buf, cap, n);
+}
+
+size_t akv_key_spki(const struct kv_key *k, unsigned char *buf, size_t cap)
+{
+  static const unsigned char rsa_alg[] = {0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
+                                          0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00};
+  static const unsigned char ec_oid[] = {0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01};
+  static const unsigned char zero = 0;
+  const unsigned char *crv = NULL;
+  size_t crv_len = 0, body, inner, bits, n;
+
+  if (k->kty == KV_KTY_RSA && k->n && k->e && k->n_len && k->e_len) {
+    inner = der_uint(NULL, 0, 0, k->n, k->n_len) + der_uint(NULL, 0, 0, k->e, k->e_len);
+    bits = 1 + der_len_size(inner) + 1 + inner; /* 00, SEQUENCE { n, e } */
+    body = sizeof(rsa_alg) + 1 + der_len_size(bits) + bits;
+    n = der_head(buf, cap, 0, 0x30, body);
+    n += der_put(buf, cap, n, rsa_alg, sizeof(rsa_alg));
+    n += der_head(buf, cap, n, 0x03, bits);
+    n += der_put(buf, cap, n, &zero, 1);
+    n += der_head(buf, cap, n, 0x30, inner);
+    n += der_uint(buf, cap, n, k->n, k->n_len);
+    return n + der_uint(buf, cap, n, k->e, k->e_len);
+  }
+  if (k->kty == KV_KTY_EC && (crv = kv_crv_oid_der(k->crv, &crv_len)) != NULL) {
+    size_t raw = ec_point_raw(k, NULL, 0, 0), alg = sizeof(ec_oid) + crv_len;
+    if (!raw)
+      return 0;
+    bits = 1 + raw;
+    body = 1 + der_len_size(alg) + alg + 1 + der_len_size(bits) + bits;
+    n = der_head(buf, cap, 0, 0x30, body);
+    n += der_head(buf, cap, n, 0x30, alg);
+    n += der_put(buf, cap, n, ec_oid, sizeof(ec_oid));
+    n += der_put(buf, cap, n, crv, crv_len);
+    n += der_head(buf, cap, n, 0x03, bits);
+    n += der_put(buf, cap, n, &zero, 1);
+    return n + ec_point_raw(k, buf, cap, n);
+  }
+  return 0;
+}
+
+/* ---- key entries ------------------------------------------------------------------------------
+ */
+
+/* One allocation holding a copy of k (kv_key_pack_into), id, src and label (label shares the
+ * key's name when equal). */
+static struct akv_keyent *keyent_pack(const struct kv_key *k, const unsigned char *id,
+                                      size_t id_len, const char *label, const char *src)
+{
+  size_t kn = kv_key_pack_into(k, NULL, NULL, 0);
+  size_t sn = src ? strlen(src) + 1 : 0;
+  int own_label = label && !(k->name && strcmp(label, k->name) == 0);
+  size_t ln = own_label ? strlen(label) + 1 : 0;
+  struct akv_keyent *ke = calloc(1, sizeof(*ke) + kn + id_len + sn + ln);
+  unsigned char *d;
+
+  if (!ke)
+    return NULL;
+  d = (unsigned char *)(ke + 1);
+  kv_key_pack_into(k, &ke->key, d, kn);
+  d += kn;
+  memcpy(d, id, id_len);
+  ke->id = d;
+  ke->id_len = id_len;
+  d += id_len;
+  if (src) {
+    memcpy(d, src, sn);
+    ke->src = (const char *)d;
+    d += sn;
+  }
+  if (own_label)
+    memcpy(d, label, ln);
+  ke->label = own_label ? (const char *)d : label ? ke->key.name : NULL;
+  ke->refs = 1;
+  return ke;
+}
+
+CK_RV akv_keyent_new(struct kv_key *key, struct akv_keyent **out)
+{
+  unsigned char id[AKV_MAX_ID > 20 ? AKV_MAX_ID : 20], *spki = NULL;
+  size_t id_len, spki_len = 0;
+  EVP_PKEY *pkey = NULL;
+  kv_rc rc;
+  CK_RV rv = CKR_OK;
+
+  *out = NULL;
+  id_len = tag_id(&key->attrs, id);
+  if (key->kty == KV_KTY_RSA || key->kty == KV_KTY_EC) {
+    /* The material is checked as OpenSSL will use it (RSA sizes, EC point on its curve); the key
+     * is not kept (akv_object_pkey builds it again when a local operation needs it). */
+    rc = kv_key_to_pkey(key, akv_libctx(), &pkey);
+    EVP_PKEY_free(pkey);
+    spki_len = rc == KV_OK ? akv_key_spki(key, NULL, 0) : 0;
+    if (rc == KV_OK && !spki_len)
+      rc = KV_E_PROTOCOL;
+    if (rc != KV_OK) {
+      akv_warn(AKV_LOGC_CACHE, "key %s: unusable public key: %s", key->kid, kv_rc_str(rc));
+      rv = akv_rv_nomem_or(rc, CKR_DEVICE_ERROR);
+      goto out;
+    }
+    /* SHA-1 of the SPKI: the same on the certificate carrying this key, so consumers pair them. */
+    if (!id_len) {
+      rv = CKR_HOST_MEMORY;
+      spki = malloc(spki_len);
+      if (!spki)
+        goto out;
+      akv_key_spki(key, spki, spki_len);
+      rv = sha1(spki, spki_len, id);
+      id_len = 20;
+    }
+  } else if (!id_len) {
+    rv = sha1(key->kid, strlen(key->kid), id);
+    id_len = 20;
+  }
+  if (rv == CKR_OK && !(*out = keyent_pack(key, id, id_len, NULL, NULL)))
+    rv = CKR_HOST_MEMORY;
 out:
-  free(raw);
-  ASN1_OCTET_STRING_free(os);
+  free(spki);
+  kv_key_free(key);
   return rv;
+}
+
+struct akv_keyent *akv_keyent_ref(struct akv_keyent *ke)
+{
+  if (ke)
+    __atomic_add_fetch(&ke->refs, 1, __ATOMIC_ACQ_REL);
+  return ke;
+}
+
+void akv_keyent_unref(struct akv_keyent *ke)
+{
+  if (!ke || __atomic_sub_fetch(&ke->refs, 1, __ATOMIC_ACQ_REL) != 0)
+    return;
+  EVP_PKEY_free(ke->pkey);
+  free(ke);
+}
+
+/* The lock of a key entry's pkey: one of a few, by address, so an entry needs no mutex of its own
+ * (sections are a pointer swap and a reference count). */
+#define PKEY_LOCKS 16
+static pthread_mutex_t pkey_locks[PKEY_LOCKS] = {
+    PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
+    PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
+    PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
+    PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
+    PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
+    PTHREAD_MUTEX_INITIALIZER};
+
+static pthread_mutex_t *pkey_lock(const struct akv_keyent *ke)
+{
+  return &pkey_locks[((uintptr_t)ke >> 6) % PKEY_LOCKS];
+}
+
+int akv_object_has_pkey(const struct akv_object *obj)
+{
+  if (obj->keyent)
+    return obj->keyent->key.kty == KV_KTY_RSA || obj->keyent->key.kty == KV_KTY_EC;
+  return obj->pkey != NULL;
+}
+
+EVP_PKEY *akv_object_pkey(const struct akv_object *obj)
+{
+  struct akv_keyent *ke = obj->keyent;
+  EVP_PKEY *pk = NULL, *built = NULL;
+
+  if (!ke) {
+    if (obj->pkey && EVP_PKEY_up_ref(obj->pkey))
+      return obj->pkey;
+    return NULL;
+  }
+  if (!akv_object_has_pkey(obj))
+    return NULL;
+  pthread_mutex_lock(pkey_lock(ke));
+  if (ke->pkey && EVP_PKEY_up_ref(ke->pkey)) {
+    pk = ke->pkey;
+    ke->pkey_used = akv_now();
+  }
+  pthread_mutex_unlock(pkey_lock(ke));
+  if (pk)
+    return pk;
+  /* Built outside the lock; a thread that lost the race frees its own. */
+  if (kv_key_to_pkey(&ke->key, akv_libctx(), &built) != KV_OK)
+    return NULL;
+  pthread_mutex_lock(pkey_lock(ke));
+  if (!ke->pkey) {
+    ke->pkey = built;
+    built = NULL;
+  }
+  if (EVP_PKEY_up_ref(ke->pkey))
+    pk = ke->pkey;
+  ke->pkey_used = akv_now();
+  pthread_mutex_unlock(pkey_lock(ke));
+  EVP_PKEY_free(built);
+  return pk;
+}
+
+/* A refresh drops an EVP_PKEY not used for the slot's ttl (operations hold their own reference). */
+static void pkey_expire(struct akv_keyent *ke, int64_t now, int64_t ttl)
+{
+  EVP_PKEY *drop = NULL;
+  pthread_mutex_lock(pkey_lock(ke));
+  if (ke->pkey && now - ke->pkey_used >= ttl) {
+    drop = ke->pkey;
+    ke->pkey = NULL;
+  }
+  pthread_mutex_unlock(pkey_lock(ke));
+  EVP_PKEY_free(drop);
 }
 
 /* ---- token objects ------------------------------------------------------------------------- */
 
-/* Identity under which the handle is registered: stable for the same slot, class and id. */
+/* Identity under which the handle is registered: stable for the same slot, class and id. The id
+ * (a full URL) enters as 96 bits of its SHA-256 in base64url, so the registry keeps a short string
+ * per object (a collision among 10^6 objects has odds below 10^-16). */
 static CK_RV assign_handle(struct akv_object *obj, const char *id)
 {
-  char ident[2048];
-  int n = snprintf(ident, sizeof(ident), "%lu|%lu|%s", (unsigned long)obj->slot->id,
-                   (unsigned long)obj->cls, id);
-  if (n < 0 || (size_t)n >= sizeof(ident))
-    return CKR_DEVICE_ERROR; /* an id this long is not something the service sends */
+  static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  unsigned char md[32];
+  char ident[64], h[17];
+  size_t mdlen = 0, i;
+
+  if (!id)
+    id = "";
+  if (!EVP_Q_digest(akv_libctx(), "SHA256", NULL, id, strlen(id), md, &mdlen) || mdlen != 32)
+    return CKR_GENERAL_ERROR;
+  for (i = 0; i < 16; i++) /* 6 bits of md per character */
+    h[i] = b64[(md[(i * 6) / 8] << 8 | md[(i * 6) / 8 + 1]) >> (10 - (i * 6) % 8) & 63];
+  h[16] = 0;
+  snprintf(ident, sizeof(ident), "%lu|%lu|%s", (unsigned long)obj->slot->id,
+           (unsigned long)obj->cls, h);
   obj->handle = akv_handle_for(ident);
   return obj->handle ? CKR_OK : CKR_HOST_MEMORY;
 }
@@ -346,73 +555,6 @@ static void common_storage_attrs(struct akv_ab *b, struct akv_object *obj, const
   akv_ab_str(b, CKA_LABEL, label);
 }
 
-static void key_common_attrs(struct akv_ab *b, struct akv_object *obj, const char *label,
-                             const struct akv_keyent *ke)
-{
-  const struct kv_key *k = ke->key;
-  common_storage_attrs(b, obj, label);
-  akv_ab_ulong(b, CKA_KEY_TYPE, obj->key_type);
-  akv_ab_bytes(b, CKA_ID, ke->id, sizeof(ke->id));
-  /* A CKA_ID given when the key was generated is kept in a tag (src/token/write.c). */
-  akv_object_apply_tag_id(b, &k->attrs);
-  akv_ab_date(b, CKA_START_DATE, k->attrs.nbf);
-  akv_ab_date(b, CKA_END_DATE, k->attrs.exp);
-  akv_ab_bool(b, CKA_DERIVE, CK_FALSE);
-  /* Key Vault does not say whether a key was generated there or imported. */
-  akv_ab_bool(b, CKA_LOCAL, CK_FALSE);
-  akv_ab_ulong(b, CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
-  akv_ab_str(b, CKA_AKV_KID, k->kid);
-  akv_ab_str(b, CKA_AKV_VERSION, k->version);
-  akv_ab_bool(b, CKA_AKV_HSM, k->hsm ? CK_TRUE : CK_FALSE);
-  switch (obj->key_type) {
-  case CKK_RSA:
-    akv_ab_ulongs(b, CKA_ALLOWED_MECHANISMS, rsa_mechs, sizeof(rsa_mechs) / sizeof(rsa_mechs[0]));
-    break;
-  case CKK_EC:
-    akv_ab_ulongs(b, CKA_ALLOWED_MECHANISMS, ec_mechs, sizeof(ec_mechs) / sizeof(ec_mechs[0]));
-    break;
-  default:
-    akv_ab_ulongs(b, CKA_ALLOWED_MECHANISMS, aes_mechs, sizeof(aes_mechs) / sizeof(aes_mechs[0]));
-    break;
-  }
-}
-
-static CK_RV public_material_attrs(struct akv_ab *b, struct akv_object *obj,
-                                   const struct akv_keyent *ke)
-{
-  const struct kv_key *k = ke->key;
-  const unsigned char *p;
-  size_t len;
-  unsigned char *point = NULL;
-  size_t point_len = 0;
-  CK_RV rv = CKR_OK;
-
-  if (obj->key_type == CKK_RSA) {
-    if (!k->n || !k->e)
-      return CKR_DEVICE_ERROR;
-    len = k->n_len;
-    p = strip_zeros(k->n, &len);
-    akv_ab_bytes(b, CKA_MODULUS, p, len);
-    akv_ab_ulong(b, CKA_MODULUS_BITS, obj->modulus_bits);
-    len = k->e_len;
-    p = strip_zeros(k->e, &len);
-    akv_ab_bytes(b, CKA_PUBLIC_EXPONENT, p, len);
-  } else if (obj->key_type == CKK_EC) {
-    p = kv_crv_oid_der(k->crv, &len);
-    if (!p)
-      return CKR_DEVICE_ERROR;
-    akv_ab_bytes(b, CKA_EC_PARAMS, p, len);
-    rv = ec_point_der(k, &point, &point_len);
-    if (rv != CKR_OK)
-      return rv;
-    akv_ab_bytes(b, CKA_EC_POINT, point, point_len);
-    OPENSSL_free(point);
-  }
-  if (ke->spki)
-    akv_ab_bytes(b, CKA_PUBLIC_KEY_INFO, ke->spki, ke->spki_len);
-  return rv;
-}
-
 /* Records the source the object was built from, for the cache's carry-over rule (cache.c reuse). */
 static CK_RV set_source(struct akv_object *obj, const char *src, int64_t created, int64_t updated)
 {
@@ -435,21 +577,19 @@ static CK_RV finish_object(struct akv_object *obj, struct akv_ab *b, const char 
 }
 
 static CK_RV key_object(struct akv_slot *slot, struct akv_keyent *ke, CK_OBJECT_CLASS cls,
-                        const char *label, const char *src, struct akv_object **out)
+                        struct akv_object **out)
 {
-  const struct kv_key *k = ke->key;
+  const struct kv_key *k = &ke->key;
   struct akv_object *obj = object_alloc(slot, cls);
-  struct akv_ab b;
   unsigned ops = k->key_ops;
   CK_RV rv = CKR_HOST_MEMORY;
 
-  memset(&b, 0, sizeof(b));
   if (!obj)
     goto out;
   obj->keyent = akv_keyent_ref(ke);
-  obj->key = ke->key;
-  obj->pkey = ke->pkey;
+  obj->key = &ke->key;
   obj->key_type = k->kty == KV_KTY_RSA ? CKK_RSA : k->kty == KV_KTY_EC ? CKK_EC : CKK_AES;
+  obj->is_private = class_private(slot, cls);
   if (k->kty == KV_KTY_RSA)
     obj->modulus_bits = bit_length(k->n, k->n_len);
   /* Each object carries the half of key_ops that belongs to its class. */
@@ -463,72 +603,53 @@ static CK_RV key_object(struct akv_slot *slot, struct akv_keyent *ke, CK_OBJECT_
     obj->can_encrypt = (ops & KV_OP_ENCRYPT) != 0;
     obj->can_wrap = (ops & KV_OP_WRAP) != 0;
   }
-
-  key_common_attrs(&b, obj, label, ke);
-  if (cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY) {
-    /* Material that is or was exportable (secure key release, "export" in key_ops, a software
-     * key behind a certificate whose policy may export it) has been, or may be, outside the vault
-     * (docs/security.md "Key attributes"). */
-    CK_BBOOL inside =
-        !k->attrs.exportable && !(ops & KV_OP_EXPORT) && !(k->attrs.managed && !k->hsm);
-    akv_ab_bool(&b, CKA_SENSITIVE, CK_TRUE);
-    akv_ab_bool(&b, CKA_EXTRACTABLE, CK_FALSE);
-    akv_ab_bool(&b, CKA_ALWAYS_SENSITIVE, inside);
-    akv_ab_bool(&b, CKA_NEVER_EXTRACTABLE, inside);
-    akv_ab_bool(&b, CKA_WRAP_WITH_TRUSTED, CK_FALSE);
-    akv_ab_bool(&b, CKA_ALWAYS_AUTHENTICATE, CK_FALSE);
-    akv_ab_bool(&b, CKA_SIGN, obj->can_sign);
-    akv_ab_bool(&b, CKA_DECRYPT, obj->can_decrypt);
-    akv_ab_bool(&b, CKA_UNWRAP, obj->can_unwrap);
-  }
-  if (cls == CKO_PUBLIC_KEY || cls == CKO_SECRET_KEY) {
-    akv_ab_bool(&b, CKA_VERIFY, obj->can_verify);
-    akv_ab_bool(&b, CKA_ENCRYPT, obj->can_encrypt);
-    akv_ab_bool(&b, CKA_WRAP, obj->can_wrap);
-    akv_ab_bool(&b, CKA_TRUSTED, CK_FALSE);
-  }
-  if (cls == CKO_PRIVATE_KEY) {
-    akv_ab_bytes(&b, CKA_SUBJECT, "", 0);
-    akv_ab_bool(&b, CKA_SIGN_RECOVER, CK_FALSE);
-  }
-  if (cls == CKO_PUBLIC_KEY) {
-    akv_ab_bytes(&b, CKA_SUBJECT, "", 0);
-    akv_ab_bool(&b, CKA_VERIFY_RECOVER, CK_FALSE);
-  }
-  if (cls != CKO_SECRET_KEY) {
-    rv = public_material_attrs(&b, obj, ke);
-    if (rv != CKR_OK)
-      goto out;
-  }
-  rv = finish_object(obj, &b, src, k->kid, k->attrs.created, k->attrs.updated);
+  rv = CKR_DEVICE_ERROR;
+  if (cls != CKO_SECRET_KEY &&
+      (k->kty == KV_KTY_RSA ? !k->n || !k->e
+                            : !ec_point_der(k, NULL, 0) || !akv_key_spki(k, NULL, 0)))
+    goto out;
+  /* The source id and label live in the key entry, shared by both objects. */
+  obj->src = (char *)ke->src;
+  obj->src_created = k->attrs.created;
+  obj->src_updated = k->attrs.updated;
+  obj->src_fetched_at = akv_now();
+  rv = assign_handle(obj, k->kid);
 out:
-  akv_attrs_free(b.v, b.n);
   return hand_over(obj, rv, out);
 }
 
 CK_RV akv_objects_from_key(struct akv_slot *slot, struct akv_keyent *ke, const char *label,
                            const char *src, struct akv_object **out, size_t *n)
 {
+  struct akv_keyent *own = NULL;
   CK_RV rv;
 
   *n = 0;
-  if (ke->key->kty == KV_KTY_OCT) {
-    rv = key_object(slot, ke, CKO_SECRET_KEY, label, src, &out[0]);
+  if (!ke->src || !ke->label || strcmp(ke->src, src) != 0 || strcmp(ke->label, label) != 0) {
+    own = keyent_pack(&ke->key, ke->id, ke->id_len, label, src);
+    if (!own)
+      return CKR_HOST_MEMORY;
+    ke = own;
+  }
+  if (ke->key.kty == KV_KTY_OCT) {
+    rv = key_object(slot, ke, CKO_SECRET_KEY, &out[0]);
     if (rv == CKR_OK)
       *n = 1;
-    return rv;
+    goto out;
   }
-  rv = key_object(slot, ke, CKO_PRIVATE_KEY, label, src, &out[0]);
+  rv = key_object(slot, ke, CKO_PRIVATE_KEY, &out[0]);
   if (rv != CKR_OK)
-    return rv;
-  rv = key_object(slot, ke, CKO_PUBLIC_KEY, label, src, &out[1]);
+    goto out;
+  rv = key_object(slot, ke, CKO_PUBLIC_KEY, &out[1]);
   if (rv != CKR_OK) {
     akv_object_unref(out[0]);
     out[0] = NULL;
-    return rv;
+    goto out;
   }
   *n = 2;
-  return CKR_OK;
+out:
+  akv_keyent_unref(own);
+  return rv;
 }
 
 /* DER of an OpenSSL object through its i2d function, into the builder. */
@@ -618,8 +739,16 @@ CK_RV akv_object_from_secret(struct akv_slot *slot, const struct kv_item *item, 
   memset(&b, 0, sizeof(b));
   if (!obj)
     goto out;
-  obj->secret_name = strdup(item->name);
-  if (!obj->secret_name)
+  obj->val = calloc(1, sizeof(*obj->val));
+  if (!obj->val)
+    goto out;
+  if (pthread_mutex_init(&obj->val->lock, NULL) != 0) {
+    free(obj->val);
+    obj->val = NULL;
+    goto out;
+  }
+  obj->val->secret_name = strdup(item->name);
+  if (!obj->val->secret_name)
     goto out;
   common_storage_attrs(&b, obj, item->name);
   akv_ab_str(&b, CKA_APPLICATION, SECRET_APPLICATION);
@@ -823,41 +952,42 @@ out:
 /* ---- attribute reads ------------------------------------------------------------------------- */
 
 /* The value of a secret, fetched on first read and kept for the slot's secret TTL. Returns a copy
- * the caller wipes, so the object lock is not held across the copy-out. */
+ * the caller wipes, so the value's lock is not held across the copy-out. */
 static CK_RV secret_value(struct akv_object *obj, unsigned char **val, size_t *len,
                           struct akv_fetch_status *failed)
 {
+  struct akv_objval *v = obj->val;
   struct kv_secret *sec = NULL;
   int64_t now = akv_now();
   kv_rc rc;
   CK_RV rv = CKR_OK;
 
-  pthread_mutex_lock(&obj->lock);
-  if (obj->value && now - obj->value_fetched_at >= obj->slot->cfg->secret_ttl_s)
-    value_drop_inlock(obj); /* expired: wiped now, fetched again below */
-  if (obj->value)
+  pthread_mutex_lock(&v->lock);
+  if (v->value && now - v->fetched_at >= obj->slot->cfg->secret_ttl_s)
+    value_drop_inlock(v); /* expired: wiped now, fetched again below */
+  if (v->value)
     goto copy;
-  pthread_mutex_unlock(&obj->lock);
+  pthread_mutex_unlock(&v->lock);
 
-  rc = kv_get_secret(obj->slot->client, obj->secret_name, NULL, &sec);
+  rc = kv_get_secret(obj->slot->client, v->secret_name, NULL, &sec);
   if (rc != KV_OK) {
-    akv_warn(AKV_LOGC_CACHE, "secret %s: %s", obj->secret_name, kv_rc_str(rc));
+    akv_warn(AKV_LOGC_CACHE, "secret %s: %s", v->secret_name, kv_rc_str(rc));
     /* The caller records the failure on its session (akv_session_fetch_failed). */
     failed->rc = rc;
     failed->http_status = kv_last_http_status();
     return akv_rv_object(rc);
   }
-  pthread_mutex_lock(&obj->lock);
+  pthread_mutex_lock(&v->lock);
   /* Another thread may have fetched it meanwhile; keep one value, wipe the other (kv_secret_free).
    */
-  if (!obj->value && akv_handles_secret_take()) {
-    obj->value = sec->value;
-    obj->value_len = sec->value_len;
-    obj->value_fetched_at = now;
+  if (!v->value && akv_handles_secret_take()) {
+    v->value = sec->value;
+    v->value_len = sec->value_len;
+    v->fetched_at = now;
     sec->value = NULL;
     sec->value_len = 0;
   }
-  if (!obj->value) {
+  if (!v->value) {
     /* Over the bound of cached values: serve this read without keeping the value. */
     *val = malloc(sec->value_len ? sec->value_len : 1);
     if (*val && sec->value_len)
@@ -867,30 +997,279 @@ static CK_RV secret_value(struct akv_object *obj, unsigned char **val, size_t *l
     goto out;
   }
 copy:
-  *val = malloc(obj->value_len ? obj->value_len : 1);
-  if (*val && obj->value_len)
-    memcpy(*val, obj->value, obj->value_len);
-  *len = obj->value_len;
+  *val = malloc(v->value_len ? v->value_len : 1);
+  if (*val && v->value_len)
+    memcpy(*val, v->value, v->value_len);
+  *len = v->value_len;
   rv = *val ? CKR_OK : CKR_HOST_MEMORY;
 out:
-  pthread_mutex_unlock(&obj->lock);
+  pthread_mutex_unlock(&v->lock);
   kv_secret_free(sec);
   return rv;
 }
 
 void akv_object_expire_value(struct akv_object *obj, int64_t now)
 {
-  if (obj->cls != CKO_DATA || !obj->secret_name)
+  if (obj->keyent && obj->keyent->pkey)
+    pkey_expire(obj->keyent, now, obj->slot->cfg->ttl_s);
+  if (obj->cls != CKO_DATA || !obj->val)
     return;
-  pthread_mutex_lock(&obj->lock);
-  if (obj->value && now - obj->value_fetched_at >= obj->slot->cfg->secret_ttl_s)
-    value_drop_inlock(obj);
-  pthread_mutex_unlock(&obj->lock);
+  pthread_mutex_lock(&obj->val->lock);
+  if (obj->val->value && now - obj->val->fetched_at >= obj->slot->cfg->secret_ttl_s)
+    value_drop_inlock(obj->val);
+  pthread_mutex_unlock(&obj->val->lock);
 }
 
 static int is_lazy_value(const struct akv_object *obj, CK_ATTRIBUTE_TYPE type)
 {
-  return obj->cls == CKO_DATA && obj->secret_name && type == CKA_VALUE;
+  return obj->cls == CKO_DATA && obj->val && type == CKA_VALUE;
+}
+
+/* ---- attributes of vault keys, built when asked -------------------------------------------- */
+
+/* Large enough for every value of a key object: an RSA-16384 SPKI is 2,094 bytes. */
+#define KEY_ATTR_MAX 2304
+
+/* A value kept in the key entry (or static): *p points at it ("" for an absent string). */
+static long stored(const void *ptr, size_t len, const void **p)
+{
+  *p = ptr ? ptr : "";
+  return (long)len;
+}
+
+/* The value of a vault key object's attribute: its length, or -1 when the object has none. *p
+ * points at it: into the key entry when stored there, else at buf, where it was written (when
+ * cap is too small for it, *p is NULL and only the length is returned). The values are those
+ * the object had when its attributes were built once (docs/performance.md "Memory per cached
+ * key"). */
+static long key_attr(const struct akv_object *obj, CK_ATTRIBUTE_TYPE type, unsigned char *buf,
+                     size_t cap, const void **p)
+{
+  const struct akv_keyent *ke = obj->keyent;
+  const struct kv_key *k = &ke->key;
+  const struct akv_slot_config *sc = obj->slot->cfg;
+  CK_OBJECT_CLASS cls = obj->cls;
+  int priv = cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY;
+  int pub = cls == CKO_PUBLIC_KEY || cls == CKO_SECRET_KEY;
+  int asym = cls != CKO_SECRET_KEY;
+  const unsigned char *v = NULL;
+  size_t len = 0;
+  CK_ULONG ul;
+  CK_BBOOL bo;
+  CK_DATE d;
+
+  *p = NULL;
+#define UL(x) (ul = (CK_ULONG)(x), v = (const unsigned char *)&ul, len = sizeof(ul))
+#define BO(x) (bo = (x) ? CK_TRUE : CK_FALSE, v = &bo, len = sizeof(bo))
+#define STORED(ptr, n) stored((ptr), (n), p)
+#define STR(str) stored((str), (str) ? strlen(str) : 0, p)
+  switch (type) {
+  case CKA_CLASS:
+    UL(cls);
+    break;
+  case CKA_TOKEN:
+    BO(1);
+    break;
+  case CKA_PRIVATE:
+    BO(obj->is_private);
+    break;
+  case CKA_MODIFIABLE:
+  case CKA_COPYABLE:
+  case CKA_DERIVE:
+  case CKA_LOCAL: /* Key Vault does not say whether a key was generated there or imported */
+    BO(0);
+    break;
+  case CKA_DESTROYABLE:
+    BO(sc->allow_destroy && !sc->read_only);
+    break;
+  case CKA_LABEL:
+    return STR(ke->label);
+  case CKA_KEY_TYPE:
+    UL(obj->key_type);
+    break;
+  case CKA_ID:
+    return STORED(ke->id, ke->id_len);
+  case CKA_START_DATE:
+  case CKA_END_DATE:
+    len = akv_date_value(type == CKA_START_DATE ? k->attrs.nbf : k->attrs.exp, &d);
+    v = len ? (const unsigned char *)&d : (const unsigned char *)"";
+    break;
+  case CKA_KEY_GEN_MECHANISM:
+    UL(CK_UNAVAILABLE_INFORMATION);
+    break;
+  case CKA_AKV_KID:
+    return STR(k->kid);
+  case CKA_AKV_VERSION:
+    return STR(k->version);
+  case CKA_AKV_HSM:
+    BO(k->hsm);
+    break;
+  case CKA_ALLOWED_MECHANISMS:
+    if (obj->key_type == CKK_RSA)
+      return STORED(rsa_mechs, sizeof(rsa_mechs));
+    if (obj->key_type == CKK_EC)
+      return STORED(ec_mechs, sizeof(ec_mechs));
+    return STORED(aes_mechs, sizeof(aes_mechs));
+  case CKA_SENSITIVE:
+  case CKA_EXTRACTABLE:
+  case CKA_ALWAYS_SENSITIVE:
+  case CKA_NEVER_EXTRACTABLE:
+  case CKA_WRAP_WITH_TRUSTED:
+  case CKA_ALWAYS_AUTHENTICATE:
+    if (!priv)
+      return -1;
+    if (type == CKA_SENSITIVE) {
+      BO(1);
+    } else if (type == CKA_ALWAYS_SENSITIVE || type == CKA_NEVER_EXTRACTABLE) {
+      /* Material that is or was exportable (secure key release, "export" in key_ops, a software
+       * key behind a certificate whose policy may export it) has been, or may be, outside the
+       * vault (docs/security.md "Key attributes"). */
+      BO(!k->attrs.exportable && !(k->key_ops & KV_OP_EXPORT) && !(k->attrs.managed && !k->hsm));
+    } else {
+      BO(0);
+    }
+    break;
+  case CKA_SIGN:
+  case CKA_DECRYPT:
+  case CKA_UNWRAP:
+    if (!priv)
+      return -1;
+    BO(type == CKA_SIGN ? obj->can_sign : type == CKA_DECRYPT ? obj->can_decrypt : obj->can_unwrap);
+    break;
+  case CKA_VERIFY:
+  case CKA_ENCRYPT:
+  case CKA_WRAP:
+  case CKA_TRUSTED:
+    if (!pub)
+      return -1;
+    BO(type == CKA_VERIFY    ? obj->can_verify
+       : type == CKA_ENCRYPT ? obj->can_encrypt
+       : type == CKA_WRAP    ? obj->can_wrap
+                             : 0);
+    break;
+  case CKA_SUBJECT:
+    if (!asym)
+      return -1;
+    return STORED("", 0);
+  case CKA_SIGN_RECOVER:
+  case CKA_VERIFY_RECOVER:
+    if (cls != (type == CKA_SIGN_RECOVER ? CKO_PRIVATE_KEY : CKO_PUBLIC_KEY))
+      return -1;
+    BO(0);
+    break;
+  case CKA_MODULUS:
+  case CKA_PUBLIC_EXPONENT:
+    if (!asym || obj->key_type != CKK_RSA)
+      return -1;
+    v = type == CKA_MODULUS ? k->n : k->e;
+    len = type == CKA_MODULUS ? k->n_len : k->e_len;
+    v = strip_zeros(v, &len);
+    return STORED(v, len);
+  case CKA_MODULUS_BITS:
+    if (!asym || obj->key_type != CKK_RSA)
+      return -1;
+    UL(obj->modulus_bits);
+    break;
+  case CKA_EC_PARAMS:
+    if (!asym || obj->key_type != CKK_EC)
+      return -1;
+    v = kv_crv_oid_der(k->crv, &len);
+    return STORED(v, len);
+  case CKA_EC_POINT:
+    if (!asym || obj->key_type != CKK_EC)
+      return -1;
+    len = ec_point_der(k, buf, cap);
+    *p = len <= cap ? buf : NULL;
+    return (long)len;
+  case CKA_PUBLIC_KEY_INFO:
+    if (!asym)
+      return -1;
+    len = akv_key_spki(k, buf, cap);
+    *p = len <= cap ? buf : NULL;
+    return (long)len;
+  default:
+    return -1;
+  }
+#undef UL
+#undef BO
+#undef STORED
+#undef STR
+  if (len > cap)
+    return (long)len;
+  if (len)
+    memcpy(buf, v, len);
+  *p = buf;
+  return (long)len;
+}
+
+/* Every attribute a key object may have, for akv_object_size. */
+static const CK_ATTRIBUTE_TYPE key_attr_types[] = {
+    CKA_CLASS,
+    CKA_TOKEN,
+    CKA_PRIVATE,
+    CKA_MODIFIABLE,
+    CKA_COPYABLE,
+    CKA_DESTROYABLE,
+    CKA_LABEL,
+    CKA_KEY_TYPE,
+    CKA_ID,
+    CKA_START_DATE,
+    CKA_END_DATE,
+    CKA_DERIVE,
+    CKA_LOCAL,
+    CKA_KEY_GEN_MECHANISM,
+    CKA_AKV_KID,
+    CKA_AKV_VERSION,
+    CKA_AKV_HSM,
+    CKA_ALLOWED_MECHANISMS,
+    CKA_SENSITIVE,
+    CKA_EXTRACTABLE,
+    CKA_ALWAYS_SENSITIVE,
+    CKA_NEVER_EXTRACTABLE,
+    CKA_WRAP_WITH_TRUSTED,
+    CKA_ALWAYS_AUTHENTICATE,
+    CKA_SIGN,
+    CKA_DECRYPT,
+    CKA_UNWRAP,
+    CKA_VERIFY,
+    CKA_ENCRYPT,
+    CKA_WRAP,
+    CKA_TRUSTED,
+    CKA_SUBJECT,
+    CKA_SIGN_RECOVER,
+    CKA_VERIFY_RECOVER,
+    CKA_MODULUS,
+    CKA_PUBLIC_EXPONENT,
+    CKA_MODULUS_BITS,
+    CKA_EC_PARAMS,
+    CKA_EC_POINT,
+    CKA_PUBLIC_KEY_INFO,
+};
+
+/* akv_object_attr's storage for values built on demand: a few per thread, reused in turn. */
+#define ATTR_RING 4
+static __thread struct {
+  CK_ATTRIBUTE a;
+  unsigned char buf[256];
+} attr_ring[ATTR_RING];
+static __thread unsigned attr_next;
+
+const CK_ATTRIBUTE *akv_object_attr(const struct akv_object *obj, CK_ATTRIBUTE_TYPE type)
+{
+  unsigned i;
+  const void *p;
+  long len;
+
+  if (!obj->keyent)
+    return akv_attrs_find(obj->attrs, obj->n_attrs, type);
+  i = attr_next++ % ATTR_RING;
+  len = key_attr(obj, type, attr_ring[i].buf, sizeof(attr_ring[i].buf), &p);
+  if (len < 0)
+    return NULL;
+  attr_ring[i].a.type = type;
+  attr_ring[i].a.pValue = (void *)p;
+  attr_ring[i].a.ulValueLen = (CK_ULONG)len;
+  return &attr_ring[i].a;
 }
 
 /* Sensitive for this object: key material of private keys and of secret keys that are sensitive
@@ -910,14 +1289,31 @@ static int attr_hidden(const struct akv_object *obj, CK_ATTRIBUTE_TYPE type)
   return 1;
 }
 
+/* The value of a non-lazy attribute: *p and its length, -1 when the object has none. buf (cap
+ * bytes) holds values built on demand. */
+static long attr_value(const struct akv_object *obj, CK_ATTRIBUTE_TYPE type, unsigned char *buf,
+                       size_t cap, const void **p)
+{
+  const CK_ATTRIBUTE *a;
+  if (obj->keyent)
+    return key_attr(obj, type, buf, cap, p);
+  a = akv_attrs_find(obj->attrs, obj->n_attrs, type);
+  if (!a)
+    return -1;
+  *p = a->pValue;
+  return (long)a->ulValueLen;
+}
+
 CK_RV akv_object_get_attrs(struct akv_object *obj, CK_ATTRIBUTE *t, CK_ULONG n,
                            struct akv_fetch_status *failed)
 {
+  unsigned char buf[KEY_ATTR_MAX];
   CK_RV rv = CKR_OK, r;
   CK_ULONG i;
-  const CK_ATTRIBUTE *a;
+  const void *p;
   unsigned char *val;
   size_t len;
+  long alen;
 
   for (i = 0; i < n; i++) {
     if (attr_hidden(obj, t[i].type)) {
@@ -936,8 +1332,10 @@ CK_RV akv_object_get_attrs(struct akv_object *obj, CK_ATTRIBUTE *t, CK_ULONG n,
         OPENSSL_cleanse(val, len);
         free(val);
       }
-    } else if ((a = akv_object_attr(obj, t[i].type)) != NULL) {
-      r = akv_attr_copy_out(&t[i], a->pValue, a->ulValueLen);
+    } else if ((alen = attr_value(obj, t[i].type, buf, sizeof(buf), &p)) >= 0) {
+      /* A value larger than buf cannot be: KEY_ATTR_MAX holds the largest key the parser takes. */
+      r = p ? akv_attr_copy_out(&t[i], p, (CK_ULONG)alen)
+            : akv_attr_unavailable(&t[i], CKR_GENERAL_ERROR);
     } else {
       r = akv_attr_unavailable(&t[i], CKR_ATTRIBUTE_TYPE_INVALID);
     }
@@ -948,24 +1346,39 @@ CK_RV akv_object_get_attrs(struct akv_object *obj, CK_ATTRIBUTE *t, CK_ULONG n,
 
 CK_ULONG akv_object_size(const struct akv_object *obj)
 {
+  unsigned char buf[KEY_ATTR_MAX];
+  const void *p;
   CK_ULONG sum = 0;
   size_t i;
+  long len;
+
+  if (obj->keyent) {
+    for (i = 0; i < sizeof(key_attr_types) / sizeof(key_attr_types[0]); i++) {
+      len = key_attr(obj, key_attr_types[i], buf, sizeof(buf), &p);
+      if (len > 0)
+        sum += (CK_ULONG)len;
+    }
+    return sum;
+  }
   for (i = 0; i < obj->n_attrs; i++)
     sum += obj->attrs[i].ulValueLen;
   return sum + (CK_ULONG)obj->secret_len;
 }
 
-/* ---- template matching
- * ---------------------------------------------------------------------------------- */
+/* ---- template matching ------------------------------------------------------------------ */
 
 /* A template matches when every attribute exists on the object with the same bytes; unknown or
- * sensitive attributes never match. */
+ * sensitive attributes never match. A key object's values are built into buf one at a time, and
+ * the first mismatch ends the match (CKA_CLASS and CKA_LABEL, which most searches give, cost a
+ * compare each). */
 int akv_object_matches(struct akv_object *obj, const CK_ATTRIBUTE *t, CK_ULONG n,
                        struct akv_fetch_status *failed)
 {
-  const CK_ATTRIBUTE *a;
+  unsigned char buf[KEY_ATTR_MAX];
+  const void *p;
   unsigned char *val;
   size_t len;
+  long alen;
   int ok;
   CK_ULONG i;
 
@@ -990,10 +1403,10 @@ int akv_object_matches(struct akv_object *obj, const CK_ATTRIBUTE *t, CK_ULONG n
         return 0;
       continue;
     }
-    a = akv_object_attr(obj, t[i].type);
-    if (!a || a->ulValueLen != t[i].ulValueLen)
+    alen = attr_value(obj, t[i].type, buf, sizeof(buf), &p);
+    if (alen < 0 || !p || (CK_ULONG)alen != t[i].ulValueLen)
       return 0;
-    if (a->ulValueLen && memcmp(a->pValue, t[i].pValue, a->ulValueLen) != 0)
+    if (alen && memcmp(p, t[i].pValue, (size_t)alen) != 0)
       return 0;
   }
   return 1;

@@ -130,7 +130,7 @@ static int decide_remote(const struct akv_session *s, const struct akv_object *o
   const struct akv_slot_config *cfg = s->slot->cfg;
   if (!obj->key)
     return 0;
-  if (!obj->pkey)
+  if (!akv_object_has_pkey(obj))
     return 1;
   if (need == CKF_VERIFY)
     return cfg->verify_remote;
@@ -207,7 +207,7 @@ CK_RV akv_op_new(struct akv_session *s, enum akv_op_kind kind, CK_FLAGS need, co
     }
     op->remote = decide_remote(s, obj, need);
     /* Local verify/encrypt needs the cached public key. */
-    if (!op->remote && !obj->secret && !obj->pkey) {
+    if (!op->remote && !obj->secret && !akv_object_has_pkey(obj)) {
       rv = CKR_KEY_HANDLE_INVALID;
       goto out;
     }

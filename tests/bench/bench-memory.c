@@ -1,20 +1,26 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* bench-memory: the memory a process holds per cached key (docs/performance.md "Memory per cached
  * key"). Starts its own emulator with four vaults (1,000 and 4,000 EC P-256 keys, 1,000 and 4,000
- * RSA-2048 keys), then, for each vault, one fresh process (`--child`) that loads the module with the
- * cache file off and:
+ * RSA-2048 keys), then, for each vault, one fresh process (`--child`) that loads the module with
+ * the cache file off and:
  *   1. C_Initialize, C_OpenSession, reads its RSS (/proc/self/statm) and heap in use (mallinfo2);
  *   2. cold start: finds the last key by label and signs with it (timed from C_Initialize);
  *   3. lists every object (C_FindObjects with an empty template, which reads every key) and reads
- *      CKA_LABEL, CKA_ID, CKA_KEY_TYPE, CKA_MODULUS or CKA_EC_POINT and CKA_PUBLIC_KEY_INFO of each;
+ *      CKA_LABEL, CKA_ID, CKA_KEY_TYPE, CKA_MODULUS or CKA_EC_POINT and CKA_PUBLIC_KEY_INFO of
+ * each;
  *   4. reads RSS and heap again: (after - before) / keys is the row's bytes per key;
  *   5. cached lookups for --duration seconds on one thread (find by class and label, then
  *      C_GetAttributeValue of CKA_KEY_TYPE, CKA_ID and CKA_MODULUS or CKA_EC_POINT), as akv-bench's
  *      cached-lookup row does, but over a slot of N keys.
+ * Then a second child does the same with the cache file on, for the file's size per key. The
+ * bytes each key adds beyond the process's fixed share are printed as the slope between the 1,000
+ * and 4,000 key rows. --no-threads initialises with CKF_LIBRARY_CANT_CREATE_OS_THREADS (keys read
+ * in the caller's thread: no reader threads' heaps in the RSS).
  * RSA vaults are filled by importing 16 generated key pairs round robin (generating 5,000 RSA keys
  * would take minutes); each imported key is its own key version in the vault and in the module,
  * which shares no material between keys, so the memory is that of distinct keys.
- * Exit status: 0 when every row ran, 1 when one failed, 2 on a setup error. Never asserts a size. */
+ * Exit status: 0 when every row ran, 1 when one failed, 2 on a setup error. Never asserts a size.
+ */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -135,6 +141,8 @@ static int child(const char *module, const char *kty, unsigned keys, double dura
     die("%s: no C_GetFunctionList", module);
   memset(&args, 0, sizeof(args));
   args.flags = CKF_OS_LOCKING_OK;
+  if (getenv("BENCH_MEMORY_NO_THREADS")) /* --no-threads: keys read one after another */
+    args.flags |= CKF_LIBRARY_CANT_CREATE_OS_THREADS;
   t0 = now_ms();
   CK(F->C_Initialize(&args));
   CK(F->C_GetSlotList(CK_TRUE, &slot, &n));
@@ -316,6 +324,7 @@ struct row {
   unsigned keys;
   char vault[32], url[256];
   cJSON *result;
+  double rss, heap; /* added by the row's child, 0 when it failed */
 };
 
 static void seed(struct row *r, const char *token, char **rsa_bodies)
@@ -340,8 +349,9 @@ static void seed(struct row *r, const char *token, char **rsa_bodies)
 static char *wrap_argv[16];
 static int wrap_n;
 
+/* One child for row r; cache_file NULL keeps the cache file off. */
 static cJSON *run_child(const char *self, const char *module, struct row *r, const char *dir,
-                        const char *duration)
+                        const char *duration, const char *cache_file)
 {
   char cfg[512], keys[16], line[4096], *argv[7 + 16];
   int w;
@@ -357,9 +367,9 @@ static cJSON *run_child(const char *self, const char *module, struct row *r, con
   if (!f)
     die("%s: %s", cfg, strerror(errno));
   fprintf(f,
-          "{\"cache_file\":\"\",\"ca_file\":\"%s\",\"allowed_hosts\":[\"localhost\"],"
+          "{\"cache_file\":\"%s\",\"ca_file\":\"%s\",\"allowed_hosts\":[\"localhost\"],"
           "\"slots\":[{\"url\":\"%s\",\"objects\":[\"keys\"]}]}\n",
-          ca_file, r->url);
+          cache_file ? cache_file : "", ca_file, r->url);
   fclose(f);
   setenv("AKV_PKCS11_CONFIG", cfg, 1);
   snprintf(keys, sizeof(keys), "%u", r->keys);
@@ -395,9 +405,9 @@ int main(int argc, char **argv)
   char dir[] = "/tmp/bench-memory-XXXXXX", ready[600], state[600], url[600], form[1024];
   char *text = NULL, *token = NULL, *reply = NULL, *rsa_bodies[RSA_PAIRS], self[4096];
   struct row rows[] = {{.kty = "ec", .keys = 1000},
-                      {.kty = "ec", .keys = 4000},
-                      {.kty = "rsa", .keys = 1000},
-                      {.kty = "rsa", .keys = 4000}};
+                       {.kty = "ec", .keys = 4000},
+                       {.kty = "rsa", .keys = 1000},
+                       {.kty = "rsa", .keys = 4000}};
   size_t nrows = sizeof(rows) / sizeof(rows[0]), i;
   cJSON *ready_json = NULL, *vaults, *v, *tok, *out;
   pid_t emu = 0;
@@ -416,6 +426,8 @@ int main(int argc, char **argv)
       json_out = argv[++a];
     else if (strcmp(argv[a], "--duration") == 0 && a + 1 < argc)
       duration = argv[++a];
+    else if (strcmp(argv[a], "--no-threads") == 0)
+      setenv("BENCH_MEMORY_NO_THREADS", "1", 1);
     else if (strcmp(argv[a], "--only") == 0 && a + 1 < argc)
       only = argv[++a];
     else if (strcmp(argv[a], "--wrap") == 0 && a + 1 < argc) {
@@ -424,7 +436,7 @@ int main(int argc, char **argv)
         wrap_argv[wrap_n++] = tokn;
     } else
       die("usage: bench-memory --emulator EXE --module SO [--json FILE] [--duration S] "
-          "[--only ec-1000|ec-4000|rsa-1000|rsa-4000] [--wrap 'CMD ARGS']");
+          "[--only ec-1000|ec-4000|rsa-1000|rsa-4000] [--no-threads] [--wrap 'CMD ARGS']");
   }
   if (!emulator || !module)
     die("--emulator and --module are required");
@@ -439,8 +451,8 @@ int main(int argc, char **argv)
   snprintf(ready, sizeof(ready), "%s/ready.json", dir);
   snprintf(state, sizeof(state), "%s/state", dir);
   {
-    char *eargv[16] = {(char *)emulator, "--ready-file", ready, "--port-base", "0", "--state",
-                       state};
+    char *eargv[16] = {(char *)emulator, "--ready-file", ready, "--port-base", "0",
+                       "--state",        state};
     int k = 7;
     for (i = 0; i < nrows; i++) {
       snprintf(rows[i].vault, sizeof(rows[i].vault), "mem-%s-%u", rows[i].kty, rows[i].keys);
@@ -481,6 +493,14 @@ int main(int argc, char **argv)
         snprintf(rows[i].url, sizeof(rows[i].url), "%s", jstr(v, "url"));
     }
   }
+  {
+    char d1[600], d2[600];
+    snprintf(d1, sizeof(d1), "%s/config", dir);
+    snprintf(d2, sizeof(d2), "%s/cache", dir);
+    if (mkdir(d1, 0700) != 0 || mkdir(d2, 0700) != 0)
+      die("mkdir in %s: %s", dir, strerror(errno));
+    setenv("XDG_CONFIG_HOME", d1, 1);
+  }
   setenv("AZURE_TENANT_ID", jstr(ready_json, "tenant_id"), 1);
   setenv("AZURE_CLIENT_ID", jstr(ready_json, "client_id"), 1);
   setenv("AZURE_CLIENT_SECRET", jstr(ready_json, "client_secret"), 1);
@@ -511,15 +531,17 @@ int main(int argc, char **argv)
   fprintf(stderr, "bench-memory: seeded 10,000 keys in %.1f s\n", (now_ms() - t0) / 1e3);
 
   printf("Memory per cached key (cache file off, one fresh process per row):\n\n");
-  printf("| key | keys | RSS added | RSS / key | heap / key | cached lookups/s | cold start ms |\n");
-  printf("|---|---:|---:|---:|---:|---:|---:|\n");
+  printf(
+      "| key | keys | RSS added | RSS / key | heap / key | cache file / key | cached lookups/s | "
+      "cold start ms |\n");
+  printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
   out = cJSON_CreateArray();
   for (i = 0; i < nrows; i++) {
     struct row *r = &rows[i];
     cJSON *res;
     if (only && strcmp(only, r->vault + 4) != 0)
       continue;
-    res = run_child(self, module, r, dir, duration);
+    res = run_child(self, module, r, dir, duration, NULL);
     const cJSON *ok = cJSON_GetObjectItemCaseSensitive(res, "ok");
     if (!cJSON_IsTrue(ok)) {
       printf("| %s | %u | failed: %s | | | | |\n", r->kty, r->keys,
@@ -530,19 +552,47 @@ int main(int argc, char **argv)
     }
 #define NUM(k) cJSON_GetObjectItemCaseSensitive(res, k)->valuedouble
     {
+      /* The same listing with the cache file on: its size per key (written at C_Finalize). */
+      char cf[700];
+      struct stat sb;
+      cJSON *res2;
+      snprintf(cf, sizeof(cf), "%s/cache/%s.json", dir, r->vault);
+      res2 = run_child(self, module, r, dir, "0", cf);
+      cJSON_AddNumberToObject(res, "cache_file_bytes",
+                              cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res2, "ok")) &&
+                                      stat(cf, &sb) == 0
+                                  ? (double)sb.st_size
+                                  : -1);
+      cJSON_Delete(res2);
+    }
+    {
       double rss = NUM("rss_after") - NUM("rss_before");
       double heap = NUM("heap_after") - NUM("heap_before");
       cJSON_AddStringToObject(res, "key", strcmp(r->kty, "ec") == 0 ? "EC P-256" : "RSA-2048");
       cJSON_AddNumberToObject(res, "keys", r->keys);
       cJSON_AddNumberToObject(res, "rss_per_key", rss / r->keys);
       cJSON_AddNumberToObject(res, "heap_per_key", heap / r->keys);
-      printf("| %s | %u | %.2f MB | %.0f B | %.0f B | %.0f | %.1f |\n",
-             strcmp(r->kty, "ec") == 0 ? "EC P-256" : "RSA-2048", r->keys, rss / 1e6,
-             rss / r->keys, heap / r->keys, NUM("lookups_per_s"), NUM("cold_ms"));
+      printf("| %s | %u | %.2f MB | %.0f B | %.0f B | %.0f B | %.0f | %.1f |\n",
+             strcmp(r->kty, "ec") == 0 ? "EC P-256" : "RSA-2048", r->keys, rss / 1e6, rss / r->keys,
+             heap / r->keys, NUM("cache_file_bytes") / r->keys, NUM("lookups_per_s"),
+             NUM("cold_ms"));
+      r->rss = rss;
+      r->heap = heap;
     }
 #undef NUM
     cJSON_AddItemToArray(out, res);
   }
+  /* What each key costs beyond the process's fixed share (connections, threads, code pages): the
+   * slope between the 1,000 and 4,000 key rows. */
+  for (i = 0; i + 1 < nrows; i += 2) {
+    if (rows[i].rss > 0 && rows[i + 1].rss > 0) {
+      double dk = (double)(rows[i + 1].keys - rows[i].keys);
+      printf("\n%s, each key beyond %u: RSS %.0f B, heap %.0f B",
+             strcmp(rows[i].kty, "ec") == 0 ? "EC P-256" : "RSA-2048", rows[i].keys,
+             (rows[i + 1].rss - rows[i].rss) / dk, (rows[i + 1].heap - rows[i].heap) / dk);
+    }
+  }
+  printf("\n");
   if (json_out) {
     char *s = cJSON_Print(out);
     FILE *f = fopen(json_out, "w");

@@ -429,7 +429,6 @@ FK_UNUSED static struct akv_object *fk_obj_new(CK_OBJECT_CLASS cls, CK_KEY_TYPE 
   obj->cls = cls;
   obj->key_type = kt;
   obj->slot = &fk_slot;
-  pthread_mutex_init(&obj->lock, NULL);
   obj->can_sign = obj->can_decrypt = obj->can_unwrap = cls != CKO_PUBLIC_KEY;
   obj->can_verify = obj->can_encrypt = obj->can_wrap = cls != CKO_PRIVATE_KEY;
   return obj;

@@ -7,6 +7,7 @@
 #include <openssl/x509.h>
 
 #include "store/cache.h"
+#include "store/object.h"
 #include "model_helpers.h"
 
 #define ALL_OPS                                                                                    \
@@ -275,7 +276,7 @@ static void test_data_object(void **state)
     struct akv_snapshot *snap = akv_cache_peek(akv_module_slot(0)->cache);
     struct akv_object *o = akv_snapshot_find(snap, d);
     assert_non_null(o);
-    assert_non_null(o->value);
+    assert_non_null(o->val->value);
     akv_snapshot_unref(snap);
     t_clock_now += 3600;
     akv_slot_invalidate(akv_module_slot(0));
@@ -283,7 +284,7 @@ static void test_data_object(void **state)
     snap = akv_cache_peek(akv_module_slot(0)->cache);
     o = akv_snapshot_find(snap, d);
     assert_non_null(o);
-    assert_null(o->value);
+    assert_null(o->val->value);
     akv_snapshot_unref(snap);
   }
   fake_kv_set_secret("db-password", "rotated");
