@@ -356,6 +356,7 @@ kv_rc kv_client_call(struct kv_client *cl, struct kv_call *call, cJSON **doc)
   req.body_len = call->body_len;
   req.idempotent = call->idempotent;
   req.no_retry = call->attempt != NULL; /* kv_replica_run tries another vault instead */
+  req.timeout_ms = call->attempt ? call->attempt->timeout_ms : 0;
   if (call->attempt) {
     call->attempt->status = 0;
     call->attempt->retry_after_ms = -1;

@@ -35,6 +35,7 @@ struct kv_call {
 
 /* What one attempt on one vault gave, for kv_replica_run's choice of the next vault. */
 struct kv_attempt {
+  long timeout_ms;     /* input: the attempt's own time limit, 0 = request_timeout_ms */
   long status;         /* HTTP status, 0 = none received */
   long retry_after_ms; /* the reply's Retry-After, -1 = none */
   char err[112];       /* "HTTP 429", "KV_E_NETWORK: connection refused"... ("" on success) */

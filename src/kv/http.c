@@ -297,7 +297,9 @@ kv_rc kv_http_do(struct kv_http *http, const struct kv_http_request *req,
     memset(&a, 0, sizeof(a));
     a.req = req;
     a.client_request_id = crid;
-    a.timeout_ms = o->request_timeout_ms > 0 ? o->request_timeout_ms : 30000;
+    a.timeout_ms = req->timeout_ms > 0              ? req->timeout_ms
+                   : o->request_timeout_ms > 0 ? o->request_timeout_ms
+                                               : 30000;
     if (a.timeout_ms > deadline - now)
       a.timeout_ms = (long)(deadline - now);
     a.connect_timeout_ms = req->connect_timeout_ms ? req->connect_timeout_ms : o->connect_timeout_ms;

@@ -22,6 +22,8 @@ struct kv_http_request {
   int idempotent;             /* safe to resend after it may have reached the server */
   int allow_http;             /* plain http allowed (managed identity endpoints only) */
   long connect_timeout_ms;    /* 0 = transport default */
+  long timeout_ms;            /* whole attempt, 0 = request_timeout_ms (a replica attempt leaves
+                                 time for the next vault: kv/replica.c) */
   int no_retry;               /* one attempt only (IMDS probe) */
   int want_request_id;        /* fill response request_id on success (always on errors) */
 };

@@ -372,7 +372,7 @@ kv_rc kv_replica_compare(struct kv_client *cl, size_t i, const char *name, const
 {
   struct kv_client *rc_cl;
   struct kv_key *p = NULL;
-  struct kv_attempt at;
+  struct kv_attempt at = {0};
   kv_rc rc;
   if (diff && diff_len)
     diff[0] = '\0';
@@ -386,6 +386,16 @@ kv_rc kv_replica_compare(struct kv_client *cl, size_t i, const char *name, const
 }
 
 /* ---- choosing a vault ---------------------------------------------------------------------- */
+
+/* Time limit of one attempt: what is left of the deadline, halved while another vault could still
+ * take the operation, so that a vault that hangs leaves time for the next one. */
+static long attempt_timeout(int64_t deadline, int others)
+{
+  int64_t left = deadline - now_ms();
+  if (left < 2)
+    left = 2;
+  return (long)(others ? left / 2 : left);
+}
 
 /* Failures another vault may not share: throttling, outages, hostile or cut replies. */
 static int transient(kv_rc rc)
@@ -450,16 +460,17 @@ static size_t choose(struct kv_replicas *r, const struct rk_entry *e, const int 
  * may serve it (its version recorded), else 0 with the reason in why. Called with r->lock held,
  * which it drops meanwhile. */
 static int check_replica(struct kv_client *cl, struct kv_replicas *r, struct rk_entry *e,
-                         size_t v, char *why, size_t wl)
+                         size_t v, int64_t deadline, char *why, size_t wl)
 {
   struct rk_rep *rp = &e->rep[v - 1];
   const char *url = kv_client_base_url(r->cl[v - 1]);
   char ver[128], diff[160];
-  struct kv_attempt at;
+  struct kv_attempt at = {0};
   struct kv_key *p = NULL;
   kv_rc rc = KV_OK;
   rp->state = RK_CHECKING;
   pthread_mutex_unlock(&r->lock);
+  at.timeout_ms = attempt_timeout(deadline, 1); /* the primary can serve meanwhile */
   if (!e->primary) {
     /* The primary's key as the object pins it (one attempt: the primary may be the vault that
      * is down); kv_get_key_at records it in e. */
@@ -476,6 +487,7 @@ static int check_replica(struct kv_client *cl, struct kv_replicas *r, struct rk_
   pthread_mutex_unlock(&r->lock);
   diff[0] = '\0';
   memset(&at, 0, sizeof(at));
+  at.timeout_ms = attempt_timeout(deadline, 1);
   rc = compare_on(r->cl[v - 1], e->primary, e->name, ver, sizeof(ver), diff, sizeof(diff), &at);
   pthread_mutex_lock(&r->lock);
   if (rc == KV_OK) {
@@ -501,7 +513,7 @@ static int check_replica(struct kv_client *cl, struct kv_replicas *r, struct rk_
     rp->state = RK_UNKNOWN; /* the replica is throttled or down: compared at a later use */
     if (rc != KV_E_NOMEM) {
       r->h[v].failed++;
-      r->h[v].cool_until_ms = now_ms() + COOL_BASE_MS;
+      r->h[v].cool_until_ms = now_ms() + (rc == KV_E_TIMEOUT ? COOL_CAP_MS : COOL_BASE_MS);
       snprintf(r->h[v].last_error, sizeof(r->h[v].last_error), "%.100s (comparing key %s)",
                at.err[0] ? at.err : kv_rc_str(rc), e->name);
     }
@@ -530,6 +542,8 @@ static void note_failure(struct kv_replicas *r, struct rk_entry *e, size_t v, kv
   if (transient(rc)) {
     if (rc == KV_E_THROTTLED)
       cool = at->retry_after_ms >= 0 ? at->retry_after_ms : DEFAULT_RETRY_AFTER_MS;
+    else if (rc == KV_E_TIMEOUT)
+      cool = COOL_CAP_MS; /* a vault that hangs would hold every caller for a timeout */
     else
       cool = h->fails_in_row >= 5 ? COOL_CAP_MS : COOL_BASE_MS << h->fails_in_row;
     if (cool > COOL_CAP_MS)
@@ -577,6 +591,7 @@ kv_rc kv_replica_run(struct kv_client *cl, const char *op, const char *name, con
   for (attempts = 0; attempts < max_attempts && !final;) {
     struct kv_attempt at;
     int64_t now = now_ms(), wake;
+    int others;
     size_t v = choose(r, e, tried, now, cls, &wake);
     if (v == MAX_VAULTS) {
       int left = 0;
@@ -597,15 +612,19 @@ kv_rc kv_replica_run(struct kv_client *cl, const char *op, const char *name, con
     }
     if (v > 0 && e->rep[v - 1].state != RK_SAME) {
       attempts++;
-      if (!check_replica(cl, r, e, v, errs[v], sizeof(errs[v]))) {
+      if (!check_replica(cl, r, e, v, deadline, errs[v], sizeof(errs[v]))) {
         tried[v] = 1;
         continue;
       }
     }
     snprintf(ver, sizeof(ver), "%s", v > 0 ? e->rep[v - 1].version : version ? version : "");
+    others = 0;
+    for (size_t k = 0; k < nv; k++)
+      others |= k != v && !tried[k] && (k == 0 || rep_usable(e, k - 1, now));
     pthread_mutex_unlock(&r->lock);
     memset(&at, 0, sizeof(at));
     at.retry_after_ms = -1;
+    at.timeout_ms = attempt_timeout(deadline, others);
     rc = fn(kv_client_vault(cl, v), name, ver[0] ? ver : NULL, ctx, &at);
     attempts++;
     pthread_mutex_lock(&r->lock);

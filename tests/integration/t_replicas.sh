@@ -149,18 +149,21 @@ section "a replica stopped mid-run loses no operation"
 REP1_PORT=${REP1##*:}
 PROXY_PORT=$(free_port) || fail "no free port"
 cat >"$WORK/fwd.py" <<'EOF'
-# A TCP forwarder 127.0.0.1:LPORT -> 127.0.0.1:DPORT (the replica's path, killed mid-run).
-import socket, sys, threading
+# A TCP forwarder 127.0.0.1:LPORT -> 127.0.0.1:DPORT (the replica's path, killed mid-run); with a
+# third argument S, the replies are held S seconds (a replica that hangs).
+import socket, sys, threading, time
+hold = float(sys.argv[3]) if len(sys.argv) > 3 else 0
 ls = socket.socket()
 ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 ls.bind(("127.0.0.1", int(sys.argv[1])))
 ls.listen(64)
-def pipe(a, b):
+def pipe(a, b, delay):
     try:
         while True:
             d = a.recv(65536)
             if not d:
                 break
+            time.sleep(delay)
             b.sendall(d)
     except OSError:
         pass
@@ -177,8 +180,8 @@ while True:
         c.close()
         continue
     u.settimeout(None)
-    threading.Thread(target=pipe, args=(c, u), daemon=True).start()
-    threading.Thread(target=pipe, args=(u, c), daemon=True).start()
+    threading.Thread(target=pipe, args=(c, u, 0), daemon=True).start()
+    threading.Thread(target=pipe, args=(u, c, hold), daemon=True).start()
 EOF
 python3 "$WORK/fwd.py" "$PROXY_PORT" "$REP1_PORT" &
 FWD_PID=$!
@@ -205,6 +208,26 @@ check "rep1 served some before it stopped" test "$(audit_count "$REP1_VIA" keys.
 check "the primary took over" test "$(audit_count "$PRIM" keys.sign sig 200)" -gt 0
 check_eq "every signature was served once" 300 \
   $(($(audit_count "$PRIM" keys.sign sig 200) + $(audit_count "$REP1_VIA" keys.sign sig 200)))
+
+section "a replica that hangs: its attempts end at half the deadline, the primary serves"
+SLOW_PORT=$(free_port) || fail "no free port"
+python3 "$WORK/fwd.py" "$SLOW_PORT" "$REP1_PORT" 60 &
+bg_register $!
+wait_port "$SLOW_PORT" || fail "the slow forwarder does not listen"
+SLOW_VIA="https://localhost:$SLOW_PORT"
+replica_config "$WORK/module-slow.json" "$SLOW_VIA"
+jq '.deadline_ms = 4000' "$WORK/module-slow.json" >"$WORK/m.tmp" &&
+  mv "$WORK/m.tmp" "$WORK/module-slow.json" && chmod 600 "$WORK/module-slow.json"
+export AKV_PKCS11_CONFIG="$WORK/module-slow.json"
+: >"$WORK/audit.log"
+t0=$(date +%s%N)
+check "2 x 30 signatures verify although rep1 hangs" run_signers 2 30 slow
+slow_ms=$((($(date +%s%N) - t0) / 1000000))
+log "2 x 30 signatures with a hanging replica in $slow_ms ms"
+check_eq "the primary served all 60" 60 "$(audit_count "$PRIM" keys.sign sig 200)"
+check "each process waited on the hanging replica once at most (its attempts end after 2 s)" \
+  test "$(jq -r --arg v "$SLOW_VIA" 'select(.vault == $v) | 1' "$WORK/audit.log" | wc -l)" -le 2
+check "within 2 x 4 s plus the signing ($slow_ms ms)" test "$slow_ms" -lt 20000
 
 section "every vault failing: CKR_DEVICE_ERROR and one line naming each vault's error"
 replica_config "$WORK/module-fail.json" "$REP1" '{}'
