@@ -34,7 +34,6 @@ CK_RV akv_cache_resolve(struct akv_cache *c, int (*want)(const struct akv_lazyke
 CK_RV akv_cache_apply(struct akv_cache *c, int (*drop)(const struct akv_object *, const void *),
                       const void *arg, struct akv_object *const *add, size_t n_add);
 
-
 /* A search found nothing labelled name (src/token/find.c): unless name was read within the last
  * few seconds, reads the key from the vault (one GET) and, when it exists, is shown by the slot's
  * configuration and is missing from the snapshot's listing, publishes its objects like
