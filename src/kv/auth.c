@@ -1238,24 +1238,37 @@ static size_t share_candidates(struct kv_cred *cred, size_t *idx)
   return n;
 }
 
-/* A shared token under one of descs (candidate sources idx) that is not yet due for refresh
- * (or, when stale_ok, not yet expired): 0 with *out and the source marked in use. */
-static int take_shared(struct kv_cred *cred, const size_t *idx, char (*descs)[KV_KEYRING_DESC_MAX],
-                       size_t n, int stale_ok, struct kv_token *out)
+/* The candidate (index into descs) whose shared token is now in *out: one not yet due for refresh
+ * or, when stale_ok, not yet expired. -1 when there is none. */
+static int find_shared(char (*descs)[KV_KEYRING_DESC_MAX], size_t n, int stale_ok,
+                       struct kv_token *out)
 {
   for (size_t i = 0; i < n; i++) {
     if (!descs[i][0] || kv_keyring_get(descs[i], out))
       continue;
-    if (stale_ok || kv_token_now() < out->refresh_on) {
-      akv_dbg(AKV_LOGC_AUTH, "token sharing: token for %s taken from the kernel keyring, "
-              "expires in %lld s", cred->desc[idx[i]],
-              (long long)(out->expires_on - kv_token_now()));
-      mark_in_use(cred, idx[i]);
-      return 0;
-    }
+    if (stale_ok || kv_token_now() < out->refresh_on)
+      return (int)i;
     kv_token_clear(out);
   }
   return -1;
+}
+
+/* The shared token in *out, of the candidate source src, is the one this process uses. */
+static void use_shared(struct kv_cred *cred, size_t src, const struct kv_token *out)
+{
+  akv_dbg(AKV_LOGC_AUTH, "token sharing: token for %s taken from the kernel keyring, expires in "
+          "%lld s", cred->desc[src], (long long)(out->expires_on - kv_token_now()));
+  mark_in_use(cred, src);
+}
+
+static int take_shared(struct kv_cred *cred, const size_t *idx, char (*descs)[KV_KEYRING_DESC_MAX],
+                       size_t n, int stale_ok, struct kv_token *out)
+{
+  int i = find_shared(descs, n, stale_ok, out);
+  if (i < 0)
+    return -1;
+  use_shared(cred, idx[i], out);
+  return 0;
 }
 
 struct fetch_ctx {
@@ -1272,8 +1285,9 @@ static kv_rc shared_fetch(void *ctx, const char *resource, const char *tenant,
   struct fetch_ctx *fc = ctx;
   struct kv_cred *cred = fc->cred;
   char descs[2][KV_KEYRING_DESC_MAX];
+  const char *lock_desc;
   size_t idx[2], n, usable = 0;
-  int lock, chosen;
+  int lock, chosen, stale;
   kv_rc rc;
   if (!cred->cfg.share_token || !kv_keyring_available())
     return chain_fetch(cred, resource, tenant, out);
@@ -1292,7 +1306,19 @@ static kv_rc shared_fetch(void *ctx, const char *resource, const char *tenant,
         kv_keyring_drop(descs[i], kv_token_ref_str(fc->refused));
   if (take_shared(cred, idx, descs, n, 0, out) == 0)
     return KV_OK;
-  lock = kv_keyring_lock(descs[0][0] ? descs[0] : descs[1], SHARE_WAIT_MS);
+  lock_desc = descs[0][0] ? descs[0] : descs[1];
+  /* Due for refresh but still valid, and another process is refreshing it: use it meanwhile
+   * rather than wait (as threads do in the process's own cache, kv/token.c). */
+  if (!fc->refused && (stale = find_shared(descs, n, 1, out)) >= 0) {
+    lock = kv_keyring_lock(lock_desc, 0);
+    if (lock == KV_KEYRING_BUSY) {
+      use_shared(cred, idx[stale], out);
+      return KV_OK;
+    }
+    kv_token_clear(out);
+  } else {
+    lock = kv_keyring_lock(lock_desc, SHARE_WAIT_MS);
+  }
   /* Another process may have fetched while this one waited. */
   if (take_shared(cred, idx, descs, n, 0, out) == 0) {
     kv_keyring_unlock(lock);

@@ -425,11 +425,13 @@ int kv_keyring_lock(const char *desc, long wait_ms)
       break;
     clock_gettime(CLOCK_MONOTONIC, &now);
     if ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 >= wait_ms) {
-      akv_warn(AKV_LOGC_AUTH,
-               "token sharing: another process has been fetching the token for "
-               "\"%s\" for %ld ms; fetching without waiting longer",
-               desc, wait_ms);
-      break;
+      if (wait_ms > 0)
+        akv_warn(AKV_LOGC_AUTH,
+                 "token sharing: another process has been fetching the token for "
+                 "\"%s\" for %ld ms; fetching without waiting longer",
+                 desc, wait_ms);
+      close(fd);
+      return KV_KEYRING_BUSY;
     }
     nanosleep(&nap, NULL);
     if (nap.tv_nsec < 50 * 1000 * 1000)

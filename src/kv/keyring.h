@@ -55,8 +55,10 @@ int kv_keyring_drop(const char *desc, const char *refused);
 
 /* Single flight across processes: an exclusive flock on a file named after desc in
  * $XDG_RUNTIME_DIR/akv-pkcs11 (a directory only this user controls), waited for at most
- * wait_ms. The lock's fd (kv_keyring_unlock), or -1 when there is no such directory or the wait
- * ran out: the caller fetches without it. */
+ * wait_ms (0: not at all). The lock's fd (kv_keyring_unlock); -1 when there is no such directory
+ * (the caller fetches without it); KV_KEYRING_BUSY when another process still held it after
+ * wait_ms (another process is fetching; a warning when wait_ms > 0). */
+#define KV_KEYRING_BUSY (-2)
 int kv_keyring_lock(const char *desc, long wait_ms);
 void kv_keyring_unlock(int fd);
 

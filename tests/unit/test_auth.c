@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -765,6 +768,76 @@ static void test_shared_token(void **state)
   unsetenv("XDG_RUNTIME_DIR");
 }
 
+static int64_t shared_clock;
+static int64_t shared_clock_fn(void)
+{
+  return shared_clock;
+}
+
+/* A shared token due for refresh while another process holds the fetch lock (it is refreshing)
+ * is used at once, without a request and without waiting; once the lock is free, the next
+ * process refreshes it. */
+static void test_shared_token_refresh_ahead(void **state)
+{
+  struct akv_cred_config cfg;
+  struct kv_cred *a = NULL, *b = NULL, *c = NULL;
+  char *tok = NULL, auth[128], lockdir[300], path[600];
+  const char *vault = "https://vault.azure.net";
+  struct dirent *de;
+  DIR *dh;
+  int held = -1;
+  (void)state;
+  if (syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, NULL) < 0)
+    skip();
+  setenv("XDG_RUNTIME_DIR", dir, 1);
+  snprintf(auth, sizeof(auth), "https://login-ahead-%d-%ld.example", (int)getpid(),
+           (long)time(NULL));
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.kind = AKV_CRED_SECRET;
+  cfg.tenant_id = "tenant-1";
+  cfg.client_id = "client-1";
+  cfg.client_secret = "the-secret";
+  cfg.authority_host = auth;
+  cfg.share_token = 1;
+  assert_int_equal(kv_cred_new(http, &cfg, &a), KV_OK);
+  fake_push(&fake, 200, token_json("tok-one")); /* expires_in 3599: refresh 300 s before */
+  assert_int_equal(kv_cred_token(a, vault, NULL, 0, &tok), KV_OK);
+  kv_secure_free(tok, 0);
+  assert_int_equal(fake.n_reqs, 1);
+  /* Another process holds the fetch lock (the only lock file so far). */
+  snprintf(lockdir, sizeof(lockdir), "%s/akv-pkcs11", dir);
+  dh = opendir(lockdir);
+  assert_non_null(dh);
+  while ((de = readdir(dh)))
+    if (strncmp(de->d_name, "token-", 6) == 0) {
+      snprintf(path, sizeof(path), "%s/%s", lockdir, de->d_name);
+      held = open(path, O_RDWR | O_CLOEXEC);
+    }
+  closedir(dh);
+  assert_true(held >= 0);
+  assert_int_equal(flock(held, LOCK_EX | LOCK_NB), 0);
+  shared_clock = (int64_t)time(NULL) + 3400; /* due for refresh, not expired */
+  kv_token_set_clock(shared_clock_fn);
+  assert_int_equal(kv_cred_new(http, &cfg, &b), KV_OK);
+  assert_int_equal(kv_cred_token(b, vault, NULL, 0, &tok), KV_OK);
+  assert_string_equal(tok, "tok-one");
+  kv_secure_free(tok, 0);
+  assert_int_equal(fake.n_reqs, 1);
+  /* The lock is free again: the next process refreshes and shares. */
+  close(held);
+  fake_push(&fake, 200, token_json("tok-two"));
+  assert_int_equal(kv_cred_new(http, &cfg, &c), KV_OK);
+  assert_int_equal(kv_cred_token(c, vault, NULL, 0, &tok), KV_OK);
+  assert_string_equal(tok, "tok-two");
+  kv_secure_free(tok, 0);
+  assert_int_equal(fake.n_reqs, 2);
+  kv_token_set_clock(NULL);
+  kv_cred_free(a);
+  kv_cred_free(b);
+  kv_cred_free(c);
+  unsetenv("XDG_RUNTIME_DIR");
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -782,6 +855,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_managed_app_service, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tenant_hint, setup, teardown),
       cmocka_unit_test_setup_teardown(test_shared_token, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_shared_token_refresh_ahead, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
