@@ -703,12 +703,30 @@ static void test_tenant_hint(void **state)
   assert_int_equal(kv_cred_new(http, &cfg, &cred), KV_E_INVALID);
 }
 
+/* A session keyring of this process's own, the fetch lock in the test's directory, and a client
+ * secret credential with sharing on under an authority no other run uses. -1 without a kernel
+ * keyring. */
+static int shared_setup(struct akv_cred_config *cfg, char *auth, size_t len, const char *what)
+{
+  if (syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, NULL) < 0)
+    return -1;
+  setenv("XDG_RUNTIME_DIR", dir, 1);
+  snprintf(auth, len, "https://login-%s-%d-%ld.example", what, (int)getpid(), (long)time(NULL));
+  memset(cfg, 0, sizeof(*cfg));
+  cfg->kind = AKV_CRED_SECRET;
+  cfg->tenant_id = "tenant-1";
+  cfg->client_id = "client-1";
+  cfg->client_secret = "the-secret";
+  cfg->authority_host = auth;
+  cfg->share_token = 1;
+  return 0;
+}
+
 /* docs/security.md "The shared access token": a second credential for the same identity and
  * secret (another process, in effect) takes the first one's token from the kernel keyring; a
  * forced refresh (the vault answered 401) drops the refused token and shares the new one, and a
  * forced refresh of a token already replaced takes the replacement; another secret for the same
- * app gets no shared token. Runs in a session keyring of its own, under an authority no other
- * run uses. */
+ * app gets no shared token. */
 static void test_shared_token(void **state)
 {
   struct akv_cred_config cfg;
@@ -716,17 +734,8 @@ static void test_shared_token(void **state)
   char *tok = NULL, auth[128];
   const char *vault = "https://vault.azure.net";
   (void)state;
-  if (syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, NULL) < 0)
+  if (shared_setup(&cfg, auth, sizeof(auth), "shared"))
     skip(); /* no kernel keyring here: tokens stay per process (test_share_token.sh says so) */
-  setenv("XDG_RUNTIME_DIR", dir, 1); /* the fetch lock */
-  snprintf(auth, sizeof(auth), "https://login-%d-%ld.example", (int)getpid(), (long)time(NULL));
-  memset(&cfg, 0, sizeof(cfg));
-  cfg.kind = AKV_CRED_SECRET;
-  cfg.tenant_id = "tenant-1";
-  cfg.client_id = "client-1";
-  cfg.client_secret = "the-secret";
-  cfg.authority_host = auth;
-  cfg.share_token = 1;
   assert_int_equal(kv_cred_new(http, &cfg, &a), KV_OK);
   assert_int_equal(kv_cred_new(http, &cfg, &b), KV_OK);
   fake_push(&fake, 200, token_json("tok-one"));
@@ -787,18 +796,8 @@ static void test_shared_token_refresh_ahead(void **state)
   DIR *dh;
   int held = -1;
   (void)state;
-  if (syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, NULL) < 0)
+  if (shared_setup(&cfg, auth, sizeof(auth), "ahead"))
     skip();
-  setenv("XDG_RUNTIME_DIR", dir, 1);
-  snprintf(auth, sizeof(auth), "https://login-ahead-%d-%ld.example", (int)getpid(),
-           (long)time(NULL));
-  memset(&cfg, 0, sizeof(cfg));
-  cfg.kind = AKV_CRED_SECRET;
-  cfg.tenant_id = "tenant-1";
-  cfg.client_id = "client-1";
-  cfg.client_secret = "the-secret";
-  cfg.authority_host = auth;
-  cfg.share_token = 1;
   assert_int_equal(kv_cred_new(http, &cfg, &a), KV_OK);
   fake_push(&fake, 200, token_json("tok-one")); /* expires_in 3599: refresh 300 s before */
   assert_int_equal(kv_cred_token(a, vault, NULL, 0, &tok), KV_OK);
