@@ -49,6 +49,11 @@ check_grep "the entry is in the module's format" '^AKVTOK1 [0-9]+ [0-9]+ ' \
 check_grep "the entry expires with the token (a timeout is set)" \
   "^$(printf '%08x' "$key") [^ ]+ +[0-9]+ +[0-9]+[smh] " /proc/keys
 check_grep "the log says the token was stored" "token stored in the kernel keyring" "$WORK/module.log"
+keyctl pipe "$key" >"$WORK/entry.bin" 2>/dev/null || true
+keyctl rdescribe "$key" >>"$WORK/entry.bin" 2>/dev/null || true
+check_nofixed "neither the entry nor its description holds the client secret" "$EMU_CLIENT_SECRET" \
+  "$WORK/entry.bin"
+rm -f "$WORK/entry.bin"
 if id nobody >/dev/null 2>&1 && command -v setpriv >/dev/null 2>&1; then
   # nobody inherits this shell's session keyring (it possesses it) but not the owner's rights.
   check_fails "a process of another uid in the same session keyring cannot read the entry" \
