@@ -689,8 +689,8 @@ static void check_replicas(struct report *r, struct logcap *lc, struct kv_client
     cJSON_AddNumberToObject(o, "keys_same", (double)same);
     cJSON_AddNumberToObject(o, "keys_different", (double)differ);
     cJSON_AddNumberToObject(o, "keys_missing", (double)missing);
-    progress("slot %s: replica %s: %zu key(s) the same, %zu different, %zu missing", s->label,
-             url, same, differ, missing);
+    progress("slot %s: replica %s: %zu key(s) the same, %zu different, %zu missing", s->label, url,
+             same, differ, missing);
     cJSON_Delete(log);
   }
 }

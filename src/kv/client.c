@@ -45,12 +45,40 @@ struct kv_client {
   pthread_mutex_t lock; /* resource, tenant */
   char *resource;     /* token resource, updated from a verified challenge */
   char *tenant;       /* tenant hint from the challenge */
-  struct kv_replicas *rep; /* replica vaults (kv/replica.c), NULL = none */
+  /* Replica vaults (kv/replica.c), NULL = none; attached with the functions that free it and
+   * record the primary's keys, so that this file does not depend on replica.c. */
+  struct kv_replicas *rep;
+  void (*rep_free)(struct kv_replicas *rep);
+  void (*rep_note)(struct kv_client *cl, const char *version, const struct kv_key *k);
 };
 
 struct kv_replicas *kv_client_replicas(const struct kv_client *cl)
 {
   return cl->rep;
+}
+
+kv_rc kv_client_attach_replicas(struct kv_client *cl, struct kv_replicas *rep,
+                                void (*rep_free)(struct kv_replicas *rep),
+                                void (*rep_note)(struct kv_client *cl, const char *version,
+                                                 const struct kv_key *k))
+{
+  if (!cl || !rep || cl->rep)
+    return KV_E_INVALID;
+  cl->rep = rep;
+  cl->rep_free = rep_free;
+  cl->rep_note = rep_note;
+  return KV_OK;
+}
+
+void kv_client_parts(const struct kv_client *cl, struct kv_http **http, struct kv_cred **cred,
+                     struct kv_client_opts *opts)
+{
+  *http = cl->http;
+  *cred = cl->cred;
+  memset(opts, 0, sizeof(*opts));
+  opts->url = cl->url;
+  opts->api_version = cl->api_version;
+  opts->kind = cl->kind;
 }
 
 const char *kv_client_base_url(const struct kv_client *cl)
@@ -524,21 +552,6 @@ out:
   return rc;
 }
 
-kv_rc kv_client_add_replicas(struct kv_client *cl, const char *const *urls, size_t n,
-                             const struct akv_quota_config *q)
-{
-  struct kv_client_opts o;
-  if (!cl || (!urls && n) || cl->rep)
-    return KV_E_INVALID;
-  if (!n)
-    return KV_OK;
-  memset(&o, 0, sizeof(o));
-  o.url = cl->url;
-  o.api_version = cl->api_version;
-  o.kind = cl->kind;
-  return kv_replicas_new(cl->http, cl->cred, &o, urls, n, q, &cl->rep);
-}
-
 void kv_client_free(struct kv_client *cl)
 {
   if (!cl)
@@ -549,7 +562,8 @@ void kv_client_free(struct kv_client *cl)
   free(cl->api_version);
   free(cl->resource);
   free(cl->tenant);
-  kv_replicas_free(cl->rep);
+  if (cl->rep)
+    cl->rep_free(cl->rep);
   pthread_mutex_destroy(&cl->lock);
   free(cl);
 }
@@ -777,7 +791,7 @@ kv_rc kv_get_key_at(struct kv_client *cl, const char *name, const char *version,
       (rc = check_same_object("keys.get", name, version, k->name, k->version)) != KV_OK)
     goto out;
   if (cl->rep)
-    kv_replicas_note_key(cl, version, k);
+    cl->rep_note(cl, version, k);
   *out = k;
   k = NULL;
 out:

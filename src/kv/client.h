@@ -53,15 +53,18 @@ typedef kv_rc (*kv_attempt_fn)(struct kv_client *cl, const char *name, const cha
 kv_rc kv_replica_run(struct kv_client *cl, const char *op, const char *name, const char *version,
                      const char *alg, kv_attempt_fn fn, void *ctx);
 
-/* Replica state of a client (kv/replica.c), created with it; NULL when it has no replicas. */
+/* Replica state of a client (kv/replica.c, kv_client_add_replicas); NULL when it has none. It
+ * is attached with the function that frees it and the one that records each key kv_get_key reads
+ * from the primary (for the replicas' comparison): client.c calls replica.c only through them. */
 struct kv_replicas;
-kv_rc kv_replicas_new(struct kv_http *http, struct kv_cred *cred,
-                      const struct kv_client_opts *opts, const char *const *urls, size_t n,
-                      const struct akv_quota_config *q, struct kv_replicas **out);
-void kv_replicas_free(struct kv_replicas *r);
 struct kv_replicas *kv_client_replicas(const struct kv_client *cl);
-/* The primary's public key as kv_get_key read it: kept for the replicas' comparison. */
-void kv_replicas_note_key(struct kv_client *cl, const char *version, const struct kv_key *k);
+kv_rc kv_client_attach_replicas(struct kv_client *cl, struct kv_replicas *rep,
+                                void (*rep_free)(struct kv_replicas *rep),
+                                void (*rep_note)(struct kv_client *cl, const char *version,
+                                                 const struct kv_key *k));
+/* What a client was made of: its transport, credential and options (url, api_version, kind). */
+void kv_client_parts(const struct kv_client *cl, struct kv_http **http, struct kv_cred **cred,
+                     struct kv_client_opts *opts);
 
 const char *kv_client_base_url(const struct kv_client *cl);
 

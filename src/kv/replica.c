@@ -20,26 +20,26 @@
 #include "kv/pace.h"
 #include "util/log.h"
 
-#define MAX_VAULTS 9          /* the primary and 8 replicas (docs/config.md "replicas") */
-#define MAX_KEYS 4096         /* keys with a comparison state; more are served by the primary */
-#define MAX_VERSIONS 16       /* replica versions read to find the primary's public key */
-#define RECHECK_MS 300000     /* a replica that lacked a key or erred for it is asked again */
-#define COOL_BASE_MS 1000     /* cool-down of a vault after a 5xx or network error, doubling */
+#define MAX_VAULTS 9      /* the primary and 8 replicas (docs/config.md "replicas") */
+#define MAX_KEYS 4096     /* keys with a comparison state; more are served by the primary */
+#define MAX_VERSIONS 16   /* replica versions read to find the primary's public key */
+#define RECHECK_MS 300000 /* a replica that lacked a key or erred for it is asked again */
+#define COOL_BASE_MS 1000 /* cool-down of a vault after a 5xx or network error, doubling */
 #define COOL_CAP_MS 30000
 #define DEFAULT_RETRY_AFTER_MS 1000
 
 enum rk_state { RK_UNKNOWN = 0, RK_CHECKING, RK_SAME, RK_DIFFERENT, RK_MISSING };
 
 struct rk_rep {
-  int state;                  /* enum rk_state */
-  char *version;              /* RK_SAME: the replica's version of the key */
-  int64_t recheck_ms;         /* RK_MISSING: asked again from then on */
+  int state;          /* enum rk_state */
+  char *version;      /* RK_SAME: the replica's version of the key */
+  int64_t recheck_ms; /* RK_MISSING: asked again from then on */
 };
 
 struct rk_entry {
   char *name;
-  char *version;              /* the primary's version the object pins; NULL = latest */
-  struct kv_key *primary;     /* its public key (set once, then read-only), NULL until read */
+  char *version;          /* the primary's version the object pins; NULL = latest */
+  struct kv_key *primary; /* its public key (set once, then read-only), NULL until read */
   struct rk_rep rep[MAX_VAULTS - 1];
 };
 
@@ -55,12 +55,12 @@ struct kv_replicas {
   struct kv_http *http;
   struct kv_client *cl[MAX_VAULTS - 1]; /* replica clients */
   size_t n;
-  struct kv_pace *pace[MAX_VAULTS]; /* each vault's shared budget (0 = the primary), NULL = none */
-  pthread_mutex_t lock;       /* everything below */
+  struct kv_pace *pace[MAX_VAULTS];  /* each vault's shared budget (0 = the primary), NULL = none */
+  pthread_mutex_t lock;              /* everything below */
   struct vault_health h[MAX_VAULTS]; /* 0 = the primary */
-  struct rk_entry **keys;     /* entries never move nor go away before kv_replicas_free */
+  struct rk_entry **keys;            /* entries never move nor go away before replicas_free */
   size_t n_keys, cap_keys;
-  unsigned rr;                /* round-robin start */
+  unsigned rr; /* round-robin start */
 };
 
 static int64_t now_ms(void)
@@ -77,13 +77,22 @@ static void sleep_ms(long ms)
     ;
 }
 
-kv_rc kv_replicas_new(struct kv_http *http, struct kv_cred *cred,
-                      const struct kv_client_opts *opts, const char *const *urls, size_t n,
-                      const struct akv_quota_config *q, struct kv_replicas **out)
+static void replicas_free(struct kv_replicas *r);
+static void note_key(struct kv_client *cl, const char *version, const struct kv_key *k);
+
+kv_rc kv_client_add_replicas(struct kv_client *cl, const char *const *urls, size_t n,
+                             const struct akv_quota_config *q)
 {
   struct kv_replicas *r;
+  struct kv_http *http;
+  struct kv_cred *cred;
+  struct kv_client_opts o, *opts = &o;
   kv_rc rc = KV_OK;
-  *out = NULL;
+  if (!cl || (!urls && n) || kv_client_replicas(cl))
+    return KV_E_INVALID;
+  if (!n)
+    return KV_OK;
+  kv_client_parts(cl, &http, &cred, &o);
   if (n > MAX_VAULTS - 1) {
     akv_err(AKV_LOGC_KV, "%s: %zu replicas, at most %d are supported", opts->url, n,
             MAX_VAULTS - 1);
@@ -109,15 +118,14 @@ kv_rc kv_replicas_new(struct kv_http *http, struct kv_cred *cred,
   for (size_t v = 0; q && rc == KV_OK && v <= r->n; v++)
     if (kv_pace_open(http, v ? urls[v - 1] : opts->url, opts->kind, q, &r->pace[v]) != KV_OK)
       r->pace[v] = NULL;
-  if (rc != KV_OK) {
-    kv_replicas_free(r);
-    return rc;
-  }
-  *out = r;
-  return KV_OK;
+  if (rc == KV_OK)
+    rc = kv_client_attach_replicas(cl, r, replicas_free, note_key);
+  if (rc != KV_OK)
+    replicas_free(r);
+  return rc;
 }
 
-void kv_replicas_free(struct kv_replicas *r)
+static void replicas_free(struct kv_replicas *r)
 {
   if (!r)
     return;
@@ -250,7 +258,8 @@ static struct kv_key *key_pub_dup(const struct kv_key *k)
   return c;
 }
 
-void kv_replicas_note_key(struct kv_client *cl, const char *version, const struct kv_key *k)
+/* Records the primary's public key as kv_get_key read it, for the replicas' comparison. */
+static void note_key(struct kv_client *cl, const char *version, const struct kv_key *k)
 {
   struct kv_replicas *r = kv_client_replicas(cl);
   struct rk_entry *e;
@@ -296,15 +305,13 @@ static int same_key(const struct kv_key *p, const struct kv_key *k, char *diff, 
   if (p->kty != k->kty)
     snprintf(diff, dl, "key type %s, the primary's is %s", kty_name(k->kty), kty_name(p->kty));
   else if (p->kty == KV_KTY_RSA && !same_int(p->n, p->n_len, k->n, k->n_len))
-    snprintf(diff, dl, "RSA modulus n differs (%zu bytes, the primary's %zu)", k->n_len,
-             p->n_len);
+    snprintf(diff, dl, "RSA modulus n differs (%zu bytes, the primary's %zu)", k->n_len, p->n_len);
   else if (p->kty == KV_KTY_RSA && !same_int(p->e, p->e_len, k->e, k->e_len))
     snprintf(diff, dl, "RSA exponent e differs");
   else if (p->kty == KV_KTY_EC && p->crv != k->crv)
-    snprintf(diff, dl, "curve %s, the primary's is %s", kv_crv_name(k->crv),
-             kv_crv_name(p->crv));
-  else if (p->kty == KV_KTY_EC && (!same_int(p->x, p->x_len, k->x, k->x_len) ||
-                                   !same_int(p->y, p->y_len, k->y, k->y_len)))
+    snprintf(diff, dl, "curve %s, the primary's is %s", kv_crv_name(k->crv), kv_crv_name(p->crv));
+  else if (p->kty == KV_KTY_EC &&
+           (!same_int(p->x, p->x_len, k->x, k->x_len) || !same_int(p->y, p->y_len, k->y, k->y_len)))
     snprintf(diff, dl, "EC public point x/y differs");
   else if (p->kty == KV_KTY_OCT)
     snprintf(diff, dl, "a symmetric key has no public part to compare");
@@ -400,8 +407,8 @@ static long attempt_timeout(int64_t deadline, int others)
 /* Failures another vault may not share: throttling, outages, hostile or cut replies. */
 static int transient(kv_rc rc)
 {
-  return rc == KV_E_THROTTLED || rc == KV_E_SERVER || rc == KV_E_NETWORK ||
-         rc == KV_E_TIMEOUT || rc == KV_E_PROTOCOL;
+  return rc == KV_E_THROTTLED || rc == KV_E_SERVER || rc == KV_E_NETWORK || rc == KV_E_TIMEOUT ||
+         rc == KV_E_PROTOCOL;
 }
 
 /* May replica i (0-based) serve e now? 1 = yes, 2 = after a comparison, 0 = no. Under lock. */
@@ -427,8 +434,8 @@ static int rep_usable(const struct rk_entry *e, size_t i, int64_t now)
  * comes first; ties (and vaults without a pacer) go round robin from r->rr. Returns MAX_VAULTS
  * when none; *wake_ms is then the earliest end of a cool-down of an untried usable vault (0 =
  * none). Under lock. */
-static size_t choose(struct kv_replicas *r, const struct rk_entry *e, const int *tried,
-                     int64_t now, enum kv_pace_class cls, int64_t *wake_ms)
+static size_t choose(struct kv_replicas *r, const struct rk_entry *e, const int *tried, int64_t now,
+                     enum kv_pace_class cls, int64_t *wake_ms)
 {
   size_t nv = r->n + 1, start = r->rr++ % nv, best = MAX_VAULTS;
   long best_avail = -1, best_wait = 0;
@@ -459,8 +466,8 @@ static size_t choose(struct kv_replicas *r, const struct rk_entry *e, const int 
 /* First use of e on replica v: compares its key with the primary's. Returns 1 when the replica
  * may serve it (its version recorded), else 0 with the reason in why. Called with r->lock held,
  * which it drops meanwhile. */
-static int check_replica(struct kv_client *cl, struct kv_replicas *r, struct rk_entry *e,
-                         size_t v, int64_t deadline, char *why, size_t wl)
+static int check_replica(struct kv_client *cl, struct kv_replicas *r, struct rk_entry *e, size_t v,
+                         int64_t deadline, char *why, size_t wl)
 {
   struct rk_rep *rp = &e->rep[v - 1];
   const char *url = kv_client_base_url(r->cl[v - 1]);
@@ -496,15 +503,15 @@ static int check_replica(struct kv_client *cl, struct kv_replicas *r, struct rk_
     rp->state = rp->version ? RK_SAME : RK_UNKNOWN;
     if (rp->version)
       r->h[v].keys_same++;
-    akv_dbg(AKV_LOGC_KV, "replica %s: key %s is the primary's (its version %s)", url, e->name,
-            ver);
+    akv_dbg(AKV_LOGC_KV, "replica %s: key %s is the primary's (its version %s)", url, e->name, ver);
     return rp->version != NULL;
   }
   if (rc == KV_E_CONFLICT || rc == KV_E_UNSUPPORTED) {
     rp->state = RK_DIFFERENT;
     r->h[v].keys_differ++;
     snprintf(why, wl, "not used: its key differs");
-    akv_warn(AKV_LOGC_KV, "replica %s: key %s differs from the primary's (%s); the replica is "
+    akv_warn(AKV_LOGC_KV,
+             "replica %s: key %s differs from the primary's (%s); the replica is "
              "not used for this key; fix: import the same key material under the same name",
              url, e->name, diff);
     return 0;
@@ -524,7 +531,8 @@ static int check_replica(struct kv_client *cl, struct kv_replicas *r, struct rk_
   rp->recheck_ms = now_ms() + RECHECK_MS;
   r->h[v].keys_missing++;
   snprintf(why, wl, "not used: %s for this key", kv_rc_str(rc));
-  akv_warn(AKV_LOGC_KV, "replica %s: key %s: %s when comparing it with the primary's; the "
+  akv_warn(AKV_LOGC_KV,
+           "replica %s: key %s: %s when comparing it with the primary's; the "
            "replica is not used for this key for %d s",
            url, e->name, kv_rc_str(rc), RECHECK_MS / 1000);
   return 0;
@@ -556,7 +564,8 @@ static void note_failure(struct kv_replicas *r, struct rk_entry *e, size_t v, kv
   if (v > 0 && e) {
     e->rep[v - 1].state = RK_MISSING;
     e->rep[v - 1].recheck_ms = now_ms() + RECHECK_MS;
-    akv_warn(AKV_LOGC_KV, "replica %s: %s %s failed there (%s); the replica is not used for "
+    akv_warn(AKV_LOGC_KV,
+             "replica %s: %s %s failed there (%s); the replica is not used for "
              "this key for %d s",
              kv_client_base_url(r->cl[v - 1]), op, name, h->last_error, RECHECK_MS / 1000);
   }
@@ -647,13 +656,12 @@ kv_rc kv_replica_run(struct kv_client *cl, const char *op, const char *name, con
   if (rc != KV_OK && !final) {
     int64_t now = now_ms();
     for (size_t v = 0; v < nv; v++) {
-      const char *why = errs[v][0] ? errs[v]
-                        : v > 0 && e && e->rep[v - 1].state == RK_DIFFERENT
-                            ? "not used: its key differs"
-                        : v > 0 && e && e->rep[v - 1].state == RK_MISSING
-                            ? "not used: no usable key of that name"
-                        : r->h[v].cool_until_ms > now ? "not tried: cooling down"
-                                                      : "not tried";
+      const char *why =
+          errs[v][0]                                          ? errs[v]
+          : v > 0 && e && e->rep[v - 1].state == RK_DIFFERENT ? "not used: its key differs"
+          : v > 0 && e && e->rep[v - 1].state == RK_MISSING ? "not used: no usable key of that name"
+          : r->h[v].cool_until_ms > now                     ? "not tried: cooling down"
+                                                            : "not tried";
       int n = snprintf(summary + o, sizeof(summary) - o, "%s%s: %s", v ? "; " : "",
                        kv_client_vault_url(cl, v), why);
       if (n > 0 && (size_t)n < sizeof(summary) - o)

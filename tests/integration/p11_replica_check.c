@@ -112,14 +112,14 @@ int main(int argc, char **argv)
     verified += (unsigned long)verify_raw(pub, dgst, sig, slen);
   }
   if (expect) {
-    t_check(expected_fail == (unsigned long)count, "%lu of %ld C_Sign gave %s%s%s",
-            expected_fail, count, expect, first_bad ? "; another answer: " : "",
+    t_check(expected_fail == (unsigned long)count, "%lu of %ld C_Sign gave %s%s%s", expected_fail,
+            count, expect, first_bad ? "; another answer: " : "",
             first_bad ? (first_bad == (CK_RV)-1 ? "CKR_OK" : t_rv_name(first_bad)) : "");
   } else {
-    t_check(signed_n == (unsigned long)count, "%lu of %ld C_Sign succeeded%s%s", signed_n,
-            count, failed ? "; first failure " : "", failed ? t_rv_name(first_bad) : "");
-    t_check(verified == (unsigned long)count, "%lu of %ld signatures verify with OpenSSL",
-            verified, count);
+    t_check(signed_n == (unsigned long)count, "%lu of %ld C_Sign succeeded%s%s", signed_n, count,
+            failed ? "; first failure " : "", failed ? t_rv_name(first_bad) : "");
+    t_check(verified == (unsigned long)count, "%lu of %ld signatures verify with OpenSSL", verified,
+            count);
   }
   printf("# signed=%lu verified=%lu failed=%lu\n", signed_n, verified, failed);
   t_p11_close(&p);
