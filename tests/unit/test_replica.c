@@ -2,7 +2,8 @@
 /* src/kv/replica.c against the fake transport: a primary and two replicas answered by a handler
  * per vault (docs/reliability.md "Replica vaults"): the spread, the replica's own version found by
  * comparing public keys, a replica with other material never used, failover on 429 and on a
- * replica's error for one key, the primary's 404 final, symmetric keys on the primary only, every
+ * replica's error for one key, the primary's 404 final, a remote verify spread the same way,
+ * symmetric keys on the primary only, every
  * vault failing with one line naming each, and kv_replica_compare (doctor). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,9 +27,9 @@
 #define P "https://prim.vault.azure.net"
 #define R1 "https://rep1.vault.azure.net"
 #define R2 "https://rep2.vault.azure.net"
-#define VP "0123456789abcdef0123456789abcdef"  /* the primary's version */
-#define VR1 "11111111111111111111111111111111" /* rep1's version of the same key */
-#define VR2 "22222222222222222222222222222222" /* rep2's latest: other material */
+#define VP "0123456789abcdef0123456789abcdef"     /* the primary's version */
+#define VR1 "11111111111111111111111111111111"    /* rep1's version of the same key */
+#define VR2 "22222222222222222222222222222222"    /* rep2's latest: other material */
 #define VR2OLD "33333333333333333333333333333333" /* rep2's older version: the same key */
 
 static struct fake_http fake;
@@ -40,12 +41,13 @@ static char jwk_a[512], jwk_b[512]; /* "x":..,"y":.. of two EC P-256 keys */
 
 /* What each vault answers, per test. */
 static struct {
-  long sign_status[3];       /* status of keys/k/.../sign per vault (0 = 200) */
+  long sign_status[3]; /* status of keys/k/.../sign per vault (0 = 200) */
   const char *retry_after[3];
-  int rep2_has_old;          /* rep2 lists VR2OLD holding key a */
-  int rep1_lacks;            /* rep1 answers 404 for the key */
-  long all_status;           /* every vault request gets it (0 = off) */
-  int signs[3], gets[3], lists[3];
+  int rep2_has_old; /* rep2 lists VR2OLD holding key a */
+  int rep1_lacks;   /* rep1 answers 404 for the key */
+  long all_status;  /* every vault request gets it (0 = off) */
+  int signs[3], gets[3], lists[3], verifies[3];
+  char verify_url[3][256];
   char sign_url[3][256];
 } w;
 
@@ -88,6 +90,14 @@ static void handler(struct fake_http *f, const struct fake_req *req, struct fake
                       ? "{\"kid\":\"x\",\"value\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gI"
                         "SIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0-Pw\"}"
                       : "{\"error\":{\"code\":\"Refused\",\"message\":\"scripted\"}}";
+    return;
+  }
+  if (strstr(req->url, "/verify?")) {
+    w.verifies[v]++;
+    snprintf(w.verify_url[v], sizeof(w.verify_url[v]), "%s", req->url);
+    reply->status = w.sign_status[v] ? w.sign_status[v] : 200;
+    reply->body = reply->status == 200 ? "{\"value\":true}"
+                                       : "{\"error\":{\"code\":\"Refused\",\"message\":\"x\"}}";
     return;
   }
   if (strstr(req->url, "/versions?")) {
@@ -228,8 +238,7 @@ static void test_older_version_matches(void **state)
   char ver[64], diff[160];
   (void)state;
   w.rep2_has_old = 1;
-  assert_int_equal(kv_replica_compare(cl, 2, "k", VP, ver, sizeof(ver), diff, sizeof(diff)),
-                   KV_OK);
+  assert_int_equal(kv_replica_compare(cl, 2, "k", VP, ver, sizeof(ver), diff, sizeof(diff)), KV_OK);
   assert_string_equal(ver, VR2OLD);
   w.sign_status[0] = w.sign_status[1] = 503;
   assert_int_equal(sign_once("ES256"), KV_OK);
@@ -309,6 +318,21 @@ static void test_primary_not_found_final(void **state)
   assert_int_equal(log_count("every vault failed"), 0);
 }
 
+/* A remote verify is spread the same way, with the replica's own version; a 503 at one vault
+ * moves it to another. */
+static void test_verify_spread(void **state)
+{
+  unsigned char d[32] = {3}, sig[64] = {4};
+  int valid = 0;
+  (void)state;
+  w.sign_status[0] = 503; /* the primary fails: rep1 (rep2 differs) answers */
+  assert_int_equal(kv_verify(cl, "k", VP, "ES256", d, sizeof(d), sig, sizeof(sig), &valid), KV_OK);
+  assert_true(valid);
+  assert_int_equal(w.verifies[1], 1);
+  assert_non_null(strstr(w.verify_url[1], R1 "/keys/k/" VR1 "/verify?"));
+  assert_int_equal(w.verifies[2], 0);
+}
+
 /* HMAC (a symmetric key): the primary only, no comparison. */
 static void test_symmetric_primary_only(void **state)
 {
@@ -377,6 +401,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_replica_error_for_key, setup, teardown),
       cmocka_unit_test_setup_teardown(test_replica_lacks_key, setup, teardown),
       cmocka_unit_test_setup_teardown(test_primary_not_found_final, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_verify_spread, setup, teardown),
       cmocka_unit_test_setup_teardown(test_symmetric_primary_only, setup, teardown),
       cmocka_unit_test_setup_teardown(test_all_fail, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
