@@ -745,7 +745,7 @@ memcheck_setup() {
     real=$(command -v "$name") || continue
     _memcheck_shim "$name" "$real" "$name"
   done
-  for var in P11_CACHE_CHECK P11_COUNT_CHECK P11_AES_CHECK; do
+  for var in P11_CACHE_CHECK P11_COUNT_CHECK P11_AES_CHECK P11_ROTATION_CHECK; do
     real=${!var:-}
     [ -n "$real" ] || continue
     _memcheck_shim "$(basename "$real")" "$real" "$(basename "$real")"
