@@ -156,6 +156,24 @@ check "process 10 (managed identity) signs" env AKV_PKCS11_CONFIG="$WORK/imds.js
 check_eq "process 10: no IMDS request, one vault request (ops: $(stats_ops))" "0 1" \
   "$(stats_get imds) $(stats_total)"
 
+section "no kernel keyring (its system calls refused, as in a container): per process, said once"
+if [ -f "${AKV_NOKEYRING_PRELOAD:-}" ]; then
+  for err in ENOSYS EPERM; do
+    : >"$WORK/module.log"
+    stats_reset
+    for i in 1 2; do
+      check "$err: process $i signs" env LD_PRELOAD="$AKV_NOKEYRING_PRELOAD" NOKEYRING_ERRNO="$err" \
+        timeout 60 pkcs11-tool --module "$AKV_MODULE" --sign -m ECDSA --signature-format openssl \
+        --label ec-p256 -i "$WORK/digest" -o "$WORK/sig.nokr"
+    done
+    check_eq "$err: a token request per process (ops: $(stats_ops))" 2 "$(stats_get token)"
+    check_eq "$err: the debug log says it once per process" 2 \
+      "$(grep -c "token sharing: the kernel keyring is not available (.*); access tokens stay per process" "$WORK/module.log")"
+  done
+else
+  log "AKV_NOKEYRING_PRELOAD is not set (meson sets it): section not run"
+fi
+
 section "share_token false: a token request per process, nothing in the keyring"
 keyctl unlink "$(entry)" @s >/dev/null
 module_config "$WORK/noshare.json" '{"objects":["keys"]}' \
