@@ -586,7 +586,7 @@ kv_rc kv_pace_open(struct kv_http *http, const char *vault_url, enum akv_vault_k
     p->next = s->head;
     __atomic_store_n(&s->head, p, __ATOMIC_RELEASE);
   }
-  p->refs++;
+  __atomic_add_fetch(&p->refs, 1, __ATOMIC_RELAXED);
   pthread_mutex_unlock(&s->lock);
   if (out) {
     int paced = 0;
