@@ -21,7 +21,8 @@
 #include "util/log.h"
 
 #define MAX_VAULTS 9      /* the primary and 8 replicas (docs/config.md "replicas") */
-#define MAX_KEYS 4096     /* keys with a comparison state; more are served by the primary */
+#define MAX_KEYS 16384    /* keys with a comparison state; more are served by the primary */
+#define RK_BUCKETS 1024   /* hash buckets of the key table (by name) */
 #define MAX_VERSIONS 16   /* replica versions read to find the primary's public key */
 #define RECHECK_MS 300000 /* a replica that lacked a key or erred for it is asked again */
 #define COOL_BASE_MS 1000 /* cool-down of a vault after a 5xx or network error, doubling */
@@ -37,6 +38,7 @@ struct rk_rep {
 };
 
 struct rk_entry {
+  struct rk_entry *next; /* same bucket */
   char *name;
   char *version;          /* the primary's version the object pins; NULL = latest */
   struct kv_key *primary; /* its public key (set once, then read-only), NULL until read */
@@ -58,8 +60,8 @@ struct kv_replicas {
   struct kv_pace *pace[MAX_VAULTS];  /* each vault's shared budget (0 = the primary), NULL = none */
   pthread_mutex_t lock;              /* everything below */
   struct vault_health h[MAX_VAULTS]; /* 0 = the primary */
-  struct rk_entry **keys;            /* entries never move nor go away before replicas_free */
-  size_t n_keys, cap_keys;
+  struct rk_entry *keys[RK_BUCKETS]; /* by name; entries never go away before replicas_free */
+  size_t n_keys;
   unsigned rr; /* round-robin start */
 };
 
@@ -133,16 +135,17 @@ static void replicas_free(struct kv_replicas *r)
     kv_client_free(r->cl[i]);
   for (size_t v = 0; v < MAX_VAULTS; v++)
     kv_pace_close(r->pace[v]);
-  for (size_t k = 0; k < r->n_keys; k++) {
-    struct rk_entry *e = r->keys[k];
-    free(e->name);
-    free(e->version);
-    kv_key_free(e->primary);
-    for (size_t i = 0; i < MAX_VAULTS - 1; i++)
-      free(e->rep[i].version);
-    free(e);
-  }
-  free(r->keys);
+  for (size_t b = 0; b < RK_BUCKETS; b++)
+    while (r->keys[b]) {
+      struct rk_entry *e = r->keys[b];
+      r->keys[b] = e->next;
+      free(e->name);
+      free(e->version);
+      kv_key_free(e->primary);
+      for (size_t i = 0; i < MAX_VAULTS - 1; i++)
+        free(e->rep[i].version);
+      free(e);
+    }
   pthread_mutex_destroy(&r->lock);
   free(r);
 }
@@ -194,25 +197,26 @@ static int same_version(const char *a, const char *b)
   return (!a && !b) || (a && b && strcasecmp(a, b) == 0);
 }
 
+/* Bucket of a key name: FNV-1a of its lower-case form (names are case-insensitive). */
+static size_t bucket_of(const char *name)
+{
+  uint32_t h = 2166136261u;
+  for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+    h = (h ^ (uint32_t)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p)) * 16777619u;
+  return h % RK_BUCKETS;
+}
+
 /* Entry of (name, version), created when absent; NULL when the table is full or out of memory.
  * Under r->lock. */
 static struct rk_entry *entry_get(struct kv_replicas *r, const char *name, const char *version)
 {
+  size_t b = bucket_of(name);
   struct rk_entry *e;
-  for (size_t k = 0; k < r->n_keys; k++)
-    if (strcasecmp(r->keys[k]->name, name) == 0 && same_version(r->keys[k]->version, version))
-      return r->keys[k];
-  if (r->n_keys == r->cap_keys) {
-    size_t ncap = r->cap_keys ? r->cap_keys * 2 : 16;
-    struct rk_entry **nk;
-    if (ncap > MAX_KEYS)
-      return NULL;
-    nk = realloc(r->keys, ncap * sizeof(*nk));
-    if (!nk)
-      return NULL;
-    r->keys = nk;
-    r->cap_keys = ncap;
-  }
+  for (e = r->keys[b]; e; e = e->next)
+    if (strcasecmp(e->name, name) == 0 && same_version(e->version, version))
+      return e;
+  if (r->n_keys >= MAX_KEYS)
+    return NULL;
   e = calloc(1, sizeof(*e));
   if (!e || !(e->name = strdup(name)) || (version && !(e->version = strdup(version)))) {
     if (e)
@@ -220,7 +224,9 @@ static struct rk_entry *entry_get(struct kv_replicas *r, const char *name, const
     free(e);
     return NULL;
   }
-  r->keys[r->n_keys++] = e;
+  e->next = r->keys[b];
+  r->keys[b] = e;
+  r->n_keys++;
   return e;
 }
 
