@@ -417,6 +417,21 @@ static int transient(kv_rc rc)
          rc == KV_E_PROTOCOL;
 }
 
+/* How long a vault rests after a transient failure: its Retry-After after a 429 (1 s when none),
+ * the cap after a timeout (a vault that hangs would hold every caller for one), else 1 s doubling
+ * with the failures in a row. */
+static long rest_ms(kv_rc rc, long retry_after_ms, unsigned fails_in_row)
+{
+  long ms;
+  if (rc == KV_E_THROTTLED)
+    ms = retry_after_ms >= 0 ? retry_after_ms : DEFAULT_RETRY_AFTER_MS;
+  else if (rc == KV_E_TIMEOUT)
+    ms = COOL_CAP_MS;
+  else
+    ms = fails_in_row >= 5 ? COOL_CAP_MS : COOL_BASE_MS << fails_in_row;
+  return ms < COOL_CAP_MS ? ms : COOL_CAP_MS;
+}
+
 /* May replica i (0-based) serve e now? 1 = yes, 2 = after a comparison, 0 = no. Under lock. */
 static int rep_usable(const struct rk_entry *e, size_t i, int64_t now)
 {
@@ -481,10 +496,11 @@ static int check_replica(struct kv_client *cl, struct kv_replicas *r, struct rk_
   struct kv_attempt at = {0};
   struct kv_key *p = NULL;
   kv_rc rc = KV_OK;
+  int have_primary = e->primary != NULL; /* set once, under the lock */
   rp->state = RK_CHECKING;
   pthread_mutex_unlock(&r->lock);
   at.timeout_ms = attempt_timeout(deadline, 1); /* the primary can serve meanwhile */
-  if (!e->primary) {
+  if (!have_primary) {
     /* The primary's key as the object pins it (one attempt: the primary may be the vault that
      * is down); kv_get_key_at records it in e. */
     rc = kv_get_key_at(cl, e->name, e->version, &at, &p);
@@ -526,11 +542,11 @@ static int check_replica(struct kv_client *cl, struct kv_replicas *r, struct rk_
     rp->state = RK_UNKNOWN; /* the replica is throttled or down: compared at a later use */
     if (rc != KV_E_NOMEM) {
       r->h[v].failed++;
-      r->h[v].cool_until_ms = now_ms() + (rc == KV_E_TIMEOUT ? COOL_CAP_MS : COOL_BASE_MS);
+      r->h[v].cool_until_ms = now_ms() + rest_ms(rc, at.retry_after_ms, 0);
       snprintf(r->h[v].last_error, sizeof(r->h[v].last_error), "%.100s (comparing key %s)",
                at.err[0] ? at.err : kv_rc_str(rc), e->name);
     }
-    snprintf(why, wl, "%s", r->h[v].last_error);
+    snprintf(why, wl, "%s", rc == KV_E_NOMEM ? kv_rc_str(rc) : r->h[v].last_error);
     return 0;
   }
   rp->state = RK_MISSING;
@@ -550,20 +566,11 @@ static void note_failure(struct kv_replicas *r, struct rk_entry *e, size_t v, kv
                          const struct kv_attempt *at, const char *op, const char *name)
 {
   struct vault_health *h = &r->h[v];
-  long cool;
   h->failed++;
   snprintf(h->last_error, sizeof(h->last_error), "%s", at->err[0] ? at->err : kv_rc_str(rc));
   if (transient(rc)) {
-    if (rc == KV_E_THROTTLED)
-      cool = at->retry_after_ms >= 0 ? at->retry_after_ms : DEFAULT_RETRY_AFTER_MS;
-    else if (rc == KV_E_TIMEOUT)
-      cool = COOL_CAP_MS; /* a vault that hangs would hold every caller for a timeout */
-    else
-      cool = h->fails_in_row >= 5 ? COOL_CAP_MS : COOL_BASE_MS << h->fails_in_row;
-    if (cool > COOL_CAP_MS)
-      cool = COOL_CAP_MS;
+    h->cool_until_ms = now_ms() + rest_ms(rc, at->retry_after_ms, h->fails_in_row);
     h->fails_in_row++;
-    h->cool_until_ms = now_ms() + cool;
     return;
   }
   /* A replica's own error for this key (absent, disabled, refused): the others serve it. */
