@@ -2,9 +2,9 @@
 /* src/kv/replica.c against the fake transport: a primary and two replicas answered by a handler
  * per vault (docs/reliability.md "Replica vaults"): the spread, the replica's own version found by
  * comparing public keys, a replica with other material never used, failover on 429 and on a
- * replica's error for one key, the primary's 404 final, a remote verify spread the same way,
- * symmetric keys on the primary only, every
- * vault failing with one line naming each, and kv_replica_compare (doctor). */
+ * replica's error for one key, the primary's 404 final, a remote verify and a decrypt spread the
+ * same way, symmetric keys on the primary only, every vault failing with one line naming each, and
+ * kv_replica_compare (doctor). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -46,7 +46,7 @@ static struct {
   int rep2_has_old; /* rep2 lists VR2OLD holding key a */
   int rep1_lacks;   /* rep1 answers 404 for the key */
   long all_status;  /* every vault request gets it (0 = off) */
-  int signs[3], gets[3], lists[3], verifies[3];
+  int signs[3], gets[3], lists[3], verifies[3], decrypts[3];
   char verify_url[3][256];
   char sign_url[3][256];
 } w;
@@ -90,6 +90,14 @@ static void handler(struct fake_http *f, const struct fake_req *req, struct fake
                       ? "{\"kid\":\"x\",\"value\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gI"
                         "SIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0-Pw\"}"
                       : "{\"error\":{\"code\":\"Refused\",\"message\":\"scripted\"}}";
+    return;
+  }
+  if (strstr(req->url, "/decrypt?")) {
+    w.decrypts[v]++;
+    snprintf(w.verify_url[v], sizeof(w.verify_url[v]), "%s", req->url);
+    reply->status = w.sign_status[v] ? w.sign_status[v] : 200;
+    reply->body = reply->status == 200 ? "{\"kid\":\"x\",\"value\":\"c2VjcmV0\"}"
+                                       : "{\"error\":{\"code\":\"Refused\",\"message\":\"x\"}}";
     return;
   }
   if (strstr(req->url, "/verify?")) {
@@ -333,6 +341,24 @@ static void test_verify_spread(void **state)
   assert_int_equal(w.verifies[2], 0);
 }
 
+/* A decrypt too: throttled at the primary, rep1 answers with the plaintext. */
+static void test_decrypt_spread(void **state)
+{
+  unsigned char ct[256] = {5};
+  struct kv_crypt_result res;
+  (void)state;
+  w.sign_status[0] = 429;
+  w.retry_after[0] = "5";
+  assert_int_equal(kv_cipher(cl, KV_DECRYPT, "k", VP, "RSA-OAEP-256", ct, sizeof(ct), NULL, &res),
+                   KV_OK);
+  assert_int_equal(res.value.len, 6);
+  assert_memory_equal(res.value.data, "secret", 6);
+  kv_crypt_result_free(&res);
+  assert_int_equal(w.decrypts[1], 1);
+  assert_non_null(strstr(w.verify_url[1], R1 "/keys/k/" VR1 "/decrypt?"));
+  assert_true(w.decrypts[0] <= 1);
+}
+
 /* HMAC (a symmetric key): the primary only, no comparison. */
 static void test_symmetric_primary_only(void **state)
 {
@@ -402,6 +428,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_replica_lacks_key, setup, teardown),
       cmocka_unit_test_setup_teardown(test_primary_not_found_final, setup, teardown),
       cmocka_unit_test_setup_teardown(test_verify_spread, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_decrypt_spread, setup, teardown),
       cmocka_unit_test_setup_teardown(test_symmetric_primary_only, setup, teardown),
       cmocka_unit_test_setup_teardown(test_all_fail, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
