@@ -13,7 +13,7 @@ pkgs=(build-essential meson ninja-build pkg-config clang clang-format libclang-r
       openssl curl jq valgrind strace gdb python3 iproute2 procps xxd libcrypt-dev whois
       opensc p11-kit p11-kit-modules gnutls-bin libengine-pkcs11-openssl
       openssh-client openssh-server nodejs npm
-      nginx openjdk-17-jdk-headless unzip git xz-utils osslsigncode sbsigntool systemd-boot-efi apache2 systemd openvpn gnupg gnupg-pkcs11-scd keyutils)
+      nginx openjdk-17-jdk-headless unzip git xz-utils osslsigncode sbsigntool systemd-boot-efi apache2 systemd openvpn gnupg gnupg-pkcs11-scd keyutils python3-pykcs11)
 
 demo_pkgs=(build-essential meson ninja-build pkg-config libssl-dev libcurl4-openssl-dev libcjson-dev
            libcrypt-dev libp11-kit-dev libcmocka-dev libmicrohttpd-dev openssl curl jq iproute2
