@@ -44,6 +44,11 @@
  * across a rotation"): the least recently used goes first. */
 #define HELD_VERSIONS_PER_NAME 4
 
+/* A cold search by label schedules the first listing: it starts when a search needs it, or this
+ * long after, so that a process that signs once and exits lists nothing (docs/design.md "Cold
+ * search by label"). */
+#define COLD_LIST_DELAY_S 3
+
 /* An object a caller holds the handle of, whose source a new version replaced. */
 struct held {
   struct akv_object *obj;         /* referenced */
@@ -75,6 +80,14 @@ struct akv_cache {
   size_t n_held, cap_held;
   uint64_t use_clock;
   CK_SESSION_HANDLE sess_oldest, sess_next; /* akv_cache_sessions */
+  /* Before the first listing: objects read by name for searches by label (src/store/cold.c), sorted
+   * by handle, built_at 0, and the names read (docs/design.md "Cold search by label"). */
+  struct akv_snapshot *cold;
+  int64_t cold_at; /* when its first name was read: served for one ttl at most */
+  char cold_names[AKV_COLD_NAMES][128];
+  size_t n_cold_names;
+  int cold_wait; /* the first listing's thread waits: for cold_go, cold_cancel or the delay */
+  int cold_go, cold_cancel;
 };
 
 /* ---- building a snapshot (no lock held: network I/O) ------------------------------------------
@@ -700,8 +713,13 @@ void akv_cache_free(struct akv_cache *c)
     return;
   /* A background refresh holds the slot's client: let it finish (bounded by the backend's
    * deadline) before the client goes away. */
+  pthread_mutex_lock(&c->lock);
+  c->cold_cancel = 1; /* a first listing not started yet is not started */
+  pthread_cond_broadcast(&c->cond);
+  pthread_mutex_unlock(&c->lock);
   if (c->bg_joinable)
     pthread_join(c->bg, NULL);
+  akv_snapshot_unref(c->cold);
   if (c->file_dirty)
     akv_cache_file_save(c->slot, c->snap, AKV_CF_IF_NOT_OLDER);
   akv_snapshot_unref(c->snap);
@@ -717,7 +735,7 @@ struct akv_snapshot *akv_cache_peek(struct akv_cache *c)
 {
   struct akv_snapshot *snap;
   pthread_mutex_lock(&c->lock);
-  snap = akv_snapshot_ref(c->snap);
+  snap = akv_snapshot_ref(c->snap ? c->snap : c->cold);
   pthread_mutex_unlock(&c->lock);
   return snap;
 }
@@ -1060,6 +1078,12 @@ static CK_RV publish_inlock(struct akv_cache *c, CK_RV rv, struct akv_snapshot *
   c->last_rv = rv;
   pthread_cond_broadcast(&c->cond);
   if (rv == CKR_OK) {
+    if (!c->snap && c->cold) {
+      /* The objects cold searches handed out pass their marks to the listing's (same handles). */
+      c->snap = c->cold;
+      c->cold = NULL;
+      c->n_cold_names = 0;
+    }
     swap_inlock(c, built, 0);
     if (c->n_held)
       held_sweep_inlock(c);
@@ -1089,11 +1113,13 @@ static CK_RV publish_inlock(struct akv_cache *c, CK_RV rv, struct akv_snapshot *
 static int bg_running; /* atomic: background refreshes running in process bg_pid */
 static pid_t bg_pid;   /* atomic */
 static pthread_once_t bg_exit_once = PTHREAD_ONCE_INIT;
+static int bg_exiting; /* atomic: the exit handler ran; a scheduled first listing does not start */
 
 static void bg_wait_at_exit(void)
 {
   struct timespec ts = {0, 10 * 1000000L};
   int i;
+  __atomic_store_n(&bg_exiting, 1, __ATOMIC_SEQ_CST);
   if (__atomic_load_n(&bg_pid, __ATOMIC_ACQUIRE) != getpid())
     return;
   for (i = 0; i < BG_EXIT_WAIT_MS / 10 && __atomic_load_n(&bg_running, __ATOMIC_ACQUIRE) > 0; i++)
@@ -1124,7 +1150,7 @@ static void *bg_main(void *arg)
   CK_RV rv;
 
   pthread_mutex_lock(&c->lock);
-  prev = akv_snapshot_ref(c->snap);
+  prev = akv_snapshot_ref(c->snap ? c->snap : c->cold);
   pthread_mutex_unlock(&c->lock);
   rv = build_snapshot(c->slot, prev, &built);
   akv_snapshot_unref(prev);
@@ -1212,8 +1238,13 @@ CK_RV akv_cache_get(struct akv_cache *c, struct akv_snapshot **out)
     /* Single flight: another thread (or the background refresh) is building; wait for it and
      * share its failure rather than repeating it when there is nothing to serve. */
     gen = c->gen;
-    while (c->refreshing && c->gen == gen)
+    while (c->refreshing && c->gen == gen) {
+      if (c->cold_wait && !c->cold_go) { /* the listing a cold search scheduled: needed now */
+        c->cold_go = 1;
+        pthread_cond_broadcast(&c->cond);
+      }
       pthread_cond_wait(&c->cond, &c->lock);
+    }
     if (!c->snap && c->gen != gen && c->last_rv != CKR_OK) {
       rv = c->last_rv;
       pthread_mutex_unlock(&c->lock);
@@ -1221,7 +1252,7 @@ CK_RV akv_cache_get(struct akv_cache *c, struct akv_snapshot **out)
     }
   }
   c->refreshing = 1;
-  prev = akv_snapshot_ref(c->snap);
+  prev = akv_snapshot_ref(c->snap ? c->snap : c->cold); /* cold: built_at 0, any file is newer */
   use_file = !c->invalid;
   pthread_mutex_unlock(&c->lock);
 
@@ -1256,6 +1287,10 @@ static int lazy_replaced(const struct akv_lazykey *lz, struct akv_object *const 
   return 0;
 }
 
+static CK_RV cold_apply_inlock(struct akv_cache *c,
+                               int (*drop)(const struct akv_object *, const void *),
+                               const void *arg, struct akv_object *const *add, size_t n_add);
+
 /* akv_cache_apply; release_gone as swap_inlock. */
 static CK_RV apply(struct akv_cache *c, int (*drop)(const struct akv_object *, const void *),
                    const void *arg, struct akv_object *const *add, size_t n_add, int release_gone)
@@ -1267,8 +1302,10 @@ static CK_RV apply(struct akv_cache *c, int (*drop)(const struct akv_object *, c
   pthread_mutex_lock(&c->lock);
   old = c->snap;
   if (!old) {
+    /* Before the first listing, the objects cold searches read change the same way. */
+    rv = c->cold ? cold_apply_inlock(c, drop, arg, add, n_add) : CKR_OK;
     pthread_mutex_unlock(&c->lock);
-    return CKR_OK;
+    return rv;
   }
   snap = calloc(1, sizeof(*snap));
   if (!snap || !(snap->objs = calloc(old->n + n_add + 1, sizeof(*snap->objs))) ||
@@ -1599,7 +1636,7 @@ CK_RV akv_cache_drop_version(struct akv_cache *c, const struct akv_object *obj)
     else
       i++;
   }
-  cur = akv_snapshot_find(c->snap, obj->handle);
+  cur = akv_snapshot_find(c->snap ? c->snap : c->cold, obj->handle);
   current = cur && cur->src && obj->src && strcmp(cur->src, obj->src) == 0;
   pthread_mutex_unlock(&c->lock);
   /* Only the version that went away leaves: the other versions held by handles stay (they answer
@@ -1754,4 +1791,237 @@ CK_RV akv_cache_reread(struct akv_cache *c, const struct akv_object *obj, struct
       akv_object_unref(objs[i]);
   }
   return rv;
+}
+
+/* ---- cold searches by label (src/store/cold.c, docs/design.md "Cold search by label") -------- */
+
+/* The first listing a cold search scheduled: waits for a search that needs it (cold_go), the end
+ * of the cache (cold_cancel) or COLD_LIST_DELAY_S, then lists as a synchronous refresh would
+ * (under the cross-process lock, adopting a listing another process wrote meanwhile). */
+static void *cold_main(void *arg)
+{
+  struct akv_cache *c = arg;
+  struct akv_snapshot *prev, *built = NULL;
+  struct timespec until;
+  int64_t started;
+  CK_RV rv;
+
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += COLD_LIST_DELAY_S;
+  pthread_mutex_lock(&c->lock);
+  while (!c->cold_go && !c->cold_cancel && pthread_cond_timedwait(&c->cond, &c->lock, &until) == 0)
+    ;
+  c->cold_wait = 0;
+  if (!c->cold_cancel) {
+    /* Counted before the exit handler is looked at: either the handler waits for this listing,
+     * or the listing sees the handler and does not start. */
+    bg_count(1);
+    if (!__atomic_load_n(&bg_exiting, __ATOMIC_SEQ_CST)) {
+      const char *why = c->cold_go ? "a search needs it" : "scheduled by a cold search";
+      prev = akv_snapshot_ref(c->cold);
+      pthread_mutex_unlock(&c->lock);
+      akv_dbg(AKV_LOGC_CACHE, "%s: the first listing starts (%s)", c->slot->cfg->url, why);
+      started = akv_now();
+      rv = refresh_sync(c->slot, prev, 1, &built);
+      akv_snapshot_unref(prev);
+      pthread_mutex_lock(&c->lock);
+      publish_inlock(c, rv, built, started);
+      pthread_mutex_unlock(&c->lock);
+      bg_count(-1);
+      return NULL;
+    }
+    bg_count(-1);
+  }
+  /* Not listed: a search that needs the listing makes it (akv_cache_get). */
+  c->refreshing = 0;
+  pthread_cond_broadcast(&c->cond);
+  pthread_mutex_unlock(&c->lock);
+  return NULL;
+}
+
+/* Schedules the first listing. Call with c->lock held, refreshing set by the caller. */
+static void cold_schedule_inlock(struct akv_cache *c)
+{
+  if (c->bg_joinable) {
+    pthread_join(c->bg, NULL);
+    c->bg_joinable = 0;
+  }
+  (void)pthread_once(&bg_exit_once, bg_exit_register);
+  c->cold_wait = 1;
+  c->cold_go = 0;
+  pthread_cond_broadcast(&c->cond); /* a search waiting for the listing says it needs it */
+  if (pthread_create(&c->bg, NULL, cold_main, c) != 0) {
+    c->cold_wait = 0;
+    c->refreshing = 0;
+    pthread_cond_broadcast(&c->cond);
+    akv_warn(AKV_LOGC_CACHE, "cannot start a background refresh; refreshing at the TTL");
+    return;
+  }
+  c->bg_joinable = 1;
+}
+
+static int cold_known_inlock(const struct akv_cache *c, const char *name)
+{
+  size_t i;
+  for (i = 0; i < c->n_cold_names; i++) {
+    if (strcasecmp(c->cold_names[i], name) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+CK_RV akv_cache_get_for(struct akv_cache *c, const char *name, struct akv_snapshot **out, int *cold)
+{
+  struct akv_snapshot *loaded = NULL;
+  int64_t started;
+
+  *out = NULL;
+  *cold = 0;
+  pthread_mutex_lock(&c->lock);
+  if (c->snap || c->invalid || (c->refreshing && !c->cold_wait && !c->cold) ||
+      (c->cold && akv_now() - c->cold_at >= c->slot->cfg->ttl_s)) {
+    pthread_mutex_unlock(&c->lock);
+    return akv_cache_get(c, out);
+  }
+  if (!c->refreshing) {
+    /* Nothing yet: the cache file first, as the first listing would (no cross-process lock: it
+     * is only read), then the listing is scheduled. */
+    c->refreshing = 1;
+    pthread_mutex_unlock(&c->lock);
+    started = akv_now();
+    if (akv_cache_file_load(c->slot, &loaded) == CKR_OK) {
+      pthread_mutex_lock(&c->lock);
+      publish_inlock(c, CKR_OK, loaded, started);
+      *out = akv_snapshot_ref(c->snap);
+      pthread_mutex_unlock(&c->lock);
+      return CKR_OK;
+    }
+    pthread_mutex_lock(&c->lock);
+    if (akv_threads_allowed()) {
+      cold_schedule_inlock(c);
+    } else {
+      c->refreshing = 0; /* the first search that needs the listing makes it */
+      pthread_cond_broadcast(&c->cond);
+    }
+  }
+  *cold = 1;
+  if (cold_known_inlock(c, name))
+    *out = akv_snapshot_ref(c->cold);
+  pthread_mutex_unlock(&c->lock);
+  return CKR_OK;
+}
+
+/* A write before the first listing (src/token/write.c, akv_cache_reread): the cold snapshot
+ * without the objects drop selects and with add (handed out), as apply does to a snapshot. */
+static CK_RV cold_apply_inlock(struct akv_cache *c,
+                               int (*drop)(const struct akv_object *, const void *),
+                               const void *arg, struct akv_object *const *add, size_t n_add)
+{
+  struct akv_snapshot *old = c->cold, *snap = calloc(1, sizeof(*snap));
+  size_t i, n = 0;
+
+  if (!snap || !(snap->objs = calloc(old->n + n_add + 1, sizeof(*snap->objs)))) {
+    free(snap);
+    return CKR_HOST_MEMORY;
+  }
+  for (i = 0; i < old->n; i++) {
+    if (!drop || !drop(old->objs[i], arg))
+      snap->objs[n++] = akv_object_ref(old->objs[i]);
+  }
+  for (i = 0; i < n_add; i++) {
+    mark_handed_out(add[i]);
+    snap->objs[n++] = akv_object_ref(add[i]);
+  }
+  qsort(snap->objs, n, sizeof(*snap->objs), cmp_handle);
+  snap->n = n;
+  snap->refs = 1;
+  c->cold = snap;
+  akv_snapshot_unref(old);
+  return CKR_OK;
+}
+
+CK_RV akv_cache_cold_add(struct akv_cache *c, const char *name, struct akv_object *const *add,
+                         size_t n_add, int *landed)
+{
+  struct akv_snapshot *old, *snap;
+  size_t i, n = 0;
+
+  *landed = 0;
+  pthread_mutex_lock(&c->lock);
+  if (c->snap) {
+    *landed = 1;
+    pthread_mutex_unlock(&c->lock);
+    return CKR_OK;
+  }
+  if (cold_known_inlock(c, name)) { /* another thread read it meanwhile */
+    pthread_mutex_unlock(&c->lock);
+    return CKR_OK;
+  }
+  if (c->n_cold_names == AKV_COLD_NAMES) {
+    pthread_mutex_unlock(&c->lock);
+    return CKR_FUNCTION_FAILED;
+  }
+  old = c->cold;
+  snap = calloc(1, sizeof(*snap));
+  if (!snap || !(snap->objs = calloc((old ? old->n : 0) + n_add + 1, sizeof(*snap->objs)))) {
+    free(snap);
+    pthread_mutex_unlock(&c->lock);
+    return CKR_HOST_MEMORY;
+  }
+  for (i = 0; old && i < old->n; i++)
+    snap->objs[n++] = akv_object_ref(old->objs[i]);
+  for (i = 0; i < n_add; i++)
+    snap->objs[n++] = akv_object_ref(add[i]);
+  qsort(snap->objs, n, sizeof(*snap->objs), cmp_handle);
+  snap->n = n;
+  snap->refs = 1;
+  snap->built_at = 0; /* not a listing: any listing or cache file is newer */
+  if (!old)
+    c->cold_at = akv_now();
+  c->cold = snap;
+  snprintf(c->cold_names[c->n_cold_names++], sizeof(c->cold_names[0]), "%s", name);
+  akv_snapshot_unref(old);
+  pthread_mutex_unlock(&c->lock);
+  return CKR_OK;
+}
+
+void akv_cache_cold_missed(struct akv_cache *c, const char *name)
+{
+  pthread_mutex_lock(&c->lock);
+  (void)memo_claim_inlock(c, name, akv_now());
+  pthread_mutex_unlock(&c->lock);
+}
+
+struct akv_snapshot *akv_cache_cold(struct akv_cache *c)
+{
+  struct akv_snapshot *snap;
+  pthread_mutex_lock(&c->lock);
+  snap = akv_snapshot_ref(c->cold);
+  pthread_mutex_unlock(&c->lock);
+  return snap;
+}
+
+int akv_cache_shows(const struct akv_slot_config *sc, enum akv_source_kind kind, const char *name,
+                    const struct kv_attrs *a)
+{
+  size_t i;
+  if (!vault_name(name))
+    return 0;
+  if (kind == AKV_SRC_KEY && !name_shown(sc, name))
+    return 0;
+  if (kind == AKV_SRC_CERT && sc->key_names) { /* key_filter is the keys' only */
+    for (i = 0; i < sc->n_key_names && strcmp(sc->key_names[i], name) != 0; i++)
+      ;
+    if (i == sc->n_key_names)
+      return 0;
+  }
+  return !a || visible_at(sc, akv_now(), a);
+}
+
+CK_RV akv_cache_key_objects(struct akv_slot *slot, struct kv_key *key, const char *name,
+                            struct akv_object **objs, size_t *n)
+{
+  char src[1024];
+  akv_source_id(src, sizeof(src), AKV_SRC_KEY, name, NULL);
+  return objects_of_key(slot, key, name, src, objs, n);
 }

@@ -6,6 +6,7 @@
 
 #include "core/akv.h"
 #include "store/snapshot.h"
+#include "store/source.h"
 
 struct akv_cache *akv_cache_new(struct akv_slot *slot);
 /* Waits for a background refresh in flight, then frees. NULL ok. */
@@ -47,6 +48,40 @@ CK_RV akv_cache_read_key(struct akv_cache *c, const char *name, int *published);
  * listed vault key or the read failed (logged) or found it gone. No lock held. */
 CK_RV akv_cache_reread(struct akv_cache *c, const struct akv_object *obj,
                        struct akv_object **fresh);
+
+/* ---- cold searches by label (src/store/cold.c, docs/design.md "Cold search by label") ------ */
+
+/* Names read by cold searches before the first listing, at most (then searches wait for it). */
+#define AKV_COLD_NAMES 32
+
+/* For a search by the label name: the current snapshot as akv_cache_get gives it when the slot
+ * has one or the cache file gives one (*cold 0). On a cold slot (neither), schedules the first
+ * listing in the background (it starts when a search needs it, or a few seconds later, and is not
+ * started at all when the cache is freed before) and sets *cold: *out is then the slot's cold
+ * snapshot when name was read already, else NULL (read it, then akv_cache_cold_add). */
+CK_RV akv_cache_get_for(struct akv_cache *c, const char *name, struct akv_snapshot **out,
+                        int *cold);
+/* Records what a cold search read for name (the objects of its key and certificate, referenced
+ * here; none when the slot shows neither): they join the cold snapshot, found by handle until the
+ * first listing lands, whose objects of the same sources take their handles and marks. *landed
+ * when the listing landed meanwhile (nothing recorded). CKR_FUNCTION_FAILED when AKV_COLD_NAMES
+ * names are recorded already. */
+CK_RV akv_cache_cold_add(struct akv_cache *c, const char *name, struct akv_object *const *add,
+                         size_t n_add, int *landed);
+/* A cold search found no key of that name (404): the listing's search for it does not ask the
+ * vault again within the few seconds of akv_cache_read_key's memo. */
+void akv_cache_cold_missed(struct akv_cache *c, const char *name);
+/* The cold snapshot (referenced; NULL when there is none). */
+struct akv_snapshot *akv_cache_cold(struct akv_cache *c);
+/* Whether the listing shows an object of this kind (AKV_SRC_KEY, AKV_SRC_CERT) and name with the
+ * attributes a (NULL: any): the vault's name rule, key_filter (keys), keys, and enabled/nbf/exp
+ * unless show_disabled. */
+int akv_cache_shows(const struct akv_slot_config *sc, enum akv_source_kind kind, const char *name,
+                    const struct kv_attrs *a);
+/* The objects the listing makes of the latest version of a key read by name (takes key; none when
+ * it cannot be represented, logged). out must hold 2. */
+CK_RV akv_cache_key_objects(struct akv_slot *slot, struct kv_key *key, const char *name,
+                            struct akv_object **out, size_t *n);
 
 /* ---- handles held across a rotation (docs/lifecycle.md "Handles held across a rotation") ----- */
 

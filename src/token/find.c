@@ -7,6 +7,7 @@
 
 #include "core/module.h"
 #include "store/cache.h"
+#include "store/cold.h"
 #include "store/object.h"
 #include "token/find.h"
 #include "token/session.h"
@@ -171,9 +172,29 @@ static int created_since(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG 
   return akv_cache_read_key(s->slot->cache, name, &published) == CKR_OK && published;
 }
 
+/* The template's CKA_LABEL as a string, when it names one that could be a vault name (no NUL,
+ * shorter than len) and the search may match token objects. */
+static int label_of(const CK_ATTRIBUTE *t, CK_ULONG n, char *name, size_t len)
+{
+  CK_ULONG j;
+  for (j = 0; j < n; j++) {
+    if (t[j].type == CKA_TOKEN && !bool_is(&t[j], CK_TRUE))
+      return 0;
+  }
+  for (j = 0; j < n && t[j].type != CKA_LABEL; j++)
+    ;
+  if (j == n || t[j].ulValueLen == 0 || t[j].ulValueLen >= len ||
+      memchr(t[j].pValue, 0, t[j].ulValueLen))
+    return 0;
+  memcpy(name, t[j].pValue, t[j].ulValueLen);
+  name[t[j].ulValueLen] = 0;
+  return 1;
+}
+
 CK_RV akv_find_init(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n)
 {
   struct akv_snapshot *snap = NULL;
+  char name[128];
   CK_ULONG j;
   CK_RV rv;
 
@@ -192,7 +213,12 @@ CK_RV akv_find_init(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n)
     s->find_active = 1;
     return CKR_OK;
   }
-  rv = akv_cache_get(s->slot->cache, &snap);
+  /* By label, before the slot's first listing: the objects of that name read by name
+   * (docs/design.md "Cold search by label"). */
+  if (label_of(t, n, name, sizeof(name)))
+    rv = akv_cold_get(s->slot, name, &snap);
+  else
+    rv = akv_cache_get(s->slot->cache, &snap);
   if (rv == CKR_OK && snap->n_lazy) {
     /* Keys the listing named but nobody has read yet: read those the search may match, then
      * search the snapshot they were published in. */

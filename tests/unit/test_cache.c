@@ -84,6 +84,16 @@ static int teardown_finalized(void **state)
   return 0;
 }
 
+/* The slot's first listing, made by a search no label names: a search by label on a cold slot
+ * reads that key by name instead (docs/design.md "Cold search by label"). No key matches. */
+static void list_first(CK_SESSION_HANDLE s)
+{
+  CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
+  CK_ATTRIBUTE t = {CKA_CLASS, &cls, sizeof(cls)};
+  CK_OBJECT_HANDLE h[8];
+  (void)t_find(s, &t, 1, h, 8);
+}
+
 static void test_first_use_lists(void **state)
 {
   (void)state;
@@ -104,6 +114,7 @@ static void test_ttl_soft_and_hard(void **state)
   (void)state;
   assert_int_equal(t_init(CFG_TTL), CKR_OK);
   sess = t_open(0);
+  list_first(sess);
   before = t_find_one(sess, CKO_PRIVATE_KEY, "rsa1");
   assert_int_equal(fake_kv_calls.list_keys, 1);
   /* Within the soft TTL: served from the snapshot. */
@@ -132,6 +143,7 @@ static void test_stale_if_error(void **state)
   (void)state;
   assert_int_equal(t_init(CFG_TTL), CKR_OK);
   sess = t_open(0);
+  list_first(sess);
   h = t_find_one(sess, CKO_PUBLIC_KEY, "ec1");
   fake_kv_fail(KV_E_SERVER);
   t_clock_now += 150;
@@ -172,6 +184,7 @@ static void test_rotation(void **state)
   (void)state;
   assert_int_equal(t_init(CFG_TTL), CKR_OK);
   sess = t_open(0);
+  list_first(sess);
   old_priv = t_find_one(sess, CKO_PRIVATE_KEY, "rsa1");
   ec_before = t_find_one(sess, CKO_PRIVATE_KEY, "ec1");
   fake_kv_add_key("rsa1", "v2", KV_KTY_RSA, 1, OPS);
@@ -206,6 +219,7 @@ static void test_rotation_release(void **state)
   assert_int_equal(t_init(CFG_TTL), CKR_OK);
   c = akv_module_slot(0)->cache;
   sess = t_open(0);
+  list_first(sess);
   old_priv = t_find_one(sess, CKO_PRIVATE_KEY, "rsa1");
   (void)t_find_one(sess, CKO_PRIVATE_KEY, "ec1"); /* the whole list is there */
   old_pub = t_find_one(sess, CKO_PUBLIC_KEY, "rsa1");
@@ -236,6 +250,7 @@ static void test_rotation_bound(void **state)
   (void)state;
   assert_int_equal(t_init(CFG_TTL), CKR_OK);
   sess = t_open(0);
+  list_first(sess);
   first = t_find_one(sess, CKO_PRIVATE_KEY, "rsa1");
   for (i = 2; i < 12; i++) {
     snprintf(ver, sizeof(ver), "v%d", i);
@@ -435,6 +450,7 @@ static void test_pending_keys(void **state)
   fake_kv_add_key("ec3", "x3", KV_KTY_EC, 1, OPS);
   assert_int_equal(t_init(CFG_PENDING), CKR_OK);
   sess = t_open(0);
+  list_first(sess);
   /* By label: the listing, then that key only. */
   ec1 = t_find_one(sess, CKO_PRIVATE_KEY, "ec1");
   assert_int_equal(fake_kv_calls.list_keys, 1);
@@ -498,6 +514,7 @@ static void test_pending_single_flight(void **state)
   fake_kv_add_key("ec3", "x3", KV_KTY_EC, 1, OPS);
   assert_int_equal(t_init(CFG_PENDING), CKR_OK);
   sess = t_open(0);
+  list_first(sess);
   for (i = 0; i < 8; i++) {
     f[i].s = t_open(0);
     f[i].rv = CKR_GENERAL_ERROR;
@@ -527,6 +544,7 @@ static void test_pending_cache_file(void **state)
            path);
   assert_int_equal(t_init(cfg), CKR_OK);
   sess = t_open(0);
+  list_first(sess);
   t_find_one(sess, CKO_PRIVATE_KEY, "rsa1");
   assert_int_equal(fake_kv_calls.get_key, 1);
   assert_int_equal(C_Finalize(NULL), CKR_OK);
@@ -975,10 +993,51 @@ static void test_file_key(void **state)
   cfile_cleanup(&f);
 }
 
+/* A search by label on a cold slot reads that key (and certificate) by name and lists nothing; a
+ * search that needs the listing waits for it and sees the same handles; a name no key has is left
+ * to the listing (docs/design.md "Cold search by label"). */
+static void test_cold_label(void **state)
+{
+  CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+  CK_ATTRIBUTE t[2] = {{CKA_CLASS, &cls, sizeof(cls)}, {CKA_LABEL, (void *)"nokey", 5}};
+  CK_OBJECT_HANDLE priv, pub, h[4];
+  (void)state;
+  assert_int_equal(t_init(CFG_TTL), CKR_OK);
+  sess = t_open(0);
+  priv = t_find_one(sess, CKO_PRIVATE_KEY, "rsa1");
+  pub = t_find_one(sess, CKO_PUBLIC_KEY, "rsa1");
+  assert_int_equal(fake_kv_calls.get_key, 1);
+  assert_int_equal(fake_kv_calls.get_cert, 1);
+  assert_int_equal(fake_kv_calls.list_keys + fake_kv_calls.list_certs, 0);
+  /* A name no key has: one read, then the listing answers (nothing). */
+  assert_int_equal(t_find(sess, t, 2, h, 4), 0);
+  assert_int_equal(fake_kv_calls.list_keys, 1);
+  /* The listing's objects have the cold search's handles. */
+  assert_int_equal(count_all(), 4);
+  assert_int_equal(t_find_one(sess, CKO_PRIVATE_KEY, "rsa1"), priv);
+  assert_int_equal(t_find_one(sess, CKO_PUBLIC_KEY, "rsa1"), pub);
+  assert_int_equal(fake_kv_calls.list_keys, 1);
+}
+
+/* A process that searches by label, then finalizes, lists nothing: the listing was only scheduled.
+ */
+static void test_cold_label_no_listing(void **state)
+{
+  (void)state;
+  assert_int_equal(t_init(CFG_TTL), CKR_OK);
+  sess = t_open(0);
+  (void)t_find_one(sess, CKO_PRIVATE_KEY, "ec1");
+  assert_int_equal(C_Finalize(NULL), CKR_OK);
+  assert_int_equal(fake_kv_calls.get_key, 1);
+  assert_int_equal(fake_kv_calls.list_keys + fake_kv_calls.list_certs, 0);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_first_use_lists, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cold_label, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cold_label_no_listing, setup, teardown_finalized),
       cmocka_unit_test_setup_teardown(test_ttl_soft_and_hard, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stale_if_error, setup, teardown),
       cmocka_unit_test_setup_teardown(test_error_without_snapshot, setup, teardown),

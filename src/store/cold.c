@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A search by label on a cold cache (docs/design.md "Cold search by label"): before the slot's
+ * first listing, the key of that name (and the certificate of that name where the slot shows
+ * certificates) is read by name and the search answers from what the listing would make of it,
+ * while the listing is scheduled in the background (src/store/cache.c). The answer is taken only
+ * when it is complete: a key that is not there or may not be read, a certificate read that fails
+ * other than with 404, or a label that may name an object read only by listing (a secret, a chain
+ * certificate) leaves the search to the listing. */
+#include <string.h>
+
+#include "core/module.h"
+#include "store/cache.h"
+#include "store/cold.h"
+#include "store/object.h"
+#include "util/log.h"
+
+/* What a cold read found for name: up to 2 key objects and a certificate. 1 when complete, 0
+ * when the search must wait for the listing (logged at debug), -1 on CKR_HOST_MEMORY. */
+static int read_name(struct akv_slot *slot, const char *name, struct akv_object **objs, size_t *n)
+{
+  const struct akv_slot_config *sc = slot->cfg;
+  struct kv_key *key = NULL;
+  struct kv_cert *cert = NULL;
+  char src[1024];
+  kv_rc rc;
+  CK_RV rv;
+
+  *n = 0;
+  rc = kv_get_key(slot->client, name, NULL, &key);
+  if (rc != KV_OK) {
+    /* 404: the label may be a certificate's, a secret's or another object's; 401/403: the
+     * listing's answer is the answer (an identity may list without reading, or neither). */
+    akv_dbg(AKV_LOGC_CACHE, "cold search %s: key read: %s, waiting for the listing", name,
+            kv_rc_str(rc));
+    if (rc == KV_E_NOT_FOUND)
+      akv_cache_cold_missed(slot->cache, name);
+    return rc == KV_E_NOMEM ? -1 : 0;
+  }
+  if (!akv_cache_shows(sc, AKV_SRC_KEY, name, &key->attrs)) {
+    kv_key_free(key);
+  } else {
+    rv = akv_cache_key_objects(slot, key, name, objs, n); /* takes key */
+    if (rv != CKR_OK)
+      return -1;
+  }
+  if (!(sc->objects & AKV_OBJ_CERTIFICATES) || sc->kind == AKV_VAULT_MHSM ||
+      !akv_cache_shows(sc, AKV_SRC_CERT, name, NULL))
+    return 1;
+  rc = kv_get_certificate(slot->client, name, NULL, &cert);
+  if (rc == KV_E_NOT_FOUND)
+    return 1;
+  if (rc != KV_OK) {
+    akv_dbg(AKV_LOGC_CACHE, "cold search %s: certificate read: %s, waiting for the listing", name,
+            kv_rc_str(rc));
+    return rc == KV_E_NOMEM ? -1 : 0;
+  }
+  rv = CKR_OK;
+  if (akv_cache_shows(sc, AKV_SRC_CERT, name, &cert->attrs)) {
+    akv_source_id(src, sizeof(src), AKV_SRC_CERT, name, NULL);
+    rv = akv_object_from_cert(slot, cert, src, &objs[*n]);
+    if (rv == CKR_OK)
+      (*n)++;
+    else if (rv == CKR_DEVICE_ERROR)
+      rv = CKR_OK; /* logged: the listing leaves a malformed certificate out too */
+  }
+  kv_cert_free(cert);
+  return rv == CKR_OK ? 1 : -1;
+}
+
+/* Whether a label can only be answered by the listing on this slot: a name the vault cannot hold
+ * (a name/version label of versions "all", a chain certificate "NAME-chain-N" is a valid name but
+ * comes from a secret), or any label where the slot shows secrets (a data object of that name,
+ * certificate chains). */
+static int listing_only(const struct akv_slot_config *sc, const char *name)
+{
+  return (sc->objects & AKV_OBJ_SECRETS) || !(sc->objects & AKV_OBJ_KEYS) ||
+         !akv_cache_shows(sc, AKV_SRC_KEY, name, NULL);
+}
+
+CK_RV akv_cold_get(struct akv_slot *slot, const char *name, struct akv_snapshot **out)
+{
+  struct akv_cache *c = slot->cache;
+  struct akv_object *objs[3];
+  size_t n = 0, i;
+  int cold = 0, landed = 0, got;
+  CK_RV rv;
+
+  *out = NULL;
+  if (listing_only(slot->cfg, name))
+    return akv_cache_get(c, out);
+  rv = akv_cache_get_for(c, name, out, &cold);
+  if (rv != CKR_OK || !cold || *out)
+    return rv;
+  got = read_name(slot, name, objs, &n);
+  if (got < 0)
+    rv = CKR_HOST_MEMORY;
+  else if (got > 0)
+    rv = akv_cache_cold_add(c, name, objs, n, &landed);
+  for (i = 0; i < n; i++)
+    akv_object_unref(objs[i]);
+  if (rv == CKR_OK && got > 0 && !landed) {
+    akv_dbg(AKV_LOGC_CACHE, "cold search %s: %zu object(s) read by name", name, n);
+    *out = akv_cache_cold(c);
+    if (*out)
+      return CKR_OK;
+  }
+  if (rv == CKR_HOST_MEMORY)
+    return rv;
+  /* Incomplete, too many names or the listing landed: the listing answers. */
+  return akv_cache_get(c, out);
+}
