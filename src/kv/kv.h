@@ -265,16 +265,6 @@ struct kv_client *kv_client_vault(struct kv_client *cl, size_t i);
 kv_rc kv_replica_compare(struct kv_client *cl, size_t i, const char *name, const char *version,
                          char *rep_version, size_t rep_cap, char *diff, size_t diff_len);
 
-/* What this process knows of vault i (counters since kv_client_new). */
-struct kv_vault_state {
-  unsigned long served;      /* key operations it answered */
-  unsigned long failed;      /* attempts that failed there (and went elsewhere or failed) */
-  long cooling_ms;           /* > 0: not chosen for that long (throttled, down) */
-  size_t keys_same, keys_differ, keys_missing; /* replicas: key comparisons so far */
-  char last_error[128];      /* "" when none */
-};
-void kv_client_vault_state(struct kv_client *cl, size_t i, struct kv_vault_state *st);
-
 /* ---- JWK helpers (no network) --------------------------------------------------------------- */
 
 /* The JWK key_ops name of one enum kv_key_op bit ("wrapKey"), NULL for another value. */

@@ -48,8 +48,6 @@ struct rk_entry {
 struct vault_health {
   int64_t cool_until_ms;
   unsigned fails_in_row;
-  unsigned long served, failed;
-  size_t keys_same, keys_differ, keys_missing;
   char last_error[128];
 };
 
@@ -170,24 +168,6 @@ const char *kv_client_vault_url(const struct kv_client *cl, size_t i)
   if (i == 0)
     return kv_client_base_url(cl);
   return r && i <= r->n ? kv_client_base_url(r->cl[i - 1]) : NULL;
-}
-
-void kv_client_vault_state(struct kv_client *cl, size_t i, struct kv_vault_state *st)
-{
-  struct kv_replicas *r = kv_client_replicas(cl);
-  int64_t now = now_ms();
-  memset(st, 0, sizeof(*st));
-  if (!r || i > r->n)
-    return;
-  pthread_mutex_lock(&r->lock);
-  st->served = r->h[i].served;
-  st->failed = r->h[i].failed;
-  st->cooling_ms = r->h[i].cool_until_ms > now ? (long)(r->h[i].cool_until_ms - now) : 0;
-  st->keys_same = r->h[i].keys_same;
-  st->keys_differ = r->h[i].keys_differ;
-  st->keys_missing = r->h[i].keys_missing;
-  memcpy(st->last_error, r->h[i].last_error, sizeof(st->last_error));
-  pthread_mutex_unlock(&r->lock);
 }
 
 /* ---- the primary's public keys ------------------------------------------------------------- */
@@ -523,14 +503,11 @@ static int check_replica(struct kv_client *cl, struct kv_replicas *r, struct rk_
     free(rp->version);
     rp->version = strdup(ver);
     rp->state = rp->version ? RK_SAME : RK_UNKNOWN;
-    if (rp->version)
-      r->h[v].keys_same++;
     akv_dbg(AKV_LOGC_KV, "replica %s: key %s is the primary's (its version %s)", url, e->name, ver);
     return rp->version != NULL;
   }
   if (rc == KV_E_CONFLICT || rc == KV_E_UNSUPPORTED) {
     rp->state = RK_DIFFERENT;
-    r->h[v].keys_differ++;
     snprintf(why, wl, "not used: its key differs");
     akv_warn(AKV_LOGC_KV,
              "replica %s: key %s differs from the primary's (%s); the replica is "
@@ -541,7 +518,6 @@ static int check_replica(struct kv_client *cl, struct kv_replicas *r, struct rk_
   if (transient(rc) || rc == KV_E_NOMEM) {
     rp->state = RK_UNKNOWN; /* the replica is throttled or down: compared at a later use */
     if (rc != KV_E_NOMEM) {
-      r->h[v].failed++;
       r->h[v].cool_until_ms = now_ms() + rest_ms(rc, at.retry_after_ms, 0);
       snprintf(r->h[v].last_error, sizeof(r->h[v].last_error), "%.100s (comparing key %s)",
                at.err[0] ? at.err : kv_rc_str(rc), e->name);
@@ -551,7 +527,6 @@ static int check_replica(struct kv_client *cl, struct kv_replicas *r, struct rk_
   }
   rp->state = RK_MISSING;
   rp->recheck_ms = now_ms() + RECHECK_MS;
-  r->h[v].keys_missing++;
   snprintf(why, wl, "not used: %s for this key", kv_rc_str(rc));
   akv_warn(AKV_LOGC_KV,
            "replica %s: key %s: %s when comparing it with the primary's; the "
@@ -566,7 +541,6 @@ static void note_failure(struct kv_replicas *r, struct rk_entry *e, size_t v, kv
                          const struct kv_attempt *at, const char *op, const char *name)
 {
   struct vault_health *h = &r->h[v];
-  h->failed++;
   snprintf(h->last_error, sizeof(h->last_error), "%s", at->err[0] ? at->err : kv_rc_str(rc));
   if (transient(rc)) {
     h->cool_until_ms = now_ms() + rest_ms(rc, at->retry_after_ms, h->fails_in_row);
@@ -651,7 +625,6 @@ kv_rc kv_replica_run(struct kv_client *cl, const char *op, const char *name, con
     attempts++;
     pthread_mutex_lock(&r->lock);
     if (rc == KV_OK) {
-      r->h[v].served++;
       r->h[v].fails_in_row = 0;
       break;
     }
