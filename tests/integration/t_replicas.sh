@@ -3,11 +3,12 @@
 # Replica vaults (docs/reliability.md "Replica vaults"): one slot whose primary and replicas hold
 # the same imported EC key. Checks: 4 processes x 100 signatures spread over the primary and a
 # replica, each vault throttled by the emulator, all verify with at most 5 % of the requests
-# throttled; a replica whose key of that name is other material is compared once and never used
-# for it (one warning per process); a replica that lacks a key is not used for it; a replica
-# stopped mid-run (its TCP path killed) loses no operation; every vault failing gives
-# CKR_DEVICE_ERROR and one log line naming each vault's error. The audit file names the vault of
-# every request.
+# throttled, and with pacing off every 429 is failed over and nothing is lost; a replica whose key
+# of that name is other material is compared once and never used for it (one warning per
+# process); akv-p11 doctor shows the replicas; a replica that lacks a key is not used for it; a
+# replica stopped mid-run (its TCP path killed) or hanging loses no operation; every vault failing
+# gives CKR_DEVICE_ERROR and one log line naming each vault's error. The audit file names the
+# vault of every request.
 . "$(dirname "$0")/lib.sh"
 need_tool openssl jq curl python3
 need_module
@@ -115,6 +116,18 @@ check_grep "the difference is named in a warning" \
 check "one warning per process at most" \
   test "$(grep -c "replica $REP2: key sig differs" "$WORK/module.log")" -le 4
 check_nogrep "no operation failed" "every vault failed" "$WORK/module.log"
+
+section "pacing off: the vaults' 429s are failed over, nothing is lost"
+replica_config "$WORK/module-nopace.json" "$REP1" '{"pacing": false}'
+export AKV_PKCS11_CONFIG="$WORK/module-nopace.json"
+: >"$WORK/audit.log"
+check "4 x 100 signatures verify with pacing off" run_signers 4 100 nopace
+nopace_429=$(jq -r 'select(.operation == "keys.sign" and .http_status == 429) | 1' "$WORK/audit.log" | wc -l)
+log "pacing off: $nopace_429 sign requests throttled, each followed by another vault or a later turn"
+check_eq "every signature was served once" 400 \
+  $(($(audit_count "$PRIM" keys.sign sig 200) + $(audit_count "$REP1" keys.sign sig 200)))
+check "the vaults throttled (the failover path ran)" test "$nopace_429" -gt 0
+export AKV_PKCS11_CONFIG="$WORK/module.json"
 
 section "akv-p11 doctor shows the replicas and the comparison of each key"
 if [ -x "${AKV_P11:-}" ]; then
