@@ -36,6 +36,15 @@ static int read_name(struct akv_slot *slot, const char *name, struct akv_object 
       akv_cache_cold_missed(slot->cache, name);
     return rc == KV_E_NOMEM ? -1 : 0;
   }
+  if (!key->name || strcmp(key->name, name) != 0) {
+    /* The vault compares names without case, a label is compared by its bytes: the listing's
+     * objects carry the vault's spelling. */
+    akv_dbg(AKV_LOGC_CACHE,
+            "cold search %s: the vault spells it otherwise, waiting for the listing", name);
+    kv_key_free(key);
+    akv_cache_cold_missed(slot->cache, name);
+    return 0;
+  }
   if (!akv_cache_shows(sc, AKV_SRC_KEY, name, &key->attrs)) {
     kv_key_free(key);
   } else {
@@ -55,7 +64,8 @@ static int read_name(struct akv_slot *slot, const char *name, struct akv_object 
     return rc == KV_E_NOMEM ? -1 : 0;
   }
   rv = CKR_OK;
-  if (akv_cache_shows(sc, AKV_SRC_CERT, name, &cert->attrs)) {
+  if (cert->name && strcmp(cert->name, name) == 0 &&
+      akv_cache_shows(sc, AKV_SRC_CERT, name, &cert->attrs)) {
     akv_source_id(src, sizeof(src), AKV_SRC_CERT, name, NULL);
     rv = akv_object_from_cert(slot, cert, src, &objs[*n]);
     if (rv == CKR_OK)

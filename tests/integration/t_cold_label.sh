@@ -44,6 +44,10 @@ section "a label no key has: asked for once, then the listing answers (nothing)"
 stats_reset
 run_check missing missing no-such-key
 
+section "a label that differs from a key's name in case only: the listing answers (nothing)"
+stats_reset
+run_check case missing BULK-5
+
 section "a wrong client secret fails the search by label as a listing would"
 jq '.credential.client_secret = "wrong-secret-for-the-test-0123456789"' "$WORK/keys.json" >"$WORK/bad.json"
 chmod 600 "$WORK/bad.json"
