@@ -11,14 +11,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
 #include <openssl/bio.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
 #include "kv/kv.h"
 #include "tool.h"
-#include "util/b64.h"
 #include "util/config.h"
 #include "util/log.h"
 
@@ -86,40 +84,6 @@ done:
   BIO_free(in);
   BIO_free(out);
   return copy;
-}
-
-/* attestation.json: the reply's attestation members, re-encoded as the service sends them
- * (the shape Microsoft's validation tool reads). */
-static char *attestation_json(const struct kv_attestation *a, size_t *len)
-{
-  cJSON *root = cJSON_CreateObject(), *key, *attrs, *att;
-  char *b64 = NULL, *text = NULL;
-  int ok = root && (key = cJSON_AddObjectToObject(root, "key")) &&
-           cJSON_AddStringToObject(key, "kid", a->key->kid) &&
-           (attrs = cJSON_AddObjectToObject(root, "attributes")) &&
-           (att = cJSON_AddObjectToObject(attrs, "attestation"));
-  if (ok) {
-    struct {
-      const char *name;
-      const unsigned char *data;
-      size_t len;
-    } m[] = {{"certificatePemFile", (const unsigned char *)a->cert_pem, a->cert_pem_len},
-             {"privateKeyAttestation", a->priv_blob, a->priv_len},
-             {"publicKeyAttestation", a->pub_blob, a->pub_len}};
-    for (size_t i = 0; ok && i < 3; i++) {
-      if (!m[i].data)
-        continue;
-      b64 = akv_b64url_encode(m[i].data, m[i].len);
-      ok = b64 && cJSON_AddStringToObject(att, m[i].name, b64);
-      free(b64);
-    }
-    if (ok && a->format_version)
-      ok = cJSON_AddStringToObject(att, "version", a->format_version) != NULL;
-  }
-  if (ok && (text = cJSON_Print(root)))
-    *len = strlen(text);
-  cJSON_Delete(root);
-  return text;
 }
 
 static char *dup_bytes(const unsigned char *p, size_t len)
@@ -299,7 +263,7 @@ int tool_attest(const struct tool_opts *o, const char *name, long slot, const ch
     d = pubkey_pem(pk, &l);
     files[nf++] = (struct out_file){"pubkey.pem", d, l};
   }
-  d = attestation_json(a, &l);
+  d = kv_attestation_json(a, &l);
   files[nf++] = (struct out_file){"attestation.json", d, l};
   for (size_t i = 0; i < nf; i++)
     if (!files[i].data) {

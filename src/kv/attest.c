@@ -23,6 +23,7 @@
 #include "kv/client.h"
 #include "kv/json.h"
 #include "kv/jwk.h"
+#include "util/b64.h"
 #include "util/log.h"
 
 #define MAX_PEM (64 * 1024)  /* certificatePemFile, decoded */
@@ -205,6 +206,42 @@ kv_rc kv_get_key_attestation(struct kv_client *cl, const char *name, const char 
   }
   *out = a;
   return KV_OK;
+}
+
+char *kv_attestation_json(const struct kv_attestation *a, size_t *len)
+{
+  cJSON *root, *key, *attrs, *att;
+  char *b64 = NULL, *text = NULL;
+  int ok;
+  if (!a || !a->key || !a->key->kid || !len)
+    return NULL;
+  root = cJSON_CreateObject();
+  ok = root && (key = cJSON_AddObjectToObject(root, "key")) &&
+       cJSON_AddStringToObject(key, "kid", a->key->kid) &&
+       (attrs = cJSON_AddObjectToObject(root, "attributes")) &&
+       (att = cJSON_AddObjectToObject(attrs, "attestation"));
+  if (ok) {
+    struct {
+      const char *name;
+      const unsigned char *data;
+      size_t len;
+    } m[] = {{"certificatePemFile", (const unsigned char *)a->cert_pem, a->cert_pem_len},
+             {"privateKeyAttestation", a->priv_blob, a->priv_len},
+             {"publicKeyAttestation", a->pub_blob, a->pub_len}};
+    for (size_t i = 0; ok && i < 3; i++) {
+      if (!m[i].data)
+        continue;
+      b64 = akv_b64url_encode(m[i].data, m[i].len);
+      ok = b64 && cJSON_AddStringToObject(att, m[i].name, b64);
+      free(b64);
+    }
+    if (ok && a->format_version)
+      ok = cJSON_AddStringToObject(att, "version", a->format_version) != NULL;
+  }
+  if (ok && (text = cJSON_Print(root)))
+    *len = strlen(text);
+  cJSON_Delete(root);
+  return text;
 }
 
 /* ---- the checks ----------------------------------------------------------------------------- */

@@ -354,6 +354,11 @@ kv_rc kv_get_key_attestation(struct kv_client *cl, const char *name, const char 
 /* The same from a reply's JSON text (tests, the fuzzer); no name check. */
 kv_rc kv_attestation_from_json(const char *json, size_t len, struct kv_attestation **out);
 
+/* {"key":{"kid"},"attributes":{"attestation":{...}}}: the reply's attestation members re-encoded
+ * as the service sends them (base64url), the input of Microsoft's validation tool; NUL-terminated
+ * text of *len bytes the caller frees, NULL when out of memory. */
+char *kv_attestation_json(const struct kv_attestation *a, size_t *len);
+
 /* What kv_attestation_verify established (references the caller releases with
  * kv_attest_result_clear). */
 struct kv_attest_result {
