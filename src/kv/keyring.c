@@ -102,7 +102,7 @@ static int parse_secs(const char **p, const char *end, int64_t *out)
 int kv_keyring_parse(const char *payload, size_t len, int64_t now, struct kv_token *out,
                      const char **why)
 {
-  const char *p = payload, *end = payload + len;
+  const char *p = payload, *end;
   int64_t exp, ref;
   size_t tl;
   const char *dummy;
@@ -113,6 +113,7 @@ int kv_keyring_parse(const char *payload, size_t len, int64_t now, struct kv_tok
     *why = "not in the module's format";
     return -1;
   }
+  end = payload + len; /* after the NULL check: no arithmetic on a null pointer */
   p += sizeof(MAGIC) - 1;
   if (parse_secs(&p, end, &exp) || parse_secs(&p, end, &ref) || exp <= 0 || ref <= 0 || ref > exp) {
     *why = "not in the module's format (expiry)";

@@ -17,7 +17,7 @@ EMU=${2:-}
 SRC=$(cd "$SRC" && pwd -P)
 ROOT=${SAN_BUILD_ROOT:-/tmp/akv-pkcs11-san-$(printf '%s' "$SRC" | sha256sum | cut -c1-12)}
 SUPP="$SRC/tests/reliability/lsan.supp"
-UNIT_TESTS=(b64 buf log config json jwk http token auth client error audit crypto)
+UNIT_TESTS=(b64 buf log config json jwk http token auth client error audit crypto pace keyring)
 
 command -v clang >/dev/null || { echo "SKIP: clang is not installed"; exit 77; }
 [ -d "$(clang --print-runtime-dir)" ] || { echo "SKIP: clang sanitizer runtime missing"; exit 77; }
