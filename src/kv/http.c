@@ -264,7 +264,7 @@ kv_rc kv_http_do(struct kv_http *http, const struct kv_http_request *req,
   if (op_deadline && op_deadline < deadline)
     deadline = op_deadline; /* what is left of the logical operation's deadline */
   response_clear(resp);
-  kv_pace_request_begin(http, req->method, req->url, req->body, req->body_len, &pace);
+  kv_pace_request_begin(http->paces, req->method, req->url, req->body, req->body_len, &pace);
   kv_request_id(crid);
   /* One client request id per logical operation: retries are the same operation to the service. */
   memcpy(resp->client_request_id, crid, sizeof(crid)); /* both 37 bytes and up: the id fits */
@@ -1083,7 +1083,7 @@ kv_rc kv_http_new(const struct kv_http_opts *opts, struct kv_http **out)
     goto out;
   }
   kv_http_set_transport(http, NULL);
-  kv_pace_setup(http, opts->pace_cfg);
+  kv_pace_setup(http->paces, opts->pace_cfg);
   *out = http;
   http = NULL;
   rc = KV_OK;

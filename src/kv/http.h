@@ -94,6 +94,8 @@ struct kv_http_transport {
 void kv_http_set_transport(struct kv_http *http, const struct kv_http_transport *t);
 
 const struct kv_http_opts *kv_http_opts_peek(const struct kv_http *http);
+/* The pacers of http's vaults (src/kv/pace.h), for kv_pace_open. */
+struct kv_pace_set *kv_http_pace_set(struct kv_http *http);
 
 /* 1 when host is listed in the options' allowed_hosts (case-insensitive). */
 int kv_http_host_allowed(const struct kv_http *http, const char *host);

@@ -261,9 +261,10 @@ static void fall_back(struct kv_pace *p, const char *what)
 {
   if (!p->warned) {
     p->warned = 1;
-    akv_warn(AKV_LOGC_KV, "pacing %s: shared bucket not used: the file %s %s; pacing this "
-             "process alone (fix: remove the file; it is made again with mode 0600)", p->url, p->path,
-             what);
+    akv_warn(AKV_LOGC_KV,
+             "pacing %s: shared bucket not used: the file %s %s; pacing this "
+             "process alone (fix: remove the file; it is made again with mode 0600)",
+             p->url, p->path, what);
   }
   close(p->fd);
   p->fd = -1;
@@ -349,8 +350,10 @@ kv_rc kv_pace_take(struct kv_pace *p, enum kv_pace_class c, int64_t deadline_ms)
   wait = with_cell(p, take_fn, &t);
   pthread_mutex_unlock(&p->lock);
   if (wait < 0) {
-    akv_dbg(AKV_LOGC_KV, "pacing %s: the next turn comes after the operation's deadline; not "
-            "sent", p->url);
+    akv_dbg(AKV_LOGC_KV,
+            "pacing %s: the next turn comes after the operation's deadline; not "
+            "sent",
+            p->url);
     return KV_E_THROTTLED;
   }
   if (wait > 0)
@@ -423,8 +426,10 @@ void kv_pace_throttled(struct kv_pace *p, long retry_after_ms)
   pthread_mutex_lock(&p->lock);
   with_cell(p, hold_fn, &h);
   pthread_mutex_unlock(&p->lock);
-  akv_info(AKV_LOGC_KV, "pacing %s: HTTP 429: no operation of this vault is sent for %ld ms, by "
-           "any process of this user", p->url, (long)(h.hold_us / 1000));
+  akv_info(AKV_LOGC_KV,
+           "pacing %s: HTTP 429: no operation of this vault is sent for %ld ms, by "
+           "any process of this user",
+           p->url, (long)(h.hold_us / 1000));
 }
 
 /* The documented per-vault limits per 10 s (docs/config.md "quota"), HSM-protected keys. */
@@ -494,14 +499,19 @@ static struct kv_pace *pace_new(const char *url, enum akv_vault_kind kind,
   }
   if (p->fd < 0 && why[0]) {
     p->warned = 1;
-    akv_warn(AKV_LOGC_KV, "pacing %s: shared bucket not used: %s; pacing this process alone "
-             "(fix: %s)", url, why, strncmp(why, "the file ", 9) == 0
-             ? "remove the file; it is made again with mode 0600"
-             : "point XDG_RUNTIME_DIR at a directory of this user with mode 0700, such as "
-               "/run/user/UID");
+    akv_warn(AKV_LOGC_KV,
+             "pacing %s: shared bucket not used: %s; pacing this process alone "
+             "(fix: %s)",
+             url, why,
+             strncmp(why, "the file ", 9) == 0
+                 ? "remove the file; it is made again with mode 0600"
+                 : "point XDG_RUNTIME_DIR at a directory of this user with mode 0700, such as "
+                   "/run/user/UID");
   } else if (p->fd < 0) {
-    akv_info(AKV_LOGC_KV, "pacing %s: XDG_RUNTIME_DIR is not set (or not absolute); pacing this "
-             "process alone", url);
+    akv_info(AKV_LOGC_KV,
+             "pacing %s: XDG_RUNTIME_DIR is not set (or not absolute); pacing this "
+             "process alone",
+             url);
   }
   akv_dbg(AKV_LOGC_KV, "pacing %s: RSA-2048/EC operation every %lld us, burst %lld us, %s", url,
           (long long)p->cost_us[KV_PACE_RSA2048], (long long)p->tau_us,
@@ -543,10 +553,9 @@ void kv_pace_set_free(struct kv_pace_set *s)
 }
 
 /* A pacer stands for its URL in the set even when pacing is off: a marker with no cost. */
-kv_rc kv_pace_open(struct kv_http *http, const char *vault_url, enum akv_vault_kind kind,
+kv_rc kv_pace_open(struct kv_pace_set *s, const char *vault_url, enum akv_vault_kind kind,
                    const struct akv_quota_config *q, struct kv_pace **out)
 {
-  struct kv_pace_set *s = http ? kv_http_pace_set(http) : NULL;
   struct kv_pace *p;
   size_t n;
   if (out)
@@ -603,10 +612,10 @@ void kv_pace_close(struct kv_pace *p)
     __atomic_sub_fetch(&p->refs, 1, __ATOMIC_RELAXED); /* freed with the set */
 }
 
-void kv_pace_setup(struct kv_http *http, const struct akv_config *cfg)
+void kv_pace_setup(struct kv_pace_set *set, const struct akv_config *cfg)
 {
   for (size_t i = 0; cfg && i < cfg->n_slots; i++)
-    kv_pace_open(http, cfg->slots[i].url, cfg->slots[i].kind, &cfg->slots[i].quota, NULL);
+    kv_pace_open(set, cfg->slots[i].url, cfg->slots[i].kind, &cfg->slots[i].quota, NULL);
 }
 
 /* ---- requests ------------------------------------------------------------------------------- */
@@ -650,12 +659,10 @@ static unsigned memo_get(struct kv_pace *p, uint32_t h)
   return (uint32_t)(e >> 32) == h ? (unsigned)(e & 0xffffffffu) : 0;
 }
 
-void kv_pace_request_begin(struct kv_http *http, const char *method, const char *url,
+void kv_pace_request_begin(struct kv_pace_set *s, const char *method, const char *url,
                            const char *body, size_t body_len, struct kv_pace_req *pr)
 {
-  static const char *const ops[] = {"sign", "verify", "encrypt", "decrypt", "wrapkey",
-                                    "unwrapkey"};
-  struct kv_pace_set *s = kv_http_pace_set(http);
+  static const char *const ops[] = {"sign", "verify", "encrypt", "decrypt", "wrapkey", "unwrapkey"};
   struct kv_pace *p;
   const char *path, *q, *op, *name, *name_end, *alg = NULL;
   char algbuf[33];

@@ -25,17 +25,24 @@ enum kv_pace_class {
   KV_PACE_NCLASS
 };
 
-/* Registers the pacers of every slot of cfg with http (kv_http_new, from opts->pace_cfg). A slot
- * with pacing off (docs/config.md) gets none. Never fails: a vault without a pacer is not paced. */
-void kv_pace_setup(struct kv_http *http, const struct akv_config *cfg);
+/* The set of pacers of one kv_http (http.c creates and frees it; kv_http_pace_set in
+ * src/kv/http.h hands it to callers). Every call below takes the set, never the kv_http, so that
+ * pace.c uses nothing of http.c (src/kv has no cycle: docs/design.md "Layers"). */
+struct kv_pace_set;
+struct kv_pace_set *kv_pace_set_new(void);
+void kv_pace_set_free(struct kv_pace_set *s);
 
-/* The pacer of vault_url ("https://host[:port]", no trailing slash) in http's set: one per vault
+/* Registers the pacers of every slot of cfg in set (kv_http_new, from opts->pace_cfg). A slot
+ * with pacing off (docs/config.md) gets none. Never fails: a vault without a pacer is not paced. */
+void kv_pace_setup(struct kv_pace_set *set, const struct akv_config *cfg);
+
+/* The pacer of vault_url ("https://host[:port]", no trailing slash) in set: one per vault
  * URL per module instance, so that every caller in the process spends the same budget. An existing
  * pacer is returned as it is (kind and q are used only by the first open). q NULL = the
  * documented limits of kind. *out (may be NULL: register only) is a counted reference, NULL with
  * KV_OK when pacing is off for the vault ("pacing": false, "quota": "off", a Managed HSM or a host
  * outside the Azure vault domains without "quota"). Pacers live until kv_http_free. */
-kv_rc kv_pace_open(struct kv_http *http, const char *vault_url, enum akv_vault_kind kind,
+kv_rc kv_pace_open(struct kv_pace_set *set, const char *vault_url, enum akv_vault_kind kind,
                    const struct akv_quota_config *q, struct kv_pace **out);
 void kv_pace_close(struct kv_pace *p);
 
@@ -67,22 +74,16 @@ enum kv_pace_class kv_pace_class_of(const char *alg, unsigned rsa_bits);
 struct kv_pace_req {
   struct kv_pace *pace; /* NULL: not paced */
   enum kv_pace_class cls;
-  int learn;            /* sign/encrypt/wrapkey of an RSA key: its size is in the reply */
+  int learn; /* sign/encrypt/wrapkey of an RSA key: its size is in the reply */
   uint32_t name_hash;
 };
 
 /* Finds the pacer and class of req (a POST to keys/NAME[/VERSION]/{sign,verify,encrypt,decrypt,
  * wrapkey,unwrapkey} of a paced vault); pr->pace NULL otherwise. */
-void kv_pace_request_begin(struct kv_http *http, const char *method, const char *url,
+void kv_pace_request_begin(struct kv_pace_set *set, const char *method, const char *url,
                            const char *body, size_t body_len, struct kv_pace_req *pr);
 /* After a 2xx reply: learns an RSA key's size from the reply's "value". */
 void kv_pace_request_done(const struct kv_pace_req *pr, const char *body, size_t body_len);
-
-/* The set of pacers of one kv_http (http.c creates and frees it). */
-struct kv_pace_set;
-struct kv_pace_set *kv_pace_set_new(void);
-void kv_pace_set_free(struct kv_pace_set *s);
-struct kv_pace_set *kv_http_pace_set(struct kv_http *http);
 
 /* One budget as a GCRA cell (theoretical arrival time, microseconds of the monotonic clock). An
  * operation of cost_us (the window divided by the count, widened by the safety margin) may go at

@@ -116,7 +116,8 @@ kv_rc kv_client_add_replicas(struct kv_client *cl, const char *const *urls, size
    * registered at C_Initialize): every process then spends the same budget of each vault. A
    * vault without a pacer (pacing off, out of memory) is chosen without consulting one. */
   for (size_t v = 0; q && rc == KV_OK && v <= r->n; v++)
-    if (kv_pace_open(http, v ? urls[v - 1] : opts->url, opts->kind, q, &r->pace[v]) != KV_OK)
+    if (kv_pace_open(kv_http_pace_set(http), v ? urls[v - 1] : opts->url, opts->kind, q,
+                     &r->pace[v]) != KV_OK)
       r->pace[v] = NULL;
   if (rc == KV_OK)
     rc = kv_client_attach_replicas(cl, r, replicas_free, note_key);

@@ -195,9 +195,11 @@ static void test_shared_bucket(void **state)
   assert_non_null(cfg);
   a = http_new(cfg);
   b = http_new(cfg);
-  assert_int_equal(kv_pace_open(a, "https://v1.vault.azure.net", AKV_VAULT_KEYVAULT, NULL, &pa),
+  assert_int_equal(kv_pace_open(kv_http_pace_set(a), "https://v1.vault.azure.net",
+                                AKV_VAULT_KEYVAULT, NULL, &pa),
                    KV_OK);
-  assert_int_equal(kv_pace_open(b, "https://v1.vault.azure.net/", AKV_VAULT_KEYVAULT, NULL, &pb),
+  assert_int_equal(kv_pace_open(kv_http_pace_set(b), "https://v1.vault.azure.net/",
+                                AKV_VAULT_KEYVAULT, NULL, &pb),
                    KV_OK);
   assert_non_null(pa);
   assert_non_null(pb);
@@ -255,7 +257,8 @@ static void test_threads_share(void **state)
   b = http_new(cfg);
   for (int i = 0; i < 4; i++) {
     t[i].ok = 0;
-    assert_int_equal(kv_pace_open(i < 2 ? a : b, "https://v1.vault.azure.net", 0, NULL, &t[i].p),
+    assert_int_equal(kv_pace_open(kv_http_pace_set((i < 2 ? a : b)), "https://v1.vault.azure.net",
+                                  0, NULL, &t[i].p),
                      KV_OK);
     assert_non_null(t[i].p);
   }
@@ -321,7 +324,8 @@ static void test_bad_bucket_file(void **state)
     }
     close(fd);
     h = http_new(cfg);
-    assert_int_equal(kv_pace_open(h, "https://v1.vault.azure.net", AKV_VAULT_KEYVAULT, NULL, &p),
+    assert_int_equal(kv_pace_open(kv_http_pace_set(h), "https://v1.vault.azure.net",
+                                  AKV_VAULT_KEYVAULT, NULL, &p),
                      KV_OK);
     assert_non_null(p);
     for (int i = 0; i < 5; i++)
@@ -348,54 +352,61 @@ static void test_bad_bucket_file(void **state)
 static void test_request_classes(void **state)
 {
   char err[512];
-  struct akv_config *cfg =
-      parse("{\"slots\":[{\"url\":\"https://v2.vault.azure.net\"},"
-            "{\"url\":\"https://v3.vault.azure.net\",\"pacing\":false}]}", err, sizeof(err));
+  struct akv_config *cfg = parse("{\"slots\":[{\"url\":\"https://v2.vault.azure.net\"},"
+                                 "{\"url\":\"https://v3.vault.azure.net\",\"pacing\":false}]}",
+                                 err, sizeof(err));
   struct kv_http *h;
   struct kv_pace_req pr;
   char body[1200], sig[700];
   (void)state;
   assert_non_null(cfg);
   h = http_new(cfg);
-  kv_pace_request_begin(h, "POST", "https://v2.vault.azure.net/keys/k/sign?api-version=7.6",
+  kv_pace_request_begin(kv_http_pace_set(h), "POST",
+                        "https://v2.vault.azure.net/keys/k/sign?api-version=7.6",
                         "{\"alg\":\"ES256\",\"value\":\"AAAA\"}", 30, &pr);
   assert_non_null(pr.pace);
   assert_int_equal(pr.cls, KV_PACE_EC);
   assert_int_equal(pr.learn, 0);
   /* RSA of unknown size: priced as 2048, learnt from the signature's size */
-  kv_pace_request_begin(h, "POST", "https://v2.vault.azure.net/keys/big/v1/sign?api-version=7.6",
+  kv_pace_request_begin(kv_http_pace_set(h), "POST",
+                        "https://v2.vault.azure.net/keys/big/v1/sign?api-version=7.6",
                         "{\"alg\":\"RS256\",\"value\":\"AAAA\"}", 30, &pr);
   assert_int_equal(pr.cls, KV_PACE_RSA2048);
   assert_int_equal(pr.learn, 1);
   memset(sig, 'A', 683); /* 512 bytes in base64url */
-  snprintf(body, sizeof(body), "{\"kid\":\"https://v2.vault.azure.net/keys/big/v1\",\"value\":\"%.683s\"}",
-           sig);
+  snprintf(body, sizeof(body),
+           "{\"kid\":\"https://v2.vault.azure.net/keys/big/v1\",\"value\":\"%.683s\"}", sig);
   kv_pace_request_done(&pr, body, strlen(body));
-  kv_pace_request_begin(h, "POST", "https://v2.vault.azure.net/keys/big/sign?api-version=7.6",
+  kv_pace_request_begin(kv_http_pace_set(h), "POST",
+                        "https://v2.vault.azure.net/keys/big/sign?api-version=7.6",
                         "{\"alg\":\"PS256\",\"value\":\"AAAA\"}", 30, &pr);
   assert_int_equal(pr.cls, KV_PACE_RSA4096);
   assert_int_equal(pr.learn, 0);
   /* verify and decrypt carry a modulus-sized value */
   memset(sig, 'A', 512); /* 384 bytes */
   snprintf(body, sizeof(body), "{\"alg\":\"RS256\",\"digest\":\"AAAA\",\"value\":\"%.512s\"}", sig);
-  kv_pace_request_begin(h, "POST", "https://v2.vault.azure.net/keys/mid/verify?api-version=7.6",
-                        body, strlen(body), &pr);
+  kv_pace_request_begin(kv_http_pace_set(h), "POST",
+                        "https://v2.vault.azure.net/keys/mid/verify?api-version=7.6", body,
+                        strlen(body), &pr);
   assert_int_equal(pr.cls, KV_PACE_RSA3072);
   snprintf(body, sizeof(body), "{\"alg\":\"RSA-OAEP-256\",\"value\":\"%.512s\"}", sig);
-  kv_pace_request_begin(h, "POST", "https://v2.vault.azure.net/keys/mid/decrypt?api-version=7.6",
-                        body, strlen(body), &pr);
+  kv_pace_request_begin(kv_http_pace_set(h), "POST",
+                        "https://v2.vault.azure.net/keys/mid/decrypt?api-version=7.6", body,
+                        strlen(body), &pr);
   assert_int_equal(pr.cls, KV_PACE_RSA3072);
   /* not paced: other requests, other vaults, a vault with pacing off */
-  kv_pace_request_begin(h, "GET", "https://v2.vault.azure.net/keys/k?api-version=7.6", NULL, 0,
-                        &pr);
+  kv_pace_request_begin(kv_http_pace_set(h), "GET",
+                        "https://v2.vault.azure.net/keys/k?api-version=7.6", NULL, 0, &pr);
   assert_null(pr.pace);
-  kv_pace_request_begin(h, "POST", "https://v2.vault.azure.net/keys/k/create?api-version=7.6",
-                        "{}", 2, &pr);
+  kv_pace_request_begin(kv_http_pace_set(h), "POST",
+                        "https://v2.vault.azure.net/keys/k/create?api-version=7.6", "{}", 2, &pr);
   assert_null(pr.pace);
-  kv_pace_request_begin(h, "POST", "https://v2.vault.azure.net.evil/keys/k/sign?api-version=7.6",
+  kv_pace_request_begin(kv_http_pace_set(h), "POST",
+                        "https://v2.vault.azure.net.evil/keys/k/sign?api-version=7.6",
                         "{\"alg\":\"ES256\"}", 15, &pr);
   assert_null(pr.pace);
-  kv_pace_request_begin(h, "POST", "https://v3.vault.azure.net/keys/k/sign?api-version=7.6",
+  kv_pace_request_begin(kv_http_pace_set(h), "POST",
+                        "https://v3.vault.azure.net/keys/k/sign?api-version=7.6",
                         "{\"alg\":\"ES256\"}", 15, &pr);
   assert_null(pr.pace);
   kv_http_free(h);
@@ -405,40 +416,45 @@ static void test_request_classes(void **state)
 static void test_defaults_and_off(void **state)
 {
   char err[512];
-  struct akv_config *cfg = parse(
-      "{\"slots\":[{\"url\":\"https://d.vault.azure.net\"},"
-      "{\"url\":\"https://s.vault.azure.net\",\"quota\":\"software\"},"
-      "{\"url\":\"https://o.vault.azure.net\",\"quota\":\"off\"},"
-      "{\"url\":\"https://m.managedhsm.azure.net\"},"
-      "{\"url\":\"https://n.managedhsm.azure.net\",\"quota\":{\"oct\":\"5000/1\"}},"
-      "{\"url\":\"https://localhost:8443\"},"
-      "{\"url\":\"https://127.0.0.1:8444\",\"quota\":{\"ec\":\"10/1\"}}],"
-      "\"allowed_hosts\":[\"localhost\",\"127.0.0.1\"]}",
-      err, sizeof(err));
+  struct akv_config *cfg =
+      parse("{\"slots\":[{\"url\":\"https://d.vault.azure.net\"},"
+            "{\"url\":\"https://s.vault.azure.net\",\"quota\":\"software\"},"
+            "{\"url\":\"https://o.vault.azure.net\",\"quota\":\"off\"},"
+            "{\"url\":\"https://m.managedhsm.azure.net\"},"
+            "{\"url\":\"https://n.managedhsm.azure.net\",\"quota\":{\"oct\":\"5000/1\"}},"
+            "{\"url\":\"https://localhost:8443\"},"
+            "{\"url\":\"https://127.0.0.1:8444\",\"quota\":{\"ec\":\"10/1\"}}],"
+            "\"allowed_hosts\":[\"localhost\",\"127.0.0.1\"]}",
+            err, sizeof(err));
   struct kv_http *h;
   struct kv_pace *p;
   (void)state;
   assert_non_null(cfg);
   h = http_new(cfg);
   /* Key Vault, HSM-key limits per 10 s: burst of 1 % of the window */
-  assert_int_equal(kv_pace_open(h, "https://d.vault.azure.net", 0, NULL, &p), KV_OK);
+  assert_int_equal(kv_pace_open(kv_http_pace_set(h), "https://d.vault.azure.net", 0, NULL, &p),
+                   KV_OK);
   assert_non_null(p);
   assert_int_equal(kv_pace_available(p, KV_PACE_EC), 1 + 100000 / kv_pace_cost_us(2000, 10));
   assert_int_equal(kv_pace_available(p, KV_PACE_RSA4096), 1 + 100000 / kv_pace_cost_us(250, 10));
-  assert_int_equal(kv_pace_open(h, "https://s.vault.azure.net", 0, NULL, &p), KV_OK);
+  assert_int_equal(kv_pace_open(kv_http_pace_set(h), "https://s.vault.azure.net", 0, NULL, &p),
+                   KV_OK);
   assert_int_equal(kv_pace_available(p, KV_PACE_EC), 1 + 100000 / kv_pace_cost_us(4000, 10));
-  assert_int_equal(kv_pace_open(h, "https://o.vault.azure.net", 0, NULL, &p), KV_OK);
+  assert_int_equal(kv_pace_open(kv_http_pace_set(h), "https://o.vault.azure.net", 0, NULL, &p),
+                   KV_OK);
   assert_null(p);
-  assert_int_equal(kv_pace_open(h, "https://m.managedhsm.azure.net", 1, NULL, &p), KV_OK);
+  assert_int_equal(kv_pace_open(kv_http_pace_set(h), "https://m.managedhsm.azure.net", 1, NULL, &p),
+                   KV_OK);
   assert_null(p); /* Managed HSM: not throttled by the service; paced only when configured */
-  assert_int_equal(kv_pace_open(h, "https://n.managedhsm.azure.net", 1, NULL, &p), KV_OK);
+  assert_int_equal(kv_pace_open(kv_http_pace_set(h), "https://n.managedhsm.azure.net", 1, NULL, &p),
+                   KV_OK);
   assert_non_null(p);
   assert_int_equal(kv_pace_available(p, KV_PACE_RSA2048), LONG_MAX);
   assert_true(kv_pace_available(p, KV_PACE_OCT) > 1);
   /* a host outside the Azure domains (an emulator, a proxy): only with a quota */
-  assert_int_equal(kv_pace_open(h, "https://localhost:8443", 0, NULL, &p), KV_OK);
+  assert_int_equal(kv_pace_open(kv_http_pace_set(h), "https://localhost:8443", 0, NULL, &p), KV_OK);
   assert_null(p);
-  assert_int_equal(kv_pace_open(h, "https://127.0.0.1:8444", 0, NULL, &p), KV_OK);
+  assert_int_equal(kv_pace_open(kv_http_pace_set(h), "https://127.0.0.1:8444", 0, NULL, &p), KV_OK);
   assert_non_null(p);
   assert_int_equal(kv_pace_available(p, KV_PACE_RSA2048), LONG_MAX);
   assert_int_equal(kv_pace_available(p, KV_PACE_EC), 1);
@@ -481,8 +497,10 @@ static void test_config_errors(void **state)
     if (!strstr(err, bad[i].want))
       fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err, bad[i].want);
   }
-  cfg = parse("{\"slots\":[{\"url\":\"https://a.vault.azure.net\",\"quota\":{\"rsa4096\":\"500/10\","
-              "\"ec\":\"4000/10\"},\"pacing\":true}]}", err, sizeof(err));
+  cfg =
+      parse("{\"slots\":[{\"url\":\"https://a.vault.azure.net\",\"quota\":{\"rsa4096\":\"500/10\","
+            "\"ec\":\"4000/10\"},\"pacing\":true}]}",
+            err, sizeof(err));
   assert_non_null(cfg);
   assert_int_equal(cfg->slots[0].quota.count[KV_PACE_RSA4096], 500);
   assert_int_equal(cfg->slots[0].quota.window_s[KV_PACE_EC], 10);
@@ -502,7 +520,8 @@ static void test_no_runtime_dir(void **state)
   assert_non_null(cfg);
   unsetenv("XDG_RUNTIME_DIR");
   h = http_new(cfg);
-  assert_int_equal(kv_pace_open(h, "https://v1.vault.azure.net", 0, NULL, &p), KV_OK);
+  assert_int_equal(kv_pace_open(kv_http_pace_set(h), "https://v1.vault.azure.net", 0, NULL, &p),
+                   KV_OK);
   assert_non_null(p);
   assert_int_equal(kv_pace_take(p, KV_PACE_EC, 0), KV_OK);
   kv_http_free(h);
@@ -511,7 +530,8 @@ static void test_no_runtime_dir(void **state)
   assert_int_equal(chmod(open_dir, 0777), 0);
   setenv("XDG_RUNTIME_DIR", open_dir, 1);
   h = http_new(cfg);
-  assert_int_equal(kv_pace_open(h, "https://v1.vault.azure.net", 0, NULL, &p), KV_OK);
+  assert_int_equal(kv_pace_open(kv_http_pace_set(h), "https://v1.vault.azure.net", 0, NULL, &p),
+                   KV_OK);
   assert_non_null(p);
   assert_int_equal(kv_pace_take(p, KV_PACE_EC, 0), KV_OK);
   kv_http_free(h);
@@ -529,16 +549,11 @@ static void test_no_runtime_dir(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_gcra_basics),
-      cmocka_unit_test(test_gcra_sliding_window),
-      cmocka_unit_test(test_class_of),
-      cmocka_unit_test(test_file_check),
-      cmocka_unit_test(test_shared_bucket),
-      cmocka_unit_test(test_threads_share),
-      cmocka_unit_test(test_bad_bucket_file),
-      cmocka_unit_test(test_request_classes),
-      cmocka_unit_test(test_defaults_and_off),
-      cmocka_unit_test(test_config_errors),
+      cmocka_unit_test(test_gcra_basics),      cmocka_unit_test(test_gcra_sliding_window),
+      cmocka_unit_test(test_class_of),         cmocka_unit_test(test_file_check),
+      cmocka_unit_test(test_shared_bucket),    cmocka_unit_test(test_threads_share),
+      cmocka_unit_test(test_bad_bucket_file),  cmocka_unit_test(test_request_classes),
+      cmocka_unit_test(test_defaults_and_off), cmocka_unit_test(test_config_errors),
       cmocka_unit_test(test_no_runtime_dir),
   };
   char cmd[64];
