@@ -17,5 +17,16 @@
 #ifndef CKA_AKV_HSM
 #define CKA_AKV_HSM (CKA_VENDOR_DEFINED | 0x414B5603UL)
 #endif
+/* CK_BBOOL, TRUE on the attestation objects of a Managed HSM key (its attestation certificate and
+ * the data object holding the whole attestation), absent on every other object. Attestation
+ * objects are found only by a search whose template names this attribute, CKA_LABEL or
+ * CKA_APPLICATION (docs/usage.md "Key attestation for a CA"). */
+#ifndef CKA_AKV_ATTESTATION
+#define CKA_AKV_ATTESTATION (CKA_VENDOR_DEFINED | 0x414B5604UL)
+#endif
+/* CKA_APPLICATION of the attestation data object, whose CKA_VALUE is the attestation as JSON. */
+#define AKV_ATTESTATION_APPLICATION "Azure Managed HSM key attestation"
+/* The attestation objects' CKA_LABEL is the key's label followed by this. */
+#define AKV_ATTESTATION_LABEL_SUFFIX " attestation"
 
 #endif

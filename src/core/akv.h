@@ -117,6 +117,9 @@ struct akv_object {
 
   /* Secrets (CKO_DATA): the value fetched lazily (src/store/object.c), NULL otherwise. */
   struct akv_objval *val;
+  /* Attestation objects of a Managed HSM key: the attestation their lazy attributes are read
+   * from (src/store/attest_obj.h), shared by the key version's attestation objects; else NULL. */
+  struct akv_attest *att;
 
   /* Model-private: shared public key material (owner of key, src and the label), and the source
    * record the object was built from (reused across refreshes while the source's created/updated
@@ -128,6 +131,10 @@ struct akv_object {
   CK_BBOOL is_private;    /* CKA_PRIVATE: visible only when logged in */
   int handed_out; /* atomic: its handle reached a caller (kept across a rotation, cache.c) */
 };
+
+/* The most objects a key version has: private + public key (or a secret key) and, on a Managed
+ * HSM, its attestation certificate and attestation data object (src/store/object.h). */
+#define AKV_KEY_OBJECTS 4
 
 struct akv_object *akv_object_ref(struct akv_object *obj);
 void akv_object_unref(struct akv_object *obj); /* NULL ok; wipes secrets on last unref */

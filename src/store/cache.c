@@ -242,11 +242,28 @@ static CK_RV objects_of_key(struct akv_slot *slot, struct kv_key *key, const cha
   return rv;
 }
 
+/* objects_of_key, then the key's attestation objects (a Managed HSM's: akv_objects_attest);
+ * objs holds AKV_KEY_OBJECTS. */
+static CK_RV key_objects(struct akv_slot *slot, struct kv_key *key, const char *label,
+                         const char *src, struct akv_object **objs, size_t *n)
+{
+  size_t m = 0;
+  CK_RV rv = objects_of_key(slot, key, label, src, objs, n);
+  if (rv == CKR_OK && *n)
+    rv = akv_objects_attest(objs[0], objs + *n, &m);
+  if (rv != CKR_OK) {
+    while (*n)
+      akv_object_unref(objs[--*n]);
+  }
+  *n += m;
+  return rv;
+}
+
 static CK_RV add_key(struct build *b, struct kv_key *key, const char *label, const char *src)
 {
-  struct akv_object *objs[2];
+  struct akv_object *objs[AKV_KEY_OBJECTS];
   size_t n = 0, i;
-  CK_RV rv = objects_of_key(b->slot, key, label, src, objs, &n);
+  CK_RV rv = key_objects(b->slot, key, label, src, objs, &n);
 
   for (i = 0; i < n && rv == CKR_OK; i++)
     rv = push(b, objs[i]);
@@ -1373,7 +1390,7 @@ static CK_RV resolve_fetch(struct akv_cache *c, struct resolving *r)
   struct akv_slot *slot = c->slot;
   struct kv_key **keys = calloc(r->n, sizeof(*keys));
   kv_rc *rcs = calloc(r->n, sizeof(*rcs)), rc = KV_OK;
-  struct akv_object *objs[2];
+  struct akv_object *objs[AKV_KEY_OBJECTS];
   int64_t now = akv_now();
   char src[1024];
   size_t i, k, n;
@@ -1401,7 +1418,7 @@ static CK_RV resolve_fetch(struct akv_cache *c, struct resolving *r)
     rc = rcs[i] != KV_OK ? rcs[i] : keys[i] ? KV_OK : rc != KV_OK ? rc : KV_E_PROTOCOL;
     if (rc == KV_OK && visible_at(slot->cfg, now, &keys[i]->attrs)) {
       akv_source_id(src, sizeof(src), AKV_SRC_KEY, r->names[i], NULL);
-      r1 = objects_of_key(slot, keys[i], r->names[i], src, objs, &n);
+      r1 = key_objects(slot, keys[i], r->names[i], src, objs, &n);
       keys[i] = NULL;
     } else if (rc != KV_OK && !skippable(rc)) {
       akv_warn(AKV_LOGC_CACHE, "key %s: %s", r->names[i], kv_rc_str(rc));
@@ -1712,7 +1729,7 @@ static int memo_claim_inlock(struct akv_cache *c, const char *name, int64_t now)
 CK_RV akv_cache_read_key(struct akv_cache *c, const char *name, int *published)
 {
   struct akv_slot *slot = c->slot;
-  struct akv_object *objs[2];
+  struct akv_object *objs[AKV_KEY_OBJECTS];
   struct kv_key *key = NULL;
   char src[1024];
   size_t n = 0, i;
@@ -1743,7 +1760,7 @@ CK_RV akv_cache_read_key(struct akv_cache *c, const char *name, int *published)
     kv_key_free(key);
     return CKR_OK;
   }
-  rv = objects_of_key(slot, key, name, src, objs, &n); /* takes key */
+  rv = key_objects(slot, key, name, src, objs, &n); /* takes key */
   if (rv == CKR_OK && n) {
     akv_info(AKV_LOGC_CACHE, "key %s: created since the listing, read from the vault", name);
     /* The same path as a write through the module: the snapshot and the cache file get it. */
@@ -1761,7 +1778,7 @@ CK_RV akv_cache_read_key(struct akv_cache *c, const char *name, int *published)
 CK_RV akv_cache_reread(struct akv_cache *c, const struct akv_object *obj, struct akv_object **fresh)
 {
   struct akv_slot *slot = c->slot;
-  struct akv_object *objs[2];
+  struct akv_object *objs[AKV_KEY_OBJECTS];
   struct kv_key *key = NULL;
   const char *name;
   size_t n = 0, i;
@@ -1781,7 +1798,7 @@ CK_RV akv_cache_reread(struct akv_cache *c, const struct akv_object *obj, struct
     kv_key_free(key);
     return CKR_OK;
   }
-  rv = objects_of_key(slot, key, name, obj->src, objs, &n); /* takes key */
+  rv = key_objects(slot, key, name, obj->src, objs, &n); /* takes key */
   if (rv == CKR_OK && n)
     rv = akv_cache_apply(c, same_source, obj->src, objs, n);
   for (i = 0; i < n; i++) {

@@ -513,6 +513,15 @@ static CK_RV load_key(struct akv_slot *slot, const cJSON *j, struct akv_object *
   k = NULL;
   if (rv == CKR_OK)
     rv = akv_objects_from_key(slot, ke, label, src, objs, n_objs);
+  if (rv == CKR_OK && *n_objs) {
+    size_t m = 0;
+    rv = akv_objects_attest(objs[0], objs + *n_objs, &m);
+    if (rv != CKR_OK) {
+      while (*n_objs)
+        akv_object_unref(objs[--*n_objs]);
+    }
+    *n_objs += m;
+  }
   if (rv == CKR_OK)
     not_fetched(objs, *n_objs);
 out:
@@ -658,7 +667,7 @@ static CK_RV load_pending(const cJSON *e, struct akv_snapshot *snap)
 /* Every object of the entry (keys, certificates, secrets) into snap. */
 static CK_RV load_objects(struct akv_slot *slot, const cJSON *e, struct akv_snapshot *snap)
 {
-  struct akv_object *objs[2];
+  struct akv_object *objs[AKV_KEY_OBJECTS];
   const cJSON *it;
   size_t cap = 0, n, i;
   CK_RV rv = CKR_OK;

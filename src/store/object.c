@@ -13,6 +13,7 @@
 #include <openssl/x509.h>
 
 #include "core/module.h"
+#include "store/attest_obj.h"
 #include "store/attrs.h"
 #include "store/handles.h"
 #include "store/object.h"
@@ -133,6 +134,7 @@ void akv_object_unref(struct akv_object *obj)
     pthread_mutex_destroy(&obj->val->lock);
     free(obj->val);
   }
+  akv_attest_unref(obj->att);
   free(obj);
 }
 
@@ -761,6 +763,93 @@ out:
   return hand_over(obj, rv, out);
 }
 
+/* ---- attestation objects (Managed HSM) ------------------------------------------------------ */
+
+/* One attestation object of the key entry: the certificate (CKC_X_509) or the data object, both
+ * public, labelled "LABEL attestation", of the key's source and version (they follow the key's
+ * refreshes and rotations); the attestation's content is read at the first read of a lazy
+ * attribute (src/store/attest_obj.c). */
+static CK_RV attest_object(struct akv_slot *slot, const struct akv_keyent *ke,
+                           struct akv_attest *att, CK_OBJECT_CLASS cls, struct akv_object **out)
+{
+  static const CK_BBOOL no = CK_FALSE;
+  const struct kv_key *k = &ke->key;
+  struct akv_object *obj = object_alloc(slot, cls);
+  struct akv_ab b;
+  char label[1100], id[2100];
+  CK_RV rv = CKR_HOST_MEMORY;
+
+  memset(&b, 0, sizeof(b));
+  if (!obj)
+    goto out;
+  obj->att = akv_attest_ref(att);
+  snprintf(label, sizeof(label), "%s%s", ke->label, AKV_ATTESTATION_LABEL_SUFFIX);
+  common_storage_attrs(&b, obj, label);
+  /* Evidence for a third party, like a certificate: never private, never destroyed alone. */
+  obj->is_private = CK_FALSE;
+  akv_ab_set(&b, CKA_PRIVATE, &no, sizeof(no));
+  akv_ab_set(&b, CKA_DESTROYABLE, &no, sizeof(no));
+  akv_ab_bool(&b, CKA_AKV_ATTESTATION, CK_TRUE);
+  akv_ab_str(&b, CKA_AKV_KID, k->kid);
+  akv_ab_str(&b, CKA_AKV_VERSION, k->version);
+  if (cls == CKO_CERTIFICATE) {
+    akv_ab_ulong(&b, CKA_CERTIFICATE_TYPE, CKC_X_509);
+    akv_ab_bool(&b, CKA_TRUSTED, CK_FALSE);
+    /* Unspecified, not token user (1): it speaks for the HSM about the key (docs/design.md
+     * "Decisions"). */
+    akv_ab_ulong(&b, CKA_CERTIFICATE_CATEGORY, 0);
+    akv_ab_bytes(&b, CKA_ID, ke->id, ke->id_len);
+    akv_ab_ulong(&b, CKA_JAVA_MIDP_SECURITY_DOMAIN, 0);
+    akv_ab_bytes(&b, CKA_URL, "", 0);
+  } else {
+    akv_ab_str(&b, CKA_APPLICATION, AKV_ATTESTATION_APPLICATION);
+    akv_ab_bytes(&b, CKA_OBJECT_ID, "", 0);
+  }
+  snprintf(id, sizeof(id), "%s#attestation", k->kid ? k->kid : "");
+  rv = finish_object(obj, &b, ke->src, id, k->attrs.created, k->attrs.updated);
+out:
+  akv_attrs_free(b.v, b.n);
+  return hand_over(obj, rv, out);
+}
+
+CK_RV akv_objects_attest(const struct akv_object *key_obj, struct akv_object **out, size_t *n)
+{
+  const struct akv_keyent *ke = key_obj->keyent;
+  struct akv_slot *slot = key_obj->slot;
+  struct akv_attest *att;
+  unsigned char *spki = NULL;
+  size_t spki_len = 0;
+  CK_RV rv = CKR_OK;
+
+  *n = 0;
+  if (!ke || !ke->src || !ke->label || slot->cfg->kind != AKV_VAULT_MHSM || !ke->key.version)
+    return CKR_OK;
+  if (ke->key.kty != KV_KTY_OCT) {
+    spki_len = akv_key_spki(&ke->key, NULL, 0);
+    if (!spki_len)
+      return CKR_OK;
+    if (!(spki = malloc(spki_len)))
+      return CKR_HOST_MEMORY;
+    akv_key_spki(&ke->key, spki, spki_len);
+  }
+  att = akv_attest_new(slot, ke->key.name, ke->key.version, ke->key.kid, spki, spki_len);
+  free(spki);
+  if (!att)
+    return CKR_HOST_MEMORY;
+  /* An oct-HSM key has no key certificate: its attestation is the data object only. */
+  if (ke->key.kty != KV_KTY_OCT)
+    rv = attest_object(slot, ke, att, CKO_CERTIFICATE, &out[(*n)++]);
+  if (rv == CKR_OK)
+    rv = attest_object(slot, ke, att, CKO_DATA, &out[(*n)++]);
+  if (rv != CKR_OK) {
+    (*n)--; /* the failed one was dropped by hand_over */
+    while (*n)
+      akv_object_unref(out[--*n]);
+  }
+  akv_attest_unref(att);
+  return rv;
+}
+
 /* ---- session secret keys --------------------------------------------------------------------- */
 
 static int session_attr_known(CK_ATTRIBUTE_TYPE t)
@@ -1304,6 +1393,20 @@ static long attr_value(const struct akv_object *obj, CK_ATTRIBUTE_TYPE type, uns
   return (long)a->ulValueLen;
 }
 
+/* A lazy attribute of an attestation object (src/store/attest_obj.h). */
+static CK_RV attest_value(struct akv_object *obj, CK_ATTRIBUTE_TYPE type, const void **p,
+                          size_t *len, struct akv_fetch_status *failed)
+{
+  kv_rc rc = KV_OK;
+  long http = 0;
+  CK_RV rv = akv_attest_value(obj->att, obj->cls, type, p, len, &rc, &http);
+  if (rc != KV_OK) {
+    failed->rc = rc;
+    failed->http_status = http;
+  }
+  return rv;
+}
+
 CK_RV akv_object_get_attrs(struct akv_object *obj, CK_ATTRIBUTE *t, CK_ULONG n,
                            struct akv_fetch_status *failed)
 {
@@ -1315,9 +1418,17 @@ CK_RV akv_object_get_attrs(struct akv_object *obj, CK_ATTRIBUTE *t, CK_ULONG n,
   size_t len;
   long alen;
 
+  /* A refused attestation's objects are gone (docs/usage.md "Key attestation for a CA"). */
+  if (obj->att && akv_attest_refused(obj->att))
+    return CKR_OBJECT_HANDLE_INVALID;
   for (i = 0; i < n; i++) {
     if (attr_hidden(obj, t[i].type)) {
       r = akv_attr_unavailable(&t[i], CKR_ATTRIBUTE_SENSITIVE);
+    } else if (obj->att && akv_attest_lazy(obj->cls, t[i].type)) {
+      r = attest_value(obj, t[i].type, &p, &len, failed);
+      if (r == CKR_OBJECT_HANDLE_INVALID)
+        return r;
+      r = r == CKR_OK ? akv_attr_copy_out(&t[i], p, (CK_ULONG)len) : akv_attr_unavailable(&t[i], r);
     } else if (obj->cls == CKO_SECRET_KEY && obj->secret && t[i].type == CKA_VALUE) {
       r = akv_attr_copy_out(&t[i], obj->secret, (CK_ULONG)obj->secret_len);
     } else if (is_lazy_value(obj, t[i].type)) {
@@ -1382,9 +1493,18 @@ int akv_object_matches(struct akv_object *obj, const CK_ATTRIBUTE *t, CK_ULONG n
   int ok;
   CK_ULONG i;
 
+  /* Attestation objects: only for searches that ask for them, never once refused. */
+  if (obj->att && (!akv_attest_asked(t, n) || akv_attest_refused(obj->att)))
+    return 0;
   for (i = 0; i < n; i++) {
     if (attr_hidden(obj, t[i].type))
       return 0;
+    if (obj->att && akv_attest_lazy(obj->cls, t[i].type)) {
+      if (attest_value(obj, t[i].type, &p, &len, failed) != CKR_OK || len != t[i].ulValueLen ||
+          (len && memcmp(p, t[i].pValue, len) != 0))
+        return 0;
+      continue;
+    }
     if (obj->cls == CKO_SECRET_KEY && obj->secret && t[i].type == CKA_VALUE) {
       if (t[i].ulValueLen != obj->secret_len ||
           (obj->secret_len && CRYPTO_memcmp(t[i].pValue, obj->secret, obj->secret_len) != 0))

@@ -18,9 +18,10 @@ enum akv_lazy_state { AKV_LAZY_PENDING = 0, AKV_LAZY_RESOLVING, AKV_LAZY_RESOLVE
 struct akv_lazykey {
   int refs; /* atomic */
   char *name;
-  int64_t created, updated;   /* the listing's times of the latest version */
-  enum akv_lazy_state state;  /* under the cache's lock */
-  struct akv_object *objs[2]; /* RESOLVED: the key's objects (private + public, or secret key) */
+  int64_t created, updated;  /* the listing's times of the latest version */
+  enum akv_lazy_state state; /* under the cache's lock */
+  /* RESOLVED: the key's objects (private + public, or secret key; attestation objects) */
+  struct akv_object *objs[AKV_KEY_OBJECTS];
   size_t n;
 };
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/module.h"
+#include "store/attest_obj.h"
 #include "store/cache.h"
 #include "store/cold.h"
 #include "store/object.h"
@@ -64,23 +65,31 @@ static int bool_is(const CK_ATTRIBUTE *a, CK_BBOOL want)
 
 /* Whether an object of a pending key (cache.h) could match the template, judged by what the listing
  * tells: the key's name is the label of its objects, which are token objects, private only with
- * login required (class_private), of the classes and types the vault kind can hold. Anything
- * else can only be known by reading the key, so it counts as a possible match. */
+ * login required (class_private), of the classes and types the vault kind can hold; on a Managed
+ * HSM, when the search asks for attestation objects (akv_attest_asked), also its certificate and
+ * data object labelled "NAME attestation". Anything else can only be known by reading the key, so
+ * it counts as a possible match. */
 static int lazy_may_match(const struct akv_lazykey *lz, const void *arg)
 {
   static const CK_ULONG kv_classes[] = {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY};
   static const CK_ULONG hsm_classes[] = {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY, CKO_SECRET_KEY};
   static const CK_ULONG kv_types[] = {CKK_RSA, CKK_EC};
   static const CK_ULONG hsm_types[] = {CKK_RSA, CKK_EC, CKK_AES};
+  static const CK_ULONG att_classes[] = {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY, CKO_SECRET_KEY,
+                                         CKO_CERTIFICATE, CKO_DATA};
+  static const size_t suffix = sizeof(AKV_ATTESTATION_LABEL_SUFFIX) - 1;
   const struct lazy_match *m = arg;
   int hsm = m->sc->kind == AKV_VAULT_MHSM;
+  int att = hsm && akv_attest_asked(m->t, m->n);
+  size_t nl = strlen(lz->name);
   CK_ULONG i;
 
   for (i = 0; i < m->n; i++) {
     const CK_ATTRIBUTE *a = &m->t[i];
     switch (a->type) {
     case CKA_CLASS:
-      if (!ulong_in(a, hsm ? hsm_classes : kv_classes, hsm ? 3 : 2))
+      if (!(att ? ulong_in(a, att_classes, 5)
+                : ulong_in(a, hsm ? hsm_classes : kv_classes, hsm ? 3 : 2)))
         return 0;
       break;
     case CKA_KEY_TYPE:
@@ -88,7 +97,11 @@ static int lazy_may_match(const struct akv_lazykey *lz, const void *arg)
         return 0;
       break;
     case CKA_LABEL:
-      if (a->ulValueLen != strlen(lz->name) || memcmp(a->pValue, lz->name, a->ulValueLen) != 0)
+      if (a->ulValueLen < nl || memcmp(a->pValue, lz->name, nl) != 0)
+        return 0;
+      if (a->ulValueLen != nl &&
+          (!att || a->ulValueLen != nl + suffix ||
+           memcmp((const char *)a->pValue + nl, AKV_ATTESTATION_LABEL_SUFFIX, suffix) != 0))
         return 0;
       break;
     case CKA_TOKEN:

@@ -557,7 +557,15 @@ static CK_RV publish_key(struct akv_session *s, struct kv_key *key, const char *
   akv_keyent_unref(ke);
   if (rv != CKR_OK)
     return rv;
-  rv = akv_cache_apply(s->slot->cache, drop_match, drop, objs, *n);
+  /* A Managed HSM key's attestation objects, as a listing builds them (objs holds
+   * AKV_KEY_OBJECTS). */
+  if (*n) {
+    size_t m = 0;
+    rv = akv_objects_attest(objs[0], objs + *n, &m);
+    *n += m;
+  }
+  if (rv == CKR_OK)
+    rv = akv_cache_apply(s->slot->cache, drop_match, drop, objs, *n);
   if (rv != CKR_OK) {
     for (size_t i = 0; i < *n; i++)
       akv_object_unref(objs[i]);
@@ -661,7 +669,7 @@ CK_RV akv_write_generate_key_pair(struct akv_session *s, const CK_MECHANISM *m,
                                   CK_ULONG npriv, CK_OBJECT_HANDLE *hpub, CK_OBJECT_HANDLE *hpriv)
 {
   struct akv_keygen g;
-  struct akv_object *objs[2] = {NULL, NULL};
+  struct akv_object *objs[AKV_KEY_OBJECTS] = {NULL};
   size_t n = 0, i;
   CK_RV rv;
 
@@ -675,7 +683,7 @@ CK_RV akv_write_generate_key_pair(struct akv_session *s, const CK_MECHANISM *m,
     rv = CKR_MECHANISM_PARAM_INVALID;
   if (rv == CKR_OK)
     rv = generate(s, &g, objs, &n);
-  if (rv == CKR_OK && n != 2)
+  if (rv == CKR_OK && n < 2) /* and the attestation objects on a Managed HSM */
     rv = CKR_GENERAL_ERROR;
   if (rv == CKR_OK) {
     *hpriv = objs[0]->handle;
@@ -690,7 +698,7 @@ CK_RV akv_write_generate_key(struct akv_session *s, const CK_MECHANISM *m, const
                              CK_ULONG n, CK_OBJECT_HANDLE *out)
 {
   struct akv_keygen g;
-  struct akv_object *objs[2] = {NULL, NULL};
+  struct akv_object *objs[AKV_KEY_OBJECTS] = {NULL};
   size_t nobj = 0, i;
   CK_RV rv;
 
@@ -703,7 +711,7 @@ CK_RV akv_write_generate_key(struct akv_session *s, const CK_MECHANISM *m, const
     rv = CKR_MECHANISM_PARAM_INVALID;
   if (rv == CKR_OK)
     rv = generate(s, &g, objs, &nobj);
-  if (rv == CKR_OK && nobj != 1)
+  if (rv == CKR_OK && nobj < 1)
     rv = CKR_GENERAL_ERROR;
   if (rv == CKR_OK)
     *out = objs[0]->handle;
@@ -925,6 +933,13 @@ static CK_RV destroy_token(struct akv_session *s, struct akv_object *obj)
   name[nl] = '\0';
   memset(&drop, 0, sizeof(drop));
   drop.name = name;
+  if (obj->att) {
+    akv_err(AKV_LOGC_P11,
+            "%s: an attestation object is the HSM's statement about the key and goes with it; "
+            "destroy the private key to delete the key",
+            name);
+    return CKR_ACTION_PROHIBITED;
+  }
   switch (src[0]) {
   case 'k':
     if (obj->cls == CKO_PUBLIC_KEY) {
@@ -991,7 +1006,7 @@ CK_RV akv_write_set_attrs(struct akv_session *s, CK_OBJECT_HANDLE h, const CK_AT
   struct kv_update u;
   struct kv_tag *tags = NULL;
   struct kv_key *key = NULL;
-  struct akv_object *objs[2] = {NULL, NULL};
+  struct akv_object *objs[AKV_KEY_OBJECTS] = {NULL};
   struct drop_spec drop;
   const CK_ATTRIBUTE *label;
   char id_hex[2 * AKV_MAX_ID + 1], lab[AKV_MAX_NAME + 16];
@@ -1003,8 +1018,9 @@ CK_RV akv_write_set_attrs(struct akv_session *s, CK_OBJECT_HANDLE h, const CK_AT
   rv = akv_session_object(s, h, &obj);
   if (rv != CKR_OK)
     return rv;
-  if (obj->session) {
-    rv = CKR_ACTION_PROHIBITED; /* session objects are immutable (CKA_MODIFIABLE = FALSE) */
+  if (obj->session || obj->att) {
+    /* Session and attestation objects are immutable (CKA_MODIFIABLE = FALSE). */
+    rv = CKR_ACTION_PROHIBITED;
     goto out;
   }
   for (j = 0; j < n; j++) {

@@ -701,3 +701,44 @@ kv_rc kv_delete_certificate(struct kv_client *cl, const char *name)
   last_status = 404;
   return KV_E_NOT_FOUND;
 }
+
+/* ---- kv.h: key attestation (none in the fake vault: its objects are refused at the first read)
+ */
+
+kv_rc kv_get_key_attestation(struct kv_client *cl, const char *name, const char *version,
+                             struct kv_attestation **out)
+{
+  (void)cl;
+  (void)name;
+  (void)version;
+  *out = NULL;
+  return KV_E_UNSUPPORTED;
+}
+
+void kv_attestation_free(struct kv_attestation *a)
+{
+  free(a);
+}
+
+void kv_attest_result_clear(struct kv_attest_result *r)
+{
+  if (r)
+    memset(r, 0, sizeof(*r));
+}
+
+kv_rc kv_attestation_verify(const struct kv_attestation *a, OSSL_LIB_CTX *libctx, X509 *anchor,
+                            struct kv_attest_result *res)
+{
+  (void)a;
+  (void)libctx;
+  (void)anchor;
+  (void)res;
+  return KV_E_PROTOCOL;
+}
+
+char *kv_attestation_json(const struct kv_attestation *a, size_t *len)
+{
+  (void)a;
+  (void)len;
+  return NULL;
+}

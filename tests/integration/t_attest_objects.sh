@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Managed HSM key attestation as PKCS#11 objects (docs/usage.md "Key attestation for a CA"): for an
+# RSA-HSM, an EC-HSM and an oct-HSM key, the attestation certificate (CKA_ID = the key's, label
+# "NAME attestation") and the data object holding the attestation as JSON, read through
+# pkcs11-tool and PyKCS11, are byte-identical to what the emulator returns (curl's GET
+# .../attestation and `akv-p11 attest --out`); `openssl verify` of the read certificate against the
+# emulator's HSM root; no attestation request at listing nor at a search, one per process at the
+# first read; searches that do not ask for attestation objects (by CKA_ID, by class, empty) and the
+# consumers that pair certificates with keys (pkcs11-tool --id, ssh-keygen -D) see what they saw
+# before; a hostile attestation (the emulator's attestation_tamper chain/blob/key) is withdrawn
+# with one warning while the key signs; held handles follow their key's version across a rotation;
+# an attestation object cannot be destroyed or changed (the key stays).
+. "$(dirname "$0")/lib.sh"
+need_tool pkcs11-tool openssl jq curl ssh-keygen
+need_module
+[ -x "${AKV_P11:-}" ] || fail "AKV_P11 '${AKV_P11:-}' is not an executable"
+PY=/usr/bin/python3
+"$PY" -c 'import PyKCS11' 2>/dev/null || skip "python3-pykcs11 is not installed (scripts/deps.sh)"
+PYCHECK="$(dirname "$0")/p11_attest_check.py"
+
+emu_start --vault hsm1:mhsm
+export KV_SCOPE=$KV_SCOPE_MHSM
+kv_call POST /keys/signer/create '{"kty":"RSA-HSM","key_size":3072}' >/dev/null || fail "creating signer"
+kv_call POST /keys/ec-signer/create '{"kty":"EC-HSM","crv":"P-256"}' >/dev/null || fail "creating ec-signer"
+kv_call POST /keys/aes/create '{"kty":"oct-HSM","key_size":256}' >/dev/null || fail "creating aes"
+
+module_config "$WORK/module.json" '{"kind":"mhsm","objects":["keys"]}'
+export AKV_PKCS11_CONFIG="$WORK/module.json" AKV_PKCS11_LOG_LEVEL=info
+SIGNER_ID=$(kv_key_id signer)
+
+# The emulator's answer, independently of the module: curl's GET .../attestation.
+kv_call GET /keys/signer/attestation >"$WORK/signer-att.json" || fail "GET attestation"
+jq -r '.attributes.attestation.certificatePemFile' "$WORK/signer-att.json" | tr -- '-_' '+/' |
+  { read -r b; while [ $((${#b} % 4)) != 0 ]; do b="$b="; done; printf '%s' "$b"; } | base64 -d >"$WORK/chain.pem"
+openssl x509 -in "$WORK/chain.pem" -outform DER -out "$WORK/emu-cert.der" || fail "no key certificate"
+awk '/BEGIN CERT/ { n++ } { print > ("'"$WORK"'/chain-" n ".pem") }' "$WORK/chain.pem"
+
+section "listing and searching cost no attestation request"
+stats_reset
+check "pkcs11-tool -O" p11tool_m -O
+check_nogrep "-O shows no attestation object (only searches that ask see them)" "attestation" "$WORK/check.out"
+check_grep "the key pair is listed" "label: *signer$" "$WORK/check.out"
+check_eq "no attestation request at listing" 0 "$(stats_get keys.attestation)"
+check_fails "pkcs11-tool --read-object --type cert --id KEY_ID: still no certificate for the key's CKA_ID" \
+  p11tool_m --read-object --type cert --id "$SIGNER_ID" -o "$WORK/none.der"
+check "ssh-keygen -D" ssh-keygen -D "$AKV_MODULE"
+check_eq "ssh-keygen -D: the RSA and EC keys, each once" 2 "$(grep -c '^ssh-\|^ecdsa-' "$WORK/check.out")"
+check_eq "still no attestation request" 0 "$(stats_get keys.attestation)"
+
+section "pkcs11-tool reads the attestation certificate and data object by label"
+check "--read-object --type cert --label 'signer attestation'" \
+  p11tool_m --read-object --type cert --label "signer attestation" -o "$WORK/p11-cert.der"
+check_same_file "the certificate is the emulator's key certificate (DER)" "$WORK/emu-cert.der" "$WORK/p11-cert.der"
+check_eq "one attestation request for that process" 1 "$(stats_get keys.attestation)"
+openssl x509 -inform DER -in "$WORK/p11-cert.der" -out "$WORK/p11-cert.pem"
+check "openssl verify: the read certificate chains to the emulator's HSM root" \
+  openssl verify -x509_strict -CAfile "$WORK/chain-3.pem" -untrusted "$WORK/chain-2.pem" "$WORK/p11-cert.pem"
+kv_key_pem signer "$WORK/signer-vault.pem" || fail "reading the vault key"
+openssl x509 -in "$WORK/p11-cert.pem" -noout -pubkey >"$WORK/signer-certified.pem"
+check_same_file "it certifies the vault key's public key" "$WORK/signer-vault.pem" "$WORK/signer-certified.pem"
+check "--read-object --type data --label 'signer attestation'" \
+  p11tool_m --read-object --type data --label "signer attestation" -o "$WORK/p11-att.json"
+check_eq "the data object holds the service's attestation members, byte for byte" \
+  "$(jq -cS '.attributes.attestation' "$WORK/signer-att.json")" "$(jq -cS '.attributes.attestation' "$WORK/p11-att.json")"
+check_eq "and the key's versioned kid" "$(jq -r .key.kid "$WORK/signer-att.json")" "$(jq -r .key.kid "$WORK/p11-att.json")"
+check "akv-p11 attest signer --out DIR" "$AKV_P11" attest signer --out "$WORK/att"
+check_same_file "the data object is akv-p11 attest's attestation.json" "$WORK/att/attestation.json" "$WORK/p11-att.json"
+check_same_file "and the certificate its attest.pem" "$WORK/att/attest.pem" "$WORK/p11-cert.pem"
+
+section "docs/usage.md \"Key attestation for a CA\", \"Through PKCS#11\": its block runs as it stands"
+awk '/^```sh recipe=attest-objects$/ { inb = 1; next } /^```/ && inb { exit } inb' \
+  "$(dirname "$0")/../../docs/usage.md" >"$WORK/recipe.sh"
+check "the recipe block is there" grep -q 'label "signer attestation"' "$WORK/recipe.sh"
+check "the recipe runs in akv-p11 attest's directory (pkcs11-tool, openssl verify, the chain)" \
+  env M="$AKV_MODULE" bash -euo pipefail -c 'cd "$1" && source "$2"' _ "$WORK/att" "$WORK/recipe.sh"
+cp "$WORK/check.out" "$WORK/recipe.out"
+check_grep "openssl verify said OK" "^attest.pem: OK$" "$WORK/recipe.out"
+awk '/BEGIN CERT/ { p = 1 } p { print } /END CERT/ { p = 0 }' "$WORK/recipe.out" >"$WORK/recipe-chain.pem"
+awk '/BEGIN CERT/ { p = 1 } p { print } /END CERT/ { p = 0 }' "$WORK/chain.pem" >"$WORK/emu-chain.pem"
+check_same_file "the recipe's chain is the emulator's certificatePemFile" "$WORK/emu-chain.pem" \
+  "$WORK/recipe-chain.pem"
+
+section "PyKCS11: attributes, searches that do not ask, one request per process"
+mkdir -p "$WORK/py"
+stats_reset
+check "p11_attest_check.py read" "$PY" "$PYCHECK" read "$WORK/py"
+cat "$WORK/check.out"
+check_same_file "PyKCS11's CKA_VALUE is the emulator's certificate" "$WORK/emu-cert.der" "$WORK/py/cert.der"
+check_same_file "its data object is akv-p11 attest's attestation.json" "$WORK/att/attestation.json" "$WORK/py/attestation.json"
+certhex=$(hex_of "$WORK/emu-cert.der")
+for a in subject issuer serial; do
+  check "CKA_${a^^}: DER inside the certificate" grep -q "$(hex_of "$WORK/py/$a.der")" <<<"$certhex"
+done
+check "CKA_SUBJECT (CN=signer) differs from CKA_ISSUER (the attestation signer)" \
+  bash -c '! cmp -s "$1" "$2"' _ "$WORK/py/subject.der" "$WORK/py/issuer.der"
+openssl x509 -inform DER -in "$WORK/emu-cert.der" -noout -pubkey | openssl pkey -pubin -outform DER -out "$WORK/emu-spki.der"
+check_same_file "CKA_PUBLIC_KEY_INFO is the certified key" "$WORK/emu-spki.der" "$WORK/py/spki.der"
+check_eq "one attestation request for the whole process (certificate and data object)" 1 "$(stats_get keys.attestation)"
+check "EC-HSM: pkcs11-tool reads ec-signer's attestation certificate" \
+  p11tool_m --read-object --type cert --label "ec-signer attestation" -o "$WORK/ec-cert.der"
+openssl x509 -inform DER -in "$WORK/ec-cert.der" -out "$WORK/ec-cert.pem"
+check "EC-HSM: openssl verify to the same root" \
+  openssl verify -x509_strict -CAfile "$WORK/chain-3.pem" -untrusted "$WORK/chain-2.pem" "$WORK/ec-cert.pem"
+check "oct-HSM: the data object of aes" \
+  p11tool_m --read-object --type data --label "aes attestation" -o "$WORK/aes-att.json"
+check_eq "oct-HSM: no public key attestation, as the service" "certificatePemFile,privateKeyAttestation,version" \
+  "$(jq -r '.attributes.attestation | keys | join(",")' "$WORK/aes-att.json")"
+
+section "a hostile attestation: withdrawn with one warning, the key signs"
+printf 'signed while the attestation is refused\n' >"$WORK/py/data"
+for t in chain blob key; do
+  curl -sS --fail --max-time 10 --cacert "$EMU_CA" -X POST "$EMU_CONTROL/config" \
+    --data-binary "{\"attestation_tamper\":\"$t\"}" >/dev/null || fail "setting attestation_tamper"
+  rm -f "$WORK/py/sig"
+  check "tamper $t: p11_attest_check.py refused" "$PY" "$PYCHECK" refused "$WORK/py"
+  cp "$WORK/check.out" "$WORK/refused-$t.out"
+  check_eq "tamper $t: exactly one warning about the attestation" 1 \
+    "$(grep -c 'WARN.*attestation' "$WORK/refused-$t.out")"
+  case $t in
+    chain) check_grep "tamper chain: it says the chain does not verify" "WARN.*certificate chain does not verify" "$WORK/refused-$t.out" ;;
+    blob) check_grep "tamper blob: it says the blob signature does not verify" "WARN.*attestation's signature does not verify" "$WORK/refused-$t.out" ;;
+    key) check_grep "tamper key: it says another public key is certified" "WARN.*another" "$WORK/refused-$t.out" ;;
+  esac
+  check_grep "tamper $t: the objects are withdrawn, the key is not" "attestation objects are withdrawn \\(the key itself is unaffected\\)" "$WORK/refused-$t.out"
+  check "tamper $t: the signature verifies with the vault key (openssl)" \
+    openssl dgst -sha256 -verify "$WORK/signer-vault.pem" -signature "$WORK/py/sig" "$WORK/py/data"
+done
+curl -sS --fail --max-time 10 --cacert "$EMU_CA" -X POST "$EMU_CONTROL/config" \
+  --data-binary '{"attestation_tamper":"none"}' >/dev/null || fail "clearing attestation_tamper"
+
+section "rotation: held handles keep their version's attestation"
+module_config "$WORK/module-ttl.json" '{"kind":"mhsm","objects":["keys"],"ttl":1,"allow_destroy":true}'
+kv_token
+ROTATE_CMD="curl -sS --fail --max-time 30 --cacert '$EMU_CA' -H @'$(kv_hdr)' -X POST '$EMU_VAULT_URL/keys/signer/rotate?api-version=$KV_API' >/dev/null"
+export ROTATE_CMD
+check "p11_attest_check.py rotate" env AKV_PKCS11_CONFIG="$WORK/module-ttl.json" "$PY" "$PYCHECK" rotate "$WORK/py"
+cat "$WORK/check.out"
+kv_key_pem signer "$WORK/signer-new.pem" || fail "reading the rotated key"
+openssl x509 -inform DER -in "$WORK/py/new.der" -noout -pubkey >"$WORK/new-certified.pem"
+check_same_file "the new certificate certifies the new version's key" "$WORK/signer-new.pem" "$WORK/new-certified.pem"
+openssl x509 -inform DER -in "$WORK/py/old.der" -noout -pubkey >"$WORK/old-certified.pem"
+check_same_file "the held one the old version's" "$WORK/signer-vault.pem" "$WORK/old-certified.pem"
+check_eq "the held data object names the old version" "$(cat "$WORK/py/old-version")" \
+  "$(jq -r .key.kid "$WORK/py/old.json" | sed 's|.*/||')"
+
+finish
