@@ -39,8 +39,8 @@ int quota_set(const char *spec, char *err, size_t errlen)
   int used = 0;
   if (!spec || sscanf(spec, "%lu/%lu%n", &n, &s, &used) != 2 || (size_t)used != strlen(spec) ||
       spec[0] < '0' || spec[0] > '9' || n < 1 || n > QUOTA_MAX_N || s < 1 || s > QUOTA_MAX_S) {
-    snprintf(err, errlen, "'%.40s' is not N/S (1-%d operations per 1-%d seconds)",
-             spec ? spec : "", QUOTA_MAX_N, QUOTA_MAX_S);
+    snprintf(err, errlen, "'%.40s' is not N/S (1-%d operations per 1-%d seconds)", spec ? spec : "",
+             QUOTA_MAX_N, QUOTA_MAX_S);
     return -1;
   }
   pthread_mutex_lock(&quota_lock);
@@ -68,8 +68,7 @@ void quota_free(void)
 
 static bool crypto_op(const struct emu_req *req)
 {
-  static const char *const ops[] = {"sign", "verify", "encrypt", "decrypt", "wrapkey",
-                                    "unwrapkey"};
+  static const char *const ops[] = {"sign", "verify", "encrypt", "decrypt", "wrapkey", "unwrapkey"};
   const char *op;
   if (strcmp(req->method, "POST") != 0 || strcmp(req->collection, "keys") != 0 ||
       (req->nseg != 2 && req->nseg != 3))

@@ -92,8 +92,7 @@ static void sign_loop(struct t_p11 *p, CK_OBJECT_HANDLE key, EVP_PKEY *pub, long
 static void report(const char *who, const struct tally *t, int64_t ms)
 {
   printf("%ssigned %ld verified %ld failed %ld first_error %s elapsed_ms %lld\n", who, t->signed_n,
-         t->verified, t->failed, t->first == CKR_OK ? "none" : t_rv_name(t->first),
-         (long long)ms);
+         t->verified, t->failed, t->first == CKR_OK ? "none" : t_rv_name(t->first), (long long)ms);
   fflush(stdout);
 }
 
@@ -110,8 +109,7 @@ static int child(struct t_p11 *p, const char *label, EVP_PKEY *pub, long count)
   memset(&args, 0, sizeof(args));
   args.flags = CKF_OS_LOCKING_OK;
   if (p->f->C_Initialize(&args) != CKR_OK || p->f->C_GetSlotList(CK_TRUE, slots, &n) != CKR_OK ||
-      n == 0 ||
-      p->f->C_OpenSession(slots[0], CKF_SERIAL_SESSION, NULL, NULL, &p->sess) != CKR_OK) {
+      n == 0 || p->f->C_OpenSession(slots[0], CKF_SERIAL_SESSION, NULL, NULL, &p->sess) != CKR_OK) {
     printf("child: the module did not initialise again\n");
     return 1;
   }
