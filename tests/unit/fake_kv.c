@@ -702,8 +702,10 @@ kv_rc kv_delete_certificate(struct kv_client *cl, const char *name)
   return KV_E_NOT_FOUND;
 }
 
-/* ---- kv.h: key attestation (none in the fake vault: its objects are refused at the first read)
- */
+/* ---- kv.h: key attestation (none in the fake vault: a Managed HSM's answer for a key without
+ * one, so its objects are refused at the first read; fake_kv_fail's failure when set) */
+
+int fake_kv_attestation_calls;
 
 kv_rc kv_get_key_attestation(struct kv_client *cl, const char *name, const char *version,
                              struct kv_attestation **out)
@@ -712,7 +714,13 @@ kv_rc kv_get_key_attestation(struct kv_client *cl, const char *name, const char 
   (void)name;
   (void)version;
   *out = NULL;
-  return KV_E_UNSUPPORTED;
+  fake_kv_attestation_calls++;
+  if (V.fail != KV_OK) {
+    last_status = 503;
+    return V.fail;
+  }
+  last_status = 400;
+  return KV_E_BAD_REQUEST;
 }
 
 void kv_attestation_free(struct kv_attestation *a)
