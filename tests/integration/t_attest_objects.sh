@@ -6,7 +6,7 @@
 # pkcs11-tool and PyKCS11, are byte-identical to what the emulator returns (curl's GET
 # .../attestation and `akv-p11 attest --out`); `openssl verify` of the read certificate against the
 # emulator's HSM root; no attestation request at listing nor at a search, one per process at the
-# first read; searches that do not ask for attestation objects (by CKA_ID, by class, empty) and the
+# first read (keys read on demand and a warm cache file included); searches that do not ask for attestation objects (by CKA_ID, by class, empty) and the
 # consumers that pair certificates with keys (pkcs11-tool --id, ssh-keygen -D) see what they saw
 # before; a hostile attestation (the emulator's attestation_tamper chain/blob/key) is withdrawn
 # with one warning while the key signs; held handles follow their key's version across a rotation;
@@ -106,6 +106,29 @@ check "oct-HSM: the data object of aes" \
   p11tool_m --read-object --type data --label "aes attestation" -o "$WORK/aes-att.json"
 check_eq "oct-HSM: no public key attestation, as the service" "certificatePemFile,privateKeyAttestation,version" \
   "$(jq -r '.attributes.attestation | keys | join(",")' "$WORK/aes-att.json")"
+
+section "keys read on demand (prefetch_keys 0) and a warm cache file"
+module_config "$WORK/lazy.json" '{"kind":"mhsm","objects":["keys"],"prefetch_keys":0}' \
+  "{\"cache_file\":\"$WORK/lazy-cache\"}"
+stats_reset
+check "pending keys: pkcs11-tool -O (the listing, then every pending key read)" \
+  env AKV_PKCS11_CONFIG="$WORK/lazy.json" pkcs11-tool --module "$AKV_MODULE" -O
+check_nogrep "no attestation object listed" "attestation" "$WORK/check.out"
+check "a later process, the cache file warm: --read-object --label 'ec-signer attestation'" \
+  env AKV_PKCS11_CONFIG="$WORK/lazy.json" pkcs11-tool --module "$AKV_MODULE" --read-object \
+  --type cert --label "ec-signer attestation" -o "$WORK/ec-cert-cached.der"
+check_same_file "the same certificate as without the cache file" "$WORK/ec-cert.der" "$WORK/ec-cert-cached.der"
+check_eq "one listing in all (the second process took the cache file)" 1 "$(stats_get keys.list)"
+check_eq "one attestation request in all" 1 "$(stats_get keys.attestation)"
+fresh_cache
+rm -f "$WORK/lazy-cache"
+stats_reset
+check "pending keys, no cache file: --read-object --label 'ec-signer attestation'" \
+  env AKV_PKCS11_CONFIG="$WORK/lazy.json" pkcs11-tool --module "$AKV_MODULE" --read-object \
+  --type cert --label "ec-signer attestation" -o "$WORK/ec-cert-lazy.der"
+check_same_file "the search by the attestation label read the pending key it names" "$WORK/ec-cert.der" \
+  "$WORK/ec-cert-lazy.der"
+check_eq "only that key was read (the others stay pending)" 1 "$(stats_get keys.get)"
 
 section "a hostile attestation: withdrawn with one warning, the key signs"
 printf 'signed while the attestation is refused\n' >"$WORK/py/data"
