@@ -13,6 +13,8 @@ Modes (each prints "ok: ..." lines and exits 1 at the first failed expectation):
   rotate   handles held across a rotation (ROTATE_CMD rotates the key, the slot's ttl is short):
            the old handles keep the old version's attestation, a new search finds the new one;
            C_DestroyObject and C_SetAttributeValue on an attestation object are refused
+  generate a key pair generated through the module (C_GenerateKeyPair) has its attestation
+           certificate at once, certifying its public key (OUTDIR/made.der)
 """
 import os
 import subprocess
@@ -155,6 +157,20 @@ def main():
         rw.closeSession()
         expect(len(find(s, [(PyKCS11.CKA_CLASS, PyKCS11.CKO_PRIVATE_KEY), (PyKCS11.CKA_LABEL, "signer")])) == 1,
                "the key is still there")
+    elif mode == "generate":
+        rw = lib.openSession(slot, PyKCS11.CKF_SERIAL_SESSION | PyKCS11.CKF_RW_SESSION)
+        p256 = bytes.fromhex("06082a8648ce3d030107")
+        pub_t = [(PyKCS11.CKA_CLASS, PyKCS11.CKO_PUBLIC_KEY), (PyKCS11.CKA_KEY_TYPE, PyKCS11.CKK_EC),
+                 (PyKCS11.CKA_TOKEN, True), (PyKCS11.CKA_EC_PARAMS, p256), (PyKCS11.CKA_LABEL, "made")]
+        priv_t = [(PyKCS11.CKA_CLASS, PyKCS11.CKO_PRIVATE_KEY), (PyKCS11.CKA_KEY_TYPE, PyKCS11.CKK_EC),
+                  (PyKCS11.CKA_TOKEN, True), (PyKCS11.CKA_LABEL, "made"), (PyKCS11.CKA_SIGN, True)]
+        pub, _ = rw.generateKeyPair(pub_t, priv_t, mecha=PyKCS11.MechanismECGENERATEKEYPAIR)
+        made = find(rw, [(PyKCS11.CKA_CLASS, PyKCS11.CKO_CERTIFICATE), (PyKCS11.CKA_LABEL, "made attestation")])
+        expect(len(made) == 1, "a key generated through the module has its attestation certificate at once")
+        expect(attr(rw, made[0], PyKCS11.CKA_PUBLIC_KEY_INFO) == attr(rw, pub, PyKCS11.CKA_PUBLIC_KEY_INFO),
+               "it certifies the generated key's public key")
+        open(os.path.join(out, "made.der"), "wb").write(attr(rw, made[0], PyKCS11.CKA_VALUE))
+        rw.closeSession()
     else:
         sys.exit("unknown mode " + mode)
     s.closeSession()

@@ -167,4 +167,14 @@ check_same_file "the held one the old version's" "$WORK/signer-vault.pem" "$WORK
 check_eq "the held data object names the old version" "$(cat "$WORK/py/old-version")" \
   "$(jq -r .key.kid "$WORK/py/old.json" | sed 's|.*/||')"
 
+section "a key generated through the module"
+check "p11_attest_check.py generate" "$PY" "$PYCHECK" generate "$WORK/py"
+cat "$WORK/check.out"
+openssl x509 -inform DER -in "$WORK/py/made.der" -out "$WORK/made.pem"
+check "openssl verify: its certificate chains to the HSM root" \
+  openssl verify -x509_strict -CAfile "$WORK/chain-3.pem" -untrusted "$WORK/chain-2.pem" "$WORK/made.pem"
+kv_key_pem made "$WORK/made-vault.pem" || fail "reading the generated key"
+openssl x509 -in "$WORK/made.pem" -noout -pubkey >"$WORK/made-certified.pem"
+check_same_file "it certifies the vault's key of that name" "$WORK/made-vault.pem" "$WORK/made-certified.pem"
+
 finish
