@@ -601,7 +601,8 @@ out:
 }
 
 static kv_rc list_all(struct kv_client *cl, const char *op, const char *collection,
-                      const char *id_field, const char *name, struct kv_item_list *out)
+                      const char *id_field, const char *name, int one_page,
+                      struct kv_item_list *out)
 {
   char *url = NULL;
   cJSON *doc = NULL;
@@ -661,7 +662,7 @@ static kv_rc list_all(struct kv_client *cl, const char *op, const char *collecti
     }
     rc = KV_E_PROTOCOL;
     next = cJSON_GetObjectItemCaseSensitive(doc, "nextLink");
-    if (!next || cJSON_IsNull(next) || (cJSON_IsString(next) && !next->valuestring[0]))
+    if (one_page || !next || cJSON_IsNull(next) || (cJSON_IsString(next) && !next->valuestring[0]))
       break;
     if (!cJSON_IsString(next)) {
       akv_err(AKV_LOGC_KV, "%s: nextLink must be a string", op);
@@ -691,26 +692,31 @@ out:
 
 kv_rc kv_list_keys(struct kv_client *cl, struct kv_item_list *out)
 {
-  return list_all(cl, "keys.list", "keys", "kid", NULL, out);
+  return list_all(cl, "keys.list", "keys", "kid", NULL, 0, out);
 }
 
 kv_rc kv_list_key_versions(struct kv_client *cl, const char *name, struct kv_item_list *out)
 {
-  return list_all(cl, "keys.versions", "keys", "kid", name, out);
+  return list_all(cl, "keys.versions", "keys", "kid", name, 0, out);
+}
+
+kv_rc kv_list_key_versions_page(struct kv_client *cl, const char *name, struct kv_item_list *out)
+{
+  return list_all(cl, "keys.versions", "keys", "kid", name, 1, out);
 }
 
 kv_rc kv_list_certificates(struct kv_client *cl, struct kv_item_list *out)
 {
   if (cl->kind == AKV_VAULT_MHSM)
     return KV_E_UNSUPPORTED;
-  return list_all(cl, "certificates.list", "certificates", "id", NULL, out);
+  return list_all(cl, "certificates.list", "certificates", "id", NULL, 0, out);
 }
 
 kv_rc kv_list_secrets(struct kv_client *cl, struct kv_item_list *out)
 {
   if (cl->kind == AKV_VAULT_MHSM)
     return KV_E_UNSUPPORTED;
-  return list_all(cl, "secrets.list", "secrets", "id", NULL, out);
+  return list_all(cl, "secrets.list", "secrets", "id", NULL, 0, out);
 }
 
 /* ---- getters -------------------------------------------------------------------------------------- */

@@ -187,6 +187,8 @@ void kv_item_list_free(struct kv_item_list *l); /* frees contents, not l itself 
 /* Lists follow nextLink until done; a page cap protects against loops. */
 kv_rc kv_list_keys(struct kv_client *cl, struct kv_item_list *out);
 kv_rc kv_list_key_versions(struct kv_client *cl, const char *name, struct kv_item_list *out);
+/* The first page only (up to 25 versions, in the service's order): a bounded look at the versions. */
+kv_rc kv_list_key_versions_page(struct kv_client *cl, const char *name, struct kv_item_list *out);
 kv_rc kv_list_certificates(struct kv_client *cl, struct kv_item_list *out);
 kv_rc kv_list_secrets(struct kv_client *cl, struct kv_item_list *out);
 

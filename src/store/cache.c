@@ -70,7 +70,7 @@ struct akv_cache {
   pthread_t bg;
   int bg_joinable;
   struct {
-    char name[128]; /* a vault key name has at most 127 characters */
+    char name[168]; /* a key name (at most 127 characters), or akv_cache_memo_claim's key */
     int64_t at;     /* when it was read; 0 = free */
   } memo[MEMO_N];
   unsigned memo_next; /* the entry replaced next (round robin) */
@@ -1029,6 +1029,39 @@ void akv_cache_sessions(struct akv_cache *c, CK_SESSION_HANDLE oldest, CK_SESSIO
   pthread_mutex_unlock(&c->lock);
 }
 
+size_t akv_cache_held_find(struct akv_cache *c, const char *name, const unsigned char *id,
+                           size_t id_len, struct akv_object **out, size_t cap)
+{
+  size_t i, n = 0;
+
+  if (!c || __atomic_load_n(&c->n_held, __ATOMIC_ACQUIRE) == 0)
+    return 0;
+  pthread_mutex_lock(&c->lock);
+  for (i = 0; i < c->n_held && n < cap; i++) {
+    struct akv_object *o = c->held[i].obj;
+    const CK_ATTRIBUTE *a = akv_object_attr(o, CKA_ID);
+    if (!akv_source_names(o->src, AKV_SRC_KEY, name) || !a || a->ulValueLen != id_len ||
+        memcmp(a->pValue, id, id_len) != 0)
+      continue;
+    out[n++] = akv_object_ref(o);
+    c->held[i].pinned_below = c->sess_next;
+    c->held[i].used = ++c->use_clock;
+  }
+  pthread_mutex_unlock(&c->lock);
+  return n;
+}
+
+void akv_cache_keep(struct akv_cache *c, struct akv_object *const *objs, size_t n)
+{
+  size_t i;
+  pthread_mutex_lock(&c->lock);
+  for (i = 0; i < n; i++) {
+    mark_handed_out(objs[i]);
+    supersede_inlock(c, objs[i]);
+  }
+  pthread_mutex_unlock(&c->lock);
+}
+
 size_t akv_cache_superseded_count(struct akv_cache *c)
 {
   size_t n;
@@ -1724,6 +1757,26 @@ static int memo_claim_inlock(struct akv_cache *c, const char *name, int64_t now)
   snprintf(c->memo[i].name, sizeof(c->memo[i].name), "%s", name);
   c->memo[i].at = now;
   return 1;
+}
+
+int akv_cache_memo_claim(struct akv_cache *c, const char *key)
+{
+  int claimed;
+  pthread_mutex_lock(&c->lock);
+  claimed = memo_claim_inlock(c, key, akv_now());
+  pthread_mutex_unlock(&c->lock);
+  return claimed;
+}
+
+void akv_cache_memo_forget(struct akv_cache *c, const char *key)
+{
+  unsigned i;
+  pthread_mutex_lock(&c->lock);
+  for (i = 0; i < MEMO_N; i++) {
+    if (c->memo[i].at && strcmp(c->memo[i].name, key) == 0)
+      c->memo[i].at = 0;
+  }
+  pthread_mutex_unlock(&c->lock);
 }
 
 CK_RV akv_cache_read_key(struct akv_cache *c, const char *name, int *published)

@@ -106,6 +106,22 @@ void akv_cache_sessions(struct akv_cache *c, CK_SESSION_HANDLE oldest, CK_SESSIO
  * its source (the key's other versions held by handles stay). */
 CK_RV akv_cache_drop_version(struct akv_cache *c, const struct akv_object *obj);
 
+/* ---- older versions re-found by CKA_ID (src/store/versions.c, docs/lifecycle.md "Keys re-found
+ * by CKA_ID after a rotation") ---------------------------------------------------------------- */
+
+/* The superseded objects of the key name (its "k|NAME" source) whose CKA_ID is id, referenced into
+ * out (at most cap); each is pinned for the sessions open now, like akv_cache_held. */
+size_t akv_cache_held_find(struct akv_cache *c, const char *name, const unsigned char *id,
+                           size_t id_len, struct akv_object **out, size_t cap);
+/* Adds objects of an older version (not in the snapshot) to the superseded table, handed out and
+ * pinned for the sessions open now: the same rules as a superseded object from then on. */
+void akv_cache_keep(struct akv_cache *c, struct akv_object *const *objs, size_t n);
+/* Claims key (at most 167 characters) for a vault request unless it was claimed within the few
+ * seconds of akv_cache_read_key's memo (shared with it): 1 when claimed. akv_cache_memo_forget
+ * clears the claim (the request found what it looked for). */
+int akv_cache_memo_claim(struct akv_cache *c, const char *key);
+void akv_cache_memo_forget(struct akv_cache *c, const char *key);
+
 /* The number of superseded objects the slot holds (logged and tested). */
 size_t akv_cache_superseded_count(struct akv_cache *c);
 

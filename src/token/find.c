@@ -10,6 +10,7 @@
 #include "store/cache.h"
 #include "store/cold.h"
 #include "store/object.h"
+#include "store/versions.h"
 #include "token/find.h"
 #include "token/session.h"
 
@@ -204,6 +205,24 @@ static int label_of(const CK_ATTRIBUTE *t, CK_ULONG n, char *name, size_t len)
   return 1;
 }
 
+/* A search by label and CKA_ID that found nothing: an older version of the key may have that
+ * CKA_ID (a process that re-finds a key it knew before a rotation: docs/lifecycle.md "Keys
+ * re-found by CKA_ID after a rotation"). Its matching objects join the answer. */
+static CK_RV older_version(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n)
+{
+  struct akv_object *objs[AKV_KEY_OBJECTS];
+  size_t n_objs = 0, i, cap = s->find_n;
+  int user = akv_session_logged_in(s);
+  CK_RV rv = akv_versions_refind(s->slot, t, n, objs, &n_objs);
+
+  for (i = 0; i < n_objs; i++) {
+    if (rv == CKR_OK && (user || !objs[i]->is_private) && matches(s, objs[i], t, n))
+      rv = push_handle(s, &cap, objs[i]->handle);
+    akv_object_unref(objs[i]);
+  }
+  return rv;
+}
+
 CK_RV akv_find_init(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n)
 {
   struct akv_snapshot *snap = NULL;
@@ -255,6 +274,8 @@ CK_RV akv_find_init(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n)
     rv = collect(s, snap, t, n);
     akv_snapshot_unref(snap);
   }
+  if (rv == CKR_OK && s->find_n == 0)
+    rv = older_version(s, t, n);
   if (rv != CKR_OK) {
     free(s->find_handles);
     s->find_handles = NULL;

@@ -22,7 +22,17 @@
  *   Prints the heap in use (mallinfo2) after 10 rotations and at the end ("heap N M"), for the
  *   script to judge with the module's own count of superseded objects (its debug log).
  *
- * env: the module's config (AKV_PKCS11_CONFIG). */
+ * usage: p11_rotation_check MODULE refind LABEL OLD_ID NEW_ID DISABLE OUT
+ *   A process started after a rotation and its refresh re-finds the key by LABEL and the CKA_ID
+ *   (hex) it had before (docs/lifecycle.md "Keys re-found by CKA_ID after a rotation"): one private
+ *   key, labelled LABEL, of the old version, which signs (OUT/old.sig); searched again (and its
+ *   public key) without a new versions request; the new CKA_ID finds the new version (OUT/new.sig),
+ *   the label alone only that; a flood of searches by an unknown CKA_ID costs at most one versions
+ *   request per 5 s (the memo); a forked child that calls C_Initialize again re-finds and signs
+ *   with the old version too (OUT/child.sig); after DISABLE (the old version disabled) a new
+ *   C_Initialize finds nothing by the old CKA_ID and the new one still signs.
+ *
+ * env: the module's config (AKV_PKCS11_CONFIG); EMU_STATS and EMU_CA (refind). */
 #include "p11_common.h"
 
 #include "akv-pkcs11.h" /* CKA_AKV_VERSION */
@@ -31,6 +41,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 static unsigned char *data;
 static size_t data_len;
@@ -234,13 +247,179 @@ static int many_mode(struct t_p11 *p, const char *label, long n, const char *rot
   return t_finish("p11_rotation_check many");
 }
 
+/* Hex to bytes (at most cap); the length, 0 on a malformed string. */
+static size_t unhex(const char *hex, unsigned char *out, size_t cap)
+{
+  size_t n = 0;
+  unsigned v;
+  while (hex[0] && hex[1] && n < cap && sscanf(hex, "%2x", &v) == 1) {
+    out[n++] = (unsigned char)v;
+    hex += 2;
+  }
+  return hex[0] ? 0 : n;
+}
+
+/* The objects of class cls labelled label with that CKA_ID in session s (at most 8) into h. */
+static long find_id(struct t_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls, const char *label,
+                    const unsigned char *id, size_t id_len, CK_OBJECT_HANDLE *h)
+{
+  CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof(cls)},
+                      {CKA_ID, (void *)id, id_len},
+                      {CKA_LABEL, (void *)label, strlen(label)}};
+  CK_ULONG got = 0;
+  if (p->f->C_FindObjectsInit(s, t, 3) != CKR_OK)
+    return -1;
+  if (p->f->C_FindObjects(s, h, 8, &got) != CKR_OK)
+    got = 0;
+  p->f->C_FindObjectsFinal(s);
+  return (long)got;
+}
+
+static int64_t versions_requests(void)
+{
+  int64_t total = 0, n = -1;
+  if (t_stats("keys.list_versions", &total, &n) != 0)
+    return -1;
+  return n;
+}
+
+/* A forked child, as the libp11 engine in an nginx worker: C_Initialize again, a new session, the
+ * search by the old CKA_ID and label, a signature. Exits 0 when it signed. */
+static void child_refind(struct t_p11 *p, const char *label, const unsigned char *id, size_t id_len,
+                         const char *sig)
+{
+  CK_C_INITIALIZE_ARGS args = {.flags = CKF_OS_LOCKING_OK};
+  CK_SESSION_HANDLE s;
+  CK_OBJECT_HANDLE h[8];
+  CK_RV rv = p->f->C_Initialize(&args);
+
+  if (rv != CKR_OK) {
+    fprintf(stderr, "child: C_Initialize: %s\n", t_rv_name(rv));
+    _exit(2);
+  }
+  if (p->f->C_OpenSession(p->slot, CKF_SERIAL_SESSION, NULL, NULL, &s) != CKR_OK)
+    _exit(3);
+  if (find_id(p, s, CKO_PRIVATE_KEY, label, id, id_len, h) != 1)
+    _exit(4);
+  rv = sign_to(p, s, h[0], sig);
+  p->f->C_Finalize(NULL);
+  _exit(rv == CKR_OK ? 0 : 5);
+}
+
+static int refind_mode(struct t_p11 *p, const char *module, const char *label, const char *old_hex,
+                       const char *new_hex, const char *disable, const char *out)
+{
+  unsigned char old_id[64], new_id[64], bogus[20];
+  size_t old_len = unhex(old_hex, old_id, sizeof(old_id));
+  size_t new_len = unhex(new_hex, new_id, sizeof(new_id));
+  CK_OBJECT_HANDLE h[8], h_old = CK_INVALID_HANDLE, h_new = CK_INVALID_HANDLE;
+  char v_old[128], v_new[128];
+  int64_t r0, r1, r2;
+  CK_ULONG len = 0;
+  unsigned char *v;
+  long got, i, floods = 20;
+  time_t started;
+  int status = -1;
+  pid_t pid;
+  CK_RV rv;
+
+  t_check(old_len && new_len && (old_len != new_len || memcmp(old_id, new_id, old_len)),
+          "the old and new CKA_IDs differ (%s, %s)", old_hex, new_hex);
+  r0 = versions_requests();
+  got = find_id(p, p->sess, CKO_PRIVATE_KEY, label, old_id, old_len, h);
+  r1 = versions_requests();
+  t_check(got == 1, "a search by the old CKA_ID and label finds one private key (%ld)", got);
+  if (got != 1)
+    return t_finish("p11_rotation_check refind");
+  h_old = h[0];
+  t_check(r0 >= 0 && r1 - r0 == 1, "it read the key's versions once (%lld)", (long long)(r1 - r0));
+  v = t_attr_new(p, h_old, CKA_LABEL, &len);
+  t_check(v && len == strlen(label) && memcmp(v, label, len) == 0,
+          "its CKA_LABEL is the label searched (%.*s)", v ? (int)len : 0, v ? (char *)v : "");
+  free(v);
+  v = t_attr_new(p, h_old, CKA_ID, &len);
+  t_check(v && len == old_len && memcmp(v, old_id, len) == 0, "its CKA_ID is the old one");
+  free(v);
+  rv = sign_to(p, p->sess, h_old, path(out, "old.sig"));
+  t_check(rv == CKR_OK, "it signs (%s)", t_rv_name(rv));
+  got = find_id(p, p->sess, CKO_PRIVATE_KEY, label, old_id, old_len, h);
+  t_check(got == 1 && h[0] == h_old, "searched again it is the same handle");
+  got = find_id(p, p->sess, CKO_PUBLIC_KEY, label, old_id, old_len, h);
+  t_check(got == 1 && h[0] != h_old, "its public key is found by the old CKA_ID too");
+  r2 = versions_requests();
+  t_check(r2 == r1, "neither search asked the vault for the versions again (%lld)",
+          (long long)(r2 - r1));
+
+  got = find_id(p, p->sess, CKO_PRIVATE_KEY, label, new_id, new_len, h);
+  t_check(got == 1 && h[0] != h_old, "the new CKA_ID finds the new version, another handle");
+  if (got == 1)
+    h_new = h[0];
+  version_of(p, h_old, v_old, sizeof(v_old));
+  version_of(p, h_new, v_new, sizeof(v_new));
+  t_check(v_old[0] && strcmp(v_old, v_new) != 0, "of another version (old %s, new %s)", v_old,
+          v_new);
+  rv = sign_to(p, p->sess, h_new, path(out, "new.sig"));
+  t_check(rv == CKR_OK, "the new version signs (%s)", t_rv_name(rv));
+  t_check(count_label(p, CKO_PRIVATE_KEY, label, &h[0]) == 1 && h[0] == h_new,
+          "a search by the label alone finds the new version only");
+
+  memset(bogus, 0x5a, sizeof(bogus));
+  r1 = versions_requests();
+  started = time(NULL);
+  for (i = 0; i < floods; i++) {
+    if (find_id(p, p->sess, CKO_PRIVATE_KEY, label, bogus, sizeof(bogus), h) != 0)
+      break;
+  }
+  r2 = versions_requests();
+  t_check(i == floods, "%ld searches by an unknown CKA_ID find nothing", floods);
+  t_check(r2 - r1 >= 1 && r2 - r1 <= 1 + (time(NULL) - started) / 5,
+          "and cost %lld versions request(s) in %lld s (the memo: at most one per 5 s)",
+          (long long)(r2 - r1), (long long)(time(NULL) - started));
+
+  fflush(stdout);
+  pid = fork();
+  if (pid == 0)
+    child_refind(p, label, old_id, old_len, path(out, "child.sig"));
+  if (pid < 0 || waitpid(pid, &status, 0) != pid)
+    status = -1;
+  t_check(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+          "a forked child (C_Initialize again) re-finds the old version and signs (status %d)",
+          WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+
+  run(disable);
+  t_p11_close(p);
+  t_p11_open(p, module);
+  got = find_id(p, p->sess, CKO_PRIVATE_KEY, label, old_id, old_len, h);
+  t_check(got == 0,
+          "with the old version disabled, a new C_Initialize finds nothing by its CKA_ID");
+  got = find_id(p, p->sess, CKO_PRIVATE_KEY, label, new_id, new_len, h);
+  rv = got == 1 ? sign_to(p, p->sess, h[0], NULL) : CKR_OBJECT_HANDLE_INVALID;
+  t_check(rv == CKR_OK, "the new CKA_ID still finds the new version, which signs (%s)",
+          t_rv_name(rv));
+  return t_finish("p11_rotation_check refind");
+}
+
+/* Prints the CKA_ID (hex) of the private key label. */
+static int id_mode(struct t_p11 *p, const char *label)
+{
+  CK_OBJECT_HANDLE h = t_find(p, CKO_PRIVATE_KEY, label);
+  CK_ULONG len = 0;
+  unsigned char *v = h != CK_INVALID_HANDLE ? t_attr_new(p, h, CKA_ID, &len) : NULL;
+  char *hex = v ? t_hex_new(v, len) : NULL;
+  if (hex)
+    printf("%s\n", hex);
+  free(hex);
+  free(v);
+  return hex ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
   struct t_p11 p;
   int rc;
 
   if (argc < 4) {
-    fprintf(stderr, "usage: %s MODULE key|cert|many LABEL ...\n", argv[0]);
+    fprintf(stderr, "usage: %s MODULE key|cert|many|refind|id LABEL ...\n", argv[0]);
     return 2;
   }
   t_p11_open(&p, argv[1]);
@@ -256,8 +435,13 @@ int main(int argc, char **argv)
     data_len = sizeof(fixed) - 1;
     rc = many_mode(&p, argv[3], strtol(argv[4], NULL, 10), argv[5]);
     data = NULL;
+  } else if (strcmp(argv[2], "refind") == 0 && argc == 8) {
+    data = t_read_file_new(path(argv[7], "data"), &data_len);
+    rc = data ? refind_mode(&p, argv[1], argv[3], argv[4], argv[5], argv[6], argv[7]) : 1;
+  } else if (strcmp(argv[2], "id") == 0 && argc == 4) {
+    rc = id_mode(&p, argv[3]);
   } else {
-    fprintf(stderr, "usage: %s MODULE key|cert|many LABEL ...\n", argv[0]);
+    fprintf(stderr, "usage: %s MODULE key|cert|many|refind|id LABEL ...\n", argv[0]);
     rc = 2;
   }
   free(data);

@@ -7,7 +7,8 @@
 # the old version then makes the held handle answer CKR_KEY_HANDLE_INVALID. The same for a
 # certificate renewed with a new key, for a process that learned the objects from the cache file,
 # and 100 rotations in one process, which keep the superseded objects bounded (the module's own
-# count, in its debug log) and the heap flat.
+# count, in its debug log) and the heap flat. A new process (and a forked child) that re-finds the
+# key by the CKA_ID and label it had before the rotation gets the old version while it is enabled.
 . "$(dirname "$0")/lib.sh"
 need_tool openssl jq curl
 need_module
@@ -122,6 +123,32 @@ verify_with "the held key's signature verifies with the old certificate's key" \
   "$WORK/cert/old.sig" "$WORK/cert-old.pem"
 verify_with "the new key's signature verifies with the new certificate's key" \
   "$WORK/cert/new.sig" "$WORK/cert-new.pem"
+
+section "a key re-found by its old CKA_ID and label after the rotation (a new process, a forked child)"
+# What the libp11 engine does in a forked nginx worker (docs/lifecycle.md "Keys re-found by CKA_ID
+# after a rotation"): the search by the CKA_ID and label it remembered, after the refresh.
+kv_create_rsa refind-rsa 2048 || fail "seeding refind-rsa"
+r_old=$(kv_call GET /keys/refind-rsa | version_of) || fail "version"
+kv_key_pem refind-rsa "$WORK/refind-old.pem" "$r_old" || fail "old public key"
+r_old_id=$(AKV_PKCS11_CONFIG="$WORK/ttl0.json" "$P11_ROTATION_CHECK" "$AKV_MODULE" id refind-rsa) ||
+  fail "the CKA_ID before the rotation"
+check_eq "the module's CKA_ID is the SHA-1 of the old version's public key" \
+  "$(kv_key_der refind-rsa "$WORK/refind-old.der" "$r_old" && der_id "$WORK/refind-old.der")" "$r_old_id"
+kv_rotate refind-rsa || fail "rotating refind-rsa"
+r_new_id=$(kv_key_id refind-rsa) || fail "the new CKA_ID"
+kv_key_pem refind-rsa "$WORK/refind-new.pem" || fail "new public key"
+hook refind-disable.sh "rest PATCH /keys/refind-rsa/$r_old '{\"attributes\":{\"enabled\":false}}' >/dev/null"
+mkdir -p "$WORK/refind"
+cp "$WORK/data" "$WORK/refind/data"
+AKV_PKCS11_LOG_LEVEL=info AKV_PKCS11_CONFIG="$WORK/ttl0.json" run_check refind refind refind-rsa "$r_old_id" "$r_new_id" \
+  "$WORK/refind-disable.sh" "$WORK/refind"
+verify_with "the re-found key's signature verifies with the old version's public key" \
+  "$WORK/refind/old.sig" "$WORK/refind-old.pem"
+verify_with "the forked child's signature too" "$WORK/refind/child.sig" "$WORK/refind-old.pem"
+verify_with "the new CKA_ID's signature verifies with the new version's public key" \
+  "$WORK/refind/new.sig" "$WORK/refind-new.pem"
+check_grep "the module logged the older version it found" \
+  "key refind-rsa: a search by CKA_ID found version $r_old" "$WORK/refind.err"
 
 section "100 rotations in one process: superseded objects bounded, heap flat"
 kv_create_rsa many-rsa 2048 || fail "seeding many-rsa"

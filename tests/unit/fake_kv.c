@@ -339,6 +339,11 @@ kv_rc kv_list_key_versions(struct kv_client *cl, const char *name, struct kv_ite
   return out->n ? KV_OK : KV_E_NOT_FOUND;
 }
 
+kv_rc kv_list_key_versions_page(struct kv_client *cl, const char *name, struct kv_item_list *out)
+{
+  return kv_list_key_versions(cl, name, out);
+}
+
 static void bn_out(const BIGNUM *bn, size_t pad, unsigned char **p, size_t *len)
 {
   size_t n = pad ? pad : (size_t)BN_num_bytes(bn);
