@@ -183,6 +183,11 @@ CK_OBJECT_HANDLE akv_module_next_handle(void)
   return (CK_OBJECT_HANDLE)atomic_fetch_add(&akv_state.next_handle, 1);
 }
 
+CK_OBJECT_HANDLE akv_module_next_handles(CK_ULONG n)
+{
+  return (CK_OBJECT_HANDLE)atomic_fetch_add(&akv_state.next_handle, n);
+}
+
 int akv_threads_allowed(void)
 {
   return akv_state.threads_ok;

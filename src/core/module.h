@@ -28,6 +28,8 @@ size_t akv_module_slot_count(void);
 
 /* A new object handle: per-process counter, never reused while initialised. */
 CK_OBJECT_HANDLE akv_module_next_handle(void);
+/* The first of n consecutive new handles (the handle registry's blocks, src/store/handles.c). */
+CK_OBJECT_HANDLE akv_module_next_handles(CK_ULONG n);
 
 /* False when the application said CKF_LIBRARY_CANT_CREATE_OS_THREADS: no background refresh. */
 int akv_threads_allowed(void);

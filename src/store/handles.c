@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "core/module.h"
 #include "store/handles.h"
 
@@ -13,27 +15,49 @@
 
 /* ---- handle registry ------------------------------------------------------------------------ */
 
+/* One entry per (slot, id): a vault key version, certificate or secret. Its objects of the five
+ * standard classes take the handles base + class_offset, so a key version's private and public
+ * objects cost one entry, and the identity is held inline (16 bytes of the SHA-256 of slot and id:
+ * a collision among 10^6 ids has odds below 10^-26), with no allocation per entry. Objects of
+ * other classes have an entry of their own (the class enters the digest). */
+#define HANDLE_BLOCK 5
+
 struct reg_entry {
-  char *ident;
-  CK_OBJECT_HANDLE handle;
+  unsigned char ident[16];
+  CK_OBJECT_HANDLE base; /* 0: free slot */
 };
 
 static struct {
   pthread_mutex_t lock;
-  struct reg_entry *v; /* open addressing, power-of-two capacity */
+  struct reg_entry *v; /* open addressing, linear probing, power-of-two capacity, load <= 3/4 */
   size_t n, cap;
 } reg = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static atomic_int secrets_cached;
 
-static uint64_t hash_str(const char *s)
+static int class_offset(CK_OBJECT_CLASS cls)
 {
-  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-  while (*s) {
-    h ^= (unsigned char)*s++;
-    h *= 1099511628211ULL;
+  switch (cls) {
+  case CKO_PRIVATE_KEY:
+    return 0;
+  case CKO_PUBLIC_KEY:
+    return 1;
+  case CKO_SECRET_KEY:
+    return 2;
+  case CKO_CERTIFICATE:
+    return 3;
+  case CKO_DATA:
+    return 4;
+  default:
+    return -1;
   }
-  return h;
+}
+
+static size_t slot_of(const unsigned char ident[16], size_t cap)
+{
+  uint64_t h;
+  memcpy(&h, ident, sizeof(h)); /* the digest's bytes are uniform */
+  return (size_t)h & (cap - 1);
 }
 
 static int reg_grow_inlock(void)
@@ -43,9 +67,9 @@ static int reg_grow_inlock(void)
   if (!v)
     return -1;
   for (i = 0; i < reg.cap; i++) {
-    if (!reg.v[i].ident)
+    if (!reg.v[i].base)
       continue;
-    for (j = hash_str(reg.v[i].ident) & (cap - 1); v[j].ident; j = (j + 1) & (cap - 1))
+    for (j = slot_of(reg.v[i].ident, cap); v[j].base; j = (j + 1) & (cap - 1))
       ;
     v[j] = reg.v[i];
   }
@@ -55,28 +79,59 @@ static int reg_grow_inlock(void)
   return 0;
 }
 
-CK_OBJECT_HANDLE akv_handle_for(const char *ident)
+/* 16 bytes of SHA-256(slot, group, id): group names the class for classes outside the block. */
+static int ident_of(CK_SLOT_ID slot, CK_OBJECT_CLASS cls, const char *id, unsigned char out[16])
 {
-  CK_OBJECT_HANDLE h = 0;
+  uint64_t head[2] = {(uint64_t)slot, class_offset(cls) < 0 ? (uint64_t)cls : UINT64_MAX};
+  unsigned char md[32];
+  unsigned int mdlen = 0;
+  EVP_MD *sha = EVP_MD_fetch(akv_libctx(), "SHA256", NULL);
+  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+  int ok = sha && ctx && EVP_DigestInit_ex(ctx, sha, NULL) &&
+           EVP_DigestUpdate(ctx, head, sizeof(head)) && EVP_DigestUpdate(ctx, id, strlen(id)) &&
+           EVP_DigestFinal_ex(ctx, md, &mdlen) && mdlen == sizeof(md);
+
+  EVP_MD_CTX_free(ctx);
+  EVP_MD_free(sha);
+  if (ok)
+    memcpy(out, md, 16);
+  return ok ? 0 : -1;
+}
+
+CK_OBJECT_HANDLE akv_handle_for(CK_SLOT_ID slot, CK_OBJECT_CLASS cls, const char *id)
+{
+  unsigned char ident[16];
+  CK_OBJECT_HANDLE base = 0;
+  int off = class_offset(cls);
   size_t i;
 
+  if (ident_of(slot, cls, id ? id : "", ident) != 0)
+    return 0;
   pthread_mutex_lock(&reg.lock);
-  if ((reg.n + 1) * 2 > reg.cap && reg_grow_inlock() != 0)
+  if ((reg.n + 1) * 4 > reg.cap * 3 && reg_grow_inlock() != 0)
     goto out;
-  for (i = hash_str(ident) & (reg.cap - 1); reg.v[i].ident; i = (i + 1) & (reg.cap - 1)) {
-    if (strcmp(reg.v[i].ident, ident) == 0) {
-      h = reg.v[i].handle;
+  for (i = slot_of(ident, reg.cap); reg.v[i].base; i = (i + 1) & (reg.cap - 1)) {
+    if (memcmp(reg.v[i].ident, ident, sizeof(ident)) == 0) {
+      base = reg.v[i].base;
       goto out;
     }
   }
-  reg.v[i].ident = strdup(ident);
-  if (!reg.v[i].ident)
-    goto out;
-  reg.v[i].handle = h = akv_module_next_handle();
+  base = akv_module_next_handles(off < 0 ? 1 : HANDLE_BLOCK);
+  memcpy(reg.v[i].ident, ident, sizeof(ident));
+  reg.v[i].base = base;
   reg.n++;
 out:
   pthread_mutex_unlock(&reg.lock);
-  return h;
+  return base ? base + (CK_OBJECT_HANDLE)(off < 0 ? 0 : off) : 0;
+}
+
+size_t akv_handles_count(void)
+{
+  size_t n;
+  pthread_mutex_lock(&reg.lock);
+  n = reg.n;
+  pthread_mutex_unlock(&reg.lock);
+  return n;
 }
 
 CK_RV akv_handles_init(void)
@@ -87,10 +142,7 @@ CK_RV akv_handles_init(void)
 
 void akv_handles_free(void)
 {
-  size_t i;
   pthread_mutex_lock(&reg.lock);
-  for (i = 0; i < reg.cap; i++)
-    free(reg.v[i].ident);
   free(reg.v);
   reg.v = NULL;
   reg.n = reg.cap = 0;

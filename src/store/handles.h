@@ -6,9 +6,14 @@
 
 #include "core/akv.h"
 
-/* The handle of an object identity ("slot|class|id"): the same for the same identity as long as
- * the module stays initialised, a new one otherwise. 0 on allocation failure. */
-CK_OBJECT_HANDLE akv_handle_for(const char *ident);
+/* The handle of the object of class cls with source id id (a key version's kid, a certificate's or
+ * secret's id) on slot: the same for the same identity as long as the module stays initialised, a
+ * new one otherwise. The objects of one (slot, id) share a registry entry: their handles are
+ * consecutive (private key, public key, secret key, certificate, data object; a key version's
+ * private key h, its public key h + 1). 0 on failure. */
+CK_OBJECT_HANDLE akv_handle_for(CK_SLOT_ID slot, CK_OBJECT_CLASS cls, const char *id);
+/* Registry entries (unit-memory: one per key version, not one per object). */
+size_t akv_handles_count(void);
 
 /* Life of the registry and the budget: C_Initialize, C_Finalize, a forked child's C_Initialize
  * (which abandons the parent's registry without freeing it). */

@@ -466,26 +466,11 @@ static void pkey_expire(struct akv_keyent *ke, int64_t now, int64_t ttl)
 
 /* ---- token objects ------------------------------------------------------------------------- */
 
-/* Identity under which the handle is registered: stable for the same slot, class and id. The id
- * (a full URL) enters as 96 bits of its SHA-256 in base64url, so the registry keeps a short string
- * per object (a collision among 10^6 objects has odds below 10^-16). */
+/* The handle registered for the slot, class and id (src/store/handles.h): stable across refreshes,
+ * shared in one registry entry by the objects of the same id. */
 static CK_RV assign_handle(struct akv_object *obj, const char *id)
 {
-  static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  unsigned char md[32];
-  char ident[64], h[17];
-  size_t mdlen = 0, i;
-
-  if (!id)
-    id = "";
-  if (!EVP_Q_digest(akv_libctx(), "SHA256", NULL, id, strlen(id), md, &mdlen) || mdlen != 32)
-    return CKR_GENERAL_ERROR;
-  for (i = 0; i < 16; i++) /* 6 bits of md per character */
-    h[i] = b64[(md[(i * 6) / 8] << 8 | md[(i * 6) / 8 + 1]) >> (10 - (i * 6) % 8) & 63];
-  h[16] = 0;
-  snprintf(ident, sizeof(ident), "%lu|%lu|%s", (unsigned long)obj->slot->id,
-           (unsigned long)obj->cls, h);
-  obj->handle = akv_handle_for(ident);
+  obj->handle = akv_handle_for(obj->slot->id, obj->cls, id);
   return obj->handle ? CKR_OK : CKR_HOST_MEMORY;
 }
 

@@ -152,17 +152,29 @@ static void test_matches(void **state)
   akv_object_unref(obj);
 }
 
-/* The same identity gets the same handle while the registry lives; another identity another. */
+/* The same identity gets the same handle while the registry lives; another identity another. The
+ * objects of one id share a registry entry: a key version's private and public objects take
+ * consecutive handles, other slots and other ids other handles. */
 static void test_handles(void **state)
 {
-  CK_OBJECT_HANDLE a, b, c;
+  CK_OBJECT_HANDLE a, b, c, d, e, v;
+  size_t n0 = akv_handles_count();
   (void)state;
-  a = akv_handle_for("0|3|k|signer");
-  b = akv_handle_for("0|3|k|signer");
-  c = akv_handle_for("0|2|k|signer");
-  assert_true(a != CK_INVALID_HANDLE && c != CK_INVALID_HANDLE);
+  a = akv_handle_for(0, CKO_PRIVATE_KEY, "https://v/keys/signer/1");
+  b = akv_handle_for(0, CKO_PRIVATE_KEY, "https://v/keys/signer/1");
+  c = akv_handle_for(0, CKO_PUBLIC_KEY, "https://v/keys/signer/1");
+  d = akv_handle_for(1, CKO_PRIVATE_KEY, "https://v/keys/signer/1");
+  e = akv_handle_for(0, CKO_PRIVATE_KEY, "https://v/keys/signer/2");
+  v = akv_handle_for(0, CKO_VENDOR_DEFINED, "https://v/keys/signer/1");
+  assert_true(a != CK_INVALID_HANDLE && c != CK_INVALID_HANDLE && v != CK_INVALID_HANDLE);
   assert_int_equal(a, b);
-  assert_true(a != c);
+  assert_int_equal(c, a + 1);
+  assert_true(d != a && d != c && e != a && e != c && e != d);
+  assert_true(v != a && v != c && v != d && v != e);
+  assert_int_equal(akv_handle_for(0, CKO_VENDOR_DEFINED, "https://v/keys/signer/1"), v);
+  assert_int_equal(akv_handle_for(1, CKO_PUBLIC_KEY, "https://v/keys/signer/1"), d + 1);
+  /* signer/1 on slot 0 and on slot 1, signer/2, the vendor-class object */
+  assert_int_equal(akv_handles_count() - n0, 4);
 }
 
 /* The per-slot cache lists the fake vault once and serves the snapshot within the TTL; its
