@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "store/attest_obj.h"
 #include "store/cache.h"
 #include "token/login.h"
 #include "core/module.h"
@@ -441,6 +442,13 @@ static CK_RV session_object(struct akv_session *s, CK_OBJECT_HANDLE h, struct ak
 CK_RV akv_session_object(struct akv_session *s, CK_OBJECT_HANDLE h, struct akv_object **out)
 {
   CK_RV rv = session_object(s, h, out);
+  /* The attestation objects of a refused attestation are gone for every call (docs/usage.md "Key
+   * attestation for a CA"). */
+  if (rv == CKR_OK && (*out)->att && akv_attest_refused((*out)->att)) {
+    akv_object_unref(*out);
+    *out = NULL;
+    rv = CKR_OBJECT_HANDLE_INVALID;
+  }
   return rv == CKR_USER_NOT_LOGGED_IN ? CKR_OBJECT_HANDLE_INVALID : rv;
 }
 
