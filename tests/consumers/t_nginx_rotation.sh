@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Consumer: a long-running nginx (libp11 engine, docs/usage.md recipe nginx) across a rotation of its
-# keys (docs/lifecycle.md "Handles held across a rotation"). nginx runs with the documented
-# configuration (one worker, so that the worker has found its keys before the rotation) and a slot
-# TTL of 2 s; curl --cacert completes TLS handshakes with the RSA and the EC key before, during and
-# after both keys are rotated in the vault and the TTL passes, all verified against the unchanged
-# certificates (made for the old versions). Then the recipe's next step: certificates for the new
-# versions and nginx -s reload; the new workers serve them, verified against the vault's new public
-# keys.
+# keys (docs/lifecycle.md "Handles held across a rotation", "Keys re-found by CKA_ID after a
+# rotation"). nginx runs with the documented configuration (2 workers) and a slot TTL of 2 s; curl
+# --cacert completes TLS handshakes with the RSA and the EC key before, during and after both keys
+# are rotated in the vault and the TTL passes, all verified against the unchanged certificates (made
+# for the old versions). Then both workers are replaced (SIGQUIT: the master starts new ones), so
+# every later handshake is by a worker whose first handshake, and so the engine's search by the
+# CKA_ID and label the master read, comes after the rotation and refresh: those verify against the
+# old certificates too. Then the recipe's next step: certificates for the new versions and
+# nginx -s reload; the new workers serve them, verified against the vault's new public keys.
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 need_pkg nginx libengine-pkcs11-openssl curl
-need_tool nginx curl openssl
+need_tool nginx curl openssl pgrep comm
 need_module
 
 consumer_vault
 TTL=2
-jq --argjson t "$TTL" '.slots[] += {ttl: $t}' "$WORK/config.json" >"$WORK/config.tmp" &&
+# log_level info: the module's line for a key re-found by its old CKA_ID reaches nginx's error log.
+jq --argjson t "$TTL" '.slots[] += {ttl: $t} | .log_level = "info"' "$WORK/config.json" >"$WORK/config.tmp" &&
   mv "$WORK/config.tmp" "$WORK/config.json" && chmod 600 "$WORK/config.json" || fail "ttl"
 P1=$(free_port) || fail "no free port"
 P2=$(free_port) || fail "no free port"
@@ -25,7 +28,7 @@ N="$WORK/pub/nginx"
 PIDFILE="$WORK/pub/nginx.pid"
 # shellcheck disable=SC2034 # (read by recipe, lib.sh)
 RECIPE_SUBST=(/etc/nginx/akv "$N" /var/lib/akv-pkcs11-nginx "$WORK/pub/nginx-home"
-  /run/nginx-akv.pid "$PIDFILE" 8443 "$P1" 8444 "$P2" "worker_processes 2;" "worker_processes 1;")
+  /run/nginx-akv.pid "$PIDFILE" 8443 "$P1" 8444 "$P2")
 worker_user
 
 section "nginx $(pkg_version nginx) with the vault keys (slot ttl $TTL s)"
@@ -97,6 +100,38 @@ for k in rsa ec; do
     "^Verification: OK" "$WORK/s_client-$k.out"
 done
 check_eq "the master is the same process" "$MASTER" "$(cat "$PIDFILE")"
+
+section "new workers after the rotation: the engine re-finds the keys by their old CKA_ID"
+# workers: the master's children (nginx's worker processes), one pid a line, sorted.
+workers() { { pgrep -P "$MASTER" || true; } | sort; }
+old_workers=$(workers)
+check_eq "nginx runs 2 workers" 2 "$(printf '%s\n' "$old_workers" | grep -c .)"
+for w in $old_workers; do kill -QUIT "$w" 2>/dev/null || true; done
+new_workers=""
+for _ in $(seq 100); do # the master starts a new worker for each within a second or two
+  cur=$(workers)
+  if [ "$(printf '%s\n' "$cur" | grep -c .)" = 2 ] && [ -z "$(comm -12 <(printf '%s\n' "$old_workers") <(printf '%s\n' "$cur"))" ]; then
+    new_workers=$cur
+    break
+  fi
+  sleep 0.1
+done
+check "the master replaced both workers (new: ${new_workers//$'\n'/ })" test -n "$new_workers"
+handshakes respawned 5
+check_eq "10 handshakes by the new workers, verified against the old versions' certificates" \
+  10 "$(count ok respawned)"
+sed 's/^/#   curl| /' "$WORK/hs-respawned.err" 2>/dev/null | head -n 5
+check_grep "the new workers' engine re-found mykey's old version by its CKA_ID (module log)" \
+  "key mykey: a search by CKA_ID found version $old_rsa" "$N/error.log"
+check_grep "and myeckey's" "key myeckey: a search by CKA_ID found version $old_ec" "$N/error.log"
+for k in rsa ec; do
+  if [ $k = rsa ]; then port=$P1; else port=$P2; fi
+  printf 'GET / HTTP/1.0\r\nHost: localhost\r\n\r\n' | timeout 30 openssl s_client -connect "127.0.0.1:$port" \
+    -servername localhost -CAfile "$WORK/$k-old.pem" -verify_return_error -brief -ign_eof \
+    >"$WORK/s_client2-$k.out" 2>&1 || true
+  check_grep "$k: s_client verifies a new worker's handshake against the old version's certificate" \
+    "^Verification: OK" "$WORK/s_client2-$k.out"
+done
 
 section "the recipe's next step: certificates for the new versions, nginx -s reload"
 export OPENSSL_CONF="$N/openssl.cnf" AKV_PKCS11_CONFIG="$N/config.json"
