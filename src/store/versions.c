@@ -134,7 +134,7 @@ CK_RV akv_versions_refind(struct akv_slot *slot, const CK_ATTRIBUTE *t, CK_ULONG
                           struct akv_object **out, size_t *n_out)
 {
   const CK_ATTRIBUTE *label = attr_of(t, n, CKA_LABEL), *ida = attr_of(t, n, CKA_ID);
-  const CK_ATTRIBUTE *cls = attr_of(t, n, CKA_CLASS);
+  const CK_ATTRIBUTE *cls = attr_of(t, n, CKA_CLASS), *tok = attr_of(t, n, CKA_TOKEN);
   struct akv_cache *c = slot->cache;
   char name[128], cur[128] = "", memo[168];
   const unsigned char *id;
@@ -146,6 +146,9 @@ CK_RV akv_versions_refind(struct akv_slot *slot, const CK_ATTRIBUTE *t, CK_ULONG
   *n_out = 0;
   if (!label || !ida || !label->ulValueLen || label->ulValueLen >= sizeof(name) ||
       !ida->ulValueLen || memchr(label->pValue, 0, label->ulValueLen))
+    return CKR_OK;
+  /* Token objects only. */
+  if (tok && (tok->ulValueLen != sizeof(CK_BBOOL) || !*(const CK_BBOOL *)tok->pValue))
     return CKR_OK;
   /* Keys only: a certificate is not re-found by its older versions (docs/lifecycle.md). */
   if (cls && (cls->ulValueLen != sizeof(cv) || (memcpy(&cv, cls->pValue, sizeof(cv)),
