@@ -2011,7 +2011,7 @@ static CK_RV cold_apply_inlock(struct akv_cache *c,
 }
 
 CK_RV akv_cache_cold_add(struct akv_cache *c, const char *name, struct akv_object *const *add,
-                         size_t n_add, int *landed)
+                         size_t n_add, int64_t read_at, int *landed)
 {
   struct akv_snapshot *old, *snap;
   size_t i, n = 0;
@@ -2046,8 +2046,8 @@ CK_RV akv_cache_cold_add(struct akv_cache *c, const char *name, struct akv_objec
   snap->n = n;
   snap->refs = 1;
   snap->built_at = 0; /* not a listing: any listing or cache file is newer */
-  if (!old)
-    c->cold_at = akv_now();
+  if (!old || read_at < c->cold_at)
+    c->cold_at = read_at; /* served for one ttl from the oldest read */
   c->cold = snap;
   snprintf(c->cold_names[c->n_cold_names++], sizeof(c->cold_names[0]), "%s", name);
   akv_snapshot_unref(old);

@@ -61,13 +61,14 @@ CK_RV akv_cache_reread(struct akv_cache *c, const struct akv_object *obj,
  * snapshot when name was read already, else NULL (read it, then akv_cache_cold_add). */
 CK_RV akv_cache_get_for(struct akv_cache *c, const char *name, struct akv_snapshot **out,
                         int *cold);
-/* Records what a cold search read for name (the objects of its key and certificate, referenced
- * here; none when the slot shows neither): they join the cold snapshot, found by handle until the
- * first listing lands, whose objects of the same sources take their handles and marks. *landed
- * when the listing landed meanwhile (nothing recorded). CKR_FUNCTION_FAILED when AKV_COLD_NAMES
- * names are recorded already. */
+/* Records what a cold search read for name at read_at (the objects of its key and certificate,
+ * referenced here; none when the slot shows neither), from the vault or from the cache file's
+ * record of that name: they join the cold snapshot, found by handle until the first listing lands,
+ * whose objects of the same sources take their handles and marks; the cold snapshot serves for one
+ * ttl from its oldest read. *landed when the listing landed meanwhile (nothing recorded).
+ * CKR_FUNCTION_FAILED when AKV_COLD_NAMES names are recorded already. */
 CK_RV akv_cache_cold_add(struct akv_cache *c, const char *name, struct akv_object *const *add,
-                         size_t n_add, int *landed);
+                         size_t n_add, int64_t read_at, int *landed);
 /* A cold search found no key of that name (404): the listing's search for it does not ask the
  * vault again within the few seconds of akv_cache_read_key's memo. */
 void akv_cache_cold_missed(struct akv_cache *c, const char *name);

@@ -3,7 +3,8 @@
  * "The cache file"). Layout: one header line, then JSON:
  *   akv-pkcs11-cache 4 MAC
  *   {"format":4,"slots":[{"fp":SLOT-FINGERPRINT,"built_at":T,"keys":[KEY...],"certs":[CERT...],
- *              "secrets":[SECRET...],"pending":[{"name":N,"created":T,"updated":T}...]}]}
+ *              "secrets":[SECRET...],"pending":[{"name":N,"created":T,"updated":T}...]}],
+ *    "names":[{"fp":SLOT-FINGERPRINT,"name":N,"read_at":T,"keys":[KEY],"certs":[CERT]}...]}
  * MAC is the hex HMAC-SHA256, under the user's key file (config directory, never the cache
  * directory), of "akv-pkcs11-cache 4\n" followed by the JSON bytes. KEY is {"src":S,"bundle":B}
  * with B a KeyBundle as the vault sends it (public JWK, attributes, tags, managed); CERT is
@@ -14,7 +15,8 @@
  * from the file never count as fetched (src_fetched_at 0), so the next refresh reads them from the
  * vault again. The fingerprint covers everything in the slot's config that changes the object
  * list and the credential identity, so a changed config or another identity never reuses an old
- * entry. */
+ * entry. "names" holds what cold searches by label read (docs/design.md "Cold search by label"):
+ * one record per fingerprint and name, never a listing (only a search by that label reads it). */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -58,6 +60,13 @@
 #define MAX_SKEW_S 60
 #define MAX_TIME 253402300799.0 /* 9999-12-31T23:59:59Z */
 #define MAX_CHAIN 64
+/* Per-name records kept: per fingerprint (what one process may read cold) and in all; the oldest
+ * go first. A record older than the largest ttl the configuration accepts serves nobody. */
+#define NAMES_PER_SLOT AKV_COLD_NAMES
+#define NAMES_MAX 128
+#define NAMES_MAX_AGE_S 86400
+/* A per-name record is written in a search: the lock is waited for this long at most. */
+#define NAME_LOCK_WAIT_MS 250
 
 /* ---- warnings: one per cause and process, one per bad file version --------------------------- */
 
@@ -697,9 +706,54 @@ static CK_RV load_objects(struct akv_slot *slot, const cJSON *e, struct akv_snap
   return load_pending(e, snap);
 }
 
-CK_RV akv_cache_file_load(struct akv_slot *slot, struct akv_snapshot **out)
+/* The time field of o when it is younger than ttl_s (clamped to now), with an empty snapshot for
+ * its objects (*snap, *rv CKR_OK): 1. 0 when stale, when the field is not a time (one warning) or
+ * on CKR_HOST_MEMORY (*rv). Bounded before any arithmetic: a time near INT64_MIN (or 1e300) must
+ * not make now - t overflow into "fresh forever". */
+static int fresh_snapshot(const struct cf *cf, const struct stat *st, const cJSON *o,
+                          const char *field, int64_t ttl_s, int64_t *t, struct akv_snapshot **snap,
+                          CK_RV *rv)
+{
+  int64_t now = akv_now();
+  char why[96];
+
+  if (!get_num(o, field, 1, (double)now + MAX_SKEW_S, t)) {
+    snprintf(why, sizeof(why), "%s%s is not a time between 1970 and now",
+             strcmp(field, "read_at") == 0 ? "a name record's " : "", field);
+    bad_file(cf->path, st, why);
+    return 0;
+  }
+  if (*t > now)
+    *t = now;
+  if (now - *t >= ttl_s)
+    return 0;
+  if (!(*snap = calloc(1, sizeof(**snap)))) {
+    *rv = CKR_HOST_MEMORY;
+    return 0;
+  }
+  (*snap)->refs = 1;
+  return 1;
+}
+
+/* The slot's fingerprint, and the file's document when it is authentic (*doc, else NULL). 0 when
+ * the cache file is off or unusable here (nothing to close), else 1 (cf_close cf). */
+static int open_doc(const struct akv_slot *slot, char fp[65], struct cf *cf, struct stat *st,
+                    cJSON **doc)
 {
   unsigned char key[KEY_BYTES];
+
+  *doc = NULL;
+  memset(st, 0, sizeof(*st));
+  if (!fingerprint(slot->cfg, fp) || !cf_open(cf))
+    return 0;
+  if (mac_key(key))
+    *doc = read_doc(cf, key, st);
+  OPENSSL_cleanse(key, sizeof(key));
+  return 1;
+}
+
+CK_RV akv_cache_file_load(struct akv_slot *slot, struct akv_snapshot **out)
+{
   char fp[65];
   struct cf cf;
   struct stat st;
@@ -710,30 +764,13 @@ CK_RV akv_cache_file_load(struct akv_slot *slot, struct akv_snapshot **out)
   CK_RV rv = CKR_FUNCTION_FAILED;
 
   *out = NULL;
-  if (!fingerprint(slot->cfg, fp) || !cf_open(&cf))
+  if (!open_doc(slot, fp, &cf, &st, &doc))
     return rv;
-  if (mac_key(key))
-    doc = read_doc(&cf, key, &st);
-  OPENSSL_cleanse(key, sizeof(key));
   e = doc ? find_entry(doc, fp) : NULL;
   if (!e)
     goto out; /* none: listing is expected, nothing to warn about */
-  /* Bounded before any arithmetic: a built_at near INT64_MIN (or 1e300) must not make
-   * now - built_at overflow into "fresh forever". */
-  if (!get_num(e, "built_at", 1, (double)now + MAX_SKEW_S, &built_at)) {
-    bad_file(cf.path, &st, "built_at is not a time between 1970 and now");
-    goto out;
-  }
-  if (built_at > now)
-    built_at = now;
-  if (now - built_at >= slot->cfg->ttl_s)
-    goto out; /* stale: listing is expected */
-  snap = calloc(1, sizeof(*snap));
-  if (!snap) {
-    rv = CKR_HOST_MEMORY;
-    goto out;
-  }
-  snap->refs = 1;
+  if (!fresh_snapshot(&cf, &st, e, "built_at", slot->cfg->ttl_s, &built_at, &snap, &rv))
+    goto out; /* stale (listing is expected), not a time (warned) or no memory */
   snap->built_at = built_at;
   rv = load_objects(slot, e, snap);
   if (rv != CKR_OK) {
@@ -752,6 +789,87 @@ out:
   cf_close(&cf);
   *out = snap;
   return snap ? CKR_OK : CKR_FUNCTION_FAILED;
+}
+
+/* ---- per-name records: reading ----------------------------------------------------------------
+ */
+
+/* The record of (fp, name) in doc's "names", or NULL. */
+static cJSON *find_name(const cJSON *doc, const char *fp, const char *name)
+{
+  const cJSON *names = cJSON_GetObjectItemCaseSensitive(doc, "names");
+  cJSON *r;
+  if (!cJSON_IsArray(names))
+    return NULL;
+  cJSON_ArrayForEach(r, names)
+  {
+    const char *f = get_str(r, "fp"), *nm = get_str(r, "name");
+    if (f && nm && strcmp(f, fp) == 0 && strcmp(nm, name) == 0)
+      return r;
+  }
+  return NULL;
+}
+
+/* Whether a record's objects are what a cold search of name makes: at most one key (its objects
+ * and attestation objects) and one certificate, all of that exact name, nothing pending. */
+static int name_record_ok(const cJSON *r, const struct akv_snapshot *snap, const char *name)
+{
+  size_t i;
+  if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "keys")) > 1 ||
+      cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "certs")) > 1 ||
+      cJSON_GetObjectItemCaseSensitive(r, "secrets") || snap->n_lazy ||
+      snap->n > AKV_CF_NAME_OBJECTS)
+    return 0;
+  for (i = 0; i < snap->n; i++) {
+    const char *src = snap->objs[i]->src;
+    if ((!akv_source_is(src, AKV_SRC_KEY) && !akv_source_is(src, AKV_SRC_CERT)) ||
+        strcmp(akv_source_name(src), name) != 0)
+      return 0;
+  }
+  return 1;
+}
+
+CK_RV akv_cache_file_load_name(struct akv_slot *slot, const char *name, struct akv_object **out,
+                               size_t *n, int64_t *read_at)
+{
+  char fp[65];
+  struct cf cf;
+  struct stat st;
+  cJSON *doc = NULL;
+  const cJSON *r;
+  struct akv_snapshot *snap = NULL;
+  int64_t at = 0, now = akv_now();
+  CK_RV rv = CKR_FUNCTION_FAILED;
+  size_t i;
+
+  *n = 0;
+  *read_at = 0;
+  if (!open_doc(slot, fp, &cf, &st, &doc))
+    return rv;
+  r = doc ? find_name(doc, fp, name) : NULL;
+  if (!r)
+    goto out; /* none: the cold search reads the vault */
+  if (!fresh_snapshot(&cf, &st, r, "read_at", slot->cfg->ttl_s, &at, &snap, &rv))
+    goto out; /* stale (the cold search reads the vault), not a time (warned) or no memory */
+  rv = load_objects(slot, r, snap);
+  if (rv == CKR_OK && !name_record_ok(r, snap, name))
+    rv = CKR_FUNCTION_FAILED;
+  if (rv != CKR_OK) {
+    if (rv != CKR_HOST_MEMORY)
+      bad_file(cf.path, &st, "a name record fails the checks a vault reply must pass");
+    goto out;
+  }
+  for (i = 0; i < snap->n; i++)
+    out[i] = akv_object_ref(snap->objs[i]);
+  *n = snap->n;
+  *read_at = at;
+  akv_dbg(AKV_LOGC_CACHE, "%s: %zu object(s) of %s from the cache file (read %lld s ago)",
+          slot->cfg->url, snap->n, name, (long long)(now - at));
+out:
+  akv_snapshot_unref(snap);
+  cJSON_Delete(doc);
+  cf_close(&cf);
+  return rv;
 }
 
 /* ---- writing --------------------------------------------------------------------------------- */
@@ -937,23 +1055,22 @@ static int add_to(cJSON *arr, cJSON *it)
   return 0;
 }
 
-static cJSON *entry_json(const struct akv_snapshot *snap, const char *fp)
+/* The "keys" and "certs" (and with secrets, "secrets") arrays of objs into e. */
+static int objects_json(cJSON *e, const struct akv_object *const *objs, size_t n, int with_secrets)
 {
-  cJSON *e = cJSON_CreateObject(), *keys, *certs, *secrets, *pending, *it, *b;
+  cJSON *keys, *certs, *secrets = NULL, *it, *b;
   size_t i, k;
-  int ok = e && cJSON_AddStringToObject(e, "fp", fp) && add_num(e, "built_at", snap->built_at) &&
-           (keys = cJSON_AddArrayToObject(e, "keys")) != NULL &&
+  int ok = (keys = cJSON_AddArrayToObject(e, "keys")) != NULL &&
            (certs = cJSON_AddArrayToObject(e, "certs")) != NULL &&
-           (secrets = cJSON_AddArrayToObject(e, "secrets")) != NULL &&
-           (pending = cJSON_AddArrayToObject(e, "pending")) != NULL;
+           (!with_secrets || (secrets = cJSON_AddArrayToObject(e, "secrets")) != NULL);
 
-  for (i = 0; ok && i < snap->n; i++) {
-    const struct akv_object *o = snap->objs[i];
+  for (i = 0; ok && i < n; i++) {
+    const struct akv_object *o = objs[i];
     if (!o->src)
       continue;
     if (o->keyent) {
       /* One entry per key version: the private and public objects share it. */
-      for (k = 0; k < i && snap->objs[k]->keyent != o->keyent; k++)
+      for (k = 0; k < i && objs[k]->keyent != o->keyent; k++)
         ;
       if (k < i)
         continue;
@@ -966,10 +1083,21 @@ static cJSON *entry_json(const struct akv_snapshot *snap, const char *fp)
       ok = add_to(keys, ok ? it : (cJSON_Delete(it), NULL));
     } else if (o->cls == CKO_CERTIFICATE && akv_source_is(o->src, AKV_SRC_CERT)) {
       ok = add_to(certs, cert_json(o));
-    } else if (o->cls == CKO_DATA && akv_source_is(o->src, AKV_SRC_SECRET)) {
+    } else if (secrets && o->cls == CKO_DATA && akv_source_is(o->src, AKV_SRC_SECRET)) {
       ok = add_to(secrets, secret_json(o));
     }
   }
+  return ok;
+}
+
+static cJSON *entry_json(const struct akv_snapshot *snap, const char *fp)
+{
+  cJSON *e = cJSON_CreateObject(), *pending = NULL, *it;
+  size_t i;
+  int ok = e && cJSON_AddStringToObject(e, "fp", fp) && add_num(e, "built_at", snap->built_at) &&
+           objects_json(e, (const struct akv_object *const *)snap->objs, snap->n, 1) &&
+           (pending = cJSON_AddArrayToObject(e, "pending")) != NULL;
+
   /* Every pending entry is written as pending: one a search resolved since is read once more by
    * the next process, which is cheaper than taking the cache's lock here. */
   for (i = 0; ok && i < snap->n_lazy; i++) {
@@ -1014,6 +1142,139 @@ static int write_atomic(const struct cf *cf, const unsigned char key[KEY_BYTES],
   if (!ok)
     (void)unlinkat(cf->dirfd, tmp, 0);
   return ok;
+}
+
+/* ---- per-name records: writing ----------------------------------------------------------------
+ */
+
+/* Removes from doc's "names" the records of fp read at or before fp_before (and the one of name
+ * when name is set), and with fp_ttl > 0 those of fp at least fp_ttl old; records of any
+ * fingerprint older than NAMES_MAX_AGE_S or malformed go too. */
+static void prune_names(cJSON *doc, const char *fp, const char *name, int64_t fp_before,
+                        int64_t fp_ttl)
+{
+  cJSON *names = cJSON_GetObjectItemCaseSensitive(doc, "names");
+  int64_t now = akv_now(), at;
+  int i;
+
+  if (!cJSON_IsArray(names))
+    return;
+  for (i = cJSON_GetArraySize(names) - 1; i >= 0; i--) {
+    const cJSON *r = cJSON_GetArrayItem(names, i);
+    const char *f = get_str(r, "fp"), *nm = get_str(r, "name");
+    int ours = f && strcmp(f, fp) == 0;
+    if (!f || !nm || !get_num(r, "read_at", 1, (double)now + MAX_SKEW_S, &at) ||
+        now - at >= NAMES_MAX_AGE_S ||
+        (ours && (at <= fp_before || (name && strcmp(nm, name) == 0) ||
+                  (fp_ttl > 0 && now - at >= fp_ttl))))
+      cJSON_DeleteItemFromArray(names, i);
+  }
+}
+
+/* Drops the oldest record (of fp only when fp is set) while there are more than max of them. */
+static void bound_names(cJSON *names, const char *fp, int max)
+{
+  int i, count, oldest;
+  int64_t at, oldest_at;
+
+  for (;;) {
+    count = 0;
+    oldest = -1;
+    oldest_at = INT64_MAX;
+    for (i = 0; i < cJSON_GetArraySize(names); i++) {
+      const cJSON *r = cJSON_GetArrayItem(names, i);
+      const char *f = get_str(r, "fp");
+      if (fp && (!f || strcmp(f, fp) != 0))
+        continue;
+      count++;
+      if (!get_num(r, "read_at", 0, MAX_TIME, &at))
+        at = 0;
+      if (at < oldest_at) {
+        oldest_at = at;
+        oldest = i;
+      }
+    }
+    if (count <= max || oldest < 0)
+      return;
+    cJSON_DeleteItemFromArray(names, oldest);
+  }
+}
+
+static cJSON *name_json(const char *fp, const char *name, struct akv_object *const *objs, size_t n,
+                        int64_t read_at)
+{
+  cJSON *r = cJSON_CreateObject();
+  if (r && cJSON_AddStringToObject(r, "fp", fp) && cJSON_AddStringToObject(r, "name", name) &&
+      add_num(r, "read_at", read_at) &&
+      objects_json(r, (const struct akv_object *const *)objs, n, 0))
+    return r;
+  cJSON_Delete(r);
+  return NULL;
+}
+
+static int lock_within(int wait_ms, int step_ms, int quiet);
+
+void akv_cache_file_save_name(struct akv_slot *slot, const char *name,
+                              struct akv_object *const *objs, size_t n, int64_t read_at)
+{
+  unsigned char key[KEY_BYTES];
+  char fp[65];
+  struct cf cf;
+  struct stat st;
+  cJSON *doc = NULL, *slots, *names, *rec;
+  const cJSON *e;
+  char *text = NULL;
+  int64_t built_at = 0;
+  int lock = -1;
+
+  if (!n || n > AKV_CF_NAME_OBJECTS || !fingerprint(slot->cfg, fp) || !cf_open(&cf))
+    return;
+  if (!mac_key(key))
+    goto out;
+  lock = lock_within(NAME_LOCK_WAIT_MS, 5, 1);
+  if (lock < 0) {
+    akv_dbg(AKV_LOGC_CACHE, "cache file %s: locked by another process, %s not recorded", cf.path,
+            name);
+    goto out;
+  }
+  doc = read_doc(&cf, key, &st);
+  slots = doc ? cJSON_GetObjectItemCaseSensitive(doc, "slots") : NULL;
+  if (!slots) {
+    cJSON_Delete(doc);
+    doc = cJSON_CreateObject();
+    if (!doc || !add_num(doc, "format", CACHE_FORMAT) || !cJSON_AddArrayToObject(doc, "slots"))
+      goto out;
+  }
+  /* A listing of the fingerprint made since the read answers the name already. */
+  e = find_entry(doc, fp);
+  if (e && get_num(e, "built_at", 1, (double)akv_now() + MAX_SKEW_S, &built_at) &&
+      built_at >= read_at && akv_now() - built_at < slot->cfg->ttl_s)
+    goto out;
+  names = cJSON_GetObjectItemCaseSensitive(doc, "names");
+  if (!cJSON_IsArray(names)) {
+    cJSON_DeleteItemFromObjectCaseSensitive(doc, "names");
+    if (!(names = cJSON_AddArrayToObject(doc, "names")))
+      goto out;
+  }
+  prune_names(doc, fp, name, 0, slot->cfg->ttl_s);
+  rec = name_json(fp, name, objs, n, read_at);
+  if (!rec || !cJSON_AddItemToArray(names, rec)) {
+    cJSON_Delete(rec);
+    goto out;
+  }
+  bound_names(names, fp, NAMES_PER_SLOT);
+  bound_names(names, NULL, NAMES_MAX);
+  text = cJSON_PrintUnformatted(doc);
+  if (!text || !write_atomic(&cf, key, text))
+    akv_warn(AKV_LOGC_CACHE, "cache file %s: cannot write it: %s", cf.path, strerror(errno));
+  else
+    akv_dbg(AKV_LOGC_CACHE, "cache file %s: %s recorded (%zu object(s))", cf.path, name, n);
+out:
+  OPENSSL_cleanse(key, sizeof(key));
+  free(text);
+  cJSON_Delete(doc);
+  akv_cache_file_unlock(lock);
+  cf_close(&cf);
 }
 
 void akv_cache_file_save(struct akv_slot *slot, const struct akv_snapshot *snap, unsigned flags)
@@ -1061,6 +1322,8 @@ void akv_cache_file_save(struct akv_slot *slot, const struct akv_snapshot *snap,
     cJSON_Delete(entry);
     goto out;
   }
+  /* The listing answers every name read before it started: those records go. */
+  prune_names(doc, fp, NULL, snap->built_at, 0);
   text = cJSON_PrintUnformatted(doc);
   if (!text || !write_atomic(&cf, key, text))
     akv_warn(AKV_LOGC_CACHE, "cache file %s: cannot write it: %s", cf.path, strerror(errno));
@@ -1074,9 +1337,11 @@ out:
 
 /* ---- locking --------------------------------------------------------------------------------- */
 
-int akv_cache_file_lock(void)
+/* The lock file, flocked within wait_ms (polled every step_ms); -1 when the cache file is off or
+ * the lock was not had in time (warned unless quiet). */
+static int lock_within(int wait_ms, int step_ms, int quiet)
 {
-  struct timespec ts = {0, 50 * 1000000L};
+  struct timespec ts = {0, step_ms * 1000000L};
   struct stat st;
   struct cf cf;
   const char *why = NULL;
@@ -1103,16 +1368,22 @@ int akv_cache_file_lock(void)
     return -1;
   }
   cf_close(&cf);
-  for (waited = 0; waited < LOCK_WAIT_MS; waited += 50) {
+  for (waited = 0; waited < wait_ms; waited += step_ms) {
     if (flock(fd, LOCK_EX | LOCK_NB) == 0)
       return fd;
     if (errno != EWOULDBLOCK && errno != EINTR)
       break;
     nanosleep(&ts, NULL);
   }
-  akv_warn(AKV_LOGC_CACHE, "cache file lock %s: not acquired, refreshing without it", cf.lock);
+  if (!quiet)
+    akv_warn(AKV_LOGC_CACHE, "cache file lock %s: not acquired, refreshing without it", cf.lock);
   close(fd);
   return -1;
+}
+
+int akv_cache_file_lock(void)
+{
+  return lock_within(LOCK_WAIT_MS, 50, 0);
 }
 
 void akv_cache_file_unlock(int fd)

@@ -23,6 +23,26 @@ CK_RV akv_cache_file_load(struct akv_slot *slot, struct akv_snapshot **out);
 #define AKV_CF_IF_NOT_OLDER 2u
 void akv_cache_file_save(struct akv_slot *slot, const struct akv_snapshot *snap, unsigned flags);
 
+/* Per-name records (docs/design.md "Cache file", "Cold search by label"): what a cold search read
+ * for one label (the objects of the key and the certificate of that name), so that the next process
+ * of the same slot fingerprint answers that label without a vault request. They sit beside the
+ * listings ("names", never "slots"): a record is never a listing, so searches by CKA_ID and
+ * enumerations still list. A listing written for the same fingerprint drops the records read
+ * before it started. At most AKV_CF_NAME_OBJECTS objects per record. */
+#define AKV_CF_NAME_OBJECTS (AKV_KEY_OBJECTS + 1)
+/* The objects recorded for name (referenced into out, *n of them, none when the record has none)
+ * and when they were read (*read_at), when an authentic record younger than the slot's TTL is
+ * there: CKR_OK. Else an error, *n 0: none (silently), or one that fails the checks (one warning).
+ * Objects never count as read now (src_fetched_at 0). */
+CK_RV akv_cache_file_load_name(struct akv_slot *slot, const char *name, struct akv_object **out,
+                               size_t *n, int64_t *read_at);
+/* Records objs (at most AKV_CF_NAME_OBJECTS, of the key and certificate of that name) read at
+ * read_at, replacing the fingerprint's record of that name, within the bounds on records. The
+ * cross-process lock is waited for briefly only: when another process holds it (a listing runs)
+ * nothing is written (debug log), and that listing serves the next process. */
+void akv_cache_file_save_name(struct akv_slot *slot, const char *name,
+                              struct akv_object *const *objs, size_t n, int64_t read_at);
+
 /* Cross-process lock held while this process refreshes the listing (bounded wait); -1 when the
  * cache file is off or the lock cannot be had in time (the refresh then goes ahead unlocked). */
 int akv_cache_file_lock(void);

@@ -5,17 +5,21 @@
  * while the listing is scheduled in the background (src/store/cache.c). The answer is taken only
  * when it is complete: a key that is not there or may not be read, a certificate read that fails
  * other than with 404, or a label that may name an object read only by listing (a secret, a chain
- * certificate) leaves the search to the listing. */
+ * certificate) leaves the search to the listing. What was read is recorded in the cache file under
+ * its name (src/store/cache_file.h), where the next process's cold search of that label finds it
+ * without a vault request. */
 #include <string.h>
 
 #include "core/module.h"
 #include "store/cache.h"
+#include "store/cache_file.h"
 #include "store/cold.h"
 #include "store/object.h"
 #include "util/log.h"
 
-/* What a cold read found for name: up to 2 key objects and a certificate. 1 when complete, 0
- * when the search must wait for the listing (logged at debug), -1 on CKR_HOST_MEMORY. */
+/* What a cold read found for name: the key's objects (with its attestation objects, as the listing
+ * makes them) and a certificate, at most AKV_CF_NAME_OBJECTS. 1 when complete, 0 when the search
+ * must wait for the listing (logged at debug), -1 on CKR_HOST_MEMORY. */
 static int read_name(struct akv_slot *slot, const char *name, struct akv_object **objs, size_t *n)
 {
   const struct akv_slot_config *sc = slot->cfg;
@@ -48,9 +52,16 @@ static int read_name(struct akv_slot *slot, const char *name, struct akv_object 
   if (!akv_cache_shows(sc, AKV_SRC_KEY, name, &key->attrs)) {
     kv_key_free(key);
   } else {
+    size_t m = 0;
     rv = akv_cache_key_objects(slot, key, name, objs, n); /* takes key */
-    if (rv != CKR_OK)
+    if (rv == CKR_OK && *n)
+      rv = akv_objects_attest(objs[0], objs + *n, &m);
+    if (rv != CKR_OK) {
+      while (*n)
+        akv_object_unref(objs[--*n]);
       return -1;
+    }
+    *n += m;
   }
   if (!(sc->objects & AKV_OBJ_CERTIFICATES) || sc->kind == AKV_VAULT_MHSM ||
       !akv_cache_shows(sc, AKV_SRC_CERT, name, NULL))
@@ -90,9 +101,10 @@ static int listing_only(const struct akv_slot_config *sc, const char *name)
 CK_RV akv_cold_get(struct akv_slot *slot, const char *name, struct akv_snapshot **out)
 {
   struct akv_cache *c = slot->cache;
-  struct akv_object *objs[3];
+  struct akv_object *objs[AKV_CF_NAME_OBJECTS];
   size_t n = 0, i;
-  int cold = 0, landed = 0, got;
+  int64_t read_at = 0;
+  int cold = 0, landed = 0, got, filed;
   CK_RV rv;
 
   *out = NULL;
@@ -101,15 +113,26 @@ CK_RV akv_cold_get(struct akv_slot *slot, const char *name, struct akv_snapshot 
   rv = akv_cache_get_for(c, name, out, &cold);
   if (rv != CKR_OK || !cold || *out)
     return rv;
-  got = read_name(slot, name, objs, &n);
+  /* What a cold search of another process read for this name, else the vault (then recorded for
+   * the next process: docs/design.md "Cold search by label"). */
+  filed = akv_cache_file_load_name(slot, name, objs, &n, &read_at) == CKR_OK;
+  if (filed) {
+    got = 1;
+  } else {
+    read_at = akv_now();
+    got = read_name(slot, name, objs, &n);
+  }
   if (got < 0)
     rv = CKR_HOST_MEMORY;
   else if (got > 0)
-    rv = akv_cache_cold_add(c, name, objs, n, &landed);
+    rv = akv_cache_cold_add(c, name, objs, n, read_at, &landed);
+  if (rv == CKR_OK && got > 0 && !landed && !filed)
+    akv_cache_file_save_name(slot, name, objs, n, read_at);
   for (i = 0; i < n; i++)
     akv_object_unref(objs[i]);
   if (rv == CKR_OK && got > 0 && !landed) {
-    akv_dbg(AKV_LOGC_CACHE, "cold search %s: %zu object(s) read by name", name, n);
+    akv_dbg(AKV_LOGC_CACHE, "cold search %s: %zu object(s) %s", name, n,
+            filed ? "from the cache file" : "read by name");
     *out = akv_cache_cold(c);
     if (*out)
       return CKR_OK;

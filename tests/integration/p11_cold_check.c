@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* p11_cold_check - a search by label on a cold cache (docs/design.md "Cold search by label"),
- * counted with the emulator's request counters in one fresh process (cache file off).
+ * counted with the emulator's request counters in one fresh process (the cache file off, or on for
+ * label and filed: docs/design.md "Cache file").
  *
  * usage: p11_cold_check MODULE sign LABEL CERT   (CERT 1: the slot shows certificates and LABEL
  *                                                 has one; 0: the slot shows keys only)
+ *        p11_cold_check MODULE label LABEL CERT GETS TOKENS
+ *        p11_cold_check MODULE filed LABEL CERT TOKENS
  *        p11_cold_check MODULE missing LABEL
  *        p11_cold_check MODULE badcred LABEL
  * env: EMU_STATS, EMU_CA; the module's config (AKV_PKCS11_CONFIG).
@@ -12,9 +15,14 @@
  * made and verified cost exactly: 1 token, 1 keys.get, CERT certificates.get, 1 keys.sign and no
  * listing; then a search by CKA_ID waits for the listing and finds the same handle; a search by
  * label after the listing gives the same handles and attributes.
- * missing: a label no key has falls back to the listing (1 keys.get, then the listing) and finds
- * nothing. badcred (a wrong client secret): the search by label fails with the CK_RV of a search
- * by CKA_ID, never CKR_OK with no object. */
+ * label: a process that searches by label only: the searches, the signature and its counts of sign
+ * with GETS keys.get (and as many certificates.get with CERT) and TOKENS token requests, nothing
+ * after them; GETS -1: not counted (processes running at once).
+ * filed: sign with LABEL recorded in the cache file by an earlier process's cold search: no
+ * keys.get or certificates.get, TOKENS token requests (0 with the token in the keyring), 1
+ * keys.sign. missing: a label no key has falls back to the listing (1 keys.get, then the listing)
+ * and finds nothing. badcred (a wrong client secret): the search by label fails with the CK_RV of a
+ * search by CKA_ID, never CKR_OK with no object. */
 #include "p11_common.h"
 
 #include <stdio.h>
@@ -70,7 +78,9 @@ static void attrs(struct t_p11 *p, CK_OBJECT_HANDLE h, unsigned char **v, CK_ULO
     v[i] = t_attr_new(p, h, kept[i], &len[i]);
 }
 
-static int run_sign(struct t_p11 *p, const char *label, int cert)
+/* gets: keys.get (and certificates.get when cert) expected before the signature; tokens: token
+ * requests expected; by_id: then a search by CKA_ID, which lists. */
+static int run_sign(struct t_p11 *p, const char *label, int cert, int gets, int tokens, int by_id)
 {
   CK_OBJECT_HANDLE priv[8], pub[8], crt[8], byid[8], again[8];
   CK_MECHANISM m = {CKM_ECDSA, NULL, 0};
@@ -102,6 +112,8 @@ static int run_sign(struct t_p11 *p, const char *label, int cert)
     rv = p->f->C_Verify(p->sess, digest, sizeof(digest), sig, sig_len);
   t_check(rv == CKR_OK, "the signature verifies with the public key found by label (%s)",
           t_rv_name(rv));
+  if (gets < 0)
+    return 0;
   counts(&c1);
   t_note("before the signature completed: total %lld, token %lld, keys.get %lld, "
          "certificates.get %lld, keys.sign %lld, keys.list %lld, certificates.list %lld",
@@ -110,13 +122,17 @@ static int run_sign(struct t_p11 *p, const char *label, int cert)
          (long long)(c1.op[O_CERT_GET] - c0.op[O_CERT_GET]),
          (long long)(c1.op[O_SIGN] - c0.op[O_SIGN]), (long long)(c1.op[O_LIST] - c0.op[O_LIST]),
          (long long)(c1.op[O_CERT_LIST] - c0.op[O_CERT_LIST]));
-  t_check(c1.op[O_TOKEN] - c0.op[O_TOKEN] == 1, "one token request");
-  t_check(c1.op[O_GET] - c0.op[O_GET] == 1, "one keys.get (three searches by label)");
-  t_check(c1.op[O_CERT_GET] - c0.op[O_CERT_GET] == cert, "%d certificates.get", cert);
+  t_check(c1.op[O_TOKEN] - c0.op[O_TOKEN] == tokens, "%d token request(s)", tokens);
+  t_check(c1.op[O_GET] - c0.op[O_GET] == gets, "%d keys.get (%d searches by label)", gets,
+          2 + cert);
+  t_check(c1.op[O_CERT_GET] - c0.op[O_CERT_GET] == cert * gets, "%d certificates.get", cert * gets);
   t_check(c1.op[O_SIGN] - c0.op[O_SIGN] == 1, "one keys.sign (the verification is local)");
   t_check(c1.op[O_LIST] == c0.op[O_LIST] && c1.op[O_CERT_LIST] == c0.op[O_CERT_LIST],
           "no listing before the signature completed");
-  t_check(c1.total - c0.total == 2 + cert, "vault requests: exactly %d", 2 + cert);
+  t_check(c1.total - c0.total == gets * (1 + cert) + 1, "vault requests: exactly %d",
+          gets * (1 + cert) + 1);
+  if (!by_id)
+    return 0;
 
   attrs(p, priv[0], before, blen);
   id = t_attr_new(p, priv[0], CKA_ID, &id_len);
@@ -189,13 +205,21 @@ int main(int argc, char **argv)
 {
   struct t_p11 p;
 
-  if (argc < 4 || (strcmp(argv[2], "sign") == 0 && argc < 5)) {
-    fprintf(stderr, "usage: %s MODULE sign LABEL CERT | missing LABEL | badcred LABEL\n", argv[0]);
+  if (argc < 4 || (strcmp(argv[2], "sign") == 0 && argc < 5) ||
+      (strcmp(argv[2], "filed") == 0 && argc < 6) || (strcmp(argv[2], "label") == 0 && argc < 7)) {
+    fprintf(stderr,
+            "usage: %s MODULE sign LABEL CERT | label LABEL CERT GETS TOKENS | filed LABEL CERT "
+            "TOKENS | missing LABEL | badcred LABEL\n",
+            argv[0]);
     return 2;
   }
   t_p11_open(&p, argv[1]);
   if (strcmp(argv[2], "sign") == 0)
-    run_sign(&p, argv[3], atoi(argv[4]) ? 1 : 0);
+    run_sign(&p, argv[3], atoi(argv[4]) ? 1 : 0, 1, 1, 1);
+  else if (strcmp(argv[2], "label") == 0)
+    run_sign(&p, argv[3], atoi(argv[4]) ? 1 : 0, atoi(argv[5]), atoi(argv[6]), 0);
+  else if (strcmp(argv[2], "filed") == 0)
+    run_sign(&p, argv[3], atoi(argv[4]) ? 1 : 0, 0, atoi(argv[5]), 1);
   else if (strcmp(argv[2], "missing") == 0)
     run_missing(&p, argv[3]);
   else if (strcmp(argv[2], "badcred") == 0)
