@@ -3,12 +3,13 @@
 # What a cold search by label read reaches the cache file (docs/design.md "Cold search by label",
 # "Cache file"): a process that only searches by label (p11_cold_check label) records the name, so
 # that the next process of the same configuration signs with exactly one vault request (keys.sign;
-# its token from the keyring), no keys.get and no listing; the objects are those the
-# listing gives (same handles and attributes) and a search by CKA_ID still lists, after which the
-# listing replaces the record; certificates are recorded with their key; each configuration has
-# its own records; records past the ttl, altered files and forged records (authentic, but naming
-# another key) are not served; processes writing at once lose none of each other's names; with
-# the cache file off every process reads the name again. Counted with the emulator's counters.
+# its token from the keyring), no keys.get and no listing; the objects are those the listing gives
+# (same handles and attributes) and a search by CKA_ID still lists, after which the listing
+# replaces the record; certificates are recorded with their key; each configuration has its own
+# records, at most 32 of them; records past the ttl, altered files and forged records (authentic,
+# but naming another key) are not served; processes writing at once lose none of each other's
+# names; with the cache file off every process reads the name again. Counted with the emulator's
+# counters.
 . "$(dirname "$0")/lib.sh"
 need_tool openssl jq curl
 need_module
@@ -134,6 +135,16 @@ check_eq "the file records the four names" "bulk-10 bulk-11 bulk-12 bulk-13" "$(
 for i in 10 11 12 13; do
   sign "w$i" "bulk-$i" 0 0 "$TOK2"
 done
+
+section "at most 32 records per configuration: the oldest goes first"
+rm -f "$CFILE"
+for i in $(seq 100 132); do
+  timeout 60 "$P11_COLD_CHECK" "$AKV_MODULE" label "bulk-$i" 0 -1 0 >"$WORK/bound.out" 2>&1 ||
+    { cat "$WORK/bound.out"; fail "label-only process for bulk-$i"; }
+done
+check_eq "32 records kept" 32 "$(body | jq '.names | length')"
+check_eq "the first one written (bulk-100) went" "" "$(body | jq -r '.names[] | select(.name == "bulk-100") | .name')"
+check_eq "the last one (bulk-132) is there" "bulk-132" "$(body | jq -r '.names[-1].name')"
 
 section "cache file off: every process reads the name again"
 export AKV_PKCS11_CONFIG="$WORK/off.json"
