@@ -87,6 +87,8 @@ void akv_slot_invalidate(struct akv_slot *slot);
 
 struct akv_object {
   int refs; /* atomic */
+  /* RSA: the modulus size in bits. */
+  uint32_t modulus_bits;
   CK_OBJECT_HANDLE handle;
   /* CKO_PRIVATE_KEY, CKO_PUBLIC_KEY, CKO_SECRET_KEY, CKO_CERTIFICATE, CKO_DATA */
   CK_OBJECT_CLASS cls;
@@ -100,20 +102,22 @@ struct akv_object {
   /* A public key owned elsewhere (test fixtures); a vault key's EVP_PKEY is built on demand and
    * read through akv_object_pkey (src/store/object.h), never here. */
   EVP_PKEY *pkey;
-  /* RSA: the modulus size in bits. */
-  CK_ULONG modulus_bits;
   CK_BBOOL can_sign, can_verify, can_encrypt, can_decrypt, can_wrap, can_unwrap; /* from key_ops */
+  CK_BBOOL is_private; /* CKA_PRIVATE: visible only when logged in */
+  /* Atomic: its handle reached a caller (kept across a rotation, cache.c). */
+  unsigned char handed_out;
 
-  /* Session secret keys (C_UnwrapKey / C_GenerateKey): raw value, wiped on free. */
+  /* Session secret keys (C_UnwrapKey / C_GenerateKey): raw value (secret_len bytes, below), wiped
+   * on free. */
   unsigned char *secret;
-  size_t secret_len;
 
   /* Attributes of certificates, data objects and session keys, built once when the object is
    * created (CKA_VALUE of data objects excepted). NULL for vault keys, whose attributes are built
    * from their key entry when asked (src/store/object.c, docs/performance.md "Memory per cached
    * key"): read them with akv_object_attr. */
   CK_ATTRIBUTE *attrs;
-  size_t n_attrs;
+  uint32_t n_attrs;
+  uint32_t secret_len; /* of secret: paired with n_attrs, one word for both */
 
   /* Secrets (CKO_DATA): the value fetched lazily (src/store/object.c), NULL otherwise. */
   struct akv_objval *val;
@@ -128,8 +132,6 @@ struct akv_object {
   char *src;
   int64_t src_created, src_updated;
   int64_t src_fetched_at; /* akv_now() when the source was read (see cache.c reuse) */
-  CK_BBOOL is_private;    /* CKA_PRIVATE: visible only when logged in */
-  int handed_out; /* atomic: its handle reached a caller (kept across a rotation, cache.c) */
 };
 
 /* The most objects a key version has: private + public key (or a secret key) and, on a Managed

@@ -557,7 +557,9 @@ static CK_RV set_source(struct akv_object *obj, const char *src, int64_t created
 static CK_RV finish_object(struct akv_object *obj, struct akv_ab *b, const char *src,
                            const char *id, int64_t created, int64_t updated)
 {
-  CK_RV rv = akv_ab_finish(b, &obj->attrs, &obj->n_attrs);
+  size_t n = 0;
+  CK_RV rv = akv_ab_finish(b, &obj->attrs, &n);
+  obj->n_attrs = (uint32_t)n; /* a builder holds far fewer */
   if (rv == CKR_OK)
     rv = set_source(obj, src, created, updated);
   return rv == CKR_OK ? assign_handle(obj, id) : rv;
@@ -885,6 +887,7 @@ struct akv_object *akv_object_new_session_secret(struct akv_slot *slot, CK_KEY_T
   CK_BBOOL wrap_trusted = CK_FALSE, trusted = CK_FALSE;
   const CK_ATTRIBUTE *a;
   CK_ULONG i;
+  size_t n_attrs = 0;
   CK_RV r = CKR_OK;
 
   memset(&b, 0, sizeof(b));
@@ -896,7 +899,8 @@ struct akv_object *akv_object_new_session_secret(struct akv_slot *slot, CK_KEY_T
    * public one); a token without login cannot make one private (docs/security.md "Login"). */
   priv = slot->cfg->login_required ? CK_TRUE : CK_FALSE;
   if ((type == CKK_AES && len != 16 && len != 24 && len != 32) ||
-      (type == CKK_GENERIC_SECRET && len == 0) || (type != CKK_AES && type != CKK_GENERIC_SECRET)) {
+      (type == CKK_GENERIC_SECRET && (len == 0 || len > UINT32_MAX)) ||
+      (type != CKK_AES && type != CKK_GENERIC_SECRET)) {
     r = type == CKK_AES || type == CKK_GENERIC_SECRET ? CKR_ATTRIBUTE_VALUE_INVALID
                                                       : CKR_TEMPLATE_INCONSISTENT;
     goto out;
@@ -958,7 +962,7 @@ struct akv_object *akv_object_new_session_secret(struct akv_slot *slot, CK_KEY_T
     goto out;
   if (len)
     memcpy(obj->secret, value, len);
-  obj->secret_len = len;
+  obj->secret_len = (uint32_t)len; /* bounded above */
   obj->can_encrypt = enc;
   obj->can_decrypt = dec;
   obj->can_wrap = wrap;
@@ -1011,7 +1015,8 @@ struct akv_object *akv_object_new_session_secret(struct akv_slot *slot, CK_KEY_T
     akv_ab_set(&b, CKA_START_DATE, a->pValue, a->ulValueLen);
   if ((a = akv_tmpl_find(tmpl, n, CKA_END_DATE)) && a->pValue && a->ulValueLen == sizeof(CK_DATE))
     akv_ab_set(&b, CKA_END_DATE, a->pValue, a->ulValueLen);
-  r = akv_ab_finish(&b, &obj->attrs, &obj->n_attrs);
+  r = akv_ab_finish(&b, &obj->attrs, &n_attrs);
+  obj->n_attrs = (uint32_t)n_attrs;
 out:
   akv_attrs_free(b.v, b.n);
   if (r != CKR_OK) {

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Snapshots and pending keys: reference counts, release, lookup by handle (src/store/snapshot.h).
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,20 +40,80 @@ void akv_snapshot_unref(struct akv_snapshot *snap)
   free(snap);
 }
 
+/* Pending keys made by one listing: entries and names in blocks of up to LAZY_BLOCK_KEYS, so that
+ * a large vault's first listing costs one allocation per block rather than two per key; a block is
+ * freed with the last of its keys. Blocks stay below glibc's mmap threshold (128 KB): freeing a
+ * larger, mapped block would raise malloc's trim threshold for the whole process and leave the
+ * reader threads' freed memory resident (docs/performance.md "Memory per cached key"). */
+#define LAZY_BLOCK_KEYS 512
+
+struct akv_lazyblock {
+  int live; /* atomic: entries not yet released */
+  struct akv_lazykey keys[];
+  /* followed by the names */
+};
+
+/* One block for items[0..n), n <= LAZY_BLOCK_KEYS. */
+static CK_RV lazy_block(const struct kv_item *const *items, size_t n, struct akv_lazykey **out)
+{
+  struct akv_lazyblock *blk;
+  size_t size = sizeof(*blk) + n * sizeof(blk->keys[0]), i;
+  char *names;
+
+  for (i = 0; i < n; i++) {
+    size_t len = strlen(items[i]->name) + 1;
+    if (size > SIZE_MAX - len)
+      return CKR_HOST_MEMORY;
+    size += len;
+  }
+  blk = calloc(1, size);
+  if (!blk)
+    return CKR_HOST_MEMORY;
+  blk->live = (int)n;
+  names = (char *)&blk->keys[n];
+  for (i = 0; i < n; i++) {
+    struct akv_lazykey *lz = &blk->keys[i];
+    size_t len = strlen(items[i]->name) + 1;
+    memcpy(names, items[i]->name, len);
+    lz->name = names;
+    names += len;
+    lz->refs = 1;
+    lz->state = AKV_LAZY_PENDING;
+    lz->created = items[i]->attrs.created;
+    lz->updated = items[i]->attrs.updated;
+    lz->block = blk;
+    out[i] = lz;
+  }
+  return CKR_OK;
+}
+
+CK_RV akv_lazykeys_new(const struct kv_item *const *items, size_t n, struct akv_lazykey **out)
+{
+  size_t done = 0, i;
+
+  while (done < n) {
+    size_t m = n - done < LAZY_BLOCK_KEYS ? n - done : LAZY_BLOCK_KEYS;
+    if (lazy_block(items + done, m, out + done) != CKR_OK) {
+      for (i = 0; i < done; i++)
+        akv_lazykey_unref(out[i]);
+      return CKR_HOST_MEMORY;
+    }
+    done += m;
+  }
+  return CKR_OK;
+}
+
 struct akv_lazykey *akv_lazykey_new(const char *name, int64_t created, int64_t updated)
 {
-  struct akv_lazykey *lz = calloc(1, sizeof(*lz));
-  if (!lz)
-    return NULL;
-  lz->name = strdup(name);
-  if (!lz->name) {
-    free(lz);
-    return NULL;
-  }
-  lz->refs = 1;
-  lz->created = created;
-  lz->updated = updated;
-  return lz;
+  struct kv_item it;
+  const struct kv_item *items[1] = {&it};
+  struct akv_lazykey *lz = NULL;
+
+  memset(&it, 0, sizeof(it));
+  it.name = (char *)name;
+  it.attrs.created = created;
+  it.attrs.updated = updated;
+  return akv_lazykeys_new(items, 1, &lz) == CKR_OK ? lz : NULL;
 }
 
 struct akv_lazykey *akv_lazykey_ref(struct akv_lazykey *lz)
@@ -69,8 +130,8 @@ void akv_lazykey_unref(struct akv_lazykey *lz)
     return;
   for (i = 0; i < lz->n; i++)
     akv_object_unref(lz->objs[i]);
-  free(lz->name);
-  free(lz);
+  if (ref_drop_last(&lz->block->live))
+    free(lz->block);
 }
 
 struct akv_object *akv_snapshot_find(const struct akv_snapshot *snap, CK_OBJECT_HANDLE h)

@@ -15,14 +15,19 @@
  * unchanged; its state and objects are guarded by the cache's lock. */
 enum akv_lazy_state { AKV_LAZY_PENDING = 0, AKV_LAZY_RESOLVING, AKV_LAZY_RESOLVED, AKV_LAZY_GONE };
 
+struct akv_lazyblock;
+
 struct akv_lazykey {
-  int refs; /* atomic */
-  char *name;
-  int64_t created, updated;  /* the listing's times of the latest version */
+  int refs;                  /* atomic */
   enum akv_lazy_state state; /* under the cache's lock */
+  char *name;                /* in the block */
+  int64_t created, updated;  /* the listing's times of the latest version */
   /* RESOLVED: the key's objects (private + public, or secret key; attestation objects) */
   struct akv_object *objs[AKV_KEY_OBJECTS];
   size_t n;
+  /* The allocation holding this entry and its name with the other pending keys of the same
+   * listing, freed with the last of them (docs/performance.md "Memory per cached key"). */
+  struct akv_lazyblock *block;
 };
 
 struct akv_snapshot {
@@ -40,6 +45,9 @@ void akv_snapshot_unref(struct akv_snapshot *snap);               /* NULL ok */
 struct akv_object *akv_snapshot_find(const struct akv_snapshot *snap, CK_OBJECT_HANDLE h);
 
 struct akv_lazykey *akv_lazykey_new(const char *name, int64_t created, int64_t updated);
+/* Pending keys for n listed items (their name and times) in one allocation: out[i] holds one
+ * reference to each. CKR_HOST_MEMORY (out untouched) when it cannot be allocated. */
+CK_RV akv_lazykeys_new(const struct kv_item *const *items, size_t n, struct akv_lazykey **out);
 struct akv_lazykey *akv_lazykey_ref(struct akv_lazykey *lz);
 void akv_lazykey_unref(struct akv_lazykey *lz); /* NULL ok */
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The per-key storage of src/store/object.c (docs/performance.md "Memory per cached key"): a
  * refresh that changes nothing allocates nothing per key (the same objects, key entries and strings
- * in both snapshots), vault keys' attributes are built when asked with the values OpenSSL gives,
+ * in both snapshots, one handle registry entry per key version, the pending keys of a listing in
+ * one allocation), vault keys' attributes are built when asked with the values OpenSSL gives,
  * and the EVP_PKEY is built on first use and dropped by a refresh once unused for the ttl. */
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,9 @@
 #include "model_helpers.h"
 
 #include "store/cache.h"
+#include "store/handles.h"
 #include "store/object.h"
+#include "store/snapshot.h"
 
 #define OPS (KV_OP_SIGN | KV_OP_VERIFY | KV_OP_ENCRYPT)
 
@@ -87,6 +90,17 @@ static void refresh_shares(const char *cfg)
     }
   }
   assert_int_equal(keys, 6);
+  /* One handle registry entry per key version, none added by the refresh; a key's public object
+   * has the handle after its private object's. */
+  assert_int_equal(akv_handles_count(), 3);
+  for (i = 0; i < b->n; i++) {
+    if (b->objs[i]->cls == CKO_PUBLIC_KEY) {
+      struct akv_object *priv = akv_snapshot_find(b, b->objs[i]->handle - 1);
+      assert_non_null(priv);
+      assert_int_equal(priv->cls, CKO_PRIVATE_KEY);
+      assert_ptr_equal(priv->keyent, b->objs[i]->keyent);
+    }
+  }
   akv_snapshot_unref(a);
   akv_snapshot_unref(b);
 }
@@ -102,6 +116,28 @@ static void test_refresh_shares_pending(void **state)
 {
   (void)state;
   refresh_shares(T_CFG(",\"ttl\":100,\"prefetch_keys\":0"));
+}
+
+/* The pending keys of one listing are one allocation (entries and names), and have no handle. */
+static void test_pending_one_block(void **state)
+{
+  struct akv_snapshot *snap = NULL;
+  size_t i, named = 0;
+  (void)state;
+  assert_int_equal(t_init(T_CFG(",\"prefetch_keys\":0")), CKR_OK);
+  assert_int_equal(akv_cache_get(akv_module_slot(0)->cache, &snap), CKR_OK);
+  assert_non_null(snap);
+  assert_int_equal(snap->n, 0);
+  assert_int_equal(snap->n_lazy, 3);
+  for (i = 0; i < snap->n_lazy; i++) {
+    const struct akv_lazykey *lz = snap->lazy[i];
+    assert_ptr_equal(lz->block, snap->lazy[0]->block);
+    assert_int_equal(lz->state, AKV_LAZY_PENDING);
+    named += !strcmp(lz->name, "rsa1") || !strcmp(lz->name, "ec1") || !strcmp(lz->name, "ec2");
+  }
+  assert_int_equal(named, 3);
+  assert_int_equal(akv_handles_count(), 0);
+  akv_snapshot_unref(snap);
 }
 
 static struct akv_object *object(CK_OBJECT_CLASS cls, const char *label)
@@ -291,6 +327,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_refresh_shares_listed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_refresh_shares_pending, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_pending_one_block, setup, teardown),
       cmocka_unit_test_setup_teardown(test_attributes_on_demand, setup, teardown),
       cmocka_unit_test_setup_teardown(test_pkey_on_demand, setup, teardown),
       cmocka_unit_test(test_spki_all_sizes),
