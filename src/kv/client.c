@@ -712,6 +712,14 @@ kv_rc kv_list_certificates(struct kv_client *cl, struct kv_item_list *out)
   return list_all(cl, "certificates.list", "certificates", "id", NULL, 0, out);
 }
 
+kv_rc kv_list_certificate_versions_page(struct kv_client *cl, const char *name,
+                                        struct kv_item_list *out)
+{
+  if (cl->kind == AKV_VAULT_MHSM)
+    return KV_E_UNSUPPORTED;
+  return list_all(cl, "certificates.versions", "certificates", "id", name, 1, out);
+}
+
 kv_rc kv_list_secrets(struct kv_client *cl, struct kv_item_list *out)
 {
   if (cl->kind == AKV_VAULT_MHSM)

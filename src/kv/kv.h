@@ -190,6 +190,9 @@ kv_rc kv_list_key_versions(struct kv_client *cl, const char *name, struct kv_ite
 /* The first page only (up to 25 versions, in the service's order): a bounded look at the versions. */
 kv_rc kv_list_key_versions_page(struct kv_client *cl, const char *name, struct kv_item_list *out);
 kv_rc kv_list_certificates(struct kv_client *cl, struct kv_item_list *out);
+/* A certificate's versions, the first page only (as kv_list_key_versions_page). */
+kv_rc kv_list_certificate_versions_page(struct kv_client *cl, const char *name,
+                                        struct kv_item_list *out);
 kv_rc kv_list_secrets(struct kv_client *cl, struct kv_item_list *out);
 
 /* version NULL = latest. */

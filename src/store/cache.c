@@ -10,6 +10,9 @@
  * refresh, and keys are read one after another in the caller's thread. */
 #include <fnmatch.h>
 #include <limits.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -505,9 +508,14 @@ static CK_RV build_keys(struct build *b)
   /* Many new or changed keys (a large vault, first listing): read each only when a search may
    * match it. versions "all" needs every latest version to know which older ones to show. */
   if (rv == CKR_OK && (int64_t)n > b->sc->prefetch_keys && !b->sc->versions_all) {
-    for (i = 0; i < n && rv == CKR_OK; i++)
-      rv = push_lazy(
-          b, akv_lazykey_new(todo[i]->name, todo[i]->attrs.created, todo[i]->attrs.updated));
+    struct akv_lazykey **made = calloc(n, sizeof(*made));
+    rv = made ? akv_lazykeys_new(todo, n, made) : CKR_HOST_MEMORY;
+    for (i = 0; i < n && rv == CKR_OK; i++) {
+      rv = push_lazy(b, made[i]);
+      while (rv != CKR_OK && ++i < n) /* push_lazy released made[i] */
+        akv_lazykey_unref(made[i]);
+    }
+    free(made);
     akv_dbg(AKV_LOGC_CACHE, "%s: %zu key(s) read on demand (more than prefetch_keys %lld)",
             b->sc->url, n, (long long)b->sc->prefetch_keys);
   } else if (rv == CKR_OK) {
@@ -1029,8 +1037,9 @@ void akv_cache_sessions(struct akv_cache *c, CK_SESSION_HANDLE oldest, CK_SESSIO
   pthread_mutex_unlock(&c->lock);
 }
 
-size_t akv_cache_held_find(struct akv_cache *c, const char *name, const unsigned char *id,
-                           size_t id_len, struct akv_object **out, size_t cap)
+size_t akv_cache_held_find(struct akv_cache *c, enum akv_source_kind kind, const char *name,
+                           const unsigned char *id, size_t id_len, struct akv_object **out,
+                           size_t cap)
 {
   size_t i, n = 0;
 
@@ -1040,7 +1049,7 @@ size_t akv_cache_held_find(struct akv_cache *c, const char *name, const unsigned
   for (i = 0; i < c->n_held && n < cap; i++) {
     struct akv_object *o = c->held[i].obj;
     const CK_ATTRIBUTE *a = akv_object_attr(o, CKA_ID);
-    if (!akv_source_names(o->src, AKV_SRC_KEY, name) || !a || a->ulValueLen != id_len ||
+    if (!akv_source_names(o->src, kind, name) || !a || a->ulValueLen != id_len ||
         memcmp(a->pValue, id, id_len) != 0)
       continue;
     out[n++] = akv_object_ref(o);
@@ -1485,6 +1494,9 @@ out:
   return rv;
 }
 
+/* Keys read by one search past which the freed memory is handed back to the system. */
+#define RESOLVE_TRIM_KEYS 128
+
 CK_RV akv_cache_resolve(struct akv_cache *c, int (*want)(const struct akv_lazykey *, const void *),
                         const void *arg)
 {
@@ -1546,6 +1558,13 @@ unlock:
   free(r.lz);
   free(r.names);
   akv_snapshot_unref(snap);
+#ifdef __GLIBC__
+  /* Many keys read: the replies, the reader threads' buffers and the pending entries were freed
+   * in pieces between the objects kept; give their pages back (docs/performance.md "Memory per
+   * cached key"). */
+  if (r.n >= RESOLVE_TRIM_KEYS)
+    malloc_trim(0);
+#endif
   return rv;
 }
 

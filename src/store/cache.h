@@ -110,10 +110,12 @@ CK_RV akv_cache_drop_version(struct akv_cache *c, const struct akv_object *obj);
 /* ---- older versions re-found by CKA_ID (src/store/versions.c, docs/lifecycle.md "Keys re-found
  * by CKA_ID after a rotation") ---------------------------------------------------------------- */
 
-/* The superseded objects of the key name (its "k|NAME" source) whose CKA_ID is id, referenced into
- * out (at most cap); each is pinned for the sessions open now, like akv_cache_held. */
-size_t akv_cache_held_find(struct akv_cache *c, const char *name, const unsigned char *id,
-                           size_t id_len, struct akv_object **out, size_t cap);
+/* The superseded objects of the key or certificate name (source kind AKV_SRC_KEY, AKV_SRC_CERT)
+ * whose CKA_ID is id, referenced into out (at most cap); each is pinned for the sessions open now,
+ * like akv_cache_held. */
+size_t akv_cache_held_find(struct akv_cache *c, enum akv_source_kind kind, const char *name,
+                           const unsigned char *id, size_t id_len, struct akv_object **out,
+                           size_t cap);
 /* Adds objects of an older version (not in the snapshot) to the superseded table, handed out and
  * pinned for the sessions open now: the same rules as a superseded object from then on. */
 void akv_cache_keep(struct akv_cache *c, struct akv_object *const *objs, size_t n);

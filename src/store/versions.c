@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* A key re-found by the CKA_ID it had before a rotation (docs/lifecycle.md "Keys re-found by CKA_ID
- * after a rotation"): a process that remembered a key's CKA_ID and label (the libp11 engine in a
- * forked nginx worker, a Java KeyStore, an ssh-agent opening its session again) searches by both
- * after the refresh showed the new version. The version with that CKA_ID is read from the vault
- * and answers as the superseded object a process holding the old handle keeps (src/store/cache.c):
- * the same handle, label and source, under the same rules. */
+/* A key or certificate re-found by the CKA_ID it had before a rotation or a renewal
+ * (docs/lifecycle.md "Keys re-found by CKA_ID after a rotation"): a process that remembered a
+ * key's CKA_ID and label (the libp11 engine in a forked nginx worker, a Java KeyStore, an ssh-agent
+ * opening its session again) searches by both after the refresh showed the new version. The
+ * version with that CKA_ID is read from the vault and answers as the superseded object a process
+ * holding the old handle keeps (src/store/cache.c): the same handle, label and source, under the
+ * same rules. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +17,22 @@
 #include "store/versions.h"
 #include "util/log.h"
 
-/* Older versions read (GET) at most per search, newest first. */
+/* Older versions read (GET) at most per search and kind, newest first. */
 #define REFIND_GETS 4
+
+/* One search's question: objects of kind (AKV_SRC_KEY, AKV_SRC_CERT) named name with CKA_ID id. */
+struct refind {
+  struct akv_slot *slot;
+  enum akv_source_kind kind;
+  const char *name;
+  const unsigned char *id;
+  size_t id_len;
+};
+
+static const char *kind_word(const struct refind *r)
+{
+  return r->kind == AKV_SRC_KEY ? "key" : "certificate";
+}
 
 static const CK_ATTRIBUTE *attr_of(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type)
 {
@@ -29,26 +44,27 @@ static const CK_ATTRIBUTE *attr_of(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBU
   return NULL;
 }
 
-static int same_id(const struct akv_object *obj, const unsigned char *id, size_t id_len)
+static int same_id(const struct akv_object *obj, const struct refind *r)
 {
   const CK_ATTRIBUTE *a = akv_object_attr(obj, CKA_ID);
-  return a && a->ulValueLen == id_len && memcmp(a->pValue, id, id_len) == 0;
+  return a && a->ulValueLen == r->id_len && memcmp(a->pValue, r->id, r->id_len) == 0;
 }
 
-/* Whether a snapshot (may be NULL) has a current object of the key name with that CKA_ID (then the
- * search's empty answer is the template's doing); the current version into cur (may stay ""). */
-static int current_has(struct akv_snapshot *snap, const char *name, const unsigned char *id,
-                       size_t id_len, char *cur, size_t cur_len)
+/* Whether a snapshot (may be NULL; unreferenced here) has a current object of the name and kind
+ * with that CKA_ID (then the search's empty answer is the template's doing); the current version
+ * into cur (may stay ""). */
+static int current_has(struct akv_snapshot *snap, const struct refind *r, char *cur, size_t len)
 {
   size_t i;
   int has = 0;
   for (i = 0; snap && i < snap->n && !has; i++) {
     const struct akv_object *o = snap->objs[i];
-    if (!akv_source_names(o->src, AKV_SRC_KEY, name))
+    const CK_ATTRIBUTE *v;
+    if (!akv_source_names(o->src, r->kind, r->name))
       continue;
-    has = same_id(o, id, id_len);
-    if (o->key && o->key->version)
-      snprintf(cur, cur_len, "%s", o->key->version);
+    has = same_id(o, r);
+    if ((v = akv_object_attr(o, CKA_AKV_VERSION)))
+      snprintf(cur, len, "%.*s", (int)v->ulValueLen, (const char *)v->pValue);
   }
   akv_snapshot_unref(snap);
   return has;
@@ -66,50 +82,62 @@ static int newest_first(const void *a, const void *b)
   return x->attrs.created < y->attrs.created ? 1 : x->attrs.created > y->attrs.created ? -1 : 0;
 }
 
-/* Reads version v of name; its objects into out when it is usable and has that CKA_ID. */
-static CK_RV try_version(struct akv_slot *slot, const char *name, const char *v,
-                         const unsigned char *id, size_t id_len, struct akv_object **out,
-                         size_t *n_out)
+/* The objects the listing makes of version v (a key's private and public key, a certificate);
+ * none when the version is not usable or cannot be represented (logged). */
+static CK_RV version_objects(const struct refind *r, const char *v, struct akv_object **out,
+                             size_t *n_out)
 {
+  struct kv_client *cl = r->slot->client;
   struct kv_key *key = NULL;
-  size_t i;
-  kv_rc rc = kv_get_key(slot->client, name, v, &key);
-  CK_RV rv;
+  struct kv_cert *cert = NULL;
+  char src[1024];
+  kv_rc rc;
+  CK_RV rv = CKR_OK;
 
+  *n_out = 0;
+  rc = r->kind == AKV_SRC_KEY ? kv_get_key(cl, r->name, v, &key)
+                              : kv_get_certificate(cl, r->name, v, &cert);
   if (rc != KV_OK) {
-    akv_warn(AKV_LOGC_CACHE, "key %s/%s: reading an older version for a search by CKA_ID: %s", name,
-             v, kv_rc_str(rc));
+    akv_warn(AKV_LOGC_CACHE, "%s %s/%s: reading an older version for a search by CKA_ID: %s",
+             kind_word(r), r->name, v, kv_rc_str(rc));
     return CKR_OK;
   }
-  if (!usable(&key->attrs, akv_now())) {
+  if (key) {
+    if (usable(&key->attrs, akv_now()))
+      return akv_cache_key_objects(r->slot, key, r->name, out, n_out); /* takes key */
     kv_key_free(key);
     return CKR_OK;
   }
-  rv = akv_cache_key_objects(slot, key, name, out, n_out); /* takes key */
-  if (rv == CKR_OK && *n_out && same_id(out[0], id, id_len))
-    return CKR_OK;
-  for (i = 0; i < *n_out; i++)
-    akv_object_unref(out[i]);
-  *n_out = 0;
+  if (usable(&cert->attrs, akv_now())) {
+    akv_source_id(src, sizeof(src), AKV_SRC_CERT, r->name, NULL);
+    rv = akv_object_from_cert(r->slot, cert, src, &out[0]);
+    if (rv == CKR_OK)
+      *n_out = 1;
+    else if (rv == CKR_DEVICE_ERROR)
+      rv = CKR_OK; /* logged: malformed certificate */
+  }
+  kv_cert_free(cert);
   return rv;
 }
 
-/* The vault's side: one page of the key's versions, then the newest usable ones but the current. */
-static CK_RV from_vault(struct akv_slot *slot, const char *name, const char *cur,
-                        const unsigned char *id, size_t id_len, struct akv_object **out,
+/* The vault's side: one page of the versions, then the newest usable ones but the current, until
+ * one has the CKA_ID. */
+static CK_RV from_vault(const struct refind *r, const char *cur, struct akv_object **out,
                         size_t *n_out)
 {
   struct kv_item_list vl = {NULL, 0};
   const struct kv_item **cand = NULL;
   int64_t now = akv_now();
-  size_t i, n = 0;
+  size_t i, j, n = 0;
   CK_RV rv = CKR_OK;
-  kv_rc rc = kv_list_key_versions_page(slot->client, name, &vl);
+  kv_rc rc = r->kind == AKV_SRC_KEY
+                 ? kv_list_key_versions_page(r->slot->client, r->name, &vl)
+                 : kv_list_certificate_versions_page(r->slot->client, r->name, &vl);
 
   if (rc != KV_OK) {
-    if (rc != KV_E_NOT_FOUND && rc != KV_E_FORBIDDEN)
-      akv_warn(AKV_LOGC_CACHE, "key %s: listing its versions for a search by CKA_ID: %s", name,
-               kv_rc_str(rc));
+    if (rc != KV_E_NOT_FOUND && rc != KV_E_FORBIDDEN && rc != KV_E_UNSUPPORTED)
+      akv_warn(AKV_LOGC_CACHE, "%s %s: listing its versions for a search by CKA_ID: %s",
+               kind_word(r), r->name, kv_rc_str(rc));
     kv_item_list_free(&vl);
     return CKR_OK;
   }
@@ -123,11 +151,55 @@ static CK_RV from_vault(struct akv_slot *slot, const char *name, const char *cur
       cand[n++] = it;
   }
   qsort(cand, n, sizeof(*cand), newest_first);
-  for (i = 0; i < n && i < REFIND_GETS && rv == CKR_OK && !*n_out; i++)
-    rv = try_version(slot, name, cand[i]->version, id, id_len, out, n_out);
+  for (i = 0; i < n && i < REFIND_GETS && rv == CKR_OK && !*n_out; i++) {
+    rv = version_objects(r, cand[i]->version, out, n_out);
+    if (rv == CKR_OK && *n_out && same_id(out[0], r))
+      break;
+    for (j = 0; j < *n_out; j++)
+      akv_object_unref(out[j]);
+    *n_out = 0;
+  }
   free(cand);
   kv_item_list_free(&vl);
   return rv;
+}
+
+/* One kind: the superseded table first, then (unless a current object has the CKA_ID, or the same
+ * question missed within the memo's few seconds) the vault. */
+static CK_RV refind_kind(const struct refind *r, struct akv_object **out, size_t cap, size_t *n_out)
+{
+  struct akv_cache *c = r->slot->cache;
+  char cur[128] = "", memo[168];
+  size_t i, j;
+  CK_RV rv;
+
+  if ((*n_out = akv_cache_held_find(c, r->kind, r->name, r->id, r->id_len, out, cap)))
+    return CKR_OK;
+  if (current_has(akv_cache_peek(c), r, cur, sizeof(cur)) ||
+      current_has(akv_cache_cold(c), r, cur, sizeof(cur)))
+    return CKR_OK;
+  /* The memo key: kind, name, and the CKA_ID's length and first 16 bytes. */
+  i = (size_t)snprintf(memo, sizeof(memo), "%c|%s|%zu|", (char)r->kind, r->name, r->id_len);
+  for (j = 0; j < r->id_len && j < 16 && i + 2 < sizeof(memo); j++, i += 2)
+    snprintf(memo + i, sizeof(memo) - i, "%02x", r->id[j]);
+  if (!akv_cache_memo_claim(c, memo))
+    return CKR_OK;
+  rv = from_vault(r, cur, out, n_out);
+  if (rv != CKR_OK || !*n_out) {
+    akv_dbg(AKV_LOGC_CACHE, "%s %s: no older version has the CKA_ID searched", kind_word(r),
+            r->name);
+    return rv;
+  }
+  akv_cache_memo_forget(c, memo);
+  akv_cache_keep(c, out, *n_out);
+  {
+    const CK_ATTRIBUTE *v = akv_object_attr(out[0], CKA_AKV_VERSION);
+    akv_info(AKV_LOGC_CACHE,
+             "%s %s: a search by CKA_ID found version %.*s (older than the current one); "
+             "it answers for its holders while it is enabled",
+             kind_word(r), r->name, v ? (int)v->ulValueLen : 0, v ? (const char *)v->pValue : "");
+  }
+  return CKR_OK;
 }
 
 CK_RV akv_versions_refind(struct akv_slot *slot, const CK_ATTRIBUTE *t, CK_ULONG n,
@@ -135,13 +207,13 @@ CK_RV akv_versions_refind(struct akv_slot *slot, const CK_ATTRIBUTE *t, CK_ULONG
 {
   const CK_ATTRIBUTE *label = attr_of(t, n, CKA_LABEL), *ida = attr_of(t, n, CKA_ID);
   const CK_ATTRIBUTE *cls = attr_of(t, n, CKA_CLASS), *tok = attr_of(t, n, CKA_TOKEN);
-  struct akv_cache *c = slot->cache;
-  char name[128], cur[128] = "", memo[168];
-  const unsigned char *id;
-  size_t id_len, i;
-  CK_ULONG cv;
-  CK_RV rv;
-  int has_client;
+  const struct akv_slot_config *sc = slot->cfg;
+  struct refind r;
+  char name[128];
+  CK_ULONG cv = 0;
+  size_t got = 0;
+  int keys, certs, has_client;
+  CK_RV rv = CKR_OK;
 
   *n_out = 0;
   if (!label || !ida || !label->ulValueLen || label->ulValueLen >= sizeof(name) ||
@@ -150,46 +222,40 @@ CK_RV akv_versions_refind(struct akv_slot *slot, const CK_ATTRIBUTE *t, CK_ULONG
   /* Token objects only. */
   if (tok && (tok->ulValueLen != sizeof(CK_BBOOL) || !*(const CK_BBOOL *)tok->pValue))
     return CKR_OK;
-  /* Keys only: a certificate is not re-found by its older versions (docs/lifecycle.md). */
-  if (cls && (cls->ulValueLen != sizeof(cv) || (memcpy(&cv, cls->pValue, sizeof(cv)),
-                                                cv != CKO_PRIVATE_KEY && cv != CKO_PUBLIC_KEY)))
+  if (cls && cls->ulValueLen != sizeof(cv))
     return CKR_OK;
+  if (cls)
+    memcpy(&cv, cls->pValue, sizeof(cv));
   memcpy(name, label->pValue, label->ulValueLen);
   name[label->ulValueLen] = 0;
-  id = ida->pValue;
-  id_len = ida->ulValueLen;
   /* versions: "all" lists the older versions already, as NAME/VERSION under these handles. */
-  if (slot->cfg->versions_all || !akv_cache_shows(slot->cfg, AKV_SRC_KEY, name, NULL))
+  if (sc->versions_all)
+    return CKR_OK;
+  keys = (!cls || cv == CKO_PRIVATE_KEY || cv == CKO_PUBLIC_KEY) &&
+         akv_cache_shows(sc, AKV_SRC_KEY, name, NULL);
+  certs = (!cls || cv == CKO_CERTIFICATE) && (sc->objects & AKV_OBJ_CERTIFICATES) &&
+          sc->kind != AKV_VAULT_MHSM && akv_cache_shows(sc, AKV_SRC_CERT, name, NULL);
+  if (!keys && !certs)
     return CKR_OK;
   akv_lock();
   has_client = slot->client != NULL;
   akv_unlock();
   if (!has_client)
     return CKR_OK;
-  /* Found before (by this search's rule or held since before the rotation): no request. */
-  if ((*n_out = akv_cache_held_find(c, name, id, id_len, out, AKV_KEY_OBJECTS)))
-    return CKR_OK;
-  if (current_has(akv_cache_peek(c), name, id, id_len, cur, sizeof(cur)) ||
-      current_has(akv_cache_cold(c), name, id, id_len, cur, sizeof(cur)))
-    return CKR_OK;
-  i = (size_t)snprintf(memo, sizeof(memo), "%s|%zu|", name, id_len);
-  for (size_t j = 0; j < id_len && j < 16 && i + 2 < sizeof(memo); j++, i += 2)
-    snprintf(memo + i, sizeof(memo) - i, "%02x", id[j]);
-  if (!akv_cache_memo_claim(c, memo))
-    return CKR_OK;
-  rv = from_vault(slot, name, cur, id, id_len, out, n_out);
-  if (rv != CKR_OK || !*n_out) {
-    akv_dbg(AKV_LOGC_CACHE, "key %s: no older version has the CKA_ID searched", name);
-    return rv;
+  r.slot = slot;
+  r.name = name;
+  r.id = ida->pValue;
+  r.id_len = ida->ulValueLen;
+  /* A key's objects (its attestation objects too when held), then a certificate. */
+  if (keys) {
+    r.kind = AKV_SRC_KEY;
+    rv = refind_kind(&r, out, AKV_KEY_OBJECTS, &got);
+    *n_out = got;
   }
-  akv_cache_memo_forget(c, memo);
-  akv_cache_keep(c, out, *n_out);
-  {
-    const CK_ATTRIBUTE *v = akv_object_attr(out[0], CKA_AKV_VERSION);
-    akv_info(AKV_LOGC_CACHE,
-             "key %s: a search by CKA_ID found version %.*s (older than the current one); "
-             "it answers for its holders while it is enabled",
-             name, v ? (int)v->ulValueLen : 0, v ? (const char *)v->pValue : "");
+  if (certs && rv == CKR_OK) {
+    r.kind = AKV_SRC_CERT;
+    rv = refind_kind(&r, out + *n_out, 1, &got);
+    *n_out += got;
   }
-  return CKR_OK;
+  return rv;
 }

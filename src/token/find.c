@@ -210,7 +210,7 @@ static int label_of(const CK_ATTRIBUTE *t, CK_ULONG n, char *name, size_t len)
  * re-found by CKA_ID after a rotation"). Its matching objects join the answer. */
 static CK_RV older_version(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n)
 {
-  struct akv_object *objs[AKV_KEY_OBJECTS];
+  struct akv_object *objs[AKV_REFIND_OBJECTS];
   size_t n_objs = 0, i, cap = s->find_n;
   int user = akv_session_logged_in(s);
   CK_RV rv = akv_versions_refind(s->slot, t, n, objs, &n_objs);

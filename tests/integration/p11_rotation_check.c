@@ -22,6 +22,11 @@
  *   Prints the heap in use (mallinfo2) after 10 rotations and at the end ("heap N M"), for the
  *   script to judge with the module's own count of superseded objects (its debug log).
  *
+ * usage: p11_rotation_check MODULE certrefind LABEL OLD_ID OUT
+ *   After the certificate LABEL was renewed with a new key, a new process finds the certificate and
+ *   its private key by the old CKA_ID (hex) and LABEL: the old certificate (OUT/cert-refind.der)
+ *   and a signature by the old key (OUT/refind.sig).
+ *
  * usage: p11_rotation_check MODULE refind LABEL OLD_ID NEW_ID DISABLE OUT
  *   A process started after a rotation and its refresh re-finds the key by LABEL and the CKA_ID
  *   (hex) it had before (docs/lifecycle.md "Keys re-found by CKA_ID after a rotation"): one private
@@ -399,6 +404,27 @@ static int refind_mode(struct t_p11 *p, const char *module, const char *label, c
   return t_finish("p11_rotation_check refind");
 }
 
+/* After a certificate's renewal, a new process re-finds the certificate and its key by the old
+ * CKA_ID and label: OUT/cert-refind.der, OUT/refind.sig. */
+static int certrefind_mode(struct t_p11 *p, const char *label, const char *old_hex, const char *out)
+{
+  unsigned char old_id[64];
+  size_t old_len = unhex(old_hex, old_id, sizeof(old_id));
+  CK_OBJECT_HANDLE h[8];
+  long got;
+  CK_RV rv;
+
+  got = find_id(p, p->sess, CKO_CERTIFICATE, label, old_id, old_len, h);
+  t_check(got == 1, "a search by the old CKA_ID and label finds one certificate (%ld)", got);
+  if (got == 1)
+    t_check(write_attr(p, h[0], CKA_VALUE, path(out, "cert-refind.der")), "its CKA_VALUE reads");
+  got = find_id(p, p->sess, CKO_PRIVATE_KEY, label, old_id, old_len, h);
+  t_check(got == 1, "and one private key (%ld)", got);
+  rv = got == 1 ? sign_to(p, p->sess, h[0], path(out, "refind.sig")) : CKR_OBJECT_HANDLE_INVALID;
+  t_check(rv == CKR_OK, "which signs (%s)", t_rv_name(rv));
+  return t_finish("p11_rotation_check certrefind");
+}
+
 /* Prints the CKA_ID (hex) of the private key label. */
 static int id_mode(struct t_p11 *p, const char *label)
 {
@@ -419,7 +445,7 @@ int main(int argc, char **argv)
   int rc;
 
   if (argc < 4) {
-    fprintf(stderr, "usage: %s MODULE key|cert|many|refind|id LABEL ...\n", argv[0]);
+    fprintf(stderr, "usage: %s MODULE key|cert|many|refind|certrefind|id LABEL ...\n", argv[0]);
     return 2;
   }
   t_p11_open(&p, argv[1]);
@@ -438,10 +464,13 @@ int main(int argc, char **argv)
   } else if (strcmp(argv[2], "refind") == 0 && argc == 8) {
     data = t_read_file_new(path(argv[7], "data"), &data_len);
     rc = data ? refind_mode(&p, argv[1], argv[3], argv[4], argv[5], argv[6], argv[7]) : 1;
+  } else if (strcmp(argv[2], "certrefind") == 0 && argc == 6) {
+    data = t_read_file_new(path(argv[5], "data"), &data_len);
+    rc = data ? certrefind_mode(&p, argv[3], argv[4], argv[5]) : 1;
   } else if (strcmp(argv[2], "id") == 0 && argc == 4) {
     rc = id_mode(&p, argv[3]);
   } else {
-    fprintf(stderr, "usage: %s MODULE key|cert|many|refind|id LABEL ...\n", argv[0]);
+    fprintf(stderr, "usage: %s MODULE key|cert|many|refind|certrefind|id LABEL ...\n", argv[0]);
     rc = 2;
   }
   free(data);

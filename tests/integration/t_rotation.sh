@@ -8,7 +8,8 @@
 # certificate renewed with a new key, for a process that learned the objects from the cache file,
 # and 100 rotations in one process, which keep the superseded objects bounded (the module's own
 # count, in its debug log) and the heap flat. A new process (and a forked child) that re-finds the
-# key by the CKA_ID and label it had before the rotation gets the old version while it is enabled.
+# key by the CKA_ID and label it had before the rotation gets the old version while it is enabled,
+# and so does one that re-finds a renewed certificate and its key.
 . "$(dirname "$0")/lib.sh"
 need_tool openssl jq curl
 need_module
@@ -123,6 +124,14 @@ verify_with "the held key's signature verifies with the old certificate's key" \
   "$WORK/cert/old.sig" "$WORK/cert-old.pem"
 verify_with "the new key's signature verifies with the new certificate's key" \
   "$WORK/cert/new.sig" "$WORK/cert-new.pem"
+# A new process after the renewal, by the old certificate's CKA_ID (the SHA-1 of its public key).
+openssl pkey -pubin -in "$WORK/cert-old.pem" -outform DER -out "$WORK/cert-old-spki.der" || fail "spki"
+AKV_PKCS11_CONFIG="$WORK/ttl0.json" run_check certrefind certrefind rot-cert \
+  "$(der_id "$WORK/cert-old-spki.der")" "$WORK/cert"
+check_same_file "the certificate re-found by its old CKA_ID is the old certificate" \
+  "$WORK/rot-cert-old.der" "$WORK/cert/cert-refind.der"
+verify_with "the key re-found by the old CKA_ID signs with the old certificate's key" \
+  "$WORK/cert/refind.sig" "$WORK/cert-old.pem"
 
 section "a key re-found by its old CKA_ID and label after the rotation (a new process, a forked child)"
 # What the libp11 engine does in a forked nginx worker (docs/lifecycle.md "Keys re-found by CKA_ID

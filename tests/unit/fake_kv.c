@@ -443,6 +443,23 @@ kv_rc kv_list_certificates(struct kv_client *cl, struct kv_item_list *out)
   return KV_OK;
 }
 
+/* Each fake certificate has one version, "v1" (kv_get_certificate). */
+kv_rc kv_list_certificate_versions_page(struct kv_client *cl, const char *name,
+                                        struct kv_item_list *out)
+{
+  size_t i;
+  (void)cl;
+  __atomic_add_fetch(&fake_kv_calls.list_certs, 1, __ATOMIC_SEQ_CST);
+  memset(out, 0, sizeof(*out));
+  if (failing() != KV_OK)
+    return V.fail;
+  for (i = 0; i < V.n_certs; i++) {
+    if (strcmp(V.certs[i].name, name) == 0)
+      list_add(out, "certificates", name, "v1", &V.certs[i].attrs);
+  }
+  return out->n ? KV_OK : KV_E_NOT_FOUND;
+}
+
 static unsigned char *self_signed(const struct fake_cert *fc, size_t *len)
 {
   EVP_PKEY *pk = fake_kv_pair(fc->kty, fc->pair);

@@ -159,19 +159,23 @@ static void test_refind_miss_memoed(void **state)
   fini();
 }
 
-/* A disabled old version is not found; neither is a certificate, nor anything on a versions "all"
- * slot (which lists the old version as signer/v1). No request for those. */
+/* A disabled old version is not found. A certificate class asks for the certificate's versions only
+ * (there is no certificate signer). Nothing on a versions "all" slot, which lists the old version
+ * as signer/v1: no request. */
 static void test_refind_not(void **state)
 {
   CK_OBJECT_HANDLE out[8];
   struct kv_attrs *a;
-  int lv;
+  int lv, lc;
   (void)state;
   init("");
-  assert_int_equal(find(CKO_PRIVATE_KEY, "signer", NULL, 0, out), 1);
+  assert_int_equal(akv_find_init(s, NULL, 0), CKR_OK); /* the listing */
+  assert_int_equal(akv_find_final(s), CKR_OK);
   lv = fake_kv_calls.list_versions;
+  lc = fake_kv_calls.list_certs;
   assert_int_equal(find(CKO_CERTIFICATE, "signer", id1, id1_len, out), 0);
   assert_int_equal(fake_kv_calls.list_versions, lv);
+  assert_int_equal(fake_kv_calls.list_certs, lc + 1);
   fini();
 
   init(",\"versions\":\"all\"");
