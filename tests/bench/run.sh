@@ -53,6 +53,11 @@ case " $* " in *" --smoke "*) share_args=(--smoke) ;; esac
   --emulator "$build/tests/emulator/akv-emulator" \
   --module "$build/src/akv-pkcs11.so" \
   --json "$build/bench-share-token.json" "${share_args[@]}" || status=$?
+# The same row for processes that search by label only (the cache file holds the name record).
+"$build/tests/bench/bench-share-token" --label-only \
+  --emulator "$build/tests/emulator/akv-emulator" \
+  --module "$build/src/akv-pkcs11.so" \
+  --json "$build/bench-share-token-label.json" "${share_args[@]}" || status=$?
 # Row (0): the first signature by label in a fresh process with an empty cache, 1,000 and 5,000 keys
 # (docs/performance.md "Cold first signature by label"), with its own emulator; about 30 s.
 case " $* " in
