@@ -182,15 +182,18 @@ static CK_RV refind_kind(const struct refind *r, struct akv_object **out, size_t
   i = (size_t)snprintf(memo, sizeof(memo), "%c|%s|%zu|", (char)r->kind, r->name, r->id_len);
   for (j = 0; j < r->id_len && j < 16 && i + 2 < sizeof(memo); j++, i += 2)
     snprintf(memo + i, sizeof(memo) - i, "%02x", r->id[j]);
+  /* Only a miss is memoed: a search running while another one reads the vault for the same
+   * question reads it too rather than answer nothing before the other's answer is in. */
   if (!akv_cache_memo_claim(c, memo))
     return CKR_OK;
+  akv_cache_memo_forget(c, memo);
   rv = from_vault(r, cur, out, n_out);
   if (rv != CKR_OK || !*n_out) {
     akv_dbg(AKV_LOGC_CACHE, "%s %s: no older version has the CKA_ID searched", kind_word(r),
             r->name);
+    akv_cache_memo_claim(c, memo);
     return rv;
   }
-  akv_cache_memo_forget(c, memo);
   akv_cache_keep(c, out, *n_out);
   {
     const CK_ATTRIBUTE *v = akv_object_attr(out[0], CKA_AKV_VERSION);
