@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* src/store/cache.c: TTL, soft refresh in the background, stale-if-error, rotation, stable handles and
- * lazy mode, with the injected clock and the fake backend. */
+/* src/store/cache.c: TTL, soft refresh in the background, stale-if-error, rotation, stable handles
+ * and lazy mode, with the injected clock and the fake backend. */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 #include <openssl/evp.h>
 
+#include "cache_file_helpers.h"
 #include "model_helpers.h"
 
 #include "store/cache.h"
@@ -608,53 +609,16 @@ static int one_process(const struct cfile *f, CK_ULONG expect_objects)
   return fake_kv_calls.list_keys - before;
 }
 
-#define MAGIC_LINE "akv-pkcs11-cache 4 "
-
 /* The file's JSON (after its MAC line). */
 static cJSON *cfile_read(const char *path)
 {
-  static char buf[1 << 20];
-  FILE *fp = fopen(path, "rb");
-  size_t n;
-  assert_non_null(fp);
-  n = fread(buf, 1, sizeof(buf) - 1, fp);
-  fclose(fp);
-  buf[n] = '\0';
-  assert_true(n > 84);
-  assert_memory_equal(buf, MAGIC_LINE, strlen(MAGIC_LINE));
-  assert_int_equal(buf[83], '\n');
-  return cJSON_Parse(buf + 84);
+  return t_cache_file_read(path);
 }
 
 /* Writes doc as the module would: the MAC line under the user's key, then the JSON. */
 static void cfile_write(const char *path, cJSON *doc)
 {
-  char kpath[512], *text = cJSON_PrintUnformatted(doc), *data;
-  unsigned char key[32], mac[32];
-  size_t mlen = 0, len, i;
-  FILE *fp;
-
-  snprintf(kpath, sizeof(kpath), "%s/akv-pkcs11/cache.key", getenv("XDG_CONFIG_HOME"));
-  fp = fopen(kpath, "rb");
-  assert_non_null(fp);
-  assert_int_equal(fread(key, 1, 32, fp), 32);
-  fclose(fp);
-  assert_non_null(text);
-  len = strlen("akv-pkcs11-cache 4\n") + strlen(text);
-  data = malloc(len + 1);
-  assert_non_null(data);
-  snprintf(data, len + 1, "akv-pkcs11-cache 4\n%s", text);
-  assert_non_null(EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key, 32, (unsigned char *)data,
-                            len, mac, sizeof(mac), &mlen));
-  fp = fopen(path, "wb");
-  assert_non_null(fp);
-  fputs(MAGIC_LINE, fp);
-  for (i = 0; i < 32; i++)
-    fprintf(fp, "%02x", mac[i]);
-  fprintf(fp, "\n%s", text);
-  fclose(fp);
-  free(data);
-  free(text);
+  t_cache_file_write(path, doc);
 }
 
 /* The entry of the only slot, and in it the array member arr's element whose "src" is src. */
@@ -679,11 +643,7 @@ static cJSON *item_by_src(cJSON *doc, const char *arr, const char *src)
 
 static void set_member(cJSON *o, const char *name, cJSON *v)
 {
-  assert_non_null(o);
-  if (cJSON_GetObjectItem(o, name))
-    cJSON_ReplaceItemInObject(o, name, v);
-  else
-    cJSON_AddItemToObject(o, name, v);
+  t_json_set(o, name, v);
 }
 
 static char *b64url_fill(unsigned char byte, size_t n)
@@ -700,8 +660,9 @@ static char *b64url_fill(unsigned char byte, size_t n)
  * the freshness test into "fresh forever". */
 static void test_file_bounds(void **state)
 {
-  static const char *const bad[] = {"-9223372036854775808", "1e300", "-1", "0", "1800003600",
-                                    "1800000000.5", "\"1800000000\"", "null"};
+  static const char *const bad[] = {
+      "-9223372036854775808", "1e300",          "-1",  "0", "1800003600",
+      "1800000000.5",         "\"1800000000\"", "null"};
   struct cfile f;
   cJSON *doc;
   size_t i;
@@ -833,10 +794,10 @@ static void test_file_vault_wins(void **state)
   assert_int_equal(C_Finalize(NULL), CKR_OK);
   /* An authentic file whose rsa1 has other material (rsa2's) than the vault's. */
   doc = cfile_read(f.path);
-  k1 = cJSON_GetObjectItem(cJSON_GetObjectItem(item_by_src(doc, "keys", "k|rsa1"), "bundle"),
-                           "key");
-  k2 = cJSON_GetObjectItem(cJSON_GetObjectItem(item_by_src(doc, "keys", "k|rsa2"), "bundle"),
-                           "key");
+  k1 =
+      cJSON_GetObjectItem(cJSON_GetObjectItem(item_by_src(doc, "keys", "k|rsa1"), "bundle"), "key");
+  k2 =
+      cJSON_GetObjectItem(cJSON_GetObjectItem(item_by_src(doc, "keys", "k|rsa2"), "bundle"), "key");
   set_member(k1, "n", cJSON_Duplicate(cJSON_GetObjectItem(k2, "n"), 1));
   cfile_write(f.path, doc);
   cJSON_Delete(doc);
@@ -1061,15 +1022,11 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_file_key, setup, teardown_finalized),
   };
   /* The cache file's key lives in the config directory: a private one for this run. */
-  char cfg_home[] = "/tmp/akv-cfg-test-XXXXXX", kpath[128];
+  char cfg_home[] = "/tmp/akv-cfg-test-XXXXXX";
   int rc;
-  if (!mkdtemp(cfg_home) || setenv("XDG_CONFIG_HOME", cfg_home, 1) != 0)
+  if (!t_config_home_enter(cfg_home))
     return 1;
   rc = cmocka_run_group_tests(tests, NULL, NULL);
-  snprintf(kpath, sizeof(kpath), "%s/akv-pkcs11/cache.key", cfg_home);
-  unlink(kpath);
-  snprintf(kpath, sizeof(kpath), "%s/akv-pkcs11", cfg_home);
-  rmdir(kpath);
-  rmdir(cfg_home);
+  t_config_home_leave(cfg_home);
   return rc;
 }

@@ -1,0 +1,268 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* src/store/cache_file.c, the per-name records a cold search by label writes (docs/design.md
+ * "Cache file", "Cold search by label"), with the injected clock and the fake backend: the next
+ * process answers the label from the record, within the ttl; out-of-range or forged records are
+ * refused and repaired; records beside a listing never answer anything but their label; the
+ * bounds on records hold. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cache_file_helpers.h"
+#include "model_helpers.h"
+
+#define OPS (KV_OP_SIGN | KV_OP_VERIFY)
+
+static char dir[40], path[128], cfg[600];
+
+static int setup(void **state)
+{
+  (void)state;
+  fake_kv_reset();
+  t_clock_now = 1800000000;
+  fake_kv_add_key("rsa1", "v1", KV_KTY_RSA, 0, OPS);
+  fake_kv_add_key("ec1", "e1", KV_KTY_EC, 0, OPS);
+  fake_kv_add_cert("ec1", KV_KTY_EC, 0);
+  snprintf(dir, sizeof(dir), "/tmp/akv-cfile-test-XXXXXX");
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof(path), "%s/p11-cache", dir);
+  snprintf(cfg, sizeof(cfg),
+           "{\"cache_file\":\"%s\",\"slots\":[{\"url\":\"" FAKE_VAULT_URL
+           "\",\"ttl\":100,\"objects\":[\"keys\",\"certificates\"]}]}",
+           path);
+  return 0;
+}
+
+static int teardown(void **state)
+{
+  char lock[160];
+  (void)state;
+  fake_kv_fail(KV_OK);
+  (void)C_Finalize(NULL);
+  snprintf(lock, sizeof(lock), "%s.lock", path);
+  unlink(path);
+  unlink(lock);
+  rmdir(dir);
+  return 0;
+}
+
+/* One process that searches the label name only (private key, public key, certificate when
+ * cert): the GETs of keys and certificates it made. */
+static int label_process(const char *name, int cert)
+{
+  int before = fake_kv_calls.get_key + fake_kv_calls.get_cert,
+      lists = fake_kv_calls.list_keys + fake_kv_calls.list_certs;
+  CK_SESSION_HANDLE s;
+  assert_int_equal(t_init(cfg), CKR_OK);
+  s = t_open(0);
+  (void)t_find_one(s, CKO_PRIVATE_KEY, name);
+  (void)t_find_one(s, CKO_PUBLIC_KEY, name);
+  if (cert)
+    (void)t_find_one(s, CKO_CERTIFICATE, name);
+  assert_int_equal(C_Finalize(NULL), CKR_OK);
+  assert_int_equal(fake_kv_calls.list_keys + fake_kv_calls.list_certs, lists);
+  return fake_kv_calls.get_key + fake_kv_calls.get_cert - before;
+}
+
+static cJSON *file_read(void)
+{
+  return t_cache_file_read(path);
+}
+
+static void file_write(cJSON *doc)
+{
+  t_cache_file_write(path, doc);
+}
+
+static cJSON *names_of(cJSON *doc)
+{
+  cJSON *names = cJSON_GetObjectItem(doc, "names");
+  assert_true(cJSON_IsArray(names));
+  return names;
+}
+
+static cJSON *record(cJSON *doc, const char *name)
+{
+  cJSON *r;
+  cJSON_ArrayForEach(r, names_of(doc))
+  {
+    if (strcmp(cJSON_GetObjectItem(r, "name")->valuestring, name) == 0)
+      return r;
+  }
+  return NULL;
+}
+
+/* The first process reads the name (key and certificate) and records it; the next answers from
+ * the record with no request, until the record is ttl old. */
+static void test_record_serves(void **state)
+{
+  cJSON *doc;
+  (void)state;
+  assert_int_equal(label_process("ec1", 1), 2);
+  doc = file_read();
+  assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(doc, "slots")), 0);
+  assert_non_null(record(doc, "ec1"));
+  assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(record(doc, "ec1"), "keys")), 1);
+  assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(record(doc, "ec1"), "certs")), 1);
+  cJSON_Delete(doc);
+  assert_int_equal(label_process("ec1", 1), 0);
+  t_clock_now += 99;
+  assert_int_equal(label_process("ec1", 1), 0);
+  t_clock_now += 1; /* ttl old: read again, and recorded again */
+  assert_int_equal(label_process("ec1", 1), 2);
+  assert_int_equal(label_process("ec1", 1), 0);
+  /* Another label is not in it: read. */
+  assert_int_equal(label_process("rsa1", 0), 2);
+  assert_int_equal(label_process("rsa1", 0), 0);
+}
+
+/* A record's read_at out of range is refused (the name read again) and the record rewritten. */
+static void test_record_bounds(void **state)
+{
+  static const char *const bad[] = {
+      "-9223372036854775808", "1e300",          "-1",  "0", "1800003600",
+      "1800000000.5",         "\"1800000000\"", "null"};
+  cJSON *doc;
+  size_t i;
+  (void)state;
+  assert_int_equal(label_process("ec1", 1), 2);
+  for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    print_message("read_at %s\n", bad[i]);
+    doc = file_read();
+    t_json_set(record(doc, "ec1"), "read_at", cJSON_CreateRaw(bad[i]));
+    file_write(doc);
+    cJSON_Delete(doc);
+    assert_int_equal(label_process("ec1", 1), 2); /* refused: read */
+    assert_int_equal(label_process("ec1", 1), 0); /* repaired */
+  }
+}
+
+/* Authentic records that are not what a cold search of that name writes are refused: another
+ * key's objects under the name, two keys, a secret. */
+static void test_record_forged(void **state)
+{
+  cJSON *doc, *r, *keys;
+  (void)state;
+  assert_int_equal(label_process("ec1", 1), 2);
+  assert_int_equal(label_process("rsa1", 0), 2);
+  /* rsa1's record relabelled ec1. */
+  doc = file_read();
+  cJSON_DeleteItemFromArray(names_of(doc), 0);
+  t_json_set(record(doc, "rsa1"), "name", cJSON_CreateString("ec1"));
+  file_write(doc);
+  cJSON_Delete(doc);
+  assert_int_equal(label_process("ec1", 1), 2);
+  assert_int_equal(label_process("ec1", 1), 0);
+  /* Two keys in ec1's record (its own twice). */
+  doc = file_read();
+  r = record(doc, "ec1");
+  keys = cJSON_GetObjectItem(r, "keys");
+  cJSON_AddItemToArray(keys, cJSON_Duplicate(cJSON_GetArrayItem(keys, 0), 1));
+  file_write(doc);
+  cJSON_Delete(doc);
+  assert_int_equal(label_process("ec1", 1), 2);
+  /* A "secrets" member. */
+  doc = file_read();
+  t_json_set(record(doc, "ec1"), "secrets", cJSON_CreateArray());
+  file_write(doc);
+  cJSON_Delete(doc);
+  assert_int_equal(label_process("ec1", 1), 2);
+  assert_int_equal(label_process("ec1", 1), 0);
+}
+
+/* "names" that is not an array is not read, and the next write replaces it. */
+static void test_names_not_array(void **state)
+{
+  cJSON *doc;
+  (void)state;
+  assert_int_equal(label_process("ec1", 1), 2);
+  doc = file_read();
+  t_json_set(doc, "names", cJSON_CreateNumber(5));
+  file_write(doc);
+  cJSON_Delete(doc);
+  assert_int_equal(label_process("ec1", 1), 2);
+  doc = file_read();
+  assert_non_null(record(doc, "ec1"));
+  cJSON_Delete(doc);
+  assert_int_equal(label_process("ec1", 1), 0);
+}
+
+/* 128 records in all, the oldest first; another fingerprint's records older than a day go. */
+static void test_total_bound(void **state)
+{
+  cJSON *doc, *names, *proto, *r;
+  char nm[32];
+  int i;
+  (void)state;
+  assert_int_equal(label_process("ec1", 1), 2);
+  doc = file_read();
+  names = names_of(doc);
+  proto = cJSON_Duplicate(record(doc, "ec1"), 1);
+  cJSON_DeleteItemFromArray(names, 0);
+  for (i = 0; i < 140; i++) {
+    r = cJSON_Duplicate(proto, 1);
+    snprintf(nm, sizeof(nm), "other-%d", i);
+    t_json_set(r, "name", cJSON_CreateString(nm));
+    t_json_set(r, "fp", cJSON_CreateString(i < 10 ? "old" : "fresh"));
+    t_json_set(r, "read_at", cJSON_CreateNumber(i < 10 ? 1800000000 - 86400 : 1800000000 + i));
+    cJSON_AddItemToArray(names, r);
+  }
+  cJSON_Delete(proto);
+  file_write(doc);
+  cJSON_Delete(doc);
+  t_clock_now += 200;
+  assert_int_equal(label_process("ec1", 1), 2); /* not in the file: read, recorded */
+  doc = file_read();
+  names = names_of(doc);
+  assert_int_equal(cJSON_GetArraySize(names), 128);
+  assert_non_null(record(doc, "ec1"));
+  assert_null(record(doc, "other-0"));  /* a day old */
+  assert_null(record(doc, "other-12")); /* the oldest of the fresh ones */
+  assert_non_null(record(doc, "other-13"));
+  assert_non_null(record(doc, "other-139"));
+  cJSON_Delete(doc);
+}
+
+/* A search that needs the listing lists despite the record, and the listing written drops the
+ * records read before it; a search by label then answers from the listing. */
+static void test_listing_replaces(void **state)
+{
+  CK_SESSION_HANDLE s;
+  CK_OBJECT_HANDLE h[16];
+  cJSON *doc;
+  (void)state;
+  assert_int_equal(label_process("ec1", 1), 2);
+  assert_int_equal(t_init(cfg), CKR_OK);
+  s = t_open(0);
+  (void)t_find_one(s, CKO_PRIVATE_KEY, "ec1");
+  assert_int_equal(fake_kv_calls.list_keys, 0);
+  assert_true(t_find(s, NULL, 0, h, 16) >= 5); /* an enumeration: the listing */
+  assert_int_equal(fake_kv_calls.list_keys, 1);
+  assert_int_equal(C_Finalize(NULL), CKR_OK);
+  doc = file_read();
+  assert_int_equal(cJSON_GetArraySize(names_of(doc)), 0);
+  assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(doc, "slots")), 1);
+  cJSON_Delete(doc);
+  assert_int_equal(label_process("rsa1", 0), 0); /* from the listing */
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_record_serves, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_record_bounds, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_record_forged, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_names_not_array, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_total_bound, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_listing_replaces, setup, teardown),
+  };
+  /* The cache file's key lives in the config directory: a private one for this run. */
+  char cfg_home[] = "/tmp/akv-cfg-test-XXXXXX";
+  int rc;
+  if (!t_config_home_enter(cfg_home))
+    return 1;
+  rc = cmocka_run_group_tests(tests, NULL, NULL);
+  t_config_home_leave(cfg_home);
+  return rc;
+}
