@@ -3,12 +3,14 @@
  * "Cache file", "Cold search by label"), with the injected clock and the fake backend: the next
  * process answers the label from the record, within the ttl; out-of-range or forged records are
  * refused and repaired; records beside a listing never answer anything but their label; the
- * bounds on records hold. */
+ * bounds on records hold; on a Managed HSM the cold objects include the key's attestation objects,
+ * which the listing carries over. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "akv-pkcs11.h"
 #include "cache_file_helpers.h"
 #include "model_helpers.h"
 
@@ -247,6 +249,29 @@ static void test_listing_replaces(void **state)
   assert_int_equal(label_process("rsa1", 0), 0); /* from the listing */
 }
 
+/* On a Managed HSM, a cold search makes the key's attestation objects as the listing does, so the
+ * listing that takes the cold objects over (same source times, not read again) keeps them. */
+static void test_mhsm_attestation(void **state)
+{
+  CK_BBOOL yes = CK_TRUE;
+  CK_ATTRIBUTE att = {CKA_AKV_ATTESTATION, &yes, sizeof(yes)};
+  CK_OBJECT_HANDLE h[16];
+  CK_SESSION_HANDLE s;
+  (void)state;
+  snprintf(cfg, sizeof(cfg),
+           "{\"cache_file\":\"%s\",\"slots\":[{\"url\":\"https://unit.managedhsm.azure.net\","
+           "\"ttl\":100,\"objects\":[\"keys\"]}]}",
+           path);
+  assert_int_equal(t_init(cfg), CKR_OK);
+  s = t_open(0);
+  (void)t_find_one(s, CKO_PRIVATE_KEY, "ec1");
+  assert_int_equal(fake_kv_calls.get_key, 1);
+  /* Not a label: the listing, which reads rsa1 and carries ec1's objects over. */
+  assert_int_equal(t_find(s, &att, 1, h, 16), 4); /* a certificate and a data object per key */
+  assert_int_equal(fake_kv_calls.list_keys, 1);
+  assert_int_equal(fake_kv_calls.get_key, 2);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -256,6 +281,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_names_not_array, setup, teardown),
       cmocka_unit_test_setup_teardown(test_total_bound, setup, teardown),
       cmocka_unit_test_setup_teardown(test_listing_replaces, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_mhsm_attestation, setup, teardown),
   };
   /* The cache file's key lives in the config directory: a private one for this run. */
   char cfg_home[] = "/tmp/akv-cfg-test-XXXXXX";
