@@ -219,7 +219,7 @@ static int read_file_capped(const char *path, size_t cap, char **out, size_t *ou
   int fd = -1, rc = -1;
   struct stat st;
   char *buf = NULL;
-  size_t len = 0;
+  size_t len = 0, size = 0;
   *err_no = 0;
   fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
   if (fd < 0) {
@@ -238,13 +238,31 @@ static int read_file_capped(const char *path, size_t cap, char **out, size_t *ou
     *err_no = EFBIG;
     goto out;
   }
-  buf = malloc(cap + 1);
+  /* The file's size (plus one byte to notice growth, plus the NUL), not cap: freeing a buffer of
+   * cap (1 MB, mapped apart from the heap) would raise glibc's trim threshold for the whole process
+   * (docs/performance.md "Memory per cached key"). Grown, never past cap + 2, if the file grew. */
+  size = (size_t)st.st_size + 2;
+  buf = malloc(size);
   if (!buf) {
     *err_no = ENOMEM;
     goto out;
   }
   for (;;) {
-    ssize_t r = read(fd, buf + len, cap + 1 - len);
+    ssize_t r;
+    if (len + 1 >= size) {
+      size_t nsize = size > (cap + 2) / 2 ? cap + 2 : size * 2;
+      char *n = malloc(nsize);
+      if (!n) {
+        *err_no = ENOMEM;
+        goto out;
+      }
+      memcpy(n, buf, len);
+      OPENSSL_cleanse(buf, size); /* may hold a secret */
+      free(buf);
+      buf = n;
+      size = nsize;
+    }
+    r = read(fd, buf + len, size - 1 - len);
     if (r < 0 && errno == EINTR)
       continue;
     if (r < 0) {
@@ -268,7 +286,7 @@ static int read_file_capped(const char *path, size_t cap, char **out, size_t *ou
   rc = 0;
 out:
   if (buf) {
-    OPENSSL_cleanse(buf, cap + 1);
+    OPENSSL_cleanse(buf, size);
     free(buf);
   }
   if (fd >= 0)

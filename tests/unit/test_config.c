@@ -368,6 +368,31 @@ static const char *slurp_log(const char *path)
   return buf;
 }
 
+/* A configuration file is read whole up to 1 MB (its own size allocated, not the cap); one byte
+ * more is refused with the limit named. */
+static void test_config_file_size(void **state)
+{
+  const size_t cap = 1024 * 1024;
+  const char *doc = "{\"slots\": [{\"url\": \"https://big.vault.azure.net\"}]}";
+  char *big = malloc(cap + 2), err[1024];
+  struct akv_config *cfg = NULL;
+  (void)state;
+  assert_non_null(big);
+  memset(big, ' ', cap + 1);
+  memcpy(big, doc, strlen(doc));
+  big[cap] = '\0'; /* exactly the cap: the document and spaces */
+  if (akv_config_load(write_file("big.json", big, 0600), &cfg, err, sizeof(err)) != 0)
+    fail_msg("refused: %s", err);
+  assert_int_equal(cfg->n_slots, 1);
+  akv_config_free(cfg);
+  cfg = NULL;
+  big[cap] = ' ';
+  big[cap + 1] = '\0';
+  assert_int_equal(akv_config_load(write_file("big.json", big, 0600), &cfg, err, sizeof(err)), -1);
+  assert_non_null(strstr(err, "at most 1048576 bytes"));
+  free(big);
+}
+
 /* The loader logs nothing about a configuration it rejects: its caller reports err once
  * (C_Initialize logs it, the tools print it). With nothing configured it logs one INFO line
  * naming every place it searched, which akv_config_searched gives the tools too. */
@@ -633,6 +658,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_config_file_owner_mode, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ca_file_owner_mode, setup, teardown),
       cmocka_unit_test_setup_teardown(test_logged_once, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_file_size, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
