@@ -7,7 +7,9 @@
  *      whatever N), and that no list request was made;
  *   2. its time from dlopen to the signature (C_Initialize, C_FindObjects by label, C_Sign),
  *      against raw libcurl in a fresh process doing the token request, GET keys/NAME and
- *      POST keys/NAME/VERSION/sign (goal: at most 1.5x). Modes alternate run by run; medians.
+ *      POST keys/NAME/VERSION/sign (goal: at most 1.5x). Modes alternate run by run; medians,
+ *      with each step's median, the fastest runs and the CPU time of each process over the same
+ *      window (load-independent, unlike the wall time: docs/performance.md "Where the time goes").
  * The children are this program itself (--child module|raw ...). Every module run's signature is
  * checked to be 64 bytes and every run's counts must be the same.
  *
@@ -74,6 +76,15 @@ static double ms_now(void)
   return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* CPU time of the whole process (every thread), in milliseconds: unlike the wall time, it does
+ * not grow when other processes take the CPUs. */
+static double cpu_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 struct buf {
   char *p;
   size_t n;
@@ -128,6 +139,14 @@ static long req(CURL *c, const char *url, const char *ca, const char *bearer, co
   return st;
 }
 
+/* The steps a child times: it prints its total wall time, the CPU time of the process over the
+ * same window, then the wall milliseconds of each step. */
+#define MSTEPS 5
+#define RSTEPS 4
+static const char *const mstep[MSTEPS] = {"dlopen", "C_Initialize", "slots+session",
+                                          "find by label", "sign"};
+static const char *const rstep[RSTEPS] = {"curl init", "token", "GET key", "sign"};
+
 static const char *jget(const cJSON *o, const char *name)
 {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
@@ -144,7 +163,7 @@ struct emu {
 /* module CONFIG MODULE LABEL: prints the milliseconds from dlopen to the signature's return. */
 static int child_module(const char *module, const char *label)
 {
-  double t0 = ms_now();
+  double c0 = cpu_ms(), t0 = ms_now();
   CK_RV (*gfl)(CK_FUNCTION_LIST_PTR_PTR);
   CK_FUNCTION_LIST_PTR f;
   CK_SLOT_ID slot[4];
@@ -155,19 +174,34 @@ static int child_module(const char *module, const char *label)
   CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof(cls)}, {CKA_LABEL, (void *)label, strlen(label)}};
   CK_MECHANISM m = {CKM_ECDSA, NULL, 0};
   unsigned char digest[32], sig[256];
+  double st[MSTEPS];
   void *h = dlopen(module, RTLD_NOW | RTLD_LOCAL);
+  int i;
 
   memset(digest, 0x42, sizeof(digest));
   if (!h || !(gfl = (CK_RV(*)(CK_FUNCTION_LIST_PTR_PTR))dlsym(h, "C_GetFunctionList")) ||
-      gfl(&f) != CKR_OK || f->C_Initialize(NULL) != CKR_OK ||
-      f->C_GetSlotList(CK_TRUE, slot, &ns) != CKR_OK || ns == 0 ||
+      gfl(&f) != CKR_OK)
+    return 2;
+  st[0] = ms_now(); /* dlopen + C_GetFunctionList */
+  if (f->C_Initialize(NULL) != CKR_OK)
+    return 2;
+  st[1] = ms_now();
+  if (f->C_GetSlotList(CK_TRUE, slot, &ns) != CKR_OK || ns == 0 ||
       f->C_OpenSession(slot[0], CKF_SERIAL_SESSION, NULL, NULL, &s) != CKR_OK)
     return 2;
+  st[2] = ms_now();
   if (f->C_FindObjectsInit(s, t, 2) != CKR_OK || f->C_FindObjects(s, &key, 1, &found) != CKR_OK ||
-      f->C_FindObjectsFinal(s) != CKR_OK || found != 1 || f->C_SignInit(s, &m, key) != CKR_OK ||
+      f->C_FindObjectsFinal(s) != CKR_OK || found != 1)
+    return 3;
+  st[3] = ms_now();
+  if (f->C_SignInit(s, &m, key) != CKR_OK ||
       f->C_Sign(s, digest, sizeof(digest), sig, &siglen) != CKR_OK || siglen != 64)
     return 3;
-  printf("%.3f\n", ms_now() - t0);
+  st[4] = ms_now();
+  printf("%.3f %.3f", st[4] - t0, cpu_ms() - c0);
+  for (i = 0; i < MSTEPS; i++)
+    printf(" %.3f", st[i] - (i ? st[i - 1] : t0));
+  printf("\n");
   fflush(stdout);
   f->C_Finalize(NULL);
   return 0;
@@ -176,17 +210,19 @@ static int child_module(const char *module, const char *label)
 /* raw VAULT CA AUTHORITY TENANT CLIENT SECRET LABEL: token, GET keys/LABEL, sign; prints ms. */
 static int child_raw(char **a)
 {
-  double t0 = ms_now();
+  double c0 = cpu_ms(), t0 = ms_now();
   const char *vault = a[0], *ca = a[1], *label = a[6];
   char url[1024], form[1024], body[256], *reply = NULL, *tok = NULL, *kid = NULL;
   CURL *auth, *kv;
   cJSON *doc;
+  double sp[RSTEPS];
   long st;
-  int rc = 3;
+  int rc = 3, i;
 
   curl_global_init(CURL_GLOBAL_DEFAULT);
   auth = curl_easy_init();
   kv = curl_easy_init();
+  sp[0] = ms_now();
   snprintf(url, sizeof(url), "%s/%s/oauth2/v2.0/token", a[2], a[3]);
   snprintf(form, sizeof(form),
            "grant_type=client_credentials&client_id=%s&client_secret=%s&scope=https%%3A%%2F%%2F"
@@ -198,6 +234,7 @@ static int child_raw(char **a)
   cJSON_Delete(doc);
   free(reply);
   reply = NULL;
+  sp[1] = ms_now();
   snprintf(url, sizeof(url), "%s/keys/%s?" API, vault, label);
   if (!tok || req(kv, url, ca, tok, NULL, NULL, &reply) != 200 || !(doc = cJSON_Parse(reply)))
     goto out;
@@ -209,12 +246,17 @@ static int child_raw(char **a)
   reply = NULL;
   if (!kid || strrchr(kid, '/') == NULL)
     goto out;
+  sp[2] = ms_now();
   snprintf(url, sizeof(url), "%s/keys/%s/%s/sign?" API, vault, label, strrchr(kid, '/') + 1);
   snprintf(body, sizeof(body), "{\"alg\":\"ES256\",\"value\":\"%s\"}",
            "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI");
   st = req(kv, url, ca, tok, NULL, body, &reply);
   if (st == 200 && reply && strstr(reply, "\"value\"")) {
-    printf("%.3f\n", ms_now() - t0);
+    sp[3] = ms_now();
+    printf("%.3f %.3f", sp[3] - t0, cpu_ms() - c0);
+    for (i = 0; i < RSTEPS; i++)
+      printf(" %.3f", sp[i] - (i ? sp[i - 1] : t0));
+    printf("\n");
     rc = 0;
   }
 out:
@@ -325,12 +367,20 @@ static void reset_counts(const struct emu *e)
   curl_easy_cleanup(h);
 }
 
-/* Runs this program as a child; its printed milliseconds, or fatal. */
-static double run_child(char **argv, char *const *envp)
+static int cmp_d(const void *a, const void *b)
 {
-  int fd[2], st;
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Runs this program as a child; its printed total milliseconds (its CPU milliseconds in *cpu, its
+ * nsteps step times in steps), or fatal. */
+static double run_child(char **argv, char *const *envp, double *cpu, double *steps, int nsteps)
+{
+  int fd[2], st, i;
   pid_t pid;
-  char out[64] = "";
+  char out[256] = "", *p, *e;
+  double total;
   ssize_t n;
   posix_spawn_file_actions_t fa;
 
@@ -348,13 +398,30 @@ static double run_child(char **argv, char *const *envp)
   waitpid(pid, &st, 0);
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || n <= 0)
     fatal("child %s failed (status %d)", argv[2], st);
-  return atof(out);
+  total = strtod(out, &p);
+  *cpu = strtod(p, &e);
+  if (e == p)
+    fatal("child %s printed no CPU time: %s", argv[2], out);
+  p = e;
+  for (i = 0; i < nsteps; i++, p = e)
+    if ((steps[i] = strtod(p, &e)), e == p)
+      fatal("child %s printed no step %d: %s", argv[2], i, out);
+  return total;
 }
 
-static int cmp_d(const void *a, const void *b)
+/* The median of column col of n rows of width w (sorts a copy). */
+static double median_col(const double *rows, int n, int w, int col)
 {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
+  double *v = calloc((size_t)n, sizeof(double)), m;
+  int i;
+  if (!v)
+    fatal("out of memory");
+  for (i = 0; i < n; i++)
+    v[i] = rows[i * w + col];
+  qsort(v, (size_t)n, sizeof(double), cmp_d);
+  m = v[n / 2];
+  free(v);
+  return m;
 }
 
 int main(int argc, char **argv)
@@ -400,11 +467,16 @@ int main(int argc, char **argv)
     struct emu e;
     char cfg[4096], cfgpath[512], envcfg[600], label[64], **envp;
     double *tm = calloc((size_t)runs, sizeof(double)), *tr = calloc((size_t)runs, sizeof(double));
+    double *sm = calloc((size_t)runs * MSTEPS, sizeof(double));
+    double *sr = calloc((size_t)runs * RSTEPS, sizeof(double));
+    double *cm = calloc((size_t)runs, sizeof(double)), *cr = calloc((size_t)runs, sizeof(double));
     struct counts c, first = {0, 0, 0, 0, 0};
     size_t ne = 0, j;
     FILE *fp;
-    cJSON *row;
+    cJSON *row, *steps;
 
+    if (!tm || !tr || !sm || !sr || !cm || !cr)
+      fatal("out of memory");
     memset(&e, 0, sizeof(e));
     start_emulator(emulator, sizes[k], &e);
     snprintf(label, sizeof(label), "k-%lu", sizes[k] - 1);
@@ -430,7 +502,7 @@ int main(int argc, char **argv)
       char *ar[] = {argv[0],  "--child", "raw",    e.vault, e.ca, e.authority,
                     e.tenant, e.client,  e.secret, label,   NULL};
       reset_counts(&e);
-      tm[i] = run_child(am, envp);
+      tm[i] = run_child(am, envp, &cm[i], sm + i * MSTEPS, MSTEPS);
       read_counts(&e, &c);
       if (i == 0)
         first = c;
@@ -439,14 +511,26 @@ int main(int argc, char **argv)
             "module run %d: requests %ld (token %ld, get %ld, list %ld, sign %ld) differ from the "
             "first run's",
             i, c.total, c.token, c.get, c.list, c.sign);
-      tr[i] = run_child(ar, envp);
+      tr[i] = run_child(ar, envp, &cr[i], sr + i * RSTEPS, RSTEPS);
     }
     qsort(tm, (size_t)runs, sizeof(double), cmp_d);
     qsort(tr, (size_t)runs, sizeof(double), cmp_d);
+    qsort(cm, (size_t)runs, sizeof(double), cmp_d);
+    qsort(cr, (size_t)runs, sizeof(double), cmp_d);
     printf("%5lu keys: module %.1f ms, raw libcurl %.1f ms (medians), ratio %.2fx; module "
            "requests: %ld vault (keys.get %ld, keys.sign %ld, keys.list %ld) + %ld token\n",
            sizes[k], tm[runs / 2], tr[runs / 2], tm[runs / 2] / tr[runs / 2], first.total,
            first.get, first.sign, first.list, first.token);
+    printf("       module steps (medians, ms):");
+    for (j = 0; j < MSTEPS; j++)
+      printf(" %s %.2f;", mstep[j], median_col(sm, runs, MSTEPS, (int)j));
+    printf("\n       raw steps (medians, ms):");
+    for (j = 0; j < RSTEPS; j++)
+      printf(" %s %.2f;", rstep[j], median_col(sr, runs, RSTEPS, (int)j));
+    printf("\n       spread (min-max, ms): module %.1f-%.1f, raw %.1f-%.1f; fastest runs' ratio "
+           "%.2fx; CPU (medians): module %.1f ms, raw %.1f ms, ratio %.2fx\n",
+           tm[0], tm[runs - 1], tr[0], tr[runs - 1], tm[0] / tr[0], cm[runs / 2], cr[runs / 2],
+           cm[runs / 2] / cr[runs / 2]);
     row = cJSON_CreateObject();
     cJSON_AddNumberToObject(row, "keys", (double)sizes[k]);
     cJSON_AddNumberToObject(row, "module_ms_median", tm[runs / 2]);
@@ -457,10 +541,28 @@ int main(int argc, char **argv)
     cJSON_AddNumberToObject(row, "keys_sign", (double)first.sign);
     cJSON_AddNumberToObject(row, "keys_list", (double)first.list);
     cJSON_AddNumberToObject(row, "token", (double)first.token);
+    cJSON_AddNumberToObject(row, "module_ms_min", tm[0]);
+    cJSON_AddNumberToObject(row, "module_ms_max", tm[runs - 1]);
+    cJSON_AddNumberToObject(row, "raw_ms_min", tr[0]);
+    cJSON_AddNumberToObject(row, "raw_ms_max", tr[runs - 1]);
+    cJSON_AddNumberToObject(row, "ratio_fastest", tm[0] / tr[0]);
+    cJSON_AddNumberToObject(row, "module_cpu_ms_median", cm[runs / 2]);
+    cJSON_AddNumberToObject(row, "raw_cpu_ms_median", cr[runs / 2]);
+    cJSON_AddNumberToObject(row, "cpu_ratio", cm[runs / 2] / cr[runs / 2]);
+    steps = cJSON_AddObjectToObject(row, "module_steps_ms_median");
+    for (j = 0; j < MSTEPS; j++)
+      cJSON_AddNumberToObject(steps, mstep[j], median_col(sm, runs, MSTEPS, (int)j));
+    steps = cJSON_AddObjectToObject(row, "raw_steps_ms_median");
+    for (j = 0; j < RSTEPS; j++)
+      cJSON_AddNumberToObject(steps, rstep[j], median_col(sr, runs, RSTEPS, (int)j));
     cJSON_AddItemToArray(rows, row);
     stop_emu();
     free(tm);
     free(tr);
+    free(sm);
+    free(sr);
+    free(cm);
+    free(cr);
     free(envp);
     if (first.list != 0 || first.get != 1 || first.sign != 1 || first.token != 1)
       fatal("the module's requests are not token + GET + sign");
