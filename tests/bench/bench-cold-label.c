@@ -428,7 +428,7 @@ int main(int argc, char **argv)
 {
   const char *emulator = NULL, *module = NULL, *json = NULL;
   unsigned long sizes[4] = {1000, 5000}, nsizes = 2, k;
-  int runs = 21, i;
+  int runs = 41, i;
   cJSON *out, *rows;
   char host[256] = "";
 
