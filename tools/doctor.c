@@ -640,7 +640,7 @@ static void check_replicas(struct report *r, struct logcap *lc, struct kv_client
     kv_item_list_free(&rl);
     ka = cJSON_AddArrayToObject(o, "keys");
     for (size_t k = 0; k < nk; k++) {
-      const char *name = s->key_names ? s->key_names[k] : keys->items[k].name;
+      const char *name = s->key_names ? s->key_names[k] : kv_item_list_at(keys, k)->name;
       char ver[128], diff[160];
       cJSON *kj;
       if (!name || (s->key_filter && fnmatch(s->key_filter, name, 0) != 0))
@@ -791,7 +791,7 @@ static int check_slot(struct report *r, struct logcap *lc, struct kv_http *http,
       n = MAX_KEYS;
     }
     for (size_t i = 0; i < n; i++) {
-      const char *name = s->key_names ? s->key_names[i] : keys.items[i].name;
+      const char *name = s->key_names ? s->key_names[i] : kv_item_list_at(&keys, i)->name;
       cJSON *k;
       if (!name)
         continue;

@@ -607,9 +607,8 @@ static kv_rc list_all(struct kv_client *cl, const char *op, const char *collecti
   char *url = NULL;
   cJSON *doc = NULL;
   struct kv_item_list l = {NULL, 0};
-  size_t cap = 0;
   kv_rc rc;
-  out->items = NULL;
+  out->blocks = NULL;
   out->n = 0;
   if (name && (rc = kv_check_name(name, NULL)) != KV_OK)
     return rc;
@@ -640,22 +639,18 @@ static kv_rc list_all(struct kv_client *cl, const char *op, const char *collecti
     }
     cJSON_ArrayForEach(it, value)
     {
-      if (l.n == cap) {
-        size_t ncap = cap ? cap * 2 : 32;
-        struct kv_item *ni;
-        if (ncap > MAX_ITEMS) {
-          akv_err(AKV_LOGC_KV, "%s: more than %d items", op, MAX_ITEMS);
-          goto out;
-        }
-        ni = realloc(l.items, ncap * sizeof(*ni));
-        if (!ni) {
-          rc = KV_E_NOMEM;
-          goto out;
-        }
-        l.items = ni;
-        cap = ncap;
+      struct kv_item *item;
+      if (l.n >= MAX_ITEMS) {
+        akv_err(AKV_LOGC_KV, "%s: more than %d items", op, MAX_ITEMS);
+        rc = KV_E_PROTOCOL;
+        goto out;
       }
-      rc = kv_item_from_json(it, collection, id_field, &l.items[l.n]);
+      item = kv_item_list_grow(&l);
+      if (!item) {
+        rc = KV_E_NOMEM;
+        goto out;
+      }
+      rc = kv_item_from_json(it, collection, id_field, item);
       l.n++; /* counted even on failure so kv_item_list_free releases partial members */
       if (rc != KV_OK)
         goto out;
@@ -680,7 +675,7 @@ static kv_rc list_all(struct kv_client *cl, const char *op, const char *collecti
     doc = NULL;
   }
   *out = l;
-  l.items = NULL;
+  l.blocks = NULL;
   l.n = 0;
   rc = KV_OK;
 out:

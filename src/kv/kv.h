@@ -154,10 +154,24 @@ struct kv_item {
   struct kv_attrs attrs;
 };
 
+/* A listing's items, in the service's order, kept in blocks of KV_ITEM_BLOCK so that no allocation
+ * grows with the vault (docs/performance.md "Memory per cached key", third pass): read item i with
+ * kv_item_list_at. */
+#define KV_ITEM_BLOCK 512
 struct kv_item_list {
-  struct kv_item *items;
+  struct kv_item **blocks; /* blocks[i / KV_ITEM_BLOCK][i % KV_ITEM_BLOCK] */
   size_t n;
 };
+
+static inline const struct kv_item *kv_item_list_at(const struct kv_item_list *l, size_t i)
+{
+  return &l->blocks[i / KV_ITEM_BLOCK][i % KV_ITEM_BLOCK];
+}
+
+/* Room for one more item at l->n, zeroed, a new block when the last is full; NULL when out of
+ * memory. The caller counts it (l->n++) at once, even when filling it fails, so that
+ * kv_item_list_free releases the block and what was filled. */
+struct kv_item *kv_item_list_grow(struct kv_item_list *l);
 
 struct kv_cert {
   char *id, *kid, *sid, *name, *version;

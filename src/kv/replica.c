@@ -332,12 +332,13 @@ static kv_rc compare_on(struct kv_client *rc_cl, const struct kv_key *p, const c
       return lrc;
     }
     for (size_t i = 0; i < l.n && read < MAX_VERSIONS; i++) {
+      const struct kv_item *it = kv_item_list_at(&l, i);
       struct kv_key *o = NULL;
-      if (!l.items[i].version || !l.items[i].attrs.enabled ||
-          (k->version && strcasecmp(l.items[i].version, k->version) == 0))
+      if (!it->version || !it->attrs.enabled ||
+          (k->version && strcasecmp(it->version, k->version) == 0))
         continue;
       read++;
-      if (kv_get_key(rc_cl, name, l.items[i].version, &o) == KV_OK &&
+      if (kv_get_key(rc_cl, name, it->version, &o) == KV_OK &&
           same_key(p, o, other, sizeof(other))) {
         kv_key_free(k);
         k = o;

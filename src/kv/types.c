@@ -14,16 +14,37 @@ void kv_item_list_free(struct kv_item_list *l)
   if (!l)
     return;
   for (size_t i = 0; i < l->n; i++) {
-    free(l->items[i].id);
-    free(l->items[i].name);
-    free(l->items[i].version);
-    free(l->items[i].content_type);
-    free(l->items[i].x5t);
-    kv_attrs_clear(&l->items[i].attrs);
+    struct kv_item *it = (struct kv_item *)kv_item_list_at(l, i);
+    free(it->id);
+    free(it->name);
+    free(it->version);
+    free(it->content_type);
+    free(it->x5t);
+    kv_attrs_clear(&it->attrs);
   }
-  free(l->items);
-  l->items = NULL;
+  for (size_t b = 0; b < (l->n + KV_ITEM_BLOCK - 1) / KV_ITEM_BLOCK; b++)
+    free(l->blocks[b]);
+  free(l->blocks);
+  l->blocks = NULL;
   l->n = 0;
+}
+
+struct kv_item *kv_item_list_grow(struct kv_item_list *l)
+{
+  size_t b = l->n / KV_ITEM_BLOCK;
+  if (l->n % KV_ITEM_BLOCK == 0) {
+    /* The block table doubles: 8 bytes per 512 items, 1.6 KB at the listing's 100,000 cap. */
+    if ((b & (b - 1)) == 0) {
+      struct kv_item **nb = realloc(l->blocks, (b ? 2 * b : 1) * sizeof(*nb));
+      if (!nb)
+        return NULL;
+      l->blocks = nb;
+    }
+    l->blocks[b] = calloc(KV_ITEM_BLOCK, sizeof(struct kv_item));
+    if (!l->blocks[b])
+      return NULL;
+  }
+  return &l->blocks[b][l->n % KV_ITEM_BLOCK];
 }
 
 void kv_cert_free(struct kv_cert *c)

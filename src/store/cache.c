@@ -350,17 +350,38 @@ static const char *latest_version(const struct build *b, const char *name)
   return NULL;
 }
 
+/* Keys a listing leaves to read (and older versions to add) are handed on in chunks of this many
+ * (the pending keys' block size, src/store/snapshot.c), so that the arrays of build_keys and
+ * build_versions stay a few KB whatever the vault's size (docs/performance.md "Memory per cached
+ * key", third pass). */
+#define BUILD_CHUNK 512
+
+/* Reads the n versions names[i]/vers[i] and frees the strings. */
+static CK_RV flush_versions(struct build *b, const char **names, const char **vers, size_t n,
+                            CK_RV rv)
+{
+  size_t i;
+  if (rv == CKR_OK)
+    rv = fetch_keys(b, names, vers, n);
+  for (i = 0; i < n; i++) {
+    free((void *)names[i]);
+    free((void *)vers[i]);
+  }
+  return rv;
+}
+
 static CK_RV build_versions(struct build *b, const struct kv_item_list *keys)
 {
   struct kv_item_list vl;
-  const char **names = NULL, **vers = NULL;
-  size_t n = 0, cap = 0, i, j;
+  const char **names = calloc(BUILD_CHUNK, sizeof(*names));
+  const char **vers = calloc(BUILD_CHUNK, sizeof(*vers));
+  size_t n = 0, i, j;
   char src[1024];
   kv_rc rc;
-  CK_RV rv = CKR_OK;
+  CK_RV rv = names && vers ? CKR_OK : CKR_HOST_MEMORY;
 
   for (i = 0; i < keys->n && rv == CKR_OK; i++) {
-    const struct kv_item *it = &keys->items[i];
+    const struct kv_item *it = kv_item_list_at(keys, i);
     const char *latest;
     /* Older versions stay visible when the latest one is disabled or expired. */
     if (!it->name || !name_wanted(b, it->name))
@@ -376,29 +397,12 @@ static CK_RV build_versions(struct build *b, const struct kv_item_list *keys)
       break;
     }
     for (j = 0; j < vl.n && rv == CKR_OK; j++) {
-      const struct kv_item *v = &vl.items[j];
+      const struct kv_item *v = kv_item_list_at(&vl, j);
       if (!v->version || (latest && strcmp(v->version, latest) == 0) || !visible(b, &v->attrs))
         continue;
       akv_source_id(src, sizeof(src), AKV_SRC_VERSION, it->name, v->version);
       if (reuse(b, src, v->attrs.created, v->attrs.updated, &rv))
         continue;
-      if (n == cap) {
-        size_t ncap = cap ? cap * 2 : 16;
-        const char **nn = realloc(names, ncap * sizeof(*nn));
-        const char **nv;
-        if (!nn) {
-          rv = CKR_HOST_MEMORY;
-          break;
-        }
-        names = nn;
-        nv = realloc(vers, ncap * sizeof(*nv));
-        if (!nv) {
-          rv = CKR_HOST_MEMORY;
-          break;
-        }
-        vers = nv;
-        cap = ncap;
-      }
       names[n] = strdup(it->name);
       vers[n] = strdup(v->version);
       if (!names[n] || !vers[n]) {
@@ -407,16 +411,15 @@ static CK_RV build_versions(struct build *b, const struct kv_item_list *keys)
         rv = CKR_HOST_MEMORY;
         break;
       }
-      n++;
+      /* Versions objects are AKV_SRC_VERSION: reading a chunk now changes no latest_version. */
+      if (++n == BUILD_CHUNK) {
+        rv = flush_versions(b, names, vers, n, rv);
+        n = 0;
+      }
     }
     kv_item_list_free(&vl);
   }
-  if (rv == CKR_OK)
-    rv = fetch_keys(b, names, vers, n);
-  for (i = 0; i < n; i++) {
-    free((void *)names[i]);
-    free((void *)vers[i]);
-  }
+  rv = flush_versions(b, names, vers, n, rv);
   free(names);
   free(vers);
   return rv;
@@ -466,13 +469,33 @@ static int reuse_lazy(struct build *b, const struct kv_item *it, CK_RV *rv)
   return 1;
 }
 
+/* Reads now, or leaves pending (lazy), the chunk's n keys. */
+static CK_RV build_chunk(struct build *b, const struct kv_item **todo, const char **names, size_t n,
+                         int lazy)
+{
+  struct akv_lazykey *made[BUILD_CHUNK];
+  size_t i;
+  CK_RV rv;
+  if (!lazy)
+    return fetch_keys(b, names, NULL, n);
+  rv = akv_lazykeys_new(todo, n, made);
+  for (i = 0; i < n && rv == CKR_OK; i++) {
+    rv = push_lazy(b, made[i]);
+    while (rv != CKR_OK && ++i < n) /* push_lazy released made[i] */
+      akv_lazykey_unref(made[i]);
+  }
+  return rv;
+}
+
 static CK_RV build_keys(struct build *b)
 {
   struct kv_item_list items;
+  unsigned char *wanted = NULL; /* one bit per listed key to read or leave pending */
   const struct kv_item **todo = NULL;
   const char **names = NULL;
   char src[1024];
-  size_t n = 0, i;
+  size_t n = 0, i, m = 0;
+  int lazy;
   kv_rc rc;
   CK_RV rv = CKR_OK;
 
@@ -487,14 +510,15 @@ static CK_RV build_keys(struct build *b)
     rv = akv_rv_listing(rc);
     goto out;
   }
-  names = calloc(items.n ? items.n : 1, sizeof(*names));
-  todo = calloc(items.n ? items.n : 1, sizeof(*todo));
-  if (!names || !todo) {
+  wanted = calloc(items.n / 8 + 1, 1);
+  todo = calloc(BUILD_CHUNK, sizeof(*todo));
+  names = calloc(BUILD_CHUNK, sizeof(*names));
+  if (!wanted || !todo || !names) {
     rv = CKR_HOST_MEMORY;
     goto out;
   }
   for (i = 0; i < items.n && rv == CKR_OK; i++) {
-    const struct kv_item *it = &items.items[i];
+    const struct kv_item *it = kv_item_list_at(&items, i);
     if (!it->name || !visible(b, &it->attrs) || !name_wanted(b, it->name))
       continue;
     akv_source_id(src, sizeof(src), AKV_SRC_KEY, it->name, NULL);
@@ -502,28 +526,30 @@ static CK_RV build_keys(struct build *b)
       continue;
     if (reuse_lazy(b, it, &rv) || rv != CKR_OK)
       continue;
-    todo[n] = it;
-    names[n++] = it->name;
+    wanted[i / 8] |= (unsigned char)(1u << (i % 8));
+    n++;
   }
   /* Many new or changed keys (a large vault, first listing): read each only when a search may
    * match it. versions "all" needs every latest version to know which older ones to show. */
-  if (rv == CKR_OK && (int64_t)n > b->sc->prefetch_keys && !b->sc->versions_all) {
-    struct akv_lazykey **made = calloc(n, sizeof(*made));
-    rv = made ? akv_lazykeys_new(todo, n, made) : CKR_HOST_MEMORY;
-    for (i = 0; i < n && rv == CKR_OK; i++) {
-      rv = push_lazy(b, made[i]);
-      while (rv != CKR_OK && ++i < n) /* push_lazy released made[i] */
-        akv_lazykey_unref(made[i]);
+  lazy = (int64_t)n > b->sc->prefetch_keys && !b->sc->versions_all;
+  for (i = 0; i < items.n && rv == CKR_OK; i++) {
+    if (wanted[i / 8] & (1u << (i % 8))) {
+      todo[m] = kv_item_list_at(&items, i);
+      names[m] = todo[m]->name;
+      m++;
     }
-    free(made);
+    if (m && (m == BUILD_CHUNK || i + 1 == items.n)) {
+      rv = build_chunk(b, todo, names, m, lazy);
+      m = 0;
+    }
+  }
+  if (rv == CKR_OK && lazy)
     akv_dbg(AKV_LOGC_CACHE, "%s: %zu key(s) read on demand (more than prefetch_keys %lld)",
             b->sc->url, n, (long long)b->sc->prefetch_keys);
-  } else if (rv == CKR_OK) {
-    rv = fetch_keys(b, names, NULL, n);
-  }
   if (rv == CKR_OK && b->sc->versions_all)
     rv = build_versions(b, &items);
 out:
+  free(wanted);
   free(names);
   free(todo);
   kv_item_list_free(&items);
@@ -591,7 +617,7 @@ static CK_RV build_certs(struct build *b)
     return akv_rv_listing(rc);
   }
   for (i = 0; i < items.n && rv == CKR_OK; i++) {
-    const struct kv_item *it = &items.items[i];
+    const struct kv_item *it = kv_item_list_at(&items, i);
     if (!it->name || !visible(b, &it->attrs))
       continue;
     akv_source_id(src, sizeof(src), AKV_SRC_CERT, it->name, NULL);
@@ -622,7 +648,7 @@ static CK_RV build_secrets(struct build *b)
     return akv_rv_listing(rc);
   }
   for (i = 0; i < items.n && rv == CKR_OK; i++) {
-    const struct kv_item *it = &items.items[i];
+    const struct kv_item *it = kv_item_list_at(&items, i);
     /* Secrets backing certificates are the certificates' business, not data objects. */
     if (!it->name || it->attrs.managed || !visible(b, &it->attrs))
       continue;

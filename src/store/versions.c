@@ -146,7 +146,7 @@ static CK_RV from_vault(const struct refind *r, const char *cur, struct akv_obje
     return CKR_HOST_MEMORY;
   }
   for (i = 0; i < vl.n; i++) {
-    const struct kv_item *it = &vl.items[i];
+    const struct kv_item *it = kv_item_list_at(&vl, i);
     if (it->version && strcmp(it->version, cur) != 0 && usable(&it->attrs, now))
       cand[n++] = it;
   }

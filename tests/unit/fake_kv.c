@@ -282,9 +282,10 @@ static struct kv_item *list_add(struct kv_item_list *l, const char *coll, const 
 {
   struct kv_item *it;
   char id[512];
-  if (!l->items)
-    l->items = xcalloc(MAX_ITEMS, sizeof(*l->items));
-  it = &l->items[l->n++];
+  it = kv_item_list_grow(l);
+  if (!it)
+    abort();
+  l->n++;
   if (version)
     snprintf(id, sizeof(id), "%s/%s/%s/%s", FAKE_VAULT_URL, coll, name, version);
   else

@@ -125,14 +125,14 @@ static void test_list_paging(void **state)
   q(200, "{\"value\":[{\"kid\":\"" VAULT "/keys/k3\"}],\"nextLink\":null}");
   assert_int_equal(kv_list_keys(cl, &l), KV_OK);
   assert_int_equal(l.n, 3);
-  assert_string_equal(l.items[0].name, "k1");
-  assert_null(l.items[0].version);
-  assert_true(l.items[0].attrs.enabled);
-  assert_false(l.items[1].attrs.enabled);
-  assert_true(l.items[1].attrs.managed);
-  assert_string_equal(l.items[1].attrs.tags[0].value, "prod");
-  assert_string_equal(l.items[2].name, "k3");
-  assert_true(l.items[2].attrs.enabled);
+  assert_string_equal(kv_item_list_at(&l, 0)->name, "k1");
+  assert_null(kv_item_list_at(&l, 0)->version);
+  assert_true(kv_item_list_at(&l, 0)->attrs.enabled);
+  assert_false(kv_item_list_at(&l, 1)->attrs.enabled);
+  assert_true(kv_item_list_at(&l, 1)->attrs.managed);
+  assert_string_equal(kv_item_list_at(&l, 1)->attrs.tags[0].value, "prod");
+  assert_string_equal(kv_item_list_at(&l, 2)->name, "k3");
+  assert_true(kv_item_list_at(&l, 2)->attrs.enabled);
   kv_item_list_free(&l);
   assert_int_equal(token_requests, 1);
   assert_string_equal(vault_req(0)->url, VAULT "/keys?maxresults=25&api-version=7.6");
@@ -143,18 +143,108 @@ static void test_list_paging(void **state)
   /* Versions list: versioned ids. */
   q(200, "{\"value\":[{\"kid\":\"" VAULT "/keys/k1/" V1 "\"}]}");
   assert_int_equal(kv_list_key_versions(cl, "k1", &l), KV_OK);
-  assert_string_equal(l.items[0].version, V1);
+  assert_string_equal(kv_item_list_at(&l, 0)->version, V1);
   assert_string_equal(vault_req(3)->url, VAULT "/keys/k1/versions?maxresults=25&api-version=7.6");
   kv_item_list_free(&l);
   /* Secrets and certificates use "id". */
   q(200, "{\"value\":[{\"id\":\"" VAULT "/secrets/s1\",\"contentType\":\"text/plain\"}]}");
   assert_int_equal(kv_list_secrets(cl, &l), KV_OK);
-  assert_string_equal(l.items[0].content_type, "text/plain");
+  assert_string_equal(kv_item_list_at(&l, 0)->content_type, "text/plain");
   kv_item_list_free(&l);
   q(200, "{\"value\":[{\"id\":\"" VAULT "/certificates/c1\",\"x5t\":\"abc\"}]}");
   assert_int_equal(kv_list_certificates(cl, &l), KV_OK);
-  assert_string_equal(l.items[0].x5t, "abc");
+  assert_string_equal(kv_item_list_at(&l, 0)->x5t, "abc");
   kv_item_list_free(&l);
+}
+
+/* Pages of a listing of many_total keys, many_per_page a page, named k00000.. in order: the page
+ * is the skiptoken of the request. */
+#define MANY_ITEMS 1337
+static unsigned many_total = MANY_ITEMS, many_per_page = 25, many_pages;
+static char many_body[16384];
+
+static void many_handler(struct fake_http *f, const struct fake_req *req, struct fake_reply *reply)
+{
+  const char *tok = strstr(req->url, "skiptoken=");
+  unsigned page = tok ? (unsigned)strtoul(tok + 10, NULL, 10) : 0, first = page * many_per_page;
+  size_t len = 0;
+  if (strstr(req->url, "/oauth2/")) {
+    handler(f, req, reply);
+    return;
+  }
+  many_pages++;
+  len += (size_t)snprintf(many_body + len, sizeof(many_body) - len, "{\"value\":[");
+  for (unsigned i = first; i < first + many_per_page && i < many_total; i++)
+    len += (size_t)snprintf(many_body + len, sizeof(many_body) - len,
+                            "%s{\"kid\":\"" VAULT "/keys/k%05u\",\"attributes\":{\"created\":%u}}",
+                            i > first ? "," : "", i, i);
+  if (first + many_per_page < many_total)
+    snprintf(many_body + len, sizeof(many_body) - len,
+             "],\"nextLink\":\"" VAULT "/keys?$skiptoken=%u\"}", page + 1);
+  else
+    snprintf(many_body + len, sizeof(many_body) - len, "]}");
+  reply->status = 200;
+  reply->body = many_body;
+}
+
+/* A listing of many pages spans several blocks of items (KV_ITEM_BLOCK): every item arrives once,
+ * in the service's order, each block an allocation of its own. */
+static void test_list_many_pages(void **state)
+{
+  struct kv_item_list l;
+  char want[32];
+  (void)state;
+  many_pages = 0;
+  fake.handler = many_handler;
+  assert_int_equal(kv_list_keys(cl, &l), KV_OK);
+  fake.handler = handler;
+  assert_int_equal(l.n, MANY_ITEMS);
+  assert_true(MANY_ITEMS > 2 * KV_ITEM_BLOCK);
+  for (size_t i = 0; i < l.n; i++) {
+    const struct kv_item *it = kv_item_list_at(&l, i);
+    snprintf(want, sizeof(want), "k%05zu", i);
+    assert_string_equal(it->name, want);
+    assert_int_equal(it->attrs.created, (int64_t)i);
+  }
+  /* Blocks are separate allocations of KV_ITEM_BLOCK items, well under malloc's mmap threshold. */
+  assert_true(KV_ITEM_BLOCK * sizeof(struct kv_item) <= 128 * 1024);
+  assert_ptr_not_equal(l.blocks[0], l.blocks[1]);
+  assert_ptr_equal(kv_item_list_at(&l, KV_ITEM_BLOCK), &l.blocks[1][0]);
+  assert_ptr_equal(kv_item_list_at(&l, MANY_ITEMS - 1),
+                   &l.blocks[(MANY_ITEMS - 1) / KV_ITEM_BLOCK][(MANY_ITEMS - 1) % KV_ITEM_BLOCK]);
+  kv_item_list_free(&l);
+  assert_null(l.blocks);
+  assert_int_equal(l.n, 0);
+  assert_int_equal(many_pages, (MANY_ITEMS + 24) / 25);
+}
+
+/* A listing of more items than the cap (100,000, src/kv/client.c) is refused with nothing returned:
+ * 1,000 pages of 101 items reach it within the page cap. */
+static void test_list_item_cap(void **state)
+{
+  struct kv_item_list l;
+  (void)state;
+  many_total = 1000 * 101;
+  many_per_page = 101;
+  many_pages = 0;
+  fake.handler = many_handler;
+  assert_int_equal(kv_list_keys(cl, &l), KV_E_PROTOCOL);
+  fake.handler = handler;
+  assert_null(l.blocks);
+  assert_int_equal(l.n, 0);
+  assert_int_equal(many_pages, 991); /* 990 pages hold 99,990 items; the 991st goes past */
+  /* One page fewer (100,000 items exactly) is a listing. */
+  many_total = 100000;
+  many_per_page = 100;
+  many_pages = 0;
+  fake.handler = many_handler;
+  assert_int_equal(kv_list_keys(cl, &l), KV_OK);
+  fake.handler = handler;
+  assert_int_equal(l.n, 100000);
+  assert_string_equal(kv_item_list_at(&l, 99999)->name, "k99999");
+  kv_item_list_free(&l);
+  many_total = MANY_ITEMS;
+  many_per_page = 25;
 }
 
 static void expect_list_rc(const char *body, kv_rc want)
@@ -168,7 +258,7 @@ static void expect_list_rc(const char *body, kv_rc want)
   rc = kv_list_keys(cl, &l);
   if (rc != want)
     fail_msg("%s for %s", kv_rc_str(rc), body);
-  assert_null(l.items);
+  assert_null(l.blocks);
   assert_int_equal(l.n, 0);
 }
 
@@ -788,6 +878,8 @@ int main(void)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_list_paging, setup, teardown),
       cmocka_unit_test_setup_teardown(test_list_hostile, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_list_many_pages, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_list_item_cap, setup, teardown),
       cmocka_unit_test_setup_teardown(test_oversized, setup, teardown),
       cmocka_unit_test_setup_teardown(test_get_key, setup, teardown),
       cmocka_unit_test_setup_teardown(test_get_cert_and_secret, setup, teardown),
