@@ -23,8 +23,11 @@
 #include "util/b64.h"
 #include "util/log.h"
 
-#define MAX_PAGES 1000
+/* A listing holds at most MAX_ITEMS items; at the service's 25 per page (maxresults=25) that is
+ * MAX_PAGES pages, the bound on a nextLink loop. 25,000 keys (1,000 pages) is a real vault's size,
+ * not a loop (docs/performance.md "Memory per cached key"). */
 #define MAX_ITEMS 100000
+#define MAX_PAGES (MAX_ITEMS / 25)
 #define MAX_ID_LEN 2048
 #define MAX_SECRET (256 * 1024)
 #define GET_KEYS_THREADS 8
