@@ -17,10 +17,10 @@
 #ifndef CKA_AKV_HSM
 #define CKA_AKV_HSM (CKA_VENDOR_DEFINED | 0x414B5603UL)
 #endif
-/* CK_BBOOL, TRUE on the attestation objects of a Managed HSM key (its attestation certificate and
- * the data object holding the whole attestation), absent on every other object. Attestation
- * objects are found only by a search whose template names this attribute, CKA_LABEL or
- * CKA_APPLICATION (docs/usage.md "Key attestation for a CA"). */
+/* CK_BBOOL, TRUE on the attestation object of a Managed HSM key (the data object holding the whole
+ * attestation), absent on every other object. Attestation objects are found only by a search
+ * whose template names this attribute, CKA_LABEL or CKA_APPLICATION (docs/usage.md "Key
+ * attestation for a CA"). */
 #ifndef CKA_AKV_ATTESTATION
 #define CKA_AKV_ATTESTATION (CKA_VENDOR_DEFINED | 0x414B5604UL)
 #endif

@@ -52,7 +52,9 @@ fi
 [ "$demo" = 0 ] || exit 0
 top=$(cd "$(dirname "$0")/.." && pwd)
 for d in tests/interop tests/bench; do
-  if [ -f "$top/$d/package-lock.json" ] && [ ! -d "$top/$d/node_modules" ]; then
+  # Also when package-lock.json changed since the last install (npm writes node_modules/.package-lock.json).
+  if [ -f "$top/$d/package-lock.json" ] && { [ ! -d "$top/$d/node_modules" ] ||
+    [ "$top/$d/package-lock.json" -nt "$top/$d/node_modules/.package-lock.json" ]; }; then
     echo "deps: npm ci in $d" >&2
     (cd "$top/$d" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   fi

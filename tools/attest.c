@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* akv-p11 attest NAME [--slot N] [--out DIR]: fetches the Managed HSM key attestation of a key,
- * checks it with OpenSSL (src/kv/attest.c: the chain, the certified public key against the key's,
- * the blobs' signatures) and only then writes what a certificate authority asks for. Files and
+ * checks it with OpenSSL (src/kv/attest.c: both chains, to the --root vendor root when given, the
+ * blobs' signatures, the attested public key against the key's) and only then writes what a
+ * certificate authority asks for. Files and
  * checks: docs/usage.md "Key attestation for a CA". */
 #include <errno.h>
 #include <fcntl.h>
@@ -58,34 +59,6 @@ static char *pubkey_pem(EVP_PKEY *pk, size_t *len)
   return copy;
 }
 
-/* The certificates between the key certificate (or none) and the root, as PEM. */
-static char *intermediates_pem(const struct kv_attestation *a, const struct kv_attest_result *r,
-                               size_t *len)
-{
-  BIO *in = BIO_new_mem_buf(a->cert_pem, (int)a->cert_pem_len), *out = BIO_new(BIO_s_mem());
-  char *p = NULL, *copy = NULL;
-  X509 *c;
-  long n;
-  if (!in || !out)
-    goto done;
-  while ((c = PEM_read_bio_X509(in, NULL, NULL, NULL))) {
-    int skip = (r->leaf && X509_cmp(c, r->leaf) == 0) || X509_cmp(c, r->root) == 0;
-    int ok = skip || PEM_write_bio_X509(out, c) == 1;
-    X509_free(c);
-    if (!ok)
-      goto done;
-  }
-  if ((n = BIO_get_mem_data(out, &p)) > 0 && (copy = malloc((size_t)n + 1))) {
-    memcpy(copy, p, (size_t)n);
-    copy[n] = '\0';
-    *len = (size_t)n;
-  }
-done:
-  BIO_free(in);
-  BIO_free(out);
-  return copy;
-}
-
 static char *dup_bytes(const unsigned char *p, size_t len)
 {
   char *d = malloc(len ? len : 1);
@@ -128,7 +101,7 @@ static int write_file(const char *dir, const struct out_file *f)
   return 0;
 }
 
-/* The root certificate of --root (PEM, one certificate), or NULL with a message. */
+/* The HSM vendor's root certificate of --root (PEM, one certificate), or NULL with a message. */
 static X509 *load_root(const char *path)
 {
   BIO *b = BIO_new_file(path, "r");
@@ -242,17 +215,19 @@ int tool_attest(const struct tool_opts *o, const char *name, long slot, const ch
     goto out;
   }
 
-  /* Everything checked: build the files, then write them. */
+  /* Everything checked: build the files, then write them. The vendor's chain (partition
+   * certificate, HSM card certificate: verify against the vendor root) and Microsoft's (partition
+   * certificate, its root) apart, as a CA's `openssl verify` takes them. */
   size_t l = 0;
   char *d;
-  if (res.leaf) {
-    d = pem_of(res.leaf, &l);
-    files[nf++] = (struct out_file){"attest.pem", d, l};
-  }
-  d = intermediates_pem(a, &res, &l);
-  files[nf++] = (struct out_file){"intermediates.pem", d, l};
-  d = pem_of(res.root, &l);
-  files[nf++] = (struct out_file){"root.pem", d, l};
+  d = pem_of(res.signer, &l);
+  files[nf++] = (struct out_file){"partition.pem", d, l};
+  d = pem_of(res.card, &l);
+  files[nf++] = (struct out_file){"card.pem", d, l};
+  d = pem_of(res.ms_part, &l);
+  files[nf++] = (struct out_file){"ms-partition.pem", d, l};
+  d = pem_of(res.ms_root, &l);
+  files[nf++] = (struct out_file){"ms-root.pem", d, l};
   files[nf++] = (struct out_file){"chain.pem", strdup(a->cert_pem), a->cert_pem_len};
   files[nf++] = (struct out_file){"private-key-attestation.bin",
                                   dup_bytes(a->priv_blob, a->priv_len), a->priv_len};
@@ -274,9 +249,12 @@ int tool_attest(const struct tool_opts *o, const char *name, long slot, const ch
     fprintf(stderr, "akv-p11: attest: cannot create %s: %s\n", out_dir, strerror(errno));
     goto out;
   }
-  printf("%s: attestation verified (chain to %s, the certified public key is the key's, "
-         "blobs signed by the attestation signer)\n",
-         key->kid, anchor ? "the --root certificate" : "its own root");
+  printf("%s: attestation verified (format %s; blobs signed by the HSM partition key and "
+         "stating the key's public key; Microsoft's partition certificate chains to its root; "
+         "the vendor's to the HSM card certificate%s)\n",
+         key->kid, a->format_version, anchor ? " and the --root vendor root" : "");
+  if (!anchor)
+    printf("warning: the vendor root was not checked (give it with --root FILE)\n");
   if (res.extractable >= 0)
     printf("private key: %s\n", res.extractable ? "exportable (secure key release)"
                                                 : "not extractable, never extractable");

@@ -134,8 +134,9 @@ struct akv_object {
   int64_t src_fetched_at; /* akv_now() when the source was read (see cache.c reuse) */
 };
 
-/* The most objects a key version has: private + public key (or a secret key) and, on a Managed
- * HSM, its attestation certificate and attestation data object (src/store/object.h). */
+/* Room for the objects of a key version: private + public key (or a secret key) and, on a Managed
+ * HSM, its attestation data object (src/store/object.h); one spare, kept so the cache file's
+ * per-name record bound (AKV_CF_NAME_OBJECTS) reads records written before. */
 #define AKV_KEY_OBJECTS 4
 
 struct akv_object *akv_object_ref(struct akv_object *obj);

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Managed HSM key attestation: GET /keys/{name}/{version}/attestation (api-version 7.6 and later)
  * into struct kv_attestation, and its checks with OpenSSL: the certificates of certificatePemFile
- * form a chain to its root (or to a root the caller trusts), the key certificate and the blobs
- * certify the key's own public key, and the blobs carry the attestation signer's signature.
+ * (format "MRVL-1") form the vendor's chain (partition certificate to the HSM card certificate,
+ * and to the vendor root the caller trusts) and Microsoft's (partition certificate for the same
+ * key to its root), the blobs carry the partition key's signature and state the key's own public
+ * key, its kid and that it is sensitive and (unless exportable) never extractable.
  * Formats: docs/usage.md "Key attestation for a CA" and docs/emulator.md "Key attestation".
  * A refused attestation is a WARN line (the key itself is unaffected); the caller decides. */
 #include <stdio.h>
@@ -32,12 +34,14 @@
 #define MAX_CERTS 8          /* certificates in certificatePemFile */
 #define MAX_ATTRS 64         /* attributes in one blob */
 
-#define BLOB_MAGIC "AKVEMUAT"
-#define BLOB_FORMAT 1u
 #define CKA_CLASS_ 0x000u
+#define CKA_KEY_TYPE_ 0x100u
 #define CKA_ID_ 0x102u
 #define CKA_SENSITIVE_ 0x103u
-#define CKA_PUBLIC_KEY_INFO_ 0x129u
+#define CKA_MODULUS_ 0x120u
+#define CKA_PUBLIC_EXPONENT_ 0x122u
+#define CKK_RSA_ 0u
+#define CKK_EC_ 3u
 #define CKA_EXTRACTABLE_ 0x162u
 #define CKA_NEVER_EXTRACTABLE_ 0x164u
 #define CKO_PUBLIC_KEY_ 2u
@@ -60,9 +64,10 @@ void kv_attest_result_clear(struct kv_attest_result *r)
 {
   if (!r)
     return;
-  X509_free(r->leaf);
   X509_free(r->signer);
-  X509_free(r->root);
+  X509_free(r->card);
+  X509_free(r->ms_root);
+  X509_free(r->ms_part);
   memset(r, 0, sizeof(*r));
 }
 
@@ -326,58 +331,112 @@ static uint32_t be32(const unsigned char *p)
   return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+static uint32_t be16(const unsigned char *p)
+{
+  return (uint32_t)p[0] << 8 | p[1];
+}
+
+/* What one key object of a blob states; pointers into the blob. */
 struct blob_facts {
-  uint32_t cls;
-  const unsigned char *id, *spki;
-  size_t id_len, spki_len;
+  uint32_t cls, ktype; /* UINT32_MAX = absent */
+  const unsigned char *id, *modulus, *exponent;
+  size_t id_len, modulus_len, exponent_len;
   int sensitive, extractable, never_extractable; /* -1 = absent */
 };
+
+/* A CK_ULONG of 1 to 4 bytes, big-endian; UINT32_MAX when longer. */
+static uint32_t blob_ulong(const unsigned char *v, uint32_t len)
+{
+  uint32_t r = 0;
+  if (len == 0 || len > 4)
+    return UINT32_MAX;
+  for (uint32_t i = 0; i < len; i++)
+    r = r << 8 | v[i];
+  return r;
+}
 
 static int blob_bool(const unsigned char *v, uint32_t len)
 {
   return len == 1 && v[0] <= 1 ? v[0] : -2;
 }
 
-/* Parses and checks the signature of one blob (format: docs/emulator.md "Key attestation"). */
+/* The first key object of an MRVL-1 blob, after its signature is checked (layout:
+ * docs/emulator.md "Key attestation"): header (result code, flags, total size, attribute data
+ * size), attribute data (object version, flags, offsets of up to two key objects; a key object:
+ * handle, attribute count, attribute size, u32 type | u32 length | value), then the partition
+ * key's RSA PKCS#1 v1.5 SHA-256 signature over everything before it. A second key object is not
+ * read. */
 static kv_rc check_blob(const unsigned char *b, size_t len, EVP_PKEY *signer, OSSL_LIB_CTX *libctx,
                         const char *name, const char *which, struct blob_facts *f)
 {
-  size_t off = 20, signed_len;
-  uint32_t n, siglen;
+  size_t siglen = (size_t)EVP_PKEY_get_size(signer), dsize, off, end;
+  const unsigned char *d;
+  uint32_t n;
   EVP_MD_CTX *md = NULL;
   int ok;
   memset(f, 0, sizeof(*f));
+  f->cls = f->ktype = UINT32_MAX;
   f->sensitive = f->extractable = f->never_extractable = -1;
-  if (len < 24 || memcmp(b, BLOB_MAGIC, 8) != 0 || be32(b + 8) != BLOB_FORMAT) {
-    akv_warn(AKV_LOGC_KV, "keys.attestation %s: %s attestation has an unknown format", name, which);
+  if (len < 16 || be32(b) != 0 || be32(b + 8) != len) {
+    akv_warn(AKV_LOGC_KV,
+             "keys.attestation %s: %s attestation is not an MRVL-1 blob (result code, total size)",
+             name, which);
     return KV_E_PROTOCOL;
   }
-  f->cls = be32(b + 12);
-  n = be32(b + 16);
-  if (n > MAX_ATTRS)
+  dsize = be32(b + 12);
+  if (dsize < 8 || dsize > len - 16 || len - 16 - dsize != siglen)
     goto malformed;
+  md = EVP_MD_CTX_new();
+  if (!md)
+    return KV_E_NOMEM;
+  ok = EVP_DigestVerifyInit_ex(md, NULL, "SHA256", libctx, NULL, signer, NULL) == 1 &&
+       EVP_DigestVerify(md, b + 16 + dsize, siglen, b, 16 + dsize) == 1;
+  EVP_MD_CTX_free(md);
+  ERR_clear_error();
+  if (!ok) {
+    akv_warn(AKV_LOGC_KV,
+             "keys.attestation %s: the %s attestation's signature does not verify with the "
+             "partition certificate's key",
+             name, which);
+    return KV_E_PROTOCOL;
+  }
+  d = b + 16;
+  off = be16(d + 4);
+  if (off < 8 || dsize - off < 12)
+    goto malformed;
+  n = be32(d + off + 4);
+  if (n > MAX_ATTRS || be32(d + off + 8) > dsize - off - 12)
+    goto malformed;
+  end = off + 12 + be32(d + off + 8);
+  off += 12;
   for (uint32_t i = 0; i < n; i++) {
     uint32_t type, alen;
-    if (len - off < 8)
+    if (end - off < 8)
       goto malformed;
-    type = be32(b + off);
-    alen = be32(b + off + 4);
+    type = be32(d + off);
+    alen = be32(d + off + 4);
     off += 8;
-    if (alen > len - off)
+    if (alen > end - off)
       goto malformed;
-    const unsigned char *v = b + off;
+    const unsigned char *v = d + off;
     switch (type) {
     case CKA_CLASS_:
-      if (alen != 4 || be32(v) != f->cls)
-        goto malformed;
+      f->cls = blob_ulong(v, alen);
+      break;
+    case CKA_KEY_TYPE_:
+      f->ktype = blob_ulong(v, alen);
       break;
     case CKA_ID_:
       f->id = v;
-      f->id_len = alen;
+      f->id_len = alen && v[alen - 1] == '\0' ? alen - 1 : alen; /* NUL-ended text */
       break;
-    case CKA_PUBLIC_KEY_INFO_:
-      f->spki = v;
-      f->spki_len = alen;
+    case CKA_MODULUS_:
+      f->modulus = v;
+      f->modulus_len = alen;
+      break;
+    case CKA_PUBLIC_EXPONENT_:
+      f->exponent = v;
+      f->exponent_len = alen;
       break;
     case CKA_SENSITIVE_:
       if ((f->sensitive = blob_bool(v, alen)) < -1)
@@ -396,27 +455,6 @@ static kv_rc check_blob(const unsigned char *b, size_t len, EVP_PKEY *signer, OS
     }
     off += alen;
   }
-  signed_len = off;
-  if (len - off < 4)
-    goto malformed;
-  siglen = be32(b + off);
-  off += 4;
-  if (siglen == 0 || siglen != len - off)
-    goto malformed;
-  md = EVP_MD_CTX_new();
-  if (!md)
-    return KV_E_NOMEM;
-  ok = EVP_DigestVerifyInit_ex(md, NULL, "SHA256", libctx, NULL, signer, NULL) == 1 &&
-       EVP_DigestVerify(md, b + off, siglen, b, signed_len) == 1;
-  EVP_MD_CTX_free(md);
-  ERR_clear_error();
-  if (!ok) {
-    akv_warn(AKV_LOGC_KV,
-             "keys.attestation %s: the %s attestation's signature does not verify with the "
-             "attestation signer's key",
-             name, which);
-    return KV_E_PROTOCOL;
-  }
   return KV_OK;
 malformed:
   akv_warn(AKV_LOGC_KV, "keys.attestation %s: %s attestation is truncated or malformed", name,
@@ -424,95 +462,160 @@ malformed:
   return KV_E_PROTOCOL;
 }
 
+/* Big-endian integers equal, leading zero bytes aside (the HSM writes the modulus without one). */
+static int same_uint(const unsigned char *a, size_t al, const unsigned char *b, size_t bl)
+{
+  while (al && !*a)
+    a++, al--;
+  while (bl && !*b)
+    b++, bl--;
+  return al == bl && (al == 0 || memcmp(a, b, al) == 0);
+}
+
+/* The blob's public key is the key's: RSA n and e; EC the uncompressed point. */
+static int same_pubkey(const struct kv_key *k, const struct blob_facts *f)
+{
+  if (k->kty == KV_KTY_RSA)
+    return f->ktype == CKK_RSA_ && f->modulus && f->exponent &&
+           same_uint(f->modulus, f->modulus_len, k->n, k->n_len) &&
+           same_uint(f->exponent, f->exponent_len, k->e, k->e_len);
+  if (k->kty == KV_KTY_EC) {
+    size_t cb = kv_crv_bytes(k->crv);
+    const unsigned char *p = f->modulus;
+    return f->ktype == CKK_EC_ && p && cb && f->modulus_len == 1 + 2 * cb && p[0] == 0x04 &&
+           k->x_len <= cb && k->y_len <= cb && same_uint(p + 1, cb, k->x, k->x_len) &&
+           same_uint(p + 1 + cb, cb, k->y, k->y_len);
+  }
+  return 0;
+}
+
+static int same_id(const struct blob_facts *f, const char *kid)
+{
+  return f->id && f->id_len == strlen(kid) && memcmp(f->id, kid, f->id_len) == 0;
+}
+
 static int self_signed(X509 *c)
 {
   return X509_check_issued(c, c) == X509_V_OK;
+}
+
+/* target verifies to trusted (alone, partial chain allowed: it need not be self-signed), over
+ * untrusted (may be NULL); 0 or the X509_V_ERR_ code. */
+static int chain_error(OSSL_LIB_CTX *libctx, X509 *target, X509 *trusted, X509 *untrusted,
+                       int partial, kv_rc *rc)
+{
+  X509_STORE *store = X509_STORE_new();
+  X509_STORE_CTX *ctx = X509_STORE_CTX_new_ex(libctx, NULL);
+  STACK_OF(X509) *chain = sk_X509_new_null();
+  int err = 0;
+  *rc = KV_E_NOMEM;
+  if (store && ctx && chain && X509_STORE_add_cert(store, trusted) &&
+      (!untrusted || sk_X509_push(chain, untrusted)) &&
+      X509_STORE_CTX_init(ctx, store, target, chain)) {
+    *rc = KV_OK;
+    X509_STORE_CTX_set_flags(ctx,
+                             X509_V_FLAG_X509_STRICT | (partial ? X509_V_FLAG_PARTIAL_CHAIN : 0));
+    if (X509_verify_cert(ctx) != 1)
+      err = X509_STORE_CTX_get_error(ctx) ? X509_STORE_CTX_get_error(ctx) : X509_V_ERR_UNSPECIFIED;
+  }
+  ERR_clear_error();
+  sk_X509_free(chain);
+  X509_STORE_CTX_free(ctx);
+  X509_STORE_free(store);
+  return err;
 }
 
 kv_rc kv_attestation_verify(const struct kv_attestation *a, OSSL_LIB_CTX *libctx, X509 *anchor,
                             struct kv_attest_result *res)
 {
   X509 *certs[MAX_CERTS];
-  size_t n = 0, need;
-  X509_STORE *store = NULL;
-  X509_STORE_CTX *ctx = NULL;
-  STACK_OF(X509) *untrusted = NULL;
-  unsigned char *spki = NULL;
-  size_t spki_len = 0;
+  X509 *ms_root = NULL, *ms_part = NULL, *part = NULL, *card = NULL;
+  size_t n = 0, roots = 0;
   struct blob_facts pf, uf;
   const char *name;
-  int asym;
+  int asym, err;
   kv_rc rc;
 
-  if (!a || !a->key || !res)
+  if (!a || !a->key || !a->key->kid || !res)
     return KV_E_INVALID;
   memset(res, 0, sizeof(*res));
   name = a->key->name;
   asym = a->key->kty != KV_KTY_OCT;
+  if (!a->format_version || strcmp(a->format_version, KV_ATTEST_FORMAT) != 0) {
+    akv_warn(AKV_LOGC_KV,
+             "keys.attestation %s: unknown attestation format version \"%s\" (this module reads "
+             "\"" KV_ATTEST_FORMAT "\")",
+             name, a->format_version ? a->format_version : "(none)");
+    return KV_E_PROTOCOL;
+  }
   if ((rc = parse_certs(a, libctx, name, certs, &n)) != KV_OK)
     return rc;
-  /* Order, leaf first: [key certificate (RSA/EC keys),] attestation signer, ..., root. */
-  need = asym ? 3 : 2;
-  if (n < need || !self_signed(certs[n - 1])) {
-    akv_warn(AKV_LOGC_KV,
-             "keys.attestation %s: certificatePemFile holds %zu certificate(s); expected %s"
-             "the attestation signer and a self-signed root",
-             name, n, asym ? "the key certificate, " : "");
-    rc = KV_E_PROTOCOL;
-    goto out;
-  }
-  X509 *target = certs[0];
-  X509 *signer = asym ? certs[1] : certs[0];
-
-  /* The chain, with OpenSSL: to the caller's root, else to the reply's own root. */
-  if (!(store = X509_STORE_new()) || !(ctx = X509_STORE_CTX_new_ex(libctx, NULL)) ||
-      !(untrusted = sk_X509_new_null())) {
-    rc = KV_E_NOMEM;
-    goto out;
-  }
-  if (!X509_STORE_add_cert(store, anchor ? anchor : certs[n - 1])) {
-    rc = KV_E_NOMEM;
-    goto out;
-  }
-  for (size_t i = 1; i + 1 < n; i++)
-    if (!sk_X509_push(untrusted, certs[i])) {
-      rc = KV_E_NOMEM;
-      goto out;
+  /* The four certificates, in any order: Microsoft's self-signed partition root, Microsoft's
+   * partition certificate (issued by it), the vendor's partition certificate (the same public
+   * key) and the HSM card certificate that issued the latter. */
+  for (size_t i = 0; i < n; i++)
+    if (self_signed(certs[i])) {
+      ms_root = certs[i];
+      roots++;
     }
-  if (!X509_STORE_CTX_init(ctx, store, target, untrusted)) {
-    rc = KV_E_NOMEM;
-    goto out;
-  }
-  X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_X509_STRICT);
-  if (X509_verify_cert(ctx) != 1) {
-    int err = X509_STORE_CTX_get_error(ctx);
-    akv_warn(AKV_LOGC_KV, "keys.attestation %s: the certificate chain does not verify: %s%s", name,
-             X509_verify_cert_error_string(err), anchor ? " (against the trusted root)" : "");
-    ERR_clear_error();
-    rc = KV_E_PROTOCOL;
-    goto out;
-  }
-  if (asym && X509_check_issued(signer, target) != X509_V_OK) {
+  for (size_t i = 0; ms_root && i < n; i++)
+    if (certs[i] != ms_root && X509_check_issued(ms_root, certs[i]) == X509_V_OK)
+      ms_part = certs[i];
+  for (size_t i = 0; ms_part && i < n; i++)
+    if (certs[i] != ms_root && certs[i] != ms_part &&
+        EVP_PKEY_eq(X509_get0_pubkey(certs[i]), X509_get0_pubkey(ms_part)) == 1)
+      part = certs[i];
+  for (size_t i = 0; part && i < n; i++)
+    if (certs[i] != ms_root && certs[i] != ms_part && certs[i] != part &&
+        X509_check_issued(certs[i], part) == X509_V_OK)
+      card = certs[i];
+  ERR_clear_error();
+  if (n != 4 || roots != 1 || !card) {
     akv_warn(AKV_LOGC_KV,
-             "keys.attestation %s: the key certificate is not issued by the "
-             "attestation signer",
-             name);
+             "keys.attestation %s: certificatePemFile holds %zu certificate(s); expected the HSM "
+             "card, the vendor's partition certificate issued by it, Microsoft's self-signed "
+             "partition root and its partition certificate for the same key",
+             name, n);
     rc = KV_E_PROTOCOL;
     goto out;
   }
 
-  /* The blobs: the signer's signature, the key they describe. */
-  EVP_PKEY *skey = X509_get0_pubkey(signer);
-  if (!skey) {
-    akv_warn(AKV_LOGC_KV, "keys.attestation %s: the attestation signer's key is unusable (%s)",
+  /* The chains, with OpenSSL: Microsoft's to the root in the file; the vendor's to the card
+   * certificate and, when the caller gives one, through it to the vendor root. */
+  if ((err = chain_error(libctx, ms_part, ms_root, NULL, 0, &rc)) != 0 && rc == KV_OK) {
+    akv_warn(AKV_LOGC_KV,
+             "keys.attestation %s: the certificate chain does not verify: %s (Microsoft's "
+             "partition certificate to its root)",
+             name, X509_verify_cert_error_string(err));
+    rc = KV_E_PROTOCOL;
+  }
+  if (rc == KV_OK &&
+      (err = anchor ? chain_error(libctx, part, anchor, card, 0, &rc)
+                    : chain_error(libctx, part, card, NULL, 1, &rc)) != 0 &&
+      rc == KV_OK) {
+    akv_warn(AKV_LOGC_KV,
+             "keys.attestation %s: the certificate chain does not verify: %s (the vendor's "
+             "partition certificate%s)",
+             name, X509_verify_cert_error_string(err),
+             anchor ? " against the trusted root" : " to the HSM card certificate");
+    rc = KV_E_PROTOCOL;
+  }
+  if (rc != KV_OK)
+    goto out;
+
+  /* The blobs: the partition key's signature, the key they describe. */
+  EVP_PKEY *skey = X509_get0_pubkey(part);
+  if (!skey || !EVP_PKEY_is_a(skey, "RSA")) {
+    akv_warn(AKV_LOGC_KV,
+             "keys.attestation %s: the partition certificate's key is not a usable RSA key (%s)",
              name, ossl_reason());
     rc = KV_E_PROTOCOL;
     goto out;
   }
   if ((rc = check_blob(a->priv_blob, a->priv_len, skey, libctx, name, "private key", &pf)) != KV_OK)
     goto out;
-  if (pf.cls != (asym ? CKO_PRIVATE_KEY_ : CKO_SECRET_KEY_) || pf.sensitive != 1 || !pf.id ||
-      pf.id_len != strlen(a->key->kid) || memcmp(pf.id, a->key->kid, pf.id_len) != 0) {
+  if (pf.cls != (asym ? CKO_PRIVATE_KEY_ : CKO_SECRET_KEY_) || pf.sensitive != 1 ||
+      !same_id(&pf, a->key->kid)) {
     akv_warn(AKV_LOGC_KV,
              "keys.attestation %s: the private key attestation describes another object (class, "
              "CKA_ID or CKA_SENSITIVE differ)",
@@ -520,29 +623,22 @@ kv_rc kv_attestation_verify(const struct kv_attestation *a, OSSL_LIB_CTX *libctx
     rc = KV_E_PROTOCOL;
     goto out;
   }
+  if (pf.extractable != (a->key->attrs.exportable ? 1 : 0) ||
+      pf.never_extractable != (a->key->attrs.exportable ? 0 : 1)) {
+    akv_warn(AKV_LOGC_KV,
+             "keys.attestation %s: the private key attestation says CKA_EXTRACTABLE %d, "
+             "CKA_NEVER_EXTRACTABLE %d for a key that is %sexportable",
+             name, pf.extractable, pf.never_extractable, a->key->attrs.exportable ? "" : "not ");
+    rc = KV_E_PROTOCOL;
+    goto out;
+  }
   if (asym) {
     if ((rc = check_blob(a->pub_blob, a->pub_len, skey, libctx, name, "public key", &uf)) != KV_OK)
       goto out;
-    if ((rc = kv_key_spki_der(a->key, libctx, &spki, &spki_len)) != KV_OK)
-      goto out;
-    unsigned char *cert_spki = NULL;
-    int cl = i2d_PUBKEY(X509_get0_pubkey(target), &cert_spki);
-    int same = cl > 0 && (size_t)cl == spki_len && memcmp(cert_spki, spki, spki_len) == 0;
-    OPENSSL_free(cert_spki);
-    if (!same) {
+    if (!same_pubkey(a->key, &pf) || !same_pubkey(a->key, &uf) || uf.cls != CKO_PUBLIC_KEY_ ||
+        !same_id(&uf, a->key->kid)) {
       akv_warn(AKV_LOGC_KV,
-               "keys.attestation %s: the key certificate certifies another public key than the "
-               "key's",
-               name);
-      rc = KV_E_PROTOCOL;
-      goto out;
-    }
-    if (uf.cls != CKO_PUBLIC_KEY_ || !pf.spki || !uf.spki || pf.spki_len != spki_len ||
-        uf.spki_len != spki_len || memcmp(pf.spki, spki, spki_len) != 0 ||
-        memcmp(uf.spki, spki, spki_len) != 0 || !uf.id || uf.id_len != pf.id_len ||
-        memcmp(uf.id, pf.id, pf.id_len) != 0) {
-      akv_warn(AKV_LOGC_KV,
-               "keys.attestation %s: the attestation blobs describe another public key than the "
+               "keys.attestation %s: the attestation certifies another public key than the "
                "key's",
                name);
       rc = KV_E_PROTOCOL;
@@ -551,19 +647,17 @@ kv_rc kv_attestation_verify(const struct kv_attestation *a, OSSL_LIB_CTX *libctx
   }
   res->extractable = pf.extractable;
   res->never_extractable = pf.never_extractable;
-  res->leaf = asym ? target : NULL;
-  res->signer = signer;
-  res->root = certs[n - 1];
-  if (res->leaf)
-    X509_up_ref(res->leaf);
-  X509_up_ref(res->signer);
-  X509_up_ref(res->root);
+  res->vendor_root_checked = anchor != NULL;
+  res->signer = part;
+  res->card = card;
+  res->ms_root = ms_root;
+  res->ms_part = ms_part;
+  X509_up_ref(part);
+  X509_up_ref(card);
+  X509_up_ref(ms_root);
+  X509_up_ref(ms_part);
   rc = KV_OK;
 out:
-  free(spki);
-  sk_X509_free(untrusted);
-  X509_STORE_CTX_free(ctx);
-  X509_STORE_free(store);
   for (size_t i = 0; i < n; i++)
     X509_free(certs[i]);
   return rc;

@@ -378,19 +378,27 @@ kv_rc kv_attestation_from_json(const char *json, size_t len, struct kv_attestati
  * text of *len bytes the caller frees, NULL when out of memory. */
 char *kv_attestation_json(const struct kv_attestation *a, size_t *len);
 
+/* The attestation format this module reads (attributes.attestation.version). */
+#define KV_ATTEST_FORMAT "MRVL-1"
+
 /* What kv_attestation_verify established (references the caller releases with
  * kv_attest_result_clear). */
 struct kv_attest_result {
-  X509 *leaf;                  /* key certificate for the key's public key (RSA/EC), else NULL */
-  X509 *signer;                /* attestation signer: signs the blobs, issues the key certificate */
-  X509 *root;                  /* the reply's self-signed root */
-  int extractable, never_extractable; /* from the private key attestation; -1 = not stated */
+  X509 *signer;                       /* the vendor's partition certificate: signs the blobs */
+  X509 *card;                         /* the HSM card certificate that issued it */
+  X509 *ms_root;                      /* Microsoft's self-signed partition root */
+  X509 *ms_part;                      /* Microsoft's partition certificate (the signer's key) */
+  int vendor_root_checked;            /* the card certificate chains to the caller's vendor root */
+  int extractable, never_extractable; /* from the private key attestation */
 };
 void kv_attest_result_clear(struct kv_attest_result *r);
 
-/* Checks with OpenSSL: certificatePemFile is [key certificate,] signer, ..., self-signed root and
- * verifies to anchor (NULL = its own root); the key certificate and both blobs certify the key's
- * public key; the blobs carry the signer's signature and name the key (CKA_ID = kid). KV_OK or
+/* Checks with OpenSSL (docs/usage.md "Key attestation for a CA"): version "MRVL-1";
+ * certificatePemFile holds the HSM card, the vendor's partition certificate it issued, Microsoft's
+ * self-signed partition root and its partition certificate for the same key, both chains verify
+ * (the vendor's to anchor, the vendor root, when not NULL); the blobs carry the partition key's
+ * signature, name the key (CKA_ID = kid), state its public key (RSA n/e, EC point), CKA_SENSITIVE
+ * and CKA_EXTRACTABLE/CKA_NEVER_EXTRACTABLE as the key's exportable attribute says. KV_OK or
  * KV_E_PROTOCOL with a log line saying which check failed. */
 kv_rc kv_attestation_verify(const struct kv_attestation *a, OSSL_LIB_CTX *libctx, X509 *anchor,
                             struct kv_attest_result *res);

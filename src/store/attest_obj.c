@@ -1,18 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The attestation behind a Managed HSM key's attestation objects (src/store/attest_obj.h): one
- * GET /keys/{name}/{version}/attestation at the first read of a lazy attribute, the checks of
+/* The attestation behind a Managed HSM key's attestation data object (src/store/attest_obj.h):
+ * one GET /keys/{name}/{version}/attestation at the first read of its CKA_VALUE, the checks of
  * src/kv/attest.c plus the tie to the listed key (the same versioned kid and public key), then the
- * certificate's attributes and the JSON kept until the objects go. docs/usage.md "Key attestation
+ * JSON kept until the object goes. The service's format (MRVL-1) has no key certificate, so there
+ * is no attestation certificate object: a certificate with another public key must never share
+ * the key's CKA_ID. docs/usage.md "Key attestation
  * for a CA" and docs/design.md "Decisions". */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
-#include <openssl/asn1.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/x509.h>
 
 #include "store/attest_obj.h"
 #include "store/attrs.h"
@@ -25,9 +23,7 @@ struct akv_attest {
   struct akv_slot *slot;
   pthread_mutex_t lock;
   enum att_state state; /* under lock */
-  CK_ATTRIBUTE *cert;   /* READY: the certificate's lazy attributes (RSA/EC keys) */
-  size_t n_cert;
-  char *json; /* READY: kv_attestation_json, the data object's CKA_VALUE */
+  char *json;           /* READY: kv_attestation_json, the data object's CKA_VALUE */
   size_t json_len;
   char *name, *version, *kid; /* the key version, pinned */
   unsigned char *spki;        /* its SubjectPublicKeyInfo (RSA/EC), else NULL */
@@ -71,7 +67,6 @@ void akv_attest_unref(struct akv_attest *a)
 {
   if (!a || __atomic_sub_fetch(&a->refs, 1, __ATOMIC_ACQ_REL) != 0)
     return;
-  akv_attrs_free(a->cert, a->n_cert);
   free(a->json);
   free(a->name);
   free(a->version);
@@ -83,22 +78,7 @@ void akv_attest_unref(struct akv_attest *a)
 
 int akv_attest_lazy(CK_OBJECT_CLASS cls, CK_ATTRIBUTE_TYPE type)
 {
-  if (type == CKA_VALUE)
-    return cls == CKO_CERTIFICATE || cls == CKO_DATA;
-  if (cls != CKO_CERTIFICATE)
-    return 0;
-  switch (type) {
-  case CKA_SUBJECT:
-  case CKA_ISSUER:
-  case CKA_SERIAL_NUMBER:
-  case CKA_PUBLIC_KEY_INFO:
-  case CKA_CHECK_VALUE:
-  case CKA_START_DATE:
-  case CKA_END_DATE:
-    return 1;
-  default:
-    return 0;
-  }
+  return cls == CKO_DATA && type == CKA_VALUE;
 }
 
 int akv_attest_asked(const CK_ATTRIBUTE *t, CK_ULONG n)
@@ -142,58 +122,8 @@ static int transient(kv_rc rc)
   }
 }
 
-/* An X.509 time as a Unix time, 0 when unreadable. */
-static int64_t x509_time(const ASN1_TIME *t)
-{
-  struct tm tm;
-  memset(&tm, 0, sizeof(tm));
-  if (!t || ASN1_TIME_to_tm(t, &tm) != 1)
-    return 0;
-  return (int64_t)timegm(&tm);
-}
-
-#define AB_DER(b, type, fn, x)                                                                     \
-  do {                                                                                             \
-    unsigned char *der_ = NULL;                                                                    \
-    int len_ = fn((x), &der_);                                                                     \
-    if (len_ <= 0)                                                                                 \
-      (b)->oom = 1;                                                                                \
-    else                                                                                           \
-      akv_ab_bytes((b), (type), der_, (size_t)len_);                                               \
-    OPENSSL_free(der_);                                                                            \
-  } while (0)
-
-/* The certificate's lazy attributes, from the key certificate. */
-static CK_RV cert_attrs(X509 *leaf, CK_ATTRIBUTE **out, size_t *n)
-{
-  struct akv_ab b;
-  unsigned char *der = NULL, md[20];
-  size_t mdlen = 0;
-  int len;
-
-  memset(&b, 0, sizeof(b));
-  len = i2d_X509(leaf, &der);
-  if (len <= 0)
-    return CKR_HOST_MEMORY;
-  akv_ab_bytes(&b, CKA_VALUE, der, (size_t)len);
-  /* CKA_CHECK_VALUE of a certificate: the first three bytes of the SHA-1 of its value. */
-  if (!EVP_Q_digest(akv_libctx(), "SHA1", NULL, der, (size_t)len, md, &mdlen) || mdlen != 20)
-    b.oom = 1;
-  else
-    akv_ab_bytes(&b, CKA_CHECK_VALUE, md, 3);
-  OPENSSL_free(der);
-  AB_DER(&b, CKA_SUBJECT, i2d_X509_NAME, X509_get_subject_name(leaf));
-  AB_DER(&b, CKA_ISSUER, i2d_X509_NAME, X509_get_issuer_name(leaf));
-  AB_DER(&b, CKA_SERIAL_NUMBER, i2d_ASN1_INTEGER, X509_get0_serialNumber(leaf));
-  AB_DER(&b, CKA_PUBLIC_KEY_INFO, i2d_X509_PUBKEY, X509_get_X509_PUBKEY(leaf));
-  akv_ab_date(&b, CKA_START_DATE, x509_time(X509_get0_notBefore(leaf)));
-  akv_ab_date(&b, CKA_END_DATE, x509_time(X509_get0_notAfter(leaf)));
-  return akv_ab_finish(&b, out, n);
-}
-
 /* The reply describes the key version the objects belong to: its versioned kid and its public
- * key (the checks of kv_attestation_verify tie the certificate and the blobs to the reply's key).
- */
+ * key (the checks of kv_attestation_verify tie the blobs to the reply's key). */
 static int same_key(const struct akv_attest *a, const struct kv_attestation *att)
 {
   unsigned char *spki = NULL;
@@ -216,11 +146,9 @@ static CK_RV fetch(struct akv_attest *a, kv_rc *failed_rc, long *failed_http)
 {
   struct kv_attestation *att = NULL;
   struct kv_attest_result res;
-  CK_ATTRIBUTE *cert = NULL;
-  size_t n_cert = 0, json_len = 0;
+  size_t json_len = 0;
   char *json = NULL;
   kv_rc rc;
-  CK_RV rv = CKR_OK;
 
   memset(&res, 0, sizeof(res));
   rc = kv_get_key_attestation(a->slot->client, a->name, a->version, &att);
@@ -243,34 +171,25 @@ static CK_RV fetch(struct akv_attest *a, kv_rc *failed_rc, long *failed_http)
              "key %s: the attestation describes another key than version %s's (%s), refused",
              a->name, a->version, att->key->kid ? att->key->kid : "no kid");
     rc = KV_E_PROTOCOL;
-  } else if ((a->spki && (!res.leaf || (rv = cert_attrs(res.leaf, &cert, &n_cert)) != CKR_OK)) ||
-             !(json = kv_attestation_json(att, &json_len))) {
-    rv = rv != CKR_OK ? rv : CKR_HOST_MEMORY;
-    akv_attrs_free(cert, n_cert);
+  } else if (!(json = kv_attestation_json(att, &json_len))) {
     kv_attest_result_clear(&res);
     kv_attestation_free(att);
-    return rv;
+    return CKR_HOST_MEMORY;
   }
   kv_attest_result_clear(&res);
   kv_attestation_free(att);
   pthread_mutex_lock(&a->lock);
   if (a->state == ATT_UNREAD && rc == KV_OK) {
     a->state = ATT_READY;
-    a->cert = cert;
-    a->n_cert = n_cert;
     a->json = json;
     a->json_len = json_len;
-    cert = NULL;
-    n_cert = 0;
     json = NULL;
   } else if (a->state == ATT_UNREAD) {
     a->state = ATT_REFUSED;
     akv_info(AKV_LOGC_CACHE,
-             "key %s: its attestation objects are withdrawn (the key itself is unaffected)",
-             a->name);
+             "key %s: its attestation object is withdrawn (the key itself is unaffected)", a->name);
   }
   pthread_mutex_unlock(&a->lock);
-  akv_attrs_free(cert, n_cert);
   free(json);
   return CKR_OK;
 }
@@ -278,7 +197,6 @@ static CK_RV fetch(struct akv_attest *a, kv_rc *failed_rc, long *failed_http)
 CK_RV akv_attest_value(struct akv_attest *a, CK_OBJECT_CLASS cls, CK_ATTRIBUTE_TYPE type,
                        const void **p, size_t *len, kv_rc *failed_rc, long *failed_http)
 {
-  const CK_ATTRIBUTE *v = NULL;
   enum att_state st;
   CK_RV rv;
 
@@ -293,16 +211,9 @@ CK_RV akv_attest_value(struct akv_attest *a, CK_OBJECT_CLASS cls, CK_ATTRIBUTE_T
   pthread_mutex_unlock(&a->lock);
   if (st != ATT_READY)
     return CKR_OBJECT_HANDLE_INVALID;
-  if (cls == CKO_DATA && type == CKA_VALUE) {
-    *p = a->json;
-    *len = a->json_len;
-    return CKR_OK;
-  }
-  if (cls == CKO_CERTIFICATE)
-    v = akv_attrs_find(a->cert, a->n_cert, type);
-  if (!v)
+  if (cls != CKO_DATA || type != CKA_VALUE)
     return CKR_ATTRIBUTE_TYPE_INVALID;
-  *p = v->pValue ? v->pValue : "";
-  *len = v->ulValueLen;
+  *p = a->json;
+  *len = a->json_len;
   return CKR_OK;
 }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The attestation behind a Managed HSM key's attestation objects (src/store/object.c
+/* The attestation behind a Managed HSM key's attestation data object (src/store/object.c
  * akv_objects_attest): fetched from the vault at the first read of a lazy attribute, checked with
  * OpenSSL (src/kv/attest.c) and against the key the objects belong to, then kept for the objects'
  * life. A refused attestation withdraws the objects (docs/usage.md "Key attestation for a CA"). */
@@ -16,8 +16,7 @@ struct akv_attest *akv_attest_ref(struct akv_attest *a);
 void akv_attest_unref(struct akv_attest *a); /* NULL ok */
 
 /* 1 when the attribute of an attestation object of class cls comes from the attestation (read at
- * the first such read): CKA_VALUE, and the certificate's CKA_SUBJECT, CKA_ISSUER,
- * CKA_SERIAL_NUMBER, CKA_PUBLIC_KEY_INFO, CKA_CHECK_VALUE, CKA_START_DATE, CKA_END_DATE. */
+ * the first such read): the data object's CKA_VALUE. */
 int akv_attest_lazy(CK_OBJECT_CLASS cls, CK_ATTRIBUTE_TYPE type);
 
 /* The value of a lazy attribute: *p (valid while the caller holds a reference to a) and *len.

@@ -752,16 +752,15 @@ out:
 
 /* ---- attestation objects (Managed HSM) ------------------------------------------------------ */
 
-/* One attestation object of the key entry: the certificate (CKC_X_509) or the data object, both
- * public, labelled "LABEL attestation", of the key's source and version (they follow the key's
- * refreshes and rotations); the attestation's content is read at the first read of a lazy
- * attribute (src/store/attest_obj.c). */
+/* The attestation data object of the key entry: public, labelled "LABEL attestation", of the
+ * key's source and version (it follows the key's refreshes and rotations); the attestation's
+ * content is read at the first read of its CKA_VALUE (src/store/attest_obj.c). */
 static CK_RV attest_object(struct akv_slot *slot, const struct akv_keyent *ke,
-                           struct akv_attest *att, CK_OBJECT_CLASS cls, struct akv_object **out)
+                           struct akv_attest *att, struct akv_object **out)
 {
   static const CK_BBOOL no = CK_FALSE;
   const struct kv_key *k = &ke->key;
-  struct akv_object *obj = object_alloc(slot, cls);
+  struct akv_object *obj = object_alloc(slot, CKO_DATA);
   struct akv_ab b;
   char label[1100], id[2100];
   CK_RV rv = CKR_HOST_MEMORY;
@@ -779,19 +778,8 @@ static CK_RV attest_object(struct akv_slot *slot, const struct akv_keyent *ke,
   akv_ab_bool(&b, CKA_AKV_ATTESTATION, CK_TRUE);
   akv_ab_str(&b, CKA_AKV_KID, k->kid);
   akv_ab_str(&b, CKA_AKV_VERSION, k->version);
-  if (cls == CKO_CERTIFICATE) {
-    akv_ab_ulong(&b, CKA_CERTIFICATE_TYPE, CKC_X_509);
-    akv_ab_bool(&b, CKA_TRUSTED, CK_FALSE);
-    /* Unspecified, not token user (1): it speaks for the HSM about the key (docs/design.md
-     * "Decisions"). */
-    akv_ab_ulong(&b, CKA_CERTIFICATE_CATEGORY, 0);
-    akv_ab_bytes(&b, CKA_ID, ke->id, ke->id_len);
-    akv_ab_ulong(&b, CKA_JAVA_MIDP_SECURITY_DOMAIN, 0);
-    akv_ab_bytes(&b, CKA_URL, "", 0);
-  } else {
-    akv_ab_str(&b, CKA_APPLICATION, AKV_ATTESTATION_APPLICATION);
-    akv_ab_bytes(&b, CKA_OBJECT_ID, "", 0);
-  }
+  akv_ab_str(&b, CKA_APPLICATION, AKV_ATTESTATION_APPLICATION);
+  akv_ab_bytes(&b, CKA_OBJECT_ID, "", 0);
   snprintf(id, sizeof(id), "%s#attestation", k->kid ? k->kid : "");
   rv = finish_object(obj, &b, ke->src, id, k->attrs.created, k->attrs.updated);
 out:
@@ -823,11 +811,9 @@ CK_RV akv_objects_attest(const struct akv_object *key_obj, struct akv_object **o
   free(spki);
   if (!att)
     return CKR_HOST_MEMORY;
-  /* An oct-HSM key has no key certificate: its attestation is the data object only. */
-  if (ke->key.kty != KV_KTY_OCT)
-    rv = attest_object(slot, ke, att, CKO_CERTIFICATE, &out[(*n)++]);
-  if (rv == CKR_OK)
-    rv = attest_object(slot, ke, att, CKO_DATA, &out[(*n)++]);
+  /* The service's attestation (MRVL-1) has no key certificate: the data object only, never a
+   * certificate with another public key under the key's CKA_ID (docs/design.md "Decisions"). */
+  rv = attest_object(slot, ke, att, &out[(*n)++]);
   if (rv != CKR_OK) {
     (*n)--; /* the failed one was dropped by hand_over */
     while (*n)

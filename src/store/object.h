@@ -60,9 +60,9 @@ void akv_keyent_unref(struct akv_keyent *ke);
 CK_RV akv_objects_from_key(struct akv_slot *slot, struct akv_keyent *ke, const char *label,
                            const char *src, struct akv_object **out, size_t *n);
 /* The attestation objects of the key whose private (or secret) key object is key_obj, into out
- * (room for 2): on a Managed HSM slot the certificate (RSA/EC keys) and the data object, of the
- * key's source and version, their content read at the first read (src/store/attest_obj.h); none
- * elsewhere. docs/usage.md "Key attestation for a CA". */
+ * (room for 2): on a Managed HSM slot the data object (no certificate: docs/design.md
+ * "Decisions"), of the key's source and version, its content read at the first read
+ * (src/store/attest_obj.h); none elsewhere. docs/usage.md "Key attestation for a CA". */
 CK_RV akv_objects_attest(const struct akv_object *key_obj, struct akv_object **out, size_t *n);
 /* A CKO_CERTIFICATE from a certificate bundle. */
 CK_RV akv_object_from_cert(struct akv_slot *slot, const struct kv_cert *cert, const char *src,

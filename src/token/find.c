@@ -67,8 +67,8 @@ static int bool_is(const CK_ATTRIBUTE *a, CK_BBOOL want)
 /* Whether an object of a pending key (cache.h) could match the template, judged by what the listing
  * tells: the key's name is the label of its objects, which are token objects, private only with
  * login required (class_private), of the classes and types the vault kind can hold; on a Managed
- * HSM, when the search asks for attestation objects (akv_attest_asked), also its certificate and
- * data object labelled "NAME attestation". Anything else can only be known by reading the key, so
+ * HSM, when the search asks for attestation objects (akv_attest_asked), also its data object
+ * labelled "NAME attestation". Anything else can only be known by reading the key, so
  * it counts as a possible match. */
 static int lazy_may_match(const struct akv_lazykey *lz, const void *arg)
 {
@@ -76,8 +76,7 @@ static int lazy_may_match(const struct akv_lazykey *lz, const void *arg)
   static const CK_ULONG hsm_classes[] = {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY, CKO_SECRET_KEY};
   static const CK_ULONG kv_types[] = {CKK_RSA, CKK_EC};
   static const CK_ULONG hsm_types[] = {CKK_RSA, CKK_EC, CKK_AES};
-  static const CK_ULONG att_classes[] = {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY, CKO_SECRET_KEY,
-                                         CKO_CERTIFICATE, CKO_DATA};
+  static const CK_ULONG att_classes[] = {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY, CKO_SECRET_KEY, CKO_DATA};
   static const size_t suffix = sizeof(AKV_ATTESTATION_LABEL_SUFFIX) - 1;
   const struct lazy_match *m = arg;
   int hsm = m->sc->kind == AKV_VAULT_MHSM;
@@ -89,7 +88,7 @@ static int lazy_may_match(const struct akv_lazykey *lz, const void *arg)
     const CK_ATTRIBUTE *a = &m->t[i];
     switch (a->type) {
     case CKA_CLASS:
-      if (!(att ? ulong_in(a, att_classes, 5)
+      if (!(att ? ulong_in(a, att_classes, 4)
                 : ulong_in(a, hsm ? hsm_classes : kv_classes, hsm ? 3 : 2)))
         return 0;
       break;

@@ -9,10 +9,12 @@
  * spoil, to check that clients refuse them. */
 enum emu_attest_tamper {
   EMU_ATTEST_TAMPER_NONE = 0,
-  EMU_ATTEST_TAMPER_CHAIN, /* one byte of the first certificate's signature */
+  EMU_ATTEST_TAMPER_CHAIN, /* one byte of the vendor partition certificate's signature */
   EMU_ATTEST_TAMPER_BLOB,  /* one byte of each blob after signing */
   EMU_ATTEST_TAMPER_KEY,   /* a valid attestation of another public key */
 };
+/* Makes the per-run vendor root (once) and writes its certificate to path (PEM). 0 or -1. */
+int emu_attest_init(const char *path);
 void emu_attest_set_tamper(enum emu_attest_tamper mode);
 enum emu_attest_tamper emu_attest_get_tamper(void);
 

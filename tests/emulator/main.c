@@ -4,6 +4,7 @@
  * ready file) and clean shutdown on SIGTERM/SIGINT.
  */
 #include "core.h"
+#include "attest.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -219,8 +220,17 @@ static char *ready_json_new(struct emu_server *srv, const char *fedfile)
   char *ide = emu_strdup_printf("%s/msi/token", srv->imds_endpoint);
   char *stats = emu_strdup_printf("%s/stats", srv->authority_host);
   char *ctl = emu_strdup_printf("%s/control", srv->authority_host);
-  if (!j || !ca || !cli || !ide || !stats || !ctl)
+  char *vroot = emu_strdup_printf("%s/attestation-vendor-root.pem", srv->state_dir);
+  if (!j || !ca || !cli || !ide || !stats || !ctl || !vroot)
     goto out;
+  /* A Managed HSM's key attestation chains to a per-run vendor root (tests/emulator/attest.c). */
+  for (size_t i = 0; i < srv->nvaults; i++)
+    if (srv->vaults[i].kind == EMU_KIND_MHSM) {
+      if (emu_attest_init(vroot) != 0)
+        goto out;
+      cJSON_AddStringToObject(j, "attestation_vendor_root", vroot);
+      break;
+    }
   cJSON_AddStringToObject(j, "ca_file", ca);
   cJSON_AddStringToObject(j, "authority_host", srv->authority_host);
   cJSON_AddStringToObject(j, "tenant_id", srv->tenant_id);
@@ -253,6 +263,7 @@ out:
   free(ide);
   free(stats);
   free(ctl);
+  free(vroot);
   return text;
 }
 
@@ -275,8 +286,9 @@ static void server_free(struct emu_server *srv, bool remove_state)
     free(v->base_url);
   }
   if (remove_state && srv->state_dir) {
-    static const char *const files[] = {"ca.pem", "client.pem", "federated-token.jwt"};
-    for (size_t i = 0; i < 3; i++) {
+    static const char *const files[] = {"ca.pem", "client.pem", "federated-token.jwt",
+                                        "attestation-vendor-root.pem"};
+    for (size_t i = 0; i < 4; i++) {
       char *p = emu_strdup_printf("%s/%s", srv->state_dir, files[i]);
       if (p)
         unlink(p);

@@ -14,7 +14,8 @@ W=$EMU_WORK
 
 # ---- ready file -------------------------------------------------------------------------
 for m in ca_file authority_host tenant_id client_id client_secret client_certificate_file \
-         federated_token_file imds_endpoint identity_endpoint identity_header stats_url control_url state_dir; do
+         federated_token_file imds_endpoint identity_endpoint identity_header stats_url control_url state_dir \
+         attestation_vendor_root; do
   check "ready file has $m" test -n "$(jq -r ".$m // empty" "$READY")"
 done
 check "ready file lists both vaults" test "$(jq -r '[.vaults[].kind] | join(",")' "$READY")" = "vault,mhsm"
@@ -343,9 +344,13 @@ hs=$(jq -r .value <<<"$body")
 req POST "$HSM/keys/hm/verify?api-version=7.6" "{\"alg\":\"HS256\",\"digest\":\"$(b64url <"$W/msg")\",\"value\":\"$hs\"}"
 check "HS256 sign/verify on oct-HSM" test "$(jq -r .value <<<"$body")" = true
 
-# ---- Managed HSM key attestation (GET /keys/{n}/{v}/attestation) ---------------------------------
+# ---- Managed HSM key attestation (GET /keys/{n}/{v}/attestation), format MRVL-1 -----------------
+VROOT=$(jq -r .attestation_vendor_root "$READY")
+check "the vendor root (ready file): a self-signed RSA-2048 certificate" \
+  bash -c 'openssl verify -CAfile "$0" "$0" >/dev/null && openssl x509 -in "$0" -noout -text | grep -q "Public-Key: (2048 bit)"' "$VROOT"
 # attest_files BUNDLE_JSON PREFIX: PREFIX.pem (certificatePemFile), PREFIX-0.pem.. (one per
-# certificate), PREFIX.priv / PREFIX.pub (the blobs)
+# certificate: card, vendor partition, Microsoft root, Microsoft partition), PREFIX.priv /
+# PREFIX.pub (the blobs)
 attest_files() {
   local a
   a=$(jq -c .attributes.attestation <<<"$1")
@@ -355,55 +360,76 @@ attest_files() {
   rm -f "$2"-[0-9].pem
   awk -v p="$2" '/-----BEGIN/{f=sprintf("%s-%d.pem", p, n++)} f{print >f} /-----END/{f=""}' "$2.pem"
 }
-# the blob's signed part (all but the 4-byte length and the signature at the end) and signature
-blob_split() { # BLOB -> BLOB.data BLOB.sig
-  local siglen
-  # walk the attributes: 8 magic, 4 format, 4 class, 4 count, then (4 type, 4 len, value)*
-  local off=20 n i alen
-  n=$((0x$(tail -c +17 "$1" | head -c 4 | hex)))
-  for ((i = 0; i < n; i++)); do
-    alen=$((0x$(tail -c +$((off + 5)) "$1" | head -c 4 | hex)))
-    off=$((off + 8 + alen))
-  done
-  siglen=$((0x$(tail -c +$((off + 1)) "$1" | head -c 4 | hex)))
-  head -c "$off" "$1" >"$1.data"
-  tail -c +$((off + 5)) "$1" >"$1.sig"
-  [ "$(stat -c %s "$1.sig")" = "$siglen" ]
+# blob_split BLOB: BLOB.data (all but the last 256 bytes) and BLOB.sig (the partition key's
+# RSA-2048 signature); the header says result code 0, flags 3, the total size, the data size.
+blob_split() {
+  local size
+  size=$(stat -c %s "$1")
+  head -c -256 "$1" >"$1.data"
+  tail -c 256 "$1" >"$1.sig"
+  [ "$(head -c 16 "$1" | hex)" = "$(printf '00000000%08x%08x%08x' 3 "$size" $((size - 272)))" ]
 }
+# blob_attr BLOB TYPE: the hex value of attribute TYPE (hex, e.g. 0102) of the first key object.
+blob_attr() {
+  local h off n i t l
+  h=$(hex <"$1")
+  off=$((16 + 0x${h:40:4}))            # attribute data at 16; the object's offset at +4
+  n=$((0x${h:$((off * 2 + 8)):8}))     # handle, count, size
+  off=$((off + 12))
+  for ((i = 0; i < n; i++)); do
+    t=${h:$((off * 2)):8}
+    l=$((0x${h:$((off * 2 + 8)):8}))
+    if [ "$t" = "0000$2" ]; then
+      echo "${h:$((off * 2 + 16)):$((l * 2))}"
+      return 0
+    fi
+    off=$((off + 8 + l))
+  done
+  return 1
+}
+export -f blob_split blob_attr hex
 TOKEN=$HSM_TOKEN
 req POST "$HSM/keys/att-rsa/create?api-version=7.6" '{"kty":"RSA-HSM","key_size":2048}'
 rsa_bundle=$body
+rsa_kid=$(jq -r .key.kid <<<"$rsa_bundle")
 pubkey_pem "$rsa_bundle" "$W/att-rsa.key.pem"
-ver=$(jq -r .key.kid <<<"$rsa_bundle" | cut -d/ -f6)
+ver=$(cut -d/ -f6 <<<"$rsa_kid")
 req GET "$HSM/keys/att-rsa/$ver/attestation?api-version=7.6"
 att_rsa_first=$body
-check "attestation (7.6): 200, the key's bundle, attributes.attestation version 1.0" \
-  test "$status/$(jq -r '.key.kid + " " + .attributes.attestation.version' <<<"$body")" = "200/$(jq -r .key.kid <<<"$rsa_bundle") 1.0"
+check "attestation (7.6): 200, the key's bundle, attributes.attestation version MRVL-1" \
+  test "$status/$(jq -r '.key.kid + " " + .attributes.attestation.version' <<<"$body")" = "200/$rsa_kid MRVL-1"
 check "attestation members are base64url strings (no padding, no +/)" \
   bash -c '! jq -r ".attributes.attestation | .certificatePemFile, .privateKeyAttestation, .publicKeyAttestation" <<<"$0" | grep -q "[^A-Za-z0-9_-]"' "$body"
 attest_files "$body" "$W/att-rsa"
-check "certificatePemFile: 3 PEM certificates (key, signer, root)" \
-  test "$(grep -c 'BEGIN CERTIFICATE' "$W/att-rsa.pem")" = 3
-check "openssl verify: key certificate -> signer -> per-run root" \
-  bash -c 'openssl verify -x509_strict -CAfile "$0-2.pem" -untrusted "$0-1.pem" "$0-0.pem" >/dev/null' "$W/att-rsa"
-check "the key certificate certifies the key's public key" \
-  cmp -s <(openssl x509 -in "$W/att-rsa-0.pem" -noout -pubkey) "$W/att-rsa.key.pem"
-check "the key certificate names the kid (SAN URI)" \
-  bash -c 'openssl x509 -in "$0" -noout -ext subjectAltName | grep -qF "URI:$1"' "$W/att-rsa-0.pem" "$(jq -r .key.kid <<<"$rsa_bundle")"
-openssl x509 -in "$W/att-rsa-1.pem" -noout -pubkey >"$W/att-signer.pem"
-blob_split "$W/att-rsa.priv" && blob_split "$W/att-rsa.pub"
-check "private key attestation: magic, format 1, class CKO_PRIVATE_KEY, signed by the signer" \
-  bash -c '[ "$(od -An -v -tx1 -N16 "$0" | tr -d " \n")" = "414b56454d554154""00000001""00000003" ] &&
-         openssl dgst -sha256 -verify "$1" -signature "$0.sig" "$0.data" >/dev/null' \
-  "$W/att-rsa.priv" "$W/att-signer.pem"
-check "public key attestation: class CKO_PUBLIC_KEY, signed by the signer, holds the key's SPKI" \
-  bash -c '[ "$(od -An -v -tx1 -N16 "$0" | tr -d " \n")" = "414b56454d554154""00000001""00000002" ] &&
-         openssl dgst -sha256 -verify "$1" -signature "$0.sig" "$0.data" >/dev/null' \
-  "$W/att-rsa.pub" "$W/att-signer.pem"
-spki_hex=$(openssl pkey -pubin -in "$W/att-rsa.key.pem" -outform DER | hex)
-check "both blobs hold the key's SubjectPublicKeyInfo (CKA_PUBLIC_KEY_INFO)" \
-  bash -c 'case "$0" in *"$2"*) ;; *) exit 1 ;; esac; case "$1" in *"$2"*) ;; *) exit 1 ;; esac' \
-  "$(hex <"$W/att-rsa.priv")" "$(hex <"$W/att-rsa.pub")" "$spki_hex"
+check "certificatePemFile: 4 PEM certificates (card, vendor partition, Microsoft root and partition)" \
+  test "$(grep -c 'BEGIN CERTIFICATE' "$W/att-rsa.pem")" = 4
+check "openssl verify: vendor partition -> HSM card -> the vendor root (not in the reply)" \
+  bash -c 'openssl verify -x509_strict -CAfile "$1" -untrusted "$0-0.pem" "$0-1.pem" >/dev/null &&
+         ! grep -qF "$(sed -n 2p "$1")" "$0.pem"' "$W/att-rsa" "$VROOT"
+check "openssl verify: Microsoft partition -> Microsoft's self-signed root" \
+  bash -c 'openssl verify -x509_strict -CAfile "$0-2.pem" "$0-3.pem" >/dev/null &&
+         openssl verify -CAfile "$0-2.pem" "$0-2.pem" >/dev/null' "$W/att-rsa"
+openssl x509 -in "$W/att-rsa-1.pem" -noout -pubkey >"$W/att-part.pem"
+check "both partition certificates certify the same RSA-2048 key" \
+  bash -c 'cmp -s "$0" <(openssl x509 -in "$1" -noout -pubkey) && openssl pkey -pubin -in "$0" -noout -text | grep -q "(2048 bit)"' \
+  "$W/att-part.pem" "$W/att-rsa-3.pem"
+check "private key attestation: MRVL-1 header, signed by the partition key" \
+  bash -c 'blob_split "$0" && openssl dgst -sha256 -verify "$1" -signature "$0.sig" "$0.data" >/dev/null' \
+  "$W/att-rsa.priv" "$W/att-part.pem"
+check "public key attestation: MRVL-1 header, signed by the partition key" \
+  bash -c 'blob_split "$0" && openssl dgst -sha256 -verify "$1" -signature "$0.sig" "$0.data" >/dev/null' \
+  "$W/att-rsa.pub" "$W/att-part.pem"
+modulus=$(openssl rsa -pubin -in "$W/att-rsa.key.pem" -noout -modulus | sed 's/^Modulus=//' | tr A-F a-f)
+kid_hex=$(printf '%s' "$rsa_kid" | hex)00
+attrs_of() { # BLOB: class key_type id modulus exponent bits sensitive extractable never_extractable
+  local a r=
+  for a in 0000 0100 0102 0120 0122 0121 0103 0162 0164; do r="$r $(blob_attr "$1" $a || echo -)"; done
+  echo "${r# }"
+}
+check "private blob: CKO_PRIVATE_KEY, CKK_RSA, CKA_ID the kid, the key's n/e, 2048 bits, sensitive, never extractable" \
+  test "$(attrs_of "$W/att-rsa.priv")" = "03 00 $kid_hex $modulus 010001 00000800 01 00 01"
+check "public blob: CKO_PUBLIC_KEY, the same key and CKA_ID, CKA_VERIFY" \
+  test "$(attrs_of "$W/att-rsa.pub") $(blob_attr "$W/att-rsa.pub" 010a)" = "02 00 $kid_hex $modulus 010001 00000800 - - - 01"
 req GET "$HSM/keys/att-rsa/attestation?api-version=2025-07-01"
 check "attestation without a version (2025-07-01): the latest version" \
   test "$status/$(jq -r .key.kid <<<"$body" | cut -d/ -f6)" = "200/$ver"
@@ -424,16 +450,19 @@ req POST "$HSM/keys/att-ec/create?api-version=7.6" '{"kty":"EC-HSM","crv":"P-384
 pubkey_pem "$body" "$W/att-ec.key.pem"
 req GET "$HSM/keys/att-ec/attestation?api-version=7.6"
 attest_files "$body" "$W/att-ec"
-check "EC key: chain verifies, same root as the RSA key's, the key certificate holds the EC key" \
-  bash -c 'openssl verify -CAfile "$0" -untrusted "$1" "$2" >/dev/null && cmp -s "$0" "$3" &&
-         cmp -s <(openssl x509 -in "$2" -noout -pubkey) "$4"' \
-  "$W/att-ec-2.pem" "$W/att-ec-1.pem" "$W/att-ec-0.pem" "$W/att-rsa-2.pem" "$W/att-ec.key.pem"
+point=$(openssl pkey -pubin -in "$W/att-ec.key.pem" -outform DER | tail -c 97 | hex)
+check "EC key: the same certificates as the RSA key's, a signed blob with the key's point (CKA_VALUE_LEN 97)" \
+  bash -c 'cmp -s "$0.pem" "$1.pem" && blob_split "$0.pub" &&
+         openssl dgst -sha256 -verify "$2" -signature "$0.pub.sig" "$0.pub.data" >/dev/null &&
+         [ "$(blob_attr "$0.pub" 0100) $(blob_attr "$0.pub" 0120) $(blob_attr "$0.pub" 0161)" = "03 $3 00000061" ]' \
+  "$W/att-ec" "$W/att-rsa" "$W/att-part.pem" "$point"
 req GET "$HSM/keys/aes256/attestation?api-version=7.6"
 attest_files "$body" "$W/att-aes"
-check "oct-HSM key: signer and root only, no publicKeyAttestation, CKO_SECRET_KEY blob" \
-  bash -c '[ "$(grep -c "BEGIN CERTIFICATE" "$0.pem")" = 2 ] && [ ! -s "$0.pub" ] &&
-         [ "$(od -An -v -tx1 -N16 "$0.priv" | tr -d " \n")" = "414b56454d554154""00000001""00000004" ] &&
-         openssl verify -CAfile "$0-1.pem" "$0-0.pem" >/dev/null' "$W/att-aes"
+check "oct-HSM key: the same certificates, no publicKeyAttestation, a signed CKO_SECRET_KEY blob" \
+  bash -c 'cmp -s "$0.pem" "$1.pem" && [ ! -s "$0.pub" ] && blob_split "$0.priv" &&
+         openssl dgst -sha256 -verify "$2" -signature "$0.priv.sig" "$0.priv.data" >/dev/null &&
+         [ "$(blob_attr "$0.priv" 0000) $(blob_attr "$0.priv" 0100)" = "04 1f" ]' \
+  "$W/att-aes" "$W/att-rsa" "$W/att-part.pem"
 req GET "$HSM/keys/att-rsa/$ver/attestation?api-version=7.5"
 check "attestation with api-version 7.5: 400 BadParameter" expect_error 400 BadParameter
 req GET "$HSM/keys/att-none/attestation?api-version=7.6"
@@ -447,16 +476,17 @@ for t in chain blob key; do
   req GET "$HSM/keys/att-rsa/attestation?api-version=7.6"
   attest_files "$body" "$W/att-t"
   case $t in
-    chain) check "tamper chain: the key certificate no longer verifies" \
-             bash -c '! openssl verify -CAfile "$0-2.pem" -untrusted "$0-1.pem" "$0-0.pem" >/dev/null 2>&1' "$W/att-t" ;;
-    blob) blob_split "$W/att-t.priv"
-          check "tamper blob: the chain verifies, the blob signature does not" \
-            bash -c 'openssl verify -CAfile "$0-2.pem" -untrusted "$0-1.pem" "$0-0.pem" >/dev/null &&
+    chain) check "tamper chain: the vendor partition certificate no longer verifies, Microsoft's does" \
+             bash -c '! openssl verify -CAfile "$1" -untrusted "$0-0.pem" "$0-1.pem" >/dev/null 2>&1 &&
+                    openssl verify -CAfile "$0-2.pem" "$0-3.pem" >/dev/null' "$W/att-t" "$VROOT" ;;
+    blob) check "tamper blob: the chain verifies, the blob signature does not" \
+            bash -c 'openssl verify -CAfile "$2" -untrusted "$0-0.pem" "$0-1.pem" >/dev/null && blob_split "$0.priv" &&
                    ! openssl dgst -sha256 -verify "$1" -signature "$0.priv.sig" "$0.priv.data" >/dev/null 2>&1' \
-            "$W/att-t" "$W/att-signer.pem" ;;
-    key) check "tamper key: a valid chain for another public key" \
-           bash -c 'openssl verify -CAfile "$0-2.pem" -untrusted "$0-1.pem" "$0-0.pem" >/dev/null &&
-                  ! cmp -s <(openssl x509 -in "$0-0.pem" -noout -pubkey) "$1"' "$W/att-t" "$W/att-rsa.key.pem" ;;
+            "$W/att-t" "$W/att-part.pem" "$VROOT" ;;
+    key) check "tamper key: a well-signed blob of another public key" \
+           bash -c 'blob_split "$0.priv" && openssl dgst -sha256 -verify "$1" -signature "$0.priv.sig" "$0.priv.data" >/dev/null &&
+                  [ "$(blob_attr "$0.priv" 0120)" != "$2" ] && [ "$(blob_attr "$0.priv" 0100)" = 03 ]' \
+           "$W/att-t" "$W/att-part.pem" "$modulus" ;;
   esac
 done
 NO_AUTH=1 req POST "$CONTROL/config" '{"attestation_tamper":"sideways"}'

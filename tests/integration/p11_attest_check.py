@@ -1,20 +1,21 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Reads a Managed HSM key's attestation objects through PyKCS11 (python3-pykcs11), for
+"""Reads a Managed HSM key's attestation data object through PyKCS11 (python3-pykcs11), for
 t_attest_objects.sh. Usage: p11_attest_check.py MODE OUTDIR, the module in AKV_MODULE.
 
 Modes (each prints "ok: ..." lines and exits 1 at the first failed expectation):
-  read     the signer's attestation certificate and data object by label: CKA_VALUE, CKA_ID (the
-           private key's), CKA_CERTIFICATE_CATEGORY, CKA_TRUSTED, CKA_PRIVATE, CKA_AKV_* into
-           OUTDIR; searches that do not ask (by CKA_ID, by class, none) do not return them; a
-           search by CKA_AKV_ATTESTATION returns every attestation object
+  read     the signer's attestation data object by label: CKA_VALUE, CKA_APPLICATION, CKA_PRIVATE,
+           CKA_AKV_* into OUTDIR; no attestation certificate (the service's format has no key
+           certificate), even for a search that asks; searches that do not ask (by CKA_ID, by
+           class, none) do not return it; a search by CKA_AKV_ATTESTATION returns every
+           attestation object
   refused  a hostile attestation (the emulator's attestation_tamper): the search by label returns
            the handle, its read answers CKR_OBJECT_HANDLE_INVALID, a second search returns
            nothing, and the key signs (OUTDIR/sig over OUTDIR/data, checked by the caller)
   rotate   handles held across a rotation (ROTATE_CMD rotates the key, the slot's ttl is short):
-           the old handles keep the old version's attestation, a new search finds the new one;
+           the old handle keeps the old version's attestation, a new search finds the new one;
            C_DestroyObject and C_SetAttributeValue on an attestation object are refused
-  generate a key pair generated through the module (C_GenerateKeyPair) has its attestation
-           certificate at once, certifying its public key (OUTDIR/made.der)
+  generate a key pair generated through the module (C_GenerateKeyPair) has its attestation data
+           object at once, naming its versioned kid (OUTDIR/made.json)
 """
 import os
 import subprocess
@@ -54,100 +55,85 @@ def main():
     s = lib.openSession(slot, PyKCS11.CKF_SERIAL_SESSION)
     cert_tmpl = [(PyKCS11.CKA_CLASS, PyKCS11.CKO_CERTIFICATE), (PyKCS11.CKA_LABEL, "signer attestation")]
     data_tmpl = [(PyKCS11.CKA_CLASS, PyKCS11.CKO_DATA), (PyKCS11.CKA_LABEL, "signer attestation")]
+    label_of = lambda o: bytes(s.getAttributeValue(o, [PyKCS11.CKA_LABEL], allAsBinary=True)[0]).decode()
 
     if mode == "read":
-        certs = find(s, cert_tmpl)
         datas = find(s, data_tmpl)
-        expect(len(certs) == 1 and len(datas) == 1, "one certificate and one data object labelled 'signer attestation'")
+        expect(len(datas) == 1, "one data object labelled 'signer attestation'")
+        expect(find(s, cert_tmpl) == [], "no attestation certificate, even for a search that asks by label")
         priv = find(s, [(PyKCS11.CKA_CLASS, PyKCS11.CKO_PRIVATE_KEY), (PyKCS11.CKA_LABEL, "signer")])
         expect(len(priv) == 1, "the signer's private key")
         key_id = attr(s, priv[0], PyKCS11.CKA_ID)
-        c = certs[0]
-        expect(attr(s, c, PyKCS11.CKA_ID) == key_id, "the attestation certificate has the key's CKA_ID")
-        cat = int.from_bytes(attr(s, c, PyKCS11.CKA_CERTIFICATE_CATEGORY), sys.byteorder)
-        expect(cat == 0, "CKA_CERTIFICATE_CATEGORY unspecified (0), not token user (%d)" % cat)
-        vals = s.getAttributeValue(c, [PyKCS11.CKA_TRUSTED, PyKCS11.CKA_PRIVATE, PyKCS11.CKA_CERTIFICATE_TYPE])
-        expect(vals[0] is False and vals[1] is False and vals[2] == PyKCS11.CKC_X_509,
-               "CKA_TRUSTED false, CKA_PRIVATE false, CKC_X_509")
-        open(os.path.join(out, "cert.der"), "wb").write(attr(s, c, PyKCS11.CKA_VALUE))
-        open(os.path.join(out, "subject.der"), "wb").write(attr(s, c, PyKCS11.CKA_SUBJECT))
-        open(os.path.join(out, "issuer.der"), "wb").write(attr(s, c, PyKCS11.CKA_ISSUER))
-        open(os.path.join(out, "serial.der"), "wb").write(attr(s, c, PyKCS11.CKA_SERIAL_NUMBER))
-        open(os.path.join(out, "spki.der"), "wb").write(attr(s, c, PyKCS11.CKA_PUBLIC_KEY_INFO))
         d = datas[0]
         app = bytes(s.getAttributeValue(d, [PyKCS11.CKA_APPLICATION], allAsBinary=True)[0]).decode()
         expect(app == APPLICATION, "the data object's CKA_APPLICATION is '%s'" % APPLICATION)
+        vals = s.getAttributeValue(d, [PyKCS11.CKA_PRIVATE, PyKCS11.CKA_TOKEN])
+        expect(vals[0] is False and vals[1] is True, "CKA_PRIVATE false, CKA_TOKEN true")
         open(os.path.join(out, "attestation.json"), "wb").write(attr(s, d, PyKCS11.CKA_VALUE))
         open(os.path.join(out, "kid"), "wb").write(attr(s, d, CKA_AKV_KID))
         expect(attr(s, d, CKA_AKV_KID) == attr(s, priv[0], CKA_AKV_KID),
-               "both name the key's version (CKA_AKV_KID)")
+               "it names the key's version (CKA_AKV_KID)")
         by_id = find(s, [(PyKCS11.CKA_ID, key_id)])
         classes = sorted(s.getAttributeValue(o, [PyKCS11.CKA_CLASS])[0] for o in by_id)
         expect(classes == [PyKCS11.CKO_PUBLIC_KEY, PyKCS11.CKO_PRIVATE_KEY],
                "a search by the key's CKA_ID returns its key pair only")
         expect(find(s, [(PyKCS11.CKA_CLASS, PyKCS11.CKO_CERTIFICATE)]) == [],
-               "a search for certificates that does not ask for attestation returns none")
-        labels = [bytes(s.getAttributeValue(o, [PyKCS11.CKA_LABEL], allAsBinary=True)[0]).decode()
-                  for o in find(s, [])]
+               "a search for certificates returns none")
+        labels = [label_of(o) for o in find(s, [])]
         expect(not any(l.endswith(" attestation") for l in labels), "an empty template returns no attestation object")
         every = find(s, [(CKA_AKV_ATTESTATION, [1])])  # a CK_BBOOL, given as its one byte
-        got = sorted("%d %s" % (s.getAttributeValue(o, [PyKCS11.CKA_CLASS])[0],
-                                bytes(s.getAttributeValue(o, [PyKCS11.CKA_LABEL], allAsBinary=True)[0]).decode())
-                     for o in every)
-        expect(got == ["0 aes attestation", "0 ec-signer attestation", "0 signer attestation",
-                       "1 ec-signer attestation", "1 signer attestation"],
-               "CKA_AKV_ATTESTATION=TRUE finds every attestation object (oct-HSM: data only): %s" % got)
+        got = sorted("%d %s" % (s.getAttributeValue(o, [PyKCS11.CKA_CLASS])[0], label_of(o)) for o in every)
+        expect(got == ["0 aes attestation", "0 ec-signer attestation", "0 signer attestation"],
+               "CKA_AKV_ATTESTATION=TRUE finds every attestation object, data objects only: %s" % got)
         by_app = find(s, [(PyKCS11.CKA_APPLICATION, APPLICATION)])
         expect(len(by_app) == 3, "CKA_APPLICATION finds the 3 data objects")
     elif mode == "refused":
-        certs = find(s, cert_tmpl)
-        expect(len(certs) == 1, "the search by label returns the certificate (nothing read yet)")
+        datas = find(s, data_tmpl)
+        expect(len(datas) == 1, "the search by label returns the data object (nothing read yet)")
         try:
-            s.getAttributeValue(certs[0], [PyKCS11.CKA_VALUE], allAsBinary=True)
+            s.getAttributeValue(datas[0], [PyKCS11.CKA_VALUE], allAsBinary=True)
             expect(False, "the read of a refused attestation fails")
         except PyKCS11.PyKCS11Error as e:
             expect(e.value == PyKCS11.CKR_OBJECT_HANDLE_INVALID,
                    "the read answers CKR_OBJECT_HANDLE_INVALID (%s)" % e)
         try:
-            s.getAttributeValue(certs[0], [PyKCS11.CKA_LABEL])
+            s.getAttributeValue(datas[0], [PyKCS11.CKA_LABEL])
             expect(False, "every later read of the handle fails")
         except PyKCS11.PyKCS11Error as e:
             expect(e.value == PyKCS11.CKR_OBJECT_HANDLE_INVALID, "a later read of its label too")
-        expect(find(s, cert_tmpl) == [] and find(s, data_tmpl) == [],
-               "searches no longer return the attestation objects")
+        expect(find(s, data_tmpl) == [], "searches no longer return the attestation object")
         priv = find(s, [(PyKCS11.CKA_CLASS, PyKCS11.CKO_PRIVATE_KEY), (PyKCS11.CKA_LABEL, "signer")])
         data = open(os.path.join(out, "data"), "rb").read()
         sig = s.sign(priv[0], data, PyKCS11.Mechanism(PyKCS11.CKM_SHA256_RSA_PKCS, None))
         open(os.path.join(out, "sig"), "wb").write(bytes(sig))
         expect(len(sig) == 384, "the key still signs (RSA-3072)")
     elif mode == "rotate":
-        c1 = find(s, cert_tmpl)
         d1 = find(s, data_tmpl)
-        expect(len(c1) == 1 and len(d1) == 1, "before the rotation: the attestation objects")
-        v1 = attr(s, c1[0], CKA_AKV_VERSION)
-        open(os.path.join(out, "old.der"), "wb").write(attr(s, c1[0], PyKCS11.CKA_VALUE))
+        expect(len(d1) == 1, "before the rotation: the attestation data object")
+        v1 = attr(s, d1[0], CKA_AKV_VERSION)
+        old = attr(s, d1[0], PyKCS11.CKA_VALUE)
+        open(os.path.join(out, "old.json"), "wb").write(old)
         subprocess.run(["bash", "-c", os.environ["ROTATE_CMD"]], check=True, timeout=60)
-        c2 = []
+        d2 = []
         for _ in range(20):  # bounded: the slot's ttl is 1 s
             time.sleep(0.5)
-            c2 = find(s, cert_tmpl)
-            if len(c2) == 1 and attr(s, c2[0], CKA_AKV_VERSION) != v1:
+            d2 = find(s, data_tmpl)
+            if len(d2) == 1 and attr(s, d2[0], CKA_AKV_VERSION) != v1:
                 break
-        expect(len(c2) == 1 and attr(s, c2[0], CKA_AKV_VERSION) != v1,
-               "after the rotation a search finds the new version's attestation certificate")
-        expect(c2[0] != c1[0], "under a new handle")
-        open(os.path.join(out, "new.der"), "wb").write(attr(s, c2[0], PyKCS11.CKA_VALUE))
-        expect(attr(s, c1[0], PyKCS11.CKA_VALUE) == open(os.path.join(out, "old.der"), "rb").read(),
-               "the held certificate handle still reads the old version's certificate")
-        # The data object's handle was held, never read: its first read now is the old version's.
-        open(os.path.join(out, "old.json"), "wb").write(attr(s, d1[0], PyKCS11.CKA_VALUE))
-        expect(attr(s, d1[0], CKA_AKV_VERSION) == v1, "the held data object keeps the old version")
+        expect(len(d2) == 1 and attr(s, d2[0], CKA_AKV_VERSION) != v1,
+               "after the rotation a search finds the new version's attestation data object")
+        expect(d2[0] != d1[0], "under a new handle")
+        open(os.path.join(out, "new.json"), "wb").write(attr(s, d2[0], PyKCS11.CKA_VALUE))
+        expect(attr(s, d1[0], PyKCS11.CKA_VALUE) == old,
+               "the held handle still reads the old version's attestation")
+        expect(attr(s, d1[0], CKA_AKV_VERSION) == v1, "and keeps the old version")
         open(os.path.join(out, "old-version"), "wb").write(v1)
+        open(os.path.join(out, "new-version"), "wb").write(attr(s, d2[0], CKA_AKV_VERSION))
         # Writes: an attestation object cannot be destroyed (the slot allows destroying keys) nor
         # changed, and the attempt leaves the key in place.
         rw = lib.openSession(slot, PyKCS11.CKF_SERIAL_SESSION | PyKCS11.CKF_RW_SESSION)
         for what, call in (("C_DestroyObject", lambda: rw.destroyObject(d1[0])),
-                           ("C_SetAttributeValue", lambda: rw.setAttributeValue(c2[0], [(PyKCS11.CKA_LABEL, "x")]))):
+                           ("C_SetAttributeValue", lambda: rw.setAttributeValue(d2[0], [(PyKCS11.CKA_LABEL, "x")]))):
             try:
                 call()
                 expect(False, what + " on an attestation object is refused")
@@ -165,11 +151,11 @@ def main():
         priv_t = [(PyKCS11.CKA_CLASS, PyKCS11.CKO_PRIVATE_KEY), (PyKCS11.CKA_KEY_TYPE, PyKCS11.CKK_EC),
                   (PyKCS11.CKA_TOKEN, True), (PyKCS11.CKA_LABEL, "made"), (PyKCS11.CKA_SIGN, True)]
         pub, _ = rw.generateKeyPair(pub_t, priv_t, mecha=PyKCS11.MechanismECGENERATEKEYPAIR)
-        made = find(rw, [(PyKCS11.CKA_CLASS, PyKCS11.CKO_CERTIFICATE), (PyKCS11.CKA_LABEL, "made attestation")])
-        expect(len(made) == 1, "a key generated through the module has its attestation certificate at once")
-        expect(attr(rw, made[0], PyKCS11.CKA_PUBLIC_KEY_INFO) == attr(rw, pub, PyKCS11.CKA_PUBLIC_KEY_INFO),
-               "it certifies the generated key's public key")
-        open(os.path.join(out, "made.der"), "wb").write(attr(rw, made[0], PyKCS11.CKA_VALUE))
+        made = find(rw, [(PyKCS11.CKA_CLASS, PyKCS11.CKO_DATA), (PyKCS11.CKA_LABEL, "made attestation")])
+        expect(len(made) == 1, "a key generated through the module has its attestation data object at once")
+        expect(attr(rw, made[0], CKA_AKV_KID) == attr(rw, pub, CKA_AKV_KID),
+               "it names the generated key's version")
+        open(os.path.join(out, "made.json"), "wb").write(attr(rw, made[0], PyKCS11.CKA_VALUE))
         rw.closeSession()
     else:
         sys.exit("unknown mode " + mode)

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Managed HSM key attestation as PKCS#11 objects (docs/usage.md "Key attestation for a CA"): for an
-# RSA-HSM, an EC-HSM and an oct-HSM key, the attestation certificate (CKA_ID = the key's, label
-# "NAME attestation") and the data object holding the attestation as JSON, read through
-# pkcs11-tool and PyKCS11, are byte-identical to what the emulator returns (curl's GET
-# .../attestation and `akv-p11 attest --out`); `openssl verify` of the read certificate against the
-# emulator's HSM root; no attestation request at listing nor at a search, one per process at the
-# first read (keys read on demand and a warm cache file included); searches that do not ask for attestation objects (by CKA_ID, by class, empty) and the
-# consumers that pair certificates with keys (pkcs11-tool --id, ssh-keygen -D) see what they saw
-# before; a hostile attestation (the emulator's attestation_tamper chain/blob/key) is withdrawn
-# with one warning while the key signs; held handles follow their key's version across a rotation;
-# an attestation object cannot be destroyed or changed (the key stays).
+# Managed HSM key attestation as a PKCS#11 data object (docs/usage.md "Key attestation for a CA"):
+# for an RSA-HSM, an EC-HSM and an oct-HSM key, the data object labelled "NAME attestation" holding
+# the attestation (format MRVL-1) as JSON, read through pkcs11-tool and PyKCS11, is byte-identical
+# to what the emulator returns (curl's GET .../attestation and `akv-p11 attest --out`); there is no
+# attestation certificate object (the format has no key certificate); no attestation request at
+# listing nor at a search, one per process at the first read (keys read on demand and a warm cache
+# file included); searches that do not ask for attestation objects (by CKA_ID, by class, empty) and
+# the consumers that pair certificates with keys (pkcs11-tool --id, ssh-keygen -D) see what they saw
+# before; a hostile attestation (the emulator's attestation_tamper chain/blob/key) is withdrawn with
+# one warning while the key signs; held handles follow their key's version across a rotation; an
+# attestation object cannot be destroyed or changed (the key stays).
 . "$(dirname "$0")/lib.sh"
 need_tool pkcs11-tool openssl jq curl ssh-keygen
 need_module
@@ -33,8 +33,8 @@ SIGNER_ID=$(kv_key_id signer)
 kv_call GET /keys/signer/attestation >"$WORK/signer-att.json" || fail "GET attestation"
 jq -r '.attributes.attestation.certificatePemFile' "$WORK/signer-att.json" | tr -- '-_' '+/' |
   { read -r b; while [ $((${#b} % 4)) != 0 ]; do b="$b="; done; printf '%s' "$b"; } | base64 -d >"$WORK/chain.pem"
-openssl x509 -in "$WORK/chain.pem" -outform DER -out "$WORK/emu-cert.der" || fail "no key certificate"
-awk '/BEGIN CERT/ { n++ } { print > ("'"$WORK"'/chain-" n ".pem") }' "$WORK/chain.pem"
+kv_key_pem signer "$WORK/signer-vault.pem" || fail "reading the vault key"
+check_eq "the emulator answers format MRVL-1" "MRVL-1" "$(jq -r .attributes.attestation.version "$WORK/signer-att.json")"
 
 section "listing and searching cost no attestation request"
 stats_reset
@@ -42,43 +42,35 @@ check "pkcs11-tool -O" p11tool_m -O
 check_nogrep "-O shows no attestation object (only searches that ask see them)" "attestation" "$WORK/check.out"
 check_grep "the key pair is listed" "label: *signer$" "$WORK/check.out"
 check_eq "no attestation request at listing" 0 "$(stats_get keys.attestation)"
-check_fails "pkcs11-tool --read-object --type cert --id KEY_ID: still no certificate for the key's CKA_ID" \
+check_fails "pkcs11-tool --read-object --type cert --id KEY_ID: no certificate for the key's CKA_ID" \
   p11tool_m --read-object --type cert --id "$SIGNER_ID" -o "$WORK/none.der"
 check "ssh-keygen -D" ssh-keygen -D "$AKV_MODULE"
 check_eq "ssh-keygen -D: the RSA and EC keys, each once" 2 "$(grep -c '^ssh-\|^ecdsa-' "$WORK/check.out")"
 check_eq "still no attestation request" 0 "$(stats_get keys.attestation)"
 
-section "pkcs11-tool reads the attestation certificate and data object by label"
-check "--read-object --type cert --label 'signer attestation'" \
+section "pkcs11-tool reads the attestation data object by label; no certificate object"
+check_fails "--read-object --type cert --label 'signer attestation': none (no key certificate)" \
   p11tool_m --read-object --type cert --label "signer attestation" -o "$WORK/p11-cert.der"
-check_same_file "the certificate is the emulator's key certificate (DER)" "$WORK/emu-cert.der" "$WORK/p11-cert.der"
-check_eq "one attestation request for that process" 1 "$(stats_get keys.attestation)"
-openssl x509 -inform DER -in "$WORK/p11-cert.der" -out "$WORK/p11-cert.pem"
-check "openssl verify: the read certificate chains to the emulator's HSM root" \
-  openssl verify -x509_strict -CAfile "$WORK/chain-3.pem" -untrusted "$WORK/chain-2.pem" "$WORK/p11-cert.pem"
-kv_key_pem signer "$WORK/signer-vault.pem" || fail "reading the vault key"
-openssl x509 -in "$WORK/p11-cert.pem" -noout -pubkey >"$WORK/signer-certified.pem"
-check_same_file "it certifies the vault key's public key" "$WORK/signer-vault.pem" "$WORK/signer-certified.pem"
 check "--read-object --type data --label 'signer attestation'" \
   p11tool_m --read-object --type data --label "signer attestation" -o "$WORK/p11-att.json"
+check_eq "one attestation request for that process" 1 "$(stats_get keys.attestation)"
 check_eq "the data object holds the service's attestation members, byte for byte" \
   "$(jq -cS '.attributes.attestation' "$WORK/signer-att.json")" "$(jq -cS '.attributes.attestation' "$WORK/p11-att.json")"
 check_eq "and the key's versioned kid" "$(jq -r .key.kid "$WORK/signer-att.json")" "$(jq -r .key.kid "$WORK/p11-att.json")"
 check "akv-p11 attest signer --out DIR" "$AKV_P11" attest signer --out "$WORK/att"
 check_same_file "the data object is akv-p11 attest's attestation.json" "$WORK/att/attestation.json" "$WORK/p11-att.json"
-check_same_file "and the certificate its attest.pem" "$WORK/att/attest.pem" "$WORK/p11-cert.pem"
 
 section "docs/usage.md \"Key attestation for a CA\", \"Through PKCS#11\": its block runs as it stands"
 awk '/^```sh recipe=attest-objects$/ { inb = 1; next } /^```/ && inb { exit } inb' \
   "$(dirname "$0")/../../docs/usage.md" >"$WORK/recipe.sh"
 check "the recipe block is there" grep -q 'label "signer attestation"' "$WORK/recipe.sh"
-check "the recipe runs in akv-p11 attest's directory (pkcs11-tool, openssl verify, the chain)" \
+check "the recipe runs in akv-p11 attest's directory (pkcs11-tool, the certificates, openssl verify)" \
   env M="$AKV_MODULE" bash -euo pipefail -c 'cd "$1" && source "$2"' _ "$WORK/att" "$WORK/recipe.sh"
 cp "$WORK/check.out" "$WORK/recipe.out"
-check_grep "openssl verify said OK" "^attest.pem: OK$" "$WORK/recipe.out"
+check_grep "openssl verify said OK" "^ms-partition.pem: OK$" "$WORK/recipe.out"
 awk '/BEGIN CERT/ { p = 1 } p { print } /END CERT/ { p = 0 }' "$WORK/recipe.out" >"$WORK/recipe-chain.pem"
 awk '/BEGIN CERT/ { p = 1 } p { print } /END CERT/ { p = 0 }' "$WORK/chain.pem" >"$WORK/emu-chain.pem"
-check_same_file "the recipe's chain is the emulator's certificatePemFile" "$WORK/emu-chain.pem" \
+check_same_file "the recipe's certificates are the emulator's certificatePemFile" "$WORK/emu-chain.pem" \
   "$WORK/recipe-chain.pem"
 
 section "PyKCS11: attributes, searches that do not ask, one request per process"
@@ -86,22 +78,13 @@ mkdir -p "$WORK/py"
 stats_reset
 check "p11_attest_check.py read" "$PY" "$PYCHECK" read "$WORK/py"
 cat "$WORK/check.out"
-check_same_file "PyKCS11's CKA_VALUE is the emulator's certificate" "$WORK/emu-cert.der" "$WORK/py/cert.der"
 check_same_file "its data object is akv-p11 attest's attestation.json" "$WORK/att/attestation.json" "$WORK/py/attestation.json"
-certhex=$(hex_of "$WORK/emu-cert.der")
-for a in subject issuer serial; do
-  check "CKA_${a^^}: DER inside the certificate" grep -q "$(hex_of "$WORK/py/$a.der")" <<<"$certhex"
-done
-check "CKA_SUBJECT (CN=signer) differs from CKA_ISSUER (the attestation signer)" \
-  bash -c '! cmp -s "$1" "$2"' _ "$WORK/py/subject.der" "$WORK/py/issuer.der"
-openssl x509 -inform DER -in "$WORK/emu-cert.der" -noout -pubkey | openssl pkey -pubin -outform DER -out "$WORK/emu-spki.der"
-check_same_file "CKA_PUBLIC_KEY_INFO is the certified key" "$WORK/emu-spki.der" "$WORK/py/spki.der"
-check_eq "one attestation request for the whole process (certificate and data object)" 1 "$(stats_get keys.attestation)"
-check "EC-HSM: pkcs11-tool reads ec-signer's attestation certificate" \
-  p11tool_m --read-object --type cert --label "ec-signer attestation" -o "$WORK/ec-cert.der"
-openssl x509 -inform DER -in "$WORK/ec-cert.der" -out "$WORK/ec-cert.pem"
-check "EC-HSM: openssl verify to the same root" \
-  openssl verify -x509_strict -CAfile "$WORK/chain-3.pem" -untrusted "$WORK/chain-2.pem" "$WORK/ec-cert.pem"
+check_eq "one attestation request for the whole process" 1 "$(stats_get keys.attestation)"
+check "EC-HSM: pkcs11-tool reads ec-signer's attestation data object" \
+  p11tool_m --read-object --type data --label "ec-signer attestation" -o "$WORK/ec-att.json"
+kv_call GET /keys/ec-signer/attestation >"$WORK/ec-emu.json" || fail "GET ec-signer attestation"
+check_eq "EC-HSM: the emulator's attestation" "$(jq -cS '.attributes.attestation' "$WORK/ec-emu.json")" \
+  "$(jq -cS '.attributes.attestation' "$WORK/ec-att.json")"
 check "oct-HSM: the data object of aes" \
   p11tool_m --read-object --type data --label "aes attestation" -o "$WORK/aes-att.json"
 check_eq "oct-HSM: no public key attestation, as the service" "certificatePemFile,privateKeyAttestation,version" \
@@ -116,8 +99,8 @@ check "pending keys: pkcs11-tool -O (the listing, then every pending key read)" 
 check_nogrep "no attestation object listed" "attestation" "$WORK/check.out"
 check "a later process, the cache file warm: --read-object --label 'ec-signer attestation'" \
   env AKV_PKCS11_CONFIG="$WORK/lazy.json" pkcs11-tool --module "$AKV_MODULE" --read-object \
-  --type cert --label "ec-signer attestation" -o "$WORK/ec-cert-cached.der"
-check_same_file "the same certificate as without the cache file" "$WORK/ec-cert.der" "$WORK/ec-cert-cached.der"
+  --type data --label "ec-signer attestation" -o "$WORK/ec-att-cached.json"
+check_same_file "the same data object as without the cache file" "$WORK/ec-att.json" "$WORK/ec-att-cached.json"
 check_eq "one listing in all (the second process took the cache file)" 1 "$(stats_get keys.list)"
 check_eq "one attestation request in all" 1 "$(stats_get keys.attestation)"
 fresh_cache
@@ -125,9 +108,9 @@ rm -f "$WORK/lazy-cache"
 stats_reset
 check "pending keys, no cache file: --read-object --label 'ec-signer attestation'" \
   env AKV_PKCS11_CONFIG="$WORK/lazy.json" pkcs11-tool --module "$AKV_MODULE" --read-object \
-  --type cert --label "ec-signer attestation" -o "$WORK/ec-cert-lazy.der"
-check_same_file "the search by the attestation label read the pending key it names" "$WORK/ec-cert.der" \
-  "$WORK/ec-cert-lazy.der"
+  --type data --label "ec-signer attestation" -o "$WORK/ec-att-lazy.json"
+check_same_file "the search by the attestation label read the pending key it names" "$WORK/ec-att.json" \
+  "$WORK/ec-att-lazy.json"
 check_eq "only that key was read (the others stay pending)" 1 "$(stats_get keys.get)"
 
 section "a hostile attestation: withdrawn with one warning, the key signs"
@@ -145,7 +128,7 @@ for t in chain blob key; do
     blob) check_grep "tamper blob: it says the blob signature does not verify" "WARN.*attestation's signature does not verify" "$WORK/refused-$t.out" ;;
     key) check_grep "tamper key: it says another public key is certified" "WARN.*another" "$WORK/refused-$t.out" ;;
   esac
-  check_grep "tamper $t: the objects are withdrawn, the key is not" "attestation objects are withdrawn \\(the key itself is unaffected\\)" "$WORK/refused-$t.out"
+  check_grep "tamper $t: the object is withdrawn, the key is not" "attestation object is withdrawn \\(the key itself is unaffected\\)" "$WORK/refused-$t.out"
   check "tamper $t: the signature verifies with the vault key (openssl)" \
     openssl dgst -sha256 -verify "$WORK/signer-vault.pem" -signature "$WORK/py/sig" "$WORK/py/data"
 done
@@ -159,22 +142,16 @@ ROTATE_CMD="curl -sS --fail --max-time 30 --cacert '$EMU_CA' -H @'$(kv_hdr)' -X 
 export ROTATE_CMD
 check "p11_attest_check.py rotate" env AKV_PKCS11_CONFIG="$WORK/module-ttl.json" "$PY" "$PYCHECK" rotate "$WORK/py"
 cat "$WORK/check.out"
-kv_key_pem signer "$WORK/signer-new.pem" || fail "reading the rotated key"
-openssl x509 -inform DER -in "$WORK/py/new.der" -noout -pubkey >"$WORK/new-certified.pem"
-check_same_file "the new certificate certifies the new version's key" "$WORK/signer-new.pem" "$WORK/new-certified.pem"
-openssl x509 -inform DER -in "$WORK/py/old.der" -noout -pubkey >"$WORK/old-certified.pem"
-check_same_file "the held one the old version's" "$WORK/signer-vault.pem" "$WORK/old-certified.pem"
+check_eq "the new data object names the new version" "$(kv_call GET /keys/signer/ | jq -r .key.kid | sed 's|.*/||')" \
+  "$(jq -r .key.kid "$WORK/py/new.json" | sed 's|.*/||')"
 check_eq "the held data object names the old version" "$(cat "$WORK/py/old-version")" \
   "$(jq -r .key.kid "$WORK/py/old.json" | sed 's|.*/||')"
 
 section "a key generated through the module"
 check "p11_attest_check.py generate" "$PY" "$PYCHECK" generate "$WORK/py"
 cat "$WORK/check.out"
-openssl x509 -inform DER -in "$WORK/py/made.der" -out "$WORK/made.pem"
-check "openssl verify: its certificate chains to the HSM root" \
-  openssl verify -x509_strict -CAfile "$WORK/chain-3.pem" -untrusted "$WORK/chain-2.pem" "$WORK/made.pem"
-kv_key_pem made "$WORK/made-vault.pem" || fail "reading the generated key"
-openssl x509 -in "$WORK/made.pem" -noout -pubkey >"$WORK/made-certified.pem"
-check_same_file "it certifies the vault's key of that name" "$WORK/made-vault.pem" "$WORK/made-certified.pem"
+check_eq "its data object names the vault's key of that name" \
+  "$(kv_call GET /keys/made/ | jq -r .key.kid)" "$(jq -r .key.kid "$WORK/py/made.json")"
+check_eq "in format MRVL-1" "MRVL-1" "$(jq -r .attributes.attestation.version "$WORK/py/made.json")"
 
 finish

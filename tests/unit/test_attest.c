@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* src/kv/attest.c against the fake transport: the request, strict parsing of the reply, and every
- * check of kv_attestation_verify on replies built here with OpenSSL (root, signer, key
- * certificate and blobs in the layout of docs/emulator.md "Key attestation"), then spoiled one
- * way at a time. */
+ * check of kv_attestation_verify on replies built here with OpenSSL (format MRVL-1: vendor root,
+ * HSM card, partition certificates and blobs in the layout of docs/emulator.md "Key attestation"),
+ * then spoiled one way at a time. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -38,9 +38,12 @@ static struct kv_client *hsm, *vault;
 static char *replies[8];
 static size_t n_replies, next_reply;
 
-/* Per-process material: a root, a signer, an RSA and an EC key, another root. */
-static EVP_PKEY *root_key, *signer_key, *rsa_key, *other_key, *root2_key;
-static X509 *root, *signer, *root2;
+/* Per-process material: the vendor root, the HSM card, the partition key (RSA, signs the blobs)
+ * with the vendor's and Microsoft's certificates, Microsoft's root, another vendor root, the
+ * attested RSA and EC keys and another key. */
+static EVP_PKEY *vroot_key, *card_key, *part_key, *ms_key, *vroot2_key, *rsa_key, *ec_key,
+    *other_key;
+static X509 *vroot, *card, *part, *ms_root, *ms_part, *vroot2, *ms_other;
 
 static void handler(struct fake_http *f, const struct fake_req *req, struct fake_reply *reply)
 {
@@ -116,41 +119,75 @@ static void u32(struct buf *b, uint32_t v)
   put(b, be, 4);
 }
 
-static void attr(struct buf *b, uint32_t type, const void *v, size_t n)
+static void u16(struct buf *b, uint32_t v)
+{
+  unsigned char be[2] = {v >> 8, v};
+  put(b, be, 2);
+}
+
+static void attr(struct buf *b, uint32_t *count, uint32_t type, const void *v, size_t n)
 {
   u32(b, type);
   u32(b, (uint32_t)n);
   put(b, v, n);
+  (*count)++;
 }
 
-/* A blob: class, CKA_CLASS, CKA_ID, (private) CKA_SENSITIVE/CKA_EXTRACTABLE/
- * CKA_NEVER_EXTRACTABLE, CKA_PUBLIC_KEY_INFO when spki; signed by key. */
-static void blob(struct buf *b, uint32_t cls, const char *kid, const unsigned char *spki,
-                 size_t spki_len, EVP_PKEY *key)
+static void attr_byte(struct buf *b, uint32_t *count, uint32_t type, unsigned char v)
 {
-  unsigned char t = 1, f = 0, be[4] = {0, 0, 0, (unsigned char)cls}, sig[512];
-  size_t siglen = sizeof(sig);
+  attr(b, count, type, &v, 1);
+}
+
+/* An MRVL-1 blob of class cls for pk (NULL: a secret key) named kid: header, attribute data with
+ * one key object, the partition key's RSA PKCS#1 v1.5 SHA-256 signature. */
+static void blob(struct buf *b, uint32_t cls, const char *kid, EVP_PKEY *pk, int extractable)
+{
+  struct buf a = {.n = 0}, d = {.n = 0};
+  unsigned char v[1024], sig[512];
+  size_t siglen = sizeof(sig), len = 0;
+  uint32_t n = 0;
   EVP_MD_CTX *md = EVP_MD_CTX_new();
-  int priv = cls != 2;
-  b->n = 0;
-  put(b, "AKVEMUAT", 8);
-  u32(b, 1);
-  u32(b, cls);
-  u32(b, (priv ? 5 : 2) + (spki ? 1 : 0));
-  attr(b, 0x000, be, 4);
-  attr(b, 0x102, kid, strlen(kid));
-  if (priv) {
-    attr(b, 0x103, &t, 1);
-    attr(b, 0x162, &f, 1);
-    attr(b, 0x164, &t, 1);
+  attr_byte(&a, &n, 0x000, (unsigned char)cls);
+  attr_byte(&a, &n, 0x100, !pk ? 0x1f : EVP_PKEY_is_a(pk, "RSA") ? 0 : 3);
+  attr(&a, &n, 0x003, "k", 2);
+  attr(&a, &n, 0x102, kid, strlen(kid) + 1);
+  if (pk && EVP_PKEY_is_a(pk, "RSA")) {
+    BIGNUM *bn = NULL;
+    assert_int_equal(EVP_PKEY_get_bn_param(pk, "n", &bn), 1);
+    attr(&a, &n, 0x120, v, (size_t)BN_bn2bin(bn, v));
+    BN_free(bn);
+    bn = NULL;
+    assert_int_equal(EVP_PKEY_get_bn_param(pk, "e", &bn), 1);
+    attr(&a, &n, 0x122, v, (size_t)BN_bn2bin(bn, v));
+    BN_free(bn);
+  } else if (pk) {
+    assert_int_equal(EVP_PKEY_get_octet_string_param(pk, "encoded-pub-key", v, sizeof(v), &len), 1);
+    attr(&a, &n, 0x120, v, len);
   }
-  if (spki)
-    attr(b, 0x129, spki, spki_len);
+  if (cls != 2) {
+    attr_byte(&a, &n, 0x103, 1);
+    attr_byte(&a, &n, 0x162, (unsigned char)extractable);
+    attr_byte(&a, &n, 0x164, (unsigned char)!extractable);
+  }
+  u16(&d, 3);
+  u16(&d, 3);
+  u16(&d, 8);
+  u16(&d, 0);
+  u32(&d, 0x2001);
+  u32(&d, n);
+  u32(&d, (uint32_t)a.n);
+  put(&d, a.p, a.n);
+  b->n = 0;
+  u32(b, 0);
+  u32(b, 3);
+  u32(b, (uint32_t)(16 + d.n + 256));
+  u32(b, (uint32_t)d.n);
+  put(b, d.p, d.n);
   assert_non_null(md);
-  assert_int_equal(EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key), 1);
+  assert_int_equal(EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, part_key), 1);
   assert_int_equal(EVP_DigestSign(md, sig, &siglen, b->p, b->n), 1);
+  assert_int_equal(siglen, 256);
   EVP_MD_CTX_free(md);
-  u32(b, (uint32_t)siglen);
   put(b, sig, siglen);
 }
 
@@ -187,52 +224,59 @@ static char *bn_b64(EVP_PKEY *pk, const char *param)
 /* What to spoil in the reply built by attestation_json. */
 enum spoil {
   OK,
-  CHAIN_SIG,   /* a byte of the key certificate's signature */
+  SHUFFLED,    /* the certificates in another order (fine: no fixed order) */
+  CHAIN_SIG,   /* a byte of the vendor partition certificate's signature */
   BLOB_SIG,    /* a signed byte of the private blob */
-  OTHER_KEY,   /* key certificate and blobs for another key */
-  ROOT_FIRST,  /* the certificates in the wrong order */
-  NO_ROOT,     /* the last certificate is not self-signed */
+  OTHER_KEY,   /* blobs for another public key */
+  NO_MS_ROOT,  /* Microsoft's root missing */
+  MS_OTHER,    /* Microsoft's partition certificate for another key */
   TRAILING,    /* text after the last certificate */
   NOT_CERT,    /* a PEM block that is no certificate */
   SHORT_BLOB,  /* the blob cut short */
+  BAD_HEADER,  /* the header's total size is not the blob's */
   OTHER_ID,    /* the private blob names another key (CKA_ID) */
+  EXTRACTABLE, /* the private blob says extractable for a key that is not exportable */
+  OLD_FORMAT,  /* version "1.0" */
   NO_PUB_BLOB, /* publicKeyAttestation missing for an RSA key */
   BAD_B64,     /* privateKeyAttestation not base64url */
 };
 
-/* KeyBundle with attributes.attestation of the RSA key "k" (or, oct, the AES key). */
-static char *attestation_json(enum spoil sp, int oct)
-{
-  unsigned char *cspki = NULL;
-  EVP_PKEY *certified = sp == OTHER_KEY ? other_key : rsa_key;
-  int cspki_len = i2d_PUBKEY(certified, &cspki);
-  X509 *leaf = cert(certified, "k", signer, signer_key, "critical,CA:FALSE");
-  struct buf pb, ub;
-  char *chain, *n = bn_b64(rsa_key, OSSL_PKEY_PARAM_RSA_N), *out;
-  X509 *order[3] = {leaf, signer, root};
-  size_t nc = 3;
-  X509 *const *certs = order;
-  X509 *only[2] = {signer, root};
+enum kind { K_RSA, K_EC, K_OCT };
 
-  if (oct) {
-    certs = only;
-    nc = 2;
-  } else if (sp == ROOT_FIRST) {
-    order[0] = root;
-    order[2] = leaf;
-  } else if (sp == NO_ROOT) {
-    nc = 2;
+/* KeyBundle with attributes.attestation of the key "k": RSA, EC or oct-HSM. */
+static char *attestation_json(enum spoil sp, enum kind kind)
+{
+  EVP_PKEY *key = kind == K_RSA ? rsa_key : kind == K_EC ? ec_key : NULL;
+  EVP_PKEY *attested = sp == OTHER_KEY ? other_key : key;
+  struct buf pb, ub;
+  char *chain, *out, keyjson[2048];
+  X509 *order[4] = {card, part, ms_root, ms_part};
+  size_t nc = 4;
+
+  if (sp == SHUFFLED) {
+    order[0] = ms_part;
+    order[1] = ms_root;
+    order[2] = part;
+    order[3] = card;
+  } else if (sp == NO_MS_ROOT) {
+    order[2] = ms_part;
+    nc = 3;
+  } else if (sp == MS_OTHER) {
+    order[3] = ms_other;
   }
-  blob(&pb, oct ? 4 : 3, sp == OTHER_ID ? HSM "/keys/x/" V1 : KID, oct ? NULL : cspki,
-       (size_t)cspki_len, signer_key);
-  blob(&ub, 2, KID, cspki, (size_t)cspki_len, signer_key);
+  blob(&pb, kind == K_OCT ? 4 : 3, sp == OTHER_ID ? HSM "/keys/x/" V1 : KID, attested,
+       sp == EXTRACTABLE);
+  blob(&ub, 2, KID, attested, 0);
   if (sp == BLOB_SIG)
-    pb.p[45] ^= 1; /* in the CKA_ID value: parses, but the signature no longer matches */
+    pb.p[60] ^= 1; /* in the attributes: parses, but the signature no longer matches */
   if (sp == SHORT_BLOB)
     pb.n = 40;
-  chain = pem(certs, nc);
+  if (sp == BAD_HEADER)
+    pb.p[11] ^= 1;
+  chain = pem(order, nc);
   if (sp == CHAIN_SIG) {
-    char *end = strstr(chain, "\n-----END");
+    /* the second certificate (the vendor partition's): its last base64 line */
+    char *end = strstr(strstr(chain, "\n-----END") + 1, "\n-----END");
     end[-4] = end[-4] == 'A' ? 'B' : 'A';
   }
   if (sp == TRAILING || sp == NOT_CERT) {
@@ -245,31 +289,38 @@ static char *attestation_json(enum spoil sp, int oct)
     free(chain);
     chain = c2;
   }
+  if (kind == K_RSA) {
+    char *n = bn_b64(rsa_key, OSSL_PKEY_PARAM_RSA_N);
+    snprintf(keyjson, sizeof(keyjson),
+             "\"kty\":\"RSA-HSM\",\"key_ops\":[\"sign\"],\"n\":\"%s\",\"e\":\"AQAB\"", n);
+    free(n);
+  } else if (kind == K_EC) {
+    char *x = bn_b64(ec_key, OSSL_PKEY_PARAM_EC_PUB_X),
+         *y = bn_b64(ec_key, OSSL_PKEY_PARAM_EC_PUB_Y);
+    snprintf(
+        keyjson, sizeof(keyjson),
+        "\"kty\":\"EC-HSM\",\"key_ops\":[\"sign\"],\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\"", x,
+        y);
+    free(x);
+    free(y);
+  } else {
+    snprintf(keyjson, sizeof(keyjson), "\"kty\":\"oct-HSM\",\"key_ops\":[\"encrypt\"]");
+  }
   char *c64 = b64(chain, strlen(chain)), *p64 = b64(pb.p, pb.n), *u64 = b64(ub.p, ub.n);
-  size_t cap = strlen(c64) + strlen(p64) + strlen(u64) + strlen(n) + 1024;
+  size_t cap = strlen(c64) + strlen(p64) + strlen(u64) + strlen(keyjson) + 1024;
+  int pub = kind != K_OCT && sp != NO_PUB_BLOB;
   out = malloc(cap);
-  if (oct)
-    snprintf(out, cap,
-             "{\"key\":{\"kid\":\"%s\",\"kty\":\"oct-HSM\",\"key_ops\":[\"encrypt\"]},"
-             "\"attributes\":{\"enabled\":true,\"attestation\":{\"certificatePemFile\":\"%s\","
-             "\"privateKeyAttestation\":\"%s\",\"version\":\"1.0\"}}}",
-             KID, c64, p64);
-  else
-    snprintf(out, cap,
-             "{\"key\":{\"kid\":\"%s\",\"kty\":\"RSA-HSM\",\"key_ops\":[\"sign\"],\"n\":\"%s\","
-             "\"e\":\"AQAB\"},\"attributes\":{\"enabled\":true,\"attestation\":{"
-             "\"certificatePemFile\":\"%s\",\"privateKeyAttestation\":\"%s\"%s%s%s,"
-             "\"version\":\"1.0\"}}}",
-             KID, n, c64, sp == BAD_B64 ? "not+base64/url" : p64,
-             sp == NO_PUB_BLOB ? "" : ",\"publicKeyAttestation\":\"", sp == NO_PUB_BLOB ? "" : u64,
-             sp == NO_PUB_BLOB ? "" : "\"");
-  OPENSSL_free(cspki);
-  X509_free(leaf);
+  snprintf(out, cap,
+           "{\"key\":{\"kid\":\"%s\",%s},\"attributes\":{\"enabled\":true,\"attestation\":{"
+           "\"certificatePemFile\":\"%s\",\"privateKeyAttestation\":\"%s\"%s%s%s,"
+           "\"version\":\"%s\"}}}",
+           KID, keyjson, c64, sp == BAD_B64 ? "not+base64/url" : p64,
+           pub ? ",\"publicKeyAttestation\":\"" : "", pub ? u64 : "", pub ? "\"" : "",
+           sp == OLD_FORMAT ? "1.0" : "MRVL-1");
   free(chain);
   free(c64);
   free(p64);
   free(u64);
-  free(n);
   return out;
 }
 
@@ -279,29 +330,35 @@ static int group_setup(void **state)
 {
   (void)state;
   snprintf(log_file, sizeof(log_file), "/tmp/akv-test-attest-%ld.log", (long)getpid());
-  root_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-  signer_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-  root2_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-  other_key = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+  vroot_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+  card_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+  ms_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+  vroot2_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+  ec_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+  other_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+  part_key = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
   rsa_key = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
-  assert_true(root_key && signer_key && root2_key && other_key && rsa_key);
-  root = cert(root_key, "root", NULL, root_key, "critical,CA:TRUE");
-  signer = cert(signer_key, "signer", root, root_key, "critical,CA:TRUE,pathlen:0");
-  root2 = cert(root2_key, "root", NULL, root2_key, "critical,CA:TRUE");
+  assert_true(vroot_key && card_key && ms_key && vroot2_key && ec_key && other_key && part_key &&
+              rsa_key);
+  vroot = cert(vroot_key, "vendor root", NULL, vroot_key, "critical,CA:TRUE");
+  card = cert(card_key, "card", vroot, vroot_key, "critical,CA:TRUE");
+  part = cert(part_key, "partition", card, card_key, "critical,CA:FALSE");
+  ms_root = cert(ms_key, "ms root", NULL, ms_key, "critical,CA:TRUE");
+  ms_part = cert(part_key, "ms partition", ms_root, ms_key, "critical,CA:FALSE");
+  ms_other = cert(other_key, "ms partition", ms_root, ms_key, "critical,CA:FALSE");
+  vroot2 = cert(vroot2_key, "vendor root", NULL, vroot2_key, "critical,CA:TRUE");
   return 0;
 }
 
 static int group_teardown(void **state)
 {
   (void)state;
-  X509_free(root);
-  X509_free(signer);
-  X509_free(root2);
-  EVP_PKEY_free(root_key);
-  EVP_PKEY_free(signer_key);
-  EVP_PKEY_free(root2_key);
-  EVP_PKEY_free(other_key);
-  EVP_PKEY_free(rsa_key);
+  X509 *c[] = {vroot, card, part, ms_root, ms_part, ms_other, vroot2};
+  EVP_PKEY *k[] = {vroot_key, card_key, ms_key, vroot2_key, ec_key, other_key, part_key, rsa_key};
+  for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
+    X509_free(c[i]);
+  for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++)
+    EVP_PKEY_free(k[i]);
   return 0;
 }
 
@@ -351,11 +408,11 @@ static int log_has(const char *text)
 }
 
 /* Fetch (must succeed) and verify; returns verify's rc. */
-static kv_rc fetch_verify(enum spoil sp, int oct, X509 *anchor, struct kv_attest_result *res)
+static kv_rc fetch_verify(enum spoil sp, enum kind kind, X509 *anchor, struct kv_attest_result *res)
 {
   struct kv_attestation *a = NULL;
   kv_rc rc;
-  reply(attestation_json(sp, oct));
+  reply(attestation_json(sp, kind));
   assert_int_equal(kv_get_key_attestation(hsm, "k", V1, &a), KV_OK);
   rc = kv_attestation_verify(a, NULL, anchor, res);
   kv_attestation_free(a);
@@ -368,44 +425,54 @@ static void test_valid_rsa(void **state)
 {
   struct kv_attestation *a = NULL;
   struct kv_attest_result res;
-  unsigned char *spki = NULL, *got = NULL;
   (void)state;
-  reply(attestation_json(OK, 0));
+  reply(attestation_json(OK, K_RSA));
   assert_int_equal(kv_get_key_attestation(hsm, "k", V1, &a), KV_OK);
   assert_string_equal(fake_vault_req(&fake, 0)->method, "GET");
   assert_string_equal(fake_vault_req(&fake, 0)->url,
                       HSM "/keys/k/" V1 "/attestation?api-version=7.6");
   assert_string_equal(a->key->kid, KID);
-  assert_string_equal(a->format_version, "1.0");
+  assert_string_equal(a->format_version, "MRVL-1");
   assert_non_null(strstr(a->cert_pem, "-----BEGIN CERTIFICATE-----"));
   assert_non_null(a->pub_blob);
   assert_int_equal(kv_attestation_verify(a, NULL, NULL, &res), KV_OK);
-  assert_non_null(res.leaf);
-  assert_int_equal(X509_cmp(res.root, root), 0);
-  assert_int_equal(X509_cmp(res.signer, signer), 0);
-  int l1 = i2d_PUBKEY(rsa_key, &spki), l2 = i2d_PUBKEY(X509_get0_pubkey(res.leaf), &got);
-  assert_int_equal(l1, l2);
-  assert_memory_equal(spki, got, (size_t)l1);
+  assert_int_equal(X509_cmp(res.signer, part), 0);
+  assert_int_equal(X509_cmp(res.card, card), 0);
+  assert_int_equal(X509_cmp(res.ms_root, ms_root), 0);
+  assert_int_equal(X509_cmp(res.ms_part, ms_part), 0);
+  assert_int_equal(res.vendor_root_checked, 0);
   assert_int_equal(res.extractable, 0);
   assert_int_equal(res.never_extractable, 1);
-  OPENSSL_free(spki);
-  OPENSSL_free(got);
   kv_attest_result_clear(&res);
-  /* with the right root as the anchor too, and refused against another root */
-  assert_int_equal(kv_attestation_verify(a, NULL, root, &res), KV_OK);
+  /* with the vendor root as the anchor too, and refused against another root */
+  assert_int_equal(kv_attestation_verify(a, NULL, vroot, &res), KV_OK);
+  assert_int_equal(res.vendor_root_checked, 1);
   kv_attest_result_clear(&res);
-  assert_int_equal(kv_attestation_verify(a, NULL, root2, &res), KV_E_PROTOCOL);
-  assert_null(res.root);
+  assert_int_equal(kv_attestation_verify(a, NULL, vroot2, &res), KV_E_PROTOCOL);
+  assert_null(res.signer);
   assert_true(log_has("the certificate chain does not verify: unable to get local issuer "
-                      "certificate (against the trusted root)"));
+                      "certificate (the vendor's partition certificate against the trusted root)"));
   kv_attestation_free(a);
+}
+
+static void test_valid_ec_shuffled(void **state)
+{
+  struct kv_attest_result res;
+  (void)state;
+  assert_int_equal(fetch_verify(OK, K_EC, vroot, &res), KV_OK);
+  kv_attest_result_clear(&res);
+  n_replies = next_reply = 0;
+  free(replies[0]);
+  assert_int_equal(fetch_verify(SHUFFLED, K_EC, vroot, &res), KV_OK);
+  assert_int_equal(X509_cmp(res.signer, part), 0);
+  kv_attest_result_clear(&res);
 }
 
 static void test_from_json(void **state)
 {
   struct kv_attestation *a = NULL;
   struct kv_attest_result res;
-  char *json = attestation_json(OK, 0);
+  char *json = attestation_json(OK, K_RSA);
   (void)state;
   assert_int_equal(kv_attestation_from_json(json, strlen(json), &a), KV_OK);
   assert_int_equal(kv_attestation_verify(a, NULL, NULL, &res), KV_OK);
@@ -423,9 +490,8 @@ static void test_valid_oct(void **state)
 {
   struct kv_attest_result res;
   (void)state;
-  assert_int_equal(fetch_verify(OK, 1, NULL, &res), KV_OK);
-  assert_null(res.leaf);
-  assert_int_equal(X509_cmp(res.signer, signer), 0);
+  assert_int_equal(fetch_verify(OK, K_OCT, NULL, &res), KV_OK);
+  assert_int_equal(X509_cmp(res.signer, part), 0);
   kv_attest_result_clear(&res);
 }
 
@@ -439,7 +505,7 @@ static void test_latest_version(void **state)
            "\"attributes\":{\"enabled\":true}}",
            KID);
   reply(key);
-  reply(attestation_json(OK, 1));
+  reply(attestation_json(OK, K_OCT));
   assert_int_equal(kv_get_key_attestation(hsm, "k", NULL, &a), KV_OK);
   assert_int_equal(fake_vault_reqs(&fake), 2);
   assert_string_equal(fake_vault_req(&fake, 0)->url, HSM "/keys/k/?api-version=7.6");
@@ -502,7 +568,7 @@ static void test_malformed_replies(void **state)
   for (size_t i = 0; i < 2; i++) {
     struct kv_attestation *a = NULL;
     n_replies = next_reply = 0;
-    reply(attestation_json(bad_get[i], 0));
+    reply(attestation_json(bad_get[i], K_RSA));
     assert_int_equal(kv_get_key_attestation(hsm, "k", V1, &a), KV_E_PROTOCOL);
     free(replies[0]);
   }
@@ -513,27 +579,36 @@ static void test_spoiled(void **state)
 {
   static const struct {
     enum spoil sp;
+    enum kind kind;
     const char *why; /* in the log line */
   } bad[] = {
-      {CHAIN_SIG, "the certificate chain does not verify: certificate signature failure"},
-      {BLOB_SIG, "the private key attestation's signature does not verify"},
-      {OTHER_KEY, "the key certificate certifies another public key than the key's"},
-      {ROOT_FIRST, "expected the key certificate, the attestation signer and a self-signed root"},
-      {NO_ROOT, "certificatePemFile holds 2 certificate(s)"},
-      {TRAILING, "text after the last certificate"},
-      {NOT_CERT, "certificatePemFile entry 4 is not an X.509 certificate"},
-      {SHORT_BLOB, "private key attestation is truncated or malformed"},
-      {OTHER_ID, "the private key attestation describes another object"},
+      {CHAIN_SIG, K_RSA,
+       "the certificate chain does not verify: certificate signature failure (the vendor's "
+       "partition certificate to the HSM card certificate)"},
+      {BLOB_SIG, K_RSA, "the private key attestation's signature does not verify"},
+      {OTHER_KEY, K_RSA, "the attestation certifies another public key than the key's"},
+      {OTHER_KEY, K_EC, "the attestation certifies another public key than the key's"},
+      {NO_MS_ROOT, K_RSA, "certificatePemFile holds 3 certificate(s)"},
+      {MS_OTHER, K_RSA, "certificatePemFile holds 4 certificate(s); expected the HSM card"},
+      {TRAILING, K_RSA, "text after the last certificate"},
+      {NOT_CERT, K_RSA, "certificatePemFile entry 5 is not an X.509 certificate"},
+      {SHORT_BLOB, K_RSA, "private key attestation is not an MRVL-1 blob"},
+      {BAD_HEADER, K_OCT, "private key attestation is not an MRVL-1 blob"},
+      {OTHER_ID, K_RSA, "the private key attestation describes another object"},
+      {EXTRACTABLE, K_EC,
+       "CKA_EXTRACTABLE 1, CKA_NEVER_EXTRACTABLE 0 for a key that is not exportable"},
+      {OLD_FORMAT, K_RSA,
+       "unknown attestation format version \"1.0\" (this module reads \"MRVL-1\")"},
   };
   (void)state;
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     struct kv_attest_result res;
     n_replies = next_reply = 0;
-    kv_rc rc = fetch_verify(bad[i].sp, 0, NULL, &res);
+    kv_rc rc = fetch_verify(bad[i].sp, bad[i].kind, NULL, &res);
     if (rc != KV_E_PROTOCOL || !log_has(bad[i].why))
       fail_msg("spoil %d: rc %s, log without \"%s\"", (int)bad[i].sp, kv_rc_str(rc), bad[i].why);
-    assert_null(res.leaf);
-    assert_null(res.root);
+    assert_null(res.signer);
+    assert_null(res.ms_root);
     free(replies[0]);
   }
   n_replies = 0;
@@ -543,6 +618,7 @@ int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_valid_rsa, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_valid_ec_shuffled, setup, teardown),
       cmocka_unit_test_setup_teardown(test_from_json, setup, teardown),
       cmocka_unit_test_setup_teardown(test_valid_oct, setup, teardown),
       cmocka_unit_test_setup_teardown(test_latest_version, setup, teardown),

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* A Managed HSM key's attestation objects (src/store/object.c akv_objects_attest,
+/* A Managed HSM key's attestation data object (src/store/object.c akv_objects_attest,
  * src/store/attest_obj.c) with the store layer and the fake backend, whose vault has no
  * attestation (docs/usage.md "Key attestation for a CA"): which keys get them, their attributes
  * before any read, the searches they answer, no request before a read of their content, a refusal
@@ -99,96 +99,92 @@ static int matches(struct akv_object *obj, const CK_ATTRIBUTE *t, CK_ULONG n)
   return akv_object_matches(obj, t, n, &failed);
 }
 
-/* RSA/EC keys get a certificate and a data object, oct keys the data object; built with the
- * listing, nothing fetched; their attributes before any read; the searches they answer. */
+/* Every key gets a data object and no certificate (the service's format has no key certificate);
+ * built with the listing, nothing fetched; its attributes before any read; the searches it
+ * answers. */
 static void test_objects_and_searches(void **state)
 {
-  static const char cert_label[] = "signer attestation";
+  static const char label[] = "signer attestation";
   CK_OBJECT_CLASS cert_cls = CKO_CERTIFICATE, data_cls = CKO_DATA;
   CK_BBOOL yes = CK_TRUE;
   struct akv_snapshot *snap = NULL;
-  struct akv_object *priv, *cert, *data, *aes_data;
+  struct akv_object *priv, *data, *aes_data;
   struct akv_fetch_status failed = {KV_OK, 0};
-  unsigned char id[64], kid[256];
-  CK_BBOOL priv_attr = CK_TRUE, trusted = CK_TRUE;
-  CK_ULONG category = 9;
-  CK_ATTRIBUTE r[5] = {{CKA_ID, id, sizeof(id)},
-                       {CKA_PRIVATE, &priv_attr, sizeof(priv_attr)},
-                       {CKA_TRUSTED, &trusted, sizeof(trusted)},
-                       {CKA_CERTIFICATE_CATEGORY, &category, sizeof(category)},
-                       {CKA_AKV_KID, kid, sizeof(kid)}};
+  unsigned char kid[256], app[64];
+  CK_BBOOL priv_attr = CK_TRUE;
+  CK_ATTRIBUTE r[3] = {{CKA_PRIVATE, &priv_attr, sizeof(priv_attr)},
+                       {CKA_AKV_KID, kid, sizeof(kid)},
+                       {CKA_APPLICATION, app, sizeof(app)}};
   (void)state;
   fake_kv_add_key("signer", "v1", KV_KTY_RSA, 0, KV_OP_SIGN | KV_OP_VERIFY);
   fake_kv_add_key("aes", "v1", KV_KTY_OCT, 0, KV_OP_ENCRYPT | KV_OP_DECRYPT);
   assert_int_equal(akv_cache_get(slot.cache, &snap), CKR_OK);
-  assert_int_equal(snap->n, 2 + 2 + 1 + 1);
+  assert_int_equal(snap->n, 2 + 1 + 1 + 1);
   priv = find(snap, CKO_PRIVATE_KEY, "signer");
-  cert = find(snap, CKO_CERTIFICATE, cert_label);
-  data = find(snap, CKO_DATA, cert_label);
+  data = find(snap, CKO_DATA, label);
   aes_data = find(snap, CKO_DATA, "aes attestation");
   assert_non_null(priv);
-  assert_non_null(cert);
   assert_non_null(data);
   assert_non_null(aes_data);
-  assert_null(find(snap, CKO_CERTIFICATE, "aes attestation")); /* no key certificate */
-  assert_string_equal(cert->src, priv->src);                   /* they follow the key */
-  assert_true(cert->handle != data->handle && cert->handle != priv->handle);
+  assert_null(find(snap, CKO_CERTIFICATE, label)); /* no attestation certificate */
+  assert_null(find(snap, CKO_CERTIFICATE, "aes attestation"));
+  assert_string_equal(data->src, priv->src); /* it follows the key */
+  assert_true(data->handle != priv->handle);
+  assert_null(akv_object_attr(data, CKA_ID)); /* never the key's CKA_ID */
 
-  /* Static attributes read without a request: the key's CKA_ID and kid, public, unspecified. */
-  assert_int_equal(akv_object_get_attrs(cert, r, 5, &failed), CKR_OK);
+  /* Static attributes read without a request: public, the key's kid, the application. */
+  assert_int_equal(akv_object_get_attrs(data, r, 3, &failed), CKR_OK);
   assert_int_equal(fake_kv_attestation_calls, 0);
   {
-    const CK_ATTRIBUTE *pid = akv_object_attr(priv, CKA_ID);
     const CK_ATTRIBUTE *pkid = akv_object_attr(priv, CKA_AKV_KID);
-    assert_int_equal(r[0].ulValueLen, pid->ulValueLen);
-    assert_memory_equal(id, pid->pValue, pid->ulValueLen);
-    assert_int_equal(r[4].ulValueLen, pkid->ulValueLen);
+    assert_int_equal(r[1].ulValueLen, pkid->ulValueLen);
     assert_memory_equal(kid, pkid->pValue, pkid->ulValueLen);
+    assert_int_equal(r[2].ulValueLen, strlen(AKV_ATTESTATION_APPLICATION));
+    assert_memory_equal(app, AKV_ATTESTATION_APPLICATION, r[2].ulValueLen);
   }
   assert_int_equal(priv_attr, CK_FALSE);
-  assert_int_equal(trusted, CK_FALSE);
-  assert_int_equal(category, 0);
-  assert_false(cert->is_private);
   assert_false(data->is_private);
 
   /* Searches: by CKA_ID, by class or empty see nothing; by label, application or the vendor
-   * attribute they do (no request: the values matched are the stored ones). */
+   * attribute they do (no request: the values matched are the stored ones); a certificate by the
+   * attestation label matches nothing. */
   {
     const CK_ATTRIBUTE *pid = akv_object_attr(priv, CKA_ID);
     CK_ATTRIBUTE by_id = {CKA_ID, pid->pValue, pid->ulValueLen};
-    CK_ATTRIBUTE by_cls = {CKA_CLASS, &cert_cls, sizeof(cert_cls)};
-    CK_ATTRIBUTE by_label[2] = {{CKA_CLASS, &cert_cls, sizeof(cert_cls)},
-                                {CKA_LABEL, (void *)cert_label, strlen(cert_label)}};
+    CK_ATTRIBUTE by_cls = {CKA_CLASS, &data_cls, sizeof(data_cls)};
+    CK_ATTRIBUTE by_label[2] = {{CKA_CLASS, &data_cls, sizeof(data_cls)},
+                                {CKA_LABEL, (void *)label, strlen(label)}};
+    CK_ATTRIBUTE cert_label[2] = {{CKA_CLASS, &cert_cls, sizeof(cert_cls)},
+                                  {CKA_LABEL, (void *)label, strlen(label)}};
     CK_ATTRIBUTE by_app[2] = {{CKA_CLASS, &data_cls, sizeof(data_cls)},
                               {CKA_APPLICATION, (void *)AKV_ATTESTATION_APPLICATION,
                                strlen(AKV_ATTESTATION_APPLICATION)}};
     CK_ATTRIBUTE by_vendor = {CKA_AKV_ATTESTATION, &yes, sizeof(yes)};
     CK_ATTRIBUTE wrong_label = {CKA_LABEL, "signer", 6};
-    assert_int_equal(matches(cert, &by_id, 1), 0);
+    assert_int_equal(matches(data, &by_id, 1), 0);
     assert_int_equal(matches(priv, &by_id, 1), 1);
-    assert_int_equal(matches(cert, &by_cls, 1), 0);
-    assert_int_equal(matches(cert, NULL, 0), 0);
+    assert_int_equal(matches(data, &by_cls, 1), 0);
     assert_int_equal(matches(data, NULL, 0), 0);
-    assert_int_equal(matches(cert, by_label, 2), 1);
-    assert_int_equal(matches(data, by_label, 2), 0);
+    assert_int_equal(matches(data, by_label, 2), 1);
+    assert_int_equal(matches(data, cert_label, 2), 0);
     assert_int_equal(matches(data, by_app, 2), 1);
     assert_int_equal(matches(aes_data, by_app, 2), 1);
-    assert_int_equal(matches(cert, &by_vendor, 1), 1);
+    assert_int_equal(matches(data, &by_vendor, 1), 1);
     assert_int_equal(matches(priv, &by_vendor, 1), 0);
-    assert_int_equal(matches(cert, &wrong_label, 1), 0);
+    assert_int_equal(matches(data, &wrong_label, 1), 0);
   }
   assert_int_equal(fake_kv_attestation_calls, 0);
   akv_snapshot_unref(snap);
 }
 
 /* A transient failure is that read's only (CKR_DEVICE_ERROR, the status handed back); the vault's
- * "no attestation" withdraws both objects: CKR_OBJECT_HANDLE_INVALID, no longer matched, no
+ * "no attestation" withdraws the object: CKR_OBJECT_HANDLE_INVALID, no longer matched, no
  * further request; the key's own objects are untouched. */
 static void test_refused_and_transient(void **state)
 {
   static const char label[] = "ec attestation";
   struct akv_snapshot *snap = NULL;
-  struct akv_object *priv, *cert, *data;
+  struct akv_object *priv, *data;
   struct akv_fetch_status failed = {KV_OK, 0};
   unsigned char buf[4096];
   CK_ATTRIBUTE v = {CKA_VALUE, buf, sizeof(buf)};
@@ -199,28 +195,25 @@ static void test_refused_and_transient(void **state)
   fake_kv_add_key("ec", "v1", KV_KTY_EC, 0, KV_OP_SIGN | KV_OP_VERIFY);
   assert_int_equal(akv_cache_get(slot.cache, &snap), CKR_OK);
   priv = find(snap, CKO_PRIVATE_KEY, "ec");
-  cert = find(snap, CKO_CERTIFICATE, label);
   data = find(snap, CKO_DATA, label);
-  assert_non_null(cert);
   assert_non_null(data);
 
   fake_kv_fail(KV_E_SERVER);
-  assert_int_equal(akv_object_get_attrs(cert, &v, 1, &failed), CKR_DEVICE_ERROR);
+  assert_int_equal(akv_object_get_attrs(data, &v, 1, &failed), CKR_DEVICE_ERROR);
   assert_int_equal(failed.rc, KV_E_SERVER);
   assert_int_equal(failed.http_status, 503);
   assert_int_equal(v.ulValueLen, CK_UNAVAILABLE_INFORMATION);
-  assert_int_equal(matches(cert, &lab, 1), 1); /* still offered */
+  assert_int_equal(matches(data, &lab, 1), 1); /* still offered */
   fake_kv_fail(KV_OK);
 
   failed.rc = KV_OK;
   v.ulValueLen = sizeof(buf);
   assert_int_equal(akv_object_get_attrs(data, &v, 1, &failed), CKR_OBJECT_HANDLE_INVALID);
   assert_int_equal(fake_kv_attestation_calls, 2);
-  /* Both objects share the refusal, without a new request. */
+  /* The refusal stays, without a new request. */
   v.ulValueLen = sizeof(buf);
-  assert_int_equal(akv_object_get_attrs(cert, &v, 1, &failed), CKR_OBJECT_HANDLE_INVALID);
-  assert_int_equal(akv_object_get_attrs(cert, &lab, 1, &failed), CKR_OBJECT_HANDLE_INVALID);
-  assert_int_equal(matches(cert, &lab, 1), 0);
+  assert_int_equal(akv_object_get_attrs(data, &v, 1, &failed), CKR_OBJECT_HANDLE_INVALID);
+  assert_int_equal(akv_object_get_attrs(data, &lab, 1, &failed), CKR_OBJECT_HANDLE_INVALID);
   assert_int_equal(matches(data, &lab, 1), 0);
   assert_int_equal(fake_kv_attestation_calls, 2);
   /* The key is unaffected. */

@@ -1,12 +1,14 @@
 #!/bin/bash
 # SPDX-License-Identifier: Apache-2.0
-# akv-p11 attest against the emulator (a Key Vault slot and a Managed HSM slot): for an RSA-HSM,
-# an EC-HSM and an oct-HSM key the written files verify with `openssl verify -CAfile root.pem
-# -untrusted intermediates.pem attest.pem`, the certified public key equals the vault key's,
-# the blobs carry the signer's signature; a tampered reply (emulator attestation_tamper chain,
-# blob, key) and a chain that does not end in the --root certificate are refused with a message
-# and write nothing; a key on the Key Vault slot, an absent key and bad arguments give a message
-# and a non-zero exit. Runs the block of docs/usage.md "Key attestation for a CA" as it stands.
+# akv-p11 attest against the emulator (a Key Vault slot and a Managed HSM slot), in the service's
+# format MRVL-1: for an RSA-HSM, an EC-HSM and an oct-HSM key the written files verify with
+# `openssl verify` (the vendor's partition certificate through the HSM card certificate to the
+# emulator's vendor root, Microsoft's partition certificate to its root, the same key in both), the
+# blobs' RSA signatures verify with the partition key and carry the vault key's public key, no key
+# certificate is written; a tampered reply (emulator attestation_tamper chain, blob, key) and a
+# --root that is not the vendor root are refused with a message and write nothing; a key on the Key
+# Vault slot, an absent key and bad arguments give a message and a non-zero exit. Runs the block of
+# docs/usage.md "Key attestation for a CA" as it stands.
 # Inputs: AKV_EMULATOR, AKV_P11, AKV_SOURCE_ROOT, INTEG_LIB (tests/integration/lib.sh).
 # shellcheck source=../../tests/integration/lib.sh
 source "${INTEG_LIB:?INTEG_LIB is not set}"
@@ -41,35 +43,43 @@ jq --slurpfile r "$EMU_READY" \
   "$WORK/cfg.json" >"$WORK/cfg2.json" && mv "$WORK/cfg2.json" "$WORK/cfg.json" && chmod 600 "$WORK/cfg.json"
 export AKV_PKCS11_CONFIG="$WORK/cfg.json"
 
+VENDOR_ROOT=$(jq -r '.attestation_vendor_root // empty' "$EMU_READY")
+[ -s "$VENDOR_ROOT" ] || fail "the ready file names no attestation_vendor_root"
+
 section "docs/usage.md \"Key attestation for a CA\": its block runs as it stands"
 awk '/^```sh recipe=attest$/ { inb = 1; next } /^```/ && inb { exit } inb' \
   "${AKV_SOURCE_ROOT:?}/docs/usage.md" >"$WORK/recipe.sh"
 check "the recipe block is there" grep -q "akv-p11 attest signer" "$WORK/recipe.sh"
 mkdir -p "$WORK/bin" "$WORK/recipe"
 ln -sf "$AKV_P11" "$WORK/bin/akv-p11"
-check "the recipe runs (attest, openssl verify, the public key compared)" \
+cp "$VENDOR_ROOT" "$WORK/recipe/vendor-root.pem"
+check "the recipe runs (attest --root, openssl verify of both chains, the blob's signature)" \
   env PATH="$WORK/bin:$PATH" bash -euo pipefail -c 'cd "$1" && source "$2"' _ "$WORK/recipe" "$WORK/recipe.sh"
-check_grep "openssl verify said OK" "^attest.pem: OK$" "$WORK/check.out"
+check_grep "openssl verify: the vendor's partition certificate OK" "^partition.pem: OK$" "$WORK/check.out"
+check_grep "openssl verify: Microsoft's partition certificate OK" "^ms-partition.pem: OK$" "$WORK/check.out"
+check_grep "openssl dgst: the blob's signature OK" "^Verified OK$" "$WORK/check.out"
 
 section "RSA-HSM key: the files a CA asks for"
 check "akv-p11 attest signer --out DIR" "$AKV_P11" attest signer --out "$WORK/att"
-check_grep "says what it checked" "attestation verified" "$WORK/check.out"
+check_grep "says what it checked" "attestation verified \\(format MRVL-1" "$WORK/check.out"
+check_grep "without --root: says the vendor root was not checked" \
+  "warning: the vendor root was not checked" "$WORK/check.out"
 check_grep "private key never extractable" "not extractable, never extractable" "$WORK/check.out"
-for f in attest.pem intermediates.pem root.pem chain.pem private-key-attestation.bin \
-  public-key-attestation.bin pubkey.pem attestation.json; do
+for f in partition.pem card.pem ms-partition.pem ms-root.pem chain.pem \
+  private-key-attestation.bin public-key-attestation.bin pubkey.pem attestation.json; do
   check "wrote $f" test -s "$WORK/att/$f"
 done
-check "openssl verify -CAfile root.pem -untrusted intermediates.pem attest.pem" \
-  openssl verify -x509_strict -CAfile "$WORK/att/root.pem" -untrusted "$WORK/att/intermediates.pem" \
-  "$WORK/att/attest.pem"
-check_grep "openssl says OK" "attest.pem: OK" "$WORK/check.out"
-check "root.pem is self-signed" \
-  openssl verify -CAfile "$WORK/att/root.pem" "$WORK/att/root.pem"
+check "no key certificate (the format has none)" test ! -e "$WORK/att/attest.pem"
+check "openssl verify: partition.pem through card.pem to the vendor root" \
+  openssl verify -x509_strict -CAfile "$VENDOR_ROOT" -untrusted "$WORK/att/card.pem" "$WORK/att/partition.pem"
+check "openssl verify: ms-partition.pem to ms-root.pem" \
+  openssl verify -x509_strict -CAfile "$WORK/att/ms-root.pem" "$WORK/att/ms-partition.pem"
+check "ms-root.pem is self-signed" openssl verify -CAfile "$WORK/att/ms-root.pem" "$WORK/att/ms-root.pem"
+openssl x509 -in "$WORK/att/partition.pem" -noout -pubkey >"$WORK/part-key.pem"
+openssl x509 -in "$WORK/att/ms-partition.pem" -noout -pubkey >"$WORK/ms-part-key.pem"
+check_same_file "both partition certificates certify the same key" "$WORK/part-key.pem" "$WORK/ms-part-key.pem"
 KV_URL=$EMU_VAULT_URL_1 KV_SCOPE=$KV_SCOPE_MHSM kv_key_pem signer "$WORK/signer-vault.pem" ||
   fail "reading the vault key"
-openssl x509 -in "$WORK/att/attest.pem" -noout -pubkey >"$WORK/signer-attested.pem"
-check_same_file "the certified public key is the vault key's" "$WORK/signer-vault.pem" \
-  "$WORK/signer-attested.pem"
 check_same_file "pubkey.pem is the vault key's" "$WORK/signer-vault.pem" "$WORK/att/pubkey.pem"
 kid=$(KV_URL=$EMU_VAULT_URL_1 KV_SCOPE=$KV_SCOPE_MHSM kv_call GET /keys/signer/ | jq -r .key.kid)
 check_eq "attestation.json names the key's current version" "$kid" \
@@ -77,51 +87,53 @@ check_eq "attestation.json names the key's current version" "$kid" \
 check_eq "attestation.json carries the members as the service sends them" \
   "certificatePemFile,privateKeyAttestation,publicKeyAttestation,version" \
   "$(jq -r '.attributes.attestation | keys | join(",")' "$WORK/att/attestation.json")"
-check_same_file "chain.pem is certificatePemFile (key certificate, signer, root)" "$WORK/att/chain.pem" \
-  <(cat "$WORK/att/attest.pem" "$WORK/att/intermediates.pem" "$WORK/att/root.pem")
-# Blob: "AKVEMUAT", format, class, count, attributes..., u32 signature length, signature
-# (docs/emulator.md "Key attestation"): the signature is checked with the signer's key.
-blob_check() { # BLOB SIGNER_CERT
-  local n off=20 i alen len
-  len=$(stat -c %s "$1")
-  n=$((0x$(od -An -v -tx1 -j16 -N4 "$1" | tr -d ' \n')))
-  for ((i = 0; i < n; i++)); do
-    alen=$((0x$(od -An -v -tx1 -j$((off + 4)) -N4 "$1" | tr -d ' \n')))
-    off=$((off + 8 + alen))
-  done
-  head -c "$off" "$1" >"$1.data"
-  tail -c +$((off + 5)) "$1" >"$1.sig"
-  [ $((off + 4 + $(stat -c %s "$1.sig"))) = "$len" ] &&
+check_eq "version MRVL-1" "MRVL-1" "$(jq -r .attributes.attestation.version "$WORK/att/attestation.json")"
+check_eq "chain.pem (certificatePemFile) holds four certificates" 4 \
+  "$(grep -c 'BEGIN CERTIFICATE' "$WORK/att/chain.pem")"
+for f in partition card ms-partition ms-root; do
+  check "chain.pem holds $f.pem" grep -qF "$(sed -n 2p "$WORK/att/$f.pem")" "$WORK/att/chain.pem"
+done
+# Blob (docs/emulator.md "Key attestation"): the last 256 bytes are the partition key's RSA
+# PKCS#1 v1.5 SHA-256 signature over everything before them; the header's total size is the size.
+blob_check() { # BLOB PARTITION_CERT
+  head -c -256 "$1" >"$1.data" && tail -c 256 "$1" >"$1.sig" &&
+    [ $((0x$(od -An -v -tx1 -j8 -N4 "$1" | tr -d ' \n'))) = "$(stat -c %s "$1")" ] &&
     openssl x509 -in "$2" -noout -pubkey >"$1.signer.pem" &&
     openssl dgst -sha256 -verify "$1.signer.pem" -signature "$1.sig" "$1.data"
 }
-check "private-key-attestation.bin: signed by the attestation signer" \
-  blob_check "$WORK/att/private-key-attestation.bin" "$WORK/att/intermediates.pem"
-check "public-key-attestation.bin: signed by the attestation signer" \
-  blob_check "$WORK/att/public-key-attestation.bin" "$WORK/att/intermediates.pem"
+check "private-key-attestation.bin: signed by the partition key" \
+  blob_check "$WORK/att/private-key-attestation.bin" "$WORK/att/partition.pem"
+check "public-key-attestation.bin: signed by the partition key" \
+  blob_check "$WORK/att/public-key-attestation.bin" "$WORK/att/partition.pem"
+modulus=$(openssl rsa -pubin -in "$WORK/signer-vault.pem" -noout -modulus | sed 's/^Modulus=//' | tr 'A-F' 'a-f')
+check "both blobs carry the vault key's modulus" bash -c \
+  '[[ $(od -An -v -tx1 "$1" | tr -d " \n") == *"$3"* && $(od -An -v -tx1 "$2" | tr -d " \n") == *"$3"* ]]' \
+  _ "$WORK/att/private-key-attestation.bin" "$WORK/att/public-key-attestation.bin" "$modulus"
+check "and the key's kid as CKA_ID" grep -qF "$kid" "$WORK/att/private-key-attestation.bin"
 
 section "EC-HSM and oct-HSM keys"
 check "akv-p11 attest ec-signer --slot 1" "$AKV_P11" attest ec-signer --slot 1 --out "$WORK/att-ec"
-check "EC: openssl verify" openssl verify -CAfile "$WORK/att-ec/root.pem" \
-  -untrusted "$WORK/att-ec/intermediates.pem" "$WORK/att-ec/attest.pem"
+check "EC: openssl verify to the vendor root" openssl verify -CAfile "$VENDOR_ROOT" \
+  -untrusted "$WORK/att-ec/card.pem" "$WORK/att-ec/partition.pem"
+check "EC: the private key attestation is signed by the partition key" \
+  blob_check "$WORK/att-ec/private-key-attestation.bin" "$WORK/att-ec/partition.pem"
 KV_URL=$EMU_VAULT_URL_1 KV_SCOPE=$KV_SCOPE_MHSM kv_key_pem ec-signer "$WORK/ec-vault.pem" ||
   fail "reading the EC key"
-openssl x509 -in "$WORK/att-ec/attest.pem" -noout -pubkey >"$WORK/ec-attested.pem"
-check_same_file "EC: the certified public key is the vault key's" "$WORK/ec-vault.pem" \
-  "$WORK/ec-attested.pem"
-check_same_file "one per-run root for every key" "$WORK/att/root.pem" "$WORK/att-ec/root.pem"
+point=$(openssl pkey -pubin -in "$WORK/ec-vault.pem" -outform DER | tail -c 65 | od -An -v -tx1 | tr -d ' \n')
+check "EC: the blob carries the vault key's point" \
+  bash -c '[[ $(od -An -v -tx1 "$1" | tr -d " \n") == *"$2"* ]]' _ "$WORK/att-ec/public-key-attestation.bin" "$point"
+check_same_file "one per-run HSM card for every key" "$WORK/att/card.pem" "$WORK/att-ec/card.pem"
 check "oct-HSM: akv-p11 attest aes" "$AKV_P11" attest aes --out "$WORK/att-aes"
-check "oct-HSM: no key certificate, no public key attestation" \
-  test ! -e "$WORK/att-aes/attest.pem" -a ! -e "$WORK/att-aes/public-key-attestation.bin"
-check "oct-HSM: the signer verifies to the root" \
-  openssl verify -CAfile "$WORK/att-aes/root.pem" "$WORK/att-aes/intermediates.pem"
-check "oct-HSM: the private key attestation is signed by the signer" \
-  blob_check "$WORK/att-aes/private-key-attestation.bin" "$WORK/att-aes/intermediates.pem"
+check "oct-HSM: no public key attestation, no public key" \
+  test ! -e "$WORK/att-aes/public-key-attestation.bin" -a ! -e "$WORK/att-aes/pubkey.pem"
+check "oct-HSM: the private key attestation is signed by the partition key" \
+  blob_check "$WORK/att-aes/private-key-attestation.bin" "$WORK/att-aes/partition.pem"
 
-section "--root: the chain must end in a root the caller trusts"
-check "--root root.pem (the root of an earlier run of attest)" \
-  "$AKV_P11" attest signer --root "$WORK/att/root.pem" --out "$WORK/att-pinned"
-check_grep "--root: says it checked against that root" "chain to the --root certificate" "$WORK/check.out"
+section "--root: the vendor's chain must end in the vendor root the caller trusts"
+check "--root the emulator's vendor root" \
+  "$AKV_P11" attest signer --root "$VENDOR_ROOT" --out "$WORK/att-pinned"
+check_grep "--root: says it checked against that root" "and the --root vendor root" "$WORK/check.out"
+check_nogrep "--root: no warning about the vendor root" "vendor root was not checked" "$WORK/check.out"
 fails_with "--root another CA (the emulator's TLS CA)" 1 "$AKV_P11" attest signer --root "$EMU_CA" \
   --out "$WORK/att-wrong-root"
 check_grep "another root: the reason" "the certificate chain does not verify: .*against the trusted root" \

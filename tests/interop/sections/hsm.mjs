@@ -1,9 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 // Managed HSM: oct-HSM AES keys, AES-GCM/CBC/CBCPAD encrypt/decrypt, A*KW
 // wrap/unwrap, random bytes, and HSM-backed RSA/EC keys. An imported AES key of known value lets
-// node:crypto check the emulator's ciphertexts independently.
-import { createCipheriv, createDecipheriv, createHmac, randomBytes } from "node:crypto";
+// node:crypto check the emulator's ciphertexts independently; @peculiar/attestation-marvell, a
+// parser of the service's key attestation format (MRVL-1) written apart from this project, checks
+// the emulator's attestation blobs against its per-run vendor root.
+import "reflect-metadata"; // before @peculiar/attestation-marvell (tsyringe needs it)
+import { readFileSync } from "node:fs";
+import { createCipheriv, createDecipheriv, createHmac, randomBytes, webcrypto } from "node:crypto";
 import { CryptographyClient, KeyClient } from "@azure/keyvault-keys";
+import { MarvellAttestationProvider } from "@peculiar/attestation-marvell";
+import { X509Certificate } from "@peculiar/x509";
 import { assert, check, expectRestError, need } from "../lib/harness.mjs";
 import { digest, publicKeyFromSdkJwk } from "../lib/util.mjs";
 import { assertKeyShape } from "./keys.mjs";
@@ -211,6 +217,60 @@ export async function runHsm(ctx) {
     assert.deepEqual(Buffer.from(pinned.properties.attestation.privateKeyAttestation),
       Buffer.from(att.privateKeyAttestation), "the version's attestation differs from the latest's");
   });
+
+  // The service's attestation format, checked by a third party's parser: each blob's signature
+  // verifies through the vendor's partition certificate and the HSM card certificate to the
+  // emulator's per-run vendor root (Microsoft's self-signed root is trusted, not an intermediate:
+  // the library's chain walk would loop on it), the attested public key is the vault key's (RSA
+  // n/e: the library drops the modulus' leading zero byte; EC x/y), CKA_ID is the versioned kid;
+  // a flipped signed byte (in CKA_ID) and another root in the vendor root's place fail.
+  for (const [kind, name, alg] of [
+    ["RSA-HSM", `hsm-rsa-hsm-${s}`, { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }],
+    ["EC-HSM", `hsm-ec-hsm-${s}`, { name: "ECDSA", namedCurve: "P-384" }],
+  ]) {
+    await check(`${kind} getKeyAttestation: MRVL-1 blobs verify with @peculiar/attestation-marvell`, async () => {
+      const rootFile = need(ctx.ready.attestation_vendor_root, "attestation_vendor_root in the ready file");
+      const got = await hc.getKeyAttestation(name);
+      const att = got.properties.attestation;
+      assert.equal(att.version, "MRVL-1");
+      const certs = Buffer.from(att.certificatePemFile).toString("utf8")
+        .match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g).map((p) => new X509Certificate(p));
+      assert.equal(certs.length, 4, "certificatePemFile: card, vendor partition, Microsoft root and partition");
+      const msRoot = certs.filter((c) => c.subject === c.issuer);
+      assert.equal(msRoot.length, 1, "one self-signed certificate (Microsoft's partition root)");
+      const vendorRoot = new X509Certificate(readFileSync(rootFile, "utf8"));
+      const provider = new MarvellAttestationProvider({ trustedCerts: [vendorRoot, msRoot[0]] });
+      const intermediates = certs.filter((c) => c.subject !== c.issuer);
+      const jwk = (await hc.getKey(name)).key;
+      const b64u = (u8) => Buffer.from(u8).toString("base64url");
+      for (const blob of [att.privateKeyAttestation, att.publicKeyAttestation]) {
+        const a = await provider.read(Buffer.from(blob));
+        const r = await provider.verify({ attestation: a, intermediateCerts: intermediates });
+        assert.equal(r.status, true, `the blob does not verify: ${r.error?.message}`);
+        const pub = await webcrypto.subtle.exportKey("jwk", await a.publicKey.export(alg, ["verify"]));
+        if (kind === "RSA-HSM") {
+          assert.equal(pub.n, b64u(jwk.n), "the attested modulus is not the key's");
+          assert.equal(pub.e, b64u(jwk.e), "the attested exponent is not the key's");
+        } else {
+          assert.equal(pub.x, b64u(jwk.x), "the attested point (x) is not the key's");
+          assert.equal(pub.y, b64u(jwk.y), "the attested point (y) is not the key's");
+        }
+        assert.equal(a.metadata.attestationData.firstKey.attributes.OBJ_ATTR_ID, got.id);
+        const bad = Buffer.from(blob);
+        const at = bad.indexOf(Buffer.from(got.id));
+        assert.ok(at > 16, "the blob holds the kid as text");
+        bad[at + 8] ^= 1; // "https://" -> a signed byte of CKA_ID: still parses
+        const rb = await provider.verify({ attestation: await provider.read(bad), intermediateCerts: intermediates });
+        assert.equal(rb.status, false, "a blob with a flipped signed byte verifies");
+      }
+      // Another root in the vendor root's place (the emulator's TLS CA): the chain fails.
+      const wrongRoot = new X509Certificate(readFileSync(ctx.ready.ca_file, "utf8"));
+      const wrong = new MarvellAttestationProvider({ trustedCerts: [wrongRoot, msRoot[0]] });
+      const rw = await wrong.verify({ attestation: await wrong.read(Buffer.from(att.privateKeyAttestation)),
+        intermediateCerts: intermediates });
+      assert.equal(rw.status, false, "the blob verifies against another vendor root");
+    });
+  }
 
   await check("Managed HSM key delete (poller), getDeletedKey, purge", async () => {
     const name = `aes128-${s}`;
