@@ -1376,12 +1376,52 @@ static CK_RV cold_apply_inlock(struct akv_cache *c,
                                int (*drop)(const struct akv_object *, const void *),
                                const void *arg, struct akv_object *const *add, size_t n_add);
 
+/* A new snapshot derived from old (NULL: none) without anything else changing: old's objects but
+ * those drop (may be NULL) selects, plus add (referenced; marked handed out when hand_out: added on
+ * a caller's behalf, a key it generated or its search or operation read), sorted by handle; old's
+ * pending keys but those add replaces; old's age (the vault's state is newer than the listing, not
+ * older), 0 without old. Shared by writes to a listed snapshot and by the cold snapshot's changes.
+ * NULL when out of memory. */
+static struct akv_snapshot *derive(const struct akv_snapshot *old,
+                                   int (*drop)(const struct akv_object *, const void *),
+                                   const void *arg, struct akv_object *const *add, size_t n_add,
+                                   int hand_out)
+{
+  size_t n_old = old ? old->n : 0, n_lazy = old ? old->n_lazy : 0, i, n = 0;
+  struct akv_snapshot *snap = calloc(1, sizeof(*snap));
+
+  if (!snap || !(snap->objs = calloc(n_old + n_add + 1, sizeof(*snap->objs))) ||
+      !(snap->lazy = calloc(n_lazy + 1, sizeof(*snap->lazy)))) {
+    if (snap)
+      free(snap->objs);
+    free(snap);
+    return NULL;
+  }
+  for (i = 0; i < n_old; i++) {
+    if (!drop || !drop(old->objs[i], arg))
+      snap->objs[n++] = akv_object_ref(old->objs[i]);
+  }
+  for (i = 0; i < n_add; i++) {
+    if (hand_out)
+      mark_handed_out(add[i]);
+    snap->objs[n++] = akv_object_ref(add[i]);
+  }
+  for (i = 0; i < n_lazy; i++) {
+    if (!lazy_replaced(old->lazy[i], add, n_add))
+      snap->lazy[snap->n_lazy++] = akv_lazykey_ref(old->lazy[i]);
+  }
+  qsort(snap->objs, n, sizeof(*snap->objs), cmp_handle);
+  snap->n = n;
+  snap->refs = 1;
+  snap->built_at = old ? old->built_at : 0;
+  return snap;
+}
+
 /* akv_cache_apply; release_gone as swap_inlock. */
 static CK_RV apply(struct akv_cache *c, int (*drop)(const struct akv_object *, const void *),
                    const void *arg, struct akv_object *const *add, size_t n_add, int release_gone)
 {
   struct akv_snapshot *old, *snap = NULL;
-  size_t i, n = 0;
   CK_RV rv = CKR_HOST_MEMORY;
 
   pthread_mutex_lock(&c->lock);
@@ -1392,35 +1432,10 @@ static CK_RV apply(struct akv_cache *c, int (*drop)(const struct akv_object *, c
     pthread_mutex_unlock(&c->lock);
     return rv;
   }
-  snap = calloc(1, sizeof(*snap));
-  if (!snap || !(snap->objs = calloc(old->n + n_add + 1, sizeof(*snap->objs))) ||
-      !(snap->lazy = calloc(old->n_lazy + 1, sizeof(*snap->lazy)))) {
-    if (snap)
-      free(snap->objs);
-    free(snap);
-    snap = NULL;
+  if (!(snap = derive(old, drop, arg, add, n_add, 1))) {
     c->invalid = 1;
     goto out;
   }
-  for (i = 0; i < old->n; i++) {
-    if (!drop || !drop(old->objs[i], arg))
-      snap->objs[n++] = akv_object_ref(old->objs[i]);
-  }
-  /* Added on a caller's behalf (a key it generated, a key its search or operation read): the call
-   * hands their handles out. */
-  for (i = 0; i < n_add; i++) {
-    mark_handed_out(add[i]);
-    snap->objs[n++] = akv_object_ref(add[i]);
-  }
-  for (i = 0; i < old->n_lazy; i++) {
-    if (!lazy_replaced(old->lazy[i], add, n_add))
-      snap->lazy[snap->n_lazy++] = akv_lazykey_ref(old->lazy[i]);
-  }
-  qsort(snap->objs, n, sizeof(*snap->objs), cmp_handle);
-  snap->n = n;
-  snap->refs = 1;
-  /* The vault's state is newer than the listing, not older: the snapshot keeps its age. */
-  snap->built_at = old->built_at;
   swap_inlock(c, snap, release_gone);
   promote_inlock(c);
   snap = akv_snapshot_ref(c->snap); /* for the file below */
@@ -2032,24 +2047,10 @@ static CK_RV cold_apply_inlock(struct akv_cache *c,
                                int (*drop)(const struct akv_object *, const void *),
                                const void *arg, struct akv_object *const *add, size_t n_add)
 {
-  struct akv_snapshot *old = c->cold, *snap = calloc(1, sizeof(*snap));
-  size_t i, n = 0;
+  struct akv_snapshot *old = c->cold, *snap = derive(old, drop, arg, add, n_add, 1);
 
-  if (!snap || !(snap->objs = calloc(old->n + n_add + 1, sizeof(*snap->objs)))) {
-    free(snap);
+  if (!snap)
     return CKR_HOST_MEMORY;
-  }
-  for (i = 0; i < old->n; i++) {
-    if (!drop || !drop(old->objs[i], arg))
-      snap->objs[n++] = akv_object_ref(old->objs[i]);
-  }
-  for (i = 0; i < n_add; i++) {
-    mark_handed_out(add[i]);
-    snap->objs[n++] = akv_object_ref(add[i]);
-  }
-  qsort(snap->objs, n, sizeof(*snap->objs), cmp_handle);
-  snap->n = n;
-  snap->refs = 1;
   c->cold = snap;
   akv_snapshot_unref(old);
   return CKR_OK;
@@ -2059,7 +2060,6 @@ CK_RV akv_cache_cold_add(struct akv_cache *c, const char *name, struct akv_objec
                          size_t n_add, int64_t read_at, int *landed)
 {
   struct akv_snapshot *old, *snap;
-  size_t i, n = 0;
 
   *landed = 0;
   pthread_mutex_lock(&c->lock);
@@ -2077,20 +2077,12 @@ CK_RV akv_cache_cold_add(struct akv_cache *c, const char *name, struct akv_objec
     return CKR_FUNCTION_FAILED;
   }
   old = c->cold;
-  snap = calloc(1, sizeof(*snap));
-  if (!snap || !(snap->objs = calloc((old ? old->n : 0) + n_add + 1, sizeof(*snap->objs)))) {
-    free(snap);
+  /* built_at 0 (a cold snapshot's, as derive keeps it): not a listing, any listing or cache file
+   * is newer */
+  if (!(snap = derive(old, NULL, NULL, add, n_add, 0))) {
     pthread_mutex_unlock(&c->lock);
     return CKR_HOST_MEMORY;
   }
-  for (i = 0; old && i < old->n; i++)
-    snap->objs[n++] = akv_object_ref(old->objs[i]);
-  for (i = 0; i < n_add; i++)
-    snap->objs[n++] = akv_object_ref(add[i]);
-  qsort(snap->objs, n, sizeof(*snap->objs), cmp_handle);
-  snap->n = n;
-  snap->refs = 1;
-  snap->built_at = 0; /* not a listing: any listing or cache file is newer */
   if (!old || read_at < c->cold_at)
     c->cold_at = read_at; /* served for one ttl from the oldest read */
   c->cold = snap;
