@@ -9,63 +9,16 @@
 # usage: pace-bench.sh --build DIR [--quota N/S] [--procs P] [--duration SECONDS] [--json FILE]
 # The build must hold the emulator, the module and tests/integration/p11_pace_check.
 set -euo pipefail
-build= quota=100/2 procs=8 duration=20 json=
-while [ $# -gt 0 ]; do
-  case $1 in
-  --build) build=$2; shift 2 ;;
-  --quota) quota=$2; shift 2 ;;
-  --procs) procs=$2; shift 2 ;;
-  --duration) duration=$2; shift 2 ;;
-  --json) json=$2; shift 2 ;;
-  *) echo "usage: pace-bench.sh --build DIR [--quota N/S] [--procs P] [--duration S] [--json FILE]" >&2
-     exit 2 ;;
-  esac
-done
-emu=$build/tests/emulator/akv-emulator module=$build/src/akv-pkcs11.so
+. "$(dirname "$0")/quota-lib.sh"
+qb_args pace-bench "$@"
 check=$build/tests/integration/p11_pace_check
-for f in "$emu" "$module" "$check"; do
-  [ -e "$f" ] || { echo "pace-bench: $f was not built" >&2; exit 2; }
-done
-[[ $quota =~ ^([0-9]+)/([0-9]+)$ ]] || { echo "pace-bench: --quota N/S" >&2; exit 2; }
-qn=${BASH_REMATCH[1]} qs=${BASH_REMATCH[2]}
-[ "$procs" -ge 1 ] && [ "$procs" -le 64 ] && [ "$duration" -ge 2 ] && [ "$duration" -le 600 ] ||
-  { echo "pace-bench: --procs 1-64, --duration 2-600" >&2; exit 2; }
+qb_need "$emu" "$module" "$check"
 # Enough signatures per process to keep the vault at its quota for about DURATION seconds.
 count=$(((qn * duration / qs + procs - 1) / procs))
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/akv-pace-bench.XXXXXX")
-emu_pid=
-cleanup() {
-  [ -n "$emu_pid" ] && kill "$emu_pid" 2>/dev/null && wait "$emu_pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-# A private runtime directory (the shared bucket file), home and keyring: nothing of the user's.
-export HOME=$work/home XDG_RUNTIME_DIR=$work/run XDG_CACHE_HOME=$work/home/.cache
-mkdir -p "$HOME" "$XDG_RUNTIME_DIR"
-chmod 700 "$XDG_RUNTIME_DIR"
-if command -v keyctl >/dev/null 2>&1; then keyctl new_session >/dev/null 2>&1 || true; fi
-unset AKV_PKCS11_CONFIG AKV_PKCS11_VAULT_URL AKV_PKCS11_LOG_LEVEL AKV_PKCS11_DEBUG http_proxy \
-  https_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY all_proxy 2>/dev/null || true
-export AZURE_POD_IDENTITY_AUTHORITY_HOST=http://127.0.0.1:9 AKV_PKCS11_AZ_PATH=/nonexistent/az
-
-"$emu" --ready-file "$work/ready.json" --port-base 0 --state "$work/emu" --vault pace --quota "$quota" \
-  >"$work/emu.log" 2>&1 </dev/null &
-emu_pid=$!
-for _ in $(seq 200); do
-  [ -s "$work/ready.json" ] && break
-  sleep 0.1
-done
-[ -s "$work/ready.json" ] || { cat "$work/emu.log" >&2; echo "pace-bench: emulator not ready" >&2; exit 1; }
-r=$work/ready.json
-ca=$(jq -r .ca_file "$r") vault=$(jq -r '.vaults[0].url' "$r") stats=$(jq -r .stats_url "$r")
-control=$(jq -r .control_url "$r")
-token=$(curl -sS --fail --max-time 30 --cacert "$ca" "$(jq -r .authority_host "$r")/$(jq -r .tenant_id "$r")/oauth2/v2.0/token" \
-  --data-urlencode grant_type=client_credentials --data-urlencode "client_id=$(jq -r .client_id "$r")" \
-  --data-urlencode "client_secret=$(jq -r .client_secret "$r")" \
-  --data-urlencode scope=https://vault.azure.net/.default | jq -r .access_token)
-printf 'Authorization: Bearer %s\n' "$token" >"$work/auth.hdr"
-chmod 600 "$work/auth.hdr"
+qb_setup
+qb_emulator pace
+vault=$(jq -r '.vaults[0].url' "$r")
 jwk=$(curl -sS --fail --max-time 30 --cacert "$ca" -H "@$work/auth.hdr" -H 'Content-Type: application/json' \
   -X POST "$vault/keys/pace-ec/create?api-version=7.6" --data '{"kty":"EC","crv":"P-256"}' | jq -c .key)
 # The public key as DER SPKI from the JWK (not from the module): 0x04 || x || y under P-256's OID.

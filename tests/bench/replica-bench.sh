@@ -10,63 +10,14 @@
 # usage: replica-bench.sh --build DIR [--quota N/S] [--procs P] [--duration SECONDS] [--json FILE]
 # The build must hold the emulator, the module and tests/integration/p11_replica_check.
 set -euo pipefail
-build='' quota=100/2 procs=8 duration=20 json=''
-while [ $# -gt 0 ]; do
-  case $1 in
-  --build) build=$2; shift 2 ;;
-  --quota) quota=$2; shift 2 ;;
-  --procs) procs=$2; shift 2 ;;
-  --duration) duration=$2; shift 2 ;;
-  --json) json=$2; shift 2 ;;
-  *) echo "usage: replica-bench.sh --build DIR [--quota N/S] [--procs P] [--duration S] [--json FILE]" >&2
-     exit 2 ;;
-  esac
-done
-emu=$build/tests/emulator/akv-emulator module=$build/src/akv-pkcs11.so
+. "$(dirname "$0")/quota-lib.sh"
+qb_args replica-bench "$@"
 signer=$build/tests/integration/p11_replica_check
-for f in "$emu" "$module" "$signer"; do
-  [ -e "$f" ] || { echo "replica-bench: $f was not built" >&2; exit 2; }
-done
-[[ $quota =~ ^([0-9]+)/([0-9]+)$ ]] || { echo "replica-bench: --quota N/S" >&2; exit 2; }
-qn=${BASH_REMATCH[1]} qs=${BASH_REMATCH[2]}
-if [ "$procs" -lt 1 ] || [ "$procs" -gt 64 ] || [ "$duration" -lt 2 ] || [ "$duration" -gt 600 ]; then
-  echo "replica-bench: --procs 1-64, --duration 2-600" >&2
-  exit 2
-fi
+qb_need "$emu" "$module" "$signer"
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/akv-replica-bench.XXXXXX")
-emu_pid=
-cleanup() {
-  [ -n "$emu_pid" ] && kill "$emu_pid" 2>/dev/null && wait "$emu_pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-# A private runtime directory (the pacers' shared files), home and keyring: nothing of the user's.
-export HOME=$work/home XDG_RUNTIME_DIR=$work/run XDG_CACHE_HOME=$work/home/.cache
-mkdir -p "$HOME" "$XDG_RUNTIME_DIR"
-chmod 700 "$XDG_RUNTIME_DIR"
-if command -v keyctl >/dev/null 2>&1; then keyctl new_session >/dev/null 2>&1 || true; fi
-unset AKV_PKCS11_CONFIG AKV_PKCS11_VAULT_URL AKV_PKCS11_LOG_LEVEL AKV_PKCS11_DEBUG http_proxy \
-  https_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY all_proxy 2>/dev/null || true
-export AZURE_POD_IDENTITY_AUTHORITY_HOST=http://127.0.0.1:9 AKV_PKCS11_AZ_PATH=/nonexistent/az
-
-"$emu" --ready-file "$work/ready.json" --port-base 0 --state "$work/emu" --vault prim --vault rep1 \
-  --quota "$quota" >"$work/emu.log" 2>&1 </dev/null &
-emu_pid=$!
-for _ in $(seq 200); do
-  [ -s "$work/ready.json" ] && break
-  sleep 0.1
-done
-[ -s "$work/ready.json" ] || { cat "$work/emu.log" >&2; echo "replica-bench: emulator not ready" >&2; exit 1; }
-r=$work/ready.json
-ca=$(jq -r .ca_file "$r") stats=$(jq -r .stats_url "$r") control=$(jq -r .control_url "$r")
+qb_setup
+qb_emulator prim rep1
 prim=$(jq -r '.vaults[0].url' "$r") rep1=$(jq -r '.vaults[1].url' "$r")
-curl -sS --fail --max-time 30 --cacert "$ca" "$(jq -r .authority_host "$r")/$(jq -r .tenant_id "$r")/oauth2/v2.0/token" \
-  --data-urlencode grant_type=client_credentials --data-urlencode "client_id=$(jq -r .client_id "$r")" \
-  --data-urlencode "client_secret=$(jq -r .client_secret "$r")" \
-  --data-urlencode scope=https://vault.azure.net/.default |
-  jq -r '"Authorization: Bearer " + .access_token' >"$work/auth.hdr"
-chmod 600 "$work/auth.hdr"
 
 # One EC P-256 key made here and imported into both vaults (each gives it its own version).
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/key.pem" 2>/dev/null
