@@ -119,3 +119,23 @@ consumer_vault() {
   kv_key_pem mykey "$WORK/mykey.vault.pem" || fail "vault public key of mykey"
   kv_key_pem myeckey "$WORK/myeckey.vault.pem" || fail "vault public key of myeckey"
 }
+
+# nginx_start CHECK: nginx as docs/usage.md recipe `nginx` gives it (master + 2 workers, the vault's
+# RSA key on P1, its EC key on P2), started with CHECK as the recipe's check; sets P1 P2 N PIDFILE
+# MASTER (and RECIPE_SUBST, WUSER). Fails the test when nginx does not start or listen.
+nginx_start() {
+  P1=$(free_port) || fail "no free port"
+  P2=$(free_port) || fail "no free port"
+  [ "$P1" != "$P2" ] || P2=$(free_port)
+  N="$WORK/pub/nginx"
+  PIDFILE="$WORK/pub/nginx.pid"
+  # shellcheck disable=SC2034 # (read by run_recipe)
+  RECIPE_SUBST=(/etc/nginx/akv "$N" /var/lib/akv-pkcs11-nginx "$WORK/pub/nginx-home"
+    /run/nginx-akv.pid "$PIDFILE" 8443 "$P1" 8444 "$P2")
+  worker_user
+  run_recipe nginx "$1"
+  stop_pidfile "$PIDFILE"
+  [ -s "$PIDFILE" ] || { sed 's/^/#   | /' "$N/error.log" 2>/dev/null; fail "nginx did not start"; }
+  MASTER=$(cat "$PIDFILE")
+  wait_port "$P1" 100 && wait_port "$P2" 100 || fail "nginx does not listen on $P1/$P2"
+}

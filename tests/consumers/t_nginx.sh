@@ -12,22 +12,8 @@ need_tool nginx curl openssl ss
 need_module
 
 consumer_vault
-P1=$(free_port) || fail "no free port"
-P2=$(free_port) || fail "no free port"
-[ "$P1" != "$P2" ] || P2=$(free_port)
-N="$WORK/pub/nginx"
-PIDFILE="$WORK/pub/nginx.pid"
-# shellcheck disable=SC2034 # (read by recipe, lib.sh)
-RECIPE_SUBST=(/etc/nginx/akv "$N" /var/lib/akv-pkcs11-nginx "$WORK/pub/nginx-home"
-  /run/nginx-akv.pid "$PIDFILE" 8443 "$P1" 8444 "$P2")
-worker_user
-
 section "nginx $(pkg_version nginx): master + 2 workers, keys from the vault"
-run_recipe nginx "recipe nginx: certificates made with the vault keys, nginx -t, nginx started"
-stop_pidfile "$PIDFILE"
-[ -s "$PIDFILE" ] || { sed 's/^/#   | /' "$N/error.log" 2>/dev/null; fail "nginx did not start"; }
-MASTER=$(cat "$PIDFILE")
-wait_port "$P1" 100 && wait_port "$P2" 100 || fail "nginx does not listen on $P1/$P2"
+nginx_start "recipe nginx: certificates made with the vault keys, nginx -t, nginx started"
 
 workers() { pgrep -P "$MASTER" -f 'nginx: worker process' | LC_ALL=C sort | tr '\n' ' '; }
 # The workers' user: as configured (root is not allowed to sign anything here).

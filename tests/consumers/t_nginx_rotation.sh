@@ -21,22 +21,9 @@ TTL=2
 # log_level info: the module's line for a key re-found by its old CKA_ID reaches nginx's error log.
 jq --argjson t "$TTL" '.slots[] += {ttl: $t} | .log_level = "info"' "$WORK/config.json" >"$WORK/config.tmp" &&
   mv "$WORK/config.tmp" "$WORK/config.json" && chmod 600 "$WORK/config.json" || fail "ttl"
-P1=$(free_port) || fail "no free port"
-P2=$(free_port) || fail "no free port"
-[ "$P1" != "$P2" ] || P2=$(free_port)
-N="$WORK/pub/nginx"
-PIDFILE="$WORK/pub/nginx.pid"
-# shellcheck disable=SC2034 # (read by recipe, lib.sh)
-RECIPE_SUBST=(/etc/nginx/akv "$N" /var/lib/akv-pkcs11-nginx "$WORK/pub/nginx-home"
-  /run/nginx-akv.pid "$PIDFILE" 8443 "$P1" 8444 "$P2")
-worker_user
 
 section "nginx $(pkg_version nginx) with the vault keys (slot ttl $TTL s)"
-run_recipe nginx "recipe nginx: certificates made with the vault keys, nginx started"
-stop_pidfile "$PIDFILE"
-[ -s "$PIDFILE" ] || { sed 's/^/#   | /' "$N/error.log" 2>/dev/null; fail "nginx did not start"; }
-MASTER=$(cat "$PIDFILE")
-wait_port "$P1" 100 && wait_port "$P2" 100 || fail "nginx does not listen on $P1/$P2"
+nginx_start "recipe nginx: certificates made with the vault keys, nginx started"
 cp "$N/rsa.pem" "$WORK/rsa-old.pem"
 cp "$N/ec.pem" "$WORK/ec-old.pem"
 old_rsa=$(kv_call GET /keys/mykey | jq -r '.key.kid | split("/") | .[-1]') || fail "version"
