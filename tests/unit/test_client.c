@@ -68,7 +68,6 @@ static struct kv_client *client_for(const char *url, enum akv_vault_kind kind)
 
 static int setup(void **state)
 {
-  struct akv_cred_config cc;
   static const char *const allowed[] = {"localhost"};
   (void)state;
   snprintf(dir, sizeof(dir), "/tmp/akv-test-client-XXXXXX");
@@ -76,12 +75,8 @@ static int setup(void **state)
   http = fake_http_new(&fake, allowed, 1);
   assert_non_null(http);
   fake.handler = handler;
-  memset(&cc, 0, sizeof(cc));
-  cc.kind = AKV_CRED_SECRET;
-  cc.tenant_id = "tid";
-  cc.client_id = "cid";
-  cc.client_secret = "sec";
-  assert_int_equal(kv_cred_new(http, &cc, &cred), KV_OK);
+  cred = fake_secret_cred(http);
+  assert_non_null(cred);
   cl = client_for(VAULT, AKV_VAULT_KEYVAULT);
   token_requests = 0;
   n_queue = next_queue = 0;

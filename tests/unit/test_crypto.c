@@ -62,7 +62,6 @@ static void handler(struct fake_http *f, const struct fake_req *req, struct fake
 
 static int setup(void **state)
 {
-  struct akv_cred_config cc;
   static const char *const allowed[] = {"localhost"};
   unsigned char ct[256];
   char *b64;
@@ -71,12 +70,8 @@ static int setup(void **state)
   http = fake_http_new(&fake, allowed, 1);
   assert_non_null(http);
   fake.handler = handler;
-  memset(&cc, 0, sizeof(cc));
-  cc.kind = AKV_CRED_SECRET;
-  cc.tenant_id = "tid";
-  cc.client_id = "cid";
-  cc.client_secret = "sec";
-  assert_int_equal(kv_cred_new(http, &cc, &cred), KV_OK);
+  cred = fake_secret_cred(http);
+  assert_non_null(cred);
   assert_int_equal(kv_client_new(http, cred, &o, &cl), KV_OK);
   memset(ct, 7, sizeof(ct));
   b64 = akv_b64url_encode(ct, sizeof(ct));

@@ -76,19 +76,14 @@ static size_t vault_reqs(void)
 
 static int setup(void **state)
 {
-  struct akv_cred_config cc;
   struct kv_client_opts o = {VAULT, "7.6", AKV_VAULT_KEYVAULT};
   struct kv_client_opts oh = {HSM, "7.6", AKV_VAULT_MHSM};
   (void)state;
   http = fake_http_new(&fake, NULL, 0);
   assert_non_null(http);
   fake.handler = handler;
-  memset(&cc, 0, sizeof(cc));
-  cc.kind = AKV_CRED_SECRET;
-  cc.tenant_id = "tid";
-  cc.client_id = "cid";
-  cc.client_secret = "sec";
-  assert_int_equal(kv_cred_new(http, &cc, &cred), KV_OK);
+  cred = fake_secret_cred(http);
+  assert_non_null(cred);
   assert_int_equal(kv_client_new(http, cred, &o, &cl), KV_OK);
   assert_int_equal(kv_client_new(http, cred, &oh, &hsm), KV_OK);
   n_queue = next_queue = 0;

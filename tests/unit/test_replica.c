@@ -161,7 +161,6 @@ static int setup(void **state)
 {
   static const char *const urls[] = {R1, R2};
   struct kv_client_opts o = {P, "7.6", AKV_VAULT_KEYVAULT};
-  struct akv_cred_config cc;
   (void)state;
   memset(&w, 0, sizeof(w));
   snprintf(log_path, sizeof(log_path), "/tmp/akv-test-replica-%ld.log", (long)getpid());
@@ -170,12 +169,8 @@ static int setup(void **state)
   http = fake_http_new(&fake, NULL, 0);
   assert_non_null(http);
   fake.handler = handler;
-  memset(&cc, 0, sizeof(cc));
-  cc.kind = AKV_CRED_SECRET;
-  cc.tenant_id = "tid";
-  cc.client_id = "cid";
-  cc.client_secret = "sec";
-  assert_int_equal(kv_cred_new(http, &cc, &cred), KV_OK);
+  cred = fake_secret_cred(http);
+  assert_non_null(cred);
   assert_int_equal(kv_client_new(http, cred, &o, &cl), KV_OK);
   assert_int_equal(kv_client_add_replicas(cl, urls, 2, NULL), KV_OK);
   assert_int_equal(kv_client_n_vaults(cl), 3);
