@@ -53,9 +53,12 @@ extern char **environ;
 enum src_kind { SRC_SECRET, SRC_CERT, SRC_WORKLOAD, SRC_APPSERVICE, SRC_IMDS, SRC_CLI, SRC_N };
 
 static const char *const src_names[SRC_N] = {
-    "client secret (EnvironmentCredential)", "client certificate (EnvironmentCredential)",
-    "workload identity",                      "managed identity (App Service)",
-    "managed identity (IMDS)",                "Azure CLI",
+    "client secret (EnvironmentCredential)",
+    "client certificate (EnvironmentCredential)",
+    "workload identity",
+    "managed identity (App Service)",
+    "managed identity (IMDS)",
+    "Azure CLI",
 };
 
 /* Why one attempt at a source failed: the reason and what to do about it (one log line). */
@@ -71,20 +74,21 @@ struct kv_cred {
   struct akv_cred_config cfg; /* owned copies */
   enum src_kind srcs[SRC_N];
   size_t n_srcs;
-  int chained;                /* AKV_CRED_AUTO */
-  pthread_mutex_t lock;       /* chosen, state, note, certificate material */
-  pthread_mutex_t choose;     /* one walk down the chain at a time until a source has worked */
-  int chosen;                 /* index into srcs of the source that worked, -1 = none yet */
+  int chained;            /* AKV_CRED_AUTO */
+  pthread_mutex_t lock;   /* chosen, state, note, certificate material */
+  pthread_mutex_t choose; /* one walk down the chain at a time until a source has worked */
+  int chosen;             /* index into srcs of the source that worked, -1 = none yet */
   enum kv_src_state state[SRC_N];
-  char note[SRC_N][WHY_LEN];  /* why a source was skipped or failed, for doctor */
+  char note[SRC_N][WHY_LEN]; /* why a source was skipped or failed, for doctor */
   char desc[SRC_N][160];
   struct kv_token_cache *cache;
-  OSSL_LIB_CTX *libctx;       /* private: never re-enter a provider the host loaded */
+  OSSL_LIB_CTX *libctx; /* private: never re-enter a provider the host loaded */
   EVP_PKEY *cert_key;
   char *cert_x5t;
 };
 
-/* ---- small helpers ------------------------------------------------------------------------------ */
+/* ---- small helpers ------------------------------------------------------------------------------
+ */
 
 static void cred_cfg_free(struct akv_cred_config *c)
 {
@@ -185,8 +189,10 @@ static void file_problem(struct src_err *e, const char *what, const char *verb, 
              verb, what, path, strerror(err), (unsigned)st.st_uid, (unsigned)st.st_gid,
              (unsigned)(st.st_mode & 07777), uid, gid);
   else
-    snprintf(e->why, sizeof(e->why), "cannot %s %s %s: %s (stat: %s; this process runs as uid %u "
-             "gid %u)", verb, what, path, strerror(err), strerror(errno), uid, gid);
+    snprintf(e->why, sizeof(e->why),
+             "cannot %s %s %s: %s (stat: %s; this process runs as uid %u "
+             "gid %u)",
+             verb, what, path, strerror(err), strerror(errno), uid, gid);
   if (err == ENOENT || err == ENOTDIR)
     snprintf(e->fix, sizeof(e->fix), "point the configuration at the right file");
   else
@@ -196,8 +202,8 @@ static void file_problem(struct src_err *e, const char *what, const char *verb, 
              uid, path);
 }
 
-static int read_small_file(const char *what, const char *path, size_t cap, char **out,
-                           size_t *len, struct src_err *e)
+static int read_small_file(const char *what, const char *path, size_t cap, char **out, size_t *len,
+                           struct src_err *e)
 {
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
   struct akv_buf b;
@@ -249,10 +255,13 @@ static kv_rc token_request(struct kv_cred *cred, const struct kv_http_request *r
              rc == KV_E_NETWORK || rc == KV_E_TIMEOUT ? "no response" : "unusable response",
              req->url, kv_rc_str(rc), cause ? ": " : "", cause ? cause : "");
     if (resp.fail == KV_FAIL_DNS)
-      snprintf(e->fix, sizeof(e->fix), "check the host name in %.200s (authority_host, "
-               "imds_endpoint, identity_endpoint) and DNS (see the error before)", req->url);
+      snprintf(e->fix, sizeof(e->fix),
+               "check the host name in %.200s (authority_host, "
+               "imds_endpoint, identity_endpoint) and DNS (see the error before)",
+               req->url);
     else if (resp.fail == KV_FAIL_TLS_TRUST)
-      snprintf(e->fix, sizeof(e->fix), "set ca_file to the PEM file of the CA that issued the "
+      snprintf(e->fix, sizeof(e->fix),
+               "set ca_file to the PEM file of the CA that issued the "
                "server's certificate (see the error before: it names the CA file in use)");
     /* The usual cause of a TLS failure after a privilege drop: a CA file the process cannot
      * read. Name it, with its owner and mode. */
@@ -287,8 +296,8 @@ static kv_rc token_request(struct kv_cred *cred, const struct kv_http_request *r
     rc = KV_E_AUTH;
     goto out;
   }
-  rc = kv_token_parse((const char *)resp.body.data, resp.body.len, token_field, kv_token_now(),
-                      out);
+  rc =
+      kv_token_parse((const char *)resp.body.data, resp.body.len, token_field, kv_token_now(), out);
   if (rc != KV_OK) {
     snprintf(e->why, sizeof(e->why), "unusable token response from %s", req->url);
     rc = rc == KV_E_NOMEM ? rc : KV_E_AUTH;
@@ -319,8 +328,10 @@ static kv_rc entra_token(struct kv_cred *cred, const char *tenant, const char *r
   akv_buf_init(&url, 4096);
   akv_buf_init(&body, 256 * 1024);
   if (!valid_tenant(tenant)) {
-    snprintf(e->why, sizeof(e->why), "tenant id \"%.64s\" is missing or invalid", tenant ? tenant : "");
-    snprintf(e->fix, sizeof(e->fix), "set tenant_id (AZURE_TENANT_ID) to the tenant's GUID or "
+    snprintf(e->why, sizeof(e->why), "tenant id \"%.64s\" is missing or invalid",
+             tenant ? tenant : "");
+    snprintf(e->fix, sizeof(e->fix),
+             "set tenant_id (AZURE_TENANT_ID) to the tenant's GUID or "
              "domain name");
     rc = KV_E_AUTH;
     goto out;
@@ -356,7 +367,8 @@ out:
   return rc;
 }
 
-/* ---- client certificate: RS256 client assertion ------------------------------------------------ */
+/* ---- client certificate: RS256 client assertion ------------------------------------------------
+ */
 
 static int akv_pem_pass_cb(char *buf, int size, int rwflag, void *u)
 {
@@ -385,7 +397,8 @@ static kv_rc load_certificate_inlock(struct kv_cred *cred, struct src_err *e)
   kv_rc rc = KV_E_AUTH;
   if (cred->cert_key)
     return KV_OK;
-  if (read_small_file("the certificate file", cred->cfg.certificate_path, CERT_FILE_MAX, &pem, &len, e))
+  if (read_small_file("the certificate file", cred->cfg.certificate_path, CERT_FILE_MAX, &pem, &len,
+                      e))
     goto out;
   bio = BIO_new_mem_buf(pem, (int)len);
   if (!bio || !(x509 = PEM_read_bio_X509(bio, NULL, NULL, NULL))) {
@@ -394,9 +407,9 @@ static kv_rc load_certificate_inlock(struct kv_cred *cred, struct src_err *e)
   }
   BIO_free(bio);
   bio = BIO_new_mem_buf(pem, (int)len);
-  if (!bio || !(key = PEM_read_bio_PrivateKey_ex(bio, NULL, akv_pem_pass_cb,
-                                                 cred->cfg.certificate_password, cred->libctx,
-                                                 NULL))) {
+  if (!bio ||
+      !(key = PEM_read_bio_PrivateKey_ex(bio, NULL, akv_pem_pass_cb, cred->cfg.certificate_password,
+                                         cred->libctx, NULL))) {
     snprintf(e->why, sizeof(e->why), "%s holds no readable PEM private key (wrong password?)",
              cred->cfg.certificate_path);
     goto out;
@@ -524,14 +537,15 @@ static kv_rc fetch_cert(struct kv_cred *cred, const char *tenant, const char *re
     return rc;
   if (!valid_tenant(tenant)) {
     snprintf(e->why, sizeof(e->why), "tenant id is missing or invalid");
-    snprintf(e->fix, sizeof(e->fix), "set tenant_id (AZURE_TENANT_ID) to the tenant's GUID or "
+    snprintf(e->fix, sizeof(e->fix),
+             "set tenant_id (AZURE_TENANT_ID) to the tenant's GUID or "
              "domain name");
     return KV_E_AUTH;
   }
   snprintf(aud, sizeof(aud), "%.*s/%s/oauth2/v2.0/token", (int)alen, auth, tenant);
   /* cert_key/x5t never change once loaded, so they are read without the lock. */
-  rc = kv_client_assertion(cred->cert_key, cred->libctx, cred->cert_x5t, aud,
-                           cred->cfg.client_id, kv_token_now(), &jwt);
+  rc = kv_client_assertion(cred->cert_key, cred->libctx, cred->cert_x5t, aud, cred->cfg.client_id,
+                           kv_token_now(), &jwt);
   if (rc != KV_OK) {
     snprintf(e->why, sizeof(e->why), "cannot build the client assertion");
     return rc;
@@ -548,7 +562,8 @@ static kv_rc fetch_workload(struct kv_cred *cred, const char *tenant, const char
   size_t len = 0;
   kv_rc rc;
   /* Re-read on every request: the kubelet rotates the projected token file. */
-  if (read_small_file("the federated token file", cred->cfg.federated_token_file, FILE_MAX, &assertion, &len, e))
+  if (read_small_file("the federated token file", cred->cfg.federated_token_file, FILE_MAX,
+                      &assertion, &len, e))
     return KV_E_AUTH;
   len = trim_len(assertion, len);
   assertion[len] = '\0';
@@ -562,7 +577,8 @@ static kv_rc fetch_workload(struct kv_cred *cred, const char *tenant, const char
   return rc;
 }
 
-/* ---- managed identity ----------------------------------------------------------------------------- */
+/* ---- managed identity
+ * ----------------------------------------------------------------------------- */
 
 /* probe: the chain asks IMDS before it has answered once: a short connect timeout and one
  * attempt (nothing listens off Azure); no answer, or "no identity here" (HTTP 400), makes the
@@ -581,8 +597,7 @@ static kv_rc fetch_managed(struct kv_cred *cred, enum src_kind kind, const char 
   memset(&req, 0, sizeof(req));
   if (kind == SRC_APPSERVICE) {
     base = cred->cfg.identity_endpoint;
-    if (akv_buf_append_str(&url, base) ||
-        akv_buf_append_str(&url, strchr(base, '?') ? "&" : "?") ||
+    if (akv_buf_append_str(&url, base) || akv_buf_append_str(&url, strchr(base, '?') ? "&" : "?") ||
         akv_buf_append_str(&url, "api-version=2019-08-01&resource=") ||
         append_escaped(&url, resource) ||
         akv_buf_printf(&hdr, "X-IDENTITY-HEADER: %s", cred->cfg.identity_header))
@@ -640,7 +655,8 @@ out:
   return rc;
 }
 
-/* ---- Azure CLI --------------------------------------------------------------------------------- */
+/* ---- Azure CLI ---------------------------------------------------------------------------------
+ */
 
 static int64_t mono_ms(void)
 {
@@ -719,8 +735,8 @@ static int run_capture(char *const argv[], long timeout_ms, struct akv_buf *out,
         goto out;
       }
       if (i == 1 && err->len < err->max)
-        akv_buf_append(err, chunk, (size_t)r > err->max - err->len ? err->max - err->len
-                                                                    : (size_t)r);
+        akv_buf_append(err, chunk,
+                       (size_t)r > err->max - err->len ? err->max - err->len : (size_t)r);
     }
   }
   for (;;) {
@@ -811,7 +827,8 @@ static kv_rc fetch_cli(struct kv_cred *cred, const char *tenant, const char *res
   akv_buf_init(&o, CLI_OUT_MAX);
   akv_buf_init(&eb, CLI_ERR_MAX);
   if (find_az(cred, az, sizeof(az), e->why, sizeof(e->why))) {
-    snprintf(e->fix, sizeof(e->fix), "install the Azure CLI, set az_path (AKV_PKCS11_AZ_PATH), "
+    snprintf(e->fix, sizeof(e->fix),
+             "install the Azure CLI, set az_path (AKV_PKCS11_AZ_PATH), "
              "or configure another credential");
     goto out;
   }
@@ -834,8 +851,10 @@ static kv_rc fetch_cli(struct kv_cred *cred, const char *tenant, const char *res
     size_t ml = strcspn(msg, "\r\n");
     snprintf(e->why, sizeof(e->why), "az exited with status %d%s%.*s", status, ml ? ": " : "",
              (int)(ml > 200 ? 200 : ml), msg);
-    snprintf(e->fix, sizeof(e->fix), "run `az login` as uid %u (the user this process runs as), "
-             "or configure another credential", (unsigned)geteuid());
+    snprintf(e->fix, sizeof(e->fix),
+             "run `az login` as uid %u (the user this process runs as), "
+             "or configure another credential",
+             (unsigned)geteuid());
     goto out;
   }
   rc = kv_token_parse((const char *)o.data, o.len, "accessToken", kv_token_now(), out);
@@ -849,7 +868,8 @@ out:
   return rc;
 }
 
-/* ---- the chain ------------------------------------------------------------------------------------ */
+/* ---- the chain
+ * ------------------------------------------------------------------------------------ */
 
 /* One identity per slot (docs/config.md, "Credential chain"): in `auto`, a source whose inputs
  * are absent is skipped; the first configured source is the one that answers for the slot: its
@@ -879,7 +899,8 @@ static kv_rc fetch_source(struct kv_cred *cred, enum src_kind k, const char *res
   case SRC_APPSERVICE:
     if (!cred->cfg.identity_header) {
       snprintf(e->why, sizeof(e->why), "IDENTITY_ENDPOINT is set without IDENTITY_HEADER");
-      snprintf(e->fix, sizeof(e->fix), "set identity_header (IDENTITY_HEADER) as the platform "
+      snprintf(e->fix, sizeof(e->fix),
+               "set identity_header (IDENTITY_HEADER) as the platform "
                "gives it, or unset IDENTITY_ENDPOINT");
       return KV_E_AUTH;
     }
@@ -909,9 +930,10 @@ static int source_configured(const struct kv_cred *cred, enum src_kind k, char *
   case SRC_CERT:
     if (c->certificate_path && !c->client_secret)
       return 1;
-    snprintf(why, wl, c->certificate_path ? "the client secret takes precedence"
-                                          : "no certificate (AZURE_CLIENT_CERTIFICATE_PATH, "
-                                            "certificate_path)");
+    snprintf(why, wl,
+             c->certificate_path ? "the client secret takes precedence"
+                                 : "no certificate (AZURE_CLIENT_CERTIFICATE_PATH, "
+                                   "certificate_path)");
     return 0;
   case SRC_WORKLOAD:
     if (c->federated_token_file)
@@ -945,34 +967,44 @@ static void default_fix(const struct kv_cred *cred, enum src_kind k, kv_rc rc, s
     return;
   if (rc == KV_E_NETWORK || rc == KV_E_TIMEOUT) {
     if (entra_kind(k))
-      snprintf(e->fix, sizeof(e->fix), "check the network path to %.*s (DNS, proxy, firewall) "
+      snprintf(e->fix, sizeof(e->fix),
+               "check the network path to %.*s (DNS, proxy, firewall) "
                "and that ca_file holds the CA that signs it (see the warning before)",
                (int)(alen > 120 ? 120 : alen), auth);
     else if (k == SRC_APPSERVICE)
-      snprintf(e->fix, sizeof(e->fix), "check IDENTITY_ENDPOINT: the platform sets it for the "
+      snprintf(e->fix, sizeof(e->fix),
+               "check IDENTITY_ENDPOINT: the platform sets it for the "
                "app and it must answer");
     else
-      snprintf(e->fix, sizeof(e->fix), "check that this host is an Azure VM with a managed "
+      snprintf(e->fix, sizeof(e->fix),
+               "check that this host is an Azure VM with a managed "
                "identity and reaches the IMDS endpoint");
     return;
   }
   switch (k) {
   case SRC_SECRET:
-    snprintf(e->fix, sizeof(e->fix), "check tenant %.64s and client %.64s, and replace the "
+    snprintf(e->fix, sizeof(e->fix),
+             "check tenant %.64s and client %.64s, and replace the "
              "client secret (AZURE_CLIENT_SECRET, client_secret) if it was rotated, expired or "
-             "revoked", tid, cid);
+             "revoked",
+             tid, cid);
     break;
   case SRC_CERT:
-    snprintf(e->fix, sizeof(e->fix), "check that the certificate in %.120s is registered on app "
-             "%.64s in tenant %.64s and still valid", c->certificate_path, cid, tid);
+    snprintf(e->fix, sizeof(e->fix),
+             "check that the certificate in %.120s is registered on app "
+             "%.64s in tenant %.64s and still valid",
+             c->certificate_path, cid, tid);
     break;
   case SRC_WORKLOAD:
-    snprintf(e->fix, sizeof(e->fix), "check the federated credential of app %.64s in tenant "
-             "%.64s against the token in %.120s", cid, tid, c->federated_token_file);
+    snprintf(e->fix, sizeof(e->fix),
+             "check the federated credential of app %.64s in tenant "
+             "%.64s against the token in %.120s",
+             cid, tid, c->federated_token_file);
     break;
   case SRC_APPSERVICE:
   case SRC_IMDS:
-    snprintf(e->fix, sizeof(e->fix), "assign a managed identity to this resource (client_id "
+    snprintf(e->fix, sizeof(e->fix),
+             "assign a managed identity to this resource (client_id "
              "selects a user-assigned one) and grant it access to the vault");
     break;
   default:
@@ -1048,17 +1080,18 @@ static void warn_half_app(const struct kv_cred *cred)
   if (!c->tenant_id || !c->client_id || c->client_secret || c->certificate_path ||
       c->federated_token_file)
     return;
-  akv_warn(AKV_LOGC_AUTH, "credential chain: tenant_id (AZURE_TENANT_ID) and client_id "
+  akv_warn(AKV_LOGC_AUTH,
+           "credential chain: tenant_id (AZURE_TENANT_ID) and client_id "
            "(AZURE_CLIENT_ID) are set but AZURE_CLIENT_SECRET is missing (and neither "
            "AZURE_CLIENT_CERTIFICATE_PATH for a certificate nor AZURE_FEDERATED_TOKEN_FILE for "
            "workload identity is set), so app %.64s is not used; the chain goes on to managed "
            "identity (client_id then selects a user-assigned identity) and the Azure CLI; fix: "
            "set AZURE_CLIENT_SECRET (or client_secret_file in the configuration), or unset "
-           "AZURE_TENANT_ID if a managed identity is meant", c->client_id);
+           "AZURE_TENANT_ID if a managed identity is meant",
+           c->client_id);
 }
 
-static kv_rc chain_fetch(void *ctx, const char *resource, const char *tenant,
-                         struct kv_token *out)
+static kv_rc chain_fetch(void *ctx, const char *resource, const char *tenant, struct kv_token *out)
 {
   struct kv_cred *cred = ctx;
   char skipped[1536] = "", why[WHY_LEN];
@@ -1102,8 +1135,10 @@ static kv_rc chain_fetch(void *ctx, const char *resource, const char *tenant,
                              src_names[cred->srcs[i]], why);
   }
   pthread_mutex_unlock(&cred->choose);
-  akv_err(AKV_LOGC_AUTH, "credential chain: no source is configured: %s; fix: configure one "
-          "(docs/config.md)", skipped);
+  akv_err(AKV_LOGC_AUTH,
+          "credential chain: no source is configured: %s; fix: configure one "
+          "(docs/config.md)",
+          skipped);
   return KV_E_AUTH;
 }
 
@@ -1167,12 +1202,12 @@ static int share_desc(const struct kv_cred *cred, enum src_kind k, const char *r
   case SRC_WORKLOAD:
     if (k == SRC_CERT && c->certificate_password)
       return -1;
-    if ((k == SRC_SECRET && (!c->client_secret ||
-                             cred_mark(cred, "secret", c->client_secret, mark))) ||
-        (k == SRC_CERT && (!c->certificate_path ||
-                           cred_mark(cred, "certificate", c->certificate_path, mark))) ||
-        (k == SRC_WORKLOAD && (!c->federated_token_file ||
-                               cred_mark(cred, "workload", c->federated_token_file, mark))))
+    if ((k == SRC_SECRET &&
+         (!c->client_secret || cred_mark(cred, "secret", c->client_secret, mark))) ||
+        (k == SRC_CERT &&
+         (!c->certificate_path || cred_mark(cred, "certificate", c->certificate_path, mark))) ||
+        (k == SRC_WORKLOAD &&
+         (!c->federated_token_file || cred_mark(cred, "workload", c->federated_token_file, mark))))
       return -1;
     kind = "entra";
     issuer = authority(cred, &alen);
@@ -1256,8 +1291,10 @@ static int find_shared(char (*descs)[KV_KEYRING_DESC_MAX], size_t n, int stale_o
 /* The shared token in *out, of the candidate source src, is the one this process uses. */
 static void use_shared(struct kv_cred *cred, size_t src, const struct kv_token *out)
 {
-  akv_dbg(AKV_LOGC_AUTH, "token sharing: token for %s taken from the kernel keyring, expires in "
-          "%lld s", cred->desc[src], (long long)(out->expires_on - kv_token_now()));
+  akv_dbg(AKV_LOGC_AUTH,
+          "token sharing: token for %s taken from the kernel keyring, expires in "
+          "%lld s",
+          cred->desc[src], (long long)(out->expires_on - kv_token_now()));
   mark_in_use(cred, src);
 }
 
@@ -1279,8 +1316,7 @@ struct fetch_ctx {
 /* The cache's fetch: the token another process left in the kernel keyring when there is a valid
  * one, else one process at a time fetches (the others wait for it, bounded) and leaves its token
  * there. A token the vault refused is dropped first. */
-static kv_rc shared_fetch(void *ctx, const char *resource, const char *tenant,
-                          struct kv_token *out)
+static kv_rc shared_fetch(void *ctx, const char *resource, const char *tenant, struct kv_token *out)
 {
   struct fetch_ctx *fc = ctx;
   struct kv_cred *cred = fc->cred;
@@ -1329,13 +1365,15 @@ static kv_rc shared_fetch(void *ctx, const char *resource, const char *tenant,
     pthread_mutex_lock(&cred->lock);
     chosen = cred->chosen;
     pthread_mutex_unlock(&cred->lock);
-    if (chosen >= 0 && share_desc(cred, cred->srcs[chosen], resource, tenant, descs[0],
-                                  sizeof(descs[0])) == 0)
+    if (chosen >= 0 &&
+        share_desc(cred, cred->srcs[chosen], resource, tenant, descs[0], sizeof(descs[0])) == 0)
       kv_keyring_put(descs[0], out);
   } else if (!fc->refused && take_shared(cred, idx, descs, n, 1, out) == 0) {
     /* The refresh failed but the shared token still works: as for the process's own. */
-    akv_warn(AKV_LOGC_AUTH, "token refresh for %s failed (%s); using the cached token until it "
-             "expires", resource, kv_rc_str(rc));
+    akv_warn(AKV_LOGC_AUTH,
+             "token refresh for %s failed (%s); using the cached token until it "
+             "expires",
+             resource, kv_rc_str(rc));
     rc = KV_OK;
   }
   kv_keyring_unlock(lock);
@@ -1351,13 +1389,13 @@ static void describe_sources(struct kv_cred *cred)
     case SRC_SECRET:
     case SRC_CERT:
     case SRC_WORKLOAD:
-      snprintf(cred->desc[i], sizeof(cred->desc[i]), "%s, tenant %.40s, client %.40s",
-               src_names[k], c->tenant_id ? c->tenant_id : "?", c->client_id ? c->client_id : "?");
+      snprintf(cred->desc[i], sizeof(cred->desc[i]), "%s, tenant %.40s, client %.40s", src_names[k],
+               c->tenant_id ? c->tenant_id : "?", c->client_id ? c->client_id : "?");
       break;
     case SRC_IMDS:
       snprintf(cred->desc[i], sizeof(cred->desc[i]), "%s at %.60s%s%.40s", src_names[k],
-               c->imds_endpoint ? c->imds_endpoint : DEFAULT_IMDS,
-               c->client_id ? ", client " : "", c->client_id ? c->client_id : "");
+               c->imds_endpoint ? c->imds_endpoint : DEFAULT_IMDS, c->client_id ? ", client " : "",
+               c->client_id ? c->client_id : "");
       break;
     case SRC_APPSERVICE:
       snprintf(cred->desc[i], sizeof(cred->desc[i]), "%s at %.80s", src_names[k],
@@ -1451,7 +1489,7 @@ kv_rc kv_cred_new(struct kv_http *http, const struct akv_cred_config *cfg, struc
   case AKV_CRED_WORKLOAD:
     if (!env_ok || !c->federated_token_file) {
       akv_err(AKV_LOGC_AUTH, "workload_identity credential needs tenant_id, client_id and "
-              "federated_token_file");
+                             "federated_token_file");
       goto out;
     }
     cred->srcs[cred->n_srcs++] = SRC_WORKLOAD;

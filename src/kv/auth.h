@@ -24,10 +24,10 @@ enum kv_src_state {
 };
 
 struct kv_src_info {
-  const char *desc;           /* "client secret (EnvironmentCredential), tenant T, client C" */
-  int configured;             /* 1 inputs present, 0 absent, -1 unknown without I/O (IMDS) */
+  const char *desc; /* "client secret (EnvironmentCredential), tenant T, client C" */
+  int configured;   /* 1 inputs present, 0 absent, -1 unknown without I/O (IMDS) */
   enum kv_src_state state;
-  char note[320];             /* why it is not configured / why it failed / where az is */
+  char note[320]; /* why it is not configured / why it failed / where az is */
 };
 
 /* The credential's sources in chain order (one for an explicit type) with their state; no I/O

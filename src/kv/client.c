@@ -38,16 +38,16 @@
 struct kv_client {
   struct kv_http *http;
   struct kv_cred *cred;
-  char *url;          /* https://host[:port] */
+  char *url; /* https://host[:port] */
   size_t url_len;
   char *host;
-  char *port;         /* explicit or "443" */
+  char *port; /* explicit or "443" */
   char *api_version;
   enum akv_vault_kind kind;
-  int custom_host;    /* from allowed_hosts rather than an Azure domain */
+  int custom_host;      /* from allowed_hosts rather than an Azure domain */
   pthread_mutex_t lock; /* resource, tenant */
-  char *resource;     /* token resource, updated from a verified challenge */
-  char *tenant;       /* tenant hint from the challenge */
+  char *resource;       /* token resource, updated from a verified challenge */
+  char *tenant;         /* tenant hint from the challenge */
   /* Replica vaults (kv/replica.c), NULL = none; attached with the functions that free it and
    * record the primary's keys, so that this file does not depend on replica.c. */
   struct kv_replicas *rep;
@@ -156,7 +156,8 @@ const char *kv_client_path_url(const struct kv_client *cl, char *buf, size_t cap
   return buf;
 }
 
-/* ---- challenge ------------------------------------------------------------------------------------ */
+/* ---- challenge
+ * ------------------------------------------------------------------------------------ */
 
 /* Extracts the value of param from a Bearer challenge (quoted or token); malloc'd or NULL.
  * Declared in client.h for the fuzz target. */
@@ -228,15 +229,19 @@ static kv_rc handle_challenge(struct kv_client *cl, const char *hdr)
     /* Never send a token for something else: the resource must be a vault service, and a vault
      * under an Azure domain must belong to that resource's domain. */
     if (!akv_known_vault_resource(resource, &domain)) {
-      akv_err(AKV_LOGC_AUTH, "%s: the challenge resource '%.200s' is not a Key Vault resource; "
-              "refusing", cl->url, resource);
+      akv_err(AKV_LOGC_AUTH,
+              "%s: the challenge resource '%.200s' is not a Key Vault resource; "
+              "refusing",
+              cl->url, resource);
       goto out;
     }
     hl = strlen(cl->host);
     dl = strlen(domain);
     if (!cl->custom_host && (hl <= dl || strcasecmp(cl->host + hl - dl, domain) != 0)) {
-      akv_err(AKV_LOGC_AUTH, "%s: the challenge resource '%s' does not match the requested "
-              "domain; refusing", cl->url, resource);
+      akv_err(AKV_LOGC_AUTH,
+              "%s: the challenge resource '%s' does not match the requested "
+              "domain; refusing",
+              cl->url, resource);
       goto out;
     }
   }
@@ -394,8 +399,8 @@ kv_rc kv_client_call(struct kv_client *cl, struct kv_call *call, cJSON **doc)
     call->attempt->err[0] = '\0';
   }
   /* The service's request id only goes to the audit line and the debug log. */
-  req.want_request_id = (call->op && akv_audit_enabled()) ||
-                        akv_log_enabled(AKV_LOG_DEBUG, AKV_LOGC_KV);
+  req.want_request_id =
+      (call->op && akv_audit_enabled()) || akv_log_enabled(AKV_LOG_DEBUG, AKV_LOGC_KV);
   what_build(cl, call, what, sizeof(what));
   for (int attempt = 0; attempt < 2; attempt++) {
     rc = get_token(cl, attempt > 0, &token);
@@ -427,7 +432,8 @@ kv_rc kv_client_call(struct kv_client *cl, struct kv_call *call, cJSON **doc)
       !kv_is_vault_error((const char *)resp.body.data, resp.body.len)) {
     /* Neither Key Vault's headers nor its error body: a web server at a wrong URL, whose 404
      * must not pass for "this key does not exist" (docs/troubleshooting.md). */
-    akv_err(AKV_LOGC_KV, "%s: HTTP 404 from %s without Key Vault's error body or x-ms-keyvault "
+    akv_err(AKV_LOGC_KV,
+            "%s: HTTP 404 from %s without Key Vault's error body or x-ms-keyvault "
             "headers: the URL is probably not a vault; fix: check slots[].url "
             "(https://NAME.vault.azure.net or https://NAME.managedhsm.azure.net, no path)",
             what, cl->url);
@@ -451,8 +457,10 @@ kv_rc kv_client_call(struct kv_client *cl, struct kv_call *call, cJSON **doc)
     }
     rc = kv_error_from_response(resp.status, (const char *)resp.body.data, resp.body.len, what);
     if (rc == KV_E_UNAUTHORIZED)
-      akv_err(AKV_LOGC_AUTH, "%s: still 401 after a token refresh; the token of %s is not "
-              "accepted by this vault", what, kv_cred_describe(cl->cred));
+      akv_err(AKV_LOGC_AUTH,
+              "%s: still 401 after a token refresh; the token of %s is not "
+              "accepted by this vault",
+              what, kv_cred_describe(cl->cred));
     goto out;
   }
   if (resp.body.len && call->fast_body &&
@@ -486,7 +494,8 @@ out:
   return rc;
 }
 
-/* ---- lifecycle ------------------------------------------------------------------------------------ */
+/* ---- lifecycle
+ * ------------------------------------------------------------------------------------ */
 
 kv_rc kv_client_new(struct kv_http *http, struct kv_cred *cred, const struct kv_client_opts *opts,
                     struct kv_client **out)
@@ -524,8 +533,8 @@ kv_rc kv_client_new(struct kv_http *http, struct kv_cred *cred, const struct kv_
     cl->custom_host = 0;
   } else if (kv_http_host_allowed(http, host)) {
     cl->custom_host = 1;
-    resource = opts->kind == AKV_VAULT_MHSM ? "https://managedhsm.azure.net"
-                                            : "https://vault.azure.net";
+    resource =
+        opts->kind == AKV_VAULT_MHSM ? "https://managedhsm.azure.net" : "https://vault.azure.net";
   } else {
     akv_err(AKV_LOGC_KV, "vault host %s is neither an Azure vault domain nor in allowed_hosts",
             host);
@@ -571,7 +580,8 @@ void kv_client_free(struct kv_client *cl)
   free(cl);
 }
 
-/* ---- lists ---------------------------------------------------------------------------------------- */
+/* ---- lists
+ * ---------------------------------------------------------------------------------------- */
 
 /* nextLink is followed only to the vault itself (same scheme, host and port). */
 static kv_rc check_next_link(const struct kv_client *cl, const char *link)
@@ -590,8 +600,8 @@ static kv_rc check_next_link(const struct kv_client *cl, const char *link)
   }
   if (strcasecmp(scheme, "https") != 0 || strcasecmp(host, cl->host) != 0 ||
       strcmp(port, cl->port) != 0) {
-    akv_err(AKV_LOGC_KV, "%s: nextLink points to %s://%s:%s, not to the vault; refusing",
-            cl->url, scheme, host, port);
+    akv_err(AKV_LOGC_KV, "%s: nextLink points to %s://%s:%s, not to the vault; refusing", cl->url,
+            scheme, host, port);
     goto out;
   }
   rc = KV_OK;
@@ -725,7 +735,8 @@ kv_rc kv_list_secrets(struct kv_client *cl, struct kv_item_list *out)
   return list_all(cl, "secrets.list", "secrets", "id", NULL, 0, out);
 }
 
-/* ---- getters -------------------------------------------------------------------------------------- */
+/* ---- getters
+ * -------------------------------------------------------------------------------------- */
 
 static char *object_url(struct kv_client *cl, const char *collection, const char *name,
                         const char *version)
@@ -741,8 +752,7 @@ static kv_rc check_same_object(const char *what, const char *name, const char *v
 {
   if (strcasecmp(name, got_name) != 0 ||
       (version && (!got_version || strcasecmp(version, got_version) != 0))) {
-    akv_err(AKV_LOGC_KV, "%s %s: the response describes another object (%s)", what, name,
-            got_name);
+    akv_err(AKV_LOGC_KV, "%s %s: the response describes another object (%s)", what, name, got_name);
     return KV_E_PROTOCOL;
   }
   return KV_OK;
@@ -890,7 +900,8 @@ out:
   return rc;
 }
 
-/* ---- concurrent key fetch --------------------------------------------------------------------------- */
+/* ---- concurrent key fetch
+ * --------------------------------------------------------------------------- */
 
 struct get_keys_job {
   struct kv_client *cl;

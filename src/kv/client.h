@@ -8,14 +8,14 @@
 #include "kv/kv.h"
 
 struct kv_call {
-  const char *op;      /* audit operation name, e.g. "keys.sign" */
+  const char *op; /* audit operation name, e.g. "keys.sign" */
   const char *method;
-  const char *url;     /* absolute (built with kv_client_url or a validated nextLink) */
-  const char *body;    /* JSON or NULL */
+  const char *url;  /* absolute (built with kv_client_url or a validated nextLink) */
+  const char *body; /* JSON or NULL */
   size_t body_len;
   int idempotent;
   const char *name, *version, *alg; /* for the audit line */
-  int defer_audit;     /* the caller validates the result and calls kv_client_audit itself */
+  int defer_audit; /* the caller validates the result and calls kv_client_audit itself */
   /* Optional fast path for a 2xx body, tried before building a cJSON tree: returns 1 when it took
    * the result (kv_client_call then gives *doc NULL), 0 to let the body be parsed as usual. */
   int (*fast_body)(void *ctx, const char *data, size_t len);
@@ -25,7 +25,7 @@ struct kv_call {
   long latency_ms;
   char client_request_id[40];
   char request_id[80];
-  int fast_taken;      /* fast_body took the reply */
+  int fast_taken; /* fast_body took the reply */
   /* NULL: the usual retries within the deadline. Else one attempt of a key operation spread over
    * replica vaults (kv/replica.c): no retry here, a 429, 5xx or network failure is logged at info
    * level only (the caller tries another vault and logs the outcome), and its details are copied
@@ -46,8 +46,8 @@ struct kv_attempt {
 typedef kv_rc (*kv_attempt_fn)(struct kv_client *cl, const char *name, const char *version,
                                void *ctx, struct kv_attempt *at);
 
-/* Runs a key operation (JWA alg) on the vault with the most budget left and fails over to another on 429,
- * 5xx, a network error or a replica's error for this key, within the operation's deadline
+/* Runs a key operation (JWA alg) on the vault with the most budget left and fails over to another
+ * on 429, 5xx, a network error or a replica's error for this key, within the operation's deadline
  * (docs/reliability.md "Replica vaults"). op names it in messages ("keys.sign"). Called only
  * when kv_client_n_vaults(cl) > 1. */
 kv_rc kv_replica_run(struct kv_client *cl, const char *op, const char *name, const char *version,
@@ -96,7 +96,8 @@ enum akv_vault_kind kv_client_kind(const struct kv_client *cl);
 kv_rc kv_check_name(const char *name, const char *version);
 
 /* Value of param (case-insensitive) in a WWW-Authenticate Bearer challenge, quoted or token;
- * malloc'd, NULL when absent or 1024 bytes or longer. Internal (client.c), public for the fuzzer. */
+ * malloc'd, NULL when absent or 1024 bytes or longer. Internal (client.c), public for the fuzzer.
+ */
 char *kv_challenge_param(const char *hdr, const char *param);
 
 #endif

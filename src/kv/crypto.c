@@ -99,11 +99,10 @@ static int add_b64(cJSON *o, const char *k, const unsigned char *p, size_t n)
 
 /* Performs the call with the serialised body txt. The caller writes the audit line
  * (kv_client_audit) once it has judged the result. */
-static kv_rc post_text(struct kv_client *cl, struct kv_call *call, const char *op,
-                       const char *url, const char *txt, size_t txt_len, const char *name,
-                       const char *version, const char *alg,
-                       int (*fast)(void *ctx, const char *data, size_t len), void *fast_ctx,
-                       struct kv_attempt *at, cJSON **doc)
+static kv_rc post_text(struct kv_client *cl, struct kv_call *call, const char *op, const char *url,
+                       const char *txt, size_t txt_len, const char *name, const char *version,
+                       const char *alg, int (*fast)(void *ctx, const char *data, size_t len),
+                       void *fast_ctx, struct kv_attempt *at, cJSON **doc)
 {
   kv_rc rc;
   memset(call, 0, sizeof(*call));
@@ -145,9 +144,9 @@ static void wipe_tree(cJSON *doc)
  * buffer by realloc, which can leave copies of the plaintext in freed memory), performs the call,
  * then wipes the serialised request and the strings of body (docs/security.md "Secrets in memory
  * and in logs"). body is a flat object of short strings and numbers. */
-static kv_rc post_json(struct kv_client *cl, struct kv_call *call, const char *op,
-                       const char *url, cJSON *body, const char *name, const char *version,
-                       const char *alg, struct kv_attempt *at, cJSON **doc)
+static kv_rc post_json(struct kv_client *cl, struct kv_call *call, const char *op, const char *url,
+                       cJSON *body, const char *name, const char *version, const char *alg,
+                       struct kv_attempt *at, cJSON **doc)
 {
   const cJSON *it;
   size_t cap = 64, len;
@@ -294,8 +293,8 @@ static kv_rc sign_attempt(struct kv_client *cl, const char *name, const char *ve
     goto out;
   sig_len_bounds(alg, &lo, &hi);
   if (sig->len < lo || sig->len > hi) {
-    akv_err(AKV_LOGC_KV, "keys.sign %s: %zu-byte signature is not a %s signature", name,
-            sig->len, alg);
+    akv_err(AKV_LOGC_KV, "keys.sign %s: %zu-byte signature is not a %s signature", name, sig->len,
+            alg);
     kv_bytes_free(sig);
     rc = KV_E_PROTOCOL;
   }
@@ -308,8 +307,8 @@ out:
   return rc;
 }
 
-static kv_rc verify_attempt(struct kv_client *cl, const char *name, const char *version,
-                            void *vctx, struct kv_attempt *at);
+static kv_rc verify_attempt(struct kv_client *cl, const char *name, const char *version, void *vctx,
+                            struct kv_attempt *at);
 
 kv_rc kv_verify(struct kv_client *cl, const char *name, const char *version, const char *alg,
                 const unsigned char *digest, size_t digest_len, const unsigned char *sig,
@@ -334,8 +333,8 @@ kv_rc kv_verify(struct kv_client *cl, const char *name, const char *version, con
   return verify_attempt(cl, name, version, &c, NULL);
 }
 
-static kv_rc verify_attempt(struct kv_client *cl, const char *name, const char *version,
-                            void *vctx, struct kv_attempt *at)
+static kv_rc verify_attempt(struct kv_client *cl, const char *name, const char *version, void *vctx,
+                            struct kv_attempt *at)
 {
   const struct op_ctx *c = vctx;
   const char *alg = c->alg;
@@ -391,8 +390,8 @@ static const char *cipher_op_name(enum kv_cipher_op op, const char **path)
   return NULL;
 }
 
-static kv_rc cipher_attempt(struct kv_client *cl, const char *name, const char *version,
-                            void *vctx, struct kv_attempt *at);
+static kv_rc cipher_attempt(struct kv_client *cl, const char *name, const char *version, void *vctx,
+                            struct kv_attempt *at);
 
 kv_rc kv_cipher(struct kv_client *cl, enum kv_cipher_op op, const char *name, const char *version,
                 const char *alg, const unsigned char *in, size_t in_len,
@@ -418,8 +417,8 @@ kv_rc kv_cipher(struct kv_client *cl, enum kv_cipher_op op, const char *name, co
   return cipher_attempt(cl, name, version, &c, NULL);
 }
 
-static kv_rc cipher_attempt(struct kv_client *cl, const char *name, const char *version,
-                            void *vctx, struct kv_attempt *at)
+static kv_rc cipher_attempt(struct kv_client *cl, const char *name, const char *version, void *vctx,
+                            struct kv_attempt *at)
 {
   const struct op_ctx *c = vctx;
   enum kv_cipher_op op = c->cop;

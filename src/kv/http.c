@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* libcurl transport: one process-wide share handle (DNS, TLS sessions) with a pool of reusable
- * easy handles that each keep their own live connections, strict TLS, caps on everything that comes from the network, and the
- * retry/backoff/deadline policy on top of a replaceable transport. */
+ * easy handles that each keep their own live connections, strict TLS, caps on everything that comes
+ * from the network, and the retry/backoff/deadline policy on top of a replaceable transport. */
 #include "kv/http.h"
 
 #include <errno.h>
@@ -170,7 +170,8 @@ void kv_http_response_free(struct kv_http_response *r)
   akv_buf_free(&r->body);
 }
 
-/* ---- retry policy ------------------------------------------------------------------------------ */
+/* ---- retry policy ------------------------------------------------------------------------------
+ */
 
 long kv_http_backoff_ms(long base_ms, long cap_ms, unsigned attempt)
 {
@@ -297,12 +298,13 @@ kv_rc kv_http_do(struct kv_http *http, const struct kv_http_request *req,
     memset(&a, 0, sizeof(a));
     a.req = req;
     a.client_request_id = crid;
-    a.timeout_ms = req->timeout_ms > 0              ? req->timeout_ms
+    a.timeout_ms = req->timeout_ms > 0         ? req->timeout_ms
                    : o->request_timeout_ms > 0 ? o->request_timeout_ms
                                                : 30000;
     if (a.timeout_ms > deadline - now)
       a.timeout_ms = (long)(deadline - now);
-    a.connect_timeout_ms = req->connect_timeout_ms ? req->connect_timeout_ms : o->connect_timeout_ms;
+    a.connect_timeout_ms =
+        req->connect_timeout_ms ? req->connect_timeout_ms : o->connect_timeout_ms;
     if (a.connect_timeout_ms <= 0 || a.connect_timeout_ms > a.timeout_ms)
       a.connect_timeout_ms = a.timeout_ms;
     a.max_response_bytes = o->max_response_bytes ? o->max_response_bytes : 4u * 1024 * 1024;
@@ -314,8 +316,9 @@ kv_rc kv_http_do(struct kv_http *http, const struct kv_http_request *req,
     if (rc == KV_OK) {
       retry = status_retryable(resp->status, req->idempotent);
       if (pace.pace && resp->status == 429)
-        kv_pace_throttled(pace.pace, resp->retry_after ? kv_http_retry_after_ms(
-                                         resp->retry_after, (int64_t)time(NULL)) : -1);
+        kv_pace_throttled(pace.pace, resp->retry_after ? kv_http_retry_after_ms(resp->retry_after,
+                                                                                (int64_t)time(NULL))
+                                                       : -1);
       else if (pace.learn && resp->status >= 200 && resp->status < 300)
         kv_pace_request_done(&pace, (const char *)resp->body.data, resp->body.len);
     } else if (rc == KV_E_NETWORK || rc == KV_E_TIMEOUT) {
@@ -355,7 +358,8 @@ kv_rc kv_http_do(struct kv_http *http, const struct kv_http_request *req,
   return rc;
 }
 
-/* ---- libcurl transport ------------------------------------------------------------------------- */
+/* ---- libcurl transport -------------------------------------------------------------------------
+ */
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc;
@@ -503,8 +507,9 @@ static kv_rc response_headers(CURL *h, int want_request_id, struct kv_http_respo
 
 static int is_secret_header(const char *line, size_t len)
 {
-  static const char *const names[] = {"authorization", "x-identity-header", "secret",
-                                      "proxy-authorization", "cookie", "set-cookie"};
+  static const char *const names[] = {"authorization", "x-identity-header",
+                                      "secret",        "proxy-authorization",
+                                      "cookie",        "set-cookie"};
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
     size_t nl = strlen(names[i]);
     if (len > nl && line[nl] == ':' && strncasecmp(line, names[i], nl) == 0)
@@ -644,8 +649,7 @@ static int sockopt_cb(void *clientp, curl_socket_t fd, curlsocktype purpose)
   return CURL_SOCKOPT_OK;
 }
 
-static kv_rc map_curl_error(CURLcode cc, struct kv_http_attempt *a, const struct xfer *x,
-                            CURL *h)
+static kv_rc map_curl_error(CURLcode cc, struct kv_http_attempt *a, const struct xfer *x, CURL *h)
 {
   long sent = 0;
   curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &sent);
@@ -808,26 +812,36 @@ static void log_fail(const struct kv_http *http, CURL *h, CURLcode cc,
   const char *detail = errbuf && errbuf[0] ? errbuf : curl_easy_strerror(cc);
   url_host(req->url, host, sizeof(host));
   if (cc == CURLE_COULDNT_RESOLVE_PROXY)
-    akv_err(AKV_LOGC_HTTP, "%s %s: cannot resolve the proxy %s: check the proxy name; not "
-            "retried (%s)", req->method, req->url, http->proxy ? http->proxy : "(from the "
-            "environment)", detail);
+    akv_err(AKV_LOGC_HTTP,
+            "%s %s: cannot resolve the proxy %s: check the proxy name; not "
+            "retried (%s)",
+            req->method, req->url,
+            http->proxy ? http->proxy
+                        : "(from the "
+                          "environment)",
+            detail);
   else if (cc == CURLE_COULDNT_RESOLVE_HOST)
-    akv_err(AKV_LOGC_HTTP, "%s %s: cannot resolve %s: check the vault name (the host of "
+    akv_err(AKV_LOGC_HTTP,
+            "%s %s: cannot resolve %s: check the vault name (the host of "
             "slots[].url, or authority_host for a token) and DNS; not retried (%s)",
             req->method, req->url, host, detail);
   else if (cc == CURLE_SSL_CACERT_BADFILE)
-    akv_err(AKV_LOGC_HTTP, "%s %s: the CA file %s cannot be used (%s); fix: set ca_file to a "
-            "readable PEM file of CA certificates", req->method, req->url, ca_in_use(http, h),
-            detail);
+    akv_err(AKV_LOGC_HTTP,
+            "%s %s: the CA file %s cannot be used (%s); fix: set ca_file to a "
+            "readable PEM file of CA certificates",
+            req->method, req->url, ca_in_use(http, h), detail);
   else if (http->ca_file)
-    akv_err(AKV_LOGC_HTTP, "%s %s: the certificate of %s is not trusted: ca_file %s does not hold "
+    akv_err(AKV_LOGC_HTTP,
+            "%s %s: the certificate of %s is not trusted: ca_file %s does not hold "
             "the CA that issued it (%s); fix: set ca_file to that CA's PEM file, or remove "
-            "ca_file to use the system store", req->method, req->url, host, http->ca_file,
-            detail);
+            "ca_file to use the system store",
+            req->method, req->url, host, http->ca_file, detail);
   else
-    akv_err(AKV_LOGC_HTTP, "%s %s: the certificate of %s is not trusted by %s (%s); fix: set "
+    akv_err(AKV_LOGC_HTTP,
+            "%s %s: the certificate of %s is not trusted by %s (%s); fix: set "
             "ca_file to the PEM file of the CA that issued it (a TLS-inspecting proxy's or a "
-            "private endpoint's CA)", req->method, req->url, host, ca_in_use(http, h), detail);
+            "private endpoint's CA)",
+            req->method, req->url, host, ca_in_use(http, h), detail);
 }
 
 /* Header list without allocations: curl only reads it during the transfer. */
@@ -959,8 +973,8 @@ static kv_rc curl_perform(void *ctx, struct kv_http_attempt *a, struct kv_http_r
   if (cc != CURLE_OK) {
     rc = map_curl_error(cc, a, &sl->x, h);
     if (rc == KV_E_PROTOCOL)
-      akv_err(AKV_LOGC_HTTP, "%s %s: response larger than %zu bytes, transfer aborted",
-              req->method, req->url, a->max_response_bytes);
+      akv_err(AKV_LOGC_HTTP, "%s %s: response larger than %zu bytes, transfer aborted", req->method,
+              req->url, a->max_response_bytes);
     else if (a->fail != KV_FAIL_NONE)
       log_fail(http, h, cc, req, sl->errbuf);
     else
@@ -985,7 +999,8 @@ out:
 }
 #undef SETOPT
 
-/* ---- lifecycle --------------------------------------------------------------------------------- */
+/* ---- lifecycle ---------------------------------------------------------------------------------
+ */
 
 void kv_http_set_transport(struct kv_http *http, const struct kv_http_transport *t)
 {

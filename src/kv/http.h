@@ -11,21 +11,21 @@
 #include "util/buf.h"
 
 struct kv_http_request {
-  const char *method;         /* "GET", "POST", "PUT", "PATCH", "DELETE" */
+  const char *method; /* "GET", "POST", "PUT", "PATCH", "DELETE" */
   const char *url;
   const char *const *headers; /* extra "Name: value" lines (may hold secrets: never logged) */
   size_t n_headers;
-  const char *body;           /* NULL = no body */
+  const char *body; /* NULL = no body */
   size_t body_len;
-  const char *content_type;   /* for body; default "application/json" */
-  const char *bearer;         /* access token for Authorization, NULL = none */
-  int idempotent;             /* safe to resend after it may have reached the server */
-  int allow_http;             /* plain http allowed (managed identity endpoints only) */
-  long connect_timeout_ms;    /* 0 = transport default */
-  long timeout_ms;            /* whole attempt, 0 = request_timeout_ms (a replica attempt leaves
-                                 time for the next vault: kv/replica.c) */
-  int no_retry;               /* one attempt only (IMDS probe) */
-  int want_request_id;        /* fill response request_id on success (always on errors) */
+  const char *content_type; /* for body; default "application/json" */
+  const char *bearer;       /* access token for Authorization, NULL = none */
+  int idempotent;           /* safe to resend after it may have reached the server */
+  int allow_http;           /* plain http allowed (managed identity endpoints only) */
+  long connect_timeout_ms;  /* 0 = transport default */
+  long timeout_ms;          /* whole attempt, 0 = request_timeout_ms (a replica attempt leaves
+                               time for the next vault: kv/replica.c) */
+  int no_retry;             /* one attempt only (IMDS probe) */
+  int want_request_id;      /* fill response request_id on success (always on errors) */
 };
 
 /* Why no response was received (kv_http_response.fail), for messages that name the fix. */
@@ -36,10 +36,10 @@ enum kv_http_fail {
 };
 
 struct kv_http_response {
-  long status;                /* 0 when no response was received */
-  int fail;                   /* enum kv_http_fail of the last attempt when status is 0 */
-  int vault_headers;          /* an error response carried x-ms-keyvault-* or x-ms-request-id */
-  struct akv_buf body;        /* capped at max_response_bytes */
+  long status;         /* 0 when no response was received */
+  int fail;            /* enum kv_http_fail of the last attempt when status is 0 */
+  int vault_headers;   /* an error response carried x-ms-keyvault-* or x-ms-request-id */
+  struct akv_buf body; /* capped at max_response_bytes */
   char *www_authenticate;
   char *retry_after;          /* Retry-After, or retry-after-ms as "<n>ms" */
   char request_id[80];        /* x-ms-request-id */
@@ -72,20 +72,20 @@ void kv_http_op_end(int64_t saved);
 struct kv_http_attempt {
   const struct kv_http_request *req;
   const char *client_request_id;
-  long timeout_ms;            /* whole attempt */
+  long timeout_ms; /* whole attempt */
   long connect_timeout_ms;
   size_t max_response_bytes;
   /* outputs when perform fails: */
-  int maybe_sent;             /* the request may have reached the server */
-  int transient;              /* worth retrying (reset, timeout, refused) */
-  int fail;                   /* enum kv_http_fail */
+  int maybe_sent; /* the request may have reached the server */
+  int transient;  /* worth retrying (reset, timeout, refused) */
+  int fail;       /* enum kv_http_fail */
 };
 
 struct kv_http_transport {
   /* One attempt: KV_OK with resp->status/body/headers filled, or an error (KV_E_NETWORK,
    * KV_E_TIMEOUT, KV_E_PROTOCOL for an oversized body, KV_E_NOMEM, KV_E_INVALID). */
   kv_rc (*perform)(void *ctx, struct kv_http_attempt *a, struct kv_http_response *resp);
-  int64_t (*now_ms)(void *ctx);       /* monotonic */
+  int64_t (*now_ms)(void *ctx); /* monotonic */
   void (*sleep_ms)(void *ctx, long ms);
   void *ctx;
 };

@@ -190,8 +190,7 @@ kv_rc kv_json_attrs(const cJSON *bundle, struct kv_attrs *a)
   {
     if (!cJSON_IsString(t) || strlen(t->string) > MAX_TAG_LEN ||
         strlen(t->valuestring) > MAX_TAG_LEN) {
-      akv_err(AKV_LOGC_KV, "response: tag values must be strings of at most %d bytes",
-              MAX_TAG_LEN);
+      akv_err(AKV_LOGC_KV, "response: tag values must be strings of at most %d bytes", MAX_TAG_LEN);
       kv_attrs_clear(a);
       return KV_E_PROTOCOL;
     }
@@ -326,15 +325,14 @@ static int fast_hex4(const unsigned char *p, unsigned *v)
 }
 
 /* Bytes that end a run of plain string characters: '"', '\\' and control characters. */
-static const unsigned char fast_special[256] = {
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, ['"'] = 1, ['\\'] = 1};
+static const unsigned char fast_special[256] = {1, 1, 1, 1, 1, 1, 1, 1, 1,         1,         1, 1,
+                                                1, 1, 1, 1, 1, 1, 1, 1, 1,         1,         1, 1,
+                                                1, 1, 1, 1, 1, 1, 1, 1, ['"'] = 1, ['\\'] = 1};
 
 /* A string at s->p (which is '"'): 1 with its raw contents in [*start, *start + *len) and
  * *escaped set when it holds a backslash, 0 when malformed. */
 
-static int fast_string(struct fast_scan *s, const unsigned char **start, size_t *len,
-                       int *escaped)
+static int fast_string(struct fast_scan *s, const unsigned char **start, size_t *len, int *escaped)
 {
   const unsigned char *p = s->p + 1;
   *escaped = 0;

@@ -42,11 +42,11 @@ long kv_last_http_status(void);
 struct kv_http;
 
 struct kv_http_opts {
-  const char *ca_file;       /* NULL = system store */
-  const char *proxy;         /* NULL = libcurl's environment handling */
+  const char *ca_file; /* NULL = system store */
+  const char *proxy;   /* NULL = libcurl's environment handling */
   long connect_timeout_ms;
   long request_timeout_ms;
-  long deadline_ms;          /* per logical operation incl. retries */
+  long deadline_ms; /* per logical operation incl. retries */
   unsigned max_retries;
   long retry_base_ms;
   long retry_cap_ms;
@@ -69,9 +69,10 @@ struct kv_cred;
 kv_rc kv_cred_new(struct kv_http *http, const struct akv_cred_config *cfg, struct kv_cred **out);
 void kv_cred_free(struct kv_cred *cred);
 
-/* Returns a bearer token for resource ("https://vault.azure.net" or "https://managedhsm.azure.net"),
- * from the cache unless force_refresh or it is within the refresh-ahead window. Single flight: one
- * caller refreshes, others wait. *token is a copy the caller wipes and frees (kv_secure_free). */
+/* Returns a bearer token for resource ("https://vault.azure.net" or
+ * "https://managedhsm.azure.net"), from the cache unless force_refresh or it is within the
+ * refresh-ahead window. Single flight: one caller refreshes, others wait. *token is a copy the
+ * caller wipes and frees (kv_secure_free). */
 kv_rc kv_cred_token(struct kv_cred *cred, const char *resource, const char *tenant_hint,
                     int force_refresh, char **token);
 
@@ -92,7 +93,7 @@ void kv_secure_free(void *p, size_t len); /* OPENSSL_cleanse + free; len 0 = str
 struct kv_client;
 
 struct kv_client_opts {
-  const char *url;           /* vault base URL, no trailing slash */
+  const char *url; /* vault base URL, no trailing slash */
   const char *api_version;
   enum akv_vault_kind kind;
 };
@@ -124,33 +125,33 @@ struct kv_tag {
 struct kv_attrs {
   int enabled;
   int64_t nbf, exp, created, updated;
-  int managed;               /* backs a certificate */
-  int exportable;            /* attributes.exportable: secure key release may hand the key out */
+  int managed;    /* backs a certificate */
+  int exportable; /* attributes.exportable: secure key release may hand the key out */
   struct kv_tag *tags;
   size_t n_tags;
 };
 
 /* One version of a key, public parts only (from GET key / create / import). */
 struct kv_key {
-  char *kid;                 /* full versioned id, as the service returned it */
+  char *kid; /* full versioned id, as the service returned it */
   char *name;
   char *version;
   enum kv_kty kty;
-  int hsm;                   /* -HSM kty */
+  int hsm; /* -HSM kty */
   enum kv_crv crv;
   unsigned char *n, *e, *x, *y; /* big-endian, as decoded from base64url */
   size_t n_len, e_len, x_len, y_len;
-  unsigned key_ops;          /* enum kv_key_op bits */
+  unsigned key_ops; /* enum kv_key_op bits */
   struct kv_attrs attrs;
 };
 
 /* A list entry (keys, secrets, certificates, or their versions). */
 struct kv_item {
-  char *id;                  /* as returned (base id, or versioned id for /versions) */
+  char *id; /* as returned (base id, or versioned id for /versions) */
   char *name;
-  char *version;             /* NULL for base ids */
-  char *content_type;        /* secrets only */
-  char *x5t;                 /* certificates only */
+  char *version;      /* NULL for base ids */
+  char *content_type; /* secrets only */
+  char *x5t;          /* certificates only */
   struct kv_attrs attrs;
 };
 
@@ -175,14 +176,14 @@ struct kv_item *kv_item_list_grow(struct kv_item_list *l);
 
 struct kv_cert {
   char *id, *kid, *sid, *name, *version;
-  unsigned char *der;        /* the `cer` member */
+  unsigned char *der; /* the `cer` member */
   size_t der_len;
   struct kv_attrs attrs;
 };
 
 struct kv_secret {
   char *id, *name, *version, *content_type, *kid;
-  unsigned char *value;      /* raw value bytes (UTF-8 as stored); wiped on free */
+  unsigned char *value; /* raw value bytes (UTF-8 as stored); wiped on free */
   size_t value_len;
   struct kv_attrs attrs;
 };
@@ -201,7 +202,8 @@ void kv_item_list_free(struct kv_item_list *l); /* frees contents, not l itself 
 /* Lists follow nextLink until done; a page cap protects against loops. */
 kv_rc kv_list_keys(struct kv_client *cl, struct kv_item_list *out);
 kv_rc kv_list_key_versions(struct kv_client *cl, const char *name, struct kv_item_list *out);
-/* The first page only (up to 25 versions, in the service's order): a bounded look at the versions. */
+/* The first page only (up to 25 versions, in the service's order): a bounded look at the versions.
+ */
 kv_rc kv_list_key_versions_page(struct kv_client *cl, const char *name, struct kv_item_list *out);
 kv_rc kv_list_certificates(struct kv_client *cl, struct kv_item_list *out);
 /* A certificate's versions, the first page only (as kv_list_key_versions_page). */
@@ -302,7 +304,7 @@ kv_rc kv_key_spki_der(const struct kv_key *k, OSSL_LIB_CTX *libctx, unsigned cha
 /* Curve facts: DER of the named-curve OID (for CKA_EC_PARAMS), field size in bytes. */
 const unsigned char *kv_crv_oid_der(enum kv_crv crv, size_t *len);
 size_t kv_crv_bytes(enum kv_crv crv);
-const char *kv_crv_name(enum kv_crv crv);  /* "P-256" ... */
+const char *kv_crv_name(enum kv_crv crv); /* "P-256" ... */
 
 /* Parses a JSON KeyBundle / JsonWebKey (for tests and the cache file). */
 kv_rc kv_key_from_json(const char *json, size_t len, struct kv_key **out);
@@ -312,11 +314,11 @@ kv_rc kv_key_from_json(const char *json, size_t len, struct kv_key **out);
 /* What to create (POST /keys/{name}/create). Zero members are left to the service's defaults. */
 struct kv_key_spec {
   enum kv_kty kty;
-  int hsm;                   /* -HSM kty (always on a Managed HSM) */
-  unsigned key_size;         /* RSA modulus bits, oct bits */
-  enum kv_crv crv;           /* EC */
-  unsigned key_ops;          /* enum kv_key_op bits, 0 = service default */
-  int64_t nbf, exp;          /* 0 = absent */
+  int hsm;           /* -HSM kty (always on a Managed HSM) */
+  unsigned key_size; /* RSA modulus bits, oct bits */
+  enum kv_crv crv;   /* EC */
+  unsigned key_ops;  /* enum kv_key_op bits, 0 = service default */
+  int64_t nbf, exp;  /* 0 = absent */
   const struct kv_tag *tags;
   size_t n_tags;
 };
@@ -343,9 +345,9 @@ kv_rc kv_update_key(struct kv_client *cl, const char *name, const char *version,
 kv_rc kv_delete_key(struct kv_client *cl, const char *name);
 /* PUT /secrets/{name}: value must be UTF-8 text without NUL (the service stores a JSON string),
  * else KV_E_INVALID. *out (may be NULL) describes the new version, without its value. */
-kv_rc kv_set_secret(struct kv_client *cl, const char *name, const unsigned char *value,
-                    size_t len, const char *content_type, const struct kv_tag *tags,
-                    size_t n_tags, struct kv_secret **out);
+kv_rc kv_set_secret(struct kv_client *cl, const char *name, const unsigned char *value, size_t len,
+                    const char *content_type, const struct kv_tag *tags, size_t n_tags,
+                    struct kv_secret **out);
 kv_rc kv_delete_secret(struct kv_client *cl, const char *name);
 /* DELETE /certificates/{name} (with its managed key and secret). */
 kv_rc kv_delete_certificate(struct kv_client *cl, const char *name);
@@ -354,13 +356,13 @@ kv_rc kv_delete_certificate(struct kv_client *cl, const char *name);
 
 /* GET /keys/{name}/{version}/attestation, decoded. */
 struct kv_attestation {
-  struct kv_key *key;          /* the key version the reply describes */
-  char *format_version;        /* attributes.attestation.version (NULL when absent) */
-  char *cert_pem;              /* certificatePemFile decoded: PEM certificates, NUL-terminated */
+  struct kv_key *key;   /* the key version the reply describes */
+  char *format_version; /* attributes.attestation.version (NULL when absent) */
+  char *cert_pem;       /* certificatePemFile decoded: PEM certificates, NUL-terminated */
   size_t cert_pem_len;
-  unsigned char *priv_blob;    /* privateKeyAttestation */
+  unsigned char *priv_blob; /* privateKeyAttestation */
   size_t priv_len;
-  unsigned char *pub_blob;     /* publicKeyAttestation: RSA/EC keys only, else NULL */
+  unsigned char *pub_blob; /* publicKeyAttestation: RSA/EC keys only, else NULL */
   size_t pub_len;
 };
 void kv_attestation_free(struct kv_attestation *a);

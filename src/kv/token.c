@@ -232,7 +232,8 @@ kv_rc kv_token_parse(const char *json, size_t len, const char *token_field, int6
   if (num_member(doc, "refresh_in", &v) && v > 0 && v < lifetime)
     refresh_on = now + v;
   else
-    refresh_on = expires_on - (lifetime / 2 < REFRESH_AHEAD_MAX_S ? lifetime / 2 : REFRESH_AHEAD_MAX_S);
+    refresh_on =
+        expires_on - (lifetime / 2 < REFRESH_AHEAD_MAX_S ? lifetime / 2 : REFRESH_AHEAD_MAX_S);
   out->value = strdup(tok->valuestring);
   if (!out->value) {
     rc = KV_E_NOMEM;
@@ -252,7 +253,8 @@ out:
   return rc;
 }
 
-/* ---- handed-out tokens ------------------------------------------------------------------------- */
+/* ---- handed-out tokens -------------------------------------------------------------------------
+ */
 
 /* One allocation per fetched token: the counter, then the NUL-terminated value. The cache holds a
  * reference while the token is current; each request holds one while it builds its header. */
@@ -296,7 +298,8 @@ void kv_token_ref_unref(struct kv_token_ref *r)
   free(r);
 }
 
-/* ---- cache --------------------------------------------------------------------------------------- */
+/* ---- cache
+ * --------------------------------------------------------------------------------------- */
 
 struct entry {
   struct entry *next;
@@ -306,7 +309,7 @@ struct entry {
   int refreshing;
   unsigned generation; /* bumped on every completed fetch */
   kv_rc last_rc;
-  char names[];        /* resource NUL tenant NUL */
+  char names[]; /* resource NUL tenant NUL */
 };
 
 struct kv_token_cache {
@@ -397,8 +400,7 @@ struct kv_token_ref *kv_token_cache_peek(struct kv_token_cache *c, const char *r
 }
 
 kv_rc kv_token_cache_get(struct kv_token_cache *c, const char *resource, const char *tenant,
-                         int force, kv_token_fetch_fn fetch, void *ctx,
-                         struct kv_token_ref **token)
+                         int force, kv_token_fetch_fn fetch, void *ctx, struct kv_token_ref **token)
 {
   struct entry *e;
   struct kv_token fresh = {NULL, 0, 0};
@@ -476,8 +478,10 @@ kv_rc kv_token_cache_get(struct kv_token_cache *c, const char *resource, const c
             (long long)(e->refresh_on - kv_token_now()));
   } else if (!force && usable(e, kv_token_now())) {
     /* Refresh ahead failed but the old token still works: use it, try again next time. */
-    akv_warn(AKV_LOGC_AUTH, "token refresh for %s failed (%s); using the cached token until it "
-             "expires", resource, kv_rc_str(rc));
+    akv_warn(AKV_LOGC_AUTH,
+             "token refresh for %s failed (%s); using the cached token until it "
+             "expires",
+             resource, kv_rc_str(rc));
     rc = KV_OK;
   }
   if (rc == KV_OK)

@@ -10,9 +10,9 @@
 #include "kv/kv.h"
 
 struct kv_token {
-  char *value;          /* wiped on clear */
-  int64_t expires_on;   /* Unix seconds */
-  int64_t refresh_on;   /* when to refresh proactively */
+  char *value;        /* wiped on clear */
+  int64_t expires_on; /* Unix seconds */
+  int64_t refresh_on; /* when to refresh proactively */
 };
 
 void kv_token_clear(struct kv_token *t);

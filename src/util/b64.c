@@ -141,8 +141,7 @@ static size_t decode_chars(const unsigned char *t, size_t nchars, const unsigned
   return o;
 }
 
-static int decode(const char *text, size_t text_len, int url, unsigned char **out,
-                  size_t *out_len)
+static int decode(const char *text, size_t text_len, int url, unsigned char **out, size_t *out_len)
 {
   size_t nchars, pad = 0, cap, n;
   unsigned char *buf;

@@ -95,9 +95,9 @@ struct cfg_ctx {
   char *err;
   size_t errlen;
   int failed;
-  int inline_secret;      /* the document itself holds a secret */
+  int inline_secret; /* the document itself holds a secret */
   char secret_field[256];
-  int allow_no_slots;     /* no configuration anywhere: a module with zero slots */
+  int allow_no_slots; /* no configuration anywhere: a module with zero slots */
 };
 
 static int cfg_fail(struct cfg_ctx *c, const char *field, const char *fmt, ...)
@@ -316,7 +316,7 @@ typedef int (*custom_fn)(struct cfg_ctx *c, const cJSON *v, void *obj, const cha
 struct field {
   const char *name;
   enum ftype type;
-  size_t off;      /* offset of the member in obj */
+  size_t off;       /* offset of the member in obj */
   size_t count_off; /* F_STRLIST: offset of the size_t count */
   long long min, max;
   custom_fn fn;
@@ -326,8 +326,8 @@ struct field {
 static int parse_object(struct cfg_ctx *c, const cJSON *obj, const struct field *fields,
                         size_t n_fields, void *dst, const char *path);
 
-static int check_type(struct cfg_ctx *c, const cJSON *v, int ok, const char *want,
-                      const char *path, const char *example)
+static int check_type(struct cfg_ctx *c, const cJSON *v, int ok, const char *want, const char *path,
+                      const char *example)
 {
   if (ok)
     return 0;
@@ -437,8 +437,7 @@ static int parse_field(struct cfg_ctx *c, const cJSON *v, const struct field *f,
     *(int *)(base + f->off) = cJSON_IsTrue(v) ? 1 : 0;
     return 0;
   case F_STRLIST:
-    return parse_strlist(c, v, f, path, (char ***)(base + f->off),
-                         (size_t *)(base + f->count_off));
+    return parse_strlist(c, v, f, path, (char ***)(base + f->off), (size_t *)(base + f->count_off));
   case F_CUSTOM:
     return f->fn(c, v, dst, path);
   }
@@ -504,7 +503,7 @@ static int parse_enum(struct cfg_ctx *c, const cJSON *v, const char *path, const
   return cfg_fail(c, path, "unknown value \"%s\"; fix: use one of %s", v->valuestring, list);
 }
 
-static const char *const cred_names[] = {"auto",       "client_secret",     "client_certificate",
+static const char *const cred_names[] = {"auto",        "client_secret",     "client_certificate",
                                          "certificate", "workload_identity", "managed_identity",
                                          "azure_cli"};
 static const int cred_values[] = {AKV_CRED_AUTO,        AKV_CRED_SECRET,   AKV_CRED_CERTIFICATE,
@@ -539,7 +538,8 @@ static int secret_file_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const ch
                  path, "\"/etc/akv-pkcs11/secret\""))
     return -1;
   if (read_file_capped(v->valuestring, SECRET_FILE_MAX, &data, &len, &st, &e))
-    return cfg_fail(c, path, "cannot read %s: %s; fix: point it to a readable file of at most %d bytes",
+    return cfg_fail(c, path,
+                    "cannot read %s: %s; fix: point it to a readable file of at most %d bytes",
                     v->valuestring, strerror(e), SECRET_FILE_MAX);
   if (check_secret_perms(c, path, v->valuestring, &st)) {
     secret_free(data);
@@ -549,15 +549,17 @@ static int secret_file_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const ch
     data[--len] = '\0';
   if (len == 0) {
     secret_free(data);
-    return cfg_fail(c, path, "%s is empty; fix: write the client secret into it",
-                    v->valuestring);
+    return cfg_fail(c, path, "%s is empty; fix: write the client secret into it", v->valuestring);
   }
   secret_free(cred->client_secret);
   cred->client_secret = data;
   return 0;
 }
 
-#define CRED_FIELD(n, t) {#n, t, offsetof(struct akv_cred_config, n), 0, 0, 0, NULL, NULL}
+#define CRED_FIELD(n, t)                                                                           \
+  {                                                                                                \
+#n, t, offsetof(struct akv_cred_config, n), 0, 0, 0, NULL, NULL                                \
+  }
 static const struct field cred_fields[] = {
     {"type", F_CUSTOM, 0, 0, 0, 0, cred_type_fn, NULL},
     CRED_FIELD(tenant_id, F_STR),
@@ -651,8 +653,7 @@ static int slot_public_ops_fn(struct cfg_ctx *c, const cJSON *v, void *obj, cons
 {
   static const char *const names[] = {"remote", "local"};
   static const int values[] = {0, 1};
-  return parse_enum(c, v, path, names, values, 2,
-                    &((struct slot_extra *)obj)->s->public_ops_local);
+  return parse_enum(c, v, path, names, values, 2, &((struct slot_extra *)obj)->s->public_ops_local);
 }
 
 static int slot_verify_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const char *path)
@@ -663,8 +664,7 @@ static int slot_verify_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const ch
 }
 
 /* "N/S": N operations per S seconds (docs/config.md "quota"). */
-static int parse_rate(struct cfg_ctx *c, const cJSON *v, const char *path, uint32_t *n,
-                      uint32_t *w)
+static int parse_rate(struct cfg_ctx *c, const cJSON *v, const char *path, uint32_t *n, uint32_t *w)
 {
   unsigned long long a, b;
   int used = 0;
@@ -673,8 +673,10 @@ static int parse_rate(struct cfg_ctx *c, const cJSON *v, const char *path, uint3
   if (sscanf(v->valuestring, "%llu/%llu%n", &a, &b, &used) != 2 ||
       (size_t)used != strlen(v->valuestring) || !isdigit((unsigned char)v->valuestring[0]) ||
       a < 1 || a > 1000000 || b < 1 || b > 3600)
-    return cfg_fail(c, path, "\"%.40s\" is not a rate; fix: write OPERATIONS/SECONDS with 1-1000000 "
-                    "operations per 1-3600 seconds, like \"2000/10\"", v->valuestring);
+    return cfg_fail(c, path,
+                    "\"%.40s\" is not a rate; fix: write OPERATIONS/SECONDS with 1-1000000 "
+                    "operations per 1-3600 seconds, like \"2000/10\"",
+                    v->valuestring);
   *n = (uint32_t)a;
   *w = (uint32_t)b;
   return 0;
@@ -688,9 +690,9 @@ static int slot_quota_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const cha
   const cJSON *it;
   char ipath[256];
   uint32_t n, w;
-  if (cJSON_IsString(v) && (strcmp(v->valuestring, "off") == 0 ||
-                            strcmp(v->valuestring, "hsm") == 0 ||
-                            strcmp(v->valuestring, "software") == 0)) {
+  if (cJSON_IsString(v) &&
+      (strcmp(v->valuestring, "off") == 0 || strcmp(v->valuestring, "hsm") == 0 ||
+       strcmp(v->valuestring, "software") == 0)) {
     q->off = v->valuestring[0] == 'o';
     q->software = v->valuestring[0] == 's';
     return 0;
@@ -705,7 +707,8 @@ static int slot_quota_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const cha
     return 0;
   }
   if (!cJSON_IsObject(v))
-    return cfg_fail(c, path, "expected \"N/S\", \"off\", \"hsm\", \"software\" or an object of "
+    return cfg_fail(c, path,
+                    "expected \"N/S\", \"off\", \"hsm\", \"software\" or an object of "
                     "rates by key class; fix: write it like {\"rsa2048\": \"2000/10\"}");
   cJSON_ArrayForEach(it, v)
   {
@@ -714,7 +717,8 @@ static int slot_quota_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const cha
     for (i = 0; i < AKV_QUOTA_NCLASS && strcmp(classes[i], it->string) != 0; i++)
       ;
     if (i == AKV_QUOTA_NCLASS)
-      return cfg_fail(c, ipath, "unknown key class; fix: use one of: rsa2048, rsa3072, rsa4096, "
+      return cfg_fail(c, ipath,
+                      "unknown key class; fix: use one of: rsa2048, rsa3072, rsa4096, "
                       "ec, oct");
     if (parse_rate(c, it, ipath, &q->count[i], &q->window_s[i]))
       return -1;
@@ -733,7 +737,9 @@ static int slot_pacing_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const ch
 /* Slot fields address struct akv_slot_config through slot_extra.s: plain members use these
  * trampolines so the table stays declarative. */
 #define SLOT_PLAIN(n, t, lo, hi, ex)                                                               \
-  {#n, t, offsetof(struct akv_slot_config, n), 0, lo, hi, NULL, ex}
+  {                                                                                                \
+#n, t, offsetof(struct akv_slot_config, n), 0, lo, hi, NULL, ex                                \
+  }
 static const struct field slot_plain_fields[] = {
     SLOT_PLAIN(url, F_STR, 0, 0, "\"https://NAME.vault.azure.net\""),
     SLOT_PLAIN(label, F_STR, 0, 0, "\"my-vault\""),
@@ -957,7 +963,10 @@ static int slots_fn(struct cfg_ctx *c, const cJSON *v, void *obj, const char *pa
   return 0;
 }
 
-#define CFG_FIELD(n, t, lo, hi, ex) {#n, t, offsetof(struct akv_config, n), 0, lo, hi, NULL, ex}
+#define CFG_FIELD(n, t, lo, hi, ex)                                                                \
+  {                                                                                                \
+#n, t, offsetof(struct akv_config, n), 0, lo, hi, NULL, ex                                     \
+  }
 static const struct field top_fields[] = {
     {"log_level", F_CUSTOM, 0, 0, 0, 0, log_level_fn, NULL},
     CFG_FIELD(log_file, F_STR, 0, 0, "\"/var/log/akv-pkcs11.log\" or \"syslog\""),
@@ -1213,8 +1222,10 @@ static int validate_url(struct cfg_ctx *c, struct akv_config *cfg, struct akv_sl
     goto out;
   }
   if (strcasecmp(scheme, "https") != 0) {
-    cfg_fail(c, path, "\"%s\" must use https (bearer tokens are never sent in clear); fix: "
-             "https://NAME.vault.azure.net", s->url);
+    cfg_fail(c, path,
+             "\"%s\" must use https (bearer tokens are never sent in clear); fix: "
+             "https://NAME.vault.azure.net",
+             s->url);
     goto out;
   }
   curl_url_get(u, CURLUPART_PORT, &port, 0);
@@ -1223,8 +1234,10 @@ static int validate_url(struct cfg_ctx *c, struct akv_config *cfg, struct akv_sl
   curl_url_get(u, CURLUPART_USER, &user, 0);
   curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0);
   if (user || query || frag || (upath && strcmp(upath, "/") != 0 && *upath)) {
-    cfg_fail(c, path, "\"%s\" must be the vault's base URL only (no path, query or user); fix: "
-             "https://NAME.vault.azure.net", s->url);
+    cfg_fail(c, path,
+             "\"%s\" must be the vault's base URL only (no path, query or user); fix: "
+             "https://NAME.vault.azure.net",
+             s->url);
     goto out;
   }
   azure = akv_azure_vault_host(host, NULL, &kind);
@@ -1297,7 +1310,8 @@ static int validate_replica(struct cfg_ctx *c, struct akv_config *cfg, struct ak
   snprintf(host, sizeof(host), "%s", s->replicas[k] + 8); /* after "https://" */
   host[strcspn(host, ":")] = '\0';
   if (akv_azure_vault_host(host, NULL, &kind) && kind != s->kind)
-    return cfg_fail(c, path, "%s is a %s, the slot is a %s; fix: a replica holds the same keys "
+    return cfg_fail(c, path,
+                    "%s is a %s, the slot is a %s; fix: a replica holds the same keys "
                     "as the slot's vault, so it is of the same kind",
                     s->replicas[k], kind == AKV_VAULT_MHSM ? "Managed HSM" : "Key Vault",
                     s->kind == AKV_VAULT_MHSM ? "Managed HSM" : "Key Vault");
@@ -1407,17 +1421,22 @@ static int check_pin_certificate(struct cfg_ctx *c, const struct akv_config *cfg
 {
   const struct akv_cred_config *cred = s->has_cred ? &s->cred : &cfg->cred;
   if (s->pin_hash)
-    return cfg_fail(c, fpath, "is \"certificate_password\", so slots[%zu].pin_hash is never used; "
-                    "fix: remove pin_hash", i);
+    return cfg_fail(c, fpath,
+                    "is \"certificate_password\", so slots[%zu].pin_hash is never used; "
+                    "fix: remove pin_hash",
+                    i);
   if (cred->kind != AKV_CRED_CERTIFICATE)
-    return cfg_fail(c, fpath, "is \"certificate_password\" but the slot's credential is not a "
+    return cfg_fail(c, fpath,
+                    "is \"certificate_password\" but the slot's credential is not a "
                     "client certificate; fix: set the credential's \"type\": "
                     "\"client_certificate\" with a certificate_path whose key is encrypted, or use "
                     "\"pin\": \"pin_hash\"");
   if (cred->certificate_password)
-    return cfg_fail(c, fpath, "is \"certificate_password\" but a certificate password is "
-                    "configured (certificate_password or AZURE_CLIENT_CERTIFICATE_PASSWORD), so the "
-                    "PIN would add nothing; fix: remove the configured password");
+    return cfg_fail(
+        c, fpath,
+        "is \"certificate_password\" but a certificate password is "
+        "configured (certificate_password or AZURE_CLIENT_CERTIFICATE_PASSWORD), so the "
+        "PIN would add nothing; fix: remove the configured password");
   return 0;
 }
 
@@ -1439,8 +1458,10 @@ static int finish_login(struct cfg_ctx *c, struct akv_config *cfg, struct parse_
         snprintf(fpath, sizeof(fpath), "pin");
       /* The PIN opens the credential: there is no token without it, so there is a login. */
       if (ps->slots[i].login_set && !s->login_required)
-        return cfg_fail(c, fpath, "is \"certificate_password\" but slots[%zu].login is \"none\"; "
-                        "fix: remove \"login\": \"none\" (the PIN is then always asked)", i);
+        return cfg_fail(c, fpath,
+                        "is \"certificate_password\" but slots[%zu].login is \"none\"; "
+                        "fix: remove \"login\": \"none\" (the PIN is then always asked)",
+                        i);
       s->login_required = 1;
       if (check_pin_certificate(c, cfg, s, i, fpath))
         return -1;
@@ -1449,7 +1470,8 @@ static int finish_login(struct cfg_ctx *c, struct akv_config *cfg, struct parse_
     }
     if (!s->login_required && s->pin_hash) {
       snprintf(fpath, sizeof(fpath), "slots[%zu].pin_hash", i);
-      return cfg_fail(c, fpath, "is set but the slot's login is \"none\", so no PIN is ever "
+      return cfg_fail(c, fpath,
+                      "is set but the slot's login is \"none\", so no PIN is ever "
                       "asked; fix: add \"login\": \"required\" or remove pin_hash");
     }
     if (s->login_required && !s->pin_hash && cfg->pin_hash &&
@@ -1460,14 +1482,17 @@ static int finish_login(struct cfg_ctx *c, struct akv_config *cfg, struct parse_
         snprintf(fpath, sizeof(fpath), "slots[%zu].login", i);
       else
         snprintf(fpath, sizeof(fpath), "login");
-      return cfg_fail(c, fpath, "is \"required\" but slots[%zu] has no pin_hash; fix: add "
+      return cfg_fail(c, fpath,
+                      "is \"required\" but slots[%zu] has no pin_hash; fix: add "
                       "\"pin_hash\": the output of `mkpasswd -m yescrypt` (package whois), never "
-                      "the PIN itself, or \"pin\": \"certificate_password\"", i);
+                      "the PIN itself, or \"pin\": \"certificate_password\"",
+                      i);
     }
     any_required |= s->login_required;
   }
   if (cfg->pin_hash && !any_required)
-    return cfg_fail(c, "pin_hash", "is set but no slot has \"login\": \"required\", so no PIN "
+    return cfg_fail(c, "pin_hash",
+                    "is set but no slot has \"login\": \"required\", so no PIN "
                     "is ever asked; fix: add \"login\": \"required\" or remove pin_hash");
   return 0;
 }
@@ -1523,8 +1548,10 @@ static int finish(struct cfg_ctx *c, struct akv_config *cfg, struct parse_state 
       return cfg_fail(c, "api_version", "\"%s\" is not an api-version; fix: \"7.6\"",
                       cfg->api_version);
   if (cfg->retry_cap_ms < cfg->retry_base_ms)
-    return cfg_fail(c, "retry_cap_ms", "must not be smaller than retry_base_ms (%ld); fix: "
-                    "raise it", cfg->retry_base_ms);
+    return cfg_fail(c, "retry_cap_ms",
+                    "must not be smaller than retry_base_ms (%ld); fix: "
+                    "raise it",
+                    cfg->retry_base_ms);
   {
     /* Like log.c, the environment overrides the file here: it is how one debugs on the spot. */
     const char *lvl = env_nonempty("AKV_PKCS11_LOG_LEVEL");
@@ -1536,8 +1563,8 @@ static int finish(struct cfg_ctx *c, struct akv_config *cfg, struct parse_state 
       int rc;
       if (!v)
         return cfg_fail(c, NULL, "out of memory");
-      rc = parse_enum(c, v, "AKV_PKCS11_LOG_LEVEL (environment)", names, values, 9,
-                      &cfg->log_level);
+      rc =
+          parse_enum(c, v, "AKV_PKCS11_LOG_LEVEL (environment)", names, values, 9, &cfg->log_level);
       cJSON_Delete(v);
       if (rc)
         return -1;
@@ -1586,8 +1613,8 @@ static int finish(struct cfg_ctx *c, struct akv_config *cfg, struct parse_state 
     for (size_t j = 0; j < i; j++)
       if (strcasecmp(cfg->slots[j].url, s->url) == 0) {
         snprintf(slot_path, sizeof(slot_path), "slots[%zu].url", i);
-        return cfg_fail(c, slot_path, "%s is already slots[%zu]; fix: list each vault once",
-                        s->url, j);
+        return cfg_fail(c, slot_path, "%s is already slots[%zu]; fix: list each vault once", s->url,
+                        j);
       }
     if (s->has_cred) {
       snprintf(slot_path, sizeof(slot_path), "slots[%zu].credential", i);
@@ -1604,10 +1631,11 @@ static int finish(struct cfg_ctx *c, struct akv_config *cfg, struct parse_state 
       s->share_token = cfg->share_token;
     } else if (!s->has_cred && s->share_token != cfg->share_token) {
       snprintf(slot_path, sizeof(slot_path), "slots[%zu].share_token", i);
-      return cfg_fail(c, slot_path, "is %s but the slot uses the module's credential, whose "
+      return cfg_fail(c, slot_path,
+                      "is %s but the slot uses the module's credential, whose "
                       "token is %sshared; fix: set \"share_token\" at the top level, or give "
-                      "the slot its own \"credential\"", s->share_token ? "true" : "false",
-                      cfg->share_token ? "" : "not ");
+                      "the slot its own \"credential\"",
+                      s->share_token ? "true" : "false", cfg->share_token ? "" : "not ");
     }
     s->cred.share_token = s->share_token;
   }
@@ -1621,8 +1649,8 @@ static const char no_config_path[] = "(no configuration found)";
 static int parse_doc(const char *json, size_t len, const char *path, int check_inline_perm,
                      const struct stat *st, struct akv_config **out, char *err, size_t errlen)
 {
-  struct cfg_ctx c = {path ? path : "(inline configuration)", err, errlen, 0, 0, "",
-                      path == no_config_path};
+  struct cfg_ctx c = {
+      path ? path : "(inline configuration)", err, errlen, 0, 0, "", path == no_config_path};
   struct parse_state ps = {NULL};
   struct akv_config *cfg = calloc(1, sizeof(*cfg));
   cJSON *doc = NULL;
@@ -1643,8 +1671,10 @@ static int parse_doc(const char *json, size_t len, const char *path, int check_i
       for (size_t i = 0; i < off && i < len; i++)
         if (json[i] == '\n')
           line++;
-      cfg_fail(&c, NULL, "invalid JSON near line %zu (byte %zu); fix: check commas, quotes and "
-               "braces (jq . FILE shows the error)", line, off);
+      cfg_fail(&c, NULL,
+               "invalid JSON near line %zu (byte %zu); fix: check commas, quotes and "
+               "braces (jq . FILE shows the error)",
+               line, off);
       goto out;
     }
     cur_state = &ps;
@@ -1714,8 +1744,10 @@ static int load_file(const char *path, struct akv_config **out, char *err, size_
   struct stat st;
   int e, rc;
   if (read_file_capped(path, CONFIG_MAX_BYTES, &data, &len, &st, &e)) {
-    snprintf(err, errlen, "%s: cannot read the configuration: %s; fix: check the path and that "
-             "it is a regular file of at most %d bytes", path, strerror(e), CONFIG_MAX_BYTES);
+    snprintf(err, errlen,
+             "%s: cannot read the configuration: %s; fix: check the path and that "
+             "it is a regular file of at most %d bytes",
+             path, strerror(e), CONFIG_MAX_BYTES);
     return -1;
   }
   if (check_config_owner_mode(path, &st, err, errlen)) {
@@ -1746,8 +1778,10 @@ void akv_config_searched(char *buf, size_t len)
 {
   char path[4096];
   user_config_path(path, sizeof(path));
-  snprintf(buf, len, "pReserved, AKV_PKCS11_CONFIG, %s, /etc/akv-pkcs11/config.json, "
-           "AKV_PKCS11_VAULT_URL", path[0] ? path : "~/.config/akv-pkcs11/config.json");
+  snprintf(buf, len,
+           "pReserved, AKV_PKCS11_CONFIG, %s, /etc/akv-pkcs11/config.json, "
+           "AKV_PKCS11_VAULT_URL",
+           path[0] ? path : "~/.config/akv-pkcs11/config.json");
 }
 
 int akv_config_load(const char *reserved, struct akv_config **out, char *err, size_t errlen)

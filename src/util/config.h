@@ -9,29 +9,30 @@
 #include <stdint.h>
 
 enum akv_cred_kind {
-  AKV_CRED_AUTO = 0,     /* DefaultAzureCredential order: env secret/cert, workload, managed, cli */
-  AKV_CRED_SECRET,       /* "client_secret" */
-  AKV_CRED_CERTIFICATE,  /* "client_certificate" */
-  AKV_CRED_WORKLOAD,     /* "workload_identity" */
-  AKV_CRED_MANAGED,      /* "managed_identity" */
-  AKV_CRED_CLI,          /* "azure_cli" */
+  AKV_CRED_AUTO = 0,    /* DefaultAzureCredential order: env secret/cert, workload, managed, cli */
+  AKV_CRED_SECRET,      /* "client_secret" */
+  AKV_CRED_CERTIFICATE, /* "client_certificate" */
+  AKV_CRED_WORKLOAD,    /* "workload_identity" */
+  AKV_CRED_MANAGED,     /* "managed_identity" */
+  AKV_CRED_CLI,         /* "azure_cli" */
 };
 
 struct akv_cred_config {
   enum akv_cred_kind kind;
   char *tenant_id;
   char *client_id;
-  char *client_secret;          /* wiped on free */
-  char *certificate_path;       /* PEM with certificate and private key */
-  char *certificate_password;   /* wiped on free (reserved: PEM only today) */
+  char *client_secret;        /* wiped on free */
+  char *certificate_path;     /* PEM with certificate and private key */
+  char *certificate_password; /* wiped on free (reserved: PEM only today) */
   char *federated_token_file;
-  char *authority_host;         /* default AZURE_AUTHORITY_HOST or https://login.microsoftonline.com */
-  char *imds_endpoint;          /* override of http://169.254.169.254 (AZURE_POD_IDENTITY_AUTHORITY_HOST/IMDS_ENDPOINT) */
-  char *identity_endpoint;      /* App Service IDENTITY_ENDPOINT */
-  char *identity_header;        /* App Service IDENTITY_HEADER, wiped on free */
-  char *az_path;                /* path of the az CLI, default "az" from PATH */
-  int share_token;              /* 1: tokens shared through the kernel keyring (docs/config.md
-                                   share_token); set by the configuration, 0 in a zeroed struct */
+  char *authority_host;    /* default AZURE_AUTHORITY_HOST or https://login.microsoftonline.com */
+  char *imds_endpoint;     /* override of http://169.254.169.254
+                              (AZURE_POD_IDENTITY_AUTHORITY_HOST/IMDS_ENDPOINT) */
+  char *identity_endpoint; /* App Service IDENTITY_ENDPOINT */
+  char *identity_header;   /* App Service IDENTITY_HEADER, wiped on free */
+  char *az_path;           /* path of the az CLI, default "az" from PATH */
+  int share_token;         /* 1: tokens shared through the kernel keyring (docs/config.md
+                              share_token); set by the configuration, 0 in a zeroed struct */
 };
 
 enum akv_objects {
@@ -49,52 +50,52 @@ enum akv_vault_kind {
  * the order of enum kv_pace_class: rsa2048, rsa3072, rsa4096, ec, oct. */
 #define AKV_QUOTA_NCLASS 5
 struct akv_quota_config {
-  int pacing_off;                     /* "pacing": false */
-  int off;                            /* "quota": "off" */
-  int software;                       /* "quota": "software": the software-key limits */
-  uint32_t count[AKV_QUOTA_NCLASS];   /* operations per window; 0 = the documented limit */
+  int pacing_off;                   /* "pacing": false */
+  int off;                          /* "quota": "off" */
+  int software;                     /* "quota": "software": the software-key limits */
+  uint32_t count[AKV_QUOTA_NCLASS]; /* operations per window; 0 = the documented limit */
   uint32_t window_s[AKV_QUOTA_NCLASS];
 };
 
 struct akv_slot_config {
-  char *url;                 /* https://NAME.vault.azure.net (normalised: no trailing slash) */
-  char **replicas;           /* vaults holding the same keys (normalised like url), same kind */
+  char *url;       /* https://NAME.vault.azure.net (normalised: no trailing slash) */
+  char **replicas; /* vaults holding the same keys (normalised like url), same kind */
   size_t n_replicas;
-  char *label;               /* token label; default: vault name (first DNS label) */
-  enum akv_vault_kind kind;  /* from the host (managedhsm.*) or "kind" field */
-  unsigned objects;          /* enum akv_objects bits; default keys|certificates */
-  char **key_names;          /* lazy least-privilege mode when non-NULL: only these keys, no list call */
+  char *label;              /* token label; default: vault name (first DNS label) */
+  enum akv_vault_kind kind; /* from the host (managedhsm.*) or "kind" field */
+  unsigned objects;         /* enum akv_objects bits; default keys|certificates */
+  char **key_names; /* lazy least-privilege mode when non-NULL: only these keys, no list call */
   size_t n_key_names;
-  char *key_filter;          /* fnmatch(3) pattern on key names, NULL = all */
-  int versions_all;          /* versions: "all" exposes older enabled versions */
-  int show_disabled;         /* expose disabled/expired keys (default 0) */
+  char *key_filter;  /* fnmatch(3) pattern on key names, NULL = all */
+  int versions_all;  /* versions: "all" exposes older enabled versions */
+  int show_disabled; /* expose disabled/expired keys (default 0) */
   int read_only;
   int allow_destroy;
-  int64_t ttl_s;             /* object list TTL, default 300 */
-  int64_t secret_ttl_s;      /* secret value TTL, default 3600 */
-  int64_t stale_if_error_s;  /* default 3600 */
-  int64_t prefetch_keys;     /* more new keys than this in a listing: read on demand; default 100 */
-  int public_ops_local;      /* public_ops: "local" (default "remote") */
-  int verify_remote;         /* verify: "remote" (default "local") */
-  int has_cred;              /* per-slot credential override present */
+  int64_t ttl_s;            /* object list TTL, default 300 */
+  int64_t secret_ttl_s;     /* secret value TTL, default 3600 */
+  int64_t stale_if_error_s; /* default 3600 */
+  int64_t prefetch_keys;    /* more new keys than this in a listing: read on demand; default 100 */
+  int public_ops_local;     /* public_ops: "local" (default "remote") */
+  int verify_remote;        /* verify: "remote" (default "local") */
+  int has_cred;             /* per-slot credential override present */
   struct akv_cred_config cred;
-  int login_required;        /* login: "required" (default "none"); docs/security.md "Login" */
-  char *pin_hash;            /* crypt(3) string of the user PIN, set when login_required */
-  int pin_certificate;       /* pin: "certificate_password": the PIN is the password of the
-                                credential's encrypted certificate key (implies login_required) */
-  int share_token;          /* share_token: the slot's (-1 while parsing: the module's) */
+  int login_required;            /* login: "required" (default "none"); docs/security.md "Login" */
+  char *pin_hash;                /* crypt(3) string of the user PIN, set when login_required */
+  int pin_certificate;           /* pin: "certificate_password": the PIN is the password of the
+                                    credential's encrypted certificate key (implies login_required) */
+  int share_token;               /* share_token: the slot's (-1 while parsing: the module's) */
   struct akv_quota_config quota; /* "quota" and "pacing" */
 };
 
 struct akv_config {
-  char *path;                /* file it came from, or NULL (environment only) */
-  int log_level;             /* enum akv_log_level, default WARN */
+  char *path;    /* file it came from, or NULL (environment only) */
+  int log_level; /* enum akv_log_level, default WARN */
   char *log_file;
   char *audit_file;
   char *ca_file;
   char *proxy;
-  char *api_version;         /* default "7.6" */
-  char **allowed_hosts;      /* extra hosts besides the Azure vault domains */
+  char *api_version;    /* default "7.6" */
+  char **allowed_hosts; /* extra hosts besides the Azure vault domains */
   size_t n_allowed_hosts;
   long connect_timeout_ms;   /* default 10000 */
   long request_timeout_ms;   /* default 30000 */

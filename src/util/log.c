@@ -27,8 +27,8 @@ static pthread_once_t log_once = PTHREAD_ONCE_INIT;
  * them: relaxed atomics (a call racing a reconfiguration sees the old or the new setting). */
 static atomic_int log_level = AKV_LOG_WARN;
 static atomic_uint log_debug_cats;
-static int log_fd = -1;      /* -1 = stderr */
-static int log_syslog;       /* 1 = syslog(3) */
+static int log_fd = -1; /* -1 = stderr */
+static int log_syslog;  /* 1 = syslog(3) */
 static int log_fd_owned;
 
 static void log_atfork_prepare(void)
@@ -164,14 +164,16 @@ int akv_open_own_file(const char *path, char *why, size_t whylen)
   uid_t me = geteuid();
   /* O_NONBLOCK: a FIFO nobody reads would block the open, and so C_Initialize, for ever; it fails
    * with ENXIO instead. Writes block again once the file is open (cleared below). */
-  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK,
-                0600);
+  int fd = open(
+      path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK, 0600);
   if (fd < 0) {
     if (errno == ELOOP)
-      snprintf(why, whylen, "it is a symbolic link, which is not followed; fix: name the file "
+      snprintf(why, whylen,
+               "it is a symbolic link, which is not followed; fix: name the file "
                "itself");
     else if (errno == ENXIO)
-      snprintf(why, whylen, "it is a FIFO that no process reads; fix: start its reader first, or "
+      snprintf(why, whylen,
+               "it is a FIFO that no process reads; fix: start its reader first, or "
                "name a regular file");
     else
       snprintf(why, whylen, "%s", strerror(errno));
@@ -285,8 +287,10 @@ void akv_log(int level, unsigned cat, const char *fmt, ...)
     level = AKV_LOG_DEBUG;
   clock_gettime(CLOCK_REALTIME, &ts);
   akv_utc_from_epoch(ts.tv_sec, &tm); /* no gmtime_r: its lock may be held at a fork */
-  n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ akv-pkcs11[%ld] %s %s: ",
-               tm.year, tm.month, tm.day, tm.hour, tm.min, tm.sec, ts.tv_nsec / 1000000, (long)getpid(), lvl_names[level], cat_name(cat));
+  n = snprintf(line, sizeof(line),
+               "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ akv-pkcs11[%ld] %s %s: ", tm.year, tm.month,
+               tm.day, tm.hour, tm.min, tm.sec, ts.tv_nsec / 1000000, (long)getpid(),
+               lvl_names[level], cat_name(cat));
   if (n < 0)
     return;
   off = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;

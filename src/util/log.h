@@ -15,7 +15,8 @@ enum akv_log_level {
   AKV_LOG_DEBUG = 3,
 };
 
-/* Categories are bits, enabled at debug level by AKV_PKCS11_DEBUG=http,auth,cache,p11,kv,conf,all */
+/* Categories are bits, enabled at debug level by AKV_PKCS11_DEBUG=http,auth,cache,p11,kv,conf,all
+ */
 enum akv_log_cat {
   AKV_LOGC_GEN = 1u << 0,
   AKV_LOGC_HTTP = 1u << 1,
@@ -40,7 +41,10 @@ struct akv_fork_lock {
   pthread_mutex_t m;
   atomic_int registered;
 };
-#define AKV_FORK_LOCK_INIT {PTHREAD_MUTEX_INITIALIZER, 0}
+#define AKV_FORK_LOCK_INIT                                                                         \
+  {                                                                                                \
+    PTHREAD_MUTEX_INITIALIZER, 0                                                                   \
+  }
 void akv_fork_lock_take(struct akv_fork_lock *l);
 void akv_fork_lock_give(struct akv_fork_lock *l);
 

@@ -14,9 +14,7 @@ dirs=("$@")
 ((${#dirs[@]})) || dirs=(tools tests)
 
 # Paths (files, or directories with everything under them) not checked, each with its reason.
-exceptions=(
-  tests/unit # the unit tests change together with src/; both join this check together
-)
+exceptions=()
 
 if ! command -v clang-format >/dev/null 2>&1; then
   echo "SKIP: clang-format is not installed (scripts/deps.sh installs it)"

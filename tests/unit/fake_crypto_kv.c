@@ -25,9 +25,9 @@
 
 struct fk_key {
   char name[64];
-  EVP_PKEY *priv;          /* RSA/EC */
+  EVP_PKEY *priv; /* RSA/EC */
   enum kv_crv crv;
-  unsigned char sym[32];   /* oct-HSM */
+  unsigned char sym[32]; /* oct-HSM */
   size_t sym_len;
 };
 
@@ -264,7 +264,8 @@ static kv_rc fk_rsa_cipher(struct fk_key *k, enum kv_cipher_op op, const char *a
     EVP_PKEY_CTX_set_rsa_oaep_md(ctx, md);
     EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, md);
   }
-  if ((enc ? EVP_PKEY_encrypt(ctx, buf, &n, in, len) : EVP_PKEY_decrypt(ctx, buf, &n, in, len)) <= 0)
+  if ((enc ? EVP_PKEY_encrypt(ctx, buf, &n, in, len) : EVP_PKEY_decrypt(ctx, buf, &n, in, len)) <=
+      0)
     goto out;
   {
     size_t skip = 0;
@@ -362,8 +363,7 @@ out:
 
 FK_WEAK kv_rc kv_cipher(struct kv_client *cl, enum kv_cipher_op op, const char *name,
                         const char *version, const char *alg, const unsigned char *in,
-                        size_t in_len, const struct kv_aes_params *aes,
-                        struct kv_crypt_result *out)
+                        size_t in_len, const struct kv_aes_params *aes, struct kv_crypt_result *out)
 {
   struct fk_key *k = fk_find(name);
   (void)cl;
@@ -515,7 +515,8 @@ FK_UNUSED static struct akv_object *fk_oct(const char *name, size_t bytes)
 }
 
 /* Session secret key with a known value. */
-FK_UNUSED static struct akv_object *fk_secret(CK_KEY_TYPE kt, const unsigned char *value, size_t len)
+FK_UNUSED static struct akv_object *fk_secret(CK_KEY_TYPE kt, const unsigned char *value,
+                                              size_t len)
 {
   struct akv_object *obj = fk_obj_new(CKO_SECRET_KEY, kt);
   obj->session = 1;

@@ -19,11 +19,11 @@ struct fake_reply {
   const char *www_auth;
   const char *retry_after;
   const char *request_id;
-  kv_rc fail;      /* != KV_OK: the attempt fails without a response */
+  kv_rc fail; /* != KV_OK: the attempt fails without a response */
   int transient;
   int maybe_sent;
-  int net_fail;    /* enum kv_http_fail of a failed attempt */
-  long delay_ms;   /* virtual time the attempt takes */
+  int net_fail;  /* enum kv_http_fail of a failed attempt */
+  long delay_ms; /* virtual time the attempt takes */
 };
 
 struct fake_req {

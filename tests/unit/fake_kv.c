@@ -658,9 +658,9 @@ kv_rc kv_delete_key(struct kv_client *cl, const char *name)
   return KV_OK;
 }
 
-kv_rc kv_set_secret(struct kv_client *cl, const char *name, const unsigned char *value,
-                    size_t len, const char *content_type, const struct kv_tag *tags,
-                    size_t n_tags, struct kv_secret **out)
+kv_rc kv_set_secret(struct kv_client *cl, const char *name, const unsigned char *value, size_t len,
+                    const char *content_type, const struct kv_tag *tags, size_t n_tags,
+                    struct kv_secret **out)
 {
   char v[256], id[512];
   struct kv_secret *s;

@@ -141,8 +141,9 @@ static void test_token_endpoint_error_logged_without_secret(void **state)
   cfg.client_id = "c";
   cfg.client_secret = "TOPSECRETVALUE";
   assert_int_equal(kv_cred_new(http, &cfg, &cred), KV_OK);
-  fake_push(&fake, 401, "{\"error\":\"invalid_client\",\"error_description\":\"AADSTS7000215: "
-                        "Invalid client secret provided.\"}");
+  fake_push(&fake, 401,
+            "{\"error\":\"invalid_client\",\"error_description\":\"AADSTS7000215: "
+            "Invalid client secret provided.\"}");
   assert_int_equal(kv_cred_token(cred, "https://vault.azure.net", NULL, 0, &tok), KV_E_AUTH);
   assert_null(tok);
   log = slurp(logpath);
@@ -184,7 +185,8 @@ static const char *fake_az(const char *name, int ok)
   else
     snprintf(script, sizeof(script),
              "#!/bin/sh\necho \"$@\" >> %s/%s.calls\necho \"ERROR: Please run 'az login' to "
-             "setup account.\" >&2\nexit 1\n", dir, name);
+             "setup account.\" >&2\nexit 1\n",
+             dir, name);
   return write_script(name, script);
 }
 
@@ -274,8 +276,9 @@ static void test_configured_failure_ends_chain(void **state)
   auto_cfg(&cfg, az);
   cfg.client_secret = "WRONGSECRETVALUE";
   assert_int_equal(kv_cred_new(http, &cfg, &cred), KV_OK);
-  fake_push(&fake, 401, "{\"error\":\"invalid_client\",\"error_description\":\"AADSTS7000215: "
-                        "Invalid client secret provided.\\r\\nTrace ID: 42\"}");
+  fake_push(&fake, 401,
+            "{\"error\":\"invalid_client\",\"error_description\":\"AADSTS7000215: "
+            "Invalid client secret provided.\\r\\nTrace ID: 42\"}");
   fake_push(&fake, 401, "{\"error\":\"invalid_client\"}");
   assert_int_equal(kv_cred_token(cred, "https://vault.azure.net", NULL, 0, &tok), KV_E_AUTH);
   assert_null(tok);
@@ -380,8 +383,9 @@ static void test_sticky_after_first_token(void **state)
   cfg.client_secret = "s";
   assert_int_equal(kv_cred_new(http, &cfg, &cred), KV_OK);
   fake_push(&fake, 200, token_json("tok-1"));
-  fake_push(&fake, 401, "{\"error\":\"invalid_client\",\"error_description\":\"AADSTS7000222: "
-                        "The provided client secret keys are expired.\"}");
+  fake_push(&fake, 401,
+            "{\"error\":\"invalid_client\",\"error_description\":\"AADSTS7000222: "
+            "The provided client secret keys are expired.\"}");
   assert_int_equal(kv_cred_token(cred, "https://vault.azure.net", NULL, 0, &tok), KV_OK);
   assert_string_equal(tok, "tok-1");
   kv_secure_free(tok, 0);
@@ -414,8 +418,9 @@ static void test_imds_probe_outcomes(void **state)
   cfg.imds_endpoint = "http://127.0.0.1:9";
   cfg.az_path = az;
   assert_int_equal(kv_cred_new(http, &cfg, &cred), KV_OK);
-  fake_push(&fake, 400, "{\"error\":\"invalid_request\",\"error_description\":\"Identity not "
-                        "found\"}");
+  fake_push(&fake, 400,
+            "{\"error\":\"invalid_request\",\"error_description\":\"Identity not "
+            "found\"}");
   assert_int_equal(kv_cred_token(cred, "https://vault.azure.net", NULL, 0, &tok), KV_E_AUTH);
   assert_int_equal(count_lines_with(az_calls("az-bad"), "get-access-token"), 1);
   log = slurp(logpath);
@@ -447,7 +452,8 @@ static void test_imds_probe_outcomes(void **state)
   assert_non_null(strstr(log, "credential chain: no source is configured: client secret "
                               "(EnvironmentCredential): no client secret"));
   assert_non_null(strstr(log, "managed identity (IMDS): no answer from http://127.0.0.1:9/"));
-  assert_non_null(strstr(log, "Azure CLI: az_path /nonexistent/az is not an executable file; fix: "));
+  assert_non_null(
+      strstr(log, "Azure CLI: az_path /nonexistent/az is not an executable file; fix: "));
   kv_cred_free(cred);
 }
 
@@ -607,9 +613,9 @@ static void test_certificate_assertion(void **state)
   assert_int_equal(akv_b64url_decode(dot2 + 1, (size_t)-1, &sig, &siglen), 0);
   mctx = EVP_MD_CTX_new();
   assert_int_equal(EVP_DigestVerifyInit(mctx, NULL, EVP_sha256(), NULL, X509_get0_pubkey(x)), 1);
-  assert_int_equal(EVP_DigestVerify(mctx, sig, siglen, (unsigned char *)assertion,
-                                    (size_t)(dot2 - assertion)),
-                   1);
+  assert_int_equal(
+      EVP_DigestVerify(mctx, sig, siglen, (unsigned char *)assertion, (size_t)(dot2 - assertion)),
+      1);
   EVP_MD_CTX_free(mctx);
   free(sig);
   free(x5t);

@@ -194,7 +194,7 @@ static void test_canonical_tails(void **state)
       }
     }
   }
-  assert_int_equal(accepted2, 64 * 4);  /* second character: low 4 bits zero */
+  assert_int_equal(accepted2, 64 * 4);       /* second character: low 4 bits zero */
   assert_int_equal(accepted3, 64 * 64 * 16); /* third character: low 2 bits zero */
 }
 
@@ -214,14 +214,10 @@ static void test_encode_to(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_vectors),
-      cmocka_unit_test(test_url_alphabet),
-      cmocka_unit_test(test_invalid),
-      cmocka_unit_test(test_explicit_length),
-      cmocka_unit_test(test_large_random),
-      cmocka_unit_test(test_against_openssl),
-      cmocka_unit_test(test_every_byte),
-      cmocka_unit_test(test_canonical_tails),
+      cmocka_unit_test(test_vectors),      cmocka_unit_test(test_url_alphabet),
+      cmocka_unit_test(test_invalid),      cmocka_unit_test(test_explicit_length),
+      cmocka_unit_test(test_large_random), cmocka_unit_test(test_against_openssl),
+      cmocka_unit_test(test_every_byte),   cmocka_unit_test(test_canonical_tails),
       cmocka_unit_test(test_encode_to),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

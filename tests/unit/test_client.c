@@ -112,10 +112,11 @@ static void test_list_paging(void **state)
 {
   struct kv_item_list l;
   (void)state;
-  q(200, "{\"value\":[{\"kid\":\"" VAULT "/keys/k1\",\"attributes\":{\"enabled\":true,\"created\""
-         ":1}},{\"kid\":\"" VAULT "/keys/k2\",\"attributes\":{\"enabled\":false},\"managed\":true,"
-         "\"tags\":{\"env\":\"prod\"}}],\"nextLink\":\"https://myvault.vault.azure.net:443/keys?api-"
-         "version=7.6&$skiptoken=abc&maxresults=25\"}");
+  q(200,
+    "{\"value\":[{\"kid\":\"" VAULT "/keys/k1\",\"attributes\":{\"enabled\":true,\"created\""
+    ":1}},{\"kid\":\"" VAULT "/keys/k2\",\"attributes\":{\"enabled\":false},\"managed\":true,"
+    "\"tags\":{\"env\":\"prod\"}}],\"nextLink\":\"https://myvault.vault.azure.net:443/keys?api-"
+    "version=7.6&$skiptoken=abc&maxresults=25\"}");
   q(200, "{\"value\":[],\"nextLink\":\"" VAULT "/keys?api-version=7.6&$skiptoken=def\"}");
   q(200, "{\"value\":[{\"kid\":\"" VAULT "/keys/k3\"}],\"nextLink\":null}");
   assert_int_equal(kv_list_keys(cl, &l), KV_OK);
@@ -479,7 +480,8 @@ static void test_sign_request_bytes(void **state)
     memset(big, 0xab, sizeof(big));
     q(200, body);
     assert_int_equal(kv_sign(cl, "key-1", V1, "RSNULL", big, sizeof(big), &sig), KV_E_PROTOCOL);
-    assert_int_equal(strlen(vault_req(1)->body), strlen("{\"alg\":\"RSNULL\",\"value\":\"\"}") + 1366);
+    assert_int_equal(strlen(vault_req(1)->body),
+                     strlen("{\"alg\":\"RSNULL\",\"value\":\"\"}") + 1366);
   }
 
   memset(longurl, 0, sizeof(longurl));

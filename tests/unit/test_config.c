@@ -17,12 +17,25 @@
 static char dir[256];
 
 static const char *const env_names[] = {
-    "AKV_PKCS11_CONFIG", "AKV_PKCS11_VAULT_URL", "AKV_PKCS11_CA_FILE",
-    "AKV_PKCS11_ALLOWED_HOSTS", "AKV_PKCS11_OBJECTS", "AKV_PKCS11_LOG_LEVEL",
-    "AKV_PKCS11_IMDS_ENDPOINT", "AKV_PKCS11_CREDENTIAL", "AZURE_TENANT_ID", "AZURE_CLIENT_ID",
-    "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_FEDERATED_TOKEN_FILE",
-    "AZURE_AUTHORITY_HOST", "IDENTITY_ENDPOINT", "IDENTITY_HEADER",
-    "AZURE_POD_IDENTITY_AUTHORITY_HOST", "XDG_CONFIG_HOME", "HOME",
+    "AKV_PKCS11_CONFIG",
+    "AKV_PKCS11_VAULT_URL",
+    "AKV_PKCS11_CA_FILE",
+    "AKV_PKCS11_ALLOWED_HOSTS",
+    "AKV_PKCS11_OBJECTS",
+    "AKV_PKCS11_LOG_LEVEL",
+    "AKV_PKCS11_IMDS_ENDPOINT",
+    "AKV_PKCS11_CREDENTIAL",
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_AUTHORITY_HOST",
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+    "XDG_CONFIG_HOME",
+    "HOME",
 };
 
 static int setup(void **state)
@@ -132,10 +145,9 @@ static void test_defaults(void **state)
   struct akv_config *cfg = NULL;
   char err[512];
   (void)state;
-  assert_int_equal(
-      akv_config_parse("{\"slots\":[{\"url\":\"https://v1.vault.azure.net\"}]}", "t.json", &cfg,
-                       err, sizeof(err)),
-      0);
+  assert_int_equal(akv_config_parse("{\"slots\":[{\"url\":\"https://v1.vault.azure.net\"}]}",
+                                    "t.json", &cfg, err, sizeof(err)),
+                   0);
   assert_int_equal(cfg->log_level, 1);
   assert_string_equal(cfg->api_version, "7.6");
   assert_int_equal(cfg->connect_timeout_ms, 10000);
@@ -163,8 +175,8 @@ static void test_errors_name_field(void **state)
   EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net\"},{\"url\":\"https://b.vault.az"
                "ure.net\",\"ttl\":\"300\"}]}",
                "test.json", "`slots[1].ttl`", "expected an integer", "a string");
-  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net\",\"ttl\":-1}]}",
-               "`slots[0].ttl`", "from 0 to");
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net\",\"ttl\":-1}]}", "`slots[0].ttl`",
+               "from 0 to");
   EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net\",\"read_only\":\"yes\"}]}",
                "`slots[0].read_only`", "true or false");
   EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net\",\"objects\":[\"keys\",\"blobs"
@@ -207,15 +219,14 @@ static void test_url_rules(void **state)
   EXPECT_ERROR("{\"slots\":[{\"url\":\"https://evil.example.com\"}]}", "`slots[0].url`",
                "not an Azure", "allowed_hosts");
   EXPECT_ERROR("{\"slots\":[{\"url\":\"https://vault.azure.net\"}]}", "`slots[0].url`");
-  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net.evil.com\"}]}",
-               "`slots[0].url`");
+  EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net.evil.com\"}]}", "`slots[0].url`");
   EXPECT_ERROR("{\"slots\":[{\"url\":\"https://a.vault.azure.net/keys/x\"}]}", "`slots[0].url`",
                "base URL");
   EXPECT_ERROR("{\"slots\":[{\"label\":\"x\"}]}", "`slots[0].url`", "missing");
-  static const char *const ok[] = {
-      "https://a.vault.azure.cn", "https://a.vault.usgovcloudapi.net",
-      "https://a.managedhsm.usgovcloudapi.net", "https://a.vault.microsoftazure.de",
-      "https://a-b.vault.azure.net:443"};
+  static const char *const ok[] = {"https://a.vault.azure.cn", "https://a.vault.usgovcloudapi.net",
+                                   "https://a.managedhsm.usgovcloudapi.net",
+                                   "https://a.vault.microsoftazure.de",
+                                   "https://a-b.vault.azure.net:443"};
   for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
     char json[256];
     snprintf(json, sizeof(json), "{\"slots\":[{\"url\":\"%s\"}]}", ok[i]);
@@ -407,9 +418,8 @@ static void test_logged_once(void **state)
   assert_int_equal(akv_config_parse("{\"colour\": \"blue\"}", "t.json", &cfg, err, sizeof(err)),
                    -1);
   assert_non_null(strstr(err, "colour"));
-  assert_int_equal(akv_config_load(write_file("bad.json", "{\"slots\": 1}", 0600), &cfg, err,
-                                   sizeof(err)),
-                   -1);
+  assert_int_equal(
+      akv_config_load(write_file("bad.json", "{\"slots\": 1}", 0600), &cfg, err, sizeof(err)), -1);
   assert_non_null(strstr(err, "slots"));
   log = slurp_log(logpath);
   assert_null(strstr(log, "colour"));
@@ -419,8 +429,10 @@ static void test_logged_once(void **state)
   assert_null(cfg->path);
   akv_config_free(cfg);
   akv_config_searched(where, sizeof(where));
-  snprintf(want, sizeof(want), "pReserved, AKV_PKCS11_CONFIG, %s/.config/akv-pkcs11/config.json, "
-           "/etc/akv-pkcs11/config.json, AKV_PKCS11_VAULT_URL", dir);
+  snprintf(want, sizeof(want),
+           "pReserved, AKV_PKCS11_CONFIG, %s/.config/akv-pkcs11/config.json, "
+           "/etc/akv-pkcs11/config.json, AKV_PKCS11_VAULT_URL",
+           dir);
   assert_string_equal(where, want);
   snprintf(want, sizeof(want), "INFO conf: no configuration found (looked at %s): no slots", where);
   log = slurp_log(logpath);
@@ -515,16 +527,16 @@ static void test_search_order(void **state)
   mkdir(xdg, 0700);
   snprintf(xdg, sizeof(xdg), "%s/xdg/akv-pkcs11", dir);
   mkdir(xdg, 0700);
-  write_file("xdg/akv-pkcs11/config.json", "{\"slots\":[{\"url\":\"https://xdg.vault.azure.net\"}]}",
-             0644);
+  write_file("xdg/akv-pkcs11/config.json",
+             "{\"slots\":[{\"url\":\"https://xdg.vault.azure.net\"}]}", 0644);
   snprintf(xdg, sizeof(xdg), "%s/xdg", dir);
   setenv("XDG_CONFIG_HOME", xdg, 1);
   assert_int_equal(akv_config_load(NULL, &cfg, err, sizeof(err)), 0);
   assert_string_equal(cfg->slots[0].url, "https://xdg.vault.azure.net");
   akv_config_free(cfg);
   {
-    const char *p = write_file("env.json", "{\"slots\":[{\"url\":\"https://env.vault.azure.net\"}]}",
-                               0644);
+    const char *p =
+        write_file("env.json", "{\"slots\":[{\"url\":\"https://env.vault.azure.net\"}]}", 0644);
     char path[512];
     snprintf(path, sizeof(path), "%s", p);
     setenv("AKV_PKCS11_CONFIG", path, 1);
@@ -603,10 +615,9 @@ static void test_ca_file_owner_mode(void **state)
   assert_non_null(strstr(err, "chmod go-w"));
   /* The same through AKV_PKCS11_CA_FILE. */
   setenv("AKV_PKCS11_CA_FILE", ca, 1);
-  assert_int_equal(
-      akv_config_parse("{\"slots\":[{\"url\":\"https://p.vault.azure.net\"}]}", "t.json", &cfg,
-                       err, sizeof(err)),
-      -1);
+  assert_int_equal(akv_config_parse("{\"slots\":[{\"url\":\"https://p.vault.azure.net\"}]}",
+                                    "t.json", &cfg, err, sizeof(err)),
+                   -1);
   assert_non_null(strstr(err, "chmod go-w"));
   unsetenv("AKV_PKCS11_CA_FILE");
   assert_int_equal(chmod(ca, 0644), 0);

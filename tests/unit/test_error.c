@@ -33,7 +33,8 @@ static void test_bodies(void **state)
 {
   static const char *const bodies[] = {
       "{\"error\":{\"code\":\"KeyNotFound\",\"message\":\"A key with (name/id) x was not found\"}}",
-      ("{\"error\":{\"code\":\"Forbidden\",\"message\":\"m\",\"innererror\":{\"code\":\"ForbiddenByRb"
+      ("{\"error\":{\"code\":\"Forbidden\",\"message\":\"m\",\"innererror\":{\"code\":"
+       "\"ForbiddenByRb"
        "ac\"}}}"),
       "{\"error\":\"invalid_client\",\"error_description\":\"AADSTS7000215\"}",
       "{\"error\":null}",

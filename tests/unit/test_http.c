@@ -277,7 +277,7 @@ static char rid_ids[4][RID_N][37];
 
 static void *rid_thread(void *arg)
 {
-  char (*ids)[37] = arg;
+  char(*ids)[37] = arg;
   for (int i = 0; i < RID_N; i++)
     kv_request_id(ids[i]);
   return NULL;
@@ -302,7 +302,7 @@ static void test_request_id(void **state)
       check_uuid_shape(rid_ids[t][i]);
   qsort(rid_ids, 4 * RID_N, 37, cmp_id);
   for (int i = 1; i < 4 * RID_N; i++)
-    assert_string_not_equal(((char (*)[37])rid_ids)[i - 1], ((char (*)[37])rid_ids)[i]);
+    assert_string_not_equal(((char(*)[37])rid_ids)[i - 1], ((char(*)[37])rid_ids)[i]);
 
   assert_int_equal(pipe(fds), 0);
   pid = fork();

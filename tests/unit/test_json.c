@@ -82,9 +82,13 @@ static void test_ids(void **state)
   assert_null(v);
   free(n);
   static const char *const bad[] = {
-      "https://v.vault.azure.net/secrets/k/1", "https://v.vault.azure.net/keys/", "keys/k",
-      "https://v.vault.azure.net/keys/k/1/2", "https://v.vault.azure.net/keys/k%20x",
-      "https://v.vault.azure.net/keys/k/v-1", "https://v.vault.azure.net/keysx/k",
+      "https://v.vault.azure.net/secrets/k/1",
+      "https://v.vault.azure.net/keys/",
+      "keys/k",
+      "https://v.vault.azure.net/keys/k/1/2",
+      "https://v.vault.azure.net/keys/k%20x",
+      "https://v.vault.azure.net/keys/k/v-1",
+      "https://v.vault.azure.net/keysx/k",
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     if (kv_parse_id(bad[i], "keys", &n, &v) != KV_E_PROTOCOL)
@@ -152,7 +156,8 @@ static void test_fast_str_cases(void **state)
   char longnum[200];
   (void)state;
   assert_true(fast_says("{\"kid\":\"https://v/keys/k/1\",\"value\":\"AQID\"}"));
-  assert_true(fast_says(" {\n\t\"value\" : \"AQID\" ,\"x\":[1,-2.5e+3,true,false,null,{\"a\":[]}]}\r\n"));
+  assert_true(
+      fast_says(" {\n\t\"value\" : \"AQID\" ,\"x\":[1,-2.5e+3,true,false,null,{\"a\":[]}]}\r\n"));
   assert_true(fast_says("{\"a\":\"\\u00e9\\ud83d\\ude00\\n\\\"\",\"value\":\"\"}"));
   /* The first of duplicates, as cJSON_GetObjectItemCaseSensitive. */
   assert_true(fast_says("{\"value\":\"first\",\"value\":\"second\"}"));

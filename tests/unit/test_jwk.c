@@ -53,12 +53,13 @@ static void test_rsa(void **state)
   struct kv_key *k = NULL;
   EVP_PKEY *got = NULL;
   (void)state;
-  snprintf(json, sizeof(json),
-           "{\"key\":{\"kid\":\"https://v.vault.azure.net/keys/rsa1/0123456789abcdef0123456789abcdef"
-           "\",\"kty\":\"RSA-HSM\",\"key_ops\":[\"sign\",\"verify\",\"wrapKey\",\"deriveKey\"],"
-           "\"n\":\"%s\",\"e\":\"%s\"},\"attributes\":{\"enabled\":false,\"nbf\":100,\"exp\":200,"
-           "\"created\":1,\"updated\":2},\"tags\":{\"a\":\"b\"},\"managed\":true}",
-           n, e);
+  snprintf(
+      json, sizeof(json),
+      "{\"key\":{\"kid\":\"https://v.vault.azure.net/keys/rsa1/0123456789abcdef0123456789abcdef"
+      "\",\"kty\":\"RSA-HSM\",\"key_ops\":[\"sign\",\"verify\",\"wrapKey\",\"deriveKey\"],"
+      "\"n\":\"%s\",\"e\":\"%s\"},\"attributes\":{\"enabled\":false,\"nbf\":100,\"exp\":200,"
+      "\"created\":1,\"updated\":2},\"tags\":{\"a\":\"b\"},\"managed\":true}",
+      n, e);
   assert_int_equal(kv_key_from_json(json, strlen(json), &k), KV_OK);
   assert_string_equal(k->name, "rsa1");
   assert_string_equal(k->version, "0123456789abcdef0123456789abcdef");
@@ -158,11 +159,11 @@ static void test_bad_inputs(void **state)
   (void)state;
   expect_bad("{" KID ",\"kty\":\"DSA\"}");
   expect_bad("{" KID ",\"kty\":\"EC\",\"crv\":\"P-999\"," GX "," GY "}");
-  expect_bad("{" KID ",\"kty\":\"EC\"," GX "," GY "}");                    /* no crv */
+  expect_bad("{" KID ",\"kty\":\"EC\"," GX "," GY "}");                   /* no crv */
   expect_bad("{" KID ",\"kty\":\"EC\",\"crv\":\"P-384\"," GX "," GY "}"); /* wrong size */
   expect_bad("{" KID ",\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"axfR8uEsQkf4vOblY6RA8ncDfYEt6zOg9K"
-             "E5RdiYwp+\"," GY "}");                                            /* bad b64url */
-  expect_bad("{" KID ",\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":12," GY "}");   /* wrong type */
+             "E5RdiYwp+\"," GY "}");                                        /* bad b64url */
+  expect_bad("{" KID ",\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":12," GY "}"); /* wrong type */
   expect_bad("{" KID ",\"kty\":\"RSA\",\"n\":\"AQAB\",\"e\":\"AQAB\"}");    /* 17-bit modulus */
   expect_bad("{\"kid\":\"https://v.vault.azure.net/secrets/k/01\",\"kty\":\"oct\"}");
   expect_bad("{\"kid\":\"https://v.vault.azure.net/keys/k\",\"kty\":\"oct\"}"); /* no version */
@@ -174,7 +175,8 @@ static void test_bad_inputs(void **state)
   expect_bad("{" KID ",\"kty\":\"oct\"} trailing");
   /* A huge RSA modulus (over 16384 bits) is refused. */
   memset(big, 'A', sizeof(big));
-  memcpy(big, "{" KID ",\"kty\":\"RSA\",\"e\":\"AQAB\",\"n\":\"w", strlen("{" KID ",\"kty\":\"RSA\",\"e\":\"AQAB\",\"n\":\"w"));
+  memcpy(big, "{" KID ",\"kty\":\"RSA\",\"e\":\"AQAB\",\"n\":\"w",
+         strlen("{" KID ",\"kty\":\"RSA\",\"e\":\"AQAB\",\"n\":\"w"));
   memcpy(big + 7000, "\"}", 3);
   expect_bad(big);
   /* A point not on the curve parses (sizes fine) but cannot become a key. */
@@ -258,10 +260,8 @@ static void test_engine_host(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_rsa),
-      cmocka_unit_test(test_ec),
-      cmocka_unit_test(test_oct),
-      cmocka_unit_test(test_bad_inputs),
+      cmocka_unit_test(test_rsa),         cmocka_unit_test(test_ec),
+      cmocka_unit_test(test_oct),         cmocka_unit_test(test_bad_inputs),
       cmocka_unit_test(test_engine_host), /* last: it changes process-wide defaults */
   };
   int rc;

@@ -232,10 +232,8 @@ static void test_keyring_foreign_entries(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_format_parse_roundtrip),
-      cmocka_unit_test(test_parse_rejects),
-      cmocka_unit_test(test_describe_checks),
-      cmocka_unit_test(test_keyring_roundtrip),
+      cmocka_unit_test(test_format_parse_roundtrip),  cmocka_unit_test(test_parse_rejects),
+      cmocka_unit_test(test_describe_checks),         cmocka_unit_test(test_keyring_roundtrip),
       cmocka_unit_test(test_keyring_foreign_entries),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -20,8 +20,8 @@
 #define HSM "https://myhsm.managedhsm.azure.net"
 #define V1 "0123456789abcdef0123456789abcdef"
 #define EC_BUNDLE(host, name)                                                                      \
-  "{\"key\":{\"kid\":\"" host "/keys/" name "/" V1 "\",\"kty\":\"EC\",\"crv\":\"P-256\","           \
-  "\"key_ops\":[\"sign\",\"verify\"],\"x\":\"axfR8uEsQkf4vOblY6RA8ncDfYEt6zOg9KE5RdiYwpY\","        \
+  "{\"key\":{\"kid\":\"" host "/keys/" name "/" V1 "\",\"kty\":\"EC\",\"crv\":\"P-256\","          \
+  "\"key_ops\":[\"sign\",\"verify\"],\"x\":\"axfR8uEsQkf4vOblY6RA8ncDfYEt6zOg9KE5RdiYwpY\","       \
   "\"y\":\"T-NC4v4af5uO5-tKfA-eFivOM1drMV7Oy7ZAaDe_UfU\"},\"attributes\":{\"enabled\":true,"       \
   "\"created\":1700000000,\"updated\":1700000001,\"exp\":1893456000},"                             \
   "\"tags\":{\"pkcs11-id\":\"0a0b\"}}"
@@ -145,8 +145,9 @@ static void test_create_key(void **state)
   assert_int_equal(cJSON_GetArraySize(ops), 2);
   assert_string_equal(cJSON_GetArrayItem(ops, 0)->valuestring, "sign");
   assert_string_equal(cJSON_GetArrayItem(ops, 1)->valuestring, "verify");
-  assert_int_equal((int64_t)cJSON_GetObjectItem(cJSON_GetObjectItem(b, "attributes"), "exp")->valuedouble,
-                   1893456000);
+  assert_int_equal(
+      (int64_t)cJSON_GetObjectItem(cJSON_GetObjectItem(b, "attributes"), "exp")->valuedouble,
+      1893456000);
   assert_null(cJSON_GetObjectItem(cJSON_GetObjectItem(b, "attributes"), "nbf"));
   assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(b, "tags"), "pkcs11-id")->valuestring,
                       "0a0b");
@@ -274,7 +275,8 @@ static void test_update_key(void **state)
 static void test_deletes(void **state)
 {
   (void)state;
-  q(200, "{\"recoveryId\":\"" VAULT "/deletedkeys/k1\",\"deletedDate\":1,\"scheduledPurgeDate\":2}");
+  q(200,
+    "{\"recoveryId\":\"" VAULT "/deletedkeys/k1\",\"deletedDate\":1,\"scheduledPurgeDate\":2}");
   assert_int_equal(kv_delete_key(cl, "k1"), KV_OK);
   assert_string_equal(vault_req(0)->method, "DELETE");
   assert_string_equal(vault_req(0)->url, VAULT "/keys/k1?api-version=7.6");
@@ -303,9 +305,9 @@ static void test_set_secret(void **state)
   (void)state;
   q(200, "{\"value\":\"h\\u00e9llo\",\"id\":\"" VAULT "/secrets/cfg/" V1 "\",\"contentType\":"
          "\"text/plain\",\"attributes\":{\"enabled\":true,\"created\":5,\"updated\":6}}");
-  assert_int_equal(kv_set_secret(cl, "cfg", (const unsigned char *)"h\xc3\xa9llo", 6, "text/plain",
-                                 NULL, 0, &s),
-                   KV_OK);
+  assert_int_equal(
+      kv_set_secret(cl, "cfg", (const unsigned char *)"h\xc3\xa9llo", 6, "text/plain", NULL, 0, &s),
+      KV_OK);
   assert_non_null(s);
   assert_string_equal(s->name, "cfg");
   assert_string_equal(s->version, V1);

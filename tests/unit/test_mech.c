@@ -16,11 +16,31 @@
 /* ---- table, list, info ---- */
 
 static const CK_MECHANISM_TYPE expected_everywhere[] = {
-  CKM_RSA_PKCS, CKM_SHA256_RSA_PKCS, CKM_SHA384_RSA_PKCS, CKM_SHA512_RSA_PKCS, CKM_RSA_PKCS_PSS,
-  CKM_SHA256_RSA_PKCS_PSS, CKM_SHA384_RSA_PKCS_PSS, CKM_SHA512_RSA_PKCS_PSS, CKM_RSA_PKCS_OAEP,
-  CKM_ECDSA, CKM_ECDSA_SHA256, CKM_ECDSA_SHA384, CKM_ECDSA_SHA512, CKM_SHA_1, CKM_SHA256,
-  CKM_SHA384, CKM_SHA512, CKM_AES_GCM, CKM_AES_CBC, CKM_AES_CBC_PAD, CKM_AES_KEY_WRAP,
-  CKM_AES_KEY_WRAP_PAD, CKM_SHA256_HMAC, CKM_AES_KEY_GEN, CKM_GENERIC_SECRET_KEY_GEN,
+    CKM_RSA_PKCS,
+    CKM_SHA256_RSA_PKCS,
+    CKM_SHA384_RSA_PKCS,
+    CKM_SHA512_RSA_PKCS,
+    CKM_RSA_PKCS_PSS,
+    CKM_SHA256_RSA_PKCS_PSS,
+    CKM_SHA384_RSA_PKCS_PSS,
+    CKM_SHA512_RSA_PKCS_PSS,
+    CKM_RSA_PKCS_OAEP,
+    CKM_ECDSA,
+    CKM_ECDSA_SHA256,
+    CKM_ECDSA_SHA384,
+    CKM_ECDSA_SHA512,
+    CKM_SHA_1,
+    CKM_SHA256,
+    CKM_SHA384,
+    CKM_SHA512,
+    CKM_AES_GCM,
+    CKM_AES_CBC,
+    CKM_AES_CBC_PAD,
+    CKM_AES_KEY_WRAP,
+    CKM_AES_KEY_WRAP_PAD,
+    CKM_SHA256_HMAC,
+    CKM_AES_KEY_GEN,
+    CKM_GENERIC_SECRET_KEY_GEN,
 };
 
 static int in_list(const CK_MECHANISM_TYPE *list, CK_ULONG n, CK_MECHANISM_TYPE t)
@@ -68,8 +88,8 @@ static void test_info_flags(void **state)
   assert_int_equal(info.ulMinKeySize, 2048);
   assert_int_equal(info.ulMaxKeySize, 4096);
   assert_true(info.flags & CKF_HW);
-  assert_int_equal(info.flags & ~CKF_HW, CKF_SIGN | CKF_VERIFY | CKF_ENCRYPT | CKF_DECRYPT |
-                                             CKF_WRAP | CKF_UNWRAP);
+  assert_int_equal(info.flags & ~CKF_HW,
+                   CKF_SIGN | CKF_VERIFY | CKF_ENCRYPT | CKF_DECRYPT | CKF_WRAP | CKF_UNWRAP);
 
   assert_int_equal(akv_mech_info(AKV_VAULT_KEYVAULT, CKM_ECDSA, &info), CKR_OK);
   assert_int_equal(info.ulMinKeySize, 256);
@@ -105,17 +125,20 @@ static void test_info_flags(void **state)
 
 /* ---- DigestInfo ---- */
 
-static const unsigned char di_sha1[] = {0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03,
-                                        0x02, 0x1a, 0x05, 0x00, 0x04, 0x14};
-static const unsigned char di_sha256[] = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
-                                          0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20};
-static const unsigned char di_sha384[] = {0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
-                                          0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30};
-static const unsigned char di_sha512[] = {0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
-                                          0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40};
-static const unsigned char di_sha256_noparam[] = {0x30, 0x2f, 0x30, 0x0b, 0x06, 0x09, 0x60, 0x86,
-                                                  0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01,
-                                                  0x04, 0x20};
+static const unsigned char di_sha1[] = {0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e,
+                                        0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14};
+static const unsigned char di_sha256[] = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60,
+                                          0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+                                          0x01, 0x05, 0x00, 0x04, 0x20};
+static const unsigned char di_sha384[] = {0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60,
+                                          0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+                                          0x02, 0x05, 0x00, 0x04, 0x30};
+static const unsigned char di_sha512[] = {0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60,
+                                          0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+                                          0x03, 0x05, 0x00, 0x04, 0x40};
+static const unsigned char di_sha256_noparam[] = {0x30, 0x2f, 0x30, 0x0b, 0x06, 0x09,
+                                                  0x60, 0x86, 0x48, 0x01, 0x65, 0x03,
+                                                  0x04, 0x02, 0x01, 0x04, 0x20};
 
 static size_t build_di(unsigned char *buf, const unsigned char *prefix, size_t plen, size_t hlen)
 {
@@ -133,9 +156,9 @@ static void test_digestinfo_valid(void **state)
     CK_MECHANISM_TYPE hash;
     const char *alg;
   } cases[] = {
-    {di_sha256, sizeof(di_sha256), 32, CKM_SHA256, "RS256"},
-    {di_sha384, sizeof(di_sha384), 48, CKM_SHA384, "RS384"},
-    {di_sha512, sizeof(di_sha512), 64, CKM_SHA512, "RS512"},
+      {di_sha256, sizeof(di_sha256), 32, CKM_SHA256, "RS256"},
+      {di_sha384, sizeof(di_sha384), 48, CKM_SHA384, "RS384"},
+      {di_sha512, sizeof(di_sha512), 64, CKM_SHA512, "RS512"},
   };
   (void)state;
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -338,7 +361,9 @@ static void test_params_ecdsa_curves(void **state)
   static const struct {
     enum kv_crv crv;
     const char *alg;
-  } cases[] = {{KV_CRV_P256, "ES256"}, {KV_CRV_P384, "ES384"}, {KV_CRV_P521, "ES512"},
+  } cases[] = {{KV_CRV_P256, "ES256"},
+               {KV_CRV_P384, "ES384"},
+               {KV_CRV_P521, "ES512"},
                {KV_CRV_P256K, "ES256K"}};
   CK_MECHANISM m = {CKM_ECDSA_SHA256, NULL, 0};
   (void)state;
@@ -474,12 +499,12 @@ static void test_ecdsa_digest(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_list_protocol),     cmocka_unit_test(test_info_flags),
-    cmocka_unit_test(test_digestinfo_valid),  cmocka_unit_test(test_digestinfo_rejected),
-    cmocka_unit_test(test_params_pss),        cmocka_unit_test(test_params_oaep),
-    cmocka_unit_test(test_params_plain),      cmocka_unit_test(test_params_ecdsa_curves),
-    cmocka_unit_test(test_params_aes),        cmocka_unit_test(test_jwa_names),
-    cmocka_unit_test(test_ecdsa_digest),
+      cmocka_unit_test(test_list_protocol),    cmocka_unit_test(test_info_flags),
+      cmocka_unit_test(test_digestinfo_valid), cmocka_unit_test(test_digestinfo_rejected),
+      cmocka_unit_test(test_params_pss),       cmocka_unit_test(test_params_oaep),
+      cmocka_unit_test(test_params_plain),     cmocka_unit_test(test_params_ecdsa_curves),
+      cmocka_unit_test(test_params_aes),       cmocka_unit_test(test_jwa_names),
+      cmocka_unit_test(test_ecdsa_digest),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

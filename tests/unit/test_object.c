@@ -445,9 +445,9 @@ static void test_key_origin(void **state)
   CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
   unsigned char key[16] = "0123456789abcdef";
   CK_ATTRIBUTE t[6] = {
-      {CKA_CLASS, &cls, sizeof(cls)},       {CKA_KEY_TYPE, &kt, sizeof(kt)},
-      {CKA_VALUE, key, sizeof(key)},        {CKA_SENSITIVE, &yes, sizeof(yes)},
-      {CKA_EXTRACTABLE, &no, sizeof(no)},   {CKA_WRAP_WITH_TRUSTED, &yes, sizeof(yes)},
+      {CKA_CLASS, &cls, sizeof(cls)},     {CKA_KEY_TYPE, &kt, sizeof(kt)},
+      {CKA_VALUE, key, sizeof(key)},      {CKA_SENSITIVE, &yes, sizeof(yes)},
+      {CKA_EXTRACTABLE, &no, sizeof(no)}, {CKA_WRAP_WITH_TRUSTED, &yes, sizeof(yes)},
   };
   CK_OBJECT_HANDLE h = 0, k;
   (void)state;

@@ -45,15 +45,15 @@ static int each_setup(void **state)
   return 0;
 }
 
-static CK_RV encrypt_all(const CK_MECHANISM *m, struct akv_object *key, const void *in,
-                         size_t len, unsigned char *out, CK_ULONG *out_len)
+static CK_RV encrypt_all(const CK_MECHANISM *m, struct akv_object *key, const void *in, size_t len,
+                         unsigned char *out, CK_ULONG *out_len)
 {
   CK_RV rv = akv_encrypt_init_obj(&sess, m, key);
   return rv != CKR_OK ? rv : akv_encrypt(&sess, in, len, out, out_len);
 }
 
-static CK_RV decrypt_all(const CK_MECHANISM *m, struct akv_object *key, const void *in,
-                         size_t len, unsigned char *out, CK_ULONG *out_len)
+static CK_RV decrypt_all(const CK_MECHANISM *m, struct akv_object *key, const void *in, size_t len,
+                         unsigned char *out, CK_ULONG *out_len)
 {
   CK_RV rv = akv_decrypt_init_obj(&sess, m, key);
   return rv != CKR_OK ? rv : akv_decrypt(&sess, in, len, out, out_len);
@@ -335,14 +335,14 @@ static void test_op_freed_midway(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test_setup(test_rsa_oaep_roundtrip, each_setup),
-    cmocka_unit_test_setup(test_rsa_local_public_ops, each_setup),
-    cmocka_unit_test_setup(test_short_rsa_ciphertext, each_setup),
-    cmocka_unit_test_setup(test_rsa_errors, each_setup),
-    cmocka_unit_test_setup(test_hsm_gcm, each_setup),
-    cmocka_unit_test_setup(test_hsm_cbc_multipart, each_setup),
-    cmocka_unit_test_setup(test_local_aes, each_setup),
-    cmocka_unit_test_setup(test_op_freed_midway, each_setup),
+      cmocka_unit_test_setup(test_rsa_oaep_roundtrip, each_setup),
+      cmocka_unit_test_setup(test_rsa_local_public_ops, each_setup),
+      cmocka_unit_test_setup(test_short_rsa_ciphertext, each_setup),
+      cmocka_unit_test_setup(test_rsa_errors, each_setup),
+      cmocka_unit_test_setup(test_hsm_gcm, each_setup),
+      cmocka_unit_test_setup(test_hsm_cbc_multipart, each_setup),
+      cmocka_unit_test_setup(test_local_aes, each_setup),
+      cmocka_unit_test_setup(test_op_freed_midway, each_setup),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -14,8 +14,8 @@ static struct akv_session sess;
 
 /* FIPS 180-2 "abc" vectors. */
 static const unsigned char abc_sha256[32] = {
-  0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae, 0x22, 0x23,
-  0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad};
+    0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae, 0x22, 0x23,
+    0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad};
 static const unsigned char abc_sha1[20] = {0xa9, 0x99, 0x3e, 0x36, 0x47, 0x06, 0x81,
                                            0x6a, 0xba, 0x3e, 0x25, 0x71, 0x78, 0x50,
                                            0xc2, 0x6c, 0x9c, 0xd0, 0xd8, 0x9d};
@@ -121,7 +121,9 @@ static void test_digest_key(void **state)
   sess.objects[0] = sk;
   sess.objects[1] = oct;
   sess.n_objects = 2;
-  EVP_Digest("pre" "0123456789abcdef", 19, ref, &rl, EVP_sha256(), NULL);
+  EVP_Digest("pre"
+             "0123456789abcdef",
+             19, ref, &rl, EVP_sha256(), NULL);
   assert_int_equal(akv_digest_init(&sess, &m), CKR_OK);
   assert_int_equal(akv_digest_update(&sess, (const CK_BYTE *)"pre", 3), CKR_OK);
   assert_int_equal(akv_digest_key(&sess, sk->handle), CKR_OK);
@@ -168,11 +170,11 @@ static void test_random(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test_setup_teardown(test_known_answers, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_all_sizes, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_state, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_digest_key, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_random, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_known_answers, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_all_sizes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_state, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_digest_key, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_random, setup, teardown),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   fk_keys_free();

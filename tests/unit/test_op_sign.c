@@ -83,8 +83,7 @@ static int ossl_verify_ec(const char *name, const unsigned char *digest, size_t 
   size_t der_len = 0;
   EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(priv_of(name), NULL);
   int ok = akv_ecdsa_rs_to_der(rs, rs_len, &der, &der_len) == CKR_OK &&
-           EVP_PKEY_verify_init(ctx) == 1 &&
-           EVP_PKEY_verify(ctx, der, der_len, digest, dlen) == 1;
+           EVP_PKEY_verify_init(ctx) == 1 && EVP_PKEY_verify(ctx, der, der_len, digest, dlen) == 1;
   OPENSSL_free(der);
   EVP_PKEY_CTX_free(ctx);
   return ok;
@@ -125,7 +124,7 @@ static void test_rsa_pkcs_digestinfo(void **state)
     assert_int_equal(sig_len, 256);
     assert_int_equal(fk_sign_calls, 1);
     assert_string_equal(fk_last_alg, algs[i]);
-    assert_string_equal(fk_last_version, "v1"); /* pinned version, never latest */
+    assert_string_equal(fk_last_version, "v1");             /* pinned version, never latest */
     assert_int_equal(fk_last_len, EVP_MD_get_size(mds[i])); /* only the digest is sent */
     assert_null(sess.ops[AKV_OP_SIGN]);
     assert_true(ossl_verify_rsa(mds[i], 0, "hello", 5, sig, sig_len));
@@ -306,10 +305,10 @@ static void test_ecdsa_curves(void **state)
     size_t sig_len;
     CK_MECHANISM_TYPE hashed;
   } cases[] = {
-    {KV_CRV_P256, "ES256", EVP_sha256, 64, CKM_ECDSA_SHA256},
-    {KV_CRV_P384, "ES384", EVP_sha384, 96, CKM_ECDSA_SHA384},
-    {KV_CRV_P521, "ES512", EVP_sha512, 132, CKM_ECDSA_SHA512},
-    {KV_CRV_P256K, "ES256K", EVP_sha256, 64, CKM_ECDSA_SHA256},
+      {KV_CRV_P256, "ES256", EVP_sha256, 64, CKM_ECDSA_SHA256},
+      {KV_CRV_P384, "ES384", EVP_sha384, 96, CKM_ECDSA_SHA384},
+      {KV_CRV_P521, "ES512", EVP_sha512, 132, CKM_ECDSA_SHA512},
+      {KV_CRV_P256K, "ES256K", EVP_sha256, 64, CKM_ECDSA_SHA256},
   };
   (void)state;
   for (size_t i = 0; i < 4; i++) {
@@ -574,7 +573,8 @@ static void test_hmac(void **state)
   assert_int_equal(akv_verify(&sess, (const CK_BYTE *)"message", 7, mac, 32), CKR_OK);
   mac[0] ^= 1;
   assert_int_equal(akv_verify_init_obj(&sess, &m, sk), CKR_OK);
-  assert_int_equal(akv_verify(&sess, (const CK_BYTE *)"message", 7, mac, 32), CKR_SIGNATURE_INVALID);
+  assert_int_equal(akv_verify(&sess, (const CK_BYTE *)"message", 7, mac, 32),
+                   CKR_SIGNATURE_INVALID);
   akv_object_unref(sk);
 
   /* In the HSM with an oct-HSM key: the message goes to HS256. */
@@ -607,21 +607,21 @@ static void test_op_freed_midway(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test_setup(test_rsa_pkcs_digestinfo, each_setup),
-    cmocka_unit_test_setup(test_rsa_pkcs_rsnull, each_setup),
-    cmocka_unit_test_setup(test_sign_length_query, each_setup),
-    cmocka_unit_test_setup(test_hash_and_sign_multipart, each_setup),
-    cmocka_unit_test_setup(test_pss, each_setup),
-    cmocka_unit_test_setup(test_ecdsa_curves, each_setup),
-    cmocka_unit_test_setup(test_ecdsa_digest_sizes, each_setup),
-    cmocka_unit_test_setup(test_short_rsa_signature, each_setup),
-    cmocka_unit_test_setup(test_verify_local_results, each_setup),
-    cmocka_unit_test_setup(test_verify_remote_option, each_setup),
-    cmocka_unit_test_setup(test_state_errors, each_setup),
-    cmocka_unit_test_setup(test_key_checks, each_setup),
-    cmocka_unit_test_setup(test_backend_errors, each_setup),
-    cmocka_unit_test_setup(test_hmac, each_setup),
-    cmocka_unit_test_setup(test_op_freed_midway, each_setup),
+      cmocka_unit_test_setup(test_rsa_pkcs_digestinfo, each_setup),
+      cmocka_unit_test_setup(test_rsa_pkcs_rsnull, each_setup),
+      cmocka_unit_test_setup(test_sign_length_query, each_setup),
+      cmocka_unit_test_setup(test_hash_and_sign_multipart, each_setup),
+      cmocka_unit_test_setup(test_pss, each_setup),
+      cmocka_unit_test_setup(test_ecdsa_curves, each_setup),
+      cmocka_unit_test_setup(test_ecdsa_digest_sizes, each_setup),
+      cmocka_unit_test_setup(test_short_rsa_signature, each_setup),
+      cmocka_unit_test_setup(test_verify_local_results, each_setup),
+      cmocka_unit_test_setup(test_verify_remote_option, each_setup),
+      cmocka_unit_test_setup(test_state_errors, each_setup),
+      cmocka_unit_test_setup(test_key_checks, each_setup),
+      cmocka_unit_test_setup(test_backend_errors, each_setup),
+      cmocka_unit_test_setup(test_hmac, each_setup),
+      cmocka_unit_test_setup(test_op_freed_midway, each_setup),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

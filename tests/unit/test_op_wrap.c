@@ -125,7 +125,8 @@ static void test_wrap_refusals(void **state)
   assert_int_equal(akv_wrap_key_obj(&sess, &m, rsa_pub, sk, out, &n), CKR_KEY_UNEXTRACTABLE);
   sk->attrs[0].type = CKA_LABEL;
   /* Wrapping key problems are named as such. */
-  assert_int_equal(akv_wrap_key_obj(&sess, &m, oct, sk, out, &n), CKR_WRAPPING_KEY_TYPE_INCONSISTENT);
+  assert_int_equal(akv_wrap_key_obj(&sess, &m, oct, sk, out, &n),
+                   CKR_WRAPPING_KEY_TYPE_INCONSISTENT);
   assert_int_equal(akv_wrap_key_obj(&sess, &m, rsa_priv, sk, out, &n),
                    CKR_KEY_FUNCTION_NOT_PERMITTED);
   m.mechanism = CKM_AES_GCM;
@@ -314,9 +315,8 @@ static void test_generate_key(void **state)
     CK_MECHANISM cbc = {CKM_AES_CBC_PAD, iv, 16};
     CK_ULONG n = sizeof(ct), pn = sizeof(pt);
     len = 16;
-    assert_int_equal(akv_generate_key(&sess, &(CK_MECHANISM){CKM_AES_KEY_GEN, NULL, 0}, tmpl, 1,
-                                      &h1),
-                     CKR_OK);
+    assert_int_equal(
+        akv_generate_key(&sess, &(CK_MECHANISM){CKM_AES_KEY_GEN, NULL, 0}, tmpl, 1, &h1), CKR_OK);
     assert_int_equal(akv_encrypt_init_obj(&sess, &cbc, session_obj(h1)), CKR_OK);
     assert_int_equal(akv_encrypt(&sess, (const CK_BYTE *)"plain", 5, ct, &n), CKR_OK);
     assert_int_equal(akv_decrypt_init_obj(&sess, &cbc, session_obj(h1)), CKR_OK);
@@ -329,13 +329,13 @@ static void test_generate_key(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test_setup(test_rsa_wrap_unwrap, each_setup),
-    cmocka_unit_test_setup(test_wrap_refusals, each_setup),
-    cmocka_unit_test_setup(test_hsm_aes_wrap, each_setup),
-    cmocka_unit_test_setup(test_local_kw_known_answer, each_setup),
-    cmocka_unit_test_setup(test_unwrap_template, each_setup),
-    cmocka_unit_test_setup(test_unwrapped_origin_and_trusted, each_setup),
-    cmocka_unit_test_setup(test_generate_key, each_setup),
+      cmocka_unit_test_setup(test_rsa_wrap_unwrap, each_setup),
+      cmocka_unit_test_setup(test_wrap_refusals, each_setup),
+      cmocka_unit_test_setup(test_hsm_aes_wrap, each_setup),
+      cmocka_unit_test_setup(test_local_kw_known_answer, each_setup),
+      cmocka_unit_test_setup(test_unwrap_template, each_setup),
+      cmocka_unit_test_setup(test_unwrapped_origin_and_trusted, each_setup),
+      cmocka_unit_test_setup(test_generate_key, each_setup),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -89,9 +89,9 @@ static void test_outbuf_set_replaces(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_copy_out_length_query), cmocka_unit_test(test_copy_out_too_small),
-    cmocka_unit_test(test_copy_out_fits),         cmocka_unit_test(test_copy_out_empty),
-    cmocka_unit_test(test_outbuf_limit),          cmocka_unit_test(test_outbuf_set_replaces),
+      cmocka_unit_test(test_copy_out_length_query), cmocka_unit_test(test_copy_out_too_small),
+      cmocka_unit_test(test_copy_out_fits),         cmocka_unit_test(test_copy_out_empty),
+      cmocka_unit_test(test_outbuf_limit),          cmocka_unit_test(test_outbuf_set_replaces),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -46,14 +46,10 @@ static int teardown(void **state)
 static CK_OBJECT_HANDLE gen_key(CK_SESSION_HANDLE s, CK_MECHANISM_TYPE mech, CK_ULONG len)
 {
   CK_MECHANISM m = {mech, NULL, 0};
-  CK_ATTRIBUTE t[] = {{CKA_VALUE_LEN, &len, sizeof(len)},
-                      {CKA_TOKEN, &no, sizeof(no)},
-                      {CKA_ENCRYPT, &yes, sizeof(yes)},
-                      {CKA_DECRYPT, &yes, sizeof(yes)},
-                      {CKA_WRAP, &yes, sizeof(yes)},
-                      {CKA_UNWRAP, &yes, sizeof(yes)},
-                      {CKA_SIGN, &yes, sizeof(yes)},
-                      {CKA_VERIFY, &yes, sizeof(yes)},
+  CK_ATTRIBUTE t[] = {{CKA_VALUE_LEN, &len, sizeof(len)},  {CKA_TOKEN, &no, sizeof(no)},
+                      {CKA_ENCRYPT, &yes, sizeof(yes)},    {CKA_DECRYPT, &yes, sizeof(yes)},
+                      {CKA_WRAP, &yes, sizeof(yes)},       {CKA_UNWRAP, &yes, sizeof(yes)},
+                      {CKA_SIGN, &yes, sizeof(yes)},       {CKA_VERIFY, &yes, sizeof(yes)},
                       {CKA_EXTRACTABLE, &yes, sizeof(yes)}};
   CK_OBJECT_HANDLE h = 0;
   assert_int_equal(C_GenerateKey(s, &m, t, sizeof(t) / sizeof(t[0]), &h), CKR_OK);
@@ -145,7 +141,8 @@ static void test_arguments_and_sessions(void **state)
     /* Key pairs are generated in the vault: a read-only session cannot. */
     assert_int_equal(C_GenerateKeyPair(sess, &kp, NULL, 0, NULL, 0, &pub, &priv),
                      CKR_SESSION_READ_ONLY);
-    assert_int_equal(C_GenerateKeyPair(sess, &kp, NULL, 0, NULL, 0, NULL, &priv), CKR_ARGUMENTS_BAD);
+    assert_int_equal(C_GenerateKeyPair(sess, &kp, NULL, 0, NULL, 0, NULL, &priv),
+                     CKR_ARGUMENTS_BAD);
   }
 }
 
@@ -200,7 +197,8 @@ static void test_session_keys(void **state)
   assert_int_equal(C_Encrypt(sess, (CK_BYTE_PTR) "attack at dawn", 14, NULL, &n), CKR_OK);
   assert_int_equal(n, 16);
   n = 4;
-  assert_int_equal(C_Encrypt(sess, (CK_BYTE_PTR) "attack at dawn", 14, ct, &n), CKR_BUFFER_TOO_SMALL);
+  assert_int_equal(C_Encrypt(sess, (CK_BYTE_PTR) "attack at dawn", 14, ct, &n),
+                   CKR_BUFFER_TOO_SMALL);
   n = sizeof(ct);
   assert_int_equal(C_Encrypt(sess, (CK_BYTE_PTR) "attack at dawn", 14, ct, &n), CKR_OK);
   assert_int_equal(C_Encrypt(sess, (CK_BYTE_PTR) "x", 1, ct, &n), CKR_OPERATION_NOT_INITIALIZED);
@@ -218,7 +216,8 @@ static void test_session_keys(void **state)
   assert_int_equal(C_DecryptInit(sess, &cbc, unwrapped), CKR_OK);
   assert_int_equal(C_Decrypt(sess, ct, 16, pt, &pn), CKR_OK);
   assert_memory_equal(pt, "attack at dawn", 14);
-  assert_int_equal(C_WrapKey(sess, &kw, 0x7777777, aes, wrapped, &wn), CKR_WRAPPING_KEY_HANDLE_INVALID);
+  assert_int_equal(C_WrapKey(sess, &kw, 0x7777777, aes, wrapped, &wn),
+                   CKR_WRAPPING_KEY_HANDLE_INVALID);
   assert_int_equal(C_UnwrapKey(sess, &kw, 0x7777777, wrapped, wn, ut, 4, &unwrapped),
                    CKR_UNWRAPPING_KEY_HANDLE_INVALID);
 
@@ -264,12 +263,12 @@ static void test_close_mid_operation(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_not_initialized),
-    cmocka_unit_test_setup_teardown(test_mechanisms, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_arguments_and_sessions, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_digest_and_random, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_session_keys, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_close_mid_operation, setup, teardown),
+      cmocka_unit_test(test_not_initialized),
+      cmocka_unit_test_setup_teardown(test_mechanisms, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_arguments_and_sessions, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_digest_and_random, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_session_keys, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_close_mid_operation, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* C_Initialize's pReserved (src/token/module.c, docs/config.md): it is read as a C string of at most
- * 64 KiB before its NUL, and only printable UTF-8 text (whitespace allowed, no other control
+/* C_Initialize's pReserved (src/token/module.c, docs/config.md): it is read as a C string of at
+ * most 64 KiB before its NUL, and only printable UTF-8 text (whitespace allowed, no other control
  * characters) is taken as a configuration path or inline JSON; anything else is CKR_ARGUMENTS_BAD
  * with a log line that says what is wrong and never shows the content. */
 #include <fcntl.h>
@@ -94,8 +94,8 @@ static void expect_ok(const char *reserved, const char *label)
 
 static void test_valid_path(void **state)
 {
-  static const char json[] = "{\"cache_file\":\"\",\"slots\":[{\"url\":\"" FAKE_VAULT_URL
-                             "\",\"label\":\"from-path\"}]}";
+  static const char json[] =
+      "{\"cache_file\":\"\",\"slots\":[{\"url\":\"" FAKE_VAULT_URL "\",\"label\":\"from-path\"}]}";
   char path[] = "/tmp/akv-reserved-cfg-XXXXXX";
   int fd;
   (void)state;
@@ -120,8 +120,8 @@ static void test_valid_json(void **state)
 /* Exactly the cap is accepted: valid JSON padded with spaces to T_RESERVED_MAX bytes. */
 static void test_cap_exact(void **state)
 {
-  static const char head[] = "{\"cache_file\":\"\",\"slots\":[{\"url\":\"" FAKE_VAULT_URL
-                             "\",\"label\":\"padded\"}]";
+  static const char head[] =
+      "{\"cache_file\":\"\",\"slots\":[{\"url\":\"" FAKE_VAULT_URL "\",\"label\":\"padded\"}]";
   char *buf = malloc(T_RESERVED_MAX + 1);
   (void)state;
   assert_non_null(buf);
@@ -161,15 +161,15 @@ static void test_not_text(void **state)
     const char *where; /* expected "byte N of LEN is 0xXX" */
   } cases[] = {
       {"\x01", "byte 0 of 1 is 0x01"},
-      {"/etc/akv\x1b[31m.json", "byte 8 of 18 is 0x1b"},               /* ESC */
-      {"/etc/akv-pkcs11/config.json\x7f", "byte 27 of 28 is 0x7f"},    /* DEL */
-      {"\xff\xfe{}", "byte 0 of 4 is 0xff"},                          /* never UTF-8 */
-      {"/tmp/\xc0\xaf", "byte 5 of 7 is 0xc0"},                        /* overlong '/' */
-      {"{\"a\":\"\xed\xa0\x80\"}", "byte 6 of 11 is 0xed"},            /* surrogate U+D800 */
-      {"{\xf4\x90\x80\x80}", "byte 1 of 6 is 0xf4"},                   /* beyond U+10FFFF */
-      {"x\xc2\x85y", "byte 1 of 4 is 0xc2"},                           /* C1 control NEL */
-      {"abc\xe2\x82", "byte 3 of 5 is 0xe2"},                          /* truncated sequence */
-      {"ab\x80", "byte 2 of 3 is 0x80"},                               /* lone continuation */
+      {"/etc/akv\x1b[31m.json", "byte 8 of 18 is 0x1b"},            /* ESC */
+      {"/etc/akv-pkcs11/config.json\x7f", "byte 27 of 28 is 0x7f"}, /* DEL */
+      {"\xff\xfe{}", "byte 0 of 4 is 0xff"},                        /* never UTF-8 */
+      {"/tmp/\xc0\xaf", "byte 5 of 7 is 0xc0"},                     /* overlong '/' */
+      {"{\"a\":\"\xed\xa0\x80\"}", "byte 6 of 11 is 0xed"},         /* surrogate U+D800 */
+      {"{\xf4\x90\x80\x80}", "byte 1 of 6 is 0xf4"},                /* beyond U+10FFFF */
+      {"x\xc2\x85y", "byte 1 of 4 is 0xc2"},                        /* C1 control NEL */
+      {"abc\xe2\x82", "byte 3 of 5 is 0xe2"},                       /* truncated sequence */
+      {"ab\x80", "byte 2 of 3 is 0x80"},                            /* lone continuation */
   };
   unsigned char binary[16] = {0x30, 0x10, 0x40, 0x00};
   (void)state;

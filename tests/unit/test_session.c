@@ -15,7 +15,7 @@
 
 /* mkpasswd -m sha512crypt 1234 and mkpasswd -m yescrypt 1234. */
 #define PIN_SHA512                                                                                 \
-  "$6$DxvxumH2nyRvmnil$XjngemQt8/.nhsQpuMPrKZ7N6FLP7CMQyNpWpRJLeL0Nvq1RQf0dZeytrdYdZIQph2SYqV8hL" \
+  "$6$DxvxumH2nyRvmnil$XjngemQt8/.nhsQpuMPrKZ7N6FLP7CMQyNpWpRJLeL0Nvq1RQf0dZeytrdYdZIQph2SYqV8hL"  \
   "k0VMKIcl3Cl11"
 #define PIN_YESCRYPT "$y$j9T$IBeDPPZ8GLXQlEiyyeqJm/$AQ0vtvnHpTLJIVArxm9pCRHnl1uqUxtXvQKLxYKuz/9"
 #define T_LOGIN_CFG                                                                                \
@@ -276,9 +276,8 @@ static void test_login_config(void **state)
   assert_int_equal(cfg->slots[1].login_required, 0);
   akv_config_free(cfg);
   /* Default: no login, as before. */
-  assert_int_equal(akv_config_parse("{\"slots\":[" SLOT_URL "}]}", "/etc/test.json", &cfg, err,
-                                    sizeof(err)),
-                   0);
+  assert_int_equal(
+      akv_config_parse("{\"slots\":[" SLOT_URL "}]}", "/etc/test.json", &cfg, err, sizeof(err)), 0);
   assert_int_equal(cfg->slots[0].login_required, 0);
   assert_null(cfg->slots[0].pin_hash);
   akv_config_free(cfg);
@@ -292,13 +291,18 @@ static void test_login_templates(void **state)
   CK_OBJECT_CLASS data = CKO_DATA;
   CK_ULONG len32 = 32;
   CK_MECHANISM kp = {CKM_EC_KEY_PAIR_GEN, NULL, 0}, aes = {CKM_AES_KEY_GEN, NULL, 0};
-  CK_ATTRIBUTE pub[] = {{CKA_TOKEN, &yes, 1}, {CKA_EC_PARAMS, oid_p256, sizeof(oid_p256)},
-                        {CKA_LABEL, "tk-ec", 5}, {CKA_PRIVATE, &no, 1}};
+  CK_ATTRIBUTE pub[] = {{CKA_TOKEN, &yes, 1},
+                        {CKA_EC_PARAMS, oid_p256, sizeof(oid_p256)},
+                        {CKA_LABEL, "tk-ec", 5},
+                        {CKA_PRIVATE, &no, 1}};
   CK_ATTRIBUTE priv[] = {{CKA_TOKEN, &yes, 1}, {CKA_LABEL, "tk-ec", 5}, {CKA_PRIVATE, &yes, 1}};
-  CK_ATTRIBUTE dt[] = {{CKA_CLASS, &data, sizeof(data)}, {CKA_TOKEN, &yes, 1},
-                       {CKA_LABEL, "tk-data", 7}, {CKA_VALUE, "v", 1}, {CKA_PRIVATE, &yes, 1}};
-  CK_ATTRIBUTE st[] = {{CKA_VALUE_LEN, &len32, sizeof(len32)}, {CKA_TOKEN, &no, 1},
+  CK_ATTRIBUTE dt[] = {{CKA_CLASS, &data, sizeof(data)},
+                       {CKA_TOKEN, &yes, 1},
+                       {CKA_LABEL, "tk-data", 7},
+                       {CKA_VALUE, "v", 1},
                        {CKA_PRIVATE, &yes, 1}};
+  CK_ATTRIBUTE st[] = {
+      {CKA_VALUE_LEN, &len32, sizeof(len32)}, {CKA_TOKEN, &no, 1}, {CKA_PRIVATE, &yes, 1}};
   CK_OBJECT_HANDLE hpub, hpriv, h;
   CK_SESSION_HANDLE rw;
   (void)state;
@@ -375,8 +379,8 @@ static const char *cert_file(const char *name, const char *password)
   assert_int_equal(chmod(path, 0600), 0);
   assert_true(PEM_write_X509(f, x));
   if (password)
-    assert_true(PEM_write_PKCS8PrivateKey(f, key, EVP_aes_256_cbc(), NULL, 0, NULL,
-                                          (void *)password));
+    assert_true(
+        PEM_write_PKCS8PrivateKey(f, key, EVP_aes_256_cbc(), NULL, 0, NULL, (void *)password));
   else
     assert_true(PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL));
   fclose(f);
@@ -404,7 +408,7 @@ static void test_pin_opens_key(void **state)
 }
 
 #define CERT_CRED(path)                                                                            \
-  "\"credential\":{\"type\":\"client_certificate\",\"tenant_id\":\"t\",\"client_id\":\"c\","      \
+  "\"credential\":{\"type\":\"client_certificate\",\"tenant_id\":\"t\",\"client_id\":\"c\","       \
   "\"certificate_path\":\"" path "\"}"
 
 static void test_pin_certificate_config(void **state)
@@ -417,21 +421,25 @@ static void test_pin_certificate_config(void **state)
   (void)state;
 #define CFG(fmt, ...) (snprintf(json, sizeof(json), fmt, __VA_ARGS__), cfg_error(json))
   /* Accepted: the slot's PIN is the key's password, which implies login required. */
-  snprintf(json, sizeof(json), "{\"slots\":[" SLOT_URL ",\"pin\":\"certificate_password\","
+  snprintf(json, sizeof(json),
+           "{\"slots\":[" SLOT_URL ",\"pin\":\"certificate_password\","
            "\"credential\":{\"type\":\"client_certificate\",\"tenant_id\":\"t\","
-           "\"client_id\":\"c\",\"certificate_path\":\"%s\"}}]}", path);
+           "\"client_id\":\"c\",\"certificate_path\":\"%s\"}}]}",
+           path);
   assert_int_equal(akv_config_parse(json, "/etc/test.json", &cfg, err, sizeof(err)), 0);
   assert_int_equal(cfg->slots[0].pin_certificate, 1);
   assert_int_equal(cfg->slots[0].login_required, 1);
   akv_config_free(cfg);
   e = CFG("{\"slots\":[" SLOT_URL ",\"pin\":\"certificate_password\",\"login\":\"none\","
           "\"credential\":{\"type\":\"client_certificate\",\"tenant_id\":\"t\","
-          "\"client_id\":\"c\",\"certificate_path\":\"%s\"}}]}", path);
+          "\"client_id\":\"c\",\"certificate_path\":\"%s\"}}]}",
+          path);
   assert_non_null(strstr(e, "slots[0].pin"));
   assert_non_null(strstr(e, "\"none\""));
   e = CFG("{\"slots\":[" SLOT_URL ",\"pin\":\"certificate_password\",\"pin_hash\":\"%s\","
           "\"credential\":{\"type\":\"client_certificate\",\"tenant_id\":\"t\","
-          "\"client_id\":\"c\",\"certificate_path\":\"%s\"}}]}", PIN_SHA512, path);
+          "\"client_id\":\"c\",\"certificate_path\":\"%s\"}}]}",
+          PIN_SHA512, path);
   assert_non_null(strstr(e, "slots[0].pin"));
   assert_non_null(strstr(e, "remove pin_hash"));
   e = CFG("{\"slots\":[" SLOT_URL ",\"pin\":\"certificate_password\","
@@ -463,9 +471,11 @@ static void test_pin_certificate_login(void **state)
   (void)state;
 
   snprintf(path, sizeof(path), "%s", cert_file("login", "pass-4711"));
-  snprintf(json, sizeof(json), "{\"cache_file\":\"\",\"slots\":[" SLOT_URL ","
+  snprintf(json, sizeof(json),
+           "{\"cache_file\":\"\",\"slots\":[" SLOT_URL ","
            "\"pin\":\"certificate_password\",\"credential\":{\"type\":\"client_certificate\","
-           "\"tenant_id\":\"t\",\"client_id\":\"c\",\"certificate_path\":\"%s\"}}]}", path);
+           "\"tenant_id\":\"t\",\"client_id\":\"c\",\"certificate_path\":\"%s\"}}]}",
+           path);
   assert_int_equal(C_Finalize(NULL), CKR_OK);
   creds = fake_kv_calls.cred_new;
   assert_int_equal(t_init(json), CKR_OK);
@@ -492,9 +502,11 @@ static void test_pin_certificate_login(void **state)
   /* A key without a password would take any PIN: the module does not start. */
   assert_int_equal(C_Finalize(NULL), CKR_OK);
   snprintf(path, sizeof(path), "%s", cert_file("login-open", NULL));
-  snprintf(json, sizeof(json), "{\"cache_file\":\"\",\"slots\":[" SLOT_URL ","
+  snprintf(json, sizeof(json),
+           "{\"cache_file\":\"\",\"slots\":[" SLOT_URL ","
            "\"pin\":\"certificate_password\",\"credential\":{\"type\":\"client_certificate\","
-           "\"tenant_id\":\"t\",\"client_id\":\"c\",\"certificate_path\":\"%s\"}}]}", path);
+           "\"tenant_id\":\"t\",\"client_id\":\"c\",\"certificate_path\":\"%s\"}}]}",
+           path);
   assert_int_equal(t_init(json), CKR_GENERAL_ERROR);
   assert_int_equal(t_init(T_CFG("")), CKR_OK); /* for the teardown */
   unlink(path);

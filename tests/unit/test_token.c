@@ -78,11 +78,11 @@ static void test_parse_variants(void **state)
 static void test_parse_rejects(void **state)
 {
   static const char *const bad[] = {
-      "{\"access_token\":\"x\"}",                                     /* no expiry */
-      "{\"access_token\":\"x\",\"expires_in\":0}",                    /* expired */
-      "{\"access_token\":\"x\",\"expires_on\":\"1600000000\"}",       /* in the past */
-      "{\"access_token\":\"\",\"expires_in\":60}",                    /* empty */
-      "{\"access_token\":\"a b\",\"expires_in\":60}",                 /* header injection */
+      "{\"access_token\":\"x\"}",                               /* no expiry */
+      "{\"access_token\":\"x\",\"expires_in\":0}",              /* expired */
+      "{\"access_token\":\"x\",\"expires_on\":\"1600000000\"}", /* in the past */
+      "{\"access_token\":\"\",\"expires_in\":60}",              /* empty */
+      "{\"access_token\":\"a b\",\"expires_in\":60}",           /* header injection */
       "{\"access_token\":\"a\\r\\nX: y\",\"expires_in\":60}",
       "{\"access_token\":7,\"expires_in\":60}",
       "{\"access_token\":\"x\",\"expires_in\":60,\"token_type\":\"pop\"}",
@@ -216,14 +216,12 @@ static void test_cache_refresh_ahead(void **state)
   (void)state;
   kv_token_set_clock(clock_fn);
   fake_clock = 1700000000;
-  assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", "t1", 0, fetch, &f, &t),
-                   KV_OK);
+  assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", "t1", 0, fetch, &f, &t), KV_OK);
   assert_string_equal(kv_token_ref_str(t), "tok1-https://vault.azure.net-t1");
   kv_token_ref_unref(t);
   /* Within the lifetime and before refresh_on: cached. */
   fake_clock += 3000;
-  assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", "t1", 0, fetch, &f, &t),
-                   KV_OK);
+  assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", "t1", 0, fetch, &f, &t), KV_OK);
   assert_int_equal(f.calls, 1);
   kv_token_ref_unref(t);
   /* Other resource or tenant: separate entries. */
@@ -233,16 +231,14 @@ static void test_cache_refresh_ahead(void **state)
   kv_token_ref_unref(t);
   /* Past refresh_on (expires - 300): refreshed ahead of expiry. */
   fake_clock += 301;
-  assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", "t1", 0, fetch, &f, &t),
-                   KV_OK);
+  assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", "t1", 0, fetch, &f, &t), KV_OK);
   assert_int_equal(f.calls, 3);
   assert_string_equal(kv_token_ref_str(t), "tok3-https://vault.azure.net-t1");
   kv_token_ref_unref(t);
   /* A refresh that fails while the old token is still valid keeps the old one. */
   fake_clock += 3400;
   f.rc = KV_E_AUTH;
-  assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", "t1", 0, fetch, &f, &t),
-                   KV_OK);
+  assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", "t1", 0, fetch, &f, &t), KV_OK);
   assert_string_equal(kv_token_ref_str(t), "tok3-https://vault.azure.net-t1");
   kv_token_ref_unref(t);
   /* ...but not once it expired. */
@@ -252,12 +248,10 @@ static void test_cache_refresh_ahead(void **state)
   assert_null(t);
   /* Forced refresh always fetches. */
   f.rc = KV_OK;
-  assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", "t1", 0, fetch, &f, &t),
-                   KV_OK);
+  assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", "t1", 0, fetch, &f, &t), KV_OK);
   kv_token_ref_unref(t);
   int before = f.calls;
-  assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", "t1", 1, fetch, &f, &t),
-                   KV_OK);
+  assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", "t1", 1, fetch, &f, &t), KV_OK);
   assert_int_equal(f.calls, before + 1);
   kv_token_ref_unref(t);
   kv_token_cache_free(c);
@@ -362,14 +356,12 @@ static void test_short_lived_tokens(void **state)
   run_getters(c, &f, "tok1-https://vault.azure.net-");
   assert_int_equal(f.calls, 1);
   fake_clock += 1; /* before refresh_on: still cached */
-  assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", NULL, 0, fetch, &f, &t),
-                   KV_OK);
+  assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", NULL, 0, fetch, &f, &t), KV_OK);
   assert_string_equal(kv_token_ref_str(t), "tok1-https://vault.azure.net-");
   kv_token_ref_unref(t);
   assert_int_equal(f.calls, 1);
   fake_clock += 2; /* past refresh_on: fetched again */
-  assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", NULL, 0, fetch, &f, &t),
-                   KV_OK);
+  assert_int_equal(kv_token_cache_get(c, "https://vault.azure.net", NULL, 0, fetch, &f, &t), KV_OK);
   assert_string_equal(kv_token_ref_str(t), "tok2-https://vault.azure.net-");
   kv_token_ref_unref(t);
   assert_int_equal(f.calls, 2);

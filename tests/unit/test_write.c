@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Unit tests of src/token/write.c: key generation templates (valid and invalid), CKA_EC_PARAMS forms,
- * vault names, dates, the CKA_ID tag, and the write entry points over the fake vault (generation,
- * attribute updates, data objects, deletion, read-only slots). */
+/* Unit tests of src/token/write.c: key generation templates (valid and invalid), CKA_EC_PARAMS
+ * forms, vault names, dates, the CKA_ID tag, and the write entry points over the fake vault
+ * (generation, attribute updates, data objects, deletion, read-only slots). */
 #include "model_helpers.h"
 
 #include <stdio.h>
@@ -16,9 +16,18 @@ static CK_BYTE e65537[] = {0x01, 0x00, 0x01}, e65537z[] = {0x00, 0x01, 0x00, 0x0
 static CK_BYTE oid_p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
 static CK_BYTE oid_p192[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x01};
 
-#define A(t, v) {(t), (void *)(v), sizeof(*(v))}
-#define AB(t, v) {(t), (void *)(v), sizeof(v)}
-#define AS(t, s) {(t), (void *)(s), sizeof(s) - 1}
+#define A(t, v)                                                                                    \
+  {                                                                                                \
+    (t), (void *)(v), sizeof(*(v))                                                                 \
+  }
+#define AB(t, v)                                                                                   \
+  {                                                                                                \
+    (t), (void *)(v), sizeof(v)                                                                    \
+  }
+#define AS(t, s)                                                                                   \
+  {                                                                                                \
+    (t), (void *)(s), sizeof(s) - 1                                                                \
+  }
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
 static void test_names(void **state)
@@ -48,8 +57,8 @@ static void test_names(void **state)
 static void test_ec_params(void **state)
 {
   static const unsigned char ps[] = {0x13, 0x0a, 'p', 'r', 'i', 'm', 'e', '2', '5', '6', 'v', '1'};
-  static const unsigned char ps_bad_len[] = {0x13, 0x0b, 'p', 'r', 'i', 'm', 'e', '2', '5', '6',
-                                             'v', '1'};
+  static const unsigned char ps_bad_len[] = {0x13, 0x0b, 'p', 'r', 'i', 'm',
+                                             'e',  '2',  '5', '6', 'v', '1'};
   enum kv_crv crv = KV_CRV_NONE;
   size_t len;
   const unsigned char *der;
@@ -115,11 +124,15 @@ static void test_dates(void **state)
 static void test_rsa_templates(void **state)
 {
   CK_BYTE id[] = {0x01, 0xa1};
-  CK_ATTRIBUTE pub[] = {A(CKA_TOKEN, &yes), A(CKA_MODULUS_BITS, &bits2048),
-                        AB(CKA_PUBLIC_EXPONENT, e65537), AS(CKA_LABEL, "rsa-key"), AB(CKA_ID, id),
-                        A(CKA_VERIFY, &yes), A(CKA_ENCRYPT, &no)};
+  CK_ATTRIBUTE pub[] = {A(CKA_TOKEN, &yes),
+                        A(CKA_MODULUS_BITS, &bits2048),
+                        AB(CKA_PUBLIC_EXPONENT, e65537),
+                        AS(CKA_LABEL, "rsa-key"),
+                        AB(CKA_ID, id),
+                        A(CKA_VERIFY, &yes),
+                        A(CKA_ENCRYPT, &no)};
   CK_ATTRIBUTE priv[] = {A(CKA_TOKEN, &yes), AS(CKA_LABEL, "rsa-key"), AB(CKA_ID, id),
-                         A(CKA_SIGN, &yes), A(CKA_DECRYPT, &no), A(CKA_SENSITIVE, &yes)};
+                         A(CKA_SIGN, &yes),  A(CKA_DECRYPT, &no),      A(CKA_SENSITIVE, &yes)};
   struct akv_keygen g;
   (void)state;
 
@@ -200,14 +213,14 @@ static void test_rsa_templates(void **state)
   assert_int_equal(g.spec.hsm, 1);
   {
     CK_ATTRIBUTE priv2[] = {A(CKA_TOKEN, &yes), AS(CKA_LABEL, "rsa-key"), A(CKA_AKV_HSM, &no)};
-    assert_int_equal(akv_write_parse_keypair(AKV_VAULT_MHSM, CKM_RSA_PKCS_KEY_PAIR_GEN, pub,
-                                             N(pub), priv2, N(priv2), &g),
+    assert_int_equal(akv_write_parse_keypair(AKV_VAULT_MHSM, CKM_RSA_PKCS_KEY_PAIR_GEN, pub, N(pub),
+                                             priv2, N(priv2), &g),
                      CKR_TEMPLATE_INCONSISTENT);
     priv2[2].pValue = &yes;
     assert_int_equal(akv_write_parse_keypair(AKV_VAULT_KEYVAULT, CKM_RSA_PKCS_KEY_PAIR_GEN, pub,
                                              N(pub), priv2, N(priv2), &g),
                      CKR_OK);
-    assert_int_equal(g.spec.hsm, 1); /* RSA-HSM on a vault by the vendor attribute */
+    assert_int_equal(g.spec.hsm, 1);    /* RSA-HSM on a vault by the vendor attribute */
     assert_int_equal(g.spec.n_tags, 1); /* the id of the public template */
   }
 }
@@ -238,9 +251,9 @@ static void test_ec_templates(void **state)
   assert_int_equal(akv_write_parse_keypair(AKV_VAULT_KEYVAULT, CKM_EC_KEY_PAIR_GEN, pub_noverify,
                                            N(pub_noverify), priv_nosign, N(priv_nosign), &g),
                    CKR_TEMPLATE_INCONSISTENT);
-  assert_int_equal(akv_write_parse_keypair(AKV_VAULT_KEYVAULT, CKM_EC_KEY_PAIR_GEN, pub, 1, priv,
-                                           N(priv), &g),
-                   CKR_TEMPLATE_INCOMPLETE); /* no CKA_EC_PARAMS */
+  assert_int_equal(
+      akv_write_parse_keypair(AKV_VAULT_KEYVAULT, CKM_EC_KEY_PAIR_GEN, pub, 1, priv, N(priv), &g),
+      CKR_TEMPLATE_INCOMPLETE); /* no CKA_EC_PARAMS */
   pub[1].pValue = oid_p192;
   assert_int_equal(akv_write_parse_keypair(AKV_VAULT_KEYVAULT, CKM_EC_KEY_PAIR_GEN, pub, N(pub),
                                            priv, N(priv), &g),
@@ -262,9 +275,9 @@ static void test_secret_key_templates(void **state)
   assert_int_equal(g.spec.key_ops, KV_OP_ENCRYPT | KV_OP_DECRYPT | KV_OP_UNWRAP);
   assert_int_equal(akv_write_parse_secret_key(AKV_VAULT_KEYVAULT, CKM_AES_KEY_GEN, t, N(t), &g),
                    CKR_TEMPLATE_INCONSISTENT);
-  assert_int_equal(akv_write_parse_secret_key(AKV_VAULT_MHSM, CKM_GENERIC_SECRET_KEY_GEN, t, N(t),
-                                              &g),
-                   CKR_MECHANISM_INVALID);
+  assert_int_equal(
+      akv_write_parse_secret_key(AKV_VAULT_MHSM, CKM_GENERIC_SECRET_KEY_GEN, t, N(t), &g),
+      CKR_MECHANISM_INVALID);
   t[1].pValue = &bad;
   assert_int_equal(akv_write_parse_secret_key(AKV_VAULT_MHSM, CKM_AES_KEY_GEN, t, N(t), &g),
                    CKR_KEY_SIZE_RANGE);
@@ -310,9 +323,8 @@ static int setup_rw(void **state)
   (void)state;
   fake_kv_reset();
   fake_kv_add_key("seed", "v1", KV_KTY_EC, 0, KV_OP_SIGN | KV_OP_VERIFY);
-  return t_init(T_CFG(",\"allow_destroy\":true,\"objects\":[\"keys\",\"secrets\"]")) == CKR_OK
-             ? 0
-             : -1;
+  return t_init(T_CFG(",\"allow_destroy\":true,\"objects\":[\"keys\",\"secrets\"]")) == CKR_OK ? 0
+                                                                                               : -1;
 }
 
 static int teardown(void **state)
