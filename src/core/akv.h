@@ -122,7 +122,7 @@ struct akv_object {
   /* Secrets (CKO_DATA): the value fetched lazily (src/store/object.c), NULL otherwise. */
   struct akv_objval *val;
   /* Attestation objects of a Managed HSM key: the attestation their lazy attributes are read
-   * from (src/store/attest_obj.h), shared by the key version's attestation objects; else NULL. */
+   * from (src/store/attest.h), shared by the key version's attestation objects; else NULL. */
   struct akv_attest *att;
 
   /* Model-private: shared public key material (owner of key, src and the label), and the source

@@ -18,16 +18,16 @@
  * 0 absent, -1 malformed. */
 static int tmpl_ulong(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_ATTRIBUTE_TYPE t, CK_ULONG *v)
 {
-  if (!akv_tmpl_find(tmpl, n, t))
+  if (!akv_attrs_tmpl_find(tmpl, n, t))
     return 0;
-  return akv_tmpl_ulong(tmpl, n, t, v) == CKR_OK ? 1 : -1;
+  return akv_attrs_tmpl_ulong(tmpl, n, t, v) == CKR_OK ? 1 : -1;
 }
 
 /* A CK_BBOOL attribute present, well-formed and true. */
 static int tmpl_true(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_ATTRIBUTE_TYPE t)
 {
   CK_BBOOL b = CK_FALSE;
-  return akv_tmpl_bool(tmpl, n, t, &b) == CKR_OK && b;
+  return akv_attrs_tmpl_bool(tmpl, n, t, &b) == CKR_OK && b;
 }
 
 /* Common template rules for a new session secret key: a secret key class, a supported key type

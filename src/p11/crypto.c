@@ -284,7 +284,7 @@ CK_RV C_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR
   BEGIN(h, mech && key && (tmpl || !count));
   /* CKA_TOKEN=TRUE: a key in the vault (src/token/write.c); otherwise a session key generated
    * locally (src/crypto/op_wrap.c). */
-  if (akv_tmpl_bool(tmpl, count, CKA_TOKEN, &token) != CKR_OK || !token)
+  if (akv_attrs_tmpl_bool(tmpl, count, CKA_TOKEN, &token) != CKR_OK || !token)
     rv = akv_generate_key(s, mech, tmpl, count, key);
   else
     rv = akv_write_generate_key(s, mech, tmpl, count, key);

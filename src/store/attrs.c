@@ -10,7 +10,7 @@
 #include "store/attrs.h"
 #include "util/utc.h"
 
-static CK_ATTRIBUTE *ab_slot(struct akv_ab *b, CK_ATTRIBUTE_TYPE type)
+static CK_ATTRIBUTE *ab_slot(struct akv_attrs_builder *b, CK_ATTRIBUTE_TYPE type)
 {
   size_t i;
 
@@ -35,7 +35,7 @@ static CK_ATTRIBUTE *ab_slot(struct akv_ab *b, CK_ATTRIBUTE_TYPE type)
   return &b->v[b->n++];
 }
 
-void akv_ab_set(struct akv_ab *b, CK_ATTRIBUTE_TYPE type, const void *p, size_t len)
+void akv_attrs_set(struct akv_attrs_builder *b, CK_ATTRIBUTE_TYPE type, const void *p, size_t len)
 {
   CK_ATTRIBUTE *a = ab_slot(b, type);
   void *copy = NULL;
@@ -58,33 +58,35 @@ void akv_ab_set(struct akv_ab *b, CK_ATTRIBUTE_TYPE type, const void *p, size_t 
   a->ulValueLen = (CK_ULONG)len;
 }
 
-void akv_ab_bytes(struct akv_ab *b, CK_ATTRIBUTE_TYPE type, const void *p, size_t len)
+void akv_attrs_add_bytes(struct akv_attrs_builder *b, CK_ATTRIBUTE_TYPE type, const void *p,
+                         size_t len)
 {
-  akv_ab_set(b, type, p, len);
+  akv_attrs_set(b, type, p, len);
 }
 
-void akv_ab_ulong(struct akv_ab *b, CK_ATTRIBUTE_TYPE type, CK_ULONG v)
+void akv_attrs_add_ulong(struct akv_attrs_builder *b, CK_ATTRIBUTE_TYPE type, CK_ULONG v)
 {
-  akv_ab_set(b, type, &v, sizeof(v));
+  akv_attrs_set(b, type, &v, sizeof(v));
 }
 
-void akv_ab_bool(struct akv_ab *b, CK_ATTRIBUTE_TYPE type, CK_BBOOL v)
+void akv_attrs_add_bool(struct akv_attrs_builder *b, CK_ATTRIBUTE_TYPE type, CK_BBOOL v)
 {
   v = v ? CK_TRUE : CK_FALSE;
-  akv_ab_set(b, type, &v, sizeof(v));
+  akv_attrs_set(b, type, &v, sizeof(v));
 }
 
-void akv_ab_str(struct akv_ab *b, CK_ATTRIBUTE_TYPE type, const char *s)
+void akv_attrs_add_str(struct akv_attrs_builder *b, CK_ATTRIBUTE_TYPE type, const char *s)
 {
-  akv_ab_set(b, type, s ? s : "", s ? strlen(s) : 0);
+  akv_attrs_set(b, type, s ? s : "", s ? strlen(s) : 0);
 }
 
-void akv_ab_ulongs(struct akv_ab *b, CK_ATTRIBUTE_TYPE type, const CK_ULONG *v, size_t n)
+void akv_attrs_add_ulongs(struct akv_attrs_builder *b, CK_ATTRIBUTE_TYPE type, const CK_ULONG *v,
+                          size_t n)
 {
-  akv_ab_set(b, type, v, n * sizeof(*v));
+  akv_attrs_set(b, type, v, n * sizeof(*v));
 }
 
-size_t akv_date_value(int64_t t, CK_DATE *d)
+size_t akv_attrs_date_value(int64_t t, CK_DATE *d)
 {
   struct akv_utc u;
   char buf[32];
@@ -101,11 +103,11 @@ size_t akv_date_value(int64_t t, CK_DATE *d)
   return sizeof(*d);
 }
 
-void akv_ab_date(struct akv_ab *b, CK_ATTRIBUTE_TYPE type, int64_t t)
+void akv_attrs_add_date(struct akv_attrs_builder *b, CK_ATTRIBUTE_TYPE type, int64_t t)
 {
   CK_DATE d;
-  size_t len = akv_date_value(t, &d);
-  akv_ab_set(b, type, len ? (const void *)&d : "", len);
+  size_t len = akv_attrs_date_value(t, &d);
+  akv_attrs_set(b, type, len ? (const void *)&d : "", len);
 }
 
 static int cmp_type(const void *a, const void *b)
@@ -114,7 +116,7 @@ static int cmp_type(const void *a, const void *b)
   return x < y ? -1 : x > y;
 }
 
-CK_RV akv_ab_finish(struct akv_ab *b, CK_ATTRIBUTE **out, size_t *n)
+CK_RV akv_attrs_finish(struct akv_attrs_builder *b, CK_ATTRIBUTE **out, size_t *n)
 {
   if (b->oom) {
     akv_attrs_free(b->v, b->n);
@@ -157,7 +159,7 @@ const CK_ATTRIBUTE *akv_attrs_find(const CK_ATTRIBUTE *a, size_t n, CK_ATTRIBUTE
   return bsearch(&key, a, n, sizeof(a[0]), cmp_type);
 }
 
-CK_RV akv_attr_copy_out(CK_ATTRIBUTE *dst, const void *src, CK_ULONG len)
+CK_RV akv_attrs_copy_out(CK_ATTRIBUTE *dst, const void *src, CK_ULONG len)
 {
   if (!dst->pValue) {
     dst->ulValueLen = len;
@@ -173,7 +175,7 @@ CK_RV akv_attr_copy_out(CK_ATTRIBUTE *dst, const void *src, CK_ULONG len)
   return CKR_OK;
 }
 
-CK_RV akv_attr_unavailable(CK_ATTRIBUTE *dst, CK_RV why)
+CK_RV akv_attrs_unavailable(CK_ATTRIBUTE *dst, CK_RV why)
 {
   dst->ulValueLen = CK_UNAVAILABLE_INFORMATION;
   return why;
@@ -202,7 +204,7 @@ CK_RV akv_attrs_rv_merge(CK_RV cur, CK_RV next)
   return rv_rank(next) > rv_rank(cur) ? next : cur;
 }
 
-int akv_attr_is_sensitive(CK_OBJECT_CLASS cls, CK_ATTRIBUTE_TYPE type)
+int akv_attrs_is_sensitive(CK_OBJECT_CLASS cls, CK_ATTRIBUTE_TYPE type)
 {
   if (cls == CKO_PRIVATE_KEY) {
     switch (type) {
@@ -223,7 +225,7 @@ int akv_attr_is_sensitive(CK_OBJECT_CLASS cls, CK_ATTRIBUTE_TYPE type)
   return 0;
 }
 
-const CK_ATTRIBUTE *akv_tmpl_find(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type)
+const CK_ATTRIBUTE *akv_attrs_tmpl_find(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type)
 {
   CK_ULONG i;
   const CK_ATTRIBUTE *found = NULL;
@@ -237,9 +239,9 @@ const CK_ATTRIBUTE *akv_tmpl_find(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUT
   return found;
 }
 
-CK_RV akv_tmpl_bool(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type, CK_BBOOL *v)
+CK_RV akv_attrs_tmpl_bool(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type, CK_BBOOL *v)
 {
-  const CK_ATTRIBUTE *a = akv_tmpl_find(t, n, type);
+  const CK_ATTRIBUTE *a = akv_attrs_tmpl_find(t, n, type);
   if (!a)
     return CKR_OK;
   if (!a->pValue || a->ulValueLen != sizeof(CK_BBOOL))
@@ -248,9 +250,9 @@ CK_RV akv_tmpl_bool(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type, C
   return CKR_OK;
 }
 
-CK_RV akv_tmpl_ulong(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type, CK_ULONG *v)
+CK_RV akv_attrs_tmpl_ulong(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type, CK_ULONG *v)
 {
-  const CK_ATTRIBUTE *a = akv_tmpl_find(t, n, type);
+  const CK_ATTRIBUTE *a = akv_attrs_tmpl_find(t, n, type);
   if (!a)
     return CKR_OK;
   if (!a->pValue || a->ulValueLen != sizeof(CK_ULONG))

@@ -126,7 +126,7 @@ static CK_RV push_lazy(struct build *b, struct akv_lazykey *lz)
     size_t cap = b->cap_lazy ? b->cap_lazy * 2 : 64;
     struct akv_lazykey **v = realloc(b->lazy, cap * sizeof(*v));
     if (!v) {
-      akv_lazykey_unref(lz);
+      akv_snapshot_lazykey_unref(lz);
       return CKR_HOST_MEMORY;
     }
     b->lazy = v;
@@ -230,13 +230,13 @@ static CK_RV objects_of_key(struct akv_slot *slot, struct kv_key *key, const cha
   CK_RV rv;
 
   *n = 0;
-  rv = akv_keyent_new(key, &ke);
+  rv = akv_object_keyent_new(key, &ke);
   if (rv == CKR_DEVICE_ERROR)
     return CKR_OK; /* logged: a key we cannot represent is left out */
   if (rv != CKR_OK)
     return rv;
   rv = akv_objects_from_key(slot, ke, label, src, objs, n);
-  akv_keyent_unref(ke);
+  akv_object_keyent_unref(ke);
   if (rv == CKR_DEVICE_ERROR) {
     akv_warn(AKV_LOGC_CACHE, "key %s: left out (malformed public key)", label);
     *n = 0;
@@ -462,7 +462,7 @@ static int reuse_lazy(struct build *b, const struct kv_item *it, CK_RV *rv)
   case AKV_LAZY_GONE:
     break;
   default:
-    *rv = push_lazy(b, akv_lazykey_ref(lz));
+    *rv = push_lazy(b, akv_snapshot_lazykey_ref(lz));
     break;
   }
   pthread_mutex_unlock(&c->lock);
@@ -478,11 +478,11 @@ static CK_RV build_chunk(struct build *b, const struct kv_item **todo, const cha
   CK_RV rv;
   if (!lazy)
     return fetch_keys(b, names, NULL, n);
-  rv = akv_lazykeys_new(todo, n, made);
+  rv = akv_snapshot_lazykeys_new(todo, n, made);
   for (i = 0; i < n && rv == CKR_OK; i++) {
     rv = push_lazy(b, made[i]);
     while (rv != CKR_OK && ++i < n) /* push_lazy released made[i] */
-      akv_lazykey_unref(made[i]);
+      akv_snapshot_lazykey_unref(made[i]);
   }
   return rv;
 }
@@ -726,7 +726,7 @@ out:
   for (i = 0; i < b.n; i++)
     akv_object_unref(b.objs[i]);
   for (i = 0; i < b.n_lazy; i++)
-    akv_lazykey_unref(b.lazy[i]);
+    akv_snapshot_lazykey_unref(b.lazy[i]);
   free(b.objs);
   free(b.lazy);
   free(b.prev);
@@ -1141,7 +1141,7 @@ static int promote_inlock(struct akv_cache *c)
       for (j = 0; j < lz->n; j++)
         snap->objs[n++] = akv_object_ref(lz->objs[j]);
     } else if (lz->state != AKV_LAZY_GONE) {
-      snap->lazy[snap->n_lazy++] = akv_lazykey_ref(lz);
+      snap->lazy[snap->n_lazy++] = akv_snapshot_lazykey_ref(lz);
     }
   }
   qsort(snap->objs, n, sizeof(*snap->objs), cmp_handle);
@@ -1408,7 +1408,7 @@ static struct akv_snapshot *derive(const struct akv_snapshot *old,
   }
   for (i = 0; i < n_lazy; i++) {
     if (!lazy_replaced(old->lazy[i], add, n_add))
-      snap->lazy[snap->n_lazy++] = akv_lazykey_ref(old->lazy[i]);
+      snap->lazy[snap->n_lazy++] = akv_snapshot_lazykey_ref(old->lazy[i]);
   }
   qsort(snap->objs, n, sizeof(*snap->objs), cmp_handle);
   snap->n = n;
@@ -1562,7 +1562,7 @@ CK_RV akv_cache_resolve(struct akv_cache *c, int (*want)(const struct akv_lazyke
     struct akv_lazykey *lz = snap->lazy[i];
     if (lz->state == AKV_LAZY_PENDING && want(lz, arg)) {
       lz->state = AKV_LAZY_RESOLVING;
-      r.lz[r.n] = akv_lazykey_ref(lz);
+      r.lz[r.n] = akv_snapshot_lazykey_ref(lz);
       r.names[r.n++] = lz->name;
     }
   }
@@ -1595,7 +1595,7 @@ CK_RV akv_cache_resolve(struct akv_cache *c, int (*want)(const struct akv_lazyke
 unlock:
   pthread_mutex_unlock(&c->lock);
   for (i = 0; i < r.n; i++)
-    akv_lazykey_unref(r.lz[i]);
+    akv_snapshot_lazykey_unref(r.lz[i]);
   free(r.lz);
   free(r.names);
   akv_snapshot_unref(snap);

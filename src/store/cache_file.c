@@ -518,7 +518,7 @@ static CK_RV load_key(struct akv_slot *slot, const cJSON *j, struct akv_object *
     snprintf(label, sizeof(label), "%s", name);
   else
     snprintf(label, sizeof(label), "%.*s/%s", (int)nl, name, version);
-  rv = akv_keyent_new(k, &ke); /* checks the material as a listing does (kv_key_to_pkey) */
+  rv = akv_object_keyent_new(k, &ke); /* checks the material as a listing does (kv_key_to_pkey) */
   k = NULL;
   if (rv == CKR_OK)
     rv = akv_objects_from_key(slot, ke, label, src, objs, n_objs);
@@ -535,7 +535,7 @@ static CK_RV load_key(struct akv_slot *slot, const cJSON *j, struct akv_object *
     not_fetched(objs, *n_objs);
 out:
   kv_key_free(k);
-  akv_keyent_unref(ke);
+  akv_object_keyent_unref(ke);
   return rv == CKR_OK ? rv : rv == CKR_HOST_MEMORY ? rv : CKR_FUNCTION_FAILED;
 }
 
@@ -665,7 +665,7 @@ static CK_RV load_pending(const cJSON *e, struct akv_snapshot *snap)
     if (!kv_valid_name(name) || !get_num(it, "created", 0, MAX_TIME, &created) ||
         !get_num(it, "updated", 0, MAX_TIME, &updated) || snap->n_lazy >= (size_t)n)
       return CKR_FUNCTION_FAILED;
-    snap->lazy[snap->n_lazy] = akv_lazykey_new(name, created, updated);
+    snap->lazy[snap->n_lazy] = akv_snapshot_lazykey_new(name, created, updated);
     if (!snap->lazy[snap->n_lazy])
       return CKR_HOST_MEMORY;
     snap->n_lazy++;

@@ -13,7 +13,7 @@
 #include <openssl/x509.h>
 
 #include "core/module.h"
-#include "store/attest_obj.h"
+#include "store/attest.h"
 #include "store/attrs.h"
 #include "store/handles.h"
 #include "store/object.h"
@@ -75,12 +75,12 @@ static size_t tag_id(const struct kv_attrs *a, unsigned char id[AKV_MAX_ID])
   return len / 2;
 }
 
-void akv_object_apply_tag_id(struct akv_ab *b, const struct kv_attrs *a)
+void akv_object_apply_tag_id(struct akv_attrs_builder *b, const struct kv_attrs *a)
 {
   unsigned char id[AKV_MAX_ID];
   size_t len = tag_id(a, id);
   if (len)
-    akv_ab_set(b, CKA_ID, id, len);
+    akv_attrs_set(b, CKA_ID, id, len);
 }
 
 /* ---- lifetime ------------------------------------------------------------------------------- */
@@ -123,7 +123,7 @@ void akv_object_unref(struct akv_object *obj)
   akv_attrs_free(obj->attrs, obj->n_attrs);
   if (!obj->keyent || obj->src != obj->keyent->src)
     free(obj->src);
-  akv_keyent_unref(obj->keyent);
+  akv_object_keyent_unref(obj->keyent);
   if (obj->secret) {
     OPENSSL_cleanse(obj->secret, obj->secret_len);
     free(obj->secret);
@@ -258,7 +258,7 @@ static size_t ec_point_der(const struct kv_key *k, unsigned char *buf, size_t ca
   return n + ec_point_raw(k, buf, cap, n);
 }
 
-size_t akv_key_spki(const struct kv_key *k, unsigned char *buf, size_t cap)
+size_t akv_object_key_spki(const struct kv_key *k, unsigned char *buf, size_t cap)
 {
   static const unsigned char rsa_alg[] = {0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
                                           0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00};
@@ -332,7 +332,7 @@ static struct akv_keyent *keyent_pack(const struct kv_key *k, const unsigned cha
   return ke;
 }
 
-CK_RV akv_keyent_new(struct kv_key *key, struct akv_keyent **out)
+CK_RV akv_object_keyent_new(struct kv_key *key, struct akv_keyent **out)
 {
   unsigned char id[AKV_MAX_ID > 20 ? AKV_MAX_ID : 20], *spki = NULL;
   size_t id_len, spki_len = 0;
@@ -347,7 +347,7 @@ CK_RV akv_keyent_new(struct kv_key *key, struct akv_keyent **out)
      * is not kept (akv_object_pkey builds it again when a local operation needs it). */
     rc = kv_key_to_pkey(key, akv_libctx(), &pkey);
     EVP_PKEY_free(pkey);
-    spki_len = rc == KV_OK ? akv_key_spki(key, NULL, 0) : 0;
+    spki_len = rc == KV_OK ? akv_object_key_spki(key, NULL, 0) : 0;
     if (rc == KV_OK && !spki_len)
       rc = KV_E_PROTOCOL;
     if (rc != KV_OK) {
@@ -361,7 +361,7 @@ CK_RV akv_keyent_new(struct kv_key *key, struct akv_keyent **out)
       spki = malloc(spki_len);
       if (!spki)
         goto out;
-      akv_key_spki(key, spki, spki_len);
+      akv_object_key_spki(key, spki, spki_len);
       rv = sha1(spki, spki_len, id);
       id_len = 20;
     }
@@ -377,14 +377,14 @@ out:
   return rv;
 }
 
-struct akv_keyent *akv_keyent_ref(struct akv_keyent *ke)
+struct akv_keyent *akv_object_keyent_ref(struct akv_keyent *ke)
 {
   if (ke)
     __atomic_add_fetch(&ke->refs, 1, __ATOMIC_ACQ_REL);
   return ke;
 }
 
-void akv_keyent_unref(struct akv_keyent *ke)
+void akv_object_keyent_unref(struct akv_keyent *ke)
 {
   if (!ke || __atomic_sub_fetch(&ke->refs, 1, __ATOMIC_ACQ_REL) != 0)
     return;
@@ -505,7 +505,7 @@ CK_RV akv_object_check_private(const struct akv_slot *slot, CK_OBJECT_CLASS cls,
                                const CK_ATTRIBUTE *t, CK_ULONG n)
 {
   CK_BBOOL priv = class_private(slot, cls), want = priv;
-  CK_RV rv = akv_tmpl_bool(t, n, CKA_PRIVATE, &want);
+  CK_RV rv = akv_attrs_tmpl_bool(t, n, CKA_PRIVATE, &want);
 
   if (rv != CKR_OK || want == priv)
     return rv;
@@ -529,17 +529,18 @@ CK_RV akv_object_check_private(const struct akv_slot *slot, CK_OBJECT_CLASS cls,
   return CKR_ATTRIBUTE_VALUE_INVALID;
 }
 
-static void common_storage_attrs(struct akv_ab *b, struct akv_object *obj, const char *label)
+static void common_storage_attrs(struct akv_attrs_builder *b, struct akv_object *obj,
+                                 const char *label)
 {
   const struct akv_slot_config *sc = obj->slot->cfg;
   obj->is_private = class_private(obj->slot, obj->cls);
-  akv_ab_ulong(b, CKA_CLASS, obj->cls);
-  akv_ab_bool(b, CKA_TOKEN, CK_TRUE);
-  akv_ab_bool(b, CKA_PRIVATE, obj->is_private);
-  akv_ab_bool(b, CKA_MODIFIABLE, CK_FALSE);
-  akv_ab_bool(b, CKA_COPYABLE, CK_FALSE);
-  akv_ab_bool(b, CKA_DESTROYABLE, sc->allow_destroy && !sc->read_only);
-  akv_ab_str(b, CKA_LABEL, label);
+  akv_attrs_add_ulong(b, CKA_CLASS, obj->cls);
+  akv_attrs_add_bool(b, CKA_TOKEN, CK_TRUE);
+  akv_attrs_add_bool(b, CKA_PRIVATE, obj->is_private);
+  akv_attrs_add_bool(b, CKA_MODIFIABLE, CK_FALSE);
+  akv_attrs_add_bool(b, CKA_COPYABLE, CK_FALSE);
+  akv_attrs_add_bool(b, CKA_DESTROYABLE, sc->allow_destroy && !sc->read_only);
+  akv_attrs_add_str(b, CKA_LABEL, label);
 }
 
 /* Records the source the object was built from, for the cache's carry-over rule (cache.c reuse). */
@@ -554,11 +555,11 @@ static CK_RV set_source(struct akv_object *obj, const char *src, int64_t created
   return CKR_OK;
 }
 
-static CK_RV finish_object(struct akv_object *obj, struct akv_ab *b, const char *src,
+static CK_RV finish_object(struct akv_object *obj, struct akv_attrs_builder *b, const char *src,
                            const char *id, int64_t created, int64_t updated)
 {
   size_t n = 0;
-  CK_RV rv = akv_ab_finish(b, &obj->attrs, &n);
+  CK_RV rv = akv_attrs_finish(b, &obj->attrs, &n);
   obj->n_attrs = (uint32_t)n; /* a builder holds far fewer */
   if (rv == CKR_OK)
     rv = set_source(obj, src, created, updated);
@@ -575,7 +576,7 @@ static CK_RV key_object(struct akv_slot *slot, struct akv_keyent *ke, CK_OBJECT_
 
   if (!obj)
     goto out;
-  obj->keyent = akv_keyent_ref(ke);
+  obj->keyent = akv_object_keyent_ref(ke);
   obj->key = &ke->key;
   obj->key_type = k->kty == KV_KTY_RSA ? CKK_RSA : k->kty == KV_KTY_EC ? CKK_EC : CKK_AES;
   obj->is_private = class_private(slot, cls);
@@ -595,7 +596,7 @@ static CK_RV key_object(struct akv_slot *slot, struct akv_keyent *ke, CK_OBJECT_
   rv = CKR_DEVICE_ERROR;
   if (cls != CKO_SECRET_KEY &&
       (k->kty == KV_KTY_RSA ? !k->n || !k->e
-                            : !ec_point_der(k, NULL, 0) || !akv_key_spki(k, NULL, 0)))
+                            : !ec_point_der(k, NULL, 0) || !akv_object_key_spki(k, NULL, 0)))
     goto out;
   /* The source id and label live in the key entry, shared by both objects. */
   obj->src = (char *)ke->src;
@@ -637,7 +638,7 @@ CK_RV akv_objects_from_key(struct akv_slot *slot, struct akv_keyent *ke, const c
   }
   *n = 2;
 out:
-  akv_keyent_unref(own);
+  akv_object_keyent_unref(own);
   return rv;
 }
 
@@ -650,7 +651,7 @@ out:
       rv = CKR_DEVICE_ERROR;                                                                       \
       goto out;                                                                                    \
     }                                                                                              \
-    akv_ab_bytes((b), (type), der_, (size_t)len_);                                                 \
+    akv_attrs_add_bytes((b), (type), der_, (size_t)len_);                                          \
     OPENSSL_free(der_);                                                                            \
   } while (0)
 
@@ -658,7 +659,7 @@ CK_RV akv_object_from_cert(struct akv_slot *slot, const struct kv_cert *cert, co
                            struct akv_object **out)
 {
   struct akv_object *obj = object_alloc(slot, CKO_CERTIFICATE);
-  struct akv_ab b;
+  struct akv_attrs_builder b;
   X509 *x = NULL;
   const unsigned char *p;
   unsigned char *spki = NULL;
@@ -687,15 +688,15 @@ CK_RV akv_object_from_cert(struct akv_slot *slot, const struct kv_cert *cert, co
   if (rv != CKR_OK)
     goto out;
   common_storage_attrs(&b, obj, cert->name);
-  akv_ab_ulong(&b, CKA_CERTIFICATE_TYPE, CKC_X_509);
-  akv_ab_bool(&b, CKA_TRUSTED, CK_FALSE);
+  akv_attrs_add_ulong(&b, CKA_CERTIFICATE_TYPE, CKC_X_509);
+  akv_attrs_add_bool(&b, CKA_TRUSTED, CK_FALSE);
   /* A vault certificate always has its key in the vault: a token user certificate. */
-  akv_ab_ulong(&b, CKA_CERTIFICATE_CATEGORY, cert->kid ? 1 : 0);
-  akv_ab_bytes(&b, CKA_ID, md, sizeof(md));
+  akv_attrs_add_ulong(&b, CKA_CERTIFICATE_CATEGORY, cert->kid ? 1 : 0);
+  akv_attrs_add_bytes(&b, CKA_ID, md, sizeof(md));
   /* A certificate tagged with its key's CKA_ID keeps pairing with it. */
   akv_object_apply_tag_id(&b, &cert->attrs);
-  akv_ab_bytes(&b, CKA_VALUE, cert->der, cert->der_len);
-  akv_ab_bytes(&b, CKA_PUBLIC_KEY_INFO, spki, (size_t)spki_len);
+  akv_attrs_add_bytes(&b, CKA_VALUE, cert->der, cert->der_len);
+  akv_attrs_add_bytes(&b, CKA_PUBLIC_KEY_INFO, spki, (size_t)spki_len);
   AB_I2D(&b, CKA_SUBJECT, i2d_X509_NAME, X509_get_subject_name(x));
   AB_I2D(&b, CKA_ISSUER, i2d_X509_NAME, X509_get_issuer_name(x));
   AB_I2D(&b, CKA_SERIAL_NUMBER, i2d_ASN1_INTEGER, X509_get0_serialNumber(x));
@@ -703,13 +704,13 @@ CK_RV akv_object_from_cert(struct akv_slot *slot, const struct kv_cert *cert, co
   if (rv != CKR_OK)
     goto out;
   /* CKA_CHECK_VALUE of a certificate: the first three bytes of the SHA-1 of its value. */
-  akv_ab_bytes(&b, CKA_CHECK_VALUE, md, 3);
-  akv_ab_date(&b, CKA_START_DATE, cert->attrs.nbf);
-  akv_ab_date(&b, CKA_END_DATE, cert->attrs.exp);
-  akv_ab_ulong(&b, CKA_JAVA_MIDP_SECURITY_DOMAIN, 0);
-  akv_ab_bytes(&b, CKA_URL, "", 0);
-  akv_ab_str(&b, CKA_AKV_KID, cert->id);
-  akv_ab_str(&b, CKA_AKV_VERSION, cert->version);
+  akv_attrs_add_bytes(&b, CKA_CHECK_VALUE, md, 3);
+  akv_attrs_add_date(&b, CKA_START_DATE, cert->attrs.nbf);
+  akv_attrs_add_date(&b, CKA_END_DATE, cert->attrs.exp);
+  akv_attrs_add_ulong(&b, CKA_JAVA_MIDP_SECURITY_DOMAIN, 0);
+  akv_attrs_add_bytes(&b, CKA_URL, "", 0);
+  akv_attrs_add_str(&b, CKA_AKV_KID, cert->id);
+  akv_attrs_add_str(&b, CKA_AKV_VERSION, cert->version);
   rv = finish_object(obj, &b, src, cert->id, cert->attrs.created, cert->attrs.updated);
 out:
   OPENSSL_free(spki);
@@ -722,7 +723,7 @@ CK_RV akv_object_from_secret(struct akv_slot *slot, const struct kv_item *item, 
                              struct akv_object **out)
 {
   struct akv_object *obj = object_alloc(slot, CKO_DATA);
-  struct akv_ab b;
+  struct akv_attrs_builder b;
   CK_RV rv = CKR_HOST_MEMORY;
 
   memset(&b, 0, sizeof(b));
@@ -740,10 +741,10 @@ CK_RV akv_object_from_secret(struct akv_slot *slot, const struct kv_item *item, 
   if (!obj->val->secret_name)
     goto out;
   common_storage_attrs(&b, obj, item->name);
-  akv_ab_str(&b, CKA_APPLICATION, SECRET_APPLICATION);
-  akv_ab_bytes(&b, CKA_OBJECT_ID, "", 0);
-  akv_ab_str(&b, CKA_AKV_KID, item->id);
-  akv_ab_str(&b, CKA_AKV_VERSION, item->version ? item->version : "");
+  akv_attrs_add_str(&b, CKA_APPLICATION, SECRET_APPLICATION);
+  akv_attrs_add_bytes(&b, CKA_OBJECT_ID, "", 0);
+  akv_attrs_add_str(&b, CKA_AKV_KID, item->id);
+  akv_attrs_add_str(&b, CKA_AKV_VERSION, item->version ? item->version : "");
   rv = finish_object(obj, &b, src, item->id, item->attrs.created, item->attrs.updated);
 out:
   akv_attrs_free(b.v, b.n);
@@ -754,14 +755,14 @@ out:
 
 /* The attestation data object of the key entry: public, labelled "LABEL attestation", of the
  * key's source and version (it follows the key's refreshes and rotations); the attestation's
- * content is read at the first read of its CKA_VALUE (src/store/attest_obj.c). */
+ * content is read at the first read of its CKA_VALUE (src/store/attest.c). */
 static CK_RV attest_object(struct akv_slot *slot, const struct akv_keyent *ke,
                            struct akv_attest *att, struct akv_object **out)
 {
   static const CK_BBOOL no = CK_FALSE;
   const struct kv_key *k = &ke->key;
   struct akv_object *obj = object_alloc(slot, CKO_DATA);
-  struct akv_ab b;
+  struct akv_attrs_builder b;
   char label[1100], id[2100];
   CK_RV rv = CKR_HOST_MEMORY;
 
@@ -773,13 +774,13 @@ static CK_RV attest_object(struct akv_slot *slot, const struct akv_keyent *ke,
   common_storage_attrs(&b, obj, label);
   /* Evidence for a third party, like a certificate: never private, never destroyed alone. */
   obj->is_private = CK_FALSE;
-  akv_ab_set(&b, CKA_PRIVATE, &no, sizeof(no));
-  akv_ab_set(&b, CKA_DESTROYABLE, &no, sizeof(no));
-  akv_ab_bool(&b, CKA_AKV_ATTESTATION, CK_TRUE);
-  akv_ab_str(&b, CKA_AKV_KID, k->kid);
-  akv_ab_str(&b, CKA_AKV_VERSION, k->version);
-  akv_ab_str(&b, CKA_APPLICATION, AKV_ATTESTATION_APPLICATION);
-  akv_ab_bytes(&b, CKA_OBJECT_ID, "", 0);
+  akv_attrs_set(&b, CKA_PRIVATE, &no, sizeof(no));
+  akv_attrs_set(&b, CKA_DESTROYABLE, &no, sizeof(no));
+  akv_attrs_add_bool(&b, CKA_AKV_ATTESTATION, CK_TRUE);
+  akv_attrs_add_str(&b, CKA_AKV_KID, k->kid);
+  akv_attrs_add_str(&b, CKA_AKV_VERSION, k->version);
+  akv_attrs_add_str(&b, CKA_APPLICATION, AKV_ATTESTATION_APPLICATION);
+  akv_attrs_add_bytes(&b, CKA_OBJECT_ID, "", 0);
   snprintf(id, sizeof(id), "%s#attestation", k->kid ? k->kid : "");
   rv = finish_object(obj, &b, ke->src, id, k->attrs.created, k->attrs.updated);
 out:
@@ -800,12 +801,12 @@ CK_RV akv_objects_attest(const struct akv_object *key_obj, struct akv_object **o
   if (!ke || !ke->src || !ke->label || slot->cfg->kind != AKV_VAULT_MHSM || !ke->key.version)
     return CKR_OK;
   if (ke->key.kty != KV_KTY_OCT) {
-    spki_len = akv_key_spki(&ke->key, NULL, 0);
+    spki_len = akv_object_key_spki(&ke->key, NULL, 0);
     if (!spki_len)
       return CKR_OK;
     if (!(spki = malloc(spki_len)))
       return CKR_HOST_MEMORY;
-    akv_key_spki(&ke->key, spki, spki_len);
+    akv_object_key_spki(&ke->key, spki, spki_len);
   }
   att = akv_attest_new(slot, ke->key.name, ke->key.version, ke->key.kid, spki, spki_len);
   free(spki);
@@ -865,7 +866,7 @@ struct akv_object *akv_object_new_session_secret(struct akv_slot *slot, CK_KEY_T
                                                  const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_RV *rv)
 {
   struct akv_object *obj = NULL;
-  struct akv_ab b;
+  struct akv_attrs_builder b;
   CK_ULONG cls = CKO_SECRET_KEY, kt = type, vlen = len;
   CK_BBOOL token = CK_FALSE, priv, sensitive = CK_FALSE, extractable = CK_TRUE;
   CK_BBOOL enc = CK_TRUE, dec = CK_TRUE, wrap = CK_TRUE, unwrap = CK_TRUE, sign = CK_TRUE,
@@ -897,23 +898,23 @@ struct akv_object *akv_object_new_session_secret(struct akv_slot *slot, CK_KEY_T
       goto out;
     }
   }
-  if ((r = akv_tmpl_ulong(tmpl, n, CKA_CLASS, &cls)) != CKR_OK ||
-      (r = akv_tmpl_ulong(tmpl, n, CKA_KEY_TYPE, &kt)) != CKR_OK ||
-      (r = akv_tmpl_ulong(tmpl, n, CKA_VALUE_LEN, &vlen)) != CKR_OK ||
-      (r = akv_tmpl_bool(tmpl, n, CKA_TOKEN, &token)) != CKR_OK ||
-      (r = akv_tmpl_bool(tmpl, n, CKA_PRIVATE, &priv)) != CKR_OK ||
-      (r = akv_tmpl_bool(tmpl, n, CKA_SENSITIVE, &sensitive)) != CKR_OK ||
-      (r = akv_tmpl_bool(tmpl, n, CKA_EXTRACTABLE, &extractable)) != CKR_OK ||
-      (r = akv_tmpl_bool(tmpl, n, CKA_ENCRYPT, &enc)) != CKR_OK ||
-      (r = akv_tmpl_bool(tmpl, n, CKA_DECRYPT, &dec)) != CKR_OK ||
-      (r = akv_tmpl_bool(tmpl, n, CKA_WRAP, &wrap)) != CKR_OK ||
-      (r = akv_tmpl_bool(tmpl, n, CKA_UNWRAP, &unwrap)) != CKR_OK ||
-      (r = akv_tmpl_bool(tmpl, n, CKA_SIGN, &sign)) != CKR_OK ||
-      (r = akv_tmpl_bool(tmpl, n, CKA_VERIFY, &verify)) != CKR_OK ||
-      (r = akv_tmpl_bool(tmpl, n, CKA_DERIVE, &derive)) != CKR_OK ||
-      (r = akv_tmpl_bool(tmpl, n, CKA_DESTROYABLE, &destroyable)) != CKR_OK ||
-      (r = akv_tmpl_bool(tmpl, n, CKA_WRAP_WITH_TRUSTED, &wrap_trusted)) != CKR_OK ||
-      (r = akv_tmpl_bool(tmpl, n, CKA_TRUSTED, &trusted)) != CKR_OK)
+  if ((r = akv_attrs_tmpl_ulong(tmpl, n, CKA_CLASS, &cls)) != CKR_OK ||
+      (r = akv_attrs_tmpl_ulong(tmpl, n, CKA_KEY_TYPE, &kt)) != CKR_OK ||
+      (r = akv_attrs_tmpl_ulong(tmpl, n, CKA_VALUE_LEN, &vlen)) != CKR_OK ||
+      (r = akv_attrs_tmpl_bool(tmpl, n, CKA_TOKEN, &token)) != CKR_OK ||
+      (r = akv_attrs_tmpl_bool(tmpl, n, CKA_PRIVATE, &priv)) != CKR_OK ||
+      (r = akv_attrs_tmpl_bool(tmpl, n, CKA_SENSITIVE, &sensitive)) != CKR_OK ||
+      (r = akv_attrs_tmpl_bool(tmpl, n, CKA_EXTRACTABLE, &extractable)) != CKR_OK ||
+      (r = akv_attrs_tmpl_bool(tmpl, n, CKA_ENCRYPT, &enc)) != CKR_OK ||
+      (r = akv_attrs_tmpl_bool(tmpl, n, CKA_DECRYPT, &dec)) != CKR_OK ||
+      (r = akv_attrs_tmpl_bool(tmpl, n, CKA_WRAP, &wrap)) != CKR_OK ||
+      (r = akv_attrs_tmpl_bool(tmpl, n, CKA_UNWRAP, &unwrap)) != CKR_OK ||
+      (r = akv_attrs_tmpl_bool(tmpl, n, CKA_SIGN, &sign)) != CKR_OK ||
+      (r = akv_attrs_tmpl_bool(tmpl, n, CKA_VERIFY, &verify)) != CKR_OK ||
+      (r = akv_attrs_tmpl_bool(tmpl, n, CKA_DERIVE, &derive)) != CKR_OK ||
+      (r = akv_attrs_tmpl_bool(tmpl, n, CKA_DESTROYABLE, &destroyable)) != CKR_OK ||
+      (r = akv_attrs_tmpl_bool(tmpl, n, CKA_WRAP_WITH_TRUSTED, &wrap_trusted)) != CKR_OK ||
+      (r = akv_attrs_tmpl_bool(tmpl, n, CKA_TRUSTED, &trusted)) != CKR_OK)
     goto out;
   /* Only the security officer may set CKA_TRUSTED, and this token has none. */
   if (trusted) {
@@ -956,52 +957,55 @@ struct akv_object *akv_object_new_session_secret(struct akv_slot *slot, CK_KEY_T
   obj->can_sign = sign;
   obj->can_verify = verify;
 
-  akv_ab_ulong(&b, CKA_CLASS, CKO_SECRET_KEY);
-  akv_ab_ulong(&b, CKA_KEY_TYPE, type);
-  akv_ab_bool(&b, CKA_TOKEN, CK_FALSE);
-  akv_ab_bool(&b, CKA_PRIVATE, priv);
-  akv_ab_bool(&b, CKA_MODIFIABLE, CK_FALSE);
-  akv_ab_bool(&b, CKA_COPYABLE, CK_FALSE);
-  akv_ab_bool(&b, CKA_DESTROYABLE, destroyable);
-  akv_ab_bytes(&b, CKA_LABEL, "", 0);
-  akv_ab_bytes(&b, CKA_ID, "", 0);
-  akv_ab_date(&b, CKA_START_DATE, 0);
-  akv_ab_date(&b, CKA_END_DATE, 0);
-  akv_ab_bool(&b, CKA_DERIVE, CK_FALSE);
-  akv_ab_bool(&b, CKA_LOCAL, CK_FALSE);
-  akv_ab_ulong(&b, CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
-  akv_ab_ulong(&b, CKA_VALUE_LEN, (CK_ULONG)len);
-  akv_ab_bool(&b, CKA_SENSITIVE, sensitive);
-  akv_ab_bool(&b, CKA_EXTRACTABLE, extractable);
+  akv_attrs_add_ulong(&b, CKA_CLASS, CKO_SECRET_KEY);
+  akv_attrs_add_ulong(&b, CKA_KEY_TYPE, type);
+  akv_attrs_add_bool(&b, CKA_TOKEN, CK_FALSE);
+  akv_attrs_add_bool(&b, CKA_PRIVATE, priv);
+  akv_attrs_add_bool(&b, CKA_MODIFIABLE, CK_FALSE);
+  akv_attrs_add_bool(&b, CKA_COPYABLE, CK_FALSE);
+  akv_attrs_add_bool(&b, CKA_DESTROYABLE, destroyable);
+  akv_attrs_add_bytes(&b, CKA_LABEL, "", 0);
+  akv_attrs_add_bytes(&b, CKA_ID, "", 0);
+  akv_attrs_add_date(&b, CKA_START_DATE, 0);
+  akv_attrs_add_date(&b, CKA_END_DATE, 0);
+  akv_attrs_add_bool(&b, CKA_DERIVE, CK_FALSE);
+  akv_attrs_add_bool(&b, CKA_LOCAL, CK_FALSE);
+  akv_attrs_add_ulong(&b, CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
+  akv_attrs_add_ulong(&b, CKA_VALUE_LEN, (CK_ULONG)len);
+  akv_attrs_add_bool(&b, CKA_SENSITIVE, sensitive);
+  akv_attrs_add_bool(&b, CKA_EXTRACTABLE, extractable);
   /* The value came in as plaintext (C_CreateObject, C_UnwrapKey): it has been outside. */
-  akv_ab_bool(&b, CKA_ALWAYS_SENSITIVE, CK_FALSE);
-  akv_ab_bool(&b, CKA_NEVER_EXTRACTABLE, CK_FALSE);
-  akv_ab_bool(&b, CKA_ENCRYPT, enc);
-  akv_ab_bool(&b, CKA_DECRYPT, dec);
-  akv_ab_bool(&b, CKA_WRAP, wrap);
-  akv_ab_bool(&b, CKA_UNWRAP, unwrap);
-  akv_ab_bool(&b, CKA_SIGN, sign);
-  akv_ab_bool(&b, CKA_VERIFY, verify);
-  akv_ab_bool(&b, CKA_WRAP_WITH_TRUSTED, wrap_trusted); /* enforced by C_WrapKey (op_wrap.c) */
-  akv_ab_bool(&b, CKA_TRUSTED, CK_FALSE);
+  akv_attrs_add_bool(&b, CKA_ALWAYS_SENSITIVE, CK_FALSE);
+  akv_attrs_add_bool(&b, CKA_NEVER_EXTRACTABLE, CK_FALSE);
+  akv_attrs_add_bool(&b, CKA_ENCRYPT, enc);
+  akv_attrs_add_bool(&b, CKA_DECRYPT, dec);
+  akv_attrs_add_bool(&b, CKA_WRAP, wrap);
+  akv_attrs_add_bool(&b, CKA_UNWRAP, unwrap);
+  akv_attrs_add_bool(&b, CKA_SIGN, sign);
+  akv_attrs_add_bool(&b, CKA_VERIFY, verify);
+  akv_attrs_add_bool(&b, CKA_WRAP_WITH_TRUSTED,
+                     wrap_trusted); /* enforced by C_WrapKey (op_wrap.c) */
+  akv_attrs_add_bool(&b, CKA_TRUSTED, CK_FALSE);
   /* Free-form attributes the caller chose. */
-  if ((a = akv_tmpl_find(tmpl, n, CKA_LABEL)) && (a->pValue || !a->ulValueLen))
-    akv_ab_set(&b, CKA_LABEL, a->pValue, a->ulValueLen);
-  if ((a = akv_tmpl_find(tmpl, n, CKA_ID)) && (a->pValue || !a->ulValueLen))
-    akv_ab_set(&b, CKA_ID, a->pValue, a->ulValueLen);
+  if ((a = akv_attrs_tmpl_find(tmpl, n, CKA_LABEL)) && (a->pValue || !a->ulValueLen))
+    akv_attrs_set(&b, CKA_LABEL, a->pValue, a->ulValueLen);
+  if ((a = akv_attrs_tmpl_find(tmpl, n, CKA_ID)) && (a->pValue || !a->ulValueLen))
+    akv_attrs_set(&b, CKA_ID, a->pValue, a->ulValueLen);
   /* The mechanisms the caller allows (mech.c enforces them at *Init). */
-  if ((a = akv_tmpl_find(tmpl, n, CKA_ALLOWED_MECHANISMS))) {
+  if ((a = akv_attrs_tmpl_find(tmpl, n, CKA_ALLOWED_MECHANISMS))) {
     if ((!a->pValue && a->ulValueLen) || a->ulValueLen % sizeof(CK_MECHANISM_TYPE)) {
       r = CKR_ATTRIBUTE_VALUE_INVALID;
       goto out;
     }
-    akv_ab_set(&b, CKA_ALLOWED_MECHANISMS, a->pValue, a->ulValueLen);
+    akv_attrs_set(&b, CKA_ALLOWED_MECHANISMS, a->pValue, a->ulValueLen);
   }
-  if ((a = akv_tmpl_find(tmpl, n, CKA_START_DATE)) && a->pValue && a->ulValueLen == sizeof(CK_DATE))
-    akv_ab_set(&b, CKA_START_DATE, a->pValue, a->ulValueLen);
-  if ((a = akv_tmpl_find(tmpl, n, CKA_END_DATE)) && a->pValue && a->ulValueLen == sizeof(CK_DATE))
-    akv_ab_set(&b, CKA_END_DATE, a->pValue, a->ulValueLen);
-  r = akv_ab_finish(&b, &obj->attrs, &n_attrs);
+  if ((a = akv_attrs_tmpl_find(tmpl, n, CKA_START_DATE)) && a->pValue &&
+      a->ulValueLen == sizeof(CK_DATE))
+    akv_attrs_set(&b, CKA_START_DATE, a->pValue, a->ulValueLen);
+  if ((a = akv_attrs_tmpl_find(tmpl, n, CKA_END_DATE)) && a->pValue &&
+      a->ulValueLen == sizeof(CK_DATE))
+    akv_attrs_set(&b, CKA_END_DATE, a->pValue, a->ulValueLen);
+  r = akv_attrs_finish(&b, &obj->attrs, &n_attrs);
   obj->n_attrs = (uint32_t)n_attrs;
 out:
   akv_attrs_free(b.v, b.n);
@@ -1156,7 +1160,7 @@ static long key_attr(const struct akv_object *obj, CK_ATTRIBUTE_TYPE type, unsig
     return STORED(ke->id, ke->id_len);
   case CKA_START_DATE:
   case CKA_END_DATE:
-    len = akv_date_value(type == CKA_START_DATE ? k->attrs.nbf : k->attrs.exp, &d);
+    len = akv_attrs_date_value(type == CKA_START_DATE ? k->attrs.nbf : k->attrs.exp, &d);
     v = len ? (const unsigned char *)&d : (const unsigned char *)"";
     break;
   case CKA_KEY_GEN_MECHANISM:
@@ -1249,7 +1253,7 @@ static long key_attr(const struct akv_object *obj, CK_ATTRIBUTE_TYPE type, unsig
   case CKA_PUBLIC_KEY_INFO:
     if (!asym)
       return -1;
-    len = akv_key_spki(k, buf, cap);
+    len = akv_object_key_spki(k, buf, cap);
     *p = len <= cap ? buf : NULL;
     return (long)len;
   default:
@@ -1342,7 +1346,7 @@ const CK_ATTRIBUTE *akv_object_attr(const struct akv_object *obj, CK_ATTRIBUTE_T
 static int attr_hidden(const struct akv_object *obj, CK_ATTRIBUTE_TYPE type)
 {
   const CK_ATTRIBUTE *a;
-  if (!akv_attr_is_sensitive(obj->cls, type))
+  if (!akv_attrs_is_sensitive(obj->cls, type))
     return 0;
   if (obj->cls == CKO_SECRET_KEY && obj->secret) {
     a = akv_object_attr(obj, CKA_SENSITIVE);
@@ -1369,7 +1373,7 @@ static long attr_value(const struct akv_object *obj, CK_ATTRIBUTE_TYPE type, uns
   return (long)a->ulValueLen;
 }
 
-/* A lazy attribute of an attestation object (src/store/attest_obj.h). */
+/* A lazy attribute of an attestation object (src/store/attest.h). */
 static CK_RV attest_value(struct akv_object *obj, CK_ATTRIBUTE_TYPE type, const void **p,
                           size_t *len, struct akv_fetch_status *failed)
 {
@@ -1399,20 +1403,21 @@ CK_RV akv_object_get_attrs(struct akv_object *obj, CK_ATTRIBUTE *t, CK_ULONG n,
     return CKR_OBJECT_HANDLE_INVALID;
   for (i = 0; i < n; i++) {
     if (attr_hidden(obj, t[i].type)) {
-      r = akv_attr_unavailable(&t[i], CKR_ATTRIBUTE_SENSITIVE);
+      r = akv_attrs_unavailable(&t[i], CKR_ATTRIBUTE_SENSITIVE);
     } else if (obj->att && akv_attest_lazy(obj->cls, t[i].type)) {
       r = attest_value(obj, t[i].type, &p, &len, failed);
       if (r == CKR_OBJECT_HANDLE_INVALID)
         return r;
-      r = r == CKR_OK ? akv_attr_copy_out(&t[i], p, (CK_ULONG)len) : akv_attr_unavailable(&t[i], r);
+      r = r == CKR_OK ? akv_attrs_copy_out(&t[i], p, (CK_ULONG)len)
+                      : akv_attrs_unavailable(&t[i], r);
     } else if (obj->cls == CKO_SECRET_KEY && obj->secret && t[i].type == CKA_VALUE) {
-      r = akv_attr_copy_out(&t[i], obj->secret, (CK_ULONG)obj->secret_len);
+      r = akv_attrs_copy_out(&t[i], obj->secret, (CK_ULONG)obj->secret_len);
     } else if (is_lazy_value(obj, t[i].type)) {
       val = NULL;
       len = 0;
       r = secret_value(obj, &val, &len, failed);
       if (r == CKR_OK)
-        r = akv_attr_copy_out(&t[i], val, (CK_ULONG)len);
+        r = akv_attrs_copy_out(&t[i], val, (CK_ULONG)len);
       else
         t[i].ulValueLen = CK_UNAVAILABLE_INFORMATION;
       if (val) {
@@ -1421,10 +1426,10 @@ CK_RV akv_object_get_attrs(struct akv_object *obj, CK_ATTRIBUTE *t, CK_ULONG n,
       }
     } else if ((alen = attr_value(obj, t[i].type, buf, sizeof(buf), &p)) >= 0) {
       /* A value larger than buf cannot be: KEY_ATTR_MAX holds the largest key the parser takes. */
-      r = p ? akv_attr_copy_out(&t[i], p, (CK_ULONG)alen)
-            : akv_attr_unavailable(&t[i], CKR_GENERAL_ERROR);
+      r = p ? akv_attrs_copy_out(&t[i], p, (CK_ULONG)alen)
+            : akv_attrs_unavailable(&t[i], CKR_GENERAL_ERROR);
     } else {
-      r = akv_attr_unavailable(&t[i], CKR_ATTRIBUTE_TYPE_INVALID);
+      r = akv_attrs_unavailable(&t[i], CKR_ATTRIBUTE_TYPE_INVALID);
     }
     rv = akv_attrs_rv_merge(rv, r);
   }

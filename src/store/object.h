@@ -7,7 +7,7 @@
 
 #include "core/akv.h"
 
-struct akv_ab;
+struct akv_attrs_builder;
 
 /* The tag that keeps a key's CKA_ID (lowercase hex) in the vault across processes. */
 #define AKV_TAG_ID "pkcs11-id"
@@ -50,9 +50,9 @@ struct akv_objval {
 
 /* Checks the key's public material as a listing must (kv_key_to_pkey) and packs it; takes
  * ownership of key (freed on failure too). CKR_DEVICE_ERROR (logged) for unusable material. */
-CK_RV akv_keyent_new(struct kv_key *key, struct akv_keyent **out);
-struct akv_keyent *akv_keyent_ref(struct akv_keyent *ke);
-void akv_keyent_unref(struct akv_keyent *ke);
+CK_RV akv_object_keyent_new(struct kv_key *key, struct akv_keyent **out);
+struct akv_keyent *akv_object_keyent_ref(struct akv_keyent *ke);
+void akv_object_keyent_unref(struct akv_keyent *ke);
 
 /* Token objects for one key version: private + public (RSA/EC) or one secret key (oct). out must
  * hold 2; label is the key name or name/version; src tags the objects for reuse at refresh. The
@@ -62,7 +62,7 @@ CK_RV akv_objects_from_key(struct akv_slot *slot, struct akv_keyent *ke, const c
 /* The attestation objects of the key whose private (or secret) key object is key_obj, into out
  * (room for 2): on a Managed HSM slot the data object (no certificate: docs/design.md
  * "Decisions"), of the key's source and version, its content read at the first read
- * (src/store/attest_obj.h); none elsewhere. docs/usage.md "Key attestation for a CA". */
+ * (src/store/attest.h); none elsewhere. docs/usage.md "Key attestation for a CA". */
 CK_RV akv_objects_attest(const struct akv_object *key_obj, struct akv_object **out, size_t *n);
 /* A CKO_CERTIFICATE from a certificate bundle. */
 CK_RV akv_object_from_cert(struct akv_slot *slot, const struct kv_cert *cert, const char *src,
@@ -95,10 +95,10 @@ int akv_object_matches(struct akv_object *obj, const CK_ATTRIBUTE *t, CK_ULONG n
                        struct akv_fetch_status *failed);
 
 /* The CKA_ID kept in the AKV_TAG_ID tag of a, if any: replaces CKA_ID in b. */
-void akv_object_apply_tag_id(struct akv_ab *b, const struct kv_attrs *a);
+void akv_object_apply_tag_id(struct akv_attrs_builder *b, const struct kv_attrs *a);
 
 /* DER SubjectPublicKeyInfo of an RSA/EC key, as i2d_PUBKEY writes it, built without OpenSSL: its
  * length, written to buf only when it fits cap; 0 for other keys or malformed material. */
-size_t akv_key_spki(const struct kv_key *k, unsigned char *buf, size_t cap);
+size_t akv_object_key_spki(const struct kv_key *k, unsigned char *buf, size_t cap);
 
 #endif

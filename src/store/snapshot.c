@@ -34,7 +34,7 @@ void akv_snapshot_unref(struct akv_snapshot *snap)
   for (i = 0; i < snap->n; i++)
     akv_object_unref(snap->objs[i]);
   for (i = 0; i < snap->n_lazy; i++)
-    akv_lazykey_unref(snap->lazy[i]);
+    akv_snapshot_lazykey_unref(snap->lazy[i]);
   free(snap->objs);
   free(snap->lazy);
   free(snap);
@@ -87,7 +87,8 @@ static CK_RV lazy_block(const struct kv_item *const *items, size_t n, struct akv
   return CKR_OK;
 }
 
-CK_RV akv_lazykeys_new(const struct kv_item *const *items, size_t n, struct akv_lazykey **out)
+CK_RV akv_snapshot_lazykeys_new(const struct kv_item *const *items, size_t n,
+                                struct akv_lazykey **out)
 {
   size_t done = 0, i;
 
@@ -95,7 +96,7 @@ CK_RV akv_lazykeys_new(const struct kv_item *const *items, size_t n, struct akv_
     size_t m = n - done < LAZY_BLOCK_KEYS ? n - done : LAZY_BLOCK_KEYS;
     if (lazy_block(items + done, m, out + done) != CKR_OK) {
       for (i = 0; i < done; i++)
-        akv_lazykey_unref(out[i]);
+        akv_snapshot_lazykey_unref(out[i]);
       return CKR_HOST_MEMORY;
     }
     done += m;
@@ -103,7 +104,7 @@ CK_RV akv_lazykeys_new(const struct kv_item *const *items, size_t n, struct akv_
   return CKR_OK;
 }
 
-struct akv_lazykey *akv_lazykey_new(const char *name, int64_t created, int64_t updated)
+struct akv_lazykey *akv_snapshot_lazykey_new(const char *name, int64_t created, int64_t updated)
 {
   struct kv_item it;
   const struct kv_item *items[1] = {&it};
@@ -113,17 +114,17 @@ struct akv_lazykey *akv_lazykey_new(const char *name, int64_t created, int64_t u
   it.name = (char *)name;
   it.attrs.created = created;
   it.attrs.updated = updated;
-  return akv_lazykeys_new(items, 1, &lz) == CKR_OK ? lz : NULL;
+  return akv_snapshot_lazykeys_new(items, 1, &lz) == CKR_OK ? lz : NULL;
 }
 
-struct akv_lazykey *akv_lazykey_ref(struct akv_lazykey *lz)
+struct akv_lazykey *akv_snapshot_lazykey_ref(struct akv_lazykey *lz)
 {
   if (lz)
     ref_take(&lz->refs);
   return lz;
 }
 
-void akv_lazykey_unref(struct akv_lazykey *lz)
+void akv_snapshot_lazykey_unref(struct akv_lazykey *lz)
 {
   size_t i;
   if (!lz || !ref_drop_last(&lz->refs))

@@ -44,11 +44,12 @@ void akv_snapshot_unref(struct akv_snapshot *snap);               /* NULL ok */
 /* Borrowed object by handle, or NULL. snap may be NULL. */
 struct akv_object *akv_snapshot_find(const struct akv_snapshot *snap, CK_OBJECT_HANDLE h);
 
-struct akv_lazykey *akv_lazykey_new(const char *name, int64_t created, int64_t updated);
+struct akv_lazykey *akv_snapshot_lazykey_new(const char *name, int64_t created, int64_t updated);
 /* Pending keys for n listed items (their name and times) in one allocation: out[i] holds one
  * reference to each. CKR_HOST_MEMORY (out untouched) when it cannot be allocated. */
-CK_RV akv_lazykeys_new(const struct kv_item *const *items, size_t n, struct akv_lazykey **out);
-struct akv_lazykey *akv_lazykey_ref(struct akv_lazykey *lz);
-void akv_lazykey_unref(struct akv_lazykey *lz); /* NULL ok */
+CK_RV akv_snapshot_lazykeys_new(const struct kv_item *const *items, size_t n,
+                                struct akv_lazykey **out);
+struct akv_lazykey *akv_snapshot_lazykey_ref(struct akv_lazykey *lz);
+void akv_snapshot_lazykey_unref(struct akv_lazykey *lz); /* NULL ok */
 
 #endif

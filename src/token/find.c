@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "core/module.h"
-#include "store/attest_obj.h"
+#include "store/attest.h"
 #include "store/cache.h"
 #include "store/cold.h"
 #include "store/object.h"

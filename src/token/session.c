@@ -11,9 +11,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "store/attest_obj.h"
+#include "store/attest.h"
 #include "store/cache.h"
-#include "token/login.h"
+#include "token/pin.h"
 #include "core/module.h"
 #include "store/object.h"
 #include "token/session.h"

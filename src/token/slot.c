@@ -8,7 +8,7 @@
 #include <openssl/evp.h>
 
 #include "store/cache.h"
-#include "token/login.h"
+#include "token/pin.h"
 #include "core/module.h"
 #include "token/slot.h"
 #include "util/log.h"
@@ -44,7 +44,7 @@ static CK_RV slot_init(struct akv_slot *slot, CK_SLOT_ID id, const struct akv_sl
   /* No PIN, no token: the credential is built at the first login (akv_slot_open_credential),
    * from a key only the PIN opens. */
   if (sc->pin_certificate) {
-    if (!akv_key_file_encrypted((sc->has_cred ? &sc->cred : &cfg->cred)->certificate_path)) {
+    if (!akv_pin_key_file_encrypted((sc->has_cred ? &sc->cred : &cfg->cred)->certificate_path)) {
       rv = CKR_GENERAL_ERROR;
       goto out;
     }

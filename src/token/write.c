@@ -208,7 +208,7 @@ static CK_RV tbool(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type, CK
                    CK_BBOOL *v)
 {
   *v = def;
-  return akv_tmpl_bool(t, n, type, v);
+  return akv_attrs_tmpl_bool(t, n, type, v);
 }
 
 /* Common part of both templates: class, key type, token, sensitivity, name, CKA_ID, dates, HSM. */
@@ -231,14 +231,14 @@ static CK_RV parse_common(enum akv_vault_kind kind, CK_KEY_TYPE kt, const struct
     CK_ULONG n = sides[i].n, cls = sides[i].cls, ktype = kt;
     CK_BBOOL token = CK_FALSE, v;
     if ((rv = check_known(t, n)) != CKR_OK ||
-        (rv = akv_tmpl_ulong(t, n, CKA_CLASS, &cls)) != CKR_OK ||
-        (rv = akv_tmpl_ulong(t, n, CKA_KEY_TYPE, &ktype)) != CKR_OK)
+        (rv = akv_attrs_tmpl_ulong(t, n, CKA_CLASS, &cls)) != CKR_OK ||
+        (rv = akv_attrs_tmpl_ulong(t, n, CKA_KEY_TYPE, &ktype)) != CKR_OK)
       return rv;
     if (cls != sides[i].cls || ktype != kt) {
       akv_err(AKV_LOGC_P11, "key generation: CKA_CLASS/CKA_KEY_TYPE do not fit the mechanism");
       return CKR_TEMPLATE_INCONSISTENT;
     }
-    if ((rv = akv_tmpl_bool(t, n, CKA_TOKEN, &token)) != CKR_OK)
+    if ((rv = akv_attrs_tmpl_bool(t, n, CKA_TOKEN, &token)) != CKR_OK)
       return rv;
     if (!token) {
       /* Private keys never live in this process: a key pair or key is a vault key or nothing. */
@@ -267,8 +267,8 @@ static CK_RV parse_common(enum akv_vault_kind kind, CK_KEY_TYPE kt, const struct
         return CKR_TEMPLATE_INCONSISTENT;
       }
     }
-    if ((a = akv_tmpl_find(t, n, CKA_AKV_HSM))) {
-      if ((rv = akv_tmpl_bool(t, n, CKA_AKV_HSM, &v)) != CKR_OK)
+    if ((a = akv_attrs_tmpl_find(t, n, CKA_AKV_HSM))) {
+      if ((rv = akv_attrs_tmpl_bool(t, n, CKA_AKV_HSM, &v)) != CKR_OK)
         return rv;
       if (hsm_set && v != hsm) {
         akv_err(AKV_LOGC_P11, "key generation: the templates give different CKA_AKV_HSM");
@@ -292,12 +292,12 @@ static CK_RV parse_common(enum akv_vault_kind kind, CK_KEY_TYPE kt, const struct
     }
   }
   (void)token_seen;
-  a = n_sides > 0 ? akv_tmpl_find(sides[0].t, sides[0].n, CKA_LABEL) : NULL;
-  b = n_sides > 1 ? akv_tmpl_find(sides[1].t, sides[1].n, CKA_LABEL) : NULL;
+  a = n_sides > 0 ? akv_attrs_tmpl_find(sides[0].t, sides[0].n, CKA_LABEL) : NULL;
+  b = n_sides > 1 ? akv_attrs_tmpl_find(sides[1].t, sides[1].n, CKA_LABEL) : NULL;
   if ((rv = pair_attr(a, b, &label, "CKA_LABEL")) != CKR_OK)
     return rv;
-  a = n_sides > 0 ? akv_tmpl_find(sides[0].t, sides[0].n, CKA_ID) : NULL;
-  b = n_sides > 1 ? akv_tmpl_find(sides[1].t, sides[1].n, CKA_ID) : NULL;
+  a = n_sides > 0 ? akv_attrs_tmpl_find(sides[0].t, sides[0].n, CKA_ID) : NULL;
+  b = n_sides > 1 ? akv_attrs_tmpl_find(sides[1].t, sides[1].n, CKA_ID) : NULL;
   if ((rv = pair_attr(a, b, &id, "CKA_ID")) != CKR_OK)
     return rv;
   if ((rv = akv_write_name(label, g->name)) != CKR_OK)
@@ -378,8 +378,8 @@ CK_RV akv_write_parse_keypair(enum akv_vault_kind kind, CK_MECHANISM_TYPE mech,
   if ((rv = parse_common(kind, kt, sides, 2, g)) != CKR_OK)
     return rv;
   if (rsa) {
-    a = akv_tmpl_find(pub, npub, CKA_MODULUS_BITS);
-    b = akv_tmpl_find(priv, npriv, CKA_MODULUS_BITS);
+    a = akv_attrs_tmpl_find(pub, npub, CKA_MODULUS_BITS);
+    b = akv_attrs_tmpl_find(priv, npriv, CKA_MODULUS_BITS);
     if ((rv = pair_attr(a, b, &v, "CKA_MODULUS_BITS")) != CKR_OK)
       return rv;
     if (!v) {
@@ -392,8 +392,8 @@ CK_RV akv_write_parse_keypair(enum akv_vault_kind kind, CK_MECHANISM_TYPE mech,
       return CKR_ATTRIBUTE_VALUE_INVALID;
     }
     g->spec.key_size = (unsigned)bits;
-    a = akv_tmpl_find(pub, npub, CKA_PUBLIC_EXPONENT);
-    b = akv_tmpl_find(priv, npriv, CKA_PUBLIC_EXPONENT);
+    a = akv_attrs_tmpl_find(pub, npub, CKA_PUBLIC_EXPONENT);
+    b = akv_attrs_tmpl_find(priv, npriv, CKA_PUBLIC_EXPONENT);
     if ((rv = pair_attr(a, b, &v, "CKA_PUBLIC_EXPONENT")) != CKR_OK)
       return rv;
     if (v) {
@@ -409,8 +409,8 @@ CK_RV akv_write_parse_keypair(enum akv_vault_kind kind, CK_MECHANISM_TYPE mech,
       }
     }
   } else {
-    a = akv_tmpl_find(pub, npub, CKA_EC_PARAMS);
-    b = akv_tmpl_find(priv, npriv, CKA_EC_PARAMS);
+    a = akv_attrs_tmpl_find(pub, npub, CKA_EC_PARAMS);
+    b = akv_attrs_tmpl_find(priv, npriv, CKA_EC_PARAMS);
     if ((rv = pair_attr(a, b, &v, "CKA_EC_PARAMS")) != CKR_OK)
       return rv;
     if (!v) {
@@ -437,8 +437,8 @@ CK_RV akv_write_parse_keypair(enum akv_vault_kind kind, CK_MECHANISM_TYPE mech,
    * agreement, so the key comes without it (CKA_DERIVE reads FALSE) rather than not at all. */
   {
     CK_BBOOL d1 = CK_FALSE, d2 = CK_FALSE;
-    if ((rv = akv_tmpl_bool(priv, npriv, CKA_DERIVE, &d1)) != CKR_OK ||
-        (rv = akv_tmpl_bool(pub, npub, CKA_DERIVE, &d2)) != CKR_OK)
+    if ((rv = akv_attrs_tmpl_bool(priv, npriv, CKA_DERIVE, &d1)) != CKR_OK ||
+        (rv = akv_attrs_tmpl_bool(pub, npub, CKA_DERIVE, &d2)) != CKR_OK)
       return rv;
     if (d1 || d2)
       akv_warn(AKV_LOGC_P11, "key generation: %s gets no CKA_DERIVE (vault keys cannot derive)",
@@ -471,11 +471,11 @@ CK_RV akv_write_parse_secret_key(enum akv_vault_kind kind, CK_MECHANISM_TYPE mec
   g->spec.kty = KV_KTY_OCT;
   if ((rv = parse_common(kind, CKK_AES, &side, 1, g)) != CKR_OK)
     return rv;
-  if (!akv_tmpl_find(t, n, CKA_VALUE_LEN)) {
+  if (!akv_attrs_tmpl_find(t, n, CKA_VALUE_LEN)) {
     akv_err(AKV_LOGC_P11, "AES key generation needs CKA_VALUE_LEN (16, 24 or 32)");
     return CKR_TEMPLATE_INCOMPLETE;
   }
-  if ((rv = akv_tmpl_ulong(t, n, CKA_VALUE_LEN, &len)) != CKR_OK)
+  if ((rv = akv_attrs_tmpl_ulong(t, n, CKA_VALUE_LEN, &len)) != CKR_OK)
     return rv;
   if (len != 16 && len != 24 && len != 32) {
     akv_err(AKV_LOGC_P11, "CKA_VALUE_LEN: a Managed HSM makes 16, 24 or 32-byte AES keys");
@@ -550,11 +550,11 @@ static CK_RV publish_key(struct akv_session *s, struct kv_key *key, const char *
   CK_RV rv;
 
   *n = 0;
-  rv = akv_keyent_new(key, &ke); /* takes key */
+  rv = akv_object_keyent_new(key, &ke); /* takes key */
   if (rv != CKR_OK)
     return rv;
   rv = akv_objects_from_key(s->slot, ke, label, src, objs, n);
-  akv_keyent_unref(ke);
+  akv_object_keyent_unref(ke);
   if (rv != CKR_OK)
     return rv;
   /* A Managed HSM key's attestation objects, as a listing builds them (objs holds
@@ -776,7 +776,7 @@ static CK_RV create_data(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG 
   }
   if ((rv = akv_object_check_private(s->slot, CKO_DATA, t, n)) != CKR_OK)
     return rv;
-  if ((rv = akv_write_name(akv_tmpl_find(t, n, CKA_LABEL), name)) != CKR_OK)
+  if ((rv = akv_write_name(akv_attrs_tmpl_find(t, n, CKA_LABEL), name)) != CKR_OK)
     return rv;
   if (!(s->slot->cfg->objects & AKV_OBJ_SECRETS)) {
     akv_err(AKV_LOGC_P11,
@@ -785,7 +785,7 @@ static CK_RV create_data(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG 
             (unsigned long)s->slot->id);
     return CKR_TEMPLATE_INCONSISTENT;
   }
-  value = akv_tmpl_find(t, n, CKA_VALUE);
+  value = akv_attrs_tmpl_find(t, n, CKA_VALUE);
   if (!value) {
     akv_err(AKV_LOGC_P11, "data object %s: CKA_VALUE is the secret's value: give one", name);
     return CKR_TEMPLATE_INCOMPLETE;
@@ -837,14 +837,14 @@ static CK_RV session_object_create(struct akv_session *s, const CK_ATTRIBUTE *t,
   struct akv_object *obj;
   CK_RV rv;
 
-  if ((rv = akv_tmpl_ulong(t, n, CKA_CLASS, &cls)) != CKR_OK ||
-      (rv = akv_tmpl_ulong(t, n, CKA_KEY_TYPE, &kt)) != CKR_OK)
+  if ((rv = akv_attrs_tmpl_ulong(t, n, CKA_CLASS, &cls)) != CKR_OK ||
+      (rv = akv_attrs_tmpl_ulong(t, n, CKA_KEY_TYPE, &kt)) != CKR_OK)
     return rv;
   if (cls == (CK_ULONG)-1)
     return CKR_TEMPLATE_INCOMPLETE;
   if (cls != CKO_SECRET_KEY)
     return CKR_FUNCTION_NOT_SUPPORTED;
-  value = akv_tmpl_find(t, n, CKA_VALUE);
+  value = akv_attrs_tmpl_find(t, n, CKA_VALUE);
   if (kt == (CK_ULONG)-1 || !value)
     return CKR_TEMPLATE_INCOMPLETE;
   obj = akv_object_new_session_secret(s->slot, kt, value->pValue, value->ulValueLen, t, n, &rv);
@@ -877,8 +877,8 @@ CK_RV akv_write_create_object(struct akv_session *s, const CK_ATTRIBUTE *t, CK_U
     if (!t[i].pValue && t[i].ulValueLen)
       return CKR_ARGUMENTS_BAD;
   }
-  if ((rv = akv_tmpl_bool(t, n, CKA_TOKEN, &token)) != CKR_OK ||
-      (rv = akv_tmpl_ulong(t, n, CKA_CLASS, &cls)) != CKR_OK)
+  if ((rv = akv_attrs_tmpl_bool(t, n, CKA_TOKEN, &token)) != CKR_OK ||
+      (rv = akv_attrs_tmpl_ulong(t, n, CKA_CLASS, &cls)) != CKR_OK)
     return rv;
   if (!token)
     return session_object_create(s, t, n, out);

@@ -5,7 +5,7 @@
 
 static void test_builder(void **state)
 {
-  struct akv_ab b;
+  struct akv_attrs_builder b;
   CK_ATTRIBUTE *a = NULL;
   const CK_ATTRIBUTE *f;
   size_t n = 0;
@@ -13,15 +13,15 @@ static void test_builder(void **state)
   (void)state;
 
   memset(&b, 0, sizeof(b));
-  akv_ab_ulong(&b, CKA_CLASS, CKO_PUBLIC_KEY);
-  akv_ab_str(&b, CKA_LABEL, "first");
-  akv_ab_bool(&b, CKA_TOKEN, 7);             /* normalised to CK_TRUE */
-  akv_ab_str(&b, CKA_LABEL, "second");       /* replaces */
-  akv_ab_str(&b, CKA_APPLICATION, NULL);     /* empty */
-  akv_ab_date(&b, CKA_START_DATE, 0);        /* empty */
-  akv_ab_date(&b, CKA_END_DATE, 1700000000); /* 2023-11-14 */
-  akv_ab_ulongs(&b, CKA_ALLOWED_MECHANISMS, mechs, 2);
-  assert_int_equal(akv_ab_finish(&b, &a, &n), CKR_OK);
+  akv_attrs_add_ulong(&b, CKA_CLASS, CKO_PUBLIC_KEY);
+  akv_attrs_add_str(&b, CKA_LABEL, "first");
+  akv_attrs_add_bool(&b, CKA_TOKEN, 7);             /* normalised to CK_TRUE */
+  akv_attrs_add_str(&b, CKA_LABEL, "second");       /* replaces */
+  akv_attrs_add_str(&b, CKA_APPLICATION, NULL);     /* empty */
+  akv_attrs_add_date(&b, CKA_START_DATE, 0);        /* empty */
+  akv_attrs_add_date(&b, CKA_END_DATE, 1700000000); /* 2023-11-14 */
+  akv_attrs_add_ulongs(&b, CKA_ALLOWED_MECHANISMS, mechs, 2);
+  assert_int_equal(akv_attrs_finish(&b, &a, &n), CKR_OK);
   assert_int_equal(n, 7);
   /* Sorted by type for lookups. */
   for (size_t i = 1; i < n; i++)
@@ -57,21 +57,21 @@ static void test_copy_out(void **state)
   a.type = CKA_LABEL;
   a.pValue = NULL;
   a.ulValueLen = 0;
-  assert_int_equal(akv_attr_copy_out(&a, "abcdef", 6), CKR_OK);
+  assert_int_equal(akv_attrs_copy_out(&a, "abcdef", 6), CKR_OK);
   assert_int_equal(a.ulValueLen, 6);
   /* Too small: unavailable. */
   a.pValue = buf;
   a.ulValueLen = 5;
-  assert_int_equal(akv_attr_copy_out(&a, "abcdef", 6), CKR_BUFFER_TOO_SMALL);
+  assert_int_equal(akv_attrs_copy_out(&a, "abcdef", 6), CKR_BUFFER_TOO_SMALL);
   assert_int_equal(a.ulValueLen, CK_UNAVAILABLE_INFORMATION);
   /* Exact and larger buffers. */
   a.ulValueLen = 6;
-  assert_int_equal(akv_attr_copy_out(&a, "abcdef", 6), CKR_OK);
+  assert_int_equal(akv_attrs_copy_out(&a, "abcdef", 6), CKR_OK);
   assert_memory_equal(buf, "abcdef", 6);
   a.ulValueLen = sizeof(buf);
-  assert_int_equal(akv_attr_copy_out(&a, "xy", 2), CKR_OK);
+  assert_int_equal(akv_attrs_copy_out(&a, "xy", 2), CKR_OK);
   assert_int_equal(a.ulValueLen, 2);
-  assert_int_equal(akv_attr_unavailable(&a, CKR_ATTRIBUTE_SENSITIVE), CKR_ATTRIBUTE_SENSITIVE);
+  assert_int_equal(akv_attrs_unavailable(&a, CKR_ATTRIBUTE_SENSITIVE), CKR_ATTRIBUTE_SENSITIVE);
   assert_int_equal(a.ulValueLen, CK_UNAVAILABLE_INFORMATION);
 }
 
@@ -91,15 +91,15 @@ static void test_merge(void **state)
 static void test_sensitive(void **state)
 {
   (void)state;
-  assert_true(akv_attr_is_sensitive(CKO_PRIVATE_KEY, CKA_PRIVATE_EXPONENT));
-  assert_true(akv_attr_is_sensitive(CKO_PRIVATE_KEY, CKA_PRIME_1));
-  assert_true(akv_attr_is_sensitive(CKO_PRIVATE_KEY, CKA_COEFFICIENT));
-  assert_true(akv_attr_is_sensitive(CKO_PRIVATE_KEY, CKA_VALUE));
-  assert_false(akv_attr_is_sensitive(CKO_PRIVATE_KEY, CKA_MODULUS));
-  assert_true(akv_attr_is_sensitive(CKO_SECRET_KEY, CKA_VALUE));
-  assert_false(akv_attr_is_sensitive(CKO_PUBLIC_KEY, CKA_VALUE));
-  assert_false(akv_attr_is_sensitive(CKO_CERTIFICATE, CKA_VALUE));
-  assert_false(akv_attr_is_sensitive(CKO_DATA, CKA_VALUE));
+  assert_true(akv_attrs_is_sensitive(CKO_PRIVATE_KEY, CKA_PRIVATE_EXPONENT));
+  assert_true(akv_attrs_is_sensitive(CKO_PRIVATE_KEY, CKA_PRIME_1));
+  assert_true(akv_attrs_is_sensitive(CKO_PRIVATE_KEY, CKA_COEFFICIENT));
+  assert_true(akv_attrs_is_sensitive(CKO_PRIVATE_KEY, CKA_VALUE));
+  assert_false(akv_attrs_is_sensitive(CKO_PRIVATE_KEY, CKA_MODULUS));
+  assert_true(akv_attrs_is_sensitive(CKO_SECRET_KEY, CKA_VALUE));
+  assert_false(akv_attrs_is_sensitive(CKO_PUBLIC_KEY, CKA_VALUE));
+  assert_false(akv_attrs_is_sensitive(CKO_CERTIFICATE, CKA_VALUE));
+  assert_false(akv_attrs_is_sensitive(CKO_DATA, CKA_VALUE));
 }
 
 static void test_template(void **state)
@@ -113,17 +113,17 @@ static void test_template(void **state)
   };
   (void)state;
 
-  assert_int_equal(akv_tmpl_bool(tmpl, 5, CKA_TOKEN, &bv), CKR_OK);
+  assert_int_equal(akv_attrs_tmpl_bool(tmpl, 5, CKA_TOKEN, &bv), CKR_OK);
   assert_int_equal(bv, CK_FALSE);
-  assert_int_equal(akv_tmpl_ulong(tmpl, 5, CKA_CLASS, &uv), CKR_OK);
+  assert_int_equal(akv_attrs_tmpl_ulong(tmpl, 5, CKA_CLASS, &uv), CKR_OK);
   assert_int_equal(uv, CKO_SECRET_KEY);
   bv = 9;
-  assert_int_equal(akv_tmpl_bool(tmpl, 5, CKA_ENCRYPT, &bv), CKR_OK); /* absent: untouched */
+  assert_int_equal(akv_attrs_tmpl_bool(tmpl, 5, CKA_ENCRYPT, &bv), CKR_OK); /* absent: untouched */
   assert_int_equal(bv, 9);
-  assert_int_equal(akv_tmpl_bool(tmpl, 5, CKA_SIGN, &bv), CKR_ATTRIBUTE_VALUE_INVALID);
-  assert_int_equal(akv_tmpl_ulong(tmpl, 5, CKA_KEY_TYPE, &uv), CKR_ATTRIBUTE_VALUE_INVALID);
-  assert_null(akv_tmpl_find(NULL, 0, CKA_CLASS));
-  assert_ptr_equal(akv_tmpl_find(tmpl, 5, CKA_TOKEN), &tmpl[1]);
+  assert_int_equal(akv_attrs_tmpl_bool(tmpl, 5, CKA_SIGN, &bv), CKR_ATTRIBUTE_VALUE_INVALID);
+  assert_int_equal(akv_attrs_tmpl_ulong(tmpl, 5, CKA_KEY_TYPE, &uv), CKR_ATTRIBUTE_VALUE_INVALID);
+  assert_null(akv_attrs_tmpl_find(NULL, 0, CKA_CLASS));
+  assert_ptr_equal(akv_attrs_tmpl_find(tmpl, 5, CKA_TOKEN), &tmpl[1]);
 }
 
 int main(void)

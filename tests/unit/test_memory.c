@@ -262,7 +262,7 @@ static void test_pkey_on_demand(void **state)
   akv_object_unref(pub);
 }
 
-/* akv_key_spki against OpenSSL for every curve (P-521's point needs a long DER length) and a
+/* akv_object_key_spki against OpenSSL for every curve (P-521's point needs a long DER length) and a
  * 4096-bit RSA key. */
 static void test_spki_all_sizes(void **state)
 {
@@ -293,8 +293,8 @@ static void test_spki_all_sizes(void **state)
     k.x_len = k.y_len = fb;
     der = NULL;
     len = i2d_PUBKEY(pk, &der);
-    assert_int_equal(akv_key_spki(&k, NULL, 0), (size_t)len);
-    assert_int_equal(akv_key_spki(&k, buf, sizeof(buf)), (size_t)len);
+    assert_int_equal(akv_object_key_spki(&k, NULL, 0), (size_t)len);
+    assert_int_equal(akv_object_key_spki(&k, buf, sizeof(buf)), (size_t)len);
     assert_memory_equal(buf, der, (size_t)len);
     OPENSSL_free(der);
     EVP_PKEY_free(pk);
@@ -310,11 +310,11 @@ static void test_spki_all_sizes(void **state)
   k.e_len = (size_t)BN_bn2bin(e, eb);
   der = NULL;
   len = i2d_PUBKEY(pk, &der);
-  assert_int_equal(akv_key_spki(&k, buf, sizeof(buf)), (size_t)len);
+  assert_int_equal(akv_object_key_spki(&k, buf, sizeof(buf)), (size_t)len);
   assert_memory_equal(buf, der, (size_t)len);
   /* Too small a buffer: the length, nothing written past it. */
   memset(buf, 0xAA, sizeof(buf));
-  assert_int_equal(akv_key_spki(&k, buf, 100), (size_t)len);
+  assert_int_equal(akv_object_key_spki(&k, buf, 100), (size_t)len);
   assert_int_equal(buf[100], 0xAA);
   OPENSSL_free(der);
   BN_free(n);

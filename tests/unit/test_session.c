@@ -9,7 +9,7 @@
 
 #include <openssl/pem.h>
 
-#include "token/login.h"
+#include "token/pin.h"
 #include "model_helpers.h"
 #include "util/config.h"
 

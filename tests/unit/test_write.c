@@ -289,7 +289,7 @@ static void test_tag_id(void **state)
 {
   struct kv_tag tags[2] = {{(char *)"other", (char *)"zz"}, {(char *)AKV_TAG_ID, (char *)"0aFf"}};
   struct kv_attrs a;
-  struct akv_ab b;
+  struct akv_attrs_builder b;
   CK_ATTRIBUTE *v = NULL;
   size_t n = 0;
   const CK_ATTRIBUTE *id;
@@ -298,9 +298,9 @@ static void test_tag_id(void **state)
   memset(&b, 0, sizeof(b));
   a.tags = tags;
   a.n_tags = 2;
-  akv_ab_bytes(&b, CKA_ID, "\x01\x02\x03", 3);
+  akv_attrs_add_bytes(&b, CKA_ID, "\x01\x02\x03", 3);
   akv_object_apply_tag_id(&b, &a);
-  assert_int_equal(akv_ab_finish(&b, &v, &n), CKR_OK);
+  assert_int_equal(akv_attrs_finish(&b, &v, &n), CKR_OK);
   id = akv_attrs_find(v, n, CKA_ID);
   assert_non_null(id);
   assert_int_equal(id->ulValueLen, 2);
@@ -309,9 +309,9 @@ static void test_tag_id(void **state)
   /* A tag that is not hex leaves the SPKI hash. */
   tags[1].value = (char *)"0g";
   memset(&b, 0, sizeof(b));
-  akv_ab_bytes(&b, CKA_ID, "\x01\x02\x03", 3);
+  akv_attrs_add_bytes(&b, CKA_ID, "\x01\x02\x03", 3);
   akv_object_apply_tag_id(&b, &a);
-  assert_int_equal(akv_ab_finish(&b, &v, &n), CKR_OK);
+  assert_int_equal(akv_attrs_finish(&b, &v, &n), CKR_OK);
   assert_int_equal(akv_attrs_find(v, n, CKA_ID)->ulValueLen, 3);
   akv_attrs_free(v, n);
 }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The attestation behind a Managed HSM key's attestation data object (src/store/attest_obj.h):
+/* The attestation behind a Managed HSM key's attestation data object (src/store/attest.h):
  * one GET /keys/{name}/{version}/attestation at the first read of its CKA_VALUE, the checks of
  * src/kv/attest.c plus the tie to the listed key (the same versioned kid and public key), then the
  * JSON kept until the object goes. The service's format (MRVL-1) has no key certificate, so there
@@ -12,7 +12,7 @@
 
 #include <openssl/crypto.h>
 
-#include "store/attest_obj.h"
+#include "store/attest.h"
 #include "store/attrs.h"
 #include "util/log.h"
 

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The user PIN of a slot with "login": "required": checking it against the configured crypt(3)
  * string and the delay before answering a wrong one (docs/security.md "Login"). */
-#ifndef AKV_LOGIN_H
-#define AKV_LOGIN_H
+#ifndef AKV_PIN_H
+#define AKV_PIN_H
 
 #include <stddef.h>
 
@@ -21,7 +21,7 @@ int akv_pin_check(const char *hash, const unsigned char *pin, size_t len);
 int akv_pin_opens_key(const char *path, const unsigned char *pin, size_t len);
 
 /* 1 when the PEM file at path holds an encrypted private key; 0 otherwise (logged). */
-int akv_key_file_encrypted(const char *path);
+int akv_pin_key_file_encrypted(const char *path);
 
 /* Milliseconds to wait before answering the failures-th consecutive wrong PIN: 0 for none, then
  * 250 doubling up to 4000. */

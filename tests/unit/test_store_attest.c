@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* A Managed HSM key's attestation data object (src/store/object.c akv_objects_attest,
- * src/store/attest_obj.c) with the store layer and the fake backend, whose vault has no
+ * src/store/attest.c) with the store layer and the fake backend, whose vault has no
  * attestation (docs/usage.md "Key attestation for a CA"): which keys get them, their attributes
  * before any read, the searches they answer, no request before a read of their content, a refusal
  * withdrawing them, a transient failure tried again. The content itself is checked against the

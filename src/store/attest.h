@@ -3,8 +3,8 @@
  * akv_objects_attest): fetched from the vault at the first read of a lazy attribute, checked with
  * OpenSSL (src/kv/attest.c) and against the key the objects belong to, then kept for the objects'
  * life. A refused attestation withdraws the objects (docs/usage.md "Key attestation for a CA"). */
-#ifndef AKV_ATTEST_OBJ_H
-#define AKV_ATTEST_OBJ_H
+#ifndef AKV_STORE_ATTEST_H
+#define AKV_STORE_ATTEST_H
 
 #include "core/akv.h"
 

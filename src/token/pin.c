@@ -11,7 +11,7 @@
 #include <openssl/pem.h>
 
 #include "core/akv.h"
-#include "token/login.h"
+#include "token/pin.h"
 #include "util/config.h"
 #include "util/log.h"
 
@@ -129,7 +129,7 @@ static void pem_free(char *pem)
   }
 }
 
-int akv_key_file_encrypted(const char *path)
+int akv_pin_key_file_encrypted(const char *path)
 {
   char *pem = NULL;
   long n = read_encrypted_pem(path, &pem);
