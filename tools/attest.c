@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* akv-p11 attest NAME [--slot N] [--out DIR]: fetches the Managed HSM key attestation of a key,
- * checks it with OpenSSL (src/kv/attest.c: both chains, to the --root vendor root when given, the
+/* akv-p11 attest NAME [--slot N] [--out DIR] [--root FILE]: fetches the Managed HSM key
+ * attestation of a key, checks it with OpenSSL (src/kv/attest.c: both chains, the vendor's to a
+ * trusted vendor root of --root, else of the slot's attestation_root, when there is one; the
  * blobs' signatures, the attested public key against the key's) and only then writes what a
- * certificate authority asks for. Files and
- * checks: docs/usage.md "Key attestation for a CA". */
+ * certificate authority asks for. Files and checks: docs/usage.md "Key attestation for a CA". */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -101,17 +101,6 @@ static int write_file(const char *dir, const struct out_file *f)
   return 0;
 }
 
-/* The HSM vendor's root certificate of --root (PEM, one certificate), or NULL with a message. */
-static X509 *load_root(const char *path)
-{
-  BIO *b = BIO_new_file(path, "r");
-  X509 *c = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
-  BIO_free(b);
-  if (!c)
-    fprintf(stderr, "akv-p11: attest: --root %s: not a readable PEM certificate\n", path);
-  return c;
-}
-
 /* The slot: --slot N (0-based, in configuration order, as the module numbers them), else the
  * first Managed HSM slot. */
 static const struct akv_slot_config *pick_slot(const struct akv_config *cfg, long slot)
@@ -147,8 +136,8 @@ int tool_attest(const struct tool_opts *o, const char *name, long slot, const ch
   struct out_file files[OUT_MAX];
   size_t nf = 0;
   EVP_PKEY *pk = NULL;
-  X509 *anchor = NULL;
-  char err[1024];
+  STACK_OF(X509) *own_roots = NULL, *roots = NULL;
+  char err[1024], roots_name[1200];
   int ret = TOOL_USAGE;
   kv_rc rc;
 
@@ -160,8 +149,11 @@ int tool_attest(const struct tool_opts *o, const char *name, long slot, const ch
     fprintf(stderr, "akv-p11: configuration error: %s\n", err);
     goto out;
   }
-  if (o->root && !(anchor = load_root(o->root)))
+  /* The trusted vendor roots: --root, read as attestation_root is (config.c). */
+  if (o->root && akv_attestation_roots_read(o->root, &own_roots, err, sizeof(err)) != 0) {
+    fprintf(stderr, "akv-p11: attest: --root: %s\n", err);
     goto out;
+  }
   if (!(s = pick_slot(cfg, slot))) {
     ret = TOOL_PROBLEM;
     goto out;
@@ -174,6 +166,12 @@ int tool_attest(const struct tool_opts *o, const char *name, long slot, const ch
     ret = TOOL_PROBLEM;
     goto out;
   }
+  roots = own_roots ? own_roots : s->attestation_roots;
+  if (own_roots)
+    snprintf(roots_name, sizeof(roots_name), "--root %s", o->root);
+  else if (roots)
+    snprintf(roots_name, sizeof(roots_name), "slot %s attestation_root %s", s->label,
+             s->attestation_root);
   tool_http_opts(cfg, &ho);
   memset(&co, 0, sizeof(co));
   co.url = s->url;
@@ -203,7 +201,7 @@ int tool_attest(const struct tool_opts *o, const char *name, long slot, const ch
             key->kid);
     goto out;
   }
-  if ((rc = kv_attestation_verify(a, NULL, anchor, &res)) != KV_OK) {
+  if ((rc = kv_attestation_verify(a, NULL, roots, roots ? roots_name : NULL, &res)) != KV_OK) {
     fprintf(stderr,
             "akv-p11: attest: key %s: the attestation does not verify; nothing written (the "
             "reason is on the line above)\n",
@@ -251,10 +249,12 @@ int tool_attest(const struct tool_opts *o, const char *name, long slot, const ch
   }
   printf("%s: attestation verified (format %s; blobs signed by the HSM partition key and "
          "stating the key's public key; Microsoft's partition certificate chains to its root; "
-         "the vendor's to the HSM card certificate%s)\n",
-         key->kid, a->format_version, anchor ? " and the --root vendor root" : "");
-  if (!anchor)
-    printf("warning: the vendor root was not checked (give it with --root FILE)\n");
+         "the vendor's to the HSM card certificate%s%s)\n",
+         key->kid, a->format_version, roots ? " and to a trusted vendor root of " : "",
+         roots ? roots_name : "");
+  if (!roots)
+    printf("warning: the vendor root was not checked (give it with --root FILE or the slot's "
+           "attestation_root)\n");
   if (res.extractable >= 0)
     printf("private key: %s\n", res.extractable ? "exportable (secure key release)"
                                                 : "not extractable, never extractable");
@@ -266,7 +266,7 @@ out:
   for (size_t i = 0; i < nf; i++)
     free(files[i].data);
   EVP_PKEY_free(pk);
-  X509_free(anchor);
+  sk_X509_pop_free(own_roots, X509_free);
   kv_attest_result_clear(&res);
   kv_attestation_free(a);
   kv_key_free(key);

@@ -21,7 +21,7 @@ struct tool_opts {
   int probe_sign;     /* --probe-sign */
   long slot;          /* --slot N (attest), -1 = not given */
   const char *out;    /* --out DIR (attest) */
-  const char *root;   /* --root FILE (attest): the trusted root certificate, PEM */
+  const char *root;   /* --root FILE (attest): the trusted root certificate(s), PEM */
 };
 
 int tool_doctor(const struct tool_opts *o);

@@ -4,7 +4,8 @@
  * (format "MRVL-1") form the vendor's chain (partition certificate to the HSM card certificate,
  * and to the vendor root the caller trusts) and Microsoft's (partition certificate for the same
  * key to its root), the blobs carry the partition key's signature and state the key's own public
- * key, its kid and that it is sensitive and (unless exportable) never extractable.
+ * key, its kid and that it is sensitive and (unless exportable) never extractable. The vendor
+ * roots the caller trusts come from attestation_root (docs/config.md) or akv-p11 attest --root.
  * Formats: docs/usage.md "Key attestation for a CA" and docs/emulator.md "Key attestation".
  * A refused attestation is a WARN line (the key itself is unaffected); the caller decides. */
 #include <stdio.h>
@@ -499,18 +500,22 @@ static int self_signed(X509 *c)
   return X509_check_issued(c, c) == X509_V_OK;
 }
 
-/* target verifies to trusted (alone, partial chain allowed: it need not be self-signed), over
- * untrusted (may be NULL); 0 or the X509_V_ERR_ code. */
-static int chain_error(OSSL_LIB_CTX *libctx, X509 *target, X509 *trusted, X509 *untrusted,
-                       int partial, kv_rc *rc)
+/* target verifies to trusted, or to one of trusted_set when trusted is NULL (partial chain
+ * allowed: the trusted certificate need not be self-signed), over untrusted (may be NULL); 0 or
+ * the X509_V_ERR_ code. */
+static int chain_error(OSSL_LIB_CTX *libctx, X509 *target, X509 *trusted,
+                       STACK_OF(X509) * trusted_set, X509 *untrusted, int partial, kv_rc *rc)
 {
   X509_STORE *store = X509_STORE_new();
   X509_STORE_CTX *ctx = X509_STORE_CTX_new_ex(libctx, NULL);
   STACK_OF(X509) *chain = sk_X509_new_null();
-  int err = 0;
+  int err = 0, added = store != NULL;
   *rc = KV_E_NOMEM;
-  if (store && ctx && chain && X509_STORE_add_cert(store, trusted) &&
-      (!untrusted || sk_X509_push(chain, untrusted)) &&
+  if (added && trusted)
+    added = X509_STORE_add_cert(store, trusted);
+  for (int i = 0; added && !trusted && i < sk_X509_num(trusted_set); i++)
+    added = X509_STORE_add_cert(store, sk_X509_value(trusted_set, i));
+  if (ctx && chain && added && (!untrusted || sk_X509_push(chain, untrusted)) &&
       X509_STORE_CTX_init(ctx, store, target, chain)) {
     *rc = KV_OK;
     X509_STORE_CTX_set_flags(ctx,
@@ -525,12 +530,13 @@ static int chain_error(OSSL_LIB_CTX *libctx, X509 *target, X509 *trusted, X509 *
   return err;
 }
 
-kv_rc kv_attestation_verify(const struct kv_attestation *a, OSSL_LIB_CTX *libctx, X509 *anchor,
+kv_rc kv_attestation_verify(const struct kv_attestation *a, OSSL_LIB_CTX *libctx,
+                            STACK_OF(X509) * roots, const char *roots_name,
                             struct kv_attest_result *res)
 {
   X509 *certs[MAX_CERTS];
   X509 *ms_root = NULL, *ms_part = NULL, *part = NULL, *card = NULL;
-  size_t n = 0, roots = 0;
+  size_t n = 0, self_signed_n = 0;
   struct blob_facts pf, uf;
   const char *name;
   int asym, err;
@@ -556,7 +562,7 @@ kv_rc kv_attestation_verify(const struct kv_attestation *a, OSSL_LIB_CTX *libctx
   for (size_t i = 0; i < n; i++)
     if (self_signed(certs[i])) {
       ms_root = certs[i];
-      roots++;
+      self_signed_n++;
     }
   for (size_t i = 0; ms_root && i < n; i++)
     if (certs[i] != ms_root && X509_check_issued(ms_root, certs[i]) == X509_V_OK)
@@ -570,7 +576,7 @@ kv_rc kv_attestation_verify(const struct kv_attestation *a, OSSL_LIB_CTX *libctx
         X509_check_issued(certs[i], part) == X509_V_OK)
       card = certs[i];
   ERR_clear_error();
-  if (n != 4 || roots != 1 || !card) {
+  if (n != 4 || self_signed_n != 1 || !card) {
     akv_warn(AKV_LOGC_KV,
              "keys.attestation %s: certificatePemFile holds %zu certificate(s); expected the HSM "
              "card, the vendor's partition certificate issued by it, Microsoft's self-signed "
@@ -581,23 +587,29 @@ kv_rc kv_attestation_verify(const struct kv_attestation *a, OSSL_LIB_CTX *libctx
   }
 
   /* The chains, with OpenSSL: Microsoft's to the root in the file; the vendor's to the card
-   * certificate and, when the caller gives one, through it to the vendor root. */
-  if ((err = chain_error(libctx, ms_part, ms_root, NULL, 0, &rc)) != 0 && rc == KV_OK) {
+   * certificate and, when the caller trusts vendor roots, through it to one of them. */
+  if ((err = chain_error(libctx, ms_part, ms_root, NULL, NULL, 0, &rc)) != 0 && rc == KV_OK) {
     akv_warn(AKV_LOGC_KV,
              "keys.attestation %s: the certificate chain does not verify: %s (Microsoft's "
              "partition certificate to its root)",
              name, X509_verify_cert_error_string(err));
     rc = KV_E_PROTOCOL;
   }
-  if (rc == KV_OK &&
-      (err = anchor ? chain_error(libctx, part, anchor, card, 0, &rc)
-                    : chain_error(libctx, part, card, NULL, 1, &rc)) != 0 &&
+  if (rc == KV_OK && !roots && (err = chain_error(libctx, part, card, NULL, NULL, 1, &rc)) != 0 &&
       rc == KV_OK) {
     akv_warn(AKV_LOGC_KV,
              "keys.attestation %s: the certificate chain does not verify: %s (the vendor's "
-             "partition certificate%s)",
-             name, X509_verify_cert_error_string(err),
-             anchor ? " against the trusted root" : " to the HSM card certificate");
+             "partition certificate to the HSM card certificate)",
+             name, X509_verify_cert_error_string(err));
+    rc = KV_E_PROTOCOL;
+  }
+  if (rc == KV_OK && roots && (err = chain_error(libctx, part, NULL, roots, card, 0, &rc)) != 0 &&
+      rc == KV_OK) {
+    akv_warn(AKV_LOGC_KV,
+             "keys.attestation %s: the certificate chain does not verify: %s (the vendor's "
+             "partition certificate through the HSM card certificate to a trusted vendor root "
+             "of %s)",
+             name, X509_verify_cert_error_string(err), roots_name ? roots_name : "the caller");
     rc = KV_E_PROTOCOL;
   }
   if (rc != KV_OK)
@@ -647,7 +659,7 @@ kv_rc kv_attestation_verify(const struct kv_attestation *a, OSSL_LIB_CTX *libctx
   }
   res->extractable = pf.extractable;
   res->never_extractable = pf.never_extractable;
-  res->vendor_root_checked = anchor != NULL;
+  res->vendor_root_checked = roots != NULL;
   res->signer = part;
   res->card = card;
   res->ms_root = ms_root;

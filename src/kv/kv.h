@@ -390,7 +390,7 @@ struct kv_attest_result {
   X509 *card;                         /* the HSM card certificate that issued it */
   X509 *ms_root;                      /* Microsoft's self-signed partition root */
   X509 *ms_part;                      /* Microsoft's partition certificate (the signer's key) */
-  int vendor_root_checked;            /* the card certificate chains to the caller's vendor root */
+  int vendor_root_checked;            /* the card certificate chains to one of the caller's roots */
   int extractable, never_extractable; /* from the private key attestation */
 };
 void kv_attest_result_clear(struct kv_attest_result *r);
@@ -398,11 +398,14 @@ void kv_attest_result_clear(struct kv_attest_result *r);
 /* Checks with OpenSSL (docs/usage.md "Key attestation for a CA"): version "MRVL-1";
  * certificatePemFile holds the HSM card, the vendor's partition certificate it issued, Microsoft's
  * self-signed partition root and its partition certificate for the same key, both chains verify
- * (the vendor's to anchor, the vendor root, when not NULL); the blobs carry the partition key's
- * signature, name the key (CKA_ID = kid), state its public key (RSA n/e, EC point), CKA_SENSITIVE
- * and CKA_EXTRACTABLE/CKA_NEVER_EXTRACTABLE as the key's exportable attribute says. KV_OK or
+ * (the vendor's to the card certificate or, when roots is not NULL, through it to one of roots,
+ * the trusted vendor root certificates; roots_name says where they come from in the log line,
+ * e.g. "slot hsm attestation_root FILE"); the blobs carry the partition key's signature, name the
+ * key (CKA_ID = kid), state its public key (RSA n/e, EC point), CKA_SENSITIVE and
+ * CKA_EXTRACTABLE/CKA_NEVER_EXTRACTABLE as the key's exportable attribute says. KV_OK or
  * KV_E_PROTOCOL with a log line saying which check failed. */
-kv_rc kv_attestation_verify(const struct kv_attestation *a, OSSL_LIB_CTX *libctx, X509 *anchor,
+kv_rc kv_attestation_verify(const struct kv_attestation *a, OSSL_LIB_CTX *libctx,
+                            STACK_OF(X509) * roots, const char *roots_name,
                             struct kv_attest_result *res);
 
 #endif

@@ -4,13 +4,15 @@
  * src/kv/attest.c plus the tie to the listed key (the same versioned kid and public key), then the
  * JSON kept until the object goes. The service's format (MRVL-1) has no key certificate, so there
  * is no attestation certificate object: a certificate with another public key must never share
- * the key's CKA_ID. docs/usage.md "Key attestation
+ * the key's CKA_ID. The vendor's chain ends at the HSM card certificate, or at one of the slot's
+ * attestation_root certificates when it has one (docs/config.md). docs/usage.md "Key attestation
  * for a CA" and docs/design.md "Decisions". */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include <openssl/crypto.h>
+#include <openssl/x509.h>
 
 #include "store/attest.h"
 #include "store/attrs.h"
@@ -146,11 +148,16 @@ static CK_RV fetch(struct akv_attest *a, kv_rc *failed_rc, long *failed_http)
 {
   struct kv_attestation *att = NULL;
   struct kv_attest_result res;
+  const struct akv_slot_config *sc = a->slot->cfg;
+  STACK_OF(X509) *roots = sc ? sc->attestation_roots : NULL;
   size_t json_len = 0;
-  char *json = NULL;
+  char *json = NULL, roots_name[1024] = "";
   kv_rc rc;
 
   memset(&res, 0, sizeof(res));
+  if (roots) /* names the slot in the warning of a chain that ends at another root */
+    snprintf(roots_name, sizeof(roots_name), "slot %s attestation_root %s", sc->label,
+             sc->attestation_root);
   rc = kv_get_key_attestation(a->slot->client, a->name, a->version, &att);
   if (rc != KV_OK && transient(rc)) {
     akv_warn(AKV_LOGC_CACHE, "key %s: reading its attestation: %s (tried again at the next read)",
@@ -164,7 +171,7 @@ static CK_RV fetch(struct akv_attest *a, kv_rc *failed_rc, long *failed_http)
   } else if (rc != KV_OK) {
     akv_warn(AKV_LOGC_CACHE, "key %s: the vault gives no attestation for version %s: %s", a->name,
              a->version, kv_rc_str(rc));
-  } else if ((rc = kv_attestation_verify(att, akv_libctx(), NULL, &res)) != KV_OK) {
+  } else if ((rc = kv_attestation_verify(att, akv_libctx(), roots, roots_name, &res)) != KV_OK) {
     /* kv_attestation_verify logged the check that failed. */
   } else if (!same_key(a, att)) {
     akv_warn(AKV_LOGC_CACHE,

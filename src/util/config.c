@@ -21,6 +21,10 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "util/log.h"
 
@@ -188,8 +192,12 @@ void akv_config_free(struct akv_config *cfg)
   free(cfg->cache_file);
   secret_free(cfg->pin_hash);
   cred_free(&cfg->cred);
+  free(cfg->attestation_root);
+  sk_X509_pop_free(cfg->attestation_roots, X509_free);
   for (size_t i = 0; i < cfg->n_slots; i++) {
     struct akv_slot_config *s = &cfg->slots[i];
+    free(s->attestation_root);
+    sk_X509_pop_free(s->attestation_roots, X509_free);
     free(s->url);
     strv_free(s->replicas, s->n_replicas);
     free(s->label);
@@ -749,6 +757,7 @@ static const struct field slot_plain_fields[] = {
     {"keys", F_STRLIST, offsetof(struct akv_slot_config, key_names),
      offsetof(struct akv_slot_config, n_key_names), 0, 0, NULL, "[\"key1\", \"key2\"]"},
     SLOT_PLAIN(key_filter, F_STR, 0, 0, "\"tls-*\""),
+    SLOT_PLAIN(attestation_root, F_STR, 0, 0, "\"/etc/akv-pkcs11/vendor-root.pem\""),
     SLOT_PLAIN(show_disabled, F_BOOL, 0, 0, "false"),
     SLOT_PLAIN(read_only, F_BOOL, 0, 0, "true"),
     SLOT_PLAIN(allow_destroy, F_BOOL, 0, 0, "false"),
@@ -895,6 +904,7 @@ static const struct field slot_fields[] = {
     {"pin", F_CUSTOM, 0, 0, 0, 0, slot_pin_fn, NULL},
     {"quota", F_CUSTOM, 0, 0, 0, 0, slot_quota_fn, NULL},
     {"pacing", F_CUSTOM, 0, 0, 0, 0, slot_pacing_fn, NULL},
+    {"attestation_root", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
 };
 #define N_SLOT_FIELDS (sizeof(slot_fields) / sizeof(slot_fields[0]))
 
@@ -986,6 +996,7 @@ static const struct field top_fields[] = {
     CFG_FIELD(max_response_bytes, F_SIZE, 4096, 256LL * 1024 * 1024, "4194304"),
     CFG_FIELD(cache_file, F_STR, 0, 0, "\"\" (off) or \"/run/user/1000/akv-pkcs11.cache\""),
     CFG_FIELD(share_token, F_BOOL, 0, 0, "false"),
+    CFG_FIELD(attestation_root, F_STR, 0, 0, "\"/etc/akv-pkcs11/vendor-root.pem\""),
     {"credential", F_CUSTOM, 0, 0, 0, 0, global_cred_fn, NULL},
     {"slots", F_CUSTOM, 0, 0, 0, 0, slots_fn, NULL},
     {"login", F_CUSTOM, 0, 0, 0, 0, top_login_fn, NULL},
@@ -1521,6 +1532,149 @@ static int check_ca_file(struct cfg_ctx *c, const char *path)
   return 0;
 }
 
+/* ---- attestation_root ------------------------------------------------------------------------ */
+
+#define ROOTS_MAX_BYTES (256 * 1024)
+#define ROOTS_MAX 32
+#define ROOTS_FIX                                                                                  \
+  "fix: name a PEM file of the HSM vendor's root certificate(s) (docs/usage.md \"Key attestation " \
+  "for a CA\")"
+
+/* The certificates of the PEM text, each a self-signed root; -1 with the reason in why. */
+static int roots_parse(const char *path, const char *pem, size_t len, STACK_OF(X509) * roots,
+                       char *why, size_t whylen)
+{
+  BIO *bio = BIO_new_mem_buf(pem, (int)len);
+  int rc = -1;
+  if (!bio) {
+    snprintf(why, whylen, "out of memory");
+    return -1;
+  }
+  for (int n = 1;; n++) {
+    char *pname = NULL, *header = NULL, subject[256];
+    unsigned char *data = NULL;
+    const unsigned char *p;
+    long dlen = 0;
+    X509 *x = NULL;
+    ERR_set_mark();
+    if (PEM_read_bio(bio, &pname, &header, &data, &dlen) != 1) {
+      unsigned long e = ERR_peek_last_error();
+      ERR_pop_to_mark();
+      if (ERR_GET_REASON(e) == PEM_R_NO_START_LINE && n > 1)
+        rc = 0; /* the end: text between and after certificates is allowed, as in CA bundles */
+      else if (ERR_GET_REASON(e) == PEM_R_NO_START_LINE)
+        snprintf(why, whylen,
+                 "%s holds no PEM certificate (-----BEGIN CERTIFICATE-----); " ROOTS_FIX, path);
+      else
+        snprintf(why, whylen, "%s: PEM entry %d is damaged (%s); " ROOTS_FIX, path, n,
+                 ERR_reason_error_string(e) ? ERR_reason_error_string(e) : "unreadable");
+      break;
+    }
+    ERR_pop_to_mark();
+    p = data;
+    if (strcmp(pname, "CERTIFICATE") != 0)
+      snprintf(why, whylen, "%s: PEM entry %d is a %s, not a CERTIFICATE; " ROOTS_FIX, path, n,
+               pname);
+    else if (n > ROOTS_MAX)
+      snprintf(why, whylen, "%s holds more than %d certificates; " ROOTS_FIX, path, ROOTS_MAX);
+    else if (!(x = d2i_X509(NULL, &p, dlen)) || p != data + dlen)
+      snprintf(why, whylen, "%s: PEM entry %d is not an X.509 certificate; " ROOTS_FIX, path, n);
+    else if (X509_check_issued(x, x) != X509_V_OK || X509_verify(x, X509_get0_pubkey(x)) != 1)
+      snprintf(why, whylen,
+               "%s: certificate %d (%s) is not self-signed, and only a root is trusted here; fix: "
+               "give the vendor's root certificate, not the HSM card's or an intermediate",
+               path, n, X509_NAME_oneline(X509_get_subject_name(x), subject, sizeof(subject)));
+    else if (sk_X509_push(roots, x) > 0)
+      x = NULL;
+    else
+      snprintf(why, whylen, "out of memory");
+    ERR_clear_error();
+    OPENSSL_free(pname);
+    OPENSSL_free(header);
+    OPENSSL_free(data);
+    if (x) {
+      X509_free(x);
+      break;
+    }
+    if (sk_X509_num(roots) != n)
+      break;
+  }
+  BIO_free(bio);
+  return rc;
+}
+
+int akv_attestation_roots_read(const char *path, struct stack_st_X509 **out, char *why,
+                               size_t whylen)
+{
+  STACK_OF(X509) *roots = NULL;
+  struct stat st;
+  uid_t me = geteuid();
+  char *pem = NULL;
+  size_t len = 0;
+  int e = 0, rc = -1;
+  *out = NULL;
+  if (!path || !*path) {
+    snprintf(why, whylen, "is empty; " ROOTS_FIX ", or leave the field out");
+    return -1;
+  }
+  /* The checks of ca_file (check_ca_file), on the opened file: whoever can change it chooses
+   * which HSMs' attestations are accepted. */
+  if (read_file_capped(path, ROOTS_MAX_BYTES, &pem, &len, &st, &e) != 0) {
+    snprintf(why, whylen, "cannot read %s: %s; " ROOTS_FIX, path,
+             e == EINVAL  ? "not a regular file"
+             : e == EFBIG ? "larger than 256 KiB"
+                          : strerror(e));
+    return -1;
+  }
+  if (st.st_uid != 0 && st.st_uid != me)
+    snprintf(why, whylen,
+             "%s is owned by uid %u, neither root nor this process's user (uid %u), and whoever "
+             "can change it chooses which HSM vendor roots attestations are checked against; fix: "
+             "chown %u %s, or use a file you own",
+             path, (unsigned)st.st_uid, (unsigned)me, (unsigned)me, path);
+  else if (st.st_mode & (S_IWGRP | S_IWOTH))
+    snprintf(why, whylen,
+             "group or other can write %s (mode %03o), and whoever can change it chooses which "
+             "HSM vendor roots attestations are checked against; fix: chmod go-w %s",
+             path, (unsigned)(st.st_mode & 0777), path);
+  else if (!(roots = sk_X509_new_null()))
+    snprintf(why, whylen, "out of memory");
+  else if ((rc = roots_parse(path, pem, len, roots, why, whylen)) == 0)
+    *out = roots;
+  if (rc != 0)
+    sk_X509_pop_free(roots, X509_free);
+  free(pem);
+  return rc;
+}
+
+/* attestation_root (docs/config.md): read at load; a slot without its own takes the top-level
+ * one. A Key Vault has no key attestation, so a slot's own on a Key Vault is a mistake. */
+static int finish_attestation_roots(struct cfg_ctx *c, struct akv_config *cfg)
+{
+  char why[1024], fpath[64];
+  if (cfg->attestation_root &&
+      akv_attestation_roots_read(cfg->attestation_root, &cfg->attestation_roots, why, sizeof(why)))
+    return cfg_fail(c, "attestation_root", "%s", why);
+  for (size_t i = 0; i < cfg->n_slots; i++) {
+    struct akv_slot_config *s = &cfg->slots[i];
+    snprintf(fpath, sizeof(fpath), "slots[%zu].attestation_root", i);
+    if (s->attestation_root && s->kind != AKV_VAULT_MHSM)
+      return cfg_fail(c, fpath,
+                      "slots[%zu] is a Key Vault, which has no key attestation; fix: remove it, "
+                      "or set \"kind\": \"mhsm\" if the vault is a Managed HSM",
+                      i);
+    if (s->attestation_root) {
+      if (akv_attestation_roots_read(s->attestation_root, &s->attestation_roots, why, sizeof(why)))
+        return cfg_fail(c, fpath, "%s", why);
+    } else if (cfg->attestation_roots && s->kind == AKV_VAULT_MHSM) {
+      if (inherit_str(&s->attestation_root, cfg->attestation_root) ||
+          !(s->attestation_roots = X509_chain_up_ref(cfg->attestation_roots)))
+        return cfg_fail(c, fpath, "out of memory");
+    }
+  }
+  return 0;
+}
+
 static int finish(struct cfg_ctx *c, struct akv_config *cfg, struct parse_state *ps)
 {
   unsigned env_objects = 0;
@@ -1640,6 +1794,8 @@ static int finish(struct cfg_ctx *c, struct akv_config *cfg, struct parse_state 
     s->cred.share_token = s->share_token;
   }
   cfg->cred.share_token = cfg->share_token;
+  if (finish_attestation_roots(c, cfg))
+    return -1;
   return finish_login(c, cfg, ps);
 }
 

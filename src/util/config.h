@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct stack_st_X509; /* OpenSSL's STACK_OF(X509) */
+
 enum akv_cred_kind {
   AKV_CRED_AUTO = 0,    /* DefaultAzureCredential order: env secret/cert, workload, managed, cli */
   AKV_CRED_SECRET,      /* "client_secret" */
@@ -85,6 +87,8 @@ struct akv_slot_config {
                                     credential's encrypted certificate key (implies login_required) */
   int share_token;               /* share_token: the slot's (-1 while parsing: the module's) */
   struct akv_quota_config quota; /* "quota" and "pacing" */
+  char *attestation_root; /* PEM file of trusted HSM vendor roots; the top-level one when unset */
+  struct stack_st_X509 *attestation_roots; /* its certificates, read at load; NULL = none */
 };
 
 struct akv_config {
@@ -111,6 +115,8 @@ struct akv_config {
   char *pin_hash;
   int pin_certificate;
   struct akv_cred_config cred; /* default credential for slots without their own */
+  char *attestation_root;      /* default attestation_root of every slot (docs/config.md) */
+  struct stack_st_X509 *attestation_roots; /* its certificates, read at load; NULL = none */
   struct akv_slot_config *slots;
   size_t n_slots;
 };
@@ -138,6 +144,14 @@ void akv_config_free(struct akv_config *cfg);
  * "$gy$", scrypt "$7$", bcrypt "$2b$", sha512crypt "$6$", sha256crypt "$5$") that libxcrypt can
  * check; 0 otherwise. */
 int akv_pin_hash_valid(const char *s);
+
+/* The trusted HSM vendor root certificates of the PEM file path (attestation_root, akv-p11 attest
+ * --root): read with the checks of ca_file (owned by root or this process's user, not writable by
+ * group or other: docs/security.md), every entry a self-signed X.509 certificate, at least one.
+ * 0 with *out (the caller frees it with sk_X509_pop_free(*out, X509_free)), or -1 with the reason
+ * and the fix in why. */
+int akv_attestation_roots_read(const char *path, struct stack_st_X509 **out, char *why,
+                               size_t whylen);
 
 /* Azure vault domains of the public and sovereign clouds. Returns 1 when host (no port) is a name
  * under one of them, setting *resource to the token resource of that cloud and service

@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   if ((rc == KV_OK) != (a != NULL))
     abort(); /* success yields an attestation, failure none */
   if (a) {
-    rc = kv_attestation_verify(a, NULL, NULL, &res);
+    rc = kv_attestation_verify(a, NULL, NULL, NULL, &res);
     if ((rc == KV_OK) != (res.signer != NULL))
       abort();
     kv_attest_result_clear(&res);

@@ -12,16 +12,8 @@
 # one warning while the key signs; held handles follow their key's version across a rotation; an
 # attestation object cannot be destroyed or changed (the key stays).
 . "$(dirname "$0")/lib.sh"
-need_tool pkcs11-tool openssl jq curl ssh-keygen
-need_module
-[ -x "${AKV_P11:-}" ] || fail "AKV_P11 '${AKV_P11:-}' is not an executable"
-PY=/usr/bin/python3
-"$PY" -c 'import PyKCS11' 2>/dev/null || skip "python3-pykcs11 is not installed (scripts/deps.sh)"
-PYCHECK="$(dirname "$0")/p11_attest_check.py"
-
-emu_start --vault hsm1:mhsm
-export KV_SCOPE=$KV_SCOPE_MHSM
-kv_call POST /keys/signer/create '{"kty":"RSA-HSM","key_size":3072}' >/dev/null || fail "creating signer"
+. "$(dirname "$0")/attest_lib.sh"
+attest_setup ssh-keygen
 kv_call POST /keys/ec-signer/create '{"kty":"EC-HSM","crv":"P-256"}' >/dev/null || fail "creating ec-signer"
 kv_call POST /keys/aes/create '{"kty":"oct-HSM","key_size":256}' >/dev/null || fail "creating aes"
 

@@ -757,12 +757,14 @@ void kv_attest_result_clear(struct kv_attest_result *r)
     memset(r, 0, sizeof(*r));
 }
 
-kv_rc kv_attestation_verify(const struct kv_attestation *a, OSSL_LIB_CTX *libctx, X509 *anchor,
+kv_rc kv_attestation_verify(const struct kv_attestation *a, OSSL_LIB_CTX *libctx,
+                            STACK_OF(X509) * roots, const char *roots_name,
                             struct kv_attest_result *res)
 {
   (void)a;
   (void)libctx;
-  (void)anchor;
+  (void)roots;
+  (void)roots_name;
   (void)res;
   return KV_E_PROTOCOL;
 }

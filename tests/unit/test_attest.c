@@ -407,14 +407,36 @@ static int log_has(const char *text)
   return strstr(buf, text) != NULL;
 }
 
-/* Fetch (must succeed) and verify; returns verify's rc. */
+/* The trusted roots: the certificates given (NULL-ended, up-referenced); free with roots_free. */
+static STACK_OF(X509) * roots_of(X509 *c, ...)
+{
+  STACK_OF(X509) *s = sk_X509_new_null();
+  va_list ap;
+  assert_non_null(s);
+  va_start(ap, c);
+  for (; c; c = va_arg(ap, X509 *)) {
+    assert_true(sk_X509_push(s, c) > 0);
+    X509_up_ref(c);
+  }
+  va_end(ap);
+  return s;
+}
+
+static void roots_free(STACK_OF(X509) * s)
+{
+  sk_X509_pop_free(s, X509_free);
+}
+
+/* Fetch (must succeed) and verify against anchor (NULL: no vendor root); returns verify's rc. */
 static kv_rc fetch_verify(enum spoil sp, enum kind kind, X509 *anchor, struct kv_attest_result *res)
 {
   struct kv_attestation *a = NULL;
+  STACK_OF(X509) *roots = anchor ? roots_of(anchor, NULL) : NULL;
   kv_rc rc;
   reply(attestation_json(sp, kind));
   assert_int_equal(kv_get_key_attestation(hsm, "k", V1, &a), KV_OK);
-  rc = kv_attestation_verify(a, NULL, anchor, res);
+  rc = kv_attestation_verify(a, NULL, roots, "the test's roots", res);
+  roots_free(roots);
   kv_attestation_free(a);
   return rc;
 }
@@ -425,6 +447,7 @@ static void test_valid_rsa(void **state)
 {
   struct kv_attestation *a = NULL;
   struct kv_attest_result res;
+  STACK_OF(X509) * roots;
   (void)state;
   reply(attestation_json(OK, K_RSA));
   assert_int_equal(kv_get_key_attestation(hsm, "k", V1, &a), KV_OK);
@@ -435,7 +458,7 @@ static void test_valid_rsa(void **state)
   assert_string_equal(a->format_version, "MRVL-1");
   assert_non_null(strstr(a->cert_pem, "-----BEGIN CERTIFICATE-----"));
   assert_non_null(a->pub_blob);
-  assert_int_equal(kv_attestation_verify(a, NULL, NULL, &res), KV_OK);
+  assert_int_equal(kv_attestation_verify(a, NULL, NULL, NULL, &res), KV_OK);
   assert_int_equal(X509_cmp(res.signer, part), 0);
   assert_int_equal(X509_cmp(res.card, card), 0);
   assert_int_equal(X509_cmp(res.ms_root, ms_root), 0);
@@ -444,14 +467,30 @@ static void test_valid_rsa(void **state)
   assert_int_equal(res.extractable, 0);
   assert_int_equal(res.never_extractable, 1);
   kv_attest_result_clear(&res);
-  /* with the vendor root as the anchor too, and refused against another root */
-  assert_int_equal(kv_attestation_verify(a, NULL, vroot, &res), KV_OK);
+  /* with the vendor root trusted too, alone or among others; refused against another root and
+   * against an empty set */
+  roots = roots_of(vroot, NULL);
+  assert_int_equal(kv_attestation_verify(a, NULL, roots, "R", &res), KV_OK);
   assert_int_equal(res.vendor_root_checked, 1);
   kv_attest_result_clear(&res);
-  assert_int_equal(kv_attestation_verify(a, NULL, vroot2, &res), KV_E_PROTOCOL);
+  roots_free(roots);
+  roots = roots_of(vroot2, vroot, NULL);
+  assert_int_equal(kv_attestation_verify(a, NULL, roots, "R", &res), KV_OK);
+  assert_int_equal(res.vendor_root_checked, 1);
+  kv_attest_result_clear(&res);
+  roots_free(roots);
+  roots = roots_of(vroot2, NULL);
+  assert_int_equal(kv_attestation_verify(a, NULL, roots, "slot hsm attestation_root F", &res),
+                   KV_E_PROTOCOL);
   assert_null(res.signer);
   assert_true(log_has("the certificate chain does not verify: unable to get local issuer "
-                      "certificate (the vendor's partition certificate against the trusted root)"));
+                      "certificate (the vendor's partition certificate through the HSM card "
+                      "certificate to a trusted vendor root of slot hsm attestation_root F)"));
+  roots_free(roots);
+  roots = roots_of(NULL);
+  assert_int_equal(kv_attestation_verify(a, NULL, roots, NULL, &res), KV_E_PROTOCOL);
+  assert_null(res.signer);
+  roots_free(roots);
   kv_attestation_free(a);
 }
 
@@ -475,7 +514,7 @@ static void test_from_json(void **state)
   char *json = attestation_json(OK, K_RSA);
   (void)state;
   assert_int_equal(kv_attestation_from_json(json, strlen(json), &a), KV_OK);
-  assert_int_equal(kv_attestation_verify(a, NULL, NULL, &res), KV_OK);
+  assert_int_equal(kv_attestation_verify(a, NULL, NULL, NULL, &res), KV_OK);
   kv_attest_result_clear(&res);
   kv_attestation_free(a);
   a = NULL;
@@ -524,7 +563,7 @@ static void test_key_vault_unsupported(void **state)
   assert_int_equal(kv_get_key_attestation(hsm, "bad name", V1, &a), KV_E_INVALID);
   assert_int_equal(kv_get_key_attestation(NULL, "k", V1, &a), KV_E_INVALID);
   assert_int_equal(kv_get_key_attestation(hsm, "k", V1, NULL), KV_E_INVALID);
-  assert_int_equal(kv_attestation_verify(NULL, NULL, NULL, NULL), KV_E_INVALID);
+  assert_int_equal(kv_attestation_verify(NULL, NULL, NULL, NULL, NULL), KV_E_INVALID);
 }
 
 static void test_malformed_replies(void **state)

@@ -10,6 +10,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "util/config.h"
 #include "util/log.h"
@@ -632,6 +635,181 @@ static void test_ca_file_owner_mode(void **state)
   }
 }
 
+/* ---- attestation_root --------------------------------------------------------------------- */
+
+/* A certificate for key named cn, issued by issuer/ikey (NULL: self-signed). */
+static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *ikey)
+{
+  X509 *c = X509_new();
+  X509_NAME *n = X509_NAME_new();
+  assert_non_null(c);
+  assert_non_null(n);
+  assert_int_equal(
+      X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0), 1);
+  assert_int_equal(X509_set_version(c, 2), 1);
+  assert_int_equal(ASN1_INTEGER_set(X509_get_serialNumber(c), 1), 1);
+  assert_non_null(X509_gmtime_adj(X509_getm_notBefore(c), -3600));
+  assert_non_null(X509_gmtime_adj(X509_getm_notAfter(c), 86400));
+  assert_int_equal(X509_set_subject_name(c, n), 1);
+  assert_int_equal(X509_set_issuer_name(c, issuer ? X509_get_subject_name(issuer) : n), 1);
+  assert_int_equal(X509_set_pubkey(c, key), 1);
+  assert_true(X509_sign(c, ikey ? ikey : key, EVP_sha256()) > 0);
+  X509_NAME_free(n);
+  return c;
+}
+
+static char *pem_text(X509 *c)
+{
+  BIO *b = BIO_new(BIO_s_mem());
+  char *p = NULL, *out;
+  long n;
+  assert_int_equal(PEM_write_bio_X509(b, c), 1);
+  n = BIO_get_mem_data(b, &p);
+  out = strndup(p, (size_t)n);
+  BIO_free(b);
+  return out;
+}
+
+/* The configuration with attestation_root top (NULL: none) and a Managed HSM slot whose own is
+ * slot (NULL: none), plus a Key Vault slot. */
+static int parse_roots(const char *top, const char *slot, struct akv_config **cfg, char *err,
+                       size_t errlen)
+{
+  char json[2048], t[700] = "", sl[700] = "";
+  if (top)
+    snprintf(t, sizeof(t), "\"attestation_root\":\"%s\",", top);
+  if (slot)
+    snprintf(sl, sizeof(sl), ",\"attestation_root\":\"%s\"", slot);
+  snprintf(json, sizeof(json),
+           "{%s\"slots\":[{\"url\":\"https://h.managedhsm.azure.net\"%s},"
+           "{\"url\":\"https://v.vault.azure.net\"}]}",
+           t, sl);
+  return akv_config_parse(json, "t.json", cfg, err, errlen);
+}
+
+/* Fails, the message naming the field, the file and every needle. */
+static void roots_fail(const char *top, const char *slot, const char *field, const char *path,
+                       const char *needle)
+{
+  struct akv_config *cfg = NULL;
+  char err[1024];
+  if (parse_roots(top, slot, &cfg, err, sizeof(err)) == 0)
+    fail_msg("accepted attestation_root %s / %s", top ? top : "-", slot ? slot : "-");
+  assert_null(cfg);
+  if (!strstr(err, field) || (path && !strstr(err, path)) || !strstr(err, needle) ||
+      !strstr(err, "fix:"))
+    fail_msg("message \"%s\" lacks %s, %s, %s or the fix", err, field, path ? path : "-", needle);
+}
+
+static void test_attestation_root(void **state)
+{
+  struct akv_config *cfg = NULL;
+  struct stack_st_X509 *roots = NULL;
+  EVP_PKEY *k1 = EVP_EC_gen("P-256"), *k2 = EVP_EC_gen("P-256"), *k3 = EVP_EC_gen("P-256");
+  X509 *r1, *r2, *leaf;
+  char err[1024], bundle[8192], one[512], two[512], lf[512], dirp[512], why[1024];
+  char *p1, *p2, *pl;
+  (void)state;
+  assert_non_null(k1);
+  assert_non_null(k2);
+  assert_non_null(k3);
+  r1 = make_cert(k1, "vendor root 1", NULL, NULL);
+  r2 = make_cert(k2, "vendor root 2", NULL, NULL);
+  leaf = make_cert(k3, "HSM card", r1, k1);
+  p1 = pem_text(r1);
+  p2 = pem_text(r2);
+  pl = pem_text(leaf);
+  /* Two roots with text around them, as CA bundles have. */
+  snprintf(bundle, sizeof(bundle), "# vendor roots\n%s\nsecond:\n%s\n", p1, p2);
+  snprintf(two, sizeof(two), "%s", write_file("roots.pem", bundle, 0644));
+  snprintf(one, sizeof(one), "%s", write_file("root2.pem", p2, 0600));
+  snprintf(lf, sizeof(lf), "%s", write_file("leaf.pem", pl, 0644));
+
+  /* The top-level field: read at load, taken by the Managed HSM slot, not by the Key Vault. */
+  assert_int_equal(parse_roots(two, NULL, &cfg, err, sizeof(err)), 0);
+  assert_string_equal(cfg->attestation_root, two);
+  assert_int_equal(sk_X509_num(cfg->attestation_roots), 2);
+  assert_int_equal(X509_cmp(sk_X509_value(cfg->attestation_roots, 0), r1), 0);
+  assert_int_equal(X509_cmp(sk_X509_value(cfg->attestation_roots, 1), r2), 0);
+  assert_string_equal(cfg->slots[0].attestation_root, two);
+  assert_int_equal(sk_X509_num(cfg->slots[0].attestation_roots), 2);
+  assert_null(cfg->slots[1].attestation_root);
+  assert_null(cfg->slots[1].attestation_roots);
+  akv_config_free(cfg);
+  /* The slot's own wins over the top-level one. */
+  assert_int_equal(parse_roots(two, one, &cfg, err, sizeof(err)), 0);
+  assert_string_equal(cfg->slots[0].attestation_root, one);
+  assert_int_equal(sk_X509_num(cfg->slots[0].attestation_roots), 1);
+  assert_int_equal(X509_cmp(sk_X509_value(cfg->slots[0].attestation_roots, 0), r2), 0);
+  assert_int_equal(sk_X509_num(cfg->attestation_roots), 2);
+  akv_config_free(cfg);
+  /* Unset: none anywhere (checked up to the HSM card certificate). */
+  assert_int_equal(parse_roots(NULL, NULL, &cfg, err, sizeof(err)), 0);
+  assert_null(cfg->attestation_roots);
+  assert_null(cfg->slots[0].attestation_roots);
+  akv_config_free(cfg);
+
+  /* Every problem is an error naming the file, the field and the fix. */
+  snprintf(dirp, sizeof(dirp), "%s/missing.pem", dir);
+  roots_fail(dirp, NULL, "field `attestation_root`", dirp, "No such file");
+  roots_fail(NULL, dirp, "field `slots[0].attestation_root`", dirp, "cannot read");
+  roots_fail(NULL, dir, "field `slots[0].attestation_root`", dir, "not a regular file");
+  roots_fail("", NULL, "field `attestation_root`", NULL, "is empty");
+  roots_fail(NULL, write_file("text.pem", "not a certificate\n", 0644),
+             "field `slots[0].attestation_root`", "text.pem", "holds no PEM certificate");
+  roots_fail(
+      NULL,
+      write_file("key.pem", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", 0600),
+      "field `slots[0].attestation_root`", "key.pem", "is a PRIVATE KEY, not a CERTIFICATE");
+  roots_fail(
+      NULL,
+      write_file("bad.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", 0644),
+      "field `slots[0].attestation_root`", "bad.pem", "is not an X.509 certificate");
+  roots_fail(lf, NULL, "field `attestation_root`", lf, "is not self-signed");
+  snprintf(bundle, sizeof(bundle), "%s%s", p1, pl);
+  roots_fail(write_file("mixed.pem", bundle, 0644), NULL, "field `attestation_root`", "mixed.pem",
+             "certificate 2 (/CN=HSM card) is not self-signed");
+  /* The trust rule of ca_file: not writable by group or other, owned by root or the user. */
+  assert_int_equal(chmod(two, 0664), 0);
+  roots_fail(two, NULL, "field `attestation_root`", two, "chmod go-w");
+  assert_int_equal(chmod(two, 0646), 0);
+  roots_fail(NULL, two, "field `slots[0].attestation_root`", two, "(mode 646)");
+  assert_int_equal(chmod(two, 0644), 0);
+  if (geteuid() == 0) {
+    assert_int_equal(chown(two, 4242, (gid_t)-1), 0);
+    roots_fail(two, NULL, "field `attestation_root`", two, "owned by uid 4242");
+    assert_int_equal(chown(two, 0, (gid_t)-1), 0);
+  }
+  /* A Key Vault has no key attestation: a slot's own field there is a mistake. */
+  snprintf(bundle, sizeof(bundle),
+           "{\"slots\":[{\"url\":\"https://v.vault.azure.net\",\"attestation_root\":\"%s\"}]}",
+           two);
+  assert_int_equal(akv_config_parse(bundle, "t.json", &cfg, err, sizeof(err)), -1);
+  assert_non_null(strstr(err, "field `slots[0].attestation_root`"));
+  assert_non_null(strstr(err, "Key Vault"));
+  assert_non_null(strstr(err, "fix:"));
+  EXPECT_ERROR("{\"attestation_root\":5,\"slots\":[{\"url\":\"https://h.managedhsm.azure.net\"}]}",
+               "`attestation_root`", "expected a string");
+
+  /* The reader akv-p11 attest --root uses. */
+  assert_int_equal(akv_attestation_roots_read(one, &roots, why, sizeof(why)), 0);
+  assert_int_equal(sk_X509_num(roots), 1);
+  sk_X509_pop_free(roots, X509_free);
+  assert_int_equal(akv_attestation_roots_read(lf, &roots, why, sizeof(why)), -1);
+  assert_null(roots);
+  assert_non_null(strstr(why, "not self-signed"));
+
+  free(p1);
+  free(p2);
+  free(pl);
+  X509_free(r1);
+  X509_free(r2);
+  X509_free(leaf);
+  EVP_PKEY_free(k1);
+  EVP_PKEY_free(k2);
+  EVP_PKEY_free(k3);
+}
+
 static void test_azure_domains(void **state)
 {
   const char *res = NULL, *dom = NULL;
@@ -668,6 +846,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_azure_domains, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_file_owner_mode, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ca_file_owner_mode, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_attestation_root, setup, teardown),
       cmocka_unit_test_setup_teardown(test_logged_once, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_file_size, setup, teardown),
   };

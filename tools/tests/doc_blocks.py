@@ -61,20 +61,24 @@ def local_files(text, tmp):
     """The block with each file it names under /etc/akv-pkcs11/ that the loader reads (a
     `*_file` or `*_path` field other than the log, audit and cache files, e.g.
     client_secret_file) replaced by a 0600 placeholder file in tmp: the reader's machine has
-    them, the test machine does not."""
+    them, the test machine does not. An `attestation_root` there gets a self-signed certificate
+    (made with openssl), as the loader reads and checks it."""
     try:
         doc = json.loads(text)
     except ValueError:
         return text
-    paths = set()
+    paths, roots = set(), set()
 
     def walk(v):
         if isinstance(v, dict):
             for k, x in v.items():
-                if (isinstance(x, str) and k.endswith(('_file', '_path')) and
+                if (isinstance(x, str) and
+                        (k.endswith(('_file', '_path')) or k == 'attestation_root') and
                         k not in ('log_file', 'audit_file', 'cache_file') and
                         x.startswith('/etc/akv-pkcs11/')):
                     paths.add(x)
+                    if k == 'attestation_root':
+                        roots.add(x)
                 walk(x)
         elif isinstance(v, list):
             for x in v:
@@ -83,6 +87,12 @@ def local_files(text, tmp):
     for p in sorted(paths):
         local = os.path.join(tmp, 'etc', p[len('/etc/'):])
         os.makedirs(os.path.dirname(local), mode=0o700, exist_ok=True)
+        if not os.path.exists(local) and p in roots:
+            subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt',
+                            'ec_paramgen_curve:P-256', '-nodes', '-keyout', os.devnull,
+                            '-subj', '/CN=placeholder root', '-days', '1', '-out', local],
+                           check=True, capture_output=True, timeout=30)
+            os.chmod(local, 0o644)  # the loader refuses a root file others can write
         if not os.path.exists(local):
             fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, 'w') as f:

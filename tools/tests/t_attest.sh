@@ -132,15 +132,15 @@ check "oct-HSM: the private key attestation is signed by the partition key" \
 section "--root: the vendor's chain must end in the vendor root the caller trusts"
 check "--root the emulator's vendor root" \
   "$AKV_P11" attest signer --root "$VENDOR_ROOT" --out "$WORK/att-pinned"
-check_grep "--root: says it checked against that root" "and the --root vendor root" "$WORK/check.out"
+check_grep "--root: says it checked against that root" "and to a trusted vendor root of --root " "$WORK/check.out"
 check_nogrep "--root: no warning about the vendor root" "vendor root was not checked" "$WORK/check.out"
 fails_with "--root another CA (the emulator's TLS CA)" 1 "$AKV_P11" attest signer --root "$EMU_CA" \
   --out "$WORK/att-wrong-root"
-check_grep "another root: the reason" "the certificate chain does not verify: .*against the trusted root" \
+check_grep "another root: the reason" "the certificate chain does not verify: .*to a trusted vendor root of --root " \
   "$WORK/check.out"
 check "another root: nothing written" test ! -e "$WORK/att-wrong-root"
 fails_with "--root a file that is no certificate" 2 "$AKV_P11" attest signer --root "$WORK/cfg.json"
-check_grep "not a certificate: says so" "--root .*: not a readable PEM certificate" "$WORK/check.out"
+check_grep "not a certificate: says so" "--root: .*cfg.json holds no PEM certificate" "$WORK/check.out"
 
 section "tampered replies are refused and nothing is written"
 for t in chain blob key; do
