@@ -36,6 +36,7 @@ try:
                 failed += 1
 except FileNotFoundError:
     pass
-print(f"{passed} passed, {failed} failed, {skipped} skipped")
+print(f"{skipped} skipped")
+print(f"{passed} passed, {failed} failed")
 PY
 exit $status
