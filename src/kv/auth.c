@@ -53,12 +53,9 @@ extern char **environ;
 enum src_kind { SRC_SECRET, SRC_CERT, SRC_WORKLOAD, SRC_APPSERVICE, SRC_IMDS, SRC_CLI, SRC_N };
 
 static const char *const src_names[SRC_N] = {
-    "client secret (EnvironmentCredential)",
-    "client certificate (EnvironmentCredential)",
-    "workload identity",
-    "managed identity (App Service)",
-    "managed identity (IMDS)",
-    "Azure CLI",
+    "client secret",           "client certificate",
+    "workload identity",       "managed identity (App Service)",
+    "managed identity (IMDS)", "Azure CLI",
 };
 
 /* Why one attempt at a source failed: the reason and what to do about it (one log line). */
@@ -80,7 +77,7 @@ struct kv_cred {
   int chosen;             /* index into srcs of the source that worked, -1 = none yet */
   enum kv_src_state state[SRC_N];
   char note[SRC_N][WHY_LEN]; /* why a source was skipped or failed, for doctor */
-  char desc[SRC_N][160];
+  char desc[SRC_N][200];
   struct kv_token_cache *cache;
   OSSL_LIB_CTX *libctx; /* private: never re-enter a provider the host loaded */
   EVP_PKEY *cert_key;
@@ -120,6 +117,7 @@ static int cred_cfg_copy(struct akv_cred_config *d, const struct akv_cred_config
   memset(d, 0, sizeof(*d));
   d->kind = s->kind;
   d->share_token = s->share_token;
+  d->from_env = s->from_env;
   if (dup_opt(&d->tenant_id, s->tenant_id) || dup_opt(&d->client_id, s->client_id) ||
       dup_opt(&d->client_secret, s->client_secret) ||
       dup_opt(&d->certificate_path, s->certificate_path) ||
@@ -1380,6 +1378,19 @@ static kv_rc shared_fetch(void *ctx, const char *resource, const char *tenant, s
   return rc;
 }
 
+/* Where the input of an app source came from, as its name says it (docs/troubleshooting.md): ""
+ * when there is none. */
+static const char *input_origin(const struct akv_cred_config *c, enum src_kind k)
+{
+  if (k == SRC_SECRET && c->client_secret)
+    return c->from_env & AKV_CRED_ENV_SECRET ? " (environment: AZURE_CLIENT_SECRET)"
+                                             : " (configuration)";
+  if (k == SRC_CERT && c->certificate_path)
+    return c->from_env & AKV_CRED_ENV_CERT ? " (environment: AZURE_CLIENT_CERTIFICATE_PATH)"
+                                           : " (configuration)";
+  return "";
+}
+
 static void describe_sources(struct kv_cred *cred)
 {
   const struct akv_cred_config *c = &cred->cfg;
@@ -1389,8 +1400,9 @@ static void describe_sources(struct kv_cred *cred)
     case SRC_SECRET:
     case SRC_CERT:
     case SRC_WORKLOAD:
-      snprintf(cred->desc[i], sizeof(cred->desc[i]), "%s, tenant %.40s, client %.40s", src_names[k],
-               c->tenant_id ? c->tenant_id : "?", c->client_id ? c->client_id : "?");
+      snprintf(cred->desc[i], sizeof(cred->desc[i]), "%s%s, tenant %.40s, client %.40s",
+               src_names[k], input_origin(c, k), c->tenant_id ? c->tenant_id : "?",
+               c->client_id ? c->client_id : "?");
       break;
     case SRC_IMDS:
       snprintf(cred->desc[i], sizeof(cred->desc[i]), "%s at %.60s%s%.40s", src_names[k],

@@ -24,7 +24,7 @@ enum kv_src_state {
 };
 
 struct kv_src_info {
-  const char *desc; /* "client secret (EnvironmentCredential), tenant T, client C" */
+  const char *desc; /* "client secret (configuration), tenant T, client C" */
   int configured;   /* 1 inputs present, 0 absent, -1 unknown without I/O (IMDS) */
   enum kv_src_state state;
   char note[320]; /* why it is not configured / why it failed / where az is */

@@ -1047,6 +1047,7 @@ static int fill_env_str(char **dst, const char *name)
 static int fill_cred_env(struct cfg_ctx *c, struct akv_cred_config *cred)
 {
   const char *kind = env_nonempty("AKV_PKCS11_CREDENTIAL");
+  int had_secret = cred->client_secret != NULL, had_cert = cred->certificate_path != NULL;
   if (fill_env_str(&cred->tenant_id, "AZURE_TENANT_ID") ||
       fill_env_str(&cred->client_id, "AZURE_CLIENT_ID") ||
       fill_env_str(&cred->client_secret, "AZURE_CLIENT_SECRET") ||
@@ -1060,6 +1061,10 @@ static int fill_cred_env(struct cfg_ctx *c, struct akv_cred_config *cred)
       fill_env_str(&cred->identity_header, "IDENTITY_HEADER") ||
       fill_env_str(&cred->az_path, "AKV_PKCS11_AZ_PATH"))
     return cfg_fail(c, "credential", "out of memory");
+  if (!had_secret && cred->client_secret)
+    cred->from_env |= AKV_CRED_ENV_SECRET;
+  if (!had_cert && cred->certificate_path)
+    cred->from_env |= AKV_CRED_ENV_CERT;
   if (kind && cred->kind == AKV_CRED_AUTO) {
     cJSON *v = cJSON_CreateString(kind);
     int k = 0, rc;

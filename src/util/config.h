@@ -35,7 +35,10 @@ struct akv_cred_config {
   char *az_path;           /* path of the az CLI, default "az" from PATH */
   int share_token;         /* 1: tokens shared through the kernel keyring (docs/config.md
                               share_token); set by the configuration, 0 in a zeroed struct */
+  unsigned from_env;       /* AKV_CRED_ENV_*: inputs taken from the environment (log names) */
 };
+#define AKV_CRED_ENV_SECRET 1u /* client_secret from AZURE_CLIENT_SECRET */
+#define AKV_CRED_ENV_CERT 2u   /* certificate_path from AZURE_CLIENT_CERTIFICATE_PATH */
 
 enum akv_objects {
   AKV_OBJ_KEYS = 1u << 0,

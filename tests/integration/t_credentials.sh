@@ -151,8 +151,8 @@ check_grep "the module's log names the credential (client secret)" "[Cc]lient[ _
 check_grep "the module's log gives the HTTP error" "(HTTP|status)[^0-9]*(400|401)|invalid_client" "$WORK/wrong.err"
 check_nofixed "the wrong secret itself is not logged" "$WRONG" "$WORK/wrong.all"
 check_eq "one credential error line, the secret's" 1 "$(grep -c 'credential' "$WORK/wrong.err")"
-check_grep "it names the fix and says no other source is tried" \
-  "credential: client secret .* failed: HTTP 401 .*; fix: .*no other source is tried" "$WORK/wrong.err"
+check_grep "it names the source by where the secret came from, the fix, and that no other source is tried" \
+  "credential: client secret \(environment: AZURE_CLIENT_SECRET\), .* failed: HTTP 401 .*; fix: .*no other source is tried" "$WORK/wrong.err"
 check_eq "no IMDS request ($(stats_ops))" 0 "$(stats_get imds)"
 check_eq "az was not run" 0 "$(wc -l <"$WORK/azbin/az.calls")"
 check_nogrep "the log mentions no managed identity" "managed identity|Azure CLI" "$WORK/wrong.err"

@@ -262,20 +262,30 @@ static void test_chain_skips_unconfigured(void **state)
   kv_cred_free(cred);
 }
 
+/* type auto with a client secret (from_env: AKV_CRED_ENV_*), IMDS at a closed loopback port and
+ * a working fake az "az-ok": every later source would answer. */
+static struct kv_cred *secret_chain(const char *secret, unsigned from_env)
+{
+  struct akv_cred_config cfg;
+  struct kv_cred *cred = NULL;
+  char az[256];
+  snprintf(az, sizeof(az), "%s", fake_az("az-ok", 1));
+  auto_cfg(&cfg, az);
+  cfg.client_secret = (char *)secret;
+  cfg.from_env = from_env;
+  assert_int_equal(kv_cred_new(http, &cfg, &cred), KV_OK);
+  return cred;
+}
+
 /* A wrong client secret with managed identity and az available: the secret's error, one line,
  * no IMDS request, no az run. */
 static void test_configured_failure_ends_chain(void **state)
 {
-  struct akv_cred_config cfg;
-  struct kv_cred *cred = NULL;
+  struct kv_cred *cred = secret_chain("WRONGSECRETVALUE", 0);
   struct kv_src_info info[8];
-  char *tok = NULL, az[256];
+  char *tok = NULL;
   const char *log;
   (void)state;
-  snprintf(az, sizeof(az), "%s", fake_az("az-ok", 1));
-  auto_cfg(&cfg, az);
-  cfg.client_secret = "WRONGSECRETVALUE";
-  assert_int_equal(kv_cred_new(http, &cfg, &cred), KV_OK);
   fake_push(&fake, 401,
             "{\"error\":\"invalid_client\",\"error_description\":\"AADSTS7000215: "
             "Invalid client secret provided.\\r\\nTrace ID: 42\"}");
@@ -287,7 +297,7 @@ static void test_configured_failure_ends_chain(void **state)
   assert_string_equal(az_calls("az-ok"), "");
   log = slurp(logpath);
   assert_int_equal(count_lines_with(log, "credential"), 1);
-  assert_non_null(strstr(log, "credential: client secret (EnvironmentCredential), tenant tid, "
+  assert_non_null(strstr(log, "credential: client secret (configuration), tenant tid, "
                               "client cid failed: HTTP 401 from "));
   assert_non_null(strstr(log, "invalid_client - AADSTS7000215"));
   assert_non_null(strstr(log, "; fix: check tenant tid and client cid, and replace the client "
@@ -311,6 +321,60 @@ static void test_configured_failure_ends_chain(void **state)
   assert_int_equal(kv_cred_token(cred, "https://vault.azure.net", NULL, 0, &tok), KV_E_AUTH);
   assert_int_equal(fake.n_reqs, 2);
   assert_non_null(strstr(fake.reqs[1].url, "/tid/oauth2/v2.0/token"));
+  kv_cred_free(cred);
+}
+
+/* The token endpoint times out (every attempt, to the deadline); IMDS and az would answer. */
+static void timeout_secret_handler(struct fake_http *f, const struct fake_req *req,
+                                   struct fake_reply *reply)
+{
+  (void)f;
+  if (strstr(req->url, "/oauth2/v2.0/token")) {
+    reply->delay_ms = 600000; /* past every attempt's timeout: the transport's KV_E_TIMEOUT */
+  } else {
+    reply->status = 200;
+    reply->body = "{\"access_token\":\"tok-imds\",\"expires_in\":3599}";
+  }
+}
+
+/* A configured client secret (from the environment) whose token endpoint times out: a configured
+ * source that fails ends the chain, as an Entra error does: the secret's error in one line, no
+ * IMDS request, az not run. */
+static void test_configured_timeout_ends_chain(void **state)
+{
+  struct kv_cred *cred = secret_chain("s", AKV_CRED_ENV_SECRET);
+  struct kv_src_info info[8];
+  char *tok = NULL;
+  const char *log;
+  (void)state;
+  fake.handler = timeout_secret_handler;
+  /* Asked twice: the secret each time (retried within the deadline), never IMDS, never az. */
+  for (int round = 0; round < 2; round++) {
+    fake_reset(&fake);
+    assert_int_equal(kv_cred_token(cred, "https://vault.azure.net", NULL, 0, &tok), KV_E_AUTH);
+    assert_null(tok);
+    assert_true(fake.n_reqs >= 1);
+    for (size_t i = 0; i < fake.n_reqs; i++)
+      assert_non_null(strstr(fake.reqs[i].url, "/tid/oauth2/v2.0/token"));
+    assert_string_equal(az_calls("az-ok"), "");
+  }
+  log = slurp(logpath);
+  assert_int_equal(count_lines_with(log, "credential"), 2); /* one per request */
+  assert_non_null(strstr(log, "credential: client secret (environment: AZURE_CLIENT_SECRET), "
+                              "tenant tid, client cid failed: no response from "
+                              "https://login.microsoftonline.com/tid/oauth2/v2.0/token: "
+                              "KV_E_TIMEOUT; fix: check the network path to "
+                              "https://login.microsoftonline.com"));
+  assert_non_null(strstr(log, "(no other source is tried: one identity per slot"));
+  assert_null(strstr(log, "managed identity"));
+  assert_non_null(
+      strstr(kv_cred_describe(cred), "client secret (environment: AZURE_CLIENT_SECRET)"));
+  assert_int_equal(kv_cred_sources(cred, info, 8), 6);
+  assert_int_equal(info[0].state, KV_SRC_FAILED);
+  assert_non_null(strstr(info[0].note, "KV_E_TIMEOUT"));
+  for (int i = 1; i < 6; i++)
+    assert_int_equal(info[i].state, KV_SRC_NOT_TRIED);
+  fake.handler = NULL;
   kv_cred_free(cred);
 }
 
@@ -362,7 +426,7 @@ static void test_file_errors_end_chain(void **state)
   assert_int_equal(kv_cred_token(cred, "https://vault.azure.net", NULL, 0, &tok), KV_E_AUTH);
   assert_int_equal(f2.n_reqs, 1);
   log = slurp(logpath);
-  assert_non_null(strstr(log, "credential: client secret (EnvironmentCredential), tenant tid, "
+  assert_non_null(strstr(log, "credential: client secret (configuration), tenant tid, "
                               "client cid failed: cannot open the CA file (ca_file) "
                               "/nonexistent/ca.pem: No such file or directory"));
   assert_string_equal(az_calls("az-ok"), "");
@@ -394,7 +458,7 @@ static void test_sticky_after_first_token(void **state)
   assert_int_equal(fake.n_reqs, 2);
   assert_non_null(strstr(fake.reqs[1].url, "/tid/oauth2/v2.0/token"));
   log = slurp(logpath);
-  assert_non_null(strstr(log, "credential: client secret (EnvironmentCredential), tenant tid, "
+  assert_non_null(strstr(log, "credential: client secret (configuration), tenant tid, "
                               "client cid failed: HTTP 401"));
   assert_non_null(strstr(log, "AADSTS7000222"));
   assert_non_null(strstr(log, "the slot's identity since its first token"));
@@ -449,8 +513,8 @@ static void test_imds_probe_outcomes(void **state)
   r->fail = KV_E_TIMEOUT;
   assert_int_equal(kv_cred_token(cred, "https://vault.azure.net", NULL, 0, &tok), KV_E_AUTH);
   log = slurp(logpath);
-  assert_non_null(strstr(log, "credential chain: no source is configured: client secret "
-                              "(EnvironmentCredential): no client secret"));
+  assert_non_null(strstr(log, "credential chain: no source is configured: client secret: no "
+                              "client secret"));
   assert_non_null(strstr(log, "managed identity (IMDS): no answer from http://127.0.0.1:9/"));
   assert_non_null(
       strstr(log, "Azure CLI: az_path /nonexistent/az is not an executable file; fix: "));
@@ -851,6 +915,7 @@ int main(void)
                                       teardown),
       cmocka_unit_test_setup_teardown(test_chain_skips_unconfigured, setup, teardown),
       cmocka_unit_test_setup_teardown(test_configured_failure_ends_chain, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_configured_timeout_ends_chain, setup, teardown),
       cmocka_unit_test_setup_teardown(test_file_errors_end_chain, setup, teardown),
       cmocka_unit_test_setup_teardown(test_sticky_after_first_token, setup, teardown),
       cmocka_unit_test_setup_teardown(test_imds_probe_outcomes, setup, teardown),

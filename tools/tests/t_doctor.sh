@@ -167,7 +167,8 @@ rc=0
 p11 --config "$WORK/chain.json" doctor --json >"$WORK/chain.out" 2>&1 || rc=$?
 check_eq "a failing configured source is a problem: exit 1" 1 "$rc"
 check_eq "the problem is CREDENTIAL_FAILED" CREDENTIAL_FAILED "$(jq -r '.problems[0].code' "$WORK/chain.out")"
-check_grep "the source that answers for the slot is the client secret" '^client secret ' \
+check_grep "the source that answers for the slot is the client secret, from the configuration file" \
+  '^client secret \(configuration\), tenant ' \
   <(jq -r '.slots[0].credential.source' "$WORK/chain.out")
 check_eq "sources: the secret failed, the later ones were not tried (configured: no, IMDS unknown)" \
   "failed true|not_tried false|not_tried false|not_tried false|not_tried null|not_tried false" \
@@ -191,7 +192,7 @@ p11 --config "$WORK/mi.json" doctor >"$WORK/mi.txt" 2>&1 || rc=$?
 check_eq "doctor exits 0" 0 "$rc"
 check_grep "text: IMDS is in use" '^      source managed identity \(IMDS\) at http://127\.0\.0\.1:[0-9]+: in_use$' "$WORK/mi.txt"
 check_grep "text: the client secret was skipped, and why" \
-  '^      source client secret \(EnvironmentCredential\), .*: not_configured: no client secret' "$WORK/mi.txt"
+  '^      source client secret, tenant .*: not_configured: no client secret' "$WORK/mi.txt"
 check_grep "text: the Azure CLI comes after it and is not configured here" \
   '^      source Azure CLI .*: not_tried: not configured: (az_path .* is not an executable file|no az on PATH)' "$WORK/mi.txt"
 
@@ -212,6 +213,17 @@ check_grep "the missing AZURE_CLIENT_SECRET is named, with what the other app so
   <(jq -r '.slots[0].credential.log[]' "$WORK/half.out")
 check_grep "the source list says the same" '^not_configured no client secret \(AZURE_CLIENT_SECRET' \
   <(jq -r '.slots[0].credential.sources[0] | "\(.state) \(.detail)"' "$WORK/half.out")
+# The same with the (wrong) secret in the environment: the source is named by where it came from.
+rc=0
+AZURE_TENANT_ID="$EMU_TENANT" AZURE_CLIENT_ID="$EMU_CLIENT_ID" AZURE_CLIENT_SECRET="$WRONG_SECRET" \
+  p11 --config "$WORK/half.json" doctor --json >"$WORK/envsecret.out" 2>&1 || rc=$?
+check_eq "a wrong secret from the environment: exit 1" 1 "$rc"
+check_grep "the source is the client secret from AZURE_CLIENT_SECRET" \
+  "^client secret \(environment: AZURE_CLIENT_SECRET\), tenant $EMU_TENANT, client $EMU_CLIENT_ID\$" \
+  <(jq -r '.slots[0].credential.source' "$WORK/envsecret.out")
+check_grep "its failure line names it so" \
+  'credential: client secret \(environment: AZURE_CLIENT_SECRET\), .* failed: HTTP 401 ' \
+  <(jq -r '.slots[0].credential.log[]' "$WORK/envsecret.out")
 
 section "least-privilege mode: named keys, one of them misspelt, and a disabled key"
 kv_create_disabled off-key || fail "seeding off-key"
