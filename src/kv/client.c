@@ -310,8 +310,10 @@ static kv_rc get_token(struct kv_client *cl, int force, struct kv_token_ref **to
     goto out;
   rc = kv_cred_token_ref(cl->cred, resource, tenant, force, token);
   if (rc != KV_OK && rc != KV_E_NOMEM) {
-    akv_err(AKV_LOGC_AUTH, "%s: no access token (%s) from %s", cl->url, kv_rc_str(rc),
-            kv_cred_describe(cl->cred));
+    /* The credential logs its own failures (KV_E_AUTH); anything else is said here. Either way
+     * the caller gets KV_E_AUTH: already reported. */
+    akv_log(kv_rc_reported(rc) ? AKV_LOG_DEBUG : AKV_LOG_ERROR, AKV_LOGC_AUTH,
+            "%s: no access token (%s) from %s", cl->url, kv_rc_str(rc), kv_cred_describe(cl->cred));
     rc = KV_E_AUTH;
   }
 out:

@@ -20,7 +20,7 @@ typedef enum {
   KV_E_NOT_FOUND,    /* 404 */
   KV_E_FORBIDDEN,    /* 403: missing permission, key_ops, disabled key, firewall */
   KV_E_UNAUTHORIZED, /* 401 after one token refresh */
-  KV_E_AUTH,         /* no credential could produce a token */
+  KV_E_AUTH,         /* no token: the credential has logged why (kv_rc_reported) */
   KV_E_BAD_REQUEST,  /* 400 from the service (bad alg, bad length...) */
   KV_E_CONFLICT,     /* 409 */
   KV_E_THROTTLED,    /* 429 after retries and deadline */
@@ -32,6 +32,14 @@ typedef enum {
 } kv_rc;
 
 const char *kv_rc_str(kv_rc rc);
+
+/* 1 when a failure with this code was already logged at error level where it arose (KV_E_AUTH:
+ * the credential's line naming the source, the error and the fix): a caller's own line about it
+ * goes at debug, so one failure is one line at the default level (docs/troubleshooting.md). */
+static inline int kv_rc_reported(kv_rc rc)
+{
+  return rc == KV_E_AUTH;
+}
 
 /* Last HTTP status seen by this thread's most recent backend call (0 = none): feeds
  * C_GetSessionInfo.ulDeviceError. */

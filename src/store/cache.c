@@ -506,7 +506,8 @@ static CK_RV build_keys(struct build *b)
   }
   rc = kv_list_keys(b->slot->client, &items);
   if (rc != KV_OK) {
-    akv_warn(AKV_LOGC_CACHE, "%s: listing keys: %s", b->sc->url, kv_rc_str(rc));
+    akv_log(kv_rc_reported(rc) ? AKV_LOG_DEBUG : AKV_LOG_WARN, AKV_LOGC_CACHE,
+            "%s: listing keys: %s", b->sc->url, kv_rc_str(rc));
     rv = akv_rv_listing(rc);
     goto out;
   }
@@ -612,7 +613,8 @@ static CK_RV build_certs(struct build *b)
   memset(&items, 0, sizeof(items));
   rc = kv_list_certificates(b->slot->client, &items);
   if (rc != KV_OK) {
-    akv_warn(AKV_LOGC_CACHE, "%s: listing certificates: %s", b->sc->url, kv_rc_str(rc));
+    akv_log(kv_rc_reported(rc) ? AKV_LOG_DEBUG : AKV_LOG_WARN, AKV_LOGC_CACHE,
+            "%s: listing certificates: %s", b->sc->url, kv_rc_str(rc));
     kv_item_list_free(&items);
     return akv_rv_listing(rc);
   }
@@ -643,7 +645,8 @@ static CK_RV build_secrets(struct build *b)
   memset(&items, 0, sizeof(items));
   rc = kv_list_secrets(b->slot->client, &items);
   if (rc != KV_OK) {
-    akv_warn(AKV_LOGC_CACHE, "%s: listing secrets: %s", b->sc->url, kv_rc_str(rc));
+    akv_log(kv_rc_reported(rc) ? AKV_LOG_DEBUG : AKV_LOG_WARN, AKV_LOGC_CACHE,
+            "%s: listing secrets: %s", b->sc->url, kv_rc_str(rc));
     kv_item_list_free(&items);
     return akv_rv_listing(rc);
   }

@@ -157,6 +157,47 @@ check_eq "no IMDS request ($(stats_ops))" 0 "$(stats_get imds)"
 check_eq "az was not run" 0 "$(wc -l <"$WORK/azbin/az.calls")"
 check_nogrep "the log mentions no managed identity" "managed identity|Azure CLI" "$WORK/wrong.err"
 
+section "a wrong client_secret in the configuration file: one line at the default log level"
+# The credential's line names the source (by where the secret came from), the error and the fix;
+# the follow-ups of the same failure (no access token, listing keys) are at debug only.
+module_config "$WORK/good-conf.json"
+jq --arg s "$WRONG" '.credential = (.credential + {type: "auto", client_secret: $s})' \
+  "$WORK/good-conf.json" >"$WORK/wrong-conf.json"
+chmod 600 "$WORK/wrong-conf.json"
+conf_env=(env "${unset_args[@]}" AKV_PKCS11_CONFIG="$WORK/wrong-conf.json" PATH="$WORK/azbin:$WORK/nobin:$PATH"
+  AZURE_POD_IDENTITY_AUTHORITY_HOST="${imds:-http://127.0.0.1:9}" AKV_PKCS11_AZ_PATH="$WORK/azbin/az")
+fresh_cache
+fresh_keyring
+: >"$WORK/azbin/az.calls"
+stats_reset
+rc=0
+"${conf_env[@]}" timeout 60 pkcs11-tool --module "$AKV_MODULE" -O >"$WORK/conf.out" 2>"$WORK/conf.err" || rc=$?
+sed 's/^/#   | /' "$WORK/conf.err" | tail -n 5
+check "pkcs11-tool -O fails (exit $rc)" test "$rc" -ne 0 -a "$rc" -ne 124
+check_grep "pkcs11-tool reports CKR_DEVICE_ERROR" CKR_DEVICE_ERROR "$WORK/conf.err"
+grep ' akv-pkcs11\[[0-9]*\] ' "$WORK/conf.err" >"$WORK/conf.lines" || true
+check_eq "exactly one module log line at the default level" 1 "$(wc -l <"$WORK/conf.lines")"
+check_grep "it is the credential's error, naming the source by where the secret came from" \
+  "ERROR auth: credential: client secret \(configuration\), tenant $EMU_TENANT, client $EMU_CLIENT_ID failed: " \
+  "$WORK/conf.lines"
+check_grep "it gives the error (Entra's 401 invalid_client)" "failed: HTTP 401 from [^ ]*: invalid_client" "$WORK/conf.lines"
+check_grep "and the fix" "; fix: check tenant .*, and replace the client secret .*client_secret.* \(no other source is tried" \
+  "$WORK/conf.lines"
+check_nofixed "the wrong secret is not logged" "$WRONG" "$WORK/conf.err"
+check_eq "no IMDS request, az not run ($(stats_ops))" "0 0" "$(stats_get imds) $(wc -l <"$WORK/azbin/az.calls")"
+fresh_cache
+fresh_keyring
+rc=0
+"${conf_env[@]}" AKV_PKCS11_LOG_LEVEL=debug timeout 60 pkcs11-tool --module "$AKV_MODULE" -O \
+  >"$WORK/conf-debug.out" 2>"$WORK/conf-debug.err" || rc=$?
+check "with debug logging, pkcs11-tool -O fails the same (exit $rc)" test "$rc" -ne 0 -a "$rc" -ne 124
+check_grep "debug keeps the follow-up: no access token" \
+  "DEBUG auth: https://[^ ]*: no access token \(KV_E_AUTH\) from client secret \(configuration\)" "$WORK/conf-debug.err"
+check_grep "debug keeps the follow-up: the listing that failed" "DEBUG cache: https://[^ ]*: listing keys: KV_E_AUTH" \
+  "$WORK/conf-debug.err"
+check_eq "still one error or warning line, the credential's" 1 \
+  "$(grep -c ' akv-pkcs11\[[0-9]*\] \(ERROR\|WARN\) ' "$WORK/conf-debug.err" || true)"
+
 section "debug logging never shows the secret or the access token"
 fresh_cache
 fresh_keyring
