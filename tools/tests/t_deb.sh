@@ -72,8 +72,8 @@ for f in "$INSTALLED_MODULE" /usr/share/p11-kit/modules/akv-pkcs11.module /usr/b
   /usr/share/man/man1/akv-p11.1.gz /usr/share/doc/akv-pkcs11/copyright; do
   check_grep "the .deb holds $f" "^$f\$" "$WORK/deb.list"
 done
-for d in usage troubleshooting config mechanisms README; do
-  check_grep "the .deb holds docs/$d.md" "^/usr/share/doc/akv-pkcs11/$d\.md\$" "$WORK/deb.list"
+for d in README NEWS SECURITY docs/usage docs/troubleshooting docs/config docs/mechanisms docs/design; do
+  check_grep "the .deb holds $d.md" "^/usr/share/doc/akv-pkcs11/$d\.md\$" "$WORK/deb.list"
 done
 check_grep "the -dev package holds the header" '^\./usr/include/akv-pkcs11\.h$' \
   <(dpkg-deb -c "$DEVDEB" | awk '{print $6}')
@@ -111,6 +111,12 @@ check_grep "doctor: healthy" '^healthy: no problems found$' "$WORK/check.out"
 check "the installed akv-p11: uri debkey" akv-p11 uri debkey
 check_grep "uri: the key's URI" ";serial=$SERIAL;.*;object=debkey;type=private\$" "$WORK/check.out"
 check "man akv-p11 is found" man -w akv-p11
+MANPAGE=$(man -w akv-p11 2>/dev/null || true)
+zcat -f "$MANPAGE" 2>/dev/null | grep -o '/usr/share/doc/akv-pkcs11/[A-Za-z_./-]*\.md' | sort -u >"$WORK/man-cited.list"
+check "the installed man page cites installed documents" test "$(wc -l <"$WORK/man-cited.list")" -ge 3
+while read -r d; do
+  check "the man page's $d exists" test -s "$d"
+done <"$WORK/man-cited.list"
 
 section "x-init-reserved in a module file of our own, and the p11-kit proxy"
 module_config "$WORK/config.json"

@@ -3,8 +3,8 @@
 # `meson install --destdir`: every file meson plans to install lands under DESTDIR, the
 # module in p11-kit's module directory with only the three PKCS#11 entry points exported, the
 # module file (relative module path) in p11-kit's module config directory, akv-p11 in bindir, its
-# man page in man1 and the documents it cites in DATADIR/doc/akv-pkcs11, the vendor header in
-# includedir. Needs no root.
+# man page in man1 citing the documents installed in DATADIR/doc/akv-pkcs11 (README.md, NEWS.md,
+# SECURITY.md and docs/, their links between them intact), the vendor header in includedir. Needs no root.
 # Inputs: AKV_BUILD_ROOT, INTEG_LIB.
 # shellcheck source=../../tests/integration/lib.sh
 source "${INTEG_LIB:?INTEG_LIB is not set}"
@@ -33,14 +33,31 @@ P11_BIN=$(grep '/bin/akv-p11$' "$WORK/installed.list" | head -n1)
 check "the installed akv-p11 runs" "$DEST$P11_BIN" --version
 check_grep "and reports the project version" "^akv-p11 $(meson introspect "$BUILD" --projectinfo | jq -r .version)\$" "$WORK/check.out"
 check_grep "the man page is installed to man1" '/share/man/man1/akv-p11\.1$' "$WORK/installed.list"
-# akv-p11(1) cites the docs as /usr/share/doc/akv-pkcs11/NAME (PREFIX/share/doc/... elsewhere).
+# akv-p11(1) cites the docs by their installed paths, DATADIR/doc/akv-pkcs11/... (the build writes
+# the page from tools/akv-p11.1 with that directory), and the installed documents' links between
+# each other resolve in the installed tree.
 DOCDIR=$(meson introspect "$BUILD" --buildoptions |
   jq -r '(map({(.name): .value}) | add) as $o | "\($o.prefix)/\($o.datadir)/doc/akv-pkcs11"')
-grep -o '/usr/share/doc/akv-pkcs11/[A-Za-z_.-]*\.md' "$(dirname "$0")/../akv-p11.1" | sort -u >"$WORK/cited.list"
-check "the man page cites documents in /usr/share/doc/akv-pkcs11" test "$(wc -l <"$WORK/cited.list")" -ge 3
+MAN="$BUILD/tools/akv-p11.1"
+check "the man page has no placeholder left" bash -c "! grep -n '@DOCDIR@' '$MAN'"
+grep -o "$DOCDIR/[A-Za-z_./-]*\.md" "$MAN" | sort -u >"$WORK/cited.list"
+check "the man page cites documents in $DOCDIR" test "$(wc -l <"$WORK/cited.list")" -ge 3
 while read -r d; do
-  check "the cited $(basename "$d") is installed ($DOCDIR)" test -s "$DEST$DOCDIR/$(basename "$d")"
+  check "the cited ${d#"$DOCDIR"/} is installed" test -s "$DEST$d"
 done <"$WORK/cited.list"
+for d in README.md NEWS.md SECURITY.md docs/config.md docs/design.md docs/troubleshooting.md; do
+  check "$d is installed in $DOCDIR" test -s "$DEST$DOCDIR/$d"
+done
+# Relative links ([text](path.md#anchor), not URLs or in-page anchors) of every installed document.
+dead=0 links=0
+while IFS= read -r -d '' md; do
+  while read -r target; do
+    links=$((links + 1))
+    [ -e "$(dirname "$md")/$target" ] || { echo "#   dead link in ${md#"$DEST"}: $target"; dead=1; }
+  done < <(grep -o '\]([^)#: ]*\.md' "$md" | sed 's/^](//' | sort -u)
+done < <(find "$DEST$DOCDIR" -name '*.md' -print0)
+echo "# $links relative links checked in the installed documents"
+check "the installed documents' links between them resolve" test "$dead" = 0 -a "$links" -gt 20
 check_grep "the vendor header is installed" '/include/akv-pkcs11\.h$' "$WORK/installed.list"
 check "the installed module exports only the three PKCS#11 entry points" \
   bash -c "test \"\$(nm -D --defined-only '$DEST$P11_MODULE_PATH/akv-pkcs11.so' | awk '{print \$3}' | grep -v '^_' | LC_ALL=C sort | tr '\n' ' ')\" = 'C_GetFunctionList C_GetInterface C_GetInterfaceList '"
