@@ -133,6 +133,12 @@ nginx_start() {
   RECIPE_SUBST=(/etc/nginx/akv "$N" /var/lib/akv-pkcs11-nginx "$WORK/pub/nginx-home"
     /run/nginx-akv.pid "$PIDFILE" 8443 "$P1" 8444 "$P2")
   worker_user
+  # The configuration the recipe starts from names a CA file only root can read (as a root-owned
+  # /etc/akv-pkcs11 would have): the workers have the CA only if the recipe gives it to them.
+  install -m 600 "$EMU_CA" "$WORK/ca-root-only.pem"
+  jq --arg ca "$WORK/ca-root-only.pem" '.ca_file = $ca' "$RECIPE_CONFIG" >"$WORK/nginx-source.json"
+  chmod 600 "$WORK/nginx-source.json"
+  RECIPE_CONFIG="$WORK/nginx-source.json"
   run_recipe nginx "$1"
   stop_pidfile "$PIDFILE"
   [ -s "$PIDFILE" ] || { sed 's/^/#   | /' "$N/error.log" 2>/dev/null; fail "nginx did not start"; }

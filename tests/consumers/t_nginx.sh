@@ -21,6 +21,10 @@ check_eq "two workers" 2 "$(workers | wc -w)"
 for w in $(workers); do
   check_eq "worker $w runs as $WUSER" "$WUSER" "$(ps -o user= -p "$w" | tr -d ' ')"
 done
+# The CA file of the configuration is root's (0600, nginx_start): the workers read the recipe's copy.
+check_eq "the workers' configuration names the recipe's CA copy (0644; the original is 0600)" \
+  "$N/ca.pem 644 600" \
+  "$(jq -r .ca_file "$N/config.json") $(stat -c %a "$N/ca.pem") $(stat -c %a "$WORK/ca-root-only.pem")"
 for k in mykey myeckey; do
   openssl x509 -in "$N/$([ $k = mykey ] && echo rsa || echo ec).pem" -noout -pubkey >"$WORK/$k.crt.pub"
   check "$k: the served certificate carries the vault's public key" cmp "$WORK/$k.crt.pub" "$WORK/$k.vault.pem"
