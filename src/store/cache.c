@@ -1847,10 +1847,10 @@ CK_RV akv_cache_read_key(struct akv_cache *c, const char *name, int *published)
   struct akv_slot *slot = c->slot;
   struct akv_object *objs[AKV_KEY_OBJECTS];
   struct kv_key *key = NULL;
-  char src[1024];
+  char src[1024], spelled[128];
   size_t n = 0, i;
   int64_t now = akv_now();
-  int claimed;
+  int claimed, known;
   kv_rc rc;
   CK_RV rv;
 
@@ -1872,13 +1872,31 @@ CK_RV akv_cache_read_key(struct akv_cache *c, const char *name, int *published)
     akv_warn(AKV_LOGC_CACHE, "key %s: %s", name, kv_rc_str(rc));
     return akv_rv_listing(rc);
   }
+  /* The vault compares names without case and its reply spells the name as stored (the kid;
+   * kv_get_key checked it is this name in some case). The objects carry that spelling, as the
+   * listing's do: a search in another case publishes the key under its own name, once, and
+   * never a second object for a key the snapshot has (docs/design.md "Keys created since the
+   * listing"). */
+  snprintf(spelled, sizeof(spelled), "%s", key->name);
+  if (strcmp(spelled, name) != 0) {
+    akv_source_id(src, sizeof(src), AKV_SRC_KEY, spelled, NULL);
+    pthread_mutex_lock(&c->lock);
+    known = known_inlock(c->snap, src, spelled);
+    pthread_mutex_unlock(&c->lock);
+    if (known || !name_shown(slot->cfg, spelled)) {
+      akv_dbg(AKV_LOGC_CACHE, "key %s: the vault spells it %s (%s)", name, spelled,
+              known ? "known already" : "not shown");
+      kv_key_free(key);
+      return CKR_OK;
+    }
+  }
   if (!visible_at(slot->cfg, now, &key->attrs)) {
     kv_key_free(key);
     return CKR_OK;
   }
-  rv = key_objects(slot, key, name, src, objs, &n); /* takes key */
+  rv = key_objects(slot, key, spelled, src, objs, &n); /* takes key */
   if (rv == CKR_OK && n) {
-    akv_info(AKV_LOGC_CACHE, "key %s: created since the listing, read from the vault", name);
+    akv_info(AKV_LOGC_CACHE, "key %s: created since the listing, read from the vault", spelled);
     /* The same path as a write through the module: the snapshot and the cache file get it. */
     rv = akv_cache_apply(c, same_source, src, objs, n);
     *published = rv == CKR_OK;
@@ -2003,7 +2021,8 @@ static int cold_known_inlock(const struct akv_cache *c, const char *name)
   return 0;
 }
 
-CK_RV akv_cache_get_for(struct akv_cache *c, const char *name, struct akv_snapshot **out, int *cold)
+CK_RV akv_cache_get_for(struct akv_cache *c, const char *name, struct akv_snapshot **out, int *cold,
+                        struct akv_cf_name *rec)
 {
   struct akv_snapshot *loaded = NULL;
   int64_t started;
@@ -2018,11 +2037,11 @@ CK_RV akv_cache_get_for(struct akv_cache *c, const char *name, struct akv_snapsh
   }
   if (!c->refreshing) {
     /* Nothing yet: the cache file first, as the first listing would (no cross-process lock: it
-     * is only read), then the listing is scheduled. */
+     * is only read), and in the same read the record of name; then the listing is scheduled. */
     c->refreshing = 1;
     pthread_mutex_unlock(&c->lock);
     started = akv_now();
-    if (akv_cache_file_load(c->slot, &loaded) == CKR_OK) {
+    if (akv_cache_file_load_cold(c->slot, name, &loaded, rec) == CKR_OK) {
       pthread_mutex_lock(&c->lock);
       publish_inlock(c, CKR_OK, loaded, started);
       *out = akv_snapshot_ref(c->snap);

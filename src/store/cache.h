@@ -58,9 +58,13 @@ CK_RV akv_cache_reread(struct akv_cache *c, const struct akv_object *obj,
  * has one or the cache file gives one (*cold 0). On a cold slot (neither), schedules the first
  * listing in the background (it starts when a search needs it, or a few seconds later, and is not
  * started at all when the cache is freed before) and sets *cold: *out is then the slot's cold
- * snapshot when name was read already, else NULL (read it, then akv_cache_cold_add). */
-CK_RV akv_cache_get_for(struct akv_cache *c, const char *name, struct akv_snapshot **out,
-                        int *cold);
+ * snapshot when name was read already, else NULL (read it, then akv_cache_cold_add). When this
+ * call read the cache file (the slot's first search), rec holds what that one read found for name
+ * (akv_cache_file_load_cold; rec->looked 0 otherwise, zeroed by the caller; the caller releases
+ * its objects). */
+struct akv_cf_name;
+CK_RV akv_cache_get_for(struct akv_cache *c, const char *name, struct akv_snapshot **out, int *cold,
+                        struct akv_cf_name *rec);
 /* Records what a cold search read for name at read_at (the objects of its key and certificate,
  * referenced here; none when the slot shows neither), from the vault or from the cache file's
  * record of that name: they join the cold snapshot, found by handle until the first listing lands,

@@ -478,6 +478,10 @@ static cJSON *read_doc(const struct cf *cf, const unsigned char key[KEY_BYTES], 
 out:
   if (why)
     bad_file(cf->path, st, why);
+  /* One line per read (open, MAC check, parse): what a search costs in file reads is counted
+   * from it (integration test cold-file). */
+  akv_dbg(AKV_LOGC_CACHE, "cache file %s: read %zu bytes (%s)", cf->path, off,
+          doc ? "authentic" : "not used");
   OPENSSL_cleanse(want, sizeof(want));
   free(text);
   close(fd);
@@ -735,46 +739,56 @@ static int fresh_snapshot(const struct cf *cf, const struct stat *st, const cJSO
   return 1;
 }
 
-/* The slot's fingerprint, and the file's document when it is authentic (*doc, else NULL). 0 when
- * the cache file is off or unusable here (nothing to close), else 1 (cf_close cf). */
-static int open_doc(const struct akv_slot *slot, char fp[65], struct cf *cf, struct stat *st,
-                    cJSON **doc)
+/* The file as one lookup reads it: the slot's fingerprint, the file's identity (for warnings) and
+ * its document when it is authentic (else NULL). */
+struct file_doc {
+  char fp[65];
+  struct cf cf;
+  struct stat st;
+  cJSON *doc;
+};
+
+/* Reads the file once (open, MAC check, parse). 0 when the cache file is off or unusable here
+ * (nothing to close), else 1 (close_doc d). */
+static int open_doc(const struct akv_slot *slot, struct file_doc *d)
 {
   unsigned char key[KEY_BYTES];
 
-  *doc = NULL;
-  memset(st, 0, sizeof(*st));
-  if (!fingerprint(slot->cfg, fp) || !cf_open(cf))
+  d->doc = NULL;
+  memset(&d->st, 0, sizeof(d->st));
+  if (!fingerprint(slot->cfg, d->fp) || !cf_open(&d->cf))
     return 0;
   if (mac_key(key))
-    *doc = read_doc(cf, key, st);
+    d->doc = read_doc(&d->cf, key, &d->st);
   OPENSSL_cleanse(key, sizeof(key));
   return 1;
 }
 
-CK_RV akv_cache_file_load(struct akv_slot *slot, struct akv_snapshot **out)
+static void close_doc(struct file_doc *d)
 {
-  char fp[65];
-  struct cf cf;
-  struct stat st;
-  cJSON *doc = NULL;
+  cJSON_Delete(d->doc);
+  d->doc = NULL;
+  cf_close(&d->cf);
+}
+
+/* The slot's listing in the document read (akv_cache_file_load). */
+static CK_RV load_entry(struct akv_slot *slot, const struct file_doc *d, struct akv_snapshot **out)
+{
   const cJSON *e;
   struct akv_snapshot *snap = NULL;
   int64_t built_at = 0, now = akv_now();
   CK_RV rv = CKR_FUNCTION_FAILED;
 
   *out = NULL;
-  if (!open_doc(slot, fp, &cf, &st, &doc))
-    return rv;
-  e = doc ? find_entry(doc, fp) : NULL;
+  e = d->doc ? find_entry(d->doc, d->fp) : NULL;
   if (!e)
     goto out; /* none: listing is expected, nothing to warn about */
-  if (!fresh_snapshot(&cf, &st, e, "built_at", slot->cfg->ttl_s, &built_at, &snap, &rv))
+  if (!fresh_snapshot(&d->cf, &d->st, e, "built_at", slot->cfg->ttl_s, &built_at, &snap, &rv))
     goto out; /* stale (listing is expected), not a time (warned) or no memory */
   snap->built_at = built_at;
   rv = load_objects(slot, e, snap);
   if (rv != CKR_OK) {
-    bad_file(cf.path, &st, "an entry fails the checks a vault reply must pass");
+    bad_file(d->cf.path, &d->st, "an entry fails the checks a vault reply must pass");
     goto out;
   }
   qsort(snap->objs, snap->n, sizeof(*snap->objs), cmp_handle);
@@ -785,10 +799,21 @@ out:
     akv_snapshot_unref(snap);
     snap = NULL;
   }
-  cJSON_Delete(doc);
-  cf_close(&cf);
   *out = snap;
   return snap ? CKR_OK : CKR_FUNCTION_FAILED;
+}
+
+CK_RV akv_cache_file_load(struct akv_slot *slot, struct akv_snapshot **out)
+{
+  struct file_doc d;
+  CK_RV rv;
+
+  *out = NULL;
+  if (!open_doc(slot, &d))
+    return CKR_FUNCTION_FAILED;
+  rv = load_entry(slot, &d, out);
+  close_doc(&d);
+  return rv;
 }
 
 /* ---- per-name records: reading ----------------------------------------------------------------
@@ -829,13 +854,10 @@ static int name_record_ok(const cJSON *r, const struct akv_snapshot *snap, const
   return 1;
 }
 
-CK_RV akv_cache_file_load_name(struct akv_slot *slot, const char *name, struct akv_object **out,
-                               size_t *n, int64_t *read_at)
+/* The record of name in the document read (akv_cache_file_load_name). */
+static CK_RV load_record(struct akv_slot *slot, const struct file_doc *d, const char *name,
+                         struct akv_object **out, size_t *n, int64_t *read_at)
 {
-  char fp[65];
-  struct cf cf;
-  struct stat st;
-  cJSON *doc = NULL;
   const cJSON *r;
   struct akv_snapshot *snap = NULL;
   int64_t at = 0, now = akv_now();
@@ -844,19 +866,17 @@ CK_RV akv_cache_file_load_name(struct akv_slot *slot, const char *name, struct a
 
   *n = 0;
   *read_at = 0;
-  if (!open_doc(slot, fp, &cf, &st, &doc))
-    return rv;
-  r = doc ? find_name(doc, fp, name) : NULL;
+  r = d->doc ? find_name(d->doc, d->fp, name) : NULL;
   if (!r)
     goto out; /* none: the cold search reads the vault */
-  if (!fresh_snapshot(&cf, &st, r, "read_at", slot->cfg->ttl_s, &at, &snap, &rv))
+  if (!fresh_snapshot(&d->cf, &d->st, r, "read_at", slot->cfg->ttl_s, &at, &snap, &rv))
     goto out; /* stale (the cold search reads the vault), not a time (warned) or no memory */
   rv = load_objects(slot, r, snap);
   if (rv == CKR_OK && !name_record_ok(r, snap, name))
     rv = CKR_FUNCTION_FAILED;
   if (rv != CKR_OK) {
     if (rv != CKR_HOST_MEMORY)
-      bad_file(cf.path, &st, "a name record fails the checks a vault reply must pass");
+      bad_file(d->cf.path, &d->st, "a name record fails the checks a vault reply must pass");
     goto out;
   }
   for (i = 0; i < snap->n; i++)
@@ -867,8 +887,44 @@ CK_RV akv_cache_file_load_name(struct akv_slot *slot, const char *name, struct a
           slot->cfg->url, snap->n, name, (long long)(now - at));
 out:
   akv_snapshot_unref(snap);
-  cJSON_Delete(doc);
-  cf_close(&cf);
+  return rv;
+}
+
+CK_RV akv_cache_file_load_name(struct akv_slot *slot, const char *name, struct akv_object **out,
+                               size_t *n, int64_t *read_at)
+{
+  struct file_doc d;
+  CK_RV rv;
+
+  *n = 0;
+  *read_at = 0;
+  if (!open_doc(slot, &d))
+    return CKR_FUNCTION_FAILED;
+  rv = load_record(slot, &d, name, out, n, read_at);
+  close_doc(&d);
+  return rv;
+}
+
+CK_RV akv_cache_file_load_cold(struct akv_slot *slot, const char *name, struct akv_snapshot **out,
+                               struct akv_cf_name *rec)
+{
+  struct file_doc d;
+  CK_RV rv;
+
+  *out = NULL;
+  rec->looked = 1;
+  rec->found = 0;
+  rec->n = 0;
+  rec->read_at = 0;
+  if (!open_doc(slot, &d))
+    return CKR_FUNCTION_FAILED;
+  rv = load_entry(slot, &d, out);
+  if (rv != CKR_OK) {
+    /* No fresh listing: the record of name in the same document. */
+    rec->found = load_record(slot, &d, name, rec->objs, &rec->n, &rec->read_at) == CKR_OK;
+    rv = CKR_FUNCTION_FAILED;
+  }
+  close_doc(&d);
   return rv;
 }
 

@@ -36,6 +36,20 @@ void akv_cache_file_save(struct akv_slot *slot, const struct akv_snapshot *snap,
  * Objects never count as read now (src_fetched_at 0). */
 CK_RV akv_cache_file_load_name(struct akv_slot *slot, const char *name, struct akv_object **out,
                                size_t *n, int64_t *read_at);
+/* What the first cold search's one read of the file found for its name (looked: the file was
+ * looked at, so akv_cache_file_load_name is not called again; found: a record was there, its n
+ * objects referenced into objs, read at read_at, as akv_cache_file_load_name gives them). */
+struct akv_cf_name {
+  int looked, found;
+  size_t n;
+  int64_t read_at;
+  struct akv_object *objs[AKV_CF_NAME_OBJECTS];
+};
+/* One read of the file (one open, one MAC check, one parse) for a cold search of name before the
+ * slot has anything: the slot's listing as akv_cache_file_load gives it (CKR_OK, *out), else an
+ * error with the record of name in rec (docs/design.md "Cold search by label"). */
+CK_RV akv_cache_file_load_cold(struct akv_slot *slot, const char *name, struct akv_snapshot **out,
+                               struct akv_cf_name *rec);
 /* Records objs (at most AKV_CF_NAME_OBJECTS, of the key and certificate of that name) read at
  * read_at, replacing the fingerprint's record of that name, within the bounds on records. The
  * cross-process lock is waited for briefly only: when another process holds it (a listing runs)

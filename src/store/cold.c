@@ -98,41 +98,54 @@ static int listing_only(const struct akv_slot_config *sc, const char *name)
          !akv_cache_shows(sc, AKV_SRC_KEY, name, NULL);
 }
 
+/* Releases what rec holds. */
+static void rec_release(struct akv_cf_name *rec)
+{
+  while (rec->n)
+    akv_object_unref(rec->objs[--rec->n]);
+}
+
 CK_RV akv_cold_get(struct akv_slot *slot, const char *name, struct akv_snapshot **out)
 {
   struct akv_cache *c = slot->cache;
-  struct akv_object *objs[AKV_CF_NAME_OBJECTS];
-  size_t n = 0, i;
+  struct akv_cf_name rec; /* what was read for name: the cache file's record, else the vault's */
+  size_t n;
   int64_t read_at = 0;
-  int cold = 0, landed = 0, got, filed;
+  int cold = 0, landed = 0, got;
   CK_RV rv;
 
   *out = NULL;
   if (listing_only(slot->cfg, name))
     return akv_cache_get(c, out);
-  rv = akv_cache_get_for(c, name, out, &cold);
-  if (rv != CKR_OK || !cold || *out)
+  memset(&rec, 0, sizeof(rec));
+  rv = akv_cache_get_for(c, name, out, &cold, &rec);
+  if (rv != CKR_OK || !cold || *out) {
+    rec_release(&rec);
     return rv;
+  }
   /* What a cold search of another process read for this name, else the vault (then recorded for
-   * the next process: docs/design.md "Cold search by label"). */
-  filed = akv_cache_file_load_name(slot, name, objs, &n, &read_at) == CKR_OK;
-  if (filed) {
+   * the next process: docs/design.md "Cold search by label"). The slot's first search had the
+   * record from the same read of the file as the listing; a later one reads the file for it. */
+  if (!rec.looked)
+    rec.found = akv_cache_file_load_name(slot, name, rec.objs, &rec.n, &rec.read_at) == CKR_OK;
+  if (rec.found) {
     got = 1;
+    read_at = rec.read_at;
   } else {
     read_at = akv_now();
-    got = read_name(slot, name, objs, &n);
+    got = read_name(slot, name, rec.objs, &rec.n);
   }
   if (got < 0)
     rv = CKR_HOST_MEMORY;
   else if (got > 0)
-    rv = akv_cache_cold_add(c, name, objs, n, read_at, &landed);
-  if (rv == CKR_OK && got > 0 && !landed && !filed)
-    akv_cache_file_save_name(slot, name, objs, n, read_at);
-  for (i = 0; i < n; i++)
-    akv_object_unref(objs[i]);
+    rv = akv_cache_cold_add(c, name, rec.objs, rec.n, read_at, &landed);
+  if (rv == CKR_OK && got > 0 && !landed && !rec.found)
+    akv_cache_file_save_name(slot, name, rec.objs, rec.n, read_at);
+  n = rec.n;
+  rec_release(&rec);
   if (rv == CKR_OK && got > 0 && !landed) {
     akv_dbg(AKV_LOGC_CACHE, "cold search %s: %zu object(s) %s", name, n,
-            filed ? "from the cache file" : "read by name");
+            rec.found ? "from the cache file" : "read by name");
     *out = akv_cache_cold(c);
     if (*out)
       return CKR_OK;

@@ -75,6 +75,10 @@ section "process 2, same configuration, label only: exactly one vault request (k
 sign p2 bulk-123 0 0 "$TOK2"
 check_grep "the log says the objects came from the cache file" \
   "cold search bulk-123: 2 object\(s\) from the cache file" "$WORK/module.log"
+# One debug line per read of the file (open, MAC check, parse): the slot's listing and the record
+# of the label come from the same read.
+check_eq "the cache file was read once" 1 \
+  "$(grep -c 'cache file .*: read [0-9]* bytes' "$WORK/module.log")"
 check_nogrep "no warning" " WARN " "$WORK/module.log"
 
 section "process 3: the listing's handles and attributes; a search by CKA_ID still lists"
@@ -85,7 +89,10 @@ check_eq "and is in the file" 1 "$(body | jq '.slots | length')"
 
 section "certificates shown: the key and its certificate recorded, then one request"
 export AKV_PKCS11_CONFIG="$WORK/certs.json"
+: >"$WORK/module.log"
 sign c1 cold-cert 1 1 "$TOK2"
+check_eq "the file was read twice: to look (listing and record at once), and to record the name" \
+  2 "$(grep -c 'cache file .*: read [0-9]* bytes (authentic)' "$WORK/module.log")"
 check_eq "another configuration's record sits beside the keys-only listing" "cold-cert" "$(names_of)"
 stats_reset
 run_check certs filed cold-cert 1 "$TOK2"

@@ -48,6 +48,32 @@ check_grep "the second search within the memo window asks nothing" \
 check_grep "a label that is no vault key name asks nothing" \
   "^find not a vault name missing get=0 total=0\$" "$WORK/check.out"
 
+section "a search in another case: the key keeps the vault's spelling, never a second object"
+# The vault compares names without case and its reply's kid spells the name as stored; labels
+# compare by their bytes (docs/design.md "Keys created since the listing").
+kv_create_ec case-key P-256 || fail "creating case-key after the listing"
+stats_reset
+check "p11_fresh_check searches CASE-KEY, case-key, Case-Key" \
+  timeout 60 "$P11_FRESH_CHECK" "$AKV_MODULE" CASE-KEY case-key Case-Key
+check_grep "CASE-KEY: one GET, no object of that label" "^find CASE-KEY missing get=1 total=1\$" \
+  "$WORK/check.out"
+check_grep "the key was published under its own name: case-key costs nothing" \
+  "^find case-key found get=0 total=0\$" "$WORK/check.out"
+check_grep "Case-Key: one GET, nothing published" "^find Case-Key missing get=1 total=1\$" \
+  "$WORK/check.out"
+stats_reset
+check "the next process (no memo yet) searches Case-Key, CASE-KEY, case-key" \
+  timeout 60 "$P11_FRESH_CHECK" "$AKV_MODULE" Case-Key CASE-KEY case-key
+check_grep "Case-Key: one GET, nothing published" "^find Case-Key missing get=1 total=1\$" \
+  "$WORK/check.out"
+check_grep "CASE-KEY: one GET, nothing published" "^find CASE-KEY missing get=1 total=1\$" \
+  "$WORK/check.out"
+check_grep "case-key: from the cache file" "^find case-key found get=0 total=0\$" "$WORK/check.out"
+check "pkcs11-tool -O lists the objects" pkcs11-tool --module "$AKV_MODULE" -O
+check_eq "one private and one public key of that name in any case" 2 \
+  "$(grep -Eci 'label: +case-key$' "$WORK/check.out")"
+check_eq "both spelled case-key" 2 "$(grep -Ec 'label: +case-key$' "$WORK/check.out")"
+
 section "permission granted after a refusal works on the next C_SignInit"
 kv_call POST /keys/verify-only/create '{"kty":"EC","crv":"P-256","key_ops":["verify"]}' >/dev/null ||
   fail "seeding verify-only"

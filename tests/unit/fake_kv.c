@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -299,12 +300,14 @@ static struct kv_item *list_add(struct kv_item_list *l, const char *coll, const 
   return it;
 }
 
+/* The latest version of the key name, compared without case as the service does (its kid then
+ * spells the name as stored). */
 static const struct fake_key *latest_key(const char *name)
 {
   const struct fake_key *k = NULL;
   size_t i;
   for (i = 0; i < V.n_keys; i++) {
-    if (strcmp(V.keys[i].name, name) == 0)
+    if (strcasecmp(V.keys[i].name, name) == 0)
       k = &V.keys[i];
   }
   return k;
