@@ -340,6 +340,21 @@ void kv_client_audit(const struct kv_client *cl, const struct kv_call *call, kv_
   akv_audit_record(&ev);
 }
 
+kv_rc kv_client_principal(struct kv_client *cl, struct kv_principal *out)
+{
+  struct kv_token_ref *token = NULL;
+  kv_rc rc;
+
+  memset(out, 0, sizeof(*out));
+  if (!cl)
+    return KV_E_INVALID;
+  rc = get_token(cl, 0, &token);
+  if (rc == KV_OK)
+    (void)kv_token_principal(kv_token_ref_str(token), out);
+  kv_token_ref_unref(token);
+  return rc;
+}
+
 /* Truncating copy of src into dst (cap > 0 bytes): snprintf("%s") without the format engine,
  * which costs more than the whole copy on the per-request path. */
 static void str_copy(char *dst, size_t cap, const char *src)

@@ -110,6 +110,24 @@ kv_rc kv_client_new(struct kv_http *http, struct kv_cred *cred, const struct kv_
                     struct kv_client **out);
 void kv_client_free(struct kv_client *cl);
 
+/* Who an access token says it is: claims of its JWT payload, read without checking the signature
+ * (the token came from the identity provider over verified TLS, or from this user's kernel keyring:
+ * src/kv/keyring.c); only the cache file's entries are keyed by them (docs/design.md "Decisions").
+ * Each is "" when the token does not carry it in the expected form: a string of 1 to KV_CLAIM_MAX
+ * characters of [0-9A-Za-z._-] (GUIDs). */
+#define KV_CLAIM_MAX 64
+struct kv_principal {
+  char tid[KV_CLAIM_MAX + 1]; /* the tenant */
+  char oid[KV_CLAIM_MAX + 1]; /* the user, service principal or managed identity */
+  char app[KV_CLAIM_MAX + 1]; /* the client application: appid (v1 tokens), else azp (v2) */
+};
+
+/* The principal of the token cl sends to its vault. The token is had as the next request would
+ * have it (the process's token cache, the shared copy in the kernel keyring, else the credential),
+ * so a credential that produces none fails here with that request's error (KV_E_AUTH, logged).
+ * KV_OK with tid or oid "" when the token does not name them. */
+kv_rc kv_client_principal(struct kv_client *cl, struct kv_principal *out);
+
 enum kv_kty { KV_KTY_RSA = 1, KV_KTY_EC, KV_KTY_OCT };
 enum kv_crv { KV_CRV_NONE = 0, KV_CRV_P256, KV_CRV_P384, KV_CRV_P521, KV_CRV_P256K };
 

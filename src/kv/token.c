@@ -16,6 +16,7 @@
 #include <openssl/crypto.h>
 
 #include "kv/json.h"
+#include "util/b64.h"
 #include "util/log.h"
 #include "util/utc.h"
 
@@ -491,4 +492,53 @@ unlock:
   pthread_mutex_unlock(&c->lock);
   kv_token_clear(&fresh);
   return rc;
+}
+
+/* ---- who a token names ---------------------------------------------------------------------- */
+
+/* Claim name of payload into dst (KV_CLAIM_MAX + 1 bytes) when it is a string of 1 to KV_CLAIM_MAX
+ * characters of [0-9A-Za-z._-]; 1 when copied. */
+static int claim_copy(const cJSON *payload, const char *name, char *dst)
+{
+  const cJSON *it = cJSON_GetObjectItemCaseSensitive(payload, name);
+  const char *v = cJSON_IsString(it) ? it->valuestring : NULL;
+  size_t n;
+  if (!v)
+    return 0;
+  for (n = 0; v[n]; n++)
+    if (n >= KV_CLAIM_MAX || !(isalnum((unsigned char)v[n]) || strchr("._-", v[n])))
+      return 0;
+  if (!n)
+    return 0;
+  memcpy(dst, v, n + 1);
+  return 1;
+}
+
+int kv_token_principal(const char *token, struct kv_principal *out)
+{
+  const char *p, *q;
+  unsigned char *json = NULL;
+  size_t len = 0;
+  cJSON *payload = NULL;
+
+  memset(out, 0, sizeof(*out));
+  /* header.payload.signature: the payload is the second part, base64url without padding. */
+  if (!token || strnlen(token, TOKEN_MAX_LEN + 1) > TOKEN_MAX_LEN || !(p = strchr(token, '.')) ||
+      !(q = strchr(++p, '.')) || q == p || strchr(q + 1, '.'))
+    return 0;
+  if (akv_b64url_decode(p, (size_t)(q - p), &json, &len) != 0)
+    return 0;
+  /* A string with an escaped NUL would end there: "a\u0000b" must not read as "a". */
+  if (!memmem(json, len, "\\u0000", 6))
+    payload = cJSON_ParseWithLength((const char *)json, len);
+  if (cJSON_IsObject(payload)) {
+    claim_copy(payload, "tid", out->tid);
+    claim_copy(payload, "oid", out->oid);
+    if (!claim_copy(payload, "appid", out->app))
+      claim_copy(payload, "azp", out->app);
+  }
+  cJSON_Delete(payload);
+  OPENSSL_cleanse(json, len);
+  free(json);
+  return out->tid[0] && out->oid[0];
 }

@@ -53,4 +53,10 @@ kv_rc kv_token_cache_get(struct kv_token_cache *c, const char *resource, const c
 struct kv_token_ref *kv_token_cache_peek(struct kv_token_cache *c, const char *resource,
                                          const char *tenant);
 
+/* The principal token names (kv.h, struct kv_principal) from its JWT payload, without checking the
+ * signature: 1 when it names both a tenant and an object id (tid, oid), else 0 with *out's missing
+ * members "" (a token that is not a JWT, a payload that is not base64url JSON or is longer than a
+ * token may be, claims that are not short identifier strings). Logs nothing. */
+int kv_token_principal(const char *token, struct kv_principal *out);
+
 #endif

@@ -1281,13 +1281,15 @@ static CK_RV refresh_sync(struct akv_slot *slot, struct akv_snapshot *prev, int 
   CK_RV rv = CKR_FUNCTION_FAILED;
 
   *out = NULL;
-  if (use_file && akv_cache_file_load(slot, out) == CKR_OK) {
+  if (use_file && (rv = akv_cache_file_load(slot, out)) == CKR_OK) {
     if (!prev || (*out)->built_at > prev->built_at) {
       rv = CKR_OK;
       goto out;
     }
     akv_snapshot_unref(*out);
     *out = NULL;
+  } else if (use_file && rv != CKR_FUNCTION_FAILED) {
+    goto out; /* the credential produced no token (logged): the listing would ask for the same */
   }
   rv = build_snapshot(slot, prev, out);
   if (rv == CKR_OK)
@@ -2026,6 +2028,7 @@ CK_RV akv_cache_get_for(struct akv_cache *c, const char *name, struct akv_snapsh
 {
   struct akv_snapshot *loaded = NULL;
   int64_t started;
+  CK_RV rv;
 
   *out = NULL;
   *cold = 0;
@@ -2041,7 +2044,8 @@ CK_RV akv_cache_get_for(struct akv_cache *c, const char *name, struct akv_snapsh
     c->refreshing = 1;
     pthread_mutex_unlock(&c->lock);
     started = akv_now();
-    if (akv_cache_file_load_cold(c->slot, name, &loaded, rec) == CKR_OK) {
+    rv = akv_cache_file_load_cold(c->slot, name, &loaded, rec);
+    if (rv == CKR_OK) {
       pthread_mutex_lock(&c->lock);
       publish_inlock(c, CKR_OK, loaded, started);
       *out = akv_snapshot_ref(c->snap);
@@ -2049,6 +2053,13 @@ CK_RV akv_cache_get_for(struct akv_cache *c, const char *name, struct akv_snapsh
       return CKR_OK;
     }
     pthread_mutex_lock(&c->lock);
+    if (rv != CKR_FUNCTION_FAILED) {
+      /* The credential produced no token (logged): a read by name or a listing would ask for the
+       * same; the searches waiting share this failure. */
+      rv = publish_inlock(c, rv, NULL, started);
+      pthread_mutex_unlock(&c->lock);
+      return rv;
+    }
     if (akv_threads_allowed()) {
       cold_schedule_inlock(c);
     } else {

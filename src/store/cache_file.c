@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The cross-process cache file (see cache_file.h, docs/design.md "Cache file" and docs/security.md
  * "The cache file"). Layout: one header line, then JSON:
- *   akv-pkcs11-cache 4 MAC
- *   {"format":4,"slots":[{"fp":SLOT-FINGERPRINT,"built_at":T,"keys":[KEY...],"certs":[CERT...],
+ *   akv-pkcs11-cache 5 MAC
+ *   {"format":5,"slots":[{"fp":SLOT-FINGERPRINT,"built_at":T,"keys":[KEY...],"certs":[CERT...],
  *              "secrets":[SECRET...],"pending":[{"name":N,"created":T,"updated":T}...]}],
  *    "names":[{"fp":SLOT-FINGERPRINT,"name":N,"read_at":T,"keys":[KEY],"certs":[CERT]}...]}
  * MAC is the hex HMAC-SHA256, under the user's key file (config directory, never the cache
- * directory), of "akv-pkcs11-cache 4\n" followed by the JSON bytes. KEY is {"src":S,"bundle":B}
+ * directory), of "akv-pkcs11-cache 5\n" followed by the JSON bytes. KEY is {"src":S,"bundle":B}
  * with B a KeyBundle as the vault sends it (public JWK, attributes, tags, managed); CERT is
  * {"src":S,"bundle":CertificateBundle} (+ "chain":N for the Nth chain certificate of that bundle);
  * SECRET is {"src":S,"item":list item}. Restoring parses them with the vault reply parsers
@@ -14,7 +14,8 @@
  * attribute of its own, and nothing in it is checked less strictly than a vault reply. Objects
  * from the file never count as fetched (src_fetched_at 0), so the next refresh reads them from the
  * vault again. The fingerprint covers everything in the slot's config that changes the object
- * list and the credential identity, so a changed config or another identity never reuses an old
+ * list and the principal the slot's access token names, which the process must have had first, so
+ * a changed config, a credential that gets no token or another identity never reuses an old
  * entry. "names" holds what cold searches by label read (docs/design.md "Cold search by label"):
  * one record per fingerprint and name, never a listing (only a search by that label reads it). */
 #include <errno.h>
@@ -47,10 +48,12 @@
 #include "util/log.h"
 #include "util/utc.h"
 
-/* The file format: authenticated, with key tags, pending keys and the vault's JSON (docs/design.md
- * "Cache file"). A file of another format is not read. */
-#define CACHE_FORMAT 4
-#define MAGIC "akv-pkcs11-cache 4"
+/* The file format: authenticated, with key tags, pending keys and the vault's JSON, its entries
+ * keyed by the principal the slot's token names (docs/design.md "Cache file"). A file of another
+ * format is not read. */
+#define CACHE_FORMAT 5
+#define FORMAT_STR "5"
+#define MAGIC "akv-pkcs11-cache " FORMAT_STR
 #define HDR_LEN (sizeof(MAGIC) + 64 + 1) /* MAGIC, ' ', 64 hex digits, '\n' */
 #define CACHE_MAX_BYTES (32u << 20)
 #define LOCK_WAIT_MS 30000
@@ -70,7 +73,7 @@
 
 /* ---- warnings: one per cause and process, one per bad file version --------------------------- */
 
-enum { W_DIR = 1u, W_LOCK = 2u, W_KEY = 4u, W_PRIV = 8u };
+enum { W_DIR = 1u, W_LOCK = 2u, W_KEY = 4u, W_PRIV = 8u, W_CLAIMS = 16u };
 static atomic_uint warned;
 static atomic_uint_fast64_t bad_file_seen;
 
@@ -354,15 +357,21 @@ static int id_update(EVP_MD_CTX *md, const char *v)
   return v ? EVP_DigestUpdate(md, v, strlen(v) + 1) : EVP_DigestUpdate(md, "\x01", 2);
 }
 
-/* The credential identity the slot's objects were listed with (docs/design.md "Cache file"): its
- * source, tenant, client id and where each source gets its token from, never a secret. Another
- * identity may see other objects (or none), so it never shares an entry. */
-static int identity_update(EVP_MD_CTX *md, const struct akv_slot_config *sc)
+/* Who the slot's objects were listed for (docs/design.md "Cache file"): the principal the slot's
+ * token names (tenant, object id, client application), or, when the token names none, the
+ * configured credential: its source, tenant, client id and where each source gets its token from,
+ * never a secret. Another principal may see other objects (or none), so it never shares an entry.
+ */
+static int identity_update(EVP_MD_CTX *md, const struct akv_slot_config *sc,
+                           const struct kv_principal *who)
 {
   const struct akv_config *cfg = akv_config();
   const struct akv_cred_config *cc = sc->has_cred ? &sc->cred : cfg ? &cfg->cred : NULL;
   char num[32];
 
+  if (who->tid[0] && who->oid[0])
+    return EVP_DigestUpdate(md, "principal|", 10) && id_update(md, who->tid) &&
+           id_update(md, who->oid) && id_update(md, who->app);
   if (!cc)
     return EVP_DigestUpdate(md, "-", 1);
   snprintf(num, sizeof(num), "%d|%d|", (int)cc->kind, cc->client_secret != NULL);
@@ -373,18 +382,49 @@ static int identity_update(EVP_MD_CTX *md, const struct akv_slot_config *sc)
          id_update(md, cc->az_path);
 }
 
-/* SHA-256 (hex) of what makes the slot's object list: its config and the credential identity. */
-static int fingerprint(const struct akv_slot_config *sc, char out[65])
+/* Who the slot's token names: the file is read or written for a slot only once its credential has
+ * produced a token in this process (docs/design.md "Decisions"), so a credential that produces none
+ * is never shown a listing. CKR_OK, else the credential's error (logged where the token failed). */
+static CK_RV principal(struct akv_slot *slot, struct kv_principal *who)
 {
+  kv_rc rc;
+
+  if (!slot->client) {
+    memset(who, 0, sizeof(*who));
+    return CKR_FUNCTION_FAILED; /* no credential yet (opened at login): nothing to read */
+  }
+  rc = kv_client_principal(slot->client, who);
+  if (rc != KV_OK)
+    return akv_rv(rc);
+  if ((!who->tid[0] || !who->oid[0]) && first_time(W_CLAIMS))
+    akv_info(AKV_LOGC_CACHE,
+             "%s: the access token names no tenant and object id (tid, oid claims); cache file "
+             "entries are keyed by the configured credential instead",
+             slot->cfg->url);
+  return CKR_OK;
+}
+
+/* SHA-256 (hex) of what makes the slot's object list: its config and who it was listed for. *rv:
+ * CKR_OK, else why there is none (principal's error, or CKR_FUNCTION_FAILED). */
+static int fingerprint(struct akv_slot *slot, char out[65], CK_RV *rv)
+{
+  const struct akv_slot_config *sc = slot->cfg;
   /* In the module's own library context: a host's ENGINE or provider never sees this. */
-  EVP_MD *sha = EVP_MD_fetch(akv_libctx(), "SHA256", NULL);
-  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  EVP_MD *sha;
+  EVP_MD_CTX *md;
+  struct kv_principal who;
   unsigned char h[32];
   unsigned hl = 0, i;
   char num[96];
   size_t k;
   int ok;
 
+  *rv = principal(slot, &who);
+  if (*rv != CKR_OK)
+    return 0;
+  *rv = CKR_FUNCTION_FAILED;
+  sha = EVP_MD_fetch(akv_libctx(), "SHA256", NULL);
+  md = EVP_MD_CTX_new();
   if (!md || !sha) {
     EVP_MD_CTX_free(md);
     EVP_MD_free(sha);
@@ -397,11 +437,13 @@ static int fingerprint(const struct akv_slot_config *sc, char out[65])
        (!sc->key_filter || EVP_DigestUpdate(md, sc->key_filter, strlen(sc->key_filter) + 1));
   for (k = 0; ok && k < sc->n_key_names; k++)
     ok = EVP_DigestUpdate(md, sc->key_names[k], strlen(sc->key_names[k]) + 1);
-  ok = ok && identity_update(md, sc) && EVP_DigestFinal_ex(md, h, &hl) && hl == 32;
+  ok = ok && identity_update(md, sc, &who) && EVP_DigestFinal_ex(md, h, &hl) && hl == 32;
   EVP_MD_CTX_free(md);
   EVP_MD_free(sha);
   for (i = 0; ok && i < 32; i++)
     snprintf(out + 2 * i, 3, "%02x", h[i]);
+  if (ok)
+    *rv = CKR_OK;
   return ok;
 }
 
@@ -455,7 +497,8 @@ static cJSON *read_doc(const struct cf *cf, const unsigned char key[KEY_BYTES], 
   }
   text[off] = '\0';
   if (off < HDR_LEN || memcmp(text, MAGIC " ", sizeof(MAGIC)) != 0 || text[HDR_LEN - 1] != '\n') {
-    why = "not an authenticated cache file of format 4 (truncated, or an older format)";
+    why = "not an authenticated cache file of format " FORMAT_STR " (truncated, or an older "
+          "format)";
     goto out;
   }
   for (i = 0; i < 32; i++) {
@@ -471,7 +514,7 @@ static cJSON *read_doc(const struct cf *cf, const unsigned char key[KEY_BYTES], 
   doc = cJSON_ParseWithLength(text + HDR_LEN, off - HDR_LEN);
   if (!doc || !get_num(doc, "format", 0, 1000, &format) || format != CACHE_FORMAT ||
       !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(doc, "slots"))) {
-    why = "authentic but not of format 4";
+    why = "authentic but not of format " FORMAT_STR;
     cJSON_Delete(doc);
     doc = NULL;
   }
@@ -746,18 +789,24 @@ struct file_doc {
   struct cf cf;
   struct stat st;
   cJSON *doc;
+  CK_RV rv; /* when open_doc gives 0: CKR_FUNCTION_FAILED, or the credential's error (no token) */
 };
 
-/* Reads the file once (open, MAC check, parse). 0 when the cache file is off or unusable here
- * (nothing to close), else 1 (close_doc d). */
-static int open_doc(const struct akv_slot *slot, struct file_doc *d)
+/* Reads the file once (open, MAC check, parse). 0 when the cache file is off or unusable here, or
+ * the slot's credential produced no token (d->rv, nothing to close), else 1 (close_doc d). */
+static int open_doc(struct akv_slot *slot, struct file_doc *d)
 {
   unsigned char key[KEY_BYTES];
 
   d->doc = NULL;
+  d->rv = CKR_FUNCTION_FAILED;
   memset(&d->st, 0, sizeof(d->st));
-  if (!fingerprint(slot->cfg, d->fp) || !cf_open(&d->cf))
+  if (!cf_open(&d->cf))
     return 0;
+  if (!fingerprint(slot, d->fp, &d->rv)) {
+    cf_close(&d->cf);
+    return 0;
+  }
   if (mac_key(key))
     d->doc = read_doc(&d->cf, key, &d->st);
   OPENSSL_cleanse(key, sizeof(key));
@@ -810,7 +859,7 @@ CK_RV akv_cache_file_load(struct akv_slot *slot, struct akv_snapshot **out)
 
   *out = NULL;
   if (!open_doc(slot, &d))
-    return CKR_FUNCTION_FAILED;
+    return d.rv;
   rv = load_entry(slot, &d, out);
   close_doc(&d);
   return rv;
@@ -899,7 +948,7 @@ CK_RV akv_cache_file_load_name(struct akv_slot *slot, const char *name, struct a
   *n = 0;
   *read_at = 0;
   if (!open_doc(slot, &d))
-    return CKR_FUNCTION_FAILED;
+    return d.rv;
   rv = load_record(slot, &d, name, out, n, read_at);
   close_doc(&d);
   return rv;
@@ -917,7 +966,7 @@ CK_RV akv_cache_file_load_cold(struct akv_slot *slot, const char *name, struct a
   rec->n = 0;
   rec->read_at = 0;
   if (!open_doc(slot, &d))
-    return CKR_FUNCTION_FAILED;
+    return d.rv;
   rv = load_entry(slot, &d, out);
   if (rv != CKR_OK) {
     /* No fresh listing: the record of name in the same document. */
@@ -1282,9 +1331,14 @@ void akv_cache_file_save_name(struct akv_slot *slot, const char *name,
   char *text = NULL;
   int64_t built_at = 0;
   int lock = -1;
+  CK_RV rv;
 
-  if (!n || n > AKV_CF_NAME_OBJECTS || !fingerprint(slot->cfg, fp) || !cf_open(&cf))
+  if (!n || n > AKV_CF_NAME_OBJECTS || !cf_open(&cf))
     return;
+  if (!fingerprint(slot, fp, &rv)) {
+    cf_close(&cf);
+    return;
+  }
   if (!mac_key(key))
     goto out;
   lock = lock_within(NAME_LOCK_WAIT_MS, 5, 1);
@@ -1342,9 +1396,14 @@ void akv_cache_file_save(struct akv_slot *slot, const struct akv_snapshot *snap,
   cJSON *doc = NULL, *slots = NULL, *entry = NULL;
   char *text = NULL;
   int lock = -1, i, have_key;
+  CK_RV rv;
 
-  if (!snap || !fingerprint(slot->cfg, fp) || !cf_open(&cf))
+  if (!snap || !cf_open(&cf))
     return;
+  if (!fingerprint(slot, fp, &rv)) {
+    cf_close(&cf);
+    return;
+  }
   have_key = mac_key(key);
   if (!have_key)
     goto out;

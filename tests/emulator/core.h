@@ -60,6 +60,10 @@ struct emu_server {
   char *tenant_id;
   char *client_id;
   char *client_secret;
+  /* A second app registration (client secret only): another principal of the tenant, whose tokens
+   * name it (appid, oid), for tests of what one identity's cache shows another. */
+  char *other_client_id;
+  char *other_client_secret;
   char *identity_header;
   char *authority_host;      /* https://localhost:PORT */
   char *imds_endpoint;       /* http://127.0.0.1:PORT */

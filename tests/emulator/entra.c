@@ -309,6 +309,7 @@ static void token_endpoint(const char *body, size_t body_len, const char *query,
 {
   struct form f = {0};
   const char *grant, *client_id, *scope, *secret, *assertion, *atype, *resource;
+  const char *app = emu_srv->client_id;
   char *tok = NULL;
   int64_t exp = 0;
   (void)query; /* client-request-id and friends are tolerated */
@@ -337,6 +338,25 @@ static void token_endpoint(const char *body, size_t body_len, const char *query,
     oauth_error(out, 400, "invalid_request", 900144,
                 "The request body must contain the following parameter: 'client_id'.");
     goto out;
+  }
+  if (strcmp(client_id, emu_srv->other_client_id) == 0) {
+    /* The second app: its secret only, and its tokens name it. */
+    size_t a = secret ? strlen(secret) : 0, b = strlen(emu_srv->other_client_secret);
+    if (!scope_resource(scope)) {
+      oauth_error(out, 400, "invalid_scope", 70011,
+                  "The provided request must include a 'scope' input parameter. The provided value "
+                  "for the input parameter 'scope' is not valid.");
+      goto out;
+    }
+    if (!secret || a != b || CRYPTO_memcmp(secret, emu_srv->other_client_secret, a) != 0) {
+      oauth_error(out, 401, "invalid_client", 7000215,
+                  "Invalid client secret provided. Ensure the secret being sent in the request is "
+                  "the client secret value, not the client secret ID, for a secret added to app.");
+      goto out;
+    }
+    app = emu_srv->other_client_id;
+    resource = scope_resource(scope);
+    goto issue;
   }
   if (strcmp(client_id, emu_srv->client_id) != 0) {
     oauth_error(out, 400, "unauthorized_client", 700016,
@@ -375,7 +395,8 @@ static void token_endpoint(const char *body, size_t body_len, const char *query,
                 "'client_secret'.");
     goto out;
   }
-  tok = access_token_new(resource, emu_srv->client_id, emu_srv->client_id, &exp);
+issue:
+  tok = access_token_new(resource, app, app, &exp);
   cJSON *j = cJSON_CreateObject();
   int ttl = (int)(exp - emu_now());
   if (!tok || !j || !cJSON_AddStringToObject(j, "token_type", "Bearer") ||

@@ -236,6 +236,8 @@ static char *ready_json_new(struct emu_server *srv, const char *fedfile)
   cJSON_AddStringToObject(j, "tenant_id", srv->tenant_id);
   cJSON_AddStringToObject(j, "client_id", srv->client_id);
   cJSON_AddStringToObject(j, "client_secret", srv->client_secret);
+  cJSON_AddStringToObject(j, "other_client_id", srv->other_client_id);
+  cJSON_AddStringToObject(j, "other_client_secret", srv->other_client_secret);
   cJSON_AddStringToObject(j, "client_certificate_file", cli);
   cJSON_AddStringToObject(j, "federated_token_file", fedfile);
   cJSON_AddStringToObject(j, "imds_endpoint", srv->imds_endpoint);
@@ -300,6 +302,8 @@ static void server_free(struct emu_server *srv, bool remove_state)
   free(srv->tenant_id);
   free(srv->client_id);
   secret_free(srv->client_secret);
+  free(srv->other_client_id);
+  secret_free(srv->other_client_secret);
   secret_free(srv->identity_header);
   free(srv->authority_host);
   free(srv->imds_endpoint);
@@ -449,8 +453,12 @@ int main(int argc, char **argv)
   emu_uuid_new(id);
   srv->client_id = strdup(id);
   srv->client_secret = random_secret_new(40);
+  emu_uuid_new(id);
+  srv->other_client_id = strdup(id);
+  srv->other_client_secret = random_secret_new(40);
   srv->identity_header = random_secret_new(32);
-  if (!srv->tenant_id || !srv->client_id || !srv->client_secret || !srv->identity_header)
+  if (!srv->tenant_id || !srv->client_id || !srv->client_secret || !srv->other_client_id ||
+      !srv->other_client_secret || !srv->identity_header)
     goto out;
   if (tls_setup(srv) != 0 || RAND_bytes(srv->backup_key, sizeof(srv->backup_key)) != 1)
     goto out;

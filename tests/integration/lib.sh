@@ -697,16 +697,20 @@ emu_faults() {
 # fake_az FILE: an executable fake Azure CLI at FILE that answers `az account get-access-token
 # ... --output json` like the real one, with a token it gets from the emulator's Entra endpoint
 # (client secret), and appends each call ("az ARGS") to FILE.calls (created empty, mode 666 so a
-# call by an unprivileged test user is recorded too).
+# call by an unprivileged test user is recorded too). Its login is the emulator's app, or, as the
+# real one's is its configuration directory, the app whose client id and secret are the two lines
+# of $AZURE_CONFIG_DIR/app when that file exists.
 fake_az() {
   cat >"$1" <<EOF
 #!/usr/bin/env bash
 set -euo pipefail
 echo "az \$*" >>"$1.calls"
 [ "\${1:-}" = account ] && [ "\${2:-}" = get-access-token ] || { echo "ERROR: fake az: unsupported" >&2; exit 2; }
+id="$EMU_CLIENT_ID" secret="$EMU_CLIENT_SECRET"
+if [ -f "\${AZURE_CONFIG_DIR:-/nonexistent}/app" ]; then { read -r id; read -r secret; } <"\$AZURE_CONFIG_DIR/app"; fi
 resp=\$(curl -sS --fail --max-time 20 --cacert "$EMU_CA" \\
-  --data-urlencode grant_type=client_credentials --data-urlencode client_id="$EMU_CLIENT_ID" \\
-  --data-urlencode client_secret="$EMU_CLIENT_SECRET" \\
+  --data-urlencode grant_type=client_credentials --data-urlencode client_id="\$id" \\
+  --data-urlencode client_secret="\$secret" \\
   --data-urlencode scope=https://vault.azure.net/.default \\
   "$EMU_AUTHORITY/$EMU_TENANT/oauth2/v2.0/token")
 exp=\$((\$(date +%s) + \$(jq -r '.expires_in' <<<"\$resp")))

@@ -56,9 +56,9 @@ run_check() {
 remac() {
   local key mac
   key=$(hex_of "$XDG_CONFIG_HOME/akv-pkcs11/cache.key")
-  mac=$({ printf 'akv-pkcs11-cache 4\n'; cat "$WORK/body.json"; } |
+  mac=$({ printf 'akv-pkcs11-cache 5\n'; cat "$WORK/body.json"; } |
     openssl dgst -sha256 -mac HMAC -macopt "hexkey:$key" -r | cut -d' ' -f1)
-  { printf 'akv-pkcs11-cache 4 %s\n' "$mac"; cat "$WORK/body.json"; } >"$CFILE"
+  { printf 'akv-pkcs11-cache 5 %s\n' "$mac"; cat "$WORK/body.json"; } >"$CFILE"
   chmod 600 "$CFILE"
 }
 

@@ -17,7 +17,7 @@
 
 #include "model_helpers.h"
 
-#define T_CACHE_MAGIC "akv-pkcs11-cache 4"
+#define T_CACHE_MAGIC "akv-pkcs11-cache 5"
 
 /* The file's JSON (after its MAC line); the caller deletes it. */
 static inline cJSON *t_cache_file_read(const char *path)

@@ -270,6 +270,19 @@ void kv_client_free(struct kv_client *cl)
   free(cl);
 }
 
+/* The fake credential's token names one principal; it has none while the vault fails with
+ * KV_E_AUTH (the credential produced no token). */
+kv_rc kv_client_principal(struct kv_client *cl, struct kv_principal *out)
+{
+  (void)cl;
+  memset(out, 0, sizeof(*out));
+  if (V.fail == KV_E_AUTH)
+    return KV_E_AUTH;
+  snprintf(out->tid, sizeof(out->tid), "fake-tenant");
+  snprintf(out->oid, sizeof(out->oid), "fake-object");
+  return KV_OK;
+}
+
 /* ---- kv.h: vault reads ----------------------------------------------------------------------- */
 
 static kv_rc failing(void)

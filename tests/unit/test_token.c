@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "kv/token.h"
+#include "util/b64.h"
 
 static int64_t fake_clock = 1700000000;
 static int64_t clock_fn(void)
@@ -369,6 +370,88 @@ static void test_short_lived_tokens(void **state)
   kv_token_set_clock(NULL);
 }
 
+/* "h." + base64url(payload) + ".s": a JWT whose payload is the given bytes. */
+static char *jwt_of(const char *payload)
+{
+  char *b64 = akv_b64url_encode((const unsigned char *)payload, strlen(payload)), *t;
+  assert_non_null(b64);
+  t = malloc(strlen(b64) + 32);
+  assert_non_null(t);
+  sprintf(t, "eyJhbGciOiJSUzI1NiJ9.%s.c2ln", b64);
+  free(b64);
+  return t;
+}
+
+/* kv_token_principal of a JWT with that payload gives want and those claims. */
+static void expect_claims(const char *payload, int want, const char *tid, const char *oid,
+                          const char *app)
+{
+  struct kv_principal p;
+  char *t = jwt_of(payload);
+  assert_int_equal(kv_token_principal(t, &p), want);
+  assert_string_equal(p.tid, tid);
+  assert_string_equal(p.oid, oid);
+  assert_string_equal(p.app, app);
+  free(t);
+}
+
+static void test_principal(void **state)
+{
+  struct kv_principal p;
+  char *big;
+  size_t i;
+  (void)state;
+  /* A v1 token (appid wins over azp), a v2 token (azp). */
+  expect_claims(
+      "{\"aud\":\"https://vault.azure.net\",\"tid\":\"72f988bf-86f1-41af-91ab-2d7cd011db47\","
+      "\"oid\":\"0a1b2c3d-0000-4000-8000-000000000001\",\"appid\":\"app-1\",\"azp\":\"x\"}",
+      1, "72f988bf-86f1-41af-91ab-2d7cd011db47", "0a1b2c3d-0000-4000-8000-000000000001", "app-1");
+  expect_claims("{\"tid\":\"t\",\"oid\":\"o\",\"azp\":\"cli.app_2\"}", 1, "t", "o", "cli.app_2");
+  /* Missing or unusable claims: what is usable is kept, the answer is 0. */
+  expect_claims("{\"tid\":\"t\"}", 0, "t", "", "");
+  expect_claims("{\"tid\":42,\"oid\":[\"o\"],\"appid\":null}", 0, "", "", "");
+  expect_claims("{\"tid\":\"\",\"oid\":\"o/../x\",\"appid\":\"a b\"}", 0, "", "", "");
+  expect_claims("{\"tid\":\"t\",\"oid\":\"o\\u0000x\"}", 0, "", "", ""); /* not read as "o" */
+  expect_claims("{\"tid\":\"t\",\"oid\":"
+                "\"00000000001111111111222222222233333333334444444444555555555566666\"}",
+                0, "t", "", ""); /* 65 characters */
+  expect_claims("{\"tid\":\"t\",\"oid\":"
+                "\"0000000000111111111122222222223333333333444444444455555555556666\"}",
+                1, "t", "0000000000111111111122222222223333333333444444444455555555556666", "");
+  /* Not JSON, not an object. */
+  expect_claims("{\"tid\":\"t\",\"oid\":\"o\"", 0, "", "", "");
+  expect_claims("[\"tid\",\"oid\"]", 0, "", "", "");
+  /* Not base64url (padding, '+'), not three parts, empty parts, not a JWT at all. */
+  assert_int_equal(kv_token_principal("h.eyJ0aWQiOiJ0Iiwib2lkIjoibyJ9.s", &p), 1); /* the control */
+  assert_int_equal(kv_token_principal("h.eyJ0aWQiOiJ0Iiwib2lkIjoibyJ9=.s", &p), 0);
+  assert_int_equal(kv_token_principal("h.eyJ0aWQiOiJ0I+wib2lkIjoibyJ9.s", &p), 0);
+  assert_int_equal(kv_token_principal("h.eyJ0aWQiOiJ0Iiwib2lkIjoibyJ9", &p), 0);
+  assert_int_equal(kv_token_principal("h.eyJ0aWQiOiJ0Iiwib2lkIjoibyJ9.s.x.y", &p), 0);
+  assert_int_equal(kv_token_principal("h..s", &p), 0);
+  assert_int_equal(kv_token_principal("opaque-token", &p), 0);
+  assert_int_equal(kv_token_principal("", &p), 0);
+  assert_int_equal(kv_token_principal(NULL, &p), 0);
+  assert_string_equal(p.tid, "");
+  /* A large token (many group claims) is read; one longer than any token may be (16 KB) is not,
+   * nor a payload nested 5,000 deep. */
+  big = malloc(40000);
+  assert_non_null(big);
+  strcpy(big, "{\"tid\":\"t\",\"oid\":\"o\",\"groups\":\"");
+  for (i = strlen(big); i < 11000; i++)
+    big[i] = 'g';
+  memcpy(big + i, "\"}", 3);
+  expect_claims(big, 1, "t", "o", "");
+  for (; i < 39000; i++)
+    big[i] = 'g';
+  memcpy(big + i, "\"}", 3);
+  expect_claims(big, 0, "", "", "");
+  for (i = 0; i < 5000; i++)
+    big[i] = '[';
+  big[i] = '\0';
+  expect_claims(big, 0, "", "", "");
+  free(big);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -380,6 +463,7 @@ int main(void)
       cmocka_unit_test(test_single_flight),
       cmocka_unit_test(test_held_token_survives_refresh),
       cmocka_unit_test(test_short_lived_tokens),
+      cmocka_unit_test(test_principal),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
