@@ -51,11 +51,31 @@ fi
 # The SDK interop tour's npm packages (pinned by package-lock.json); the demo needs none.
 [ "$demo" = 0 ] || exit 0
 top=$(cd "$(dirname "$0")/.." && pwd)
-for d in tests/interop tests/bench; do
+# Their @azure packages need Node >= 20. Where the system's node is older (Debian 12 has 18), the
+# Node 20 pinned in tests/node/package-lock.json (version and integrity, from the npm registry) is
+# installed under tests/node/node_modules; tests/node/find-node.sh picks one or the other.
+dirs=(tests/interop tests/bench)
+if ! picked=$(sh "$top/tests/node/find-node.sh") || [ "$picked" != "$(command -v node)" ]; then
+  dirs=(tests/node "${dirs[@]}")
+fi
+for d in "${dirs[@]}"; do
   # Also when package-lock.json changed since the last install (npm writes node_modules/.package-lock.json).
   if [ -f "$top/$d/package-lock.json" ] && { [ ! -d "$top/$d/node_modules" ] ||
+    { [ "$d" = tests/node ] && ! sh "$top/$d/find-node.sh" >/dev/null; } ||
     [ "$top/$d/package-lock.json" -nt "$top/$d/node_modules/.package-lock.json" ]; }; then
     echo "deps: npm ci in $d" >&2
     (cd "$top/$d" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   fi
 done
+# npm ci passes over an optional package it could not fetch or verify, so the result is checked here.
+if ! picked=$(sh "$top/tests/node/find-node.sh"); then
+  case $(uname -m) in
+    x86_64 | aarch64)
+      echo "deps: npm ci in tests/node installed no Node >= 20 (a download or integrity failure;" \
+        "'npm ci --loglevel=verbose' in tests/node names it): $picked" >&2
+      exit 1 ;;
+    *)
+      echo "deps: warning: tests/node pins Node 20 for x86_64 and aarch64 only, not $(uname -m);" \
+        "the SDK tests (interop-sdk-tour, the benchmark's SDK rows) will skip: $picked" >&2 ;;
+  esac
+fi

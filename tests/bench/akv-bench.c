@@ -7,7 +7,8 @@
  *   raw     the same REST sign requests made directly with libcurl: same TLS trust, one token
  * fetched once, keep-alive, one easy handle per thread (the practical limit on this machine); sdk
  * @azure/keyvault-keys CryptographyClient.sign from Node at the same concurrency
- *           (tests/bench/sdk-sign.mjs; skipped with a note when node or its packages are absent);
+ *           (tests/bench/sdk-sign.mjs, with the node tests/node/find-node.sh picks; skipped
+ *           with a note when there is no Node >= 20 or its packages are absent);
  *   module  the PKCS#11 module through dlopen: one session per thread, C_SignInit + C_Sign.
  * Plus cached lookups (C_FindObjects + C_GetAttributeValue, which must cost 0 vault requests) and
  * cold start with N keys in a vault (C_Initialize to first signature in a fresh process) against a
@@ -460,6 +461,7 @@ struct bench {
   struct module mod;
   bool mod_loaded;
   char *self_exe;
+  char *node_found; /* what tests/node/find-node.sh printed, when --node was not given */
   int ncpu;
 };
 
@@ -1633,6 +1635,70 @@ out:
   cJSON_Delete(root);
 }
 
+/* The node of the SDK rows: --node, else what tests/node/find-node.sh picks: the node on PATH when
+ * it is Node >= 20, else the pinned one scripts/deps.sh installed (docs/testing.md, "Node.js for
+ * the SDK tests"). 0 with b->o.node set; 1 when there is none (the script's reason and fix in err);
+ * -1 when the script itself did not work (what went wrong in err). */
+static int sdk_node(struct bench *b, char *err, size_t errlen)
+{
+  char *finder = xasprintf("%s/../node/find-node.sh", AKV_BENCH_SRCDIR), *line = NULL;
+  char *argv[] = {"sh", finder, NULL};
+  int out[2] = {-1, -1}, st, got, rc = -1;
+  struct linebuf lb = {NULL, 0};
+  posix_spawn_file_actions_t fa;
+  pid_t pid;
+
+  if (b->o.node) {
+    rc = 0;
+    goto out;
+  }
+  if (pipe2(out, O_CLOEXEC) != 0) {
+    seterr(err, errlen, "pipe: %s", strerror(errno));
+    goto out;
+  }
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  st = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(out[1]);
+  out[1] = -1;
+  if (st != 0) {
+    seterr(err, errlen, "cannot run /bin/sh %s: %s", finder, strerror(st));
+    goto out;
+  }
+  got = read_line(out[0], &lb, 10000, &line);
+  if (proc_wait(pid, 10000, &st) != 0) {
+    seterr(err, errlen, "%s did not finish within 10 s", finder);
+    goto out;
+  }
+  if (got != 1 || !line[0]) {
+    seterr(err, errlen, "%s printed nothing (wait status %d)", finder, st);
+    goto out;
+  }
+  if (WIFEXITED(st) && WEXITSTATUS(st) == 1) {
+    seterr(err, errlen, "%s", line);
+    rc = 1;
+    goto out;
+  }
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    seterr(err, errlen, "%s failed (wait status %d): %s", finder, st, line);
+    goto out;
+  }
+  b->node_found = line;
+  line = NULL;
+  b->o.node = b->node_found;
+  rc = 0;
+out:
+  if (out[0] >= 0)
+    close(out[0]);
+  if (out[1] >= 0)
+    close(out[1]);
+  free(line);
+  free(lb.buf);
+  free(finder);
+  return rc;
+}
+
 static void sdk_run(struct bench *b, struct key *key, unsigned conc, struct result *r)
 {
   char *script = xasprintf("%s/sdk-sign.mjs", b->o.sdk_dir);
@@ -1653,6 +1719,12 @@ static void sdk_run(struct bench *b, struct key *key, unsigned conc, struct resu
   if (!file_exists(pkg)) {
     seterr(r->note, sizeof(r->note),
            "skipped: %s/node_modules absent (run `npm ci` in tests/bench)", b->o.sdk_dir);
+    goto out;
+  }
+  st = sdk_node(b, err, sizeof(err));
+  if (st != 0) {
+    seterr(r->note, sizeof(r->note), "%s%s", st > 0 ? "skipped: " : "", err);
+    r->failed = st < 0;
     goto out;
   }
   snprintf(cbuf, sizeof(cbuf), "%u", conc);
@@ -2729,7 +2801,7 @@ static void usage(FILE *f)
       "  --only LIST         run only these parts: raw,sdk,module,lookup,cold,procs\n"
       "  --json FILE         also write the results as JSON\n"
       "  --sdk-dir DIR       where sdk-sign.mjs and its node_modules are (default: source dir)\n"
-      "  --node PATH         node binary (default: node from PATH)\n"
+      "  --node PATH         node binary (default: what tests/node/find-node.sh picks)\n"
       "  --max-time S        abort the whole run after S seconds (default 900, smoke 280)\n"
       "  --smoke             1 s phases, threads 1,4, 50 keys, 10 processes: checks the numbers\n");
 }
@@ -2775,7 +2847,6 @@ static int parse_args(int argc, char **argv, struct opts *o)
   bool threads_set = false, duration_set = false, keys_set = false, max_set = false;
   bool procs_set = false;
   o->sdk_dir = AKV_BENCH_SRCDIR;
-  o->node = "node";
   o->only = SEL_ALL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -3031,6 +3102,7 @@ static void bench_free(struct bench *b, struct report *rep)
   free(b->cold_url);
   free(b->ready_path);
   free(b->self_exe);
+  free(b->node_found);
   EVP_PKEY_free(b->rsa.pub);
   EVP_PKEY_free(b->ec.pub);
   free(b->rsa.kid);

@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # Runs the Azure SDK fidelity tour (tour.mjs) against a fresh akv-emulator.
 # Usage: run.sh EMULATOR_PATH
-# Exit: the tour's status (0 pass, 1 failures), 77 (skipped) only when node or tests/interop/node_modules
-# is absent, 99 when the emulator could not be started.
+# Exit: the tour's status (0 pass, 1 failures), 77 (skipped) only when there is no Node >= 20
+# (tests/node/find-node.sh) or tests/interop/node_modules is absent, 99 if the emulator did not start.
 # Environment: INTEROP_TIMEOUT (s, default 540), INTEROP_SECTIONS (comma list), INTEROP_TRACE (errors|all),
 # INTEROP_KEEP=1 keeps the state dir and emulator log.
 set -u
@@ -14,10 +14,13 @@ if [ -z "$emu" ] || [ ! -x "$emu" ]; then
     echo "run.sh: usage: run.sh EMULATOR_PATH (got '${emu}', not an executable)" >&2
     exit 99
 fi
-if ! command -v node >/dev/null 2>&1; then
-    echo "SKIP: node is not installed" >&2
+# The node on PATH when it is >= 20, else the pinned one scripts/deps.sh installed
+# (docs/testing.md, "Node.js for the SDK tests").
+if ! node=$(sh "$here/../node/find-node.sh"); then
+    echo "SKIP: $node" >&2
     exit 77
 fi
+echo "run.sh: $node $("$node" --version)" >&2
 for pkg in @azure/identity @azure/keyvault-keys @azure/keyvault-secrets @azure/keyvault-certificates; do
     if [ ! -f "$here/node_modules/$pkg/package.json" ]; then
         echo "SKIP: $here/node_modules/$pkg is missing; run 'npm ci --no-audit --no-fund' in $here" >&2
@@ -62,7 +65,7 @@ while :; do
         emu_pid=
         exit 99
     fi
-    if [ -s "$ready" ] && node -e 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))' "$ready" 2>/dev/null; then
+    if [ -s "$ready" ] && "$node" -e 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))' "$ready" 2>/dev/null; then
         break
     fi
     i=$((i + 1))
@@ -74,7 +77,7 @@ while :; do
     sleep 0.1
 done
 
-ca=$(node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).ca_file || "")' "$ready")
+ca=$("$node" -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).ca_file || "")' "$ready")
 if [ -z "$ca" ] || [ ! -r "$ca" ]; then
     echo "run.sh: ready file has no readable ca_file ('$ca')" >&2
     exit 99
@@ -89,7 +92,7 @@ rc=0
         AZURE_FEDERATED_TOKEN_FILE AZURE_AUTHORITY_HOST IDENTITY_ENDPOINT IDENTITY_HEADER IMDS_ENDPOINT \
         MSI_ENDPOINT MSI_SECRET AZURE_POD_IDENTITY_AUTHORITY_HOST NODE_TLS_REJECT_UNAUTHORIZED
     export NODE_EXTRA_CA_CERTS="$ca" INTEROP_READY_FILE="$ready"
-    exec timeout -k 10 "${INTEROP_TIMEOUT:-540}" node tour.mjs
+    exec timeout -k 10 "${INTEROP_TIMEOUT:-540}" "$node" tour.mjs
 ) || rc=$?
 if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
     echo "run.sh: the tour timed out after ${INTEROP_TIMEOUT:-540} s" >&2
