@@ -91,6 +91,10 @@ struct akv_cache {
   size_t n_cold_names;
   int cold_wait; /* the first listing's thread waits: for cold_go, cold_cancel or the delay */
   int cold_go, cold_cancel;
+  /* akv_cache_id_miss: when its last listing started (0: never); the build in flight is its
+   * (struct build keep_unread). */
+  int64_t id_miss_at;
+  int id_miss_listing;
 };
 
 /* ---- building a snapshot (no lock held: network I/O) ------------------------------------------
@@ -108,6 +112,9 @@ struct build {
   size_t n, cap;
   struct akv_lazykey **lazy;
   size_t n_lazy, cap_lazy;
+  int keep_unread; /* a listing for a search by CKA_ID (akv_cache_id_miss): objects restored from
+                      the cache file with unchanged times are carried over unread */
+  int kept_unread; /* some were: the snapshot keeps the previous one's age */
 };
 
 static int cmp_lazy_name(const void *a, const void *b)
@@ -184,11 +191,14 @@ static int reuse(struct build *b, const char *src, int64_t created, int64_t upda
       return 0;
     /* The service's times have one-second resolution: a change (a rotation, say) made in the
      * same second the source was read leaves them equal, so such an object is read again. */
-    if (b->prev[i]->src_updated >= b->prev[i]->src_fetched_at)
+    if (b->prev[i]->src_updated >= b->prev[i]->src_fetched_at &&
+        !(b->keep_unread && b->prev[i]->src_fetched_at == 0))
       return 0;
   }
-  for (i = lo; i < b->n_prev && strcmp(b->prev[i]->src, src) == 0 && *rv == CKR_OK; i++)
+  for (i = lo; i < b->n_prev && strcmp(b->prev[i]->src, src) == 0 && *rv == CKR_OK; i++) {
+    b->kept_unread |= b->prev[i]->src_fetched_at == 0;
     *rv = push(b, akv_object_ref(b->prev[i]));
+  }
   return 1;
 }
 
@@ -678,6 +688,9 @@ static CK_RV build_snapshot(struct akv_slot *slot, struct akv_snapshot *prev,
   b.slot = slot;
   b.sc = slot->cfg;
   b.now = akv_now();
+  pthread_mutex_lock(&slot->cache->lock);
+  b.keep_unread = slot->cache->id_miss_listing;
+  pthread_mutex_unlock(&slot->cache->lock);
   if (prev && prev->n) {
     b.prev = malloc(prev->n * sizeof(*b.prev));
     if (!b.prev)
@@ -715,6 +728,10 @@ static CK_RV build_snapshot(struct akv_slot *slot, struct akv_snapshot *prev,
     akv_object_expire_value(b.objs[i], b.now);
   snap->refs = 1;
   snap->built_at = b.now;
+  /* Objects carried over unread keep the age of the listing they came with: the refresh at the TTL
+   * still reads them from the vault (docs/design.md "Keys created since the listing"). */
+  if (b.kept_unread && prev)
+    snap->built_at = prev->built_at;
   snap->objs = b.objs;
   snap->n = b.n;
   snap->lazy = b.lazy;
@@ -1273,30 +1290,42 @@ static void start_bg_inlock(struct akv_cache *c)
 }
 
 /* A synchronous refresh: under the cross-process lock, adopt what another process listed within
- * the TTL (newer than ours), else list and share the result through the file. */
-static CK_RV refresh_sync(struct akv_slot *slot, struct akv_snapshot *prev, int use_file,
-                          struct akv_snapshot **out)
+ * the TTL (newer than ours, and listed at floor or later), else list and share the result through
+ * the file. */
+static CK_RV refresh_since(struct akv_slot *slot, struct akv_snapshot *prev, int use_file,
+                           int64_t floor, struct akv_snapshot **out)
 {
   int lock = akv_cache_file_lock();
+  struct akv_snapshot *base = NULL;
   CK_RV rv = CKR_FUNCTION_FAILED;
 
   *out = NULL;
   if (use_file && (rv = akv_cache_file_load(slot, out)) == CKR_OK) {
-    if (!prev || (*out)->built_at > prev->built_at) {
+    if ((!prev || (*out)->built_at > prev->built_at) && (*out)->built_at >= floor) {
       rv = CKR_OK;
       goto out;
     }
-    akv_snapshot_unref(*out);
+    if (!prev || (*out)->built_at > prev->built_at)
+      base = *out; /* newer than prev but listed before floor: the listing starts from it */
+    else
+      akv_snapshot_unref(*out);
     *out = NULL;
   } else if (use_file && rv != CKR_FUNCTION_FAILED) {
     goto out; /* the credential produced no token (logged): the listing would ask for the same */
   }
-  rv = build_snapshot(slot, prev, out);
+  rv = build_snapshot(slot, base ? base : prev, out);
+  akv_snapshot_unref(base);
   if (rv == CKR_OK)
     akv_cache_file_save(slot, *out, lock >= 0 ? AKV_CF_HAVE_LOCK : 0);
 out:
   akv_cache_file_unlock(lock);
   return rv;
+}
+
+static CK_RV refresh_sync(struct akv_slot *slot, struct akv_snapshot *prev, int use_file,
+                          struct akv_snapshot **out)
+{
+  return refresh_since(slot, prev, use_file, INT64_MIN, out);
 }
 
 CK_RV akv_cache_get(struct akv_cache *c, struct akv_snapshot **out)
@@ -1360,6 +1389,67 @@ serve:
   *out = akv_snapshot_ref(c->snap);
   pthread_mutex_unlock(&c->lock);
   return CKR_OK;
+}
+
+int akv_cache_id_miss(struct akv_cache *c, const struct akv_snapshot *seen)
+{
+  int64_t bound = c->slot->cfg->id_miss_refresh_s, now, age;
+  struct akv_snapshot *prev, *built = NULL;
+  unsigned gen;
+  int newer = 0;
+  CK_RV rv;
+
+  if (bound <= 0 || !seen)
+    return 0;
+  pthread_mutex_lock(&c->lock);
+  for (;;) {
+    now = akv_now();
+    if (!c->snap)
+      goto out;
+    if (c->snap != seen && c->snap->built_at > seen->built_at) {
+      newer = 1; /* listed since the search looked */
+      goto out;
+    }
+    if (!c->refreshing)
+      break;
+    /* Single flight: the refresh in flight (another search's, the background one) is this
+     * search's answer; wait for it instead of answering from the listing it replaces. */
+    gen = c->gen;
+    while (c->refreshing && c->gen == gen)
+      pthread_cond_wait(&c->cond, &c->lock);
+    if (c->gen != gen && c->last_rv == CKR_OK) {
+      newer = c->snap != seen;
+      goto out;
+    }
+  }
+  age = now - c->snap->built_at;
+  if (c->id_miss_at && now >= c->id_miss_at && now - c->id_miss_at < bound) {
+    /* Listed for a miss within the bound already: its result is the answer. */
+    newer = c->snap != seen;
+    goto out;
+  }
+  if (age < bound || now < c->retry_after)
+    goto out; /* the listing is recent enough, or the vault failed it a moment ago */
+  c->id_miss_at = now;
+  c->id_miss_listing = 1;
+  c->refreshing = 1;
+  prev = akv_snapshot_ref(c->snap);
+  pthread_mutex_unlock(&c->lock);
+
+  akv_info(AKV_LOGC_CACHE,
+           "%s: a search by CKA_ID found nothing; listing the vault again (the list is %lld s old)",
+           c->slot->cfg->url, (long long)age);
+  /* Another process's listing in the cache file serves when it is as recent as the bound asks. */
+  rv = refresh_since(c->slot, prev, 1, now - bound + 1, &built);
+  akv_snapshot_unref(prev);
+
+  pthread_mutex_lock(&c->lock);
+  c->id_miss_listing = 0;
+  rv = publish_inlock(c, rv, built, now);
+  newer = rv == CKR_OK && c->snap != seen;
+out:
+  pthread_mutex_unlock(&c->lock);
+  return newer;
 }
 
 /* ---- writes change the snapshot at once ------------------------------------------------------ */

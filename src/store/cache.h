@@ -42,6 +42,18 @@ CK_RV akv_cache_apply(struct akv_cache *c, int (*drop)(const struct akv_object *
  * error. No lock held. */
 CK_RV akv_cache_read_key(struct akv_cache *c, const char *name, int *published);
 
+/* A search by CKA_ID (no label) found nothing in the snapshot seen (referenced by the caller;
+ * src/token/find.c): a key or certificate created since the listing may have that CKA_ID, and no
+ * name lookup can find it. When seen's listing is at least id_miss_refresh seconds old and no
+ * listing for a miss started within that time, lists the vault again synchronously (a listing
+ * another process wrote to the cache file within that time serves instead); objects restored from
+ * the cache file with unchanged times are carried over unread, and then the snapshot keeps its age
+ * (the refresh at the TTL still reads them). A refresh in flight is waited for and its result
+ * used. 1 when the slot's snapshot is no longer seen (search again), 0 otherwise (a failed listing
+ * is logged and the old one kept). No lock held (docs/design.md "Keys created since the
+ * listing"). */
+int akv_cache_id_miss(struct akv_cache *c, const struct akv_snapshot *seen);
+
 /* A vault key's object whose cached key_ops refused an operation (src/token/op.c): reads the key
  * again (one GET of its latest version), publishes its objects like akv_cache_apply, and hands
  * back (referenced, in *fresh) the new object of obj's class; *fresh stays NULL when obj is not a

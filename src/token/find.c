@@ -222,28 +222,30 @@ static CK_RV older_version(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULON
   return rv;
 }
 
-CK_RV akv_find_init(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n)
+/* A search by CKA_ID without a label, of token objects: what akv_cache_id_miss lists again for
+ * when it finds nothing (docs/design.md "Keys created since the listing"). */
+static int by_id_alone(const CK_ATTRIBUTE *t, CK_ULONG n)
+{
+  int id = 0;
+  CK_ULONG j;
+  for (j = 0; j < n; j++) {
+    if (t[j].type == CKA_LABEL || (t[j].type == CKA_TOKEN && !bool_is(&t[j], CK_TRUE)))
+      return 0;
+    if (t[j].type == CKA_ID && t[j].ulValueLen > 0)
+      id = 1;
+  }
+  return id;
+}
+
+/* The snapshot a search runs on, with the pending keys it may match read (s->device_error set
+ * when a listing in this thread failed). */
+static CK_RV search_snapshot(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n,
+                             struct akv_snapshot **out)
 {
   struct akv_snapshot *snap = NULL;
   char name[128];
-  CK_ULONG j;
   CK_RV rv;
 
-  if (s->find_active)
-    return CKR_OPERATION_ACTIVE;
-  for (j = 0; j < n; j++) {
-    if (!t[j].pValue && t[j].ulValueLen)
-      return CKR_ARGUMENTS_BAD;
-  }
-  /* "pin": "certificate_password" before the first login: no credential, so no object at all
-   * (docs/security.md "Login"). */
-  if (s->slot->cfg->pin_certificate && !akv_session_logged_in(s) && !slot_has_client(s->slot)) {
-    free(s->find_handles);
-    s->find_handles = NULL;
-    s->find_n = s->find_pos = 0;
-    s->find_active = 1;
-    return CKR_OK;
-  }
   /* By label, before the slot's first listing: the objects of that name read by name
    * (docs/design.md "Cold search by label"). */
   if (label_of(t, n, name, sizeof(name)))
@@ -266,13 +268,47 @@ CK_RV akv_find_init(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n)
       s->device_error = (CK_ULONG)kv_last_http_status();
     return rv;
   }
-  rv = collect(s, snap, t, n);
-  akv_snapshot_unref(snap);
+  *out = snap;
+  return CKR_OK;
+}
+
+CK_RV akv_find_init(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n)
+{
+  struct akv_snapshot *snap = NULL, *seen = NULL;
+  CK_ULONG j;
+  CK_RV rv;
+
+  if (s->find_active)
+    return CKR_OPERATION_ACTIVE;
+  for (j = 0; j < n; j++) {
+    if (!t[j].pValue && t[j].ulValueLen)
+      return CKR_ARGUMENTS_BAD;
+  }
+  /* "pin": "certificate_password" before the first login: no credential, so no object at all
+   * (docs/security.md "Login"). */
+  if (s->slot->cfg->pin_certificate && !akv_session_logged_in(s) && !slot_has_client(s->slot)) {
+    free(s->find_handles);
+    s->find_handles = NULL;
+    s->find_n = s->find_pos = 0;
+    s->find_active = 1;
+    return CKR_OK;
+  }
+  rv = search_snapshot(s, t, n, &seen);
+  if (rv != CKR_OK)
+    return rv;
+  rv = collect(s, seen, t, n);
   if (rv == CKR_OK && s->find_n == 0 && created_since(s, t, n) &&
       (snap = akv_cache_peek(s->slot->cache))) {
     rv = collect(s, snap, t, n);
     akv_snapshot_unref(snap);
   }
+  /* By CKA_ID alone: a key created since the listing is known only by listing again. */
+  if (rv == CKR_OK && s->find_n == 0 && by_id_alone(t, n) &&
+      akv_cache_id_miss(s->slot->cache, seen) && (rv = search_snapshot(s, t, n, &snap)) == CKR_OK) {
+    rv = collect(s, snap, t, n);
+    akv_snapshot_unref(snap);
+  }
+  akv_snapshot_unref(seen);
   if (rv == CKR_OK && s->find_n == 0)
     rv = older_version(s, t, n);
   if (rv != CKR_OK) {

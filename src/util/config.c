@@ -769,6 +769,8 @@ static const struct field slot_plain_fields[] = {
      NULL, "3600"},
     {"prefetch_keys", F_I64, offsetof(struct akv_slot_config, prefetch_keys), 0, 0, 1000000, NULL,
      "100"},
+    {"id_miss_refresh", F_I64, offsetof(struct akv_slot_config, id_miss_refresh_s), 0, 0, 3600,
+     NULL, "5"},
 };
 #define N_SLOT_PLAIN (sizeof(slot_plain_fields) / sizeof(slot_plain_fields[0]))
 
@@ -896,6 +898,7 @@ static const struct field slot_fields[] = {
     {"secret_ttl", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
     {"stale_if_error", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
     {"prefetch_keys", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
+    {"id_miss_refresh", F_CUSTOM, 0, 0, 0, 0, slot_plain_fn, NULL},
     {"public_ops", F_CUSTOM, 0, 0, 0, 0, slot_public_ops_fn, NULL},
     {"verify", F_CUSTOM, 0, 0, 0, 0, slot_verify_fn, NULL},
     {"credential", F_CUSTOM, 0, 0, 0, 0, slot_credential_fn, NULL},
@@ -928,6 +931,7 @@ static void slot_defaults(struct akv_slot_config *s)
   s->secret_ttl_s = 3600;
   s->stale_if_error_s = 3600;
   s->prefetch_keys = 100;
+  s->id_miss_refresh_s = 5;
   s->share_token = -1;
 }
 

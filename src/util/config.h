@@ -92,6 +92,9 @@ struct akv_slot_config {
   struct akv_quota_config quota; /* "quota" and "pacing" */
   char *attestation_root; /* PEM file of trusted HSM vendor roots; the top-level one when unset */
   struct stack_st_X509 *attestation_roots; /* its certificates, read at load; NULL = none */
+  /* id_miss_refresh: a search by CKA_ID that finds nothing lists again past this age (seconds,
+   * 0 = never); default 5 (docs/design.md "Keys created since the listing"). */
+  int64_t id_miss_refresh_s;
 };
 
 struct akv_config {
