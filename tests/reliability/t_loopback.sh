@@ -1,47 +1,92 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# rel-loopback (meson suite `reliability`): tests never leave loopback (docs/testing.md). Runs
-# integration tests with every process they start (the emulator, curl, pkcs11-tool, ssh-agent and
-# its helper, the module inside each) under `strace -f -e trace=connect`, and fails on any connect
-# whose destination is not 127.0.0.0/8, ::1 (or ::ffff:127.x) or a unix socket. A self-check first
-# proves the filter flags a non-loopback destination (169.254.169.254, the IMDS address, and
-# TEST-NET addresses), through UDP connects that send no packet, so the test cannot pass vacuously.
+# rel-loopback (meson suite `reliability`): tests never leave loopback (docs/testing.md). Runs every
+# test of the `integration` suite, as meson registers it (its command, environment and timeout),
+# with every process it starts (the emulator, curl, pkcs11-tool, ssh-agent and its helper, the
+# module inside each) under `strace -f --seccomp-bpf -e trace=connect` (loopback_wrap.sh, given to
+# a nested `meson test --wrapper`), and fails on any connect whose destination is not 127.0.0.0/8,
+# ::1 (or ::ffff:127.x) or a unix socket. A self-check first proves the filter flags a non-loopback
+# destination (169.254.169.254, the IMDS address, and TEST-NET addresses), through UDP connects
+# that send no packet, so the test cannot pass vacuously.
 #
-# Usage: t_loopback.sh INTEGRATION_TEST.sh...   (meson passes credentials, identity, sign, objects)
-# Inputs: what the integration tests need (AKV_EMULATOR, AKV_MODULE, ...: integ_env).
+# Usage: t_loopback.sh BUILD_DIR [TEST...]
+#   no TEST: every test of the integration suite but those in LOOPBACK_EXCLUDED below, two at a
+#   time (tests registered is_parallel: false run alone, as meson runs them); TEST...: those meson
+#   tests, of any suite (e.g. `bash tests/reliability/t_loopback.sh build ssh consumer-nginx`).
+# The nested run's own log: BUILD_DIR/meson-logs/rel-loopback-traced-bash.{txt,json}.
+
+# The nested meson run gets the environment and umask this script was started with, not what
+# lib.sh sets up for this script's own checks: the tests run as their registration runs them.
+mapfile -d '' -t ORIG_ENV < <(env -0)
+ORIG_UMASK=$(umask)
 . "$(dirname "$0")/../integration/lib.sh"
-need_tool strace python3
-[ $# -gt 0 ] || fail "usage: t_loopback.sh INTEGRATION_TEST.sh..."
+need_tool strace python3 meson jq
+if [ $# -lt 1 ] || ! [ -f "$1/meson-info/intro-tests.json" ]; then
+  fail "usage: t_loopback.sh BUILD_DIR [TEST...] (BUILD_DIR: a configured meson build directory)"
+fi
+BUILD=$(cd "$1" && pwd)
+shift
+
+# Tests of the integration suite that are not traced, each with its reason (printed by every run).
+# A test belongs here only when it cannot run under ptrace at all; a test that fails traced is a
+# finding to fix, not a reason.
+declare -A LOOPBACK_EXCLUDED=()
+# Connects outside loopback a test may make, as an extended regex on strace's line (result
+# included), each with its reason; every other one of its connects is checked as usual.
+declare -A LOOPBACK_ALLOWED=(
+  [doctor]='sin6?_port=htons\(53\), .*\) = -1 ENETUNREACH '
+)
+declare -A LOOPBACK_ALLOWED_WHY=(
+  [doctor]="DNS (port 53) refused with ENETUNREACH: its unresolvable-vault-name check runs only in a loopback-only network namespace (scripts/test.sh), where the resolver cannot be reached and no packet is sent"
+)
 
 # strace_connects LOG CMD...: CMD and all its descendants, connect(2) calls recorded in LOG. Only
-# connect stops the tracee (seccomp-bpf), so the tests run at nearly full speed.
+# connect stops the tracee (seccomp-bpf), so the tests run at nearly full speed. The same strace
+# command as loopback_wrap.sh's.
 strace_connects() {
   local log=$1
   shift
   strace -f -qq --seccomp-bpf -e trace=connect -e signal=none -o "$log" -- "$@"
 }
 
-# foreign_connects LOG: the connect calls in LOG whose destination is anything but loopback or a
-# unix socket. AF_UNSPEC (dissolving a UDP association) and AF_NETLINK (the kernel) name no
-# destination; 0.0.0.0 and :: are this host (glibc's getaddrinfo connects a UDP socket to each
-# passive address a server resolves, to sort them); an address strace could not decode counts as
-# foreign.
+# connect_lines LOG: LOG's connect calls, one line each with its result: a call that strace split
+# (`connect(... <unfinished ...>`, later `PID <... connect resumed>) = ...`, another thread of the
+# traced tree ran in between) is joined again by its PID.
+connect_lines() {
+  awk '/<\.\.\. connect resumed>/ {
+         if ($1 in pend) { r = $0; sub(/^.*<\.\.\. connect resumed>/, "", r); print pend[$1] r; delete pend[$1] }
+         next
+       }
+       /(^|[[:space:]])connect\(/ {
+         if (/ <unfinished \.\.\.>$/) { sub(/ <unfinished \.\.\.>$/, ""); pend[$1] = $0; next }
+         print
+       }
+       END { for (p in pend) print pend[p] }' "$1"
+}
+
+# foreign_connects LOG [ALLOWED]: the connect calls in LOG whose destination is anything but
+# loopback or a unix socket, less those matching the extended regex ALLOWED (LOOPBACK_ALLOWED).
+# AF_UNSPEC (dissolving a UDP association) and AF_NETLINK (the kernel) name no destination;
+# 0.0.0.0 and :: are this host (glibc's getaddrinfo connects a UDP socket to each passive address a
+# server resolves, to sort them); an address strace could not decode counts as foreign. A call
+# that failed counts too: what the network namespace refused would leave a machine without one.
 foreign_connects() {
-  grep -E '(^|[[:space:]])connect\(' "$1" |
+  connect_lines "$1" |
     grep -vE 'sa_family=AF_(UNIX|UNSPEC|NETLINK)[,}]' |
     grep -vE 'sa_family=AF_INET, sin_port=htons\([0-9]+\), sin_addr=inet_addr\("(127\.[0-9]+\.[0-9]+\.[0-9]+|0\.0\.0\.0)"\)' |
-    grep -vE 'sa_family=AF_INET6, .*inet_pton\(AF_INET6, "(::1|::|::ffff:127\.[0-9]+\.[0-9]+\.[0-9]+)"' || true
+    grep -vE 'sa_family=AF_INET6, .*inet_pton\(AF_INET6, "(::1|::|::ffff:127\.[0-9]+\.[0-9]+\.[0-9]+)"' |
+    grep -vE "${2:-^\$}" || true
 }
-n_connects() { grep -cE '(^|[[:space:]])connect\(' "$1" || true; }
+n_connects() { connect_lines "$1" | wc -l; }
 # n_connects_to LOG DEST: the connect calls in LOG whose destination is DEST (an address as strace
 # prints it, or a unix socket path). The self-check counts these, not every connect: the
 # interpreter may make connects of its own at start (a name-service socket, say), and those are
 # the host's business, not the filter's. When the count is not 1, LOG's connect lines are shown.
 n_connects_to() {
   local n
-  n=$(grep -E '(^|[[:space:]])connect\(' "$1" | grep -cF "\"$2\"" || true)
+  n=$(connect_lines "$1" | grep -cF "\"$2\"" || true)
   if [ "$n" != 1 ]; then
-    grep -E '(^|[[:space:]])connect\(' "$1" | head -n 8 | sed 's/^/#   traced: /' >&2
+    connect_lines "$1" | head -n 8 | sed 's/^/#   traced: /' >&2
   fi
   echo "$n"
 }
@@ -73,30 +118,133 @@ try:
     s.connect("/nonexistent/akv-loopback.sock")
 except OSError:
     pass' >/dev/null 2>&1 || true
+# Synthetic logs: a connect strace split around another thread's call is joined with its result;
+# an allowance (the doctor's) passes only the failed call it names.
+printf '%s\n' '7 connect(3, {sa_family=AF_INET, sin_port=htons(443), sin_addr=inet_addr("10.0.0.1")}, 16 <unfinished ...>' \
+  '8 connect(4, {sa_family=AF_INET, sin_port=htons(443), sin_addr=inet_addr("127.0.0.1")}, 16) = 0' \
+  '7 <... connect resumed>) = 0' >"$WORK/self-split.strace"
+check_eq "a split connect is joined and flagged" \
+  '7 connect(3, {sa_family=AF_INET, sin_port=htons(443), sin_addr=inet_addr("10.0.0.1")}, 16) = 0' \
+  "$(foreign_connects "$WORK/self-split.strace")"
+dns='connect(3, {sa_family=AF_INET, sin_port=htons(53), sin_addr=inet_addr("10.255.255.53")}, 16)'
+printf '9 %s = -1 ENETUNREACH (Network is unreachable)\n9 %s = 0\n' "$dns" "$dns" >"$WORK/self-dns.strace"
+check_eq "the doctor's allowance passes a refused DNS connect, not one that went out" "9 $dns = 0" \
+  "$(foreign_connects "$WORK/self-dns.strace" "${LOOPBACK_ALLOWED[doctor]}")"
 unix_traced=$(n_connects_to "$WORK/self-unix.strace" /nonexistent/akv-loopback.sock)
 check_eq "a connect to a unix socket is traced and passes" "1|" \
   "$unix_traced|$(foreign_connects "$WORK/self-unix.strace")"
 
-for t in "$@"; do
-  name=$(basename "${t%.sh}")
-  section "$name under strace -f -e trace=connect"
-  rc=0
-  strace_connects "$WORK/$name.strace" bash "$t" >"$WORK/$name.out" 2>&1 || rc=$?
-  if [ "$rc" != 0 ]; then
-    { grep -E '^not ok|^# .*(FAILED|checks)|SKIP|FATAL' "$WORK/$name.out" || tail -n 5 "$WORK/$name.out"; } |
-      head -n 20 | sed 's/^/#   | /'
-  fi
-  if [ "$rc" = 77 ]; then
+section "the tests under strace -f --seccomp-bpf -e trace=connect"
+if [ $# -gt 0 ]; then
+  tests=("$@")
+  suite=()
+else
+  mapfile -t all < <(jq -r '.[] | select(any(.suite[]; . == "integration" or endswith(":integration"))) |
+    .name' "$BUILD/meson-info/intro-tests.json")
+  [ "${#all[@]}" -gt 0 ] || fail "no test of the integration suite is registered in $BUILD"
+  for name in "${!LOOPBACK_EXCLUDED[@]}"; do
+    check_eq "excluded test $name is still registered" "$name" \
+      "$(printf '%s\n' "${all[@]}" | grep -xF -- "$name" || true)"
+  done
+  tests=()
+  for name in "${all[@]}"; do
+    if [ -n "${LOOPBACK_EXCLUDED[$name]+set}" ]; then
+      log "not traced: $name (${LOOPBACK_EXCLUDED[$name]})"
+    else
+      tests+=("$name")
+    fi
+  done
+  log "${#tests[@]} of the ${#all[@]} tests of the integration suite traced, ${#LOOPBACK_EXCLUDED[@]} excluded"
+  suite=(--suite integration)
+fi
+for name in "${!LOOPBACK_ALLOWED[@]}"; do
+  log "allowed for $name: ${LOOPBACK_ALLOWED_WHY[$name]}"
+done
+
+# The nested run does not build (--no-rebuild: a second ninja in the build directory would race
+# the one of the meson run this test is part of), so what the selected tests depend on must exist.
+missing=$(jq -r --argjson names "$(printf '%s\n' "${tests[@]}" | jq -R . | jq -s .)" \
+  --slurpfile tg "$BUILD/meson-info/intro-targets.json" \
+  '($tg[0] | map({(.id): .filename}) | add) as $files |
+   [.[] | select(.name as $n | $names | index($n)) | .depends[] | $files[.][]?] | unique | .[]' \
+  "$BUILD/meson-info/intro-tests.json" | while read -r f; do [ -e "$f" ] || echo "$f"; done)
+[ -z "$missing" ] || fail "not built (run ninja -C $BUILD first): ${missing//$'\n'/ }"
+
+traces="$WORK/traces"
+mkdir -p "$traces"
+logbase=rel-loopback-traced
+rm -f "$BUILD/meson-logs/$logbase"-*.json
+wrapper=(bash "$(cd "$(dirname "$0")" && pwd)/loopback_wrap.sh")
+t0=$(date +%s)
+rc=0
+# shellcheck disable=SC2097,SC2098
+(umask "$ORIG_UMASK" && exec env -i "${ORIG_ENV[@]}" AKV_LOOPBACK_DIR="$traces" \
+  meson test -C "$BUILD" --no-rebuild --num-processes 2 --logbase "$logbase" \
+  --wrapper "$(printf '%q ' "${wrapper[@]}")" "${suite[@]}" "${tests[@]}") >"$WORK/meson.out" 2>&1 || rc=$?
+log "nested meson test: exit status $rc, $(($(date +%s) - t0)) s wall"
+grep -E '^(Ok|Fail|Skipped|Timeout|Expected Fail|Unexpected Pass):' "$WORK/meson.out" | sed 's/^/#   /' || true
+jsons=("$BUILD/meson-logs/$logbase"-*.json)
+json=${jsons[0]}
+[ -f "$json" ] || { tail -n 20 "$WORK/meson.out" | sed 's/^/#   | /'; fail "the nested meson test wrote no JSON log"; }
+
+# The trace of each test: the .cmd file loopback_wrap.sh wrote holds the test's command, the
+# JSON log's `command` is the wrapper followed by that same command.
+declare -A trace_of=()
+for c in "$traces"/trace.*.cmd; do
+  [ -e "$c" ] || continue
+  trace_of["$(cat "$c")"]=${c%.cmd}.strace
+done
+nw=${#wrapper[@]}
+total=0
+ran=0
+nforeign=0
+declare -A checked=()
+while IFS=$'\t' read -r name result dur cmd64; do
+  name=${name##* / }
+  ran=$((ran + 1))
+  cmd=$(printf '%s' "$cmd64" | base64 -d)
+  trace=${trace_of[$cmd]:-}
+  if [ "$result" = SKIP ]; then
     log "$name skipped itself (exit 77): only its connect calls so far are checked"
   else
-    check_eq "$name passes under strace ($(grep -c '^ok' "$WORK/$name.out" || true) checks ok)" 0 "$rc"
+    check_eq "$name passes traced (${dur} s)" OK "$result"
+    if [ "$result" != OK ]; then
+      jq -r --arg n "$name" 'select(.name | endswith(" / " + $n)) | .stdout' "$json" |
+        { grep -E '^not ok|^# .*(FAILED|checks)|SKIP|FATAL' || true; } | head -n 20 | sed 's/^/#   | /'
+    fi
   fi
-  n=$(n_connects "$WORK/$name.strace")
-  check "$name made connect calls ($n traced)" test "$n" -gt 0
-  foreign_connects "$WORK/$name.strace" >"$WORK/$name.foreign"
-  if [ -s "$WORK/$name.foreign" ]; then
-    head -n 10 "$WORK/$name.foreign" | sed 's/^/#   foreign: /'
+  if [ -z "$trace" ] || ! [ -f "$trace" ]; then
+    check_eq "$name was traced (a trace file for its command)" yes no
+    continue
   fi
-  check_eq "$name: no connect outside loopback and unix sockets" 0 "$(wc -l <"$WORK/$name.foreign")"
+  checked[$trace]=1
+  n=$(n_connects "$trace")
+  total=$((total + n))
+  [ "$result" = SKIP ] || check "$name made connect calls ($n traced)" test "$n" -gt 0
+  allowed=${LOOPBACK_ALLOWED[$name]:-}
+  foreign_connects "$trace" "$allowed" >"$trace.foreign"
+  if [ -s "$trace.foreign" ]; then
+    log "$name: $(wc -l <"$trace.foreign") connects outside loopback"
+    head -n 10 "$trace.foreign" | sed 's/^/#   foreign: /'
+  fi
+  nforeign=$((nforeign + $(wc -l <"$trace.foreign")))
+  note=""
+  [ -z "$allowed" ] || note=", $(($(foreign_connects "$trace" | wc -l) - $(wc -l <"$trace.foreign"))) allowed"
+  check_eq "$name: no connect outside loopback and unix sockets ($n connects$note)" 0 \
+    "$(wc -l <"$trace.foreign")"
+done < <(jq -r --argjson nw "$nw" \
+  '[.name, .result, (.duration | floor | tostring), (.command[$nw:] | join("\n") | @base64)] | @tsv' "$json")
+
+check_eq "every selected test ran traced" "${#tests[@]}" "$ran"
+# A trace no test of the log claims (a command the JSON log does not show as it ran) is checked too.
+ntraces=0
+for trace in "$traces"/trace.*.strace; do
+  [ -f "$trace" ] || continue
+  ntraces=$((ntraces + 1))
+  [ -z "${checked[$trace]:-}" ] || continue
+  log "a trace of no test in the log: $trace ($(tr '\n' ' ' <"${trace%.strace}.cmd"))"
+  total=$((total + $(n_connects "$trace")))
+  nforeign=$((nforeign + $(foreign_connects "$trace" | tee /dev/stderr | wc -l)))
 done
+check_eq "no connect outside loopback in any of the $ntraces traces ($total connects)" 0 "$nforeign"
 finish
