@@ -20,6 +20,7 @@
 
 #include "kv/kv.h"
 #include "util/config.h"
+#include "util/ptrs.h"
 
 struct akv_cache;
 struct akv_op;
@@ -190,7 +191,7 @@ struct akv_session {
   size_t n_objects;
   /* Active C_FindObjects search (model-private): matching handles collected at Init. */
   int find_active;
-  CK_OBJECT_HANDLE *find_handles;
+  struct akv_ptrs find_handles; /* CK_OBJECT_HANDLE values (src/token/find.c) */
   size_t find_n, find_pos;
 };
 

@@ -104,18 +104,26 @@ struct build {
   struct akv_slot *slot;
   const struct akv_slot_config *sc;
   int64_t now;
-  struct akv_object **prev; /* previous snapshot's objects sorted by src */
+  struct akv_ptrs prev; /* previous snapshot's objects sorted by src */
   size_t n_prev;
-  struct akv_lazykey **prev_lazy; /* previous snapshot's pending keys sorted by name */
+  struct akv_ptrs prev_lazy; /* previous snapshot's pending keys sorted by name */
   size_t n_prev_lazy;
-  struct akv_object **objs;
-  size_t n, cap;
-  struct akv_lazykey **lazy;
-  size_t n_lazy, cap_lazy;
+  struct akv_snapshot *snap; /* the objects and pending keys found */
   int keep_unread; /* a listing for a search by CKA_ID (akv_cache_id_miss): objects restored from
                       the cache file with unchanged times are carried over unread */
   int kept_unread; /* some were: the snapshot keeps the previous one's age */
 };
+
+/* Borrowed items of the arrays of struct build and struct src_index. */
+static struct akv_object *obj_at(const struct akv_ptrs *v, size_t i)
+{
+  return akv_ptrs_at(v, i);
+}
+
+static struct akv_lazykey *lazy_at(const struct akv_ptrs *v, size_t i)
+{
+  return akv_ptrs_at(v, i);
+}
 
 static int cmp_lazy_name(const void *a, const void *b)
 {
@@ -129,18 +137,7 @@ static CK_RV push_lazy(struct build *b, struct akv_lazykey *lz)
 {
   if (!lz)
     return CKR_HOST_MEMORY;
-  if (b->n_lazy == b->cap_lazy) {
-    size_t cap = b->cap_lazy ? b->cap_lazy * 2 : 64;
-    struct akv_lazykey **v = realloc(b->lazy, cap * sizeof(*v));
-    if (!v) {
-      akv_snapshot_lazykey_unref(lz);
-      return CKR_HOST_MEMORY;
-    }
-    b->lazy = v;
-    b->cap_lazy = cap;
-  }
-  b->lazy[b->n_lazy++] = lz;
-  return CKR_OK;
+  return akv_snapshot_add_lazy(b->snap, lz);
 }
 
 static int cmp_src(const void *a, const void *b)
@@ -149,26 +146,9 @@ static int cmp_src(const void *a, const void *b)
   return strcmp(x->src ? x->src : "", y->src ? y->src : "");
 }
 
-static int cmp_handle(const void *a, const void *b)
-{
-  const struct akv_object *x = *(struct akv_object *const *)a, *y = *(struct akv_object *const *)b;
-  return x->handle < y->handle ? -1 : x->handle > y->handle;
-}
-
 static CK_RV push(struct build *b, struct akv_object *obj)
 {
-  if (b->n == b->cap) {
-    size_t cap = b->cap ? b->cap * 2 : 64;
-    struct akv_object **v = realloc(b->objs, cap * sizeof(*v));
-    if (!v) {
-      akv_object_unref(obj);
-      return CKR_HOST_MEMORY;
-    }
-    b->objs = v;
-    b->cap = cap;
-  }
-  b->objs[b->n++] = obj;
-  return CKR_OK;
+  return akv_snapshot_add(b->snap, obj);
 }
 
 /* Carries over the previous snapshot's objects of src when its times did not change. */
@@ -179,25 +159,25 @@ static int reuse(struct build *b, const char *src, int64_t created, int64_t upda
   *rv = CKR_OK;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
-    if (strcmp(b->prev[mid]->src, src) < 0)
+    if (strcmp(obj_at(&b->prev, mid)->src, src) < 0)
       lo = mid + 1;
     else
       hi = mid;
   }
-  if (lo >= b->n_prev || strcmp(b->prev[lo]->src, src) != 0)
+  if (lo >= b->n_prev || strcmp(obj_at(&b->prev, lo)->src, src) != 0)
     return 0;
-  for (i = lo; i < b->n_prev && strcmp(b->prev[i]->src, src) == 0; i++) {
-    if (b->prev[i]->src_created != created || b->prev[i]->src_updated != updated)
+  for (i = lo; i < b->n_prev && strcmp(obj_at(&b->prev, i)->src, src) == 0; i++) {
+    const struct akv_object *o = obj_at(&b->prev, i);
+    if (o->src_created != created || o->src_updated != updated)
       return 0;
     /* The service's times have one-second resolution: a change (a rotation, say) made in the
      * same second the source was read leaves them equal, so such an object is read again. */
-    if (b->prev[i]->src_updated >= b->prev[i]->src_fetched_at &&
-        !(b->keep_unread && b->prev[i]->src_fetched_at == 0))
+    if (o->src_updated >= o->src_fetched_at && !(b->keep_unread && o->src_fetched_at == 0))
       return 0;
   }
-  for (i = lo; i < b->n_prev && strcmp(b->prev[i]->src, src) == 0 && *rv == CKR_OK; i++) {
-    b->kept_unread |= b->prev[i]->src_fetched_at == 0;
-    *rv = push(b, akv_object_ref(b->prev[i]));
+  for (i = lo; i < b->n_prev && strcmp(obj_at(&b->prev, i)->src, src) == 0 && *rv == CKR_OK; i++) {
+    b->kept_unread |= obj_at(&b->prev, i)->src_fetched_at == 0;
+    *rv = push(b, akv_object_ref(obj_at(&b->prev, i)));
   }
   return 1;
 }
@@ -352,10 +332,10 @@ out:
 static const char *latest_version(const struct build *b, const char *name)
 {
   size_t i;
-  for (i = 0; i < b->n; i++) {
-    const struct kv_key *k = b->objs[i]->key;
-    if (k && akv_source_is(b->objs[i]->src, AKV_SRC_KEY) && strcmp(k->name, name) == 0)
-      return k->version;
+  for (i = 0; i < b->snap->n; i++) {
+    const struct akv_object *o = akv_snapshot_obj(b->snap, i);
+    if (o->key && akv_source_is(o->src, AKV_SRC_KEY) && strcmp(o->key->name, name) == 0)
+      return o->key->version;
   }
   return NULL;
 }
@@ -441,9 +421,9 @@ static struct akv_lazykey *prev_lazy(const struct build *b, const char *name)
   size_t lo = 0, hi = b->n_prev_lazy;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
-    int c = strcmp(b->prev_lazy[mid]->name, name);
+    int c = strcmp(lazy_at(&b->prev_lazy, mid)->name, name);
     if (c == 0)
-      return b->prev_lazy[mid];
+      return lazy_at(&b->prev_lazy, mid);
     if (c < 0)
       lo = mid + 1;
     else
@@ -676,11 +656,22 @@ static CK_RV build_secrets(struct build *b)
   return rv;
 }
 
+/* to := from's n items sorted by cmp, in blocks: 0, or -1 out of memory. */
+static int sorted_copy(struct akv_ptrs *to, const struct akv_ptrs *from, size_t n,
+                       int (*cmp)(const void *, const void *))
+{
+  size_t i;
+  if (akv_ptrs_reserve(to, n) != 0)
+    return -1;
+  for (i = 0; i < n; i++)
+    akv_ptrs_put(to, i, akv_ptrs_at(from, i)); /* within the room reserved: cannot fail */
+  return akv_ptrs_sort(to, n, cmp);
+}
+
 static CK_RV build_snapshot(struct akv_slot *slot, struct akv_snapshot *prev,
                             struct akv_snapshot **out)
 {
   struct build b;
-  struct akv_snapshot *snap = NULL;
   size_t i;
   CK_RV rv = CKR_HOST_MEMORY;
 
@@ -691,21 +682,20 @@ static CK_RV build_snapshot(struct akv_slot *slot, struct akv_snapshot *prev,
   pthread_mutex_lock(&slot->cache->lock);
   b.keep_unread = slot->cache->id_miss_listing;
   pthread_mutex_unlock(&slot->cache->lock);
+  b.snap = calloc(1, sizeof(*b.snap));
+  if (!b.snap)
+    goto out;
+  b.snap->refs = 1;
+  b.snap->built_at = b.now;
   if (prev && prev->n) {
-    b.prev = malloc(prev->n * sizeof(*b.prev));
-    if (!b.prev)
+    if (sorted_copy(&b.prev, &prev->objs, prev->n, cmp_src) != 0)
       goto out;
-    memcpy(b.prev, prev->objs, prev->n * sizeof(*b.prev));
     b.n_prev = prev->n;
-    qsort(b.prev, b.n_prev, sizeof(*b.prev), cmp_src);
   }
   if (prev && prev->n_lazy) {
-    b.prev_lazy = malloc(prev->n_lazy * sizeof(*b.prev_lazy));
-    if (!b.prev_lazy)
+    if (sorted_copy(&b.prev_lazy, &prev->lazy, prev->n_lazy, cmp_lazy_name) != 0)
       goto out;
-    memcpy(b.prev_lazy, prev->lazy, prev->n_lazy * sizeof(*b.prev_lazy));
     b.n_prev_lazy = prev->n_lazy;
-    qsort(b.prev_lazy, b.n_prev_lazy, sizeof(*b.prev_lazy), cmp_lazy_name);
   }
   rv = CKR_OK;
   if (b.sc->objects & AKV_OBJ_KEYS)
@@ -714,44 +704,28 @@ static CK_RV build_snapshot(struct akv_slot *slot, struct akv_snapshot *prev,
     rv = build_certs(&b);
   if (rv == CKR_OK && (b.sc->objects & AKV_OBJ_SECRETS))
     rv = build_secrets(&b);
+  if (rv == CKR_OK)
+    rv = akv_snapshot_sort(b.snap);
   if (rv != CKR_OK)
     goto out;
-  snap = calloc(1, sizeof(*snap));
-  if (!snap) {
-    rv = CKR_HOST_MEMORY;
-    goto out;
-  }
-  qsort(b.objs, b.n, sizeof(*b.objs), cmp_handle);
   /* Secret values carried over with their objects are wiped at every refresh once past their
    * TTL, not only when read again. */
-  for (i = 0; i < b.n; i++)
-    akv_object_expire_value(b.objs[i], b.now);
-  snap->refs = 1;
-  snap->built_at = b.now;
+  for (i = 0; i < b.snap->n; i++)
+    akv_object_expire_value(akv_snapshot_obj(b.snap, i), b.now);
   /* Objects carried over unread keep the age of the listing they came with: the refresh at the TTL
    * still reads them from the vault (docs/design.md "Keys created since the listing"). */
   if (b.kept_unread && prev)
-    snap->built_at = prev->built_at;
-  snap->objs = b.objs;
-  snap->n = b.n;
-  snap->lazy = b.lazy;
-  snap->n_lazy = b.n_lazy;
-  b.objs = NULL;
-  b.n = 0;
-  b.lazy = NULL;
-  b.n_lazy = 0;
-  akv_dbg(AKV_LOGC_CACHE, "%s: %zu object(s), %zu key(s) pending", b.sc->url, snap->n,
-          snap->n_lazy);
+    b.snap->built_at = prev->built_at;
+  akv_dbg(AKV_LOGC_CACHE, "%s: %zu object(s), %zu key(s) pending", b.sc->url, b.snap->n,
+          b.snap->n_lazy);
 out:
-  for (i = 0; i < b.n; i++)
-    akv_object_unref(b.objs[i]);
-  for (i = 0; i < b.n_lazy; i++)
-    akv_snapshot_lazykey_unref(b.lazy[i]);
-  free(b.objs);
-  free(b.lazy);
-  free(b.prev);
-  free(b.prev_lazy);
-  *out = snap;
+  if (rv != CKR_OK) {
+    akv_snapshot_unref(b.snap);
+    b.snap = NULL;
+  }
+  akv_ptrs_free(&b.prev);
+  akv_ptrs_free(&b.prev_lazy);
+  *out = b.snap;
   return rv;
 }
 
@@ -956,7 +930,7 @@ static void held_sweep_inlock(struct akv_cache *c)
  * is then not kept, as before a rotation rule existed). */
 struct src_index {
   const struct akv_snapshot *snap;
-  struct akv_object **v;
+  struct akv_ptrs v;
   size_t n;
   int built;
 };
@@ -966,16 +940,14 @@ static int src_present(struct src_index *ix, const char *src)
   const struct akv_snapshot *snap = ix->snap;
   size_t lo = 0, hi, i;
 
-  if (!ix->built && snap->n && (ix->v = malloc(snap->n * sizeof(*ix->v)))) {
-    memcpy(ix->v, snap->objs, snap->n * sizeof(*ix->v));
-    qsort(ix->v, snap->n, sizeof(*ix->v), cmp_src);
+  if (!ix->built && snap->n && sorted_copy(&ix->v, &snap->objs, snap->n, cmp_src) == 0)
     ix->n = snap->n;
-  }
   ix->built = 1;
   hi = ix->n;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
-    int d = strcmp(ix->v[mid]->src ? ix->v[mid]->src : "", src);
+    const struct akv_object *o = obj_at(&ix->v, mid);
+    int d = strcmp(o->src ? o->src : "", src);
     if (d == 0)
       return 1;
     if (d < 0)
@@ -986,7 +958,7 @@ static int src_present(struct src_index *ix, const char *src)
   /* A key whose new version is pending (not read yet) is still the key. */
   if (akv_source_is(src, AKV_SRC_KEY)) {
     for (i = 0; i < snap->n_lazy; i++) {
-      if (strcmp(snap->lazy[i]->name, akv_source_name(src)) == 0)
+      if (strcmp(akv_snapshot_lazy(snap, i)->name, akv_source_name(src)) == 0)
         return 1;
     }
   }
@@ -1001,18 +973,18 @@ static int src_present(struct src_index *ix, const char *src)
 static void swap_inlock(struct akv_cache *c, struct akv_snapshot *snap, int release_gone)
 {
   struct akv_snapshot *old = c->snap;
-  struct src_index ix = {snap, NULL, 0, 0};
+  struct src_index ix = {snap, {0}, 0, 0};
   size_t i, j = 0;
 
   c->snap = snap;
   for (i = 0; old && i < old->n; i++) {
-    struct akv_object *o = old->objs[i];
-    while (j < snap->n && snap->objs[j]->handle < o->handle)
+    struct akv_object *o = akv_snapshot_obj(old, i);
+    while (j < snap->n && akv_snapshot_obj(snap, j)->handle < o->handle)
       j++;
     if (!handed_out(o))
       continue;
-    if (j < snap->n && snap->objs[j]->handle == o->handle)
-      mark_handed_out(snap->objs[j]);
+    if (j < snap->n && akv_snapshot_obj(snap, j)->handle == o->handle)
+      mark_handed_out(akv_snapshot_obj(snap, j));
     else if (o->src && !o->session && src_present(&ix, o->src))
       supersede_inlock(c, o);
   }
@@ -1025,7 +997,7 @@ static void swap_inlock(struct akv_cache *c, struct akv_snapshot *snap, int rele
     else
       i++;
   }
-  free(ix.v);
+  akv_ptrs_free(&ix.v);
   akv_snapshot_unref(old);
 }
 
@@ -1043,10 +1015,10 @@ void akv_cache_hand_out(struct akv_cache *c, struct akv_object *obj)
   if (cur) {
     mark_handed_out(cur);
   } else if (c->snap && held_index_inlock(c, obj->handle) < 0) {
-    struct src_index ix = {c->snap, NULL, 0, 0};
+    struct src_index ix = {c->snap, {0}, 0, 0};
     if (src_present(&ix, obj->src))
       supersede_inlock(c, obj);
-    free(ix.v);
+    akv_ptrs_free(&ix.v);
   }
   pthread_mutex_unlock(&c->lock);
 }
@@ -1133,41 +1105,45 @@ size_t akv_cache_superseded_count(struct akv_cache *c)
 static int promote_inlock(struct akv_cache *c)
 {
   struct akv_snapshot *old = c->snap, *snap;
-  size_t i, j, extra = 0, left = 0, n = 0;
+  size_t i, j, extra = 0, left = 0;
+  CK_RV rv = CKR_OK;
 
   if (!old)
     return 0;
   for (i = 0; i < old->n_lazy; i++) {
-    if (old->lazy[i]->state == AKV_LAZY_RESOLVED)
-      extra += old->lazy[i]->n;
-    else if (old->lazy[i]->state != AKV_LAZY_GONE)
+    const struct akv_lazykey *lz = akv_snapshot_lazy(old, i);
+    if (lz->state == AKV_LAZY_RESOLVED)
+      extra += lz->n;
+    else if (lz->state != AKV_LAZY_GONE)
       left++;
   }
   if (left == old->n_lazy)
     return 0;
   snap = calloc(1, sizeof(*snap));
-  if (!snap || !(snap->objs = calloc(old->n + extra + 1, sizeof(*snap->objs))) ||
-      !(snap->lazy = calloc(left + 1, sizeof(*snap->lazy)))) {
-    if (snap)
-      free(snap->objs);
-    free(snap);
+  if (!snap)
     return 0;
-  }
-  for (i = 0; i < old->n; i++)
-    snap->objs[n++] = akv_object_ref(old->objs[i]);
-  for (i = 0; i < old->n_lazy; i++) {
-    struct akv_lazykey *lz = old->lazy[i];
-    if (lz->state == AKV_LAZY_RESOLVED) {
-      for (j = 0; j < lz->n; j++)
-        snap->objs[n++] = akv_object_ref(lz->objs[j]);
-    } else if (lz->state != AKV_LAZY_GONE) {
-      snap->lazy[snap->n_lazy++] = akv_snapshot_lazykey_ref(lz);
-    }
-  }
-  qsort(snap->objs, n, sizeof(*snap->objs), cmp_handle);
-  snap->n = n;
   snap->refs = 1;
   snap->built_at = old->built_at;
+  if (akv_ptrs_reserve(&snap->objs, old->n + extra) != 0 ||
+      akv_ptrs_reserve(&snap->lazy, left) != 0)
+    rv = CKR_HOST_MEMORY;
+  for (i = 0; i < old->n && rv == CKR_OK; i++)
+    rv = akv_snapshot_add(snap, akv_object_ref(akv_snapshot_obj(old, i)));
+  for (i = 0; i < old->n_lazy && rv == CKR_OK; i++) {
+    struct akv_lazykey *lz = akv_snapshot_lazy(old, i);
+    if (lz->state == AKV_LAZY_RESOLVED) {
+      for (j = 0; j < lz->n && rv == CKR_OK; j++)
+        rv = akv_snapshot_add(snap, akv_object_ref(lz->objs[j]));
+    } else if (lz->state != AKV_LAZY_GONE) {
+      rv = akv_snapshot_add_lazy(snap, akv_snapshot_lazykey_ref(lz));
+    }
+  }
+  if (rv == CKR_OK)
+    rv = akv_snapshot_sort(snap);
+  if (rv != CKR_OK) {
+    akv_snapshot_unref(snap);
+    return 0;
+  }
   swap_inlock(c, snap, 0);
   return 1;
 }
@@ -1482,33 +1458,38 @@ static struct akv_snapshot *derive(const struct akv_snapshot *old,
                                    const void *arg, struct akv_object *const *add, size_t n_add,
                                    int hand_out)
 {
-  size_t n_old = old ? old->n : 0, n_lazy = old ? old->n_lazy : 0, i, n = 0;
+  size_t n_old = old ? old->n : 0, n_lazy = old ? old->n_lazy : 0, i;
   struct akv_snapshot *snap = calloc(1, sizeof(*snap));
+  CK_RV rv = CKR_OK;
 
-  if (!snap || !(snap->objs = calloc(n_old + n_add + 1, sizeof(*snap->objs))) ||
-      !(snap->lazy = calloc(n_lazy + 1, sizeof(*snap->lazy)))) {
-    if (snap)
-      free(snap->objs);
-    free(snap);
+  if (!snap)
     return NULL;
-  }
-  for (i = 0; i < n_old; i++) {
-    if (!drop || !drop(old->objs[i], arg))
-      snap->objs[n++] = akv_object_ref(old->objs[i]);
-  }
-  for (i = 0; i < n_add; i++) {
-    if (hand_out)
-      mark_handed_out(add[i]);
-    snap->objs[n++] = akv_object_ref(add[i]);
-  }
-  for (i = 0; i < n_lazy; i++) {
-    if (!lazy_replaced(old->lazy[i], add, n_add))
-      snap->lazy[snap->n_lazy++] = akv_snapshot_lazykey_ref(old->lazy[i]);
-  }
-  qsort(snap->objs, n, sizeof(*snap->objs), cmp_handle);
-  snap->n = n;
   snap->refs = 1;
   snap->built_at = old ? old->built_at : 0;
+  if (akv_ptrs_reserve(&snap->objs, n_old + n_add) != 0 ||
+      akv_ptrs_reserve(&snap->lazy, n_lazy) != 0)
+    rv = CKR_HOST_MEMORY;
+  for (i = 0; i < n_old && rv == CKR_OK; i++) {
+    struct akv_object *o = akv_snapshot_obj(old, i);
+    if (!drop || !drop(o, arg))
+      rv = akv_snapshot_add(snap, akv_object_ref(o));
+  }
+  for (i = 0; i < n_add && rv == CKR_OK; i++) {
+    if (hand_out)
+      mark_handed_out(add[i]);
+    rv = akv_snapshot_add(snap, akv_object_ref(add[i]));
+  }
+  for (i = 0; i < n_lazy && rv == CKR_OK; i++) {
+    struct akv_lazykey *lz = akv_snapshot_lazy(old, i);
+    if (!lazy_replaced(lz, add, n_add))
+      rv = akv_snapshot_add_lazy(snap, akv_snapshot_lazykey_ref(lz));
+  }
+  if (rv == CKR_OK)
+    rv = akv_snapshot_sort(snap);
+  if (rv != CKR_OK) {
+    akv_snapshot_unref(snap);
+    return NULL;
+  }
   return snap;
 }
 
@@ -1557,8 +1538,7 @@ CK_RV akv_cache_apply(struct akv_cache *c, int (*drop)(const struct akv_object *
 #define RESOLVE_BATCH 128
 
 struct resolving {
-  struct akv_lazykey **lz; /* the entries this thread reads (state RESOLVING, referenced) */
-  const char **names;
+  struct akv_ptrs lz; /* the entries this thread reads (state RESOLVING, referenced) */
   size_t n;
 };
 
@@ -1566,67 +1546,63 @@ struct resolving {
 static CK_RV resolve_fetch(struct akv_cache *c, struct resolving *r)
 {
   struct akv_slot *slot = c->slot;
-  struct kv_key **keys = calloc(r->n, sizeof(*keys));
-  kv_rc *rcs = calloc(r->n, sizeof(*rcs)), rc = KV_OK;
+  struct kv_key *keys[RESOLVE_BATCH];
+  kv_rc rcs[RESOLVE_BATCH], rc = KV_OK;
+  const char *names[RESOLVE_BATCH];
   struct akv_object *objs[AKV_KEY_OBJECTS];
   int64_t now = akv_now();
   char src[1024];
-  size_t i, k, n;
-  CK_RV rv = CKR_HOST_MEMORY, r1;
+  size_t i, k, n, b, m = 0;
+  CK_RV rv = CKR_OK, r1;
 
-  if (!keys || !rcs) {
-    pthread_mutex_lock(&c->lock);
-    for (i = 0; i < r->n; i++)
-      r->lz[i]->state = AKV_LAZY_PENDING;
-    goto out;
-  }
-  rv = CKR_OK;
   for (i = 0; i < r->n; i++) {
+    struct akv_lazykey *lz = lazy_at(&r->lz, i);
     /* In batches, each turned into objects before the next is read: the reader threads' heaps
      * then hold at most one batch of replies (docs/performance.md "Memory per cached key"). */
-    if (i % RESOLVE_BATCH == 0) {
-      size_t m = r->n - i < RESOLVE_BATCH ? r->n - i : RESOLVE_BATCH;
-      rc = kv_get_keys(slot->client, r->names + i, NULL, m, akv_threads_allowed(), keys + i,
-                       rcs + i);
+    b = i % RESOLVE_BATCH;
+    if (b == 0) {
+      m = r->n - i < RESOLVE_BATCH ? r->n - i : RESOLVE_BATCH;
+      memset(keys, 0, sizeof(keys));
+      memset(rcs, 0, sizeof(rcs));
+      for (k = 0; k < m; k++)
+        names[k] = lazy_at(&r->lz, i + k)->name;
+      rc = kv_get_keys(slot->client, names, NULL, m, akv_threads_allowed(), keys, rcs);
       if (rc != KV_OK)
         akv_dbg(AKV_LOGC_CACHE, "kv_get_keys: %s", kv_rc_str(rc));
     }
     n = 0;
     r1 = CKR_OK;
-    rc = rcs[i] != KV_OK ? rcs[i] : keys[i] ? KV_OK : rc != KV_OK ? rc : KV_E_PROTOCOL;
-    if (rc == KV_OK && visible_at(slot->cfg, now, &keys[i]->attrs)) {
-      akv_source_id(src, sizeof(src), AKV_SRC_KEY, r->names[i], NULL);
-      r1 = key_objects(slot, keys[i], r->names[i], src, objs, &n);
-      keys[i] = NULL;
+    rc = rcs[b] != KV_OK ? rcs[b] : keys[b] ? KV_OK : rc != KV_OK ? rc : KV_E_PROTOCOL;
+    if (rc == KV_OK && visible_at(slot->cfg, now, &keys[b]->attrs)) {
+      akv_source_id(src, sizeof(src), AKV_SRC_KEY, names[b], NULL);
+      r1 = key_objects(slot, keys[b], names[b], src, objs, &n);
+      keys[b] = NULL;
     } else if (rc != KV_OK && !skippable(rc)) {
-      akv_warn(AKV_LOGC_CACHE, "key %s: %s", r->names[i], kv_rc_str(rc));
+      akv_warn(AKV_LOGC_CACHE, "key %s: %s", names[b], kv_rc_str(rc));
       r1 = akv_rv_listing(rc);
     } else if (rc != KV_OK) {
-      akv_warn(AKV_LOGC_CACHE, "key %s: %s, left out", r->names[i], kv_rc_str(rc));
+      akv_warn(AKV_LOGC_CACHE, "key %s: %s, left out", names[b], kv_rc_str(rc));
+    }
+    if (b + 1 == m) { /* the batch's replies not turned into objects */
+      for (k = 0; k < m; k++)
+        kv_key_free(keys[k]);
     }
     pthread_mutex_lock(&c->lock);
     if (r1 != CKR_OK) {
-      r->lz[i]->state = AKV_LAZY_PENDING; /* tried again by the next search that needs it */
+      lz->state = AKV_LAZY_PENDING; /* tried again by the next search that needs it */
       if (rv == CKR_OK)
         rv = r1;
     } else {
       for (k = 0; k < n; k++)
-        r->lz[i]->objs[k] = objs[k];
-      r->lz[i]->n = n;
-      r->lz[i]->state = n ? AKV_LAZY_RESOLVED : AKV_LAZY_GONE;
+        lz->objs[k] = objs[k];
+      lz->n = n;
+      lz->state = n ? AKV_LAZY_RESOLVED : AKV_LAZY_GONE;
     }
     pthread_mutex_unlock(&c->lock);
   }
   pthread_mutex_lock(&c->lock);
-out:
   pthread_cond_broadcast(&c->cond);
   pthread_mutex_unlock(&c->lock);
-  if (keys) {
-    for (i = 0; i < r->n; i++)
-      kv_key_free(keys[i]);
-  }
-  free(keys);
-  free(rcs);
   return rv;
 }
 
@@ -1647,19 +1623,22 @@ CK_RV akv_cache_resolve(struct akv_cache *c, int (*want)(const struct akv_lazyke
   snap = akv_snapshot_ref(c->snap);
   if (!snap || !snap->n_lazy)
     goto unlock;
-  r.lz = calloc(snap->n_lazy, sizeof(*r.lz));
-  r.names = calloc(snap->n_lazy, sizeof(*r.names));
-  if (!r.lz || !r.names) {
-    rv = CKR_HOST_MEMORY;
-    goto unlock;
-  }
   for (i = 0; i < snap->n_lazy; i++) {
-    struct akv_lazykey *lz = snap->lazy[i];
+    struct akv_lazykey *lz = akv_snapshot_lazy(snap, i);
     if (lz->state == AKV_LAZY_PENDING && want(lz, arg)) {
+      if (akv_ptrs_put(&r.lz, r.n, lz) != 0) {
+        rv = CKR_HOST_MEMORY;
+        break;
+      }
       lz->state = AKV_LAZY_RESOLVING;
-      r.lz[r.n] = akv_snapshot_lazykey_ref(lz);
-      r.names[r.n++] = lz->name;
+      akv_snapshot_lazykey_ref(lz);
+      r.n++;
     }
+  }
+  if (rv != CKR_OK) { /* the claimed keys are left to the next search */
+    for (i = 0; i < r.n; i++)
+      lazy_at(&r.lz, i)->state = AKV_LAZY_PENDING;
+    goto unlock;
   }
   pthread_mutex_unlock(&c->lock);
 
@@ -1672,15 +1651,18 @@ CK_RV akv_cache_resolve(struct akv_cache *c, int (*want)(const struct akv_lazyke
   /* Keys another thread is reading: wait for its result (bounded by the backend's deadline). */
   do {
     busy = 0;
-    for (i = 0; i < snap->n_lazy && !busy; i++)
-      busy = snap->lazy[i]->state == AKV_LAZY_RESOLVING && want(snap->lazy[i], arg);
+    for (i = 0; i < snap->n_lazy && !busy; i++) {
+      const struct akv_lazykey *lz = akv_snapshot_lazy(snap, i);
+      busy = lz->state == AKV_LAZY_RESOLVING && want(lz, arg);
+    }
     if (busy)
       pthread_cond_wait(&c->cond, &c->lock);
   } while (busy);
   /* A key this search may match and nobody could read (another thread's failure): the search
    * cannot be complete. */
   for (i = 0; i < snap->n_lazy && rv == CKR_OK; i++) {
-    if (snap->lazy[i]->state == AKV_LAZY_PENDING && want(snap->lazy[i], arg))
+    const struct akv_lazykey *lz = akv_snapshot_lazy(snap, i);
+    if (lz->state == AKV_LAZY_PENDING && want(lz, arg))
       rv = CKR_DEVICE_ERROR;
   }
   /* The file learns what was read when the cache is next written or freed (C_Finalize): not in the
@@ -1690,9 +1672,8 @@ CK_RV akv_cache_resolve(struct akv_cache *c, int (*want)(const struct akv_lazyke
 unlock:
   pthread_mutex_unlock(&c->lock);
   for (i = 0; i < r.n; i++)
-    akv_snapshot_lazykey_unref(r.lz[i]);
-  free(r.lz);
-  free(r.names);
+    akv_snapshot_lazykey_unref(lazy_at(&r.lz, i));
+  akv_ptrs_free(&r.lz);
   akv_snapshot_unref(snap);
 #ifdef __GLIBC__
   /* Many keys read: the replies, the reader threads' buffers and the pending entries were freed
@@ -1889,11 +1870,12 @@ static int known_inlock(const struct akv_snapshot *snap, const char *src, const 
 {
   size_t i;
   for (i = 0; i < snap->n; i++) {
-    if (snap->objs[i]->src && strcmp(snap->objs[i]->src, src) == 0)
+    const char *s = akv_snapshot_obj(snap, i)->src;
+    if (s && strcmp(s, src) == 0)
       return 1;
   }
   for (i = 0; i < snap->n_lazy; i++) {
-    if (strcmp(snap->lazy[i]->name, name) == 0)
+    if (strcmp(akv_snapshot_lazy(snap, i)->name, name) == 0)
       return 1;
   }
   return 0;

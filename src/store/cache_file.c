@@ -668,28 +668,6 @@ static const cJSON *find_entry(const cJSON *doc, const char *fp)
   return NULL;
 }
 
-static int cmp_handle(const void *a, const void *b)
-{
-  const struct akv_object *x = *(struct akv_object *const *)a, *y = *(struct akv_object *const *)b;
-  return x->handle < y->handle ? -1 : x->handle > y->handle;
-}
-
-static CK_RV push(struct akv_snapshot *s, size_t *cap, struct akv_object *obj)
-{
-  if (s->n == *cap) {
-    size_t ncap = *cap ? *cap * 2 : 64;
-    struct akv_object **v = realloc(s->objs, ncap * sizeof(*v));
-    if (!v) {
-      akv_object_unref(obj);
-      return CKR_HOST_MEMORY;
-    }
-    s->objs = v;
-    *cap = ncap;
-  }
-  s->objs[s->n++] = obj;
-  return CKR_OK;
-}
-
 /* The entry's pending keys (absent: none). */
 static CK_RV load_pending(const cJSON *e, struct akv_snapshot *snap)
 {
@@ -703,19 +681,18 @@ static CK_RV load_pending(const cJSON *e, struct akv_snapshot *snap)
   if (!cJSON_IsArray(pending))
     return CKR_FUNCTION_FAILED;
   n = cJSON_GetArraySize(pending);
-  snap->lazy = calloc((size_t)n + 1, sizeof(*snap->lazy));
-  if (!snap->lazy)
+  if (akv_ptrs_reserve(&snap->lazy, (size_t)n) != 0)
     return CKR_HOST_MEMORY;
   cJSON_ArrayForEach(it, pending)
   {
+    struct akv_lazykey *lz;
     name = get_str(it, "name");
     if (!kv_valid_name(name) || !get_num(it, "created", 0, MAX_TIME, &created) ||
         !get_num(it, "updated", 0, MAX_TIME, &updated) || snap->n_lazy >= (size_t)n)
       return CKR_FUNCTION_FAILED;
-    snap->lazy[snap->n_lazy] = akv_snapshot_lazykey_new(name, created, updated);
-    if (!snap->lazy[snap->n_lazy])
+    lz = akv_snapshot_lazykey_new(name, created, updated);
+    if (!lz || akv_snapshot_add_lazy(snap, lz) != CKR_OK)
       return CKR_HOST_MEMORY;
-    snap->n_lazy++;
   }
   return CKR_OK;
 }
@@ -725,14 +702,14 @@ static CK_RV load_objects(struct akv_slot *slot, const cJSON *e, struct akv_snap
 {
   struct akv_object *objs[AKV_KEY_OBJECTS];
   const cJSON *it;
-  size_t cap = 0, n, i;
+  size_t n, i;
   CK_RV rv = CKR_OK;
 
   cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(e, "keys"))
   {
     rv = load_key(slot, it, objs, &n);
     for (i = 0; i < n && rv == CKR_OK; i++)
-      rv = push(snap, &cap, objs[i]);
+      rv = akv_snapshot_add(snap, objs[i]);
     for (; i < n; i++)
       akv_object_unref(objs[i]);
     if (rv != CKR_OK)
@@ -741,13 +718,13 @@ static CK_RV load_objects(struct akv_slot *slot, const cJSON *e, struct akv_snap
   cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(e, "certs"))
   {
     if ((rv = load_cert(slot, it, &objs[0])) != CKR_OK ||
-        (rv = push(snap, &cap, objs[0])) != CKR_OK)
+        (rv = akv_snapshot_add(snap, objs[0])) != CKR_OK)
       return rv;
   }
   cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(e, "secrets"))
   {
     if ((rv = load_secret(slot, it, &objs[0])) != CKR_OK ||
-        (rv = push(snap, &cap, objs[0])) != CKR_OK)
+        (rv = akv_snapshot_add(snap, objs[0])) != CKR_OK)
       return rv;
   }
   return load_pending(e, snap);
@@ -840,7 +817,9 @@ static CK_RV load_entry(struct akv_slot *slot, const struct file_doc *d, struct 
     bad_file(d->cf.path, &d->st, "an entry fails the checks a vault reply must pass");
     goto out;
   }
-  qsort(snap->objs, snap->n, sizeof(*snap->objs), cmp_handle);
+  rv = akv_snapshot_sort(snap);
+  if (rv != CKR_OK)
+    goto out;
   akv_dbg(AKV_LOGC_CACHE, "%s: %zu object(s), %zu pending key(s) from the cache file (%lld s old)",
           slot->cfg->url, snap->n, snap->n_lazy, (long long)(now - built_at));
 out:
@@ -895,7 +874,7 @@ static int name_record_ok(const cJSON *r, const struct akv_snapshot *snap, const
       snap->n > AKV_CF_NAME_OBJECTS)
     return 0;
   for (i = 0; i < snap->n; i++) {
-    const char *src = snap->objs[i]->src;
+    const char *src = akv_snapshot_obj(snap, i)->src;
     if ((!akv_source_is(src, AKV_SRC_KEY) && !akv_source_is(src, AKV_SRC_CERT)) ||
         strcmp(akv_source_name(src), name) != 0)
       return 0;
@@ -929,7 +908,7 @@ static CK_RV load_record(struct akv_slot *slot, const struct file_doc *d, const 
     goto out;
   }
   for (i = 0; i < snap->n; i++)
-    out[i] = akv_object_ref(snap->objs[i]);
+    out[i] = akv_object_ref(akv_snapshot_obj(snap, i));
   *n = snap->n;
   *read_at = at;
   akv_dbg(AKV_LOGC_CACHE, "%s: %zu object(s) of %s from the cache file (read %lld s ago)",
@@ -1160,8 +1139,21 @@ static int add_to(cJSON *arr, cJSON *it)
   return 0;
 }
 
-/* The "keys" and "certs" (and with secrets, "secrets") arrays of objs into e. */
-static int objects_json(cJSON *e, const struct akv_object *const *objs, size_t n, int with_secrets)
+/* Object i of a snapshot's objects, of a plain array's: objects_json's two sources. */
+static const struct akv_object *snap_obj(const void *from, size_t i)
+{
+  return akv_snapshot_obj(from, i);
+}
+
+static const struct akv_object *array_obj(const void *from, size_t i)
+{
+  return ((struct akv_object *const *)from)[i];
+}
+
+/* The "keys" and "certs" (and with secrets, "secrets") arrays of the n objects at(from, i) into
+ * e. */
+static int objects_json(cJSON *e, const struct akv_object *(*at)(const void *, size_t),
+                        const void *from, size_t n, int with_secrets)
 {
   cJSON *keys, *certs, *secrets = NULL, *it, *b;
   size_t i, k;
@@ -1170,12 +1162,12 @@ static int objects_json(cJSON *e, const struct akv_object *const *objs, size_t n
            (!with_secrets || (secrets = cJSON_AddArrayToObject(e, "secrets")) != NULL);
 
   for (i = 0; ok && i < n; i++) {
-    const struct akv_object *o = objs[i];
+    const struct akv_object *o = at(from, i);
     if (!o->src)
       continue;
     if (o->keyent) {
       /* One entry per key version: the private and public objects share it. */
-      for (k = 0; k < i && objs[k]->keyent != o->keyent; k++)
+      for (k = 0; k < i && at(from, k)->keyent != o->keyent; k++)
         ;
       if (k < i)
         continue;
@@ -1200,13 +1192,13 @@ static cJSON *entry_json(const struct akv_snapshot *snap, const char *fp)
   cJSON *e = cJSON_CreateObject(), *pending = NULL, *it;
   size_t i;
   int ok = e && cJSON_AddStringToObject(e, "fp", fp) && add_num(e, "built_at", snap->built_at) &&
-           objects_json(e, (const struct akv_object *const *)snap->objs, snap->n, 1) &&
+           objects_json(e, snap_obj, snap, snap->n, 1) &&
            (pending = cJSON_AddArrayToObject(e, "pending")) != NULL;
 
   /* Every pending entry is written as pending: one a search resolved since is read once more by
    * the next process, which is cheaper than taking the cache's lock here. */
   for (i = 0; ok && i < snap->n_lazy; i++) {
-    const struct akv_lazykey *lz = snap->lazy[i];
+    const struct akv_lazykey *lz = akv_snapshot_lazy(snap, i);
     it = cJSON_CreateObject();
     ok = it && cJSON_AddStringToObject(it, "name", lz->name) &&
          add_num(it, "created", lz->created) && add_num(it, "updated", lz->updated);
@@ -1310,8 +1302,7 @@ static cJSON *name_json(const char *fp, const char *name, struct akv_object *con
 {
   cJSON *r = cJSON_CreateObject();
   if (r && cJSON_AddStringToObject(r, "fp", fp) && cJSON_AddStringToObject(r, "name", name) &&
-      add_num(r, "read_at", read_at) &&
-      objects_json(r, (const struct akv_object *const *)objs, n, 0))
+      add_num(r, "read_at", read_at) && objects_json(r, array_obj, objs, n, 0))
     return r;
   cJSON_Delete(r);
   return NULL;

@@ -27,10 +27,19 @@ struct reg_entry {
   CK_OBJECT_HANDLE base; /* 0: free slot */
 };
 
+/* The table is cut in blocks of REG_BLOCK entries (96 KB), below glibc's mmap threshold (128 KB):
+ * freeing a larger, mapped table when it grows would raise the threshold for the whole process
+ * (docs/performance.md "Memory per cached key", large slots). A table smaller than a block is one
+ * block of its size. */
+#define REG_SHIFT 12
+#define REG_BLOCK ((size_t)1 << REG_SHIFT)
+
 static struct {
   pthread_mutex_t lock;
-  struct reg_entry *v; /* open addressing, linear probing, power-of-two capacity, load <= 3/4 */
-  size_t n, cap;
+  /* open addressing, linear probing, power-of-two capacity, load <= 3/4; entry i is
+   * blk[i >> REG_SHIFT][i & (REG_BLOCK - 1)] */
+  struct reg_entry **blk;
+  size_t n, cap, n_blk;
 } reg = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static atomic_int secrets_cached;
@@ -60,21 +69,44 @@ static size_t slot_of(const unsigned char ident[16], size_t cap)
   return (size_t)h & (cap - 1);
 }
 
+static struct reg_entry *reg_at(struct reg_entry *const *blk, size_t i)
+{
+  return &blk[i >> REG_SHIFT][i & (REG_BLOCK - 1)];
+}
+
+static void reg_blocks_free(struct reg_entry **blk, size_t n_blk)
+{
+  size_t i;
+  for (i = 0; blk && i < n_blk; i++)
+    free(blk[i]);
+  free(blk);
+}
+
 static int reg_grow_inlock(void)
 {
   size_t cap = reg.cap ? reg.cap * 2 : 256, i, j;
-  struct reg_entry *v = calloc(cap, sizeof(*v));
-  if (!v)
+  size_t n_blk = cap > REG_BLOCK ? cap / REG_BLOCK : 1;
+  struct reg_entry **blk = calloc(n_blk, sizeof(*blk));
+
+  for (i = 0; blk && i < n_blk; i++) {
+    if (!(blk[i] = calloc(cap < REG_BLOCK ? cap : REG_BLOCK, sizeof(**blk)))) {
+      reg_blocks_free(blk, i);
+      return -1;
+    }
+  }
+  if (!blk)
     return -1;
   for (i = 0; i < reg.cap; i++) {
-    if (!reg.v[i].base)
+    const struct reg_entry *e = reg_at(reg.blk, i);
+    if (!e->base)
       continue;
-    for (j = slot_of(reg.v[i].ident, cap); v[j].base; j = (j + 1) & (cap - 1))
+    for (j = slot_of(e->ident, cap); reg_at(blk, j)->base; j = (j + 1) & (cap - 1))
       ;
-    v[j] = reg.v[i];
+    *reg_at(blk, j) = *e;
   }
-  free(reg.v);
-  reg.v = v;
+  reg_blocks_free(reg.blk, reg.n_blk);
+  reg.blk = blk;
+  reg.n_blk = n_blk;
   reg.cap = cap;
   return 0;
 }
@@ -110,15 +142,15 @@ CK_OBJECT_HANDLE akv_handle_for(CK_SLOT_ID slot, CK_OBJECT_CLASS cls, const char
   pthread_mutex_lock(&reg.lock);
   if ((reg.n + 1) * 4 > reg.cap * 3 && reg_grow_inlock() != 0)
     goto out;
-  for (i = slot_of(ident, reg.cap); reg.v[i].base; i = (i + 1) & (reg.cap - 1)) {
-    if (memcmp(reg.v[i].ident, ident, sizeof(ident)) == 0) {
-      base = reg.v[i].base;
+  for (i = slot_of(ident, reg.cap); reg_at(reg.blk, i)->base; i = (i + 1) & (reg.cap - 1)) {
+    if (memcmp(reg_at(reg.blk, i)->ident, ident, sizeof(ident)) == 0) {
+      base = reg_at(reg.blk, i)->base;
       goto out;
     }
   }
   base = akv_module_next_handles(off < 0 ? 1 : HANDLE_BLOCK);
-  memcpy(reg.v[i].ident, ident, sizeof(ident));
-  reg.v[i].base = base;
+  memcpy(reg_at(reg.blk, i)->ident, ident, sizeof(ident));
+  reg_at(reg.blk, i)->base = base;
   reg.n++;
 out:
   pthread_mutex_unlock(&reg.lock);
@@ -143,9 +175,9 @@ CK_RV akv_handles_init(void)
 void akv_handles_free(void)
 {
   pthread_mutex_lock(&reg.lock);
-  free(reg.v);
-  reg.v = NULL;
-  reg.n = reg.cap = 0;
+  reg_blocks_free(reg.blk, reg.n_blk);
+  reg.blk = NULL;
+  reg.n = reg.cap = reg.n_blk = 0;
   pthread_mutex_unlock(&reg.lock);
 }
 
@@ -153,7 +185,7 @@ void akv_handles_free(void)
  * used, like the rest of the parent's state (src/token/module.c, abandon_parent_state). */
 static struct abandoned_reg {
   struct abandoned_reg *prev;
-  struct reg_entry *v;
+  struct reg_entry **blk;
 } * abandoned_regs;
 
 void akv_handles_abandon(void)
@@ -162,12 +194,12 @@ void akv_handles_abandon(void)
 
   if (a) { /* out of memory: the registry is only dropped, as the child never uses it */
     a->prev = abandoned_regs;
-    a->v = reg.v;
+    a->blk = reg.blk;
     abandoned_regs = a;
   }
   pthread_mutex_init(&reg.lock, NULL);
-  reg.v = NULL;
-  reg.n = reg.cap = 0;
+  reg.blk = NULL;
+  reg.n = reg.cap = reg.n_blk = 0;
   atomic_store(&secrets_cached, 0);
 }
 

@@ -32,12 +32,45 @@ void akv_snapshot_unref(struct akv_snapshot *snap)
   if (!snap || !ref_drop_last(&snap->refs))
     return;
   for (i = 0; i < snap->n; i++)
-    akv_object_unref(snap->objs[i]);
+    akv_object_unref(akv_snapshot_obj(snap, i));
   for (i = 0; i < snap->n_lazy; i++)
-    akv_snapshot_lazykey_unref(snap->lazy[i]);
-  free(snap->objs);
-  free(snap->lazy);
+    akv_snapshot_lazykey_unref(akv_snapshot_lazy(snap, i));
+  akv_ptrs_free(&snap->objs);
+  akv_ptrs_free(&snap->lazy);
   free(snap);
+}
+
+/* ---- snapshots' contents --------------------------------------------------------------------- */
+
+CK_RV akv_snapshot_add(struct akv_snapshot *snap, struct akv_object *obj)
+{
+  if (akv_ptrs_put(&snap->objs, snap->n, obj) != 0) {
+    akv_object_unref(obj);
+    return CKR_HOST_MEMORY;
+  }
+  snap->n++;
+  return CKR_OK;
+}
+
+CK_RV akv_snapshot_add_lazy(struct akv_snapshot *snap, struct akv_lazykey *lz)
+{
+  if (akv_ptrs_put(&snap->lazy, snap->n_lazy, lz) != 0) {
+    akv_snapshot_lazykey_unref(lz);
+    return CKR_HOST_MEMORY;
+  }
+  snap->n_lazy++;
+  return CKR_OK;
+}
+
+static int cmp_handle(const void *a, const void *b)
+{
+  const struct akv_object *x = *(struct akv_object *const *)a, *y = *(struct akv_object *const *)b;
+  return x->handle < y->handle ? -1 : x->handle > y->handle;
+}
+
+CK_RV akv_snapshot_sort(struct akv_snapshot *snap)
+{
+  return akv_ptrs_sort(&snap->objs, snap->n, cmp_handle) == 0 ? CKR_OK : CKR_HOST_MEMORY;
 }
 
 /* Pending keys made by one listing: entries and names in blocks of up to LAZY_BLOCK_KEYS, so that
@@ -143,12 +176,13 @@ struct akv_object *akv_snapshot_find(const struct akv_snapshot *snap, CK_OBJECT_
   hi = snap->n;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
-    if (snap->objs[mid]->handle < h)
+    struct akv_object *o = akv_snapshot_obj(snap, mid);
+    if (o->handle < h)
       lo = mid + 1;
-    else if (snap->objs[mid]->handle > h)
+    else if (o->handle > h)
       hi = mid;
     else
-      return snap->objs[mid];
+      return o;
   }
   return NULL;
 }

@@ -6,6 +6,7 @@
 #define AKV_SNAPSHOT_H
 
 #include "core/akv.h"
+#include "util/ptrs.h"
 
 /* A key the listing named whose public part has not been read yet. A listing that finds more new
  * or changed keys than the slot's prefetch_keys leaves them pending: a search reads (concurrently)
@@ -31,13 +32,32 @@ struct akv_lazykey {
 };
 
 struct akv_snapshot {
-  int refs;                 /* atomic */
-  int64_t built_at;         /* akv_now() when the listing started */
-  struct akv_object **objs; /* sorted by handle */
+  int refs;             /* atomic */
+  int64_t built_at;     /* akv_now() when the listing started */
+  struct akv_ptrs objs; /* struct akv_object *, sorted by handle: akv_snapshot_obj */
   size_t n;
-  struct akv_lazykey **lazy; /* pending keys (may have been resolved since; see above) */
+  /* pending keys (may have been resolved since; see above): akv_snapshot_lazy */
+  struct akv_ptrs lazy;
   size_t n_lazy;
 };
+
+/* Object i < snap->n, pending key i < snap->n_lazy (borrowed). */
+static inline struct akv_object *akv_snapshot_obj(const struct akv_snapshot *snap, size_t i)
+{
+  return akv_ptrs_at(&snap->objs, i);
+}
+
+static inline struct akv_lazykey *akv_snapshot_lazy(const struct akv_snapshot *snap, size_t i)
+{
+  return akv_ptrs_at(&snap->lazy, i);
+}
+
+/* Appends obj (takes the caller's reference, released when out of memory): CKR_OK or
+ * CKR_HOST_MEMORY. The same for a pending key. */
+CK_RV akv_snapshot_add(struct akv_snapshot *snap, struct akv_object *obj);
+CK_RV akv_snapshot_add_lazy(struct akv_snapshot *snap, struct akv_lazykey *lz);
+/* Sorts the objects by handle: CKR_OK or CKR_HOST_MEMORY. */
+CK_RV akv_snapshot_sort(struct akv_snapshot *snap);
 
 struct akv_snapshot *akv_snapshot_ref(struct akv_snapshot *snap); /* NULL ok */
 void akv_snapshot_unref(struct akv_snapshot *snap);               /* NULL ok */

@@ -58,7 +58,7 @@ static int current_has(struct akv_snapshot *snap, const struct refind *r, char *
   size_t i;
   int has = 0;
   for (i = 0; snap && i < snap->n && !has; i++) {
-    const struct akv_object *o = snap->objs[i];
+    const struct akv_object *o = akv_snapshot_obj(snap, i);
     const CK_ATTRIBUTE *v;
     if (!akv_source_names(o->src, r->kind, r->name))
       continue;

@@ -24,18 +24,15 @@ static int matches(struct akv_session *s, struct akv_object *obj, const CK_ATTRI
   return m;
 }
 
-static CK_RV push_handle(struct akv_session *s, size_t *cap, CK_OBJECT_HANDLE h)
+/* The handles found are kept in blocks (src/util/ptrs.h: a search of every object of a large slot
+ * makes no allocation above glibc's mmap threshold), each handle's value in a pointer. */
+_Static_assert(sizeof(CK_OBJECT_HANDLE) <= sizeof(uintptr_t), "a handle fits in a pointer");
+
+static CK_RV push_handle(struct akv_session *s, CK_OBJECT_HANDLE h)
 {
-  CK_OBJECT_HANDLE *v;
-  if (s->find_n == *cap) {
-    size_t ncap = *cap ? *cap * 2 : 32;
-    v = realloc(s->find_handles, ncap * sizeof(*v));
-    if (!v)
-      return CKR_HOST_MEMORY;
-    s->find_handles = v;
-    *cap = ncap;
-  }
-  s->find_handles[s->find_n++] = h;
+  if (akv_ptrs_put(&s->find_handles, s->find_n, (void *)(uintptr_t)h) != 0)
+    return CKR_HOST_MEMORY;
+  s->find_n++;
   return CKR_OK;
 }
 
@@ -133,26 +130,26 @@ static CK_RV collect(struct akv_session *s, struct akv_snapshot *snap, const CK_
                      CK_ULONG n)
 {
   struct akv_object **sobjs = NULL;
-  size_t cap = 0, i, n_sobjs;
+  size_t i, n_sobjs;
   CK_RV rv = CKR_OK;
   int user;
 
-  free(s->find_handles);
-  s->find_handles = NULL;
+  akv_ptrs_free(&s->find_handles);
   s->find_n = s->find_pos = 0;
   /* The login state once for the whole search (akv_session_can_see takes the module lock). */
   user = akv_session_logged_in(s);
   for (i = 0; i < snap->n && rv == CKR_OK; i++) {
-    if ((user || !snap->objs[i]->is_private) && matches(s, snap->objs[i], t, n)) {
+    struct akv_object *o = akv_snapshot_obj(snap, i);
+    if ((user || !o->is_private) && matches(s, o, t, n)) {
       /* Its handle goes to the caller: kept across a rotation (docs/lifecycle.md). */
-      akv_cache_hand_out(s->slot->cache, snap->objs[i]);
-      rv = push_handle(s, &cap, snap->objs[i]->handle);
+      akv_cache_hand_out(s->slot->cache, o);
+      rv = push_handle(s, o->handle);
     }
   }
   n_sobjs = akv_session_objects(s, &sobjs);
   for (i = 0; i < n_sobjs; i++) {
     if (rv == CKR_OK && (user || !sobjs[i]->is_private) && matches(s, sobjs[i], t, n))
-      rv = push_handle(s, &cap, sobjs[i]->handle);
+      rv = push_handle(s, sobjs[i]->handle);
     akv_object_unref(sobjs[i]);
   }
   free(sobjs);
@@ -210,13 +207,13 @@ static int label_of(const CK_ATTRIBUTE *t, CK_ULONG n, char *name, size_t len)
 static CK_RV older_version(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n)
 {
   struct akv_object *objs[AKV_REFIND_OBJECTS];
-  size_t n_objs = 0, i, cap = s->find_n;
+  size_t n_objs = 0, i;
   int user = akv_session_logged_in(s);
   CK_RV rv = akv_versions_refind(s->slot, t, n, objs, &n_objs);
 
   for (i = 0; i < n_objs; i++) {
     if (rv == CKR_OK && (user || !objs[i]->is_private) && matches(s, objs[i], t, n))
-      rv = push_handle(s, &cap, objs[i]->handle);
+      rv = push_handle(s, objs[i]->handle);
     akv_object_unref(objs[i]);
   }
   return rv;
@@ -287,8 +284,7 @@ CK_RV akv_find_init(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n)
   /* "pin": "certificate_password" before the first login: no credential, so no object at all
    * (docs/security.md "Login"). */
   if (s->slot->cfg->pin_certificate && !akv_session_logged_in(s) && !slot_has_client(s->slot)) {
-    free(s->find_handles);
-    s->find_handles = NULL;
+    akv_ptrs_free(&s->find_handles);
     s->find_n = s->find_pos = 0;
     s->find_active = 1;
     return CKR_OK;
@@ -312,8 +308,7 @@ CK_RV akv_find_init(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG n)
   if (rv == CKR_OK && s->find_n == 0)
     rv = older_version(s, t, n);
   if (rv != CKR_OK) {
-    free(s->find_handles);
-    s->find_handles = NULL;
+    akv_ptrs_free(&s->find_handles);
     s->find_n = 0;
     return rv;
   }
@@ -327,7 +322,7 @@ CK_RV akv_find_next(struct akv_session *s, CK_OBJECT_HANDLE *out, CK_ULONG max, 
   if (!s->find_active)
     return CKR_OPERATION_NOT_INITIALIZED;
   while (k < max && s->find_pos < s->find_n)
-    out[k++] = s->find_handles[s->find_pos++];
+    out[k++] = (CK_OBJECT_HANDLE)(uintptr_t)akv_ptrs_at(&s->find_handles, s->find_pos++);
   *count = k;
   return CKR_OK;
 }
@@ -336,8 +331,7 @@ CK_RV akv_find_final(struct akv_session *s)
 {
   if (!s->find_active)
     return CKR_OPERATION_NOT_INITIALIZED;
-  free(s->find_handles);
-  s->find_handles = NULL;
+  akv_ptrs_free(&s->find_handles);
   s->find_n = s->find_pos = 0;
   s->find_active = 0;
   return CKR_OK;

@@ -59,7 +59,7 @@ static void session_unref(struct akv_session *s)
     akv_op_free(s->ops[i]);
   akv_op_free(s->spare_op);
   drop_objects(s);
-  free(s->find_handles);
+  akv_ptrs_free(&s->find_handles);
   pthread_mutex_destroy(&s->lock);
   free(s);
 }
@@ -78,8 +78,7 @@ static void session_end(struct akv_session *s)
   akv_op_free(s->spare_op);
   s->spare_op = NULL;
   drop_objects(s);
-  free(s->find_handles);
-  s->find_handles = NULL;
+  akv_ptrs_free(&s->find_handles);
   s->find_active = 0;
   s->find_n = s->find_pos = 0;
 }

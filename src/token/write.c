@@ -748,7 +748,7 @@ static int snapshot_has(struct akv_session *s, const struct drop_spec *d)
   if (akv_cache_get(s->slot->cache, &snap) != CKR_OK)
     return 0;
   for (size_t i = 0; i < snap->n && !found; i++)
-    found = drop_match(snap->objs[i], d);
+    found = drop_match(akv_snapshot_obj(snap, i), d);
   akv_snapshot_unref(snap);
   return found;
 }

@@ -15,7 +15,9 @@
  * Then a second child does the same with the cache file on, for the file's size per key. The
  * bytes each key adds beyond the process's fixed share are printed as the slope between the 1,000
  * and 4,000 key rows. --no-threads initialises with CKF_LIBRARY_CANT_CREATE_OS_THREADS (keys read
- * in the caller's thread: no reader threads' heaps in the RSS).
+ * in the caller's thread: no reader threads' heaps in the RSS). --large adds two EC P-256 rows of
+ * 6,000 and 20,000 keys (about 2 minutes more; their slope is printed too): large slots, which no
+ * longer allocate blocks above glibc's mmap threshold (docs/performance.md, fourth pass).
  * RSA vaults are filled by importing 16 generated key pairs round robin (generating 5,000 RSA keys
  * would take minutes); each imported key is its own key version in the vault and in the module,
  * which shares no material between keys, so the memory is that of distinct keys.
@@ -322,6 +324,7 @@ static const char *jstr(const cJSON *o, const char *k)
 struct row {
   const char *kty;
   unsigned keys;
+  int large; /* run with --large, or when --only names it */
   char vault[32], url[256];
   cJSON *result;
   double rss, heap; /* added by the row's child, 0 when it failed */
@@ -407,11 +410,14 @@ int main(int argc, char **argv)
   struct row rows[] = {{.kty = "ec", .keys = 1000},
                        {.kty = "ec", .keys = 4000},
                        {.kty = "rsa", .keys = 1000},
-                       {.kty = "rsa", .keys = 4000}};
+                       {.kty = "rsa", .keys = 4000},
+                       {.kty = "ec", .keys = 6000, .large = 1},
+                       {.kty = "ec", .keys = 20000, .large = 1}};
   size_t nrows = sizeof(rows) / sizeof(rows[0]), i;
   cJSON *ready_json = NULL, *vaults, *v, *tok, *out;
   pid_t emu = 0;
-  int failed = 0;
+  int failed = 0, large = 0;
+  unsigned seeded = 0;
   double t0;
   ssize_t sl;
 
@@ -428,6 +434,8 @@ int main(int argc, char **argv)
       duration = argv[++a];
     else if (strcmp(argv[a], "--no-threads") == 0)
       setenv("BENCH_MEMORY_NO_THREADS", "1", 1);
+    else if (strcmp(argv[a], "--large") == 0)
+      large = 1;
     else if (strcmp(argv[a], "--only") == 0 && a + 1 < argc)
       only = argv[++a];
     else if (strcmp(argv[a], "--wrap") == 0 && a + 1 < argc) {
@@ -436,7 +444,8 @@ int main(int argc, char **argv)
         wrap_argv[wrap_n++] = tokn;
     } else
       die("usage: bench-memory --emulator EXE --module SO [--json FILE] [--duration S] "
-          "[--only ec-1000|ec-4000|rsa-1000|rsa-4000] [--no-threads] [--wrap 'CMD ARGS']");
+          "[--only ec-1000|ec-4000|rsa-1000|rsa-4000|ec-6000|ec-20000] [--large] [--no-threads] "
+          "[--wrap 'CMD ARGS']");
   }
   if (!emulator || !module)
     die("--emulator and --module are required");
@@ -451,7 +460,7 @@ int main(int argc, char **argv)
   snprintf(ready, sizeof(ready), "%s/ready.json", dir);
   snprintf(state, sizeof(state), "%s/state", dir);
   {
-    char *eargv[16] = {(char *)emulator, "--ready-file", ready, "--port-base", "0",
+    char *eargv[24] = {(char *)emulator, "--ready-file", ready, "--port-base", "0",
                        "--state",        state};
     int k = 7;
     for (i = 0; i < nrows; i++) {
@@ -526,9 +535,13 @@ int main(int argc, char **argv)
   for (i = 0; i < RSA_PAIRS; i++)
     rsa_bodies[i] = rsa_import_body();
   t0 = now_ms();
-  for (i = 0; i < nrows; i++)
+  for (i = 0; i < nrows; i++) {
+    if ((only && strcmp(only, rows[i].vault + 4) != 0) || (!only && rows[i].large && !large))
+      continue; /* not run: left empty */
     seed(&rows[i], token, rsa_bodies);
-  fprintf(stderr, "bench-memory: seeded 10,000 keys in %.1f s\n", (now_ms() - t0) / 1e3);
+    seeded += rows[i].keys;
+  }
+  fprintf(stderr, "bench-memory: seeded %u keys in %.1f s\n", seeded, (now_ms() - t0) / 1e3);
 
   printf("Memory per cached key (cache file off, one fresh process per row):\n\n");
   printf(
@@ -539,7 +552,7 @@ int main(int argc, char **argv)
   for (i = 0; i < nrows; i++) {
     struct row *r = &rows[i];
     cJSON *res;
-    if (only && strcmp(only, r->vault + 4) != 0)
+    if ((only && strcmp(only, r->vault + 4) != 0) || (!only && r->large && !large))
       continue;
     res = run_child(self, module, r, dir, duration, NULL);
     const cJSON *ok = cJSON_GetObjectItemCaseSensitive(res, "ok");

@@ -12,7 +12,7 @@
 #include <stdbool.h>
 
 #define EMU_MAX_VAULTS 16
-#define EMU_KEYS_MAX 5000    /* keys per vault */
+#define EMU_KEYS_MAX 25000   /* keys per vault */
 #define EMU_VERSIONS_MAX 500 /* versions per key */
 #define EMU_TOKEN_MAX 8192   /* bearer token / assertion length cap */
 

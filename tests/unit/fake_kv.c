@@ -50,6 +50,13 @@ static struct {
 
 struct fake_kv_calls fake_kv_calls;
 
+/* fake_kv_add_bulk_keys: a count, not entries of V.keys. */
+static struct {
+  char prefix[16];
+  size_t n;
+  struct kv_attrs attrs;
+} bulk;
+
 static EVP_PKEY *rsa_pairs[MAX_PAIRS], *ec_pairs[MAX_PAIRS];
 
 struct kv_http {
@@ -92,6 +99,7 @@ EVP_PKEY *fake_kv_pair(enum kv_kty kty, int pair)
 void fake_kv_reset(void)
 {
   memset(&V, 0, sizeof(V));
+  memset(&bulk, 0, sizeof(bulk));
   V.stamp = 1700000000;
   memset(&fake_kv_calls, 0, sizeof(fake_kv_calls));
 }
@@ -118,6 +126,34 @@ struct kv_attrs *fake_kv_add_key(const char *name, const char *version, enum kv_
   if (kty != KV_KTY_OCT)
     fake_kv_pair(kty, pair);
   return &k->attrs;
+}
+
+void fake_kv_add_bulk_keys(const char *prefix, size_t n)
+{
+  snprintf(bulk.prefix, sizeof(bulk.prefix), "%s", prefix);
+  bulk.n = n;
+  bulk.attrs = fresh_attrs();
+  fake_kv_pair(KV_KTY_EC, 0);
+}
+
+/* The bulk key of that name (and version "b1", or any when version is NULL) into *k, or NULL. */
+static const struct fake_key *bulk_key(const char *name, const char *version, struct fake_key *k)
+{
+  size_t len = strlen(bulk.prefix), i;
+  char *end;
+  if (!bulk.n || strncmp(name, bulk.prefix, len) != 0 || (version && strcmp(version, "b1") != 0) ||
+      strlen(name + len) != 6 || name[len] < '0' || name[len] > '9')
+    return NULL;
+  i = strtoul(name + len, &end, 10);
+  if (*end || i >= bulk.n)
+    return NULL;
+  memset(k, 0, sizeof(*k));
+  snprintf(k->name, sizeof(k->name), "%s", name);
+  snprintf(k->version, sizeof(k->version), "b1");
+  k->kty = KV_KTY_EC;
+  k->ops = KV_OP_SIGN | KV_OP_VERIFY;
+  k->attrs = bulk.attrs;
+  return k;
 }
 
 struct kv_attrs *fake_kv_add_cert(const char *name, enum kv_kty kty, int pair)
@@ -338,6 +374,11 @@ kv_rc kv_list_keys(struct kv_client *cl, struct kv_item_list *out)
     if (latest_key(V.keys[i].name) == &V.keys[i])
       list_add(out, "keys", V.keys[i].name, NULL, &V.keys[i].attrs);
   }
+  for (i = 0; i < bulk.n; i++) {
+    char name[64];
+    snprintf(name, sizeof(name), "%s%06zu", bulk.prefix, i);
+    list_add(out, "keys", name, NULL, &bulk.attrs);
+  }
   return KV_OK;
 }
 
@@ -411,6 +452,7 @@ static struct kv_key *make_key(const struct fake_key *fk)
 kv_rc kv_get_key(struct kv_client *cl, const char *name, const char *version, struct kv_key **out)
 {
   const struct fake_key *fk = NULL;
+  struct fake_key tmp;
   size_t i;
   (void)cl;
   __atomic_add_fetch(&fake_kv_calls.get_key, 1, __ATOMIC_SEQ_CST);
@@ -425,6 +467,8 @@ kv_rc kv_get_key(struct kv_client *cl, const char *name, const char *version, st
         fk = &V.keys[i];
     }
   }
+  if (!fk)
+    fk = bulk_key(name, version, &tmp);
   if (!fk) {
     last_status = 404;
     return KV_E_NOT_FOUND;

@@ -24,6 +24,10 @@ void fake_kv_reset(void);
  * key). Returns the stored version's attributes for tweaking (enabled, nbf, exp, updated...). */
 struct kv_attrs *fake_kv_add_key(const char *name, const char *version, enum kv_kty kty, int pair,
                                  unsigned key_ops);
+/* n EC P-256 keys named prefix000000, prefix000001... (version "b1", key pair 0, sign and
+ * verify, listed after the others), held as a count rather than entries: slots of tens of
+ * thousands of keys (unit-snapshot). prefix: at most 15 characters. */
+void fake_kv_add_bulk_keys(const char *prefix, size_t n);
 /* A self-signed certificate (CN=name) over the public key of key pair (kty, pair). */
 struct kv_attrs *fake_kv_add_cert(const char *name, enum kv_kty kty, int pair);
 struct kv_attrs *fake_kv_add_secret(const char *name, const char *value, int managed);

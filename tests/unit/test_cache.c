@@ -872,7 +872,7 @@ static void test_file_round_trip(void **state)
     assert_non_null(snap);
     assert_int_equal(snap->n, 9);
     for (i = 0; i < snap->n; i++) {
-      const struct akv_object *o = snap->objs[i];
+      const struct akv_object *o = akv_snapshot_obj(snap, i);
       unsigned char d[32];
       obj_digest(o, d);
       if (pass == 0) {

@@ -78,15 +78,15 @@ static void refresh_shares(const char *cfg)
   assert_int_equal(a->n, b->n);
   for (i = 0; i < a->n; i++) {
     /* ...holding the same storage (both are sorted by handle). */
-    assert_ptr_equal(a->objs[i], b->objs[i]);
-    assert_ptr_equal(a->objs[i]->keyent, b->objs[i]->keyent);
-    assert_ptr_equal(a->objs[i]->src, b->objs[i]->src);
-    if (a->objs[i]->keyent) {
+    assert_ptr_equal(akv_snapshot_obj(a, i), akv_snapshot_obj(b, i));
+    assert_ptr_equal(akv_snapshot_obj(a, i)->keyent, akv_snapshot_obj(b, i)->keyent);
+    assert_ptr_equal(akv_snapshot_obj(a, i)->src, akv_snapshot_obj(b, i)->src);
+    if (akv_snapshot_obj(a, i)->keyent) {
       keys++;
       /* The private and public objects of a key share one entry, which holds their strings. */
-      assert_null(a->objs[i]->attrs);
-      assert_ptr_equal(a->objs[i]->key, &a->objs[i]->keyent->key);
-      assert_ptr_equal(a->objs[i]->src, a->objs[i]->keyent->src);
+      assert_null(akv_snapshot_obj(a, i)->attrs);
+      assert_ptr_equal(akv_snapshot_obj(a, i)->key, &akv_snapshot_obj(a, i)->keyent->key);
+      assert_ptr_equal(akv_snapshot_obj(a, i)->src, akv_snapshot_obj(a, i)->keyent->src);
     }
   }
   assert_int_equal(keys, 6);
@@ -94,11 +94,11 @@ static void refresh_shares(const char *cfg)
    * has the handle after its private object's. */
   assert_int_equal(akv_handles_count(), 3);
   for (i = 0; i < b->n; i++) {
-    if (b->objs[i]->cls == CKO_PUBLIC_KEY) {
-      struct akv_object *priv = akv_snapshot_find(b, b->objs[i]->handle - 1);
+    if (akv_snapshot_obj(b, i)->cls == CKO_PUBLIC_KEY) {
+      struct akv_object *priv = akv_snapshot_find(b, akv_snapshot_obj(b, i)->handle - 1);
       assert_non_null(priv);
       assert_int_equal(priv->cls, CKO_PRIVATE_KEY);
-      assert_ptr_equal(priv->keyent, b->objs[i]->keyent);
+      assert_ptr_equal(priv->keyent, akv_snapshot_obj(b, i)->keyent);
     }
   }
   akv_snapshot_unref(a);
@@ -130,8 +130,8 @@ static void test_pending_one_block(void **state)
   assert_int_equal(snap->n, 0);
   assert_int_equal(snap->n_lazy, 3);
   for (i = 0; i < snap->n_lazy; i++) {
-    const struct akv_lazykey *lz = snap->lazy[i];
-    assert_ptr_equal(lz->block, snap->lazy[0]->block);
+    const struct akv_lazykey *lz = akv_snapshot_lazy(snap, i);
+    assert_ptr_equal(lz->block, akv_snapshot_lazy(snap, 0)->block);
     assert_int_equal(lz->state, AKV_LAZY_PENDING);
     named += !strcmp(lz->name, "rsa1") || !strcmp(lz->name, "ec1") || !strcmp(lz->name, "ec2");
   }

@@ -193,9 +193,11 @@ static void test_cache_snapshot(void **state)
   assert_int_equal(akv_cache_get(c, &snap), CKR_OK);
   assert_non_null(snap);
   for (i = 0; i < snap->n; i++) {
-    if (snap->objs[i]->cls == CKO_PRIVATE_KEY || snap->objs[i]->cls == CKO_PUBLIC_KEY)
+    if (akv_snapshot_obj(snap, i)->cls == CKO_PRIVATE_KEY ||
+        akv_snapshot_obj(snap, i)->cls == CKO_PUBLIC_KEY)
       keys++;
-    assert_ptr_equal(akv_snapshot_find(snap, snap->objs[i]->handle), snap->objs[i]);
+    assert_ptr_equal(akv_snapshot_find(snap, akv_snapshot_obj(snap, i)->handle),
+                     akv_snapshot_obj(snap, i));
   }
   assert_int_equal(keys, 4);
   assert_int_equal(fake_kv_calls.list_keys, 1);

@@ -85,10 +85,10 @@ static struct akv_object *find(struct akv_snapshot *snap, CK_OBJECT_CLASS cls, c
 {
   size_t i;
   for (i = 0; i < snap->n; i++) {
-    const CK_ATTRIBUTE *a = akv_object_attr(snap->objs[i], CKA_LABEL);
-    if (snap->objs[i]->cls == cls && a && a->ulValueLen == strlen(label) &&
+    const CK_ATTRIBUTE *a = akv_object_attr(akv_snapshot_obj(snap, i), CKA_LABEL);
+    if (akv_snapshot_obj(snap, i)->cls == cls && a && a->ulValueLen == strlen(label) &&
         memcmp(a->pValue, label, a->ulValueLen) == 0)
-      return snap->objs[i];
+      return akv_snapshot_obj(snap, i);
   }
   return NULL;
 }
@@ -233,8 +233,8 @@ static void test_vault_has_none(void **state)
   fake_kv_add_key("signer", "v1", KV_KTY_RSA, 0, KV_OP_SIGN | KV_OP_VERIFY);
   assert_int_equal(akv_cache_get(slot.cache, &snap), CKR_OK);
   assert_int_equal(snap->n, 2);
-  assert_null(snap->objs[0]->att);
-  assert_null(snap->objs[1]->att);
+  assert_null(akv_snapshot_obj(snap, 0)->att);
+  assert_null(akv_snapshot_obj(snap, 1)->att);
   akv_snapshot_unref(snap);
 }
 
