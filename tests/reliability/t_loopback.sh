@@ -20,7 +20,7 @@
 mapfile -d '' -t ORIG_ENV < <(env -0)
 ORIG_UMASK=$(umask)
 . "$(dirname "$0")/../integration/lib.sh"
-need_tool strace python3 meson jq
+need_tool strace python3 meson jq flock
 if [ $# -lt 1 ] || ! [ -f "$1/meson-info/intro-tests.json" ]; then
   fail "usage: t_loopback.sh BUILD_DIR [TEST...] (BUILD_DIR: a configured meson build directory)"
 fi
@@ -173,12 +173,17 @@ missing=$(jq -r --argjson names "$(printf '%s\n' "${tests[@]}" | jq -R . | jq -s
 traces="$WORK/traces"
 mkdir -p "$traces"
 logbase=rel-loopback-traced
+# One traced run at a time per build directory: the nested run's log has a fixed name (kept with
+# the other meson logs, for a post-mortem), which a second run would overwrite while it is read.
+mkdir -p "$BUILD/meson-logs"
+exec {lockfd}>"$BUILD/meson-logs/$logbase.lock"
+flock -w 900 "$lockfd" || fail "another rel-loopback run holds $BUILD/meson-logs/$logbase.lock"
 rm -f "$BUILD/meson-logs/$logbase"-*.json
 wrapper=(bash "$(cd "$(dirname "$0")" && pwd)/loopback_wrap.sh")
 t0=$(date +%s)
 rc=0
 # shellcheck disable=SC2097,SC2098
-(umask "$ORIG_UMASK" && exec env -i "${ORIG_ENV[@]}" AKV_LOOPBACK_DIR="$traces" \
+(exec {lockfd}>&- && umask "$ORIG_UMASK" && exec env -i "${ORIG_ENV[@]}" AKV_LOOPBACK_DIR="$traces" \
   meson test -C "$BUILD" --no-rebuild --num-processes 2 --logbase "$logbase" \
   --wrapper "$(printf '%q ' "${wrapper[@]}")" "${suite[@]}" "${tests[@]}") >"$WORK/meson.out" 2>&1 || rc=$?
 log "nested meson test: exit status $rc, $(($(date +%s) - t0)) s wall"
