@@ -187,11 +187,11 @@ int tool_attest(const struct tool_opts *o, const char *name, long slot, const ch
   ret = TOOL_PROBLEM;
 
   /* The key as the vault describes it, then the attestation of that very version. */
-  if ((rc = kv_get_key(cl, name, NULL, &key)) != KV_OK) {
+  if ((rc = kv_get_key(cl, name, NULL, &key, NULL)) != KV_OK) {
     fprintf(stderr, "akv-p11: attest: key %s in %s: %s\n", name, s->label, kv_rc_str(rc));
     goto out;
   }
-  if ((rc = kv_get_key_attestation(cl, name, key->version, &a)) != KV_OK) {
+  if ((rc = kv_get_key_attestation(cl, name, key->version, &a, NULL)) != KV_OK) {
     fprintf(stderr, "akv-p11: attest: key %s in %s has no usable attestation (%s)\n", name,
             s->label, kv_rc_str(rc));
     goto out;

@@ -290,14 +290,15 @@ static const char *read_outcome(kv_rc rc)
   }
 }
 
-static cJSON *step_result(kv_rc rc, cJSON *log)
+/* http_status: the step's final HTTP status (kv.h), 0 when no response arrived. */
+static cJSON *step_result(kv_rc rc, long http_status, cJSON *log)
 {
   cJSON *o = cJSON_CreateObject();
   if (!o)
     return NULL;
   cJSON_AddStringToObject(o, "result", read_outcome(rc));
   cJSON_AddStringToObject(o, "rc", kv_rc_str(rc));
-  cJSON_AddNumberToObject(o, "http_status", (double)kv_last_http_status());
+  cJSON_AddNumberToObject(o, "http_status", (double)http_status);
   if (log && cJSON_GetArraySize(log) > 0)
     cJSON_AddItemToObject(o, "log", cJSON_Duplicate(log, 1));
   return o;
@@ -433,13 +434,14 @@ static kv_rc check_key(struct report *r, struct logcap *lc, struct kv_client *cl
   struct kv_key *k = NULL;
   cJSON *log = cJSON_CreateArray(), *perms, *item;
   const char *sign;
+  long st = 0;
   kv_rc rc;
   int rsa, ec, oct;
-  rc = kv_get_key(cl, name, NULL, &k);
+  rc = kv_get_key(cl, name, NULL, &k, &st);
   logcap_collect(lc, log);
   progress("slot %s: key %s: get %s", s->label, name, read_outcome(rc));
   perms = cJSON_AddObjectToObject(out, "permissions");
-  cJSON_AddItemToObject(perms, "get", step_result(rc, log));
+  cJSON_AddItemToObject(perms, "get", step_result(rc, st, log));
   if (rc != KV_OK) {
     if (rc == KV_E_FORBIDDEN)
       problem(r, s->label, name, "GET_DENIED",
@@ -499,11 +501,11 @@ static kv_rc check_key(struct report *r, struct logcap *lc, struct kv_client *cl
     while (cJSON_GetArraySize(log) > 0)
       cJSON_DeleteItemFromArray(log, 0);
     if (alg) {
-      rc = kv_sign(cl, name, k->version, alg, digest, dlen, &sig);
+      rc = kv_sign(cl, name, k->version, alg, digest, dlen, &sig, &st);
       logcap_collect(lc, log);
       progress("slot %s: key %s: probe signature %s", s->label, name, read_outcome(rc));
       kv_bytes_free(&sig);
-      item = step_result(rc, log);
+      item = step_result(rc, st, log);
       cJSON_AddStringToObject(item, "alg", alg);
       cJSON_ReplaceItemInObjectCaseSensitive(perms, "sign",
                                              cJSON_CreateString(rc == KV_OK            ? "verified"
@@ -534,17 +536,18 @@ static kv_rc check_list(struct report *r, struct logcap *lc, struct kv_client *c
 {
   cJSON *log = cJSON_CreateArray(), *res;
   char key[64], buf[1024];
+  long st = 0;
   kv_rc rc;
   memset(items, 0, sizeof(*items));
   if (strcmp(what, "keys") == 0)
-    rc = kv_list_keys(cl, items);
+    rc = kv_list_keys(cl, items, &st);
   else if (strcmp(what, "certificates") == 0)
-    rc = kv_list_certificates(cl, items);
+    rc = kv_list_certificates(cl, items, &st);
   else
-    rc = kv_list_secrets(cl, items); /* names and attributes only: values are never read */
+    rc = kv_list_secrets(cl, items, &st); /* names and attributes only: values are never read */
   logcap_collect(lc, log);
   progress("slot %s: list %s %s", s->label, what, read_outcome(rc));
-  res = step_result(rc, log);
+  res = step_result(rc, st, log);
   if (rc == KV_OK)
     cJSON_AddNumberToObject(res, "count", (double)items->n);
   snprintf(key, sizeof(key), "list_%s", what);
@@ -621,7 +624,7 @@ static void check_replicas(struct report *r, struct logcap *lc, struct kv_client
     cJSON_AddStringToObject(o, "url", url);
     cJSON_AddItemToArray(arr, o);
     if (!s->key_names)
-      rc = kv_list_keys(kv_client_vault(cl, i), &rl);
+      rc = kv_list_keys(kv_client_vault(cl, i), &rl, NULL);
     logcap_collect(lc, log);
     if (rc != KV_OK) {
       cJSON_AddStringToObject(o, "state", "failed");

@@ -208,8 +208,9 @@ CK_RV akv_session_object(struct akv_session *s, CK_OBJECT_HANDLE h, struct akv_o
 /* Adds a session object (takes the caller's reference) and assigns its handle. */
 CK_RV akv_session_add_object(struct akv_session *s, struct akv_object *obj, CK_OBJECT_HANDLE *h);
 
-/* Records the last backend failure on the session (ulDeviceError) and maps it. */
-CK_RV akv_session_fail(struct akv_session *s, kv_rc rc);
+/* Records a failed vault call on the session (its final HTTP status, 0 = no response, becomes
+ * ulDeviceError) and maps rc. */
+CK_RV akv_session_fail(struct akv_session *s, kv_rc rc, long http_status);
 
 /* ---- operations (src/token/mech.c, src/crypto/) ------------------------------------------- */
 

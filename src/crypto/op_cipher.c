@@ -155,10 +155,11 @@ static void memo_put(const char *kid, size_t bytes)
 
 /* ---- remote ---------------------------------------------------------------------------------- */
 
-static CK_RV remote_fail(struct akv_session *s, struct akv_op *op, enum kv_cipher_op vop, kv_rc rc)
+static CK_RV remote_fail(struct akv_session *s, struct akv_op *op, enum kv_cipher_op vop, kv_rc rc,
+                         long http_status)
 {
   /* A version deleted or disabled meanwhile: CKR_KEY_HANDLE_INVALID, dropped. */
-  CK_RV rv = akv_session_key_failed(s, op->obj, rc);
+  CK_RV rv = akv_session_key_failed(s, op->obj, rc, http_status);
   /* A ciphertext the vault refuses (bad padding, failed GCM tag) is the caller's data. */
   if (rc == KV_E_BAD_REQUEST && vop == KV_DECRYPT)
     return CKR_ENCRYPTED_DATA_INVALID;
@@ -214,6 +215,7 @@ static CK_RV run_remote(struct akv_session *s, struct akv_op *op, enum kv_cipher
   size_t sizes[3], n_sizes = 0, data_len = len;
   const char *alg = op->alg;
   kv_rc rc = KV_E_INVALID;
+  long st = 0;
   CK_RV rv;
 
   switch (op->mech->fam) {
@@ -253,7 +255,7 @@ static CK_RV run_remote(struct akv_session *s, struct akv_op *op, enum kv_cipher
     const char *try_alg = alg ? alg : akv_mech_jwa_aes(op->mech->fam, sizes[i]);
     memset(&r, 0, sizeof(r));
     rc = kv_cipher(op->obj->slot->client, vop, key->name, key->version, try_alg, in, data_len, ap,
-                   &r);
+                   &r, &st);
     if (rc == KV_OK) {
       if (!alg)
         memo_put(key->kid, sizes[i]);
@@ -266,7 +268,7 @@ static CK_RV run_remote(struct akv_session *s, struct akv_op *op, enum kv_cipher
     if (rc != KV_E_BAD_REQUEST)
       break;
   }
-  return remote_fail(s, op, vop, rc);
+  return remote_fail(s, op, vop, rc, st);
 }
 
 /* ---- local ----------------------------------------------------------------------------------- */

@@ -112,12 +112,13 @@ CK_RV akv_digest_final(struct akv_session *s, CK_BYTE_PTR out, CK_ULONG_PTR out_
 
 CK_RV akv_generate_random(struct akv_session *s, CK_BYTE_PTR out, CK_ULONG len)
 {
+  long st = 0;
   kv_rc rc;
   if (len == 0)
     return CKR_OK;
   if (s->slot->cfg->kind == AKV_VAULT_MHSM) {
-    rc = kv_random(s->slot->client, out, len);
-    return rc == KV_OK ? CKR_OK : akv_session_fail(s, rc);
+    rc = kv_random(s->slot->client, out, len, &st);
+    return rc == KV_OK ? CKR_OK : akv_session_fail(s, rc, st);
   }
   if (RAND_bytes_ex(akv_libctx(), out, len, 0) != 1) {
     akv_err(AKV_LOGC_P11, "C_GenerateRandom: the OpenSSL DRBG failed");

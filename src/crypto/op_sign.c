@@ -241,15 +241,16 @@ static CK_RV sign_remote(struct akv_session *s, struct akv_op *op, const unsigne
   size_t tbs_len = 0;
   const char *alg = NULL;
   const struct kv_key *key = op->obj->key;
+  long st = 0;
   kv_rc rc;
   CK_RV rv = sv_tbs(op, in, in_len, digest, &tbs, &tbs_len, &alg);
 
   if (rv != CKR_OK)
     return rv;
   /* The version pinned when the object was listed, never "latest". */
-  rc = kv_sign(op->obj->slot->client, key->name, key->version, alg, tbs, tbs_len, sig);
+  rc = kv_sign(op->obj->slot->client, key->name, key->version, alg, tbs, tbs_len, sig, &st);
   if (rc != KV_OK)
-    return akv_session_key_failed(s, op->obj, rc); /* deleted/disabled version */
+    return akv_session_key_failed(s, op->obj, rc, st); /* deleted/disabled version */
   akv_dbg(AKV_LOGC_P11, "%s: signed with %s/%s (%s)", op->mech->name, key->name, key->version, alg);
   return CKR_OK;
 }
@@ -473,15 +474,16 @@ static CK_RV verify_remote(struct akv_session *s, struct akv_op *op, const unsig
   const char *alg = NULL;
   const struct kv_key *key = op->obj->key;
   int valid = 0;
+  long st = 0;
   kv_rc rc;
   CK_RV rv = sv_tbs(op, op->in.data, op->in.len, digest, &tbs, &tbs_len, &alg);
 
   if (rv != CKR_OK)
     return rv;
   rc = kv_verify(op->obj->slot->client, key->name, key->version, alg, tbs, tbs_len, sig, sig_len,
-                 &valid);
+                 &valid, &st);
   if (rc != KV_OK)
-    return akv_session_key_failed(s, op->obj, rc); /* deleted/disabled version */
+    return akv_session_key_failed(s, op->obj, rc, st); /* deleted/disabled version */
   return valid ? CKR_OK : CKR_SIGNATURE_INVALID;
 }
 

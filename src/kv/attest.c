@@ -152,13 +152,14 @@ kv_rc kv_attestation_from_json(const char *json, size_t len, struct kv_attestati
 }
 
 kv_rc kv_get_key_attestation(struct kv_client *cl, const char *name, const char *version,
-                             struct kv_attestation **out)
+                             struct kv_attestation **out, long *http_status)
 {
   struct kv_call call;
   cJSON *doc = NULL;
   struct kv_attestation *a = NULL;
   char *url;
   kv_rc rc;
+  kv_status_set(http_status, 0);
   if (!cl || !out)
     return KV_E_INVALID;
   *out = NULL;
@@ -173,9 +174,10 @@ kv_rc kv_get_key_attestation(struct kv_client *cl, const char *name, const char 
     /* The spec makes the version segment optional, but an empty segment ("keys/NAME//attestation")
      * is not a URL every server takes: ask for the latest version's id first. */
     struct kv_key *latest = NULL;
-    if ((rc = kv_get_key(cl, name, NULL, &latest)) != KV_OK)
+    if ((rc = kv_get_key(cl, name, NULL, &latest, http_status)) != KV_OK)
       return rc;
-    rc = latest->version ? kv_get_key_attestation(cl, name, latest->version, out) : KV_E_PROTOCOL;
+    rc = latest->version ? kv_get_key_attestation(cl, name, latest->version, out, http_status)
+                         : KV_E_PROTOCOL;
     kv_key_free(latest);
     return rc;
   }
@@ -190,6 +192,7 @@ kv_rc kv_get_key_attestation(struct kv_client *cl, const char *name, const char 
   call.version = version;
   call.defer_audit = 1;
   rc = kv_client_call(cl, &call, &doc);
+  kv_status_set(http_status, call.status);
   call.url = NULL;
   free(url);
   if (rc == KV_OK && !doc) {

@@ -505,7 +505,6 @@ out:
   akv_dbg(AKV_LOGC_KV, "%s: %s, HTTP %ld, %ld ms, x-ms-client-request-id %s, x-ms-request-id %s",
           what, kv_rc_str(rc), resp.status, latency, resp.client_request_id,
           resp.request_id[0] ? resp.request_id : "-");
-  kv_set_last_http_status(resp.status);
   kv_http_response_free(&resp);
   kv_http_op_end(saved_deadline);
   return rc;
@@ -632,7 +631,7 @@ out:
 
 static kv_rc list_all(struct kv_client *cl, const char *op, const char *collection,
                       const char *id_field, const char *name, int one_page,
-                      struct kv_item_list *out)
+                      struct kv_item_list *out, long *http_status)
 {
   char *url = NULL;
   cJSON *doc = NULL;
@@ -640,6 +639,7 @@ static kv_rc list_all(struct kv_client *cl, const char *op, const char *collecti
   kv_rc rc;
   out->blocks = NULL;
   out->n = 0;
+  kv_status_set(http_status, 0);
   if (name && (rc = kv_check_name(name, NULL)) != KV_OK)
     return rc;
   url = name ? kv_client_url(cl, "%s/%s/versions?maxresults=25", collection, name)
@@ -655,6 +655,7 @@ static kv_rc list_all(struct kv_client *cl, const char *op, const char *collecti
       goto out;
     }
     rc = kv_client_call(cl, &call, &doc);
+    kv_status_set(http_status, call.status); /* the last page's */
     if (rc != KV_OK)
       goto out;
     rc = KV_E_PROTOCOL;
@@ -715,41 +716,46 @@ out:
   return rc;
 }
 
-kv_rc kv_list_keys(struct kv_client *cl, struct kv_item_list *out)
+kv_rc kv_list_keys(struct kv_client *cl, struct kv_item_list *out, long *http_status)
 {
-  return list_all(cl, "keys.list", "keys", "kid", NULL, 0, out);
+  return list_all(cl, "keys.list", "keys", "kid", NULL, 0, out, http_status);
 }
 
-kv_rc kv_list_key_versions(struct kv_client *cl, const char *name, struct kv_item_list *out)
+kv_rc kv_list_key_versions(struct kv_client *cl, const char *name, struct kv_item_list *out,
+                           long *http_status)
 {
-  return list_all(cl, "keys.versions", "keys", "kid", name, 0, out);
+  return list_all(cl, "keys.versions", "keys", "kid", name, 0, out, http_status);
 }
 
-kv_rc kv_list_key_versions_page(struct kv_client *cl, const char *name, struct kv_item_list *out)
+kv_rc kv_list_key_versions_page(struct kv_client *cl, const char *name, struct kv_item_list *out,
+                                long *http_status)
 {
-  return list_all(cl, "keys.versions", "keys", "kid", name, 1, out);
+  return list_all(cl, "keys.versions", "keys", "kid", name, 1, out, http_status);
 }
 
-kv_rc kv_list_certificates(struct kv_client *cl, struct kv_item_list *out)
+kv_rc kv_list_certificates(struct kv_client *cl, struct kv_item_list *out, long *http_status)
 {
+  kv_status_set(http_status, 0);
   if (cl->kind == AKV_VAULT_MHSM)
     return KV_E_UNSUPPORTED;
-  return list_all(cl, "certificates.list", "certificates", "id", NULL, 0, out);
+  return list_all(cl, "certificates.list", "certificates", "id", NULL, 0, out, http_status);
 }
 
 kv_rc kv_list_certificate_versions_page(struct kv_client *cl, const char *name,
-                                        struct kv_item_list *out)
+                                        struct kv_item_list *out, long *http_status)
 {
+  kv_status_set(http_status, 0);
   if (cl->kind == AKV_VAULT_MHSM)
     return KV_E_UNSUPPORTED;
-  return list_all(cl, "certificates.versions", "certificates", "id", name, 1, out);
+  return list_all(cl, "certificates.versions", "certificates", "id", name, 1, out, http_status);
 }
 
-kv_rc kv_list_secrets(struct kv_client *cl, struct kv_item_list *out)
+kv_rc kv_list_secrets(struct kv_client *cl, struct kv_item_list *out, long *http_status)
 {
+  kv_status_set(http_status, 0);
   if (cl->kind == AKV_VAULT_MHSM)
     return KV_E_UNSUPPORTED;
-  return list_all(cl, "secrets.list", "secrets", "id", NULL, 0, out);
+  return list_all(cl, "secrets.list", "secrets", "id", NULL, 0, out, http_status);
 }
 
 /* ---- getters
@@ -808,18 +814,20 @@ static kv_rc get_object(struct kv_client *cl, const char *op, const char *collec
   return rc;
 }
 
-kv_rc kv_get_key(struct kv_client *cl, const char *name, const char *version, struct kv_key **out)
+kv_rc kv_get_key(struct kv_client *cl, const char *name, const char *version, struct kv_key **out,
+                 long *http_status)
 {
-  return kv_get_key_at(cl, name, version, NULL, out);
+  return kv_get_key_at(cl, name, version, NULL, out, http_status);
 }
 
 kv_rc kv_get_key_at(struct kv_client *cl, const char *name, const char *version,
-                    struct kv_attempt *at, struct kv_key **out)
+                    struct kv_attempt *at, struct kv_key **out, long *http_status)
 {
   cJSON *doc = NULL;
   struct kv_key *k = NULL;
   struct kv_call call;
   kv_rc rc;
+  kv_status_set(http_status, 0);
   if (!cl || !out)
     return KV_E_INVALID;
   *out = NULL;
@@ -834,6 +842,7 @@ kv_rc kv_get_key_at(struct kv_client *cl, const char *name, const char *version,
   *out = k;
   k = NULL;
 out:
+  kv_status_set(http_status, call.status);
   kv_client_audit(cl, &call, rc);
   kv_key_free(k);
   cJSON_Delete(doc);
@@ -841,12 +850,13 @@ out:
 }
 
 kv_rc kv_get_certificate(struct kv_client *cl, const char *name, const char *version,
-                         struct kv_cert **out)
+                         struct kv_cert **out, long *http_status)
 {
   cJSON *doc = NULL;
   struct kv_cert *c = NULL;
   struct kv_call call;
   kv_rc rc;
+  kv_status_set(http_status, 0);
   if (!cl || !out)
     return KV_E_INVALID;
   *out = NULL;
@@ -862,6 +872,7 @@ kv_rc kv_get_certificate(struct kv_client *cl, const char *name, const char *ver
   c = NULL;
   rc = KV_OK;
 out:
+  kv_status_set(http_status, call.status);
   kv_client_audit(cl, &call, rc);
   kv_cert_free(c);
   cJSON_Delete(doc);
@@ -869,13 +880,14 @@ out:
 }
 
 kv_rc kv_get_secret(struct kv_client *cl, const char *name, const char *version,
-                    struct kv_secret **out)
+                    struct kv_secret **out, long *http_status)
 {
   cJSON *doc = NULL;
   struct kv_secret *s = NULL;
   struct kv_call call;
   const char *value;
   kv_rc rc;
+  kv_status_set(http_status, 0);
   if (!cl || !out)
     return KV_E_INVALID;
   *out = NULL;
@@ -905,6 +917,7 @@ kv_rc kv_get_secret(struct kv_client *cl, const char *name, const char *version,
   s = NULL;
   rc = KV_OK;
 out:
+  kv_status_set(http_status, call.status);
   kv_client_audit(cl, &call, rc);
   if (doc) {
     /* The secret value also sits in the parsed tree: wipe it there. */
@@ -927,9 +940,9 @@ struct get_keys_job {
   size_t n;
   struct kv_key **out;
   kv_rc *rcs;
+  long *statuses;
   pthread_mutex_t lock;
   size_t next;
-  long fail_status; /* HTTP status of the first failed fetch (statuses are per thread) */
 };
 
 static void *get_keys_worker(void *arg)
@@ -942,30 +955,27 @@ static void *get_keys_worker(void *arg)
     pthread_mutex_unlock(&j->lock);
     if (i >= j->n)
       break;
-    j->rcs[i] = kv_get_key(j->cl, j->names[i], j->versions ? j->versions[i] : NULL, &j->out[i]);
-    if (j->rcs[i] != KV_OK) {
-      long st = kv_last_http_status();
-      pthread_mutex_lock(&j->lock);
-      if (!j->fail_status)
-        j->fail_status = st;
-      pthread_mutex_unlock(&j->lock);
-    }
+    j->rcs[i] = kv_get_key(j->cl, j->names[i], j->versions ? j->versions[i] : NULL, &j->out[i],
+                           j->statuses ? &j->statuses[i] : NULL);
   }
   return NULL;
 }
 
 kv_rc kv_get_keys(struct kv_client *cl, const char *const *names, const char *const *versions,
-                  size_t n, int threads, struct kv_key **out, kv_rc *rcs)
+                  size_t n, int threads, struct kv_key **out, kv_rc *rcs, long *statuses)
 {
   pthread_t th[GET_KEYS_THREADS];
   size_t nth = !threads ? 1 : n < GET_KEYS_THREADS ? n : GET_KEYS_THREADS, started = 0;
-  struct get_keys_job job = {cl, names, versions, n, out, rcs, PTHREAD_MUTEX_INITIALIZER, 0, 0};
+  struct get_keys_job job = {cl, names, versions, n, out, rcs, statuses, PTHREAD_MUTEX_INITIALIZER,
+                             0};
   kv_rc rc = KV_OK;
   if (!cl || (!names && n) || (!out && n) || (!rcs && n))
     return KV_E_INVALID;
   for (size_t i = 0; i < n; i++) {
     out[i] = NULL;
     rcs[i] = KV_E_NOMEM;
+    if (statuses)
+      statuses[i] = 0;
   }
   /* Threads over the shared connection pool; with fewer threads started (resource limits, or none
    * at all when threads is 0) the ones running still drain the whole queue, and the caller works
@@ -982,8 +992,5 @@ kv_rc kv_get_keys(struct kv_client *cl, const char *const *names, const char *co
   for (size_t i = 0; i < n; i++)
     if (rcs[i] != KV_OK && rc == KV_OK)
       rc = rcs[i];
-  /* The caller's ulDeviceError must reflect a failure seen by a worker thread. */
-  if (rc != KV_OK)
-    kv_set_last_http_status(job.fail_status);
   return rc;
 }

@@ -70,7 +70,15 @@ const char *kv_client_base_url(const struct kv_client *cl);
 
 /* kv_get_key as one attempt of kv_replica_run's (at not NULL: kv_call.attempt). */
 kv_rc kv_get_key_at(struct kv_client *cl, const char *name, const char *version,
-                    struct kv_attempt *at, struct kv_key **out);
+                    struct kv_attempt *at, struct kv_key **out, long *http_status);
+
+/* Hands a call's final HTTP status to a caller that asked for it (http_status not NULL): the
+ * trailing out parameter of the kv.h functions, 0 when no response arrived. */
+static inline void kv_status_set(long *http_status, long status)
+{
+  if (http_status)
+    *http_status = status;
+}
 
 /* Sends an authenticated request (token, one challenge-driven refresh and retry on 401), maps
  * errors to kv_rc, writes the audit line. On KV_OK *doc is the parsed JSON object of a 2xx

@@ -205,6 +205,7 @@ struct op_ctx {
   enum kv_cipher_op cop;
   const struct kv_aes_params *aes;
   struct kv_crypt_result *res;
+  long *http_status; /* the caller's, NULL = not wanted: each attempt's final status */
 };
 
 /* Symmetric keys (AES, HMAC on a Managed HSM) have no public part to compare with a replica's:
@@ -218,11 +219,13 @@ static kv_rc sign_attempt(struct kv_client *cl, const char *name, const char *ve
                           struct kv_attempt *at);
 
 kv_rc kv_sign(struct kv_client *cl, const char *name, const char *version, const char *alg,
-              const unsigned char *digest, size_t digest_len, struct kv_bytes *sig)
+              const unsigned char *digest, size_t digest_len, struct kv_bytes *sig,
+              long *http_status)
 {
   struct op_ctx c;
   size_t want;
   kv_rc rc;
+  kv_status_set(http_status, 0);
   if (!cl || !sig || !digest || !alg_ok(alg))
     return KV_E_INVALID;
   sig->data = NULL;
@@ -239,6 +242,7 @@ kv_rc kv_sign(struct kv_client *cl, const char *name, const char *version, const
   c.in = digest;
   c.in_len = digest_len;
   c.out = sig;
+  c.http_status = http_status;
   if (spread(cl, alg))
     return kv_replica_run(cl, "keys.sign", name, version, alg, sign_attempt, &c);
   return sign_attempt(cl, name, version, &c, NULL);
@@ -299,6 +303,7 @@ static kv_rc sign_attempt(struct kv_client *cl, const char *name, const char *ve
     rc = KV_E_PROTOCOL;
   }
 out:
+  kv_status_set(c->http_status, audit ? call.status : 0);
   if (audit)
     kv_client_audit(cl, &call, rc);
   OPENSSL_cleanse(body, o); /* what was written of it: the digest */
@@ -312,10 +317,11 @@ static kv_rc verify_attempt(struct kv_client *cl, const char *name, const char *
 
 kv_rc kv_verify(struct kv_client *cl, const char *name, const char *version, const char *alg,
                 const unsigned char *digest, size_t digest_len, const unsigned char *sig,
-                size_t sig_len, int *valid)
+                size_t sig_len, int *valid, long *http_status)
 {
   struct op_ctx c;
   kv_rc rc;
+  kv_status_set(http_status, 0);
   if (!cl || !digest || !sig || !valid || !alg_ok(alg) || !digest_len || !sig_len)
     return KV_E_INVALID;
   *valid = 0;
@@ -328,6 +334,7 @@ kv_rc kv_verify(struct kv_client *cl, const char *name, const char *version, con
   c.sig = sig;
   c.sig_len = sig_len;
   c.valid = valid;
+  c.http_status = http_status;
   if (spread(cl, alg))
     return kv_replica_run(cl, "keys.verify", name, version, alg, verify_attempt, &c);
   return verify_attempt(cl, name, version, &c, NULL);
@@ -363,6 +370,7 @@ static kv_rc verify_attempt(struct kv_client *cl, const char *name, const char *
   }
   *c->valid = v;
 out:
+  kv_status_set(c->http_status, audit ? call.status : 0);
   if (audit)
     kv_client_audit(cl, &call, rc);
   cJSON_Delete(body);
@@ -395,11 +403,12 @@ static kv_rc cipher_attempt(struct kv_client *cl, const char *name, const char *
 
 kv_rc kv_cipher(struct kv_client *cl, enum kv_cipher_op op, const char *name, const char *version,
                 const char *alg, const unsigned char *in, size_t in_len,
-                const struct kv_aes_params *aes, struct kv_crypt_result *out)
+                const struct kv_aes_params *aes, struct kv_crypt_result *out, long *http_status)
 {
   const char *path = NULL, *opname = cipher_op_name(op, &path);
   struct op_ctx c;
   kv_rc rc;
+  kv_status_set(http_status, 0);
   if (!cl || !out || !opname || !alg_ok(alg) || (!in && in_len) || in_len > MAX_RESULT / 2)
     return KV_E_INVALID;
   memset(out, 0, sizeof(*out));
@@ -412,6 +421,7 @@ kv_rc kv_cipher(struct kv_client *cl, enum kv_cipher_op op, const char *name, co
   c.cop = op;
   c.aes = aes;
   c.res = out;
+  c.http_status = http_status;
   if (spread(cl, alg))
     return kv_replica_run(cl, opname, name, version, alg, cipher_attempt, &c);
   return cipher_attempt(cl, name, version, &c, NULL);
@@ -472,6 +482,7 @@ static kv_rc cipher_attempt(struct kv_client *cl, const char *name, const char *
   }
   rc = KV_OK;
 out:
+  kv_status_set(c->http_status, audit ? call.status : 0);
   if (audit)
     kv_client_audit(cl, &call, rc);
   if (rc != KV_OK)
@@ -483,11 +494,12 @@ out:
   return rc;
 }
 
-kv_rc kv_random(struct kv_client *cl, unsigned char *out, size_t count)
+kv_rc kv_random(struct kv_client *cl, unsigned char *out, size_t count, long *http_status)
 {
   char *url = NULL;
   size_t done = 0;
   kv_rc rc = KV_OK;
+  kv_status_set(http_status, 0);
   if (!cl || (!out && count))
     return KV_E_INVALID;
   if (kv_client_kind(cl) != AKV_VAULT_MHSM)
@@ -501,9 +513,11 @@ kv_rc kv_random(struct kv_client *cl, unsigned char *out, size_t count)
     struct kv_bytes b = {NULL, 0};
     struct kv_call call;
     call.op = NULL;
+    call.status = 0;
     rc = KV_E_NOMEM;
     if (body && cJSON_AddNumberToObject(body, "count", (double)n))
       rc = post_json(cl, &call, "rng", url, body, NULL, NULL, NULL, NULL, &doc);
+    kv_status_set(http_status, call.status);
     if (rc == KV_OK)
       rc = kv_json_b64url(doc, "value", 1, RNG_MAX_PER_CALL, &b.data, &b.len);
     if (rc == KV_OK && b.len != n) {

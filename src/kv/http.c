@@ -40,18 +40,7 @@ struct kv_http {
   struct kv_pace_set *paces; /* docs/reliability.md "Pacing" */
 };
 
-static __thread long last_status;
 static __thread int64_t op_deadline; /* transport clock ms; 0 = no operation running */
-
-long kv_last_http_status(void)
-{
-  return last_status;
-}
-
-void kv_set_last_http_status(long status)
-{
-  last_status = status;
-}
 
 /* RFC 4122 text of a version 4 UUID from 16 random bytes. Hex by hand: a 16-argument snprintf
  * cost as much as the rest of the request set-up. */
@@ -354,7 +343,6 @@ kv_rc kv_http_do(struct kv_http *http, const struct kv_http_request *req,
     rc = KV_E_PROTOCOL;
   }
   resp->latency_ms = (long)(t->now_ms(t->ctx) - start);
-  kv_set_last_http_status(resp->status);
   return rc;
 }
 

@@ -57,7 +57,8 @@ void kv_http_response_free(struct kv_http_response *r); /* wipes the body */
 /* Performs req with retries (429, 500/502/503/504, connection failures) within the deadline.
  * Returns KV_OK when a response was received (any status except redirects: check resp->status),
  * KV_E_TIMEOUT/KV_E_NETWORK when none was, KV_E_PROTOCOL for a redirect or an oversized body.
- * Records the final status as this thread's kv_last_http_status(). */
+ * resp->status is the final status (0 = no response): kv_client_call hands it up in
+ * kv_call.status, and the kv.h functions to their caller (their trailing http_status). */
 kv_rc kv_http_do(struct kv_http *http, const struct kv_http_request *req,
                  struct kv_http_response *resp);
 
@@ -113,7 +114,5 @@ void kv_uuid4(char out[37]);
 /* Unique RFC 4122 version 4 UUID for x-ms-client-request-id: derived from a per-thread random
  * key and a counter (cheap; unique, not unpredictable). */
 void kv_request_id(char out[37]);
-
-void kv_set_last_http_status(long status);
 
 #endif

@@ -41,10 +41,6 @@ static inline int kv_rc_reported(kv_rc rc)
   return rc == KV_E_AUTH;
 }
 
-/* Last HTTP status seen by this thread's most recent backend call (0 = none): feeds
- * C_GetSessionInfo.ulDeviceError. */
-long kv_last_http_status(void);
-
 /* ---- transport ---------------------------------------------------------------------------- */
 
 struct kv_http;
@@ -97,6 +93,12 @@ const char *kv_cred_describe(const struct kv_cred *cred);
 void kv_secure_free(void *p, size_t len); /* OPENSSL_cleanse + free; len 0 = strlen */
 
 /* ---- vault client --------------------------------------------------------------------------- */
+
+/* Every function here and below that makes a vault request takes a trailing long *http_status
+ * (NULL = not wanted), set on every return to the final HTTP status of its last request: 0 when
+ * no response arrived (network failure, timeout, an argument refused before sending); with
+ * replica vaults, the last attempt's. The status travels with the call, nothing is kept per
+ * thread (docs/design.md "Decisions"). */
 
 struct kv_client;
 
@@ -226,29 +228,32 @@ void kv_secret_free(struct kv_secret *s);
 void kv_item_list_free(struct kv_item_list *l); /* frees contents, not l itself */
 
 /* Lists follow nextLink until done; a page cap protects against loops. */
-kv_rc kv_list_keys(struct kv_client *cl, struct kv_item_list *out);
-kv_rc kv_list_key_versions(struct kv_client *cl, const char *name, struct kv_item_list *out);
+kv_rc kv_list_keys(struct kv_client *cl, struct kv_item_list *out, long *http_status);
+kv_rc kv_list_key_versions(struct kv_client *cl, const char *name, struct kv_item_list *out,
+                           long *http_status);
 /* The first page only (up to 25 versions, in the service's order): a bounded look at the versions.
  */
-kv_rc kv_list_key_versions_page(struct kv_client *cl, const char *name, struct kv_item_list *out);
-kv_rc kv_list_certificates(struct kv_client *cl, struct kv_item_list *out);
+kv_rc kv_list_key_versions_page(struct kv_client *cl, const char *name, struct kv_item_list *out,
+                                long *http_status);
+kv_rc kv_list_certificates(struct kv_client *cl, struct kv_item_list *out, long *http_status);
 /* A certificate's versions, the first page only (as kv_list_key_versions_page). */
 kv_rc kv_list_certificate_versions_page(struct kv_client *cl, const char *name,
-                                        struct kv_item_list *out);
-kv_rc kv_list_secrets(struct kv_client *cl, struct kv_item_list *out);
+                                        struct kv_item_list *out, long *http_status);
+kv_rc kv_list_secrets(struct kv_client *cl, struct kv_item_list *out, long *http_status);
 
 /* version NULL = latest. */
-kv_rc kv_get_key(struct kv_client *cl, const char *name, const char *version, struct kv_key **out);
+kv_rc kv_get_key(struct kv_client *cl, const char *name, const char *version, struct kv_key **out,
+                 long *http_status);
 kv_rc kv_get_certificate(struct kv_client *cl, const char *name, const char *version,
-                         struct kv_cert **out);
+                         struct kv_cert **out, long *http_status);
 kv_rc kv_get_secret(struct kv_client *cl, const char *name, const char *version,
-                    struct kv_secret **out);
+                    struct kv_secret **out, long *http_status);
 
 /* Fetches several keys concurrently (bounded parallelism), or one after another in the caller's
  * thread when threads is 0 (CKF_LIBRARY_CANT_CREATE_OS_THREADS); out[i] is NULL where
- * rcs[i] != KV_OK. */
+ * rcs[i] != KV_OK, statuses[i] (statuses NULL = not wanted) is fetch i's final HTTP status. */
 kv_rc kv_get_keys(struct kv_client *cl, const char *const *names, const char *const *versions,
-                  size_t n, int threads, struct kv_key **out, kv_rc *rcs);
+                  size_t n, int threads, struct kv_key **out, kv_rc *rcs, long *statuses);
 
 /* ---- cryptography (Key Vault calls). name+version address the key; alg is the JWA name. ---- */
 
@@ -275,18 +280,19 @@ struct kv_crypt_result {
 void kv_crypt_result_free(struct kv_crypt_result *r);
 
 kv_rc kv_sign(struct kv_client *cl, const char *name, const char *version, const char *alg,
-              const unsigned char *digest, size_t digest_len, struct kv_bytes *sig);
+              const unsigned char *digest, size_t digest_len, struct kv_bytes *sig,
+              long *http_status);
 kv_rc kv_verify(struct kv_client *cl, const char *name, const char *version, const char *alg,
                 const unsigned char *digest, size_t digest_len, const unsigned char *sig,
-                size_t sig_len, int *valid);
+                size_t sig_len, int *valid, long *http_status);
 
 enum kv_cipher_op { KV_ENCRYPT, KV_DECRYPT, KV_WRAP, KV_UNWRAP };
 kv_rc kv_cipher(struct kv_client *cl, enum kv_cipher_op op, const char *name, const char *version,
                 const char *alg, const unsigned char *in, size_t in_len,
-                const struct kv_aes_params *aes, struct kv_crypt_result *out);
+                const struct kv_aes_params *aes, struct kv_crypt_result *out, long *http_status);
 
 /* Managed HSM POST /rng, count 1..128 per call (the client loops for more). */
-kv_rc kv_random(struct kv_client *cl, unsigned char *out, size_t count);
+kv_rc kv_random(struct kv_client *cl, unsigned char *out, size_t count, long *http_status);
 
 /* ---- replica vaults (src/kv/replica.c; docs/reliability.md "Replica vaults") --------------- */
 
@@ -363,20 +369,20 @@ struct kv_update {
 /* Creates a key (or a new version of it); *out is the new version's public parts. Never retried
  * blindly (not idempotent). */
 kv_rc kv_create_key(struct kv_client *cl, const char *name, const struct kv_key_spec *spec,
-                    struct kv_key **out);
+                    struct kv_key **out, long *http_status);
 /* PATCH /keys/{name}/{version}; *out (may be NULL) the updated bundle. */
 kv_rc kv_update_key(struct kv_client *cl, const char *name, const char *version,
-                    const struct kv_update *u, struct kv_key **out);
+                    const struct kv_update *u, struct kv_key **out, long *http_status);
 /* DELETE /keys/{name} (soft delete: every version). */
-kv_rc kv_delete_key(struct kv_client *cl, const char *name);
+kv_rc kv_delete_key(struct kv_client *cl, const char *name, long *http_status);
 /* PUT /secrets/{name}: value must be UTF-8 text without NUL (the service stores a JSON string),
  * else KV_E_INVALID. *out (may be NULL) describes the new version, without its value. */
 kv_rc kv_set_secret(struct kv_client *cl, const char *name, const unsigned char *value, size_t len,
                     const char *content_type, const struct kv_tag *tags, size_t n_tags,
-                    struct kv_secret **out);
-kv_rc kv_delete_secret(struct kv_client *cl, const char *name);
+                    struct kv_secret **out, long *http_status);
+kv_rc kv_delete_secret(struct kv_client *cl, const char *name, long *http_status);
 /* DELETE /certificates/{name} (with its managed key and secret). */
-kv_rc kv_delete_certificate(struct kv_client *cl, const char *name);
+kv_rc kv_delete_certificate(struct kv_client *cl, const char *name, long *http_status);
 
 /* ---- key attestation (Managed HSM, api-version 7.6 and later: src/kv/attest.c) ------------- */
 
@@ -396,7 +402,7 @@ void kv_attestation_free(struct kv_attestation *a);
 /* version NULL = latest. KV_E_UNSUPPORTED on a Key Vault (Managed HSM only); KV_E_PROTOCOL with a
  * log line when the reply is malformed. No check of the content: kv_attestation_verify. */
 kv_rc kv_get_key_attestation(struct kv_client *cl, const char *name, const char *version,
-                             struct kv_attestation **out);
+                             struct kv_attestation **out, long *http_status);
 
 /* The same from a reply's JSON text (tests, the fuzzer); no name check. */
 kv_rc kv_attestation_from_json(const char *json, size_t len, struct kv_attestation **out);

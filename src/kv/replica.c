@@ -322,11 +322,11 @@ static kv_rc compare_on(struct kv_client *rc_cl, const struct kv_key *p, const c
     snprintf(diff, dl, "a symmetric key has no public part to compare");
     return KV_E_UNSUPPORTED;
   }
-  rc = kv_get_key_at(rc_cl, name, NULL, at, &k); /* one attempt: the replica may be down */
+  rc = kv_get_key_at(rc_cl, name, NULL, at, &k, NULL); /* one attempt: the replica may be down */
   if (rc != KV_OK)
     return rc;
   if (!same_key(p, k, diff, dl)) {
-    kv_rc lrc = kv_list_key_versions(rc_cl, name, &l);
+    kv_rc lrc = kv_list_key_versions(rc_cl, name, &l, NULL);
     if (lrc != KV_OK) {
       kv_key_free(k);
       return lrc;
@@ -338,7 +338,7 @@ static kv_rc compare_on(struct kv_client *rc_cl, const struct kv_key *p, const c
           (k->version && strcasecmp(it->version, k->version) == 0))
         continue;
       read++;
-      if (kv_get_key(rc_cl, name, it->version, &o) == KV_OK &&
+      if (kv_get_key(rc_cl, name, it->version, &o, NULL) == KV_OK &&
           same_key(p, o, other, sizeof(other))) {
         kv_key_free(k);
         k = o;
@@ -373,7 +373,7 @@ kv_rc kv_replica_compare(struct kv_client *cl, size_t i, const char *name, const
     diff[0] = '\0';
   if (!cl || !name || !diff || !diff_len || i == 0 || !(rc_cl = kv_client_vault(cl, i)))
     return KV_E_INVALID;
-  if ((rc = kv_get_key(cl, name, version, &p)) != KV_OK)
+  if ((rc = kv_get_key(cl, name, version, &p, NULL)) != KV_OK)
     return rc;
   rc = compare_on(rc_cl, p, name, rep_version, rep_cap, diff, diff_len, &at);
   kv_key_free(p);
@@ -485,7 +485,7 @@ static int check_replica(struct kv_client *cl, struct kv_replicas *r, struct rk_
   if (!have_primary) {
     /* The primary's key as the object pins it (one attempt: the primary may be the vault that
      * is down); kv_get_key_at records it in e. */
-    rc = kv_get_key_at(cl, e->name, e->version, &at, &p);
+    rc = kv_get_key_at(cl, e->name, e->version, &at, &p, NULL);
     kv_key_free(p);
   }
   pthread_mutex_lock(&r->lock);

@@ -100,7 +100,7 @@ static kv_rc add_attrs(cJSON *body, const struct kv_update *u)
  * (freed here; NULL means the URL could not be built). */
 static kv_rc write_call(struct kv_client *cl, const char *op, const char *method, char *url,
                         cJSON *body, int idempotent, const char *name, const char *version,
-                        cJSON **doc)
+                        cJSON **doc, long *http_status)
 {
   struct kv_call call;
   char *text = NULL;
@@ -125,6 +125,7 @@ static kv_rc write_call(struct kv_client *cl, const char *op, const char *method
   call.name = name;
   call.version = version;
   rc = kv_client_call(cl, &call, doc);
+  kv_status_set(http_status, call.status);
   free(url);
   if (text) {
     /* A secret's value travels in the body: wipe the serialised copy. */
@@ -159,13 +160,14 @@ static kv_rc key_reply(const char *op, const char *name, cJSON *doc, struct kv_k
 }
 
 kv_rc kv_create_key(struct kv_client *cl, const char *name, const struct kv_key_spec *spec,
-                    struct kv_key **out)
+                    struct kv_key **out, long *http_status)
 {
   cJSON *body = NULL, *doc = NULL;
   struct kv_update times;
   const char *kty;
   kv_rc rc;
 
+  kv_status_set(http_status, 0);
   if (!cl || !spec || !out)
     return KV_E_INVALID;
   *out = NULL;
@@ -200,7 +202,7 @@ kv_rc kv_create_key(struct kv_client *cl, const char *name, const struct kv_key_
       (spec->n_tags && (rc = add_tags(body, spec->tags, spec->n_tags)) != KV_OK))
     goto out;
   rc = write_call(cl, "keys.create", "POST", kv_client_url(cl, "keys/%s/create", name), body, 0,
-                  name, NULL, &doc);
+                  name, NULL, &doc, http_status);
   if (rc == KV_OK)
     rc = key_reply("keys.create", name, doc, out);
 out:
@@ -210,11 +212,12 @@ out:
 }
 
 kv_rc kv_update_key(struct kv_client *cl, const char *name, const char *version,
-                    const struct kv_update *u, struct kv_key **out)
+                    const struct kv_update *u, struct kv_key **out, long *http_status)
 {
   cJSON *body = NULL, *doc = NULL;
   kv_rc rc;
 
+  kv_status_set(http_status, 0);
   if (!cl || !u || !version)
     return KV_E_INVALID;
   if (out)
@@ -229,7 +232,7 @@ kv_rc kv_update_key(struct kv_client *cl, const char *name, const char *version,
       (u->set_tags && (rc = add_tags(body, u->tags, u->n_tags)) != KV_OK))
     goto out;
   rc = write_call(cl, "keys.update", "PATCH", kv_client_url(cl, "keys/%s/%s", name, version), body,
-                  1, name, version, &doc);
+                  1, name, version, &doc, http_status);
   if (rc == KV_OK)
     rc = key_reply("keys.update", name, doc, out);
 out:
@@ -240,38 +243,41 @@ out:
 
 /* DELETE of a named object: the reply (the deleted bundle) is only checked to be JSON. */
 static kv_rc delete_object(struct kv_client *cl, const char *op, const char *collection,
-                           const char *name)
+                           const char *name, long *http_status)
 {
   cJSON *doc = NULL;
   kv_rc rc;
+  kv_status_set(http_status, 0);
   if (!cl)
     return KV_E_INVALID;
   if ((rc = kv_check_name(name, NULL)) != KV_OK)
     return rc;
   /* Not idempotent for us: a resent DELETE that already worked would answer 404. */
   rc = write_call(cl, op, "DELETE", kv_client_url(cl, "%s/%s", collection, name), NULL, 0, name,
-                  NULL, &doc);
+                  NULL, &doc, http_status);
   cJSON_Delete(doc);
   return rc;
 }
 
-kv_rc kv_delete_key(struct kv_client *cl, const char *name)
+kv_rc kv_delete_key(struct kv_client *cl, const char *name, long *http_status)
 {
-  return delete_object(cl, "keys.delete", "keys", name);
+  return delete_object(cl, "keys.delete", "keys", name, http_status);
 }
 
-kv_rc kv_delete_secret(struct kv_client *cl, const char *name)
+kv_rc kv_delete_secret(struct kv_client *cl, const char *name, long *http_status)
 {
+  kv_status_set(http_status, 0);
   if (cl && kv_client_kind(cl) == AKV_VAULT_MHSM)
     return KV_E_UNSUPPORTED;
-  return delete_object(cl, "secrets.delete", "secrets", name);
+  return delete_object(cl, "secrets.delete", "secrets", name, http_status);
 }
 
-kv_rc kv_delete_certificate(struct kv_client *cl, const char *name)
+kv_rc kv_delete_certificate(struct kv_client *cl, const char *name, long *http_status)
 {
+  kv_status_set(http_status, 0);
   if (cl && kv_client_kind(cl) == AKV_VAULT_MHSM)
     return KV_E_UNSUPPORTED;
-  return delete_object(cl, "certificates.delete", "certificates", name);
+  return delete_object(cl, "certificates.delete", "certificates", name, http_status);
 }
 
 /* UTF-8 text without NUL (src/util/utf8.h). */
@@ -288,13 +294,14 @@ static int utf8_text(const unsigned char *p, size_t len)
 
 kv_rc kv_set_secret(struct kv_client *cl, const char *name, const unsigned char *value, size_t len,
                     const char *content_type, const struct kv_tag *tags, size_t n_tags,
-                    struct kv_secret **out)
+                    struct kv_secret **out, long *http_status)
 {
   cJSON *body = NULL, *doc = NULL;
   struct kv_secret *s = NULL;
   char *text = NULL;
   kv_rc rc;
 
+  kv_status_set(http_status, 0);
   if (!cl || (!value && len))
     return KV_E_INVALID;
   if (out)
@@ -324,7 +331,7 @@ kv_rc kv_set_secret(struct kv_client *cl, const char *name, const unsigned char 
   if (n_tags && (rc = add_tags(body, tags, n_tags)) != KV_OK)
     goto out;
   rc = write_call(cl, "secrets.set", "PUT", kv_client_url(cl, "secrets/%s", name), body, 1, name,
-                  NULL, &doc);
+                  NULL, &doc, http_status);
   if (rc != KV_OK)
     goto out;
   rc = KV_E_PROTOCOL;

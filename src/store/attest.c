@@ -158,12 +158,11 @@ static CK_RV fetch(struct akv_attest *a, kv_rc *failed_rc, long *failed_http)
   if (roots) /* names the slot in the warning of a chain that ends at another root */
     snprintf(roots_name, sizeof(roots_name), "slot %s attestation_root %s", sc->label,
              sc->attestation_root);
-  rc = kv_get_key_attestation(a->slot->client, a->name, a->version, &att);
+  rc = kv_get_key_attestation(a->slot->client, a->name, a->version, &att, failed_http);
   if (rc != KV_OK && transient(rc)) {
     akv_warn(AKV_LOGC_CACHE, "key %s: reading its attestation: %s (tried again at the next read)",
              a->name, kv_rc_str(rc));
     *failed_rc = rc;
-    *failed_http = kv_last_http_status();
     return akv_rv_nomem_or(rc, CKR_DEVICE_ERROR);
   }
   if (rc == KV_E_PROTOCOL) {

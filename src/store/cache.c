@@ -70,6 +70,7 @@ struct akv_cache {
   int file_dirty;      /* pending keys were read since the cache file was written */
   unsigned gen;        /* builds finished */
   CK_RV last_rv;       /* result of the last build */
+  long last_http;      /* HTTP status of its failed vault call (kv.h), 0 = none */
   pthread_t bg;
   int bg_joinable;
   struct {
@@ -103,6 +104,7 @@ struct akv_cache {
 struct build {
   struct akv_slot *slot;
   const struct akv_slot_config *sc;
+  long http_status; /* of the vault call that failed the build (kv.h), 0 = none */
   int64_t now;
   struct akv_ptrs prev; /* previous snapshot's objects sorted by src */
   size_t n_prev;
@@ -270,6 +272,7 @@ static CK_RV fetch_keys(struct build *b, const char **names, const char **versio
 {
   struct kv_key **keys = NULL;
   kv_rc *rcs = NULL, rc;
+  long *sts = NULL; /* each fetch's HTTP status */
   char src[1024], label[1024];
   size_t i;
   CK_RV rv = CKR_HOST_MEMORY;
@@ -278,9 +281,10 @@ static CK_RV fetch_keys(struct build *b, const char **names, const char **versio
     return CKR_OK;
   keys = calloc(n, sizeof(*keys));
   rcs = calloc(n, sizeof(*rcs));
-  if (!keys || !rcs)
+  sts = calloc(n, sizeof(*sts));
+  if (!keys || !rcs || !sts)
     goto out;
-  rc = kv_get_keys(b->slot->client, names, versions, n, akv_threads_allowed(), keys, rcs);
+  rc = kv_get_keys(b->slot->client, names, versions, n, akv_threads_allowed(), keys, rcs, sts);
   if (rc != KV_OK && rc != KV_E_NOT_FOUND && rc != KV_E_FORBIDDEN) {
     /* Per-key codes say more; fall through to them when they are set. */
     akv_dbg(AKV_LOGC_CACHE, "kv_get_keys: %s", kv_rc_str(rc));
@@ -297,8 +301,10 @@ static CK_RV fetch_keys(struct build *b, const char **names, const char **versio
         continue;
       }
       akv_warn(AKV_LOGC_CACHE, "key %s: %s", names[i], kv_rc_str(rc));
-      if (rv == CKR_OK)
+      if (rv == CKR_OK) {
         rv = akv_rv_listing(rc);
+        b->http_status = sts[i];
+      }
       continue;
     }
     if (rv != CKR_OK)
@@ -325,6 +331,7 @@ out:
   }
   free(keys);
   free(rcs);
+  free(sts);
   return rv;
 }
 
@@ -367,6 +374,7 @@ static CK_RV build_versions(struct build *b, const struct kv_item_list *keys)
   const char **vers = calloc(BUILD_CHUNK, sizeof(*vers));
   size_t n = 0, i, j;
   char src[1024];
+  long st = 0;
   kv_rc rc;
   CK_RV rv = names && vers ? CKR_OK : CKR_HOST_MEMORY;
 
@@ -378,12 +386,13 @@ static CK_RV build_versions(struct build *b, const struct kv_item_list *keys)
       continue;
     latest = latest_version(b, it->name);
     memset(&vl, 0, sizeof(vl));
-    rc = kv_list_key_versions(b->slot->client, it->name, &vl);
+    rc = kv_list_key_versions(b->slot->client, it->name, &vl, &st);
     if (rc != KV_OK) {
       kv_item_list_free(&vl);
       if (skippable(rc))
         continue;
       rv = akv_rv_listing(rc);
+      b->http_status = st;
       break;
     }
     for (j = 0; j < vl.n && rv == CKR_OK; j++) {
@@ -494,7 +503,7 @@ static CK_RV build_keys(struct build *b)
     /* Least privilege: keys/get on the configured names only, never a list call. */
     return fetch_keys(b, (const char **)b->sc->key_names, NULL, b->sc->n_key_names);
   }
-  rc = kv_list_keys(b->slot->client, &items);
+  rc = kv_list_keys(b->slot->client, &items, &b->http_status);
   if (rc != KV_OK) {
     akv_log(kv_rc_reported(rc) ? AKV_LOG_DEBUG : AKV_LOG_WARN, AKV_LOGC_CACHE,
             "%s: listing keys: %s", b->sc->url, kv_rc_str(rc));
@@ -555,15 +564,17 @@ static CK_RV add_cert(struct build *b, const char *name)
   struct kv_cert *cert = NULL;
   struct akv_object *obj = NULL;
   char src[1024];
+  long st = 0;
   kv_rc rc;
   CK_RV rv = CKR_OK;
 
-  rc = kv_get_certificate(b->slot->client, name, NULL, &cert);
+  rc = kv_get_certificate(b->slot->client, name, NULL, &cert, &st);
   if (rc != KV_OK) {
     if (skippable(rc)) {
       akv_dbg(AKV_LOGC_CACHE, "certificate %s: %s, left out", name, kv_rc_str(rc));
       return CKR_OK;
     }
+    b->http_status = st;
     return akv_rv_listing(rc);
   }
   akv_source_id(src, sizeof(src), AKV_SRC_CERT, name, NULL);
@@ -601,7 +612,7 @@ static CK_RV build_certs(struct build *b)
     return rv;
   }
   memset(&items, 0, sizeof(items));
-  rc = kv_list_certificates(b->slot->client, &items);
+  rc = kv_list_certificates(b->slot->client, &items, &b->http_status);
   if (rc != KV_OK) {
     akv_log(kv_rc_reported(rc) ? AKV_LOG_DEBUG : AKV_LOG_WARN, AKV_LOGC_CACHE,
             "%s: listing certificates: %s", b->sc->url, kv_rc_str(rc));
@@ -633,7 +644,7 @@ static CK_RV build_secrets(struct build *b)
   if (b->sc->key_names)
     return CKR_OK; /* lazy mode lists nothing, and secrets are only known by listing */
   memset(&items, 0, sizeof(items));
-  rc = kv_list_secrets(b->slot->client, &items);
+  rc = kv_list_secrets(b->slot->client, &items, &b->http_status);
   if (rc != KV_OK) {
     akv_log(kv_rc_reported(rc) ? AKV_LOG_DEBUG : AKV_LOG_WARN, AKV_LOGC_CACHE,
             "%s: listing secrets: %s", b->sc->url, kv_rc_str(rc));
@@ -669,7 +680,7 @@ static int sorted_copy(struct akv_ptrs *to, const struct akv_ptrs *from, size_t 
 }
 
 static CK_RV build_snapshot(struct akv_slot *slot, struct akv_snapshot *prev,
-                            struct akv_snapshot **out)
+                            struct akv_snapshot **out, long *http_status)
 {
   struct build b;
   size_t i;
@@ -726,6 +737,8 @@ out:
   akv_ptrs_free(&b.prev);
   akv_ptrs_free(&b.prev_lazy);
   *out = b.snap;
+  if (http_status)
+    *http_status = rv == CKR_OK ? 0 : b.http_status;
   return rv;
 }
 
@@ -1157,6 +1170,7 @@ static CK_RV publish_inlock(struct akv_cache *c, CK_RV rv, struct akv_snapshot *
   c->refreshing = 0;
   c->gen++;
   c->last_rv = rv;
+  c->last_http = 0; /* publish_build_inlock records a failed build's */
   pthread_cond_broadcast(&c->cond);
   if (rv == CKR_OK) {
     if (!c->snap && c->cold) {
@@ -1181,6 +1195,17 @@ static CK_RV publish_inlock(struct akv_cache *c, CK_RV rv, struct akv_snapshot *
     return CKR_OK;
   }
   return rv;
+}
+
+/* publish_inlock, keeping the HTTP status of a failed build (kv.h) for the searches that share
+ * its failure (akv_cache_get). */
+static CK_RV publish_build_inlock(struct akv_cache *c, CK_RV rv, struct akv_snapshot *built,
+                                  int64_t started, long http_status)
+{
+  CK_RV r = publish_inlock(c, rv, built, started);
+  if (rv != CKR_OK)
+    c->last_http = http_status;
+  return r;
 }
 
 /* A process that exits without C_Finalize while a background refresh runs (a short-lived tool past
@@ -1228,17 +1253,20 @@ static void *bg_main(void *arg)
   struct akv_cache *c = arg;
   struct akv_snapshot *prev, *built = NULL;
   int64_t started = akv_now();
+  long http = 0;
   CK_RV rv;
 
   pthread_mutex_lock(&c->lock);
   prev = akv_snapshot_ref(c->snap ? c->snap : c->cold);
   pthread_mutex_unlock(&c->lock);
-  rv = build_snapshot(c->slot, prev, &built);
+  rv = build_snapshot(c->slot, prev, &built, &http);
   akv_snapshot_unref(prev);
   if (rv == CKR_OK)
     akv_cache_file_save(c->slot, built, 0);
   pthread_mutex_lock(&c->lock);
-  publish_inlock(c, rv, built, started);
+  /* Into the cache's record of the build only: a search that shares this failure takes it from
+   * there (akv_cache_get), no session is written from here. */
+  publish_build_inlock(c, rv, built, started, http);
   pthread_mutex_unlock(&c->lock);
   bg_count(-1);
   return NULL;
@@ -1269,13 +1297,15 @@ static void start_bg_inlock(struct akv_cache *c)
  * the TTL (newer than ours, and listed at floor or later), else list and share the result through
  * the file. */
 static CK_RV refresh_since(struct akv_slot *slot, struct akv_snapshot *prev, int use_file,
-                           int64_t floor, struct akv_snapshot **out)
+                           int64_t floor, struct akv_snapshot **out, long *http_status)
 {
   int lock = akv_cache_file_lock();
   struct akv_snapshot *base = NULL;
   CK_RV rv = CKR_FUNCTION_FAILED;
 
   *out = NULL;
+  if (http_status)
+    *http_status = 0;
   if (use_file && (rv = akv_cache_file_load(slot, out)) == CKR_OK) {
     if ((!prev || (*out)->built_at > prev->built_at) && (*out)->built_at >= floor) {
       rv = CKR_OK;
@@ -1289,7 +1319,7 @@ static CK_RV refresh_since(struct akv_slot *slot, struct akv_snapshot *prev, int
   } else if (use_file && rv != CKR_FUNCTION_FAILED) {
     goto out; /* the credential produced no token (logged): the listing would ask for the same */
   }
-  rv = build_snapshot(slot, base ? base : prev, out);
+  rv = build_snapshot(slot, base ? base : prev, out, http_status);
   akv_snapshot_unref(base);
   if (rv == CKR_OK)
     akv_cache_file_save(slot, *out, lock >= 0 ? AKV_CF_HAVE_LOCK : 0);
@@ -1299,20 +1329,23 @@ out:
 }
 
 static CK_RV refresh_sync(struct akv_slot *slot, struct akv_snapshot *prev, int use_file,
-                          struct akv_snapshot **out)
+                          struct akv_snapshot **out, long *http_status)
 {
-  return refresh_since(slot, prev, use_file, INT64_MIN, out);
+  return refresh_since(slot, prev, use_file, INT64_MIN, out, http_status);
 }
 
-CK_RV akv_cache_get(struct akv_cache *c, struct akv_snapshot **out)
+CK_RV akv_cache_get(struct akv_cache *c, struct akv_snapshot **out, long *http_status)
 {
   const struct akv_slot_config *sc = c->slot->cfg;
   struct akv_snapshot *prev, *built = NULL;
   int64_t now, age, soft = sc->ttl_s * 3 / 4, started;
   unsigned gen;
   int use_file;
+  long http = 0;
   CK_RV rv;
 
+  if (http_status)
+    *http_status = 0;
   pthread_mutex_lock(&c->lock);
   for (;;) {
     now = akv_now();
@@ -1342,6 +1375,8 @@ CK_RV akv_cache_get(struct akv_cache *c, struct akv_snapshot **out)
     }
     if (!c->snap && c->gen != gen && c->last_rv != CKR_OK) {
       rv = c->last_rv;
+      if (http_status)
+        *http_status = c->last_http;
       pthread_mutex_unlock(&c->lock);
       return rv;
     }
@@ -1352,12 +1387,14 @@ CK_RV akv_cache_get(struct akv_cache *c, struct akv_snapshot **out)
   pthread_mutex_unlock(&c->lock);
 
   started = now;
-  rv = refresh_sync(c->slot, prev, use_file, &built);
+  rv = refresh_sync(c->slot, prev, use_file, &built, &http);
   akv_snapshot_unref(prev);
 
   pthread_mutex_lock(&c->lock);
-  rv = publish_inlock(c, rv, built, started);
+  rv = publish_build_inlock(c, rv, built, started, http);
   if (rv != CKR_OK) {
+    if (http_status)
+      *http_status = http;
     pthread_mutex_unlock(&c->lock);
     return rv;
   }
@@ -1416,7 +1453,7 @@ int akv_cache_id_miss(struct akv_cache *c, const struct akv_snapshot *seen)
            "%s: a search by CKA_ID found nothing; listing the vault again (the list is %lld s old)",
            c->slot->cfg->url, (long long)age);
   /* Another process's listing in the cache file serves when it is as recent as the bound asks. */
-  rv = refresh_since(c->slot, prev, 1, now - bound + 1, &built);
+  rv = refresh_since(c->slot, prev, 1, now - bound + 1, &built, NULL);
   akv_snapshot_unref(prev);
 
   pthread_mutex_lock(&c->lock);
@@ -1542,12 +1579,14 @@ struct resolving {
   size_t n;
 };
 
-/* Reads the claimed keys concurrently and records each result. Called without the lock. */
-static CK_RV resolve_fetch(struct akv_cache *c, struct resolving *r)
+/* Reads the claimed keys concurrently and records each result; *http_status is the HTTP status
+ * of the read that failed it (kv.h). Called without the lock. */
+static CK_RV resolve_fetch(struct akv_cache *c, struct resolving *r, long *http_status)
 {
   struct akv_slot *slot = c->slot;
   struct kv_key *keys[RESOLVE_BATCH];
   kv_rc rcs[RESOLVE_BATCH], rc = KV_OK;
+  long sts[RESOLVE_BATCH];
   const char *names[RESOLVE_BATCH];
   struct akv_object *objs[AKV_KEY_OBJECTS];
   int64_t now = akv_now();
@@ -1566,7 +1605,7 @@ static CK_RV resolve_fetch(struct akv_cache *c, struct resolving *r)
       memset(rcs, 0, sizeof(rcs));
       for (k = 0; k < m; k++)
         names[k] = lazy_at(&r->lz, i + k)->name;
-      rc = kv_get_keys(slot->client, names, NULL, m, akv_threads_allowed(), keys, rcs);
+      rc = kv_get_keys(slot->client, names, NULL, m, akv_threads_allowed(), keys, rcs, sts);
       if (rc != KV_OK)
         akv_dbg(AKV_LOGC_CACHE, "kv_get_keys: %s", kv_rc_str(rc));
     }
@@ -1590,8 +1629,10 @@ static CK_RV resolve_fetch(struct akv_cache *c, struct resolving *r)
     pthread_mutex_lock(&c->lock);
     if (r1 != CKR_OK) {
       lz->state = AKV_LAZY_PENDING; /* tried again by the next search that needs it */
-      if (rv == CKR_OK)
+      if (rv == CKR_OK) {
         rv = r1;
+        *http_status = sts[b];
+      }
     } else {
       for (k = 0; k < n; k++)
         lz->objs[k] = objs[k];
@@ -1610,8 +1651,9 @@ static CK_RV resolve_fetch(struct akv_cache *c, struct resolving *r)
 #define RESOLVE_TRIM_KEYS 128
 
 CK_RV akv_cache_resolve(struct akv_cache *c, int (*want)(const struct akv_lazykey *, const void *),
-                        const void *arg)
+                        const void *arg, long *http_status)
 {
+  long http = 0;
   struct akv_snapshot *snap;
   struct resolving r;
   size_t i;
@@ -1644,7 +1686,7 @@ CK_RV akv_cache_resolve(struct akv_cache *c, int (*want)(const struct akv_lazyke
 
   if (r.n) {
     akv_dbg(AKV_LOGC_CACHE, "%s: reading %zu pending key(s)", c->slot->cfg->url, r.n);
-    rv = resolve_fetch(c, &r);
+    rv = resolve_fetch(c, &r, &http);
   }
 
   pthread_mutex_lock(&c->lock);
@@ -1682,6 +1724,8 @@ unlock:
   if (r.n >= RESOLVE_TRIM_KEYS)
     malloc_trim(0);
 #endif
+  if (http_status)
+    *http_status = rv == CKR_OK ? 0 : http;
   return rv;
 }
 
@@ -1755,7 +1799,7 @@ static CK_RV add_chain(struct build *b, const struct kv_cert *cert, const char *
   kv_rc rc;
   CK_RV rv = CKR_OK;
 
-  rc = kv_get_secret(b->slot->client, cert->name, cert->version, &sec);
+  rc = kv_get_secret(b->slot->client, cert->name, cert->version, &sec, NULL);
   if (rc != KV_OK) {
     akv_warn(AKV_LOGC_CACHE, "certificate %s: its secret is not readable (%s): no chain",
              cert->name, kv_rc_str(rc));
@@ -1937,7 +1981,7 @@ CK_RV akv_cache_read_key(struct akv_cache *c, const char *name, int *published)
   pthread_mutex_unlock(&c->lock);
   if (!claimed)
     return CKR_OK;
-  rc = kv_get_key(slot->client, name, NULL, &key);
+  rc = kv_get_key(slot->client, name, NULL, &key, NULL);
   if (rc == KV_E_NOT_FOUND || rc == KV_E_FORBIDDEN) {
     akv_dbg(AKV_LOGC_CACHE, "key %s: not in the vault either (%s)", name, kv_rc_str(rc));
     return CKR_OK;
@@ -1997,7 +2041,7 @@ CK_RV akv_cache_reread(struct akv_cache *c, const struct akv_object *obj, struct
   if (obj->session || !obj->key || !akv_source_is(obj->src, AKV_SRC_KEY))
     return CKR_OK;
   name = akv_source_name(obj->src);
-  rc = kv_get_key(slot->client, name, NULL, &key);
+  rc = kv_get_key(slot->client, name, NULL, &key, NULL);
   if (rc != KV_OK) {
     akv_warn(AKV_LOGC_CACHE, "key %s: reading it again: %s", name, kv_rc_str(rc));
     return CKR_OK;
@@ -2029,6 +2073,7 @@ static void *cold_main(void *arg)
   struct akv_snapshot *prev, *built = NULL;
   struct timespec until;
   int64_t started;
+  long http = 0;
   CK_RV rv;
 
   clock_gettime(CLOCK_REALTIME, &until);
@@ -2047,10 +2092,10 @@ static void *cold_main(void *arg)
       pthread_mutex_unlock(&c->lock);
       akv_dbg(AKV_LOGC_CACHE, "%s: the first listing starts (%s)", c->slot->cfg->url, why);
       started = akv_now();
-      rv = refresh_sync(c->slot, prev, 1, &built);
+      rv = refresh_sync(c->slot, prev, 1, &built, &http);
       akv_snapshot_unref(prev);
       pthread_mutex_lock(&c->lock);
-      publish_inlock(c, rv, built, started);
+      publish_build_inlock(c, rv, built, started, http);
       pthread_mutex_unlock(&c->lock);
       bg_count(-1);
       return NULL;
@@ -2096,7 +2141,7 @@ static int cold_known_inlock(const struct akv_cache *c, const char *name)
 }
 
 CK_RV akv_cache_get_for(struct akv_cache *c, const char *name, struct akv_snapshot **out, int *cold,
-                        struct akv_cf_name *rec)
+                        struct akv_cf_name *rec, long *http_status)
 {
   struct akv_snapshot *loaded = NULL;
   int64_t started;
@@ -2108,8 +2153,10 @@ CK_RV akv_cache_get_for(struct akv_cache *c, const char *name, struct akv_snapsh
   if (c->snap || c->invalid || (c->refreshing && !c->cold_wait && !c->cold) ||
       (c->cold && akv_now() - c->cold_at >= c->slot->cfg->ttl_s)) {
     pthread_mutex_unlock(&c->lock);
-    return akv_cache_get(c, out);
+    return akv_cache_get(c, out, http_status);
   }
+  if (http_status)
+    *http_status = 0;
   if (!c->refreshing) {
     /* Nothing yet: the cache file first, as the first listing would (no cross-process lock: it
      * is only read), and in the same read the record of name; then the listing is scheduled. */

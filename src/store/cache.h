@@ -14,8 +14,10 @@ void akv_cache_free(struct akv_cache *c);
 
 /* The current snapshot, refreshed first when missing or past its TTL (synchronously) and in the
  * background past 75 % of it; a failed refresh serves the old snapshot within stale_if_error.
- * Never called with the module lock held. */
-CK_RV akv_cache_get(struct akv_cache *c, struct akv_snapshot **out);
+ * When it fails, *http_status (NULL = not wanted) is the HTTP status of the vault call that failed
+ * the listing (kv.h; 0 = none), also when it shares another thread's failed listing. Never called
+ * with the module lock held. */
+CK_RV akv_cache_get(struct akv_cache *c, struct akv_snapshot **out, long *http_status);
 /* The current snapshot without any I/O (may be NULL). */
 struct akv_snapshot *akv_cache_peek(struct akv_cache *c);
 void akv_cache_invalidate(struct akv_cache *c);
@@ -23,9 +25,10 @@ void akv_cache_invalidate(struct akv_cache *c);
 /* Reads the pending keys of the slot's current snapshot for which want(lz, arg) is true
  * (concurrently, one GET each), then publishes their objects in the current snapshot (and the cache
  * file). Keys that went away or may not be read are dropped with a warning. Other threads resolving
- * the same keys are waited for, not repeated. Returns the first listing error otherwise. */
+ * the same keys are waited for, not repeated. Returns the first listing error otherwise, with the
+ * HTTP status of the read that failed in *http_status (NULL = not wanted; 0 = none). */
 CK_RV akv_cache_resolve(struct akv_cache *c, int (*want)(const struct akv_lazykey *, const void *),
-                        const void *arg);
+                        const void *arg, long *http_status);
 
 /* A write to the vault changes the slot's snapshot at once (src/token/write.c): objects for
  * which drop(obj, arg) is true leave it, the add objects (referenced here) join it, and the
@@ -73,10 +76,10 @@ CK_RV akv_cache_reread(struct akv_cache *c, const struct akv_object *obj,
  * snapshot when name was read already, else NULL (read it, then akv_cache_cold_add). When this
  * call read the cache file (the slot's first search), rec holds what that one read found for name
  * (akv_cache_file_load_cold; rec->looked 0 otherwise, zeroed by the caller; the caller releases
- * its objects). */
+ * its objects). http_status as akv_cache_get's. */
 struct akv_cf_name;
 CK_RV akv_cache_get_for(struct akv_cache *c, const char *name, struct akv_snapshot **out, int *cold,
-                        struct akv_cf_name *rec);
+                        struct akv_cf_name *rec, long *http_status);
 /* Records what a cold search read for name at read_at (the objects of its key and certificate,
  * referenced here; none when the slot shows neither), from the vault or from the cache file's
  * record of that name: they join the cold snapshot, found by handle until the first listing lands,

@@ -30,7 +30,7 @@ static int read_name(struct akv_slot *slot, const char *name, struct akv_object 
   CK_RV rv;
 
   *n = 0;
-  rc = kv_get_key(slot->client, name, NULL, &key);
+  rc = kv_get_key(slot->client, name, NULL, &key, NULL);
   if (rc != KV_OK) {
     /* 404: the label may be a certificate's, a secret's or another object's; 401/403: the
      * listing's answer is the answer (an identity may list without reading, or neither). */
@@ -66,7 +66,7 @@ static int read_name(struct akv_slot *slot, const char *name, struct akv_object 
   if (!(sc->objects & AKV_OBJ_CERTIFICATES) || sc->kind == AKV_VAULT_MHSM ||
       !akv_cache_shows(sc, AKV_SRC_CERT, name, NULL))
     return 1;
-  rc = kv_get_certificate(slot->client, name, NULL, &cert);
+  rc = kv_get_certificate(slot->client, name, NULL, &cert, NULL);
   if (rc == KV_E_NOT_FOUND)
     return 1;
   if (rc != KV_OK) {
@@ -105,7 +105,8 @@ static void rec_release(struct akv_cf_name *rec)
     akv_object_unref(rec->objs[--rec->n]);
 }
 
-CK_RV akv_cold_get(struct akv_slot *slot, const char *name, struct akv_snapshot **out)
+CK_RV akv_cold_get(struct akv_slot *slot, const char *name, struct akv_snapshot **out,
+                   long *http_status)
 {
   struct akv_cache *c = slot->cache;
   struct akv_cf_name rec; /* what was read for name: the cache file's record, else the vault's */
@@ -116,9 +117,9 @@ CK_RV akv_cold_get(struct akv_slot *slot, const char *name, struct akv_snapshot 
 
   *out = NULL;
   if (listing_only(slot->cfg, name))
-    return akv_cache_get(c, out);
+    return akv_cache_get(c, out, http_status);
   memset(&rec, 0, sizeof(rec));
-  rv = akv_cache_get_for(c, name, out, &cold, &rec);
+  rv = akv_cache_get_for(c, name, out, &cold, &rec, http_status);
   if (rv != CKR_OK || !cold || *out) {
     rec_release(&rec);
     return rv;
@@ -153,5 +154,5 @@ CK_RV akv_cold_get(struct akv_slot *slot, const char *name, struct akv_snapshot 
   if (rv == CKR_HOST_MEMORY)
     return rv;
   /* Incomplete, too many names or the listing landed: the listing answers. */
-  return akv_cache_get(c, out);
+  return akv_cache_get(c, out, http_status);
 }

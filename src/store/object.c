@@ -1028,6 +1028,7 @@ static CK_RV secret_value(struct akv_object *obj, unsigned char **val, size_t *l
   struct akv_objval *v = obj->val;
   struct kv_secret *sec = NULL;
   int64_t now = akv_now();
+  long http = 0;
   kv_rc rc;
   CK_RV rv = CKR_OK;
 
@@ -1038,12 +1039,12 @@ static CK_RV secret_value(struct akv_object *obj, unsigned char **val, size_t *l
     goto copy;
   pthread_mutex_unlock(&v->lock);
 
-  rc = kv_get_secret(obj->slot->client, v->secret_name, NULL, &sec);
+  rc = kv_get_secret(obj->slot->client, v->secret_name, NULL, &sec, &http);
   if (rc != KV_OK) {
     akv_warn(AKV_LOGC_CACHE, "secret %s: %s", v->secret_name, kv_rc_str(rc));
     /* The caller records the failure on its session (akv_session_fetch_failed). */
     failed->rc = rc;
-    failed->http_status = kv_last_http_status();
+    failed->http_status = http;
     return akv_rv_object(rc);
   }
   pthread_mutex_lock(&v->lock);

@@ -95,8 +95,8 @@ static CK_RV version_objects(const struct refind *r, const char *v, struct akv_o
   CK_RV rv = CKR_OK;
 
   *n_out = 0;
-  rc = r->kind == AKV_SRC_KEY ? kv_get_key(cl, r->name, v, &key)
-                              : kv_get_certificate(cl, r->name, v, &cert);
+  rc = r->kind == AKV_SRC_KEY ? kv_get_key(cl, r->name, v, &key, NULL)
+                              : kv_get_certificate(cl, r->name, v, &cert, NULL);
   if (rc != KV_OK) {
     akv_warn(AKV_LOGC_CACHE, "%s %s/%s: reading an older version for a search by CKA_ID: %s",
              kind_word(r), r->name, v, kv_rc_str(rc));
@@ -131,8 +131,8 @@ static CK_RV from_vault(const struct refind *r, const char *cur, struct akv_obje
   size_t i, j, n = 0;
   CK_RV rv = CKR_OK;
   kv_rc rc = r->kind == AKV_SRC_KEY
-                 ? kv_list_key_versions_page(r->slot->client, r->name, &vl)
-                 : kv_list_certificate_versions_page(r->slot->client, r->name, &vl);
+                 ? kv_list_key_versions_page(r->slot->client, r->name, &vl, NULL)
+                 : kv_list_certificate_versions_page(r->slot->client, r->name, &vl, NULL);
 
   if (rc != KV_OK) {
     if (rc != KV_E_NOT_FOUND && rc != KV_E_FORBIDDEN && rc != KV_E_UNSUPPORTED)

@@ -241,28 +241,29 @@ static CK_RV search_snapshot(struct akv_session *s, const CK_ATTRIBUTE *t, CK_UL
 {
   struct akv_snapshot *snap = NULL;
   char name[128];
+  long http = 0;
   CK_RV rv;
 
   /* By label, before the slot's first listing: the objects of that name read by name
    * (docs/design.md "Cold search by label"). */
   if (label_of(t, n, name, sizeof(name)))
-    rv = akv_cold_get(s->slot, name, &snap);
+    rv = akv_cold_get(s->slot, name, &snap, &http);
   else
-    rv = akv_cache_get(s->slot->cache, &snap);
+    rv = akv_cache_get(s->slot->cache, &snap, &http);
   if (rv == CKR_OK && snap->n_lazy) {
     /* Keys the listing named but nobody has read yet: read those the search may match, then
      * search the snapshot they were published in. */
     struct lazy_match m = {s->slot->cfg, t, n};
     akv_snapshot_unref(snap);
     snap = NULL;
-    rv = akv_cache_resolve(s->slot->cache, lazy_may_match, &m);
+    rv = akv_cache_resolve(s->slot->cache, lazy_may_match, &m, &http);
     if (rv == CKR_OK && !(snap = akv_cache_peek(s->slot->cache)))
       rv = CKR_DEVICE_ERROR;
   }
   if (rv != CKR_OK) {
-    /* The listing ran in this thread: its last HTTP status is the session's device error. */
-    if (rv == CKR_DEVICE_ERROR && kv_last_http_status() > 0)
-      s->device_error = (CK_ULONG)kv_last_http_status();
+    /* The failed listing's (or read's) HTTP status came back with the cache call. */
+    if (rv == CKR_DEVICE_ERROR && http > 0)
+      s->device_error = (CK_ULONG)http;
     return rv;
   }
   *out = snap;

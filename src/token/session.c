@@ -539,16 +539,17 @@ void akv_session_fetch_failed(struct akv_session *s, const struct akv_fetch_stat
     akv_slot_invalidate(s->slot);
 }
 
-CK_RV akv_session_fail(struct akv_session *s, kv_rc rc)
+CK_RV akv_session_fail(struct akv_session *s, kv_rc rc, long http_status)
 {
-  struct akv_fetch_status f = {rc, kv_last_http_status()};
+  struct akv_fetch_status f = {rc, http_status};
   akv_session_fetch_failed(s, &f);
   return akv_rv(rc);
 }
 
-CK_RV akv_session_key_failed(struct akv_session *s, struct akv_object *obj, kv_rc rc)
+CK_RV akv_session_key_failed(struct akv_session *s, struct akv_object *obj, kv_rc rc,
+                             long http_status)
 {
-  CK_RV rv = akv_session_fail(s, rc);
+  CK_RV rv = akv_session_fail(s, rc, http_status);
   struct kv_key *k = NULL;
   int gone = rc == KV_E_NOT_FOUND;
 
@@ -557,7 +558,7 @@ CK_RV akv_session_key_failed(struct akv_session *s, struct akv_object *obj, kv_r
   /* 403 also means a missing permission or a key outside nbf/exp: only a version that reads
    * disabled is gone. One GET on the error path tells them apart. */
   if (rc == KV_E_FORBIDDEN) {
-    kv_rc r2 = kv_get_key(obj->slot->client, obj->key->name, obj->key->version, &k);
+    kv_rc r2 = kv_get_key(obj->slot->client, obj->key->name, obj->key->version, &k, NULL);
     gone = r2 == KV_E_NOT_FOUND || (r2 == KV_OK && !k->attrs.enabled);
     kv_key_free(k);
   }

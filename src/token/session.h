@@ -42,7 +42,9 @@ CK_RV akv_session_op_key(struct akv_session *s, CK_OBJECT_HANDLE h, struct akv_o
 
 /* The result of a failed vault operation on obj's pinned version: a version deleted (404) or
  * disabled (403, confirmed by reading the version) meanwhile gives CKR_KEY_HANDLE_INVALID and
- * leaves the slot's snapshot at once; other failures map as akv_session_fail does. */
-CK_RV akv_session_key_failed(struct akv_session *s, struct akv_object *obj, kv_rc rc);
+ * leaves the slot's snapshot at once; other failures map as akv_session_fail does (http_status:
+ * the failed call's, kv.h). */
+CK_RV akv_session_key_failed(struct akv_session *s, struct akv_object *obj, kv_rc rc,
+                             long http_status);
 
 #endif

@@ -605,7 +605,8 @@ static CK_RV name_listed(struct akv_session *s, const char *name)
 static CK_RV name_free(struct akv_session *s, const char *name)
 {
   struct kv_key *k = NULL;
-  kv_rc rc = kv_get_key(s->slot->client, name, NULL, &k);
+  long st = 0;
+  kv_rc rc = kv_get_key(s->slot->client, name, NULL, &k, &st);
   kv_key_free(k);
   if (rc == KV_E_NOT_FOUND)
     return CKR_OK;
@@ -616,10 +617,10 @@ static CK_RV name_free(struct akv_session *s, const char *name)
             name);
     return CKR_ATTRIBUTE_VALUE_INVALID;
   }
-  return akv_session_fail(s, rc);
+  return akv_session_fail(s, rc, st);
 }
 
-static CK_RV create_fail(struct akv_session *s, const char *name, kv_rc rc)
+static CK_RV create_fail(struct akv_session *s, const char *name, kv_rc rc, long http_status)
 {
   if (rc == KV_E_CONFLICT)
     akv_err(AKV_LOGC_P11,
@@ -630,7 +631,7 @@ static CK_RV create_fail(struct akv_session *s, const char *name, kv_rc rc)
     return CKR_ATTRIBUTE_VALUE_INVALID;
   if (rc == KV_E_UNSUPPORTED)
     return CKR_TEMPLATE_INCONSISTENT;
-  return akv_session_fail(s, rc == KV_E_NOT_FOUND ? KV_E_PROTOCOL : rc);
+  return akv_session_fail(s, rc == KV_E_NOT_FOUND ? KV_E_PROTOCOL : rc, http_status);
 }
 
 /* ---- versions that went away ------------------------------------------------------------ */
@@ -645,18 +646,19 @@ static CK_RV generate(struct akv_session *s, struct akv_keygen *g, struct akv_ob
   struct drop_spec drop;
   char src[AKV_MAX_NAME + 8];
   kv_rc rc;
+  long st = 0;
   CK_RV rv;
 
   *n = 0;
   if ((rv = name_listed(s, g->name)) != CKR_OK || (rv = name_free(s, g->name)) != CKR_OK)
     return rv;
   /* The slot's listing first (usually there already), so the new objects join a snapshot. */
-  if ((rv = akv_cache_get(s->slot->cache, &snap)) != CKR_OK)
+  if ((rv = akv_cache_get(s->slot->cache, &snap, NULL)) != CKR_OK)
     return rv;
   akv_snapshot_unref(snap);
-  rc = kv_create_key(s->slot->client, g->name, &g->spec, &key);
+  rc = kv_create_key(s->slot->client, g->name, &g->spec, &key, &st);
   if (rc != KV_OK)
-    return create_fail(s, g->name, rc);
+    return create_fail(s, g->name, rc, st);
   akv_info(AKV_LOGC_P11, "generated key %s (%s) in %s", g->name, key->kid, s->slot->cfg->url);
   akv_source_id(src, sizeof(src), AKV_SRC_KEY, g->name, NULL);
   memset(&drop, 0, sizeof(drop));
@@ -745,7 +747,7 @@ static int snapshot_has(struct akv_session *s, const struct drop_spec *d)
 {
   struct akv_snapshot *snap = NULL;
   int found = 0;
-  if (akv_cache_get(s->slot->cache, &snap) != CKR_OK)
+  if (akv_cache_get(s->slot->cache, &snap, NULL) != CKR_OK)
     return 0;
   for (size_t i = 0; i < snap->n && !found; i++)
     found = drop_match(akv_snapshot_obj(snap, i), d);
@@ -764,6 +766,7 @@ static CK_RV create_data(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG 
   struct drop_spec drop;
   char *slash;
   kv_rc rc;
+  long st = 0;
   CK_RV rv;
   CK_ULONG i;
 
@@ -797,11 +800,12 @@ static CK_RV create_data(struct akv_session *s, const CK_ATTRIBUTE *t, CK_ULONG 
     akv_err(AKV_LOGC_P11, "a data object (secret) named %s exists: choose another CKA_LABEL", name);
     return CKR_ATTRIBUTE_VALUE_INVALID;
   }
-  rc = kv_set_secret(s->slot->client, name, value->pValue, value->ulValueLen, NULL, NULL, 0, &sec);
+  rc = kv_set_secret(s->slot->client, name, value->pValue, value->ulValueLen, NULL, NULL, 0, &sec,
+                     &st);
   if (rc != KV_OK) {
     if (rc == KV_E_INVALID)
       akv_err(AKV_LOGC_P11, "data object %s: the vault stores UTF-8 text values only", name);
-    return create_fail(s, name, rc);
+    return create_fail(s, name, rc, st);
   }
   /* The listing knows secrets by their base id: the object gets the identity it will keep. */
   slash = strrchr(sec->id, '/');
@@ -917,6 +921,7 @@ static CK_RV destroy_token(struct akv_session *s, struct akv_object *obj)
   char name[AKV_MAX_NAME + 1];
   size_t nl;
   kv_rc rc;
+  long st = 0;
   CK_RV rv;
 
   if ((rv = token_writable(s)) != CKR_OK)
@@ -953,15 +958,15 @@ static CK_RV destroy_token(struct akv_session *s, struct akv_object *obj)
       akv_err(AKV_LOGC_P11, "%s backs a certificate: destroy the certificate to delete both", name);
       return CKR_ACTION_PROHIBITED;
     }
-    rc = kv_delete_key(s->slot->client, name);
+    rc = kv_delete_key(s->slot->client, name, &st);
     drop.keys = 1;
     break;
   case 'c':
-    rc = kv_delete_certificate(s->slot->client, name);
+    rc = kv_delete_certificate(s->slot->client, name, &st);
     drop.keys = drop.certs = drop.secrets = 1;
     break;
   case 's':
-    rc = kv_delete_secret(s->slot->client, name);
+    rc = kv_delete_secret(s->slot->client, name, &st);
     drop.secrets = 1;
     break;
   default:
@@ -972,7 +977,7 @@ static CK_RV destroy_token(struct akv_session *s, struct akv_object *obj)
     return CKR_ACTION_PROHIBITED;
   }
   if (rc != KV_OK && rc != KV_E_NOT_FOUND)
-    return akv_session_fail(s, rc);
+    return akv_session_fail(s, rc, st);
   akv_info(AKV_LOGC_P11, "deleted %s (%c) from %s (soft delete)", name, src[0], s->slot->cfg->url);
   rv = akv_cache_apply(s->slot->cache, drop_match, &drop, NULL, 0);
   /* Already gone: the object disappears all the same, and the caller learns it was stale. */
@@ -1013,6 +1018,7 @@ CK_RV akv_write_set_attrs(struct akv_session *s, CK_OBJECT_HANDLE h, const CK_AT
   size_t nobj = 0, i, nt = 0;
   CK_ULONG j;
   kv_rc rc;
+  long st = 0;
   CK_RV rv;
 
   rv = akv_session_object(s, h, &obj);
@@ -1094,9 +1100,9 @@ CK_RV akv_write_set_attrs(struct akv_session *s, CK_OBJECT_HANDLE h, const CK_AT
     u.tags = tags;
     u.n_tags = nt;
   }
-  rc = kv_update_key(s->slot->client, obj->key->name, obj->key->version, &u, &key);
+  rc = kv_update_key(s->slot->client, obj->key->name, obj->key->version, &u, &key, &st);
   if (rc != KV_OK) {
-    rv = akv_session_fail(s, rc);
+    rv = akv_session_fail(s, rc, st);
     goto out;
   }
   /* The same version, new attributes: the objects keep their handles and label. */

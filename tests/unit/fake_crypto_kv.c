@@ -37,6 +37,8 @@ FK_UNUSED static unsigned fk_sign_calls, fk_verify_calls, fk_cipher_calls, fk_ra
 static char fk_last_alg[32], fk_last_version[64];
 FK_UNUSED static size_t fk_last_len;
 static kv_rc fk_force_rc;
+/* The HTTP status a forced failure reports (kv.h's trailing http_status); 200 otherwise. */
+FK_UNUSED static long fk_force_status;
 /* When set, RSA signatures come back without leading zero bytes (fk_trimmed counts them). */
 FK_UNUSED static int fk_trim_rsa_sig, fk_trimmed;
 FK_UNUSED static int fk_next_handle = 100;
@@ -57,11 +59,18 @@ FK_UNUSED static void fk_record(unsigned *counter, const char *alg, const char *
   fk_last_len = len;
 }
 
+FK_UNUSED static void fk_status(long *http_status)
+{
+  if (http_status)
+    *http_status = fk_force_rc ? fk_force_status : 200;
+}
+
 FK_UNUSED static void fk_reset_counters(void)
 {
   fk_sign_calls = fk_verify_calls = fk_cipher_calls = fk_random_calls = 0;
   fk_last_alg[0] = fk_last_version[0] = '\0';
   fk_force_rc = KV_OK;
+  fk_force_status = 0;
   fk_trim_rsa_sig = fk_trimmed = 0;
 }
 
@@ -123,7 +132,8 @@ FK_UNUSED static const char *fk_es_for(enum kv_crv crv)
 }
 
 FK_WEAK kv_rc kv_sign(struct kv_client *cl, const char *name, const char *version, const char *alg,
-                      const unsigned char *digest, size_t digest_len, struct kv_bytes *sig)
+                      const unsigned char *digest, size_t digest_len, struct kv_bytes *sig,
+                      long *http_status)
 {
   struct fk_key *k = fk_find(name);
   EVP_PKEY_CTX *ctx = NULL;
@@ -132,6 +142,7 @@ FK_WEAK kv_rc kv_sign(struct kv_client *cl, const char *name, const char *versio
   kv_rc rc = KV_E_BAD_REQUEST;
   (void)cl;
   fk_record(&fk_sign_calls, alg, version, digest_len);
+  fk_status(http_status);
   if (fk_force_rc)
     return fk_force_rc;
   if (!k)
@@ -199,7 +210,7 @@ out:
 
 FK_WEAK kv_rc kv_verify(struct kv_client *cl, const char *name, const char *version,
                         const char *alg, const unsigned char *digest, size_t digest_len,
-                        const unsigned char *sig, size_t sig_len, int *valid)
+                        const unsigned char *sig, size_t sig_len, int *valid, long *http_status)
 {
   struct fk_key *k = fk_find(name);
   EVP_PKEY_CTX *ctx = NULL;
@@ -208,6 +219,7 @@ FK_WEAK kv_rc kv_verify(struct kv_client *cl, const char *name, const char *vers
   kv_rc rc = KV_E_BAD_REQUEST;
   (void)cl;
   fk_record(&fk_verify_calls, alg, version, digest_len);
+  fk_status(http_status);
   if (fk_force_rc)
     return fk_force_rc;
   if (!k)
@@ -363,11 +375,13 @@ out:
 
 FK_WEAK kv_rc kv_cipher(struct kv_client *cl, enum kv_cipher_op op, const char *name,
                         const char *version, const char *alg, const unsigned char *in,
-                        size_t in_len, const struct kv_aes_params *aes, struct kv_crypt_result *out)
+                        size_t in_len, const struct kv_aes_params *aes, struct kv_crypt_result *out,
+                        long *http_status)
 {
   struct fk_key *k = fk_find(name);
   (void)cl;
   fk_record(&fk_cipher_calls, alg, version, in_len);
+  fk_status(http_status);
   memset(out, 0, sizeof(*out));
   if (fk_force_rc)
     return fk_force_rc;
@@ -378,10 +392,11 @@ FK_WEAK kv_rc kv_cipher(struct kv_client *cl, enum kv_cipher_op op, const char *
   return fk_aes_cipher(k, op, alg, in, in_len, aes, out);
 }
 
-FK_WEAK kv_rc kv_random(struct kv_client *cl, unsigned char *out, size_t count)
+FK_WEAK kv_rc kv_random(struct kv_client *cl, unsigned char *out, size_t count, long *http_status)
 {
   (void)cl;
   fk_record(&fk_random_calls, "rng", "", count);
+  fk_status(http_status);
   if (fk_force_rc)
     return fk_force_rc;
   memset(out, 0xA5, count); /* recognisable: proves the HSM path was taken */

@@ -217,10 +217,11 @@ const char *kv_rc_str(kv_rc rc)
   return (unsigned)rc < sizeof(names) / sizeof(names[0]) ? names[rc] : "?";
 }
 
-static long last_status;
-long kv_last_http_status(void)
+/* The HTTP status the fake vault's answer stands for, to a caller that asked for it. */
+static void status_out(long *http_status, long status)
 {
-  return last_status;
+  if (http_status)
+    *http_status = status;
 }
 
 kv_rc kv_http_new(const struct kv_http_opts *opts, struct kv_http **out)
@@ -321,9 +322,9 @@ kv_rc kv_client_principal(struct kv_client *cl, struct kv_principal *out)
 
 /* ---- kv.h: vault reads ----------------------------------------------------------------------- */
 
-static kv_rc failing(void)
+static kv_rc failing(long *http_status)
 {
-  last_status = V.fail == KV_OK ? 200 : V.fail == KV_E_NOT_FOUND ? 404 : 503;
+  status_out(http_status, V.fail == KV_OK ? 200 : V.fail == KV_E_NOT_FOUND ? 404 : 503);
   return V.fail;
 }
 
@@ -362,13 +363,13 @@ static const struct fake_key *latest_key(const char *name)
   return k;
 }
 
-kv_rc kv_list_keys(struct kv_client *cl, struct kv_item_list *out)
+kv_rc kv_list_keys(struct kv_client *cl, struct kv_item_list *out, long *http_status)
 {
   size_t i;
   (void)cl;
   __atomic_add_fetch(&fake_kv_calls.list_keys, 1, __ATOMIC_SEQ_CST);
   memset(out, 0, sizeof(*out));
-  if (failing() != KV_OK)
+  if (failing(http_status) != KV_OK)
     return V.fail;
   for (i = 0; i < V.n_keys; i++) {
     if (latest_key(V.keys[i].name) == &V.keys[i])
@@ -382,24 +383,28 @@ kv_rc kv_list_keys(struct kv_client *cl, struct kv_item_list *out)
   return KV_OK;
 }
 
-kv_rc kv_list_key_versions(struct kv_client *cl, const char *name, struct kv_item_list *out)
+kv_rc kv_list_key_versions(struct kv_client *cl, const char *name, struct kv_item_list *out,
+                           long *http_status)
 {
   size_t i;
   (void)cl;
   __atomic_add_fetch(&fake_kv_calls.list_versions, 1, __ATOMIC_SEQ_CST);
   memset(out, 0, sizeof(*out));
-  if (failing() != KV_OK)
+  if (failing(http_status) != KV_OK)
     return V.fail;
   for (i = 0; i < V.n_keys; i++) {
     if (strcmp(V.keys[i].name, name) == 0)
       list_add(out, "keys", name, V.keys[i].version, &V.keys[i].attrs);
   }
+  if (!out->n)
+    status_out(http_status, 404);
   return out->n ? KV_OK : KV_E_NOT_FOUND;
 }
 
-kv_rc kv_list_key_versions_page(struct kv_client *cl, const char *name, struct kv_item_list *out)
+kv_rc kv_list_key_versions_page(struct kv_client *cl, const char *name, struct kv_item_list *out,
+                                long *http_status)
 {
-  return kv_list_key_versions(cl, name, out);
+  return kv_list_key_versions(cl, name, out, http_status);
 }
 
 static void bn_out(const BIGNUM *bn, size_t pad, unsigned char **p, size_t *len)
@@ -449,7 +454,8 @@ static struct kv_key *make_key(const struct fake_key *fk)
   return k;
 }
 
-kv_rc kv_get_key(struct kv_client *cl, const char *name, const char *version, struct kv_key **out)
+kv_rc kv_get_key(struct kv_client *cl, const char *name, const char *version, struct kv_key **out,
+                 long *http_status)
 {
   const struct fake_key *fk = NULL;
   struct fake_key tmp;
@@ -457,7 +463,7 @@ kv_rc kv_get_key(struct kv_client *cl, const char *name, const char *version, st
   (void)cl;
   __atomic_add_fetch(&fake_kv_calls.get_key, 1, __ATOMIC_SEQ_CST);
   *out = NULL;
-  if (failing() != KV_OK)
+  if (failing(http_status) != KV_OK)
     return V.fail;
   if (!version) {
     fk = latest_key(name);
@@ -470,7 +476,7 @@ kv_rc kv_get_key(struct kv_client *cl, const char *name, const char *version, st
   if (!fk)
     fk = bulk_key(name, version, &tmp);
   if (!fk) {
-    last_status = 404;
+    status_out(http_status, 404);
     return KV_E_NOT_FOUND;
   }
   *out = make_key(fk);
@@ -478,26 +484,27 @@ kv_rc kv_get_key(struct kv_client *cl, const char *name, const char *version, st
 }
 
 kv_rc kv_get_keys(struct kv_client *cl, const char *const *names, const char *const *versions,
-                  size_t n, int threads, struct kv_key **out, kv_rc *rcs)
+                  size_t n, int threads, struct kv_key **out, kv_rc *rcs, long *statuses)
 {
   size_t i;
   (void)threads;
   kv_rc rc = KV_OK;
   for (i = 0; i < n; i++) {
-    rcs[i] = kv_get_key(cl, names[i], versions ? versions[i] : NULL, &out[i]);
+    rcs[i] = kv_get_key(cl, names[i], versions ? versions[i] : NULL, &out[i],
+                        statuses ? &statuses[i] : NULL);
     if (rcs[i] != KV_OK && rc == KV_OK)
       rc = rcs[i];
   }
   return rc;
 }
 
-kv_rc kv_list_certificates(struct kv_client *cl, struct kv_item_list *out)
+kv_rc kv_list_certificates(struct kv_client *cl, struct kv_item_list *out, long *http_status)
 {
   size_t i;
   (void)cl;
   __atomic_add_fetch(&fake_kv_calls.list_certs, 1, __ATOMIC_SEQ_CST);
   memset(out, 0, sizeof(*out));
-  if (failing() != KV_OK)
+  if (failing(http_status) != KV_OK)
     return V.fail;
   for (i = 0; i < V.n_certs; i++)
     list_add(out, "certificates", V.certs[i].name, NULL, &V.certs[i].attrs);
@@ -506,18 +513,20 @@ kv_rc kv_list_certificates(struct kv_client *cl, struct kv_item_list *out)
 
 /* Each fake certificate has one version, "v1" (kv_get_certificate). */
 kv_rc kv_list_certificate_versions_page(struct kv_client *cl, const char *name,
-                                        struct kv_item_list *out)
+                                        struct kv_item_list *out, long *http_status)
 {
   size_t i;
   (void)cl;
   __atomic_add_fetch(&fake_kv_calls.list_certs, 1, __ATOMIC_SEQ_CST);
   memset(out, 0, sizeof(*out));
-  if (failing() != KV_OK)
+  if (failing(http_status) != KV_OK)
     return V.fail;
   for (i = 0; i < V.n_certs; i++) {
     if (strcmp(V.certs[i].name, name) == 0)
       list_add(out, "certificates", name, "v1", &V.certs[i].attrs);
   }
+  if (!out->n)
+    status_out(http_status, 404);
   return out->n ? KV_OK : KV_E_NOT_FOUND;
 }
 
@@ -554,7 +563,7 @@ static unsigned char *self_signed(const struct fake_cert *fc, size_t *len)
 }
 
 kv_rc kv_get_certificate(struct kv_client *cl, const char *name, const char *version,
-                         struct kv_cert **out)
+                         struct kv_cert **out, long *http_status)
 {
   struct kv_cert *c;
   char buf[512];
@@ -563,7 +572,7 @@ kv_rc kv_get_certificate(struct kv_client *cl, const char *name, const char *ver
   (void)version;
   __atomic_add_fetch(&fake_kv_calls.get_cert, 1, __ATOMIC_SEQ_CST);
   *out = NULL;
-  if (failing() != KV_OK)
+  if (failing(http_status) != KV_OK)
     return V.fail;
   for (i = 0; i < V.n_certs; i++) {
     if (strcmp(V.certs[i].name, name) != 0)
@@ -580,17 +589,17 @@ kv_rc kv_get_certificate(struct kv_client *cl, const char *name, const char *ver
     *out = c;
     return KV_OK;
   }
-  last_status = 404;
+  status_out(http_status, 404);
   return KV_E_NOT_FOUND;
 }
 
-kv_rc kv_list_secrets(struct kv_client *cl, struct kv_item_list *out)
+kv_rc kv_list_secrets(struct kv_client *cl, struct kv_item_list *out, long *http_status)
 {
   size_t i;
   (void)cl;
   __atomic_add_fetch(&fake_kv_calls.list_secrets, 1, __ATOMIC_SEQ_CST);
   memset(out, 0, sizeof(*out));
-  if (failing() != KV_OK)
+  if (failing(http_status) != KV_OK)
     return V.fail;
   for (i = 0; i < V.n_secrets; i++)
     list_add(out, "secrets", V.secrets[i].name, NULL, &V.secrets[i].attrs);
@@ -598,7 +607,7 @@ kv_rc kv_list_secrets(struct kv_client *cl, struct kv_item_list *out)
 }
 
 kv_rc kv_get_secret(struct kv_client *cl, const char *name, const char *version,
-                    struct kv_secret **out)
+                    struct kv_secret **out, long *http_status)
 {
   struct kv_secret *s;
   size_t i;
@@ -606,7 +615,7 @@ kv_rc kv_get_secret(struct kv_client *cl, const char *name, const char *version,
   (void)version;
   __atomic_add_fetch(&fake_kv_calls.get_secret, 1, __ATOMIC_SEQ_CST);
   *out = NULL;
-  if (failing() != KV_OK)
+  if (failing(http_status) != KV_OK)
     return V.fail;
   for (i = 0; i < V.n_secrets; i++) {
     if (strcmp(V.secrets[i].name, name) != 0)
@@ -620,52 +629,57 @@ kv_rc kv_get_secret(struct kv_client *cl, const char *name, const char *version,
     *out = s;
     return KV_OK;
   }
-  last_status = 404;
+  status_out(http_status, 404);
   return KV_E_NOT_FOUND;
 }
 
 /* ---- kv.h: remote cryptography is not part of the model's tests ---------------------------- */
 
 kv_rc kv_sign(struct kv_client *cl, const char *name, const char *version, const char *alg,
-              const unsigned char *digest, size_t digest_len, struct kv_bytes *sig)
+              const unsigned char *digest, size_t digest_len, struct kv_bytes *sig,
+              long *http_status)
 {
   (void)cl, (void)name, (void)version, (void)alg, (void)digest, (void)digest_len, (void)sig;
+  status_out(http_status, 0);
   return KV_E_UNSUPPORTED;
 }
 
 kv_rc kv_verify(struct kv_client *cl, const char *name, const char *version, const char *alg,
                 const unsigned char *digest, size_t digest_len, const unsigned char *sig,
-                size_t sig_len, int *valid)
+                size_t sig_len, int *valid, long *http_status)
 {
   (void)cl, (void)name, (void)version, (void)alg, (void)digest, (void)digest_len;
   (void)sig, (void)sig_len, (void)valid;
+  status_out(http_status, 0);
   return KV_E_UNSUPPORTED;
 }
 
 kv_rc kv_cipher(struct kv_client *cl, enum kv_cipher_op op, const char *name, const char *version,
                 const char *alg, const unsigned char *in, size_t in_len,
-                const struct kv_aes_params *aes, struct kv_crypt_result *out)
+                const struct kv_aes_params *aes, struct kv_crypt_result *out, long *http_status)
 {
   (void)cl, (void)op, (void)name, (void)version, (void)alg, (void)in, (void)in_len, (void)aes;
   (void)out;
+  status_out(http_status, 0);
   return KV_E_UNSUPPORTED;
 }
 
-kv_rc kv_random(struct kv_client *cl, unsigned char *out, size_t count)
+kv_rc kv_random(struct kv_client *cl, unsigned char *out, size_t count, long *http_status)
 {
   (void)cl;
+  status_out(http_status, 200);
   return RAND_bytes(out, (int)count) == 1 ? KV_OK : KV_E_PROTOCOL;
 }
 
 /* ---- kv.h writes (src/kv/write.c) over the same in-memory vault ------------------------------ */
 
 kv_rc kv_create_key(struct kv_client *cl, const char *name, const struct kv_key_spec *spec,
-                    struct kv_key **out)
+                    struct kv_key **out, long *http_status)
 {
   char version[64];
   (void)cl;
   *out = NULL;
-  if (failing() != KV_OK)
+  if (failing(http_status) != KV_OK)
     return V.fail;
   if (V.n_keys >= MAX_ITEMS)
     return KV_E_SERVER;
@@ -678,13 +692,13 @@ kv_rc kv_create_key(struct kv_client *cl, const char *name, const struct kv_key_
 }
 
 kv_rc kv_update_key(struct kv_client *cl, const char *name, const char *version,
-                    const struct kv_update *u, struct kv_key **out)
+                    const struct kv_update *u, struct kv_key **out, long *http_status)
 {
   size_t i;
   (void)cl;
   if (out)
     *out = NULL;
-  if (failing() != KV_OK)
+  if (failing(http_status) != KV_OK)
     return V.fail;
   for (i = 0; i < V.n_keys; i++) {
     struct fake_key *k = &V.keys[i];
@@ -701,17 +715,17 @@ kv_rc kv_update_key(struct kv_client *cl, const char *name, const char *version,
       *out = make_key(k);
     return KV_OK;
   }
-  last_status = 404;
+  status_out(http_status, 404);
   return KV_E_NOT_FOUND;
 }
 
-kv_rc kv_delete_key(struct kv_client *cl, const char *name)
+kv_rc kv_delete_key(struct kv_client *cl, const char *name, long *http_status)
 {
   (void)cl;
-  if (failing() != KV_OK)
+  if (failing(http_status) != KV_OK)
     return V.fail;
   if (!latest_key(name)) {
-    last_status = 404;
+    status_out(http_status, 404);
     return KV_E_NOT_FOUND;
   }
   fake_kv_remove_key(name);
@@ -720,7 +734,7 @@ kv_rc kv_delete_key(struct kv_client *cl, const char *name)
 
 kv_rc kv_set_secret(struct kv_client *cl, const char *name, const unsigned char *value, size_t len,
                     const char *content_type, const struct kv_tag *tags, size_t n_tags,
-                    struct kv_secret **out)
+                    struct kv_secret **out, long *http_status)
 {
   char v[256], id[512];
   struct kv_secret *s;
@@ -730,7 +744,7 @@ kv_rc kv_set_secret(struct kv_client *cl, const char *name, const unsigned char 
   (void)n_tags;
   if (out)
     *out = NULL;
-  if (failing() != KV_OK)
+  if (failing(http_status) != KV_OK)
     return V.fail;
   if (len >= sizeof(v) || memchr(value, 0, len) || V.n_secrets >= MAX_ITEMS)
     return KV_E_INVALID;
@@ -750,11 +764,11 @@ kv_rc kv_set_secret(struct kv_client *cl, const char *name, const unsigned char 
   return KV_OK;
 }
 
-kv_rc kv_delete_secret(struct kv_client *cl, const char *name)
+kv_rc kv_delete_secret(struct kv_client *cl, const char *name, long *http_status)
 {
   size_t i;
   (void)cl;
-  if (failing() != KV_OK)
+  if (failing(http_status) != KV_OK)
     return V.fail;
   for (i = 0; i < V.n_secrets; i++) {
     if (strcmp(V.secrets[i].name, name) == 0) {
@@ -763,15 +777,15 @@ kv_rc kv_delete_secret(struct kv_client *cl, const char *name)
       return KV_OK;
     }
   }
-  last_status = 404;
+  status_out(http_status, 404);
   return KV_E_NOT_FOUND;
 }
 
-kv_rc kv_delete_certificate(struct kv_client *cl, const char *name)
+kv_rc kv_delete_certificate(struct kv_client *cl, const char *name, long *http_status)
 {
   size_t i;
   (void)cl;
-  if (failing() != KV_OK)
+  if (failing(http_status) != KV_OK)
     return V.fail;
   for (i = 0; i < V.n_certs; i++) {
     if (strcmp(V.certs[i].name, name) == 0) {
@@ -781,7 +795,7 @@ kv_rc kv_delete_certificate(struct kv_client *cl, const char *name)
       return KV_OK;
     }
   }
-  last_status = 404;
+  status_out(http_status, 404);
   return KV_E_NOT_FOUND;
 }
 
@@ -791,7 +805,7 @@ kv_rc kv_delete_certificate(struct kv_client *cl, const char *name)
 int fake_kv_attestation_calls;
 
 kv_rc kv_get_key_attestation(struct kv_client *cl, const char *name, const char *version,
-                             struct kv_attestation **out)
+                             struct kv_attestation **out, long *http_status)
 {
   (void)cl;
   (void)name;
@@ -799,10 +813,10 @@ kv_rc kv_get_key_attestation(struct kv_client *cl, const char *name, const char 
   *out = NULL;
   fake_kv_attestation_calls++;
   if (V.fail != KV_OK) {
-    last_status = 503;
+    status_out(http_status, 503);
     return V.fail;
   }
-  last_status = 400;
+  status_out(http_status, 400);
   return KV_E_BAD_REQUEST;
 }
 

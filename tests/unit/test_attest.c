@@ -434,7 +434,7 @@ static kv_rc fetch_verify(enum spoil sp, enum kind kind, X509 *anchor, struct kv
   STACK_OF(X509) *roots = anchor ? roots_of(anchor, NULL) : NULL;
   kv_rc rc;
   reply(attestation_json(sp, kind));
-  assert_int_equal(kv_get_key_attestation(hsm, "k", V1, &a), KV_OK);
+  assert_int_equal(kv_get_key_attestation(hsm, "k", V1, &a, NULL), KV_OK);
   rc = kv_attestation_verify(a, NULL, roots, "the test's roots", res);
   roots_free(roots);
   kv_attestation_free(a);
@@ -450,7 +450,7 @@ static void test_valid_rsa(void **state)
   STACK_OF(X509) * roots;
   (void)state;
   reply(attestation_json(OK, K_RSA));
-  assert_int_equal(kv_get_key_attestation(hsm, "k", V1, &a), KV_OK);
+  assert_int_equal(kv_get_key_attestation(hsm, "k", V1, &a, NULL), KV_OK);
   assert_string_equal(fake_vault_req(&fake, 0)->method, "GET");
   assert_string_equal(fake_vault_req(&fake, 0)->url,
                       HSM "/keys/k/" V1 "/attestation?api-version=7.6");
@@ -545,7 +545,7 @@ static void test_latest_version(void **state)
            KID);
   reply(key);
   reply(attestation_json(OK, K_OCT));
-  assert_int_equal(kv_get_key_attestation(hsm, "k", NULL, &a), KV_OK);
+  assert_int_equal(kv_get_key_attestation(hsm, "k", NULL, &a, NULL), KV_OK);
   assert_int_equal(fake_vault_reqs(&fake), 2);
   assert_string_equal(fake_vault_req(&fake, 0)->url, HSM "/keys/k/?api-version=7.6");
   assert_string_equal(fake_vault_req(&fake, 1)->url,
@@ -557,12 +557,12 @@ static void test_key_vault_unsupported(void **state)
 {
   struct kv_attestation *a = NULL;
   (void)state;
-  assert_int_equal(kv_get_key_attestation(vault, "k", V1, &a), KV_E_UNSUPPORTED);
+  assert_int_equal(kv_get_key_attestation(vault, "k", V1, &a, NULL), KV_E_UNSUPPORTED);
   assert_null(a);
   assert_int_equal(fake_vault_reqs(&fake), 0);
-  assert_int_equal(kv_get_key_attestation(hsm, "bad name", V1, &a), KV_E_INVALID);
-  assert_int_equal(kv_get_key_attestation(NULL, "k", V1, &a), KV_E_INVALID);
-  assert_int_equal(kv_get_key_attestation(hsm, "k", V1, NULL), KV_E_INVALID);
+  assert_int_equal(kv_get_key_attestation(hsm, "bad name", V1, &a, NULL), KV_E_INVALID);
+  assert_int_equal(kv_get_key_attestation(NULL, "k", V1, &a, NULL), KV_E_INVALID);
+  assert_int_equal(kv_get_key_attestation(hsm, "k", V1, NULL, NULL), KV_E_INVALID);
   assert_int_equal(kv_attestation_verify(NULL, NULL, NULL, NULL, NULL), KV_E_INVALID);
 }
 
@@ -595,7 +595,7 @@ static void test_malformed_replies(void **state)
     struct kv_attestation *a = NULL;
     n_replies = next_reply = 0;
     reply(strdup(bodies[i]));
-    kv_rc rc = kv_get_key_attestation(hsm, "k", V1, &a);
+    kv_rc rc = kv_get_key_attestation(hsm, "k", V1, &a, NULL);
     if (rc != KV_E_PROTOCOL)
       fail_msg("body %zu: rc %s", i, kv_rc_str(rc));
     assert_null(a);
@@ -608,7 +608,7 @@ static void test_malformed_replies(void **state)
     struct kv_attestation *a = NULL;
     n_replies = next_reply = 0;
     reply(attestation_json(bad_get[i], K_RSA));
-    assert_int_equal(kv_get_key_attestation(hsm, "k", V1, &a), KV_E_PROTOCOL);
+    assert_int_equal(kv_get_key_attestation(hsm, "k", V1, &a, NULL), KV_E_PROTOCOL);
     free(replies[0]);
   }
   n_replies = 0;

@@ -119,7 +119,7 @@ static void test_list_paging(void **state)
     "version=7.6&$skiptoken=abc&maxresults=25\"}");
   q(200, "{\"value\":[],\"nextLink\":\"" VAULT "/keys?api-version=7.6&$skiptoken=def\"}");
   q(200, "{\"value\":[{\"kid\":\"" VAULT "/keys/k3\"}],\"nextLink\":null}");
-  assert_int_equal(kv_list_keys(cl, &l), KV_OK);
+  assert_int_equal(kv_list_keys(cl, &l, NULL), KV_OK);
   assert_int_equal(l.n, 3);
   assert_string_equal(kv_item_list_at(&l, 0)->name, "k1");
   assert_null(kv_item_list_at(&l, 0)->version);
@@ -138,17 +138,17 @@ static void test_list_paging(void **state)
   assert_string_equal(vault_req(2)->bearer, "tok-1");
   /* Versions list: versioned ids. */
   q(200, "{\"value\":[{\"kid\":\"" VAULT "/keys/k1/" V1 "\"}]}");
-  assert_int_equal(kv_list_key_versions(cl, "k1", &l), KV_OK);
+  assert_int_equal(kv_list_key_versions(cl, "k1", &l, NULL), KV_OK);
   assert_string_equal(kv_item_list_at(&l, 0)->version, V1);
   assert_string_equal(vault_req(3)->url, VAULT "/keys/k1/versions?maxresults=25&api-version=7.6");
   kv_item_list_free(&l);
   /* Secrets and certificates use "id". */
   q(200, "{\"value\":[{\"id\":\"" VAULT "/secrets/s1\",\"contentType\":\"text/plain\"}]}");
-  assert_int_equal(kv_list_secrets(cl, &l), KV_OK);
+  assert_int_equal(kv_list_secrets(cl, &l, NULL), KV_OK);
   assert_string_equal(kv_item_list_at(&l, 0)->content_type, "text/plain");
   kv_item_list_free(&l);
   q(200, "{\"value\":[{\"id\":\"" VAULT "/certificates/c1\",\"x5t\":\"abc\"}]}");
-  assert_int_equal(kv_list_certificates(cl, &l), KV_OK);
+  assert_int_equal(kv_list_certificates(cl, &l, NULL), KV_OK);
   assert_string_equal(kv_item_list_at(&l, 0)->x5t, "abc");
   kv_item_list_free(&l);
 }
@@ -192,7 +192,7 @@ static void test_list_many_pages(void **state)
   (void)state;
   many_pages = 0;
   fake.handler = many_handler;
-  assert_int_equal(kv_list_keys(cl, &l), KV_OK);
+  assert_int_equal(kv_list_keys(cl, &l, NULL), KV_OK);
   fake.handler = handler;
   assert_int_equal(l.n, MANY_ITEMS);
   assert_true(MANY_ITEMS > 2 * KV_ITEM_BLOCK);
@@ -224,7 +224,7 @@ static void test_list_item_cap(void **state)
   many_per_page = 101;
   many_pages = 0;
   fake.handler = many_handler;
-  assert_int_equal(kv_list_keys(cl, &l), KV_E_PROTOCOL);
+  assert_int_equal(kv_list_keys(cl, &l, NULL), KV_E_PROTOCOL);
   fake.handler = handler;
   assert_null(l.blocks);
   assert_int_equal(l.n, 0);
@@ -234,7 +234,7 @@ static void test_list_item_cap(void **state)
   many_per_page = 100;
   many_pages = 0;
   fake.handler = many_handler;
-  assert_int_equal(kv_list_keys(cl, &l), KV_OK);
+  assert_int_equal(kv_list_keys(cl, &l, NULL), KV_OK);
   fake.handler = handler;
   assert_int_equal(l.n, 100000);
   assert_string_equal(kv_item_list_at(&l, 99999)->name, "k99999");
@@ -251,7 +251,7 @@ static void expect_list_rc(const char *body, kv_rc want)
   q(200, "{\"value\":[{\"kid\":\"" VAULT "/keys/first\"}],\"nextLink\":\"" VAULT
          "/keys?$skiptoken=x\"}");
   q(200, body);
-  rc = kv_list_keys(cl, &l);
+  rc = kv_list_keys(cl, &l, NULL);
   if (rc != want)
     fail_msg("%s for %s", kv_rc_str(rc), body);
   assert_null(l.blocks);
@@ -297,7 +297,7 @@ static void test_list_hostile(void **state)
   {
     struct kv_item_list l = {NULL, 0};
     fake.handler = loop_handler;
-    assert_int_equal(kv_list_keys(cl, &l), KV_E_PROTOCOL);
+    assert_int_equal(kv_list_keys(cl, &l, NULL), KV_E_PROTOCOL);
     assert_int_equal(loop_pages, 4000); /* MAX_ITEMS / 25: a 25,000-key vault (1,000 pages) lists */
     fake.handler = handler;
   }
@@ -313,12 +313,12 @@ static void test_oversized(void **state)
   memcpy(big + sizeof(big) - 3, "\"}", 3);
   q(200, big);
   assert_int_equal(strlen(big), sizeof(big) - 1);
-  assert_int_equal(kv_list_keys(cl, &l), KV_E_PROTOCOL);
+  assert_int_equal(kv_list_keys(cl, &l, NULL), KV_E_PROTOCOL);
   /* The same document under the cap is fine: it was the size that was refused. */
   big[100] = '\0';
   memcpy(big + 97, "\"}", 3);
   q(200, big);
-  assert_int_equal(kv_list_keys(cl, &l), KV_OK);
+  assert_int_equal(kv_list_keys(cl, &l, NULL), KV_OK);
   kv_item_list_free(&l);
 }
 
@@ -331,49 +331,51 @@ static void test_oversized(void **state)
 static void test_get_key(void **state)
 {
   struct kv_key *k = NULL;
+  long st = -1;
   (void)state;
   q(200, EC_KEY_JSON("eckey", GX));
-  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k), KV_OK);
+  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k, NULL), KV_OK);
   assert_string_equal(k->version, V1);
   assert_int_equal(k->crv, KV_CRV_P256);
   kv_key_free(k);
   assert_string_equal(vault_req(0)->url, VAULT "/keys/eckey/?api-version=7.6");
   q(200, EC_KEY_JSON("eckey", GX));
-  assert_int_equal(kv_get_key(cl, "eckey", V1, &k), KV_OK);
+  assert_int_equal(kv_get_key(cl, "eckey", V1, &k, NULL), KV_OK);
   kv_key_free(k);
   assert_string_equal(vault_req(1)->url, VAULT "/keys/eckey/" V1 "?api-version=7.6");
   /* Hostile: bad base64url, another key, wrong types. */
   q(200, EC_KEY_JSON("eckey", "axfR8uEsQkf4vOblY6RA8ncDfYEt6zOg9KE5RdiYwp!"));
-  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k), KV_E_PROTOCOL);
+  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k, NULL), KV_E_PROTOCOL);
   assert_null(k);
   q(200, EC_KEY_JSON("otherkey", GX));
-  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k), KV_E_PROTOCOL);
+  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k, NULL), KV_E_PROTOCOL);
   q(200, "{\"key\":[]}");
-  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k), KV_E_PROTOCOL);
+  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k, NULL), KV_E_PROTOCOL);
   q(200, "");
-  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k), KV_E_PROTOCOL);
+  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k, NULL), KV_E_PROTOCOL);
   /* Service errors. */
   q(404, "{\"error\":{\"code\":\"KeyNotFound\",\"message\":\"A key with (name/id) nokey was not "
          "found in this key vault.\"}}");
-  assert_int_equal(kv_get_key(cl, "nokey", NULL, &k), KV_E_NOT_FOUND);
-  assert_int_equal(kv_last_http_status(), 404);
+  assert_int_equal(kv_get_key(cl, "nokey", NULL, &k, &st), KV_E_NOT_FOUND);
+  assert_int_equal(st, 404);
   q(403, "{\"error\":{\"code\":\"Forbidden\",\"message\":\"no keys get permission\",\"innererror\":"
          "{\"code\":\"AccessDenied\"}}}");
-  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k), KV_E_FORBIDDEN);
+  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k, NULL), KV_E_FORBIDDEN);
   q(409, "{\"error\":\"not an object\"}");
-  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k), KV_E_CONFLICT);
+  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k, NULL), KV_E_CONFLICT);
   for (int i = 0; i < 5; i++)
     q(429, "{\"error\":{\"code\":\"Throttled\",\"message\":\"too many\"}}");
-  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k), KV_E_THROTTLED);
-  assert_int_equal(kv_last_http_status(), 429);
+  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k, &st), KV_E_THROTTLED);
+  assert_int_equal(st, 429);
   for (int i = 0; i < 5; i++)
     q(503, NULL);
-  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k), KV_E_SERVER);
+  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k, &st), KV_E_SERVER);
+  assert_int_equal(st, 503);
   /* Bad names never reach the network. */
   size_t before = fake.n_reqs;
-  assert_int_equal(kv_get_key(cl, "../secrets/x", NULL, &k), KV_E_INVALID);
-  assert_int_equal(kv_get_key(cl, "ok", "v/1", &k), KV_E_INVALID);
-  assert_int_equal(kv_get_key(cl, "", NULL, &k), KV_E_INVALID);
+  assert_int_equal(kv_get_key(cl, "../secrets/x", NULL, &k, NULL), KV_E_INVALID);
+  assert_int_equal(kv_get_key(cl, "ok", "v/1", &k, NULL), KV_E_INVALID);
+  assert_int_equal(kv_get_key(cl, "", NULL, &k, NULL), KV_E_INVALID);
   assert_int_equal(fake.n_reqs, before);
 }
 
@@ -385,22 +387,22 @@ static void test_get_cert_and_secret(void **state)
   q(200, "{\"id\":\"" VAULT "/certificates/c1/" V1 "\",\"kid\":\"" VAULT "/keys/c1/" V1 "\","
          "\"sid\":\"" VAULT "/secrets/c1/" V1 "\",\"x5t\":\"x\",\"cer\":\"MIIBAg==\","
          "\"attributes\":{\"enabled\":true,\"exp\":99}}");
-  assert_int_equal(kv_get_certificate(cl, "c1", NULL, &c), KV_OK);
+  assert_int_equal(kv_get_certificate(cl, "c1", NULL, &c, NULL), KV_OK);
   assert_int_equal(c->der_len, 4);
   assert_memory_equal(c->der, "\x30\x82\x01\x02", 4);
   assert_string_equal(c->version, V1);
   assert_int_equal(c->attrs.exp, 99);
   kv_cert_free(c);
   q(200, "{\"id\":\"" VAULT "/certificates/c1/" V1 "\",\"cer\":\"MIIB-g\"}");
-  assert_int_equal(kv_get_certificate(cl, "c1", NULL, &c), KV_E_PROTOCOL);
+  assert_int_equal(kv_get_certificate(cl, "c1", NULL, &c, NULL), KV_E_PROTOCOL);
   q(200, "{\"value\":\"s3cr3t\",\"id\":\"" VAULT "/secrets/s1/" V1 "\",\"contentType\":\"text\"}");
-  assert_int_equal(kv_get_secret(cl, "s1", NULL, &s), KV_OK);
+  assert_int_equal(kv_get_secret(cl, "s1", NULL, &s, NULL), KV_OK);
   assert_int_equal(s->value_len, 6);
   assert_memory_equal(s->value, "s3cr3t", 6);
   assert_string_equal(s->content_type, "text");
   kv_secret_free(s);
   q(200, "{\"value\":5,\"id\":\"" VAULT "/secrets/s1/" V1 "\"}");
-  assert_int_equal(kv_get_secret(cl, "s1", NULL, &s), KV_E_PROTOCOL);
+  assert_int_equal(kv_get_secret(cl, "s1", NULL, &s, NULL), KV_E_PROTOCOL);
 }
 
 static void test_sign_verify(void **state)
@@ -415,7 +417,7 @@ static void test_sign_verify(void **state)
   sig64 = akv_b64url_encode(raw, 64);
   snprintf(body, sizeof(body), "{\"kid\":\"" VAULT "/keys/k/" V1 "\",\"value\":\"%s\"}", sig64);
   q(200, body);
-  assert_int_equal(kv_sign(cl, "k", NULL, "ES256", digest, 32, &sig), KV_OK);
+  assert_int_equal(kv_sign(cl, "k", NULL, "ES256", digest, 32, &sig, NULL), KV_OK);
   assert_int_equal(sig.len, 64);
   assert_memory_equal(sig.data, raw, 64);
   kv_bytes_free(&sig);
@@ -428,27 +430,29 @@ static void test_sign_verify(void **state)
   sig64 = akv_b64url_encode(raw, 63);
   snprintf(body, sizeof(body), "{\"value\":\"%s\"}", sig64);
   q(200, body);
-  assert_int_equal(kv_sign(cl, "k", V1, "ES256", digest, 32, &sig), KV_E_PROTOCOL);
+  assert_int_equal(kv_sign(cl, "k", V1, "ES256", digest, 32, &sig, NULL), KV_E_PROTOCOL);
   assert_null(sig.data);
   q(200, "{\"value\":\"not base64!\"}");
-  assert_int_equal(kv_sign(cl, "k", V1, "ES256", digest, 32, &sig), KV_E_PROTOCOL);
+  assert_int_equal(kv_sign(cl, "k", V1, "ES256", digest, 32, &sig, NULL), KV_E_PROTOCOL);
   q(200, "{\"value\":null}");
-  assert_int_equal(kv_sign(cl, "k", V1, "ES256", digest, 32, &sig), KV_E_PROTOCOL);
+  assert_int_equal(kv_sign(cl, "k", V1, "ES256", digest, 32, &sig, NULL), KV_E_PROTOCOL);
   /* RS256 over a 384-bit digest is a caller error: no request. */
   size_t before = fake.n_reqs;
-  assert_int_equal(kv_sign(cl, "k", V1, "RS256", digest, 20, &sig), KV_E_INVALID);
-  assert_int_equal(kv_sign(cl, "k", V1, "ES256\"}", digest, 32, &sig), KV_E_INVALID);
+  assert_int_equal(kv_sign(cl, "k", V1, "RS256", digest, 20, &sig, NULL), KV_E_INVALID);
+  assert_int_equal(kv_sign(cl, "k", V1, "ES256\"}", digest, 32, &sig, NULL), KV_E_INVALID);
   assert_int_equal(fake.n_reqs, before);
   q(200, "{\"value\":true}");
-  assert_int_equal(kv_verify(cl, "k", V1, "ES256", digest, 32, raw, 64, &valid), KV_OK);
+  assert_int_equal(kv_verify(cl, "k", V1, "ES256", digest, 32, raw, 64, &valid, NULL), KV_OK);
   assert_int_equal(valid, 1);
   q(200, "{\"value\":false}");
-  assert_int_equal(kv_verify(cl, "k", V1, "ES256", digest, 32, raw, 64, &valid), KV_OK);
+  assert_int_equal(kv_verify(cl, "k", V1, "ES256", digest, 32, raw, 64, &valid, NULL), KV_OK);
   assert_int_equal(valid, 0);
   q(200, "{\"value\":\"true\"}");
-  assert_int_equal(kv_verify(cl, "k", V1, "ES256", digest, 32, raw, 64, &valid), KV_E_PROTOCOL);
+  assert_int_equal(kv_verify(cl, "k", V1, "ES256", digest, 32, raw, 64, &valid, NULL),
+                   KV_E_PROTOCOL);
   q(200, "{}");
-  assert_int_equal(kv_verify(cl, "k", V1, "ES256", digest, 32, raw, 64, &valid), KV_E_PROTOCOL);
+  assert_int_equal(kv_verify(cl, "k", V1, "ES256", digest, 32, raw, 64, &valid, NULL),
+                   KV_E_PROTOCOL);
   free(sig64);
 }
 
@@ -468,7 +472,7 @@ static void test_sign_request_bytes(void **state)
   d64 = akv_b64url_encode(digest, 32);
   snprintf(body, sizeof(body), "{\"value\":\"%s\"}", sig64);
   q(200, body);
-  assert_int_equal(kv_sign(cl, "key-1", V1, "ES256", digest, 32, &sig), KV_OK);
+  assert_int_equal(kv_sign(cl, "key-1", V1, "ES256", digest, 32, &sig, NULL), KV_OK);
   kv_bytes_free(&sig);
   assert_string_equal(vault_req(0)->url, VAULT "/keys/key-1/" V1 "/sign?api-version=7.6");
   snprintf(want, sizeof(want), "{\"alg\":\"ES256\",\"value\":\"%s\"}", d64);
@@ -479,7 +483,8 @@ static void test_sign_request_bytes(void **state)
     unsigned char big[1024];
     memset(big, 0xab, sizeof(big));
     q(200, body);
-    assert_int_equal(kv_sign(cl, "key-1", V1, "RSNULL", big, sizeof(big), &sig), KV_E_PROTOCOL);
+    assert_int_equal(kv_sign(cl, "key-1", V1, "RSNULL", big, sizeof(big), &sig, NULL),
+                     KV_E_PROTOCOL);
     assert_int_equal(strlen(vault_req(1)->body),
                      strlen("{\"alg\":\"RSNULL\",\"value\":\"\"}") + 1366);
   }
@@ -489,7 +494,7 @@ static void test_sign_request_bytes(void **state)
   memset(longurl + 18, 'p', 600);
   lc = client_for(longurl, AKV_VAULT_KEYVAULT);
   q(200, body);
-  assert_int_equal(kv_sign(lc, "key-1", NULL, "ES256", digest, 32, &sig), KV_OK);
+  assert_int_equal(kv_sign(lc, "key-1", NULL, "ES256", digest, 32, &sig, NULL), KV_OK);
   kv_bytes_free(&sig);
   snprintf(want, sizeof(want), "/keys/key-1/sign?api-version=7.6");
   assert_int_equal(strncmp(vault_req(2)->url, longurl, strlen(longurl)), 0);
@@ -525,30 +530,32 @@ static void test_cipher(void **state)
   b64 = akv_b64url_encode(ct, sizeof(ct));
   snprintf(body, sizeof(body), "{\"kid\":\"x\",\"value\":\"%s\"}", b64);
   q(200, body);
-  assert_int_equal(kv_cipher(cl, KV_ENCRYPT, "k", V1, "RSA-OAEP-256", pt, 5, NULL, &r), KV_OK);
+  assert_int_equal(kv_cipher(cl, KV_ENCRYPT, "k", V1, "RSA-OAEP-256", pt, 5, NULL, &r, NULL),
+                   KV_OK);
   assert_int_equal(r.value.len, 256);
   kv_crypt_result_free(&r);
   assert_string_equal(vault_req(0)->url, VAULT "/keys/k/" V1 "/encrypt?api-version=7.6");
   q(200, "{\"value\":\"aGVsbG8\"}");
-  assert_int_equal(kv_cipher(cl, KV_ENCRYPT, "k", V1, "RSA-OAEP-256", pt, 5, NULL, &r),
+  assert_int_equal(kv_cipher(cl, KV_ENCRYPT, "k", V1, "RSA-OAEP-256", pt, 5, NULL, &r, NULL),
                    KV_E_PROTOCOL);
   assert_null(r.value.data);
   q(200, "{\"value\":\"aGVsbG8\"}");
-  assert_int_equal(kv_cipher(cl, KV_UNWRAP, "k", V1, "RSA-OAEP", ct, 256, NULL, &r), KV_OK);
+  assert_int_equal(kv_cipher(cl, KV_UNWRAP, "k", V1, "RSA-OAEP", ct, 256, NULL, &r, NULL), KV_OK);
   assert_int_equal(r.value.len, 5);
   assert_memory_equal(r.value.data, "hello", 5);
   kv_crypt_result_free(&r);
   assert_non_null(strstr(vault_req(2)->url, "/unwrapkey?"));
   /* AES-GCM: the service returns iv and tag. */
   q(200, "{\"value\":\"aGVsbG8\",\"iv\":\"N6uTe16mFnewBJ-_\",\"tag\":\"rf2qJ09ulZWGl_2Cwr0Myw\"}");
-  assert_int_equal(kv_cipher(cl, KV_ENCRYPT, "k", V1, "A256GCM", pt, 5, &aes, &r), KV_OK);
+  assert_int_equal(kv_cipher(cl, KV_ENCRYPT, "k", V1, "A256GCM", pt, 5, &aes, &r, NULL), KV_OK);
   assert_int_equal(r.iv.len, 12);
   assert_int_equal(r.tag.len, 16);
   kv_crypt_result_free(&r);
   assert_non_null(strstr(vault_req(3)->body, "\"aad\":\"YWFk\""));
   assert_null(strstr(vault_req(3)->body, "\"iv\""));
   q(200, "{\"value\":\"aGVsbG8\"}");
-  assert_int_equal(kv_cipher(cl, KV_ENCRYPT, "k", V1, "A256GCM", pt, 5, &aes, &r), KV_E_PROTOCOL);
+  assert_int_equal(kv_cipher(cl, KV_ENCRYPT, "k", V1, "A256GCM", pt, 5, &aes, &r, NULL),
+                   KV_E_PROTOCOL);
   free(b64);
 }
 
@@ -575,10 +582,10 @@ static void test_not_a_vault(void **state)
   snprintf(logpath, sizeof(logpath), "%s/log", dir);
   akv_log_init(AKV_LOG_INFO, logpath);
   q(404, "<html><body>Not Found</body></html>");
-  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k), KV_E_PROTOCOL);
+  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k, NULL), KV_E_PROTOCOL);
   assert_null(k);
   q(404, NULL);
-  assert_int_equal(kv_list_keys(cl, &l), KV_E_PROTOCOL);
+  assert_int_equal(kv_list_keys(cl, &l, NULL), KV_E_PROTOCOL);
   log = read_log(logpath);
   assert_non_null(strstr(log, "keys.get eckey: HTTP 404 from " VAULT " without Key Vault's error "
                               "body or x-ms-keyvault headers: the URL is probably not a vault"));
@@ -588,7 +595,7 @@ static void test_not_a_vault(void **state)
   assert_int_equal(truncate(logpath, 0), 0);
   q(404, "{\"error\":{\"code\":\"KeyNotFound\",\"message\":\"A key with (name/id) gone was "
          "not found in this key vault.\"}}");
-  assert_int_equal(kv_get_key(cl, "gone", NULL, &k), KV_E_NOT_FOUND);
+  assert_int_equal(kv_get_key(cl, "gone", NULL, &k, NULL), KV_E_NOT_FOUND);
   log = read_log(logpath);
   assert_null(strstr(log, "probably not a vault"));
   assert_non_null(strstr(log, "KeyNotFound"));
@@ -606,18 +613,18 @@ static void test_network_causes(void **state)
   (void)state;
   snprintf(logpath, sizeof(logpath), "%s/log", dir);
   akv_log_init(AKV_LOG_INFO, logpath);
-  assert_int_equal(kv_get_key(cl, "warm", NULL, &k), KV_E_SERVER); /* the token is fetched */
+  assert_int_equal(kv_get_key(cl, "warm", NULL, &k, NULL), KV_E_SERVER); /* the token is fetched */
   before = fake.n_reqs;
   r = q(0, NULL);
   r->fail = KV_E_NETWORK;
   r->net_fail = KV_FAIL_DNS;
-  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k), KV_E_NETWORK);
+  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k, NULL), KV_E_NETWORK);
   assert_int_equal(fake.n_reqs - before, 1); /* one attempt, no retry */
   before = fake.n_reqs;
   r = q(0, NULL);
   r->fail = KV_E_NETWORK;
   r->net_fail = KV_FAIL_TLS_TRUST;
-  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k), KV_E_NETWORK);
+  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k, NULL), KV_E_NETWORK);
   assert_int_equal(fake.n_reqs - before, 1);
   log = read_log(logpath);
   assert_non_null(strstr(log, "keys.get eckey: KV_E_NETWORK after 1 attempt(s): the host name "
@@ -629,6 +636,7 @@ static void test_network_causes(void **state)
 static void test_challenge(void **state)
 {
   struct kv_key *k = NULL;
+  long st = -1;
   const char *log;
   char logpath[256];
   (void)state;
@@ -638,7 +646,7 @@ static void test_challenge(void **state)
       "Bearer authorization=\"https://login.microsoftonline.com/72f988bf-86f1\", "
       "resource=\"https://vault.azure.net\"";
   q(200, EC_KEY_JSON("eckey", GX));
-  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k), KV_OK);
+  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k, NULL), KV_OK);
   kv_key_free(k);
   assert_int_equal(token_requests, 2); /* initial + forced refresh after the challenge */
   assert_string_equal(vault_req(1)->bearer, "tok-2");
@@ -648,17 +656,17 @@ static void test_challenge(void **state)
   q(401, NULL)->www_auth = "Bearer authorization=\"https://login.microsoftonline.com/t\", "
                            "resource=\"https://vault.azure.net\"";
   q(200, EC_KEY_JSON("eckey", GX));
-  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k), KV_E_UNAUTHORIZED);
-  assert_int_equal(kv_last_http_status(), 401);
+  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k, &st), KV_E_UNAUTHORIZED);
+  assert_int_equal(st, 401);
   next_queue = n_queue; /* drop the unused reply */
   /* A challenge for another service or another cloud's domain is refused, no token asked. */
   int before = token_requests;
   q(401, NULL)->www_auth = "Bearer authorization=\"https://login.microsoftonline.com/t\", "
                            "resource=\"https://management.azure.com\"";
-  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k), KV_E_PROTOCOL);
+  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k, NULL), KV_E_PROTOCOL);
   q(401, NULL)->www_auth = "Bearer authorization_uri=\"https://login.microsoftonline.com/t\", "
                            "scope=\"https://managedhsm.azure.net/.default\"";
-  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k), KV_E_PROTOCOL);
+  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k, NULL), KV_E_PROTOCOL);
   assert_int_equal(token_requests, before);
 
   {
@@ -689,7 +697,7 @@ static void test_operation_deadline(void **state)
   r->delay_ms = 29900;
   for (int i = 0; i < 8; i++)
     q(503, "{\"error\":{\"code\":\"ServiceUnavailable\",\"message\":\"x\"}}")->delay_ms = 40;
-  assert_int_not_equal(kv_get_key(cl, "eckey", NULL, &k), KV_OK);
+  assert_int_not_equal(kv_get_key(cl, "eckey", NULL, &k, NULL), KV_OK);
   assert_null(k);
   assert_true(fake.now_ms - t0 <= 30000);
   /* The next call gets a whole deadline again. */
@@ -698,7 +706,7 @@ static void test_operation_deadline(void **state)
   q(503, "{}")->delay_ms = 9000;
   q(503, "{}")->delay_ms = 9000;
   q(200, EC_KEY_JSON("eckey", GX))->delay_ms = 9000;
-  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k), KV_OK);
+  assert_int_equal(kv_get_key(cl, "eckey", NULL, &k, NULL), KV_OK);
   kv_key_free(k);
   assert_true(fake.now_ms - t0 > 25000);
 }
@@ -713,7 +721,7 @@ static void test_custom_host_challenge(void **state)
   q(401, NULL)->www_auth = "Bearer authorization=\"https://login.microsoftonline.com/t\", "
                            "resource=\"https://managedhsm.azure.net\"";
   q(200, "{\"key\":{\"kid\":\"https://localhost:8443/keys/aes/" V1 "\",\"kty\":\"oct-HSM\"}}");
-  assert_int_equal(kv_get_key(lc, "aes", NULL, &k), KV_OK);
+  assert_int_equal(kv_get_key(lc, "aes", NULL, &k, NULL), KV_OK);
   assert_int_equal(k->kty, KV_KTY_OCT);
   kv_key_free(k);
   assert_int_equal(kv_client_new(http, cred, &o, &bad), KV_E_INVALID);
@@ -728,7 +736,7 @@ static void test_random(void **state)
   char b1[256], b2[256], *e1, *e2;
   unsigned char src[128];
   (void)state;
-  assert_int_equal(kv_random(cl, out, 16), KV_E_UNSUPPORTED);
+  assert_int_equal(kv_random(cl, out, 16, NULL), KV_E_UNSUPPORTED);
   memset(src, 0xab, sizeof(src));
   e1 = akv_b64url_encode(src, 128);
   e2 = akv_b64url_encode(src, 72);
@@ -736,12 +744,12 @@ static void test_random(void **state)
   snprintf(b2, sizeof(b2), "{\"value\":\"%s\"}", e2);
   q(200, b1);
   q(200, b2);
-  assert_int_equal(kv_random(mh, out, 200), KV_OK);
+  assert_int_equal(kv_random(mh, out, 200, NULL), KV_OK);
   assert_int_equal(out[199], 0xab);
   assert_non_null(strstr(vault_req(0)->body, "\"count\":128"));
   assert_non_null(strstr(vault_req(1)->body, "\"count\":72"));
   q(200, b2); /* 72 bytes where 128 were asked */
-  assert_int_equal(kv_random(mh, out, 128), KV_E_PROTOCOL);
+  assert_int_equal(kv_random(mh, out, 128, NULL), KV_E_PROTOCOL);
   free(e1);
   free(e2);
   kv_client_free(mh);
@@ -773,18 +781,20 @@ static void test_get_keys_concurrent(void **state)
   const char *names[] = {"a1", "a2", "missing", "a4", "a5"};
   struct kv_key *out[5];
   kv_rc rcs[5];
+  long sts[5];
   (void)state;
   fake.handler = keys_handler;
-  assert_int_equal(kv_get_keys(cl, names, NULL, 5, 1, out, rcs), KV_E_NOT_FOUND);
-  /* Whichever thread fetched "missing", the caller sees its status. */
-  assert_int_equal(kv_last_http_status(), 404);
+  assert_int_equal(kv_get_keys(cl, names, NULL, 5, 1, out, rcs, sts), KV_E_NOT_FOUND);
   for (int i = 0; i < 5; i++) {
     if (i == 2) {
+      /* Whichever thread fetched "missing", the caller sees its status. */
       assert_int_equal(rcs[i], KV_E_NOT_FOUND);
+      assert_int_equal(sts[i], 404);
       assert_null(out[i]);
       continue;
     }
     assert_int_equal(rcs[i], KV_OK);
+    assert_int_equal(sts[i], 200);
     assert_string_equal(out[i]->name, names[i]);
     kv_key_free(out[i]);
   }
@@ -811,15 +821,16 @@ static void test_get_keys_sequential(void **state)
   const char *names[] = {"a1", "a2", "missing", "a4", "a5"};
   struct kv_key *out[5];
   kv_rc rcs[5];
+  long sts[5];
   int i, others, pass;
   (void)state;
   fake.handler = keys_handler_threads;
   for (pass = 0; pass < 2; pass++) {
     n_served = 0;
-    assert_int_equal(kv_get_keys(cl, names, NULL, 5, pass, out, rcs), KV_E_NOT_FOUND);
-    assert_int_equal(kv_last_http_status(), 404);
+    assert_int_equal(kv_get_keys(cl, names, NULL, 5, pass, out, rcs, sts), KV_E_NOT_FOUND);
     for (i = 0; i < 5; i++) {
       assert_int_equal(rcs[i], i == 2 ? KV_E_NOT_FOUND : KV_OK);
+      assert_int_equal(sts[i], i == 2 ? 404 : 200);
       kv_key_free(out[i]);
     }
     assert_true(n_served >= 5);
@@ -842,10 +853,10 @@ static void test_audit_lines(void **state)
   snprintf(path, sizeof(path), "%s/audit.jsonl", dir);
   assert_int_equal(akv_audit_open(path), 0);
   q(200, "{\"value\":\"AAAA\"}")->request_id = "srv-req-1";
-  assert_int_equal(kv_sign(cl, "k", V1, "RS256", digest, 32, &sig), KV_E_PROTOCOL);
+  assert_int_equal(kv_sign(cl, "k", V1, "RS256", digest, 32, &sig, NULL), KV_E_PROTOCOL);
   q(404, "{\"error\":{\"code\":\"KeyNotFound\",\"message\":\"x\"}}");
   struct kv_key *k = NULL;
-  assert_int_equal(kv_get_key(cl, "gone", NULL, &k), KV_E_NOT_FOUND);
+  assert_int_equal(kv_get_key(cl, "gone", NULL, &k, NULL), KV_E_NOT_FOUND);
   akv_audit_close();
   f = fopen(path, "r");
   assert_non_null(f);

@@ -100,7 +100,8 @@ static void run_op(enum kv_cipher_op op, const char *alg)
   assert_non_null(b64);
   needle = b64;
   needle_freed = 0;
-  assert_int_equal(kv_cipher(cl, op, "k", V1, alg, plain, sizeof(plain) - 1, NULL, &r), KV_OK);
+  assert_int_equal(kv_cipher(cl, op, "k", V1, alg, plain, sizeof(plain) - 1, NULL, &r, NULL),
+                   KV_OK);
   kv_crypt_result_free(&r);
   needle = NULL;
   /* The request really carried it (so the check above means something). */

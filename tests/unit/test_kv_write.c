@@ -127,7 +127,7 @@ static void test_create_key(void **state)
   spec.tags = &tag;
   spec.n_tags = 1;
   q(200, EC_BUNDLE(VAULT, "gen1"));
-  assert_int_equal(kv_create_key(cl, "gen1", &spec, &k), KV_OK);
+  assert_int_equal(kv_create_key(cl, "gen1", &spec, &k, NULL), KV_OK);
   assert_non_null(k);
   assert_string_equal(k->name, "gen1");
   assert_string_equal(k->version, V1);
@@ -159,7 +159,7 @@ static void test_create_key(void **state)
   spec.hsm = 1;
   spec.key_size = 3072;
   q(200, EC_BUNDLE(VAULT, "other"));
-  assert_int_equal(kv_create_key(cl, "gen2", &spec, &k), KV_E_PROTOCOL);
+  assert_int_equal(kv_create_key(cl, "gen2", &spec, &k, NULL), KV_E_PROTOCOL);
   assert_null(k);
   b = body_of(vault_req(1));
   assert_string_equal(cJSON_GetObjectItem(b, "kty")->valuestring, "RSA-HSM");
@@ -170,9 +170,9 @@ static void test_create_key(void **state)
 
   /* The service's refusals keep their meaning. */
   q(409, "{\"error\":{\"code\":\"Conflict\",\"message\":\"deleted but recoverable\"}}");
-  assert_int_equal(kv_create_key(cl, "gen3", &spec, &k), KV_E_CONFLICT);
+  assert_int_equal(kv_create_key(cl, "gen3", &spec, &k, NULL), KV_E_CONFLICT);
   q(403, "{\"error\":{\"code\":\"Forbidden\",\"message\":\"no keys/create\"}}");
-  assert_int_equal(kv_create_key(cl, "gen3", &spec, &k), KV_E_FORBIDDEN);
+  assert_int_equal(kv_create_key(cl, "gen3", &spec, &k, NULL), KV_E_FORBIDDEN);
 }
 
 static void test_create_checks(void **state)
@@ -183,14 +183,14 @@ static void test_create_checks(void **state)
   (void)state;
   memset(&spec, 0, sizeof(spec));
   spec.kty = KV_KTY_EC;
-  assert_int_equal(kv_create_key(cl, "bad_name", &spec, &k), KV_E_INVALID);
-  assert_int_equal(kv_create_key(cl, "", &spec, &k), KV_E_INVALID);
+  assert_int_equal(kv_create_key(cl, "bad_name", &spec, &k, NULL), KV_E_INVALID);
+  assert_int_equal(kv_create_key(cl, "", &spec, &k, NULL), KV_E_INVALID);
   /* Symmetric keys only in a Managed HSM, and a Managed HSM only holds HSM keys. */
   spec.kty = KV_KTY_OCT;
   spec.hsm = 1;
-  assert_int_equal(kv_create_key(cl, "aes", &spec, &k), KV_E_UNSUPPORTED);
+  assert_int_equal(kv_create_key(cl, "aes", &spec, &k, NULL), KV_E_UNSUPPORTED);
   spec.hsm = 0;
-  assert_int_equal(kv_create_key(hsm, "aes", &spec, &k), KV_E_INVALID);
+  assert_int_equal(kv_create_key(hsm, "aes", &spec, &k, NULL), KV_E_INVALID);
   /* More tags than the service keeps. */
   spec.kty = KV_KTY_EC;
   for (size_t i = 0; i < 16; i++) {
@@ -199,7 +199,7 @@ static void test_create_checks(void **state)
   }
   spec.tags = big;
   spec.n_tags = 16;
-  assert_int_equal(kv_create_key(cl, "many-tags", &spec, &k), KV_E_INVALID);
+  assert_int_equal(kv_create_key(cl, "many-tags", &spec, &k, NULL), KV_E_INVALID);
   assert_int_equal(vault_reqs(), 0); /* nothing was sent */
 }
 
@@ -217,7 +217,7 @@ static void test_create_hsm_aes(void **state)
   q(200, "{\"attributes\":{\"created\":1,\"enabled\":true,\"updated\":1},\"key\":{\"key_ops\":"
          "[\"encrypt\",\"decrypt\",\"wrapKey\",\"unwrapKey\"],\"kid\":\"" HSM "/keys/aes1/" V1
          "\",\"kty\":\"oct-HSM\"}}");
-  assert_int_equal(kv_create_key(hsm, "aes1", &spec, &k), KV_OK);
+  assert_int_equal(kv_create_key(hsm, "aes1", &spec, &k, NULL), KV_OK);
   assert_int_equal(k->kty, KV_KTY_OCT);
   assert_true(k->hsm);
   kv_key_free(k);
@@ -244,7 +244,7 @@ static void test_update_key(void **state)
   u.tags = &tag;
   u.n_tags = 1;
   q(200, EC_BUNDLE(VAULT, "upd"));
-  assert_int_equal(kv_update_key(cl, "upd", V1, &u, &k), KV_OK);
+  assert_int_equal(kv_update_key(cl, "upd", V1, &u, &k, NULL), KV_OK);
   assert_non_null(k);
   kv_key_free(k);
   r = vault_req(0);
@@ -262,14 +262,14 @@ static void test_update_key(void **state)
   memset(&u, 0, sizeof(u));
   u.set_tags = 1;
   q(200, EC_BUNDLE(VAULT, "upd"));
-  assert_int_equal(kv_update_key(cl, "upd", V1, &u, NULL), KV_OK);
+  assert_int_equal(kv_update_key(cl, "upd", V1, &u, NULL, NULL), KV_OK);
   b = body_of(vault_req(1));
   assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(b, "tags")), 0);
   assert_null(cJSON_GetObjectItem(b, "attributes"));
   cJSON_Delete(b);
-  assert_int_equal(kv_update_key(cl, "upd", "not-a-version", &u, NULL), KV_E_INVALID);
+  assert_int_equal(kv_update_key(cl, "upd", "not-a-version", &u, NULL, NULL), KV_E_INVALID);
   q(404, "{\"error\":{\"code\":\"KeyNotFound\",\"message\":\"gone\"}}");
-  assert_int_equal(kv_update_key(cl, "upd", V1, &u, NULL), KV_E_NOT_FOUND);
+  assert_int_equal(kv_update_key(cl, "upd", V1, &u, NULL, NULL), KV_E_NOT_FOUND);
 }
 
 static void test_deletes(void **state)
@@ -277,21 +277,21 @@ static void test_deletes(void **state)
   (void)state;
   q(200,
     "{\"recoveryId\":\"" VAULT "/deletedkeys/k1\",\"deletedDate\":1,\"scheduledPurgeDate\":2}");
-  assert_int_equal(kv_delete_key(cl, "k1"), KV_OK);
+  assert_int_equal(kv_delete_key(cl, "k1", NULL), KV_OK);
   assert_string_equal(vault_req(0)->method, "DELETE");
   assert_string_equal(vault_req(0)->url, VAULT "/keys/k1?api-version=7.6");
   q(404, "{\"error\":{\"code\":\"KeyNotFound\",\"message\":\"gone\"}}");
-  assert_int_equal(kv_delete_key(cl, "k1"), KV_E_NOT_FOUND);
+  assert_int_equal(kv_delete_key(cl, "k1", NULL), KV_E_NOT_FOUND);
   q(200, "{\"recoveryId\":\"" VAULT "/deletedsecrets/s1\"}");
-  assert_int_equal(kv_delete_secret(cl, "s1"), KV_OK);
+  assert_int_equal(kv_delete_secret(cl, "s1", NULL), KV_OK);
   assert_string_equal(vault_req(2)->url, VAULT "/secrets/s1?api-version=7.6");
   q(200, "{\"recoveryId\":\"" VAULT "/deletedcertificates/c1\"}");
-  assert_int_equal(kv_delete_certificate(cl, "c1"), KV_OK);
+  assert_int_equal(kv_delete_certificate(cl, "c1", NULL), KV_OK);
   assert_string_equal(vault_req(3)->url, VAULT "/certificates/c1?api-version=7.6");
   /* Managed HSM has no secrets or certificates; bad names never leave. */
-  assert_int_equal(kv_delete_secret(hsm, "s1"), KV_E_UNSUPPORTED);
-  assert_int_equal(kv_delete_certificate(hsm, "c1"), KV_E_UNSUPPORTED);
-  assert_int_equal(kv_delete_key(cl, "a/b"), KV_E_INVALID);
+  assert_int_equal(kv_delete_secret(hsm, "s1", NULL), KV_E_UNSUPPORTED);
+  assert_int_equal(kv_delete_certificate(hsm, "c1", NULL), KV_E_UNSUPPORTED);
+  assert_int_equal(kv_delete_key(cl, "a/b", NULL), KV_E_INVALID);
   assert_int_equal(vault_reqs(), 4);
 }
 
@@ -305,9 +305,9 @@ static void test_set_secret(void **state)
   (void)state;
   q(200, "{\"value\":\"h\\u00e9llo\",\"id\":\"" VAULT "/secrets/cfg/" V1 "\",\"contentType\":"
          "\"text/plain\",\"attributes\":{\"enabled\":true,\"created\":5,\"updated\":6}}");
-  assert_int_equal(
-      kv_set_secret(cl, "cfg", (const unsigned char *)"h\xc3\xa9llo", 6, "text/plain", NULL, 0, &s),
-      KV_OK);
+  assert_int_equal(kv_set_secret(cl, "cfg", (const unsigned char *)"h\xc3\xa9llo", 6, "text/plain",
+                                 NULL, 0, &s, NULL),
+                   KV_OK);
   assert_non_null(s);
   assert_string_equal(s->name, "cfg");
   assert_string_equal(s->version, V1);
@@ -322,18 +322,18 @@ static void test_set_secret(void **state)
   assert_string_equal(cJSON_GetObjectItem(b, "contentType")->valuestring, "text/plain");
   cJSON_Delete(b);
   /* Values a JSON string cannot carry as they are are refused before any request. */
-  assert_int_equal(kv_set_secret(cl, "b", bin, sizeof(bin), NULL, NULL, 0, &s), KV_E_INVALID);
-  assert_int_equal(kv_set_secret(cl, "b", nul, sizeof(nul), NULL, NULL, 0, &s), KV_E_INVALID);
-  assert_int_equal(kv_set_secret(cl, "b", overlong, sizeof(overlong), NULL, NULL, 0, &s),
+  assert_int_equal(kv_set_secret(cl, "b", bin, sizeof(bin), NULL, NULL, 0, &s, NULL), KV_E_INVALID);
+  assert_int_equal(kv_set_secret(cl, "b", nul, sizeof(nul), NULL, NULL, 0, &s, NULL), KV_E_INVALID);
+  assert_int_equal(kv_set_secret(cl, "b", overlong, sizeof(overlong), NULL, NULL, 0, &s, NULL),
                    KV_E_INVALID);
-  assert_int_equal(kv_set_secret(cl, "b", surrogate, sizeof(surrogate), NULL, NULL, 0, &s),
+  assert_int_equal(kv_set_secret(cl, "b", surrogate, sizeof(surrogate), NULL, NULL, 0, &s, NULL),
                    KV_E_INVALID);
-  assert_int_equal(kv_set_secret(hsm, "b", (const unsigned char *)"x", 1, NULL, NULL, 0, &s),
+  assert_int_equal(kv_set_secret(hsm, "b", (const unsigned char *)"x", 1, NULL, NULL, 0, &s, NULL),
                    KV_E_UNSUPPORTED);
   assert_int_equal(vault_reqs(), 1);
   /* A reply naming another secret is not believed. */
   q(200, "{\"id\":\"" VAULT "/secrets/other/" V1 "\",\"attributes\":{}}");
-  assert_int_equal(kv_set_secret(cl, "cfg", (const unsigned char *)"x", 1, NULL, NULL, 0, &s),
+  assert_int_equal(kv_set_secret(cl, "cfg", (const unsigned char *)"x", 1, NULL, NULL, 0, &s, NULL),
                    KV_E_PROTOCOL);
   assert_null(s);
 }

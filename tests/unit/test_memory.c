@@ -125,7 +125,7 @@ static void test_pending_one_block(void **state)
   size_t i, named = 0;
   (void)state;
   assert_int_equal(t_init(T_CFG(",\"prefetch_keys\":0")), CKR_OK);
-  assert_int_equal(akv_cache_get(akv_module_slot(0)->cache, &snap), CKR_OK);
+  assert_int_equal(akv_cache_get(akv_module_slot(0)->cache, &snap, NULL), CKR_OK);
   assert_non_null(snap);
   assert_int_equal(snap->n, 0);
   assert_int_equal(snap->n_lazy, 3);

@@ -207,7 +207,7 @@ static kv_rc sign_once(const char *alg)
 {
   unsigned char d[32] = {1};
   struct kv_bytes sig = {NULL, 0};
-  kv_rc rc = kv_sign(cl, "k", VP, alg, d, sizeof(d), &sig);
+  kv_rc rc = kv_sign(cl, "k", VP, alg, d, sizeof(d), &sig, NULL);
   if (rc == KV_OK)
     assert_int_equal(sig.len, 64); /* ES256 and HS512 */
   kv_bytes_free(&sig);
@@ -329,7 +329,8 @@ static void test_verify_spread(void **state)
   int valid = 0;
   (void)state;
   w.sign_status[0] = 503; /* the primary fails: rep1 (rep2 differs) answers */
-  assert_int_equal(kv_verify(cl, "k", VP, "ES256", d, sizeof(d), sig, sizeof(sig), &valid), KV_OK);
+  assert_int_equal(kv_verify(cl, "k", VP, "ES256", d, sizeof(d), sig, sizeof(sig), &valid, NULL),
+                   KV_OK);
   assert_true(valid);
   assert_int_equal(w.verifies[1], 1);
   assert_non_null(strstr(w.verify_url[1], R1 "/keys/k/" VR1 "/verify?"));
@@ -344,8 +345,8 @@ static void test_decrypt_spread(void **state)
   (void)state;
   w.sign_status[0] = 429;
   w.retry_after[0] = "5";
-  assert_int_equal(kv_cipher(cl, KV_DECRYPT, "k", VP, "RSA-OAEP-256", ct, sizeof(ct), NULL, &res),
-                   KV_OK);
+  assert_int_equal(
+      kv_cipher(cl, KV_DECRYPT, "k", VP, "RSA-OAEP-256", ct, sizeof(ct), NULL, &res, NULL), KV_OK);
   assert_int_equal(res.value.len, 6);
   assert_memory_equal(res.value.data, "secret", 6);
   kv_crypt_result_free(&res);
@@ -385,10 +386,10 @@ static void test_all_fail(void **state)
   f2.handler = handler;
   assert_int_equal(kv_client_new(h2, cred, &o, &c2), KV_OK);
   assert_int_equal(kv_client_add_replicas(c2, urls, 2, NULL), KV_OK);
-  assert_int_equal(kv_sign(c2, "k", VP, "ES256", d, sizeof(d), &sig), KV_OK); /* warms up */
+  assert_int_equal(kv_sign(c2, "k", VP, "ES256", d, sizeof(d), &sig, NULL), KV_OK); /* warms up */
   kv_bytes_free(&sig);
   w.all_status = 503;
-  assert_int_equal(kv_sign(c2, "k", VP, "ES256", d, sizeof(d), &sig), KV_E_SERVER);
+  assert_int_equal(kv_sign(c2, "k", VP, "ES256", d, sizeof(d), &sig, NULL), KV_E_SERVER);
   assert_int_equal(log_count("keys.sign k: every vault failed within the deadline: " P ": "), 1);
   assert_int_equal(log_count(R1 ": "), 1);
   kv_client_free(c2);

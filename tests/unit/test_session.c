@@ -625,19 +625,22 @@ static void test_device_error(void **state)
   fake_kv_fail(KV_OK);
   assert_int_equal(C_GetSessionInfo(s, &info), CKR_OK);
   assert_int_equal(info.ulDeviceError, 503);
-  /* A failed crypto call records its status through akv_session_fail. */
+  /* A failed listing's status travels back with the cache call (404 here)... */
   {
     struct akv_session *as = NULL;
     fake_kv_fail(KV_E_NOT_FOUND);
     t_clock_now += 1000000; /* past the stale window: the failure reaches the caller */
     assert_int_equal(C_FindObjectsInit(s, NULL, 0), CKR_DEVICE_ERROR);
-    assert_int_equal(akv_session_acquire(s, &as), CKR_OK);
-    assert_int_equal(akv_session_fail(as, KV_E_NOT_FOUND), CKR_KEY_HANDLE_INVALID);
-    akv_session_release(as);
     fake_kv_fail(KV_OK);
+    assert_int_equal(C_GetSessionInfo(s, &info), CKR_OK);
+    assert_int_equal(info.ulDeviceError, 404);
+    /* ...and a failed crypto call's with akv_session_fail. */
+    assert_int_equal(akv_session_acquire(s, &as), CKR_OK);
+    assert_int_equal(akv_session_fail(as, KV_E_THROTTLED, 429), CKR_DEVICE_ERROR);
+    akv_session_release(as);
   }
   assert_int_equal(C_GetSessionInfo(s, &info), CKR_OK);
-  assert_int_equal(info.ulDeviceError, 404);
+  assert_int_equal(info.ulDeviceError, 429);
 }
 
 static void test_not_supported_state(void **state)

@@ -190,7 +190,7 @@ static void test_cache_snapshot(void **state)
   c = akv_cache_new(&slot);
   assert_non_null(c);
   slot.cache = c;
-  assert_int_equal(akv_cache_get(c, &snap), CKR_OK);
+  assert_int_equal(akv_cache_get(c, &snap, NULL), CKR_OK);
   assert_non_null(snap);
   for (i = 0; i < snap->n; i++) {
     if (akv_snapshot_obj(snap, i)->cls == CKO_PRIVATE_KEY ||
@@ -202,7 +202,7 @@ static void test_cache_snapshot(void **state)
   assert_int_equal(keys, 4);
   assert_int_equal(fake_kv_calls.list_keys, 1);
   now_s += 10;
-  assert_int_equal(akv_cache_get(c, &again), CKR_OK);
+  assert_int_equal(akv_cache_get(c, &again, NULL), CKR_OK);
   assert_ptr_equal(again, snap);
   assert_int_equal(fake_kv_calls.list_keys, 1);
   akv_snapshot_unref(again);

@@ -118,7 +118,7 @@ static void test_objects_and_searches(void **state)
   (void)state;
   fake_kv_add_key("signer", "v1", KV_KTY_RSA, 0, KV_OP_SIGN | KV_OP_VERIFY);
   fake_kv_add_key("aes", "v1", KV_KTY_OCT, 0, KV_OP_ENCRYPT | KV_OP_DECRYPT);
-  assert_int_equal(akv_cache_get(slot.cache, &snap), CKR_OK);
+  assert_int_equal(akv_cache_get(slot.cache, &snap, NULL), CKR_OK);
   assert_int_equal(snap->n, 2 + 1 + 1 + 1);
   priv = find(snap, CKO_PRIVATE_KEY, "signer");
   data = find(snap, CKO_DATA, label);
@@ -193,7 +193,7 @@ static void test_refused_and_transient(void **state)
   CK_BBOOL can_sign = CK_FALSE;
   (void)state;
   fake_kv_add_key("ec", "v1", KV_KTY_EC, 0, KV_OP_SIGN | KV_OP_VERIFY);
-  assert_int_equal(akv_cache_get(slot.cache, &snap), CKR_OK);
+  assert_int_equal(akv_cache_get(slot.cache, &snap, NULL), CKR_OK);
   priv = find(snap, CKO_PRIVATE_KEY, "ec");
   data = find(snap, CKO_DATA, label);
   assert_non_null(data);
@@ -231,7 +231,7 @@ static void test_vault_has_none(void **state)
   struct akv_snapshot *snap = NULL;
   (void)state;
   fake_kv_add_key("signer", "v1", KV_KTY_RSA, 0, KV_OP_SIGN | KV_OP_VERIFY);
-  assert_int_equal(akv_cache_get(slot.cache, &snap), CKR_OK);
+  assert_int_equal(akv_cache_get(slot.cache, &snap, NULL), CKR_OK);
   assert_int_equal(snap->n, 2);
   assert_null(akv_snapshot_obj(snap, 0)->att);
   assert_null(akv_snapshot_obj(snap, 1)->att);

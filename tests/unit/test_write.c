@@ -380,7 +380,7 @@ static void test_generate_update_destroy(void **state)
   assert_int_equal(C_GetAttributeValue(ro, hpub, &label, 1), CKR_OBJECT_HANDLE_INVALID);
   {
     struct kv_key *k = NULL;
-    assert_int_equal(kv_get_key(NULL, "gen-ec", NULL, &k), KV_E_NOT_FOUND);
+    assert_int_equal(kv_get_key(NULL, "gen-ec", NULL, &k, NULL), KV_E_NOT_FOUND);
   }
 }
 
