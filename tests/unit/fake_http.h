@@ -268,4 +268,29 @@ static inline struct kv_cred *fake_secret_cred(struct kv_http *http)
   return kv_cred_new(http, &cc, &cred) == KV_OK ? cred : NULL;
 }
 
+/* A client of the vault o names on a new fake transport answering with handler, its credential
+ * (fake_secret_cred): 0, or -1 when one could not be made. fake_client_free releases the three. */
+static inline int fake_client_new(struct fake_http *f, fake_handler handler,
+                                  const struct kv_client_opts *o, struct kv_http **http,
+                                  struct kv_cred **cred, struct kv_client **cl)
+{
+  *cred = NULL;
+  *cl = NULL;
+  *http = fake_http_new(f, NULL, 0);
+  if (!*http)
+    return -1;
+  f->handler = handler;
+  *cred = fake_secret_cred(*http);
+  return *cred && kv_client_new(*http, *cred, o, cl) == KV_OK ? 0 : -1;
+}
+
+static inline void fake_client_free(struct fake_http *f, struct kv_http *http, struct kv_cred *cred,
+                                    struct kv_client *cl)
+{
+  kv_client_free(cl);
+  kv_cred_free(cred);
+  fake_reset(f);
+  kv_http_free(http);
+}
+
 #endif

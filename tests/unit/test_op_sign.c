@@ -539,15 +539,25 @@ static void test_backend_errors(void **state)
   CK_RV rv;
   (void)state;
   fk_force_rc = KV_E_SERVER;
+  fk_force_status = 503;
   assert_int_equal(akv_sign_init_obj(&sess, &m, rsa_priv), CKR_OK);
   rv = akv_sign(&sess, (const CK_BYTE *)"a", 1, sig, &sig_len);
   assert_int_equal(rv, akv_rv(KV_E_SERVER));
   assert_int_equal(rv, CKR_DEVICE_ERROR);
-  assert_null(sess.ops[AKV_OP_SIGN]); /* the error ended it */
+  assert_null(sess.ops[AKV_OP_SIGN]);       /* the error ended it */
+  assert_int_equal(sess.device_error, 503); /* the status kv_sign gave back */
   fk_force_rc = KV_E_NOT_FOUND;
+  fk_force_status = 404;
   assert_int_equal(akv_sign_init_obj(&sess, &m, rsa_priv), CKR_OK);
   assert_int_equal(akv_sign(&sess, (const CK_BYTE *)"a", 1, sig, &sig_len), akv_rv(KV_E_NOT_FOUND));
-  assert_int_equal(fk_sign_calls, 2);
+  assert_int_equal(sess.device_error, 404);
+  /* No response (network): 0, not the status of the failure before. */
+  fk_force_rc = KV_E_NETWORK;
+  fk_force_status = 0;
+  assert_int_equal(akv_sign_init_obj(&sess, &m, rsa_priv), CKR_OK);
+  assert_int_equal(akv_sign(&sess, (const CK_BYTE *)"a", 1, sig, &sig_len), CKR_DEVICE_ERROR);
+  assert_int_equal(sess.device_error, 0);
+  assert_int_equal(fk_sign_calls, 3);
 }
 
 static void test_hmac(void **state)
