@@ -956,8 +956,6 @@ static void print_cache_file(const cJSON *cf)
     printf("cache file: %s (written %.0f s ago)\n", jstr(cf, "path"), age->valuedouble);
   else
     printf("cache file: %s (none)\n", jstr(cf, "path"));
-  if (*jstr(cf, "clear") && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cf, "cleared")))
-    printf("  %s\n", jstr(cf, "clear"));
   printf("  %s\n", jstr(cf, "note"));
 }
 
@@ -1060,13 +1058,16 @@ static void print_text(const cJSON *root)
 
 /* ---- entry ---------------------------------------------------------------------------------- */
 
-/* The cross-process cache file (docs/config.md `cache_file`): its path and age, then removed (as
- * `akv-p11 cache clear` does) so the module pass reads the vault, not the file, and its listing
- * writes a fresh one (cache_file_after). The backend pass reads the vault directly anyway. */
+/* The cross-process cache file (docs/config.md `cache_file`): its path and age. The module pass
+ * runs with AKV_PKCS11_CACHE_RELIST=1 (docs/config.md "Environment variables"): the module takes no
+ * listing from the file and drops the entries of the slots doctor checks (their configuration and
+ * principal) before listing them from the vault, then writes them afresh; every other
+ * configuration's and identity's entries stay (docs/design.md "Cache file"). The backend pass reads
+ * the vault directly anyway. */
 static cJSON *cache_file_before(const struct akv_config *cfg, cJSON *root)
 {
   cJSON *cf = cJSON_AddObjectToObject(root, "cache_file");
-  char path[4096], msg[8400];
+  char path[4096];
   struct stat st;
   if (!tool_cache_path(cfg, path, sizeof(path))) {
     cJSON_AddNullToObject(cf, "path");
@@ -1081,8 +1082,7 @@ static cJSON *cache_file_before(const struct akv_config *cfg, cJSON *root)
   } else {
     cJSON_AddBoolToObject(cf, "present", 0);
   }
-  cJSON_AddBoolToObject(cf, "cleared", tool_cache_remove(cfg, msg, sizeof(msg)) == TOOL_OK);
-  cJSON_AddStringToObject(cf, "clear", msg);
+  cJSON_AddBoolToObject(cf, "relist", setenv("AKV_PKCS11_CACHE_RELIST", "1", 1) == 0);
   return cf;
 }
 
@@ -1092,19 +1092,21 @@ static void cache_file_after(cJSON *cf)
   struct stat st;
   if (!path)
     return;
+  (void)unsetenv("AKV_PKCS11_CACHE_RELIST");
   int fresh = lstat(path, &st) == 0 && S_ISREG(st.st_mode);
   cJSON_AddBoolToObject(cf, "refreshed", fresh);
-  if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cf, "cleared")))
+  if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cf, "relist")))
     cJSON_AddStringToObject(cf, "note",
-                            "doctor could not clear the cache file (see clear): its "
-                            "module pass may answer listings from it while it is "
-                            "younger than ttl");
+                            "doctor could not set AKV_PKCS11_CACHE_RELIST: its module pass may "
+                            "answer listings from the cache file while it is younger than ttl");
   else
     cJSON_AddStringToObject(cf, "note",
-                            fresh ? "doctor reads the vault directly: the cache file was cleared "
-                                    "before its module pass, whose listing wrote it afresh"
-                                  : "doctor reads the vault directly: the cache file was cleared "
-                                    "before its module pass, which wrote none");
+                            fresh ? "doctor reads the vault directly: its module pass took nothing "
+                                    "from the cache file and replaced the entries of the slots "
+                                    "it checked; other configurations' and identities' entries "
+                                    "are kept"
+                                  : "doctor reads the vault directly: its module pass took nothing "
+                                    "from the cache file and wrote none");
 }
 
 int tool_doctor(const struct tool_opts *o)

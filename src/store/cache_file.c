@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -769,6 +770,12 @@ struct file_doc {
   CK_RV rv; /* when open_doc gives 0: CKR_FUNCTION_FAILED, or the credential's error (no token) */
 };
 
+static int relist_mode(void);
+static int first_drop(const char *fp);
+/* How many times this thread holds the cross-process lock (lock_within, akv_cache_file_unlock). */
+static _Thread_local int lock_held;
+static void drop_entries(const struct cf *cf, const char *fp);
+
 /* Reads the file once (open, MAC check, parse). 0 when the cache file is off or unusable here, or
  * the slot's credential produced no token (d->rv, nothing to close), else 1 (close_doc d). */
 static int open_doc(struct akv_slot *slot, struct file_doc *d)
@@ -783,6 +790,12 @@ static int open_doc(struct akv_slot *slot, struct file_doc *d)
   if (!fingerprint(slot, d->fp, &d->rv)) {
     cf_close(&d->cf);
     return 0;
+  }
+  if (relist_mode()) {
+    /* No listing or record from the file; the slot's own entries go once (akv-p11 doctor). */
+    if (first_drop(d->fp))
+      drop_entries(&d->cf, d->fp);
+    return 1;
   }
   if (mac_key(key))
     d->doc = read_doc(&d->cf, key, &d->st);
@@ -1441,6 +1454,85 @@ out:
   cf_close(&cf);
 }
 
+/* ---- dropping a slot's entries (AKV_PKCS11_CACHE_RELIST) ------------------------------------- */
+
+/* AKV_PKCS11_CACHE_RELIST=1 (docs/config.md "Environment variables", set by akv-p11 doctor for its
+ * module pass): the process takes no listing or per-name record from the file, and before a slot's
+ * first lookup drops that slot's entries from it (its fingerprint's listing and records, for this
+ * principal); every other configuration's and principal's entries stay. The slot's listing then
+ * writes its entry afresh as usual. secure_getenv: a privileged process has no cache file. */
+static int relist_mode(void)
+{
+  const char *v = secure_getenv("AKV_PKCS11_CACHE_RELIST");
+  return v && strcmp(v, "1") == 0;
+}
+
+/* Fingerprints whose entries this process dropped already: a later lookup of the slot must not
+ * drop the entry its own listing wrote. 1 the first time for fp; 0 after, and when the table is
+ * full (more than DROPPED_MAX fingerprints: nothing more is dropped, never an entry twice). */
+#define DROPPED_MAX 256
+static pthread_mutex_t dropped_lock = PTHREAD_MUTEX_INITIALIZER;
+static char dropped[DROPPED_MAX][65];
+static size_t n_dropped;
+
+static int first_drop(const char *fp)
+{
+  int first = 1;
+  size_t i;
+
+  pthread_mutex_lock(&dropped_lock);
+  for (i = 0; first && i < n_dropped; i++)
+    first = strcmp(dropped[i], fp) != 0;
+  if (first && n_dropped < DROPPED_MAX)
+    memcpy(dropped[n_dropped++], fp, 65);
+  else
+    first = 0;
+  pthread_mutex_unlock(&dropped_lock);
+  return first;
+}
+
+/* Removes fp's listing and per-name records from the file, read and rewritten under the
+ * cross-process lock like every write (MAC checked before, new MAC after, O_EXCL|O_NOFOLLOW 0600
+ * temporary file renamed over it: write_atomic). A missing or unauthentic file is left to the
+ * listing, which replaces it; one with nothing of fp's is not rewritten. */
+static void drop_entries(const struct cf *cf, const char *fp)
+{
+  unsigned char key[KEY_BYTES];
+  struct stat st;
+  cJSON *doc = NULL, *arr;
+  char *text = NULL;
+  const char *which[2] = {"slots", "names"};
+  int lock, i, k, dropped_n = 0;
+
+  if (!mac_key(key))
+    return;
+  /* A refresh (cache.c refresh_since) looks up the file holding the lock already. */
+  lock = lock_held ? -1 : akv_cache_file_lock();
+  doc = read_doc(cf, key, &st);
+  for (k = 0; doc && k < 2; k++) {
+    arr = cJSON_GetObjectItemCaseSensitive(doc, which[k]);
+    for (i = cJSON_GetArraySize(arr) - 1; cJSON_IsArray(arr) && i >= 0; i--) {
+      const char *f = get_str(cJSON_GetArrayItem(arr, i), "fp");
+      if (f && strcmp(f, fp) == 0) {
+        cJSON_DeleteItemFromArray(arr, i);
+        dropped_n++;
+      }
+    }
+  }
+  if (dropped_n) {
+    text = cJSON_PrintUnformatted(doc);
+    if (!text || !write_atomic(cf, key, text))
+      akv_warn(AKV_LOGC_CACHE, "cache file %s: cannot write it: %s", cf->path, strerror(errno));
+    else
+      akv_dbg(AKV_LOGC_CACHE, "cache file %s: %d entr%s of slot %.12s dropped (relist)", cf->path,
+              dropped_n, dropped_n == 1 ? "y" : "ies", fp);
+  }
+  OPENSSL_cleanse(key, sizeof(key));
+  free(text);
+  cJSON_Delete(doc);
+  akv_cache_file_unlock(lock);
+}
+
 /* ---- locking --------------------------------------------------------------------------------- */
 
 /* The lock file, flocked within wait_ms (polled every step_ms); -1 when the cache file is off or
@@ -1475,8 +1567,10 @@ static int lock_within(int wait_ms, int step_ms, int quiet)
   }
   cf_close(&cf);
   for (waited = 0; waited < wait_ms; waited += step_ms) {
-    if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+      lock_held++;
       return fd;
+    }
     if (errno != EWOULDBLOCK && errno != EINTR)
       break;
     nanosleep(&ts, NULL);
@@ -1496,6 +1590,7 @@ void akv_cache_file_unlock(int fd)
 {
   if (fd < 0)
     return;
+  lock_held--;
   (void)flock(fd, LOCK_UN);
   close(fd);
 }

@@ -4,8 +4,10 @@
 # cache file on (the default path under $XDG_CACHE_HOME), `cache clear` removes the file and names
 # it, a second clear says there is none, a symbolic link in the file's place is removed without
 # touching its target, a directory another user could write is refused; doctor --json and its
-# text name the cache file's path and age, and doctor clears it before its module pass (which
-# reads the vault and writes it afresh). Inputs: AKV_EMULATOR, AKV_MODULE, AKV_P11, INTEG_LIB.
+# text name the cache file's path and age; doctor's module pass takes nothing from the file and
+# replaces only the entries of the slots it checks (another configuration sharing the file keeps
+# its entry and is served from it with no listing).
+# Inputs: AKV_EMULATOR, AKV_MODULE, AKV_P11, INTEG_LIB.
 # shellcheck source=../../tests/integration/lib.sh
 source "${INTEG_LIB:?INTEG_LIB is not set}"
 
@@ -34,14 +36,13 @@ check_eq "doctor --json: cache_file.path" "$CF" "$(jq -r '.cache_file.path' "$WO
 check_eq "doctor --json: the file is present" true "$(jq -r '.cache_file.present' "$WORK/doctor.out")"
 check "doctor --json: age_s is a number 0..600" \
   jq -e '.cache_file.age_s | type == "number" and . >= 0 and . < 600' "$WORK/doctor.out"
-check_eq "doctor --json: it cleared the file before its module pass" true \
-  "$(jq -r '.cache_file.cleared' "$WORK/doctor.out")"
-check_grep "doctor --json: clear names the removed file" "^removed the cache file $CF " \
-  <(jq -r '.cache_file.clear' "$WORK/doctor.out")
-check_eq "doctor --json: its module pass wrote the file afresh" true \
+check_eq "doctor --json: its module pass ran with AKV_PKCS11_CACHE_RELIST" true \
+  "$(jq -r '.cache_file.relist' "$WORK/doctor.out")"
+check_eq "doctor --json: the file is there after its module pass" true \
   "$(jq -r '.cache_file.refreshed' "$WORK/doctor.out")"
 check_grep "doctor --json: the note says doctor reads the vault directly" \
-  "^doctor reads the vault directly: .* wrote it afresh" <(jq -r '.cache_file.note' "$WORK/doctor.out")
+  "^doctor reads the vault directly: .* replaced the entries of the slots it checked; other" \
+  <(jq -r '.cache_file.note' "$WORK/doctor.out")
 check "the refreshed file is there" test -f "$CF"
 p11 --config "$WORK/on.json" doctor >"$WORK/doctor.txt" 2>&1 || true
 check_grep "doctor text: cache file line with path and age" \
@@ -49,6 +50,41 @@ check_grep "doctor text: cache file line with path and age" \
 p11 --config "$WORK/off.json" doctor --json >"$WORK/doctor-off.out" 2>/dev/null || true
 check_eq "doctor --json with cache_file \"\": path null" null \
   "$(jq -r '.cache_file.path' "$WORK/doctor-off.out")"
+
+section "doctor replaces only its own slots' entries: another configuration's stays"
+# Two configurations share the cache file: A (on.json) and B (keys only: another fingerprint).
+# Doctor on A drops and rewrites A's entry from the vault; B's entry is untouched, so a B process
+# is served from the file (0 listings) and does not see a key created after B's listing.
+entries() { tail -n +2 "$CF" | jq -c '[.slots[] | {fp, built_at}] | sort_by(.fp)'; }
+jq '.slots[0].objects = ["keys"]' "$WORK/on.json" >"$WORK/other.json"
+chmod 600 "$WORK/other.json"
+fresh_cache
+check "A: pkcs11-tool -O" p11tool_m -O
+AKV_PKCS11_CONFIG="$WORK/other.json" p11tool_m -O >"$WORK/other1.out" 2>&1
+check_grep "B: pkcs11-tool -O lists the key" "label: +ec-p256\$" "$WORK/other1.out"
+entries >"$WORK/entries1"
+check_eq "the file holds two entries (A's and B's)" 2 "$(jq length "$WORK/entries1")"
+sleep 1 # a new listing's built_at is then later than these
+kv_create_ec after-b P-256 || fail "seeding after-b"
+rc=0
+p11 --config "$WORK/on.json" doctor --json >"$WORK/doctor-a.out" 2>"$WORK/doctor-a.err" || rc=$?
+check "doctor on A ran (exit 0 or 1: $rc)" test "$rc" -le 1
+entries >"$WORK/entries2"
+check_eq "still two entries after doctor on A" 2 "$(jq length "$WORK/entries2")"
+check_eq "one entry unchanged (B's), one rewritten (A's)" 1 \
+  "$(jq -n --slurpfile a "$WORK/entries1" --slurpfile b "$WORK/entries2" '$a[0] - ($a[0] - $b[0]) | length')"
+stats_reset
+AKV_PKCS11_CONFIG="$WORK/other.json" p11tool_m -O >"$WORK/other2.out" 2>&1
+check_eq "B after doctor on A: served from the file, no listing (ops: $(stats_ops))" 0 \
+  "$(stats_get keys.list)"
+check_grep "B after doctor on A: its objects are there" "label: +ec-p256\$" "$WORK/other2.out"
+check_nogrep "B after doctor on A: its entry predates after-b" "label: +after-b\$" "$WORK/other2.out"
+stats_reset
+p11tool_m -O >"$WORK/a2.out" 2>&1
+check_eq "A after doctor: served from the entry doctor wrote, no listing (ops: $(stats_ops))" 0 \
+  "$(stats_get keys.list)"
+check_grep "A after doctor: that entry was listed from the vault (after-b is there)" \
+  "label: +after-b\$" "$WORK/a2.out"
 
 section "cache clear"
 rc=0
