@@ -242,9 +242,11 @@ static kv_rc token_request(struct kv_cred *cred, const struct kv_http_request *r
                            const char *token_field, struct kv_token *out, struct src_err *e)
 {
   struct kv_http_response resp;
+  struct kv_http_request r = *req;
   kv_rc rc;
   kv_http_response_init(&resp);
-  rc = kv_http_do(cred->http, req, &resp);
+  r.ca_file_reported = 1; /* a ca_file this process cannot open is named below, in e->why */
+  rc = kv_http_do(cred->http, &r, &resp);
   if (rc != KV_OK) {
     const struct kv_http_opts *o = kv_http_opts_peek(cred->http);
     const char *cause = kv_http_fail_str(resp.fail);

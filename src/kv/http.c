@@ -13,6 +13,7 @@
 #include <strings.h>
 #include <sys/auxv.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
@@ -791,8 +792,21 @@ static const char *ca_in_use(const struct kv_http *http, CURL *h)
   return "the system store";
 }
 
+/* ca_file is set and this process cannot open it: the caller that set ca_file_reported names it,
+ * its owner and mode and the uid in its own line (one line at the default level). */
+static int ca_unopenable(const struct kv_http *http)
+{
+  int fd;
+  if (!http->ca_file)
+    return 0;
+  fd = open(http->ca_file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd >= 0)
+    close(fd);
+  return fd < 0;
+}
+
 /* One error line for a failure retrying cannot fix, with its cause and the fix
- * (docs/troubleshooting.md, "HTTP"). */
+ * (docs/troubleshooting.md, "HTTP"); debug when the caller reports it (ca_file_reported). */
 static void log_fail(const struct kv_http *http, CURL *h, CURLcode cc,
                      const struct kv_http_request *req, const char *errbuf)
 {
@@ -814,7 +828,8 @@ static void log_fail(const struct kv_http *http, CURL *h, CURLcode cc,
             "slots[].url, or authority_host for a token) and DNS; not retried (%s)",
             req->method, req->url, host, detail);
   else if (cc == CURLE_SSL_CACERT_BADFILE)
-    akv_err(AKV_LOGC_HTTP,
+    akv_log(req->ca_file_reported && ca_unopenable(http) ? AKV_LOG_DEBUG : AKV_LOG_ERROR,
+            AKV_LOGC_HTTP,
             "%s %s: the CA file %s cannot be used (%s); fix: set ca_file to a "
             "readable PEM file of CA certificates",
             req->method, req->url, ca_in_use(http, h), detail);

@@ -26,6 +26,9 @@ struct kv_http_request {
                                time for the next vault: kv/replica.c) */
   int no_retry;             /* one attempt only (IMDS probe) */
   int want_request_id;      /* fill response request_id on success (always on errors) */
+  int ca_file_reported;     /* the caller's own error line names a ca_file this process cannot
+                               open (its owner, mode and the uid: kv/auth.c token_request), so
+                               the transport's line for it is debug (docs/troubleshooting.md) */
 };
 
 /* Why no response was received (kv_http_response.fail), for messages that name the fix. */

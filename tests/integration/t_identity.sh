@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: Apache-2.0
 # One identity per slot (docs/config.md, "Credential chain"): with type auto and managed
 # identity (the emulator's IMDS) and a working az (a fake that records its calls) also available,
-# - a CA file the process cannot read (pkcs11-tool run as nobody) fails with a line naming the
-#   file, its owner and mode and the uid, and costs no IMDS request and no az run;
+# - a CA file the process cannot read (pkcs11-tool run as nobody) fails with one line at the
+#   default level naming the file, its owner and mode and the uid (the transport's line about the
+#   CA file is debug), and costs no IMDS request and no az run;
 # - a client secret revoked after the first token (the emulator's token-revoke fault plus
 #   client_secret_revoked) fails clearly inside the running process (ssh-agent's
 #   ssh-pkcs11-helper), with no IMDS request and no az run: the slot never changes identity.
@@ -56,6 +57,13 @@ check_grep "one line names the source, the CA file, its owner and mode and the u
   "credential: client secret .* failed: cannot open the CA file \\(ca_file\\) $NB/ca-root-only.pem: Permission denied \\(owner uid 0 gid 0, mode 0600; this process runs as uid $NOBODY_UID " \
   "$WORK/ca.err"
 check_grep "and the fix" "fix: let uid $NOBODY_UID read $NB/ca-root-only.pem" "$WORK/ca.err"
+check_eq "that is the one module line at the default level (ERROR or WARN)" 1 \
+  "$(grep -cE 'akv-pkcs11\[[0-9]+\] (ERROR|WARN) ' "$WORK/ca.err")"
+as_nobody AKV_PKCS11_CA_FILE="$NB/ca-root-only.pem" AKV_PKCS11_LOG_LEVEL=debug \
+  >/dev/null 2>"$WORK/ca-debug.err" || true
+check_grep "at debug level the transport's line is there too" \
+  "DEBUG http: POST .*: the CA file $NB/ca-root-only.pem cannot be used" "$WORK/ca-debug.err"
+check_eq "and still one line at ERROR" 1 "$(grep -cE 'akv-pkcs11\[[0-9]+\] (ERROR|WARN) ' "$WORK/ca-debug.err")"
 check_eq "no IMDS request ($(stats_ops))" 0 "$(stats_get imds)"
 check_eq "az was not run" 0 "$(wc -l <"$WORK/azbin/az.calls")"
 
