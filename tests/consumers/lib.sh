@@ -120,6 +120,16 @@ consumer_vault() {
   kv_key_pem myeckey "$WORK/myeckey.vault.pem" || fail "vault public key of myeckey"
 }
 
+# root_only_ca_config: the configuration a server recipe starts from (RECIPE_CONFIG, replaced)
+# names a CA file only root can read, $WORK/ca-root-only.pem (0600), as a root-owned
+# /etc/akv-pkcs11 would have: the workers (www-data) have the CA only if the recipe gives it them.
+root_only_ca_config() {
+  install -m 600 "$EMU_CA" "$WORK/ca-root-only.pem"
+  jq --arg ca "$WORK/ca-root-only.pem" '.ca_file = $ca' "$RECIPE_CONFIG" >"$WORK/root-ca-source.json"
+  chmod 600 "$WORK/root-ca-source.json"
+  RECIPE_CONFIG="$WORK/root-ca-source.json"
+}
+
 # nginx_start CHECK: nginx as docs/usage.md recipe `nginx` gives it (master + 2 workers, the vault's
 # RSA key on P1, its EC key on P2), started with CHECK as the recipe's check; sets P1 P2 N PIDFILE
 # MASTER (and RECIPE_SUBST, WUSER). Fails the test when nginx does not start or listen.
@@ -133,12 +143,7 @@ nginx_start() {
   RECIPE_SUBST=(/etc/nginx/akv "$N" /var/lib/akv-pkcs11-nginx "$WORK/pub/nginx-home"
     /run/nginx-akv.pid "$PIDFILE" 8443 "$P1" 8444 "$P2")
   worker_user
-  # The configuration the recipe starts from names a CA file only root can read (as a root-owned
-  # /etc/akv-pkcs11 would have): the workers have the CA only if the recipe gives it to them.
-  install -m 600 "$EMU_CA" "$WORK/ca-root-only.pem"
-  jq --arg ca "$WORK/ca-root-only.pem" '.ca_file = $ca' "$RECIPE_CONFIG" >"$WORK/nginx-source.json"
-  chmod 600 "$WORK/nginx-source.json"
-  RECIPE_CONFIG="$WORK/nginx-source.json"
+  root_only_ca_config
   run_recipe nginx "$1"
   stop_pidfile "$PIDFILE"
   [ -s "$PIDFILE" ] || { sed 's/^/#   | /' "$N/error.log" 2>/dev/null; fail "nginx did not start"; }
