@@ -86,6 +86,22 @@ check_eq "A after doctor: served from the entry doctor wrote, no listing (ops: $
 check_grep "A after doctor: that entry was listed from the vault (after-b is there)" \
   "label: +after-b\$" "$WORK/a2.out"
 
+section "AKV_PKCS11_CACHE_RELIST drops the slot's entry even when its listing then fails"
+entries >"$WORK/entries3"
+check_eq "two entries before" 2 "$(jq length "$WORK/entries3")"
+emu_faults "badjson" || fail "setting faults"
+AKV_PKCS11_CACHE_RELIST=1 AKV_PKCS11_LOG_LEVEL=debug p11tool_m -O >"$WORK/relist.out" 2>&1 || true
+emu_faults "" || fail "clearing faults"
+check_grep "the module dropped A's entry (debug line)" \
+  "cache file $CF: 1 entry of slot [0-9a-f]{12} dropped \\(relist\\)" "$WORK/relist.out"
+entries >"$WORK/entries4"
+check_eq "one entry left, B's, unchanged (A's listing failed, so none was written)" \
+  "$(jq -c '.[] | select(.built_at == ($b[0] | map(.built_at) | min))' --slurpfile b "$WORK/entries3" "$WORK/entries3")" \
+  "$(jq -c '.[]' "$WORK/entries4")"
+stats_reset
+AKV_PKCS11_CONFIG="$WORK/other.json" p11tool_m -O >"$WORK/other3.out" 2>&1
+check_eq "B: still served from the file (ops: $(stats_ops))" 0 "$(stats_get keys.list)"
+
 section "cache clear"
 rc=0
 p11 cache clear >"$WORK/clear1.out" 2>&1 || rc=$?
