@@ -335,16 +335,60 @@ out:
   return rv;
 }
 
-/* The latest version of a key already in the build, or NULL. */
-static const char *latest_version(const struct build *b, const char *name)
+static int latest_key(const struct akv_object *o)
 {
-  size_t i;
-  for (i = 0; i < b->snap->n; i++) {
-    const struct akv_object *o = akv_snapshot_obj(b->snap, i);
-    if (o->key && akv_source_is(o->src, AKV_SRC_KEY) && strcmp(o->key->name, name) == 0)
-      return o->key->version;
+  return o->key && akv_source_is(o->src, AKV_SRC_KEY);
+}
+
+static int cmp_key_name(const void *a, const void *b)
+{
+  const struct akv_object *x = *(struct akv_object *const *)a, *y = *(struct akv_object *const *)b;
+  return strcmp(x->key->name, y->key->name);
+}
+
+/* The first slot of name among the m objects of idx sorted by key name (m when none). */
+static size_t key_name_at(const struct akv_ptrs *idx, size_t m, const char *name)
+{
+  size_t lo = 0, hi = m;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (strcmp(obj_at(idx, mid)->key->name, name) < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
-  return NULL;
+  return lo < m && strcmp(obj_at(idx, lo)->key->name, name) == 0 ? lo : m;
+}
+
+/* The build's key objects of a latest version (AKV_SRC_KEY) sorted by key name into idx, each
+ * name's first slot holding the first of its objects in the build: their count, or (size_t)-1 out
+ * of memory. A name is then looked up in log n rather than by a scan of the build per key
+ * (docs/performance.md "Listing and cache file at scale"). */
+static size_t latest_index(const struct build *b, struct akv_ptrs *idx)
+{
+  size_t i, m = 0;
+  for (i = 0; i < b->snap->n; i++) {
+    struct akv_object *o = akv_snapshot_obj(b->snap, i);
+    if (latest_key(o) && akv_ptrs_put(idx, m++, o) != 0)
+      return (size_t)-1;
+  }
+  if (akv_ptrs_sort(idx, m, cmp_key_name) != 0)
+    return (size_t)-1;
+  /* Backwards, so that the earliest object of a name is the last one put in its first slot (the
+   * sort keeps no order among equal names); the slots overwritten hold the same name. */
+  for (i = b->snap->n; i-- > 0;) {
+    struct akv_object *o = akv_snapshot_obj(b->snap, i);
+    if (latest_key(o))
+      (void)akv_ptrs_put(idx, key_name_at(idx, m, o->key->name), o);
+  }
+  return m;
+}
+
+/* The latest version of a key already in the build (idx, m: latest_index), or NULL. */
+static const char *latest_version(const struct akv_ptrs *idx, size_t m, const char *name)
+{
+  size_t at = key_name_at(idx, m, name);
+  return at < m ? obj_at(idx, at)->key->version : NULL;
 }
 
 /* Keys a listing leaves to read (and older versions to add) are handed on in chunks of this many
@@ -370,21 +414,25 @@ static CK_RV flush_versions(struct build *b, const char **names, const char **ve
 static CK_RV build_versions(struct build *b, const struct kv_item_list *keys)
 {
   struct kv_item_list vl;
+  struct akv_ptrs idx;
   const char **names = calloc(BUILD_CHUNK, sizeof(*names));
   const char **vers = calloc(BUILD_CHUNK, sizeof(*vers));
-  size_t n = 0, i, j;
+  size_t n = 0, i, j, m = 0;
   char src[1024];
   long st = 0;
   kv_rc rc;
   CK_RV rv = names && vers ? CKR_OK : CKR_HOST_MEMORY;
 
+  memset(&idx, 0, sizeof(idx));
+  if (rv == CKR_OK && (m = latest_index(b, &idx)) == (size_t)-1)
+    rv = CKR_HOST_MEMORY;
   for (i = 0; i < keys->n && rv == CKR_OK; i++) {
     const struct kv_item *it = kv_item_list_at(keys, i);
     const char *latest;
     /* Older versions stay visible when the latest one is disabled or expired. */
     if (!it->name || !name_wanted(b, it->name))
       continue;
-    latest = latest_version(b, it->name);
+    latest = latest_version(&idx, m, it->name);
     memset(&vl, 0, sizeof(vl));
     rc = kv_list_key_versions(b->slot->client, it->name, &vl, &st);
     if (rc != KV_OK) {
@@ -410,7 +458,7 @@ static CK_RV build_versions(struct build *b, const struct kv_item_list *keys)
         rv = CKR_HOST_MEMORY;
         break;
       }
-      /* Versions objects are AKV_SRC_VERSION: reading a chunk now changes no latest_version. */
+      /* Versions objects are AKV_SRC_VERSION: reading a chunk now changes no latest_index. */
       if (++n == BUILD_CHUNK) {
         rv = flush_versions(b, names, vers, n, rv);
         n = 0;
@@ -419,6 +467,7 @@ static CK_RV build_versions(struct build *b, const struct kv_item_list *keys)
     kv_item_list_free(&vl);
   }
   rv = flush_versions(b, names, vers, n, rv);
+  akv_ptrs_free(&idx);
   free(names);
   free(vers);
   return rv;

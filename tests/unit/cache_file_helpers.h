@@ -94,4 +94,35 @@ static inline void t_config_home_leave(const char *home)
   rmdir(home);
 }
 
+/* Runs the group of n tests with a private config directory ($XDG_CONFIG_HOME, removed after):
+ * what main returns. */
+static inline int t_run_in_config_home(const char *name, const struct CMUnitTest *tests, size_t n)
+{
+  char cfg_home[] = "/tmp/akv-cfg-test-XXXXXX";
+  int rc;
+  if (!t_config_home_enter(cfg_home))
+    return 1;
+  rc = _cmocka_run_group_tests(name, tests, n, NULL, NULL);
+  t_config_home_leave(cfg_home);
+  return rc;
+}
+
+/* A private directory (dir: 40 bytes) for a cache file at path (128 bytes), and its removal with
+ * the file and its lock file. */
+static inline void t_cache_dir_make(char *dir, char *path)
+{
+  snprintf(dir, 40, "/tmp/akv-cfile-test-XXXXXX");
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, 128, "%s/p11-cache", dir);
+}
+
+static inline void t_cache_dir_remove(const char *dir, const char *path)
+{
+  char lock[160];
+  snprintf(lock, sizeof(lock), "%s.lock", path);
+  unlink(path);
+  unlink(lock);
+  rmdir(dir);
+}
+
 #endif
