@@ -211,13 +211,17 @@ static char *pem(X509 *const *certs, size_t n)
   return out;
 }
 
-static char *bn_b64(EVP_PKEY *pk, const char *param)
+/* A JWK number: width 0 gives the minimal big-endian bytes (RSA n), else exactly width bytes (an
+ * EC coordinate is always the curve's size, RFC 7518 6.2.1.2, even with leading zero bytes: one
+ * key in 128 has one). */
+static char *bn_b64(EVP_PKEY *pk, const char *param, int width)
 {
   BIGNUM *bn = NULL;
   unsigned char d[1024];
   assert_int_equal(EVP_PKEY_get_bn_param(pk, param, &bn), 1);
-  int n = BN_bn2bin(bn, d);
+  int n = width ? BN_bn2binpad(bn, d, width) : BN_bn2bin(bn, d);
   BN_free(bn);
+  assert_true(n > 0);
   return b64(d, (size_t)n);
 }
 
@@ -290,13 +294,13 @@ static char *attestation_json(enum spoil sp, enum kind kind)
     chain = c2;
   }
   if (kind == K_RSA) {
-    char *n = bn_b64(rsa_key, OSSL_PKEY_PARAM_RSA_N);
+    char *n = bn_b64(rsa_key, OSSL_PKEY_PARAM_RSA_N, 0);
     snprintf(keyjson, sizeof(keyjson),
              "\"kty\":\"RSA-HSM\",\"key_ops\":[\"sign\"],\"n\":\"%s\",\"e\":\"AQAB\"", n);
     free(n);
   } else if (kind == K_EC) {
-    char *x = bn_b64(ec_key, OSSL_PKEY_PARAM_EC_PUB_X),
-         *y = bn_b64(ec_key, OSSL_PKEY_PARAM_EC_PUB_Y);
+    char *x = bn_b64(ec_key, OSSL_PKEY_PARAM_EC_PUB_X, 32),
+         *y = bn_b64(ec_key, OSSL_PKEY_PARAM_EC_PUB_Y, 32);
     snprintf(
         keyjson, sizeof(keyjson),
         "\"kty\":\"EC-HSM\",\"key_ops\":[\"sign\"],\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\"", x,
