@@ -96,9 +96,45 @@ section "fork and threads (pkcs11-tool --test-fork, --test-threads)"
 check "pkcs11-tool --test-fork: a forked child can C_Initialize again, then -O works" \
   timeout 60 pkcs11-tool --module "$AKV_MODULE" --test-fork -O
 check_grep "... the listing after the fork test is complete" "label: +rsa4096\$" "$WORK/check.out"
-check "pkcs11-tool --use-locking --test-threads (C_Initialize, C_GetInfo, C_GetSlotList from threads)" \
-  timeout 60 pkcs11-tool --module "$AKV_MODULE" --use-locking --test-threads IN --test-threads GI \
-  --test-threads SL -L
+# C_Initialize, C_GetInfo and C_GetSlotList from three threads while the main thread initialises
+# (CKF_OS_LOCKING_OK) and lists. pkcs11-tool 0.23 looks at its threads once, right after its own
+# work (a few ms here): a thread the scheduler has not run by then makes it sleep 30 s before it
+# looks again (its test_threads_cleanup, whatever the module does). So the test waits for the three
+# threads' own last lines and then ends pkcs11-tool if it is in that sleep.
+tt="$WORK/test-threads.out"
+stdbuf -oL pkcs11-tool --module "$AKV_MODULE" --use-locking --test-threads IN --test-threads GI \
+  --test-threads SL -L >"$tt" 2>&1 &
+ttpid=$!
+threads_done() { [ "$(grep -c '^Test thread [0-9] returning rv' "$tt")" -ge 3 ]; }
+for _ in $(seq 1 300); do # 30 s at most
+  kill -0 "$ttpid" 2>/dev/null || break
+  threads_done && grep -q '^test_threads waiting for 30 seconds' "$tt" && break
+  sleep 0.1
+done
+ttrc=0
+if ! kill -0 "$ttpid" 2>/dev/null; then
+  wait "$ttpid" || ttrc=$?
+elif threads_done && grep -q '^test_threads waiting for 30 seconds' "$tt"; then
+  kill "$ttpid" 2>/dev/null
+  wait "$ttpid" 2>/dev/null || true
+  log "pkcs11-tool ended in its own 30 s wait for a thread that had not run when it first looked"
+else
+  kill -KILL "$ttpid" 2>/dev/null
+  wait "$ttpid" 2>/dev/null || true
+  ttrc=124
+  log "pkcs11-tool --test-threads did not end within 30 s"
+fi
+check_eq "pkcs11-tool --use-locking --test-threads IN GI SL -L exits 0" 0 "$ttrc"
+check_eq "... each of the three threads returned" 3 "$(grep -c '^Test thread [0-9] returning rv' "$tt")"
+check_grep "... thread 0: C_Initialize(NULL) succeeds or finds the module initialised" \
+  '^Test thread 0 C_Initialize returned CKR_(OK|CRYPTOKI_ALREADY_INITIALIZED)$' "$tt"
+check_grep "... thread 1: C_GetInfo answers (CKR_CRYPTOKI_NOT_INITIALIZED before any C_Initialize)" \
+  '^Test thread 1 C_GetInfo returned CKR_(OK|CRYPTOKI_NOT_INITIALIZED)$' "$tt"
+check_grep "... thread 2: C_GetSlotList answers" \
+  '^Test thread 2 C_GetSlotList returned CKR_(OK|CRYPTOKI_NOT_INITIALIZED)$' "$tt"
+check_nogrep "... no thread saw another result" \
+  '^Test thread [0-9] .* returned CKR_(GENERAL_ERROR|FUNCTION_FAILED|HOST_MEMORY|ARGUMENTS_BAD|CANT_LOCK|MUTEX)' "$tt"
+check_grep "... the main thread's -L lists the slots" '^Available slots:' "$tt"
 
 section "secrets off: no data objects"
 AKV_PKCS11_OBJECTS=keys,certificates check "pkcs11-tool -O with AKV_PKCS11_OBJECTS=keys,certificates" p11tool_m -O
